@@ -1,0 +1,132 @@
+"""Checkpoints: safetensors weights with their configuration in the file's metadata.
+
+One ``.safetensors`` file holds the tensors and, under the metadata key
+``irstd_ros``, a JSON object: model config, input normalisation, detection
+threshold, training data/recipe and measured metrics. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from irstd_ros.errors import CheckpointError
+from irstd_ros.models import ModelConfig, build_model
+
+METADATA_KEY = "irstd_ros"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InputNorm:
+    """Per-pixel normalisation ``(x - mean) / std`` of an image scaled to [0, 1].
+
+    Statistics of the training set's IR frames (one channel); never ImageNet's.
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+
+
+@dataclass
+class CheckpointInfo:
+    """Everything a checkpoint says about itself besides the weights."""
+
+    model: ModelConfig
+    norm: InputNorm = field(default_factory=InputNorm)
+    threshold: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)  # data, recipe, metrics...
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "model": self.model.to_dict(),
+                "norm": asdict(self.norm),
+                "threshold": self.threshold,
+                "extra": self.extra,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CheckpointInfo:
+        data = json.loads(text)
+        return cls(
+            model=ModelConfig.from_dict(data["model"]),
+            norm=InputNorm(**data.get("norm", {})),
+            threshold=float(data.get("threshold", 0.5)),
+            extra=data.get("extra", {}),
+        )
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    info: CheckpointInfo,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write weights (+ optional extra tensors such as optimizer state) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for k, v in (extra_tensors or {}).items():
+        tensors[f"extra/{k}"] = v.detach().cpu().contiguous()
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
+    tmp.replace(path)
+    return path
+
+
+def read_info(path: str | Path) -> CheckpointInfo:
+    """Read only the metadata of a checkpoint, with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"model file {path} is not a readable safetensors file: {exc}") from None
+    if METADATA_KEY not in meta:
+        raise CheckpointError(f"model file {path} has no irstd_ros configuration in its metadata")
+    try:
+        return CheckpointInfo.from_json(meta[METADATA_KEY])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"model file {path} has an invalid configuration: {exc}") from None
+
+
+def load_checkpoint(
+    path: str | Path, expect_arch: str | None = None
+) -> tuple[nn.Module, CheckpointInfo, dict[str, torch.Tensor]]:
+    """Rebuild the model from a checkpoint; returns (model in eval mode, info, extra tensors)."""
+    path = Path(path)
+    info = read_info(path)
+    if expect_arch is not None and info.model.arch != expect_arch:
+        raise CheckpointError(
+            f"model file {path} holds architecture {info.model.arch!r}, expected {expect_arch!r}"
+        )
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"model file {path} is corrupt: {exc}") from None
+    extra = {k[len("extra/") :]: v for k, v in tensors.items() if k.startswith("extra/")}
+    weights = {k: v for k, v in tensors.items() if not k.startswith("extra/")}
+    model = build_model(info.model)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"model file {path} does not match its config {info.model.arch}: "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
+        )
+    model.load_state_dict(weights)
+    return model.eval(), info, extra

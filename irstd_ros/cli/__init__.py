@@ -1,0 +1,1 @@
+"""The ``irstd`` command: one thin parser module per subcommand."""

@@ -1,0 +1,46 @@
+"""``irstd eval``: parser over :func:`irstd_ros.evaluation.evaluate.evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
+
+SUMMARY_KEYS = ("iou", "niou", "precision", "recall", "f1", "pd", "fa")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="IoU, nIoU, F1, Pd, Fa of a model on a dataset split",
+        description="Without --weights, evaluates the shipped default model.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="dataset root")
+    p.add_argument("--split", default="test", help="split list name (default: test)")
+    p.add_argument("--weights", type=Path, help="checkpoint (.safetensors)")
+    p.add_argument("--mask-suffix", default="", help="generic layout: mask name suffix")
+    p.add_argument("--threshold", type=float, help="default: the checkpoint's own")
+    p.add_argument("--backend", default="torch-cpu", help="inference backend")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
+    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = evaluate(
+        EvalConfig(
+            data=args.data, split=args.split, weights=args.weights, mask_suffix=args.mask_suffix,
+            threshold=args.threshold, backend=args.backend, threads=args.threads, out=args.out,
+            limit=args.limit,
+        )
+    )
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k not in ("curve", "hardest")}))
+    else:
+        print("  ".join(f"{k} {report[k]:.4g}" for k in SUMMARY_KEYS))
+        for f in report.get("files", []):
+            print(f"wrote {f}")
+    return 0

@@ -1,0 +1,60 @@
+"""``irstd info``: size of an architecture/config, or what a checkpoint says about itself."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from irstd_ros.checkpoint import read_info
+from irstd_ros.errors import ConfigError
+from irstd_ros.models import NAMED_CONFIGS, build_model, named_config
+from irstd_ros.models.profile import count_macs, count_params
+from irstd_ros.models.registry import MODELS
+
+PROFILE_SIZE = 256
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="parameters and GMACs of a model, or a checkpoint's metadata")
+    p.add_argument("--arch", default="sgem_unet", help=f"architecture ({', '.join(MODELS)})")
+    p.add_argument("--config", default="paper", help=f"named config ({', '.join(NAMED_CONFIGS)})")
+    p.add_argument("--weights", type=Path, help="describe this checkpoint instead")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def model_info(arch: str, config: str) -> dict:
+    """Parameters and GMACs at 1x256x256 of a named configuration of ``arch``."""
+    cfg = named_config(config)
+    if arch not in MODELS:
+        raise ConfigError(f"unknown architecture {arch!r}; valid: {', '.join(sorted(MODELS))}")
+    if cfg.arch != arch:
+        raise ConfigError(f"config {config!r} is for {cfg.arch!r}, not {arch!r}")
+    model = build_model(cfg)
+    return {
+        "arch": arch,
+        "config": config,
+        "params": count_params(model),
+        "gmacs_256": count_macs(model, PROFILE_SIZE, PROFILE_SIZE) / 1e9,
+        "macs_convention": "multiply-accumulates = torch FlopCounterMode FLOPs / 2",
+        "model": cfg.to_dict(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.weights:
+        info = read_info(args.weights)
+        out = json.loads(info.to_json())
+        model = build_model(info.model)
+        out["params"] = count_params(model)
+        out["gmacs_256"] = count_macs(model, PROFILE_SIZE, PROFILE_SIZE) / 1e9
+    else:
+        out = model_info(args.arch, args.config)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key in ("arch", "config", "params", "gmacs_256"):
+            if key in out:
+                print(f"{key:10s} {out[key]}")
+    return 0

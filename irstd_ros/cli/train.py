@@ -1,0 +1,60 @@
+"""``irstd train``: parser over :func:`irstd_ros.training.train.train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from irstd_ros.errors import ConfigError
+from irstd_ros.training.train import TrainConfig, train
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model (resumable)",
+        description="Train SGEM-UNet. The paper's recipe is the default: "
+        "irstd train --data DIR --model paper  (1500 epochs, batch 8, lr 1e-4, 256 crops). "
+        "Multi-GPU: torchrun --nproc_per_node N -m irstd_ros.cli.main train ...",
+    )
+    p.add_argument("--config", type=Path, help="YAML file of TrainConfig fields")
+    p.add_argument("--data", type=Path, help="dataset root (images/, masks/, split lists)")
+    p.add_argument("--out", type=Path, help="run folder (checkpoints; resumes if present)")
+    for name, typ in (
+        ("split", str), ("mask-suffix", str), ("model", str), ("epochs", int),
+        ("batch-size", int), ("lr", float), ("schedule", str), ("min-lr", float),
+        ("crop", int), ("seed", int), ("device", str), ("threads", int),
+        ("threshold", float), ("max-steps", int),
+    ):
+        p.add_argument(f"--{name}", type=typ)
+    p.add_argument("--bf16", action="store_true", default=None, help="CPU bfloat16 autocast")
+    p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """YAML file first, command-line overrides second."""
+    values: dict = {}
+    if args.config:
+        if not args.config.is_file():
+            raise ConfigError(f"config file not found: {args.config}")
+        values.update(yaml.safe_load(args.config.read_text()) or {})
+    for key in TrainConfig.__dataclass_fields__:
+        v = getattr(args, key, None)
+        if v is not None:
+            values[key] = v
+    if "data" not in values:
+        raise ConfigError("--data (or data: in --config) is required")
+    unknown = set(values) - set(TrainConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown training options {sorted(unknown)}")
+    return TrainConfig(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    final = train(config_from_args(args))
+    print(json.dumps({"model": str(final)}))
+    return 0

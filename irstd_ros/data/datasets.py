@@ -1,0 +1,146 @@
+"""Dataset discovery and loading.
+
+Two layouts share one code path:
+
+* NUDT-SIRST / BasicIRSTD: ``root/images/*.png``, ``root/masks/*.png`` (same
+  stem), split lists ``root/<split_dir>/<split>.txt`` (``50_50`` or
+  ``img_idx``), one stem per line, CRLF tolerated.
+* Generic (users' own data): ``images/`` + ``masks/`` where a mask is named
+  ``<stem><mask_suffix>.<ext>``; an optional split list, else every image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from irstd_ros.data.transforms import augment, random_crop
+from irstd_ros.errors import DatasetError
+
+IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+SPLIT_DIRS = ("50_50", "img_idx", ".")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where the images, masks and split lists are."""
+
+    root: Path
+    split: str | None = "train"
+    mask_suffix: str = ""
+    split_dir: str | None = None  # None: search SPLIT_DIRS
+
+
+def _split_file(spec: DatasetSpec) -> Path | None:
+    if spec.split is None:
+        return None
+    dirs = (spec.split_dir,) if spec.split_dir else SPLIT_DIRS
+    candidates = [spec.root / d / f"{spec.split}.txt" for d in dirs]
+    found = [p for p in candidates if p.is_file()]
+    if not found:
+        if spec.split_dir is None and spec.split in ("all", ""):
+            return None
+        tried = ", ".join(str(p) for p in candidates)
+        raise DatasetError(f"split list {spec.split!r} not found (tried {tried})")
+    return found[0]
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DatasetError(f"folder not found: {folder}")
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+
+
+def find_pairs(spec: DatasetSpec) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of a split, with clear errors for anything missing."""
+    root = Path(spec.root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    images = _index(root / "images")
+    masks = _index(root / "masks")
+    if not images:
+        raise DatasetError(f"no images in {root / 'images'} (looked for {', '.join(IMAGE_EXTS)})")
+    split = _split_file(DatasetSpec(root, spec.split, spec.mask_suffix, spec.split_dir))
+    if split is not None:
+        lines = split.read_text().replace("\r", "").split("\n")
+        stems = [ln.strip() for ln in lines if ln.strip()]
+        if not stems:
+            raise DatasetError(f"split list {split} is empty")
+        stems = [Path(s).stem if Path(s).suffix.lower() in IMAGE_EXTS else s for s in stems]
+    else:
+        stems = list(images)
+    pairs, missing = [], []
+    for stem in stems:
+        img, msk = images.get(stem), masks.get(stem + spec.mask_suffix)
+        if img is None or msk is None:
+            missing.append(stem)
+        else:
+            pairs.append((img, msk))
+    if missing:
+        what = "image or mask" if spec.mask_suffix == "" else f"image or mask '*{spec.mask_suffix}'"
+        raise DatasetError(
+            f"{len(missing)} of {len(stems)} samples lack an {what} in {root} "
+            f"(first: {missing[:3]})"
+        )
+    return pairs
+
+
+def load_image(path: Path) -> np.ndarray:
+    """A single-channel image as float32 in [0, 1] (8- or 16-bit files)."""
+    with Image.open(path) as im:
+        arr = np.asarray(im)
+    if arr.ndim == 3:  # RGB(A) files of a grey scene: take the luminance
+        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return arr / 255.0
+    scale = 65535.0 if arr.dtype == np.uint16 or arr.max(initial=0) > 255 else 255.0
+    return arr.astype(np.float32) / scale
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """A binary target mask as float32 {0, 1}."""
+    with Image.open(path) as im:
+        arr = np.asarray(im)
+    if arr.ndim == 3:
+        arr = arr.max(axis=-1)
+    return (arr > 0).astype(np.float32)
+
+
+class IRSTDDataset(torch.utils.data.Dataset):
+    """Image/mask pairs held in memory; optional crops, flips and 90-degree turns."""
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        crop: int | None = None,
+        train: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.items: list[tuple[np.ndarray, np.ndarray, str]] = []
+        for img_path, mask_path in pairs:
+            img, mask = load_image(img_path), load_mask(mask_path)
+            if img.shape != mask.shape:
+                raise DatasetError(
+                    f"size mismatch: {img_path.name} is {img.shape}, its mask {mask.shape}"
+                )
+            self.items.append((img, mask, img_path.stem))
+        self.crop, self.train = crop, train
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img, mask, _ = self.items[index]
+        if self.train:
+            if self.crop:
+                img, mask = random_crop(img, mask, self.crop, self.rng)
+            img, mask = augment(img, mask, self.rng)
+        return torch.from_numpy(img.copy())[None], torch.from_numpy(mask.copy())[None]
+
+    def name(self, index: int) -> str:
+        return self.items[index][2]

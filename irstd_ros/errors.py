@@ -1,0 +1,39 @@
+"""Narrow exception classes shared by the core, the CLI and the node.
+
+Every error the user can cause derives from :class:`IrstdError`, so the CLI
+can print one readable line and exit non-zero, and the node can log and count.
+"""
+
+from __future__ import annotations
+
+
+class IrstdError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(IrstdError, ValueError):
+    """An invalid configuration value or an unknown name."""
+
+
+class CheckpointError(IrstdError):
+    """A model file is missing, unreadable, corrupt or of another architecture."""
+
+
+class DatasetError(IrstdError):
+    """A dataset folder is missing, empty or inconsistent."""
+
+
+class ImageConversionError(IrstdError, ValueError):
+    """An image message cannot be turned into an array.
+
+    ``kind`` is a short stable name (``unknown_encoding``, ``size_mismatch``...)
+    used as a counter key by the node.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class BackendError(IrstdError):
+    """An inference backend is unavailable or failed."""

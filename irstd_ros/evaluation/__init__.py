@@ -1,0 +1,1 @@
+"""Evaluation: pixel-level IoU/nIoU/F1 and target-level Pd/Fa."""

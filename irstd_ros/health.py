@@ -1,0 +1,85 @@
+"""Pipeline health counters: rates, latency percentiles, drops and errors by kind.
+
+Pure Python, thread-safe; the node feeds it and turns :meth:`snapshot` into
+``diagnostic_msgs/DiagnosticArray`` messages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+
+import numpy as np
+
+LATENCY_WINDOW = 512  # most recent frames kept for latency percentiles
+
+
+class PipelineStats:
+    """Counts what came in, what went out, what was dropped and why."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0  # superseded by a newer frame before processing
+        self.errors: Counter[str] = Counter()
+        self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.infer_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._mark = (self._clock(), 0, 0)
+
+    def on_received(self, superseded: bool) -> None:
+        with self._lock:
+            self.received += 1
+            self.dropped += int(superseded)
+
+    def on_processed(self, latency_ms: float, infer_ms: float) -> None:
+        with self._lock:
+            self.processed += 1
+            self.latency_ms.append(latency_ms)
+            self.infer_ms.append(infer_ms)
+
+    def on_error(self, kind: str) -> int:
+        """Count an error of ``kind``; returns how many of that kind so far."""
+        with self._lock:
+            self.errors[kind] += 1
+            return self.errors[kind]
+
+    def snapshot(self) -> dict[str, float | int | dict[str, int]]:
+        """Totals, rates since the previous snapshot, latency percentiles (ms)."""
+        with self._lock:
+            now = self._clock()
+            t0, rec0, proc0 = self._mark
+            dt = max(now - t0, 1e-9)
+            self._mark = (now, self.received, self.processed)
+            lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
+            inf = np.asarray(self.infer_ms) if self.infer_ms else np.zeros(1)
+            return {
+                "received": self.received,
+                "processed": self.processed,
+                "dropped": self.dropped,
+                "errors": dict(self.errors),
+                "input_hz": (self.received - rec0) / dt,
+                "output_hz": (self.processed - proc0) / dt,
+                "latency_p50_ms": float(np.percentile(lat, 50)),
+                "latency_p99_ms": float(np.percentile(lat, 99)),
+                "infer_p50_ms": float(np.percentile(inf, 50)),
+            }
+
+
+class RateLimiter:
+    """True at most once per ``period`` seconds for each key (log throttling)."""
+
+    def __init__(self, period: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period, self._clock = period, clock
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period:
+            return False
+        self._last[key] = now
+        return True

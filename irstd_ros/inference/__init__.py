@@ -1,0 +1,1 @@
+"""Inference: pre-processing, backends, post-processing and the Detector facade."""

@@ -1,0 +1,118 @@
+"""From a probability map to targets: threshold, 8-connected components, IR statistics.
+
+Coordinates are pixel indices of the input frame (pixel (0, 0) is centred at
+0.0, 0.0). A target's box is ``x, y, width, height`` with (x, y) its top-left
+pixel; its box centre is ``x + (width - 1) / 2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from irstd_ros.evaluation.metrics import EIGHT_CONNECTED
+
+BACKGROUND_MARGIN = 4  # px of ring around a target's box used as its local background
+
+
+@dataclass(frozen=True)
+class Target:
+    """One detected target, with what IR users need besides the box."""
+
+    id: int
+    score: float  # peak network probability inside the target
+    x: int
+    y: int
+    width: int
+    height: int
+    area: int  # pixels of the component
+    centroid_x: float  # intensity-weighted (background-subtracted) sub-pixel centroid
+    centroid_y: float
+    peak_intensity: float  # in the input frame's own units
+    mean_intensity: float
+    local_contrast: float  # target mean minus local background mean
+    snr: float  # (peak - background mean) / background std
+
+    @property
+    def center_x(self) -> float:
+        return self.x + (self.width - 1) / 2.0
+
+    @property
+    def center_y(self) -> float:
+        return self.y + (self.height - 1) / 2.0
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Limits applied to components (``detection.*`` node parameters)."""
+
+    threshold: float = 0.5
+    min_area: int = 1
+    max_area: int = 10_000
+    max_detections: int = 100
+
+
+def extract_targets(
+    prob: np.ndarray, intensity: np.ndarray, cfg: PostprocessConfig
+) -> tuple[np.ndarray, list[Target]]:
+    """Return (mask of the kept targets, targets sorted by score).
+
+    ``intensity`` is the frame in its own units (one channel, same size).
+    Components outside [min_area, max_area] are dropped; of the rest, the
+    ``max_detections`` best-scoring are kept. The returned mask holds exactly
+    the kept components, so mask and targets always agree.
+    """
+    if prob.shape != intensity.shape:
+        raise ValueError(f"probability {prob.shape} and intensity {intensity.shape} differ")
+    binary = prob > cfg.threshold
+    labels, n = ndimage.label(binary, structure=EIGHT_CONNECTED)
+    mask = np.zeros(prob.shape, dtype=bool)
+    if n == 0:
+        return mask, []
+    slices = ndimage.find_objects(labels)
+    h, w = prob.shape
+    intensity = intensity.astype(np.float64, copy=False)
+    candidates = []
+    for label, sl in enumerate(slices, start=1):
+        comp = labels[sl] == label
+        area = int(comp.sum())
+        if not cfg.min_area <= area <= cfg.max_area:
+            continue
+        candidates.append((float(prob[sl][comp].max()), label, sl, comp, area))
+    candidates.sort(key=lambda c: -c[0])
+    targets = []
+    for score, label, sl, comp, area in candidates[: cfg.max_detections]:
+        ys, xs = sl
+        by0, by1 = max(ys.start - BACKGROUND_MARGIN, 0), min(ys.stop + BACKGROUND_MARGIN, h)
+        bx0, bx1 = max(xs.start - BACKGROUND_MARGIN, 0), min(xs.stop + BACKGROUND_MARGIN, w)
+        ring = ~binary[by0:by1, bx0:bx1]
+        bg = intensity[by0:by1, bx0:bx1][ring]
+        bg_mean = float(bg.mean()) if bg.size else 0.0
+        bg_std = float(bg.std()) if bg.size > 1 else 0.0
+        vals = intensity[sl][comp]
+        peak, mean = float(vals.max()), float(vals.mean())
+        cy, cx = np.nonzero(comp)
+        weights = np.clip(vals - bg_mean, 0.0, None)
+        if weights.sum() <= 0:
+            weights = np.ones_like(vals)
+        targets.append(
+            Target(
+                id=len(targets),
+                score=score,
+                x=int(xs.start),
+                y=int(ys.start),
+                width=int(xs.stop - xs.start),
+                height=int(ys.stop - ys.start),
+                area=area,
+                centroid_x=float(xs.start + np.average(cx, weights=weights)),
+                centroid_y=float(ys.start + np.average(cy, weights=weights)),
+                peak_intensity=peak,
+                mean_intensity=mean,
+                local_contrast=mean - bg_mean,
+                snr=(peak - bg_mean) / bg_std if bg_std > 0 else float("inf") if peak > bg_mean else 0.0,
+            )
+        )
+        mask[sl] |= comp
+    return mask, targets

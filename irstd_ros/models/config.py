@@ -1,0 +1,79 @@
+"""Model configuration: a plain dataclass saved inside every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from irstd_ros.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a network with the same weights layout.
+
+    ``widths``: channels of the five encoder levels E1..E5 (E1 full resolution,
+    E5 the bottleneck at stride 16). ``enc_blocks`` / ``dec_blocks``: residual
+    blocks per encoder level / per decoder level D1..D4.
+    """
+
+    arch: str = "sgem_unet"
+    in_channels: int = 1
+    widths: tuple[int, ...] = (32, 64, 128, 256, 512)
+    enc_blocks: tuple[int, ...] = (1, 1, 1, 1, 1)
+    dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
+    sgem_heads: int = 4
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 5 or len(self.enc_blocks) != 5 or len(self.dec_blocks) != 4:
+            raise ConfigError("widths and enc_blocks need 5 entries, dec_blocks 4")
+        if any(w < 1 for w in self.widths) or self.in_channels < 1:
+            raise ConfigError(f"widths must be positive, got {self.widths}")
+
+    @property
+    def stride(self) -> int:
+        """Input height and width must be multiples of this (4 poolings)."""
+        return 16
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys {sorted(unknown)}; valid: {sorted(known)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+
+def _scaled(base: int, enc: tuple[int, ...], dec: tuple[int, ...], heads: int) -> ModelConfig:
+    return ModelConfig(
+        widths=tuple(base * m for m in (1, 2, 4, 8, 16)),
+        enc_blocks=enc,
+        dec_blocks=dec,
+        sgem_heads=heads,
+    )
+
+
+# Named configurations. ``paper`` is sized to the paper's 8.69 M parameters and
+# 15.92 GMACs at 1x256x256 (checked by test/models/test_size.py); the others are
+# for CPUs and small Jetsons.
+NAMED_CONFIGS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(
+        widths=(28, 56, 128, 256, 512), enc_blocks=(1, 2, 2, 1, 1), dec_blocks=(1, 1, 1, 1)
+    ),
+    "small": _scaled(16, (1, 1, 1, 1, 1), (1, 1, 1, 1), 4),
+    "tiny": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2),
+}
+
+
+def named_config(name: str) -> ModelConfig:
+    """Look up a named configuration; the error lists the valid names."""
+    try:
+        return NAMED_CONFIGS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model config {name!r}; valid: {', '.join(sorted(NAMED_CONFIGS))}"
+        ) from None

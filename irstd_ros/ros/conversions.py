@@ -1,0 +1,109 @@
+"""sensor_msgs/Image <-> numpy, without rclpy or cv_bridge.
+
+Works on any object with the Image fields (``height, width, encoding,
+is_bigendian, step, data``), so the core and its tests need no ROS. Every
+failure is an :class:`ImageConversionError` whose ``kind`` names the problem;
+sizes are checked against ``max_pixels`` before anything is allocated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from irstd_ros.errors import ImageConversionError
+
+
+class Encoding(NamedTuple):
+    dtype: np.dtype
+    channels: int
+
+
+# The encodings of sensor_msgs/image_encodings.hpp that IR cameras publish.
+ENCODINGS: dict[str, Encoding] = {
+    "mono8": Encoding(np.dtype(np.uint8), 1),
+    "8UC1": Encoding(np.dtype(np.uint8), 1),
+    "mono16": Encoding(np.dtype(np.uint16), 1),
+    "16UC1": Encoding(np.dtype(np.uint16), 1),
+    "32FC1": Encoding(np.dtype(np.float32), 1),
+    "bgr8": Encoding(np.dtype(np.uint8), 3),
+    "rgb8": Encoding(np.dtype(np.uint8), 3),
+    "bgra8": Encoding(np.dtype(np.uint8), 4),
+    "rgba8": Encoding(np.dtype(np.uint8), 4),
+}
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an Image message into (H, W) or (H, W, C) in the encoding's dtype.
+
+    Padded rows (``step`` > width x pixel size) and big-endian data are
+    honoured. Colour frames come back in RGB(A) channel order. 32FC1 frames
+    with NaN or Inf are refused (``non_finite``): a network fed NaN answers NaN.
+    """
+    enc = ENCODINGS.get(str(msg.encoding))
+    if enc is None:
+        raise ImageConversionError(
+            "unknown_encoding",
+            f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}",
+        )
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ImageConversionError("empty_image", f"empty image {w}x{h}")
+    if h * w > max_pixels:
+        raise ImageConversionError(
+            "too_large", f"image {w}x{h} exceeds max_pixels={max_pixels}"
+        )
+    row_bytes = w * enc.channels * enc.dtype.itemsize
+    if step < row_bytes:
+        raise ImageConversionError(
+            "bad_step", f"step {step} < width {w} x {enc.channels * enc.dtype.itemsize} bytes"
+        )
+    data = msg.data
+    size = len(data)
+    if size != h * step:
+        raise ImageConversionError(
+            "size_mismatch", f"data has {size} bytes, expected height {h} x step {step} = {h * step}"
+        )
+    buf = np.frombuffer(data, dtype=np.uint8)
+    rows = buf.reshape(h, step)[:, :row_bytes]
+    dtype = enc.dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    arr = np.ascontiguousarray(rows).view(dtype).reshape(h, w, enc.channels)
+    arr = arr.astype(enc.dtype, copy=False)  # native byte order
+    if enc.channels == 1:
+        arr = arr[..., 0]
+    elif str(msg.encoding).startswith("bgr"):
+        arr = arr[..., [2, 1, 0, 3][: enc.channels]]
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ImageConversionError("non_finite", "32FC1 image holds NaN or Inf values")
+    return arr
+
+
+def array_to_image_fields(arr: np.ndarray, encoding: str) -> dict[str, Any]:
+    """Fields of an Image message holding ``arr`` (RGB(A) order for colour input).
+
+    Returns ``height, width, encoding, is_bigendian, step, data`` (``data`` as
+    bytes) to be set on a message object, little-endian, no row padding.
+    """
+    enc = ENCODINGS.get(encoding)
+    if enc is None:
+        raise ImageConversionError("unknown_encoding", f"unsupported encoding {encoding!r}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] != enc.channels:
+        raise ImageConversionError(
+            "bad_shape", f"array of shape {arr.shape} cannot be {encoding} ({enc.channels} channels)"
+        )
+    if encoding.startswith("bgr"):
+        arr = arr[..., [2, 1, 0, 3][: enc.channels]]
+    out = np.ascontiguousarray(arr, dtype=enc.dtype.newbyteorder("<"))
+    h, w = out.shape[:2]
+    return {
+        "height": h,
+        "width": w,
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": w * enc.channels * enc.dtype.itemsize,
+        "data": out.tobytes(),
+    }

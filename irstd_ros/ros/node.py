@@ -1,0 +1,334 @@
+"""``irstd_node``: IR image in; target mask, Detection2DArray and TargetArray out.
+
+A thin rclpy adapter over :class:`irstd_ros.inference.detector.Detector`:
+
+* subscribes ``image`` (sensor_msgs/Image) with the ``qos.*`` profile and keeps
+  only the newest frame: a worker thread runs inference while the executor
+  keeps taking messages, and a frame superseded before it was processed is
+  dropped and counted (never a backlog);
+* publishes ``mask`` (mono8 0/255, input size, same header), ``detections``
+  (vision_msgs/Detection2DArray), ``targets`` (irstd_ros/TargetArray),
+  optionally ``overlay`` (bgr8), and ``/diagnostics`` at ``diagnostics.period``;
+* bad frames are logged (rate-limited per kind), counted, and skipped.
+
+Topic names are relative so that one namespace per camera works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from irstd_ros.errors import ImageConversionError, IrstdError
+from irstd_ros.health import PipelineStats, RateLimiter
+from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.detector import Detector, ScalingConfig, default_model_path
+from irstd_ros.inference.postprocess import PostprocessConfig, Target
+from irstd_ros.msg import Target as TargetMsg
+from irstd_ros.msg import TargetArray
+from irstd_ros.ros.conversions import array_to_image_fields, image_to_array
+from irstd_ros.ros.params import PARAMS, SPECS, validate
+
+CLASS_ID = "target"
+WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
+OUTPUT_QOS_DEPTH = 10
+MODEL_HINT = (
+    "set model.path to a .safetensors checkpoint (train one with `irstd train`), "
+    "or leave it empty to use the shipped model"
+)
+
+
+def _descriptor(spec: Any) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.min is not None and isinstance(spec.default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max))]
+    elif spec.min is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+        d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
+    return d
+
+
+def fill_detections(msg: Detection2DArray, targets: Sequence[Target]) -> Detection2DArray:
+    """One Detection2D per target: box centre/size in input pixels, hypothesis "target"
+    with the network's score, pose at the intensity-weighted centroid."""
+    for t in targets:
+        det = Detection2D()
+        det.header = msg.header
+        det.id = str(t.id)
+        det.bbox.center.position.x = t.center_x
+        det.bbox.center.position.y = t.center_y
+        det.bbox.size_x = float(t.width)
+        det.bbox.size_y = float(t.height)
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = CLASS_ID
+        hyp.hypothesis.score = t.score
+        hyp.pose.pose.position.x = t.centroid_x
+        hyp.pose.pose.position.y = t.centroid_y
+        det.results.append(hyp)
+        msg.detections.append(det)
+    return msg
+
+
+def fill_targets(msg: TargetArray, targets: Sequence[Target]) -> TargetArray:
+    for t in targets:
+        m = TargetMsg()
+        for field in (
+            "id", "score", "x", "y", "width", "height", "area", "centroid_x", "centroid_y",
+            "peak_intensity", "mean_intensity", "local_contrast", "snr",
+        ):
+            value = getattr(t, field)
+            setattr(m, field, float(value) if isinstance(value, float) else int(value))
+        msg.targets.append(m)
+    return msg
+
+
+class IrstdNode(Node):
+    """The detection node; ``detector`` may be injected (tests), else built from parameters."""
+
+    def __init__(
+        self, node_name: str = "irstd_node", *, detector: Detector | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(node_name, **kwargs)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self.params: dict[str, Any] = {s.name: self.get_parameter(s.name).value for s in PARAMS}
+        for name, value in self.params.items():
+            reason = validate(name, value, self.params)
+            if reason:
+                raise IrstdError(f"invalid parameter: {reason}")
+        self.detector = detector or self._build_detector()
+        self._apply_runtime_params()
+        self.stats = PipelineStats()
+        self._warn = RateLimiter(WARN_PERIOD_S)
+        self._last_stamp: tuple[int, int] | None = None
+        self._last_size: tuple[int, int] | None = None
+
+        reliability = (
+            ReliabilityPolicy.RELIABLE
+            if self.params["qos.reliability"] == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT
+        )
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=self.params["qos.depth"], reliability=reliability
+        )
+        self.mask_pub = self.create_publisher(Image, "mask", OUTPUT_QOS_DEPTH)
+        self.det_pub = self.create_publisher(Detection2DArray, "detections", OUTPUT_QOS_DEPTH)
+        self.targets_pub = self.create_publisher(TargetArray, "targets", OUTPUT_QOS_DEPTH)
+        self.overlay_pub = self.create_publisher(Image, "overlay", OUTPUT_QOS_DEPTH)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._cond = threading.Condition()
+        self._pending: Image | None = None
+        self._closing = False
+        self._worker = threading.Thread(target=self._work, name="irstd_inference", daemon=True)
+        self._worker.start()
+        self.sub = self.create_subscription(Image, "image", self._on_image, qos)
+        period = self.params["diagnostics.period"]
+        self.diag_timer = self.create_timer(period, self._publish_diagnostics) if period > 0 else None
+        self.get_logger().info(
+            f"ready: backend {self.detector.backend.name} on {self.detector.backend.device}, "
+            f"model {self.detector.info.model.arch}, listening on {self.sub.topic_name} "
+            f"({self.params['qos.reliability']}, depth {self.params['qos.depth']})"
+        )
+
+    # --- set-up ---------------------------------------------------------------------------
+    def _build_detector(self) -> Detector:
+        p = self.params
+        threads = p["model.threads"] or None
+        options = BackendOptions(
+            precision=p["model.precision"], threads=threads, cache_dir=p["model.cache_dir"] or None
+        )
+        path = p["model.path"] or default_model_path()
+        return Detector.from_checkpoint(path, backend=p["model.backend"], options=options)
+
+    def _apply_runtime_params(self) -> None:
+        p = self.params
+        thr = p["detection.threshold"]
+        self.detector.post = PostprocessConfig(
+            threshold=thr if thr >= 0 else self.detector.info.threshold,
+            min_area=p["detection.min_area"],
+            max_area=p["detection.max_area"],
+            max_detections=p["detection.max_detections"],
+        )
+        self.detector.scaling = ScalingConfig(
+            mode=p["input.scaling"],
+            low=p["input.low"],
+            high=p["input.high"],
+            percentile_low=p["input.percentile_low"],
+            percentile_high=p["input.percentile_high"],
+        )
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        staged = dict(self.params)
+        for param in params:
+            if param.name not in SPECS:
+                continue
+            reason = validate(param.name, param.value, staged)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            staged[param.name] = param.value
+        self.params = staged
+        self._apply_runtime_params()
+        return SetParametersResult(successful=True)
+
+    # --- data path --------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        with self._cond:
+            superseded = self._pending is not None
+            self._pending = msg
+            self._cond.notify()
+        self.stats.on_received(superseded)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                msg, self._pending = self._pending, None
+            try:
+                self.process(msg)
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                self._report("internal_error", f"frame skipped after an unexpected error: {exc!r}")
+
+    def _report(self, kind: str, text: str) -> None:
+        n = self.stats.on_error(kind)
+        if self._warn.allow(kind):
+            self.get_logger().warning(f"{kind}: {text} ({n} so far)")
+
+    def process(self, msg: Image) -> bool:
+        """Run one frame end to end; False if it was refused (logged and counted)."""
+        try:
+            frame = image_to_array(msg, max_pixels=self.params["input.max_pixels"])
+        except ImageConversionError as exc:
+            self._report(exc.kind, str(exc))
+            return False
+        self._check_stream(msg, frame.shape[:2])
+        try:
+            result = self.detector.detect(frame)
+        except (IrstdError, RuntimeError, ValueError) as exc:
+            self._report("inference_error", f"frame skipped: {exc}")
+            return False
+        header = msg.header
+        mask_msg = Image(header=header)
+        for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():
+            setattr(mask_msg, key, value)
+        self.mask_pub.publish(mask_msg)
+        self.det_pub.publish(fill_detections(Detection2DArray(header=header), result.targets))
+        self.targets_pub.publish(fill_targets(TargetArray(header=header), result.targets))
+        if self.params["publish.overlay"]:
+            self._publish_overlay(header, frame, result.targets)
+        now = self.get_clock().now().nanoseconds
+        stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        latency = (now - stamp) / 1e6 if stamp else 0.0
+        self.stats.on_processed(latency, result.timings.get("infer_ms", 0.0))
+        return True
+
+    def _check_stream(self, msg: Image, size: tuple[int, int]) -> None:
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            self._report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")
+        if self._last_size is not None and size != self._last_size:
+            self._report("size_changed", f"frame size changed from {self._last_size} to {size}")
+        self._last_stamp, self._last_size = stamp, size
+
+    def _publish_overlay(self, header: Any, frame: np.ndarray, targets: list[Target]) -> None:
+        from irstd_ros.overlay import draw_overlay  # optional output: import only when used
+
+        out = Image(header=header)
+        for key, value in array_to_image_fields(draw_overlay(frame, targets), "bgr8").items():
+            setattr(out, key, value)
+        self.overlay_pub.publish(out)
+
+    # --- health -----------------------------------------------------------------------------
+    def diagnostics(self) -> DiagnosticArray:
+        snap = self.stats.snapshot()
+        errors = snap.pop("errors")
+        status = DiagnosticStatus(
+            name=f"{self.get_fully_qualified_name()}: pipeline",
+            hardware_id=str(self.detector.backend.device),
+            level=DiagnosticStatus.WARN if errors or snap["dropped"] else DiagnosticStatus.OK,
+            message="errors or dropped frames" if errors or snap["dropped"] else "ok",
+        )
+        values = {"backend": self.detector.backend.name, **snap}
+        values.update({f"errors.{k}": v for k, v in errors.items()})
+        status.values = [
+            KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+            for k, v in values.items()
+        ]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        return msg
+
+    def _publish_diagnostics(self) -> None:
+        self.diag_pub.publish(self.diagnostics())
+
+    def close(self) -> None:
+        """Stop the worker (waits for the frame in progress) and destroy the node."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._worker.join()
+        self.destroy_node()
+
+
+USAGE = """usage: irstd_node [--ros-args --params-file config/irstd.yaml -r image:=/camera/image ...]
+
+Detects infrared small targets. Subscribes 'image'; publishes 'mask', 'detections',
+'targets', optional 'overlay', and /diagnostics. Parameters:
+"""
+
+
+def _usage() -> str:
+    rows = [f"  {p.name:28s} {p.default!r:>14}  {p.description}" for p in PARAMS]
+    return USAGE + "\n".join(rows)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv if args is None else args)
+    user_args = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if "-h" in user_args or "--help" in user_args:
+        print(_usage())
+        return 0
+    rclpy.init(args=argv)
+    node: IrstdNode | None = None
+    try:
+        node = IrstdNode()
+        rclpy.spin(node)
+    except IrstdError as exc:
+        hint = f"; {MODEL_HINT}" if "model file" in str(exc) else ""
+        print(f"irstd_node: error: {exc}{hint}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+        with contextlib.suppress(Exception):
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

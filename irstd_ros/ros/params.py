@@ -1,0 +1,80 @@
+"""The node's parameters: one table of names, defaults, ranges and meanings.
+
+Pure Python: the node declares its parameters from :data:`PARAMS`, validates
+run-time changes with :func:`validate`, and the README's parameter table and
+``config/irstd.yaml`` are checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from irstd_ros.inference.postprocess import PostprocessConfig
+
+_POST = PostprocessConfig()
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: default (its type is the parameter's type), limits, meaning."""
+
+    name: str
+    default: Any
+    description: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False  # needs a restart (model, QoS)
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model.path", "", "checkpoint (.safetensors); empty: the shipped default model", read_only=True),
+    ParamSpec("model.backend", "auto", "inference backend (auto, tensorrt, cuda, torch-cpu, ...); auto: tensorrt > cuda > best CPU", read_only=True),
+    ParamSpec("model.precision", "fp16", "GPU precision (CPU backends run fp32)", choices=("fp32", "fp16"), read_only=True),
+    ParamSpec("model.threads", 0, "CPU inference threads; 0: library default", min=0, max=256, read_only=True),
+    ParamSpec("model.cache_dir", "", "where compiled engines are kept; empty: ~/.cache/irstd_ros", read_only=True),
+    ParamSpec("detection.threshold", -1.0, "probability threshold; < 0: the checkpoint's own", min=-1.0, max=1.0),
+    ParamSpec("detection.min_area", _POST.min_area, "smallest target kept, pixels", min=1, max=1_000_000),
+    ParamSpec("detection.max_area", _POST.max_area, "largest target kept, pixels", min=1, max=100_000_000),
+    ParamSpec("detection.max_detections", _POST.max_detections, "most targets per frame (best scores kept)", min=1, max=10_000),
+    ParamSpec("input.scaling", "auto", "raw frame to [0,1]: auto (8-bit /255, 16-bit percentile), fixed, percentile, minmax", choices=("auto", "fixed", "percentile", "minmax")),
+    ParamSpec("input.low", 0.0, "fixed scaling: raw value mapped to 0"),
+    ParamSpec("input.high", 65535.0, "fixed scaling: raw value mapped to 1"),
+    ParamSpec("input.percentile_low", 0.5, "percentile scaling: lower percentile", min=0.0, max=100.0),
+    ParamSpec("input.percentile_high", 99.5, "percentile scaling: upper percentile", min=0.0, max=100.0),
+    ParamSpec("input.max_pixels", 4096 * 4096, "frames declaring more pixels are refused before allocation", min=1, max=1 << 30),
+    ParamSpec("qos.reliability", "reliable", "image subscription reliability", choices=("reliable", "best_effort"), read_only=True),
+    ParamSpec("qos.depth", 1, "image subscription queue depth (the node keeps only the newest frame)", min=1, max=100, read_only=True),
+    ParamSpec("publish.overlay", False, "also publish an annotated bgr8 image on 'overlay'"),
+    ParamSpec("diagnostics.period", 1.0, "seconds between /diagnostics messages; 0 disables", min=0.0, max=3600.0, read_only=True),
+)
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def validate(name: str, value: Any, current: dict[str, Any]) -> str | None:
+    """Reason to refuse ``name := value`` given the other current values, or None."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}"
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
+    if isinstance(spec.default, bool) != isinstance(value, bool):
+        return f"{name} must be a {type(spec.default).__name__}"
+    if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"{name} must be a number, got {value!r}"
+        if isinstance(spec.default, int) and not isinstance(value, int):
+            return f"{name} must be an integer, got {value!r}"
+        if value != value:  # NaN
+            return f"{name} must not be NaN"
+        if spec.min is not None and value < spec.min or spec.max is not None and value > spec.max:
+            return f"{name} must be in [{spec.min}, {spec.max}], got {value}"
+    merged = {**current, name: value}
+    if merged.get("detection.min_area", 1) > merged.get("detection.max_area", 1 << 62):
+        return "detection.min_area must not exceed detection.max_area"
+    if merged.get("input.percentile_low", 0.0) >= merged.get("input.percentile_high", 100.0):
+        return "input.percentile_low must be below input.percentile_high"
+    if merged.get("input.scaling") == "fixed" and merged.get("input.low", 0.0) >= merged.get("input.high", 1.0):
+        return "input.low must be below input.high for fixed scaling"
+    return None

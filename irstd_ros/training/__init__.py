@@ -1,0 +1,1 @@
+"""Training: SoftIoU loss and the resumable training loop."""

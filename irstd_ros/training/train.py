@@ -1,0 +1,227 @@
+"""The training loop: seeded, resumable, CPU or CUDA, optional DDP under torchrun.
+
+Checkpoints (``<out>/last.safetensors``) hold the weights, the optimizer
+state and the loop state, so ``irstd train`` with the same ``--out`` resumes
+where a killed run stopped. ``<out>/model.safetensors`` is the final model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from irstd_ros.checkpoint import CheckpointInfo, InputNorm, load_checkpoint, save_checkpoint
+from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
+from irstd_ros.errors import ConfigError
+from irstd_ros.models import build_model, named_config
+from irstd_ros.training.loss import soft_iou_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """A training run. Defaults are the paper's recipe (1,500 epochs, batch 8,
+    Adam lr 1e-4, SoftIoU, random 256x256 crops) on the ``paper`` network."""
+
+    data: Path
+    out: Path = Path("runs/train")
+    split: str = "train"
+    mask_suffix: str = ""
+    model: str = "paper"
+    epochs: int = 1500
+    batch_size: int = 8
+    lr: float = 1e-4
+    schedule: str = "constant"  # constant | cosine
+    min_lr: float = 1e-6
+    weight_decay: float = 0.0
+    crop: int = 256
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None
+    bf16: bool = False  # CPU autocast to bfloat16 (AVX512-BF16/AMX CPUs), channels-last
+    threshold: float = 0.5
+    resume: bool = True
+    max_steps: int | None = None  # stop early (tests, smoke runs)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data, self.out = Path(self.data), Path(self.out)
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"unknown schedule {self.schedule!r}; valid: constant, cosine")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("epochs and batch_size must be >= 1 and lr > 0")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    if cfg.schedule == "constant":
+        return cfg.lr
+    t = epoch / max(cfg.epochs - 1, 1)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def dataset_norm(ds: IRSTDDataset) -> InputNorm:
+    """Mean and std of the training frames (in [0, 1] units)."""
+    px = np.concatenate([img.ravel() for img, _, _ in ds.items])
+    return InputNorm(mean=float(px.mean()), std=float(px.std()) or 1.0)
+
+
+def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for idx, state in opt.state_dict()["state"].items():
+        for name, value in state.items():
+            out[f"opt/{idx}/{name}"] = torch.as_tensor(value)
+    return out
+
+
+def _load_opt(opt: torch.optim.Optimizer, extra: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in extra.items():
+        if key.startswith("opt/"):
+            _, idx, name = key.split("/", 2)
+            state.setdefault(int(idx), {})[name] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def _dist_info() -> tuple[int, int, int]:
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train and return the path of the final model checkpoint."""
+    rank, world, local_rank = _dist_info()
+    device = resolve_device(cfg.device)
+    if world > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+
+    pairs = find_pairs(DatasetSpec(cfg.data, cfg.split, cfg.mask_suffix))
+    ds = IRSTDDataset(pairs, crop=cfg.crop, train=True, seed=cfg.seed + rank)
+    norm = dataset_norm(ds)
+    model_cfg = named_config(cfg.model)
+    model: nn.Module = build_model(model_cfg).to(device)
+    use_bf16 = cfg.bf16 and device.type == "cpu"
+    if use_bf16:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    last = cfg.out / "last.safetensors"
+    start_epoch, step, history = 0, 0, []
+    if cfg.resume and last.is_file():
+        loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
+        if info.model != model_cfg:
+            raise ConfigError(f"{last} was trained with another model config; use a new --out")
+        model.load_state_dict(loaded.state_dict())
+        _load_opt(opt, extra)
+        state = info.extra["train_state"]
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        ds.rng = np.random.default_rng(state["seed_next"])
+        torch.manual_seed(state["seed_next"])
+        log.info("resumed from %s at epoch %d", last, start_epoch)
+
+    sampler = (
+        torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, seed=cfg.seed)
+        if world > 1
+        else None
+    )
+    gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+        drop_last=len(ds) >= cfg.batch_size, generator=gen,
+    )
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    def info_for(epoch: int, seed_next: int) -> CheckpointInfo:
+        extra = {
+            "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next},
+            "data": {"root": str(cfg.data), "split": cfg.split, "images": len(ds)},
+            **cfg.extra,
+        }
+        return CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold, extra=extra)
+
+    mean, std = norm.mean, norm.std
+    done = False
+    for epoch in range(start_epoch, cfg.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, epoch)
+        net.train()
+        t0, losses = time.time(), []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, leave=False)
+        for img, mask in bar:
+            img = ((img - mean) / std).to(device)
+            mask = mask.to(device)
+            if use_bf16:
+                img = img.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                logits = net(img)
+            loss = soft_iou_loss(logits, mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                done = True
+                break
+        dt = time.time() - t0
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(dt, 2)})
+        if rank == 0:
+            log.info(
+                "epoch %d/%d loss %.4f lr %.2e %.1f img/s",
+                epoch + 1, cfg.epochs, history[-1]["loss"], lr_at(cfg, epoch),
+                len(losses) * cfg.batch_size / max(dt, 1e-9),
+            )
+            seed_next = int(np.random.default_rng(cfg.seed + epoch + 1).integers(2**31))
+            ds.rng = np.random.default_rng(seed_next)
+            save_checkpoint(last, model, info_for(epoch + 1, seed_next), _opt_tensors(opt))
+        if done:
+            break
+
+    final = cfg.out / "model.safetensors"
+    if rank == 0:
+        model = model.to(memory_format=torch.contiguous_format).cpu()
+        save_checkpoint(final, model, info_for(len(history), 0))
+        (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return final

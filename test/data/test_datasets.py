@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs, load_image
+from irstd_ros.errors import DatasetError
+
+
+def make_dataset(root, stems, size=(20, 24), mask_suffix="", split_dir="50_50", crlf=True):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, s in enumerate(stems):
+        img = np.full(size, 10 * i, np.uint8)
+        img[5, 6] = 255
+        Image.fromarray(img).save(root / "images" / f"{s}.png")
+        mask = np.zeros(size, np.uint8)
+        mask[5, 6] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{s}{mask_suffix}.png")
+    if split_dir:
+        (root / split_dir).mkdir()
+        sep = "\r\n" if crlf else "\n"
+        (root / split_dir / "train.txt").write_text(sep.join(stems[:-1]) + sep)
+        (root / split_dir / "test.txt").write_text(stems[-1] + sep)
+    return root
+
+
+def test_nudt_layout_with_crlf_split(tmp_path):
+    root = make_dataset(tmp_path / "d", ["000001", "000002", "000003"])
+    pairs = find_pairs(DatasetSpec(root, "train"))
+    assert [p[0].stem for p in pairs] == ["000001", "000002"]
+    assert [p[0].stem for p in find_pairs(DatasetSpec(root, "test"))] == ["000003"]
+
+
+def test_generic_layout_with_mask_suffix_and_no_split(tmp_path):
+    root = make_dataset(tmp_path / "d", ["a", "b"], mask_suffix="_pixels0", split_dir=None)
+    pairs = find_pairs(DatasetSpec(root, split=None, mask_suffix="_pixels0"))
+    assert [p[1].name for p in pairs] == ["a_pixels0.png", "b_pixels0.png"]
+
+
+def test_missing_pairs_are_listed(tmp_path):
+    root = make_dataset(tmp_path / "d", ["a", "b", "c"])
+    (root / "masks" / "a.png").unlink()
+    with pytest.raises(DatasetError, match=r"1 of 2 samples lack .*\['a'\]"):
+        find_pairs(DatasetSpec(root, "train"))
+
+
+def test_wrong_path_empty_folder_and_missing_split(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        find_pairs(DatasetSpec(tmp_path / "nowhere"))
+    (tmp_path / "e" / "images").mkdir(parents=True)
+    (tmp_path / "e" / "masks").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        find_pairs(DatasetSpec(tmp_path / "e"))
+    root = make_dataset(tmp_path / "d", ["a", "b"])
+    with pytest.raises(DatasetError, match="split list 'val' not found"):
+        find_pairs(DatasetSpec(root, "val"))
+
+
+def test_size_mismatch_between_image_and_mask(tmp_path):
+    root = make_dataset(tmp_path / "d", ["a", "b"])
+    Image.fromarray(np.zeros((7, 7), np.uint8)).save(root / "masks" / "a.png")
+    with pytest.raises(DatasetError, match="size mismatch"):
+        IRSTDDataset(find_pairs(DatasetSpec(root, "train")))
+
+
+def test_sixteen_bit_images_scale_to_unit_range(tmp_path):
+    path = tmp_path / "x.png"
+    Image.fromarray(np.array([[0, 65535]], np.uint16)).save(path)
+    assert load_image(path).tolist() == [[0.0, 1.0]]
+
+
+def test_training_crops_keep_image_and_mask_aligned(tmp_path):
+    root = make_dataset(tmp_path / "d", ["a", "b", "c"], size=(40, 40))
+    ds = IRSTDDataset(find_pairs(DatasetSpec(root, "train")), crop=16, train=True, seed=1)
+    for _ in range(20):
+        img, mask = ds[0]
+        assert img.shape == mask.shape == (1, 16, 16)
+        # the bright pixel and the mask pixel move together under crop/flip/rotation
+        assert torch_equal_positions(img, mask)
+
+
+def torch_equal_positions(img, mask):
+    bright = set(map(tuple, (img[0] > 0.99).nonzero().tolist()))
+    marked = set(map(tuple, (mask[0] > 0).nonzero().tolist()))
+    return bright == marked
+
+
+def test_crop_pads_small_images(tmp_path):
+    root = make_dataset(tmp_path / "d", ["a", "b"], size=(10, 12))
+    ds = IRSTDDataset(find_pairs(DatasetSpec(root, "train")), crop=16, train=True)
+    assert ds[0][0].shape == (1, 16, 16)

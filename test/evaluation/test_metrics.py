@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from irstd_ros.evaluation.metrics import MetricAccumulator, match_targets, pd_fa_curve
+
+
+def blank(h=20, w=20):
+    return np.zeros((h, w), dtype=bool)
+
+
+def test_pixel_metrics_on_known_overlap():
+    truth, pred = blank(), blank()
+    truth[2:4, 2:4] = True  # 4 px
+    pred[2:4, 2:5] = True  # 6 px, 4 overlap
+    acc = MetricAccumulator()
+    acc.update(pred, truth)
+    r = acc.result()
+    assert r["iou"] == pytest.approx(4 / 6)
+    assert r["precision"] == pytest.approx(4 / 6)
+    assert r["recall"] == pytest.approx(1.0)
+    assert r["f1"] == pytest.approx(2 * (4 / 6) / (4 / 6 + 1))
+    assert r["pd"] == 1.0
+    assert r["fa"] == 0.0  # the only predicted component is matched
+
+
+def test_pd_fa_with_a_miss_and_a_false_alarm():
+    truth, pred = blank(), blank()
+    truth[2, 2] = True
+    truth[15, 15] = True  # missed
+    pred[2, 3] = True  # within 3 px: detected
+    pred[10:12, 0:3] = True  # 6 false-alarm pixels
+    assert match_targets(pred, truth) == (2, 1, 6)
+    acc = MetricAccumulator()
+    acc.update(pred, truth)
+    r = acc.result()
+    assert r["pd"] == 0.5
+    assert r["fa"] == pytest.approx(6 / 400)
+
+
+def test_far_prediction_is_not_a_detection():
+    truth, pred = blank(), blank()
+    truth[5, 5] = True
+    pred[5, 9] = True  # 4 px away
+    assert match_targets(pred, truth) == (1, 0, 1)
+
+
+def test_one_prediction_detects_one_target_only():
+    truth, pred = blank(), blank()
+    truth[5, 5] = True
+    truth[5, 7] = True
+    pred[5, 6] = True
+    targets, detected, _ = match_targets(pred, truth)
+    assert (targets, detected) == (2, 1)
+
+
+def test_niou_averages_images_and_empty_images_count_as_one():
+    acc = MetricAccumulator()
+    truth, pred = blank(), blank()
+    truth[0, 0:2] = True
+    pred[0, 0] = True
+    acc.update(pred, truth)  # IoU 0.5
+    acc.update(blank(), blank())  # nothing and nothing: 1
+    assert acc.result()["niou"] == pytest.approx(0.75)
+    assert acc.result()["iou"] == pytest.approx(0.5)
+
+
+def test_size_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="differ"):
+        MetricAccumulator().update(blank(4, 4), blank(5, 5))
+
+
+def test_curve_rows_at_each_threshold():
+    prob = np.zeros((20, 20))
+    prob[2, 2] = 0.9  # true target, confident
+    prob[10, 10] = 0.3  # weak true target
+    prob[15, 3:5] = 0.6  # 2-px false alarm
+    truth = np.zeros((20, 20), bool)
+    truth[2, 2] = truth[10, 10] = True
+    rows = pd_fa_curve([prob], [truth], [0.2, 0.5, 0.8])
+    assert [r["pd"] for r in rows] == [1.0, 0.5, 0.5]
+    assert [r["fa"] for r in rows] == [2 / 400, 2 / 400, 0.0]

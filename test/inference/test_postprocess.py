@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from irstd_ros.inference.postprocess import PostprocessConfig, extract_targets
+
+
+def prob_map():
+    p = np.zeros((40, 50), np.float32)
+    p[5:8, 10:12] = 0.9  # 6 px, score 0.9
+    p[6, 11] = 0.95
+    p[30, 40] = 0.7  # 1 px
+    p[20:30, 20:30] = 0.8  # 100 px
+    p[0:2, 48:50] = 0.4  # below threshold
+    return p
+
+
+def test_components_boxes_and_scores():
+    intensity = np.full((40, 50), 10.0)
+    mask, targets = extract_targets(prob_map(), intensity, PostprocessConfig(threshold=0.5))
+    assert len(targets) == 3
+    assert [round(t.score, 2) for t in targets] == [0.95, 0.8, 0.7]  # sorted by score
+    first = targets[0]
+    assert (first.x, first.y, first.width, first.height, first.area) == (10, 5, 2, 3, 6)
+    assert (first.center_x, first.center_y) == (10.5, 6.0)
+    assert mask.sum() == 6 + 100 + 1
+
+
+def test_area_limits_and_max_detections_keep_mask_consistent():
+    intensity = np.zeros((40, 50))
+    mask, targets = extract_targets(prob_map(), intensity, PostprocessConfig(0.5, min_area=2, max_area=50))
+    assert [t.area for t in targets] == [6]
+    assert mask.sum() == 6
+    mask, targets = extract_targets(prob_map(), intensity, PostprocessConfig(0.5, max_detections=1))
+    assert len(targets) == 1 and mask.sum() == 6
+
+
+def test_diagonal_pixels_form_one_target():
+    p = np.zeros((10, 10), np.float32)
+    p[2, 2] = p[3, 3] = p[4, 4] = 0.9
+    _, targets = extract_targets(p, np.zeros((10, 10)), PostprocessConfig())
+    assert len(targets) == 1 and targets[0].area == 3
+
+
+def test_ir_statistics_and_weighted_centroid():
+    intensity = np.full((20, 20), 100.0)
+    intensity[::2, :] += 2.0  # background with std 1
+    intensity[10, 10] = 200.0
+    intensity[10, 11] = 150.0
+    p = np.zeros((20, 20), np.float32)
+    p[10, 10:12] = 0.9
+    _, (t,) = extract_targets(p, intensity, PostprocessConfig())
+    bg_mean = 101.0
+    assert t.peak_intensity == 200.0
+    assert t.mean_intensity == 175.0
+    assert t.local_contrast == pytest.approx(175.0 - bg_mean, abs=0.2)
+    assert t.snr == pytest.approx((200.0 - bg_mean) / 1.0, rel=0.02)
+    w1, w2 = 200.0 - bg_mean, 150.0 - bg_mean
+    assert t.centroid_x == pytest.approx(10 + w2 / (w1 + w2), abs=0.01)
+    assert t.centroid_y == pytest.approx(10.0)
+
+
+def test_empty_map_gives_nothing():
+    mask, targets = extract_targets(np.zeros((8, 8)), np.zeros((8, 8)), PostprocessConfig())
+    assert targets == [] and not mask.any()

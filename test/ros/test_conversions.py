@@ -1,0 +1,99 @@
+"""Image message <-> array for every encoding, padded steps and big-endian data (no rclpy)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from irstd_ros.errors import ImageConversionError
+from irstd_ros.ros.conversions import ENCODINGS, array_to_image_fields, image_to_array
+
+
+def msg_from(arr, encoding, pad=0, bigendian=False):
+    """Build an Image-like message by hand (independent of array_to_image_fields)."""
+    enc = ENCODINGS[encoding]
+    a = arr if arr.ndim == 3 else arr[..., None]
+    if encoding.startswith("bgr"):
+        a = a[..., [2, 1, 0, 3][: enc.channels]]
+    a = np.ascontiguousarray(a, dtype=enc.dtype.newbyteorder(">" if bigendian else "<"))
+    h, w = a.shape[:2]
+    rows = a.reshape(h, -1).view(np.uint8)
+    rows = np.pad(rows, ((0, 0), (0, pad)), constant_values=7)
+    return SimpleNamespace(
+        height=h, width=w, encoding=encoding, is_bigendian=int(bigendian),
+        step=rows.shape[1], data=rows.tobytes(),
+    )
+
+
+def sample(encoding, h=5, w=7):
+    enc = ENCODINGS[encoding]
+    rng = np.random.default_rng(0)
+    shape = (h, w) if enc.channels == 1 else (h, w, enc.channels)
+    if enc.dtype.kind == "f":
+        return rng.random(shape, dtype=np.float32)
+    return rng.integers(0, np.iinfo(enc.dtype).max, shape, dtype=enc.dtype)
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("pad", [0, 3])
+@pytest.mark.parametrize("bigendian", [False, True])
+def test_decode_every_encoding(encoding, pad, bigendian):
+    arr = sample(encoding)
+    out = image_to_array(msg_from(arr, encoding, pad, bigendian))
+    assert out.dtype == ENCODINGS[encoding].dtype
+    np.testing.assert_array_equal(out, arr)
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_encode_decode_round_trip(encoding):
+    arr = sample(encoding)
+    fields = array_to_image_fields(arr, encoding)
+    assert fields["step"] * fields["height"] == len(fields["data"])
+    np.testing.assert_array_equal(image_to_array(SimpleNamespace(**fields)), arr)
+
+
+def test_bgr_is_returned_in_rgb_order():
+    rgb = np.zeros((1, 1, 3), np.uint8)
+    rgb[0, 0] = (10, 20, 30)
+    m = SimpleNamespace(height=1, width=1, encoding="bgr8", is_bigendian=0, step=3, data=bytes([30, 20, 10]))
+    np.testing.assert_array_equal(image_to_array(m), rgb)
+
+
+def test_big_endian_mono16_value():
+    m = SimpleNamespace(height=1, width=1, encoding="mono16", is_bigendian=1, step=2, data=b"\x01\x02")
+    assert image_to_array(m)[0, 0] == 0x0102
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind"),
+    [
+        ({"encoding": "yuv422"}, "unknown_encoding"),
+        ({"height": 0}, "empty_image"),
+        ({"width": 0, "step": 0}, "empty_image"),
+        ({"step": 6}, "bad_step"),
+        ({"data": b"\x00" * 10}, "size_mismatch"),
+        ({"data": b"\x00" * 200}, "size_mismatch"),
+        ({"height": 100000, "width": 100000, "step": 100000}, "too_large"),
+    ],
+)
+def test_bad_messages_raise_named_errors(changes, kind):
+    m = msg_from(sample("mono8"), "mono8")
+    for k, v in changes.items():
+        setattr(m, k, v)
+    with pytest.raises(ImageConversionError) as err:
+        image_to_array(m, max_pixels=1_000_000)
+    assert err.value.kind == kind
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_floats_are_refused(bad):
+    arr = sample("32FC1")
+    arr[1, 1] = bad
+    with pytest.raises(ImageConversionError) as err:
+        image_to_array(msg_from(arr, "32FC1"))
+    assert err.value.kind == "non_finite"
+
+
+def test_encode_refuses_wrong_channel_count():
+    with pytest.raises(ImageConversionError, match="3 channels"):
+        array_to_image_fields(np.zeros((2, 2), np.uint8), "rgb8")

@@ -1,0 +1,64 @@
+"""The node's parameter table, its validation, and config/irstd.yaml (no rclpy)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from irstd_ros.ros.params import PARAMS, SPECS, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS = {p.name: p.default for p in PARAMS}
+
+
+def flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_params_file_covers_every_parameter_with_valid_values():
+    data = yaml.safe_load((ROOT / "config" / "irstd.yaml").read_text())
+    values = flatten(data["/**"]["ros__parameters"])
+    assert set(values) == set(SPECS)
+    for name, value in values.items():
+        assert validate(name, value, DEFAULTS) is None, name
+        assert type(value) is type(SPECS[name].default), name
+
+
+def test_defaults_are_valid():
+    for p in PARAMS:
+        assert validate(p.name, p.default, DEFAULTS) is None, p.name
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("detection.threshold", 1.5, "in \\[-1.0, 1.0\\]"),
+        ("detection.threshold", float("nan"), "NaN"),
+        ("detection.min_area", 0, "in \\[1"),
+        ("detection.min_area", 2.5, "integer"),
+        ("detection.max_area", "big", "number"),
+        ("qos.reliability", "sometimes", "one of reliable, best_effort"),
+        ("input.scaling", "gamma", "one of"),
+        ("publish.overlay", 1, "bool"),
+        ("nope", 1, "unknown parameter"),
+    ],
+)
+def test_invalid_values_are_refused_with_a_reason(name, value, reason):
+    msg = validate(name, value, DEFAULTS)
+    assert msg is not None
+    import re
+
+    assert re.search(reason, msg), msg
+
+
+def test_cross_parameter_rules():
+    assert "min_area" in validate("detection.min_area", 50, {**DEFAULTS, "detection.max_area": 10})
+    assert validate("detection.max_area", 5, {**DEFAULTS, "detection.min_area": 6})
+    assert validate("input.percentile_low", 99.9, DEFAULTS)
+    assert validate("input.scaling", "fixed", {**DEFAULTS, "input.low": 9.0, "input.high": 1.0})

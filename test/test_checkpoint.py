@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from irstd_ros.checkpoint import (
+    METADATA_KEY,
+    CheckpointInfo,
+    InputNorm,
+    load_checkpoint,
+    read_info,
+    save_checkpoint,
+)
+from irstd_ros.errors import CheckpointError
+from irstd_ros.models import build_model, named_config
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path):
+    model = build_model(named_config("tiny"))
+    info = CheckpointInfo(named_config("tiny"), InputNorm(0.2, 0.1), 0.4, {"metrics": {"iou": 0.5}})
+    return save_checkpoint(tmp_path / "m.safetensors", model, info), model
+
+
+def test_round_trip_keeps_weights_and_config(tiny_ckpt):
+    path, model = tiny_ckpt
+    loaded, info, extra = load_checkpoint(path)
+    assert info.model == named_config("tiny")
+    assert info.norm == InputNorm(0.2, 0.1)
+    assert info.threshold == 0.4
+    assert info.extra["metrics"]["iou"] == 0.5
+    assert extra == {}
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_truncated_file(tiny_ckpt, tmp_path):
+    path, _ = tiny_ckpt
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cut.safetensors"):
+        load_checkpoint(bad)
+
+
+def test_garbage_and_pickle_files_are_refused(tmp_path):
+    bad = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, bad)  # a pickle: must never be unpickled
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_checkpoint(bad)
+
+
+def test_file_without_metadata(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="no irstd_ros configuration"):
+        read_info(path)
+
+
+def test_mismatched_architecture_is_named(tiny_ckpt):
+    path, _ = tiny_ckpt
+    with pytest.raises(CheckpointError, match="holds architecture 'sgem_unet', expected 'other'"):
+        load_checkpoint(path, expect_arch="other")
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    small = build_model(named_config("small"))
+    info = CheckpointInfo(named_config("tiny"))
+    path = tmp_path / "lie.safetensors"
+    tensors = {k: v.contiguous() for k, v in small.state_dict().items()}
+    save_file(tensors, str(path), metadata={METADATA_KEY: info.to_json()})
+    with pytest.raises(CheckpointError, match="does not match its config"):
+        load_checkpoint(path)
+
+
+def test_invalid_metadata_json(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps({"x": 1})})
+    with pytest.raises(CheckpointError, match="invalid configuration"):
+        read_info(path)

@@ -1,0 +1,45 @@
+import math
+
+import torch
+
+from irstd_ros.training.loss import SMOOTH, soft_iou_loss
+
+BIG = 30.0  # logit whose sigmoid is 1 to float precision
+
+
+def test_perfect_prediction_has_zero_loss():
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2:4, 2:4] = 1
+    logits = torch.where(target > 0, BIG, -BIG)
+    assert soft_iou_loss(logits, target).item() < 1e-6
+
+
+def test_disjoint_prediction_matches_formula():
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 0, 0:4] = 1  # 4 target pixels
+    logits = torch.full_like(target, -BIG)
+    logits[..., 7, 0:2] = BIG  # 2 predicted pixels elsewhere
+    expected = 1 - (0 + SMOOTH) / (2 + 4 - 0 + SMOOTH)
+    assert math.isclose(soft_iou_loss(logits, target).item(), expected, rel_tol=1e-5)
+
+
+def test_half_overlap_matches_formula():
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., 0, :] = 1  # 4 pixels
+    logits = torch.full_like(target, -BIG)
+    logits[..., 0, :2] = BIG  # 2 of them predicted
+    expected = 1 - (2 + SMOOTH) / (2 + 4 - 2 + SMOOTH)
+    assert math.isclose(soft_iou_loss(logits, target).item(), expected, rel_tol=1e-5)
+
+
+def test_loss_is_mean_over_images_and_differentiable():
+    target = torch.zeros(2, 1, 4, 4)
+    target[0, 0, 0, 0] = 1
+    logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
+    loss = soft_iou_loss(logits, target)
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    # p = 0.5 on 16 px: image 0 (one target px) and image 1 (none) by eq. (4)
+    one = 1 - (0.5 + SMOOTH) / (8 + 1 - 0.5 + SMOOTH)
+    two = 1 - SMOOTH / (8 + SMOOTH)
+    assert math.isclose(loss.item(), (one + two) / 2, rel_tol=1e-5)
