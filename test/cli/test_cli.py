@@ -1,0 +1,63 @@
+"""The ``irstd`` command as a user runs it: JSON output, one-line errors, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from irstd_ros.cli.main import main
+
+PAPER_PARAMS = 8.69e6
+PAPER_GMACS = 15.92
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_json_gives_the_paper_size(capsys):
+    code, out, _ = run_cli(capsys, "info", "--arch", "sgem_unet", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert abs(info["params"] - PAPER_PARAMS) / PAPER_PARAMS < 0.03
+    assert abs(info["gmacs_256"] - PAPER_GMACS) / PAPER_GMACS < 0.05
+
+
+def test_unknown_config_is_one_readable_line(capsys):
+    code, _, err = run_cli(capsys, "info", "--config", "huge")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "valid:" in err
+
+
+def test_wrong_dataset_path_exits_non_zero_with_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "eval", "--data", str(tmp_path / "missing"), "--out", str(tmp_path))
+    assert code == 2
+    assert err.startswith("irstd eval: error: dataset folder not found")
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path))
+    assert code == 2 and "not found" in err
+
+
+def test_missing_weights_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(
+        capsys, "eval", "--data", str(tmp_path), "--weights", str(tmp_path / "w.safetensors")
+    )
+    assert code == 2 and "model file not found" in err
+
+
+def test_console_script_entry_point_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "irstd_ros.cli.main", "info", "--config", "tiny", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["config"] == "tiny"
+
+
+@pytest.mark.parametrize("sub", ["train", "eval", "info"])
+def test_help_of_each_subcommand(sub, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([sub, "--help"])
+    assert exc.value.code == 0

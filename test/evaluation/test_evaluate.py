@@ -1,0 +1,47 @@
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from irstd_ros.checkpoint import CheckpointInfo, InputNorm, save_checkpoint
+from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
+from irstd_ros.models import build_model, named_config
+
+
+def dataset(root, n=3):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = np.full((24, 40), 30, np.uint8)
+        img[10:12, 5 + 10 * i : 7 + 10 * i] = 250
+        Image.fromarray(img).save(root / "images" / f"{i}.png")
+        Image.fromarray(((img > 200) * 255).astype(np.uint8)).save(root / "masks" / f"{i}.png")
+    (root / "test.txt").write_text("\n".join(str(i) for i in range(n)))
+    return root
+
+
+def zero_model(tmp_path):
+    """A tiny net with all weights zero: logit 0, p = 0.5 at every pixel."""
+    model = build_model(named_config("tiny"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    path = tmp_path / "zero.safetensors"
+    save_checkpoint(path, model, CheckpointInfo(named_config("tiny"), InputNorm(0.5, 1.0), 0.5))
+    return path
+
+
+def test_eval_writes_report_plots_and_consistent_metrics(tmp_path):
+    root = dataset(tmp_path / "d")
+    weights = zero_model(tmp_path)
+    report = evaluate(EvalConfig(data=root, weights=weights, out=tmp_path / "out", threshold=0.4))
+    # zero weights: logit 0 everywhere, p = 0.5 > 0.4, the whole frame is one prediction
+    assert report["images"] == 3 and report["targets"] == 3
+    assert report["recall"] == 1.0
+    assert report["iou"] == report["precision"] < 0.01
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["iou"] == report["iou"]
+    assert len(saved["curve"]) == len(EvalConfig(data=root).thresholds)
+    for name in ("roc.png", "hardest.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 1000

@@ -1,0 +1,275 @@
+"""The node with real rclpy in one process: every encoding, header passthrough,
+detections matching the mask's components, run-time parameters, bad input,
+newest-frame semantics, both QoS reliabilities.
+
+The network is replaced by :class:`IntensityBackend` (probability = scaled
+intensity), so the expected targets are known exactly; the shipped model is
+exercised across processes in ``test_node_process.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vision_msgs.msg")
+pytest.importorskip("irstd_ros.msg")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from irstd_ros.checkpoint import CheckpointInfo  # noqa: E402
+from irstd_ros.evaluation.metrics import components  # noqa: E402
+from irstd_ros.inference.detector import Detector  # noqa: E402
+from irstd_ros.models import named_config  # noqa: E402
+from irstd_ros.msg import TargetArray  # noqa: E402
+from irstd_ros.ros.conversions import ENCODINGS, array_to_image_fields, image_to_array  # noqa: E402
+from irstd_ros.ros.node import IrstdNode  # noqa: E402
+
+pytestmark = pytest.mark.ros
+TIMEOUT_S = 10.0
+H, W = 48, 64
+BLOBS = ((slice(5, 8), slice(10, 13)), (slice(30, 32), slice(40, 45)))  # 9 px and 10 px
+
+
+class IntensityBackend:
+    """Test backend: the [0, 1] frame is the probability; optional delay."""
+
+    name = "intensity"
+    device = "cpu"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls = 0
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return frame.astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
+
+def make_detector(delay: float = 0.0) -> Detector:
+    return Detector(IntensityBackend(delay), CheckpointInfo(named_config("tiny"), threshold=0.5))
+
+
+def frame_for(encoding: str) -> np.ndarray:
+    """A dark frame with two bright blobs, in ``encoding``'s dtype and channels."""
+    enc = ENCODINGS[encoding]
+    if enc.dtype.kind == "f":
+        base, hot = 0.1, 0.9
+    else:
+        top = np.iinfo(enc.dtype).max
+        base, hot = top // 10, top
+    f = np.full((H, W), base, dtype=enc.dtype)
+    for sl in BLOBS:
+        f[sl] = hot
+    if enc.channels > 1:
+        f = np.repeat(f[..., None], enc.channels, axis=2)
+    return f
+
+
+def image_msg(arr: np.ndarray, encoding: str, stamp: int = 1, frame_id: str = "ir_cam") -> Image:
+    msg = Image()
+    for k, v in array_to_image_fields(arr, encoding).items():
+        setattr(msg, k, v)
+    msg.header.stamp.sec = stamp
+    msg.header.stamp.nanosec = 123
+    msg.header.frame_id = frame_id
+    return msg
+
+
+class Harness:
+    """The node under test plus a peer node publishing images and collecting outputs."""
+
+    def __init__(self, node: IrstdNode, reliability: str = "reliable") -> None:
+        self.node = node
+        self.peer = rclpy.create_node("irstd_test_peer")
+        rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10, reliability=rel))
+        self.got: dict[str, list] = {"mask": [], "detections": [], "targets": []}
+        for topic, typ in (("mask", Image), ("detections", Detection2DArray), ("targets", TargetArray)):
+            self.peer.create_subscription(typ, topic, self.got[topic].append, 10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node)
+        self.executor.add_node(self.peer)
+        self.spin_until(lambda: self.pub.get_subscription_count() > 0)
+
+    def spin_until(self, cond, timeout: float = TIMEOUT_S) -> None:
+        end = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > end:
+                raise AssertionError("timed out waiting for the node")
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def send(self, msg: Image, expect_answers: int | None = None) -> None:
+        before = len(self.got["detections"])
+        self.pub.publish(msg)
+        if expect_answers is not None:
+            self.spin_until(lambda: len(self.got["detections"]) >= before + expect_answers)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.close()
+        self.peer.destroy_node()
+
+
+@pytest.fixture
+def harness(rclpy_context):
+    h = Harness(IrstdNode(detector=make_detector()))
+    yield h
+    h.close()
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_every_encoding_gives_mask_detections_and_targets(harness, encoding):
+    harness.send(image_msg(frame_for(encoding), encoding, stamp=42), expect_answers=1)
+    harness.spin_until(lambda: harness.got["mask"] and harness.got["targets"])
+    mask_msg, dets, targets = (harness.got[k][-1] for k in ("mask", "detections", "targets"))
+    for m in (mask_msg, dets, targets):
+        assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (42, 123, "ir_cam")
+    assert (mask_msg.height, mask_msg.width, mask_msg.encoding) == (H, W, "mono8")
+    mask = image_to_array(mask_msg)
+    assert set(np.unique(mask)) == {0, 255}
+    # detections are exactly the mask's connected components
+    labels, n = components(mask > 0)
+    assert n == len(dets.detections) == len(targets.targets) == len(BLOBS)
+    boxes = set()
+    for sl in BLOBS:
+        ys, xs = sl
+        boxes.add((xs.start + (xs.stop - xs.start - 1) / 2, ys.start + (ys.stop - ys.start - 1) / 2,
+                   xs.stop - xs.start, ys.stop - ys.start))
+    got = {(d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y)
+           for d in dets.detections}
+    assert got == boxes
+    for d in dets.detections:
+        assert d.results[0].hypothesis.class_id == "target"
+        assert 0.5 < d.results[0].hypothesis.score <= 1.0
+    assert sorted(t.area for t in targets.targets) == [9, 10]
+
+
+def test_bad_frames_are_counted_and_the_next_valid_frame_is_answered(harness):
+    good = image_msg(frame_for("mono8"), "mono8")
+    bad = [
+        ("unknown_encoding", {"encoding": "yuv422"}),
+        ("empty_image", {"height": 0, "width": 0, "step": 0, "data": b""}),
+        ("size_mismatch", {"data": bytes(10)}),
+        ("bad_step", {"step": 3}),
+    ]
+    for kind, changes in bad:
+        msg = image_msg(frame_for("mono8"), "mono8")
+        for k, v in changes.items():
+            setattr(msg, k, v)
+        harness.send(msg)
+        harness.spin_until(lambda kind=kind: harness.node.stats.errors[kind] == 1)
+        harness.send(good, expect_answers=1)
+    assert harness.node.stats.processed == len(bad)
+
+
+def test_nan_in_float_frame_is_refused_then_recovered(harness):
+    f = frame_for("32FC1")
+    f[0, 0] = np.nan
+    harness.send(image_msg(f, "32FC1"))
+    harness.spin_until(lambda: harness.node.stats.errors["non_finite"] == 1)
+    harness.send(image_msg(frame_for("32FC1"), "32FC1"), expect_answers=1)
+
+
+def test_threshold_and_area_limits_change_at_run_time(harness):
+    node = harness.node
+    result = node.set_parameters([Parameter("detection.min_area", value=10)])
+    assert result[0].successful
+    harness.send(image_msg(frame_for("mono8"), "mono8"), expect_answers=1)
+    assert len(harness.got["detections"][-1].detections) == 1  # the 9-px blob is gone
+    result = node.set_parameters([Parameter("detection.threshold", value=0.99)])
+    assert result[0].successful
+    harness.send(image_msg(frame_for("mono8"), "mono8", stamp=2), expect_answers=1)
+    assert len(harness.got["detections"][-1].detections) == 1  # 255/255 = 1.0 > 0.99
+    harness.send(image_msg(frame_for("mono8") // 2, "mono8", stamp=3), expect_answers=1)
+    assert len(harness.got["detections"][-1].detections) == 0
+
+
+def test_invalid_parameter_values_are_refused_with_a_reason(harness):
+    node = harness.node
+    res = node.set_parameters([Parameter("detection.threshold", value=2.0)])
+    assert not res[0].successful
+    res = node.set_parameters([Parameter("detection.min_area", value=20000)])
+    assert not res[0].successful and "max_area" in res[0].reason
+    res = node.set_parameters([Parameter("model.path", value="/tmp/x.safetensors")])
+    assert not res[0].successful  # read-only: needs a restart
+    assert node.get_parameter("detection.threshold").value == -1.0
+
+
+def test_slow_inference_keeps_only_the_newest_frame(rclpy_context):
+    h = Harness(IrstdNode(detector=make_detector(delay=0.3)))
+    try:
+        sent = 12
+        for i in range(sent):
+            h.send(image_msg(frame_for("mono8"), "mono8", stamp=i + 1))
+            h.executor.spin_once(timeout_sec=0.01)
+        h.spin_until(lambda: h.node.stats.received == sent)
+        h.spin_until(lambda: h.node.stats.processed + h.node.stats.dropped == sent)
+        stats = h.node.stats
+        assert stats.dropped > 0
+        assert stats.processed < sent
+        # the last frame sent is always answered
+        h.spin_until(lambda: h.got["detections"] and h.got["detections"][-1].header.stamp.sec == sent)
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("reliability", ["reliable", "best_effort"])
+def test_both_qos_reliabilities_deliver_small_frames(rclpy_context, reliability):
+    node = IrstdNode(
+        detector=make_detector(),
+        parameter_overrides=[Parameter("qos.reliability", value=reliability)],
+    )
+    h = Harness(node, reliability=reliability)
+    try:
+        h.send(image_msg(frame_for("mono8"), "mono8"), expect_answers=1)
+        assert h.node.sub.qos_profile.reliability.name.lower() == reliability
+    finally:
+        h.close()
+
+
+def test_diagnostics_report_counts_and_backend(harness):
+    harness.send(image_msg(frame_for("mono8"), "mono8"), expect_answers=1)
+    bad = image_msg(frame_for("mono8"), "mono8")
+    bad.encoding = "yuv422"
+    harness.send(bad)
+    harness.spin_until(lambda: harness.node.stats.errors["unknown_encoding"] == 1)
+    status = harness.node.diagnostics().status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["backend"] == "intensity"
+    assert values["processed"] == "1"
+    assert values["errors.unknown_encoding"] == "1"
+    assert status.level == status.WARN
+
+
+def test_invalid_parameter_at_start_is_refused(rclpy_context):
+    from irstd_ros.errors import IrstdError
+
+    with pytest.raises(IrstdError, match="detection.min_area"):
+        IrstdNode(
+            detector=make_detector(),
+            parameter_overrides=[
+                Parameter("detection.min_area", value=50),
+                Parameter("detection.max_area", value=10),
+            ],
+        )
+
+
+def test_process_returns_false_for_bad_frames_without_raising(harness):
+    bad = SimpleNamespace(**array_to_image_fields(np.zeros((2, 2), np.uint8), "mono8"))
+    bad.encoding = "weird"
+    bad.header = image_msg(np.zeros((2, 2), np.uint8), "mono8").header
+    assert harness.node.process(bad) is False
