@@ -80,10 +80,10 @@ def extract_targets(
         area = int(comp.sum())
         if not cfg.min_area <= area <= cfg.max_area:
             continue
-        candidates.append((float(prob[sl][comp].max()), label, sl, comp, area))
+        candidates.append((float(prob[sl][comp].max()), sl, comp, area))
     candidates.sort(key=lambda c: -c[0])
     targets = []
-    for score, label, sl, comp, area in candidates[: cfg.max_detections]:
+    for score, sl, comp, area in candidates[: cfg.max_detections]:
         ys, xs = sl
         by0, by1 = max(ys.start - BACKGROUND_MARGIN, 0), min(ys.stop + BACKGROUND_MARGIN, h)
         bx0, bx1 = max(xs.start - BACKGROUND_MARGIN, 0), min(xs.stop + BACKGROUND_MARGIN, w)

@@ -1,0 +1,76 @@
+# irstd_ros developer entry points. Everything runs in the project's venv (.venv), which
+# `make setup` creates and keeps up to date (a no-op, well under a second, when current).
+#
+#   make setup      venv + pinned requirements + ROS 2 (PyPI wheels) + built interfaces
+#   make demo       the demo (python -m irstd_ros.demo)
+#   make test       ruff + pytest, CPU-only, without slow tests
+#   make test-all   ruff + pytest, slow tests included (still CPU-only)
+#   make test-gpu   pytest of the gpu/tensorrt tests (on a machine with a GPU)
+#   make bench      irstd bench
+#   make lint       ruff check
+#   make freeze     re-pin requirements/constraints.txt from the venv
+#   make clean      build outputs and caches (keeps .venv); `make distclean` also .venv
+#
+# Variables: ARGS (extra arguments for demo/bench), PYTEST_ARGS (extra pytest arguments),
+#            IRSTD_VENV (venv path, default .venv).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+IRSTD_VENV ?= .venv
+export IRSTD_VENV
+PY := $(IRSTD_VENV)/bin/python
+ARGS ?=
+PYTEST_ARGS ?=
+# Set by a Python process of some venv for its children: it would stop this venv's
+# bootstrap (LD_LIBRARY_PATH for the ROS libraries) in the commands below.
+unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE
+
+MARK_DEFAULT := not gpu and not tensorrt and not slow
+MARK_ALL := not gpu and not tensorrt
+
+.PHONY: help setup demo test test-all test-gpu bench lint freeze clean distclean
+
+help:
+	@sed -n '/^#/!q; s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+
+setup:
+	@bash scripts/setup_env.sh
+
+demo: setup
+	$(PY) -m irstd_ros.demo $(ARGS)
+
+# ruff and pytest both run; the target fails if either failed. pytest's exit code 5
+# ("no tests collected") is not a failure.
+define run_tests
+	@lint=0; $(IRSTD_VENV)/bin/ruff check . || lint=$$?; \
+	rc=0; $(PY) -m pytest -m "$(1)" $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; \
+	if [ $$lint -ne 0 ]; then echo "ruff check failed"; fi; \
+	[ $$lint -eq 0 ] && [ $$rc -eq 0 ]
+endef
+
+test: setup
+	$(call run_tests,$(MARK_DEFAULT))
+
+test-all: setup
+	$(call run_tests,$(MARK_ALL))
+
+test-gpu: setup
+	$(PY) -m pytest -m "gpu or tensorrt" $(PYTEST_ARGS)
+
+bench: setup
+	$(IRSTD_VENV)/bin/irstd bench $(ARGS)
+
+lint: setup
+	$(IRSTD_VENV)/bin/ruff check .
+
+freeze:
+	$(PY) scripts/freeze_constraints.py > requirements/constraints.txt
+
+clean:
+	rm -rf .underlay build install log .pytest_cache .ruff_cache
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(IRSTD_VENV)

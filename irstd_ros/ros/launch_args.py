@@ -1,0 +1,87 @@
+"""What ``launch/irstd.launch.py`` does, as plain data and a pure function.
+
+The launch file itself needs ``launch``/``launch_ros``, which are not installable from
+a registry here. :func:`node_command` builds the command line launch_ros runs for the
+launch file's node, so tests (and users without ``ros2 launch``) can start the node
+exactly the way the launch file does::
+
+    irstd_node --ros-args -r __node:=irstd_node -r __ns:=/cam0 \
+        --params-file config/irstd.yaml -r image:=/cam0/image_raw
+
+(launch_ros >= Humble: ``--ros-args``, node name, namespace made absolute -- ``''``
+becomes ``/`` --, parameter files, then remappings.)
+
+``test/test_launch_file.py`` checks that the launch file declares :data:`LAUNCH_ARGUMENTS`
+and starts :data:`NODE_NAME` from :data:`PACKAGE` with these executables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+PACKAGE = "irstd_ros"
+NODE_NAME = "irstd_node"
+EXECUTABLE = "irstd_node"
+LIFECYCLE_EXECUTABLE = "irstd_lifecycle_node"
+# The node subscribes to this (relative) topic; the launch file remaps it to image_topic.
+IMAGE_INPUT = "image"
+
+# name -> (default, description). The default of params_file is the installed
+# share/irstd_ros/config/irstd.yaml (resolved by the launch file at launch time): None here.
+LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
+    "image_topic": (IMAGE_INPUT, "Input image topic (sensor_msgs/Image), remapped from 'image'"),
+    "namespace": ("", "Namespace of the node and of its topics"),
+    "params_file": (None, "ROS 2 parameters YAML of the node"),
+    "use_lifecycle": ("false", "Start the managed (lifecycle) node irstd_lifecycle_node"),
+}
+
+
+def repo_params_file() -> Path:
+    """``config/irstd.yaml`` of the source tree (the launch file's default, uninstalled)."""
+    return Path(__file__).resolve().parents[2] / "config" / "irstd.yaml"
+
+
+def normalize_namespace(namespace: str) -> str:
+    """As launch_ros does: made absolute with a leading '/' ('' becomes '/')."""
+    namespace = namespace.strip()
+    return namespace if namespace.startswith("/") else "/" + namespace
+
+
+def executable_for(use_lifecycle: bool | str) -> str:
+    """The executable the launch file starts for its ``use_lifecycle`` argument."""
+    if isinstance(use_lifecycle, str):
+        value = use_lifecycle.strip().lower()
+        if value not in ("true", "false", "1", "0"):
+            raise ValueError(f"use_lifecycle must be true or false, not {use_lifecycle!r}")
+        use_lifecycle = value in ("true", "1")
+    return LIFECYCLE_EXECUTABLE if use_lifecycle else EXECUTABLE
+
+
+def node_command(
+    params_file: str | Path,
+    image_topic: str = IMAGE_INPUT,
+    namespace: str = "",
+    executable: str = EXECUTABLE,
+    *,
+    name: str = NODE_NAME,
+    extra_ros_args: Sequence[str] = (),
+) -> list[str]:
+    """The command line launch_ros runs for the launch file's node.
+
+    ``executable`` may be a bare name (found on PATH) or a path, e.g. the venv's
+    ``.venv/bin/irstd_node``. The order of the ROS arguments is launch_ros's: node
+    name, namespace, parameter file, then remappings. ``extra_ros_args`` (e.g.
+    ``["-p", "model.device:=cpu"]``) are appended after them. (One difference: launch
+    drops a parameter file that does not exist, with a warning; here it is passed on.)
+    """
+    if not image_topic:
+        raise ValueError("image_topic must not be empty")
+    cmd = [str(executable), "--ros-args"]
+    if name:
+        cmd += ["-r", f"__node:={name}"]
+    cmd += ["-r", f"__ns:={normalize_namespace(namespace)}"]
+    cmd += ["--params-file", str(params_file)]
+    cmd += ["-r", f"{IMAGE_INPUT}:={image_topic}"]
+    cmd += list(extra_ros_args)
+    return cmd

@@ -1,0 +1,70 @@
+"""Start the infrared small target detector.
+
+    ros2 launch irstd_ros irstd.launch.py image_topic:=/cam0/image_raw namespace:=cam0
+    ros2 launch irstd_ros irstd.launch.py params_file:=/path/to/my.yaml use_lifecycle:=true
+
+Arguments:
+    image_topic    input sensor_msgs/Image topic; the node's 'image' is remapped to it
+    namespace      namespace of the node and of its output topics
+    params_file    parameters YAML (default: share/irstd_ros/config/irstd.yaml)
+    use_lifecycle  false: irstd_node; true: the managed node irstd_lifecycle_node
+                   (configure/activate it, e.g. `ros2 lifecycle set /irstd_node configure`)
+
+Without launch (e.g. in the project's venv), irstd_ros.ros.launch_args.node_command()
+gives the same command line this file makes launch_ros run.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode, Node
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory('irstd_ros'), 'config', 'irstd.yaml')
+
+    image_topic = LaunchConfiguration('image_topic')
+    namespace = LaunchConfiguration('namespace')
+    params_file = LaunchConfiguration('params_file')
+    use_lifecycle = LaunchConfiguration('use_lifecycle')
+
+    arguments = [
+        DeclareLaunchArgument(
+            'image_topic', default_value='image',
+            description="Input image topic (sensor_msgs/Image), remapped from 'image'"),
+        DeclareLaunchArgument(
+            'namespace', default_value='',
+            description='Namespace of the node and of its topics'),
+        DeclareLaunchArgument(
+            'params_file', default_value=default_params,
+            description='ROS 2 parameters YAML of the node'),
+        DeclareLaunchArgument(
+            'use_lifecycle', default_value='false', choices=['true', 'false'],
+            description='Start the managed (lifecycle) node irstd_lifecycle_node'),
+    ]
+
+    common = dict(
+        package='irstd_ros',
+        name='irstd_node',
+        namespace=namespace,
+        parameters=[params_file],
+        remappings=[('image', image_topic)],
+        output='screen',
+        emulate_tty=True,
+    )
+    detector = Node(
+        executable='irstd_node',
+        condition=UnlessCondition(use_lifecycle),
+        **common,
+    )
+    managed_detector = LifecycleNode(
+        executable='irstd_lifecycle_node',
+        condition=IfCondition(use_lifecycle),
+        **common,
+    )
+
+    return LaunchDescription(arguments + [detector, managed_detector])

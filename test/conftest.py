@@ -1,0 +1,121 @@
+"""Shared pytest setup: markers, ROS isolation, and the ``rclpy_context`` fixture.
+
+Markers (also listed in pyproject.toml):
+    ros       needs rclpy and the built interfaces (vision_msgs, irstd_ros.msg);
+              skipped, with the reason, where they cannot be imported
+    slow      excluded by `make test`, run by `make test-all`
+    gpu       needs CUDA; skipped without it
+    tensorrt  needs TensorRT; skipped without it
+
+Every test session gets its own ROS_DOMAIN_ID (from the pid) and localhost-only
+discovery, set in the environment before any test runs, so node subprocesses inherit
+them and parallel runs on one machine (CI next to a developer) do not talk to each other.
+Set IRSTD_TEST_ROS_DOMAIN_ID to choose the domain yourself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+
+MARKERS = {
+    "ros": "needs rclpy and the built interfaces (vision_msgs, irstd_ros.msg)",
+    "slow": "takes more than a few seconds; excluded unless `make test-all`",
+    "gpu": "needs a CUDA GPU",
+    "tensorrt": "needs TensorRT",
+}
+
+
+def session_domain_id() -> int:
+    # 1..100: ROS_DOMAIN_ID above 101 collides with Linux ephemeral ports.
+    return 1 + os.getpid() % 100
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    os.environ["ROS_DOMAIN_ID"] = os.environ.get(
+        "IRSTD_TEST_ROS_DOMAIN_ID", str(session_domain_id())
+    )
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
+    if os.environ.get("ROS_DISTRO") == "humble":
+        os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+
+
+@functools.cache
+def ros_unavailable_reason() -> str | None:
+    """Why the `ros` tests cannot run here, or None when they can."""
+    try:
+        import rclpy  # noqa: F401
+        from rclpy.type_support import check_for_type_support
+    except Exception as exc:  # ImportError, or a missing shared library
+        return f"rclpy not importable ({exc!r}); run `make setup`"
+    try:
+        from vision_msgs.msg import Detection2DArray
+
+        check_for_type_support(Detection2DArray)
+    except Exception as exc:
+        return f"vision_msgs not built/importable ({exc!r}); run `make setup`"
+    try:
+        from irstd_ros.msg import TargetArray
+
+        check_for_type_support(TargetArray)
+    except Exception as exc:
+        return f"irstd_ros.msg not built/importable ({exc!r}); run `make setup`"
+    return None
+
+
+@functools.cache
+def cuda_unavailable_reason() -> str | None:
+    try:
+        import torch
+    except Exception as exc:
+        return f"torch not importable ({exc!r})"
+    return None if torch.cuda.is_available() else "no CUDA device"
+
+
+@functools.cache
+def tensorrt_unavailable_reason() -> str | None:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:
+        return f"TensorRT not importable ({exc!r})"
+    return cuda_unavailable_reason()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    checks = {
+        "ros": ros_unavailable_reason,
+        "gpu": cuda_unavailable_reason,
+        "tensorrt": tensorrt_unavailable_reason,
+    }
+    for item in items:
+        for marker, check in checks.items():
+            if item.get_closest_marker(marker) is not None:
+                reason = check()
+                if reason is not None:
+                    item.add_marker(pytest.mark.skip(reason=f"[{marker}] {reason}"))
+
+
+@pytest.fixture
+def rclpy_context():
+    """rclpy initialised (default context) for one test, shut down afterwards.
+
+    Yields the default context. Nodes created by the test must be destroyed by it
+    (or by its fixtures) before this fixture's teardown.
+    """
+    reason = ros_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    import rclpy
+
+    if rclpy.ok():  # a previous test leaked an initialised context
+        rclpy.shutdown()
+    rclpy.init()
+    try:
+        yield rclpy.get_default_context()
+    finally:
+        if rclpy.ok():
+            rclpy.shutdown()

@@ -1,0 +1,310 @@
+"""launch/irstd.launch.py, tested without `launch` (not installable from a registry here).
+
+1. Its syntax tree: the declared arguments, executables, node name and package.
+2. Run against recording stand-ins of launch/launch_ros: the node each value of
+   use_lifecycle starts, and the command line launch_ros would build for it, which must
+   be irstd_ros.ros.launch_args.node_command() -- what the node-process tests run.
+3. The package plumbing that makes `ros2 launch irstd_ros irstd.launch.py` work.
+4. Where the real launch is importable (a ROS install), its own parse of the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import runpy
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from irstd_ros.ros import launch_args
+from irstd_ros.ros.launch_args import (
+    LAUNCH_ARGUMENTS,
+    LIFECYCLE_EXECUTABLE,
+    NODE_NAME,
+    PACKAGE,
+    executable_for,
+    node_command,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = ROOT / "launch" / "irstd.launch.py"
+SHARE = "/opt/fake_ros/share/irstd_ros"
+
+
+# 1. syntax tree ------------------------------------------------------------------------
+
+
+def calls(tree: ast.AST, func_name: str) -> list[ast.Call]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if name == func_name:
+                out.append(node)
+    return out
+
+
+def kwarg(call: ast.Call, name: str):
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw.value
+    return None
+
+
+@pytest.fixture(scope="module")
+def tree() -> ast.Module:
+    return ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+
+
+def test_declares_exactly_the_documented_arguments(tree):
+    declared = {}
+    for call in calls(tree, "DeclareLaunchArgument"):
+        name = ast.literal_eval(call.args[0])
+        default = kwarg(call, "default_value")
+        declared[name] = default
+        assert kwarg(call, "description") is not None, f"{name} has no description"
+    assert set(declared) == set(LAUNCH_ARGUMENTS)
+    for name, (default, _) in LAUNCH_ARGUMENTS.items():
+        if default is not None:
+            assert ast.literal_eval(declared[name]) == default, name
+
+
+def test_names_package_executables_node_name_and_config(tree):
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+    assert {PACKAGE, NODE_NAME, "irstd_node", LIFECYCLE_EXECUTABLE, "config", "irstd.yaml"} <= strings
+    execs = {ast.literal_eval(kwarg(c, "executable")) for c in calls(tree, "Node") + calls(tree, "LifecycleNode")}
+    assert execs == {"irstd_node", LIFECYCLE_EXECUTABLE}
+    assert calls(tree, "generate_launch_description") == []  # defined, not called
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
+               for n in tree.body)
+
+
+# 2. run against stand-ins ----------------------------------------------------------------
+
+
+class LaunchConfiguration:
+    def __init__(self, name):
+        self.name = name
+
+
+class _Condition:
+    def __init__(self, expr):
+        self.expr = expr
+
+    def truth(self, values) -> bool:
+        value = values[self.expr.name] if isinstance(self.expr, LaunchConfiguration) else self.expr
+        value = str(value).strip().lower()
+        assert value in ("true", "false", "1", "0"), value
+        return value in ("true", "1")
+
+
+class IfCondition(_Condition):
+    def holds(self, values):
+        return self.truth(values)
+
+
+class UnlessCondition(_Condition):
+    def holds(self, values):
+        return not self.truth(values)
+
+
+class DeclareLaunchArgument:
+    def __init__(self, name, default_value=None, description="", choices=None):
+        self.name, self.default_value, self.choices = name, default_value, choices
+
+
+class Node:
+    def __init__(self, *, executable, package=None, name=None, namespace=None, parameters=None,
+                 remappings=None, condition=None, **_other):
+        self.executable, self.package, self.name, self.namespace = executable, package, name, namespace
+        self.parameters, self.remappings, self.condition = parameters or [], remappings or [], condition
+
+    def command(self, values) -> list[str]:
+        """The command line launch_ros (>= Humble) builds for this node, with ``executable``
+        as ros2 run would find it (here: its bare name)."""
+
+        def sub(x):
+            return values[x.name] if isinstance(x, LaunchConfiguration) else x
+
+        cmd = [self.executable, "--ros-args"]
+        if self.name is not None:
+            cmd += ["-r", f"__node:={sub(self.name)}"]
+        if self.namespace is not None:
+            ns = sub(self.namespace)
+            cmd += ["-r", f"__ns:={ns if ns.startswith('/') else '/' + ns}"]
+        for p in self.parameters:
+            cmd += ["--params-file", sub(p)]
+        for src, dst in self.remappings:
+            cmd += ["-r", f"{sub(src)}:={sub(dst)}"]
+        return cmd
+
+
+class LifecycleNode(Node):
+    def __init__(self, *, name, namespace, **kwargs):  # both mandatory, as in launch_ros
+        super().__init__(name=name, namespace=namespace, **kwargs)
+
+
+class LaunchDescription:
+    def __init__(self, entities):
+        self.entities = list(entities)
+
+
+def stand_in_modules() -> dict[str, types.ModuleType]:
+    def module(name, **attrs):
+        m = types.ModuleType(name)
+        m.__dict__.update(attrs)
+        return m
+
+    def get_package_share_directory(package):
+        assert package == PACKAGE
+        return SHARE
+
+    return {
+        "launch": module("launch", LaunchDescription=LaunchDescription),
+        "launch.actions": module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument),
+        "launch.conditions": module("launch.conditions", IfCondition=IfCondition,
+                                    UnlessCondition=UnlessCondition),
+        "launch.substitutions": module("launch.substitutions",
+                                       LaunchConfiguration=LaunchConfiguration),
+        "launch_ros": module("launch_ros"),
+        "launch_ros.actions": module("launch_ros.actions", Node=Node, LifecycleNode=LifecycleNode),
+        "ament_index_python": module("ament_index_python"),
+        "ament_index_python.packages": module(
+            "ament_index_python.packages", get_package_share_directory=get_package_share_directory),
+    }
+
+
+@pytest.fixture
+def description(monkeypatch) -> LaunchDescription:
+    for name, mod in stand_in_modules().items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    ns = runpy.run_path(str(LAUNCH_FILE))
+    ld = ns["generate_launch_description"]()
+    assert isinstance(ld, LaunchDescription)
+    return ld
+
+
+def started(ld: LaunchDescription, **overrides) -> tuple[list[Node], dict[str, str]]:
+    args = [e for e in ld.entities if isinstance(e, DeclareLaunchArgument)]
+    values = {a.name: a.default_value for a in args}
+    unknown = set(overrides) - set(values)
+    assert not unknown, f"not declared: {unknown}"
+    values.update(overrides)
+    for a in args:
+        if a.choices is not None:
+            assert values[a.name] in a.choices
+    nodes = [e for e in ld.entities if isinstance(e, Node)
+             and (e.condition is None or e.condition.holds(values))]
+    return nodes, values
+
+
+def test_default_params_file_is_the_installed_config(description):
+    _, values = started(description)
+    assert values["params_file"] == f"{SHARE}/config/irstd.yaml"
+    assert values["image_topic"] == launch_args.IMAGE_INPUT
+
+
+@pytest.mark.parametrize("use_lifecycle", ["false", "true"])
+def test_exactly_one_node_per_use_lifecycle_value(description, use_lifecycle):
+    nodes, _ = started(description, use_lifecycle=use_lifecycle)
+    assert len(nodes) == 1
+    node = nodes[0]
+    assert node.package == PACKAGE and node.name == NODE_NAME
+    assert node.executable == executable_for(use_lifecycle)
+    assert isinstance(node, LifecycleNode) == (use_lifecycle == "true")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"image_topic": "/cam0/image_raw", "namespace": "cam0", "params_file": "/tmp/p.yaml"},
+        {"image_topic": "thermal/image", "namespace": "/robot/ir", "use_lifecycle": "true"},
+    ],
+    ids=["defaults", "remapped", "lifecycle"],
+)
+def test_command_line_is_node_command(description, overrides):
+    (node,), values = started(description, **overrides)
+    expected = node_command(
+        values["params_file"],
+        image_topic=values["image_topic"],
+        namespace=values["namespace"],
+        executable=executable_for(values["use_lifecycle"]),
+    )
+    assert node.command(values) == expected
+
+
+def test_node_command_shape():
+    cmd = node_command("config/irstd.yaml", image_topic="/cam/image", namespace="/ns")
+    assert cmd == ["irstd_node", "--ros-args", "-r", "__node:=irstd_node", "-r", "__ns:=/ns",
+                   "--params-file", "config/irstd.yaml", "-r", "image:=/cam/image"]
+    assert node_command("p.yaml", namespace="ns")[5] == "__ns:=/ns"
+    assert node_command("p.yaml", executable="/venv/bin/irstd_node")[0] == "/venv/bin/irstd_node"
+    assert node_command("p.yaml", extra_ros_args=["-p", "a:=1"])[-2:] == ["-p", "a:=1"]
+    with pytest.raises(ValueError):
+        node_command("p.yaml", image_topic="")
+    with pytest.raises(ValueError):
+        executable_for("maybe")
+
+
+# 3. package plumbing ---------------------------------------------------------------------
+
+
+def test_package_installs_launch_config_and_executables():
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for needle in ("launch config", "DESTINATION share/${PROJECT_NAME}", "scripts/irstd_node",
+                   "scripts/irstd_lifecycle_node", "DESTINATION lib/${PROJECT_NAME}",
+                   'DESTINATION "${PYTHON_INSTALL_DIR}/${PROJECT_NAME}"'):
+        assert needle in cmake, needle
+    for script in ("irstd_node", "irstd_lifecycle_node"):
+        path = ROOT / "scripts" / script
+        assert path.is_file() and path.stat().st_mode & 0o111, path
+        assert path.read_text().startswith("#!/usr/bin/env python3")
+    pkg = ET.parse(ROOT / "package.xml").getroot()
+    assert pkg.get("format") == "3" and pkg.findtext("name") == PACKAGE
+    assert pkg.find("export/build_type").text == "ament_cmake"
+    exec_deps = {e.text for e in pkg.findall("exec_depend")}
+    assert {"launch", "launch_ros", "ament_index_python", "rclpy", "vision_msgs"} <= exec_deps
+
+
+def test_executables_match_console_scripts():
+    setup_py = (ROOT / "setup.py").read_text()
+    for script, module in (("irstd_node", "irstd_ros.ros.node"),
+                           ("irstd_lifecycle_node", "irstd_ros.ros.lifecycle_node")):
+        assert f"{script} = {module}:main" in setup_py
+        assert f"from {module} import main" in (ROOT / "scripts" / script).read_text()
+
+
+# 4. the real launch, where installed -------------------------------------------------------
+
+
+def real_launch_available() -> bool:
+    # In the venv the repository root is on sys.path, so `import launch` can find this
+    # repository's launch/ folder as an empty namespace package: check for the real API.
+    try:
+        launch = importlib.import_module("launch")
+        importlib.import_module("launch_ros.actions")
+    except ImportError:
+        return False
+    return hasattr(launch, "LaunchDescription")
+
+
+@pytest.mark.ros
+@pytest.mark.skipif(not real_launch_available(), reason="launch/launch_ros not installed")
+def test_real_launch_parses_the_file():
+    from ament_index_python.packages import PackageNotFoundError
+    from launch import LaunchContext
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    source = PythonLaunchDescriptionSource(str(LAUNCH_FILE))
+    try:
+        ld = source.get_launch_description(LaunchContext())
+    except PackageNotFoundError:
+        pytest.skip("irstd_ros is not installed in the sourced ROS workspace")
+    names = {a.name for a in ld.get_launch_arguments()}
+    assert names == set(LAUNCH_ARGUMENTS)
