@@ -17,13 +17,16 @@ Topic names are relative so that one namespace per camera works.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -31,13 +34,15 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from irstd_ros.errors import ImageConversionError, IrstdError
+from irstd_ros.errors import ConfigError, ImageConversionError, IrstdError
 from irstd_ros.health import PipelineStats, RateLimiter
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.detector import Detector, ScalingConfig, default_model_path
@@ -50,6 +55,10 @@ from irstd_ros.ros.params import PARAMS, SPECS, validate
 CLASS_ID = "target"
 WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
 OUTPUT_QOS_DEPTH = 10
+MODEL_SUFFIX = ".safetensors"  # the only checkpoint format loaded (nothing is unpickled)
+OOM_FALLBACK_AFTER = 3  # consecutive out-of-memory frames before falling back to the CPU
+CPU_FALLBACK_BACKEND = "torch-cpu"
+PATH_PARAMS = ("model.path", "model.cache_dir")  # validated as paths at start
 MODEL_HINT = (
     "set model.path to a .safetensors checkpoint (train one with `irstd train`), "
     "or leave it empty to use the shipped model"
@@ -65,6 +74,32 @@ def _descriptor(spec: Any) -> ParameterDescriptor:
     elif spec.min is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
         d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
     return d
+
+
+def path_problem(name: str, value: str) -> str | None:
+    """Why the path parameter ``name`` (model.path, model.cache_dir) is unusable, or None.
+
+    Empty means the default. ``model.path`` must be an existing regular ``.safetensors``
+    file; ``model.cache_dir`` a directory, or creatable below a writable directory.
+    Nothing is created or opened here.
+    """
+    if name not in PATH_PARAMS or not value:
+        return None
+    path = Path(value).expanduser()
+    if name == "model.path":
+        if not path.exists():
+            return f"model.path: model file not found: {path}"
+        if not path.is_file():
+            return f"model.path: model file {path} is not a regular file"
+        if path.suffix != MODEL_SUFFIX:
+            return f"model.path: model file {path} is not a {MODEL_SUFFIX} checkpoint"
+        return None
+    if path.exists():
+        return None if path.is_dir() else f"model.cache_dir: {path} exists and is not a directory"
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"model.cache_dir: {path} cannot be created ({parent} is not a writable directory)"
+    return None
 
 
 def fill_detections(msg: Detection2DArray, targets: Sequence[Target]) -> Detection2DArray:
@@ -108,20 +143,85 @@ class IrstdNode(Node):
         self, node_name: str = "irstd_node", *, detector: Detector | None = None, **kwargs: Any
     ) -> None:
         super().__init__(node_name, **kwargs)
+        self._declare_parameters()
+        self.params: dict[str, Any] = self._read_parameters()
+        self.detector: Detector | None = detector or self._build_detector()
+        self._apply_runtime_params()
+        self._reset_pipeline()
+        self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub = self._create_outputs(
+            self.create_publisher
+        )
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._start_worker()
+        self.sub = self._create_input()
+        self.diag_timer = self._create_diag_timer()
+        self._log_ready()
+
+    # --- set-up (steps shared with the lifecycle variant) ----------------------------------
+    def _declare_parameters(self) -> None:
+        """Declare every parameter of :data:`PARAMS`; bad overrides become an IrstdError."""
         for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        self.params: dict[str, Any] = {s.name: self.get_parameter(s.name).value for s in PARAMS}
-        for name, value in self.params.items():
-            reason = validate(name, value, self.params)
+            if self.has_parameter(spec.name):
+                continue
+            try:
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            except ParameterException as exc:
+                raise IrstdError(f"invalid parameter: {exc}") from None
+
+    def _read_parameters(self) -> dict[str, Any]:
+        """Current values, validated (ranges, cross-checks, file paths)."""
+        params = {s.name: self.get_parameter(s.name).value for s in PARAMS}
+        for name, value in params.items():
+            reason = validate(name, value, params) or path_problem(name, value)
             if reason:
                 raise IrstdError(f"invalid parameter: {reason}")
-        self.detector = detector or self._build_detector()
-        self._apply_runtime_params()
+        return params
+
+    def _model_path(self) -> Path:
+        return Path(self.params["model.path"] or default_model_path()).expanduser()
+
+    def _build_detector(self, backend: str | None = None) -> Detector:
+        """The detector of the parameters, on ``backend`` (default: ``model.backend``)."""
+        p = self.params
+        backend = backend or p["model.backend"]
+        threads = p["model.threads"] or None
+        cache_dir = str(Path(p["model.cache_dir"]).expanduser()) if p["model.cache_dir"] else None
+        options = BackendOptions(
+            precision=p["model.precision"], threads=threads, cache_dir=cache_dir
+        )
+        path = self._model_path()
+        try:
+            return Detector.from_checkpoint(path, backend=backend, options=options)
+        except ConfigError as exc:  # e.g. an architecture this version does not know
+            if str(path) in str(exc):
+                raise
+            raise ConfigError(f"{exc} (checkpoint {path}, backend {backend!r})") from None
+
+    def _reset_pipeline(self) -> None:
+        """Fresh counters, stream checks and newest-frame slot."""
         self.stats = PipelineStats()
         self._warn = RateLimiter(WARN_PERIOD_S)
         self._last_stamp: tuple[int, int] | None = None
         self._last_size: tuple[int, int] | None = None
+        self._oom_streak = 0
+        self._fell_back = False
+        self._cond = threading.Condition()
+        self._pending: Image | None = None
+        self._closing = False
 
+    def _create_outputs(
+        self, create: Callable[..., Publisher]
+    ) -> tuple[Publisher, Publisher, Publisher, Publisher]:
+        """mask, detections, targets and overlay publishers made with ``create``."""
+        return (
+            create(Image, "mask", OUTPUT_QOS_DEPTH),
+            create(Detection2DArray, "detections", OUTPUT_QOS_DEPTH),
+            create(TargetArray, "targets", OUTPUT_QOS_DEPTH),
+            create(Image, "overlay", OUTPUT_QOS_DEPTH),
+        )
+
+    def _create_input(self) -> Any:
         reliability = (
             ReliabilityPolicy.RELIABLE
             if self.params["qos.reliability"] == "reliable"
@@ -130,38 +230,34 @@ class IrstdNode(Node):
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=self.params["qos.depth"], reliability=reliability
         )
-        self.mask_pub = self.create_publisher(Image, "mask", OUTPUT_QOS_DEPTH)
-        self.det_pub = self.create_publisher(Detection2DArray, "detections", OUTPUT_QOS_DEPTH)
-        self.targets_pub = self.create_publisher(TargetArray, "targets", OUTPUT_QOS_DEPTH)
-        self.overlay_pub = self.create_publisher(Image, "overlay", OUTPUT_QOS_DEPTH)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        return self.create_subscription(Image, "image", self._on_image, qos)
 
-        self._cond = threading.Condition()
-        self._pending: Image | None = None
-        self._closing = False
+    def _create_diag_timer(self) -> Any:
+        period = self.params["diagnostics.period"]
+        return self.create_timer(period, self._publish_diagnostics) if period > 0 else None
+
+    def _start_worker(self) -> None:
         self._worker = threading.Thread(target=self._work, name="irstd_inference", daemon=True)
         self._worker.start()
-        self.sub = self.create_subscription(Image, "image", self._on_image, qos)
-        period = self.params["diagnostics.period"]
-        self.diag_timer = self.create_timer(period, self._publish_diagnostics) if period > 0 else None
+
+    def _stop_worker(self) -> None:
+        """Stop the worker; waits for the frame in progress."""
+        with self._cond:
+            self._closing = True
+            self._pending = None
+            self._cond.notify_all()
+        self._worker.join()
+
+    def _log_ready(self) -> None:
         self.get_logger().info(
             f"ready: backend {self.detector.backend.name} on {self.detector.backend.device}, "
             f"model {self.detector.info.model.arch}, listening on {self.sub.topic_name} "
             f"({self.params['qos.reliability']}, depth {self.params['qos.depth']})"
         )
 
-    # --- set-up ---------------------------------------------------------------------------
-    def _build_detector(self) -> Detector:
-        p = self.params
-        threads = p["model.threads"] or None
-        options = BackendOptions(
-            precision=p["model.precision"], threads=threads, cache_dir=p["model.cache_dir"] or None
-        )
-        path = p["model.path"] or default_model_path()
-        return Detector.from_checkpoint(path, backend=p["model.backend"], options=options)
-
     def _apply_runtime_params(self) -> None:
+        if self.detector is None:  # lifecycle node, unconfigured
+            return
         p = self.params
         thr = p["detection.threshold"]
         self.detector.post = PostprocessConfig(
@@ -210,6 +306,8 @@ class IrstdNode(Node):
             try:
                 self.process(msg)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                if self._closing or not self.context.ok():
+                    return  # shutting down: publishing the frame in flight may fail
                 self._report("internal_error", f"frame skipped after an unexpected error: {exc!r}")
 
     def _report(self, kind: str, text: str) -> None:
@@ -227,9 +325,13 @@ class IrstdNode(Node):
         self._check_stream(msg, frame.shape[:2])
         try:
             result = self.detector.detect(frame)
+        except torch.OutOfMemoryError as exc:  # before RuntimeError, its base class
+            self._on_out_of_memory(exc)
+            return False
         except (IrstdError, RuntimeError, ValueError) as exc:
             self._report("inference_error", f"frame skipped: {exc}")
             return False
+        self._oom_streak = 0
         header = msg.header
         mask_msg = Image(header=header)
         for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():
@@ -244,6 +346,37 @@ class IrstdNode(Node):
         latency = (now - stamp) / 1e6 if stamp else 0.0
         self.stats.on_processed(latency, result.timings.get("infer_ms", 0.0))
         return True
+
+    def _on_out_of_memory(self, exc: torch.OutOfMemoryError) -> None:
+        """Drop the frame; after :data:`OOM_FALLBACK_AFTER` in a row, move to the CPU once."""
+        self._oom_streak += 1
+        backend = self.detector.backend.name
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self._report("out_of_memory", f"frame dropped, backend {backend} out of memory: {reason}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if self._oom_streak < OOM_FALLBACK_AFTER or self._fell_back:
+            return
+        if backend == CPU_FALLBACK_BACKEND:
+            return
+        self._fell_back = True  # one attempt, logged once
+        try:
+            detector = self._build_detector(CPU_FALLBACK_BACKEND)
+        except (IrstdError, OSError, RuntimeError) as err:
+            self.get_logger().error(
+                f"out of memory {self._oom_streak} frames in a row on {backend}; "
+                f"falling back to {CPU_FALLBACK_BACKEND} failed: {err}"
+            )
+            return
+        self.detector = detector
+        self._apply_runtime_params()
+        self._oom_streak = 0
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.get_logger().error(
+            f"out of memory {OOM_FALLBACK_AFTER} frames in a row on {backend}; "
+            f"fell back to {CPU_FALLBACK_BACKEND} with model {self._model_path()}"
+        )
 
     def _check_stream(self, msg: Image, size: tuple[int, int]) -> None:
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -286,10 +419,7 @@ class IrstdNode(Node):
 
     def close(self) -> None:
         """Stop the worker (waits for the frame in progress) and destroy the node."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._worker.join()
+        self._stop_worker()
         self.destroy_node()
 
 
@@ -305,20 +435,30 @@ def _usage() -> str:
     return USAGE + "\n".join(rows)
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv if args is None else args)
+def run(
+    argv: Sequence[str],
+    make_node: Callable[[list[str]], Node],
+    prog: str = "irstd_node",
+    usage: Callable[[], str] = _usage,
+) -> int:
+    """Spin the node ``make_node(user_args)`` builds until SIGINT/SIGTERM; 0 on a clean exit.
+
+    An :class:`IrstdError` at start (bad parameter, model file) is one line on stderr and
+    exit code 1, without a traceback.
+    """
+    argv = list(argv)
     user_args = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if "-h" in user_args or "--help" in user_args:
-        print(_usage())
+        print(usage())
         return 0
     rclpy.init(args=argv)
-    node: IrstdNode | None = None
+    node: Node | None = None
     try:
-        node = IrstdNode()
+        node = make_node(user_args)
         rclpy.spin(node)
     except IrstdError as exc:
         hint = f"; {MODEL_HINT}" if "model file" in str(exc) else ""
-        print(f"irstd_node: error: {exc}{hint}", file=sys.stderr)
+        print(f"{prog}: error: {exc}{hint}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -328,6 +468,10 @@ def main(args: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             rclpy.try_shutdown()
     return 0
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    return run(sys.argv if args is None else args, lambda _user_args: IrstdNode())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,474 @@
+"""Load test of ``irstd_node``: a fast camera in front of a slower node.
+
+``python -m irstd_ros.load_test [--rate 200] [--duration 60] [--size 640x512] [--json]``
+
+Starts the node as a process the way the launch file does (``config/irstd.yaml``, the
+shipped model, ``model.backend`` torch-cpu unless ``--backend``), publishes mono16
+frames at ``--rate`` for ``--duration`` seconds, and checks what newest-frame semantics
+promise when the node is slower than the camera:
+
+* accounting: every frame that reached the node was processed, superseded (dropped) or
+  refused -- ``processed + dropped + errors == received`` from the node's /diagnostics;
+  frames sent but never received (DDS/QoS losses) and answers published but never
+  received are reported separately, so ``sent - answered`` is fully explained;
+* latency from the header stamp (set at publication) to the detections' arrival stays
+  bounded -- no backlog builds up: its p99 is within 4 median inference times + 250 ms
+  (at worst a frame waits for the inference in progress, then for its own; the margin
+  is for inference slowed down by other load). The medians of the first and last thirds
+  of the run are reported to show any trend;
+* the node's resident memory (``VmRSS``, sampled every second) stays flat: after the
+  warm-up, the least-squares trend of the samples grows less than 5 % (a trend, because
+  RSS swings by one inference's buffers from one sample to the next).
+
+This is a benchmark, not a unit test; the exit code is 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_RATE_HZ = 200.0
+DEFAULT_DURATION_S = 60.0
+DEFAULT_SIZE = "640x512"
+DEFAULT_BACKEND = "torch-cpu"
+WARMUP_S = 10.0  # resident memory is compared from here on
+RSS_WINDOW_S = 10.0  # medians reported for the start (after warm-up) and the end
+RSS_GROWTH_LIMIT = 0.05
+MIN_RSS_SAMPLES = 5
+LATENCY_INFER_FACTOR = 4.0  # p99 vs the node's median inference time
+LATENCY_INFER_SLACK_MS = 250.0
+PUBLISHER_DEPTH = 10
+ANSWER_QOS_DEPTH = 100
+DISTINCT_FRAMES = 16
+NAMESPACE = "/irstd_load_test"
+START_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = 60.0
+EXIT_TIMEOUT_S = 60.0
+MAX_IN_FLIGHT = 2  # frames the node holds unaccounted: one waiting, one being processed
+LOG_TAIL_CHARS = 4000
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x512"`` -> (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def make_frames(width: int, height: int, count: int = DISTINCT_FRAMES) -> list[np.ndarray]:
+    """mono16 sky frames (gradient, clouds, noise) with one small moving hot target."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    sky = 8000 + 1500 * yy / height + 300 * np.sin(xx / 37.0) * np.cos(yy / 53.0)
+    frames = []
+    for i in range(count):
+        cx, cy = width * (0.2 + 0.6 * i / count), height * 0.4
+        target = 2500 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5**2))
+        noise = rng.normal(0, 40, (height, width))
+        frames.append(np.clip(sky + target + noise, 0, 65535).astype(np.uint16))
+    return frames
+
+
+def read_rss_kib(pid: int) -> int | None:
+    """VmRSS of ``pid`` in KiB (None once the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def rss_trend(samples: Sequence[tuple[float, int]]) -> float | None:
+    """Relative growth over ``samples`` (time, RSS) from a least-squares line.
+
+    RSS swings by the size of one inference's buffers from sample to sample; the fitted
+    trend over all samples measures what stays (a leak) rather than where one sample fell.
+    """
+    if len(samples) < MIN_RSS_SAMPLES:
+        return None
+    t = np.array([s[0] for s in samples], dtype=np.float64)
+    k = np.array([s[1] for s in samples], dtype=np.float64)
+    slope, intercept = np.polyfit(t, k, 1)
+    start = intercept + slope * t[0]
+    return float(slope * (t[-1] - t[0]) / start)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of ``pid`` so far (None once the process is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_model() -> str:
+    """The CPU model as lscpu names it (``/proc/cpuinfo`` as a fallback)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def _int(values: dict[str, str], key: str) -> int:
+    return int(values.get(key, "0"))
+
+
+class Peer:
+    """Publishes the camera stream and collects answers and /diagnostics (rclpy)."""
+
+    def __init__(self, namespace: str, reliability: str) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2DArray
+
+        reliable = reliability == "reliable"
+        rel = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        self.node = rclpy.create_node("irstd_load_test_camera")
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=PUBLISHER_DEPTH, reliability=rel)
+        self.pub = self.node.create_publisher(Image, f"{namespace}/image", qos)
+        self.answers: list[tuple[int, int]] = []  # (stamp ns, arrival ns)
+        self.diag: dict[str, str] = {}
+        self.diag_count = 0
+        self._diag_name = f"{namespace}/irstd_node"
+        self.node.create_subscription(
+            Detection2DArray, f"{namespace}/detections", self._on_det, ANSWER_QOS_DEPTH
+        )
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="load_test_spin", daemon=True)
+        self._stop = threading.Event()
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _on_det(self, msg: Any) -> None:
+        arrival = time.time_ns()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.answers.append((stamp, arrival))
+
+    def _on_diag(self, msg: Any) -> None:
+        for status in msg.status:
+            if status.name.startswith(self._diag_name):
+                self.diag = {kv.key: kv.value for kv in status.values}
+                self.diag_count += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def _wait(cond: Any, timeout: float, proc: subprocess.Popen, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the node exited ({proc.returncode}) while waiting: {what}")
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out: {what}")
+        time.sleep(0.05)
+
+
+def run_load_test(
+    rate: float = DEFAULT_RATE_HZ,
+    duration: float = DEFAULT_DURATION_S,
+    size: tuple[int, int] = (640, 512),
+    reliability: str = "reliable",
+    backend: str = DEFAULT_BACKEND,
+    warmup: float = WARMUP_S,
+    log_path: Path | None = None,
+) -> dict[str, Any]:
+    """Run the node against the stream; returns the measurements and the checks."""
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    from irstd_ros.ros.conversions import array_to_image_fields
+    from irstd_ros.ros.launch_args import node_command, repo_params_file
+
+    width, height = size
+    frames = []
+    for arr in make_frames(width, height):
+        msg = Image()
+        for k, v in array_to_image_fields(arr, "mono16").items():
+            setattr(msg, k, v)
+        msg.header.frame_id = "load_test_camera"
+        frames.append(msg)
+    exe = str(Path(sys.executable).parent / "irstd_node")
+    cmd = node_command(
+        repo_params_file(), namespace=NAMESPACE, executable=exe,
+        extra_ros_args=["-p", f"qos.reliability:={reliability}", "-p", f"model.backend:={backend}"],
+    )
+    log_path = log_path or Path(tempfile.mkdtemp(prefix="irstd_load_test_")) / "node.log"
+    log = log_path.open("w+")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    rclpy.init()
+    peer: Peer | None = None
+    rss: list[tuple[float, int]] = []
+    try:
+        peer = Peer(NAMESPACE, reliability)
+        _wait(lambda: peer.pub.get_subscription_count() > 0, START_TIMEOUT_S, proc, "subscription")
+        # warm-up stream at the camera rate until the node has answered once (model loaded,
+        # first inference done; best effort may lose the first frames), then let it drain
+        period = 1.0 / rate
+        end = time.monotonic() + START_TIMEOUT_S
+        while not peer.answers:
+            if proc.poll() is not None or time.monotonic() > end:
+                raise TimeoutError("no answer to the warm-up stream")
+            frames[0].header.stamp = peer.node.get_clock().now().to_msg()
+            peer.pub.publish(frames[0])
+            time.sleep(period)
+        count_at_prime = peer.diag_count
+        _wait(lambda: _settled(peer.diag) and peer.diag_count > count_at_prime + 1,
+              DRAIN_TIMEOUT_S, proc, "the node to finish the warm-up frames")
+        base = dict(peer.diag)
+        answered0 = len(peer.answers)
+
+        sent = 0
+        load_start = os.getloadavg()
+        cpu0 = cpu_seconds(proc.pid)
+        t0, t0_ns = time.monotonic(), time.time_ns()
+        next_pub, next_rss = t0, t0
+        while (now := time.monotonic()) < t0 + duration:
+            if now >= next_rss:
+                kib = read_rss_kib(proc.pid)
+                if kib is not None:
+                    rss.append((now - t0, kib))
+                next_rss += 1.0
+            if now < next_pub:
+                time.sleep(min(next_pub - now, 0.002))
+                continue
+            msg = frames[sent % len(frames)]
+            msg.header.stamp = peer.node.get_clock().now().to_msg()
+            peer.pub.publish(msg)
+            sent += 1
+            next_pub = max(next_pub + period, now - period)  # late: no catch-up burst
+        elapsed = time.monotonic() - t0
+        cpu1 = cpu_seconds(proc.pid)
+
+        count_at_end = peer.diag_count
+        settled = True
+        try:
+            _wait(lambda: _settled(peer.diag) and peer.diag_count > count_at_end + 1,
+                  DRAIN_TIMEOUT_S, proc, "the node to finish its last frame")
+        except TimeoutError:  # still taking frames in: reported as in flight
+            settled = False
+        final = dict(peer.diag)
+        time.sleep(0.5)  # the last answer's way back
+        answers = peer.answers[answered0:]
+    finally:
+        if peer is not None:
+            peer.close()
+        with contextlib.suppress(Exception):
+            rclpy.try_shutdown()
+        t_sig = time.monotonic()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = None
+        exit_s = time.monotonic() - t_sig
+        log.flush()
+        log.seek(0)
+        node_log = log.read()
+        log.close()
+
+    received = _int(final, "received") - _int(base, "received")
+    processed = _int(final, "processed") - _int(base, "processed")
+    dropped = _int(final, "dropped") - _int(base, "dropped")
+    errors = _errors(final) - _errors(base)
+    in_flight = received - processed - dropped - errors
+    answered = len(answers)
+    latency = [(a - s) / 1e6 for s, a in answers]
+    third = max(1, len(latency) // 3)
+    lat_first, lat_last = latency[:third], latency[-third:]
+    p50_first, p50_last = _pct(lat_first, 50), _pct(lat_last, 50)
+    p99 = _pct(latency, 99)
+    infer_p50 = float(final.get("infer_p50_ms", "nan"))
+    after = [(t, k) for t, k in rss if t >= warmup]
+    rss_start = [k for t, k in after if t < warmup + RSS_WINDOW_S]
+    rss_end = [k for t, k in after if t >= elapsed - RSS_WINDOW_S]
+    rss_growth = rss_trend(after)
+    checks = {
+        "accounting": 0 <= in_flight <= (0 if settled else MAX_IN_FLIGHT) and received <= sent,
+        "latency_bounded": bool(latency)
+        and p99 <= LATENCY_INFER_FACTOR * infer_p50 + LATENCY_INFER_SLACK_MS,
+        "memory_flat": rss_growth is not None and rss_growth < RSS_GROWTH_LIMIT,
+        "clean_exit": rc == 0 and "Traceback" not in node_log,
+    }
+    checks = {k: bool(v) for k, v in checks.items()}
+    return {
+        "machine": {
+            "cpu": cpu_model(), "cores": os.cpu_count(),
+            "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+            "python": platform.python_version(), "rmw": rclpy.get_rmw_implementation_identifier(),
+        },
+        "config": {
+            "rate_hz": rate, "duration_s": duration, "size": f"{width}x{height}",
+            "encoding": "mono16", "reliability": reliability, "backend": final.get("backend"),
+            "publisher_depth": PUBLISHER_DEPTH, "warmup_s": warmup,
+        },
+        "sent": sent,
+        "sent_hz": sent / elapsed,
+        "received_at_node": received,
+        "not_received_by_node": sent - received,
+        "processed": processed,
+        "dropped_superseded": dropped,
+        "refused": errors,
+        "in_flight_at_end": in_flight,
+        "settled": settled,
+        "answered": answered,
+        "answers_lost": processed - answered,
+        "answered_hz": answered / elapsed,
+        "latency_ms": {
+            "p50": _pct(latency, 50), "p99": p99, "max": max(latency, default=None),
+            "p50_first_third": p50_first, "p50_last_third": p50_last,
+        },
+        "node_latency_ms": {"p50": float(final.get("latency_p50_ms", "nan")),
+                            "p99": float(final.get("latency_p99_ms", "nan"))},
+        "infer_p50_ms": infer_p50,
+        "node_cpu_cores": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / elapsed,
+        "answers": [(round((a - t0_ns) / 1e9, 2), round((a - s) / 1e6, 1)) for s, a in answers],
+        "rss_mib": {
+            "after_warmup": float(np.median(rss_start)) / 1024 if rss_start else None,
+            "end": float(np.median(rss_end)) / 1024 if rss_end else None,
+            "max": max(k for _, k in rss) / 1024 if rss else None,
+            "growth_pct": 100 * rss_growth if rss_growth is not None else None,
+            "samples": [(round(t, 1), round(k / 1024, 1)) for t, k in rss],
+        },
+        "exit_code": rc,
+        "exit_s": exit_s,
+        "checks": checks,
+        "ok": all(checks.values()),
+        "node_log": str(log_path),
+    }
+
+
+def _settled(values: dict[str, str]) -> bool:
+    """Every frame the node received is accounted for (no frame pending or in flight)."""
+    done = _int(values, "processed") + _int(values, "dropped") + _errors(values)
+    return bool(values) and done == _int(values, "received")
+
+
+def _errors(values: dict[str, str]) -> int:
+    return sum(int(v) for k, v in values.items() if k.startswith("errors."))
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The result as a Markdown table (what docs/benchmarks.md shows)."""
+    c, lat, rss = r["config"], r["latency_ms"], r["rss_mib"]
+    rows = [
+        ("frames sent (camera)", f"{r['sent']} ({r['sent_hz']:.1f} Hz)"),
+        ("received by the node", str(r["received_at_node"])),
+        ("not taken by the node (sent - received)", str(r["not_received_by_node"])),
+        ("processed", str(r["processed"])),
+        ("dropped, superseded by a newer frame", str(r["dropped_superseded"])),
+        ("refused (errors)", str(r["refused"])),
+        ("in flight at the end (received - processed - dropped - refused)",
+         str(r["in_flight_at_end"])),
+        ("answered (detections received)", f"{r['answered']} ({r['answered_hz']:.2f} Hz)"),
+        ("answers lost (processed - answered)", str(r["answers_lost"])),
+        ("latency stamp -> answer p50 / p99 / max (ms)",
+         f"{_fmt(lat['p50'], '.0f')} / {_fmt(lat['p99'], '.0f')} / {_fmt(lat['max'], '.0f')}"),
+        ("latency p50 first third / last third (ms)",
+         f"{_fmt(lat['p50_first_third'], '.0f')} / {_fmt(lat['p50_last_third'], '.0f')}"),
+        ("node inference p50 (ms)", _fmt(r["infer_p50_ms"], ".0f")),
+        ("node CPU used (cores)", _fmt(r["node_cpu_cores"], ".2f")),
+        ("node RSS median, 10 s after warm-up / last 10 s / max (MiB)",
+         f"{_fmt(rss['after_warmup'])} / {_fmt(rss['end'])} / {_fmt(rss['max'])}"),
+        ("node RSS trend after warm-up (growth)", f"{_fmt(rss['growth_pct'], '+.2f')} %"),
+        ("node exit code after SIGINT (time to exit)", f"{r['exit_code']} ({r['exit_s']:.1f} s)"),
+    ]
+    head = (
+        f"{c['size']} {c['encoding']} at {c['rate_hz']:g} Hz for {c['duration_s']:g} s, "
+        f"QoS {c['reliability']}, backend {c['backend']}, "
+        f"{r['machine']['cpu']} ({r['machine']['cores']} cores), {r['machine']['rmw']}, "
+        f"load average {r['machine']['loadavg_start'][0]:.1f} at the start"
+    )
+    checks = ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in r["checks"].items())
+    lines = [head, "", "| measure | value |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    lines += ["", f"checks: {checks}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m irstd_ros.load_test", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE_HZ, help="camera rate, Hz")
+    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds")
+    parser.add_argument("--size", type=parse_size, default=parse_size(DEFAULT_SIZE), help="WxH")
+    parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, help="the node's model.backend")
+    parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
+    parser.add_argument("--log", type=Path, default=None, help="where the node's output goes")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    if args.rate <= 0 or args.duration <= 0:
+        parser.error("--rate and --duration must be positive")
+    if args.warmup + 2 * RSS_WINDOW_S > args.duration:
+        print(f"note: --duration {args.duration:g} s is too short to judge memory after a "
+              f"{args.warmup:g} s warm-up", file=sys.stderr)
+    try:
+        result = run_load_test(args.rate, args.duration, args.size, args.reliability,
+                               args.backend, args.warmup, args.log)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"load_test: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        print(format_report(result))
+    if not result["ok"]:
+        with contextlib.suppress(OSError):
+            print(Path(result["node_log"]).read_text()[-LOG_TAIL_CHARS:], file=sys.stderr)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

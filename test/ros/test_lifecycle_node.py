@@ -1,0 +1,248 @@
+"""The managed (lifecycle) node: every transition in process (through the node's own
+``trigger_*`` methods and through the ``change_state`` service), with the deterministic
+:class:`IntensityBackend` of ``test_node.py``; and ``irstd_lifecycle_node`` as a process."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vision_msgs.msg")
+pytest.importorskip("irstd_ros.msg")
+pytest.importorskip("lifecycle_msgs.srv")
+
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from test_node import Harness, frame_for, image_msg, make_detector  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from irstd_ros.inference.detector import default_model_path  # noqa: E402
+from irstd_ros.ros.lifecycle_node import IrstdLifecycleNode  # noqa: E402
+from irstd_ros.ros.node import IrstdNode  # noqa: E402
+
+pytestmark = pytest.mark.ros
+SUCCESS = TransitionCallbackReturn.SUCCESS
+QUIET_S = 0.3  # how long "no answer" is watched for
+START_TIMEOUT_S = 60.0
+ANSWER_TIMEOUT_S = 30.0
+EXIT_TIMEOUT_S = 15.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spin_for(h: Harness, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        h.executor.spin_once(timeout_sec=0.02)
+
+
+def diag_values(node: IrstdLifecycleNode) -> dict[str, str]:
+    return {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+
+
+def test_lifecycle_node_reuses_the_plain_pipeline():
+    assert issubclass(IrstdLifecycleNode, IrstdNode)
+    for name in ("process", "_work", "_report", "_check_stream", "_create_outputs"):
+        assert name not in IrstdLifecycleNode.__dict__, f"{name} duplicated"
+
+
+def test_transitions_configure_activate_deactivate_cleanup_shutdown(rclpy_context):
+    node = IrstdLifecycleNode(detector_factory=make_detector)
+    assert node.state_label == "unconfigured"
+    assert node.detector is None
+    assert node.count_publishers(node.resolve_topic_name("mask")) == 0
+
+    assert node.trigger_configure() == SUCCESS
+    assert node.state_label == "inactive"
+    assert node.detector is not None and node.detector.backend.name == "intensity"
+    assert node.params["qos.reliability"] == "reliable"
+    h = Harness(node)  # configure created the subscription
+    try:
+        # inactive: frames are ignored, counted as such, nothing is published
+        h.send(image_msg(frame_for("mono8"), "mono8", stamp=1))
+        h.spin_until(lambda: node.ignored_inactive == 1)
+        spin_for(h, QUIET_S)
+        assert h.got["detections"] == [] and node.stats.received == 0
+
+        assert node.trigger_activate() == SUCCESS
+        assert node.state_label == "active"
+        h.send(image_msg(frame_for("mono8"), "mono8", stamp=2), expect_answers=1)
+        assert h.got["detections"][-1].header.stamp.sec == 2
+        assert len(h.got["detections"][-1].detections) == 2
+
+        assert node.trigger_deactivate() == SUCCESS
+        assert node.state_label == "inactive"
+        h.send(image_msg(frame_for("mono8"), "mono8", stamp=3))
+        h.spin_until(lambda: node.ignored_inactive == 2)
+        spin_for(h, QUIET_S)
+        assert len(h.got["detections"]) == 1
+        values = diag_values(node)
+        assert values["state"] == "inactive" and values["ignored_inactive"] == "2"
+        assert values["processed"] == "1"
+
+        assert node.trigger_cleanup() == SUCCESS
+        assert node.state_label == "unconfigured"
+        assert node.detector is None and node.sub is None
+        assert node.count_publishers(node.resolve_topic_name("mask")) == 0
+
+        # configure again (parameters are not declared twice) and run
+        assert node.trigger_configure() == SUCCESS
+        assert node.trigger_activate() == SUCCESS
+        h.spin_until(lambda: h.pub.get_subscription_count() > 0)
+        h.send(image_msg(frame_for("mono8"), "mono8", stamp=4), expect_answers=1)
+        assert h.got["detections"][-1].header.stamp.sec == 4
+
+        assert node.trigger_shutdown() == SUCCESS
+        assert node.state_label == "finalized"
+        assert node.detector is None
+    finally:
+        h.close()
+
+
+def test_cleanup_frees_the_model(rclpy_context):
+    node = IrstdLifecycleNode(detector_factory=make_detector)
+    try:
+        assert node.trigger_configure() == SUCCESS
+        backend = weakref.ref(node.detector.backend)
+        assert node.trigger_cleanup() == SUCCESS
+        gc.collect()
+        assert backend() is None, "the backend (model) is still referenced after cleanup"
+    finally:
+        node.close()
+
+
+def test_run_time_parameters_apply_in_every_state(rclpy_context):
+    node = IrstdLifecycleNode(detector_factory=make_detector)
+    try:
+        assert node.trigger_configure() == SUCCESS
+        assert node.set_parameters([Parameter("detection.min_area", value=10)])[0].successful
+        assert node.detector.post.min_area == 10
+        assert node.trigger_cleanup() == SUCCESS
+        # unconfigured: no detector, the value is kept for the next configure
+        assert node.set_parameters([Parameter("detection.min_area", value=5)])[0].successful
+        assert node.trigger_configure() == SUCCESS
+        assert node.detector.post.min_area == 5
+        assert not node.set_parameters([Parameter("detection.threshold", value=3.0)])[0].successful
+    finally:
+        node.close()
+
+
+def test_configure_fails_cleanly_on_a_missing_model(rclpy_context, tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    node = IrstdLifecycleNode(parameter_overrides=[Parameter("model.path", value=str(missing))])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.state_label == "unconfigured"
+        assert str(missing) in node.last_error and node.detector is None
+    finally:
+        node.close()
+
+
+def test_transitions_through_the_change_state_service(rclpy_context):
+    node = IrstdLifecycleNode(detector_factory=make_detector)
+    peer = rclpy.create_node("irstd_lifecycle_peer")
+    client = peer.create_client(ChangeState, f"{node.get_fully_qualified_name()}/change_state")
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(peer)
+    try:
+        end = time.monotonic() + 10.0
+        while not client.service_is_ready():
+            assert time.monotonic() < end, "change_state service not found"
+            ex.spin_once(timeout_sec=0.05)
+        for transition, label in (
+            (Transition.TRANSITION_CONFIGURE, "inactive"),
+            (Transition.TRANSITION_ACTIVATE, "active"),
+            (Transition.TRANSITION_DEACTIVATE, "inactive"),
+            (Transition.TRANSITION_CLEANUP, "unconfigured"),
+        ):
+            future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+            ex.spin_until_future_complete(future, timeout_sec=10.0)
+            assert future.result() is not None and future.result().success
+            assert node.state_label == label
+    finally:
+        ex.shutdown()
+        peer.destroy_node()
+        node.close()
+
+
+def test_lifecycle_process_managed_through_services_answers_and_exits_cleanly(
+    rclpy_context, tmp_path
+):
+    if not default_model_path().is_file():
+        pytest.skip(f"shipped model {default_model_path()} not present")
+    exe = str(Path(sys.executable).parent / "irstd_lifecycle_node")
+    params = str(ROOT / "config" / "irstd.yaml")
+    cmd = [exe, "--ros-args", "-r", "__ns:=/lc", "--params-file", params]
+    log = (tmp_path / "node.log").open("w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    peer = rclpy.create_node("irstd_lifecycle_process_peer")
+    client = peer.create_client(ChangeState, "/lc/irstd_node/change_state")
+    pub = peer.create_publisher(Image, "/lc/image", 10)
+    dets: list[Detection2DArray] = []
+    peer.create_subscription(Detection2DArray, "/lc/detections", dets.append, 10)
+    ex = SingleThreadedExecutor()
+    ex.add_node(peer)
+
+    def log_text() -> str:
+        log.flush()
+        log.seek(0)
+        return log.read()
+
+    def wait(cond, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while not cond():
+            assert proc.poll() is None, log_text()
+            assert time.monotonic() < end, f"{what}:\n{log_text()}"
+            ex.spin_once(timeout_sec=0.05)
+
+    try:
+        wait(client.service_is_ready, START_TIMEOUT_S, "no change_state service")
+        assert pub.get_subscription_count() == 0  # unconfigured: no subscription yet
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+            wait(future.done, START_TIMEOUT_S, f"transition {transition} not answered")
+            assert future.result().success, log_text()
+        wait(lambda: pub.get_subscription_count() > 0, START_TIMEOUT_S, "no subscription")
+        msg = image_msg(frame_for("mono8"), "mono8", stamp=77)
+        pub.publish(msg)
+        wait(lambda: dets, ANSWER_TIMEOUT_S, "no answer")
+        assert dets[0].header.stamp.sec == 77
+    finally:
+        ex.shutdown()
+        peer.destroy_node()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = None
+        text = log_text()
+        log.close()
+    assert rc == 0, text
+    assert "Traceback" not in text, text
+
+
+def test_lifecycle_autostart_with_a_missing_model_is_one_line(tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    exe = str(Path(sys.executable).parent / "irstd_lifecycle_node")
+    out = subprocess.run([exe, "--autostart", "--ros-args", "-p", f"model.path:={missing}"],
+                         capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    assert out.returncode == 1
+    lines = [ln for ln in out.stderr.splitlines() if "irstd_lifecycle_node: error" in ln]
+    assert len(lines) == 1 and str(missing) in lines[0]
+    assert "Traceback" not in out.stderr
