@@ -37,3 +37,7 @@ class ImageConversionError(IrstdError, ValueError):
 
 class BackendError(IrstdError):
     """An inference backend is unavailable or failed."""
+
+
+class BagError(IrstdError):
+    """A rosbag2 bag is missing, unreadable, lacks a topic, or cannot be written."""

@@ -1,0 +1,365 @@
+"""``irstd eval-bag``: score detections against the truth stored in a bag.
+
+Predictions come either from recorded outputs (a bag holding the node's ``mask`` --
+or, without it, its ``targets``/``detections`` boxes, filled) or from running the
+:class:`~irstd_ros.inference.detector.Detector` over the bag's frames, without a ROS
+graph. Outputs are matched to truth frames by header stamp. Metrics are those of
+:mod:`irstd_ros.evaluation.metrics` (Pd, Fa, IoU...), over the sequence and per frame;
+truth frames without any output are counted in ``frames_missing`` and left out of the
+metrics.
+
+Latency (ms), where it can be measured:
+
+* ``recorded``: an output's receive time minus the receive time of the input frame of
+  the same stamp, when the outputs bag also recorded the image topic;
+* ``header``: an output's receive time minus its header stamp, when stamps are live
+  (within ``LIVE_STAMP_WINDOW_S``; a replayed bag keeps its old stamps);
+* ``detector``: pre-processing + inference + post-processing time, with ``--run-detector``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irstd_ros.bags.io import (
+    DETECTIONS_TYPE,
+    IMAGE_TOPIC,
+    IMAGE_TYPE,
+    NS_PER_S,
+    TARGETS_TYPE,
+    TRUTH_MASK_TOPIC,
+    TRUTH_TARGETS_TOPIC,
+    BagReader,
+    BagWriter,
+    Box,
+    boxes_from_detections,
+    boxes_from_targets,
+    detections_msg,
+    image_msg,
+    stamp_ns,
+    targets_msg,
+)
+from irstd_ros.bags.rosutil import cdr_header_stamp
+from irstd_ros.errors import BagError, ConfigError
+from irstd_ros.evaluation.metrics import MetricAccumulator
+from irstd_ros.ros.conversions import image_to_array
+
+log = logging.getLogger(__name__)
+
+LIVE_STAMP_WINDOW_S = 60.0
+ROLLING_FRAMES = 10  # window of the rolling Pd in the plot
+OUTPUT_MASK_TOPIC, OUTPUT_DETECTIONS_TOPIC, OUTPUT_TARGETS_TOPIC = (
+    "/mask",
+    "/detections",
+    "/targets",
+)
+MASK_ON = 255
+
+
+@dataclass(frozen=True)
+class EvalBagConfig:
+    """``irstd eval-bag`` options."""
+
+    truth: Path
+    outputs: Path | None = None
+    run_detector: bool = False
+    weights: Path | None = None
+    backend: str = "auto"
+    image_topic: str = IMAGE_TOPIC
+    truth_mask_topic: str = TRUTH_MASK_TOPIC
+    mask_topic: str | None = None  # in outputs; None: the Image topic named */mask
+    save_outputs: Path | None = None  # with run_detector: write the outputs as the node would
+    progress: bool = False
+
+    def validate(self) -> None:
+        if self.run_detector == (self.outputs is not None):
+            raise ConfigError("give exactly one of --outputs BAG and --run-detector")
+        if self.save_outputs is not None and not self.run_detector:
+            raise ConfigError("--save-outputs needs --run-detector")
+
+
+def _truth_masks(reader: BagReader, topic: str) -> dict[int, np.ndarray]:
+    """stamp -> boolean truth mask, from the mask topic or, without it, filled truth boxes."""
+    if topic in reader.topics:
+        return {stamp_ns(m.header): image_to_array(m) > 0 for _, _, m in reader.messages([topic])}
+    if TRUTH_TARGETS_TOPIC in reader.topics:
+        size = _frame_size(reader)
+        return {
+            stamp_ns(m.header): boxes_to_mask(boxes_from_detections(m), size)
+            for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC])
+        }
+    raise BagError(f"{reader.path} holds no truth ({topic} or {TRUTH_TARGETS_TOPIC})")
+
+
+def _frame_size(reader: BagReader) -> tuple[int, int]:
+    for _, _, msg in reader.messages(reader.topics_of_type(IMAGE_TYPE)):
+        return int(msg.height), int(msg.width)
+    raise BagError(f"{reader.path} holds no image to take the frame size from")
+
+
+def boxes_to_mask(boxes: Iterable[Any], size: tuple[int, int]) -> np.ndarray:
+    """Filled boxes as a boolean mask of ``size`` (H, W)."""
+    mask = np.zeros(size, dtype=bool)
+    for b in boxes:
+        mask[max(b.y, 0) : b.y + b.height, max(b.x, 0) : b.x + b.width] = True
+    return mask
+
+
+def find_output_topics(reader: BagReader, exclude: Sequence[str] = ()) -> dict[str, str | None]:
+    """The node's output topics in a bag, by type and name: mask, targets, detections."""
+    skip = {TRUTH_MASK_TOPIC, TRUTH_TARGETS_TOPIC, *exclude}
+    images = [t for t in reader.topics_of_type(IMAGE_TYPE) if t not in skip]
+    masks = [t for t in images if t.rsplit("/", 1)[-1] == "mask"]
+    targets = [t for t in reader.topics_of_type(TARGETS_TYPE) if t not in skip]
+    dets = [t for t in reader.topics_of_type(DETECTIONS_TYPE) if t not in skip]
+    return {
+        "mask": masks[0] if masks else None,
+        "targets": targets[0] if targets else None,
+        "detections": dets[0] if dets else None,
+    }
+
+
+def read_output_boxes(reader: BagReader, exclude: Sequence[str] = ()) -> dict[int, list[Box]]:
+    """stamp -> detected boxes (with scores) from a bag's targets or detections topic."""
+    found = find_output_topics(reader, exclude)
+    if found["targets"]:
+        return {
+            stamp_ns(m.header): boxes_from_targets(m)
+            for _, _, m in reader.messages([found["targets"]])
+        }
+    if found["detections"]:
+        return {
+            stamp_ns(m.header): boxes_from_detections(m)
+            for _, _, m in reader.messages([found["detections"]])
+        }
+    return {}
+
+
+@dataclass
+class _Outputs:
+    masks: dict[int, np.ndarray]
+    boxes: dict[int, list[Box]]
+    latency_ms: dict[int, float]
+    latency_source: str | None
+    mask_source: str
+
+
+def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
+    assert cfg.outputs is not None
+    with BagReader(cfg.outputs) as reader:
+        found = find_output_topics(reader, (cfg.image_topic,))
+        mask_topic = cfg.mask_topic or found["mask"]
+        if mask_topic is not None:
+            reader.require(mask_topic, IMAGE_TYPE)
+        boxes = read_output_boxes(reader, (cfg.image_topic,))
+        recv: dict[int, int] = {}
+        masks: dict[int, np.ndarray] = {}
+        if mask_topic is not None:
+            for _, t, msg in reader.messages([mask_topic]):
+                s = stamp_ns(msg.header)
+                masks[s] = image_to_array(msg) > 0
+                recv[s] = t
+            source = "mask"
+        elif boxes:
+            masks = {s: boxes_to_mask(b, size) for s, b in boxes.items()}
+            source = "boxes"
+            out_topic = found["targets"] or found["detections"]
+            recv = {stamp_ns(m.header): t for _, t, m in reader.messages([out_topic])}
+        else:
+            raise BagError(f"{cfg.outputs} holds no mask, targets or detections topic")
+        latency, latency_source = _latencies(reader, cfg.image_topic, recv)
+    return _Outputs(masks, boxes, latency, latency_source, source)
+
+
+def _latencies(
+    reader: BagReader, image_topic: str, recv: dict[int, int]
+) -> tuple[dict[int, float], str | None]:
+    if image_topic in reader.topics:
+        inputs: dict[int, int] = {}
+        for _, _, t, raw in reader.raw_messages([image_topic]):
+            s = cdr_header_stamp(raw)
+            if s is not None:
+                inputs.setdefault(s, t)
+        lat = {s: (t - inputs[s]) / 1e6 for s, t in recv.items() if s in inputs}
+        if lat:
+            return lat, "recorded"
+    lat = {s: (t - s) / 1e6 for s, t in recv.items()}
+    if lat and all(0 <= v <= LIVE_STAMP_WINDOW_S * 1e3 for v in lat.values()) and any(lat.values()):
+        return lat, "header"
+    return {}, None
+
+
+def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
+    from irstd_ros.inference.detector import Detector
+
+    detector = Detector.from_checkpoint(cfg.weights, backend=cfg.backend)
+    masks: dict[int, np.ndarray] = {}
+    boxes: dict[int, list[Box]] = {}
+    latency: dict[int, float] = {}
+    messages = reader.messages([cfg.image_topic])
+    if cfg.progress:
+        from tqdm import tqdm
+
+        messages = tqdm(
+            messages, total=reader.topics[cfg.image_topic].count, desc="detect", unit="frame"
+        )
+    writer = None
+    if cfg.save_outputs is not None:
+        writer = BagWriter(cfg.save_outputs, "mcap", compress=True).__enter__()
+    try:
+        for _, t, msg in messages:
+            s = stamp_ns(msg.header)
+            result = detector.detect(image_to_array(msg))
+            masks[s] = result.mask
+            boxes[s] = [
+                Box(
+                    tg.x,
+                    tg.y,
+                    tg.width,
+                    tg.height,
+                    tg.score,
+                    str(tg.id),
+                    tg.centroid_x,
+                    tg.centroid_y,
+                )
+                for tg in result.targets
+            ]
+            latency[s] = sum(result.timings.values())
+            if writer is not None:
+                fid = msg.header.frame_id
+                store = writer.store
+                mask = result.mask.astype(np.uint8) * MASK_ON
+                writer.write(OUTPUT_MASK_TOPIC, t, image_msg(store, mask, "mono8", s, fid))
+                writer.write(OUTPUT_DETECTIONS_TOPIC, t, detections_msg(store, boxes[s], s, fid))
+                writer.write(OUTPUT_TARGETS_TOPIC, t, targets_msg(store, result.targets, s, fid))
+    except BaseException as exc:
+        if writer is not None:
+            writer.__exit__(type(exc), exc, None)
+        raise
+    if writer is not None:
+        writer.__exit__(None, None, None)
+    return _Outputs(masks, boxes, latency, "detector", "mask")
+
+
+def _summary(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    a = np.asarray(values)
+    return {
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "max": float(a.max()),
+    }
+
+
+def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
+    """Score; returns the summary metrics plus ``per_frame`` rows (JSON-ready)."""
+    cfg.validate()
+    with BagReader(cfg.truth) as reader:
+        truths = _truth_masks(reader, cfg.truth_mask_topic)
+        if not truths:
+            raise BagError(f"{cfg.truth} holds no truth frames")
+        size = next(iter(truths.values())).shape
+        outputs = (
+            _detector_outputs(cfg, reader) if cfg.run_detector else _recorded_outputs(cfg, size)
+        )
+    acc = MetricAccumulator()
+    rows = []
+    first = min(truths)
+    missing = 0
+    for s in sorted(truths):
+        truth = truths[s]
+        pred = outputs.masks.get(s)
+        if pred is None:
+            missing += 1
+            continue
+        before = (acc.targets, acc.detected, acc.false_px)
+        iou = acc.update(pred, truth)
+        n, d, f = acc.targets - before[0], acc.detected - before[1], acc.false_px - before[2]
+        rows.append(
+            {
+                "stamp_ns": s,
+                "t_s": (s - first) / NS_PER_S,
+                "targets": n,
+                "detected": d,
+                "false_px": f,
+                "iou": iou,
+                "detections": len(outputs.boxes.get(s, [])),
+                "latency_ms": outputs.latency_ms.get(s),
+            }
+        )
+    if not rows:
+        raise BagError("no output matches a truth frame by header stamp; wrong bags?")
+    result: dict[str, Any] = acc.result()
+    result.update(
+        {
+            "frames": len(rows),
+            "frames_missing": missing,
+            "detected": acc.detected,
+            "false_px": acc.false_px,
+            "pixels_per_frame": int(np.prod(size)),
+            "mask_source": outputs.mask_source,
+            "latency_source": outputs.latency_source,
+            "latency_ms": _summary([r["latency_ms"] for r in rows if r["latency_ms"] is not None]),
+            "truth": str(cfg.truth),
+            "outputs": str(cfg.outputs) if cfg.outputs else "detector",
+            "per_frame": rows,
+        }
+    )
+    return result
+
+
+def write_json(result: dict[str, Any], path: Path | None) -> str:
+    """The result as JSON text, also written to ``path`` if given."""
+    text = json.dumps(result, indent=2)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    return text
+
+
+def plot_over_time(result: dict[str, Any], path: Path) -> None:
+    """PNG: Pd (per frame and rolling) and Fa per frame over time, with the totals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["per_frame"]
+    t = np.array([r["t_s"] for r in rows])
+    targets = np.array([r["targets"] for r in rows], dtype=float)
+    detected = np.array([r["detected"] for r in rows], dtype=float)
+    pixels = result["pixels_per_frame"]
+    fa = np.array([r["false_px"] for r in rows], dtype=float) / pixels
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pd_frame = np.where(targets > 0, detected / targets, np.nan)
+        kernel = np.ones(min(ROLLING_FRAMES, len(rows)))
+        rolling = np.convolve(detected, kernel, "same") / np.convolve(targets, kernel, "same")
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    ax1.plot(t, pd_frame, ".", color="tab:blue", alpha=0.5, label="Pd per frame")
+    ax1.plot(t, rolling, "-", color="tab:blue", label=f"Pd, {ROLLING_FRAMES}-frame window")
+    ax1.axhline(result["pd"], color="k", ls="--", lw=1, label=f"Pd overall {result['pd']:.3f}")
+    ax1.set_ylim(-0.05, 1.05)
+    ax1.set_ylabel("Pd")
+    ax1.legend(loc="lower left", fontsize=8)
+    ax2.plot(t, fa, "-", color="tab:red", label="Fa per frame")
+    ax2.axhline(result["fa"], color="k", ls="--", lw=1, label=f"Fa overall {result['fa']:.2e}")
+    ax2.set_ylabel("Fa (false-alarm pixels / pixels)")
+    ax2.set_xlabel("time (s)")
+    ax2.legend(loc="upper left", fontsize=8)
+    fig.suptitle(
+        f"{Path(result['truth']).name}: Pd {result['pd']:.3f}, Fa {result['fa']:.2e}, "
+        f"IoU {result['iou']:.3f} over {result['frames']} frames"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,404 @@
+"""Reading and writing rosbag2 bags (MCAP or sqlite3) with ``rosbags``, no ROS install needed.
+
+Bags are written in the standard layout (a folder with ``metadata.yaml`` and one storage
+file), CDR serialisation, rosbag2 format version :data:`BAG_VERSION`, with each topic's
+offered QoS profile, so that ``ros2 bag info`` / ``ros2 bag play`` read them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import yaml
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2 import Reader, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+from rosbags.rosbag2.errors import ReaderError, WriterError
+from rosbags.serde import SerdeError
+from rosbags.typesys.store import Typestore
+
+from irstd_ros.bags.typestore import reading_typestore, register_bag_types, typestore
+from irstd_ros.errors import BagError
+
+# Topics of the generated sequences and of the node (relative: resolved in its namespace).
+IMAGE_TOPIC = "/camera/image"
+TRUTH_MASK_TOPIC = "/camera/truth/mask"
+TRUTH_TARGETS_TOPIC = "/camera/truth/targets"
+OUTPUT_TOPICS = ("mask", "detections", "targets")
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
+TARGETS_TYPE = "irstd_ros/msg/TargetArray"
+CLASS_ID = "target"  # hypothesis class of every detection (as the node publishes)
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+BAG_VERSION = 8  # rosbag2 metadata version of Jazzy; Kilted reads it too
+DEFAULT_QOS_DEPTH = 10
+NS_PER_S = 1_000_000_000
+SEQUENCE_KEY = "irstd_ros.sequence"  # custom_data entry: the generator's config (JSON)
+
+
+def qos_profile(reliable: bool = True, depth: int = DEFAULT_QOS_DEPTH) -> Qos:
+    """An offered QoS profile for a bag topic (keep-last, volatile, default timings)."""
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=depth,
+        reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+        durability=QosDurability.VOLATILE,
+        deadline=QosTime(0, 0),
+        lifespan=QosTime(0, 0),
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=QosTime(0, 0),
+        avoid_ros_namespace_conventions=False,
+    )
+
+
+def stamp_ns(header: Any) -> int:
+    """A header's stamp in nanoseconds."""
+    return int(header.stamp.sec) * NS_PER_S + int(header.stamp.nanosec)
+
+
+class BagWriter:
+    """A rosbag2 writer (context manager) that adds topics on first use.
+
+    On leaving the ``with`` block normally the bag is closed (``metadata.yaml``
+    written); on an exception the partial bag is removed.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        storage: str = "mcap",
+        *,
+        compress: bool = False,
+        overwrite: bool = False,
+        store: Typestore | None = None,
+    ) -> None:
+        if storage not in STORAGES:
+            raise BagError(f"unknown storage {storage!r}; valid: {', '.join(STORAGES)}")
+        if compress and storage != "mcap":
+            raise BagError("compression is supported for mcap storage only")
+        self.path = Path(path)
+        if self.path.exists():
+            if not overwrite:
+                raise BagError(f"{self.path} exists; remove it or choose another output")
+            if not (self.path / "metadata.yaml").is_file() and any(self.path.iterdir()):
+                raise BagError(f"{self.path} exists and is not a bag; not overwriting it")
+            shutil.rmtree(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = store or typestore()
+        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        if compress:  # zstd-compressed MCAP chunks (ros2 bag's "zstd_fast" preset)
+            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        self._connections: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> BagWriter:
+        try:
+            self._writer.open()
+        except WriterError as exc:
+            raise BagError(str(exc)) from exc
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self._writer.close()
+        else:
+            self._writer.abort()
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def add_topic(
+        self, topic: str, msgtype: str, qos: Qos | None = None, type_hash: str | None = None
+    ) -> None:
+        """Declare ``topic`` (idempotent). ``type_hash``: the RIHS01 hash the publisher reported."""
+        if topic in self._connections:
+            return
+        if msgtype not in self.store.types:
+            raise BagError(f"no definition of {msgtype} (topic {topic}) to write it to a bag")
+        msgdef = rihs01 = None
+        if type_hash:
+            msgdef, _ = self.store.generate_msgdef(msgtype, ros_version=2)
+            rihs01 = type_hash
+        self._connections[topic] = self._writer.add_connection(
+            topic,
+            msgtype,
+            typestore=self.store,
+            msgdef=msgdef,
+            rihs01=rihs01,
+            offered_qos_profiles=[qos or qos_profile()],
+        )
+        self.counts[topic] = 0
+
+    def write_raw(self, topic: str, timestamp_ns: int, data: bytes | memoryview) -> None:
+        """Write CDR bytes on a declared topic; ``timestamp_ns``: the receive (log) time."""
+        try:
+            self._writer.write(self._connections[topic], int(timestamp_ns), data)
+        except KeyError:
+            raise BagError(f"topic {topic} was not declared") from None
+        self.counts[topic] += 1
+
+    def write(self, topic: str, timestamp_ns: int, msg: Any) -> None:
+        """Serialise a rosbags message and write it (declaring the topic if needed)."""
+        self.add_topic(topic, msg.__msgtype__)
+        self.write_raw(topic, timestamp_ns, self.store.serialize_cdr(msg, msg.__msgtype__))
+
+    def set_custom_data(self, key: str, value: str) -> None:
+        self._writer.set_custom_data(key, value)
+
+
+@dataclass(frozen=True)
+class TopicSummary:
+    name: str
+    msgtype: str
+    count: int
+
+
+class BagReader:
+    """Read a rosbag2 bag (folder with metadata.yaml, or a bare .mcap/.db3 file)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"bag not found: {self.path}")
+        self.store = reading_typestore()
+        try:
+            self._reader = Reader(self.path)
+            self._reader.open()
+        except (ReaderError, FileNotFoundError, OSError) as exc:
+            raise BagError(f"cannot read bag {self.path}: {exc}") from exc
+        register_bag_types(self.store, self._reader.connections)
+
+    def __enter__(self) -> BagReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._reader.close()
+
+    @property
+    def topics(self) -> dict[str, TopicSummary]:
+        return {
+            name: TopicSummary(name, info.msgtype or "", info.msgcount)
+            for name, info in self._reader.topics.items()
+        }
+
+    @property
+    def start_ns(self) -> int:
+        return int(self._reader.start_time)
+
+    @property
+    def duration_ns(self) -> int:
+        return int(self._reader.duration)
+
+    @property
+    def custom_data(self) -> dict[str, str]:
+        """``custom_data`` of metadata.yaml (empty for a bare storage file)."""
+        meta = self.path / "metadata.yaml"
+        if not meta.is_file():
+            return {}
+        info = yaml.safe_load(meta.read_text()).get("rosbag2_bagfile_information", {})
+        return dict(info.get("custom_data") or {})
+
+    def connections(self, topics: Iterable[str] | None = None) -> list[Any]:
+        wanted = None if topics is None else set(topics)
+        return [c for c in self._reader.connections if wanted is None or c.topic in wanted]
+
+    def require(self, topic: str, msgtype: str | None = None) -> None:
+        """:class:`BagError` unless ``topic`` (of ``msgtype``) is in the bag."""
+        found = self.topics.get(topic)
+        if found is None:
+            have = ", ".join(f"{t.name} ({t.msgtype})" for t in self.topics.values()) or "none"
+            raise BagError(f"{self.path} has no topic {topic}; topics: {have}")
+        if msgtype and found.msgtype != msgtype:
+            raise BagError(f"{topic} in {self.path} is {found.msgtype}, expected {msgtype}")
+
+    def raw_messages(
+        self, topics: Iterable[str] | None = None, start_ns: int | None = None
+    ) -> Iterator[tuple[str, str, int, bytes]]:
+        """(topic, msgtype, receive time ns, CDR bytes) in receive-time order."""
+        conns = self.connections(topics)
+        if not conns:
+            return
+        try:
+            for conn, t, raw in self._reader.messages(connections=conns, start=start_ns):
+                yield conn.topic, conn.msgtype, int(t), raw
+        except (ReaderError, OSError) as exc:
+            raise BagError(f"cannot read bag {self.path}: {exc}") from exc
+
+    def messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, int, Any]]:
+        """(topic, receive time ns, deserialised rosbags message)."""
+        for topic, msgtype, t, raw in self.raw_messages(topics):
+            try:
+                msg = self.store.deserialize_cdr(raw, msgtype)
+            except SerdeError as exc:
+                raise BagError(f"cannot decode a {msgtype} message on {topic}: {exc}") from exc
+            yield topic, t, msg
+
+    def topics_of_type(self, msgtype: str) -> list[str]:
+        return sorted(t.name for t in self.topics.values() if t.msgtype == msgtype)
+
+
+# --- message construction (rosbags dataclasses) --------------------------------------------
+
+
+def header_msg(store: Typestore, stamp: int, frame_id: str) -> Any:
+    t = store.types
+    time_cls, header_cls = t["builtin_interfaces/msg/Time"], t["std_msgs/msg/Header"]
+    return header_cls(
+        stamp=time_cls(sec=stamp // NS_PER_S, nanosec=stamp % NS_PER_S), frame_id=frame_id
+    )
+
+
+def image_msg(store: Typestore, arr: np.ndarray, encoding: str, stamp: int, frame_id: str) -> Any:
+    """A sensor_msgs/Image (little-endian, unpadded) of a (H, W) array."""
+    from irstd_ros.ros.conversions import array_to_image_fields
+
+    fields = array_to_image_fields(arr, encoding)
+    fields["data"] = np.frombuffer(fields["data"], dtype=np.uint8)
+    return store.types[IMAGE_TYPE](header=header_msg(store, stamp, frame_id), **fields)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in input pixels: top-left (x, y) pixel and size, like the node's targets."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    score: float = 1.0
+    id: str = ""
+    centroid_x: float | None = None  # sub-pixel position (default: the box centre)
+    centroid_y: float | None = None
+
+    @property
+    def center_x(self) -> float:
+        return self.x + (self.width - 1) / 2.0
+
+    @property
+    def center_y(self) -> float:
+        return self.y + (self.height - 1) / 2.0
+
+
+def detections_msg(store: Typestore, boxes: Iterable[Box], stamp: int, frame_id: str) -> Any:
+    """A vision_msgs/Detection2DArray as the node fills it (centre/size in pixels)."""
+    t = store.types
+    header = header_msg(store, stamp, frame_id)
+    dets = []
+    for b in boxes:
+        cx = b.center_x if b.centroid_x is None else b.centroid_x
+        cy = b.center_y if b.centroid_y is None else b.centroid_y
+        pose = t["geometry_msgs/msg/PoseWithCovariance"](
+            pose=t["geometry_msgs/msg/Pose"](
+                position=t["geometry_msgs/msg/Point"](x=cx, y=cy, z=0.0),
+                orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+            ),
+            covariance=np.zeros(36, dtype=np.float64),
+        )
+        hyp = t["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](
+                class_id=CLASS_ID, score=float(b.score)
+            ),
+            pose=pose,
+        )
+        bbox = t["vision_msgs/msg/BoundingBox2D"](
+            center=t["vision_msgs/msg/Pose2D"](
+                position=t["vision_msgs/msg/Point2D"](x=b.center_x, y=b.center_y), theta=0.0
+            ),
+            size_x=float(b.width),
+            size_y=float(b.height),
+        )
+        dets.append(
+            t["vision_msgs/msg/Detection2D"](header=header, results=[hyp], bbox=bbox, id=b.id)
+        )
+    return t[DETECTIONS_TYPE](header=header, detections=dets)
+
+
+TARGET_FIELDS = (
+    "id",
+    "score",
+    "x",
+    "y",
+    "width",
+    "height",
+    "centroid_x",
+    "centroid_y",
+    "area",
+    "peak_intensity",
+    "mean_intensity",
+    "local_contrast",
+    "snr",
+)
+
+
+def targets_msg(store: Typestore, targets: Iterable[Any], stamp: int, frame_id: str) -> Any:
+    """An irstd_ros/TargetArray of :class:`irstd_ros.inference.postprocess.Target` objects."""
+    t = store.types
+    items = []
+    for tgt in targets:
+        values = {}
+        for name in TARGET_FIELDS:
+            v = getattr(tgt, name)
+            values[name] = float(v) if isinstance(v, float) else int(v)
+        items.append(t["irstd_ros/msg/Target"](**values))
+    return t[TARGETS_TYPE](header=header_msg(store, stamp, frame_id), targets=items)
+
+
+def boxes_from_detections(msg: Any) -> list[Box]:
+    """:class:`Box` es of a Detection2DArray (centre/size back to top-left pixel boxes)."""
+    boxes = []
+    for d in msg.detections:
+        w, h = round(d.bbox.size_x), round(d.bbox.size_y)
+        x = round(d.bbox.center.position.x - (w - 1) / 2.0)
+        y = round(d.bbox.center.position.y - (h - 1) / 2.0)
+        score = float(d.results[0].hypothesis.score) if d.results else 1.0
+        pos = d.results[0].pose.pose.position if d.results else None
+        boxes.append(
+            Box(
+                int(x),
+                int(y),
+                int(w),
+                int(h),
+                score,
+                d.id,
+                float(pos.x) if pos else None,
+                float(pos.y) if pos else None,
+            )
+        )
+    return boxes
+
+
+def boxes_from_targets(msg: Any) -> list[Box]:
+    """:class:`Box` es of an irstd_ros TargetArray."""
+    return [
+        Box(
+            int(t.x),
+            int(t.y),
+            int(t.width),
+            int(t.height),
+            float(t.score),
+            str(t.id),
+            float(t.centroid_x),
+            float(t.centroid_y),
+        )
+        for t in msg.targets
+    ]

@@ -1,0 +1,233 @@
+"""``irstd record``: record topics (the node's outputs) to a rosbag2 bag through rclpy.
+
+Messages are received serialised (``raw=True`` subscriptions) and written as they are;
+the bag timestamp of each is its receive time (system clock), as ``ros2 bag record``
+does. Topic types are discovered from the ROS graph: a topic is subscribed as soon as
+a publisher of it appears, with a QoS compatible with its publishers ("auto"). Stops
+on ``duration``, after ``max_messages``, after ``idle_timeout`` without messages (once
+the first arrived), or on Ctrl-C; the bag is always closed properly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from irstd_ros.bags.io import OUTPUT_TOPICS, BagWriter, qos_profile
+from irstd_ros.bags.rosutil import import_message_type, make_qos, ros_ok, ros_session, to_bag_qos
+from irstd_ros.errors import BagError, ConfigError
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_PERIOD_S = 0.2
+LOOP_PERIOD_S = 0.05
+QOS_MODES = ("auto", "reliable", "best_effort")
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """``irstd record`` options. Relative topic names resolve in the recorder's namespace."""
+
+    out: Path
+    topics: tuple[str, ...] = OUTPUT_TOPICS
+    # (topic, type) of topics to subscribe at once, before any publisher is seen
+    known_types: tuple[tuple[str, str], ...] = ()
+    storage: str = "mcap"
+    compress: bool = False
+    duration: float | None = None  # s
+    max_messages: int | None = None  # over all topics
+    idle_timeout: float | None = None  # s without a message, once one arrived
+    discovery_timeout: float = 10.0  # s to wait for a publisher of every topic
+    qos: str = "auto"
+    depth: int = 100
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.topics:
+            raise ConfigError("no topic to record")
+        if self.qos not in QOS_MODES:
+            raise ConfigError(f"qos must be one of {', '.join(QOS_MODES)}, got {self.qos!r}")
+        for name in ("duration", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        if self.max_messages is not None and self.max_messages < 1:
+            raise ConfigError(f"max_messages must be >= 1, got {self.max_messages}")
+        if self.depth < 1:
+            raise ConfigError(f"depth must be >= 1, got {self.depth}")
+
+
+@dataclass
+class RecordStats:
+    path: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    stopped_by: str = ""
+    missing_topics: list[str] = field(default_factory=list)
+
+    @property
+    def messages(self) -> int:
+        return sum(self.counts.values())
+
+
+class Recorder:
+    """Subscribes ``topics`` on ``node`` (spun by the caller) and writes them to a bag.
+
+    :meth:`close` must be called (it writes metadata.yaml).
+    """
+
+    def __init__(self, node: Any, cfg: RecordConfig) -> None:
+        cfg.validate()
+        self.node = node
+        self.cfg = cfg
+        self.topics = [node.resolve_topic_name(t) for t in cfg.topics]
+        self._known = {node.resolve_topic_name(t): ty for t, ty in cfg.known_types}
+        self.last_ns: int | None = None
+        self._lock = threading.Lock()
+        self._discover_lock = threading.Lock()
+        self._subs: dict[str, Any] = {}
+        self._closed = False
+        self._bag = BagWriter(cfg.out, cfg.storage, compress=cfg.compress, overwrite=cfg.overwrite)
+        self._bag.__enter__()
+        self._timer = node.create_timer(DISCOVERY_PERIOD_S, self.discover)
+        self.discover()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self._bag.counts)
+
+    @property
+    def messages(self) -> int:
+        return sum(self._bag.counts.values())
+
+    @property
+    def missing(self) -> list[str]:
+        """Topics not subscribed yet (no publisher seen)."""
+        return [t for t in self.topics if t not in self._subs]
+
+    def discover(self) -> None:
+        """Subscribe to the requested topics that now have a publisher."""
+        with self._discover_lock:
+            if not self._closed and self.missing:
+                self._discover()
+
+    def _discover(self) -> None:
+        graph = dict(self.node.get_topic_names_and_types())
+        for topic in self.missing:
+            infos = self.node.get_publishers_info_by_topic(topic)
+            if infos and graph.get(topic):
+                msgtype = graph[topic][0]
+                reliability = self._reliability(infos)
+                offered = to_bag_qos(infos[0].qos_profile)
+                type_hash = getattr(infos[0], "topic_type_hash", None)  # Jazzy and later
+                type_hash = str(type_hash) if type_hash is not None else None
+            elif topic in self._known:
+                msgtype = self._known[topic]
+                reliability = "best_effort" if self.cfg.qos == "best_effort" else "reliable"
+                offered, type_hash = qos_profile(reliability == "reliable"), None
+            else:
+                continue
+            cls = import_message_type(msgtype)
+            qos = make_qos(reliability, self.cfg.depth)
+            with self._lock:
+                self._bag.add_topic(topic, msgtype, offered, type_hash)
+            self._subs[topic] = self.node.create_subscription(
+                cls, topic, lambda raw, t=topic: self._on_message(t, raw), qos, raw=True
+            )
+            log.info("recording %s (%s)", topic, msgtype)
+
+    def _reliability(self, infos: list[Any]) -> str:
+        if self.cfg.qos != "auto":
+            return self.cfg.qos
+        from rclpy.qos import ReliabilityPolicy
+
+        reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+        return "reliable" if reliable else "best_effort"
+
+    def _on_message(self, topic: str, raw: bytes) -> None:
+        now = time.time_ns()
+        with self._lock:
+            if self._closed:
+                return
+            self._bag.write_raw(topic, now, raw)
+            self.last_ns = now
+
+    def close(self, keep: bool = True) -> None:
+        """Stop subscribing and close the bag (idempotent); ``keep=False`` deletes it."""
+        with self._discover_lock, self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.node.destroy_timer(self._timer)
+        for sub in self._subs.values():
+            self.node.destroy_subscription(sub)
+        if keep:
+            self._bag.__exit__(None, None, None)
+        else:
+            self._bag.__exit__(BagError, BagError("aborted"), None)
+
+
+def record(cfg: RecordConfig, should_stop: Callable[[], bool] = lambda: False) -> RecordStats:
+    """Record until a stop condition; Ctrl-C stops cleanly (the bag is kept)."""
+    cfg.validate()
+    stats = RecordStats(cfg.out)
+    with ros_session("irstd_record") as node:
+        rec = Recorder(node, cfg)
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_messages, desc="record", unit="msg")
+        t0 = time.monotonic()
+        keep = True
+        try:
+            stats.stopped_by = _wait(rec, cfg, t0, bar, should_stop)
+        except KeyboardInterrupt:
+            stats.stopped_by = "interrupted"
+        except BagError:
+            keep = False  # nothing was recorded: no empty bag left behind
+            raise
+        finally:
+            rec.close(keep)
+            if bar is not None:
+                bar.close()
+        stats.wall_s = time.monotonic() - t0
+        stats.counts = rec.counts
+        stats.missing_topics = rec.missing
+    return stats
+
+
+def _wait(
+    rec: Recorder, cfg: RecordConfig, t0: float, bar: Any, should_stop: Callable[[], bool]
+) -> str:
+    seen = 0
+    while True:
+        time.sleep(LOOP_PERIOD_S)
+        now = time.monotonic()
+        n = rec.messages
+        if bar is not None and n > seen:
+            bar.update(n - seen)
+        seen = n
+        if should_stop():
+            return "stopped"
+        if not ros_ok():
+            return "interrupted"
+        if cfg.duration is not None and now - t0 >= cfg.duration:
+            return "duration"
+        if cfg.max_messages is not None and n >= cfg.max_messages:
+            return "max_messages"
+        if cfg.idle_timeout is not None and rec.last_ns is not None:
+            if (time.time_ns() - rec.last_ns) / 1e9 >= cfg.idle_timeout:
+                return "idle"
+        nothing_found = len(rec.missing) == len(rec.topics)
+        if nothing_found and now - t0 >= cfg.discovery_timeout:
+            raise BagError(
+                f"no publisher of {', '.join(rec.missing)} after {cfg.discovery_timeout:.0f} s; "
+                "is the node running (same ROS_DOMAIN_ID)?"
+            )

@@ -1,0 +1,194 @@
+"""``irstd render``: an annotated video (MP4, or GIF) and a PNG contact sheet of a bag.
+
+Frames come from the bag's image topic; detections (red, with scores) from the outputs
+bag (or the same bag) matched by header stamp; truth boxes (green) from
+``/camera/truth/targets`` when present. Drawing: :func:`irstd_ros.overlay.draw_overlay`.
+MP4 needs imageio-ffmpeg; without it the video is written as a GIF next to the
+requested path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from irstd_ros.bags.evaluate import read_output_boxes
+from irstd_ros.bags.io import (
+    IMAGE_TOPIC,
+    NS_PER_S,
+    TRUTH_TARGETS_TOPIC,
+    BagReader,
+    Box,
+    boxes_from_detections,
+    stamp_ns,
+)
+from irstd_ros.errors import BagError, ConfigError
+from irstd_ros.overlay import draw_overlay
+from irstd_ros.ros.conversions import image_to_array
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+DEFAULT_FPS = 10.0
+MP4_QUALITY = 8  # imageio-ffmpeg 0-10
+MP4_BLOCK = 2  # yuv420p needs even sizes: pad to a multiple of this
+SHEET_GAP_PX = 4
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """``irstd render`` options."""
+
+    bag: Path
+    out: Path  # .mp4 or .gif
+    outputs: Path | None = None
+    sheet: Path | None = None
+    image_topic: str = IMAGE_TOPIC
+    sheet_frames: int = 6
+    sheet_columns: int = 3
+    fps: float | None = None  # None: the bag's frame rate
+    scale: int = 1
+    max_frames: int | None = None
+
+    def validate(self) -> None:
+        if self.out.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ConfigError(
+                f"video must end in {' or '.join(VIDEO_SUFFIXES)}, got {self.out.name}"
+            )
+        if self.sheet_frames < 1 or self.sheet_columns < 1 or self.scale < 1:
+            raise ConfigError("sheet frames, columns and scale must be >= 1")
+
+
+@dataclass(frozen=True)
+class RenderSummary:
+    video: Path
+    frames: int
+    sheet: Path | None
+
+
+def _truth_boxes(reader: BagReader) -> dict[int, list[Box]]:
+    if TRUTH_TARGETS_TOPIC not in reader.topics:
+        return {}
+    return {
+        stamp_ns(m.header): boxes_from_detections(m)
+        for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC])
+    }
+
+
+def _bag_fps(reader: BagReader, topic: str) -> float:
+    n = reader.topics[topic].count
+    if n < 2 or reader.duration_ns <= 0:
+        return DEFAULT_FPS
+    return (n - 1) * NS_PER_S / reader.duration_ns
+
+
+def _video_writer(path: Path, fps: float):  # noqa: ANN202 - imageio's writer type
+    import imageio.v2 as imageio
+
+    if path.suffix.lower() == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            gif = path.with_suffix(".gif")
+            log.warning("imageio-ffmpeg is not installed: writing %s instead of %s", gif, path)
+            path = gif
+        else:
+            writer = imageio.get_writer(
+                path,
+                fps=fps,
+                codec="libx264",
+                quality=MP4_QUALITY,
+                macro_block_size=MP4_BLOCK,
+                ffmpeg_log_level="error",
+            )
+            return writer, path
+    return imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0), path
+
+
+def _even(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    ph, pw = (-h) % MP4_BLOCK, (-w) % MP4_BLOCK
+    return np.pad(img, ((0, ph), (0, pw), (0, 0))) if ph or pw else img
+
+
+def contact_sheet(frames: list[np.ndarray], columns: int) -> np.ndarray:
+    """Frames (same size, RGB) tiled row by row with a dark gap."""
+    h, w = frames[0].shape[:2]
+    rows = -(-len(frames) // columns)
+    cols = min(columns, len(frames))
+    sheet = np.zeros(
+        (rows * h + (rows - 1) * SHEET_GAP_PX, cols * w + (cols - 1) * SHEET_GAP_PX, 3), np.uint8
+    )
+    for i, f in enumerate(frames):
+        r, c = divmod(i, columns)
+        y, x = r * (h + SHEET_GAP_PX), c * (w + SHEET_GAP_PX)
+        sheet[y : y + h, x : x + w] = f
+    return sheet
+
+
+def _sheet_indices(n: int, k: int, with_targets: list[int]) -> set[int]:
+    """``k`` frame indices spread over the sequence, preferring frames with truth targets."""
+    pool = with_targets if len(with_targets) >= k else list(range(n))
+    picks = np.linspace(0, len(pool) - 1, num=min(k, len(pool))).round().astype(int)
+    return {pool[i] for i in picks}
+
+
+def render(cfg: RenderConfig) -> RenderSummary:
+    """Write the annotated video (and contact sheet); returns what was written."""
+    cfg.validate()
+    with BagReader(cfg.bag) as reader:
+        reader.require(cfg.image_topic)
+        truth = _truth_boxes(reader)
+        if cfg.outputs is not None:
+            with BagReader(cfg.outputs) as out_reader:
+                detections = read_output_boxes(out_reader, (cfg.image_topic,))
+            if not detections:
+                raise BagError(f"{cfg.outputs} holds no targets or detections topic")
+        else:
+            detections = read_output_boxes(reader, (cfg.image_topic,))
+        fps = cfg.fps or _bag_fps(reader, cfg.image_topic)
+        n_total = reader.topics[cfg.image_topic].count
+        if cfg.max_frames is not None:
+            n_total = min(n_total, cfg.max_frames)
+        stamps_with_targets: list[int] = []
+        sheet_picks: set[int] = set()
+        if cfg.sheet is not None:
+            stamps = (
+                [stamp_ns(m.header) for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC])]
+                if truth
+                else []
+            )
+            stamps_with_targets = [i for i, s in enumerate(stamps[:n_total]) if truth.get(s)]
+            sheet_picks = _sheet_indices(n_total, cfg.sheet_frames, stamps_with_targets)
+        cfg.out.parent.mkdir(parents=True, exist_ok=True)
+        writer, video_path = _video_writer(cfg.out, fps)
+        sheet_frames: list[np.ndarray] = []
+        count = 0
+        first: int | None = None
+        try:
+            for _, _, msg in reader.messages([cfg.image_topic]):
+                if count >= n_total:
+                    break
+                s = stamp_ns(msg.header)
+                first = s if first is None else first
+                dets = detections.get(s, [])
+                tru = truth.get(s, [])
+                label = f"#{count} {(s - first) / NS_PER_S:5.1f}S DET {len(dets)} TRUE {len(tru)}"
+                img = draw_overlay(image_to_array(msg), dets, tru, label=label, scale=cfg.scale)
+                writer.append_data(_even(img))
+                if count in sheet_picks:
+                    sheet_frames.append(img)
+                count += 1
+        finally:
+            writer.close()
+    if count == 0:
+        raise BagError(f"{cfg.bag} has no frames on {cfg.image_topic}")
+    if cfg.sheet is not None and sheet_frames:
+        import imageio.v2 as imageio
+
+        cfg.sheet.parent.mkdir(parents=True, exist_ok=True)
+        imageio.imwrite(cfg.sheet, contact_sheet(sheet_frames, cfg.sheet_columns))
+    return RenderSummary(video_path, count, cfg.sheet if sheet_frames else None)

@@ -1,0 +1,249 @@
+"""``irstd replay``: publish a bag's topics through rclpy with the recorded timing.
+
+What ``ros2 bag play`` does, for machines without rosbag2: the CDR bytes of each
+message are published as they are (no re-serialisation), at the bag's receive times
+divided by ``rate``, from ``start_offset`` seconds into the bag, optionally in a loop,
+with remapped topic names and a chosen QoS.
+
+``sync_topic`` turns the replay into a closed loop: after each message it waits (up to
+``sync_timeout``) for a message with the same header stamp on that topic -- e.g. the
+node's ``targets`` -- and pauses the bag clock meanwhile, so a slow consumer never
+drops frames. Without it the timing is the bag's, like ``ros2 bag play``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from irstd_ros.bags.io import IMAGE_TOPIC, NS_PER_S, BagReader
+from irstd_ros.bags.rosutil import (
+    cdr_header_stamp,
+    import_message_type,
+    make_qos,
+    ros_ok,
+    ros_session,
+)
+from irstd_ros.errors import BagError, ConfigError
+
+SLEEP_SLICE_S = 0.05  # longest single sleep: stays responsive to Ctrl-C
+SUBSCRIBER_POLL_S = 0.05
+SYNC_QOS_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """``irstd replay`` options."""
+
+    bag: Path
+    topics: tuple[str, ...] = (IMAGE_TOPIC,)
+    remaps: tuple[tuple[str, str], ...] = ()  # (bag topic, published topic)
+    rate: float = 1.0
+    loop: bool = False
+    start_offset: float = 0.0  # s from the bag's first message
+    qos: str = "reliable"
+    depth: int = 10
+    wait_subscribers: float = 5.0  # s to wait for a subscriber on every topic; 0: don't
+    sync_topic: str | None = None
+    sync_timeout: float = 5.0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.rate > 0:
+            raise ConfigError(f"rate must be > 0, got {self.rate}")
+        if self.start_offset < 0:
+            raise ConfigError(f"start offset must be >= 0, got {self.start_offset}")
+        if self.depth < 1:
+            raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        if not self.topics:
+            raise ConfigError("no topic to replay")
+
+
+@dataclass
+class ReplayStats:
+    """What a replay did. ``lateness_ms``: publish time minus scheduled time, per message."""
+
+    published: int = 0
+    wall_s: float = 0.0
+    bag_s: float = 0.0  # bag time covered (last - first published receive time)
+    loops: int = 0
+    sync_timeouts: int = 0
+    lateness_ms: list[float] = field(default_factory=list)
+
+
+def parse_remap(text: str) -> tuple[str, str]:
+    """``/from:=/to`` -> ("/from", "/to")."""
+    src, sep, dst = text.partition(":=")
+    if not sep or not src or not dst:
+        raise ConfigError(f"remap must be FROM:=TO, got {text!r}")
+    return src, dst
+
+
+class _StampWaiter:
+    """Header stamps seen on a topic, to wait for a given one."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._cond = threading.Condition()
+
+    def callback(self, raw: bytes) -> None:
+        stamp = cdr_header_stamp(raw)
+        if stamp is None:
+            return
+        with self._cond:
+            self._seen.add(stamp)
+            self._cond.notify_all()
+
+    def wait(self, stamp: int, timeout: float) -> bool:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: stamp in self._seen, timeout)
+            self._seen.discard(stamp)
+            return ok
+
+
+def _sleep_until(deadline: float, stop: Callable[[], bool]) -> None:
+    while not stop():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, SLEEP_SLICE_S))
+
+
+def replay(
+    cfg: ReplayConfig, node: Any | None = None, should_stop: Callable[[], bool] = lambda: False
+) -> ReplayStats:
+    """Publish ``cfg.bag``; with ``node`` given, the caller spins it (else a node is made)."""
+    cfg.validate()
+    if node is None:
+        with ros_session("irstd_replay") as own:
+            return replay(cfg, own, should_stop)
+    user_stop = should_stop
+
+    def should_stop() -> bool:  # also when rclpy was shut down (its SIGINT handler)
+        return user_stop() or not ros_ok()
+
+    with BagReader(cfg.bag) as reader:
+        for topic in cfg.topics:
+            reader.require(topic)
+        remap = dict(cfg.remaps)
+        for src in remap:
+            if src not in cfg.topics:
+                raise ConfigError(
+                    f"remap of {src}, which is not replayed ({', '.join(cfg.topics)})"
+                )
+        qos = make_qos(cfg.qos, cfg.depth)
+        pubs = {
+            t: node.create_publisher(
+                import_message_type(reader.topics[t].msgtype), remap.get(t, t), qos
+            )
+            for t in cfg.topics
+        }
+        waiter: _StampWaiter | None = None
+        sync_sub = None
+        if cfg.sync_topic:
+            waiter = _StampWaiter()
+            msgtype = _topic_type(node, cfg.sync_topic, cfg.wait_subscribers)
+            sync_sub = node.create_subscription(
+                import_message_type(msgtype),
+                cfg.sync_topic,
+                waiter.callback,
+                make_qos("reliable", SYNC_QOS_DEPTH),
+                raw=True,
+            )
+        try:
+            _wait_for_subscribers(pubs, cfg.wait_subscribers, should_stop)
+            return _play(cfg, reader, pubs, waiter, should_stop)
+        finally:
+            for pub in pubs.values():
+                node.destroy_publisher(pub)
+            if sync_sub is not None:
+                node.destroy_subscription(sync_sub)
+
+
+def _topic_type(node: Any, topic: str, timeout: float) -> str:
+    """The type of ``topic`` once a publisher of it is seen (for the sync subscription)."""
+    name = node.resolve_topic_name(topic)
+    deadline = time.monotonic() + max(timeout, SUBSCRIBER_POLL_S)
+    while time.monotonic() < deadline:
+        for found, types in node.get_topic_names_and_types():
+            if found == name and types:
+                return types[0]
+        time.sleep(SUBSCRIBER_POLL_S)
+    raise BagError(
+        f"sync topic {name} has no publisher after {timeout:.0f} s; is the node running?"
+    )
+
+
+def _wait_for_subscribers(
+    pubs: dict[str, Any], timeout: float, should_stop: Callable[[], bool]
+) -> None:
+    if timeout <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    while not should_stop() and time.monotonic() < deadline:
+        if all(p.get_subscription_count() > 0 for p in pubs.values()):
+            return
+        time.sleep(SUBSCRIBER_POLL_S)
+    missing = [p.topic_name for p in pubs.values() if p.get_subscription_count() == 0]
+    if missing:  # like ros2 bag play: go on, the first messages may be lost
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "no subscriber on %s after %.1f s; publishing anyway", ", ".join(missing), timeout
+        )
+
+
+def _play(
+    cfg: ReplayConfig,
+    reader: BagReader,
+    pubs: dict[str, Any],
+    waiter: _StampWaiter | None,
+    should_stop: Callable[[], bool],
+) -> ReplayStats:
+    stats = ReplayStats()
+    first_ns = reader.start_ns + round(cfg.start_offset * NS_PER_S)
+    total = sum(reader.topics[t].count for t in cfg.topics)
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="replay", unit="msg")
+    t_start = time.monotonic()
+    last_ns = first_ns
+    try:
+        while not should_stop():
+            wall0 = time.monotonic()
+            if bar is not None:
+                bar.reset(total=total)
+            for topic, _, t, raw in reader.raw_messages(cfg.topics, start_ns=first_ns):
+                deadline = wall0 + (t - first_ns) / NS_PER_S / cfg.rate
+                now = time.monotonic()
+                if waiter is not None and now > deadline:
+                    wall0 += now - deadline  # waited for the consumer: the bag clock stood still
+                    deadline = now
+                _sleep_until(deadline, should_stop)
+                if should_stop():
+                    break
+                stats.lateness_ms.append((time.monotonic() - deadline) * 1e3)
+                pubs[topic].publish(bytes(raw))
+                stats.published += 1
+                last_ns = max(last_ns, t)
+                if bar is not None:
+                    bar.update()
+                if waiter is not None:
+                    stamp = cdr_header_stamp(raw)
+                    if stamp is not None and not waiter.wait(stamp, cfg.sync_timeout):
+                        stats.sync_timeouts += 1
+            stats.loops += 1
+            if not cfg.loop:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    stats.wall_s = time.monotonic() - t_start
+    stats.bag_s = (last_ns - first_ns) / NS_PER_S
+    return stats

@@ -1,0 +1,138 @@
+"""Small rclpy helpers shared by replay, record and the demo (rclpy imported lazily)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import struct
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+
+from irstd_ros.errors import BagError
+
+QOS_CHOICES = ("reliable", "best_effort")
+CDR_HEADER_BYTES = 4  # encapsulation id + options, before the message body
+CDR_LITTLE_ENDIAN_IDS = (0x01, 0x03)  # CDR_LE, PL_CDR_LE (second byte of the header)
+SPIN_PERIOD_S = 0.05
+
+
+def import_message_type(msgtype: str) -> type:
+    """The Python class of ``pkg/msg/Name`` (the package must be built and importable)."""
+    try:
+        pkg, kind, name = msgtype.split("/")
+    except ValueError:
+        raise BagError(f"not a ROS 2 message type name: {msgtype!r}") from None
+    try:
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise BagError(
+            f"message type {msgtype} is not importable here ({exc}); build and source its package"
+        ) from exc
+
+
+def cdr_header_stamp(raw: bytes | memoryview) -> int | None:
+    """Header stamp (ns) of a CDR message whose first field is a std_msgs/Header.
+
+    Every message this package publishes or records starts with its header, so the
+    stamp is read without deserialising (e.g. a 640x512 image). None if too short.
+    """
+    if len(raw) < CDR_HEADER_BYTES + 8:
+        return None
+    endian = "<" if raw[1] in CDR_LITTLE_ENDIAN_IDS else ">"
+    sec, nanosec = struct.unpack_from(endian + "iI", raw, CDR_HEADER_BYTES)
+    return sec * 1_000_000_000 + nanosec
+
+
+def make_qos(reliability: str, depth: int) -> Any:
+    """An rclpy keep-last, volatile QoSProfile."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    if reliability not in QOS_CHOICES:
+        raise BagError(f"unknown QoS reliability {reliability!r}; valid: {', '.join(QOS_CHOICES)}")
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=(
+            ReliabilityPolicy.RELIABLE
+            if reliability == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT
+        ),
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def _qos_time(duration: Any) -> QosTime:
+    ns = int(duration.nanoseconds)
+    return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+def to_bag_qos(profile: Any) -> Qos:
+    """An rclpy QoSProfile as a rosbags ``Qos`` (for a bag's offered_qos_profiles)."""
+    return Qos(
+        history=QosHistory(int(profile.history)),
+        depth=int(profile.depth),
+        reliability=QosReliability(int(profile.reliability)),
+        durability=QosDurability(int(profile.durability)),
+        deadline=_qos_time(profile.deadline),
+        lifespan=_qos_time(profile.lifespan),
+        liveliness=QosLiveliness(int(profile.liveliness)),
+        liveliness_lease_duration=_qos_time(profile.liveliness_lease_duration),
+        avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions),
+    )
+
+
+def ros_ok() -> bool:
+    """False once rclpy's context is shut down (e.g. by its own SIGINT handler)."""
+    import rclpy
+
+    return rclpy.ok()
+
+
+@contextlib.contextmanager
+def ros_session(node_name: str) -> Iterator[Any]:
+    """rclpy initialised (if it is not already) and a node, spun in a background thread.
+
+    Yields the node; on exit the spinning stops, the node is destroyed and rclpy shut
+    down if this function initialised it. A context initialised here installs no rclpy
+    signal handlers: Ctrl-C raises KeyboardInterrupt in the main thread, so the caller
+    can close what it writes (rclpy's handler would only shut the context down).
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    owns_context = not rclpy.ok()
+    if owns_context:
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node(node_name)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    stop = threading.Event()
+
+    def spin() -> None:
+        with contextlib.suppress(ExternalShutdownException):
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+
+    thread = threading.Thread(target=spin, name=f"{node_name}_spin", daemon=True)
+    thread.start()
+    try:
+        yield node
+    finally:
+        stop.set()
+        thread.join()
+        executor.remove_node(node)
+        node.destroy_node()
+        executor.shutdown()
+        if owns_context and rclpy.ok():
+            rclpy.shutdown()

@@ -1,0 +1,82 @@
+"""``irstd record``: record topics (the node's outputs) to a rosbag2 bag via rclpy."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from types import FrameType
+
+from irstd_ros.bags.io import OUTPUT_TOPICS, STORAGES
+from irstd_ros.bags.record import QOS_MODES, RecordConfig, record
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record topics (default: the node's outputs) to a rosbag2 bag",
+        description="Record topics like `ros2 bag record`; stops on --duration, --max-messages, "
+        "--idle-timeout or Ctrl-C.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="bag folder to create")
+    p.add_argument(
+        "--topics",
+        nargs="+",
+        default=list(OUTPUT_TOPICS),
+        help="topics; relative names resolve in the root namespace "
+        f"(default: {' '.join(OUTPUT_TOPICS)})",
+    )
+    p.add_argument("--duration", type=float, metavar="SEC", help="stop after SEC seconds")
+    p.add_argument("--max-messages", type=int, metavar="N", help="stop after N messages in all")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SEC",
+        help="stop SEC seconds after the last message (once one arrived)",
+    )
+    p.add_argument(
+        "--discovery-timeout",
+        type=float,
+        default=10.0,
+        metavar="SEC",
+        help="fail if none of the topics has a publisher after SEC seconds",
+    )
+    p.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
+    p.add_argument("--compress", action="store_true", help="zstd-compressed chunks (mcap only)")
+    p.add_argument(
+        "--qos",
+        choices=QOS_MODES,
+        default="auto",
+        help="subscription reliability; auto: compatible with the publishers",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
+    p.set_defaults(func=run)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = RecordConfig(
+        out=args.out,
+        topics=tuple(args.topics),
+        storage=args.storage,
+        compress=args.compress,
+        duration=args.duration,
+        max_messages=args.max_messages,
+        idle_timeout=args.idle_timeout,
+        discovery_timeout=args.discovery_timeout,
+        qos=args.qos,
+        overwrite=args.overwrite,
+    )
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` also closes the bag cleanly
+    try:
+        stats = record(cfg)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    counts = ", ".join(f"{t}: {n}" for t, n in stats.counts.items()) or "nothing"
+    print(f"wrote {stats.path} ({stats.stopped_by} after {stats.wall_s:.1f} s): {counts}")
+    if stats.missing_topics:
+        print(f"never published: {', '.join(stats.missing_topics)}")
+    return 0

@@ -1,0 +1,44 @@
+"""``irstd render``: annotated video and contact sheet of a bag (boxes, scores, truth)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from irstd_ros.bags.io import IMAGE_TOPIC
+from irstd_ros.bags.render import RenderConfig, render
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "render",
+        help="annotated MP4/GIF and PNG contact sheet of a bag",
+        description="Draw detections (red, with scores) and truth (green) on a bag's frames.",
+    )
+    p.add_argument("bag", type=Path, help="bag with the image topic (and truth, if any)")
+    p.add_argument(
+        "--outputs", type=Path, help="bag of recorded node outputs (default: BAG itself)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="video file, .mp4 or .gif")
+    p.add_argument("--sheet", type=Path, metavar="PNG", help="also write a contact sheet")
+    p.add_argument("--image-topic", default=IMAGE_TOPIC)
+    p.add_argument("--fps", type=float, help="video frame rate (default: the bag's)")
+    p.add_argument("--scale", type=int, default=1, help="integer magnification")
+    p.add_argument("--max-frames", type=int, help="render at most N frames")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = RenderConfig(
+        bag=args.bag,
+        out=args.out,
+        outputs=args.outputs,
+        sheet=args.sheet,
+        image_topic=args.image_topic,
+        fps=args.fps,
+        scale=args.scale,
+        max_frames=args.max_frames,
+    )
+    s = render(cfg)
+    print(f"wrote {s.video} ({s.frames} frames)" + (f" and {s.sheet}" if s.sheet else ""))
+    return 0

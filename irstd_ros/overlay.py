@@ -1,0 +1,214 @@
+"""Annotated view of a frame: detections (boxes + scores) and, optionally, truth boxes.
+
+Pure numpy (no OpenCV, no PIL): used by ``irstd render`` and by the node's optional
+``overlay`` topic. The result is an (H, W, 3) uint8 array in **RGB** channel order,
+the convention of :mod:`irstd_ros.ros.conversions`: publish it with
+``array_to_image_fields(arr, "bgr8")``, which reorders the channels for the bgr8
+encoding; write it as is to PNG/MP4.
+
+Boxes are drawn a few pixels *outside* the target so that a 1-px target stays visible.
+Detections are red with their score above the box, truth boxes green; text uses a
+built-in 3x5 bitmap font.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+DETECTION_RGB = (255, 56, 56)
+TRUTH_RGB = (56, 230, 90)
+TEXT_RGB = (255, 255, 255)
+LABEL_BG_RGB = (0, 0, 0)
+DETECTION_MARGIN_PX = 3  # gap between a target and its box
+TRUTH_MARGIN_PX = 6  # truth boxes sit outside the detection boxes
+LABEL_GAP_PX = 2
+FONT_SCALE = 2  # glyph pixels per font pixel
+GLYPH_W, GLYPH_H = 3, 5
+DISPLAY_PERCENTILES = (0.5, 99.5)  # display stretch of frames that are not 8-bit
+UINT8_MAX = 255
+
+# 3x5 bitmap font: rows top to bottom, '#' = on.
+_FONT_ROWS: dict[str, tuple[str, ...]] = {
+    "0": ("###", "#.#", "#.#", "#.#", "###"),
+    "1": (".#.", "##.", ".#.", ".#.", "###"),
+    "2": ("###", "..#", "###", "#..", "###"),
+    "3": ("###", "..#", ".##", "..#", "###"),
+    "4": ("#.#", "#.#", "###", "..#", "..#"),
+    "5": ("###", "#..", "###", "..#", "###"),
+    "6": ("###", "#..", "###", "#.#", "###"),
+    "7": ("###", "..#", ".#.", ".#.", ".#."),
+    "8": ("###", "#.#", "###", "#.#", "###"),
+    "9": ("###", "#.#", "###", "..#", "###"),
+    ".": ("...", "...", "...", "...", ".#."),
+    ":": ("...", ".#.", "...", ".#.", "..."),
+    "-": ("...", "...", "###", "...", "..."),
+    "+": ("...", ".#.", "###", ".#.", "..."),
+    "=": ("...", "###", "...", "###", "..."),
+    "/": ("..#", "..#", ".#.", "#..", "#.."),
+    "%": ("#.#", "..#", ".#.", "#..", "#.#"),
+    "#": ("#.#", "###", "#.#", "###", "#.#"),
+    "(": (".#.", "#..", "#..", "#..", ".#."),
+    ")": (".#.", "..#", "..#", "..#", ".#."),
+    " ": ("...", "...", "...", "...", "..."),
+    "_": ("...", "...", "...", "...", "###"),
+    "A": (".#.", "#.#", "###", "#.#", "#.#"),
+    "B": ("##.", "#.#", "##.", "#.#", "##."),
+    "C": (".##", "#..", "#..", "#..", ".##"),
+    "D": ("##.", "#.#", "#.#", "#.#", "##."),
+    "E": ("###", "#..", "##.", "#..", "###"),
+    "F": ("###", "#..", "##.", "#..", "#.."),
+    "G": (".##", "#..", "#.#", "#.#", ".##"),
+    "H": ("#.#", "#.#", "###", "#.#", "#.#"),
+    "I": ("###", ".#.", ".#.", ".#.", "###"),
+    "J": ("..#", "..#", "..#", "#.#", ".#."),
+    "K": ("#.#", "#.#", "##.", "#.#", "#.#"),
+    "L": ("#..", "#..", "#..", "#..", "###"),
+    "M": ("#.#", "###", "###", "#.#", "#.#"),
+    "N": ("##.", "#.#", "#.#", "#.#", "#.#"),
+    "O": (".#.", "#.#", "#.#", "#.#", ".#."),
+    "P": ("##.", "#.#", "##.", "#..", "#.."),
+    "Q": (".#.", "#.#", "#.#", "##.", ".##"),
+    "R": ("##.", "#.#", "##.", "#.#", "#.#"),
+    "S": (".##", "#..", ".#.", "..#", "##."),
+    "T": ("###", ".#.", ".#.", ".#.", ".#."),
+    "U": ("#.#", "#.#", "#.#", "#.#", "###"),
+    "V": ("#.#", "#.#", "#.#", "#.#", ".#."),
+    "W": ("#.#", "#.#", "###", "###", "#.#"),
+    "X": ("#.#", "#.#", ".#.", "#.#", "#.#"),
+    "Y": ("#.#", "#.#", ".#.", ".#.", ".#."),
+    "Z": ("###", "..#", ".#.", "#..", "###"),
+}
+FONT: dict[str, np.ndarray] = {
+    ch: np.array([[c == "#" for c in row] for row in rows], dtype=bool)
+    for ch, rows in _FONT_ROWS.items()
+}
+
+
+class BoxLike(Protocol):
+    """Anything with a top-left pixel box (``Target``, ``irstd_ros.bags.io.Box``)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def to_display(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB for display: 8-bit as is, other depths stretched per frame."""
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[..., 0]
+    if frame.ndim == 3:
+        frame = frame[..., :3]
+    if frame.dtype != np.uint8:
+        f = frame.astype(np.float32)
+        lo, hi = np.percentile(f, DISPLAY_PERCENTILES)
+        scale = UINT8_MAX / (hi - lo) if hi > lo else 0.0
+        frame = np.clip((f - lo) * scale, 0, UINT8_MAX).astype(np.uint8)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=2)
+    return np.ascontiguousarray(frame)
+
+
+def draw_rect(
+    img: np.ndarray, x0: int, y0: int, x1: int, y1: int, rgb: Sequence[int], thickness: int = 1
+) -> None:
+    """Outline of the inclusive pixel box [x0, x1] x [y0, y1], clipped to the image."""
+    h, w = img.shape[:2]
+    for k in range(thickness):
+        a0, b0, a1, b1 = x0 - k, y0 - k, x1 + k, y1 + k
+        cx0, cx1 = max(a0, 0), min(a1, w - 1)
+        cy0, cy1 = max(b0, 0), min(b1, h - 1)
+        if cx0 > cx1 or cy0 > cy1:
+            continue
+        if 0 <= b0 < h:
+            img[b0, cx0 : cx1 + 1] = rgb
+        if 0 <= b1 < h:
+            img[b1, cx0 : cx1 + 1] = rgb
+        if 0 <= a0 < w:
+            img[cy0 : cy1 + 1, a0] = rgb
+        if 0 <= a1 < w:
+            img[cy0 : cy1 + 1, a1] = rgb
+
+
+def text_size(text: str, scale: int = FONT_SCALE) -> tuple[int, int]:
+    """(width, height) in pixels of ``text`` drawn by :func:`draw_text`."""
+    return len(text) * (GLYPH_W + 1) * scale - scale, GLYPH_H * scale
+
+
+def draw_text(
+    img: np.ndarray,
+    x: int,
+    y: int,
+    text: str,
+    rgb: Sequence[int] = TEXT_RGB,
+    scale: int = FONT_SCALE,
+    background: Sequence[int] | None = None,
+) -> None:
+    """Draw ``text`` with its top-left corner at (x, y), clipped; unknown characters blank."""
+    h, w = img.shape[:2]
+    tw, th = text_size(text, scale)
+    if background is not None:
+        bx0, by0 = max(x - scale, 0), max(y - scale, 0)
+        bx1, by1 = min(x + tw + scale, w), min(y + th + scale, h)
+        if bx0 < bx1 and by0 < by1:
+            img[by0:by1, bx0:bx1] = background
+    for i, ch in enumerate(text.upper()):
+        glyph = FONT.get(ch)
+        if glyph is None:
+            continue
+        big = np.kron(glyph, np.ones((scale, scale), dtype=bool))
+        gx = x + i * (GLYPH_W + 1) * scale
+        sx0, sy0 = max(gx, 0), max(y, 0)
+        sx1, sy1 = min(gx + big.shape[1], w), min(y + big.shape[0], h)
+        if sx0 >= sx1 or sy0 >= sy1:
+            continue
+        sub = big[sy0 - y : sy1 - y, sx0 - gx : sx1 - gx]
+        img[sy0:sy1, sx0:sx1][sub] = rgb
+
+
+def _box_with_label(
+    img: np.ndarray, box: BoxLike, margin: int, rgb: Sequence[int], label: str | None, scale: int
+) -> None:
+    x0 = int(box.x) * scale - margin
+    y0 = int(box.y) * scale - margin
+    x1 = (int(box.x) + int(box.width)) * scale - 1 + margin
+    y1 = (int(box.y) + int(box.height)) * scale - 1 + margin
+    draw_rect(img, x0, y0, x1, y1, rgb)
+    if label:  # above the box, clear of a truth box around it; below it at the top edge
+        _, th = text_size(label)
+        clearance = max(TRUTH_MARGIN_PX - margin, 0) + LABEL_GAP_PX
+        ty = y0 - clearance - th if y0 - clearance - th >= 0 else y1 + clearance
+        draw_text(img, x0, ty, label, rgb)
+
+
+def draw_overlay(
+    frame: np.ndarray,
+    targets: Sequence[BoxLike],
+    truth: Sequence[BoxLike] = (),
+    *,
+    label: str | None = None,
+    scale: int = 1,
+) -> np.ndarray:
+    """The annotated frame, (H*scale, W*scale, 3) uint8 RGB.
+
+    ``targets``: detections (``score`` attribute shown when present); ``truth``: true
+    boxes; ``label``: a caption in the top-left corner; ``scale``: integer magnification
+    (pixel replication) applied before drawing, so boxes stay one pixel thin.
+    """
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    img = to_display(frame)
+    if scale > 1:
+        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+    for box in truth:
+        _box_with_label(img, box, TRUTH_MARGIN_PX, TRUTH_RGB, None, scale)
+    for box in targets:
+        score = getattr(box, "score", None)
+        text = f"{score:.2f}" if score is not None else None
+        _box_with_label(img, box, DETECTION_MARGIN_PX, DETECTION_RGB, text, scale)
+    if label:
+        draw_text(img, 4, 4, label, TEXT_RGB, background=LABEL_BG_RGB)
+    return img

@@ -1,0 +1,234 @@
+"""Synthetic IR sequences with per-frame ground truth, deterministic from a seed.
+
+The image model, per frame ``t``:
+
+1. scene radiance (DN, PSF-blurred background: :mod:`irstd_ros.sim.scenes`);
+2. sensor: vignetting, per-pixel gain non-uniformity and column/row fixed-pattern offsets
+   (fixed for the sequence), giving the noise-free background ``B``;
+3. targets: uniform elliptical objects (``target_size`` across, elongated along their
+   heading) blurred by the Gaussian PSF and integrated over each pixel, scaled so that
+   the brightest pixel of each is ``A = snr x sigma_local`` above ``B``, where
+   ``sigma_local`` is the standard deviation of ``B`` in a ``LOCAL_WINDOW_PX`` window
+   around the target combined with the temporal noise (``sqrt(std(B)^2 + noise_sigma^2)``):
+   the SNR is over local clutter, so a target over a cloud edge is brighter than one over
+   clear sky at the same SNR;
+4. temporal Gaussian noise, then quantisation: 8-bit DN, or 16-bit counts
+   ``OFFSET_16BIT + GAIN_16BIT x DN`` (a radiometric camera using a narrow band).
+
+Truth: a pixel belongs to a target's mask when the target's rendered signal there is at
+least ``TRUTH_FRACTION`` (one half) of its peak pixel. The peak pixel itself always
+qualifies, so a 1-px target has at least one truth pixel. A target is *visible* (in the
+truth of a frame) while its brightest in-frame pixel is at least that fraction of its
+full peak; entering and leaving targets appear and disappear accordingly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from irstd_ros.errors import ConfigError
+from irstd_ros.sim.scenes import SCENES, make_scene
+from irstd_ros.sim.targets import plan_targets, render_blob
+
+TRUTH_FRACTION = 0.5  # truth mask: target signal >= this fraction of its peak pixel
+LOCAL_WINDOW_PX = 21  # window of the local clutter std that defines the SNR
+OFFSET_16BIT = 4000.0  # 16-bit counts = OFFSET_16BIT + GAIN_16BIT x DN
+GAIN_16BIT = 16.0
+MAX_8BIT, MAX_16BIT = 255, 65535
+VIGNETTING = 0.06  # relative radiance loss in the corners
+ROW_FPN_RATIO = 0.4  # row offsets std relative to the column offsets std
+DEFAULT_START_NS = 1_735_689_600 * 1_000_000_000  # 2025-01-01T00:00:00Z, first frame stamp
+NS_PER_S = 1_000_000_000
+MIN_SIZE_PX, MAX_SIZE_PX = 16, 8192
+BIT_DEPTHS = (8, 16)
+
+# Independent random streams: changing one aspect (e.g. frames) keeps the others.
+_STREAM_SCENE, _STREAM_TARGETS, _STREAM_SENSOR, _STREAM_NOISE, _STREAM_GLINT = range(1, 6)
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """What to generate. Ranges ``(lo, hi)`` are drawn uniformly per target."""
+
+    width: int = 640
+    height: int = 512
+    frames: int = 100
+    fps: float = 10.0
+    scene: str = "sky"  # sky | sea | ground
+    n_targets: int = 3
+    snr: tuple[float, float] = (4.0, 10.0)  # peak amplitude / local clutter std
+    target_size: tuple[float, float] = (1.0, 6.0)  # object extent (px) before the PSF
+    target_speed: tuple[float, float] = (5.0, 25.0)  # px/s
+    enter_leave: bool = True  # target 0 enters the frame, target 1 leaves it
+    psf_sigma: float = 0.6  # px, Gaussian sensor PSF
+    noise_sigma: float = 1.5  # DN, temporal noise
+    fpn_sigma: float = 1.0  # DN, column offsets (rows: ROW_FPN_RATIO of it)
+    gain_nonuniformity: float = 0.01  # relative per-pixel gain std
+    bit_depth: int = 8  # 8 (mono8) or 16 (mono16)
+    seed: int = 0
+    start_time_ns: int = DEFAULT_START_NS
+    frame_id: str = "ir_camera"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on an invalid value."""
+        if not (
+            MIN_SIZE_PX <= self.width <= MAX_SIZE_PX and MIN_SIZE_PX <= self.height <= MAX_SIZE_PX
+        ):
+            raise ConfigError(
+                f"size {self.width}x{self.height} outside [{MIN_SIZE_PX}, {MAX_SIZE_PX}]"
+            )
+        if self.frames < 1:
+            raise ConfigError(f"frames must be >= 1, got {self.frames}")
+        if not self.fps > 0:
+            raise ConfigError(f"fps must be > 0, got {self.fps}")
+        if self.scene not in SCENES:
+            raise ConfigError(f"unknown scene {self.scene!r}; valid: {', '.join(SCENES)}")
+        if self.n_targets < 0:
+            raise ConfigError(f"n_targets must be >= 0, got {self.n_targets}")
+        if self.bit_depth not in BIT_DEPTHS:
+            raise ConfigError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
+        for name in ("snr", "target_size", "target_speed"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi or (name != "target_speed" and lo <= 0):
+                raise ConfigError(f"{name} range must satisfy 0 < lo <= hi, got ({lo}, {hi})")
+        for name in ("psf_sigma", "noise_sigma", "fpn_sigma", "gain_nonuniformity"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
+
+    @property
+    def encoding(self) -> str:
+        return "mono8" if self.bit_depth == 8 else "mono16"
+
+    def stamp_ns(self, index: int) -> int:
+        """Header stamp of frame ``index``."""
+        return self.start_time_ns + round(index * NS_PER_S / self.fps)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TargetTruth:
+    """One visible target in one frame (coordinates: pixel (0, 0) centred at 0.0, 0.0)."""
+
+    id: int  # stable over the sequence (a track id)
+    x: float  # sub-pixel centre
+    y: float
+    bbox: tuple[int, int, int, int]  # x, y, width, height of its truth-mask pixels
+    area: int  # truth-mask pixels
+    amplitude: float  # peak above the background, in output units (DN or counts)
+    snr: float
+    size: float  # object extent (px) before the PSF
+
+
+@dataclass
+class Frame:
+    """One generated frame and its truth."""
+
+    index: int
+    stamp_ns: int
+    image: np.ndarray  # (H, W) uint8 or uint16
+    mask: np.ndarray  # (H, W) bool: union of the visible targets' truth masks
+    targets: list[TargetTruth] = field(default_factory=list)
+
+
+def _rng(cfg: SequenceConfig, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([cfg.seed, *stream])
+
+
+def _sensor_maps(cfg: SequenceConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(multiplicative gain incl. vignetting, additive offsets), fixed for the sequence."""
+    rng = _rng(cfg, _STREAM_SENSOR)
+    h, w = cfg.height, cfg.width
+    yy, xx = np.mgrid[0:h, 0:w]
+    r2 = ((xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2) / (
+        ((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2
+    )
+    gain = (1.0 - VIGNETTING * r2) * (1.0 + cfg.gain_nonuniformity * rng.standard_normal((h, w)))
+    offsets = cfg.fpn_sigma * rng.standard_normal((1, w)) + (
+        cfg.fpn_sigma * ROW_FPN_RATIO * rng.standard_normal((h, 1))
+    )
+    return gain, offsets
+
+
+def _local_sigma(clean: np.ndarray, x: float, y: float, noise_sigma: float) -> float:
+    h, w = clean.shape
+    half = LOCAL_WINDOW_PX // 2
+    cx = int(np.clip(round(x), 0, w - 1))
+    cy = int(np.clip(round(y), 0, h - 1))
+    win = clean[max(cy - half, 0) : cy + half + 1, max(cx - half, 0) : cx + half + 1]
+    return float(np.hypot(win.std(), noise_sigma))
+
+
+def _quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:
+    if bit_depth == 8:
+        return np.clip(np.rint(img), 0, MAX_8BIT).astype(np.uint8)
+    return np.clip(np.rint(OFFSET_16BIT + GAIN_16BIT * img), 0, MAX_16BIT).astype(np.uint16)
+
+
+def generate_sequence(cfg: SequenceConfig) -> Iterator[Frame]:
+    """Yield ``cfg.frames`` frames with their truth; same config, same frames."""
+    cfg.validate()
+    shape = (cfg.height, cfg.width)
+    scene = make_scene(cfg.scene, _rng(cfg, _STREAM_SCENE), shape, cfg.fps, cfg.psf_sigma)
+    plans = plan_targets(
+        _rng(cfg, _STREAM_TARGETS),
+        cfg.n_targets,
+        cfg.frames,
+        cfg.fps,
+        cfg.width,
+        cfg.height,
+        cfg.target_size,
+        cfg.target_speed,
+        cfg.snr,
+        cfg.enter_leave,
+    )
+    gain, offsets = _sensor_maps(cfg)
+    unit = 1.0 if cfg.bit_depth == 8 else GAIN_16BIT
+    h, w = shape
+    for t in range(cfg.frames):
+        clean = scene.at(t, _rng(cfg, _STREAM_GLINT, t)) * gain + offsets
+        img = clean.copy()
+        mask = np.zeros(shape, dtype=bool)
+        truths: list[TargetTruth] = []
+        for plan in plans:
+            x, y = plan.positions[t]
+            x0, y0, patch = render_blob(
+                x, y, plan.size * plan.aspect, plan.size, float(plan.headings[t]), cfg.psf_sigma
+            )
+            ph, pw = patch.shape
+            fx0, fy0 = max(x0, 0), max(y0, 0)
+            fx1, fy1 = min(x0 + pw, w), min(y0 + ph, h)
+            if fx0 >= fx1 or fy0 >= fy1:
+                continue  # entirely outside
+            part = patch[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+            amp = plan.snr * _local_sigma(clean, x, y, cfg.noise_sigma)
+            img[fy0:fy1, fx0:fx1] += amp * part
+            on = part >= TRUTH_FRACTION
+            if not on.any():
+                continue  # only the faint tail is in the frame: not a visible target
+            mask[fy0:fy1, fx0:fx1] |= on
+            ys, xs = np.nonzero(on)
+            bbox = (
+                int(fx0 + xs.min()),
+                int(fy0 + ys.min()),
+                int(xs.max() - xs.min() + 1),
+                int(ys.max() - ys.min() + 1),
+            )
+            truths.append(
+                TargetTruth(
+                    plan.id,
+                    float(x),
+                    float(y),
+                    bbox,
+                    int(on.sum()),
+                    amp * unit,
+                    plan.snr,
+                    plan.size,
+                )
+            )
+        img += cfg.noise_sigma * _rng(cfg, _STREAM_NOISE, t).standard_normal(shape)
+        yield Frame(t, cfg.stamp_ns(t), _quantise(img, cfg.bit_depth), mask, truths)

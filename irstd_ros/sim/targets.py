@@ -1,0 +1,142 @@
+"""Small targets: smooth trajectories (entering and leaving the frame) and PSF rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+SUPERSAMPLING = 5  # sub-pixel samples per axis: pixel-integrated rendering
+PATCH_SIGMAS = 4.0  # PSF sigmas of margin around the object in a rendered patch
+ASPECT_RANGE = (1.0, 1.6)  # object elongation along its heading (fuselage, hull)
+TURN_RATE_MAX = 0.12  # rad/s of steady turn
+WOBBLE_MAX = 0.35  # rad of heading oscillation
+WOBBLE_PERIOD_S = (3.0, 9.0)
+INTERIOR_MARGIN = 0.15  # "inside" targets start this fraction of the frame away from edges
+ENTRY_TIME = (0.1, 0.3)  # fraction of the sequence after which an entering target is in
+ENTRY_ANGLE_SPREAD = 0.5  # rad around the inward normal of the entry edge
+MIN_SEPARATION_PX = 40.0  # between start points of different targets
+PLACEMENT_TRIES = 50
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """One target over the whole sequence."""
+
+    id: int
+    size: float  # object extent (px) across its heading, before the PSF
+    aspect: float  # length / width
+    snr: float  # peak amplitude / local clutter std
+    positions: np.ndarray  # (frames, 2): sub-pixel (x, y) of the centre
+    headings: np.ndarray  # (frames,) rad, image coordinates (x right, y down)
+
+
+def _headings(rng: np.random.Generator, n: int, dt: float, theta0: float) -> np.ndarray:
+    t = np.arange(n) * dt
+    turn = rng.uniform(-TURN_RATE_MAX, TURN_RATE_MAX)
+    wobble = rng.uniform(0.0, WOBBLE_MAX)
+    period = rng.uniform(*WOBBLE_PERIOD_S)
+    phase = rng.uniform(0, 2 * np.pi)
+    return theta0 + turn * t + wobble * (np.sin(2 * np.pi * t / period + phase) - np.sin(phase))
+
+
+def _integrate(start: np.ndarray, headings: np.ndarray, step: float) -> np.ndarray:
+    steps = step * np.stack([np.cos(headings), np.sin(headings)], axis=1)
+    pos = np.empty_like(steps)
+    pos[0] = start
+    pos[1:] = start + np.cumsum(steps[:-1], axis=0)
+    return pos
+
+
+def _entering(
+    rng: np.random.Generator, n: int, dt: float, step: float, w: int, h: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A path that starts outside an edge and flies in after ``ENTRY_TIME`` of the sequence."""
+    edge = int(rng.integers(4))  # 0 left, 1 right, 2 top, 3 bottom
+    along = rng.uniform(0.2, 0.8)
+    outside = step * n * rng.uniform(*ENTRY_TIME)
+    inward = (0.0, np.pi, np.pi / 2, -np.pi / 2)[edge]
+    if edge == 0:
+        start = (-outside, along * h)
+    elif edge == 1:
+        start = (w - 1 + outside, along * h)
+    elif edge == 2:
+        start = (along * w, -outside)
+    else:
+        start = (along * w, h - 1 + outside)
+    theta0 = inward + rng.uniform(-ENTRY_ANGLE_SPREAD, ENTRY_ANGLE_SPREAD) / 2
+    headings = _headings(rng, n, dt, theta0)
+    return _integrate(np.asarray(start, dtype=np.float64), headings, step), headings
+
+
+def plan_targets(
+    rng: np.random.Generator,
+    n_targets: int,
+    frames: int,
+    fps: float,
+    width: int,
+    height: int,
+    size_range: tuple[float, float],
+    speed_range: tuple[float, float],
+    snr_range: tuple[float, float],
+    enter_leave: bool,
+) -> list[TargetPlan]:
+    """Trajectories of ``n_targets``: with ``enter_leave``, target 0 enters the frame and
+    target 1 leaves it; the others start inside (and may leave)."""
+    dt = 1.0 / fps
+    plans: list[TargetPlan] = []
+    starts: list[np.ndarray] = []
+    for i in range(n_targets):
+        kind = ("enter", "leave")[i] if enter_leave and i < 2 else "inside"
+        step = rng.uniform(*speed_range) * dt
+        size = rng.uniform(*size_range)
+        aspect = rng.uniform(*ASPECT_RANGE)
+        snr = rng.uniform(*snr_range)
+        if kind == "inside":
+            mx, my = INTERIOR_MARGIN * width, INTERIOR_MARGIN * height
+            start = rng.uniform((mx, my), (width - mx, height - my))
+            for _ in range(PLACEMENT_TRIES):
+                if all(np.hypot(*(start - s)) >= MIN_SEPARATION_PX for s in starts):
+                    break
+                start = rng.uniform((mx, my), (width - mx, height - my))
+            starts.append(start)
+            headings = _headings(rng, frames, dt, rng.uniform(0, 2 * np.pi))
+            positions = _integrate(start, headings, step)
+        else:
+            positions, headings = _entering(rng, frames, dt, step, width, height)
+            if kind == "leave":  # the same kind of path, played backwards
+                positions, headings = positions[::-1].copy(), headings[::-1] + np.pi
+        plans.append(TargetPlan(i, size, aspect, snr, positions, headings))
+    return plans
+
+
+def render_blob(
+    cx: float, cy: float, length: float, width: float, theta: float, psf_sigma: float
+) -> tuple[int, int, np.ndarray]:
+    """A uniform elliptical object (``length`` x ``width`` px, long axis at ``theta``)
+    centred at (cx, cy), blurred by a Gaussian PSF and integrated over each pixel;
+    its brightest pixel is 1.
+
+    Returns (x0, y0, patch): the patch's top-left pixel in frame coordinates (may be
+    negative or beyond the frame: the caller clips).
+    """
+    r = int(np.ceil(length / 2 + PATCH_SIGMAS * psf_sigma)) + 1
+    x0, y0 = int(np.floor(cx)) - r, int(np.floor(cy)) - r
+    n = 2 * r + 1
+    ss = SUPERSAMPLING
+    sub = (np.arange(n * ss) + 0.5) / ss - 0.5  # sub-pixel sample centres, in pixels
+    xs = x0 + sub - cx
+    ys = y0 + sub - cy
+    c, s = np.cos(theta), np.sin(theta)
+    u = xs[None, :] * c + ys[:, None] * s
+    v = -xs[None, :] * s + ys[:, None] * c
+    # at least one sub-sample wide, so that sub-pixel objects still carry signal
+    a, b = max(length, 1.0 / ss) / 2, max(width, 1.0 / ss) / 2
+    obj = ((u / a) ** 2 + (v / b) ** 2 <= 1.0).astype(np.float64)
+    if not obj.any():  # an object smaller than the sampling grid: a point at the nearest sample
+        obj[np.argmin(np.abs(ys)), np.argmin(np.abs(xs))] = 1.0
+    if psf_sigma > 0:
+        obj = ndimage.gaussian_filter(obj, psf_sigma * ss, mode="constant")
+    patch = obj.reshape(n, ss, n, ss).mean(axis=(1, 3))
+    return x0, y0, patch / patch.max()

@@ -1,0 +1,180 @@
+"""Bags written by the generator: round trip in both storages, standard rosbag2 layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from bagtools import TINY, make_bag
+from rosbags.rosbag2 import Reader
+
+from irstd_ros.bags.io import (
+    IMAGE_TOPIC,
+    SEQUENCE_KEY,
+    TRUTH_MASK_TOPIC,
+    TRUTH_TARGETS_TOPIC,
+    BagReader,
+    BagWriter,
+    Box,
+    boxes_from_detections,
+    boxes_from_targets,
+    detections_msg,
+    stamp_ns,
+    targets_msg,
+)
+from irstd_ros.bags.typestore import find_msg_dir, typestore
+from irstd_ros.errors import BagError
+from irstd_ros.inference.postprocess import Target
+from irstd_ros.ros.conversions import image_to_array
+from irstd_ros.sim import generate_sequence
+
+STORAGE_FILES = {"mcap": ".mcap", "sqlite3": ".db3"}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_round_trip_gives_back_the_generated_frames_and_truth(tmp_path, storage, bit_depth):
+    bag = make_bag(tmp_path / "bag", storage, bit_depth=bit_depth)
+    expected = list(generate_sequence(TINY.__class__(**{**TINY.to_dict(), "bit_depth": bit_depth})))
+    with BagReader(bag) as r:
+        assert {t: s.count for t, s in r.topics.items()} == {
+            IMAGE_TOPIC: TINY.frames,
+            TRUTH_MASK_TOPIC: TINY.frames,
+            TRUTH_TARGETS_TOPIC: TINY.frames,
+        }
+        images = [(t, m) for _, t, m in r.messages([IMAGE_TOPIC])]
+        masks = [m for _, _, m in r.messages([TRUTH_MASK_TOPIC])]
+        truths = [m for _, _, m in r.messages([TRUTH_TARGETS_TOPIC])]
+        cfg = json.loads(r.custom_data[SEQUENCE_KEY])
+    assert cfg["bit_depth"] == bit_depth and cfg["seed"] == TINY.seed
+    for frame, (t, img), mask, truth in zip(expected, images, masks, truths):
+        assert t == frame.stamp_ns == stamp_ns(img.header)
+        assert img.encoding == ("mono8" if bit_depth == 8 else "mono16")
+        assert img.header.frame_id == TINY.frame_id
+        assert np.array_equal(image_to_array(img), frame.image)
+        assert np.array_equal(image_to_array(mask) > 0, frame.mask)
+        boxes = boxes_from_detections(truth)
+        assert [(b.x, b.y, b.width, b.height) for b in boxes] == [t.bbox for t in frame.targets]
+        assert [b.id for b in boxes] == [str(t.id) for t in frame.targets]
+        assert all(d.results[0].hypothesis.class_id == "target" for d in truth.detections)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_standard_layout_metadata_and_storage_file(tmp_path, storage):
+    bag = make_bag(tmp_path / "bag", storage)
+    files = sorted(p.name for p in bag.iterdir())
+    assert files == sorted(["metadata.yaml", f"bag{STORAGE_FILES[storage]}"])
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["storage_identifier"] == storage
+    assert info["relative_file_paths"] == [f"bag{STORAGE_FILES[storage]}"]
+    assert info["message_count"] == 3 * TINY.frames
+    topics = {t["topic_metadata"]["name"]: t for t in info["topics_with_message_count"]}
+    image = topics[IMAGE_TOPIC]["topic_metadata"]
+    assert image["type"] == "sensor_msgs/msg/Image"
+    assert image["serialization_format"] == "cdr"
+    assert "reliability" in str(image["offered_qos_profiles"])
+    assert image["type_description_hash"].startswith("RIHS01_")
+    assert (
+        topics[TRUTH_TARGETS_TOPIC]["topic_metadata"]["type"] == "vision_msgs/msg/Detection2DArray"
+    )
+    # the plain rosbags reader (what other tools use) opens the folder and the storage file
+    for path in (bag, bag / f"bag{STORAGE_FILES[storage]}"):
+        with Reader(path) as reader:
+            assert reader.message_count == 3 * TINY.frames
+
+
+def test_node_output_messages_round_trip(tmp_path):
+    target = Target(0, 0.9, 10, 12, 3, 2, 5, 11.2, 12.4, 200.0, 150.0, 40.0, 7.5)
+    with BagWriter(tmp_path / "out") as w:
+        w.write("/targets", 5, targets_msg(w.store, [target], 5, "cam"))
+        w.write("/detections", 5, detections_msg(w.store, [Box(10, 12, 3, 2, 0.9, "0")], 5, "cam"))
+    with BagReader(tmp_path / "out") as r:
+        msgs = {topic: m for topic, _, m in r.messages()}
+    (b,) = boxes_from_targets(msgs["/targets"])
+    assert (b.x, b.y, b.width, b.height, b.score) == (10, 12, 3, 2, 0.9)
+    assert msgs["/targets"].targets[0].snr == 7.5
+    (d,) = boxes_from_detections(msgs["/detections"])
+    assert (d.x, d.y, d.width, d.height) == (10, 12, 3, 2)
+    assert msgs["/detections"].detections[0].bbox.center.position.x == pytest.approx(11.0)
+
+
+def test_compressed_mcap_reads_back(tmp_path):
+    with BagWriter(tmp_path / "c", compress=True) as w:
+        w.write("/targets", 1, targets_msg(w.store, [], 1, "cam"))
+    with BagReader(tmp_path / "c") as r:
+        assert r.topics["/targets"].count == 1
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_bag):
+    with pytest.raises(BagError, match="exists"):
+        BagWriter(tiny_bag)
+    plain = tmp_path / "not_a_bag"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("keep me")
+    with pytest.raises(BagError, match="not a bag"):
+        BagWriter(plain, overwrite=True)
+    assert (plain / "notes.txt").exists()
+
+
+def test_failed_write_leaves_no_partial_bag(tmp_path):
+    with pytest.raises(RuntimeError), BagWriter(tmp_path / "partial") as w:
+        w.write("/targets", 1, targets_msg(w.store, [], 1, "cam"))
+        raise RuntimeError("boom")
+    assert not (tmp_path / "partial").exists()
+
+
+def test_missing_bag_or_topic_is_a_bag_error(tmp_path, tiny_bag):
+    with pytest.raises(BagError, match="not found"):
+        BagReader(tmp_path / "nope")
+    with BagReader(tiny_bag) as r, pytest.raises(BagError, match="no topic /x"):
+        r.require("/x")
+    with BagReader(tiny_bag) as r, pytest.raises(BagError, match="expected"):
+        r.require(IMAGE_TOPIC, "vision_msgs/msg/Detection2DArray")
+
+
+def test_bag_types_are_registered_from_the_bag_itself(tiny_bag, monkeypatch):
+    """Reading needs no .msg files: the definitions stored in the bag suffice."""
+    from rosbags.typesys import get_typestore
+
+    import irstd_ros.bags.io as io_mod
+    from irstd_ros.bags.typestore import STORE
+
+    monkeypatch.setattr(io_mod, "reading_typestore", lambda: get_typestore(STORE))
+    with BagReader(tiny_bag) as r:
+        (_, _, msg), *_ = list(r.messages([TRUTH_TARGETS_TOPIC]))
+        assert msg.__msgtype__ == "vision_msgs/msg/Detection2DArray"
+
+
+def test_message_definitions_are_found():
+    assert (find_msg_dir("vision_msgs") / "Detection2DArray.msg").is_file()
+    assert (find_msg_dir("irstd_ros") / "TargetArray.msg").is_file()
+    assert "irstd_ros/msg/TargetArray" in typestore().types
+
+
+def test_unknown_package_definitions_are_a_bag_error():
+    with pytest.raises(BagError, match="not found"):
+        find_msg_dir("no_such_msgs")
+
+
+def test_stamp_is_exact_in_nanoseconds(tmp_path):
+    stamp = 1_735_689_600_123_456_789
+    with BagWriter(tmp_path / "s") as w:
+        w.write("/targets", stamp, targets_msg(w.store, [], stamp, "cam"))
+    with BagReader(tmp_path / "s") as r:
+        ((_, t, m),) = list(r.messages())
+    assert t == stamp == stamp_ns(m.header)
+
+
+def test_tiny_bag_fixture_path_is_a_folder(tiny_bag: Path):
+    assert (tiny_bag / "metadata.yaml").is_file()
+
+
+def test_corrupt_message_is_a_bag_error(tmp_path):
+    with BagWriter(tmp_path / "bad") as w:
+        w.add_topic("/camera/image", "sensor_msgs/msg/Image")
+        w.write_raw("/camera/image", 1, b"\x00\x01\x00\x00\xff\xff\xff\xff")
+    with BagReader(tmp_path / "bad") as r, pytest.raises(BagError, match="cannot decode"):
+        list(r.messages())

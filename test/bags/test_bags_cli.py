@@ -1,0 +1,145 @@
+"""The bag subcommands as a user runs them: outputs, JSON, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import pytest
+
+from irstd_ros.bags.io import BagReader
+from irstd_ros.cli.main import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_eval_render_chain(tmp_path, capsys, monkeypatch):
+    bag = tmp_path / "seq"
+    code, out, _ = run(
+        capsys,
+        "generate",
+        "--out",
+        str(bag),
+        "--scene",
+        "sea",
+        "--frames",
+        "5",
+        "--size",
+        "64x48",
+        "--bit-depth",
+        "16",
+        "--storage",
+        "sqlite3",
+        "--seed",
+        "3",
+        "--snr",
+        "6:9",
+        "--targets",
+        "2",
+    )
+    assert code == 0 and "5 frames" in out
+    assert (bag / "bag.db3").is_file() or any(bag.glob("*.db3"))
+    with BagReader(bag) as r:
+        (_, _, img), *_ = list(r.messages(["/camera/image"]))
+    assert (img.width, img.height, img.encoding) == (64, 48, "mono16")
+
+    # eval-bag with the bag's own truth as "outputs": perfect scores
+    from irstd_ros.bags import evaluate as ev
+
+    monkeypatch.setattr(
+        ev,
+        "find_output_topics",
+        lambda reader, exclude=(): {
+            "mask": "/camera/truth/mask",
+            "targets": None,
+            "detections": "/camera/truth/targets",
+        },
+    )
+    code, out, _ = run(
+        capsys,
+        "eval-bag",
+        "--truth",
+        str(bag),
+        "--outputs",
+        str(bag),
+        "--json",
+        "--plot",
+        str(tmp_path / "p.png"),
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["pd"] == 1.0 and result["fa"] == 0.0 and result["frames"] == 5
+    assert (tmp_path / "p.png").is_file()
+    code, out, _ = run(capsys, "eval-bag", "--truth", str(bag), "--outputs", str(bag))
+    assert code == 0 and "Pd" in out and "1.0000" in out
+
+    code, out, _ = run(
+        capsys,
+        "render",
+        str(bag),
+        "--outputs",
+        str(bag),
+        "--out",
+        str(tmp_path / "v.gif"),
+        "--sheet",
+        str(tmp_path / "s.png"),
+    )
+    assert code == 0 and len(list(iio.imiter(tmp_path / "v.gif"))) == 5
+    assert (tmp_path / "s.png").is_file()
+
+
+def test_generate_refuses_to_overwrite_in_one_line(tmp_path, capsys):
+    bag = tmp_path / "seq"
+    assert run(capsys, "generate", "--out", str(bag), "--frames", "1", "--size", "32x32")[0] == 0
+    code, _, err = run(capsys, "generate", "--out", str(bag), "--frames", "1", "--size", "32x32")
+    assert code == 2 and err.count("\n") == 1 and "exists" in err
+    code, _, _ = run(
+        capsys, "generate", "--out", str(bag), "--frames", "1", "--size", "32x32", "--overwrite"
+    )
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "--out", "x", "--size", "big"], "WIDTHxHEIGHT"),
+        (["generate", "--out", "x", "--snr", "a:b"], "LO:HI"),
+        (["eval-bag", "--truth", "missing", "--outputs", "missing2"], "not found"),
+        (["render", "missing", "--out", "v.mp4"], "not found"),
+        (["render", "missing", "--out", "v.avi"], ".mp4"),
+    ],
+)
+def test_errors_are_one_readable_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_json_to_a_file(tmp_path, capsys, tiny_bag, monkeypatch):
+    from irstd_ros.bags import evaluate as ev
+
+    monkeypatch.setattr(
+        ev,
+        "find_output_topics",
+        lambda reader, exclude=(): {
+            "mask": "/camera/truth/mask",
+            "targets": None,
+            "detections": None,
+        },
+    )
+    code, out, _ = run(
+        capsys,
+        "eval-bag",
+        "--truth",
+        str(tiny_bag),
+        "--outputs",
+        str(tiny_bag),
+        "--json",
+        str(tmp_path / "m.json"),
+    )
+    assert code == 0 and "Pd" in out
+    assert json.loads((tmp_path / "m.json").read_text())["pd"] == 1.0

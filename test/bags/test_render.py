@@ -1,0 +1,52 @@
+"""render: a decodable video with one frame per bag frame, and a contact sheet."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from bagtools import TINY
+
+from irstd_ros.bags.render import RenderConfig, contact_sheet, render
+from irstd_ros.errors import BagError, ConfigError
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_video_has_one_frame_per_bag_frame(tiny_bag, tmp_path, suffix):
+    out = tmp_path / f"v{suffix}"
+    s = render(
+        RenderConfig(tiny_bag, out, sheet=tmp_path / "sheet.png", sheet_frames=4, sheet_columns=2)
+    )
+    assert s.video == out and s.frames == TINY.frames
+    frames = list(iio.imiter(out))
+    assert len(frames) == TINY.frames
+    assert frames[0].shape[:2] == (TINY.height, TINY.width)
+    sheet = iio.imread(tmp_path / "sheet.png")
+    assert sheet.shape[0] > TINY.height and sheet.shape[1] > TINY.width and sheet.shape[2] == 3
+
+
+def test_truth_boxes_are_drawn_in_green(tiny_bag, tmp_path):
+    out = tmp_path / "v.gif"
+    render(RenderConfig(tiny_bag, out, max_frames=3))
+    frames = list(iio.imiter(out))
+    assert len(frames) == 3
+    green = (frames[1][..., 1] > 180) & (frames[1][..., 0] < 120)
+    assert green.any()
+
+
+def test_outputs_bag_without_detections_is_refused(tiny_bag, tmp_path):
+    with pytest.raises(BagError, match="no targets or detections"):
+        render(RenderConfig(tiny_bag, tmp_path / "v.gif", outputs=tiny_bag))
+
+
+def test_unknown_video_format_is_refused(tiny_bag, tmp_path):
+    with pytest.raises(ConfigError):
+        render(RenderConfig(tiny_bag, tmp_path / "v.avi"))
+
+
+def test_contact_sheet_tiles_row_by_row():
+    frames = [np.full((4, 5, 3), i * 40, np.uint8) for i in range(5)]
+    sheet = contact_sheet(frames, columns=3)
+    gap = 4
+    assert sheet.shape == (2 * 4 + gap, 3 * 5 + 2 * gap, 3)
+    assert sheet[0, 0, 0] == 0 and sheet[0, 5 + gap, 0] == 40 and sheet[4 + gap, 0, 0] == 120

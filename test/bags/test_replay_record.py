@@ -1,0 +1,197 @@
+"""replay and record through rclpy, against a tiny echo node (no irstd node needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bagtools import TINY, make_bag
+
+from irstd_ros.bags.io import IMAGE_TOPIC, BagReader
+from irstd_ros.bags.record import RecordConfig, Recorder, record
+from irstd_ros.bags.replay import ReplayConfig, parse_remap, replay
+from irstd_ros.bags.rosutil import cdr_header_stamp, ros_session
+from irstd_ros.errors import BagError, ConfigError
+
+pytestmark = pytest.mark.ros
+
+FRAMES = 10  # at 10 fps: 0.9 s of bag
+TIMING_TOLERANCE_S = 0.12
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    return make_bag(tmp_path_factory.mktemp("replay") / "bag", frames=FRAMES)
+
+
+class Sink:
+    """Receive times and stamps of the messages of one topic."""
+
+    def __init__(self, node, topic: str, delay_s: float = 0.0, echo_to: str | None = None) -> None:
+        from sensor_msgs.msg import Image
+
+        self.times: list[float] = []
+        self.stamps: list[int] = []
+        self.delay_s = delay_s
+        self.pub = node.create_publisher(Image, echo_to, 10) if echo_to else None
+        node.create_subscription(Image, topic, self.on_raw, 10, raw=True)
+
+    def on_raw(self, raw: bytes) -> None:
+        self.times.append(time.monotonic())
+        self.stamps.append(cdr_header_stamp(raw))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.pub is not None:
+            self.pub.publish(raw)
+
+
+@pytest.mark.parametrize("rate", [1.0, 3.0])
+def test_replay_follows_the_recorded_timing_scaled_by_rate(rclpy_context, bag, rate):
+    with ros_session("sink") as peer, ros_session("player") as player:
+        sink = Sink(peer, IMAGE_TOPIC)
+        stats = replay(ReplayConfig(bag, rate=rate, progress=False), node=player)
+        deadline = time.monotonic() + 2.0
+        while len(sink.times) < FRAMES and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert stats.published == FRAMES and len(sink.times) == FRAMES
+    expected = (FRAMES - 1) / TINY.fps / rate
+    assert sink.times[-1] - sink.times[0] == pytest.approx(expected, abs=TIMING_TOLERANCE_S)
+    assert stats.wall_s == pytest.approx(expected, abs=TIMING_TOLERANCE_S)
+    assert sink.stamps == sorted(sink.stamps)  # recorded order, original stamps
+    assert sink.stamps[0] == TINY.start_time_ns
+
+
+def test_start_offset_remap_and_loop(rclpy_context, bag):
+    with ros_session("sink") as peer, ros_session("player") as player:
+        sink = Sink(peer, "/image")
+        cfg = ReplayConfig(
+            bag,
+            remaps=(parse_remap("/camera/image:=/image"),),
+            start_offset=0.5,
+            rate=5.0,
+            loop=True,
+            progress=False,
+        )
+        n_after_offset = FRAMES - 5
+
+        def stop_after_two_loops() -> bool:
+            return len(sink.times) >= 2 * n_after_offset
+
+        stats = replay(cfg, node=player, should_stop=stop_after_two_loops)
+    assert stats.loops >= 2
+    first = sink.stamps[:n_after_offset]
+    assert first[0] == TINY.start_time_ns + 500_000_000
+    assert sink.stamps[n_after_offset : 2 * n_after_offset] == first
+
+
+def test_sync_waits_for_a_slow_consumer(rclpy_context, bag):
+    delay = 0.15
+    with ros_session("echo") as echo, ros_session("player") as player:
+        sink = Sink(echo, IMAGE_TOPIC, delay_s=delay, echo_to="/echo")
+        cfg = ReplayConfig(bag, rate=10.0, sync_topic="/echo", sync_timeout=2.0, progress=False)
+        stats = replay(cfg, node=player)
+    assert stats.published == FRAMES and stats.sync_timeouts == 0
+    assert len(sink.stamps) == FRAMES  # nothing dropped
+    assert stats.wall_s >= (FRAMES - 1) * delay
+
+
+def test_record_writes_a_bag_and_stops_after_max_messages(rclpy_context, bag, tmp_path):
+    out = tmp_path / "rec"
+    result = {}
+
+    def run_record() -> None:
+        cfg = RecordConfig(
+            out, topics=("/echo",), max_messages=FRAMES, discovery_timeout=10.0, progress=False
+        )
+        result["stats"] = record(cfg)
+
+    with ros_session("echo") as echo, ros_session("player") as player:
+        Sink(echo, IMAGE_TOPIC, echo_to="/echo")
+        thread = threading.Thread(target=run_record)
+        thread.start()
+        time.sleep(1.0)  # the recorder discovers /echo
+        replay(ReplayConfig(bag, rate=4.0, progress=False), node=player)
+        thread.join(10.0)
+    stats = result["stats"]
+    assert stats.stopped_by == "max_messages" and stats.counts == {"/echo": FRAMES}
+    with BagReader(out) as r:
+        assert r.topics["/echo"].count == FRAMES
+        stamps = [cdr_header_stamp(raw) for _, _, _, raw in r.raw_messages()]
+        frames = [m for _, _, m in r.messages()]
+    assert stamps[0] == TINY.start_time_ns
+    assert (
+        frames[0].width == TINY.width
+        and np.asarray(frames[0].data).size == TINY.width * TINY.height
+    )
+
+
+def test_recorder_idle_timeout_and_known_types(rclpy_context, bag, tmp_path):
+    with ros_session("rec") as node, ros_session("player") as player:
+        rec = Recorder(
+            node,
+            RecordConfig(
+                tmp_path / "r",
+                topics=(IMAGE_TOPIC,),
+                known_types=((IMAGE_TOPIC, "sensor_msgs/msg/Image"),),
+            ),
+        )
+        assert rec.missing == []  # subscribed before any publisher exists
+        replay(ReplayConfig(bag, rate=5.0, progress=False), node=player)
+        time.sleep(0.3)
+        rec.close()
+        assert rec.counts == {IMAGE_TOPIC: FRAMES}
+
+
+def test_record_without_publishers_fails_and_leaves_no_bag(rclpy_context, tmp_path):
+    cfg = RecordConfig(
+        tmp_path / "none", topics=("/nobody",), discovery_timeout=0.5, progress=False
+    )
+    with pytest.raises(BagError, match="no publisher"):
+        record(cfg)
+    assert not (tmp_path / "none").exists()
+
+
+def test_invalid_configs():
+    with pytest.raises(ConfigError):
+        ReplayConfig(Path("x"), rate=0).validate()
+    with pytest.raises(ConfigError):
+        parse_remap("/a=/b")
+    with pytest.raises(ConfigError):
+        RecordConfig(Path("x"), qos="fast").validate()
+
+
+def test_record_command_closes_the_bag_on_sigint(rclpy_context, bag, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "rec"
+    cmd = [
+        sys.executable,
+        "-m",
+        "irstd_ros.cli.main",
+        "record",
+        "--out",
+        str(out),
+        "--topics",
+        IMAGE_TOPIC,
+        "--discovery-timeout",
+        "30",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with ros_session("player") as player:
+            replay(ReplayConfig(bag, rate=5.0, wait_subscribers=20.0, progress=False), node=player)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, text
+    assert "interrupted" in text
+    with BagReader(out) as r:
+        assert r.topics[IMAGE_TOPIC].count == FRAMES

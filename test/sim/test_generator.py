@@ -1,0 +1,133 @@
+"""The sequence generator: deterministic, truth consistent with the frames, config checked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from irstd_ros.errors import ConfigError
+from irstd_ros.sim import SCENES, TRUTH_FRACTION, SequenceConfig, generate_sequence
+from irstd_ros.sim.sequence import LOCAL_WINDOW_PX
+from irstd_ros.sim.targets import render_blob
+
+SMALL = SequenceConfig(width=160, height=128, frames=12, fps=10.0, n_targets=3, seed=5)
+
+
+def frames(cfg: SequenceConfig = SMALL) -> list:
+    return list(generate_sequence(cfg))
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_same_seed_same_sequence_other_seed_differs(scene):
+    cfg = replace(SMALL, scene=scene, frames=4)
+    a, b = frames(cfg), frames(cfg)
+    for fa, fb in zip(a, b):
+        assert np.array_equal(fa.image, fb.image)
+        assert np.array_equal(fa.mask, fb.mask)
+        assert fa.targets == fb.targets
+        assert fa.stamp_ns == fb.stamp_ns
+    c = frames(replace(cfg, seed=cfg.seed + 1))
+    assert not np.array_equal(a[0].image, c[0].image)
+
+
+def test_stamps_follow_the_frame_rate():
+    fs = frames()
+    steps = np.diff([f.stamp_ns for f in fs])
+    assert np.all(steps == round(1e9 / SMALL.fps))
+    assert fs[0].stamp_ns == SMALL.start_time_ns
+
+
+@pytest.mark.parametrize("bit_depth, dtype", [(8, np.uint8), (16, np.uint16)])
+def test_output_dtype_and_shape(bit_depth, dtype):
+    f = frames(replace(SMALL, bit_depth=bit_depth, frames=1))[0]
+    assert f.image.dtype == dtype and f.image.shape == (SMALL.height, SMALL.width)
+    assert f.mask.dtype == bool and f.mask.shape == f.image.shape
+    assert f.image.std() > 0  # not a blank frame
+
+
+def test_16_bit_is_the_8_bit_scene_on_a_finer_scale():
+    f8 = frames(replace(SMALL, bit_depth=8, frames=1))[0].image.astype(float)
+    f16 = frames(replace(SMALL, bit_depth=16, frames=1))[0].image.astype(float)
+    assert np.corrcoef(f8.ravel(), f16.ravel())[0, 1] > 0.99
+    assert f16.max() - f16.min() > 10 * (f8.max() - f8.min())
+
+
+def test_truth_mask_is_the_union_of_target_boxes_and_each_target_has_pixels():
+    for f in frames():
+        union = np.zeros_like(f.mask)
+        for t in f.targets:
+            x, y, w, h = t.bbox
+            assert t.area >= 1 and w >= 1 and h >= 1
+            assert f.mask[y : y + h, x : x + w].sum() >= t.area or len(f.targets) > 1
+            union[y : y + h, x : x + w] = True
+            inside = 0 <= t.x <= SMALL.width - 1 and 0 <= t.y <= SMALL.height - 1
+            if inside:  # the sub-pixel centre lies inside (or within a pixel of) its box
+                assert x - 1 <= t.x <= x + w and y - 1 <= t.y <= y + h
+        assert not (f.mask & ~union).any()  # no truth pixel outside the targets' boxes
+
+
+def test_targets_are_brighter_than_their_surroundings():
+    for f in frames(replace(SMALL, snr=(8.0, 8.0))):
+        img = f.image.astype(float)
+        for t in f.targets:
+            x, y, w, h = t.bbox
+            inside = img[y : y + h, x : x + w].max()
+            ring = img[max(y - 8, 0) : y + h + 8, max(x - 8, 0) : x + w + 8]
+            assert inside >= min(np.median(ring) + 0.5 * t.amplitude, 255)  # 8-bit saturates
+
+
+def test_amplitude_is_snr_times_local_clutter():
+    cfg = replace(SMALL, n_targets=2, snr=(6.0, 6.0), enter_leave=False, frames=1)
+    for t in frames(cfg)[0].targets:
+        assert t.snr == pytest.approx(6.0)
+        # the local sigma includes the temporal noise, so amplitude >= snr x noise
+        assert t.amplitude >= 6.0 * cfg.noise_sigma - 1e-9
+
+
+def test_one_pixel_targets_still_get_truth_pixels():
+    cfg = replace(SMALL, target_size=(0.5, 1.0), frames=6)
+    fs = frames(cfg)
+    visible = [t for f in fs for t in f.targets]
+    assert visible and all(t.area >= 1 for t in visible)
+    assert min(t.area for t in visible) <= 4
+
+
+def test_truth_fraction_rule_on_a_rendered_blob():
+    _, _, patch = render_blob(10.3, 7.6, 3.0, 2.0, 0.4, 0.6)
+    assert patch.max() == pytest.approx(1.0)
+    on = patch >= TRUTH_FRACTION
+    assert on.any()
+    labels, n = ndimage.label(on)
+    assert n == 1  # one compact blob
+
+
+def test_targets_enter_and_leave_the_frame():
+    cfg = replace(SMALL, frames=60, n_targets=2, target_speed=(20.0, 20.0))
+    ids = [{t.id for t in f.targets} for f in frames(cfg)]
+    assert 0 not in ids[0] and any(0 in s for s in ids)  # target 0 enters
+    assert 1 in ids[0] and 1 not in ids[-1]  # target 1 leaves
+
+
+def test_local_window_is_odd():
+    assert LOCAL_WINDOW_PX % 2 == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"width": 8},
+        {"frames": 0},
+        {"fps": 0.0},
+        {"scene": "space"},
+        {"bit_depth": 12},
+        {"snr": (5.0, 2.0)},
+        {"target_size": (0.0, 2.0)},
+        {"noise_sigma": -1.0},
+    ],
+)
+def test_invalid_config_is_a_config_error(change):
+    with pytest.raises(ConfigError):
+        next(generate_sequence(replace(SMALL, **change)))

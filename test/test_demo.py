@@ -1,0 +1,78 @@
+"""The demo: its node command is the launch file's; failures are one line; end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from irstd_ros.demo import SAMPLE_SEQUENCE, DemoConfig, main, node_command_line, run_demo
+from irstd_ros.inference.detector import default_model_path
+from irstd_ros.ros.launch_args import node_command
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_node_is_started_like_the_launch_file():
+    cfg = DemoConfig(weights=Path("w.safetensors"), backend="torch-cpu")
+    cmd = node_command_line(cfg)
+    extra = [
+        "-p",
+        f"model.path:={Path('w.safetensors').resolve()}",
+        "-p",
+        "model.backend:=torch-cpu",
+    ]
+    expected = node_command(
+        cfg.params_file, image_topic="/camera/image", executable="irstd_node", extra_ros_args=extra
+    )
+    assert cmd[-(len(expected) - 1) :] == expected[1:]  # same ROS arguments, in the same order
+    assert Path(cmd[0]).name in ("irstd_node", "python", "python3") or "python" in cmd[0]
+    assert "image:=/camera/image" in cmd and str(ROOT / "config" / "irstd.yaml") in cmd
+
+
+def test_sample_is_small_enough_for_a_two_core_machine():
+    s = SAMPLE_SEQUENCE
+    assert s.frames / s.fps <= 10 and s.width * s.height <= 640 * 512
+    assert s.snr[0] >= 4.0 and s.n_targets >= 3 and s.enter_leave
+
+
+def test_missing_bag_is_one_line_and_exit_1(tmp_path, capsys):
+    code = main(["--bag", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("demo: error:")
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_node_failure_is_one_line(tmp_path, capsys):
+    code = main(
+        [
+            "--weights",
+            str(tmp_path / "none.safetensors"),
+            "--out",
+            str(tmp_path / "o"),
+            "--frames",
+            "2",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "node exited" in err
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_demo_end_to_end_on_a_short_sample(tmp_path, rclpy_context):
+    if not default_model_path().is_file():
+        pytest.skip("shipped model not present")
+    seq = replace(SAMPLE_SEQUENCE, width=192, height=160, frames=12)
+    result = run_demo(DemoConfig(out_dir=tmp_path, sequence=seq))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("pd", "fa", "iou", "frames"):
+        assert key in metrics
+    assert metrics["frames"] == 12 and metrics["frames_missing"] == 0
+    assert result["demo"]["frames_answered"] == 12
+    assert metrics["latency_source"] == "recorded"
+    for name in ("demo.mp4", "contact_sheet.png", "pd_fa.png", "outputs/metadata.yaml", "node.log"):
+        assert (tmp_path / name).is_file(), name

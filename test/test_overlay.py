@@ -1,0 +1,87 @@
+"""overlay.draw_overlay: boxes outside targets, scores, truth colour, any bit depth."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from irstd_ros.bags.io import Box
+from irstd_ros.overlay import (
+    DETECTION_MARGIN_PX,
+    DETECTION_RGB,
+    TRUTH_MARGIN_PX,
+    TRUTH_RGB,
+    draw_overlay,
+    draw_text,
+    text_size,
+    to_display,
+)
+
+
+def frame(h: int = 60, w: int = 80, dtype=np.uint8) -> np.ndarray:
+    return np.full((h, w), 50, dtype)
+
+
+def test_shape_dtype_and_untouched_target_pixels():
+    f = frame()
+    f[30, 40] = 255
+    out = draw_overlay(f, [Box(40, 30, 1, 1, 0.87)])
+    assert out.shape == (60, 80, 3) and out.dtype == np.uint8
+    assert tuple(out[30, 40]) == (255, 255, 255)  # the target itself stays visible
+
+
+def test_detection_box_is_drawn_around_the_target_in_red():
+    out = draw_overlay(frame(), [Box(40, 30, 2, 3, 0.5)])
+    m = DETECTION_MARGIN_PX
+    x0, y0, x1, y1 = 40 - m, 30 - m, 41 + m, 32 + m
+    for y, x in ((y0, x0), (y0, x1), (y1, x0), (y1, x1), (y0, 40), (y1, 41)):
+        assert tuple(out[y, x]) == DETECTION_RGB
+    assert tuple(out[31, 40]) == (50, 50, 50)
+
+
+def test_score_is_written_above_the_box_clear_of_the_truth_box():
+    out = draw_overlay(frame(), [Box(40, 30, 1, 1, 0.87)], [Box(40, 30, 1, 1)])
+    red = (out == DETECTION_RGB).all(axis=2)
+    truth_top = 30 - TRUTH_MARGIN_PX
+    assert red[: truth_top - 1].any()  # text above the truth box
+    unscored = SimpleNamespace(x=40, y=30, width=1, height=1)  # no score: no text
+    plain = (draw_overlay(frame(), [unscored]) == DETECTION_RGB).all(axis=2)
+    assert not plain[: 30 - DETECTION_MARGIN_PX].any()
+
+
+def test_truth_is_a_second_colour_outside_the_detection():
+    out = draw_overlay(frame(), [], [Box(40, 30, 1, 1)])
+    m = TRUTH_MARGIN_PX
+    assert tuple(out[30 - m, 40]) == TRUTH_RGB
+    assert not (out == DETECTION_RGB).all(axis=2).any()
+
+
+def test_boxes_at_the_border_are_clipped():
+    out = draw_overlay(frame(), [Box(0, 0, 2, 2, 0.9), Box(78, 58, 2, 2, 0.1)], [Box(-3, 57, 5, 9)])
+    assert out.shape == (60, 80, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_other_depths_are_stretched_for_display(dtype):
+    f = np.linspace(1000, 2000, 60 * 80).reshape(60, 80).astype(dtype)
+    d = to_display(f)
+    assert d.dtype == np.uint8 and d.min() == 0 and d.max() == 255
+
+
+def test_colour_input_and_scale():
+    rgb = np.zeros((10, 12, 3), np.uint8)
+    out = draw_overlay(rgb, [Box(5, 5, 1, 1, 0.5)], scale=3)
+    assert out.shape == (30, 36, 3)
+    with pytest.raises(ValueError):
+        draw_overlay(rgb, [], scale=0)
+
+
+def test_label_and_text_helpers():
+    img = np.zeros((20, 60, 3), np.uint8)
+    draw_text(img, 2, 2, "PD 0.9", background=(9, 9, 9))
+    assert (img == 255).all(axis=2).any()
+    assert text_size("AB") == (2 * 4 * 2 - 2, 10)
+    out = draw_overlay(frame(), [], label="#3 0.3S")
+    assert (out[4:14, 4:40] == 255).all(axis=2).any()
