@@ -87,7 +87,8 @@ mkdir -p "$BUILD_DIR"
   -c "$REPO/requirements/constraints.txt" \
   -r "$REPO/requirements/base.txt" \
   -r "$REPO/requirements/ros.txt" \
-  -r "$REPO/requirements/dev.txt" > "$BUILD_DIR/pip_install.log" 2>&1 || {
+  -r "$REPO/requirements/dev.txt" \
+  -r "$REPO/requirements/backends-cpu.txt" > "$BUILD_DIR/pip_install.log" 2>&1 || {
   grep -v "is ignored: it is neither a file nor a directory" "$BUILD_DIR/pip_install.log" \
     | tail -n 40 >&2
   log "pip install failed (full log: $BUILD_DIR/pip_install.log)"

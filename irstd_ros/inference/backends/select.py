@@ -1,28 +1,186 @@
-"""Backend registry and selection (``auto``: best available, with fallback)."""
+"""Backend registry and selection: ``auto`` = the best available backend, with fallback.
+
+Names (``model.backend``): ``tensorrt``, ``cuda`` (GPU); ``torch-cpu`` (eager reference),
+``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino-bf16`` (CPU); and two choices:
+
+* ``cpu``: the fastest FP32 CPU backend available, in the order :data:`CPU_PREFERENCE`
+  (measured on the project's machine, see docs/benchmarks.md);
+* ``auto``: ``tensorrt`` -> ``cuda`` -> the ``cpu`` order.
+
+A choice tries each candidate in turn: construction (imports happen inside the backend
+modules, and ``import torch_tensorrt`` may fail with any exception on a machine without a
+driver) and one warm-up ``predict`` (a compiled engine can fail only on its first call)
+must both succeed, else the next candidate is tried. One log line says what was chosen
+and why the ones before it were not. A backend named explicitly is built as asked, and
+its failure is an error.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import shutil
+from collections.abc import Callable
 
+import numpy as np
+import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import BackendError, ConfigError
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch-cpu",)
+Factory = Callable[[nn.Module, CheckpointInfo, BackendOptions], Backend]
+
+
+def _tensorrt(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.tensorrt import TensorRTBackend
+
+    return TensorRTBackend(model, info, options)
+
+
+def _cuda(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.torch_cuda import TorchCUDABackend
+
+    return TorchCUDABackend(model, info, options)
+
+
+def _torch_cpu(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.torch_cpu import TorchCPUBackend
+
+    return TorchCPUBackend(model, info, options)
+
+
+def _torch_compile(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.torch_compile import TorchCompileBackend
+
+    return TorchCompileBackend(model, info, options)
+
+
+def _onnxruntime(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(model, info, options)
+
+
+def _openvino(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
+
+    return OpenVINOBackend(model, info, options, precision="fp32")
+
+
+def _openvino_bf16(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
+
+    return OpenVINOBackend(model, info, options, precision="bf16")
+
+
+REGISTRY: dict[str, Factory] = {
+    "tensorrt": _tensorrt,
+    "cuda": _cuda,
+    "torch-cpu": _torch_cpu,
+    "torch-compile": _torch_compile,
+    "onnxruntime": _onnxruntime,
+    "openvino": _openvino,
+    "openvino-bf16": _openvino_bf16,
+}
+BACKENDS = tuple(REGISTRY)
+GPU_BACKENDS = ("tensorrt", "cuda")
+# Fastest first, FP32 only (parity with eager PyTorch); measured in docs/benchmarks.md.
+# openvino-bf16 and torch-compile are opt-in: reduced precision / a long first-frame compile.
+CPU_PREFERENCE = ("openvino", "onnxruntime", "torch-cpu")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "auto": (*GPU_BACKENDS, *CPU_PREFERENCE),
+    "cpu": CPU_PREFERENCE,
+}
+WARMUP_SIDE = 64  # warm-up frame side when the options name no frame size
+_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "openvino-bf16": "openvino"}
+
+
+def valid_names() -> tuple[str, ...]:
+    return (*CHOICES, *BACKENDS)
+
+
+def _unknown(name: str) -> ConfigError:
+    return ConfigError(f"unknown backend {name!r}; valid: {', '.join(valid_names())}")
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why backend ``name`` cannot run here (cheap checks, nothing is built), or None."""
+    if name not in REGISTRY:
+        raise _unknown(name)
+    if name in GPU_BACKENDS and not torch.cuda.is_available():
+        return "no CUDA device"
+    if name == "tensorrt":
+        try:
+            import torch_tensorrt  # noqa: F401
+        except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+            return f"torch_tensorrt unavailable ({type(exc).__name__}: {exc})"
+    if name in _MODULES and importlib.util.find_spec(_MODULES[name]) is None:
+        return f"{_MODULES[name]} not installed (requirements/backends-cpu.txt)"
+    if name == "openvino-bf16":
+        from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():
+            return "no native bf16 on this CPU"
+    if name == "torch-compile" and not (shutil.which("c++") or shutil.which("g++")):
+        return "no C++ compiler for Inductor"
+    return None
+
+
+def available_backends() -> list[str]:
+    """Registered backends that pass :func:`unavailable_reason` on this machine."""
+    return [n for n in BACKENDS if unavailable_reason(n) is None]
+
+
+def warm_up(backend: Backend, options: BackendOptions) -> None:
+    """One predict on a blank frame; BackendError if it raises or returns garbage."""
+    h = options.height or WARMUP_SIDE
+    w = options.width or WARMUP_SIDE
+    frame = np.zeros((h, w), dtype=np.float32)
+    try:
+        prob = backend.predict(frame)
+    except Exception as exc:  # noqa: BLE001 - a lazily compiled engine fails in any way
+        raise BackendError(f"warm-up predict failed ({type(exc).__name__}: {exc})") from exc
+    if prob.shape != frame.shape or not np.isfinite(prob).all():
+        raise BackendError(f"warm-up predict returned shape {prob.shape} / non-finite values")
+
+
+def _wrap(backend: Backend, options: BackendOptions, info: CheckpointInfo) -> Backend:
+    if options.tile_size > 0:
+        from irstd_ros.inference.tiling import TilingBackend
+
+        return TilingBackend(backend, options.tile_size, options.tile_overlap, info.model.stride)
+    return backend
 
 
 def create_backend(
     name: str, model: nn.Module, info: CheckpointInfo, options: BackendOptions | None = None
 ) -> Backend:
-    """Build backend ``name`` (``auto`` picks the best available one)."""
-    if name in ("auto", "cpu", "torch-cpu"):
-        from irstd_ros.inference.backends.torch_cpu import TorchCPUBackend
-
-        backend = TorchCPUBackend(model, info, options)
-        log.info("inference backend: %s (%s)", backend.name, "requested" if name != "auto" else "auto: no GPU backend")
-        return backend
-    raise ConfigError(f"unknown backend {name!r}; valid: auto, {', '.join(BACKENDS)}")
+    """Build backend ``name``; ``auto`` / ``cpu`` pick the best available one (see module doc)."""
+    options = options or BackendOptions()
+    if name in REGISTRY:
+        backend = REGISTRY[name](model, info, options)
+        log.info("inference backend: %s on %s (requested)", backend.name, backend.device)
+        return _wrap(backend, options, info)
+    if name not in CHOICES:
+        raise _unknown(name)
+    skipped: list[str] = []
+    for candidate in CHOICES[name]:
+        reason = unavailable_reason(candidate)
+        if reason is None:
+            try:
+                backend = REGISTRY[candidate](model, info, options)
+                warm_up(backend, options)
+            except BackendError as exc:
+                reason = str(exc)
+            except Exception as exc:  # noqa: BLE001 - fall back whatever a backend raised
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                why = "; ".join(skipped) if skipped else "first choice"
+                log.info("inference backend: %s on %s (%s: %s)", backend.name, backend.device, name, why)
+                return _wrap(backend, options, info)
+        skipped.append(f"{candidate} skipped: {reason}")
+    raise BackendError(f"no inference backend could start ({'; '.join(skipped)})")

@@ -1,0 +1,647 @@
+"""``irstd bench``: latency, throughput and peak memory of every backend here, and the node.
+
+Each (model, backend) pair runs in its own child process (``python -m irstd_ros.bench
+--worker SPEC``), so that its peak memory is its own: the child reports the kernel's
+resident-set high-water mark ``VmHWM`` from ``/proc/self/status`` after each resolution
+(sizes run in ascending order, so the mark after a size is that size's peak; it includes
+the Python + torch runtime, reported alone as ``base_mem_mb``). Not tracemalloc, which
+does not see torch's allocations.
+
+Timings: wall clock per ``backend.predict`` (normalise, pad, infer, sigmoid, crop) on a
+synthetic IR frame after warm-up calls, repeated until a time budget or an iteration cap;
+p50/p99 are nearest-rank percentiles, FPS = calls / total time. Threads: 2 for every
+backend (torch intra-op, ONNX Runtime intra-op, OpenVINO inference threads).
+
+The node row runs the whole ``irstd_node`` in one process: a driver node publishes a
+mono16 ``image``, the node (``IrstdNode``, parameters ``model.path``/``model.backend``)
+converts, scales, infers, extracts targets and publishes; the time is from publish to
+receipt of ``detections`` (closed loop: the next frame goes when the answer is in). The
+same process then times its backend's ``predict`` alone, so the ROS + pre/post-processing
+overhead is a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THREADS = 2
+OMP_WAIT_POLICY = "OMP_WAIT_POLICY"
+OMP_WAIT_POLICY_DEFAULT = "PASSIVE"
+FULL_SIZES = ((256, 256), (512, 640), (1024, 1280))  # (H, W): 256x256, 640x512, 1280x1024
+QUICK_SIZES = ((32, 32), (48, 64))
+NODE_SIZE = (512, 640)
+QUICK_NODE_SIZE = (64, 80)
+FULL_MODELS = ("shipped", "paper")
+QUICK_MODELS = ("tiny",)
+QUICK_BACKENDS = ("torch-cpu",)
+WARMUP_CALLS = 2
+QUICK_WARMUP_CALLS = 1
+BUDGET_S = 4.0  # timed seconds per (backend, model, size) cell
+QUICK_BUDGET_S = 0.2
+MIN_CALLS = 3
+MAX_CALLS = 200
+QUICK_MAX_CALLS = 5
+NODE_FRAMES = 40
+QUICK_NODE_FRAMES = 4
+NODE_WARMUP = 3
+QUICK_NODE_WARMUP = 1
+NODE_TIMEOUT_S = 60.0  # per frame answer
+CHILD_TIMEOUT_S = 900.0
+NODE_OVERHEAD_TARGET = 0.10  # the node may add at most 10 % to its backend's latency
+MODEL_SEED = 0
+# backends whose artefact (ONNX, OpenVINO IR) is exported once per weights into the cache;
+# the bench exports it in a separate child first, so the measured process only loads it
+PREPARED_BACKENDS = ("onnxruntime", "openvino", "openvino-bf16")
+FRAME_SEED = 0
+P50, P99 = 50.0, 99.0
+KIB_PER_MIB = 1024.0
+CLEAR_REFS_RESET_HWM = "5"  # /proc/PID/clear_refs: reset the peak resident set size
+# Synthetic 14-bit-ish IR frame: cold background, a few small warm targets.
+FRAME_BACKGROUND = 7000.0
+FRAME_NOISE = 20.0
+FRAME_TARGETS = 5
+TARGET_AMPLITUDE = 400.0
+TARGET_SIGMA = 1.2
+TARGET_MARGIN = 8
+
+
+# --- helpers --------------------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation between few samples)."""
+    ordered = sorted(values)
+    rank = max(1, int(np.ceil(q / 100.0 * len(ordered))))
+    return float(ordered[rank - 1])
+
+
+def proc_status_mib(key: str, pid: int | str = "self") -> float | None:
+    """A ``/proc/PID/status`` memory field (``VmHWM``, ``VmRSS``) in MiB, None off Linux."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / KIB_PER_MIB
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Restart this process's VmHWM from its current RSS (Linux ``clear_refs`` 5); False if not."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write(CLEAR_REFS_RESET_HWM)
+    except OSError:
+        return False
+    return True
+
+
+def synthetic_frame(height: int, width: int, seed: int = FRAME_SEED) -> np.ndarray:
+    """(H, W) uint16 IR-like frame with a few Gaussian point targets."""
+    rng = np.random.default_rng(seed)
+    frame = rng.normal(FRAME_BACKGROUND, FRAME_NOISE, (height, width))
+    yy, xx = np.mgrid[0:height, 0:width]
+    for _ in range(FRAME_TARGETS):
+        cy = rng.integers(min(TARGET_MARGIN, height - 1), max(height - TARGET_MARGIN, 1))
+        cx = rng.integers(min(TARGET_MARGIN, width - 1), max(width - TARGET_MARGIN, 1))
+        frame += TARGET_AMPLITUDE * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * TARGET_SIGMA**2))
+    return np.clip(frame, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+def unit_frame(height: int, width: int) -> np.ndarray:
+    """The synthetic frame scaled to [0, 1] the way the detector does (``auto``)."""
+    from irstd_ros.inference.preprocess import to_unit_range
+
+    return to_unit_range(synthetic_frame(height, width)).astype(np.float32)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, library versions and the load average now."""
+    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Model name":
+                info["cpu"] = value.strip()
+            if key.strip() == "Flags":
+                info["avx512_bf16"] = "avx512_bf16" in value.split()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import torch
+
+    info["torch"] = torch.__version__
+    for mod in ("onnxruntime", "openvino"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    info["loadavg"] = loadavg()
+    return info
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
+# --- models ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to measure: a checkpoint path, or a named config with random weights."""
+
+    label: str
+    path: str | None = None
+    config: str | None = None
+    note: str = ""
+
+
+def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
+    """``shipped`` (falls back to random ``tiny`` when the file is missing), config names."""
+    from irstd_ros.inference.detector import default_model_path
+
+    specs = []
+    for name in names:
+        if name == "shipped":
+            path = default_model_path()
+            if path.is_file():
+                specs.append(ModelSpec("shipped", path=str(path), note=f"shipped model {path.name}"))
+            else:
+                specs.append(ModelSpec("tiny-random", config="tiny", note=f"shipped model missing ({path}): random-weight tiny config"))
+        else:
+            specs.append(ModelSpec(name, config=name, note=f"{name} config, random weights (seed {MODEL_SEED})"))
+    return specs
+
+
+def load_model(spec: ModelSpec) -> tuple[Any, Any]:
+    """(model, CheckpointInfo) of a spec."""
+    import torch
+
+    from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint
+    from irstd_ros.models import build_model, named_config
+
+    if spec.path:
+        model, info, _ = load_checkpoint(spec.path)
+        return model, info
+    torch.manual_seed(MODEL_SEED)
+    cfg = named_config(spec.config or "tiny")
+    return build_model(cfg).eval(), CheckpointInfo(cfg)
+
+
+# --- the worker (one child per model x backend) ---------------------------------------------
+@dataclass
+class WorkerSpec:
+    backend: str
+    model: ModelSpec
+    sizes: list[tuple[int, int]]
+    cache_dir: str
+    budget_s: float = BUDGET_S
+    warmup: int = WARMUP_CALLS
+    max_calls: int = MAX_CALLS
+    threads: int = THREADS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def time_calls(fn: Any, warmup: int, budget_s: float, max_calls: int) -> tuple[list[float], float]:
+    """Per-call wall times (ms) after ``warmup`` calls, and the first call's time (ms)."""
+    t0 = time.perf_counter()
+    fn()
+    first_ms = (time.perf_counter() - t0) * 1e3
+    for _ in range(warmup - 1):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_calls and (len(times) < MIN_CALLS or time.perf_counter() - start < budget_s):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return times, first_ms
+
+
+def run_worker(spec: WorkerSpec) -> dict[str, Any]:
+    """Create the backend, time each size; rows plus errors (runs inside the child)."""
+    import torch
+
+    from irstd_ros.inference.backends.base import BackendOptions
+    from irstd_ros.inference.backends.select import create_backend
+
+    torch.set_num_threads(spec.threads)
+    model, info = load_model(spec.model)
+    options = BackendOptions(threads=spec.threads, cache_dir=spec.cache_dir)
+    t0 = time.perf_counter()
+    backend = create_backend(spec.backend, model, info, options)
+    create_s = time.perf_counter() - t0
+    base = proc_status_mib("VmRSS")
+    create_peak = proc_status_mib("VmHWM")
+    reset = reset_peak_rss()
+    rows = []
+    for h, w in sorted(spec.sizes, key=lambda s: s[0] * s[1]):
+        frame = unit_frame(h, w)
+        times, first_ms = time_calls(lambda f=frame: backend.predict(f), spec.warmup, spec.budget_s, spec.max_calls)
+        rows.append(
+            {
+                "backend": spec.backend,
+                "model": spec.model.label,
+                "height": h,
+                "width": w,
+                "p50_ms": percentile(times, P50),
+                "p99_ms": percentile(times, P99),
+                "fps": len(times) / (sum(times) / 1e3),
+                "peak_mem_mb": proc_status_mib("VmHWM"),
+                "base_mem_mb": base,
+                "create_peak_mem_mb": create_peak,
+                "peak_reset": reset,
+                "calls": len(times),
+                "first_call_ms": first_ms,
+                "create_s": create_s,
+            }
+        )
+    return {"rows": rows, "describe": _jsonable(backend.describe())}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+# --- the node pipeline ----------------------------------------------------------------------
+def measure_node_pipeline(
+    model_path: str | Path,
+    backend: str = "auto",
+    height: int = NODE_SIZE[0],
+    width: int = NODE_SIZE[1],
+    frames: int = NODE_FRAMES,
+    warmup: int = NODE_WARMUP,
+    threads: int = THREADS,
+    cache_dir: str | None = None,
+    timeout_s: float = NODE_TIMEOUT_S,
+) -> dict[str, Any]:
+    """Publish-to-``detections`` latency of ``IrstdNode`` in this process, and its backend's.
+
+    Needs rclpy, sensor_msgs, vision_msgs and :mod:`irstd_ros.ros.node`. The node gets
+    ``model.path``, ``model.backend``, ``model.threads`` (and ``model.cache_dir``) as
+    parameter overrides, subscribes ``image`` and publishes ``detections``; a driver node
+    in the same context publishes mono16 frames (reliable, depth 1) one at a time.
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    from irstd_ros.ros.conversions import array_to_image_fields
+    from irstd_ros.ros.node import IrstdNode
+
+    raw = synthetic_frame(height, width)
+    fields = array_to_image_fields(raw, "mono16")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    overrides = [
+        Parameter("model.path", value=str(model_path)),
+        Parameter("model.backend", value=backend),
+        Parameter("model.threads", value=threads),
+        Parameter("diagnostics.period", value=0.0),
+    ]
+    if cache_dir:
+        overrides.append(Parameter("model.cache_dir", value=str(cache_dir)))
+    node = driver = executor = None
+    received: dict[int, float] = {}
+    arrived = threading.Condition()
+    try:
+        node = IrstdNode(parameter_overrides=overrides, context=context)
+        driver = rclpy.create_node("irstd_bench_driver", context=context)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        pub = driver.create_publisher(Image, "image", qos)
+
+        def on_detections(msg: Detection2DArray) -> None:
+            with arrived:
+                received[msg.header.stamp.sec] = time.perf_counter()
+                arrived.notify_all()
+
+        driver.create_subscription(Detection2DArray, "detections", on_detections, 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executor.add_node(driver)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        _wait_for_match(pub, timeout_s)
+        latencies: list[float] = []
+        for i in range(1, warmup + frames + 1):
+            msg = Image()
+            for key, value in fields.items():
+                setattr(msg, key, value)
+            msg.header.stamp.sec = i  # the frame's id, echoed in the detections' header
+            msg.header.frame_id = "bench"
+            sent = time.perf_counter()
+            pub.publish(msg)
+            with arrived:
+                if not arrived.wait_for(lambda i=i: i in received, timeout=timeout_s):
+                    raise TimeoutError(f"no detections for frame {i} within {timeout_s} s")
+            if i > warmup:
+                latencies.append((received[i] - sent) * 1e3)
+        detector = node.detector
+        unit = unit_frame(height, width)
+        backend_times, _ = time_calls(lambda: detector.backend.predict(unit), 1, 0.0, frames)
+        detect_times, _ = time_calls(lambda: detector.detect(raw), 1, 0.0, frames)
+        p50 = percentile(latencies, P50)
+        backend_p50 = percentile(backend_times, P50)
+        return {
+            "height": height,
+            "width": width,
+            "backend": detector.backend.name,
+            "frames": len(latencies),
+            "p50_ms": p50,
+            "p99_ms": percentile(latencies, P99),
+            "backend_p50_ms": backend_p50,
+            "detector_p50_ms": percentile(detect_times, P50),
+            "overhead_ratio": p50 / backend_p50 - 1.0,
+            "overhead_target": NODE_OVERHEAD_TARGET,
+        }
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.close()
+        if driver is not None:
+            driver.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def _wait_for_match(pub: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while pub.get_subscription_count() == 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the node did not subscribe to 'image'")
+        time.sleep(0.01)
+
+
+def node_unavailable_reason() -> str | None:
+    """Why the node row cannot run here (rclpy, messages or the node module missing)."""
+    try:
+        import rclpy  # noqa: F401
+        from sensor_msgs.msg import Image  # noqa: F401
+        from vision_msgs.msg import Detection2DArray  # noqa: F401
+
+        from irstd_ros.ros.node import IrstdNode  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError or a missing shared library
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+# --- the parent -----------------------------------------------------------------------------
+def child_env() -> dict[str, str]:
+    """Defaults for the children (the caller's environment wins; recorded in the result).
+
+    ``OMP_WAIT_POLICY=PASSIVE``: with the default (spin) policy, torch's 2 OpenMP threads
+    spin at every barrier; on a CPU shared with other work one of them is often
+    descheduled and each op waits a scheduler slice: eager PyTorch then ran 50-200x
+    slower on the project's 2-core machine while other jobs ran (see docs/benchmarks.md).
+    It must be set before torch is imported, hence per child process.
+    """
+    return {OMP_WAIT_POLICY: OMP_WAIT_POLICY_DEFAULT}
+
+
+def _child(args: list[str], timeout_s: float) -> tuple[dict[str, Any] | None, str]:
+    """Run ``python -m irstd_ros.bench ARGS``; (its JSON result or None, error text)."""
+    env = {**child_env(), **os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "irstd_ros.bench", *args],
+            capture_output=True, text=True, timeout=timeout_s, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout_s:.0f} s"
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"exit {proc.returncode}: {tail}"
+    return json.loads(lines[-1]), ""
+
+
+@dataclass
+class BenchConfig:
+    quick: bool = False
+    backends: list[str] | None = None
+    models: list[str] | None = None
+    sizes: list[tuple[int, int]] | None = None
+    node: bool = True
+    budget_s: float | None = None
+    cache_dir: str | None = None
+
+
+def run_bench(cfg: BenchConfig, progress: Any = None) -> dict[str, Any]:
+    """The whole benchmark; returns the JSON-able result (see the module doc)."""
+    from irstd_ros.inference.backends.select import BACKENDS, unavailable_reason
+
+    say = progress or (lambda _msg: None)
+    sizes = cfg.sizes or list(QUICK_SIZES if cfg.quick else FULL_SIZES)
+    models = resolve_models(cfg.models or (QUICK_MODELS if cfg.quick else FULL_MODELS))
+    if cfg.backends:
+        wanted = list(cfg.backends)
+    elif cfg.quick:
+        wanted = list(QUICK_BACKENDS)
+    else:
+        wanted = list(BACKENDS)
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "threads": THREADS,
+        "env": {OMP_WAIT_POLICY: os.environ.get(OMP_WAIT_POLICY, OMP_WAIT_POLICY_DEFAULT)},
+        "quick": cfg.quick,
+        "models": {m.label: m.note for m in models},
+        "backends": [],
+        "skipped": [],
+        "describe": {},
+        "prepare": {},
+        "node": None,
+        "memory": (
+            "peak_mem_mb: VmHWM (resident high-water, whole process incl. the Python/torch runtime) "
+            "of one child process per model x backend while it runs the sizes in ascending order; "
+            "the mark is reset (clear_refs) after the backend is created, whose own peak "
+            "(exports, compiles) is create_peak_mem_mb; base_mem_mb: VmRSS after creation"
+        ),
+    }
+    with tempfile.TemporaryDirectory(prefix="irstd_bench_") as tmp:
+        cache = cfg.cache_dir or tmp
+        exporters = [n for n in wanted if n in PREPARED_BACKENDS and unavailable_reason(n) is None]
+        if exporters:  # export once, outside the measured children (a node restart loads them)
+            for model in models:
+                say(f"exporting {model.label} for {', '.join(exporters)} ...")
+                args = {"model": asdict(model), "backends": exporters, "cache_dir": cache}
+                out, err = _child(["--prepare", json.dumps(args)], CHILD_TIMEOUT_S)
+                result["prepare"][model.label] = out or {"error": err}
+        for name in wanted:
+            reason = unavailable_reason(name)
+            if reason:
+                result["skipped"].append({"backend": name, "reason": reason})
+                say(f"{name}: skipped ({reason})")
+                continue
+            for model in models:
+                spec = WorkerSpec(
+                    backend=name, model=model, sizes=sizes, cache_dir=cache,
+                    budget_s=cfg.budget_s if cfg.budget_s is not None else (QUICK_BUDGET_S if cfg.quick else BUDGET_S),
+                    warmup=QUICK_WARMUP_CALLS if cfg.quick else WARMUP_CALLS,
+                    max_calls=QUICK_MAX_CALLS if cfg.quick else MAX_CALLS,
+                )
+                say(f"{name} x {model.label} ...")
+                out, err = _child(["--worker", json.dumps(asdict(spec))], CHILD_TIMEOUT_S)
+                if out is None:
+                    result["skipped"].append({"backend": name, "model": model.label, "reason": err})
+                    say(f"{name} x {model.label}: failed ({err})")
+                    continue
+                result["backends"].extend(out["rows"])
+                result["describe"][f"{name}/{model.label}"] = out["describe"]
+        if cfg.node:
+            result["node"] = _node_row(cfg, models, cache, say)
+    result["machine"]["loadavg_end"] = loadavg()
+    return result
+
+
+def _node_row(cfg: BenchConfig, models: list[ModelSpec], cache: str, say: Any) -> dict[str, Any]:
+    reason = node_unavailable_reason()
+    if reason:
+        return {"skipped": f"rclpy / node not importable: {reason}"}
+    with tempfile.TemporaryDirectory(prefix="irstd_bench_node_") as tmp:
+        model = next((m for m in models if m.path), None)
+        if model is None:  # no checkpoint among the models: save the first one's random weights
+            from irstd_ros.checkpoint import save_checkpoint
+
+            net, info = load_model(models[0])
+            model = ModelSpec(models[0].label, path=str(save_checkpoint(Path(tmp) / "bench.safetensors", net, info)))
+        h, w = QUICK_NODE_SIZE if cfg.quick else NODE_SIZE
+        args = {
+            "model_path": model.path, "backend": "auto", "height": h, "width": w,
+            "frames": QUICK_NODE_FRAMES if cfg.quick else NODE_FRAMES,
+            "warmup": QUICK_NODE_WARMUP if cfg.quick else NODE_WARMUP, "cache_dir": cache,
+        }
+        say(f"node pipeline {w}x{h} ({model.label}) ...")
+        out, err = _child(["--node", json.dumps(args)], CHILD_TIMEOUT_S)
+    if out is None:
+        return {"skipped": f"node measurement failed: {err}"}
+    out["model"] = model.label
+    return out
+
+
+# --- formatting -----------------------------------------------------------------------------
+def _num(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Markdown tables of the result (what docs/benchmarks.md shows)."""
+    m = result["machine"]
+    lines = [
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, "
+        f"onnxruntime {m.get('onnxruntime')}, openvino {m.get('openvino')}; {result['threads']} threads, "
+        f"{', '.join(f'{k}={v}' for k, v in result.get('env', {}).items())}; "
+        f"load average {m.get('loadavg')} -> {m.get('loadavg_end')}",
+        "",
+        "| backend | model | size (WxH) | p50 ms | p99 ms | FPS | peak MiB | calls |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["backends"]:
+        lines.append(
+            f"| {r['backend']} | {r['model']} | {r['width']}x{r['height']} | {_num(r['p50_ms'])} | "
+            f"{_num(r['p99_ms'])} | {_num(r['fps'])} | {_num(r['peak_mem_mb'], '.0f')} | {r['calls']} |"
+        )
+    lines.append("")
+    for label, note in result["models"].items():
+        lines.append(f"- model `{label}`: {note}")
+    for s in result["skipped"]:
+        lines.append(f"- skipped {s['backend']}{' x ' + s['model'] if 'model' in s else ''}: {s['reason']}")
+    node = result.get("node")
+    if node:
+        lines.append("")
+        if "skipped" in node:
+            lines.append(f"Node pipeline: skipped ({node['skipped']})")
+        else:
+            lines += [
+                "| node pipeline | size (WxH) | backend | node p50 ms | node p99 ms | detector p50 ms | backend p50 ms | overhead |",
+                "|---|---|---|---:|---:|---:|---:|---:|",
+                f"| {node['model']} | {node['width']}x{node['height']} | {node['backend']} | {_num(node['p50_ms'])} | "
+                f"{_num(node['p99_ms'])} | {_num(node['detector_p50_ms'])} | {_num(node['backend_p50_ms'])} | "
+                f"{node['overhead_ratio'] * 100:+.1f} % (target <= {node['overhead_target'] * 100:.0f} %) |",
+            ]
+    return "\n".join(lines)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x512"`` (W x H) -> (512, 640) as (H, W)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+def _worker_main(spec_json: str) -> int:
+    data = json.loads(spec_json)
+    data["model"] = ModelSpec(**data["model"])
+    data["sizes"] = [tuple(s) for s in data["sizes"]]
+    print(json.dumps(run_worker(WorkerSpec(**data))))
+    return 0
+
+
+def prepare_exports(model: dict[str, Any], backends: list[str], cache_dir: str) -> dict[str, Any]:
+    """Export the ONNX / OpenVINO artefacts of a model into ``cache_dir`` (seconds per step)."""
+    from irstd_ros.inference.backends.base import BackendOptions
+    from irstd_ros.inference.backends.graph_export import cached_onnx, export_openvino_ir
+
+    net, info = load_model(ModelSpec(**model))
+    options = BackendOptions(cache_dir=cache_dir)
+    out: dict[str, Any] = {}
+    if "onnxruntime" in backends:
+        t0 = time.perf_counter()
+        cached_onnx(net, info, options)
+        out["onnx_export_s"] = time.perf_counter() - t0
+    if any(b.startswith("openvino") for b in backends):
+        t0 = time.perf_counter()
+        export_openvino_ir(net, info, options)
+        out["openvino_convert_s"] = time.perf_counter() - t0
+    return out
+
+
+def _prepare_main(args_json: str) -> int:
+    print(json.dumps(prepare_exports(**json.loads(args_json))))
+    return 0
+
+
+def _node_main(args_json: str) -> int:
+    print(json.dumps(measure_node_pipeline(**json.loads(args_json))))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Child entry points (``--worker`` / ``--node`` / ``--prepare``); the CLI is ``irstd bench``."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m irstd_ros.bench")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--worker", help="JSON WorkerSpec: time one backend x model")
+    group.add_argument("--node", help="JSON arguments of measure_node_pipeline")
+    group.add_argument("--prepare", help="JSON arguments of prepare_exports")
+    args = parser.parse_args(argv)
+    if args.prepare:
+        return _prepare_main(args.prepare)
+    return _worker_main(args.worker) if args.worker else _node_main(args.node)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

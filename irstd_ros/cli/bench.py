@@ -1,0 +1,51 @@
+"""``irstd bench``: backend x resolution latency table and the node pipeline overhead."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from irstd_ros.bench import BenchConfig, format_table, parse_size, run_bench
+from irstd_ros.errors import ConfigError
+from irstd_ros.inference.backends.select import BACKENDS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="latency / FPS / peak memory of every available backend, and the node overhead",
+        description="Each backend x model runs in a child process (2 threads). The full run "
+        "takes several minutes; --quick is a seconds-long smoke run.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, few calls, torch-cpu only")
+    p.add_argument("--backends", help=f"comma-separated subset of: {', '.join(BACKENDS)}")
+    p.add_argument("--models", help="comma-separated: shipped and/or config names (paper, small, tiny)")
+    p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")
+    p.add_argument("--budget", type=float, help="timed seconds per cell")
+    p.add_argument("--no-node", action="store_true", help="skip the node pipeline row")
+    p.set_defaults(func=run)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def run(args: argparse.Namespace) -> int:
+    backends = _split(args.backends)
+    for name in backends or ():
+        if name not in BACKENDS:
+            raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    try:
+        sizes = [parse_size(s) for s in _split(args.sizes) or ()] or None
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(str(exc)) from None
+    cfg = BenchConfig(
+        quick=args.quick, backends=backends, models=_split(args.models), sizes=sizes,
+        node=not args.no_node, budget_s=args.budget,
+    )
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = run_bench(cfg, progress)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0

@@ -1,0 +1,127 @@
+"""``openvino`` / ``openvino-bf16``: OpenVINO's CPU plugin on an IR converted from PyTorch.
+
+The model is converted from PyTorch once per weights (``ov.convert_model``, about 2 s)
+into an FP32 IR in the cache (or ahead of time by ``irstd export --backend openvino``)
+and read from there; for each padded frame size the model is reshaped to that static
+size and compiled (a few hundred ms, once per size; at most :data:`MAX_COMPILED_SHAPES` are
+kept). Static shapes let the CPU plugin pick its blocked layouts and fuse without shape
+inference at run time.
+
+Precision: OpenVINO's CPU plugin *defaults* to bf16 on CPUs with native bf16
+(AVX512-BF16, AMX). ``openvino`` therefore sets ``INFERENCE_PRECISION_HINT=f32``
+explicitly (parity with eager PyTorch to float rounding); ``openvino-bf16`` asks for
+bf16 (about twice as fast for the larger configs, logits within ~2e-2, see
+docs/backends.md) and refuses to start on a CPU without native bf16 (it would be
+emulated, slower than f32).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.errors import BackendError
+from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.backends.graph_export import export_openvino_ir
+from irstd_ros.inference.backends.onnxruntime_backend import logits_to_prob, normalise_and_pad
+
+log = logging.getLogger(__name__)
+
+DEVICE = "CPU"
+MAX_COMPILED_SHAPES = 4  # compiled models kept (one per padded frame size), least recent dropped
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+BF16_CAPABILITY = "BF16"  # in the CPU plugin's OPTIMIZATION_CAPABILITIES
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when OpenVINO's CPU plugin reports native bf16 (AVX512-BF16 or AMX)."""
+    try:
+        import openvino as ov
+
+        return BF16_CAPABILITY in ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # not installed, or a plugin that cannot answer
+        return False
+
+
+class OpenVINOBackend:
+    """OpenVINO on the CPU; ``precision`` is ``fp32`` (``openvino``) or ``bf16``."""
+
+    device = "cpu"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        info: CheckpointInfo,
+        options: BackendOptions | None = None,
+        precision: str = "fp32",
+        model_path: str | Path | None = None,
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise BackendError(f"openvino is not installed ({exc}); see requirements/backends-cpu.txt") from None
+        if precision not in PRECISION_HINTS:
+            raise BackendError(f"openvino precision {precision!r}; valid: {', '.join(PRECISION_HINTS)}")
+        if precision == "bf16" and not cpu_has_native_bf16():
+            raise BackendError("openvino-bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX)")
+        self.name = "openvino" if precision == "fp32" else "openvino-bf16"
+        self.precision = precision
+        self.options = options or BackendOptions()
+        self.info = info
+        self.model_path = (
+            Path(model_path) if model_path else export_openvino_ir(model, info, self.options)
+        )
+        self.core = ov.Core()
+        try:
+            self.graph = self.core.read_model(str(self.model_path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise BackendError(f"openvino cannot read {self.model_path}: {exc}") from exc
+        self.config: dict[str, object] = {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        }
+        if self.options.threads:
+            self.config["INFERENCE_NUM_THREADS"] = self.options.threads
+        self.version = ov.__version__
+        self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+
+    def _request(self, shape: tuple[int, ...]):
+        """An infer request of the model compiled for ``shape`` (compiled on first use)."""
+        if shape in self._compiled:
+            self._compiled.move_to_end(shape)
+            return self._compiled[shape]
+        graph = self.graph.clone()
+        graph.reshape(list(shape))
+        try:
+            compiled = self.core.compile_model(graph, DEVICE, self.config)
+        except Exception as exc:
+            raise BackendError(f"openvino cannot compile for input {shape}: {exc}") from exc
+        request = compiled.create_infer_request()
+        self._compiled[shape] = request
+        if len(self._compiled) > MAX_COMPILED_SHAPES:
+            self._compiled.popitem(last=False)
+        return request
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        x, size = normalise_and_pad(frame, self.info)
+        request = self._request(x.shape)
+        request.infer({0: x})
+        logits = request.get_output_tensor(0).data
+        return logits_to_prob(np.array(logits, dtype=np.float32, copy=True), size)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "openvino": self.version,
+            "precision": self.precision,
+            "threads": self.options.threads or "default",
+            "compiled_shapes": [list(s) for s in self._compiled],
+            "model_file": str(self.model_path),
+        }

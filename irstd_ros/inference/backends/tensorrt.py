@@ -1,0 +1,452 @@
+"""``tensorrt``: Torch-TensorRT (dynamo frontend) engines, built once, cached, loaded at start.
+
+Build: ``torch.export`` of the model with H and W as ``stride * Dim`` (derived dims; free
+dims fail on a U-Net's divisibility guards), ``torch_tensorrt.dynamo.compile`` with an
+optimisation profile [two stride blocks .. the expected frame size], then
+``torch_tensorrt.save`` of the compiled program and a fingerprint JSON beside it
+(:mod:`~irstd_ros.inference.backends.fingerprint`). At start the backend loads the saved
+program (``torch_tensorrt.load``) without compiling, unless the fingerprint differs
+(other torch / torch_tensorrt / TensorRT, GPU, shape, precision or weights): then it
+rebuilds and says why.
+
+FP16, per installed torch_tensorrt version (:func:`precision_plan`):
+
+* up to 2.9 (TensorRT 10, weak typing): ``enabled_precisions={fp16, fp32}`` lets the
+  builder pick FP16 kernels anywhere, so the SGEM attention ops (L2 norm, matmuls,
+  softmax; :data:`SGEM_FP32_OPS`, ops that occur nowhere else in the network) are kept
+  out of TensorRT with ``torch_executed_ops`` and run in FP32 PyTorch between engines;
+* from 2.10 (``enabled_precisions`` deprecated, gone in 2.13; TensorRT 11 is strongly
+  typed): a half model compiled with ``use_explicit_typing=True``, whose SGEM modules
+  are kept FP32 with explicit casts around them (:func:`keep_sgem_fp32`), so the whole
+  attention runs in FP32 *inside* TensorRT. Torch-TensorRT Autocast
+  (``enable_autocast``) is not used: its exclusions match lowered node names/ops and fail
+  silently, explicit casts cannot.
+
+At run time the frame goes up through one pinned staging buffer; normalisation, padding,
+the sigmoid and (``predict_mask``) the threshold run on the GPU. Optional CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.errors import BackendError
+from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.backends.fingerprint import (
+    Fingerprint,
+    rebuild_reason,
+    save_fingerprint,
+    weights_digest,
+)
+from irstd_ros.inference.backends.graph_export import (
+    MIN_BLOCKS,
+    artifact_stem,
+    cache_root,
+    example_input,
+    export_program,
+    padded_size,
+    stride_dynamic_shapes,
+)
+from irstd_ros.inference.backends.torch_cuda import (
+    StagingBuffers,
+    cuda_device_name,
+    gpu_postprocess,
+    gpu_preprocess,
+    keep_sgem_fp32,
+)
+
+log = logging.getLogger(__name__)
+
+RECIPE = "trt-dynamo-v1"  # bump when the compile settings below change: old engines rebuild
+DEFAULT_FRAME = (512, 640)  # (H, W) built for when the options name no size
+MIN_BLOCK_SIZE = 5  # fewest consecutive TensorRT-capable ops that make an engine
+EXPLICIT_TYPING_FROM = (2, 10)  # first torch_tensorrt whose FP16 is a half model + strong typing
+ENGINE_SUFFIX = ".ep"
+ENGINE_SIZE = re.compile(r"-(\d+)x(\d+)\.ep$")
+# The SGEM attention: L2 normalisation, the two channel-affinity matmuls and the softmax.
+# None of these ops occurs elsewhere in SGEM-UNet, so excluding the ops excludes the module.
+SGEM_FP32_OPS = (
+    "torch.ops.aten.linalg_vector_norm.default",
+    "torch.ops.aten.bmm.default",
+    "torch.ops.aten._softmax.default",
+)
+ENGINE_MODULE_MARK = "TensorRTModule"  # TorchTensorRTModule, PythonTorchTensorRTModule
+ENGINE_OP_MARK = "execute_engine"  # torch.ops.tensorrt.execute_engine in a loaded program
+BOOKKEEPING_OPS = ("getitem", "sym_size", "_assert", "sym_constrain", "sym_numel")
+PRECISIONS = ("fp32", "fp16")
+
+
+def import_torch_tensorrt() -> Any:
+    """``import torch_tensorrt``; ANY failure (no driver, CUDA mismatch...) is a BackendError.
+
+    On a machine without an NVIDIA driver the import may raise OSError, RuntimeError,
+    AttributeError... not only ImportError; the caller falls back on BackendError.
+    """
+    try:
+        import torch_tensorrt
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        raise BackendError(f"torch_tensorrt unavailable ({type(exc).__name__}: {exc})") from None
+    return torch_tensorrt
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """``"2.8.0+cu126"`` / ``"2.10.0.dev20251101"`` -> (2, 8) / (2, 10)."""
+    match = re.match(r"(\d+)\.(\d+)", text)
+    if not match:
+        raise BackendError(f"cannot parse version {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def tensorrt_version() -> str:
+    try:
+        import tensorrt
+
+        return str(tensorrt.__version__)
+    except Exception:  # noqa: BLE001 - any import failure only means "unknown"
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How to get ``precision`` out of one torch_tensorrt version."""
+
+    precision: str
+    model_dtype: torch.dtype  # dtype of the exported model's weights and input
+    compile_kwargs: dict[str, Any] = field(default_factory=dict)
+    sgem: str = "fp32"  # how SGEM stays FP32 (for describe())
+    name: str = ""  # short tag for the fingerprint recipe
+
+
+def resolve_op(qualified: str) -> Any:
+    """``"torch.ops.aten._softmax.default"`` -> the OpOverload object."""
+    obj: Any = torch
+    for part in qualified.split(".")[1:]:
+        obj = getattr(obj, part)
+    return obj
+
+
+def precision_plan(precision: str, trt_version: str) -> PrecisionPlan:
+    """Compile arguments for ``precision`` on torch_tensorrt ``trt_version`` (see module doc)."""
+    if precision not in PRECISIONS:
+        raise BackendError(f"tensorrt precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    explicit = parse_version(trt_version) >= EXPLICIT_TYPING_FROM
+    if precision == "fp32":
+        if explicit:
+            return PrecisionPlan("fp32", torch.float32, {"use_explicit_typing": True}, name="fp32-explicit")
+        return PrecisionPlan("fp32", torch.float32, {"enabled_precisions": {torch.float32}}, name="fp32-weak")
+    if explicit:
+        return PrecisionPlan(
+            "fp16",
+            torch.float16,
+            {"use_explicit_typing": True},
+            sgem="FP32 inside TensorRT (explicit casts, strongly typed network)",
+            name="fp16-half-model",
+        )
+    return PrecisionPlan(
+        "fp16",
+        torch.float32,
+        {
+            "enabled_precisions": {torch.float16, torch.float32},
+            "torch_executed_ops": {resolve_op(name) for name in SGEM_FP32_OPS},
+        },
+        sgem="FP32 in PyTorch (torch_executed_ops: " + ", ".join(SGEM_FP32_OPS) + ")",
+        name="fp16-weak-sgem-torch",
+    )
+
+
+def pad_to_min(x: torch.Tensor, min_hw: tuple[int, int]) -> torch.Tensor:
+    """Replicate-pad (bottom/right) a padded input up to the engine's smallest (H, W)."""
+    ph, pw = max(min_hw[0] - x.shape[-2], 0), max(min_hw[1] - x.shape[-1], 0)
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def prepare_model(model: nn.Module, plan: PrecisionPlan, device: torch.device) -> nn.Module:
+    """A copy of ``model`` in the plan's dtype on ``device`` (the caller's model is untouched)."""
+    model = copy.deepcopy(model).eval().to(device)
+    if plan.model_dtype == torch.float16:
+        model.half()
+        keep_sgem_fp32(model, for_export=True)
+    else:
+        model.float()
+    return model
+
+
+def _target_name(target: Any) -> str:
+    """``aten.convolution.default`` for ATen ops, the function name otherwise."""
+    if isinstance(target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        return str(target)
+    return str(getattr(target, "__name__", target))
+
+
+def graph_coverage(module: nn.Module) -> dict[str, Any]:
+    """How much of a compiled module runs in TensorRT.
+
+    Counts TensorRT engines (engine submodules of a freshly compiled GraphModule, or
+    ``execute_engine`` calls in a loaded program), PyTorch subgraphs (``_run_on_gpu_*``)
+    and the ops that run in PyTorch (call_function nodes outside the engines, bookkeeping
+    such as ``getitem``/``sym_size`` left out).
+    """
+    engines, torch_subgraphs = 0, 0
+    fallback: Counter[str] = Counter()
+
+    def visit(gm: nn.Module, top: bool) -> None:
+        nonlocal engines, torch_subgraphs
+        for _, child in gm.named_children():
+            if ENGINE_MODULE_MARK in type(child).__name__:
+                engines += 1
+            elif isinstance(child, fx.GraphModule):
+                if top:
+                    torch_subgraphs += 1
+                visit(child, top=False)
+        graph = getattr(gm, "graph", None)
+        if graph is None:
+            return
+        for node in graph.nodes:
+            if node.op != "call_function":
+                continue
+            name = _target_name(node.target)
+            if ENGINE_OP_MARK in name:
+                engines += 1
+            elif not any(mark in name for mark in BOOKKEEPING_OPS):
+                fallback[name] += 1
+
+    visit(module, top=True)
+    return {
+        "trt_engines": engines,
+        "torch_subgraphs": torch_subgraphs,
+        "fallback_ops": sum(fallback.values()),
+        "fallback_op_types": dict(sorted(fallback.items())),
+    }
+
+
+def compile_engine(
+    trt: Any,
+    model: nn.Module,
+    stride: int,
+    shape_range: tuple[tuple[int, int], tuple[int, int]],
+    opt_hw: tuple[int, int],
+    plan: PrecisionPlan,
+    device: torch.device,
+) -> tuple[nn.Module, torch.Tensor]:
+    """Export and compile; returns (compiled GraphModule, the example input used)."""
+    (min_hw, max_hw) = shape_range
+    example = example_input(stride, opt_hw, plan.model_dtype, device)
+    program = export_program(model, stride, example, max_side=max(max_hw))
+    spec = trt.Input(
+        min_shape=(1, 1, *min_hw),
+        opt_shape=(1, 1, *opt_hw),
+        max_shape=(1, 1, *max_hw),
+        dtype=plan.model_dtype,
+    )
+    compiled = trt.dynamo.compile(
+        program,
+        arg_inputs=[spec],
+        device=device,
+        min_block_size=MIN_BLOCK_SIZE,
+        **plan.compile_kwargs,
+    )
+    return compiled, example
+
+
+def save_engine(trt: Any, module: nn.Module, path: Path, example: torch.Tensor, stride: int) -> None:
+    """``torch_tensorrt.save`` as an ExportedProgram, keeping the stride-multiple dynamic dims.
+
+    From 2.10 ``save`` re-traces by default and needs ``dynamic_shapes`` to stay dynamic;
+    older versions serialise the compiled graph as it is (``retrace=False``).
+    """
+    params = inspect.signature(trt.save).parameters
+    kwargs: dict[str, Any] = {"output_format": "exported_program", "arg_inputs": [example]}
+    if "dynamic_shapes" in params:
+        kwargs["dynamic_shapes"] = stride_dynamic_shapes(stride)
+    elif "retrace" in params:
+        kwargs["retrace"] = False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    trt.save(module, str(tmp), **kwargs)
+    tmp.replace(path)
+
+
+def load_engine(trt: Any, path: Path) -> nn.Module:
+    """Load a saved program without compiling (``torch_tensorrt.load`` / ``torch.export.load``)."""
+    loader = getattr(trt, "load", None) or torch.export.load
+    program = loader(str(path))
+    return program.module() if hasattr(program, "module") else program
+
+
+@dataclass
+class EngineStore:
+    """Load-or-build of one cached artefact with its fingerprint (no GPU needed itself)."""
+
+    path: Path
+    build: Callable[[], nn.Module]
+    save: Callable[[nn.Module, Path], None]
+    load: Callable[[Path], nn.Module]
+
+    def get(self, expected: Fingerprint) -> tuple[nn.Module, str]:
+        """(module, how it was obtained: ``loaded`` or ``built (reason)``)."""
+        reason = rebuild_reason(self.path, expected)
+        if reason is None:
+            try:
+                return self.load(self.path), "loaded"
+            except Exception as exc:  # noqa: BLE001 - a corrupt/incompatible file: rebuild
+                reason = f"loading {self.path} failed ({type(exc).__name__}: {exc})"
+        log.info("building TensorRT engine %s: %s", self.path, reason)
+        module = self.build()
+        self.save(module, self.path)
+        save_fingerprint(self.path, expected)
+        return module, f"built ({reason})"
+
+
+def engine_path(root: Path, info: CheckpointInfo, digest: str, precision: str, hw: tuple[int, int]) -> Path:
+    return root / f"{artifact_stem(info, digest)}-trt-{precision}-{hw[0]}x{hw[1]}{ENGINE_SUFFIX}"
+
+
+class TensorRTBackend:
+    """``tensorrt``: a cached Torch-TensorRT program; FP16 by default on the node."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        info: CheckpointInfo,
+        options: BackendOptions | None = None,
+        trt: Any = None,
+    ) -> None:
+        self.trt = trt or import_torch_tensorrt()
+        if not torch.cuda.is_available():
+            raise BackendError("tensorrt backend: no CUDA device (torch.cuda.is_available() is False)")
+        self.options = options or BackendOptions()
+        self.info = info
+        self.stride = info.model.stride
+        self.min_hw = (MIN_BLOCKS * self.stride, MIN_BLOCKS * self.stride)
+        self.torch_device = torch.device("cuda", torch.cuda.current_device())
+        self.device = cuda_device_name(self.torch_device)
+        self.plan = precision_plan(self.options.precision, str(self.trt.__version__))
+        self.digest = weights_digest(model, info)
+        self.model = prepare_model(model, self.plan, self.torch_device)
+        self.buffers = StagingBuffers()
+        self._cuda_graphs_ctx: Any = None
+        if self.options.height and self.options.width:
+            hw = padded_size(self.options.height, self.options.width, self.stride)
+        else:  # no size given (the node): an engine built ahead of time, else the default
+            hw = self._cached_size() or padded_size(*DEFAULT_FRAME, self.stride)
+        self._load_or_build((max(hw[0], self.min_hw[0]), max(hw[1], self.min_hw[1])))
+
+    # --- engine -----------------------------------------------------------------------------
+    def fingerprint(self, hw: tuple[int, int]) -> Fingerprint:
+        props = torch.cuda.get_device_properties(self.torch_device)
+        return Fingerprint(
+            backend=self.name,
+            precision=self.plan.precision,
+            input_shape=(1, 1, *hw),
+            shape_range=(self.min_hw, hw),
+            weights_sha256=self.digest,
+            recipe=f"{RECIPE}-{self.plan.name}",
+            versions={
+                "torch": torch.__version__,
+                "torch_tensorrt": str(self.trt.__version__),
+                "tensorrt": tensorrt_version(),
+            },
+            device={"name": props.name, "compute_capability": f"{props.major}.{props.minor}"},
+        )
+
+    def _cached_size(self) -> tuple[int, int] | None:
+        """The largest (H, W) with a valid engine in the cache (``irstd export``), or None."""
+        root = cache_root(self.options)
+        pattern = engine_path(root, self.info, self.digest, self.plan.precision, (0, 0)).name
+        pattern = pattern.replace("0x0", "*x*")
+        sizes = []
+        for path in root.glob(pattern):
+            match = ENGINE_SIZE.search(path.name)
+            if match:
+                hw = (int(match.group(1)), int(match.group(2)))
+                if rebuild_reason(path, self.fingerprint(hw)) is None:
+                    sizes.append(hw)
+        return max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
+
+    def _load_or_build(self, hw: tuple[int, int]) -> None:
+        self.close()
+        self.hw = hw
+        self.path = engine_path(cache_root(self.options), self.info, self.digest, self.plan.precision, hw)
+        shape_range = (self.min_hw, hw)
+
+        def build() -> nn.Module:
+            compiled, _ = compile_engine(
+                self.trt, self.model, self.stride, shape_range, hw, self.plan, self.torch_device
+            )
+            return compiled
+
+        def save(module: nn.Module, path: Path) -> None:
+            example = example_input(self.stride, hw, self.plan.model_dtype, self.torch_device)
+            save_engine(self.trt, module, path, example, self.stride)
+
+        store = EngineStore(self.path, build, save, lambda p: load_engine(self.trt, p))
+        self.module, self.origin = store.get(self.fingerprint(hw))
+        self.coverage = graph_coverage(self.module)
+        self.runner: Callable[..., Any] = self.module
+        if self.options.cuda_graphs:
+            self._cuda_graphs_ctx = self.trt.runtime.enable_cudagraphs(self.module)
+            self.runner = self._cuda_graphs_ctx.__enter__()
+        log.info(
+            "TensorRT engine %s %s: %d TensorRT engine(s), %d op(s) in PyTorch",
+            self.path.name, self.origin, self.coverage["trt_engines"], self.coverage["fallback_ops"],
+        )
+
+    def close(self) -> None:
+        """Leave CUDA-graph mode (if on)."""
+        if self._cuda_graphs_ctx is not None:
+            self._cuda_graphs_ctx.__exit__(None, None, None)
+            self._cuda_graphs_ctx = None
+
+    # --- inference --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _prob(self, frame: np.ndarray) -> torch.Tensor:
+        x = self.buffers.upload(np.asarray(frame, dtype=np.float32), self.torch_device)
+        x, size = gpu_preprocess(x, self.info)
+        x = pad_to_min(x, self.min_hw)
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        if hw[0] > self.hw[0] or hw[1] > self.hw[1]:
+            log.warning("frame %s exceeds the engine's %s: rebuilding for it", hw, self.hw)
+            self._load_or_build((max(hw[0], self.hw[0]), max(hw[1], self.hw[1])))
+        out = self.runner(x.to(self.plan.model_dtype))
+        logits = out[0] if isinstance(out, (tuple, list)) else out
+        return gpu_postprocess(logits, size)
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        return self.buffers.download(self._prob(frame))
+
+    def predict_mask(self, frame: np.ndarray, threshold: float) -> np.ndarray:
+        """Thresholded on the GPU: (H, W) bool, one byte per pixel copied back."""
+        return self.buffers.download_mask(self._prob(frame), threshold)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "precision": self.plan.precision,
+            "sgem": self.plan.sgem,
+            "compile_kwargs": sorted(self.plan.compile_kwargs),
+            "engine": str(self.path),
+            "engine_origin": self.origin,
+            "engine_hw": list(self.hw),
+            "cuda_graphs": bool(self.options.cuda_graphs),
+            "torch_tensorrt": str(self.trt.__version__),
+            "tensorrt": tensorrt_version(),
+            **self.coverage,
+        }

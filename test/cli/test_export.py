@@ -1,0 +1,81 @@
+"""``irstd export``: ONNX / OpenVINO IR ahead of time; TensorRT without a GPU fails in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
+from irstd_ros.cli.main import main
+from irstd_ros.inference.backends.fingerprint import load_fingerprint
+from irstd_ros.models import build_model, named_config
+
+EXPORT_SIZES = [(32, 32), (48, 80), (100, 130)]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = named_config("tiny")
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    return save_checkpoint(path, build_model(cfg).eval(), CheckpointInfo(cfg))
+
+
+def test_tensorrt_without_gpu_is_one_readable_line(weights, tmp_path, capsys):
+    pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code = main(["export", "--backend", "tensorrt", "--height", "512", "--width", "640",
+                 "--weights", str(weights), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1 and err[0].startswith("irstd export: error:"), err
+    assert not any(tmp_path.iterdir())
+
+
+def test_tensorrt_needs_the_frame_size(weights, capsys):
+    assert main(["export", "--backend", "tensorrt", "--weights", str(weights)]) != 0
+    assert "--height and --width" in capsys.readouterr().err
+
+
+def test_onnx_export_runs_in_onnxruntime_at_several_sizes(weights, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    code = main(["export", "--backend", "onnxruntime", "--weights", str(weights),
+                 "--out", str(tmp_path), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    onnx_path = out["files"][0]
+    assert load_fingerprint(onnx_path).backend == "onnx"
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    from irstd_ros.checkpoint import load_checkpoint
+
+    model, _, _ = load_checkpoint(weights)
+    for h, w in EXPORT_SIZES:
+        x = np.random.default_rng(0).random((1, 1, h, w), dtype=np.float32)
+        (got,) = session.run(None, {"x": x})
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        assert got.shape == (1, 1, h, w)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_openvino_export_writes_fp32_ir(weights, tmp_path, capsys):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxscript")
+    assert main(["export", "--backend", "openvino", "--weights", str(weights), "--out", str(tmp_path)]) == 0
+    files = capsys.readouterr().out.split()
+    xml, bin_, fp = files
+    assert xml.endswith(".xml") and bin_.endswith(".bin") and fp.endswith(".xml.json")
+    import openvino as ov
+
+    model = ov.Core().read_model(xml)
+    constants = {
+        op.get_output_element_type(0).get_type_name()
+        for op in model.get_ops()
+        if op.get_type_name() == "Constant"
+    }
+    assert "f32" in constants and "f16" not in constants  # save_model would compress by default

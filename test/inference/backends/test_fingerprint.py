@@ -1,0 +1,81 @@
+"""Fingerprints of compiled artefacts: creation, comparison, and the rebuild decision."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import torch
+
+from irstd_ros.inference.backends.fingerprint import (
+    Fingerprint,
+    differences,
+    fingerprint_path,
+    load_fingerprint,
+    rebuild_reason,
+    save_fingerprint,
+    weights_digest,
+)
+
+
+def make_fp(**changes) -> Fingerprint:
+    base = dict(
+        backend="tensorrt",
+        precision="fp16",
+        input_shape=(1, 1, 512, 640),
+        shape_range=((16, 16), (512, 640)),
+        weights_sha256="ab" * 32,
+        recipe="trt-dynamo-v1-fp16-half-model",
+        versions={"torch": "2.13.0", "torch_tensorrt": "2.13.0", "tensorrt": "11.1.0"},
+        device={"name": "NVIDIA H100", "compute_capability": "9.0"},
+    )
+    base.update(changes)
+    return Fingerprint(**base)
+
+
+def test_weights_digest_is_stable_and_sees_every_weight(tiny_model):
+    model, info = tiny_model
+    assert weights_digest(model, info) == weights_digest(copy.deepcopy(model), info)
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        next(changed.parameters()).view(-1)[0] += 1e-3
+    assert weights_digest(changed, info) != weights_digest(model, info)
+
+
+def test_roundtrip_through_json(tmp_path):
+    engine = tmp_path / "m.ep"
+    fp = make_fp()
+    path = save_fingerprint(engine, fp)
+    assert path == fingerprint_path(engine) == tmp_path / "m.ep.json"
+    assert load_fingerprint(engine) == fp
+    assert json.loads(path.read_text())["device"]["compute_capability"] == "9.0"
+
+
+def test_differences_name_each_field():
+    expected = make_fp()
+    found = make_fp(
+        precision="fp32",
+        input_shape=(1, 1, 256, 256),
+        versions={"torch": "2.8.0", "torch_tensorrt": "2.8.0", "tensorrt": "10.3.0"},
+        device={"name": "Orin", "compute_capability": "8.7"},
+    )
+    diff = differences(expected, found)
+    assert "precision: fp32 -> fp16" in diff
+    assert any(d.startswith("input_shape:") for d in diff)
+    assert "versions.torch: 2.8.0 -> 2.13.0" in diff
+    assert "device.compute_capability: 8.7 -> 9.0" in diff
+    assert differences(expected, make_fp()) == []
+
+
+def test_rebuild_reason(tmp_path):
+    engine = tmp_path / "m.ep"
+    fp = make_fp()
+    assert "no compiled artefact" in rebuild_reason(engine, fp)
+    engine.write_bytes(b"engine")
+    assert "no readable fingerprint" in rebuild_reason(engine, fp)
+    fingerprint_path(engine).write_text("{not json")
+    assert "no readable fingerprint" in rebuild_reason(engine, fp)
+    save_fingerprint(engine, make_fp(weights_sha256="cd" * 32))
+    assert "weights_sha256" in rebuild_reason(engine, fp)
+    save_fingerprint(engine, fp)
+    assert rebuild_reason(engine, fp) is None

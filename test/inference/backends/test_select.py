@@ -1,0 +1,138 @@
+"""Backend selection: names, ``auto`` fallback on import / construction / warm-up failures."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from irstd_ros.errors import BackendError, ConfigError
+from irstd_ros.inference.backends import select
+from irstd_ros.inference.backends.base import Backend, BackendOptions
+from irstd_ros.inference.tiling import TilingBackend
+
+# auto narrowed to the GPU backends and eager CPU: no ONNX export in these tests
+FAST_AUTO = ("tensorrt", "cuda", "torch-cpu")
+
+
+@pytest.fixture
+def fast_auto(monkeypatch):
+    monkeypatch.setitem(select.CHOICES, "auto", FAST_AUTO)
+
+
+def test_unknown_name_lists_the_choices(tiny_model):
+    model, info = tiny_model
+    with pytest.raises(ConfigError) as err:
+        select.create_backend("tensorflow", model, info)
+    for name in ("auto", "cpu", "tensorrt", "cuda", "torch-cpu", "onnxruntime", "openvino"):
+        assert name in str(err.value)
+    with pytest.raises(ConfigError):
+        select.unavailable_reason("tensorflow")
+
+
+def test_every_registered_backend_satisfies_the_protocol(tiny_model, backend_cache):
+    model, info = tiny_model
+    backend = select.create_backend("torch-cpu", model, info, BackendOptions(cache_dir=backend_cache))
+    assert isinstance(backend, Backend)
+    assert set(select.available_backends()) >= {"torch-cpu"}
+
+
+def test_auto_without_gpu_picks_cpu_and_says_why(tiny_model, fast_auto, caplog):
+    model, info = tiny_model
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("auto", model, info)
+    assert backend.name == "torch-cpu"
+    line = [r.getMessage() for r in caplog.records if "inference backend" in r.getMessage()]
+    assert len(line) == 1 and "tensorrt skipped" in line[0] and "cuda skipped" in line[0]
+
+
+def _pretend_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+
+def test_auto_falls_back_when_torch_tensorrt_is_missing(tiny_model, fast_auto, monkeypatch, caplog):
+    model, info = tiny_model
+    _pretend_cuda(monkeypatch)
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", None)  # import -> ImportError
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("auto", model, info)
+    assert backend.name == "torch-cpu"
+    assert "torch_tensorrt unavailable" in caplog.text
+
+
+def test_auto_falls_back_when_torch_tensorrt_import_raises(tiny_model, fast_auto, monkeypatch, caplog):
+    """Without a driver the import can raise anything, e.g. RuntimeError from CUDA init."""
+    model, info = tiny_model
+    _pretend_cuda(monkeypatch)
+    monkeypatch.delitem(sys.modules, "torch_tensorrt", raising=False)
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name.startswith("torch_tensorrt"):
+            raise RuntimeError("Found no NVIDIA driver on your system")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("auto", model, info)
+    assert backend.name == "torch-cpu"
+    assert "RuntimeError: Found no NVIDIA driver" in caplog.text
+
+
+class FailsLate:
+    """Constructs fine, raises on the first predict (a lazily compiled engine)."""
+
+    name = "fails-late"
+    device = "nowhere"
+
+    def __init__(self, *args, result: str = "raise") -> None:
+        self.result = result
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        if self.result == "raise":
+            raise RuntimeError("engine execution failed")
+        return np.full(frame.shape, np.nan, dtype=np.float32)
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": self.name}
+
+
+@pytest.mark.parametrize("result", ["raise", "nan"])
+def test_warm_up_failure_falls_back(tiny_model, monkeypatch, caplog, result):
+    model, info = tiny_model
+    monkeypatch.setitem(select.REGISTRY, "fails-late", lambda *a: FailsLate(result=result))
+    monkeypatch.setattr(select, "unavailable_reason", lambda name: None)
+    monkeypatch.setitem(select.CHOICES, "auto", ("fails-late", "torch-cpu"))
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("auto", model, info)
+    assert backend.name == "torch-cpu"
+    assert "fails-late skipped: warm-up predict" in caplog.text
+
+
+def test_nothing_left_is_a_backend_error(tiny_model, monkeypatch):
+    model, info = tiny_model
+    monkeypatch.setitem(select.REGISTRY, "fails-late", lambda *a: FailsLate())
+    monkeypatch.setattr(select, "unavailable_reason", lambda name: None)
+    monkeypatch.setitem(select.CHOICES, "auto", ("fails-late",))
+    with pytest.raises(BackendError, match="no inference backend could start"):
+        select.create_backend("auto", model, info)
+
+
+def test_a_named_backend_fails_instead_of_falling_back(tiny_model, monkeypatch):
+    model, info = tiny_model
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendError, match="no CUDA device"):
+        select.create_backend("cuda", model, info)
+
+
+def test_tile_size_wraps_the_backend(tiny_model):
+    model, info = tiny_model
+    backend = select.create_backend("torch-cpu", model, info, BackendOptions(tile_size=64, tile_overlap=16))
+    assert isinstance(backend, TilingBackend) and backend.name == "torch-cpu"
+    assert backend.describe()["tile"] == 64
+    with pytest.raises(ConfigError, match="multiple of the stride"):
+        select.create_backend("torch-cpu", model, info, BackendOptions(tile_size=70))

@@ -1,0 +1,79 @@
+"""``irstd bench``: helpers, the quick run's JSON, and the node pipeline measurement (ROS)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from irstd_ros import bench
+from irstd_ros.cli.main import main
+
+ROW_KEYS = {"backend", "model", "height", "width", "p50_ms", "p99_ms", "fps", "peak_mem_mb"}
+NODE_KEYS = {"height", "width", "p50_ms", "backend_p50_ms"}
+
+
+def test_percentile_is_nearest_rank():
+    assert bench.percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert bench.percentile([1.0, 2.0, 3.0, 100.0], 99) == 100.0
+    assert bench.percentile([5.0], 99) == 5.0
+
+
+def test_parse_size_is_width_by_height():
+    assert bench.parse_size("640x512") == (512, 640)
+    with pytest.raises(Exception):  # noqa: B017 - argparse.ArgumentTypeError
+        bench.parse_size("640")
+
+
+def test_synthetic_frame_has_warm_targets():
+    frame = bench.synthetic_frame(64, 80)
+    assert frame.shape == (64, 80) and frame.dtype == np.uint16
+    assert frame.max() > bench.FRAME_BACKGROUND + bench.TARGET_AMPLITUDE / 2
+    unit = bench.unit_frame(64, 80)
+    assert unit.dtype == np.float32 and 0.0 <= unit.min() and unit.max() <= 1.0
+
+
+def test_peak_memory_comes_from_proc():
+    hwm = bench.proc_status_mib("VmHWM")
+    if hwm is None:
+        pytest.skip("no /proc here")
+    assert hwm >= bench.proc_status_mib("VmRSS") * 0.5 > 0
+
+
+def test_quick_bench_json(capsys):
+    code = main(["bench", "--quick", "--json", "--no-node"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["quick"] and result["threads"] == bench.THREADS
+    rows = result["backends"]
+    assert {(r["height"], r["width"]) for r in rows} == set(bench.QUICK_SIZES)
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        assert row["backend"] == "torch-cpu"
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["fps"] > 0
+        assert row["peak_mem_mb"] is None or row["peak_mem_mb"] > 0
+    assert result["node"] is None
+    assert "Machine:" in bench.format_table(result)
+
+
+def test_unknown_bench_backend_is_refused(capsys):
+    assert main(["bench", "--quick", "--backends", "nope"]) != 0
+    assert "valid:" in capsys.readouterr().err
+
+
+@pytest.mark.ros
+def test_node_pipeline_measurement(tmp_path):
+    import torch
+
+    from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
+    from irstd_ros.models import build_model, named_config
+
+    torch.manual_seed(0)
+    cfg = named_config("tiny")
+    path = save_checkpoint(tmp_path / "tiny.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg))
+    h, w = bench.QUICK_NODE_SIZE
+    row = bench.measure_node_pipeline(path, backend="torch-cpu", height=h, width=w, frames=3, warmup=1, threads=1)
+    assert NODE_KEYS <= set(row)
+    assert row["backend"] == "torch-cpu" and row["frames"] == 3
+    assert row["p50_ms"] > 0 and row["backend_p50_ms"] > 0
