@@ -10,9 +10,8 @@ inference at run time.
 Precision: OpenVINO's CPU plugin *defaults* to bf16 on CPUs with native bf16
 (AVX512-BF16, AMX). ``openvino`` therefore sets ``INFERENCE_PRECISION_HINT=f32``
 explicitly (parity with eager PyTorch to float rounding); ``openvino-bf16`` asks for
-bf16 (about twice as fast for the larger configs, logits within ~2e-2, see
-docs/backends.md) and refuses to start on a CPU without native bf16 (it would be
-emulated, slower than f32).
+bf16 (about 2x faster here, slightly different masks: see docs/benchmarks.md) and
+refuses to start on a CPU without native bf16 (it would be emulated, slower than f32).
 """
 
 from __future__ import annotations
