@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.bench import parse_size as bench_parse_size
+
 DEFAULT_RATE_HZ = 200.0
 DEFAULT_DURATION_S = 60.0
 DEFAULT_SIZE = "640x512"
@@ -64,14 +66,9 @@ LOG_TAIL_CHARS = 4000
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"640x512"`` -> (width, height)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
+    """``"640x512"`` -> (width, height); parsing and errors are the benchmark's."""
+    height, width = bench_parse_size(text)
+    return width, height
 
 
 def make_frames(width: int, height: int, count: int = DISTINCT_FRAMES) -> list[np.ndarray]:
