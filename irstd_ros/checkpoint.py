@@ -17,22 +17,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from irstd_ros.core.normalization import InputNorm
 from irstd_ros.errors import CheckpointError
 from irstd_ros.models import ModelConfig, build_model
 
 METADATA_KEY = "irstd_ros"
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class InputNorm:
-    """Per-pixel normalisation ``(x - mean) / std`` of an image scaled to [0, 1].
-
-    Statistics of the training set's IR frames (one channel); never ImageNet's.
-    """
-
-    mean: float = 0.0
-    std: float = 1.0
 
 
 @dataclass
@@ -60,7 +50,7 @@ class CheckpointInfo:
         data = json.loads(text)
         return cls(
             model=ModelConfig.from_dict(data["model"]),
-            norm=InputNorm(**data.get("norm", {})),
+            norm=InputNorm(**data.get("norm", {})),  # no "kind": a 0.1 (global) checkpoint
             threshold=float(data.get("threshold", 0.5)),
             extra=data.get("extra", {}),
         )

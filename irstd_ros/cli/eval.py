@@ -8,7 +8,14 @@ from pathlib import Path
 
 from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
 
-SUMMARY_KEYS = ("iou", "niou", "precision", "recall", "f1", "pd", "fa")
+SUMMARY_KEYS = (
+    "iou", "niou", "precision", "recall", "f1", "pd", "fa", "false_targets_per_frame",
+    "false_targets_per_mpx", "false_targets_per_background_frame",
+)
+
+
+def _fmt(value: object) -> str:
+    return "undefined" if value is None else f"{value:.4g}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, help="checkpoint (.safetensors)")
     p.add_argument("--mask-suffix", default="", help="generic layout: mask name suffix")
     p.add_argument("--threshold", type=float, help="default: the checkpoint's own")
-    p.add_argument("--backend", default="torch-cpu", help="inference backend")
+    p.add_argument("--backend", default="auto", help="inference backend (default: the fastest available)")
+    p.add_argument("--method", default="network", choices=("network", "tophat"),
+                   help="tophat: score the classical white top-hat reference instead")
     p.add_argument("--threads", type=int)
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
     p.add_argument("--limit", type=int, help="first N images only")
@@ -33,14 +42,18 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(
         EvalConfig(
             data=args.data, split=args.split, weights=args.weights, mask_suffix=args.mask_suffix,
-            threshold=args.threshold, backend=args.backend, threads=args.threads, out=args.out,
-            limit=args.limit,
+            threshold=args.threshold, backend=args.backend, method=args.method,
+            threads=args.threads, out=args.out, limit=args.limit,
         )
     )
     if args.json:
-        print(json.dumps({k: v for k, v in report.items() if k not in ("curve", "hardest")}))
+        skip = ("curve", "hardest", "calibration", "model")
+        summary = {k: v for k, v in report.items() if k not in skip}
+        summary["ece"] = report["calibration"]["ece"]
+        print(json.dumps(summary))
     else:
-        print("  ".join(f"{k} {report[k]:.4g}" for k in SUMMARY_KEYS))
+        print("  ".join(f"{k} {_fmt(report[k])}" for k in SUMMARY_KEYS))
+        print(f"ece {_fmt(report['calibration']['ece'])}  (threshold {report['threshold']}, backend {report['backend']})")
         for f in report.get("files", []):
             print(f"wrote {f}")
     return 0

@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("split", str), ("mask-suffix", str), ("model", str), ("epochs", int),
         ("batch-size", int), ("lr", float), ("schedule", str), ("min-lr", float),
         ("crop", int), ("seed", int), ("device", str), ("threads", int),
-        ("threshold", float), ("max-steps", int),
+        ("threshold", float), ("max-steps", int), ("minutes", float), ("norm", str),
+        ("knee", float), ("background", int), ("loss", str), ("init", Path), ("samples-per-epoch", int),
+        ("generator-frames", int), ("generator-weight", float), ("workers", int),
     ):
         p.add_argument(f"--{name}", type=typ)
     p.add_argument("--bf16", action="store_true", default=None, help="CPU bfloat16 autocast")
@@ -43,7 +45,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError(f"config file not found: {args.config}")
         values.update(yaml.safe_load(args.config.read_text()) or {})
     for key in TrainConfig.__dataclass_fields__:
-        v = getattr(args, key, None)
+        v = getattr(args, key.replace("-", "_"), None)
         if v is not None:
             values[key] = v
     if "data" not in values:

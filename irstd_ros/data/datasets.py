@@ -2,9 +2,9 @@
 
 Two layouts share one code path:
 
-* NUDT-SIRST / BasicIRSTD: ``root/images/*.png``, ``root/masks/*.png`` (same
-  stem), split lists ``root/<split_dir>/<split>.txt`` (``50_50`` or
-  ``img_idx``), one stem per line, CRLF tolerated.
+* NUDT-SIRST / BasicIRSTD / open-sirst-v2: ``root/images/*.png``,
+  ``root/masks/*.png`` (same stem), split lists ``root/<split_dir>/<split>.txt``
+  (``50_50``, ``img_idx`` or ``splits``), one stem per line, CRLF tolerated.
 * Generic (users' own data): ``images/`` + ``masks/`` where a mask is named
   ``<stem><mask_suffix>.<ext>``; an optional split list, else every image.
 """
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from irstd_ros.core.normalization import InputNorm, normalize
+from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.data.transforms import augment, random_crop
 from irstd_ros.errors import DatasetError
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
-SPLIT_DIRS = ("50_50", "img_idx", ".")
+SPLIT_DIRS = ("50_50", "img_idx", "splits", ".")
 
 
 @dataclass(frozen=True)
@@ -91,27 +92,21 @@ def find_pairs(spec: DatasetSpec) -> list[tuple[Path, Path]]:
 
 
 def load_image(path: Path) -> np.ndarray:
-    """A single-channel image as float32 in [0, 1] (8- or 16-bit files)."""
-    with Image.open(path) as im:
-        arr = np.asarray(im)
-    if arr.ndim == 3:  # RGB(A) files of a grey scene: take the luminance
-        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return arr / 255.0
-    scale = 65535.0 if arr.dtype == np.uint16 or arr.max(initial=0) > 255 else 255.0
-    return arr.astype(np.float32) / scale
+    """A single-channel image in the file's own units (see :func:`read_image`)."""
+    return read_image(path)
 
 
 def load_mask(path: Path) -> np.ndarray:
     """A binary target mask as float32 {0, 1}."""
-    with Image.open(path) as im:
-        arr = np.asarray(im)
-    if arr.ndim == 3:
-        arr = arr.max(axis=-1)
-    return (arr > 0).astype(np.float32)
+    return read_mask(path).astype(np.float32)
 
 
 class IRSTDDataset(torch.utils.data.Dataset):
-    """Image/mask pairs held in memory; optional crops, flips and 90-degree turns."""
+    """Image/mask pairs held in memory in their own units; items are normalised.
+
+    ``norm`` turns each (cropped, augmented) frame into the network input, exactly as
+    the detector does at run time. With ``train``: random crops, flips, 90-degree turns.
+    """
 
     def __init__(
         self,
@@ -119,16 +114,18 @@ class IRSTDDataset(torch.utils.data.Dataset):
         crop: int | None = None,
         train: bool = False,
         seed: int = 0,
+        norm: InputNorm | None = None,
     ) -> None:
         self.items: list[tuple[np.ndarray, np.ndarray, str]] = []
         for img_path, mask_path in pairs:
-            img, mask = load_image(img_path), load_mask(mask_path)
+            img, mask = load_image(img_path), read_mask(mask_path)
             if img.shape != mask.shape:
                 raise DatasetError(
                     f"size mismatch: {img_path.name} is {img.shape}, its mask {mask.shape}"
                 )
             self.items.append((img, mask, img_path.stem))
         self.crop, self.train = crop, train
+        self.norm = norm or InputNorm(kind="robust")
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -136,11 +133,12 @@ class IRSTDDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         img, mask, _ = self.items[index]
+        if self.train and self.crop:
+            img, mask = random_crop(img, mask, self.crop, self.rng)
+        x, m = normalize(img, self.norm), mask.astype(np.float32)
         if self.train:
-            if self.crop:
-                img, mask = random_crop(img, mask, self.crop, self.rng)
-            img, mask = augment(img, mask, self.rng)
-        return torch.from_numpy(img.copy())[None], torch.from_numpy(mask.copy())[None]
+            x, m = augment(x, m, self.rng)
+        return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(np.ascontiguousarray(m))[None]
 
     def name(self, index: int) -> str:
         return self.items[index][2]

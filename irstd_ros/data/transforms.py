@@ -8,15 +8,38 @@ import numpy as np
 def random_crop(
     img: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A ``size`` x ``size`` crop; smaller images are zero-padded first."""
+    """A ``size`` x ``size`` crop; smaller images are padded first (reflected, as the
+    network pads frames, so that no artificial edge appears)."""
+    img, mask = pad_to(img, mask, size)
+    h, w = img.shape
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    return img[y : y + size, x : x + size], mask[y : y + size, x : x + size]
+
+
+def pad_to(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reflect-pad image and mask at the bottom/right to at least ``size`` x ``size``."""
     h, w = img.shape
     ph, pw = max(size - h, 0), max(size - w, 0)
     if ph or pw:
-        img = np.pad(img, ((0, ph), (0, pw)))
-        mask = np.pad(mask, ((0, ph), (0, pw)))
-        h, w = img.shape
-    y = int(rng.integers(0, h - size + 1))
-    x = int(rng.integers(0, w - size + 1))
+        mode = "reflect" if ph < h and pw < w else "edge"
+        img = np.pad(img, ((0, ph), (0, pw)), mode=mode)
+        mask = np.pad(mask, ((0, ph), (0, pw)), mode=mode)
+    return img, mask
+
+
+def target_crop(
+    img: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` crop that contains a random target pixel (a random crop without targets)."""
+    img, mask = pad_to(img, mask, size)
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return random_crop(img, mask, size, rng)
+    h, w = img.shape
+    i = int(rng.integers(ys.size))
+    y = int(np.clip(ys[i] - rng.integers(0, size), 0, h - size))
+    x = int(np.clip(xs[i] - rng.integers(0, size), 0, w - size))
     return img[y : y + size, x : x + size], mask[y : y + size, x : x + size]
 
 

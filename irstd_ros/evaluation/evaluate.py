@@ -1,30 +1,51 @@
-"""Dataset evaluation: metrics at the model's threshold, a Pd-Fa curve, plots.
+"""Dataset evaluation, streaming: metrics at the model's threshold, a Pd-Fa curve,
+calibration, false targets per frame, and crops of the hardest misses and false targets.
 
-The network's probability map is thresholded as is (no area filtering) for
-the pixel metrics, as in the paper's Table 1 and the field's code.
+Frames are read in their own units (:func:`irstd_ros.data.images.read_image`),
+normalised by the checkpoint's rule (:func:`irstd_ros.core.normalize`) exactly as the
+node does, and run at full resolution. Memory stays bounded whatever the set's size:
+only running sums and a few small crops are kept. The probability map is thresholded
+as is (no area filtering) for the pixel metrics, as in the paper's Table 1 and the
+field's code. ``method="tophat"`` scores the classical reference
+(:class:`~irstd_ros.inference.classical.TopHatBackend`) on the same data.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from irstd_ros.checkpoint import load_checkpoint
-from irstd_ros.data import DatasetSpec, find_pairs, load_image, load_mask
-from irstd_ros.errors import DatasetError
-from irstd_ros.evaluation.metrics import MetricAccumulator, pd_fa_curve
-from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.core.normalization import normalize
+from irstd_ros.data import DatasetSpec, find_pairs
+from irstd_ros.data.images import read_image, read_mask
+from irstd_ros.errors import ConfigError, DatasetError
+from irstd_ros.evaluation.metrics import (
+    CalibrationAccumulator,
+    CurveAccumulator,
+    MetricAccumulator,
+    TargetMatch,
+)
+from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
+from irstd_ros.inference.classical import TOPHAT_NORM, TopHatBackend
 from irstd_ros.inference.detector import default_model_path
 
 log = logging.getLogger(__name__)
 
 CURVE_THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.05, 0.95, 19))
+METHODS = ("network", "tophat")
+CROP_PX = 48  # side of a hard-case crop
+CROP_ZOOM = 3  # crops are enlarged this much in hardest.png
+DISPLAY_RANGE = (-1.0, 4.0)  # normalised input shown black..white
 
 
 @dataclass
@@ -35,54 +56,139 @@ class EvalConfig:
     split: str = "test"
     weights: Path | None = None
     mask_suffix: str = ""
-    threshold: float | None = None  # None: the checkpoint's own
-    backend: str = "torch-cpu"
+    threshold: float | None = None  # None: the checkpoint's own (0.5 for tophat)
+    backend: str = "auto"
+    method: str = "network"  # network | tophat
     threads: int | None = None
     out: Path | None = Path("out/eval")
-    hardest: int = 8
+    hardest: int = 8  # crops of missed targets and of false targets, each
     limit: int | None = None  # first N images only (smoke runs)
     thresholds: tuple[float, ...] = field(default=CURVE_THRESHOLDS)
 
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
 
-def evaluate(cfg: EvalConfig) -> dict:
-    """Score a checkpoint on a dataset split; writes report.json, roc.png, hardest.png."""
+
+@dataclass(order=True)
+class HardCase:
+    """One crop around a missed or false target; ``priority`` orders the keepers."""
+
+    priority: float
+    label: str = field(compare=False)
+    tiles: np.ndarray = field(compare=False, repr=False)
+
+
+class HardCases:
+    """The ``n`` most confident misses and the ``n`` most confident false targets."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.missed: list[HardCase] = []
+        self.false: list[HardCase] = []
+
+    def _push(self, heap: list[HardCase], case: HardCase) -> None:
+        if len(heap) < self.n:
+            heapq.heappush(heap, case)
+        elif case > heap[0]:
+            heapq.heapreplace(heap, case)
+
+    def add(self, name: str, x: np.ndarray, truth: np.ndarray, prob: np.ndarray, thr: float, m: TargetMatch) -> None:
+        if self.n <= 0:
+            return
+        for kind, centres, heap in (("miss", m.missed, self.missed), ("false", m.false, self.false)):
+            for cy, cx in centres:
+                sl = _crop_slices(x.shape, cy, cx)
+                score = float(prob[sl].max())
+                # misses: the lower the network's score there, the harder; false: the higher
+                priority = -score if kind == "miss" else score
+                if len(heap) >= self.n and priority <= heap[0].priority:
+                    continue
+                tiles = np.concatenate(
+                    [_display(x[sl]), truth[sl] * 255.0, (prob[sl] > thr) * 255.0], axis=1
+                ).astype(np.uint8)
+                self._push(heap, HardCase(priority, f"{name} {kind} p={score:.2f}", tiles))
+
+    def rows(self) -> list[HardCase]:
+        return sorted(self.missed, reverse=True) + sorted(self.false, reverse=True)
+
+
+def _crop_slices(shape: tuple[int, ...], cy: float, cx: float) -> tuple[slice, slice]:
+    h, w = shape
+    y0 = int(np.clip(round(cy) - CROP_PX // 2, 0, max(h - CROP_PX, 0)))
+    x0 = int(np.clip(round(cx) - CROP_PX // 2, 0, max(w - CROP_PX, 0)))
+    return slice(y0, y0 + CROP_PX), slice(x0, x0 + CROP_PX)
+
+
+def _display(x: np.ndarray) -> np.ndarray:
+    lo, hi = DISPLAY_RANGE
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0) * 255.0
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # unreadable: read_image raises the clear error later
+        return (0, 0)
+
+
+def build_scorer(cfg: EvalConfig) -> tuple[Backend, Any, float, dict[str, Any]]:
+    """(backend, input norm, threshold, description) for the method of ``cfg``."""
+    if cfg.method == "tophat":
+        backend: Backend = TopHatBackend()
+        threshold = 0.5 if cfg.threshold is None else cfg.threshold
+        return backend, TOPHAT_NORM, threshold, {"method": "tophat", **backend.describe()}
     weights = Path(cfg.weights) if cfg.weights else default_model_path()
     model, info, _ = load_checkpoint(weights)
-    backend = create_backend(cfg.backend, model, info, BackendOptions(threads=cfg.threads))
-    pairs = find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
+    options = BackendOptions(threads=cfg.threads, dynamic_shapes=True)
+    backend = create_backend(cfg.backend, model, info, options)
     threshold = info.threshold if cfg.threshold is None else cfg.threshold
-    acc = MetricAccumulator()
-    probs, truths, images, names, ious = [], [], [], [], []
+    described = {"method": "network", "weights": str(weights), "model": info.model.to_dict(),
+                 "norm": info.norm.__dict__, "data_seen": info.extra.get("data")}
+    return backend, info.norm, threshold, described
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Score a checkpoint (or the top-hat) on a dataset split; writes report.json,
+    roc.png, reliability.png and hardest.png under ``cfg.out``."""
+    backend, norm, threshold, described = build_scorer(cfg)
+    pairs = find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
+    # frames of one size together: a backend that compiles per shape compiles each once
+    pairs = sorted(pairs, key=lambda p: _image_size(p[0]))
+    acc, curve, calib = MetricAccumulator(), CurveAccumulator(cfg.thresholds), CalibrationAccumulator()
+    hard = HardCases(cfg.hardest if cfg.out is not None else 0)
     for img_path, mask_path in tqdm(pairs, desc="eval", leave=False):
-        img, truth = load_image(img_path), load_mask(mask_path)
-        if img.shape != truth.shape:
-            raise DatasetError(f"size mismatch: {img_path.name} {img.shape} vs mask {truth.shape}")
-        prob = backend.predict(img)
-        ious.append(acc.update(prob > threshold, truth > 0))
-        probs.append(prob.astype(np.float16))
-        truths.append(truth > 0)
-        images.append(img)
-        names.append(img_path.stem)
-    report = {
-        "weights": str(weights),
+        raw, truth = read_image(img_path), read_mask(mask_path)
+        if raw.shape != truth.shape:
+            raise DatasetError(f"size mismatch: {img_path.name} {raw.shape} vs mask {truth.shape}")
+        x = normalize(raw, norm)
+        prob = backend.predict(x)
+        _, match = acc.add(prob > threshold, truth)
+        curve.update(prob, truth)
+        calib.update(prob, truth)
+        hard.add(img_path.stem, x, truth, prob, threshold, match)
+    report: dict[str, Any] = {
         "data": str(cfg.data),
         "split": cfg.split,
         "threshold": threshold,
         "backend": backend.name,
+        **described,
         **acc.result(),
-        "curve": pd_fa_curve(probs, truths, cfg.thresholds),
-        "model": info.model.to_dict(),
+        "calibration": calib.result(),
+        "curve": curve.rows(),
     }
     if cfg.out is not None:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
-        order = np.argsort(ious)[: cfg.hardest]
-        hard = [(names[i], images[i], truths[i], probs[i] > threshold, ious[i]) for i in order]
-        report["hardest"] = [{"image": n, "iou": float(i)} for n, _, _, _, i in hard]
+        rows = hard.rows()
+        report["hardest"] = [r.label for r in rows]
         (out / "report.json").write_text(json.dumps(report, indent=1))
-        plot_roc(report["curve"], out / "roc.png", title=f"{weights.name} on {cfg.split}")
-        plot_hardest(hard, out / "hardest.png")
-        report["files"] = [str(out / f) for f in ("report.json", "roc.png", "hardest.png")]
+        name = Path(described.get("weights", "tophat")).name
+        plot_roc(report["curve"], out / "roc.png", title=f"{name} on {cfg.split}")
+        plot_reliability(report["calibration"], out / "reliability.png")
+        plot_hardest(rows, out / "hardest.png")
+        report["files"] = [str(out / f) for f in ("report.json", "roc.png", "reliability.png", "hardest.png")]
     return report
 
 
@@ -93,11 +199,12 @@ def plot_roc(curve: list[dict], path: Path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fa = [max(r["fa"], 1e-9) for r in curve]
-    pd = [r["pd"] for r in curve]
+    rows = [r for r in curve if r["pd"] is not None and r["fa"] is not None]
+    fa = [max(r["fa"], 1e-9) for r in rows]
+    pd = [r["pd"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     ax.plot(fa, pd, "o-", ms=3)
-    for r, x, y in zip(curve, fa, pd):
+    for r, x, y in zip(rows, fa, pd):
         if r["threshold"] in (0.05, 0.5, 0.95):
             ax.annotate(f"t={r['threshold']:.2f}", (x, y), fontsize=7)
     ax.set_xscale("log")
@@ -110,19 +217,38 @@ def plot_roc(curve: list[dict], path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def plot_hardest(rows: list[tuple], path: Path) -> None:
-    """A grid: one row per image (image | truth | prediction), worst IoU first."""
-    from PIL import Image, ImageDraw
+def plot_reliability(calibration: dict, path: Path) -> None:
+    """Reliability diagram: fraction of target pixels against mean probability per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = [b for b in calibration["bins"] if b["pixels"]]
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.plot([b["mean_prob"] for b in bins], [b["target_fraction"] for b in bins], "o-")
+    ece = calibration["ece"]
+    ax.set_title(f"reliability, ECE {ece:.3f}" if ece is not None else "reliability", fontsize=9)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("fraction of target pixels")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_hardest(rows: list[HardCase], path: Path) -> None:
+    """A grid of crops (input | truth | prediction), misses first, then false targets."""
+    from PIL import ImageDraw
 
     if not rows:
+        Image.new("RGB", (CROP_PX * 3 * CROP_ZOOM, 24)).save(path)
         return
     tiles = []
-    for name, img, truth, pred, iou in rows:
-        row = np.concatenate(
-            [np.clip(img, 0, 1) * 255, truth * 255.0, pred * 255.0], axis=1
-        ).astype(np.uint8)
-        tile = Image.fromarray(row).convert("RGB")
-        ImageDraw.Draw(tile).text((3, 3), f"{name} IoU {iou:.2f}", fill=(255, 64, 64))
+    for row in rows:
+        tile = Image.fromarray(row.tiles).convert("RGB")
+        tile = tile.resize((tile.width * CROP_ZOOM, tile.height * CROP_ZOOM), Image.NEAREST)
+        ImageDraw.Draw(tile).text((3, 3), row.label, fill=(255, 64, 64))
         tiles.append(np.asarray(tile))
     width = max(t.shape[1] for t in tiles)
     tiles = [np.pad(t, ((0, 2), (0, width - t.shape[1]), (0, 0))) for t in tiles]

@@ -10,7 +10,12 @@ Target level (BasicIRSTD / DNANet ``PD_FA``): targets are 8-connected
 components. A ground-truth target is detected when a still-unmatched predicted
 component has its centroid within ``MATCH_DISTANCE`` px of the target's
 centroid. Pd = detected / all targets. Fa = pixels of unmatched predicted
-components / all pixels of the set.
+components / all pixels of the set. False targets = unmatched predicted
+components, counted per frame and per megapixel, on background-only frames too.
+
+A figure whose denominator is empty is undefined and reported as ``None`` (JSON
+null), never as 0: Pd of a set without targets, IoU of a set where nothing was
+predicted nor true, precision without predictions.
 """
 
 from __future__ import annotations
@@ -40,13 +45,28 @@ def _centroids_and_areas(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cents, areas
 
 
-def match_targets(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
-    """(targets, detected targets, false-alarm pixels) for one image."""
+@dataclass(frozen=True)
+class TargetMatch:
+    """Target-level result of one image: centroids (y, x) of misses and false targets."""
+
+    targets: int
+    detected: int
+    false_px: int
+    missed: np.ndarray  # (n, 2) centroids of undetected true targets
+    false: np.ndarray  # (m, 2) centroids of unmatched predicted components
+
+    @property
+    def false_targets(self) -> int:
+        return len(self.false)
+
+
+def match_components(pred: np.ndarray, truth: np.ndarray) -> TargetMatch:
+    """Greedy centroid matching of true targets to predicted components (module doc)."""
     gt_c, _ = _centroids_and_areas(truth)
     pr_c, pr_a = _centroids_and_areas(pred)
     used = np.zeros(len(pr_c), dtype=bool)
-    detected = 0
-    for c in gt_c:
+    hit = np.zeros(len(gt_c), dtype=bool)
+    for i, c in enumerate(gt_c):
         if len(pr_c) == 0:
             break
         d = np.hypot(*(pr_c - c).T)
@@ -54,8 +74,18 @@ def match_targets(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
         j = int(np.argmin(d))
         if d[j] < MATCH_DISTANCE:
             used[j] = True
-            detected += 1
-    return len(gt_c), detected, int(pr_a[~used].sum())
+            hit[i] = True
+    return TargetMatch(len(gt_c), int(hit.sum()), int(pr_a[~used].sum()), gt_c[~hit], pr_c[~used])
+
+
+def match_targets(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    """(targets, detected targets, false-alarm pixels) for one image."""
+    m = match_components(pred, truth)
+    return m.targets, m.detected, m.false_px
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
 
 
 @dataclass
@@ -70,10 +100,17 @@ class MetricAccumulator:
     targets: int = 0
     detected: int = 0
     false_px: int = 0
+    false_targets: int = 0
+    background_frames: int = 0
+    background_false_targets: int = 0
     per_image_iou: list[float] = field(default_factory=list)
 
     def update(self, pred: np.ndarray, truth: np.ndarray) -> float:
         """Add one image (boolean arrays of one shape); returns its IoU."""
+        return self.add(pred, truth)[0]
+
+    def add(self, pred: np.ndarray, truth: np.ndarray) -> tuple[float, TargetMatch]:
+        """Add one image; returns its IoU and its target-level match."""
         if pred.shape != truth.shape:
             raise ValueError(f"prediction {pred.shape} and truth {truth.shape} differ in size")
         pred, truth = pred.astype(bool), truth.astype(bool)
@@ -84,40 +121,113 @@ class MetricAccumulator:
         self.pred_px += int(pred.sum())
         self.true_px += int(truth.sum())
         self.pixels += pred.size
-        t, d, f = match_targets(pred, truth)
-        self.targets += t
-        self.detected += d
-        self.false_px += f
+        m = match_components(pred, truth)
+        self.targets += m.targets
+        self.detected += m.detected
+        self.false_px += m.false_px
+        self.false_targets += m.false_targets
+        if m.targets == 0:
+            self.background_frames += 1
+            self.background_false_targets += m.false_targets
         iou = i / u if u else 1.0
         self.per_image_iou.append(iou)
-        return iou
+        return iou, m
 
-    def result(self) -> dict[str, float]:
-        precision = self.inter / self.pred_px if self.pred_px else 0.0
-        recall = self.inter / self.true_px if self.true_px else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    def result(self) -> dict[str, float | int | None]:
+        """The set's figures; ``None`` where a figure is undefined (see the module doc)."""
+        precision = _ratio(self.inter, self.pred_px)
+        recall = _ratio(self.inter, self.true_px)
+        f1 = None
+        if precision is not None and recall is not None:
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        frames = len(self.per_image_iou)
         return {
-            "iou": self.inter / self.union if self.union else 0.0,
-            "niou": float(np.mean(self.per_image_iou)) if self.per_image_iou else 0.0,
+            "iou": _ratio(self.inter, self.union),
+            "niou": float(np.mean(self.per_image_iou)) if self.per_image_iou else None,
             "precision": precision,
             "recall": recall,
             "f1": f1,
-            "pd": self.detected / self.targets if self.targets else 0.0,
-            "fa": self.false_px / self.pixels if self.pixels else 0.0,
-            "images": len(self.per_image_iou),
+            "pd": _ratio(self.detected, self.targets),
+            "fa": _ratio(self.false_px, self.pixels),
+            "false_targets_per_frame": _ratio(self.false_targets, frames),
+            "false_targets_per_mpx": _ratio(self.false_targets * 1e6, self.pixels),
+            "background_frames": self.background_frames,
+            "false_targets_per_background_frame": _ratio(
+                self.background_false_targets, self.background_frames
+            ),
+            "images": frames,
             "targets": self.targets,
         }
 
 
+class CurveAccumulator:
+    """Pd, Fa, IoU and false targets at several thresholds, one image at a time."""
+
+    def __init__(self, thresholds: Sequence[float]) -> None:
+        self.accs = {float(t): MetricAccumulator() for t in thresholds}
+
+    def update(self, prob: np.ndarray, truth: np.ndarray) -> None:
+        truth = truth > 0
+        for thr, acc in self.accs.items():
+            acc.update(prob > thr, truth)
+
+    def rows(self) -> list[dict[str, float | None]]:
+        out = []
+        for thr, acc in self.accs.items():
+            r = acc.result()
+            out.append(
+                {"threshold": thr, "pd": r["pd"], "fa": r["fa"], "iou": r["iou"],
+                 "false_targets_per_frame": r["false_targets_per_frame"]}
+            )
+        return out
+
+
 def pd_fa_curve(
     probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], thresholds: Sequence[float]
-) -> list[dict[str, float]]:
+) -> list[dict[str, float | None]]:
     """Pd and Fa of the set at each threshold (the ROC of the field)."""
-    rows = []
-    for thr in thresholds:
-        acc = MetricAccumulator()
-        for p, t in zip(probs, truths):
-            acc.update(p > thr, t > 0)
-        r = acc.result()
-        rows.append({"threshold": float(thr), "pd": r["pd"], "fa": r["fa"], "iou": r["iou"]})
-    return rows
+    curve = CurveAccumulator(thresholds)
+    for p, t in zip(probs, truths):
+        curve.update(p, t)
+    return curve.rows()
+
+
+CALIBRATION_BINS = 10
+CALIBRATION_MIN_PROB = 0.05  # pixels below are the certain background: left out of the ECE
+
+
+class CalibrationAccumulator:
+    """Pixel reliability diagram and expected calibration error (ECE).
+
+    Pixels with probability below :data:`CALIBRATION_MIN_PROB` are left out: they
+    are >99.9 % of an IR frame and would make any model look calibrated.
+    """
+
+    def __init__(self, bins: int = CALIBRATION_BINS) -> None:
+        self.edges = np.linspace(CALIBRATION_MIN_PROB, 1.0, bins + 1)
+        self.count = np.zeros(bins, dtype=np.int64)
+        self.prob_sum = np.zeros(bins)
+        self.true_sum = np.zeros(bins)
+
+    def update(self, prob: np.ndarray, truth: np.ndarray) -> None:
+        keep = prob >= CALIBRATION_MIN_PROB
+        p, t = prob[keep].astype(np.float64), truth[keep] > 0
+        idx = np.clip(np.searchsorted(self.edges, p, side="right") - 1, 0, len(self.count) - 1)
+        self.count += np.bincount(idx, minlength=len(self.count))
+        self.prob_sum += np.bincount(idx, weights=p, minlength=len(self.count))
+        self.true_sum += np.bincount(idx, weights=t, minlength=len(self.count))
+
+    def result(self) -> dict[str, object]:
+        n = int(self.count.sum())
+        nz = self.count > 0
+        conf = np.divide(self.prob_sum, self.count, out=np.zeros_like(self.prob_sum), where=nz)
+        freq = np.divide(self.true_sum, self.count, out=np.zeros_like(self.true_sum), where=nz)
+        ece = float((self.count[nz] * np.abs(conf[nz] - freq[nz])).sum() / n) if n else None
+        return {
+            "ece": ece,
+            "pixels": n,
+            "bins": [
+                {"low": float(lo), "high": float(hi), "pixels": int(c), "mean_prob": float(cf), "target_fraction": float(fr)}
+                for lo, hi, c, cf, fr in zip(self.edges[:-1], self.edges[1:], self.count, conf, freq)
+            ],
+        }

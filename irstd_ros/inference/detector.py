@@ -11,31 +11,19 @@ from pathlib import Path
 import numpy as np
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint
+from irstd_ros.core.normalization import ScalingConfig, normalize, to_grey
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
 from irstd_ros.inference.postprocess import PostprocessConfig, Target, extract_targets
-from irstd_ros.inference.preprocess import to_unit_range
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "irstd_tiny.safetensors"
-GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
 
 
 def default_model_path() -> Path:
     """The model shipped inside the package (``irstd_ros/weights``)."""
     return Path(str(resources.files("irstd_ros") / "weights" / DEFAULT_MODEL_NAME))
-
-
-@dataclass(frozen=True)
-class ScalingConfig:
-    """How a raw frame becomes [0, 1] (see :func:`to_unit_range`)."""
-
-    mode: str = "auto"
-    low: float = 0.0
-    high: float = 65535.0
-    percentile_low: float = 0.5
-    percentile_high: float = 99.5
 
 
 @dataclass
@@ -48,26 +36,12 @@ class DetectionResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def to_grey(frame: np.ndarray) -> np.ndarray:
-    """(H, W) stays; (H, W, 3|4) RGB(A) becomes luma in the input's dtype and units.
-
-    Channel order does not matter much for grey IR rendered as colour (R = G = B);
-    the BT.601 weights assume RGB order.
-    """
-    if frame.ndim == 2:
-        return frame
-    if frame.ndim == 3 and frame.shape[2] in (3, 4):
-        luma = frame[..., :3].astype(np.float32) @ GREY_WEIGHTS
-        if np.issubdtype(frame.dtype, np.integer):
-            return np.rint(luma).astype(frame.dtype)
-        return luma
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        return frame[..., 0]
-    raise ValueError(f"cannot make a single-channel frame of shape {frame.shape}")
-
-
 class Detector:
-    """Scaling -> backend -> post-processing, with per-stage timings."""
+    """Normalisation -> backend -> post-processing, with per-stage timings.
+
+    ``scaling`` applies only to ``global``-normalised (0.1) checkpoints; ``robust``
+    ones are invariant to the frame's encoding, gain and offset.
+    """
 
     def __init__(
         self,
@@ -104,10 +78,9 @@ class Detector:
     def detect(self, frame: np.ndarray) -> DetectionResult:
         t0 = time.perf_counter()
         grey = to_grey(frame)
-        s = self.scaling
-        unit = to_unit_range(grey, s.mode, s.low, s.high, (s.percentile_low, s.percentile_high))
+        x = normalize(grey, self.info.norm, self.scaling)
         t1 = time.perf_counter()
-        prob = self.backend.predict(unit)
+        prob = self.backend.predict(x)
         t2 = time.perf_counter()
         mask, targets = extract_targets(prob, grey, self.post)
         t3 = time.perf_counter()

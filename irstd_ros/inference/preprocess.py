@@ -1,12 +1,13 @@
-"""Frame pre-processing: intensity scaling of raw IR frames, normalisation, stride padding."""
+"""Stride padding of the network input (normalisation: :mod:`irstd_ros.core.normalization`)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from irstd_ros.errors import ConfigError
+from irstd_ros.core.normalization import to_unit_range
+
+__all__ = ["crop_to", "pad_to_stride", "to_unit_range"]
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -27,42 +28,3 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int
 def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Undo :func:`pad_to_stride`."""
     return x[..., : size[0], : size[1]]
-
-
-def to_unit_range(
-    frame: np.ndarray,
-    mode: str = "auto",
-    low: float = 0.0,
-    high: float = 1.0,
-    percentiles: tuple[float, float] = (0.5, 99.5),
-) -> np.ndarray:
-    """Scale a raw single-channel frame to float32 [0, 1].
-
-    Rules (the ``input.scaling`` parameter):
-    * ``auto``: uint8 / 255; floats clipped to [0, 1]; integer frames of more
-      than 8 bits use ``percentile`` (radiometric 14/16-bit frames occupy a
-      narrow band: dividing by 256 would crush a cold-sky scene to black).
-    * ``fixed``: (x - low) / (high - low), clipped: a known sensor range.
-    * ``percentile``: per-frame stretch between the given percentiles.
-    * ``minmax``: per-frame stretch between min and max.
-    """
-    f = frame.astype(np.float32, copy=False)
-    if mode == "auto":
-        if frame.dtype == np.uint8:
-            return f / 255.0
-        if np.issubdtype(frame.dtype, np.floating):
-            return np.clip(f, 0.0, 1.0)
-        mode = "percentile"
-    if mode == "fixed":
-        if high <= low:
-            raise ConfigError(f"fixed scaling needs high > low, got [{low}, {high}]")
-        return np.clip((f - low) / (high - low), 0.0, 1.0)
-    if mode == "percentile":
-        lo, hi = np.percentile(f, percentiles)
-    elif mode == "minmax":
-        lo, hi = float(f.min()), float(f.max())
-    else:
-        raise ConfigError(f"unknown scaling {mode!r}; valid: auto, fixed, percentile, minmax")
-    if hi <= lo:
-        return np.zeros_like(f)
-    return np.clip((f - lo) / (hi - lo), 0.0, 1.0)

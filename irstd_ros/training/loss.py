@@ -1,8 +1,14 @@
-"""SoftIoU loss, eq. (4) of Deng & Yang: 1 - (sum p*y + s) / (sum p + sum y - sum p*y + s)."""
+"""Losses. SoftIoU, eq. (4) of Deng & Yang: 1 - (sum p*y + s) / (sum p + sum y - sum p*y + s).
+
+SoftIoU alone drives probabilities to 0 or 1 (the threshold then does nothing);
+``softiou+bce`` adds per-pixel binary cross-entropy, a proper scoring rule, so that
+scores are calibrated and the threshold trades Pd for Fa.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 SMOOTH = 1.0  # the field's usual smoothing term (DNANet, BasicIRSTD)
 
@@ -15,3 +21,16 @@ def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = SM
     inter = (p * t).sum(dims)
     union = p.sum(dims) + t.sum(dims) - inter
     return 1.0 - ((inter + smooth) / (union + smooth)).mean()
+
+
+LOSSES = ("softiou", "softiou+bce")
+
+
+def training_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss named ``name`` (one of :data:`LOSSES`)."""
+    if name == "softiou":
+        return soft_iou_loss(logits, target)
+    if name == "softiou+bce":
+        bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+        return soft_iou_loss(logits, target) + bce
+    raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")

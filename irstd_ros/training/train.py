@@ -3,6 +3,11 @@
 Checkpoints (``<out>/last.safetensors``) hold the weights, the optimizer
 state and the loop state, so ``irstd train`` with the same ``--out`` resumes
 where a killed run stopped. ``<out>/model.safetensors`` is the final model.
+
+Data: one dataset (``data``/``split``, the paper's setting), or a weighted mixture
+(``sources``) with implanted targets, sensor augmentation and the project's own
+generator frames (:mod:`irstd_ros.data.mixture`). Frames are normalised by the
+checkpoint's :class:`~irstd_ros.core.InputNorm` exactly as at run time.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from irstd_ros.checkpoint import CheckpointInfo, InputNorm, load_checkpoint, save_checkpoint
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
+from irstd_ros.data.mixture import MixtureSamples, SourceSpec
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
-from irstd_ros.training.loss import soft_iou_loss
+from irstd_ros.training.loss import LOSSES, training_loss
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +61,30 @@ class TrainConfig:
     threshold: float = 0.5
     resume: bool = True
     max_steps: int | None = None  # stop early (tests, smoke runs)
+    minutes: float | None = None  # time budget: stop (and save) after the epoch that passes it
+    norm: str = "robust"  # input normalisation kind (robust | global), see irstd_ros.core
+    knee: float = 4.0  # robust normalisation: asinh knee in noise sigmas
+    background: int = 32  # robust normalisation: local median block (px); 0: the frame's median
+    loss: str = "softiou"  # softiou | softiou+bce (calibrated probabilities)
+    init: Path | None = None  # start from these weights (same architecture)
+    # Mixture training (irstd_ros.data.mixture): list of {root, split, weight, implant_prob}.
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    samples_per_epoch: int | None = None  # None: one pass over the single dataset
+    generator_frames: int = 0  # target-free frames of the project's generator in the mixture
+    generator_weight: float = 0.0
+    generator_implant: float = 0.8
+    workers: int = 0  # DataLoader worker processes
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
+        self.init = Path(self.init) if self.init else None
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"unknown schedule {self.schedule!r}; valid: constant, cosine")
+        if self.norm not in NORM_KINDS:
+            raise ConfigError(f"unknown norm {self.norm!r}; valid: {', '.join(NORM_KINDS)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("epochs and batch_size must be >= 1 and lr > 0")
 
@@ -80,10 +105,45 @@ def lr_at(cfg: TrainConfig, epoch: int) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
 
-def dataset_norm(ds: IRSTDDataset) -> InputNorm:
-    """Mean and std of the training frames (in [0, 1] units)."""
-    px = np.concatenate([img.ravel() for img, _, _ in ds.items])
-    return InputNorm(mean=float(px.mean()), std=float(px.std()) or 1.0)
+def dataset_norm(ds: IRSTDDataset, cfg: TrainConfig) -> InputNorm:
+    """The checkpoint's input normalisation: per-frame robust, or the ``global`` mean and
+    std of the training frames scaled to [0, 1]."""
+    if cfg.norm == "robust":
+        return InputNorm(kind="robust", knee=cfg.knee, background=cfg.background)
+    px = np.concatenate([to_unit_range(img).ravel() for img, _, _ in ds.items])
+    return InputNorm(kind="global", mean=float(px.mean()), std=float(px.std()) or 1.0)
+
+
+def build_training_data(cfg: TrainConfig, rank: int) -> tuple[torch.utils.data.Dataset, InputNorm, dict]:
+    """The training dataset, its normalisation and a description of the data seen."""
+    if not cfg.sources and cfg.samples_per_epoch is None:
+        pairs = find_pairs(DatasetSpec(cfg.data, cfg.split, cfg.mask_suffix))
+        ds = IRSTDDataset(pairs, crop=cfg.crop, train=True, seed=cfg.seed + rank)
+        ds.norm = dataset_norm(ds, cfg)
+        return ds, ds.norm, {"root": str(cfg.data), "split": cfg.split, "images": len(ds)}
+    if cfg.norm != "robust":
+        raise ConfigError("mixture training needs norm: robust (samples are re-encoded)")
+    norm = InputNorm(kind="robust", knee=cfg.knee, background=cfg.background)
+    specs = [SourceSpec.from_dict(d) for d in cfg.sources] or [
+        SourceSpec(cfg.data, cfg.split, 1.0, 0.0, cfg.mask_suffix)
+    ]
+    samples = cfg.samples_per_epoch or 1000
+    mix = MixtureSamples.from_specs(
+        specs, cfg.crop, samples, norm, seed=cfg.seed + rank,
+        generator=(cfg.generator_frames, cfg.generator_weight, cfg.generator_implant),
+    )
+    seen = {
+        "sources": [
+            {"root": str(s.root), "split": s.split, "weight": s.weight, "implant_prob": s.implant_prob,
+             "images": len(items)}
+            for s, (items, _) in zip(specs, mix.sources)
+        ],
+        "generator_frames": cfg.generator_frames if cfg.generator_weight > 0 else 0,
+        "generator_weight": cfg.generator_weight,
+        "samples_per_epoch": samples,
+        "images": sum(len(items) for items, _ in mix.sources),
+    }
+    return mix, norm, seen
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -127,11 +187,16 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
 
-    pairs = find_pairs(DatasetSpec(cfg.data, cfg.split, cfg.mask_suffix))
-    ds = IRSTDDataset(pairs, crop=cfg.crop, train=True, seed=cfg.seed + rank)
-    norm = dataset_norm(ds)
+    ds, norm, seen = build_training_data(cfg, rank)
     model_cfg = named_config(cfg.model)
-    model: nn.Module = build_model(model_cfg).to(device)
+    model: nn.Module = build_model(model_cfg)
+    if cfg.init is not None:
+        init_model, _, _ = load_checkpoint(cfg.init, expect_arch=model_cfg.arch)
+        try:
+            model.load_state_dict(init_model.state_dict())
+        except RuntimeError as exc:
+            raise ConfigError(f"--init {cfg.init} does not fit model {cfg.model!r}: {exc}") from None
+    model = model.to(device)
     use_bf16 = cfg.bf16 and device.type == "cpu"
     if use_bf16:
         model = model.to(memory_format=torch.channels_last)
@@ -147,7 +212,8 @@ def train(cfg: TrainConfig) -> Path:
         _load_opt(opt, extra)
         state = info.extra["train_state"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        ds.rng = np.random.default_rng(state["seed_next"])
+        if isinstance(ds, IRSTDDataset):
+            ds.rng = np.random.default_rng(state["seed_next"])
         torch.manual_seed(state["seed_next"])
         log.info("resumed from %s at epoch %d", last, start_epoch)
 
@@ -159,7 +225,8 @@ def train(cfg: TrainConfig) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-        drop_last=len(ds) >= cfg.batch_size, generator=gen,
+        drop_last=len(ds) >= cfg.batch_size, generator=gen, num_workers=cfg.workers,
+        persistent_workers=False,
     )
     net: nn.Module = model
     if world > 1:
@@ -171,29 +238,31 @@ def train(cfg: TrainConfig) -> Path:
         extra = {
             "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
             "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next},
-            "data": {"root": str(cfg.data), "split": cfg.split, "images": len(ds)},
+            "data": seen,
             **cfg.extra,
         }
         return CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold, extra=extra)
 
-    mean, std = norm.mean, norm.std
     done = False
+    started = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if isinstance(ds, MixtureSamples):
+            ds.set_epoch(epoch)
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch)
         net.train()
         t0, losses = time.time(), []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, leave=False)
         for img, mask in bar:
-            img = ((img - mean) / std).to(device)
+            img = img.to(device)
             mask = mask.to(device)
             if use_bf16:
                 img = img.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 logits = net(img)
-            loss = soft_iou_loss(logits, mask)
+            loss = training_loss(cfg.loss, logits, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -212,8 +281,12 @@ def train(cfg: TrainConfig) -> Path:
                 len(losses) * cfg.batch_size / max(dt, 1e-9),
             )
             seed_next = int(np.random.default_rng(cfg.seed + epoch + 1).integers(2**31))
-            ds.rng = np.random.default_rng(seed_next)
+            if isinstance(ds, IRSTDDataset):
+                ds.rng = np.random.default_rng(seed_next)
             save_checkpoint(last, model, info_for(epoch + 1, seed_next), _opt_tensors(opt))
+        if cfg.minutes is not None and time.time() - started > cfg.minutes * 60:
+            log.info("time budget of %.1f min reached after epoch %d", cfg.minutes, epoch + 1)
+            done = True
         if done:
             break
 

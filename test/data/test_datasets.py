@@ -63,10 +63,17 @@ def test_size_mismatch_between_image_and_mask(tmp_path):
         IRSTDDataset(find_pairs(DatasetSpec(root, "train")))
 
 
-def test_sixteen_bit_images_scale_to_unit_range(tmp_path):
+def test_sixteen_bit_images_keep_their_counts(tmp_path):
+    # eval and the node see the same raw counts; normalisation happens once, later
     path = tmp_path / "x.png"
     Image.fromarray(np.array([[0, 65535]], np.uint16)).save(path)
-    assert load_image(path).tolist() == [[0.0, 1.0]]
+    img = load_image(path)
+    assert img.dtype == np.uint16 and img.tolist() == [[0, 65535]]
+
+
+def test_upstream_splits_folder_is_found(tmp_path):
+    root = make_dataset(tmp_path / "d", ["a", "b", "c"], split_dir="splits", crlf=False)
+    assert [p[0].stem for p in find_pairs(DatasetSpec(root, "train"))] == ["a", "b"]
 
 
 def test_training_crops_keep_image_and_mask_aligned(tmp_path):

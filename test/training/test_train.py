@@ -47,8 +47,45 @@ def test_a_few_steps_lower_the_loss_and_write_a_loadable_model(tmp_path):
     assert np.mean(losses[-3:]) < losses[0] - 0.05, losses
     model, info, _ = load_checkpoint(final)
     assert info.model.arch == "sgem_unet"
-    assert 0.0 < info.norm.mean < 1.0 and info.norm.std > 0
+    assert info.norm.kind == "robust"  # the per-frame rule the node applies
     assert info.extra["data"]["images"] == 8
+
+
+def test_global_norm_stores_the_training_statistics(tmp_path):
+    final = train(config(tmp_path, epochs=1, norm="global"))
+    _, info, _ = load_checkpoint(final)
+    assert info.norm.kind == "global" and 0.0 < info.norm.mean < 1.0 and info.norm.std > 0
+
+
+def test_mixture_training_with_implants_generator_and_warm_start(tmp_path):
+    first = train(config(tmp_path, epochs=1))
+    cfg = config(
+        tmp_path, out=tmp_path / "mix", epochs=2, init=first, loss="softiou+bce",
+        sources=[{"root": str(tmp_path / "data"), "split": "train", "weight": 1.0, "implant_prob": 1.0}],
+        samples_per_epoch=8, generator_frames=3, generator_weight=0.5,
+    )
+    final = train(cfg)
+    _, info, _ = load_checkpoint(final)
+    seen = info.extra["data"]
+    assert [s["images"] for s in seen["sources"]] == [8] and seen["generator_frames"] == 3
+    assert seen["samples_per_epoch"] == 8 and info.extra["train_config"]["init"] == str(first)
+    history = json.loads((tmp_path / "mix" / "history.json").read_text())
+    assert len(history) == 2
+
+
+def test_time_budget_stops_after_the_epoch_that_passes_it(tmp_path):
+    train(config(tmp_path, epochs=50, minutes=1e-6))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 1
+
+
+def test_unknown_loss_norm_and_source_keys_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="valid: softiou, softiou\\+bce"):
+        TrainConfig(data=tmp_path, loss="focal")
+    with pytest.raises(ConfigError, match="valid: robust, global"):
+        TrainConfig(data=tmp_path, norm="minmax")
+    with pytest.raises(ConfigError, match="unknown data source keys"):
+        train(config(tmp_path, sources=[{"root": str(tmp_path), "wieght": 1}]))
 
 
 def test_resume_continues_from_the_last_epoch(tmp_path):

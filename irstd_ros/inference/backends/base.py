@@ -1,10 +1,11 @@
 """The one interface every inference backend implements.
 
-A backend turns a frame scaled to [0, 1] (float32, H x W, any size) into a
-target probability map of the same size. Normalisation with the checkpoint's
-:class:`~irstd_ros.checkpoint.InputNorm`, padding to the network stride and
-cropping back happen inside the backend, so a GPU backend can do them on the
-device and a CPU backend with :func:`prepare_input` / :func:`finish_output`.
+A backend turns the network input (float32, H x W, any size: the raw frame after
+:func:`irstd_ros.core.normalize` with the checkpoint's
+:class:`~irstd_ros.core.InputNorm`) into a target probability map of the same size.
+Padding to the network stride and cropping back happen inside the backend, so a GPU
+backend can do them on the device and a CPU backend with :func:`prepare_input` /
+:func:`finish_output`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from irstd_ros.checkpoint import InputNorm
 from irstd_ros.inference.preprocess import crop_to, pad_to_stride
 
 
@@ -23,25 +23,28 @@ from irstd_ros.inference.preprocess import crop_to, pad_to_stride
 class BackendOptions:
     """Options shared by the backends (each ignores what it cannot use)."""
 
-    precision: str = "fp32"  # fp32 | fp16
+    precision: str = "fp32"  # fp32 | fp16 (GPU backends) | bf16 (cuda)
     threads: int | None = None  # CPU intra-op threads
     cache_dir: str | None = None  # compiled engines / exported graphs
     height: int | None = None  # expected frame size (engines are built for it)
     width: int | None = None
-    cuda_graphs: bool = False  # tensorrt: replay the engine with CUDA graphs (fixed frame size)
+    cuda_graphs: bool = False  # cuda, tensorrt: capture once per frame size, replay per frame
+    compile: bool = False  # cuda: torch.compile (Inductor) the model, one graph per frame size
+    channels_last: bool = False  # cuda: NHWC activations
     tile_size: int = 0  # > 0: run tiles of this size (multiple of the stride) instead of full frames
     tile_overlap: int = 32  # pixels shared by neighbouring tiles (context for the seams)
+    dynamic_shapes: bool = False  # openvino: one model compiled for any size (sets of many sizes)
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """An inference backend: ``predict`` maps a [0, 1] frame to probabilities."""
+    """An inference backend: ``predict`` maps a normalised frame to probabilities."""
 
     name: str  # registry name, e.g. "torch-cpu"
     device: str  # human-readable device, e.g. "cpu", "cuda:0 (NVIDIA H100)"
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W) float32 in [0, 1] -> (H, W) float32 probabilities."""
+        """(H, W) float32 network input -> (H, W) float32 probabilities."""
         ...
 
     def describe(self) -> dict[str, object]:
@@ -49,10 +52,9 @@ class Backend(Protocol):
         ...
 
 
-def prepare_input(frame: np.ndarray, norm: InputNorm, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Normalise a [0, 1] frame and pad it to the stride: (1, 1, H', W') float32."""
+def prepare_input(frame: np.ndarray, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad a normalised frame to the stride: (1, 1, H', W') float32 and the original size."""
     x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None, None]
-    x = (x - norm.mean) / norm.std
     return pad_to_stride(x, stride)
 
 

@@ -32,9 +32,8 @@ ALLOW_SPINNING = "0"
 
 
 def normalise_and_pad(frame: np.ndarray, info: CheckpointInfo) -> tuple[np.ndarray, tuple[int, int]]:
-    """(H, W) [0, 1] frame -> (1, 1, H', W') float32 normalised, padded to the stride."""
+    """(H, W) network input -> (1, 1, H', W') float32 padded to the stride."""
     x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None, None]
-    x = (x - info.norm.mean) / info.norm.std
     x, size = pad_to_stride(x, info.model.stride)
     return x.numpy(), size
 

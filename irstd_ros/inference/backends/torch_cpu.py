@@ -26,7 +26,7 @@ class TorchCPUBackend:
 
     @torch.inference_mode()
     def predict(self, frame: np.ndarray) -> np.ndarray:
-        x, size = prepare_input(frame, self.info.norm, self.stride)
+        x, size = prepare_input(frame, self.stride)
         return finish_output(self.model(x), size)
 
     def describe(self) -> dict[str, object]:

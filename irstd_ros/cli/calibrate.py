@@ -1,0 +1,36 @@
+"""``irstd calibrate``: parser over :func:`irstd_ros.training.calibrate.calibrate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from irstd_ros.errors import ConfigError
+from irstd_ros.training.calibrate import CalibrationConfig, calibrate
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate", help="fit calibrated probabilities (Platt scaling folded into the head)",
+        description="Fits logit' = a*logit + b on training frames and writes a new checkpoint.",
+    )
+    p.add_argument("--weights", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", nargs="+", required=True, metavar="ROOT[:SPLIT]",
+                   help="dataset roots with their split (default split: train)")
+    p.add_argument("--frames", type=int, default=60, help="frames per dataset")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    sources = []
+    for item in args.data:
+        root, _, split = item.partition(":")
+        if not root:
+            raise ConfigError(f"--data {item!r}: expected ROOT or ROOT:SPLIT")
+        sources.append((Path(root), split or "train"))
+    fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed))
+    print(json.dumps(fit))
+    return 0

@@ -1,0 +1,213 @@
+"""One rule from a raw IR frame to the network input, used everywhere.
+
+Training, ``irstd eval``, the envelope, the node and every backend call
+:func:`normalize` with the checkpoint's :class:`InputNorm`. Two kinds exist:
+
+``robust`` (every model trained since 0.2; docs/model.md, "Input normalisation"):
+    ``y = asinh((x - b) / (knee * sigma))``. ``b`` is the local background: the
+    median of each ``background`` x ``background`` px block (robust to targets
+    smaller than half a block), bilinearly interpolated between block centres; with
+    ``background = 0`` it is the frame's median. ``sigma`` is the pixel noise,
+    estimated from horizontal neighbour differences (a high-pass that cancels the
+    scene's smooth structure) by a trimmed RMS of the 90 % smallest differences
+    (edges and targets ignored), plus the quantisation noise of integer frames
+    (step^2 / 12). The result is in units of the noise over the local background: a
+    target of peak SNR 6 is 6 / knee before compression wherever it is in the frame
+    (over a dark sky above bright ground too) and whatever the encoding (mono8,
+    mono16 of any bit depth, 32FC1), gain or offset; flat scenes are never stretched
+    to full range; ``asinh`` is linear near 0 and logarithmic for strong structure,
+    so a 500-sigma cloud edge does not dwarf a 6-sigma target.
+``global`` (checkpoints of 0.1):
+    the frame is scaled to [0, 1] (:func:`to_unit_range`, the node's
+    ``input.scaling``), then ``(x - mean) / std`` with the training set's statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from irstd_ros.errors import ConfigError
+
+NORM_KINDS = ("robust", "global")
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
+# Noise estimate: neighbour differences of about STATS_ROWS evenly spaced rows.
+STATS_ROWS = 64
+TRIM_QUANTILE = 0.9  # keep the 90 % smallest |differences|
+# RMS of a unit Gaussian restricted to |d| <= its two-sided 90 % quantile (1.6449):
+# sqrt(1 - 2 q phi(q) / 0.9) = 0.7893; divides the trimmed RMS back to a sigma.
+TRIM_RMS_FACTOR = 0.7893
+QUANTISATION_VARIANCE = 1.0 / 12.0  # of a uniform rounding error, in steps^2
+DEFAULT_KNEE = 4.0  # noise sigmas where asinh turns from linear to logarithmic
+DEFAULT_BACKGROUND = 32  # px, block of the local median background of new models
+BACKGROUND_SAMPLING = 2  # every 2nd row and column of a block enters its median
+FLOAT_FLOOR = 1e-6  # relative noise floor of noise-free float frames
+
+
+@dataclass(frozen=True)
+class InputNorm:
+    """How the network input is made from a raw frame; stored in every checkpoint.
+
+    ``kind`` ``robust``: local (``background`` px blocks; 0: global) median and the
+    frame's noise, then asinh with ``knee``.
+    ``kind`` ``global``: [0, 1] scaling, then ``(x - mean) / std`` (0.1 checkpoints).
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+    kind: str = "global"
+    knee: float = DEFAULT_KNEE
+    background: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in NORM_KINDS:
+            raise ConfigError(f"unknown input normalisation {self.kind!r}; valid: {', '.join(NORM_KINDS)}")
+        if self.std <= 0 or self.knee <= 0 or self.background < 0:
+            raise ConfigError(
+                f"normalisation needs std > 0, knee > 0, background >= 0; got {self.std}, {self.knee}, {self.background}"
+            )
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """How a raw frame becomes [0, 1] for ``global`` models (see :func:`to_unit_range`)."""
+
+    mode: str = "auto"
+    low: float = 0.0
+    high: float = 65535.0
+    percentile_low: float = 0.5
+    percentile_high: float = 99.5
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    """(H, W) stays; (H, W, 3|4) RGB(A) becomes luma in the input's dtype and units.
+
+    Channel order does not matter much for grey IR rendered as colour (R = G = B);
+    the BT.601 weights assume RGB order. Alpha is ignored.
+    """
+    if frame.ndim == 2:
+        return frame
+    if frame.ndim == 3 and frame.shape[2] in (3, 4):
+        luma = frame[..., :3].astype(np.float32) @ GREY_WEIGHTS
+        if np.issubdtype(frame.dtype, np.integer):
+            return np.rint(luma).astype(frame.dtype)
+        return luma
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        return frame[..., 0]
+    raise ValueError(f"cannot make a single-channel frame of shape {frame.shape}")
+
+
+def _quantisation_step(dtype: np.dtype) -> float:
+    return 1.0 if np.issubdtype(dtype, np.integer) else 0.0
+
+
+def noise_sigma(frame: np.ndarray) -> float:
+    """Pixel noise of a single-channel frame, in its own units (see the module doc)."""
+    h, w = frame.shape
+    rows = frame[:: max(1, h // STATS_ROWS)]
+    if w < 2 and h >= 2:  # a single column: differences along it instead
+        rows = frame[:: max(1, h // STATS_ROWS)].T
+    step = _quantisation_step(frame.dtype)
+    var = QUANTISATION_VARIANCE * step * step
+    if rows.shape[1] >= 2:
+        d = np.diff(rows.astype(np.float32), axis=1).ravel()
+        sq = d * d
+        k = max(int(TRIM_QUANTILE * sq.size), 1)  # exactly the k smallest: ties cannot bias it
+        rms = float(np.sqrt(np.mean(np.partition(sq, k - 1)[:k])))
+        var += (rms / TRIM_RMS_FACTOR) ** 2 / 2.0  # a difference has twice the variance
+    sigma = float(np.sqrt(var))
+    if sigma <= 0.0:  # a noise-free float frame
+        sigma = FLOAT_FLOOR * max(float(np.abs(frame).max(initial=0.0)), 1.0)
+    return sigma
+
+
+def frame_stats(frame: np.ndarray) -> tuple[float, float]:
+    """(median, noise sigma) of a single-channel frame, in its own units."""
+    h, _ = frame.shape
+    sample = frame[:: max(1, h // STATS_ROWS)]
+    return float(np.median(sample)), noise_sigma(frame)
+
+
+def _interpolation(n: int, blocks: int, block: int) -> np.ndarray:
+    """(n, blocks) weights of linear interpolation between block centres, flat at the ends."""
+    m = np.zeros((n, blocks), np.float32)
+    if blocks == 1:
+        m[:, 0] = 1.0
+        return m
+    centres = (np.arange(blocks) + 0.5) * block - 0.5
+    pos = np.arange(n, dtype=np.float64)
+    idx = np.clip(np.searchsorted(centres, pos) - 1, 0, blocks - 2)
+    t = np.clip((pos - centres[idx]) / block, 0.0, 1.0)
+    rows = np.arange(n)
+    m[rows, idx] = 1.0 - t
+    m[rows, idx + 1] = t
+    return m
+
+
+def local_background(frame: np.ndarray, block: int) -> np.ndarray:
+    """Median of ``block``-px blocks (sampled every 2nd px), interpolated to (H, W) float32."""
+    h, w = frame.shape
+    gh, gw = max(1, h // block), max(1, w // block)
+    bh, bw = h // gh, w // gw
+    s = BACKGROUND_SAMPLING if min(bh, bw) >= 2 * BACKGROUND_SAMPLING else 1
+    blocks = frame[: gh * bh, : gw * bw].reshape(gh, bh, gw, bw)[:, ::s, :, ::s]
+    grid = np.median(blocks.transpose(0, 2, 1, 3).reshape(gh, gw, -1), axis=-1).astype(np.float32)
+    return _interpolation(h, gh, bh) @ grid @ _interpolation(w, gw, bw).T
+
+
+def to_unit_range(
+    frame: np.ndarray,
+    mode: str = "auto",
+    low: float = 0.0,
+    high: float = 1.0,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+) -> np.ndarray:
+    """Scale a raw single-channel frame to float32 [0, 1] (``global`` models only).
+
+    Rules (the ``input.scaling`` parameter):
+    * ``auto``: uint8 / 255; floats clipped to [0, 1]; integer frames of more
+      than 8 bits use ``percentile``.
+    * ``fixed``: (x - low) / (high - low), clipped: a known sensor range.
+    * ``percentile``: per-frame stretch between the given percentiles.
+    * ``minmax``: per-frame stretch between min and max.
+    """
+    f = frame.astype(np.float32, copy=False)
+    if mode == "auto":
+        if frame.dtype == np.uint8:
+            return f / 255.0
+        if np.issubdtype(frame.dtype, np.floating):
+            return np.clip(f, 0.0, 1.0)
+        mode = "percentile"
+    if mode == "fixed":
+        if high <= low:
+            raise ConfigError(f"fixed scaling needs high > low, got [{low}, {high}]")
+        return np.clip((f - low) / (high - low), 0.0, 1.0)
+    if mode == "percentile":
+        lo, hi = np.percentile(f, percentiles)
+    elif mode == "minmax":
+        lo, hi = float(f.min()), float(f.max())
+    else:
+        raise ConfigError(f"unknown scaling {mode!r}; valid: auto, fixed, percentile, minmax")
+    if hi <= lo:
+        return np.zeros_like(f)
+    return np.clip((f - lo) / (hi - lo), 0.0, 1.0)
+
+
+def normalize(
+    frame: np.ndarray, norm: InputNorm, scaling: ScalingConfig | None = None
+) -> np.ndarray:
+    """Raw single-channel frame (any dtype, any units) -> float32 network input."""
+    if norm.kind == "robust":
+        z = frame.astype(np.float32)
+        if norm.background:
+            z -= local_background(z, norm.background)
+            sigma = noise_sigma(frame)
+        else:
+            offset, sigma = frame_stats(frame)
+            z -= np.float32(offset)
+        z *= np.float32(1.0 / (norm.knee * sigma))
+        return np.arcsinh(z, out=z)
+    s = scaling or ScalingConfig()
+    unit = to_unit_range(frame, s.mode, s.low, s.high, (s.percentile_low, s.percentile_high))
+    return ((unit - np.float32(norm.mean)) / np.float32(norm.std)).astype(np.float32, copy=False)

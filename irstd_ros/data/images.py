@@ -1,0 +1,81 @@
+"""One image reader for datasets, the CLI and the tools: files as they come.
+
+Every image becomes one channel in the file's own units, never rescaled:
+
+| file mode | result |
+|---|---|
+| ``L``, ``LA`` (alpha dropped), ``1`` | uint8 |
+| ``I;16``/``I;16B``/``I;16L`` (16-bit PNG, TIFF), ``I`` within 0..65535 | uint16 |
+| ``I`` outside 0..65535, ``F`` | float32 |
+| ``RGB``, ``RGBA`` (alpha ignored), ``P``/``PA`` (palette → colours, never indices), ``CMYK``, ``YCbCr`` | uint8 BT.601 luma |
+
+Anything else, or a file that cannot be decoded, raises :class:`DatasetError`
+naming the file: nothing is silently misread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from irstd_ros.core.normalization import to_grey
+from irstd_ros.errors import DatasetError
+
+GREY_MODES = ("L", "1")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+COLOUR_MODES = ("RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
+SUPPORTED_MODES = (*GREY_MODES, "LA", *SIXTEEN_BIT_MODES, "I", "F", *COLOUR_MODES)
+UINT16_MAX = 65535
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable image ({exc})") from None
+    return im
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One channel (H, W) in the file's own units: uint8, uint16 or float32 (see the table)."""
+    path = Path(path)
+    with _open(path) as im:
+        mode = im.mode
+        if mode in GREY_MODES:
+            return np.asarray(im.convert("L"))
+        if mode == "LA":
+            return np.asarray(im.getchannel("L"))
+        if mode in SIXTEEN_BIT_MODES:
+            return np.asarray(im).astype(np.uint16)
+        if mode == "I":
+            arr = np.asarray(im)
+            if arr.size and arr.min() >= 0 and arr.max() <= UINT16_MAX:
+                return arr.astype(np.uint16)
+            return arr.astype(np.float32)
+        if mode == "F":
+            return np.asarray(im, dtype=np.float32)
+        if mode in COLOUR_MODES:
+            rgb = im.convert("RGBA" if mode in ("P", "PA", "RGBA") else "RGB")
+            return to_grey(np.asarray(rgb))
+    raise DatasetError(
+        f"{path}: image mode {mode!r} is not supported; supported: {', '.join(SUPPORTED_MODES)}"
+    )
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A target mask as bool (H, W): any non-zero pixel (any channel) is target."""
+    path = Path(path)
+    with _open(path) as im:
+        if im.mode in ("P", "PA"):
+            im = im.convert("RGB")
+        elif im.mode == "LA":
+            im = im.getchannel("L")
+        arr = np.asarray(im)
+    if arr.ndim == 3:
+        arr = arr[..., :3].max(axis=-1)
+    return arr > 0

@@ -1,0 +1,148 @@
+"""Training samples drawn from a mixture of datasets, with implanted targets and sensor
+augmentation, normalised exactly as the detector normalises frames at run time.
+
+One sample: pick a source by weight, an image of it, a crop (half of the time one
+that holds a target) → sensor degradation (blur, FPN, noise) → implanted targets
+(``implant_prob``), at SNRs relative to the crop's measured noise → an encoding
+(as is, 14-bit counts, 8-bit AGC, float at any gain) → :func:`normalize` → flips and
+90-degree turns. Every sample is a pure function of (seed, epoch, index): runs resume
+exactly and DataLoader workers need no shared state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from irstd_ros.core.normalization import InputNorm, noise_sigma, normalize
+from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
+from irstd_ros.data.transforms import augment, random_crop, target_crop
+from irstd_ros.errors import ConfigError
+from irstd_ros.sim.implant import ImplantConfig, implant_targets
+from irstd_ros.sim.sensor import SensorConfig, degrade, encode
+
+TARGET_CROP_PROB = 0.5  # crops forced to contain a target (when the image has one)
+GENERATOR_SCENES = ("sky", "sea", "ground")
+GENERATOR_SIZE = (512, 640)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One dataset of the mixture: where, which split, how often, how often implanted."""
+
+    root: Path
+    split: str | None = "train"
+    weight: float = 1.0
+    implant_prob: float = 0.3
+    mask_suffix: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SourceSpec:
+        unknown = set(d) - {"root", "split", "weight", "implant_prob", "mask_suffix"}
+        if unknown:
+            raise ConfigError(f"unknown data source keys {sorted(unknown)}; valid: root, split, weight, implant_prob, mask_suffix")
+        return cls(**{**d, "root": Path(d["root"])})
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Implantation and sensor augmentation of the training samples."""
+
+    implant: ImplantConfig = field(default_factory=ImplantConfig)
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    sensor_prob: float = 0.7  # samples that get degrade + re-encoding at all
+
+
+def generator_backgrounds(count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Target-free frames of the project's own generator (sky, sea, ground; 8 and 16 bit)."""
+    from irstd_ros.sim.sequence import SequenceConfig, generate_sequence
+
+    out = []
+    for i in range(count):
+        h, w = GENERATOR_SIZE
+        cfg = SequenceConfig(
+            width=w, height=h, frames=1, scene=GENERATOR_SCENES[i % len(GENERATOR_SCENES)],
+            n_targets=0, enter_leave=False, bit_depth=(8, 16)[(i // 3) % 2], seed=seed + i,
+        )
+        frame = next(generate_sequence(cfg))
+        out.append((frame.image, np.zeros(frame.image.shape, bool), f"generated-{cfg.scene}-{i}"))
+    return out
+
+
+class MixtureSamples(torch.utils.data.Dataset):
+    """``samples_per_epoch`` augmented crops per epoch from weighted sources."""
+
+    def __init__(
+        self,
+        sources: Sequence[tuple[list[tuple[np.ndarray, np.ndarray, str]], float, float]],
+        crop: int,
+        samples_per_epoch: int,
+        norm: InputNorm,
+        augment_cfg: AugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not sources or any(not items for items, _, _ in sources):
+            raise ConfigError("every data source needs at least one image")
+        weights = np.array([w for _, w, _ in sources], dtype=np.float64)
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise ConfigError(f"source weights must be >= 0 with a positive sum, got {weights.tolist()}")
+        self.sources = [(items, p) for items, _, p in sources]
+        self.weights = weights / weights.sum()
+        self.crop, self.samples, self.norm, self.seed = crop, samples_per_epoch, norm, seed
+        self.cfg = augment_cfg or AugmentConfig()
+        self.epoch = 0
+
+    @classmethod
+    def from_specs(
+        cls,
+        specs: Sequence[SourceSpec],
+        crop: int,
+        samples_per_epoch: int,
+        norm: InputNorm,
+        augment_cfg: AugmentConfig | None = None,
+        seed: int = 0,
+        generator: tuple[int, float, float] = (0, 0.0, 1.0),
+    ) -> MixtureSamples:
+        """Load each source's split; ``generator`` = (frames, weight, implant_prob)."""
+        sources = []
+        for spec in specs:
+            pairs = find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))
+            sources.append((IRSTDDataset(pairs).items, spec.weight, spec.implant_prob))
+        frames, weight, implant_prob = generator
+        if frames > 0 and weight > 0:
+            sources.append((generator_backgrounds(frames, seed), weight, implant_prob))
+        return cls(sources, crop, samples_per_epoch, norm, augment_cfg, seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised float32 crop, bool mask) of one sample."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        items, implant_prob = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
+        raw, mask, _ = items[int(rng.integers(len(items)))]
+        crop = target_crop if rng.random() < TARGET_CROP_PROB else random_crop
+        raw, mask = crop(raw, mask, self.crop, rng)
+        native = raw.dtype
+        x = raw.astype(np.float32)
+        sigma = noise_sigma(raw)
+        sensor = rng.random() < self.cfg.sensor_prob
+        if sensor:
+            x = degrade(x, rng, sigma, self.cfg.sensor)
+            sigma = noise_sigma(x)
+        if rng.random() < implant_prob:
+            x, mask, _ = implant_targets(x, mask, rng, sigma, self.cfg.implant)
+        frame = encode(x, rng, native, self.cfg.sensor, None if sensor else "native")
+        y, m = augment(normalize(frame, self.norm), mask, rng)
+        return np.ascontiguousarray(y, dtype=np.float32), np.ascontiguousarray(m)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y, m = self.sample(index)
+        return torch.from_numpy(y)[None], torch.from_numpy(m.astype(np.float32))[None]

@@ -1,0 +1,195 @@
+"""The detection envelope: where the detector stops working.
+
+Synthetic radiometric frames (14-bit counts, temporal noise ``noise`` counts) of three
+scene types -- ``flat``, ``gradient`` (a tilted sky) and ``cloud`` (fractal clouds)
+-- carry a grid of targets of one peak SNR (amplitude / temporal noise sigma) and one
+size (a point: Gaussian PSF sigma 0.5-1.5 px; or extended: ``area`` px before the PSF),
+rendered by the project's implantation (:mod:`irstd_ros.sim.implant`). Each frame is
+sent as the camera would: ``mono16`` (the counts), ``mono8`` (a linear AGC) or
+``32FC1`` (a float radiometric image at another gain and offset). The detector sees it
+through the checkpoint's normalisation at full resolution, and the report gives Pd
+per (scene, encoding, size, SNR), false targets per frame, and the SNR at which Pd
+reaches 0.9 (linear interpolation on the grid).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irstd_ros.core.normalization import normalize
+from irstd_ros.evaluation.metrics import MetricAccumulator
+from irstd_ros.inference.backends.base import Backend
+from irstd_ros.sim.implant import TRUTH_FRACTION, ImplantConfig, render_target
+from irstd_ros.sim.scenes import fbm
+from irstd_ros.sim.sensor import SensorConfig, encode
+
+SCENE_TYPES = ("flat", "gradient", "cloud")
+ENVELOPE_ENCODINGS = ("mono8", "mono16", "32FC1")
+POINT = "point"
+BASE_COUNTS = 3000.0  # 14-bit sky level
+GRADIENT_COUNTS = 1500.0  # top-to-bottom rise of the gradient scene
+CLOUD_COUNTS = 400.0  # std of the cloud field
+CLOUD_SLOPE = 3.4  # power-spectrum slope: large smooth clouds (as the generator's)
+FLOAT_GAIN, FLOAT_OFFSET = 0.04, 250.0  # 32FC1: kelvin-like units
+GRID_SPACING_PX = 48  # targets on a jittered grid this far apart
+PD_GOAL = 0.9
+
+
+@dataclass(frozen=True)
+class EnvelopeConfig:
+    """The grid of the envelope; every cell gets ``frames`` frames."""
+
+    width: int = 640
+    height: int = 512
+    noise: float = 8.0  # counts, temporal noise sigma
+    snrs: tuple[float, ...] = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 30.0)
+    sizes: tuple[str, ...] = (POINT, "9", "25", "80")  # point, or extended area in px
+    scenes: tuple[str, ...] = SCENE_TYPES
+    encodings: tuple[str, ...] = ENVELOPE_ENCODINGS
+    frames: int = 1
+    seed: int = 0
+
+
+def scene_counts(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Noise-free 14-bit background of ``kind`` (float counts)."""
+    h, w = shape
+    if kind == "flat":
+        return np.full(shape, BASE_COUNTS)
+    if kind == "gradient":
+        return BASE_COUNTS + GRADIENT_COUNTS * np.linspace(0, 1, h)[:, None] * np.ones((1, w))
+    if kind == "cloud":
+        return BASE_COUNTS + CLOUD_COUNTS * fbm(rng, shape, CLOUD_SLOPE)
+    raise ValueError(f"unknown scene {kind!r}; valid: {', '.join(SCENE_TYPES)}")
+
+
+def render_encoding(counts: np.ndarray, encoding: str, rng: np.random.Generator) -> np.ndarray:
+    """The frame a camera driver would publish for these counts."""
+    if encoding == "mono16":
+        return np.clip(np.rint(counts), 0, 16383).astype(np.uint16)
+    if encoding == "mono8":
+        return encode(counts.astype(np.float32), rng, np.dtype(np.float32), SensorConfig(), "mono8")
+    if encoding == "32FC1":
+        return (counts * FLOAT_GAIN + FLOAT_OFFSET).astype(np.float32)
+    raise ValueError(f"unknown encoding {encoding!r}; valid: {', '.join(ENVELOPE_ENCODINGS)}")
+
+
+def envelope_frame(
+    cfg: EnvelopeConfig, scene: str, size: str, snr: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(float counts with noise and targets, truth mask) of one cell frame."""
+    shape = (cfg.height, cfg.width)
+    counts = scene_counts(scene, shape, rng)
+    mask = np.zeros(shape, bool)
+    implant = ImplantConfig(extended_area=(float(size), float(size)) if size != POINT else (4.0, 4.0))
+    half = GRID_SPACING_PX // 2
+    for cy in range(half, cfg.height - half + 1, GRID_SPACING_PX):
+        for cx in range(half, cfg.width - half + 1, GRID_SPACING_PX):
+            x = cx + rng.uniform(-4, 4)
+            y = cy + rng.uniform(-4, 4)
+            x0, y0, patch = render_target(rng, implant, x, y, size == POINT)
+            ph, pw = patch.shape
+            counts[y0 : y0 + ph, x0 : x0 + pw] += snr * cfg.noise * patch
+            mask[y0 : y0 + ph, x0 : x0 + pw] |= patch >= TRUTH_FRACTION
+    counts += cfg.noise * rng.standard_normal(shape)
+    return counts, mask
+
+
+def snr_at_pd(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> float | None:
+    """Smallest SNR where Pd reaches ``goal`` (interpolated), None if never."""
+    for i, (s, p) in enumerate(zip(snrs, pds)):
+        if p >= goal:
+            if i == 0:
+                return s
+            s0, p0 = snrs[i - 1], pds[i - 1]
+            return s0 + (goal - p0) / (p - p0) * (s - s0)
+    return None
+
+
+def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeConfig) -> dict[str, Any]:
+    """Score ``backend`` over the grid; returns the JSON-able report."""
+    cells: list[dict[str, Any]] = []
+    false: dict[tuple[str, str], MetricAccumulator] = {}
+    for si, scene in enumerate(cfg.scenes):
+        for zi, size in enumerate(cfg.sizes):
+            for ni, snr in enumerate(cfg.snrs):
+                per_enc = {e: MetricAccumulator() for e in cfg.encodings}
+                for f in range(cfg.frames):
+                    rng = np.random.default_rng([cfg.seed, si, zi, ni, f])
+                    counts, truth = envelope_frame(cfg, scene, size, snr, rng)
+                    for enc in cfg.encodings:
+                        frame = render_encoding(counts, enc, rng)
+                        prob = backend.predict(normalize(frame, norm))
+                        pred = prob > threshold
+                        per_enc[enc].update(pred, truth)
+                        false.setdefault((scene, enc), MetricAccumulator()).update(pred, truth)
+                for enc, acc in per_enc.items():
+                    r = acc.result()
+                    cells.append({"scene": scene, "encoding": enc, "size": size, "snr": snr,
+                                  "pd": r["pd"], "targets": r["targets"],
+                                  "false_targets_per_frame": r["false_targets_per_frame"]})
+    summary = []
+    for scene in cfg.scenes:
+        for enc in cfg.encodings:
+            for size in cfg.sizes:
+                rows = [c for c in cells if (c["scene"], c["encoding"], c["size"]) == (scene, enc, size)]
+                summary.append({"scene": scene, "encoding": enc, "size": size,
+                                "snr_at_pd90": snr_at_pd([c["snr"] for c in rows], [c["pd"] for c in rows])})
+    fpf = {f"{s}/{e}": acc.result()["false_targets_per_frame"] for (s, e), acc in false.items()}
+    points = [c for c in cells if c["size"] == POINT and c["snr"] >= 6]
+    return {
+        "config": asdict(cfg),
+        "threshold": threshold,
+        "cells": cells,
+        "snr_at_pd90": summary,
+        "false_targets_per_frame": fpf,
+        "goal_point_snr6": {
+            "min_pd": min((c["pd"] for c in points), default=None),
+            "max_false_targets_per_frame": max(fpf.values(), default=None),
+        },
+    }
+
+
+def plot_envelope(report: dict[str, Any], path: Path, title: str = "") -> None:
+    """Pd against SNR, one panel per (scene, encoding), one curve per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = report["config"]
+    scenes, encs = cfg["scenes"], cfg["encodings"]
+    fig, axes = plt.subplots(len(scenes), len(encs), figsize=(3.2 * len(encs), 2.6 * len(scenes)),
+                             dpi=100, squeeze=False, sharex=True, sharey=True)
+    for i, scene in enumerate(scenes):
+        for j, enc in enumerate(encs):
+            ax = axes[i][j]
+            for size in cfg["sizes"]:
+                rows = [c for c in report["cells"] if (c["scene"], c["encoding"], c["size"]) == (scene, enc, size)]
+                ax.plot([c["snr"] for c in rows], [c["pd"] for c in rows], "o-", ms=3,
+                        label=size if size == POINT else f"{size} px")
+            ax.axhline(PD_GOAL, color="k", lw=0.6, ls="--")
+            ax.set_xscale("log")
+            fpf = report["false_targets_per_frame"][f"{scene}/{enc}"]
+            ax.set_title(f"{scene}, {enc}: {fpf:.2f} false/frame", fontsize=8)
+            ax.grid(True, which="both", alpha=0.3)
+            if i == len(scenes) - 1:
+                ax.set_xlabel("peak SNR")
+            if j == 0:
+                ax.set_ylabel("Pd")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_envelope(report: dict[str, Any], out: Path, title: str = "") -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "envelope.json").write_text(json.dumps(report, indent=1))
+    plot_envelope(report, out / "envelope.png", title)
+    return [out / "envelope.json", out / "envelope.png"]

@@ -1,0 +1,75 @@
+"""Sensor augmentation: what different IR cameras do to the same scene.
+
+:func:`degrade` adds temporal noise, optical blur and column fixed-pattern noise to a
+float frame; :func:`encode` renders it the way a camera driver would publish it:
+as is, 14-bit radiometric counts (gain, offset), 8-bit through a linear AGC, or
+float32 at an arbitrary gain. Integer sources are dithered by half a step first, so
+re-encoding does not invent a noise-free staircase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+ENCODINGS = ("native", "mono16", "mono8", "float")
+MAX_14BIT = 16383
+MAX_8BIT = 255
+AGC_PERCENTILES = (0.1, 99.9)  # linear AGC range of the 8-bit rendering
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """Probabilities and ranges of the augmentations (noise in units of the frame's sigma)."""
+
+    noise_prob: float = 0.5
+    noise: tuple[float, float] = (0.3, 1.5)
+    blur_prob: float = 0.2
+    blur_sigma: tuple[float, float] = (0.3, 0.8)
+    fpn_prob: float = 0.2
+    fpn: tuple[float, float] = (0.2, 1.0)
+    encoding_probs: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)  # ENCODINGS order
+    counts_per_unit: tuple[float, float] = (2.0, 40.0)  # mono16 gain
+    counts_offset: tuple[float, float] = (500.0, 6000.0)
+
+
+def degrade(img: np.ndarray, rng: np.random.Generator, sigma: float, cfg: SensorConfig) -> np.ndarray:
+    """Blur, column FPN and extra temporal noise on a float32 frame (its own units)."""
+    out = np.array(img, dtype=np.float32, copy=True)
+    if rng.random() < cfg.blur_prob:
+        out = ndimage.gaussian_filter(out, rng.uniform(*cfg.blur_sigma))
+    if rng.random() < cfg.fpn_prob:
+        out += np.float32(rng.uniform(*cfg.fpn) * sigma) * rng.standard_normal((1, out.shape[1])).astype(
+            np.float32
+        )
+    if rng.random() < cfg.noise_prob:
+        out += np.float32(rng.uniform(*cfg.noise) * sigma) * rng.standard_normal(out.shape).astype(np.float32)
+    return out
+
+
+def encode(
+    img: np.ndarray, rng: np.random.Generator, native: np.dtype, cfg: SensorConfig, encoding: str | None = None
+) -> np.ndarray:
+    """Render a float frame as one of :data:`ENCODINGS` (drawn when ``encoding`` is None)."""
+    if encoding is None:
+        encoding = ENCODINGS[int(rng.choice(len(ENCODINGS), p=cfg.encoding_probs))]
+    if encoding == "native":
+        if np.issubdtype(native, np.integer):
+            info = np.iinfo(native)
+            return np.clip(np.rint(img), info.min, info.max).astype(native)
+        return img.astype(np.float32)
+    x = img.astype(np.float32)
+    if np.issubdtype(native, np.integer):
+        x = x + rng.uniform(-0.5, 0.5, x.shape).astype(np.float32)
+    if encoding == "mono16":
+        counts = rng.uniform(*cfg.counts_offset) + rng.uniform(*cfg.counts_per_unit) * x
+        return np.clip(np.rint(counts), 0, MAX_14BIT).astype(np.uint16)
+    if encoding == "mono8":
+        lo, hi = np.percentile(x, AGC_PERCENTILES)
+        scale = MAX_8BIT / max(float(hi - lo), 1e-6)
+        return np.clip(np.rint((x - lo) * scale), 0, MAX_8BIT).astype(np.uint8)
+    if encoding == "float":
+        return (x * np.float32(rng.uniform(1e-3, 10.0)) + np.float32(rng.uniform(-100, 100))).astype(np.float32)
+    raise ValueError(f"unknown encoding {encoding!r}; valid: {', '.join(ENCODINGS)}")

@@ -1,0 +1,118 @@
+"""Post-hoc calibration: make the network's probability mean something.
+
+SoftIoU training drives logits to large magnitudes, so probabilities are 0 or 1 and
+the threshold does nothing. Platt scaling fits ``logit' = a * logit + b`` by weighted
+binary cross-entropy on training frames (full resolution, the checkpoint's own
+normalisation) and folds it into the head's 1x1 conv: the exported graphs and every
+backend get calibrated scores at no run-time cost. The fit and the frames it used are
+stored in the checkpoint (``extra.calibration``).
+
+Pixels: every target pixel and every pixel the network scores above
+:data:`CANDIDATE_LOGIT` (the ones that decide Pd and Fa), plus a random
+:data:`BACKGROUND_RATE` of the rest, weighted back by ``1 / BACKGROUND_RATE``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from irstd_ros.checkpoint import load_checkpoint, save_checkpoint
+from irstd_ros.core.normalization import normalize
+from irstd_ros.data import DatasetSpec, find_pairs
+from irstd_ros.data.images import read_image, read_mask
+from irstd_ros.errors import ConfigError
+from irstd_ros.inference.backends.base import prepare_input
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_LOGIT = -6.0  # p > 0.25 %: pixels that may become detections
+BACKGROUND_RATE = 0.01
+SCALE_BOUNDS = (0.02, 5.0)
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Which frames to fit on: ``frames`` per source, chosen at random with ``seed``."""
+
+    weights: Path
+    out: Path
+    sources: tuple[tuple[Path, str], ...]  # (dataset root, split)
+    frames: int = 60
+    seed: int = 0
+
+
+def _logits(model: torch.nn.Module, x: np.ndarray, stride: int) -> np.ndarray:
+    t, size = prepare_input(x, stride)
+    with torch.inference_mode():
+        out = model(t)
+    return out[..., : size[0], : size[1]][0, 0].float().numpy()
+
+
+def collect(
+    model: torch.nn.Module, info, pairs: Sequence[tuple[Path, Path]], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits, labels, weights) of the sampled pixels of ``pairs``."""
+    zs, ys, ws = [], [], []
+    for img_path, mask_path in pairs:
+        z = _logits(model, normalize(read_image(img_path), info.norm), info.model.stride).ravel()
+        y = read_mask(mask_path).ravel()
+        keep = y | (z > CANDIDATE_LOGIT)
+        extra = ~keep & (rng.random(z.size) < BACKGROUND_RATE)
+        for sel, weight in ((keep, 1.0), (extra, 1.0 / BACKGROUND_RATE)):
+            zs.append(z[sel])
+            ys.append(y[sel])
+            ws.append(np.full(int(sel.sum()), weight))
+    return np.concatenate(zs), np.concatenate(ys).astype(np.float64), np.concatenate(ws)
+
+
+def fit_platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """(a, b) minimising the weighted BCE of ``sigmoid(a z + b)``."""
+    from scipy.optimize import minimize
+
+    def nll(params: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = params
+        s = a * z + b
+        p = 1.0 / (1.0 + np.exp(-s))
+        loss = np.sum(w * (np.logaddexp(0.0, s) - y * s))
+        g = w * (p - y)
+        return float(loss / w.sum()), np.array([np.sum(g * z), np.sum(g)]) / w.sum()
+
+    res = minimize(nll, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
+                   bounds=[SCALE_BOUNDS, (-20.0, 20.0)])
+    return float(res.x[0]), float(res.x[1])
+
+
+def calibrate(cfg: CalibrationConfig) -> dict:
+    """Fit, fold into the head, save to ``cfg.out``; returns the fit's description."""
+    model, info, _ = load_checkpoint(cfg.weights)
+    head = getattr(model, "head", None)
+    if not isinstance(head, torch.nn.Conv2d):
+        raise ConfigError(f"{cfg.weights}: the model has no 1x1 conv head to fold the calibration into")
+    rng = np.random.default_rng(cfg.seed)
+    pairs: list[tuple[Path, Path]] = []
+    for root, split in cfg.sources:
+        found = find_pairs(DatasetSpec(Path(root), split))
+        pick = rng.choice(len(found), size=min(cfg.frames, len(found)), replace=False)
+        pairs += [found[i] for i in sorted(pick)]
+    z, y, w = collect(model, info, pairs, rng)
+    a, b = fit_platt(z, y, w)
+    with torch.no_grad():
+        head.weight.mul_(a)
+        head.bias.mul_(a).add_(b)
+    info.extra["calibration"] = {
+        "method": "platt", "a": a, "b": b, "frames": len(pairs),
+        "sources": [{"root": str(r), "split": s} for r, s in cfg.sources],
+        "pixels": int(z.size), "target_pixels": int(y.sum()),
+    }
+    save_checkpoint(cfg.out, model, info)
+    log.info("calibration a=%.4f b=%.3f from %d frames, %d pixels", a, b, len(pairs), z.size)
+    return info.extra["calibration"]
+
+
+__all__ = ["CalibrationConfig", "calibrate", "collect", "fit_platt"]

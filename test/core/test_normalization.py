@@ -1,0 +1,114 @@
+"""The one input rule: invariant to encoding, gain and offset; noise never stretched."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from irstd_ros.core.normalization import (
+    InputNorm,
+    ScalingConfig,
+    frame_stats,
+    noise_sigma,
+    normalize,
+    to_unit_range,
+)
+from irstd_ros.errors import ConfigError
+
+ROBUST = InputNorm(kind="robust")
+SHAPE = (128, 160)
+
+
+def scene(kind: str, sigma: float = 8.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    h, w = SHAPE
+    base = np.full(SHAPE, 3000.0)
+    if kind == "gradient":
+        base += np.linspace(0, 1500, h)[:, None]
+    elif kind == "edges":  # a hard horizon and a bright block: clutter the estimate must ignore
+        base[h // 2 :] += 800.0
+        base[10:30, 20:60] += 2000.0
+    return base + sigma * rng.standard_normal(SHAPE)
+
+
+@pytest.mark.parametrize("kind", ["flat", "gradient", "edges"])
+def test_noise_sigma_is_the_pixel_noise_not_the_scene_contrast(kind):
+    assert noise_sigma(scene(kind, 8.0)) == pytest.approx(8.0, rel=0.06)
+
+
+def test_integer_frames_add_their_quantisation_noise():
+    flat = np.full(SHAPE, 100, np.uint8)
+    assert noise_sigma(flat) == pytest.approx(np.sqrt(1 / 12), rel=1e-6)
+    assert np.isfinite(normalize(flat, ROBUST)).all()
+
+
+@given(
+    gain=st.floats(1e-3, 1e3), offset=st.floats(-1e4, 1e4), seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["flat", "gradient", "edges"]),
+)
+@settings(max_examples=30, deadline=None)
+def test_float_frames_are_gain_and_offset_invariant(gain, offset, seed, kind):
+    x = scene(kind, seed=seed)
+    a = normalize(x.astype(np.float32), ROBUST)
+    # offset in units of the scaled scene, so float32 can still resolve the noise
+    b = normalize((x * gain + offset * gain).astype(np.float32), ROBUST)
+    np.testing.assert_allclose(a, b, atol=2e-3)
+
+
+def test_mono16_mono8_agc_and_float_agree():
+    counts = scene("gradient", sigma=8.0)
+    counts[60:63, 80:83] += 150.0  # a target, ~19 sigma
+    mono16 = np.rint(counts).astype(np.uint16)
+    lo, hi = counts.min(), counts.max()
+    mono8 = np.rint((counts - lo) / (hi - lo) * 255).astype(np.uint8)
+    kelvin = (counts * 0.04 + 250).astype(np.float32)
+    y16, y8, yf = (normalize(f, ROBUST) for f in (mono16, mono8, kelvin))
+    # the same up to the rounding of the counts (0.5 count = 0.016 here)
+    assert np.abs(y16 - yf).mean() < 0.01 and np.abs(y16 - yf).max() < 0.05
+    # mono8 re-quantises a 1500-count range into 255 steps (~6 counts each): close, not equal
+    assert np.abs(y8 - yf).mean() < 0.15
+    # the offset is the median of a row sample: on this steep gradient (12 counts a row)
+    # it is within a row's step of the frame's median, 0.2 after normalisation
+    for y in (y16, y8, yf):
+        assert y[61, 81] > 1.5 and np.median(y) == pytest.approx(0.0, abs=0.25)
+
+
+def test_flat_noisy_frames_are_not_stretched_to_full_range():
+    y = normalize(np.rint(scene("flat", sigma=8.0)).astype(np.uint16), ROBUST)
+    # noise stays around +-1/knee; the old percentile stretch made it span [0, 1] fully
+    assert 0.2 < y.std() < 0.3
+    stretched = to_unit_range(np.rint(scene("flat", sigma=8.0)).astype(np.uint16))
+    assert stretched.max() - stretched.min() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (2, 2)])
+def test_tiny_frames_are_finite(shape):
+    for dtype in (np.uint8, np.uint16, np.float32):
+        y = normalize(np.arange(np.prod(shape)).reshape(shape).astype(dtype), ROBUST)
+        assert y.shape == shape and np.isfinite(y).all()
+
+
+def test_constant_float_frame_is_all_zero_not_nan():
+    y = normalize(np.full(SHAPE, 7.5, np.float32), ROBUST)
+    assert np.isfinite(y).all() and (y == 0).all()
+
+
+def test_median_and_noise_are_measured_on_a_row_sample():
+    x = scene("flat")
+    med, sigma = frame_stats(x)
+    assert med == pytest.approx(3000, abs=1.0) and sigma == pytest.approx(8.0, rel=0.06)
+
+
+def test_global_kind_is_the_0_1_rule():
+    frame = np.array([[0, 255]], np.uint8)
+    y = normalize(frame, InputNorm(mean=0.5, std=0.25, kind="global"))
+    np.testing.assert_allclose(y, [[-2.0, 2.0]])
+    y16 = normalize(np.array([[100, 300]], np.uint16), InputNorm(kind="global"), ScalingConfig("fixed", 100, 300))
+    np.testing.assert_allclose(y16, [[0.0, 1.0]])
+
+
+def test_bad_norms_are_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="valid: robust, global"):
+        InputNorm(kind="zscore")
+    with pytest.raises(ConfigError, match="knee > 0"):
+        InputNorm(kind="robust", knee=0.0)

@@ -1,0 +1,111 @@
+"""Every image mode a user's dataset may hold is read as intensities, never misread."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from irstd_ros.core.normalization import GREY_WEIGHTS
+from irstd_ros.data.images import read_image, read_mask
+from irstd_ros.errors import DatasetError
+
+GREY = np.array([[0, 60, 128], [200, 255, 7]], np.uint8)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    return np.rint(rgb[..., :3].astype(np.float32) @ GREY_WEIGHTS).astype(np.uint8)
+
+
+def save(tmp_path, im: Image.Image, name: str = "x.png"):
+    path = tmp_path / name
+    im.save(path)
+    return path
+
+
+def test_grey_l(tmp_path):
+    out = read_image(save(tmp_path, Image.fromarray(GREY)))
+    assert out.dtype == np.uint8 and (out == GREY).all()
+
+
+def test_grey_with_alpha_la_drops_alpha(tmp_path):
+    im = Image.merge("LA", (Image.fromarray(GREY), Image.fromarray(np.full_like(GREY, 17))))
+    out = read_image(save(tmp_path, im))
+    assert out.dtype == np.uint8 and (out == GREY).all()
+
+
+@pytest.mark.parametrize("suffix", ["png", "tif"])
+def test_sixteen_bit_png_and_tiff(tmp_path, suffix):
+    counts = np.array([[0, 3000, 16383], [40000, 65535, 1]], np.uint16)
+    out = read_image(save(tmp_path, Image.fromarray(counts), f"x.{suffix}"))
+    assert out.dtype == np.uint16 and (out == counts).all()
+
+
+def test_float_tiff(tmp_path):
+    kelvin = np.array([[250.5, 300.25], [-3.0, 1e4]], np.float32)
+    out = read_image(save(tmp_path, Image.fromarray(kelvin, mode="F"), "x.tif"))
+    assert out.dtype == np.float32 and np.array_equal(out, kelvin)
+
+
+def test_rgb_and_rgba_become_luma(tmp_path):
+    rgb = np.stack([GREY, GREY[::-1], np.full_like(GREY, 90)], axis=-1)
+    out = read_image(save(tmp_path, Image.fromarray(rgb)))
+    assert out.dtype == np.uint8 and (out == luma(rgb)).all()
+    rgba = np.concatenate([rgb, np.full_like(GREY, 3)[..., None]], axis=-1)
+    assert (read_image(save(tmp_path, Image.fromarray(rgba), "y.png")) == luma(rgb)).all()
+
+
+def test_palette_is_converted_to_luminance_never_indices(tmp_path):
+    # index 0 is white and index 1 black: reading indices would invert the scene
+    im = Image.fromarray(np.array([[0, 1], [1, 2]], np.uint8), mode="P")
+    im.putpalette([255, 255, 255, 0, 0, 0, 100, 100, 100] + [0] * (256 * 3 - 9))
+    out = read_image(save(tmp_path, im))
+    assert out.tolist() == [[255, 0], [0, 100]]
+
+
+def test_bilevel_images_are_0_or_255(tmp_path):
+    im = Image.fromarray(np.array([[0, 255]], np.uint8)).convert("1")
+    assert read_image(save(tmp_path, im)).tolist() == [[0, 255]]
+
+
+def test_unreadable_files_name_the_file(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(DatasetError, match="broken.png: not a readable image"):
+        read_image(bad)
+    with pytest.raises(DatasetError, match="missing.png: file not found"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_truncated_png_is_an_error_not_a_partial_image(tmp_path):
+    path = save(tmp_path, Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="x.png"):
+        read_image(path)
+
+
+class _OddImage:
+    """Stands in for a Pillow image of a mode the reader does not know."""
+
+    mode = "BGR;24"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_unsupported_mode_lists_the_supported_ones(tmp_path, monkeypatch):
+    from irstd_ros.data import images
+
+    monkeypatch.setattr(images, "_open", lambda _path: _OddImage())
+    with pytest.raises(DatasetError, match=r"x.png: image mode 'BGR;24' is not supported; supported: L"):
+        read_image(tmp_path / "x.png")
+
+
+def test_masks_of_any_mode_are_boolean(tmp_path):
+    m = np.array([[0, 255], [0, 1]], np.uint8)
+    assert read_mask(save(tmp_path, Image.fromarray(m))).tolist() == [[False, True], [False, True]]
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[0, 1, 2] = 1  # a faint blue pixel still marks a target
+    assert read_mask(save(tmp_path, Image.fromarray(rgb), "y.png")).tolist() == [[False, True], [False, False]]

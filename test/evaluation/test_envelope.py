@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import pytest
+
+from irstd_ros.core.normalization import InputNorm, noise_sigma
+from irstd_ros.evaluation.envelope import (
+    POINT,
+    EnvelopeConfig,
+    envelope_frame,
+    render_encoding,
+    run_envelope,
+    snr_at_pd,
+    write_envelope,
+)
+from irstd_ros.inference.classical import TopHatBackend
+
+
+class OracleBackend:
+    """Scores each pixel by its normalised value: finds bright targets, not faint ones."""
+
+    name = "oracle"
+    device = "cpu"
+
+    def predict(self, x):
+        return (x > 2.0).astype(np.float32)
+
+    def describe(self):
+        return {}
+
+
+def test_targets_have_the_asked_peak_snr_over_the_temporal_noise():
+    cfg = EnvelopeConfig(width=192, height=160)
+    counts, truth = envelope_frame(cfg, "flat", POINT, 12.0, np.random.default_rng(0))
+    assert truth.any()
+    assert noise_sigma(counts) == pytest.approx(cfg.noise, rel=0.1)
+    peaks = counts[truth].max() - 3000.0
+    assert 12 * cfg.noise * 0.7 < peaks < 12 * cfg.noise * 1.6  # peak pixel + noise
+
+
+@pytest.mark.parametrize("encoding, dtype", [("mono8", np.uint8), ("mono16", np.uint16), ("32FC1", np.float32)])
+def test_encodings_are_what_cameras_publish(encoding, dtype):
+    counts = np.full((8, 8), 3000.0) + np.arange(64).reshape(8, 8)
+    assert render_encoding(counts, encoding, np.random.default_rng(0)).dtype == dtype
+
+
+def test_snr_at_pd_interpolates_and_says_never():
+    assert snr_at_pd([2, 4, 8], [0.0, 0.8, 1.0]) == pytest.approx(4.0 + 0.1 / 0.2 * 4)
+    assert snr_at_pd([2, 4], [0.95, 1.0]) == 2
+    assert snr_at_pd([2, 4], [0.1, 0.5]) is None
+
+
+def test_report_grid_and_files(tmp_path):
+    cfg = EnvelopeConfig(width=160, height=128, snrs=(3.0, 30.0), sizes=(POINT, "25"),
+                         scenes=("flat", "gradient"))
+    report = run_envelope(OracleBackend(), InputNorm(kind="robust", background=32), 0.5, cfg)
+    assert len(report["cells"]) == 2 * 2 * 2 * 3
+    bright = [c["pd"] for c in report["cells"] if c["snr"] == 30.0]
+    faint = [c["pd"] for c in report["cells"] if c["snr"] == 3.0]
+    assert min(bright) > max(faint)  # the envelope separates what is seen from what is not
+    files = write_envelope(report, tmp_path, "oracle")
+    assert json.loads(files[0].read_text())["config"]["width"] == 160
+    assert files[1].stat().st_size > 5000
+
+
+def test_tophat_reference_runs_on_the_same_grid():
+    cfg = EnvelopeConfig(width=160, height=128, snrs=(30.0,), sizes=(POINT,), scenes=("flat",),
+                         encodings=("mono16",))
+    report = run_envelope(TopHatBackend(), InputNorm(kind="robust"), 0.5, cfg)
+    assert report["cells"][0]["pd"] > 0.8

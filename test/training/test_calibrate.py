@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.core.normalization import InputNorm
+from irstd_ros.models import build_model, named_config
+from irstd_ros.training.calibrate import CalibrationConfig, calibrate, fit_platt
+
+
+def test_platt_fit_recovers_a_known_scale_and_offset():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 6, 20000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-(0.25 * z - 1.0)))).astype(float)
+    a, b = fit_platt(z, y, np.ones_like(z))
+    assert a == pytest.approx(0.25, abs=0.02) and b == pytest.approx(-1.0, abs=0.1)
+
+
+def test_calibration_is_folded_into_the_head_and_recorded(tmp_path):
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        img = rng.normal(80, 3, (32, 32)).clip(0, 255).astype(np.uint8)
+        img[10:13, 10:13] = 200
+        mask = np.zeros((32, 32), np.uint8)
+        mask[10:13, 10:13] = 255
+        Image.fromarray(img).save(root / "images" / f"{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+    (root / "train.txt").write_text("0\n1\n2\n3\n")
+    torch.manual_seed(0)
+    model = build_model(named_config("tiny"))
+    src = save_checkpoint(tmp_path / "m.safetensors", model,
+                          CheckpointInfo(named_config("tiny"), InputNorm(kind="robust", background=16)))
+    fit = calibrate(CalibrationConfig(src, tmp_path / "cal.safetensors", ((root, "train"),), frames=3))
+    new, info, _ = load_checkpoint(tmp_path / "cal.safetensors")
+    assert info.extra["calibration"]["frames"] == 3 and info.extra["calibration"]["a"] == fit["a"]
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        expected = fit["a"] * model.eval()(x) + fit["b"]
+        np.testing.assert_allclose(new(x).numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
