@@ -45,7 +45,7 @@ log = logging.getLogger("irstd_ros.demo")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("out/demo")
 NODE_NAME = "irstd_node"
-OUTPUT_TOPICS = ("/mask", "/detections", "/targets")
+OUTPUT_TOPICS = ("/mask", "/detections", "/targets", "/tracks", "/target_tracks")
 SYNC_TOPIC = "/targets"  # the node publishes it last for each frame
 # The sample: 8 s of 640x512 8-bit cloudy sky at 10 fps, 4 targets (one entering, one
 # leaving). SNR 10-16 over local clutter: contrasts of 55-110 DN, those of NUDT-SIRST's

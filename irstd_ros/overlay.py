@@ -7,23 +7,26 @@ the convention of :mod:`irstd_ros.ros.conversions`: publish it with
 encoding; write it as is to PNG/MP4.
 
 Boxes are drawn a few pixels *outside* the target so that a 1-px target stays visible.
-Detections are red with their score above the box, truth boxes green; text uses a
-built-in 3x5 bitmap font.
+Detections are red with their score above the box, truth boxes green, tracks yellow
+with their id (``#12``) below the box and a trail of their recent positions; text uses
+a built-in 3x5 bitmap font.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
 DETECTION_RGB = (255, 56, 56)
 TRUTH_RGB = (56, 230, 90)
+TRACK_RGB = (255, 220, 40)
 TEXT_RGB = (255, 255, 255)
 LABEL_BG_RGB = (0, 0, 0)
 DETECTION_MARGIN_PX = 3  # gap between a target and its box
 TRUTH_MARGIN_PX = 6  # truth boxes sit outside the detection boxes
+TRACK_MARGIN_PX = 9  # track boxes outside both
 LABEL_GAP_PX = 2
 FONT_SCALE = 2  # glyph pixels per font pixel
 GLYPH_W, GLYPH_H = 3, 5
@@ -94,6 +97,16 @@ class BoxLike(Protocol):
     y: int
     width: int
     height: int
+
+
+class TrackLike(Protocol):
+    """A track (:class:`irstd_ros.tracking.Track`): id, centre and size in pixels."""
+
+    id: int
+    x: float
+    y: float
+    width: float
+    height: float
 
 
 def to_display(frame: np.ndarray) -> np.ndarray:
@@ -184,6 +197,34 @@ def _box_with_label(
         draw_text(img, x0, ty, label, rgb)
 
 
+def draw_polyline(
+    img: np.ndarray, points: Sequence[tuple[float, float]], rgb: Sequence[int], scale: int = 1
+) -> None:
+    """Straight segments through ``points`` (x, y in frame pixels), clipped to the image."""
+    h, w = img.shape[:2]
+    pts = [((x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5) for x, y in points]
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        n = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
+        xs = np.rint(np.linspace(x0, x1, n + 1)).astype(int)
+        ys = np.rint(np.linspace(y0, y1, n + 1)).astype(int)
+        ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        img[ys[ok], xs[ok]] = rgb
+
+
+def _track_box(img: np.ndarray, track: TrackLike, scale: int) -> None:
+    """A track: box centred at its filtered position, ``#id`` below it."""
+    m = TRACK_MARGIN_PX
+    x0 = int(round((track.x - (track.width - 1) / 2) * scale)) - m
+    y0 = int(round((track.y - (track.height - 1) / 2) * scale)) - m
+    x1 = int(round((track.x + (track.width + 1) / 2) * scale)) - 1 + m
+    y1 = int(round((track.y + (track.height + 1) / 2) * scale)) - 1 + m
+    draw_rect(img, x0, y0, x1, y1, TRACK_RGB)
+    label = f"#{track.id}"
+    _, th = text_size(label)
+    ty = y1 + LABEL_GAP_PX if y1 + LABEL_GAP_PX + th <= img.shape[0] else y0 - LABEL_GAP_PX - th
+    draw_text(img, x0, ty, label, TRACK_RGB)
+
+
 def draw_overlay(
     frame: np.ndarray,
     targets: Sequence[BoxLike],
@@ -191,11 +232,15 @@ def draw_overlay(
     *,
     label: str | None = None,
     scale: int = 1,
+    tracks: Sequence[TrackLike] = (),
+    trails: Mapping[int, Sequence[tuple[float, float]]] | None = None,
 ) -> np.ndarray:
     """The annotated frame, (H*scale, W*scale, 3) uint8 RGB.
 
     ``targets``: detections (``score`` attribute shown when present); ``truth``: true
-    boxes; ``label``: a caption in the top-left corner; ``scale``: integer magnification
+    boxes; ``tracks``: tracks (``id, x, y, width, height``, centre coordinates) drawn with
+    their id, and their ``trails`` (track id -> recent positions, oldest first) as lines;
+    ``label``: a caption in the top-left corner; ``scale``: integer magnification
     (pixel replication) applied before drawing, so boxes stay one pixel thin.
     """
     if scale < 1:
@@ -209,6 +254,11 @@ def draw_overlay(
         score = getattr(box, "score", None)
         text = f"{score:.2f}" if score is not None else None
         _box_with_label(img, box, DETECTION_MARGIN_PX, DETECTION_RGB, text, scale)
+    for track in tracks:
+        trail = (trails or {}).get(track.id, ())
+        if len(trail) > 1:
+            draw_polyline(img, trail, TRACK_RGB, scale)
+        _track_box(img, track, scale)
     if label:
         draw_text(img, 4, 4, label, TEXT_RGB, background=LABEL_BG_RGB)
     return img

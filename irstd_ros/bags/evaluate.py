@@ -15,6 +15,13 @@ Latency (ms), where it can be measured:
 * ``header``: an output's receive time minus its header stamp, when stamps are live
   (within ``LIVE_STAMP_WINDOW_S``; a replayed bag keeps its old stamps);
 * ``detector``: pre-processing + inference + post-processing time, with ``--run-detector``.
+
+Tracking (``tracking`` in the result, when the truth bag has target ids on
+``/camera/truth/targets``): :func:`irstd_ros.tracking.metrics.tracking_metrics` of the
+per-frame detections ("without tracking": every detection its own hypothesis) and of the
+tracks ("with tracking": the confirmed and coasting tracks, by track id). The tracks are
+those the node recorded on a ``*/tracks`` topic, else the tracker run here over the
+detections with ``tracker`` (the node's defaults unless overridden).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +57,8 @@ from irstd_ros.bags.rosutil import cdr_header_stamp
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.ros.conversions import image_to_array
+from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S, Point, tracking_metrics
+from irstd_ros.tracking.tracker import Tracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,10 @@ class EvalBagConfig:
     mask_topic: str | None = None  # in outputs; None: the Image topic named */mask
     save_outputs: Path | None = None  # with run_detector: write the outputs as the node would
     progress: bool = False
+    tracking: bool = True  # also score tracks (needs truth ids)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    match_px: float = DEFAULT_MATCH_PX  # truth-hypothesis match distance of the tracking metrics
+    warmup_s: float = DEFAULT_WARMUP_S
 
     def validate(self) -> None:
         if self.run_detector == (self.outputs is not None):
@@ -113,16 +126,20 @@ def boxes_to_mask(boxes: Iterable[Any], size: tuple[int, int]) -> np.ndarray:
 
 
 def find_output_topics(reader: BagReader, exclude: Sequence[str] = ()) -> dict[str, str | None]:
-    """The node's output topics in a bag, by type and name: mask, targets, detections."""
+    """The node's output topics in a bag, by type and name: mask, targets, detections,
+    tracks (a Detection2DArray topic named ``*/tracks``)."""
     skip = {TRUTH_MASK_TOPIC, TRUTH_TARGETS_TOPIC, *exclude}
     images = [t for t in reader.topics_of_type(IMAGE_TYPE) if t not in skip]
     masks = [t for t in images if t.rsplit("/", 1)[-1] == "mask"]
     targets = [t for t in reader.topics_of_type(TARGETS_TYPE) if t not in skip]
-    dets = [t for t in reader.topics_of_type(DETECTIONS_TYPE) if t not in skip]
+    arrays = [t for t in reader.topics_of_type(DETECTIONS_TYPE) if t not in skip]
+    tracks = [t for t in arrays if t.rsplit("/", 1)[-1] == "tracks"]
+    dets = [t for t in arrays if t not in tracks]
     return {
         "mask": masks[0] if masks else None,
         "targets": targets[0] if targets else None,
         "detections": dets[0] if dets else None,
+        "tracks": tracks[0] if tracks else None,
     }
 
 
@@ -149,6 +166,7 @@ class _Outputs:
     latency_ms: dict[int, float]
     latency_source: str | None
     mask_source: str
+    tracks: dict[int, list[Box]] | None = None  # recorded by the node, by track id
 
 
 def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
@@ -175,7 +193,13 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
         else:
             raise BagError(f"{cfg.outputs} holds no mask, targets or detections topic")
         latency, latency_source = _latencies(reader, cfg.image_topic, recv)
-    return _Outputs(masks, boxes, latency, latency_source, source)
+        tracks = None
+        if found.get("tracks"):
+            tracks = {
+                stamp_ns(m.header): boxes_from_detections(m)
+                for _, _, m in reader.messages([found["tracks"]])
+            }
+    return _Outputs(masks, boxes, latency, latency_source, source, tracks)
 
 
 def _latencies(
@@ -248,6 +272,82 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     return _Outputs(masks, boxes, latency, "detector", "mask")
 
 
+def _truth_points(path: Path) -> dict[int, list[Point]]:
+    """stamp -> truth targets (id, sub-pixel centre), or {} without truth ids."""
+    with BagReader(path) as reader:
+        if TRUTH_TARGETS_TOPIC not in reader.topics:
+            return {}
+        out = {}
+        for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC]):
+            out[stamp_ns(m.header)] = [_point(b.id, b) for b in boxes_from_detections(m)]
+    return out
+
+
+def _point(pid: str, b: Any) -> Point:
+    cx = b.center_x if getattr(b, "centroid_x", None) is None else b.centroid_x
+    cy = b.center_y if getattr(b, "centroid_y", None) is None else b.centroid_y
+    return Point(str(pid), float(cx), float(cy))
+
+
+@dataclass(frozen=True)
+class _Det:
+    """A recorded box as the tracker reads a detection."""
+
+    centroid_x: float
+    centroid_y: float
+    score: float
+    width: float
+    height: float
+
+
+def run_tracker(
+    boxes: dict[int, list[Box]], cfg: TrackerConfig, size: tuple[int, int] | None = None
+) -> dict[int, list[Point]]:
+    """stamp -> confirmed (and coasting) tracks of :class:`Tracker` run over ``boxes``."""
+    tracker = Tracker(cfg, logger=log)
+    out: dict[int, list[Point]] = {}
+    for s in sorted(boxes):
+        dets = []
+        for b in boxes[s]:
+            p = _point("", b)
+            dets.append(_Det(p.x, p.y, b.score, b.width, b.height))
+        tracks = tracker.update(s / NS_PER_S, dets, image_size=size)
+        out[s] = [Point(str(t.id), t.x, t.y) for t in tracks if t.confirmed]
+    return out
+
+
+def _tracking(
+    cfg: EvalBagConfig, outputs: _Outputs, stamps: list[int], size: tuple[int, int]
+) -> dict[str, Any] | None:
+    """Tracking metrics without (detections) and with tracking (tracks); None without ids."""
+    truth = _truth_points(cfg.truth)
+    truth = {s: truth.get(s, []) for s in stamps}
+    if not any(truth.values()):
+        return None
+    for pts in truth.values():
+        ids = [p.id for p in pts]
+        if "" in ids or len(set(ids)) < len(ids):
+            log.info("truth targets without unique ids: no tracking metrics")
+            return None
+    boxes = {s: outputs.boxes.get(s, []) for s in stamps}
+    detections = {
+        s: [_point(f"{s}:{i}", b) for i, b in enumerate(bs)] for s, bs in boxes.items()
+    }
+    if outputs.tracks is not None:
+        tracks = {s: [_point(b.id, b) for b in outputs.tracks.get(s, [])] for s in stamps}
+        source = "recorded"
+    else:
+        tracks = run_tracker(boxes, cfg.tracker, size)
+        source = "tracker"
+    kw = {"match_px": cfg.match_px, "warmup_s": cfg.warmup_s}
+    return {
+        "tracks_source": source,
+        "tracker": cfg.tracker.__dict__ if source == "tracker" else None,
+        "detections": tracking_metrics(truth, detections, **kw),
+        "tracks": tracking_metrics(truth, tracks, **kw),
+    }
+
+
 def _summary(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -311,6 +411,11 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
             "latency_ms": _summary([r["latency_ms"] for r in rows if r["latency_ms"] is not None]),
             "truth": str(cfg.truth),
             "outputs": str(cfg.outputs) if cfg.outputs else "detector",
+            "tracking": (
+                _tracking(cfg, outputs, [r["stamp_ns"] for r in rows], size)
+                if cfg.tracking
+                else None
+            ),
             "per_frame": rows,
         }
     )

@@ -2,7 +2,8 @@
 
 Frames come from the bag's image topic; detections (red, with scores) from the outputs
 bag (or the same bag) matched by header stamp; truth boxes (green) from
-``/camera/truth/targets`` when present. Drawing: :func:`irstd_ros.overlay.draw_overlay`.
+``/camera/truth/targets`` when present; the node's tracks (yellow, ``#id`` and a trail)
+from a recorded ``*/tracks`` topic when present. Drawing: :func:`irstd_ros.overlay.draw_overlay`.
 MP4 needs imageio-ffmpeg; without it the video is written as a GIF next to the
 requested path.
 """
@@ -10,12 +11,13 @@ requested path.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from irstd_ros.bags.evaluate import read_output_boxes
+from irstd_ros.bags.evaluate import find_output_topics, read_output_boxes
 from irstd_ros.bags.io import (
     IMAGE_TOPIC,
     NS_PER_S,
@@ -76,6 +78,40 @@ def _truth_boxes(reader: BagReader) -> dict[int, list[Box]]:
         stamp_ns(m.header): boxes_from_detections(m)
         for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC])
     }
+
+
+TRAIL_POINTS = 30  # recent positions drawn behind a track
+
+
+@dataclass(frozen=True)
+class _TrackBox:
+    """A recorded track (``tracks`` topic) as :func:`draw_overlay` draws it."""
+
+    id: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+def _track_boxes(reader: BagReader, exclude: tuple[str, ...]) -> dict[int, list[_TrackBox]]:
+    """stamp -> the node's recorded tracks (a ``*/tracks`` Detection2DArray topic), or {}."""
+    topic = find_output_topics(reader, exclude).get("tracks")
+    if topic is None:
+        return {}
+    out = {}
+    for _, _, m in reader.messages([topic]):
+        out[stamp_ns(m.header)] = [
+            _TrackBox(
+                int(b.id) if b.id.isdigit() else hash(b.id) % 100_000,
+                b.center_x if b.centroid_x is None else b.centroid_x,
+                b.center_y if b.centroid_y is None else b.centroid_y,
+                float(b.width),
+                float(b.height),
+            )
+            for b in boxes_from_detections(m)
+        ]
+    return out
 
 
 def _bag_fps(reader: BagReader, topic: str) -> float:
@@ -145,10 +181,13 @@ def render(cfg: RenderConfig) -> RenderSummary:
         if cfg.outputs is not None:
             with BagReader(cfg.outputs) as out_reader:
                 detections = read_output_boxes(out_reader, (cfg.image_topic,))
+                tracks = _track_boxes(out_reader, (cfg.image_topic,))
             if not detections:
                 raise BagError(f"{cfg.outputs} holds no targets or detections topic")
         else:
             detections = read_output_boxes(reader, (cfg.image_topic,))
+            tracks = _track_boxes(reader, (cfg.image_topic,))
+        trails: dict[int, deque[tuple[float, float]]] = {}
         fps = cfg.fps or _bag_fps(reader, cfg.image_topic)
         n_total = reader.topics[cfg.image_topic].count
         if cfg.max_frames is not None:
@@ -176,8 +215,16 @@ def render(cfg: RenderConfig) -> RenderSummary:
                 first = s if first is None else first
                 dets = detections.get(s, [])
                 tru = truth.get(s, [])
+                trk = tracks.get(s, [])
+                for t in trk:
+                    trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
                 label = f"#{count} {(s - first) / NS_PER_S:5.1f}S DET {len(dets)} TRUE {len(tru)}"
-                img = draw_overlay(image_to_array(msg), dets, tru, label=label, scale=cfg.scale)
+                if tracks:
+                    label += f" TRK {len(trk)}"
+                img = draw_overlay(
+                    image_to_array(msg), dets, tru, label=label, scale=cfg.scale,
+                    tracks=trk, trails={t.id: list(trails[t.id]) for t in trk},
+                )
                 writer.append_data(_even(img))
                 if count in sheet_picks:
                     sheet_frames.append(img)

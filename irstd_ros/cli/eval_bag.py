@@ -1,12 +1,17 @@
-"""``irstd eval-bag``: Pd, Fa, IoU (and latency) of a run against the truth in a bag."""
+"""``irstd eval-bag``: Pd, Fa, IoU (and latency) of a run against the truth in a bag, and
+track-level metrics (Pd, false tracks per minute, ID switches, MOTA, IDF1) with and
+without tracking."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, plot_over_time, write_json
 from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_MASK_TOPIC
+from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
+from irstd_ros.tracking.tracker import TrackerConfig
 
 STDOUT = "-"
 
@@ -43,6 +48,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the metrics as JSON (or write them to FILE)",
     )
     p.add_argument("--plot", type=Path, metavar="PNG", help="Pd and Fa over time")
+    t = p.add_argument_group("tracking metrics (need the truth's target ids)")
+    t.add_argument("--no-tracking", action="store_true", help="skip the tracking metrics")
+    t.add_argument(
+        "--match-px", type=float, default=DEFAULT_MATCH_PX,
+        help="largest truth-to-hypothesis distance of a match, px (default %(default)s)",
+    )
+    t.add_argument(
+        "--warmup-s", type=float, default=DEFAULT_WARMUP_S,
+        help="Pd after warm-up counts targets visible this long (default %(default)s s)",
+    )
+    d = TrackerConfig()
+    t.add_argument("--gate-px", type=float, default=d.gate_px, help="tracker gate, px")
+    t.add_argument(
+        "--confirm", type=int, nargs=2, metavar=("M", "N"), default=(d.confirm_m, d.confirm_n),
+        help="M-of-N confirmation (default %(default)s)",
+    )
+    t.add_argument("--max-coast-s", type=float, default=d.max_coast_s, help="tracker coast, s")
+    t.add_argument("--min-score", type=float, default=d.min_score, help="to confirm a track")
     p.set_defaults(func=run)
 
 
@@ -58,6 +81,16 @@ def run(args: argparse.Namespace) -> int:
         mask_topic=args.mask_topic,
         save_outputs=args.save_outputs,
         progress=True,
+        tracking=not args.no_tracking,
+        tracker=TrackerConfig(
+            gate_px=args.gate_px,
+            confirm_m=args.confirm[0],
+            confirm_n=args.confirm[1],
+            max_coast_s=args.max_coast_s,
+            min_score=args.min_score,
+        ),
+        match_px=args.match_px,
+        warmup_s=args.warmup_s,
     )
     result = evaluate_bag(cfg)
     if args.plot:
@@ -86,4 +119,32 @@ def format_table(r: dict) -> str:
             f"latency ms  mean {lat['mean']:.1f}, p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, "
             f"max {lat['max']:.1f} ({r['latency_source']})"
         )
+    if r.get("tracking"):
+        lines += format_tracking(r["tracking"])
     return "\n".join(lines)
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def format_tracking(t: dict) -> list[str]:
+    """Rows of the tracking metrics, detections ("no tracking") beside tracks."""
+    d, k = t["detections"], t["tracks"]
+    rows = [
+        ("Pd", "pd", ".4f"),
+        (f"Pd after {k['warmup_s']:g} s", "pd_after_warmup", ".4f"),
+        ("false /min", "false_tracks_per_min", ".1f"),
+        ("false (count)", "false_tracks", "d"),
+        ("ID switches", "id_switches", "d"),
+        ("  /100 tgt-s", "id_switches_per_100_target_s", ".2f"),
+        ("MOTA", "mota", ".4f"),
+        ("IDF1", "idf1", ".4f"),
+    ]
+    out = [
+        f"tracking    match {k['match_px']:g} px, {k['truth_targets']} targets, "
+        f"{k['duration_s']:.1f} s; tracks: {t['tracks_source']}",
+        f"  {'':14s} {'detections':>12s} {'tracks':>12s}",
+    ]
+    out += [f"  {name:14s} {_num(d[key], fmt):>12s} {_num(k[key], fmt):>12s}" for name, key, fmt in rows]
+    return out

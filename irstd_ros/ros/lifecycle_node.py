@@ -87,12 +87,14 @@ class IrstdLifecycleNode(LifecycleNode, IrstdNode):
             self._param_callback_added = True
         self._reset_pipeline()
         self.ignored_inactive = 0
-        self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub = self._create_outputs(
-            self.create_lifecycle_publisher
-        )
+        (
+            self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub,
+            self.tracks_pub, self.track_array_pub,
+        ) = self._create_outputs(self.create_lifecycle_publisher)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH)
         self._start_worker()
         self.sub = self._create_input()
+        self.camera_info_sub = self._create_camera_info_input()
         self.diag_timer = self._create_diag_timer()
         self._configured = True
         self._log_ready()
@@ -150,13 +152,20 @@ class IrstdLifecycleNode(LifecycleNode, IrstdNode):
         self._configured = False
         self._stop_worker()
         self.destroy_subscription(self.sub)
+        self.destroy_subscription(self.camera_info_sub)
         if self.diag_timer is not None:
             self.destroy_timer(self.diag_timer)
-        for pub in (self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub):
+        pubs = (
+            self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub,
+            self.tracks_pub, self.track_array_pub,
+        )
+        for pub in pubs:
             self.destroy_lifecycle_publisher(pub)
         self.destroy_publisher(self.diag_pub)
-        self.sub = self.diag_timer = self.diag_pub = None
+        self.sub = self.camera_info_sub = self.diag_timer = self.diag_pub = None
         self.mask_pub = self.det_pub = self.targets_pub = self.overlay_pub = None
+        self.tracks_pub = self.track_array_pub = None
+        self.tracker = None
         self.detector = None
         gc.collect()
         if torch.cuda.is_available():

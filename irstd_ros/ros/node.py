@@ -9,6 +9,12 @@ A thin rclpy adapter over :class:`irstd_ros.inference.detector.Detector`:
 * publishes ``mask`` (mono8 0/255, input size, same header), ``detections``
   (vision_msgs/Detection2DArray), ``targets`` (irstd_ros/TargetArray),
   optionally ``overlay`` (bgr8), and ``/diagnostics`` at ``diagnostics.period``;
+* with ``tracking.enabled``, runs :class:`irstd_ros.tracking.Tracker` on each frame's
+  targets (driven by the header stamps) and publishes ``tracks``
+  (vision_msgs/Detection2DArray of the confirmed tracks, ``id`` = track id) and
+  ``target_tracks`` (irstd_ros/TrackArray: every track with velocity, age, hits,
+  state, and, once a ``camera_info`` (sensor_msgs/CameraInfo) has been received,
+  its bearing and line-of-sight rate);
 * bad frames are logged (rate-limited per kind), counted, and skipped.
 
 Topic names are relative so that one namespace per camera works.
@@ -20,6 +26,7 @@ import contextlib
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +46,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from irstd_ros.errors import ConfigError, ImageConversionError, IrstdError
@@ -48,13 +55,21 @@ from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.detector import Detector, ScalingConfig, default_model_path
 from irstd_ros.inference.postprocess import PostprocessConfig, Target
 from irstd_ros.msg import Target as TargetMsg
-from irstd_ros.msg import TargetArray
+from irstd_ros.msg import TargetArray, TrackArray
+from irstd_ros.msg import Track as TrackMsg
 from irstd_ros.ros.conversions import array_to_image_fields, image_to_array
 from irstd_ros.ros.params import PARAMS, SPECS, validate
+from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState
 
 CLASS_ID = "target"
 WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
 OUTPUT_QOS_DEPTH = 10
+TRAIL_POINTS = 30  # positions of a track kept for the overlay's trail
+TRACK_STATE_CODES = {
+    TrackState.TENTATIVE: TrackMsg.STATE_TENTATIVE,
+    TrackState.CONFIRMED: TrackMsg.STATE_CONFIRMED,
+    TrackState.COASTING: TrackMsg.STATE_COASTING,
+}
 MODEL_SUFFIX = ".safetensors"  # the only checkpoint format loaded (nothing is unpickled)
 OOM_FALLBACK_AFTER = 3  # consecutive out-of-memory frames before falling back to the CPU
 CPU_FALLBACK_BACKEND = "torch-cpu"
@@ -136,6 +151,61 @@ def fill_targets(msg: TargetArray, targets: Sequence[Target]) -> TargetArray:
     return msg
 
 
+def fill_tracks(msg: Detection2DArray, tracks: Sequence[Track]) -> Detection2DArray:
+    """One Detection2D per confirmed (or coasting) track: ``id`` = the track id, box
+    centred at the filtered position with the smoothed size, hypothesis "target" with
+    the track's score, pose at the filtered position."""
+    for t in tracks:
+        if not t.confirmed:
+            continue
+        det = Detection2D()
+        det.header = msg.header
+        det.id = str(t.id)
+        det.bbox.center.position.x = t.x
+        det.bbox.center.position.y = t.y
+        det.bbox.size_x = float(t.width)
+        det.bbox.size_y = float(t.height)
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = CLASS_ID
+        hyp.hypothesis.score = float(t.score)
+        hyp.pose.pose.position.x = t.x
+        hyp.pose.pose.position.y = t.y
+        det.results.append(hyp)
+        msg.detections.append(det)
+    return msg
+
+
+def fill_track_array(
+    msg: TrackArray, tracks: Sequence[Track], camera: CameraModel | None = None
+) -> TrackArray:
+    """Every track, with its bearing and line-of-sight rate when ``camera`` is given."""
+    for t in tracks:
+        m = TrackMsg(
+            id=t.id, state=TRACK_STATE_CODES[t.state], score=float(t.score),
+            x=t.x, y=t.y, vx=t.vx, vy=t.vy, position_std=t.position_std,
+            width=float(t.width), height=float(t.height), age=t.age_s,
+            time_since_update=t.time_since_update_s, hits=t.hits, misses=t.misses,
+        )
+        if camera is not None:
+            b, w = camera.bearing(t.x, t.y), camera.angular_rate(t.x, t.y, t.vx, t.vy)
+            if np.isfinite(b).all() and np.isfinite(w).all():
+                m.has_bearing = True
+                m.bearing.x, m.bearing.y, m.bearing.z = (float(v) for v in b)
+                m.angular_rate.x, m.angular_rate.y, m.angular_rate.z = (float(v) for v in w)
+        msg.tracks.append(m)
+    return msg
+
+
+class _ReportingLogger:
+    """The tracker's warnings, counted and rate-limited like the node's other problems."""
+
+    def __init__(self, report: Callable[[str, str], None]) -> None:
+        self._report = report
+
+    def warning(self, msg: str) -> None:
+        self._report("tracker_reset", msg)
+
+
 class IrstdNode(Node):
     """The detection node; ``detector`` may be injected (tests), else built from parameters."""
 
@@ -148,13 +218,15 @@ class IrstdNode(Node):
         self.detector: Detector | None = detector or self._build_detector()
         self._apply_runtime_params()
         self._reset_pipeline()
-        self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub = self._create_outputs(
-            self.create_publisher
-        )
+        (
+            self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub,
+            self.tracks_pub, self.track_array_pub,
+        ) = self._create_outputs(self.create_publisher)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._start_worker()
         self.sub = self._create_input()
+        self.camera_info_sub = self._create_camera_info_input()
         self.diag_timer = self._create_diag_timer()
         self._log_ready()
 
@@ -209,16 +281,51 @@ class IrstdNode(Node):
         self._cond = threading.Condition()
         self._pending: Image | None = None
         self._closing = False
+        self.tracker: Tracker | None = None
+        self.camera: CameraModel | None = None
+        self._camera_key: tuple | None = None
+        self._trails: dict[int, deque[tuple[float, float]]] = {}
+        self._track_counts = (0, 0)  # live, confirmed: for /diagnostics
 
     def _create_outputs(
         self, create: Callable[..., Publisher]
-    ) -> tuple[Publisher, Publisher, Publisher, Publisher]:
-        """mask, detections, targets and overlay publishers made with ``create``."""
+    ) -> tuple[Publisher, Publisher, Publisher, Publisher, Publisher, Publisher]:
+        """mask, detections, targets, overlay, tracks and target_tracks publishers made
+        with ``create``."""
         return (
             create(Image, "mask", OUTPUT_QOS_DEPTH),
             create(Detection2DArray, "detections", OUTPUT_QOS_DEPTH),
             create(TargetArray, "targets", OUTPUT_QOS_DEPTH),
             create(Image, "overlay", OUTPUT_QOS_DEPTH),
+            create(Detection2DArray, "tracks", OUTPUT_QOS_DEPTH),
+            create(TrackArray, "target_tracks", OUTPUT_QOS_DEPTH),
+        )
+
+    def _create_camera_info_input(self) -> Any:
+        """``camera_info``, optional: best effort matches reliable and best-effort publishers."""
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
+        )
+        return self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the camera model for bearings (rebuilt only when the calibration changes)."""
+        key = (
+            tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.binning_x, msg.binning_y,
+            msg.roi.x_offset, msg.roi.y_offset,
+        )
+        if key == self._camera_key:
+            return
+        self._camera_key = key
+        try:
+            self.camera = CameraModel.from_camera_info(msg)
+        except ValueError as exc:
+            self.camera = None
+            self._report("camera_info", f"no bearings: {exc}")
+            return
+        self.get_logger().info(
+            f"camera_info received ({msg.distortion_model or 'no distortion'}): "
+            "tracks carry bearings"
         )
 
     def _create_input(self) -> Any:
@@ -336,16 +443,63 @@ class IrstdNode(Node):
         mask_msg = Image(header=header)
         for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():
             setattr(mask_msg, key, value)
+        # tracks before the per-frame outputs: whoever has a frame's detections has its tracks
+        tracks = self._track(header, result.targets, frame.shape[:2])
         self.mask_pub.publish(mask_msg)
         self.det_pub.publish(fill_detections(Detection2DArray(header=header), result.targets))
         self.targets_pub.publish(fill_targets(TargetArray(header=header), result.targets))
         if self.params["publish.overlay"]:
-            self._publish_overlay(header, frame, result.targets)
+            self._publish_overlay(header, frame, result.targets, tracks)
         now = self.get_clock().now().nanoseconds
         stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         latency = (now - stamp) / 1e6 if stamp else 0.0
         self.stats.on_processed(latency, result.timings.get("infer_ms", 0.0))
         return True
+
+    def _tracker_config(self) -> TrackerConfig:
+        p = self.params
+        return TrackerConfig(
+            gate_px=p["tracking.gate_px"],
+            confirm_m=p["tracking.confirm_m"],
+            confirm_n=p["tracking.confirm_n"],
+            max_coast_s=p["tracking.max_coast_s"],
+            min_score=p["tracking.min_score"],
+        )
+
+    def _track(
+        self, header: Any, targets: Sequence[Target], size: tuple[int, int]
+    ) -> list[Track] | None:
+        """Update the tracker with this frame and publish the tracks (worker thread only).
+
+        Disabling ``tracking.enabled`` drops the tracker; enabling it starts afresh. A
+        frame without a stamp (0) is placed at the node's clock time.
+        """
+        if not self.params["tracking.enabled"]:
+            self.tracker = None
+            self._trails.clear()
+            self._track_counts = (0, 0)
+            return None
+        cfg = self._tracker_config()
+        if self.tracker is None:
+            self.tracker = Tracker(cfg, logger=_ReportingLogger(self._report))
+        elif self.tracker.config != cfg:
+            self.tracker.configure(cfg)
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        if stamp_ns == 0:
+            stamp_ns = self.get_clock().now().nanoseconds
+        tracks = self.tracker.update(stamp_ns / 1e9, targets, image_size=size)
+        self.tracks_pub.publish(fill_tracks(Detection2DArray(header=header), tracks))
+        self.track_array_pub.publish(
+            fill_track_array(TrackArray(header=header), tracks, self.camera)
+        )
+        self._track_counts = (len(tracks), sum(t.confirmed for t in tracks))
+        live = {t.id for t in tracks}
+        for tid in [k for k in self._trails if k not in live]:
+            del self._trails[tid]
+        for t in tracks:
+            if t.confirmed:
+                self._trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
+        return tracks
 
     def _on_out_of_memory(self, exc: torch.OutOfMemoryError) -> None:
         """Drop the frame; after :data:`OOM_FALLBACK_AFTER` in a row, move to the CPU once."""
@@ -386,11 +540,16 @@ class IrstdNode(Node):
             self._report("size_changed", f"frame size changed from {self._last_size} to {size}")
         self._last_stamp, self._last_size = stamp, size
 
-    def _publish_overlay(self, header: Any, frame: np.ndarray, targets: list[Target]) -> None:
+    def _publish_overlay(
+        self, header: Any, frame: np.ndarray, targets: list[Target], tracks: list[Track] | None
+    ) -> None:
         from irstd_ros.overlay import draw_overlay  # optional output: import only when used
 
+        shown = [t for t in tracks or () if t.confirmed]
+        trails = {t.id: list(self._trails.get(t.id, ())) for t in shown}
+        image = draw_overlay(frame, targets, tracks=shown, trails=trails)
         out = Image(header=header)
-        for key, value in array_to_image_fields(draw_overlay(frame, targets), "bgr8").items():
+        for key, value in array_to_image_fields(image, "bgr8").items():
             setattr(out, key, value)
         self.overlay_pub.publish(out)
 
@@ -405,6 +564,9 @@ class IrstdNode(Node):
             message="errors or dropped frames" if errors or snap["dropped"] else "ok",
         )
         values = {"backend": self.detector.backend.name, **snap}
+        if self.params.get("tracking.enabled"):
+            values["tracks"], values["tracks_confirmed"] = self._track_counts
+            values["bearings"] = self.camera is not None
         values.update({f"errors.{k}": v for k, v in errors.items()})
         status.values = [
             KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
@@ -425,8 +587,9 @@ class IrstdNode(Node):
 
 USAGE = """usage: irstd_node [--ros-args --params-file config/irstd.yaml -r image:=/camera/image ...]
 
-Detects infrared small targets. Subscribes 'image'; publishes 'mask', 'detections',
-'targets', optional 'overlay', and /diagnostics. Parameters:
+Detects and tracks infrared small targets. Subscribes 'image' (and, optionally,
+'camera_info'); publishes 'mask', 'detections', 'targets', 'tracks', 'target_tracks',
+optional 'overlay', and /diagnostics. Parameters:
 """
 
 

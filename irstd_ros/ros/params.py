@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from irstd_ros.inference.postprocess import PostprocessConfig
+from irstd_ros.tracking.tracker import TrackerConfig
 
 _POST = PostprocessConfig()
+_TRACK = TrackerConfig()
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("qos.reliability", "reliable", "image subscription reliability", choices=("reliable", "best_effort"), read_only=True),
     ParamSpec("qos.depth", 1, "image subscription queue depth (the node keeps only the newest frame)", min=1, max=100, read_only=True),
     ParamSpec("publish.overlay", False, "also publish an annotated bgr8 image on 'overlay'"),
+    ParamSpec("tracking.enabled", True, "track the detections and publish 'tracks' and 'target_tracks'"),
+    ParamSpec("tracking.gate_px", _TRACK.gate_px, "association gate around a track's predicted position, px (widens with its uncertainty)", min=0.1, max=10_000.0),
+    ParamSpec("tracking.confirm_m", _TRACK.confirm_m, "M of M-of-N: detections a track needs within its first N frames to be confirmed", min=1, max=1000),
+    ParamSpec("tracking.confirm_n", _TRACK.confirm_n, "N of M-of-N: frames from a track's birth to reach M detections, else it is dropped", min=1, max=1000),
+    ParamSpec("tracking.max_coast_s", _TRACK.max_coast_s, "seconds a track is kept without a detection", min=0.0, max=3600.0),
+    ParamSpec("tracking.min_score", _TRACK.min_score, "smoothed detection score a track needs to be confirmed", min=0.0, max=1.0),
     ParamSpec("diagnostics.period", 1.0, "seconds between /diagnostics messages; 0 disables", min=0.0, max=3600.0, read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
@@ -77,4 +85,6 @@ def validate(name: str, value: Any, current: dict[str, Any]) -> str | None:
         return "input.percentile_low must be below input.percentile_high"
     if merged.get("input.scaling") == "fixed" and merged.get("input.low", 0.0) >= merged.get("input.high", 1.0):
         return "input.low must be below input.high for fixed scaling"
+    if merged.get("tracking.confirm_m", 1) > merged.get("tracking.confirm_n", 1 << 62):
+        return "tracking.confirm_m must not exceed tracking.confirm_n"
     return None

@@ -1,0 +1,132 @@
+"""Pixels to bearings: unit line-of-sight vectors in the camera's optical frame.
+
+The optical frame of ROS (REP 103): z forward along the optical axis, x right, y down.
+The camera model is that of sensor_msgs/CameraInfo: the intrinsic matrix ``K`` and the
+distortion ``D`` of the ``plumb_bob`` model (k1, k2, p1, p2, k3) or of the
+``rational_polynomial`` model (k1, k2, p1, p2, k3, k4, k5, k6). A pixel is undistorted
+by the usual fixed-point iteration on the forward model (as OpenCV's
+``undistortPoints``), which converges for the distortion of real lenses.
+
+Binning and region of interest of CameraInfo are honoured: ``K`` describes the full
+sensor, so image pixel ``u`` is sensor pixel ``roi.x_offset + u * binning_x``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MODELS = ("plumb_bob", "rational_polynomial")
+UNDISTORT_ITERATIONS = 50
+UNDISTORT_TOLERANCE = 1e-12  # normalised image units
+RATE_STEP_PX = 0.01  # pixel displacement of the numerical derivative of the bearing
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """A pinhole camera with radial-tangential distortion."""
+
+    k: np.ndarray  # (3, 3) intrinsic matrix
+    d: tuple[float, ...] = ()  # k1, k2, p1, p2[, k3[, k4, k5, k6]]
+    binning: tuple[int, int] = (1, 1)
+    offset: tuple[int, int] = (0, 0)  # region of interest's top-left sensor pixel
+
+    def __post_init__(self) -> None:
+        k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
+        if not (k[0, 0] > 0 and k[1, 1] > 0):
+            raise ValueError("camera matrix K needs positive focal lengths fx, fy")
+        object.__setattr__(self, "k", k)
+        d = tuple(float(v) for v in self.d)
+        object.__setattr__(self, "d", (d + (0.0,) * 8)[:8])
+
+    @classmethod
+    def from_camera_info(cls, msg: Any) -> CameraModel:
+        """From a sensor_msgs/CameraInfo; ValueError for an unusable one."""
+        k = np.asarray(msg.k, dtype=np.float64)
+        if k.size != 9 or not k.any():
+            raise ValueError("camera_info has no intrinsic matrix K (all zeros: uncalibrated)")
+        d = [float(v) for v in msg.d]
+        model = str(msg.distortion_model)
+        if any(d) and model not in MODELS:
+            raise ValueError(
+                f"distortion model {model!r} not supported (supported: {', '.join(MODELS)})"
+            )
+        bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
+        return cls(k, tuple(d), (bx, by), (int(msg.roi.x_offset), int(msg.roi.y_offset)))
+
+    # --- model ----------------------------------------------------------------------------
+    def _sensor(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.offset[0] + u * self.binning[0], self.offset[1] + v * self.binning[1]
+
+    def distort(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised undistorted (x, y) -> normalised distorted coordinates."""
+        k1, k2, p1, p2, k3, k4, k5, k6 = self.d
+        r2 = x * x + y * y
+        radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+        xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+        yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+        return xd, yd
+
+    def project(self, rays: np.ndarray) -> np.ndarray:
+        """(n, 3) rays in the optical frame (z > 0) -> (n, 2) image pixels (u, v)."""
+        rays = np.atleast_2d(np.asarray(rays, dtype=np.float64))
+        xd, yd = self.distort(rays[:, 0] / rays[:, 2], rays[:, 1] / rays[:, 2])
+        k = self.k
+        us = k[0, 0] * xd + k[0, 1] * yd + k[0, 2]
+        vs = k[1, 1] * yd + k[1, 2]
+        return np.stack(
+            [(us - self.offset[0]) / self.binning[0], (vs - self.offset[1]) / self.binning[1]],
+            axis=1,
+        )
+
+    def undistort(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image pixels -> normalised undistorted coordinates (iterative inverse)."""
+        us, vs = self._sensor(np.asarray(u, np.float64), np.asarray(v, np.float64))
+        k = self.k
+        yd = (vs - k[1, 2]) / k[1, 1]
+        xd = (us - k[0, 2] - k[0, 1] * yd) / k[0, 0]
+        if not any(self.d):
+            return xd, yd
+        k1, k2, p1, p2, k3, k4, k5, k6 = self.d
+        x, y = xd.copy(), yd.copy()
+        for _ in range(UNDISTORT_ITERATIONS):
+            r2 = x * x + y * y
+            icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
+            dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+            dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+            nx, ny = (xd - dx) * icdist, (yd - dy) * icdist
+            done = np.max(np.abs(nx - x) + np.abs(ny - y)) < UNDISTORT_TOLERANCE
+            x, y = nx, ny
+            if done:
+                break
+        return x, y
+
+    # --- bearings -------------------------------------------------------------------------
+    def bearing(self, u: float | np.ndarray, v: float | np.ndarray) -> np.ndarray:
+        """Unit line-of-sight vector(s) of image pixel(s) (u, v): shape (3,) or (n, 3)."""
+        x, y = self.undistort(np.atleast_1d(u), np.atleast_1d(v))
+        rays = np.stack([x, y, np.ones_like(x)], axis=-1)
+        rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+        return rays[0] if np.ndim(u) == 0 else rays
+
+    def angular_rate(self, u: float, v: float, vu: float, vv: float) -> np.ndarray:
+        """Line-of-sight rate (rad/s, a vector in the optical frame) of a target at pixel
+        (u, v) moving at (vu, vv) px/s: ``b × db/dt``, b the unit bearing. Its norm is the
+        rate at which the line of sight turns; its direction, the axis it turns about."""
+        speed = float(np.hypot(vu, vv))
+        if speed == 0.0:
+            return np.zeros(3)
+        h = RATE_STEP_PX / speed  # seconds
+        b = self.bearing(np.array([u - vu * h, u, u + vu * h]), np.array([v - vv * h, v, v + vv * h]))
+        db = (b[2] - b[0]) / (2 * h)
+        return np.cross(b[1], db)
+
+
+def bearings(
+    camera: CameraModel, tracks: Sequence[Any]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(bearing, angular rate) of each track (objects with x, y, vx, vy in px, px/s)."""
+    return [(camera.bearing(t.x, t.y), camera.angular_rate(t.x, t.y, t.vx, t.vy)) for t in tracks]

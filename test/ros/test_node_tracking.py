@@ -1,0 +1,173 @@
+"""Tracking in the node, with real rclpy in one process: a moving target keeps one track
+id through dropped frames; bearings once camera_info arrives; tracking switched off and
+on at run time. The network is replaced by the intensity backend (probability = scaled
+intensity), as in ``test_node.py``."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("vision_msgs.msg")
+pytest.importorskip("irstd_ros.msg")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from irstd_ros.checkpoint import CheckpointInfo  # noqa: E402
+from irstd_ros.inference.detector import Detector  # noqa: E402
+from irstd_ros.models import named_config  # noqa: E402
+from irstd_ros.msg import Track, TrackArray  # noqa: E402
+from irstd_ros.ros.conversions import array_to_image_fields  # noqa: E402
+from irstd_ros.ros.node import IrstdNode  # noqa: E402
+from irstd_ros.tracking import CameraModel  # noqa: E402
+
+pytestmark = pytest.mark.ros
+TIMEOUT_S = 10.0
+H, W = 60, 80
+FPS = 10.0
+VX, VY = 25.0, 12.0  # px/s (still inside the frame at t = 2.4 s)
+X0, Y0 = 10.0, 15.0
+K = [100.0, 0.0, 39.5, 0.0, 100.0, 29.5, 0.0, 0.0, 1.0]
+D = [-0.2, 0.05, 0.001, -0.001, 0.0]
+
+
+class IntensityBackend:
+    name = "intensity"
+    device = "cpu"
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        return frame.astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
+
+def frame_at(t: float) -> np.ndarray:
+    """A dark mono8 frame with a 3x3 bright target at its position at time t."""
+    f = np.full((H, W), 20, np.uint8)
+    cx, cy = int(round(X0 + VX * t)), int(round(Y0 + VY * t))
+    f[cy - 1 : cy + 2, cx - 1 : cx + 2] = 250
+    return f
+
+
+def image_msg(arr: np.ndarray, stamp_s: float) -> Image:
+    msg = Image()
+    for k, v in array_to_image_fields(arr, "mono8").items():
+        setattr(msg, k, v)
+    ns = round(stamp_s * 1e9)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+    msg.header.frame_id = "ir_cam"
+    return msg
+
+
+class Harness:
+    def __init__(self, node: IrstdNode) -> None:
+        self.node = node
+        self.peer = rclpy.create_node("irstd_tracking_test_peer")
+        self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10))
+        self.info_pub = self.peer.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=1))
+        self.tracks: list[Detection2DArray] = []
+        self.arrays: list[TrackArray] = []
+        self.dets: list[Detection2DArray] = []
+        self.peer.create_subscription(Detection2DArray, "tracks", self.tracks.append, 10)
+        self.peer.create_subscription(TrackArray, "target_tracks", self.arrays.append, 10)
+        self.peer.create_subscription(Detection2DArray, "detections", self.dets.append, 10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node)
+        self.executor.add_node(self.peer)
+        self.spin_until(lambda: self.pub.get_subscription_count() > 0)
+
+    def spin_until(self, cond, timeout: float = TIMEOUT_S) -> None:
+        end = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > end:
+                raise AssertionError("timed out waiting for the node")
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def send(self, t: float) -> None:
+        """Publish the frame of time t and wait until the node answered it."""
+        before = len(self.dets)
+        self.pub.publish(image_msg(frame_at(t), 100.0 + t))
+        self.spin_until(lambda: len(self.dets) > before)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.close()
+        self.peer.destroy_node()
+
+
+@pytest.fixture
+def harness(rclpy_context):
+    det = Detector(IntensityBackend(), CheckpointInfo(named_config("tiny"), threshold=0.5))
+    h = Harness(IrstdNode(detector=det))
+    yield h
+    h.close()
+
+
+def test_a_moving_target_keeps_one_track_id_through_dropped_frames(harness):
+    dropped = set(range(8, 14))  # 0.6 s without frames (< tracking.max_coast_s = 1 s)
+    sent = [i for i in range(25) if i not in dropped]
+    for i in sent:
+        harness.send(i / FPS)
+    harness.spin_until(lambda: len(harness.arrays) >= len(sent) and len(harness.tracks) >= len(sent))
+    # tentative for its first two frames (M = 3), then one confirmed track throughout
+    assert [len(m.detections) for m in harness.tracks] == [0, 0] + [1] * (len(sent) - 2)
+    assert {m.detections[0].id for m in harness.tracks[2:]} == {"1"}
+    assert [m.tracks[0].state for m in harness.arrays[:3]] == [
+        Track.STATE_TENTATIVE, Track.STATE_TENTATIVE, Track.STATE_CONFIRMED
+    ]
+    last = harness.arrays[-1]
+    assert [t.id for t in last.tracks] == [1]
+    (track,) = last.tracks
+    assert track.state == Track.STATE_CONFIRMED and track.hits == len(sent)
+    assert track.age == pytest.approx(24 / FPS, abs=1e-6)
+    assert (track.vx, track.vy) == (pytest.approx(VX, abs=3.0), pytest.approx(VY, abs=3.0))
+    assert track.has_bearing is False
+    # headers are the frames' and the box follows the target
+    m = harness.tracks[-1]
+    assert (m.header.stamp.sec, m.header.frame_id) == (102, "ir_cam")
+    box = m.detections[0].bbox
+    assert box.center.position.x == pytest.approx(X0 + VX * 2.4, abs=1.0)
+    assert (box.size_x, box.size_y) == (pytest.approx(3.0), pytest.approx(3.0))
+
+
+def test_tracks_carry_bearings_once_camera_info_arrives(harness):
+    info = CameraInfo(width=W, height=H, distortion_model="plumb_bob", k=K, d=D)
+    harness.info_pub.publish(info)
+    harness.spin_until(lambda: harness.node.camera is not None)
+    for i in range(5):
+        harness.send(i / FPS)
+    harness.spin_until(lambda: len(harness.arrays) >= 5)
+    (track,) = harness.arrays[-1].tracks
+    assert track.has_bearing
+    b = np.array([track.bearing.x, track.bearing.y, track.bearing.z])
+    model = CameraModel(np.array(K).reshape(3, 3), tuple(D))
+    assert np.allclose(b, model.bearing(track.x, track.y))
+    assert b[0] < 0 and b[1] < 0 and np.linalg.norm(b) == pytest.approx(1.0)  # upper left
+    rate = np.array([track.angular_rate.x, track.angular_rate.y, track.angular_rate.z])
+    assert np.allclose(rate, model.angular_rate(track.x, track.y, track.vx, track.vy))
+    assert np.linalg.norm(rate) > 0.1  # ~ 28 px/s over a 100 px focal length
+
+
+def test_tracking_can_be_switched_off_and_on_at_run_time(harness):
+    node = harness.node
+    assert node.set_parameters([Parameter("tracking.enabled", value=False)])[0].successful
+    harness.send(0.0)
+    harness.spin_until(lambda: len(harness.dets) >= 1)
+    for _ in range(5):
+        harness.executor.spin_once(timeout_sec=0.02)
+    assert harness.tracks == [] and harness.arrays == []
+    assert node.set_parameters([Parameter("tracking.enabled", value=True)])[0].successful
+    result = node.set_parameters([Parameter("tracking.confirm_m", value=9)])[0]
+    assert not result.successful and "confirm_n" in result.reason
+    assert node.set_parameters([Parameter("tracking.confirm_m", value=1)])[0].successful
+    harness.send(0.1)
+    harness.spin_until(lambda: len(harness.tracks) >= 1)
+    assert [d.id for d in harness.tracks[-1].detections] == ["1"]  # M = 1: confirmed at once

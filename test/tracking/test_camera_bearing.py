@@ -1,0 +1,95 @@
+"""Bearings and line-of-sight rates against a known pinhole model with distortion."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from irstd_ros.tracking import CameraModel, bearings
+
+K = np.array([[800.0, 0.0, 320.5], [0.0, 790.0, 255.5], [0.0, 0.0, 1.0]])
+PLUMB_BOB = (-0.28, 0.11, 0.0012, -0.0008, -0.02)  # a wide-ish lens, barrel distortion
+RATIONAL = (-0.28, 0.11, 0.0012, -0.0008, -0.02, 0.05, 0.01, 0.002)
+
+
+def rays_in_fov(n: int = 200, half_fov: float = 0.35) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-np.tan(half_fov), np.tan(half_fov), (n, 2))
+    rays = np.concatenate([xy, np.ones((n, 1))], axis=1)
+    return rays / np.linalg.norm(rays, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("d", [(), PLUMB_BOB, RATIONAL], ids=["none", "plumb_bob", "rational"])
+def test_bearing_inverts_the_projection(d):
+    cam = CameraModel(K, d)
+    rays = rays_in_fov()
+    px = cam.project(rays)
+    got = cam.bearing(px[:, 0], px[:, 1])
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0)
+    assert np.abs(got - rays).max() < 1e-9  # radians, about
+
+
+def test_principal_point_is_the_optical_axis_and_axes_follow_rep103():
+    cam = CameraModel(K, PLUMB_BOB[:2])  # radial only: the centre stays the centre
+    assert np.allclose(cam.bearing(320.5, 255.5), [0, 0, 1])
+    right, down = cam.bearing(500.0, 255.5), cam.bearing(320.5, 400.0)
+    assert right[0] > 0 and abs(right[1]) < 1e-12 and down[1] > 0
+
+
+def test_distortion_matters():
+    """Ignoring the distortion would misplace a corner target by a visible angle."""
+    px = CameraModel(K, PLUMB_BOB).project(np.array([[0.3, 0.25, 1.0]]))[0]
+    with_d, without = CameraModel(K, PLUMB_BOB).bearing(*px), CameraModel(K).bearing(*px)
+    assert np.degrees(np.arccos(with_d @ without)) > 0.5
+
+
+def test_angular_rate_of_a_known_rotation():
+    """A line of sight turning about the camera's y axis at 0.2 rad/s: rate (0, 0.2, 0)."""
+    cam = CameraModel(K, PLUMB_BOB)
+    omega, theta, h = 0.2, 0.15, 1e-4
+
+    def ray(t):
+        a = theta + omega * t
+        return np.array([[np.sin(a), 0.0, np.cos(a)]])
+
+    p0, pm, pp = cam.project(ray(0))[0], cam.project(ray(-h))[0], cam.project(ray(h))[0]
+    vel = (pp - pm) / (2 * h)  # px/s
+    rate = cam.angular_rate(p0[0], p0[1], vel[0], vel[1])
+    assert np.allclose(rate, [0.0, omega, 0.0], atol=1e-5)
+    assert cam.angular_rate(p0[0], p0[1], 0.0, 0.0).tolist() == [0.0, 0.0, 0.0]
+
+
+def camera_info(**changes):
+    msg = SimpleNamespace(
+        k=K.ravel().tolist(), d=list(PLUMB_BOB), distortion_model="plumb_bob",
+        binning_x=0, binning_y=0, roi=SimpleNamespace(x_offset=0, y_offset=0),
+    )
+    for key, value in changes.items():
+        setattr(msg, key, value)
+    return msg
+
+
+def test_from_camera_info_with_binning_and_roi():
+    full = CameraModel.from_camera_info(camera_info())
+    binned = CameraModel.from_camera_info(
+        camera_info(binning_x=2, binning_y=2, roi=SimpleNamespace(x_offset=100, y_offset=40))
+    )
+    # image pixel (50, 30) of the binned ROI is sensor pixel (200, 100)
+    assert np.allclose(binned.bearing(50.0, 30.0), full.bearing(200.0, 100.0))
+
+
+def test_unusable_camera_info_is_refused():
+    with pytest.raises(ValueError, match="uncalibrated"):
+        CameraModel.from_camera_info(camera_info(k=[0.0] * 9))
+    with pytest.raises(ValueError, match="not supported"):
+        CameraModel.from_camera_info(camera_info(distortion_model="equidistant"))
+
+
+def test_bearings_of_tracks():
+    cam = CameraModel(K)
+    track = SimpleNamespace(x=320.5, y=255.5, vx=8.0, vy=0.0)
+    ((b, rate),) = bearings(cam, [track])
+    assert np.allclose(b, [0, 0, 1])
+    assert rate[1] == pytest.approx(8.0 / 800.0, rel=1e-4)  # turning about +y, 0.01 rad/s

@@ -1,0 +1,238 @@
+"""The tracker on hand-made detections: association, confirmation, coasting, deletion,
+dropped frames, irregular rates, time going backwards (no rclpy, no torch)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from irstd_ros.tracking import Tracker, TrackerConfig, TrackState
+
+DT = 0.1  # 10 fps
+
+
+@dataclass(frozen=True)
+class Det:
+    """The fields of a detector Target the tracker reads."""
+
+    centroid_x: float
+    centroid_y: float
+    score: float = 0.9
+    width: int = 3
+    height: int = 3
+
+
+def run(tracker: Tracker, frames: list[tuple[float, list[Det]]]):
+    out = []
+    for stamp, dets in frames:
+        out.append(tracker.update(stamp, dets))
+    return out
+
+
+def moving(x0, y0, vx, vy, t):
+    return Det(x0 + vx * t, y0 + vy * t)
+
+
+def confirmed(tracks):
+    return [t for t in tracks if t.confirmed]
+
+
+def test_single_target_is_tentative_then_confirmed_at_m_of_n_with_velocity():
+    tr = Tracker(TrackerConfig(confirm_m=3, confirm_n=5))
+    states = []
+    for i in range(10):
+        t = i * DT
+        (track,) = tr.update(t, [moving(100, 50, 20.0, -10.0, t)])
+        states.append(track.state)
+    assert states[:2] == [TrackState.TENTATIVE] * 2
+    assert set(states[2:]) == {TrackState.CONFIRMED}
+    assert track.id == 1 and track.hits == 10 and track.misses == 0
+    assert track.age_s == pytest.approx(0.9)
+    assert (track.vx, track.vy) == (pytest.approx(20.0, abs=1.0), pytest.approx(-10.0, abs=1.0))
+    assert (track.x, track.y) == (pytest.approx(118.0, abs=0.5), pytest.approx(41.0, abs=0.5))
+
+
+def test_two_targets_keep_their_ids_even_when_detections_come_in_any_order():
+    tr = Tracker()
+    for i in range(15):
+        t = i * DT
+        a, b = moving(50, 50, 30, 0, t), moving(50, 80, 30, 0, t)
+        tracks = tr.update(t, [b, a] if i % 2 else [a, b])
+    by_id = {tk.id: tk for tk in tracks}
+    assert set(by_id) == {1, 2}
+    assert by_id[1].y == pytest.approx(50, abs=0.5) and by_id[2].y == pytest.approx(80, abs=0.5)
+
+
+def test_crossing_targets_keep_their_ids():
+    """Two targets crossing at an angle: the velocity states carry them through."""
+    tr = Tracker()
+    ids_at_end = {}
+    for i in range(30):
+        t = i * DT
+        a, b = moving(40, 40, 40, 40, t), moving(40, 160, 40, -40, t)  # cross at t = 1.5 s
+        tracks = tr.update(t, [a, b])
+        if i == 3:
+            start = {tk.id: tk.y for tk in confirmed(tracks)}
+    ids_at_end = {tk.id: tk.y for tk in confirmed(tracks)}
+    assert set(start) == set(ids_at_end) == {1, 2}
+    # the track that started at the top is now at the bottom: it crossed, keeping its id
+    top = min(start, key=start.get)
+    assert ids_at_end[top] > 100
+
+
+def test_a_detection_outside_the_gate_starts_a_new_track():
+    tr = Tracker(TrackerConfig(gate_px=5.0, confirm_m=1, confirm_n=1))
+    tr.update(0.0, [Det(10, 10)])
+    tracks = tr.update(DT, [Det(40, 10)])  # 30 px away: beyond 5 px and 3 sigma
+    assert {t.id for t in tracks} == {1, 2}
+    assert {t.state for t in tracks} == {TrackState.COASTING, TrackState.CONFIRMED}
+
+
+def test_confirmed_track_wins_its_detection_over_a_tentative_one():
+    tr = Tracker(TrackerConfig(confirm_m=2, confirm_n=3))
+    for i in range(4):
+        tr.update(i * DT, [Det(100 + 10 * i * DT, 100)])
+    # a clutter blob appears right next to where the next detection will be
+    tr.update(4 * DT, [Det(104.0, 100.0), Det(107.0, 100.0)])
+    tracks = tr.update(5 * DT, [Det(105.0, 100.0)])
+    (old,) = [t for t in tracks if t.id == 1]
+    assert old.state is TrackState.CONFIRMED and old.hits == 6
+
+
+def test_clutter_that_does_not_persist_is_never_confirmed_and_is_deleted():
+    tr = Tracker(TrackerConfig(confirm_m=3, confirm_n=5))
+    rng = np.random.default_rng(0)
+    seen_confirmed = False
+    for i in range(50):
+        dets = [Det(*rng.uniform(0, 600, 2)) for _ in range(5)]  # new random blobs each frame
+        seen_confirmed |= any(t.confirmed for t in tr.update(i * DT, dets))
+    assert not seen_confirmed
+    assert len(tr) <= 5 * 5  # none outlives its first N frames
+
+
+def test_tentative_track_is_deleted_as_soon_as_m_of_n_is_out_of_reach():
+    tr = Tracker(TrackerConfig(confirm_m=3, confirm_n=5))
+    tr.update(0.0, [Det(10, 10)])
+    assert len(tr.update(DT, [])) == 1  # 1 hit in 2 frames: 3 of 5 still possible
+    assert len(tr.update(2 * DT, [])) == 1
+    assert tr.update(3 * DT, []) == []  # 1 hit in 4 frames: at most 2 of 5
+
+
+def test_min_score_keeps_weak_tracks_tentative():
+    tr = Tracker(TrackerConfig(confirm_m=2, confirm_n=4, min_score=0.6))
+    for i in range(3):
+        tracks = tr.update(i * DT, [Det(10 + i, 10, score=0.4)])
+    assert [t.state for t in tracks] == [TrackState.TENTATIVE]
+    tracks = tr.update(3 * DT, [Det(13, 10, score=0.4)])
+    assert tracks == []  # never reached the score within its first N frames
+
+
+def test_confirmed_track_coasts_then_is_deleted_after_max_coast_seconds():
+    tr = Tracker(TrackerConfig(max_coast_s=0.5))
+    for i in range(6):
+        tr.update(i * DT, [moving(100, 100, 20, 0, i * DT)])
+    t_last = 5 * DT
+    for i in range(6, 11):  # 0.1 .. 0.5 s without detections: coasting, still predicted
+        (track,) = tr.update(i * DT, [])
+        assert track.state is TrackState.COASTING
+        assert track.x == pytest.approx(100 + 20 * i * DT, abs=1.0)
+        assert track.time_since_update_s == pytest.approx(i * DT - t_last)
+    assert tr.update(11 * DT, []) == []  # 0.6 s > max_coast_s
+
+
+def test_coasting_track_is_recovered_with_the_same_id():
+    tr = Tracker(TrackerConfig(max_coast_s=1.0))
+    for i in range(30):
+        t = i * DT
+        dets = [] if 10 <= i < 17 else [moving(50, 200, 25, -5, t)]  # 0.7 s missed
+        tracks = tr.update(t, dets)
+        assert [tk.id for tk in tracks] == [1]
+    assert tracks[0].state is TrackState.CONFIRMED and tracks[0].hits == 23
+
+
+def test_dropped_frames_and_irregular_rates_use_the_stamps():
+    """The same target seen at irregular times, with a 0.5 s gap: one track, right speed."""
+    tr = Tracker()
+    rng = np.random.default_rng(1)
+    stamps = np.cumsum(rng.uniform(0.02, 0.15, 40))
+    stamps[20:] += 0.5  # frames dropped
+    for t in stamps:
+        (track,) = tr.update(float(t), [moving(20, 20, 40, 15, t)])
+    assert track.id == 1 and track.state is TrackState.CONFIRMED
+    assert track.vx == pytest.approx(40, abs=1.5) and track.vy == pytest.approx(15, abs=1.5)
+
+
+def test_a_gap_longer_than_max_coast_ends_the_track():
+    tr = Tracker(TrackerConfig(max_coast_s=1.0))
+    for i in range(5):
+        tr.update(i * DT, [Det(50, 50)])
+    tracks = tr.update(0.4 + 1.5, [Det(50, 50)])  # same place, but 1.5 s later
+    assert [t.id for t in tracks] == [2] and tracks[0].state is TrackState.TENTATIVE
+
+
+def test_time_going_backwards_resets_with_a_warning(caplog):
+    tr = Tracker()
+    for i in range(5):
+        tr.update(10 + i * DT, [Det(50, 50)])
+    with caplog.at_level(logging.WARNING, logger="irstd_ros.tracking.tracker"):
+        tracks = tr.update(9.0, [Det(50, 50)])
+    assert "time went backwards" in caplog.text
+    assert tr.resets == 1
+    assert [(t.id, t.state) for t in tracks] == [(2, TrackState.TENTATIVE)]  # ids never reused
+
+
+def test_same_stamp_twice_is_harmless():
+    tr = Tracker()
+    for i in range(5):
+        tr.update(i * DT, [Det(50 + i, 50)])
+    (track,) = tr.update(4 * DT, [Det(54, 50)])
+    assert track.id == 1 and np.isfinite([track.x, track.vx]).all() and tr.resets == 0
+
+
+def test_tracks_leaving_the_image_are_deleted():
+    tr = Tracker(TrackerConfig(max_coast_s=5.0, image_margin_px=5.0))
+    for i in range(6):
+        tr.update(i * DT, [moving(30, 30, -100, 0, i * DT)], image_size=(100, 100))
+    # last seen at x = -20: predicted beyond the margin at once
+    assert tr.update(6 * DT, [], image_size=(100, 100)) == []
+
+
+def test_box_and_score_follow_the_detections():
+    tr = Tracker()
+    for i in range(8):
+        (track,) = tr.update(i * DT, [Det(50, 50, score=0.8, width=5, height=2)])
+    assert track.width == pytest.approx(5) and track.height == pytest.approx(2)
+    assert track.score == pytest.approx(0.8)
+    assert track.box == (track.x, track.y, track.width, track.height)
+
+
+def test_invalid_config_is_refused():
+    with pytest.raises(ValueError, match="confirm_m"):
+        Tracker(TrackerConfig(confirm_m=4, confirm_n=3))
+    with pytest.raises(ValueError, match="gate_px"):
+        Tracker(TrackerConfig(gate_px=0.0))
+
+
+def test_timing_at_50_targets_is_printed():
+    """Not a timed assertion: the per-frame cost at 50 targets is printed (pytest -s)."""
+    tr = Tracker()
+    rng = np.random.default_rng(2)
+    start = rng.uniform(50, 600, (50, 2))
+    vel = rng.uniform(-20, 20, (50, 2))
+    frames = 100
+    elapsed = []
+    for i in range(frames):
+        t = i * DT
+        pos = start + vel * t + rng.normal(0, 0.5, (50, 2))
+        dets = [Det(x, y) for x, y in pos]
+        t0 = time.perf_counter()
+        tracks = tr.update(t, dets)
+        elapsed.append(time.perf_counter() - t0)
+    assert len(confirmed(tracks)) == 50
+    ms = np.array(elapsed[10:]) * 1e3
+    print(f"\ntracker, 50 targets: mean {ms.mean():.3f} ms, p50 {np.median(ms):.3f} ms, "
+          f"max {ms.max():.3f} ms per frame")
