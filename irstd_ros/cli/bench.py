@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")
     p.add_argument("--budget", type=float, help="timed seconds per cell")
     p.add_argument("--no-node", action="store_true", help="skip the node pipeline row")
+    p.add_argument(
+        "--gpu", action="store_true",
+        help="the cuda backend's variants instead (fp32/fp16/bf16, CUDA graphs, torch.compile), "
+        "in one process, peak GPU memory per cell (irstd_ros/gpu_bench.py)",
+    )
+    p.add_argument("--variants", help="with --gpu: comma-separated subset of the variants")
     p.set_defaults(func=run)
 
 
@@ -41,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         sizes = [parse_size(s) for s in _split(args.sizes) or ()] or None
     except argparse.ArgumentTypeError as exc:
         raise ConfigError(str(exc)) from None
+    if args.gpu:
+        return _run_gpu(args, sizes)
     cfg = BenchConfig(
         quick=args.quick, backends=backends, models=_split(args.models), sizes=sizes,
         node=not args.no_node, budget_s=args.budget,
@@ -48,4 +56,20 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = run_bench(cfg, progress)
     print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def _run_gpu(args: argparse.Namespace, sizes: list[tuple[int, int]] | None) -> int:
+    from irstd_ros.bench import FULL_SIZES
+    from irstd_ros.gpu_bench import BUDGET_S, MODELS, format_gpu_table, run_gpu_bench
+
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        result = run_gpu_bench(
+            models=_split(args.models) or MODELS, sizes=sizes or FULL_SIZES, variants=_split(args.variants),
+            budget_s=args.budget if args.budget is not None else BUDGET_S, progress=progress,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(json.dumps(result) if args.json else format_gpu_table(result))
     return 0

@@ -16,6 +16,8 @@ from irstd_ros.errors import IrstdError
 SUBCOMMANDS = (
     "train",
     "eval",
+    "envelope",
+    "calibrate",
     "info",
     "export",
     "bench",
@@ -24,6 +26,8 @@ SUBCOMMANDS = (
     "eval_bag",
     "render",
     "generate",
+    "pack",
+    "train_gpu",
 )
 
 
@@ -39,9 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name == f"irstd_ros.cli.{name}":
                 continue  # subcommand not present in this build
+            if exc.name and not exc.name.startswith("irstd_ros"):
+                _register_missing(sub, name, exc)  # an optional dependency (rosbags, rclpy)
+                continue
             raise
         module.register(sub)
     return parser
+
+
+def _register_missing(sub: argparse._SubParsersAction, name: str, exc: ModuleNotFoundError) -> None:
+    """A subcommand whose optional dependency is missing (e.g. rosbags on a GPU machine
+    without ROS): listed, and running it is one readable error, while the rest work."""
+    why = f"needs the Python package {exc.name!r}, not installed here"
+    # no option prefixes: whatever follows (--help included) is taken and answered with `why`
+    p = sub.add_parser(name.replace("_", "-"), help=f"(unavailable: {why})", add_help=False, prefix_chars="\0")
+    p.add_argument("rest", nargs="*")
+
+    def unavailable(_args: argparse.Namespace) -> int:
+        raise IrstdError(why)
+
+    p.set_defaults(func=unavailable)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

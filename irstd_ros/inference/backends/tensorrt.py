@@ -1,13 +1,18 @@
-"""``tensorrt``: Torch-TensorRT (dynamo frontend) engines, built once, cached, loaded at start.
+"""``tensorrt``: Torch-TensorRT (dynamo frontend) engines, one per frame size, built once,
+cached, loaded at start.
 
-Build: ``torch.export`` of the model with H and W as ``stride * Dim`` (derived dims; free
-dims fail on a U-Net's divisibility guards), ``torch_tensorrt.dynamo.compile`` with an
-optimisation profile [two stride blocks .. the expected frame size], then
+One *static-shape* engine per padded frame size: ``torch.export`` of the model at that size
+(no dynamic dims), ``torch_tensorrt.dynamo.compile`` with a fixed input shape, then
 ``torch_tensorrt.save`` of the compiled program and a fingerprint JSON beside it
-(:mod:`~irstd_ros.inference.backends.fingerprint`). At start the backend loads the saved
-program (``torch_tensorrt.load``) without compiling, unless the fingerprint differs
-(other torch / torch_tensorrt / TensorRT, GPU, shape, precision or weights): then it
-rebuilds and says why.
+(:mod:`~irstd_ros.inference.backends.fingerprint`). Why static: ``torch_tensorrt.save``
+followed by a reload of a program with *dynamic* shapes fails upstream (pytorch/TensorRT
+#3174, and torch_tensorrt 2.8 is the last release for Jetson Orin / JetPack 6.2), and a
+camera sends one frame size anyway; a static engine is also the one TensorRT tunes best.
+At start the backend loads the saved engine of the expected size (``torch_tensorrt.load``)
+without compiling, unless the fingerprint differs (other torch / torch_tensorrt /
+TensorRT, GPU, shape, precision or weights): then it rebuilds and says why. A frame of
+another padded size loads (or builds, once) that size's engine; :data:`MAX_ENGINES` stay
+loaded.
 
 FP16, per installed torch_tensorrt version (:func:`precision_plan`):
 
@@ -22,8 +27,9 @@ FP16, per installed torch_tensorrt version (:func:`precision_plan`):
   (``enable_autocast``) is not used: its exclusions match lowered node names/ops and fail
   silently, explicit casts cannot.
 
-At run time the frame goes up through one pinned staging buffer; normalisation, padding,
-the sigmoid and (``predict_mask``) the threshold run on the GPU. Optional CUDA graphs.
+At run time the frame goes up through one pinned staging buffer; padding, the sigmoid and
+(``predict_mask``) the threshold run on the GPU (:mod:`~irstd_ros.inference.backends._cuda`).
+Optional CUDA graphs (``torch_tensorrt.runtime.enable_cudagraphs``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import inspect
 import logging
 import os
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +52,14 @@ from torch import fx, nn
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.errors import BackendError
+from irstd_ros.inference.backends._cuda import (
+    CudaPredictMixin,
+    StagingBuffers,
+    cuda_device_name,
+    gpu_postprocess,
+    gpu_preprocess,
+    keep_sgem_fp32,
+)
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.fingerprint import (
     Fingerprint,
@@ -58,21 +72,12 @@ from irstd_ros.inference.backends.graph_export import (
     artifact_stem,
     cache_root,
     example_input,
-    export_program,
     padded_size,
-    stride_dynamic_shapes,
-)
-from irstd_ros.inference.backends.torch_cuda import (
-    StagingBuffers,
-    cuda_device_name,
-    gpu_postprocess,
-    gpu_preprocess,
-    keep_sgem_fp32,
 )
 
 log = logging.getLogger(__name__)
 
-RECIPE = "trt-dynamo-v1"  # bump when the compile settings below change: old engines rebuild
+RECIPE = "trt-dynamo-static-v2"  # bump when the compile settings below change: old engines rebuild
 DEFAULT_FRAME = (512, 640)  # (H, W) built for when the options name no size
 MIN_BLOCK_SIZE = 5  # fewest consecutive TensorRT-capable ops that make an engine
 EXPLICIT_TYPING_FROM = (2, 10)  # first torch_tensorrt whose FP16 is a half model + strong typing
@@ -89,6 +94,7 @@ ENGINE_MODULE_MARK = "TensorRTModule"  # TorchTensorRTModule, PythonTorchTensorR
 ENGINE_OP_MARK = "execute_engine"  # torch.ops.tensorrt.execute_engine in a loaded program
 BOOKKEEPING_OPS = ("getitem", "sym_size", "_assert", "sym_constrain", "sym_numel")
 PRECISIONS = ("fp32", "fp16")
+MAX_ENGINES = 4  # frame sizes whose engine stays loaded (least recently used dropped)
 
 
 def import_torch_tensorrt() -> Any:
@@ -234,25 +240,26 @@ def graph_coverage(module: nn.Module) -> dict[str, Any]:
     }
 
 
+def export_static(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model`` at exactly ``example``'s shape (no dynamic dims)."""
+    try:
+        return torch.export.export(model.eval(), (example,))
+    except Exception as exc:  # torch.export raises many types
+        raise BackendError(f"torch.export of the model failed: {type(exc).__name__}: {exc}") from exc
+
+
 def compile_engine(
     trt: Any,
     model: nn.Module,
     stride: int,
-    shape_range: tuple[tuple[int, int], tuple[int, int]],
-    opt_hw: tuple[int, int],
+    hw: tuple[int, int],
     plan: PrecisionPlan,
     device: torch.device,
 ) -> tuple[nn.Module, torch.Tensor]:
-    """Export and compile; returns (compiled GraphModule, the example input used)."""
-    (min_hw, max_hw) = shape_range
-    example = example_input(stride, opt_hw, plan.model_dtype, device)
-    program = export_program(model, stride, example, max_side=max(max_hw))
-    spec = trt.Input(
-        min_shape=(1, 1, *min_hw),
-        opt_shape=(1, 1, *opt_hw),
-        max_shape=(1, 1, *max_hw),
-        dtype=plan.model_dtype,
-    )
+    """Export and compile a static engine for padded size ``hw``; (GraphModule, example input)."""
+    example = example_input(stride, hw, plan.model_dtype, device)
+    program = export_static(model, example)
+    spec = trt.Input(shape=(1, 1, *hw), dtype=plan.model_dtype)
     compiled = trt.dynamo.compile(
         program,
         arg_inputs=[spec],
@@ -263,18 +270,17 @@ def compile_engine(
     return compiled, example
 
 
-def save_engine(trt: Any, module: nn.Module, path: Path, example: torch.Tensor, stride: int) -> None:
-    """``torch_tensorrt.save`` as an ExportedProgram, keeping the stride-multiple dynamic dims.
+def save_engine(trt: Any, module: nn.Module, path: Path, example: torch.Tensor) -> None:
+    """``torch_tensorrt.save`` as an ExportedProgram of static shape (``example``'s).
 
-    From 2.10 ``save`` re-traces by default and needs ``dynamic_shapes`` to stay dynamic;
-    older versions serialise the compiled graph as it is (``retrace=False``).
+    No ``dynamic_shapes``: a static program survives save -> load on every release from 2.8
+    (dynamic ones do not, pytorch/TensorRT #3174). From 2.10 ``save`` re-traces by default
+    with ``arg_inputs``; before, it serialises the compiled graph as is.
     """
     params = inspect.signature(trt.save).parameters
     kwargs: dict[str, Any] = {"output_format": "exported_program", "arg_inputs": [example]}
-    if "dynamic_shapes" in params:
-        kwargs["dynamic_shapes"] = stride_dynamic_shapes(stride)
-    elif "retrace" in params:
-        kwargs["retrace"] = False
+    if "retrace" in params and "dynamic_shapes" not in params:
+        kwargs["retrace"] = False  # <= 2.9: serialise the compiled graph as it is
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
     trt.save(module, str(tmp), **kwargs)
@@ -316,8 +322,26 @@ def engine_path(root: Path, info: CheckpointInfo, digest: str, precision: str, h
     return root / f"{artifact_stem(info, digest)}-trt-{precision}-{hw[0]}x{hw[1]}{ENGINE_SUFFIX}"
 
 
-class TensorRTBackend:
-    """``tensorrt``: a cached Torch-TensorRT program; FP16 by default on the node."""
+@dataclass
+class LoadedEngine:
+    """One frame size's engine, ready to run."""
+
+    hw: tuple[int, int]
+    path: Path
+    module: nn.Module
+    origin: str  # loaded | built (reason)
+    coverage: dict[str, Any]
+    runner: Callable[..., Any]
+    cudagraphs_ctx: Any = None
+
+    def close(self) -> None:
+        if self.cudagraphs_ctx is not None:
+            self.cudagraphs_ctx.__exit__(None, None, None)
+            self.cudagraphs_ctx = None
+
+
+class TensorRTBackend(CudaPredictMixin):
+    """``tensorrt``: cached static-shape Torch-TensorRT programs; FP16 by default on the node."""
 
     name = "tensorrt"
 
@@ -341,21 +365,41 @@ class TensorRTBackend:
         self.digest = weights_digest(model, info)
         self.model = prepare_model(model, self.plan, self.torch_device)
         self.buffers = StagingBuffers()
-        self._cuda_graphs_ctx: Any = None
+        self.engines: OrderedDict[tuple[int, int], LoadedEngine] = OrderedDict()
         if self.options.height and self.options.width:
             hw = padded_size(self.options.height, self.options.width, self.stride)
         else:  # no size given (the node): an engine built ahead of time, else the default
             hw = self._cached_size() or padded_size(*DEFAULT_FRAME, self.stride)
-        self._load_or_build((max(hw[0], self.min_hw[0]), max(hw[1], self.min_hw[1])))
+        self._engine(self._at_least_min(hw))
 
-    # --- engine -----------------------------------------------------------------------------
+    @property
+    def current(self) -> LoadedEngine:
+        """The engine used last (the start-up one before the first frame)."""
+        return next(reversed(self.engines.values()))
+
+    @property
+    def path(self) -> Path:
+        return self.current.path
+
+    @property
+    def origin(self) -> str:
+        return self.current.origin
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.current.hw
+
+    def _at_least_min(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return (max(hw[0], self.min_hw[0]), max(hw[1], self.min_hw[1]))
+
+    # --- engines ----------------------------------------------------------------------------
     def fingerprint(self, hw: tuple[int, int]) -> Fingerprint:
         props = torch.cuda.get_device_properties(self.torch_device)
         return Fingerprint(
             backend=self.name,
             precision=self.plan.precision,
             input_shape=(1, 1, *hw),
-            shape_range=(self.min_hw, hw),
+            shape_range=(hw, hw),  # static
             weights_sha256=self.digest,
             recipe=f"{RECIPE}-{self.plan.name}",
             versions={
@@ -380,39 +424,46 @@ class TensorRTBackend:
                     sizes.append(hw)
         return max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
 
-    def _load_or_build(self, hw: tuple[int, int]) -> None:
-        self.close()
-        self.hw = hw
-        self.path = engine_path(cache_root(self.options), self.info, self.digest, self.plan.precision, hw)
-        shape_range = (self.min_hw, hw)
+    def _engine(self, hw: tuple[int, int]) -> LoadedEngine:
+        """The engine of padded size ``hw``: already loaded, loaded from the cache, or built."""
+        engine = self.engines.get(hw)
+        if engine is None:
+            engine = self._load_or_build(hw)
+            self.engines[hw] = engine
+            while len(self.engines) > MAX_ENGINES:
+                self.engines.popitem(last=False)[1].close()
+        self.engines.move_to_end(hw)
+        return engine
+
+    def _load_or_build(self, hw: tuple[int, int]) -> LoadedEngine:
+        path = engine_path(cache_root(self.options), self.info, self.digest, self.plan.precision, hw)
 
         def build() -> nn.Module:
-            compiled, _ = compile_engine(
-                self.trt, self.model, self.stride, shape_range, hw, self.plan, self.torch_device
-            )
+            compiled, _ = compile_engine(self.trt, self.model, self.stride, hw, self.plan, self.torch_device)
             return compiled
 
-        def save(module: nn.Module, path: Path) -> None:
+        def save(module: nn.Module, target: Path) -> None:
             example = example_input(self.stride, hw, self.plan.model_dtype, self.torch_device)
-            save_engine(self.trt, module, path, example, self.stride)
+            save_engine(self.trt, module, target, example)
 
-        store = EngineStore(self.path, build, save, lambda p: load_engine(self.trt, p))
-        self.module, self.origin = store.get(self.fingerprint(hw))
-        self.coverage = graph_coverage(self.module)
-        self.runner: Callable[..., Any] = self.module
+        store = EngineStore(path, build, save, lambda p: load_engine(self.trt, p))
+        module, origin = store.get(self.fingerprint(hw))
+        coverage = graph_coverage(module)
+        engine = LoadedEngine(hw, path, module, origin, coverage, module)
         if self.options.cuda_graphs:
-            self._cuda_graphs_ctx = self.trt.runtime.enable_cudagraphs(self.module)
-            self.runner = self._cuda_graphs_ctx.__enter__()
+            engine.cudagraphs_ctx = self.trt.runtime.enable_cudagraphs(module)
+            engine.runner = engine.cudagraphs_ctx.__enter__()
         log.info(
             "TensorRT engine %s %s: %d TensorRT engine(s), %d op(s) in PyTorch",
-            self.path.name, self.origin, self.coverage["trt_engines"], self.coverage["fallback_ops"],
+            path.name, origin, coverage["trt_engines"], coverage["fallback_ops"],
         )
+        return engine
 
     def close(self) -> None:
-        """Leave CUDA-graph mode (if on)."""
-        if self._cuda_graphs_ctx is not None:
-            self._cuda_graphs_ctx.__exit__(None, None, None)
-            self._cuda_graphs_ctx = None
+        """Leave CUDA-graph mode (if on) and drop the loaded engines."""
+        for engine in self.engines.values():
+            engine.close()
+        self.engines.clear()
 
     # --- inference --------------------------------------------------------------------------
     @torch.inference_mode()
@@ -420,33 +471,26 @@ class TensorRTBackend:
         x = self.buffers.upload(np.asarray(frame, dtype=np.float32), self.torch_device)
         x, size = gpu_preprocess(x, self.info)
         x = pad_to_min(x, self.min_hw)
-        hw = (int(x.shape[-2]), int(x.shape[-1]))
-        if hw[0] > self.hw[0] or hw[1] > self.hw[1]:
-            log.warning("frame %s exceeds the engine's %s: rebuilding for it", hw, self.hw)
-            self._load_or_build((max(hw[0], self.hw[0]), max(hw[1], self.hw[1])))
-        out = self.runner(x.to(self.plan.model_dtype))
+        engine = self._engine((int(x.shape[-2]), int(x.shape[-1])))
+        out = engine.runner(x.to(self.plan.model_dtype))
         logits = out[0] if isinstance(out, (tuple, list)) else out
         return gpu_postprocess(logits, size)
 
-    def predict(self, frame: np.ndarray) -> np.ndarray:
-        return self.buffers.download(self._prob(frame))
-
-    def predict_mask(self, frame: np.ndarray, threshold: float) -> np.ndarray:
-        """Thresholded on the GPU: (H, W) bool, one byte per pixel copied back."""
-        return self.buffers.download_mask(self._prob(frame), threshold)
-
     def describe(self) -> dict[str, object]:
+        current = self.current
         return {
             "backend": self.name,
             "device": self.device,
             "precision": self.plan.precision,
             "sgem": self.plan.sgem,
             "compile_kwargs": sorted(self.plan.compile_kwargs),
-            "engine": str(self.path),
-            "engine_origin": self.origin,
-            "engine_hw": list(self.hw),
+            "engine": str(current.path),
+            "engine_origin": current.origin,
+            "engine_hw": list(current.hw),
+            "engines_loaded": [list(hw) for hw in self.engines],
+            "shapes": "static, one engine per padded frame size",
             "cuda_graphs": bool(self.options.cuda_graphs),
             "torch_tensorrt": str(self.trt.__version__),
             "tensorrt": tensorrt_version(),
-            **self.coverage,
+            **current.coverage,
         }

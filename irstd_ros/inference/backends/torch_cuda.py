@@ -1,19 +1,35 @@
-"""``cuda``: eager PyTorch on a CUDA GPU, FP32 or FP16 (autocast) with SGEM kept in FP32.
+"""``cuda``: PyTorch on a CUDA GPU: FP32, FP16 or BF16 (autocast, SGEM kept in FP32),
+optionally ``torch.compile`` (Inductor) and CUDA-graph replay.
 
-FP16 runs under ``torch.autocast``. Autocast would cast the SGEM attention's matmuls
-to FP16 even though the module calls ``.float()`` on its operands (autocast re-casts
-matmul inputs whatever their dtype), so :func:`keep_sgem_fp32` wraps every SGEM's
+Reduced precision runs under ``torch.autocast``. Autocast would cast the SGEM attention's
+matmuls to FP16/BF16 even though the module calls ``.float()`` on its operands (autocast
+re-casts matmul inputs whatever their dtype), so :func:`keep_sgem_fp32` wraps every SGEM's
 forward in ``autocast(enabled=False)`` with FP32 inputs: the attention (normalisation,
-channel affinity, softmax) and its 1x1 convs run in FP32, everything else in FP16.
+channel affinity, softmax) and its 1x1 convs run in FP32, everything else in FP16/BF16.
+FP32 means FP32: the backend turns TF32 off for cuDNN convolutions and matmuls
+(process-wide flags; PyTorch's default lets cuDNN use TF32).
 
-Normalisation, stride padding and the sigmoid run on the GPU; the frame goes up through
-one reused pinned staging buffer.
+Options (:class:`~irstd_ros.inference.backends.base.BackendOptions`):
+
+* ``compile``: ``torch.compile(dynamic=False)`` of the model, one graph per padded frame size
+  (the first frame of a size pays the compile, tens of seconds for the paper model);
+* ``cuda_graphs``: batch-1 inference of a small network is launch-bound (one kernel launch
+  per op, ~100 ops). The whole chain (stride padding, network, sigmoid, crop) is captured
+  once per frame size into a CUDA graph (after warm-up calls on a side stream), and each
+  frame is one copy into the graph's static input, one replay and one copy back. Up to
+  :data:`GRAPH_SIZES` sizes are kept (least recently used dropped);
+* ``channels_last``: NHWC activations (tensor cores' layout in FP16/BF16).
+
+Normalisation happens before the backend (:func:`irstd_ros.core.normalize`); stride
+padding and the sigmoid run on the GPU; the frame goes up through one reused pinned staging
+buffer (:mod:`~irstd_ros.inference.backends._cuda`).
 """
 
 from __future__ import annotations
 
 import copy
-import types
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,144 +37,151 @@ from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.errors import BackendError
+from irstd_ros.inference.backends._cuda import (  # re-exported: tensorrt and the tests use them
+    CAST_BACK_MARK,
+    DISABLE_AUTOCAST_MARK,
+    FP32_MARK,
+    CudaPredictMixin,
+    StagingBuffers,
+    cuda_device_name,
+    gpu_postprocess,
+    gpu_preprocess,
+    keep_sgem_fp32,
+)
 from irstd_ros.inference.backends.base import BackendOptions
-from irstd_ros.inference.preprocess import crop_to, pad_to_stride
-from irstd_ros.models.blocks import SGEM
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
-FP32_MARK = "_irstd_fp32_forward"  # set on SGEM modules already wrapped
-DISABLE_AUTOCAST_MARK = "_irstd_fp32_no_autocast"
-CAST_BACK_MARK = "_irstd_fp32_cast_back"
+__all__ = [
+    "CAST_BACK_MARK", "DISABLE_AUTOCAST_MARK", "FP32_MARK", "GRAPH_SIZES", "PRECISIONS",
+    "StagingBuffers", "TorchCUDABackend", "cuda_device_name", "gpu_postprocess",
+    "gpu_preprocess", "keep_sgem_fp32",
+]
 
-
-def _sgem_fp32_forward(self: SGEM, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
-    """SGEM forward on FP32 inputs; see :func:`keep_sgem_fp32` (flags stored on the module)."""
-    if getattr(self, DISABLE_AUTOCAST_MARK):
-        with torch.autocast(device_type=enc.device.type, enabled=False):
-            out = type(self).forward(self, enc.float(), dec.float())
-    else:
-        out = type(self).forward(self, enc.float(), dec.float())
-    return out.to(enc.dtype) if getattr(self, CAST_BACK_MARK) else out
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+GRAPH_SIZES = 4  # frame sizes whose captured graph is kept
+GRAPH_WARMUP = 3  # calls on a side stream before capture (cuDNN autotuning, lazy init, compile)
+RECOMPILE_LIMIT = 8  # torch.compile: distinct frame sizes before dynamo falls back to eager
 
 
-def keep_sgem_fp32(model: nn.Module, *, for_export: bool = False) -> int:
-    """Make every SGEM of ``model`` compute in FP32; returns how many were wrapped.
+@dataclass
+class CapturedGraph:
+    """One frame size's CUDA graph and its static input / output tensors."""
 
-    Default (autocast): the forward runs under ``autocast(enabled=False)`` on FP32 inputs.
-    ``for_export`` (a half model for a strongly typed TensorRT network): the SGEM's own
-    weights are made FP32 and its inputs/output cast explicitly (``_to_copy`` nodes that
-    torch.export records and strong typing honours); no autocast context, which
-    ``torch.export`` would turn into a higher-order op.
+    graph: torch.cuda.CUDAGraph
+    static_in: torch.Tensor  # (1, 1, H, W) float32
+    static_out: torch.Tensor  # (H, W) float32 probabilities
+
+
+class TorchCUDABackend(CudaPredictMixin):
+    """``cuda``: PyTorch on the GPU; FP32 / FP16 / BF16, optional compile and CUDA graphs.
+
+    ``device`` (tests, dry runs): run the same code on another device, e.g. the CPU, where
+    CUDA graphs are refused. ``compile_backend``: the ``torch.compile`` backend (tests use
+    ``eager`` to exercise dynamo without Inductor's compile time).
     """
-    count = 0
-    for module in model.modules():
-        if isinstance(module, SGEM) and not getattr(module, FP32_MARK, False):
-            if for_export:
-                module.float()
-            setattr(module, DISABLE_AUTOCAST_MARK, not for_export)
-            setattr(module, CAST_BACK_MARK, for_export)
-            # a bound method (not a closure): deepcopy rebinds it to the copy
-            module.forward = types.MethodType(_sgem_fp32_forward, module)
-            setattr(module, FP32_MARK, True)
-            count += 1
-    return count
-
-
-def cuda_device_name(device: torch.device) -> str:
-    props = torch.cuda.get_device_properties(device)
-    return f"{device} ({props.name}, sm_{props.major}{props.minor})"
-
-
-class StagingBuffers:
-    """One pinned host buffer for frames going up and one for probabilities coming back.
-
-    Reallocated only when the frame size changes, so steady-state frames allocate nothing
-    on the host; the device copies are asynchronous from pinned memory.
-    """
-
-    def __init__(self, out_dtype: torch.dtype = torch.float32) -> None:
-        self.size: tuple[int, int] | None = None
-        self.out_dtype = out_dtype
-        self.host_in: torch.Tensor | None = None
-        self.host_out: torch.Tensor | None = None
-        self.host_mask: torch.Tensor | None = None
-
-    def upload(self, frame: np.ndarray, device: torch.device) -> torch.Tensor:
-        """(H, W) float32 -> (1, 1, H, W) float32 on ``device`` via the pinned buffer."""
-        size = (int(frame.shape[0]), int(frame.shape[1]))
-        if size != self.size:
-            pin = device.type == "cuda"
-            self.host_in = torch.empty(size, dtype=torch.float32, pin_memory=pin)
-            self.host_out = torch.empty(size, dtype=self.out_dtype, pin_memory=pin)
-            self.host_mask = torch.empty(size, dtype=torch.bool, pin_memory=pin)
-            self.size = size
-        assert self.host_in is not None
-        self.host_in.numpy()[...] = frame
-        return self.host_in.to(device, non_blocking=True)[None, None]
-
-    def download(self, prob: torch.Tensor) -> np.ndarray:
-        """(H, W) probabilities on the device -> float32 numpy (waits for the copy)."""
-        assert self.host_out is not None
-        self.host_out.copy_(prob.to(self.out_dtype), non_blocking=True)
-        if prob.device.type == "cuda":
-            torch.cuda.current_stream(prob.device).synchronize()
-        return self.host_out.numpy().astype(np.float32, copy=True)
-
-    def download_mask(self, prob: torch.Tensor, threshold: float) -> np.ndarray:
-        """Threshold on the device and bring back one byte per pixel (bool)."""
-        assert self.host_mask is not None
-        self.host_mask.copy_(prob > threshold, non_blocking=True)
-        if prob.device.type == "cuda":
-            torch.cuda.current_stream(prob.device).synchronize()
-        return self.host_mask.numpy().copy()
-
-
-def gpu_preprocess(x: torch.Tensor, info: CheckpointInfo) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Normalise and pad a (1, 1, H, W) float32 device tensor; returns it and (H, W)."""
-    x = (x - info.norm.mean) / info.norm.std
-    return pad_to_stride(x, info.model.stride)
-
-
-def gpu_postprocess(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Cropped (H, W) FP32 probabilities, still on the device."""
-    return torch.sigmoid(crop_to(logits.float(), size))[0, 0]
-
-
-class TorchCUDABackend:
-    """``cuda``: eager PyTorch on the GPU; FP16 through autocast, SGEM attention in FP32."""
 
     name = "cuda"
 
-    def __init__(self, model: nn.Module, info: CheckpointInfo, options: BackendOptions | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        info: CheckpointInfo,
+        options: BackendOptions | None = None,
+        *,
+        device: torch.device | str | None = None,
+        compile_backend: str = "inductor",
+    ) -> None:
         self.options = options or BackendOptions()
         if self.options.precision not in PRECISIONS:
             raise BackendError(
                 f"cuda precision {self.options.precision!r}; valid: {', '.join(PRECISIONS)}"
             )
-        if not torch.cuda.is_available():
-            raise BackendError("cuda backend: no CUDA device (torch.cuda.is_available() is False)")
-        self.torch_device = torch.device("cuda", torch.cuda.current_device())
-        self.device = cuda_device_name(self.torch_device)
+        if device is None:
+            if not torch.cuda.is_available():
+                raise BackendError("cuda backend: no CUDA device (torch.cuda.is_available() is False)")
+            self.torch_device = torch.device("cuda", torch.cuda.current_device())
+            self.device = cuda_device_name(self.torch_device)
+        else:
+            self.torch_device = torch.device(device)
+            self.device = str(self.torch_device)
+        on_cuda = self.torch_device.type == "cuda"
+        if self.options.cuda_graphs and not on_cuda:
+            raise BackendError("CUDA graphs need a CUDA device")
         self.info = info
+        self.dtype = PRECISIONS[self.options.precision]
+        self.autocast = self.dtype != torch.float32
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True  # fixed frame sizes: fastest kernels once per size
+            if not self.autocast:  # FP32 is the reference: no TF32 (PyTorch lets cuDNN use it)
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cuda.matmul.allow_tf32 = False
         self.model = copy.deepcopy(model).eval().float().to(self.torch_device)
-        self.fp16 = self.options.precision == "fp16"
-        self.sgem_fp32 = keep_sgem_fp32(self.model) if self.fp16 else 0
+        self.sgem_fp32 = keep_sgem_fp32(self.model) if self.autocast else 0
+        self.channels_last = bool(self.options.channels_last)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward: nn.Module = self.model
+        self.compile_backend = compile_backend if self.options.compile else None
+        if self.options.compile:
+            try:
+                torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
+            except AttributeError:  # older spelling
+                torch._dynamo.config.cache_size_limit = RECOMPILE_LIMIT
+            try:
+                self.forward = torch.compile(self.model, dynamic=False, backend=compile_backend)
+            except Exception as exc:  # a torch without dynamo support on this platform
+                raise BackendError(f"torch.compile unavailable: {exc}") from exc
+        self.graphs: OrderedDict[tuple[int, int], CapturedGraph] = OrderedDict()
+        self.captures = 0  # graphs captured so far (tests, describe)
         self.buffers = StagingBuffers()
+
+    # --- the chain on the device --------------------------------------------------------------
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) network input on the device -> (H, W) FP32 probabilities."""
+        x, size = gpu_preprocess(x, self.info)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        # no autocast weight cache: cast copies made while a CUDA graph is captured would be
+        # freed when the context exits (and each weight is used once per forward anyway)
+        with torch.autocast(device_type=self.torch_device.type, dtype=self.dtype, enabled=self.autocast,
+                            cache_enabled=False):
+            logits = self.forward(x)
+        return gpu_postprocess(logits, size)
+
+    def _capture(self, size: tuple[int, int]) -> CapturedGraph:
+        dev = self.torch_device
+        static_in = torch.zeros((1, 1, *size), dtype=torch.float32, device=dev)
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP):
+                self._run(static_in)
+        torch.cuda.current_stream(dev).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self._run(static_in)
+        self.captures += 1
+        return CapturedGraph(graph, static_in, static_out)
+
+    def _graph_for(self, size: tuple[int, int]) -> CapturedGraph:
+        captured = self.graphs.get(size)
+        if captured is None:
+            captured = self._capture(size)
+            self.graphs[size] = captured
+            while len(self.graphs) > GRAPH_SIZES:
+                self.graphs.popitem(last=False)
+        self.graphs.move_to_end(size)
+        return captured
 
     @torch.inference_mode()
     def _prob(self, frame: np.ndarray) -> torch.Tensor:
-        x = self.buffers.upload(np.asarray(frame, dtype=np.float32), self.torch_device)
-        x, size = gpu_preprocess(x, self.info)
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.fp16):
-            logits = self.model(x)
-        return gpu_postprocess(logits, size)
-
-    def predict(self, frame: np.ndarray) -> np.ndarray:
-        return self.buffers.download(self._prob(frame))
-
-    def predict_mask(self, frame: np.ndarray, threshold: float) -> np.ndarray:
-        """Thresholded on the GPU: (H, W) bool, one byte per pixel copied back."""
-        return self.buffers.download_mask(self._prob(frame), threshold)
+        frame = np.asarray(frame, dtype=np.float32)
+        if not self.options.cuda_graphs:
+            return self._run(self.buffers.upload(frame, self.torch_device))
+        host = self.buffers.stage(frame, pin=True)
+        captured = self._graph_for((int(frame.shape[0]), int(frame.shape[1])))
+        captured.static_in[0, 0].copy_(host, non_blocking=True)
+        captured.graph.replay()
+        return captured.static_out
 
     def describe(self) -> dict[str, object]:
         return {
@@ -166,5 +189,9 @@ class TorchCUDABackend:
             "device": self.device,
             "precision": self.options.precision,
             "sgem_fp32_modules": self.sgem_fp32,
+            "compile": self.compile_backend,
+            "cuda_graphs": bool(self.options.cuda_graphs),
+            "graphs_captured": self.captures,
+            "channels_last": self.channels_last,
             "torch": torch.__version__,
         }

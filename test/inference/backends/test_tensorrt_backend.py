@@ -1,9 +1,9 @@
 """TensorRT backend: everything that runs without a GPU, plus GPU tests (skipped here).
 
-CPU: export with stride-constrained dynamic dims at several sizes, the per-version
-precision arguments, SGEM staying FP32 in the exported half graph, graph coverage
-counting, the load-or-rebuild decision with mocked compile/save/load, save arguments per
-torch_tensorrt signature, import failures.
+CPU: export with stride-constrained dynamic dims at several sizes (the ONNX path's export),
+the static per-size engine export, the per-version precision arguments, SGEM staying FP32
+in the exported half graph, graph coverage counting, the load-or-rebuild decision with
+mocked compile/save/load, save arguments per torch_tensorrt signature, import failures.
 """
 
 from __future__ import annotations
@@ -232,23 +232,51 @@ def test_unloadable_engine_is_rebuilt(tmp_path):
     assert (calls.load, calls.build) == (1, 1) and "loading" in origin
 
 
-def test_save_keeps_dynamic_dims_per_signature(tmp_path):
+def test_save_is_static_per_signature(tmp_path):
+    """No dynamic_shapes ever (pytorch/TensorRT #3174); retrace=False only where save has
+    no dynamic_shapes parameter (<= 2.9, which then serialises the compiled graph as is)."""
     seen = {}
 
     def save_new(module, path, *, output_format, arg_inputs, dynamic_shapes=None, retrace=True):
-        seen.update(dynamic_shapes=dynamic_shapes, retrace=retrace)
+        seen.update(dynamic_shapes=dynamic_shapes, retrace=retrace, shape=tuple(arg_inputs[0].shape))
         open(path, "wb").close()
 
     def save_old(module, path, *, output_format, arg_inputs, retrace=False):
         seen.update(retrace=retrace, old=True)
         open(path, "wb").close()
 
-    example = torch.zeros(1, 1, 64, 64)
-    save_engine(types.SimpleNamespace(save=save_new), nn.Identity(), tmp_path / "a.ep", example, 16)
-    assert seen["dynamic_shapes"] is not None and (tmp_path / "a.ep").is_file()
+    example = torch.zeros(1, 1, 64, 80)
+    save_engine(types.SimpleNamespace(save=save_new), nn.Identity(), tmp_path / "a.ep", example)
+    assert seen == {"dynamic_shapes": None, "retrace": True, "shape": (1, 1, 64, 80)}
+    assert (tmp_path / "a.ep").is_file()
     seen.clear()
-    save_engine(types.SimpleNamespace(save=save_old), nn.Identity(), tmp_path / "b.ep", example, 16)
+    save_engine(types.SimpleNamespace(save=save_old), nn.Identity(), tmp_path / "b.ep", example)
     assert seen == {"retrace": False, "old": True}
+
+
+def test_compile_engine_is_static_at_the_padded_size(tiny_model):
+    """One engine per frame size: a static export and a fixed-shape Input."""
+    model, info = tiny_model
+    seen = {}
+
+    class FakeInput:
+        def __init__(self, **kwargs):
+            seen["input"] = kwargs
+
+    def fake_compile(program, **kwargs):
+        seen["program"] = program
+        return nn.Identity()
+
+    fake = types.SimpleNamespace(Input=FakeInput, dynamo=types.SimpleNamespace(compile=fake_compile))
+    plan = precision_plan("fp32", "2.8.0")
+    trt_backend.compile_engine(fake, model, info.model.stride, (64, 80), plan, CPU)
+    assert seen["input"] == {"shape": (1, 1, 64, 80), "dtype": torch.float32}
+    program = seen["program"]
+    (user_input,) = program.graph_signature.user_inputs
+    node = next(n for n in program.graph.nodes if n.name == user_input)
+    shape = tuple(node.meta["val"].shape)
+    assert shape == (1, 1, 64, 80) and all(type(d) is int for d in shape)  # no symbols
+    assert not seen["program"].range_constraints
 
 
 def test_import_failure_of_any_kind_is_a_backend_error(monkeypatch):
@@ -301,6 +329,7 @@ def test_tensorrt_parity_build_then_load(tiny_model, tmp_path, make_frame, preci
     loaded = trt_backend.TensorRTBackend(model, info, options)
     assert loaded.origin == "loaded"
     assert loaded.describe()["trt_engines"] >= 1
+    assert loaded.describe()["engine_hw"] == [112, 144]  # static, the padded frame size
     frame = make_frame(100, 130)
     ref = TorchCPUBackend(model, info).predict(frame)
     for backend in (built, loaded):

@@ -107,3 +107,121 @@ def test_cuda_matches_eager_cpu(tiny_model, make_frame, precision):
         assert np.abs(prob - ref).max() <= CUDA_PROB_ATOL[precision]
         thr = float(np.quantile(ref, 0.99))
         assert ((prob > thr) == (ref > thr)).mean() >= CUDA_MASK_AGREEMENT
+
+
+# --- the cuda backend's code paths on the CPU (device override) --------------------------------
+def _cpu_backend(model, info, **options):
+    from irstd_ros.inference.backends.torch_cuda import TorchCUDABackend
+
+    return TorchCUDABackend(model, info, BackendOptions(**options), device="cpu", compile_backend="eager")
+
+
+@pytest.mark.parametrize(
+    ("options", "atol"),
+    [
+        ({}, 1e-5),
+        ({"channels_last": True}, 1e-5),
+        ({"compile": True}, 1e-5),
+        ({"precision": "bf16"}, 6e-2),
+    ],
+)
+def test_backend_paths_match_eager_on_the_cpu(tiny_model, make_frame, options, atol):
+    from irstd_ros.inference.backends.torch_cpu import TorchCPUBackend
+
+    model, info = tiny_model
+    backend = _cpu_backend(model, info, **options)
+    frame = make_frame(45, 77)
+    ref = TorchCPUBackend(model, info).predict(frame)
+    prob = backend.predict(frame)
+    assert prob.shape == frame.shape and np.isfinite(prob).all()
+    assert np.abs(prob - ref).max() <= atol
+    desc = backend.describe()
+    assert desc["precision"] == options.get("precision", "fp32")
+    assert desc["compile"] == ("eager" if options.get("compile") else None)
+
+
+def test_cuda_graphs_need_cuda_and_bad_precision_is_refused(tiny_model):
+    from irstd_ros.errors import BackendError
+
+    model, info = tiny_model
+    with pytest.raises(BackendError, match="CUDA graphs need a CUDA device"):
+        _cpu_backend(model, info, cuda_graphs=True)
+    with pytest.raises(BackendError, match="valid: fp32, fp16, bf16"):
+        _cpu_backend(model, info, precision="int8")
+
+
+# --- on a GPU: every fast path against eager FP32 on the GPU ------------------------------------
+GPU_ATOL = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 6e-2}  # probabilities vs eager FP32 (no TF32)
+GPU_MASK_AGREEMENT = {"fp32": 0.9999, "fp16": 0.999, "bf16": 0.995}
+GPU_VARIANTS = [  # precision, cuda_graphs, compile, channels_last
+    ("fp16", False, False, False),
+    ("bf16", False, False, False),
+    ("fp32", True, False, False),
+    ("fp16", True, False, False),
+    ("bf16", True, False, False),
+    ("fp16", True, False, True),
+    ("fp32", False, True, False),
+    ("fp16", True, True, False),
+]
+
+
+def _variant_id(v):
+    precision, graphs, compiled, nhwc = v
+    return "-".join([precision] + [n for n, on in (("graphs", graphs), ("compile", compiled), ("nhwc", nhwc)) if on])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", GPU_VARIANTS, ids=_variant_id)
+def test_cuda_fast_paths_match_eager_fp32(tiny_model, make_frame, variant):
+    from irstd_ros.inference.backends.torch_cuda import TorchCUDABackend
+
+    precision, graphs, compiled, nhwc = variant
+    model, info = tiny_model
+    ref_backend = TorchCUDABackend(model, info, BackendOptions(precision="fp32"))
+    backend = TorchCUDABackend(
+        model, info, BackendOptions(precision=precision, cuda_graphs=graphs, compile=compiled, channels_last=nhwc)
+    )
+    sizes = [(64, 80)] if compiled else [(45, 77), (512, 640)]
+    for h, w in sizes:
+        for seed in (1, 2):  # a second frame of the same size: the graph's static input is refreshed
+            frame = make_frame(h, w, seed)
+            ref = ref_backend.predict(frame)
+            prob = backend.predict(frame)
+            assert prob.shape == (h, w) and np.isfinite(prob).all()
+            assert np.abs(prob - ref).max() <= GPU_ATOL[precision]
+            thr = float(np.quantile(ref, 0.99))
+            assert ((prob > thr) == (ref > thr)).mean() >= GPU_MASK_AGREEMENT[precision]
+            assert (backend.predict_mask(frame, thr) == (prob > thr)).mean() >= GPU_MASK_AGREEMENT[precision]
+    if graphs:
+        assert backend.describe()["graphs_captured"] == len(sizes)  # once per size, then replays
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_fp16_paper_model_parity():
+    """The paper network (random weights) at 256x256 and 640x512: graphs + FP16 vs eager FP32."""
+    from irstd_ros.checkpoint import CheckpointInfo
+    from irstd_ros.inference.backends.torch_cuda import TorchCUDABackend
+    from irstd_ros.models import build_model, named_config
+
+    from .conftest import random_frame
+
+    torch.manual_seed(0)
+    cfg = named_config("paper")
+    model, info = build_model(cfg).eval(), CheckpointInfo(cfg)
+    ref_backend = TorchCUDABackend(model, info, BackendOptions(precision="fp32"))
+    fast = TorchCUDABackend(model, info, BackendOptions(precision="fp16", cuda_graphs=True))
+    for h, w in [(256, 256), (512, 640)]:
+        frame = random_frame(h, w)
+        ref, prob = ref_backend.predict(frame), fast.predict(frame)
+        assert np.abs(prob - ref).max() <= GPU_ATOL["fp16"]
+
+
+def test_staging_buffers_allocated_under_inference_mode_still_download():
+    """predict's _prob runs under inference_mode and allocates the buffers; download runs
+    outside it and must still be able to write into them."""
+    buffers = StagingBuffers()
+    with torch.inference_mode():
+        x = buffers.upload(np.ones((6, 7), np.float32), torch.device("cpu"))
+        prob = torch.sigmoid(x[0, 0])
+    assert np.allclose(buffers.download(prob), 1 / (1 + np.exp(-1.0)))
+    assert buffers.download_mask(prob, 0.5).all()

@@ -1,0 +1,49 @@
+"""``irstd pack``: datasets as one compressed uint8 ``.npz`` (:mod:`irstd_ros.data.pack`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from irstd_ros.data.pack import (
+    CROP,
+    DEFAULT_NUDT,
+    DEFAULT_OUT,
+    DEFAULT_SIRST,
+    RANDOM_CROPS,
+    TARGET_CROPS,
+    PackConfig,
+    build_pack,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pack",
+        help="write NUDT-SIRST train/test and SIRST-v2 crops into one compressed .npz",
+        description="One file for a GPU machine (irstd train-gpu --pack FILE): NUDT-SIRST "
+        "50_50 train and test at full resolution and 256x256 crops of SIRST-v2 splits/train.txt. "
+        "Write it to an ignored path (default out/pack/): it is never committed.",
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output .npz (default {DEFAULT_OUT})")
+    p.add_argument("--nudt", type=Path, default=DEFAULT_NUDT, help=f"NUDT-SIRST root (default {DEFAULT_NUDT})")
+    p.add_argument("--sirst", type=Path, default=DEFAULT_SIRST, help=f"SIRST-v2 root (default {DEFAULT_SIRST})")
+    p.add_argument("--no-nudt", action="store_true", help="leave NUDT-SIRST out")
+    p.add_argument("--no-sirst", action="store_true", help="leave SIRST-v2 out")
+    p.add_argument("--crop", type=int, default=CROP)
+    p.add_argument("--target-crops", type=int, default=TARGET_CROPS, help="SIRST-v2 crops with a target per frame")
+    p.add_argument("--random-crops", type=int, default=RANDOM_CROPS, help="random SIRST-v2 crops per frame")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = PackConfig(
+        out=args.out,
+        nudt=None if args.no_nudt else args.nudt,
+        sirst=None if args.no_sirst else args.sirst,
+        crop=args.crop, target_crops=args.target_crops, random_crops=args.random_crops, seed=args.seed,
+    )
+    print(json.dumps(build_pack(cfg)))
+    return 0

@@ -1,0 +1,249 @@
+"""Helpers of ``scripts/gpu_session.sh`` (one device call: environment, GPU tests, GPU
+benchmark, paper-model training + evaluation); the script does the time-boxing.
+
+* ``env``: what the machine is (nvidia-smi, torch, CUDA, packages) and whether every module
+  the session uses imports without ROS (rclpy, rosbags and the message packages are not
+  on the device machine);
+* ``dry-data``: two tiny synthetic datasets in the NUDT-SIRST and SIRST-v2 layouts, so the
+  dry run packs and trains exactly as the device run does;
+* ``split``: a file into numbered parts of at most N bytes (files come back from the device
+  at 16 MiB each at most); ``cat NAME.part* > NAME`` joins them;
+* ``summarize``: the steps' exit codes and times, the benchmark, the training and
+  evaluation results and the checkpoint parts into one ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Modules the session imports: they must import on a machine without ROS.
+SESSION_MODULES = (
+    "irstd_ros.cli.main",
+    "irstd_ros.data.pack",
+    "irstd_ros.training.gpu",
+    "irstd_ros.training.torch_norm",
+    "irstd_ros.gpu_bench",
+    "irstd_ros.evaluation.metrics",
+    "irstd_ros.inference.backends.torch_cuda",
+    "irstd_ros.inference.backends.tensorrt",
+    "irstd_ros.inference.detector",
+)
+PACKAGES = {  # import name -> distribution (presence checked without importing)
+    "torch": "torch", "numpy": "numpy", "scipy": "scipy", "safetensors": "safetensors", "yaml": "PyYAML",
+    "PIL": "pillow", "tqdm": "tqdm", "triton": "triton", "onnx": "onnx", "onnxruntime": "onnxruntime",
+    "torch_tensorrt": "torch-tensorrt", "tensorrt": "tensorrt", "rclpy": "ros-rclpy", "rosbags": "rosbags",
+}
+ROS_MODULES = ("rclpy", "rosbags", "sensor_msgs", "vision_msgs", "rosidl_runtime_py")
+PART_BYTES = 15 * 2**20  # under the 16 MiB a returned file may have
+MAX_OUT_FILES = 8
+
+
+def env_report() -> dict[str, Any]:
+    """Machine, versions, package presence and the ROS-free import check."""
+    report: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,"
+                              "power.limit,temperature.gpu", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        report["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        report["nvidia_smi"] = f"unavailable: {exc}"
+    imports: dict[str, str] = {}
+    for name in SESSION_MODULES:
+        try:
+            importlib.import_module(name)
+            imports[name] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            imports[name] = f"{type(exc).__name__}: {exc}"
+    report["imports"] = imports
+    from irstd_ros.cli.main import build_parser
+
+    build_parser()  # every subcommand registers (missing optional packages become stubs)
+    # which ROS modules the session's own imports pulled in (none may be needed)
+    report["ros_loaded"] = sorted(m for m in ROS_MODULES if m in sys.modules)
+    versions: dict[str, str | None] = {}
+    for module, dist in PACKAGES.items():
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            versions[dist] = None
+            continue
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "present"
+    report["packages"] = versions
+    import torch
+
+    report["torch_cuda"] = torch.version.cuda
+    report["cuda_available"] = torch.cuda.is_available()
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        report["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
+                         "memory_gib": round(props.total_memory / 2**30, 1), "sms": props.multi_processor_count}
+    report["imports_ok"] = all(v == "ok" for v in imports.values())
+    return report
+
+
+def make_dry_data(root: Path, size: int = 48, n: int = 12, seed: int = 0) -> dict[str, str]:
+    """Tiny NUDT-SIRST-like and SIRST-v2-like folders (8-bit, one bright blob per frame)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    roots = {"nudt": root / "NUDT-SIRST", "sirst": root / "SIRST-v2"}
+    for kind, r in roots.items():
+        (r / "images").mkdir(parents=True, exist_ok=True)
+        (r / "masks").mkdir(exist_ok=True)
+        stems = []
+        for i in range(n):
+            h, w = (size, size) if kind == "nudt" else (size + 8 * (i % 3), size + 16)
+            img = rng.normal(60, 8, (h, w)).clip(0, 255)
+            mask = np.zeros((h, w), np.uint8)
+            if kind == "nudt" or i % 4:  # SIRST-v2 has background-only frames
+                y, x = rng.integers(4, h - 8), rng.integers(4, w - 8)
+                img[y : y + 3, x : x + 3] = 230
+                mask[y : y + 3, x : x + 3] = 255
+            stem = f"{kind}{i:03d}"
+            Image.fromarray(img.astype(np.uint8)).save(r / "images" / f"{stem}.png")
+            Image.fromarray(mask).save(r / "masks" / f"{stem}.png")
+            stems.append(stem)
+        half = n * 2 // 3
+        lists = r / ("50_50" if kind == "nudt" else "splits")
+        lists.mkdir(exist_ok=True)
+        (lists / "train.txt").write_text("\r\n".join(stems[:half]) + "\r\n")
+        (lists / ("test.txt" if kind == "nudt" else "val.txt")).write_text("\n".join(stems[half:]))
+    return {k: str(v) for k, v in roots.items()}
+
+
+def split_file(path: Path, out_dir: Path, part_bytes: int = PART_BYTES) -> list[Path]:
+    """``path`` as ``out_dir/<name>.partNN`` files of at most ``part_bytes`` bytes."""
+    data = path.read_bytes()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for k, start in enumerate(range(0, max(len(data), 1), part_bytes)):
+        part = out_dir / f"{path.name}.part{k:02d}"
+        part.write_bytes(data[start : start + part_bytes])
+        parts.append(part)
+    return parts
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _last_json_line(path: Path) -> Any:
+    try:
+        for line in reversed(path.read_text(errors="replace").splitlines()):
+            if line.startswith("{"):
+                return json.loads(line)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _pytest_tail(path: Path) -> str | None:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def summarize(work: Path, out: Path, dry_run: bool) -> dict[str, Any]:
+    """Everything the session produced into ``out/summary.json``; returns it."""
+    steps = []
+    tsv = work / "steps.tsv"
+    if tsv.is_file():
+        for line in tsv.read_text().splitlines():
+            name, rc, seconds, timeout = line.split("\t")
+            steps.append({"step": name, "rc": int(rc), "seconds": int(seconds), "timeout_s": int(timeout),
+                          "timed_out": int(rc) in (124, 137)})
+    logs = work / "logs"
+    bench = _read_json(out / "bench.json")
+    train = _read_json(work / "train" / "summary.json")
+    probe = _read_json(work / "probe" / "summary.json")
+    parts = sorted(out.glob("model_fp16.safetensors.part*"))
+    joined = b"".join(p.read_bytes() for p in parts)
+    summary: dict[str, Any] = {
+        "dry_run": dry_run,
+        "steps": steps,
+        "env": _read_json(work / "env.json"),
+        "pytest_gpu": _pytest_tail(logs / "pytest_gpu.log"),
+        "pack": _last_json_line(logs / "pack.log"),
+        "bench": None if bench is None else {
+            "complete": bench.get("complete"), "machine": bench.get("machine"),
+            "rows": bench.get("rows"), "skipped": bench.get("skipped"),
+        },
+        "probe_paper_recipe": None if probe is None else {
+            k: probe.get(k) for k in ("recipe", "steps", "img_per_s_median", "epoch_s_median", "train_s",
+                                      "peak_gpu_mem_mb", "device")
+        },
+        "train": None if train is None else {k: v for k, v in train.items() if k != "config"},
+        "train_config": None if train is None else train.get("config"),
+        "history": _read_json(work / "train" / "history.json"),
+        "checkpoint": {
+            "parts": [p.name for p in parts],
+            "bytes": len(joined),
+            "sha256": hashlib.sha256(joined).hexdigest() if parts else None,
+            "join": "cat model_fp16.safetensors.part* > model_fp16.safetensors",
+        },
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m irstd_ros.gpu_session")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("env")
+    e.add_argument("--out", type=Path, required=True)
+    d = sub.add_parser("dry-data")
+    d.add_argument("--root", type=Path, required=True)
+    s = sub.add_parser("split")
+    s.add_argument("file", type=Path)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--part-bytes", type=int, default=int(os.environ.get("IRSTD_GPU_PART_BYTES", PART_BYTES)))
+    m = sub.add_parser("summarize")
+    m.add_argument("--work", type=Path, required=True)
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--dry-run", action="store_true")
+    args = p.parse_args(argv)
+    if args.cmd == "env":
+        report = env_report()
+        args.out.write_text(json.dumps(report, indent=1))
+        print(json.dumps(report, indent=1))
+        return 0 if report["imports_ok"] else 1
+    if args.cmd == "dry-data":
+        print(json.dumps(make_dry_data(args.root)))
+        return 0
+    if args.cmd == "split":
+        parts = split_file(args.file, args.out, args.part_bytes)
+        print(json.dumps([str(x) for x in parts]))
+        return 0
+    summary = summarize(args.work, args.out, args.dry_run)
+    print(json.dumps({k: summary[k] for k in ("steps", "pytest_gpu", "checkpoint")}, indent=1))
+    files = [f for f in args.out.iterdir() if f.is_file()]
+    return 0 if len(files) <= MAX_OUT_FILES else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,501 @@
+"""GPU training: the whole data path on the device, bf16, channels_last, a time budget.
+
+The CPU loop (:mod:`irstd_ros.training.train`) feeds the network through a DataLoader of
+numpy crops; on a GPU that starves the card. Here every training frame sits on the device
+once (uint8, a few tens of MB for NUDT-SIRST), and each batch is made there with batched
+tensor ops: random ``crop`` x ``crop`` windows (one gather), the checkpoint's input
+normalisation (:func:`~irstd_ros.training.torch_norm.normalize_torch`, the same rule as
+:func:`irstd_ros.core.normalize`, on the crop as the CPU path does), then random
+horizontal/vertical flips and 90-degree turns. The network runs under bf16 autocast in
+channels_last, optionally through ``torch.compile``; Adam is fused on CUDA; the loss is
+read back once per epoch (no per-step host sync).
+
+Recipes (:data:`RECIPES`, field ``recipe``; explicit fields override them):
+
+* ``paper``: 1,500 epochs, batch 8, Adam lr 1e-4 constant, SoftIoU (Deng & Yang);
+* ``large``: the same number of samples per epoch at batch 64, lr 3e-4 (square-root
+  scaling of 1e-4 for 8x the batch), 3 warm-up epochs, then a cosine to 1e-6 driven by
+  *time* when ``minutes`` is set (``schedule_by: time``: the schedule's progress is the
+  elapsed share of the budget, so the run anneals fully within the budget whatever the
+  card's speed), else by epochs.
+
+Data: a pack (``pack``, :mod:`irstd_ros.data.pack`; groups ``train_groups``, evaluated on
+``eval_group``) or a dataset folder (``data`` / ``split``, evaluated on ``eval_split``).
+Checkpoints: ``<out>/last.safetensors`` (weights, Adam state, loop state) at most every
+``save_every_s`` and at the end; a run with the same ``out`` resumes (``minutes`` is the
+budget of the whole run, resumptions included, so the time-driven schedule continues). At the end:
+``model.safetensors`` (FP32), ``model_fp16.safetensors`` (half weights, what a GPU
+deployment ships) and ``eval.json``: IoU, nIoU, F1, Pd, Fa at full resolution
+(:class:`~irstd_ros.evaluation.metrics.MetricAccumulator`) at the checkpoint's threshold.
+
+Runs on the CPU too (``device: cpu``, tiny model and sizes) for tests and dry runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.core.normalization import InputNorm
+from irstd_ros.data.transforms import pad_to
+from irstd_ros.errors import ConfigError, DatasetError
+from irstd_ros.evaluation.metrics import MetricAccumulator
+from irstd_ros.models import build_model, named_config
+from irstd_ros.training.loss import training_loss
+from irstd_ros.training.torch_norm import normalize_torch
+from irstd_ros.training.train import TrainConfig, _load_opt, _opt_tensors, resolve_device
+
+log = logging.getLogger(__name__)
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {"epochs": 1500, "batch_size": 8, "lr": 1e-4, "schedule": "constant", "loss": "softiou",
+              "warmup_epochs": 0, "schedule_by": "epochs"},
+    "large": {"epochs": 1500, "batch_size": 64, "lr": 3e-4, "schedule": "cosine", "min_lr": 1e-6,
+              "loss": "softiou", "warmup_epochs": 3, "schedule_by": "time"},
+}
+SCHEDULE_BY = ("epochs", "time")
+DEFAULT_TRAIN_GROUPS = ("nudt_train",)
+DEFAULT_EVAL_GROUP = "nudt_test"
+Item = tuple[np.ndarray, np.ndarray, str]
+
+
+@dataclass
+class GPUTrainConfig(TrainConfig):
+    """A GPU training run: :class:`TrainConfig` plus what the device path adds."""
+
+    recipe: str = "paper"  # the recipe the other fields started from (recorded)
+    pack: Path | None = None  # read the data from this pack instead of folders
+    train_groups: list[str] = field(default_factory=lambda: list(DEFAULT_TRAIN_GROUPS))
+    eval_group: str | None = DEFAULT_EVAL_GROUP  # pack group scored at the end (None: none)
+    eval_split: str | None = "test"  # folder data: split scored at the end (None: none)
+    bf16: bool = True  # bf16 autocast (CUDA; on the CPU only when asked)
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the training forward/backward
+    warmup_epochs: int = 0
+    schedule_by: str = "epochs"  # epochs | time (cosine over the `minutes` budget)
+    save_every_s: float = 120.0
+    eval_batch: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.pack = Path(self.pack) if self.pack else None
+        self.eval_group = self.eval_group or None  # "" (command line "none"): no evaluation
+        self.eval_split = self.eval_split or None
+        if self.schedule_by not in SCHEDULE_BY:
+            raise ConfigError(f"unknown schedule_by {self.schedule_by!r}; valid: {', '.join(SCHEDULE_BY)}")
+        if self.schedule_by == "time" and not self.minutes:
+            self.schedule_by = "epochs"  # no budget: the schedule follows the epochs
+        if self.sources or self.samples_per_epoch or self.generator_frames:
+            raise ConfigError("GPU training reads one dataset or pack groups (no mixture sources)")
+
+
+def recipe_config(recipe: str, **overrides: Any) -> GPUTrainConfig:
+    """A config from a named recipe, explicit fields overriding it."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+    if "data" not in values:
+        if not values.get("pack"):
+            raise ConfigError("give a dataset folder (data) or a pack")
+        values["data"] = values["pack"]
+    return GPUTrainConfig(recipe=recipe, **values)
+
+
+# --- data on the device -----------------------------------------------------------------------
+def load_items(cfg: GPUTrainConfig, training: bool) -> list[Item]:
+    """Training (or evaluation) items from the pack or the folder."""
+    if cfg.pack is not None:
+        from irstd_ros.data.pack import Pack
+
+        pack = Pack(cfg.pack)
+        try:
+            if training:
+                return [it for g in cfg.train_groups for it in pack.items(g)]
+            return pack.items(cfg.eval_group) if cfg.eval_group else []
+        finally:
+            pack.close()
+    from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
+
+    split = cfg.split if training else cfg.eval_split
+    if split is None:
+        return []
+    return IRSTDDataset(find_pairs(DatasetSpec(cfg.data, split, cfg.mask_suffix))).items
+
+
+def _torch_frames(arrays: list[np.ndarray]) -> tuple[torch.Tensor, bool]:
+    """Stacked frames as a compact tensor and whether they hold integers."""
+    integer = all(np.issubdtype(a.dtype, np.integer) for a in arrays)
+    if all(a.dtype == np.uint8 for a in arrays):
+        return torch.from_numpy(np.stack(arrays)), True
+    return torch.from_numpy(np.stack(arrays).astype(np.float32)), integer
+
+
+class DeviceBatches:
+    """Every training frame on the device; batches of augmented, normalised crops."""
+
+    def __init__(self, items: list[Item], crop: int, norm: InputNorm, device: torch.device) -> None:
+        if not items:
+            raise DatasetError("no training frames")
+        padded = [pad_to(img, mask, crop) for img, mask, _ in items]  # reflect, as the CPU path
+        hmax = max(i.shape[0] for i, _ in padded)
+        wmax = max(i.shape[1] for i, _ in padded)
+        imgs, masks = [], []
+        for img, mask in padded:
+            ph, pw = hmax - img.shape[0], wmax - img.shape[1]
+            imgs.append(np.pad(img, ((0, ph), (0, pw))))  # never sampled: windows stay inside
+            masks.append(np.pad(mask, ((0, ph), (0, pw))))
+        frames, self.integer = _torch_frames(imgs)
+        self.images = frames.to(device)
+        self.masks = torch.from_numpy(np.stack(masks).astype(bool)).to(device)
+        self.sizes = torch.tensor([i.shape for i, _ in padded], dtype=torch.int64, device=device)
+        self.crop, self.norm, self.device = crop, norm, device
+        self.ar = torch.arange(crop, device=device)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def epoch(self, batch_size: int, seed: int):
+        """Yield (input (B, 1, c, c) float32, mask (B, 1, c, c) float32) over one permutation."""
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        n = len(self)
+        perm = torch.randperm(n, generator=gen, device=self.device)
+        steps = max(n // batch_size, 1)  # drop_last, but at least one (tiny sets)
+        for s in range(steps):
+            idx = perm[s * batch_size : (s + 1) * batch_size]
+            yield self.batch(idx, gen)
+
+    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c = idx.numel(), self.crop
+        size = self.sizes[idx]
+        u = torch.rand((b, 2), generator=gen, device=self.device)
+        off = (u * (size - c + 1).double()).long().clamp(min=0)  # uniform window corner
+        rows = (off[:, 0:1] + self.ar)[:, :, None]
+        cols = (off[:, 1:2] + self.ar)[:, None, :]
+        bi = idx[:, None, None]
+        x = normalize_torch(self.images[bi, rows, cols], self.norm, self.integer)  # before turning
+        m = self.masks[bi, rows, cols].float()
+        flips = torch.rand((b, 2), generator=gen, device=self.device) < 0.5
+        k = torch.randint(0, 4, (b,), generator=gen, device=self.device)
+        x, m = augment_batch(x, m, flips, k)
+        return x[:, None].contiguous(), m[:, None].contiguous()
+
+
+def augment_batch(
+    x: torch.Tensor, m: torch.Tensor, flips: torch.Tensor, k: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample flips (``flips[:, 0]`` left-right, ``[:, 1]`` up-down) then ``rot90`` by
+    ``k`` quarter turns, as :func:`irstd_ros.data.transforms.augment` does one frame."""
+    lr = flips[:, 0, None, None]
+    ud = flips[:, 1, None, None]
+    x, m = torch.where(lr, x.flip(-1), x), torch.where(lr, m.flip(-1), m)
+    x, m = torch.where(ud, x.flip(-2), x), torch.where(ud, m.flip(-2), m)
+    if x.shape[-1] == x.shape[-2]:  # square crops: every sample turns in one select
+        out_x, out_m = x, m
+        for q in (1, 2, 3):
+            sel = (k == q)[:, None, None]
+            out_x = torch.where(sel, torch.rot90(x, q, (-2, -1)), out_x)
+            out_m = torch.where(sel, torch.rot90(m, q, (-2, -1)), out_m)
+        return out_x, out_m
+    return x, m  # non-square crops are not turned (they would change shape)
+
+
+# --- schedule ---------------------------------------------------------------------------------
+def lr_at_progress(cfg: GPUTrainConfig, progress: float, epoch_float: float) -> float:
+    """The learning rate at ``progress`` in [0, 1] of the run (warm-up in epochs first)."""
+    if cfg.warmup_epochs and epoch_float < cfg.warmup_epochs:
+        return cfg.lr * max(epoch_float, 1e-3) / cfg.warmup_epochs
+    if cfg.schedule == "constant":
+        return cfg.lr
+    t = min(max(progress, 0.0), 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+# --- evaluation -------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_items(
+    model: nn.Module, items: list[Item], norm: InputNorm, threshold: float, device: torch.device,
+    stride: int, batch: int = 16,
+) -> dict[str, Any]:
+    """Full-resolution metrics of ``model`` over ``items`` (FP32, frames of one size batched)."""
+    from irstd_ros.inference.preprocess import pad_to_stride
+
+    model = model.eval()
+    acc = MetricAccumulator()
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, (img, _, _) in enumerate(items):
+        by_shape.setdefault(img.shape, []).append(i)
+    preds: dict[int, np.ndarray] = {}
+    t0 = time.perf_counter()
+    for _, idxs in sorted(by_shape.items()):
+        for s in range(0, len(idxs), batch):
+            chunk = idxs[s : s + batch]
+            frames, integer = _torch_frames([items[i][0] for i in chunk])
+            x = normalize_torch(frames.to(device), norm, integer)[:, None]
+            x, size = pad_to_stride(x, stride)
+            prob = torch.sigmoid(model(x).float()[..., : size[0], : size[1]])
+            masks = (prob[:, 0] > threshold).cpu().numpy()
+            for i, m in zip(chunk, masks):
+                preds[i] = m
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    infer_s = time.perf_counter() - t0
+    for i, (_, truth, _) in enumerate(items):
+        acc.update(preds[i], truth)
+    return {**acc.result(), "threshold": threshold, "inference_s": round(infer_s, 3)}
+
+
+# --- the loop ---------------------------------------------------------------------------------
+def _jsonable_config(cfg: GPUTrainConfig) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+
+
+def half_copy(model: nn.Module) -> nn.Module:
+    """An FP16 copy of the weights (BatchNorm statistics included) for shipping."""
+    import copy
+
+    return copy.deepcopy(model).to(memory_format=torch.contiguous_format).cpu().half()
+
+
+def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
+    """Train, evaluate, write the checkpoints; returns a summary (also ``<out>/summary.json``)."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    use_bf16 = cfg.bf16 and (device.type == "cuda" or cfg.device == "cpu")
+    norm = InputNorm(kind="robust", knee=cfg.knee, background=cfg.background) if cfg.norm == "robust" else None
+    if norm is None:
+        raise ConfigError("GPU training uses the robust input normalisation (norm: robust)")
+
+    t_load = time.perf_counter()
+    items = load_items(cfg, training=True)
+    data = DeviceBatches(items, cfg.crop, norm, device)
+    load_s = time.perf_counter() - t_load
+    seen = {
+        "pack": str(cfg.pack) if cfg.pack else None,
+        "groups": list(cfg.train_groups) if cfg.pack else None,
+        "root": None if cfg.pack else str(cfg.data),
+        "split": None if cfg.pack else cfg.split,
+        "images": len(items),
+    }
+    del items
+
+    model_cfg = named_config(cfg.model)
+    model: nn.Module = build_model(model_cfg)
+    if cfg.init is not None:
+        init_model, _, _ = load_checkpoint(cfg.init, expect_arch=model_cfg.arch)
+        model.load_state_dict(init_model.state_dict())
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    fused = device.type == "cuda"
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+    last = cfg.out / "last.safetensors"
+    start_epoch, step, history, elapsed0 = 0, 0, [], 0.0
+    if cfg.resume and last.is_file():
+        loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
+        if info.model != model_cfg:
+            raise ConfigError(f"{last} was trained with another model config; use a new --out")
+        model.load_state_dict(loaded.state_dict())
+        _load_opt(opt, {k: v.to(device) for k, v in extra.items()})
+        state = info.extra["train_state"]
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        elapsed0 = float(state.get("elapsed_s", 0.0))
+        log.info("resumed from %s at epoch %d (%.0f s trained)", last, start_epoch, elapsed0)
+
+    net: Any = model
+    compile_s = None
+    if cfg.compile:
+        net = torch.compile(model)
+
+    def info_for(epoch: int, elapsed: float, metrics: dict | None = None) -> CheckpointInfo:
+        extra = {
+            "train_config": _jsonable_config(cfg),
+            "train_state": {"epoch": epoch, "step": step, "history": history, "elapsed_s": elapsed},
+            "data": seen,
+            "trainer": "irstd_ros.training.gpu",
+            "device": _device_name(device),
+            **({"metrics": metrics} if metrics else {}),
+            **cfg.extra,
+        }
+        return CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold, extra=extra)
+
+    steps_per_epoch = max(len(data) // cfg.batch_size, 1)
+    budget_s = cfg.minutes * 60.0 if cfg.minutes else None
+    started = time.perf_counter()
+    last_save = started
+    stop_reason = "epochs"
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        n = 0
+        for i, (x, m) in enumerate(data.epoch(cfg.batch_size, cfg.seed * 100003 + epoch)):
+            elapsed = elapsed0 + time.perf_counter() - started
+            if cfg.schedule_by == "time" and budget_s:
+                progress = elapsed / budget_s
+            else:
+                progress = (epoch + i / steps_per_epoch) / max(cfg.epochs - 1, 1)
+            for group in opt.param_groups:
+                group["lr"] = lr_at_progress(cfg, progress, epoch + i / steps_per_epoch)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = net(x)
+            loss = training_loss(cfg.loss, logits, m)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+            n += 1
+            step += 1
+            if compile_s is None and cfg.compile:
+                compile_s = round(time.perf_counter() - t0, 2)  # first step: mostly the compile
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                stop_reason = "max_steps"
+                break
+        mean_loss = float((loss_sum / max(n, 1)).item())  # the epoch's one host sync
+        dt = time.perf_counter() - t0
+        elapsed = elapsed0 + time.perf_counter() - started
+        history.append({"epoch": epoch + 1, "loss": round(mean_loss, 5), "seconds": round(dt, 3),
+                        "img_per_s": round(n * cfg.batch_size / max(dt, 1e-9), 1),
+                        "lr": opt.param_groups[0]["lr"]})
+        if epoch == start_epoch or (epoch + 1) % 10 == 0:
+            log.info("epoch %d/%d loss %.4f lr %.2e %.0f img/s (%.0f s)", epoch + 1, cfg.epochs,
+                     mean_loss, opt.param_groups[0]["lr"], history[-1]["img_per_s"], elapsed)
+        if budget_s is not None and elapsed >= budget_s and stop_reason == "epochs":
+            stop_reason = "minutes"
+        if stop_reason != "epochs" or time.perf_counter() - last_save >= cfg.save_every_s:
+            save_checkpoint(last, model, info_for(epoch + 1, elapsed), _opt_tensors(opt))
+            last_save = time.perf_counter()
+        if stop_reason != "epochs":
+            break
+    else:
+        elapsed = elapsed0 + time.perf_counter() - started
+        if history:
+            save_checkpoint(last, model, info_for(len(history), elapsed), _opt_tensors(opt))
+    train_s = time.perf_counter() - started
+
+    eval_items = load_items(cfg, training=False)
+    metrics = None
+    if eval_items:
+        metrics = evaluate_items(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch)
+        metrics["set"] = cfg.eval_group if cfg.pack else f"{cfg.data}:{cfg.eval_split}"
+        log.info("eval %s: %s", metrics["set"], ", ".join(
+            f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
+    final = cfg.out / "model.safetensors"
+    plain = model.to(memory_format=torch.contiguous_format)
+    save_checkpoint(final, plain.cpu(), info_for(len(history), elapsed, metrics))
+    half = cfg.out / "model_fp16.safetensors"
+    save_checkpoint(half, half_copy(plain), info_for(len(history), elapsed, metrics))
+    summary = {
+        "out": str(cfg.out),
+        "model": str(final),
+        "model_fp16": str(half),
+        "device": _device_name(device),
+        "recipe": cfg.recipe,
+        "config": _jsonable_config(cfg),
+        "epochs_done": len(history),
+        "steps": step,
+        "stop": stop_reason,
+        "train_s": round(train_s, 2),
+        "load_s": round(load_s, 2),
+        "compile_first_step_s": compile_s,
+        "img_per_s_median": float(np.median([h["img_per_s"] for h in history[-20:]])) if history else None,
+        "epoch_s_median": float(np.median([h["seconds"] for h in history[-20:]])) if history else None,
+        "final_loss": history[-1]["loss"] if history else None,
+        "eval": metrics,
+        "peak_gpu_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None,
+    }
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
+    (cfg.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if metrics:
+        (cfg.out / "eval.json").write_text(json.dumps(metrics, indent=1))
+    return summary
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+# --- command line (also ``irstd train-gpu``) ---------------------------------------------------
+FIELDS_CLI: tuple[tuple[str, type], ...] = (
+    ("split", str), ("model", str), ("epochs", int), ("batch-size", int), ("lr", float),
+    ("schedule", str), ("min-lr", float), ("crop", int), ("seed", int), ("device", str),
+    ("threads", int), ("threshold", float), ("max-steps", int), ("minutes", float),
+    ("knee", float), ("background", int), ("loss", str), ("init", Path), ("warmup-epochs", int),
+    ("schedule-by", str), ("save-every-s", float), ("eval-group", str), ("eval-split", str),
+    ("eval-batch", int), ("weight-decay", float),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default="paper", choices=sorted(RECIPES), help="starting recipe (default paper)")
+    p.add_argument("--config", type=Path, help="YAML file of fields (after the recipe, before the flags)")
+    p.add_argument("--data", type=Path, help="dataset folder (NUDT-SIRST layout)")
+    p.add_argument("--pack", type=Path, help="a pack written by `irstd pack` (instead of --data)")
+    p.add_argument("--out", type=Path, help="run folder (resumes when it holds last.safetensors)")
+    p.add_argument("--train-groups", help="comma-separated pack groups to train on (default nudt_train)")
+    for name, typ in FIELDS_CLI:
+        p.add_argument(f"--{name}", type=typ)
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", default=None)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
+    p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
+
+
+def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
+    import yaml
+
+    values: dict[str, Any] = {}
+    if args.config:
+        if not args.config.is_file():
+            raise ConfigError(f"config file not found: {args.config}")
+        values.update(yaml.safe_load(args.config.read_text()) or {})
+    for key in GPUTrainConfig.__dataclass_fields__:
+        v = getattr(args, key, None)
+        if v is not None and key != "recipe":
+            values[key] = v
+    if args.train_groups:
+        values["train_groups"] = [g.strip() for g in args.train_groups.split(",") if g.strip()]
+    for key in ("eval_group", "eval_split"):
+        if values.get(key) in ("", "none"):
+            values[key] = ""  # no evaluation (None would mean "not given": the default)
+    unknown = set(values) - set(GPUTrainConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown training options {sorted(unknown)}")
+    return recipe_config(values.pop("recipe", args.recipe), **values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m irstd_ros.training.gpu ...`` (the same flags as ``irstd train-gpu``)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m irstd_ros.training.gpu", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    summary = train_gpu(config_from_args(parser.parse_args(argv)))
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The network-input rule of :mod:`irstd_ros.core.normalization`, in torch, batched, on any device.
+
+:func:`normalize_torch` computes for a batch of equally sized frames what
+:func:`irstd_ros.core.normalization.normalize` computes for one frame in numpy, so that GPU
+training and GPU evaluation see exactly the input the detector gives the network at run
+time (tested to 1e-4 against the numpy rule). ``robust``: the local background (median of
+``background`` px blocks, sampled every 2nd pixel, bilinearly interpolated between block
+centres; ``background = 0``: the median of about 64 evenly spaced rows), the noise from
+those rows' horizontal neighbour differences (RMS of the 90 % smallest, plus the
+quantisation noise of integer frames), then ``asinh((x - b) / (knee * sigma))``.
+``global``: 8-bit frames / 255 (the ``auto`` scaling of uint8), then ``(x - mean) / std``.
+
+The constants and the interpolation weights come from the numpy module itself, so a change
+there is a change here; the tests compare the two.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from irstd_ros.core import normalization as core
+from irstd_ros.core.normalization import InputNorm
+from irstd_ros.errors import ConfigError
+
+UINT8_MAX = 255.0
+
+
+def _median_last(x: torch.Tensor) -> torch.Tensor:
+    """Median over the last dim as numpy's: the mean of the two middle values for even N."""
+    s = x.sort(dim=-1).values
+    n = s.shape[-1]
+    return (s[..., (n - 1) // 2] + s[..., n // 2]) / 2.0
+
+
+def noise_sigma_torch(frames: torch.Tensor, integer: bool) -> torch.Tensor:
+    """Pixel noise per frame of (B, H, W) float32 frames, as a float64 (B,) tensor.
+
+    ``integer``: the frames hold integer values (uint8/uint16 files): one step's
+    quantisation noise is added, as numpy does for integer dtypes.
+    """
+    b, h, w = frames.shape
+    rows = frames[:, :: max(1, h // core.STATS_ROWS)]
+    if w < 2 and h >= 2:  # a single column: differences along it instead
+        rows = rows.transpose(1, 2)
+    q = core.QUANTISATION_VARIANCE if integer else 0.0
+    var = torch.full((b,), q, dtype=torch.float64, device=frames.device)
+    if rows.shape[2] >= 2:
+        d = torch.diff(rows.float(), dim=2).reshape(b, -1)
+        sq = d * d
+        k = max(int(core.TRIM_QUANTILE * sq.shape[1]), 1)  # exactly the k smallest
+        rms = sq.sort(dim=1).values[:, :k].mean(dim=1).sqrt().double()
+        var = var + (rms / core.TRIM_RMS_FACTOR) ** 2 / 2.0
+    sigma = var.sqrt()
+    peak = frames.reshape(b, -1).abs().amax(dim=1).double().clamp(min=1.0)
+    return torch.where(sigma > 0, sigma, core.FLOAT_FLOOR * peak)
+
+
+def local_background_torch(frames: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, H, W) float32 -> the local median background (B, H, W) float32 (numpy's rule)."""
+    b, h, w = frames.shape
+    gh, gw = max(1, h // block), max(1, w // block)
+    bh, bw = h // gh, w // gw
+    s = core.BACKGROUND_SAMPLING if min(bh, bw) >= 2 * core.BACKGROUND_SAMPLING else 1
+    blocks = frames[:, : gh * bh, : gw * bw].reshape(b, gh, bh, gw, bw)[:, :, ::s, :, ::s]
+    grid = _median_last(blocks.permute(0, 1, 3, 2, 4).reshape(b, gh, gw, -1))
+    ih = torch.from_numpy(core._interpolation(h, gh, bh)).to(frames.device, torch.float64)
+    iw = torch.from_numpy(core._interpolation(w, gw, bw)).to(frames.device, torch.float64)
+    # float64: no TF32 on the GPU, whatever the process's matmul settings
+    return (ih @ grid.double() @ iw.T).float()
+
+
+def normalize_torch(frames: torch.Tensor, norm: InputNorm, integer: bool = True) -> torch.Tensor:
+    """(B, H, W) raw frames (any real dtype; their own units) -> (B, H, W) float32 input."""
+    x = frames.float()
+    if norm.kind == "robust":
+        sigma = noise_sigma_torch(x, integer)
+        if norm.background:
+            z = x - local_background_torch(x, norm.background)
+        else:
+            b, h, _ = x.shape
+            median = _median_last(x[:, :: max(1, h // core.STATS_ROWS)].reshape(b, -1).double())
+            z = x - median.float()[:, None, None]
+        scale = (1.0 / (norm.knee * sigma)).float()[:, None, None]
+        return torch.asinh(z * scale)
+    if frames.dtype != torch.uint8:
+        raise ConfigError("normalize_torch: global normalisation needs 8-bit frames (auto scaling / 255)")
+    return (x / UINT8_MAX - norm.mean) / norm.std

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# One device call that turns a lent GPU into results (docs/backends.md, "GPU session"):
+#   env          nvidia-smi, torch / CUDA versions, packages, ROS-free imports
+#   pytest_gpu   pytest -m gpu (cuda backend parity: fp16, bf16, CUDA graphs, torch.compile)
+#   bench        cuda fp32/fp16/bf16, CUDA graphs, torch.compile x {paper, shipped} x
+#                {256x256, 640x512, 1280x1024}: p50/p99 ms, FPS, peak GPU memory
+#   probe        the paper recipe (batch 8, lr 1e-4) for a few hundred steps: its epoch time
+#   train        the paper network on the pack for the time left (recipe large by default),
+#                then NUDT-SIRST test at full resolution; the FP16 checkpoint comes back split
+# Each step is time-boxed with `timeout`; a failed step does not stop the others. The total
+# stays under IRSTD_GPU_BUDGET_S (default 540 s): the training gets what the others left.
+#
+# $OUT (set by the device tool; default out/gpu_session) receives at most 8 files:
+#   summary.json  bench.json  logs.tar.gz  model_fp16.safetensors.partNN (join: cat ... > ...)
+#
+# Usage:  bash scripts/gpu_session.sh            on the device machine (python3 there)
+#         bash scripts/gpu_session.sh --dry-run  here: CPU, tiny model and data, seconds per step
+#                                                (or IRSTD_GPU_DRY_RUN=1)
+# Knobs: IRSTD_GPU_BUDGET_S, IRSTD_GPU_RECIPE (large|paper), IRSTD_GPU_COMPILE (1: compile the
+# training network), IRSTD_GPU_PACK (default out/pack/irstd_pack.npz), IRSTD_GPU_WORK, PYTHON.
+set -u -o pipefail
+
+DRY=${IRSTD_GPU_DRY_RUN:-0}
+[[ "${1:-}" == "--dry-run" ]] && DRY=1
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-$ROOT/out/gpu_session}
+WORK=${IRSTD_GPU_WORK:-/tmp/irstd_gpu_session}
+LOGS=$WORK/logs
+BUDGET=${IRSTD_GPU_BUDGET_S:-540}
+RECIPE=${IRSTD_GPU_RECIPE:-large}
+PACK=${IRSTD_GPU_PACK:-$ROOT/out/pack/irstd_pack.npz}
+START=$(date +%s)
+rm -rf "$WORK"
+mkdir -p "$OUT" "$LOGS"
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ "$DRY" == 1 && -x "$ROOT/.venv/bin/python" ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
+fi
+export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+# Extra pure-Python wheels (scripts/gpu_wheels.sh; carried as .whl): installed aside, never over torch.
+if compgen -G "$ROOT/.whl/*.whl" >/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$WORK/site" "$ROOT"/.whl/*.whl >"$LOGS/wheels.log" 2>&1 \
+        && export PYTHONPATH="$PYTHONPATH:$WORK/site"
+fi
+
+elapsed() { echo $(( $(date +%s) - START )); }
+left() { echo $(( BUDGET - $(elapsed) )); }
+
+# step NAME TIMEOUT_S COMMAND...: run time-boxed, log to $LOGS/NAME.log, record rc and seconds
+step() {
+    local name=$1 limit=$2; shift 2
+    local t0=$(date +%s) rc
+    if (( limit < 5 )); then
+        echo "== $name: skipped (no time left)"
+        printf '%s\t%s\t%s\t%s\n' "$name" 125 0 "$limit" >>"$WORK/steps.tsv"
+        return 0
+    fi
+    echo "== $name (limit ${limit}s, $(elapsed)s elapsed)"
+    timeout -k 10 "$limit" "$@" >"$LOGS/$name.log" 2>&1
+    rc=$?
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rc" $(( $(date +%s) - t0 )) "$limit" >>"$WORK/steps.tsv"
+    echo "   rc=$rc in $(( $(date +%s) - t0 ))s"; tail -n 3 "$LOGS/$name.log" | sed 's/^/   | /'
+    return 0
+}
+
+if [[ "$DRY" == 1 ]]; then
+    DEV=cpu
+    step dry_data 60 "$PYTHON" -m irstd_ros.gpu_session dry-data --root "$WORK/data"
+    PACK=$WORK/pack.npz
+    step pack 60 "$PYTHON" -m irstd_ros.cli.main pack --out "$PACK" --crop 32 \
+        --nudt "$WORK/data/NUDT-SIRST" --sirst "$WORK/data/SIRST-v2"
+    PYTEST_PATHS=(test/inference/backends/test_torch_cuda.py)
+    BENCH_ARGS=(--dry-run)
+    PROBE_ARGS=(--model tiny --crop 32 --batch-size 4 --max-steps 3 --threads 1)
+    TRAIN_ARGS=(--model tiny --crop 32 --batch-size 4 --epochs 4 --threads 1 --minutes 0.05)
+    export IRSTD_GPU_PART_BYTES=$(( 512 * 1024 ))
+    T_ENV=60 T_PYTEST=60 T_BENCH=60 T_PROBE=60 RESERVE=20
+else
+    DEV=cuda
+    PYTEST_PATHS=(test/inference test/training test/data test/evaluation test/models)
+    BENCH_ARGS=(--device cuda --budget 0.5 --deadline-s 110)
+    PROBE_ARGS=(--model paper --max-steps 200)
+    TRAIN_ARGS=(--model paper)
+    T_ENV=45 T_PYTEST=80 T_BENCH=130 T_PROBE=40 RESERVE=30
+fi
+COMPILE=()
+[[ "${IRSTD_GPU_COMPILE:-0}" == 1 ]] && COMPILE=(--compile)
+
+step env "$T_ENV" "$PYTHON" -m irstd_ros.gpu_session env --out "$WORK/env.json"
+nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true
+
+step pytest_gpu "$T_PYTEST" "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra" \
+    --continue-on-collection-errors "${PYTEST_PATHS[@]}"
+
+step bench "$T_BENCH" "$PYTHON" -m irstd_ros.gpu_bench "${BENCH_ARGS[@]}" --out "$OUT/bench.json"
+
+if [[ ! -f "$PACK" ]]; then
+    echo "== no pack at $PACK: training skipped (make it here with: irstd pack)" | tee "$LOGS/train.log"
+else
+    step probe "$T_PROBE" "$PYTHON" -m irstd_ros.training.gpu --recipe paper --pack "$PACK" --device "$DEV" \
+        --out "$WORK/probe" --eval-group none --no-resume "${PROBE_ARGS[@]}"
+    # the training gets the time left, less the reserve for packing the results
+    LIMIT=$(( $(left) - RESERVE ))
+    if [[ "$DRY" == 1 ]]; then MINUTES=(); else
+        MINUTES=(--minutes "$(awk -v s="$LIMIT" 'BEGIN { m = (s - 45) / 60; if (m < 0.5) m = 0.5; printf "%.2f", m }')")
+    fi
+    step train "$LIMIT" "$PYTHON" -m irstd_ros.training.gpu --recipe "$RECIPE" --pack "$PACK" --device "$DEV" \
+        --out "$WORK/train" --no-resume "${COMPILE[@]}" "${TRAIN_ARGS[@]}" "${MINUTES[@]}"
+fi
+
+# results: the FP16 checkpoint in parts of <= 15 MiB, the logs, the summary (<= 8 files in all)
+for f in model_fp16.safetensors; do
+    [[ -f "$WORK/train/$f" ]] && "$PYTHON" -m irstd_ros.gpu_session split "$WORK/train/$f" --out "$OUT" >/dev/null
+done
+cp "$WORK/train/history.json" "$WORK/train/summary.json" "$LOGS/" 2>/dev/null
+cp "$WORK/env.json" "$WORK/steps.tsv" "$LOGS/" 2>/dev/null
+tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
+SUMMARY_ARGS=(--work "$WORK" --out "$OUT")
+[[ "$DRY" == 1 ]] && SUMMARY_ARGS+=(--dry-run)
+"$PYTHON" -m irstd_ros.gpu_session summarize "${SUMMARY_ARGS[@]}" >"$LOGS/summarize.log" 2>&1
+rc=$?
+echo "== done in $(elapsed)s (budget ${BUDGET}s); summary rc=$rc; files in $OUT:"
+ls -l "$OUT"
+# the last lines of the reply: the step table and the headline numbers
+"$PYTHON" - "$OUT/summary.json" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+for st in s["steps"]:
+    print(f"{st['step']:<11} rc={st['rc']:<4} {st['seconds']:>4}s / {st['timeout_s']}s")
+print("pytest -m gpu:", s.get("pytest_gpu"))
+t = s.get("train") or {}
+ev = t.get("eval") or {}
+print("train:", {k: t.get(k) for k in ("epochs_done", "img_per_s_median", "epoch_s_median", "stop")})
+print("eval:", {k: ev.get(k) for k in ("iou", "niou", "f1", "pd", "fa", "images")})
+p = s.get("probe_paper_recipe") or {}
+print("paper recipe probe:", {k: p.get(k) for k in ("img_per_s_median", "epoch_s_median")})
+for r in (s.get("bench") or {}).get("rows") or []:
+    if r["variant"] in ("fp16", "fp16+graphs", "fp16+compile+graphs") and r["model"] == "paper":
+        print(f"bench {r['variant']:<20} {r['model']:<8} {r['width']}x{r['height']}: p50 {r['p50_ms']:.3f} ms, {r['fps']:.0f} FPS")
+EOF
+exit 0

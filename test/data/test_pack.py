@@ -1,0 +1,106 @@
+"""The data pack: exact round trip, the same items as the folders, errors, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from irstd_ros.cli.main import main
+from irstd_ros.data.pack import (
+    Pack,
+    PackConfig,
+    PackGroup,
+    build_pack,
+    crop_items,
+    folder_items,
+    gradient_filter,
+    gradient_unfilter,
+    pack_dataset,
+    pack_items,
+    write_pack,
+)
+from irstd_ros.errors import DatasetError
+from irstd_ros.gpu_session import make_dry_data
+
+CROP = 32
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    return make_dry_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def pack(roots, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pack") / "p.npz"
+    summary = build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=roots["sirst"], crop=CROP))
+    assert summary["bytes"] == out.stat().st_size
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (48, 48), (64, 80)])
+def test_gradient_filter_round_trip(shape):
+    img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    res = gradient_filter(img)
+    assert res.dtype == np.uint8
+    assert np.array_equal(gradient_unfilter(res), img)
+
+
+def test_pack_holds_the_folder_items_exactly(pack, roots):
+    p = Pack(pack)
+    assert p.groups == ["nudt_train", "nudt_test", "sirst_crops"]
+    for split in ("train", "test"):
+        expected = folder_items(roots["nudt"], split)
+        got = p.items(f"nudt_{split}")
+        assert [n for *_, n in got] == [n for *_, n in expected]
+        for (gi, gm, _), (ei, em, _) in zip(got, expected):
+            assert gi.dtype == np.uint8 and gm.dtype == bool
+            assert np.array_equal(gi, ei) and np.array_equal(gm, em)
+    p.close()
+
+
+def test_sirst_crops_are_fixed_size_and_hold_targets(pack, roots):
+    crops = pack_items(pack, "sirst_crops")
+    frames = folder_items(roots["sirst"], "train")
+    assert len(crops) >= len(frames)
+    assert all(img.shape == (CROP, CROP) and mask.shape == (CROP, CROP) for img, mask, _ in crops)
+    with_target = {n.split("#")[0] for _, m, n in crops if m.any()}
+    assert with_target == {n for _, m, n in frames if m.any()}  # every frame with a target gave one
+
+
+def test_crop_items_pads_small_frames_and_keeps_the_whole_mask():
+    img = np.arange(20 * 24, dtype=np.uint8).reshape(20, 24)
+    mask = np.zeros((20, 24), bool)
+    mask[2, 3] = mask[15, 20] = True
+    crops = crop_items([(img, mask, "a")], crop=32, target_crops=2, random_crops=1)
+    assert len(crops) == 3 and all(c[0].shape == (32, 32) for c in crops)
+    assert all(c[1].sum() >= 2 for c in crops)  # a 32 crop of a padded 20x24 frame sees both
+
+
+def test_pack_dataset_is_an_irstd_dataset(pack):
+    ds = pack_dataset(pack, "nudt_train", crop=CROP, train=True)
+    x, m = ds[0]
+    assert x.shape == (1, CROP, CROP) and m.shape == (1, CROP, CROP)
+    assert len(ds) == len(pack_items(pack, "nudt_train"))
+
+
+def test_errors(tmp_path, pack):
+    with pytest.raises(DatasetError, match="only 8-bit"):
+        write_pack([PackGroup("g", [(np.zeros((4, 4), np.uint16), np.zeros((4, 4), bool), "x")])], tmp_path / "a.npz")
+    with pytest.raises(DatasetError, match="no group 'nope'"):
+        pack_items(pack, "nope")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="not a readable irstd pack"):
+        Pack(tmp_path / "bad.npz")
+    with pytest.raises(DatasetError, match="pack not found"):
+        Pack(tmp_path / "missing.npz")
+
+
+def test_cli(tmp_path, roots, capsys):
+    out = tmp_path / "cli.npz"
+    assert main(["pack", "--out", str(out), "--nudt", roots["nudt"], "--no-sirst", "--crop", str(CROP)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["groups"]) == {"nudt_train", "nudt_test"} and out.is_file()
+    assert main(["pack", "--out", str(out), "--no-nudt", "--no-sirst"]) == 2  # nothing to pack

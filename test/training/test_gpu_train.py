@@ -1,0 +1,160 @@
+"""GPU training on the CPU (tiny model and sizes): device batches, augmentation, schedule,
+checkpoints, resume, the final evaluation, the pack and folder inputs, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.cli.main import main
+from irstd_ros.core.normalization import InputNorm, normalize
+from irstd_ros.data.pack import PackConfig, build_pack
+from irstd_ros.errors import ConfigError
+from irstd_ros.gpu_session import make_dry_data
+from irstd_ros.training.gpu import (
+    RECIPES,
+    DeviceBatches,
+    augment_batch,
+    lr_at_progress,
+    recipe_config,
+    train_gpu,
+)
+
+CROP = 32
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    return make_dry_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def pack(roots, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pack") / "p.npz"
+    build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=roots["sirst"], crop=CROP))
+    return out
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(model="tiny", device="cpu", crop=CROP, batch_size=4, epochs=3, threads=1, out=tmp_path / "run")
+    base.update(kw)
+    return recipe_config(base.pop("recipe", "paper"), **base)
+
+
+def test_augment_batch_matches_the_numpy_augmentation():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((8, 6, 6), dtype=np.float32))
+    flips = torch.from_numpy(rng.random((8, 2)) < 0.5)
+    k = torch.from_numpy(rng.integers(0, 4, 8))
+    ax, am = augment_batch(x, x > 0.5, flips, k)
+    for i in range(8):
+        ref = x[i].numpy()
+        if flips[i, 0]:
+            ref = ref[:, ::-1]
+        if flips[i, 1]:
+            ref = ref[::-1]
+        ref = np.rot90(ref, int(k[i]))
+        assert np.array_equal(ax[i].numpy(), ref)
+        assert np.array_equal(am[i].numpy(), ref > 0.5)
+
+
+def test_device_batches_are_normalised_windows_of_the_frames():
+    rng = np.random.default_rng(1)
+    items = []
+    for i, (h, w) in enumerate([(40, 48), (20, 24), (32, 32)]):  # one smaller than the crop
+        img = rng.integers(0, 200, (h, w)).astype(np.uint8)
+        items.append((img, img > 190, f"f{i}"))
+    norm = InputNorm(kind="robust", background=16)
+    data = DeviceBatches(items, CROP, norm, CPU)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.tensor([0, 1, 2, 0])
+    size = data.sizes[idx]
+    u = torch.rand((4, 2), generator=torch.Generator().manual_seed(0))
+    off = (u * (size - CROP + 1).double()).long()
+    x, m = data.batch(idx, gen)
+    assert x.shape == (4, 1, CROP, CROP) and m.shape == (4, 1, CROP, CROP)
+    for j in range(4):
+        y0, x0 = (int(v) for v in off[j])
+        raw = data.images[idx[j], y0 : y0 + CROP, x0 : x0 + CROP].numpy()
+        ref = normalize(raw, norm)
+        got = x[j, 0].numpy()
+        # the sample was then flipped/turned: it equals one of the 8 symmetries of ref
+        syms = [np.rot90(r, q) for r in (ref, ref[:, ::-1], ref[::-1], ref[::-1, ::-1]) for q in range(4)]
+        assert min(np.abs(got - s).max() for s in syms) <= 1e-4
+
+
+def test_lr_schedules():
+    cfg = recipe_config("large", data="x", minutes=1.0, epochs=10)
+    assert cfg.schedule_by == "time" and cfg.batch_size == 64
+    assert lr_at_progress(cfg, 0.0, 0.0) < cfg.lr / 100  # warm-up starts near zero
+    assert lr_at_progress(cfg, 0.01, cfg.warmup_epochs) == pytest.approx(cfg.lr, rel=1e-3)
+    assert lr_at_progress(cfg, 1.0, 9.0) == pytest.approx(cfg.min_lr)
+    paper = recipe_config("paper", data="x")
+    assert (paper.epochs, paper.batch_size, paper.lr, paper.loss) == (1500, 8, 1e-4, "softiou")
+    assert lr_at_progress(paper, 0.7, 1000.0) == paper.lr
+    assert recipe_config("large", data="x").schedule_by == "epochs"  # no budget: by epochs
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        recipe_config("fast", data="x")
+    assert set(RECIPES) == {"paper", "large"}
+
+
+def test_train_on_a_pack_evaluates_and_resumes(tmp_path, pack):
+    summary = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=2))
+    assert summary["epochs_done"] == 2 and summary["stop"] == "epochs"
+    ev = summary["eval"]
+    assert ev["images"] == 4 and ev["set"] == "nudt_test"
+    for key in ("iou", "niou", "f1", "pd", "fa"):
+        assert key in ev
+    model, info, _ = load_checkpoint(summary["model"])
+    assert info.norm.kind == "robust" and info.norm.background == 32
+    assert info.extra["metrics"]["images"] == 4 and info.extra["data"]["groups"] == ["nudt_train"]
+    half, _, _ = load_checkpoint(summary["model_fp16"])
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(summary["model_fp16"]).values()} <= {torch.float16, torch.int64}
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
+    again = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=3))
+    assert again["epochs_done"] == 3  # resumed: one more epoch
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2, 3]
+
+
+def test_train_on_folders_with_a_time_budget(tmp_path, roots):
+    summary = train_gpu(_cfg(tmp_path, recipe="large", data=roots["nudt"], batch_size=4, epochs=500,
+                             minutes=0.02, eval_split="test"))
+    assert summary["stop"] == "minutes" and summary["epochs_done"] < 500
+    assert summary["eval"]["images"] == 4
+
+
+def test_cli_train_gpu(tmp_path, pack, capsys):
+    code = main(["train-gpu", "--pack", str(pack), "--out", str(tmp_path / "cli"), "--model", "tiny",
+                 "--device", "cpu", "--crop", str(CROP), "--batch-size", "4", "--max-steps", "2",
+                 "--threads", "1", "--eval-group", "none", "--train-groups", "nudt_train,sirst_crops"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["steps"] == 2 and out["eval"] is None and out["stop"] == "max_steps"
+    assert main(["train-gpu", "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2  # no data
+
+
+@pytest.mark.gpu
+def test_train_on_cuda_bf16_channels_last(tmp_path, pack):
+    summary = train_gpu(_cfg(tmp_path, pack=pack, data=pack, device="cuda", recipe="large", epochs=3,
+                             minutes=0.2))
+    assert summary["device"].startswith("cuda") and summary["peak_gpu_mem_mb"] > 0
+    assert np.isfinite(summary["final_loss"]) and summary["eval"]["images"] == 4
+    load_checkpoint(summary["model_fp16"])
+
+
+@pytest.mark.gpu
+def test_device_batches_on_cuda_are_normalised_like_numpy():
+    rng = np.random.default_rng(2)
+    items = [(rng.integers(0, 255, (64, 80)).astype(np.uint8), np.zeros((64, 80), bool), "a")]
+    norm = InputNorm(kind="robust", background=32)
+    data = DeviceBatches(items, 64, norm, torch.device("cuda"))
+    x, _ = data.batch(torch.tensor([0], device="cuda"), torch.Generator(device="cuda").manual_seed(0))
+    assert x.is_cuda and x.shape == (1, 1, 64, 64) and torch.isfinite(x).all()

@@ -1,0 +1,72 @@
+"""The torch twin of the input normalisation equals the numpy rule (to 1e-4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from irstd_ros.core.normalization import InputNorm, normalize
+from irstd_ros.errors import ConfigError
+from irstd_ros.training.torch_norm import normalize_torch
+
+TOL = 1e-4
+
+
+def _frames(dtype, shape, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    if dtype == np.float32:
+        return [rng.normal(0.3, 0.01, shape).astype(np.float32) for _ in range(n)]
+    hi = 256 if dtype == np.uint8 else 16384
+    out = []
+    for _ in range(n):
+        f = rng.normal(hi * 0.4, hi * 0.02, shape).clip(0, hi - 1)
+        f[rng.integers(shape[0]), rng.integers(shape[1])] = hi - 1  # a bright target
+        out.append(f.astype(dtype))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape"),
+    [(np.uint8, (256, 256)), (np.uint8, (37, 53)), (np.uint16, (512, 640)), (np.float32, (64, 80)),
+     (np.uint8, (9, 1)), (np.uint8, (1, 9)), (np.uint8, (130, 260))],
+)
+@pytest.mark.parametrize(("knee", "background"), [(4.0, 0), (2.5, 0), (4.0, 32), (3.0, 16)])
+def test_robust_twin_matches_numpy(dtype, shape, knee, background):
+    norm = InputNorm(kind="robust", knee=knee, background=background)
+    frames = _frames(dtype, shape)
+    ref = np.stack([normalize(f, norm) for f in frames])
+    t = torch.from_numpy(np.stack(frames).astype(np.float32) if dtype == np.uint16 else np.stack(frames))
+    out = normalize_torch(t, norm, integer=dtype != np.float32).numpy()
+    assert out.dtype == np.float32
+    assert np.abs(out - ref).max() <= TOL
+
+
+@pytest.mark.parametrize("background", [0, 32])
+def test_constant_frames_match_numpy(background):
+    norm = InputNorm(kind="robust", background=background)
+    for frame in (np.full((16, 16), 7, np.uint8), np.zeros((16, 16), np.float32)):
+        ref = normalize(frame, norm)
+        out = normalize_torch(torch.from_numpy(frame)[None], norm, integer=frame.dtype == np.uint8)[0].numpy()
+        assert np.abs(out - ref).max() <= TOL
+
+
+def test_global_twin_for_8_bit_frames():
+    norm = InputNorm(kind="global", mean=0.4, std=0.2)
+    frame = _frames(np.uint8, (20, 30), n=1)[0]
+    out = normalize_torch(torch.from_numpy(frame)[None], norm)[0].numpy()
+    assert np.abs(out - normalize(frame, norm)).max() <= TOL
+    with pytest.raises(ConfigError, match="8-bit"):
+        normalize_torch(torch.zeros(1, 4, 4), norm)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("background", [0, 32])
+def test_twin_on_cuda_matches_numpy(background):
+    """On the GPU too (TF32 on: the background's matmul runs in float64 regardless)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    norm = InputNorm(kind="robust", background=background)
+    frames = _frames(np.uint8, (256, 256), n=8)
+    ref = np.stack([normalize(f, norm) for f in frames])
+    out = normalize_torch(torch.from_numpy(np.stack(frames)).cuda(), norm).cpu().numpy()
+    assert np.abs(out - ref).max() <= TOL
