@@ -47,13 +47,13 @@ DEFAULT_OUT = Path("out/demo")
 NODE_NAME = "irstd_node"
 OUTPUT_TOPICS = ("/mask", "/detections", "/targets", "/tracks", "/target_tracks")
 SYNC_TOPIC = "/targets"  # the node publishes it last for each frame
-# The sample: 8 s of 640x512 8-bit cloudy sky at 10 fps, 4 targets (one entering, one
-# leaving). SNR 10-16 over local clutter: contrasts of 55-110 DN, those of NUDT-SIRST's
-# targets (median ~66 DN), where the shipped model was trained; at SNR 4-10 (25-65 DN) its
-# Pd on these scenes is ~0.55-0.7 (docs/demo.md, "Sensitivity").
+# The sample: 10 s of 640x512 8-bit cloudy sky at 10 fps: 4 targets (one entering, one
+# leaving) at SNR 10-16 over local clutter, 2 dim point targets at SNR 4-6, and a
+# background-only stretch (frames 80-99) where any detection is a false alarm.
 SAMPLE_SNR = (10.0, 16.0)
 SAMPLE_SEQUENCE = SequenceConfig(
-    width=640, height=512, frames=80, fps=10.0, scene="sky", n_targets=4, snr=SAMPLE_SNR, seed=7
+    width=640, height=512, frames=100, fps=10.0, scene="sky", n_targets=4, snr=SAMPLE_SNR, seed=7,
+    dim_targets=2, dim_snr=(4.0, 6.0), quiet=(80, 100),
 )
 NODE_START_TIMEOUT_S = 90.0  # model loading on a busy 2-core machine
 NODE_EXIT_TIMEOUT_S = 15.0

@@ -40,7 +40,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("detection.min_area", _POST.min_area, "smallest target kept, pixels", min=1, max=1_000_000),
     ParamSpec("detection.max_area", _POST.max_area, "largest target kept, pixels", min=1, max=100_000_000),
     ParamSpec("detection.max_detections", _POST.max_detections, "most targets per frame (best scores kept)", min=1, max=10_000),
-    ParamSpec("input.scaling", "auto", "raw frame to [0,1]: auto (8-bit /255, 16-bit percentile), fixed, percentile, minmax", choices=("auto", "fixed", "percentile", "minmax")),
+    ParamSpec("input.scaling", "auto", "models with 'global' normalisation (0.1) only, raw frame to [0,1]: auto (8-bit /255, 16-bit percentile), fixed, percentile, minmax; 'robust' models (0.2+) normalise every encoding themselves", choices=("auto", "fixed", "percentile", "minmax")),
     ParamSpec("input.low", 0.0, "fixed scaling: raw value mapped to 0"),
     ParamSpec("input.high", 65535.0, "fixed scaling: raw value mapped to 1"),
     ParamSpec("input.percentile_low", 0.5, "percentile scaling: lower percentile", min=0.0, max=100.0),

@@ -25,7 +25,7 @@ full peak; entering and leaving targets appear and disappear accordingly.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -46,7 +46,8 @@ MIN_SIZE_PX, MAX_SIZE_PX = 16, 8192
 BIT_DEPTHS = (8, 16)
 
 # Independent random streams: changing one aspect (e.g. frames) keeps the others.
-_STREAM_SCENE, _STREAM_TARGETS, _STREAM_SENSOR, _STREAM_NOISE, _STREAM_GLINT = range(1, 6)
+_STREAM_SCENE, _STREAM_TARGETS, _STREAM_SENSOR, _STREAM_NOISE, _STREAM_GLINT, _STREAM_DIM = range(1, 7)
+DIM_SIZE_PX = (0.3, 1.0)  # dim targets are points: the PSF shapes them
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class SequenceConfig:
     target_size: tuple[float, float] = (1.0, 6.0)  # object extent (px) before the PSF
     target_speed: tuple[float, float] = (5.0, 25.0)  # px/s
     enter_leave: bool = True  # target 0 enters the frame, target 1 leaves it
+    dim_targets: int = 0  # extra point targets (ids after the others) at ``dim_snr``
+    dim_snr: tuple[float, float] = (4.0, 6.0)
+    quiet: tuple[int, int] = (0, 0)  # frames [start, end) show no target: background only
     psf_sigma: float = 0.6  # px, Gaussian sensor PSF
     noise_sigma: float = 1.5  # DN, temporal noise
     fpn_sigma: float = 1.0  # DN, column offsets (rows: ROW_FPN_RATIO of it)
@@ -86,11 +90,13 @@ class SequenceConfig:
             raise ConfigError(f"fps must be > 0, got {self.fps}")
         if self.scene not in SCENES:
             raise ConfigError(f"unknown scene {self.scene!r}; valid: {', '.join(SCENES)}")
-        if self.n_targets < 0:
-            raise ConfigError(f"n_targets must be >= 0, got {self.n_targets}")
+        if self.n_targets < 0 or self.dim_targets < 0:
+            raise ConfigError(f"n_targets and dim_targets must be >= 0, got {self.n_targets}, {self.dim_targets}")
+        if not 0 <= self.quiet[0] <= self.quiet[1]:
+            raise ConfigError(f"quiet must be a frame range 0 <= start <= end, got {self.quiet}")
         if self.bit_depth not in BIT_DEPTHS:
             raise ConfigError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
-        for name in ("snr", "target_size", "target_speed"):
+        for name in ("snr", "dim_snr", "target_size", "target_speed"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi or (name != "target_speed" and lo <= 0):
                 raise ConfigError(f"{name} range must satisfy 0 < lo <= hi, got ({lo}, {hi})")
@@ -186,6 +192,12 @@ def generate_sequence(cfg: SequenceConfig) -> Iterator[Frame]:
         cfg.snr,
         cfg.enter_leave,
     )
+    if cfg.dim_targets:
+        dim = plan_targets(
+            _rng(cfg, _STREAM_DIM), cfg.dim_targets, cfg.frames, cfg.fps, cfg.width, cfg.height,
+            DIM_SIZE_PX, cfg.target_speed, cfg.dim_snr, False,
+        )
+        plans += [replace(p, id=p.id + cfg.n_targets) for p in dim]
     gain, offsets = _sensor_maps(cfg)
     unit = 1.0 if cfg.bit_depth == 8 else GAIN_16BIT
     h, w = shape
@@ -194,7 +206,7 @@ def generate_sequence(cfg: SequenceConfig) -> Iterator[Frame]:
         img = clean.copy()
         mask = np.zeros(shape, dtype=bool)
         truths: list[TargetTruth] = []
-        for plan in plans:
+        for plan in plans if not cfg.quiet[0] <= t < cfg.quiet[1] else ():
             x, y = plan.positions[t]
             x0, y0, patch = render_blob(
                 x, y, plan.size * plan.aspect, plan.size, float(plan.headings[t]), cfg.psf_sigma

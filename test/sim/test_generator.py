@@ -131,3 +131,17 @@ def test_local_window_is_odd():
 def test_invalid_config_is_a_config_error(change):
     with pytest.raises(ConfigError):
         next(generate_sequence(replace(SMALL, **change)))
+
+
+def test_dim_point_targets_and_a_background_only_stretch():
+    cfg = SequenceConfig(width=160, height=128, frames=12, n_targets=2, enter_leave=False,
+                         dim_targets=2, dim_snr=(4.0, 5.0), quiet=(8, 12), seed=3)
+    seq = frames(cfg)
+    ids = {t.id for f in seq[:8] for t in f.targets}
+    assert ids == {0, 1, 2, 3}
+    dim = [t for f in seq[:8] for t in f.targets if t.id >= 2]
+    assert all(4.0 <= t.snr <= 5.0 and t.size <= 1.0 for t in dim)
+    assert all(not f.targets and not f.mask.any() for f in seq[8:])
+    # the bright targets are unchanged by adding dim ones (their own random stream)
+    plain = frames(replace(cfg, dim_targets=0, quiet=(0, 0)))
+    assert [(t.id, t.x) for t in plain[0].targets] == [(t.id, t.x) for t in seq[0].targets if t.id < 2]
