@@ -3,11 +3,11 @@
 #
 #   make setup      venv + pinned requirements + ROS 2 (PyPI wheels) + built interfaces
 #   make demo       the demo (python -m irstd_ros.demo)
-#   make test       ruff + pytest, CPU-only, without slow tests
-#   make test-all   ruff + pytest, slow tests included (still CPU-only)
+#   make test       ruff + import contract + pytest, CPU-only, without slow tests
+#   make test-all   the same, slow tests included (still CPU-only)
 #   make test-gpu   pytest of the gpu/tensorrt tests (on a machine with a GPU)
 #   make bench      irstd bench
-#   make lint       ruff check
+#   make lint       ruff check + import contract
 #   make freeze     re-pin requirements/constraints.txt from the venv
 #   make clean      build outputs and caches (keeps .venv); `make distclean` also .venv
 #
@@ -26,6 +26,7 @@ PYTEST_ARGS ?=
 # bootstrap (LD_LIBRARY_PATH for the ROS libraries) in the commands below.
 unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE
 
+IMPORTS_LOG := $(IRSTD_VENV)/.lint-imports.log
 MARK_DEFAULT := not gpu and not tensorrt and not slow
 MARK_ALL := not gpu and not tensorrt
 
@@ -40,14 +41,17 @@ setup:
 demo: setup
 	$(PY) -m irstd_ros.demo $(ARGS)
 
-# ruff and pytest both run; the target fails if either failed. pytest's exit code 5
-# ("no tests collected") is not a failure.
+# ruff, the import contract (lint-imports: the layers in pyproject.toml) and pytest all
+# run; the target fails if any failed. pytest's exit code 5 ("no tests collected") is not
+# a failure.
 define run_tests
 	@lint=0; $(IRSTD_VENV)/bin/ruff check . || lint=$$?; \
+	layers=0; $(IRSTD_VENV)/bin/lint-imports --no-cache > $(IMPORTS_LOG) 2>&1 || { layers=$$?; cat $(IMPORTS_LOG); }; \
 	rc=0; $(PY) -m pytest -m "$(1)" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; \
 	if [ $$lint -ne 0 ]; then echo "ruff check failed"; fi; \
-	[ $$lint -eq 0 ] && [ $$rc -eq 0 ]
+	if [ $$layers -ne 0 ]; then echo "import contract (lint-imports) broken"; fi; \
+	[ $$lint -eq 0 ] && [ $$layers -eq 0 ] && [ $$rc -eq 0 ]
 endef
 
 test: setup
@@ -64,6 +68,7 @@ bench: setup
 
 lint: setup
 	$(IRSTD_VENV)/bin/ruff check .
+	$(IRSTD_VENV)/bin/lint-imports --no-cache
 
 freeze:
 	$(PY) scripts/freeze_constraints.py > requirements/constraints.txt

@@ -36,7 +36,7 @@ from irstd_ros.bags.record import RecordConfig, Recorder
 from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.bags.replay import ReplayConfig, replay
 from irstd_ros.bags.rosutil import ros_session
-from irstd_ros.cli.generate import parse_range
+from irstd_ros.core.parsing import parse_range
 from irstd_ros.errors import IrstdError
 from irstd_ros.sim.sequence import SequenceConfig
 
@@ -272,7 +272,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def summary(result: dict, out: Path) -> str:
     """The closing table."""
-    from irstd_ros.cli.eval_bag import format_table
+    from irstd_ros.bags.report import format_table
 
     d = result["demo"]
     files = [

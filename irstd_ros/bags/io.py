@@ -351,7 +351,7 @@ TARGET_FIELDS = (
 
 
 def targets_msg(store: Typestore, targets: Iterable[Any], stamp: int, frame_id: str) -> Any:
-    """An irstd_ros/TargetArray of :class:`irstd_ros.inference.postprocess.Target` objects."""
+    """An irstd_ros/TargetArray of :class:`irstd_ros.core.targets.Target` objects."""
     t = store.types
     items = []
     for tgt in targets:

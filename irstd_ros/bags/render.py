@@ -3,7 +3,7 @@
 Frames come from the bag's image topic; detections (red, with scores) from the outputs
 bag (or the same bag) matched by header stamp; truth boxes (green) from
 ``/camera/truth/targets`` when present; the node's tracks (yellow, ``#id`` and a trail)
-from a recorded ``*/tracks`` topic when present. Drawing: :func:`irstd_ros.overlay.draw_overlay`.
+from a recorded ``*/tracks`` topic when present. Drawing: :func:`irstd_ros.core.overlay.draw_overlay`.
 MP4 needs imageio-ffmpeg; without it the video is written as a GIF next to the
 requested path.
 """
@@ -27,8 +27,8 @@ from irstd_ros.bags.io import (
     boxes_from_detections,
     stamp_ns,
 )
+from irstd_ros.core.overlay import draw_overlay
 from irstd_ros.errors import BagError, ConfigError
-from irstd_ros.overlay import draw_overlay
 from irstd_ros.ros.conversions import image_to_array
 
 log = logging.getLogger(__name__)

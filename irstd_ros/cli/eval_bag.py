@@ -5,11 +5,11 @@ without tracking."""
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, plot_over_time, write_json
 from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_MASK_TOPIC
+from irstd_ros.bags.report import format_table
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
 from irstd_ros.tracking.tracker import TrackerConfig
 
@@ -102,49 +102,3 @@ def run(args: argparse.Namespace) -> int:
         write_json(result, Path(args.json))
     print(format_table(result))
     return 0
-
-
-def format_table(r: dict) -> str:
-    """A short human-readable summary of an evaluation result."""
-    lat = r.get("latency_ms")
-    lines = [
-        f"frames      {r['frames']} scored, {r['frames_missing']} without output",
-        f"targets     {r['targets']} ({r['detected']} detected)",
-        f"Pd          {r['pd']:.4f}",
-        f"Fa          {r['fa']:.3e}  ({r['false_px']} false-alarm pixels)",
-        f"IoU / nIoU  {r['iou']:.4f} / {r['niou']:.4f}",
-    ]
-    if lat:
-        lines.append(
-            f"latency ms  mean {lat['mean']:.1f}, p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, "
-            f"max {lat['max']:.1f} ({r['latency_source']})"
-        )
-    if r.get("tracking"):
-        lines += format_tracking(r["tracking"])
-    return "\n".join(lines)
-
-
-def _num(v: float | None, fmt: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
-
-
-def format_tracking(t: dict) -> list[str]:
-    """Rows of the tracking metrics, detections ("no tracking") beside tracks."""
-    d, k = t["detections"], t["tracks"]
-    rows = [
-        ("Pd", "pd", ".4f"),
-        (f"Pd after {k['warmup_s']:g} s", "pd_after_warmup", ".4f"),
-        ("false /min", "false_tracks_per_min", ".1f"),
-        ("false (count)", "false_tracks", "d"),
-        ("ID switches", "id_switches", "d"),
-        ("  /100 tgt-s", "id_switches_per_100_target_s", ".2f"),
-        ("MOTA", "mota", ".4f"),
-        ("IDF1", "idf1", ".4f"),
-    ]
-    out = [
-        f"tracking    match {k['match_px']:g} px, {k['truth_targets']} targets, "
-        f"{k['duration_s']:.1f} s; tracks: {t['tracks_source']}",
-        f"  {'':14s} {'detections':>12s} {'tracks':>12s}",
-    ]
-    out += [f"  {name:14s} {_num(d[key], fmt):>12s} {_num(k[key], fmt):>12s}" for name, key, fmt in rows]
-    return out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from irstd_ros.bags.generate import GenerateConfig, generate_bag
 from irstd_ros.bags.io import STORAGES
+from irstd_ros.core.parsing import parse_range
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim.scenes import SCENES
 from irstd_ros.sim.sequence import BIT_DEPTHS, SequenceConfig
@@ -21,19 +22,6 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise ConfigError(f"size must be WIDTHxHEIGHT, e.g. 640x512, got {text!r}") from None
     return w, h
-
-
-def parse_range(text: str) -> tuple[float, float]:
-    """``6`` -> (6, 6); ``4:10`` -> (4, 10)."""
-    try:
-        parts = [float(v) for v in text.split(":")]
-    except ValueError:
-        raise ConfigError(f"expected a number or LO:HI, got {text!r}") from None
-    if len(parts) == 1:
-        return parts[0], parts[0]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    raise ConfigError(f"expected a number or LO:HI, got {text!r}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,4 +1,5 @@
-"""numpy-only core: frame conversion and normalisation (no torch, no rclpy)."""
+"""numpy-only core (no torch, no rclpy): normalisation, 8-connected components, targets,
+stride padding, the annotated overlay and shared value parsers."""
 
 from irstd_ros.core.normalization import (
     NORM_KINDS,

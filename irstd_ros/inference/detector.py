@@ -12,9 +12,9 @@ import numpy as np
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint
 from irstd_ros.core.normalization import ScalingConfig, normalize, to_grey
+from irstd_ros.core.targets import PostprocessConfig, Target, extract_targets
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
-from irstd_ros.inference.postprocess import PostprocessConfig, Target, extract_targets
 
 log = logging.getLogger(__name__)
 

@@ -49,15 +49,15 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
+from irstd_ros.core.targets import PostprocessConfig, Target
 from irstd_ros.errors import ConfigError, ImageConversionError, IrstdError
-from irstd_ros.health import PipelineStats, RateLimiter
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.detector import Detector, ScalingConfig, default_model_path
-from irstd_ros.inference.postprocess import PostprocessConfig, Target
 from irstd_ros.msg import Target as TargetMsg
 from irstd_ros.msg import TargetArray, TrackArray
 from irstd_ros.msg import Track as TrackMsg
 from irstd_ros.ros.conversions import array_to_image_fields, image_to_array
+from irstd_ros.ros.health import PipelineStats, RateLimiter
 from irstd_ros.ros.params import PARAMS, SPECS, validate
 from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState
 
@@ -543,7 +543,7 @@ class IrstdNode(Node):
     def _publish_overlay(
         self, header: Any, frame: np.ndarray, targets: list[Target], tracks: list[Track] | None
     ) -> None:
-        from irstd_ros.overlay import draw_overlay  # optional output: import only when used
+        from irstd_ros.core.overlay import draw_overlay  # optional output: import only when used
 
         shown = [t for t in tracks or () if t.confirmed]
         trails = {t.id: list(self._trails.get(t.id, ())) for t in shown}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from irstd_ros.inference.postprocess import PostprocessConfig
+from irstd_ros.core.targets import PostprocessConfig
 from irstd_ros.tracking.tracker import TrackerConfig
 
 _POST = PostprocessConfig()

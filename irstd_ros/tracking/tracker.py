@@ -54,7 +54,7 @@ class TrackState(str, Enum):
 
 
 class Detection(Protocol):
-    """What the tracker reads of a detection (:class:`irstd_ros.inference.postprocess.Target`
+    """What the tracker reads of a detection (:class:`irstd_ros.core.targets.Target`
     has these fields)."""
 
     score: float

@@ -26,8 +26,8 @@ from irstd_ros.bags.io import (
     targets_msg,
 )
 from irstd_ros.bags.typestore import find_msg_dir, typestore
+from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError
-from irstd_ros.inference.postprocess import Target
 from irstd_ros.ros.conversions import image_to_array
 from irstd_ros.sim import generate_sequence
 

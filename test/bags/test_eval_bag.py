@@ -19,9 +19,9 @@ from irstd_ros.bags.io import (
     image_msg,
     targets_msg,
 )
+from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.inference.detector import DetectionResult
-from irstd_ros.inference.postprocess import Target
 
 H, W = 32, 40
 T0 = 1_000_000_000_000

@@ -20,8 +20,8 @@ from irstd_ros.bags.io import (
     targets_msg,
 )
 from irstd_ros.bags.render import RenderConfig, render
-from irstd_ros.cli.eval_bag import format_table
-from irstd_ros.inference.postprocess import Target
+from irstd_ros.bags.report import format_table
+from irstd_ros.core.targets import Target
 from irstd_ros.tracking.metrics import Point, tracking_metrics
 
 H, W = 48, 64

@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy import ndimage
 
+from irstd_ros.core.targets import PostprocessConfig, extract_targets
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.torch_cpu import TorchCPUBackend
-from irstd_ros.inference.postprocess import PostprocessConfig, extract_targets
 from irstd_ros.inference.tiling import TilingBackend, seams, tile_starts
 
 STRIDE = 16

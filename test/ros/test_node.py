@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from irstd_ros.checkpoint import CheckpointInfo  # noqa: E402
-from irstd_ros.evaluation.metrics import components  # noqa: E402
+from irstd_ros.core.components import components  # noqa: E402
 from irstd_ros.inference.detector import Detector  # noqa: E402
 from irstd_ros.models import named_config  # noqa: E402
 from irstd_ros.msg import TargetArray  # noqa: E402

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.padding import logits_to_prob, network_input
 from irstd_ros.errors import BackendError
 from irstd_ros.inference.backends.base import BackendOptions
-from irstd_ros.inference.backends.graph_export import INPUT_NAME, cached_onnx
-from irstd_ros.inference.preprocess import crop_to, pad_to_stride
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +30,6 @@ INTER_OP_THREADS = 1  # one graph, sequential execution: parallelism is intra-op
 # (a robot's computer, the 2-core dev machine) spinning threads steal the slices the
 # working ones need; measured 56 -> 30 ms (tiny model, 256x256) under load, no loss idle.
 ALLOW_SPINNING = "0"
-
-
-def normalise_and_pad(frame: np.ndarray, info: CheckpointInfo) -> tuple[np.ndarray, tuple[int, int]]:
-    """(H, W) network input -> (1, 1, H', W') float32 padded to the stride."""
-    x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None, None]
-    x, size = pad_to_stride(x, info.model.stride)
-    return x.numpy(), size
-
-
-def logits_to_prob(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(1, 1, H', W') logits -> (H, W) float32 probabilities."""
-    return torch.sigmoid(crop_to(torch.from_numpy(logits), size))[0, 0].numpy()
 
 
 class OnnxRuntimeBackend:
@@ -62,7 +51,11 @@ class OnnxRuntimeBackend:
             raise BackendError(f"onnxruntime is not installed ({exc}); see requirements/backends-cpu.txt") from None
         self.options = options or BackendOptions()
         self.info = info
-        self.onnx_path = Path(onnx_path) if onnx_path else cached_onnx(model, info, self.options)
+        if onnx_path is None:
+            from irstd_ros.inference.backends.graph_export import cached_onnx  # torch: export only
+
+            onnx_path = cached_onnx(model, info, self.options)
+        self.onnx_path = Path(onnx_path)
         so = ort.SessionOptions()
         if self.options.threads:
             so.intra_op_num_threads = self.options.threads
@@ -75,12 +68,13 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(self.onnx_path), so, providers=[PROVIDER])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise BackendError(f"onnxruntime cannot load {self.onnx_path}: {exc}") from exc
+        self.input_name = self.session.get_inputs()[0].name
         self.version = ort.__version__
         self.threads = self.options.threads or 0
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
-        x, size = normalise_and_pad(frame, self.info)
-        (logits,) = self.session.run(None, {INPUT_NAME: x})
+        x, size = network_input(frame, self.info.model.stride)
+        (logits,) = self.session.run(None, {self.input_name: x})
         return logits_to_prob(logits, size)
 
     def describe(self) -> dict[str, object]:

@@ -21,15 +21,17 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.padding import logits_to_prob, network_input
 from irstd_ros.errors import BackendError
 from irstd_ros.inference.backends.base import BackendOptions
-from irstd_ros.inference.backends.graph_export import export_openvino_ir
-from irstd_ros.inference.backends.onnxruntime_backend import logits_to_prob, normalise_and_pad
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,12 @@ class OpenVINOBackend:
         self.precision = precision
         self.options = options or BackendOptions()
         self.info = info
-        self.model_path = (
-            Path(model_path) if model_path else export_openvino_ir(model, info, self.options)
-        )
+        if model_path is None:
+            # torch is needed for the export only
+            from irstd_ros.inference.backends.graph_export import export_openvino_ir
+
+            model_path = export_openvino_ir(model, info, self.options)
+        self.model_path = Path(model_path)
         self.core = ov.Core()
         try:
             self.graph = self.core.read_model(str(self.model_path))
@@ -113,7 +118,7 @@ class OpenVINOBackend:
         return request
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
-        x, size = normalise_and_pad(frame, self.info)
+        x, size = network_input(frame, self.info.model.stride)
         request = self._request(x.shape)
         request.infer({0: x})
         logits = request.get_output_tensor(0).data

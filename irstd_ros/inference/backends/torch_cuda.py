@@ -37,10 +37,7 @@ from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.errors import BackendError
-from irstd_ros.inference.backends._cuda import (  # re-exported: tensorrt and the tests use them
-    CAST_BACK_MARK,
-    DISABLE_AUTOCAST_MARK,
-    FP32_MARK,
+from irstd_ros.inference.backends._cuda import (
     CudaPredictMixin,
     StagingBuffers,
     cuda_device_name,
@@ -50,11 +47,7 @@ from irstd_ros.inference.backends._cuda import (  # re-exported: tensorrt and th
 )
 from irstd_ros.inference.backends.base import BackendOptions
 
-__all__ = [
-    "CAST_BACK_MARK", "DISABLE_AUTOCAST_MARK", "FP32_MARK", "GRAPH_SIZES", "PRECISIONS",
-    "StagingBuffers", "TorchCUDABackend", "cuda_device_name", "gpu_postprocess",
-    "gpu_preprocess", "keep_sgem_fp32",
-]
+__all__ = ["GRAPH_SIZES", "PRECISIONS", "TorchCUDABackend"]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 GRAPH_SIZES = 4  # frame sizes whose captured graph is kept

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from irstd_ros.inference.backends._cuda import StagingBuffers, keep_sgem_fp32
 from irstd_ros.inference.backends.base import BackendOptions
-from irstd_ros.inference.backends.torch_cuda import StagingBuffers, keep_sgem_fp32
 from irstd_ros.models.blocks import SGEM
 
 ATTENTION_OPS = ("matmul", "softmax", "linalg_vector_norm")

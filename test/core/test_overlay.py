@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from irstd_ros.bags.io import Box
-from irstd_ros.overlay import (
+from irstd_ros.core.overlay import (
     DETECTION_MARGIN_PX,
     DETECTION_RGB,
     TRUTH_MARGIN_PX,

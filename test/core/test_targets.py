@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from irstd_ros.inference.postprocess import PostprocessConfig, extract_targets
+from irstd_ros.core.targets import PostprocessConfig, extract_targets
 
 
 def prob_map():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from irstd_ros.overlay import TRACK_RGB, draw_overlay
+from irstd_ros.core.overlay import TRACK_RGB, draw_overlay
 
 
 def test_tracks_are_drawn_with_their_trail():

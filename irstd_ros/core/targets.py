@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from irstd_ros.evaluation.metrics import EIGHT_CONNECTED
+from irstd_ros.core.components import components
 
 BACKGROUND_MARGIN = 4  # px of ring around a target's box used as its local background
 
@@ -67,7 +67,7 @@ def extract_targets(
     if prob.shape != intensity.shape:
         raise ValueError(f"probability {prob.shape} and intensity {intensity.shape} differ")
     binary = prob > cfg.threshold
-    labels, n = ndimage.label(binary, structure=EIGHT_CONNECTED)
+    labels, n = components(binary)
     mask = np.zeros(prob.shape, dtype=bool)
     if n == 0:
         return mask, []

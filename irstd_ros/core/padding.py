@@ -1,0 +1,39 @@
+"""Stride padding of the network input and logits to probabilities, in numpy.
+
+The numpy twins of :func:`irstd_ros.inference.preprocess.pad_to_stride` /
+:func:`~irstd_ros.inference.preprocess.crop_to` (same rule: reflect, replicate when the
+frame is too small to reflect): the ONNX Runtime and OpenVINO backends run on numpy
+arrays end to end and need no torch at run time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+
+def pad_to_stride(x: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad (..., H, W) at the bottom/right to multiples of ``stride``; also the original (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "edge"
+        pad = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
+        x = np.pad(x, pad, mode=mode)
+    return x, (h, w)
+
+
+def crop_to(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Undo :func:`pad_to_stride`."""
+    return x[..., : size[0], : size[1]]
+
+
+def network_input(frame: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """(H, W) network input -> (1, 1, H', W') float32 padded to the stride, and (H, W)."""
+    x = np.ascontiguousarray(frame, dtype=np.float32)[None, None]
+    return pad_to_stride(x, stride)
+
+
+def logits_to_prob(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(1, 1, H', W') logits -> (H, W) float32 probabilities."""
+    return expit(crop_to(np.asarray(logits, dtype=np.float32), size)[0, 0]).astype(np.float32)
