@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=512)
-    p.add_argument("--frames", type=int, default=1, help="frames per cell")
+    p.add_argument("--frames", type=int, default=4, help="frames per cell")
+    p.add_argument("--targets", type=int, default=8, help="targets per frame")
     p.add_argument("--snrs", type=float, nargs="+", help="peak SNR grid")
     p.add_argument("--sizes", nargs="+", help="'point' and/or extended areas in px")
     p.add_argument("--out", type=Path, default=Path("out/envelope"))
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         EvalConfig(data=Path("."), weights=args.weights, method=args.method, backend=args.backend,
                    threshold=args.threshold, threads=args.threads)
     )
-    cfg = EnvelopeConfig(width=args.width, height=args.height, frames=args.frames)
+    cfg = EnvelopeConfig(width=args.width, height=args.height, frames=args.frames,
+                         targets_per_frame=args.targets)
     if args.snrs:
         cfg = EnvelopeConfig(**{**cfg.__dict__, "snrs": tuple(args.snrs)})
     if args.sizes:

@@ -1,10 +1,16 @@
 """The detection envelope: where the detector stops working.
 
 Synthetic radiometric frames (14-bit counts, temporal noise ``noise`` counts) of three
-scene types -- ``flat``, ``gradient`` (a tilted sky) and ``cloud`` (fractal clouds)
--- carry a grid of targets of one peak SNR (amplitude / temporal noise sigma) and one
-size (a point: Gaussian PSF sigma 0.5-1.5 px; or extended: ``area`` px before the PSF),
-rendered by the project's implantation (:mod:`irstd_ros.sim.implant`). Each frame is
+scene types -- ``flat``, ``gradient`` (a tilted sky) and ``cloud`` (the project's
+generator's cloudy sky, :func:`irstd_ros.sim.scenes.make_scene`, at 16 counts per DN)
+-- carry targets of one peak SNR and one size. The SNR is the peak amplitude over the
+frame's pixel noise as the normalisation measures it (:func:`noise_sigma`): the temporal
+noise on flat and gradient scenes, temporal noise and pixel-scale cloud texture
+together on cloudy ones. Sizes are (a point: Gaussian PSF sigma 0.5-1.5 px; or extended: ``area`` px before the PSF),
+rendered by the project's implantation (:mod:`irstd_ros.sim.implant`):
+``targets_per_frame`` of them at random places at least ``MIN_SEPARATION_PX`` apart, as
+a real scene holds a few (the shipped model's Pd falls in frames crowded with tens of
+targets, a measured limit: docs/results.md). Each frame is
 sent as the camera would: ``mono16`` (the counts), ``mono8`` (a linear AGC) or
 ``32FC1`` (a float radiometric image at another gain and offset). The detector sees it
 through the checkpoint's normalisation at full resolution, and the report gives Pd
@@ -21,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from irstd_ros.core.normalization import normalize
+from irstd_ros.core.normalization import noise_sigma, normalize
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.inference.backends.base import Backend
 from irstd_ros.sim.implant import TRUTH_FRACTION, ImplantConfig, render_target
-from irstd_ros.sim.scenes import fbm
+from irstd_ros.sim.scenes import make_scene
 from irstd_ros.sim.sensor import SensorConfig, encode
 
 SCENE_TYPES = ("flat", "gradient", "cloud")
@@ -33,10 +39,12 @@ ENVELOPE_ENCODINGS = ("mono8", "mono16", "32FC1")
 POINT = "point"
 BASE_COUNTS = 3000.0  # 14-bit sky level
 GRADIENT_COUNTS = 1500.0  # top-to-bottom rise of the gradient scene
-CLOUD_COUNTS = 400.0  # std of the cloud field
-CLOUD_SLOPE = 3.4  # power-spectrum slope: large smooth clouds (as the generator's)
+CLOUD_OFFSET, CLOUD_GAIN = 3000.0, 16.0  # generator sky radiance (DN) -> counts
+CLOUD_PSF_PX = 0.6
 FLOAT_GAIN, FLOAT_OFFSET = 0.04, 250.0  # 32FC1: kelvin-like units
-GRID_SPACING_PX = 48  # targets on a jittered grid this far apart
+MIN_SEPARATION_PX = 40.0  # between targets of one frame
+EDGE_MARGIN_PX = 16
+PLACEMENT_TRIES = 200
 PD_GOAL = 0.9
 
 
@@ -51,7 +59,8 @@ class EnvelopeConfig:
     sizes: tuple[str, ...] = (POINT, "9", "25", "80")  # point, or extended area in px
     scenes: tuple[str, ...] = SCENE_TYPES
     encodings: tuple[str, ...] = ENVELOPE_ENCODINGS
-    frames: int = 1
+    targets_per_frame: int = 8
+    frames: int = 4
     seed: int = 0
 
 
@@ -63,7 +72,7 @@ def scene_counts(kind: str, shape: tuple[int, int], rng: np.random.Generator) ->
     if kind == "gradient":
         return BASE_COUNTS + GRADIENT_COUNTS * np.linspace(0, 1, h)[:, None] * np.ones((1, w))
     if kind == "cloud":
-        return BASE_COUNTS + CLOUD_COUNTS * fbm(rng, shape, CLOUD_SLOPE)
+        return CLOUD_OFFSET + CLOUD_GAIN * make_scene("sky", rng, shape, 10.0, CLOUD_PSF_PX).at(0, rng)
     raise ValueError(f"unknown scene {kind!r}; valid: {', '.join(SCENE_TYPES)}")
 
 
@@ -72,7 +81,10 @@ def render_encoding(counts: np.ndarray, encoding: str, rng: np.random.Generator)
     if encoding == "mono16":
         return np.clip(np.rint(counts), 0, 16383).astype(np.uint16)
     if encoding == "mono8":
-        return encode(counts.astype(np.float32), rng, np.dtype(np.float32), SensorConfig(), "mono8")
+        # a linear AGC over the frame's full range: one with tail rejection clips the
+        # targets themselves on flat scenes (their peak is the frame's top 0.1 %)
+        return encode(counts.astype(np.float32), rng, np.dtype(np.float32), SensorConfig(), "mono8",
+                      agc_percentiles=(0.0, 100.0))
     if encoding == "32FC1":
         return (counts * FLOAT_GAIN + FLOAT_OFFSET).astype(np.float32)
     raise ValueError(f"unknown encoding {encoding!r}; valid: {', '.join(ENVELOPE_ENCODINGS)}")
@@ -83,19 +95,23 @@ def envelope_frame(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(float counts with noise and targets, truth mask) of one cell frame."""
     shape = (cfg.height, cfg.width)
-    counts = scene_counts(scene, shape, rng)
+    counts = scene_counts(scene, shape, rng) + cfg.noise * rng.standard_normal(shape)
+    amplitude = snr * noise_sigma(counts.astype(np.float32))
     mask = np.zeros(shape, bool)
     implant = ImplantConfig(extended_area=(float(size), float(size)) if size != POINT else (4.0, 4.0))
-    half = GRID_SPACING_PX // 2
-    for cy in range(half, cfg.height - half + 1, GRID_SPACING_PX):
-        for cx in range(half, cfg.width - half + 1, GRID_SPACING_PX):
-            x = cx + rng.uniform(-4, 4)
-            y = cy + rng.uniform(-4, 4)
-            x0, y0, patch = render_target(rng, implant, x, y, size == POINT)
-            ph, pw = patch.shape
-            counts[y0 : y0 + ph, x0 : x0 + pw] += snr * cfg.noise * patch
-            mask[y0 : y0 + ph, x0 : x0 + pw] |= patch >= TRUTH_FRACTION
-    counts += cfg.noise * rng.standard_normal(shape)
+    placed: list[tuple[float, float]] = []
+    m = EDGE_MARGIN_PX
+    for _ in range(PLACEMENT_TRIES):
+        if len(placed) == cfg.targets_per_frame:
+            break
+        x, y = rng.uniform(m, cfg.width - 1 - m), rng.uniform(m, cfg.height - 1 - m)
+        if any(np.hypot(x - px, y - py) < MIN_SEPARATION_PX for px, py in placed):
+            continue
+        placed.append((x, y))
+        x0, y0, patch = render_target(rng, implant, x, y, size == POINT)
+        ph, pw = patch.shape
+        counts[y0 : y0 + ph, x0 : x0 + pw] += amplitude * patch
+        mask[y0 : y0 + ph, x0 : x0 + pw] |= patch >= TRUTH_FRACTION
     return counts, mask
 
 

@@ -50,9 +50,15 @@ def degrade(img: np.ndarray, rng: np.random.Generator, sigma: float, cfg: Sensor
 
 
 def encode(
-    img: np.ndarray, rng: np.random.Generator, native: np.dtype, cfg: SensorConfig, encoding: str | None = None
+    img: np.ndarray,
+    rng: np.random.Generator,
+    native: np.dtype,
+    cfg: SensorConfig,
+    encoding: str | None = None,
+    agc_percentiles: tuple[float, float] = AGC_PERCENTILES,
 ) -> np.ndarray:
-    """Render a float frame as one of :data:`ENCODINGS` (drawn when ``encoding`` is None)."""
+    """Render a float frame as one of :data:`ENCODINGS` (drawn when ``encoding`` is None);
+    ``mono8`` maps ``agc_percentiles`` of the frame linearly to 0..255."""
     if encoding is None:
         encoding = ENCODINGS[int(rng.choice(len(ENCODINGS), p=cfg.encoding_probs))]
     if encoding == "native":
@@ -67,7 +73,7 @@ def encode(
         counts = rng.uniform(*cfg.counts_offset) + rng.uniform(*cfg.counts_per_unit) * x
         return np.clip(np.rint(counts), 0, MAX_14BIT).astype(np.uint16)
     if encoding == "mono8":
-        lo, hi = np.percentile(x, AGC_PERCENTILES)
+        lo, hi = np.percentile(x, agc_percentiles)
         scale = MAX_8BIT / max(float(hi - lo), 1e-6)
         return np.clip(np.rint((x - lo) * scale), 0, MAX_8BIT).astype(np.uint8)
     if encoding == "float":
