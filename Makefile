@@ -2,7 +2,7 @@
 # `make setup` creates and keeps up to date (a no-op, well under a second, when current).
 #
 #   make setup      venv + pinned requirements + ROS 2 (PyPI wheels) + built interfaces
-#   make demo       the demo (python -m irstd_ros.demo)
+#   make demo       the demo (python -m irstd_ros.tools.demo)
 #   make test       ruff + import contract + pytest, CPU-only, without slow tests
 #   make test-all   the same, slow tests included (still CPU-only)
 #   make test-gpu   pytest of the gpu/tensorrt tests (on a machine with a GPU)
@@ -39,7 +39,7 @@ setup:
 	@bash scripts/setup_env.sh
 
 demo: setup
-	$(PY) -m irstd_ros.demo $(ARGS)
+	$(PY) -m irstd_ros.tools.demo $(ARGS)
 
 # ruff, the import contract (lint-imports: the layers in pyproject.toml) and pytest all
 # run; the target fails if any failed. pytest's exit code 5 ("no tests collected") is not

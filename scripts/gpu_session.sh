@@ -67,7 +67,7 @@ step() {
 
 if [[ "$DRY" == 1 ]]; then
     DEV=cpu
-    step dry_data 60 "$PYTHON" -m irstd_ros.gpu_session dry-data --root "$WORK/data"
+    step dry_data 60 "$PYTHON" -m irstd_ros.tools.gpu_session dry-data --root "$WORK/data"
     PACK=$WORK/pack.npz
     step pack 60 "$PYTHON" -m irstd_ros.cli.main pack --out "$PACK" --crop 32 \
         --nudt "$WORK/data/NUDT-SIRST" --sirst "$WORK/data/SIRST-v2"
@@ -88,13 +88,13 @@ fi
 COMPILE=()
 [[ "${IRSTD_GPU_COMPILE:-0}" == 1 ]] && COMPILE=(--compile)
 
-step env "$T_ENV" "$PYTHON" -m irstd_ros.gpu_session env --out "$WORK/env.json"
+step env "$T_ENV" "$PYTHON" -m irstd_ros.tools.gpu_session env --out "$WORK/env.json"
 nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true
 
 step pytest_gpu "$T_PYTEST" "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra" \
     --continue-on-collection-errors "${PYTEST_PATHS[@]}"
 
-step bench "$T_BENCH" "$PYTHON" -m irstd_ros.gpu_bench "${BENCH_ARGS[@]}" --out "$OUT/bench.json"
+step bench "$T_BENCH" "$PYTHON" -m irstd_ros.tools.gpu_bench "${BENCH_ARGS[@]}" --out "$OUT/bench.json"
 
 if [[ ! -f "$PACK" ]]; then
     echo "== no pack at $PACK: training skipped (make it here with: irstd pack)" | tee "$LOGS/train.log"
@@ -112,14 +112,14 @@ fi
 
 # results: the FP16 checkpoint in parts of <= 15 MiB, the logs, the summary (<= 8 files in all)
 for f in model_fp16.safetensors; do
-    [[ -f "$WORK/train/$f" ]] && "$PYTHON" -m irstd_ros.gpu_session split "$WORK/train/$f" --out "$OUT" >/dev/null
+    [[ -f "$WORK/train/$f" ]] && "$PYTHON" -m irstd_ros.tools.gpu_session split "$WORK/train/$f" --out "$OUT" >/dev/null
 done
 cp "$WORK/train/history.json" "$WORK/train/summary.json" "$LOGS/" 2>/dev/null
 cp "$WORK/env.json" "$WORK/steps.tsv" "$LOGS/" 2>/dev/null
 tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
 SUMMARY_ARGS=(--work "$WORK" --out "$OUT")
 [[ "$DRY" == 1 ]] && SUMMARY_ARGS+=(--dry-run)
-"$PYTHON" -m irstd_ros.gpu_session summarize "${SUMMARY_ARGS[@]}" >"$LOGS/summarize.log" 2>&1
+"$PYTHON" -m irstd_ros.tools.gpu_session summarize "${SUMMARY_ARGS[@]}" >"$LOGS/summarize.log" 2>&1
 rc=$?
 echo "== done in $(elapsed)s (budget ${BUDGET}s); summary rc=$rc; files in $OUT:"
 ls -l "$OUT"

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from irstd_ros.bench import BenchConfig, format_table, parse_size, run_bench
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.select import BACKENDS
+from irstd_ros.tools.bench import BenchConfig, format_table, parse_size, run_bench
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gpu", action="store_true",
         help="the cuda backend's variants instead (fp32/fp16/bf16, CUDA graphs, torch.compile), "
-        "in one process, peak GPU memory per cell (irstd_ros/gpu_bench.py)",
+        "in one process, peak GPU memory per cell (irstd_ros/tools/gpu_bench.py)",
     )
     p.add_argument("--variants", help="with --gpu: comma-separated subset of the variants")
     p.set_defaults(func=run)
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_gpu(args: argparse.Namespace, sizes: list[tuple[int, int]] | None) -> int:
-    from irstd_ros.bench import FULL_SIZES
-    from irstd_ros.gpu_bench import BUDGET_S, MODELS, format_gpu_table, run_gpu_bench
+    from irstd_ros.tools.bench import FULL_SIZES
+    from irstd_ros.tools.gpu_bench import BUDGET_S, MODELS, format_gpu_table, run_gpu_bench
 
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:

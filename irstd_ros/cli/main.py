@@ -28,6 +28,8 @@ SUBCOMMANDS = (
     "generate",
     "pack",
     "train_gpu",
+    "demo",
+    "load_test",
 )
 
 

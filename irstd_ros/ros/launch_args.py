@@ -37,9 +37,31 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
 }
 
 
+PARAMS_FILE = Path("config") / "irstd.yaml"  # relative to the share directory / source tree
+
+
 def repo_params_file() -> Path:
     """``config/irstd.yaml`` of the source tree (the launch file's default, uninstalled)."""
-    return Path(__file__).resolve().parents[2] / "config" / "irstd.yaml"
+    return Path(__file__).resolve().parents[2] / PARAMS_FILE
+
+
+def installed_params_file() -> Path | None:
+    """``share/irstd_ros/config/irstd.yaml`` of a ROS install (colcon), when there is one."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return None
+    try:
+        path = Path(get_package_share_directory(PACKAGE)) / PARAMS_FILE
+    except (PackageNotFoundError, OSError, ValueError, LookupError):  # OSError: no AMENT_PREFIX_PATH
+        return None
+    return path if path.is_file() else None
+
+
+def default_params_file() -> Path:
+    """The parameters file the tools start the node with: the installed one (found through
+    the package's share directory, as the launch file does), else the source tree's."""
+    return installed_params_file() or repo_params_file()
 
 
 def normalize_namespace(namespace: str) -> str:

@@ -1,6 +1,6 @@
 """``irstd bench``: latency, throughput and peak memory of every backend here, and the node.
 
-Each (model, backend) pair runs in its own child process (``python -m irstd_ros.bench
+Each (model, backend) pair runs in its own child process (``python -m irstd_ros.tools.bench
 --worker SPEC``), so that its peak memory is its own: the child reports the kernel's
 resident-set high-water mark ``VmHWM`` from ``/proc/self/status`` after each resolution
 (sizes run in ascending order, so the mark after a size is that size's peak; it includes
@@ -417,11 +417,11 @@ def child_env() -> dict[str, str]:
 
 
 def _child(args: list[str], timeout_s: float) -> tuple[dict[str, Any] | None, str]:
-    """Run ``python -m irstd_ros.bench ARGS``; (its JSON result or None, error text)."""
+    """Run ``python -m irstd_ros.tools.bench ARGS``; (its JSON result or None, error text)."""
     env = {**child_env(), **os.environ, "OMP_NUM_THREADS": str(THREADS)}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "irstd_ros.bench", *args],
+            [sys.executable, "-m", "irstd_ros.tools.bench", *args],
             capture_output=True, text=True, timeout=timeout_s, env=env,
         )
     except subprocess.TimeoutExpired:
@@ -632,7 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m irstd_ros.bench")
+    parser = argparse.ArgumentParser(prog="python -m irstd_ros.tools.bench")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--worker", help="JSON WorkerSpec: time one backend x model")
     group.add_argument("--node", help="JSON arguments of measure_node_pipeline")

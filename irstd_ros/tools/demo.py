@@ -1,4 +1,4 @@
-"""``python -m irstd_ros.demo`` (``make demo``): the whole pipeline on a sample sequence.
+"""``python -m irstd_ros.tools.demo`` (``make demo``): the whole pipeline on a sample sequence.
 
 1. generate the sample bag (deterministic, a few seconds) -- or take ``--bag``;
 2. start ``irstd_node`` as a subprocess, exactly as the launch file does
@@ -38,11 +38,11 @@ from irstd_ros.bags.replay import ReplayConfig, replay
 from irstd_ros.bags.rosutil import ros_session
 from irstd_ros.core.parsing import parse_range
 from irstd_ros.errors import IrstdError
+from irstd_ros.ros.launch_args import default_params_file
 from irstd_ros.sim.sequence import SequenceConfig
 
-log = logging.getLogger("irstd_ros.demo")
+log = logging.getLogger("irstd_ros.tools.demo")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("out/demo")
 NODE_NAME = "irstd_node"
 OUTPUT_TOPICS = ("/mask", "/detections", "/targets", "/tracks", "/target_tracks")
@@ -72,7 +72,7 @@ class DemoConfig:
     out_dir: Path = DEFAULT_OUT
     sequence: SequenceConfig = SAMPLE_SEQUENCE
     bag: Path | None = None  # use this bag instead of generating the sample
-    params_file: Path = REPO_ROOT / "config" / "irstd.yaml"
+    params_file: Path = field(default_factory=default_params_file)
     weights: Path | None = None  # model.path for the node (default: the shipped model)
     backend: str | None = None  # model.backend for the node (default: the params file's)
     rate: float = 1.0
@@ -294,8 +294,11 @@ def summary(result: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m irstd_ros.demo", description=__doc__.split("\n")[0])
+DESCRIPTION = __doc__.split("\n")[0]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The demo's options (``python -m irstd_ros.tools.demo`` and ``irstd demo``)."""
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     p.add_argument("--bag", type=Path, help="replay this bag instead of generating the sample")
     p.add_argument("--weights", type=Path, help="checkpoint for the node (default: shipped model)")
@@ -307,11 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--snr", default="{}:{}".format(*SAMPLE_SEQUENCE.snr), help="sample target SNR, N or LO:HI"
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m irstd_ros.tools.demo", description=DESCRIPTION)
+    add_arguments(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # keep the demo's ROS traffic on this machine unless the user chose otherwise
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from irstd_ros.bench import (
+from irstd_ros.tools.bench import (
     FULL_SIZES,
     P50,
     P99,
@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m irstd_ros.gpu_bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m irstd_ros.tools.gpu_bench", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")

@@ -35,7 +35,7 @@ SESSION_MODULES = (
     "irstd_ros.data.pack",
     "irstd_ros.training.gpu",
     "irstd_ros.training.torch_norm",
-    "irstd_ros.gpu_bench",
+    "irstd_ros.tools.gpu_bench",
     "irstd_ros.evaluation.metrics",
     "irstd_ros.inference.backends.torch_cuda",
     "irstd_ros.inference.backends.tensorrt",
@@ -212,7 +212,7 @@ def summarize(work: Path, out: Path, dry_run: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m irstd_ros.gpu_session")
+    p = argparse.ArgumentParser(prog="python -m irstd_ros.tools.gpu_session")
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("env")
     e.add_argument("--out", type=Path, required=True)

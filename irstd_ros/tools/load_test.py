@@ -1,6 +1,6 @@
 """Load test of ``irstd_node``: a fast camera in front of a slower node.
 
-``python -m irstd_ros.load_test [--rate 200] [--duration 60] [--size 640x512] [--json]``
+``python -m irstd_ros.tools.load_test [--rate 200] [--duration 60] [--size 640x512] [--json]``
 
 Starts the node as a process the way the launch file does (``config/irstd.yaml``, the
 shipped model, ``model.backend`` torch-cpu unless ``--backend``), publishes mono16
@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from irstd_ros.bench import parse_size as bench_parse_size
+from irstd_ros.errors import ConfigError
+from irstd_ros.tools.bench import parse_size as bench_parse_size
 
 DEFAULT_RATE_HZ = 200.0
 DEFAULT_DURATION_S = 60.0
@@ -218,7 +219,7 @@ def run_load_test(
     from sensor_msgs.msg import Image
 
     from irstd_ros.ros.conversions import array_to_image_fields
-    from irstd_ros.ros.launch_args import node_command, repo_params_file
+    from irstd_ros.ros.launch_args import default_params_file, node_command
 
     width, height = size
     frames = []
@@ -230,7 +231,7 @@ def run_load_test(
         frames.append(msg)
     exe = str(Path(sys.executable).parent / "irstd_node")
     cmd = node_command(
-        repo_params_file(), namespace=NAMESPACE, executable=exe,
+        default_params_file(), namespace=NAMESPACE, executable=exe,
         extra_ros_args=["-p", f"qos.reliability:={reliability}", "-p", f"model.backend:={backend}"],
     )
     log_path = log_path or Path(tempfile.mkdtemp(prefix="irstd_load_test_")) / "node.log"
@@ -433,10 +434,11 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m irstd_ros.load_test", description=__doc__.split("\n\n")[0]
-    )
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The load test's options (``python -m irstd_ros.tools.load_test``, ``irstd load-test``)."""
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE_HZ, help="camera rate, Hz")
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds")
     parser.add_argument("--size", type=parse_size, default=parse_size(DEFAULT_SIZE), help="WxH")
@@ -445,9 +447,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
     parser.add_argument("--log", type=Path, default=None, help="where the node's output goes")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m irstd_ros.tools.load_test", description=DESCRIPTION)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0:
         parser.error("--rate and --duration must be positive")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.rate <= 0 or args.duration <= 0:
+        raise ConfigError("--rate and --duration must be positive")
     if args.warmup + 2 * RSS_WINDOW_S > args.duration:
         print(f"note: --duration {args.duration:g} s is too short to judge memory after a "
               f"{args.warmup:g} s warm-up", file=sys.stderr)

@@ -22,7 +22,7 @@ from irstd_ros.data.pack import (
     write_pack,
 )
 from irstd_ros.errors import DatasetError
-from irstd_ros.gpu_session import make_dry_data
+from irstd_ros.tools.gpu_session import make_dry_data
 
 CROP = 32
 

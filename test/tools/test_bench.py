@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from irstd_ros import bench
 from irstd_ros.cli.main import main
+from irstd_ros.tools import bench
 
 ROW_KEYS = {"backend", "model", "height", "width", "p50_ms", "p99_ms", "fps", "peak_mem_mb"}
 NODE_KEYS = {"height", "width", "p50_ms", "backend_p50_ms"}

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from irstd_ros.demo import SAMPLE_SEQUENCE, DemoConfig, main, node_command_line, run_demo
 from irstd_ros.inference.detector import default_model_path
 from irstd_ros.ros.launch_args import node_command
+from irstd_ros.tools.demo import SAMPLE_SEQUENCE, DemoConfig, main, node_command_line, run_demo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_node_is_started_like_the_launch_file():

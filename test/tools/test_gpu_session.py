@@ -13,7 +13,7 @@ from pathlib import Path
 
 from irstd_ros.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_session.sh"
 DEVICE_SIM = ROOT / "test" / "gpu_sim"  # sitecustomize that blocks rclpy, rosbags, openvino...
 STEPS = ("dry_data", "pack", "env", "pytest_gpu", "bench", "probe", "train")

@@ -14,7 +14,7 @@ from irstd_ros.cli.main import main
 from irstd_ros.core.normalization import InputNorm, normalize
 from irstd_ros.data.pack import PackConfig, build_pack
 from irstd_ros.errors import ConfigError
-from irstd_ros.gpu_session import make_dry_data
+from irstd_ros.tools.gpu_session import make_dry_data
 from irstd_ros.training.gpu import (
     RECIPES,
     DeviceBatches,
