@@ -18,9 +18,9 @@ Writes ``out/demo/``: ``metrics.json``, ``pd_fa.png``, ``demo.mp4``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,8 +38,9 @@ from irstd_ros.bags.replay import ReplayConfig, replay
 from irstd_ros.bags.rosutil import ros_session
 from irstd_ros.core.parsing import parse_range
 from irstd_ros.errors import IrstdError
-from irstd_ros.ros.launch_args import default_params_file
+from irstd_ros.ros.launch_args import default_params_file, node_command
 from irstd_ros.sim.sequence import SequenceConfig
+from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
 
 log = logging.getLogger("irstd_ros.tools.demo")
 
@@ -59,8 +60,6 @@ NODE_START_TIMEOUT_S = 90.0  # model loading on a busy 2-core machine
 NODE_EXIT_TIMEOUT_S = 15.0
 SYNC_TIMEOUT_S = 20.0  # longest wait for one frame's outputs
 DRAIN_TIMEOUT_S = 10.0  # after the replay, for the last outputs
-POLL_S = 0.1
-LOG_TAIL_LINES = 5
 
 
 class DemoError(IrstdError):
@@ -79,15 +78,6 @@ class DemoConfig:
     ros_args: tuple[str, ...] = field(default_factory=tuple)  # extra node --ros-args
 
 
-def node_executable() -> list[str]:
-    """The venv's ``irstd_node`` script, else the one on PATH, else ``python -m``."""
-    local = Path(sys.executable).parent / NODE_NAME
-    if local.is_file():
-        return [str(local)]
-    found = shutil.which(NODE_NAME)
-    return [found] if found else [sys.executable, "-m", "irstd_ros.ros.node"]
-
-
 def node_command_line(cfg: DemoConfig) -> list[str]:
     """The node's command line, as the launch file builds it."""
     extra = list(cfg.ros_args)
@@ -96,11 +86,6 @@ def node_command_line(cfg: DemoConfig) -> list[str]:
     if cfg.backend:
         extra += ["-p", f"model.backend:={cfg.backend}"]
     exe = node_executable()
-    try:
-        from irstd_ros.ros.launch_args import node_command
-    except ImportError:  # pragma: no cover - the launch helper ships with the node
-        ros = ["--ros-args", "--params-file", str(cfg.params_file), "-r", f"image:={IMAGE_TOPIC}"]
-        return exe + ros + ([] if not extra else extra)
     cmd = node_command(
         cfg.params_file,
         image_topic=IMAGE_TOPIC,
@@ -111,69 +96,30 @@ def node_command_line(cfg: DemoConfig) -> list[str]:
     return exe + cmd[1:]
 
 
-def _tail(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return " | ".join(lines[-LOG_TAIL_LINES:])
-
-
-class NodeProcess:
-    """``irstd_node`` in a subprocess, logging to a file; stopped with SIGINT."""
-
-    def __init__(self, cmd: list[str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self.exit_code: int | None = None
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise DemoError(f"the node exited with code {code}: {_tail(self.log_path)}")
-
-    def stop(self) -> int:
-        """SIGINT, then wait; killed if it does not exit in time. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(NODE_EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log.warning(
-                    "node did not exit %.0f s after SIGINT; killing it", NODE_EXIT_TIMEOUT_S
-                )
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        self.exit_code = self.proc.returncode
-        return self.exit_code
-
-
 def _wait_for_node(ros_node: object, node: NodeProcess, recorder: Recorder) -> None:
     """Until the node subscribes to the image topic and its outputs are being recorded."""
-    deadline = time.monotonic() + NODE_START_TIMEOUT_S
     image = ros_node.resolve_topic_name(IMAGE_TOPIC)  # type: ignore[attr-defined]
-    while time.monotonic() < deadline:
-        node.check_alive()
+
+    def ready() -> bool:
         subscribers = ros_node.get_subscriptions_info_by_topic(image)  # type: ignore[attr-defined]
-        listening = any(i.node_name == NODE_NAME for i in subscribers)
-        if listening and not recorder.missing:
-            return
-        time.sleep(POLL_S)
-    raise DemoError(
-        f"the node was not ready after {NODE_START_TIMEOUT_S:.0f} s "
-        f"(missing: {', '.join(recorder.missing) or 'image subscription'}): {_tail(node.log_path)}"
-    )
+        return any(i.node_name == NODE_NAME for i in subscribers) and not recorder.missing
+
+    try:
+        node.wait_for(ready, NODE_START_TIMEOUT_S, "node start")
+    except NodeProcessError:
+        if not node.alive():
+            raise
+        raise DemoError(
+            f"the node was not ready after {NODE_START_TIMEOUT_S:.0f} s "
+            f"(missing: {', '.join(recorder.missing) or 'image subscription'}): {node.tail()}"
+        ) from None
 
 
 def _drain(recorder: Recorder, frames: int, node: NodeProcess) -> None:
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
     target = recorder.node.resolve_topic_name(SYNC_TOPIC)
-    while time.monotonic() < deadline and recorder.counts.get(target, 0) < frames:
-        node.check_alive()
-        time.sleep(POLL_S)
+    with contextlib.suppress(NodeProcessError):  # a timeout: what came is scored
+        node.wait_for(lambda: recorder.counts.get(target, 0) >= frames, DRAIN_TIMEOUT_S, "drain")
+    node.check_alive()
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -241,9 +187,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                 recorder.close()
             counts = recorder.counts
     finally:
-        code = node.stop()
+        code = node.stop(signal.SIGINT, NODE_EXIT_TIMEOUT_S)
     if code not in (0, -signal.SIGINT):
-        raise DemoError(f"the node exited with code {code} after SIGINT: {_tail(node.log_path)}")
+        raise DemoError(f"the node exited with code {code} after SIGINT: {node.tail()}")
     processed = counts.get(SYNC_TOPIC, 0)
     print(f"      node answered {processed}/{stats.published} frames, exited cleanly", flush=True)
 

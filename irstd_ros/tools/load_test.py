@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import ConfigError, IrstdError
+from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
 from irstd_ros.tools.bench import parse_size as bench_parse_size
 
 DEFAULT_RATE_HZ = 200.0
@@ -195,16 +196,6 @@ class Peer:
         self.node.destroy_node()
 
 
-def _wait(cond: Any, timeout: float, proc: subprocess.Popen, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if proc.poll() is not None:
-            raise RuntimeError(f"the node exited ({proc.returncode}) while waiting: {what}")
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out: {what}")
-        time.sleep(0.05)
-
-
 def run_load_test(
     rate: float = DEFAULT_RATE_HZ,
     duration: float = DEFAULT_DURATION_S,
@@ -229,21 +220,20 @@ def run_load_test(
             setattr(msg, k, v)
         msg.header.frame_id = "load_test_camera"
         frames.append(msg)
-    exe = str(Path(sys.executable).parent / "irstd_node")
+    exe = node_executable()[0]
     cmd = node_command(
         default_params_file(), namespace=NAMESPACE, executable=exe,
         extra_ros_args=["-p", f"qos.reliability:={reliability}", "-p", f"model.backend:={backend}"],
     )
     log_path = log_path or Path(tempfile.mkdtemp(prefix="irstd_load_test_")) / "node.log"
-    log = log_path.open("w+")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    node = NodeProcess(cmd, log_path)
+    proc = node.proc
     rclpy.init()
     peer: Peer | None = None
     rss: list[tuple[float, int]] = []
     try:
         peer = Peer(NAMESPACE, reliability)
-        _wait(lambda: peer.pub.get_subscription_count() > 0, START_TIMEOUT_S, proc, "subscription")
+        node.wait_for(lambda: peer.pub.get_subscription_count() > 0, START_TIMEOUT_S, "subscription")
         # warm-up stream at the camera rate until the node has answered once (model loaded,
         # first inference done; best effort may lose the first frames), then let it drain
         period = 1.0 / rate
@@ -255,8 +245,8 @@ def run_load_test(
             peer.pub.publish(frames[0])
             time.sleep(period)
         count_at_prime = peer.diag_count
-        _wait(lambda: _settled(peer.diag) and peer.diag_count > count_at_prime + 1,
-              DRAIN_TIMEOUT_S, proc, "the node to finish the warm-up frames")
+        node.wait_for(lambda: _settled(peer.diag) and peer.diag_count > count_at_prime + 1,
+                      DRAIN_TIMEOUT_S, "the node to finish the warm-up frames")
         base = dict(peer.diag)
         answered0 = len(peer.answers)
 
@@ -285,9 +275,10 @@ def run_load_test(
         count_at_end = peer.diag_count
         settled = True
         try:
-            _wait(lambda: _settled(peer.diag) and peer.diag_count > count_at_end + 1,
-                  DRAIN_TIMEOUT_S, proc, "the node to finish its last frame")
-        except TimeoutError:  # still taking frames in: reported as in flight
+            node.wait_for(lambda: _settled(peer.diag) and peer.diag_count > count_at_end + 1,
+                          DRAIN_TIMEOUT_S, "the node to finish its last frame")
+        except NodeProcessError:  # still taking frames in: reported as in flight
+            node.check_alive()
             settled = False
         final = dict(peer.diag)
         time.sleep(0.5)  # the last answer's way back
@@ -298,18 +289,10 @@ def run_load_test(
         with contextlib.suppress(Exception):
             rclpy.try_shutdown()
         t_sig = time.monotonic()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        code = node.stop(signal.SIGINT, EXIT_TIMEOUT_S)
+        rc = None if node.killed else code
         exit_s = time.monotonic() - t_sig
-        log.flush()
-        log.seek(0)
-        node_log = log.read()
-        log.close()
+        node_log = node.log_text()
 
     received = _int(final, "received") - _int(base, "received")
     processed = _int(final, "processed") - _int(base, "processed")
@@ -467,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_load_test(args.rate, args.duration, args.size, args.reliability,
                                args.backend, args.warmup, args.log)
-    except (RuntimeError, TimeoutError) as exc:
+    except (IrstdError, RuntimeError, TimeoutError) as exc:
         print(f"load_test: error: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -15,6 +15,7 @@ from irstd_ros.bags.record import RecordConfig, Recorder, record
 from irstd_ros.bags.replay import ReplayConfig, parse_remap, replay
 from irstd_ros.bags.rosutil import cdr_header_stamp, ros_session
 from irstd_ros.errors import BagError, ConfigError
+from irstd_ros.testing import NodeProcess
 
 pytestmark = pytest.mark.ros
 
@@ -165,7 +166,6 @@ def test_invalid_configs():
 
 def test_record_command_closes_the_bag_on_sigint(rclpy_context, bag, tmp_path):
     import signal
-    import subprocess
     import sys
 
     out = tmp_path / "rec"
@@ -181,17 +181,15 @@ def test_record_command_closes_the_bag_on_sigint(rclpy_context, bag, tmp_path):
         "--discovery-timeout",
         "30",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    recorder = NodeProcess(cmd, tmp_path / "record.log")
     try:
         with ros_session("player") as player:
             replay(ReplayConfig(bag, rate=5.0, wait_subscribers=20.0, progress=False), node=player)
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        text, _ = proc.communicate(timeout=20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, text
+        code = recorder.stop(signal.SIGINT, timeout=20)
+    text = recorder.log_text()
+    assert code == 0, text
     assert "interrupted" in text
     with BagReader(out) as r:
         assert r.topics[IMAGE_TOPIC].count == FRAMES

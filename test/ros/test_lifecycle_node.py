@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 from irstd_ros.inference.detector import default_model_path  # noqa: E402
 from irstd_ros.ros.lifecycle_node import IrstdLifecycleNode  # noqa: E402
 from irstd_ros.ros.node import IrstdNode  # noqa: E402
+from irstd_ros.testing import NodeProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 SUCCESS = TransitionCallbackReturn.SUCCESS
@@ -186,9 +186,7 @@ def test_lifecycle_process_managed_through_services_answers_and_exits_cleanly(
     exe = str(Path(sys.executable).parent / "irstd_lifecycle_node")
     params = str(ROOT / "config" / "irstd.yaml")
     cmd = [exe, "--ros-args", "-r", "__ns:=/lc", "--params-file", params]
-    log = (tmp_path / "node.log").open("w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    node = NodeProcess(cmd, tmp_path / "node.log")
     peer = rclpy.create_node("irstd_lifecycle_process_peer")
     client = peer.create_client(ChangeState, "/lc/irstd_node/change_state")
     pub = peer.create_publisher(Image, "/lc/image", 10)
@@ -197,17 +195,10 @@ def test_lifecycle_process_managed_through_services_answers_and_exits_cleanly(
     ex = SingleThreadedExecutor()
     ex.add_node(peer)
 
-    def log_text() -> str:
-        log.flush()
-        log.seek(0)
-        return log.read()
+    log_text = node.log_text
 
     def wait(cond, timeout: float, what: str) -> None:
-        end = time.monotonic() + timeout
-        while not cond():
-            assert proc.poll() is None, log_text()
-            assert time.monotonic() < end, f"{what}:\n{log_text()}"
-            ex.spin_once(timeout_sec=0.05)
+        node.wait_for(cond, timeout, what, spin=lambda: ex.spin_once(timeout_sec=0.05))
 
     try:
         wait(client.service_is_ready, START_TIMEOUT_S, "no change_state service")
@@ -224,15 +215,9 @@ def test_lifecycle_process_managed_through_services_answers_and_exits_cleanly(
     finally:
         ex.shutdown()
         peer.destroy_node()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
+        code = node.stop(signal.SIGINT, EXIT_TIMEOUT_S)
+        rc = None if node.killed else code
         text = log_text()
-        log.close()
     assert rc == 0, text
     assert "Traceback" not in text, text
 

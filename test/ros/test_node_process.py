@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 from irstd_ros.inference.detector import default_model_path  # noqa: E402
 from irstd_ros.ros.conversions import array_to_image_fields  # noqa: E402
 from irstd_ros.ros.launch_args import node_command  # noqa: E402
+from irstd_ros.testing import NodeProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,23 +51,13 @@ def node_process(tmp_path):
         pytest.skip(f"shipped model {default_model_path()} not present")
     cmd = node_command(str(PARAMS), image_topic="/cam0/image_raw", namespace="/cam0",
                        executable=executable("irstd_node"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = (tmp_path / "node.log").open("w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    yield proc, log
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.close()
+    node = NodeProcess(cmd, tmp_path / "node.log")
+    yield node.proc, node
+    node.stop(signal.SIGINT, EXIT_TIMEOUT_S)
 
 
-def read_log(log) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read()
+def read_log(node: NodeProcess) -> str:
+    return node.log_text()
 
 
 def test_node_process_answers_with_same_stamp_and_exits_cleanly(rclpy_context, node_process):

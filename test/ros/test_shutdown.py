@@ -7,9 +7,7 @@ the signal is sent once /diagnostics shows that frame received but not yet proce
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from irstd_ros.inference.detector import default_model_path  # noqa: E402
 from irstd_ros.ros.conversions import array_to_image_fields  # noqa: E402
 from irstd_ros.ros.launch_args import EXECUTABLE, LIFECYCLE_EXECUTABLE, node_command  # noqa: E402
+from irstd_ros.testing import NodeProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,9 +67,8 @@ def test_signal_during_inference_exits_cleanly(rclpy_context, tmp_path, executab
                        extra_ros_args=["-p", "model.backend:=torch-cpu",
                                        "-p", f"diagnostics.period:={DIAG_PERIOD_S}"])
     cmd[1:1] = extra  # user arguments go before --ros-args
-    log = (tmp_path / "node.log").open("w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    node = NodeProcess(cmd, tmp_path / "node.log")
+    proc = node.proc
     peer = rclpy.create_node("irstd_shutdown_peer")
     pub = peer.create_publisher(Image, f"{NAMESPACE}/image", 1)
     diags: list[dict[str, str]] = []
@@ -84,17 +82,10 @@ def test_signal_during_inference_exits_cleanly(rclpy_context, tmp_path, executab
     ex = SingleThreadedExecutor()
     ex.add_node(peer)
 
-    def text() -> str:
-        log.flush()
-        log.seek(0)
-        return log.read()
+    text = node.log_text
 
     def wait(cond, timeout: float, what: str) -> None:
-        end = time.monotonic() + timeout
-        while not cond():
-            assert proc.poll() is None, f"node exited early:\n{text()}"
-            assert time.monotonic() < end, f"{what}:\n{text()}"
-            ex.spin_once(timeout_sec=0.05)
+        node.wait_for(cond, timeout, what, spin=lambda: ex.spin_once(timeout_sec=0.05))
 
     try:
         wait(lambda: pub.get_subscription_count() > 0, START_TIMEOUT_S, "no subscription")
@@ -112,7 +103,7 @@ def test_signal_during_inference_exits_cleanly(rclpy_context, tmp_path, executab
             proc.kill()
             proc.wait()
     out = text()
-    log.close()
+    node.stop()
     assert rc == 0, out
     assert "Traceback" not in out, out
     assert "internal_error" not in out, out
