@@ -31,17 +31,18 @@ from rosbags.serde import SerdeError
 from rosbags.typesys.store import Typestore
 
 from irstd_ros.bags.typestore import reading_typestore, register_bag_types, typestore
+from irstd_ros.core.constants import DETECTION_OUTPUTS
 from irstd_ros.errors import BagError
+from irstd_ros.ros.messages import detections_array, targets_array
 
 # Topics of the generated sequences and of the node (relative: resolved in its namespace).
 IMAGE_TOPIC = "/camera/image"
 TRUTH_MASK_TOPIC = "/camera/truth/mask"
 TRUTH_TARGETS_TOPIC = "/camera/truth/targets"
-OUTPUT_TOPICS = ("mask", "detections", "targets")
+OUTPUT_TOPICS = DETECTION_OUTPUTS
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
 TARGETS_TYPE = "irstd_ros/msg/TargetArray"
-CLASS_ID = "target"  # hypothesis class of every detection (as the node publishes)
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 8  # rosbag2 metadata version of Jazzy; Kilted reads it too
@@ -301,66 +302,12 @@ class Box:
 
 def detections_msg(store: Typestore, boxes: Iterable[Box], stamp: int, frame_id: str) -> Any:
     """A vision_msgs/Detection2DArray as the node fills it (centre/size in pixels)."""
-    t = store.types
-    header = header_msg(store, stamp, frame_id)
-    dets = []
-    for b in boxes:
-        cx = b.center_x if b.centroid_x is None else b.centroid_x
-        cy = b.center_y if b.centroid_y is None else b.centroid_y
-        pose = t["geometry_msgs/msg/PoseWithCovariance"](
-            pose=t["geometry_msgs/msg/Pose"](
-                position=t["geometry_msgs/msg/Point"](x=cx, y=cy, z=0.0),
-                orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
-            ),
-            covariance=np.zeros(36, dtype=np.float64),
-        )
-        hyp = t["vision_msgs/msg/ObjectHypothesisWithPose"](
-            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](
-                class_id=CLASS_ID, score=float(b.score)
-            ),
-            pose=pose,
-        )
-        bbox = t["vision_msgs/msg/BoundingBox2D"](
-            center=t["vision_msgs/msg/Pose2D"](
-                position=t["vision_msgs/msg/Point2D"](x=b.center_x, y=b.center_y), theta=0.0
-            ),
-            size_x=float(b.width),
-            size_y=float(b.height),
-        )
-        dets.append(
-            t["vision_msgs/msg/Detection2D"](header=header, results=[hyp], bbox=bbox, id=b.id)
-        )
-    return t[DETECTIONS_TYPE](header=header, detections=dets)
-
-
-TARGET_FIELDS = (
-    "id",
-    "score",
-    "x",
-    "y",
-    "width",
-    "height",
-    "centroid_x",
-    "centroid_y",
-    "area",
-    "peak_intensity",
-    "mean_intensity",
-    "local_contrast",
-    "snr",
-)
+    return detections_array(store.types, header_msg(store, stamp, frame_id), boxes)
 
 
 def targets_msg(store: Typestore, targets: Iterable[Any], stamp: int, frame_id: str) -> Any:
     """An irstd_ros/TargetArray of :class:`irstd_ros.core.targets.Target` objects."""
-    t = store.types
-    items = []
-    for tgt in targets:
-        values = {}
-        for name in TARGET_FIELDS:
-            v = getattr(tgt, name)
-            values[name] = float(v) if isinstance(v, float) else int(v)
-        items.append(t["irstd_ros/msg/Target"](**values))
-    return t[TARGETS_TYPE](header=header_msg(store, stamp, frame_id), targets=items)
+    return targets_array(store.types, header_msg(store, stamp, frame_id), targets)
 
 
 def boxes_from_detections(msg: Any) -> list[Box]:

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from irstd_ros.core.constants import DEFAULT_MAX_PIXELS
 from irstd_ros.errors import ImageConversionError
 
 
@@ -32,7 +33,6 @@ ENCODINGS: dict[str, Encoding] = {
     "bgra8": Encoding(np.dtype(np.uint8), 4),
     "rgba8": Encoding(np.dtype(np.uint8), 4),
 }
-DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

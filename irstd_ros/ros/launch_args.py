@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from irstd_ros.core.constants import (
+    IMAGE_INPUT,  # the node's (relative) input; remapped to image_topic
+)
+
 PACKAGE = "irstd_ros"
 NODE_NAME = "irstd_node"
 EXECUTABLE = "irstd_node"
 LIFECYCLE_EXECUTABLE = "irstd_lifecycle_node"
-# The node subscribes to this (relative) topic; the launch file remaps it to image_topic.
-IMAGE_INPUT = "image"
 
 # name -> (default, description). The default of params_file is the installed
 # share/irstd_ros/config/irstd.yaml (resolved by the launch file at launch time): None here.

@@ -29,6 +29,7 @@ from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
+from irstd_ros.core.constants import DIAGNOSTICS_TOPIC
 from irstd_ros.errors import IrstdError
 from irstd_ros.inference.detector import Detector
 from irstd_ros.ros.node import OUTPUT_QOS_DEPTH, PARAMS, IrstdNode, run
@@ -91,7 +92,7 @@ class IrstdLifecycleNode(LifecycleNode, IrstdNode):
             self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub,
             self.tracks_pub, self.track_array_pub,
         ) = self._create_outputs(self.create_lifecycle_publisher)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH)
+        self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
         self._start_worker()
         self.sub = self._create_input()
         self.camera_info_sub = self._create_camera_info_input()

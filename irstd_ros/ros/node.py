@@ -47,21 +47,37 @@ from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2DArray
 
+from irstd_ros.core.constants import (
+    CAMERA_INFO_INPUT,
+    DETECTIONS_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    IMAGE_INPUT,
+    MASK_TOPIC,
+    OVERLAY_TOPIC,
+    TARGET_TRACKS_TOPIC,
+    TARGETS_TOPIC,
+    TRACKS_TOPIC,
+)
 from irstd_ros.core.targets import PostprocessConfig, Target
 from irstd_ros.errors import ConfigError, ImageConversionError, IrstdError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.detector import Detector, ScalingConfig, default_model_path
-from irstd_ros.msg import Target as TargetMsg
 from irstd_ros.msg import TargetArray, TrackArray
 from irstd_ros.msg import Track as TrackMsg
 from irstd_ros.ros.conversions import array_to_image_fields, image_to_array
 from irstd_ros.ros.health import PipelineStats, RateLimiter
+from irstd_ros.ros.messages import (
+    detections_array,
+    rclpy_types,
+    targets_array,
+    track_detections_array,
+)
 from irstd_ros.ros.params import PARAMS, SPECS, validate
 from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState
 
-CLASS_ID = "target"
+MESSAGE_TYPES = rclpy_types()  # the output message classes, by full type name
 WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
 OUTPUT_QOS_DEPTH = 10
 TRAIL_POINTS = 30  # positions of a track kept for the overlay's trail
@@ -117,64 +133,6 @@ def path_problem(name: str, value: str) -> str | None:
     return None
 
 
-def fill_detections(msg: Detection2DArray, targets: Sequence[Target]) -> Detection2DArray:
-    """One Detection2D per target: box centre/size in input pixels, hypothesis "target"
-    with the network's score, pose at the intensity-weighted centroid."""
-    for t in targets:
-        det = Detection2D()
-        det.header = msg.header
-        det.id = str(t.id)
-        det.bbox.center.position.x = t.center_x
-        det.bbox.center.position.y = t.center_y
-        det.bbox.size_x = float(t.width)
-        det.bbox.size_y = float(t.height)
-        hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = CLASS_ID
-        hyp.hypothesis.score = t.score
-        hyp.pose.pose.position.x = t.centroid_x
-        hyp.pose.pose.position.y = t.centroid_y
-        det.results.append(hyp)
-        msg.detections.append(det)
-    return msg
-
-
-def fill_targets(msg: TargetArray, targets: Sequence[Target]) -> TargetArray:
-    for t in targets:
-        m = TargetMsg()
-        for field in (
-            "id", "score", "x", "y", "width", "height", "area", "centroid_x", "centroid_y",
-            "peak_intensity", "mean_intensity", "local_contrast", "snr",
-        ):
-            value = getattr(t, field)
-            setattr(m, field, float(value) if isinstance(value, float) else int(value))
-        msg.targets.append(m)
-    return msg
-
-
-def fill_tracks(msg: Detection2DArray, tracks: Sequence[Track]) -> Detection2DArray:
-    """One Detection2D per confirmed (or coasting) track: ``id`` = the track id, box
-    centred at the filtered position with the smoothed size, hypothesis "target" with
-    the track's score, pose at the filtered position."""
-    for t in tracks:
-        if not t.confirmed:
-            continue
-        det = Detection2D()
-        det.header = msg.header
-        det.id = str(t.id)
-        det.bbox.center.position.x = t.x
-        det.bbox.center.position.y = t.y
-        det.bbox.size_x = float(t.width)
-        det.bbox.size_y = float(t.height)
-        hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = CLASS_ID
-        hyp.hypothesis.score = float(t.score)
-        hyp.pose.pose.position.x = t.x
-        hyp.pose.pose.position.y = t.y
-        det.results.append(hyp)
-        msg.detections.append(det)
-    return msg
-
-
 def fill_track_array(
     msg: TrackArray, tracks: Sequence[Track], camera: CameraModel | None = None
 ) -> TrackArray:
@@ -222,7 +180,7 @@ class IrstdNode(Node):
             self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub,
             self.tracks_pub, self.track_array_pub,
         ) = self._create_outputs(self.create_publisher)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS_DEPTH)
+        self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._start_worker()
         self.sub = self._create_input()
@@ -293,12 +251,12 @@ class IrstdNode(Node):
         """mask, detections, targets, overlay, tracks and target_tracks publishers made
         with ``create``."""
         return (
-            create(Image, "mask", OUTPUT_QOS_DEPTH),
-            create(Detection2DArray, "detections", OUTPUT_QOS_DEPTH),
-            create(TargetArray, "targets", OUTPUT_QOS_DEPTH),
-            create(Image, "overlay", OUTPUT_QOS_DEPTH),
-            create(Detection2DArray, "tracks", OUTPUT_QOS_DEPTH),
-            create(TrackArray, "target_tracks", OUTPUT_QOS_DEPTH),
+            create(Image, MASK_TOPIC, OUTPUT_QOS_DEPTH),
+            create(Detection2DArray, DETECTIONS_TOPIC, OUTPUT_QOS_DEPTH),
+            create(TargetArray, TARGETS_TOPIC, OUTPUT_QOS_DEPTH),
+            create(Image, OVERLAY_TOPIC, OUTPUT_QOS_DEPTH),
+            create(Detection2DArray, TRACKS_TOPIC, OUTPUT_QOS_DEPTH),
+            create(TrackArray, TARGET_TRACKS_TOPIC, OUTPUT_QOS_DEPTH),
         )
 
     def _create_camera_info_input(self) -> Any:
@@ -306,7 +264,7 @@ class IrstdNode(Node):
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
         )
-        return self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        return self.create_subscription(CameraInfo, CAMERA_INFO_INPUT, self._on_camera_info, qos)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the camera model for bearings (rebuilt only when the calibration changes)."""
@@ -337,7 +295,7 @@ class IrstdNode(Node):
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=self.params["qos.depth"], reliability=reliability
         )
-        return self.create_subscription(Image, "image", self._on_image, qos)
+        return self.create_subscription(Image, IMAGE_INPUT, self._on_image, qos)
 
     def _create_diag_timer(self) -> Any:
         period = self.params["diagnostics.period"]
@@ -446,8 +404,8 @@ class IrstdNode(Node):
         # tracks before the per-frame outputs: whoever has a frame's detections has its tracks
         tracks = self._track(header, result.targets, frame.shape[:2])
         self.mask_pub.publish(mask_msg)
-        self.det_pub.publish(fill_detections(Detection2DArray(header=header), result.targets))
-        self.targets_pub.publish(fill_targets(TargetArray(header=header), result.targets))
+        self.det_pub.publish(detections_array(MESSAGE_TYPES, header, result.targets))
+        self.targets_pub.publish(targets_array(MESSAGE_TYPES, header, result.targets))
         if self.params["publish.overlay"]:
             self._publish_overlay(header, frame, result.targets, tracks)
         now = self.get_clock().now().nanoseconds
@@ -488,7 +446,7 @@ class IrstdNode(Node):
         if stamp_ns == 0:
             stamp_ns = self.get_clock().now().nanoseconds
         tracks = self.tracker.update(stamp_ns / 1e9, targets, image_size=size)
-        self.tracks_pub.publish(fill_tracks(Detection2DArray(header=header), tracks))
+        self.tracks_pub.publish(track_detections_array(MESSAGE_TYPES, header, tracks))
         self.track_array_pub.publish(
             fill_track_array(TrackArray(header=header), tracks, self.camera)
         )

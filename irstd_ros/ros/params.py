@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from irstd_ros.core.constants import DEFAULT_MAX_PIXELS
 from irstd_ros.core.targets import PostprocessConfig
 from irstd_ros.tracking.tracker import TrackerConfig
 
@@ -45,7 +46,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("input.high", 65535.0, "fixed scaling: raw value mapped to 1"),
     ParamSpec("input.percentile_low", 0.5, "percentile scaling: lower percentile", min=0.0, max=100.0),
     ParamSpec("input.percentile_high", 99.5, "percentile scaling: upper percentile", min=0.0, max=100.0),
-    ParamSpec("input.max_pixels", 4096 * 4096, "frames declaring more pixels are refused before allocation", min=1, max=1 << 30),
+    ParamSpec("input.max_pixels", DEFAULT_MAX_PIXELS, "frames declaring more pixels are refused before allocation", min=1, max=1 << 30),
     ParamSpec("qos.reliability", "reliable", "image subscription reliability", choices=("reliable", "best_effort"), read_only=True),
     ParamSpec("qos.depth", 1, "image subscription queue depth (the node keeps only the newest frame)", min=1, max=100, read_only=True),
     ParamSpec("publish.overlay", False, "also publish an annotated bgr8 image on 'overlay'"),

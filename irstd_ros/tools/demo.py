@@ -36,6 +36,7 @@ from irstd_ros.bags.record import RecordConfig, Recorder
 from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.bags.replay import ReplayConfig, replay
 from irstd_ros.bags.rosutil import ros_session
+from irstd_ros.core.constants import DETECTION_OUTPUTS, TARGETS_TOPIC, TRACKING_OUTPUTS
 from irstd_ros.core.parsing import parse_range
 from irstd_ros.errors import IrstdError
 from irstd_ros.ros.launch_args import default_params_file, node_command
@@ -46,8 +47,8 @@ log = logging.getLogger("irstd_ros.tools.demo")
 
 DEFAULT_OUT = Path("out/demo")
 NODE_NAME = "irstd_node"
-OUTPUT_TOPICS = ("/mask", "/detections", "/targets", "/tracks", "/target_tracks")
-SYNC_TOPIC = "/targets"  # the node publishes it last for each frame
+OUTPUT_TOPICS = tuple(f"/{t}" for t in (*DETECTION_OUTPUTS, *TRACKING_OUTPUTS))
+SYNC_TOPIC = f"/{TARGETS_TOPIC}"  # the node publishes it last for each frame
 # The sample: 10 s of 640x512 8-bit cloudy sky at 10 fps: 4 targets (one entering, one
 # leaving) at SNR 10-16 over local clutter, 2 dim point targets at SNR 4-6, and a
 # background-only stretch (frames 80-99) where any detection is a false alarm.

@@ -1,0 +1,21 @@
+"""Names and limits shared by the node, the bag tools and the tools: one home each."""
+
+from __future__ import annotations
+
+CLASS_ID = "target"  # hypothesis class of every detection the node publishes
+
+# The node's topics, relative: one node per camera, each in its own namespace.
+IMAGE_INPUT = "image"
+CAMERA_INFO_INPUT = "camera_info"
+MASK_TOPIC = "mask"
+DETECTIONS_TOPIC = "detections"
+TARGETS_TOPIC = "targets"
+OVERLAY_TOPIC = "overlay"
+TRACKS_TOPIC = "tracks"
+TARGET_TRACKS_TOPIC = "target_tracks"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+# What `irstd record` records by default (per frame: mask, detections, then targets last)
+DETECTION_OUTPUTS = (MASK_TOPIC, DETECTIONS_TOPIC, TARGETS_TOPIC)
+TRACKING_OUTPUTS = (TRACKS_TOPIC, TARGET_TRACKS_TOPIC)
+
+DEFAULT_MAX_PIXELS = 4096 * 4096  # frames declaring more are refused before any allocation

@@ -1,0 +1,118 @@
+"""Output messages built from targets and tracks, for rclpy and rosbags alike.
+
+Every builder takes ``types``, a mapping from the full type name
+(``"vision_msgs/msg/Detection2D"``) to the message class: :func:`rclpy_types` for the
+node, a rosbags ``Typestore.types`` for the bag tools. Every field is given explicitly
+(rosbags' message dataclasses have no defaults), with the values rclpy would default to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from irstd_ros.core.constants import CLASS_ID
+
+Types = Mapping[str, Any]
+
+TARGET_FIELDS = (
+    "id", "score", "x", "y", "width", "height", "centroid_x", "centroid_y", "area",
+    "peak_intensity", "mean_intensity", "local_contrast", "snr",
+)
+_RCLPY_MODULES = {  # full type name -> (module, class)
+    "geometry_msgs/msg/Point": ("geometry_msgs.msg", "Point"),
+    "geometry_msgs/msg/Pose": ("geometry_msgs.msg", "Pose"),
+    "geometry_msgs/msg/PoseWithCovariance": ("geometry_msgs.msg", "PoseWithCovariance"),
+    "geometry_msgs/msg/Quaternion": ("geometry_msgs.msg", "Quaternion"),
+    "vision_msgs/msg/BoundingBox2D": ("vision_msgs.msg", "BoundingBox2D"),
+    "vision_msgs/msg/Detection2D": ("vision_msgs.msg", "Detection2D"),
+    "vision_msgs/msg/Detection2DArray": ("vision_msgs.msg", "Detection2DArray"),
+    "vision_msgs/msg/ObjectHypothesis": ("vision_msgs.msg", "ObjectHypothesis"),
+    "vision_msgs/msg/ObjectHypothesisWithPose": ("vision_msgs.msg", "ObjectHypothesisWithPose"),
+    "vision_msgs/msg/Point2D": ("vision_msgs.msg", "Point2D"),
+    "vision_msgs/msg/Pose2D": ("vision_msgs.msg", "Pose2D"),
+    "irstd_ros/msg/Target": ("irstd_ros.msg", "Target"),
+    "irstd_ros/msg/TargetArray": ("irstd_ros.msg", "TargetArray"),
+}
+
+
+def rclpy_types() -> dict[str, Any]:
+    """The rclpy message classes the builders use, by full type name."""
+    import importlib
+
+    return {
+        name: getattr(importlib.import_module(module), cls)
+        for name, (module, cls) in _RCLPY_MODULES.items()
+    }
+
+
+def detection(
+    types: Types, header: Any, det_id: str, center: tuple[float, float],
+    size: tuple[float, float], score: float, position: tuple[float, float],
+) -> Any:
+    """One vision_msgs/Detection2D: box ``center``/``size`` in input pixels, hypothesis
+    (:data:`CLASS_ID`, ``score``) with its pose at ``position``."""
+    t = types
+    pose = t["geometry_msgs/msg/PoseWithCovariance"](
+        pose=t["geometry_msgs/msg/Pose"](
+            position=t["geometry_msgs/msg/Point"](x=float(position[0]), y=float(position[1]), z=0.0),
+            orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+        ),
+        covariance=np.zeros(36, dtype=np.float64),
+    )
+    hyp = t["vision_msgs/msg/ObjectHypothesisWithPose"](
+        hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=CLASS_ID, score=float(score)),
+        pose=pose,
+    )
+    bbox = t["vision_msgs/msg/BoundingBox2D"](
+        center=t["vision_msgs/msg/Pose2D"](
+            position=t["vision_msgs/msg/Point2D"](x=float(center[0]), y=float(center[1])),
+            theta=0.0,
+        ),
+        size_x=float(size[0]),
+        size_y=float(size[1]),
+    )
+    return t["vision_msgs/msg/Detection2D"](header=header, results=[hyp], bbox=bbox, id=det_id)
+
+
+def target_detection(types: Types, header: Any, target: Any) -> Any:
+    """The Detection2D of a target (a :class:`~irstd_ros.core.targets.Target` or any object
+    with its box fields; ``centroid_x``/``_y`` None: the box centre)."""
+    cx = target.center_x if target.centroid_x is None else target.centroid_x
+    cy = target.center_y if target.centroid_y is None else target.centroid_y
+    return detection(
+        types, header, str(target.id), (target.center_x, target.center_y),
+        (target.width, target.height), target.score, (cx, cy),
+    )
+
+
+def detections_array(types: Types, header: Any, targets: Iterable[Any]) -> Any:
+    """A vision_msgs/Detection2DArray: one Detection2D per target."""
+    dets = [target_detection(types, header, t) for t in targets]
+    return types["vision_msgs/msg/Detection2DArray"](header=header, detections=dets)
+
+
+def track_detections_array(types: Types, header: Any, tracks: Iterable[Any]) -> Any:
+    """A Detection2DArray of the confirmed (or coasting) tracks: ``id`` = the track id, box
+    centred at the filtered position with the smoothed size, hypothesis with the track's
+    score, pose at the filtered position."""
+    dets = [
+        detection(types, header, str(t.id), (t.x, t.y), (t.width, t.height), t.score, (t.x, t.y))
+        for t in tracks
+        if t.confirmed
+    ]
+    return types["vision_msgs/msg/Detection2DArray"](header=header, detections=dets)
+
+
+def targets_array(types: Types, header: Any, targets: Iterable[Any]) -> Any:
+    """An irstd_ros/TargetArray of :class:`~irstd_ros.core.targets.Target` objects."""
+    items = []
+    for tgt in targets:
+        values = {}
+        for name in TARGET_FIELDS:
+            v = getattr(tgt, name)
+            values[name] = float(v) if isinstance(v, float) else int(v)
+        items.append(types["irstd_ros/msg/Target"](**values))
+    return types["irstd_ros/msg/TargetArray"](header=header, targets=items)
