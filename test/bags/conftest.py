@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bagtools import make_bag
+from _support.bags import make_bag
 
 
 @pytest.fixture(scope="module")

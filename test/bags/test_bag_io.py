@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from bagtools import TINY, make_bag
+from _support.bags import TINY, make_bag
 from rosbags.rosbag2 import Reader
 
 from irstd_ros.bags.io import (

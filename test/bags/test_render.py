@@ -5,7 +5,7 @@ from __future__ import annotations
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from bagtools import TINY
+from _support.bags import TINY
 
 from irstd_ros.bags.render import RenderConfig, contact_sheet, render
 from irstd_ros.errors import BagError, ConfigError

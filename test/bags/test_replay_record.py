@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bagtools import TINY, make_bag
+from _support.bags import TINY, make_bag
 
 from irstd_ros.bags.io import IMAGE_TOPIC, BagReader
 from irstd_ros.bags.record import RecordConfig, Recorder, record

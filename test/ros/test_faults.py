@@ -218,8 +218,8 @@ def _oom() -> torch.OutOfMemoryError:
 @pytest.fixture
 def faulty_node(rclpy_context, tmp_path):
     """make(backend) -> (harness, log capture); model.path is a tiny checkpoint for fallbacks."""
+    from _support.node import Harness
     from rclpy.parameter import Parameter
-    from test_node import Harness
 
     from irstd_ros.ros.node import IrstdNode
 
@@ -242,7 +242,7 @@ def faulty_node(rclpy_context, tmp_path):
 
 
 def _frame(stamp: int):
-    from test_node import frame_for, image_msg
+    from _support.node import frame_for, image_msg
 
     return image_msg(frame_for("mono8"), "mono8", stamp=stamp)
 
@@ -332,8 +332,8 @@ def test_auto_backend_moves_on_when_the_tensorrt_engine_fails(
 ):
     """``model.backend: auto`` with a TensorRT engine that cannot run: the node starts on
     the next backend, says why in one log line, and answers frames."""
+    from _support.node import Harness
     from rclpy.parameter import Parameter
-    from test_node import Harness
 
     from irstd_ros.inference.backends import select
     from irstd_ros.ros.node import IrstdNode

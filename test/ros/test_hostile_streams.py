@@ -15,10 +15,10 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 
+from _support.node import Harness, frame_for, image_msg, make_detector  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from test_node import Harness, frame_for, image_msg, make_detector  # noqa: E402
 
 from irstd_ros.ros.conversions import array_to_image_fields  # noqa: E402
 from irstd_ros.ros.node import IrstdNode  # noqa: E402

@@ -19,13 +19,13 @@ pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 pytest.importorskip("lifecycle_msgs.srv")
 
+from _support.node import Harness, frame_for, image_msg, make_detector  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from test_node import Harness, frame_for, image_msg, make_detector  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from irstd_ros.inference.detector import default_model_path  # noqa: E402

@@ -9,7 +9,6 @@ exercised across processes in ``test_node_process.py``.
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,111 +18,22 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from _support.node import (  # noqa: E402
+    BLOBS,
+    H,
+    Harness,
+    W,
+    frame_for,
+    image_msg,
+    make_detector,
+)
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from irstd_ros.checkpoint import CheckpointInfo  # noqa: E402
 from irstd_ros.core.components import components  # noqa: E402
-from irstd_ros.inference.detector import Detector  # noqa: E402
-from irstd_ros.models import named_config  # noqa: E402
-from irstd_ros.msg import TargetArray  # noqa: E402
 from irstd_ros.ros.conversions import ENCODINGS, array_to_image_fields, image_to_array  # noqa: E402
 from irstd_ros.ros.node import IrstdNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
-TIMEOUT_S = 10.0
-H, W = 48, 64
-BLOBS = ((slice(5, 8), slice(10, 13)), (slice(30, 32), slice(40, 45)))  # 9 px and 10 px
-
-
-class IntensityBackend:
-    """Test backend: the [0, 1] frame is the probability; optional delay."""
-
-    name = "intensity"
-    device = "cpu"
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.calls = 0
-
-    def predict(self, frame: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        if self.delay:
-            time.sleep(self.delay)
-        return frame.astype(np.float32)
-
-    def describe(self) -> dict:
-        return {"backend": self.name}
-
-
-def make_detector(delay: float = 0.0) -> Detector:
-    return Detector(IntensityBackend(delay), CheckpointInfo(named_config("tiny"), threshold=0.5))
-
-
-def frame_for(encoding: str) -> np.ndarray:
-    """A dark frame with two bright blobs, in ``encoding``'s dtype and channels."""
-    enc = ENCODINGS[encoding]
-    if enc.dtype.kind == "f":
-        base, hot = 0.1, 0.9
-    else:
-        top = np.iinfo(enc.dtype).max
-        base, hot = top // 10, top
-    f = np.full((H, W), base, dtype=enc.dtype)
-    for sl in BLOBS:
-        f[sl] = hot
-    if enc.channels > 1:
-        f = np.repeat(f[..., None], enc.channels, axis=2)
-    return f
-
-
-def image_msg(arr: np.ndarray, encoding: str, stamp: int = 1, frame_id: str = "ir_cam") -> Image:
-    msg = Image()
-    for k, v in array_to_image_fields(arr, encoding).items():
-        setattr(msg, k, v)
-    msg.header.stamp.sec = stamp
-    msg.header.stamp.nanosec = 123
-    msg.header.frame_id = frame_id
-    return msg
-
-
-class Harness:
-    """The node under test plus a peer node publishing images and collecting outputs."""
-
-    def __init__(self, node: IrstdNode, reliability: str = "reliable") -> None:
-        self.node = node
-        self.peer = rclpy.create_node("irstd_test_peer")
-        rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10, reliability=rel))
-        self.got: dict[str, list] = {"mask": [], "detections": [], "targets": []}
-        for topic, typ in (("mask", Image), ("detections", Detection2DArray), ("targets", TargetArray)):
-            self.peer.create_subscription(typ, topic, self.got[topic].append, 10)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(node)
-        self.executor.add_node(self.peer)
-        self.spin_until(lambda: self.pub.get_subscription_count() > 0)
-
-    def spin_until(self, cond, timeout: float = TIMEOUT_S) -> None:
-        end = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > end:
-                raise AssertionError("timed out waiting for the node")
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def send(self, msg: Image, expect_answers: int | None = None) -> None:
-        before = len(self.got["detections"])
-        self.pub.publish(msg)
-        if expect_answers is not None:
-            self.spin_until(lambda: len(self.got["detections"]) >= before + expect_answers)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.close()
-        self.peer.destroy_node()
-
-
 @pytest.fixture
 def harness(rclpy_context):
     h = Harness(IrstdNode(detector=make_detector()))

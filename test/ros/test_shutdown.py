@@ -111,7 +111,7 @@ def test_signal_during_inference_exits_cleanly(rclpy_context, tmp_path, executab
 
 
 def test_close_waits_for_the_frame_in_flight_and_does_not_hang(rclpy_context):
-    from test_node import Harness, frame_for, image_msg, make_detector
+    from _support.node import Harness, frame_for, image_msg, make_detector
 
     from irstd_ros.ros.node import IrstdNode
 

@@ -1,4 +1,4 @@
-"""Helpers of the bag tests (imported by them; not a test module)."""
+"""Small generated bags for the bag tests."""
 
 from __future__ import annotations
 

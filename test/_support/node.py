@@ -1,0 +1,112 @@
+"""The in-process node harness of the ROS tests: a test backend, frames in every encoding,
+and the node under test beside a peer node that publishes images and collects outputs.
+Import only where rclpy and the interfaces are importable (the ``ros`` tests)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.inference.detector import Detector
+from irstd_ros.models import named_config
+from irstd_ros.msg import TargetArray
+from irstd_ros.ros.conversions import ENCODINGS, array_to_image_fields
+from irstd_ros.ros.node import IrstdNode
+
+TIMEOUT_S = 10.0
+H, W = 48, 64
+BLOBS = ((slice(5, 8), slice(10, 13)), (slice(30, 32), slice(40, 45)))  # 9 px and 10 px
+
+
+class IntensityBackend:
+    """Test backend: the [0, 1] frame is the probability; optional delay."""
+
+    name = "intensity"
+    device = "cpu"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls = 0
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return frame.astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
+
+def make_detector(delay: float = 0.0) -> Detector:
+    return Detector(IntensityBackend(delay), CheckpointInfo(named_config("tiny"), threshold=0.5))
+
+
+def frame_for(encoding: str) -> np.ndarray:
+    """A dark frame with two bright blobs, in ``encoding``'s dtype and channels."""
+    enc = ENCODINGS[encoding]
+    if enc.dtype.kind == "f":
+        base, hot = 0.1, 0.9
+    else:
+        top = np.iinfo(enc.dtype).max
+        base, hot = top // 10, top
+    f = np.full((H, W), base, dtype=enc.dtype)
+    for sl in BLOBS:
+        f[sl] = hot
+    if enc.channels > 1:
+        f = np.repeat(f[..., None], enc.channels, axis=2)
+    return f
+
+
+def image_msg(arr: np.ndarray, encoding: str, stamp: int = 1, frame_id: str = "ir_cam") -> Image:
+    msg = Image()
+    for k, v in array_to_image_fields(arr, encoding).items():
+        setattr(msg, k, v)
+    msg.header.stamp.sec = stamp
+    msg.header.stamp.nanosec = 123
+    msg.header.frame_id = frame_id
+    return msg
+
+
+class Harness:
+    """The node under test plus a peer node publishing images and collecting outputs."""
+
+    def __init__(self, node: IrstdNode, reliability: str = "reliable") -> None:
+        self.node = node
+        self.peer = rclpy.create_node("irstd_test_peer")
+        rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10, reliability=rel))
+        self.got: dict[str, list] = {"mask": [], "detections": [], "targets": []}
+        for topic, typ in (("mask", Image), ("detections", Detection2DArray), ("targets", TargetArray)):
+            self.peer.create_subscription(typ, topic, self.got[topic].append, 10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node)
+        self.executor.add_node(self.peer)
+        self.spin_until(lambda: self.pub.get_subscription_count() > 0)
+
+    def spin_until(self, cond, timeout: float = TIMEOUT_S) -> None:
+        end = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > end:
+                raise AssertionError("timed out waiting for the node")
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def send(self, msg: Image, expect_answers: int | None = None) -> None:
+        before = len(self.got["detections"])
+        self.pub.publish(msg)
+        if expect_answers is not None:
+            self.spin_until(lambda: len(self.got["detections"]) >= before + expect_answers)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.close()
+        self.peer.destroy_node()
+
+
