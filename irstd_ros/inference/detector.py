@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -70,10 +70,6 @@ class Detector:
         impl = create_backend(backend, model, info, options)
         log.info("model %s (%s) on backend %s", path, info.model.arch, impl.name)
         return cls(impl, info, post, scaling)
-
-    def update_post(self, **changes: object) -> None:
-        """Change threshold / area limits at run time (validated by the caller)."""
-        self.post = replace(self.post, **changes)
 
     def detect(self, frame: np.ndarray) -> DetectionResult:
         t0 = time.perf_counter()

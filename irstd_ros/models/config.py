@@ -58,7 +58,7 @@ def _scaled(base: int, enc: tuple[int, ...], dec: tuple[int, ...], heads: int) -
 
 
 # Named configurations. ``paper`` is sized to the paper's 8.69 M parameters and
-# 15.92 GMACs at 1x256x256 (checked by test/models/test_size.py); the others are
+# 15.92 GMACs at 1x256x256 (checked by test/models/test_sgem_unet.py); the others are
 # for CPUs and small Jetsons.
 NAMED_CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(

@@ -96,7 +96,7 @@ def node_command(
     ``executable`` may be a bare name (found on PATH) or a path, e.g. the venv's
     ``.venv/bin/irstd_node``. The order of the ROS arguments is launch_ros's: node
     name, namespace, parameter file, then remappings. ``extra_ros_args`` (e.g.
-    ``["-p", "model.device:=cpu"]``) are appended after them. (One difference: launch
+    ``["-p", "model.backend:=torch-cpu"]``) are appended after them. (One difference: launch
     drops a parameter file that does not exist, with a warning; here it is passed on.)
     """
     if not image_topic:

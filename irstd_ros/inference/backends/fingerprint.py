@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 FINGERPRINT_FORMAT = 1
 FINGERPRINT_SUFFIX = ".json"
-HASH_CHUNK = 1 << 20  # bytes per update when hashing files
 DIGEST_PREFIX_LEN = 12  # hex digits of the weights digest used in cache file names
 
 
@@ -81,15 +80,6 @@ def weights_digest(model: nn.Module, info: CheckpointInfo | None = None) -> str:
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
     return h.hexdigest()
 
 
