@@ -84,12 +84,16 @@ class Harness:
         rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10, reliability=rel))
         self.got: dict[str, list] = {"mask": [], "detections": [], "targets": []}
-        for topic, typ in (("mask", Image), ("detections", Detection2DArray), ("targets", TargetArray)):
-            self.peer.create_subscription(typ, topic, self.got[topic].append, 10)
+        self._subscribe()
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(node)
         self.executor.add_node(self.peer)
         self.spin_until(lambda: self.pub.get_subscription_count() > 0)
+
+    def _subscribe(self) -> None:
+        """The peer's subscriptions (made before the first spin); subclasses add theirs."""
+        for topic, typ in (("mask", Image), ("detections", Detection2DArray), ("targets", TargetArray)):
+            self.peer.create_subscription(typ, topic, self.got[topic].append, 10)
 
     def spin_until(self, cond, timeout: float = TIMEOUT_S) -> None:
         end = time.monotonic() + timeout

@@ -5,8 +5,6 @@ intensity), as in ``test_node.py``."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,8 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from _support.node import Harness as NodeHarness  # noqa: E402
+from _support.node import IntensityBackend  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -29,24 +28,12 @@ from irstd_ros.ros.node import IrstdNode  # noqa: E402
 from irstd_ros.tracking import CameraModel  # noqa: E402
 
 pytestmark = pytest.mark.ros
-TIMEOUT_S = 10.0
 H, W = 60, 80
 FPS = 10.0
 VX, VY = 25.0, 12.0  # px/s (still inside the frame at t = 2.4 s)
 X0, Y0 = 10.0, 15.0
 K = [100.0, 0.0, 39.5, 0.0, 100.0, 29.5, 0.0, 0.0, 1.0]
 D = [-0.2, 0.05, 0.001, -0.001, 0.0]
-
-
-class IntensityBackend:
-    name = "intensity"
-    device = "cpu"
-
-    def predict(self, frame: np.ndarray) -> np.ndarray:
-        return frame.astype(np.float32)
-
-    def describe(self) -> dict:
-        return {"backend": self.name}
 
 
 def frame_at(t: float) -> np.ndarray:
@@ -67,40 +54,26 @@ def image_msg(arr: np.ndarray, stamp_s: float) -> Image:
     return msg
 
 
-class Harness:
-    def __init__(self, node: IrstdNode) -> None:
-        self.node = node
-        self.peer = rclpy.create_node("irstd_tracking_test_peer")
-        self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10))
+class Harness(NodeHarness):
+    """The node harness, also collecting tracks and track arrays; publishes camera_info."""
+
+    def _subscribe(self) -> None:
+        super()._subscribe()
         self.info_pub = self.peer.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=1))
         self.tracks: list[Detection2DArray] = []
         self.arrays: list[TrackArray] = []
-        self.dets: list[Detection2DArray] = []
         self.peer.create_subscription(Detection2DArray, "tracks", self.tracks.append, 10)
         self.peer.create_subscription(TrackArray, "target_tracks", self.arrays.append, 10)
-        self.peer.create_subscription(Detection2DArray, "detections", self.dets.append, 10)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(node)
-        self.executor.add_node(self.peer)
-        self.spin_until(lambda: self.pub.get_subscription_count() > 0)
 
-    def spin_until(self, cond, timeout: float = TIMEOUT_S) -> None:
-        end = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > end:
-                raise AssertionError("timed out waiting for the node")
-            self.executor.spin_once(timeout_sec=0.05)
+    @property
+    def dets(self) -> list[Detection2DArray]:
+        return self.got["detections"]
 
-    def send(self, t: float) -> None:
+    def send(self, t: float) -> None:  # type: ignore[override]
         """Publish the frame of time t and wait until the node answered it."""
         before = len(self.dets)
         self.pub.publish(image_msg(frame_at(t), 100.0 + t))
         self.spin_until(lambda: len(self.dets) > before)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.close()
-        self.peer.destroy_node()
 
 
 @pytest.fixture
