@@ -26,13 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from irstd_ros.core.components import components
+
 MATCH_DISTANCE = 3.0  # px, the field's standard centroid tolerance
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected labels of a boolean mask."""
-    return ndimage.label(mask, structure=EIGHT_CONNECTED)
 
 
 def _centroids_and_areas(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

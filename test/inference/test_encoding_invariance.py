@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from irstd_ros.core.components import components
 from irstd_ros.evaluation.envelope import EnvelopeConfig, envelope_frame, render_encoding
-from irstd_ros.evaluation.metrics import components
 from irstd_ros.inference.detector import Detector
 
 SNR = 25.0
