@@ -41,3 +41,17 @@ class BackendError(IrstdError):
 
 class BagError(IrstdError):
     """A rosbag2 bag is missing, unreadable, lacks a topic, or cannot be written."""
+
+
+class DeviceOutOfMemory(IrstdError):
+    """The inference device ran out of memory on one frame, which is dropped.
+
+    Raised by :meth:`irstd_ros.inference.detector.Detector.detect`; ``fallback`` is what
+    the detector did about it (a log line: it moved to the CPU, or failed to), else None.
+    """
+
+    kind = "out_of_memory"
+
+    def __init__(self, message: str, fallback: str | None = None) -> None:
+        super().__init__(message)
+        self.fallback = fallback

@@ -54,7 +54,7 @@ from irstd_ros.bags.io import (
     targets_msg,
 )
 from irstd_ros.bags.rosutil import cdr_header_stamp
-from irstd_ros.core.constants import DETECTION_OUTPUTS
+from irstd_ros.core.constants import DETECTION_OUTPUTS, LIVE_STAMP_WINDOW_S
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.ros.conversions import image_to_array
@@ -63,7 +63,6 @@ from irstd_ros.tracking.tracker import Tracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 
-LIVE_STAMP_WINDOW_S = 60.0
 ROLLING_FRAMES = 10  # window of the rolling Pd in the plot
 OUTPUT_MASK_TOPIC, OUTPUT_DETECTIONS_TOPIC, OUTPUT_TARGETS_TOPIC = (f"/{t}" for t in DETECTION_OUTPUTS)
 MASK_ON = 255

@@ -19,3 +19,6 @@ DETECTION_OUTPUTS = (MASK_TOPIC, DETECTIONS_TOPIC, TARGETS_TOPIC)
 TRACKING_OUTPUTS = (TRACKS_TOPIC, TARGET_TRACKS_TOPIC)
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # frames declaring more are refused before any allocation
+# A header stamp within this many seconds of the receiving clock is "live" (a camera, a
+# publisher stamping now); further off, it is a replayed bag's or a test's own time base.
+LIVE_STAMP_WINDOW_S = 60.0

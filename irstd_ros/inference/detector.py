@@ -1,4 +1,10 @@
-"""The Detector: raw frame in, mask and targets out. Used by the node, the CLI and the benchmark."""
+"""The Detector: raw frame in, mask and targets out. Used by the node, the CLI and the benchmark.
+
+It owns the failure policy of inference too: a frame on which the device runs out of
+memory is dropped (:class:`~irstd_ros.errors.DeviceOutOfMemory`) and the cached device
+memory released; after :data:`OOM_FALLBACK_AFTER` such frames in a row the detector moves,
+once, to :data:`CPU_FALLBACK_BACKEND` (its :class:`CpuFallback`), keeping its settings.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +19,35 @@ import numpy as np
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint
 from irstd_ros.core.normalization import ScalingConfig, normalize, to_grey
 from irstd_ros.core.targets import PostprocessConfig, Target, extract_targets
+from irstd_ros.errors import DeviceOutOfMemory, IrstdError
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
+from irstd_ros.inference.resources import is_out_of_memory, release_device_memory
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "irstd_tiny.safetensors"
+OOM_FALLBACK_AFTER = 3  # consecutive out-of-memory frames before falling back to the CPU
+CPU_FALLBACK_BACKEND = "torch-cpu"
 
 
 def default_model_path() -> Path:
     """The model shipped inside the package (``irstd_ros/weights``)."""
     return Path(str(resources.files("irstd_ros") / "weights" / DEFAULT_MODEL_NAME))
+
+
+@dataclass(frozen=True)
+class CpuFallback:
+    """Where a detector that keeps running out of device memory gets its CPU backend:
+    the checkpoint at ``path``, loaded again onto ``backend`` with ``options``."""
+
+    path: Path
+    options: BackendOptions | None = None
+    backend: str = CPU_FALLBACK_BACKEND
+
+    def load(self) -> Backend:
+        model, info, _ = load_checkpoint(self.path)
+        return create_backend(self.backend, model, info, self.options)
 
 
 @dataclass
@@ -40,7 +64,8 @@ class Detector:
     """Normalisation -> backend -> post-processing, with per-stage timings.
 
     ``scaling`` applies only to ``global``-normalised (0.1) checkpoints; ``robust``
-    ones are invariant to the frame's encoding, gain and offset.
+    ones are invariant to the frame's encoding, gain and offset. ``fallback``: where the
+    CPU backend comes from after repeated out-of-memory frames (None: no fall-back).
     """
 
     def __init__(
@@ -49,11 +74,15 @@ class Detector:
         info: CheckpointInfo,
         post: PostprocessConfig | None = None,
         scaling: ScalingConfig | None = None,
+        fallback: CpuFallback | None = None,
     ) -> None:
         self.backend = backend
         self.info = info
         self.post = post or PostprocessConfig(threshold=info.threshold)
         self.scaling = scaling or ScalingConfig()
+        self.fallback = fallback
+        self._oom_streak = 0
+        self._fell_back = False
 
     @classmethod
     def from_checkpoint(
@@ -69,14 +98,25 @@ class Detector:
         model, info, _ = load_checkpoint(path)
         impl = create_backend(backend, model, info, options)
         log.info("model %s (%s) on backend %s", path, info.model.arch, impl.name)
-        return cls(impl, info, post, scaling)
+        return cls(impl, info, post, scaling, CpuFallback(path, options))
 
     def detect(self, frame: np.ndarray) -> DetectionResult:
+        """One frame end to end.
+
+        Raises :class:`~irstd_ros.errors.DeviceOutOfMemory` when the device ran out of
+        memory on it (the frame is lost; see the module's failure policy).
+        """
         t0 = time.perf_counter()
         grey = to_grey(frame)
         x = normalize(grey, self.info.norm, self.scaling)
         t1 = time.perf_counter()
-        prob = self.backend.predict(x)
+        try:
+            prob = self.backend.predict(x)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise self._out_of_memory(exc) from None
+            raise
+        self._oom_streak = 0
         t2 = time.perf_counter()
         mask, targets = extract_targets(prob, grey, self.post)
         t3 = time.perf_counter()
@@ -86,3 +126,38 @@ class Detector:
             targets,
             {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (t3 - t2) * 1e3},
         )
+
+    def _out_of_memory(self, exc: BaseException) -> DeviceOutOfMemory:
+        """Release cached device memory; after :data:`OOM_FALLBACK_AFTER` in a row, move to
+        the CPU once. Returns the error to raise for this frame."""
+        self._oom_streak += 1
+        name = self.backend.name
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = f"frame dropped, backend {name} out of memory: {reason}"
+        release_device_memory()
+        fallback = self.fallback
+        if (
+            fallback is None
+            or self._fell_back
+            or self._oom_streak < OOM_FALLBACK_AFTER
+            or name == fallback.backend
+        ):
+            return DeviceOutOfMemory(message)
+        self._fell_back = True  # one attempt
+        try:
+            backend = fallback.load()
+        except (IrstdError, OSError, RuntimeError) as err:
+            return DeviceOutOfMemory(
+                message,
+                f"out of memory {self._oom_streak} frames in a row on {name}; "
+                f"falling back to {fallback.backend} failed: {err}",
+            )
+        self.backend = backend
+        self._oom_streak = 0
+        release_device_memory(collect=True)
+        return DeviceOutOfMemory(
+            message,
+            f"out of memory {OOM_FALLBACK_AFTER} frames in a row on {name}; "
+            f"fell back to {fallback.backend} with model {fallback.path}",
+        )
+

@@ -25,6 +25,7 @@ class PipelineStats:
         self.received = 0
         self.processed = 0
         self.dropped = 0  # superseded by a newer frame before processing
+        self.stale = 0  # older than input.max_age on arrival, not processed
         self.errors: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.infer_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -34,6 +35,12 @@ class PipelineStats:
         with self._lock:
             self.received += 1
             self.dropped += int(superseded)
+
+    def on_stale(self) -> None:
+        """A frame received too old to be worth processing."""
+        with self._lock:
+            self.received += 1
+            self.stale += 1
 
     def on_processed(self, latency_ms: float, infer_ms: float) -> None:
         with self._lock:
@@ -60,6 +67,7 @@ class PipelineStats:
                 "received": self.received,
                 "processed": self.processed,
                 "dropped": self.dropped,
+                "stale": self.stale,
                 "errors": dict(self.errors),
                 "input_hz": (self.received - rec0) / dt,
                 "output_hz": (self.processed - proc0) / dt,

@@ -1,7 +1,8 @@
 """``irstd_lifecycle_node``: the detection node as a managed (lifecycle) node.
 
-Same pipeline as :class:`~irstd_ros.ros.node.IrstdNode` (its set-up steps, data path and
-diagnostics are reused, not copied); only the life cycle differs:
+A plain :class:`rclpy.lifecycle.LifecycleNode` (public API only) around the same
+:class:`~irstd_ros.ros.pipeline.FramePipeline` and set-up steps as
+:class:`~irstd_ros.ros.node.IrstdNode`; only the life cycle differs:
 
 * ``configure``: declare (once) and read the parameters, load the model, create the
   lifecycle publishers, /diagnostics, the worker and the ``image`` subscription;
@@ -9,7 +10,7 @@ diagnostics are reused, not copied); only the life cycle differs:
 * ``deactivate``: outputs disabled; frames received while inactive are ignored and
   counted (``ignored_inactive`` in /diagnostics);
 * ``cleanup``: everything ``configure`` made is released, the model freed (and the
-  CUDA cache emptied when CUDA is available);
+  device memory released, :func:`~irstd_ros.inference.resources.release_device_memory`);
 * ``shutdown``: as cleanup, from any state.
 
 The node starts unconfigured, as managed nodes do; ``--autostart`` configures and
@@ -19,28 +20,43 @@ The plain ``irstd_node`` remains the default of the launch file.
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from diagnostic_msgs.msg import DiagnosticArray, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
-from irstd_ros.core.constants import DIAGNOSTICS_TOPIC
+from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC, IMAGE_INPUT
 from irstd_ros.errors import IrstdError
-from irstd_ros.inference.detector import Detector
-from irstd_ros.ros.node import OUTPUT_QOS_DEPTH, PARAMS, IrstdNode, run
+from irstd_ros.ros.health import PipelineStats
+from irstd_ros.ros.node import (
+    CAMERA_INFO_QOS,
+    PARAMS,
+    build_detector,
+    declare_parameters,
+    image_qos,
+    log_ready,
+    make_pipeline,
+    read_parameters,
+    run,
+    stage_parameters,
+)
+from irstd_ros.ros.pipeline import OUTPUT_QOS_DEPTH, FramePipeline
+from irstd_ros.tracking import CameraModel
+
+if TYPE_CHECKING:
+    from irstd_ros.inference.detector import Detector
 
 NODE_NAME = "irstd_node"
 PROG = "irstd_lifecycle_node"
 AUTOSTART_FLAG = "--autostart"
 
 
-class IrstdLifecycleNode(LifecycleNode, IrstdNode):
-    """Managed variant of :class:`IrstdNode`.
+class IrstdLifecycleNode(LifecycleNode):
+    """Managed variant of :class:`~irstd_ros.ros.node.IrstdNode`.
 
     ``detector_factory`` (tests) replaces loading the model from the parameters; it is
     called at every ``configure``.
@@ -53,14 +69,16 @@ class IrstdLifecycleNode(LifecycleNode, IrstdNode):
         detector_factory: Callable[[], Detector] | None = None,
         **kwargs: Any,
     ) -> None:
-        # LifecycleNode.__init__ initialises rclpy's Node and the state machine; IrstdNode's
-        # own __init__ (which builds everything at once) is deliberately not run.
-        LifecycleNode.__init__(self, node_name, **kwargs)
+        super().__init__(node_name, **kwargs)
         self._detector_factory = detector_factory
         self.params: dict[str, Any] = {}
-        self.detector: Detector | None = None
-        self._configured = False
+        self.pipeline: FramePipeline | None = None
+        self.sub: Any = None
+        self.camera_info_sub: Any = None
+        self.diag_timer: Any = None
+        self.diag_pub: Any = None
         self._active = False
+        self._state = "unconfigured"
         self.ignored_inactive = 0
         self.last_error = ""
         self._param_callback_added = False
@@ -68,113 +86,131 @@ class IrstdLifecycleNode(LifecycleNode, IrstdNode):
     @property
     def state_label(self) -> str:
         """Current lifecycle state: unconfigured, inactive, active or finalized."""
-        return str(self._state_machine.current_state[1])
+        return self._state
+
+    @property
+    def detector(self) -> Detector | None:
+        return self.pipeline.detector if self.pipeline else None
+
+    @property
+    def stats(self) -> PipelineStats | None:
+        return self.pipeline.stats if self.pipeline else None
+
+    @property
+    def camera(self) -> CameraModel | None:
+        return self.pipeline.camera if self.pipeline else None
 
     # --- transitions ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._declare_parameters()
-            self.params = self._read_parameters()
-            factory = self._detector_factory or self._build_detector
-            self.detector = factory()
+            declare_parameters(self)
+            self.params = read_parameters(self)
+            factory = self._detector_factory or (lambda: build_detector(self.params))
+            detector = factory()
         except IrstdError as exc:
             self.last_error = str(exc)
-            self.detector = None
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._apply_runtime_params()
         if not self._param_callback_added:
             self.add_on_set_parameters_callback(self._on_set_parameters)
             self._param_callback_added = True
-        self._reset_pipeline()
         self.ignored_inactive = 0
-        (
-            self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub,
-            self.tracks_pub, self.track_array_pub,
-        ) = self._create_outputs(self.create_lifecycle_publisher)
+        self.pipeline = make_pipeline(
+            self, detector, self.create_lifecycle_publisher, lambda: self.params
+        )
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
-        self._start_worker()
-        self.sub = self._create_input()
-        self.camera_info_sub = self._create_camera_info_input()
-        self.diag_timer = self._create_diag_timer()
-        self._configured = True
-        self._log_ready()
+        self.pipeline.start()
+        self.sub = self.create_subscription(Image, IMAGE_INPUT, self._on_image, image_qos(self.params))
+        self.camera_info_sub = self.create_subscription(
+            CameraInfo, CAMERA_INFO_INPUT, self.pipeline.on_camera_info, CAMERA_INFO_QOS
+        )
+        period = self.params["diagnostics.period"]
+        self.diag_timer = self.create_timer(period, self._publish_diagnostics) if period > 0 else None
+        self._state = "inactive"
+        log_ready(self, self.pipeline, self.params, self.sub.topic_name)
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = True
-        self.get_logger().info("active: processing frames")
-        return super().on_activate(state)  # enables the lifecycle publishers
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        if result == TransitionCallbackReturn.SUCCESS:
+            self._active = True
+            self._state = "active"
+            self.get_logger().info("active: processing frames")
+        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        with self._cond:
-            self._pending = None  # a frame waiting is not processed any more
+        if self.pipeline is not None:
+            self.pipeline.discard_pending()  # a frame waiting is not processed any more
+        self._state = "inactive"
         self.get_logger().info("inactive: frames are ignored")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
+        self._state = "unconfigured"
         self.get_logger().info("cleaned up: model released")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
         self._release()
+        self._state = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
         self._release()
+        self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS  # back to unconfigured
 
-    # --- data path --------------------------------------------------------------------------
+    # --- parameters, data path, health ------------------------------------------------------
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        staged, result = stage_parameters(self.params, params)
+        if staged is not None:
+            self.params = staged
+            if self.pipeline is not None:
+                self.pipeline.apply_params()
+        return result
+
     def _on_image(self, msg: Image) -> None:
-        if not self._active:
+        if not self._active or self.pipeline is None:
             self.ignored_inactive += 1  # executor thread only
             return
-        super()._on_image(msg)
+        self.pipeline.submit(msg)
 
     def diagnostics(self) -> DiagnosticArray:
-        msg = super().diagnostics()
-        msg.status[0].values.extend(
-            [
-                KeyValue(key="state", value="active" if self._active else "inactive"),
-                KeyValue(key="ignored_inactive", value=str(self.ignored_inactive)),
-            ]
+        assert self.pipeline is not None, "not configured"
+        return self.pipeline.diagnostics(
+            f"{self.get_fully_qualified_name()}: pipeline",
+            {"state": "active" if self._active else "inactive",
+             "ignored_inactive": self.ignored_inactive},
         )
-        return msg
+
+    def _publish_diagnostics(self) -> None:
+        self.diag_pub.publish(self.diagnostics())
 
     # --- teardown ---------------------------------------------------------------------------
     def _release(self) -> None:
         """Undo ``configure``: worker, subscription, timer, publishers, model. Idempotent."""
-        if not self._configured:
+        self._active = False
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is None:
             return
-        self._configured = False
-        self._stop_worker()
+        from irstd_ros.inference.resources import release_device_memory
+
+        pipeline.release()
         self.destroy_subscription(self.sub)
         self.destroy_subscription(self.camera_info_sub)
         if self.diag_timer is not None:
             self.destroy_timer(self.diag_timer)
-        pubs = (
-            self.mask_pub, self.det_pub, self.targets_pub, self.overlay_pub,
-            self.tracks_pub, self.track_array_pub,
-        )
-        for pub in pubs:
+        for pub in pipeline.outputs.all():
             self.destroy_lifecycle_publisher(pub)
         self.destroy_publisher(self.diag_pub)
         self.sub = self.camera_info_sub = self.diag_timer = self.diag_pub = None
-        self.mask_pub = self.det_pub = self.targets_pub = self.overlay_pub = None
-        self.tracks_pub = self.track_array_pub = None
-        self.tracker = None
-        self.detector = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        del pipeline
+        release_device_memory(collect=True)
 
     def close(self) -> None:
         """Release what ``configure`` made (whatever the state) and destroy the node."""
-        self._active = False
         self._release()
         self.destroy_node()
 

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from irstd_ros.checkpoint import METADATA_KEY, CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.errors import BackendError, CheckpointError
-from irstd_ros.inference.detector import Detector, default_model_path
+from irstd_ros.inference.detector import CpuFallback, Detector, default_model_path
 from irstd_ros.models import build_model, named_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,7 +217,7 @@ def _oom() -> torch.OutOfMemoryError:
 
 @pytest.fixture
 def faulty_node(rclpy_context, tmp_path):
-    """make(backend) -> (harness, log capture); model.path is a tiny checkpoint for fallbacks."""
+    """make(backend) -> (harness, log capture); the detector falls back to a tiny checkpoint."""
     from _support.node import Harness
     from rclpy.parameter import Parameter
 
@@ -227,7 +227,8 @@ def faulty_node(rclpy_context, tmp_path):
     made = []
 
     def make(backend: FaultyBackend):
-        detector = Detector(backend, CheckpointInfo(named_config("tiny"), threshold=0.5))
+        detector = Detector(backend, CheckpointInfo(named_config("tiny"), threshold=0.5),
+                            fallback=CpuFallback(ckpt))
         node = IrstdNode(detector=detector,
                          parameter_overrides=[Parameter("model.path", value=str(ckpt))])
         log = LogCapture()
@@ -260,7 +261,7 @@ def test_one_out_of_memory_drops_that_frame_only(faulty_node):
 
 @pytest.mark.ros
 def test_repeated_out_of_memory_falls_back_to_the_cpu_once(faulty_node):
-    from irstd_ros.ros.node import CPU_FALLBACK_BACKEND, OOM_FALLBACK_AFTER
+    from irstd_ros.inference.detector import CPU_FALLBACK_BACKEND, OOM_FALLBACK_AFTER
 
     h, log = faulty_node(FaultyBackend(_oom(), failures=10**6))
     for i in range(OOM_FALLBACK_AFTER):
@@ -278,7 +279,7 @@ def test_repeated_out_of_memory_falls_back_to_the_cpu_once(faulty_node):
 
 @pytest.mark.ros
 def test_out_of_memory_on_the_cpu_backend_does_not_reload(faulty_node):
-    from irstd_ros.ros.node import OOM_FALLBACK_AFTER
+    from irstd_ros.inference.detector import OOM_FALLBACK_AFTER
 
     backend = FaultyBackend(_oom(), failures=OOM_FALLBACK_AFTER + 1, name="torch-cpu")
     h, log = faulty_node(backend)

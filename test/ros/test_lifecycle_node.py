@@ -23,7 +23,7 @@ from _support.node import Harness, frame_for, image_msg, make_detector  # noqa: 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
@@ -31,6 +31,7 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 from irstd_ros.inference.detector import default_model_path  # noqa: E402
 from irstd_ros.ros.lifecycle_node import IrstdLifecycleNode  # noqa: E402
 from irstd_ros.ros.node import IrstdNode  # noqa: E402
+from irstd_ros.ros.pipeline import FramePipeline  # noqa: E402
 from irstd_ros.testing import NodeProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -53,9 +54,13 @@ def diag_values(node: IrstdLifecycleNode) -> dict[str, str]:
 
 
 def test_lifecycle_node_reuses_the_plain_pipeline():
-    assert issubclass(IrstdLifecycleNode, IrstdNode)
+    # a plain LifecycleNode (no double inheritance) around the plain node's pipeline
+    assert not issubclass(IrstdLifecycleNode, IrstdNode)
+    assert IrstdLifecycleNode.__mro__[1] is LifecycleNode
     for name in ("process", "_work", "_report", "_check_stream", "_create_outputs"):
         assert name not in IrstdLifecycleNode.__dict__, f"{name} duplicated"
+    for name in ("_work", "_check_stream", "_track"):
+        assert name not in IrstdNode.__dict__ and name in FramePipeline.__dict__, name
 
 
 def test_transitions_configure_activate_deactivate_cleanup_shutdown(rclpy_context):
@@ -67,6 +72,7 @@ def test_transitions_configure_activate_deactivate_cleanup_shutdown(rclpy_contex
     assert node.trigger_configure() == SUCCESS
     assert node.state_label == "inactive"
     assert node.detector is not None and node.detector.backend.name == "intensity"
+    assert type(node.pipeline) is FramePipeline
     assert node.params["qos.reliability"] == "reliable"
     h = Harness(node)  # configure created the subscription
     try:

@@ -122,4 +122,4 @@ def test_close_waits_for_the_frame_in_flight_and_does_not_hang(rclpy_context):
     t0 = time.monotonic()
     h.close()
     assert time.monotonic() - t0 < 5.0
-    assert not h.node._worker.is_alive()
+    assert not h.node.pipeline.worker.is_alive()

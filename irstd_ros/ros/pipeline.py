@@ -1,0 +1,410 @@
+"""The node's pipeline: newest-frame slot, worker thread, processing, tracking, health.
+
+One :class:`FramePipeline` serves the plain node and the lifecycle node alike; neither
+node has a data path of its own. It needs no rclpy: publishers are anything with
+``publish(msg)``, the clock is a function, the logger is asked for at each use (so that
+it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
+:meth:`FramePipeline.on_camera_info`; the worker thread runs :meth:`FramePipeline.process`.
+
+* A frame whose header stamp is older than ``input.max_age`` on arrival is dropped and
+  counted as ``stale`` (a node starved of CPU catches up with the present, not its
+  backlog). Only live stamps are checked, within :data:`LIVE_STAMP_WINDOW_S` of the
+  node's clock: a replayed bag keeps its old stamps and is not stale for it.
+* A frame superseded in the slot before the worker took it is dropped and counted.
+* Bad frames and inference failures are logged (rate-limited per kind), counted, skipped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray
+
+from irstd_ros.core.constants import (
+    DETECTIONS_TOPIC,
+    LIVE_STAMP_WINDOW_S,
+    MASK_TOPIC,
+    OVERLAY_TOPIC,
+    TARGET_TRACKS_TOPIC,
+    TARGETS_TOPIC,
+    TRACKS_TOPIC,
+)
+from irstd_ros.core.normalization import ScalingConfig
+from irstd_ros.core.targets import PostprocessConfig, Target
+from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError, IrstdError
+from irstd_ros.msg import TargetArray, TrackArray
+from irstd_ros.msg import Track as TrackMsg
+from irstd_ros.ros.conversions import array_to_image_fields, image_to_array
+from irstd_ros.ros.health import PipelineStats, RateLimiter
+from irstd_ros.ros.messages import (
+    detections_array,
+    rclpy_types,
+    targets_array,
+    track_detections_array,
+)
+from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState
+
+if TYPE_CHECKING:
+    from irstd_ros.inference.detector import Detector
+
+MESSAGE_TYPES = rclpy_types()  # the output message classes, by full type name
+WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
+OUTPUT_QOS_DEPTH = 10
+TRAIL_POINTS = 30  # positions of a track kept for the overlay's trail
+NS_PER_S = 1_000_000_000
+TRACK_STATE_CODES = {
+    TrackState.TENTATIVE: TrackMsg.STATE_TENTATIVE,
+    TrackState.CONFIRMED: TrackMsg.STATE_CONFIRMED,
+    TrackState.COASTING: TrackMsg.STATE_COASTING,
+}
+
+
+class Publisher(Protocol):
+    def publish(self, msg: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The pipeline's publishers (plain or lifecycle ones)."""
+
+    mask: Publisher
+    detections: Publisher
+    targets: Publisher
+    overlay: Publisher
+    tracks: Publisher
+    target_tracks: Publisher
+
+    def all(self) -> tuple[Publisher, ...]:
+        return (self.mask, self.detections, self.targets, self.overlay, self.tracks,
+                self.target_tracks)
+
+
+def create_outputs(create: Callable[..., Any]) -> Outputs:
+    """The output publishers, made with ``create(type, topic, depth)`` (``create_publisher``
+    or ``create_lifecycle_publisher``)."""
+    return Outputs(
+        mask=create(Image, MASK_TOPIC, OUTPUT_QOS_DEPTH),
+        detections=create(Detection2DArray, DETECTIONS_TOPIC, OUTPUT_QOS_DEPTH),
+        targets=create(TargetArray, TARGETS_TOPIC, OUTPUT_QOS_DEPTH),
+        overlay=create(Image, OVERLAY_TOPIC, OUTPUT_QOS_DEPTH),
+        tracks=create(Detection2DArray, TRACKS_TOPIC, OUTPUT_QOS_DEPTH),
+        target_tracks=create(TrackArray, TARGET_TRACKS_TOPIC, OUTPUT_QOS_DEPTH),
+    )
+
+
+def stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * NS_PER_S + int(header.stamp.nanosec)
+
+
+def fill_track_array(
+    msg: TrackArray, tracks: Sequence[Track], camera: CameraModel | None = None
+) -> TrackArray:
+    """Every track, with its bearing and line-of-sight rate when ``camera`` is given."""
+    for t in tracks:
+        m = TrackMsg(
+            id=t.id, state=TRACK_STATE_CODES[t.state], score=float(t.score),
+            x=t.x, y=t.y, vx=t.vx, vy=t.vy, position_std=t.position_std,
+            width=float(t.width), height=float(t.height), age=t.age_s,
+            time_since_update=t.time_since_update_s, hits=t.hits, misses=t.misses,
+        )
+        if camera is not None:
+            b, w = camera.bearing(t.x, t.y), camera.angular_rate(t.x, t.y, t.vx, t.vy)
+            if np.isfinite(b).all() and np.isfinite(w).all():
+                m.has_bearing = True
+                m.bearing.x, m.bearing.y, m.bearing.z = (float(v) for v in b)
+                m.angular_rate.x, m.angular_rate.y, m.angular_rate.z = (float(v) for v in w)
+        msg.tracks.append(m)
+    return msg
+
+
+class _ReportingLogger:
+    """The tracker's warnings, counted and rate-limited like the pipeline's other problems."""
+
+    def __init__(self, report: Callable[[str, str], None]) -> None:
+        self._report = report
+
+    def warning(self, msg: str) -> None:
+        self._report("tracker_reset", msg)
+
+
+class FramePipeline:
+    """Frames in, outputs published; see the module docstring.
+
+    ``params`` returns the node's current parameter values; ``logger`` the node's logger
+    (``warning``/``info``/``error``); ``clock_ns`` the node's time (ROS time: simulated
+    time when the node uses it); ``ok`` whether the node's context is still running.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        outputs: Outputs,
+        *,
+        params: Callable[[], Mapping[str, Any]],
+        logger: Callable[[], Any],
+        clock_ns: Callable[[], int],
+        ok: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.detector: Detector | None = detector
+        self.outputs = outputs
+        self._params, self._logger, self._clock_ns, self._ok = params, logger, clock_ns, ok
+        self.stats = PipelineStats()
+        self._warn = RateLimiter(WARN_PERIOD_S)
+        self._last_stamp: tuple[int, int] | None = None
+        self._last_size: tuple[int, int] | None = None
+        self._cond = threading.Condition()
+        self._pending: Any = None
+        self._closing = False
+        self.worker: threading.Thread | None = None
+        self.tracker: Tracker | None = None
+        self.camera: CameraModel | None = None
+        self._camera_key: tuple[Any, ...] | None = None
+        self._trails: dict[int, deque[tuple[float, float]]] = {}
+        self._track_counts = (0, 0)  # live, confirmed: for /diagnostics
+        self.apply_params()
+
+    # --- life -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.worker = threading.Thread(target=self._work, name="irstd_inference", daemon=True)
+        self.worker.start()
+
+    def stop(self) -> None:
+        """Stop the worker; waits for the frame in progress."""
+        with self._cond:
+            self._closing = True
+            self._pending = None
+            self._cond.notify_all()
+        if self.worker is not None:
+            self.worker.join()
+
+    def release(self) -> None:
+        """Stop, and drop the detector and the tracker (the model can be freed)."""
+        self.stop()
+        self.detector = None
+        self.tracker = None
+
+    def discard_pending(self) -> None:
+        """Forget the frame waiting in the slot, if any."""
+        with self._cond:
+            self._pending = None
+
+    def apply_params(self) -> None:
+        """Apply the run-time parameters (thresholds, areas, scaling) to the detector."""
+        if self.detector is None:
+            return
+        p = self._params()
+        thr = p["detection.threshold"]
+        self.detector.post = PostprocessConfig(
+            threshold=thr if thr >= 0 else self.detector.info.threshold,
+            min_area=p["detection.min_area"],
+            max_area=p["detection.max_area"],
+            max_detections=p["detection.max_detections"],
+        )
+        self.detector.scaling = ScalingConfig(
+            mode=p["input.scaling"],
+            low=p["input.low"],
+            high=p["input.high"],
+            percentile_low=p["input.percentile_low"],
+            percentile_high=p["input.percentile_high"],
+        )
+
+    # --- executor thread --------------------------------------------------------------------
+    def submit(self, msg: Image) -> None:
+        """A frame arrived: drop it if stale, else make it the newest one."""
+        if self._is_stale(msg.header):
+            self.stats.on_stale()
+            return
+        with self._cond:
+            superseded = self._pending is not None
+            self._pending = msg
+            self._cond.notify()
+        self.stats.on_received(superseded)
+
+    def _is_stale(self, header: Any) -> bool:
+        max_age = self._params().get("input.max_age", 0.0)
+        stamp = stamp_ns(header)
+        if max_age <= 0 or stamp == 0:
+            return False
+        age_s = (self._clock_ns() - stamp) / NS_PER_S
+        return max_age < age_s <= LIVE_STAMP_WINDOW_S
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the camera model for bearings (rebuilt only when the calibration changes)."""
+        key = (
+            tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.binning_x, msg.binning_y,
+            msg.roi.x_offset, msg.roi.y_offset,
+        )
+        if key == self._camera_key:
+            return
+        self._camera_key = key
+        try:
+            self.camera = CameraModel.from_camera_info(msg)
+        except ValueError as exc:
+            self.camera = None
+            self.report("camera_info", f"no bearings: {exc}")
+            return
+        self._logger().info(
+            f"camera_info received ({msg.distortion_model or 'no distortion'}): "
+            "tracks carry bearings"
+        )
+
+    # --- worker thread ----------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                msg, self._pending = self._pending, None
+            try:
+                self.process(msg)
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                if self._closing or not self._ok():
+                    return  # shutting down: publishing the frame in flight may fail
+                self.report("internal_error", f"frame skipped after an unexpected error: {exc!r}")
+
+    def report(self, kind: str, text: str) -> None:
+        """Count a problem of ``kind``; log it unless one of its kind was logged lately."""
+        n = self.stats.on_error(kind)
+        if self._warn.allow(kind):
+            self._logger().warning(f"{kind}: {text} ({n} so far)")
+
+    def process(self, msg: Image) -> bool:
+        """Run one frame end to end; False if it was refused (logged and counted)."""
+        params = self._params()
+        detector = self.detector
+        if detector is None:
+            return False
+        try:
+            frame = image_to_array(msg, max_pixels=params["input.max_pixels"])
+        except ImageConversionError as exc:
+            self.report(exc.kind, str(exc))
+            return False
+        self._check_stream(msg, frame.shape[:2])
+        try:
+            result = detector.detect(frame)
+        except DeviceOutOfMemory as exc:
+            self.report(exc.kind, str(exc))
+            if exc.fallback:
+                self._logger().error(exc.fallback)
+            return False
+        except (IrstdError, RuntimeError, ValueError) as exc:
+            self.report("inference_error", f"frame skipped: {exc}")
+            return False
+        header = msg.header
+        mask_msg = Image(header=header)
+        for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():
+            setattr(mask_msg, key, value)
+        # tracks before the per-frame outputs: whoever has a frame's detections has its tracks
+        tracks = self._track(header, result.targets, frame.shape[:2])
+        out = self.outputs
+        out.mask.publish(mask_msg)
+        out.detections.publish(detections_array(MESSAGE_TYPES, header, result.targets))
+        out.targets.publish(targets_array(MESSAGE_TYPES, header, result.targets))
+        if params["publish.overlay"]:
+            self._publish_overlay(header, frame, result.targets, tracks)
+        stamp = stamp_ns(header)
+        latency = (self._clock_ns() - stamp) / 1e6 if stamp else 0.0
+        self.stats.on_processed(latency, result.timings.get("infer_ms", 0.0))
+        return True
+
+    def _tracker_config(self, p: Mapping[str, Any]) -> TrackerConfig:
+        return TrackerConfig(
+            gate_px=p["tracking.gate_px"],
+            confirm_m=p["tracking.confirm_m"],
+            confirm_n=p["tracking.confirm_n"],
+            max_coast_s=p["tracking.max_coast_s"],
+            min_score=p["tracking.min_score"],
+        )
+
+    def _track(
+        self, header: Any, targets: Sequence[Target], size: tuple[int, int]
+    ) -> list[Track] | None:
+        """Update the tracker with this frame and publish the tracks.
+
+        Disabling ``tracking.enabled`` drops the tracker; enabling it starts afresh. A
+        frame without a stamp (0) is placed at the node's clock time.
+        """
+        p = self._params()
+        if not p["tracking.enabled"]:
+            self.tracker = None
+            self._trails.clear()
+            self._track_counts = (0, 0)
+            return None
+        cfg = self._tracker_config(p)
+        if self.tracker is None:
+            self.tracker = Tracker(cfg, logger=_ReportingLogger(self.report))
+        elif self.tracker.config != cfg:
+            self.tracker.configure(cfg)
+        t_ns = stamp_ns(header) or self._clock_ns()
+        tracks = self.tracker.update(t_ns / 1e9, targets, image_size=size)
+        self.outputs.tracks.publish(track_detections_array(MESSAGE_TYPES, header, tracks))
+        self.outputs.target_tracks.publish(
+            fill_track_array(TrackArray(header=header), tracks, self.camera)
+        )
+        self._track_counts = (len(tracks), sum(t.confirmed for t in tracks))
+        live = {t.id for t in tracks}
+        for tid in [k for k in self._trails if k not in live]:
+            del self._trails[tid]
+        for t in tracks:
+            if t.confirmed:
+                self._trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
+        return tracks
+
+    def _check_stream(self, msg: Image, size: tuple[int, int]) -> None:
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")
+        if self._last_size is not None and size != self._last_size:
+            self.report("size_changed", f"frame size changed from {self._last_size} to {size}")
+        self._last_stamp, self._last_size = stamp, size
+
+    def _publish_overlay(
+        self, header: Any, frame: np.ndarray, targets: list[Target], tracks: list[Track] | None
+    ) -> None:
+        from irstd_ros.core.overlay import draw_overlay  # optional output: import only when used
+
+        shown = [t for t in tracks or () if t.confirmed]
+        trails = {t.id: list(self._trails.get(t.id, ())) for t in shown}
+        image = draw_overlay(frame, targets, tracks=shown, trails=trails)
+        out = Image(header=header)
+        for key, value in array_to_image_fields(image, "bgr8").items():
+            setattr(out, key, value)
+        self.outputs.overlay.publish(out)
+
+    # --- health -----------------------------------------------------------------------------
+    def diagnostics(self, name: str, extra: Mapping[str, Any] | None = None) -> DiagnosticArray:
+        """/diagnostics: one status ``name`` with the counters, rates and latencies."""
+        snap = self.stats.snapshot()
+        errors = snap.pop("errors")
+        assert isinstance(errors, dict)
+        problems = bool(errors or snap["dropped"] or snap["stale"])
+        detector = self.detector
+        status = DiagnosticStatus(
+            name=name,
+            hardware_id=str(detector.backend.device) if detector else "",
+            level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
+            message="errors or dropped frames" if problems else "ok",
+        )
+        values: dict[str, Any] = {"backend": detector.backend.name if detector else "", **snap}
+        if self._params().get("tracking.enabled"):
+            values["tracks"], values["tracks_confirmed"] = self._track_counts
+            values["bearings"] = self.camera is not None
+        values.update({f"errors.{k}": v for k, v in errors.items()})
+        values.update(extra or {})
+        status.values = [
+            KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+            for k, v in values.items()
+        ]
+        msg = DiagnosticArray(status=[status])
+        t = self._clock_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t, NS_PER_S)
+        return msg
