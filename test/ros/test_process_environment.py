@@ -1,0 +1,48 @@
+"""The node process: no torch in the ROS adapter, OMP_WAIT_POLICY set before the detector
+(and with it torch/OpenMP) loads, thread count defaulting to the cores available."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+
+def test_importing_the_nodes_loads_no_torch():
+    code = ("import sys, irstd_ros.ros.node, irstd_ros.ros.lifecycle_node;"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_process_environment_is_set_unless_the_user_set_it():
+    from irstd_ros.ros.node import PROCESS_ENVIRONMENT, set_process_environment
+
+    env: dict[str, str] = {}
+    set_process_environment(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"} == PROCESS_ENVIRONMENT
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    set_process_environment(env)
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_threads_default_to_the_cores_available(monkeypatch):
+    from irstd_ros.inference.backends import base
+    from irstd_ros.inference.detector import Detector
+    from irstd_ros.inference.resources import available_cores
+    from irstd_ros.ros import node
+    from irstd_ros.ros.params import PARAMS
+
+    assert available_cores() == len(os.sched_getaffinity(0))
+    seen: list[base.BackendOptions] = []
+    monkeypatch.setattr(Detector, "from_checkpoint",
+                        classmethod(lambda cls, path, backend, options: seen.append(options)))
+    params = {p.name: p.default for p in PARAMS}
+    node.build_detector(params)
+    node.build_detector({**params, "model.threads": 3})
+    assert [o.threads for o in seen] == [available_cores(), 3]
