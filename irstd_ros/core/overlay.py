@@ -1,6 +1,6 @@
 """Annotated view of a frame: detections (boxes + scores) and, optionally, truth boxes.
 
-Pure numpy (no OpenCV, no PIL): used by ``irstd render`` and by the node's optional
+numpy, with Pillow for the text (no OpenCV): used by ``irstd render`` and by the node's optional
 ``overlay`` topic. The result is an (H, W, 3) uint8 array in **RGB** channel order,
 the convention of :mod:`irstd_ros.ros.conversions`: publish it with
 ``array_to_image_fields(arr, "bgr8")``, which reorders the channels for the bgr8
@@ -8,16 +8,19 @@ encoding; write it as is to PNG/MP4.
 
 Boxes are drawn a few pixels *outside* the target so that a 1-px target stays visible.
 Detections are red with their score above the box, truth boxes green, tracks yellow
-with their id (``#12``) below the box and a trail of their recent positions; text uses
-a built-in 3x5 bitmap font.
+with their id (``#12``) below the box and a trail of their recent positions; text is
+drawn with Pillow's ``ImageDraw`` in its default font, without anti-aliasing (every text
+pixel has the exact colour).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Protocol
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 DETECTION_RGB = (255, 56, 56)
 TRUTH_RGB = (56, 230, 90)
@@ -28,66 +31,18 @@ DETECTION_MARGIN_PX = 3  # gap between a target and its box
 TRUTH_MARGIN_PX = 6  # truth boxes sit outside the detection boxes
 TRACK_MARGIN_PX = 9  # track boxes outside both
 LABEL_GAP_PX = 2
-FONT_SCALE = 2  # glyph pixels per font pixel
-GLYPH_W, GLYPH_H = 3, 5
+FONT_PX = 11  # text size in pixels
 DISPLAY_PERCENTILES = (0.5, 99.5)  # display stretch of frames that are not 8-bit
 UINT8_MAX = 255
 
-# 3x5 bitmap font: rows top to bottom, '#' = on.
-_FONT_ROWS: dict[str, tuple[str, ...]] = {
-    "0": ("###", "#.#", "#.#", "#.#", "###"),
-    "1": (".#.", "##.", ".#.", ".#.", "###"),
-    "2": ("###", "..#", "###", "#..", "###"),
-    "3": ("###", "..#", ".##", "..#", "###"),
-    "4": ("#.#", "#.#", "###", "..#", "..#"),
-    "5": ("###", "#..", "###", "..#", "###"),
-    "6": ("###", "#..", "###", "#.#", "###"),
-    "7": ("###", "..#", ".#.", ".#.", ".#."),
-    "8": ("###", "#.#", "###", "#.#", "###"),
-    "9": ("###", "#.#", "###", "..#", "###"),
-    ".": ("...", "...", "...", "...", ".#."),
-    ":": ("...", ".#.", "...", ".#.", "..."),
-    "-": ("...", "...", "###", "...", "..."),
-    "+": ("...", ".#.", "###", ".#.", "..."),
-    "=": ("...", "###", "...", "###", "..."),
-    "/": ("..#", "..#", ".#.", "#..", "#.."),
-    "%": ("#.#", "..#", ".#.", "#..", "#.#"),
-    "#": ("#.#", "###", "#.#", "###", "#.#"),
-    "(": (".#.", "#..", "#..", "#..", ".#."),
-    ")": (".#.", "..#", "..#", "..#", ".#."),
-    " ": ("...", "...", "...", "...", "..."),
-    "_": ("...", "...", "...", "...", "###"),
-    "A": (".#.", "#.#", "###", "#.#", "#.#"),
-    "B": ("##.", "#.#", "##.", "#.#", "##."),
-    "C": (".##", "#..", "#..", "#..", ".##"),
-    "D": ("##.", "#.#", "#.#", "#.#", "##."),
-    "E": ("###", "#..", "##.", "#..", "###"),
-    "F": ("###", "#..", "##.", "#..", "#.."),
-    "G": (".##", "#..", "#.#", "#.#", ".##"),
-    "H": ("#.#", "#.#", "###", "#.#", "#.#"),
-    "I": ("###", ".#.", ".#.", ".#.", "###"),
-    "J": ("..#", "..#", "..#", "#.#", ".#."),
-    "K": ("#.#", "#.#", "##.", "#.#", "#.#"),
-    "L": ("#..", "#..", "#..", "#..", "###"),
-    "M": ("#.#", "###", "###", "#.#", "#.#"),
-    "N": ("##.", "#.#", "#.#", "#.#", "#.#"),
-    "O": (".#.", "#.#", "#.#", "#.#", ".#."),
-    "P": ("##.", "#.#", "##.", "#..", "#.."),
-    "Q": (".#.", "#.#", "#.#", "##.", ".##"),
-    "R": ("##.", "#.#", "##.", "#.#", "#.#"),
-    "S": (".##", "#..", ".#.", "..#", "##."),
-    "T": ("###", ".#.", ".#.", ".#.", ".#."),
-    "U": ("#.#", "#.#", "#.#", "#.#", "###"),
-    "V": ("#.#", "#.#", "#.#", "#.#", ".#."),
-    "W": ("#.#", "#.#", "###", "###", "#.#"),
-    "X": ("#.#", "#.#", ".#.", "#.#", "#.#"),
-    "Y": ("#.#", "#.#", ".#.", ".#.", ".#."),
-    "Z": ("###", "..#", ".#.", "#..", "###"),
-}
-FONT: dict[str, np.ndarray] = {
-    ch: np.array([[c == "#" for c in row] for row in rows], dtype=bool)
-    for ch, rows in _FONT_ROWS.items()
-}
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's default font at ``size`` px (its fixed bitmap font without FreeType)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except ImportError:  # Pillow built without FreeType
+        return ImageFont.load_default()
 
 
 class BoxLike(Protocol):
@@ -146,9 +101,12 @@ def draw_rect(
             img[cy0 : cy1 + 1, a1] = rgb
 
 
-def text_size(text: str, scale: int = FONT_SCALE) -> tuple[int, int]:
-    """(width, height) in pixels of ``text`` drawn by :func:`draw_text`."""
-    return len(text) * (GLYPH_W + 1) * scale - scale, GLYPH_H * scale
+def text_size(text: str, size: int = FONT_PX) -> tuple[int, int]:
+    """(width, height) in pixels of the box :func:`draw_text` writes ``text`` in."""
+    font = _font(size)
+    left, top, right, bottom = font.getbbox(text)
+    ascent, descent = font.getmetrics() if isinstance(font, ImageFont.FreeTypeFont) else (bottom, 0)
+    return max(int(right), 0), int(ascent + descent)
 
 
 def draw_text(
@@ -157,29 +115,24 @@ def draw_text(
     y: int,
     text: str,
     rgb: Sequence[int] = TEXT_RGB,
-    scale: int = FONT_SCALE,
+    size: int = FONT_PX,
     background: Sequence[int] | None = None,
 ) -> None:
-    """Draw ``text`` with its top-left corner at (x, y), clipped; unknown characters blank."""
+    """Draw ``text`` in the box of :func:`text_size` with its top-left corner at (x, y),
+    clipped to the image; ``background``: fill the box (and a 1 px border) first."""
     h, w = img.shape[:2]
-    tw, th = text_size(text, scale)
+    tw, th = text_size(text, size)
+    x0, y0 = max(x - 1, 0), max(y - 1, 0)
+    x1, y1 = min(x + tw + 1, w), min(y + th + 1, h)
+    if x0 >= x1 or y0 >= y1:
+        return
+    region = Image.fromarray(np.ascontiguousarray(img[y0:y1, x0:x1, :3]))
+    draw = ImageDraw.Draw(region)
+    draw.fontmode = "1"  # no anti-aliasing: text pixels are exactly ``rgb``
     if background is not None:
-        bx0, by0 = max(x - scale, 0), max(y - scale, 0)
-        bx1, by1 = min(x + tw + scale, w), min(y + th + scale, h)
-        if bx0 < bx1 and by0 < by1:
-            img[by0:by1, bx0:bx1] = background
-    for i, ch in enumerate(text.upper()):
-        glyph = FONT.get(ch)
-        if glyph is None:
-            continue
-        big = np.kron(glyph, np.ones((scale, scale), dtype=bool))
-        gx = x + i * (GLYPH_W + 1) * scale
-        sx0, sy0 = max(gx, 0), max(y, 0)
-        sx1, sy1 = min(gx + big.shape[1], w), min(y + big.shape[0], h)
-        if sx0 >= sx1 or sy0 >= sy1:
-            continue
-        sub = big[sy0 - y : sy1 - y, sx0 - gx : sx1 - gx]
-        img[sy0:sy1, sx0:sx1][sub] = rgb
+        draw.rectangle((0, 0, x1 - x0 - 1, y1 - y0 - 1), fill=tuple(background))
+    draw.text((x - x0, y - y0), text, fill=tuple(rgb), font=_font(size))
+    img[y0:y1, x0:x1, :3] = np.asarray(region)
 
 
 def _box_with_label(

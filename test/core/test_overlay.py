@@ -82,6 +82,13 @@ def test_label_and_text_helpers():
     img = np.zeros((20, 60, 3), np.uint8)
     draw_text(img, 2, 2, "PD 0.9", background=(9, 9, 9))
     assert (img == 255).all(axis=2).any()
-    assert text_size("AB") == (2 * 4 * 2 - 2, 10)
+    # text_size is the box draw_text writes in (Pillow's default font, no anti-aliasing)
+    tw, th = text_size("AB")
+    assert 0 < text_size("A")[0] < tw and th >= 10
+    img = np.zeros((40, 60, 3), np.uint8)
+    draw_text(img, 5, 7, "AB", rgb=(200, 10, 10))
+    ys, xs = np.nonzero(img.any(axis=2))
+    assert xs.min() >= 5 and xs.max() < 5 + tw and ys.min() >= 7 and ys.max() < 7 + th
+    assert {tuple(v) for v in img[ys, xs]} == {(200, 10, 10)}
     out = draw_overlay(frame(), [], label="#3 0.3S")
     assert (out[4:14, 4:40] == 255).all(axis=2).any()
