@@ -24,6 +24,8 @@ setup(
     install_requires=[
         "numpy",
         "scipy",
+        "pillow",
+        "psutil",
         "pyyaml",
         "safetensors",
         "torch",

@@ -55,6 +55,7 @@ from irstd_ros.bags.io import (
 )
 from irstd_ros.bags.rosutil import cdr_header_stamp
 from irstd_ros.core.constants import DETECTION_OUTPUTS, LIVE_STAMP_WINDOW_S
+from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.ros.conversions import image_to_array
@@ -350,8 +351,8 @@ def _summary(values: list[float]) -> dict[str, float] | None:
     a = np.asarray(values)
     return {
         "mean": float(a.mean()),
-        "p50": float(np.percentile(a, 50)),
-        "p95": float(np.percentile(a, 95)),
+        "p50": percentile(a, 50),
+        "p95": percentile(a, 95),
         "max": float(a.max()),
     }
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from irstd_ros.core.statistics import percentile
+
 LATENCY_WINDOW = 512  # most recent frames kept for latency percentiles
 
 
@@ -71,9 +73,9 @@ class PipelineStats:
                 "errors": dict(self.errors),
                 "input_hz": (self.received - rec0) / dt,
                 "output_hz": (self.processed - proc0) / dt,
-                "latency_p50_ms": float(np.percentile(lat, 50)),
-                "latency_p99_ms": float(np.percentile(lat, 99)),
-                "infer_p50_ms": float(np.percentile(inf, 50)),
+                "latency_p50_ms": percentile(lat, 50),
+                "latency_p99_ms": percentile(lat, 99),
+                "infer_p50_ms": percentile(inf, 50),
             }
 
 

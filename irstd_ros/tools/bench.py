@@ -2,7 +2,7 @@
 
 Each (model, backend) pair runs in its own child process (``python -m irstd_ros.tools.bench
 --worker SPEC``), so that its peak memory is its own: the child reports the kernel's
-resident-set high-water mark ``VmHWM`` from ``/proc/self/status`` after each resolution
+resident-set high-water mark (``getrusage``, :mod:`irstd_ros.tools.memory`) after each resolution
 (sizes run in ascending order, so the mark after a size is that size's peak; it includes
 the Python + torch runtime, reported alone as ``base_mem_mb``). Not tracemalloc, which
 does not see torch's allocations.
@@ -38,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.statistics import percentile
+from irstd_ros.tools.memory import peak_rss_mib, reset_peak_rss, rss_mib
+
 THREADS = 2
 OMP_WAIT_POLICY = "OMP_WAIT_POLICY"
 OMP_WAIT_POLICY_DEFAULT = "PASSIVE"
@@ -68,8 +71,6 @@ MODEL_SEED = 0
 PREPARED_BACKENDS = ("onnxruntime", "openvino", "openvino-bf16")
 FRAME_SEED = 0
 P50, P99 = 50.0, 99.0
-KIB_PER_MIB = 1024.0
-CLEAR_REFS_RESET_HWM = "5"  # /proc/PID/clear_refs: reset the peak resident set size
 # Synthetic 14-bit-ish IR frame: cold background, a few small warm targets.
 FRAME_BACKGROUND = 7000.0
 FRAME_NOISE = 20.0
@@ -80,35 +81,6 @@ TARGET_MARGIN = 8
 
 
 # --- helpers --------------------------------------------------------------------------------
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (no interpolation between few samples)."""
-    ordered = sorted(values)
-    rank = max(1, int(np.ceil(q / 100.0 * len(ordered))))
-    return float(ordered[rank - 1])
-
-
-def proc_status_mib(key: str, pid: int | str = "self") -> float | None:
-    """A ``/proc/PID/status`` memory field (``VmHWM``, ``VmRSS``) in MiB, None off Linux."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / KIB_PER_MIB
-    except OSError:
-        return None
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Restart this process's VmHWM from its current RSS (Linux ``clear_refs`` 5); False if not."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write(CLEAR_REFS_RESET_HWM)
-    except OSError:
-        return False
-    return True
-
-
 def synthetic_frame(height: int, width: int, seed: int = FRAME_SEED) -> np.ndarray:
     """(H, W) uint16 IR-like frame with a few Gaussian point targets."""
     rng = np.random.default_rng(seed)
@@ -155,7 +127,7 @@ def machine() -> dict[str, Any]:
 
 def loadavg() -> list[float] | None:
     try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+        return list(os.getloadavg())
     except OSError:
         return None
 
@@ -246,8 +218,8 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
     t0 = time.perf_counter()
     backend = create_backend(spec.backend, model, info, options)
     create_s = time.perf_counter() - t0
-    base = proc_status_mib("VmRSS")
-    create_peak = proc_status_mib("VmHWM")
+    base = rss_mib()
+    create_peak = peak_rss_mib()
     reset = reset_peak_rss()
     rows = []
     for h, w in sorted(spec.sizes, key=lambda s: s[0] * s[1]):
@@ -262,7 +234,7 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
                 "p50_ms": percentile(times, P50),
                 "p99_ms": percentile(times, P99),
                 "fps": len(times) / (sum(times) / 1e3),
-                "peak_mem_mb": proc_status_mib("VmHWM"),
+                "peak_mem_mb": peak_rss_mib(),
                 "base_mem_mb": base,
                 "create_peak_mem_mb": create_peak,
                 "peak_reset": reset,

@@ -7,8 +7,9 @@ shipped model, ``model.backend`` torch-cpu unless ``--backend``), publishes mono
 frames at ``--rate`` for ``--duration`` seconds, and checks what newest-frame semantics
 promise when the node is slower than the camera:
 
-* accounting: every frame that reached the node was processed, superseded (dropped) or
-  refused -- ``processed + dropped + errors == received`` from the node's /diagnostics;
+* accounting: every frame that reached the node was processed, superseded (dropped),
+  stale on arrival (``input.max_age``) or refused -- ``processed + dropped + stale +
+  errors == received`` from the node's /diagnostics;
   frames sent but never received (DDS/QoS losses) and answers published but never
   received are reported separately, so ``sent - answered`` is fully explained;
 * latency from the header stamp (set at publication) to the detections' arrival stays
@@ -16,7 +17,7 @@ promise when the node is slower than the camera:
   (at worst a frame waits for the inference in progress, then for its own; the margin
   is for inference slowed down by other load). The medians of the first and last thirds
   of the run are reported to show any trend;
-* the node's resident memory (``VmRSS``, sampled every second) stays flat: after the
+* the node's resident memory (RSS, sampled every second) stays flat: after the
   warm-up, the least-squares trend of the samples grows less than 5 % (a trend, because
   RSS swings by one inference's buffers from one sample to the next).
 
@@ -42,9 +43,11 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
 from irstd_ros.tools.bench import parse_size as bench_parse_size
+from irstd_ros.tools.memory import cpu_seconds, rss_mib
 
 DEFAULT_RATE_HZ = 200.0
 DEFAULT_DURATION_S = 60.0
@@ -87,18 +90,7 @@ def make_frames(width: int, height: int, count: int = DISTINCT_FRAMES) -> list[n
     return frames
 
 
-def read_rss_kib(pid: int) -> int | None:
-    """VmRSS of ``pid`` in KiB (None once the process is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def rss_trend(samples: Sequence[tuple[float, int]]) -> float | None:
+def rss_trend(samples: Sequence[tuple[float, float]]) -> float | None:
     """Relative growth over ``samples`` (time, RSS) from a least-squares line.
 
     RSS swings by the size of one inference's buffers from sample to sample; the fitted
@@ -111,15 +103,6 @@ def rss_trend(samples: Sequence[tuple[float, int]]) -> float | None:
     slope, intercept = np.polyfit(t, k, 1)
     start = intercept + slope * t[0]
     return float(slope * (t[-1] - t[0]) / start)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of ``pid`` so far (None once the process is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def cpu_model() -> str:
@@ -137,7 +120,7 @@ def cpu_model() -> str:
 
 
 def _pct(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if len(values) else None
+    return percentile(values, q) if len(values) else None
 
 
 def _int(values: dict[str, str], key: str) -> int:
@@ -230,7 +213,7 @@ def run_load_test(
     proc = node.proc
     rclpy.init()
     peer: Peer | None = None
-    rss: list[tuple[float, int]] = []
+    rss: list[tuple[float, float]] = []  # (s, MiB)
     try:
         peer = Peer(NAMESPACE, reliability)
         node.wait_for(lambda: peer.pub.get_subscription_count() > 0, START_TIMEOUT_S, "subscription")
@@ -257,9 +240,9 @@ def run_load_test(
         next_pub, next_rss = t0, t0
         while (now := time.monotonic()) < t0 + duration:
             if now >= next_rss:
-                kib = read_rss_kib(proc.pid)
-                if kib is not None:
-                    rss.append((now - t0, kib))
+                mib = rss_mib(proc.pid)
+                if mib is not None:
+                    rss.append((now - t0, mib))
                 next_rss += 1.0
             if now < next_pub:
                 time.sleep(min(next_pub - now, 0.002))
@@ -297,8 +280,9 @@ def run_load_test(
     received = _int(final, "received") - _int(base, "received")
     processed = _int(final, "processed") - _int(base, "processed")
     dropped = _int(final, "dropped") - _int(base, "dropped")
+    stale = _int(final, "stale") - _int(base, "stale")
     errors = _errors(final) - _errors(base)
-    in_flight = received - processed - dropped - errors
+    in_flight = received - processed - dropped - stale - errors
     answered = len(answers)
     latency = [(a - s) / 1e6 for s, a in answers]
     third = max(1, len(latency) // 3)
@@ -335,6 +319,7 @@ def run_load_test(
         "not_received_by_node": sent - received,
         "processed": processed,
         "dropped_superseded": dropped,
+        "dropped_stale": stale,
         "refused": errors,
         "in_flight_at_end": in_flight,
         "settled": settled,
@@ -351,11 +336,11 @@ def run_load_test(
         "node_cpu_cores": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / elapsed,
         "answers": [(round((a - t0_ns) / 1e9, 2), round((a - s) / 1e6, 1)) for s, a in answers],
         "rss_mib": {
-            "after_warmup": float(np.median(rss_start)) / 1024 if rss_start else None,
-            "end": float(np.median(rss_end)) / 1024 if rss_end else None,
-            "max": max(k for _, k in rss) / 1024 if rss else None,
+            "after_warmup": float(np.median(rss_start)) if rss_start else None,
+            "end": float(np.median(rss_end)) if rss_end else None,
+            "max": max(k for _, k in rss) if rss else None,
             "growth_pct": 100 * rss_growth if rss_growth is not None else None,
-            "samples": [(round(t, 1), round(k / 1024, 1)) for t, k in rss],
+            "samples": [(round(t, 1), round(k, 1)) for t, k in rss],
         },
         "exit_code": rc,
         "exit_s": exit_s,
@@ -367,7 +352,8 @@ def run_load_test(
 
 def _settled(values: dict[str, str]) -> bool:
     """Every frame the node received is accounted for (no frame pending or in flight)."""
-    done = _int(values, "processed") + _int(values, "dropped") + _errors(values)
+    done = (_int(values, "processed") + _int(values, "dropped") + _int(values, "stale")
+            + _errors(values))
     return bool(values) and done == _int(values, "received")
 
 
@@ -388,8 +374,9 @@ def format_report(r: dict[str, Any]) -> str:
         ("not taken by the node (sent - received)", str(r["not_received_by_node"])),
         ("processed", str(r["processed"])),
         ("dropped, superseded by a newer frame", str(r["dropped_superseded"])),
+        ("dropped, stale on arrival (input.max_age)", str(r["dropped_stale"])),
         ("refused (errors)", str(r["refused"])),
-        ("in flight at the end (received - processed - dropped - refused)",
+        ("in flight at the end (received - processed - dropped - stale - refused)",
          str(r["in_flight_at_end"])),
         ("answered (detections received)", f"{r['answered']} ({r['answered_hz']:.2f} Hz)"),
         ("answers lost (processed - answered)", str(r["answers_lost"])),

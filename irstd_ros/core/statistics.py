@@ -1,0 +1,19 @@
+"""The package's one percentile: nearest rank, for latencies and timings alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def percentile(values: Iterable[float] | np.ndarray, q: float) -> float:
+    """Nearest-rank ``q``-th percentile: the smallest value with at least ``q`` % of the
+    values at or below it (numpy's ``inverted_cdf``; no interpolation between few samples).
+
+    Raises ValueError for no values.
+    """
+    a = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("percentile of no values")
+    return float(np.percentile(a, q, method="inverted_cdf"))
