@@ -3,7 +3,10 @@
 * ``--backend tensorrt``: a Torch-TensorRT program for ``--height`` x ``--width`` and
   ``--precision`` with its fingerprint (needs an NVIDIA GPU and torch_tensorrt);
 * ``--backend onnxruntime``: the ONNX graph (symbolic stride-multiple sizes);
-* ``--backend openvino``: the ONNX graph and the OpenVINO IR (FP32 weights).
+* ``--backend openvino``: the OpenVINO IR (FP32 weights);
+* ``--backend openvino-int8``: the FP32 IR quantised to INT8 by NNCF, calibrated on the
+  training splits of NUDT-SIRST and SIRST-v2 (``--nudt`` / ``--sirst``), and its measured
+  accuracy delta against FP32 (:mod:`irstd_ros.tools.quantize`), which ``auto`` reads.
 
 ``--out`` defaults to the node's cache (``model.cache_dir`` default), so a node started
 afterwards with the same weights loads the artefact instead of building it.
@@ -20,7 +23,7 @@ from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import cache_root
 
-EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino")
+EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "openvino-int8")
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -34,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help=f"output directory (default: {cache_root()})")
     p.add_argument("--cuda-graphs", action="store_true", help="tensorrt: check a CUDA-graph run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    q = p.add_argument_group("openvino-int8")
+    q.add_argument("--nudt", type=Path, help="NUDT-SIRST root (default: ../shared/data/NUDT-SIRST)")
+    q.add_argument("--sirst", type=Path, help="SIRST-v2 root (default: ../shared/data/SIRST-v2)")
+    q.add_argument("--calibration", type=int, default=300, help="calibration frames, both datasets (max 300)")
+    q.add_argument("--no-measure", action="store_true", help="skip the INT8-vs-FP32 accuracy measurement")
+    q.add_argument("--force", action="store_true", help="rebuild and re-measure even when cached")
+    q.add_argument("--threads", type=int, help="CPU threads for the accuracy measurement")
     p.set_defaults(func=run)
 
 
@@ -47,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise ConfigError(f"--{name} must be positive, got {value}")
     weights = args.weights or default_model_path()
+    if args.backend == "openvino-int8":
+        return _int8(args, weights)
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(
         precision=args.precision,
@@ -77,4 +89,26 @@ def run(args: argparse.Namespace) -> int:
     else:
         for f in out["files"]:  # type: ignore[union-attr]
             print(f)
+    return 0
+
+
+def _int8(args: argparse.Namespace, weights: Path) -> int:
+    from irstd_ros.tools.quantize import default_datasets, export_int8
+
+    if not 0 < args.calibration <= 300:
+        raise ConfigError(f"--calibration must be in 1..300, got {args.calibration}")
+    out = export_int8(
+        Path(weights), args.out, default_datasets(args.nudt, args.sirst), args.calibration,
+        measure=not args.no_measure, force=args.force, threads=args.threads,
+    )
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    for f in out["files"]:
+        print(f)
+    for name, entry in (out.get("accuracy") or {}).get("datasets", {}).items():
+        d = entry["delta"]
+        pd, iou = (("n/a" if v is None else f"{v:+.2f}") for v in (d["pd_points"], d["iou_points"]))
+        print(f"{name} {entry['split']}: INT8 - FP32 Pd {pd}, IoU {iou} points")
+    print(f"auto: {out['auto']}")
     return 0

@@ -1,10 +1,14 @@
 """Backend registry and selection: ``auto`` = the best available backend, with fallback.
 
 Names (``model.backend``): ``tensorrt``, ``cuda`` (GPU); ``torch-cpu`` (eager reference),
-``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino-bf16`` (CPU); and two choices:
+``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino-bf16``, ``openvino-int8`` (CPU);
+and two choices:
 
-* ``cpu``: the fastest FP32 CPU backend available, in the order :data:`CPU_PREFERENCE`
-  (measured on the project's machine, see docs/benchmarks.md);
+* ``cpu``: the fastest CPU backend available, in the order :data:`CPU_PREFERENCE`
+  (measured on the project's machine, see docs/benchmarks.md): ``openvino-int8`` only
+  when its artefact is cached *and* its recorded accuracy delta against FP32 is within
+  tolerance (:func:`~irstd_ros.inference.backends.openvino_int8.auto_refusal`), then the
+  FP32 backends;
 * ``auto``: ``tensorrt`` -> ``cuda`` -> the ``cpu`` order.
 
 A choice tries each candidate in turn: construction (imports happen inside the backend
@@ -77,6 +81,18 @@ def _openvino_bf16(model: nn.Module, info: CheckpointInfo, options: BackendOptio
     return OpenVINOBackend(model, info, options, precision="bf16")
 
 
+def _openvino_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.openvino_int8 import OpenVINOInt8Backend
+
+    return OpenVINOInt8Backend(model, info, options)
+
+
+def _int8_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> str | None:
+    from irstd_ros.inference.backends.openvino_int8 import auto_refusal
+
+    return auto_refusal(model, info, options)
+
+
 REGISTRY: dict[str, Factory] = {
     "tensorrt": _tensorrt,
     "cuda": _cuda,
@@ -85,18 +101,30 @@ REGISTRY: dict[str, Factory] = {
     "onnxruntime": _onnxruntime,
     "openvino": _openvino,
     "openvino-bf16": _openvino_bf16,
+    "openvino-int8": _openvino_int8,
 }
 BACKENDS = tuple(REGISTRY)
 GPU_BACKENDS = ("tensorrt", "cuda")
-# Fastest first, FP32 only (parity with eager PyTorch); measured in docs/benchmarks.md.
+# Fastest first; measured in docs/benchmarks.md. openvino-int8 is a candidate only when its
+# accuracy gate passes (ACCURACY_GATES), then the FP32 backends (parity with eager PyTorch).
 # openvino-bf16 and torch-compile are opt-in: reduced precision / a long first-frame compile.
-CPU_PREFERENCE = ("openvino", "onnxruntime", "torch-cpu")
+CPU_PREFERENCE = ("openvino-int8", "openvino", "onnxruntime", "torch-cpu")
+# Candidates of a choice that must also pass a check of the model's cached artefact
+# (reason or None); a backend named explicitly skips it.
+ACCURACY_GATES: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], str | None]] = {
+    "openvino-int8": _int8_refusal,
+}
 CHOICES: dict[str, tuple[str, ...]] = {
     "auto": (*GPU_BACKENDS, *CPU_PREFERENCE),
     "cpu": CPU_PREFERENCE,
 }
 WARMUP_SIDE = 64  # warm-up frame side when the options name no frame size
-_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "openvino-bf16": "openvino"}
+_MODULES = {
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "openvino-bf16": "openvino",
+    "openvino-int8": "openvino",
+}
 
 
 def valid_names() -> tuple[str, ...]:
@@ -170,6 +198,11 @@ def create_backend(
     skipped: list[str] = []
     for candidate in CHOICES[name]:
         reason = unavailable_reason(candidate)
+        if reason is None and candidate in ACCURACY_GATES:
+            try:
+                reason = ACCURACY_GATES[candidate](model, info, options)
+            except Exception as exc:  # noqa: BLE001 - a broken cache must not stop the choice
+                reason = f"{type(exc).__name__}: {exc}"
         if reason is None:
             try:
                 backend = REGISTRY[candidate](model, info, options)

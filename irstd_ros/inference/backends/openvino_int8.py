@@ -1,0 +1,321 @@
+"""``openvino-int8``: OpenVINO's CPU plugin on an INT8 IR quantised by NNCF (post-training).
+
+The artefact is built ahead of time by ``irstd export --backend openvino-int8``
+(:mod:`irstd_ros.tools.quantize`: calibration frames from the training splits of both
+datasets, then the accuracy of INT8 against FP32 on held-out frames) and read here; the
+backend never quantises by itself (calibration needs data, which a node does not have).
+
+Files in the cache, beside the FP32 IR of the same weights
+(:func:`~irstd_ros.inference.backends.graph_export.export_openvino_ir`):
+
+* ``<arch>-<digest>-int8.xml`` / ``.bin``: the quantised IR (FakeQuantize nodes; the CPU
+  plugin runs the convolutions in INT8 with VNNI / AMX where the CPU has them);
+* ``<...>-int8.xml.json``: its :class:`~irstd_ros.inference.backends.fingerprint.Fingerprint`
+  (the weights digest, the recipe :data:`INT8_RECIPE`, the OpenVINO version); a new
+  checkpoint has another digest, hence another file name, so its INT8 IR is built anew;
+* ``<...>-int8.xml.accuracy.json``: the measured accuracy of this IR against FP32
+  (:func:`accuracy_refusal` reads it: ``auto`` / ``cpu`` use INT8 only within
+  :data:`PD_TOLERANCE_POINTS` and :data:`IOU_TOLERANCE_POINTS` on every dataset of
+  :data:`REQUIRED_DATASETS`).
+
+Quantisation (:func:`quantize_ir`): ``nncf.quantize`` with the default (``MIXED``)
+preset: weights symmetric per output channel, activations asymmetric per tensor, Fast
+Bias Correction. The SGEM attention (the L2 normalisation, both matmuls, the softmax and
+the 1x1 mix on the (heads, d, d) affinity) stays FP32 (:data:`IGNORED_PATTERNS`): it is a
+negligible share of the work, the softmax is where reduced precision loses most (as for
+FP16 on the GPU), and with it quantised the CPU plugin of OpenVINO 2026.4 refuses to
+compile the model (``Check 'any_of(scale.size(), OC, 1U)' failed``, dnnl_postops_composer).
+The non-quantised ops run in FP32 (``INFERENCE_PRECISION_HINT=f32``, as ``openvino``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.padding import network_input
+from irstd_ros.errors import BackendError
+from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from irstd_ros.inference.backends.fingerprint import Fingerprint
+
+log = logging.getLogger(__name__)
+
+NAME = "openvino-int8"
+INT8_RECIPE = "nncf-ptq-mixed-sgem-fp32-v1"  # bump when quantize_ir's settings change
+INT8_SUFFIX = "-int8.xml"
+ACCURACY_SUFFIX = ".accuracy.json"
+ACCURACY_FORMAT = 1
+# The SGEM attention stays FP32: OpenVINO node names of the traced model (ov.convert_model
+# names them after the PyTorch module path); q/k/v/restore convolutions are quantised.
+IGNORED_PATTERNS = (r"__module\.sgem/aten::.*",)
+MAX_CALIBRATION_FRAMES = 300
+# auto / cpu choose INT8 only when, on every required dataset, |INT8 - FP32| is within:
+PD_TOLERANCE_POINTS = 0.5  # target-level Pd, percentage points
+IOU_TOLERANCE_POINTS = 1.0  # pixel IoU, percentage points
+REQUIRED_DATASETS = ("NUDT-SIRST", "SIRST-v2")
+
+
+# --- the artefact ---------------------------------------------------------------------------
+def int8_path(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> tuple[Path, str]:
+    """(the INT8 IR's path in the cache, the weights digest) for these weights."""
+    from irstd_ros.inference.backends.fingerprint import weights_digest
+    from irstd_ros.inference.backends.graph_export import artifact_stem, cache_root
+
+    digest = weights_digest(model, info)
+    return cache_root(options) / f"{artifact_stem(info, digest)}{INT8_SUFFIX}", digest
+
+
+def int8_fingerprint(digest: str, stride: int) -> Fingerprint:
+    """What the INT8 IR depends on: weights, recipe and the OpenVINO that reads it.
+
+    NNCF's version is recorded in the accuracy record, not here: a machine that only
+    runs the IR does not need NNCF installed.
+    """
+    import openvino as ov
+
+    from irstd_ros.inference.backends.fingerprint import Fingerprint
+    from irstd_ros.inference.backends.graph_export import MAX_FRAME_SIDE, MIN_BLOCKS
+
+    return Fingerprint(
+        backend=NAME,
+        precision="int8",
+        input_shape=(1, 1, -1, -1),
+        shape_range=((MIN_BLOCKS * stride,) * 2, (MAX_FRAME_SIDE, MAX_FRAME_SIDE)),
+        weights_sha256=digest,
+        recipe=INT8_RECIPE,
+        versions={"openvino": ov.__version__},
+    )
+
+
+def accuracy_path(artifact: str | Path) -> Path:
+    """The accuracy record beside an INT8 IR (``x-int8.xml`` -> ``x-int8.xml.accuracy.json``)."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ACCURACY_SUFFIX)
+
+
+def save_accuracy(artifact: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write the accuracy record beside ``artifact`` (atomically)."""
+    path = accuracy_path(artifact)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"format": ACCURACY_FORMAT, **record}, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_accuracy(artifact: str | Path) -> dict[str, Any] | None:
+    """The accuracy record of ``artifact``, or None when missing or unreadable."""
+    try:
+        data = json.loads(accuracy_path(artifact).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def dataset_delta(fp32: Mapping[str, Any], int8: Mapping[str, Any]) -> dict[str, float | None]:
+    """INT8 - FP32 in percentage points for Pd and IoU (None where a metric is undefined)."""
+    out: dict[str, float | None] = {}
+    for key in ("pd", "iou"):
+        a, b = fp32.get(key), int8.get(key)
+        out[f"{key}_points"] = None if a is None or b is None else round((float(b) - float(a)) * 100.0, 4)
+    return out
+
+
+def accuracy_refusal(record: Mapping[str, Any] | None, digest: str) -> str | None:
+    """Why ``auto`` must not use this INT8 IR (None: its measured delta is within tolerance).
+
+    ``record["datasets"][name]["delta"]`` holds ``pd_points`` / ``iou_points`` (INT8 - FP32);
+    both must be within :data:`PD_TOLERANCE_POINTS` / :data:`IOU_TOLERANCE_POINTS` in
+    absolute value on each of :data:`REQUIRED_DATASETS`. A gain beyond the tolerance is
+    refused too: it means the INT8 network behaves differently, not that it is better.
+    """
+    if record is None:
+        return "no accuracy record (irstd export --backend openvino-int8 measures it)"
+    if record.get("weights_sha256") != digest:
+        return "the accuracy record is for other weights"
+    if record.get("recipe") != INT8_RECIPE:
+        return f"the accuracy record is for recipe {record.get('recipe')!r}, not {INT8_RECIPE!r}"
+    datasets = record.get("datasets") or {}
+    problems = []
+    for name in REQUIRED_DATASETS:
+        delta = (datasets.get(name) or {}).get("delta")
+        if not delta:
+            problems.append(f"{name} not measured")
+            continue
+        for key, label, tol in (("pd_points", "Pd", PD_TOLERANCE_POINTS), ("iou_points", "IoU", IOU_TOLERANCE_POINTS)):
+            value = delta.get(key)
+            if value is None:
+                problems.append(f"{name} {label} undefined")
+            elif abs(float(value)) > tol:
+                problems.append(f"{name} {label} {float(value):+.2f} points (tolerance {tol})")
+    if problems:
+        return "accuracy delta vs FP32 out of tolerance: " + "; ".join(problems)
+    return None
+
+
+def describe_accuracy(record: Mapping[str, Any] | None) -> str:
+    """``NUDT-SIRST Pd +0.00 IoU -0.12; SIRST-v2 ...`` (for logs)."""
+    if not record:
+        return "not measured"
+    parts = []
+    for name, entry in sorted((record.get("datasets") or {}).items()):
+        d = entry.get("delta") or {}
+        parts.append(
+            f"{name} Pd {_points(d.get('pd_points'))} IoU {_points(d.get('iou_points'))}"
+        )
+    return "; ".join(parts) or "not measured"
+
+
+def _points(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):+.2f}"
+
+
+# --- building (irstd export --backend openvino-int8) ----------------------------------------
+def calibration_inputs(frames: Iterable[np.ndarray], stride: int) -> list[np.ndarray]:
+    """Normalised (H, W) frames -> (1, 1, H', W') network inputs padded to the stride."""
+    return [network_input(np.asarray(f, dtype=np.float32), stride)[0] for f in frames]
+
+
+def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], out_xml: str | Path) -> Path:
+    """``nncf.quantize`` of the FP32 IR at ``fp32_xml`` on ``calibration`` network inputs.
+
+    Writes ``out_xml`` (+ ``.bin``) atomically; raises BackendError when NNCF is missing
+    or fails.
+    """
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendError(f"INT8 quantisation needs nncf and openvino ({exc}); see requirements/backends-cpu.txt") from None
+    if not calibration:
+        raise BackendError("INT8 quantisation needs at least one calibration frame")
+    calibration = calibration[:MAX_CALIBRATION_FRAMES]
+    out_xml = Path(out_xml)
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    nncf_log = logging.getLogger("nncf")
+    saved_level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)  # one INFO line per node otherwise
+    try:
+        graph = ov.Core().read_model(str(fp32_xml))
+        quantized = nncf.quantize(
+            graph,
+            nncf.Dataset(calibration),
+            subset_size=len(calibration),
+            ignored_scope=nncf.IgnoredScope(patterns=list(IGNORED_PATTERNS), validate=False),
+        )
+        tmp = out_xml.with_name(f"{out_xml.stem}.{os.getpid()}.tmp.xml")
+        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
+        tmp.with_suffix(".bin").replace(out_xml.with_suffix(".bin"))
+        tmp.replace(out_xml)
+    except BackendError:
+        raise
+    except Exception as exc:  # NNCF / OpenVINO raise their own types
+        raise BackendError(f"INT8 quantisation failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        nncf_log.setLevel(saved_level)
+    return out_xml
+
+
+def build_int8(
+    model: nn.Module,
+    info: CheckpointInfo,
+    options: BackendOptions | None,
+    calibration: Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]],
+    force: bool = False,
+) -> tuple[Path, bool]:
+    """The INT8 IR of these weights in the cache: (path, whether it was built now).
+
+    Reused when its fingerprint matches (``calibration`` is then not consumed: pass a
+    callable returning the frames to defer reading them); otherwise the FP32 IR is
+    exported (or reused), quantised on ``calibration`` (normalised (H, W) frames), saved
+    with its fingerprint, and any accuracy record of an earlier build is removed.
+    """
+    from irstd_ros.inference.backends.fingerprint import rebuild_reason, save_fingerprint
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
+
+    path, digest = int8_path(model, info, options)
+    expected = int8_fingerprint(digest, info.model.stride)
+    reason = "forced" if force else rebuild_reason(path, expected)
+    if reason is None:
+        log.info("INT8 IR %s is up to date", path)
+        return path, False
+    fp32 = export_openvino_ir(model, info, options)
+    frames = calibration() if callable(calibration) else calibration
+    inputs = calibration_inputs(frames, info.model.stride)
+    log.info("quantising %s to INT8 on %d calibration frames (%s)", fp32, len(inputs), reason)
+    accuracy_path(path).unlink(missing_ok=True)
+    quantize_ir(fp32, inputs, path)
+    save_fingerprint(path, expected)
+    return path, True
+
+
+# --- loading (the backend) ------------------------------------------------------------------
+def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> tuple[Path, str]:
+    """(INT8 IR path, weights digest) when a valid one is cached, else BackendError saying why."""
+    from irstd_ros.inference.backends.fingerprint import rebuild_reason
+
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        raise BackendError(f"openvino is not installed ({exc}); see requirements/backends-cpu.txt") from None
+    path, digest = int8_path(model, info, options)
+    reason = rebuild_reason(path, int8_fingerprint(digest, info.model.stride))
+    if reason is not None:
+        if not path.is_file():
+            reason = f"no INT8 IR for these weights in {path.parent}"
+        raise BackendError(f"{reason} (build it: irstd export --backend openvino-int8)")
+    return path, digest
+
+
+def auto_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> str | None:
+    """Why ``auto`` / ``cpu`` skip ``openvino-int8`` here (None: use it). Builds nothing."""
+    try:
+        path, digest = cached_int8(model, info, options)
+    except BackendError as exc:
+        return str(exc)
+    return accuracy_refusal(load_accuracy(path), digest)
+
+
+class OpenVINOInt8Backend(OpenVINOBackend):
+    """``openvino-int8``: the cached NNCF INT8 IR on OpenVINO's CPU plugin.
+
+    Named explicitly, it runs whatever its accuracy record says (a warning when the delta
+    is out of tolerance); ``auto`` / ``cpu`` check :func:`auto_refusal` first. Shape
+    handling (static per padded size, bounded LRU, ``dynamic_shapes``) is OpenVINOBackend's.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        info: CheckpointInfo,
+        options: BackendOptions | None = None,
+        model_path: str | Path | None = None,
+    ) -> None:
+        digest = None
+        if model_path is None:
+            model_path, digest = cached_int8(model, info, options)
+        super().__init__(model, info, options, precision="fp32", model_path=model_path)
+        self.name = NAME
+        self.precision = "int8"
+        self.accuracy = load_accuracy(self.model_path)
+        if digest is not None:
+            refusal = accuracy_refusal(self.accuracy, digest)
+            if refusal:
+                log.warning("openvino-int8 requested explicitly: %s", refusal)
+
+    def describe(self) -> dict[str, object]:
+        out = super().describe()
+        out["precision"] = "int8 (SGEM attention and the rest fp32)"
+        out["accuracy_delta"] = describe_accuracy(self.accuracy)
+        return out

@@ -1,0 +1,228 @@
+"""``irstd export --backend openvino-int8``: calibrate, quantise, and measure the accuracy cost.
+
+1. **Calibration frames** (:func:`calibration_frames`): at most
+   :data:`~irstd_ros.inference.backends.openvino_int8.MAX_CALIBRATION_FRAMES` frames, half
+   from each dataset's *training* split (NUDT-SIRST ``50_50/train.txt``, SIRST-v2
+   ``splits/train.txt``), read with :func:`~irstd_ros.data.images.read_image`, normalised
+   whole with the checkpoint's :class:`~irstd_ros.core.InputNorm` (as the node does), then
+   cropped to :data:`CALIBRATION_CROP` px around a random target pixel (shifted by up to a
+   third of the crop; frames without targets: a random place). The crops keep the target
+   activations, which a random crop of a large frame would mostly miss, in the ranges.
+2. **Quantisation**: :func:`~irstd_ros.inference.backends.openvino_int8.build_int8`
+   (NNCF on the FP32 OpenVINO IR; reused when its fingerprint matches).
+3. **Accuracy** (:func:`measure_accuracy`): ``irstd eval``'s
+   :func:`~irstd_ros.evaluation.evaluate.evaluate` with ``backend="openvino"`` and
+   ``backend="openvino-int8"`` on held-out frames (all 664 of NUDT-SIRST ``test``: in the
+   first 100 alone one target is 0.8 points of Pd, more than the tolerance; all 164 of
+   SIRST-v2 ``val``), full resolution; the difference is stored beside the IR, where
+   ``auto`` reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.core.normalization import InputNorm, normalize
+from irstd_ros.data import DatasetSpec, find_pairs
+from irstd_ros.data.images import read_image, read_mask
+from irstd_ros.data.pack import DEFAULT_NUDT, DEFAULT_SIRST
+from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root
+from irstd_ros.inference.backends.openvino_int8 import (
+    INT8_RECIPE,
+    IOU_TOLERANCE_POINTS,
+    MAX_CALIBRATION_FRAMES,
+    NAME,
+    PD_TOLERANCE_POINTS,
+    accuracy_path,
+    accuracy_refusal,
+    build_int8,
+    dataset_delta,
+    int8_path,
+    load_accuracy,
+    save_accuracy,
+)
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_CROP = 256  # px side of a calibration crop
+CALIBRATION_SEED = 0
+NUDT_EVAL_FRAMES: int | None = None  # None: all 664 (one target of 100 frames is 0.8 points of Pd)
+FP32_BACKEND = "openvino"  # the reference the INT8 IR is compared with
+METRIC_KEYS = ("pd", "iou", "niou", "fa", "f1", "false_targets_per_frame", "images", "targets")
+
+
+@dataclass(frozen=True)
+class Int8Dataset:
+    """One dataset: where it is, which split calibrates, which split (and how much) scores."""
+
+    name: str
+    root: Path
+    calibration_split: str = "train"
+    eval_split: str = "test"
+    eval_limit: int | None = None
+
+
+def default_datasets(nudt: Path | None = None, sirst: Path | None = None) -> list[Int8Dataset]:
+    """NUDT-SIRST (train / test) and SIRST-v2 (train / val)."""
+    return [
+        Int8Dataset("NUDT-SIRST", Path(nudt or DEFAULT_NUDT), "train", "test", NUDT_EVAL_FRAMES),
+        Int8Dataset("SIRST-v2", Path(sirst or DEFAULT_SIRST), "train", "val", None),
+    ]
+
+
+def _crop(x: np.ndarray, truth: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``crop`` x ``crop`` window around a random target pixel (or anywhere)."""
+    h, w = x.shape
+    if h < crop or w < crop:  # small frames: mirror up to the crop
+        ph, pw = max(0, crop - h), max(0, crop - w)
+        x = np.pad(x, ((0, ph), (0, pw)), mode="symmetric")
+        truth = np.pad(truth, ((0, ph), (0, pw)))
+        h, w = x.shape
+    ys, xs = np.nonzero(truth)
+    if len(ys):
+        k = int(rng.integers(len(ys)))
+        shift = crop // 3
+        cy = int(ys[k]) + int(rng.integers(-shift, shift + 1))
+        cx = int(xs[k]) + int(rng.integers(-shift, shift + 1))
+    else:
+        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0 = int(np.clip(cy - crop // 2, 0, h - crop))
+    x0 = int(np.clip(cx - crop // 2, 0, w - crop))
+    return np.ascontiguousarray(x[y0 : y0 + crop, x0 : x0 + crop], dtype=np.float32)
+
+
+def calibration_frames(
+    norm: InputNorm,
+    datasets: list[Int8Dataset],
+    total: int = MAX_CALIBRATION_FRAMES,
+    crop: int = CALIBRATION_CROP,
+    seed: int = CALIBRATION_SEED,
+) -> list[np.ndarray]:
+    """Normalised calibration crops, ``total`` split evenly over ``datasets`` (seeded)."""
+    total = min(total, MAX_CALIBRATION_FRAMES)
+    rng = np.random.default_rng(seed)
+    frames: list[np.ndarray] = []
+    for i, ds in enumerate(datasets):
+        want = total // len(datasets) + (1 if i < total % len(datasets) else 0)
+        pairs = find_pairs(DatasetSpec(ds.root, ds.calibration_split))
+        for j in rng.permutation(len(pairs))[:want]:
+            img, msk = pairs[int(j)]
+            x = normalize(read_image(img), norm)
+            frames.append(_crop(x, read_mask(msk), crop, rng))
+    return frames
+
+
+@contextlib.contextmanager
+def _cache_env(cache: Path) -> Iterator[None]:
+    """``irstd eval`` builds its backends in the default cache: point it at ``cache``."""
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(cache)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = saved
+
+
+def _metrics(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: report.get(k) for k in METRIC_KEYS}
+
+
+def measure_accuracy(
+    weights: Path,
+    cache: Path,
+    datasets: list[Int8Dataset],
+    threads: int | None = None,
+    fp32_backend: str = FP32_BACKEND,
+) -> dict[str, dict[str, Any]]:
+    """``evaluate`` FP32 and INT8 on each dataset's held-out split: metrics and the delta."""
+    from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
+
+    out: dict[str, dict[str, Any]] = {}
+    with _cache_env(cache):
+        for ds in datasets:
+            entry: dict[str, Any] = {"data": str(ds.root), "split": ds.eval_split, "limit": ds.eval_limit}
+            for label, backend in (("fp32", fp32_backend), ("int8", NAME)):
+                t0 = time.perf_counter()
+                report = evaluate(
+                    EvalConfig(data=ds.root, split=ds.eval_split, weights=weights, backend=backend,
+                               threads=threads, out=None, limit=ds.eval_limit)
+                )
+                entry[label] = {**_metrics(report), "backend": report["backend"], "seconds": round(time.perf_counter() - t0, 1)}
+            entry["delta"] = dataset_delta(entry["fp32"], entry["int8"])
+            log.info("%s: INT8 - FP32 Pd %s, IoU %s points", ds.name, entry["delta"]["pd_points"], entry["delta"]["iou_points"])
+            out[ds.name] = entry
+    return out
+
+
+def export_int8(
+    weights: Path,
+    out: Path | None = None,
+    datasets: list[Int8Dataset] | None = None,
+    calibration: int = MAX_CALIBRATION_FRAMES,
+    measure: bool = True,
+    force: bool = False,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Build (or reuse) the INT8 IR of ``weights`` in ``out`` and record its accuracy delta.
+
+    The accuracy is measured when the IR was built now, when no valid record is beside it,
+    or with ``force``; ``measure=False`` leaves the IR without a record (``auto`` then keeps
+    FP32 and says so).
+    """
+    datasets = datasets or default_datasets()
+    model, info, _ = load_checkpoint(weights)
+    options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
+    cache = cache_root(options)
+    t0 = time.perf_counter()
+    path, built = build_int8(
+        model, info, options, lambda: calibration_frames(info.norm, datasets, calibration), force=force
+    )
+    result: dict[str, Any] = {
+        "backend": NAME, "weights": str(weights), "built": built, "build_s": round(time.perf_counter() - t0, 1),
+        "files": [str(path), str(path.with_suffix(".bin")), str(path) + ".json"],
+    }
+    _, digest = int8_path(model, info, options)
+    record = load_accuracy(path)
+    stale = record is None or record.get("weights_sha256") != digest or record.get("recipe") != INT8_RECIPE
+    if measure and (built or force or stale):
+        import nncf
+        import openvino as ov
+
+        t1 = time.perf_counter()
+        record = {
+            "weights_sha256": digest,
+            "recipe": INT8_RECIPE,
+            "fp32_backend": FP32_BACKEND,
+            "tolerance": {"pd_points": PD_TOLERANCE_POINTS, "iou_points": IOU_TOLERANCE_POINTS},
+            "calibration": {
+                "frames": min(calibration, MAX_CALIBRATION_FRAMES), "crop": CALIBRATION_CROP,
+                "seed": CALIBRATION_SEED,
+                "splits": {ds.name: f"{ds.root} {ds.calibration_split}" for ds in datasets},
+            },
+            "versions": {"nncf": nncf.__version__, "openvino": ov.__version__},
+            "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "datasets": measure_accuracy(Path(weights), cache, datasets, threads),
+        }
+        record["verdict"] = accuracy_refusal(record, digest) or "within tolerance: auto uses openvino-int8"
+        save_accuracy(path, record)
+        result["measure_s"] = round(time.perf_counter() - t1, 1)
+    if record is not None:
+        result["files"].append(str(accuracy_path(path)))
+        result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance")}
+    result["auto"] = accuracy_refusal(record, digest) or "uses openvino-int8"
+    return result

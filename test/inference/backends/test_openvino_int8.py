@@ -1,0 +1,261 @@
+"""``openvino-int8``: the cached INT8 IR (built once, reused, rebuilt for new weights or a
+changed fingerprint), the accuracy gate of ``auto`` / ``cpu`` with its FP32 fallback, and
+the parity of INT8 probabilities with FP32 on a small synthetic model.
+
+The cache and gate tests replace NNCF by a copy of the FP32 IR (what is tested is the
+bookkeeping, not the quantiser); the parity test runs NNCF for real.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("openvino")
+
+from irstd_ros.errors import BackendError  # noqa: E402
+from irstd_ros.inference.backends import openvino_int8 as int8  # noqa: E402
+from irstd_ros.inference.backends import select  # noqa: E402
+from irstd_ros.inference.backends.base import BackendOptions  # noqa: E402
+from irstd_ros.inference.backends.fingerprint import fingerprint_path  # noqa: E402
+from irstd_ros.inference.backends.graph_export import export_openvino_ir  # noqa: E402
+
+CALIB_SIDE = 32
+CALIB_FRAMES = 8
+# INT8 vs FP32 probabilities on the synthetic model below (logits spread over about
+# +-4, so probabilities cover (0, 1)): measured max |diff| 0.02-0.04 and mean 0.003 over
+# frames it was not calibrated on; the bounds leave room for other CPUs' INT8 kernels.
+PARITY_MAX_ABS = 0.12
+PARITY_MEAN_ABS = 0.02
+PARITY_MASK_AGREEMENT = 0.99  # thresholded at 0.5
+
+
+def _frames(n: int, h: int = CALIB_SIDE, w: int = CALIB_SIDE, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        f = rng.normal(0.0, 1.0, (h, w)).astype(np.float32)
+        for _ in range(3):
+            f[rng.integers(h), rng.integers(w)] += 6.0
+        out.append(f)
+    return out
+
+
+def _record(digest: str, pd: float = 0.0, iou: float = 0.0, datasets=int8.REQUIRED_DATASETS) -> dict:
+    return {
+        "weights_sha256": digest,
+        "recipe": int8.INT8_RECIPE,
+        "datasets": {name: {"delta": {"pd_points": pd, "iou_points": iou}} for name in datasets},
+    }
+
+
+@pytest.fixture(scope="module")
+def fp32_ir(tiny_model, tmp_path_factory) -> Path:
+    """The FP32 IR of the tiny model, exported once for the module."""
+    model, info = tiny_model
+    root = tmp_path_factory.mktemp("int8_fp32_ir")
+    export_openvino_ir(model, info, BackendOptions(cache_dir=str(root)))
+    return root
+
+
+@pytest.fixture
+def cache(fp32_ir, tmp_path) -> Path:
+    """A fresh cache holding only the FP32 IR."""
+    root = tmp_path / "cache"
+    shutil.copytree(fp32_ir, root)
+    return root
+
+
+@pytest.fixture
+def fake_quantize(monkeypatch) -> list[int]:
+    """NNCF replaced by a copy of the FP32 IR; the list counts the calls."""
+    calls: list[int] = []
+
+    def fake(fp32_xml, calibration, out_xml):
+        assert calibration and calibration[0].shape[:2] == (1, 1)
+        calls.append(len(calibration))
+        out_xml = Path(out_xml)
+        shutil.copy(fp32_xml, out_xml)
+        shutil.copy(Path(fp32_xml).with_suffix(".bin"), out_xml.with_suffix(".bin"))
+        return out_xml
+
+    monkeypatch.setattr(int8, "quantize_ir", fake)
+    return calls
+
+
+def _opts(cache: Path) -> BackendOptions:
+    return BackendOptions(cache_dir=str(cache), threads=1)
+
+
+# --- the artefact cache -----------------------------------------------------------------------
+def test_built_once_then_reused(tiny_model, cache, fake_quantize):
+    model, info = tiny_model
+    path, built = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    assert built and path.is_file() and fingerprint_path(path).is_file() and fake_quantize == [CALIB_FRAMES]
+    mtime = path.stat().st_mtime_ns
+
+    def must_not_read():
+        raise AssertionError("calibration frames read for a cached IR")
+
+    again, built = int8.build_int8(model, info, _opts(cache), must_not_read)
+    assert again == path and not built and fake_quantize == [CALIB_FRAMES]
+    assert path.stat().st_mtime_ns == mtime
+    fp = json.loads(fingerprint_path(path).read_text())
+    assert fp["backend"] == "openvino-int8" and fp["precision"] == "int8" and fp["recipe"] == int8.INT8_RECIPE
+
+
+def test_new_weights_build_a_new_artefact(tiny_model, cache, fake_quantize):
+    model, info = tiny_model
+    first, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        retrained.head.bias += 0.25
+    second, built = int8.build_int8(retrained, info, _opts(cache), _frames(CALIB_FRAMES))
+    assert built and second != first and first.is_file() and len(fake_quantize) == 2
+    # each IR is found only for its own weights
+    assert int8.cached_int8(model, info, _opts(cache))[0] == first
+    assert int8.cached_int8(retrained, info, _opts(cache))[0] == second
+
+
+def test_fingerprint_mismatch_rebuilds_and_drops_the_old_accuracy(tiny_model, cache, fake_quantize, caplog):
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    int8.save_accuracy(path, _record(digest))
+    stored = json.loads(fingerprint_path(path).read_text())
+    stored["versions"]["openvino"] = "2020.1.0"
+    fingerprint_path(path).write_text(json.dumps(stored))
+    # loading refuses it and says which field differs
+    with pytest.raises(BackendError, match=r"versions\.openvino: 2020\.1\.0 ->"):
+        int8.cached_int8(model, info, _opts(cache))
+    assert "versions.openvino" in int8.auto_refusal(model, info, _opts(cache))
+    # the export rebuilds it; the accuracy measured on the old IR no longer applies
+    with caplog.at_level(logging.INFO, logger=int8.__name__):
+        _, built = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    assert built and len(fake_quantize) == 2 and "fingerprint mismatch" in caplog.text
+    assert int8.load_accuracy(path) is None
+    assert int8.cached_int8(model, info, _opts(cache))[0] == path
+
+
+# --- the accuracy gate ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (None, "no accuracy record"),
+        ({**_record("abc"), "weights_sha256": "other"}, "other weights"),
+        ({**_record("abc"), "recipe": "old"}, "recipe"),
+        (_record("abc", datasets=("NUDT-SIRST",)), "SIRST-v2 not measured"),
+        (_record("abc", pd=-0.6), "Pd -0.60 points"),
+        (_record("abc", iou=-1.2), "IoU -1.20 points"),
+        (_record("abc", pd=+0.9), "Pd +0.90 points"),
+        (_record("abc", pd=None), "Pd undefined"),
+        (_record("abc", pd=-0.5, iou=-1.0), None),
+        (_record("abc", pd=0.3, iou=0.4), None),
+    ],
+)
+def test_accuracy_gate(record, expected):
+    reason = int8.accuracy_refusal(record, "abc")
+    if expected is None:
+        assert reason is None
+    else:
+        assert expected in reason
+
+
+def _choose(model, info, cache, caplog):
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("cpu", model, info, _opts(cache))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("inference backend")]
+    assert len(lines) == 1
+    return backend, lines[0]
+
+
+def test_cpu_without_artefact_stays_fp32_and_says_so(tiny_model, cache, caplog):
+    model, info = tiny_model
+    backend, line = _choose(model, info, cache, caplog)
+    assert backend.name == "openvino"
+    assert "openvino-int8 skipped: no INT8 IR for these weights" in line
+    assert "irstd export --backend openvino-int8" in line
+
+
+def test_cpu_with_out_of_tolerance_delta_stays_fp32(tiny_model, cache, fake_quantize, caplog):
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    int8.save_accuracy(path, _record(digest, pd=-1.5))
+    backend, line = _choose(model, info, cache, caplog)
+    assert backend.name == "openvino"
+    assert "openvino-int8 skipped: accuracy delta vs FP32 out of tolerance" in line
+    assert "NUDT-SIRST Pd -1.50 points" in line
+
+
+def test_cpu_without_accuracy_record_stays_fp32(tiny_model, cache, fake_quantize, caplog):
+    model, info = tiny_model
+    int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    backend, line = _choose(model, info, cache, caplog)
+    assert backend.name == "openvino" and "no accuracy record" in line
+
+
+def test_cpu_uses_int8_within_tolerance(tiny_model, cache, fake_quantize, caplog):
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    int8.save_accuracy(path, _record(digest, pd=-0.2, iou=-0.5))
+    backend, line = _choose(model, info, cache, caplog)
+    assert backend.name == "openvino-int8" and "(cpu: first choice)" in line
+    assert backend.describe()["accuracy_delta"].startswith("NUDT-SIRST Pd -0.20 IoU -0.50")
+    assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
+
+
+def test_named_int8_without_artefact_is_an_error(tiny_model, cache):
+    model, info = tiny_model
+    with pytest.raises(BackendError, match="irstd export --backend openvino-int8"):
+        select.create_backend("openvino-int8", model, info, _opts(cache))
+
+
+def test_named_int8_out_of_tolerance_runs_with_a_warning(tiny_model, cache, fake_quantize, caplog):
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    int8.save_accuracy(path, _record(digest, iou=-3.0))
+    with caplog.at_level(logging.WARNING, logger=int8.__name__):
+        backend = select.create_backend("openvino-int8", model, info, _opts(cache))
+    assert backend.name == "openvino-int8" and "IoU -3.00 points" in caplog.text
+
+
+# --- parity with FP32 (real NNCF) -------------------------------------------------------------
+def _spread_logits(model: torch.nn.Module, frame: np.ndarray) -> torch.nn.Module:
+    """A copy of a random-weight model whose head spreads logits over about +-4 on ``frame``
+    (random weights give near-constant probabilities, which would make parity trivial)."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(frame)[None, None])
+        scale = 2.0 / float(logits.std())
+        model.head.weight *= scale
+        model.head.bias.copy_((model.head.bias - logits.mean()) * scale)
+    return model
+
+
+@pytest.mark.slow
+def test_int8_probabilities_are_close_to_fp32(tiny_model, cache):
+    pytest.importorskip("nncf")
+    from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
+
+    model, info = tiny_model
+    model = _spread_logits(model, _frames(1, 64, 64, seed=9)[0])
+    path, built = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES * 2, 64, 64))
+    assert built
+    fp32 = OpenVINOBackend(model, info, _opts(cache))
+    q = select.create_backend("openvino-int8", model, info, _opts(cache))
+    for frame in _frames(3, 48, 80, seed=5):
+        a, b = fp32.predict(frame), q.predict(frame)
+        assert a.std() > 0.05  # probabilities are spread, the comparison means something
+        diff = np.abs(a - b)
+        assert diff.max() <= PARITY_MAX_ABS and diff.mean() <= PARITY_MEAN_ABS
+        assert ((a > 0.5) == (b > 0.5)).mean() >= PARITY_MASK_AGREEMENT
