@@ -3,11 +3,11 @@
 #
 #   make setup      venv + pinned requirements + ROS 2 (PyPI wheels) + built interfaces
 #   make demo       the demo (python -m irstd_ros.tools.demo)
-#   make test       ruff + import contract + pytest, CPU-only, without slow tests
+#   make test       ruff + import contract + mypy + pytest, CPU-only, without slow tests
 #   make test-all   the same, slow tests included (still CPU-only)
 #   make test-gpu   pytest of the gpu/tensorrt tests (on a machine with a GPU)
 #   make bench      irstd bench
-#   make lint       ruff check + import contract
+#   make lint       ruff check + import contract + mypy
 #   make freeze     re-pin requirements/constraints.txt from the venv
 #   make clean      build outputs and caches (keeps .venv); `make distclean` also .venv
 #
@@ -41,17 +41,20 @@ setup:
 demo: setup
 	$(PY) -m irstd_ros.tools.demo $(ARGS)
 
-# ruff, the import contract (lint-imports: the layers in pyproject.toml) and pytest all
-# run; the target fails if any failed. pytest's exit code 5 ("no tests collected") is not
+# ruff, the import contract (lint-imports: the layers in pyproject.toml), mypy (strict on
+# core, models and inference; config in pyproject.toml) and pytest all run; the target
+# fails if any failed. pytest's exit code 5 ("no tests collected") is not
 # a failure.
 define run_tests
 	@lint=0; $(IRSTD_VENV)/bin/ruff check . || lint=$$?; \
 	layers=0; $(IRSTD_VENV)/bin/lint-imports --no-cache > $(IMPORTS_LOG) 2>&1 || { layers=$$?; cat $(IMPORTS_LOG); }; \
+	types=0; $(IRSTD_VENV)/bin/mypy || types=$$?; \
 	rc=0; $(PY) -m pytest -m "$(1)" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; \
 	if [ $$lint -ne 0 ]; then echo "ruff check failed"; fi; \
 	if [ $$layers -ne 0 ]; then echo "import contract (lint-imports) broken"; fi; \
-	[ $$lint -eq 0 ] && [ $$layers -eq 0 ] && [ $$rc -eq 0 ]
+	if [ $$types -ne 0 ]; then echo "mypy failed"; fi; \
+	[ $$lint -eq 0 ] && [ $$layers -eq 0 ] && [ $$types -eq 0 ] && [ $$rc -eq 0 ]
 endef
 
 test: setup
@@ -69,6 +72,7 @@ bench: setup
 lint: setup
 	$(IRSTD_VENV)/bin/ruff check .
 	$(IRSTD_VENV)/bin/lint-imports --no-cache
+	$(IRSTD_VENV)/bin/mypy
 
 freeze:
 	$(PY) scripts/freeze_constraints.py > requirements/constraints.txt

@@ -186,15 +186,17 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
             masks = {s: boxes_to_mask(b, size) for s, b in boxes.items()}
             source = "boxes"
             out_topic = found["targets"] or found["detections"]
+            assert out_topic is not None  # boxes came from one of them
             recv = {stamp_ns(m.header): t for _, t, m in reader.messages([out_topic])}
         else:
             raise BagError(f"{cfg.outputs} holds no mask, targets or detections topic")
         latency, latency_source = _latencies(reader, cfg.image_topic, recv)
         tracks = None
-        if found.get("tracks"):
+        tracks_topic = found.get("tracks")
+        if tracks_topic:
             tracks = {
                 stamp_ns(m.header): boxes_from_detections(m)
-                for _, _, m in reader.messages([found["tracks"]])
+                for _, _, m in reader.messages([tracks_topic])
             }
     return _Outputs(masks, boxes, latency, latency_source, source, tracks)
 
@@ -409,7 +411,7 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
             "truth": str(cfg.truth),
             "outputs": str(cfg.outputs) if cfg.outputs else "detector",
             "tracking": (
-                _tracking(cfg, outputs, [r["stamp_ns"] for r in rows], size)
+                _tracking(cfg, outputs, [int(r["stamp_ns"] or 0) for r in rows], size)
                 if cfg.tracking
                 else None
             ),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -45,7 +45,7 @@ DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
 TARGETS_TYPE = "irstd_ros/msg/TargetArray"
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-BAG_VERSION = 8  # rosbag2 metadata version of Jazzy; Kilted reads it too
+BAG_VERSION: Literal[8] = 8  # rosbag2 metadata version of Jazzy; Kilted reads it too
 DEFAULT_QOS_DEPTH = 10
 NS_PER_S = 1_000_000_000
 SEQUENCE_KEY = "irstd_ros.sequence"  # custom_data entry: the generator's config (JSON)

@@ -123,7 +123,7 @@ def replay(
             return replay(cfg, own, should_stop)
     user_stop = should_stop
 
-    def should_stop() -> bool:  # also when rclpy was shut down (its SIGINT handler)
+    def should_stop() -> bool:  # type: ignore[no-redef]  # also when rclpy was shut down (SIGINT)
         return user_stop() or not ros_ok()
 
     with BagReader(cfg.bag) as reader:

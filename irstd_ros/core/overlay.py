@@ -48,20 +48,29 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 class BoxLike(Protocol):
     """Anything with a top-left pixel box (``Target``, ``irstd_ros.bags.io.Box``)."""
 
-    x: int
-    y: int
-    width: int
-    height: int
+    @property
+    def x(self) -> int: ...
+    @property
+    def y(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
 
 
 class TrackLike(Protocol):
     """A track (:class:`irstd_ros.tracking.Track`): id, centre and size in pixels."""
 
-    id: int
-    x: float
-    y: float
-    width: float
-    height: float
+    @property
+    def id(self) -> int: ...
+    @property
+    def x(self) -> float: ...
+    @property
+    def y(self) -> float: ...
+    @property
+    def width(self) -> float: ...
+    @property
+    def height(self) -> float: ...
 
 
 def to_display(frame: np.ndarray) -> np.ndarray:

@@ -17,9 +17,8 @@ def pad_to_stride(x: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, in
     h, w = x.shape[-2:]
     ph, pw = (-h) % stride, (-w) % stride
     if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "edge"
         pad = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
-        x = np.pad(x, pad, mode=mode)
+        x = np.pad(x, pad, mode="reflect") if ph < h and pw < w else np.pad(x, pad, mode="edge")
     return x, (h, w)
 
 
@@ -36,4 +35,4 @@ def network_input(frame: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int
 
 def logits_to_prob(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(1, 1, H', W') logits -> (H, W) float32 probabilities."""
-    return expit(crop_to(np.asarray(logits, dtype=np.float32), size)[0, 0]).astype(np.float32)
+    return np.asarray(expit(crop_to(np.asarray(logits, dtype=np.float32), size)[0, 0]), np.float32)

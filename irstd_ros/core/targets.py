@@ -82,7 +82,7 @@ def extract_targets(
             continue
         candidates.append((float(prob[sl][comp].max()), sl, comp, area))
     candidates.sort(key=lambda c: -c[0])
-    targets = []
+    targets: list[Target] = []
     for score, sl, comp, area in candidates[: cfg.max_detections]:
         ys, xs = sl
         by0, by1 = max(ys.start - BACKGROUND_MARGIN, 0), min(ys.stop + BACKGROUND_MARGIN, h)

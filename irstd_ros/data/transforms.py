@@ -22,9 +22,11 @@ def pad_to(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np
     h, w = img.shape
     ph, pw = max(size - h, 0), max(size - w, 0)
     if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "edge"
-        img = np.pad(img, ((0, ph), (0, pw)), mode=mode)
-        mask = np.pad(mask, ((0, ph), (0, pw)), mode=mode)
+        pad = ((0, ph), (0, pw))
+        if ph < h and pw < w:
+            img, mask = np.pad(img, pad, mode="reflect"), np.pad(mask, pad, mode="reflect")
+        else:
+            img, mask = np.pad(img, pad, mode="edge"), np.pad(mask, pad, mode="edge")
     return img, mask
 
 

@@ -39,7 +39,7 @@ class TopHatBackend:
         cut = float(residual.mean() + self.k * residual.std())
         if cut <= 0:  # a flat frame: nothing stands out
             return np.zeros_like(residual)
-        return np.clip(residual / (2.0 * cut), 0.0, 1.0).astype(np.float32)
+        return np.asarray(np.clip(residual / (2.0 * cut), 0.0, 1.0), dtype=np.float32)
 
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "device": self.device, "size": self.size, "k_std": self.k}

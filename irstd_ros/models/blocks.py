@@ -40,7 +40,8 @@ class ResBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
+        out: torch.Tensor = self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
+        return out
 
 
 def res_stage(in_ch: int, out_ch: int, num_blocks: int) -> nn.Sequential:
@@ -121,7 +122,9 @@ class SGEM(nn.Module):
         logits = (q.float() @ k.float().transpose(-2, -1)) * self.temperature.float()
         attn = torch.softmax(self._mix(logits), dim=-1)
         out = (attn @ v.float()).to(enc.dtype).reshape(b, c, h, w)
-        return self.act(enc + self.restore(out))
+        result: torch.Tensor = self.act(enc + self.restore(out))
+        return result
 
     def _mix(self, logits: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(logits, self.mix.weight.float(), self.mix.bias.float())
+        bias = self.mix.bias
+        return F.conv2d(logits, self.mix.weight.float(), None if bias is None else bias.float())

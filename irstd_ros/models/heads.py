@@ -17,4 +17,5 @@ class SegmentationHead(nn.Conv2d):
 
     def __init__(self, in_ch: int, out_ch: int = 1, prior: float = TARGET_PRIOR) -> None:
         super().__init__(in_ch, out_ch, kernel_size=1)
+        assert self.bias is not None
         nn.init.constant_(self.bias, -math.log((1 - prior) / prior))

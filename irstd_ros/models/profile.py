@@ -28,4 +28,4 @@ def count_macs(model: nn.Module, height: int = 256, width: int = 256, in_channel
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     model.train(was_training)
-    return counter.get_total_flops() // FLOPS_PER_MAC
+    return int(counter.get_total_flops() // FLOPS_PER_MAC)

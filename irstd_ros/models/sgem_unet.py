@@ -44,4 +44,5 @@ class SGEMUNet(nn.Module):
         d2 = self.decoder[1](torch.cat([upsample_to(d1, e3), self.sgem(e3, d1)], dim=1))
         d3 = self.decoder[2](torch.cat([upsample_to(d2, e2), e2], dim=1))
         d4 = self.decoder[3](torch.cat([upsample_to(d3, e1), e1], dim=1))
-        return self.head(d4)
+        logits: torch.Tensor = self.head(d4)
+        return logits

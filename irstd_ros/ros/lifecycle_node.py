@@ -203,7 +203,7 @@ class IrstdLifecycleNode(LifecycleNode):
         if self.diag_timer is not None:
             self.destroy_timer(self.diag_timer)
         for pub in pipeline.outputs.all():
-            self.destroy_lifecycle_publisher(pub)
+            self.destroy_lifecycle_publisher(pub)  # type: ignore[arg-type]
         self.destroy_publisher(self.diag_pub)
         self.sub = self.camera_info_sub = self.diag_timer = self.diag_pub = None
         del pipeline

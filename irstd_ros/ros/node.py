@@ -245,8 +245,10 @@ class IrstdNode(Node):
         log_ready(self, self.pipeline, self.params, self.sub.topic_name)
 
     @property
-    def detector(self) -> Detector | None:
-        return self.pipeline.detector
+    def detector(self) -> Detector:
+        detector = self.pipeline.detector
+        assert detector is not None, "the node was closed"
+        return detector
 
     @property
     def stats(self) -> PipelineStats:
@@ -322,7 +324,7 @@ def run(
         pass
     finally:
         if node is not None:
-            node.close()
+            node.close()  # type: ignore[attr-defined]  # IrstdNode, IrstdLifecycleNode
         with contextlib.suppress(Exception):
             rclpy.try_shutdown()
     return 0

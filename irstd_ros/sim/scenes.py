@@ -260,7 +260,8 @@ def ground_scene(
         line = y0 + (y1 - y0) * xx / max(w - 1, 1)
         ground[np.abs(yy - line) <= half] += ROAD_DN
     for _ in range(BUILDINGS):
-        bw, bh = rng.integers(*BUILDING_SIZE_PX[0]), rng.integers(*BUILDING_SIZE_PX[1])
+        (wlo, whi), (hlo, hhi) = BUILDING_SIZE_PX
+        bw, bh = int(rng.integers(wlo, whi)), int(rng.integers(hlo, hhi))
         x0 = int(rng.integers(0, max(w - bw, 1)))
         y0 = int(rng.integers(top, max(h - bh, top + 1)))
         ground[y0 : y0 + bh, x0 : x0 + bw] += rng.uniform(*BUILDING_DN)

@@ -296,7 +296,7 @@ def run_load_test(
     rss_growth = rss_trend(after)
     checks = {
         "accounting": 0 <= in_flight <= (0 if settled else MAX_IN_FLIGHT) and received <= sent,
-        "latency_bounded": bool(latency)
+        "latency_bounded": p99 is not None
         and p99 <= LATENCY_INFER_FACTOR * infer_p50 + LATENCY_INFER_SLACK_MS,
         "memory_flat": rss_growth is not None and rss_growth < RSS_GROWTH_LIMIT,
         "clean_exit": rc == 0 and "Traceback" not in node_log,

@@ -57,11 +57,16 @@ class Detection(Protocol):
     """What the tracker reads of a detection (:class:`irstd_ros.core.targets.Target`
     has these fields)."""
 
-    score: float
-    width: int | float
-    height: int | float
-    centroid_x: float
-    centroid_y: float
+    @property
+    def score(self) -> float: ...
+    @property
+    def width(self) -> float: ...
+    @property
+    def height(self) -> float: ...
+    @property
+    def centroid_x(self) -> float: ...
+    @property
+    def centroid_y(self) -> float: ...
 
 
 class Logger(Protocol):

@@ -51,7 +51,7 @@ def keep_sgem_fp32(model: nn.Module, *, for_export: bool = False) -> int:
             setattr(module, DISABLE_AUTOCAST_MARK, not for_export)
             setattr(module, CAST_BACK_MARK, for_export)
             # a bound method (not a closure): deepcopy rebinds it to the copy
-            module.forward = types.MethodType(_sgem_fp32_forward, module)
+            module.forward = types.MethodType(_sgem_fp32_forward, module)  # type: ignore[method-assign]
             setattr(module, FP32_MARK, True)
             count += 1
     return count

@@ -161,6 +161,7 @@ def export_onnx(model: nn.Module, path: str | Path, stride: int) -> Path:
                 opset_version=ONNX_OPSET,
                 verbose=False,
             )
+            assert program is not None  # the dynamo exporter always returns a program
             program.save(str(tmp))
         except ImportError as exc:
             raise BackendError(f"ONNX export needs onnx and onnxscript ({exc})") from exc

@@ -43,7 +43,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -291,7 +291,8 @@ def load_engine(trt: Any, path: Path) -> nn.Module:
     """Load a saved program without compiling (``torch_tensorrt.load`` / ``torch.export.load``)."""
     loader = getattr(trt, "load", None) or torch.export.load
     program = loader(str(path))
-    return program.module() if hasattr(program, "module") else program
+    module = program.module() if hasattr(program, "module") else program
+    return cast(nn.Module, module)
 
 
 @dataclass

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,8 +113,8 @@ class TorchCUDABackend(CudaPredictMixin):
         self.sgem_fp32 = keep_sgem_fp32(self.model) if self.autocast else 0
         self.channels_last = bool(self.options.channels_last)
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward: nn.Module = self.model
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.forward: Callable[..., Any] = self.model
         self.compile_backend = compile_backend if self.options.compile else None
         if self.options.compile:
             try:
@@ -143,7 +145,7 @@ class TorchCUDABackend(CudaPredictMixin):
     def _capture(self, size: tuple[int, int]) -> CapturedGraph:
         dev = self.torch_device
         static_in = torch.zeros((1, 1, *size), dtype=torch.float32, device=dev)
-        side = torch.cuda.Stream(dev)
+        side = torch.cuda.Stream(dev)  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side):
             for _ in range(GRAPH_WARMUP):
