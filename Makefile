@@ -6,6 +6,8 @@
 #   make test       ruff + import contract + mypy + pytest, CPU-only, without slow tests
 #   make test-all   the same, slow tests included (still CPU-only)
 #   make test-gpu   pytest of the gpu/tensorrt tests (on a machine with a GPU)
+#   make test-install  colcon build of the full package into a temporary install space,
+#                   and its installed irstd_node run (about a minute; CI runs it)
 #   make bench      irstd bench
 #   make lint       ruff check + import contract + mypy
 #   make freeze     re-pin requirements/constraints.txt from the venv
@@ -30,7 +32,7 @@ IMPORTS_LOG := $(IRSTD_VENV)/.lint-imports.log
 MARK_DEFAULT := not gpu and not tensorrt and not slow
 MARK_ALL := not gpu and not tensorrt
 
-.PHONY: help setup demo test test-all test-gpu bench lint freeze clean distclean
+.PHONY: help setup demo test test-all test-gpu test-install bench lint freeze clean distclean
 
 help:
 	@sed -n '/^#/!q; s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -65,6 +67,9 @@ test-all: setup
 
 test-gpu: setup
 	$(PY) -m pytest -m "gpu or tensorrt" $(PYTEST_ARGS)
+
+test-install: setup
+	$(PY) -m pytest test/test_install_space.py $(PYTEST_ARGS)
 
 bench: setup
 	$(IRSTD_VENV)/bin/irstd bench $(ARGS)

@@ -2,6 +2,7 @@
 
     ros2 launch irstd_ros irstd.launch.py image_topic:=/cam0/image_raw namespace:=cam0
     ros2 launch irstd_ros irstd.launch.py params_file:=/path/to/my.yaml use_lifecycle:=true
+    ros2 launch irstd_ros irstd.launch.py use_lifecycle:=true autostart:=true
 
 Arguments:
     image_topic    input sensor_msgs/Image topic; the node's 'image' is remapped to it
@@ -9,6 +10,8 @@ Arguments:
     params_file    parameters YAML (default: share/irstd_ros/config/irstd.yaml)
     use_lifecycle  false: irstd_node; true: the managed node irstd_lifecycle_node
                    (configure/activate it, e.g. `ros2 lifecycle set /irstd_node configure`)
+    autostart      with use_lifecycle: true: the managed node configures and activates
+                   itself at start (`irstd_lifecycle_node --autostart true`)
 
 Without launch (e.g. in the project's venv), irstd_ros.ros.launch_args.node_command()
 gives the same command line this file makes launch_ros run.
@@ -31,6 +34,7 @@ def generate_launch_description():
     namespace = LaunchConfiguration('namespace')
     params_file = LaunchConfiguration('params_file')
     use_lifecycle = LaunchConfiguration('use_lifecycle')
+    autostart = LaunchConfiguration('autostart')
 
     arguments = [
         DeclareLaunchArgument(
@@ -45,6 +49,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'use_lifecycle', default_value='false', choices=['true', 'false'],
             description='Start the managed (lifecycle) node irstd_lifecycle_node'),
+        DeclareLaunchArgument(
+            'autostart', default_value='false', choices=['true', 'false'],
+            description='Managed node only: configure and activate it at start'),
     ]
 
     common = dict(
@@ -63,6 +70,7 @@ def generate_launch_description():
     )
     managed_detector = LifecycleNode(
         executable='irstd_lifecycle_node',
+        arguments=['--autostart', autostart],
         condition=IfCondition(use_lifecycle),
         **common,
     )

@@ -120,8 +120,9 @@ class DeclareLaunchArgument:
 
 class Node:
     def __init__(self, *, executable, package=None, name=None, namespace=None, parameters=None,
-                 remappings=None, condition=None, **_other):
+                 remappings=None, condition=None, arguments=None, **_other):
         self.executable, self.package, self.name, self.namespace = executable, package, name, namespace
+        self.arguments = arguments or []
         self.parameters, self.remappings, self.condition = parameters or [], remappings or [], condition
 
     def command(self, values) -> list[str]:
@@ -131,7 +132,7 @@ class Node:
         def sub(x):
             return values[x.name] if isinstance(x, LaunchConfiguration) else x
 
-        cmd = [self.executable, "--ros-args"]
+        cmd = [self.executable, *(sub(a) for a in self.arguments), "--ros-args"]
         if self.name is not None:
             cmd += ["-r", f"__node:={sub(self.name)}"]
         if self.namespace is not None:
@@ -225,8 +226,9 @@ def test_exactly_one_node_per_use_lifecycle_value(description, use_lifecycle):
         {},
         {"image_topic": "/cam0/image_raw", "namespace": "cam0", "params_file": "/tmp/p.yaml"},
         {"image_topic": "thermal/image", "namespace": "/robot/ir", "use_lifecycle": "true"},
+        {"use_lifecycle": "true", "autostart": "true"},
     ],
-    ids=["defaults", "remapped", "lifecycle"],
+    ids=["defaults", "remapped", "lifecycle", "autostart"],
 )
 def test_command_line_is_node_command(description, overrides):
     (node,), values = started(description, **overrides)
@@ -235,8 +237,21 @@ def test_command_line_is_node_command(description, overrides):
         image_topic=values["image_topic"],
         namespace=values["namespace"],
         executable=executable_for(values["use_lifecycle"]),
+        autostart=values["autostart"] if values["use_lifecycle"] == "true" else None,
     )
     assert node.command(values) == expected
+
+
+def test_autostart_argument_of_the_managed_node():
+    from irstd_ros.ros.launch_args import autostart_requested
+
+    assert node_command("p.yaml", executable="irstd_lifecycle_node", autostart="true")[:3] == [
+        "irstd_lifecycle_node", "--autostart", "true"]
+    assert autostart_requested(["--autostart"]) and autostart_requested(["--autostart", "true"])
+    assert autostart_requested(["--autostart=1"])
+    assert not autostart_requested([]) and not autostart_requested(["--autostart", "false"])
+    with pytest.raises(ValueError):
+        autostart_requested(["--autostart", "maybe"])
 
 
 def test_node_command_shape():
@@ -261,7 +276,9 @@ def test_package_installs_launch_config_and_executables():
                    "scripts/irstd_lifecycle_node", "DESTINATION lib/${PROJECT_NAME}",
                    'DESTINATION "${PYTHON_INSTALL_DIR}/${PROJECT_NAME}"'):
         assert needle in cmake, needle
-    for script in ("irstd_node", "irstd_lifecycle_node"):
+    assert "    scripts/irstd\n" in cmake  # the CLI, `ros2 run irstd_ros irstd`
+    assert "ament_add_pytest_test(pytest test" in cmake  # `colcon test` runs the suite
+    for script in ("irstd_node", "irstd_lifecycle_node", "irstd"):
         path = ROOT / "scripts" / script
         assert path.is_file() and path.stat().st_mode & 0o111, path
         assert path.read_text().startswith("#!/usr/bin/env python3")
@@ -270,12 +287,17 @@ def test_package_installs_launch_config_and_executables():
     assert pkg.find("export/build_type").text == "ament_cmake"
     exec_deps = {e.text for e in pkg.findall("exec_depend")}
     assert {"launch", "launch_ros", "ament_index_python", "rclpy", "vision_msgs"} <= exec_deps
+    depends = exec_deps | {e.text for e in pkg.findall("depend")}
+    assert {"rcl_interfaces", "sensor_msgs", "diagnostic_msgs", "lifecycle_msgs", "geometry_msgs",
+            "std_msgs", "python3-numpy", "python3-scipy", "python3-yaml", "python3-pil",
+            "python3-psutil"} <= depends
 
 
 def test_executables_match_console_scripts():
     setup_py = (ROOT / "setup.py").read_text()
     for script, module in (("irstd_node", "irstd_ros.ros.node"),
-                           ("irstd_lifecycle_node", "irstd_ros.ros.lifecycle_node")):
+                           ("irstd_lifecycle_node", "irstd_ros.ros.lifecycle_node"),
+                           ("irstd", "irstd_ros.cli.main")):
         assert f"{script} = {module}:main" in setup_py
         assert f"from {module} import main" in (ROOT / "scripts" / script).read_text()
 

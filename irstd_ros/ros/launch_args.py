@@ -36,7 +36,9 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "namespace": ("", "Namespace of the node and of its topics"),
     "params_file": (None, "ROS 2 parameters YAML of the node"),
     "use_lifecycle": ("false", "Start the managed (lifecycle) node irstd_lifecycle_node"),
+    "autostart": ("false", "Managed node only: configure and activate it at start"),
 }
+AUTOSTART_FLAG = "--autostart"  # irstd_lifecycle_node's argument: --autostart [true|false]
 
 
 PARAMS_FILE = Path("config") / "irstd.yaml"  # relative to the share directory / source tree
@@ -72,14 +74,31 @@ def normalize_namespace(namespace: str) -> str:
     return namespace if namespace.startswith("/") else "/" + namespace
 
 
+def parse_bool(value: bool | str, name: str = "value") -> bool:
+    """A launch argument's boolean: true/false/1/0 (any case) or a bool."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text not in ("true", "false", "1", "0"):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return text in ("true", "1")
+
+
 def executable_for(use_lifecycle: bool | str) -> str:
     """The executable the launch file starts for its ``use_lifecycle`` argument."""
-    if isinstance(use_lifecycle, str):
-        value = use_lifecycle.strip().lower()
-        if value not in ("true", "false", "1", "0"):
-            raise ValueError(f"use_lifecycle must be true or false, not {use_lifecycle!r}")
-        use_lifecycle = value in ("true", "1")
-    return LIFECYCLE_EXECUTABLE if use_lifecycle else EXECUTABLE
+    return LIFECYCLE_EXECUTABLE if parse_bool(use_lifecycle, "use_lifecycle") else EXECUTABLE
+
+
+def autostart_requested(user_args: Sequence[str]) -> bool:
+    """``--autostart`` (alone, or followed by true/false) among the node's own arguments."""
+    args = list(user_args)
+    for i, arg in enumerate(args):
+        if arg.startswith(AUTOSTART_FLAG + "="):
+            return parse_bool(arg.split("=", 1)[1], AUTOSTART_FLAG)
+        if arg == AUTOSTART_FLAG:
+            nxt = args[i + 1] if i + 1 < len(args) else ""
+            return parse_bool(nxt, AUTOSTART_FLAG) if nxt and not nxt.startswith("-") else True
+    return False
 
 
 def node_command(
@@ -90,18 +109,24 @@ def node_command(
     *,
     name: str = NODE_NAME,
     extra_ros_args: Sequence[str] = (),
+    autostart: bool | str | None = None,
 ) -> list[str]:
     """The command line launch_ros runs for the launch file's node.
 
     ``executable`` may be a bare name (found on PATH) or a path, e.g. the venv's
     ``.venv/bin/irstd_node``. The order of the ROS arguments is launch_ros's: node
     name, namespace, parameter file, then remappings. ``extra_ros_args`` (e.g.
-    ``["-p", "model.backend:=torch-cpu"]``) are appended after them. (One difference: launch
-    drops a parameter file that does not exist, with a warning; here it is passed on.)
+    ``["-p", "model.backend:=torch-cpu"]``) are appended after them. ``autostart`` (the
+    managed node's): ``--autostart true|false`` before the ROS arguments, as the launch file
+    passes it. (One difference: launch drops a parameter file that does not exist, with a
+    warning; here it is passed on.)
     """
     if not image_topic:
         raise ValueError("image_topic must not be empty")
-    cmd = [str(executable), "--ros-args"]
+    cmd = [str(executable)]
+    if autostart is not None:
+        cmd += [AUTOSTART_FLAG, "true" if parse_bool(autostart, "autostart") else "false"]
+    cmd += ["--ros-args"]
     if name:
         cmd += ["-r", f"__node:={name}"]
     cmd += ["-r", f"__ns:={normalize_namespace(namespace)}"]

@@ -32,6 +32,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC, IMAGE_INPUT
 from irstd_ros.errors import IrstdError
 from irstd_ros.ros.health import PipelineStats
+from irstd_ros.ros.launch_args import AUTOSTART_FLAG, autostart_requested
 from irstd_ros.ros.node import (
     CAMERA_INFO_QOS,
     PARAMS,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
 NODE_NAME = "irstd_node"
 PROG = "irstd_lifecycle_node"
-AUTOSTART_FLAG = "--autostart"
 
 
 class IrstdLifecycleNode(LifecycleNode):
@@ -215,7 +215,7 @@ class IrstdLifecycleNode(LifecycleNode):
         self.destroy_node()
 
 
-USAGE = f"""usage: {PROG} [{AUTOSTART_FLAG}] [--ros-args --params-file config/irstd.yaml ...]
+USAGE = f"""usage: {PROG} [{AUTOSTART_FLAG} [true|false]] [--ros-args --params-file config/irstd.yaml ...]
 
 The managed (lifecycle) variant of irstd_node: starts unconfigured; configure loads the
 model, activate starts processing, deactivate stops publishing, cleanup frees the model.
@@ -229,8 +229,12 @@ def _usage() -> str:
 
 
 def _make_node(user_args: list[str]) -> IrstdLifecycleNode:
+    try:
+        autostart = autostart_requested(user_args)
+    except ValueError as exc:
+        raise IrstdError(str(exc)) from None
     node = IrstdLifecycleNode()
-    if AUTOSTART_FLAG in user_args:
+    if autostart:
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             reason = node.last_error or "configure failed"
             node.destroy_node()
