@@ -8,7 +8,9 @@ import sys
 
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.select import BACKENDS
-from irstd_ros.tools.bench import BenchConfig, format_table, parse_size, run_bench
+from irstd_ros.tools.bench import BENCH_VARIANTS, BenchConfig, format_table, parse_size, run_bench
+
+BENCH_NAMES = (*BACKENDS, *BENCH_VARIANTS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="tiny sizes, few calls, torch-cpu only")
-    p.add_argument("--backends", help=f"comma-separated subset of: {', '.join(BACKENDS)}")
+    p.add_argument("--backends", help=f"comma-separated subset of: {', '.join(BENCH_NAMES)}")
     p.add_argument("--models", help="comma-separated: shipped and/or config names (paper, small, tiny)")
     p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")
     p.add_argument("--budget", type=float, help="timed seconds per cell")
@@ -41,8 +43,8 @@ def _split(text: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     backends = _split(args.backends)
     for name in backends or ():
-        if name not in BACKENDS:
-            raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+        if name not in BENCH_NAMES:
+            raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BENCH_NAMES)}")
     try:
         sizes = [parse_size(s) for s in _split(args.sizes) or ()] or None
     except argparse.ArgumentTypeError as exc:

@@ -7,10 +7,21 @@ resident-set high-water mark (``getrusage``, :mod:`irstd_ros.tools.memory`) afte
 the Python + torch runtime, reported alone as ``base_mem_mb``). Not tracemalloc, which
 does not see torch's allocations.
 
-Timings: wall clock per ``backend.predict`` (normalise, pad, infer, sigmoid, crop) on a
-synthetic IR frame after warm-up calls, repeated until a time budget or an iteration cap;
-p50/p99 are nearest-rank percentiles, FPS = calls / total time. Threads: 2 for every
-backend (torch intra-op, ONNX Runtime intra-op, OpenVINO inference threads).
+Timings: wall clock per ``backend.predict`` (pad, infer, sigmoid, crop) on a synthetic IR
+frame normalised with the checkpoint's rule (what the node hands the backend) after
+warm-up calls, repeated until a time budget or an iteration cap; p50/p99 are nearest-rank
+percentiles, FPS = calls / total time. Threads: 2 for every backend (torch intra-op, ONNX
+Runtime intra-op, OpenVINO inference threads). The same child also times the node's own
+work around the backend on that frame: ``pre`` (grey conversion + :func:`normalize`) and
+``post`` (:func:`extract_targets` on the probabilities), as p50 and as a share of the
+backend's p50.
+
+Besides the registered backends, :data:`BENCH_VARIANTS` names backend + option
+combinations (``openvino-dynamic``: one model compiled for any size). ``openvino-int8``
+is prepared like the exports: its INT8 IR is calibrated once
+(:func:`irstd_ros.tools.quantize.export_int8`, no accuracy measurement) into the bench's
+cache before the timed child starts. :func:`format_table` prints backend x precision x
+size side by side with the speed-up over ``openvino`` FP32 (static shapes).
 
 The node row runs the whole ``irstd_node`` in one process: a driver node publishes a
 mono16 ``image``, the node (``IrstdNode``, parameters ``model.path``/``model.backend``)
@@ -38,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.normalization import normalize
 from irstd_ros.core.statistics import percentile
 from irstd_ros.tools.memory import peak_rss_mib, reset_peak_rss, rss_mib
 
@@ -68,7 +80,14 @@ NODE_OVERHEAD_TARGET = 0.10  # the node may add at most 10 % to its backend's la
 MODEL_SEED = 0
 # backends whose artefact (ONNX, OpenVINO IR) is exported once per weights into the cache;
 # the bench exports it in a separate child first, so the measured process only loads it
-PREPARED_BACKENDS = ("onnxruntime", "openvino", "openvino-bf16")
+PREPARED_BACKENDS = ("onnxruntime", "openvino", "openvino-bf16", "openvino-dynamic", "openvino-int8")
+# bench name -> (registered backend, BackendOptions fields)
+BENCH_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "openvino-dynamic": ("openvino", {"dynamic_shapes": True}),
+}
+PRECISIONS = {"openvino-bf16": "bf16", "openvino-int8": "int8"}  # the rest: fp32
+REFERENCE = "openvino"  # ratios are its p50 over each row's p50 (same model and size)
+OVERHEAD_CALLS = 20  # pre / post timings per size
 FRAME_SEED = 0
 P50, P99 = 50.0, 99.0
 # Synthetic 14-bit-ish IR frame: cold background, a few small warm targets.
@@ -214,26 +233,32 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
 
     torch.set_num_threads(spec.threads)
     model, info = load_model(spec.model)
-    options = BackendOptions(threads=spec.threads, cache_dir=spec.cache_dir)
+    name, variant = BENCH_VARIANTS.get(spec.backend, (spec.backend, {}))
+    options = BackendOptions(threads=spec.threads, cache_dir=spec.cache_dir, **{**variant, **spec.extra})
     t0 = time.perf_counter()
-    backend = create_backend(spec.backend, model, info, options)
+    backend = create_backend(name, model, info, options)
     create_s = time.perf_counter() - t0
     base = rss_mib()
     create_peak = peak_rss_mib()
     reset = reset_peak_rss()
     rows = []
     for h, w in sorted(spec.sizes, key=lambda s: s[0] * s[1]):
-        frame = unit_frame(h, w)
+        raw = synthetic_frame(h, w)
+        frame = normalize(raw, info.norm)
         times, first_ms = time_calls(lambda f=frame: backend.predict(f), spec.warmup, spec.budget_s, spec.max_calls)
+        p50 = percentile(times, P50)
         rows.append(
             {
                 "backend": spec.backend,
+                "precision": PRECISIONS.get(spec.backend, "fp32"),
+                "shapes": "dynamic" if options.dynamic_shapes else "static",
                 "model": spec.model.label,
                 "height": h,
                 "width": w,
-                "p50_ms": percentile(times, P50),
+                "p50_ms": p50,
                 "p99_ms": percentile(times, P99),
                 "fps": len(times) / (sum(times) / 1e3),
+                **node_work(raw, backend.predict(frame), info, p50),
                 "peak_mem_mb": peak_rss_mib(),
                 "base_mem_mb": base,
                 "create_peak_mem_mb": create_peak,
@@ -244,6 +269,20 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
             }
         )
     return {"rows": rows, "describe": _jsonable(backend.describe())}
+
+
+def node_work(raw: np.ndarray, prob: np.ndarray, info: Any, backend_p50_ms: float) -> dict[str, float]:
+    """p50 of the node's pre-processing (grey + normalise) and post-processing (target
+    extraction) on one frame, and their sum as a share of the backend's p50."""
+    from irstd_ros.core.normalization import ScalingConfig, to_grey
+    from irstd_ros.core.targets import PostprocessConfig, extract_targets
+
+    scaling, post = ScalingConfig(), PostprocessConfig(threshold=info.threshold)
+    pre, _ = time_calls(lambda: normalize(to_grey(raw), info.norm, scaling), 1, 0.0, OVERHEAD_CALLS)
+    grey = to_grey(raw)
+    after, _ = time_calls(lambda: extract_targets(prob, grey, post), 1, 0.0, OVERHEAD_CALLS)
+    pre_ms, post_ms = percentile(pre, P50), percentile(after, P50)
+    return {"pre_p50_ms": pre_ms, "post_p50_ms": post_ms, "node_work_ratio": (pre_ms + post_ms) / backend_p50_ms}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -428,7 +467,11 @@ def run_bench(cfg: BenchConfig, progress: Any = None) -> dict[str, Any]:
     elif cfg.quick:
         wanted = list(QUICK_BACKENDS)
     else:
-        wanted = list(BACKENDS)
+        wanted = [*BACKENDS, *BENCH_VARIANTS]
+
+    def unavailable(name: str) -> str | None:
+        return unavailable_reason(BENCH_VARIANTS.get(name, (name, {}))[0])
+
     result: dict[str, Any] = {
         "machine": machine(),
         "threads": THREADS,
@@ -449,7 +492,7 @@ def run_bench(cfg: BenchConfig, progress: Any = None) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="irstd_bench_") as tmp:
         cache = cfg.cache_dir or tmp
-        exporters = [n for n in wanted if n in PREPARED_BACKENDS and unavailable_reason(n) is None]
+        exporters = [n for n in wanted if n in PREPARED_BACKENDS and unavailable(n) is None]
         if exporters:  # export once, outside the measured children (a node restart loads them)
             for model in models:
                 say(f"exporting {model.label} for {', '.join(exporters)} ...")
@@ -457,7 +500,7 @@ def run_bench(cfg: BenchConfig, progress: Any = None) -> dict[str, Any]:
                 out, err = _child(["--prepare", json.dumps(args)], CHILD_TIMEOUT_S)
                 result["prepare"][model.label] = out or {"error": err}
         for name in wanted:
-            reason = unavailable_reason(name)
+            reason = unavailable(name)
             if reason:
                 result["skipped"].append({"backend": name, "reason": reason})
                 say(f"{name}: skipped ({reason})")
@@ -513,6 +556,57 @@ def _num(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def format_matrix(result: dict[str, Any]) -> list[str]:
+    """Backend x precision x size: p50 / p99 ms side by side, and the speed-up over
+    :data:`REFERENCE` (its p50 / the row's p50, same model and size)."""
+    rows = result["backends"]
+    if not rows:
+        return []
+    sizes = sorted({(r["height"], r["width"]) for r in rows}, key=lambda s: s[0] * s[1])
+    cell = {(r["model"], r["backend"], r["height"], r["width"]): r for r in rows}
+    head = "| model | backend | precision | shapes | " + " | ".join(
+        f"{w}x{h} p50 / p99 ms | x" for h, w in sizes
+    ) + " |"
+    lines = [head, "|---|---|---|---|" + "---:|---:|" * len(sizes)]
+    seen: list[tuple[str, str]] = []
+    for r in rows:
+        if (r["model"], r["backend"]) not in seen:
+            seen.append((r["model"], r["backend"]))
+    for model, backend in seen:
+        first = next(r for r in rows if r["model"] == model and r["backend"] == backend)
+        parts = [model, backend, first.get("precision", "fp32"), first.get("shapes", "static")]
+        for h, w in sizes:
+            r = cell.get((model, backend, h, w))
+            ref = cell.get((model, REFERENCE, h, w))
+            if r is None:
+                parts += ["-", "-"]
+                continue
+            ratio = f"{ref['p50_ms'] / r['p50_ms']:.2f}" if ref else "-"
+            parts += [f"{_num(r['p50_ms'])} / {_num(r['p99_ms'])}", ratio]
+        lines.append("| " + " | ".join(parts) + " |")
+    lines.append("")
+    lines.append(f"x: p50 of `{REFERENCE}` (FP32, static shapes) / p50 of the row, same model and size.")
+    return lines
+
+
+def format_overhead(result: dict[str, Any], size: tuple[int, int] = NODE_SIZE) -> list[str]:
+    """The node's own work (pre: grey + normalise; post: target extraction) against each
+    backend's p50 at ``size`` (H, W)."""
+    rows = [r for r in result["backends"] if (r["height"], r["width"]) == size and "pre_p50_ms" in r]
+    if not rows:
+        return []
+    lines = [
+        f"| model | backend | precision | backend p50 ms | pre p50 ms | post p50 ms | (pre + post) / backend ({size[1]}x{size[0]}) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r.get('precision', 'fp32')} | {_num(r['p50_ms'])} | "
+            f"{_num(r['pre_p50_ms'], '.2f')} | {_num(r['post_p50_ms'], '.2f')} | {r['node_work_ratio'] * 100:.1f} % |"
+        )
+    return lines
+
+
 def format_table(result: dict[str, Any]) -> str:
     """Markdown tables of the result (what docs/benchmarks.md shows)."""
     m = result["machine"]
@@ -531,6 +625,9 @@ def format_table(result: dict[str, Any]) -> str:
             f"{_num(r['p99_ms'])} | {_num(r['fps'])} | {_num(r['peak_mem_mb'], '.0f')} | {r['calls']} |"
         )
     lines.append("")
+    for part in (format_matrix(result), format_overhead(result)):
+        if part:
+            lines += [*part, ""]
     for label, note in result["models"].items():
         lines.append(f"- model `{label}`: {note}")
     for s in result["skipped"]:
@@ -586,6 +683,16 @@ def prepare_exports(model: dict[str, Any], backends: list[str], cache_dir: str) 
         t0 = time.perf_counter()
         export_openvino_ir(net, info, options)
         out["openvino_convert_s"] = time.perf_counter() - t0
+    if "openvino-int8" in backends:  # calibrated on the datasets' training splits, not measured
+        from irstd_ros.inference.backends.openvino_int8 import build_int8
+        from irstd_ros.tools.quantize import calibration_frames, default_datasets
+
+        t0 = time.perf_counter()
+        try:
+            build_int8(net, info, options, lambda: calibration_frames(info.norm, default_datasets()))
+            out["openvino_int8_s"] = time.perf_counter() - t0
+        except Exception as exc:  # noqa: BLE001 - no datasets / no nncf: the int8 row is skipped
+            out["openvino_int8_error"] = f"{type(exc).__name__}: {exc}"
     return out
 
 

@@ -10,7 +10,8 @@ import pytest
 from irstd_ros.cli.main import main
 from irstd_ros.tools import bench
 
-ROW_KEYS = {"backend", "model", "height", "width", "p50_ms", "p99_ms", "fps", "peak_mem_mb"}
+ROW_KEYS = {"backend", "precision", "shapes", "model", "height", "width", "p50_ms", "p99_ms", "fps",
+            "pre_p50_ms", "post_p50_ms", "node_work_ratio", "peak_mem_mb"}
 NODE_KEYS = {"height", "width", "p50_ms", "backend_p50_ms"}
 
 
@@ -77,3 +78,30 @@ def test_node_pipeline_measurement(tmp_path):
     assert NODE_KEYS <= set(row)
     assert row["backend"] == "torch-cpu" and row["frames"] == 3
     assert row["p50_ms"] > 0 and row["backend_p50_ms"] > 0
+
+
+def _row(backend: str, size: tuple[int, int], p50: float, **extra) -> dict:
+    h, w = size
+    return {"backend": backend, "model": "shipped", "height": h, "width": w, "p50_ms": p50,
+            "p99_ms": p50 * 1.5, "precision": bench.PRECISIONS.get(backend, "fp32"), **extra}
+
+
+def test_matrix_puts_sizes_side_by_side_with_ratios():
+    small, node = (256, 256), bench.NODE_SIZE
+    rows = [
+        _row("openvino", small, 10.0), _row("openvino", node, 80.0, pre_p50_ms=4.0, post_p50_ms=4.0, node_work_ratio=0.1),
+        _row("openvino-int8", small, 5.0), _row("openvino-int8", node, 20.0, pre_p50_ms=1.0, post_p50_ms=1.0, node_work_ratio=0.1),
+    ]
+    matrix = bench.format_matrix({"backends": rows})
+    int8_line = next(line for line in matrix if "| openvino-int8 |" in line)
+    assert "| int8 | static | 5.0 / 7.5 | 2.00 | 20.0 / 30.0 | 4.00 |" in int8_line
+    assert matrix[0].count("p50 / p99 ms") == 2 and matrix[0].index("256x256") < matrix[0].index("640x512")
+    overhead = bench.format_overhead({"backends": rows})
+    assert len(overhead) == 4 and "| 10.0 % |" in overhead[-1]
+
+
+def test_bench_variants_are_accepted_names(capsys):
+    assert "openvino-dynamic" in bench.BENCH_VARIANTS
+    assert bench.BENCH_VARIANTS["openvino-dynamic"] == ("openvino", {"dynamic_shapes": True})
+    assert main(["bench", "--quick", "--backends", "openvino-dynamc"]) != 0
+    assert "openvino-dynamic" in capsys.readouterr().err
