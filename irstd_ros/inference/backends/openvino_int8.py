@@ -20,11 +20,17 @@ Files in the cache, beside the FP32 IR of the same weights
 
 Quantisation (:func:`quantize_ir`): ``nncf.quantize`` with the default (``MIXED``)
 preset: weights symmetric per output channel, activations asymmetric per tensor, Fast
-Bias Correction. The SGEM attention (the L2 normalisation, both matmuls, the softmax and
-the 1x1 mix on the (heads, d, d) affinity) stays FP32 (:data:`IGNORED_PATTERNS`): it is a
-negligible share of the work, the softmax is where reduced precision loses most (as for
-FP16 on the GPU), and with it quantised the CPU plugin of OpenVINO 2026.4 refuses to
-compile the model (``Check 'any_of(scale.size(), OC, 1U)' failed``, dnnl_postops_composer).
+Bias Correction. Two parts stay FP32:
+
+* the first layer's convolutions, which read the normalised frame
+  (:func:`input_convolutions`): quantising the input itself cost 1.7 points of Pd and 3
+  of IoU on NUDT-SIRST (shipped model); kept FP32, 0.1 and 0.2;
+* the SGEM attention (the L2 normalisation, both matmuls, the softmax and the 1x1 mix on
+  the (heads, d, d) affinity; :data:`IGNORED_PATTERNS`): a negligible share of the work,
+  the softmax is where reduced precision loses most (as for FP16 on the GPU), and with
+  it quantised the CPU plugin of OpenVINO 2026.4 refuses to compile the model
+  (``Check 'any_of(scale.size(), OC, 1U)' failed``, dnnl_postops_composer).
+
 The non-quantised ops run in FP32 (``INFERENCE_PRECISION_HINT=f32``, as ``openvino``).
 """
 
@@ -53,15 +59,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "openvino-int8"
-INT8_RECIPE = "nncf-ptq-mixed-sgem-fp32-v1"  # bump when quantize_ir's settings change
+INT8_RECIPE = "nncf-ptq-mixed-fp32-input-sgem-v2"  # bump when quantize_ir's settings change
 INT8_SUFFIX = "-int8.xml"
 ACCURACY_SUFFIX = ".accuracy.json"
 ACCURACY_FORMAT = 1
 # The SGEM attention stays FP32: OpenVINO node names of the traced model (ov.convert_model
 # names them after the PyTorch module path); q/k/v/restore convolutions are quantised.
+# The convolutions that read the network input stay FP32 too (input_convolutions).
 IGNORED_PATTERNS = (r"__module\.sgem/aten::.*",)
 MAX_CALIBRATION_FRAMES = 300
-# auto / cpu choose INT8 only when, on every required dataset, |INT8 - FP32| is within:
+# auto / cpu choose INT8 only when, on every required dataset, INT8 loses at most (points):
 PD_TOLERANCE_POINTS = 0.5  # target-level Pd, percentage points
 IOU_TOLERANCE_POINTS = 1.0  # pixel IoU, percentage points
 REQUIRED_DATASETS = ("NUDT-SIRST", "SIRST-v2")
@@ -136,9 +143,10 @@ def accuracy_refusal(record: Mapping[str, Any] | None, digest: str) -> str | Non
     """Why ``auto`` must not use this INT8 IR (None: its measured delta is within tolerance).
 
     ``record["datasets"][name]["delta"]`` holds ``pd_points`` / ``iou_points`` (INT8 - FP32);
-    both must be within :data:`PD_TOLERANCE_POINTS` / :data:`IOU_TOLERANCE_POINTS` in
-    absolute value on each of :data:`REQUIRED_DATASETS`. A gain beyond the tolerance is
-    refused too: it means the INT8 network behaves differently, not that it is better.
+    on each of :data:`REQUIRED_DATASETS` neither may be below ``-``:data:`PD_TOLERANCE_POINTS`
+    / ``-``:data:`IOU_TOLERANCE_POINTS`. The tolerance bounds a *loss*: a gain is not
+    refused. On SIRST-v2 ``val`` (144 targets) one target is 0.7 points of Pd, so a
+    two-sided bound would refuse any INT8 network that finds one more target than FP32.
     """
     if record is None:
         return "no accuracy record (irstd export --backend openvino-int8 measures it)"
@@ -157,7 +165,7 @@ def accuracy_refusal(record: Mapping[str, Any] | None, digest: str) -> str | Non
             value = delta.get(key)
             if value is None:
                 problems.append(f"{name} {label} undefined")
-            elif abs(float(value)) > tol:
+            elif float(value) < -tol:
                 problems.append(f"{name} {label} {float(value):+.2f} points (tolerance {tol})")
     if problems:
         return "accuracy delta vs FP32 out of tolerance: " + "; ".join(problems)
@@ -187,6 +195,25 @@ def calibration_inputs(frames: Iterable[np.ndarray], stride: int) -> list[np.nda
     return [network_input(np.asarray(f, dtype=np.float32), stride)[0] for f in frames]
 
 
+def input_convolutions(graph: Any) -> list[str]:
+    """Names of the convolutions fed by the model's input (the first layer: its conv and
+    its 1x1 shortcut), which :func:`quantize_ir` keeps FP32.
+
+    Quantised, their input (the normalised frame) gets 256 levels over the frame's whole
+    range: a faint target a few noise sigmas above its background loses most of its
+    contrast. Measured on the shipped model (NUDT-SIRST test): INT8 with them quantised
+    Pd -1.7, IoU -3.0 points against FP32; with them FP32 Pd -0.1, IoU -0.2.
+    """
+    names = []
+    for parameter in graph.get_parameters():
+        for output in parameter.outputs():
+            for target in output.get_target_inputs():
+                node = target.get_node()
+                if node.get_type_name() in ("Convolution", "GroupConvolution"):
+                    names.append(node.get_friendly_name())
+    return names
+
+
 def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], out_xml: str | Path) -> Path:
     """``nncf.quantize`` of the FP32 IR at ``fp32_xml`` on ``calibration`` network inputs.
 
@@ -212,7 +239,9 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], out_xml: st
             graph,
             nncf.Dataset(calibration),
             subset_size=len(calibration),
-            ignored_scope=nncf.IgnoredScope(patterns=list(IGNORED_PATTERNS), validate=False),
+            ignored_scope=nncf.IgnoredScope(
+                names=input_convolutions(graph), patterns=list(IGNORED_PATTERNS), validate=False
+            ),
         )
         tmp = out_xml.with_name(f"{out_xml.stem}.{os.getpid()}.tmp.xml")
         ov.save_model(quantized, str(tmp), compress_to_fp16=False)

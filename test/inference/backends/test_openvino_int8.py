@@ -30,8 +30,10 @@ from irstd_ros.inference.backends.graph_export import export_openvino_ir  # noqa
 CALIB_SIDE = 32
 CALIB_FRAMES = 8
 # INT8 vs FP32 probabilities on the synthetic model below (logits spread over about
-# +-4, so probabilities cover (0, 1)): measured max |diff| 0.02-0.04 and mean 0.003 over
-# frames it was not calibrated on; the bounds leave room for other CPUs' INT8 kernels.
+# +-4, so probabilities cover (0, 1); probability std 0.31): measured on 3 frames it was
+# not calibrated on (AMD EPYC Zen 4, VNNI) max |diff| 0.043-0.053, mean 0.0054, masks
+# agreeing on 99.45-99.56 % of the pixels; the bounds leave about 2x room for other
+# CPUs' INT8 kernels.
 PARITY_MAX_ABS = 0.12
 PARITY_MEAN_ABS = 0.02
 PARITY_MASK_AGREEMENT = 0.99  # thresholded at 0.5
@@ -144,6 +146,20 @@ def test_fingerprint_mismatch_rebuilds_and_drops_the_old_accuracy(tiny_model, ca
     assert int8.cached_int8(model, info, _opts(cache))[0] == path
 
 
+def test_the_first_layer_stays_fp32(tiny_model, fp32_ir):
+    """The convolutions reading the frame (first conv and its 1x1 shortcut) are found by
+    graph structure, not by generated node names."""
+    import openvino as ov
+
+    xml = next(fp32_ir.glob("*.xml"))
+    graph = ov.Core().read_model(str(xml))
+    names = int8.input_convolutions(graph)
+    assert len(names) == 2
+    ops = {op.get_friendly_name(): op for op in graph.get_ordered_ops()}
+    for name in names:
+        assert ops[name].input_value(0).get_node().get_type_name() == "Parameter"
+
+
 # --- the accuracy gate ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("record", "expected"),
@@ -154,7 +170,7 @@ def test_fingerprint_mismatch_rebuilds_and_drops_the_old_accuracy(tiny_model, ca
         (_record("abc", datasets=("NUDT-SIRST",)), "SIRST-v2 not measured"),
         (_record("abc", pd=-0.6), "Pd -0.60 points"),
         (_record("abc", iou=-1.2), "IoU -1.20 points"),
-        (_record("abc", pd=+0.9), "Pd +0.90 points"),
+        (_record("abc", pd=+1.4, iou=+2.0), None),  # a gain is not a loss
         (_record("abc", pd=None), "Pd undefined"),
         (_record("abc", pd=-0.5, iou=-1.0), None),
         (_record("abc", pd=0.3, iou=0.4), None),
