@@ -1,0 +1,122 @@
+"""``irstd export --backend openvino-int8`` end to end on two tiny datasets: calibration
+crops, the build, the accuracy record beside the IR, and what ``cpu`` then chooses.
+
+NNCF is replaced by a copy of the FP32 IR (the quantiser itself is tested in
+test/inference/backends/test_openvino_int8.py), so INT8 - FP32 is exactly 0 here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("openvino")
+
+from irstd_ros.checkpoint import CheckpointInfo, InputNorm, load_checkpoint, save_checkpoint  # noqa: E402
+from irstd_ros.cli.main import main  # noqa: E402
+from irstd_ros.inference.backends import openvino_int8 as int8  # noqa: E402
+from irstd_ros.inference.backends import select  # noqa: E402
+from irstd_ros.inference.backends.base import BackendOptions  # noqa: E402
+from irstd_ros.models import build_model, named_config  # noqa: E402
+from irstd_ros.tools import quantize  # noqa: E402
+
+FRAMES = 4
+
+
+def _dataset(root: Path, split_dir: str, splits: dict[str, int], size: tuple[int, int], seed: int) -> Path:
+    """images/, masks/ and split lists, ``splits`` = {name: frame count}; a bright target each."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / split_dir).mkdir(exist_ok=True)
+    k = 0
+    for split, n in splits.items():
+        names = []
+        for _ in range(n):
+            k += 1
+            img = rng.normal(90, 8, size).clip(0, 255).astype(np.uint8)
+            mask = np.zeros(size, np.uint8)
+            y, x = rng.integers(4, size[0] - 4), rng.integers(4, size[1] - 4)
+            img[y - 1 : y + 2, x - 1 : x + 2] = 250
+            mask[y - 1 : y + 2, x - 1 : x + 2] = 255
+            Image.fromarray(img).save(root / "images" / f"{k:04d}.png")
+            Image.fromarray(mask).save(root / "masks" / f"{k:04d}.png")
+            names.append(f"{k:04d}")
+        (root / split_dir / f"{split}.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+@pytest.fixture
+def datasets(tmp_path) -> list[quantize.Int8Dataset]:
+    nudt = _dataset(tmp_path / "NUDT-SIRST", "50_50", {"train": FRAMES, "test": FRAMES}, (48, 48), 1)
+    sirst = _dataset(tmp_path / "SIRST-v2", "splits", {"train": FRAMES, "val": FRAMES}, (40, 72), 2)
+    return quantize.default_datasets(nudt, sirst)
+
+
+@pytest.fixture
+def weights(tmp_path) -> Path:
+    torch.manual_seed(0)
+    cfg = named_config("tiny")
+    return save_checkpoint(tmp_path / "tiny.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg, InputNorm(0.4, 0.2)))
+
+
+@pytest.fixture
+def fake_quantize(monkeypatch) -> list[int]:
+    calls: list[int] = []
+
+    def fake(fp32_xml, calibration, out_xml):
+        calls.append(len(calibration))
+        shutil.copy(fp32_xml, out_xml)
+        shutil.copy(Path(fp32_xml).with_suffix(".bin"), Path(out_xml).with_suffix(".bin"))
+        return Path(out_xml)
+
+    monkeypatch.setattr(int8, "quantize_ir", fake)
+    return calls
+
+
+def test_calibration_crops_come_from_both_training_splits(datasets):
+    frames = quantize.calibration_frames(InputNorm(0.4, 0.2), datasets, total=5, crop=32)
+    assert len(frames) == 5 and all(f.shape == (32, 32) and f.dtype == np.float32 for f in frames)
+    again = quantize.calibration_frames(InputNorm(0.4, 0.2), datasets, total=5, crop=32)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again))  # seeded
+    # a crop larger than the frame is mirrored up to size
+    big = quantize.calibration_frames(InputNorm(0.4, 0.2), datasets, total=2, crop=64)
+    assert all(f.shape == (64, 64) for f in big)
+
+
+def test_export_records_the_accuracy_and_cpu_then_uses_int8(datasets, weights, tmp_path, fake_quantize, caplog):
+    out = tmp_path / "cache"
+    result = quantize.export_int8(weights, out, datasets, calibration=6, threads=1)
+    assert result["built"] and fake_quantize == [6]
+    record = json.loads(Path(result["files"][-1]).read_text())
+    assert set(record["datasets"]) == {"NUDT-SIRST", "SIRST-v2"}
+    for entry in record["datasets"].values():
+        assert entry["fp32"]["images"] == FRAMES and entry["int8"]["backend"] == "openvino-int8"
+        assert entry["delta"] == {"pd_points": 0.0, "iou_points": 0.0}
+    assert record["verdict"].startswith("within tolerance") and result["auto"] == "uses openvino-int8"
+    # a second export reuses both the IR and its record
+    again = quantize.export_int8(weights, out, datasets, calibration=6, threads=1)
+    assert not again["built"] and "measure_s" not in again and fake_quantize == [6]
+    model, info, _ = load_checkpoint(weights)
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
+    assert backend.name == "openvino-int8"
+
+
+def test_export_cli_without_measurement_leaves_auto_on_fp32(datasets, weights, tmp_path, fake_quantize, capsys):
+    out = tmp_path / "cache"
+    code = main([
+        "export", "--backend", "openvino-int8", "--weights", str(weights), "--out", str(out),
+        "--nudt", str(datasets[0].root), "--sirst", str(datasets[1].root), "--calibration", "4", "--no-measure",
+    ])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "-int8.xml" in text and "auto: no accuracy record" in text
+    assert main(["export", "--backend", "openvino-int8", "--calibration", "301"]) != 0
