@@ -22,11 +22,14 @@ TEST_THREADS = 1  # parity does not depend on it; one thread keeps a loaded 2-co
 TOLERANCES = {"bf16": (BF16_PROB_ATOL, BF16_MASK_AGREEMENT)}
 DEFAULT_TOLERANCE = (FP32_PROB_ATOL, FP32_MASK_AGREEMENT)
 ODD_SIZES = [(1, 1), (9, 20), (45, 77), (64, 64), (100, 130)]
-# torch-compile compiles for tens of seconds per size: its parity is a slow test
+# torch-compile compiles for tens of seconds per size: its parity is a slow test.
+# openvino-int8 needs an exported, calibrated artefact and has its own tolerance:
+# test_openvino_int8.py checks its parity.
+EXPORTED_BACKENDS = ("openvino-int8",)
 CPU_BACKENDS = [
     pytest.param(n, marks=pytest.mark.slow) if n == "torch-compile" else n
     for n in select.BACKENDS
-    if n not in select.GPU_BACKENDS and n != "torch-cpu"
+    if n not in select.GPU_BACKENDS and n != "torch-cpu" and n not in EXPORTED_BACKENDS
 ]
 
 
