@@ -36,9 +36,11 @@ The non-quantised ops run in FP32 (``INFERENCE_PRECISION_HINT=f32``, as ``openvi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,14 +237,16 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], out_xml: st
     nncf_log.setLevel(logging.WARNING)  # one INFO line per node otherwise
     try:
         graph = ov.Core().read_model(str(fp32_xml))
-        quantized = nncf.quantize(
-            graph,
-            nncf.Dataset(calibration),
-            subset_size=len(calibration),
-            ignored_scope=nncf.IgnoredScope(
-                names=input_convolutions(graph), patterns=list(IGNORED_PATTERNS), validate=False
-            ),
-        )
+        # NNCF's progress bars go to stdout, which carries results (irstd export --json)
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(
+                graph,
+                nncf.Dataset(calibration),
+                subset_size=len(calibration),
+                ignored_scope=nncf.IgnoredScope(
+                    names=input_convolutions(graph), patterns=list(IGNORED_PATTERNS), validate=False
+                ),
+            )
         tmp = out_xml.with_name(f"{out_xml.stem}.{os.getpid()}.tmp.xml")
         ov.save_model(quantized, str(tmp), compress_to_fp16=False)
         tmp.with_suffix(".bin").replace(out_xml.with_suffix(".bin"))
