@@ -258,7 +258,6 @@ def _spread_logits(model: torch.nn.Module, frame: np.ndarray) -> torch.nn.Module
     return model
 
 
-@pytest.mark.slow
 def test_int8_probabilities_are_close_to_fp32(tiny_model, cache):
     pytest.importorskip("nncf")
     from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
