@@ -146,18 +146,20 @@ def test_fingerprint_mismatch_rebuilds_and_drops_the_old_accuracy(tiny_model, ca
     assert int8.cached_int8(model, info, _opts(cache))[0] == path
 
 
-def test_the_first_layer_stays_fp32(tiny_model, fp32_ir):
-    """The convolutions reading the frame (first conv and its 1x1 shortcut) are found by
-    graph structure, not by generated node names."""
+def test_the_first_layer_and_the_head_stay_fp32(tiny_model, fp32_ir):
+    """The convolutions reading the frame (first conv and its 1x1 shortcut) and the head
+    are found by graph structure, not by generated node names."""
     import openvino as ov
 
     xml = next(fp32_ir.glob("*.xml"))
     graph = ov.Core().read_model(str(xml))
-    names = int8.input_convolutions(graph)
-    assert len(names) == 2
+    names = int8.fp32_convolutions(graph)
+    assert len(names) == 3
     ops = {op.get_friendly_name(): op for op in graph.get_ordered_ops()}
-    for name in names:
-        assert ops[name].input_value(0).get_node().get_type_name() == "Parameter"
+    assert [ops[n].input_value(0).get_node().get_type_name() for n in names[:2]] == ["Parameter"] * 2
+    head = ops[names[2]]
+    assert head.get_output_partial_shape(0)[1].get_length() == 1  # one logit channel
+    assert "head" in names[2]
 
 
 # --- the accuracy gate ------------------------------------------------------------------------
