@@ -59,6 +59,7 @@ from irstd_ros.inference.backends._cuda import (
     gpu_postprocess,
     gpu_preprocess,
     keep_sgem_fp32,
+    lru_get,
 )
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.fingerprint import (
@@ -427,14 +428,7 @@ class TensorRTBackend(CudaPredictMixin):
 
     def _engine(self, hw: tuple[int, int]) -> LoadedEngine:
         """The engine of padded size ``hw``: already loaded, loaded from the cache, or built."""
-        engine = self.engines.get(hw)
-        if engine is None:
-            engine = self._load_or_build(hw)
-            self.engines[hw] = engine
-            while len(self.engines) > MAX_ENGINES:
-                self.engines.popitem(last=False)[1].close()
-        self.engines.move_to_end(hw)
-        return engine
+        return lru_get(self.engines, hw, self._load_or_build, MAX_ENGINES, LoadedEngine.close)
 
     def _load_or_build(self, hw: tuple[int, int]) -> LoadedEngine:
         path = engine_path(cache_root(self.options), self.info, self.digest, self.plan.precision, hw)

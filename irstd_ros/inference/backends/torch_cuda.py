@@ -46,6 +46,7 @@ from irstd_ros.inference.backends._cuda import (
     gpu_postprocess,
     gpu_preprocess,
     keep_sgem_fp32,
+    lru_get,
 )
 from irstd_ros.inference.backends.base import BackendOptions
 
@@ -158,14 +159,7 @@ class TorchCUDABackend(CudaPredictMixin):
         return CapturedGraph(graph, static_in, static_out)
 
     def _graph_for(self, size: tuple[int, int]) -> CapturedGraph:
-        captured = self.graphs.get(size)
-        if captured is None:
-            captured = self._capture(size)
-            self.graphs[size] = captured
-            while len(self.graphs) > GRAPH_SIZES:
-                self.graphs.popitem(last=False)
-        self.graphs.move_to_end(size)
-        return captured
+        return lru_get(self.graphs, size, self._capture, GRAPH_SIZES)
 
     @torch.inference_mode()
     def _prob(self, frame: np.ndarray) -> torch.Tensor:
