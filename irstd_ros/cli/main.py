@@ -18,6 +18,7 @@ SUBCOMMANDS = (
     "eval",
     "envelope",
     "calibrate",
+    "mine",
     "info",
     "export",
     "bench",

@@ -2,7 +2,8 @@
 augmentation, normalised exactly as the detector normalises frames at run time.
 
 One sample: pick a source by weight, an image of it, a crop (half of the time one
-that holds a target) → sensor degradation (blur, FPN, noise) → implanted targets
+that holds a target; with ``hard_prob`` one centred on a mined hard example, see
+:mod:`irstd_ros.evaluation.mining`) → sensor degradation (blur, FPN, noise) → implanted targets
 (``implant_prob``), at SNRs relative to the crop's measured noise → an encoding
 (as is, 14-bit counts, 8-bit AGC, float at any gain) → :func:`normalize` → flips and
 90-degree turns. Every sample is a pure function of (seed, epoch, index): runs resume
@@ -11,6 +12,7 @@ exactly and DataLoader workers need no shared state.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ import torch
 
 from irstd_ros.core.normalization import InputNorm, noise_sigma, normalize
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
-from irstd_ros.data.transforms import augment, random_crop, target_crop
+from irstd_ros.data.transforms import augment, point_crop, random_crop, target_crop
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim.implant import ImplantConfig, implant_targets
 from irstd_ros.sim.sensor import SensorConfig, degrade, encode
@@ -28,24 +30,64 @@ from irstd_ros.sim.sensor import SensorConfig, degrade, encode
 TARGET_CROP_PROB = 0.5  # crops forced to contain a target (when the image has one)
 GENERATOR_SCENES = ("sky", "sea", "ground")
 GENERATOR_SIZE = (512, 640)
+HARD_FORMAT = "irstd-hard-examples/1"  # written by irstd_ros.evaluation.mining
+SOURCE_KEYS = ("root", "split", "weight", "implant_prob", "mask_suffix", "hard", "hard_prob")
+
+Item = tuple[np.ndarray, np.ndarray, str]
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One dataset of the mixture: where, which split, how often, how often implanted."""
+    """One dataset of the mixture: where, which split, how often, how often implanted;
+    ``hard``: a mined hard-example file whose places get ``hard_prob`` of the crops."""
 
     root: Path
     split: str | None = "train"
     weight: float = 1.0
     implant_prob: float = 0.3
     mask_suffix: str = ""
+    hard: Path | None = None
+    hard_prob: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> SourceSpec:
-        unknown = set(d) - {"root", "split", "weight", "implant_prob", "mask_suffix"}
+        unknown = set(d) - set(SOURCE_KEYS)
         if unknown:
-            raise ConfigError(f"unknown data source keys {sorted(unknown)}; valid: root, split, weight, implant_prob, mask_suffix")
-        return cls(**{**d, "root": Path(d["root"])})
+            raise ConfigError(f"unknown data source keys {sorted(unknown)}; valid: {', '.join(SOURCE_KEYS)}")
+        hard = Path(d["hard"]) if d.get("hard") else None
+        return cls(**{**d, "root": Path(d["root"]), "hard": hard})
+
+
+@dataclass(frozen=True)
+class Source:
+    """A loaded source: its frames, mixture weight, implant share and hard places
+    (item index, y, x)."""
+
+    items: list[Item]
+    weight: float
+    implant_prob: float
+    hard: tuple[tuple[int, float, float], ...] = ()
+    hard_prob: float = 0.0
+
+
+def load_hard_examples(path: Path, items: Sequence[Item]) -> tuple[tuple[int, float, float], ...]:
+    """The places of a mined hard-example file that fall in ``items`` (matched by stem)."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read hard examples {path}: {exc}") from None
+    if not isinstance(report, dict) or report.get("format") != HARD_FORMAT:
+        raise ConfigError(f"{path} is not a hard-example file ({HARD_FORMAT}, from `irstd mine`)")
+    index = {name: i for i, (_, _, name) in enumerate(items)}
+    places: list[tuple[int, float, float]] = []
+    for stem, entry in report.get("frames", {}).items():
+        if stem not in index:
+            continue
+        for kind in ("false", "miss"):
+            places.extend((index[stem], float(y), float(x)) for y, x, *_ in entry.get(kind, []))
+    if not places:
+        raise ConfigError(f"{path} has no hard example in this source's frames")
+    return tuple(places)
 
 
 @dataclass(frozen=True)
@@ -57,7 +99,7 @@ class AugmentConfig:
     sensor_prob: float = 0.7  # samples that get degrade + re-encoding at all
 
 
-def generator_backgrounds(count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
+def generator_backgrounds(count: int, seed: int) -> list[Item]:
     """Target-free frames of the project's own generator (sky, sea, ground; 8 and 16 bit)."""
     from irstd_ros.sim.sequence import SequenceConfig, generate_sequence
 
@@ -78,19 +120,19 @@ class MixtureSamples(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        sources: Sequence[tuple[list[tuple[np.ndarray, np.ndarray, str]], float, float]],
+        sources: Sequence[Source],
         crop: int,
         samples_per_epoch: int,
         norm: InputNorm,
         augment_cfg: AugmentConfig | None = None,
         seed: int = 0,
     ) -> None:
-        if not sources or any(not items for items, _, _ in sources):
+        if not sources or any(not s.items for s in sources):
             raise ConfigError("every data source needs at least one image")
-        weights = np.array([w for _, w, _ in sources], dtype=np.float64)
+        weights = np.array([s.weight for s in sources], dtype=np.float64)
         if (weights < 0).any() or weights.sum() <= 0:
             raise ConfigError(f"source weights must be >= 0 with a positive sum, got {weights.tolist()}")
-        self.sources = [(items, p) for items, _, p in sources]
+        self.sources = list(sources)
         self.weights = weights / weights.sum()
         self.crop, self.samples, self.norm, self.seed = crop, samples_per_epoch, norm, seed
         self.cfg = augment_cfg or AugmentConfig()
@@ -111,10 +153,12 @@ class MixtureSamples(torch.utils.data.Dataset):
         sources = []
         for spec in specs:
             pairs = find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))
-            sources.append((IRSTDDataset(pairs).items, spec.weight, spec.implant_prob))
+            items = IRSTDDataset(pairs).items
+            hard = load_hard_examples(spec.hard, items) if spec.hard and spec.hard_prob > 0 else ()
+            sources.append(Source(items, spec.weight, spec.implant_prob, hard, spec.hard_prob))
         frames, weight, implant_prob = generator
         if frames > 0 and weight > 0:
-            sources.append((generator_backgrounds(frames, seed), weight, implant_prob))
+            sources.append(Source(generator_backgrounds(frames, seed), weight, implant_prob))
         return cls(sources, crop, samples_per_epoch, norm, augment_cfg, seed)
 
     def set_epoch(self, epoch: int) -> None:
@@ -126,10 +170,16 @@ class MixtureSamples(torch.utils.data.Dataset):
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(normalised float32 crop, bool mask) of one sample."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        items, implant_prob = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
-        raw, mask, _ = items[int(rng.integers(len(items)))]
-        crop = target_crop if rng.random() < TARGET_CROP_PROB else random_crop
-        raw, mask = crop(raw, mask, self.crop, rng)
+        source = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
+        if source.hard and rng.random() < source.hard_prob:
+            i, hy, hx = source.hard[int(rng.integers(len(source.hard)))]
+            raw, mask, _ = source.items[i]
+            raw, mask = point_crop(raw, mask, self.crop, rng, hy, hx)
+        else:
+            raw, mask, _ = source.items[int(rng.integers(len(source.items)))]
+            crop = target_crop if rng.random() < TARGET_CROP_PROB else random_crop
+            raw, mask = crop(raw, mask, self.crop, rng)
+        implant_prob = source.implant_prob
         native = raw.dtype
         x = raw.astype(np.float32)
         sigma = noise_sigma(raw)

@@ -30,19 +30,26 @@ def pad_to(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np
     return img, mask
 
 
+def point_crop(
+    img: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator, y: float, x: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` crop (of the padded frame) that holds pixel (y, x) at a random place."""
+    img, mask = pad_to(img, mask, size)
+    h, w = img.shape
+    y0 = int(np.clip(round(y) - rng.integers(0, size), 0, h - size))
+    x0 = int(np.clip(round(x) - rng.integers(0, size), 0, w - size))
+    return img[y0 : y0 + size, x0 : x0 + size], mask[y0 : y0 + size, x0 : x0 + size]
+
+
 def target_crop(
     img: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` crop that contains a random target pixel (a random crop without targets)."""
-    img, mask = pad_to(img, mask, size)
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return random_crop(img, mask, size, rng)
-    h, w = img.shape
     i = int(rng.integers(ys.size))
-    y = int(np.clip(ys[i] - rng.integers(0, size), 0, h - size))
-    x = int(np.clip(xs[i] - rng.integers(0, size), 0, w - size))
-    return img[y : y + size, x : x + size], mask[y : y + size, x : x + size]
+    return point_crop(img, mask, size, rng, ys[i], xs[i])
 
 
 def augment(

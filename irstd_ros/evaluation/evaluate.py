@@ -98,7 +98,7 @@ class HardCases:
             return
         for kind, centres, heap in (("miss", m.missed, self.missed), ("false", m.false, self.false)):
             for cy, cx in centres:
-                sl = _crop_slices(x.shape, cy, cx)
+                sl = crop_slices(x.shape, cy, cx)
                 score = float(prob[sl].max())
                 # misses: the lower the network's score there, the harder; false: the higher
                 priority = -score if kind == "miss" else score
@@ -113,7 +113,7 @@ class HardCases:
         return sorted(self.missed, reverse=True) + sorted(self.false, reverse=True)
 
 
-def _crop_slices(shape: tuple[int, ...], cy: float, cx: float) -> tuple[slice, slice]:
+def crop_slices(shape: tuple[int, ...], cy: float, cx: float) -> tuple[slice, slice]:
     h, w = shape
     y0 = int(np.clip(round(cy) - CROP_PX // 2, 0, max(h - CROP_PX, 0)))
     x0 = int(np.clip(round(cx) - CROP_PX // 2, 0, max(w - CROP_PX, 0)))

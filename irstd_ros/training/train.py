@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,10 @@ from tqdm import tqdm
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
-from irstd_ros.data.mixture import MixtureSamples, SourceSpec
+from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
+from irstd_ros.sim.implant import ImplantConfig
 from irstd_ros.training.loss import LOSSES, training_loss
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class TrainConfig:
     generator_frames: int = 0  # target-free frames of the project's generator in the mixture
     generator_weight: float = 0.0
     generator_implant: float = 0.8
+    implant: dict[str, Any] = field(default_factory=dict)  # ImplantConfig overrides, e.g. count: [1, 6]
     workers: int = 0  # DataLoader worker processes
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -129,21 +131,32 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[torch.utils.data.D
     ]
     samples = cfg.samples_per_epoch or 1000
     mix = MixtureSamples.from_specs(
-        specs, cfg.crop, samples, norm, seed=cfg.seed + rank,
+        specs, cfg.crop, samples, norm, AugmentConfig(implant=implant_config(cfg.implant)), seed=cfg.seed + rank,
         generator=(cfg.generator_frames, cfg.generator_weight, cfg.generator_implant),
     )
     seen = {
         "sources": [
             {"root": str(s.root), "split": s.split, "weight": s.weight, "implant_prob": s.implant_prob,
-             "images": len(items)}
-            for s, (items, _) in zip(specs, mix.sources)
+             "images": len(src.items),
+             **({"hard": str(s.hard), "hard_prob": s.hard_prob, "hard_places": len(src.hard)} if src.hard else {})}
+            for s, src in zip(specs, mix.sources)
         ],
         "generator_frames": cfg.generator_frames if cfg.generator_weight > 0 else 0,
         "generator_weight": cfg.generator_weight,
         "samples_per_epoch": samples,
-        "images": sum(len(items) for items, _ in mix.sources),
+        **({"implant": cfg.implant} if cfg.implant else {}),
+        "images": sum(len(src.items) for src in mix.sources),
     }
     return mix, norm, seen
+
+
+def implant_config(overrides: dict[str, Any]) -> ImplantConfig:
+    """:class:`ImplantConfig` with YAML overrides (lists become the config's ranges)."""
+    valid = {f.name for f in fields(ImplantConfig)}
+    unknown = set(overrides) - valid
+    if unknown:
+        raise ConfigError(f"unknown implant keys {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
+    return ImplantConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

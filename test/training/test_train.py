@@ -6,7 +6,7 @@ from PIL import Image
 
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.errors import ConfigError
-from irstd_ros.training.train import TrainConfig, lr_at, train
+from irstd_ros.training.train import TrainConfig, implant_config, lr_at, train
 
 SIZE = 32
 
@@ -112,3 +112,9 @@ def test_cosine_schedule_ends_at_min_lr(tmp_path):
     cfg = TrainConfig(data=tmp_path, epochs=10, lr=1e-3, min_lr=1e-5, schedule="cosine")
     assert lr_at(cfg, 0) == pytest.approx(1e-3)
     assert lr_at(cfg, 9) == pytest.approx(1e-5)
+
+
+def test_implant_overrides_are_checked_and_become_ranges():
+    assert implant_config({"count": [2, 6], "snr": [4, 8]}).count == (2, 6)
+    with pytest.raises(ConfigError, match="valid: .*count"):
+        implant_config({"counts": [1, 2]})

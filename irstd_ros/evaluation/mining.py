@@ -1,0 +1,94 @@
+"""Hard-example mining: where a model raises false targets or misses, on training frames.
+
+A checkpoint is run over a dataset split at full resolution (the node's normalisation
+and backend). Each false target (a predicted component matched to no true target)
+and each missed target is recorded by its centroid, with the network's peak score
+there. The JSON it writes is read by the training mixture
+(:class:`irstd_ros.data.mixture.SourceSpec` ``hard``), which then centres a share of
+its crops on these places: real clutter the model confuses with targets (power lines,
+cloud edges, lamps) becomes hard negatives, and real targets it misses are seen more
+often. Mine only training splits, never the split you report on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from irstd_ros.core.normalization import normalize
+from irstd_ros.data import DatasetSpec, find_pairs
+from irstd_ros.data.images import read_image, read_mask
+from irstd_ros.data.mixture import HARD_FORMAT
+from irstd_ros.errors import DatasetError
+from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, crop_slices
+from irstd_ros.evaluation.metrics import match_components
+
+MINING_THRESHOLD = 0.3  # below the operating threshold: near-false alarms count too
+
+
+@dataclass
+class MiningConfig:
+    """Which model, on which split; ``threshold`` None is :data:`MINING_THRESHOLD`."""
+
+    data: Path
+    split: str = "train"
+    weights: Path | None = None
+    mask_suffix: str = ""
+    threshold: float | None = None
+    backend: str = "auto"
+    threads: int | None = None
+    limit: int | None = None
+
+
+def mine_hard_examples(cfg: MiningConfig) -> dict[str, Any]:
+    """``{"frames": {stem: {"false": [[y, x, score], ...], "miss": [[y, x, score], ...]}}}``
+    plus a description of the run and counts; frames without a hard example are left out."""
+    eval_cfg = EvalConfig(
+        data=cfg.data, split=cfg.split, weights=cfg.weights, mask_suffix=cfg.mask_suffix,
+        backend=cfg.backend, threads=cfg.threads, out=None,
+    )
+    backend, norm, _, described = build_scorer(eval_cfg)
+    threshold = MINING_THRESHOLD if cfg.threshold is None else cfg.threshold
+    pairs = find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
+    frames: dict[str, dict[str, list[list[float]]]] = {}
+    n_false = n_miss = 0
+    for img_path, mask_path in tqdm(pairs, desc="mine", leave=False):
+        raw, truth = read_image(img_path), read_mask(mask_path)
+        if raw.shape != truth.shape:
+            raise DatasetError(f"size mismatch: {img_path.name} {raw.shape} vs mask {truth.shape}")
+        prob = backend.predict(normalize(raw, norm))
+        match = match_components(prob > threshold, truth)
+        entry: dict[str, list[list[float]]] = {}
+        for kind, centres in (("false", match.false), ("miss", match.missed)):
+            rows = []
+            for cy, cx in centres:
+                score = float(prob[crop_slices(prob.shape, cy, cx)].max())
+                rows.append([round(float(cy), 1), round(float(cx), 1), round(score, 4)])
+            if rows:
+                entry[kind] = rows
+        n_false += len(match.false)
+        n_miss += len(match.missed)
+        if entry:
+            frames[img_path.stem] = entry
+    return {
+        "format": HARD_FORMAT,
+        "data": str(cfg.data),
+        "split": cfg.split,
+        "threshold": threshold,
+        "backend": backend.name,
+        "weights": described.get("weights"),
+        "images": len(pairs),
+        "false_targets": n_false,
+        "missed_targets": n_miss,
+        "frames": frames,
+    }
+
+
+def write_hard_examples(report: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    return path

@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+from _support.datasets import write_dataset
+from PIL import Image
+
+from irstd_ros.core.normalization import InputNorm
+from irstd_ros.data.mixture import HARD_FORMAT, MixtureSamples, SourceSpec, load_hard_examples
+from irstd_ros.data.transforms import point_crop
+from irstd_ros.errors import ConfigError
+
+SIZE = (96, 128)
+CROP = 32
+
+
+def _frames(n=3):
+    rng = np.random.default_rng(0)
+    return [
+        (f"f{i}", rng.normal(80, 4, SIZE).clip(0, 255).astype(np.uint8), np.zeros(SIZE, bool))
+        for i in range(n)
+    ]
+
+
+def _hard_file(path, frames):
+    path.write_text(json.dumps({"format": HARD_FORMAT, "frames": frames}))
+    return path
+
+
+def test_point_crop_always_holds_the_point():
+    img = np.arange(SIZE[0] * SIZE[1], dtype=np.float32).reshape(SIZE)
+    mask = np.zeros(SIZE, bool)
+    rng = np.random.default_rng(1)
+    for y, x in [(0, 0), (95, 127), (40, 3), (10, 120)]:
+        crop, _ = point_crop(img, mask, CROP, rng, y, x)
+        assert crop.shape == (CROP, CROP) and img[y, x] in crop
+
+
+def test_hard_crops_are_centred_on_mined_places(tmp_path):
+    root = write_dataset(tmp_path / "d", _frames(), {"train": ["f0", "f1", "f2"]})
+    # f1 gets a unique bright clutter spot far from everything else, and is the only hard place
+    img = np.asarray(Image.open(root / "images" / "f1.png")).copy()
+    img[80, 110] = 255
+    Image.fromarray(img).save(root / "images" / "f1.png")
+    frames = {"f1": {"false": [[80.0, 110.0, 0.97]]}, "other": {"miss": [[1, 1, 0.0]]}}
+    hard = _hard_file(tmp_path / "hard.json", frames)
+    spec = SourceSpec(root, "train", 1.0, 0.0, hard=hard, hard_prob=1.0)
+    mix = MixtureSamples.from_specs([spec], CROP, 16, InputNorm(kind="robust"))
+    assert mix.sources[0].hard == ((1, 80.0, 110.0),)
+    mix.cfg = type(mix.cfg)(sensor_prob=0.0)
+    peaks = [mix.sample(i)[0].max() for i in range(8)]
+    assert min(peaks) > 2.0  # every crop holds the bright spot (normalised: many sigmas)
+
+
+def test_hard_example_file_errors_are_clear(tmp_path):
+    items = [(np.zeros((4, 4)), np.zeros((4, 4), bool), "a")]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"frames": {}}))
+    with pytest.raises(ConfigError, match="not a hard-example file"):
+        load_hard_examples(bad, items)
+    with pytest.raises(ConfigError, match="no hard example"):
+        load_hard_examples(_hard_file(tmp_path / "h.json", {"zz": {"false": [[1, 1, 1]]}}), items)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_hard_examples(tmp_path / "missing.json", items)
+
+
+def test_source_keys_are_checked_and_listed():
+    spec = SourceSpec.from_dict({"root": "x", "hard": "h.json", "hard_prob": 0.3})
+    assert spec.hard is not None and spec.hard.name == "h.json" and spec.hard_prob == 0.3
+    with pytest.raises(ConfigError, match="hard_prob"):
+        SourceSpec.from_dict({"root": "x", "hardness": 1})

@@ -1,0 +1,48 @@
+import json
+
+import numpy as np
+import pytest
+from _support.datasets import write_dataset
+
+from irstd_ros.cli.main import main
+from irstd_ros.data.mixture import HARD_FORMAT, load_hard_examples
+from irstd_ros.evaluation.mining import MiningConfig, mine_hard_examples
+
+SIZE = (64, 80)
+
+
+@pytest.fixture
+def data(tmp_path):
+    """Frame a: an unlabelled bright blob (a false target) and a labelled patch of flat
+    background (a miss); frame b: a labelled bright blob (a hit)."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(60, 3, SIZE).clip(0, 255).astype(np.uint8)
+    a[20:23, 30:33] = 250
+    miss = np.zeros(SIZE, bool)
+    miss[50:53, 10:13] = True
+    b = rng.normal(60, 3, SIZE).clip(0, 255).astype(np.uint8)
+    b[40:43, 60:63] = 250
+    hit = np.zeros(SIZE, bool)
+    hit[40:43, 60:63] = True
+    return write_dataset(tmp_path / "d", [("a", a, miss), ("b", b, hit)], {"train": ["a", "b"]})
+
+
+def test_mining_finds_false_targets_and_misses_with_the_shipped_model(data):
+    report = mine_hard_examples(MiningConfig(data=data, backend="torch-cpu", threads=1))
+    assert report["format"] == HARD_FORMAT and report["images"] == 2
+    assert set(report["frames"]) == {"a"}  # b was detected and has no false target
+    (fy, fx, score), = report["frames"]["a"]["false"]
+    assert abs(fy - 21) < 1 and abs(fx - 31) < 1 and score > 0.5
+    (my, mx, _), = report["frames"]["a"]["miss"]
+    assert (my, mx) == (51.0, 11.0)
+
+
+def test_cli_writes_a_file_the_training_mixture_reads(data, tmp_path, capsys):
+    out = tmp_path / "hard.json"
+    assert main(["mine", "--data", str(data), "--backend", "torch-cpu", "--threads", "1", "--out", str(out)]) == 0
+    assert "1 false targets and 1 missed targets in 1 of 2 images" in capsys.readouterr().out
+    items = [(np.zeros(SIZE), np.zeros(SIZE, bool), "a"), (np.zeros(SIZE), np.zeros(SIZE, bool), "b")]
+    places = sorted(load_hard_examples(out, items))
+    assert [i for i, _, _ in places] == [0, 0]
+    assert np.allclose([(y, x) for _, y, x in places], [(21, 31), (51, 11)], atol=0.5)
+    assert json.loads(out.read_text())["split"] == "train"
