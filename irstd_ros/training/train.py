@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
 from tqdm import tqdm
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
@@ -100,11 +101,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    if cfg.schedule == "constant":
-        return cfg.lr
-    t = epoch / max(cfg.epochs - 1, 1)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+def lr_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, start_epoch: int = 0) -> LRScheduler:
+    """The per-epoch schedule (stepped after each epoch): ``cosine`` from ``lr`` at the first
+    epoch to ``min_lr`` at the last, or ``constant``. A resumed run replays the steps of the
+    epochs it has done, so each epoch gets the very lr of an uninterrupted run."""
+    sched: LRScheduler
+    if cfg.schedule == "cosine":
+        sched = CosineAnnealingLR(opt, T_max=max(cfg.epochs - 1, 1), eta_min=cfg.min_lr)
+    else:
+        sched = LambdaLR(opt, lambda _: 1.0)
+    with warnings.catch_warnings():  # replaying steps before any optimizer step is intended
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)", category=UserWarning)
+        for _ in range(start_epoch):
+            sched.step()
+    return sched
 
 
 def dataset_norm(ds: IRSTDDataset, cfg: TrainConfig) -> InputNorm:
@@ -230,6 +240,7 @@ def train(cfg: TrainConfig) -> Path:
         torch.manual_seed(state["seed_next"])
         log.info("resumed from %s at epoch %d", last, start_epoch)
 
+    sched = lr_scheduler(cfg, opt, start_epoch)
     sampler = (
         torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, seed=cfg.seed)
         if world > 1
@@ -263,8 +274,6 @@ def train(cfg: TrainConfig) -> Path:
             sampler.set_epoch(epoch)
         if isinstance(ds, MixtureSamples):
             ds.set_epoch(epoch)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, epoch)
         net.train()
         t0, losses = time.time(), []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, leave=False)
@@ -286,11 +295,13 @@ def train(cfg: TrainConfig) -> Path:
                 done = True
                 break
         dt = time.time() - t0
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(dt, 2)})
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr, "seconds": round(dt, 2)})
         if rank == 0:
             log.info(
                 "epoch %d/%d loss %.4f lr %.2e %.1f img/s",
-                epoch + 1, cfg.epochs, history[-1]["loss"], lr_at(cfg, epoch),
+                epoch + 1, cfg.epochs, history[-1]["loss"], lr,
                 len(losses) * cfg.batch_size / max(dt, 1e-9),
             )
             seed_next = int(np.random.default_rng(cfg.seed + epoch + 1).integers(2**31))

@@ -2,11 +2,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.errors import ConfigError
-from irstd_ros.training.train import TrainConfig, implant_config, lr_at, train
+from irstd_ros.training.train import TrainConfig, implant_config, lr_scheduler, train
 
 SIZE = 32
 
@@ -108,10 +109,33 @@ def test_bad_settings_are_refused(tmp_path):
         TrainConfig(data=tmp_path, epochs=0)
 
 
+def epoch_lrs(cfg):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = lr_scheduler(cfg, opt)
+    lrs = []
+    for _ in range(cfg.epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
 def test_cosine_schedule_ends_at_min_lr(tmp_path):
     cfg = TrainConfig(data=tmp_path, epochs=10, lr=1e-3, min_lr=1e-5, schedule="cosine")
-    assert lr_at(cfg, 0) == pytest.approx(1e-3)
-    assert lr_at(cfg, 9) == pytest.approx(1e-5)
+    lrs = epoch_lrs(cfg)
+    assert lrs[0] == pytest.approx(1e-3)
+    assert lrs[-1] == pytest.approx(1e-5)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert epoch_lrs(TrainConfig(data=tmp_path, epochs=4, lr=1e-3)) == [1e-3] * 4  # constant
+
+
+def test_a_resumed_cosine_run_uses_the_uninterrupted_runs_lrs(tmp_path):
+    whole = config(tmp_path, out=tmp_path / "whole", epochs=4, schedule="cosine", min_lr=1e-5)
+    train(whole)
+    train(config(tmp_path, epochs=4, schedule="cosine", min_lr=1e-5, max_steps=4))  # stops after epoch 2
+    train(config(tmp_path, epochs=4, schedule="cosine", min_lr=1e-5))
+    lrs = [[h["lr"] for h in json.loads((d / "history.json").read_text())] for d in (whole.out, tmp_path / "run")]
+    assert lrs[0] == lrs[1] and len(lrs[0]) == 4
 
 
 def test_implant_overrides_are_checked_and_become_ranges():
