@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from _support.datasets import write_dataset
 from PIL import Image
 
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs, load_image
@@ -7,21 +8,17 @@ from irstd_ros.errors import DatasetError
 
 
 def make_dataset(root, stems, size=(20, 24), mask_suffix="", split_dir="50_50", crlf=True):
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
+    frames = []
     for i, s in enumerate(stems):
         img = np.full(size, 10 * i, np.uint8)
         img[5, 6] = 255
-        Image.fromarray(img).save(root / "images" / f"{s}.png")
-        mask = np.zeros(size, np.uint8)
-        mask[5, 6] = 255
-        Image.fromarray(mask).save(root / "masks" / f"{s}{mask_suffix}.png")
-    if split_dir:
-        (root / split_dir).mkdir()
-        sep = "\r\n" if crlf else "\n"
-        (root / split_dir / "train.txt").write_text(sep.join(stems[:-1]) + sep)
-        (root / split_dir / "test.txt").write_text(stems[-1] + sep)
-    return root
+        mask = np.zeros(size, bool)
+        mask[5, 6] = True
+        frames.append((s, img, mask))
+    splits = {"train": stems[:-1], "test": stems[-1:]} if split_dir else {}
+    return write_dataset(
+        root, frames, splits, split_dir or ".", mask_suffix, "\r\n" if crlf else "\n"
+    )
 
 
 def test_nudt_layout_with_crlf_split(tmp_path):

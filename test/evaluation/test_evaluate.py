@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import torch
-from PIL import Image
+from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import CheckpointInfo, InputNorm, save_checkpoint
 from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
@@ -10,15 +10,12 @@ from irstd_ros.models import build_model, named_config
 
 
 def dataset(root, n=3):
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
+    frames = []
     for i in range(n):
         img = np.full((24, 40), 30, np.uint8)
         img[10:12, 5 + 10 * i : 7 + 10 * i] = 250
-        Image.fromarray(img).save(root / "images" / f"{i}.png")
-        Image.fromarray(((img > 200) * 255).astype(np.uint8)).save(root / "masks" / f"{i}.png")
-    (root / "test.txt").write_text("\n".join(str(i) for i in range(n)))
-    return root
+        frames.append((str(i), img, img > 200))
+    return write_dataset(root, frames, {"test": [str(i) for i in range(n)]})
 
 
 def zero_model(tmp_path):

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 pytest.importorskip("openvino")
+
+from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import CheckpointInfo, InputNorm, load_checkpoint, save_checkpoint  # noqa: E402
 from irstd_ros.cli.main import main  # noqa: E402
@@ -33,24 +34,18 @@ FRAMES = 4
 def _dataset(root: Path, split_dir: str, splits: dict[str, int], size: tuple[int, int], seed: int) -> Path:
     """images/, masks/ and split lists, ``splits`` = {name: frame count}; a bright target each."""
     rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    (root / split_dir).mkdir(exist_ok=True)
-    k = 0
+    frames: list[tuple[str, np.ndarray, np.ndarray]] = []
+    names: dict[str, list[str]] = {}
     for split, n in splits.items():
-        names = []
         for _ in range(n):
-            k += 1
             img = rng.normal(90, 8, size).clip(0, 255).astype(np.uint8)
-            mask = np.zeros(size, np.uint8)
+            mask = np.zeros(size, bool)
             y, x = rng.integers(4, size[0] - 4), rng.integers(4, size[1] - 4)
             img[y - 1 : y + 2, x - 1 : x + 2] = 250
-            mask[y - 1 : y + 2, x - 1 : x + 2] = 255
-            Image.fromarray(img).save(root / "images" / f"{k:04d}.png")
-            Image.fromarray(mask).save(root / "masks" / f"{k:04d}.png")
-            names.append(f"{k:04d}")
-        (root / split_dir / f"{split}.txt").write_text("\n".join(names) + "\n")
-    return root
+            mask[y - 1 : y + 2, x - 1 : x + 2] = True
+            frames.append((f"{len(frames) + 1:04d}", img, mask))
+            names.setdefault(split, []).append(frames[-1][0])
+    return write_dataset(root, frames, names, split_dir)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.core.normalization import InputNorm
@@ -18,18 +18,15 @@ def test_platt_fit_recovers_a_known_scale_and_offset():
 
 
 def test_calibration_is_folded_into_the_head_and_recorded(tmp_path):
-    root = tmp_path / "d"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
     rng = np.random.default_rng(1)
+    frames = []
     for i in range(4):
         img = rng.normal(80, 3, (32, 32)).clip(0, 255).astype(np.uint8)
         img[10:13, 10:13] = 200
-        mask = np.zeros((32, 32), np.uint8)
-        mask[10:13, 10:13] = 255
-        Image.fromarray(img).save(root / "images" / f"{i}.png")
-        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
-    (root / "train.txt").write_text("0\n1\n2\n3\n")
+        mask = np.zeros((32, 32), bool)
+        mask[10:13, 10:13] = True
+        frames.append((str(i), img, mask))
+    root = write_dataset(tmp_path / "d", frames, {"train": ["0", "1", "2", "3"]})
     torch.manual_seed(0)
     model = build_model(named_config("tiny"))
     src = save_checkpoint(tmp_path / "m.safetensors", model,

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.errors import ConfigError
@@ -16,20 +16,15 @@ def blob_dataset(root, n=8, seed=0):
     if root.exists():
         return root
     rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    stems = []
+    frames = []
     for i in range(n):
         img = rng.normal(60, 8, (SIZE, SIZE)).clip(0, 255)
-        mask = np.zeros((SIZE, SIZE), np.uint8)
+        mask = np.zeros((SIZE, SIZE), bool)
         y, x = rng.integers(4, SIZE - 6, 2)
         img[y : y + 3, x : x + 3] = 230
-        mask[y : y + 3, x : x + 3] = 255
-        Image.fromarray(img.astype(np.uint8)).save(root / "images" / f"{i:03d}.png")
-        Image.fromarray(mask).save(root / "masks" / f"{i:03d}.png")
-        stems.append(f"{i:03d}")
-    (root / "train.txt").write_text("\n".join(stems))
-    return root
+        mask[y : y + 3, x : x + 3] = True
+        frames.append((f"{i:03d}", img.astype(np.uint8), mask))
+    return write_dataset(root, frames, {"train": [stem for stem, _, _ in frames]})
 
 
 def config(tmp_path, **kw):
