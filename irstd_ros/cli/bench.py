@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 
+from irstd_ros.core.parsing import parse_size
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.select import BACKENDS
-from irstd_ros.tools.bench import BENCH_VARIANTS, BenchConfig, format_table, parse_size, run_bench
+from irstd_ros.tools.bench import BENCH_VARIANTS, BenchConfig, format_table, run_bench
 
 BENCH_NAMES = (*BACKENDS, *BENCH_VARIANTS)
 
@@ -45,10 +46,7 @@ def run(args: argparse.Namespace) -> int:
     for name in backends or ():
         if name not in BENCH_NAMES:
             raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BENCH_NAMES)}")
-    try:
-        sizes = [parse_size(s) for s in _split(args.sizes) or ()] or None
-    except argparse.ArgumentTypeError as exc:
-        raise ConfigError(str(exc)) from None
+    sizes = [(h, w) for w, h in map(parse_size, _split(args.sizes) or ())] or None  # (H, W)
     if args.gpu:
         return _run_gpu(args, sizes)
     cfg = BenchConfig(

@@ -7,21 +7,11 @@ from pathlib import Path
 
 from irstd_ros.bags.generate import GenerateConfig, generate_bag
 from irstd_ros.bags.io import STORAGES
-from irstd_ros.core.parsing import parse_range
-from irstd_ros.errors import ConfigError
+from irstd_ros.core.parsing import parse_range, parse_size
 from irstd_ros.sim.scenes import SCENES
 from irstd_ros.sim.sequence import BIT_DEPTHS, SequenceConfig
 
 _DEFAULTS = SequenceConfig()
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``640x512`` -> (640, 512)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"size must be WIDTHxHEIGHT, e.g. 640x512, got {text!r}") from None
-    return w, h
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +33,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="{}:{}".format(*_DEFAULTS.target_size),
         help="object extent (px), N or LO:HI",
     )
+    sc = p.add_argument_group("tracking scenarios (ids in this order after --targets)")
+    sc.add_argument(
+        "--no-enter-leave", action="store_true", help="no target enters or leaves the frame"
+    )
+    sc.add_argument(
+        "--dim-targets", type=int, default=_DEFAULTS.dim_targets, metavar="N",
+        help="point targets at --dim-snr",
+    )
+    sc.add_argument(
+        "--dim-snr", default="{}:{}".format(*_DEFAULTS.dim_snr), help="dim SNR, N or LO:HI"
+    )
+    sc.add_argument(
+        "--crossings", type=int, default=_DEFAULTS.crossings, metavar="PAIRS",
+        help="pairs of targets (at --snr) whose paths cross mid-sequence",
+    )
+    sc.add_argument(
+        "--manoeuvres", type=int, default=_DEFAULTS.manoeuvres, metavar="N",
+        help="targets (at --snr) that turn sharply and change speed",
+    )
+    sc.add_argument(
+        "--flicker", type=float, default=_DEFAULTS.flicker_rate, metavar="RATE",
+        help="new flickering hot spots per frame (clutter lasting 1-3 frames, not in the truth)",
+    )
+    sc.add_argument(
+        "--flicker-snr", default="{}:{}".format(*_DEFAULTS.flicker_snr),
+        help="flicker peak over local clutter, N or LO:HI",
+    )
     p.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=_DEFAULTS.bit_depth)
     p.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
     p.add_argument("--compress", action="store_true", help="zstd-compressed chunks (mcap only)")
@@ -62,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
         n_targets=args.targets,
         snr=parse_range(args.snr),
         target_size=parse_range(args.target_size),
+        enter_leave=not args.no_enter_leave,
+        dim_targets=args.dim_targets,
+        dim_snr=parse_range(args.dim_snr),
+        crossings=args.crossings,
+        manoeuvres=args.manoeuvres,
+        flicker_rate=args.flicker,
+        flicker_snr=parse_range(args.flicker_snr),
         bit_depth=args.bit_depth,
         seed=args.seed,
     )

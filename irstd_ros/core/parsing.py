@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from irstd_ros.errors import ConfigError
 
 
@@ -16,3 +18,22 @@ def parse_range(text: str) -> tuple[float, float]:
     if len(parts) == 2:
         return parts[0], parts[1]
     raise ConfigError(f"expected a number or LO:HI, got {text!r}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``640x512`` (WIDTHxHEIGHT) -> (640, 512): (width, height), in the order written."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"size must be WIDTHxHEIGHT, e.g. 640x512, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise ConfigError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """:func:`parse_size` as an argparse ``type``: its message becomes the usage error."""
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -651,17 +651,6 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"640x512"`` (W x H) -> (512, 640) as (H, W)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
-
-
 def _worker_main(spec_json: str) -> int:
     data = json.loads(spec_json)
     data["model"] = ModelSpec(**data["model"])

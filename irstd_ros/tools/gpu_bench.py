@@ -28,13 +28,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from irstd_ros.core.parsing import parse_size
 from irstd_ros.tools.bench import (
     FULL_SIZES,
     P50,
     P99,
     ModelSpec,
     load_model,
-    parse_size,
     percentile,
     resolve_models,
     time_calls,
@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs: dict[str, Any] = dict(models=DRY_MODELS, sizes=DRY_SIZES, device="cpu", budget_s=DRY_BUDGET_S,
                                       warmup=DRY_WARMUP, max_calls=DRY_MAX_CALLS)
     else:
-        kwargs = dict(models=split(args.models), sizes=[parse_size(s) for s in split(args.sizes) or []] or FULL_SIZES,
+        kwargs = dict(models=split(args.models), sizes=[(h, w) for w, h in map(parse_size, split(args.sizes) or [])] or FULL_SIZES,
                       device=args.device, budget_s=args.budget, warmup=args.warmup, max_calls=args.max_calls)
     result = run_gpu_bench(variants=split(args.variants), out=args.out, deadline_s=args.deadline_s,
                            progress=lambda msg: print(msg, file=sys.stderr, flush=True), **kwargs)

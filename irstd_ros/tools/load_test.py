@@ -43,10 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.parsing import parse_size, size_arg
 from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
-from irstd_ros.tools.bench import parse_size as bench_parse_size
 from irstd_ros.tools.memory import cpu_seconds, rss_mib
 
 DEFAULT_RATE_HZ = 200.0
@@ -68,12 +68,6 @@ DRAIN_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 60.0
 MAX_IN_FLIGHT = 2  # frames the node holds unaccounted: one waiting, one being processed
 LOG_TAIL_CHARS = 4000
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"640x512"`` -> (width, height); parsing and errors are the benchmark's."""
-    height, width = bench_parse_size(text)
-    return width, height
 
 
 def make_frames(width: int, height: int, count: int = DISTINCT_FRAMES) -> list[np.ndarray]:
@@ -411,7 +405,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The load test's options (``python -m irstd_ros.tools.load_test``, ``irstd load-test``)."""
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE_HZ, help="camera rate, Hz")
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds")
-    parser.add_argument("--size", type=parse_size, default=parse_size(DEFAULT_SIZE), help="WxH")
+    parser.add_argument("--size", type=size_arg, default=parse_size(DEFAULT_SIZE), help="WxH")
     parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help="the node's model.backend")
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")

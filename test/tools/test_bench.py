@@ -21,12 +21,6 @@ def test_percentile_is_nearest_rank():
     assert bench.percentile([5.0], 99) == 5.0
 
 
-def test_parse_size_is_width_by_height():
-    assert bench.parse_size("640x512") == (512, 640)
-    with pytest.raises(Exception):  # noqa: B017 - argparse.ArgumentTypeError
-        bench.parse_size("640")
-
-
 def test_synthetic_frame_has_warm_targets():
     frame = bench.synthetic_frame(64, 80)
     assert frame.shape == (64, 80) and frame.dtype == np.uint16
