@@ -20,6 +20,14 @@ least ``TRUTH_FRACTION`` (one half) of its peak pixel. The peak pixel itself alw
 qualifies, so a 1-px target has at least one truth pixel. A target is *visible* (in the
 truth of a frame) while its brightest in-frame pixel is at least that fraction of its
 full peak; entering and leaving targets appear and disappear accordingly.
+
+Scenarios for tracking (all off by default; ids in this order): ``n_targets`` smooth
+paths (with ``enter_leave``, target 0 enters and target 1 leaves), ``dim_targets`` point
+targets at ``dim_snr``, ``crossings`` pairs of targets whose paths cross mid-sequence,
+``manoeuvres`` targets that turn sharply and change speed, and flickering clutter
+(``flicker_rate`` new hot spots per frame, each for ``flicker_frames`` frames at
+``flicker_snr``: rendered like point targets, never in the truth). Each scenario draws
+from its own random stream, so adding one leaves the others' frames unchanged.
 """
 
 from __future__ import annotations
@@ -30,8 +38,15 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from irstd_ros.errors import ConfigError
+from irstd_ros.sim.clutter import plan_flicker
 from irstd_ros.sim.scenes import SCENES, make_scene
-from irstd_ros.sim.targets import plan_targets, render_blob
+from irstd_ros.sim.targets import (
+    TargetPlan,
+    plan_crossings,
+    plan_manoeuvres,
+    plan_targets,
+    render_blob,
+)
 
 TRUTH_FRACTION = 0.5  # truth mask: target signal >= this fraction of its peak pixel
 LOCAL_WINDOW_PX = 21  # window of the local clutter std that defines the SNR
@@ -46,7 +61,10 @@ MIN_SIZE_PX, MAX_SIZE_PX = 16, 8192
 BIT_DEPTHS = (8, 16)
 
 # Independent random streams: changing one aspect (e.g. frames) keeps the others.
-_STREAM_SCENE, _STREAM_TARGETS, _STREAM_SENSOR, _STREAM_NOISE, _STREAM_GLINT, _STREAM_DIM = range(1, 7)
+(
+    _STREAM_SCENE, _STREAM_TARGETS, _STREAM_SENSOR, _STREAM_NOISE, _STREAM_GLINT, _STREAM_DIM,
+    _STREAM_CROSSINGS, _STREAM_MANOEUVRES, _STREAM_FLICKER,
+) = range(1, 10)
 DIM_SIZE_PX = (0.3, 1.0)  # dim targets are points: the PSF shapes them
 
 
@@ -66,6 +84,11 @@ class SequenceConfig:
     enter_leave: bool = True  # target 0 enters the frame, target 1 leaves it
     dim_targets: int = 0  # extra point targets (ids after the others) at ``dim_snr``
     dim_snr: tuple[float, float] = (4.0, 6.0)
+    crossings: int = 0  # pairs of targets (at ``snr``) whose paths cross mid-sequence
+    manoeuvres: int = 0  # targets (at ``snr``) that turn sharply and change speed
+    flicker_rate: float = 0.0  # new flickering hot spots per frame (clutter, not truth)
+    flicker_frames: tuple[int, int] = (1, 3)  # frames each flicker lasts, inclusive range
+    flicker_snr: tuple[float, float] = (6.0, 15.0)  # flicker peak / local clutter std
     quiet: tuple[int, int] = (0, 0)  # frames [start, end) show no target: background only
     psf_sigma: float = 0.6  # px, Gaussian sensor PSF
     noise_sigma: float = 1.5  # DN, temporal noise
@@ -90,13 +113,19 @@ class SequenceConfig:
             raise ConfigError(f"fps must be > 0, got {self.fps}")
         if self.scene not in SCENES:
             raise ConfigError(f"unknown scene {self.scene!r}; valid: {', '.join(SCENES)}")
-        if self.n_targets < 0 or self.dim_targets < 0:
-            raise ConfigError(f"n_targets and dim_targets must be >= 0, got {self.n_targets}, {self.dim_targets}")
+        names = ("n_targets", "dim_targets", "crossings", "manoeuvres")
+        counts = {k: getattr(self, k) for k in names}
+        if min(counts.values()) < 0:
+            raise ConfigError(f"target counts must be >= 0, got {counts}")
+        if not self.flicker_rate >= 0:
+            raise ConfigError(f"flicker_rate must be >= 0, got {self.flicker_rate}")
+        if not 1 <= self.flicker_frames[0] <= self.flicker_frames[1]:
+            raise ConfigError(f"flicker_frames must satisfy 1 <= lo <= hi, got {self.flicker_frames}")
         if not 0 <= self.quiet[0] <= self.quiet[1]:
             raise ConfigError(f"quiet must be a frame range 0 <= start <= end, got {self.quiet}")
         if self.bit_depth not in BIT_DEPTHS:
             raise ConfigError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
-        for name in ("snr", "dim_snr", "target_size", "target_speed"):
+        for name in ("snr", "dim_snr", "flicker_snr", "target_size", "target_speed"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi or (name != "target_speed" and lo <= 0):
                 raise ConfigError(f"{name} range must satisfy 0 < lo <= hi, got ({lo}, {hi})")
@@ -175,48 +204,80 @@ def _quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:
     return np.clip(np.rint(OFFSET_16BIT + GAIN_16BIT * img), 0, MAX_16BIT).astype(np.uint16)
 
 
+def _plans(cfg: SequenceConfig) -> list[TargetPlan]:
+    """Every target's plan, ids in the order of the module docstring."""
+    area = (cfg.frames, cfg.fps, cfg.width, cfg.height)
+    plans = plan_targets(
+        _rng(cfg, _STREAM_TARGETS), cfg.n_targets, *area, cfg.target_size, cfg.target_speed,
+        cfg.snr, cfg.enter_leave,
+    )
+    if cfg.dim_targets:
+        dim = plan_targets(
+            _rng(cfg, _STREAM_DIM), cfg.dim_targets, *area, DIM_SIZE_PX, cfg.target_speed,
+            cfg.dim_snr, False,
+        )
+        plans += [replace(p, id=p.id + len(plans)) for p in dim]
+    if cfg.crossings:
+        plans += plan_crossings(
+            _rng(cfg, _STREAM_CROSSINGS), cfg.crossings, *area, cfg.target_size,
+            cfg.target_speed, cfg.snr, len(plans),
+        )
+    if cfg.manoeuvres:
+        plans += plan_manoeuvres(
+            _rng(cfg, _STREAM_MANOEUVRES), cfg.manoeuvres, *area, cfg.target_size,
+            cfg.target_speed, cfg.snr, len(plans),
+        )
+    return plans
+
+
+def _clip_patch(
+    x0: int, y0: int, patch: np.ndarray, shape: tuple[int, int]
+) -> tuple[int, int, np.ndarray] | None:
+    """The part of a rendered patch inside the frame: (x, y, part), or None if none is."""
+    h, w = shape
+    ph, pw = patch.shape
+    fx0, fy0 = max(x0, 0), max(y0, 0)
+    fx1, fy1 = min(x0 + pw, w), min(y0 + ph, h)
+    if fx0 >= fx1 or fy0 >= fy1:
+        return None
+    return fx0, fy0, patch[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+
+
 def generate_sequence(cfg: SequenceConfig) -> Iterator[Frame]:
     """Yield ``cfg.frames`` frames with their truth; same config, same frames."""
     cfg.validate()
     shape = (cfg.height, cfg.width)
     scene = make_scene(cfg.scene, _rng(cfg, _STREAM_SCENE), shape, cfg.fps, cfg.psf_sigma)
-    plans = plan_targets(
-        _rng(cfg, _STREAM_TARGETS),
-        cfg.n_targets,
-        cfg.frames,
-        cfg.fps,
-        cfg.width,
-        cfg.height,
-        cfg.target_size,
-        cfg.target_speed,
-        cfg.snr,
-        cfg.enter_leave,
+    plans = _plans(cfg)
+    flickers = plan_flicker(
+        _rng(cfg, _STREAM_FLICKER), cfg.flicker_rate, cfg.frames, cfg.width, cfg.height,
+        cfg.flicker_frames, cfg.flicker_snr,
     )
-    if cfg.dim_targets:
-        dim = plan_targets(
-            _rng(cfg, _STREAM_DIM), cfg.dim_targets, cfg.frames, cfg.fps, cfg.width, cfg.height,
-            DIM_SIZE_PX, cfg.target_speed, cfg.dim_snr, False,
-        )
-        plans += [replace(p, id=p.id + cfg.n_targets) for p in dim]
     gain, offsets = _sensor_maps(cfg)
     unit = 1.0 if cfg.bit_depth == 8 else GAIN_16BIT
-    h, w = shape
     for t in range(cfg.frames):
         clean = scene.at(t, _rng(cfg, _STREAM_GLINT, t)) * gain + offsets
         img = clean.copy()
+        for fl in flickers:  # clutter: in the image, never in the truth
+            if fl.on(t):
+                blob = render_blob(fl.x, fl.y, fl.size, fl.size, 0.0, cfg.psf_sigma)
+                clipped = _clip_patch(*blob, shape)
+                if clipped is not None:
+                    fx0, fy0, part = clipped
+                    amp = fl.snr * _local_sigma(clean, fl.x, fl.y, cfg.noise_sigma)
+                    img[fy0 : fy0 + part.shape[0], fx0 : fx0 + part.shape[1]] += amp * part
         mask = np.zeros(shape, dtype=bool)
         truths: list[TargetTruth] = []
         for plan in plans if not cfg.quiet[0] <= t < cfg.quiet[1] else ():
             x, y = plan.positions[t]
-            x0, y0, patch = render_blob(
+            blob = render_blob(
                 x, y, plan.size * plan.aspect, plan.size, float(plan.headings[t]), cfg.psf_sigma
             )
-            ph, pw = patch.shape
-            fx0, fy0 = max(x0, 0), max(y0, 0)
-            fx1, fy1 = min(x0 + pw, w), min(y0 + ph, h)
-            if fx0 >= fx1 or fy0 >= fy1:
+            clipped = _clip_patch(*blob, shape)
+            if clipped is None:
                 continue  # entirely outside
-            part = patch[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+            fx0, fy0, part = clipped
+            fx1, fy1 = fx0 + part.shape[1], fy0 + part.shape[0]
             amp = plan.snr * _local_sigma(clean, x, y, cfg.noise_sigma)
             img[fy0:fy1, fx0:fx1] += amp * part
             on = part >= TRUTH_FRACTION

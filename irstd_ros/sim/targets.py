@@ -1,4 +1,5 @@
-"""Small targets: smooth trajectories (entering and leaving the frame) and PSF rendering."""
+"""Small targets: smooth trajectories (entering and leaving the frame), crossing pairs,
+manoeuvres, and PSF rendering."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ ENTRY_TIME = (0.1, 0.3)  # fraction of the sequence after which an entering targ
 ENTRY_ANGLE_SPREAD = 0.5  # rad around the inward normal of the entry edge
 MIN_SEPARATION_PX = 40.0  # between start points of different targets
 PLACEMENT_TRIES = 50
+MIN_MOVING_SPEED = 2.0  # px/s: crossing and manoeuvring targets always move
+CROSSING_TIME = (0.4, 0.6)  # fraction of the sequence at which a pair crosses
+CROSSING_REGION = (0.3, 0.7)  # fraction of the frame (each axis) where pairs cross
+CROSSING_ANGLE = (np.pi / 6, 5 * np.pi / 6)  # rad between the headings of a pair
+MANOEUVRE_START = (0.3, 0.5)  # fraction of the sequence at which the manoeuvre begins
+MANOEUVRE_TURN = (np.pi / 3, 5 * np.pi / 6)  # rad of heading change, either way
+MANOEUVRE_RATE = (np.pi / 6, np.pi / 2)  # rad/s while turning
+MANOEUVRE_SPEED_FACTOR = (0.5, 2.0)  # speed after / before the turn (log-uniform)
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,93 @@ def plan_targets(
             if kind == "leave":  # the same kind of path, played backwards
                 positions, headings = positions[::-1].copy(), headings[::-1] + np.pi
         plans.append(TargetPlan(i, size, aspect, snr, positions, headings))
+    return plans
+
+
+def _appearance(
+    rng: np.random.Generator, size_range: tuple[float, float], snr_range: tuple[float, float]
+) -> tuple[float, float, float]:
+    """(size, aspect, snr) of one target."""
+    return rng.uniform(*size_range), rng.uniform(*ASPECT_RANGE), rng.uniform(*snr_range)
+
+
+def _speed(rng: np.random.Generator, speed_range: tuple[float, float]) -> float:
+    return max(rng.uniform(*speed_range), MIN_MOVING_SPEED)
+
+
+def plan_crossings(
+    rng: np.random.Generator,
+    pairs: int,
+    frames: int,
+    fps: float,
+    width: int,
+    height: int,
+    size_range: tuple[float, float],
+    speed_range: tuple[float, float],
+    snr_range: tuple[float, float],
+    first_id: int,
+) -> list[TargetPlan]:
+    """``pairs`` pairs of straight, constant-velocity targets (ids from ``first_id``, two
+    per pair) whose paths cross: both are at the same point at the same frame,
+    ``CROSSING_TIME`` into the sequence, at ``CROSSING_ANGLE`` to each other."""
+    dt = 1.0 / fps
+    t = np.arange(frames) * dt
+    lo, hi = CROSSING_REGION
+    plans: list[TargetPlan] = []
+    for k in range(pairs):
+        centre = rng.uniform((lo * width, lo * height), (hi * width, hi * height))
+        t_cross = round(rng.uniform(*CROSSING_TIME) * (frames - 1)) * dt
+        theta_a = rng.uniform(0, 2 * np.pi)
+        theta_b = theta_a + rng.choice((-1.0, 1.0)) * rng.uniform(*CROSSING_ANGLE)
+        for j, theta in enumerate((theta_a, theta_b)):
+            size, aspect, snr = _appearance(rng, size_range, snr_range)
+            v = _speed(rng, speed_range)
+            positions = centre + np.outer(t - t_cross, v * np.array([np.cos(theta), np.sin(theta)]))
+            headings = np.full(frames, theta)
+            plans.append(
+                TargetPlan(first_id + 2 * k + j, size, aspect, snr, positions, headings)
+            )
+    return plans
+
+
+def plan_manoeuvres(
+    rng: np.random.Generator,
+    count: int,
+    frames: int,
+    fps: float,
+    width: int,
+    height: int,
+    size_range: tuple[float, float],
+    speed_range: tuple[float, float],
+    snr_range: tuple[float, float],
+    first_id: int,
+) -> list[TargetPlan]:
+    """``count`` manoeuvring targets (ids from ``first_id``): each starts inside the frame
+    heading roughly towards its centre, flies straight, then, ``MANOEUVRE_START`` into
+    the sequence, turns by ``MANOEUVRE_TURN`` at ``MANOEUVRE_RATE`` while its speed changes
+    by ``MANOEUVRE_SPEED_FACTOR``, and flies straight again."""
+    dt = 1.0 / fps
+    t = np.arange(frames) * dt
+    mx, my = INTERIOR_MARGIN * width, INTERIOR_MARGIN * height
+    plans: list[TargetPlan] = []
+    for k in range(count):
+        size, aspect, snr = _appearance(rng, size_range, snr_range)
+        start = rng.uniform((mx, my), (width - mx, height - my))
+        to_centre = np.arctan2((height - 1) / 2 - start[1], (width - 1) / 2 - start[0])
+        theta0 = to_centre + rng.uniform(-np.pi / 4, np.pi / 4)
+        v0 = _speed(rng, speed_range)
+        t_start = rng.uniform(*MANOEUVRE_START) * frames * dt
+        turn = rng.choice((-1.0, 1.0)) * rng.uniform(*MANOEUVRE_TURN)
+        turn_s = abs(turn) / rng.uniform(*MANOEUVRE_RATE)
+        factor = float(np.exp(rng.uniform(*np.log(MANOEUVRE_SPEED_FACTOR))))
+        progress = np.clip((t - t_start) / turn_s, 0.0, 1.0)
+        headings = theta0 + turn * progress
+        speeds = v0 * (1.0 + (factor - 1.0) * progress)
+        steps = (speeds * dt)[:, None] * np.stack([np.cos(headings), np.sin(headings)], axis=1)
+        positions = np.empty_like(steps)
+        positions[0] = start
+        positions[1:] = start + np.cumsum(steps[:-1], axis=0)
+        plans.append(TargetPlan(first_id + k, size, aspect, snr, positions, headings))
     return plans
 
 

@@ -103,6 +103,19 @@ def test_generate_refuses_to_overwrite_in_one_line(tmp_path, capsys):
     assert code == 0
 
 
+def test_generate_tracking_scenarios_give_truth_ids_in_order(tmp_path, capsys):
+    bag = tmp_path / "scen"
+    args = ["--out", str(bag), "--frames", "12", "--size", "160x128", "--targets", "1"]
+    args += ["--no-enter-leave", "--dim-targets", "1", "--crossings", "1", "--manoeuvres", "1"]
+    code, _, _ = run(capsys, "generate", *args, "--flicker", "2", "--seed", "2")
+    assert code == 0
+    with BagReader(bag) as r:
+        cfg = json.loads(r.custom_data["irstd_ros.sequence"])
+        ids = {d.id for _, _, m in r.messages(["/camera/truth/targets"]) for d in m.detections}
+    assert (cfg["crossings"], cfg["manoeuvres"], cfg["flicker_rate"]) == (1, 1, 2.0)
+    assert ids == {"0", "1", "2", "3", "4"}  # plain, dim, crossing pair, manoeuvring
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
