@@ -8,8 +8,9 @@ import argparse
 from pathlib import Path
 
 from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, plot_over_time, write_json
-from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_MASK_TOPIC
+from irstd_ros.bags.io import TRUTH_MASK_TOPIC
 from irstd_ros.bags.report import format_table
+from irstd_ros.cli._options import add_image_topic
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
 from irstd_ros.tracking.tracker import TrackerConfig
 
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BAG",
         help="with --run-detector: also write the outputs as the node would",
     )
-    p.add_argument("--image-topic", default=IMAGE_TOPIC)
+    add_image_topic(p)
     p.add_argument("--truth-mask-topic", default=TRUTH_MASK_TOPIC)
     p.add_argument("--mask-topic", help="output mask topic (default: the */mask Image topic)")
     p.add_argument(

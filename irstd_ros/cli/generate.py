@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from irstd_ros.bags.generate import GenerateConfig, generate_bag
-from irstd_ros.bags.io import STORAGES
+from irstd_ros.cli._options import add_bag_writing
 from irstd_ros.core.parsing import parse_range, parse_size
 from irstd_ros.sim.scenes import SCENES
 from irstd_ros.sim.sequence import BIT_DEPTHS, SequenceConfig
@@ -61,10 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="flicker peak over local clutter, N or LO:HI",
     )
     p.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=_DEFAULTS.bit_depth)
-    p.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
-    p.add_argument("--compress", action="store_true", help="zstd-compressed chunks (mcap only)")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
+    add_bag_writing(p)
     p.set_defaults(func=run)
 
 

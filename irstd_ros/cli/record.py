@@ -7,8 +7,9 @@ import signal
 from pathlib import Path
 from types import FrameType
 
-from irstd_ros.bags.io import OUTPUT_TOPICS, STORAGES
+from irstd_ros.bags.io import OUTPUT_TOPICS
 from irstd_ros.bags.record import QOS_MODES, RecordConfig, record
+from irstd_ros.cli._options import add_bag_writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,15 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SEC",
         help="fail if none of the topics has a publisher after SEC seconds",
     )
-    p.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
-    p.add_argument("--compress", action="store_true", help="zstd-compressed chunks (mcap only)")
     p.add_argument(
         "--qos",
         choices=QOS_MODES,
         default="auto",
         help="subscription reliability; auto: compatible with the publishers",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
+    add_bag_writing(p)
     p.set_defaults(func=run)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from irstd_ros.bags.io import IMAGE_TOPIC
 from irstd_ros.bags.render import RenderConfig, render
+from irstd_ros.cli._options import add_image_topic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="video file, .mp4 or .gif")
     p.add_argument("--sheet", type=Path, metavar="PNG", help="also write a contact sheet")
-    p.add_argument("--image-topic", default=IMAGE_TOPIC)
+    add_image_topic(p)
     p.add_argument("--fps", type=float, help="video frame rate (default: the bag's)")
     p.add_argument("--scale", type=int, default=1, help="integer magnification")
     p.add_argument("--max-frames", type=int, help="render at most N frames")
