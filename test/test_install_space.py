@@ -9,7 +9,9 @@ into a temporary install space. Then, from that install space only:
 * ``lib/irstd_ros/irstd`` (the CLI) answers ``--help``;
 * ``import irstd_ros`` loads the installed package, messages included;
 * ``lib/irstd_ros/irstd_node`` starts with ``--ros-args``, publishes /diagnostics, and exits
-  cleanly (code 0, no traceback) on SIGINT.
+  cleanly (code 0, no traceback) on SIGINT;
+* ``colcon test`` (ctest in the package's build folder) would run the pytest suite of
+  ``make test`` (listed with ``ctest -N``, not run).
 
 About a minute on two cores: ``slow`` (``make test-all``; CI runs it with ``make
 test-install``).
@@ -18,6 +20,7 @@ test-install``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,7 +70,7 @@ def install(tmp_path_factory) -> Path:
         str(colcon), "--log-base", str(ws / "log"), "build", "--paths", str(src),
         "--build-base", str(ws / "build"), "--install-base", str(ws / "install"),
         "--merge-install", "--event-handlers", "console_cohesion+", "status-",
-        "--cmake-args", "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_TESTING=OFF",
+        "--cmake-args", "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_TESTING=ON",
         f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}", f"-DCMAKE_PREFIX_PATH={VENV}",
         f"-DCMAKE_PROJECT_INCLUDE={ROOT / 'underlay' / 'cmake' / 'fix_wheel_paths.cmake'}",
         "--no-warn-unused-cli",
@@ -101,6 +104,20 @@ def test_installed_package_and_cli(install):
     assert "bench" in out.stdout and "demo" in out.stdout
     assert (install / "share" / "irstd_ros" / "launch" / "irstd.launch.py").is_file()
     assert (install / "share" / "irstd_ros" / "config" / "irstd.yaml").is_file()
+
+
+def test_colcon_test_runs_the_pytest_suite(install):
+    ctest = shutil.which("ctest")
+    if ctest is None:
+        pytest.skip("ctest is not installed")
+    build = install.parent / "build" / "irstd_ros"
+    out = subprocess.run([ctest, "-N", "-V"], cwd=build, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Total Tests: 1" in out.stdout and "Test #1: pytest" in out.stdout, out.stdout
+    assert re.search(r'"-m" "pytest" "[^"]*\btest"', out.stdout), out.stdout  # the suite
+    assert "not gpu and not tensorrt and not slow" in out.stdout, out.stdout
+    assert f"Working Directory: {install.parent / 'src' / 'irstd_ros'}" in out.stdout, out.stdout
 
 
 def test_installed_node_publishes_diagnostics_and_exits_cleanly_on_sigint(install, tmp_path):
