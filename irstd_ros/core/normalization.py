@@ -89,9 +89,10 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 2:
         return frame
     if frame.ndim == 3 and frame.shape[2] in (3, 4):
-        luma = frame[..., :3].astype(np.float32) @ GREY_WEIGHTS
+        luma: np.ndarray = frame[..., :3].astype(np.float32) @ GREY_WEIGHTS
         if np.issubdtype(frame.dtype, np.integer):
-            return np.rint(luma).astype(frame.dtype)
+            rounded: np.ndarray = np.rint(luma)
+            return rounded.astype(frame.dtype)
         return luma
     if frame.ndim == 3 and frame.shape[2] == 1:
         return frame[..., 0]
@@ -153,7 +154,8 @@ def local_background(frame: np.ndarray, block: int) -> np.ndarray:
     s = BACKGROUND_SAMPLING if min(bh, bw) >= 2 * BACKGROUND_SAMPLING else 1
     blocks = frame[: gh * bh, : gw * bw].reshape(gh, bh, gw, bw)[:, ::s, :, ::s]
     grid = np.median(blocks.transpose(0, 2, 1, 3).reshape(gh, gw, -1), axis=-1).astype(np.float32)
-    return _interpolation(h, gh, bh) @ grid @ _interpolation(w, gw, bw).T
+    background: np.ndarray = _interpolation(h, gh, bh) @ grid @ _interpolation(w, gw, bw).T
+    return background
 
 
 def to_unit_range(
@@ -182,8 +184,8 @@ def to_unit_range(
     if mode == "fixed":
         if high <= low:
             raise ConfigError(f"fixed scaling needs high > low, got [{low}, {high}]")
-        return np.clip((f - low) / (high - low), 0.0, 1.0)
-    if mode == "percentile":
+        lo, hi = low, high
+    elif mode == "percentile":
         lo, hi = np.percentile(f, percentiles)
     elif mode == "minmax":
         lo, hi = float(f.min()), float(f.max())
@@ -191,7 +193,8 @@ def to_unit_range(
         raise ConfigError(f"unknown scaling {mode!r}; valid: auto, fixed, percentile, minmax")
     if hi <= lo:
         return np.zeros_like(f)
-    return np.clip((f - lo) / (hi - lo), 0.0, 1.0)
+    scaled: np.ndarray = np.clip((f - lo) / (hi - lo), 0.0, 1.0)
+    return scaled
 
 
 def normalize(

@@ -165,7 +165,7 @@ def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeCon
         "false_targets_per_frame": fpf,
         "goal_point_snr6": {
             "min_pd": min((c["pd"] for c in points), default=None),
-            "max_false_targets_per_frame": max(fpf.values(), default=None),
+            "max_false_targets_per_frame": max((v for v in fpf.values() if v is not None), default=None),
         },
     }
 

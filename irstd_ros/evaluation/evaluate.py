@@ -247,7 +247,7 @@ def plot_hardest(rows: list[HardCase], path: Path) -> None:
     tiles = []
     for row in rows:
         tile = Image.fromarray(row.tiles).convert("RGB")
-        tile = tile.resize((tile.width * CROP_ZOOM, tile.height * CROP_ZOOM), Image.NEAREST)
+        tile = tile.resize((tile.width * CROP_ZOOM, tile.height * CROP_ZOOM), Image.Resampling.NEAREST)
         ImageDraw.Draw(tile).text((3, 3), row.label, fill=(255, 64, 64))
         tiles.append(np.asarray(tile))
     width = max(t.shape[1] for t in tiles)
