@@ -73,22 +73,22 @@ def run(args: argparse.Namespace) -> int:
 
         backend = TensorRTBackend(model, info, options)
         out.update(backend.describe())
-        out["files"] = [str(backend.path), str(backend.path) + ".json"]
+        files = [str(backend.path), str(backend.path) + ".json"]
     elif args.backend == "onnxruntime":
         from irstd_ros.inference.backends.graph_export import cached_onnx
 
         path = cached_onnx(model, info, options)
-        out["files"] = [str(path), str(path) + ".json"]
+        files = [str(path), str(path) + ".json"]
     else:
         from irstd_ros.inference.backends.graph_export import export_openvino_ir
 
         path = export_openvino_ir(model, info, options)
-        out["files"] = [str(path), str(path.with_suffix(".bin")), str(path) + ".json"]
+        files = [str(path), str(path.with_suffix(".bin")), str(path) + ".json"]
+    out["files"] = files
     if args.json:
         print(json.dumps(out, default=str))
     else:
-        for f in out["files"]:  # type: ignore[union-attr]
-            print(f)
+        print("\n".join(files))
     return 0
 
 

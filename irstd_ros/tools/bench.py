@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -364,7 +365,7 @@ def measure_node_pipeline(
             sent = time.perf_counter()
             pub.publish(msg)
             with arrived:
-                if not arrived.wait_for(lambda i=i: i in received, timeout=timeout_s):
+                if not arrived.wait_for(partial(received.__contains__, i), timeout=timeout_s):
                     raise TimeoutError(f"no detections for frame {i} within {timeout_s} s")
             if i > warmup:
                 latencies.append((received[i] - sent) * 1e3)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -95,9 +95,9 @@ class OpenVINOBackend:
         if self.options.threads:
             self.config["INFERENCE_NUM_THREADS"] = self.options.threads
         self.version = ov.__version__
-        self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # infer requests
 
-    def _request(self, shape: tuple[int, ...]):
+    def _request(self, shape: tuple[int, ...]) -> Any:
         """An infer request of the model compiled for ``shape`` (compiled on first use);
         with ``dynamic_shapes``, one request compiled for any size."""
         if self.options.dynamic_shapes:
