@@ -92,7 +92,7 @@ def calibrate(cfg: CalibrationConfig) -> dict:
     """Fit, fold into the head, save to ``cfg.out``; returns the fit's description."""
     model, info, _ = load_checkpoint(cfg.weights)
     head = getattr(model, "head", None)
-    if not isinstance(head, torch.nn.Conv2d):
+    if not isinstance(head, torch.nn.Conv2d) or head.bias is None:
         raise ConfigError(f"{cfg.weights}: the model has no 1x1 conv head to fold the calibration into")
     rng = np.random.default_rng(cfg.seed)
     pairs: list[tuple[Path, Path]] = []

@@ -55,7 +55,13 @@ from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training.loss import training_loss
 from irstd_ros.training.torch_norm import normalize_torch
-from irstd_ros.training.train import TrainConfig, _load_opt, _opt_tensors, resolve_device
+from irstd_ros.training.train import (
+    TrainConfig,
+    _load_opt,
+    _opt_tensors,
+    resolve_device,
+    with_memory_format,
+)
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +271,7 @@ def half_copy(model: nn.Module) -> nn.Module:
     """An FP16 copy of the weights (BatchNorm statistics included) for shipping."""
     import copy
 
-    return copy.deepcopy(model).to(memory_format=torch.contiguous_format).cpu().half()
+    return with_memory_format(copy.deepcopy(model), torch.contiguous_format).cpu().half()
 
 
 def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
@@ -303,7 +309,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         model.load_state_dict(init_model.state_dict())
     model = model.to(device)
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = with_memory_format(model, torch.channels_last)
     fused = device.type == "cuda"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
@@ -401,7 +407,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         log.info("eval %s: %s", metrics["set"], ", ".join(
             f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
     final = cfg.out / "model.safetensors"
-    plain = model.to(memory_format=torch.contiguous_format)
+    plain = with_memory_format(model, torch.contiguous_format)
     save_checkpoint(final, plain.cpu(), info_for(len(history), elapsed, metrics))
     half = cfg.out / "model_fp16.safetensors"
     save_checkpoint(half, half_copy(plain), info_for(len(history), elapsed, metrics))

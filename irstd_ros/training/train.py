@@ -117,6 +117,11 @@ def lr_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, start_epoch: int 
     return sched
 
 
+def with_memory_format(model: nn.Module, fmt: torch.memory_format) -> nn.Module:
+    """``model.to(memory_format=fmt)``, which torch's type stubs do not know."""
+    return model.to(memory_format=fmt)  # type: ignore[call-overload]
+
+
 def dataset_norm(ds: IRSTDDataset, cfg: TrainConfig) -> InputNorm:
     """The checkpoint's input normalisation: per-frame robust, or the ``global`` mean and
     std of the training frames scaled to [0, 1]."""
@@ -126,7 +131,7 @@ def dataset_norm(ds: IRSTDDataset, cfg: TrainConfig) -> InputNorm:
     return InputNorm(kind="global", mean=float(px.mean()), std=float(px.std()) or 1.0)
 
 
-def build_training_data(cfg: TrainConfig, rank: int) -> tuple[torch.utils.data.Dataset, InputNorm, dict]:
+def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | MixtureSamples, InputNorm, dict]:
     """The training dataset, its normalisation and a description of the data seen."""
     if not cfg.sources and cfg.samples_per_epoch is None:
         pairs = find_pairs(DatasetSpec(cfg.data, cfg.split, cfg.mask_suffix))
@@ -166,7 +171,8 @@ def implant_config(overrides: dict[str, Any]) -> ImplantConfig:
     unknown = set(overrides) - valid
     if unknown:
         raise ConfigError(f"unknown implant keys {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
-    return ImplantConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return ImplantConfig(**kwargs)
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -222,7 +228,7 @@ def train(cfg: TrainConfig) -> Path:
     model = model.to(device)
     use_bf16 = cfg.bf16 and device.type == "cpu"
     if use_bf16:
-        model = model.to(memory_format=torch.channels_last)
+        model = with_memory_format(model, torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     last = cfg.out / "last.safetensors"
@@ -241,7 +247,7 @@ def train(cfg: TrainConfig) -> Path:
         log.info("resumed from %s at epoch %d", last, start_epoch)
 
     sched = lr_scheduler(cfg, opt, start_epoch)
-    sampler = (
+    sampler: torch.utils.data.DistributedSampler | None = (
         torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank, seed=cfg.seed)
         if world > 1
         else None
@@ -316,7 +322,7 @@ def train(cfg: TrainConfig) -> Path:
 
     final = cfg.out / "model.safetensors"
     if rank == 0:
-        model = model.to(memory_format=torch.contiguous_format).cpu()
+        model = with_memory_format(model, torch.contiguous_format).cpu()
         save_checkpoint(final, model, info_for(len(history), 0))
         (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
     if world > 1:
