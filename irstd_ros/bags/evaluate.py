@@ -21,7 +21,10 @@ Tracking (``tracking`` in the result, when the truth bag has target ids on
 per-frame detections ("without tracking": every detection its own hypothesis) and of the
 tracks ("with tracking": the confirmed and coasting tracks, by track id). The tracks are
 those the node recorded on a ``*/tracks`` topic, else the tracker run here over the
-detections with ``tracker`` (the node's defaults unless overridden).
+detections with ``tracker`` (the node's defaults unless overridden). With
+``candidate_threshold`` (and the detector run here), the detector's sub-threshold
+candidates are fed to that tracker too, as the node does with
+``tracking.candidate_threshold``; the "detections" figures are unchanged by it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from irstd_ros.bags.io import (
 from irstd_ros.bags.rosutil import cdr_header_stamp
 from irstd_ros.core.constants import DETECTION_OUTPUTS, LIVE_STAMP_WINDOW_S
 from irstd_ros.core.statistics import percentile
+from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.ros.conversions import image_to_array
@@ -87,10 +91,13 @@ class EvalBagConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     match_px: float = DEFAULT_MATCH_PX  # truth-hypothesis match distance of the tracking metrics
     warmup_s: float = DEFAULT_WARMUP_S
+    candidate_threshold: float = 0.0  # > 0: sub-threshold candidates for the tracker
 
     def validate(self) -> None:
         if self.run_detector == (self.outputs is not None):
             raise ConfigError("give exactly one of --outputs BAG and --run-detector")
+        if self.candidate_threshold > 0 and not self.run_detector:
+            raise ConfigError("--candidate-threshold needs --run-detector")
         if self.save_outputs is not None and not self.run_detector:
             raise ConfigError("--save-outputs needs --run-detector")
 
@@ -164,6 +171,7 @@ class _Outputs:
     latency_source: str | None
     mask_source: str
     tracks: dict[int, list[Box]] | None = None  # recorded by the node, by track id
+    candidates: dict[int, list[Box]] | None = None  # sub-threshold, for the tracker only
 
 
 def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
@@ -223,8 +231,11 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     from irstd_ros.inference.detector import Detector
 
     detector = Detector.from_checkpoint(cfg.weights, backend=cfg.backend)
+    if cfg.candidate_threshold > 0:
+        detector.candidate_threshold = cfg.candidate_threshold
     masks: dict[int, np.ndarray] = {}
     boxes: dict[int, list[Box]] = {}
+    candidates: dict[int, list[Box]] = {}
     latency: dict[int, float] = {}
     messages = reader.messages([cfg.image_topic])
     if cfg.progress:
@@ -241,19 +252,8 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
             s = stamp_ns(msg.header)
             result = detector.detect(image_to_array(msg))
             masks[s] = result.mask
-            boxes[s] = [
-                Box(
-                    tg.x,
-                    tg.y,
-                    tg.width,
-                    tg.height,
-                    tg.score,
-                    str(tg.id),
-                    tg.centroid_x,
-                    tg.centroid_y,
-                )
-                for tg in result.targets
-            ]
+            boxes[s] = [_box(tg) for tg in result.targets]
+            candidates[s] = [_box(tg) for tg in result.candidates]
             latency[s] = sum(result.timings.values())
             if writer is not None:
                 fid = msg.header.frame_id
@@ -268,7 +268,14 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
         raise
     if writer is not None:
         writer.__exit__(None, None, None)
-    return _Outputs(masks, boxes, latency, "detector", "mask")
+    return _Outputs(
+        masks, boxes, latency, "detector", "mask",
+        candidates=candidates if cfg.candidate_threshold > 0 else None,
+    )
+
+
+def _box(tg: Target) -> Box:
+    return Box(tg.x, tg.y, tg.width, tg.height, tg.score, str(tg.id), tg.centroid_x, tg.centroid_y)
 
 
 def _truth_points(path: Path) -> dict[int, list[Point]]:
@@ -299,18 +306,27 @@ class _Det:
     height: float
 
 
+def _dets(boxes: Iterable[Box]) -> list[_Det]:
+    out = []
+    for b in boxes:
+        p = _point("", b)
+        out.append(_Det(p.x, p.y, b.score, b.width, b.height))
+    return out
+
+
 def run_tracker(
-    boxes: dict[int, list[Box]], cfg: TrackerConfig, size: tuple[int, int] | None = None
+    boxes: dict[int, list[Box]],
+    cfg: TrackerConfig,
+    size: tuple[int, int] | None = None,
+    candidates: dict[int, list[Box]] | None = None,
 ) -> dict[int, list[Point]]:
-    """stamp -> confirmed (and coasting) tracks of :class:`Tracker` run over ``boxes``."""
+    """stamp -> confirmed (and coasting) tracks of :class:`Tracker` run over ``boxes``
+    (and the sub-threshold ``candidates``, if any)."""
     tracker = Tracker(cfg, logger=log)
     out: dict[int, list[Point]] = {}
     for s in sorted(boxes):
-        dets = []
-        for b in boxes[s]:
-            p = _point("", b)
-            dets.append(_Det(p.x, p.y, b.score, b.width, b.height))
-        tracks = tracker.update(s / NS_PER_S, dets, image_size=size)
+        extra = _dets(candidates.get(s, ())) if candidates else []
+        tracks = tracker.update(s / NS_PER_S, _dets(boxes[s]), image_size=size, candidates=extra)
         out[s] = [Point(str(t.id), t.x, t.y) for t in tracks if t.confirmed]
     return out
 
@@ -336,12 +352,13 @@ def _tracking(
         tracks = {s: [_point(b.id, b) for b in outputs.tracks.get(s, [])] for s in stamps}
         source = "recorded"
     else:
-        tracks = run_tracker(boxes, cfg.tracker, size)
+        tracks = run_tracker(boxes, cfg.tracker, size, outputs.candidates)
         source = "tracker"
     kw = {"match_px": cfg.match_px, "warmup_s": cfg.warmup_s}
     return {
         "tracks_source": source,
         "tracker": cfg.tracker.__dict__ if source == "tracker" else None,
+        "candidate_threshold": cfg.candidate_threshold if outputs.candidates is not None else None,
         "detections": tracking_metrics(truth, detections, **kw),
         "tracks": tracking_metrics(truth, tracks, **kw),
     }

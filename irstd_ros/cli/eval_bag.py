@@ -67,6 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--max-coast-s", type=float, default=d.max_coast_s, help="tracker coast, s")
     t.add_argument("--min-score", type=float, default=d.min_score, help="to confirm a track")
+    t.add_argument(
+        "--candidate-threshold", type=float, default=0.0, metavar="P",
+        help="with --run-detector: also feed the tracker the sub-threshold components down to "
+        "probability P (low-SNR confirmation; the node's tracking.candidate_threshold); 0: off",
+    )
     p.set_defaults(func=run)
 
 
@@ -92,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         match_px=args.match_px,
         warmup_s=args.warmup_s,
+        candidate_threshold=args.candidate_threshold,
     )
     result = evaluate_bag(cfg)
     if args.plot:

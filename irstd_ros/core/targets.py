@@ -68,6 +68,42 @@ def extract_targets(
         raise ValueError(f"probability {prob.shape} and intensity {intensity.shape} differ")
     binary = prob > cfg.threshold
     labels, n = components(binary)
+    return _targets(prob, intensity, binary, labels, n, cfg, first_id=0)
+
+
+def extract_candidates(
+    prob: np.ndarray,
+    intensity: np.ndarray,
+    cfg: PostprocessConfig,
+    threshold: float,
+    first_id: int = 0,
+) -> list[Target]:
+    """Sub-threshold candidates, for a tracker only: the components of ``prob >
+    threshold`` whose every pixel is at most ``cfg.threshold`` (so no detection is part of
+    one), with the detections' area limits and cap, sorted by score; ids from
+    ``first_id``. Empty when ``threshold`` is not below ``cfg.threshold``.
+    """
+    if prob.shape != intensity.shape:
+        raise ValueError(f"probability {prob.shape} and intensity {intensity.shape} differ")
+    if threshold >= cfg.threshold:
+        return []
+    binary = prob > threshold
+    labels, n = components(binary)
+    above = np.unique(labels[prob > cfg.threshold])
+    labels[np.isin(labels, above[above > 0])] = 0
+    return _targets(prob, intensity, binary, labels, n, cfg, first_id)[1]
+
+
+def _targets(
+    prob: np.ndarray,
+    intensity: np.ndarray,
+    binary: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    cfg: PostprocessConfig,
+    first_id: int,
+) -> tuple[np.ndarray, list[Target]]:
+    """Targets of the labelled components (a label without pixels is skipped)."""
     mask = np.zeros(prob.shape, dtype=bool)
     if n == 0:
         return mask, []
@@ -76,6 +112,8 @@ def extract_targets(
     intensity = intensity.astype(np.float64, copy=False)
     candidates = []
     for label, sl in enumerate(slices, start=1):
+        if sl is None:
+            continue
         comp = labels[sl] == label
         area = int(comp.sum())
         if not cfg.min_area <= area <= cfg.max_area:
@@ -99,7 +137,7 @@ def extract_targets(
             weights = np.ones_like(vals)
         targets.append(
             Target(
-                id=len(targets),
+                id=first_id + len(targets),
                 score=score,
                 x=int(xs.start),
                 y=int(ys.start),

@@ -18,7 +18,12 @@ import numpy as np
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint
 from irstd_ros.core.normalization import ScalingConfig, normalize, to_grey
-from irstd_ros.core.targets import PostprocessConfig, Target, extract_targets
+from irstd_ros.core.targets import (
+    PostprocessConfig,
+    Target,
+    extract_candidates,
+    extract_targets,
+)
 from irstd_ros.errors import DeviceOutOfMemory, IrstdError
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
@@ -52,12 +57,14 @@ class CpuFallback:
 
 @dataclass
 class DetectionResult:
-    """What one frame gave: probabilities, the kept-target mask, targets, timings (ms)."""
+    """What one frame gave: probabilities, the kept-target mask, targets, timings (ms), and
+    the sub-threshold candidates kept for a tracker (``Detector.candidate_threshold``)."""
 
     prob: np.ndarray
     mask: np.ndarray
     targets: list[Target]
     timings: dict[str, float] = field(default_factory=dict)
+    candidates: list[Target] = field(default_factory=list)
 
 
 class Detector:
@@ -66,6 +73,9 @@ class Detector:
     ``scaling`` applies only to ``global``-normalised (0.1) checkpoints; ``robust``
     ones are invariant to the frame's encoding, gain and offset. ``fallback``: where the
     CPU backend comes from after repeated out-of-memory frames (None: no fall-back).
+    ``candidate_threshold``: when below the detection threshold, components between the
+    two are also returned as :attr:`DetectionResult.candidates` (for a tracker only;
+    never in the mask or the targets); None: none.
     """
 
     def __init__(
@@ -81,6 +91,7 @@ class Detector:
         self.post = post or PostprocessConfig(threshold=info.threshold)
         self.scaling = scaling or ScalingConfig()
         self.fallback = fallback
+        self.candidate_threshold: float | None = None
         self._oom_streak = 0
         self._fell_back = False
 
@@ -119,12 +130,18 @@ class Detector:
         self._oom_streak = 0
         t2 = time.perf_counter()
         mask, targets = extract_targets(prob, grey, self.post)
+        candidates = []
+        if self.candidate_threshold is not None:
+            candidates = extract_candidates(
+                prob, grey, self.post, self.candidate_threshold, first_id=len(targets)
+            )
         t3 = time.perf_counter()
         return DetectionResult(
             prob,
             mask,
             targets,
             {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (t3 - t2) * 1e3},
+            candidates,
         )
 
     def _out_of_memory(self, exc: BaseException) -> DeviceOutOfMemory:

@@ -196,7 +196,8 @@ class FramePipeline:
             self._pending = None
 
     def apply_params(self) -> None:
-        """Apply the run-time parameters (thresholds, areas, scaling) to the detector."""
+        """Apply the run-time parameters (thresholds, areas, scaling, the tracking-only
+        candidate threshold) to the detector."""
         if self.detector is None:
             return
         p = self._params()
@@ -206,6 +207,10 @@ class FramePipeline:
             min_area=p["detection.min_area"],
             max_area=p["detection.max_area"],
             max_detections=p["detection.max_detections"],
+        )
+        candidates = p["tracking.candidate_threshold"]
+        self.detector.candidate_threshold = (
+            candidates if p["tracking.enabled"] and candidates > 0 else None
         )
         self.detector.scaling = ScalingConfig(
             mode=p["input.scaling"],
@@ -304,7 +309,7 @@ class FramePipeline:
         for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():
             setattr(mask_msg, key, value)
         # tracks before the per-frame outputs: whoever has a frame's detections has its tracks
-        tracks = self._track(header, result.targets, frame.shape[:2])
+        tracks = self._track(header, result.targets, frame.shape[:2], result.candidates)
         out = self.outputs
         out.mask.publish(mask_msg)
         out.detections.publish(detections_array(MESSAGE_TYPES, header, result.targets))
@@ -326,9 +331,14 @@ class FramePipeline:
         )
 
     def _track(
-        self, header: Any, targets: Sequence[Target], size: tuple[int, int]
+        self,
+        header: Any,
+        targets: Sequence[Target],
+        size: tuple[int, int],
+        candidates: Sequence[Target] = (),
     ) -> list[Track] | None:
-        """Update the tracker with this frame and publish the tracks.
+        """Update the tracker with this frame (detections, and the sub-threshold
+        candidates of ``tracking.candidate_threshold``) and publish the tracks.
 
         Disabling ``tracking.enabled`` drops the tracker; enabling it starts afresh. A
         frame without a stamp (0) is placed at the node's clock time.
@@ -345,7 +355,9 @@ class FramePipeline:
         elif self.tracker.config != cfg:
             self.tracker.configure(cfg)
         t_ns = stamp_ns(header) or self._clock_ns()
-        tracks = self.tracker.update(t_ns / 1e9, targets, image_size=size)
+        tracks = self.tracker.update(
+            t_ns / 1e9, targets, image_size=size, candidates=candidates
+        )
         self.outputs.tracks.publish(track_detections_array(MESSAGE_TYPES, header, tracks))
         self.outputs.target_tracks.publish(
             fill_track_array(TrackArray(header=header), tracks, self.camera)

@@ -21,10 +21,13 @@ and frame counts are wrong as soon as the node drops a frame. The whole filter b
 vectorised (all tracks predicted and updated in a few numpy calls), which keeps the
 tracker well under a millisecond per frame at 50 targets.
 
-Association is a two-stage cascade: confirmed tracks (coasting ones included) first,
-then tentative tracks on the detections left over, so that a spurious new track can
-never take the detection of an established one. New tracks are born from the detections
-left after both stages.
+Association is a cascade: confirmed tracks (coasting ones included) first, then
+tentative tracks on the detections left over, so that a spurious new track can never
+take the detection of an established one; then, when the detector keeps sub-threshold
+*candidates* (low-SNR confirmation), every track still without a detection on the
+candidates. New tracks are born from the detections and candidates left over. A
+candidate counts like a detection for M-of-N, so a dim target that is consistent over
+several frames is confirmed while a single-frame blip is not.
 """
 
 from __future__ import annotations
@@ -243,12 +246,15 @@ class Tracker:
         stamp_s: float,
         detections: Sequence[Detection],
         image_size: tuple[int, int] | None = None,
+        candidates: Sequence[Detection] = (),
     ) -> list[Track]:
         """Advance to ``stamp_s`` and take this frame's detections; returns every live track
         (tentative ones included; see :attr:`Track.confirmed`).
 
         ``image_size`` (height, width): tracks predicted more than ``image_margin_px``
         outside the image are deleted (targets that left the field of view).
+        ``candidates``: sub-threshold detections, associated only with the tracks left
+        without a detection, and births.
         """
         cfg = self.config
         if self.last_stamp is not None and stamp_s < self.last_stamp:
@@ -266,14 +272,20 @@ class Tracker:
         for m in self._meta:
             m.frames += 1
 
+        n_det = len(detections)
+        detections = [*detections, *candidates]  # candidates after the detections
         z = np.array([[d.centroid_x, d.centroid_y] for d in detections], float).reshape(-1, 2)
-        free = np.arange(len(detections))
+        free = np.arange(n_det)
         confirmed = np.array([i for i, m in enumerate(self._meta) if m.confirmed], int)
         tentative = np.array([i for i, m in enumerate(self._meta) if not m.confirmed], int)
         pairs = self._associate(confirmed, free, z)
         used = {d for _, d in pairs}
         free = np.array([d for d in free if d not in used], int)
         pairs += self._associate(tentative, free, z)
+        if len(detections) > n_det:
+            taken = {t for t, _ in pairs}
+            rest = np.array([t for t in range(len(self._meta)) if t not in taken], int)
+            pairs += self._associate(rest, np.arange(n_det, len(detections)), z)
         used = {d for _, d in pairs}
 
         hit = np.zeros(len(self._meta), bool)

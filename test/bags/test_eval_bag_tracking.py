@@ -22,6 +22,8 @@ from irstd_ros.bags.io import (
 from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.bags.report import format_table
 from irstd_ros.core.targets import Target
+from irstd_ros.errors import ConfigError
+from irstd_ros.inference.detector import DetectionResult
 from irstd_ros.tracking.metrics import Point, tracking_metrics
 
 H, W = 48, 64
@@ -143,3 +145,45 @@ def test_tracking_metrics_function_on_points():
     assert m["pd"] == 1.0 and m["false_tracks"] == 1 and m["id_switches"] == 0
     assert m["position_rms_px"] == pytest.approx(1.0)
     assert m["mota"] == pytest.approx(0.0)  # 10 false positives over 10 objects
+
+
+class CandidateDetector:
+    """Detects target 0; target 1 only as a sub-threshold candidate, when asked for."""
+
+    def __init__(self) -> None:
+        self.candidate_threshold: float | None = None
+        self.frame = 0
+
+    def detect(self, frame: np.ndarray) -> DetectionResult:
+        i, self.frame = self.frame, self.frame + 1
+        t0, t1 = (detected_target(tid, i) for tid in (0, 1))
+        cands = [t1] if self.candidate_threshold is not None else []
+        mask = np.zeros(frame.shape, bool)
+        return DetectionResult(mask.astype(np.float32), mask, [t0], {}, cands)
+
+
+def detected_target(tid: int, i: int) -> Target:
+    x, y, bw, bh = box(tid, i)
+    cx, cy = position(tid, i)
+    score = 0.9 if tid == 0 else 0.3
+    return Target(tid, score, x, y, bw, bh, bw * bh, cx, cy, 200.0, 180.0, 50.0, 9.0)
+
+
+def test_candidates_reach_the_tracker_only_with_a_candidate_threshold(bags, monkeypatch):
+    from irstd_ros.inference import detector as det_mod
+
+    monkeypatch.setattr(
+        det_mod.Detector, "from_checkpoint", classmethod(lambda cls, *a, **k: CandidateDetector())
+    )
+    truth, outputs = bags
+    off = evaluate_bag(EvalBagConfig(truth, run_detector=True))["tracking"]
+    on = evaluate_bag(EvalBagConfig(truth, run_detector=True, candidate_threshold=0.2))
+    t = on["tracking"]
+    assert off["candidate_threshold"] is None and t["candidate_threshold"] == 0.2
+    assert off["detections"]["pd"] == t["detections"]["pd"] == 0.5  # detections unchanged
+    assert off["tracks"]["pd"] == pytest.approx((FRAMES - 2) / (2 * FRAMES))
+    assert t["tracks"]["pd"] == pytest.approx((2 * FRAMES - 4) / (2 * FRAMES))
+    assert t["tracks"]["false_tracks"] == 0 and t["tracks"]["id_switches"] == 0
+    assert "candidates > 0.2" in format_table(on)
+    with pytest.raises(ConfigError, match="run-detector"):
+        evaluate_bag(EvalBagConfig(truth, outputs=outputs, candidate_threshold=0.2))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from irstd_ros.core.targets import PostprocessConfig, extract_targets
+from irstd_ros.core.targets import PostprocessConfig, extract_candidates, extract_targets
 
 
 def prob_map():
@@ -62,3 +62,19 @@ def test_ir_statistics_and_weighted_centroid():
 def test_empty_map_gives_nothing():
     mask, targets = extract_targets(np.zeros((8, 8)), np.zeros((8, 8)), PostprocessConfig())
     assert targets == [] and not mask.any()
+
+
+def test_candidates_are_the_sub_threshold_components_only():
+    p = prob_map()
+    p[4:9, 9:13] = np.maximum(p[4:9, 9:13], 0.35)  # halo around the 0.95 detection
+    p[15, 5:7] = 0.3  # a sub-threshold blob
+    p[35, 5] = 0.12  # below the candidate threshold
+    intensity = np.zeros((40, 50))
+    cfg = PostprocessConfig(threshold=0.5)
+    _, targets = extract_targets(p, intensity, cfg)
+    cands = extract_candidates(p, intensity, cfg, 0.2, first_id=len(targets))
+    # the halo belongs to a detection; the corner blob (0.4) and the new blob are candidates
+    assert [(c.x, c.y, c.area) for c in cands] == [(48, 0, 4), (5, 15, 2)]
+    assert [c.id for c in cands] == [3, 4] and all(c.score <= 0.5 for c in cands)
+    assert extract_candidates(p, intensity, cfg, 0.5) == []  # not below: off
+    assert len(extract_candidates(p, intensity, PostprocessConfig(0.5, max_detections=1), 0.2)) == 1

@@ -144,3 +144,47 @@ def test_tracking_can_be_switched_off_and_on_at_run_time(harness):
     harness.send(0.1)
     harness.spin_until(lambda: len(harness.tracks) >= 1)
     assert [d.id for d in harness.tracks[-1].detections] == ["1"]  # M = 1: confirmed at once
+
+
+def dim_frame(t: float, noise_seed: int | None = None) -> np.ndarray:
+    """A dark frame with a 3x3 target at probability ~0.35 (below the 0.5 threshold) at its
+    position at time t, or, with ``noise_seed``, one such pixel somewhere new instead."""
+    f = np.full((H, W), 20, np.uint8)
+    if noise_seed is None:
+        cx, cy = int(round(X0 + VX * t)), int(round(Y0 + VY * t))
+        f[cy - 1 : cy + 2, cx - 1 : cx + 2] = 90
+    else:
+        y, x = np.random.default_rng(noise_seed).integers((2, 2), (H - 2, W - 2))
+        f[y, x] = 90
+    return f
+
+
+def send_frames(harness: Harness, frames: list[np.ndarray], start_s: float = 100.0) -> None:
+    for i, f in enumerate(frames):
+        before = len(harness.dets)
+        harness.pub.publish(image_msg(f, start_s + i / FPS))
+        harness.spin_until(lambda before=before: len(harness.dets) > before)
+    harness.spin_until(lambda: len(harness.tracks) >= len(frames))
+
+
+def test_sub_threshold_candidates_confirm_a_dim_target_as_a_track_only(harness):
+    node = harness.node
+    assert node.set_parameters([Parameter("tracking.candidate_threshold", value=0.3)])[0].successful
+    send_frames(harness, [dim_frame(i / FPS) for i in range(6)])
+    assert all(not m.detections for m in harness.dets)  # never a detection
+    assert [len(m.detections) for m in harness.tracks] == [0, 0, 1, 1, 1, 1]
+    assert {m.detections[0].id for m in harness.tracks[2:]} == {"1"}
+    box = harness.tracks[-1].detections[0].bbox
+    assert box.center.position.x == pytest.approx(X0 + VX * 0.5, abs=1.0)
+
+
+def test_isolated_sub_threshold_noise_and_candidates_off_give_no_track(harness):
+    node = harness.node
+    # off (the default): the dim target is never tracked
+    send_frames(harness, [dim_frame(i / FPS) for i in range(5)])
+    assert all(not m.detections for m in harness.tracks)
+    assert node.set_parameters([Parameter("tracking.candidate_threshold", value=0.3)])[0].successful
+    harness.tracks.clear()
+    send_frames(harness, [dim_frame(0.0, noise_seed=s) for s in range(10)], start_s=101.0)
+    assert all(not m.detections for m in harness.tracks)
+    assert all(not m.detections for m in harness.dets)

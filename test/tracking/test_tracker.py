@@ -217,6 +217,44 @@ def test_invalid_config_is_refused():
         Tracker(TrackerConfig(gate_px=0.0))
 
 
+def test_a_dim_target_seen_only_as_candidates_is_confirmed_over_frames():
+    """Low-SNR confirmation: candidates count for M-of-N like detections."""
+    tr = Tracker(TrackerConfig(confirm_m=3, confirm_n=5))
+    states = []
+    for i in range(8):
+        t = i * DT
+        dim = moving(200, 100, 15.0, 5.0, t)
+        tracks = tr.update(t, [], candidates=[Det(dim.centroid_x, dim.centroid_y, score=0.3)])
+        states.append([tk.state for tk in tracks])
+    assert states[1] == [TrackState.TENTATIVE] and states[2] == [TrackState.CONFIRMED]
+    (track,) = tracks
+    assert track.hits == 8 and track.score == pytest.approx(0.3)
+    assert track.vx == pytest.approx(15.0, abs=1.5)
+
+
+def test_isolated_sub_threshold_noise_is_never_confirmed():
+    tr = Tracker(TrackerConfig(confirm_m=3, confirm_n=5))
+    rng = np.random.default_rng(3)
+    for i in range(50):
+        noise = [Det(*rng.uniform(0, 600, 2), score=0.25) for _ in range(5)]
+        assert not confirmed(tr.update(i * DT, [], candidates=noise))
+    assert len(tr) <= 5 * 5
+
+
+def test_detections_go_to_tracks_before_candidates():
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1))
+    tr.update(0.0, [Det(100, 100)])
+    # a candidate right at the prediction, the detection 3 px away: the track takes the
+    # detection, the candidate starts a track of its own
+    tracks = tr.update(DT, [Det(103, 100)], candidates=[Det(100, 100, score=0.2)])
+    by_id = {t.id: t for t in tracks}
+    assert by_id[1].score == pytest.approx(0.9) and by_id[1].x > 101
+    assert by_id[2].score == pytest.approx(0.2)
+    # a track that misses its detection keeps going on a candidate (no coasting)
+    tracks = tr.update(2 * DT, [], candidates=[Det(106, 100, score=0.3)])
+    assert {t.id: t.state for t in tracks}[1] is TrackState.CONFIRMED
+
+
 def test_timing_at_50_targets_is_printed():
     """Not a timed assertion: the per-frame cost at 50 targets is printed (pytest -s)."""
     tr = Tracker()
