@@ -39,14 +39,15 @@ Item = tuple[np.ndarray, np.ndarray, str]
 @dataclass(frozen=True)
 class SourceSpec:
     """One dataset of the mixture: where, which split, how often, how often implanted;
-    ``hard``: a mined hard-example file whose places get ``hard_prob`` of the crops."""
+    ``hard``: mined hard-example files (one or a list: successive mining rounds) whose
+    places get ``hard_prob`` of the crops."""
 
     root: Path
     split: str | None = "train"
     weight: float = 1.0
     implant_prob: float = 0.3
     mask_suffix: str = ""
-    hard: Path | None = None
+    hard: tuple[Path, ...] = ()
     hard_prob: float = 0.0
 
     @classmethod
@@ -54,7 +55,8 @@ class SourceSpec:
         unknown = set(d) - set(SOURCE_KEYS)
         if unknown:
             raise ConfigError(f"unknown data source keys {sorted(unknown)}; valid: {', '.join(SOURCE_KEYS)}")
-        hard = Path(d["hard"]) if d.get("hard") else None
+        hard = d.get("hard") or ()
+        hard = tuple(Path(h) for h in ([hard] if isinstance(hard, (str, Path)) else hard))
         return cls(**{**d, "root": Path(d["root"]), "hard": hard})
 
 
@@ -70,23 +72,25 @@ class Source:
     hard_prob: float = 0.0
 
 
-def load_hard_examples(path: Path, items: Sequence[Item]) -> tuple[tuple[int, float, float], ...]:
-    """The places of a mined hard-example file that fall in ``items`` (matched by stem)."""
-    try:
-        report = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read hard examples {path}: {exc}") from None
-    if not isinstance(report, dict) or report.get("format") != HARD_FORMAT:
-        raise ConfigError(f"{path} is not a hard-example file ({HARD_FORMAT}, from `irstd mine`)")
+def load_hard_examples(paths: Path | Sequence[Path], items: Sequence[Item]) -> tuple[tuple[int, float, float], ...]:
+    """The places of mined hard-example files that fall in ``items`` (matched by stem)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     index = {name: i for i, (_, _, name) in enumerate(items)}
     places: list[tuple[int, float, float]] = []
-    for stem, entry in report.get("frames", {}).items():
-        if stem not in index:
-            continue
-        for kind in ("false", "miss"):
-            places.extend((index[stem], float(y), float(x)) for y, x, *_ in entry.get(kind, []))
+    for path in paths:
+        try:
+            report = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read hard examples {path}: {exc}") from None
+        if not isinstance(report, dict) or report.get("format") != HARD_FORMAT:
+            raise ConfigError(f"{path} is not a hard-example file ({HARD_FORMAT}, from `irstd mine`)")
+        for stem, entry in report.get("frames", {}).items():
+            if stem not in index:
+                continue
+            for kind in ("false", "miss"):
+                places.extend((index[stem], float(y), float(x)) for y, x, *_ in entry.get(kind, []))
     if not places:
-        raise ConfigError(f"{path} has no hard example in this source's frames")
+        raise ConfigError(f"{', '.join(map(str, paths))}: no hard example in this source's frames")
     return tuple(places)
 
 

@@ -153,7 +153,7 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
         "sources": [
             {"root": str(s.root), "split": s.split, "weight": s.weight, "implant_prob": s.implant_prob,
              "images": len(src.items),
-             **({"hard": str(s.hard), "hard_prob": s.hard_prob, "hard_places": len(src.hard)} if src.hard else {})}
+             **({"hard": [str(h) for h in s.hard], "hard_prob": s.hard_prob, "hard_places": len(src.hard)} if src.hard else {})}
             for s, src in zip(specs, mix.sources)
         ],
         "generator_frames": cfg.generator_frames if cfg.generator_weight > 0 else 0,

@@ -44,7 +44,7 @@ def test_hard_crops_are_centred_on_mined_places(tmp_path):
     Image.fromarray(img).save(root / "images" / "f1.png")
     frames = {"f1": {"false": [[80.0, 110.0, 0.97]]}, "other": {"miss": [[1, 1, 0.0]]}}
     hard = _hard_file(tmp_path / "hard.json", frames)
-    spec = SourceSpec(root, "train", 1.0, 0.0, hard=hard, hard_prob=1.0)
+    spec = SourceSpec(root, "train", 1.0, 0.0, hard=(hard,), hard_prob=1.0)
     mix = MixtureSamples.from_specs([spec], CROP, 16, InputNorm(kind="robust"))
     assert mix.sources[0].hard == ((1, 80.0, 110.0),)
     mix.cfg = type(mix.cfg)(sensor_prob=0.0)
@@ -60,12 +60,16 @@ def test_hard_example_file_errors_are_clear(tmp_path):
         load_hard_examples(bad, items)
     with pytest.raises(ConfigError, match="no hard example"):
         load_hard_examples(_hard_file(tmp_path / "h.json", {"zz": {"false": [[1, 1, 1]]}}), items)
+    two = [_hard_file(tmp_path / "h.json", {"zz": {}}), _hard_file(tmp_path / "g.json", {"a": {"miss": [[2, 3, 0.1]]}})]
+    assert load_hard_examples(two, items) == ((0, 2.0, 3.0),)
     with pytest.raises(ConfigError, match="cannot read"):
         load_hard_examples(tmp_path / "missing.json", items)
 
 
 def test_source_keys_are_checked_and_listed():
     spec = SourceSpec.from_dict({"root": "x", "hard": "h.json", "hard_prob": 0.3})
-    assert spec.hard is not None and spec.hard.name == "h.json" and spec.hard_prob == 0.3
+    assert [h.name for h in spec.hard] == ["h.json"] and spec.hard_prob == 0.3
+    rounds = SourceSpec.from_dict({"root": "x", "hard": ["a.json", "b.json"]})
+    assert [h.name for h in rounds.hard] == ["a.json", "b.json"]
     with pytest.raises(ConfigError, match="hard_prob"):
         SourceSpec.from_dict({"root": "x", "hardness": 1})
