@@ -12,7 +12,7 @@ from irstd_ros.bags.io import TRUTH_MASK_TOPIC
 from irstd_ros.bags.report import format_table
 from irstd_ros.cli._options import add_image_topic
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
-from irstd_ros.tracking.tracker import TrackerConfig
+from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, TrackerConfig
 
 STDOUT = "-"
 
@@ -68,9 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-coast-s", type=float, default=d.max_coast_s, help="tracker coast, s")
     t.add_argument("--min-score", type=float, default=d.min_score, help="to confirm a track")
     t.add_argument(
-        "--candidate-threshold", type=float, default=0.0, metavar="P",
+        "--candidate-threshold", type=float, metavar="P",
         help="with --run-detector: also feed the tracker the sub-threshold components down to "
-        "probability P (low-SNR confirmation; the node's tracking.candidate_threshold); 0: off",
+        "probability P (low-SNR confirmation, the node's tracking.candidate_threshold; "
+        f"default {CANDIDATE_THRESHOLD:g} with --run-detector, as the node); 0: off",
     )
     p.set_defaults(func=run)
 
@@ -97,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
         ),
         match_px=args.match_px,
         warmup_s=args.warmup_s,
-        candidate_threshold=args.candidate_threshold,
+        candidate_threshold=(
+            args.candidate_threshold
+            if args.candidate_threshold is not None
+            else CANDIDATE_THRESHOLD if args.run_detector else 0.0
+        ),
     )
     result = evaluate_bag(cfg)
     if args.plot:

@@ -12,7 +12,7 @@ from typing import Any
 
 from irstd_ros.core.constants import DEFAULT_MAX_PIXELS
 from irstd_ros.core.targets import PostprocessConfig
-from irstd_ros.tracking.tracker import TrackerConfig
+from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, TrackerConfig
 
 _POST = PostprocessConfig()
 _TRACK = TrackerConfig()
@@ -57,7 +57,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("tracking.confirm_n", _TRACK.confirm_n, "N of M-of-N: frames from a track's birth to reach M detections, else it is dropped", min=1, max=1000),
     ParamSpec("tracking.max_coast_s", _TRACK.max_coast_s, "seconds a track is kept without a detection", min=0.0, max=3600.0),
     ParamSpec("tracking.min_score", _TRACK.min_score, "smoothed detection score a track needs to be confirmed", min=0.0, max=1.0),
-    ParamSpec("tracking.candidate_threshold", 0.0, "low-SNR confirmation: components with probabilities between this and detection.threshold are fed to the tracker only (never to 'detections'), so a dim target consistent over frames is confirmed by M-of-N; 0: off", min=0.0, max=1.0),
+    ParamSpec("tracking.candidate_threshold", CANDIDATE_THRESHOLD, "low-SNR confirmation: components with probabilities between this and detection.threshold are fed to the tracker only (never to 'detections'), so a dim target consistent over frames is confirmed by M-of-N; 0: off", min=0.0, max=1.0),
     ParamSpec("diagnostics.period", 1.0, "seconds between /diagnostics messages; 0 disables", min=0.0, max=3600.0, read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}

@@ -48,6 +48,9 @@ GATE_SIGMAS = 3.0  # the gate widens to this many sigmas of the prediction's unc
 SIZE_SMOOTHING = 0.5  # weight of a new detection's box size in the track's size
 SCORE_SMOOTHING = 0.3  # weight of a new detection's score in the track's score
 _INFEASIBLE = 1e9
+# the node's default tracking.candidate_threshold: sub-threshold detector components above
+# this probability feed the tracker (low-SNR confirmation; measured in docs/tracking.md)
+CANDIDATE_THRESHOLD = 0.2
 
 
 class TrackState(str, Enum):

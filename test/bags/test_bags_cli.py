@@ -116,6 +116,17 @@ def test_generate_tracking_scenarios_give_truth_ids_in_order(tmp_path, capsys):
     assert ids == {"0", "1", "2", "3", "4"}  # plain, dim, crossing pair, manoeuvring
 
 
+def test_eval_bag_candidates_follow_the_node_default_with_run_detector(capsys, monkeypatch):
+    from irstd_ros.cli import eval_bag
+    from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD
+
+    seen: list = []
+    monkeypatch.setattr(eval_bag, "evaluate_bag", lambda cfg: seen.append(cfg) or {})
+    for src in (["--run-detector"], ["--outputs", "o"], ["--run-detector", "--candidate-threshold", "0"]):
+        assert run(capsys, "eval-bag", "--truth", "t", *src, "--json")[0] == 0
+    assert [c.candidate_threshold for c in seen] == [CANDIDATE_THRESHOLD, 0.0, 0.0]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -180,7 +180,8 @@ def test_sub_threshold_candidates_confirm_a_dim_target_as_a_track_only(harness):
 
 def test_isolated_sub_threshold_noise_and_candidates_off_give_no_track(harness):
     node = harness.node
-    # off (the default): the dim target is never tracked
+    # off: the dim target is never tracked
+    assert node.set_parameters([Parameter("tracking.candidate_threshold", value=0.0)])[0].successful
     send_frames(harness, [dim_frame(i / FPS) for i in range(5)])
     assert all(not m.detections for m in harness.tracks)
     assert node.set_parameters([Parameter("tracking.candidate_threshold", value=0.3)])[0].successful
