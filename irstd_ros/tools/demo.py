@@ -50,12 +50,13 @@ NODE_NAME = "irstd_node"
 OUTPUT_TOPICS = tuple(f"/{t}" for t in (*DETECTION_OUTPUTS, *TRACKING_OUTPUTS))
 SYNC_TOPIC = f"/{TARGETS_TOPIC}"  # the node publishes it last for each frame
 # The sample: 10 s of 640x512 8-bit cloudy sky at 10 fps: 4 targets (one entering, one
-# leaving) at SNR 10-16 over local clutter, 2 dim point targets at SNR 4-6, and a
-# background-only stretch (frames 80-99) where any detection is a false alarm.
+# leaving) at SNR 10-16 over local clutter, 2 dim point targets at SNR 4-6, a pair that
+# crosses mid-way (SNR 10-16), flickering clutter (hot spots for 1-3 frames, not targets),
+# and a target-free stretch (frames 80-99) where any detection is a false alarm.
 SAMPLE_SNR = (10.0, 16.0)
 SAMPLE_SEQUENCE = SequenceConfig(
     width=640, height=512, frames=100, fps=10.0, scene="sky", n_targets=4, snr=SAMPLE_SNR, seed=7,
-    dim_targets=2, dim_snr=(4.0, 6.0), quiet=(80, 100),
+    dim_targets=2, dim_snr=(4.0, 6.0), crossings=1, flicker_rate=0.2, quiet=(80, 100),
 )
 NODE_START_TIMEOUT_S = 90.0  # model loading on a busy 2-core machine
 NODE_EXIT_TIMEOUT_S = 15.0

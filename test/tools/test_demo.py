@@ -36,6 +36,7 @@ def test_sample_is_small_enough_for_a_two_core_machine():
     s = SAMPLE_SEQUENCE
     assert s.frames / s.fps <= 10 and s.width * s.height <= 640 * 512
     assert s.snr[0] >= 4.0 and s.n_targets >= 3 and s.enter_leave
+    assert s.crossings >= 1 and s.flicker_rate > 0  # tracks shown through a crossing and clutter
 
 
 def test_missing_bag_is_one_line_and_exit_1(tmp_path, capsys):
