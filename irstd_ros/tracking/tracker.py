@@ -96,8 +96,8 @@ class TrackerConfig:
     """
 
     gate_px: float = 10.0
-    confirm_m: int = 3
-    confirm_n: int = 5
+    confirm_m: int = 4
+    confirm_n: int = 6
     max_coast_s: float = 1.0
     min_score: float = 0.0
     accel_noise: float = 20.0

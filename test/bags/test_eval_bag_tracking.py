@@ -25,10 +25,12 @@ from irstd_ros.core.targets import Target
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.detector import DetectionResult
 from irstd_ros.tracking.metrics import Point, tracking_metrics
+from irstd_ros.tracking.tracker import TrackerConfig
 
 H, W = 48, 64
 T0 = 1_000_000_000_000
 STEP = 100_000_000  # 10 fps
+TENTATIVE = TrackerConfig().confirm_m - 1  # frames a track is tentative (default M-of-N)
 FRAMES = 30
 MISSED = range(10, 14)  # target 0 not detected: 0.4 s
 FALSE_EVERY = 3  # a false alarm, somewhere new, every 3rd frame
@@ -104,9 +106,9 @@ def test_tracking_metrics_with_and_without_tracking(bags):
     assert det["false_tracks"] == n_false  # every false detection is its own "track"
     assert det["false_tracks_per_min"] == pytest.approx(n_false / (FRAMES * 0.1 / 60))
     # tracks: the flicker never confirms, the missed stretch is coasted through, and the
-    # only misses are the two tentative frames of each track
+    # only misses are the tentative frames of each track (M - 1 of M-of-N)
     assert trk["false_tracks"] == 0 and trk["id_switches"] == 0
-    assert trk["pd"] == pytest.approx((2 * FRAMES - 4) / (2 * FRAMES))
+    assert trk["pd"] == pytest.approx((2 * FRAMES - 2 * TENTATIVE) / (2 * FRAMES))
     assert trk["pd_after_warmup"] == 1.0 and det["pd_after_warmup"] < 1.0
     assert trk["idf1"] > 0.9 and trk["mota"] > det["mota"]
     text = format_table(r)
@@ -181,8 +183,8 @@ def test_candidates_reach_the_tracker_only_with_a_candidate_threshold(bags, monk
     t = on["tracking"]
     assert off["candidate_threshold"] is None and t["candidate_threshold"] == 0.2
     assert off["detections"]["pd"] == t["detections"]["pd"] == 0.5  # detections unchanged
-    assert off["tracks"]["pd"] == pytest.approx((FRAMES - 2) / (2 * FRAMES))
-    assert t["tracks"]["pd"] == pytest.approx((2 * FRAMES - 4) / (2 * FRAMES))
+    assert off["tracks"]["pd"] == pytest.approx((FRAMES - TENTATIVE) / (2 * FRAMES))
+    assert t["tracks"]["pd"] == pytest.approx((2 * FRAMES - 2 * TENTATIVE) / (2 * FRAMES))
     assert t["tracks"]["false_tracks"] == 0 and t["tracks"]["id_switches"] == 0
     assert "candidates > 0.2" in format_table(on)
     with pytest.raises(ConfigError, match="run-detector"):

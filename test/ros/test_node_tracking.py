@@ -25,7 +25,7 @@ from irstd_ros.models import named_config  # noqa: E402
 from irstd_ros.msg import Track, TrackArray  # noqa: E402
 from irstd_ros.ros.conversions import array_to_image_fields  # noqa: E402
 from irstd_ros.ros.node import IrstdNode  # noqa: E402
-from irstd_ros.tracking import CameraModel  # noqa: E402
+from irstd_ros.tracking import CameraModel, TrackerConfig  # noqa: E402
 
 pytestmark = pytest.mark.ros
 H, W = 60, 80
@@ -90,11 +90,13 @@ def test_a_moving_target_keeps_one_track_id_through_dropped_frames(harness):
     for i in sent:
         harness.send(i / FPS)
     harness.spin_until(lambda: len(harness.arrays) >= len(sent) and len(harness.tracks) >= len(sent))
-    # tentative for its first two frames (M = 3), then one confirmed track throughout
-    assert [len(m.detections) for m in harness.tracks] == [0, 0] + [1] * (len(sent) - 2)
-    assert {m.detections[0].id for m in harness.tracks[2:]} == {"1"}
-    assert [m.tracks[0].state for m in harness.arrays[:3]] == [
-        Track.STATE_TENTATIVE, Track.STATE_TENTATIVE, Track.STATE_CONFIRMED
+    # tentative for its first M - 1 frames (M-of-N, the shipped default), then one
+    # confirmed track throughout
+    m_ = TrackerConfig().confirm_m
+    assert [len(m.detections) for m in harness.tracks] == [0] * (m_ - 1) + [1] * (len(sent) - m_ + 1)
+    assert {m.detections[0].id for m in harness.tracks[m_ - 1 :]} == {"1"}
+    assert [m.tracks[0].state for m in harness.arrays[:m_]] == [Track.STATE_TENTATIVE] * (m_ - 1) + [
+        Track.STATE_CONFIRMED
     ]
     last = harness.arrays[-1]
     assert [t.id for t in last.tracks] == [1]
@@ -172,8 +174,9 @@ def test_sub_threshold_candidates_confirm_a_dim_target_as_a_track_only(harness):
     assert node.set_parameters([Parameter("tracking.candidate_threshold", value=0.3)])[0].successful
     send_frames(harness, [dim_frame(i / FPS) for i in range(6)])
     assert all(not m.detections for m in harness.dets)  # never a detection
-    assert [len(m.detections) for m in harness.tracks] == [0, 0, 1, 1, 1, 1]
-    assert {m.detections[0].id for m in harness.tracks[2:]} == {"1"}
+    m_ = TrackerConfig().confirm_m
+    assert [len(m.detections) for m in harness.tracks] == [0] * (m_ - 1) + [1] * (7 - m_)
+    assert {m.detections[0].id for m in harness.tracks[m_ - 1 :]} == {"1"}
     box = harness.tracks[-1].detections[0].bbox
     assert box.center.position.x == pytest.approx(X0 + VX * 0.5, abs=1.0)
 
