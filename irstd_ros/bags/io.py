@@ -32,6 +32,7 @@ from rosbags.typesys.store import Typestore
 
 from irstd_ros.bags.typestore import reading_typestore, register_bag_types, typestore
 from irstd_ros.core.constants import DETECTION_OUTPUTS
+from irstd_ros.core.targets import box_centre
 from irstd_ros.errors import BagError
 from irstd_ros.ros.messages import detections_array, targets_array
 
@@ -293,11 +294,11 @@ class Box:
 
     @property
     def center_x(self) -> float:
-        return self.x + (self.width - 1) / 2.0
+        return box_centre(self.x, self.width)
 
     @property
     def center_y(self) -> float:
-        return self.y + (self.height - 1) / 2.0
+        return box_centre(self.y, self.height)
 
 
 def detections_msg(store: Typestore, boxes: Iterable[Box], stamp: int, frame_id: str) -> Any:

@@ -17,6 +17,11 @@ from irstd_ros.core.components import components
 BACKGROUND_MARGIN = 4  # px of ring around a target's box used as its local background
 
 
+def box_centre(start: int, size: int) -> float:
+    """Centre, in pixel coordinates, of ``size`` pixels from pixel ``start`` (one axis)."""
+    return start + (size - 1) / 2.0
+
+
 @dataclass(frozen=True)
 class Target:
     """One detected target, with what IR users need besides the box."""
@@ -37,11 +42,11 @@ class Target:
 
     @property
     def center_x(self) -> float:
-        return self.x + (self.width - 1) / 2.0
+        return box_centre(self.x, self.width)
 
     @property
     def center_y(self) -> float:
-        return self.y + (self.height - 1) / 2.0
+        return box_centre(self.y, self.height)
 
 
 @dataclass(frozen=True)
