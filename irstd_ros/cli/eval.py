@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from irstd_ros.cli._options import add_model_on_data
 from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
 
 SUMMARY_KEYS = (
@@ -23,17 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="IoU, nIoU, F1, Pd, Fa of a model on a dataset split",
         description="Without --weights, evaluates the shipped default model.",
     )
-    p.add_argument("--data", type=Path, required=True, help="dataset root")
-    p.add_argument("--split", default="test", help="split list name (default: test)")
-    p.add_argument("--weights", type=Path, help="checkpoint (.safetensors)")
-    p.add_argument("--mask-suffix", default="", help="generic layout: mask name suffix")
-    p.add_argument("--threshold", type=float, help="default: the checkpoint's own")
-    p.add_argument("--backend", default="auto", help="inference backend (default: the fastest available)")
+    add_model_on_data(p, "test", "default: the checkpoint's own")
     p.add_argument("--method", default="network", choices=("network", "tophat"),
                    help="tophat: score the classical white top-hat reference instead")
-    p.add_argument("--threads", type=int)
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
-    p.add_argument("--limit", type=int, help="first N images only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

@@ -1,10 +1,18 @@
-"""Parsers of command-line values shared by the CLI and the tools."""
+"""Parsers of command-line and config-file values shared by the CLI, the tools and the configs."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from irstd_ros.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    D = TypeVar("D", bound=DataclassInstance)
 
 
 def parse_range(text: str) -> tuple[float, float]:
@@ -37,3 +45,13 @@ def size_arg(text: str) -> tuple[int, int]:
         return parse_size(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def dataclass_from_dict(cls: type[D], data: Mapping[str, Any], what: str) -> D:
+    """``cls(**data)`` for a config dataclass read from YAML/JSON, lists as tuples; unknown
+    keys are one :class:`ConfigError` that lists the valid ones."""
+    valid = [f.name for f in fields(cls)]
+    unknown = set(data) - set(valid)
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {sorted(unknown)}; valid: {', '.join(valid)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from irstd_ros.core.normalization import InputNorm, noise_sigma, normalize
+from irstd_ros.core.parsing import dataclass_from_dict
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.transforms import augment, point_crop, random_crop, target_crop
 from irstd_ros.errors import ConfigError
@@ -31,7 +32,6 @@ TARGET_CROP_PROB = 0.5  # crops forced to contain a target (when the image has o
 GENERATOR_SCENES = ("sky", "sea", "ground")
 GENERATOR_SIZE = (512, 640)
 HARD_FORMAT = "irstd-hard-examples/1"  # written by irstd_ros.evaluation.mining
-SOURCE_KEYS = ("root", "split", "weight", "implant_prob", "mask_suffix", "hard", "hard_prob")
 
 Item = tuple[np.ndarray, np.ndarray, str]
 
@@ -52,12 +52,10 @@ class SourceSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> SourceSpec:
-        unknown = set(d) - set(SOURCE_KEYS)
-        if unknown:
-            raise ConfigError(f"unknown data source keys {sorted(unknown)}; valid: {', '.join(SOURCE_KEYS)}")
         hard = d.get("hard") or ()
-        hard = tuple(Path(h) for h in ([hard] if isinstance(hard, (str, Path)) else hard))
-        return cls(**{**d, "root": Path(d["root"]), "hard": hard})
+        hard = (hard,) if isinstance(hard, (str, Path)) else hard
+        spec = dataclass_from_dict(cls, {**d, "hard": tuple(Path(h) for h in hard)}, "data source")
+        return replace(spec, root=Path(spec.root))
 
 
 @dataclass(frozen=True)

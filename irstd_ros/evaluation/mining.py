@@ -13,7 +13,6 @@ often. Mine only training splits, never the split you report on.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,28 +29,13 @@ from irstd_ros.evaluation.metrics import match_components
 MINING_THRESHOLD = 0.3  # below the operating threshold: near-false alarms count too
 
 
-@dataclass
-class MiningConfig:
-    """Which model, on which split; ``threshold`` None is :data:`MINING_THRESHOLD`."""
-
-    data: Path
-    split: str = "train"
-    weights: Path | None = None
-    mask_suffix: str = ""
-    threshold: float | None = None
-    backend: str = "auto"
-    threads: int | None = None
-    limit: int | None = None
-
-
-def mine_hard_examples(cfg: MiningConfig) -> dict[str, Any]:
+def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
     """``{"frames": {stem: {"false": [[y, x, score], ...], "miss": [[y, x, score], ...]}}}``
-    plus a description of the run and counts; frames without a hard example are left out."""
-    eval_cfg = EvalConfig(
-        data=cfg.data, split=cfg.split, weights=cfg.weights, mask_suffix=cfg.mask_suffix,
-        backend=cfg.backend, threads=cfg.threads, out=None,
-    )
-    backend, norm, _, described = build_scorer(eval_cfg)
+    plus a description of the run and counts; frames without a hard example are left out.
+
+    ``cfg`` as for :func:`~irstd_ros.evaluation.evaluate.evaluate` (its ``split`` should be
+    a training split); ``threshold`` None is :data:`MINING_THRESHOLD`; ``out`` is unused."""
+    backend, norm, _, described = build_scorer(cfg)
     threshold = MINING_THRESHOLD if cfg.threshold is None else cfg.threshold
     pairs = find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
     frames: dict[str, dict[str, list[list[float]]]] = {}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from irstd_ros.core.parsing import dataclass_from_dict
 from irstd_ros.errors import ConfigError
 
 
@@ -40,12 +41,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown model config keys {sorted(unknown)}; valid: {sorted(known)}")
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**kwargs)
+        return dataclass_from_dict(cls, data, "model config")
 
 
 def _scaled(base: int, enc: tuple[int, ...], dec: tuple[int, ...], heads: int) -> ModelConfig:

@@ -41,6 +41,7 @@ from irstd_ros.errors import ConfigError
 from irstd_ros.sim.clutter import plan_flicker
 from irstd_ros.sim.scenes import SCENES, make_scene
 from irstd_ros.sim.targets import (
+    PlanSpace,
     TargetPlan,
     plan_crossings,
     plan_manoeuvres,
@@ -206,27 +207,18 @@ def _quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:
 
 def _plans(cfg: SequenceConfig) -> list[TargetPlan]:
     """Every target's plan, ids in the order of the module docstring."""
-    area = (cfg.frames, cfg.fps, cfg.width, cfg.height)
-    plans = plan_targets(
-        _rng(cfg, _STREAM_TARGETS), cfg.n_targets, *area, cfg.target_size, cfg.target_speed,
-        cfg.snr, cfg.enter_leave,
+    space = PlanSpace(
+        cfg.frames, cfg.fps, cfg.width, cfg.height, cfg.target_size, cfg.target_speed, cfg.snr
     )
+    plans = plan_targets(_rng(cfg, _STREAM_TARGETS), cfg.n_targets, space, cfg.enter_leave)
     if cfg.dim_targets:
-        dim = plan_targets(
-            _rng(cfg, _STREAM_DIM), cfg.dim_targets, *area, DIM_SIZE_PX, cfg.target_speed,
-            cfg.dim_snr, False,
-        )
+        dim_space = replace(space, size_range=DIM_SIZE_PX, snr_range=cfg.dim_snr)
+        dim = plan_targets(_rng(cfg, _STREAM_DIM), cfg.dim_targets, dim_space, False)
         plans += [replace(p, id=p.id + len(plans)) for p in dim]
     if cfg.crossings:
-        plans += plan_crossings(
-            _rng(cfg, _STREAM_CROSSINGS), cfg.crossings, *area, cfg.target_size,
-            cfg.target_speed, cfg.snr, len(plans),
-        )
+        plans += plan_crossings(_rng(cfg, _STREAM_CROSSINGS), cfg.crossings, space, len(plans))
     if cfg.manoeuvres:
-        plans += plan_manoeuvres(
-            _rng(cfg, _STREAM_MANOEUVRES), cfg.manoeuvres, *area, cfg.target_size,
-            cfg.target_speed, cfg.snr, len(plans),
-        )
+        plans += plan_manoeuvres(_rng(cfg, _STREAM_MANOEUVRES), cfg.manoeuvres, space, len(plans))
     return plans
 
 

@@ -79,20 +79,30 @@ def _entering(
     return _integrate(np.asarray(start, dtype=np.float64), headings, step), headings
 
 
+@dataclass(frozen=True)
+class PlanSpace:
+    """Where and how targets are planned: sequence length and rate, frame size, and the
+    ranges their size (px), speed (px/s) and peak SNR are drawn from."""
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+    size_range: tuple[float, float]
+    speed_range: tuple[float, float]
+    snr_range: tuple[float, float]
+
+
 def plan_targets(
     rng: np.random.Generator,
     n_targets: int,
-    frames: int,
-    fps: float,
-    width: int,
-    height: int,
-    size_range: tuple[float, float],
-    speed_range: tuple[float, float],
-    snr_range: tuple[float, float],
+    space: PlanSpace,
     enter_leave: bool,
 ) -> list[TargetPlan]:
     """Trajectories of ``n_targets``: with ``enter_leave``, target 0 enters the frame and
     target 1 leaves it; the others start inside (and may leave)."""
+    frames, fps, width, height = space.frames, space.fps, space.width, space.height
+    size_range, speed_range, snr_range = space.size_range, space.speed_range, space.snr_range
     dt = 1.0 / fps
     plans: list[TargetPlan] = []
     starts: list[np.ndarray] = []
@@ -134,18 +144,14 @@ def _speed(rng: np.random.Generator, speed_range: tuple[float, float]) -> float:
 def plan_crossings(
     rng: np.random.Generator,
     pairs: int,
-    frames: int,
-    fps: float,
-    width: int,
-    height: int,
-    size_range: tuple[float, float],
-    speed_range: tuple[float, float],
-    snr_range: tuple[float, float],
+    space: PlanSpace,
     first_id: int,
 ) -> list[TargetPlan]:
     """``pairs`` pairs of straight, constant-velocity targets (ids from ``first_id``, two
     per pair) whose paths cross: both are at the same point at the same frame,
     ``CROSSING_TIME`` into the sequence, at ``CROSSING_ANGLE`` to each other."""
+    frames, fps, width, height = space.frames, space.fps, space.width, space.height
+    size_range, speed_range, snr_range = space.size_range, space.speed_range, space.snr_range
     dt = 1.0 / fps
     t = np.arange(frames) * dt
     lo, hi = CROSSING_REGION
@@ -169,19 +175,15 @@ def plan_crossings(
 def plan_manoeuvres(
     rng: np.random.Generator,
     count: int,
-    frames: int,
-    fps: float,
-    width: int,
-    height: int,
-    size_range: tuple[float, float],
-    speed_range: tuple[float, float],
-    snr_range: tuple[float, float],
+    space: PlanSpace,
     first_id: int,
 ) -> list[TargetPlan]:
     """``count`` manoeuvring targets (ids from ``first_id``): each starts inside the frame
     heading roughly towards its centre, flies straight, then, ``MANOEUVRE_START`` into
     the sequence, turns by ``MANOEUVRE_TURN`` at ``MANOEUVRE_RATE`` while its speed changes
     by ``MANOEUVRE_SPEED_FACTOR``, and flies straight again."""
+    frames, fps, width, height = space.frames, space.fps, space.width, space.height
+    size_range, speed_range, snr_range = space.size_range, space.speed_range, space.snr_range
     dt = 1.0 / fps
     t = np.arange(frames) * dt
     mx, my = INTERIOR_MARGIN * width, INTERIOR_MARGIN * height

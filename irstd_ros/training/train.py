@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
+from irstd_ros.core.parsing import dataclass_from_dict
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.errors import ConfigError
@@ -167,12 +168,7 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
 
 def implant_config(overrides: dict[str, Any]) -> ImplantConfig:
     """:class:`ImplantConfig` with YAML overrides (lists become the config's ranges)."""
-    valid = {f.name for f in fields(ImplantConfig)}
-    unknown = set(overrides) - valid
-    if unknown:
-        raise ConfigError(f"unknown implant keys {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
-    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return ImplantConfig(**kwargs)
+    return dataclass_from_dict(ImplantConfig, overrides, "implant")
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

@@ -6,7 +6,8 @@ from _support.datasets import write_dataset
 
 from irstd_ros.cli.main import main
 from irstd_ros.data.mixture import HARD_FORMAT, load_hard_examples
-from irstd_ros.evaluation.mining import MiningConfig, mine_hard_examples
+from irstd_ros.evaluation.evaluate import EvalConfig
+from irstd_ros.evaluation.mining import mine_hard_examples
 
 SIZE = (64, 80)
 
@@ -28,7 +29,7 @@ def data(tmp_path):
 
 
 def test_mining_finds_false_targets_and_misses_with_the_shipped_model(data):
-    report = mine_hard_examples(MiningConfig(data=data, backend="torch-cpu", threads=1))
+    report = mine_hard_examples(EvalConfig(data=data, split="train", backend="torch-cpu", threads=1, out=None))
     assert report["format"] == HARD_FORMAT and report["images"] == 2
     assert set(report["frames"]) == {"a"}  # b was detected and has no false target
     (fy, fx, score), = report["frames"]["a"]["false"]

@@ -10,7 +10,7 @@ import pytest
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim import SequenceConfig, generate_sequence
 from irstd_ros.sim.clutter import plan_flicker
-from irstd_ros.sim.targets import MANOEUVRE_TURN, plan_manoeuvres
+from irstd_ros.sim.targets import MANOEUVRE_TURN, PlanSpace, plan_manoeuvres
 
 BASE = SequenceConfig(
     width=200, height=160, frames=40, fps=10.0, n_targets=0, enter_leave=False, seed=4
@@ -51,7 +51,8 @@ def test_crossing_pair_meets_mid_sequence_and_keeps_its_ids(seed):
 
 def test_manoeuvring_targets_turn_and_change_speed():
     rng = np.random.default_rng(0)
-    plans = plan_manoeuvres(rng, 6, 100, 10.0, 640, 512, (1.0, 2.0), (10.0, 20.0), (5.0, 5.0), 3)
+    space = PlanSpace(100, 10.0, 640, 512, (1.0, 2.0), (10.0, 20.0), (5.0, 5.0))
+    plans = plan_manoeuvres(rng, 6, space, 3)
     assert [p.id for p in plans] == list(range(3, 9))
     for p in plans:
         v = np.diff(p.positions, axis=0) * 10.0  # px/s
