@@ -32,7 +32,7 @@ from rosbags.typesys.store import Typestore
 
 from irstd_ros.bags.typestore import reading_typestore, register_bag_types, typestore
 from irstd_ros.core.constants import DETECTION_OUTPUTS
-from irstd_ros.core.targets import box_centre
+from irstd_ros.core.targets import BoxCentre
 from irstd_ros.errors import BagError
 from irstd_ros.ros.messages import detections_array, targets_array
 
@@ -280,7 +280,7 @@ def image_msg(store: Typestore, arr: np.ndarray, encoding: str, stamp: int, fram
 
 
 @dataclass(frozen=True)
-class Box:
+class Box(BoxCentre):
     """A box in input pixels: top-left (x, y) pixel and size, like the node's targets."""
 
     x: int
@@ -291,14 +291,6 @@ class Box:
     id: str = ""
     centroid_x: float | None = None  # sub-pixel position (default: the box centre)
     centroid_y: float | None = None
-
-    @property
-    def center_x(self) -> float:
-        return box_centre(self.x, self.width)
-
-    @property
-    def center_y(self) -> float:
-        return box_centre(self.y, self.height)
 
 
 def detections_msg(store: Typestore, boxes: Iterable[Box], stamp: int, frame_id: str) -> Any:

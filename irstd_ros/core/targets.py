@@ -17,13 +17,26 @@ from irstd_ros.core.components import components
 BACKGROUND_MARGIN = 4  # px of ring around a target's box used as its local background
 
 
-def box_centre(start: int, size: int) -> float:
-    """Centre, in pixel coordinates, of ``size`` pixels from pixel ``start`` (one axis)."""
-    return start + (size - 1) / 2.0
+class BoxCentre:
+    """The box centre of anything with a top-left pixel (``x``, ``y``) and a size:
+    ``x + (width - 1) / 2``, ``y + (height - 1) / 2``."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def center_x(self) -> float:
+        return self.x + (self.width - 1) / 2.0
+
+    @property
+    def center_y(self) -> float:
+        return self.y + (self.height - 1) / 2.0
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(BoxCentre):
     """One detected target, with what IR users need besides the box."""
 
     id: int
@@ -39,14 +52,6 @@ class Target:
     mean_intensity: float
     local_contrast: float  # target mean minus local background mean
     snr: float  # (peak - background mean) / background std
-
-    @property
-    def center_x(self) -> float:
-        return box_centre(self.x, self.width)
-
-    @property
-    def center_y(self) -> float:
-        return box_centre(self.y, self.height)
 
 
 @dataclass(frozen=True)
