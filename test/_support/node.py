@@ -114,3 +114,26 @@ class Harness:
         self.peer.destroy_node()
 
 
+
+
+class LogCapture:
+    """Stands in for the node's logger: records (level, text)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str):
+        return lambda text, *a, **k: self.records.append((level, str(text)))
+
+    def count(self, level: str, needle: str) -> int:
+        return sum(1 for lv, t in self.records if lv == level and needle in t)
+
+    def warnings(self, kind: str) -> int:
+        return sum(1 for lv, t in self.records if lv == "warning" and t.startswith(f"{kind}:"))
+
+
+def logged_harness(node: IrstdNode) -> tuple[Harness, LogCapture]:
+    """A :class:`Harness` around ``node``, whose logger is replaced by a :class:`LogCapture`."""
+    log = LogCapture()
+    node.get_logger = lambda: log  # type: ignore[method-assign]
+    return Harness(node), log

@@ -180,19 +180,6 @@ def test_bad_start_is_one_line_and_exit_code_1(tmp_path, case):
 
 
 # --- inference faults in the running node (real rclpy, in process) ------------------------
-class LogCapture:
-    """Stands in for the node's logger: records (level, text)."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str]] = []
-
-    def __getattr__(self, level: str):
-        return lambda text, *a, **k: self.records.append((level, str(text)))
-
-    def count(self, level: str, needle: str) -> int:
-        return sum(1 for lv, t in self.records if lv == level and needle in t)
-
-
 class FaultyBackend:
     """Intensity backend double that raises ``exc`` for its first ``failures`` calls."""
 
@@ -218,7 +205,7 @@ def _oom() -> torch.OutOfMemoryError:
 @pytest.fixture
 def faulty_node(rclpy_context, tmp_path):
     """make(backend) -> (harness, log capture); the detector falls back to a tiny checkpoint."""
-    from _support.node import Harness
+    from _support.node import logged_harness
     from rclpy.parameter import Parameter
 
     from irstd_ros.ros.node import IrstdNode
@@ -231,9 +218,7 @@ def faulty_node(rclpy_context, tmp_path):
                             fallback=CpuFallback(ckpt))
         node = IrstdNode(detector=detector,
                          parameter_overrides=[Parameter("model.path", value=str(ckpt))])
-        log = LogCapture()
-        node.get_logger = lambda: log
-        h = Harness(node)
+        h, log = logged_harness(node)
         made.append(h)
         return h, log
 

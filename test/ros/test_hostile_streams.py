@@ -15,7 +15,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 
-from _support.node import Harness, frame_for, image_msg, make_detector  # noqa: E402
+from _support.node import frame_for, image_msg, logged_harness, make_detector  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -30,19 +30,6 @@ VALID_FRAMES = 20
 GIB = 1 << 30
 
 
-class LogCapture:
-    """Stands in for the node's logger: records (level, text)."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str]] = []
-
-    def __getattr__(self, level: str):
-        return lambda text, *a, **k: self.records.append((level, str(text)))
-
-    def warnings(self, kind: str) -> int:
-        return sum(1 for lv, t in self.records if lv == "warning" and t.startswith(f"{kind}:"))
-
-
 @pytest.fixture
 def hostile(rclpy_context):
     """(harness, log capture) around a node with the deterministic test backend."""
@@ -50,9 +37,7 @@ def hostile(rclpy_context):
 
     def make(*overrides: Parameter):
         node = IrstdNode(detector=make_detector(), parameter_overrides=list(overrides))
-        log = LogCapture()
-        node.get_logger = lambda: log
-        h = Harness(node)
+        h, log = logged_harness(node)
         made.append(h)
         return h, log
 
