@@ -201,19 +201,22 @@ def sky_scene(
     return Scene("sky", static, [DriftLayer(clouds, drift)], psf_sigma=psf_sigma)
 
 
-def _horizon(rng: np.random.Generator, h: int, w: int, row_fraction: float) -> np.ndarray:
-    """Row of the horizon at each column (slightly tilted)."""
+def _horizon(
+    rng: np.random.Generator, h: int, w: int, row_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(horizon row at each column, slightly tilted; row indices (H, 1); mask of the pixels
+    below the horizon)."""
     tilt = rng.uniform(-SEA_HORIZON_TILT_PX, SEA_HORIZON_TILT_PX)
-    return row_fraction * h + tilt * (np.arange(w) / max(w - 1, 1) - 0.5)
+    horizon = row_fraction * h + tilt * (np.arange(w) / max(w - 1, 1) - 0.5)
+    rows = np.arange(h, dtype=np.float64)[:, None]
+    return horizon, rows, rows >= horizon[None, :]
 
 
 def sea_scene(
     rng: np.random.Generator, shape: tuple[int, int], fps: float, psf_sigma: float
 ) -> Scene:
     h, w = shape
-    horizon = _horizon(rng, h, w, SEA_HORIZON_ROW)
-    rows = np.arange(h, dtype=np.float64)[:, None]
-    below = rows >= horizon[None, :]
+    horizon, rows, below = _horizon(rng, h, w, SEA_HORIZON_ROW)
     depth = np.clip((rows - horizon[None, :]) / np.maximum(h - horizon[None, :], 1.0), 0.0, 1.0)
     sky = _sky(rng, shape, float(horizon.mean()))
     sea = SEA_FAR_DN + (SEA_NEAR_DN - SEA_FAR_DN) * depth
@@ -247,9 +250,7 @@ def ground_scene(
     rng: np.random.Generator, shape: tuple[int, int], fps: float, psf_sigma: float
 ) -> Scene:
     h, w = shape
-    horizon = _horizon(rng, h, w, GROUND_HORIZON_ROW)
-    rows = np.arange(h, dtype=np.float64)[:, None]
-    below = rows >= horizon[None, :]
+    horizon, rows, below = _horizon(rng, h, w, GROUND_HORIZON_ROW)
     ground = GROUND_BASE_DN + TERRAIN_DN * fbm(rng, shape, TERRAIN_SPECTRAL_SLOPE)
     ground += _voronoi_levels(rng, shape, FIELD_PATCHES)
     top = int(np.ceil(horizon.max())) + 1
