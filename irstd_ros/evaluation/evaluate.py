@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,25 +150,32 @@ def build_scorer(cfg: EvalConfig) -> tuple[Backend, Any, float, dict[str, Any]]:
     return backend, info.norm, threshold, described
 
 
-def evaluate(cfg: EvalConfig) -> dict:
-    """Score a checkpoint (or the top-hat) on a dataset split; writes report.json,
-    roc.png, reliability.png and hardest.png under ``cfg.out``."""
-    backend, norm, threshold, described = build_scorer(cfg)
+def scored_frames(
+    cfg: EvalConfig, backend: Backend, norm: Any, desc: str
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(stem, network input, truth mask, probabilities) of each frame of ``cfg``'s split, at
+    full resolution; frames of one size together, so that a backend that compiles per
+    shape compiles each once."""
     pairs = find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
-    # frames of one size together: a backend that compiles per shape compiles each once
-    pairs = sorted(pairs, key=lambda p: _image_size(p[0]))
-    acc, curve, calib = MetricAccumulator(), CurveAccumulator(cfg.thresholds), CalibrationAccumulator()
-    hard = HardCases(cfg.hardest if cfg.out is not None else 0)
-    for img_path, mask_path in tqdm(pairs, desc="eval", leave=False):
+    for img_path, mask_path in tqdm(sorted(pairs, key=lambda p: _image_size(p[0])), desc=desc, leave=False):
         raw, truth = read_image(img_path), read_mask(mask_path)
         if raw.shape != truth.shape:
             raise DatasetError(f"size mismatch: {img_path.name} {raw.shape} vs mask {truth.shape}")
         x = normalize(raw, norm)
-        prob = backend.predict(x)
+        yield img_path.stem, x, truth, backend.predict(x)
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Score a checkpoint (or the top-hat) on a dataset split; writes report.json,
+    roc.png, reliability.png and hardest.png under ``cfg.out``."""
+    backend, norm, threshold, described = build_scorer(cfg)
+    acc, curve, calib = MetricAccumulator(), CurveAccumulator(cfg.thresholds), CalibrationAccumulator()
+    hard = HardCases(cfg.hardest if cfg.out is not None else 0)
+    for stem, x, truth, prob in scored_frames(cfg, backend, norm, "eval"):
         _, match = acc.add(prob > threshold, truth)
         curve.update(prob, truth)
         calib.update(prob, truth)
-        hard.add(img_path.stem, x, truth, prob, threshold, match)
+        hard.add(stem, x, truth, prob, threshold, match)
     report: dict[str, Any] = {
         "data": str(cfg.data),
         "split": cfg.split,

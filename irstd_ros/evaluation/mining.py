@@ -16,14 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from irstd_ros.core.normalization import normalize
-from irstd_ros.data import DatasetSpec, find_pairs
-from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.data.mixture import HARD_FORMAT
-from irstd_ros.errors import DatasetError
-from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, crop_slices
+from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, crop_slices, scored_frames
 from irstd_ros.evaluation.metrics import match_components
 
 MINING_THRESHOLD = 0.3  # below the operating threshold: near-false alarms count too
@@ -37,14 +31,10 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
     a training split); ``threshold`` None is :data:`MINING_THRESHOLD`; ``out`` is unused."""
     backend, norm, _, described = build_scorer(cfg)
     threshold = MINING_THRESHOLD if cfg.threshold is None else cfg.threshold
-    pairs = find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
     frames: dict[str, dict[str, list[list[float]]]] = {}
-    n_false = n_miss = 0
-    for img_path, mask_path in tqdm(pairs, desc="mine", leave=False):
-        raw, truth = read_image(img_path), read_mask(mask_path)
-        if raw.shape != truth.shape:
-            raise DatasetError(f"size mismatch: {img_path.name} {raw.shape} vs mask {truth.shape}")
-        prob = backend.predict(normalize(raw, norm))
+    n_images = n_false = n_miss = 0
+    for stem, _, truth, prob in scored_frames(cfg, backend, norm, "mine"):
+        n_images += 1
         match = match_components(prob > threshold, truth)
         entry: dict[str, list[list[float]]] = {}
         for kind, centres in (("false", match.false), ("miss", match.missed)):
@@ -57,7 +47,7 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
         n_false += len(match.false)
         n_miss += len(match.missed)
         if entry:
-            frames[img_path.stem] = entry
+            frames[stem] = entry
     return {
         "format": HARD_FORMAT,
         "data": str(cfg.data),
@@ -65,7 +55,7 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
         "threshold": threshold,
         "backend": backend.name,
         "weights": described.get("weights"),
-        "images": len(pairs),
+        "images": n_images,
         "false_targets": n_false,
         "missed_targets": n_miss,
         "frames": frames,
