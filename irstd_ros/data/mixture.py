@@ -23,7 +23,7 @@ import torch
 from irstd_ros.core.normalization import InputNorm, noise_sigma, normalize
 from irstd_ros.core.parsing import dataclass_from_dict
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
-from irstd_ros.data.transforms import augment, point_crop, random_crop, target_crop
+from irstd_ros.data.transforms import augment, point_crop, random_crop, rescale, target_crop
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim.implant import ImplantConfig, implant_targets
 from irstd_ros.sim.sensor import SensorConfig, degrade, encode
@@ -99,6 +99,21 @@ class AugmentConfig:
     implant: ImplantConfig = field(default_factory=ImplantConfig)
     sensor: SensorConfig = field(default_factory=SensorConfig)
     sensor_prob: float = 0.7  # samples that get degrade + re-encoding at all
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom range (log-uniform); < 1 shrinks targets
+    scale_prob: float = 0.0  # samples that are zoomed at all
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale
+        if not 0 < lo <= hi or not 0.0 <= self.scale_prob <= 1.0:
+            raise ConfigError(f"scale needs 0 < low <= high and scale_prob in [0, 1], got {self.scale}, {self.scale_prob}")
+
+    def crop_side(self, crop: int, rng: np.random.Generator) -> int:
+        """The side of the source window that becomes a ``crop`` sample (``crop`` unless zoomed)."""
+        if self.scale_prob <= 0 or rng.random() >= self.scale_prob:
+            return crop
+        lo, hi = self.scale
+        zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        return max(round(crop / zoom), 8)
 
 
 def generator_backgrounds(count: int, seed: int) -> list[Item]:
@@ -173,18 +188,23 @@ class MixtureSamples(torch.utils.data.Dataset):
         """(normalised float32 crop, bool mask) of one sample."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         source = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
+        side = self.cfg.crop_side(self.crop, rng)
         if source.hard and rng.random() < source.hard_prob:
             i, hy, hx = source.hard[int(rng.integers(len(source.hard)))]
             raw, mask, _ = source.items[i]
-            raw, mask = point_crop(raw, mask, self.crop, rng, hy, hx)
+            raw, mask = point_crop(raw, mask, side, rng, hy, hx)
         else:
             raw, mask, _ = source.items[int(rng.integers(len(source.items)))]
             crop = target_crop if rng.random() < TARGET_CROP_PROB else random_crop
-            raw, mask = crop(raw, mask, self.crop, rng)
+            raw, mask = crop(raw, mask, side, rng)
         implant_prob = source.implant_prob
         native = raw.dtype
         x = raw.astype(np.float32)
-        sigma = noise_sigma(raw)
+        if side != self.crop:
+            x, mask = rescale(x, mask, self.crop)
+            sigma = noise_sigma(x)
+        else:
+            sigma = noise_sigma(raw)
         sensor = rng.random() < self.cfg.sensor_prob
         if sensor:
             x = degrade(x, rng, sigma, self.cfg.sensor)

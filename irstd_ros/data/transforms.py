@@ -1,8 +1,12 @@
-"""Training augmentation: the paper's random 256x256 crops, plus flips and 90-degree turns."""
+"""Training augmentation: the paper's random 256x256 crops, plus flips, 90-degree turns
+and an optional change of scale."""
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
+
+MASK_COVERAGE = 0.5  # a resized mask pixel is target when at least this share of it was
 
 
 def random_crop(
@@ -62,3 +66,21 @@ def augment(
         img, mask = img[::-1], mask[::-1]
     k = int(rng.integers(0, 4))
     return np.rot90(img, k), np.rot90(mask, k)
+
+
+def rescale(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square float crop and its mask resized to ``size`` x ``size`` (Pillow): bilinear
+    when enlarging, area (box) when shrinking, so that a shrunk target keeps its summed
+    signal. A mask pixel is target when :data:`MASK_COVERAGE` of it was, or when its
+    coverage is a local (3x3) maximum, so that no target shrinks out of the mask."""
+    from scipy.ndimage import maximum_filter
+
+    if img.shape[0] != img.shape[1] or img.shape != mask.shape:
+        raise ValueError(f"rescale needs a square crop and a mask of its shape, got {img.shape}, {mask.shape}")
+    if img.shape[0] == size:
+        return img, mask
+    smooth = Image.Resampling.BILINEAR if size > img.shape[0] else Image.Resampling.BOX
+    out = np.asarray(Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F").resize((size, size), smooth))
+    cover = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((size, size), smooth))
+    peak = (cover > 0) & (cover >= maximum_filter(cover, size=3))
+    return out, (cover >= MASK_COVERAGE) | peak

@@ -77,6 +77,8 @@ class TrainConfig:
     generator_weight: float = 0.0
     generator_implant: float = 0.8
     implant: dict[str, Any] = field(default_factory=dict)  # ImplantConfig overrides, e.g. count: [1, 6]
+    scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # mixture zoom range [low, high]
+    scale_prob: float = 0.0  # share of mixture samples zoomed by a log-uniform factor in `scale`
     workers: int = 0  # DataLoader worker processes
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -147,7 +149,7 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
     ]
     samples = cfg.samples_per_epoch or 1000
     mix = MixtureSamples.from_specs(
-        specs, cfg.crop, samples, norm, AugmentConfig(implant=implant_config(cfg.implant)), seed=cfg.seed + rank,
+        specs, cfg.crop, samples, norm, augment_config(cfg), seed=cfg.seed + rank,
         generator=(cfg.generator_frames, cfg.generator_weight, cfg.generator_implant),
     )
     seen = {
@@ -161,9 +163,18 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
         "generator_weight": cfg.generator_weight,
         "samples_per_epoch": samples,
         **({"implant": cfg.implant} if cfg.implant else {}),
+        **({"scale": list(cfg.scale), "scale_prob": cfg.scale_prob} if cfg.scale_prob > 0 else {}),
         "images": sum(len(src.items) for src in mix.sources),
     }
     return mix, norm, seen
+
+
+def augment_config(cfg: TrainConfig) -> AugmentConfig:
+    """The mixture's augmentation: implantation overrides and the zoom range."""
+    if len(cfg.scale) != 2:
+        raise ConfigError(f"scale is [low, high], got {cfg.scale}")
+    lo, hi = (float(v) for v in cfg.scale)
+    return AugmentConfig(implant=implant_config(cfg.implant), scale=(lo, hi), scale_prob=cfg.scale_prob)
 
 
 def implant_config(overrides: dict[str, Any]) -> ImplantConfig:

@@ -6,7 +6,7 @@ from _support.datasets import write_dataset
 from PIL import Image
 
 from irstd_ros.core.normalization import InputNorm
-from irstd_ros.data.mixture import HARD_FORMAT, MixtureSamples, SourceSpec, load_hard_examples
+from irstd_ros.data.mixture import HARD_FORMAT, AugmentConfig, MixtureSamples, SourceSpec, load_hard_examples
 from irstd_ros.data.transforms import point_crop
 from irstd_ros.errors import ConfigError
 
@@ -73,3 +73,28 @@ def test_source_keys_are_checked_and_listed():
     assert [h.name for h in rounds.hard] == ["a.json", "b.json"]
     with pytest.raises(ConfigError, match="hard_prob"):
         SourceSpec.from_dict({"root": "x", "hardness": 1})
+
+
+def test_zoomed_samples_keep_size_and_targets(tmp_path):
+    size = (200, 200)
+    img = np.full(size, 60, np.uint8)
+    mask = np.zeros(size, bool)
+    img[100:103, 100:103], mask[100:103, 100:103] = 250, True
+    root = write_dataset(tmp_path / "d", [("t", img, mask)], {"train": ["t"]})
+    spec = SourceSpec(root, "train", 1.0, 0.0)
+    cfg = AugmentConfig(sensor_prob=0.0, scale=(0.5, 2.0), scale_prob=1.0)
+    mix = MixtureSamples.from_specs([spec], CROP, 32, InputNorm(kind="robust"), cfg)
+    areas = []
+    for i in range(32):
+        y, m = mix.sample(i)
+        assert y.shape == m.shape == (CROP, CROP)
+        if m.any():
+            areas.append(int(m.sum()))
+    assert areas and min(areas) < 9 < max(areas)  # zoomed out and in, target never lost from the mask
+
+
+def test_scale_range_is_checked():
+    with pytest.raises(ConfigError, match="scale"):
+        AugmentConfig(scale=(2.0, 1.0), scale_prob=0.5)
+    with pytest.raises(ConfigError, match="scale"):
+        AugmentConfig(scale_prob=1.5)
