@@ -1,9 +1,12 @@
 """Multi-target tracking of small targets in pixel coordinates.
 
 One constant-velocity Kalman filter per track (state ``x, y, vx, vy`` in px and px/s),
-gated Hungarian association on the Euclidean distance between a track's predicted
-position and a detection's centroid, track birth as *tentative*, M-of-N confirmation,
-coasting through missed frames for up to ``max_coast_s`` seconds, then deletion.
+gated Hungarian association on the innovation's negative log-likelihood (squared
+Mahalanobis distance plus ln det S, S the track's position covariance plus the
+detection's), track birth as *tentative*, M-of-N confirmation, coasting through missed
+frames for up to ``max_coast_s`` seconds, then deletion. A detection's centroid noise
+grows with its box (``EXTENT_VARIANCE``): a large blob, such as two crossing targets
+merged into one component, moves a track much less than a point detection does.
 
 Everything is driven by the frames' header stamps (seconds), never by frame counts:
 the filter's ``dt`` is the stamp difference, so dropped frames and irregular rates only
@@ -28,6 +31,16 @@ take the detection of an established one; then, when the detector keeps sub-thre
 candidates. New tracks are born from the detections and candidates left over. A
 candidate counts like a detection for M-of-N, so a dim target that is consistent over
 several frames is confirmed while a single-frame blip is not.
+
+Merges: when two targets cross, the detector often sees one component for a few frames;
+one track takes it and the other is left without a detection. A confirmed track left
+over whose predicted box overlaps the box of a detection taken by another confirmed
+track is corrected by that shared detection (a weak measurement, given its size) rather
+than coasting: a coasting track's gate grows by sigmas of its uncertainty and it would
+otherwise take the nearest clutter or candidate (measured: the 0.3 model's crossing pair
+on the sky sequence, 2 ID switches, docs/results.md). The candidate and the merge of each
+such track compete in one assignment. A merge is not a hit (the track coasts, and ends
+after ``max_coast_s``), so a duplicate track sitting on another track's target dies.
 """
 
 from __future__ import annotations
@@ -48,6 +61,11 @@ GATE_SIGMAS = 3.0  # the gate widens to this many sigmas of the prediction's unc
 SIZE_SMOOTHING = 0.5  # weight of a new detection's box size in the track's size
 SCORE_SMOOTHING = 0.3  # weight of a new detection's score in the track's score
 _INFEASIBLE = 1e9
+# a detection's centroid is uncertain within its box: on top of meas_noise², each axis gets
+# the variance of a point uniform over the box's extent (w²/12, h²/12). A 1-px point adds
+# 0.08 px²; a 10x9 blob (two targets merged, a fragmented extended target) ~8 px², so such
+# a blob corrects a track's position and velocity far less than a point detection does
+EXTENT_VARIANCE = 1.0 / 12.0
 # the node's default tracking.candidate_threshold: sub-threshold detector components above
 # this probability feed the tracker (low-SNR confirmation; measured in docs/tracking.md)
 CANDIDATE_THRESHOLD = 0.2
@@ -210,38 +228,61 @@ class Tracker:
         self._x = self._x @ f.T
         self._p = f @ self._p @ f.T + qm
 
-    def _innovation_cov(self, idx: np.ndarray | slice) -> np.ndarray:
-        r2 = self.config.meas_noise**2
-        return self._p[idx, :2, :2] + r2 * np.eye(2)
+    def _meas_cov(self, size: np.ndarray) -> np.ndarray:
+        """Centroid noise of detections of ``size`` (n, 2: width, height), (n, 2) diagonal
+        variances: ``meas_noise²`` plus the variance of a point uniform over the box."""
+        return self.config.meas_noise**2 + EXTENT_VARIANCE * np.square(size)
 
-    def _correct(self, idx: np.ndarray, z: np.ndarray) -> None:
-        """Kalman update of tracks ``idx`` with centroids ``z`` (k, 2); Joseph form."""
+    def _correct(self, idx: np.ndarray, z: np.ndarray, r: np.ndarray) -> None:
+        """Kalman update of tracks ``idx`` with centroids ``z`` (k, 2) of diagonal noise
+        variances ``r`` (k, 2); Joseph form."""
         p = self._p[idx]
-        s = self._innovation_cov(idx)
+        rm = r[:, :, None] * np.eye(2)  # (k, 2, 2)
+        s = p[:, :2, :2] + rm
         k = p[:, :, :2] @ np.linalg.inv(s)  # (k, 4, 2)
         y = z - self._x[idx, :2]
         self._x[idx] += (k @ y[:, :, None])[:, :, 0]
         ikh = np.eye(4) - np.concatenate([k, np.zeros_like(k)], axis=2)  # I - K H
-        r = self.config.meas_noise**2 * np.eye(2)
-        self._p[idx] = ikh @ p @ ikh.transpose(0, 2, 1) + k @ r @ k.transpose(0, 2, 1)
+        self._p[idx] = ikh @ p @ ikh.transpose(0, 2, 1) + k @ rm @ k.transpose(0, 2, 1)
 
     # --- association ----------------------------------------------------------------------
+    def _costs(
+        self, tracks: np.ndarray, dets: np.ndarray, z: np.ndarray, r: np.ndarray
+    ) -> np.ndarray:
+        """(len(tracks), len(dets)) association costs, ``_INFEASIBLE`` outside the gate.
+
+        The cost is the negative log-likelihood of the innovation, d² + ln det S, with
+        S = P + R (the track's position covariance plus the detection's ``r``) and d² the
+        squared Mahalanobis distance; the gate is ``gate_px`` around the prediction,
+        widened to ``GATE_SIGMAS`` sigmas of S when that is larger.
+        """
+        y = z[dets][None, :, :] - self._x[tracks, None, :2]  # (k, n, 2) innovations
+        p = self._p[tracks, :2, :2][:, None]  # (k, 1, 2, 2)
+        sxx = p[..., 0, 0] + r[dets][None, :, 0]
+        syy = p[..., 1, 1] + r[dets][None, :, 1]
+        sxy = p[..., 0, 1]
+        det = sxx * syy - sxy * sxy
+        d2 = (syy * y[..., 0] ** 2 - 2 * sxy * y[..., 0] * y[..., 1] + sxx * y[..., 1] ** 2) / det
+        gate = np.maximum(self.config.gate_px, GATE_SIGMAS * np.sqrt(np.maximum(sxx, syy)))
+        ok = np.square(y).sum(axis=2) <= np.square(gate)
+        return np.where(ok, d2 + np.log(det), _INFEASIBLE)
+
+    @staticmethod
+    def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
+        if not cost.size:
+            return []
+        rows, cols = linear_sum_assignment(cost)
+        return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
+
     def _associate(
-        self, tracks: np.ndarray, dets: np.ndarray, z: np.ndarray
+        self, tracks: np.ndarray, dets: np.ndarray, z: np.ndarray, r: np.ndarray
     ) -> list[tuple[int, int]]:
-        """Gated Hungarian assignment of ``tracks`` (indices) to ``dets`` (indices into z)."""
+        """Gated Hungarian assignment of ``tracks`` (indices) to ``dets`` (indices into z
+        and r)."""
         if not len(tracks) or not len(dets):
             return []
-        pred = self._x[tracks, :2]
-        dist = np.linalg.norm(pred[:, None, :] - z[dets][None, :, :], axis=2)
-        s = self._innovation_cov(tracks)
-        sigma = np.sqrt(np.maximum(s[:, 0, 0], s[:, 1, 1]))
-        gate = np.maximum(self.config.gate_px, GATE_SIGMAS * sigma)[:, None]
-        cost = np.where(dist <= gate, dist, _INFEASIBLE)
-        rows, cols = linear_sum_assignment(cost)
-        return [
-            (int(tracks[r]), int(dets[c])) for r, c in zip(rows, cols) if cost[r, c] < _INFEASIBLE
-        ]
+        pairs = self._assign(self._costs(tracks, dets, z, r))
+        return [(int(tracks[i]), int(dets[j])) for i, j in pairs]
 
     # --- one frame ------------------------------------------------------------------------
     def update(
@@ -278,25 +319,28 @@ class Tracker:
         n_det = len(detections)
         detections = [*detections, *candidates]  # candidates after the detections
         z = np.array([[d.centroid_x, d.centroid_y] for d in detections], float).reshape(-1, 2)
+        wh = np.array([[d.width, d.height] for d in detections], float).reshape(-1, 2)
+        r = self._meas_cov(wh)
         free = np.arange(n_det)
         confirmed = np.array([i for i, m in enumerate(self._meta) if m.confirmed], int)
         tentative = np.array([i for i, m in enumerate(self._meta) if not m.confirmed], int)
-        pairs = self._associate(confirmed, free, z)
+        pairs = self._associate(confirmed, free, z, r)
         used = {d for _, d in pairs}
         free = np.array([d for d in free if d not in used], int)
-        pairs += self._associate(tentative, free, z)
-        if len(detections) > n_det:
-            taken = {t for t, _ in pairs}
-            rest = np.array([t for t in range(len(self._meta)) if t not in taken], int)
-            pairs += self._associate(rest, np.arange(n_det, len(detections)), z)
+        pairs += self._associate(tentative, free, z, r)
+        taken = {t for t, _ in pairs}
+        rest = np.array([t for t in range(len(self._meta)) if t not in taken], int)
+        held = np.array(sorted({d for t, d in pairs if self._meta[t].confirmed}), int)
+        more, merges = self._rest(rest, np.arange(n_det, len(detections)), held, z, r, wh)
+        pairs += more
         used = {d for _, d in pairs}
 
         hit = np.zeros(len(self._meta), bool)
-        if pairs:
-            ti = np.array([t for t, _ in pairs], int)
-            di = np.array([d for _, d in pairs], int)
-            self._correct(ti, z[di])
-            hit[ti] = True
+        if pairs or merges:
+            ti = np.array([t for t, _ in pairs + merges], int)
+            di = np.array([d for _, d in pairs + merges], int)
+            self._correct(ti, z[di], r[di])
+            hit[[t for t, _ in pairs]] = True
             for t, d in pairs:
                 m, det = self._meta[t], detections[d]
                 m.hits += 1
@@ -324,6 +368,50 @@ class Tracker:
         births = [d for d in range(len(detections)) if d not in used]
         self._birth(stamp_s, [detections[d] for d in births], z[births])
         return self.tracks()
+
+    def _rest(
+        self,
+        rest: np.ndarray,
+        cands: np.ndarray,
+        held: np.ndarray,
+        z: np.ndarray,
+        r: np.ndarray,
+        wh: np.ndarray,
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The tracks ``rest``, left without a detection: (pairs with the candidates
+        ``cands``, merges).
+
+        A merge is a confirmed track whose predicted box (its smoothed size) overlaps the
+        box of a detection of ``held`` (those taken by confirmed tracks): its target is
+        most likely inside that detection, merged with another track's (two targets
+        crossing). It is corrected by that detection, whose large box makes it a weak
+        measurement, instead of coasting with a growing gate into clutter or a candidate
+        farther away; one Hungarian assignment chooses, per track, between a candidate and
+        its merge (the cheaper of the two). A merge is not a hit: the track still counts
+        as coasting and is deleted after ``max_coast_s`` without a detection of its own.
+        """
+        if not len(rest) or not (len(cands) or len(held)):
+            return [], []
+        k, nc = len(rest), len(cands)
+        cost = np.full((k, nc + k), _INFEASIBLE)  # candidates, then one merge column per track
+        if nc:
+            cost[:, :nc] = self._costs(rest, cands, z, r)
+        best = np.zeros(k, int)
+        mergeable = np.array([self._meta[t].confirmed for t in rest], bool)
+        if len(held) and mergeable.any():
+            size = np.array([[self._meta[t].width, self._meta[t].height] for t in rest])
+            half = (size[:, None, :] + wh[held][None, :, :]) / 2.0
+            overlap = (np.abs(z[held][None] - self._x[rest, None, :2]) <= half).all(axis=2)
+            mc = np.where(overlap & mergeable[:, None], self._costs(rest, held, z, r), _INFEASIBLE)
+            best = np.argmin(mc, axis=1)
+            cost[np.arange(k), nc + np.arange(k)] = mc[np.arange(k), best]
+        pairs, merges = [], []
+        for i, j in self._assign(cost):
+            if j < nc:
+                pairs.append((int(rest[i]), int(cands[j])))
+            else:
+                merges.append((int(rest[i]), int(held[best[i]])))
+        return pairs, merges
 
     def _keep(self, keep: np.ndarray) -> None:
         if keep.all():

@@ -255,6 +255,66 @@ def test_detections_go_to_tracks_before_candidates():
     assert {t.id: t.state for t in tracks}[1] is TrackState.CONFIRMED
 
 
+def _merging_pair(t: float) -> tuple[np.ndarray, np.ndarray, list[Det]]:
+    """Two extended targets crossing at a shallow angle (closest at t = 2 s): while less
+    than 7 px apart the detector sees one component, centred between them and covering
+    both (the 0.3 model on the generated sky sequence's crossing pair)."""
+    a = np.array([130.0, 130.0]) + np.array([15.0, 16.0]) * (t - 2.0)
+    b = np.array([130.0, 130.0]) + np.array([-1.0, 5.0]) * (t - 2.0)
+    d = a - b
+    if np.hypot(*d) < 7.0:
+        m = (a + b) / 2
+        return a, b, [Det(m[0], m[1], 1.0, 5 + abs(d[0]), 6 + abs(d[1]))]
+    return a, b, [Det(a[0], a[1], 1.0, 5, 6), Det(b[0], b[1], 1.0, 4, 6)]
+
+
+def _on(track, p) -> bool:
+    return bool(np.hypot(track.x - p[0], track.y - p[1]) < 2.0)
+
+
+def test_targets_merged_into_one_component_while_crossing_keep_their_ids():
+    """The merged component goes to one track; the other is corrected by it (a merge)
+    instead of coasting with a widening gate onto a sub-threshold blip 10 px away, which
+    used to end its track (a new id for its target once the two separated)."""
+    tr = Tracker()
+    for i in range(40):
+        t = i * DT
+        a, b, dets = _merging_pair(t)
+        blip = []
+        if len(dets) == 1 and t > 2.0:
+            blip = [Det(a[0] + 1.5, a[1] + 10.0, score=0.4, width=1, height=2)]
+        tracks = confirmed(tr.update(t, dets, candidates=blip))
+        if i == 10:
+            start = {k.id: "a" if _on(k, a) else "b" for k in tracks}
+    end = {k.id: "a" if _on(k, a) else "b" if _on(k, b) else "?" for k in tracks}
+    assert start == end == {1: "a", 2: "b"}
+
+
+def test_a_large_component_moves_a_track_less_than_a_point_does():
+    """A detection's centroid noise grows with its box (EXTENT_VARIANCE)."""
+    moved = []
+    for size in (1, 12):
+        tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1))
+        for i in range(10):
+            tr.update(i * DT, [Det(100.0, 100.0, width=1, height=1)])
+        (track,) = tr.update(10 * DT, [Det(104.0, 100.0, width=size, height=size)])
+        moved.append(track.x - 100.0)
+    assert moved[0] > 2.0 and moved[1] < 0.5 * moved[0]
+
+
+def test_a_duplicate_track_on_another_tracks_target_is_not_kept_alive_by_merges():
+    """A merge is not a hit: a confirmed track whose only detection is held by another
+    track coasts and is deleted after max_coast_s."""
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1, max_coast_s=0.5))
+    tr.update(0.0, [Det(100.0, 100.0, width=6, height=6), Det(102.0, 100.0)])
+    ids = []
+    for i in range(1, 12):
+        tracks = tr.update(i * DT, [Det(100.0, 100.0, width=6, height=6)])
+        ids.append({t.id: t.state for t in tracks})
+    assert ids[0] == {1: TrackState.CONFIRMED, 2: TrackState.COASTING}
+    assert ids[-1] == {1: TrackState.CONFIRMED}
+
+
 def test_timing_at_50_targets_is_printed():
     """Not a timed assertion: the per-frame cost at 50 targets is printed (pytest -s)."""
     tr = Tracker()
