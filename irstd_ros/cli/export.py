@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--sirst", type=Path, help="SIRST-v2 root (default: ../shared/data/SIRST-v2)")
     q.add_argument("--calibration", type=int, default=300, help="calibration frames, both datasets (max 300)")
     q.add_argument("--no-measure", action="store_true", help="skip the INT8-vs-FP32 accuracy measurement")
+    q.add_argument("--accuracy-control", action="store_true",
+                   help="NNCF accuracy-controlled quantisation: layers that cost IoU on training crops stay FP32")
     q.add_argument("--force", action="store_true", help="rebuild and re-measure even when cached")
     q.add_argument("--threads", type=int, help="CPU threads for the accuracy measurement")
     p.set_defaults(func=run)
@@ -100,6 +102,7 @@ def _int8(args: argparse.Namespace, weights: Path) -> int:
     out = export_int8(
         Path(weights), args.out, default_datasets(args.nudt, args.sirst), args.calibration,
         measure=not args.no_measure, force=args.force, threads=args.threads,
+        accuracy_control=args.accuracy_control,
     )
     if args.json:
         print(json.dumps(out, default=str))

@@ -10,6 +10,11 @@
    activations, which a random crop of a large frame would mostly miss, in the ranges.
 2. **Quantisation**: :func:`~irstd_ros.inference.backends.openvino_int8.build_int8`
    (NNCF on the FP32 OpenVINO IR; reused when its fingerprint matches).
+   With ``accuracy_control`` (``irstd export --accuracy-control``), NNCF's accuracy
+   control on top (recipe ``INT8_RECIPE_AC``): :func:`validation_frames` (other
+   crops of the same *training* splits, each holding a target) score the per-frame IoU,
+   and the layers that cost most are reverted to FP32 until it drops by at most
+   ``MAX_IOU_DROP``. The held-out splits of step 3 are never used to choose layers.
 3. **Accuracy** (:func:`measure_accuracy`): ``irstd eval``'s
    :func:`~irstd_ros.evaluation.evaluate.evaluate` with ``backend="openvino"`` and
    ``backend="openvino-int8"`` on held-out frames (all 664 of NUDT-SIRST ``test``: in the
@@ -41,8 +46,10 @@ from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root
 from irstd_ros.inference.backends.openvino_int8 import (
     INT8_RECIPE,
+    INT8_RECIPE_AC,
     IOU_TOLERANCE_POINTS,
     MAX_CALIBRATION_FRAMES,
+    MAX_IOU_DROP,
     NAME,
     PD_TOLERANCE_POINTS,
     accuracy_path,
@@ -58,6 +65,9 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_CROP = 256  # px side of a calibration crop
 CALIBRATION_SEED = 0
+VALIDATION_FRAMES = 96  # accuracy control: target-holding crops, both training splits
+VALIDATION_CROP = 384  # px; larger than the calibration crops, to see clutter around targets
+VALIDATION_SEED = 1
 NUDT_EVAL_FRAMES: int | None = None  # None: all 664 (one target of 100 frames is 0.8 points of Pd)
 FP32_BACKEND = "openvino"  # the reference the INT8 IR is compared with
 METRIC_KEYS = ("pd", "iou", "niou", "fa", "f1", "false_targets_per_frame", "images", "targets")
@@ -82,8 +92,10 @@ def default_datasets(nudt: Path | None = None, sirst: Path | None = None) -> lis
     ]
 
 
-def _crop(x: np.ndarray, truth: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``crop`` x ``crop`` window around a random target pixel (or anywhere)."""
+def _crop(
+    x: np.ndarray, truth: np.ndarray, crop: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``crop`` x ``crop`` window (frame, mask) around a random target pixel (or anywhere)."""
     h, w = x.shape
     if h < crop or w < crop:  # small frames: mirror up to the crop
         ph, pw = max(0, crop - h), max(0, crop - w)
@@ -100,7 +112,8 @@ def _crop(x: np.ndarray, truth: np.ndarray, crop: int, rng: np.random.Generator)
         cy, cx = int(rng.integers(h)), int(rng.integers(w))
     y0 = int(np.clip(cy - crop // 2, 0, h - crop))
     x0 = int(np.clip(cx - crop // 2, 0, w - crop))
-    return np.ascontiguousarray(x[y0 : y0 + crop, x0 : x0 + crop], dtype=np.float32)
+    window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+    return np.ascontiguousarray(x[window], dtype=np.float32), np.ascontiguousarray(truth[window], dtype=bool)
 
 
 def calibration_frames(
@@ -120,8 +133,36 @@ def calibration_frames(
         for j in rng.permutation(len(pairs))[:want]:
             img, msk = pairs[int(j)]
             x = normalize(read_image(img), norm)
-            frames.append(_crop(x, read_mask(msk), crop, rng))
+            frames.append(_crop(x, read_mask(msk), crop, rng)[0])
     return frames
+
+
+def validation_frames(
+    norm: InputNorm,
+    datasets: list[Int8Dataset],
+    total: int = VALIDATION_FRAMES,
+    crop: int = VALIDATION_CROP,
+    seed: int = VALIDATION_SEED,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Accuracy-control items: (normalised crop, its truth mask) around a target of a
+    training frame, ``total`` split evenly over ``datasets`` (seeded; frames without a
+    target are skipped)."""
+    rng = np.random.default_rng(seed)
+    items: list[tuple[np.ndarray, np.ndarray]] = []
+    for i, ds in enumerate(datasets):
+        want = total // len(datasets) + (1 if i < total % len(datasets) else 0)
+        pairs = find_pairs(DatasetSpec(ds.root, ds.calibration_split))
+        taken = 0
+        for j in rng.permutation(len(pairs)):
+            if taken == want:
+                break
+            img, msk = pairs[int(j)]
+            truth = read_mask(msk)
+            if not truth.any():
+                continue
+            items.append(_crop(normalize(read_image(img), norm), truth, crop, rng))
+            taken += 1
+    return items
 
 
 @contextlib.contextmanager
@@ -177,8 +218,12 @@ def export_int8(
     measure: bool = True,
     force: bool = False,
     threads: int | None = None,
+    accuracy_control: bool = False,
 ) -> dict[str, Any]:
     """Build (or reuse) the INT8 IR of ``weights`` in ``out`` and record its accuracy delta.
+
+    ``accuracy_control``: NNCF's accuracy-controlled quantisation on
+    :func:`validation_frames` (recipe ``INT8_RECIPE_AC``) instead of the plain one.
 
     The accuracy is measured when the IR was built now, when no valid record is beside it,
     or with ``force``; ``measure=False`` leaves the IR without a record (``auto`` then keeps
@@ -189,8 +234,11 @@ def export_int8(
     options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
     cache = cache_root(options)
     t0 = time.perf_counter()
+    validation = (lambda: validation_frames(info.norm, datasets, VALIDATION_FRAMES, VALIDATION_CROP)) if accuracy_control else None
+    recipe = INT8_RECIPE_AC if accuracy_control else INT8_RECIPE
     path, built = build_int8(
-        model, info, options, lambda: calibration_frames(info.norm, datasets, calibration), force=force
+        model, info, options, lambda: calibration_frames(info.norm, datasets, calibration), force=force,
+        validation=validation,
     )
     result: dict[str, Any] = {
         "backend": NAME, "weights": str(weights), "built": built, "build_s": round(time.perf_counter() - t0, 1),
@@ -198,7 +246,7 @@ def export_int8(
     }
     _, digest = int8_path(model, info, options)
     record = load_accuracy(path)
-    stale = record is None or record.get("weights_sha256") != digest or record.get("recipe") != INT8_RECIPE
+    stale = record is None or record.get("weights_sha256") != digest or record.get("recipe") != recipe
     if measure and (built or force or stale):
         import nncf
         import openvino as ov
@@ -206,7 +254,7 @@ def export_int8(
         t1 = time.perf_counter()
         record = {
             "weights_sha256": digest,
-            "recipe": INT8_RECIPE,
+            "recipe": recipe,
             "fp32_backend": FP32_BACKEND,
             "tolerance": {"pd_points": PD_TOLERANCE_POINTS, "iou_points": IOU_TOLERANCE_POINTS},
             "calibration": {
@@ -214,6 +262,10 @@ def export_int8(
                 "seed": CALIBRATION_SEED,
                 "splits": {ds.name: f"{ds.root} {ds.calibration_split}" for ds in datasets},
             },
+            **({"accuracy_control": {
+                "frames": VALIDATION_FRAMES, "crop": VALIDATION_CROP, "seed": VALIDATION_SEED,
+                "metric": "mean per-frame IoU at the checkpoint's threshold", "max_drop": MAX_IOU_DROP,
+            }} if accuracy_control else {}),
             "versions": {"nncf": nncf.__version__, "openvino": ov.__version__},
             "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "datasets": measure_accuracy(Path(weights), cache, datasets, threads),

@@ -6,7 +6,13 @@ from _support.datasets import write_dataset
 from PIL import Image
 
 from irstd_ros.core.normalization import InputNorm
-from irstd_ros.data.mixture import HARD_FORMAT, AugmentConfig, MixtureSamples, SourceSpec, load_hard_examples
+from irstd_ros.data.mixture import (
+    HARD_FORMAT,
+    AugmentConfig,
+    MixtureSamples,
+    SourceSpec,
+    load_hard_examples,
+)
 from irstd_ros.data.transforms import point_crop
 from irstd_ros.errors import ConfigError
 

@@ -66,8 +66,8 @@ def weights(tmp_path) -> Path:
 def fake_quantize(monkeypatch) -> list[int]:
     calls: list[int] = []
 
-    def fake(fp32_xml, calibration, out_xml):
-        calls.append(len(calibration))
+    def fake(fp32_xml, calibration, out_xml, validation=None, **_):
+        calls.append(len(calibration) if validation is None else (len(calibration), len(validation)))
         shutil.copy(fp32_xml, out_xml)
         shutil.copy(Path(fp32_xml).with_suffix(".bin"), Path(out_xml).with_suffix(".bin"))
         return Path(out_xml)
@@ -115,3 +115,29 @@ def test_export_cli_without_measurement_leaves_auto_on_fp32(datasets, weights, t
     text = capsys.readouterr().out
     assert "-int8.xml" in text and "auto: no accuracy record" in text
     assert main(["export", "--backend", "openvino-int8", "--calibration", "301"]) != 0
+
+
+def test_validation_crops_hold_targets_from_the_training_splits(datasets):
+    items = quantize.validation_frames(InputNorm(0.4, 0.2), datasets, total=5, crop=32)
+    assert len(items) == 5
+    for frame, mask in items:
+        assert frame.shape == mask.shape == (32, 32) and frame.dtype == np.float32 and mask.any()
+    again = quantize.validation_frames(InputNorm(0.4, 0.2), datasets, total=5, crop=32)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(items, again))
+
+
+def test_accuracy_control_export_records_its_recipe_and_is_loaded(datasets, weights, tmp_path, fake_quantize, monkeypatch):
+    monkeypatch.setattr(quantize, "VALIDATION_FRAMES", 6)
+    monkeypatch.setattr(quantize, "VALIDATION_CROP", 32)
+    out = tmp_path / "cache"
+    plain = quantize.export_int8(weights, out, datasets, calibration=4, threads=1, measure=False)
+    result = quantize.export_int8(weights, out, datasets, calibration=4, threads=1, accuracy_control=True)
+    assert plain["built"] and result["built"]  # another recipe: rebuilt, not reused
+    assert fake_quantize == [4, (4, 6)]
+    fp = json.loads((Path(result["files"][0]).parent / (Path(result["files"][0]).name + ".json")).read_text())
+    record = json.loads(Path(result["files"][-1]).read_text())
+    assert fp["recipe"] == record["recipe"] == int8.INT8_RECIPE_AC
+    assert record["accuracy_control"]["max_drop"] == int8.MAX_IOU_DROP
+    model, info, _ = load_checkpoint(weights)
+    backend = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
+    assert backend.name == "openvino-int8"

@@ -62,6 +62,13 @@ log = logging.getLogger(__name__)
 
 NAME = "openvino-int8"
 INT8_RECIPE = "nncf-ptq-mixed-fp32-io-sgem-v3"  # bump when quantize_ir's settings change
+# INT8_RECIPE plus NNCF's accuracy control (quantize_ir with validation items)
+INT8_RECIPE_AC = "nncf-ptq-accuracy-control-sgem-v4"
+INT8_RECIPES = (INT8_RECIPE, INT8_RECIPE_AC)
+# accuracy control: the largest drop of the mean per-frame IoU (a fraction, on validation
+# crops of the training splits) before NNCF reverts the most sensitive layers to FP32;
+# half of IOU_TOLERANCE_POINTS, so that the held-out check has room
+MAX_IOU_DROP = 0.005
 INT8_SUFFIX = "-int8.xml"
 ACCURACY_SUFFIX = ".accuracy.json"
 ACCURACY_FORMAT = 1
@@ -87,8 +94,9 @@ def int8_path(model: nn.Module, info: CheckpointInfo, options: BackendOptions | 
     return cache_root(options) / f"{artifact_stem(info, digest)}{INT8_SUFFIX}", digest
 
 
-def int8_fingerprint(digest: str, stride: int) -> Fingerprint:
-    """What the INT8 IR depends on: weights, recipe and the OpenVINO that reads it.
+def int8_fingerprint(digest: str, stride: int, recipe: str = INT8_RECIPE) -> Fingerprint:
+    """What the INT8 IR depends on: weights, recipe (one of :data:`INT8_RECIPES`) and the
+    OpenVINO that reads it.
 
     NNCF's version is recorded in the accuracy record, not here: a machine that only
     runs the IR does not need NNCF installed.
@@ -104,7 +112,7 @@ def int8_fingerprint(digest: str, stride: int) -> Fingerprint:
         input_shape=(1, 1, -1, -1),
         shape_range=((MIN_BLOCKS * stride,) * 2, (MAX_FRAME_SIDE, MAX_FRAME_SIDE)),
         weights_sha256=digest,
-        recipe=INT8_RECIPE,
+        recipe=recipe,
         versions={"openvino": ov.__version__},
     )
 
@@ -155,8 +163,8 @@ def accuracy_refusal(record: Mapping[str, Any] | None, digest: str) -> str | Non
         return "no accuracy record (irstd export --backend openvino-int8 measures it)"
     if record.get("weights_sha256") != digest:
         return "the accuracy record is for other weights"
-    if record.get("recipe") != INT8_RECIPE:
-        return f"the accuracy record is for recipe {record.get('recipe')!r}, not {INT8_RECIPE!r}"
+    if record.get("recipe") not in INT8_RECIPES:
+        return f"the accuracy record is for recipe {record.get('recipe')!r}, not one of {', '.join(INT8_RECIPES)}"
     datasets = record.get("datasets") or {}
     problems = []
     for name in REQUIRED_DATASETS:
@@ -229,9 +237,39 @@ def fp32_convolutions(graph: Any) -> list[str]:
     return names
 
 
-def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], out_xml: str | Path) -> Path:
+ValidationItem = tuple[np.ndarray, np.ndarray]  # (network input (1, 1, H', W') padded, truth (H, W))
+
+
+def iou_validation(threshold_logit: float) -> Callable[[Any, Iterable[ValidationItem]], tuple[float, list[float]]]:
+    """NNCF's ``validation_fn``: the mean and per-item IoU of ``logits > threshold_logit``
+    against the truth masks (an item with neither: 1.0)."""
+
+    def validate(compiled: Any, items: Iterable[ValidationItem]) -> tuple[float, list[float]]:
+        values = []
+        for x, truth in items:
+            h, w = truth.shape  # the input is padded at the bottom/right
+            pred = np.asarray(compiled(x)[0])[0, 0, :h, :w] > threshold_logit
+            union = int(np.count_nonzero(pred | truth))
+            values.append(1.0 if union == 0 else int(np.count_nonzero(pred & truth)) / union)
+        return float(np.mean(values)) if values else 1.0, values
+
+    return validate
+
+
+def quantize_ir(
+    fp32_xml: str | Path,
+    calibration: list[np.ndarray],
+    out_xml: str | Path,
+    validation: list[ValidationItem] | None = None,
+    threshold_logit: float = 0.0,
+    max_drop: float = MAX_IOU_DROP,
+) -> Path:
     """``nncf.quantize`` of the FP32 IR at ``fp32_xml`` on ``calibration`` network inputs.
 
+    With ``validation`` items, ``nncf.quantize_with_accuracy_control`` instead: after the
+    same quantisation, NNCF ranks the quantised layers by how much each costs on the
+    items' per-frame IoU (:func:`iou_validation` at ``threshold_logit``) and reverts the
+    costliest to FP32 until the mean drops by at most ``max_drop``.
     Writes ``out_xml`` (+ ``.bin``) atomically; raises BackendError when NNCF is missing
     or fails.
     """
@@ -251,15 +289,22 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], out_xml: st
     try:
         graph = ov.Core().read_model(str(fp32_xml))
         # NNCF's progress bars go to stdout, which carries results (irstd export --json)
+        ignored = nncf.IgnoredScope(names=fp32_convolutions(graph), patterns=list(IGNORED_PATTERNS), validate=False)
         with contextlib.redirect_stdout(sys.stderr):
-            quantized = nncf.quantize(
-                graph,
-                nncf.Dataset(calibration),
-                subset_size=len(calibration),
-                ignored_scope=nncf.IgnoredScope(
-                    names=fp32_convolutions(graph), patterns=list(IGNORED_PATTERNS), validate=False
-                ),
-            )
+            if validation:
+                quantized = nncf.quantize_with_accuracy_control(
+                    graph,
+                    nncf.Dataset(calibration),
+                    nncf.Dataset(validation),
+                    iou_validation(threshold_logit),
+                    max_drop=max_drop,
+                    subset_size=len(calibration),
+                    ignored_scope=ignored,
+                )
+            else:
+                quantized = nncf.quantize(
+                    graph, nncf.Dataset(calibration), subset_size=len(calibration), ignored_scope=ignored
+                )
         tmp = out_xml.with_name(f"{out_xml.stem}.{os.getpid()}.tmp.xml")
         ov.save_model(quantized, str(tmp), compress_to_fp16=False)
         tmp.with_suffix(".bin").replace(out_xml.with_suffix(".bin"))
@@ -279,6 +324,7 @@ def build_int8(
     options: BackendOptions | None,
     calibration: Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]],
     force: bool = False,
+    validation: Callable[[], list[tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> tuple[Path, bool]:
     """The INT8 IR of these weights in the cache: (path, whether it was built now).
 
@@ -286,12 +332,15 @@ def build_int8(
     callable returning the frames to defer reading them); otherwise the FP32 IR is
     exported (or reused), quantised on ``calibration`` (normalised (H, W) frames), saved
     with its fingerprint, and any accuracy record of an earlier build is removed.
+    ``validation``: a callable returning (normalised (H, W) frame, truth mask) pairs,
+    for the accuracy-controlled recipe :data:`INT8_RECIPE_AC` (None: :data:`INT8_RECIPE`).
     """
     from irstd_ros.inference.backends.fingerprint import rebuild_reason, save_fingerprint
     from irstd_ros.inference.backends.graph_export import export_openvino_ir
 
     path, digest = int8_path(model, info, options)
-    expected = int8_fingerprint(digest, info.model.stride)
+    recipe = INT8_RECIPE_AC if validation is not None else INT8_RECIPE
+    expected = int8_fingerprint(digest, info.model.stride, recipe)
     reason = "forced" if force else rebuild_reason(path, expected)
     if reason is None:
         log.info("INT8 IR %s is up to date", path)
@@ -299,11 +348,30 @@ def build_int8(
     fp32 = export_openvino_ir(model, info, options)
     frames = calibration() if callable(calibration) else calibration
     inputs = calibration_inputs(frames, info.model.stride)
-    log.info("quantising %s to INT8 on %d calibration frames (%s)", fp32, len(inputs), reason)
+    items = None
+    if validation is not None:
+        items = [validation_item(f, m, info.model.stride) for f, m in validation()]
+    log.info("quantising %s to INT8 on %d calibration frames (%s; %s)", fp32, len(inputs), reason,
+             f"accuracy control on {len(items)} frames" if items is not None else "no accuracy control")
     accuracy_path(path).unlink(missing_ok=True)
-    quantize_ir(fp32, inputs, path)
+    if items is None:
+        quantize_ir(fp32, inputs, path)
+    else:
+        quantize_ir(fp32, inputs, path, items, threshold_logit=_logit(info.threshold))
     save_fingerprint(path, expected)
     return path, True
+
+
+def validation_item(frame: np.ndarray, mask: np.ndarray, stride: int) -> ValidationItem:
+    """A normalised frame and its mask -> (network input padded to the stride, the mask)."""
+    if frame.shape != mask.shape:
+        raise ValueError(f"frame {frame.shape} and mask {mask.shape} differ in size")
+    return network_input(np.asarray(frame, dtype=np.float32), stride)[0], np.asarray(mask, bool)
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-6), 1.0 - 1e-6)
+    return float(np.log(p / (1.0 - p)))
 
 
 # --- loading (the backend) ------------------------------------------------------------------
@@ -315,8 +383,12 @@ def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
         import openvino  # noqa: F401
     except ImportError as exc:
         raise BackendError(f"openvino is not installed ({exc}); see requirements/backends-cpu.txt") from None
+    from irstd_ros.inference.backends.fingerprint import load_fingerprint
+
     path, digest = int8_path(model, info, options)
-    reason = rebuild_reason(path, int8_fingerprint(digest, info.model.stride))
+    found = load_fingerprint(path)
+    recipe = found.recipe if found is not None and found.recipe in INT8_RECIPES else INT8_RECIPE
+    reason = rebuild_reason(path, int8_fingerprint(digest, info.model.stride, recipe))
     if reason is not None:
         if not path.is_file():
             reason = f"no INT8 IR for these weights in {path.parent}"

@@ -276,3 +276,19 @@ def test_int8_probabilities_are_close_to_fp32(tiny_model, cache):
         diff = np.abs(a - b)
         assert diff.max() <= PARITY_MAX_ABS and diff.mean() <= PARITY_MEAN_ABS
         assert ((a > 0.5) == (b > 0.5)).mean() >= PARITY_MASK_AGREEMENT
+
+
+def test_iou_validation_scores_each_item_at_the_threshold():
+    class Compiled:  # an OpenVINO CompiledModel's call: outputs by index
+        def __call__(self, x):
+            return [x * 10.0 - 5.0]  # logit > 0 where the input is above 0.5
+
+    truth = np.zeros((4, 6), bool)
+    truth[1:3, 1:3] = True
+    x = np.zeros((1, 1, 8, 8), np.float32)  # padded to the stride at the bottom/right
+    x[0, 0, 1:3, 1:2] = 1.0  # half the target found
+    x[0, 0, 6:, 6:] = 1.0  # a response in the padding does not count
+    empty = (np.zeros((1, 1, 8, 8), np.float32), np.zeros((4, 6), bool))
+    mean, values = int8.iou_validation(0.0)(Compiled(), [(x, truth), empty])
+    assert values == [0.5, 1.0] and mean == 0.75
+    assert int8.iou_validation(6.0)(Compiled(), [(x, truth)])[1] == [0.0]  # a higher threshold finds nothing
