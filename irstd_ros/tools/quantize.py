@@ -11,10 +11,10 @@
 2. **Quantisation**: :func:`~irstd_ros.inference.backends.openvino_int8.build_int8`
    (NNCF on the FP32 OpenVINO IR; reused when its fingerprint matches).
    With ``accuracy_control`` (``irstd export --accuracy-control``), NNCF's accuracy
-   control on top (recipe ``INT8_RECIPE_AC``): :func:`validation_frames` (other
-   crops of the same *training* splits, each holding a target) score the per-frame IoU,
-   and the layers that cost most are reverted to FP32 until it drops by at most
-   ``MAX_IOU_DROP``. The held-out splits of step 3 are never used to choose layers.
+   control on top (recipe ``INT8_RECIPE_AC``): on :func:`validation_frames` (other
+   crops of the same *training* splits, each holding a target) the per-frame IoU of the
+   INT8 mask against the FP32 mask is scored, and the layers that cost most are reverted
+   to FP32 until it drops by at most ``MAX_IOU_DROP``. The held-out splits of step 3 are never used to choose layers.
 3. **Accuracy** (:func:`measure_accuracy`): ``irstd eval``'s
    :func:`~irstd_ros.evaluation.evaluate.evaluate` with ``backend="openvino"`` and
    ``backend="openvino-int8"`` on held-out frames (all 664 of NUDT-SIRST ``test``: in the
@@ -234,7 +234,11 @@ def export_int8(
     options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
     cache = cache_root(options)
     t0 = time.perf_counter()
-    validation = (lambda: validation_frames(info.norm, datasets, VALIDATION_FRAMES, VALIDATION_CROP)) if accuracy_control else None
+    validation = None
+    if accuracy_control:
+        def validation() -> list[np.ndarray]:
+            return [f for f, _ in validation_frames(info.norm, datasets, VALIDATION_FRAMES, VALIDATION_CROP)]
+
     recipe = INT8_RECIPE_AC if accuracy_control else INT8_RECIPE
     path, built = build_int8(
         model, info, options, lambda: calibration_frames(info.norm, datasets, calibration), force=force,
@@ -264,7 +268,7 @@ def export_int8(
             },
             **({"accuracy_control": {
                 "frames": VALIDATION_FRAMES, "crop": VALIDATION_CROP, "seed": VALIDATION_SEED,
-                "metric": "mean per-frame IoU at the checkpoint's threshold", "max_drop": MAX_IOU_DROP,
+                "metric": "mean per-frame IoU of the INT8 mask against the FP32 mask at the checkpoint's threshold", "max_drop": MAX_IOU_DROP,
             }} if accuracy_control else {}),
             "versions": {"nncf": nncf.__version__, "openvino": ov.__version__},
             "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

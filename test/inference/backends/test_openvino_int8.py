@@ -292,3 +292,30 @@ def test_iou_validation_scores_each_item_at_the_threshold():
     mean, values = int8.iou_validation(0.0)(Compiled(), [(x, truth), empty])
     assert values == [0.5, 1.0] and mean == 0.75
     assert int8.iou_validation(6.0)(Compiled(), [(x, truth)])[1] == [0.0]  # a higher threshold finds nothing
+
+
+def test_accuracy_control_reverts_layers_until_int8_agrees_with_fp32(tiny_model, fp32_ir, tmp_path):
+    """NNCF's accuracy control for real: with no drop allowed against FP32's own masks, it
+    must keep more of the network FP32 than the plain recipe does, and the result must
+    agree with FP32 on the validation frames."""
+    pytest.importorskip("nncf")
+    import openvino as ov
+
+    model, info = tiny_model
+    model = _spread_logits(model, _frames(1, 64, 64, seed=9)[0])
+    options = BackendOptions(cache_dir=str(tmp_path), threads=1)
+    xml = export_openvino_ir(model, info, options)
+    calibration = int8.calibration_inputs(_frames(CALIB_FRAMES, 64, 64), 16)
+    validation = int8.calibration_inputs(_frames(4, 64, 64, seed=3), 16)
+    plain = int8.quantize_ir(xml, calibration, tmp_path / "plain.xml")
+    controlled = int8.quantize_ir(xml, calibration, tmp_path / "ac.xml", validation, max_drop=0.0)
+
+    def fake_quantize_nodes(path):
+        return sum(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(path)).get_ops())
+
+    assert fake_quantize_nodes(controlled) < fake_quantize_nodes(plain)
+    core = ov.Core()
+    ref = core.compile_model(str(xml), "CPU")
+    got = core.compile_model(str(controlled), "CPU")
+    mean, _ = int8.iou_validation(0.0)(got, [(x, np.asarray(ref(x)[0])[0, 0] > 0.0) for x in validation])
+    assert mean == 1.0
