@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--sirst", type=Path, help="SIRST-v2 root (default: ../shared/data/SIRST-v2)")
     q.add_argument("--calibration", type=int, default=300, help="calibration frames, both datasets (max 300)")
     q.add_argument("--no-measure", action="store_true", help="skip the INT8-vs-FP32 accuracy measurement")
-    q.add_argument("--accuracy-control", action="store_true",
-                   help="NNCF accuracy-controlled quantisation: layers that cost IoU on training crops stay FP32")
+    q.add_argument("--no-accuracy-control", dest="accuracy_control", action="store_false",
+                   help="plain post-training quantisation (by default NNCF's accuracy control keeps the "
+                   "layers that make INT8 disagree with FP32 on training crops in FP32)")
     q.add_argument("--force", action="store_true", help="rebuild and re-measure even when cached")
     q.add_argument("--threads", type=int, help="CPU threads for the accuracy measurement")
     p.set_defaults(func=run)

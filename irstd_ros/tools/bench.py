@@ -676,17 +676,48 @@ def prepare_exports(model: dict[str, Any], backends: list[str], cache_dir: str) 
         t0 = time.perf_counter()
         export_openvino_ir(net, info, options)
         out["openvino_convert_s"] = time.perf_counter() - t0
-    if any(b.startswith("openvino-int8") for b in backends):  # calibrated, accuracy not measured
+    if any(b.startswith("openvino-int8") for b in backends):
+        reused = reuse_int8(net, info, options)
+        if reused:  # the IR (and accuracy record) that `auto` runs on this machine
+            out["openvino_int8_source"] = reused
+            return out
         from irstd_ros.inference.backends.openvino_int8 import build_int8
         from irstd_ros.tools.quantize import calibration_frames, default_datasets
 
         t0 = time.perf_counter()
-        try:
+        try:  # calibrated with the plain recipe, accuracy not measured
             build_int8(net, info, options, lambda: calibration_frames(info.norm, default_datasets()))
             out["openvino_int8_s"] = time.perf_counter() - t0
+            out["openvino_int8_source"] = "built here (plain recipe, accuracy not measured)"
         except Exception as exc:  # noqa: BLE001 - no datasets / no nncf: the int8 row is skipped
             out["openvino_int8_error"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def reuse_int8(net: Any, info: Any, options: Any) -> str | None:
+    """Copy a valid INT8 IR of these weights from the default cache (where ``irstd export
+    --backend openvino-int8`` puts it) into ``options``' cache, with its fingerprint and
+    accuracy record; returns where it came from and its recipe (None: there is none)."""
+    import shutil
+
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends.base import BackendOptions
+    from irstd_ros.inference.backends.fingerprint import fingerprint_path, load_fingerprint
+    from irstd_ros.inference.backends.openvino_int8 import accuracy_path, cached_int8, int8_path
+
+    try:
+        src, _ = cached_int8(net, info, BackendOptions())
+    except BackendError:
+        return None
+    dst, _ = int8_path(net, info, options)
+    if src.resolve() == dst.resolve():
+        return str(src)
+    for a, b in ((src, dst), (src.with_suffix(".bin"), dst.with_suffix(".bin")),
+                 (fingerprint_path(src), fingerprint_path(dst)), (accuracy_path(src), accuracy_path(dst))):
+        if a.is_file():
+            shutil.copy2(a, b)
+    fp = load_fingerprint(src)
+    return f"{src} (recipe {fp.recipe if fp else 'unknown'})"
 
 
 def _prepare_main(args_json: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,36 @@ def test_bench_variants_are_accepted_names(capsys):
     assert bench.BENCH_VARIANTS["openvino-dynamic"] == ("openvino", {"dynamic_shapes": True})
     assert main(["bench", "--quick", "--backends", "openvino-dynamc"]) != 0
     assert "openvino-dynamic" in capsys.readouterr().err
+
+
+def test_int8_rows_measure_the_ir_auto_runs(tmp_path, monkeypatch):
+    """An INT8 IR of these weights in the default cache (``irstd export``'s, with its
+    accuracy record) is what the bench's int8 rows and node row run, not a fresh plain build."""
+    pytest.importorskip("openvino")
+    import shutil
+
+    from irstd_ros.checkpoint import CheckpointInfo, InputNorm, save_checkpoint
+    from irstd_ros.inference.backends import openvino_int8 as int8
+    from irstd_ros.inference.backends.base import BackendOptions
+    from irstd_ros.models import build_model, named_config
+
+    def fake(fp32_xml, calibration, out_xml, *args, **kwargs):
+        shutil.copy(fp32_xml, out_xml)
+        shutil.copy(Path(fp32_xml).with_suffix(".bin"), Path(out_xml).with_suffix(".bin"))
+        return Path(out_xml)
+
+    monkeypatch.setattr(int8, "quantize_ir", fake)
+    cfg = named_config("tiny")
+    weights = save_checkpoint(tmp_path / "w.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg, InputNorm(0.4, 0.2)))
+    user_cache = tmp_path / "user_cache"
+    monkeypatch.setenv("IRSTD_CACHE_DIR", str(user_cache))
+    model = {"label": "shipped", "path": str(weights)}
+    net, info = bench.load_model(bench.ModelSpec(**model))
+    assert bench.reuse_int8(net, info, BackendOptions(cache_dir=str(tmp_path / "b0"))) is None
+    path, _ = int8.build_int8(net, info, BackendOptions(), [np.zeros((32, 32), np.float32)],
+                              validation=lambda: [np.zeros((32, 32), np.float32)])
+    int8.save_accuracy(path, {"recipe": int8.INT8_RECIPE_AC})
+    out = bench.prepare_exports(model, ["openvino-int8"], str(tmp_path / "bench_cache"))
+    assert int8.INT8_RECIPE_AC in out["openvino_int8_source"] and "openvino_int8_s" not in out
+    copied, _ = int8.int8_path(net, info, BackendOptions(cache_dir=str(tmp_path / "bench_cache")))
+    assert copied.is_file() and int8.load_accuracy(copied) == int8.load_accuracy(path)
