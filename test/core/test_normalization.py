@@ -112,3 +112,23 @@ def test_bad_norms_are_refused_with_the_choices():
         InputNorm(kind="zscore")
     with pytest.raises(ConfigError, match="knee > 0"):
         InputNorm(kind="robust", knee=0.0)
+
+
+@pytest.mark.parametrize("shape", [(512, 640), (37, 1000), (16, 16), (5, 7), (1080, 1918)])
+def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape):
+    """Gathers and blends (no BLAS) give the interpolation matrices' product, which the
+    torch twin (irstd_ros/training/torch_norm.py) computes."""
+    from irstd_ros.core import normalization as n
+
+    frame = np.random.default_rng(1).normal(100, 5, shape).astype(np.float32)
+    block = 32
+    h, w = shape
+    gh, gw = max(1, h // block), max(1, w // block)
+    bh, bw = h // gh, w // gw
+    s = n.BACKGROUND_SAMPLING if min(bh, bw) >= 2 * n.BACKGROUND_SAMPLING else 1
+    cells = frame[: gh * bh, : gw * bw].reshape(gh, bh, gw, bw)[:, ::s, :, ::s]
+    grid = np.median(cells.transpose(0, 2, 1, 3).reshape(gh, gw, -1), axis=-1).astype(np.float32)
+    expected = n._interpolation(h, gh, bh) @ grid @ n._interpolation(w, gw, bw).T
+    got = n.local_background(frame, block)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
