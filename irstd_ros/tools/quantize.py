@@ -124,17 +124,24 @@ def calibration_frames(
     seed: int = CALIBRATION_SEED,
 ) -> list[np.ndarray]:
     """Normalised calibration crops, ``total`` split evenly over ``datasets`` (seeded)."""
-    total = min(total, MAX_CALIBRATION_FRAMES)
     rng = np.random.default_rng(seed)
     frames: list[np.ndarray] = []
-    for i, ds in enumerate(datasets):
-        want = total // len(datasets) + (1 if i < total % len(datasets) else 0)
-        pairs = find_pairs(DatasetSpec(ds.root, ds.calibration_split))
-        for j in rng.permutation(len(pairs))[:want]:
-            img, msk = pairs[int(j)]
+    for want, pairs in _training_pairs(datasets, min(total, MAX_CALIBRATION_FRAMES), rng):
+        for img, msk in pairs[:want]:
             x = normalize(read_image(img), norm)
             frames.append(_crop(x, read_mask(msk), crop, rng)[0])
     return frames
+
+
+def _training_pairs(
+    datasets: list[Int8Dataset], total: int, rng: np.random.Generator
+) -> Iterator[tuple[int, list[tuple[Path, Path]]]]:
+    """Per dataset: its share of ``total`` (split evenly) and its training-split (image,
+    mask) pairs in a random order drawn from ``rng`` when the dataset's turn comes."""
+    for i, ds in enumerate(datasets):
+        want = total // len(datasets) + (1 if i < total % len(datasets) else 0)
+        pairs = find_pairs(DatasetSpec(ds.root, ds.calibration_split))
+        yield want, [pairs[int(j)] for j in rng.permutation(len(pairs))]
 
 
 def validation_frames(
@@ -149,14 +156,11 @@ def validation_frames(
     target are skipped)."""
     rng = np.random.default_rng(seed)
     items: list[tuple[np.ndarray, np.ndarray]] = []
-    for i, ds in enumerate(datasets):
-        want = total // len(datasets) + (1 if i < total % len(datasets) else 0)
-        pairs = find_pairs(DatasetSpec(ds.root, ds.calibration_split))
+    for want, pairs in _training_pairs(datasets, total, rng):
         taken = 0
-        for j in rng.permutation(len(pairs)):
+        for img, msk in pairs:
             if taken == want:
                 break
-            img, msk = pairs[int(j)]
             truth = read_mask(msk)
             if not truth.any():
                 continue
