@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.special import logit
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import network_input
@@ -71,6 +72,7 @@ INT8_RECIPES = (INT8_RECIPE, INT8_RECIPE_AC)
 # truth so well that a truth-based IoU hardly moved (0.3 model: one layer reverted) while
 # held-out IoU fell by 2.4 points; agreement measures the quantisation error itself.
 MAX_IOU_DROP = 0.02
+THRESHOLD_CLIP = 1e-6  # the checkpoint's threshold is clipped to [c, 1 - c] before its logit
 INT8_SUFFIX = "-int8.xml"
 ACCURACY_SUFFIX = ".accuracy.json"
 ACCURACY_FORMAT = 1
@@ -359,17 +361,10 @@ def build_int8(
     log.info("quantising %s to INT8 on %d calibration frames (%s; %s)", fp32, len(inputs), reason,
              f"accuracy control on {len(items)} frames" if items is not None else "no accuracy control")
     accuracy_path(path).unlink(missing_ok=True)
-    if items is None:
-        quantize_ir(fp32, inputs, path)
-    else:
-        quantize_ir(fp32, inputs, path, items, threshold_logit=_logit(info.threshold))
+    threshold_logit = float(logit(np.clip(info.threshold, THRESHOLD_CLIP, 1.0 - THRESHOLD_CLIP)))
+    quantize_ir(fp32, inputs, path, items, threshold_logit=threshold_logit)
     save_fingerprint(path, expected)
     return path, True
-
-
-def _logit(p: float) -> float:
-    p = min(max(float(p), 1e-6), 1.0 - 1e-6)
-    return float(np.log(p / (1.0 - p)))
 
 
 # --- loading (the backend) ------------------------------------------------------------------
