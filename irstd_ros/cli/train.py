@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("batch-size", int), ("lr", float), ("schedule", str), ("min-lr", float),
         ("crop", int), ("seed", int), ("device", str), ("threads", int),
         ("threshold", float), ("max-steps", int), ("minutes", float), ("norm", str),
-        ("knee", float), ("background", int), ("loss", str), ("init", Path), ("samples-per-epoch", int),
+        ("knee", float), ("background", int), ("loss", str), ("init", Path), ("teacher", Path), ("distill", float), ("samples-per-epoch", int),
         ("generator-frames", int), ("generator-weight", float), ("workers", int),
     ):
         p.add_argument(f"--{name}", type=typ)

@@ -8,6 +8,8 @@ from typing import Any
 from irstd_ros.core.parsing import dataclass_from_dict
 from irstd_ros.errors import ConfigError
 
+FUSIONS = ("concat", "add")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -15,7 +17,11 @@ class ModelConfig:
 
     ``widths``: channels of the five encoder levels E1..E5 (E1 full resolution,
     E5 the bottleneck at stride 16). ``enc_blocks`` / ``dec_blocks``: residual
-    blocks per encoder level / per decoder level D1..D4.
+    blocks per encoder level / per decoder level D1..D4. ``fusion``: how a decoder
+    level joins the deeper map to its skip (one of :data:`FUSIONS`): ``concat`` (the
+    paper) upsamples the deeper map and concatenates; ``add`` projects it 1x1 to the
+    skip's width at its own (lower) resolution, upsamples and adds, so that the costly
+    high-resolution convs see half the channels and no concatenation is copied.
     """
 
     arch: str = "sgem_unet"
@@ -24,8 +30,11 @@ class ModelConfig:
     enc_blocks: tuple[int, ...] = (1, 1, 1, 1, 1)
     dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
     sgem_heads: int = 4
+    fusion: str = "concat"
 
     def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
         if len(self.widths) != 5 or len(self.enc_blocks) != 5 or len(self.dec_blocks) != 4:
             raise ConfigError("widths and enc_blocks need 5 entries, dec_blocks 4")
         if any(w < 1 for w in self.widths) or self.in_channels < 1:
@@ -44,24 +53,29 @@ class ModelConfig:
         return dataclass_from_dict(cls, data, "model config")
 
 
-def _scaled(base: int, enc: tuple[int, ...], dec: tuple[int, ...], heads: int) -> ModelConfig:
+def _scaled(
+    base: int, enc: tuple[int, ...], dec: tuple[int, ...], heads: int, fusion: str = "concat"
+) -> ModelConfig:
     return ModelConfig(
         widths=tuple(base * m for m in (1, 2, 4, 8, 16)),
         enc_blocks=enc,
         dec_blocks=dec,
         sgem_heads=heads,
+        fusion=fusion,
     )
 
 
 # Named configurations. ``paper`` is sized to the paper's 8.69 M parameters and
 # 15.92 GMACs at 1x256x256 (checked by test/models/test_sgem_unet.py); the others are
-# for CPUs and small Jetsons.
+# for CPUs and small Jetsons; ``lite`` is ``tiny`` with the add fusion (its encoder, SGEM
+# and head have tiny's shapes, so it can start from tiny's weights).
 NAMED_CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(
         widths=(28, 56, 128, 256, 512), enc_blocks=(1, 2, 2, 1, 1), dec_blocks=(1, 1, 1, 1)
     ),
     "small": _scaled(16, (1, 1, 1, 1, 1), (1, 1, 1, 1), 4),
     "tiny": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2),
+    "lite": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, fusion="add"),
 }
 
 

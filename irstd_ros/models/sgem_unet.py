@@ -16,7 +16,9 @@ class SGEMUNet(nn.Module):
     """Encoder E1..E5 (strides 1..16), decoder D1..D4 (strides 8..1).
 
     D1 = dec(E5 up, E4); D2 = dec(D1 up, SGEM(E3, D1)); D3 = dec(D2 up, E2);
-    D4 = dec(D3 up, E1); logits = head(D4). Input H and W must be multiples
+    D4 = dec(D3 up, E1); logits = head(D4), where dec(up, skip) joins the two by
+    ``config.fusion`` (concatenation, or a 1x1 projection before the upsampling and
+    a sum) and applies the level's residual blocks. Input H and W must be multiples
     of ``config.stride``; :func:`irstd_ros.inference.preprocess.pad_to_stride`
     does that for arbitrary frames.
     """
@@ -28,8 +30,12 @@ class SGEMUNet(nn.Module):
         ins = (config.in_channels, *w[:-1])
         self.encoder = nn.ModuleList(res_stage(i, o, n) for i, o, n in zip(ins, w, eb))
         # Decoder level k joins the upsampled deeper map with the skip of width w[3-k].
-        self.decoder = nn.ModuleList(
-            res_stage(w[4 - k] + w[3 - k], w[3 - k], db[k]) for k in range(4)
+        self.add_fusion = config.fusion == "add"
+        joined = [w[3 - k] if self.add_fusion else w[4 - k] + w[3 - k] for k in range(4)]
+        self.decoder = nn.ModuleList(res_stage(joined[k], w[3 - k], db[k]) for k in range(4))
+        self.project = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(w[4 - k], w[3 - k], 1, bias=False), nn.BatchNorm2d(w[3 - k]))
+            for k in range(4 if self.add_fusion else 0)
         )
         self.sgem = SGEM(enc_ch=w[2], dec_ch=w[3], heads=config.sgem_heads)
         self.head = SegmentationHead(w[0])
@@ -40,9 +46,17 @@ class SGEMUNet(nn.Module):
             x = stage(x if i == 0 else F.max_pool2d(x, 2))
             feats.append(x)
         e1, e2, e3, e4, e5 = feats
-        d1 = self.decoder[0](torch.cat([upsample_to(e5, e4), e4], dim=1))
-        d2 = self.decoder[1](torch.cat([upsample_to(d1, e3), self.sgem(e3, d1)], dim=1))
-        d3 = self.decoder[2](torch.cat([upsample_to(d2, e2), e2], dim=1))
-        d4 = self.decoder[3](torch.cat([upsample_to(d3, e1), e1], dim=1))
+        d1 = self._decode(0, e5, e4)
+        d2 = self._decode(1, d1, self.sgem(e3, d1))
+        d3 = self._decode(2, d2, e2)
+        d4 = self._decode(3, d3, e1)
         logits: torch.Tensor = self.head(d4)
         return logits
+
+    def _decode(self, level: int, deeper: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.add_fusion:
+            joined = upsample_to(self.project[level](deeper), skip) + skip
+        else:
+            joined = torch.cat([upsample_to(deeper, skip), skip], dim=1)
+        out: torch.Tensor = self.decoder[level](joined)
+        return out

@@ -59,6 +59,7 @@ from irstd_ros.training.train import (
     TrainConfig,
     _load_opt,
     _opt_tensors,
+    init_from,
     resolve_device,
     with_memory_format,
 )
@@ -105,6 +106,8 @@ class GPUTrainConfig(TrainConfig):
             self.schedule_by = "epochs"  # no budget: the schedule follows the epochs
         if self.sources or self.samples_per_epoch or self.generator_frames:
             raise ConfigError("GPU training reads one dataset or pack groups (no mixture sources)")
+        if self.teacher is not None:
+            raise ConfigError("GPU training has no distillation (teacher); use irstd train")
 
 
 def recipe_config(recipe: str, **overrides: Any) -> GPUTrainConfig:
@@ -305,8 +308,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
     if cfg.init is not None:
-        init_model, _, _ = load_checkpoint(cfg.init, expect_arch=model_cfg.arch)
-        model.load_state_dict(init_model.state_dict())
+        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial)
     model = model.to(device)
     if cfg.channels_last:
         model = with_memory_format(model, torch.channels_last)

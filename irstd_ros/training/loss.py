@@ -34,3 +34,9 @@ def training_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torc
         bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
         return soft_iou_loss(logits, target) + bce
     raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+
+
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Per-pixel binary cross-entropy of the student against the teacher's probabilities
+    (knowledge distillation, Hinton et al. 2015, at temperature 1)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), torch.sigmoid(teacher_logits.float()))

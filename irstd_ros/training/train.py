@@ -35,7 +35,7 @@ from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.sim.implant import ImplantConfig
-from irstd_ros.training.loss import LOSSES, training_loss
+from irstd_ros.training.loss import LOSSES, distillation_loss, training_loss
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ class TrainConfig:
     background: int = 32  # robust normalisation: local median block (px); 0: the frame's median
     loss: str = "softiou"  # softiou | softiou+bce (calibrated probabilities)
     init: Path | None = None  # start from these weights (same architecture)
+    init_partial: bool = False  # take only the init tensors whose name and shape fit the model
+    teacher: Path | None = None  # distil from this checkpoint's probabilities (same input norm)
+    distill: float = 0.5  # weight of the distillation term when a teacher is given
     # Mixture training (irstd_ros.data.mixture): list of {root, split, weight, implant_prob}.
     sources: list[dict[str, Any]] = field(default_factory=list)
     samples_per_epoch: int | None = None  # None: one pass over the single dataset
@@ -85,6 +88,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
         self.init = Path(self.init) if self.init else None
+        self.teacher = Path(self.teacher) if self.teacher else None
+        if self.distill < 0:
+            raise ConfigError(f"distill must be >= 0, got {self.distill}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"unknown schedule {self.schedule!r}; valid: constant, cosine")
         if self.norm not in NORM_KINDS:
@@ -201,6 +207,34 @@ def _load_opt(opt: torch.optim.Optimizer, extra: dict[str, torch.Tensor]) -> Non
     opt.load_state_dict(sd)
 
 
+def init_from(model: nn.Module, path: Path, name: str, partial: bool = False) -> None:
+    """Load ``path``'s weights into ``model``. ``partial``: only the tensors whose name and
+    shape fit (e.g. ``tiny``'s encoder, SGEM and head into ``lite``), logged by count."""
+    source = load_checkpoint(path)[0].state_dict()
+    if not partial:
+        try:
+            model.load_state_dict(source)
+        except RuntimeError as exc:
+            raise ConfigError(f"init {path} does not fit model {name!r}: {exc}") from None
+        return
+    target = model.state_dict()
+    fitting = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not fitting:
+        raise ConfigError(f"init {path} has no tensor that fits model {name!r}")
+    model.load_state_dict(fitting, strict=False)
+    log.info("initialised %d of %d tensors of %r from %s", len(fitting), len(target), name, path)
+
+
+def load_teacher(path: Path, norm: InputNorm, device: torch.device) -> nn.Module:
+    """A frozen teacher in eval mode; its input normalisation must be the run's."""
+    teacher, info, _ = load_checkpoint(path)
+    if info.norm != norm:
+        raise ConfigError(f"teacher {path} normalises inputs as {info.norm}, the run as {norm}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
 def _dist_info() -> tuple[int, int, int]:
     return (
         int(os.environ.get("RANK", 0)),
@@ -227,12 +261,9 @@ def train(cfg: TrainConfig) -> Path:
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
     if cfg.init is not None:
-        init_model, _, _ = load_checkpoint(cfg.init, expect_arch=model_cfg.arch)
-        try:
-            model.load_state_dict(init_model.state_dict())
-        except RuntimeError as exc:
-            raise ConfigError(f"--init {cfg.init} does not fit model {cfg.model!r}: {exc}") from None
+        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial)
     model = model.to(device)
+    teacher = load_teacher(cfg.teacher, norm, device) if cfg.teacher is not None else None
     use_bf16 = cfg.bf16 and device.type == "cpu"
     if use_bf16:
         model = with_memory_format(model, torch.channels_last)
@@ -297,7 +328,12 @@ def train(cfg: TrainConfig) -> Path:
                 img = img.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 logits = net(img)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(img)
             loss = training_loss(cfg.loss, logits, mask)
+            if teacher is not None:
+                loss = loss + cfg.distill * distillation_loss(logits, teacher_logits)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -12,7 +12,7 @@ PARAMS_TOL = 0.03
 GMACS_TOL = 0.05
 
 
-@pytest.mark.parametrize("name", ["tiny", "small"])
+@pytest.mark.parametrize("name", ["tiny", "lite", "small"])
 @pytest.mark.parametrize("size", [(32, 48), (64, 64)])
 def test_output_matches_input_size(name, size):
     model = build_model(named_config(name)).eval()
@@ -35,16 +35,44 @@ def test_named_configs_get_smaller():
     assert sizes == sorted(sizes, reverse=True)
 
 
+def test_add_fusion_is_cheaper_and_shares_tinys_encoder_sgem_and_head():
+    tiny, lite = build_model(named_config("tiny")), build_model(named_config("lite"))
+    assert count_macs(lite, 64, 64) < 0.7 * count_macs(tiny, 64, 64)
+    tiny_sd, lite_sd = tiny.state_dict(), lite.state_dict()
+    shared = [k for k in lite_sd if k.startswith(("encoder.", "sgem.", "head."))]
+    assert shared and all(tiny_sd[k].shape == lite_sd[k].shape for k in shared)
+    # The decoder's first conv sees the skip's width (no concatenation) after a 1x1 projection.
+    assert lite_sd["decoder.3.0.conv1.0.weight"].shape[1] == named_config("lite").widths[0]
+    assert "project.0.0.weight" in lite_sd and not any(k.startswith("project.") for k in tiny_sd)
+
+
+def test_add_fusion_uses_the_deeper_map():
+    torch.manual_seed(0)
+    model = build_model(named_config("lite")).eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        model.project[3][0].weight.zero_()  # D3 no longer reaches D4
+        after = model(x)
+    assert not torch.allclose(before, after)
+
+
 def test_unknown_names_list_valid_choices():
     with pytest.raises(ConfigError, match="valid: .*paper"):
         named_config("huge")
     with pytest.raises(ConfigError, match="valid: sgem_unet"):
         build_model(ModelConfig(arch="resnet"))
+    with pytest.raises(ConfigError, match="valid: concat, add"):
+        ModelConfig(fusion="sum")
 
 
 def test_config_round_trip_and_unknown_keys():
     cfg = named_config("small")
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert ModelConfig.from_dict(named_config("lite").to_dict()).fusion == "add"
+    # Checkpoints written before the fusion option existed read as the paper's concat.
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "fusion"}
+    assert ModelConfig.from_dict(legacy) == cfg
     with pytest.raises(ConfigError, match="unknown model config keys"):
         ModelConfig.from_dict({**cfg.to_dict(), "depth": 3})
 

@@ -101,6 +101,8 @@ def test_lr_schedules():
     with pytest.raises(ConfigError, match="unknown recipe"):
         recipe_config("fast", data="x")
     assert set(RECIPES) == {"paper", "large"}
+    with pytest.raises(ConfigError, match="no distillation"):
+        recipe_config("paper", data="x", teacher="t.safetensors")
 
 
 def test_train_on_a_pack_evaluates_and_resumes(tmp_path, pack):

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from irstd_ros.training.loss import SMOOTH, soft_iou_loss
+from irstd_ros.training.loss import SMOOTH, distillation_loss, soft_iou_loss
 
 BIG = 30.0  # logit whose sigmoid is 1 to float precision
 
@@ -43,3 +43,10 @@ def test_loss_is_mean_over_images_and_differentiable():
     one = 1 - (0.5 + SMOOTH) / (8 + 1 - 0.5 + SMOOTH)
     two = 1 - SMOOTH / (8 + SMOOTH)
     assert math.isclose(loss.item(), (one + two) / 2, rel_tol=1e-5)
+
+
+def test_distillation_is_smallest_at_the_teachers_logits():
+    teacher = torch.tensor([[-3.0, 0.0, 2.0]])
+    at_teacher = distillation_loss(teacher, teacher).item()
+    for other in (teacher + 1.0, teacher - 1.0, torch.zeros_like(teacher)):
+        assert distillation_loss(other, teacher).item() > at_teacher

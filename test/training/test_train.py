@@ -7,7 +7,8 @@ from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.errors import ConfigError
-from irstd_ros.training.train import TrainConfig, implant_config, lr_scheduler, train
+from irstd_ros.models import build_model, named_config
+from irstd_ros.training.train import TrainConfig, implant_config, init_from, lr_scheduler, train
 
 SIZE = 32
 
@@ -89,6 +90,31 @@ def test_resume_continues_from_the_last_epoch(tmp_path):
     train(config(tmp_path, epochs=3))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_partial_init_and_distillation_from_a_teacher(tmp_path):
+    teacher = train(config(tmp_path, epochs=1))
+    with pytest.raises(ConfigError, match="does not fit model 'lite'"):
+        train(config(tmp_path, out=tmp_path / "strict", model="lite", epochs=1, init=teacher))
+    final = train(config(
+        tmp_path, out=tmp_path / "lite", model="lite", epochs=1, init=teacher, init_partial=True,
+        teacher=teacher, distill=1.0,
+    ))
+    student, info, _ = load_checkpoint(final)
+    assert info.model.fusion == "add" and info.extra["train_config"]["teacher"] == str(teacher)
+    lite = build_model(named_config("lite"))
+    init_from(lite, teacher, "lite", partial=True)
+    copied, source = lite.state_dict(), load_checkpoint(teacher)[0].state_dict()
+    assert torch.equal(copied["encoder.0.0.conv1.0.weight"], source["encoder.0.0.conv1.0.weight"])
+    assert copied["decoder.0.0.conv1.0.weight"].shape != source["decoder.0.0.conv1.0.weight"].shape
+
+
+def test_a_teacher_with_another_input_norm_is_refused(tmp_path):
+    teacher = train(config(tmp_path, epochs=1, norm="global"))
+    with pytest.raises(ConfigError, match="normalises inputs"):
+        train(config(tmp_path, out=tmp_path / "s", epochs=1, teacher=teacher))
+    with pytest.raises(ConfigError, match="distill"):
+        config(tmp_path, distill=-1.0)
 
 
 def test_resume_refuses_another_model(tmp_path):
