@@ -6,7 +6,10 @@
 * ``--backend openvino``: the OpenVINO IR (FP32 weights);
 * ``--backend openvino-int8``: the FP32 IR quantised to INT8 by NNCF, calibrated on the
   training splits of NUDT-SIRST and SIRST-v2 (``--nudt`` / ``--sirst``), and its measured
-  accuracy delta against FP32 (:mod:`irstd_ros.tools.quantize`), which ``auto`` reads.
+  accuracy delta against FP32 (:mod:`irstd_ros.tools.quantize`), which ``auto`` reads;
+* ``--backend openvino-bf16``: nothing to build (bf16 compiles the FP32 IR with a
+  precision hint), only bf16's accuracy delta against FP32, measured the same way and
+  stored in the cache for ``auto``'s gate (needs a CPU with native bf16).
 
 ``--out`` defaults to the node's cache (``model.cache_dir`` default), so a node started
 afterwards with the same weights loads the artefact instead of building it.
@@ -23,12 +26,14 @@ from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import cache_root
 
-EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "openvino-int8")
+EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "openvino-int8", "openvino-bf16")
 PRECISIONS = ("fp32", "fp16")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="build a TensorRT engine / ONNX / OpenVINO IR ahead of time")
+    p = sub.add_parser(
+        "export", help="build a TensorRT engine / ONNX / OpenVINO IR (FP32, INT8) ahead of time, or measure bf16"
+    )
     p.add_argument("--backend", required=True, choices=EXPORT_BACKENDS)
     p.add_argument("--height", type=int, help="frame height the TensorRT engine is built for")
     p.add_argument("--width", type=int, help="frame width the TensorRT engine is built for")
@@ -37,11 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help=f"output directory (default: {cache_root()})")
     p.add_argument("--cuda-graphs", action="store_true", help="tensorrt: check a CUDA-graph run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    q = p.add_argument_group("openvino-int8")
+    q = p.add_argument_group("openvino-int8 / openvino-bf16 (accuracy against FP32)")
     q.add_argument("--nudt", type=Path, help="NUDT-SIRST root (default: ../shared/data/NUDT-SIRST)")
     q.add_argument("--sirst", type=Path, help="SIRST-v2 root (default: ../shared/data/SIRST-v2)")
     q.add_argument("--calibration", type=int, default=300, help="calibration frames, both datasets (max 300)")
-    q.add_argument("--no-measure", action="store_true", help="skip the INT8-vs-FP32 accuracy measurement")
+    q.add_argument("--no-measure", action="store_true", help="openvino-int8: skip the INT8-vs-FP32 accuracy measurement")
     q.add_argument("--no-accuracy-control", dest="accuracy_control", action="store_false",
                    help="plain post-training quantisation (by default NNCF's accuracy control keeps the "
                    "layers that make INT8 disagree with FP32 on training crops in FP32)")
@@ -62,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or default_model_path()
     if args.backend == "openvino-int8":
         return _int8(args, weights)
+    if args.backend == "openvino-bf16":
+        return _bf16(args, weights)
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(
         precision=args.precision,
@@ -105,7 +112,22 @@ def _int8(args: argparse.Namespace, weights: Path) -> int:
         measure=not args.no_measure, force=args.force, threads=args.threads,
         accuracy_control=args.accuracy_control,
     )
-    if args.json:
+    return _report(out, "INT8", args.json)
+
+
+def _bf16(args: argparse.Namespace, weights: Path) -> int:
+    from irstd_ros.tools.quantize import default_datasets, export_bf16
+
+    if args.no_measure:
+        raise ConfigError("--no-measure does not apply to openvino-bf16: its export is the measurement")
+    out = export_bf16(Path(weights), args.out, default_datasets(args.nudt, args.sirst), force=args.force,
+                      threads=args.threads)
+    return _report(out, "bf16", args.json)
+
+
+def _report(out: dict, label: str, as_json: bool) -> int:
+    """An accuracy export's result: one JSON object, or its files, deltas and ``auto`` line."""
+    if as_json:
         print(json.dumps(out, default=str))
         return 0
     for f in out["files"]:
@@ -113,6 +135,6 @@ def _int8(args: argparse.Namespace, weights: Path) -> int:
     for name, entry in (out.get("accuracy") or {}).get("datasets", {}).items():
         d = entry["delta"]
         pd, iou = (("n/a" if v is None else f"{v:+.2f}") for v in (d["pd_points"], d["iou_points"]))
-        print(f"{name} {entry['split']}: INT8 - FP32 Pd {pd}, IoU {iou} points")
+        print(f"{name} {entry['split']}: {label} - FP32 Pd {pd}, IoU {iou} points")
     print(f"auto: {out['auto']}")
     return 0

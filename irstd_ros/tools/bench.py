@@ -20,7 +20,9 @@ Besides the registered backends, :data:`BENCH_VARIANTS` names backend + option
 combinations (``openvino-dynamic``: one model compiled for any size). ``openvino-int8``
 is prepared like the exports: its INT8 IR is calibrated once
 (:func:`irstd_ros.tools.quantize.export_int8`, no accuracy measurement) into the bench's
-cache before the timed child starts. :func:`format_table` prints backend x precision x
+cache before the timed child starts, or copied from the default cache with its accuracy
+record; ``openvino-bf16``'s accuracy record (``irstd export --backend openvino-bf16``) is
+copied likewise, so the node row's ``auto`` gates on what it would find on this machine. :func:`format_table` prints backend x precision x
 size side by side with the speed-up over ``openvino`` FP32 (static shapes).
 
 The node row runs the whole ``irstd_node`` in one process: a driver node publishes a
@@ -676,6 +678,10 @@ def prepare_exports(model: dict[str, Any], backends: list[str], cache_dir: str) 
         t0 = time.perf_counter()
         export_openvino_ir(net, info, options)
         out["openvino_convert_s"] = time.perf_counter() - t0
+    if "openvino-bf16" in backends:
+        reused_bf16 = reuse_bf16_record(net, info, options)
+        if reused_bf16:  # bf16's accuracy record: the bf16 row lists it, and the node's auto gates on it
+            out["openvino_bf16_record"] = reused_bf16
     if any(b.startswith("openvino-int8") for b in backends):
         reused = reuse_int8(net, info, options)
         if reused:  # the IR (and accuracy record) that `auto` runs on this machine
@@ -718,6 +724,28 @@ def reuse_int8(net: Any, info: Any, options: Any) -> str | None:
             shutil.copy2(a, b)
     fp = load_fingerprint(src)
     return f"{src} (recipe {fp.recipe if fp else 'unknown'})"
+
+
+def reuse_bf16_record(net: Any, info: Any, options: Any) -> str | None:
+    """Copy bf16's accuracy record of these weights from the default cache (where ``irstd
+    export --backend openvino-bf16`` puts it) into ``options``' cache; returns where it
+    came from and its verdict (None: there is none)."""
+    import shutil
+
+    from irstd_ros.inference.backends.base import BackendOptions
+    from irstd_ros.inference.backends.openvino_bf16 import bf16_artifact, record_refusal
+    from irstd_ros.inference.backends.openvino_int8 import accuracy_path, load_accuracy
+
+    src, digest = bf16_artifact(net, info, BackendOptions())
+    record = load_accuracy(src)
+    if record is None:
+        return None
+    dst = accuracy_path(bf16_artifact(net, info, options)[0])
+    if accuracy_path(src).resolve() != dst.resolve():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(accuracy_path(src), dst)
+    verdict = record_refusal(record, digest, info.model.stride) or "within tolerance"
+    return f"{accuracy_path(src)} ({verdict})"
 
 
 def _prepare_main(args_json: str) -> int:

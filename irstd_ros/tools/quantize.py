@@ -21,6 +21,11 @@
    first 100 alone one target is 0.8 points of Pd, more than the tolerance; all 164 of
    SIRST-v2 ``val``), full resolution; the difference is stored beside the IR, where
    ``auto`` reads it.
+
+``irstd export --backend openvino-bf16`` (:func:`export_bf16`) is step 3 alone, with
+``backend="openvino-bf16"``: bf16 compiles the FP32 IR with a precision hint, so there
+is nothing to build, only its accuracy record to write
+(:mod:`~irstd_ros.inference.backends.openvino_bf16`).
 """
 
 from __future__ import annotations
@@ -193,25 +198,51 @@ def measure_accuracy(
     datasets: list[Int8Dataset],
     threads: int | None = None,
     fp32_backend: str = FP32_BACKEND,
+    candidate: str = NAME,
+    label: str = "int8",
 ) -> dict[str, dict[str, Any]]:
-    """``evaluate`` FP32 and INT8 on each dataset's held-out split: metrics and the delta."""
+    """``evaluate`` FP32 and ``candidate`` (stored under ``label``) on each dataset's
+    held-out split: metrics and the delta."""
     from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
 
     out: dict[str, dict[str, Any]] = {}
     with _cache_env(cache):
         for ds in datasets:
             entry: dict[str, Any] = {"data": str(ds.root), "split": ds.eval_split, "limit": ds.eval_limit}
-            for label, backend in (("fp32", fp32_backend), ("int8", NAME)):
+            for key, backend in (("fp32", fp32_backend), (label, candidate)):
                 t0 = time.perf_counter()
                 report = evaluate(
                     EvalConfig(data=ds.root, split=ds.eval_split, weights=weights, backend=backend,
                                threads=threads, out=None, limit=ds.eval_limit)
                 )
-                entry[label] = {**_metrics(report), "backend": report["backend"], "seconds": round(time.perf_counter() - t0, 1)}
-            entry["delta"] = dataset_delta(entry["fp32"], entry["int8"])
-            log.info("%s: INT8 - FP32 Pd %s, IoU %s points", ds.name, entry["delta"]["pd_points"], entry["delta"]["iou_points"])
+                entry[key] = {**_metrics(report), "backend": report["backend"], "seconds": round(time.perf_counter() - t0, 1)}
+            entry["delta"] = dataset_delta(entry["fp32"], entry[label])
+            log.info("%s: %s - FP32 Pd %s, IoU %s points", ds.name, label.upper(), entry["delta"]["pd_points"],
+                     entry["delta"]["iou_points"])
             out[ds.name] = entry
     return out
+
+
+def _accuracy_record(
+    weights: Path,
+    cache: Path,
+    datasets: list[Int8Dataset],
+    threads: int | None,
+    digest: str,
+    recipe: str,
+    candidate: str = NAME,
+    label: str = "int8",
+) -> dict[str, Any]:
+    """The fields every accuracy record has: whose, the tolerance, when, and
+    :func:`measure_accuracy` of ``candidate`` against FP32."""
+    return {
+        "weights_sha256": digest,
+        "recipe": recipe,
+        "fp32_backend": FP32_BACKEND,
+        "tolerance": {"pd_points": PD_TOLERANCE_POINTS, "iou_points": IOU_TOLERANCE_POINTS},
+        "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "datasets": measure_accuracy(weights, cache, datasets, threads, candidate=candidate, label=label),
+    }
 
 
 def export_int8(
@@ -261,10 +292,7 @@ def export_int8(
 
         t1 = time.perf_counter()
         record = {
-            "weights_sha256": digest,
-            "recipe": recipe,
-            "fp32_backend": FP32_BACKEND,
-            "tolerance": {"pd_points": PD_TOLERANCE_POINTS, "iou_points": IOU_TOLERANCE_POINTS},
+            **_accuracy_record(Path(weights), cache, datasets, threads, digest, recipe),
             "calibration": {
                 "frames": min(calibration, MAX_CALIBRATION_FRAMES), "crop": CALIBRATION_CROP,
                 "seed": CALIBRATION_SEED,
@@ -275,8 +303,6 @@ def export_int8(
                 "metric": "mean per-frame IoU of the INT8 mask against the FP32 mask at the checkpoint's threshold", "max_drop": MAX_IOU_DROP,
             }} if accuracy_control else {}),
             "versions": {"nncf": nncf.__version__, "openvino": ov.__version__},
-            "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "datasets": measure_accuracy(Path(weights), cache, datasets, threads),
         }
         record["verdict"] = accuracy_refusal(record, digest) or "within tolerance: auto uses openvino-int8"
         save_accuracy(path, record)
@@ -285,4 +311,46 @@ def export_int8(
         result["files"].append(str(accuracy_path(path)))
         result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance")}
     result["auto"] = accuracy_refusal(record, digest) or "uses openvino-int8"
+    return result
+
+
+def export_bf16(
+    weights: Path,
+    out: Path | None = None,
+    datasets: list[Int8Dataset] | None = None,
+    force: bool = False,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Measure ``openvino-bf16`` against FP32 for ``weights`` and write the accuracy record
+    its gate reads into the cache ``out``; a record that still applies (same fingerprint)
+    is reused unless ``force``. BackendError on a CPU without native bf16 (the record
+    would describe emulated bf16, which ``auto`` never runs)."""
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends import openvino_bf16 as bf16
+    from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        raise BackendError(f"{bf16.NAME} needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has none")
+    datasets = datasets or default_datasets()
+    model, info, _ = load_checkpoint(weights)
+    options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
+    cache = cache_root(options)
+    artifact, digest = bf16.bf16_artifact(model, info, options)
+    stride = info.model.stride
+    record = load_accuracy(artifact)
+    result: dict[str, Any] = {"backend": bf16.NAME, "weights": str(weights), "measured": False,
+                              "files": [str(accuracy_path(artifact))]}
+    if force or record is None or bf16.stale_reason(record, digest, stride) is not None:
+        t0 = time.perf_counter()
+        record = {
+            **_accuracy_record(Path(weights), cache, datasets, threads, digest, bf16.BF16_RECIPE, bf16.NAME, "bf16"),
+            "fingerprint": bf16.bf16_fingerprint(digest, stride).to_dict(),
+        }
+        record["verdict"] = (bf16.record_refusal(record, digest, stride)
+                             or f"within tolerance: auto uses {bf16.NAME} where the CPU has native bf16")
+        cache.mkdir(parents=True, exist_ok=True)
+        save_accuracy(artifact, record)
+        result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
+    result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance")}
+    result["auto"] = bf16.record_refusal(record, digest, stride) or f"uses {bf16.NAME}"
     return result

@@ -133,3 +133,34 @@ def test_int8_rows_measure_the_ir_auto_runs(tmp_path, monkeypatch):
     assert int8.INT8_RECIPE_AC in out["openvino_int8_source"] and "openvino_int8_s" not in out
     copied, _ = int8.int8_path(net, info, BackendOptions(cache_dir=str(tmp_path / "bench_cache")))
     assert copied.is_file() and int8.load_accuracy(copied) == int8.load_accuracy(path)
+
+
+def test_bf16_record_goes_with_the_bench_cache(tmp_path, monkeypatch):
+    """bf16's accuracy record of these weights in the default cache (``irstd export
+    --backend openvino-bf16``'s) is copied into the bench's cache, where the bf16 rows and
+    the node row's ``auto`` read it."""
+    pytest.importorskip("openvino")
+    from irstd_ros.checkpoint import CheckpointInfo, InputNorm, save_checkpoint
+    from irstd_ros.inference.backends import openvino_bf16 as bf16
+    from irstd_ros.inference.backends import openvino_int8 as int8
+    from irstd_ros.inference.backends.base import BackendOptions
+    from irstd_ros.models import build_model, named_config
+
+    cfg = named_config("tiny")
+    weights = save_checkpoint(tmp_path / "w.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg, InputNorm(0.4, 0.2)))
+    monkeypatch.setenv("IRSTD_CACHE_DIR", str(tmp_path / "user_cache"))
+    model = {"label": "shipped", "path": str(weights)}
+    net, info = bench.load_model(bench.ModelSpec(**model))
+    bench_cache = BackendOptions(cache_dir=str(tmp_path / "bench_cache"))
+    assert bench.reuse_bf16_record(net, info, bench_cache) is None
+    src, digest = bf16.bf16_artifact(net, info, BackendOptions())
+    src.parent.mkdir()
+    record = {"weights_sha256": digest, "recipe": bf16.BF16_RECIPE,
+              "fingerprint": bf16.bf16_fingerprint(digest, info.model.stride).to_dict(),
+              "datasets": {n: {"delta": {"pd_points": 0.0, "iou_points": 0.0}} for n in int8.REQUIRED_DATASETS}}
+    int8.save_accuracy(src, record)
+    out = bench.prepare_exports(model, ["openvino-bf16"], str(tmp_path / "bench_cache"))
+    assert out["openvino_bf16_record"].endswith("-bf16.accuracy.json (within tolerance)")
+    copied, _ = bf16.bf16_artifact(net, info, bench_cache)
+    assert int8.load_accuracy(copied) == int8.load_accuracy(src)
+    assert bf16.auto_refusal(net, info, bench_cache) is None

@@ -141,3 +141,86 @@ def test_accuracy_control_export_records_its_recipe_and_is_loaded(datasets, weig
     model, info, _ = load_checkpoint(weights)
     backend = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
     assert backend.name == "openvino-int8"
+
+
+# --- irstd export --backend openvino-bf16 -----------------------------------------------------
+@pytest.fixture
+def blind_weights(tmp_path) -> Path:
+    """A tiny model whose head finds nothing (logits about -20): FP32 and bf16 agree exactly
+    (Pd 0, IoU 0), so the measured delta is a known 0."""
+    torch.manual_seed(0)
+    cfg = named_config("tiny")
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(-20.0)
+    return save_checkpoint(tmp_path / "blind.safetensors", model, CheckpointInfo(cfg, InputNorm(0.4, 0.2)))
+
+
+@pytest.fixture
+def native_bf16(monkeypatch) -> None:
+    from irstd_ros.inference.backends import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: True)
+
+
+def test_bf16_export_writes_the_record_cpu_reads_and_reuses_it(datasets, blind_weights, tmp_path, native_bf16, monkeypatch):
+    from irstd_ros.inference.backends import openvino_bf16 as bf16
+
+    out = tmp_path / "cache"
+    result = quantize.export_bf16(blind_weights, out, datasets, threads=1)
+    assert result["measured"] and result["auto"] == "uses openvino-bf16"
+    record = json.loads(Path(result["files"][0]).read_text())
+    assert result["files"][0].endswith("-bf16.accuracy.json") and Path(result["files"][0]).parent == out
+    assert record["recipe"] == bf16.BF16_RECIPE and record["fingerprint"]["backend"] == "openvino-bf16"
+    for entry in record["datasets"].values():  # measured by irstd eval with both backends
+        assert entry["fp32"]["backend"] == "openvino" and entry["bf16"]["backend"] == "openvino-bf16"
+        assert entry["fp32"]["images"] == entry["bf16"]["images"] == FRAMES
+        assert entry["delta"] == {"pd_points": 0.0, "iou_points": 0.0}
+    assert set(record["datasets"]) == set(int8.REQUIRED_DATASETS) and record["verdict"].startswith("within tolerance")
+    # a record that still applies is reused: nothing is evaluated again
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: pytest.fail("re-measured a valid record"))
+    again = quantize.export_bf16(blind_weights, out, datasets, threads=1)
+    assert not again["measured"] and again["auto"] == "uses openvino-bf16"
+    model, info, _ = load_checkpoint(blind_weights)
+    backend = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
+    assert backend.name == "openvino-bf16"
+
+
+def test_bf16_export_re_measures_a_stale_record(datasets, blind_weights, tmp_path, native_bf16, monkeypatch):
+    out = tmp_path / "cache"
+    path = Path(quantize.export_bf16(blind_weights, out, datasets, threads=1)["files"][0])
+    record = json.loads(path.read_text())
+    record["fingerprint"]["versions"]["openvino"] = "2020.1.0"
+    path.write_text(json.dumps(record))
+    model, info, _ = load_checkpoint(blind_weights)
+    refused = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
+    assert refused.name != "openvino-bf16"
+    calls = []
+    real = quantize.measure_accuracy
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: calls.append(k) or real(*a, **k))
+    again = quantize.export_bf16(blind_weights, out, datasets, threads=1)
+    assert again["measured"] and calls == [{"candidate": "openvino-bf16", "label": "bf16"}]
+    assert json.loads(path.read_text())["fingerprint"]["versions"]["openvino"] != "2020.1.0"
+
+
+def test_bf16_export_cli(datasets, blind_weights, tmp_path, native_bf16, capsys):
+    args = ["export", "--backend", "openvino-bf16", "--weights", str(blind_weights), "--out", str(tmp_path / "c"),
+            "--nudt", str(datasets[0].root), "--sirst", str(datasets[1].root), "--threads", "1"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "-bf16.accuracy.json" in text and "auto: uses openvino-bf16" in text
+    assert "NUDT-SIRST test: bf16 - FP32 Pd +0.00, IoU +0.00 points" in text
+    assert main([*args, "--no-measure"]) == 2
+    assert "--no-measure does not apply to openvino-bf16" in capsys.readouterr().err
+
+
+def test_bf16_export_refuses_a_cpu_without_native_bf16(datasets, blind_weights, tmp_path, monkeypatch, capsys):
+    from irstd_ros.inference.backends import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: pytest.fail("measured emulated bf16"))
+    assert main(["export", "--backend", "openvino-bf16", "--weights", str(blind_weights), "--out", str(tmp_path / "c"),
+                 "--nudt", str(datasets[0].root), "--sirst", str(datasets[1].root)]) == 2
+    assert "needs a CPU with native bf16" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

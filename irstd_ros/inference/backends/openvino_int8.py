@@ -18,6 +18,10 @@ Files in the cache, beside the FP32 IR of the same weights
   :data:`PD_TOLERANCE_POINTS` and :data:`IOU_TOLERANCE_POINTS` on every dataset of
   :data:`REQUIRED_DATASETS`).
 
+The accuracy record (:func:`save_accuracy`, :func:`load_accuracy`, :func:`dataset_delta`,
+:func:`accuracy_refusal`, :func:`describe_accuracy`) is shared with ``openvino-bf16``
+(:mod:`~irstd_ros.inference.backends.openvino_bf16`), gated with the same tolerances.
+
 Quantisation (:func:`quantize_ir`): ``nncf.quantize`` with the default (``MIXED``)
 preset: weights symmetric per output channel, activations asymmetric per tensor, Fast
 Bias Correction. Two parts stay FP32:
@@ -145,30 +149,38 @@ def load_accuracy(artifact: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def dataset_delta(fp32: Mapping[str, Any], int8: Mapping[str, Any]) -> dict[str, float | None]:
-    """INT8 - FP32 in percentage points for Pd and IoU (None where a metric is undefined)."""
+def dataset_delta(fp32: Mapping[str, Any], reduced: Mapping[str, Any]) -> dict[str, float | None]:
+    """Reduced precision (INT8, bf16) - FP32 in percentage points for Pd and IoU (None
+    where a metric is undefined)."""
     out: dict[str, float | None] = {}
     for key in ("pd", "iou"):
-        a, b = fp32.get(key), int8.get(key)
+        a, b = fp32.get(key), reduced.get(key)
         out[f"{key}_points"] = None if a is None or b is None else round((float(b) - float(a)) * 100.0, 4)
     return out
 
 
-def accuracy_refusal(record: Mapping[str, Any] | None, digest: str) -> str | None:
-    """Why ``auto`` must not use this INT8 IR (None: its measured delta is within tolerance).
+def accuracy_refusal(
+    record: Mapping[str, Any] | None,
+    digest: str,
+    recipes: tuple[str, ...] = INT8_RECIPES,
+    backend: str = NAME,
+) -> str | None:
+    """Why ``auto`` must not use ``backend`` (None: its measured delta is within tolerance).
 
-    ``record["datasets"][name]["delta"]`` holds ``pd_points`` / ``iou_points`` (INT8 - FP32);
-    on each of :data:`REQUIRED_DATASETS` neither may be below ``-``:data:`PD_TOLERANCE_POINTS`
-    / ``-``:data:`IOU_TOLERANCE_POINTS`. The tolerance bounds a *loss*: a gain is not
-    refused. On SIRST-v2 ``val`` (144 targets) one target is 0.7 points of Pd, so a
-    two-sided bound would refuse any INT8 network that finds one more target than FP32.
+    The gate of every reduced-precision CPU backend (``openvino-int8`` and, with its own
+    ``recipes``, ``openvino-bf16``). ``record["datasets"][name]["delta"]`` holds
+    ``pd_points`` / ``iou_points`` (reduced - FP32); on each of :data:`REQUIRED_DATASETS`
+    neither may be below ``-``:data:`PD_TOLERANCE_POINTS` / ``-``:data:`IOU_TOLERANCE_POINTS`.
+    The tolerance bounds a *loss*: a gain is not refused. On SIRST-v2 ``val`` (144 targets)
+    one target is 0.7 points of Pd, so a two-sided bound would refuse any network that
+    finds one more target than FP32.
     """
     if record is None:
-        return "no accuracy record (irstd export --backend openvino-int8 measures it)"
+        return f"no accuracy record (irstd export --backend {backend} measures it)"
     if record.get("weights_sha256") != digest:
         return "the accuracy record is for other weights"
-    if record.get("recipe") not in INT8_RECIPES:
-        return f"the accuracy record is for recipe {record.get('recipe')!r}, not one of {', '.join(INT8_RECIPES)}"
+    if record.get("recipe") not in recipes:
+        return f"the accuracy record is for recipe {record.get('recipe')!r}, not one of {', '.join(recipes)}"
     datasets = record.get("datasets") or {}
     problems = []
     for name in REQUIRED_DATASETS:

@@ -5,8 +5,10 @@ Names (``model.backend``): ``tensorrt``, ``cuda`` (GPU); ``torch-cpu`` (eager re
 and two choices:
 
 * ``cpu``: the fastest CPU backend available, in the order :data:`CPU_PREFERENCE`
-  (measured on the project's machine, see docs/benchmarks.md): ``openvino-int8`` only
-  when its artefact is cached *and* its recorded accuracy delta against FP32 is within
+  (measured on the project's machine, see docs/benchmarks.md): ``openvino-bf16`` only on a
+  CPU with native bf16 and with an accuracy record of these weights within tolerance
+  (:func:`~irstd_ros.inference.backends.openvino_bf16.auto_refusal`), ``openvino-int8``
+  only when its artefact is cached *and* its recorded accuracy delta against FP32 is within
   tolerance (:func:`~irstd_ros.inference.backends.openvino_int8.auto_refusal`), then the
   FP32 backends;
 * ``auto``: ``tensorrt`` -> ``cuda`` -> the ``cpu`` order.
@@ -76,9 +78,9 @@ def _openvino(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -
 
 
 def _openvino_bf16(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
-    from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
+    from irstd_ros.inference.backends.openvino_bf16 import OpenVINOBf16Backend
 
-    return OpenVINOBackend(model, info, options, precision="bf16")
+    return OpenVINOBf16Backend(model, info, options)
 
 
 def _openvino_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
@@ -89,6 +91,12 @@ def _openvino_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptio
 
 def _int8_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> str | None:
     from irstd_ros.inference.backends.openvino_int8 import auto_refusal
+
+    return auto_refusal(model, info, options)
+
+
+def _bf16_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> str | None:
+    from irstd_ros.inference.backends.openvino_bf16 import auto_refusal
 
     return auto_refusal(model, info, options)
 
@@ -105,13 +113,15 @@ REGISTRY: dict[str, Factory] = {
 }
 BACKENDS = tuple(REGISTRY)
 GPU_BACKENDS = ("tensorrt", "cuda")
-# Fastest first; measured in docs/benchmarks.md. openvino-int8 is a candidate only when its
-# accuracy gate passes (ACCURACY_GATES), then the FP32 backends (parity with eager PyTorch).
-# openvino-bf16 and torch-compile are opt-in: reduced precision / a long first-frame compile.
-CPU_PREFERENCE = ("openvino-int8", "openvino", "onnxruntime", "torch-cpu")
+# Fastest first; measured in docs/benchmarks.md (0.4 at 640x512: bf16 35, INT8 50, FP32 68 ms).
+# openvino-bf16 (native bf16 only, see unavailable_reason) and openvino-int8 are candidates
+# only when their accuracy gate passes (ACCURACY_GATES), then the FP32 backends (parity with
+# eager PyTorch). torch-compile is opt-in: a long first-frame compile.
+CPU_PREFERENCE = ("openvino-bf16", "openvino-int8", "openvino", "onnxruntime", "torch-cpu")
 # Candidates of a choice that must also pass a check of the model's cached artefact
 # (reason or None); a backend named explicitly skips it.
 ACCURACY_GATES: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], str | None]] = {
+    "openvino-bf16": _bf16_refusal,
     "openvino-int8": _int8_refusal,
 }
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -152,7 +162,7 @@ def unavailable_reason(name: str) -> str | None:
         from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
 
         if not cpu_has_native_bf16():
-            return "no native bf16 on this CPU"
+            return "no native bf16 on this CPU (emulated bf16 is slower than FP32)"
     if name == "torch-compile" and not (shutil.which("c++") or shutil.which("g++")):
         return "no C++ compiler for Inductor"
     return None

@@ -1,12 +1,20 @@
-"""Fixtures of the backend tests: small random-weight models, never runs/ or the shipped file."""
+"""Fixtures of the backend tests: small random-weight models, never runs/ or the shipped file;
+the OpenVINO artefact cache of the INT8 / bf16 tests, NNCF replaced by a copy, and the
+``cpu`` choice with its one log line."""
 
 from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from irstd_ros.checkpoint import CheckpointInfo, InputNorm
+from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.models import build_model, named_config
 
 MODEL_SEED = 0
@@ -39,3 +47,57 @@ def random_frame(h: int, w: int, seed: int = FRAME_SEED) -> np.ndarray:
 @pytest.fixture
 def make_frame():
     return random_frame
+
+
+@pytest.fixture(scope="module")
+def fp32_ir(tiny_model, tmp_path_factory) -> Path:
+    """The FP32 OpenVINO IR of the tiny model, exported once per module."""
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
+
+    model, info = tiny_model
+    root = tmp_path_factory.mktemp("fp32_ir")
+    export_openvino_ir(model, info, BackendOptions(cache_dir=str(root)))
+    return root
+
+
+@pytest.fixture
+def cache(fp32_ir, tmp_path) -> Path:
+    """A fresh cache holding only the FP32 IR."""
+    root = tmp_path / "cache"
+    shutil.copytree(fp32_ir, root)
+    return root
+
+
+@pytest.fixture
+def fake_quantize(monkeypatch) -> list[int]:
+    """NNCF replaced by a copy of the FP32 IR; the list counts the calls."""
+    from irstd_ros.inference.backends import openvino_int8 as int8
+
+    calls: list[int] = []
+
+    def fake(fp32_xml, calibration, out_xml, validation=None, **_):
+        assert calibration and calibration[0].shape[:2] == (1, 1) and validation is None
+        calls.append(len(calibration))
+        out_xml = Path(out_xml)
+        shutil.copy(fp32_xml, out_xml)
+        shutil.copy(Path(fp32_xml).with_suffix(".bin"), out_xml.with_suffix(".bin"))
+        return out_xml
+
+    monkeypatch.setattr(int8, "quantize_ir", fake)
+    return calls
+
+
+@pytest.fixture
+def choose_cpu(caplog) -> Callable[..., tuple[Backend, str]]:
+    """``create_backend("cpu", ...)``: (the backend, its one ``inference backend`` log line)."""
+    from irstd_ros.inference.backends import select
+
+    def choose(model, info, options: BackendOptions) -> tuple[Backend, str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=select.__name__):
+            backend = select.create_backend("cpu", model, info, options)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("inference backend")]
+        assert len(lines) == 1
+        return backend, lines[0]
+
+    return choose

@@ -1,0 +1,184 @@
+"""``openvino-bf16``: its accuracy record in the cache (read, keyed by the weights, refused
+when its fingerprint differs), the gate (INT8's tolerances), the native-bf16 requirement,
+and the CPU order ``openvino-bf16`` -> ``openvino-int8`` -> FP32 with its one log line.
+
+Records are written by hand here (the measurement is tested in test/tools/test_quantize.py);
+INT8 artefacts come from ``fake_quantize`` (a copy of the FP32 IR, conftest.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("openvino")
+
+from irstd_ros.inference.backends import openvino_backend, select  # noqa: E402
+from irstd_ros.inference.backends import openvino_bf16 as bf16  # noqa: E402
+from irstd_ros.inference.backends import openvino_int8 as int8  # noqa: E402
+from irstd_ros.inference.backends.base import BackendOptions  # noqa: E402
+
+CALIB = [np.zeros((32, 32), np.float32)]
+
+
+def _opts(cache) -> BackendOptions:
+    return BackendOptions(cache_dir=str(cache), threads=1)
+
+
+@pytest.fixture
+def native_bf16(monkeypatch) -> None:
+    """The CPU reports native bf16 (whatever the test machine has)."""
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: True)
+
+
+def _save(model, info, cache, pd: float = 0.0, iou: float = 0.0) -> dict:
+    """A bf16 accuracy record of these weights (Pd / IoU delta on both datasets), as the
+    export writes it; returns it."""
+    path, digest = bf16.bf16_artifact(model, info, _opts(cache))
+    record = {
+        "weights_sha256": digest,
+        "recipe": bf16.BF16_RECIPE,
+        "fingerprint": bf16.bf16_fingerprint(digest, info.model.stride).to_dict(),
+        "datasets": {n: {"delta": {"pd_points": pd, "iou_points": iou}} for n in int8.REQUIRED_DATASETS},
+    }
+    int8.save_accuracy(path, record)
+    return record
+
+
+def _save_int8(model, info, cache) -> None:
+    """An INT8 IR (fake_quantize) of these weights with a record within tolerance."""
+    path, _ = int8.build_int8(model, info, _opts(cache), CALIB)
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    int8.save_accuracy(path, {
+        "weights_sha256": digest, "recipe": int8.INT8_RECIPE,
+        "datasets": {n: {"delta": {"pd_points": 0.0, "iou_points": 0.0}} for n in int8.REQUIRED_DATASETS},
+    })
+
+
+# --- the record -------------------------------------------------------------------------------
+def test_record_is_read_back_for_these_weights_only(tiny_model, cache):
+    model, info = tiny_model
+    assert "no accuracy record (irstd export --backend openvino-bf16" in bf16.auto_refusal(model, info, _opts(cache))
+    written = _save(model, info, cache, pd=-0.2, iou=0.1)
+    path, _ = bf16.bf16_artifact(model, info, _opts(cache))
+    assert int8.accuracy_path(path).name.endswith("-bf16.accuracy.json") and path.parent == cache
+    assert int8.load_accuracy(path) == {"format": int8.ACCURACY_FORMAT, **written}
+    assert bf16.auto_refusal(model, info, _opts(cache)) is None
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        retrained.head.bias += 0.25
+    assert "no accuracy record" in bf16.auto_refusal(retrained, info, _opts(cache))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("versions", {"openvino": "2020.1.0"}, "versions.openvino: 2020.1.0 ->"),
+        ("recipe", "openvino-fp32-ir-bf16-hint-v0", "recipe: openvino-fp32-ir-bf16-hint-v0 ->"),
+        ("weights_sha256", "0" * 64, "weights_sha256: 000"),
+    ],
+)
+def test_a_fingerprint_mismatch_refuses_the_record(tiny_model, cache, field, value, expected):
+    model, info = tiny_model
+    record = _save(model, info, cache)
+    fingerprint = record["fingerprint"]
+    fingerprint[field] = {**fingerprint[field], **value} if isinstance(value, dict) else value
+    int8.save_accuracy(bf16.bf16_artifact(model, info, _opts(cache))[0], record)
+    reason = bf16.auto_refusal(model, info, _opts(cache))
+    assert reason.startswith("the accuracy record is stale, fingerprint mismatch: ") and expected in reason
+    assert "irstd export --backend openvino-bf16" in reason
+
+
+def test_a_record_without_fingerprint_is_refused(tiny_model, cache):
+    model, info = tiny_model
+    record = _save(model, info, cache)
+    del record["fingerprint"]
+    int8.save_accuracy(bf16.bf16_artifact(model, info, _opts(cache))[0], record)
+    assert "no readable fingerprint" in bf16.auto_refusal(model, info, _opts(cache))
+
+
+@pytest.mark.parametrize(
+    ("pd", "iou", "expected"),
+    [
+        (-0.6, 0.0, "NUDT-SIRST Pd -0.60 points (tolerance 0.5)"),
+        (0.0, -1.2, "SIRST-v2 IoU -1.20 points (tolerance 1.0)"),
+        (-0.5, -1.0, None),
+        (-0.21, 0.05, None),
+        (1.4, 2.0, None),  # a gain is not a loss
+    ],
+)
+def test_gate_uses_the_int8_tolerances(tiny_model, cache, pd, iou, expected):
+    model, info = tiny_model
+    _save(model, info, cache, pd=pd, iou=iou)
+    reason = bf16.auto_refusal(model, info, _opts(cache))
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason.startswith("accuracy delta vs FP32 out of tolerance") and expected in reason
+
+
+# --- the CPU order ----------------------------------------------------------------------------
+def test_cpu_order_is_bf16_then_int8_then_fp32():
+    assert select.CPU_PREFERENCE[:3] == ("openvino-bf16", "openvino-int8", "openvino")
+    assert select.CHOICES["auto"][-len(select.CPU_PREFERENCE):] == select.CPU_PREFERENCE
+    assert set(select.ACCURACY_GATES) == {"openvino-bf16", "openvino-int8"}
+
+
+def test_cpu_picks_bf16_first_within_tolerance(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
+    model, info = tiny_model
+    _save_int8(model, info, cache)
+    _save(model, info, cache, pd=-0.21, iou=0.05)
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+    assert backend.describe()["accuracy_delta"] == "NUDT-SIRST Pd -0.21 IoU +0.05; SIRST-v2 Pd -0.21 IoU +0.05"
+    assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
+
+
+def test_cpu_falls_back_to_int8_when_bf16_is_out_of_tolerance(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
+    model, info = tiny_model
+    _save_int8(model, info, cache)
+    _save(model, info, cache, iou=-1.5)
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-int8"
+    assert line.endswith(
+        "(cpu: openvino-bf16 skipped: accuracy delta vs FP32 out of tolerance: "
+        "NUDT-SIRST IoU -1.50 points (tolerance 1.0); SIRST-v2 IoU -1.50 points (tolerance 1.0))"
+    )
+
+
+def test_cpu_without_any_record_says_why_for_each_and_runs_fp32(tiny_model, cache, native_bf16, choose_cpu):
+    model, info = tiny_model
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino"
+    bf16_part, int8_part = line.split("(cpu: ", 1)[1].split("; openvino-int8 skipped: ")
+    assert bf16_part == "openvino-bf16 skipped: no accuracy record (irstd export --backend openvino-bf16 measures it)"
+    assert int8_part.startswith("no INT8 IR for these weights")
+
+
+def test_cpu_without_native_bf16_skips_it_whatever_its_record(tiny_model, cache, fake_quantize, monkeypatch, choose_cpu):
+    model, info = tiny_model
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: False)
+    _save_int8(model, info, cache)
+    _save(model, info, cache)  # within tolerance
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-int8"
+    assert line.endswith("(cpu: openvino-bf16 skipped: no native bf16 on this CPU (emulated bf16 is slower than FP32))")
+
+
+def test_named_bf16_out_of_tolerance_runs_with_a_warning(tiny_model, cache, native_bf16, caplog):
+    model, info = tiny_model
+    _save(model, info, cache, pd=-2.0)
+    with caplog.at_level(logging.WARNING, logger=bf16.__name__):
+        backend = select.create_backend("openvino-bf16", model, info, _opts(cache))
+    assert backend.name == "openvino-bf16" and "NUDT-SIRST Pd -2.00 points" in caplog.text
+
+
+def test_named_bf16_without_record_runs_quietly(tiny_model, cache, native_bf16, caplog):
+    model, info = tiny_model
+    with caplog.at_level(logging.WARNING, logger=bf16.__name__):
+        backend = select.create_backend("openvino-bf16", model, info, _opts(cache))
+    assert backend.describe()["accuracy_delta"] == "not measured" and not caplog.records
