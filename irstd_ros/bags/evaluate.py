@@ -24,7 +24,8 @@ those the node recorded on a ``*/tracks`` topic, else the tracker run here over 
 detections with ``tracker`` (the node's defaults unless overridden). With
 ``candidate_threshold`` (and the detector run here), the detector's sub-threshold
 candidates are fed to that tracker too, as the node does with
-``tracking.candidate_threshold``; the "detections" figures are unchanged by it.
+``tracking.candidate_threshold``, and with ``gated_threshold`` the gated components below
+them (``tracking.gated_threshold``); the "detections" figures are unchanged by either.
 """
 
 from __future__ import annotations
@@ -92,12 +93,15 @@ class EvalBagConfig:
     match_px: float = DEFAULT_MATCH_PX  # truth-hypothesis match distance of the tracking metrics
     warmup_s: float = DEFAULT_WARMUP_S
     candidate_threshold: float = 0.0  # > 0: sub-threshold candidates for the tracker
+    gated_threshold: float = 0.0  # > 0: gated components below them, for the tracks' gates
 
     def validate(self) -> None:
         if self.run_detector == (self.outputs is not None):
             raise ConfigError("give exactly one of --outputs BAG and --run-detector")
         if self.candidate_threshold > 0 and not self.run_detector:
             raise ConfigError("--candidate-threshold needs --run-detector")
+        if self.gated_threshold > 0 and not self.run_detector:
+            raise ConfigError("--gated-threshold needs --run-detector")
         if self.save_outputs is not None and not self.run_detector:
             raise ConfigError("--save-outputs needs --run-detector")
 
@@ -172,6 +176,7 @@ class _Outputs:
     mask_source: str
     tracks: dict[int, list[Box]] | None = None  # recorded by the node, by track id
     candidates: dict[int, list[Box]] | None = None  # sub-threshold, for the tracker only
+    gated: dict[int, list[Box]] | None = None  # lower still, for confirmed tracks' gates only
 
 
 def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
@@ -233,9 +238,12 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     detector = Detector.from_checkpoint(cfg.weights, backend=cfg.backend)
     if cfg.candidate_threshold > 0:
         detector.candidate_threshold = cfg.candidate_threshold
+    if cfg.gated_threshold > 0:
+        detector.gated_threshold = cfg.gated_threshold
     masks: dict[int, np.ndarray] = {}
     boxes: dict[int, list[Box]] = {}
     candidates: dict[int, list[Box]] = {}
+    gated: dict[int, list[Box]] = {}
     latency: dict[int, float] = {}
     messages = reader.messages([cfg.image_topic])
     if cfg.progress:
@@ -254,6 +262,7 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
             masks[s] = result.mask
             boxes[s] = [_box(tg) for tg in result.targets]
             candidates[s] = [_box(tg) for tg in result.candidates]
+            gated[s] = [_box(tg) for tg in result.gated]
             latency[s] = sum(result.timings.values())
             if writer is not None:
                 fid = msg.header.frame_id
@@ -271,6 +280,7 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     return _Outputs(
         masks, boxes, latency, "detector", "mask",
         candidates=candidates if cfg.candidate_threshold > 0 else None,
+        gated=gated if cfg.gated_threshold > 0 else None,
     )
 
 
@@ -319,14 +329,18 @@ def run_tracker(
     cfg: TrackerConfig,
     size: tuple[int, int] | None = None,
     candidates: dict[int, list[Box]] | None = None,
+    gated: dict[int, list[Box]] | None = None,
 ) -> dict[int, list[Point]]:
     """stamp -> confirmed (and coasting) tracks of :class:`Tracker` run over ``boxes``
-    (and the sub-threshold ``candidates``, if any)."""
+    (and the sub-threshold ``candidates`` and ``gated`` components, if any)."""
     tracker = Tracker(cfg, logger=log)
     out: dict[int, list[Point]] = {}
     for s in sorted(boxes):
         extra = _dets(candidates.get(s, ())) if candidates else []
-        tracks = tracker.update(s / NS_PER_S, _dets(boxes[s]), image_size=size, candidates=extra)
+        low = _dets(gated.get(s, ())) if gated else []
+        tracks = tracker.update(
+            s / NS_PER_S, _dets(boxes[s]), image_size=size, candidates=extra, gated=low
+        )
         out[s] = [Point(str(t.id), t.x, t.y) for t in tracks if t.confirmed]
     return out
 
@@ -352,13 +366,14 @@ def _tracking(
         tracks = {s: [_point(b.id, b) for b in outputs.tracks.get(s, [])] for s in stamps}
         source = "recorded"
     else:
-        tracks = run_tracker(boxes, cfg.tracker, size, outputs.candidates)
+        tracks = run_tracker(boxes, cfg.tracker, size, outputs.candidates, outputs.gated)
         source = "tracker"
     kw = {"match_px": cfg.match_px, "warmup_s": cfg.warmup_s}
     return {
         "tracks_source": source,
         "tracker": cfg.tracker.__dict__ if source == "tracker" else None,
         "candidate_threshold": cfg.candidate_threshold if outputs.candidates is not None else None,
+        "gated_threshold": cfg.gated_threshold if outputs.gated is not None else None,
         "detections": tracking_metrics(truth, detections, **kw),
         "tracks": tracking_metrics(truth, tracks, **kw),
     }

@@ -45,7 +45,8 @@ def format_tracking(t: dict) -> list[str]:
     out = [
         f"tracking    match {k['match_px']:g} px, {k['truth_targets']} targets, "
         f"{k['duration_s']:.1f} s; tracks: {t['tracks_source']}"
-        + (f", candidates > {t['candidate_threshold']:g}" if t.get("candidate_threshold") else ""),
+        + (f", candidates > {t['candidate_threshold']:g}" if t.get("candidate_threshold") else "")
+        + (f", gated > {t['gated_threshold']:g}" if t.get("gated_threshold") else ""),
         f"  {'':14s} {'detections':>12s} {'tracks':>12s}",
     ]
     out += [f"  {name:14s} {_num(d[key], fmt):>12s} {_num(k[key], fmt):>12s}" for name, key, fmt in rows]

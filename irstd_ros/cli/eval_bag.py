@@ -12,7 +12,7 @@ from irstd_ros.bags.io import TRUTH_MASK_TOPIC
 from irstd_ros.bags.report import format_table
 from irstd_ros.cli._options import add_image_topic
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
-from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, TrackerConfig
+from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, GATED_THRESHOLD, TrackerConfig
 
 STDOUT = "-"
 
@@ -66,12 +66,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="M-of-N confirmation (default %(default)s)",
     )
     t.add_argument("--max-coast-s", type=float, default=d.max_coast_s, help="tracker coast, s")
+    t.add_argument(
+        "--max-coast-long-s", type=float, default=d.max_coast_long_s,
+        help="longest coast of a track held that long, s (default %(default)s; 0: max-coast-s)",
+    )
     t.add_argument("--min-score", type=float, default=d.min_score, help="to confirm a track")
     t.add_argument(
         "--candidate-threshold", type=float, metavar="P",
         help="with --run-detector: also feed the tracker the sub-threshold components down to "
         "probability P (low-SNR confirmation, the node's tracking.candidate_threshold; "
         f"default {CANDIDATE_THRESHOLD:g} with --run-detector, as the node); 0: off",
+    )
+    t.add_argument(
+        "--gated-threshold", type=float, metavar="P",
+        help="with --run-detector: also feed the tracker the components down to probability P "
+        "below the candidates, for confirmed tracks' gates only (the node's "
+        f"tracking.gated_threshold; default {GATED_THRESHOLD:g} with --run-detector); 0: off",
     )
     p.set_defaults(func=run)
 
@@ -94,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             confirm_m=args.confirm[0],
             confirm_n=args.confirm[1],
             max_coast_s=args.max_coast_s,
+            max_coast_long_s=args.max_coast_long_s,
             min_score=args.min_score,
         ),
         match_px=args.match_px,
@@ -102,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
             args.candidate_threshold
             if args.candidate_threshold is not None
             else CANDIDATE_THRESHOLD if args.run_detector else 0.0
+        ),
+        gated_threshold=(
+            args.gated_threshold
+            if args.gated_threshold is not None
+            else GATED_THRESHOLD if args.run_detector else 0.0
         ),
     )
     result = evaluate_bag(cfg)

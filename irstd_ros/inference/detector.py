@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -57,14 +57,16 @@ class CpuFallback:
 
 @dataclass
 class DetectionResult:
-    """What one frame gave: probabilities, the kept-target mask, targets, timings (ms), and
-    the sub-threshold candidates kept for a tracker (``Detector.candidate_threshold``)."""
+    """What one frame gave: probabilities, the kept-target mask, targets, timings (ms), the
+    sub-threshold candidates kept for a tracker (``Detector.candidate_threshold``) and the
+    gated ones below them (``Detector.gated_threshold``)."""
 
     prob: np.ndarray
     mask: np.ndarray
     targets: list[Target]
     timings: dict[str, float] = field(default_factory=dict)
     candidates: list[Target] = field(default_factory=list)
+    gated: list[Target] = field(default_factory=list)
 
 
 class Detector:
@@ -75,7 +77,10 @@ class Detector:
     CPU backend comes from after repeated out-of-memory frames (None: no fall-back).
     ``candidate_threshold``: when below the detection threshold, components between the
     two are also returned as :attr:`DetectionResult.candidates` (for a tracker only;
-    never in the mask or the targets); None: none.
+    never in the mask or the targets); None: none. ``gated_threshold``: likewise, the
+    components between it and the candidate threshold (the detection threshold without
+    candidates) that hold no pixel above that, as :attr:`DetectionResult.gated` (for a
+    tracker's gates only); None: none.
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class Detector:
         self.scaling = scaling or ScalingConfig()
         self.fallback = fallback
         self.candidate_threshold: float | None = None
+        self.gated_threshold: float | None = None
         self._oom_streak = 0
         self._fell_back = False
 
@@ -130,10 +136,22 @@ class Detector:
         self._oom_streak = 0
         t2 = time.perf_counter()
         mask, targets = extract_targets(prob, grey, self.post)
-        candidates = []
+        candidates: list[Target] = []
         if self.candidate_threshold is not None:
             candidates = extract_candidates(
                 prob, grey, self.post, self.candidate_threshold, first_id=len(targets)
+            )
+        gated: list[Target] = []
+        if self.gated_threshold is not None:
+            upper = self.candidate_threshold
+            if upper is None or upper >= self.post.threshold:
+                upper = self.post.threshold
+            gated = extract_candidates(
+                prob,
+                grey,
+                replace(self.post, threshold=upper),
+                self.gated_threshold,
+                first_id=len(targets) + len(candidates),
             )
         t3 = time.perf_counter()
         return DetectionResult(
@@ -142,6 +160,7 @@ class Detector:
             targets,
             {"pre_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "post_ms": (t3 - t2) * 1e3},
             candidates,
+            gated,
         )
 
     def _out_of_memory(self, exc: BaseException) -> DeviceOutOfMemory:

@@ -12,7 +12,7 @@ from typing import Any
 
 from irstd_ros.core.constants import DEFAULT_MAX_PIXELS
 from irstd_ros.core.targets import PostprocessConfig
-from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, TrackerConfig
+from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, GATED_THRESHOLD, TrackerConfig
 
 _POST = PostprocessConfig()
 _TRACK = TrackerConfig()
@@ -55,9 +55,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("tracking.gate_px", _TRACK.gate_px, "association gate around a track's predicted position, px (widens with its uncertainty)", min=0.1, max=10_000.0),
     ParamSpec("tracking.confirm_m", _TRACK.confirm_m, "M of M-of-N: detections a track needs within its first N frames to be confirmed", min=1, max=1000),
     ParamSpec("tracking.confirm_n", _TRACK.confirm_n, "N of M-of-N: frames from a track's birth to reach M detections, else it is dropped", min=1, max=1000),
-    ParamSpec("tracking.max_coast_s", _TRACK.max_coast_s, "seconds a track is kept without a detection", min=0.0, max=3600.0),
+    ParamSpec("tracking.max_coast_s", _TRACK.max_coast_s, "seconds a track is kept without a detection (a young track, or one predicted outside the image)", min=0.0, max=3600.0),
+    ParamSpec("tracking.max_coast_long_s", _TRACK.max_coast_long_s, "longest coast: a confirmed track predicted inside the image is kept without a detection as long as it has been held by detections, up to this many seconds (never less than max_coast_s)", min=0.0, max=3600.0),
     ParamSpec("tracking.min_score", _TRACK.min_score, "smoothed detection score a track needs to be confirmed", min=0.0, max=1.0),
     ParamSpec("tracking.candidate_threshold", CANDIDATE_THRESHOLD, "low-SNR confirmation: components with probabilities between this and detection.threshold are fed to the tracker only (never to 'detections'), so a dim target consistent over frames is confirmed by M-of-N; 0: off", min=0.0, max=1.0),
+    ParamSpec("tracking.gated_threshold", GATED_THRESHOLD, "gated low threshold: components between this probability and tracking.candidate_threshold (detection.threshold when that is 0) are taken only inside a confirmed track's gate and never start a track, so a dim target keeps its track and id through glint; 0: off", min=0.0, max=1.0),
     ParamSpec("diagnostics.period", 1.0, "seconds between /diagnostics messages; 0 disables", min=0.0, max=3600.0, read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
@@ -90,4 +92,7 @@ def validate(name: str, value: Any, current: dict[str, Any]) -> str | None:
         return "input.low must be below input.high for fixed scaling"
     if merged.get("tracking.confirm_m", 1) > merged.get("tracking.confirm_n", 1 << 62):
         return "tracking.confirm_m must not exceed tracking.confirm_n"
+    gated, cand = merged.get("tracking.gated_threshold", 0.0), merged.get("tracking.candidate_threshold", 0.0)
+    if gated > 0 and cand > 0 and gated >= cand:
+        return "tracking.gated_threshold must be below tracking.candidate_threshold (or either 0)"
     return None

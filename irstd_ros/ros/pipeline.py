@@ -197,7 +197,7 @@ class FramePipeline:
 
     def apply_params(self) -> None:
         """Apply the run-time parameters (thresholds, areas, scaling, the tracking-only
-        candidate threshold) to the detector."""
+        candidate and gated thresholds) to the detector."""
         if self.detector is None:
             return
         p = self._params()
@@ -212,6 +212,8 @@ class FramePipeline:
         self.detector.candidate_threshold = (
             candidates if p["tracking.enabled"] and candidates > 0 else None
         )
+        gated = p["tracking.gated_threshold"]
+        self.detector.gated_threshold = gated if p["tracking.enabled"] and gated > 0 else None
         self.detector.scaling = ScalingConfig(
             mode=p["input.scaling"],
             low=p["input.low"],
@@ -309,7 +311,9 @@ class FramePipeline:
         for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():
             setattr(mask_msg, key, value)
         # tracks before the per-frame outputs: whoever has a frame's detections has its tracks
-        tracks = self._track(header, result.targets, frame.shape[:2], result.candidates)
+        tracks = self._track(
+            header, result.targets, frame.shape[:2], result.candidates, result.gated
+        )
         out = self.outputs
         out.mask.publish(mask_msg)
         out.detections.publish(detections_array(MESSAGE_TYPES, header, result.targets))
@@ -327,6 +331,7 @@ class FramePipeline:
             confirm_m=p["tracking.confirm_m"],
             confirm_n=p["tracking.confirm_n"],
             max_coast_s=p["tracking.max_coast_s"],
+            max_coast_long_s=p["tracking.max_coast_long_s"],
             min_score=p["tracking.min_score"],
         )
 
@@ -336,9 +341,11 @@ class FramePipeline:
         targets: Sequence[Target],
         size: tuple[int, int],
         candidates: Sequence[Target] = (),
+        gated: Sequence[Target] = (),
     ) -> list[Track] | None:
-        """Update the tracker with this frame (detections, and the sub-threshold
-        candidates of ``tracking.candidate_threshold``) and publish the tracks.
+        """Update the tracker with this frame (detections, the sub-threshold candidates of
+        ``tracking.candidate_threshold`` and the gated ones of ``tracking.gated_threshold``)
+        and publish the tracks.
 
         Disabling ``tracking.enabled`` drops the tracker; enabling it starts afresh. A
         frame without a stamp (0) is placed at the node's clock time.
@@ -356,7 +363,7 @@ class FramePipeline:
             self.tracker.configure(cfg)
         t_ns = stamp_ns(header) or self._clock_ns()
         tracks = self.tracker.update(
-            t_ns / 1e9, targets, image_size=size, candidates=candidates
+            t_ns / 1e9, targets, image_size=size, candidates=candidates, gated=gated
         )
         self.outputs.tracks.publish(track_detections_array(MESSAGE_TYPES, header, tracks))
         self.outputs.target_tracks.publish(

@@ -4,9 +4,10 @@ One constant-velocity Kalman filter per track (state ``x, y, vx, vy`` in px and 
 gated Hungarian association on the innovation's negative log-likelihood (squared
 Mahalanobis distance plus ln det S, S the track's position covariance plus the
 detection's), track birth as *tentative*, M-of-N confirmation, coasting through missed
-frames for up to ``max_coast_s`` seconds, then deletion. A detection's centroid noise
-grows with its box (``EXTENT_VARIANCE``): a large blob, such as two crossing targets
-merged into one component, moves a track much less than a point detection does.
+frames for up to ``max_coast_s`` seconds (longer for tracks held longer, up to
+``max_coast_long_s``), then deletion. A detection's centroid noise grows with its box
+(``EXTENT_VARIANCE``): a large blob, such as two crossing targets merged into one
+component, moves a track much less than a point detection does.
 
 Everything is driven by the frames' header stamps (seconds), never by frame counts:
 the filter's ``dt`` is the stamp difference, so dropped frames and irregular rates only
@@ -30,23 +31,32 @@ take the detection of an established one; then, when the detector keeps sub-thre
 *candidates* (low-SNR confirmation), every track still without a detection on the
 candidates. New tracks are born from the detections and candidates left over. A
 candidate counts like a detection for M-of-N, so a dim target that is consistent over
-several frames is confirmed while a single-frame blip is not.
+several frames is confirmed while a single-frame blip is not. Last, *gated* components
+(gated low threshold: probabilities lower still) are offered to the confirmed tracks
+still without a detection, inside their fixed ``gate_px`` gate only, and never start a
+track: the gate bounds their false-alarm rate, and a dim target keeps its track (and its
+id) through frames where it falls below the candidate threshold.
+
+Coasting scales with the track's quality: a confirmed track may coast as long as it has
+been held by detections (between ``max_coast_s`` and ``max_coast_long_s``), so an
+established target hidden by glint for two seconds keeps its id while a young track
+(often clutter) ends after ``max_coast_s``. A confirmed track's gate stays at ``gate_px``
+however long it coasts; a track predicted outside the image gets ``max_coast_s`` only.
 
 Merges: when two targets cross, the detector often sees one component for a few frames;
 one track takes it and the other is left without a detection. A confirmed track left
 over whose predicted box overlaps the box of a detection taken by another confirmed
 track is corrected by that shared detection (a weak measurement, given its size) rather
-than coasting: a coasting track's gate grows by sigmas of its uncertainty and it would
-otherwise take the nearest clutter or candidate (measured: the 0.3 model's crossing pair
-on the sky sequence, 2 ID switches, docs/results.md). The candidate and the merge of each
-such track compete in one assignment. A merge is not a hit (the track coasts, and ends
-after ``max_coast_s``), so a duplicate track sitting on another track's target dies.
+than coasting: a coasting track would otherwise take the nearest clutter or candidate
+(measured: the 0.3 model's crossing pair on the sky sequence, 2 ID switches,
+docs/results.md). The candidate and the merge of each such track compete in one
+assignment. A merge is not a hit (the track coasts, and ends at its coast limit), so a
+duplicate track sitting on another track's target dies.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -57,7 +67,7 @@ from scipy.optimize import linear_sum_assignment
 
 log = logging.getLogger(__name__)
 
-GATE_SIGMAS = 3.0  # the gate widens to this many sigmas of the prediction's uncertainty
+GATE_SIGMAS = 3.0  # a tentative track's gate widens to this many sigmas of its uncertainty
 SIZE_SMOOTHING = 0.5  # weight of a new detection's box size in the track's size
 SCORE_SMOOTHING = 0.3  # weight of a new detection's score in the track's score
 _INFEASIBLE = 1e9
@@ -69,6 +79,10 @@ EXTENT_VARIANCE = 1.0 / 12.0
 # the node's default tracking.candidate_threshold: sub-threshold detector components above
 # this probability feed the tracker (low-SNR confirmation; measured in docs/tracking.md)
 CANDIDATE_THRESHOLD = 0.2
+# the node's default tracking.gated_threshold: components between this probability and the
+# candidate threshold are taken only inside a confirmed track's gate, never start a track
+# (gated low threshold; measured in docs/results.md, "Tracks through glint")
+GATED_THRESHOLD = 0.05
 
 
 class TrackState(str, Enum):
@@ -102,12 +116,15 @@ class TrackerConfig:
     """Tracker settings (the ``tracking.*`` node parameters and a few more).
 
     ``gate_px``: a detection farther than this from a track's predicted position is not
-    associated with it; the gate widens to ``GATE_SIGMAS`` sigmas of the prediction's
-    position uncertainty when that is larger (new tracks, long coasts).
+    associated with it; a tentative track's gate widens to ``GATE_SIGMAS`` sigmas of the
+    prediction's position uncertainty when that is larger (its velocity is not known yet).
     ``confirm_m``/``confirm_n``: a tentative track is confirmed once it has ``confirm_m``
     detections within its first ``confirm_n`` frames (frames the tracker processed), and
     its score is at least ``min_score``; it is deleted when it can no longer make it.
-    ``max_coast_s``: a track without a detection for longer than this is deleted.
+    ``max_coast_s``: a track without a detection for longer than this is deleted, unless
+    it is a confirmed track predicted inside the image that has been held longer: that
+    one may coast as long as it has been held (birth to last detection), up to
+    ``max_coast_long_s`` (at most ``max_coast_s`` when that is smaller).
     ``accel_noise``: process noise, px/s² (white-noise acceleration spectral density
     ``accel_noise²``); ``meas_noise``: centroid noise, px (std);
     ``init_speed``: std of the unknown velocity of a new track, px/s.
@@ -117,6 +134,7 @@ class TrackerConfig:
     confirm_m: int = 4
     confirm_n: int = 6
     max_coast_s: float = 1.0
+    max_coast_long_s: float = 3.0
     min_score: float = 0.0
     accel_noise: float = 20.0
     meas_noise: float = 1.0
@@ -130,8 +148,9 @@ class TrackerConfig:
             raise ValueError(
                 f"need 1 <= confirm_m <= confirm_n, got {self.confirm_m}, {self.confirm_n}"
             )
-        if not self.max_coast_s >= 0:
-            raise ValueError(f"max_coast_s must be >= 0, got {self.max_coast_s}")
+        for name in ("max_coast_s", "max_coast_long_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("accel_noise", "meas_noise", "init_speed"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
@@ -200,6 +219,7 @@ class Tracker:
         self._x = np.zeros((0, 4))  # x, y, vx, vy
         self._p = np.zeros((0, 4, 4))
         self._meta: list[_Meta] = []
+        self._confirmed = np.zeros(0, bool)  # per track, as of this update's association
 
     def reset(self) -> None:
         """Drop every track and forget the time (ids keep counting up)."""
@@ -253,8 +273,11 @@ class Tracker:
 
         The cost is the negative log-likelihood of the innovation, d² + ln det S, with
         S = P + R (the track's position covariance plus the detection's ``r``) and d² the
-        squared Mahalanobis distance; the gate is ``gate_px`` around the prediction,
-        widened to ``GATE_SIGMAS`` sigmas of S when that is larger.
+        squared Mahalanobis distance. The gate is ``gate_px`` around the prediction; a
+        tentative track's (velocity still unknown) widens to ``GATE_SIGMAS`` sigmas of S
+        when that is larger. A confirmed track's never widens: over a long coast its
+        sigmas grow to tens of px and the gate would take clutter or another target
+        (measured in docs/results.md#tracking-on-generated-sequences).
         """
         y = z[dets][None, :, :] - self._x[tracks, None, :2]  # (k, n, 2) innovations
         p = self._p[tracks, :2, :2][:, None]  # (k, 1, 2, 2)
@@ -263,7 +286,9 @@ class Tracker:
         sxy = p[..., 0, 1]
         det = sxx * syy - sxy * sxy
         d2 = (syy * y[..., 0] ** 2 - 2 * sxy * y[..., 0] * y[..., 1] + sxx * y[..., 1] ** 2) / det
-        gate = np.maximum(self.config.gate_px, GATE_SIGMAS * np.sqrt(np.maximum(sxx, syy)))
+        confirmed = self._confirmed[tracks][:, None]
+        widened = np.maximum(self.config.gate_px, GATE_SIGMAS * np.sqrt(np.maximum(sxx, syy)))
+        gate = np.where(confirmed, self.config.gate_px, widened)
         ok = np.square(y).sum(axis=2) <= np.square(gate)
         return np.where(ok, d2 + np.log(det), _INFEASIBLE)
 
@@ -291,6 +316,7 @@ class Tracker:
         detections: Sequence[Detection],
         image_size: tuple[int, int] | None = None,
         candidates: Sequence[Detection] = (),
+        gated: Sequence[Detection] = (),
     ) -> list[Track]:
         """Advance to ``stamp_s`` and take this frame's detections; returns every live track
         (tentative ones included; see :attr:`Track.confirmed`).
@@ -298,7 +324,8 @@ class Tracker:
         ``image_size`` (height, width): tracks predicted more than ``image_margin_px``
         outside the image are deleted (targets that left the field of view).
         ``candidates``: sub-threshold detections, associated only with the tracks left
-        without a detection, and births.
+        without a detection, and births. ``gated``: lower still, associated only with the
+        confirmed tracks left without either, inside ``gate_px``; they start no track.
         """
         cfg = self.config
         if self.last_stamp is not None and stamp_s < self.last_stamp:
@@ -312,18 +339,21 @@ class Tracker:
         self.last_stamp = stamp_s
         self._predict(dt)
         # tracks silent for too long are gone before they can take a detection
-        self._keep(np.array([stamp_s - m.last_hit_s <= cfg.max_coast_s for m in self._meta], bool))
+        silent = np.array([stamp_s - m.last_hit_s for m in self._meta], float)
+        self._keep(silent <= self._coast_limits(image_size))
         for m in self._meta:
             m.frames += 1
 
         n_det = len(detections)
-        detections = [*detections, *candidates]  # candidates after the detections
+        n_cand = n_det + len(candidates)
+        detections = [*detections, *candidates, *gated]  # candidates, gated after the detections
         z = np.array([[d.centroid_x, d.centroid_y] for d in detections], float).reshape(-1, 2)
         wh = np.array([[d.width, d.height] for d in detections], float).reshape(-1, 2)
         r = self._meas_cov(wh)
         free = np.arange(n_det)
-        confirmed = np.array([i for i, m in enumerate(self._meta) if m.confirmed], int)
-        tentative = np.array([i for i, m in enumerate(self._meta) if not m.confirmed], int)
+        self._confirmed = np.array([m.confirmed for m in self._meta], bool)
+        confirmed = np.flatnonzero(self._confirmed)
+        tentative = np.flatnonzero(~self._confirmed)
         pairs = self._associate(confirmed, free, z, r)
         used = {d for _, d in pairs}
         free = np.array([d for d in free if d not in used], int)
@@ -331,8 +361,12 @@ class Tracker:
         taken = {t for t, _ in pairs}
         rest = np.array([t for t in range(len(self._meta)) if t not in taken], int)
         held = np.array(sorted({d for t, d in pairs if self._meta[t].confirmed}), int)
-        more, merges = self._rest(rest, np.arange(n_det, len(detections)), held, z, r, wh)
+        more, merges = self._rest(rest, np.arange(n_det, n_cand), held, z, r, wh)
         pairs += more
+        if len(gated):  # gated low threshold: confirmed tracks still without a detection
+            taken = {t for t, _ in pairs + merges}
+            left = np.array([t for t in rest if t not in taken and self._confirmed[t]], int)
+            pairs += self._associate(left, np.arange(n_cand, len(detections)), z, r)
         used = {d for _, d in pairs}
 
         hit = np.zeros(len(self._meta), bool)
@@ -365,7 +399,7 @@ class Tracker:
             x, y = self._x[:, 0], self._x[:, 1]
             keep &= (x >= -mg) & (x <= w - 1 + mg) & (y >= -mg) & (y <= h - 1 + mg)
         self._keep(keep)
-        births = [d for d in range(len(detections)) if d not in used]
+        births = [d for d in range(n_cand) if d not in used]  # gated ones start nothing
         self._birth(stamp_s, [detections[d] for d in births], z[births])
         return self.tracks()
 
@@ -385,10 +419,10 @@ class Tracker:
         box of a detection of ``held`` (those taken by confirmed tracks): its target is
         most likely inside that detection, merged with another track's (two targets
         crossing). It is corrected by that detection, whose large box makes it a weak
-        measurement, instead of coasting with a growing gate into clutter or a candidate
-        farther away; one Hungarian assignment chooses, per track, between a candidate and
-        its merge (the cheaper of the two). A merge is not a hit: the track still counts
-        as coasting and is deleted after ``max_coast_s`` without a detection of its own.
+        measurement, instead of coasting into clutter or a candidate farther away; one
+        Hungarian assignment chooses, per track, between a candidate and its merge (the
+        cheaper of the two). A merge is not a hit: the track still counts as coasting and
+        is deleted at its coast limit without a detection of its own.
         """
         if not len(rest) or not (len(cands) or len(held)):
             return [], []
@@ -397,7 +431,7 @@ class Tracker:
         if nc:
             cost[:, :nc] = self._costs(rest, cands, z, r)
         best = np.zeros(k, int)
-        mergeable = np.array([self._meta[t].confirmed for t in rest], bool)
+        mergeable = self._confirmed[rest]
         if len(held) and mergeable.any():
             size = np.array([[self._meta[t].width, self._meta[t].height] for t in rest])
             half = (size[:, None, :] + wh[held][None, :, :]) / 2.0
@@ -412,6 +446,21 @@ class Tracker:
             else:
                 merges.append((int(rest[i]), int(held[best[i]])))
         return pairs, merges
+
+    def _coast_limits(self, image_size: tuple[int, int] | None) -> np.ndarray:
+        """Per track, the seconds it may go without a detection: a confirmed track whose
+        prediction is inside the image may coast as long as it has been held (birth to
+        last detection), at least ``max_coast_s`` and at most ``max_coast_long_s``; any
+        other, ``max_coast_s`` (a target that left the image cannot be seen again)."""
+        cfg = self.config
+        held = np.array([m.last_hit_s - m.born_s if m.confirmed else 0.0 for m in self._meta])
+        limit = np.maximum(cfg.max_coast_s, np.minimum(cfg.max_coast_long_s, held))
+        if image_size is not None and len(self._meta):
+            h, w = image_size
+            x, y = self._x[:, 0], self._x[:, 1]
+            inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+            limit = np.where(inside, limit, cfg.max_coast_s)
+        return limit
 
     def _keep(self, keep: np.ndarray) -> None:
         if keep.all():
@@ -441,7 +490,10 @@ class Tracker:
         """Snapshots of every live track, oldest first."""
         now = self.last_stamp if self.last_stamp is not None else 0.0
         out = []
-        for (x, y, vx, vy), p, m in zip(self._x, self._p, self._meta):
+        # plain floats in bulk: per-element numpy scalars cost more than the rest together
+        states = self._x.tolist()
+        stds = np.sqrt(np.maximum(self._p[:, 0, 0], self._p[:, 1, 1])).tolist()
+        for (x, y, vx, vy), std, m in zip(states, stds, self._meta):
             if not m.confirmed:
                 state = TrackState.TENTATIVE
             else:
@@ -450,10 +502,10 @@ class Tracker:
                 Track(
                     id=m.id,
                     state=state,
-                    x=float(x),
-                    y=float(y),
-                    vx=float(vx),
-                    vy=float(vy),
+                    x=x,
+                    y=y,
+                    vx=vx,
+                    vy=vy,
                     width=m.width,
                     height=m.height,
                     score=m.score,
@@ -461,7 +513,7 @@ class Tracker:
                     hits=m.hits,
                     misses=m.misses,
                     time_since_update_s=now - m.last_hit_s,
-                    position_std=math.sqrt(max(p[0, 0], p[1, 1])),
+                    position_std=std,
                 )
             )
         return out

@@ -189,3 +189,50 @@ def test_candidates_reach_the_tracker_only_with_a_candidate_threshold(bags, monk
     assert "candidates > 0.2" in format_table(on)
     with pytest.raises(ConfigError, match="run-detector"):
         evaluate_bag(EvalBagConfig(truth, outputs=outputs, candidate_threshold=0.2))
+
+
+FAINT_FROM = 8  # target 1 is detected until this frame, then only as a gated component
+
+
+class GatedDetector:
+    """Detects target 0; target 1 until FAINT_FROM, then only as a gated component below
+    the candidates, when asked for."""
+
+    def __init__(self) -> None:
+        self.candidate_threshold: float | None = None
+        self.gated_threshold: float | None = None
+        self.frame = 0
+
+    def detect(self, frame: np.ndarray) -> DetectionResult:
+        i, self.frame = self.frame, self.frame + 1
+        t0, t1 = (detected_target(tid, i) for tid in (0, 1))
+        faint = i >= FAINT_FROM
+        gated = [t1] if faint and self.gated_threshold is not None else []
+        mask = np.zeros(frame.shape, bool)
+        return DetectionResult(
+            mask.astype(np.float32), mask, [t0] if faint else [t0, t1], {}, [], gated
+        )
+
+
+def test_gated_components_reach_the_tracker_only_with_a_gated_threshold(bags, monkeypatch):
+    from irstd_ros.inference import detector as det_mod
+
+    monkeypatch.setattr(
+        det_mod.Detector, "from_checkpoint", classmethod(lambda cls, *a, **k: GatedDetector())
+    )
+    truth, outputs = bags
+    short = TrackerConfig(max_coast_long_s=0.0)  # coasting alone would not bridge the rest
+    off = evaluate_bag(EvalBagConfig(truth, run_detector=True, tracker=short))["tracking"]
+    on = evaluate_bag(EvalBagConfig(truth, run_detector=True, tracker=short, gated_threshold=0.05))
+    t = on["tracking"]
+    assert off["gated_threshold"] is None and t["gated_threshold"] == 0.05
+    assert off["detections"]["pd"] == t["detections"]["pd"]  # detections unchanged
+    # target 1 is tracked to the end only with the gated components (1 s of coasting without)
+    coasted = round(short.max_coast_s / (STEP / 1e9))
+    lost = FRAMES - FAINT_FROM - coasted
+    assert off["tracks"]["pd"] == pytest.approx((2 * FRAMES - 2 * TENTATIVE - lost) / (2 * FRAMES))
+    assert t["tracks"]["pd"] == pytest.approx((2 * FRAMES - 2 * TENTATIVE) / (2 * FRAMES))
+    assert t["tracks"]["false_tracks"] == 0 and t["tracks"]["id_switches"] == 0
+    assert "gated > 0.05" in format_table(on)
+    with pytest.raises(ConfigError, match="run-detector"):
+        evaluate_bag(EvalBagConfig(truth, outputs=outputs, gated_threshold=0.05))

@@ -192,3 +192,33 @@ def test_isolated_sub_threshold_noise_and_candidates_off_give_no_track(harness):
     send_frames(harness, [dim_frame(0.0, noise_seed=s) for s in range(10)], start_s=101.0)
     assert all(not m.detections for m in harness.tracks)
     assert all(not m.detections for m in harness.dets)
+
+
+def faint_frame_at(t: float) -> np.ndarray:
+    """frame_at, the target at probability ~0.16: below the 0.2 candidate threshold, above
+    a 0.1 gated threshold (the background is at ~0.08)."""
+    f = frame_at(t)
+    f[f > 20] = 40
+    return f
+
+
+@pytest.mark.parametrize("gated", [0.1, 0.0])
+def test_a_target_fading_below_the_candidates_keeps_its_track_only_when_gated(harness, gated):
+    node = harness.node
+    params = [
+        Parameter("tracking.gated_threshold", value=gated),
+        Parameter("tracking.max_coast_long_s", value=0.0),  # coasting alone: max_coast_s
+    ]
+    assert all(r.successful for r in node.set_parameters(params))
+    frames = [frame_at(i / FPS) for i in range(6)] + [faint_frame_at(i / FPS) for i in range(6, 20)]
+    for i, f in enumerate(frames):
+        before = len(harness.dets)
+        harness.pub.publish(image_msg(f, 100.0 + i / FPS))
+        harness.spin_until(lambda before=before: len(harness.dets) > before)
+    harness.spin_until(lambda: len(harness.arrays) >= len(frames))
+    assert all(not m.detections for m in harness.dets[6:])  # faint: never a detection
+    if gated:
+        (track,) = harness.arrays[-1].tracks
+        assert track.id == 1 and track.state == Track.STATE_CONFIRMED and track.hits == 20
+    else:  # coasting from 0.6 s, deleted after max_coast_s (1 s)
+        assert harness.arrays[-1].tracks == []

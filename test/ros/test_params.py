@@ -62,3 +62,13 @@ def test_cross_parameter_rules():
     assert validate("detection.max_area", 5, {**DEFAULTS, "detection.min_area": 6})
     assert validate("input.percentile_low", 99.9, DEFAULTS)
     assert validate("input.scaling", "fixed", {**DEFAULTS, "input.low": 9.0, "input.high": 1.0})
+
+
+def test_gated_threshold_must_be_below_the_candidate_threshold():
+    assert "gated_threshold" in validate("tracking.gated_threshold", 0.2, DEFAULTS)
+    assert "gated_threshold" in validate("tracking.candidate_threshold", 0.03, DEFAULTS)
+    no_candidates = {**DEFAULTS, "tracking.candidate_threshold": 0.0}
+    no_gated = {**DEFAULTS, "tracking.gated_threshold": 0.0}
+    assert validate("tracking.gated_threshold", 0.3, no_candidates) is None
+    assert validate("tracking.candidate_threshold", 0.03, no_gated) is None
+    assert validate("tracking.max_coast_long_s", -1.0, DEFAULTS)

@@ -334,3 +334,123 @@ def test_timing_at_50_targets_is_printed():
     ms = np.array(elapsed[10:]) * 1e3
     print(f"\ntracker, 50 targets: mean {ms.mean():.3f} ms, p50 {np.median(ms):.3f} ms, "
           f"max {ms.max():.3f} ms per frame")
+    # the same, with 30 % of the targets seen only as gated components each frame, plus 10
+    # random candidates and 10 random gated blobs (clutter) per frame
+    elapsed = []
+    for i in range(frames, 2 * frames):
+        t = i * DT
+        pos = start + vel * t + rng.normal(0, 0.5, (50, 2))
+        faint = rng.random(50) < 0.3
+        dets = [Det(x, y) for (x, y), f in zip(pos, faint) if not f]
+        gated = [Det(x, y, score=0.1) for (x, y), f in zip(pos, faint) if f]
+        gated += [Det(*rng.uniform(0, 640, 2), score=0.1) for _ in range(10)]
+        cands = [Det(*rng.uniform(0, 640, 2), score=0.3) for _ in range(10)]
+        t0 = time.perf_counter()
+        tracks = tr.update(t, dets, candidates=cands, gated=gated)
+        elapsed.append(time.perf_counter() - t0)
+    assert len([k for k in confirmed(tracks) if k.id <= 50]) == 50
+    ms = np.array(elapsed) * 1e3
+    print(f"tracker, 50 targets, 30 % gated + 20 clutter: mean {ms.mean():.3f} ms, "
+          f"p50 {np.median(ms):.3f} ms, max {ms.max():.3f} ms per frame")
+
+
+def _confirmed_track(tr: Tracker, frames: int, vx: float = 20.0) -> float:
+    """Feed a target moving at ``vx`` px/s from (100, 100) for ``frames`` frames; the last
+    stamp."""
+    for i in range(frames):
+        tr.update(i * DT, [moving(100, 100, vx, 0, i * DT)])
+    return (frames - 1) * DT
+
+
+def test_a_dim_target_seen_only_gated_keeps_its_track_and_id():
+    """Gated low threshold: below the candidate threshold, inside a confirmed track's gate,
+    the target keeps its track (no coasting, same id); without the gated components the
+    same track coasts and ends after max_coast_s."""
+    for use_gated in (True, False):
+        tr = Tracker(TrackerConfig(max_coast_s=1.0, max_coast_long_s=0.0))
+        _confirmed_track(tr, 10)
+        for i in range(10, 35):  # 2.5 s with nothing above the candidate threshold
+            t = i * DT
+            dim = moving(100, 100, 20, 0, t)
+            faint = [Det(dim.centroid_x, dim.centroid_y, score=0.08)]
+            tracks = tr.update(t, [], gated=faint if use_gated else ())
+        if use_gated:
+            (track,) = tracks
+            assert track.id == 1 and track.state is TrackState.CONFIRMED and track.hits == 35
+            assert track.x == pytest.approx(100 + 20 * 3.4, abs=1.0)
+        else:
+            assert tracks == []
+
+
+def test_a_gated_blob_outside_any_gate_starts_nothing():
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1))
+    for i in range(20):  # the same faint blob, persistent: never a track of its own
+        assert tr.update(i * DT, [], gated=[Det(300, 300, score=0.1)]) == []
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1))
+    _confirmed_track(tr, 5)
+    # a confirmed track at ~(100, 100); the blob 11 px off its prediction is outside the
+    # 10 px gate: neither taken nor a new track
+    tracks = tr.update(0.5, [], gated=[Det(100 + 20 * 0.5, 111, score=0.1)])
+    assert [(t.id, t.state) for t in tracks] == [(1, TrackState.COASTING)]
+
+
+def test_gated_components_feed_only_confirmed_tracks_after_detections_and_candidates():
+    tr = Tracker(TrackerConfig(confirm_m=4, confirm_n=6))
+    tr.update(0.0, [Det(50, 50)])
+    for i in range(1, 6):  # a tentative track is not helped by gated components
+        tracks = tr.update(i * DT, [], gated=[Det(50, 50, score=0.1)])
+    assert tracks == []
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1))
+    tr.update(0.0, [Det(100, 100)])
+    # a gated blob right at the prediction, a candidate 2 px away: the candidate wins
+    cand, faint = Det(102, 100, score=0.3), Det(100, 100, score=0.1)
+    (track,) = tr.update(DT, [], candidates=[cand], gated=[faint])
+    assert track.score == pytest.approx(0.9 + 0.3 * (0.3 - 0.9)) and track.x > 100.5
+
+
+def test_a_track_held_long_coasts_longer_and_keeps_its_id():
+    """Coast scaled by quality: held 2.5 s, a 2 s gap is bridged (max_coast_s 1 s); held
+    0.5 s, the same gap ends the track."""
+    for frames, survives in ((26, True), (6, False)):
+        tr = Tracker(TrackerConfig(max_coast_s=1.0, max_coast_long_s=3.0))
+        last = _confirmed_track(tr, frames, vx=10.0)
+        for i in range(1, 21):  # 2.0 s without anything
+            tracks = tr.update(last + i * DT, [])
+        t = last + 2.1
+        tracks = tr.update(t, [moving(100, 100, 10.0, 0, t)])
+        assert ([k.id for k in tracks] == [1]) is survives
+        if survives:
+            assert tracks[0].state is TrackState.CONFIRMED
+
+
+def test_long_coast_is_capped_and_does_not_widen_the_gate():
+    tr = Tracker(TrackerConfig(max_coast_s=1.0, max_coast_long_s=2.0))
+    last = _confirmed_track(tr, 40, vx=10.0)  # held 3.9 s: may coast 2.0 s, not 3.9
+    for i in range(1, 16):
+        (track,) = tr.update(last + i * DT, [])
+    assert track.position_std > 10.0  # 3 sigmas would be a gate of 30+ px
+    t = last + 1.6
+    pred = 100 + 10.0 * t
+    tracks = tr.update(t, [Det(pred + 15.0, 100.0)])  # 15 px off: outside the 10 px gate
+    assert {k.id: k.state for k in tracks} == {1: TrackState.COASTING, 2: TrackState.TENTATIVE}
+    for i in range(1, 6):
+        tracks = tr.update(t + i * DT, [])
+    assert [k.id for k in tracks if k.id == 1] == []  # gone after 2.0 s
+
+
+def test_a_track_predicted_outside_the_image_coasts_only_max_coast_s():
+    size = (100, 100)
+    tr = Tracker(TrackerConfig(max_coast_s=0.5, max_coast_long_s=3.0, image_margin_px=50.0))
+    for i in range(30):  # held 2.9 s, leaving through the top at 5 px/s
+        t = i * DT
+        tr.update(t, [Det(50.0, 14.5 - 5.0 * t)], image_size=size)
+    alive = []
+    for i in range(30, 45):
+        alive.append(bool(tr.update(i * DT, [], image_size=size)))
+    # predicted above y = 0 from t = 2.9 s on: deleted 0.5 s after its last detection
+    assert alive[:5] == [True] * 5 and not any(alive[5:])
+
+
+def test_invalid_coast_config_is_refused():
+    with pytest.raises(ValueError, match="max_coast_long_s"):
+        Tracker(TrackerConfig(max_coast_long_s=-1.0))

@@ -1,0 +1,69 @@
+"""The Detector's tracker-only outputs: sub-threshold candidates and, below them, the gated
+components (``gated_threshold``), disjoint from each other and from the targets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.targets import PostprocessConfig
+from irstd_ros.inference.detector import Detector
+from irstd_ros.models import named_config
+
+
+class MapBackend:
+    """Returns a fixed probability map, whatever the frame."""
+
+    name, device = "map", "cpu"
+
+    def __init__(self, prob: np.ndarray) -> None:
+        self.prob = prob
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        return self.prob
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
+
+def prob_map() -> np.ndarray:
+    p = np.zeros((40, 40), np.float32)
+    p[5:8, 5:8] = 0.9  # a detection
+    p[4:9, 4:9] = np.maximum(p[4:9, 4:9], 0.1)  # ... with a faint halo: part of it
+    p[20:22, 20:22] = 0.3  # a candidate (0.2-0.5)
+    p[30, 10:12] = 0.1  # a gated component (0.05-0.2)
+    p[30, 30] = 0.03  # below everything
+    return p
+
+
+def detector(candidates: float | None, gated: float | None) -> Detector:
+    det = Detector(
+        MapBackend(prob_map()),
+        CheckpointInfo(named_config("tiny"), threshold=0.5),
+        post=PostprocessConfig(threshold=0.5),
+    )
+    det.candidate_threshold, det.gated_threshold = candidates, gated
+    return det
+
+
+def boxes(targets) -> list[tuple[int, int, int, int]]:
+    return [(t.x, t.y, t.width, t.height) for t in targets]
+
+
+def test_gated_components_lie_between_the_gated_and_candidate_thresholds():
+    r = detector(0.2, 0.05).detect(np.zeros((40, 40), np.uint8))
+    assert boxes(r.targets) == [(5, 5, 3, 3)]
+    assert boxes(r.candidates) == [(20, 20, 2, 2)]
+    assert boxes(r.gated) == [(10, 30, 2, 1)]  # not the detection's halo, not the candidate
+    assert [t.id for t in r.targets + r.candidates + r.gated] == [0, 1, 2]
+    assert not r.mask[30, 10:12].any()  # never in the mask
+
+
+def test_without_candidates_the_gated_ones_reach_up_to_the_detection_threshold():
+    r = detector(None, 0.05).detect(np.zeros((40, 40), np.uint8))
+    assert r.candidates == [] and boxes(r.gated) == [(20, 20, 2, 2), (10, 30, 2, 1)]
+
+
+def test_no_gated_threshold_no_gated_components():
+    assert detector(0.2, None).detect(np.zeros((40, 40), np.uint8)).gated == []
+    assert detector(0.2, 0.25).detect(np.zeros((40, 40), np.uint8)).gated == []  # not below
