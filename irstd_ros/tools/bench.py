@@ -22,8 +22,9 @@ is prepared like the exports: its INT8 IR is calibrated once
 (:func:`irstd_ros.tools.quantize.export_int8`, no accuracy measurement) into the bench's
 cache before the timed child starts, or copied from the default cache with its accuracy
 record; ``openvino-bf16``'s accuracy record (``irstd export --backend openvino-bf16``) is
-copied likewise, so the node row's ``auto`` gates on what it would find on this machine. :func:`format_table` prints backend x precision x
-size side by side with the speed-up over ``openvino`` FP32 (static shapes).
+copied likewise, so the node row's ``auto`` gates on what it would find on this machine.
+:func:`format_table` prints backend x precision x size side by side with the speed-up
+over ``openvino`` FP32 (static shapes).
 
 The node row runs the whole ``irstd_node`` in one process: a driver node publishes a
 mono16 ``image``, the node (``IrstdNode``, parameters ``model.path``/``model.backend``)
