@@ -155,24 +155,47 @@ def _interpolation(n: int, blocks: int, block: int) -> np.ndarray:
     return m
 
 
-def local_background(frame: np.ndarray, block: int) -> np.ndarray:
-    """Median of ``block``-px blocks (sampled every 2nd px), interpolated to (H, W) float32.
+def block_medians(frame: np.ndarray, block: int) -> np.ndarray:
+    """(gh, gw) float32 medians of ``block``-px blocks, sampled every 2nd px (any dtype).
 
-    The interpolation is two gathers and a blend per axis, not a matrix product: NumPy's
-    ``@`` runs on OpenBLAS, whose worker threads keep spinning after the call and took the
-    cores from the inference that follows (0.4 INT8 at 640x512: 50 ms alone, 105 ms right
-    after a ``@``-based normalisation; docs/benchmarks.md).
+    One partition of the gathered samples in place (``np.median`` copies them again).
     """
     h, w = frame.shape
     gh, gw = max(1, h // block), max(1, w // block)
     bh, bw = h // gh, w // gw
     s = BACKGROUND_SAMPLING if min(bh, bw) >= 2 * BACKGROUND_SAMPLING else 1
     blocks = frame[: gh * bh, : gw * bw].reshape(gh, bh, gw, bw)[:, ::s, :, ::s]
-    grid = np.median(blocks.transpose(0, 2, 1, 3).reshape(gh, gw, -1), axis=-1).astype(np.float32)
+    samples = np.ascontiguousarray(blocks.transpose(0, 2, 1, 3)).reshape(gh, gw, -1)
+    n = samples.shape[-1]
+    mid = n // 2
+    if n % 2:
+        samples.partition(mid, axis=-1)
+        return samples[..., mid].astype(np.float32)
+    samples.partition((mid - 1, mid), axis=-1)
+    lower = samples[..., mid - 1].astype(np.float64)
+    median: np.ndarray = ((lower + samples[..., mid]) / 2.0).astype(np.float32)
+    return median
+
+
+def local_background(frame: np.ndarray, block: int, scale: float = 1.0) -> np.ndarray:
+    """Median of ``block``-px blocks (sampled every 2nd px), interpolated to (H, W) float32,
+    times ``scale``.
+
+    Rows are interpolated by gathers on the small (H, gw) grid; columns by one
+    ``einsum`` against the (gw, W) interpolation weights, which writes the full frame in
+    a single pass. Neither is a BLAS product: NumPy's ``@`` runs on OpenBLAS, whose
+    worker threads keep spinning after the call and took the cores from the inference
+    that follows (0.4 INT8 at 640x512: 50 ms alone, 105 ms right after a ``@``-based
+    normalisation; docs/benchmarks.md); ``einsum`` without ``optimize`` never calls BLAS.
+    """
+    h, w = frame.shape
+    grid = block_medians(frame, block)
+    (gh, gw), bh, bw = grid.shape, h // grid.shape[0], w // grid.shape[1]
+    if scale != 1.0:
+        grid *= np.float32(scale)
     lo, hi, t = _interpolation_taps(h, gh, bh)
     rows = grid[lo] + (grid[hi] - grid[lo]) * t[:, None]  # (H, gw)
-    lo, hi, t = _interpolation_taps(w, gw, bw)
-    background: np.ndarray = rows[:, lo] + (rows[:, hi] - rows[:, lo]) * t
+    background: np.ndarray = np.einsum("hg,gw->hw", rows, _interpolation(w, gw, bw).T)
     return background
 
 
@@ -220,15 +243,18 @@ def normalize(
 ) -> np.ndarray:
     """Raw single-channel frame (any dtype, any units) -> float32 network input."""
     if norm.kind == "robust":
-        z = frame.astype(np.float32)
         if norm.background:
-            z -= local_background(z, norm.background)
-            sigma = noise_sigma(frame)
+            # four passes over the frame: the scaled background, x * gain - it, asinh
+            gain = np.float32(1.0 / (norm.knee * noise_sigma(frame)))
+            z = local_background(frame, norm.background, float(gain))
+            np.subtract(np.multiply(frame, gain, dtype=np.float32), z, out=z)
         else:
             offset, sigma = frame_stats(frame)
+            z = frame.astype(np.float32)
             z -= np.float32(offset)
-        z *= np.float32(1.0 / (norm.knee * sigma))
-        return np.arcsinh(z, out=z)
+            z *= np.float32(1.0 / (norm.knee * sigma))
+        out: np.ndarray = np.arcsinh(z, out=z)
+        return out
     s = scaling or ScalingConfig()
     unit = to_unit_range(frame, s.mode, s.low, s.high, (s.percentile_low, s.percentile_high))
     return ((unit - np.float32(norm.mean)) / np.float32(norm.std)).astype(np.float32, copy=False)

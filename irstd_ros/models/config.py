@@ -9,6 +9,7 @@ from irstd_ros.core.parsing import dataclass_from_dict
 from irstd_ros.errors import ConfigError
 
 FUSIONS = ("concat", "add")
+STEMS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,11 @@ class ModelConfig:
     paper) upsamples the deeper map and concatenates; ``add`` projects it 1x1 to the
     skip's width at its own (lower) resolution, upsamples and adds, so that the costly
     high-resolution convs see half the channels and no concatenation is copied.
+    ``stem``: space-to-depth factor (one of :data:`STEMS`). With 2 the frame is
+    rearranged losslessly into 4 channels at half resolution (``pixel_unshuffle``)
+    before E1, and the head's 4 logits per pixel are put back at full resolution
+    (``pixel_shuffle``): every pixel still has its own logit, but no conv runs at full
+    resolution.
     """
 
     arch: str = "sgem_unet"
@@ -31,10 +37,13 @@ class ModelConfig:
     dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
     sgem_heads: int = 4
     fusion: str = "concat"
+    stem: int = 1
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
+        if self.stem not in STEMS:
+            raise ConfigError(f"unknown stem {self.stem!r}; valid: {', '.join(map(str, STEMS))}")
         if len(self.widths) != 5 or len(self.enc_blocks) != 5 or len(self.dec_blocks) != 4:
             raise ConfigError("widths and enc_blocks need 5 entries, dec_blocks 4")
         if any(w < 1 for w in self.widths) or self.in_channels < 1:
@@ -42,8 +51,8 @@ class ModelConfig:
 
     @property
     def stride(self) -> int:
-        """Input height and width must be multiples of this (4 poolings)."""
-        return 16
+        """Input height and width must be multiples of this (4 poolings, the stem)."""
+        return 16 * self.stem
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -54,7 +63,12 @@ class ModelConfig:
 
 
 def _scaled(
-    base: int, enc: tuple[int, ...], dec: tuple[int, ...], heads: int, fusion: str = "concat"
+    base: int,
+    enc: tuple[int, ...],
+    dec: tuple[int, ...],
+    heads: int,
+    fusion: str = "concat",
+    stem: int = 1,
 ) -> ModelConfig:
     return ModelConfig(
         widths=tuple(base * m for m in (1, 2, 4, 8, 16)),
@@ -62,13 +76,16 @@ def _scaled(
         dec_blocks=dec,
         sgem_heads=heads,
         fusion=fusion,
+        stem=stem,
     )
 
 
 # Named configurations. ``paper`` is sized to the paper's 8.69 M parameters and
 # 15.92 GMACs at 1x256x256 (checked by test/models/test_sgem_unet.py); the others are
 # for CPUs and small Jetsons; ``lite`` is ``tiny`` with the add fusion (its encoder, SGEM
-# and head have tiny's shapes, so it can start from tiny's weights).
+# and head have tiny's shapes, so it can start from tiny's weights); ``fast`` is ``tiny``
+# behind a 2x2 space-to-depth stem (every tensor but E1's input convs and the head has
+# tiny's shape).
 NAMED_CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(
         widths=(28, 56, 128, 256, 512), enc_blocks=(1, 2, 2, 1, 1), dec_blocks=(1, 1, 1, 1)
@@ -76,6 +93,7 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
     "small": _scaled(16, (1, 1, 1, 1, 1), (1, 1, 1, 1), 4),
     "tiny": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2),
     "lite": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, fusion="add"),
+    "fast": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, stem=2),
 }
 
 

@@ -27,7 +27,8 @@ class SGEMUNet(nn.Module):
         super().__init__()
         self.config = config
         w, eb, db = config.widths, config.enc_blocks, config.dec_blocks
-        ins = (config.in_channels, *w[:-1])
+        self.stem = config.stem
+        ins = (config.in_channels * self.stem**2, *w[:-1])
         self.encoder = nn.ModuleList(res_stage(i, o, n) for i, o, n in zip(ins, w, eb))
         # Decoder level k joins the upsampled deeper map with the skip of width w[3-k].
         self.add_fusion = config.fusion == "add"
@@ -38,9 +39,11 @@ class SGEMUNet(nn.Module):
             for k in range(4 if self.add_fusion else 0)
         )
         self.sgem = SGEM(enc_ch=w[2], dec_ch=w[3], heads=config.sgem_heads)
-        self.head = SegmentationHead(w[0])
+        self.head = SegmentationHead(w[0], out_ch=self.stem**2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem > 1:
+            x = F.pixel_unshuffle(x, self.stem)
         feats = []
         for i, stage in enumerate(self.encoder):
             x = stage(x if i == 0 else F.max_pool2d(x, 2))
@@ -51,6 +54,8 @@ class SGEMUNet(nn.Module):
         d3 = self._decode(2, d2, e2)
         d4 = self._decode(3, d3, e1)
         logits: torch.Tensor = self.head(d4)
+        if self.stem > 1:
+            logits = F.pixel_shuffle(logits, self.stem)
         return logits
 
     def _decode(self, level: int, deeper: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:

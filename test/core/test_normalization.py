@@ -114,13 +114,15 @@ def test_bad_norms_are_refused_with_the_choices():
         InputNorm(kind="robust", knee=0.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
 @pytest.mark.parametrize("shape", [(512, 640), (37, 1000), (16, 16), (5, 7), (1080, 1918)])
-def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape):
-    """Gathers and blends (no BLAS) give the interpolation matrices' product, which the
-    torch twin (irstd_ros/training/torch_norm.py) computes."""
+def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape, dtype):
+    """Gathers and an einsum (no BLAS) on the in-place partitioned samples give
+    ``np.median`` and the interpolation matrices' product, which the torch twin
+    (irstd_ros/training/torch_norm.py) computes; raw integer frames need no float copy."""
     from irstd_ros.core import normalization as n
 
-    frame = np.random.default_rng(1).normal(100, 5, shape).astype(np.float32)
+    frame = np.random.default_rng(1).normal(100, 5, shape).astype(dtype)
     block = 32
     h, w = shape
     gh, gw = max(1, h // block), max(1, w // block)
@@ -132,3 +134,4 @@ def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape):
     got = n.local_background(frame, block)
     assert got.dtype == np.float32 and got.shape == shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(n.local_background(frame, block, scale=0.25), expected * 0.25, rtol=0, atol=1e-4)

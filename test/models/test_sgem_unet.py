@@ -12,8 +12,8 @@ PARAMS_TOL = 0.03
 GMACS_TOL = 0.05
 
 
-@pytest.mark.parametrize("name", ["tiny", "lite", "small"])
-@pytest.mark.parametrize("size", [(32, 48), (64, 64)])
+@pytest.mark.parametrize("name", ["tiny", "lite", "small", "fast"])
+@pytest.mark.parametrize("size", [(32, 64), (64, 64)])
 def test_output_matches_input_size(name, size):
     model = build_model(named_config(name)).eval()
     with torch.no_grad():
@@ -55,6 +55,50 @@ def test_add_fusion_uses_the_deeper_map():
         model.project[3][0].weight.zero_()  # D3 no longer reaches D4
         after = model(x)
     assert not torch.allclose(before, after)
+
+
+def test_space_to_depth_stem_is_cheaper_and_shares_tinys_inner_layers():
+    tiny, fast = build_model(named_config("tiny")), build_model(named_config("fast"))
+    assert named_config("fast").stride == 2 * named_config("tiny").stride
+    assert count_macs(fast, 64, 64) < 0.3 * count_macs(tiny, 64, 64)
+    tiny_sd, fast_sd = tiny.state_dict(), fast.state_dict()
+    differ = sorted(k for k in fast_sd if fast_sd[k].shape != tiny_sd[k].shape)
+    # Only E1's input convs (4 channels in) and the head (4 logits out) differ.
+    assert differ == [
+        "encoder.0.0.conv1.0.weight", "encoder.0.0.shortcut.0.weight", "head.bias", "head.weight",
+    ]
+
+
+def test_space_to_depth_stem_gives_every_pixel_its_own_logit():
+    torch.manual_seed(0)
+    model = build_model(named_config("fast")).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0]))  # one value per sub-pixel
+        out = model(torch.randn(1, 1, 32, 64))
+    # pixel_shuffle order: sub-pixel (dy, dx) takes channel 2 * dy + dx.
+    expected = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).repeat(16, 32)
+    assert torch.equal(out[0, 0], expected)
+
+
+def test_space_to_depth_stem_sees_each_sub_pixel():
+    torch.manual_seed(0)
+    model = build_model(named_config("fast")).eval()
+    x = torch.zeros(1, 1, 32, 32)
+    with torch.no_grad():
+        base = model(x)
+        outs = []
+        for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            y = x.clone()
+            y[0, 0, 16 + dy, 16 + dx] = 5.0  # a point target on one of the four phases
+            outs.append(model(y) - base)
+    assert all(o.abs().max() > 0 for o in outs)
+    assert not torch.allclose(outs[0], outs[3])
+
+
+def test_unknown_stem_lists_valid_choices():
+    with pytest.raises(ConfigError, match="valid: 1, 2"):
+        ModelConfig(stem=3)
 
 
 def test_unknown_names_list_valid_choices():

@@ -30,6 +30,14 @@ def tiny_model() -> tuple[torch.nn.Module, CheckpointInfo]:
 
 
 @pytest.fixture(scope="session")
+def fast_model() -> tuple[torch.nn.Module, CheckpointInfo]:
+    """The space-to-depth stem (``fast``): pixel_unshuffle / pixel_shuffle in every graph."""
+    torch.manual_seed(MODEL_SEED)
+    cfg = named_config("fast")
+    return build_model(cfg).eval(), CheckpointInfo(cfg, TEST_NORM)
+
+
+@pytest.fixture(scope="session")
 def backend_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One cache directory for the session: the ONNX export happens once."""
     return str(tmp_path_factory.mktemp("backend_cache"))

@@ -75,6 +75,29 @@ def test_cpu_backend_matches_eager_pytorch(name, tiny_model, backend_cache, refe
     assert backend.describe()["backend"] == name
 
 
+# The stem's pixel_unshuffle / pixel_shuffle through each export path (bf16 runs the
+# openvino graph): static ONNX, static OpenVINO IR, dynamic shapes at stride 32.
+STEM_PATHS = [("onnxruntime", False), ("openvino", False), ("openvino", True)]
+
+
+@pytest.mark.parametrize(("name", "dynamic"), STEM_PATHS)
+def test_space_to_depth_stem_matches_eager_pytorch(name, dynamic, fast_model, tmp_path, make_frame):
+    reason = select.unavailable_reason(name)
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    model, info = fast_model
+    reference = select.create_backend("torch-cpu", model, info, BackendOptions(threads=TEST_THREADS))
+    options = BackendOptions(threads=TEST_THREADS, cache_dir=str(tmp_path), dynamic_shapes=dynamic)
+    backend = select.create_backend(name, model, info, options)
+    atol, agreement = _tolerance(name)
+    for h, w in ODD_SIZES[2:]:  # padded to the stem's stride of 32
+        frame = make_frame(h, w)
+        ref, prob = reference.predict(frame), backend.predict(frame)
+        assert prob.shape == (h, w)
+        assert np.abs(prob - ref).max() <= atol, (name, h, w)
+        assert mask_agreement(prob, ref, atol) >= agreement, (name, h, w)
+
+
 @pytest.mark.parametrize("size", ODD_SIZES)
 def test_reference_pads_and_crops_odd_sizes(reference, make_frame, size):
     prob = reference.predict(make_frame(*size))
