@@ -77,8 +77,7 @@ def extract_targets(
     if prob.shape != intensity.shape:
         raise ValueError(f"probability {prob.shape} and intensity {intensity.shape} differ")
     binary = prob > cfg.threshold
-    labels, n = components(binary)
-    return _targets(prob, intensity, binary, labels, n, cfg, first_id=0)
+    return _targets(prob, intensity, binary, cfg, first_id=0)
 
 
 def extract_candidates(
@@ -98,33 +97,53 @@ def extract_candidates(
     if threshold >= cfg.threshold:
         return []
     binary = prob > threshold
-    labels, n = components(binary)
-    above = np.unique(labels[prob > cfg.threshold])
-    labels[np.isin(labels, above[above > 0])] = 0
-    return _targets(prob, intensity, binary, labels, n, cfg, first_id)[1]
+    return _targets(prob, intensity, binary, cfg, first_id, above=cfg.threshold)[1]
+
+
+def occupied_box(binary: np.ndarray) -> tuple[slice, slice] | None:
+    """The smallest (rows, cols) box holding every True pixel; None when there is none.
+
+    Two reductions over the mask; labelling then covers the box only, which on a frame
+    with a few compact targets is a small part of it.
+    """
+    rows = np.flatnonzero(binary.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(binary[rows[0] : rows[-1] + 1].any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _targets(
     prob: np.ndarray,
     intensity: np.ndarray,
     binary: np.ndarray,
-    labels: np.ndarray,
-    n: int,
     cfg: PostprocessConfig,
     first_id: int,
+    above: float | None = None,
 ) -> tuple[np.ndarray, list[Target]]:
-    """Targets of the labelled components (a label without pixels is skipped)."""
+    """Targets of the components of ``binary`` (labelled inside its occupied box).
+
+    With ``above``, components holding any pixel of ``prob > above`` are left out.
+    """
     mask = np.zeros(prob.shape, dtype=bool)
-    if n == 0:
+    box = occupied_box(binary)
+    if box is None:
         return mask, []
-    slices = ndimage.find_objects(labels)
+    labels, n = components(binary[box])
+    if above is not None:
+        hit = np.unique(labels[prob[box] > above])
+        labels[np.isin(labels, hit[hit > 0])] = 0
+    y0, x0 = box[0].start, box[1].start
     h, w = prob.shape
-    intensity = intensity.astype(np.float64, copy=False)
     candidates = []
-    for label, sl in enumerate(slices, start=1):
-        if sl is None:
+    for label, local in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
+        if local is None:
             continue
-        comp = labels[sl] == label
+        comp = labels[local] == label
+        sl = (
+            slice(local[0].start + y0, local[0].stop + y0),
+            slice(local[1].start + x0, local[1].stop + x0),
+        )
         area = int(comp.sum())
         if not cfg.min_area <= area <= cfg.max_area:
             continue
@@ -136,10 +155,10 @@ def _targets(
         by0, by1 = max(ys.start - BACKGROUND_MARGIN, 0), min(ys.stop + BACKGROUND_MARGIN, h)
         bx0, bx1 = max(xs.start - BACKGROUND_MARGIN, 0), min(xs.stop + BACKGROUND_MARGIN, w)
         ring = ~binary[by0:by1, bx0:bx1]
-        bg = intensity[by0:by1, bx0:bx1][ring]
+        bg = intensity[by0:by1, bx0:bx1][ring].astype(np.float64)  # crops only: no full-frame copy
         bg_mean = float(bg.mean()) if bg.size else 0.0
         bg_std = float(bg.std()) if bg.size > 1 else 0.0
-        vals = intensity[sl][comp]
+        vals = intensity[sl][comp].astype(np.float64)
         peak, mean = float(vals.max()), float(vals.mean())
         cy, cx = np.nonzero(comp)
         weights = np.clip(vals - bg_mean, 0.0, None)

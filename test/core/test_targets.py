@@ -78,3 +78,33 @@ def test_candidates_are_the_sub_threshold_components_only():
     assert [c.id for c in cands] == [3, 4] and all(c.score <= 0.5 for c in cands)
     assert extract_candidates(p, intensity, cfg, 0.5) == []  # not below: off
     assert len(extract_candidates(p, intensity, PostprocessConfig(0.5, max_detections=1), 0.2)) == 1
+
+
+def test_labelling_inside_the_occupied_box_matches_the_whole_frame():
+    """Targets at the frame's corners and inside it: the box-limited labelling gives the
+    components, boxes, areas and centroids of a whole-frame labelling."""
+    from scipy import ndimage
+
+    from irstd_ros.core.components import EIGHT_CONNECTED
+
+    rng = np.random.default_rng(3)
+    prob = np.zeros((60, 80), np.float32)
+    for y, x in ((0, 0), (58, 78), (30, 5), (12, 60), (45, 40)):
+        prob[y : y + 2, x : x + 2] = rng.uniform(0.6, 1.0, (2, 2)).astype(np.float32)
+    intensity = rng.normal(100, 3, prob.shape).astype(np.float32) + 50 * (prob > 0)
+    mask, targets = extract_targets(prob, intensity, PostprocessConfig(threshold=0.5))
+    labels, n = ndimage.label(prob > 0.5, structure=EIGHT_CONNECTED)
+    assert n == len(targets) == 5
+    assert np.array_equal(mask, labels > 0)
+    boxes = {(t.y, t.x, t.height, t.width, t.area) for t in targets}
+    expected = {
+        (sl[0].start, sl[1].start, sl[0].stop - sl[0].start, sl[1].stop - sl[1].start, int((labels[sl] == i).sum()))
+        for i, sl in enumerate(ndimage.find_objects(labels), start=1)
+    }
+    assert boxes == expected
+    for t in targets:
+        assert t.y <= t.centroid_y <= t.y + t.height - 1 and t.x <= t.centroid_x <= t.x + t.width - 1
+    only = np.zeros_like(prob)
+    only[20:22, 30:32] = 0.7  # one target away from the edges: the box is 2x2 px
+    _, [single] = extract_targets(only, intensity, PostprocessConfig(threshold=0.5))
+    assert (single.y, single.x, single.area) == (20, 30, 4)
