@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="tiny sizes, few calls, torch-cpu only")
     p.add_argument("--backends", help=f"comma-separated subset of: {', '.join(BENCH_NAMES)}")
-    p.add_argument("--models", help=f"comma-separated: shipped and/or config names ({', '.join(NAMED_CONFIGS)})")
+    p.add_argument("--models", help=f"comma-separated: shipped, checkpoint files (*.safetensors) and/or config names ({', '.join(NAMED_CONFIGS)})")
     p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")
     p.add_argument("--budget", type=float, help="timed seconds per cell")
     p.add_argument("--no-node", action="store_true", help="skip the node pipeline row")

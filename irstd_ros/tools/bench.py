@@ -55,6 +55,7 @@ import numpy as np
 
 from irstd_ros.core.normalization import normalize
 from irstd_ros.core.statistics import percentile
+from irstd_ros.errors import ConfigError
 from irstd_ros.tools.memory import peak_rss_mib, reset_peak_rss, rss_mib
 
 THREADS = 2
@@ -170,7 +171,8 @@ class ModelSpec:
 
 
 def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
-    """``shipped`` (falls back to random ``tiny`` when the file is missing), config names."""
+    """``shipped`` (falls back to random ``tiny`` when the file is missing), checkpoint
+    files (``*.safetensors``), config names."""
     from irstd_ros.inference.detector import default_model_path
 
     specs = []
@@ -181,6 +183,11 @@ def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
                 specs.append(ModelSpec("shipped", path=str(path), note=f"shipped model {path.name}"))
             else:
                 specs.append(ModelSpec("tiny-random", config="tiny", note=f"shipped model missing ({path}): random-weight tiny config"))
+        elif name.endswith(".safetensors"):
+            path = Path(name).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"--models {name}: no such checkpoint file")
+            specs.append(ModelSpec(path.stem, path=str(path), note=f"checkpoint {path}"))
         else:
             specs.append(ModelSpec(name, config=name, note=f"{name} config, random weights (seed {MODEL_SEED})"))
     return specs

@@ -181,8 +181,10 @@ def run_load_test(
     backend: str = DEFAULT_BACKEND,
     warmup: float = WARMUP_S,
     log_path: Path | None = None,
+    weights: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the node against the stream; returns the measurements and the checks."""
+    """Run the node against the stream (``weights``: the node's ``model.path``, the
+    shipped model when None); returns the measurements and the checks."""
     import rclpy
     from sensor_msgs.msg import Image
 
@@ -198,10 +200,12 @@ def run_load_test(
         msg.header.frame_id = "load_test_camera"
         frames.append(msg)
     exe = node_executable()[0]
-    cmd = node_command(
-        default_params_file(), namespace=NAMESPACE, executable=exe,
-        extra_ros_args=["-p", f"qos.reliability:={reliability}", "-p", f"model.backend:={backend}"],
-    )
+    params = ["-p", f"qos.reliability:={reliability}", "-p", f"model.backend:={backend}"]
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise ConfigError(f"--weights {weights}: no such checkpoint file")
+        params += ["-p", f"model.path:={Path(weights).resolve()}"]
+    cmd = node_command(default_params_file(), namespace=NAMESPACE, executable=exe, extra_ros_args=params)
     log_path = log_path or Path(tempfile.mkdtemp(prefix="irstd_load_test_")) / "node.log"
     node = NodeProcess(cmd, log_path)
     proc = node.proc
@@ -408,6 +412,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=size_arg, default=parse_size(DEFAULT_SIZE), help="WxH")
     parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help="the node's model.backend")
+    parser.add_argument("--weights", type=Path, default=None, help="the node's model.path (default: the shipped model)")
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
     parser.add_argument("--log", type=Path, default=None, help="where the node's output goes")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -430,7 +435,7 @@ def run(args: argparse.Namespace) -> int:
               f"{args.warmup:g} s warm-up", file=sys.stderr)
     try:
         result = run_load_test(args.rate, args.duration, args.size, args.reliability,
-                               args.backend, args.warmup, args.log)
+                               args.backend, args.warmup, args.log, args.weights)
     except (IrstdError, RuntimeError, TimeoutError) as exc:
         print(f"load_test: error: {exc}", file=sys.stderr)
         return 1

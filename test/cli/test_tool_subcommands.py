@@ -15,3 +15,6 @@ def test_demo_subcommand_takes_the_demo_options():
 def test_load_test_subcommand_takes_the_load_test_options():
     args = build_parser().parse_args(["load-test", "--rate", "50", "--size", "320x256"])
     assert args.func is load_test.run and args.rate == 50.0 and args.size == (320, 256)
+    assert args.weights is None  # the shipped model
+    args = build_parser().parse_args(["load-test", "--weights", "w/fast.safetensors"])
+    assert str(args.weights) == "w/fast.safetensors"

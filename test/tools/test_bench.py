@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from irstd_ros.cli.main import main
+from irstd_ros.errors import ConfigError
 from irstd_ros.tools import bench
 
 ROW_KEYS = {"backend", "precision", "shapes", "model", "height", "width", "p50_ms", "p99_ms", "fps",
@@ -164,3 +165,20 @@ def test_bf16_record_goes_with_the_bench_cache(tmp_path, monkeypatch):
     copied, _ = bf16.bf16_artifact(net, info, bench_cache)
     assert int8.load_accuracy(copied) == int8.load_accuracy(src)
     assert bf16.auto_refusal(net, info, bench_cache) is None
+
+
+def test_models_may_be_checkpoint_files(tmp_path):
+    import torch
+
+    from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
+    from irstd_ros.models import build_model, named_config
+
+    torch.manual_seed(0)
+    cfg = named_config("fast")
+    path = save_checkpoint(tmp_path / "mine.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg))
+    [spec] = bench.resolve_models([str(path)])
+    assert (spec.label, spec.path) == ("mine", str(path))
+    model, info = bench.load_model(spec)
+    assert info.model.stem == 2
+    with pytest.raises(ConfigError, match="no such checkpoint file"):
+        bench.resolve_models([str(tmp_path / "missing.safetensors")])
