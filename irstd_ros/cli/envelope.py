@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Synthetic 14-bit scenes (flat, gradient, cloud) with targets of known peak "
         "SNR and size, sent as mono8, mono16 and 32FC1. Writes envelope.json and envelope.png.",
     )
-    p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped model)")
+    p.add_argument("--weights", type=Path, help="checkpoint file, or a shipped model: tiny (the default) or fast")
     p.add_argument("--method", default="network", choices=("network", "tophat"))
     p.add_argument("--backend", default="auto")
     p.add_argument("--threshold", type=float, help="default: the checkpoint's own")

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--outputs", type=Path, help="bag of recorded node outputs")
     src.add_argument("--run-detector", action="store_true", help="run the detector over the frames")
     p.add_argument(
-        "--weights", type=Path, help="checkpoint for --run-detector (default: shipped model)"
+        "--weights", type=Path, help="checkpoint for --run-detector, or a shipped model: tiny (the default) or fast"
     )
     p.add_argument("--backend", default="auto", help="inference backend for --run-detector")
     p.add_argument(

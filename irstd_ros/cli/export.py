@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, help="frame height the TensorRT engine is built for")
     p.add_argument("--width", type=int, help="frame width the TensorRT engine is built for")
     p.add_argument("--precision", default="fp16", choices=PRECISIONS, help="TensorRT precision")
-    p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped model)")
+    p.add_argument("--weights", type=Path, help="checkpoint file, or a shipped model: tiny (the default) or fast")
     p.add_argument("--out", type=Path, help=f"output directory (default: {cache_root()})")
     p.add_argument("--cuda-graphs", action="store_true", help="tensorrt: check a CUDA-graph run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from irstd_ros.inference.detector import default_model_path
+    from irstd_ros.inference.detector import resolve_model_path
 
     if args.backend == "tensorrt" and not (args.height and args.width):
         raise ConfigError("--backend tensorrt needs --height and --width (the frame size)")
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ConfigError(f"--{name} must be positive, got {value}")
-    weights = args.weights or default_model_path()
+    weights = resolve_model_path(args.weights)
     if args.backend == "openvino-int8":
         return _int8(args, weights)
     if args.backend == "openvino-bf16":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from irstd_ros.checkpoint import read_info
 from irstd_ros.errors import ConfigError
+from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.models import NAMED_CONFIGS, build_model, named_config
 from irstd_ros.models.profile import count_macs, count_params
 from irstd_ros.models.registry import MODELS
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="parameters and GMACs of a model, or a checkpoint's metadata")
     p.add_argument("--arch", default="sgem_unet", help=f"architecture ({', '.join(MODELS)})")
     p.add_argument("--config", default="paper", help=f"named config ({', '.join(NAMED_CONFIGS)})")
-    p.add_argument("--weights", type=Path, help="describe this checkpoint instead")
+    p.add_argument("--weights", type=Path, help="describe this checkpoint (or shipped model: tiny, fast) instead")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -44,7 +45,7 @@ def model_info(arch: str, config: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     if args.weights:
-        info = read_info(args.weights)
+        info = read_info(resolve_model_path(args.weights))
         out = json.loads(info.to_json())
         model = build_model(info.model)
         out["params"] = count_params(model)

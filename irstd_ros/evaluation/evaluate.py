@@ -38,7 +38,7 @@ from irstd_ros.evaluation.metrics import (
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
 from irstd_ros.inference.classical import TOPHAT_NORM, TopHatBackend
-from irstd_ros.inference.detector import default_model_path
+from irstd_ros.inference.detector import resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def build_scorer(cfg: EvalConfig) -> tuple[Backend, Any, float, dict[str, Any]]:
         backend: Backend = TopHatBackend()
         threshold = 0.5 if cfg.threshold is None else cfg.threshold
         return backend, TOPHAT_NORM, threshold, {"method": "tophat", **backend.describe()}
-    weights = Path(cfg.weights) if cfg.weights else default_model_path()
+    weights = resolve_model_path(cfg.weights)
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(threads=cfg.threads, dynamic_shapes=True)
     backend = create_backend(cfg.backend, model, info, options)

@@ -24,7 +24,7 @@ from irstd_ros.core.targets import (
     extract_candidates,
     extract_targets,
 )
-from irstd_ros.errors import DeviceOutOfMemory, IrstdError
+from irstd_ros.errors import ConfigError, DeviceOutOfMemory, IrstdError
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
 from irstd_ros.inference.resources import is_out_of_memory, release_device_memory
@@ -32,13 +32,29 @@ from irstd_ros.inference.resources import is_out_of_memory, release_device_memor
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "irstd_tiny.safetensors"
+# Models shipped inside the package, by the name ``model.path`` / ``--weights`` accept:
+# ``tiny`` the default (accuracy), ``fast`` the space-to-depth network (CPU real time;
+# docs/results.md, "The fast model").
+SHIPPED_MODELS = {"tiny": DEFAULT_MODEL_NAME, "fast": "irstd_fast.safetensors"}
 OOM_FALLBACK_AFTER = 3  # consecutive out-of-memory frames before falling back to the CPU
 CPU_FALLBACK_BACKEND = "torch-cpu"
 
 
-def default_model_path() -> Path:
-    """The model shipped inside the package (``irstd_ros/weights``)."""
-    return Path(str(resources.files("irstd_ros") / "weights" / DEFAULT_MODEL_NAME))
+def default_model_path(name: str = "tiny") -> Path:
+    """A model shipped inside the package (``irstd_ros/weights``), by its name."""
+    if name not in SHIPPED_MODELS:
+        raise ConfigError(f"unknown shipped model {name!r}; valid: {', '.join(SHIPPED_MODELS)}")
+    return Path(str(resources.files("irstd_ros") / "weights" / SHIPPED_MODELS[name]))
+
+
+def resolve_model_path(value: str | Path | None) -> Path:
+    """Where ``model.path`` / ``--weights`` point: the default shipped model when empty,
+    a shipped model by name (:data:`SHIPPED_MODELS`), otherwise a checkpoint file path."""
+    if value is None or str(value) == "":
+        return default_model_path()
+    if str(value) in SHIPPED_MODELS:
+        return default_model_path(str(value))
+    return Path(value).expanduser()
 
 
 @dataclass(frozen=True)
@@ -110,8 +126,9 @@ class Detector:
         post: PostprocessConfig | None = None,
         scaling: ScalingConfig | None = None,
     ) -> Detector:
-        """Load a checkpoint (the shipped model when ``path`` is None) onto a backend."""
-        path = Path(path) if path else default_model_path()
+        """Load a checkpoint (:func:`resolve_model_path`: the shipped model when ``path``
+        is None, or a shipped model's name) onto a backend."""
+        path = resolve_model_path(path)
         model, info, _ = load_checkpoint(path)
         impl = create_backend(backend, model, info, options)
         log.info("model %s (%s) on backend %s", path, info.model.arch, impl.name)

@@ -149,9 +149,9 @@ def stage_parameters(
 
 
 def model_path(params: dict[str, Any]) -> Path:
-    from irstd_ros.inference.detector import default_model_path
+    from irstd_ros.inference.detector import resolve_model_path
 
-    return Path(params["model.path"] or default_model_path()).expanduser()
+    return resolve_model_path(params["model.path"])
 
 
 def build_detector(params: dict[str, Any]) -> Detector:

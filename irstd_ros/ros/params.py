@@ -32,7 +32,9 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model.path", "", "checkpoint (.safetensors); empty: the shipped default model", read_only=True),
+    ParamSpec(
+        "model.path", "", "checkpoint (.safetensors), or a shipped model: tiny (empty: the default) or fast", read_only=True
+    ),
     ParamSpec("model.backend", "auto", "inference backend (auto, tensorrt, cuda, torch-cpu, ...); auto: tensorrt > cuda > best CPU", read_only=True),
     ParamSpec("model.precision", "fp16", "GPU precision (CPU backends run fp32)", choices=("fp32", "fp16"), read_only=True),
     ParamSpec("model.threads", 0, "CPU inference threads; 0: the cores available to the process", min=0, max=256, read_only=True),

@@ -84,7 +84,9 @@ def node_command_line(cfg: DemoConfig) -> list[str]:
     """The node's command line, as the launch file builds it."""
     extra = list(cfg.ros_args)
     if cfg.weights is not None:
-        extra += ["-p", f"model.path:={cfg.weights.resolve()}"]
+        from irstd_ros.inference.detector import resolve_model_path
+
+        extra += ["-p", f"model.path:={resolve_model_path(cfg.weights).resolve()}"]
     if cfg.backend:
         extra += ["-p", f"model.backend:={cfg.backend}"]
     exe = node_executable()
@@ -249,7 +251,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The demo's options (``python -m irstd_ros.tools.demo`` and ``irstd demo``)."""
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     p.add_argument("--bag", type=Path, help="replay this bag instead of generating the sample")
-    p.add_argument("--weights", type=Path, help="checkpoint for the node (default: shipped model)")
+    p.add_argument("--weights", type=Path, help="checkpoint for the node, or a shipped model: tiny (the default) or fast")
     p.add_argument("--backend", help="node inference backend (default: config/irstd.yaml's)")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     p.add_argument("--frames", type=int, default=SAMPLE_SEQUENCE.frames, help="sample length")

@@ -202,9 +202,12 @@ def run_load_test(
     exe = node_executable()[0]
     params = ["-p", f"qos.reliability:={reliability}", "-p", f"model.backend:={backend}"]
     if weights is not None:
-        if not Path(weights).is_file():
+        from irstd_ros.inference.detector import resolve_model_path
+
+        path = resolve_model_path(weights)
+        if not path.is_file():
             raise ConfigError(f"--weights {weights}: no such checkpoint file")
-        params += ["-p", f"model.path:={Path(weights).resolve()}"]
+        params += ["-p", f"model.path:={path.resolve()}"]
     cmd = node_command(default_params_file(), namespace=NAMESPACE, executable=exe, extra_ros_args=params)
     log_path = log_path or Path(tempfile.mkdtemp(prefix="irstd_load_test_")) / "node.log"
     node = NodeProcess(cmd, log_path)
@@ -412,7 +415,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=size_arg, default=parse_size(DEFAULT_SIZE), help="WxH")
     parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help="the node's model.backend")
-    parser.add_argument("--weights", type=Path, default=None, help="the node's model.path (default: the shipped model)")
+    parser.add_argument("--weights", type=Path, default=None, help="the node's model.path: a checkpoint file, or a shipped model: tiny (the default) or fast")
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
     parser.add_argument("--log", type=Path, default=None, help="where the node's output goes")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
