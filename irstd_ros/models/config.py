@@ -55,7 +55,13 @@ class ModelConfig:
         return 16 * self.stem
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """JSON-ready fields; ``stem`` only when not 1, so the saved config and the weights
+        fingerprint of every network without the stem stay what they were before the
+        field existed (cached exports and accuracy records remain valid)."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if out["stem"] == 1:
+            del out["stem"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

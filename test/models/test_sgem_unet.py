@@ -96,6 +96,15 @@ def test_space_to_depth_stem_sees_each_sub_pixel():
     assert not torch.allclose(outs[0], outs[3])
 
 
+def test_stem_is_saved_only_when_used():
+    """Configs without the stem serialise as before the field existed, so the weights
+    fingerprint of older checkpoints (and their cached exports) does not change."""
+    assert "stem" not in named_config("tiny").to_dict()
+    assert named_config("fast").to_dict()["stem"] == 2
+    for name in ("tiny", "fast"):
+        assert ModelConfig.from_dict(named_config(name).to_dict()) == named_config(name)
+
+
 def test_unknown_stem_lists_valid_choices():
     with pytest.raises(ConfigError, match="valid: 1, 2"):
         ModelConfig(stem=3)
