@@ -176,7 +176,8 @@ def block_medians(frame: np.ndarray, block: int) -> np.ndarray:
     bh, bw = h // gh, w // gw
     s = BACKGROUND_SAMPLING if min(bh, bw) >= 2 * BACKGROUND_SAMPLING else 1
     blocks = frame[: gh * bh, : gw * bw].reshape(gh, bh, gw, bw)[:, ::s, :, ::s]
-    samples = np.ascontiguousarray(blocks.transpose(0, 2, 1, 3)).reshape(gh, gw, -1)
+    # always a copy: the partition below reorders it, and the frame is the caller's
+    samples = np.array(blocks.transpose(0, 2, 1, 3), copy=True).reshape(gh, gw, -1)
     n = samples.shape[-1]
     mid = n // 2
     if n % 2:

@@ -135,3 +135,14 @@ def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape, 
     assert got.dtype == np.float32 and got.shape == shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
     np.testing.assert_allclose(n.local_background(frame, block, scale=0.25), expected * 0.25, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("shape", [(9, 1), (1, 9), (5, 7), (64, 64), (512, 640)])
+def test_normalize_leaves_the_frame_untouched(shape, dtype):
+    """The background's medians partition a copy of the samples, never the caller's frame
+    (a single-block frame's samples are a view of it)."""
+    frame = (np.random.default_rng(2).normal(100, 5, shape)).clip(0, 255).astype(dtype)
+    before = frame.copy()
+    normalize(frame, InputNorm(kind="robust", knee=4.0, background=32))
+    assert np.array_equal(frame, before)
