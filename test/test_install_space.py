@@ -104,6 +104,7 @@ def test_installed_package_and_cli(install):
     assert "bench" in out.stdout and "demo" in out.stdout
     assert (install / "share" / "irstd_ros" / "launch" / "irstd.launch.py").is_file()
     assert (install / "share" / "irstd_ros" / "config" / "irstd.yaml").is_file()
+    assert (install / "share" / "irstd_ros" / "config" / "dds" / "fastdds_large_images.xml").is_file()
 
 
 def test_colcon_test_runs_the_pytest_suite(install):

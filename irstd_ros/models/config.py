@@ -10,6 +10,8 @@ from irstd_ros.errors import ConfigError
 
 FUSIONS = ("concat", "add")
 STEMS = (1, 2)
+# Fields added after checkpoints were shipped: left out of the saved config at these values.
+_OMITTED_DEFAULTS: dict[str, Any] = {"stem": 1, "refine": 0}
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class ModelConfig:
     before E1, and the head's 4 logits per pixel are put back at full resolution
     (``pixel_shuffle``): every pixel still has its own logit, but no conv runs at full
     resolution.
+    ``refine``: channels of a full-resolution refinement after the head (0: none). Two
+    3x3 convs see the network's input and its logits at full resolution and add a
+    correction to the logits; the last conv starts at zero, so a network initialised
+    from one without refinement starts out computing the same logits.
     """
 
     arch: str = "sgem_unet"
@@ -38,12 +44,15 @@ class ModelConfig:
     sgem_heads: int = 4
     fusion: str = "concat"
     stem: int = 1
+    refine: int = 0
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
         if self.stem not in STEMS:
             raise ConfigError(f"unknown stem {self.stem!r}; valid: {', '.join(map(str, STEMS))}")
+        if self.refine < 0:
+            raise ConfigError(f"refine must be 0 (none) or a channel count, got {self.refine}")
         if len(self.widths) != 5 or len(self.enc_blocks) != 5 or len(self.dec_blocks) != 4:
             raise ConfigError("widths and enc_blocks need 5 entries, dec_blocks 4")
         if any(w < 1 for w in self.widths) or self.in_channels < 1:
@@ -55,12 +64,14 @@ class ModelConfig:
         return 16 * self.stem
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields; ``stem`` only when not 1, so the saved config and the weights
-        fingerprint of every network without the stem stay what they were before the
-        field existed (cached exports and accuracy records remain valid)."""
+        """JSON-ready fields; ``stem`` only when not 1 and ``refine`` only when not 0, so
+        the saved config and the weights fingerprint of every network without them stay
+        what they were before the fields existed (cached exports and accuracy records
+        remain valid)."""
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        if out["stem"] == 1:
-            del out["stem"]
+        for key, default in _OMITTED_DEFAULTS.items():
+            if out[key] == default:
+                del out[key]
         return out
 
     @classmethod
@@ -75,6 +86,7 @@ def _scaled(
     heads: int,
     fusion: str = "concat",
     stem: int = 1,
+    refine: int = 0,
 ) -> ModelConfig:
     return ModelConfig(
         widths=tuple(base * m for m in (1, 2, 4, 8, 16)),
@@ -83,6 +95,7 @@ def _scaled(
         sgem_heads=heads,
         fusion=fusion,
         stem=stem,
+        refine=refine,
     )
 
 
@@ -91,7 +104,8 @@ def _scaled(
 # for CPUs and small Jetsons; ``lite`` is ``tiny`` with the add fusion (its encoder, SGEM
 # and head have tiny's shapes, so it can start from tiny's weights); ``fast`` is ``tiny``
 # behind a 2x2 space-to-depth stem (every tensor but E1's input convs and the head has
-# tiny's shape).
+# tiny's shape); ``fast_refine`` is ``fast`` with an 8-channel full-resolution refinement
+# (all of ``fast``'s tensors, plus the refinement's).
 NAMED_CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(
         widths=(28, 56, 128, 256, 512), enc_blocks=(1, 2, 2, 1, 1), dec_blocks=(1, 1, 1, 1)
@@ -100,6 +114,7 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
     "tiny": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2),
     "lite": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, fusion="add"),
     "fast": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, stem=2),
+    "fast_refine": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, stem=2, refine=8),
 }
 
 

@@ -9,14 +9,15 @@ from torch import nn
 
 from irstd_ros.models.blocks import SGEM, res_stage, upsample_to
 from irstd_ros.models.config import ModelConfig
-from irstd_ros.models.heads import SegmentationHead
+from irstd_ros.models.heads import LogitRefinement, SegmentationHead
 
 
 class SGEMUNet(nn.Module):
     """Encoder E1..E5 (strides 1..16), decoder D1..D4 (strides 8..1).
 
     D1 = dec(E5 up, E4); D2 = dec(D1 up, SGEM(E3, D1)); D3 = dec(D2 up, E2);
-    D4 = dec(D3 up, E1); logits = head(D4), where dec(up, skip) joins the two by
+    D4 = dec(D3 up, E1); logits = head(D4) (then, with ``config.refine``, corrected at
+    full resolution from the input and the logits), where dec(up, skip) joins the two by
     ``config.fusion`` (concatenation, or a 1x1 projection before the upsampling and
     a sum) and applies the level's residual blocks. Input H and W must be multiples
     of ``config.stride``; :func:`irstd_ros.inference.preprocess.pad_to_stride`
@@ -40,8 +41,10 @@ class SGEMUNet(nn.Module):
         )
         self.sgem = SGEM(enc_ch=w[2], dec_ch=w[3], heads=config.sgem_heads)
         self.head = SegmentationHead(w[0], out_ch=self.stem**2)
+        self.refine = LogitRefinement(config.in_channels, config.refine) if config.refine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = x
         if self.stem > 1:
             x = F.pixel_unshuffle(x, self.stem)
         feats = []
@@ -56,7 +59,14 @@ class SGEMUNet(nn.Module):
         logits: torch.Tensor = self.head(d4)
         if self.stem > 1:
             logits = F.pixel_shuffle(logits, self.stem)
+        if self.refine is not None:
+            logits = self.refine(image, logits)
         return logits
+
+    def fold_logit_affine(self, a: float, b: float) -> None:
+        """Make the network's logits ``a * logit + b`` (a calibration), in the last layer
+        that writes them: the refinement when there is one, else the head."""
+        (self.refine if self.refine is not None else self.head).fold_affine(a, b)
 
     def _decode(self, level: int, deeper: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if self.add_fusion:

@@ -68,6 +68,16 @@ DRAIN_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 60.0
 MAX_IN_FLIGHT = 2  # frames the node holds unaccounted: one waiting, one being processed
 LOG_TAIL_CHARS = 4000
+# The environment that chooses and configures the DDS transport (recorded with the result).
+DDS_ENV = (
+    "RMW_IMPLEMENTATION", "FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE",
+    "FASTRTPS_DEFAULT_PROFILES_FILE", "CYCLONEDDS_URI", "ROS_DOMAIN_ID", "ROS_LOCALHOST_ONLY",
+    "ROS_AUTOMATIC_DISCOVERY_RANGE",
+)
+# Where Fast DDS finds an XML profile: Fast DDS 3 (Kilted on) reads the first, and warns
+# that the second is deprecated; Fast DDS 2 (the distributions below) reads the second.
+PROFILE_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
 
 
 def make_frames(width: int, height: int, count: int = DISTINCT_FRAMES) -> list[np.ndarray]:
@@ -97,6 +107,26 @@ def rss_trend(samples: Sequence[tuple[float, float]]) -> float | None:
     slope, intercept = np.polyfit(t, k, 1)
     start = intercept + slope * t[0]
     return float(slope * (t[-1] - t[0]) / start)
+
+
+def dds_environment() -> dict[str, str]:
+    """The DDS-related environment variables that are set (see :data:`DDS_ENV`)."""
+    return {k: os.environ[k] for k in DDS_ENV if k in os.environ}
+
+
+def profile_env_var(distro: str | None = None) -> str:
+    """The variable through which this ROS distribution's Fast DDS takes a profile
+    (``ROS_DISTRO`` by default; unset, as with the PyPI wheels, means Fast DDS 3)."""
+    distro = os.environ.get("ROS_DISTRO", "") if distro is None else distro
+    return PROFILE_ENV[1] if distro.lower() in FAST_DDS_2_DISTROS else PROFILE_ENV[0]
+
+
+def use_dds_profile(path: Path) -> None:
+    """Make ``path`` the Fast DDS XML profile of this process and of the node it starts
+    (read when the first participant is created)."""
+    if not path.is_file():
+        raise ConfigError(f"--dds-profile {path}: no such file")
+    os.environ[profile_env_var()] = str(path.resolve())
 
 
 def cpu_model() -> str:
@@ -308,6 +338,7 @@ def run_load_test(
             "cpu": cpu_model(), "cores": os.cpu_count(),
             "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
             "python": platform.python_version(), "rmw": rclpy.get_rmw_implementation_identifier(),
+            "dds_env": dds_environment(),
         },
         "config": {
             "rate_hz": rate, "duration_s": duration, "size": f"{width}x{height}",
@@ -392,11 +423,13 @@ def format_report(r: dict[str, Any]) -> str:
         ("node RSS trend after warm-up (growth)", f"{_fmt(rss['growth_pct'], '+.2f')} %"),
         ("node exit code after SIGINT (time to exit)", f"{r['exit_code']} ({r['exit_s']:.1f} s)"),
     ]
+    env = r["machine"].get("dds_env") or {}
+    transport = ", ".join(f"{k}={v}" for k, v in env.items()) or "default transport"
     head = (
         f"{c['size']} {c['encoding']} at {c['rate_hz']:g} Hz for {c['duration_s']:g} s, "
         f"QoS {c['reliability']}, backend {c['backend']}, "
-        f"{r['machine']['cpu']} ({r['machine']['cores']} cores), {r['machine']['rmw']}, "
-        f"load average {r['machine']['loadavg_start'][0]:.1f} at the start"
+        f"{r['machine']['cpu']} ({r['machine']['cores']} cores), {r['machine']['rmw']} "
+        f"({transport}), load average {r['machine']['loadavg_start'][0]:.1f} at the start"
     )
     checks = ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in r["checks"].items())
     lines = [head, "", "| measure | value |", "|---|---|"]
@@ -416,6 +449,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help="the node's model.backend")
     parser.add_argument("--weights", type=Path, default=None, help="the node's model.path: a checkpoint file, or a shipped model: tiny (the default) or fast")
+    parser.add_argument("--dds-profile", type=Path, default=None,
+                        help="Fast DDS XML profile for the camera and the node, e.g. "
+                        "config/dds/fastdds_large_images.xml (default: the environment's)")
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
     parser.add_argument("--log", type=Path, default=None, help="where the node's output goes")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -437,6 +473,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: --duration {args.duration:g} s is too short to judge memory after a "
               f"{args.warmup:g} s warm-up", file=sys.stderr)
     try:
+        if args.dds_profile is not None:
+            use_dds_profile(args.dds_profile)
         result = run_load_test(args.rate, args.duration, args.size, args.reliability,
                                args.backend, args.warmup, args.log, args.weights)
     except (IrstdError, RuntimeError, TimeoutError) as exc:

@@ -91,9 +91,9 @@ def fit_platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
 def calibrate(cfg: CalibrationConfig) -> dict:
     """Fit, fold into the head, save to ``cfg.out``; returns the fit's description."""
     model, info, _ = load_checkpoint(cfg.weights)
-    head = getattr(model, "head", None)
-    if not isinstance(head, torch.nn.Conv2d) or head.bias is None:
-        raise ConfigError(f"{cfg.weights}: the model has no 1x1 conv head to fold the calibration into")
+    fold = getattr(model, "fold_logit_affine", None)
+    if fold is None:
+        raise ConfigError(f"{cfg.weights}: the model has no layer to fold the calibration into")
     rng = np.random.default_rng(cfg.seed)
     pairs: list[tuple[Path, Path]] = []
     for root, split in cfg.sources:
@@ -102,9 +102,7 @@ def calibrate(cfg: CalibrationConfig) -> dict:
         pairs += [found[i] for i in sorted(pick)]
     z, y, w = collect(model, info, pairs, rng)
     a, b = fit_platt(z, y, w)
-    with torch.no_grad():
-        head.weight.mul_(a)
-        head.bias.mul_(a).add_(b)
+    fold(a, b)
     info.extra["calibration"] = {
         "method": "platt", "a": a, "b": b, "frames": len(pairs),
         "sources": [{"root": str(r), "split": s} for r, s in cfg.sources],

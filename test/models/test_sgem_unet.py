@@ -12,7 +12,7 @@ PARAMS_TOL = 0.03
 GMACS_TOL = 0.05
 
 
-@pytest.mark.parametrize("name", ["tiny", "lite", "small", "fast"])
+@pytest.mark.parametrize("name", ["tiny", "lite", "small", "fast", "fast_refine"])
 @pytest.mark.parametrize("size", [(32, 64), (64, 64)])
 def test_output_matches_input_size(name, size):
     model = build_model(named_config(name)).eval()
@@ -103,6 +103,44 @@ def test_stem_is_saved_only_when_used():
     assert named_config("fast").to_dict()["stem"] == 2
     for name in ("tiny", "fast"):
         assert ModelConfig.from_dict(named_config(name).to_dict()) == named_config(name)
+
+
+def test_refinement_starts_as_the_identity_and_adds_only_its_own_tensors():
+    """``fast_refine`` initialised from ``fast`` computes ``fast``'s logits until trained."""
+    torch.manual_seed(0)
+    fast, refined = build_model(named_config("fast")).eval(), build_model(named_config("fast_refine")).eval()
+    fast_sd, refined_sd = fast.state_dict(), refined.state_dict()
+    assert sorted(set(refined_sd) - set(fast_sd)) and all(
+        k.startswith("refine.") for k in set(refined_sd) - set(fast_sd))
+    refined.load_state_dict(fast_sd, strict=False)
+    x = torch.randn(1, 1, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(refined(x), fast(x))
+        refined.refine.out.weight.normal_()  # once trained, it reads the full-resolution input
+        y = x.clone()
+        y[0, 0, 20, 11] += 5.0
+        logits = fast(x)
+        diff = refined.refine(y, logits) - refined.refine(x, logits)
+    assert diff[0, 0, 20, 11] != 0 and diff[0, 0, 20, 14] == 0  # two 3x3 convs: 2 px around
+
+
+def test_refinement_folds_an_affine_calibration_exactly():
+    torch.manual_seed(0)
+    model = build_model(named_config("fast_refine")).eval()
+    with torch.no_grad():
+        model.refine.out.weight.normal_()
+        x = torch.randn(1, 1, 32, 64)
+        expected = 0.4 * model(x) - 2.0
+        model.fold_logit_affine(0.4, -2.0)
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_refinement_is_saved_only_when_used():
+    assert "refine" not in named_config("fast").to_dict()
+    assert named_config("fast_refine").to_dict()["refine"] == 8
+    assert ModelConfig.from_dict(named_config("fast_refine").to_dict()) == named_config("fast_refine")
+    with pytest.raises(ConfigError, match="refine must be"):
+        ModelConfig(refine=-1)
 
 
 def test_unknown_stem_lists_valid_choices():

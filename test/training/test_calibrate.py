@@ -17,7 +17,8 @@ def test_platt_fit_recovers_a_known_scale_and_offset():
     assert a == pytest.approx(0.25, abs=0.02) and b == pytest.approx(-1.0, abs=0.1)
 
 
-def test_calibration_is_folded_into_the_head_and_recorded(tmp_path):
+@pytest.mark.parametrize("name", ["tiny", "fast_refine"])
+def test_calibration_is_folded_into_the_last_layer_and_recorded(tmp_path, name):
     rng = np.random.default_rng(1)
     frames = []
     for i in range(4):
@@ -28,9 +29,12 @@ def test_calibration_is_folded_into_the_head_and_recorded(tmp_path):
         frames.append((str(i), img, mask))
     root = write_dataset(tmp_path / "d", frames, {"train": ["0", "1", "2", "3"]})
     torch.manual_seed(0)
-    model = build_model(named_config("tiny"))
+    model = build_model(named_config(name))
+    if name == "fast_refine":  # the refinement writes the logits: the fold goes there
+        with torch.no_grad():
+            model.refine.out.weight.normal_(std=0.1)
     src = save_checkpoint(tmp_path / "m.safetensors", model,
-                          CheckpointInfo(named_config("tiny"), InputNorm(kind="robust", background=16)))
+                          CheckpointInfo(named_config(name), InputNorm(kind="robust", background=16)))
     fit = calibrate(CalibrationConfig(src, tmp_path / "cal.safetensors", ((root, "train"),), frames=3))
     new, info, _ = load_checkpoint(tmp_path / "cal.safetensors")
     assert info.extra["calibration"]["frames"] == 3 and info.extra["calibration"]["a"] == fit["a"]

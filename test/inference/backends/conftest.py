@@ -31,10 +31,17 @@ def tiny_model() -> tuple[torch.nn.Module, CheckpointInfo]:
 
 @pytest.fixture(scope="session")
 def fast_model() -> tuple[torch.nn.Module, CheckpointInfo]:
-    """The space-to-depth stem (``fast``): pixel_unshuffle / pixel_shuffle in every graph."""
+    """The space-to-depth stem with the full-resolution refinement (``fast_refine``):
+    pixel_unshuffle / pixel_shuffle, the refinement's concat and its calibration affine
+    in every graph. The refinement's last conv starts at zero; it is drawn here so the
+    graphs compute it."""
     torch.manual_seed(MODEL_SEED)
-    cfg = named_config("fast")
-    return build_model(cfg).eval(), CheckpointInfo(cfg, TEST_NORM)
+    cfg = named_config("fast_refine")
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.refine.out.weight.normal_(std=0.1)
+        model.fold_logit_affine(0.5, -1.0)
+    return model, CheckpointInfo(cfg, TEST_NORM)
 
 
 @pytest.fixture(scope="session")

@@ -75,8 +75,9 @@ def test_cpu_backend_matches_eager_pytorch(name, tiny_model, backend_cache, refe
     assert backend.describe()["backend"] == name
 
 
-# The stem's pixel_unshuffle / pixel_shuffle through each export path (bf16 runs the
-# openvino graph): static ONNX, static OpenVINO IR, dynamic shapes at stride 32.
+# The stem's pixel_unshuffle / pixel_shuffle and the full-resolution refinement through
+# each export path (bf16 runs the openvino graph): static ONNX, static OpenVINO IR,
+# dynamic shapes at stride 32.
 STEM_PATHS = [("onnxruntime", False), ("openvino", False), ("openvino", True)]
 
 

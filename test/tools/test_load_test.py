@@ -1,0 +1,60 @@
+"""The load test's transport settings (the run itself is a benchmark: ``irstd load-test``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from irstd_ros.errors import ConfigError
+from irstd_ros.tools import load_test
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = REPO / "config" / "dds" / "fastdds_large_images.xml"
+
+
+@pytest.fixture
+def clean_dds_env(monkeypatch):
+    for key in load_test.DDS_ENV:
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(("distro", "variable"), [
+    (None, "FASTDDS_DEFAULT_PROFILES_FILE"),  # PyPI wheels: no ROS_DISTRO, Fast DDS 3
+    ("kilted", "FASTDDS_DEFAULT_PROFILES_FILE"),
+    ("jazzy", "FASTRTPS_DEFAULT_PROFILES_FILE"),
+    ("humble", "FASTRTPS_DEFAULT_PROFILES_FILE"),
+])
+def test_dds_profile_goes_where_the_distributions_fast_dds_reads_it(clean_dds_env, distro, variable):
+    clean_dds_env.delenv("ROS_DISTRO", raising=False)
+    if distro is not None:
+        clean_dds_env.setenv("ROS_DISTRO", distro)
+    load_test.use_dds_profile(PROFILE)
+    assert os.environ[variable] == str(PROFILE.resolve())
+    assert set(load_test.dds_environment()) == {variable}  # one variable: no deprecation warning
+
+
+def test_missing_dds_profile_is_a_clear_error(clean_dds_env, tmp_path):
+    with pytest.raises(ConfigError, match="--dds-profile .*no such file"):
+        load_test.use_dds_profile(tmp_path / "absent.xml")
+    assert load_test.dds_environment() == {}
+
+
+def test_shipped_profile_enlarges_the_shared_memory_segment_past_a_frame():
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(PROFILE).getroot()
+    sizes = [int(e.text or 0) for e in root.iter() if e.tag.endswith("segment_size")]
+    frame_bytes = 640 * 512 * 2
+    assert sizes and min(sizes) >= 16 * frame_bytes
+    transports = [e.text for e in root.iter() if e.tag.endswith("type")]
+    assert transports == ["SHM", "UDPv4"]  # UDP stays for discovery and other hosts
+
+
+def test_load_test_takes_a_dds_profile():
+    from irstd_ros.cli.main import build_parser
+
+    args = build_parser().parse_args(["load-test", "--dds-profile", str(PROFILE)])
+    assert args.dds_profile == PROFILE
