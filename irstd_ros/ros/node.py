@@ -207,6 +207,7 @@ def make_pipeline(
         logger=lambda: node.get_logger(),
         clock_ns=lambda: node.get_clock().now().nanoseconds,
         ok=node.context.ok,
+        rmw=rclpy.get_rmw_implementation_identifier(),
     )
 
 

@@ -49,6 +49,7 @@ from irstd_ros.ros.messages import (
     targets_array,
     track_detections_array,
 )
+from irstd_ros.ros.transport import large_frame_hint
 from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState
 
 if TYPE_CHECKING:
@@ -139,7 +140,8 @@ class FramePipeline:
 
     ``params`` returns the node's current parameter values; ``logger`` the node's logger
     (``warning``/``info``/``error``); ``clock_ns`` the node's time (ROS time: simulated
-    time when the node uses it); ``ok`` whether the node's context is still running.
+    time when the node uses it); ``ok`` whether the node's context is still running;
+    ``rmw`` the RMW implementation's name (for the one-time transport hint on large frames).
     """
 
     def __init__(
@@ -151,8 +153,11 @@ class FramePipeline:
         logger: Callable[[], Any],
         clock_ns: Callable[[], int],
         ok: Callable[[], bool] = lambda: True,
+        rmw: str = "",
     ) -> None:
         self.detector: Detector | None = detector
+        self._rmw = rmw
+        self._transport_checked = False
         self.outputs = outputs
         self._params, self._logger, self._clock_ns, self._ok = params, logger, clock_ns, ok
         self.stats = PipelineStats()
@@ -296,6 +301,11 @@ class FramePipeline:
             self.report(exc.kind, str(exc))
             return False
         self._check_stream(msg, frame.shape[:2])
+        if not self._transport_checked:
+            self._transport_checked = True
+            hint = large_frame_hint(len(msg.data), self._rmw)
+            if hint:
+                self._logger().warning(hint)
         try:
             result = detector.detect(frame)
         except DeviceOutOfMemory as exc:

@@ -46,6 +46,7 @@ import numpy as np
 from irstd_ros.core.parsing import parse_size, size_arg
 from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import ConfigError, IrstdError
+from irstd_ros.ros.transport import dds_environment, profile_env_var
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
 from irstd_ros.tools.memory import cpu_seconds, rss_mib
 
@@ -68,16 +69,6 @@ DRAIN_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 60.0
 MAX_IN_FLIGHT = 2  # frames the node holds unaccounted: one waiting, one being processed
 LOG_TAIL_CHARS = 4000
-# The environment that chooses and configures the DDS transport (recorded with the result).
-DDS_ENV = (
-    "RMW_IMPLEMENTATION", "FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE",
-    "FASTRTPS_DEFAULT_PROFILES_FILE", "CYCLONEDDS_URI", "ROS_DOMAIN_ID", "ROS_LOCALHOST_ONLY",
-    "ROS_AUTOMATIC_DISCOVERY_RANGE",
-)
-# Where Fast DDS finds an XML profile: Fast DDS 3 (Kilted on) reads the first, and warns
-# that the second is deprecated; Fast DDS 2 (the distributions below) reads the second.
-PROFILE_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
 
 
 def make_frames(width: int, height: int, count: int = DISTINCT_FRAMES) -> list[np.ndarray]:
@@ -107,18 +98,6 @@ def rss_trend(samples: Sequence[tuple[float, float]]) -> float | None:
     slope, intercept = np.polyfit(t, k, 1)
     start = intercept + slope * t[0]
     return float(slope * (t[-1] - t[0]) / start)
-
-
-def dds_environment() -> dict[str, str]:
-    """The DDS-related environment variables that are set (see :data:`DDS_ENV`)."""
-    return {k: os.environ[k] for k in DDS_ENV if k in os.environ}
-
-
-def profile_env_var(distro: str | None = None) -> str:
-    """The variable through which this ROS distribution's Fast DDS takes a profile
-    (``ROS_DISTRO`` by default; unset, as with the PyPI wheels, means Fast DDS 3)."""
-    distro = os.environ.get("ROS_DISTRO", "") if distro is None else distro
-    return PROFILE_ENV[1] if distro.lower() in FAST_DDS_2_DISTROS else PROFILE_ENV[0]
 
 
 def use_dds_profile(path: Path) -> None:

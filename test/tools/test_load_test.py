@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from irstd_ros.errors import ConfigError
+from irstd_ros.ros import transport
 from irstd_ros.tools import load_test
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,7 +17,7 @@ PROFILE = REPO / "config" / "dds" / "fastdds_large_images.xml"
 
 @pytest.fixture
 def clean_dds_env(monkeypatch):
-    for key in load_test.DDS_ENV:
+    for key in transport.DDS_ENV:
         monkeypatch.delenv(key, raising=False)
     return monkeypatch
 
@@ -33,13 +34,13 @@ def test_dds_profile_goes_where_the_distributions_fast_dds_reads_it(clean_dds_en
         clean_dds_env.setenv("ROS_DISTRO", distro)
     load_test.use_dds_profile(PROFILE)
     assert os.environ[variable] == str(PROFILE.resolve())
-    assert set(load_test.dds_environment()) == {variable}  # one variable: no deprecation warning
+    assert set(transport.dds_environment()) == {variable}  # one variable: no deprecation warning
 
 
 def test_missing_dds_profile_is_a_clear_error(clean_dds_env, tmp_path):
     with pytest.raises(ConfigError, match="--dds-profile .*no such file"):
         load_test.use_dds_profile(tmp_path / "absent.xml")
-    assert load_test.dds_environment() == {}
+    assert transport.dds_environment() == {}
 
 
 def test_shipped_profile_enlarges_the_shared_memory_segment_past_a_frame():

@@ -1,0 +1,65 @@
+"""The DDS transport for full-resolution frames: which environment configures it, and the
+node's one-time hint when frames outgrow Fast DDS's default shared-memory segment.
+
+A 640x512 mono16 frame (655 KB) is larger than Fast DDS's default 512 KiB segment. With
+the defaults, a 30 Hz stream into the node collapsed to 4-5 frames/s after about 7
+minutes (three soaks); with ``config/dds/fastdds_large_images.xml`` (a 16 MiB segment) or
+``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` every frame arrived (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+FAST_DDS_DEFAULT_SEGMENT_BYTES = 512 * 1024
+PROFILE_NAME = "fastdds_large_images.xml"  # under the package's config/dds/
+# The environment that chooses and configures the DDS transport (recorded by load tests).
+DDS_ENV = (
+    "RMW_IMPLEMENTATION", "FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE",
+    "FASTRTPS_DEFAULT_PROFILES_FILE", "CYCLONEDDS_URI", "ROS_DOMAIN_ID", "ROS_LOCALHOST_ONLY",
+    "ROS_AUTOMATIC_DISCOVERY_RANGE",
+)
+# Where Fast DDS finds an XML profile: Fast DDS 3 (Kilted on) reads the first, and warns
+# that the second is deprecated; Fast DDS 2 (the distributions below) reads the second.
+PROFILE_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
+# Set by the user: the transport is configured, no hint.
+CONFIGURED_ENV = (*PROFILE_ENV, "FASTDDS_BUILTIN_TRANSPORTS")
+
+
+def dds_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The DDS-related environment variables that are set (see :data:`DDS_ENV`)."""
+    return {k: environ[k] for k in DDS_ENV if k in environ}
+
+
+def profile_env_var(distro: str | None = None) -> str:
+    """The variable through which this ROS distribution's Fast DDS takes a profile
+    (``ROS_DISTRO`` by default; unset, as with the PyPI wheels, means Fast DDS 3)."""
+    distro = os.environ.get("ROS_DISTRO", "") if distro is None else distro
+    return PROFILE_ENV[1] if distro.lower() in FAST_DDS_2_DISTROS else PROFILE_ENV[0]
+
+
+def profile_path() -> Path:
+    """The shipped profile: beside the parameters file the node starts with."""
+    from irstd_ros.ros.launch_args import default_params_file
+
+    return default_params_file().parent / "dds" / PROFILE_NAME
+
+
+def large_frame_hint(
+    frame_bytes: int, rmw: str, environ: Mapping[str, str] = os.environ
+) -> str | None:
+    """A one-line hint when Fast DDS runs with its default transport and a frame is larger
+    than its default shared-memory segment; None otherwise."""
+    if not rmw.startswith("rmw_fastrtps") or frame_bytes <= FAST_DDS_DEFAULT_SEGMENT_BYTES:
+        return None
+    if any(environ.get(k) for k in CONFIGURED_ENV):
+        return None
+    return (
+        f"frames of {frame_bytes / 1e3:.0f} kB exceed Fast DDS's default "
+        f"{FAST_DDS_DEFAULT_SEGMENT_BYTES // 1024} KiB shared-memory segment: long streams "
+        f"may lose most frames in the transport. Start the camera and this node with "
+        f"{profile_env_var()}={profile_path()} (or FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA)"
+    )

@@ -1,0 +1,69 @@
+"""Transport settings for full-resolution frames (pure Python) and the node's one-time hint
+when frames outgrow Fast DDS's default shared-memory segment (real rclpy, in process)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from irstd_ros.ros import transport
+
+FRAME_640X512_MONO16 = 640 * 512 * 2  # 655 kB: over the 512 KiB default segment
+FAST_DDS = "rmw_fastrtps_cpp"
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for key in transport.DDS_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("ROS_DISTRO", raising=False)
+    return monkeypatch
+
+
+def test_hint_names_the_variable_and_the_shipped_profile(clean_env):
+    hint = transport.large_frame_hint(FRAME_640X512_MONO16, FAST_DDS)
+    assert hint is not None and "655 kB" in hint and "512 KiB" in hint
+    assert f"FASTDDS_DEFAULT_PROFILES_FILE={transport.profile_path()}" in hint
+    assert transport.profile_path().is_file()  # the source tree's config/dds/
+    clean_env.setenv("ROS_DISTRO", "humble")
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE=" in transport.large_frame_hint(FRAME_640X512_MONO16, FAST_DDS)
+
+
+@pytest.mark.parametrize(("frame_bytes", "rmw", "env"), [
+    (transport.FAST_DDS_DEFAULT_SEGMENT_BYTES, FAST_DDS, {}),  # fits the segment
+    (FRAME_640X512_MONO16, "rmw_cyclonedds_cpp", {}),  # not Fast DDS
+    (FRAME_640X512_MONO16, FAST_DDS, {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}),
+    (FRAME_640X512_MONO16, FAST_DDS, {"FASTDDS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+    (FRAME_640X512_MONO16, FAST_DDS, {"FASTRTPS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+])
+def test_no_hint_when_the_frame_fits_or_the_transport_is_configured(frame_bytes, rmw, env):
+    assert transport.large_frame_hint(frame_bytes, rmw, env) is None
+
+
+def test_dds_environment_lists_only_what_is_set(clean_env):
+    assert transport.dds_environment() == {}
+    clean_env.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    assert transport.dds_environment() == {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("configured", [False, True])
+def test_node_hints_once_on_large_frames_with_fast_dds_defaults(rclpy_context, clean_env, configured):
+    rclpy = pytest.importorskip("rclpy")
+    pytest.importorskip("vision_msgs.msg")
+    from _support.node import image_msg, logged_harness, make_detector
+
+    from irstd_ros.ros.node import IrstdNode
+
+    if not rclpy.get_rmw_implementation_identifier().startswith("rmw_fastrtps"):
+        pytest.skip("the hint is for Fast DDS")
+    if configured:
+        clean_env.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    h, log = logged_harness(IrstdNode(detector=make_detector()))
+    try:
+        frame = np.full((512, 640), 1000, np.uint16)
+        for stamp in (1, 2):
+            h.send(image_msg(frame, "mono16", stamp=stamp), expect_answers=1)
+    finally:
+        h.close()
+    assert log.count("warning", "shared-memory segment") == (0 if configured else 1)
