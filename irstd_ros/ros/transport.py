@@ -2,8 +2,8 @@
 node's one-time hint when frames outgrow Fast DDS's default shared-memory segment.
 
 A 640x512 mono16 frame (655 KB) is larger than Fast DDS's default 512 KiB segment. With
-the defaults, a 30 Hz stream into the node collapsed to 4-5 frames/s after about 7
-minutes (three soaks); with ``config/dds/fastdds_large_images.xml`` (a 16 MiB segment) or
+the defaults, a 30 Hz stream into the node collapsed after 7-8 minutes in three soaks of
+three (to 4-5 frames/s on an idle machine); with ``config/dds/fastdds_large_images.xml`` (a 16 MiB segment) or
 ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` every frame arrived (docs/benchmarks.md).
 """
 
