@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from irstd_ros.core.constants import WEIGHTS_HELP
+
 
 def add_model_on_data(p: argparse.ArgumentParser, split: str, threshold_help: str) -> None:
     """A checkpoint scored on a dataset split: ``--data``, ``--split``, ``--weights``,
     ``--mask-suffix``, ``--threshold``, ``--backend``, ``--threads``, ``--limit``."""
     p.add_argument("--data", type=Path, required=True, help="dataset root")
     p.add_argument("--split", default=split, help=f"split list name (default: {split})")
-    p.add_argument("--weights", type=Path, help="checkpoint file, or a shipped model: tiny (the default) or fast")
+    p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--mask-suffix", default="", help="generic layout: mask name suffix")
     p.add_argument("--threshold", type=float, help=threshold_help)
     p.add_argument("--backend", default="auto", help="inference backend (default: the fastest available)")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.evaluation.envelope import EnvelopeConfig, run_envelope, write_envelope
 from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Synthetic 14-bit scenes (flat, gradient, cloud) with targets of known peak "
         "SNR and size, sent as mono8, mono16 and 32FC1. Writes envelope.json and envelope.png.",
     )
-    p.add_argument("--weights", type=Path, help="checkpoint file, or a shipped model: tiny (the default) or fast")
+    p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--method", default="network", choices=("network", "tophat"))
     p.add_argument("--backend", default="auto")
     p.add_argument("--threshold", type=float, help="default: the checkpoint's own")

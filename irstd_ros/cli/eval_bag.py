@@ -11,6 +11,7 @@ from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, plot_over_time,
 from irstd_ros.bags.io import TRUTH_MASK_TOPIC
 from irstd_ros.bags.report import format_table
 from irstd_ros.cli._options import add_image_topic
+from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
 from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, GATED_THRESHOLD, TrackerConfig
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--outputs", type=Path, help="bag of recorded node outputs")
     src.add_argument("--run-detector", action="store_true", help="run the detector over the frames")
     p.add_argument(
-        "--weights", type=Path, help="checkpoint for --run-detector, or a shipped model: tiny (the default) or fast"
+        "--weights", type=Path, help=f"for --run-detector: {WEIGHTS_HELP}"
     )
     p.add_argument("--backend", default="auto", help="inference backend for --run-detector")
     p.add_argument(

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import cache_root
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, help="frame height the TensorRT engine is built for")
     p.add_argument("--width", type=int, help="frame width the TensorRT engine is built for")
     p.add_argument("--precision", default="fp16", choices=PRECISIONS, help="TensorRT precision")
-    p.add_argument("--weights", type=Path, help="checkpoint file, or a shipped model: tiny (the default) or fast")
+    p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--out", type=Path, help=f"output directory (default: {cache_root()})")
     p.add_argument("--cuda-graphs", action="store_true", help="tensorrt: check a CUDA-graph run")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from irstd_ros.checkpoint import read_info
+from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.models import NAMED_CONFIGS, build_model, named_config
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="parameters and GMACs of a model, or a checkpoint's metadata")
     p.add_argument("--arch", default="sgem_unet", help=f"architecture ({', '.join(MODELS)})")
     p.add_argument("--config", default="paper", help=f"named config ({', '.join(NAMED_CONFIGS)})")
-    p.add_argument("--weights", type=Path, help="describe this checkpoint (or shipped model: tiny, fast) instead")
+    p.add_argument("--weights", type=Path, help=f"describe this instead: {WEIGHTS_HELP}")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

@@ -22,3 +22,15 @@ DEFAULT_MAX_PIXELS = 4096 * 4096  # frames declaring more are refused before any
 # A header stamp within this many seconds of the receiving clock is "live" (a camera, a
 # publisher stamping now); further off, it is a replayed bag's or a test's own time base.
 LIVE_STAMP_WINDOW_S = 60.0
+
+# Models shipped inside the package (irstd_ros/weights), by the names ``model.path`` and
+# ``--weights`` accept: ``tiny`` the default (accuracy), ``fast`` the space-to-depth
+# network (CPU real time; docs/results.md, "The fast model").
+SHIPPED_MODELS = {"tiny": "irstd_tiny.safetensors", "fast": "irstd_fast.safetensors"}
+DEFAULT_SHIPPED_MODEL = "tiny"
+_SHIPPED_NAMES = [f"{n} (the default)" if n == DEFAULT_SHIPPED_MODEL else n for n in SHIPPED_MODELS]
+# The help of every ``--weights`` option.
+WEIGHTS_HELP = (
+    "checkpoint file, or a shipped model: "
+    + " or ".join([", ".join(_SHIPPED_NAMES[:-1]), _SHIPPED_NAMES[-1]])
+)

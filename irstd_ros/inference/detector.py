@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint
+from irstd_ros.core.constants import DEFAULT_SHIPPED_MODEL, SHIPPED_MODELS
 from irstd_ros.core.normalization import ScalingConfig, normalize, to_grey
 from irstd_ros.core.targets import (
     PostprocessConfig,
@@ -31,16 +32,12 @@ from irstd_ros.inference.resources import is_out_of_memory, release_device_memor
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "irstd_tiny.safetensors"
-# Models shipped inside the package, by the name ``model.path`` / ``--weights`` accept:
-# ``tiny`` the default (accuracy), ``fast`` the space-to-depth network (CPU real time;
-# docs/results.md, "The fast model").
-SHIPPED_MODELS = {"tiny": DEFAULT_MODEL_NAME, "fast": "irstd_fast.safetensors"}
+DEFAULT_MODEL_NAME = SHIPPED_MODELS[DEFAULT_SHIPPED_MODEL]
 OOM_FALLBACK_AFTER = 3  # consecutive out-of-memory frames before falling back to the CPU
 CPU_FALLBACK_BACKEND = "torch-cpu"
 
 
-def default_model_path(name: str = "tiny") -> Path:
+def default_model_path(name: str = DEFAULT_SHIPPED_MODEL) -> Path:
     """A model shipped inside the package (``irstd_ros/weights``), by its name."""
     if name not in SHIPPED_MODELS:
         raise ConfigError(f"unknown shipped model {name!r}; valid: {', '.join(SHIPPED_MODELS)}")

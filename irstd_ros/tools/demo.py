@@ -36,7 +36,12 @@ from irstd_ros.bags.record import RecordConfig, Recorder
 from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.bags.replay import ReplayConfig, replay
 from irstd_ros.bags.rosutil import ros_session
-from irstd_ros.core.constants import DETECTION_OUTPUTS, TARGETS_TOPIC, TRACKING_OUTPUTS
+from irstd_ros.core.constants import (
+    DETECTION_OUTPUTS,
+    TARGETS_TOPIC,
+    TRACKING_OUTPUTS,
+    WEIGHTS_HELP,
+)
 from irstd_ros.core.parsing import parse_range
 from irstd_ros.errors import IrstdError
 from irstd_ros.ros.launch_args import default_params_file, node_command
@@ -251,7 +256,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The demo's options (``python -m irstd_ros.tools.demo`` and ``irstd demo``)."""
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     p.add_argument("--bag", type=Path, help="replay this bag instead of generating the sample")
-    p.add_argument("--weights", type=Path, help="checkpoint for the node, or a shipped model: tiny (the default) or fast")
+    p.add_argument("--weights", type=Path, help=f"for the node: {WEIGHTS_HELP}")
     p.add_argument("--backend", help="node inference backend (default: config/irstd.yaml's)")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     p.add_argument("--frames", type=int, default=SAMPLE_SEQUENCE.frames, help="sample length")

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import parse_size, size_arg
 from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import ConfigError, IrstdError
@@ -427,7 +428,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=size_arg, default=parse_size(DEFAULT_SIZE), help="WxH")
     parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help="the node's model.backend")
-    parser.add_argument("--weights", type=Path, default=None, help="the node's model.path: a checkpoint file, or a shipped model: tiny (the default) or fast")
+    parser.add_argument("--weights", type=Path, default=None, help=f"the node's model.path: {WEIGHTS_HELP}")
     parser.add_argument("--dds-profile", type=Path, default=None,
                         help="Fast DDS XML profile for the camera and the node, e.g. "
                         "config/dds/fastdds_large_images.xml (default: the environment's)")

@@ -33,3 +33,10 @@ def test_unknown_shipped_name_lists_the_choices():
 def test_every_shipped_model_is_in_the_package(name):
     info = read_info(default_model_path(name))
     assert info.threshold is not None and info.extra.get("version")
+
+
+def test_weights_help_names_every_shipped_model_and_the_default():
+    from irstd_ros.core.constants import DEFAULT_SHIPPED_MODEL, WEIGHTS_HELP
+
+    assert all(name in WEIGHTS_HELP for name in SHIPPED_MODELS)
+    assert f"{DEFAULT_SHIPPED_MODEL} (the default)" in WEIGHTS_HELP
