@@ -3,6 +3,7 @@
     ros2 launch irstd_ros irstd.launch.py image_topic:=/cam0/image_raw namespace:=cam0
     ros2 launch irstd_ros irstd.launch.py params_file:=/path/to/my.yaml use_lifecycle:=true
     ros2 launch irstd_ros irstd.launch.py use_lifecycle:=true autostart:=true
+    ros2 launch irstd_ros irstd.launch.py dds_profile:=large_images
 
 Arguments:
     image_topic    input sensor_msgs/Image topic; the node's 'image' is remapped to it
@@ -12,6 +13,10 @@ Arguments:
                    (configure/activate it, e.g. `ros2 lifecycle set /irstd_node configure`)
     autostart      with use_lifecycle: true: the managed node configures and activates
                    itself at start (`irstd_lifecycle_node --autostart true`)
+    dds_profile    '' (default): the DDS environment as it is; 'large_images': the shipped
+                   Fast DDS profile for full-resolution frames (config/dds/); or the path
+                   of an XML profile. Set for every process this launch starts after it
+                   (include this file before a camera driver's launch to cover both ends).
 
 Without launch (e.g. in the project's venv), irstd_ros.ros.launch_args.node_command()
 gives the same command line this file makes launch_ros run.
@@ -21,10 +26,19 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
+
+from irstd_ros.ros.transport import launch_profile_environment
+
+
+def dds_environment(context):
+    """SetEnvironmentVariable actions for the dds_profile argument (none for '')."""
+    share = get_package_share_directory('irstd_ros')
+    value = LaunchConfiguration('dds_profile').perform(context)
+    return [SetEnvironmentVariable(k, v) for k, v in launch_profile_environment(value, share).items()]
 
 
 def generate_launch_description():
@@ -52,6 +66,11 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'autostart', default_value='false', choices=['true', 'false'],
             description='Managed node only: configure and activate it at start'),
+        DeclareLaunchArgument(
+            'dds_profile', default_value='',
+            description="Fast DDS XML profile for the processes launched after it: '' keeps the "
+                        "environment, 'large_images' the shipped one for full-resolution frames, "
+                        'or a path'),
     ]
 
     common = dict(
@@ -75,4 +94,4 @@ def generate_launch_description():
         **common,
     )
 
-    return LaunchDescription(arguments + [detector, managed_detector])
+    return LaunchDescription(arguments + [OpaqueFunction(function=dds_environment), detector, managed_detector])

@@ -91,6 +91,9 @@ class LaunchConfiguration:
     def __init__(self, name):
         self.name = name
 
+    def perform(self, context):  # the stand-in context is the argument values
+        return context[self.name]
+
 
 class _Condition:
     def __init__(self, expr):
@@ -155,7 +158,17 @@ class LaunchDescription:
         self.entities = list(entities)
 
 
-def stand_in_modules() -> dict[str, types.ModuleType]:
+class OpaqueFunction:
+    def __init__(self, *, function):
+        self.function = function
+
+
+class SetEnvironmentVariable:
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+
+def stand_in_modules(share: str = SHARE) -> dict[str, types.ModuleType]:
     def module(name, **attrs):
         m = types.ModuleType(name)
         m.__dict__.update(attrs)
@@ -163,11 +176,13 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
 
     def get_package_share_directory(package):
         assert package == PACKAGE
-        return SHARE
+        return share
 
     return {
         "launch": module("launch", LaunchDescription=LaunchDescription),
-        "launch.actions": module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument),
+        "launch.actions": module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument,
+                                 OpaqueFunction=OpaqueFunction,
+                                 SetEnvironmentVariable=SetEnvironmentVariable),
         "launch.conditions": module("launch.conditions", IfCondition=IfCondition,
                                     UnlessCondition=UnlessCondition),
         "launch.substitutions": module("launch.substitutions",
@@ -180,14 +195,18 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
     }
 
 
-@pytest.fixture
-def description(monkeypatch) -> LaunchDescription:
-    for name, mod in stand_in_modules().items():
+def run_launch_file(monkeypatch, share: str = SHARE) -> LaunchDescription:
+    for name, mod in stand_in_modules(share).items():
         monkeypatch.setitem(sys.modules, name, mod)
     ns = runpy.run_path(str(LAUNCH_FILE))
     ld = ns["generate_launch_description"]()
     assert isinstance(ld, LaunchDescription)
     return ld
+
+
+@pytest.fixture
+def description(monkeypatch) -> LaunchDescription:
+    return run_launch_file(monkeypatch)
 
 
 def started(ld: LaunchDescription, **overrides) -> tuple[list[Node], dict[str, str]]:
@@ -240,6 +259,37 @@ def test_command_line_is_node_command(description, overrides):
         autostart=values["autostart"] if values["use_lifecycle"] == "true" else None,
     )
     assert node.command(values) == expected
+
+
+def launched_environment(ld: LaunchDescription, **overrides) -> dict[str, str]:
+    """The variables the launch sets (its OpaqueFunction run on the argument values)."""
+    _, values = started(ld, **overrides)
+    env = {}
+    for entity in ld.entities:
+        if isinstance(entity, OpaqueFunction):
+            for action in entity.function(values):
+                assert isinstance(action, SetEnvironmentVariable)
+                env[action.name] = action.value
+    return env
+
+
+@pytest.mark.parametrize(("distro", "variable"), [
+    ("", "FASTDDS_DEFAULT_PROFILES_FILE"), ("kilted", "FASTDDS_DEFAULT_PROFILES_FILE"),
+    ("humble", "FASTRTPS_DEFAULT_PROFILES_FILE"), ("jazzy", "FASTRTPS_DEFAULT_PROFILES_FILE"),
+])
+def test_dds_profile_sets_the_distributions_variable_before_the_node(monkeypatch, tmp_path, distro, variable):
+    monkeypatch.setenv("ROS_DISTRO", distro)
+    ld = run_launch_file(monkeypatch, share=str(ROOT))  # the source tree has config/dds/
+    shipped = (ROOT / "config" / "dds" / "fastdds_large_images.xml").resolve()
+    assert launched_environment(ld) == {}  # default: the environment as it is
+    assert launched_environment(ld, dds_profile="large_images") == {variable: str(shipped)}
+    own = tmp_path / "mine.xml"
+    own.write_text("<profiles/>")
+    assert launched_environment(ld, dds_profile=str(own)) == {variable: str(own)}
+    with pytest.raises(FileNotFoundError, match="dds_profile: no such file .*valid: ''"):
+        launched_environment(ld, dds_profile=str(tmp_path / "absent.xml"))
+    kinds = [type(e).__name__ for e in ld.entities if not isinstance(e, DeclareLaunchArgument)]
+    assert kinds.index("OpaqueFunction") < kinds.index("Node")  # set before any process starts
 
 
 def test_autostart_argument_of_the_managed_node():

@@ -37,6 +37,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "params_file": (None, "ROS 2 parameters YAML of the node"),
     "use_lifecycle": ("false", "Start the managed (lifecycle) node irstd_lifecycle_node"),
     "autostart": ("false", "Managed node only: configure and activate it at start"),
+    "dds_profile": ("", "Fast DDS XML profile for the processes launched after it: '' keeps the "
+                    "environment, 'large_images' the shipped one for full-resolution frames, or a path"),
 }
 AUTOSTART_FLAG = "--autostart"  # irstd_lifecycle_node's argument: --autostart [true|false]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 FAST_DDS_DEFAULT_SEGMENT_BYTES = 512 * 1024
 PROFILE_NAME = "fastdds_large_images.xml"  # under the package's config/dds/
+SHIPPED_PROFILE = "large_images"  # the launch file's dds_profile value that names it
 # The environment that chooses and configures the DDS transport (recorded by load tests).
 DDS_ENV = (
     "RMW_IMPLEMENTATION", "FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE",
@@ -46,6 +47,25 @@ def profile_path() -> Path:
     from irstd_ros.ros.launch_args import default_params_file
 
     return default_params_file().parent / "dds" / PROFILE_NAME
+
+
+def launch_profile_environment(
+    value: str, share_dir: str | Path, distro: str | None = None
+) -> dict[str, str]:
+    """The environment the launch file's ``dds_profile`` argument sets: nothing for ``''``
+    (the environment as it is), the shipped profile under ``share_dir`` for
+    :data:`SHIPPED_PROFILE`, else the XML file named; in the variable this distribution's
+    Fast DDS reads (:func:`profile_env_var`)."""
+    value = value.strip()
+    if not value:
+        return {}
+    path = Path(share_dir) / "config" / "dds" / PROFILE_NAME if value == SHIPPED_PROFILE else Path(value)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"dds_profile: no such file {path} (valid: '' for the environment as it is, "
+            f"{SHIPPED_PROFILE!r} for the shipped profile, or the path of a Fast DDS XML profile)"
+        )
+    return {profile_env_var(distro): str(path.resolve())}
 
 
 def large_frame_hint(
