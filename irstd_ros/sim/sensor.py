@@ -1,7 +1,7 @@
 """Sensor augmentation: what different IR cameras do to the same scene.
 
-:func:`degrade` adds temporal noise, optical blur and column fixed-pattern noise to a
-float frame; :func:`encode` renders it the way a camera driver would publish it:
+:func:`degrade` adds temporal noise, optical blur and column and row fixed-pattern noise
+(stripes) to a float frame; :func:`encode` renders it the way a camera driver would publish it:
 as is, 14-bit radiometric counts (gain, offset), 8-bit through a linear AGC, or
 float32 at an arbitrary gain. Integer sources are dithered by half a step first, so
 re-encoding does not invent a noise-free staircase.
@@ -28,20 +28,26 @@ class SensorConfig:
     noise: tuple[float, float] = (0.3, 1.5)
     blur_prob: float = 0.2
     blur_sigma: tuple[float, float] = (0.3, 0.8)
-    fpn_prob: float = 0.2
+    fpn_prob: float = 0.2  # column offsets
     fpn: tuple[float, float] = (0.2, 1.0)
+    row_fpn_prob: float = 0.0  # row offsets (horizontal stripes); 0 before 0.6's candidates
+    row_fpn: tuple[float, float] = (0.2, 1.0)
     encoding_probs: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)  # ENCODINGS order
     counts_per_unit: tuple[float, float] = (2.0, 40.0)  # mono16 gain
     counts_offset: tuple[float, float] = (500.0, 6000.0)
 
 
 def degrade(img: np.ndarray, rng: np.random.Generator, sigma: float, cfg: SensorConfig) -> np.ndarray:
-    """Blur, column FPN and extra temporal noise on a float32 frame (its own units)."""
+    """Blur, column and row FPN and extra temporal noise on a float32 frame (its own units)."""
     out = np.array(img, dtype=np.float32, copy=True)
     if rng.random() < cfg.blur_prob:
         out = ndimage.gaussian_filter(out, rng.uniform(*cfg.blur_sigma))
     if rng.random() < cfg.fpn_prob:
         out += np.float32(rng.uniform(*cfg.fpn) * sigma) * rng.standard_normal((1, out.shape[1])).astype(
+            np.float32
+        )
+    if cfg.row_fpn_prob > 0 and rng.random() < cfg.row_fpn_prob:
+        out += np.float32(rng.uniform(*cfg.row_fpn) * sigma) * rng.standard_normal((out.shape[0], 1)).astype(
             np.float32
         )
     if rng.random() < cfg.noise_prob:

@@ -35,6 +35,7 @@ from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.sim.implant import ImplantConfig
+from irstd_ros.sim.sensor import SensorConfig
 from irstd_ros.training.loss import LOSSES, distillation_loss, training_loss
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class TrainConfig:
     generator_weight: float = 0.0
     generator_implant: float = 0.8
     implant: dict[str, Any] = field(default_factory=dict)  # ImplantConfig overrides, e.g. count: [1, 6]
+    sensor: dict[str, Any] = field(default_factory=dict)  # SensorConfig overrides, e.g. row_fpn_prob: 0.2
     scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # mixture zoom range [low, high]
     scale_prob: float = 0.0  # share of mixture samples zoomed by a log-uniform factor in `scale`
     workers: int = 0  # DataLoader worker processes
@@ -169,6 +171,7 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
         "generator_weight": cfg.generator_weight,
         "samples_per_epoch": samples,
         **({"implant": cfg.implant} if cfg.implant else {}),
+        **({"sensor": cfg.sensor} if cfg.sensor else {}),
         **({"scale": list(cfg.scale), "scale_prob": cfg.scale_prob} if cfg.scale_prob > 0 else {}),
         "images": sum(len(src.items) for src in mix.sources),
     }
@@ -176,11 +179,16 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
 
 
 def augment_config(cfg: TrainConfig) -> AugmentConfig:
-    """The mixture's augmentation: implantation overrides and the zoom range."""
+    """The mixture's augmentation: implantation and sensor overrides and the zoom range."""
     if len(cfg.scale) != 2:
         raise ConfigError(f"scale is [low, high], got {cfg.scale}")
     lo, hi = (float(v) for v in cfg.scale)
-    return AugmentConfig(implant=implant_config(cfg.implant), scale=(lo, hi), scale_prob=cfg.scale_prob)
+    return AugmentConfig(
+        implant=implant_config(cfg.implant),
+        sensor=dataclass_from_dict(SensorConfig, cfg.sensor, "sensor"),
+        scale=(lo, hi),
+        scale_prob=cfg.scale_prob,
+    )
 
 
 def implant_config(overrides: dict[str, Any]) -> ImplantConfig:

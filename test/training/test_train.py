@@ -163,3 +163,13 @@ def test_implant_overrides_are_checked_and_become_ranges():
     assert implant_config({"count": [2, 6], "snr": [4, 8]}).count == (2, 6)
     with pytest.raises(ConfigError, match="valid: .*count"):
         implant_config({"counts": [1, 2]})
+
+
+def test_sensor_overrides_reach_the_augmentation():
+    from irstd_ros.training.train import augment_config
+
+    aug = augment_config(TrainConfig(data="d", out="o", sensor={"row_fpn_prob": 0.3, "row_fpn": [0.5, 1.0]}))
+    assert aug.sensor.row_fpn_prob == 0.3 and aug.sensor.row_fpn == (0.5, 1.0)
+    assert augment_config(TrainConfig(data="d", out="o")).sensor.row_fpn_prob == 0.0  # old recipes unchanged
+    with pytest.raises(ConfigError, match="valid: .*row_fpn_prob"):
+        augment_config(TrainConfig(data="d", out="o", sensor={"row_fnp_prob": 0.3}))
