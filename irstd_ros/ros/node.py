@@ -88,14 +88,17 @@ def _descriptor(spec: Any) -> ParameterDescriptor:
 def path_problem(name: str, value: str) -> str | None:
     """Why the path parameter ``name`` (model.path, model.cache_dir) is unusable, or None.
 
-    Empty means the default. ``model.path`` must be an existing regular ``.safetensors``
-    file; ``model.cache_dir`` a directory, or creatable below a writable directory.
-    Nothing is created or opened here.
+    Empty means the default. ``model.path`` must name a shipped model (``tiny``, ``fast``)
+    or an existing regular ``.safetensors`` file; ``model.cache_dir`` a directory, or
+    creatable below a writable directory. Nothing is created or opened here.
     """
     if name not in PATH_PARAMS or not value:
         return None
     path = Path(value).expanduser()
     if name == "model.path":
+        from irstd_ros.inference.detector import resolve_model_path
+
+        path = resolve_model_path(value)
         if not path.exists():
             return f"model.path: model file not found: {path}"
         if not path.is_file():
@@ -303,8 +306,9 @@ def run(
 ) -> int:
     """Spin the node ``make_node(user_args)`` builds until SIGINT/SIGTERM; 0 on a clean exit.
 
-    An :class:`IrstdError` at start (bad parameter, model file) is one line on stderr and
-    exit code 1, without a traceback.
+    An :class:`IrstdError` at start (bad parameter, model file), or ROS arguments rcl
+    cannot parse (a missing or malformed parameters file), is one line on stderr and exit
+    code 1, without a traceback.
     """
     argv = list(argv)
     set_process_environment()
@@ -312,7 +316,13 @@ def run(
     if "-h" in user_args or "--help" in user_args:
         print(usage())
         return 0
-    rclpy.init(args=argv)
+    from rclpy._rclpy_pybind11 import RCLError  # rclpy exports it nowhere public
+
+    try:
+        rclpy.init(args=argv)
+    except RCLError as exc:
+        print(f"{prog}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     node: Node | None = None
     try:
         node = make_node(user_args)

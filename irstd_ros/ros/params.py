@@ -38,7 +38,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model.backend", "auto", "inference backend (auto, tensorrt, cuda, torch-cpu, ...); auto: tensorrt > cuda > best CPU", read_only=True),
     ParamSpec("model.precision", "fp16", "GPU precision (CPU backends run fp32)", choices=("fp32", "fp16"), read_only=True),
     ParamSpec("model.threads", 0, "CPU inference threads; 0: the cores available to the process", min=0, max=256, read_only=True),
-    ParamSpec("model.cache_dir", "", "where compiled engines are kept; empty: ~/.cache/irstd_ros", read_only=True),
+    ParamSpec("model.cache_dir", "", (
+        "where compiled models are kept (ONNX, OpenVINO IR, INT8, TensorRT engines, bf16 accuracy "
+        "records); empty: $IRSTD_CACHE_DIR, else ~/.cache/irstd_ros"
+    ), read_only=True),
     ParamSpec("detection.threshold", -1.0, "probability threshold; < 0: the checkpoint's own", min=-1.0, max=1.0),
     ParamSpec("detection.min_area", _POST.min_area, "smallest target kept, pixels", min=1, max=1_000_000),
     ParamSpec("detection.max_area", _POST.max_area, "largest target kept, pixels", min=1, max=100_000_000),

@@ -26,6 +26,8 @@ DDS_ENV = (
 # that the second is deprecated; Fast DDS 2 (the distributions below) reads the second.
 PROFILE_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
+# Fast DDS before 2.13 has no FASTDDS_BUILTIN_TRANSPORTS (Humble: 2.6, Iron: 2.10).
+NO_BUILTIN_TRANSPORTS_DISTROS = ("humble", "iron")
 # Set by the user: the transport is configured, no hint.
 CONFIGURED_ENV = (*PROFILE_ENV, "FASTDDS_BUILTIN_TRANSPORTS")
 
@@ -77,9 +79,11 @@ def large_frame_hint(
         return None
     if any(environ.get(k) for k in CONFIGURED_ENV):
         return None
+    distro = environ.get("ROS_DISTRO", "").lower()
+    alternative = "" if distro in NO_BUILTIN_TRANSPORTS_DISTROS else " (or FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA)"
     return (
         f"frames of {frame_bytes / 1e3:.0f} kB exceed Fast DDS's default "
         f"{FAST_DDS_DEFAULT_SEGMENT_BYTES // 1024} KiB shared-memory segment: long streams "
         f"may lose most frames in the transport. Start the camera and this node with "
-        f"{profile_env_var()}={profile_path()} (or FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA)"
+        f"{profile_env_var(distro)}={profile_path()}{alternative}"
     )

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from irstd_ros.checkpoint import METADATA_KEY, CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.core.constants import SHIPPED_MODELS
 from irstd_ros.errors import BackendError, CheckpointError
 from irstd_ros.inference.detector import CpuFallback, Detector, default_model_path
 from irstd_ros.models import build_model, named_config
@@ -109,6 +110,8 @@ def test_path_parameters_are_validated(tmp_path):
     ok = tiny_checkpoint(tmp_path / "m.safetensors")
     assert path_problem("model.path", "") is None
     assert path_problem("model.path", str(ok)) is None
+    for name in SHIPPED_MODELS:  # the names README and irstd.yaml offer
+        assert path_problem("model.path", name) is None, name
     assert "not found" in path_problem("model.path", str(tmp_path / "nope.safetensors"))
     assert "not a regular file" in path_problem("model.path", str(tmp_path))
     pt = tmp_path / "m.pt"
@@ -156,6 +159,12 @@ def _bad_start(tmp_path: Path, case: str) -> tuple[list[str], list[str]]:
         return ["-p", "model.backend:=warp-drive"], ["warp-drive", "backend"]
     if case == "wrong_type":
         return ["-p", "model.threads:=many"], ["model.threads", "invalid parameter"]
+    if case == "params_file_missing":
+        return ["--params-file", str(tmp_path / "absent.yaml")], ["params file", "absent.yaml"]
+    if case == "params_file_malformed":
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("a: [\n")
+        return ["--params-file", str(bad)], ["params file", "bad.yaml"]
     raise ValueError(case)
 
 
@@ -163,7 +172,8 @@ def _bad_start(tmp_path: Path, case: str) -> tuple[list[str], list[str]]:
 @pytest.mark.parametrize(
     "case",
     ["truncated", "truncated_header", "other_architecture", "pickle_renamed", "pickle_suffix",
-     "directory", "cache_dir_is_a_file", "unknown_backend", "wrong_type"],
+     "directory", "cache_dir_is_a_file", "unknown_backend", "wrong_type", "params_file_missing",
+     "params_file_malformed"],
 )
 def test_bad_start_is_one_line_and_exit_code_1(tmp_path, case):
     ros_args, expected = _bad_start(tmp_path, case)

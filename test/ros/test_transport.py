@@ -25,8 +25,11 @@ def test_hint_names_the_variable_and_the_shipped_profile(clean_env):
     assert hint is not None and "655 kB" in hint and "512 KiB" in hint
     assert f"FASTDDS_DEFAULT_PROFILES_FILE={transport.profile_path()}" in hint
     assert transport.profile_path().is_file()  # the source tree's config/dds/
+    assert "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA" in hint
     clean_env.setenv("ROS_DISTRO", "humble")
-    assert "FASTRTPS_DEFAULT_PROFILES_FILE=" in transport.large_frame_hint(FRAME_640X512_MONO16, FAST_DDS)
+    humble = transport.large_frame_hint(FRAME_640X512_MONO16, FAST_DDS)
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE=" in humble
+    assert "BUILTIN_TRANSPORTS" not in humble  # Fast DDS 2.6 has no builtin transports
 
 
 @pytest.mark.parametrize(("frame_bytes", "rmw", "env"), [
