@@ -77,6 +77,8 @@ def save_checkpoint(
 def read_info(path: str | Path) -> CheckpointInfo:
     """Read only the metadata of a checkpoint, with one-line errors."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"model file {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"model file not found: {path}")
     try:

@@ -96,6 +96,17 @@ class EvalBagConfig:
     gated_threshold: float = 0.0  # > 0: gated components below them, for the tracks' gates
 
     def validate(self) -> None:
+        try:
+            self.tracker.validate()
+        except ValueError as exc:
+            raise ConfigError(f"tracker: {exc}") from None
+        if not self.match_px > 0:
+            raise ConfigError(f"match_px must be > 0, got {self.match_px}")
+        if not self.warmup_s >= 0:
+            raise ConfigError(f"warmup_s must be >= 0, got {self.warmup_s}")
+        for name in ("candidate_threshold", "gated_threshold"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in (0, 1), or 0 for off, got {getattr(self, name)}")
         if self.run_detector == (self.outputs is not None):
             raise ConfigError("give exactly one of --outputs BAG and --run-detector")
         if self.candidate_threshold > 0 and not self.run_detector:
@@ -174,6 +185,7 @@ class _Outputs:
     latency_ms: dict[int, float]
     latency_source: str | None
     mask_source: str
+    topic: str = ""  # where the masks came from, for messages
     tracks: dict[int, list[Box]] | None = None  # recorded by the node, by track id
     candidates: dict[int, list[Box]] | None = None  # sub-threshold, for the tracker only
     gated: dict[int, list[Box]] | None = None  # lower still, for confirmed tracks' gates only
@@ -204,6 +216,7 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
         else:
             raise BagError(f"{cfg.outputs} holds no mask, targets or detections topic")
         latency, latency_source = _latencies(reader, cfg.image_topic, recv)
+        topic = mask_topic or found["targets"] or found["detections"] or ""
         tracks = None
         tracks_topic = found.get("tracks")
         if tracks_topic:
@@ -211,7 +224,7 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
                 stamp_ns(m.header): boxes_from_detections(m)
                 for _, _, m in reader.messages([tracks_topic])
             }
-    return _Outputs(masks, boxes, latency, latency_source, source, tracks)
+    return _Outputs(masks, boxes, latency, latency_source, source, f"{topic} in {cfg.outputs}", tracks)
 
 
 def _latencies(
@@ -235,6 +248,7 @@ def _latencies(
 def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     from irstd_ros.inference.detector import Detector
 
+    reader.require(cfg.image_topic, IMAGE_TYPE)
     detector = Detector.from_checkpoint(cfg.weights, backend=cfg.backend)
     if cfg.candidate_threshold > 0:
         detector.candidate_threshold = cfg.candidate_threshold
@@ -279,6 +293,7 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
         writer.__exit__(None, None, None)
     return _Outputs(
         masks, boxes, latency, "detector", "mask",
+        topic=f"the detector on {cfg.image_topic} in {cfg.truth}",
         candidates=candidates if cfg.candidate_threshold > 0 else None,
         gated=gated if cfg.gated_threshold > 0 else None,
     )
@@ -412,6 +427,12 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
         if pred is None:
             missing += 1
             continue
+        if pred.shape != truth.shape:
+            raise BagError(
+                f"frame at stamp {s} ns: the output mask ({outputs.topic}) is "
+                f"{pred.shape[1]}x{pred.shape[0]} but the truth ({cfg.truth_mask_topic} in "
+                f"{cfg.truth}) is {truth.shape[1]}x{truth.shape[0]}; outputs of another sequence?"
+            )
         before = (acc.targets, acc.detected, acc.false_px)
         iou = acc.update(pred, truth)
         n, d, f = acc.targets - before[0], acc.detected - before[1], acc.false_px - before[2]

@@ -1,4 +1,5 @@
-"""Option blocks shared by subcommands (the bag tools; eval and mine).
+"""Option blocks shared by subcommands (the bag tools; eval and mine), argparse ``type=``
+helpers for ranged numbers, and the up-front checks of output paths.
 
 The bag constants are imported inside the functions: ``rosbags`` is optional and
 ``irstd eval`` must not need it.
@@ -7,9 +8,98 @@ The bag constants are imported inside the functions: ``rosbags`` is optional and
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.errors import ConfigError
+
+
+def _number(text: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: an integer >= 1."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type``: a finite number > 0."""
+    value = _number(text, float)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse ``type``: a finite number >= 0."""
+    value = _number(text, float)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse ``type``: a probability threshold, strictly between 0 and 1."""
+    value = _number(text, float)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def probability_or_off(text: str) -> float:
+    """argparse ``type``: a probability in (0, 1), or 0 for off."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), or 0 for off, got {text}")
+    return value
+
+
+def _check_parent(path: Path, option: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable directory."""
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: directory {parent} is not writable")
+
+
+def check_output_file(path: Path | None, option: str) -> None:
+    """:class:`ConfigError` up front, before the long work, unless a file can be written at
+    ``path`` (None: nothing to check): it must not be a directory and its folder must be
+    (or become) a writable directory."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory; give a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{option} {path}: file is not writable")
+    _check_parent(path, option)
+
+
+def check_output_dir(path: Path | None, option: str) -> None:
+    """:class:`ConfigError` up front unless ``path`` is (or can be created as) a writable
+    directory (None: nothing to check)."""
+    if path is None:
+        return
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"{option} {path}: is a file; give a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"{option} {path}: directory is not writable")
+        return
+    _check_parent(path, option)
 
 
 def add_model_on_data(p: argparse.ArgumentParser, split: str, threshold_help: str) -> None:
@@ -19,10 +109,10 @@ def add_model_on_data(p: argparse.ArgumentParser, split: str, threshold_help: st
     p.add_argument("--split", default=split, help=f"split list name (default: {split})")
     p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--mask-suffix", default="", help="generic layout: mask name suffix")
-    p.add_argument("--threshold", type=float, help=threshold_help)
+    p.add_argument("--threshold", type=probability, help=threshold_help)
     p.add_argument("--backend", default="auto", help="inference backend (default: the fastest available)")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--limit", type=positive_int, help="first N images only")
 
 
 def add_bag_writing(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from irstd_ros.cli._options import check_output_file, positive_int
+from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
+from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.training.calibrate import CalibrationConfig, calibrate
 
 
@@ -15,22 +18,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "calibrate", help="fit calibrated probabilities (Platt scaling folded into the head)",
         description="Fits logit' = a*logit + b on training frames and writes a new checkpoint.",
     )
-    p.add_argument("--weights", type=Path, required=True)
+    p.add_argument("--weights", type=Path, required=True, help=WEIGHTS_HELP)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data", nargs="+", required=True, metavar="ROOT[:SPLIT]",
                    help="dataset roots with their split (default split: train)")
-    p.add_argument("--frames", type=int, default=60, help="frames per dataset")
+    p.add_argument("--frames", type=positive_int, default=60, help="frames per dataset")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
     sources = []
     for item in args.data:
         root, _, split = item.partition(":")
         if not root:
             raise ConfigError(f"--data {item!r}: expected ROOT or ROOT:SPLIT")
         sources.append((Path(root), split or "train"))
-    fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed))
+    fit = calibrate(CalibrationConfig(resolve_model_path(args.weights), args.out, tuple(sources), args.frames, args.seed))
     print(json.dumps(fit))
     return 0

@@ -6,9 +6,33 @@ import argparse
 import json
 from pathlib import Path
 
+from irstd_ros.cli._options import check_output_dir, positive_float, positive_int, probability
 from irstd_ros.core.constants import WEIGHTS_HELP
-from irstd_ros.evaluation.envelope import EnvelopeConfig, run_envelope, write_envelope
+from irstd_ros.errors import ConfigError
+from irstd_ros.evaluation.envelope import (
+    MIN_SIDE_PX,
+    EnvelopeConfig,
+    check_size,
+    run_envelope,
+    write_envelope,
+)
 from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer
+
+
+def _side(text: str) -> int:
+    """argparse ``type``: a frame side in px, at least :data:`MIN_SIDE_PX`."""
+    value = positive_int(text)
+    if value < MIN_SIDE_PX:
+        raise argparse.ArgumentTypeError(f"must be >= {MIN_SIDE_PX} px, got {text}")
+    return value
+
+
+def _size(text: str) -> str:
+    """argparse ``type``: ``point`` or an extended area in px."""
+    try:
+        return check_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,30 +44,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--method", default="network", choices=("network", "tophat"))
     p.add_argument("--backend", default="auto")
-    p.add_argument("--threshold", type=float, help="default: the checkpoint's own")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=512)
-    p.add_argument("--frames", type=int, default=4, help="frames per cell")
-    p.add_argument("--targets", type=int, default=8, help="targets per frame")
-    p.add_argument("--snrs", type=float, nargs="+", help="peak SNR grid")
-    p.add_argument("--sizes", nargs="+", help="'point' and/or extended areas in px")
+    p.add_argument("--threshold", type=probability, help="default: the checkpoint's own")
+    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--width", type=_side, default=640)
+    p.add_argument("--height", type=_side, default=512)
+    p.add_argument("--frames", type=positive_int, default=4, help="frames per cell")
+    p.add_argument("--targets", type=positive_int, default=8, help="targets per frame")
+    p.add_argument("--snrs", type=positive_float, nargs="+", help="peak SNR grid")
+    p.add_argument("--sizes", type=_size, nargs="+", help="'point' and/or extended areas in px")
     p.add_argument("--out", type=Path, default=Path("out/envelope"))
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    backend, norm, threshold, described = build_scorer(
-        EvalConfig(data=Path("."), weights=args.weights, method=args.method, backend=args.backend,
-                   threshold=args.threshold, threads=args.threads)
-    )
     cfg = EnvelopeConfig(width=args.width, height=args.height, frames=args.frames,
                          targets_per_frame=args.targets)
     if args.snrs:
         cfg = EnvelopeConfig(**{**cfg.__dict__, "snrs": tuple(args.snrs)})
     if args.sizes:
         cfg = EnvelopeConfig(**{**cfg.__dict__, "sizes": tuple(args.sizes)})
+    cfg.validate()
+    check_output_dir(args.out, "--out")
+    backend, norm, threshold, described = build_scorer(
+        EvalConfig(data=Path("."), weights=args.weights, method=args.method, backend=args.backend,
+                   threshold=args.threshold, threads=args.threads)
+    )
     report = run_envelope(backend, norm, threshold, cfg)
     report["scorer"] = described
     files = write_envelope(report, args.out, title=f"{described.get('weights', 'tophat')}")

@@ -10,8 +10,16 @@ from pathlib import Path
 from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, plot_over_time, write_json
 from irstd_ros.bags.io import TRUTH_MASK_TOPIC
 from irstd_ros.bags.report import format_table
-from irstd_ros.cli._options import add_image_topic
+from irstd_ros.cli._options import (
+    add_image_topic,
+    check_output_dir,
+    check_output_file,
+    non_negative_float,
+    positive_float,
+    probability_or_off,
+)
 from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.errors import ConfigError
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
 from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, GATED_THRESHOLD, TrackerConfig
 
@@ -53,33 +61,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = p.add_argument_group("tracking metrics (need the truth's target ids)")
     t.add_argument("--no-tracking", action="store_true", help="skip the tracking metrics")
     t.add_argument(
-        "--match-px", type=float, default=DEFAULT_MATCH_PX,
+        "--match-px", type=positive_float, default=DEFAULT_MATCH_PX,
         help="largest truth-to-hypothesis distance of a match, px (default %(default)s)",
     )
     t.add_argument(
-        "--warmup-s", type=float, default=DEFAULT_WARMUP_S,
+        "--warmup-s", type=non_negative_float, default=DEFAULT_WARMUP_S,
         help="Pd after warm-up counts targets visible this long (default %(default)s s)",
     )
     d = TrackerConfig()
-    t.add_argument("--gate-px", type=float, default=d.gate_px, help="tracker gate, px")
+    t.add_argument("--gate-px", type=positive_float, default=d.gate_px, help="tracker gate, px")
     t.add_argument(
         "--confirm", type=int, nargs=2, metavar=("M", "N"), default=(d.confirm_m, d.confirm_n),
         help="M-of-N confirmation (default %(default)s)",
     )
-    t.add_argument("--max-coast-s", type=float, default=d.max_coast_s, help="tracker coast, s")
+    t.add_argument("--max-coast-s", type=non_negative_float, default=d.max_coast_s, help="tracker coast, s")
     t.add_argument(
-        "--max-coast-long-s", type=float, default=d.max_coast_long_s,
+        "--max-coast-long-s", type=non_negative_float, default=d.max_coast_long_s,
         help="longest coast of a track held that long, s (default %(default)s; 0: max-coast-s)",
     )
     t.add_argument("--min-score", type=float, default=d.min_score, help="to confirm a track")
     t.add_argument(
-        "--candidate-threshold", type=float, metavar="P",
+        "--candidate-threshold", type=probability_or_off, metavar="P",
         help="with --run-detector: also feed the tracker the sub-threshold components down to "
         "probability P (low-SNR confirmation, the node's tracking.candidate_threshold; "
         f"default {CANDIDATE_THRESHOLD:g} with --run-detector, as the node); 0: off",
     )
     t.add_argument(
-        "--gated-threshold", type=float, metavar="P",
+        "--gated-threshold", type=probability_or_off, metavar="P",
         help="with --run-detector: also feed the tracker the components down to probability P "
         "below the candidates, for confirmed tracks' gates only (the node's "
         f"tracking.gated_threshold; default {GATED_THRESHOLD:g} with --run-detector); 0: off",
@@ -88,6 +96,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    m, n = args.confirm
+    if not 1 <= m <= n:
+        raise ConfigError(f"--confirm M N: need 1 <= M <= N (M detections in N frames), got {m} {n}")
+    if args.json != STDOUT:
+        check_output_file(Path(args.json) if args.json else None, "--json")
+    check_output_file(args.plot, "--plot")
+    check_output_dir(args.save_outputs, "--save-outputs")
     cfg = EvalBagConfig(
         truth=args.truth,
         outputs=args.outputs,

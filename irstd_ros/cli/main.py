@@ -1,17 +1,29 @@
 """Entry point of ``irstd``. Each subcommand lives in ``irstd_ros/cli/<name>.py``
 with ``register(subparsers)`` that adds its parser and sets ``func``, a function
 of the parsed namespace returning an exit code. Errors of this package become
-one readable line on stderr and exit code 2."""
+one readable line on stderr and exit code 2 (``irstd <command>: error: <message>``), as do
+the user-input failures that escape them: file and folder problems (:class:`OSError`:
+a directory where a file is expected, a permission denied...), malformed YAML and bad
+values (:class:`ValueError`).
+
+Environment: ``IRSTD_DEBUG=1`` re-raises any of these errors instead, for the full
+traceback."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
+import yaml
+
 from irstd_ros.errors import IrstdError
+
+DEBUG_ENV = "IRSTD_DEBUG"  # "1": tracebacks instead of one-line errors
+ERROR_EXIT = 2
 
 SUBCOMMANDS = (
     "train",
@@ -76,12 +88,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except IrstdError as exc:
-        print(f"irstd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except (IrstdError, OSError, yaml.YAMLError, ValueError) as exc:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"irstd {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return ERROR_EXIT
     except KeyboardInterrupt:
         print(f"irstd {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line: a file error names the file, YAML's multi-line report is
+    joined, and an unexpected ValueError says how to get its traceback."""
+    if isinstance(exc, IrstdError):
+        text = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename is not None else "")
+    elif isinstance(exc, yaml.YAMLError):
+        text = f"malformed YAML: {exc}"
+    else:
+        text = f"{type(exc).__name__}: {exc} ({DEBUG_ENV}=1 for the traceback)"
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

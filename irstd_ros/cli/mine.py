@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from irstd_ros.cli._options import add_model_on_data
+from irstd_ros.cli._options import add_model_on_data, check_output_file
 from irstd_ros.evaluation.evaluate import EvalConfig
 from irstd_ros.evaluation.mining import MINING_THRESHOLD, mine_hard_examples, write_hard_examples
 
@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
     report = mine_hard_examples(
         EvalConfig(
             data=args.data, split=args.split, weights=args.weights, mask_suffix=args.mask_suffix,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from irstd_ros.bags.render import RenderConfig, render
-from irstd_ros.cli._options import add_image_topic
+from irstd_ros.cli._options import add_image_topic, check_output_file, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,13 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="video file, .mp4 or .gif")
     p.add_argument("--sheet", type=Path, metavar="PNG", help="also write a contact sheet")
     add_image_topic(p)
-    p.add_argument("--fps", type=float, help="video frame rate (default: the bag's)")
-    p.add_argument("--scale", type=int, default=1, help="integer magnification")
-    p.add_argument("--max-frames", type=int, help="render at most N frames")
+    p.add_argument("--fps", type=positive_float, help="video frame rate (default: the bag's)")
+    p.add_argument("--scale", type=positive_int, default=1, help="integer magnification")
+    p.add_argument("--max-frames", type=positive_int, help="render at most N frames")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
+    check_output_file(args.sheet, "--sheet")
     cfg = RenderConfig(
         bag=args.bag,
         out=args.out,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from irstd_ros.bags.io import IMAGE_TOPIC
+from irstd_ros.bags.io import IMAGE_TOPIC, NS_PER_S, BagReader
 from irstd_ros.bags.replay import ReplayConfig, parse_remap, replay
 from irstd_ros.bags.rosutil import QOS_CHOICES
+from irstd_ros.cli._options import non_negative_float, positive_float, positive_int
+from irstd_ros.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,17 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FROM:=TO",
         help="publish FROM under the name TO (repeatable)",
     )
-    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--rate", type=positive_float, default=1.0, help="playback speed factor")
     p.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
     p.add_argument(
         "--start-offset",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         metavar="SEC",
         help="skip the first SEC seconds of the bag",
     )
     p.add_argument("--qos", choices=QOS_CHOICES, default="reliable", help="publisher reliability")
-    p.add_argument("--depth", type=int, default=10, help="publisher queue depth")
+    p.add_argument("--depth", type=positive_int, default=10, help="publisher queue depth")
     p.add_argument(
         "--wait-subscribers",
         type=float,
@@ -59,7 +61,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_start_offset(bag: Path, offset_s: float) -> None:
+    """:class:`ConfigError` when ``offset_s`` skips the whole bag (its metadata says how long
+    it is), rather than publishing nothing."""
+    if offset_s <= 0:
+        return
+    with BagReader(bag) as reader:
+        duration_s = reader.duration_ns / NS_PER_S
+    if offset_s > duration_s:
+        raise ConfigError(
+            f"--start-offset {offset_s:g} s is past the end of {bag}, which lasts {duration_s:.3f} s"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    check_start_offset(args.bag, args.start_offset)
     cfg = ReplayConfig(
         bag=args.bag,
         topics=tuple(args.topics or (IMAGE_TOPIC,)),

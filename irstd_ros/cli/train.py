@@ -37,13 +37,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def read_config(path: Path) -> dict:
+    """The mapping of TrainConfig fields in a YAML file (empty file: {}); one-line
+    :class:`ConfigError` naming the file when it is not YAML or not a mapping."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"config file {path}: malformed YAML{at}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not a text (YAML) file") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {path}: expected a mapping of training options (key: value), "
+            f"got a YAML {type(loaded).__name__}"
+        )
+    return loaded
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """YAML file first, command-line overrides second."""
     values: dict = {}
     if args.config:
+        if args.config.is_dir():
+            raise ConfigError(f"config file {args.config} is a directory")
         if not args.config.is_file():
             raise ConfigError(f"config file not found: {args.config}")
-        values.update(yaml.safe_load(args.config.read_text()) or {})
+        values.update(read_config(args.config))
     for key in TrainConfig.__dataclass_fields__:
         v = getattr(args, key.replace("-", "_"), None)
         if v is not None:

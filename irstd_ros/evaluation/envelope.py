@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from irstd_ros.core.normalization import noise_sigma, normalize
+from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.inference.backends.base import Backend
 from irstd_ros.sim.implant import TRUTH_FRACTION, ImplantConfig, render_target
@@ -46,6 +47,7 @@ MIN_SEPARATION_PX = 40.0  # between targets of one frame
 EDGE_MARGIN_PX = 16
 PLACEMENT_TRIES = 200
 PD_GOAL = 0.9
+MIN_SIDE_PX = 2 * EDGE_MARGIN_PX + 1  # room to place a target inside the edge margins
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,42 @@ class EnvelopeConfig:
     targets_per_frame: int = 8
     frames: int = 4
     seed: int = 0
+
+    def validate(self) -> None:
+        """:class:`ConfigError` naming the first bad field."""
+        if self.width < MIN_SIDE_PX or self.height < MIN_SIDE_PX:
+            raise ConfigError(
+                f"frame size {self.width}x{self.height} is too small: width and height must be "
+                f">= {MIN_SIDE_PX} px (targets keep {EDGE_MARGIN_PX} px from the edges)"
+            )
+        for name in ("frames", "targets_per_frame"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.noise > 0:
+            raise ConfigError(f"noise must be > 0, got {self.noise}")
+        if not self.snrs or not all(0 < v < float("inf") for v in self.snrs):
+            raise ConfigError(f"snrs must be positive numbers, got {list(self.snrs)}")
+        if not self.sizes:
+            raise ConfigError("sizes must not be empty")
+        for size in self.sizes:
+            check_size(size)
+        for name, valid in (("scenes", SCENE_TYPES), ("encodings", ENVELOPE_ENCODINGS)):
+            bad = [v for v in getattr(self, name) if v not in valid]
+            if bad or not getattr(self, name):
+                raise ConfigError(f"{name} {bad or 'empty'}: valid: {', '.join(valid)}")
+
+
+def check_size(size: str) -> str:
+    """``size`` if it is ``point`` or a positive extended area in px, else :class:`ConfigError`."""
+    if size == POINT:
+        return size
+    try:
+        area = float(size)
+    except ValueError:
+        area = 0.0
+    if not 0 < area < float("inf"):
+        raise ConfigError(f"size {size!r}: expected {POINT!r} or a positive area in px")
+    return size
 
 
 def scene_counts(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -128,6 +166,7 @@ def snr_at_pd(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> flo
 
 def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeConfig) -> dict[str, Any]:
     """Score ``backend`` over the grid; returns the JSON-able report."""
+    cfg.validate()
     cells: list[dict[str, Any]] = []
     false: dict[tuple[str, str], MetricAccumulator] = {}
     for si, scene in enumerate(cfg.scenes):

@@ -172,11 +172,18 @@ class ModelSpec:
 
 def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
     """``shipped`` (falls back to random ``tiny`` when the file is missing), checkpoint
-    files (``*.safetensors``), config names."""
+    files (``*.safetensors``), config names; anything else is a :class:`ConfigError`
+    listing the valid choices, before any cell runs."""
     from irstd_ros.inference.detector import default_model_path
+    from irstd_ros.models.config import NAMED_CONFIGS
 
     specs = []
     for name in names:
+        if name != "shipped" and not name.endswith(".safetensors") and name not in NAMED_CONFIGS:
+            raise ConfigError(
+                f"--models {name}: unknown model; valid: shipped, a checkpoint file "
+                f"(*.safetensors) or a config name ({', '.join(NAMED_CONFIGS)})"
+            )
         if name == "shipped":
             path = default_model_path()
             if path.is_file():

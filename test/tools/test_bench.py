@@ -59,6 +59,18 @@ def test_unknown_bench_backend_is_refused(capsys):
     assert "valid:" in capsys.readouterr().err
 
 
+def test_unknown_bench_model_is_refused_before_any_cell(capsys, monkeypatch):
+    def no_cell(*_a, **_k):
+        raise AssertionError("no child is started for an unknown model")
+
+    monkeypatch.setattr(bench, "_child", no_cell)
+    assert main(["bench", "--models", "nosuch", "--quick", "--no-node"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--models nosuch: unknown model" in err
+    assert "shipped" in err and "tiny" in err and "*.safetensors" in err
+    assert [s.config for s in bench.resolve_models(["tiny", "paper"])] == ["tiny", "paper"]
+
+
 @pytest.mark.ros
 def test_node_pipeline_measurement(tmp_path):
     import torch

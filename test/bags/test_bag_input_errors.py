@@ -1,0 +1,116 @@
+"""Bad input to the bag subcommands: one readable line, before the long work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _support.bags import make_bag
+
+from irstd_ros.bags import evaluate as ev
+from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag
+from irstd_ros.cli.main import main
+from irstd_ros.errors import BagError, ConfigError
+from irstd_ros.tracking.tracker import TrackerConfig
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if "error:" in ln]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_eval_bag_confirm_m_above_n(capsys, tiny_bag):
+    code, err = run_cli(
+        capsys, "eval-bag", "--truth", str(tiny_bag), "--run-detector", "--confirm", "6", "4"
+    )
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith("irstd eval-bag: error: --confirm") and "1 <= M <= N" in line
+    with pytest.raises(ConfigError, match="confirm_m"):
+        EvalBagConfig(tiny_bag, run_detector=True, tracker=TrackerConfig(confirm_m=0)).validate()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--match-px", "-1"], "--match-px: must be > 0"),
+        (["--candidate-threshold", "2"], "--candidate-threshold: must be in (0, 1)"),
+        (["--gated-threshold", "-0.1"], "--gated-threshold: must be in (0, 1)"),
+        (["--gate-px", "0"], "--gate-px: must be > 0"),
+        (["--warmup-s", "-1"], "--warmup-s: must be >= 0"),
+    ],
+)
+def test_eval_bag_out_of_range_values(args, words, capsys, tiny_bag):
+    code, err = run_cli(capsys, "eval-bag", "--truth", str(tiny_bag), "--run-detector", *args)
+    assert code == 2 and words in one_error_line(err)
+
+
+def test_eval_bag_unknown_image_topic_lists_the_topics(capsys, tiny_bag, monkeypatch):
+    from irstd_ros.inference import detector
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the topic is checked before the model is loaded")
+
+    monkeypatch.setattr(detector.Detector, "from_checkpoint", no_model)
+    code, err = run_cli(
+        capsys, "eval-bag", "--truth", str(tiny_bag), "--run-detector", "--image-topic", "/nosuch"
+    )
+    assert code == 2
+    line = one_error_line(err)
+    assert "has no topic /nosuch" in line and "/camera/image (sensor_msgs/msg/Image)" in line
+
+
+def test_eval_bag_outputs_of_another_size_name_frame_and_topics(tmp_path, tiny_bag, monkeypatch):
+    other = make_bag(tmp_path / "other", width=64, height=48)
+    # the other bag's truth mask stands in for recorded outputs of another sequence
+    monkeypatch.setattr(
+        ev, "find_output_topics",
+        lambda reader, exclude=(): {"mask": "/camera/truth/mask", "targets": None,
+                                    "detections": None, "tracks": None},
+    )
+    with pytest.raises(BagError) as info:
+        evaluate_bag(EvalBagConfig(tiny_bag, outputs=other, tracking=False))
+    text = str(info.value)
+    assert "frame at stamp" in text and "64x48" in text and "96x64" in text
+    assert "/camera/truth/mask in" in text and str(other) in text and "\n" not in text
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_eval_bag_output_file_that_is_a_directory(option, capsys, tiny_bag, tmp_path):
+    code, err = run_cli(
+        capsys, "eval-bag", "--truth", str(tiny_bag), "--outputs", str(tiny_bag),
+        option, str(tmp_path),
+    )
+    assert code == 2
+    assert one_error_line(err).startswith(f"irstd eval-bag: error: {option}") and "is a directory" in err
+
+
+def test_render_sheet_that_is_a_directory(capsys, tiny_bag, tmp_path):
+    code, err = run_cli(
+        capsys, "render", str(tiny_bag), "--out", str(tmp_path / "v.gif"), "--sheet", str(tmp_path)
+    )
+    assert code == 2 and "--sheet" in one_error_line(err) and "is a directory" in err
+    assert not (tmp_path / "v.gif").exists()
+
+
+def test_replay_start_offset_past_the_end(capsys, tiny_bag):
+    pytest.importorskip("irstd_ros.cli.replay")
+    code, err = run_cli(capsys, "replay", str(tiny_bag), "--start-offset", "100")
+    assert code == 2
+    line = one_error_line(err)
+    assert "--start-offset 100 s is past the end" in line and "lasts 0.700 s" in line
+
+
+def test_replay_negative_rate_is_a_usage_error(capsys, tiny_bag: Path):
+    pytest.importorskip("irstd_ros.cli.replay")
+    code, err = run_cli(capsys, "replay", str(tiny_bag), "--rate", "0")
+    assert code == 2 and "--rate: must be > 0" in one_error_line(err)

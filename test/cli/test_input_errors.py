@@ -1,0 +1,243 @@
+"""Bad input to ``irstd``: one readable line and a non-zero exit, never a traceback, and
+checked before the long work (no model is loaded or dataset read in these tests)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+
+from irstd_ros.checkpoint import read_info
+from irstd_ros.cli import _options
+from irstd_ros.cli.main import DEBUG_ENV, main
+from irstd_ros.errors import CheckpointError, ConfigError
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """(exit code, stderr) of ``irstd ARGS``, usage errors (SystemExit) included."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    """The single error line of stderr (argparse puts its usage lines before it)."""
+    lines = [ln for ln in err.strip().splitlines() if "error:" in ln]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    return lines[0]
+
+
+# --- the top-level net (main.py) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        IsADirectoryError(21, "Is a directory", "/some/dir"),
+        PermissionError(13, "Permission denied", "/root/x"),
+        ValueError("bad value\nspread over lines"),
+    ],
+)
+def test_os_and_value_errors_are_one_line_with_exit_2(exc, capsys, monkeypatch):
+    from irstd_ros.cli import info
+
+    def boom(_args: argparse.Namespace) -> int:
+        raise exc
+
+    monkeypatch.setattr(info, "run", boom)
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    code, err = run_cli(capsys, "info")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("irstd info: error: ")
+    if isinstance(exc, OSError):
+        assert exc.strerror in err and str(exc.filename) in err
+    else:
+        assert "bad value spread over lines" in err and DEBUG_ENV in err
+
+
+def test_malformed_yaml_error_escaping_is_one_line(capsys, monkeypatch):
+    import yaml
+
+    from irstd_ros.cli import info
+
+    def boom(_args: argparse.Namespace) -> int:
+        yaml.safe_load("a: [1\n")
+        return 0
+
+    monkeypatch.setattr(info, "run", boom)
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    code, err = run_cli(capsys, "info")
+    assert code == 2 and err.count("\n") == 1 and "malformed YAML" in err
+
+
+def test_debug_env_reraises_for_the_traceback(monkeypatch):
+    from irstd_ros.cli import info
+
+    def boom(_args: argparse.Namespace) -> int:
+        raise FileExistsError(17, "File exists", "/x")
+
+    monkeypatch.setattr(info, "run", boom)
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    with pytest.raises(FileExistsError):
+        main(["info"])
+
+
+# --- output paths checked up front -----------------------------------------------------------
+
+
+def test_output_file_and_dir_helpers(tmp_path):
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    _options.check_output_file(tmp_path / "new" / "deeper" / "out.json", "--out")
+    _options.check_output_dir(tmp_path / "new" / "dir", "--out")
+    _options.check_output_file(None, "--out")
+    with pytest.raises(ConfigError, match="is a directory"):
+        _options.check_output_file(tmp_path, "--out")
+    with pytest.raises(ConfigError, match="is a file"):
+        _options.check_output_dir(a_file, "--out")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        _options.check_output_file(a_file / "sub" / "out.json", "--out")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_output_dir_in_a_read_only_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(ConfigError, match="not writable"):
+            _options.check_output_dir(ro / "out", "--out")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_eval_out_that_is_a_file(capsys, tmp_path):
+    a_file = tmp_path / "README.md"
+    a_file.write_text("x")
+    code, err = run_cli(capsys, "eval", "--data", str(tmp_path), "--out", str(a_file))
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith("irstd eval: error: --out") and "is a file" in line
+
+
+def test_mine_out_that_is_a_directory(capsys, tmp_path):
+    code, err = run_cli(capsys, "mine", "--data", str(tmp_path), "--out", str(tmp_path))
+    assert code == 2 and "--out" in one_error_line(err) and "is a directory" in err
+
+
+def test_calibrate_out_that_is_a_directory(capsys, tmp_path):
+    code, err = run_cli(
+        capsys, "calibrate", "--weights", "tiny", "--out", str(tmp_path), "--data", str(tmp_path)
+    )
+    assert code == 2 and "is a directory" in one_error_line(err)
+
+
+def test_envelope_out_that_is_a_file(capsys, tmp_path):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    code, err = run_cli(capsys, "envelope", "--out", str(a_file))
+    assert code == 2 and "is a file" in one_error_line(err)
+
+
+# --- out-of-range values ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["eval", "--threshold", "5"], "--threshold: must be in (0, 1)"),
+        (["eval", "--threshold", "0"], "--threshold: must be in (0, 1)"),
+        (["eval", "--limit", "0"], "--limit: must be >= 1"),
+        (["mine", "--out", "x.json", "--limit", "-3"], "--limit: must be >= 1"),
+        (["eval", "--threads", "abc"], "--threads: expected an integer"),
+        (["envelope", "--sizes", "foo"], "size 'foo'"),
+        (["envelope", "--sizes", "0"], "size '0'"),
+        (["envelope", "--width", "10", "--height", "10"], "--width: must be >= 33 px"),
+        (["envelope", "--frames", "0"], "--frames: must be >= 1"),
+        (["envelope", "--targets", "0"], "--targets: must be >= 1"),
+        (["envelope", "--snrs", "6", "-1"], "--snrs: must be > 0"),
+        (["envelope", "--snrs", "0"], "--snrs: must be > 0"),
+        (["calibrate", "--weights", "tiny", "--out", "o", "--data", "d", "--frames", "0"],
+         "--frames: must be >= 1"),
+    ],
+)
+def test_out_of_range_values_are_usage_errors(args, words, capsys, tmp_path):
+    if args[0] in ("eval", "mine"):
+        args = [*args, "--data", str(tmp_path)]
+    code, err = run_cli(capsys, *args)
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith(f"irstd {args[0]}: error: argument") and words in line
+
+
+def test_envelope_config_validates_for_library_callers():
+    from irstd_ros.evaluation.envelope import EnvelopeConfig
+
+    EnvelopeConfig().validate()
+    for bad, words in (
+        ({"width": 10}, "too small"),
+        ({"frames": 0}, "frames must be >= 1"),
+        ({"snrs": (6.0, -1.0)}, "snrs"),
+        ({"sizes": ("point", "foo")}, "size 'foo'"),
+        ({"scenes": ("fog",)}, "valid: flat"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            EnvelopeConfig(**bad).validate()  # type: ignore[arg-type]
+
+
+# --- train --config --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("# Title\n\n`irstd_ros` finds **targets**\n", "malformed YAML (line 3, column 1)"),
+        ("a: [1\n", "malformed YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("just a string\n", "expected a mapping"),
+    ],
+)
+def test_train_config_that_is_not_a_yaml_mapping(text, words, capsys, tmp_path):
+    config = tmp_path / "README.md"
+    config.write_text(text)
+    code, err = run_cli(capsys, "train", "--config", str(config))
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith(f"irstd train: error: config file {config}") and words in line
+
+
+def test_train_config_that_is_a_directory(capsys, tmp_path):
+    code, err = run_cli(capsys, "train", "--config", str(tmp_path))
+    assert code == 2 and "is a directory" in one_error_line(err)
+
+
+# --- weights ---------------------------------------------------------------------------------
+
+
+def test_info_weights_that_is_a_directory(capsys, tmp_path):
+    code, err = run_cli(capsys, "info", "--weights", str(tmp_path))
+    assert code == 2 and "is a directory" in one_error_line(err)
+    with pytest.raises(CheckpointError, match="is a directory"):
+        read_info(tmp_path)
+
+
+def test_calibrate_takes_the_shipped_model_names(monkeypatch, capsys, tmp_path):
+    from irstd_ros.cli import calibrate as cli_calibrate
+    from irstd_ros.inference.detector import default_model_path
+
+    seen = {}
+
+    def fake(cfg):  # the fit itself is tested in test/training/test_calibrate.py
+        seen["weights"] = cfg.weights
+        return {"a": 1.0}
+
+    monkeypatch.setattr(cli_calibrate, "calibrate", fake)
+    code = main(["calibrate", "--weights", "tiny", "--out", str(tmp_path / "c.safetensors"),
+                 "--data", str(tmp_path)])
+    assert code == 0
+    assert Path(seen["weights"]) == default_model_path("tiny")
