@@ -106,7 +106,7 @@ def add_model_on_data(p: argparse.ArgumentParser, split: str, threshold_help: st
     """A checkpoint scored on a dataset split: ``--data``, ``--split``, ``--weights``,
     ``--mask-suffix``, ``--threshold``, ``--backend``, ``--threads``, ``--limit``."""
     p.add_argument("--data", type=Path, required=True, help="dataset root")
-    p.add_argument("--split", default=split, help=f"split list name (default: {split})")
+    p.add_argument("--split", default=split, help=f"split list name, or 'all' for every image of a folder without lists (default: {split})")
     p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--mask-suffix", default="", help="generic layout: mask name suffix")
     p.add_argument("--threshold", type=probability, help=threshold_help)

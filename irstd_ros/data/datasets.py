@@ -47,7 +47,7 @@ def _split_file(spec: DatasetSpec) -> Path | None:
         if spec.split_dir is None and spec.split in ("all", ""):
             return None
         tried = ", ".join(str(p) for p in candidates)
-        raise DatasetError(f"split list {spec.split!r} not found (tried {tried})")
+        raise DatasetError(f"split list {spec.split!r} not found (tried {tried}); split 'all' takes every image")
     return found[0]
 
 
