@@ -9,7 +9,6 @@ from pathlib import Path
 from irstd_ros.cli._options import check_output_file, positive_int
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
-from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.training.calibrate import CalibrationConfig, calibrate
 
 
@@ -35,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
         if not root:
             raise ConfigError(f"--data {item!r}: expected ROOT or ROOT:SPLIT")
         sources.append((Path(root), split or "train"))
-    fit = calibrate(CalibrationConfig(resolve_model_path(args.weights), args.out, tuple(sources), args.frames, args.seed))
+    fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed))
     print(json.dumps(fit))
     return 0

@@ -89,8 +89,11 @@ def fit_platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
 
 
 def calibrate(cfg: CalibrationConfig) -> dict:
-    """Fit, fold into the head, save to ``cfg.out``; returns the fit's description."""
-    model, info, _ = load_checkpoint(cfg.weights)
+    """Fit, fold into the head, save to ``cfg.out``; returns the fit's description.
+    ``cfg.weights`` may name a shipped model (``tiny``, ``fast``)."""
+    from irstd_ros.inference.detector import resolve_model_path
+
+    model, info, _ = load_checkpoint(resolve_model_path(cfg.weights))
     fold = getattr(model, "fold_logit_affine", None)
     if fold is None:
         raise ConfigError(f"{cfg.weights}: the model has no layer to fold the calibration into")
