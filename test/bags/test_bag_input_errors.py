@@ -6,26 +6,12 @@ from pathlib import Path
 
 import pytest
 from _support.bags import make_bag
+from _support.cli import one_error_line, run_cli
 
 from irstd_ros.bags import evaluate as ev
 from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag
-from irstd_ros.cli.main import main
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.tracking.tracker import TrackerConfig
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
-
-
-def one_error_line(err: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if "error:" in ln]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_eval_bag_confirm_m_above_n(capsys, tiny_bag):

@@ -8,29 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from _support.cli import one_error_line, run_cli
 
 from irstd_ros.checkpoint import read_info
 from irstd_ros.cli import _options
 from irstd_ros.cli.main import DEBUG_ENV, main
 from irstd_ros.errors import CheckpointError, ConfigError
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """(exit code, stderr) of ``irstd ARGS``, usage errors (SystemExit) included."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
-
-
-def one_error_line(err: str) -> str:
-    """The single error line of stderr (argparse puts its usage lines before it)."""
-    lines = [ln for ln in err.strip().splitlines() if "error:" in ln]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err, err
-    return lines[0]
-
 
 # --- the top-level net (main.py) ------------------------------------------------------------
 
