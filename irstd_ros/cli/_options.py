@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.core.paths import creation_problem
 from irstd_ros.errors import ConfigError
 
 
@@ -65,14 +66,10 @@ def probability_or_off(text: str) -> float:
 
 
 def _check_parent(path: Path, option: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a writable directory."""
-    parent = path.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{option} {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: directory {parent} is not writable")
+    """The nearest existing folder above ``path`` must be a writable directory."""
+    reason = creation_problem(path)
+    if reason:
+        raise ConfigError(f"{option} {reason}")
 
 
 def check_output_file(path: Path | None, option: str) -> None:

@@ -50,6 +50,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC, IMAGE_INPUT
+from irstd_ros.core.paths import creation_problem
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.ros.health import PipelineStats
 from irstd_ros.ros.params import PARAMS, SPECS, validate
@@ -108,10 +109,8 @@ def path_problem(name: str, value: str) -> str | None:
         return None
     if path.exists():
         return None if path.is_dir() else f"model.cache_dir: {path} exists and is not a directory"
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        return f"model.cache_dir: {path} cannot be created ({parent} is not a writable directory)"
-    return None
+    reason = creation_problem(path)
+    return f"model.cache_dir: {reason}" if reason else None
 
 
 # --- set-up steps shared by the plain and the lifecycle node ---------------------------------
