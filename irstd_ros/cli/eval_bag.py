@@ -19,7 +19,6 @@ from irstd_ros.cli._options import (
     probability_or_off,
 )
 from irstd_ros.core.constants import WEIGHTS_HELP
-from irstd_ros.errors import ConfigError
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
 from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, GATED_THRESHOLD, TrackerConfig
 
@@ -96,9 +95,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    m, n = args.confirm
-    if not 1 <= m <= n:
-        raise ConfigError(f"--confirm M N: need 1 <= M <= N (M detections in N frames), got {m} {n}")
     if args.json != STDOUT:
         check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(args.plot, "--plot")

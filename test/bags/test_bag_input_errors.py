@@ -20,7 +20,7 @@ def test_eval_bag_confirm_m_above_n(capsys, tiny_bag):
     )
     assert code == 2
     line = one_error_line(err)
-    assert line.startswith("irstd eval-bag: error: --confirm") and "1 <= M <= N" in line
+    assert line.startswith("irstd eval-bag: error: tracker: need 1 <= confirm_m <= confirm_n, got 6, 4")
     with pytest.raises(ConfigError, match="confirm_m"):
         EvalBagConfig(tiny_bag, run_detector=True, tracker=TrackerConfig(confirm_m=0)).validate()
 
