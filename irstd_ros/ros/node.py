@@ -332,6 +332,11 @@ def run(
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # SIGINT/SIGTERM shut the context down while the executor was building its wait
+        # set: rcl says "context is not valid" instead of ExternalShutdownException
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.close()  # type: ignore[attr-defined]  # IrstdNode, IrstdLifecycleNode

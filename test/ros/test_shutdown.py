@@ -123,3 +123,36 @@ def test_close_waits_for_the_frame_in_flight_and_does_not_hang(rclpy_context):
     h.close()
     assert time.monotonic() - t0 < 5.0
     assert not h.node.pipeline.worker.is_alive()
+
+
+class _Closable:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("shut_down", [True, False], ids=["signal-raced-the-executor", "real-rcl-failure"])
+def test_rcl_error_from_spin_is_a_clean_exit_only_after_a_shutdown(monkeypatch, shut_down):
+    """A signal shuts the context down while the executor builds its wait set: rcl raises
+    "context is not valid" (seen once in CI) rather than ExternalShutdownException."""
+    from rclpy._rclpy_pybind11 import RCLError
+
+    from irstd_ros.ros import node as node_module
+
+    def spin(_node) -> None:
+        if shut_down:
+            rclpy.shutdown()
+        raise RCLError("failed to initialize wait set: the given context is not valid")
+
+    monkeypatch.setattr(node_module.rclpy, "spin", spin)
+    made = _Closable()
+    if rclpy.ok():
+        rclpy.shutdown()
+    if shut_down:
+        assert node_module.run(["irstd_node"], lambda _args: made) == 0
+    else:
+        with pytest.raises(RCLError):
+            node_module.run(["irstd_node"], lambda _args: made)
+    assert made.closed and not rclpy.ok()
