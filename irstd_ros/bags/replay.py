@@ -113,11 +113,25 @@ def _sleep_until(deadline: float, stop: Callable[[], bool]) -> None:
         time.sleep(min(left, SLEEP_SLICE_S))
 
 
+def check_start_offset(cfg: ReplayConfig) -> None:
+    """:class:`ConfigError` when ``cfg.start_offset`` skips the whole bag (its metadata says
+    how long it is), rather than publishing nothing."""
+    if cfg.start_offset <= 0:
+        return
+    with BagReader(cfg.bag) as reader:
+        duration_s = reader.duration_ns / NS_PER_S
+    if cfg.start_offset > duration_s:
+        raise ConfigError(
+            f"start offset {cfg.start_offset:g} s is past the end of {cfg.bag}, which lasts {duration_s:.3f} s"
+        )
+
+
 def replay(
     cfg: ReplayConfig, node: Any | None = None, should_stop: Callable[[], bool] = lambda: False
 ) -> ReplayStats:
     """Publish ``cfg.bag``; with ``node`` given, the caller spins it (else a node is made)."""
     cfg.validate()
+    check_start_offset(cfg)
     if node is None:
         with ros_session("irstd_replay") as own:
             return replay(cfg, own, should_stop)

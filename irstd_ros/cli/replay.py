@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from irstd_ros.bags.io import IMAGE_TOPIC, NS_PER_S, BagReader
+from irstd_ros.bags.io import IMAGE_TOPIC
 from irstd_ros.bags.replay import ReplayConfig, parse_remap, replay
 from irstd_ros.bags.rosutil import QOS_CHOICES
 from irstd_ros.cli._options import non_negative_float, positive_float, positive_int
-from irstd_ros.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,21 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check_start_offset(bag: Path, offset_s: float) -> None:
-    """:class:`ConfigError` when ``offset_s`` skips the whole bag (its metadata says how long
-    it is), rather than publishing nothing."""
-    if offset_s <= 0:
-        return
-    with BagReader(bag) as reader:
-        duration_s = reader.duration_ns / NS_PER_S
-    if offset_s > duration_s:
-        raise ConfigError(
-            f"--start-offset {offset_s:g} s is past the end of {bag}, which lasts {duration_s:.3f} s"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
-    check_start_offset(args.bag, args.start_offset)
     cfg = ReplayConfig(
         bag=args.bag,
         topics=tuple(args.topics or (IMAGE_TOPIC,)),

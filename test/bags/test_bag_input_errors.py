@@ -90,10 +90,15 @@ def test_render_sheet_that_is_a_directory(capsys, tiny_bag, tmp_path):
 
 def test_replay_start_offset_past_the_end(capsys, tiny_bag):
     pytest.importorskip("irstd_ros.cli.replay")
+    from irstd_ros.bags.replay import ReplayConfig, check_start_offset
+
     code, err = run_cli(capsys, "replay", str(tiny_bag), "--start-offset", "100")
     assert code == 2
     line = one_error_line(err)
-    assert "--start-offset 100 s is past the end" in line and "lasts 0.700 s" in line
+    assert "start offset 100 s is past the end" in line and "lasts 0.700 s" in line
+    with pytest.raises(ConfigError, match="past the end"):  # the library says so too
+        check_start_offset(ReplayConfig(bag=tiny_bag, start_offset=100.0))
+    check_start_offset(ReplayConfig(bag=tiny_bag, start_offset=0.5))  # within the bag
 
 
 def test_replay_negative_rate_is_a_usage_error(capsys, tiny_bag: Path):
