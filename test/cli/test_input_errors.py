@@ -4,11 +4,11 @@ checked before the long work (no model is loaded or dataset read in these tests)
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import pytest
 from _support.cli import one_error_line, run_cli
+from _support.files import needs_non_root, read_only_folder
 
 from irstd_ros.checkpoint import read_info
 from irstd_ros.cli import _options
@@ -87,16 +87,10 @@ def test_output_file_and_dir_helpers(tmp_path):
         _options.check_output_file(a_file / "sub" / "out.json", "--out")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+@needs_non_root
 def test_output_dir_in_a_read_only_folder(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        with pytest.raises(ConfigError, match="not writable"):
-            _options.check_output_dir(ro / "out", "--out")
-    finally:
-        ro.chmod(0o700)
+    with read_only_folder(tmp_path) as ro, pytest.raises(ConfigError, match="not writable"):
+        _options.check_output_dir(ro / "out", "--out")
 
 
 def test_eval_out_that_is_a_file(capsys, tmp_path):

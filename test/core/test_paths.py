@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
+from _support.files import needs_non_root, read_only_folder
 
 from irstd_ros.core.paths import creation_problem
 
@@ -18,12 +16,7 @@ def test_creatable_below_a_directory_and_not_below_a_file(tmp_path):
     assert reason is not None and "is a file, not a directory" in reason and str(a_file) in reason
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+@needs_non_root
 def test_not_creatable_in_a_read_only_folder(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
+    with read_only_folder(tmp_path) as ro:
         assert "not writable" in (creation_problem(ro / "x") or "")
-    finally:
-        ro.chmod(0o700)
