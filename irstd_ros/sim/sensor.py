@@ -30,7 +30,7 @@ class SensorConfig:
     blur_sigma: tuple[float, float] = (0.3, 0.8)
     fpn_prob: float = 0.2  # column offsets
     fpn: tuple[float, float] = (0.2, 1.0)
-    row_fpn_prob: float = 0.0  # row offsets (horizontal stripes); 0 before 0.6's candidates
+    row_fpn_prob: float = 0.0  # row offsets (horizontal stripes); 0: off, as in every recipe before real_v8
     row_fpn: tuple[float, float] = (0.2, 1.0)
     encoding_probs: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)  # ENCODINGS order
     counts_per_unit: tuple[float, float] = (2.0, 40.0)  # mono16 gain
@@ -46,7 +46,7 @@ def degrade(img: np.ndarray, rng: np.random.Generator, sigma: float, cfg: Sensor
         out += np.float32(rng.uniform(*cfg.fpn) * sigma) * rng.standard_normal((1, out.shape[1])).astype(
             np.float32
         )
-    if cfg.row_fpn_prob > 0 and rng.random() < cfg.row_fpn_prob:
+    if cfg.row_fpn_prob > 0 and rng.random() < cfg.row_fpn_prob:  # off: no draw, older recipes' streams unchanged
         out += np.float32(rng.uniform(*cfg.row_fpn) * sigma) * rng.standard_normal((out.shape[0], 1)).astype(
             np.float32
         )
