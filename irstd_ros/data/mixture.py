@@ -22,6 +22,7 @@ import torch
 
 from irstd_ros.core.normalization import InputNorm, noise_sigma, normalize
 from irstd_ros.core.parsing import dataclass_from_dict
+from irstd_ros.core.paths import path_tuple
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.transforms import augment, point_crop, random_crop, rescale, target_crop
 from irstd_ros.errors import ConfigError
@@ -49,13 +50,14 @@ class SourceSpec:
     mask_suffix: str = ""
     hard: tuple[Path, ...] = ()
     hard_prob: float = 0.0
+    teacher: tuple[Path, ...] = ()  # distillation teachers of this source's samples (training)
 
     @classmethod
     def from_dict(cls, d: dict) -> SourceSpec:
-        hard = d.get("hard") or ()
-        hard = (hard,) if isinstance(hard, (str, Path)) else hard
-        spec = dataclass_from_dict(cls, {**d, "hard": tuple(Path(h) for h in hard)}, "data source")
+        paths = {key: path_tuple(d.get(key)) for key in ("hard", "teacher")}
+        spec = dataclass_from_dict(cls, {**d, **paths}, "data source")
         return replace(spec, root=Path(spec.root))
+
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Source:
     implant_prob: float
     hard: tuple[tuple[int, float, float], ...] = ()
     hard_prob: float = 0.0
+    teacher: tuple[Path, ...] = ()
 
 
 def load_hard_examples(paths: Path | Sequence[Path], items: Sequence[Item]) -> tuple[tuple[int, float, float], ...]:
@@ -172,7 +175,7 @@ class MixtureSamples(torch.utils.data.Dataset):
             pairs = find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))
             items = IRSTDDataset(pairs).items
             hard = load_hard_examples(spec.hard, items) if spec.hard and spec.hard_prob > 0 else ()
-            sources.append(Source(items, spec.weight, spec.implant_prob, hard, spec.hard_prob))
+            sources.append(Source(items, spec.weight, spec.implant_prob, hard, spec.hard_prob, spec.teacher))
         frames, weight, implant_prob = generator
         if frames > 0 and weight > 0:
             sources.append(Source(generator_backgrounds(frames, seed), weight, implant_prob))
@@ -184,10 +187,17 @@ class MixtureSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.samples
 
+    def _source(self, rng: np.random.Generator) -> int:
+        return int(rng.choice(len(self.sources), p=self.weights))
+
+    def source_of(self, index: int) -> int:
+        """The index (in ``sources``) of the source sample ``index`` of this epoch draws from."""
+        return self._source(np.random.default_rng([self.seed, self.epoch, index]))
+
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(normalised float32 crop, bool mask) of one sample."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        source = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
+        source = self.sources[self._source(rng)]
         side = self.cfg.crop_side(self.crop, rng)
         if source.hard and rng.random() < source.hard_prob:
             i, hy, hx = source.hard[int(rng.integers(len(source.hard)))]
@@ -215,6 +225,8 @@ class MixtureSamples(torch.utils.data.Dataset):
         y, m = augment(normalize(frame, self.norm), mask, rng)
         return np.ascontiguousarray(y, dtype=np.float32), np.ascontiguousarray(m)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image, mask, source index): the source picks the sample's distillation teachers."""
         y, m = self.sample(index)
-        return torch.from_numpy(y)[None], torch.from_numpy(m.astype(np.float32))[None]
+        source = torch.tensor(self.source_of(index))
+        return torch.from_numpy(y)[None], torch.from_numpy(m.astype(np.float32))[None], source

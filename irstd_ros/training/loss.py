@@ -36,7 +36,14 @@ def training_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torc
     raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
 
 
-def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+def distillation_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, samples: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-pixel binary cross-entropy of the student against the teacher's probabilities
-    (knowledge distillation, Hinton et al. 2015, at temperature 1)."""
-    return F.binary_cross_entropy_with_logits(logits.float(), torch.sigmoid(teacher_logits.float()))
+    (knowledge distillation, Hinton et al. 2015, at temperature 1). ``samples``: an (N,)
+    0/1 weight, the samples that have a teacher (the mean is over theirs only)."""
+    target = torch.sigmoid(teacher_logits.float())
+    if samples is None:
+        return F.binary_cross_entropy_with_logits(logits.float(), target)
+    per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").flatten(1).mean(1)
+    return (per_sample * samples).sum() / samples.sum().clamp(min=1.0)

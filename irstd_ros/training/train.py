@@ -30,6 +30,7 @@ from tqdm import tqdm
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
 from irstd_ros.core.parsing import dataclass_from_dict
+from irstd_ros.core.paths import path_tuple
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.errors import ConfigError
@@ -37,6 +38,7 @@ from irstd_ros.models import build_model, named_config
 from irstd_ros.sim.implant import ImplantConfig
 from irstd_ros.sim.sensor import SensorConfig
 from irstd_ros.training.loss import LOSSES, distillation_loss, training_loss
+from irstd_ros.training.teachers import Teachers
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,9 @@ class TrainConfig:
     loss: str = "softiou"  # softiou | softiou+bce (calibrated probabilities)
     init: Path | None = None  # start from these weights (same architecture)
     init_partial: bool = False  # take only the init tensors whose name and shape fit the model
-    teacher: Path | None = None  # distil from this checkpoint's probabilities (same input norm)
+    # distil from this checkpoint's probabilities, or a list's mean logits (same input norm);
+    # a mixture source's own ``teacher`` overrides it for that source's samples
+    teacher: Path | list[Path] | None = None
     distill: float = 0.5  # weight of the distillation term when a teacher is given
     # Mixture training (irstd_ros.data.mixture): list of {root, split, weight, implant_prob}.
     sources: list[dict[str, Any]] = field(default_factory=list)
@@ -90,7 +94,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
         self.init = Path(self.init) if self.init else None
-        self.teacher = Path(self.teacher) if self.teacher else None
+        teachers = path_tuple(self.teacher)
+        self.teacher = None if not teachers else teachers[0] if len(teachers) == 1 else list(teachers)
         if self.distill < 0:
             raise ConfigError(f"distill must be >= 0, got {self.distill}")
         if self.schedule not in ("constant", "cosine"):
@@ -164,7 +169,8 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
         "sources": [
             {"root": str(s.root), "split": s.split, "weight": s.weight, "implant_prob": s.implant_prob,
              "images": len(src.items),
-             **({"hard": [str(h) for h in s.hard], "hard_prob": s.hard_prob, "hard_places": len(src.hard)} if src.hard else {})}
+             **({"hard": [str(h) for h in s.hard], "hard_prob": s.hard_prob, "hard_places": len(src.hard)} if src.hard else {}),
+             **({"teacher": [str(t) for t in s.teacher]} if s.teacher else {})}
             for s, src in zip(specs, mix.sources)
         ],
         "generator_frames": cfg.generator_frames if cfg.generator_weight > 0 else 0,
@@ -233,14 +239,21 @@ def init_from(model: nn.Module, path: Path, name: str, partial: bool = False) ->
     log.info("initialised %d of %d tensors of %r from %s", len(fitting), len(target), name, path)
 
 
-def load_teacher(path: Path, norm: InputNorm, device: torch.device) -> nn.Module:
-    """A frozen teacher in eval mode; its input normalisation must be the run's."""
-    teacher, info, _ = load_checkpoint(path)
-    if info.norm != norm:
-        raise ConfigError(f"teacher {path} normalises inputs as {info.norm}, the run as {norm}")
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher.to(device).eval()
+def teacher_sets(cfg: TrainConfig, ds: IRSTDDataset | MixtureSamples) -> list[tuple[Path, ...]]:
+    """Each source's distillation teachers: its own ``teacher``, else the run's."""
+    run = path_tuple(cfg.teacher)
+    if isinstance(ds, MixtureSamples):
+        return [src.teacher or run for src in ds.sources]
+    return [run]
+
+
+def _plain(value: Any) -> Any:
+    """A config value as JSON: paths (alone or in a list) become strings."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -271,7 +284,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.init is not None:
         init_from(model, cfg.init, cfg.model, partial=cfg.init_partial)
     model = model.to(device)
-    teacher = load_teacher(cfg.teacher, norm, device) if cfg.teacher is not None else None
+    teachers = Teachers(teacher_sets(cfg, ds), norm, device)
     use_bf16 = cfg.bf16 and device.type == "cpu"
     if use_bf16:
         model = with_memory_format(model, torch.channels_last)
@@ -312,7 +325,7 @@ def train(cfg: TrainConfig) -> Path:
 
     def info_for(epoch: int, seed_next: int) -> CheckpointInfo:
         extra = {
-            "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "train_config": {k: _plain(v) for k, v in asdict(cfg).items()},
             "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next},
             "data": seen,
             **cfg.extra,
@@ -329,19 +342,18 @@ def train(cfg: TrainConfig) -> Path:
         net.train()
         t0, losses = time.time(), []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, leave=False)
-        for img, mask in bar:
-            img = img.to(device)
-            mask = mask.to(device)
+        for batch in bar:
+            img, mask = batch[0].to(device), batch[1].to(device)
+            source = batch[2] if len(batch) > 2 else torch.zeros(img.shape[0], dtype=torch.long)
             if use_bf16:
                 img = img.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 logits = net(img)
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(img)
+                if teachers:
+                    teacher_logits, taught = teachers.logits(img, source)
             loss = training_loss(cfg.loss, logits, mask)
-            if teacher is not None:
-                loss = loss + cfg.distill * distillation_loss(logits, teacher_logits)
+            if teachers:
+                loss = loss + cfg.distill * distillation_loss(logits, teacher_logits, taught)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

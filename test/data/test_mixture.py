@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,23 @@ def test_scale_range_is_checked():
         AugmentConfig(scale=(2.0, 1.0), scale_prob=0.5)
     with pytest.raises(ConfigError, match="scale"):
         AugmentConfig(scale_prob=1.5)
+
+
+def test_each_sample_names_the_source_it_was_drawn_from(tmp_path):
+    # source 0: every pixel is target; source 1: no target and nothing implanted
+    full = [(f"t{i}", np.full(SIZE, 200, np.uint8), np.ones(SIZE, bool)) for i in range(2)]
+    target_root = write_dataset(tmp_path / "t", full, {"train": ["t0", "t1"]})
+    empty_root = write_dataset(tmp_path / "e", _frames(2), {"train": ["f0", "f1"]})
+    specs = [
+        SourceSpec.from_dict({"root": str(target_root), "implant_prob": 0.0, "teacher": "a.safetensors"}),
+        SourceSpec.from_dict({"root": str(empty_root), "implant_prob": 0.0, "teacher": ["a.st", "b.st"]}),
+    ]
+    mix = MixtureSamples.from_specs(specs, CROP, 24, InputNorm(kind="robust"))
+    assert [s.teacher for s in mix.sources] == [(Path("a.safetensors"),), (Path("a.st"), Path("b.st"))]
+    drawn = set()
+    for i in range(24):
+        _, mask, source = mix[i]
+        assert int(source) == mix.source_of(i)
+        assert bool(mask.any()) == (int(source) == 0)
+        drawn.add(int(source))
+    assert drawn == {0, 1}

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from irstd_ros.training.loss import SMOOTH, distillation_loss, soft_iou_loss
@@ -50,3 +51,12 @@ def test_distillation_is_smallest_at_the_teachers_logits():
     at_teacher = distillation_loss(teacher, teacher).item()
     for other in (teacher + 1.0, teacher - 1.0, torch.zeros_like(teacher)):
         assert distillation_loss(other, teacher).item() > at_teacher
+
+
+def test_distillation_counts_only_the_samples_that_have_a_teacher():
+    gen = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(3, 1, 4, 4, generator=gen), torch.randn(3, 1, 4, 4, generator=gen)
+    taught = torch.tensor([1.0, 0.0, 1.0])
+    subset = distillation_loss(student[[0, 2]], teacher[[0, 2]])
+    assert distillation_loss(student, teacher, taught).item() == pytest.approx(subset.item(), rel=1e-6)
+    assert distillation_loss(student, teacher, torch.zeros(3)).item() == 0.0

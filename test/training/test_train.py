@@ -109,6 +109,20 @@ def test_partial_init_and_distillation_from_a_teacher(tmp_path):
     assert copied["decoder.0.0.conv1.0.weight"].shape != source["decoder.0.0.conv1.0.weight"].shape
 
 
+def test_an_ensemble_teacher_and_a_source_s_own_teacher_are_recorded(tmp_path):
+    first = train(config(tmp_path, out=tmp_path / "a", epochs=1))
+    second = train(config(tmp_path, out=tmp_path / "b", epochs=1, seed=1))
+    data = str(blob_dataset(tmp_path / "data"))
+    final = train(config(
+        tmp_path, out=tmp_path / "s", epochs=1, init=first, teacher=[str(first), str(second)],
+        sources=[{"root": data, "weight": 1.0}, {"root": data, "weight": 1.0, "teacher": str(second)}],
+        samples_per_epoch=8,
+    ))
+    extra = load_checkpoint(final)[1].extra
+    assert extra["train_config"]["teacher"] == [str(first), str(second)]
+    assert [s.get("teacher") for s in extra["data"]["sources"]] == [None, [str(second)]]
+
+
 def test_a_teacher_with_another_input_norm_is_refused(tmp_path):
     teacher = train(config(tmp_path, epochs=1, norm="global"))
     with pytest.raises(ConfigError, match="normalises inputs"):

@@ -1,0 +1,69 @@
+"""Distillation teachers: one checkpoint, an ensemble, or one ensemble per data source.
+
+A teacher set is a tuple of checkpoints whose logits are averaged (an ensemble in logit
+space, as ``docs/results.md`` "Cheap levers" scored them). The run's ``teacher`` is the
+default set; a mixture source may name its own (``sources[i].teacher``), e.g. an ensemble
+that is quiet on real clutter for the real frames and the accurate model alone for the
+synthetic ones. Each checkpoint is loaded once and run only on the samples of the batch
+whose set holds it. Calibrated checkpoints (Platt scaling folded into the head) output
+calibrated logits, so an ensemble of differently calibrated models averages like with like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.core.normalization import InputNorm
+from irstd_ros.errors import ConfigError
+
+TeacherSet = tuple[Path, ...]
+
+
+def load_teacher(path: Path, norm: InputNorm, device: torch.device) -> nn.Module:
+    """A frozen teacher in eval mode; its input normalisation must be the run's."""
+    if not Path(path).is_file():
+        raise ConfigError(f"teacher checkpoint not found: {path}")
+    teacher, info, _ = load_checkpoint(path)
+    if info.norm != norm:
+        raise ConfigError(f"teacher {path} normalises inputs as {info.norm}, the run as {norm}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
+class Teachers:
+    """Per-source teacher sets; ``sets[i]`` is source ``i``'s (empty: no distillation)."""
+
+    def __init__(self, sets: Sequence[TeacherSet], norm: InputNorm, device: torch.device) -> None:
+        self.sets = [tuple(s) for s in sets]
+        self.models: dict[Path, nn.Module] = {}
+        for path in dict.fromkeys(p for s in self.sets for p in s):
+            self.models[path] = load_teacher(path, norm, device)
+
+    def __bool__(self) -> bool:
+        return bool(self.models)
+
+    def logits(self, img: torch.Tensor, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean teacher logits, float32 (N,) mask of the samples that have a teacher).
+
+        ``source`` holds each sample's source index. Samples without a teacher get
+        logits 0 and mask 0; each checkpoint runs only on the samples that use it.
+        """
+        total = torch.zeros((img.shape[0], 1, *img.shape[2:]), dtype=torch.float32, device=img.device)
+        count = torch.zeros(img.shape[0], dtype=torch.float32, device=img.device)
+        with torch.no_grad():
+            for path, model in self.models.items():
+                users = torch.tensor(
+                    [path in self.sets[int(s)] for s in source.tolist()], dtype=torch.bool, device=img.device
+                )
+                if not bool(users.any()):
+                    continue
+                total[users] += model(img[users]).float()
+                count[users] += 1.0
+        mean = total / count.clamp(min=1.0).view(-1, 1, 1, 1)
+        return mean, (count > 0).float()
