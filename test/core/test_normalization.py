@@ -115,15 +115,19 @@ def test_bad_norms_are_refused_with_the_choices():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint16])
-@pytest.mark.parametrize("shape", [(512, 640), (37, 1000), (16, 16), (5, 7), (1080, 1918)])
-def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape, dtype):
-    """Gathers and an einsum (no BLAS) on the in-place partitioned samples give
-    ``np.median`` and the interpolation matrices' product, which the torch twin
+@pytest.mark.parametrize(
+    ("shape", "block"),
+    [((512, 640), 32), ((37, 1000), 32), ((16, 16), 32), ((5, 7), 32), ((1080, 1918), 32),
+     ((100, 99), 33), ((70, 200), 7)],
+)
+def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape, block, dtype):
+    """Gathers and broadcast runs between block centres (no BLAS; even and odd blocks,
+    frames that blocks do not tile) on the in-place partitioned samples give ``np.median``
+    and the interpolation matrices' product, which the torch twin
     (irstd_ros/training/torch_norm.py) computes; raw integer frames need no float copy."""
     from irstd_ros.core import normalization as n
 
     frame = np.random.default_rng(1).normal(100, 5, shape).astype(dtype)
-    block = 32
     h, w = shape
     gh, gw = max(1, h // block), max(1, w // block)
     bh, bw = h // gh, w // gw
