@@ -105,6 +105,31 @@ def _quantisation_step(dtype: np.dtype) -> float:
     return 1.0 if np.issubdtype(dtype, np.integer) else 0.0
 
 
+def _trimmed_rms(rows: np.ndarray) -> float:
+    """RMS of the ``TRIM_QUANTILE`` smallest |horizontal neighbour differences| of ``rows``:
+    exactly the k smallest, so ties cannot bias it.
+
+    Frames of at most 16-bit integers take a histogram of |d| (at most 65,536 bins): one
+    counting pass instead of a partition, which on the many ties of such frames is slow
+    (640x512 mono8: 1.75 ms against 0.10 ms; mono16: 0.35 against 0.08).
+    """
+    if np.issubdtype(rows.dtype, np.integer) and rows.dtype.itemsize <= 2:
+        d = np.abs(np.diff(rows.astype(np.int32), axis=1)).ravel()
+        k = max(int(TRIM_QUANTILE * d.size), 1)
+        counts = np.bincount(d)
+        cumulative = np.cumsum(counts)
+        v = int(np.searchsorted(cumulative, k))  # the k-th smallest |d|
+        below = int(cumulative[v - 1]) if v > 0 else 0
+        values = np.arange(v, dtype=np.float64)
+        # a product and sum, not ``@`` (no BLAS threads; see local_background)
+        total = float((counts[:v] * (values * values)).sum()) + (k - below) * float(v) * v
+        return float(np.sqrt(total / k))
+    d = np.diff(rows.astype(np.float32), axis=1).ravel()
+    sq = d * d
+    k = max(int(TRIM_QUANTILE * sq.size), 1)
+    return float(np.sqrt(np.mean(np.partition(sq, k - 1)[:k])))
+
+
 def noise_sigma(frame: np.ndarray) -> float:
     """Pixel noise of a single-channel frame, in its own units (see the module doc)."""
     h, w = frame.shape
@@ -114,10 +139,7 @@ def noise_sigma(frame: np.ndarray) -> float:
     step = _quantisation_step(frame.dtype)
     var = QUANTISATION_VARIANCE * step * step
     if rows.shape[1] >= 2:
-        d = np.diff(rows.astype(np.float32), axis=1).ravel()
-        sq = d * d
-        k = max(int(TRIM_QUANTILE * sq.size), 1)  # exactly the k smallest: ties cannot bias it
-        rms = float(np.sqrt(np.mean(np.partition(sq, k - 1)[:k])))
+        rms = _trimmed_rms(rows)
         var += (rms / TRIM_RMS_FACTOR) ** 2 / 2.0  # a difference has twice the variance
     sigma = float(np.sqrt(var))
     if sigma <= 0.0:  # a noise-free float frame

@@ -36,6 +36,21 @@ def test_noise_sigma_is_the_pixel_noise_not_the_scene_contrast(kind):
     assert noise_sigma(scene(kind, 8.0)) == pytest.approx(8.0, rel=0.06)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32])
+@pytest.mark.parametrize("spread", [0.0, 0.4, 3.0, 40.0, 9000.0])
+def test_the_trimmed_rms_is_exact_whichever_path_computes_it(dtype, spread):
+    """Small integer frames take a histogram of |d|, the others a partition; both give the
+    RMS of exactly the 90 % smallest differences (ties included), as a full sort does."""
+    from irstd_ros.core import normalization as n
+
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.finfo(dtype)
+    raw = np.random.default_rng(3).normal(0, spread, (16, 301)) + (info.max + max(info.min, -1e6)) / 2
+    rows = raw.clip(info.min, min(info.max, 1e6)).astype(dtype)
+    d = np.sort(np.abs(np.diff(rows.astype(np.float64), axis=1)).ravel())
+    k = int(n.TRIM_QUANTILE * d.size)
+    assert n._trimmed_rms(rows) == pytest.approx(np.sqrt(np.mean(d[:k] ** 2)), rel=1e-6, abs=1e-9)
+
+
 def test_integer_frames_add_their_quantisation_noise():
     flat = np.full(SHAPE, 100, np.uint8)
     assert noise_sigma(flat) == pytest.approx(np.sqrt(1 / 12), rel=1e-6)
