@@ -28,10 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("batch-size", int), ("lr", float), ("schedule", str), ("min-lr", float),
         ("crop", int), ("seed", int), ("device", str), ("threads", int),
         ("threshold", float), ("max-steps", int), ("minutes", float), ("norm", str),
-        ("knee", float), ("background", int), ("loss", str), ("init", Path), ("teacher", Path), ("distill", float), ("samples-per-epoch", int),
+        ("knee", float), ("background", int), ("loss", str), ("init", Path), ("distill", float), ("samples-per-epoch", int),
         ("generator-frames", int), ("generator-weight", float), ("workers", int),
     ):
         p.add_argument(f"--{name}", type=typ)
+    p.add_argument(
+        "--teacher", type=Path, nargs="+",
+        help="distil from this checkpoint, or the mean logits of several (replaces the YAML's "
+        "teacher; a source's own teacher stays)",
+    )
     p.add_argument("--bf16", action="store_true", default=None, help="CPU bfloat16 autocast")
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
     p.set_defaults(func=run)

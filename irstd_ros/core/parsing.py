@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from irstd_ros.errors import ConfigError
@@ -55,3 +56,12 @@ def dataclass_from_dict(cls: type[D], data: Mapping[str, Any], what: str) -> D:
     if unknown:
         raise ConfigError(f"unknown {what} keys {sorted(unknown)}; valid: {', '.join(valid)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def path_tuple(value: str | Path | Sequence[str | Path] | None) -> tuple[Path, ...]:
+    """A config field that holds one path, a list of paths or nothing, as a tuple."""
+    if not value:
+        return ()
+    if isinstance(value, (str, Path)):
+        return (Path(value),)
+    return tuple(Path(v) for v in value)

@@ -4,7 +4,6 @@ and the CLI's output options, made before any work and creating nothing."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -20,11 +19,3 @@ def creation_problem(path: Path) -> str | None:
         return f"{path} cannot be created: directory {parent} is not writable"
     return None
 
-
-def path_tuple(value: str | Path | Sequence[str | Path] | None) -> tuple[Path, ...]:
-    """A config field that holds one path, a list of paths or nothing, as a tuple."""
-    if not value:
-        return ()
-    if isinstance(value, (str, Path)):
-        return (Path(value),)
-    return tuple(Path(v) for v in value)

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from irstd_ros.core.normalization import InputNorm, noise_sigma, normalize
-from irstd_ros.core.parsing import dataclass_from_dict
-from irstd_ros.core.paths import path_tuple
+from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.transforms import augment, point_crop, random_crop, rescale, target_crop
 from irstd_ros.errors import ConfigError
@@ -50,14 +49,15 @@ class SourceSpec:
     mask_suffix: str = ""
     hard: tuple[Path, ...] = ()
     hard_prob: float = 0.0
-    teacher: tuple[Path, ...] = ()  # distillation teachers of this source's samples (training)
+    # distillation teachers of this source's samples (training): None, the run's `teacher`;
+    # an empty list, none
+    teacher: tuple[Path, ...] | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> SourceSpec:
-        paths = {key: path_tuple(d.get(key)) for key in ("hard", "teacher")}
-        spec = dataclass_from_dict(cls, {**d, **paths}, "data source")
+        teacher = None if d.get("teacher") is None else path_tuple(d["teacher"])
+        spec = dataclass_from_dict(cls, {**d, "hard": path_tuple(d.get("hard")), "teacher": teacher}, "data source")
         return replace(spec, root=Path(spec.root))
-
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,12 @@ class Source:
     implant_prob: float
     hard: tuple[tuple[int, float, float], ...] = ()
     hard_prob: float = 0.0
-    teacher: tuple[Path, ...] = ()
+    teacher: tuple[Path, ...] | None = None  # None: the run's (the generator's always)
 
 
 def load_hard_examples(paths: Path | Sequence[Path], items: Sequence[Item]) -> tuple[tuple[int, float, float], ...]:
     """The places of mined hard-example files that fall in ``items`` (matched by stem)."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    paths = path_tuple(paths)
     index = {name: i for i, (_, _, name) in enumerate(items)}
     places: list[tuple[int, float, float]] = []
     for path in paths:

@@ -60,6 +60,7 @@ from irstd_ros.training.train import (
     _load_opt,
     _opt_tensors,
     init_from,
+    plain,
     resolve_device,
     with_memory_format,
 )
@@ -267,7 +268,7 @@ def evaluate_items(
 
 # --- the loop ---------------------------------------------------------------------------------
 def _jsonable_config(cfg: GPUTrainConfig) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    return {k: plain(v) for k, v in asdict(cfg).items()}
 
 
 def half_copy(model: nn.Module) -> nn.Module:

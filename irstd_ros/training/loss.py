@@ -41,9 +41,11 @@ def distillation_loss(
 ) -> torch.Tensor:
     """Per-pixel binary cross-entropy of the student against the teacher's probabilities
     (knowledge distillation, Hinton et al. 2015, at temperature 1). ``samples``: an (N,)
-    0/1 weight, the samples that have a teacher (the mean is over theirs only)."""
+    0/1 weight, the samples that have a teacher; the others add 0, so each taught sample
+    weighs the same whatever the rest of its batch (the sum is divided by N, as the label
+    loss's mean is)."""
     target = torch.sigmoid(teacher_logits.float())
     if samples is None:
         return F.binary_cross_entropy_with_logits(logits.float(), target)
     per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").flatten(1).mean(1)
-    return (per_sample * samples).sum() / samples.sum().clamp(min=1.0)
+    return (per_sample * samples).sum() / per_sample.shape[0]

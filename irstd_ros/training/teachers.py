@@ -26,8 +26,6 @@ TeacherSet = tuple[Path, ...]
 
 def load_teacher(path: Path, norm: InputNorm, device: torch.device) -> nn.Module:
     """A frozen teacher in eval mode; its input normalisation must be the run's."""
-    if not Path(path).is_file():
-        raise ConfigError(f"teacher checkpoint not found: {path}")
     teacher, info, _ = load_checkpoint(path)
     if info.norm != norm:
         raise ConfigError(f"teacher {path} normalises inputs as {info.norm}, the run as {norm}")
@@ -37,10 +35,14 @@ def load_teacher(path: Path, norm: InputNorm, device: torch.device) -> nn.Module
 
 
 class Teachers:
-    """Per-source teacher sets; ``sets[i]`` is source ``i``'s (empty: no distillation)."""
+    """Per-source teacher sets; ``sets[i]`` is source ``i``'s (empty: no distillation).
+
+    A checkpoint named twice in a set counts twice in its mean; one file named by two
+    spellings of its path is loaded once.
+    """
 
     def __init__(self, sets: Sequence[TeacherSet], norm: InputNorm, device: torch.device) -> None:
-        self.sets = [tuple(s) for s in sets]
+        self.sets = [tuple(Path(p).resolve() for p in s) for s in sets]
         self.models: dict[Path, nn.Module] = {}
         for path in dict.fromkeys(p for s in self.sets for p in s):
             self.models[path] = load_teacher(path, norm, device)
@@ -58,12 +60,13 @@ class Teachers:
         count = torch.zeros(img.shape[0], dtype=torch.float32, device=img.device)
         with torch.no_grad():
             for path, model in self.models.items():
-                users = torch.tensor(
-                    [path in self.sets[int(s)] for s in source.tolist()], dtype=torch.bool, device=img.device
+                times = torch.tensor(
+                    [self.sets[int(s)].count(path) for s in source.tolist()], dtype=torch.float32, device=img.device
                 )
+                users = times > 0
                 if not bool(users.any()):
                     continue
-                total[users] += model(img[users]).float()
-                count[users] += 1.0
+                total[users] += model(img[users]).float() * times[users].view(-1, 1, 1, 1)
+                count += times
         mean = total / count.clamp(min=1.0).view(-1, 1, 1, 1)
         return mean, (count > 0).float()

@@ -29,8 +29,7 @@ from tqdm import tqdm
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
-from irstd_ros.core.parsing import dataclass_from_dict
-from irstd_ros.core.paths import path_tuple
+from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.errors import ConfigError
@@ -75,7 +74,9 @@ class TrainConfig:
     init: Path | None = None  # start from these weights (same architecture)
     init_partial: bool = False  # take only the init tensors whose name and shape fit the model
     # distil from this checkpoint's probabilities, or a list's mean logits (same input norm);
-    # a mixture source's own ``teacher`` overrides it for that source's samples
+    # a mixture source's own ``teacher`` overrides it for that source's samples (an empty
+    # list: none); the generator frames take this one. One path stays a path, so a single
+    # teacher is recorded as before.
     teacher: Path | list[Path] | None = None
     distill: float = 0.5  # weight of the distillation term when a teacher is given
     # Mixture training (irstd_ros.data.mixture): list of {root, split, weight, implant_prob}.
@@ -170,7 +171,7 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
             {"root": str(s.root), "split": s.split, "weight": s.weight, "implant_prob": s.implant_prob,
              "images": len(src.items),
              **({"hard": [str(h) for h in s.hard], "hard_prob": s.hard_prob, "hard_places": len(src.hard)} if src.hard else {}),
-             **({"teacher": [str(t) for t in s.teacher]} if s.teacher else {})}
+             **({"teacher": [str(t) for t in s.teacher]} if s.teacher is not None else {})}
             for s, src in zip(specs, mix.sources)
         ],
         "generator_frames": cfg.generator_frames if cfg.generator_weight > 0 else 0,
@@ -240,19 +241,22 @@ def init_from(model: nn.Module, path: Path, name: str, partial: bool = False) ->
 
 
 def teacher_sets(cfg: TrainConfig, ds: IRSTDDataset | MixtureSamples) -> list[tuple[Path, ...]]:
-    """Each source's distillation teachers: its own ``teacher``, else the run's."""
+    """Each source's distillation teachers: its own ``teacher`` when it names one (an
+    empty list: none), else the run's."""
     run = path_tuple(cfg.teacher)
     if isinstance(ds, MixtureSamples):
-        return [src.teacher or run for src in ds.sources]
+        return [run if src.teacher is None else src.teacher for src in ds.sources]
     return [run]
 
 
-def _plain(value: Any) -> Any:
-    """A config value as JSON: paths (alone or in a list) become strings."""
+def plain(value: Any) -> Any:
+    """A config value as JSON: paths (alone, in lists or in dicts) become strings."""
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -325,7 +329,7 @@ def train(cfg: TrainConfig) -> Path:
 
     def info_for(epoch: int, seed_next: int) -> CheckpointInfo:
         extra = {
-            "train_config": {k: _plain(v) for k, v in asdict(cfg).items()},
+            "train_config": {k: plain(v) for k, v in asdict(cfg).items()},
             "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next},
             "data": seen,
             **cfg.extra,

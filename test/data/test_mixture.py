@@ -121,7 +121,12 @@ def test_each_sample_names_the_source_it_was_drawn_from(tmp_path):
     drawn = set()
     for i in range(24):
         _, mask, source = mix[i]
-        assert int(source) == mix.source_of(i)
         assert bool(mask.any()) == (int(source) == 0)
         drawn.add(int(source))
     assert drawn == {0, 1}
+
+
+def test_a_source_without_teacher_differs_from_one_that_names_none(tmp_path):
+    root = write_dataset(tmp_path / "d", _frames(1), {"train": ["f0"]})
+    assert SourceSpec.from_dict({"root": str(root)}).teacher is None  # the run's
+    assert SourceSpec.from_dict({"root": str(root), "teacher": []}).teacher == ()  # none

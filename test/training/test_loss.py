@@ -57,6 +57,7 @@ def test_distillation_counts_only_the_samples_that_have_a_teacher():
     gen = torch.Generator().manual_seed(0)
     student, teacher = torch.randn(3, 1, 4, 4, generator=gen), torch.randn(3, 1, 4, 4, generator=gen)
     taught = torch.tensor([1.0, 0.0, 1.0])
-    subset = distillation_loss(student[[0, 2]], teacher[[0, 2]])
-    assert distillation_loss(student, teacher, taught).item() == pytest.approx(subset.item(), rel=1e-6)
+    subset = distillation_loss(student[[0, 2]], teacher[[0, 2]])  # the mean over the taught two
+    # each taught sample weighs 1/N of the batch, as in the label loss's mean
+    assert distillation_loss(student, teacher, taught).item() == pytest.approx(subset.item() * 2 / 3, rel=1e-6)
     assert distillation_loss(student, teacher, torch.zeros(3)).item() == 0.0

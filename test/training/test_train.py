@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,17 @@ from _support.datasets import write_dataset
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
-from irstd_ros.training.train import TrainConfig, implant_config, init_from, lr_scheduler, train
+from irstd_ros.training import train as train_module
+from irstd_ros.training.teachers import Teachers
+from irstd_ros.training.train import (
+    TrainConfig,
+    build_training_data,
+    implant_config,
+    init_from,
+    lr_scheduler,
+    teacher_sets,
+    train,
+)
 
 SIZE = 32
 
@@ -109,18 +120,54 @@ def test_partial_init_and_distillation_from_a_teacher(tmp_path):
     assert copied["decoder.0.0.conv1.0.weight"].shape != source["decoder.0.0.conv1.0.weight"].shape
 
 
-def test_an_ensemble_teacher_and_a_source_s_own_teacher_are_recorded(tmp_path):
+def test_each_sample_is_distilled_from_its_own_source_s_teachers(tmp_path, monkeypatch):
     first = train(config(tmp_path, out=tmp_path / "a", epochs=1))
     second = train(config(tmp_path, out=tmp_path / "b", epochs=1, seed=1))
-    data = str(blob_dataset(tmp_path / "data"))
+    full = [(f"t{i}", np.full((SIZE, SIZE), 200, np.uint8), np.ones((SIZE, SIZE), bool)) for i in range(2)]
+    targets = str(write_dataset(tmp_path / "targets", full, {"train": ["t0", "t1"]}))
+    blank = [(f"e{i}", np.full((SIZE, SIZE), 60, np.uint8), np.zeros((SIZE, SIZE), bool)) for i in range(2)]
+    empty = str(write_dataset(tmp_path / "empty", blank, {"train": ["e0", "e1"]}))
+    seen: list[tuple[list[int], list[float]]] = []
+    masks: list[list[bool]] = []
+    original_logits, original_loss = Teachers.logits, train_module.training_loss
+
+    def spy_logits(self, img, source):
+        logits, taught = original_logits(self, img, source)
+        seen.append((source.tolist(), taught.tolist()))
+        return logits, taught
+
+    def spy_loss(name, logits, mask):
+        masks.append(mask.flatten(1).any(1).tolist())
+        return original_loss(name, logits, mask)
+
+    monkeypatch.setattr(Teachers, "logits", spy_logits)
+    monkeypatch.setattr(train_module, "training_loss", spy_loss)
     final = train(config(
         tmp_path, out=tmp_path / "s", epochs=1, init=first, teacher=[str(first), str(second)],
-        sources=[{"root": data, "weight": 1.0}, {"root": data, "weight": 1.0, "teacher": str(second)}],
-        samples_per_epoch=8,
+        sources=[{"root": targets, "implant_prob": 0.0, "teacher": []},
+                 {"root": empty, "implant_prob": 0.0}],
+        samples_per_epoch=16,
     ))
+    sources = [s for batch, _ in seen for s in batch]
+    taught = [t for _, batch in seen for t in batch]
+    assert set(sources) == {0, 1}
+    # the loader hands each sample's own source: targets come from source 0 only ...
+    assert [s == 0 for s in sources] == [m for batch in masks for m in batch]
+    # ... and source 0 named no teacher, source 1 takes the run's ensemble
+    assert taught == [float(s == 1) for s in sources]
     extra = load_checkpoint(final)[1].extra
     assert extra["train_config"]["teacher"] == [str(first), str(second)]
-    assert [s.get("teacher") for s in extra["data"]["sources"]] == [None, [str(second)]]
+    assert [s.get("teacher") for s in extra["data"]["sources"]] == [[], None]
+
+
+def test_teacher_sets_take_a_source_s_own_else_the_run_s(tmp_path):
+    data = str(blob_dataset(tmp_path / "data"))
+    cfg = config(tmp_path, teacher="run.safetensors", generator_frames=1, generator_weight=0.1,
+                 sources=[{"root": data}, {"root": data, "teacher": ["x.st", "y.st"]}, {"root": data, "teacher": []}],
+                 samples_per_epoch=8)
+    ds, _, _ = build_training_data(cfg, 0)
+    run = (Path("run.safetensors"),)
+    assert teacher_sets(cfg, ds) == [run, (Path("x.st"), Path("y.st")), (), run]  # the generator: the run's
 
 
 def test_a_teacher_with_another_input_norm_is_refused(tmp_path):
