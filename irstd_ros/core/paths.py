@@ -18,4 +18,3 @@ def creation_problem(path: Path) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"{path} cannot be created: directory {parent} is not writable"
     return None
-

@@ -187,17 +187,16 @@ class MixtureSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.samples
 
-    def _source(self, rng: np.random.Generator) -> int:
-        return int(rng.choice(len(self.sources), p=self.weights))
-
-    def source_of(self, index: int) -> int:
-        """The index (in ``sources``) of the source sample ``index`` of this epoch draws from."""
-        return self._source(np.random.default_rng([self.seed, self.epoch, index]))
-
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(normalised float32 crop, bool mask) of one sample."""
+        y, m, _ = self._draw(index)
+        return y, m
+
+    def _draw(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """One sample and the index (in ``sources``) of the source it was drawn from."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        source = self.sources[self._source(rng)]
+        which = int(rng.choice(len(self.sources), p=self.weights))
+        source = self.sources[which]
         side = self.cfg.crop_side(self.crop, rng)
         if source.hard and rng.random() < source.hard_prob:
             i, hy, hx = source.hard[int(rng.integers(len(source.hard)))]
@@ -223,10 +222,9 @@ class MixtureSamples(torch.utils.data.Dataset):
             x, mask, _ = implant_targets(x, mask, rng, sigma, self.cfg.implant)
         frame = encode(x, rng, native, self.cfg.sensor, None if sensor else "native")
         y, m = augment(normalize(frame, self.norm), mask, rng)
-        return np.ascontiguousarray(y, dtype=np.float32), np.ascontiguousarray(m)
+        return np.ascontiguousarray(y, dtype=np.float32), np.ascontiguousarray(m), which
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image, mask, source index): the source picks the sample's distillation teachers."""
-        y, m = self.sample(index)
-        source = torch.tensor(self.source_of(index))
-        return torch.from_numpy(y)[None], torch.from_numpy(m.astype(np.float32))[None], source
+        y, m, which = self._draw(index)
+        return torch.from_numpy(y)[None], torch.from_numpy(m.astype(np.float32))[None], torch.tensor(which)
