@@ -17,7 +17,9 @@
 #         bash scripts/gpu_session.sh --dry-run  here: CPU, tiny model and data, seconds per step
 #                                                (or IRSTD_GPU_DRY_RUN=1)
 # Knobs: IRSTD_GPU_BUDGET_S, IRSTD_GPU_RECIPE (large|paper), IRSTD_GPU_COMPILE (1: compile the
-# training network), IRSTD_GPU_PACK (default out/pack/irstd_pack.npz), IRSTD_GPU_WORK, PYTHON.
+# training network), IRSTD_GPU_GROUPS (pack groups to train on, comma-separated; default
+# nudt_train), IRSTD_GPU_INIT (a checkpoint to start the training from; carry it),
+# IRSTD_GPU_PACK (default out/pack/irstd_pack.npz), IRSTD_GPU_WORK, PYTHON.
 set -u -o pipefail
 
 DRY=${IRSTD_GPU_DRY_RUN:-0}
@@ -87,6 +89,8 @@ else
 fi
 COMPILE=()
 [[ "${IRSTD_GPU_COMPILE:-0}" == 1 ]] && COMPILE=(--compile)
+[[ -n "${IRSTD_GPU_GROUPS:-}" ]] && TRAIN_ARGS+=(--train-groups "$IRSTD_GPU_GROUPS")
+[[ -n "${IRSTD_GPU_INIT:-}" ]] && TRAIN_ARGS+=(--init "$IRSTD_GPU_INIT")
 
 step env "$T_ENV" "$PYTHON" -m irstd_ros.tools.gpu_session env --out "$WORK/env.json"
 nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.models import build_model, named_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_session.sh"
@@ -23,9 +24,12 @@ MAX_FILES, MAX_BYTES = 8, 16 * 2**20
 
 def test_dry_run_writes_a_complete_summary(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
+    init = tmp_path / "init.safetensors"  # the knobs of a continued, mixed training
+    save_checkpoint(init, build_model(named_config("tiny")), CheckpointInfo(named_config("tiny")))
     env = {
         **os.environ, "OUT": str(out), "IRSTD_GPU_WORK": str(work), "PYTHON": sys.executable,
         "PYTHONPATH": str(DEVICE_SIM), "OMP_NUM_THREADS": "1",
+        "IRSTD_GPU_GROUPS": "nudt_train,sirst_crops", "IRSTD_GPU_INIT": str(init),
     }
     proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -51,6 +55,8 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
     assert summary["probe_paper_recipe"]["img_per_s_median"] > 0
     train = summary["train"]
     assert train["epochs_done"] >= 1 and train["recipe"] == "large"
+    assert summary["train_config"]["train_groups"] == ["nudt_train", "sirst_crops"]
+    assert summary["train_config"]["init"] == str(init)
     for key in ("iou", "niou", "f1", "pd", "fa"):
         assert key in train["eval"]
     assert train["eval"]["images"] == 4 and summary["history"]
