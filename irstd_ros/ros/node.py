@@ -166,6 +166,8 @@ def build_detector(params: dict[str, Any]) -> Detector:
     cache_dir = params["model.cache_dir"]
     options = BackendOptions(
         precision=params["model.precision"],
+        cuda_graphs=params["model.cuda_graphs"],
+        compile=params["model.compile"],
         threads=params["model.threads"] or available_cores(),
         cache_dir=str(Path(cache_dir).expanduser()) if cache_dir else None,
     )

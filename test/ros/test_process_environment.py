@@ -46,3 +46,18 @@ def test_threads_default_to_the_cores_available(monkeypatch):
     node.build_detector(params)
     node.build_detector({**params, "model.threads": 3})
     assert [o.threads for o in seen] == [available_cores(), 3]
+
+
+def test_gpu_options_reach_the_backend(monkeypatch):
+    """model.cuda_graphs (default on) and model.compile (default off) become BackendOptions."""
+    from irstd_ros.inference.detector import Detector
+    from irstd_ros.ros import node
+    from irstd_ros.ros.params import PARAMS
+
+    seen = []
+    monkeypatch.setattr(Detector, "from_checkpoint",
+                        classmethod(lambda cls, path, backend, options: seen.append(options)))
+    params = {p.name: p.default for p in PARAMS}
+    node.build_detector(params)
+    node.build_detector({**params, "model.cuda_graphs": False, "model.compile": True})
+    assert [(o.cuda_graphs, o.compile) for o in seen] == [(True, False), (False, True)]
