@@ -19,6 +19,7 @@
 # Knobs: IRSTD_GPU_BUDGET_S, IRSTD_GPU_RECIPE (large|paper), IRSTD_GPU_COMPILE (1: compile the
 # training network), IRSTD_GPU_GROUPS (pack groups to train on, comma-separated; default
 # nudt_train), IRSTD_GPU_INIT (a checkpoint to start the training from; carry it),
+# IRSTD_GPU_SKIP (steps not to run, comma-separated, e.g. probe,bench: the training gets their time),
 # IRSTD_GPU_PACK (default out/pack/irstd_pack.npz), IRSTD_GPU_WORK, PYTHON.
 set -u -o pipefail
 
@@ -54,6 +55,11 @@ left() { echo $(( BUDGET - $(elapsed) )); }
 step() {
     local name=$1 limit=$2; shift 2
     local t0=$(date +%s) rc
+    if [[ ",${IRSTD_GPU_SKIP:-}," == *",$name,"* ]]; then
+        echo "== $name: skipped (IRSTD_GPU_SKIP)"
+        printf '%s\t%s\t%s\t%s\n' "$name" 125 0 "$limit" >>"$WORK/steps.tsv"
+        return 0
+    fi
     if (( limit < 5 )); then
         echo "== $name: skipped (no time left)"
         printf '%s\t%s\t%s\t%s\n' "$name" 125 0 "$limit" >>"$WORK/steps.tsv"

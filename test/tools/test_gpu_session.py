@@ -74,6 +74,21 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
     assert next(iter(model.state_dict().values())).dtype.is_floating_point
 
 
+def test_skipped_steps_leave_their_time_to_the_training(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {
+        **os.environ, "OUT": str(out), "IRSTD_GPU_WORK": str(work), "PYTHON": sys.executable,
+        "PYTHONPATH": str(DEVICE_SIM), "OMP_NUM_THREADS": "1", "IRSTD_GPU_SKIP": "pytest_gpu,bench,probe",
+    }
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    rc = {s["step"]: s["rc"] for s in summary["steps"]}
+    assert rc == {"dry_data": 0, "pack": 0, "env": 0, "pytest_gpu": 125, "bench": 125, "probe": 125, "train": 0}
+    assert summary["bench"] is None and summary["probe_paper_recipe"] is None
+    assert summary["train"]["epochs_done"] >= 1
+
+
 def test_cli_starts_without_the_optional_packages():
     """On the device machine (no rosbags, no ROS) `irstd` still starts; the bag commands
     answer with one line naming the missing package."""
