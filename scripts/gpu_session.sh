@@ -91,7 +91,7 @@ else
     BENCH_ARGS=(--device cuda --budget 0.5 --deadline-s 110)
     PROBE_ARGS=(--model paper --max-steps 200)
     TRAIN_ARGS=(--model paper)
-    T_ENV=45 T_PYTEST=80 T_BENCH=130 T_PROBE=40 RESERVE=30
+    T_ENV=45 T_PYTEST=110 T_BENCH=130 T_PROBE=40 RESERVE=30
 fi
 COMPILE=()
 [[ "${IRSTD_GPU_COMPILE:-0}" == 1 ]] && COMPILE=(--compile)
