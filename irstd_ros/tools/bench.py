@@ -759,7 +759,7 @@ def reuse_bf16_record(net: Any, info: Any, options: Any) -> str | None:
     if accuracy_path(src).resolve() != dst.resolve():
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(accuracy_path(src), dst)
-    verdict = record_refusal(record, digest, info.model.stride) or "within tolerance"
+    verdict = record_refusal(record, digest, info) or "within tolerance"
     return f"{accuracy_path(src)} ({verdict})"
 
 

@@ -63,6 +63,7 @@ from irstd_ros.inference.backends.openvino_int8 import (
     dataset_delta,
     int8_path,
     load_accuracy,
+    measurement_conditions,
     save_accuracy,
 )
 
@@ -229,14 +230,17 @@ def _accuracy_record(
     datasets: list[Int8Dataset],
     threads: int | None,
     digest: str,
+    conditions: dict[str, Any],
     recipe: str,
     candidate: str = NAME,
     label: str = "int8",
 ) -> dict[str, Any]:
-    """The fields every accuracy record has: whose, the tolerance, when, and
-    :func:`measure_accuracy` of ``candidate`` against FP32."""
+    """The fields every accuracy record has: whose, under which threshold and
+    normalisation, the tolerance, when, and :func:`measure_accuracy` of ``candidate``
+    against FP32."""
     return {
         "weights_sha256": digest,
+        "conditions": conditions,
         "recipe": recipe,
         "fp32_backend": FP32_BACKEND,
         "tolerance": {"pd_points": PD_TOLERANCE_POINTS, "iou_points": IOU_TOLERANCE_POINTS},
@@ -284,15 +288,17 @@ def export_int8(
         "files": [str(path), str(path.with_suffix(".bin")), str(path) + ".json"],
     }
     _, digest = int8_path(model, info, options)
+    conditions = measurement_conditions(info)
     record = load_accuracy(path)
-    stale = record is None or record.get("weights_sha256") != digest or record.get("recipe") != recipe
+    stale = (record is None or record.get("weights_sha256") != digest or record.get("recipe") != recipe
+             or record.get("conditions") != conditions)
     if measure and (built or force or stale):
         import nncf
         import openvino as ov
 
         t1 = time.perf_counter()
         record = {
-            **_accuracy_record(Path(weights), cache, datasets, threads, digest, recipe),
+            **_accuracy_record(Path(weights), cache, datasets, threads, digest, conditions, recipe),
             "calibration": {
                 "frames": min(calibration, MAX_CALIBRATION_FRAMES), "crop": CALIBRATION_CROP,
                 "seed": CALIBRATION_SEED,
@@ -304,13 +310,13 @@ def export_int8(
             }} if accuracy_control else {}),
             "versions": {"nncf": nncf.__version__, "openvino": ov.__version__},
         }
-        record["verdict"] = accuracy_refusal(record, digest) or "within tolerance: auto uses openvino-int8"
+        record["verdict"] = accuracy_refusal(record, digest, conditions) or "within tolerance: auto uses openvino-int8"
         save_accuracy(path, record)
         result["measure_s"] = round(time.perf_counter() - t1, 1)
     if record is not None:
         result["files"].append(str(accuracy_path(path)))
         result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance")}
-    result["auto"] = accuracy_refusal(record, digest) or "uses openvino-int8"
+    result["auto"] = accuracy_refusal(record, digest, conditions) or "uses openvino-int8"
     return result
 
 
@@ -340,17 +346,20 @@ def export_bf16(
     record = load_accuracy(artifact)
     result: dict[str, Any] = {"backend": bf16.NAME, "weights": str(weights), "measured": False,
                               "files": [str(accuracy_path(artifact))]}
-    if force or record is None or bf16.stale_reason(record, digest, stride) is not None:
+    conditions = measurement_conditions(info)
+    if (force or record is None or bf16.stale_reason(record, digest, stride) is not None
+            or record.get("conditions") != conditions):
         t0 = time.perf_counter()
         record = {
-            **_accuracy_record(Path(weights), cache, datasets, threads, digest, bf16.BF16_RECIPE, bf16.NAME, "bf16"),
+            **_accuracy_record(Path(weights), cache, datasets, threads, digest, conditions, bf16.BF16_RECIPE,
+                               bf16.NAME, "bf16"),
             "fingerprint": bf16.bf16_fingerprint(digest, stride).to_dict(),
         }
-        record["verdict"] = (bf16.record_refusal(record, digest, stride)
+        record["verdict"] = (bf16.record_refusal(record, digest, info)
                              or f"within tolerance: auto uses {bf16.NAME} where the CPU has native bf16")
         cache.mkdir(parents=True, exist_ok=True)
         save_accuracy(artifact, record)
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
     result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance")}
-    result["auto"] = bf16.record_refusal(record, digest, stride) or f"uses {bf16.NAME}"
+    result["auto"] = bf16.record_refusal(record, digest, info) or f"uses {bf16.NAME}"
     return result

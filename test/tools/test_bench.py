@@ -168,7 +168,7 @@ def test_bf16_record_goes_with_the_bench_cache(tmp_path, monkeypatch):
     assert bench.reuse_bf16_record(net, info, bench_cache) is None
     src, digest = bf16.bf16_artifact(net, info, BackendOptions())
     src.parent.mkdir()
-    record = {"weights_sha256": digest, "recipe": bf16.BF16_RECIPE,
+    record = {"weights_sha256": digest, "conditions": int8.measurement_conditions(info), "recipe": bf16.BF16_RECIPE,
               "fingerprint": bf16.bf16_fingerprint(digest, info.model.stride).to_dict(),
               "datasets": {n: {"delta": {"pd_points": 0.0, "iou_points": 0.0}} for n in int8.REQUIRED_DATASETS}}
     int8.save_accuracy(src, record)

@@ -204,6 +204,31 @@ def test_bf16_export_re_measures_a_stale_record(datasets, blind_weights, tmp_pat
     assert json.loads(path.read_text())["fingerprint"]["versions"]["openvino"] != "2020.1.0"
 
 
+def test_bf16_record_of_another_threshold_is_refused_and_re_measured(
+    datasets, blind_weights, tmp_path, native_bf16, monkeypatch
+):
+    """Same weights saved with another threshold: the record measured at the first does not
+    describe the second (the weights digest alone would say it does)."""
+    import dataclasses
+
+    out = tmp_path / "cache"
+    assert quantize.export_bf16(blind_weights, out, datasets, threads=1)["measured"]
+    model, info, _ = load_checkpoint(blind_weights)
+    other = save_checkpoint(tmp_path / "other.safetensors", model, dataclasses.replace(info, threshold=0.3))
+    model, info, _ = load_checkpoint(other)
+    refused = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
+    assert refused.name != "openvino-bf16"
+    from irstd_ros.inference.backends import openvino_bf16 as bf16
+
+    reason = bf16.auto_refusal(model, info, BackendOptions(cache_dir=str(out)))
+    assert "'threshold': 0.5" in reason and "'threshold': 0.3" in reason and "irstd export" in reason
+    calls = []
+    real = quantize.measure_accuracy
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: calls.append(k) or real(*a, **k))
+    again = quantize.export_bf16(other, out, datasets, threads=1)
+    assert again["measured"] and len(calls) == 1 and again["auto"] == "uses openvino-bf16"
+
+
 def test_bf16_export_cli(datasets, blind_weights, tmp_path, native_bf16, capsys):
     args = ["export", "--backend", "openvino-bf16", "--weights", str(blind_weights), "--out", str(tmp_path / "c"),
             "--nudt", str(datasets[0].root), "--sirst", str(datasets[1].root), "--threads", "1"]

@@ -36,6 +36,7 @@ from irstd_ros.inference.backends.openvino_int8 import (
     accuracy_refusal,
     describe_accuracy,
     load_accuracy,
+    measurement_conditions,
 )
 
 if TYPE_CHECKING:
@@ -83,22 +84,23 @@ def stale_reason(record: Mapping[str, Any], digest: str, stride: int) -> str | N
     return None
 
 
-def record_refusal(record: Mapping[str, Any] | None, digest: str, stride: int) -> str | None:
-    """Why ``auto`` must not use bf16 with this record (None: measured within tolerance):
-    no record, a stale one (:func:`stale_reason`), or INT8's gate
-    (:func:`~irstd_ros.inference.backends.openvino_int8.accuracy_refusal`)."""
+def record_refusal(record: Mapping[str, Any] | None, digest: str, info: CheckpointInfo) -> str | None:
+    """Why ``auto`` must not use bf16 with this record for the checkpoint ``info`` (None:
+    measured within tolerance): no record, a stale one (:func:`stale_reason`), or INT8's
+    gate (:func:`~irstd_ros.inference.backends.openvino_int8.accuracy_refusal`: other
+    weights, threshold or normalisation, or a loss out of tolerance)."""
     if record is not None:
-        stale = stale_reason(record, digest, stride)
+        stale = stale_reason(record, digest, info.model.stride)
         if stale:
             return stale
-    return accuracy_refusal(record, digest, recipes=(BF16_RECIPE,), backend=NAME)
+    return accuracy_refusal(record, digest, measurement_conditions(info), recipes=(BF16_RECIPE,), backend=NAME)
 
 
 def auto_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> str | None:
     """Why ``auto`` / ``cpu`` skip ``openvino-bf16`` here (None: use it). Reads one JSON file,
     builds nothing. The CPU check (native bf16) is ``select.unavailable_reason``'s."""
     path, digest = bf16_artifact(model, info, options)
-    return record_refusal(load_accuracy(path), digest, info.model.stride)
+    return record_refusal(load_accuracy(path), digest, info)
 
 
 class OpenVINOBf16Backend(OpenVINOBackend):
@@ -118,7 +120,7 @@ class OpenVINOBf16Backend(OpenVINOBackend):
         super().__init__(model, info, options, precision="bf16", model_path=model_path)
         path, digest = bf16_artifact(model, info, options)
         self.accuracy = load_accuracy(path)
-        refusal = record_refusal(self.accuracy, digest, info.model.stride)
+        refusal = record_refusal(self.accuracy, digest, info)
         if self.accuracy is not None and refusal:
             log.warning("openvino-bf16 requested explicitly: %s", refusal)
 

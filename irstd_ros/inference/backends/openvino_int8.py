@@ -41,6 +41,7 @@ The non-quantised ops run in FP32 (``INFERENCE_PRECISION_HINT=f32``, as ``openvi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -159,9 +160,19 @@ def dataset_delta(fp32: Mapping[str, Any], reduced: Mapping[str, Any]) -> dict[s
     return out
 
 
+def measurement_conditions(info: CheckpointInfo) -> dict[str, Any]:
+    """What an accuracy record's figures depend on besides the weights: the checkpoint's
+    threshold and input normalisation (the compiled graph depends on neither). A record
+    measured under others does not describe this checkpoint."""
+    conditions: dict[str, Any] = json.loads(json.dumps(
+        {"threshold": float(info.threshold), "norm": dataclasses.asdict(info.norm)}))
+    return conditions
+
+
 def accuracy_refusal(
     record: Mapping[str, Any] | None,
     digest: str,
+    conditions: Mapping[str, Any],
     recipes: tuple[str, ...] = INT8_RECIPES,
     backend: str = NAME,
 ) -> str | None:
@@ -179,6 +190,9 @@ def accuracy_refusal(
         return f"no accuracy record (irstd export --backend {backend} measures it)"
     if record.get("weights_sha256") != digest:
         return "the accuracy record is for other weights"
+    if record.get("conditions") != dict(conditions):
+        return (f"the accuracy record was measured under {record.get('conditions')}, not this checkpoint's "
+                f"{dict(conditions)} (irstd export --backend {backend} measures it)")
     if record.get("recipe") not in recipes:
         return f"the accuracy record is for recipe {record.get('recipe')!r}, not one of {', '.join(recipes)}"
     datasets = record.get("datasets") or {}
@@ -407,7 +421,7 @@ def auto_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions
         path, digest = cached_int8(model, info, options)
     except BackendError as exc:
         return str(exc)
-    return accuracy_refusal(load_accuracy(path), digest)
+    return accuracy_refusal(load_accuracy(path), digest, measurement_conditions(info))
 
 
 class OpenVINOInt8Backend(OpenVINOBackend):
@@ -433,7 +447,7 @@ class OpenVINOInt8Backend(OpenVINOBackend):
         self.precision = "int8"
         self.accuracy = load_accuracy(self.model_path)
         if digest is not None:
-            refusal = accuracy_refusal(self.accuracy, digest)
+            refusal = accuracy_refusal(self.accuracy, digest, measurement_conditions(info))
             if refusal:
                 log.warning("openvino-int8 requested explicitly: %s", refusal)
 

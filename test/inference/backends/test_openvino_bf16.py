@@ -41,6 +41,7 @@ def _save(model, info, cache, pd: float = 0.0, iou: float = 0.0) -> dict:
     path, digest = bf16.bf16_artifact(model, info, _opts(cache))
     record = {
         "weights_sha256": digest,
+        "conditions": int8.measurement_conditions(info),
         "recipe": bf16.BF16_RECIPE,
         "fingerprint": bf16.bf16_fingerprint(digest, info.model.stride).to_dict(),
         "datasets": {n: {"delta": {"pd_points": pd, "iou_points": iou}} for n in int8.REQUIRED_DATASETS},
@@ -54,7 +55,7 @@ def _save_int8(model, info, cache) -> None:
     path, _ = int8.build_int8(model, info, _opts(cache), CALIB)
     digest = int8.int8_path(model, info, _opts(cache))[1]
     int8.save_accuracy(path, {
-        "weights_sha256": digest, "recipe": int8.INT8_RECIPE,
+        "weights_sha256": digest, "conditions": int8.measurement_conditions(info), "recipe": int8.INT8_RECIPE,
         "datasets": {n: {"delta": {"pd_points": 0.0, "iou_points": 0.0}} for n in int8.REQUIRED_DATASETS},
     })
 

@@ -50,12 +50,16 @@ def _frames(n: int, h: int = CALIB_SIDE, w: int = CALIB_SIDE, seed: int = 0) -> 
     return out
 
 
-def _record(digest: str, pd: float = 0.0, iou: float = 0.0, datasets=int8.REQUIRED_DATASETS) -> dict:
+def _record(digest: str, conditions: dict, pd: float = 0.0, iou: float = 0.0, datasets=int8.REQUIRED_DATASETS) -> dict:
     return {
         "weights_sha256": digest,
+        "conditions": conditions,
         "recipe": int8.INT8_RECIPE,
         "datasets": {name: {"delta": {"pd_points": pd, "iou_points": iou}} for name in datasets},
     }
+
+
+GATE = {"threshold": 0.5, "norm": {"kind": "robust", "knee": 4.0}}  # the gate compares, whatever the fields
 
 
 def _opts(cache: Path) -> BackendOptions:
@@ -96,7 +100,7 @@ def test_fingerprint_mismatch_rebuilds_and_drops_the_old_accuracy(tiny_model, ca
     model, info = tiny_model
     path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
     digest = int8.int8_path(model, info, _opts(cache))[1]
-    int8.save_accuracy(path, _record(digest))
+    int8.save_accuracy(path, _record(digest, int8.measurement_conditions(info)))
     stored = json.loads(fingerprint_path(path).read_text())
     stored["versions"]["openvino"] = "2020.1.0"
     fingerprint_path(path).write_text(json.dumps(stored))
@@ -133,19 +137,20 @@ def test_the_first_layer_and_the_head_stay_fp32(tiny_model, fp32_ir):
     ("record", "expected"),
     [
         (None, "no accuracy record"),
-        ({**_record("abc"), "weights_sha256": "other"}, "other weights"),
-        ({**_record("abc"), "recipe": "old"}, "recipe"),
-        (_record("abc", datasets=("NUDT-SIRST",)), "SIRST-v2 not measured"),
-        (_record("abc", pd=-0.6), "Pd -0.60 points"),
-        (_record("abc", iou=-1.2), "IoU -1.20 points"),
-        (_record("abc", pd=+1.4, iou=+2.0), None),  # a gain is not a loss
-        (_record("abc", pd=None), "Pd undefined"),
-        (_record("abc", pd=-0.5, iou=-1.0), None),
-        (_record("abc", pd=0.3, iou=0.4), None),
+        ({**_record("abc", GATE), "weights_sha256": "other"}, "other weights"),
+        ({**_record("abc", GATE), "recipe": "old"}, "recipe"),
+        (_record("abc", {**GATE, "threshold": 0.4}), "measured under {'threshold': 0.4"),
+        (_record("abc", GATE, datasets=("NUDT-SIRST",)), "SIRST-v2 not measured"),
+        (_record("abc", GATE, pd=-0.6), "Pd -0.60 points"),
+        (_record("abc", GATE, iou=-1.2), "IoU -1.20 points"),
+        (_record("abc", GATE, pd=+1.4, iou=+2.0), None),  # a gain is not a loss
+        (_record("abc", GATE, pd=None), "Pd undefined"),
+        (_record("abc", GATE, pd=-0.5, iou=-1.0), None),
+        (_record("abc", GATE, pd=0.3, iou=0.4), None),
     ],
 )
 def test_accuracy_gate(record, expected):
-    reason = int8.accuracy_refusal(record, "abc")
+    reason = int8.accuracy_refusal(record, "abc", GATE)
     if expected is None:
         assert reason is None
     else:
@@ -164,7 +169,7 @@ def test_cpu_with_out_of_tolerance_delta_stays_fp32(tiny_model, cache, fake_quan
     model, info = tiny_model
     path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
     digest = int8.int8_path(model, info, _opts(cache))[1]
-    int8.save_accuracy(path, _record(digest, pd=-1.5))
+    int8.save_accuracy(path, _record(digest, int8.measurement_conditions(info), pd=-1.5))
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino"
     assert "openvino-int8 skipped: accuracy delta vs FP32 out of tolerance" in line
@@ -182,7 +187,7 @@ def test_cpu_uses_int8_within_tolerance(tiny_model, cache, fake_quantize, choose
     model, info = tiny_model
     path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
     digest = int8.int8_path(model, info, _opts(cache))[1]
-    int8.save_accuracy(path, _record(digest, pd=-0.2, iou=-0.5))
+    int8.save_accuracy(path, _record(digest, int8.measurement_conditions(info), pd=-0.2, iou=-0.5))
     backend, line = choose_cpu(model, info, _opts(cache))
     # only openvino-bf16 (no accuracy record for these weights, or no native bf16) comes first
     assert backend.name == "openvino-int8" and "openvino-int8 skipped" not in line
@@ -201,7 +206,7 @@ def test_named_int8_out_of_tolerance_runs_with_a_warning(tiny_model, cache, fake
     model, info = tiny_model
     path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
     digest = int8.int8_path(model, info, _opts(cache))[1]
-    int8.save_accuracy(path, _record(digest, iou=-3.0))
+    int8.save_accuracy(path, _record(digest, int8.measurement_conditions(info), iou=-3.0))
     with caplog.at_level(logging.WARNING, logger=int8.__name__):
         backend = select.create_backend("openvino-int8", model, info, _opts(cache))
     assert backend.name == "openvino-int8" and "IoU -3.00 points" in caplog.text
