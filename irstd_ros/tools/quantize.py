@@ -64,6 +64,7 @@ from irstd_ros.inference.backends.openvino_int8 import (
     int8_path,
     load_accuracy,
     measurement_conditions,
+    record_mismatch,
     save_accuracy,
 )
 
@@ -290,8 +291,7 @@ def export_int8(
     _, digest = int8_path(model, info, options)
     conditions = measurement_conditions(info)
     record = load_accuracy(path)
-    stale = (record is None or record.get("weights_sha256") != digest or record.get("recipe") != recipe
-             or record.get("conditions") != conditions)
+    stale = record is None or record_mismatch(record, digest, conditions, (recipe,), NAME) is not None
     if measure and (built or force or stale):
         import nncf
         import openvino as ov
@@ -348,7 +348,7 @@ def export_bf16(
                               "files": [str(accuracy_path(artifact))]}
     conditions = measurement_conditions(info)
     if (force or record is None or bf16.stale_reason(record, digest, stride) is not None
-            or record.get("conditions") != conditions):
+            or record_mismatch(record, digest, conditions, (bf16.BF16_RECIPE,), bf16.NAME) is not None):
         t0 = time.perf_counter()
         record = {
             **_accuracy_record(Path(weights), cache, datasets, threads, digest, conditions, bf16.BF16_RECIPE,

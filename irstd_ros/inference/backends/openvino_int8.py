@@ -169,6 +169,21 @@ def measurement_conditions(info: CheckpointInfo) -> dict[str, Any]:
     return conditions
 
 
+def record_mismatch(
+    record: Mapping[str, Any], digest: str, conditions: Mapping[str, Any], recipes: tuple[str, ...], backend: str
+) -> str | None:
+    """Why ``record`` does not describe the weights ``digest`` measured under ``conditions``
+    by one of ``recipes`` (None: it does). The exports re-measure on it; the gate refuses."""
+    if record.get("weights_sha256") != digest:
+        return "the accuracy record is for other weights"
+    if record.get("conditions") != dict(conditions):
+        return (f"the accuracy record was measured under {record.get('conditions')}, not this checkpoint's "
+                f"{dict(conditions)} (irstd export --backend {backend} measures it)")
+    if record.get("recipe") not in recipes:
+        return f"the accuracy record is for recipe {record.get('recipe')!r}, not one of {', '.join(recipes)}"
+    return None
+
+
 def accuracy_refusal(
     record: Mapping[str, Any] | None,
     digest: str,
@@ -188,13 +203,9 @@ def accuracy_refusal(
     """
     if record is None:
         return f"no accuracy record (irstd export --backend {backend} measures it)"
-    if record.get("weights_sha256") != digest:
-        return "the accuracy record is for other weights"
-    if record.get("conditions") != dict(conditions):
-        return (f"the accuracy record was measured under {record.get('conditions')}, not this checkpoint's "
-                f"{dict(conditions)} (irstd export --backend {backend} measures it)")
-    if record.get("recipe") not in recipes:
-        return f"the accuracy record is for recipe {record.get('recipe')!r}, not one of {', '.join(recipes)}"
+    mismatch = record_mismatch(record, digest, conditions, recipes, backend)
+    if mismatch:
+        return mismatch
     datasets = record.get("datasets") or {}
     problems = []
     for name in REQUIRED_DATASETS:
