@@ -129,20 +129,22 @@ def test_bad_norms_are_refused_with_the_choices():
         InputNorm(kind="robust", knee=0.0)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16, np.uint8, np.float64, np.int32])
 @pytest.mark.parametrize(
     ("shape", "block"),
     [((512, 640), 32), ((37, 1000), 32), ((16, 16), 32), ((5, 7), 32), ((1080, 1918), 32),
      ((100, 99), 33), ((70, 200), 7)],
 )
 def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape, block, dtype):
-    """Gathers and broadcast runs between block centres (no BLAS; even and odd blocks,
-    frames that blocks do not tile) on the in-place partitioned samples give ``np.median``
-    and the interpolation matrices' product, which the torch twin
-    (irstd_ros/training/torch_norm.py) computes; raw integer frames need no float copy."""
+    """Broadcast runs between block centres, along the columns and then the rows (no BLAS;
+    even and odd blocks, frames that blocks do not tile), over medians of the sorted float
+    samples, give ``np.median`` and the interpolation matrices' product, which the torch
+    twin (irstd_ros/training/torch_norm.py) computes."""
     from irstd_ros.core import normalization as n
 
     frame = np.random.default_rng(1).normal(100, 5, shape).astype(dtype)
+    if dtype == np.int32:  # beyond float32's exact integers: the medians take float64
+        frame = frame * 1_000_003 + 2**28
     h, w = shape
     gh, gw = max(1, h // block), max(1, w // block)
     bh, bw = h // gh, w // gw
@@ -152,14 +154,16 @@ def test_local_background_is_the_bilinear_interpolation_of_block_medians(shape, 
     expected = n._interpolation(h, gh, bh) @ grid @ n._interpolation(w, gw, bw).T
     got = n.local_background(frame, block)
     assert got.dtype == np.float32 and got.shape == shape
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(n.local_background(frame, block, scale=0.25), expected * 0.25, rtol=0, atol=1e-4)
+    atol = 1e-4 * max(1.0, float(np.abs(expected).max()) / 100)
+    np.testing.assert_array_equal(n.block_medians(frame, block), grid)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=atol)
+    np.testing.assert_allclose(n.local_background(frame, block, scale=0.25), expected * 0.25, rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("shape", [(9, 1), (1, 9), (5, 7), (64, 64), (512, 640)])
 def test_normalize_leaves_the_frame_untouched(shape, dtype):
-    """The background's medians partition a copy of the samples, never the caller's frame
+    """The background's medians sort a copy of the samples, never the caller's frame
     (a single-block frame's samples are a view of it)."""
     frame = (np.random.default_rng(2).normal(100, 5, shape)).clip(0, 255).astype(dtype)
     before = frame.copy()

@@ -81,7 +81,7 @@ def test_candidates_are_the_sub_threshold_components_only():
 
 
 def test_labelling_inside_the_occupied_box_matches_the_whole_frame():
-    """Targets at the frame's corners and inside it: the box-limited labelling gives the
+    """Targets at the frame's corners and inside it: the line-limited labelling gives the
     components, boxes, areas and centroids of a whole-frame labelling."""
     from scipy import ndimage
 
@@ -108,3 +108,39 @@ def test_labelling_inside_the_occupied_box_matches_the_whole_frame():
     only[20:22, 30:32] = 0.7  # one target away from the edges: the box is 2x2 px
     _, [single] = extract_targets(only, intensity, PostprocessConfig(threshold=0.5))
     assert (single.y, single.x, single.area) == (20, 30, 4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_labelling_the_occupied_lines_matches_the_whole_frame(seed):
+    """Random sparse masks, with components one empty row or column apart and touching
+    only at a corner: labelling the occupied rows and columns (one blank line kept between
+    runs) gives the components, boxes and sub-threshold candidates of a whole-frame
+    labelling."""
+    from scipy import ndimage
+
+    from irstd_ros.core.components import EIGHT_CONNECTED
+
+    rng = np.random.default_rng(seed)
+    prob = np.zeros((70, 90), np.float32)
+    prob[rng.random(prob.shape) < 0.03] = 0.9
+    prob[10, 10] = prob[10, 12] = 0.9  # one empty column apart: two targets
+    prob[20, 30] = prob[22, 30] = 0.9  # one empty row apart: two targets
+    prob[40, 40] = prob[41, 41] = 0.9  # corner to corner: one target
+    prob[rng.random(prob.shape) < 0.02] = 0.3  # sub-threshold candidates
+    intensity = rng.normal(100, 3, prob.shape).astype(np.float32)
+    cfg = PostprocessConfig(threshold=0.5, max_detections=10_000)
+    mask, targets = extract_targets(prob, intensity, cfg)
+    labels, n = ndimage.label(prob > 0.5, structure=EIGHT_CONNECTED)
+    assert len(targets) == n and np.array_equal(mask, labels > 0)
+    boxes = sorted((t.y, t.x, t.height, t.width, t.area) for t in targets)
+    expected = sorted(
+        (sl[0].start, sl[1].start, sl[0].stop - sl[0].start, sl[1].stop - sl[1].start, int((labels[sl] == i).sum()))
+        for i, sl in enumerate(ndimage.find_objects(labels), start=1)
+    )
+    assert boxes == expected
+    low, m = ndimage.label(prob > 0.2, structure=EIGHT_CONNECTED)
+    pure = [i for i in range(1, m + 1) if not (prob[low == i] > 0.5).any()]
+    candidates = extract_candidates(prob, intensity, cfg, 0.2)
+    assert sorted((c.y, c.x, c.area) for c in candidates) == sorted(
+        (int(np.nonzero(low == i)[0].min()), int(np.nonzero(low == i)[1].min()), int((low == i).sum())) for i in pure
+    )
