@@ -14,6 +14,11 @@ Precision: OpenVINO's CPU plugin *defaults* to bf16 on CPUs with native bf16
 explicitly (parity with eager PyTorch to float rounding); ``openvino-bf16`` asks for
 bf16 (about 2x faster here, slightly different masks: see docs/benchmarks.md) and
 refuses to start on a CPU without native bf16 (it would be emulated, slower than f32).
+
+The sigmoid runs inside the compiled model (:func:`with_sigmoid`, appended when the IR is
+read; the IR itself keeps its logits, which NNCF quantises): the CPU plugin fuses it into
+the last convolution, where numpy's ``expit`` took 0.8 ms over a 640x512 frame
+(docs/benchmarks.md). Only the crop to the frame is copied out of the request's buffer.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from irstd_ros.checkpoint import CheckpointInfo
-from irstd_ros.core.padding import logits_to_prob, network_input
+from irstd_ros.core.padding import crop_to, network_input
 from irstd_ros.errors import BackendError
 from irstd_ros.inference.backends.base import BackendOptions
 
@@ -49,6 +54,18 @@ def cpu_has_native_bf16() -> bool:
         return BF16_CAPABILITY in ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
     except Exception:  # not installed, or a plugin that cannot answer
         return False
+
+
+def with_sigmoid(graph: Any) -> Any:
+    """``graph`` (one output: logits) with a sigmoid after its output: probabilities."""
+    import openvino as ov
+    from openvino import opset13
+
+    results = graph.get_results()
+    if len(results) != 1:
+        raise BackendError(f"openvino model has {len(results)} outputs; expected one (logits)")
+    prob = opset13.sigmoid(results[0].input_value(0))
+    return ov.Model([prob], graph.get_parameters(), graph.get_friendly_name())
 
 
 class OpenVINOBackend:
@@ -84,7 +101,9 @@ class OpenVINOBackend:
         self.model_path = Path(model_path)
         self.core = ov.Core()
         try:
-            self.graph = self.core.read_model(str(self.model_path))
+            self.graph = with_sigmoid(self.core.read_model(str(self.model_path)))
+        except BackendError:
+            raise
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise BackendError(f"openvino cannot read {self.model_path}: {exc}") from exc
         self.config: dict[str, object] = {
@@ -121,8 +140,8 @@ class OpenVINOBackend:
         x, size = network_input(frame, self.info.model.stride)
         request = self._request(x.shape)
         request.infer({0: x})
-        logits = request.get_output_tensor(0).data
-        return logits_to_prob(np.array(logits, dtype=np.float32, copy=True), size)
+        prob = request.get_output_tensor(0).data  # the request's own buffer, reused next call
+        return np.array(crop_to(prob, size)[0, 0], dtype=np.float32, copy=True)
 
     def describe(self) -> dict[str, object]:
         return {

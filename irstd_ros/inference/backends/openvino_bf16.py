@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "openvino-bf16"
-BF16_RECIPE = "openvino-fp32-ir-bf16-hint-v1"  # bump when the bf16 compile settings change
+BF16_RECIPE = "openvino-fp32-ir-bf16-hint-sigmoid-v2"  # bump when the bf16 compile settings change (v2: the sigmoid runs in the graph)
 BF16_SUFFIX = "-bf16"  # the record is <arch>-<digest>-bf16.accuracy.json
 MEASURE_HINT = f"irstd export --backend {NAME} measures it"
 
