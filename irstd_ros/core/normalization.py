@@ -235,7 +235,7 @@ def local_background(frame: np.ndarray, block: int, scale: float = 1.0) -> np.nd
 
     Separable: the small grid is interpolated along the columns first, to (gh, W), then
     along the rows by one broadcast multiply-add per run between block centres
-    (:func:`_expand_rows`), whose inner loops span whole rows (0.28 → 0.05 ms at 640x512
+    (:func:`_expand_rows`), whose inner loops span whole rows (0.28 → 0.15 ms at 640x512
     against runs along the columns, 32 px each). Neither is a BLAS product: NumPy's ``@``
     runs on OpenBLAS, whose worker threads keep spinning after the call and took the
     cores from the inference that follows (0.4 INT8 at 640x512: 50 ms alone, 105 ms right

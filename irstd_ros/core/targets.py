@@ -115,8 +115,9 @@ def occupied_lines(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     8-connected components are exactly those of ``binary``, each a contiguous block of
     it: a component never crosses an empty row or column, and one blank line keeps apart
     what the dropped lines did. Labelling it instead of the frame costs what the
-    targets occupy, not what lies between them (five point targets in a 640x512 frame:
-    0.12 → 0.01 ms).
+    targets occupy, not what lies between them (five point targets in a 640x512 frame,
+    a 19x19 image: 0.12 ms to label their 260x230 box before, 0.06 ms now with finding
+    the lines and gathering them).
     """
     rows_any = np.asarray(binary.any(axis=1))
     if not rows_any.any():
