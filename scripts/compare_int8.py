@@ -41,13 +41,15 @@ def _ort_session(path: Path):
 
 
 def _ort_predict(session):
-    from irstd_ros.core.padding import logits_to_prob, network_input
+    from scipy.special import expit
+
+    from irstd_ros.core.padding import crop_to, network_input
 
     name = session.get_inputs()[0].name
 
-    def predict(frame: np.ndarray) -> np.ndarray:
+    def predict(frame: np.ndarray) -> np.ndarray:  # the quantised graph's output: logits
         x, size = network_input(frame, 16)
-        return logits_to_prob(session.run(None, {name: x})[0], size)
+        return np.asarray(expit(crop_to(session.run(None, {name: x})[0], size)[0, 0]), np.float32)
 
     return predict
 

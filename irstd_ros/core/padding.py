@@ -1,4 +1,4 @@
-"""Stride padding of the network input and logits to probabilities, in numpy.
+"""Stride padding of the network input, and cropping back, in numpy.
 
 The numpy twins of :func:`irstd_ros.inference.preprocess.pad_to_stride` /
 :func:`~irstd_ros.inference.preprocess.crop_to` (same rule: reflect, replicate when the
@@ -9,7 +9,6 @@ arrays end to end and need no torch at run time.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 
 def pad_to_stride(x: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -32,7 +31,3 @@ def network_input(frame: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int
     x = np.ascontiguousarray(frame, dtype=np.float32)[None, None]
     return pad_to_stride(x, stride)
 
-
-def logits_to_prob(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(1, 1, H', W') logits -> (H, W) float32 probabilities."""
-    return np.asarray(expit(crop_to(np.asarray(logits, dtype=np.float32), size)[0, 0]), np.float32)
