@@ -6,9 +6,9 @@ stride-multiple sizes, so every frame size runs without re-export. FP32 througho
 results match eager PyTorch to float rounding.
 
 The session runs the file with a ``Sigmoid`` appended to its logits (:func:`with_sigmoid`,
-in memory; the cached file keeps its logits), which ONNX Runtime fuses into the last
-convolution, as the OpenVINO backends do: no numpy ``expit`` over the frame (0.8 ms at
-640x512).
+in memory; the cached file keeps its logits), as the OpenVINO backends do: no numpy
+``expit`` over the frame (0.8 ms at 640x512; in the session the whole predict is 0.4-0.7
+ms faster, docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ bf16 (about 2x faster here, slightly different masks: see docs/benchmarks.md) an
 refuses to start on a CPU without native bf16 (it would be emulated, slower than f32).
 
 The sigmoid runs inside the compiled model (:func:`with_sigmoid`, appended when the IR is
-read; the IR itself keeps its logits, which NNCF quantises): the CPU plugin fuses it into
-the last convolution, where numpy's ``expit`` took 0.8 ms over a 640x512 frame
+read; the IR itself keeps its logits, which NNCF quantises), where numpy's ``expit``
+took 0.8 ms over a 640x512 frame; the whole predict is 0.4-0.9 ms faster
 (docs/benchmarks.md). Only the crop to the frame is copied out of the request's buffer.
 """
 
