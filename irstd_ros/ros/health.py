@@ -26,17 +26,18 @@ class PipelineStats:
         self._clock = clock
         self.received = 0
         self.processed = 0
-        self.dropped = 0  # superseded by a newer frame before processing
+        self.dropped = 0  # superseded: pushed out of the full queue by a newer frame
         self.stale = 0  # older than input.max_age on arrival, not processed
         self.errors: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.infer_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._mark = (self._clock(), 0, 0)
 
-    def on_received(self, superseded: bool) -> None:
+    def on_received(self, superseded: int) -> None:
+        """A frame was queued; ``superseded`` waiting frames were dropped to make room."""
         with self._lock:
             self.received += 1
-            self.dropped += int(superseded)
+            self.dropped += superseded
 
     def on_stale(self) -> None:
         """A frame received too old to be worth processing."""

@@ -4,10 +4,10 @@ A thin rclpy adapter (messages, parameters, threads) over
 :class:`irstd_ros.ros.pipeline.FramePipeline`, which runs
 :class:`irstd_ros.inference.detector.Detector` (itself in charge of inference failures):
 
-* subscribes ``image`` (sensor_msgs/Image) with the ``qos.*`` profile and keeps
-  only the newest frame: a worker thread runs inference while the executor
-  keeps taking messages, and a frame superseded before it was processed is
-  dropped and counted (never a backlog);
+* subscribes ``image`` (sensor_msgs/Image) with the ``qos.*`` profile; a worker thread
+  runs inference while the executor keeps taking messages into a queue of
+  ``input.queue_size`` frames, and a frame pushed out of the full queue before it was
+  processed is dropped and counted (never a backlog);
 * publishes ``mask`` (mono8 0/255, input size, same header), ``detections``
   (vision_msgs/Detection2DArray), ``targets`` (irstd_ros/TargetArray),
   optionally ``overlay`` (bgr8), and ``/diagnostics`` at ``diagnostics.period``;

@@ -1,4 +1,4 @@
-"""The node's pipeline: newest-frame slot, worker thread, processing, tracking, health.
+"""The node's pipeline: a short frame queue, worker thread, processing, tracking, health.
 
 One :class:`FramePipeline` serves the plain node and the lifecycle node alike; neither
 node has a data path of its own. It needs no rclpy: publishers are anything with
@@ -10,7 +10,10 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   counted as ``stale`` (a node starved of CPU catches up with the present, not its
   backlog). Only live stamps are checked, within :data:`LIVE_STAMP_WINDOW_S` of the
   node's clock: a replayed bag keeps its old stamps and is not stale for it.
-* A frame superseded in the slot before the worker took it is dropped and counted.
+* Frames wait for the worker in a queue of ``input.queue_size`` (default 2). A frame that
+  arrives when it is full drops the oldest waiting one, which is counted as superseded:
+  never a backlog. 1 keeps only the newest frame; 2 lets one slow frame (a scheduler
+  hiccup) pass without a drop, at the cost of up to one frame of extra wait.
 * Bad frames and inference failures are logged (rate-limited per kind), counted, skipped.
 """
 
@@ -165,7 +168,7 @@ class FramePipeline:
         self._last_stamp: tuple[int, int] | None = None
         self._last_size: tuple[int, int] | None = None
         self._cond = threading.Condition()
-        self._pending: Any = None
+        self._pending: deque[Any] = deque()
         self._closing = False
         self.worker: threading.Thread | None = None
         self.tracker: Tracker | None = None
@@ -184,7 +187,7 @@ class FramePipeline:
         """Stop the worker; waits for the frame in progress."""
         with self._cond:
             self._closing = True
-            self._pending = None
+            self._pending.clear()
             self._cond.notify_all()
         if self.worker is not None:
             self.worker.join()
@@ -196,9 +199,9 @@ class FramePipeline:
         self.tracker = None
 
     def discard_pending(self) -> None:
-        """Forget the frame waiting in the slot, if any."""
+        """Forget the frames waiting in the queue, if any."""
         with self._cond:
-            self._pending = None
+            self._pending.clear()
 
     def apply_params(self) -> None:
         """Apply the run-time parameters (thresholds, areas, scaling, the tracking-only
@@ -229,13 +232,18 @@ class FramePipeline:
 
     # --- executor thread --------------------------------------------------------------------
     def submit(self, msg: Image) -> None:
-        """A frame arrived: drop it if stale, else make it the newest one."""
+        """A frame arrived: drop it if stale, else queue it (dropping the oldest waiting
+        frame when the queue is full)."""
         if self._is_stale(msg.header):
             self.stats.on_stale()
             return
+        size = max(1, int(self._params().get("input.queue_size", 1)))
         with self._cond:
-            superseded = self._pending is not None
-            self._pending = msg
+            superseded = 0
+            while len(self._pending) >= size:
+                self._pending.popleft()
+                superseded += 1
+            self._pending.append(msg)
             self._cond.notify()
         self.stats.on_received(superseded)
 
@@ -271,11 +279,11 @@ class FramePipeline:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._closing:
+                while not self._pending and not self._closing:
                     self._cond.wait()
                 if self._closing:
                     return
-                msg, self._pending = self._pending, None
+                msg = self._pending.popleft()
             try:
                 self.process(msg)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything
@@ -423,7 +431,11 @@ class FramePipeline:
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
             message="errors or dropped frames" if problems else "ok",
         )
-        values: dict[str, Any] = {"backend": detector.backend.name if detector else "", **snap}
+        values: dict[str, Any] = {
+            "backend": detector.backend.name if detector else "",
+            "queue_size": self._params().get("input.queue_size", 1),
+            **snap,
+        }
         if self._params().get("tracking.enabled"):
             values["tracks"], values["tracks_confirmed"] = self._track_counts
             values["bearings"] = self.camera is not None

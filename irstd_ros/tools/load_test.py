@@ -323,7 +323,8 @@ def run_load_test(
         "config": {
             "rate_hz": rate, "duration_s": duration, "size": f"{width}x{height}",
             "encoding": "mono16", "reliability": reliability, "backend": final.get("backend"),
-            "publisher_depth": PUBLISHER_DEPTH, "warmup_s": warmup,
+            "publisher_depth": PUBLISHER_DEPTH, "node_queue_size": final.get("queue_size"),
+            "warmup_s": warmup,
         },
         "sent": sent,
         "sent_hz": sent / elapsed,
