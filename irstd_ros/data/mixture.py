@@ -40,7 +40,8 @@ Item = tuple[np.ndarray, np.ndarray, str]
 class SourceSpec:
     """One dataset of the mixture: where, which split, how often, how often implanted;
     ``hard``: mined hard-example files (one or a list: successive mining rounds) whose
-    places get ``hard_prob`` of the crops."""
+    places get ``hard_prob`` of the crops; ``hard_misses``: whether their missed targets
+    count as places too, or only their false targets."""
 
     root: Path
     split: str | None = "train"
@@ -49,6 +50,7 @@ class SourceSpec:
     mask_suffix: str = ""
     hard: tuple[Path, ...] = ()
     hard_prob: float = 0.0
+    hard_misses: bool = True
     # distillation teachers of this source's samples (training): None, the run's `teacher`;
     # an empty list, none
     teacher: tuple[Path, ...] | None = None
@@ -57,6 +59,8 @@ class SourceSpec:
     def from_dict(cls, d: dict) -> SourceSpec:
         teacher = None if d.get("teacher") is None else path_tuple(d["teacher"])
         spec = dataclass_from_dict(cls, {**d, "hard": path_tuple(d.get("hard")), "teacher": teacher}, "data source")
+        if not isinstance(spec.hard_misses, bool):
+            raise ConfigError(f"hard_misses must be true or false, got {spec.hard_misses!r}")
         return replace(spec, root=Path(spec.root))
 
 
@@ -73,8 +77,11 @@ class Source:
     teacher: tuple[Path, ...] | None = None  # None: the run's (the generator's always)
 
 
-def load_hard_examples(paths: Path | Sequence[Path], items: Sequence[Item]) -> tuple[tuple[int, float, float], ...]:
-    """The places of mined hard-example files that fall in ``items`` (matched by stem)."""
+def load_hard_examples(
+    paths: Path | Sequence[Path], items: Sequence[Item], misses: bool = True
+) -> tuple[tuple[int, float, float], ...]:
+    """The places of mined hard-example files that fall in ``items`` (matched by stem): their
+    false targets, and their missed targets unless ``misses`` is False."""
     paths = path_tuple(paths)
     index = {name: i for i, (_, _, name) in enumerate(items)}
     places: list[tuple[int, float, float]] = []
@@ -88,7 +95,7 @@ def load_hard_examples(paths: Path | Sequence[Path], items: Sequence[Item]) -> t
         for stem, entry in report.get("frames", {}).items():
             if stem not in index:
                 continue
-            for kind in ("false", "miss"):
+            for kind in ("false", "miss") if misses else ("false",):
                 places.extend((index[stem], float(y), float(x)) for y, x, *_ in entry.get(kind, []))
     if not places:
         raise ConfigError(f"{', '.join(map(str, paths))}: no hard example in this source's frames")
@@ -174,7 +181,10 @@ class MixtureSamples(torch.utils.data.Dataset):
         for spec in specs:
             pairs = find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))
             items = IRSTDDataset(pairs).items
-            hard = load_hard_examples(spec.hard, items) if spec.hard and spec.hard_prob > 0 else ()
+            hard = (
+                load_hard_examples(spec.hard, items, spec.hard_misses)
+                if spec.hard and spec.hard_prob > 0 else ()
+            )
             sources.append(Source(items, spec.weight, spec.implant_prob, hard, spec.hard_prob, spec.teacher))
         frames, weight, implant_prob = generator
         if frames > 0 and weight > 0:

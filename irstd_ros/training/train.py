@@ -170,7 +170,8 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
         "sources": [
             {"root": str(s.root), "split": s.split, "weight": s.weight, "implant_prob": s.implant_prob,
              "images": len(src.items),
-             **({"hard": [str(h) for h in s.hard], "hard_prob": s.hard_prob, "hard_places": len(src.hard)} if src.hard else {}),
+             **({"hard": [str(h) for h in s.hard], "hard_prob": s.hard_prob, "hard_misses": s.hard_misses,
+                 "hard_places": len(src.hard)} if src.hard else {}),
              **({"teacher": [str(t) for t in s.teacher]} if s.teacher is not None else {})}
             for s, src in zip(specs, mix.sources)
         ],

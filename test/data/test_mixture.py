@@ -73,6 +73,20 @@ def test_hard_example_file_errors_are_clear(tmp_path):
         load_hard_examples(tmp_path / "missing.json", items)
 
 
+def test_hard_misses_can_be_left_out(tmp_path):
+    items = [(np.zeros((4, 4)), np.zeros((4, 4), bool), "a")]
+    both = _hard_file(tmp_path / "h.json", {"a": {"false": [[1, 1, 0.9]], "miss": [[2, 3, 0.1]]}})
+    assert load_hard_examples(both, items) == ((0, 1.0, 1.0), (0, 2.0, 3.0))
+    assert load_hard_examples(both, items, misses=False) == ((0, 1.0, 1.0),)
+    only_miss = _hard_file(tmp_path / "m.json", {"a": {"miss": [[2, 3, 0.1]]}})
+    with pytest.raises(ConfigError, match="no hard example"):
+        load_hard_examples(only_miss, items, misses=False)
+    assert SourceSpec.from_dict({"root": "x", "hard_misses": False}).hard_misses is False
+    assert SourceSpec.from_dict({"root": "x"}).hard_misses is True
+    with pytest.raises(ConfigError, match="true or false"):
+        SourceSpec.from_dict({"root": "x", "hard_misses": "no"})
+
+
 def test_source_keys_are_checked_and_listed():
     spec = SourceSpec.from_dict({"root": "x", "hard": "h.json", "hard_prob": 0.3})
     assert [h.name for h in spec.hard] == ["h.json"] and spec.hard_prob == 0.3
