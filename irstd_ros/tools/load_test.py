@@ -4,8 +4,9 @@
 
 Starts the node as a process the way the launch file does (``config/irstd.yaml``, the
 shipped model, ``model.backend`` torch-cpu unless ``--backend``), publishes mono16
-frames at ``--rate`` for ``--duration`` seconds, and checks what newest-frame semantics
-promise when the node is slower than the camera:
+frames at ``--rate`` for ``--duration`` seconds, and checks what the node's short frame
+queue (``input.queue_size``, the oldest frame dropped when it is full) promises when the
+node is slower than the camera:
 
 * accounting: every frame that reached the node was processed, superseded (dropped),
   stale on arrival (``input.max_age``) or refused -- ``processed + dropped + stale +
@@ -14,8 +15,9 @@ promise when the node is slower than the camera:
   received are reported separately, so ``sent - answered`` is fully explained;
 * latency from the header stamp (set at publication) to the detections' arrival stays
   bounded -- no backlog builds up: its p99 is within 4 median inference times + 250 ms
-  (at worst a frame waits for the inference in progress, then for its own; the margin
-  is for inference slowed down by other load). The medians of the first and last thirds
+  (with the default queue of two, at worst a frame waits for the inference in progress
+  and the one queued before it, then for its own; the margin is for inference slowed
+  down by other load). The medians of the first and last thirds
   of the run are reported to show any trend;
 * the node's resident memory (RSS, sampled every second) stays flat: after the
   warm-up, the least-squares trend of the samples grows less than 5 % (a trend, because
