@@ -105,7 +105,9 @@ def _scaled(
 # and head have tiny's shapes, so it can start from tiny's weights); ``fast`` is ``tiny``
 # behind a 2x2 space-to-depth stem (every tensor but E1's input convs and the head has
 # tiny's shape); ``fast_refine`` is ``fast`` with an 8-channel full-resolution refinement
-# (all of ``fast``'s tensors, plus the refinement's).
+# (all of ``fast``'s tensors, plus the refinement's); ``fast_wide`` is ``fast`` with every
+# width but E3's grown, so that it can start from ``fast`` computing the same logits
+# (:mod:`irstd_ros.models.widen`).
 NAMED_CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(
         widths=(28, 56, 128, 256, 512), enc_blocks=(1, 2, 2, 1, 1), dec_blocks=(1, 1, 1, 1)
@@ -115,6 +117,7 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
     "lite": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, fusion="add"),
     "fast": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, stem=2),
     "fast_refine": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, stem=2, refine=8),
+    "fast_wide": ModelConfig(widths=(16, 24, 32, 96, 192), sgem_heads=2, stem=2),
 }
 
 

@@ -309,7 +309,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
     if cfg.init is not None:
-        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial)
+        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen)
     model = model.to(device)
     if cfg.channels_last:
         model = with_memory_format(model, torch.channels_last)

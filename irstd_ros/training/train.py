@@ -34,6 +34,7 @@ from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
+from irstd_ros.models.widen import widen_state_dict
 from irstd_ros.sim.implant import ImplantConfig
 from irstd_ros.sim.sensor import SensorConfig
 from irstd_ros.training.loss import LOSSES, distillation_loss, training_loss
@@ -73,6 +74,7 @@ class TrainConfig:
     loss: str = "softiou"  # softiou | softiou+bce (calibrated probabilities)
     init: Path | None = None  # start from these weights (same architecture)
     init_partial: bool = False  # take only the init tensors whose name and shape fit the model
+    init_widen: bool = False  # init is a narrower network: embed it (irstd_ros.models.widen)
     # distil from this checkpoint's probabilities, or a list's mean logits (same input norm);
     # a mixture source's own ``teacher`` overrides it for that source's samples (an empty
     # list: none); the generator frames take this one. One path stays a path, so a single
@@ -223,9 +225,20 @@ def _load_opt(opt: torch.optim.Optimizer, extra: dict[str, torch.Tensor]) -> Non
     opt.load_state_dict(sd)
 
 
-def init_from(model: nn.Module, path: Path, name: str, partial: bool = False) -> None:
+def init_from(
+    model: nn.Module, path: Path, name: str, partial: bool = False, widen: bool = False
+) -> None:
     """Load ``path``'s weights into ``model``. ``partial``: only the tensors whose name and
-    shape fit (e.g. ``tiny``'s encoder, SGEM and head into ``lite``), logged by count."""
+    shape fit (e.g. ``tiny``'s encoder, SGEM and head into ``lite``), logged by count.
+    ``widen``: ``path`` is a narrower network of the same layout, embedded so that
+    ``model`` starts out computing its logits (:func:`widen_state_dict`)."""
+    if partial and widen:
+        raise ConfigError("init_partial and init_widen exclude each other")
+    if widen:
+        narrow = load_checkpoint(path)[0]
+        model.load_state_dict(widen_state_dict(narrow, model))
+        log.info("initialised %r by widening %s", name, path)
+        return
     source = load_checkpoint(path)[0].state_dict()
     if not partial:
         try:
@@ -287,7 +300,7 @@ def train(cfg: TrainConfig) -> Path:
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
     if cfg.init is not None:
-        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial)
+        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen)
     model = model.to(device)
     teachers = Teachers(teacher_sets(cfg, ds), norm, device)
     use_bf16 = cfg.bf16 and device.type == "cpu"

@@ -120,6 +120,20 @@ def test_partial_init_and_distillation_from_a_teacher(tmp_path):
     assert copied["decoder.0.0.conv1.0.weight"].shape != source["decoder.0.0.conv1.0.weight"].shape
 
 
+def test_widening_init_starts_from_the_narrow_network_s_logits(tmp_path):
+    narrow = train(config(tmp_path, out=tmp_path / "fast", model="fast", epochs=1))
+    wide = build_model(named_config("fast_wide")).eval()
+    init_from(wide, narrow, "fast_wide", widen=True)
+    small = load_checkpoint(narrow)[0].eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), small(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        init_from(wide, narrow, "fast_wide", partial=True, widen=True)
+    final = train(config(tmp_path, out=tmp_path / "wide", model="fast_wide", epochs=1, init=narrow, init_widen=True))
+    assert load_checkpoint(final)[1].model == named_config("fast_wide")
+
+
 def test_each_sample_is_distilled_from_its_own_source_s_teachers(tmp_path, monkeypatch):
     first = train(config(tmp_path, out=tmp_path / "a", epochs=1))
     second = train(config(tmp_path, out=tmp_path / "b", epochs=1, seed=1))
