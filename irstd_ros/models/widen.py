@@ -22,8 +22,8 @@ from torch import nn
 from irstd_ros.errors import ConfigError
 from irstd_ros.models.config import ModelConfig
 
-# (output channel positions, input channel positions) of a tensor, in the wide network;
-# None: that dimension is not a channel dimension of a widened feature map.
+# (output channel positions, input channel positions) of a module's tensors in the wide
+# network; None for modules without an input channel dimension (BatchNorm).
 _Maps = tuple[torch.Tensor, torch.Tensor | None]
 
 
@@ -107,7 +107,7 @@ def widen_state_dict(narrow: nn.Module, wide: nn.Module) -> dict[str, torch.Tens
     out: dict[str, torch.Tensor] = {}
     for name, target in dst.items():
         source = src[name]
-        module, _, kind = name.rpartition(".")
+        module = name.rpartition(".")[0]
         if module not in maps or source.dim() == 0:
             if source.shape != target.shape:
                 raise ConfigError(
@@ -119,15 +119,9 @@ def widen_state_dict(narrow: nn.Module, wide: nn.Module) -> dict[str, torch.Tens
         new = target.clone()
         if source.dim() == 1:  # BatchNorm statistics and affine, conv biases
             new[out_map] = source
-        else:  # conv weight (out, in, kh, kw); a depthwise conv's input dim is 1
-            cols = (
-                in_map
-                if in_map is not None and source.shape[1] > 1
-                else torch.arange(source.shape[1])
-            )
+        else:  # conv weight (out, in, kh, kw)
+            assert in_map is not None
             new[out_map] = 0.0
-            new[out_map[:, None], cols[None, :]] = source
-        if kind == "num_batches_tracked":
-            new = source.clone()
+            new[out_map[:, None], in_map[None, :]] = source
         out[name] = new
     return out

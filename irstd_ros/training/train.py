@@ -234,12 +234,12 @@ def init_from(
     ``model`` starts out computing its logits (:func:`widen_state_dict`)."""
     if partial and widen:
         raise ConfigError("init_partial and init_widen exclude each other")
+    loaded = load_checkpoint(path)[0]
     if widen:
-        narrow = load_checkpoint(path)[0]
-        model.load_state_dict(widen_state_dict(narrow, model))
+        model.load_state_dict(widen_state_dict(loaded, model))
         log.info("initialised %r by widening %s", name, path)
         return
-    source = load_checkpoint(path)[0].state_dict()
+    source = loaded.state_dict()
     if not partial:
         try:
             model.load_state_dict(source)
