@@ -173,7 +173,8 @@ class CurveAccumulator:
             r = acc.result()
             out.append(
                 {"threshold": thr, "pd": r["pd"], "fa": r["fa"], "iou": r["iou"],
-                 "false_targets_per_frame": r["false_targets_per_frame"]}
+                 "false_targets_per_frame": r["false_targets_per_frame"],
+                 "false_targets_per_background_frame": r["false_targets_per_background_frame"]}
             )
         return out
 

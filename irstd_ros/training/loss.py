@@ -37,14 +37,21 @@ def training_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torc
 
 
 def distillation_loss(
-    logits: torch.Tensor, teacher_logits: torch.Tensor, samples: torch.Tensor | None = None
+    logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    samples: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-pixel binary cross-entropy of the student against the teacher's probabilities
     (knowledge distillation, Hinton et al. 2015, at temperature 1). ``samples``: an (N,)
     0/1 weight, the samples that have a teacher; the others add 0, so each taught sample
     weighs the same whatever the rest of its batch (the sum is divided by N, as the label
-    loss's mean is)."""
+    loss's mean is). ``labels``: the ground-truth mask; where given, the teacher's
+    probability is raised to it, so a teacher that misses a labelled (e.g. implanted dim)
+    target never teaches the student to miss it too; it still softens the background."""
     target = torch.sigmoid(teacher_logits.float())
+    if labels is not None:
+        target = torch.maximum(target, labels.float())
     if samples is None:
         return F.binary_cross_entropy_with_logits(logits.float(), target)
     per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").flatten(1).mean(1)

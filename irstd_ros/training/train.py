@@ -81,6 +81,9 @@ class TrainConfig:
     # teacher is recorded as before.
     teacher: Path | list[Path] | None = None
     distill: float = 0.5  # weight of the distillation term when a teacher is given
+    # raise the teacher's probability to the label on target pixels (labelled and implanted
+    # targets are never unlearnt from a teacher that misses them); false: the teacher as is
+    distill_keep_labels: bool = False
     # Mixture training (irstd_ros.data.mixture): list of {root, split, weight, implant_prob}.
     sources: list[dict[str, Any]] = field(default_factory=list)
     samples_per_epoch: int | None = None  # None: one pass over the single dataset
@@ -371,7 +374,8 @@ def train(cfg: TrainConfig) -> Path:
                     teacher_logits, taught = teachers.logits(img, source)
             loss = training_loss(cfg.loss, logits, mask)
             if teachers:
-                loss = loss + cfg.distill * distillation_loss(logits, teacher_logits, taught)
+                labels = mask if cfg.distill_keep_labels else None
+                loss = loss + cfg.distill * distillation_loss(logits, teacher_logits, taught, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

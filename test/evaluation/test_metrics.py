@@ -79,3 +79,18 @@ def test_curve_rows_at_each_threshold():
     rows = pd_fa_curve([prob], [truth], [0.2, 0.5, 0.8])
     assert [r["pd"] for r in rows] == [1.0, 0.5, 0.5]
     assert [r["fa"] for r in rows] == [2 / 400, 2 / 400, 0.0]
+
+
+def test_curve_rows_count_false_targets_on_background_frames():
+    # the goal's "false targets per background-only frame" at every threshold: a frame
+    # with a target does not count, an empty one does
+    target_frame, background = np.zeros((20, 20)), np.zeros((20, 20))
+    target_frame[2, 2], target_frame[12, 12] = 0.9, 0.4  # a target and a false one
+    background[5, 5], background[15, 15] = 0.6, 0.3  # two false ones
+    truth = np.zeros((20, 20), bool)
+    truth[2, 2] = True
+    rows = pd_fa_curve([target_frame, background], [truth, blank(20, 20)], [0.2, 0.5, 0.8])
+    assert [r["false_targets_per_background_frame"] for r in rows] == [2.0, 1.0, 0.0]
+    assert [r["false_targets_per_frame"] for r in rows] == [1.5, 0.5, 0.0]
+    only_targets = pd_fa_curve([target_frame], [truth], [0.5])
+    assert only_targets[0]["false_targets_per_background_frame"] is None

@@ -61,3 +61,21 @@ def test_distillation_counts_only_the_samples_that_have_a_teacher():
     # each taught sample weighs 1/N of the batch, as in the label loss's mean
     assert distillation_loss(student, teacher, taught).item() == pytest.approx(subset.item() * 2 / 3, rel=1e-6)
     assert distillation_loss(student, teacher, torch.zeros(3)).item() == 0.0
+
+
+def test_distillation_with_labels_never_pulls_a_labelled_target_down():
+    # the teacher misses the target at pixel 1 (p = 0.05); with the labels its target there
+    # is 1, so raising the student's logit on it lowers the loss; off-target pixels keep
+    # the teacher's soft value
+    teacher = torch.tensor([[[[-3.0, -3.0, 2.0]]]])
+    labels = torch.tensor([[[[0.0, 1.0, 0.0]]]])
+    low, high = teacher.clone(), teacher.clone()
+    high[..., 1] = 4.0
+    assert distillation_loss(high, teacher).item() > distillation_loss(low, teacher).item()
+    assert distillation_loss(high, teacher, labels=labels).item() < distillation_loss(low, teacher, labels=labels).item()
+    # the background pixels' terms are the plain distillation's
+    off = torch.tensor([[[[-1.0, 4.0, 0.5]]]])
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(off, torch.sigmoid(teacher), reduction="none")
+    kept = torch.nn.functional.binary_cross_entropy_with_logits(off, torch.maximum(torch.sigmoid(teacher), labels), reduction="none")
+    assert torch.equal(plain[..., [0, 2]], kept[..., [0, 2]])
+    assert distillation_loss(off, teacher, labels=labels).item() == pytest.approx(kept.mean().item(), rel=1e-6)
