@@ -30,6 +30,7 @@ SUBCOMMANDS = (
     "eval",
     "envelope",
     "calibrate",
+    "soup",
     "mine",
     "info",
     "export",

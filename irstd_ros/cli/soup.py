@@ -1,0 +1,30 @@
+"""``irstd soup``: parser over :func:`irstd_ros.training.soup.soup`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from irstd_ros.cli._options import check_output_file, positive_float
+from irstd_ros.training.soup import SoupConfig, soup
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "soup", help="average the weights of checkpoints of one architecture",
+        description="Writes the weighted average of two or more checkpoints of one network "
+        "(a model soup). Average uncalibrated runs, then run irstd calibrate on the result.",
+    )
+    p.add_argument("weights", type=Path, nargs="+", help="checkpoint files (at least two)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--coefficients", type=positive_float, nargs="+", metavar="C",
+                   help="one per checkpoint, summing to 1 (default: equal)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
+    coefficients = tuple(args.coefficients) if args.coefficients else None
+    print(json.dumps(soup(SoupConfig(tuple(args.weights), args.out, coefficients))))
+    return 0

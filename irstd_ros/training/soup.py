@@ -1,0 +1,120 @@
+"""Weight averaging ("model soup", Wortsman et al., ICML 2022) of checkpoints.
+
+Runs fine-tuned from one starting point stay in one loss basin, so the average of their
+weights is a model of its own, often better than each run and exactly as fast. Here it
+combines runs of one recipe that trade real-frame false targets against dim points
+(docs/results.md, "Label-keeping distillation").
+
+Every input must hold the same architecture and input normalisation. Floating-point
+tensors (weights and BatchNorm statistics) are averaged with the given coefficients;
+integer buffers (BatchNorm's step counter) are taken from the first input. A Platt
+calibration folded into a head is a weight like any other, so averaging calibrated
+inputs mixes their calibrations: average the uncalibrated runs, then run ``irstd
+calibrate`` on the result. The output records its parents (path, weights digest,
+coefficient) under ``extra.soup`` and keeps the first input's other metadata, except
+its calibration and metrics, which no longer describe it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.errors import ConfigError
+from irstd_ros.inference.backends.fingerprint import weights_digest
+from irstd_ros.inference.detector import resolve_model_path
+
+log = logging.getLogger(__name__)
+
+# metadata of the first input that does not describe the average
+STALE_KEYS = ("calibration", "metrics")
+
+
+@dataclass(frozen=True)
+class SoupConfig:
+    """Inputs, output and one coefficient per input (None: all equal)."""
+
+    weights: tuple[Path, ...]
+    out: Path
+    coefficients: tuple[float, ...] | None = None
+
+
+def soup_coefficients(count: int, given: Sequence[float] | None) -> tuple[float, ...]:
+    """The coefficients to use: equal by default, else the given ones, which must be
+    positive, one per input, and sum to 1 (within 1e-6)."""
+    if count < 2:
+        raise ConfigError(f"a weight average needs at least two checkpoints, got {count}")
+    if given is None:
+        return (1.0 / count,) * count
+    if len(given) != count:
+        raise ConfigError(f"{len(given)} coefficients for {count} checkpoints; give one per checkpoint")
+    if any(not math.isfinite(c) or c <= 0 for c in given):
+        raise ConfigError(f"coefficients must be positive numbers, got {list(given)}")
+    if abs(sum(given) - 1.0) > 1e-6:
+        raise ConfigError(f"coefficients must sum to 1, got {list(given)} (sum {sum(given):.6g})")
+    return tuple(float(c) for c in given)
+
+
+def average_models(
+    models: Sequence[nn.Module], coefficients: Sequence[float]
+) -> dict[str, torch.Tensor]:
+    """The coefficient-weighted average of the models' state dicts (float tensors;
+    others from the first model). The models must share one architecture."""
+    states = [m.state_dict() for m in models]
+    out: dict[str, torch.Tensor] = {}
+    for key, first in states[0].items():
+        if not first.is_floating_point():
+            out[key] = first.clone()
+            continue
+        acc = torch.zeros_like(first, dtype=torch.float64)
+        for c, state in zip(coefficients, states):
+            acc += c * state[key].to(torch.float64)
+        out[key] = acc.to(first.dtype)
+    return out
+
+
+def _check_alike(paths: Sequence[Path], infos: Sequence[CheckpointInfo]) -> None:
+    ref_model, ref_norm = infos[0].model.to_dict(), infos[0].norm
+    for path, info in zip(paths[1:], infos[1:]):
+        if info.model.to_dict() != ref_model:
+            raise ConfigError(
+                f"{path} holds a different network than {paths[0]} "
+                f"({info.model.arch} {info.model.widths} vs {infos[0].model.arch} {infos[0].model.widths}); "
+                "only checkpoints of one architecture can be averaged"
+            )
+        if info.norm != ref_norm:
+            raise ConfigError(f"{path} uses a different input normalisation than {paths[0]}")
+
+
+def soup(config: SoupConfig) -> dict[str, Any]:
+    """Average the checkpoints of ``config`` into ``config.out``; returns ``extra.soup``."""
+    coefficients = soup_coefficients(len(config.weights), config.coefficients)
+    paths = [resolve_model_path(w) for w in config.weights]
+    loaded = [load_checkpoint(p) for p in paths]
+    models, infos = [m for m, _, _ in loaded], [i for _, i, _ in loaded]
+    _check_alike(paths, infos)
+    if any("calibration" in i.extra for i in infos):
+        log.warning("averaging calibrated checkpoints mixes their calibrations; run irstd calibrate on the result")
+    parents = [
+        {"path": str(p), "weights_sha256": weights_digest(m, i), "coefficient": c}
+        for p, m, i, c in zip(paths, models, infos, coefficients)
+    ]
+    model = models[0]
+    model.load_state_dict(average_models(models, coefficients))
+    extra = {k: v for k, v in infos[0].extra.items() if k not in STALE_KEYS}
+    extra["soup"] = {"parents": parents}
+    info = CheckpointInfo(model=infos[0].model, norm=infos[0].norm, threshold=infos[0].threshold, extra=extra)
+    save_checkpoint(config.out, model, info)
+    log.info("averaged %d checkpoints into %s", len(paths), config.out)
+    return extra["soup"]
+
+
+__all__ = ["STALE_KEYS", "SoupConfig", "average_models", "soup", "soup_coefficients"]

@@ -1,0 +1,91 @@
+import pytest
+import torch
+from _support.cli import one_error_line, run_cli
+
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.core.normalization import InputNorm
+from irstd_ros.errors import ConfigError
+from irstd_ros.models import build_model, named_config
+from irstd_ros.training.soup import SoupConfig, soup, soup_coefficients
+
+NORM = InputNorm(kind="robust", background=16)
+
+
+def _checkpoint(path, name="tiny", seed=0, norm=NORM, extra=None):
+    torch.manual_seed(seed)
+    model = build_model(named_config(name))
+    with torch.no_grad():  # BatchNorm statistics that differ between the inputs
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.num_batches_tracked.fill_(seed + 1)
+    save_checkpoint(path, model, CheckpointInfo(named_config(name), norm, 0.3, dict(extra or {})))
+    return model.eval()
+
+
+def test_soup_is_the_weighted_average_of_every_float_tensor(tmp_path):
+    a = _checkpoint(tmp_path / "a.safetensors", seed=1, extra={"data": "A", "calibration": {"a": 1}})
+    b = _checkpoint(tmp_path / "b.safetensors", seed=2, extra={"data": "B"})
+    record = soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"),
+                             tmp_path / "s.safetensors", (0.25, 0.75)))
+    model, info, _ = load_checkpoint(tmp_path / "s.safetensors")
+    sa, sb = a.state_dict(), b.state_dict()
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.25 * sa[key] + 0.75 * sb[key])
+        else:  # the step counter is the first input's
+            assert torch.equal(value, sa[key])
+    assert [p["coefficient"] for p in record["parents"]] == [0.25, 0.75]
+    assert record["parents"][0]["weights_sha256"] != record["parents"][1]["weights_sha256"]
+    assert info.extra["soup"] == record and info.extra["data"] == "A"
+    assert "calibration" not in info.extra  # a calibration of one parent no longer applies
+    assert info.threshold == 0.3 and info.norm == NORM
+
+
+def test_soup_of_identical_checkpoints_computes_the_same_logits(tmp_path):
+    model = _checkpoint(tmp_path / "a.safetensors", seed=3)
+    _checkpoint(tmp_path / "b.safetensors", seed=3)
+    soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"), tmp_path / "s.safetensors"))
+    averaged, _, _ = load_checkpoint(tmp_path / "s.safetensors")
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(averaged(x), model(x))
+
+
+@pytest.mark.parametrize(
+    ("count", "given", "message"),
+    [(1, None, "at least two"), (2, [1.0], "one per checkpoint"), (2, [0.5, 0.6], "sum to 1"),
+     (2, [1.5, -0.5], "positive"), (3, None, None)],
+)
+def test_soup_coefficients(count, given, message):
+    if message is None:
+        assert soup_coefficients(count, given) == pytest.approx((1 / 3,) * 3)
+        return
+    with pytest.raises(ConfigError, match=message):
+        soup_coefficients(count, given)
+
+
+def test_soup_refuses_different_networks_and_normalisations(tmp_path):
+    _checkpoint(tmp_path / "a.safetensors")
+    _checkpoint(tmp_path / "fast.safetensors", name="fast")
+    _checkpoint(tmp_path / "norm.safetensors", norm=InputNorm(kind="robust", background=32))
+    for other, message in (("fast", "different network"), ("norm", "different input normalisation")):
+        with pytest.raises(ConfigError, match=message):
+            soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / f"{other}.safetensors"),
+                            tmp_path / "s.safetensors"))
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_soup_cli_writes_the_average_and_fails_in_one_line(capsys, tmp_path):
+    _checkpoint(tmp_path / "a.safetensors", seed=1)
+    _checkpoint(tmp_path / "b.safetensors", seed=2)
+    paths = [str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]
+    code, _ = run_cli(capsys, "soup", *paths, "--out", str(tmp_path / "s.safetensors"))
+    assert code == 0 and (tmp_path / "s.safetensors").is_file()
+    code, err = run_cli(capsys, "soup", *paths, "--out", str(tmp_path / "t.safetensors"),
+                        "--coefficients", "0.5", "0.4")
+    assert code == 2 and "sum to 1" in one_error_line(err)
+    code, err = run_cli(capsys, "soup", paths[0], str(tmp_path / "missing.safetensors"),
+                        "--out", str(tmp_path / "t.safetensors"))
+    assert code == 2 and "not found" in one_error_line(err)
+    assert not (tmp_path / "t.safetensors").exists()
