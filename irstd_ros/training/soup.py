@@ -10,9 +10,11 @@ tensors (weights and BatchNorm statistics) are averaged with the given coefficie
 integer buffers (BatchNorm's step counter) are taken from the first input. A Platt
 calibration folded into a head is a weight like any other, so averaging calibrated
 inputs mixes their calibrations: average the uncalibrated runs, then run ``irstd
-calibrate`` on the result. The output records its parents (path, weights digest,
-coefficient) under ``extra.soup`` and keeps the first input's other metadata, except
-its calibration and metrics, which no longer describe it.
+calibrate`` on the result. The output records its parents under ``extra.soup``: path,
+weights digest, coefficient and each parent's own run metadata (data, training config,
+recipe, version). Its ``extra.data`` (the data it saw) lists every parent's. Of the
+first input it keeps the remaining metadata, but not its calibration and metrics, which
+no longer describe the average.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # metadata of the first input that does not describe the average
 STALE_KEYS = ("calibration", "metrics")
+# metadata of one training run: kept per parent, never as the average's own
+RUN_KEYS = ("data", "train_config", "recipe", "version")
 
 
 @dataclass(frozen=True)
@@ -105,11 +109,14 @@ def soup(config: SoupConfig) -> dict[str, Any]:
         log.warning("averaging calibrated checkpoints mixes their calibrations; run irstd calibrate on the result")
     parents = [
         {"path": str(p), "weights_sha256": weights_digest(m, i), "coefficient": c}
+        | {k: i.extra[k] for k in RUN_KEYS if k in i.extra}
         for p, m, i, c in zip(paths, models, infos, coefficients)
     ]
     model = models[0]
     model.load_state_dict(average_models(models, coefficients))
-    extra = {k: v for k, v in infos[0].extra.items() if k not in STALE_KEYS}
+    skip = (*STALE_KEYS, *RUN_KEYS, "train_state")
+    extra = {k: v for k, v in infos[0].extra.items() if k not in skip}
+    extra["data"] = [i.extra.get("data") for i in infos]
     extra["soup"] = {"parents": parents}
     info = CheckpointInfo(model=infos[0].model, norm=infos[0].norm, threshold=infos[0].threshold, extra=extra)
     save_checkpoint(config.out, model, info)
@@ -117,4 +124,4 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     return extra["soup"]
 
 
-__all__ = ["STALE_KEYS", "SoupConfig", "average_models", "soup", "soup_coefficients"]
+__all__ = ["RUN_KEYS", "STALE_KEYS", "SoupConfig", "average_models", "soup", "soup_coefficients"]

@@ -37,7 +37,8 @@ def test_soup_is_the_weighted_average_of_every_float_tensor(tmp_path):
             assert torch.equal(value, sa[key])
     assert [p["coefficient"] for p in record["parents"]] == [0.25, 0.75]
     assert record["parents"][0]["weights_sha256"] != record["parents"][1]["weights_sha256"]
-    assert info.extra["soup"] == record and info.extra["data"] == "A"
+    assert info.extra["soup"] == record and info.extra["data"] == ["A", "B"]  # all data seen
+    assert [p["data"] for p in record["parents"]] == ["A", "B"]
     assert "calibration" not in info.extra  # a calibration of one parent no longer applies
     assert info.threshold == 0.3 and info.norm == NORM
 
