@@ -50,6 +50,10 @@ class ReplayConfig:
     wait_subscribers: float = 5.0  # s to wait for a subscriber on every topic; 0: don't
     sync_topic: str | None = None
     sync_timeout: float = 5.0
+    # s to wait, after the last message, until every reliable subscriber acknowledged it
+    # (like `ros2 bag play --wait-for-all-acked`); destroying a publisher earlier can drop
+    # what is still in flight. 0: don't wait. Best-effort publishers are never waited for.
+    ack_timeout: float = 5.0
     progress: bool = True
 
     def validate(self) -> None:
@@ -59,6 +63,8 @@ class ReplayConfig:
             raise ConfigError(f"start offset must be >= 0, got {self.start_offset}")
         if self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        if self.ack_timeout < 0:
+            raise ConfigError(f"ack timeout must be >= 0, got {self.ack_timeout}")
         if not self.topics:
             raise ConfigError("no topic to replay")
 
@@ -72,6 +78,7 @@ class ReplayStats:
     bag_s: float = 0.0  # bag time covered (last - first published receive time)
     loops: int = 0
     sync_timeouts: int = 0
+    unacked_topics: list[str] = field(default_factory=list)  # not all acknowledged in time
     lateness_ms: list[float] = field(default_factory=list)
 
 
@@ -170,7 +177,10 @@ def replay(
             )
         try:
             _wait_for_subscribers(pubs, cfg.wait_subscribers, should_stop)
-            return _play(cfg, reader, pubs, waiter, should_stop)
+            stats = _play(cfg, reader, pubs, waiter, should_stop)
+            if cfg.qos == "reliable":
+                stats.unacked_topics = _wait_for_acks(pubs, cfg.ack_timeout)
+            return stats
         finally:
             for pub in pubs.values():
                 node.destroy_publisher(pub)
@@ -209,6 +219,30 @@ def _wait_for_subscribers(
         logging.getLogger(__name__).warning(
             "no subscriber on %s after %.1f s; publishing anyway", ", ".join(missing), timeout
         )
+
+
+def _wait_for_acks(pubs: dict[str, Any], timeout: float) -> list[str]:
+    """Topics whose subscribers did not acknowledge everything within ``timeout`` s."""
+    if timeout <= 0:
+        return []
+    from rclpy.duration import Duration
+
+    deadline = time.monotonic() + timeout
+    unacked = []
+    for pub in pubs.values():
+        left = max(deadline - time.monotonic(), 0.0)
+        if not pub.wait_for_all_acked(Duration(nanoseconds=round(left * NS_PER_S))):
+            unacked.append(pub.topic_name)
+    if unacked:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "not every subscriber of %s acknowledged the last messages within %.1f s; "
+            "they may be lost",
+            ", ".join(unacked),
+            timeout,
+        )
+    return unacked
 
 
 def _play(

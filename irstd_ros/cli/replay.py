@@ -57,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(e.g. the node's targets): no frame is dropped by a slow consumer",
     )
     p.add_argument("--sync-timeout", type=float, default=5.0, metavar="SEC")
+    p.add_argument(
+        "--ack-timeout",
+        type=non_negative_float,
+        default=5.0,
+        metavar="SEC",
+        help="at the end, wait up to SEC until reliable subscribers acknowledged every "
+        "message, so none in flight is lost (0: don't)",
+    )
     p.set_defaults(func=run)
 
 
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         wait_subscribers=args.wait_subscribers,
         sync_topic=args.sync_topic,
         sync_timeout=args.sync_timeout,
+        ack_timeout=args.ack_timeout,
     )
     try:
         stats = replay(cfg)
@@ -85,5 +94,10 @@ def run(args: argparse.Namespace) -> int:
         f"in {stats.wall_s:.1f} s; "
         f"max lateness {late:.1f} ms"
         + (f"; {stats.sync_timeouts} sync timeouts" if cfg.sync_topic else "")
+        + (
+            f"; not acknowledged on {', '.join(stats.unacked_topics)}"
+            if stats.unacked_topics
+            else ""
+        )
     )
     return 0

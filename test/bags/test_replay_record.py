@@ -58,6 +58,7 @@ def test_replay_follows_the_recorded_timing_scaled_by_rate(rclpy_context, bag, r
         while len(sink.times) < FRAMES and time.monotonic() < deadline:
             time.sleep(0.02)
     assert stats.published == FRAMES and len(sink.times) == FRAMES
+    assert stats.unacked_topics == []  # the subscriber acknowledged everything before the end
     expected = (FRAMES - 1) / TINY.fps / rate
     assert sink.times[-1] - sink.times[0] == pytest.approx(expected, abs=TIMING_TOLERANCE_S)
     assert stats.wall_s == pytest.approx(expected, abs=TIMING_TOLERANCE_S)
@@ -158,10 +159,37 @@ def test_record_without_publishers_fails_and_leaves_no_bag(rclpy_context, tmp_pa
 def test_invalid_configs():
     with pytest.raises(ConfigError):
         ReplayConfig(Path("x"), rate=0).validate()
+    with pytest.raises(ConfigError, match="ack timeout"):
+        ReplayConfig(Path("x"), ack_timeout=-1).validate()
     with pytest.raises(ConfigError):
         parse_remap("/a=/b")
     with pytest.raises(ConfigError):
         RecordConfig(Path("x"), qos="fast").validate()
+
+
+class _Publisher:
+    """Stands in for an rclpy publisher whose subscribers acknowledge (or not)."""
+
+    def __init__(self, topic: str, acked: bool) -> None:
+        self.topic_name = topic
+        self.acked = acked
+        self.waited_ns: int | None = None
+
+    def wait_for_all_acked(self, timeout) -> bool:
+        self.waited_ns = timeout.nanoseconds
+        return self.acked
+
+
+def test_unacknowledged_topics_are_reported_and_logged(rclpy_context, caplog):
+    from irstd_ros.bags.replay import _wait_for_acks
+
+    pubs = {"/a": _Publisher("/a", acked=True), "/b": _Publisher("/b", acked=False)}
+    assert _wait_for_acks(pubs, timeout=2.0) == ["/b"]
+    assert 0 < pubs["/a"].waited_ns <= 2_000_000_000
+    assert "/b" in caplog.text and "may be lost" in caplog.text
+    never = _Publisher("/c", acked=False)
+    assert _wait_for_acks({"/c": never}, timeout=0.0) == []  # 0: not waited for
+    assert never.waited_ns is None
 
 
 def test_record_command_closes_the_bag_on_sigint(rclpy_context, bag, tmp_path):
