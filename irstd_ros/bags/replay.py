@@ -178,7 +178,7 @@ def replay(
         try:
             _wait_for_subscribers(pubs, cfg.wait_subscribers, should_stop)
             stats = _play(cfg, reader, pubs, waiter, should_stop)
-            if cfg.qos == "reliable":
+            if cfg.qos == "reliable" and ros_ok():  # not after rclpy was shut down
                 stats.unacked_topics = _wait_for_acks(pubs, cfg.ack_timeout)
             return stats
         finally:
