@@ -13,6 +13,7 @@ drops frames. Without it the timing is the bag's, like ``ros2 bag play``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from irstd_ros.bags.rosutil import (
     ros_session,
 )
 from irstd_ros.errors import BagError, ConfigError
+
+log = logging.getLogger(__name__)
 
 SLEEP_SLICE_S = 0.05  # longest single sleep: stays responsive to Ctrl-C
 SUBSCRIBER_POLL_S = 0.05
@@ -214,9 +217,7 @@ def _wait_for_subscribers(
         time.sleep(SUBSCRIBER_POLL_S)
     missing = [p.topic_name for p in pubs.values() if p.get_subscription_count() == 0]
     if missing:  # like ros2 bag play: go on, the first messages may be lost
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "no subscriber on %s after %.1f s; publishing anyway", ", ".join(missing), timeout
         )
 
@@ -234,9 +235,7 @@ def _wait_for_acks(pubs: dict[str, Any], timeout: float) -> list[str]:
         if not pub.wait_for_all_acked(Duration(nanoseconds=round(left * NS_PER_S))):
             unacked.append(pub.topic_name)
     if unacked:
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "not every subscriber of %s acknowledged the last messages within %.1f s; "
             "they may be lost",
             ", ".join(unacked),

@@ -13,8 +13,8 @@ inputs mixes their calibrations: average the uncalibrated runs, then run ``irstd
 calibrate`` on the result. The output records its parents under ``extra.soup``: path,
 weights digest, coefficient and each parent's own run metadata (data, training config,
 recipe, version). Its ``extra.data`` (the data it saw) lists every parent's. Of the
-first input it keeps the remaining metadata, but not its calibration and metrics, which
-no longer describe the average.
+first input it keeps the remaining metadata, but not its calibration, metrics and
+resume state, which no longer describe the average.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from irstd_ros.inference.detector import resolve_model_path
 log = logging.getLogger(__name__)
 
 # metadata of the first input that does not describe the average
-STALE_KEYS = ("calibration", "metrics")
+STALE_KEYS = ("calibration", "metrics", "train_state")
 # metadata of one training run: kept per parent, never as the average's own
 RUN_KEYS = ("data", "train_config", "recipe", "version")
 
@@ -114,7 +114,7 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     ]
     model = models[0]
     model.load_state_dict(average_models(models, coefficients))
-    skip = (*STALE_KEYS, *RUN_KEYS, "train_state")
+    skip = (*STALE_KEYS, *RUN_KEYS)
     extra = {k: v for k, v in infos[0].extra.items() if k not in skip}
     extra["data"] = [i.extra.get("data") for i in infos]
     extra["soup"] = {"parents": parents}
