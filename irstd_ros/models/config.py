@@ -108,7 +108,9 @@ def _scaled(
 # (all of ``fast``'s tensors, plus the refinement's); ``fast_wide`` is ``fast`` with every
 # width but E3's grown, so that it can start from ``fast`` computing the same logits
 # (:mod:`irstd_ros.models.widen`); ``tiny_deep`` is ``tiny`` with E4 and E5 twice as wide
-# (capacity where the frame is small), to start from ``tiny`` the same way.
+# (capacity where the frame is small), to start from ``tiny`` the same way; ``tiny_wide``
+# is ``tiny`` with E1, E4 and E5 doubled and E2 at 24 (at 32, E3's width, E3 would lose
+# its shortcut projection and the layout would no longer widen), started the same way.
 NAMED_CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(
         widths=(28, 56, 128, 256, 512), enc_blocks=(1, 2, 2, 1, 1), dec_blocks=(1, 1, 1, 1)
@@ -120,6 +122,7 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
     "fast_refine": _scaled(8, (1, 1, 1, 1, 1), (1, 1, 1, 1), 2, stem=2, refine=8),
     "fast_wide": ModelConfig(widths=(16, 24, 32, 96, 192), sgem_heads=2, stem=2),
     "tiny_deep": ModelConfig(widths=(8, 16, 32, 128, 256), sgem_heads=2),
+    "tiny_wide": ModelConfig(widths=(16, 24, 32, 128, 256), sgem_heads=2),
 }
 
 

@@ -42,6 +42,9 @@ from irstd_ros.training.teachers import Teachers
 
 log = logging.getLogger(__name__)
 
+# a run's starting point when its init was transformed (widened or partly copied)
+INIT_NAME = "init.safetensors"
+
 
 @dataclass
 class TrainConfig:
@@ -304,6 +307,12 @@ def train(cfg: TrainConfig) -> Path:
     model: nn.Module = build_model(model_cfg)
     if cfg.init is not None:
         init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen)
+        if (cfg.init_widen or cfg.init_partial) and rank == 0:
+            # the start is no file of its own: keep it, as a weight average of runs
+            # from it needs it as a parent (irstd soup)
+            start = CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold,
+                                   extra={"init": str(cfg.init), "data": seen, **cfg.extra})
+            save_checkpoint(cfg.out / INIT_NAME, model, start)
     model = model.to(device)
     teachers = Teachers(teacher_sets(cfg, ds), norm, device)
     use_bf16 = cfg.bf16 and device.type == "cpu"

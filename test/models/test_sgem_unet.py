@@ -12,7 +12,7 @@ PARAMS_TOL = 0.03
 GMACS_TOL = 0.05
 
 
-@pytest.mark.parametrize("name", ["tiny", "lite", "small", "fast", "fast_refine", "fast_wide", "tiny_deep"])
+@pytest.mark.parametrize("name", ["tiny", "lite", "small", "fast", "fast_refine", "fast_wide", "tiny_deep", "tiny_wide"])
 @pytest.mark.parametrize("size", [(32, 64), (64, 64)])
 def test_output_matches_input_size(name, size):
     model = build_model(named_config(name)).eval()

@@ -12,6 +12,7 @@ from irstd_ros.models import build_model, named_config
 from irstd_ros.training import train as train_module
 from irstd_ros.training.teachers import Teachers
 from irstd_ros.training.train import (
+    INIT_NAME,
     TrainConfig,
     build_training_data,
     implant_config,
@@ -132,6 +133,12 @@ def test_widening_init_starts_from_the_narrow_network_s_logits(tmp_path):
         init_from(wide, narrow, "fast_wide", partial=True, widen=True)
     final = train(config(tmp_path, out=tmp_path / "wide", model="fast_wide", epochs=1, init=narrow, init_widen=True))
     assert load_checkpoint(final)[1].model == named_config("fast_wide")
+    # the widened start is kept beside the run, computing the narrow network's logits
+    start, info, _ = load_checkpoint(tmp_path / "wide" / INIT_NAME)
+    assert info.model == named_config("fast_wide") and info.extra["init"] == str(narrow)
+    with torch.no_grad():
+        torch.testing.assert_close(start(x), small(x), atol=1e-5, rtol=1e-5)
+    assert not (tmp_path / "fast" / INIT_NAME).exists()  # an untransformed run has none
 
 
 def test_each_sample_is_distilled_from_its_own_source_s_teachers(tmp_path, monkeypatch):
