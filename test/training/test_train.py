@@ -114,6 +114,7 @@ def test_partial_init_and_distillation_from_a_teacher(tmp_path):
     ))
     student, info, _ = load_checkpoint(final)
     assert info.model.fusion == "add" and info.extra["train_config"]["teacher"] == str(teacher)
+    assert load_checkpoint(tmp_path / "lite" / INIT_NAME)[1].model == named_config("lite")
     lite = build_model(named_config("lite"))
     init_from(lite, teacher, "lite", partial=True)
     copied, source = lite.state_dict(), load_checkpoint(teacher)[0].state_dict()
