@@ -27,7 +27,7 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
 from tqdm import tqdm
 
-from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, read_info, save_checkpoint
 from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
 from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
@@ -309,9 +309,11 @@ def train(cfg: TrainConfig) -> Path:
         init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen)
         if (cfg.init_widen or cfg.init_partial) and rank == 0:
             # the start is no file of its own: keep it, as a weight average of runs
-            # from it needs it as a parent (irstd soup)
+            # from it needs it as a parent (irstd soup). It has seen its source's data,
+            # not this run's.
+            source_data = read_info(cfg.init).extra.get("data")
             start = CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold,
-                                   extra={"init": str(cfg.init), "data": seen, **cfg.extra})
+                                   extra={"init": str(cfg.init), "data": source_data})
             save_checkpoint(cfg.out / INIT_NAME, model, start)
     model = model.to(device)
     teachers = Teachers(teacher_sets(cfg, ds), norm, device)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from _support.datasets import write_dataset
 
-from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.checkpoint import load_checkpoint, save_checkpoint
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training import train as train_module
@@ -124,6 +124,9 @@ def test_partial_init_and_distillation_from_a_teacher(tmp_path):
 
 def test_widening_init_starts_from_the_narrow_network_s_logits(tmp_path):
     narrow = train(config(tmp_path, out=tmp_path / "fast", model="fast", epochs=1))
+    trained, narrow_info, _ = load_checkpoint(narrow)
+    narrow_info.extra["data"] = {"root": "the narrow network's own data"}  # not the wide run's
+    save_checkpoint(narrow, trained, narrow_info)
     wide = build_model(named_config("fast_wide")).eval()
     init_from(wide, narrow, "fast_wide", widen=True)
     small = load_checkpoint(narrow)[0].eval()
@@ -137,6 +140,7 @@ def test_widening_init_starts_from_the_narrow_network_s_logits(tmp_path):
     # the widened start is kept beside the run, computing the narrow network's logits
     start, info, _ = load_checkpoint(tmp_path / "wide" / INIT_NAME)
     assert info.model == named_config("fast_wide") and info.extra["init"] == str(narrow)
+    assert info.extra["data"] == {"root": "the narrow network's own data"}  # the source's, not the run's
     with torch.no_grad():
         torch.testing.assert_close(start(x), small(x), atol=1e-5, rtol=1e-5)
     assert not (tmp_path / "fast" / INIT_NAME).exists()  # an untransformed run has none
