@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dataset roots with their split (default split: train)")
     p.add_argument("--frames", type=positive_int, default=60, help="frames per dataset")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-operating-point", action="store_true",
+                   help="move the checkpoint's threshold with the fit: the same detections")
     p.set_defaults(func=run)
 
 
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if not root:
             raise ConfigError(f"--data {item!r}: expected ROOT or ROOT:SPLIT")
         sources.append((Path(root), split or "train"))
-    fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed))
+    fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed,
+                                      args.keep_operating_point))
     print(json.dumps(fit))
     return 0

@@ -9,7 +9,15 @@ stored in the checkpoint (``extra.calibration``).
 
 Pixels: every target pixel and every pixel the network scores above
 :data:`CANDIDATE_LOGIT` (the ones that decide Pd and Fa), plus a random
-:data:`BACKGROUND_RATE` of the rest, weighted back by ``1 / BACKGROUND_RATE``.
+:data:`BACKGROUND_RATE` of the rest, weighted back by ``1 / BACKGROUND_RATE``. (Fitting
+the pixels above :data:`CANDIDATE_LOGIT` alone calibrates them well but flattens the
+map, so that the certain background reaches p 0.05-0.1: docs/results.md, "One line
+cannot calibrate both".)
+
+``keep_operating_point`` moves the checkpoint's threshold with the fit
+(``t' = sigmoid(a * logit(t) + b)``), so the detections at the new threshold are the
+old ones; a calibrated checkpoint can be calibrated again (the affine maps compose, and
+the earlier fit is kept as ``previous``).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ class CalibrationConfig:
     sources: tuple[tuple[Path, str], ...]  # (dataset root, split)
     frames: int = 60
     seed: int = 0
+    keep_operating_point: bool = False  # move the threshold so detections stay the same
 
 
 def _logits(model: torch.nn.Module, x: np.ndarray, stride: int) -> np.ndarray:
@@ -104,16 +113,31 @@ def calibrate(cfg: CalibrationConfig) -> dict:
         pick = rng.choice(len(found), size=min(cfg.frames, len(found)), replace=False)
         pairs += [found[i] for i in sorted(pick)]
     z, y, w = collect(model, info, pairs, rng)
+    if not y.any():
+        raise ConfigError("the calibration frames give no target pixels to fit on")
     a, b = fit_platt(z, y, w)
     fold(a, b)
-    info.extra["calibration"] = {
+    record: dict = {
         "method": "platt", "a": a, "b": b, "frames": len(pairs),
         "sources": [{"root": str(r), "split": s} for r, s in cfg.sources],
         "pixels": int(z.size), "target_pixels": int(y.sum()),
     }
+    if cfg.keep_operating_point:
+        record["threshold_before"] = info.threshold
+        info.threshold = operating_point(info.threshold, a, b)
+    if "calibration" in info.extra:
+        record["previous"] = info.extra["calibration"]
+    info.extra["calibration"] = record
     save_checkpoint(cfg.out, model, info)
-    log.info("calibration a=%.4f b=%.3f from %d frames, %d pixels", a, b, len(pairs), z.size)
-    return info.extra["calibration"]
+    log.info("calibration a=%.4f b=%.3f from %d frames, %d pixels; threshold %.4f",
+             a, b, len(pairs), z.size, info.threshold)
+    return record
 
 
-__all__ = ["CalibrationConfig", "calibrate", "collect", "fit_platt"]
+def operating_point(threshold: float, a: float, b: float) -> float:
+    """The threshold that, after ``logit' = a * logit + b``, cuts where ``threshold`` did."""
+    t = min(max(threshold, 1e-7), 1.0 - 1e-7)
+    return float(1.0 / (1.0 + np.exp(-(a * np.log(t / (1.0 - t)) + b))))
+
+
+__all__ = ["CalibrationConfig", "calibrate", "collect", "fit_platt", "operating_point"]

@@ -6,7 +6,7 @@ from _support.datasets import write_dataset
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.core.normalization import InputNorm
 from irstd_ros.models import build_model, named_config
-from irstd_ros.training.calibrate import CalibrationConfig, calibrate, fit_platt
+from irstd_ros.training.calibrate import CalibrationConfig, calibrate, fit_platt, operating_point
 
 
 def test_platt_fit_recovers_a_known_scale_and_offset():
@@ -17,8 +17,7 @@ def test_platt_fit_recovers_a_known_scale_and_offset():
     assert a == pytest.approx(0.25, abs=0.02) and b == pytest.approx(-1.0, abs=0.1)
 
 
-@pytest.mark.parametrize("name", ["tiny", "fast_refine"])
-def test_calibration_is_folded_into_the_last_layer_and_recorded(tmp_path, name):
+def _point_dataset(path):
     rng = np.random.default_rng(1)
     frames = []
     for i in range(4):
@@ -27,7 +26,12 @@ def test_calibration_is_folded_into_the_last_layer_and_recorded(tmp_path, name):
         mask = np.zeros((32, 32), bool)
         mask[10:13, 10:13] = True
         frames.append((str(i), img, mask))
-    root = write_dataset(tmp_path / "d", frames, {"train": ["0", "1", "2", "3"]})
+    return write_dataset(path, frames, {"train": ["0", "1", "2", "3"]})
+
+
+@pytest.mark.parametrize("name", ["tiny", "fast_refine"])
+def test_calibration_is_folded_into_the_last_layer_and_recorded(tmp_path, name):
+    root = _point_dataset(tmp_path / "d")
     torch.manual_seed(0)
     model = build_model(named_config(name))
     if name == "fast_refine":  # the refinement writes the logits: the fold goes there
@@ -42,3 +46,38 @@ def test_calibration_is_folded_into_the_last_layer_and_recorded(tmp_path, name):
     with torch.no_grad():
         expected = fit["a"] * model.eval()(x) + fit["b"]
         np.testing.assert_allclose(new(x).numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_operating_point_maps_the_threshold_through_the_fit():
+    assert operating_point(0.2, 1.0, 0.0) == pytest.approx(0.2)
+    t = operating_point(0.2, 0.33, 0.4)
+    # the new threshold's logit is the old one's, mapped: the same raw cut
+    assert np.log(t / (1 - t)) == pytest.approx(0.33 * np.log(0.2 / 0.8) + 0.4)
+
+
+def test_recalibration_keeps_the_operating_point_and_the_earlier_fit(tmp_path):
+    root = _point_dataset(tmp_path / "d")
+    torch.manual_seed(0)
+    model = build_model(named_config("tiny"))
+    with torch.no_grad():  # spread the logits so that some pixels pass either threshold
+        model.head.weight.mul_(40.0)
+    src = save_checkpoint(tmp_path / "m.safetensors", model,
+                          CheckpointInfo(named_config("tiny"), InputNorm(kind="robust", background=16), threshold=0.3))
+    first = tmp_path / "cal1.safetensors"
+    fit = calibrate(CalibrationConfig(src, first, ((root, "train"),), frames=4, keep_operating_point=True))
+    old, old_info, _ = load_checkpoint(src)
+    new, new_info, _ = load_checkpoint(first)
+    assert fit["threshold_before"] == old_info.threshold == 0.3
+    assert new_info.threshold == pytest.approx(operating_point(0.3, fit["a"], fit["b"]))
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        p_old, p_new = torch.sigmoid(old.eval()(x)), torch.sigmoid(new.eval()(x))
+    assert 0 < int((p_old > old_info.threshold).sum()) < x.numel()
+    margin = (p_old - old_info.threshold).abs() > 1e-4  # away from the cut, float rounding aside
+    assert torch.equal((p_old > old_info.threshold)[margin], (p_new > new_info.threshold)[margin])
+    # calibrated again: the maps compose, the earlier fit is kept
+    second = tmp_path / "cal2.safetensors"
+    calibrate(CalibrationConfig(first, second, ((root, "train"),), frames=4))
+    record = load_checkpoint(second)[1].extra["calibration"]
+    assert record["previous"]["threshold_before"] == 0.3 and record["previous"]["a"] == fit["a"]
+    assert "threshold_before" not in record  # the threshold was left as it was
