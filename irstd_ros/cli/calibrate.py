@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-operating-point", action="store_true",
                    help="move the checkpoint's threshold with the fit: the same detections")
+    p.add_argument("--two-piece", action="store_true",
+                   help="a line fitted to the pixels a threshold decides on, a steeper one below "
+                        "(the certain background); adds one Min to the graph")
     p.set_defaults(func=run)
 
 
@@ -37,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--data {item!r}: expected ROOT or ROOT:SPLIT")
         sources.append((Path(root), split or "train"))
     fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed,
-                                      args.keep_operating_point))
+                                      args.keep_operating_point, args.two_piece))
     print(json.dumps(fit))
     return 0

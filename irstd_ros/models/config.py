@@ -11,7 +11,7 @@ from irstd_ros.errors import ConfigError
 FUSIONS = ("concat", "add")
 STEMS = (1, 2)
 # Fields added after checkpoints were shipped: left out of the saved config at these values.
-_OMITTED_DEFAULTS: dict[str, Any] = {"stem": 1, "refine": 0}
+_OMITTED_DEFAULTS: dict[str, Any] = {"stem": 1, "refine": 0, "logit_knee": False}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class ModelConfig:
     3x3 convs see the network's input and its logits at full resolution and add a
     correction to the logits; the last conv starts at zero, so a network initialised
     from one without refinement starts out computing the same logits.
+    ``logit_knee``: a two-piece calibration after the logits
+    (:class:`~irstd_ros.models.heads.LogitKnee`), set by ``irstd calibrate --two-piece``.
     """
 
     arch: str = "sgem_unet"
@@ -45,6 +47,7 @@ class ModelConfig:
     fusion: str = "concat"
     stem: int = 1
     refine: int = 0
+    logit_knee: bool = False
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -64,7 +67,7 @@ class ModelConfig:
         return 16 * self.stem
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields; ``stem`` only when not 1 and ``refine`` only when not 0, so
+        """JSON-ready fields; ``stem``, ``refine`` and ``logit_knee`` only when set, so
         the saved config and the weights fingerprint of every network without them stay
         what they were before the fields existed (cached exports and accuracy records
         remain valid)."""

@@ -64,3 +64,37 @@ class LogitRefinement(nn.Module):
         """Make the output ``a * output + b``."""
         self.scale.mul_(a)
         self.shift.mul_(a).add_(b)
+
+
+class LogitKnee(nn.Module):
+    """A two-piece calibration: ``min(z, knee + slope * (z - knee))`` with ``slope >= 1``.
+
+    Above ``knee`` the logits pass unchanged; below it they fall ``slope`` times as fast.
+    One line (:meth:`SegmentationHead.fold_affine`) cannot calibrate both the pixels a
+    threshold decides on and the certain background: fitted to the first it lifts the
+    second to p 0.05-0.1. The knee keeps the flatter line above and a steep one below.
+    Buffers (identity until set), so the exported graphs gain one ``Min``."""
+
+    knee: torch.Tensor
+    slope: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("knee", torch.zeros(1))
+        self.register_buffer("slope", torch.ones(1))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(logits, self.knee + self.slope * (logits - self.knee))
+
+    @torch.no_grad()
+    def set(self, knee: float, slope: float) -> None:
+        if slope < 1.0:
+            raise ValueError(f"the knee's slope must be >= 1, got {slope}")
+        self.knee.fill_(knee)
+        self.slope.fill_(slope)
+
+    @torch.no_grad()
+    def fold_affine(self, a: float, b: float) -> None:
+        """Follow an affine map ``a * z + b`` (a > 0) applied before the knee, so that the
+        whole output becomes ``a * output + b``."""
+        self.knee.mul_(a).add_(b)

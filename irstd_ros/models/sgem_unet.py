@@ -9,7 +9,7 @@ from torch import nn
 
 from irstd_ros.models.blocks import SGEM, res_stage, upsample_to
 from irstd_ros.models.config import ModelConfig
-from irstd_ros.models.heads import LogitRefinement, SegmentationHead
+from irstd_ros.models.heads import LogitKnee, LogitRefinement, SegmentationHead
 
 
 class SGEMUNet(nn.Module):
@@ -42,6 +42,7 @@ class SGEMUNet(nn.Module):
         self.sgem = SGEM(enc_ch=w[2], dec_ch=w[3], heads=config.sgem_heads)
         self.head = SegmentationHead(w[0], out_ch=self.stem**2)
         self.refine = LogitRefinement(config.in_channels, config.refine) if config.refine else None
+        self.knee = LogitKnee() if config.logit_knee else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x
@@ -61,12 +62,19 @@ class SGEMUNet(nn.Module):
             logits = F.pixel_shuffle(logits, self.stem)
         if self.refine is not None:
             logits = self.refine(image, logits)
+        if self.knee is not None:
+            logits = self.knee(logits)
         return logits
 
     def fold_logit_affine(self, a: float, b: float) -> None:
         """Make the network's logits ``a * logit + b`` (a calibration), in the last layer
-        that writes them: the refinement when there is one, else the head."""
+        that writes them: the refinement when there is one, else the head (a two-piece
+        calibration's knee moves with it)."""
+        if a <= 0:
+            raise ValueError(f"a calibration's scale must be positive, got {a}")
         (self.refine if self.refine is not None else self.head).fold_affine(a, b)
+        if self.knee is not None:
+            self.knee.fold_affine(a, b)
 
     def _decode(self, level: int, deeper: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if self.add_fusion:

@@ -18,13 +18,18 @@ cannot calibrate both".)
 (``t' = sigmoid(a * logit(t) + b)``), so the detections at the new threshold are the
 old ones; a calibrated checkpoint can be calibrated again (the affine maps compose, and
 the earlier fit is kept as ``previous``).
+
+``two_piece`` fits the line on the pixels above :data:`CANDIDATE_LOGIT` alone (chosen by
+score, targets or not: the pixels a threshold decides on), and below that cut a steeper
+line through the same point, its slope fitted on all the pixels above
+(:class:`~irstd_ros.models.heads.LogitKnee`; the model config gains ``logit_knee``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 CANDIDATE_LOGIT = -6.0  # p > 0.25 %: pixels that may become detections
 BACKGROUND_RATE = 0.01
 SCALE_BOUNDS = (0.02, 5.0)
+KNEE_SLOPE_BOUNDS = (1.0, 50.0)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class CalibrationConfig:
     frames: int = 60
     seed: int = 0
     keep_operating_point: bool = False  # move the threshold so detections stay the same
+    two_piece: bool = False  # a line for the candidates, a steeper one below (LogitKnee)
 
 
 def _logits(model: torch.nn.Module, x: np.ndarray, stride: int) -> np.ndarray:
@@ -97,15 +104,52 @@ def fit_platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
     return float(res.x[0]), float(res.x[1])
 
 
+def fit_two_piece(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float, float]:
+    """(a, b, knee, slope): ``sigmoid(min(u, knee + slope * (u - knee)))``, ``u = a z + b``,
+    with (a, b) fitted on the pixels above :data:`CANDIDATE_LOGIT`, the knee at that cut
+    and the slope on every pixel (weighted BCE)."""
+    from scipy.optimize import minimize_scalar
+
+    above = z > CANDIDATE_LOGIT
+    if not (y[above].any() and not y[above].all()):
+        raise ConfigError("a two-piece calibration needs targets and false alarms above the "
+                          f"cut (logit {CANDIDATE_LOGIT:g}); these frames lack one or the other")
+    a, b = fit_platt(z[above], y[above], np.ones(int(above.sum())))
+    knee = a * CANDIDATE_LOGIT + b
+    u = a * z + b
+
+    def nll(slope: float) -> float:
+        v = np.minimum(u, knee + slope * (u - knee))
+        return float(np.sum(w * (np.logaddexp(0.0, v) - y * v)) / w.sum())
+
+    slope = minimize_scalar(nll, bounds=KNEE_SLOPE_BOUNDS, method="bounded").x
+    return a, b, float(knee), float(slope)
+
+
+def _with_knee(model: torch.nn.Module, info) -> torch.nn.Module:
+    """The same network with an (identity) :class:`LogitKnee` after its logits."""
+    from irstd_ros.models import build_model
+
+    if info.model.logit_knee:
+        raise ConfigError("the checkpoint already has a two-piece calibration: calibrate it "
+                          "with one line on top, or start from the checkpoint before it")
+    info.model = replace(info.model, logit_knee=True)
+    new = build_model(info.model)
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("knee.") for k in missing), (missing, unexpected)
+    return new.eval()
+
+
 def calibrate(cfg: CalibrationConfig) -> dict:
     """Fit, fold into the head, save to ``cfg.out``; returns the fit's description.
     ``cfg.weights`` may name a shipped model (``tiny``, ``fast``)."""
     from irstd_ros.inference.detector import resolve_model_path
 
     model, info, _ = load_checkpoint(resolve_model_path(cfg.weights))
-    fold = getattr(model, "fold_logit_affine", None)
-    if fold is None:
+    if getattr(model, "fold_logit_affine", None) is None:
         raise ConfigError(f"{cfg.weights}: the model has no layer to fold the calibration into")
+    if cfg.two_piece:
+        model = _with_knee(model, info)
     rng = np.random.default_rng(cfg.seed)
     pairs: list[tuple[Path, Path]] = []
     for root, split in cfg.sources:
@@ -115,16 +159,24 @@ def calibrate(cfg: CalibrationConfig) -> dict:
     z, y, w = collect(model, info, pairs, rng)
     if not y.any():
         raise ConfigError("the calibration frames give no target pixels to fit on")
-    a, b = fit_platt(z, y, w)
-    fold(a, b)
-    record: dict = {
-        "method": "platt", "a": a, "b": b, "frames": len(pairs),
+    record: dict = {}
+    if cfg.two_piece:
+        a, b, knee, slope = fit_two_piece(z, y, w)
+        model.fold_logit_affine(a, b)
+        model.knee.set(knee, slope)
+        record.update(method="platt-two-piece", knee=knee, slope=slope)
+    else:
+        a, b = fit_platt(z, y, w)
+        model.fold_logit_affine(a, b)
+        record["method"] = "platt"
+    record.update({
+        "a": a, "b": b, "frames": len(pairs),
         "sources": [{"root": str(r), "split": s} for r, s in cfg.sources],
         "pixels": int(z.size), "target_pixels": int(y.sum()),
-    }
+    })
     if cfg.keep_operating_point:
         record["threshold_before"] = info.threshold
-        info.threshold = operating_point(info.threshold, a, b)
+        info.threshold = operating_point(info.threshold, a, b, record.get("knee"), record.get("slope", 1.0))
     if "calibration" in info.extra:
         record["previous"] = info.extra["calibration"]
     info.extra["calibration"] = record
@@ -134,10 +186,14 @@ def calibrate(cfg: CalibrationConfig) -> dict:
     return record
 
 
-def operating_point(threshold: float, a: float, b: float) -> float:
-    """The threshold that, after ``logit' = a * logit + b``, cuts where ``threshold`` did."""
+def operating_point(threshold: float, a: float, b: float, knee: float | None = None, slope: float = 1.0) -> float:
+    """The threshold that, after ``logit' = a * logit + b`` (then the knee, if any), cuts
+    where ``threshold`` did."""
     t = min(max(threshold, 1e-7), 1.0 - 1e-7)
-    return float(1.0 / (1.0 + np.exp(-(a * np.log(t / (1.0 - t)) + b))))
+    v = a * np.log(t / (1.0 - t)) + b
+    if knee is not None:
+        v = min(v, knee + slope * (v - knee))
+    return float(1.0 / (1.0 + np.exp(-v)))
 
 
-__all__ = ["CalibrationConfig", "calibrate", "collect", "fit_platt", "operating_point"]
+__all__ = ["CalibrationConfig", "calibrate", "collect", "fit_platt", "fit_two_piece", "operating_point"]

@@ -143,6 +143,37 @@ def test_refinement_is_saved_only_when_used():
         ModelConfig(refine=-1)
 
 
+def test_logit_knee_starts_as_the_identity_and_is_saved_only_when_used():
+    torch.manual_seed(0)
+    plain = build_model(named_config("tiny")).eval()
+    kneed = build_model(ModelConfig.from_dict({**named_config("tiny").to_dict(), "logit_knee": True})).eval()
+    missing, unexpected = kneed.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["knee.knee", "knee.slope"] and not unexpected
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(kneed(x), plain(x))
+    assert "logit_knee" not in named_config("tiny").to_dict()  # old fingerprints unchanged
+    assert kneed.config.to_dict()["logit_knee"] is True
+
+
+def test_logit_knee_is_steeper_below_and_follows_an_affine_calibration():
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_dict({**named_config("tiny").to_dict(), "logit_knee": True})
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(50.0)
+        x = torch.randn(1, 1, 32, 32)
+        z = model(x)
+        model.knee.set(0.0, 4.0)
+        out = model(x)
+        torch.testing.assert_close(out, torch.where(z < 0, 4.0 * z, z))
+        assert (z < 0).any() and (z > 0).any()
+        model.fold_logit_affine(0.3, -1.0)  # a line on top: the knee moves with it
+        torch.testing.assert_close(model(x), 0.3 * out - 1.0)
+    with pytest.raises(ValueError, match="slope must be >= 1"):
+        model.knee.set(0.0, 0.5)
+
+
 def test_unknown_stem_lists_valid_choices():
     with pytest.raises(ConfigError, match="valid: 1, 2"):
         ModelConfig(stem=3)

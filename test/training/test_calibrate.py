@@ -5,8 +5,10 @@ from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.core.normalization import InputNorm
+from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
-from irstd_ros.training.calibrate import CalibrationConfig, calibrate, fit_platt, operating_point
+from irstd_ros.training import calibrate as calibration
+from irstd_ros.training.calibrate import CalibrationConfig, calibrate, fit_platt, fit_two_piece, operating_point
 
 
 def test_platt_fit_recovers_a_known_scale_and_offset():
@@ -81,3 +83,51 @@ def test_recalibration_keeps_the_operating_point_and_the_earlier_fit(tmp_path):
     record = load_checkpoint(second)[1].extra["calibration"]
     assert record["previous"]["threshold_before"] == 0.3 and record["previous"]["a"] == fit["a"]
     assert "threshold_before" not in record  # the threshold was left as it was
+
+
+def _two_piece_pixels(rng):
+    """Candidates (logit > -6) calibrated by 0.3 z + 0.5; below, a background far rarer
+    than that line says (a 1 % sample weighted back by 100, as :func:`collect` draws)."""
+    z_hi = rng.uniform(-6, 8, 20000)
+    y_hi = rng.random(z_hi.size) < 1 / (1 + np.exp(-(0.3 * z_hi + 0.5)))
+    z_lo = rng.uniform(-14, -6, 5000)
+    y_lo = rng.random(z_lo.size) < 1e-3
+    z = np.concatenate([z_hi, z_lo])
+    return z, np.concatenate([y_hi, y_lo]).astype(float), np.concatenate([np.ones(z_hi.size), np.full(z_lo.size, 100.0)])
+
+
+def test_two_piece_fit_recovers_the_candidates_line_and_a_steep_tail():
+    z, y, w = _two_piece_pixels(np.random.default_rng(0))
+    a, b, knee, slope = fit_two_piece(z, y, w)
+    assert a == pytest.approx(0.3, abs=0.03) and b == pytest.approx(0.5, abs=0.1)
+    assert knee == pytest.approx(a * -6.0 + b)
+    assert slope > 3.0  # one line would leave the tail at p ~ 0.2
+
+
+def test_two_piece_calibration_adds_the_knee_and_keeps_the_operating_point(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    monkeypatch.setattr(calibration, "collect", lambda *args, **kwargs: _two_piece_pixels(rng))
+    root = _point_dataset(tmp_path / "d")
+    torch.manual_seed(0)
+    model = build_model(named_config("tiny")).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(40.0)
+    src = save_checkpoint(tmp_path / "m.safetensors", model,
+                          CheckpointInfo(named_config("tiny"), InputNorm(kind="robust", background=16), threshold=0.3))
+    fit = calibrate(CalibrationConfig(src, tmp_path / "c.safetensors", ((root, "train"),), frames=4,
+                                      keep_operating_point=True, two_piece=True))
+    new, info, _ = load_checkpoint(tmp_path / "c.safetensors")
+    assert info.model.logit_knee and fit["method"] == "platt-two-piece"
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        z = model(x)
+        u = fit["a"] * z + fit["b"]
+        expected = torch.minimum(u, fit["knee"] + fit["slope"] * (u - fit["knee"]))
+        torch.testing.assert_close(new(x), expected, rtol=1e-4, atol=1e-4)
+        p_old, p_new = torch.sigmoid(z), torch.sigmoid(new(x))
+    margin = (p_old - 0.3).abs() > 1e-4
+    assert 0 < int((p_old > 0.3).sum()) < x.numel()
+    assert torch.equal((p_old > 0.3)[margin], (p_new > info.threshold)[margin])
+    with pytest.raises(ConfigError, match="already has a two-piece calibration"):
+        calibrate(CalibrationConfig(tmp_path / "c.safetensors", tmp_path / "d.safetensors", ((root, "train"),),
+                                    frames=4, two_piece=True))

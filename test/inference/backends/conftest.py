@@ -9,6 +9,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -31,16 +33,17 @@ def tiny_model() -> tuple[torch.nn.Module, CheckpointInfo]:
 
 @pytest.fixture(scope="session")
 def fast_model() -> tuple[torch.nn.Module, CheckpointInfo]:
-    """The space-to-depth stem with the full-resolution refinement (``fast_refine``):
-    pixel_unshuffle / pixel_shuffle, the refinement's concat and its calibration affine
-    in every graph. The refinement's last conv starts at zero; it is drawn here so the
-    graphs compute it."""
+    """The space-to-depth stem with the full-resolution refinement (``fast_refine``) and a
+    two-piece calibration: pixel_unshuffle / pixel_shuffle, the refinement's concat, its
+    calibration affine and the knee's ``Min`` in every graph. The refinement's last conv
+    starts at zero; it is drawn here so the graphs compute it."""
     torch.manual_seed(MODEL_SEED)
-    cfg = named_config("fast_refine")
+    cfg = replace(named_config("fast_refine"), logit_knee=True)
     model = build_model(cfg).eval()
     with torch.no_grad():
         model.refine.out.weight.normal_(std=0.1)
         model.fold_logit_affine(0.5, -1.0)
+        model.knee.set(-4.0, 3.0)  # near the random network's logits: both pieces used
     return model, CheckpointInfo(cfg, TEST_NORM)
 
 
