@@ -28,9 +28,10 @@ line through the same point, its slope fitted on all the pixels above
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from irstd_ros.data import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import prepare_input
+from irstd_ros.models.heads import LogitKnee
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +162,17 @@ def calibrate(cfg: CalibrationConfig) -> dict:
     if not y.any():
         raise ConfigError("the calibration frames give no target pixels to fit on")
     record: dict = {}
+    fold = cast(Callable[[float, float], None], model.fold_logit_affine)
     if cfg.two_piece:
         a, b, knee, slope = fit_two_piece(z, y, w)
-        model.fold_logit_affine(a, b)
-        model.knee.set(knee, slope)
+        fold(a, b)
+        layer = model.knee
+        assert isinstance(layer, LogitKnee)
+        layer.set(knee, slope)
         record.update(method="platt-two-piece", knee=knee, slope=slope)
     else:
         a, b = fit_platt(z, y, w)
-        model.fold_logit_affine(a, b)
+        fold(a, b)
         record["method"] = "platt"
     record.update({
         "a": a, "b": b, "frames": len(pairs),

@@ -8,7 +8,13 @@ from irstd_ros.core.normalization import InputNorm
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training import calibrate as calibration
-from irstd_ros.training.calibrate import CalibrationConfig, calibrate, fit_platt, fit_two_piece, operating_point
+from irstd_ros.training.calibrate import (
+    CalibrationConfig,
+    calibrate,
+    fit_platt,
+    fit_two_piece,
+    operating_point,
+)
 
 
 def test_platt_fit_recovers_a_known_scale_and_offset():
