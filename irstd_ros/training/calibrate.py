@@ -21,8 +21,9 @@ the earlier fit is kept as ``previous``).
 
 ``two_piece`` fits the line on the pixels above :data:`CANDIDATE_LOGIT` alone (chosen by
 score, targets or not: the pixels a threshold decides on), and below that cut a steeper
-line through the same point, its slope fitted on all the pixels above
-(:class:`~irstd_ros.models.heads.LogitKnee`; the model config gains ``logit_knee``).
+line through the same point, its slope fitted on all the sampled pixels, the weighted
+background included (:class:`~irstd_ros.models.heads.LogitKnee`; the model config gains
+``logit_knee``).
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ from typing import cast
 import numpy as np
 import torch
 
-from irstd_ros.checkpoint import load_checkpoint, save_checkpoint
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.core.normalization import normalize
 from irstd_ros.data import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import prepare_input
+from irstd_ros.models import build_model
 from irstd_ros.models.heads import LogitKnee
 
 log = logging.getLogger(__name__)
@@ -128,10 +130,8 @@ def fit_two_piece(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, f
     return a, b, float(knee), float(slope)
 
 
-def _with_knee(model: torch.nn.Module, info) -> torch.nn.Module:
+def _with_knee(model: torch.nn.Module, info: CheckpointInfo) -> torch.nn.Module:
     """The same network with an (identity) :class:`LogitKnee` after its logits."""
-    from irstd_ros.models import build_model
-
     if info.model.logit_knee:
         raise ConfigError("the checkpoint already has a two-piece calibration: calibrate it "
                           "with one line on top, or start from the checkpoint before it")
