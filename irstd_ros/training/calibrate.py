@@ -108,6 +108,11 @@ def fit_platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
     return float(res.x[0]), float(res.x[1])
 
 
+def knee_map(u: np.ndarray, knee: float, slope: float) -> np.ndarray:
+    """:class:`LogitKnee` in NumPy: ``min(u, knee + slope * (u - knee))``."""
+    return np.minimum(u, knee + slope * (u - knee))
+
+
 def fit_two_piece(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float, float]:
     """(a, b, knee, slope): ``sigmoid(min(u, knee + slope * (u - knee)))``, ``u = a z + b``,
     with (a, b) fitted on the pixels above :data:`CANDIDATE_LOGIT`, the knee at that cut
@@ -123,7 +128,7 @@ def fit_two_piece(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, f
     u = a * z + b
 
     def nll(slope: float) -> float:
-        v = np.minimum(u, knee + slope * (u - knee))
+        v = knee_map(u, knee, slope)
         return float(np.sum(w * (np.logaddexp(0.0, v) - y * v)) / w.sum())
 
     slope = minimize_scalar(nll, bounds=KNEE_SLOPE_BOUNDS, method="bounded").x
@@ -194,11 +199,10 @@ def calibrate(cfg: CalibrationConfig) -> dict:
 def operating_point(threshold: float, a: float, b: float, knee: float | None = None, slope: float = 1.0) -> float:
     """The threshold that, after ``logit' = a * logit + b`` (then the knee, if any), cuts
     where ``threshold`` did."""
-    t = min(max(threshold, 1e-7), 1.0 - 1e-7)
-    v = a * np.log(t / (1.0 - t)) + b
-    if knee is not None:
-        v = min(v, knee + slope * (v - knee))
-    return float(1.0 / (1.0 + np.exp(-v)))
+    from scipy.special import expit, logit
+
+    v = a * logit(min(max(threshold, 1e-7), 1.0 - 1e-7)) + b
+    return float(expit(v if knee is None else knee_map(v, knee, slope)))
 
 
 __all__ = ["CalibrationConfig", "calibrate", "collect", "fit_platt", "fit_two_piece", "operating_point"]

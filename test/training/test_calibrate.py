@@ -63,6 +63,15 @@ def test_operating_point_maps_the_threshold_through_the_fit():
     assert np.log(t / (1 - t)) == pytest.approx(0.33 * np.log(0.2 / 0.8) + 0.4)
 
 
+def _assert_same_detections(z_old, t_old, z_new, t_new):
+    """Both maps pass the same pixels (away from the cut, float rounding aside), and the
+    cut is not trivial."""
+    p_old, p_new = torch.sigmoid(z_old), torch.sigmoid(z_new)
+    assert 0 < int((p_old > t_old).sum()) < p_old.numel()
+    margin = (p_old - t_old).abs() > 1e-4
+    assert torch.equal((p_old > t_old)[margin], (p_new > t_new)[margin])
+
+
 def test_recalibration_keeps_the_operating_point_and_the_earlier_fit(tmp_path):
     root = _point_dataset(tmp_path / "d")
     torch.manual_seed(0)
@@ -79,10 +88,7 @@ def test_recalibration_keeps_the_operating_point_and_the_earlier_fit(tmp_path):
     assert new_info.threshold == pytest.approx(operating_point(0.3, fit["a"], fit["b"]))
     x = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
-        p_old, p_new = torch.sigmoid(old.eval()(x)), torch.sigmoid(new.eval()(x))
-    assert 0 < int((p_old > old_info.threshold).sum()) < x.numel()
-    margin = (p_old - old_info.threshold).abs() > 1e-4  # away from the cut, float rounding aside
-    assert torch.equal((p_old > old_info.threshold)[margin], (p_new > new_info.threshold)[margin])
+        _assert_same_detections(old.eval()(x), old_info.threshold, new.eval()(x), new_info.threshold)
     # calibrated again: the maps compose, the earlier fit is kept
     second = tmp_path / "cal2.safetensors"
     calibrate(CalibrationConfig(first, second, ((root, "train"),), frames=4))
@@ -130,10 +136,7 @@ def test_two_piece_calibration_adds_the_knee_and_keeps_the_operating_point(tmp_p
         u = fit["a"] * z + fit["b"]
         expected = torch.minimum(u, fit["knee"] + fit["slope"] * (u - fit["knee"]))
         torch.testing.assert_close(new(x), expected, rtol=1e-4, atol=1e-4)
-        p_old, p_new = torch.sigmoid(z), torch.sigmoid(new(x))
-    margin = (p_old - 0.3).abs() > 1e-4
-    assert 0 < int((p_old > 0.3).sum()) < x.numel()
-    assert torch.equal((p_old > 0.3)[margin], (p_new > info.threshold)[margin])
+        _assert_same_detections(z, 0.3, new(x), info.threshold)
     with pytest.raises(ConfigError, match="already has a two-piece calibration"):
         calibrate(CalibrationConfig(tmp_path / "c.safetensors", tmp_path / "d.safetensors", ((root, "train"),),
                                     frames=4, two_piece=True))
