@@ -166,19 +166,19 @@ def calibrate(cfg: CalibrationConfig) -> dict:
     z, y, w = collect(model, info, pairs, rng)
     if not y.any():
         raise ConfigError("the calibration frames give no target pixels to fit on")
-    record: dict = {}
-    fold = cast(Callable[[float, float], None], model.fold_logit_affine)
+    knee: float | None = None
+    slope = 1.0
     if cfg.two_piece:
         a, b, knee, slope = fit_two_piece(z, y, w)
-        fold(a, b)
+    else:
+        a, b = fit_platt(z, y, w)
+    cast(Callable[[float, float], None], model.fold_logit_affine)(a, b)
+    record: dict = {"method": "platt"}
+    if knee is not None:
         layer = model.knee
         assert isinstance(layer, LogitKnee)
         layer.set(knee, slope)
         record.update(method="platt-two-piece", knee=knee, slope=slope)
-    else:
-        a, b = fit_platt(z, y, w)
-        fold(a, b)
-        record["method"] = "platt"
     record.update({
         "a": a, "b": b, "frames": len(pairs),
         "sources": [{"root": str(r), "split": s} for r, s in cfg.sources],
@@ -186,7 +186,7 @@ def calibrate(cfg: CalibrationConfig) -> dict:
     })
     if cfg.keep_operating_point:
         record["threshold_before"] = info.threshold
-        info.threshold = operating_point(info.threshold, a, b, record.get("knee"), record.get("slope", 1.0))
+        info.threshold = operating_point(info.threshold, a, b, knee, slope)
     if "calibration" in info.extra:
         record["previous"] = info.extra["calibration"]
     info.extra["calibration"] = record
