@@ -17,8 +17,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD
 from irstd_ros.core.normalization import InputNorm
-from irstd_ros.errors import CheckpointError
+from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.models import ModelConfig, build_model
 
 METADATA_KEY = "irstd_ros"
@@ -33,17 +34,50 @@ class CheckpointInfo:
     norm: InputNorm = field(default_factory=InputNorm)
     threshold: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)  # data, recipe, metrics...
+    # the tracker's operating points in this checkpoint's probabilities; None: the defaults
+    # above (written only when set, so older files and their fingerprints stay as they were)
+    candidate_threshold: float | None = None
+    gated_threshold: float | None = None
+
+    def own_tracking_thresholds(self) -> tuple[float, float]:
+        """(candidate, gated): this checkpoint's own, or the defaults where it records none."""
+        return (
+            CANDIDATE_THRESHOLD if self.candidate_threshold is None else self.candidate_threshold,
+            GATED_THRESHOLD if self.gated_threshold is None else self.gated_threshold,
+        )
+
+    def tracking_thresholds(
+        self, candidate: float = -1.0, gated: float = -1.0
+    ) -> tuple[float | None, float | None]:
+        """The tracker's (candidate, gated) probabilities as a node or tool sets them: a value
+        < 0 takes the checkpoint's own (:meth:`own_tracking_thresholds`), 0 turns that
+        stage off (None), > 0 is taken as given. Raises
+        :class:`~irstd_ros.errors.ConfigError` when both are on and the gated one is not
+        below the candidate one."""
+        own = self.own_tracking_thresholds()
+        cand, gate = (
+            mine if value < 0 else (value if value > 0 else None)
+            for value, mine in zip((candidate, gated), own)
+        )
+        if cand is not None and gate is not None and gate >= cand:
+            raise ConfigError(
+                f"the gated threshold {gate:g} must be below the candidate threshold {cand:g}"
+                f" (this model's own: candidate {own[0]:g}, gated {own[1]:g}; 0 turns either off)"
+            )
+        return cand, gate
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format": FORMAT_VERSION,
-                "model": self.model.to_dict(),
-                "norm": asdict(self.norm),
-                "threshold": self.threshold,
-                "extra": self.extra,
-            }
-        )
+        data: dict[str, Any] = {
+            "format": FORMAT_VERSION,
+            "model": self.model.to_dict(),
+            "norm": asdict(self.norm),
+            "threshold": self.threshold,
+        }
+        for name in ("candidate_threshold", "gated_threshold"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        data["extra"] = self.extra
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> CheckpointInfo:
@@ -53,7 +87,13 @@ class CheckpointInfo:
             norm=InputNorm(**data.get("norm", {})),  # no "kind": a 0.1 (global) checkpoint
             threshold=float(data.get("threshold", 0.5)),
             extra=data.get("extra", {}),
+            candidate_threshold=_optional_float(data.get("candidate_threshold")),
+            gated_threshold=_optional_float(data.get("gated_threshold")),
         )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def save_checkpoint(

@@ -12,7 +12,8 @@ from irstd_ros.checkpoint import (
     read_info,
     save_checkpoint,
 )
-from irstd_ros.errors import CheckpointError
+from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD
+from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.models import build_model, named_config
 
 
@@ -83,3 +84,20 @@ def test_invalid_metadata_json(tmp_path):
     save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps({"x": 1})})
     with pytest.raises(CheckpointError, match="invalid configuration"):
         read_info(path)
+
+
+def test_tracker_thresholds_are_the_checkpoints_own_and_saved_only_when_set(tmp_path):
+    model = build_model(named_config("tiny"))
+    plain = CheckpointInfo(named_config("tiny"))
+    assert plain.own_tracking_thresholds() == (CANDIDATE_THRESHOLD, GATED_THRESHOLD)
+    assert "candidate_threshold" not in json.loads(plain.to_json())  # older files unchanged
+    own = CheckpointInfo(named_config("tiny"), candidate_threshold=0.53, gated_threshold=0.41)
+    info = read_info(save_checkpoint(tmp_path / "m.safetensors", model, own))
+    assert info.own_tracking_thresholds() == (0.53, 0.41)
+    # < 0: the checkpoint's own; 0: off; > 0: as given
+    assert info.tracking_thresholds() == (0.53, 0.41)
+    assert info.tracking_thresholds(0.0, -1.0) == (None, 0.41)
+    assert info.tracking_thresholds(0.7, 0.0) == (0.7, None)
+    assert plain.tracking_thresholds(-1.0, 0.1) == (CANDIDATE_THRESHOLD, 0.1)
+    with pytest.raises(ConfigError, match="gated threshold 0.41 must be below the candidate threshold 0.3"):
+        info.tracking_thresholds(0.3, -1.0)

@@ -25,7 +25,8 @@ detections with ``tracker`` (the node's defaults unless overridden). With
 ``candidate_threshold`` (and the detector run here), the detector's sub-threshold
 candidates are fed to that tracker too, as the node does with
 ``tracking.candidate_threshold``, and with ``gated_threshold`` the gated components below
-them (``tracking.gated_threshold``); the "detections" figures are unchanged by either.
+them (``tracking.gated_threshold``); either < 0 takes the checkpoint's own, as the node's
+default does. The "detections" figures are unchanged by either.
 """
 
 from __future__ import annotations
@@ -92,8 +93,10 @@ class EvalBagConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     match_px: float = DEFAULT_MATCH_PX  # truth-hypothesis match distance of the tracking metrics
     warmup_s: float = DEFAULT_WARMUP_S
-    candidate_threshold: float = 0.0  # > 0: sub-threshold candidates for the tracker
-    gated_threshold: float = 0.0  # > 0: gated components below them, for the tracks' gates
+    # with run_detector, the tracker's sub-threshold candidates and the gated components
+    # below them (as the node's tracking.*_threshold): < 0 the checkpoint's own, 0 off
+    candidate_threshold: float = 0.0
+    gated_threshold: float = 0.0
 
     def validate(self) -> None:
         try:
@@ -105,13 +108,15 @@ class EvalBagConfig:
         if not self.warmup_s >= 0:
             raise ConfigError(f"warmup_s must be >= 0, got {self.warmup_s}")
         for name in ("candidate_threshold", "gated_threshold"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be in (0, 1), or 0 for off, got {getattr(self, name)}")
+            if not getattr(self, name) < 1:
+                raise ConfigError(
+                    f"{name} must be below 1 (0: off, < 0: the model's own), got {getattr(self, name)}"
+                )
         if self.run_detector == (self.outputs is not None):
             raise ConfigError("give exactly one of --outputs BAG and --run-detector")
-        if self.candidate_threshold > 0 and not self.run_detector:
+        if self.candidate_threshold != 0 and not self.run_detector:
             raise ConfigError("--candidate-threshold needs --run-detector")
-        if self.gated_threshold > 0 and not self.run_detector:
+        if self.gated_threshold != 0 and not self.run_detector:
             raise ConfigError("--gated-threshold needs --run-detector")
         if self.save_outputs is not None and not self.run_detector:
             raise ConfigError("--save-outputs needs --run-detector")
@@ -189,6 +194,8 @@ class _Outputs:
     tracks: dict[int, list[Box]] | None = None  # recorded by the node, by track id
     candidates: dict[int, list[Box]] | None = None  # sub-threshold, for the tracker only
     gated: dict[int, list[Box]] | None = None  # lower still, for confirmed tracks' gates only
+    candidate_threshold: float | None = None  # the probabilities they were cut at
+    gated_threshold: float | None = None
 
 
 def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
@@ -250,10 +257,9 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
 
     reader.require(cfg.image_topic, IMAGE_TYPE)
     detector = Detector.from_checkpoint(cfg.weights, backend=cfg.backend)
-    if cfg.candidate_threshold > 0:
-        detector.candidate_threshold = cfg.candidate_threshold
-    if cfg.gated_threshold > 0:
-        detector.gated_threshold = cfg.gated_threshold
+    detector.candidate_threshold, detector.gated_threshold = detector.info.tracking_thresholds(
+        cfg.candidate_threshold, cfg.gated_threshold
+    )
     masks: dict[int, np.ndarray] = {}
     boxes: dict[int, list[Box]] = {}
     candidates: dict[int, list[Box]] = {}
@@ -294,8 +300,10 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     return _Outputs(
         masks, boxes, latency, "detector", "mask",
         topic=f"the detector on {cfg.image_topic} in {cfg.truth}",
-        candidates=candidates if cfg.candidate_threshold > 0 else None,
-        gated=gated if cfg.gated_threshold > 0 else None,
+        candidates=candidates if detector.candidate_threshold is not None else None,
+        gated=gated if detector.gated_threshold is not None else None,
+        candidate_threshold=detector.candidate_threshold,
+        gated_threshold=detector.gated_threshold,
     )
 
 
@@ -387,8 +395,8 @@ def _tracking(
     return {
         "tracks_source": source,
         "tracker": cfg.tracker.__dict__ if source == "tracker" else None,
-        "candidate_threshold": cfg.candidate_threshold if outputs.candidates is not None else None,
-        "gated_threshold": cfg.gated_threshold if outputs.gated is not None else None,
+        "candidate_threshold": outputs.candidate_threshold,
+        "gated_threshold": outputs.gated_threshold,
         "detections": tracking_metrics(truth, detections, **kw),
         "tracks": tracking_metrics(truth, tracks, **kw),
     }

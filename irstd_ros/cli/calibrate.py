@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=positive_int, default=60, help="frames per dataset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-operating-point", action="store_true",
-                   help="move the checkpoint's threshold with the fit: the same detections")
+                   help="move the checkpoint's threshold and tracker thresholds with the fit: "
+                        "the same detections and tracks")
     p.add_argument("--two-piece", action="store_true",
                    help="a line fitted to the pixels a threshold decides on, a steeper one below "
                         "(the certain background); adds one Min to the graph")

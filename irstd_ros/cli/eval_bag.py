@@ -20,7 +20,9 @@ from irstd_ros.cli._options import (
 )
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
-from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, GATED_THRESHOLD, TrackerConfig
+from irstd_ros.tracking.tracker import TrackerConfig
+
+OWN_THRESHOLD = -1.0  # the model's own tracker thresholds (CheckpointInfo.tracking_thresholds)
 
 STDOUT = "-"
 
@@ -83,13 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--candidate-threshold", type=probability_or_off, metavar="P",
         help="with --run-detector: also feed the tracker the sub-threshold components down to "
         "probability P (low-SNR confirmation, the node's tracking.candidate_threshold; "
-        f"default {CANDIDATE_THRESHOLD:g} with --run-detector, as the node); 0: off",
+        "default with --run-detector: the model's own, as the node); 0: off",
     )
     t.add_argument(
         "--gated-threshold", type=probability_or_off, metavar="P",
         help="with --run-detector: also feed the tracker the components down to probability P "
         "below the candidates, for confirmed tracks' gates only (the node's "
-        f"tracking.gated_threshold; default {GATED_THRESHOLD:g} with --run-detector); 0: off",
+        "tracking.gated_threshold; default with --run-detector: the model's own); 0: off",
     )
     p.set_defaults(func=run)
 
@@ -124,12 +126,12 @@ def run(args: argparse.Namespace) -> int:
         candidate_threshold=(
             args.candidate_threshold
             if args.candidate_threshold is not None
-            else CANDIDATE_THRESHOLD if args.run_detector else 0.0
+            else OWN_THRESHOLD if args.run_detector else 0.0
         ),
         gated_threshold=(
             args.gated_threshold
             if args.gated_threshold is not None
-            else GATED_THRESHOLD if args.run_detector else 0.0
+            else OWN_THRESHOLD if args.run_detector else 0.0
         ),
     )
     result = evaluate_bag(cfg)

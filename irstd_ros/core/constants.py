@@ -18,6 +18,13 @@ DIAGNOSTICS_TOPIC = "/diagnostics"
 DETECTION_OUTPUTS = (MASK_TOPIC, DETECTIONS_TOPIC, TARGETS_TOPIC)
 TRACKING_OUTPUTS = (TRACKS_TOPIC, TARGET_TRACKS_TOPIC)
 
+# A tracker's sub-threshold operating points for a checkpoint that records none: the
+# probabilities above which components feed a tracker only (low-SNR confirmation), and
+# above which they are taken inside confirmed tracks' gates only. Tuned on 0.5 and 0.6's
+# one-line calibration (docs/tracking.md; docs/results.md, "Tracks through glint").
+CANDIDATE_THRESHOLD = 0.2
+GATED_THRESHOLD = 0.05
+
 DEFAULT_MAX_PIXELS = 4096 * 4096  # frames declaring more are refused before any allocation
 # A header stamp within this many seconds of the receiving clock is "live" (a camera, a
 # publisher stamping now); further off, it is a replayed bag's or a test's own time base.

@@ -37,6 +37,7 @@ from irstd_ros.ros.node import (
     CAMERA_INFO_QOS,
     PARAMS,
     build_detector,
+    check_for_model,
     declare_parameters,
     image_qos,
     log_ready,
@@ -107,6 +108,7 @@ class IrstdLifecycleNode(LifecycleNode):
             self.params = read_parameters(self)
             factory = self._detector_factory or (lambda: build_detector(self.params))
             detector = factory()
+            check_for_model(self.params, detector.info)
         except IrstdError as exc:
             self.last_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
@@ -164,7 +166,8 @@ class IrstdLifecycleNode(LifecycleNode):
 
     # --- parameters, data path, health ------------------------------------------------------
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        staged, result = stage_parameters(self.params, params)
+        model = self.pipeline.detector.info if self.pipeline and self.pipeline.detector else None
+        staged, result = stage_parameters(self.params, params, model)
         if staged is not None:
             self.params = staged
             if self.pipeline is not None:

@@ -58,6 +58,7 @@ from irstd_ros.ros.pipeline import OUTPUT_QOS_DEPTH, FramePipeline, create_outpu
 from irstd_ros.tracking import CameraModel
 
 if TYPE_CHECKING:  # loaded by build_detector(), after the process environment is set
+    from irstd_ros.checkpoint import CheckpointInfo
     from irstd_ros.inference.detector import Detector
 
 MODEL_SUFFIX = ".safetensors"  # the only checkpoint format loaded (nothing is unpickled)
@@ -135,15 +136,24 @@ def read_parameters(node: Node) -> dict[str, Any]:
     return params
 
 
+def check_for_model(params: dict[str, Any], model: CheckpointInfo) -> None:
+    """Raise if the parameters left to the checkpoint (-1) clash with it (the tracker's
+    thresholds)."""
+    reason = validate("tracking.gated_threshold", params["tracking.gated_threshold"], params, model)
+    if reason:
+        raise IrstdError(f"invalid parameter: {reason}")
+
+
 def stage_parameters(
-    current: dict[str, Any], changes: Sequence[Any]
+    current: dict[str, Any], changes: Sequence[Any], model: CheckpointInfo | None = None
 ) -> tuple[dict[str, Any] | None, SetParametersResult]:
-    """``current`` with ``changes`` applied, or None and the reason to refuse them."""
+    """``current`` with ``changes`` applied, or None and the reason to refuse them
+    (``model``: the loaded checkpoint, for the values left to it)."""
     staged = dict(current)
     for param in changes:
         if param.name not in SPECS:
             continue
-        reason = validate(param.name, param.value, staged)
+        reason = validate(param.name, param.value, staged, model)
         if reason:
             return None, SetParametersResult(successful=False, reason=reason)
         staged[param.name] = param.value
@@ -218,10 +228,14 @@ def make_pipeline(
 def log_ready(node: Node, pipeline: FramePipeline, p: dict[str, Any], topic: str) -> None:
     det = pipeline.detector
     assert det is not None
+    tracker = ", ".join(
+        f"{name} {'off' if value is None else f'{value:.3g}'}"
+        for name, value in (("candidates", det.candidate_threshold), ("gated", det.gated_threshold))
+    )
     node.get_logger().info(
         f"ready: backend {det.backend.name} on {det.backend.device}, "
-        f"model {det.info.model.arch}, listening on {topic} "
-        f"({p['qos.reliability']}, depth {p['qos.depth']})"
+        f"model {det.info.model.arch}, threshold {det.post.threshold:.3g} (tracker: {tracker}), "
+        f"listening on {topic} ({p['qos.reliability']}, depth {p['qos.depth']})"
     )
 
 
@@ -234,8 +248,9 @@ class IrstdNode(Node):
         super().__init__(node_name, **kwargs)
         declare_parameters(self)
         self.params: dict[str, Any] = read_parameters(self)
-        self.pipeline = make_pipeline(self, detector or build_detector(self.params),
-                                      self.create_publisher, lambda: self.params)
+        detector = detector or build_detector(self.params)
+        check_for_model(self.params, detector.info)
+        self.pipeline = make_pipeline(self, detector, self.create_publisher, lambda: self.params)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.pipeline.start()
@@ -268,7 +283,7 @@ class IrstdNode(Node):
         return self.pipeline.process(msg)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        staged, result = stage_parameters(self.params, params)
+        staged, result = stage_parameters(self.params, params, self.detector.info)
         if staged is not None:
             self.params = staged
             self.pipeline.apply_params()

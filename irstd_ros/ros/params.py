@@ -8,11 +8,15 @@ run-time changes with :func:`validate`, and the README's parameter table and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from irstd_ros.core.constants import DEFAULT_MAX_PIXELS
+from irstd_ros.core.constants import CANDIDATE_THRESHOLD, DEFAULT_MAX_PIXELS, GATED_THRESHOLD
 from irstd_ros.core.targets import PostprocessConfig
-from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD, GATED_THRESHOLD, TrackerConfig
+from irstd_ros.errors import ConfigError
+from irstd_ros.tracking.tracker import TrackerConfig
+
+if TYPE_CHECKING:  # no torch at import: the node sets its environment first
+    from irstd_ros.checkpoint import CheckpointInfo
 
 _POST = PostprocessConfig()
 _TRACK = TrackerConfig()
@@ -73,15 +77,19 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("tracking.max_coast_s", _TRACK.max_coast_s, "seconds a track is kept without a detection (a young track, or one predicted outside the image)", min=0.0, max=3600.0),
     ParamSpec("tracking.max_coast_long_s", _TRACK.max_coast_long_s, "longest coast: a confirmed track predicted inside the image is kept without a detection as long as it has been held by detections, up to this many seconds (never less than max_coast_s)", min=0.0, max=3600.0),
     ParamSpec("tracking.min_score", _TRACK.min_score, "smoothed detection score a track needs to be confirmed", min=0.0, max=1.0),
-    ParamSpec("tracking.candidate_threshold", CANDIDATE_THRESHOLD, "low-SNR confirmation: components with probabilities between this and detection.threshold are fed to the tracker only (never to 'detections'), so a dim target consistent over frames is confirmed by M-of-N; 0: off", min=0.0, max=1.0),
-    ParamSpec("tracking.gated_threshold", GATED_THRESHOLD, "gated low threshold: components between this probability and tracking.candidate_threshold (detection.threshold when that is 0) are taken only inside a confirmed track's gate and never start a track, so a dim target keeps its track and id through glint; 0: off", min=0.0, max=1.0),
+    ParamSpec("tracking.candidate_threshold", -1.0, f"low-SNR confirmation: components with probabilities between this and detection.threshold are fed to the tracker only (never to 'detections'), so a dim target consistent over frames is confirmed by M-of-N; < 0: the checkpoint's own ({CANDIDATE_THRESHOLD:g} where it records none); 0: off", min=-1.0, max=1.0),
+    ParamSpec("tracking.gated_threshold", -1.0, f"gated low threshold: components between this probability and tracking.candidate_threshold (detection.threshold when that is 0) are taken only inside a confirmed track's gate and never start a track, so a dim target keeps its track and id through glint; < 0: the checkpoint's own ({GATED_THRESHOLD:g} where it records none); 0: off", min=-1.0, max=1.0),
     ParamSpec("diagnostics.period", 1.0, "seconds between /diagnostics messages; 0 disables", min=0.0, max=3600.0, read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 
 
-def validate(name: str, value: Any, current: dict[str, Any]) -> str | None:
-    """Reason to refuse ``name := value`` given the other current values, or None."""
+def validate(
+    name: str, value: Any, current: dict[str, Any], model: CheckpointInfo | None = None
+) -> str | None:
+    """Reason to refuse ``name := value`` given the other current values, or None.
+    ``model``: the loaded checkpoint, whose own tracker thresholds stand in for the
+    parameters left at -1 in the cross-check (without it, only explicit values are)."""
     spec = SPECS.get(name)
     if spec is None:
         return f"unknown parameter {name!r}"
@@ -108,6 +116,11 @@ def validate(name: str, value: Any, current: dict[str, Any]) -> str | None:
     if merged.get("tracking.confirm_m", 1) > merged.get("tracking.confirm_n", 1 << 62):
         return "tracking.confirm_m must not exceed tracking.confirm_n"
     gated, cand = merged.get("tracking.gated_threshold", 0.0), merged.get("tracking.candidate_threshold", 0.0)
-    if gated > 0 and cand > 0 and gated >= cand:
+    if model is not None:
+        try:
+            model.tracking_thresholds(cand, gated)
+        except ConfigError as exc:
+            return f"tracking.gated_threshold, tracking.candidate_threshold: {exc}"
+    elif gated > 0 and cand > 0 and gated >= cand:
         return "tracking.gated_threshold must be below tracking.candidate_threshold (or either 0)"
     return None

@@ -216,12 +216,13 @@ class FramePipeline:
             max_area=p["detection.max_area"],
             max_detections=p["detection.max_detections"],
         )
-        candidates = p["tracking.candidate_threshold"]
-        self.detector.candidate_threshold = (
-            candidates if p["tracking.enabled"] and candidates > 0 else None
+        self.detector.candidate_threshold, self.detector.gated_threshold = (
+            self.detector.info.tracking_thresholds(
+                p["tracking.candidate_threshold"], p["tracking.gated_threshold"]
+            )
+            if p["tracking.enabled"]
+            else (None, None)
         )
-        gated = p["tracking.gated_threshold"]
-        self.detector.gated_threshold = gated if p["tracking.enabled"] and gated > 0 else None
         self.detector.scaling = ScalingConfig(
             mode=p["input.scaling"],
             low=p["input.low"],

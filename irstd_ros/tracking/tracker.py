@@ -76,13 +76,6 @@ _INFEASIBLE = 1e9
 # 0.08 px²; a 10x9 blob (two targets merged, a fragmented extended target) ~8 px², so such
 # a blob corrects a track's position and velocity far less than a point detection does
 EXTENT_VARIANCE = 1.0 / 12.0
-# the node's default tracking.candidate_threshold: sub-threshold detector components above
-# this probability feed the tracker (low-SNR confirmation; measured in docs/tracking.md)
-CANDIDATE_THRESHOLD = 0.2
-# the node's default tracking.gated_threshold: components between this probability and the
-# candidate threshold are taken only inside a confirmed track's gate, never start a track
-# (gated low threshold; measured in docs/results.md, "Tracks through glint")
-GATED_THRESHOLD = 0.05
 
 
 class TrackState(str, Enum):

@@ -16,7 +16,7 @@ cannot calibrate both".)
 
 ``keep_operating_point`` moves the checkpoint's threshold with the fit
 (``t' = sigmoid(a * logit(t) + b)``), so the detections at the new threshold are the
-old ones; a calibrated checkpoint can be calibrated again (the affine maps compose, and
+old ones, and its tracker thresholds (candidate, gated) alike, so the tracks are too; a calibrated checkpoint can be calibrated again (the affine maps compose, and
 the earlier fit is kept as ``previous``).
 
 ``two_piece`` fits the line on the pixels above :data:`CANDIDATE_LOGIT` alone (chosen by
@@ -184,9 +184,12 @@ def calibrate(cfg: CalibrationConfig) -> dict:
         "sources": [{"root": str(r), "split": s} for r, s in cfg.sources],
         "pixels": int(z.size), "target_pixels": int(y.sum()),
     })
-    if cfg.keep_operating_point:
+    if cfg.keep_operating_point:  # the detection and tracker thresholds cut where they did
         record["threshold_before"] = info.threshold
         info.threshold = operating_point(info.threshold, a, b, knee, slope)
+        candidate, gated = info.own_tracking_thresholds()
+        info.candidate_threshold = operating_point(candidate, a, b, knee, slope)
+        info.gated_threshold = operating_point(gated, a, b, knee, slope)
     if "calibration" in info.extra:
         record["previous"] = info.extra["calibration"]
     info.extra["calibration"] = record

@@ -5,6 +5,7 @@ Import only where rclpy and the interfaces are importable (the ``ros`` tests).""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -45,8 +46,9 @@ class IntensityBackend:
         return {"backend": self.name}
 
 
-def make_detector(delay: float = 0.0) -> Detector:
-    return Detector(IntensityBackend(delay), CheckpointInfo(named_config("tiny"), threshold=0.5))
+def make_detector(delay: float = 0.0, **info: Any) -> Detector:
+    """The intensity backend behind a ``tiny`` checkpoint's info (``info``: its fields)."""
+    return Detector(IntensityBackend(delay), CheckpointInfo(named_config("tiny"), threshold=0.5, **info))
 
 
 def frame_for(encoding: str) -> np.ndarray:

@@ -118,18 +118,17 @@ def test_generate_tracking_scenarios_give_truth_ids_in_order(tmp_path, capsys):
 
 def test_eval_bag_candidates_follow_the_node_default_with_run_detector(capsys, monkeypatch):
     from irstd_ros.cli import eval_bag
-    from irstd_ros.tracking.tracker import CANDIDATE_THRESHOLD
 
     seen: list = []
     monkeypatch.setattr(eval_bag, "evaluate_bag", lambda cfg: seen.append(cfg) or {})
     for src in (["--run-detector"], ["--outputs", "o"], ["--run-detector", "--candidate-threshold", "0"]):
         assert run(capsys, "eval-bag", "--truth", "t", *src, "--json")[0] == 0
-    assert [c.candidate_threshold for c in seen] == [CANDIDATE_THRESHOLD, 0.0, 0.0]
+    assert [c.candidate_threshold for c in seen] == [eval_bag.OWN_THRESHOLD, 0.0, 0.0]
 
 
 def test_eval_bag_gated_threshold_and_long_coast_follow_the_node_defaults(capsys, monkeypatch):
     from irstd_ros.cli import eval_bag
-    from irstd_ros.tracking.tracker import GATED_THRESHOLD, TrackerConfig
+    from irstd_ros.tracking.tracker import TrackerConfig
 
     seen: list = []
     monkeypatch.setattr(eval_bag, "evaluate_bag", lambda cfg: seen.append(cfg) or {})
@@ -139,7 +138,7 @@ def test_eval_bag_gated_threshold_and_long_coast_follow_the_node_defaults(capsys
         ["--run-detector", "--gated-threshold", "0", "--max-coast-long-s", "0"],
     ):
         assert run(capsys, "eval-bag", "--truth", "t", *src, "--json")[0] == 0
-    assert [c.gated_threshold for c in seen] == [GATED_THRESHOLD, 0.0, 0.0]
+    assert [c.gated_threshold for c in seen] == [eval_bag.OWN_THRESHOLD, 0.0, 0.0]
     long_s = TrackerConfig().max_coast_long_s
     assert [c.tracker.max_coast_long_s for c in seen] == [long_s, long_s, 0.0]
 

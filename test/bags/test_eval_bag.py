@@ -19,9 +19,11 @@ from irstd_ros.bags.io import (
     image_msg,
     targets_msg,
 )
+from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.inference.detector import DetectionResult
+from irstd_ros.models import named_config
 
 H, W = 32, 40
 T0 = 1_000_000_000_000
@@ -164,6 +166,8 @@ def test_exactly_one_prediction_source(bags):
 
 class PerfectDetector:
     """Answers the truth: bright pixels are targets."""
+
+    info = CheckpointInfo(named_config("tiny"))
 
     def detect(self, frame: np.ndarray) -> DetectionResult:
         mask = frame > 100

@@ -21,9 +21,11 @@ from irstd_ros.bags.io import (
 )
 from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.bags.report import format_table
+from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.detector import DetectionResult
+from irstd_ros.models import named_config
 from irstd_ros.tracking.metrics import Point, tracking_metrics
 from irstd_ros.tracking.tracker import TrackerConfig
 
@@ -153,6 +155,7 @@ class CandidateDetector:
     """Detects target 0; target 1 only as a sub-threshold candidate, when asked for."""
 
     def __init__(self) -> None:
+        self.info = CheckpointInfo(named_config("tiny"))
         self.candidate_threshold: float | None = None
         self.frame = 0
 
@@ -191,6 +194,20 @@ def test_candidates_reach_the_tracker_only_with_a_candidate_threshold(bags, monk
         evaluate_bag(EvalBagConfig(truth, outputs=outputs, candidate_threshold=0.2))
 
 
+def test_tracker_thresholds_left_to_the_model_are_its_own(bags, monkeypatch):
+    from irstd_ros.inference import detector as det_mod
+
+    detector = CandidateDetector()
+    detector.info = CheckpointInfo(named_config("tiny"), candidate_threshold=0.53, gated_threshold=0.41)
+    monkeypatch.setattr(det_mod.Detector, "from_checkpoint", classmethod(lambda cls, *a, **k: detector))
+    truth, _ = bags
+    t = evaluate_bag(EvalBagConfig(truth, run_detector=True, candidate_threshold=-1.0, gated_threshold=-1.0))
+    assert (t["tracking"]["candidate_threshold"], t["tracking"]["gated_threshold"]) == (0.53, 0.41)
+    assert (detector.candidate_threshold, detector.gated_threshold) == (0.53, 0.41)
+    with pytest.raises(ConfigError, match="must be below the candidate threshold 0.3"):
+        evaluate_bag(EvalBagConfig(truth, run_detector=True, candidate_threshold=0.3, gated_threshold=-1.0))
+
+
 FAINT_FROM = 8  # target 1 is detected until this frame, then only as a gated component
 
 
@@ -199,6 +216,7 @@ class GatedDetector:
     the candidates, when asked for."""
 
     def __init__(self) -> None:
+        self.info = CheckpointInfo(named_config("tiny"))
         self.candidate_threshold: float | None = None
         self.gated_threshold: float | None = None
         self.frame = 0

@@ -145,6 +145,24 @@ def test_run_time_parameters_apply_in_every_state(rclpy_context):
         node.close()
 
 
+def test_tracker_thresholds_clashing_with_the_models_own_fail_configure(rclpy_context):
+    node = IrstdLifecycleNode(
+        detector_factory=lambda: make_detector(candidate_threshold=0.53, gated_threshold=0.41),
+        parameter_overrides=[Parameter("tracking.candidate_threshold", value=0.3)],
+    )
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "gated threshold 0.41 must be below the candidate threshold 0.3" in node.last_error
+        assert node.set_parameters([Parameter("tracking.gated_threshold", value=0.2)])[0].successful
+        assert node.trigger_configure() == SUCCESS
+        assert (node.detector.candidate_threshold, node.detector.gated_threshold) == (0.3, 0.2)
+        back = node.set_parameters([Parameter("tracking.gated_threshold", value=-1.0)])[0]
+        assert not back.successful and "0.41" in back.reason
+        assert node.detector.gated_threshold == 0.2
+    finally:
+        node.close()
+
+
 def test_configure_fails_cleanly_on_a_missing_model(rclpy_context, tmp_path):
     missing = tmp_path / "nope.safetensors"
     node = IrstdLifecycleNode(parameter_overrides=[Parameter("model.path", value=str(missing))])

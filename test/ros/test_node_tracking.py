@@ -13,7 +13,7 @@ pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 
 from _support.node import Harness as NodeHarness  # noqa: E402
-from _support.node import IntensityBackend  # noqa: E402
+from _support.node import IntensityBackend, make_detector  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -179,6 +179,19 @@ def test_sub_threshold_candidates_confirm_a_dim_target_as_a_track_only(harness):
     assert {m.detections[0].id for m in harness.tracks[m_ - 1 :]} == {"1"}
     box = harness.tracks[-1].detections[0].bbox
     assert box.center.position.x == pytest.approx(X0 + VX * 0.5, abs=1.0)
+
+
+def test_tracker_thresholds_default_to_the_checkpoints_own(rclpy_context):
+    det = make_detector(candidate_threshold=0.53, gated_threshold=0.41)
+    h = Harness(IrstdNode(detector=det))
+    try:
+        assert (det.candidate_threshold, det.gated_threshold) == (0.53, 0.41)
+        clash = h.node.set_parameters([Parameter("tracking.candidate_threshold", value=0.3)])[0]
+        assert not clash.successful and "0.41" in clash.reason
+        assert h.node.set_parameters([Parameter("tracking.candidate_threshold", value=0.6)])[0].successful
+        assert (det.candidate_threshold, det.gated_threshold) == (0.6, 0.41)
+    finally:
+        h.close()
 
 
 def test_isolated_sub_threshold_noise_and_candidates_off_give_no_track(harness):

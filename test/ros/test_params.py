@@ -65,10 +65,23 @@ def test_cross_parameter_rules():
 
 
 def test_gated_threshold_must_be_below_the_candidate_threshold():
-    assert "gated_threshold" in validate("tracking.gated_threshold", 0.2, DEFAULTS)
-    assert "gated_threshold" in validate("tracking.candidate_threshold", 0.03, DEFAULTS)
-    no_candidates = {**DEFAULTS, "tracking.candidate_threshold": 0.0}
-    no_gated = {**DEFAULTS, "tracking.gated_threshold": 0.0}
+    explicit = {**DEFAULTS, "tracking.candidate_threshold": 0.2, "tracking.gated_threshold": 0.05}
+    assert "gated_threshold" in validate("tracking.gated_threshold", 0.2, explicit)
+    assert "gated_threshold" in validate("tracking.candidate_threshold", 0.03, explicit)
+    no_candidates = {**explicit, "tracking.candidate_threshold": 0.0}
+    no_gated = {**explicit, "tracking.gated_threshold": 0.0}
     assert validate("tracking.gated_threshold", 0.3, no_candidates) is None
     assert validate("tracking.candidate_threshold", 0.03, no_gated) is None
+
+
+def test_tracker_thresholds_left_to_the_checkpoint_are_checked_against_its_own():
+    from irstd_ros.checkpoint import CheckpointInfo
+    from irstd_ros.models import named_config
+
+    assert DEFAULTS["tracking.candidate_threshold"] < 0 and DEFAULTS["tracking.gated_threshold"] < 0
+    own = CheckpointInfo(named_config("tiny"), candidate_threshold=0.53, gated_threshold=0.41)
+    assert validate("tracking.candidate_threshold", 0.3, DEFAULTS) is None  # no model loaded yet
+    assert "0.41" in validate("tracking.candidate_threshold", 0.3, DEFAULTS, own)
+    assert validate("tracking.candidate_threshold", 0.5, DEFAULTS, own) is None
+    assert "0.53" in validate("tracking.gated_threshold", 0.6, DEFAULTS, own)
     assert validate("tracking.max_coast_long_s", -1.0, DEFAULTS)

@@ -4,6 +4,7 @@ import torch
 from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD
 from irstd_ros.core.normalization import InputNorm
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
@@ -137,6 +138,10 @@ def test_two_piece_calibration_adds_the_knee_and_keeps_the_operating_point(tmp_p
         expected = torch.minimum(u, fit["knee"] + fit["slope"] * (u - fit["knee"]))
         torch.testing.assert_close(new(x), expected, rtol=1e-4, atol=1e-4)
         _assert_same_detections(z, 0.3, new(x), info.threshold)
+        # the tracker's thresholds (the defaults before: the source records none) move too
+        assert info.own_tracking_thresholds() != (CANDIDATE_THRESHOLD, GATED_THRESHOLD)
+        for before, after in zip((CANDIDATE_THRESHOLD, GATED_THRESHOLD), info.own_tracking_thresholds()):
+            _assert_same_detections(z, before, new(x), after)
     with pytest.raises(ConfigError, match="already has a two-piece calibration"):
         calibrate(CalibrationConfig(tmp_path / "c.safetensors", tmp_path / "d.safetensors", ((root, "train"),),
                                     frames=4, two_piece=True))
