@@ -16,8 +16,9 @@ cannot calibrate both".)
 
 ``keep_operating_point`` moves the checkpoint's threshold with the fit
 (``t' = sigmoid(a * logit(t) + b)``), so the detections at the new threshold are the
-old ones, and its tracker thresholds (candidate, gated) alike, so the tracks are too; a calibrated checkpoint can be calibrated again (the affine maps compose, and
-the earlier fit is kept as ``previous``).
+old ones, and its tracker thresholds (candidate, gated) alike, so the tracks are too.
+A calibrated checkpoint can be calibrated again (the affine maps compose, and the
+earlier fit is kept as ``previous``).
 
 ``two_piece`` fits the line on the pixels above :data:`CANDIDATE_LOGIT` alone (chosen by
 score, targets or not: the pixels a threshold decides on), and below that cut a steeper
