@@ -39,6 +39,13 @@ class CheckpointInfo:
     candidate_threshold: float | None = None
     gated_threshold: float | None = None
 
+    def detection_threshold(self, value: float = -1.0) -> float:
+        """The detection threshold as a node or tool sets it: a value < 0 takes the
+        checkpoint's own (:attr:`threshold`), any other is taken as given. The one place
+        that rule lives for the detection threshold, as :meth:`tracking_thresholds` is for
+        the tracker's."""
+        return self.threshold if value < 0 else value
+
     def own_tracking_thresholds(self) -> tuple[float, float]:
         """(candidate, gated): this checkpoint's own, or the defaults where it records none."""
         return (

@@ -101,3 +101,11 @@ def test_tracker_thresholds_are_the_checkpoints_own_and_saved_only_when_set(tmp_
     assert plain.tracking_thresholds(-1.0, 0.1) == (CANDIDATE_THRESHOLD, 0.1)
     with pytest.raises(ConfigError, match="gated threshold 0.41 must be below the candidate threshold 0.3"):
         info.tracking_thresholds(0.3, -1.0)
+
+
+def test_detection_threshold_below_zero_is_the_checkpoints_own():
+    info = CheckpointInfo(named_config("tiny"), threshold=0.534)
+    assert info.detection_threshold() == 0.534
+    assert info.detection_threshold(-0.5) == 0.534
+    assert info.detection_threshold(0.3) == 0.3
+    assert info.detection_threshold(0.0) == 0.0  # 0 is a threshold here, not "off"

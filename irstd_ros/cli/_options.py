@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.core.constants import OWN_THRESHOLD, OWN_WORD, WEIGHTS_HELP
 from irstd_ros.core.paths import creation_problem
 from irstd_ros.errors import ConfigError
 
@@ -57,11 +57,18 @@ def probability(text: str) -> float:
     return value
 
 
-def probability_or_off(text: str) -> float:
-    """argparse ``type``: a probability in (0, 1), or 0 for off."""
+def tracker_threshold(text: str) -> float:
+    """argparse ``type``: a tracker threshold: a probability in (0, 1), 0 for off, or
+    ``own`` (or any number below 0) for the model's own, :data:`OWN_THRESHOLD`."""
+    if text.strip().lower() == OWN_WORD:
+        return OWN_THRESHOLD
     value = _number(text, float)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), or 0 for off, got {text}")
+    if value < 0:
+        return OWN_THRESHOLD
+    if not value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be in (0, 1), 0 for off, or {OWN_WORD!r} for the model's own, got {text}"
+        )
     return value
 
 

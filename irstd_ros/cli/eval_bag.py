@@ -16,13 +16,11 @@ from irstd_ros.cli._options import (
     check_output_file,
     non_negative_float,
     positive_float,
-    probability_or_off,
+    tracker_threshold,
 )
-from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.core.constants import OWN_THRESHOLD, WEIGHTS_HELP
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
 from irstd_ros.tracking.tracker import TrackerConfig
-
-OWN_THRESHOLD = -1.0  # the model's own tracker thresholds (CheckpointInfo.tracking_thresholds)
 
 STDOUT = "-"
 
@@ -82,16 +80,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--min-score", type=float, default=d.min_score, help="to confirm a track")
     t.add_argument(
-        "--candidate-threshold", type=probability_or_off, metavar="P",
+        "--candidate-threshold", type=tracker_threshold, metavar="P",
         help="with --run-detector: also feed the tracker the sub-threshold components down to "
         "probability P (low-SNR confirmation, the node's tracking.candidate_threshold; "
-        "default with --run-detector: the model's own, as the node); 0: off",
+        "default with --run-detector: 'own', the model's own, as the node); 0: off",
     )
     t.add_argument(
-        "--gated-threshold", type=probability_or_off, metavar="P",
+        "--gated-threshold", type=tracker_threshold, metavar="P",
         help="with --run-detector: also feed the tracker the components down to probability P "
         "below the candidates, for confirmed tracks' gates only (the node's "
-        "tracking.gated_threshold; default with --run-detector: the model's own); 0: off",
+        "tracking.gated_threshold; default with --run-detector: 'own', the model's own); 0: off",
     )
     p.set_defaults(func=run)
 

@@ -24,6 +24,9 @@ TRACKING_OUTPUTS = (TRACKS_TOPIC, TARGET_TRACKS_TOPIC)
 # one-line calibration (docs/tracking.md; docs/results.md, "Tracks through glint").
 CANDIDATE_THRESHOLD = 0.2
 GATED_THRESHOLD = 0.05
+# a threshold parameter set below 0 takes the checkpoint's own value (node and tools alike)
+OWN_THRESHOLD = -1.0
+OWN_WORD = "own"  # how a command line says it
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # frames declaring more are refused before any allocation
 # A header stamp within this many seconds of the receiving clock is "live" (a camera, a

@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from irstd_ros.core.constants import CANDIDATE_THRESHOLD, DEFAULT_MAX_PIXELS, GATED_THRESHOLD
+from irstd_ros.core.constants import (
+    CANDIDATE_THRESHOLD,
+    DEFAULT_MAX_PIXELS,
+    GATED_THRESHOLD,
+    OWN_THRESHOLD,
+)
 from irstd_ros.core.targets import PostprocessConfig
 from irstd_ros.errors import ConfigError
 from irstd_ros.tracking.tracker import TrackerConfig
@@ -55,7 +60,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "where compiled models are kept (ONNX, OpenVINO IR, INT8, TensorRT engines, bf16 accuracy "
         "records); empty: $IRSTD_CACHE_DIR, else ~/.cache/irstd_ros"
     ), read_only=True),
-    ParamSpec("detection.threshold", -1.0, "probability threshold; < 0: the checkpoint's own", min=-1.0, max=1.0),
+    ParamSpec("detection.threshold", OWN_THRESHOLD, "probability threshold; < 0: the checkpoint's own", min=-1.0, max=1.0),
     ParamSpec("detection.min_area", _POST.min_area, "smallest target kept, pixels", min=1, max=1_000_000),
     ParamSpec("detection.max_area", _POST.max_area, "largest target kept, pixels", min=1, max=100_000_000),
     ParamSpec("detection.max_detections", _POST.max_detections, "most targets per frame (best scores kept)", min=1, max=10_000),
@@ -77,8 +82,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("tracking.max_coast_s", _TRACK.max_coast_s, "seconds a track is kept without a detection (a young track, or one predicted outside the image)", min=0.0, max=3600.0),
     ParamSpec("tracking.max_coast_long_s", _TRACK.max_coast_long_s, "longest coast: a confirmed track predicted inside the image is kept without a detection as long as it has been held by detections, up to this many seconds (never less than max_coast_s)", min=0.0, max=3600.0),
     ParamSpec("tracking.min_score", _TRACK.min_score, "smoothed detection score a track needs to be confirmed", min=0.0, max=1.0),
-    ParamSpec("tracking.candidate_threshold", -1.0, f"low-SNR confirmation: components with probabilities between this and detection.threshold are fed to the tracker only (never to 'detections'), so a dim target consistent over frames is confirmed by M-of-N; < 0: the checkpoint's own ({CANDIDATE_THRESHOLD:g} where it records none); 0: off", min=-1.0, max=1.0),
-    ParamSpec("tracking.gated_threshold", -1.0, f"gated low threshold: components between this probability and tracking.candidate_threshold (detection.threshold when that is 0) are taken only inside a confirmed track's gate and never start a track, so a dim target keeps its track and id through glint; < 0: the checkpoint's own ({GATED_THRESHOLD:g} where it records none); 0: off", min=-1.0, max=1.0),
+    ParamSpec("tracking.candidate_threshold", OWN_THRESHOLD, f"low-SNR confirmation: components with probabilities between this and detection.threshold are fed to the tracker only (never to 'detections'), so a dim target consistent over frames is confirmed by M-of-N; < 0: the checkpoint's own ({CANDIDATE_THRESHOLD:g} where it records none); 0: off", min=-1.0, max=1.0),
+    ParamSpec("tracking.gated_threshold", OWN_THRESHOLD, f"gated low threshold: components between this probability and tracking.candidate_threshold (detection.threshold when that is 0) are taken only inside a confirmed track's gate and never start a track, so a dim target keeps its track and id through glint; < 0: the checkpoint's own ({GATED_THRESHOLD:g} where it records none); 0: off", min=-1.0, max=1.0),
     ParamSpec("diagnostics.period", 1.0, "seconds between /diagnostics messages; 0 disables", min=0.0, max=3600.0, read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}

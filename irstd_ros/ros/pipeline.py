@@ -209,9 +209,8 @@ class FramePipeline:
         if self.detector is None:
             return
         p = self._params()
-        thr = p["detection.threshold"]
         self.detector.post = PostprocessConfig(
-            threshold=thr if thr >= 0 else self.detector.info.threshold,
+            threshold=self.detector.info.detection_threshold(p["detection.threshold"]),
             min_area=p["detection.min_area"],
             max_area=p["detection.max_area"],
             max_detections=p["detection.max_detections"],

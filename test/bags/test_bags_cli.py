@@ -143,6 +143,31 @@ def test_eval_bag_gated_threshold_and_long_coast_follow_the_node_defaults(capsys
     assert [c.tracker.max_coast_long_s for c in seen] == [long_s, long_s, 0.0]
 
 
+def test_eval_bag_tracker_thresholds_can_name_the_models_own(capsys, monkeypatch):
+    from irstd_ros.cli import eval_bag
+    from irstd_ros.core.constants import OWN_THRESHOLD
+
+    seen: list = []
+    monkeypatch.setattr(eval_bag, "evaluate_bag", lambda cfg: seen.append(cfg) or {})
+    for cand, gated in (("own", "0.1"), ("0.3", "OWN"), ("-1", "0")):
+        args = ["--truth", "t", "--run-detector", "--json"]
+        args += ["--candidate-threshold", cand, "--gated-threshold", gated]
+        assert run(capsys, "eval-bag", *args)[0] == 0
+    pairs = [(c.candidate_threshold, c.gated_threshold) for c in seen]
+    assert pairs == [(OWN_THRESHOLD, 0.1), (0.3, OWN_THRESHOLD), (OWN_THRESHOLD, 0.0)]
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [("--candidate-threshold", "1.5", "or 'own' for the model's own, got 1.5"),
+     ("--gated-threshold", "abc", "expected a number, got 'abc'")],
+)
+def test_eval_bag_refuses_a_bad_tracker_threshold(capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exc:  # argparse: usage, then the one error line
+        main(["eval-bag", "--truth", "t", "--run-detector", flag, value])
+    assert exc.value.code == 2 and message in capsys.readouterr().err.splitlines()[-1]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
