@@ -183,15 +183,20 @@ def test_cpu_without_accuracy_record_stays_fp32(tiny_model, cache, fake_quantize
     assert backend.name == "openvino" and "no accuracy record" in line
 
 
-def test_cpu_uses_int8_within_tolerance(tiny_model, cache, fake_quantize, choose_cpu):
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-bf16"])
+def test_cpu_uses_int8_within_tolerance(tiny_model, cache, fake_quantize, choose_cpu, native, monkeypatch):
+    from irstd_ros.inference.backends import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: native)
     model, info = tiny_model
     path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
     digest = int8.int8_path(model, info, _opts(cache))[1]
     int8.save_accuracy(path, _record(digest, int8.measurement_conditions(info), pd=-0.2, iou=-0.5))
     backend, line = choose_cpu(model, info, _opts(cache))
-    # only openvino-bf16 (no accuracy record for these weights, or no native bf16) comes first
+    # only openvino-bf16 comes first: no accuracy record for these weights, or no native bf16
     assert backend.name == "openvino-int8" and "openvino-int8 skipped" not in line
-    assert line.endswith("(cpu: first choice)") or "(cpu: openvino-bf16 skipped: " in line
+    why = "no accuracy record" if native else "no native bf16 on this CPU"
+    assert f"(cpu: openvino-bf16 skipped: {why}" in line
     assert backend.describe()["accuracy_delta"].startswith("NUDT-SIRST Pd -0.20 IoU -0.50")
     assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
 
