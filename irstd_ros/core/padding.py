@@ -28,6 +28,8 @@ def crop_to(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def network_input(frame: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
     """(H, W) network input -> (1, 1, H', W') float32 padded to the stride, and (H, W)."""
+    if frame.ndim != 2:
+        raise ValueError(f"network input must be one (H, W) plane, got shape {frame.shape}")
     x = np.ascontiguousarray(frame, dtype=np.float32)[None, None]
     return pad_to_stride(x, stride)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from irstd_ros.errors import ConfigError
 from irstd_ros.sim.sequence import TRUTH_FRACTION
 from irstd_ros.sim.targets import render_blob
 
@@ -36,6 +37,20 @@ class ImplantConfig:
     snr: tuple[float, float] = (3.0, 30.0)
     edge_fraction: float = 0.3  # placed on strong gradients (cloud edges, horizons)
     margin: int = 2  # px from the border
+
+    def __post_init__(self) -> None:
+        lo, hi = self.count
+        if not 0 <= lo <= hi:
+            raise ConfigError(f"implant count must be 0 <= low <= high, got {self.count}")
+        for name in ("point_fraction", "edge_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"implant {name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("point_psf", "extended_area", "extended_psf", "aspect", "snr"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi < float("inf"):
+                raise ConfigError(f"implant {name} must be a range 0 < low <= high, got {getattr(self, name)}")
+        if self.margin < 0:
+            raise ConfigError(f"implant margin must be >= 0, got {self.margin}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +89,9 @@ def _positions(
             if edges is None:
                 g = np.hypot(ndimage.sobel(img, 0), ndimage.sobel(img, 1))
                 g[:m], g[h - m :], g[:, :m], g[:, w - m :] = 0, 0, 0, 0
-                edges = np.flatnonzero(g >= np.quantile(g, EDGE_QUANTILE))
+                # a flat region is no edge: without the > 0 a frame whose gradients are
+                # mostly zero would count every pixel, the zeroed margin included
+                edges = np.flatnonzero((g >= np.quantile(g, EDGE_QUANTILE)) & (g > 0))
             if edges.size:
                 idx = int(edges[rng.integers(edges.size)])
                 out.append((idx % w + rng.uniform(-0.5, 0.5), idx // w + rng.uniform(-0.5, 0.5)))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from irstd_ros.errors import ConfigError
+
 # Sky radiance (DN): colder towards the zenith, warmer at the horizon.
 SKY_ZENITH_DN = 70.0
 SKY_HORIZON_DN = 105.0
@@ -282,4 +284,6 @@ def make_scene(
     name: str, rng: np.random.Generator, shape: tuple[int, int], fps: float, psf_sigma: float
 ) -> Scene:
     """Build scene ``name`` (one of :data:`SCENES`) of ``shape`` (H, W)."""
+    if name not in SCENE_BUILDERS:
+        raise ConfigError(f"unknown scene {name!r}; valid: {', '.join(SCENES)}")
     return SCENE_BUILDERS[name](rng, shape, fps, psf_sigma)

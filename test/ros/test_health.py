@@ -1,0 +1,150 @@
+"""Pipeline health counters and log throttling (pure Python: no rclpy needed)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from irstd_ros.ros.health import LATENCY_WINDOW, PipelineStats, RateLimiter
+
+
+class FakeClock:
+    def __init__(self, t: float = 100.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_fresh_stats_snapshot_is_all_zero_and_has_every_key():
+    snap = PipelineStats(clock=FakeClock()).snapshot()
+    assert snap == {
+        "received": 0, "processed": 0, "dropped": 0, "stale": 0, "errors": {},
+        "input_hz": 0.0, "output_hz": 0.0,
+        "latency_p50_ms": 0.0, "latency_p99_ms": 0.0, "infer_p50_ms": 0.0,
+    }
+
+
+def test_counters_received_dropped_stale_processed():
+    stats = PipelineStats(clock=FakeClock())
+    stats.on_received(0)
+    stats.on_received(2)  # two waiting frames were pushed out
+    stats.on_stale()  # counts as received, not processed
+    stats.on_processed(5.0, 3.0)
+    snap = stats.snapshot()
+    assert (snap["received"], snap["dropped"], snap["stale"], snap["processed"]) == (3, 2, 1, 1)
+
+
+def test_on_error_returns_running_count_per_kind():
+    stats = PipelineStats(clock=FakeClock())
+    assert [stats.on_error("decode"), stats.on_error("decode"), stats.on_error("oom")] == [1, 2, 1]
+    assert stats.snapshot()["errors"] == {"decode": 2, "oom": 1}
+
+
+def test_snapshot_errors_is_a_copy():
+    stats = PipelineStats(clock=FakeClock())
+    stats.on_error("x")
+    snap = stats.snapshot()
+    snap["errors"]["x"] = 99
+    stats.on_error("x")
+    assert stats.snapshot()["errors"] == {"x": 2}
+
+
+def test_rates_are_since_the_previous_snapshot():
+    clock = FakeClock(10.0)
+    stats = PipelineStats(clock=clock)
+    for _ in range(20):
+        stats.on_received(0)
+    for _ in range(10):
+        stats.on_processed(1.0, 1.0)
+    clock.t = 12.0
+    first = stats.snapshot()
+    assert first["input_hz"] == pytest.approx(10.0)
+    assert first["output_hz"] == pytest.approx(5.0)
+    # 4 s later with 2 more frames: only those count, over the 4 s
+    stats.on_received(0)
+    stats.on_stale()
+    clock.t = 16.0
+    second = stats.snapshot()
+    assert second["input_hz"] == pytest.approx(0.5)
+    assert second["output_hz"] == 0.0
+    assert second["received"] == 22  # totals keep growing
+
+
+def test_rates_stay_finite_when_the_clock_has_not_moved():
+    stats = PipelineStats(clock=FakeClock())
+    stats.on_received(0)
+    snap = stats.snapshot()
+    assert snap["input_hz"] > 0 and snap["input_hz"] != float("inf")
+
+
+def test_latency_percentiles_are_nearest_rank():
+    stats = PipelineStats(clock=FakeClock())
+    for v in (4.0, 1.0, 3.0, 2.0):
+        stats.on_processed(v, 10 * v)
+    snap = stats.snapshot()
+    assert snap["latency_p50_ms"] == 2.0  # a sample, not the interpolated 2.5
+    assert snap["latency_p99_ms"] == 4.0
+    assert snap["infer_p50_ms"] == 20.0
+
+
+def test_latency_window_keeps_only_the_most_recent_frames():
+    stats = PipelineStats(clock=FakeClock())
+    for _ in range(LATENCY_WINDOW):
+        stats.on_processed(1000.0, 1000.0)  # old outliers, all pushed out below
+    for _ in range(LATENCY_WINDOW):
+        stats.on_processed(1.0, 2.0)
+    snap = stats.snapshot()
+    assert snap["latency_p99_ms"] == 1.0
+    assert snap["infer_p50_ms"] == 2.0
+    assert snap["processed"] == 2 * LATENCY_WINDOW  # the count is not windowed
+
+
+def test_counters_are_thread_safe():
+    stats = PipelineStats(clock=FakeClock())
+    n, threads = 2000, 4
+
+    def work():
+        for _ in range(n):
+            stats.on_received(1)
+            stats.on_error("e")
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    snap = stats.snapshot()
+    assert snap["received"] == snap["dropped"] == n * threads
+    assert snap["errors"] == {"e": n * threads}
+
+
+def test_rate_limiter_allows_once_per_period_per_key():
+    clock = FakeClock(0.0)
+    limiter = RateLimiter(1.0, clock=clock)
+    assert limiter.allow("a")
+    assert not limiter.allow("a")
+    assert limiter.allow("b")  # keys are independent
+    clock.t = 0.999
+    assert not limiter.allow("a")
+    clock.t = 1.0  # exactly one period later: allowed again
+    assert limiter.allow("a")
+
+
+def test_rate_limiter_denied_calls_do_not_restart_the_period():
+    clock = FakeClock(0.0)
+    limiter = RateLimiter(2.0, clock=clock)
+    assert limiter.allow("k")
+    for t in (0.5, 1.0, 1.5, 1.9):
+        clock.t = t
+        assert not limiter.allow("k")
+    clock.t = 2.0
+    assert limiter.allow("k")
+    clock.t = 3.0
+    assert not limiter.allow("k")  # the period restarted at 2.0, the last allowed call
+
+
+def test_rate_limiter_zero_period_never_throttles():
+    limiter = RateLimiter(0.0, clock=FakeClock())
+    assert all(limiter.allow("k") for _ in range(5))
