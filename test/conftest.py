@@ -20,6 +20,9 @@ import os
 
 import pytest
 
+# fixtures shared by test folders without a common conftest (test/_support)
+pytest_plugins = ("_support.openvino",)
+
 MARKERS = {
     "ros": "needs rclpy and the built interfaces (vision_msgs, irstd_ros.msg)",
     "slow": "takes more than a few seconds; excluded unless `make test-all`",

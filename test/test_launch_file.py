@@ -292,31 +292,6 @@ def test_dds_profile_sets_the_distributions_variable_before_the_node(monkeypatch
     assert kinds.index("OpaqueFunction") < kinds.index("Node")  # set before any process starts
 
 
-def test_autostart_argument_of_the_managed_node():
-    from irstd_ros.ros.launch_args import autostart_requested
-
-    assert node_command("p.yaml", executable="irstd_lifecycle_node", autostart="true")[:3] == [
-        "irstd_lifecycle_node", "--autostart", "true"]
-    assert autostart_requested(["--autostart"]) and autostart_requested(["--autostart", "true"])
-    assert autostart_requested(["--autostart=1"])
-    assert not autostart_requested([]) and not autostart_requested(["--autostart", "false"])
-    with pytest.raises(ValueError):
-        autostart_requested(["--autostart", "maybe"])
-
-
-def test_node_command_shape():
-    cmd = node_command("config/irstd.yaml", image_topic="/cam/image", namespace="/ns")
-    assert cmd == ["irstd_node", "--ros-args", "-r", "__node:=irstd_node", "-r", "__ns:=/ns",
-                   "--params-file", "config/irstd.yaml", "-r", "image:=/cam/image"]
-    assert node_command("p.yaml", namespace="ns")[5] == "__ns:=/ns"
-    assert node_command("p.yaml", executable="/venv/bin/irstd_node")[0] == "/venv/bin/irstd_node"
-    assert node_command("p.yaml", extra_ros_args=["-p", "a:=1"])[-2:] == ["-p", "a:=1"]
-    with pytest.raises(ValueError):
-        node_command("p.yaml", image_topic="")
-    with pytest.raises(ValueError):
-        executable_for("maybe")
-
-
 # 3. package plumbing ---------------------------------------------------------------------
 
 

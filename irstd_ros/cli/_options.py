@@ -59,13 +59,11 @@ def probability(text: str) -> float:
 
 def tracker_threshold(text: str) -> float:
     """argparse ``type``: a tracker threshold: a probability in (0, 1), 0 for off, or
-    ``own`` (or any number below 0) for the model's own, :data:`OWN_THRESHOLD`."""
+    ``own`` for the model's own (:data:`OWN_THRESHOLD`)."""
     if text.strip().lower() == OWN_WORD:
         return OWN_THRESHOLD
     value = _number(text, float)
-    if value < 0:
-        return OWN_THRESHOLD
-    if not value < 1:
+    if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(
             f"must be in (0, 1), 0 for off, or {OWN_WORD!r} for the model's own, got {text}"
         )

@@ -1,8 +1,12 @@
-"""Memory and CPU time of processes, for the benchmark and the load test (psutil and
-``resource``; no /proc parsing).
+"""Memory and CPU time of processes, for the benchmark and the load test (psutil;
+``/proc/self`` for the high-water mark, which no library reads).
 
 * :func:`rss_mib`: the resident set of a process now;
-* :func:`peak_rss_mib`: this process's resident-set high-water mark (``getrusage``);
+* :func:`peak_rss_mib`: this process's resident-set high-water mark: ``VmHWM`` of
+  ``/proc/self/status`` on Linux. Not ``getrusage``'s ``ru_maxrss``: Linux carries that
+  over ``fork`` and ``exec``, so a benchmark child started by a larger parent reported
+  the parent's peak (a 14 MiB child of a 426 MiB parent read 426), and
+  :func:`reset_peak_rss` could not lower it. Elsewhere ``ru_maxrss``;
 * :func:`reset_peak_rss`: restart that mark from the current resident set (Linux only,
   ``/proc/self/clear_refs``: no library offers it), so a run of sizes in ascending order
   reads each size's own peak;
@@ -20,6 +24,9 @@ BYTES_PER_MIB = float(1 << 20)
 # ru_maxrss is in KiB on Linux, bytes on macOS
 MAXRSS_BYTES = 1 if sys.platform == "darwin" else 1024
 CLEAR_REFS_RESET_HWM = "5"
+PROC_STATUS = "/proc/self/status"
+HWM_FIELD = "VmHWM:"
+KIB = 1024
 
 
 def rss_mib(pid: int | None = None) -> float | None:
@@ -32,6 +39,13 @@ def rss_mib(pid: int | None = None) -> float | None:
 
 def peak_rss_mib() -> float:
     """This process's peak resident set in MiB (since start or :func:`reset_peak_rss`)."""
+    try:
+        with open(PROC_STATUS) as f:
+            for line in f:
+                if line.startswith(HWM_FIELD):
+                    return int(line.split()[1]) * KIB / BYTES_PER_MIB  # "VmHWM:  1234 kB"
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MAXRSS_BYTES / BYTES_PER_MIB
 
 

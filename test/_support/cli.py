@@ -1,4 +1,4 @@
-"""Running ``irstd`` in process and reading its one-line errors."""
+"""Running ``irstd`` in process and reading its output and one-line errors."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ import pytest
 from irstd_ros.cli.main import main
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """(exit code, stderr) of ``irstd ARGS``, usage errors (SystemExit) included."""
+def run_cli_output(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``irstd ARGS``, usage errors (SystemExit) included."""
     try:
         code = main(list(args))
     except SystemExit as exc:
         code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """(exit code, stderr) of ``irstd ARGS``, usage errors (SystemExit) included."""
+    code, _, err = run_cli_output(capsys, *args)
+    return code, err
 
 
 def one_error_line(err: str) -> str:

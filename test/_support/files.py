@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# root writes anywhere: read-only folders mean nothing to it
-needs_non_root = pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+from irstd_ros.core import paths
 
 
-@contextlib.contextmanager
-def read_only_folder(parent: Path) -> Iterator[Path]:
-    """A folder under ``parent`` that cannot be written to, writable again afterwards."""
+def unwritable_folder(monkeypatch: pytest.MonkeyPatch, parent: Path) -> Path:
+    """A folder under ``parent`` that ``os.access`` (as :mod:`irstd_ros.core.paths` calls
+    it) reports as not writable, for as long as ``monkeypatch`` lasts. A patch, not chmod:
+    root writes anywhere, and CI runs as root."""
     ro = parent / "ro"
     ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        yield ro
-    finally:
-        ro.chmod(0o700)
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and Path(path).absolute() == ro.absolute():
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    # through the module's own name for os: fails loudly if paths stops calling os.access
+    monkeypatch.setattr(paths.os, "access", access)
+    return ro

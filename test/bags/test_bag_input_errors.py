@@ -101,7 +101,8 @@ def test_replay_start_offset_past_the_end(capsys, tiny_bag):
     check_start_offset(ReplayConfig(bag=tiny_bag, start_offset=0.5))  # within the bag
 
 
-def test_replay_negative_rate_is_a_usage_error(capsys, tiny_bag: Path):
+@pytest.mark.parametrize("rate", ["0", "-1"])
+def test_replay_zero_or_negative_rate_is_a_usage_error(capsys, tiny_bag: Path, rate):
     pytest.importorskip("irstd_ros.cli.replay")
-    code, err = run_cli(capsys, "replay", str(tiny_bag), "--rate", "0")
-    assert code == 2 and "--rate: must be > 0" in one_error_line(err)
+    code, err = run_cli(capsys, "replay", str(tiny_bag), "--rate", rate)
+    assert code == 2 and f"--rate: must be > 0, got {rate}" in one_error_line(err)

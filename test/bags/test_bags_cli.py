@@ -6,20 +6,15 @@ import json
 
 import imageio.v3 as iio
 import pytest
+from _support.cli import run_cli_output
 
 from irstd_ros.bags.io import BagReader
 from irstd_ros.cli.main import main
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_generate_eval_render_chain(tmp_path, capsys, monkeypatch):
     bag = tmp_path / "seq"
-    code, out, _ = run(
+    code, out, _ = run_cli_output(
         capsys,
         "generate",
         "--out",
@@ -59,7 +54,7 @@ def test_generate_eval_render_chain(tmp_path, capsys, monkeypatch):
             "detections": "/camera/truth/targets",
         },
     )
-    code, out, _ = run(
+    code, out, _ = run_cli_output(
         capsys,
         "eval-bag",
         "--truth",
@@ -74,10 +69,10 @@ def test_generate_eval_render_chain(tmp_path, capsys, monkeypatch):
     result = json.loads(out)
     assert result["pd"] == 1.0 and result["fa"] == 0.0 and result["frames"] == 5
     assert (tmp_path / "p.png").is_file()
-    code, out, _ = run(capsys, "eval-bag", "--truth", str(bag), "--outputs", str(bag))
+    code, out, _ = run_cli_output(capsys, "eval-bag", "--truth", str(bag), "--outputs", str(bag))
     assert code == 0 and "Pd" in out and "1.0000" in out
 
-    code, out, _ = run(
+    code, out, _ = run_cli_output(
         capsys,
         "render",
         str(bag),
@@ -94,10 +89,10 @@ def test_generate_eval_render_chain(tmp_path, capsys, monkeypatch):
 
 def test_generate_refuses_to_overwrite_in_one_line(tmp_path, capsys):
     bag = tmp_path / "seq"
-    assert run(capsys, "generate", "--out", str(bag), "--frames", "1", "--size", "32x32")[0] == 0
-    code, _, err = run(capsys, "generate", "--out", str(bag), "--frames", "1", "--size", "32x32")
+    assert run_cli_output(capsys, "generate", "--out", str(bag), "--frames", "1", "--size", "32x32")[0] == 0
+    code, _, err = run_cli_output(capsys, "generate", "--out", str(bag), "--frames", "1", "--size", "32x32")
     assert code == 2 and err.count("\n") == 1 and "exists" in err
-    code, _, _ = run(
+    code, _, _ = run_cli_output(
         capsys, "generate", "--out", str(bag), "--frames", "1", "--size", "32x32", "--overwrite"
     )
     assert code == 0
@@ -107,7 +102,7 @@ def test_generate_tracking_scenarios_give_truth_ids_in_order(tmp_path, capsys):
     bag = tmp_path / "scen"
     args = ["--out", str(bag), "--frames", "12", "--size", "160x128", "--targets", "1"]
     args += ["--no-enter-leave", "--dim-targets", "1", "--crossings", "1", "--manoeuvres", "1"]
-    code, _, _ = run(capsys, "generate", *args, "--flicker", "2", "--seed", "2")
+    code, _, _ = run_cli_output(capsys, "generate", *args, "--flicker", "2", "--seed", "2")
     assert code == 0
     with BagReader(bag) as r:
         cfg = json.loads(r.custom_data["irstd_ros.sequence"])
@@ -122,7 +117,7 @@ def test_eval_bag_candidates_follow_the_node_default_with_run_detector(capsys, m
     seen: list = []
     monkeypatch.setattr(eval_bag, "evaluate_bag", lambda cfg: seen.append(cfg) or {})
     for src in (["--run-detector"], ["--outputs", "o"], ["--run-detector", "--candidate-threshold", "0"]):
-        assert run(capsys, "eval-bag", "--truth", "t", *src, "--json")[0] == 0
+        assert run_cli_output(capsys, "eval-bag", "--truth", "t", *src, "--json")[0] == 0
     assert [c.candidate_threshold for c in seen] == [eval_bag.OWN_THRESHOLD, 0.0, 0.0]
 
 
@@ -137,7 +132,7 @@ def test_eval_bag_gated_threshold_and_long_coast_follow_the_node_defaults(capsys
         ["--outputs", "o"],
         ["--run-detector", "--gated-threshold", "0", "--max-coast-long-s", "0"],
     ):
-        assert run(capsys, "eval-bag", "--truth", "t", *src, "--json")[0] == 0
+        assert run_cli_output(capsys, "eval-bag", "--truth", "t", *src, "--json")[0] == 0
     assert [c.gated_threshold for c in seen] == [eval_bag.OWN_THRESHOLD, 0.0, 0.0]
     long_s = TrackerConfig().max_coast_long_s
     assert [c.tracker.max_coast_long_s for c in seen] == [long_s, long_s, 0.0]
@@ -149,10 +144,10 @@ def test_eval_bag_tracker_thresholds_can_name_the_models_own(capsys, monkeypatch
 
     seen: list = []
     monkeypatch.setattr(eval_bag, "evaluate_bag", lambda cfg: seen.append(cfg) or {})
-    for cand, gated in (("own", "0.1"), ("0.3", "OWN"), ("-1", "0")):
+    for cand, gated in (("own", "0.1"), ("0.3", "OWN"), ("own", "0")):
         args = ["--truth", "t", "--run-detector", "--json"]
         args += ["--candidate-threshold", cand, "--gated-threshold", gated]
-        assert run(capsys, "eval-bag", *args)[0] == 0
+        assert run_cli_output(capsys, "eval-bag", *args)[0] == 0
     pairs = [(c.candidate_threshold, c.gated_threshold) for c in seen]
     assert pairs == [(OWN_THRESHOLD, 0.1), (0.3, OWN_THRESHOLD), (OWN_THRESHOLD, 0.0)]
 
@@ -180,7 +175,7 @@ def test_eval_bag_refuses_a_bad_tracker_threshold(capsys, flag, value, message):
 )
 def test_errors_are_one_readable_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(capsys, *args)
+    code, _, err = run_cli_output(capsys, *args)
     assert code == 2 and err.count("\n") == 1 and message in err
 
 
@@ -196,7 +191,7 @@ def test_json_to_a_file(tmp_path, capsys, tiny_bag, monkeypatch):
             "detections": None,
         },
     )
-    code, out, _ = run(
+    code, out, _ = run_cli_output(
         capsys,
         "eval-bag",
         "--truth",

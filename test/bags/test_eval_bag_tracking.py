@@ -26,7 +26,6 @@ from irstd_ros.core.targets import Target
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.detector import DetectionResult
 from irstd_ros.models import named_config
-from irstd_ros.tracking.metrics import Point, tracking_metrics
 from irstd_ros.tracking.tracker import TrackerConfig
 
 H, W = 48, 64
@@ -140,15 +139,6 @@ def test_recorded_tracks_are_scored_and_rendered(bags, tmp_path):
 def test_tracking_metrics_can_be_switched_off(bags, tmp_path):
     truth, outputs = bags
     assert evaluate_bag(EvalBagConfig(truth, outputs=outputs, tracking=False))["tracking"] is None
-
-
-def test_tracking_metrics_function_on_points():
-    truth = {s: [Point("a", 10.0, 10.0)] for s in range(0, 10 * STEP, STEP)}
-    hyps = {s: [Point("x", 11.0, 10.0), Point("fa", 40.0, 40.0)] for s in truth}
-    m = tracking_metrics(truth, hyps, match_px=2.0, warmup_s=0.0)
-    assert m["pd"] == 1.0 and m["false_tracks"] == 1 and m["id_switches"] == 0
-    assert m["position_rms_px"] == pytest.approx(1.0)
-    assert m["mota"] == pytest.approx(0.0)  # 10 false positives over 10 objects
 
 
 class CandidateDetector:

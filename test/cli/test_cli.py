@@ -5,21 +5,14 @@ import subprocess
 import sys
 
 import pytest
-
-from irstd_ros.cli.main import main
+from _support.cli import run_cli_output
 
 PAPER_PARAMS = 8.69e6
 PAPER_GMACS = 15.92
 
 
-def run_cli(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_info_json_gives_the_paper_size(capsys):
-    code, out, _ = run_cli(capsys, "info", "--arch", "sgem_unet", "--json")
+    code, out, _ = run_cli_output(capsys, "info", "--arch", "sgem_unet", "--json")
     assert code == 0
     info = json.loads(out)
     assert abs(info["params"] - PAPER_PARAMS) / PAPER_PARAMS < 0.03
@@ -27,21 +20,21 @@ def test_info_json_gives_the_paper_size(capsys):
 
 
 def test_unknown_config_is_one_readable_line(capsys):
-    code, _, err = run_cli(capsys, "info", "--config", "huge")
+    code, _, err = run_cli_output(capsys, "info", "--config", "huge")
     assert code == 2
     assert err.strip().count("\n") == 0 and "valid:" in err
 
 
 def test_wrong_dataset_path_exits_non_zero_with_one_line(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "eval", "--data", str(tmp_path / "missing"), "--out", str(tmp_path))
+    code, _, err = run_cli_output(capsys, "eval", "--data", str(tmp_path / "missing"), "--out", str(tmp_path))
     assert code == 2
     assert err.startswith("irstd eval: error: dataset folder not found")
-    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path))
+    code, _, err = run_cli_output(capsys, "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path))
     assert code == 2 and "not found" in err
 
 
 def test_missing_weights_is_one_line(capsys, tmp_path):
-    code, _, err = run_cli(
+    code, _, err = run_cli_output(
         capsys, "eval", "--data", str(tmp_path), "--weights", str(tmp_path / "w.safetensors")
     )
     assert code == 2 and "model file not found" in err
@@ -58,6 +51,6 @@ def test_console_script_entry_point_runs():
 
 @pytest.mark.parametrize("sub", ["train", "eval", "info"])
 def test_help_of_each_subcommand(sub, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([sub, "--help"])
-    assert exc.value.code == 0
+    code, out, _ = run_cli_output(capsys, sub, "--help")
+    assert code == 0
+    assert out.startswith(f"usage: irstd {sub} [-h]"), out

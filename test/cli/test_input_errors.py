@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from _support.cli import one_error_line, run_cli
-from _support.files import needs_non_root, read_only_folder
+from _support.files import unwritable_folder
 
 from irstd_ros.checkpoint import read_info
 from irstd_ros.cli import _options
@@ -87,10 +87,12 @@ def test_output_file_and_dir_helpers(tmp_path):
         _options.check_output_file(a_file / "sub" / "out.json", "--out")
 
 
-@needs_non_root
-def test_output_dir_in_a_read_only_folder(tmp_path):
-    with read_only_folder(tmp_path) as ro, pytest.raises(ConfigError, match="not writable"):
+def test_output_dir_in_a_read_only_folder(tmp_path, monkeypatch):
+    ro = unwritable_folder(monkeypatch, tmp_path)
+    with pytest.raises(ConfigError, match="not writable"):
         _options.check_output_dir(ro / "out", "--out")
+    with pytest.raises(ConfigError, match="not writable"):
+        _options.check_output_file(ro / "out.json", "--out")
 
 
 def test_eval_out_that_is_a_file(capsys, tmp_path):

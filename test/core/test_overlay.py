@@ -61,6 +61,20 @@ def test_truth_is_a_second_colour_outside_the_detection():
 def test_boxes_at_the_border_are_clipped():
     out = draw_overlay(frame(), [Box(0, 0, 2, 2, 0.9), Box(78, 58, 2, 2, 0.1)], [Box(-3, 57, 5, 9)])
     assert out.shape == (60, 80, 3)
+    red = (out == DETECTION_RGB).all(axis=2)
+    green = (out == TRUTH_RGB).all(axis=2)
+    m, t = DETECTION_MARGIN_PX, TRUTH_MARGIN_PX
+    # top-left detection: its right and bottom edges run up to the image's top and left
+    # border; its top and left edges lie outside and are not pulled onto the border
+    assert red[0 : 2 + m, 1 + m].all() and red[1 + m, 0 : 2 + m].all()
+    assert not red[0, : 1 + m].any() and not red[: 1 + m, 0].any()
+    # bottom-right detection: its top and left edges run to the right and bottom border
+    assert red[58 - m, 78 - m :].all() and red[58 - m :, 78 - m].all()
+    assert not red[59, 79 - m :].any() and not red[59 - m :, 79].any()
+    # truth box over the left and bottom borders: its top and right edges, clipped
+    assert green[57 - t, 0 : 2 + t].all() and green[57 - t :, 1 + t].all()
+    assert not green[59, : 1 + t].any() and not green[58 - t :, 0].any()
+    assert tuple(out[59, 0]) == tuple(out[0, 0]) == tuple(out[59, 79]) == (50, 50, 50)
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _support.files import needs_non_root, read_only_folder
+from _support.files import unwritable_folder
 
 from irstd_ros.core.paths import creation_problem
 
@@ -16,7 +16,8 @@ def test_creatable_below_a_directory_and_not_below_a_file(tmp_path):
     assert reason is not None and "is a file, not a directory" in reason and str(a_file) in reason
 
 
-@needs_non_root
-def test_not_creatable_in_a_read_only_folder(tmp_path):
-    with read_only_folder(tmp_path) as ro:
-        assert "not writable" in (creation_problem(ro / "x") or "")
+def test_not_creatable_in_a_read_only_folder(tmp_path, monkeypatch):
+    ro = unwritable_folder(monkeypatch, tmp_path)
+    reason = creation_problem(ro / "x" / "y.json")
+    assert reason is not None and "not writable" in reason and str(ro) in reason
+    assert creation_problem(tmp_path / "x") is None  # only that folder is refused

@@ -13,7 +13,6 @@ from irstd_ros.evaluation.envelope import (
     snr_at_pd,
     write_envelope,
 )
-from irstd_ros.inference.classical import TopHatBackend
 
 
 class OracleBackend:
@@ -61,10 +60,3 @@ def test_report_grid_and_files(tmp_path):
     files = write_envelope(report, tmp_path, "oracle")
     assert json.loads(files[0].read_text())["config"]["width"] == 160
     assert files[1].stat().st_size > 5000
-
-
-def test_tophat_reference_runs_on_the_same_grid():
-    cfg = EnvelopeConfig(width=160, height=128, snrs=(30.0,), sizes=(POINT,), scenes=("flat",),
-                         encodings=("mono16",))
-    report = run_envelope(TopHatBackend(), InputNorm(kind="robust"), 0.5, cfg)
-    assert report["cells"][0]["pd"] > 0.8

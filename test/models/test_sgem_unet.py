@@ -1,7 +1,9 @@
 import pytest
 import torch
+from _support.dtypes import ATTENTION_OPS, attention_dtypes
 
 from irstd_ros.errors import ConfigError
+from irstd_ros.inference.backends._cuda import keep_sgem_fp32
 from irstd_ros.models import ModelConfig, build_model, named_config
 from irstd_ros.models.blocks import SGEM
 from irstd_ros.models.profile import count_macs, count_params
@@ -206,6 +208,12 @@ def test_sgem_shape_residual_and_resolution_independence():
         enc, dec = torch.randn(1, 16, h, w), torch.randn(1, 32, h // 2, w // 2)
         out = sgem(enc, dec)
         assert out.shape == enc.shape
+    # Residual: with the restoring branch silenced (its BatchNorm's affine at zero) the
+    # output is ReLU(E3) itself, whatever the decoder features.
+    with torch.no_grad():
+        sgem.restore[-1].weight.zero_()
+        sgem.restore[-1].bias.zero_()
+        torch.testing.assert_close(sgem(enc, dec), torch.relu(enc))
     # The attention is a (d x d) channel affinity per head: its size does not grow with pixels.
     q = sgem._linearize(torch.randn(1, 16, 40, 24))
     assert (q @ q.transpose(-2, -1)).shape == (1, 4, 4, 4)
@@ -220,11 +228,19 @@ def test_sgem_output_depends_on_decoder_features():
     assert not torch.allclose(a, b)
 
 
-def test_sgem_attention_stays_fp32_under_bf16_autocast():
+def test_sgem_attention_stays_fp32_under_bf16_autocast_once_guarded():
+    torch.manual_seed(0)
     sgem = SGEM(enc_ch=8, dec_ch=16, heads=2).eval()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = sgem(torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8))
-    assert torch.isfinite(out.float()).all()
+    enc, dec = torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8)
+    # the bare module's .float() casts do not survive autocast: the guard is what keeps FP32
+    assert torch.bfloat16 in attention_dtypes(sgem, enc, dec)["matmul"]
+    assert keep_sgem_fp32(sgem) == 1
+    dtypes = attention_dtypes(sgem, enc, dec)
+    assert set(dtypes) == set(ATTENTION_OPS)
+    assert all(d == {torch.float32} for d in dtypes.values()), dtypes
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sgem(enc, dec)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
 def test_sgem_rejects_indivisible_heads():

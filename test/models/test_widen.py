@@ -73,5 +73,12 @@ def test_what_cannot_be_widened_is_refused(wide, message):
         widen_state_dict(small, big)
 
 
-def test_check_widenable_accepts_equal_configs():
-    check_widenable(named_config("tiny"), named_config("tiny"))
+def test_equal_configs_are_widenable_and_widening_to_them_copies_every_weight():
+    assert check_widenable(named_config("tiny"), named_config("tiny")) is None  # no error
+    small = trained_like("tiny")
+    same = build_model(named_config("tiny"))  # fresh weights, all to be replaced
+    widened = widen_state_dict(small, same)
+    expected = small.state_dict()
+    assert set(widened) == set(expected)
+    for name, tensor in expected.items():
+        assert torch.equal(widened[name], tensor), name

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 
+from _support.executables import executable  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
@@ -30,10 +30,6 @@ PARAMS = ROOT / "config" / "irstd.yaml"
 START_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 15.0
-
-
-def executable(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
 
 
 def bright_target_frame(h: int = 128, w: int = 160) -> np.ndarray:

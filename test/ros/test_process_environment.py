@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -32,20 +31,24 @@ def test_process_environment_is_set_unless_the_user_set_it():
 
 
 def test_threads_default_to_the_cores_available(monkeypatch):
+    from irstd_ros.inference import resources
     from irstd_ros.inference.backends import base
     from irstd_ros.inference.detector import Detector
     from irstd_ros.inference.resources import available_cores
     from irstd_ros.ros import node
     from irstd_ros.ros.params import PARAMS
 
-    assert available_cores() == len(os.sched_getaffinity(0))
+    # the affinity mask (taskset, a cgroup), not the machine's core count
+    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(resources.os, "cpu_count", lambda: 64)
+    assert available_cores() == 3
     seen: list[base.BackendOptions] = []
     monkeypatch.setattr(Detector, "from_checkpoint",
                         classmethod(lambda cls, path, backend, options: seen.append(options)))
     params = {p.name: p.default for p in PARAMS}
     node.build_detector(params)
-    node.build_detector({**params, "model.threads": 3})
-    assert [o.threads for o in seen] == [available_cores(), 3]
+    node.build_detector({**params, "model.threads": 5})
+    assert [o.threads for o in seen] == [3, 5]
 
 
 def test_gpu_options_reach_the_backend(monkeypatch):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,20 +59,6 @@ def weights(tmp_path) -> Path:
     torch.manual_seed(0)
     cfg = named_config("tiny")
     return save_checkpoint(tmp_path / "tiny.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg, InputNorm(0.4, 0.2)))
-
-
-@pytest.fixture
-def fake_quantize(monkeypatch) -> list[int]:
-    calls: list[int] = []
-
-    def fake(fp32_xml, calibration, out_xml, validation=None, **_):
-        calls.append(len(calibration) if validation is None else (len(calibration), len(validation)))
-        shutil.copy(fp32_xml, out_xml)
-        shutil.copy(Path(fp32_xml).with_suffix(".bin"), Path(out_xml).with_suffix(".bin"))
-        return Path(out_xml)
-
-    monkeypatch.setattr(int8, "quantize_ir", fake)
-    return calls
 
 
 def test_calibration_crops_come_from_both_training_splits(datasets):
@@ -155,13 +140,6 @@ def blind_weights(tmp_path) -> Path:
         model.head.weight.zero_()
         model.head.bias.fill_(-20.0)
     return save_checkpoint(tmp_path / "blind.safetensors", model, CheckpointInfo(cfg, InputNorm(0.4, 0.2)))
-
-
-@pytest.fixture
-def native_bf16(monkeypatch) -> None:
-    from irstd_ros.inference.backends import openvino_backend
-
-    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: True)
 
 
 def test_bf16_export_writes_the_record_cpu_reads_and_reuses_it(datasets, blind_weights, tmp_path, native_bf16, monkeypatch):

@@ -1,6 +1,7 @@
 """Fixtures of the backend tests: small random-weight models, never runs/ or the shipped file;
-the OpenVINO artefact cache of the INT8 / bf16 tests, NNCF replaced by a copy, and the
-``cpu`` choice with its one log line."""
+the OpenVINO artefact cache of the INT8 / bf16 tests and the ``cpu`` choice with its one log
+line. ``fake_quantize`` (NNCF replaced by a copy) and ``native_bf16`` come from
+test/_support/openvino.py."""
 
 from __future__ import annotations
 
@@ -83,25 +84,6 @@ def cache(fp32_ir, tmp_path) -> Path:
     root = tmp_path / "cache"
     shutil.copytree(fp32_ir, root)
     return root
-
-
-@pytest.fixture
-def fake_quantize(monkeypatch) -> list[int]:
-    """NNCF replaced by a copy of the FP32 IR; the list counts the calls."""
-    from irstd_ros.inference.backends import openvino_int8 as int8
-
-    calls: list[int] = []
-
-    def fake(fp32_xml, calibration, out_xml, validation=None, **_):
-        assert calibration and calibration[0].shape[:2] == (1, 1) and validation is None
-        calls.append(len(calibration))
-        out_xml = Path(out_xml)
-        shutil.copy(fp32_xml, out_xml)
-        shutil.copy(Path(fp32_xml).with_suffix(".bin"), out_xml.with_suffix(".bin"))
-        return out_xml
-
-    monkeypatch.setattr(int8, "quantize_ir", fake)
-    return calls
 
 
 @pytest.fixture

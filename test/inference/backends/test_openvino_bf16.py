@@ -3,7 +3,8 @@ when its fingerprint differs), the gate (INT8's tolerances), the native-bf16 req
 and the CPU order ``openvino-bf16`` -> ``openvino-int8`` -> FP32 with its one log line.
 
 Records are written by hand here (the measurement is tested in test/tools/test_quantize.py);
-INT8 artefacts come from ``fake_quantize`` (a copy of the FP32 IR, conftest.py).
+INT8 artefacts come from ``fake_quantize`` (a copy of the FP32 IR) and ``native_bf16``
+fakes the CPU's support (both test/_support/openvino.py).
 """
 
 from __future__ import annotations
@@ -27,12 +28,6 @@ CALIB = [np.zeros((32, 32), np.float32)]
 
 def _opts(cache) -> BackendOptions:
     return BackendOptions(cache_dir=str(cache), threads=1)
-
-
-@pytest.fixture
-def native_bf16(monkeypatch) -> None:
-    """The CPU reports native bf16 (whatever the test machine has)."""
-    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: True)
 
 
 def _save(model, info, cache, pd: float = 0.0, iou: float = 0.0) -> dict:

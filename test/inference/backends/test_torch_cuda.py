@@ -7,43 +7,16 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from _support.dtypes import ATTENTION_OPS, attention_dtypes
 
 from irstd_ros.inference.backends._cuda import StagingBuffers, keep_sgem_fp32
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.models.blocks import SGEM
 
-ATTENTION_OPS = ("matmul", "softmax", "linalg_vector_norm")
-# the same ops under their decomposed names (which level the dispatcher shows varies)
-CANONICAL = {"bmm": "matmul", "_softmax": "softmax"}
-
-
-class DtypeLog(TorchDispatchMode):
-    """Records the output dtype of every attention op that runs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dtypes: dict[str, set[torch.dtype]] = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        name = func.overloadpacket.__name__
-        name = CANONICAL.get(name, name)
-        if name in ATTENTION_OPS and isinstance(out, torch.Tensor):
-            self.dtypes.setdefault(name, set()).add(out.dtype)
-        return out
-
-
-def _attention_dtypes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, set[torch.dtype]]:
-    log = DtypeLog()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16), log:
-        model(x)
-    return log.dtypes
-
 
 def test_autocast_alone_would_run_the_attention_in_low_precision(tiny_model):
     model, _ = tiny_model
-    dtypes = _attention_dtypes(model, torch.rand(1, 1, 64, 64))
+    dtypes = attention_dtypes(model, torch.rand(1, 1, 64, 64))
     assert torch.bfloat16 in dtypes["matmul"]  # why keep_sgem_fp32 exists
     assert torch.bfloat16 in dtypes["linalg_vector_norm"]
 
@@ -53,7 +26,7 @@ def test_keep_sgem_fp32_under_autocast(tiny_model):
     guarded = copy.deepcopy(model)
     assert keep_sgem_fp32(guarded) == 1
     assert keep_sgem_fp32(guarded) == 0  # idempotent
-    dtypes = _attention_dtypes(guarded, torch.rand(1, 1, 64, 64))
+    dtypes = attention_dtypes(guarded, torch.rand(1, 1, 64, 64))
     assert set(dtypes) == set(ATTENTION_OPS)
     assert all(d == {torch.float32} for d in dtypes.values()), dtypes
     with torch.inference_mode():  # no autocast: the guard changes nothing

@@ -1,0 +1,37 @@
+"""OpenVINO stand-ins as fixtures, registered for every test by test/conftest.py
+(``pytest_plugins``). OpenVINO itself is imported only when a fixture is used."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def fake_quantize(monkeypatch: pytest.MonkeyPatch) -> list[int | tuple[int, int]]:
+    """NNCF replaced by a copy of the FP32 IR. The list counts the calls: the number of
+    calibration inputs, or (calibration, validation) for the accuracy-controlled recipe."""
+    from irstd_ros.inference.backends import openvino_int8 as int8
+
+    calls: list[int | tuple[int, int]] = []
+
+    def fake(fp32_xml, calibration, out_xml, validation=None, **_):
+        assert calibration and calibration[0].shape[:2] == (1, 1)  # (N, C, H, W) inputs
+        calls.append(len(calibration) if validation is None else (len(calibration), len(validation)))
+        out_xml = Path(out_xml)
+        shutil.copy(fp32_xml, out_xml)
+        shutil.copy(Path(fp32_xml).with_suffix(".bin"), out_xml.with_suffix(".bin"))
+        return out_xml
+
+    monkeypatch.setattr(int8, "quantize_ir", fake)
+    return calls
+
+
+@pytest.fixture
+def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU reports native bf16 (whatever the test machine has)."""
+    from irstd_ros.inference.backends import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: True)
