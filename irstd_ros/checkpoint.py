@@ -7,6 +7,7 @@ threshold, training data/recipe and measured metrics. Nothing is unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,10 +87,31 @@ class CheckpointInfo:
         data["extra"] = self.extra
         return json.dumps(data)
 
+    def check(self) -> None:
+        """:class:`~irstd_ros.errors.CheckpointError` unless every threshold it records is
+        a probability strictly between 0 and 1 (outside it a threshold passes every pixel
+        or none)."""
+        for name in ("threshold", "candidate_threshold", "gated_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise CheckpointError(f"{name} {value!r} must be a probability in (0, 1)")
+
     @classmethod
     def from_json(cls, text: str) -> CheckpointInfo:
+        """Parse and check the metadata. A format newer than :data:`FORMAT_VERSION` or a
+        threshold outside (0, 1) raises :class:`~irstd_ros.errors.CheckpointError`;
+        malformed JSON or fields raise ``ValueError``, ``KeyError`` or ``TypeError``."""
         data = json.loads(text)
-        return cls(
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        version = data.get("format", FORMAT_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TypeError(f"format must be an integer, got {version!r}")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"written by a newer irstd_ros (format {version}, this reads <= {FORMAT_VERSION})"
+            )
+        info = cls(
             model=ModelConfig.from_dict(data["model"]),
             norm=InputNorm(**data.get("norm", {})),  # no "kind": a 0.1 (global) checkpoint
             threshold=float(data.get("threshold", 0.5)),
@@ -97,10 +119,21 @@ class CheckpointInfo:
             candidate_threshold=_optional_float(data.get("candidate_threshold")),
             gated_threshold=_optional_float(data.get("gated_threshold")),
         )
+        info.check()
+        return info
 
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """:class:`~irstd_ros.errors.CheckpointError` naming the first floating-point tensor
+    that holds a NaN or an infinity (a diverged run: its every score would be NaN, which no
+    threshold passes). About 2 ms for a shipped model on one CPU core."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{where} has non-finite values in tensor {name}")
 
 
 def save_checkpoint(
@@ -109,15 +142,27 @@ def save_checkpoint(
     info: CheckpointInfo,
     extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write weights (+ optional extra tensors such as optimizer state) atomically."""
+    """Write weights (+ optional extra tensors such as optimizer state) atomically: a file
+    already at ``path`` stays as it was unless the new one is complete. Raises
+    :class:`~irstd_ros.errors.CheckpointError` naming ``path`` when the thresholds of
+    ``info`` are not probabilities (the file could not be read back) or the write fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        info.check()
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot write model file {path}: {exc}") from None
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra/{k}"] = v.detach().cpu().contiguous()
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
+        tmp.replace(path)
+    except (SafetensorError, OSError) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write model file {path}: {exc}") from None
     return path
 
 
@@ -137,8 +182,16 @@ def read_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"model file {path} has no irstd_ros configuration in its metadata")
     try:
         return CheckpointInfo.from_json(meta[METADATA_KEY])
+    except CheckpointError as exc:
+        raise CheckpointError(f"model file {path} {_refusal(exc)}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"model file {path} has an invalid configuration: {exc}") from None
+
+
+def _refusal(exc: CheckpointError) -> str:
+    """The tail of "model file PATH ..." for an error of :meth:`CheckpointInfo.from_json`."""
+    text = str(exc)
+    return f"was {text}" if text.startswith("written by") else f"has an invalid configuration: {text}"
 
 
 def load_checkpoint(
@@ -155,6 +208,7 @@ def load_checkpoint(
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"model file {path} is corrupt: {exc}") from None
+    check_finite(tensors, f"model file {path}")
     extra = {k[len("extra/") :]: v for k, v in tensors.items() if k.startswith("extra/")}
     weights = {k: v for k, v in tensors.items() if not k.startswith("extra/")}
     model = build_model(info.model)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,3 +110,117 @@ def test_detection_threshold_below_zero_is_the_checkpoints_own():
     assert info.detection_threshold(-0.5) == 0.534
     assert info.detection_threshold(0.3) == 0.3
     assert info.detection_threshold(0.0) == 0.0  # 0 is a threshold here, not "off"
+
+
+def _with_config(tmp_path, name, **changes):
+    """A tiny checkpoint whose metadata JSON has ``changes`` applied to it."""
+    data = json.loads(CheckpointInfo(named_config("tiny"), threshold=0.4).to_json()) | changes
+    tensors = {k: v.contiguous() for k, v in build_model(named_config("tiny")).state_dict().items()}
+    path = tmp_path / name
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(data)})
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("threshold", 1.5), ("threshold", 0.0), ("threshold", 1.0), ("threshold", -0.2),
+     ("threshold", float("nan")), ("candidate_threshold", 1.2), ("gated_threshold", 0.0)],
+)
+def test_thresholds_outside_zero_one_are_refused_naming_the_file(tmp_path, field, value):
+    path = _with_config(tmp_path, "thr.safetensors", **{field: value})
+    with pytest.raises(CheckpointError, match=rf"thr\.safetensors has an invalid configuration: {field} .*"
+                                              r"must be a probability in \(0, 1\)"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="must be a probability"):
+        CheckpointInfo.from_json(json.dumps(json.loads(CheckpointInfo(named_config("tiny")).to_json())
+                                            | {field: value}))
+
+
+def test_a_format_newer_than_this_code_is_refused(tmp_path):
+    path = _with_config(tmp_path, "new.safetensors", format=99)
+    with pytest.raises(CheckpointError, match=r"new\.safetensors was written by a newer irstd_ros "
+                                              r"\(format 99, this reads <= 1\)"):
+        read_info(path)
+    for bad in ("1", None, 1.5):
+        with pytest.raises(CheckpointError, match="invalid configuration: format must be an integer"):
+            read_info(_with_config(tmp_path, "odd.safetensors", format=bad))
+    assert read_info(_with_config(tmp_path, "old.safetensors", format=1)).threshold == 0.4
+    data = json.loads(CheckpointInfo(named_config("tiny")).to_json())
+    del data["format"]  # files before the key: read as this format
+    assert CheckpointInfo.from_json(json.dumps(data)).threshold == 0.5
+
+
+def test_every_shipped_and_candidate_checkpoint_still_loads():
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted((root / "irstd_ros" / "weights").glob("*.safetensors"))
+    paths += sorted((root / "candidates").glob("*.safetensors"))
+    assert len(paths) >= 2
+    for path in paths:
+        _, info, _ = load_checkpoint(path)
+        assert 0 < info.threshold < 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused(tiny_ckpt, tmp_path, bad):
+    path, model = tiny_ckpt
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[name].view(-1)[1] = bad
+    broken = tmp_path / "diverged.safetensors"
+    save_file(state, str(broken), metadata={METADATA_KEY: read_info(path).to_json()})
+    with pytest.raises(CheckpointError, match=rf"diverged\.safetensors has non-finite values in tensor {name}$"):
+        load_checkpoint(broken)
+
+
+def test_non_finite_extra_tensors_are_refused_and_half_precision_is_checked(tmp_path):
+    model = build_model(named_config("tiny")).half()
+    info = CheckpointInfo(named_config("tiny"))
+    loaded, _, extra = load_checkpoint(save_checkpoint(tmp_path / "ok.safetensors", model, info,
+                                                       {"opt/0/step": torch.tensor(3.0)}))
+    assert extra["opt/0/step"] == 3.0
+    with pytest.raises(CheckpointError, match="non-finite values in tensor extra/opt/0/exp_avg"):
+        load_checkpoint(save_checkpoint(tmp_path / "bad.safetensors", model, info,
+                                        {"opt/0/exp_avg": torch.tensor([1.0, float("inf")])}))
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match="half.safetensors has non-finite values"):
+        load_checkpoint(save_checkpoint(tmp_path / "half.safetensors", model, info))
+
+
+def test_a_failed_write_is_a_checkpoint_error_and_keeps_the_old_file(tiny_ckpt, monkeypatch):
+    import safetensors.torch
+
+    from irstd_ros import checkpoint
+
+    path, model = tiny_ckpt
+    before = path.read_bytes()
+
+    def failing_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:  # a partial file, then the failure
+            f.write(b"partial")
+        raise safetensors.SafetensorError("Error while serializing: I/O error: disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", failing_save)
+    with pytest.raises(CheckpointError, match=rf"cannot write model file {path}: .*disk full"):
+        save_checkpoint(path, model, CheckpointInfo(named_config("tiny")))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no .tmp left
+
+
+def test_writing_where_no_file_can_be_is_a_checkpoint_error(tmp_path):
+    model = build_model(named_config("tiny"))
+    info = CheckpointInfo(named_config("tiny"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="cannot write model file .*file/sub/m.safetensors"):
+        save_checkpoint(tmp_path / "file" / "sub" / "m.safetensors", model, info)  # parent is a file
+    proc = Path("/proc")
+    if proc.is_dir():  # writable to os.access as root, yet no file can be made there
+        with pytest.raises(CheckpointError, match="cannot write model file /proc/irstd_test.safetensors"):
+            save_checkpoint(proc / "irstd_test.safetensors", model, info)
+
+
+def test_a_threshold_outside_zero_one_is_not_written(tmp_path):
+    model = build_model(named_config("tiny"))
+    with pytest.raises(CheckpointError, match="cannot write model file .*threshold 1.5 must be a probability"):
+        save_checkpoint(tmp_path / "m.safetensors", model, CheckpointInfo(named_config("tiny"), threshold=1.5))
+    assert not (tmp_path / "m.safetensors").exists()

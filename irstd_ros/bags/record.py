@@ -11,6 +11,7 @@ the first arrived), or on Ctrl-C; the bag is always closed properly.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from irstd_ros.bags.io import OUTPUT_TOPICS, BagWriter, qos_profile
+from irstd_ros.bags.replay import check_topic_name
 from irstd_ros.bags.rosutil import import_message_type, make_qos, ros_ok, ros_session, to_bag_qos
 from irstd_ros.errors import BagError, ConfigError
 
@@ -49,18 +51,26 @@ class RecordConfig:
     progress: bool = True
 
     def validate(self) -> None:
+        """:class:`ConfigError` on an invalid value (NaN and infinite numbers included, and
+        topic names ROS would refuse), before any bag is created."""
         if not self.topics:
             raise ConfigError("no topic to record")
         if self.qos not in QOS_MODES:
             raise ConfigError(f"qos must be one of {', '.join(QOS_MODES)}, got {self.qos!r}")
         for name in ("duration", "idle_timeout"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be > 0, got {value}")
+            if value is not None and not 0 < value < math.inf:
+                raise ConfigError(f"{name} must be > 0 (seconds), got {value}")
+        if not 0 <= self.discovery_timeout < math.inf:
+            raise ConfigError(f"discovery_timeout must be >= 0 (seconds), got {self.discovery_timeout}")
         if self.max_messages is not None and self.max_messages < 1:
             raise ConfigError(f"max_messages must be >= 1, got {self.max_messages}")
         if self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        for topic in self.topics:
+            check_topic_name(topic, "--topics")
+        for topic, _ in self.known_types:
+            check_topic_name(topic, "known_types")
 
 
 @dataclass

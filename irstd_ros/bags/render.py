@@ -10,6 +10,7 @@ requested path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -121,6 +122,35 @@ def _bag_fps(reader: BagReader, topic: str) -> float:
     return (n - 1) * NS_PER_S / reader.duration_ns
 
 
+class _GifWriter:
+    """A GIF written in one piece at :meth:`close` (imageio's GIF writer buffers every frame
+    too, but opens the file only when it is closed, and if that fails its finalisers retry
+    and print "Exception ignored" tracebacks): encoded in memory, then written once."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.duration_ms = 1000.0 / fps
+        self.frames: list[np.ndarray] = []
+
+    def append_data(self, img: np.ndarray) -> None:
+        self.frames.append(img)
+
+    def close(self) -> None:
+        if not self.frames:
+            return
+        import imageio.v3 as iio
+
+        data = iio.imwrite("<bytes>", self.frames, extension=".gif", duration=self.duration_ms, loop=0)
+        self.frames = []
+        self.path.write_bytes(data)
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    import imageio.v3 as iio
+
+    return iio.imwrite("<bytes>", img, extension=".png")
+
+
 def _video_writer(path: Path, fps: float):  # noqa: ANN202 - imageio's writer type
     import imageio.v2 as imageio
 
@@ -141,7 +171,7 @@ def _video_writer(path: Path, fps: float):  # noqa: ANN202 - imageio's writer ty
                 ffmpeg_log_level="error",
             )
             return writer, path
-    return imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0), path
+    return _GifWriter(path, fps), path
 
 
 def _even(img: np.ndarray) -> np.ndarray:
@@ -229,13 +259,14 @@ def render(cfg: RenderConfig) -> RenderSummary:
                 if count in sheet_picks:
                     sheet_frames.append(img)
                 count += 1
-        finally:
-            writer.close()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the loop's error is the one to report
+                writer.close()
+            raise
+        writer.close()
     if count == 0:
         raise BagError(f"{cfg.bag} has no frames on {cfg.image_topic}")
     if cfg.sheet is not None and sheet_frames:
-        import imageio.v2 as imageio
-
         cfg.sheet.parent.mkdir(parents=True, exist_ok=True)
-        imageio.imwrite(cfg.sheet, contact_sheet(sheet_frames, cfg.sheet_columns))
+        cfg.sheet.write_bytes(_png_bytes(contact_sheet(sheet_frames, cfg.sheet_columns)))
     return RenderSummary(video_path, count, cfg.sheet if sheet_frames else None)

@@ -14,6 +14,7 @@ drops frames. Without it the timing is the bag's, like ``ros2 bag play``.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -60,16 +61,24 @@ class ReplayConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        if not self.rate > 0:
+        """:class:`ConfigError` on an invalid value (NaN and infinite numbers included, and
+        topic names ROS would refuse), before anything is opened or published."""
+        if not 0 < self.rate < math.inf:
             raise ConfigError(f"rate must be > 0, got {self.rate}")
-        if self.start_offset < 0:
-            raise ConfigError(f"start offset must be >= 0, got {self.start_offset}")
+        for name in ("start_offset", "wait_subscribers", "ack_timeout"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ConfigError(f"{name.replace('_', ' ')} must be >= 0 (seconds), got {value}")
+        if not 0 < self.sync_timeout < math.inf:
+            raise ConfigError(f"sync timeout must be > 0 (seconds), got {self.sync_timeout}")
         if self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
-        if self.ack_timeout < 0:
-            raise ConfigError(f"ack timeout must be >= 0, got {self.ack_timeout}")
         if not self.topics:
             raise ConfigError("no topic to replay")
+        for src, dst in self.remaps:
+            check_topic_name(dst, f"--remap {src}:={dst}")
+        if self.sync_topic is not None:
+            check_topic_name(self.sync_topic, "--sync-topic")
 
 
 @dataclass
@@ -83,6 +92,25 @@ class ReplayStats:
     sync_timeouts: int = 0
     unacked_topics: list[str] = field(default_factory=list)  # not all acknowledged in time
     lateness_ms: list[float] = field(default_factory=list)
+
+
+def check_topic_name(name: str, option: str) -> None:
+    """:class:`ConfigError` naming ``option`` and ``name`` unless ROS accepts ``name`` as a
+    topic name (relative or absolute; ``~`` and ``{node}`` substitutions allowed), rather
+    than an rclpy exception when the publisher or subscription is made."""
+    from rclpy.exceptions import NameValidationException
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+    from rclpy.validate_topic_name import validate_topic_name
+
+    try:
+        validate_topic_name(name)
+        validate_full_topic_name(expand_topic_name(name, "irstd", "/"))
+    except (NameValidationException, ValueError) as exc:
+        # rclpy's report is several lines (the name, a caret); keep the reason
+        reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ").rstrip(":")
+        reason = reason.split(", at /")[0]  # rcl's source location
+        raise ConfigError(f"{option}: invalid ROS topic name {name!r}: {reason}") from None
 
 
 def parse_remap(text: str) -> tuple[str, str]:

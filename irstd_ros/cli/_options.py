@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from irstd_ros.core.constants import OWN_THRESHOLD, OWN_WORD, WEIGHTS_HELP
-from irstd_ros.core.paths import creation_problem
+from irstd_ros.core.paths import creation_problem, output_dir_problem
 from irstd_ros.errors import ConfigError
 
 
@@ -95,13 +95,9 @@ def check_output_dir(path: Path | None, option: str) -> None:
     directory (None: nothing to check)."""
     if path is None:
         return
-    if path.exists():
-        if not path.is_dir():
-            raise ConfigError(f"{option} {path}: is a file; give a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ConfigError(f"{option} {path}: directory is not writable")
-        return
-    _check_parent(path, option)
+    reason = output_dir_problem(path)
+    if reason:
+        raise ConfigError(f"{option} {reason}")
 
 
 def add_model_on_data(p: argparse.ArgumentParser, split: str, threshold_help: str) -> None:
@@ -131,3 +127,11 @@ def add_image_topic(p: argparse.ArgumentParser) -> None:
     from irstd_ros.bags.io import IMAGE_TOPIC
 
     p.add_argument("--image-topic", default=IMAGE_TOPIC)
+
+
+def unit_interval(text: str) -> float:
+    """argparse ``type``: a number in [0, 1] (``nan`` refused)."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value

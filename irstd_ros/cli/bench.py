@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from irstd_ros.cli._options import positive_float
 from irstd_ros.core.parsing import parse_size
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.select import BACKENDS
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", help=f"comma-separated subset of: {', '.join(BENCH_NAMES)}")
     p.add_argument("--models", help=f"comma-separated: shipped, checkpoint files (*.safetensors) and/or config names ({', '.join(NAMED_CONFIGS)})")
     p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")
-    p.add_argument("--budget", type=float, help="timed seconds per cell")
+    p.add_argument("--budget", type=positive_float, help="timed seconds per cell")
     p.add_argument("--no-node", action="store_true", help="skip the node pipeline row")
     p.add_argument(
         "--gpu", action="store_true",

@@ -17,6 +17,7 @@ from irstd_ros.cli._options import (
     non_negative_float,
     positive_float,
     tracker_threshold,
+    unit_interval,
 )
 from irstd_ros.core.constants import OWN_THRESHOLD, WEIGHTS_HELP
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
@@ -78,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-coast-long-s", type=non_negative_float, default=d.max_coast_long_s,
         help="longest coast of a track held that long, s (default %(default)s; 0: max-coast-s)",
     )
-    t.add_argument("--min-score", type=float, default=d.min_score, help="to confirm a track")
+    t.add_argument("--min-score", type=unit_interval, default=d.min_score, help="to confirm a track")
     t.add_argument(
         "--candidate-threshold", type=tracker_threshold, metavar="P",
         help="with --run-detector: also feed the tracker the sub-threshold components down to "

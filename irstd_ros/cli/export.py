@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.cli._options import check_output_dir
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from irstd_ros.inference.detector import resolve_model_path
 
+    check_output_dir(args.out, "--out")  # before the model is loaded and converted
     if args.backend == "tensorrt" and not (args.height and args.width):
         raise ConfigError("--backend tensorrt needs --height and --width (the frame size)")
     for name in ("height", "width"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from irstd_ros.bags.generate import GenerateConfig, generate_bag
-from irstd_ros.cli._options import add_bag_writing
+from irstd_ros.cli._options import add_bag_writing, non_negative_float, positive_float
 from irstd_ros.core.parsing import parse_range, parse_size
+from irstd_ros.errors import ConfigError
 from irstd_ros.sim.scenes import SCENES
 from irstd_ros.sim.sequence import BIT_DEPTHS, SequenceConfig
 
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="bag folder to create")
     p.add_argument("--scene", choices=SCENES, default=_DEFAULTS.scene)
     p.add_argument("--frames", type=int, default=_DEFAULTS.frames)
-    p.add_argument("--fps", type=float, default=_DEFAULTS.fps)
+    p.add_argument("--fps", type=positive_float, default=_DEFAULTS.fps)
     p.add_argument("--size", default=f"{_DEFAULTS.width}x{_DEFAULTS.height}", help="WIDTHxHEIGHT")
     p.add_argument("--targets", type=int, default=_DEFAULTS.n_targets, help="number of targets")
     p.add_argument("--snr", default="{}:{}".format(*_DEFAULTS.snr), help="target SNR, N or LO:HI")
@@ -53,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="targets (at --snr) that turn sharply and change speed",
     )
     sc.add_argument(
-        "--flicker", type=float, default=_DEFAULTS.flicker_rate, metavar="RATE",
+        "--flicker", type=non_negative_float, default=_DEFAULTS.flicker_rate, metavar="RATE",
         help="new flickering hot spots per frame (clutter lasting 1-3 frames, not in the truth)",
     )
     sc.add_argument(
@@ -66,6 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _range(text: str, option: str) -> tuple[float, float]:
+    """``N`` or ``LO:HI`` of finite numbers: ``inf`` would overflow the random draws."""
+    lo, hi = parse_range(text)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ConfigError(f"{option} must be finite numbers, N or LO:HI, got {text!r}")
+    return lo, hi
+
+
 def run(args: argparse.Namespace) -> int:
     width, height = parse_size(args.size)
     seq = SequenceConfig(
@@ -75,15 +85,15 @@ def run(args: argparse.Namespace) -> int:
         fps=args.fps,
         scene=args.scene,
         n_targets=args.targets,
-        snr=parse_range(args.snr),
-        target_size=parse_range(args.target_size),
+        snr=_range(args.snr, "--snr"),
+        target_size=_range(args.target_size, "--target-size"),
         enter_leave=not args.no_enter_leave,
         dim_targets=args.dim_targets,
-        dim_snr=parse_range(args.dim_snr),
+        dim_snr=_range(args.dim_snr, "--dim-snr"),
         crossings=args.crossings,
         manoeuvres=args.manoeuvres,
         flicker_rate=args.flicker,
-        flicker_snr=parse_range(args.flicker_snr),
+        flicker_snr=_range(args.flicker_snr, "--flicker-snr"),
         bit_depth=args.bit_depth,
         seed=args.seed,
     )

@@ -9,7 +9,7 @@ from types import FrameType
 
 from irstd_ros.bags.io import OUTPUT_TOPICS
 from irstd_ros.bags.record import QOS_MODES, RecordConfig, record
-from irstd_ros.cli._options import add_bag_writing
+from irstd_ros.cli._options import add_bag_writing, non_negative_float, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,17 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="topics; relative names resolve in the root namespace "
         f"(default: {' '.join(OUTPUT_TOPICS)})",
     )
-    p.add_argument("--duration", type=float, metavar="SEC", help="stop after SEC seconds")
-    p.add_argument("--max-messages", type=int, metavar="N", help="stop after N messages in all")
+    p.add_argument("--duration", type=positive_float, metavar="SEC", help="stop after SEC seconds")
+    p.add_argument("--max-messages", type=positive_int, metavar="N", help="stop after N messages in all")
     p.add_argument(
         "--idle-timeout",
-        type=float,
+        type=positive_float,
         metavar="SEC",
         help="stop SEC seconds after the last message (once one arrived)",
     )
     p.add_argument(
         "--discovery-timeout",
-        type=float,
+        type=non_negative_float,
         default=10.0,
         metavar="SEC",
         help="fail if none of the topics has a publisher after SEC seconds",

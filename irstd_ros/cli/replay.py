@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=positive_int, default=10, help="publisher queue depth")
     p.add_argument(
         "--wait-subscribers",
-        type=float,
+        type=non_negative_float,
         default=5.0,
         metavar="SEC",
         help="wait up to SEC for a subscriber before starting (0: don't)",
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="after each message wait for a message with the same header stamp here "
         "(e.g. the node's targets): no frame is dropped by a slow consumer",
     )
-    p.add_argument("--sync-timeout", type=float, default=5.0, metavar="SEC")
+    p.add_argument("--sync-timeout", type=positive_float, default=5.0, metavar="SEC")
     p.add_argument(
         "--ack-timeout",
         type=non_negative_float,

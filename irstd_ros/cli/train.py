@@ -6,10 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
+from irstd_ros.cli._options import check_output_dir
 from irstd_ros.errors import ConfigError
-from irstd_ros.training.train import TrainConfig, train
+from irstd_ros.training.train import TRAIN_FIELDS, TrainConfig, flag_type, read_config, train
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,15 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="YAML file of TrainConfig fields")
     p.add_argument("--data", type=Path, help="dataset root (images/, masks/, split lists)")
     p.add_argument("--out", type=Path, help="run folder (checkpoints; resumes if present)")
-    for name, typ in (
-        ("split", str), ("mask-suffix", str), ("model", str), ("epochs", int),
-        ("batch-size", int), ("lr", float), ("schedule", str), ("min-lr", float),
-        ("crop", int), ("seed", int), ("device", str), ("threads", int),
-        ("threshold", float), ("max-steps", int), ("minutes", float), ("norm", str),
-        ("knee", float), ("background", int), ("loss", str), ("init", Path), ("distill", float), ("samples-per-epoch", int),
-        ("generator-frames", int), ("generator-weight", float), ("workers", int),
+    for name in (
+        "split", "mask-suffix", "model", "epochs", "batch-size", "lr", "schedule", "min-lr",
+        "crop", "seed", "device", "threads", "threshold", "max-steps", "minutes", "norm",
+        "knee", "background", "loss", "init", "distill", "samples-per-epoch",
+        "generator-frames", "generator-weight", "workers",
     ):
-        p.add_argument(f"--{name}", type=typ)
+        # numbers: the range the field itself checks (threshold in (0, 1), lr > 0, finite...)
+        p.add_argument(f"--{name}", type=flag_type(TRAIN_FIELDS, name))
     p.add_argument(
         "--teacher", type=Path, nargs="+",
         help="distil from this checkpoint, or the mean logits of several (replaces the YAML's "
@@ -42,36 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_config(path: Path) -> dict:
-    """The mapping of TrainConfig fields in a YAML file (empty file: {}); one-line
-    :class:`ConfigError` naming the file when it is not YAML or not a mapping."""
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"config file {path}: malformed YAML{at}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path}: not a text (YAML) file") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(
-            f"config file {path}: expected a mapping of training options (key: value), "
-            f"got a YAML {type(loaded).__name__}"
-        )
-    return loaded
-
-
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """YAML file first, command-line overrides second."""
     values: dict = {}
     if args.config:
-        if args.config.is_dir():
-            raise ConfigError(f"config file {args.config} is a directory")
-        if not args.config.is_file():
-            raise ConfigError(f"config file not found: {args.config}")
         values.update(read_config(args.config))
     for key in TrainConfig.__dataclass_fields__:
         v = getattr(args, key.replace("-", "_"), None)
@@ -81,11 +53,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ConfigError("--data (or data: in --config) is required")
     unknown = set(values) - set(TrainConfig.__dataclass_fields__)
     if unknown:
-        raise ConfigError(f"unknown training options {sorted(unknown)}")
+        raise ConfigError(f"unknown training options {sorted(map(str, unknown))}")
     return TrainConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:
-    final = train(config_from_args(args))
+    cfg = config_from_args(args)
+    check_output_dir(cfg.out, "--out")  # before any data is read: not after the first epoch
+    final = train(cfg)
     print(json.dumps({"model": str(final)}))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from irstd_ros.cli._options import check_output_dir
 from irstd_ros.training.gpu import add_arguments, config_from_args, train_gpu
 
 
@@ -23,5 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(json.dumps(train_gpu(config_from_args(args))))
+    cfg = config_from_args(args)
+    check_output_dir(cfg.out, "--out")  # before any data is read: not at the first checkpoint
+    print(json.dumps(train_gpu(cfg)))
     return 0

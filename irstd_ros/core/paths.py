@@ -1,10 +1,31 @@
 """Whether a file or folder can be created at a path: one check for the node's parameters
-and the CLI's output options, made before any work and creating nothing."""
+and the CLI's output options, made before any work and leaving nothing behind.
+
+Writability is tried, not asked: :func:`os.access` answers yes to root everywhere (CI and
+containers run as root), even in ``/proc`` or on a read-only mount, so :func:`can_write_in`
+creates and removes a temporary file instead."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
+
+PROBE_PREFIX = ".irstd-write-probe-"
+
+
+def can_write_in(folder: Path) -> bool:
+    """Whether a file can be created in the existing directory ``folder``: one is created
+    and removed at once."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return True
 
 
 def creation_problem(path: Path) -> str | None:
@@ -15,6 +36,18 @@ def creation_problem(path: Path) -> str | None:
         return f"{path} cannot be created (no existing folder above it)"
     if not parent.is_dir():
         return f"{path} cannot be created: {parent} is a file, not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not can_write_in(parent):
         return f"{path} cannot be created: directory {parent} is not writable"
     return None
+
+
+def output_dir_problem(path: Path) -> str | None:
+    """Why ``path`` could not serve as an output directory, or None: it must be a writable
+    directory, or be creatable as one."""
+    if path.exists():
+        if not path.is_dir():
+            return f"{path}: is a file; give a directory"
+        if not can_write_in(path):
+            return f"{path}: directory is not writable"
+        return None
+    return creation_problem(path)

@@ -52,9 +52,35 @@ def _split_file(spec: DatasetSpec) -> Path | None:
 
 
 def _index(folder: Path) -> dict[str, Path]:
+    """The image files of ``folder`` by stem; two files of one stem (``a.png`` and
+    ``a.bmp``) are a :class:`DatasetError` naming both, rather than one being dropped."""
     if not folder.is_dir():
         raise DatasetError(f"folder not found: {folder}")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+    index: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_EXTS:
+            continue
+        if p.stem in index:
+            raise DatasetError(
+                f"{index[p.stem]} and {p} share the name {p.stem!r}: which one is meant is "
+                "ambiguous; remove or rename one"
+            )
+        index[p.stem] = p
+    return index
+
+
+def _read_split(split: Path) -> list[str]:
+    """The stems of a split list (UTF-8 text, one a line), with a :class:`DatasetError`
+    naming the file when it is not text."""
+    try:
+        text = split.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"split list {split} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "expected one image name per line"
+        ) from None
+    lines = text.replace("\r", "").split("\n")
+    return [ln.strip() for ln in lines if ln.strip()]
 
 
 def find_pairs(spec: DatasetSpec) -> list[tuple[Path, Path]]:
@@ -68,8 +94,7 @@ def find_pairs(spec: DatasetSpec) -> list[tuple[Path, Path]]:
         raise DatasetError(f"no images in {root / 'images'} (looked for {', '.join(IMAGE_EXTS)})")
     split = _split_file(DatasetSpec(root, spec.split, spec.mask_suffix, spec.split_dir))
     if split is not None:
-        lines = split.read_text().replace("\r", "").split("\n")
-        stems = [ln.strip() for ln in lines if ln.strip()]
+        stems = _read_split(split)
         if not stems:
             raise DatasetError(f"split list {split} is empty")
         stems = [Path(s).stem if Path(s).suffix.lower() in IMAGE_EXTS else s for s in stems]

@@ -9,8 +9,8 @@ Every image becomes one channel in the file's own units, never rescaled:
 | ``I`` outside 0..65535, ``F`` | float32 |
 | ``RGB``, ``RGBA`` (alpha ignored), ``P``/``PA`` (palette → colours, never indices), ``CMYK``, ``YCbCr`` | uint8 BT.601 luma |
 
-Anything else, or a file that cannot be decoded, raises :class:`DatasetError`
-naming the file: nothing is silently misread.
+Anything else, a file that cannot be decoded, or a float image with a NaN or infinite
+pixel, raises :class:`DatasetError` naming the file: nothing is silently misread.
 """
 
 from __future__ import annotations
@@ -41,6 +41,17 @@ def _open(path: Path) -> Image.Image:
     return im
 
 
+def _finite(arr: np.ndarray, path: Path) -> np.ndarray:
+    """``arr`` unless it holds a NaN or an infinity (a float image: every score of it would
+    be meaningless): :class:`DatasetError` naming the file and how many pixels."""
+    bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise DatasetError(
+            f"{path}: {bad} of {arr.size} pixels are NaN or infinite; a float image must be finite"
+        )
+    return arr
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """One channel (H, W) in the file's own units: uint8, uint16 or float32 (see the table)."""
     path = Path(path)
@@ -58,7 +69,7 @@ def read_image(path: str | Path) -> np.ndarray:
                 return arr.astype(np.uint16)
             return arr.astype(np.float32)
         if mode == "F":
-            return np.asarray(im, dtype=np.float32)
+            return _finite(np.asarray(im, dtype=np.float32), path)
         if mode in COLOUR_MODES:
             rgb = im.convert("RGBA" if mode in ("P", "PA", "RGBA") else "RGB")
             return to_grey(np.asarray(rgb))
@@ -76,6 +87,8 @@ def read_mask(path: str | Path) -> np.ndarray:
         elif im.mode == "LA":
             im = im.getchannel("L")
         arr = np.asarray(im)
+    if arr.dtype.kind == "f" and np.isnan(arr).any():  # NaN > 0 is False: no silent background
+        raise DatasetError(f"{path}: the mask holds NaN pixels")
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=-1)
     return arr > 0

@@ -22,8 +22,10 @@ Only 8-bit frames are packed (both datasets are 8-bit); any other dtype is refus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ import numpy as np
 from irstd_ros.data.datasets import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.data.transforms import pad_to
-from irstd_ros.errors import DatasetError
+from irstd_ros.errors import ConfigError, DatasetError
 
 PACK_FORMAT = 1
 FILTER = "gradient-mod256"
@@ -47,6 +49,7 @@ CROP = 256
 TARGET_CROPS = 1  # crops per SIRST-v2 frame that contain a target (one per component, at most)
 RANDOM_CROPS = 1  # plus uniformly random crops per frame (two for background-only frames)
 ZIP_LEVEL = 9
+NOT_A_PACK_HINT = "expected an .npz written by irstd pack"
 
 Item = tuple[np.ndarray, np.ndarray, str]  # (uint8 image, bool mask, name)
 
@@ -126,11 +129,26 @@ def crop_items(
 
 
 def write_pack(groups: Sequence[PackGroup], out: Path) -> dict:
-    """Write ``groups`` into one ``.npz`` (deflate level 9); returns the meta written."""
+    """Write ``groups`` into one ``.npz`` (deflate level 9); returns the meta written.
+    The file appears whole or not at all: it is written next to ``out`` as ``<out>.tmp``,
+    renamed at the end, and removed on any failure."""
     out = Path(out)
+    if out.is_dir():
+        raise DatasetError(f"{out} is a directory; give the pack's file path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta: dict = {"format": PACK_FORMAT, "filter": FILTER, "groups": {}}
     tmp = out.with_name(out.name + ".tmp")
+    try:
+        meta = _write_zip(groups, tmp)
+        tmp.replace(out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    return meta
+
+
+def _write_zip(groups: Sequence[PackGroup], tmp: Path) -> dict:
+    meta: dict = {"format": PACK_FORMAT, "filter": FILTER, "groups": {}}
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as zf:
         for group in groups:
             if not group.items:
@@ -148,7 +166,6 @@ def write_pack(groups: Sequence[PackGroup], out: Path) -> dict:
                 "source": group.source,
             }
         _write_array(zf, META_KEY, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    tmp.replace(out)
     return meta
 
 
@@ -172,6 +189,11 @@ class PackConfig:
 
 def build_pack(cfg: PackConfig) -> dict:
     """Read the datasets and write the pack; returns a summary (file, size, groups)."""
+    if cfg.crop < 1 or cfg.target_crops < 0 or cfg.random_crops < 0:
+        raise ConfigError(f"crop must be >= 1 and crop counts >= 0, got crop {cfg.crop}, "
+                          f"{cfg.target_crops} target and {cfg.random_crops} random crops")
+    if Path(cfg.out).is_dir():  # before reading the datasets
+        raise DatasetError(f"{cfg.out} is a directory; give the pack's file path")
     groups: list[PackGroup] = []
     if cfg.nudt is not None:
         for split in NUDT_SPLITS:
@@ -203,13 +225,24 @@ class Pack:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise DatasetError(f"{self.path} is a directory, not a pack ({NOT_A_PACK_HINT})")
         if not self.path.is_file():
             raise DatasetError(f"pack not found: {self.path}")
+        # an .npz is a zip: anything else would reach np.load's pickle or .npy readers
+        if not zipfile.is_zipfile(self.path):
+            raise DatasetError(f"not a pack ({NOT_A_PACK_HINT}): {self.path}")
         try:
             self._npz = np.load(self.path, allow_pickle=False)
+        except (ValueError, zipfile.BadZipFile):
+            raise DatasetError(f"not a pack ({NOT_A_PACK_HINT}): {self.path}") from None
+        try:
             self.meta = json.loads(bytes(self._npz[META_KEY]).decode())
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            raise DatasetError(f"{self.path} is not a readable irstd pack: {exc}") from None
+            if not isinstance(self.meta, dict):
+                raise ValueError("meta is not a JSON object")
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error):
+            self._npz.close()
+            raise DatasetError(f"not a pack ({NOT_A_PACK_HINT}): {self.path}") from None
         if self.meta.get("format") != PACK_FORMAT or self.meta.get("filter") != FILTER:
             raise DatasetError(f"{self.path}: pack format {self.meta.get('format')} / filter "
                                f"{self.meta.get('filter')} not supported (expected {PACK_FORMAT} / {FILTER})")

@@ -32,6 +32,7 @@ from its own random stream, so adding one leaves the others' frames unchanged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
@@ -67,6 +68,11 @@ BIT_DEPTHS = (8, 16)
     _STREAM_CROSSINGS, _STREAM_MANOEUVRES, _STREAM_FLICKER,
 ) = range(1, 10)
 DIM_SIZE_PX = (0.3, 1.0)  # dim targets are points: the PSF shapes them
+# numbers and (lo, hi) ranges of SequenceConfig that must be finite
+_FLOAT_FIELDS = (
+    "fps", "snr", "target_size", "target_speed", "dim_snr", "flicker_rate", "flicker_snr",
+    "psf_sigma", "noise_sigma", "fpn_sigma", "gain_nonuniformity",
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,13 @@ class SequenceConfig:
     frame_id: str = "ir_camera"
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` on an invalid value."""
+        """Raise :class:`ConfigError` on an invalid value (a NaN or infinite number
+        included: it would overflow the random draws or give every frame one stamp)."""
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            values = value if isinstance(value, tuple) else (value,)
+            if not all(math.isfinite(v) for v in values):
+                raise ConfigError(f"{name} must be finite, got {value}")
         if not (
             MIN_SIZE_PX <= self.width <= MAX_SIZE_PX and MIN_SIZE_PX <= self.height <= MAX_SIZE_PX
         ):

@@ -55,7 +55,7 @@ import numpy as np
 
 from irstd_ros.core.normalization import normalize
 from irstd_ros.core.statistics import percentile
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.tools.memory import peak_rss_mib, reset_peak_rss, rss_mib
 
 THREADS = 2
@@ -173,7 +173,8 @@ class ModelSpec:
 def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
     """``shipped`` (falls back to random ``tiny`` when the file is missing), checkpoint
     files (``*.safetensors``), config names; anything else is a :class:`ConfigError`
-    listing the valid choices, before any cell runs."""
+    listing the valid choices, and a checkpoint that cannot be loaded (corrupt, truncated,
+    another architecture) a :class:`CheckpointError` naming it, before any cell runs."""
     from irstd_ros.inference.detector import default_model_path
     from irstd_ros.models.config import NAMED_CONFIGS
 
@@ -187,6 +188,7 @@ def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
         if name == "shipped":
             path = default_model_path()
             if path.is_file():
+                _check_loads(name, path)
                 specs.append(ModelSpec("shipped", path=str(path), note=f"shipped model {path.name}"))
             else:
                 specs.append(ModelSpec("tiny-random", config="tiny", note=f"shipped model missing ({path}): random-weight tiny config"))
@@ -194,10 +196,23 @@ def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
             path = Path(name).expanduser()
             if not path.is_file():
                 raise ConfigError(f"--models {name}: no such checkpoint file")
+            _check_loads(name, path)
             specs.append(ModelSpec(path.stem, path=str(path), note=f"checkpoint {path}"))
         else:
             specs.append(ModelSpec(name, config=name, note=f"{name} config, random weights (seed {MODEL_SEED})"))
     return specs
+
+
+def _check_loads(name: str, path: Path) -> None:
+    """:class:`CheckpointError` naming ``--models name`` unless the checkpoint at ``path``
+    loads: a model named explicitly that cannot be measured fails the command up front,
+    rather than each of its cells being skipped."""
+    from irstd_ros.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"--models {name}: {exc}") from None
 
 
 def load_model(spec: ModelSpec) -> tuple[Any, Any]:

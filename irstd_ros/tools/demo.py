@@ -12,7 +12,9 @@
 
 Writes ``out/demo/``: ``metrics.json``, ``pd_fa.png``, ``demo.mp4``,
 ``contact_sheet.png``, ``outputs/`` (the recorded bag), ``sample/`` (the input bag),
-``node.log``. Any failure: one readable line on stderr, exit code 1.
+``node.log``. Options are checked before anything runs. Any failure: one readable line on
+stderr, with exit code 2 under ``irstd demo`` (``irstd demo: error: ...``, as every
+subcommand) and exit code 1 under ``python -m irstd_ros.tools.demo`` (``demo: error: ...``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -43,7 +46,8 @@ from irstd_ros.core.constants import (
     WEIGHTS_HELP,
 )
 from irstd_ros.core.parsing import parse_range
-from irstd_ros.errors import IrstdError
+from irstd_ros.core.paths import output_dir_problem
+from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.ros.launch_args import default_params_file, node_command
 from irstd_ros.sim.sequence import SequenceConfig
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
@@ -274,35 +278,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    """``python -m irstd_ros.tools.demo``: any failure is one line (``demo: error: ...``), exit 1."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (IrstdError, OSError) as exc:
+        print(f"demo: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
+        return 130
 
 
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # keep the demo's ROS traffic on this machine unless the user chose otherwise
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    cfg = DemoConfig(
+def config_from_args(args: argparse.Namespace) -> DemoConfig:
+    """The demo's configuration, every option checked (:class:`ConfigError`): before the
+    sample is generated and the node started."""
+    if not 0 < args.rate < math.inf:
+        raise ConfigError(f"--rate must be > 0, got {args.rate:g}")
+    if args.frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {args.frames}")
+    problem = output_dir_problem(args.out)
+    if problem:
+        raise ConfigError(f"--out {problem}")
+    try:
+        snr = parse_range(args.snr)
+    except ConfigError as exc:
+        raise ConfigError(f"--snr: {exc}") from None
+    sequence = replace(SAMPLE_SEQUENCE, frames=args.frames, scene=args.scene, seed=args.seed, snr=snr)
+    if args.bag is None:  # the sample is generated: --scene, --snr
+        try:
+            sequence.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"sample sequence: {exc}") from None
+    return DemoConfig(
         out_dir=args.out,
+        sequence=sequence,
         bag=args.bag,
         weights=args.weights,
         backend=args.backend,
         rate=args.rate,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``irstd demo``: errors are raised, for the CLI's one line (see :func:`main`)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = config_from_args(args)
+    # keep the demo's ROS traffic on this machine unless the user chose otherwise
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     try:
-        snr = parse_range(args.snr)
-        cfg = replace(
-            cfg,
-            sequence=replace(
-                SAMPLE_SEQUENCE, frames=args.frames, scene=args.scene, seed=args.seed, snr=snr
-            ),
-        )
         result = run_demo(cfg)
-    except (IrstdError, OSError, subprocess.SubprocessError) as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("demo: interrupted", file=sys.stderr)
-        return 130
+    except subprocess.SubprocessError as exc:
+        raise DemoError(str(exc)) from exc
     print(summary(result, cfg.out_dir))
     return 0
 

@@ -56,11 +56,21 @@ from irstd_ros.models import build_model, named_config
 from irstd_ros.training.loss import training_loss
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
+    TRAIN_FIELDS,
+    FieldRule,
+    Number,
     TrainConfig,
     _load_opt,
     _opt_tensors,
+    as_flag,
+    as_optional_path,
+    as_optional_text,
+    as_text,
+    check_fields,
+    flag_type,
     init_from,
     plain,
+    read_config,
     resolve_device,
     with_memory_format,
 )
@@ -98,7 +108,7 @@ class GPUTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.pack = Path(self.pack) if self.pack else None
+        check_fields(self, GPU_FIELDS)
         self.eval_group = self.eval_group or None  # "" (command line "none"): no evaluation
         self.eval_split = self.eval_split or None
         if self.schedule_by not in SCHEDULE_BY:
@@ -111,9 +121,31 @@ class GPUTrainConfig(TrainConfig):
             raise ConfigError("GPU training has no distillation (teacher); use irstd train")
 
 
+def as_names(name: str, value: Any) -> list[str]:
+    """A non-empty list of names (pack groups)."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return list(value)
+    raise ConfigError(f"{name} must be a non-empty list of names, got {value!r}")
+
+
+GPU_FIELDS: dict[str, FieldRule] = {
+    "recipe": as_text,
+    "pack": as_optional_path,
+    "train_groups": as_names,
+    "eval_group": as_optional_text,
+    "eval_split": as_optional_text,
+    "channels_last": as_flag,
+    "compile": as_flag,
+    "warmup_epochs": Number(integer=True, low=0),
+    "schedule_by": as_text,
+    "save_every_s": Number(low=0),
+    "eval_batch": Number(integer=True, low=1),
+}
+
+
 def recipe_config(recipe: str, **overrides: Any) -> GPUTrainConfig:
     """A config from a named recipe, explicit fields overriding it."""
-    if recipe not in RECIPES:
+    if not isinstance(recipe, str) or recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
     values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
     if "data" not in values:
@@ -448,13 +480,10 @@ def _device_name(device: torch.device) -> str:
 
 
 # --- command line (also ``irstd train-gpu``) ---------------------------------------------------
-FIELDS_CLI: tuple[tuple[str, type], ...] = (
-    ("split", str), ("model", str), ("epochs", int), ("batch-size", int), ("lr", float),
-    ("schedule", str), ("min-lr", float), ("crop", int), ("seed", int), ("device", str),
-    ("threads", int), ("threshold", float), ("max-steps", int), ("minutes", float),
-    ("knee", float), ("background", int), ("loss", str), ("init", Path), ("warmup-epochs", int),
-    ("schedule-by", str), ("save-every-s", float), ("eval-group", str), ("eval-split", str),
-    ("eval-batch", int), ("weight-decay", float),
+FIELDS_CLI: tuple[str, ...] = (
+    "split", "model", "epochs", "batch-size", "lr", "schedule", "min-lr", "crop", "seed", "device",
+    "threads", "threshold", "max-steps", "minutes", "knee", "background", "loss", "init", "warmup-epochs",
+    "schedule-by", "save-every-s", "eval-group", "eval-split", "eval-batch", "weight-decay",
 )
 
 
@@ -465,8 +494,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack", type=Path, help="a pack written by `irstd pack` (instead of --data)")
     p.add_argument("--out", type=Path, help="run folder (resumes when it holds last.safetensors)")
     p.add_argument("--train-groups", help="comma-separated pack groups to train on (default nudt_train)")
-    for name, typ in FIELDS_CLI:
-        p.add_argument(f"--{name}", type=typ)
+    for name in FIELDS_CLI:  # numbers: the range the field itself checks
+        p.add_argument(f"--{name}", type=flag_type({**TRAIN_FIELDS, **GPU_FIELDS}, name))
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", default=None)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
@@ -474,13 +503,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
-    import yaml
-
+    """The recipe, then the ``--config`` YAML, then the flags."""
     values: dict[str, Any] = {}
     if args.config:
-        if not args.config.is_file():
-            raise ConfigError(f"config file not found: {args.config}")
-        values.update(yaml.safe_load(args.config.read_text()) or {})
+        values.update(read_config(args.config))
     for key in GPUTrainConfig.__dataclass_fields__:
         v = getattr(args, key, None)
         if v is not None and key != "recipe":
@@ -492,7 +518,7 @@ def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
             values[key] = ""  # no evaluation (None would mean "not given": the default)
     unknown = set(values) - set(GPUTrainConfig.__dataclass_fields__)
     if unknown:
-        raise ConfigError(f"unknown training options {sorted(unknown)}")
+        raise ConfigError(f"unknown training options {sorted(map(str, unknown))}")
     return recipe_config(values.pop("recipe", args.recipe), **values)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoin
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.fingerprint import weights_digest
 from irstd_ros.inference.detector import resolve_model_path
+from irstd_ros.models import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,26 @@ def average_models(
     return out
 
 
+def _differences(first: ModelConfig, other: ModelConfig) -> str:
+    """The fields in which ``other`` differs from ``first``: ``"stem: 2 vs 1, refine: 8 vs 0"``."""
+    return ", ".join(
+        f"{f.name}: {_shown(getattr(other, f.name))} vs {_shown(getattr(first, f.name))}"
+        for f in fields(first)
+        if _shown(getattr(other, f.name)) != _shown(getattr(first, f.name))
+    )
+
+
+def _shown(value: object) -> str:
+    return str(list(value)) if isinstance(value, (tuple, list)) else str(value)
+
+
 def _check_alike(paths: Sequence[Path], infos: Sequence[CheckpointInfo]) -> None:
-    ref_model, ref_norm = infos[0].model.to_dict(), infos[0].norm
+    ref_model, ref_norm = infos[0].model, infos[0].norm
     for path, info in zip(paths[1:], infos[1:]):
-        if info.model.to_dict() != ref_model:
+        if info.model.to_dict() != ref_model.to_dict():
             raise ConfigError(
                 f"{path} holds a different network than {paths[0]} "
-                f"({info.model.arch} {info.model.widths} vs {infos[0].model.arch} {infos[0].model.widths}); "
+                f"({_differences(ref_model, info.model)}); "
                 "only checkpoints of one architecture can be averaged"
             )
         if info.norm != ref_norm:

@@ -12,17 +12,22 @@ checkpoint's :class:`~irstd_ros.core.InputNorm` exactly as at run time.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import math
 import os
+import re
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
 from tqdm import tqdm
@@ -101,29 +106,262 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.data, self.out = Path(self.data), Path(self.out)
-        self.init = Path(self.init) if self.init else None
+        check_fields(self, TRAIN_FIELDS)
         teachers = path_tuple(self.teacher)
         self.teacher = None if not teachers else teachers[0] if len(teachers) == 1 else list(teachers)
-        if self.distill < 0:
-            raise ConfigError(f"distill must be >= 0, got {self.distill}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"unknown schedule {self.schedule!r}; valid: constant, cosine")
         if self.norm not in NORM_KINDS:
             raise ConfigError(f"unknown norm {self.norm!r}; valid: {', '.join(NORM_KINDS)}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("epochs and batch_size must be >= 1 and lr > 0")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(f"device must be one of {DEVICE_CHOICES}, got {self.device!r}")
+        stride = named_config(self.model).stride  # also refuses an unknown model name
+        if self.crop < stride:
+            raise ConfigError(f"crop must be >= {stride} (the stride of model {self.model!r}), got {self.crop}")
+
+
+# --- field types and ranges (YAML values arrive unchecked) ------------------------------------
+FieldRule = Callable[[str, Any], Any]
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric config field: an integer or a finite number in a range, or None where
+    ``optional``. A numeric string (PyYAML reads ``1e-3``, without a dot, as one) is
+    converted; a bool, a non-numeric string, NaN or infinity is refused."""
+
+    integer: bool = False
+    low: float = -math.inf
+    low_open: bool = False  # > low rather than >= low
+    high: float = math.inf
+    high_open: bool = False  # < high rather than <= high
+    optional: bool = False  # None (null) allowed: not set
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.low > -math.inf and self.high < math.inf:
+            bounds = f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        elif self.low > -math.inf:
+            bounds = f" {'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high < math.inf:
+            bounds = f" {'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            bounds = ""
+        return kind + bounds + (" or null" if self.optional else "")
+
+    def convert(self, value: Any) -> int | float | None:
+        """``value`` checked and converted; ValueError ``must be ..., got ...`` if it is not one."""
+        if value is None and self.optional:
+            return None
+        number = _numeric(value, self.integer)
+        if number is None or not (
+            (number > self.low if self.low_open else number >= self.low)
+            and (number < self.high if self.high_open else number <= self.high)
+        ):
+            raise ValueError(f"must be {self.describe()}, got {value!r}")
+        return number
+
+    def __call__(self, name: str, value: Any) -> int | float | None:
+        try:
+            return self.convert(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name} {exc}") from None
+
+    def arg(self, text: str) -> int | float:
+        """argparse ``type`` of the field's flag: the same check, as a usage error."""
+        try:
+            number = replace(self, optional=False).convert(text)  # a flag left out is the null
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        assert number is not None  # a command-line value is never None
+        return number
+
+
+def _numeric(value: Any, integer: bool) -> int | float | None:
+    """``value`` as a finite int (``integer``: whole numbers only) or float, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            try:
+                value = float(text)  # "1e3" for an integer
+            except ValueError:
+                return None
+    if isinstance(value, float):
+        if not math.isfinite(value) or (integer and not value.is_integer()):
+            return None
+        return int(value) if integer else value
+    return value if integer else float(value)
+
+
+def as_text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def as_optional_text(name: str, value: Any) -> str | None:
+    return None if value is None else as_text(name, value)
+
+
+def as_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def as_path(name: str, value: Any) -> Path:
+    if isinstance(value, Path) or (isinstance(value, str) and value.strip()):
+        return Path(value)
+    raise ConfigError(f"{name} must be a path (a non-empty string), got {value!r}")
+
+
+def as_optional_path(name: str, value: Any) -> Path | None:
+    return None if value is None or value == "" else as_path(name, value)
+
+
+def as_paths(name: str, value: Any) -> Any:
+    """None, one path, or a list of paths (kept as given; :func:`path_tuple` reads it)."""
+    if value is None or isinstance(value, (str, Path)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, Path)) and str(v).strip() for v in value):
+        return list(value)
+    raise ConfigError(f"{name} must be a path or a list of paths, got {value!r}")
+
+
+def as_mapping(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a mapping (key: value), got {value!r}")
+    return dict(value)
+
+
+def as_mappings(name: str, value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(f"{name} must be a list of mappings (root: ..., weight: ...), got {value!r}")
+    return [dict(v) for v in value]
+
+
+def as_scale(name: str, value: Any) -> list[float]:
+    """[low, high]: two finite numbers with 0 < low <= high."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        lo, hi = (_numeric(v, integer=False) for v in value)
+        if lo is not None and hi is not None and 0 < lo <= hi:
+            return [float(lo), float(hi)]
+    raise ConfigError(f"{name} must be [low, high], two numbers with 0 < low <= high, got {value!r}")
+
+
+TRAIN_FIELDS: dict[str, FieldRule] = {
+    "data": as_path,
+    "out": as_path,
+    "split": as_text,
+    "mask_suffix": as_text,
+    "model": as_text,
+    "epochs": Number(integer=True, low=1),
+    "batch_size": Number(integer=True, low=1),
+    "lr": Number(low=0, low_open=True),
+    "schedule": as_text,
+    "min_lr": Number(low=0),
+    "weight_decay": Number(low=0),
+    "crop": Number(integer=True, low=1),
+    "seed": Number(integer=True, low=0),
+    "device": as_text,
+    "threads": Number(integer=True, low=1, optional=True),
+    "bf16": as_flag,
+    "threshold": Number(low=0, low_open=True, high=1, high_open=True),
+    "resume": as_flag,
+    "max_steps": Number(integer=True, low=1, optional=True),
+    "minutes": Number(low=0, low_open=True, optional=True),
+    "norm": as_text,
+    "knee": Number(low=0, low_open=True),
+    "background": Number(integer=True, low=0),
+    "loss": as_text,
+    "init": as_optional_path,
+    "init_partial": as_flag,
+    "init_widen": as_flag,
+    "teacher": as_paths,
+    "distill": Number(low=0),
+    "distill_keep_labels": as_flag,
+    "sources": as_mappings,
+    "samples_per_epoch": Number(integer=True, low=1, optional=True),
+    "generator_frames": Number(integer=True, low=0),
+    "generator_weight": Number(low=0),
+    "generator_implant": Number(low=0, high=1),
+    "implant": as_mapping,
+    "sensor": as_mapping,
+    "scale": as_scale,
+    "scale_prob": Number(low=0, high=1),
+    "workers": Number(integer=True, low=0),
+    "extra": as_mapping,
+}
+
+
+def flag_type(rules: Mapping[str, FieldRule], flag: str) -> Callable[[str], Any]:
+    """The argparse ``type`` of ``--flag``: its field's own range check for a number (the
+    same as a YAML value gets), :class:`Path` for a path, else ``str``."""
+    rule = rules[flag.replace("-", "_")]
+    if isinstance(rule, Number):
+        return rule.arg
+    return Path if rule in (as_path, as_optional_path) else str
+
+
+def check_fields(cfg: Any, rules: Mapping[str, FieldRule]) -> None:
+    """Check (and convert, e.g. ``"1e-3"`` to 0.001) each field of ``cfg`` named in
+    ``rules``: one :class:`ConfigError` naming the field and what it must be."""
+    for name, rule in rules.items():
+        setattr(cfg, name, rule(name, getattr(cfg, name)))
+
+
+def read_config(path: Path) -> dict:
+    """The mapping of TrainConfig fields in a YAML file (empty file: {}); one-line
+    :class:`ConfigError` naming the file when it is missing, a folder, not YAML or not a
+    mapping."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"config file {path}: malformed YAML{at}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not a text (YAML) file") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {path}: expected a mapping of training options (key: value), "
+            f"got a YAML {type(loaded).__name__}"
+        )
+    return loaded
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; asking for CUDA without one is an error."""
+    """``auto`` is CUDA when available, else CPU; asking for CUDA without one, for a CUDA
+    device index that is not there, or for another device is a :class:`ConfigError`."""
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise ConfigError(f"device must be one of {DEVICE_CHOICES}, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
+    return device
 
 
 def lr_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, start_epoch: int = 0) -> LRScheduler:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,18 @@ from irstd_ros.core import paths
 
 
 def unwritable_folder(monkeypatch: pytest.MonkeyPatch, parent: Path) -> Path:
-    """A folder under ``parent`` that ``os.access`` (as :mod:`irstd_ros.core.paths` calls
-    it) reports as not writable, for as long as ``monkeypatch`` lasts. A patch, not chmod:
+    """A folder under ``parent`` in which :mod:`irstd_ros.core.paths` finds it cannot
+    create a file, for as long as ``monkeypatch`` lasts. A patch of its probe, not chmod:
     root writes anywhere, and CI runs as root."""
     ro = parent / "ro"
     ro.mkdir()
-    real_access = os.access
+    real_probe = paths.can_write_in
 
-    def access(path, mode, *args, **kwargs):
-        if mode & os.W_OK and Path(path).absolute() == ro.absolute():
+    def can_write_in(folder: Path) -> bool:
+        if Path(folder).absolute() == ro.absolute():
             return False
-        return real_access(path, mode, *args, **kwargs)
+        return real_probe(folder)
 
-    # through the module's own name for os: fails loudly if paths stops calling os.access
-    monkeypatch.setattr(paths.os, "access", access)
+    # raising=True: fails loudly if paths loses its probe
+    monkeypatch.setattr(paths, "can_write_in", can_write_in)
     return ro

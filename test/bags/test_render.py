@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+from pathlib import Path
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from _support.bags import TINY
+from _support.cli import one_error_line, run_cli
 
 from irstd_ros.bags.render import RenderConfig, contact_sheet, render
 from irstd_ros.errors import BagError, ConfigError
@@ -50,3 +55,57 @@ def test_contact_sheet_tiles_row_by_row():
     gap = 4
     assert sheet.shape == (2 * 4 + gap, 3 * 5 + 2 * gap, 3)
     assert sheet[0, 0, 0] == 0 and sheet[0, 5 + gap, 0] == 40 and sheet[4 + gap, 0, 0] == 120
+
+
+@pytest.fixture
+def unraisable(monkeypatch):
+    """Exceptions raised in finalisers ("Exception ignored in ... __del__")."""
+    seen: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(f"{u.exc_type.__name__} in {u.object!r}"))
+    return seen
+
+
+def test_a_video_that_cannot_be_written_fails_once_and_cleanly(tiny_bag, tmp_path, unraisable):
+    out = tmp_path / "v.gif"
+    out.mkdir()  # the GIF cannot be opened: only known when it is written
+    try:
+        render(RenderConfig(tiny_bag, out))
+    except IsADirectoryError as exc:
+        assert exc.filename == str(out)
+    else:
+        raise AssertionError("no error")
+    gc.collect()
+    assert unraisable == []  # no writer left to retry the close in its finaliser
+
+
+def test_a_failure_while_drawing_is_the_error_reported(tiny_bag, tmp_path, monkeypatch, unraisable):
+    from irstd_ros.bags import render as render_module
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(render_module, "draw_overlay", boom)
+    for suffix in (".gif", ".mp4"):
+        with pytest.raises(RuntimeError, match="boom"):
+            render(RenderConfig(tiny_bag, tmp_path / f"v{suffix}"))
+    gc.collect()
+    assert unraisable == [] and not (tmp_path / "v.gif").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
+@pytest.mark.parametrize("option", ["--out", "--sheet"])
+def test_cli_output_under_proc_is_one_line_before_the_work(option, tiny_bag, tmp_path, capsys, monkeypatch):
+    from irstd_ros.bags import render as render_module
+
+    def no_reading(*_args, **_kwargs):
+        raise AssertionError("the bag was read before the outputs were checked")
+
+    monkeypatch.setattr(render_module, "BagReader", no_reading)
+    paths = {"--out": str(tmp_path / "v.gif"), "--sheet": str(tmp_path / "s.png")}
+    paths[option] = "/proc/irstd-x" + Path(paths[option]).suffix
+    code, err = run_cli(capsys, "render", str(tiny_bag), "--out", paths["--out"], "--sheet", paths["--sheet"])
+    assert code == 2
+    assert one_error_line(err) == (
+        f"irstd render: error: {option} {paths[option]} cannot be created: directory /proc is not writable"
+    )
+    assert "Exception ignored" not in err and list(tmp_path.iterdir()) == []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _support.cli import one_error_line, run_cli
 
 from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
+from irstd_ros.cli.export import EXPORT_BACKENDS
 from irstd_ros.cli.main import main
 from irstd_ros.inference.backends.fingerprint import load_fingerprint
 from irstd_ros.models import build_model, named_config
@@ -79,3 +82,34 @@ def test_openvino_export_writes_fp32_ir(weights, tmp_path, capsys):
         if op.get_type_name() == "Constant"
     }
     assert "f32" in constants and "f16" not in constants  # save_model would compress by default
+
+
+@pytest.mark.parametrize("backend", EXPORT_BACKENDS)
+def test_out_that_is_a_file_is_refused_before_the_export(backend, weights, tmp_path, capsys, monkeypatch):
+    from irstd_ros.cli import export
+
+    def no_loading(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    from irstd_ros.tools import quantize
+
+    monkeypatch.setattr(export, "load_checkpoint", no_loading)
+    monkeypatch.setattr(quantize, "export_int8", no_loading)
+    monkeypatch.setattr(quantize, "export_bf16", no_loading)
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    code, err = run_cli(capsys, "export", "--backend", backend, "--height", "32", "--width", "32",
+                        "--weights", str(weights), "--out", str(a_file))
+    assert code == 2
+    assert one_error_line(err) == f"irstd export: error: --out {a_file}: is a file; give a directory"
+    assert a_file.read_text() == "x"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
+def test_out_under_proc_is_refused_before_the_export(weights, capsys):
+    code, err = run_cli(capsys, "export", "--backend", "onnxruntime", "--weights", str(weights),
+                        "--out", "/proc/irstd-cache")
+    assert code == 2
+    assert one_error_line(err) == (
+        "irstd export: error: --out /proc/irstd-cache cannot be created: directory /proc is not writable"
+    )

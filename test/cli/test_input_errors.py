@@ -95,6 +95,34 @@ def test_output_dir_in_a_read_only_folder(tmp_path, monkeypatch):
         _options.check_output_file(ro / "out.json", "--out")
 
 
+def test_an_existing_read_only_output_dir(tmp_path, monkeypatch):
+    ro = unwritable_folder(monkeypatch, tmp_path)
+    with pytest.raises(ConfigError, match="directory is not writable"):
+        _options.check_output_dir(ro, "--out")
+
+
+PROC = Path("/proc")
+
+
+@pytest.mark.skipif(not (PROC / "self").is_dir(), reason="no /proc here")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--out", "/proc/irstd-out"],
+        ["mine", "--out", "/proc/irstd-out.json"],
+        ["envelope", "--out", "/proc/irstd-out"],
+    ],
+)
+def test_out_under_proc_is_refused_up_front_even_as_root(args, capsys, tmp_path):
+    if args[0] in ("eval", "mine"):
+        args = [*args, "--data", str(tmp_path)]
+    code, err = run_cli(capsys, *args)
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith(f"irstd {args[0]}: error: --out /proc/irstd-out")
+    assert "/proc is not writable" in line
+
+
 def test_eval_out_that_is_a_file(capsys, tmp_path):
     a_file = tmp_path / "README.md"
     a_file.write_text("x")

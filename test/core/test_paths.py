@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from _support.files import unwritable_folder
 
-from irstd_ros.core.paths import creation_problem
+from irstd_ros.core.paths import can_write_in, creation_problem, output_dir_problem
 
 
 def test_creatable_below_a_directory_and_not_below_a_file(tmp_path):
@@ -21,3 +24,26 @@ def test_not_creatable_in_a_read_only_folder(tmp_path, monkeypatch):
     reason = creation_problem(ro / "x" / "y.json")
     assert reason is not None and "not writable" in reason and str(ro) in reason
     assert creation_problem(tmp_path / "x") is None  # only that folder is refused
+
+
+def test_an_existing_read_only_folder_is_not_an_output_dir(tmp_path, monkeypatch):
+    ro = unwritable_folder(monkeypatch, tmp_path)
+    reason = output_dir_problem(ro)
+    assert reason is not None and "not writable" in reason
+    assert output_dir_problem(tmp_path) is None
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
+def test_proc_is_not_writable_even_for_root():
+    # os.access says yes to root for /proc: the probe tries a file there
+    for path in (Path("/proc/irstd-x.json"), Path("/proc/irstd-x/y.json")):
+        reason = creation_problem(path)
+        assert reason is not None and "directory /proc is not writable" in reason
+    assert output_dir_problem(Path("/proc")) is not None
+
+
+def test_the_probe_leaves_nothing_behind(tmp_path):
+    assert can_write_in(tmp_path) and creation_problem(tmp_path / "x") is None
+    assert output_dir_problem(tmp_path) is None
+    assert not any(tmp_path.iterdir())
+    assert not can_write_in(tmp_path / "missing")

@@ -93,3 +93,21 @@ def test_crop_pads_small_images(tmp_path):
     root = make_dataset(tmp_path / "d", ["a", "b"], size=(10, 12))
     ds = IRSTDDataset(find_pairs(DatasetSpec(root, "train")), crop=16, train=True)
     assert ds[0][0].shape == (1, 16, 16)
+
+
+def test_split_list_not_utf8_names_the_file(tmp_path):
+    root = make_dataset(tmp_path / "d", ["000001", "000002"])
+    split = root / "50_50" / "train.txt"
+    split.write_bytes("000001\n".encode("utf-16"))  # a BOM and NUL bytes: not UTF-8
+    with pytest.raises(DatasetError, match="split list .*train.txt is not UTF-8"):
+        find_pairs(DatasetSpec(root, "train"))
+
+
+@pytest.mark.parametrize("folder", ["images", "masks"])
+def test_two_files_of_one_stem_are_refused_naming_both(tmp_path, folder):
+    root = make_dataset(tmp_path / "d", ["000001", "000002", "000003"])
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(root / folder / "000002.bmp")
+    with pytest.raises(DatasetError, match="ambiguous") as info:
+        find_pairs(DatasetSpec(root, "train"))
+    assert str(root / folder / "000002.png") in str(info.value)
+    assert str(root / folder / "000002.bmp") in str(info.value)

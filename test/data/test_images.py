@@ -109,3 +109,31 @@ def test_masks_of_any_mode_are_boolean(tmp_path):
     rgb = np.zeros((2, 2, 3), np.uint8)
     rgb[0, 1, 2] = 1  # a faint blue pixel still marks a target
     assert read_mask(save(tmp_path, Image.fromarray(rgb), "y.png")).tolist() == [[False, True], [False, False]]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_tiff_with_non_finite_pixels_is_refused(tmp_path, bad):
+    arr = np.full((4, 5), 0.25, np.float32)
+    arr[1, 2] = bad
+    path = save(tmp_path, Image.fromarray(arr), "x.tif")
+    with pytest.raises(DatasetError, match=r"x\.tif: 1 of 20 pixels are NaN or infinite"):
+        read_image(path)
+
+
+def test_all_nan_float_tiff_is_refused(tmp_path):
+    path = save(tmp_path, Image.fromarray(np.full((3, 3), np.nan, np.float32)), "nan.tif")
+    with pytest.raises(DatasetError, match=r"nan\.tif: 9 of 9 pixels"):
+        read_image(path)
+
+
+def test_finite_float_tiff_is_read(tmp_path):
+    arr = np.array([[0.0, -1.5], [3.25, 1e6]], np.float32)
+    out = read_image(save(tmp_path, Image.fromarray(arr), "ok.tif"))
+    assert out.dtype == np.float32 and (out == arr).all()
+
+
+def test_float_mask_with_nan_is_refused(tmp_path):
+    arr = np.zeros((3, 3), np.float32)
+    arr[0, 0] = np.nan
+    with pytest.raises(DatasetError, match=r"m\.tif: the mask holds NaN"):
+        read_mask(save(tmp_path, Image.fromarray(arr), "m.tif"))

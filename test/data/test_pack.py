@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from _support.cli import one_error_line, run_cli
 
 from irstd_ros.cli.main import main
+from irstd_ros.data import pack as pack_module
 from irstd_ros.data.pack import (
     Pack,
     PackConfig,
@@ -21,7 +23,7 @@ from irstd_ros.data.pack import (
     pack_items,
     write_pack,
 )
-from irstd_ros.errors import DatasetError
+from irstd_ros.errors import ConfigError, DatasetError
 from irstd_ros.tools.gpu_session import make_dry_data
 
 CROP = 32
@@ -92,10 +94,51 @@ def test_errors(tmp_path, pack):
     with pytest.raises(DatasetError, match="no group 'nope'"):
         pack_items(pack, "nope")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(DatasetError, match="not a readable irstd pack"):
+    with pytest.raises(DatasetError, match=r"not a pack \(expected an .npz written by irstd pack\)"):
         Pack(tmp_path / "bad.npz")
     with pytest.raises(DatasetError, match="pack not found"):
         Pack(tmp_path / "missing.npz")
+
+
+NOT_A_PACK = "not a pack (expected an .npz written by irstd pack): "
+
+
+def test_files_that_are_not_packs_are_named_so(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")  # np.load would take it for pickled data
+    npy = tmp_path / "a.npy"
+    np.save(npy, np.zeros(3))
+    other_npz = tmp_path / "other.npz"
+    np.savez(other_npz, a=np.zeros(3))  # a zip, but no meta
+    bad_meta = tmp_path / "bad_meta.npz"
+    np.savez(bad_meta, meta=np.frombuffer(b"{not json", np.uint8))
+    for path in (text, npy, other_npz, bad_meta):
+        with pytest.raises(DatasetError) as info:
+            Pack(path)
+        assert str(info.value) == NOT_A_PACK + str(path)
+    with pytest.raises(DatasetError, match="is a directory, not a pack"):
+        Pack(tmp_path)
+
+
+def test_train_gpu_pack_that_is_a_text_file_or_a_directory(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    code, err = run_cli(capsys, "train-gpu", "--pack", str(text), "--out", str(tmp_path / "run"), "--device", "cpu")
+    assert code == 2 and one_error_line(err) == f"irstd train-gpu: error: {NOT_A_PACK}{text}"
+    code, err = run_cli(capsys, "train-gpu", "--pack", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cpu")
+    assert code == 2 and "is a directory" in one_error_line(err) and "pickle" not in err
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "p.npz"
+    item = (np.zeros((4, 4), np.uint8), np.zeros((4, 4), bool), "x")
+    with pytest.raises(DatasetError, match="is empty"):  # fails inside the zip, after it started
+        write_pack([PackGroup("a", [item]), PackGroup("b", [])], out)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "d").mkdir()
+    with pytest.raises(DatasetError, match="d is a directory"):
+        write_pack([PackGroup("a", [item])], tmp_path / "d")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 
 def test_cli(tmp_path, roots, capsys):
@@ -104,3 +147,36 @@ def test_cli(tmp_path, roots, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["groups"]) == {"nudt_train", "nudt_test"} and out.is_file()
     assert main(["pack", "--out", str(out), "--no-nudt", "--no-sirst"]) == 2  # nothing to pack
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--crop", "0"], "argument --crop: must be >= 1, got 0"),
+        (["--crop", "-5"], "argument --crop: must be >= 1, got -5"),
+        (["--target-crops", "-1"], "argument --target-crops: must be >= 0"),
+        (["--random-crops", "x"], "argument --random-crops: expected an integer"),
+    ],
+)
+def test_cli_bad_crop_options_are_usage_errors(args, words, tmp_path, roots, capsys):
+    code, err = run_cli(capsys, "pack", "--out", str(tmp_path / "p.npz"), "--no-nudt",
+                        "--sirst", str(roots["sirst"]), *args)
+    assert code == 2 and words in one_error_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_out_that_is_a_directory_is_refused_up_front(tmp_path, roots, capsys, monkeypatch):
+    def no_reading(*_args, **_kwargs):
+        raise AssertionError("the datasets were read before --out was checked")
+
+    monkeypatch.setattr(pack_module, "folder_items", no_reading)
+    out = tmp_path / "d"
+    out.mkdir()
+    code, err = run_cli(capsys, "pack", "--out", str(out), "--nudt", str(roots["nudt"]), "--no-sirst")
+    assert code == 2
+    assert one_error_line(err) == f"irstd pack: error: --out {out}: is a directory; give a file path"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no stray d.tmp
+    with pytest.raises(DatasetError, match="is a directory"):  # the library checks too, up front
+        build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=None))
+    with pytest.raises(ConfigError, match="crop must be >= 1"):
+        build_pack(PackConfig(out=tmp_path / "p.npz", nudt=None, sirst=roots["sirst"], crop=0))

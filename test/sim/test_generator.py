@@ -156,3 +156,28 @@ def test_dim_point_targets_and_a_background_only_stretch():
     # the bright targets are unchanged by adding dim ones (their own random stream)
     plain = frames(replace(cfg, dim_targets=0, quiet=(0, 0)))
     assert [(t.id, t.x) for t in plain[0].targets] == [(t.id, t.x) for t in seq[0].targets if t.id < 2]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"fps": float("inf")},
+        {"fps": float("nan")},
+        {"snr": (5.0, float("inf"))},
+        {"target_size": (float("inf"), float("inf"))},
+        {"target_speed": (0.0, float("nan"))},
+        {"dim_snr": (float("nan"), 5.0)},
+        {"flicker_snr": (6.0, float("inf"))},
+        {"flicker_rate": float("inf")},
+        {"psf_sigma": float("nan")},
+        {"noise_sigma": float("inf")},
+        {"gain_nonuniformity": float("nan")},
+    ],
+)
+def test_non_finite_numbers_are_refused(change):
+    name = next(iter(change))
+    cfg = replace(SMALL, **change)
+    with pytest.raises(ConfigError, match=f"{name} must be finite"):
+        cfg.validate()
+    with pytest.raises(ConfigError, match=f"{name} must be finite"):
+        next(generate_sequence(cfg))

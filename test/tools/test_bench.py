@@ -181,3 +181,28 @@ def test_models_may_be_checkpoint_files(tmp_path):
     assert info.model.stem == 2
     with pytest.raises(ConfigError, match="no such checkpoint file"):
         bench.resolve_models([str(tmp_path / "missing.safetensors")])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_safetensors"])
+def test_unloadable_checkpoint_fails_the_bench_before_any_cell(damage, capsys, monkeypatch, tmp_path):
+    import torch
+
+    from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
+    from irstd_ros.models import build_model, named_config
+
+    def no_cell(*_a, **_k):
+        raise AssertionError("no child is started for a model that cannot be loaded")
+
+    torch.manual_seed(0)
+    cfg = named_config("tiny")
+    good = save_checkpoint(tmp_path / "good.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg))
+    bad = tmp_path / "bad.safetensors"
+    data = good.read_bytes()
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not a checkpoint at all")
+    monkeypatch.setattr(bench, "_child", no_cell)
+    code = main(["bench", "--quick", "--no-node", "--backends", "torch-cpu", "--sizes", "64x64",
+                 "--models", f"{good},{bad}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and f"--models {bad}: model file {bad}" in err
+    assert "Traceback" not in err

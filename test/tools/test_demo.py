@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from _support.cli import one_error_line, run_cli
 
 from irstd_ros.inference.detector import default_model_path
 from irstd_ros.ros.launch_args import node_command
+from irstd_ros.tools import demo
 from irstd_ros.tools.demo import SAMPLE_SEQUENCE, DemoConfig, main, node_command_line, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +80,63 @@ def test_demo_end_to_end_on_a_short_sample(tmp_path, rclpy_context):
     assert metrics["latency_source"] == "recorded"
     for name in ("demo.mp4", "contact_sheet.png", "pd_fa.png", "outputs/metadata.yaml", "node.log"):
         assert (tmp_path / name).is_file(), name
+
+
+@pytest.fixture
+def no_demo_run(monkeypatch):
+    """The options must be refused before the sample is generated and the node started."""
+
+    def no_run(_cfg):
+        raise AssertionError("the demo ran before its options were checked")
+
+    monkeypatch.setattr(demo, "run_demo", no_run)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--rate", "0"], "--rate must be > 0, got 0"),
+        (["--rate", "-2"], "--rate must be > 0, got -2"),
+        (["--rate", "nan"], "--rate must be > 0, got nan"),
+        (["--frames", "0"], "--frames must be >= 1, got 0"),
+        (["--scene", "moon"], "sample sequence: unknown scene 'moon'"),
+        (["--snr", "x"], "--snr: expected a number or LO:HI, got 'x'"),
+        (["--snr", "0"], "sample sequence: snr range"),
+    ],
+)
+def test_irstd_demo_bad_options_are_one_line_exit_2_up_front(args, words, tmp_path, capsys, no_demo_run):
+    code, err = run_cli(capsys, "demo", "--out", str(tmp_path / "o"), *args)
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith("irstd demo: error: ") and words in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_irstd_demo_out_that_is_a_file(tmp_path, capsys, no_demo_run):
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    code, err = run_cli(capsys, "demo", "--out", str(a_file))
+    assert code == 2
+    assert one_error_line(err) == f"irstd demo: error: --out {a_file}: is a file; give a directory"
+    assert a_file.read_text() == "x"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
+def test_irstd_demo_out_under_proc(capsys, no_demo_run):
+    code, err = run_cli(capsys, "demo", "--out", "/proc/irstd-demo")
+    assert code == 2 and "directory /proc is not writable" in one_error_line(err)
+
+
+def test_python_m_demo_keeps_its_one_line_exit_1(tmp_path, capsys, no_demo_run):
+    code = main(["--rate", "0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and err == "demo: error: --rate must be > 0, got 0\n"
+
+
+def test_irstd_demo_subprocess_failure_is_one_line(tmp_path, capsys, monkeypatch):
+    def fails(_cfg):
+        raise subprocess.TimeoutExpired(["irstd_node"], 5)
+
+    monkeypatch.setattr(demo, "run_demo", fails)
+    code, err = run_cli(capsys, "demo", "--out", str(tmp_path / "o"))
+    assert code == 2 and "timed out after 5 seconds" in one_error_line(err)

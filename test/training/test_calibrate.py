@@ -1,12 +1,19 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from _support.cli import one_error_line, run_cli
 from _support.datasets import write_dataset
+from _support.files import unwritable_folder
+from safetensors import SafetensorError
 
+from irstd_ros import checkpoint
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.cli import calibrate as cli_calibrate
 from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD
 from irstd_ros.core.normalization import InputNorm
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training import calibrate as calibration
 from irstd_ros.training.calibrate import (
@@ -145,3 +152,48 @@ def test_two_piece_calibration_adds_the_knee_and_keeps_the_operating_point(tmp_p
     with pytest.raises(ConfigError, match="already has a two-piece calibration"):
         calibrate(CalibrationConfig(tmp_path / "c.safetensors", tmp_path / "d.safetensors", ((root, "train"),),
                                     frames=4, two_piece=True))
+
+
+def _calibrate_cli_args(tmp_path, out):
+    root = _point_dataset(tmp_path / "d")
+    src = save_checkpoint(tmp_path / "m.safetensors", build_model(named_config("tiny")),
+                          CheckpointInfo(named_config("tiny"), InputNorm(kind="robust", background=16)))
+    return ["calibrate", "--weights", str(src), "--data", f"{root}:train", "--frames", "2", "--out", str(out)]
+
+
+def test_calibrate_cli_checks_out_before_the_fit(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli_calibrate, "calibrate", lambda *a, **k: pytest.fail("the fit ran before --out was checked"))
+    ro = unwritable_folder(monkeypatch, tmp_path)
+    code, err = run_cli(capsys, *_calibrate_cli_args(tmp_path, ro / "cal.safetensors"))
+    assert code == 2 and "--out" in one_error_line(err) and "not writable" in err
+    code, err = run_cli(capsys, *_calibrate_cli_args(tmp_path / "again", tmp_path))
+    assert code == 2 and "is a directory" in one_error_line(err)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_calibrate_cli_where_no_file_can_be_written_fails_in_one_line(capsys, tmp_path):
+    # refused up front or when written (as root os.access calls /proc writable): one line either way
+    code, err = run_cli(capsys, *_calibrate_cli_args(tmp_path, "/proc/irstd_test.safetensors"))
+    assert code == 2 and "/proc/irstd_test.safetensors" in one_error_line(err)
+
+
+def test_calibrate_refuses_non_finite_weights_before_the_fit(tmp_path, monkeypatch):
+    monkeypatch.setattr(calibration, "collect", lambda *a, **k: pytest.fail("fitted a diverged model"))
+    model = build_model(named_config("tiny"))
+    with torch.no_grad():
+        model.head.weight.view(-1)[0] = float("inf")
+    src = save_checkpoint(tmp_path / "m.safetensors", model, CheckpointInfo(named_config("tiny")))
+    with pytest.raises(CheckpointError, match="non-finite values in tensor head.weight"):
+        calibrate(CalibrationConfig(src, tmp_path / "c.safetensors", ((tmp_path, "train"),)))
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_calibrate_cli_a_write_that_fails_anyway_is_one_line(capsys, tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    args = _calibrate_cli_args(tmp_path, tmp_path / "cal.safetensors")
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)  # --out passes its check, the write fails
+    code, err = run_cli(capsys, *args)
+    assert code == 2 and f"cannot write model file {tmp_path / 'cal.safetensors'}: " in one_error_line(err)
+    assert not (tmp_path / "cal.safetensors").exists()

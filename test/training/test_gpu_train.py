@@ -160,3 +160,34 @@ def test_device_batches_on_cuda_are_normalised_like_numpy():
     data = DeviceBatches(items, 64, norm, torch.device("cuda"))
     x, _ = data.batch(torch.tensor([0], device="cuda"), torch.Generator(device="cuda").manual_seed(0))
     assert x.is_cuda and x.shape == (1, 1, 64, 64) and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("threshold", "abc", "threshold must be a number in (0, 1), got 'abc'"),
+        ("lr", float("nan"), "lr must be a number > 0"),
+        ("warmup_epochs", -1, "warmup_epochs must be an integer >= 0"),
+        ("save_every_s", float("nan"), "save_every_s must be a number >= 0"),
+        ("eval_batch", 0, "eval_batch must be an integer >= 1"),
+        ("train_groups", "nudt_train", "train_groups must be a non-empty list of names"),
+        ("train_groups", [], "train_groups must be a non-empty list of names"),
+        ("eval_group", 5, "eval_group must be a string"),
+        ("pack", 5, "pack must be a path"),
+        ("channels_last", "no", "channels_last must be true or false"),
+        ("schedule_by", ["time"], "schedule_by must be a string"),
+        ("device", "bogus", "device must be one of auto, cpu, cuda, cuda:N"),
+    ],
+)
+def test_gpu_fields_of_the_wrong_type_or_range_are_one_config_error(tmp_path, field, value, words):
+    with pytest.raises(ConfigError) as info:
+        _cfg(tmp_path, data=tmp_path, **{field: value})
+    assert words in str(info.value)
+
+
+def test_gpu_config_converts_numeric_strings(tmp_path):
+    cfg = _cfg(tmp_path, data=tmp_path, lr="3e-4", save_every_s="60", warmup_epochs=2.0, pack=str(tmp_path))
+    assert cfg.lr == pytest.approx(3e-4) and cfg.save_every_s == 60.0 and cfg.warmup_epochs == 2
+    assert type(cfg.warmup_epochs) is int and cfg.pack == tmp_path
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        recipe_config(["paper"])  # type: ignore[arg-type]

@@ -1,10 +1,17 @@
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 import torch
 from _support.cli import one_error_line, run_cli
+from _support.files import unwritable_folder
+from safetensors import SafetensorError
 
+from irstd_ros import checkpoint
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.cli import soup as cli_soup
 from irstd_ros.core.normalization import InputNorm
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training.soup import SoupConfig, soup, soup_coefficients
 
@@ -90,3 +97,63 @@ def test_soup_cli_writes_the_average_and_fails_in_one_line(capsys, tmp_path):
                         "--out", str(tmp_path / "t.safetensors"))
     assert code == 2 and "not found" in one_error_line(err)
     assert not (tmp_path / "t.safetensors").exists()
+
+
+def test_a_different_network_is_named_by_the_fields_that_differ(tmp_path):
+    _checkpoint(tmp_path / "fast.safetensors", name="fast")
+    widths = named_config("fast").widths
+    other = replace(named_config("fast"), stem=1, refine=4)
+    save_checkpoint(tmp_path / "other.safetensors", build_model(other), CheckpointInfo(other, NORM, 0.3))
+    with pytest.raises(ConfigError) as caught:
+        soup(SoupConfig((tmp_path / "fast.safetensors", tmp_path / "other.safetensors"), tmp_path / "s.safetensors"))
+    message = str(caught.value)
+    assert f"different network than {tmp_path / 'fast.safetensors'} (stem: 1 vs 2, refine: 4 vs 0)" in message
+    assert str(list(widths)) not in message  # the widths agree: not shown
+
+
+def test_soup_refuses_a_parent_with_non_finite_weights(tmp_path):
+    _checkpoint(tmp_path / "a.safetensors")
+    model = _checkpoint(tmp_path / "b.safetensors", seed=1)
+    with torch.no_grad():
+        model.head.weight.view(-1)[0] = float("nan")
+    save_checkpoint(tmp_path / "b.safetensors", model, CheckpointInfo(named_config("tiny"), NORM, 0.3))
+    with pytest.raises(CheckpointError, match="b.safetensors has non-finite values in tensor head.weight"):
+        soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"), tmp_path / "s.safetensors"))
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_soup_cli_checks_out_before_loading_anything(capsys, tmp_path, monkeypatch):
+    _checkpoint(tmp_path / "a.safetensors", seed=1)
+    _checkpoint(tmp_path / "b.safetensors", seed=2)
+    paths = [str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]
+    monkeypatch.setattr(cli_soup, "soup", lambda *a, **k: pytest.fail("soup ran before --out was checked"))
+    ro = unwritable_folder(monkeypatch, tmp_path)
+    code, err = run_cli(capsys, "soup", *paths, "--out", str(ro / "s.safetensors"))
+    assert code == 2 and "--out" in one_error_line(err) and "not writable" in err
+    code, err = run_cli(capsys, "soup", *paths, "--out", str(tmp_path))
+    assert code == 2 and "is a directory" in one_error_line(err)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_soup_cli_where_no_file_can_be_written_fails_in_one_line(capsys, tmp_path):
+    _checkpoint(tmp_path / "a.safetensors", seed=1)
+    _checkpoint(tmp_path / "b.safetensors", seed=2)
+    paths = [str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]
+    # refused up front or when written (as root os.access calls /proc writable): one line either way
+    code, err = run_cli(capsys, "soup", *paths, "--out", "/proc/irstd_test.safetensors")
+    assert code == 2 and "/proc/irstd_test.safetensors" in one_error_line(err)
+
+
+def test_soup_cli_a_write_that_fails_anyway_is_one_line(capsys, tmp_path, monkeypatch):
+    _checkpoint(tmp_path / "a.safetensors", seed=1)
+    _checkpoint(tmp_path / "b.safetensors", seed=2)
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)  # --out passes its check, the write fails
+    out = tmp_path / "s.safetensors"
+    code, err = run_cli(capsys, "soup", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"),
+                        "--out", str(out))
+    assert code == 2 and f"cannot write model file {out}: " in one_error_line(err) and "No space" in err
+    assert not out.exists() and not out.with_name(out.name + ".tmp").exists()

@@ -260,3 +260,105 @@ def test_sensor_overrides_reach_the_augmentation():
     assert augment_config(TrainConfig(data="d", out="o")).sensor.row_fpn_prob == 0.0  # old recipes unchanged
     with pytest.raises(ConfigError, match="valid: .*row_fpn_prob"):
         augment_config(TrainConfig(data="d", out="o", sensor={"row_fnp_prob": 0.3}))
+
+
+# --- field types and ranges: one ConfigError naming the field (YAML values arrive unchecked) ---
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("threshold", "abc", "threshold must be a number in (0, 1), got 'abc'"),
+        ("threshold", 1.5, "threshold must be a number in (0, 1)"),
+        ("threshold", 0.0, "threshold must be a number in (0, 1)"),
+        ("lr", float("nan"), "lr must be a number > 0"),
+        ("lr", "fast", "lr must be a number > 0, got 'fast'"),
+        ("min_lr", -1.0, "min_lr must be a number >= 0"),
+        ("distill", float("nan"), "distill must be a number >= 0"),
+        ("distill", -0.5, "distill must be a number >= 0"),
+        ("minutes", -1.0, "minutes must be a number > 0 or null"),
+        ("minutes", float("inf"), "minutes must be a number > 0 or null"),
+        ("epochs", 0, "epochs must be an integer >= 1"),
+        ("epochs", 2.5, "epochs must be an integer >= 1, got 2.5"),
+        ("epochs", True, "epochs must be an integer >= 1, got True"),
+        ("crop", -5, "crop must be an integer >= 1"),
+        ("crop", 8, "crop must be >= 16 (the stride of model 'tiny')"),
+        ("threads", 0, "threads must be an integer >= 1 or null"),
+        ("threads", -1, "threads must be an integer >= 1 or null"),
+        ("max_steps", 0, "max_steps must be an integer >= 1 or null"),
+        ("workers", -1, "workers must be an integer >= 0"),
+        ("generator_frames", -3, "generator_frames must be an integer >= 0"),
+        ("generator_implant", 2.0, "generator_implant must be a number in [0, 1]"),
+        ("seed", -1, "seed must be an integer >= 0"),
+        ("sources", 5, "sources must be a list of mappings"),
+        ("sources", ["a"], "sources must be a list of mappings"),
+        ("data", 5, "data must be a path"),
+        ("data", "", "data must be a path"),
+        ("out", ["runs"], "out must be a path"),
+        ("init", 3, "init must be a path"),
+        ("teacher", 5, "teacher must be a path or a list of paths"),
+        ("teacher", [1, 2], "teacher must be a path or a list of paths"),
+        ("sensor", "strong", "sensor must be a mapping"),
+        ("scale", [2.0, 1.0], "scale must be [low, high]"),
+        ("scale", [0.5], "scale must be [low, high]"),
+        ("scale", ["a", 1], "scale must be [low, high]"),
+        ("scale_prob", 1.5, "scale_prob must be a number in [0, 1]"),
+        ("bf16", "yes", "bf16 must be true or false"),
+        ("model", 5, "model must be a string"),
+        ("model", "huge", "unknown model config 'huge'"),
+        ("device", "bogus", "device must be one of auto, cpu, cuda, cuda:N, got 'bogus'"),
+        ("device", "cuda:x", "device must be one of auto, cpu, cuda, cuda:N"),
+    ],
+)
+def test_fields_of_the_wrong_type_or_range_are_one_config_error(tmp_path, field, value, words):
+    kw = {"data": tmp_path, "model": "tiny", "crop": 32, field: value}
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**kw)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("lr", "1e-3", 0.001),  # PyYAML reads 1e-3 (no dot) as a string
+        ("min_lr", " 1E-6 ", 1e-6),
+        ("threshold", "0.3", 0.3),
+        ("minutes", 80, 80.0),
+        ("epochs", 40.0, 40),
+        ("epochs", "1e3", 1000),
+        ("threads", None, None),
+        ("scale", ["0.5", 2], [0.5, 2.0]),
+        ("sources", None, []),
+        ("implant", None, {}),
+        ("init", "", None),
+    ],
+)
+def test_numeric_strings_and_whole_numbers_are_converted(tmp_path, field, value, expected):
+    got = getattr(TrainConfig(data=tmp_path, **{field: value}), field)
+    assert got == expected and type(got) is type(expected)
+
+
+def test_resolve_device_refuses_unknown_names():
+    assert train_module.resolve_device("cpu").type == "cpu"
+    for name in ("bogus", "mps", "cuda:-1", ""):
+        with pytest.raises(ConfigError, match="device must be one of auto, cpu, cuda, cuda:N"):
+            train_module.resolve_device(name)
+
+
+def test_resolve_device_refuses_a_missing_cuda_index(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert train_module.resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(ConfigError, match="'cuda:3': there are 1 CUDA devices"):
+        train_module.resolve_device("cuda:3")
+
+
+def test_read_config_keeps_numeric_strings_for_the_config_to_convert(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"data: {tmp_path}\nlr: 1e-3\nthreshold: abc\n")
+    values = train_module.read_config(path)
+    assert values["lr"] == "1e-3"  # PyYAML's reading, which TrainConfig turns into 0.001
+    with pytest.raises(ConfigError, match="threshold must be a number in \\(0, 1\\), got 'abc'"):
+        TrainConfig(**values)
+    with pytest.raises(ConfigError, match="config file not found"):
+        train_module.read_config(tmp_path / "missing.yaml")
