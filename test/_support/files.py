@@ -25,3 +25,20 @@ def unwritable_folder(monkeypatch: pytest.MonkeyPatch, parent: Path) -> Path:
     # raising=True: fails loudly if paths loses its probe
     monkeypatch.setattr(paths, "can_write_in", can_write_in)
     return ro
+
+
+OUT_CASES = ("file", "under_a_file", "unwritable")
+KEPT_TEXT = "keep me"
+
+
+def bad_output_dir(case: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Path, Path]:
+    """(an existing file that must stay as it is, an output directory that cannot hold a
+    run) for ``case`` in :data:`OUT_CASES`: that file itself, a path under it, or a folder
+    in a directory that is not writable."""
+    afile = tmp_path / "afile"
+    afile.write_text(KEPT_TEXT)
+    if case == "file":
+        return afile, afile
+    if case == "under_a_file":
+        return afile, afile / "run"
+    return afile, unwritable_folder(monkeypatch, tmp_path) / "run"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from _support.cli import one_error_line, run_cli
-from _support.files import unwritable_folder
+from _support.files import KEPT_TEXT, OUT_CASES, bad_output_dir
 
 from irstd_ros.cli import train as train_cli
 
@@ -42,22 +42,15 @@ def test_good_flags_reach_the_training(trained, capsys, tmp_path):
     assert cfg.threshold == 0.4 and cfg.lr == 0.001 and cfg.threads == 1 and cfg.out == tmp_path / "run"
 
 
-@pytest.mark.parametrize("case", ["file", "under_a_file", "unwritable"])
+@pytest.mark.parametrize("case", OUT_CASES)
 def test_out_that_cannot_hold_the_run_is_refused_before_training(case, trained, capsys, tmp_path, monkeypatch):
-    afile = tmp_path / "afile"
-    afile.write_text("keep me")
-    if case == "file":
-        out = afile
-    elif case == "under_a_file":
-        out = afile / "run"
-    else:
-        out = unwritable_folder(monkeypatch, tmp_path) / "run"
+    afile, out = bad_output_dir(case, monkeypatch, tmp_path)
     code, err = _train(capsys, tmp_path, "--out", str(out))
     assert code == 2
     line = one_error_line(err)
     assert line.startswith(f"irstd train: error: --out {out}"), line
     assert not trained
-    assert afile.read_text() == "keep me"
+    assert afile.read_text() == KEPT_TEXT
 
 
 BAD_FLAGS = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from _support.cli import one_error_line, run_cli
-from _support.files import unwritable_folder
+from _support.files import KEPT_TEXT, OUT_CASES, bad_output_dir
 
 from irstd_ros.cli import train_gpu as train_gpu_cli
 
@@ -37,22 +37,15 @@ def test_good_flags_reach_the_training(trained, capsys, tmp_path):
     assert cfg.threshold == 0.4 and cfg.save_every_s == 0.0 and cfg.eval_batch == 2
 
 
-@pytest.mark.parametrize("case", ["file", "under_a_file", "unwritable"])
+@pytest.mark.parametrize("case", OUT_CASES)
 def test_out_that_cannot_hold_the_run_is_refused_before_training(case, trained, capsys, tmp_path, monkeypatch):
-    afile = tmp_path / "afile"
-    afile.write_text("keep me")
-    if case == "file":
-        out = afile
-    elif case == "under_a_file":
-        out = afile / "run"
-    else:
-        out = unwritable_folder(monkeypatch, tmp_path) / "run"
+    afile, out = bad_output_dir(case, monkeypatch, tmp_path)
     code, err = _train_gpu(capsys, tmp_path, "--out", str(out))
     assert code == 2
     line = one_error_line(err)
     assert line.startswith(f"irstd train-gpu: error: --out {out}"), line
     assert not trained
-    assert afile.read_text() == "keep me"
+    assert afile.read_text() == KEPT_TEXT
 
 
 @pytest.mark.parametrize(
