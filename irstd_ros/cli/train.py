@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from irstd_ros.cli._options import check_output_dir
+from irstd_ros.core.fields import flag_type
 from irstd_ros.errors import ConfigError
-from irstd_ros.training.train import TRAIN_FIELDS, TrainConfig, flag_type, read_config, train
+from irstd_ros.training.train import TRAIN_FIELDS, TrainConfig, read_config, train
 
 
 def register(sub: argparse._SubParsersAction) -> None:

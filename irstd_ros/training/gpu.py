@@ -48,6 +48,17 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.core.fields import (
+    FieldRule,
+    Number,
+    as_flag,
+    as_names,
+    as_optional_path,
+    as_optional_text,
+    as_text,
+    check_fields,
+    flag_type,
+)
 from irstd_ros.core.normalization import InputNorm
 from irstd_ros.data.transforms import pad_to
 from irstd_ros.errors import ConfigError, DatasetError
@@ -57,17 +68,9 @@ from irstd_ros.training.loss import training_loss
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
     TRAIN_FIELDS,
-    FieldRule,
-    Number,
     TrainConfig,
     _load_opt,
     _opt_tensors,
-    as_flag,
-    as_optional_path,
-    as_optional_text,
-    as_text,
-    check_fields,
-    flag_type,
     init_from,
     plain,
     read_config,
@@ -119,13 +122,6 @@ class GPUTrainConfig(TrainConfig):
             raise ConfigError("GPU training reads one dataset or pack groups (no mixture sources)")
         if self.teacher is not None:
             raise ConfigError("GPU training has no distillation (teacher); use irstd train")
-
-
-def as_names(name: str, value: Any) -> list[str]:
-    """A non-empty list of names (pack groups)."""
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v.strip() for v in value):
-        return list(value)
-    raise ConfigError(f"{name} must be a non-empty list of names, got {value!r}")
 
 
 GPU_FIELDS: dict[str, FieldRule] = {

@@ -12,16 +12,13 @@ checkpoint's :class:`~irstd_ros.core.InputNorm` exactly as at run time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import math
 import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,19 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
 from tqdm import tqdm
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, read_info, save_checkpoint
+from irstd_ros.core.fields import (
+    FieldRule,
+    Number,
+    as_flag,
+    as_mapping,
+    as_mappings,
+    as_optional_path,
+    as_path,
+    as_paths,
+    as_scale,
+    as_text,
+    check_fields,
+)
 from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
 from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
@@ -122,143 +132,9 @@ class TrainConfig:
             raise ConfigError(f"crop must be >= {stride} (the stride of model {self.model!r}), got {self.crop}")
 
 
-# --- field types and ranges (YAML values arrive unchecked) ------------------------------------
-FieldRule = Callable[[str, Any], Any]
+# --- field types and ranges (YAML values arrive unchecked; irstd_ros.core.fields) ---------
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
-
-
-@dataclass(frozen=True)
-class Number:
-    """A numeric config field: an integer or a finite number in a range, or None where
-    ``optional``. A numeric string (PyYAML reads ``1e-3``, without a dot, as one) is
-    converted; a bool, a non-numeric string, NaN or infinity is refused."""
-
-    integer: bool = False
-    low: float = -math.inf
-    low_open: bool = False  # > low rather than >= low
-    high: float = math.inf
-    high_open: bool = False  # < high rather than <= high
-    optional: bool = False  # None (null) allowed: not set
-
-    def describe(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        if self.low > -math.inf and self.high < math.inf:
-            bounds = f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-        elif self.low > -math.inf:
-            bounds = f" {'>' if self.low_open else '>='} {self.low:g}"
-        elif self.high < math.inf:
-            bounds = f" {'<' if self.high_open else '<='} {self.high:g}"
-        else:
-            bounds = ""
-        return kind + bounds + (" or null" if self.optional else "")
-
-    def convert(self, value: Any) -> int | float | None:
-        """``value`` checked and converted; ValueError ``must be ..., got ...`` if it is not one."""
-        if value is None and self.optional:
-            return None
-        number = _numeric(value, self.integer)
-        if number is None or not (
-            (number > self.low if self.low_open else number >= self.low)
-            and (number < self.high if self.high_open else number <= self.high)
-        ):
-            raise ValueError(f"must be {self.describe()}, got {value!r}")
-        return number
-
-    def __call__(self, name: str, value: Any) -> int | float | None:
-        try:
-            return self.convert(value)
-        except ValueError as exc:
-            raise ConfigError(f"{name} {exc}") from None
-
-    def arg(self, text: str) -> int | float:
-        """argparse ``type`` of the field's flag: the same check, as a usage error."""
-        try:
-            number = replace(self, optional=False).convert(text)  # a flag left out is the null
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        assert number is not None  # a command-line value is never None
-        return number
-
-
-def _numeric(value: Any, integer: bool) -> int | float | None:
-    """``value`` as a finite int (``integer``: whole numbers only) or float, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            try:
-                value = float(text)  # "1e3" for an integer
-            except ValueError:
-                return None
-    if isinstance(value, float):
-        if not math.isfinite(value) or (integer and not value.is_integer()):
-            return None
-        return int(value) if integer else value
-    return value if integer else float(value)
-
-
-def as_text(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{name} must be a string, got {value!r}")
-    return value
-
-
-def as_optional_text(name: str, value: Any) -> str | None:
-    return None if value is None else as_text(name, value)
-
-
-def as_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def as_path(name: str, value: Any) -> Path:
-    if isinstance(value, Path) or (isinstance(value, str) and value.strip()):
-        return Path(value)
-    raise ConfigError(f"{name} must be a path (a non-empty string), got {value!r}")
-
-
-def as_optional_path(name: str, value: Any) -> Path | None:
-    return None if value is None or value == "" else as_path(name, value)
-
-
-def as_paths(name: str, value: Any) -> Any:
-    """None, one path, or a list of paths (kept as given; :func:`path_tuple` reads it)."""
-    if value is None or isinstance(value, (str, Path)):
-        return value
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, Path)) and str(v).strip() for v in value):
-        return list(value)
-    raise ConfigError(f"{name} must be a path or a list of paths, got {value!r}")
-
-
-def as_mapping(name: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{name} must be a mapping (key: value), got {value!r}")
-    return dict(value)
-
-
-def as_mappings(name: str, value: Any) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
-        raise ConfigError(f"{name} must be a list of mappings (root: ..., weight: ...), got {value!r}")
-    return [dict(v) for v in value]
-
-
-def as_scale(name: str, value: Any) -> list[float]:
-    """[low, high]: two finite numbers with 0 < low <= high."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        lo, hi = (_numeric(v, integer=False) for v in value)
-        if lo is not None and hi is not None and 0 < lo <= hi:
-            return [float(lo), float(hi)]
-    raise ConfigError(f"{name} must be [low, high], two numbers with 0 < low <= high, got {value!r}")
 
 
 TRAIN_FIELDS: dict[str, FieldRule] = {
@@ -304,22 +180,6 @@ TRAIN_FIELDS: dict[str, FieldRule] = {
     "workers": Number(integer=True, low=0),
     "extra": as_mapping,
 }
-
-
-def flag_type(rules: Mapping[str, FieldRule], flag: str) -> Callable[[str], Any]:
-    """The argparse ``type`` of ``--flag``: its field's own range check for a number (the
-    same as a YAML value gets), :class:`Path` for a path, else ``str``."""
-    rule = rules[flag.replace("-", "_")]
-    if isinstance(rule, Number):
-        return rule.arg
-    return Path if rule in (as_path, as_optional_path) else str
-
-
-def check_fields(cfg: Any, rules: Mapping[str, FieldRule]) -> None:
-    """Check (and convert, e.g. ``"1e-3"`` to 0.001) each field of ``cfg`` named in
-    ``rules``: one :class:`ConfigError` naming the field and what it must be."""
-    for name, rule in rules.items():
-        setattr(cfg, name, rule(name, getattr(cfg, name)))
 
 
 def read_config(path: Path) -> dict:

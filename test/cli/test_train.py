@@ -146,7 +146,8 @@ def test_numeric_strings_in_yaml_are_read_as_numbers(text, field, value, trained
 
 def test_every_number_flag_checks_its_fields_range():
     """Each numeric flag's argparse type is its field's own check (YAML and flags agree)."""
-    from irstd_ros.training.train import TRAIN_FIELDS, Number
+    from irstd_ros.core.fields import Number
+    from irstd_ros.training.train import TRAIN_FIELDS
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
