@@ -60,6 +60,7 @@ from irstd_ros.core.fields import (
     flag_type,
 )
 from irstd_ros.core.normalization import InputNorm
+from irstd_ros.core.paths import output_dir_problem
 from irstd_ros.data.transforms import pad_to
 from irstd_ros.errors import ConfigError, DatasetError
 from irstd_ros.evaluation.metrics import MetricAccumulator
@@ -523,7 +524,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m irstd_ros.training.gpu", description=__doc__.split("\n")[0])
     add_arguments(parser)
-    summary = train_gpu(config_from_args(parser.parse_args(argv)))
+    cfg = config_from_args(parser.parse_args(argv))
+    reason = output_dir_problem(cfg.out)  # before the pack is read and the first epoch runs
+    if reason:
+        parser.error(f"--out {reason}")
+    summary = train_gpu(cfg)
     print(json.dumps(summary))
     return 0
 

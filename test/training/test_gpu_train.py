@@ -191,3 +191,16 @@ def test_gpu_config_converts_numeric_strings(tmp_path):
     assert type(cfg.warmup_epochs) is int and cfg.pack == tmp_path
     with pytest.raises(ConfigError, match="unknown recipe"):
         recipe_config(["paper"])  # type: ignore[arg-type]
+
+
+def test_module_entry_refuses_an_unusable_out_before_training(tmp_path, pack, monkeypatch, capsys):
+    from irstd_ros.training import gpu
+
+    monkeypatch.setattr(gpu, "train_gpu", lambda cfg: pytest.fail("trained despite a bad --out"))
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    with pytest.raises(SystemExit) as exc:
+        gpu.main(["--pack", str(pack), "--out", str(afile), "--device", "cpu"])
+    assert exc.value.code == 2
+    assert f"--out {afile}: is a file" in capsys.readouterr().err.splitlines()[-1]
+    assert afile.read_text() == "keep me"
