@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from irstd_ros.cli.main import main
@@ -29,3 +32,17 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1, err
     assert "Traceback" not in err, err
     return lines[0]
+
+
+def record_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str, result: Callable[[Any], Any]) -> list[Any]:
+    """Replace ``module.name`` (e.g. a CLI module's ``train``) by a stub that records the
+    config it is called with and returns ``result(config)``: nothing is read or trained.
+    Returns the list of recorded configs."""
+    calls: list[Any] = []
+
+    def stub(cfg: Any) -> Any:
+        calls.append(cfg)
+        return result(cfg)
+
+    monkeypatch.setattr(module, name, stub)
+    return calls

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _support.cli import one_error_line, run_cli
+from _support.cli import one_error_line, record_calls, run_cli
 from _support.files import KEPT_TEXT, OUT_CASES, bad_output_dir
 
 from irstd_ros.cli import train as train_cli
@@ -19,14 +19,7 @@ from irstd_ros.cli import train as train_cli
 @pytest.fixture
 def trained(monkeypatch):
     """The configs :func:`train` was called with (a stub: nothing is read or trained)."""
-    calls = []
-
-    def fake_train(cfg):
-        calls.append(cfg)
-        return cfg.out / "model.safetensors"
-
-    monkeypatch.setattr(train_cli, "train", fake_train)
-    return calls
+    return record_calls(monkeypatch, train_cli, "train", lambda cfg: cfg.out / "model.safetensors")
 
 
 def _train(capsys, tmp_path, *args):

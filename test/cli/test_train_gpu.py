@@ -5,7 +5,7 @@ and a ``--config`` that is not a YAML mapping. The training is a stub that fails
 from __future__ import annotations
 
 import pytest
-from _support.cli import one_error_line, run_cli
+from _support.cli import one_error_line, record_calls, run_cli
 from _support.files import KEPT_TEXT, OUT_CASES, bad_output_dir
 
 from irstd_ros.cli import train_gpu as train_gpu_cli
@@ -14,14 +14,7 @@ from irstd_ros.cli import train_gpu as train_gpu_cli
 @pytest.fixture
 def trained(monkeypatch):
     """The configs :func:`train_gpu` was called with (a stub: nothing is read or trained)."""
-    calls = []
-
-    def fake_train_gpu(cfg):
-        calls.append(cfg)
-        return {"out": str(cfg.out)}
-
-    monkeypatch.setattr(train_gpu_cli, "train_gpu", fake_train_gpu)
-    return calls
+    return record_calls(monkeypatch, train_gpu_cli, "train_gpu", lambda cfg: {"out": str(cfg.out)})
 
 
 def _train_gpu(capsys, tmp_path, *args):
