@@ -9,13 +9,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from irstd_ros.core.statistics import percentile
 
 LATENCY_WINDOW = 512  # most recent frames kept for latency percentiles
+# Where a frame's latency goes, in order (ms): header stamp -> the node's callback
+# (camera, transport, deserialising), callback -> the worker (the queue), message ->
+# array, the detector's pre-processing, inference and post-processing, then tracking,
+# message building and publishing. Each gets a p50 in the snapshot: "<stage>_p50_ms".
+STAGES = ("arrival", "queue", "convert", "pre", "infer", "post", "publish")
 
 
 class PipelineStats:
@@ -30,7 +35,9 @@ class PipelineStats:
         self.stale = 0  # older than input.max_age on arrival, not processed
         self.errors: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self.infer_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.stage_ms: dict[str, deque[float]] = {
+            s: deque(maxlen=LATENCY_WINDOW) for s in STAGES
+        }
         self._mark = (self._clock(), 0, 0)
 
     def on_received(self, superseded: int) -> None:
@@ -45,11 +52,17 @@ class PipelineStats:
             self.received += 1
             self.stale += 1
 
-    def on_processed(self, latency_ms: float, infer_ms: float) -> None:
+    def on_processed(self, latency_ms: float, stages: Mapping[str, float]) -> None:
+        """A frame was answered ``latency_ms`` after its stamp; ``stages`` holds the
+        :data:`STAGES` measured for it (ms; a stage not measured is left out)."""
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown latency stages {sorted(unknown)}; valid: {STAGES}")
         with self._lock:
             self.processed += 1
             self.latency_ms.append(latency_ms)
-            self.infer_ms.append(infer_ms)
+            for stage, ms in stages.items():
+                self.stage_ms[stage].append(ms)
 
     def on_error(self, kind: str) -> int:
         """Count an error of ``kind``; returns how many of that kind so far."""
@@ -65,7 +78,10 @@ class PipelineStats:
             dt = max(now - t0, 1e-9)
             self._mark = (now, self.received, self.processed)
             lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
-            inf = np.asarray(self.infer_ms) if self.infer_ms else np.zeros(1)
+            stages = {
+                f"{s}_p50_ms": percentile(np.asarray(v), 50) if v else 0.0
+                for s, v in self.stage_ms.items()
+            }
             return {
                 "received": self.received,
                 "processed": self.processed,
@@ -76,7 +92,7 @@ class PipelineStats:
                 "output_hz": (self.processed - proc0) / dt,
                 "latency_p50_ms": percentile(lat, 50),
                 "latency_p99_ms": percentile(lat, 99),
-                "infer_p50_ms": percentile(inf, 50),
+                **stages,
             }
 
 

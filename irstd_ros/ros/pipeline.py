@@ -15,11 +15,16 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   never a backlog. 1 keeps only the newest frame; 2 lets one slow frame (a scheduler
   hiccup) pass without a drop, at the cost of up to one frame of extra wait.
 * Bad frames and inference failures are logged (rate-limited per kind), counted, skipped.
+* Each answered frame's latency is split into stages (:data:`~irstd_ros.ros.health.STAGES`:
+  arrival, queue, conversion, the detector's three, publishing), whose p50s go to
+  ``/diagnostics``. The small messages (tracks, detections, targets) go out before the
+  mask and the overlay, so a large image does not delay them.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +73,15 @@ TRACK_STATE_CODES = {
     TrackState.CONFIRMED: TrackMsg.STATE_CONFIRMED,
     TrackState.COASTING: TrackMsg.STATE_COASTING,
 }
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """When :meth:`FramePipeline.submit` queued a frame: the node's clock (ns, to compare
+    with header stamps) and ``time.perf_counter`` (s, for the queue wait)."""
+
+    clock_ns: int
+    perf_s: float
 
 
 class Publisher(Protocol):
@@ -168,7 +182,7 @@ class FramePipeline:
         self._last_stamp: tuple[int, int] | None = None
         self._last_size: tuple[int, int] | None = None
         self._cond = threading.Condition()
-        self._pending: deque[Any] = deque()
+        self._pending: deque[tuple[Any, _Arrival]] = deque()
         self._closing = False
         self.worker: threading.Thread | None = None
         self.tracker: Tracker | None = None
@@ -243,7 +257,7 @@ class FramePipeline:
             while len(self._pending) >= size:
                 self._pending.popleft()
                 superseded += 1
-            self._pending.append(msg)
+            self._pending.append((msg, _Arrival(self._clock_ns(), time.perf_counter())))
             self._cond.notify()
         self.stats.on_received(superseded)
 
@@ -283,9 +297,9 @@ class FramePipeline:
                     self._cond.wait()
                 if self._closing:
                     return
-                msg = self._pending.popleft()
+                msg, arrival = self._pending.popleft()
             try:
-                self.process(msg)
+                self.process(msg, arrival)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything
                 if self._closing or not self._ok():
                     return  # shutting down: publishing the frame in flight may fail
@@ -297,8 +311,11 @@ class FramePipeline:
         if self._warn.allow(kind):
             self._logger().warning(f"{kind}: {text} ({n} so far)")
 
-    def process(self, msg: Image) -> bool:
-        """Run one frame end to end; False if it was refused (logged and counted)."""
+    def process(self, msg: Image, arrival: _Arrival | None = None) -> bool:
+        """Run one frame end to end; False if it was refused (logged and counted).
+        ``arrival``: when :meth:`submit` queued it (else its arrival and queue stages are
+        not measured)."""
+        started = time.perf_counter()
         params = self._params()
         detector = self.detector
         if detector is None:
@@ -314,6 +331,7 @@ class FramePipeline:
             hint = large_frame_hint(len(msg.data), self._rmw)
             if hint:
                 self._logger().warning(hint)
+        converted = time.perf_counter()
         try:
             result = detector.detect(frame)
         except DeviceOutOfMemory as exc:
@@ -324,23 +342,32 @@ class FramePipeline:
         except (IrstdError, RuntimeError, ValueError) as exc:
             self.report("inference_error", f"frame skipped: {exc}")
             return False
+        detected = time.perf_counter()
         header = msg.header
-        mask_msg = Image(header=header)
-        for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():
-            setattr(mask_msg, key, value)
         # tracks before the per-frame outputs: whoever has a frame's detections has its tracks
         tracks = self._track(
             header, result.targets, frame.shape[:2], result.candidates, result.gated
         )
         out = self.outputs
-        out.mask.publish(mask_msg)
         out.detections.publish(detections_array(MESSAGE_TYPES, header, result.targets))
         out.targets.publish(targets_array(MESSAGE_TYPES, header, result.targets))
+        mask_msg = Image(header=header)
+        for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():
+            setattr(mask_msg, key, value)
+        out.mask.publish(mask_msg)
         if params["publish.overlay"]:
             self._publish_overlay(header, frame, result.targets, tracks)
         stamp = stamp_ns(header)
         latency = (self._clock_ns() - stamp) / 1e6 if stamp else 0.0
-        self.stats.on_processed(latency, result.timings.get("infer_ms", 0.0))
+        stages = {k: result.timings[f"{k}_ms"] for k in ("pre", "infer", "post")
+                  if f"{k}_ms" in result.timings}
+        stages["convert"] = (converted - started) * 1e3
+        stages["publish"] = (time.perf_counter() - detected) * 1e3
+        if arrival is not None:
+            stages["queue"] = (started - arrival.perf_s) * 1e3
+            if stamp:
+                stages["arrival"] = (arrival.clock_ns - stamp) / 1e6
+        self.stats.on_processed(latency, stages)
         return True
 
     def _tracker_config(self, p: Mapping[str, Any]) -> TrackerConfig:

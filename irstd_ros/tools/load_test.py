@@ -49,6 +49,7 @@ from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import parse_size, size_arg
 from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import ConfigError, IrstdError
+from irstd_ros.ros.health import STAGES
 from irstd_ros.ros.transport import dds_environment, profile_env_var
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
 from irstd_ros.tools.memory import cpu_seconds, rss_mib
@@ -348,6 +349,9 @@ def run_load_test(
         "node_latency_ms": {"p50": float(final.get("latency_p50_ms", "nan")),
                             "p99": float(final.get("latency_p99_ms", "nan"))},
         "infer_p50_ms": infer_p50,
+        "node_stages_p50_ms": {
+            s: float(final.get(f"{s}_p50_ms", "nan")) for s in STAGES
+        },
         "node_cpu_cores": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / elapsed,
         "answers": [(round((a - t0_ns) / 1e9, 2), round((a - s) / 1e6, 1)) for s, a in answers],
         "rss_mib": {
@@ -400,6 +404,8 @@ def format_report(r: dict[str, Any]) -> str:
         ("latency p50 first third / last third (ms)",
          f"{_fmt(lat['p50_first_third'], '.0f')} / {_fmt(lat['p50_last_third'], '.0f')}"),
         ("node inference p50 (ms)", _fmt(r["infer_p50_ms"], ".0f")),
+        ("node stages p50: " + " / ".join(STAGES) + " (ms)",
+         " / ".join(_fmt(r["node_stages_p50_ms"].get(s), ".1f") for s in STAGES)),
         ("node CPU used (cores)", _fmt(r["node_cpu_cores"], ".2f")),
         ("node RSS median, 10 s after warm-up / last 10 s / max (MiB)",
          f"{_fmt(rss['after_warmup'])} / {_fmt(rss['end'])} / {_fmt(rss['max'])}"),

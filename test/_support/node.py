@@ -105,10 +105,14 @@ class Harness:
             self.executor.spin_once(timeout_sec=0.05)
 
     def send(self, msg: Image, expect_answers: int | None = None) -> None:
-        before = len(self.got["detections"])
+        """Publish ``msg``; with ``expect_answers``, wait until that many more detections
+        arrived and the node has finished those frames (it counts a frame once all its
+        outputs are out, after the detections)."""
+        before, done = len(self.got["detections"]), self.node.stats.processed
         self.pub.publish(msg)
         if expect_answers is not None:
-            self.spin_until(lambda: len(self.got["detections"]) >= before + expect_answers)
+            self.spin_until(lambda: len(self.got["detections"]) >= before + expect_answers
+                            and self.node.stats.processed >= done + expect_answers)
 
     def close(self) -> None:
         self.executor.shutdown()

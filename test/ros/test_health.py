@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from irstd_ros.ros.health import LATENCY_WINDOW, PipelineStats, RateLimiter
+from irstd_ros.ros.health import LATENCY_WINDOW, STAGES, PipelineStats, RateLimiter
 
 
 class FakeClock:
@@ -22,7 +22,8 @@ def test_fresh_stats_snapshot_is_all_zero_and_has_every_key():
     assert snap == {
         "received": 0, "processed": 0, "dropped": 0, "stale": 0, "errors": {},
         "input_hz": 0.0, "output_hz": 0.0,
-        "latency_p50_ms": 0.0, "latency_p99_ms": 0.0, "infer_p50_ms": 0.0,
+        "latency_p50_ms": 0.0, "latency_p99_ms": 0.0,
+        **{f"{s}_p50_ms": 0.0 for s in STAGES},
     }
 
 
@@ -31,7 +32,7 @@ def test_counters_received_dropped_stale_processed():
     stats.on_received(0)
     stats.on_received(2)  # two waiting frames were pushed out
     stats.on_stale()  # counts as received, not processed
-    stats.on_processed(5.0, 3.0)
+    stats.on_processed(5.0, {"infer": 3.0})
     snap = stats.snapshot()
     assert (snap["received"], snap["dropped"], snap["stale"], snap["processed"]) == (3, 2, 1, 1)
 
@@ -57,7 +58,7 @@ def test_rates_are_since_the_previous_snapshot():
     for _ in range(20):
         stats.on_received(0)
     for _ in range(10):
-        stats.on_processed(1.0, 1.0)
+        stats.on_processed(1.0, {"infer": 1.0})
     clock.t = 12.0
     first = stats.snapshot()
     assert first["input_hz"] == pytest.approx(10.0)
@@ -82,7 +83,7 @@ def test_rates_stay_finite_when_the_clock_has_not_moved():
 def test_latency_percentiles_are_nearest_rank():
     stats = PipelineStats(clock=FakeClock())
     for v in (4.0, 1.0, 3.0, 2.0):
-        stats.on_processed(v, 10 * v)
+        stats.on_processed(v, {"infer": 10 * v})
     snap = stats.snapshot()
     assert snap["latency_p50_ms"] == 2.0  # a sample, not the interpolated 2.5
     assert snap["latency_p99_ms"] == 4.0
@@ -92,13 +93,31 @@ def test_latency_percentiles_are_nearest_rank():
 def test_latency_window_keeps_only_the_most_recent_frames():
     stats = PipelineStats(clock=FakeClock())
     for _ in range(LATENCY_WINDOW):
-        stats.on_processed(1000.0, 1000.0)  # old outliers, all pushed out below
+        stats.on_processed(1000.0, {"infer": 1000.0})  # old outliers, all pushed out below
     for _ in range(LATENCY_WINDOW):
-        stats.on_processed(1.0, 2.0)
+        stats.on_processed(1.0, {"infer": 2.0})
     snap = stats.snapshot()
     assert snap["latency_p99_ms"] == 1.0
     assert snap["infer_p50_ms"] == 2.0
     assert snap["processed"] == 2 * LATENCY_WINDOW  # the count is not windowed
+
+
+def test_each_stage_has_its_own_p50_and_a_missing_stage_stays_unmeasured():
+    stats = PipelineStats(clock=FakeClock())
+    stats.on_processed(30.0, {"arrival": 3.0, "queue": 1.0, "infer": 20.0, "publish": 0.5})
+    stats.on_processed(31.0, {"arrival": 5.0, "infer": 22.0})  # no queue: not from submit
+    stats.on_processed(29.0, {"arrival": 4.0, "infer": 21.0})
+    snap = stats.snapshot()
+    assert (snap["arrival_p50_ms"], snap["infer_p50_ms"]) == (4.0, 21.0)
+    assert (snap["queue_p50_ms"], snap["publish_p50_ms"]) == (1.0, 0.5)  # one sample each
+    assert snap["pre_p50_ms"] == 0.0  # never measured
+
+
+def test_an_unknown_stage_is_refused_with_the_valid_ones():
+    stats = PipelineStats(clock=FakeClock())
+    with pytest.raises(ValueError, match="unknown latency stages \\['decode'\\].*arrival"):
+        stats.on_processed(1.0, {"decode": 1.0})
+    assert stats.snapshot()["processed"] == 0
 
 
 def test_counters_are_thread_safe():

@@ -85,3 +85,43 @@ def test_discarding_empties_the_queue():
     pipe.submit(image_msg(frame_for("mono8"), "mono8", stamp=3))
     run_until_idle(pipe, 1)
     assert [m.header.stamp.sec for m in detections.msgs] == [3]
+
+
+class Ordered:
+    """A publisher that notes its topic in a list shared by every output."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def publish(self, msg) -> None:
+        self.log.append(self.name)
+
+
+def test_the_small_messages_go_out_before_the_mask():
+    log: list[str] = []
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True,
+                                                    "publish.overlay": True}
+    outputs = Outputs(**{name: Ordered(name, log) for name in (
+        "mask", "detections", "targets", "overlay", "tracks", "target_tracks")})
+    pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=Log,
+                         clock_ns=lambda: 0)
+    assert pipe.process(image_msg(frame_for("mono8"), "mono8", stamp=1))
+    assert log == ["tracks", "target_tracks", "detections", "targets", "mask", "overlay"]
+
+
+def test_every_stage_of_a_queued_frame_is_measured():
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False}
+    now = [1_003_000_000]  # the frame (stamped at 1 s) arrives 3 ms after its stamp
+    outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
+                      overlay=Collect(), tracks=Collect(), target_tracks=Collect())
+    pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=Log,
+                         clock_ns=lambda: now[0])
+    pipe.submit(image_msg(frame_for("mono8"), "mono8", stamp=1))
+    now[0] = 1_040_000_000  # answered 40 ms after the stamp
+    run_until_idle(pipe, 1)
+    snap = pipe.stats.snapshot()
+    assert snap["processed"] == 1
+    assert snap["arrival_p50_ms"] == pytest.approx(3.0, abs=1e-3)
+    assert snap["latency_p50_ms"] == pytest.approx(40.0, abs=1e-3)
+    for stage in ("queue", "convert", "pre", "infer", "post", "publish"):
+        assert snap[f"{stage}_p50_ms"] > 0.0, stage
