@@ -50,7 +50,7 @@ from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError, IrstdError
 from irstd_ros.msg import TargetArray, TrackArray
 from irstd_ros.msg import Track as TrackMsg
 from irstd_ros.ros.conversions import array_to_image_fields, image_to_array
-from irstd_ros.ros.health import PipelineStats, RateLimiter
+from irstd_ros.ros.health import STAGES, PipelineStats, RateLimiter
 from irstd_ros.ros.messages import (
     detections_array,
     rclpy_types,
@@ -359,8 +359,7 @@ class FramePipeline:
             self._publish_overlay(header, frame, result.targets, tracks)
         stamp = stamp_ns(header)
         latency = (self._clock_ns() - stamp) / 1e6 if stamp else 0.0
-        stages = {k: result.timings[f"{k}_ms"] for k in ("pre", "infer", "post")
-                  if f"{k}_ms" in result.timings}
+        stages = {s: result.timings[f"{s}_ms"] for s in STAGES if f"{s}_ms" in result.timings}
         stages["convert"] = (converted - started) * 1e3
         stages["publish"] = (time.perf_counter() - detected) * 1e3
         if arrival is not None:
