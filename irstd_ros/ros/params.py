@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # no torch at import: the node sets its environment first
     from irstd_ros.checkpoint import CheckpointInfo
 
 _POST = PostprocessConfig()
+QOS_DEPTH = 5  # rclpy's sensor-data profile; depth 1 lost frames unseen when the executor was late
 _TRACK = TrackerConfig()
 
 
@@ -73,7 +74,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("input.queue_size", 2, "frames waiting for inference; a frame arriving when it is full drops the oldest waiting one (counted as dropped); 1 keeps only the newest frame, 2 lets one slow frame pass without a drop", min=1, max=10),
     ParamSpec("input.max_pixels", DEFAULT_MAX_PIXELS, "frames declaring more pixels are refused before allocation", min=1, max=1 << 30),
     ParamSpec("qos.reliability", "reliable", "image subscription reliability", choices=("reliable", "best_effort"), read_only=True),
-    ParamSpec("qos.depth", 1, "image subscription queue depth (the node's own queue is input.queue_size)", min=1, max=100, read_only=True),
+    ParamSpec("qos.depth", QOS_DEPTH, "image subscription depth: frames DDS keeps until the executor takes them, so a late executor loses none unseen; the node's own queue (input.queue_size) then keeps the newest and counts the rest", min=1, max=100, read_only=True),
     ParamSpec("publish.overlay", False, "also publish an annotated bgr8 image on 'overlay'"),
     ParamSpec("tracking.enabled", True, "track the detections and publish 'tracks' and 'target_tracks'"),
     ParamSpec("tracking.gate_px", _TRACK.gate_px, "association gate around a track's predicted position, px (widens with its uncertainty)", min=0.1, max=10_000.0),
@@ -129,3 +130,35 @@ def validate(
     elif gated > 0 and cand > 0 and gated >= cand:
         return "tracking.gated_threshold must be below tracking.candidate_threshold (or either 0)"
     return None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``NAME:=VALUE`` (a node parameter, as ``--ros-args -p`` takes it) -> (name, value).
+
+    The value is read as YAML, the way ROS reads ``-p`` values, and checked against
+    :data:`PARAMS` alone (the cross-checks between parameters are the node's, at start);
+    an unknown name is refused with the closest known ones.
+    """
+    import difflib
+
+    import yaml
+
+    name, sep, raw = text.partition(":=")
+    if not sep or not name:
+        raise ConfigError(f"a node parameter is NAME:=VALUE, got {text!r}")
+    if name not in SPECS:
+        close = difflib.get_close_matches(name, SPECS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (README, 'Parameters')"
+        raise ConfigError(f"unknown node parameter {name!r}{hint}")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: cannot read {raw!r} as a value ({exc})") from exc
+    if isinstance(SPECS[name].default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(SPECS[name].default, str) and not isinstance(value, str):
+        value = raw
+    reason = validate(name, value, {})
+    if reason is not None:
+        raise ConfigError(reason)
+    return name, value

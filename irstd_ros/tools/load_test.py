@@ -68,6 +68,7 @@ PUBLISHER_DEPTH = 10
 ANSWER_QOS_DEPTH = 100
 DISTINCT_FRAMES = 16
 NAMESPACE = "/irstd_load_test"
+OWN_OPTIONS = {"qos.reliability": "--reliability", "model.backend": "--backend", "model.path": "--weights"}
 START_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 60.0
@@ -195,9 +196,14 @@ def run_load_test(
     warmup: float = WARMUP_S,
     log_path: Path | None = None,
     weights: Path | None = None,
+    node_params: Sequence[tuple[str, Any]] = (),
 ) -> dict[str, Any]:
     """Run the node against the stream (``weights``: the node's ``model.path``, the
-    shipped model when None); returns the measurements and the checks."""
+    shipped model when None; ``node_params``: more (name, value) parameters of the node,
+    over ``config/irstd.yaml``); returns the measurements and the checks."""
+    for name, _ in node_params:
+        if name in OWN_OPTIONS:
+            raise ConfigError(f"--param {name}: use {OWN_OPTIONS[name]}")
     import rclpy
     from sensor_msgs.msg import Image
 
@@ -221,6 +227,7 @@ def run_load_test(
         if not path.is_file():
             raise ConfigError(f"--weights {weights}: no such checkpoint file")
         params += ["-p", f"model.path:={path.resolve()}"]
+    params += [a for name, value in node_params for a in ("-p", f"{name}:={_ros_value(value)}")]
     cmd = node_command(default_params_file(), namespace=NAMESPACE, executable=exe, extra_ros_args=params)
     log_path = log_path or Path(tempfile.mkdtemp(prefix="irstd_load_test_")) / "node.log"
     node = NodeProcess(cmd, log_path)
@@ -327,7 +334,8 @@ def run_load_test(
             "rate_hz": rate, "duration_s": duration, "size": f"{width}x{height}",
             "encoding": "mono16", "reliability": reliability, "backend": final.get("backend"),
             "publisher_depth": PUBLISHER_DEPTH, "node_queue_size": final.get("queue_size"),
-            "warmup_s": warmup,
+            "node_qos_depth": final.get("qos_depth"),
+            "node_params": dict(node_params), "warmup_s": warmup,
         },
         "sent": sent,
         "sent_hz": sent / elapsed,
@@ -367,6 +375,11 @@ def run_load_test(
         "ok": all(checks.values()),
         "node_log": str(log_path),
     }
+
+
+def _ros_value(value: Any) -> str:
+    """A parameter value as ``-p name:=value`` spells it (YAML: true/false, not True/False)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _settled(values: dict[str, str]) -> bool:
@@ -416,7 +429,7 @@ def format_report(r: dict[str, Any]) -> str:
     transport = ", ".join(f"{k}={v}" for k, v in env.items()) or "default transport"
     head = (
         f"{c['size']} {c['encoding']} at {c['rate_hz']:g} Hz for {c['duration_s']:g} s, "
-        f"QoS {c['reliability']}, backend {c['backend']}, "
+        f"QoS {c['reliability']} (node depth {c.get('node_qos_depth', '?')}), backend {c['backend']}, "
         f"{r['machine']['cpu']} ({r['machine']['cores']} cores), {r['machine']['rmw']} "
         f"({transport}), load average {r['machine']['loadavg_start'][0]:.1f} at the start"
     )
@@ -441,9 +454,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dds-profile", type=Path, default=None,
                         help="Fast DDS XML profile for the camera and the node, e.g. "
                         "config/dds/fastdds_large_images.xml (default: the environment's)")
+    parser.add_argument("--param", dest="node_params", action="append", default=[],
+                        type=_override_arg, metavar="NAME:=VALUE",
+                        help="another node parameter (README, 'Parameters'), e.g. qos.depth:=1; repeatable")
     parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
     parser.add_argument("--log", type=Path, default=None, help="where the node's output goes")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _override_arg(text: str) -> tuple[str, Any]:
+    from irstd_ros.ros.params import parse_override
+
+    try:
+        return parse_override(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -465,7 +490,8 @@ def run(args: argparse.Namespace) -> int:
         if args.dds_profile is not None:
             use_dds_profile(args.dds_profile)
         result = run_load_test(args.rate, args.duration, args.size, args.reliability,
-                               args.backend, args.warmup, args.log, args.weights)
+                               args.backend, args.warmup, args.log, args.weights,
+                               args.node_params)
     except (IrstdError, RuntimeError, TimeoutError) as exc:
         print(f"load_test: error: {exc}", file=sys.stderr)
         return 1

@@ -188,6 +188,7 @@ def test_diagnostics_topic_carries_rates_latency_drops_errors_and_backend(hostil
                 "latency_p50_ms", "latency_p99_ms", "infer_p50_ms"):
         assert key in values, key
     assert values["backend"] == "intensity"
+    assert (values["queue_size"], values["qos_depth"]) == ("2", "5")  # the node's two queues
     assert (values["received"], values["processed"], values["dropped"]) == ("2", "1", "0")
     assert float(values["latency_p99_ms"]) >= float(values["latency_p50_ms"]) >= 0.0
     status = got[-1].status[0]

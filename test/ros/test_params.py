@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from irstd_ros.ros.params import PARAMS, SPECS, validate
+from irstd_ros.errors import ConfigError
+from irstd_ros.ros.params import PARAMS, SPECS, parse_override, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = {p.name: p.default for p in PARAMS}
@@ -85,3 +86,36 @@ def test_tracker_thresholds_left_to_the_checkpoint_are_checked_against_its_own()
     assert validate("tracking.candidate_threshold", 0.5, DEFAULTS, own) is None
     assert "0.53" in validate("tracking.gated_threshold", 0.6, DEFAULTS, own)
     assert validate("tracking.max_coast_long_s", -1.0, DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("qos.depth:=1", ("qos.depth", 1)),
+        ("input.max_age:=0", ("input.max_age", 0.0)),  # an integer where a float is due
+        ("publish.overlay:=true", ("publish.overlay", True)),
+        ("model.path:=", ("model.path", "")),
+        ("model.path:=1.5", ("model.path", "1.5")),  # strings stay as typed
+        ("qos.reliability:=best_effort", ("qos.reliability", "best_effort")),
+    ],
+)
+def test_overrides_are_read_as_ros_reads_them(text, expected):
+    name, value = parse_override(text)
+    assert (name, value) == expected and type(value) is type(expected[1])
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("qos.depth=1", "NAME:=VALUE"),
+        (":=1", "NAME:=VALUE"),
+        ("qos.dept:=1", "unknown node parameter 'qos.dept'; did you mean qos.depth"),
+        ("zzz:=1", "unknown node parameter 'zzz' \\(README"),
+        ("qos.depth:=0", "in \\[1"),
+        ("qos.depth:=[1", "cannot read"),
+        ("publish.overlay:=1", "bool"),
+    ],
+)
+def test_bad_overrides_are_refused_with_a_reason(text, reason):
+    with pytest.raises(ConfigError, match=reason):
+        parse_override(text)

@@ -59,3 +59,23 @@ def test_load_test_takes_a_dds_profile():
 
     args = build_parser().parse_args(["load-test", "--dds-profile", str(PROFILE)])
     assert args.dds_profile == PROFILE
+
+
+def test_load_test_takes_node_parameters():
+    from irstd_ros.cli.main import build_parser
+
+    args = build_parser().parse_args(["load-test", "--param", "qos.depth:=1", "--param", "input.queue_size:=1"])
+    assert args.node_params == [("qos.depth", 1), ("input.queue_size", 1)]
+
+
+def test_load_test_refuses_a_bad_node_parameter(capsys):
+    from irstd_ros.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["load-test", "--param", "qos.depth:=0"])
+    assert "qos.depth must be in [1" in capsys.readouterr().err
+
+
+def test_node_parameters_with_options_of_their_own_are_refused():
+    with pytest.raises(ConfigError, match="--param model.backend: use --backend"):
+        load_test.run_load_test(duration=1.0, node_params=[("model.backend", "openvino")])
