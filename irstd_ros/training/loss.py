@@ -56,3 +56,34 @@ def distillation_loss(
         return F.binary_cross_entropy_with_logits(logits.float(), target)
     per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").flatten(1).mean(1)
     return (per_sample * samples).sum() / per_sample.shape[0]
+
+
+def random_symmetry(generator: torch.Generator | None = None) -> tuple[int, bool]:
+    """(turns, mirror) of one of the square's 7 non-identity symmetries, uniformly
+    (torch's random stream: seeded and resumed with the training)."""
+    index = int(torch.randint(1, 8, (1,), generator=generator))
+    return index % 4, index >= 4
+
+
+def dihedral(x: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
+    """``x`` (..., H, W) mirrored left-right if ``mirror``, then turned ``turns`` x 90°."""
+    if mirror:
+        x = x.flip(-1)
+    return torch.rot90(x, turns, dims=(-2, -1))
+
+
+def undo_dihedral(x: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
+    """The inverse of :func:`dihedral`: back to the frame's own orientation."""
+    x = torch.rot90(x, -turns, dims=(-2, -1))
+    return x.flip(-1) if mirror else x
+
+
+def consistency_loss(logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-pixel binary cross-entropy between two views' logits of the same
+    crops (in the same orientation), each towards the other's detached probability: the
+    decision must not change when the frame turns."""
+    a, b = logits.float(), other.float()
+    return 0.5 * (
+        F.binary_cross_entropy_with_logits(a, torch.sigmoid(b).detach())
+        + F.binary_cross_entropy_with_logits(b, torch.sigmoid(a).detach())
+    )

@@ -52,7 +52,15 @@ from irstd_ros.models import build_model, named_config
 from irstd_ros.models.widen import widen_state_dict
 from irstd_ros.sim.implant import ImplantConfig
 from irstd_ros.sim.sensor import SensorConfig
-from irstd_ros.training.loss import LOSSES, distillation_loss, training_loss
+from irstd_ros.training.loss import (
+    LOSSES,
+    consistency_loss,
+    dihedral,
+    distillation_loss,
+    random_symmetry,
+    training_loss,
+    undo_dihedral,
+)
 from irstd_ros.training.teachers import Teachers
 
 log = logging.getLogger(__name__)
@@ -102,6 +110,11 @@ class TrainConfig:
     # raise the teacher's probability to the label on target pixels (labelled and implanted
     # targets are never unlearnt from a teacher that misses them); false: the teacher as is
     distill_keep_labels: bool = False
+    # weight of the turn-consistency term: each batch also goes through the network turned
+    # by a random non-identity element of the square's symmetries (90° turns, mirror); both
+    # views take the label loss (averaged), and each is pulled towards the other's
+    # probabilities, so the decision does not turn with the frame. 0: off (one pass/step)
+    consistency: float = 0.0
     # Mixture training (irstd_ros.data.mixture): list of {root, split, weight, implant_prob}.
     sources: list[dict[str, Any]] = field(default_factory=list)
     samples_per_epoch: int | None = None  # None: one pass over the single dataset
@@ -168,6 +181,7 @@ TRAIN_FIELDS: dict[str, FieldRule] = {
     "teacher": as_paths,
     "distill": Number(low=0),
     "distill_keep_labels": as_flag,
+    "consistency": Number(low=0),
     "sources": as_mappings,
     "samples_per_epoch": Number(integer=True, low=1, optional=True),
     "generator_frames": Number(integer=True, low=0),
@@ -482,6 +496,12 @@ def train(cfg: TrainConfig) -> Path:
                 if teachers:
                     teacher_logits, taught = teachers.logits(img, source)
             loss = training_loss(cfg.loss, logits, mask)
+            if cfg.consistency > 0:
+                turns, mirror = random_symmetry()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                    other = undo_dihedral(net(dihedral(img, turns, mirror)), turns, mirror)
+                loss = 0.5 * (loss + training_loss(cfg.loss, other, mask))
+                loss = loss + cfg.consistency * consistency_loss(logits, other)
             if teachers:
                 labels = mask if cfg.distill_keep_labels else None
                 loss = loss + cfg.distill * distillation_loss(logits, teacher_logits, taught, labels)

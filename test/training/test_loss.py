@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from irstd_ros.training.loss import SMOOTH, distillation_loss, soft_iou_loss
+from irstd_ros.training.loss import (
+    SMOOTH,
+    consistency_loss,
+    dihedral,
+    distillation_loss,
+    random_symmetry,
+    soft_iou_loss,
+    undo_dihedral,
+)
 
 BIG = 30.0  # logit whose sigmoid is 1 to float precision
 
@@ -79,3 +87,29 @@ def test_distillation_with_labels_never_pulls_a_labelled_target_down():
     kept = torch.nn.functional.binary_cross_entropy_with_logits(off, torch.maximum(torch.sigmoid(teacher), labels), reduction="none")
     assert torch.equal(plain[..., [0, 2]], kept[..., [0, 2]])
     assert distillation_loss(off, teacher, labels=labels).item() == pytest.approx(kept.mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("turns", range(4))
+@pytest.mark.parametrize("mirror", [False, True])
+def test_undo_dihedral_inverts_each_of_the_square_s_symmetries(turns, mirror):
+    x = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
+    turned = dihedral(x, turns, mirror)
+    assert torch.equal(undo_dihedral(turned, turns, mirror), x)
+    if (turns, mirror) != (0, False):
+        assert not torch.equal(turned, x)
+
+
+def test_random_symmetry_draws_the_seven_others_never_the_identity():
+    g = torch.Generator().manual_seed(0)
+    drawn = {random_symmetry(g) for _ in range(400)}
+    assert (0, False) not in drawn and len(drawn) == 7
+
+
+def test_consistency_is_lowest_where_the_views_agree_and_pulls_both_ways():
+    a = torch.tensor([[[[BIG, -BIG], [-BIG, -BIG]]]])
+    b = a.clone()
+    c = torch.tensor([[[[-BIG, -BIG], [-BIG, BIG]]]])
+    assert consistency_loss(a, b).item() < 1e-6 < consistency_loss(a, c).item()
+    x, y = torch.zeros(1, 1, 2, 2, requires_grad=True), torch.full((1, 1, 2, 2), 2.0, requires_grad=True)
+    consistency_loss(x, y).backward()
+    assert (x.grad < 0).all() and (y.grad > 0).all()  # each towards the other

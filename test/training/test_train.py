@@ -60,6 +60,19 @@ def test_a_few_steps_lower_the_loss_and_write_a_loadable_model(tmp_path):
     assert info.extra["data"]["images"] == 8
 
 
+def test_turn_consistency_trains_with_two_views_per_step(tmp_path, monkeypatch):
+    from irstd_ros.training import loss as loss_module
+
+    calls = []
+    real = loss_module.consistency_loss
+    monkeypatch.setattr(train_module, "consistency_loss", lambda a, b: calls.append(1) or real(a, b))
+    final = train(config(tmp_path, consistency=1.0, epochs=6))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(calls) == 12 and history[-1]["loss"] < history[0]["loss"]  # 2 steps an epoch
+    _, info, _ = load_checkpoint(final)
+    assert info.extra["train_config"]["consistency"] == 1.0
+
+
 def test_global_norm_stores_the_training_statistics(tmp_path):
     final = train(config(tmp_path, epochs=1, norm="global"))
     _, info, _ = load_checkpoint(final)
