@@ -460,7 +460,7 @@ class FramePipeline:
         values: dict[str, Any] = {
             "backend": detector.backend.name if detector else "",
             "queue_size": self._params().get("input.queue_size", 1),
-            "qos_depth": self._params().get("qos.depth", 1),
+            "qos_depth": self._params().get("qos.depth", ""),  # the node's subscription; none without a node
             **snap,
         }
         if self._params().get("tracking.enabled"):
