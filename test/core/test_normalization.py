@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from irstd_ros.core.normalization import (
     InputNorm,
     ScalingConfig,
+    asinh_inplace,
     frame_stats,
     noise_sigma,
     normalize,
@@ -169,3 +170,53 @@ def test_normalize_leaves_the_frame_untouched(shape, dtype):
     before = frame.copy()
     normalize(frame, InputNorm(kind="robust", knee=4.0, background=32))
     assert np.array_equal(frame, before)
+
+
+ASINH_TOL = 1e-6  # float32 asinh near 8 is 1 ulp = 9.5e-7
+
+
+@pytest.mark.parametrize("log_form", [False, True])
+def test_asinh_inplace_matches_float64_asinh_either_way(log_form):
+    rng = np.random.default_rng(3)
+    scales = rng.choice([1e-6, 1e-2, 1.0, 30.0, 1e4], size=(64, 80))
+    z = (rng.standard_normal((64, 80)) * scales).astype(np.float32)
+    ref = np.arcsinh(z.astype(np.float64))
+    out = asinh_inplace(z.copy(), log_form=log_form)
+    assert out.dtype == np.float32
+    assert np.abs(out - ref).max() <= ASINH_TOL
+    assert np.array_equal(np.signbit(out), np.signbit(z))
+
+
+@pytest.mark.parametrize("special", [1e30, np.inf, -np.inf, np.nan])
+def test_asinh_inplace_log_form_never_overflows_where_arcsinh_does_not(special):
+    z = np.array([[0.5, -2.0, special]], np.float32)
+    with np.errstate(all="raise"):
+        out = asinh_inplace(z.copy(), log_form=True)
+    expected = np.arcsinh(z.astype(np.float64)).astype(np.float32)
+    assert np.allclose(out, expected, rtol=1e-6, equal_nan=True)
+    assert np.array_equal(np.isnan(out), np.isnan(expected))
+
+
+def test_asinh_inplace_writes_into_its_argument():
+    z = np.array([[-0.0, 0.0, 1.0]], np.float32)
+    out = asinh_inplace(z, log_form=True)
+    assert out is z
+    assert np.signbit(out[0, 0]) and not np.signbit(out[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        ({"AVX2": True, "FMA3": True, "AVX512_SKX": False}, True),  # Zen 3, Haswell...: SIMD log, libm arcsinh
+        ({"AVX2": True, "FMA3": True, "AVX512_SKX": True}, False),  # SVML arcsinh
+        ({"ASIMD": True, "NEON": True}, False),  # ARM: arcsinh stays
+    ],
+)
+def test_asinh_log_form_is_chosen_only_where_it_pays(monkeypatch, features, expected):
+    import importlib
+
+    from irstd_ros.core import normalization
+
+    umath = importlib.import_module("numpy._core._multiarray_umath")
+    monkeypatch.setattr(umath, "__cpu_features__", features)
+    assert normalization._log_form_pays() is expected
