@@ -128,7 +128,10 @@ def unit_frame(height: int, width: int) -> np.ndarray:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, cores, library versions and the load average now."""
+    """CPU model, cores, library versions, the normalisation's asinh path and the load
+    average now."""
+    from irstd_ros.core.normalization import ASINH_LOG_FORM
+
     info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
@@ -148,6 +151,7 @@ def machine() -> dict[str, Any]:
             info[mod] = __import__(mod).__version__
         except ImportError:
             info[mod] = None
+    info["asinh"] = "log form (AVX2)" if ASINH_LOG_FORM else "numpy arcsinh"
     info["loadavg"] = loadavg()
     return info
 

@@ -206,3 +206,11 @@ def test_unloadable_checkpoint_fails_the_bench_before_any_cell(damage, capsys, m
     assert code == 2
     assert err.count("\n") == 1 and f"--models {bad}: model file {bad}" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("log_form", "label"), [(True, "log form (AVX2)"), (False, "numpy arcsinh")])
+def test_machine_names_the_asinh_path_that_ran(monkeypatch, log_form, label):
+    from irstd_ros.core import normalization
+
+    monkeypatch.setattr(normalization, "ASINH_LOG_FORM", log_form)
+    assert bench.machine()["asinh"] == label
