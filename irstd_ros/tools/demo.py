@@ -57,7 +57,9 @@ log = logging.getLogger("irstd_ros.tools.demo")
 DEFAULT_OUT = Path("out/demo")
 NODE_NAME = "irstd_node"
 OUTPUT_TOPICS = tuple(f"/{t}" for t in (*DETECTION_OUTPUTS, *TRACKING_OUTPUTS))
-SYNC_TOPIC = f"/{TARGETS_TOPIC}"  # the node publishes it last for each frame
+# the replay waits for it after each frame (closed loop); the node publishes the mask after
+# it, so the drain waits for every output topic, not for it alone
+SYNC_TOPIC = f"/{TARGETS_TOPIC}"
 # The sample: 10 s of 640x512 8-bit cloudy sky at 10 fps: 4 targets (one entering, one
 # leaving) at SNR 10-16 over local clutter, 2 dim point targets at SNR 4-6, a pair that
 # crosses mid-way (SNR 10-16), flickering clutter (hot spots for 1-3 frames, not targets),
@@ -129,9 +131,18 @@ def _wait_for_node(ros_node: object, node: NodeProcess, recorder: Recorder) -> N
 
 
 def _drain(recorder: Recorder, frames: int, node: NodeProcess) -> None:
-    target = recorder.node.resolve_topic_name(SYNC_TOPIC)
+    """Until the sync topic and every other output topic the node has published on hold
+    ``frames`` messages each (at most :data:`DRAIN_TIMEOUT_S`): the last frame's mask comes
+    after its sync message, and the recording closes when this returns."""
+    sync = recorder.node.resolve_topic_name(SYNC_TOPIC)
+    outputs = [recorder.node.resolve_topic_name(t) for t in OUTPUT_TOPICS]
+
+    def drained() -> bool:
+        got = [recorder.counts.get(t, 0) for t in outputs]
+        return recorder.counts.get(sync, 0) >= frames and all(n == 0 or n >= frames for n in got)
+
     with contextlib.suppress(NodeProcessError):  # a timeout: what came is scored
-        node.wait_for(lambda: recorder.counts.get(target, 0) >= frames, DRAIN_TIMEOUT_S, "drain")
+        node.wait_for(drained, DRAIN_TIMEOUT_S, "drain")
     node.check_alive()
 
 

@@ -140,3 +140,36 @@ def test_irstd_demo_subprocess_failure_is_one_line(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(demo, "run_demo", fails)
     code, err = run_cli(capsys, "demo", "--out", str(tmp_path / "o"))
     assert code == 2 and "timed out after 5 seconds" in one_error_line(err)
+
+
+class _LateMaskRecorder:
+    """Counts as a recorder's: every output of ``frames`` frames is in but the last mask,
+    which arrives on the third look (the node publishes the mask after the sync topic);
+    tracks were never published."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames, self.looks = frames, 0
+        self.node = type("N", (), {"resolve_topic_name": staticmethod(lambda t: t)})()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        self.looks += 1
+        late = self.frames if self.looks >= 3 else self.frames - 1
+        return {demo.SYNC_TOPIC: self.frames, "/detections": self.frames, "/mask": late}
+
+
+class _Node:
+    def wait_for(self, cond, timeout, what):
+        for _ in range(10):
+            if cond():
+                return
+        raise demo.NodeProcessError(f"timed out: {what}")
+
+    def check_alive(self):
+        pass
+
+
+def test_drain_waits_for_the_mask_published_after_the_sync_topic():
+    recorder = _LateMaskRecorder(frames=5)
+    demo._drain(recorder, 5, _Node())
+    assert recorder.counts["/mask"] == 5
