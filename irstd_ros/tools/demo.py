@@ -138,8 +138,9 @@ def _drain(recorder: Recorder, frames: int, node: NodeProcess) -> None:
     outputs = [recorder.node.resolve_topic_name(t) for t in OUTPUT_TOPICS]
 
     def drained() -> bool:
-        got = [recorder.counts.get(t, 0) for t in outputs]
-        return recorder.counts.get(sync, 0) >= frames and all(n == 0 or n >= frames for n in got)
+        counts = recorder.counts  # a copy per read: once per look
+        got = [counts.get(t, 0) for t in outputs]
+        return counts.get(sync, 0) >= frames and all(n == 0 or n >= frames for n in got)
 
     with contextlib.suppress(NodeProcessError):  # a timeout: what came is scored
         node.wait_for(drained, DRAIN_TIMEOUT_S, "drain")
