@@ -16,7 +16,7 @@ Files in the cache, beside the FP32 IR of the same weights
 * ``<...>-int8.xml.accuracy.json``: the measured accuracy of this IR against FP32
   (:func:`accuracy_refusal` reads it: ``auto`` / ``cpu`` use INT8 only within
   :data:`PD_TOLERANCE_POINTS` and :data:`IOU_TOLERANCE_POINTS` on every dataset of
-  :data:`REQUIRED_DATASETS`).
+  :data:`REQUIRED_DATASETS`) and its speed on the exporting CPU (:func:`recorded_speed`).
 
 The accuracy record (:func:`save_accuracy`, :func:`load_accuracy`, :func:`dataset_delta`,
 :func:`accuracy_refusal`, :func:`describe_accuracy`) is shared with ``openvino-bf16``
@@ -24,11 +24,17 @@ The accuracy record (:func:`save_accuracy`, :func:`load_accuracy`, :func:`datase
 
 Quantisation (:func:`quantize_ir`): ``nncf.quantize`` with the default (``MIXED``)
 preset: weights symmetric per output channel, activations asymmetric per tensor, Fast
-Bias Correction. Two parts stay FP32:
+Bias Correction; each activation's range is the minimum and maximum over all the
+calibration frames (NNCF's ``MINMAX``), not NNCF's default mean of the per-frame ranges
+(``MEAN_MINMAX``), which clips the rare strong responses of bright real targets (0.7,
+SIRST-v2 val: 4 targets lost against FP32 with the mean, none with the extremes;
+docs/benchmarks.md). Two parts stay FP32:
 
-* the first layer's convolutions, which read the normalised frame, and the head, which
-  writes the logits (:func:`fp32_convolutions`): quantising the input itself cost 1.7
-  points of Pd and 3 of IoU on NUDT-SIRST (0.1 model; kept FP32, 0.1 and 0.2);
+* the head, which writes the logits, and, for checkpoints of ``global`` normalisation
+  only, the first layer's convolutions, which read the normalised frame
+  (:func:`fp32_convolutions`): quantised, a [0, 1]-scaled frame loses a faint target's
+  contrast (0.1 model, NUDT-SIRST: 1.7 points of Pd and 3 of IoU), while the ``robust``
+  input is in noise sigmas, asinh-compressed, whose 256 levels are a sixth of the noise;
 * the SGEM attention (the L2 normalisation, both matmuls, the softmax and the 1x1 mix on
   the (heads, d, d) affinity; :data:`IGNORED_PATTERNS`): a negligible share of the work,
   the softmax is where reduced precision loses most (as for FP16 on the GPU), and with
@@ -67,9 +73,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "openvino-int8"
-INT8_RECIPE = "nncf-ptq-mixed-fp32-io-sgem-v3"  # bump when quantize_ir's settings change
+INT8_RECIPE = "nncf-ptq-mixed-minmax-fp32-head-sgem-v5"  # bump when quantize_ir's settings change
 # INT8_RECIPE plus NNCF's accuracy control (quantize_ir with validation frames)
-INT8_RECIPE_AC = "nncf-ptq-accuracy-control-agreement-sgem-v4"
+INT8_RECIPE_AC = "nncf-ptq-minmax-accuracy-control-agreement-sgem-v6"
 INT8_RECIPES = (INT8_RECIPE, INT8_RECIPE_AC)
 # accuracy control: the mean per-frame IoU of the quantised model's mask against the FP32
 # model's own mask (1.0 for FP32) may drop by this much before NNCF reverts the layers that
@@ -91,6 +97,9 @@ MAX_CALIBRATION_FRAMES = 300
 PD_TOLERANCE_POINTS = 0.5  # target-level Pd, percentage points
 IOU_TOLERANCE_POINTS = 1.0  # pixel IoU, percentage points
 REQUIRED_DATASETS = ("NUDT-SIRST", "SIRST-v2")
+# the speed a record keeps (irstd export measures it on the CPU it runs on): the
+# reference camera's frame, (height, width)
+SPEED_SIZE = (512, 640)
 
 
 # --- the artefact ---------------------------------------------------------------------------
@@ -237,6 +246,24 @@ def describe_accuracy(record: Mapping[str, Any] | None) -> str:
     return "; ".join(parts) or "not measured"
 
 
+def recorded_speed(record: Mapping[str, Any] | None) -> float | None:
+    """The p50 milliseconds per :data:`SPEED_SIZE` frame that ``record`` measured on *this*
+    CPU (:func:`~irstd_ros.inference.resources.cpu_identity`, cores included), else None.
+
+    ``auto`` / ``cpu`` put the reduced-precision backends that all have one fastest first
+    (:mod:`~irstd_ros.inference.backends.select`): which of INT8 and bf16 is faster depends
+    on the CPU (Zen 4: INT8; docs/benchmarks.md)."""
+    from irstd_ros.inference.resources import cpu_identity
+
+    speed = (record or {}).get("speed")
+    if not isinstance(speed, Mapping) or speed.get("cpu") != cpu_identity():
+        return None
+    if list(speed.get("size") or ()) != list(SPEED_SIZE):
+        return None
+    value = speed.get("p50_ms")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
 def _points(value: Any) -> str:
     return "n/a" if value is None else f"{float(value):+.2f}"
 
@@ -248,33 +275,49 @@ def calibration_inputs(frames: Iterable[np.ndarray], stride: int) -> list[np.nda
 
 
 CONVOLUTIONS = ("Convolution", "GroupConvolution")
+HEAD_SEARCH_DEPTH = 12  # node levels walked up from the output to the convolutions writing the logits
 
 
-def fp32_convolutions(graph: Any) -> list[str]:
-    """Names of the convolutions :func:`quantize_ir` keeps FP32: those fed by the model's
-    input (the first layer: its conv and its 1x1 shortcut) and the one whose output
-    becomes the logits (the head, through its bias Add), found from the graph's structure.
+def fp32_convolutions(graph: Any, input_layer: bool = False) -> list[str]:
+    """Names of the convolutions :func:`quantize_ir` keeps FP32, found from the graph's
+    structure: those whose output becomes the logits without another convolution between
+    (the head; in ``fast_refine`` models also the refinement's last conv) and, with
+    ``input_layer``, those fed by the model's input (the first layer: its conv and its 1x1
+    shortcut), input layer first.
 
-    Quantised, the first layer's input (the normalised frame) gets 256 levels over the
-    frame's whole range: a faint target a few noise sigmas above its background loses
-    most of its contrast (0.1 model, NUDT-SIRST test: Pd -1.7, IoU -3.0 points against
-    FP32; kept FP32: -0.1, -0.2). The head writes the logits that are thresholded (0.2
-    model, SIRST-v2 val IoU -1.05 points with it quantised, -0.98 kept FP32).
+    The head writes the logits that are thresholded (0.2 model, SIRST-v2 val IoU -1.05
+    points with it quantised, -0.98 kept FP32). ``input_layer`` is for checkpoints of
+    ``global`` normalisation: quantised, their input (the frame scaled to [0, 1]) gets 256
+    levels over the frame's whole range, and a faint target a few noise sigmas above its
+    background loses most of its contrast (0.1 model, NUDT-SIRST test: Pd -1.7, IoU -3.0
+    points against FP32; kept FP32: -0.1, -0.2). The ``robust`` input is in noise sigmas,
+    asinh-compressed to about [-4, 6], so its 256 levels are a sixth of the noise (0.7 with
+    its first layer quantised, SIRST-v2 val and NUDT-SIRST test: no target lost).
     """
     names = []
-    for parameter in graph.get_parameters():
+    for parameter in graph.get_parameters() if input_layer else ():
         for output in parameter.outputs():
             for target in output.get_target_inputs():
                 node = target.get_node()
                 if node.get_type_name() in CONVOLUTIONS:
                     names.append(node.get_friendly_name())
-    for result in graph.get_results():
-        node = result.input_value(0).get_node()
-        for _ in range(4):  # through the bias Add / Reshape the converter puts after a conv
+    # up from the output through what follows the head (its bias Add, a calibration's
+    # Minimum, pixel_shuffle's Reshape / Transpose / Reshape in ``stem: 2`` models, a
+    # refinement's Add) to the convolutions that write the logits; constants not followed
+    frontier = [result.input_value(0).get_node() for result in graph.get_results()]
+    seen: set[str] = set()
+    for _ in range(HEAD_SEARCH_DEPTH):
+        step: list[Any] = []
+        for node in frontier:
+            name = node.get_friendly_name()
+            if name in seen or node.get_type_name() == "Constant":
+                continue
+            seen.add(name)
             if node.get_type_name() in CONVOLUTIONS:
-                names.append(node.get_friendly_name())
-                break
-            node = node.input_value(0).get_node()
+                names.append(name)
+            else:
+                step.extend(node.input_value(i).get_node() for i in range(node.get_input_size()))
+        frontier = step
     return names
 
 
@@ -304,8 +347,11 @@ def quantize_ir(
     validation: list[np.ndarray] | None = None,
     threshold_logit: float = 0.0,
     max_drop: float = MAX_IOU_DROP,
+    input_layer_fp32: bool = False,
 ) -> Path:
-    """``nncf.quantize`` of the FP32 IR at ``fp32_xml`` on ``calibration`` network inputs.
+    """``nncf.quantize`` of the FP32 IR at ``fp32_xml`` on ``calibration`` network inputs,
+    activation ranges from their extremes (``MINMAX``), the head and the SGEM attention
+    FP32, and the first layer too with ``input_layer_fp32`` (:func:`fp32_convolutions`).
 
     With ``validation`` network inputs, ``nncf.quantize_with_accuracy_control`` instead:
     the FP32 IR's masks (``logits > threshold_logit``) on those inputs are the reference;
@@ -318,6 +364,8 @@ def quantize_ir(
     try:
         import nncf
         import openvino as ov
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
     except ImportError as exc:
         raise BackendError(f"INT8 quantisation needs nncf and openvino ({exc}); see requirements/backends-cpu.txt") from None
     if not calibration:
@@ -331,7 +379,10 @@ def quantize_ir(
     try:
         graph = ov.Core().read_model(str(fp32_xml))
         # NNCF's progress bars go to stdout, which carries results (irstd export --json)
-        ignored = nncf.IgnoredScope(names=fp32_convolutions(graph), patterns=list(IGNORED_PATTERNS), validate=False)
+        ignored = nncf.IgnoredScope(
+            names=fp32_convolutions(graph, input_layer_fp32), patterns=list(IGNORED_PATTERNS), validate=False
+        )
+        ranges = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
         with contextlib.redirect_stdout(sys.stderr):
             if validation:
                 fp32 = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -344,10 +395,15 @@ def quantize_ir(
                     max_drop=max_drop,
                     subset_size=len(calibration),
                     ignored_scope=ignored,
+                    advanced_quantization_parameters=ranges,
                 )
             else:
                 quantized = nncf.quantize(
-                    graph, nncf.Dataset(calibration), subset_size=len(calibration), ignored_scope=ignored
+                    graph,
+                    nncf.Dataset(calibration),
+                    subset_size=len(calibration),
+                    ignored_scope=ignored,
+                    advanced_parameters=ranges,
                 )
         tmp = out_xml.with_name(f"{out_xml.stem}.{os.getpid()}.tmp.xml")
         ov.save_model(quantized, str(tmp), compress_to_fp16=False)
@@ -399,7 +455,7 @@ def build_int8(
              f"accuracy control on {len(items)} frames" if items is not None else "no accuracy control")
     accuracy_path(path).unlink(missing_ok=True)
     threshold_logit = float(logit(np.clip(info.threshold, THRESHOLD_CLIP, 1.0 - THRESHOLD_CLIP)))
-    quantize_ir(fp32, inputs, path, items, threshold_logit=threshold_logit)
+    quantize_ir(fp32, inputs, path, items, threshold_logit=threshold_logit, input_layer_fp32=info.norm.kind != "robust")
     save_fingerprint(path, expected)
     return path, True
 
