@@ -27,6 +27,7 @@ from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import cache_root
+from irstd_ros.tools.quantize import ACCURACY_CONTROL
 
 EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "openvino-int8", "openvino-bf16")
 PRECISIONS = ("fp32", "fp16")
@@ -49,9 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--sirst", type=Path, help="SIRST-v2 root (default: ../shared/data/SIRST-v2)")
     q.add_argument("--calibration", type=int, default=300, help="calibration frames, both datasets (max 300)")
     q.add_argument("--no-measure", action="store_true", help="openvino-int8: skip the INT8-vs-FP32 accuracy measurement")
-    q.add_argument("--no-accuracy-control", dest="accuracy_control", action="store_false",
-                   help="plain post-training quantisation (by default NNCF's accuracy control keeps the "
-                   "layers that make INT8 disagree with FP32 on training crops in FP32)")
+    q.add_argument("--accuracy-control", choices=ACCURACY_CONTROL, default="auto",
+                   help="openvino-int8: auto (default): plain post-training quantisation, then NNCF's "
+                   "accuracy control (layers that make INT8 disagree with FP32 on training crops kept FP32, "
+                   "slower) only if the plain IR is out of tolerance; always; never")
+    q.add_argument("--no-accuracy-control", dest="accuracy_control", action="store_const", const="never",
+                   help="the same as --accuracy-control never")
     q.add_argument("--force", action="store_true", help="rebuild and re-measure even when cached")
     q.add_argument("--threads", type=int, help="CPU threads for the accuracy measurement")
     p.set_defaults(func=run)

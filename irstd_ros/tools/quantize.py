@@ -10,8 +10,9 @@
    activations, which a random crop of a large frame would mostly miss, in the ranges.
 2. **Quantisation**: :func:`~irstd_ros.inference.backends.openvino_int8.build_int8`
    (NNCF on the FP32 OpenVINO IR; reused when its fingerprint matches).
-   With ``accuracy_control`` (``irstd export --accuracy-control``), NNCF's accuracy
-   control on top (recipe ``INT8_RECIPE_AC``): on :func:`validation_frames` (other
+   The plain recipe first; when its measured delta (step 3) is out of tolerance, NNCF's
+   accuracy control on top (recipe ``INT8_RECIPE_AC``; ``irstd export --accuracy-control
+   auto``, the default, or ``always``): on :func:`validation_frames` (other
    crops of the same *training* splits, each holding a target) the per-frame IoU of the
    INT8 mask against the FP32 mask is scored, and the layers that cost most are reverted
    to FP32 until it drops by at most ``MAX_IOU_DROP``. The held-out splits of step 3 are never used to choose layers.
@@ -22,7 +23,12 @@
    SIRST-v2 ``val``), full resolution; the difference is stored beside the IR, where
    ``auto`` reads it.
 
-``irstd export --backend openvino-bf16`` (:func:`export_bf16`) is step 3 alone, with
+4. **Speed** (:func:`measure_speed`): the p50 of the reduced-precision backend and of FP32
+   on a :data:`~irstd_ros.inference.backends.openvino_int8.SPEED_SIZE` frame on this CPU,
+   kept in the record (and added to a record that has none for this CPU), so that ``auto``
+   can run the faster of INT8 and bf16 when both are within tolerance.
+
+``irstd export --backend openvino-bf16`` (:func:`export_bf16`) is steps 3 and 4 alone, with
 ``backend="openvino-bf16"``: bf16 compiles the FP32 IR with a precision hint, so there
 is nothing to build, only its accuracy record to write
 (:mod:`~irstd_ros.inference.backends.openvino_bf16`).
@@ -38,15 +44,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint
 from irstd_ros.core.normalization import InputNorm, normalize
 from irstd_ros.data import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.data.pack import DEFAULT_NUDT, DEFAULT_SIRST
+from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root
 from irstd_ros.inference.backends.openvino_int8 import (
@@ -57,16 +64,22 @@ from irstd_ros.inference.backends.openvino_int8 import (
     MAX_IOU_DROP,
     NAME,
     PD_TOLERANCE_POINTS,
+    SPEED_SIZE,
     accuracy_path,
     accuracy_refusal,
     build_int8,
     dataset_delta,
+    int8_fingerprint,
     int8_path,
     load_accuracy,
     measurement_conditions,
     record_mismatch,
+    recorded_speed,
     save_accuracy,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +90,9 @@ VALIDATION_CROP = 384  # px; larger than the calibration crops, to see clutter a
 VALIDATION_SEED = 1
 NUDT_EVAL_FRAMES: int | None = None  # None: all 664 (one target of 100 frames is 0.8 points of Pd)
 FP32_BACKEND = "openvino"  # the reference the INT8 IR is compared with
+SPEED_WARMUP = 5  # calls before timing (the first compiles)
+SPEED_CALLS = 30  # timed calls per backend; their median is recorded
+SPEED_SEED = 2
 METRIC_KEYS = ("pd", "iou", "niou", "fa", "f1", "false_targets_per_frame", "images", "targets")
 
 
@@ -250,6 +266,47 @@ def _accuracy_record(
     }
 
 
+def measure_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions, candidate: str) -> dict[str, Any]:
+    """Median milliseconds per :data:`SPEED_SIZE` frame of ``candidate`` and of FP32 on this
+    CPU, with ``options``' threads: the record's ``speed`` (read by ``recorded_speed``)."""
+    import dataclasses
+
+    from irstd_ros.inference.backends.select import create_backend
+    from irstd_ros.inference.resources import available_cores, cpu_identity
+
+    height, width = SPEED_SIZE
+    frame = np.random.default_rng(SPEED_SEED).normal(0.0, 1.0, SPEED_SIZE).astype(np.float32)
+    sized = dataclasses.replace(options, height=height, width=width)
+    out: dict[str, Any] = {"cpu": cpu_identity(), "size": list(SPEED_SIZE),
+                           "threads": options.threads or available_cores(), "calls": SPEED_CALLS}
+    for key, name in (("p50_ms", candidate), ("fp32_p50_ms", FP32_BACKEND)):
+        backend = create_backend(name, model, info, sized)
+        for _ in range(SPEED_WARMUP):
+            backend.predict(frame)
+        times = []
+        for _ in range(SPEED_CALLS):
+            t0 = time.perf_counter()
+            backend.predict(frame)
+            times.append(time.perf_counter() - t0)
+        out[key] = round(1e3 * float(np.median(times)), 2)
+    log.info("%s: %.1f ms per %dx%d frame here (FP32 %.1f ms)", candidate, out["p50_ms"], width, height,
+             out["fp32_p50_ms"])
+    return out
+
+
+def _add_speed(record: dict[str, Any], path: Path, model: nn.Module, info: CheckpointInfo,
+               options: BackendOptions, candidate: str) -> bool:
+    """Measure and save the speed of a record that has none for this CPU; whether it did."""
+    if recorded_speed(record) is not None:
+        return False
+    record["speed"] = measure_speed(model, info, options, candidate)
+    save_accuracy(path, record)
+    return True
+
+
+ACCURACY_CONTROL = ("auto", "always", "never")  # irstd export --accuracy-control
+
+
 def export_int8(
     weights: Path,
     out: Path | None = None,
@@ -258,18 +315,71 @@ def export_int8(
     measure: bool = True,
     force: bool = False,
     threads: int | None = None,
-    accuracy_control: bool = False,
+    accuracy_control: str | bool = "auto",
 ) -> dict[str, Any]:
     """Build (or reuse) the INT8 IR of ``weights`` in ``out`` and record its accuracy delta.
 
-    ``accuracy_control``: NNCF's accuracy-controlled quantisation on
-    :func:`validation_frames` (recipe ``INT8_RECIPE_AC``) instead of the plain one.
+    ``accuracy_control`` (one of :data:`ACCURACY_CONTROL`; True / False mean ``always`` /
+    ``never``): ``never`` builds the plain recipe ``INT8_RECIPE``; ``always`` NNCF's
+    accuracy-controlled quantisation on :func:`validation_frames` (``INT8_RECIPE_AC``);
+    ``auto`` the plain recipe first, and the accuracy-controlled one only when the plain
+    IR's measured delta is out of tolerance. Accuracy control reverts layers to FP32 until
+    INT8 agrees with FP32 on training crops, and each revert costs speed (0.7 on Zen 4:
+    41.7 ms against 34.1 ms plain, both within tolerance; docs/benchmarks.md), so the plain
+    IR is kept wherever it passes the same gate ``auto`` applies. An accuracy-controlled IR
+    already in the cache within tolerance is reused by ``auto`` unless ``force``.
 
     The accuracy is measured when the IR was built now, when no valid record is beside it,
     or with ``force``; ``measure=False`` leaves the IR without a record (``auto`` then keeps
     FP32 and says so).
     """
-    datasets = datasets or default_datasets()
+    if isinstance(accuracy_control, bool):
+        mode = "always" if accuracy_control else "never"
+    else:
+        mode = accuracy_control
+    if mode not in ACCURACY_CONTROL:
+        raise ConfigError(f"accuracy control {accuracy_control!r}; valid: {', '.join(ACCURACY_CONTROL)}")
+    args = (weights, out, datasets or default_datasets(), calibration, measure, threads)
+    if mode != "auto":
+        return _export_int8(*args, force=force, accuracy_control=mode == "always")
+    if not force and _cached_controlled_ir_passes(weights, out):
+        return _export_int8(*args, force=False, accuracy_control=True)
+    plain = _export_int8(*args, force=force, accuracy_control=False)
+    if not measure or plain["auto"] == f"uses {NAME}":
+        return plain
+    log.info("the plain INT8 IR is out of tolerance (%s); quantising again with accuracy control", plain["auto"])
+    controlled = _export_int8(*args, force=False, accuracy_control=True)
+    controlled["plain"] = {"accuracy": plain.get("accuracy"), "auto": plain["auto"]}
+    return controlled
+
+
+def _cached_controlled_ir_passes(weights: Path, out: Path | None) -> bool:
+    """Whether the cache holds an accuracy-controlled INT8 IR of ``weights`` whose record
+    is valid and within tolerance."""
+    from irstd_ros.inference.backends.fingerprint import load_fingerprint, rebuild_reason
+
+    model, info, _ = load_checkpoint(weights)
+    options = BackendOptions(cache_dir=str(out) if out else None)
+    path, digest = int8_path(model, info, options)
+    found = load_fingerprint(path)
+    if found is None or found.recipe != INT8_RECIPE_AC:
+        return False
+    if rebuild_reason(path, int8_fingerprint(digest, info.model.stride, INT8_RECIPE_AC)) is not None:
+        return False
+    return accuracy_refusal(load_accuracy(path), digest, measurement_conditions(info)) is None
+
+
+def _export_int8(
+    weights: Path,
+    out: Path | None,
+    datasets: list[Int8Dataset],
+    calibration: int,
+    measure: bool,
+    threads: int | None,
+    force: bool,
+    accuracy_control: bool,
+) -> dict[str, Any]:
+    """One recipe of :func:`export_int8`: build or reuse, measure, record."""
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
     cache = cache_root(options)
@@ -285,7 +395,7 @@ def export_int8(
         validation=validation,
     )
     result: dict[str, Any] = {
-        "backend": NAME, "weights": str(weights), "built": built, "build_s": round(time.perf_counter() - t0, 1),
+        "backend": NAME, "weights": str(weights), "recipe": recipe, "built": built, "build_s": round(time.perf_counter() - t0, 1),
         "files": [str(path), str(path.with_suffix(".bin")), str(path) + ".json"],
     }
     _, digest = int8_path(model, info, options)
@@ -313,9 +423,11 @@ def export_int8(
         record["verdict"] = accuracy_refusal(record, digest, conditions) or "within tolerance: auto uses openvino-int8"
         save_accuracy(path, record)
         result["measure_s"] = round(time.perf_counter() - t1, 1)
+    if measure and record is not None:
+        _add_speed(record, path, model, info, options, NAME)
     if record is not None:
         result["files"].append(str(accuracy_path(path)))
-        result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance")}
+        result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
     result["auto"] = accuracy_refusal(record, digest, conditions) or "uses openvino-int8"
     return result
 
@@ -360,6 +472,7 @@ def export_bf16(
         cache.mkdir(parents=True, exist_ok=True)
         save_accuracy(artifact, record)
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
-    result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance")}
+    _add_speed(record, artifact, model, info, options, bf16.NAME)
+    result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
     result["auto"] = bf16.record_refusal(record, digest, info) or f"uses {bf16.NAME}"
     return result

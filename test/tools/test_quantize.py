@@ -21,9 +21,11 @@ from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import CheckpointInfo, InputNorm, load_checkpoint, save_checkpoint  # noqa: E402
 from irstd_ros.cli.main import main  # noqa: E402
+from irstd_ros.errors import ConfigError  # noqa: E402
 from irstd_ros.inference.backends import openvino_int8 as int8  # noqa: E402
 from irstd_ros.inference.backends import select  # noqa: E402
 from irstd_ros.inference.backends.base import BackendOptions  # noqa: E402
+from irstd_ros.inference.resources import cpu_identity  # noqa: E402
 from irstd_ros.models import build_model, named_config  # noqa: E402
 from irstd_ros.tools import quantize  # noqa: E402
 
@@ -61,6 +63,16 @@ def weights(tmp_path) -> Path:
     return save_checkpoint(tmp_path / "tiny.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg, InputNorm(0.4, 0.2)))
 
 
+@pytest.fixture(autouse=True)
+def quick_speed(monkeypatch):
+    """Two timed calls of a 32x48 frame instead of 30 of 640x512: the speed's bookkeeping is
+    tested, not its figure."""
+    monkeypatch.setattr(quantize, "SPEED_WARMUP", 1)
+    monkeypatch.setattr(quantize, "SPEED_CALLS", 2)
+    for module in (quantize, int8):
+        monkeypatch.setattr(module, "SPEED_SIZE", (32, 48))
+
+
 def test_calibration_crops_come_from_both_training_splits(datasets):
     frames = quantize.calibration_frames(InputNorm(0.4, 0.2), datasets, total=5, crop=32)
     assert len(frames) == 5 and all(f.shape == (32, 32) and f.dtype == np.float32 for f in frames)
@@ -81,6 +93,9 @@ def test_export_records_the_accuracy_and_cpu_then_uses_int8(datasets, weights, t
         assert entry["fp32"]["images"] == FRAMES and entry["int8"]["backend"] == "openvino-int8"
         assert entry["delta"] == {"pd_points": 0.0, "iou_points": 0.0}
     assert record["verdict"].startswith("within tolerance") and result["auto"] == "uses openvino-int8"
+    speed = record["speed"]  # measured here, where auto reads it
+    assert speed["cpu"] == cpu_identity() and speed["size"] == list(int8.SPEED_SIZE) and speed["threads"] == 1
+    assert speed["p50_ms"] > 0 and speed["fp32_p50_ms"] > 0 and int8.recorded_speed(record) == speed["p50_ms"]
     # a second export reuses both the IR and its record
     again = quantize.export_int8(weights, out, datasets, calibration=6, threads=1)
     assert not again["built"] and "measure_s" not in again and fake_quantize == [6]
@@ -88,6 +103,18 @@ def test_export_records_the_accuracy_and_cpu_then_uses_int8(datasets, weights, t
     with caplog.at_level(logging.INFO, logger=select.__name__):
         backend = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
     assert backend.name == "openvino-int8"
+
+
+def test_export_adds_the_speed_to_a_record_measured_without_it(datasets, weights, tmp_path, fake_quantize, monkeypatch):
+    out = tmp_path / "cache"
+    path = Path(quantize.export_int8(weights, out, datasets, calibration=6, threads=1)["files"][0])
+    record = int8.load_accuracy(path)
+    del record["speed"]  # as an export before speeds were recorded wrote it
+    int8.save_accuracy(path, record)
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: pytest.fail("re-measured a valid record"))
+    again = quantize.export_int8(weights, out, datasets, calibration=6, threads=1)
+    assert not again["built"] and again["accuracy"]["speed"]["cpu"] == cpu_identity()
+    assert int8.recorded_speed(int8.load_accuracy(path)) == again["accuracy"]["speed"]["p50_ms"]
 
 
 def test_export_cli_without_measurement_leaves_auto_on_fp32(datasets, weights, tmp_path, fake_quantize, capsys):
@@ -128,6 +155,50 @@ def test_accuracy_control_export_records_its_recipe_and_is_loaded(datasets, weig
     assert backend.name == "openvino-int8"
 
 
+def _measured(pd_points: list[float]):
+    """A stand-in for ``measure_accuracy`` whose n-th call reports ``pd_points[n]`` on both
+    datasets; the calls are counted in its ``calls`` list."""
+    calls: list[str] = []
+
+    def measure(*args, label: str = "int8", **kwargs):
+        pd = pd_points[len(calls)]
+        calls.append(label)
+        metrics = {"pd": 0.9, "iou": 0.5}
+        return {name: {"fp32": metrics, label: metrics, "delta": {"pd_points": pd, "iou_points": 0.0}}
+                for name in int8.REQUIRED_DATASETS}
+
+    measure.calls = calls
+    return measure
+
+
+def test_auto_adds_accuracy_control_only_when_the_plain_ir_is_out_of_tolerance(
+    datasets, weights, tmp_path, fake_quantize, monkeypatch
+):
+    monkeypatch.setattr(quantize, "VALIDATION_FRAMES", 6)
+    monkeypatch.setattr(quantize, "VALIDATION_CROP", 32)
+    measure = _measured([-1.39, 0.0])  # the plain IR loses 2 of 144 targets, the controlled one none
+    monkeypatch.setattr(quantize, "measure_accuracy", measure)
+    out = tmp_path / "cache"
+    result = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
+    assert fake_quantize == [4, (4, 6)] and len(measure.calls) == 2
+    assert result["recipe"] == int8.INT8_RECIPE_AC and result["auto"] == "uses openvino-int8"
+    assert "SIRST-v2 Pd -1.39 points" in result["plain"]["auto"]
+    # the controlled IR within tolerance is reused, not replaced by a plain one again
+    again = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
+    assert fake_quantize == [4, (4, 6)] and len(measure.calls) == 2 and again["recipe"] == int8.INT8_RECIPE_AC
+
+
+def test_auto_keeps_the_plain_ir_within_tolerance_and_never_controls(datasets, weights, tmp_path, fake_quantize, monkeypatch):
+    measure = _measured([-0.3, -1.39])
+    monkeypatch.setattr(quantize, "measure_accuracy", measure)
+    result = quantize.export_int8(weights, tmp_path / "a", datasets, calibration=4, threads=1)
+    assert fake_quantize == [4] and result["recipe"] == int8.INT8_RECIPE and result["auto"] == "uses openvino-int8"
+    never = quantize.export_int8(weights, tmp_path / "b", datasets, calibration=4, threads=1, accuracy_control="never")
+    assert fake_quantize == [4, 4] and never["recipe"] == int8.INT8_RECIPE and "out of tolerance" in never["auto"]
+    with pytest.raises(ConfigError, match="valid: auto, always, never"):
+        quantize.export_int8(weights, tmp_path / "c", datasets, accuracy_control="sometimes")
+
+
 # --- irstd export --backend openvino-bf16 -----------------------------------------------------
 @pytest.fixture
 def blind_weights(tmp_path) -> Path:
@@ -156,6 +227,7 @@ def test_bf16_export_writes_the_record_cpu_reads_and_reuses_it(datasets, blind_w
         assert entry["fp32"]["images"] == entry["bf16"]["images"] == FRAMES
         assert entry["delta"] == {"pd_points": 0.0, "iou_points": 0.0}
     assert set(record["datasets"]) == set(int8.REQUIRED_DATASETS) and record["verdict"].startswith("within tolerance")
+    assert int8.recorded_speed(record) == record["speed"]["p50_ms"] > 0  # bf16's own speed, here
     # a record that still applies is reused: nothing is evaluated again
     monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: pytest.fail("re-measured a valid record"))
     again = quantize.export_bf16(blind_weights, out, datasets, threads=1)

@@ -10,7 +10,9 @@ and two choices:
   (:func:`~irstd_ros.inference.backends.openvino_bf16.auto_refusal`), ``openvino-int8``
   only when its artefact is cached *and* its recorded accuracy delta against FP32 is within
   tolerance (:func:`~irstd_ros.inference.backends.openvino_int8.auto_refusal`), then the
-  FP32 backends;
+  FP32 backends. When both reduced precisions have recorded their speed on this CPU
+  (``irstd export`` measures it; :func:`~irstd_ros.inference.backends.openvino_int8.recorded_speed`),
+  the faster of them is tried first: on Zen 4 that is INT8, on other CPUs it may be bf16;
 * ``auto``: ``tensorrt`` -> ``cuda`` -> the ``cpu`` order.
 
 A choice tries each candidate in turn: construction (imports happen inside the backend
@@ -101,6 +103,19 @@ def _bf16_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOption
     return auto_refusal(model, info, options)
 
 
+def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> float | None:
+    from irstd_ros.inference.backends.openvino_int8 import int8_path, load_accuracy, recorded_speed
+
+    return recorded_speed(load_accuracy(int8_path(model, info, options)[0]))
+
+
+def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> float | None:
+    from irstd_ros.inference.backends.openvino_bf16 import bf16_artifact
+    from irstd_ros.inference.backends.openvino_int8 import load_accuracy, recorded_speed
+
+    return recorded_speed(load_accuracy(bf16_artifact(model, info, options)[0]))
+
+
 REGISTRY: dict[str, Factory] = {
     "tensorrt": _tensorrt,
     "cuda": _cuda,
@@ -123,6 +138,11 @@ CPU_PREFERENCE = ("openvino-bf16", "openvino-int8", "openvino", "onnxruntime", "
 ACCURACY_GATES: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], str | None]] = {
     "openvino-bf16": _bf16_refusal,
     "openvino-int8": _int8_refusal,
+}
+# Their speed on this CPU as their records keep it (ms, None: not measured here).
+RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], float | None]] = {
+    "openvino-bf16": _bf16_speed,
+    "openvino-int8": _int8_speed,
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "auto": (*GPU_BACKENDS, *CPU_PREFERENCE),
@@ -194,6 +214,31 @@ def _wrap(backend: Backend, options: BackendOptions, info: CheckpointInfo) -> Ba
     return backend
 
 
+def fastest_first(
+    candidates: tuple[str, ...], model: nn.Module, info: CheckpointInfo, options: BackendOptions
+) -> tuple[tuple[str, ...], str | None]:
+    """``candidates`` with those of :data:`RECORDED_SPEEDS` sorted by their recorded speed
+    on this CPU, in the places they held, and a note saying so (None: order unchanged).
+    Only when every one of them has a speed measured here; otherwise, or on any error
+    reading the records, the static order stands."""
+    timed = [c for c in candidates if c in RECORDED_SPEEDS]
+    if len(timed) < 2:
+        return candidates, None
+    try:
+        speeds = {c: RECORDED_SPEEDS[c](model, info, options) for c in timed}
+    except Exception:  # noqa: BLE001 - a broken cache must not stop the choice
+        return candidates, None
+    known = {c: v for c, v in speeds.items() if v is not None}
+    if len(known) < len(timed):
+        return candidates, None
+    fastest = iter(sorted(timed, key=known.__getitem__))
+    ordered = tuple(next(fastest) if c in RECORDED_SPEEDS else c for c in candidates)
+    if ordered == candidates:
+        return candidates, None
+    measured = ", ".join(f"{c} {known[c]:.1f} ms" for c in sorted(timed, key=known.__getitem__))
+    return ordered, f"recorded speed on this CPU: {measured}"
+
+
 def create_backend(
     name: str, model: nn.Module, info: CheckpointInfo, options: BackendOptions | None = None
 ) -> Backend:
@@ -205,8 +250,9 @@ def create_backend(
         return _wrap(backend, options, info)
     if name not in CHOICES:
         raise _unknown(name)
-    skipped: list[str] = []
-    for candidate in CHOICES[name]:
+    order, note = fastest_first(CHOICES[name], model, info, options)
+    skipped: list[str] = [note] if note else []
+    for candidate in order:
         reason = unavailable_reason(candidate)
         if reason is None and candidate in ACCURACY_GATES:
             try:

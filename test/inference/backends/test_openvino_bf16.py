@@ -1,6 +1,7 @@
 """``openvino-bf16``: its accuracy record in the cache (read, keyed by the weights, refused
 when its fingerprint differs), the gate (INT8's tolerances), the native-bf16 requirement,
-and the CPU order ``openvino-bf16`` -> ``openvino-int8`` -> FP32 with its one log line.
+and the CPU order ``openvino-bf16`` -> ``openvino-int8`` -> FP32 (the faster of the two first
+where both records hold a speed timed on this CPU) with its one log line.
 
 Records are written by hand here (the measurement is tested in test/tools/test_quantize.py);
 INT8 artefacts come from ``fake_quantize`` (a copy of the FP32 IR) and ``native_bf16``
@@ -132,6 +133,56 @@ def test_cpu_picks_bf16_first_within_tolerance(tiny_model, cache, fake_quantize,
     assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
     assert backend.describe()["accuracy_delta"] == "NUDT-SIRST Pd -0.21 IoU +0.05; SIRST-v2 Pd -0.21 IoU +0.05"
     assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
+
+
+def _time(model, info, cache, int8_ms: float, bf16_ms: float, cpu: str | None = None) -> None:
+    """Add speeds to both records, as ``irstd export`` measures them (here: this CPU)."""
+    from irstd_ros.inference.resources import cpu_identity
+
+    for artifact, ms in ((int8.int8_path(model, info, _opts(cache))[0], int8_ms),
+                         (bf16.bf16_artifact(model, info, _opts(cache))[0], bf16_ms)):
+        record = int8.load_accuracy(artifact)
+        record["speed"] = {"cpu": cpu or cpu_identity(), "size": list(int8.SPEED_SIZE), "p50_ms": ms}
+        int8.save_accuracy(artifact, record)
+
+
+def test_cpu_runs_the_faster_reduced_precision_as_recorded_on_this_cpu(
+    tiny_model, cache, fake_quantize, native_bf16, choose_cpu
+):
+    model, info = tiny_model
+    _save_int8(model, info, cache)
+    _save(model, info, cache)
+    _time(model, info, cache, int8_ms=28.5, bf16_ms=35.2)
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-int8"
+    assert line.endswith("(cpu: recorded speed on this CPU: openvino-int8 28.5 ms, openvino-bf16 35.2 ms)")
+    _time(model, info, cache, int8_ms=24.0, bf16_ms=19.0)
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+
+
+def test_speeds_of_another_cpu_leave_the_static_order(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
+    model, info = tiny_model
+    _save_int8(model, info, cache)
+    _save(model, info, cache)
+    _time(model, info, cache, int8_ms=10.0, bf16_ms=35.0, cpu="GenuineIntel family 6 model 143 (Xeon), 2 cores")
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+
+
+def test_faster_int8_out_of_tolerance_is_still_refused(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
+    model, info = tiny_model
+    _save_int8(model, info, cache)
+    _save(model, info, cache)
+    _time(model, info, cache, int8_ms=10.0, bf16_ms=35.0)
+    path = int8.int8_path(model, info, _opts(cache))[0]
+    record = int8.load_accuracy(path)
+    record["datasets"]["SIRST-v2"]["delta"]["pd_points"] = -0.7  # one target of 144 lost
+    int8.save_accuracy(path, record)
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-bf16"
+    assert "recorded speed on this CPU: openvino-int8 10.0 ms" in line
+    assert "openvino-int8 skipped: accuracy delta vs FP32 out of tolerance: SIRST-v2 Pd -0.70 points" in line
 
 
 def test_cpu_falls_back_to_int8_when_bf16_is_out_of_tolerance(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
