@@ -25,8 +25,9 @@
 
 4. **Speed** (:func:`measure_speed`): the p50 of the reduced-precision backend and of FP32
    on a :data:`~irstd_ros.inference.backends.openvino_int8.SPEED_SIZE` frame on this CPU,
-   kept in the record (and added to a record that has none for this CPU), so that ``auto``
-   can run the faster of INT8 and bf16 when both are within tolerance.
+   kept in a record within tolerance (and added to such a record that has none for this
+   CPU), so that ``auto`` can run the faster of INT8 and bf16 when both are within
+   tolerance.
 
 ``irstd export --backend openvino-bf16`` (:func:`export_bf16`) is steps 3 and 4 alone, with
 ``backend="openvino-bf16"``: bf16 compiles the FP32 IR with a precision hint, so there
@@ -295,13 +296,11 @@ def measure_speed(model: nn.Module, info: CheckpointInfo, options: BackendOption
 
 
 def _add_speed(record: dict[str, Any], path: Path, model: nn.Module, info: CheckpointInfo,
-               options: BackendOptions, candidate: str) -> bool:
-    """Measure and save the speed of a record that has none for this CPU; whether it did."""
-    if recorded_speed(record) is not None:
-        return False
-    record["speed"] = measure_speed(model, info, options, candidate)
-    save_accuracy(path, record)
-    return True
+               options: BackendOptions, candidate: str) -> None:
+    """Measure and save the speed of a record that has none for this CPU."""
+    if recorded_speed(record) is None:
+        record["speed"] = measure_speed(model, info, options, candidate)
+        save_accuracy(path, record)
 
 
 ACCURACY_CONTROL = ("auto", "always", "never")  # irstd export --accuracy-control
@@ -423,12 +422,13 @@ def _export_int8(
         record["verdict"] = accuracy_refusal(record, digest, conditions) or "within tolerance: auto uses openvino-int8"
         save_accuracy(path, record)
         result["measure_s"] = round(time.perf_counter() - t1, 1)
-    if measure and record is not None:
+    refusal = accuracy_refusal(record, digest, conditions)
+    if measure and record is not None and refusal is None:  # a refused IR's speed decides nothing
         _add_speed(record, path, model, info, options, NAME)
     if record is not None:
         result["files"].append(str(accuracy_path(path)))
         result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
-    result["auto"] = accuracy_refusal(record, digest, conditions) or "uses openvino-int8"
+    result["auto"] = refusal or "uses openvino-int8"
     return result
 
 
@@ -472,7 +472,9 @@ def export_bf16(
         cache.mkdir(parents=True, exist_ok=True)
         save_accuracy(artifact, record)
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
-    _add_speed(record, artifact, model, info, options, bf16.NAME)
+    refusal = bf16.record_refusal(record, digest, info)
+    if refusal is None:  # a refused record's speed decides nothing
+        _add_speed(record, artifact, model, info, options, bf16.NAME)
     result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
-    result["auto"] = bf16.record_refusal(record, digest, info) or f"uses {bf16.NAME}"
+    result["auto"] = refusal or f"uses {bf16.NAME}"
     return result

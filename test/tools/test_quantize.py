@@ -183,6 +183,7 @@ def test_auto_adds_accuracy_control_only_when_the_plain_ir_is_out_of_tolerance(
     assert fake_quantize == [4, (4, 6)] and len(measure.calls) == 2
     assert result["recipe"] == int8.INT8_RECIPE_AC and result["auto"] == "uses openvino-int8"
     assert "SIRST-v2 Pd -1.39 points" in result["plain"]["auto"]
+    assert result["plain"]["accuracy"]["speed"] is None and result["accuracy"]["speed"]["p50_ms"] > 0  # timed when kept
     # the controlled IR within tolerance is reused, not replaced by a plain one again
     again = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
     assert fake_quantize == [4, (4, 6)] and len(measure.calls) == 2 and again["recipe"] == int8.INT8_RECIPE_AC
@@ -195,6 +196,7 @@ def test_auto_keeps_the_plain_ir_within_tolerance_and_never_controls(datasets, w
     assert fake_quantize == [4] and result["recipe"] == int8.INT8_RECIPE and result["auto"] == "uses openvino-int8"
     never = quantize.export_int8(weights, tmp_path / "b", datasets, calibration=4, threads=1, accuracy_control="never")
     assert fake_quantize == [4, 4] and never["recipe"] == int8.INT8_RECIPE and "out of tolerance" in never["auto"]
+    assert never["accuracy"]["speed"] is None and result["accuracy"]["speed"]["p50_ms"] > 0
     with pytest.raises(ConfigError, match="valid: auto, always, never"):
         quantize.export_int8(weights, tmp_path / "c", datasets, accuracy_control="sometimes")
 
