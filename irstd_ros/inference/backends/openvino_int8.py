@@ -246,13 +246,15 @@ def describe_accuracy(record: Mapping[str, Any] | None) -> str:
     return "; ".join(parts) or "not measured"
 
 
-def recorded_speed(record: Mapping[str, Any] | None) -> float | None:
-    """The p50 milliseconds per :data:`SPEED_SIZE` frame that ``record`` measured on *this*
-    CPU (:func:`~irstd_ros.inference.resources.cpu_identity`, cores included), else None.
+def recorded_speeds(record: Mapping[str, Any] | None) -> tuple[float, float | None] | None:
+    """(p50 ms, FP32's p50 ms or None) per :data:`SPEED_SIZE` frame as ``record`` measured
+    them on *this* CPU (:func:`~irstd_ros.inference.resources.cpu_identity`, cores
+    included), else None.
 
-    ``auto`` / ``cpu`` put the reduced-precision backends that all have one fastest first
-    (:mod:`~irstd_ros.inference.backends.select`): which of INT8 and bf16 is faster depends
-    on the CPU (Zen 4: INT8; docs/benchmarks.md)."""
+    ``auto`` / ``cpu`` put the reduced-precision backends that all have one fastest first,
+    and skip one that was not faster than FP32 here
+    (:mod:`~irstd_ros.inference.backends.select`): which is faster depends on the CPU (Zen
+    4: INT8 for 0.7, bf16 for ``fast``; docs/benchmarks.md)."""
     from irstd_ros.inference.resources import cpu_identity
 
     speed = (record or {}).get("speed")
@@ -260,8 +262,15 @@ def recorded_speed(record: Mapping[str, Any] | None) -> float | None:
         return None
     if list(speed.get("size") or ()) != list(SPEED_SIZE):
         return None
-    value = speed.get("p50_ms")
-    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+    values = [speed.get(key) for key in ("p50_ms", "fp32_p50_ms")]
+    p50, fp32 = (float(v) if isinstance(v, (int, float)) and v > 0 else None for v in values)
+    return None if p50 is None else (p50, fp32)
+
+
+def recorded_speed(record: Mapping[str, Any] | None) -> float | None:
+    """The p50 of :func:`recorded_speeds` (None: not measured on this CPU)."""
+    speeds = recorded_speeds(record)
+    return None if speeds is None else speeds[0]
 
 
 def _points(value: Any) -> str:

@@ -12,7 +12,8 @@ and two choices:
   tolerance (:func:`~irstd_ros.inference.backends.openvino_int8.auto_refusal`), then the
   FP32 backends. When both reduced precisions have recorded their speed on this CPU
   (``irstd export`` measures it; :func:`~irstd_ros.inference.backends.openvino_int8.recorded_speed`),
-  the faster of them is tried first: on Zen 4 that is INT8, on other CPUs it may be bf16;
+  the faster of them is tried first (on Zen 4 INT8 for 0.7, bf16 for ``fast``), and one
+  whose record shows it no faster than FP32 on this CPU is skipped;
 * ``auto``: ``tensorrt`` -> ``cuda`` -> the ``cpu`` order.
 
 A choice tries each candidate in turn: construction (imports happen inside the backend
@@ -103,17 +104,20 @@ def _bf16_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOption
     return auto_refusal(model, info, options)
 
 
-def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> float | None:
-    from irstd_ros.inference.backends.openvino_int8 import int8_path, load_accuracy, recorded_speed
-
-    return recorded_speed(load_accuracy(int8_path(model, info, options)[0]))
+Speeds = tuple[float, float | None]  # (p50 ms, FP32's p50 ms) on this CPU, from a record
 
 
-def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> float | None:
+def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Speeds | None:
+    from irstd_ros.inference.backends.openvino_int8 import int8_path, load_accuracy, recorded_speeds
+
+    return recorded_speeds(load_accuracy(int8_path(model, info, options)[0]))
+
+
+def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Speeds | None:
     from irstd_ros.inference.backends.openvino_bf16 import bf16_artifact
-    from irstd_ros.inference.backends.openvino_int8 import load_accuracy, recorded_speed
+    from irstd_ros.inference.backends.openvino_int8 import load_accuracy, recorded_speeds
 
-    return recorded_speed(load_accuracy(bf16_artifact(model, info, options)[0]))
+    return recorded_speeds(load_accuracy(bf16_artifact(model, info, options)[0]))
 
 
 REGISTRY: dict[str, Factory] = {
@@ -139,8 +143,8 @@ ACCURACY_GATES: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], 
     "openvino-bf16": _bf16_refusal,
     "openvino-int8": _int8_refusal,
 }
-# Their speed on this CPU as their records keep it (ms, None: not measured here).
-RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], float | None]] = {
+# Their speed and FP32's on this CPU as their records keep them (None: not measured here).
+RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], Speeds | None]] = {
     "openvino-bf16": _bf16_speed,
     "openvino-int8": _int8_speed,
 }
@@ -216,27 +220,36 @@ def _wrap(backend: Backend, options: BackendOptions, info: CheckpointInfo) -> Ba
 
 def fastest_first(
     candidates: tuple[str, ...], model: nn.Module, info: CheckpointInfo, options: BackendOptions
-) -> tuple[tuple[str, ...], str | None]:
-    """``candidates`` with those of :data:`RECORDED_SPEEDS` sorted by their recorded speed
-    on this CPU, in the places they held, and a note saying so (None: order unchanged).
-    Only when every one of them has a speed measured here; otherwise, or on any error
-    reading the records, the static order stands."""
+) -> tuple[tuple[str, ...], list[str]]:
+    """``candidates`` ordered by what the records of :data:`RECORDED_SPEEDS` measured on
+    this CPU, and notes saying what changed (empty: nothing):
+
+    * one that was not faster than FP32 in its own measurement is left out (skipped);
+    * when every remaining one has a speed measured here, they are sorted fastest first,
+      in the places they held.
+
+    Without speeds measured here, or on any error reading the records, the static order
+    stands."""
     timed = [c for c in candidates if c in RECORDED_SPEEDS]
-    if len(timed) < 2:
-        return candidates, None
     try:
         speeds = {c: RECORDED_SPEEDS[c](model, info, options) for c in timed}
     except Exception:  # noqa: BLE001 - a broken cache must not stop the choice
-        return candidates, None
-    known = {c: v for c, v in speeds.items() if v is not None}
-    if len(known) < len(timed):
-        return candidates, None
-    fastest = iter(sorted(timed, key=known.__getitem__))
-    ordered = tuple(next(fastest) if c in RECORDED_SPEEDS else c for c in candidates)
-    if ordered == candidates:
-        return candidates, None
-    measured = ", ".join(f"{c} {known[c]:.1f} ms" for c in sorted(timed, key=known.__getitem__))
-    return ordered, f"recorded speed on this CPU: {measured}"
+        return candidates, []
+    notes = []
+    for c, s in speeds.items():
+        if s is not None and s[1] is not None and s[0] >= s[1]:
+            notes.append(f"{c} skipped: not faster than FP32 on this CPU ({s[0]:.1f} against {s[1]:.1f} ms)")
+            timed.remove(c)
+    order = tuple(c for c in candidates if c not in speeds or c in timed)
+    known = {c: s[0] for c, s in speeds.items() if c in timed and s is not None}
+    if len(timed) >= 2 and len(known) == len(timed):
+        fastest = iter(sorted(timed, key=known.__getitem__))
+        ordered = tuple(next(fastest) if c in known else c for c in order)
+        if ordered != order:
+            measured = ", ".join(f"{c} {known[c]:.1f} ms" for c in sorted(timed, key=known.__getitem__))
+            notes.insert(0, f"recorded speed on this CPU: {measured}")
+            order = ordered
+    return order, notes
 
 
 def create_backend(
@@ -250,8 +263,7 @@ def create_backend(
         return _wrap(backend, options, info)
     if name not in CHOICES:
         raise _unknown(name)
-    order, note = fastest_first(CHOICES[name], model, info, options)
-    skipped: list[str] = [note] if note else []
+    order, skipped = fastest_first(CHOICES[name], model, info, options)
     for candidate in order:
         reason = unavailable_reason(candidate)
         if reason is None and candidate in ACCURACY_GATES:

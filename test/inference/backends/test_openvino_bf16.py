@@ -135,7 +135,7 @@ def test_cpu_picks_bf16_first_within_tolerance(tiny_model, cache, fake_quantize,
     assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
 
 
-def _timed(model, info, cache, int8_ms: float, bf16_ms: float, cpu: str | None = None) -> None:
+def _timed(model, info, cache, int8_ms: float, bf16_ms: float, cpu: str | None = None, fp32_ms: float | None = None) -> None:
     """Both records within tolerance (INT8's IR from fake_quantize) with the speeds
     ``irstd export`` measures (here: on this CPU unless ``cpu``); called again, only the
     speeds change."""
@@ -147,7 +147,8 @@ def _timed(model, info, cache, int8_ms: float, bf16_ms: float, cpu: str | None =
     for artifact, ms in ((int8.int8_path(model, info, _opts(cache))[0], int8_ms),
                          (bf16.bf16_artifact(model, info, _opts(cache))[0], bf16_ms)):
         record = int8.load_accuracy(artifact)
-        record["speed"] = {"cpu": cpu or cpu_identity(), "size": list(int8.SPEED_SIZE), "p50_ms": ms}
+        record["speed"] = {"cpu": cpu or cpu_identity(), "size": list(int8.SPEED_SIZE), "p50_ms": ms,
+                           "fp32_p50_ms": fp32_ms}
         int8.save_accuracy(artifact, record)
 
 
@@ -167,6 +168,24 @@ def test_cpu_runs_the_faster_reduced_precision_as_recorded_on_this_cpu(
 def test_speeds_of_another_cpu_leave_the_static_order(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
     model, info = tiny_model
     _timed(model, info, cache, int8_ms=10.0, bf16_ms=35.0, cpu="GenuineIntel family 6 model 143 (Xeon), 2 cores")
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+
+
+def test_a_reduced_precision_no_faster_than_fp32_here_is_skipped(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
+    model, info = tiny_model
+    _timed(model, info, cache, int8_ms=22.5, bf16_ms=30.0, fp32_ms=20.0)  # both slower than FP32
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino"
+    assert line.endswith(
+        "(cpu: openvino-bf16 skipped: not faster than FP32 on this CPU (30.0 against 20.0 ms); "
+        "openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 20.0 ms))"
+    )
+    _timed(model, info, cache, int8_ms=22.5, bf16_ms=12.7, fp32_ms=18.4)  # INT8 alone is slower
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-bf16"
+    assert line.endswith("(cpu: openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 18.4 ms))")
+    _timed(model, info, cache, int8_ms=12.3, bf16_ms=9.9, fp32_ms=19.4)  # as exported on Zen 4 for fast
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
 

@@ -238,6 +238,8 @@ def test_recorded_speed_is_read_for_this_cpu_and_the_reference_size_only():
     assert int8.recorded_speed({"speed": {**here, "size": [256, 256]}}) is None
     assert int8.recorded_speed({"speed": {**here, "p50_ms": None}}) is None
     assert int8.recorded_speed({}) is None and int8.recorded_speed(None) is None
+    assert int8.recorded_speeds({"speed": here}) == (28.5, None)  # FP32 not timed
+    assert int8.recorded_speeds({"speed": {**here, "fp32_p50_ms": 70.8}}) == (28.5, 70.8)
 
 
 def test_cpu_without_artefact_stays_fp32_and_says_so(tiny_model, cache, choose_cpu):
