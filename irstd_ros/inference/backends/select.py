@@ -263,8 +263,12 @@ def create_backend(
         return _wrap(backend, options, info)
     if name not in CHOICES:
         raise _unknown(name)
-    order, skipped = fastest_first(CHOICES[name], model, info, options)
+    order, notes = fastest_first(CHOICES[name], model, info, options)
+    skipped: list[str] = []
     for candidate in order:
+        if candidate not in GPU_BACKENDS:  # the CPU's recorded speeds say nothing of a GPU choice
+            skipped.extend(notes)
+            notes = []
         reason = unavailable_reason(candidate)
         if reason is None and candidate in ACCURACY_GATES:
             try:

@@ -125,6 +125,32 @@ def test_warm_up_failure_falls_back(tiny_model, monkeypatch, caplog, result):
     assert "fails-late skipped: warm-up predict" in caplog.text
 
 
+class Works(FailsLate):
+    """A GPU backend stand-in that runs."""
+
+    name = "cuda"
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        return np.zeros(frame.shape, dtype=np.float32)
+
+
+def test_cpu_speed_notes_appear_only_when_the_choice_reaches_the_cpu(tiny_model, monkeypatch, caplog):
+    model, info = tiny_model
+    note = "recorded speed on this CPU: openvino-int8 10.0 ms, openvino-bf16 20.0 ms"
+    monkeypatch.setattr(select, "fastest_first", lambda order, *a: (order, [note]))
+    monkeypatch.setitem(select.CHOICES, "auto", ("tensorrt", "cuda", "torch-cpu"))
+    monkeypatch.setattr(select, "unavailable_reason", lambda name: "no CUDA device" if name == "tensorrt" else None)
+    monkeypatch.setitem(select.REGISTRY, "cuda", lambda *a: Works())
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        assert select.create_backend("auto", model, info).name == "cuda"
+    assert "(auto: tensorrt skipped: no CUDA device)" in caplog.text and note not in caplog.text
+    monkeypatch.setattr(select, "unavailable_reason", lambda name: None if name == "torch-cpu" else "no CUDA device")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        assert select.create_backend("auto", model, info).name == "torch-cpu"
+    assert caplog.text.rstrip().endswith(f"cuda skipped: no CUDA device; {note})")
+
+
 def test_nothing_left_is_a_backend_error(tiny_model, monkeypatch):
     model, info = tiny_model
     monkeypatch.setitem(select.REGISTRY, "fails-late", lambda *a: FailsLate())
