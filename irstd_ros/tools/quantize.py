@@ -92,7 +92,8 @@ VALIDATION_SEED = 1
 NUDT_EVAL_FRAMES: int | None = None  # None: all 664 (one target of 100 frames is 0.8 points of Pd)
 FP32_BACKEND = "openvino"  # the reference the INT8 IR is compared with
 SPEED_WARMUP = 5  # calls before timing (the first compiles)
-SPEED_CALLS = 30  # timed calls per backend; their median is recorded
+SPEED_ROUNDS = 6  # rounds, each timing the candidate then FP32: a slower host slows both
+SPEED_CALLS = 6  # timed calls per backend per round (36 each in all)
 SPEED_SEED = 2
 METRIC_KEYS = ("pd", "iou", "niou", "fa", "f1", "false_targets_per_frame", "images", "targets")
 
@@ -268,8 +269,12 @@ def _accuracy_record(
 
 
 def measure_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions, candidate: str) -> dict[str, Any]:
-    """Median milliseconds per :data:`SPEED_SIZE` frame of ``candidate`` and of FP32 on this
-    CPU, with ``options``' threads: the record's ``speed`` (read by ``recorded_speed``)."""
+    """Milliseconds per :data:`SPEED_SIZE` frame of ``candidate`` and of FP32 on this CPU,
+    with ``options``' threads, in :data:`SPEED_ROUNDS` interleaved rounds: the record's
+    ``speed`` (read by ``recorded_speeds``). ``p50_ms`` / ``fp32_p50_ms`` are the medians
+    of all calls; ``ratio``, the median of the rounds' candidate / FP32 medians, is what
+    ``auto`` compares, since load that comes and goes on a shared host slows the two
+    backends of one round alike."""
     import dataclasses
 
     from irstd_ros.inference.backends.select import create_backend
@@ -278,27 +283,38 @@ def measure_speed(model: nn.Module, info: CheckpointInfo, options: BackendOption
     height, width = SPEED_SIZE
     frame = np.random.default_rng(SPEED_SEED).normal(0.0, 1.0, SPEED_SIZE).astype(np.float32)
     sized = dataclasses.replace(options, height=height, width=width)
-    out: dict[str, Any] = {"cpu": cpu_identity(), "size": list(SPEED_SIZE),
-                           "threads": options.threads or available_cores(), "calls": SPEED_CALLS}
-    for key, name in (("p50_ms", candidate), ("fp32_p50_ms", FP32_BACKEND)):
-        backend = create_backend(name, model, info, sized)
+    backends = [create_backend(name, model, info, sized) for name in (candidate, FP32_BACKEND)]
+    for backend in backends:
         for _ in range(SPEED_WARMUP):
             backend.predict(frame)
-        times = []
-        for _ in range(SPEED_CALLS):
-            t0 = time.perf_counter()
-            backend.predict(frame)
-            times.append(time.perf_counter() - t0)
-        out[key] = round(1e3 * float(np.median(times)), 2)
-    log.info("%s: %.1f ms per %dx%d frame here (FP32 %.1f ms)", candidate, out["p50_ms"], width, height,
-             out["fp32_p50_ms"])
+    calls: list[list[float]] = [[], []]
+    rounds: list[list[float]] = []
+    for _ in range(SPEED_ROUNDS):
+        medians = []
+        for backend, times in zip(backends, calls):
+            start = len(times)
+            for _ in range(SPEED_CALLS):
+                t0 = time.perf_counter()
+                backend.predict(frame)
+                times.append(1e3 * (time.perf_counter() - t0))
+            medians.append(float(np.median(times[start:])))
+        rounds.append([round(m, 2) for m in medians])
+    ratio = float(np.median([c / f for c, f in rounds]))
+    out: dict[str, Any] = {
+        "cpu": cpu_identity(), "size": list(SPEED_SIZE), "threads": options.threads or available_cores(),
+        "calls": SPEED_ROUNDS * SPEED_CALLS, "p50_ms": round(float(np.median(calls[0])), 2),
+        "fp32_p50_ms": round(float(np.median(calls[1])), 2), "ratio": round(ratio, 3), "rounds": rounds,
+    }
+    log.info("%s: %.1f ms per %dx%d frame here, %.2f of FP32's time (FP32 %.1f ms; %d rounds)", candidate,
+             out["p50_ms"], width, height, ratio, out["fp32_p50_ms"], SPEED_ROUNDS)
     return out
 
 
 def _add_speed(record: dict[str, Any], path: Path, model: nn.Module, info: CheckpointInfo,
-               options: BackendOptions, candidate: str) -> None:
-    """Measure and save the speed of a record that has none for this CPU."""
-    if recorded_speed(record) is None:
+               options: BackendOptions, candidate: str, again: bool = False) -> None:
+    """Measure and save the speed of a record that has none for this CPU, or one timed
+    before the interleaved rounds (no ``rounds``), or any with ``again``."""
+    if again or recorded_speed(record) is None or "rounds" not in record.get("speed", {}):
         record["speed"] = measure_speed(model, info, options, candidate)
         save_accuracy(path, record)
 
@@ -315,6 +331,7 @@ def export_int8(
     force: bool = False,
     threads: int | None = None,
     accuracy_control: str | bool = "auto",
+    retime: bool = False,
 ) -> dict[str, Any]:
     """Build (or reuse) the INT8 IR of ``weights`` in ``out`` and record its accuracy delta.
 
@@ -330,7 +347,9 @@ def export_int8(
 
     The accuracy is measured when the IR was built now, when no valid record is beside it,
     or with ``force``; ``measure=False`` leaves the IR without a record (``auto`` then keeps
-    FP32 and says so).
+    FP32 and says so). The speed (:func:`measure_speed`) is measured for a record within
+    tolerance that has none from this CPU or one from before the interleaved rounds, and
+    with ``retime`` (a host that was busy at the export) without re-measuring accuracy.
     """
     if isinstance(accuracy_control, bool):
         mode = "always" if accuracy_control else "never"
@@ -338,7 +357,7 @@ def export_int8(
         mode = accuracy_control
     if mode not in ACCURACY_CONTROL:
         raise ConfigError(f"accuracy control {accuracy_control!r}; valid: {', '.join(ACCURACY_CONTROL)}")
-    args = (weights, out, datasets or default_datasets(), calibration, measure, threads)
+    args = (weights, out, datasets or default_datasets(), calibration, measure, threads, retime)
     if mode != "auto":
         return _export_int8(*args, force=force, accuracy_control=mode == "always")
     if not force and _cached_controlled_ir_passes(weights, out):
@@ -375,6 +394,7 @@ def _export_int8(
     calibration: int,
     measure: bool,
     threads: int | None,
+    retime: bool,
     force: bool,
     accuracy_control: bool,
 ) -> dict[str, Any]:
@@ -424,7 +444,7 @@ def _export_int8(
         result["measure_s"] = round(time.perf_counter() - t1, 1)
     refusal = accuracy_refusal(record, digest, conditions)
     if measure and record is not None and refusal is None:  # a refused IR's speed decides nothing
-        _add_speed(record, path, model, info, options, NAME)
+        _add_speed(record, path, model, info, options, NAME, again=retime)
     if record is not None:
         result["files"].append(str(accuracy_path(path)))
         result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
@@ -438,10 +458,11 @@ def export_bf16(
     datasets: list[Int8Dataset] | None = None,
     force: bool = False,
     threads: int | None = None,
+    retime: bool = False,
 ) -> dict[str, Any]:
     """Measure ``openvino-bf16`` against FP32 for ``weights`` and write the accuracy record
     its gate reads into the cache ``out``; a record that still applies (same fingerprint)
-    is reused unless ``force``. BackendError on a CPU without native bf16 (the record
+    is reused unless ``force``, and its speed timed as :func:`export_int8` times INT8's. BackendError on a CPU without native bf16 (the record
     would describe emulated bf16, which ``auto`` never runs)."""
     from irstd_ros.errors import BackendError
     from irstd_ros.inference.backends import openvino_bf16 as bf16
@@ -474,7 +495,7 @@ def export_bf16(
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
     refusal = bf16.record_refusal(record, digest, info)
     if refusal is None:  # a refused record's speed decides nothing
-        _add_speed(record, artifact, model, info, options, bf16.NAME)
+        _add_speed(record, artifact, model, info, options, bf16.NAME, again=retime)
     result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
     result["auto"] = refusal or f"uses {bf16.NAME}"
     return result

@@ -78,12 +78,31 @@ def undo_dihedral(x: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
     return x.flip(-1) if mirror else x
 
 
-def consistency_loss(logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+def consistency_region(
+    mask: torch.Tensor, logits: torch.Tensor, other: torch.Tensor, radius: int
+) -> torch.Tensor:
+    """Where the turn-consistency term is taken when restricted: pixels within ``radius``
+    px (a square) of a labelled target, and pixels where either view decides "target"
+    (p > 0.5), the decisions that can turn. Elsewhere, background that both views
+    already call background, the term would only dilute the hard blobs."""
+    near = F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0
+    fired = (logits.detach() > 0) | (other.detach() > 0)
+    return near | fired
+
+
+def consistency_loss(
+    logits: torch.Tensor, other: torch.Tensor, region: torch.Tensor | None = None
+) -> torch.Tensor:
     """Symmetric per-pixel binary cross-entropy between two views' logits of the same
     crops (in the same orientation), each towards the other's detached probability: the
-    decision must not change when the frame turns."""
+    decision must not change when the frame turns. ``region`` (boolean, the logits'
+    shape): the mean over its pixels only (0 when it is empty)."""
     a, b = logits.float(), other.float()
-    return 0.5 * (
-        F.binary_cross_entropy_with_logits(a, torch.sigmoid(b).detach())
-        + F.binary_cross_entropy_with_logits(b, torch.sigmoid(a).detach())
+    per_pixel = 0.5 * (
+        F.binary_cross_entropy_with_logits(a, torch.sigmoid(b).detach(), reduction="none")
+        + F.binary_cross_entropy_with_logits(b, torch.sigmoid(a).detach(), reduction="none")
     )
+    if region is None:
+        return per_pixel.mean()
+    weight = region.to(per_pixel.dtype)
+    return (per_pixel * weight).sum() / weight.sum().clamp(min=1.0)

@@ -55,6 +55,7 @@ from irstd_ros.sim.sensor import SensorConfig
 from irstd_ros.training.loss import (
     LOSSES,
     consistency_loss,
+    consistency_region,
     dihedral,
     distillation_loss,
     random_symmetry,
@@ -115,6 +116,9 @@ class TrainConfig:
     # views take the label loss (averaged), and each is pulled towards the other's
     # probabilities, so the decision does not turn with the frame. 0: off (one pass/step)
     consistency: float = 0.0
+    # > 0: the consistency term only within this many px of a labelled target and where
+    # either view fires (the mean over those pixels); 0: over every pixel
+    consistency_radius: int = 0
     # Mixture training (irstd_ros.data.mixture): list of {root, split, weight, implant_prob}.
     sources: list[dict[str, Any]] = field(default_factory=list)
     samples_per_epoch: int | None = None  # None: one pass over the single dataset
@@ -182,6 +186,7 @@ TRAIN_FIELDS: dict[str, FieldRule] = {
     "distill": Number(low=0),
     "distill_keep_labels": as_flag,
     "consistency": Number(low=0),
+    "consistency_radius": Number(integer=True, low=0),
     "sources": as_mappings,
     "samples_per_epoch": Number(integer=True, low=1, optional=True),
     "generator_frames": Number(integer=True, low=0),
@@ -501,7 +506,12 @@ def train(cfg: TrainConfig) -> Path:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                     other = undo_dihedral(net(dihedral(img, turns, mirror)), turns, mirror)
                 loss = 0.5 * (loss + training_loss(cfg.loss, other, mask))
-                loss = loss + cfg.consistency * consistency_loss(logits, other)
+                region = (
+                    consistency_region(mask, logits, other, cfg.consistency_radius)
+                    if cfg.consistency_radius > 0
+                    else None
+                )
+                loss = loss + cfg.consistency * consistency_loss(logits, other, region)
             if teachers:
                 labels = mask if cfg.distill_keep_labels else None
                 loss = loss + cfg.distill * distillation_loss(logits, teacher_logits, taught, labels)

@@ -30,6 +30,7 @@ from irstd_ros.models import build_model, named_config  # noqa: E402
 from irstd_ros.tools import quantize  # noqa: E402
 
 FRAMES = 4
+MEASURE_SPEED = quantize.measure_speed  # before the autouse fixture below replaces it
 
 
 def _dataset(root: Path, split_dir: str, splits: dict[str, int], size: tuple[int, int], seed: int) -> Path:
@@ -65,19 +66,20 @@ def weights(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def quick_speed(monkeypatch):
-    """Two timed calls of a 32x48 frame instead of 30 of 640x512: the speed's bookkeeping is
-    tested, not its figure. The fake INT8 IR is the FP32 IR, so the two time alike and
+    """Two rounds of one timed call of a 32x48 frame instead of six of six 640x512 frames:
+    the speed's bookkeeping is tested, not its figure. The fake INT8 IR is the FP32 IR, so the two time alike and
     ``cpu`` would skip INT8 as no faster than FP32 about half the time: the recorded
     reduced-precision figure is halved after the real measurement."""
     monkeypatch.setattr(quantize, "SPEED_WARMUP", 1)
-    monkeypatch.setattr(quantize, "SPEED_CALLS", 2)
+    monkeypatch.setattr(quantize, "SPEED_ROUNDS", 2)
+    monkeypatch.setattr(quantize, "SPEED_CALLS", 1)
     for module in (quantize, int8):
         monkeypatch.setattr(module, "SPEED_SIZE", (32, 48))
     measure = quantize.measure_speed
 
     def faster(*args, **kwargs):
         out = measure(*args, **kwargs)
-        return {**out, "p50_ms": out["fp32_p50_ms"] / 2}
+        return {**out, "p50_ms": out["fp32_p50_ms"] / 2, "ratio": 0.5}
 
     monkeypatch.setattr(quantize, "measure_speed", faster)
 
@@ -114,6 +116,34 @@ def test_export_records_the_accuracy_and_cpu_then_uses_int8(datasets, weights, t
     assert backend.name == "openvino-int8"
 
 
+def test_speed_is_timed_in_interleaved_rounds_and_the_ratio_survives_a_busier_round(monkeypatch):
+    """The candidate takes half of FP32's time; the host is three times slower in the
+    second of two rounds: the medians move, the recorded ratio does not."""
+    clock, order = [0.0], []
+
+    class Timed:
+        def __init__(self, name: str, ms: float):
+            self.name, self.ms = name, ms
+
+        def predict(self, frame):
+            order.append(self.name)
+            timed = sum(1 for n in order if n == self.name) - 1  # after its warm-up
+            busy = 3.0 if timed >= quantize.SPEED_WARMUP + quantize.SPEED_CALLS else 1.0
+            clock[0] += self.ms * busy / 1e3
+            return frame
+
+    monkeypatch.setattr(quantize, "SPEED_ROUNDS", 2)
+    monkeypatch.setattr(quantize, "SPEED_CALLS", 3)
+    monkeypatch.setattr(quantize.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(select, "create_backend", lambda name, *a: Timed(name, 10.0 if name == "int8" else 20.0))
+    speed = MEASURE_SPEED(None, None, BackendOptions(threads=2), "int8")
+    warm = ["int8"] * quantize.SPEED_WARMUP + ["openvino"] * quantize.SPEED_WARMUP
+    assert order == warm + (["int8"] * 3 + ["openvino"] * 3) * 2
+    assert speed["rounds"] == [[10.0, 20.0], [30.0, 60.0]] and speed["ratio"] == 0.5
+    assert speed["calls"] == 6 and speed["threads"] == 2 and speed["cpu"] == cpu_identity()
+    assert int8.recorded_speeds({"speed": speed}) == int8.RecordedSpeed(speed["p50_ms"], speed["fp32_p50_ms"], 0.5)
+
+
 def test_export_adds_the_speed_to_a_record_measured_without_it(datasets, weights, tmp_path, fake_quantize, monkeypatch):
     out = tmp_path / "cache"
     path = Path(quantize.export_int8(weights, out, datasets, calibration=6, threads=1)["files"][0])
@@ -124,6 +154,29 @@ def test_export_adds_the_speed_to_a_record_measured_without_it(datasets, weights
     again = quantize.export_int8(weights, out, datasets, calibration=6, threads=1)
     assert not again["built"] and again["accuracy"]["speed"]["cpu"] == cpu_identity()
     assert int8.recorded_speed(int8.load_accuracy(path)) == again["accuracy"]["speed"]["p50_ms"]
+
+
+def test_export_times_again_a_speed_from_before_the_rounds_or_when_asked(
+    datasets, weights, tmp_path, fake_quantize, monkeypatch
+):
+    out = tmp_path / "cache"
+    path = Path(quantize.export_int8(weights, out, datasets, calibration=6, threads=1)["files"][0])
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: pytest.fail("re-measured a valid record"))
+    timed = []
+    measure = quantize.measure_speed
+    monkeypatch.setattr(quantize, "measure_speed", lambda *a: timed.append(1) or measure(*a))
+    kept = quantize.export_int8(weights, out, datasets, calibration=6, threads=1)["accuracy"]["speed"]
+    assert not timed and kept == int8.load_accuracy(path)["speed"]  # timed in rounds: kept
+    record = int8.load_accuracy(path)
+    record["speed"] = {k: v for k, v in record["speed"].items() if k not in ("rounds", "ratio")}  # as before
+    int8.save_accuracy(path, record)
+    upgraded = quantize.export_int8(weights, out, datasets, calibration=6, threads=1)["accuracy"]["speed"]
+    assert timed == [1] and "rounds" in upgraded and "ratio" in upgraded
+    assert main([
+        "export", "--backend", "openvino-int8", "--weights", str(weights), "--out", str(out), "--threads", "1",
+        "--nudt", str(datasets[0].root), "--sirst", str(datasets[1].root), "--calibration", "6", "--retime",
+    ]) == 0
+    assert timed == [1, 1]
 
 
 def test_export_cli_without_measurement_leaves_auto_on_fp32(datasets, weights, tmp_path, fake_quantize, capsys):

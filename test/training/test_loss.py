@@ -6,6 +6,7 @@ import torch
 from irstd_ros.training.loss import (
     SMOOTH,
     consistency_loss,
+    consistency_region,
     dihedral,
     distillation_loss,
     random_symmetry,
@@ -113,3 +114,26 @@ def test_consistency_is_lowest_where_the_views_agree_and_pulls_both_ways():
     x, y = torch.zeros(1, 1, 2, 2, requires_grad=True), torch.full((1, 1, 2, 2), 2.0, requires_grad=True)
     consistency_loss(x, y).backward()
     assert (x.grad < 0).all() and (y.grad > 0).all()  # each towards the other
+
+
+def test_consistency_region_is_near_targets_and_where_a_view_fires():
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4, 4] = 1
+    quiet = torch.full((1, 1, 16, 16), -BIG)
+    fires = quiet.clone()
+    fires[..., 12, 12] = BIG
+    region = consistency_region(mask, quiet, fires, radius=2)
+    assert region[..., 2:7, 2:7].all() and region[..., 12, 12].item()
+    assert int(region.sum()) == 25 + 1
+
+
+def test_restricted_consistency_is_not_diluted_by_agreeing_background():
+    a = torch.full((1, 1, 32, 32), -BIG)
+    b = a.clone()
+    a[..., 5, 5], b[..., 5, 5] = BIG, -BIG  # one pixel where the views disagree
+    everywhere = consistency_loss(a, b)
+    region = torch.zeros_like(a, dtype=torch.bool)
+    region[..., 4:7, 4:7] = True
+    restricted = consistency_loss(a, b, region)
+    assert restricted.item() == pytest.approx(everywhere.item() * 32 * 32 / 9, rel=1e-4)
+    assert consistency_loss(a, b, torch.zeros_like(region)).item() == 0.0

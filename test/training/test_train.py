@@ -65,12 +65,29 @@ def test_turn_consistency_trains_with_two_views_per_step(tmp_path, monkeypatch):
 
     calls = []
     real = loss_module.consistency_loss
-    monkeypatch.setattr(train_module, "consistency_loss", lambda a, b: calls.append(1) or real(a, b))
+    monkeypatch.setattr(
+        train_module, "consistency_loss", lambda a, b, region=None: calls.append(region) or real(a, b, region)
+    )
     final = train(config(tmp_path, consistency=1.0, epochs=6))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(calls) == 12 and history[-1]["loss"] < history[0]["loss"]  # 2 steps an epoch
+    assert all(region is None for region in calls)
     _, info, _ = load_checkpoint(final)
     assert info.extra["train_config"]["consistency"] == 1.0
+
+
+def test_turn_consistency_near_targets_passes_a_region(tmp_path, monkeypatch):
+    from irstd_ros.training import loss as loss_module
+
+    regions = []
+    real = loss_module.consistency_loss
+    monkeypatch.setattr(
+        train_module, "consistency_loss", lambda a, b, region=None: regions.append(region) or real(a, b, region)
+    )
+    final = train(config(tmp_path, consistency=1.0, consistency_radius=4, epochs=1))
+    assert regions and all(r is not None and r.dtype == torch.bool and 0 < int(r.sum()) for r in regions)
+    _, info, _ = load_checkpoint(final)
+    assert info.extra["train_config"]["consistency_radius"] == 4
 
 
 def test_global_norm_stores_the_training_statistics(tmp_path):

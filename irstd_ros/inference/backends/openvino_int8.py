@@ -54,7 +54,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from scipy.special import logit
@@ -246,13 +246,27 @@ def describe_accuracy(record: Mapping[str, Any] | None) -> str:
     return "; ".join(parts) or "not measured"
 
 
-def recorded_speeds(record: Mapping[str, Any] | None) -> tuple[float, float | None] | None:
-    """(p50 ms, FP32's p50 ms or None) per :data:`SPEED_SIZE` frame as ``record`` measured
-    them on *this* CPU (:func:`~irstd_ros.inference.resources.cpu_identity`, cores
-    included), else None.
+class RecordedSpeed(NamedTuple):
+    """A record's speed on this CPU: its p50 and FP32's (ms per :data:`SPEED_SIZE`
+    frame), and its time as a fraction of FP32's in the same measurement (the median of
+    the rounds' ratios; from the two p50s for a record without rounds; None without FP32)."""
+
+    p50_ms: float
+    fp32_p50_ms: float | None
+    ratio: float | None
+
+
+def _positive(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def recorded_speeds(record: Mapping[str, Any] | None) -> RecordedSpeed | None:
+    """The speed ``record`` measured on *this* CPU
+    (:func:`~irstd_ros.inference.resources.cpu_identity`, cores included), else None.
 
     ``auto`` / ``cpu`` put the reduced-precision backends that all have one fastest first,
-    and skip one that was not faster than FP32 here
+    by their ratio to FP32 (each measured beside FP32, so a host busier at one export than
+    at the other does not decide), and skip one that was not faster than FP32 here
     (:mod:`~irstd_ros.inference.backends.select`): which is faster depends on the CPU (Zen
     4: INT8 for 0.7, bf16 for ``fast``; docs/benchmarks.md)."""
     from irstd_ros.inference.resources import cpu_identity
@@ -262,9 +276,13 @@ def recorded_speeds(record: Mapping[str, Any] | None) -> tuple[float, float | No
         return None
     if list(speed.get("size") or ()) != list(SPEED_SIZE):
         return None
-    values = [speed.get(key) for key in ("p50_ms", "fp32_p50_ms")]
-    p50, fp32 = (float(v) if isinstance(v, (int, float)) and v > 0 else None for v in values)
-    return None if p50 is None else (p50, fp32)
+    p50, fp32 = _positive(speed.get("p50_ms")), _positive(speed.get("fp32_p50_ms"))
+    if p50 is None:
+        return None
+    ratio = _positive(speed.get("ratio")) if fp32 is not None else None
+    if ratio is None and fp32 is not None:
+        ratio = p50 / fp32
+    return RecordedSpeed(p50, fp32, ratio)
 
 
 def recorded_speed(record: Mapping[str, Any] | None) -> float | None:

@@ -30,6 +30,7 @@ import importlib.util
 import logging
 import shutil
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from torch import nn
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.errors import BackendError, ConfigError
 from irstd_ros.inference.backends.base import Backend, BackendOptions
+
+if TYPE_CHECKING:
+    from irstd_ros.inference.backends.openvino_int8 import RecordedSpeed
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +108,14 @@ def _bf16_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOption
     return auto_refusal(model, info, options)
 
 
-Speeds = tuple[float, float | None]  # (p50 ms, FP32's p50 ms) on this CPU, from a record
 
-
-def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Speeds | None:
+def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None:
     from irstd_ros.inference.backends.openvino_int8 import int8_path, load_accuracy, recorded_speeds
 
     return recorded_speeds(load_accuracy(int8_path(model, info, options)[0]))
 
 
-def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Speeds | None:
+def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None:
     from irstd_ros.inference.backends.openvino_bf16 import bf16_artifact
     from irstd_ros.inference.backends.openvino_int8 import load_accuracy, recorded_speeds
 
@@ -144,7 +146,7 @@ ACCURACY_GATES: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], 
     "openvino-int8": _int8_refusal,
 }
 # Their speed and FP32's on this CPU as their records keep them (None: not measured here).
-RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], Speeds | None]] = {
+RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], RecordedSpeed | None]] = {
     "openvino-bf16": _bf16_speed,
     "openvino-int8": _int8_speed,
 }
@@ -226,7 +228,9 @@ def fastest_first(
 
     * one that was not faster than FP32 in its own measurement is left out (skipped);
     * when every remaining one has a speed measured here, they are sorted fastest first,
-      in the places they held.
+      in the places they held: by their time as a fraction of FP32's when all have one
+      (each export times FP32 beside its candidate, so the comparison survives a host
+      that was busier at one export), else by milliseconds.
 
     Without speeds measured here, or on any error reading the records, the static order
     stands."""
@@ -237,16 +241,28 @@ def fastest_first(
         return candidates, []
     notes = []
     for c, s in speeds.items():
-        if s is not None and s[1] is not None and s[0] >= s[1]:
-            notes.append(f"{c} skipped: not faster than FP32 on this CPU ({s[0]:.1f} against {s[1]:.1f} ms)")
+        if s is not None and s.fp32_p50_ms is not None and s.ratio is not None and s.ratio >= 1.0:
+            notes.append(
+                f"{c} skipped: not faster than FP32 on this CPU "
+                f"({s.p50_ms:.1f} against {s.fp32_p50_ms:.1f} ms, {s.ratio:.2f} of its time)"
+            )
             timed.remove(c)
     order = tuple(c for c in candidates if c not in speeds or c in timed)
-    known = {c: s[0] for c, s in speeds.items() if c in timed and s is not None}
+    known = {c: s for c, s in speeds.items() if c in timed and s is not None}
     if len(timed) >= 2 and len(known) == len(timed):
-        fastest = iter(sorted(timed, key=known.__getitem__))
+        relative = all(s.ratio is not None for s in known.values())
+
+        def key(c: str) -> float:
+            s = known[c]
+            return s.ratio if relative and s.ratio is not None else s.p50_ms
+
+        fastest = iter(sorted(timed, key=key))
         ordered = tuple(next(fastest) if c in known else c for c in order)
         if ordered != order:
-            measured = ", ".join(f"{c} {known[c]:.1f} ms" for c in sorted(timed, key=known.__getitem__))
+            measured = ", ".join(
+                f"{c} {known[c].p50_ms:.1f} ms" + (f" ({key(c):.2f} of FP32's)" if relative else "")
+                for c in sorted(timed, key=key)
+            )
             notes.insert(0, f"recorded speed on this CPU: {measured}")
             order = ordered
     return order, notes

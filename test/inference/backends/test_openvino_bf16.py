@@ -135,20 +135,25 @@ def test_cpu_picks_bf16_first_within_tolerance(tiny_model, cache, fake_quantize,
     assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
 
 
-def _timed(model, info, cache, int8_ms: float, bf16_ms: float, cpu: str | None = None, fp32_ms: float | None = None) -> None:
+def _timed(
+    model, info, cache, int8_ms: float, bf16_ms: float, cpu: str | None = None,
+    fp32_ms: float | tuple[float, float] | None = None,
+) -> None:
     """Both records within tolerance (INT8's IR from fake_quantize) with the speeds
-    ``irstd export`` measures (here: on this CPU unless ``cpu``); called again, only the
-    speeds change."""
+    ``irstd export`` measures (here: on this CPU unless ``cpu``; FP32 beside each, or
+    (beside INT8, beside bf16) when the host was busier at one export); called again,
+    only the speeds change."""
     from irstd_ros.inference.resources import cpu_identity
 
     if int8.load_accuracy(bf16.bf16_artifact(model, info, _opts(cache))[0]) is None:
         _save_int8(model, info, cache)
         _save(model, info, cache)
-    for artifact, ms in ((int8.int8_path(model, info, _opts(cache))[0], int8_ms),
-                         (bf16.bf16_artifact(model, info, _opts(cache))[0], bf16_ms)):
+    fp32 = fp32_ms if isinstance(fp32_ms, tuple) else (fp32_ms, fp32_ms)
+    for artifact, ms, beside in ((int8.int8_path(model, info, _opts(cache))[0], int8_ms, fp32[0]),
+                                 (bf16.bf16_artifact(model, info, _opts(cache))[0], bf16_ms, fp32[1])):
         record = int8.load_accuracy(artifact)
         record["speed"] = {"cpu": cpu or cpu_identity(), "size": list(int8.SPEED_SIZE), "p50_ms": ms,
-                           "fp32_p50_ms": fp32_ms}
+                           "fp32_p50_ms": beside}
         int8.save_accuracy(artifact, record)
 
 
@@ -178,16 +183,35 @@ def test_a_reduced_precision_no_faster_than_fp32_here_is_skipped(tiny_model, cac
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino"
     assert line.endswith(
-        "(cpu: openvino-bf16 skipped: not faster than FP32 on this CPU (30.0 against 20.0 ms); "
-        "openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 20.0 ms))"
+        "(cpu: openvino-bf16 skipped: not faster than FP32 on this CPU (30.0 against 20.0 ms, 1.50 of its time); "
+        "openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 20.0 ms, 1.12 of its time))"
     )
     _timed(model, info, cache, int8_ms=22.5, bf16_ms=12.7, fp32_ms=18.4)  # INT8 alone is slower
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino-bf16"
-    assert line.endswith("(cpu: openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 18.4 ms))")
+    assert line.endswith(
+        "(cpu: openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 18.4 ms, 1.22 of its time))"
+    )
     _timed(model, info, cache, int8_ms=12.3, bf16_ms=9.9, fp32_ms=19.4)  # as exported on Zen 4 for fast
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+
+
+def test_each_precision_is_compared_through_the_fp32_timed_beside_it(
+    tiny_model, cache, fake_quantize, native_bf16, choose_cpu
+):
+    """bf16 was exported on a host twice as busy: more milliseconds, but a smaller share
+    of FP32's time, so it runs first."""
+    model, info = tiny_model
+    _timed(model, info, cache, int8_ms=34.0, bf16_ms=60.0, fp32_ms=(68.0, 160.0))
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+    _timed(model, info, cache, int8_ms=34.0, bf16_ms=60.0, fp32_ms=(68.0, 100.0))
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-int8"
+    assert line.endswith(
+        "(cpu: recorded speed on this CPU: openvino-int8 34.0 ms (0.50 of FP32's), openvino-bf16 60.0 ms (0.60 of FP32's))"
+    )
 
 
 def test_faster_int8_out_of_tolerance_is_still_refused(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):

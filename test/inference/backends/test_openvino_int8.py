@@ -238,8 +238,10 @@ def test_recorded_speed_is_read_for_this_cpu_and_the_reference_size_only():
     assert int8.recorded_speed({"speed": {**here, "size": [256, 256]}}) is None
     assert int8.recorded_speed({"speed": {**here, "p50_ms": None}}) is None
     assert int8.recorded_speed({}) is None and int8.recorded_speed(None) is None
-    assert int8.recorded_speeds({"speed": here}) == (28.5, None)  # FP32 not timed
-    assert int8.recorded_speeds({"speed": {**here, "fp32_p50_ms": 70.8}}) == (28.5, 70.8)
+    assert int8.recorded_speeds({"speed": here}) == (28.5, None, None)  # FP32 not timed
+    assert int8.recorded_speeds({"speed": {**here, "fp32_p50_ms": 57.0}}) == (28.5, 57.0, 0.5)  # no rounds
+    rounds = int8.recorded_speeds({"speed": {**here, "fp32_p50_ms": 57.0, "ratio": 0.42}})
+    assert rounds == int8.RecordedSpeed(p50_ms=28.5, fp32_p50_ms=57.0, ratio=0.42)  # the rounds' own
 
 
 def test_cpu_without_artefact_stays_fp32_and_says_so(tiny_model, cache, choose_cpu):
