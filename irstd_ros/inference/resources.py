@@ -1,4 +1,5 @@
-"""The process's compute resources: CPU cores, device memory, out-of-memory errors.
+"""The process's compute resources: the CPU (name, flags, cores), device memory,
+out-of-memory errors.
 
 torch is looked up in ``sys.modules`` rather than imported: a process that never loaded
 it (e.g. an OpenVINO-only one) has no torch memory to release and no torch error to see.
@@ -6,14 +7,17 @@ it (e.g. an OpenVINO-only one) has no torch memory to release and no torch error
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
-CPUINFO_KEYS = ("vendor_id", "cpu family", "model", "model name")  # of the first processor
+CPUINFO_KEYS = ("vendor_id", "cpu family", "model", "model name", "flags")  # of the first processor
+LSCPU_TIMEOUT_S = 10
 
 
 def available_cores() -> int:
@@ -24,27 +28,50 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def cpu_identity() -> str:
-    """The CPU and the cores this process may use, e.g. ``AuthenticAMD family 25 model 17
-    (AMD EPYC), 2 cores``: what a speed measured here holds for. Vendor, family and model
-    tell CPU generations apart that share a marketing name; ``platform.processor()`` where
-    ``/proc/cpuinfo`` is missing (not Linux)."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's :data:`CPUINFO_KEYS` in ``/proc/cpuinfo`` (empty: not Linux)."""
     fields: dict[str, str] = {}
-    try:
+    with contextlib.suppress(OSError):
         for line in CPUINFO.read_text().splitlines():
             if not line.strip():
                 break  # the first processor's block
             key, _, value = line.partition(":")
             if key.strip() in CPUINFO_KEYS:
                 fields[key.strip()] = value.strip()
-    except OSError:
-        pass
+    return fields
+
+
+def cpu_identity() -> str:
+    """The CPU and the cores this process may use, e.g. ``AuthenticAMD family 25 model 17
+    (AMD EPYC), 2 cores``: what a speed measured here holds for. Vendor, family and model
+    tell CPU generations apart that share a marketing name; ``platform.processor()`` where
+    ``/proc/cpuinfo`` is missing (not Linux)."""
+    fields = _cpuinfo()
     if fields:
         name = (f"{fields.get('vendor_id', '?')} family {fields.get('cpu family', '?')} model "
                 f"{fields.get('model', '?')} ({fields.get('model name', '?')})")
     else:
         name = platform.processor() or platform.machine() or "unknown CPU"
     return f"{name}, {available_cores()} cores"
+
+
+def cpu_model() -> str:
+    """The CPU's name for reports: lscpu's "Model name" (which also names ARM cores, whose
+    ``/proc/cpuinfo`` has none), else ``/proc/cpuinfo``'s, else the platform's."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=LSCPU_TIMEOUT_S).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Model name" and value.strip():
+                return value.strip()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags (``avx512_bf16``, ``amx_int8``, ...), None where
+    ``/proc/cpuinfo`` lists none."""
+    flags = _cpuinfo().get("flags")
+    return frozenset(flags.split()) if flags else None
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

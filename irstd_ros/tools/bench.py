@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -131,18 +130,12 @@ def machine() -> dict[str, Any]:
     """CPU model, cores, library versions, the normalisation's asinh path and the load
     average now."""
     from irstd_ros.core.normalization import ASINH_LOG_FORM
+    from irstd_ros.inference.resources import cpu_flags, cpu_identity, cpu_model
 
-    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                info["cpu"] = value.strip()
-            if key.strip() == "Flags":
-                info["avx512_bf16"] = "avx512_bf16" in value.split()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    info: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "cpu_identity": cpu_identity()}
+    flags = cpu_flags()
+    if flags is not None:
+        info["avx512_bf16"] = "avx512_bf16" in flags
     import torch
 
     info["torch"] = torch.__version__

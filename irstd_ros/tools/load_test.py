@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,6 +48,7 @@ from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import parse_size, size_arg
 from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import ConfigError, IrstdError
+from irstd_ros.inference.resources import cpu_model
 from irstd_ros.ros.health import STAGES
 from irstd_ros.ros.transport import dds_environment, profile_env_var
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
@@ -111,20 +111,6 @@ def use_dds_profile(path: Path) -> None:
     if not path.is_file():
         raise ConfigError(f"--dds-profile {path}: no such file")
     os.environ[profile_env_var()] = str(path.resolve())
-
-
-def cpu_model() -> str:
-    """The CPU model as lscpu names it (``/proc/cpuinfo`` as a fallback)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def _pct(values: Sequence[float], q: float) -> float | None:

@@ -1,6 +1,8 @@
-"""``cpu_identity``: what a recorded speed holds for."""
+"""``cpu_identity`` (what a recorded speed holds for), ``cpu_model``, ``cpu_flags``."""
 
 from __future__ import annotations
+
+import subprocess
 
 from irstd_ros.inference import resources
 
@@ -33,3 +35,30 @@ def test_identity_without_cpuinfo_falls_back_to_the_platform(tmp_path, monkeypat
     monkeypatch.setattr(resources.platform, "processor", lambda: "arm")
     monkeypatch.setattr(resources, "available_cores", lambda: 8)
     assert resources.cpu_identity() == "arm, 8 cores"
+
+
+def _no_lscpu(*args, **kwargs):
+    raise FileNotFoundError("lscpu")
+
+
+def test_cpu_model_prefers_lscpu_then_cpuinfo_then_the_platform(tmp_path, monkeypatch):
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO)
+    monkeypatch.setattr(resources, "CPUINFO", path)
+    lscpu = "Architecture:  aarch64\nModel name:    Cortex-A78AE\n"
+    monkeypatch.setattr(resources.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, lscpu, ""))
+    assert resources.cpu_model() == "Cortex-A78AE"  # ARM: only lscpu names the cores
+    monkeypatch.setattr(resources.subprocess, "run", _no_lscpu)
+    assert resources.cpu_model() == "AMD EPYC 9B14"
+    monkeypatch.setattr(resources, "CPUINFO", tmp_path / "missing")
+    monkeypatch.setattr(resources.platform, "processor", lambda: "arm")
+    assert resources.cpu_model() == "arm"
+
+
+def test_cpu_flags_are_the_first_processors_or_none(tmp_path, monkeypatch):
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO.replace("model name\t: AMD EPYC 9B14\n", "model name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2 avx512_bf16\n"))
+    monkeypatch.setattr(resources, "CPUINFO", path)
+    assert resources.cpu_flags() == {"fpu", "avx2", "avx512_bf16"}
+    path.write_text(CPUINFO)
+    assert resources.cpu_flags() is None
