@@ -108,7 +108,6 @@ def _bf16_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOption
     return auto_refusal(model, info, options)
 
 
-
 def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None:
     from irstd_ros.inference.backends.openvino_int8 import int8_path, load_accuracy, recorded_speeds
 
