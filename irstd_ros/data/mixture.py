@@ -4,7 +4,8 @@ augmentation, normalised exactly as the detector normalises frames at run time.
 One sample: pick a source by weight, an image of it, a crop (half of the time one
 that holds a target; with ``hard_prob`` one centred on a mined hard example, see
 :mod:`irstd_ros.evaluation.mining`) → sensor degradation (blur, FPN, noise) → implanted targets
-(``implant_prob``), at SNRs relative to the crop's measured noise → an encoding
+(``implant_prob``), at SNRs relative to the crop's measured noise → real targets pasted
+from a bank of labelled ones (``paste_prob``; :mod:`irstd_ros.data.paste`) → an encoding
 (as is, 14-bit counts, 8-bit AGC, float at any gain) → :func:`normalize` → flips and
 90-degree turns. Every sample is a pure function of (seed, epoch, index): runs resume
 exactly and DataLoader workers need no shared state.
@@ -23,6 +24,7 @@ import torch
 from irstd_ros.core.normalization import InputNorm, noise_sigma, normalize
 from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
+from irstd_ros.data.paste import BankTarget, PasteConfig, paste_targets, target_bank
 from irstd_ros.data.transforms import augment, point_crop, random_crop, rescale, target_crop
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim.implant import ImplantConfig, implant_targets
@@ -41,7 +43,9 @@ class SourceSpec:
     """One dataset of the mixture: where, which split, how often, how often implanted;
     ``hard``: mined hard-example files (one or a list: successive mining rounds) whose
     places get ``hard_prob`` of the crops; ``hard_misses``: whether their missed targets
-    count as places too, or only their false targets."""
+    count as places too, or only their false targets; ``paste_prob``: share of its samples
+    that get real targets of the bank pasted in; ``bank``: whether its labelled targets
+    join the bank."""
 
     root: Path
     split: str | None = "train"
@@ -54,13 +58,18 @@ class SourceSpec:
     # distillation teachers of this source's samples (training): None, the run's `teacher`;
     # an empty list, none
     teacher: tuple[Path, ...] | None = None
+    paste_prob: float = 0.0
+    bank: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> SourceSpec:
         teacher = None if d.get("teacher") is None else path_tuple(d["teacher"])
         spec = dataclass_from_dict(cls, {**d, "hard": path_tuple(d.get("hard")), "teacher": teacher}, "data source")
-        if not isinstance(spec.hard_misses, bool):
-            raise ConfigError(f"hard_misses must be true or false, got {spec.hard_misses!r}")
+        for flag in ("hard_misses", "bank"):
+            if not isinstance(getattr(spec, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(spec, flag)!r}")
+        if not 0.0 <= spec.paste_prob <= 1.0:
+            raise ConfigError(f"paste_prob must be in [0, 1], got {spec.paste_prob}")
         return replace(spec, root=Path(spec.root))
 
 
@@ -75,6 +84,7 @@ class Source:
     hard: tuple[tuple[int, float, float], ...] = ()
     hard_prob: float = 0.0
     teacher: tuple[Path, ...] | None = None  # None: the run's (the generator's always)
+    paste_prob: float = 0.0
 
 
 def load_hard_examples(
@@ -111,6 +121,7 @@ class AugmentConfig:
     sensor_prob: float = 0.7  # samples that get degrade + re-encoding at all
     scale: tuple[float, float] = (1.0, 1.0)  # zoom range (log-uniform); < 1 shrinks targets
     scale_prob: float = 0.0  # samples that are zoomed at all
+    paste: PasteConfig = field(default_factory=PasteConfig)
 
     def __post_init__(self) -> None:
         lo, hi = self.scale
@@ -153,6 +164,7 @@ class MixtureSamples(torch.utils.data.Dataset):
         norm: InputNorm,
         augment_cfg: AugmentConfig | None = None,
         seed: int = 0,
+        bank: Sequence[BankTarget] = (),
     ) -> None:
         if not sources or any(not s.items for s in sources):
             raise ConfigError("every data source needs at least one image")
@@ -163,6 +175,9 @@ class MixtureSamples(torch.utils.data.Dataset):
         self.weights = weights / weights.sum()
         self.crop, self.samples, self.norm, self.seed = crop, samples_per_epoch, norm, seed
         self.cfg = augment_cfg or AugmentConfig()
+        if not bank and any(s.paste_prob > 0 for s in self.sources):
+            raise ConfigError("paste_prob > 0 needs a bank: set `bank: true` on a source with labelled targets")
+        self.bank = tuple(bank)
         self.epoch = 0
 
     @classmethod
@@ -175,9 +190,13 @@ class MixtureSamples(torch.utils.data.Dataset):
         augment_cfg: AugmentConfig | None = None,
         seed: int = 0,
         generator: tuple[int, float, float] = (0, 0.0, 1.0),
+        generator_paste: float = 0.0,
     ) -> MixtureSamples:
-        """Load each source's split; ``generator`` = (frames, weight, implant_prob)."""
+        """Load each source's split; ``generator`` = (frames, weight, implant_prob); the
+        bank gathers the targets of the sources marked ``bank``."""
         sources = []
+        bank: list[BankTarget] = []
+        max_area = (augment_cfg or AugmentConfig()).paste.max_area
         for spec in specs:
             pairs = find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))
             items = IRSTDDataset(pairs).items
@@ -185,11 +204,17 @@ class MixtureSamples(torch.utils.data.Dataset):
                 load_hard_examples(spec.hard, items, spec.hard_misses)
                 if spec.hard and spec.hard_prob > 0 else ()
             )
-            sources.append(Source(items, spec.weight, spec.implant_prob, hard, spec.hard_prob, spec.teacher))
+            sources.append(
+                Source(items, spec.weight, spec.implant_prob, hard, spec.hard_prob, spec.teacher, spec.paste_prob)
+            )
+            if spec.bank:
+                bank.extend(target_bank(items, max_area))
         frames, weight, implant_prob = generator
         if frames > 0 and weight > 0:
-            sources.append(Source(generator_backgrounds(frames, seed), weight, implant_prob))
-        return cls(sources, crop, samples_per_epoch, norm, augment_cfg, seed)
+            sources.append(
+                Source(generator_backgrounds(frames, seed), weight, implant_prob, paste_prob=generator_paste)
+            )
+        return cls(sources, crop, samples_per_epoch, norm, augment_cfg, seed, bank)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -230,6 +255,9 @@ class MixtureSamples(torch.utils.data.Dataset):
             sigma = noise_sigma(x)
         if rng.random() < implant_prob:
             x, mask, _ = implant_targets(x, mask, rng, sigma, self.cfg.implant)
+        # drawn only where pasting is on, so that runs without it keep their samples
+        if source.paste_prob > 0 and rng.random() < source.paste_prob:
+            x, mask, _ = paste_targets(x, mask, rng, sigma, self.bank, self.cfg.paste)
         frame = encode(x, rng, native, self.cfg.sensor, None if sensor else "native")
         y, m = augment(normalize(frame, self.norm), mask, rng)
         return np.ascontiguousarray(y, dtype=np.float32), np.ascontiguousarray(m), which

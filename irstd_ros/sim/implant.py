@@ -77,15 +77,17 @@ def render_target(
     return render_blob(cx, cy, width * aspect, width, theta, rng.uniform(*cfg.extended_psf))
 
 
-def _positions(
-    img: np.ndarray, rng: np.random.Generator, cfg: ImplantConfig, n: int
+def placements(
+    img: np.ndarray, rng: np.random.Generator, edge_fraction: float, margin: int, n: int
 ) -> list[tuple[float, float]]:
+    """``n`` candidate centres (x, y): ``edge_fraction`` of them on the frame's strongest
+    gradients ("near clutter"), the rest uniform, ``margin`` px from the border."""
     h, w = img.shape
-    m = cfg.margin
+    m = margin
     edges = None
     out = []
     for _ in range(n):
-        if rng.random() < cfg.edge_fraction:
+        if rng.random() < edge_fraction:
             if edges is None:
                 g = np.hypot(ndimage.sobel(img, 0), ndimage.sobel(img, 1))
                 g[:m], g[h - m :], g[:, :m], g[:, w - m :] = 0, 0, 0, 0
@@ -122,7 +124,7 @@ def implant_targets(
     done: list[Implanted] = []
     for _ in range(n):
         point = rng.random() < cfg.point_fraction
-        for (cx, cy) in _positions(img, rng, cfg, PLACEMENT_TRIES):
+        for (cx, cy) in placements(img, rng, cfg.edge_fraction, cfg.margin, PLACEMENT_TRIES):
             x0, y0, patch = render_target(rng, cfg, cx, cy, point)
             ph, pw = patch.shape
             fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)

@@ -47,6 +47,7 @@ from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
 from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
+from irstd_ros.data.paste import PasteConfig
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.models.widen import widen_state_dict
@@ -126,6 +127,10 @@ class TrainConfig:
     generator_weight: float = 0.0
     generator_implant: float = 0.8
     implant: dict[str, Any] = field(default_factory=dict)  # ImplantConfig overrides, e.g. count: [1, 6]
+    # real targets pasted (irstd_ros.data.paste): PasteConfig overrides, e.g. gain: [0.5, 1.5];
+    # sources take `paste_prob` and `bank: true`; the generator frames take generator_paste
+    paste: dict[str, Any] = field(default_factory=dict)
+    generator_paste: float = 0.0
     sensor: dict[str, Any] = field(default_factory=dict)  # SensorConfig overrides, e.g. row_fpn_prob: 0.2
     scale: list[float] = field(default_factory=lambda: [1.0, 1.0])  # mixture zoom range [low, high]
     scale_prob: float = 0.0  # share of mixture samples zoomed by a log-uniform factor in `scale`
@@ -193,6 +198,8 @@ TRAIN_FIELDS: dict[str, FieldRule] = {
     "generator_weight": Number(low=0),
     "generator_implant": Number(low=0, high=1),
     "implant": as_mapping,
+    "paste": as_mapping,
+    "generator_paste": Number(low=0, high=1),
     "sensor": as_mapping,
     "scale": as_scale,
     "scale_prob": Number(low=0, high=1),
@@ -290,6 +297,7 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
     mix = MixtureSamples.from_specs(
         specs, cfg.crop, samples, norm, augment_config(cfg), seed=cfg.seed + rank,
         generator=(cfg.generator_frames, cfg.generator_weight, cfg.generator_implant),
+        generator_paste=cfg.generator_paste,
     )
     seen = {
         "sources": [
@@ -297,13 +305,17 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
              "images": len(src.items),
              **({"hard": [str(h) for h in s.hard], "hard_prob": s.hard_prob, "hard_misses": s.hard_misses,
                  "hard_places": len(src.hard)} if src.hard else {}),
-             **({"teacher": [str(t) for t in s.teacher]} if s.teacher is not None else {})}
+             **({"teacher": [str(t) for t in s.teacher]} if s.teacher is not None else {}),
+             **({"paste_prob": s.paste_prob} if s.paste_prob > 0 else {}),
+             **({"bank": True} if s.bank else {})}
             for s, src in zip(specs, mix.sources)
         ],
         "generator_frames": cfg.generator_frames if cfg.generator_weight > 0 else 0,
         "generator_weight": cfg.generator_weight,
         "samples_per_epoch": samples,
         **({"implant": cfg.implant} if cfg.implant else {}),
+        **({"paste": cfg.paste, "bank_targets": len(mix.bank), "generator_paste": cfg.generator_paste}
+           if mix.bank else {}),
         **({"sensor": cfg.sensor} if cfg.sensor else {}),
         **({"scale": list(cfg.scale), "scale_prob": cfg.scale_prob} if cfg.scale_prob > 0 else {}),
         "images": sum(len(src.items) for src in mix.sources),
@@ -318,6 +330,7 @@ def augment_config(cfg: TrainConfig) -> AugmentConfig:
     lo, hi = (float(v) for v in cfg.scale)
     return AugmentConfig(
         implant=implant_config(cfg.implant),
+        paste=dataclass_from_dict(PasteConfig, cfg.paste, "paste"),
         sensor=dataclass_from_dict(SensorConfig, cfg.sensor, "sensor"),
         scale=(lo, hi),
         scale_prob=cfg.scale_prob,
