@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from irstd_ros.core.components import EIGHT_CONNECTED
 from irstd_ros.core.normalization import noise_sigma
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim.implant import PLACEMENT_TRIES, SEPARATION_PX, placements
@@ -26,7 +27,6 @@ RING_INNER_PX = 2  # the local background: a ring from this far from the mask ..
 RING_OUTER_PX = 6  # ... to this far
 MIN_RING_PX = 8  # fewer ring pixels than this: no background estimate, target left out
 FEATHER_PX = 2.0  # the residual fades to 0 over this many px beyond the mask's 1-px rim
-EIGHT = np.ones((3, 3), bool)  # 8-connected targets, as the evaluation's components
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def cut_targets(raw: np.ndarray, mask: np.ndarray, name: str, max_area: int) -> 
     sigma = noise_sigma(raw)
     if not sigma > 0:
         return []
-    labels, n = ndimage.label(mask, EIGHT)
+    labels, _ = ndimage.label(mask, EIGHT_CONNECTED)  # targets as the evaluation counts them
     h, w = mask.shape
     pad = RING_OUTER_PX
     out = []
