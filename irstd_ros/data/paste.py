@@ -21,7 +21,7 @@ from scipy import ndimage
 from irstd_ros.core.components import EIGHT_CONNECTED
 from irstd_ros.core.normalization import noise_sigma
 from irstd_ros.errors import ConfigError
-from irstd_ros.sim.implant import PLACEMENT_TRIES, SEPARATION_PX, placements
+from irstd_ros.sim.implant import PLACEMENT_TRIES, SEPARATION_PX, clipped, placements, reserve
 
 RING_INNER_PX = 2  # the local background: a ring from this far from the mask ...
 RING_OUTER_PX = 6  # ... to this far
@@ -127,7 +127,6 @@ def paste_targets(
         raise ConfigError("paste needs a bank of at least one labelled target")
     img = np.array(img, dtype=np.float32, copy=True)
     mask = mask.copy()
-    h, w = img.shape
     n = int(rng.integers(cfg.count[0], cfg.count[1] + 1)) if count is None else count
     taken = ndimage.binary_dilation(mask, iterations=SEPARATION_PX) if mask.any() else mask.copy()
     pasted = 0
@@ -140,15 +139,13 @@ def paste_targets(
         gain = float(np.exp(rng.uniform(*np.log(cfg.gain))))
         ph, pw = m.shape
         for cx, cy in placements(img, rng, cfg.edge_fraction, cfg.margin, PLACEMENT_TRIES):
-            x0, y0 = int(round(cx - pw / 2)), int(round(cy - ph / 2))
-            fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
-            part = res[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
-            on = m[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
-            if not on.any() or taken[fy0:fy1, fx0:fx1][part != 0].any():
+            frame, inside = clipped(int(round(cx - pw / 2)), int(round(cy - ph / 2)), m.shape, img.shape)
+            part, on = res[inside], m[inside]
+            if not on.any() or taken[frame][part != 0].any():
                 continue
-            img[fy0:fy1, fx0:fx1] += np.float32(gain * sigma) * part
-            mask[fy0:fy1, fx0:fx1] |= on
-            taken[fy0:fy1, fx0:fx1] |= ndimage.binary_dilation(part != 0, iterations=SEPARATION_PX)
+            img[frame] += np.float32(gain * sigma) * part
+            mask[frame] |= on
+            reserve(taken, frame, part != 0)
             pasted += 1
             break
     return img, mask, pasted

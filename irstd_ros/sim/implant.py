@@ -102,6 +102,24 @@ def placements(
     return out
 
 
+Window = tuple[slice, slice]
+
+
+def clipped(x0: int, y0: int, patch_shape: tuple[int, ...], frame_shape: tuple[int, ...]) -> tuple[Window, Window]:
+    """The frame's and the patch's windows of a patch whose corner is at (x0, y0), clipped
+    to the frame (either may be empty)."""
+    ph, pw = patch_shape
+    h, w = frame_shape
+    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
+    return (slice(fy0, fy1), slice(fx0, fx1)), (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
+
+
+def reserve(taken: np.ndarray, frame: Window, support: np.ndarray) -> None:
+    """Mark a placed target's ``support`` (in ``frame``'s window), dilated by
+    ``SEPARATION_PX``, as taken for later targets."""
+    taken[frame] |= ndimage.binary_dilation(support, iterations=SEPARATION_PX)
+
+
 def implant_targets(
     img: np.ndarray,
     mask: np.ndarray,
@@ -118,7 +136,6 @@ def implant_targets(
     cfg = cfg or ImplantConfig()
     img = np.array(img, dtype=np.float32, copy=True)
     mask = mask.copy()
-    h, w = img.shape
     n = int(rng.integers(cfg.count[0], cfg.count[1] + 1)) if count is None else count
     taken = ndimage.binary_dilation(mask, iterations=SEPARATION_PX) if mask.any() else mask.copy()
     done: list[Implanted] = []
@@ -126,16 +143,15 @@ def implant_targets(
         point = rng.random() < cfg.point_fraction
         for (cx, cy) in placements(img, rng, cfg.edge_fraction, cfg.margin, PLACEMENT_TRIES):
             x0, y0, patch = render_target(rng, cfg, cx, cy, point)
-            ph, pw = patch.shape
-            fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
-            part = patch[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+            frame, inside = clipped(x0, y0, patch.shape, img.shape)
+            part = patch[inside]
             on = part >= TRUTH_FRACTION
-            if not on.any() or taken[fy0:fy1, fx0:fx1][part > 0.05].any():
+            if not on.any() or taken[frame][part > 0.05].any():
                 continue
             snr = float(np.exp(rng.uniform(*np.log(cfg.snr))))
-            img[fy0:fy1, fx0:fx1] += np.float32(snr * sigma) * part.astype(np.float32)
-            mask[fy0:fy1, fx0:fx1] |= on
-            taken[fy0:fy1, fx0:fx1] |= ndimage.binary_dilation(part > 0.05, iterations=SEPARATION_PX)
+            img[frame] += np.float32(snr * sigma) * part.astype(np.float32)
+            mask[frame] |= on
+            reserve(taken, frame, part > 0.05)
             done.append(Implanted(float(cx), float(cy), snr, int(on.sum()), point))
             break
     return img, mask, done
