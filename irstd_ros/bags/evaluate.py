@@ -64,7 +64,6 @@ from irstd_ros.core.statistics import percentile
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
-from irstd_ros.ros.conversions import image_to_array
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S, Point, tracking_metrics
 from irstd_ros.tracking.tracker import Tracker, TrackerConfig
 
@@ -125,13 +124,12 @@ class EvalBagConfig:
 def _truth_masks(reader: BagReader, topic: str) -> dict[int, np.ndarray]:
     """stamp -> boolean truth mask, from the mask topic or, without it, filled truth boxes."""
     if topic in reader.topics:
-        return {stamp_ns(m.header): image_to_array(m) > 0 for _, _, m in reader.messages([topic])}
+        return reader.by_stamp(topic, lambda m, _t: reader.image(topic, m) > 0)
     if TRUTH_TARGETS_TOPIC in reader.topics:
         size = _frame_size(reader)
-        return {
-            stamp_ns(m.header): boxes_to_mask(boxes_from_detections(m), size)
-            for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC])
-        }
+        return reader.by_stamp(
+            TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_to_mask(boxes_from_detections(m), size)
+        )
     raise BagError(f"{reader.path} holds no truth ({topic} or {TRUTH_TARGETS_TOPIC})")
 
 
@@ -171,15 +169,9 @@ def read_output_boxes(reader: BagReader, exclude: Sequence[str] = ()) -> dict[in
     """stamp -> detected boxes (with scores) from a bag's targets or detections topic."""
     found = find_output_topics(reader, exclude)
     if found["targets"]:
-        return {
-            stamp_ns(m.header): boxes_from_targets(m)
-            for _, _, m in reader.messages([found["targets"]])
-        }
+        return reader.by_stamp(found["targets"], lambda m, _t: boxes_from_targets(m))
     if found["detections"]:
-        return {
-            stamp_ns(m.header): boxes_from_detections(m)
-            for _, _, m in reader.messages([found["detections"]])
-        }
+        return reader.by_stamp(found["detections"], lambda m, _t: boxes_from_detections(m))
     return {}
 
 
@@ -209,17 +201,16 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
         recv: dict[int, int] = {}
         masks: dict[int, np.ndarray] = {}
         if mask_topic is not None:
-            for _, t, msg in reader.messages([mask_topic]):
-                s = stamp_ns(msg.header)
-                masks[s] = image_to_array(msg) > 0
-                recv[s] = t
+            read = reader.by_stamp(mask_topic, lambda m, t: (reader.image(mask_topic, m) > 0, t))
+            masks = {s: mask for s, (mask, _) in read.items()}
+            recv = {s: t for s, (_, t) in read.items()}
             source = "mask"
         elif boxes:
             masks = {s: boxes_to_mask(b, size) for s, b in boxes.items()}
             source = "boxes"
             out_topic = found["targets"] or found["detections"]
             assert out_topic is not None  # boxes came from one of them
-            recv = {stamp_ns(m.header): t for _, t, m in reader.messages([out_topic])}
+            recv = reader.by_stamp(out_topic, lambda _m, t: t)
         else:
             raise BagError(f"{cfg.outputs} holds no mask, targets or detections topic")
         latency, latency_source = _latencies(reader, cfg.image_topic, recv)
@@ -227,10 +218,7 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
         tracks = None
         tracks_topic = found.get("tracks")
         if tracks_topic:
-            tracks = {
-                stamp_ns(m.header): boxes_from_detections(m)
-                for _, _, m in reader.messages([tracks_topic])
-            }
+            tracks = reader.by_stamp(tracks_topic, lambda m, _t: boxes_from_detections(m))
     return _Outputs(masks, boxes, latency, latency_source, source, f"{topic} in {cfg.outputs}", tracks)
 
 
@@ -278,7 +266,7 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     try:
         for _, t, msg in messages:
             s = stamp_ns(msg.header)
-            result = detector.detect(image_to_array(msg))
+            result = detector.detect(reader.image(cfg.image_topic, msg))
             masks[s] = result.mask
             boxes[s] = [_box(tg) for tg in result.targets]
             candidates[s] = [_box(tg) for tg in result.candidates]
@@ -316,10 +304,9 @@ def _truth_points(path: Path) -> dict[int, list[Point]]:
     with BagReader(path) as reader:
         if TRUTH_TARGETS_TOPIC not in reader.topics:
             return {}
-        out = {}
-        for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC]):
-            out[stamp_ns(m.header)] = [_point(b.id, b) for b in boxes_from_detections(m)]
-    return out
+        return reader.by_stamp(
+            TRUTH_TARGETS_TOPIC, lambda m, _t: [_point(b.id, b) for b in boxes_from_detections(m)]
+        )
 
 
 def _point(pid: str, b: Any) -> Point:

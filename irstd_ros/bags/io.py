@@ -8,11 +8,12 @@ offered QoS profile, so that ``ros2 bag info`` / ``ros2 bag play`` read them.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import yaml
@@ -33,7 +34,7 @@ from rosbags.typesys.store import Typestore
 from irstd_ros.bags.typestore import reading_typestore, register_bag_types, typestore
 from irstd_ros.core.constants import DETECTION_OUTPUTS
 from irstd_ros.core.targets import BoxCentre
-from irstd_ros.errors import BagError
+from irstd_ros.errors import BagError, ImageConversionError
 from irstd_ros.ros.messages import detections_array, targets_array
 
 # Topics of the generated sequences and of the node (relative: resolved in its namespace).
@@ -50,6 +51,8 @@ BAG_VERSION: Literal[8] = 8  # rosbag2 metadata version of Jazzy; Kilted reads i
 DEFAULT_QOS_DEPTH = 10
 NS_PER_S = 1_000_000_000
 SEQUENCE_KEY = "irstd_ros.sequence"  # custom_data entry: the generator's config (JSON)
+
+V = TypeVar("V")
 
 
 def qos_profile(reliable: bool = True, depth: int = DEFAULT_QOS_DEPTH) -> Qos:
@@ -76,7 +79,9 @@ class BagWriter:
     """A rosbag2 writer (context manager) that adds topics on first use.
 
     On leaving the ``with`` block normally the bag is closed (``metadata.yaml``
-    written); on an exception the partial bag is removed.
+    written); on an exception the partial bag is removed. With ``overwrite`` the new bag
+    is written in a hidden folder beside the old one and takes its place only when it
+    closes cleanly, so a failed or interrupted overwrite leaves the old bag as it was.
     """
 
     def __init__(
@@ -93,15 +98,17 @@ class BagWriter:
         if compress and storage != "mcap":
             raise BagError("compression is supported for mcap storage only")
         self.path = Path(path)
+        self._staging: Path | None = None  # holds the new bag until it replaces the old
         if self.path.exists():
             if not overwrite:
                 raise BagError(f"{self.path} exists; remove it or choose another output")
             if not (self.path / "metadata.yaml").is_file() and any(self.path.iterdir()):
                 raise BagError(f"{self.path} exists and is not a bag; not overwriting it")
-            shutil.rmtree(self.path)
+            self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store = store or typestore()
-        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        target = self.path if self._staging is None else self._staging / self.path.name
+        self._writer = Writer(target, version=BAG_VERSION, storage_plugin=STORAGES[storage])
         if compress:  # zstd-compressed MCAP chunks (ros2 bag's "zstd_fast" preset)
             self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._connections: dict[str, Any] = {}
@@ -122,8 +129,14 @@ class BagWriter:
     ) -> None:
         if exc_type is None:
             self._writer.close()
+            if self._staging is not None:  # the new bag is complete: now replace the old
+                shutil.rmtree(self.path)
+                (self._staging / self.path.name).rename(self.path)
         else:
             self._writer.abort()
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        elif exc_type is not None:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def add_topic(
@@ -252,8 +265,39 @@ class BagReader:
             try:
                 msg = self.store.deserialize_cdr(raw, msgtype)
             except SerdeError as exc:
-                raise BagError(f"cannot decode a {msgtype} message on {topic}: {exc}") from exc
+                raise BagError(
+                    f"{self.path}: cannot decode a {msgtype} message on {topic}: {exc}"
+                ) from exc
+            except KeyError:  # neither known here nor defined in the bag
+                raise BagError(
+                    f"{self.path}: no definition of {msgtype} (topic {topic}) to decode it"
+                ) from None
             yield topic, t, msg
+
+    def by_stamp(self, topic: str, value: Callable[[Any, int], V]) -> dict[int, V]:
+        """header stamp (ns) -> ``value(message, receive time ns)`` of each message on
+        ``topic``; a :class:`BagError` if two share a stamp (frames are paired by stamp,
+        so a bag recorded over two replay passes, or of unstamped frames, cannot be)."""
+        out: dict[int, V] = {}
+        for _, t, msg in self.messages([topic]):
+            s = stamp_ns(msg.header)
+            if s in out:
+                raise BagError(
+                    f"{self.path}: two messages on {topic} have the header stamp {s} ns; "
+                    "frames are paired by stamp (record one replay pass, of stamped frames)"
+                )
+            out[s] = value(msg, t)
+        return out
+
+    def image(self, topic: str, msg: Any) -> np.ndarray:
+        """The (H, W) array of a sensor_msgs/Image of this bag; a :class:`BagError` naming
+        the bag, the topic and the stamp if its fields do not describe a readable image."""
+        from irstd_ros.ros.conversions import image_to_array
+
+        try:
+            return image_to_array(msg)
+        except ImageConversionError as exc:
+            raise BagError(f"{self.path}: {topic} at stamp {stamp_ns(msg.header)}: {exc}") from exc
 
     def topics_of_type(self, msgtype: str) -> list[str]:
         return sorted(t.name for t in self.topics.values() if t.msgtype == msgtype)

@@ -103,10 +103,15 @@ class Recorder:
         self._discover_lock = threading.Lock()
         self._subs: dict[str, Any] = {}
         self._closed = False
+        self.error: Exception | None = None  # the first failure in a callback
         self._bag = BagWriter(cfg.out, cfg.storage, compress=cfg.compress, overwrite=cfg.overwrite)
         self._bag.__enter__()
-        self._timer = node.create_timer(DISCOVERY_PERIOD_S, self.discover)
-        self.discover()
+        try:
+            self._timer = node.create_timer(DISCOVERY_PERIOD_S, self._discover_callback)
+            self.discover()
+        except BaseException as exc:  # no half-written bag left behind
+            self._bag.__exit__(type(exc), exc, None)
+            raise
 
     @property
     def counts(self) -> dict[str, int]:
@@ -126,6 +131,19 @@ class Recorder:
         with self._discover_lock:
             if not self._closed and self.missing:
                 self._discover()
+
+    def _failed(self, exc: Exception) -> None:
+        """Keep the first failure of a callback for the main thread (an exception left in
+        a callback would stop the executor's thread, and with it every subscription)."""
+        if self.error is None:
+            self.error = exc
+            log.error("recording failed: %s", exc)
+
+    def _discover_callback(self) -> None:
+        try:
+            self.discover()
+        except Exception as exc:
+            self._failed(exc)
 
     def _discover(self) -> None:
         graph = dict(self.node.get_topic_names_and_types())
@@ -163,9 +181,13 @@ class Recorder:
     def _on_message(self, topic: str, raw: bytes) -> None:
         now = time.time_ns()
         with self._lock:
-            if self._closed:
+            if self._closed or self.error is not None:
                 return
-            self._bag.write_raw(topic, now, raw)
+            try:
+                self._bag.write_raw(topic, now, raw)
+            except Exception as exc:
+                self._failed(exc)
+                return
             self.last_ns = now
 
     def close(self, keep: bool = True) -> None:
@@ -201,7 +223,7 @@ def record(cfg: RecordConfig, should_stop: Callable[[], bool] = lambda: False) -
         except KeyboardInterrupt:
             stats.stopped_by = "interrupted"
         except BagError:
-            keep = False  # nothing was recorded: no empty bag left behind
+            keep = rec.messages > 0  # what was recorded is kept; no empty bag left behind
             raise
         finally:
             rec.close(keep)
@@ -219,6 +241,10 @@ def _wait(
     seen = 0
     while True:
         time.sleep(LOOP_PERIOD_S)
+        if rec.error is not None:
+            raise BagError(
+                f"recording into {cfg.out} stopped after {rec.messages} messages: {rec.error}"
+            ) from rec.error
         now = time.monotonic()
         n = rec.messages
         if bar is not None and n > seen:

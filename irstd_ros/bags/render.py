@@ -30,7 +30,6 @@ from irstd_ros.bags.io import (
 )
 from irstd_ros.core.overlay import draw_overlay
 from irstd_ros.errors import BagError, ConfigError
-from irstd_ros.ros.conversions import image_to_array
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +74,7 @@ class RenderSummary:
 def _truth_boxes(reader: BagReader) -> dict[int, list[Box]]:
     if TRUTH_TARGETS_TOPIC not in reader.topics:
         return {}
-    return {
-        stamp_ns(m.header): boxes_from_detections(m)
-        for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC])
-    }
+    return reader.by_stamp(TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_from_detections(m))
 
 
 TRAIL_POINTS = 30  # recent positions drawn behind a track
@@ -100,9 +96,9 @@ def _track_boxes(reader: BagReader, exclude: tuple[str, ...]) -> dict[int, list[
     topic = find_output_topics(reader, exclude).get("tracks")
     if topic is None:
         return {}
-    out = {}
-    for _, _, m in reader.messages([topic]):
-        out[stamp_ns(m.header)] = [
+    return reader.by_stamp(
+        topic,
+        lambda m, _t: [
             _TrackBox(
                 int(b.id) if b.id.isdigit() else hash(b.id) % 100_000,
                 b.center_x if b.centroid_x is None else b.centroid_x,
@@ -111,8 +107,8 @@ def _track_boxes(reader: BagReader, exclude: tuple[str, ...]) -> dict[int, list[
                 float(b.height),
             )
             for b in boxes_from_detections(m)
-        ]
-    return out
+        ],
+    )
 
 
 def _bag_fps(reader: BagReader, topic: str) -> float:
@@ -151,7 +147,14 @@ def _png_bytes(img: np.ndarray) -> bytes:
     return iio.imwrite("<bytes>", img, extension=".png")
 
 
+def _partial(path: Path) -> Path:
+    """Where a video is written until it is complete (then renamed to ``path``)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
 def _video_writer(path: Path, fps: float):  # noqa: ANN202 - imageio's writer type
+    """(writer, the video's path): MP4 through imageio-ffmpeg, else GIF. The writer writes
+    to the path's :func:`_partial` twin."""
     import imageio.v2 as imageio
 
     if path.suffix.lower() == ".mp4":
@@ -163,7 +166,7 @@ def _video_writer(path: Path, fps: float):  # noqa: ANN202 - imageio's writer ty
             path = gif
         else:
             writer = imageio.get_writer(
-                path,
+                _partial(path),
                 fps=fps,
                 codec="libx264",
                 quality=MP4_QUALITY,
@@ -171,7 +174,7 @@ def _video_writer(path: Path, fps: float):  # noqa: ANN202 - imageio's writer ty
                 ffmpeg_log_level="error",
             )
             return writer, path
-    return _GifWriter(path, fps), path
+    return _GifWriter(_partial(path), fps), path
 
 
 def _even(img: np.ndarray) -> np.ndarray:
@@ -252,7 +255,7 @@ def render(cfg: RenderConfig) -> RenderSummary:
                 if tracks:
                     label += f" TRK {len(trk)}"
                 img = draw_overlay(
-                    image_to_array(msg), dets, tru, label=label, scale=cfg.scale,
+                    reader.image(cfg.image_topic, msg), dets, tru, label=label, scale=cfg.scale,
                     tracks=trk, trails={t.id: list(trails[t.id]) for t in trk},
                 )
                 writer.append_data(_even(img))
@@ -262,8 +265,15 @@ def render(cfg: RenderConfig) -> RenderSummary:
         except BaseException:
             with contextlib.suppress(Exception):  # the loop's error is the one to report
                 writer.close()
+            _partial(video_path).unlink(missing_ok=True)  # no truncated video; an older one stays
             raise
-        writer.close()
+        try:
+            writer.close()
+            if _partial(video_path).exists():
+                _partial(video_path).replace(video_path)
+        except OSError:
+            _partial(video_path).unlink(missing_ok=True)
+            raise
     if count == 0:
         raise BagError(f"{cfg.bag} has no frames on {cfg.image_topic}")
     if cfg.sheet is not None and sheet_frames:

@@ -5,10 +5,12 @@ message are published as they are (no re-serialisation), at the bag's receive ti
 divided by ``rate``, from ``start_offset`` seconds into the bag, optionally in a loop,
 with remapped topic names and a chosen QoS.
 
-``sync_topic`` turns the replay into a closed loop: after each message it waits (up to
-``sync_timeout``) for a message with the same header stamp on that topic -- e.g. the
-node's ``targets`` -- and pauses the bag clock meanwhile, so a slow consumer never
-drops frames. Without it the timing is the bag's, like ``ros2 bag play``.
+``sync_topic`` turns the replay into a closed loop: after each message of the first
+replayed topic (the consumer's input, e.g. the camera image; the other topics, such as
+the truth, share its stamps) it waits (up to ``sync_timeout``) for a message with the
+same header stamp on that topic -- e.g. the node's ``targets`` -- and pauses the bag
+clock meanwhile, so a slow consumer never drops frames. Without it the timing is the
+bag's, like ``ros2 bag play``.
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ class _StampWaiter:
     def wait(self, stamp: int, timeout: float) -> bool:
         with self._cond:
             ok = self._cond.wait_for(lambda: stamp in self._seen, timeout)
-            self._seen.discard(stamp)
+            # what else is there answers earlier frames, late: a loop's next pass, which
+            # sends the same stamps again, must not take it for its own answer
+            self._seen.clear()
             return ok
 
 
@@ -198,7 +202,7 @@ def replay(
         sync_sub = None
         if cfg.sync_topic:
             waiter = _StampWaiter()
-            msgtype = _topic_type(node, cfg.sync_topic, cfg.wait_subscribers)
+            msgtype = _topic_type(node, cfg.sync_topic, cfg.sync_timeout)
             sync_sub = node.create_subscription(
                 import_message_type(msgtype),
                 cfg.sync_topic,
@@ -309,7 +313,7 @@ def _play(
                 last_ns = max(last_ns, t)
                 if bar is not None:
                     bar.update()
-                if waiter is not None:
+                if waiter is not None and topic == cfg.topics[0]:
                     stamp = cdr_header_stamp(raw)
                     if stamp is not None and not waiter.wait(stamp, cfg.sync_timeout):
                         stats.sync_timeouts += 1

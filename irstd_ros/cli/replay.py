@@ -53,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sync-topic",
         metavar="TOPIC",
-        help="after each message wait for a message with the same header stamp here "
-        "(e.g. the node's targets): no frame is dropped by a slow consumer",
+        help="after each message of the first --topic wait for a message with the same "
+        "header stamp here (e.g. the node's targets): no frame is dropped by a slow consumer",
     )
     p.add_argument("--sync-timeout", type=positive_float, default=5.0, metavar="SEC")
     p.add_argument(

@@ -106,3 +106,45 @@ def test_replay_zero_or_negative_rate_is_a_usage_error(capsys, tiny_bag: Path, r
     pytest.importorskip("irstd_ros.cli.replay")
     code, err = run_cli(capsys, "replay", str(tiny_bag), "--rate", rate)
     assert code == 2 and f"--rate: must be > 0, got {rate}" in one_error_line(err)
+
+
+def _bag_with_a_short_image(path: Path) -> Path:
+    import dataclasses
+
+    import numpy as np
+
+    from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_MASK_TOPIC, BagWriter, image_msg
+
+    with BagWriter(path) as w:
+        msg = image_msg(w.store, np.zeros((4, 6), np.uint8), "mono8", 7, "cam")
+        for topic in (IMAGE_TOPIC, TRUTH_MASK_TOPIC):
+            w.write(topic, 7, dataclasses.replace(msg, data=np.zeros(5, np.uint8)))
+    return path
+
+
+@pytest.mark.parametrize("command", ["render", "eval-bag"])
+def test_an_unreadable_image_names_the_bag_topic_and_stamp(command, capsys, tmp_path):
+    bag = _bag_with_a_short_image(tmp_path / "short")
+    extra = ["--out", str(tmp_path / "v.gif")] if command == "render" else ["--run-detector"]
+    args = [str(bag), *extra] if command == "render" else ["--truth", str(bag), *extra]
+    code, err = run_cli(capsys, command, *args)
+    assert code != 0
+    line = one_error_line(err)
+    topic = "/camera/image" if command == "render" else "/camera/truth/mask"
+    assert f"{bag}: {topic} at stamp 7:" in line and "data has 5 bytes" in line
+
+
+def test_two_frames_with_one_stamp_are_an_error_not_a_silent_merge(capsys, tmp_path, tiny_bag):
+    from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_TARGETS_TOPIC, BagReader, BagWriter
+
+    twice = tmp_path / "twice"  # truth targets recorded over two replay passes
+    with BagReader(tiny_bag) as r, BagWriter(twice) as w:
+        for topic, repeats in ((IMAGE_TOPIC, 1), (TRUTH_TARGETS_TOPIC, 2)):
+            raws = list(r.raw_messages([topic]))
+            w.add_topic(topic, raws[0][1])
+            for i, (_, _, _, raw) in enumerate(raws * repeats):
+                w.write_raw(topic, i, raw)
+    code, err = run_cli(capsys, "eval-bag", "--truth", str(twice), "--outputs", str(tiny_bag))
+    assert code != 0
+    line = one_error_line(err)
+    assert f"{twice}: two messages on {TRUTH_TARGETS_TOPIC} have the header stamp" in line

@@ -119,6 +119,37 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_bag):
     assert (plain / "notes.txt").exists()
 
 
+def _one_message_bag(path: Path, stamp: int, **kw) -> None:
+    with BagWriter(path, **kw) as w:
+        w.write("/targets", stamp, targets_msg(w.store, [], stamp, "cam"))
+
+
+def test_an_overwrite_that_fails_leaves_the_old_bag_as_it_was(tmp_path):
+    bag = tmp_path / "run1"
+    _one_message_bag(bag, 1)
+    before = sorted(p.relative_to(bag) for p in bag.rglob("*"))
+    with pytest.raises(KeyboardInterrupt), BagWriter(bag, overwrite=True) as w:
+        w.write("/targets", 2, targets_msg(w.store, [], 2, "cam"))
+        raise KeyboardInterrupt
+    assert sorted(p.relative_to(bag) for p in bag.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1"]  # no staging folder left
+    with BagReader(bag) as r:
+        assert r.topics["/targets"].count == 1
+
+
+def test_an_overwrite_that_closes_replaces_the_old_bag_in_the_standard_layout(tmp_path):
+    bag = tmp_path / "run1"
+    _one_message_bag(bag, 1)
+    with BagWriter(bag, overwrite=True) as w:
+        for stamp in (5, 6):
+            w.write("/targets", stamp, targets_msg(w.store, [], stamp, "cam"))
+        assert (bag / "run1.mcap").exists()  # the old bag stays until the new one closes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1"]
+    assert sorted(p.name for p in bag.iterdir()) == ["metadata.yaml", "run1.mcap"]
+    with BagReader(bag) as r:
+        assert r.topics["/targets"].count == 2
+
+
 def test_failed_write_leaves_no_partial_bag(tmp_path):
     with pytest.raises(RuntimeError), BagWriter(tmp_path / "partial") as w:
         w.write("/targets", 1, targets_msg(w.store, [], 1, "cam"))

@@ -71,25 +71,36 @@ def test_a_video_that_cannot_be_written_fails_once_and_cleanly(tiny_bag, tmp_pat
     try:
         render(RenderConfig(tiny_bag, out))
     except IsADirectoryError as exc:
-        assert exc.filename == str(out)
+        assert str(out) in (exc.filename, exc.filename2)
     else:
         raise AssertionError("no error")
     gc.collect()
     assert unraisable == []  # no writer left to retry the close in its finaliser
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif"]  # no partial video left
 
 
 def test_a_failure_while_drawing_is_the_error_reported(tiny_bag, tmp_path, monkeypatch, unraisable):
     from irstd_ros.bags import render as render_module
 
-    def boom(*_args, **_kwargs):
-        raise RuntimeError("boom")
+    draw = render_module.draw_overlay
+    calls = []
 
-    monkeypatch.setattr(render_module, "draw_overlay", boom)
-    for suffix in (".gif", ".mp4"):
+    def boom_on_the_fourth(*args, **kwargs):  # three frames are in the writer by then
+        calls.append(1)
+        if len(calls) % 4 == 0:
+            raise RuntimeError("boom")
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(render_module, "draw_overlay", boom_on_the_fourth)
+    (tmp_path / "old.gif").write_bytes(b"an earlier render")
+    for name in ("v.gif", "v.mp4", "old.gif"):
         with pytest.raises(RuntimeError, match="boom"):
-            render(RenderConfig(tiny_bag, tmp_path / f"v{suffix}"))
+            render(RenderConfig(tiny_bag, tmp_path / name))
     gc.collect()
-    assert unraisable == [] and not (tmp_path / "v.gif").exists()
+    assert unraisable == []
+    # no truncated video, no partial file; an earlier video at the path is left as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.gif"]
+    assert (tmp_path / "old.gif").read_bytes() == b"an earlier render"
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")

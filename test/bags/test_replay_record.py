@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from _support.bags import TINY, make_bag
 
-from irstd_ros.bags.io import IMAGE_TOPIC, BagReader
+from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_TARGETS_TOPIC, BagReader
 from irstd_ros.bags.record import RecordConfig, Recorder, record
 from irstd_ros.bags.replay import ReplayConfig, parse_remap, replay
 from irstd_ros.bags.rosutil import cdr_header_stamp, ros_session
@@ -100,6 +101,19 @@ def test_sync_waits_for_a_slow_consumer(rclpy_context, bag):
     assert stats.wall_s >= (FRAMES - 1) * delay
 
 
+def test_sync_waits_once_per_frame_when_several_topics_share_its_stamps(rclpy_context, bag):
+    with ros_session("echo") as echo, ros_session("player") as player:
+        Sink(echo, IMAGE_TOPIC, echo_to="/echo")
+        cfg = ReplayConfig(
+            bag, topics=(IMAGE_TOPIC, TRUTH_TARGETS_TOPIC), rate=10.0, sync_topic="/echo",
+            sync_timeout=1.0, progress=False,
+        )
+        stats = replay(cfg, node=player)
+    # the truth of each frame carries the image's stamp, already answered: no wait for it
+    assert stats.published == 2 * FRAMES and stats.sync_timeouts == 0
+    assert stats.wall_s < FRAMES * cfg.sync_timeout / 2
+
+
 def test_record_writes_a_bag_and_stops_after_max_messages(rclpy_context, bag, tmp_path):
     out = tmp_path / "rec"
     result = {}
@@ -154,6 +168,97 @@ def test_record_without_publishers_fails_and_leaves_no_bag(rclpy_context, tmp_pa
     with pytest.raises(BagError, match="no publisher"):
         record(cfg)
     assert not (tmp_path / "none").exists()
+
+
+class _FakeNode:
+    """The part of an rclpy node that a Recorder uses; its callbacks are called by hand."""
+
+    def __init__(self) -> None:
+        self.subscriptions: dict[str, object] = {}
+        self.timers: list[object] = []
+
+    def resolve_topic_name(self, topic):
+        return topic
+
+    def create_timer(self, period, callback):
+        self.timers.append(callback)
+        return callback
+
+    def destroy_timer(self, timer):
+        pass
+
+    def get_topic_names_and_types(self):
+        return []
+
+    def get_publishers_info_by_topic(self, topic):
+        return []
+
+    def create_subscription(self, cls, topic, callback, qos, raw=False):
+        self.subscriptions[topic] = callback
+        return topic
+
+    def destroy_subscription(self, sub):
+        pass
+
+
+def test_a_recorder_that_fails_to_start_leaves_no_bag_and_an_old_bag_intact(tmp_path, bag):
+    unknown = (("/x", "no_such_msgs/msg/Thing"),)
+    out = tmp_path / "rec"
+    with pytest.raises(BagError, match="not importable"):
+        Recorder(_FakeNode(), RecordConfig(out, topics=("/x",), known_types=unknown))
+    assert not out.exists()
+    old = tmp_path / "old"
+    shutil.copytree(bag, old)
+    with pytest.raises(BagError, match="not importable"):
+        Recorder(_FakeNode(), RecordConfig(old, topics=("/x",), known_types=unknown, overwrite=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+    with BagReader(old) as r:
+        assert r.topics[IMAGE_TOPIC].count == FRAMES
+
+
+def test_a_failure_in_a_callback_stops_the_recording_with_an_error_and_keeps_what_was_written(
+    tmp_path, monkeypatch
+):
+    from irstd_ros.bags import record as record_module
+
+    node = _FakeNode()
+    cfg = RecordConfig(
+        tmp_path / "rec", topics=("/img",), known_types=(("/img", "sensor_msgs/msg/Image"),)
+    )
+    rec = Recorder(node, cfg)
+    with BagReader(make_bag(tmp_path / "src", frames=2)) as r:
+        raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
+    node.subscriptions["/img"](raws[0])
+    real_write = rec._bag.write_raw
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rec._bag, "write_raw", disk_full)
+    node.subscriptions["/img"](raws[1])  # the callback returns; the failure is kept
+    monkeypatch.setattr(rec._bag, "write_raw", real_write)
+    node.subscriptions["/img"](raws[1])  # nothing more is written after a failure
+    monkeypatch.setattr(record_module, "ros_ok", lambda: True)
+    with pytest.raises(BagError, match=r"stopped after 1 messages: .*No space left"):
+        record_module._wait(rec, cfg, time.monotonic(), None, lambda: False)
+    rec.close(keep=True)
+    with BagReader(cfg.out) as r:
+        assert r.topics["/img"].count == 1
+
+
+def test_a_failure_in_discovery_does_not_escape_the_timer(tmp_path, monkeypatch):
+    node = _FakeNode()
+    rec = Recorder(node, RecordConfig(tmp_path / "rec", topics=("/later",)))
+    assert rec.missing == ["/later"] and rec.error is None
+
+    def broken():
+        raise BagError("no definition of foo_msgs/msg/Bar (topic /later) to write it to a bag")
+
+    monkeypatch.setattr(rec, "_discover", broken)
+    node.timers[0]()  # would have killed the executor's thread before
+    assert isinstance(rec.error, BagError) and "foo_msgs" in str(rec.error)
+    rec.close(keep=False)
+    assert not (tmp_path / "rec").exists()
 
 
 def test_invalid_configs():
