@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = EnvelopeConfig(width=args.width, height=args.height, frames=args.frames,
                          targets_per_frame=args.targets)
     if args.snrs:
-        cfg = EnvelopeConfig(**{**cfg.__dict__, "snrs": tuple(args.snrs)})
+        cfg = EnvelopeConfig(**{**cfg.__dict__, "snrs": tuple(sorted(set(args.snrs)))})
     if args.sizes:
         cfg = EnvelopeConfig(**{**cfg.__dict__, "sizes": tuple(args.sizes)})
     cfg.validate()

@@ -24,7 +24,9 @@ Training, ``irstd eval``, the envelope, the node and every backend call
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -65,9 +67,13 @@ class InputNorm:
     def __post_init__(self) -> None:
         if self.kind not in NORM_KINDS:
             raise ConfigError(f"unknown input normalisation {self.kind!r}; valid: {', '.join(NORM_KINDS)}")
-        if self.std <= 0 or self.knee <= 0 or self.background < 0:
+        finite = all(isinstance(v, Real) and math.isfinite(v) for v in (self.mean, self.std, self.knee))
+        whole = isinstance(self.background, Integral) and not isinstance(self.background, bool)
+        if not finite or not whole or self.std <= 0 or self.knee <= 0 or self.background < 0:
             raise ConfigError(
-                f"normalisation needs std > 0, knee > 0, background >= 0; got {self.std}, {self.knee}, {self.background}"
+                "normalisation needs finite numbers with std > 0 and knee > 0, and a whole "
+                f"background >= 0 (px); got mean {self.mean}, std {self.std}, knee {self.knee}, "
+                f"background {self.background!r}"
             )
 
 

@@ -11,6 +11,7 @@ Two layouts share one code path:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ def _read_split(split: Path) -> list[str]:
     """The stems of a split list (UTF-8 text, one a line), with a :class:`DatasetError`
     naming the file when it is not text."""
     try:
-        text = split.read_text(encoding="utf-8")
+        text = split.read_text(encoding="utf-8-sig")  # a byte-order mark is not a name
     except UnicodeDecodeError as exc:
         raise DatasetError(
             f"split list {split} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
@@ -98,6 +99,12 @@ def find_pairs(spec: DatasetSpec) -> list[tuple[Path, Path]]:
         if not stems:
             raise DatasetError(f"split list {split} is empty")
         stems = [Path(s).stem if Path(s).suffix.lower() in IMAGE_EXTS else s for s in stems]
+        repeated = sorted(n for n, k in Counter(stems).items() if k > 1)
+        if repeated:  # each would count twice in every figure
+            raise DatasetError(
+                f"split list {split} names {len(repeated)} image(s) more than once "
+                f"(first: {repeated[0]!r}); each image once"
+            )
     else:
         stems = list(images)
     pairs, missing = [], []

@@ -9,8 +9,10 @@ Every image becomes one channel in the file's own units, never rescaled:
 | ``I`` outside 0..65535, ``F`` | float32 |
 | ``RGB``, ``RGBA`` (alpha ignored), ``P``/``PA`` (palette → colours, never indices), ``CMYK``, ``YCbCr`` | uint8 BT.601 luma |
 
-Anything else, a file that cannot be decoded, or a float image with a NaN or infinite
-pixel, raises :class:`DatasetError` naming the file: nothing is silently misread.
+Anything else, a file that cannot be decoded, a float image with a NaN or infinite
+pixel, a 16-bit colour or grey+alpha file (Pillow would keep only its high bytes), or a
+file of several frames (a TIFF stack, an animated PNG) raises :class:`DatasetError`
+naming the file: nothing is silently misread.
 """
 
 from __future__ import annotations
@@ -30,9 +32,32 @@ SUPPORTED_MODES = (*GREY_MODES, "LA", *SIXTEEN_BIT_MODES, "I", "F", *COLOUR_MODE
 UINT16_MAX = 65535
 
 
+def _raw_modes(im: Image.Image) -> list[str]:
+    """The modes the file's pixels are stored in (before Pillow converts them)."""
+    modes = []
+    for tile in getattr(im, "tile", None) or []:  # ImageFile's; a plain Image has none
+        args = tile[3]
+        raw = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(raw, str):
+            modes.append(raw)
+    return modes
+
+
 def _open(path: Path) -> Image.Image:
     try:
         im = Image.open(path)
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            im.close()
+            raise DatasetError(f"{path}: holds {frames} frames; one image per file is expected")
+        # Pillow has no 16-bit colour modes: it decodes such files to 8 bits, silently
+        wide = [m for m in _raw_modes(im) if ";16" in m]
+        if wide and im.mode not in (*SIXTEEN_BIT_MODES, "I", "F"):
+            im.close()
+            raise DatasetError(
+                f"{path}: 16-bit pixels ({wide[0]}) that Pillow would read as 8-bit {im.mode}; "
+                "save it as 16-bit greyscale (one channel)"
+            )
         im.load()
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
@@ -78,17 +103,28 @@ def read_image(path: str | Path) -> np.ndarray:
     )
 
 
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")  # compression noise would be read as target
+
+
 def read_mask(path: str | Path) -> np.ndarray:
-    """A target mask as bool (H, W): any non-zero pixel (any channel) is target."""
+    """A target mask as bool (H, W): a pixel non-zero in any colour channel, and not
+    transparent where the file has alpha, is target. Lossy files are refused."""
     path = Path(path)
     with _open(path) as im:
+        if im.format in LOSSY_FORMATS:
+            raise DatasetError(
+                f"{path}: a {im.format} mask is lossy (its compression noise would be read as "
+                "target); save masks losslessly, e.g. as PNG"
+            )
         if im.mode in ("P", "PA"):
-            im = im.convert("RGB")
-        elif im.mode == "LA":
+            im = im.convert("RGBA")
+        alpha = np.asarray(im.getchannel("A")) if im.mode in ("LA", "RGBA") else None
+        if im.mode == "LA":
             im = im.getchannel("L")
         arr = np.asarray(im)
     if arr.dtype.kind == "f" and np.isnan(arr).any():  # NaN > 0 is False: no silent background
         raise DatasetError(f"{path}: the mask holds NaN pixels")
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=-1)
-    return arr > 0
+    mask = arr > 0
+    return mask & (alpha > 0) if alpha is not None else mask

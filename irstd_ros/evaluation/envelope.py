@@ -154,12 +154,14 @@ def envelope_frame(
 
 
 def snr_at_pd(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> float | None:
-    """Smallest SNR where Pd reaches ``goal`` (interpolated), None if never."""
-    for i, (s, p) in enumerate(zip(snrs, pds)):
+    """Smallest SNR where Pd reaches ``goal`` (interpolated between grid points in SNR
+    order, whatever order they come in), None if never."""
+    pairs = sorted(zip(snrs, pds))
+    for i, (s, p) in enumerate(pairs):
         if p >= goal:
             if i == 0:
                 return s
-            s0, p0 = snrs[i - 1], pds[i - 1]
+            s0, p0 = pairs[i - 1]
             return s0 + (goal - p0) / (p - p0) * (s - s0)
     return None
 

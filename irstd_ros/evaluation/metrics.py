@@ -4,7 +4,8 @@ Pixel level (as the paper's Table 1):
 * IoU  = sum over the set of |P and T| / sum over the set of |P or T|.
 * nIoU = mean over images of |P and T| / |P or T| (an image with neither
   prediction nor target counts as 1).
-* precision, recall, F1 from the set's pixel totals.
+* precision, recall, F1 from the set's pixel totals; F1 = 2|P and T| / (|P| + |T|), so
+  0 (not undefined) when nothing was predicted but targets exist, or the reverse.
 
 Target level (BasicIRSTD / DNANet ``PD_FA``): targets are 8-connected
 components. A ground-truth target is detected when a still-unmatched predicted
@@ -133,9 +134,7 @@ class MetricAccumulator:
         """The set's figures; ``None`` where a figure is undefined (see the module doc)."""
         precision = _ratio(self.inter, self.pred_px)
         recall = _ratio(self.inter, self.true_px)
-        f1 = None
-        if precision is not None and recall is not None:
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1 = _ratio(2 * self.inter, self.pred_px + self.true_px)  # 0 when only one is empty
         frames = len(self.per_image_iou)
         return {
             "iou": _ratio(self.inter, self.union),

@@ -128,6 +128,12 @@ def test_bad_norms_are_refused_with_the_choices():
         InputNorm(kind="zscore")
     with pytest.raises(ConfigError, match="knee > 0"):
         InputNorm(kind="robust", knee=0.0)
+    # as a checkpoint's config could hold them: refused on loading, not NaN inputs later
+    for bad in ({"knee": float("nan")}, {"std": float("inf")}, {"mean": float("nan")},
+                {"background": 32.0}, {"background": True}):
+        with pytest.raises(ConfigError, match="finite numbers"):
+            InputNorm(kind="robust", **bad)
+    assert InputNorm(kind="robust", background=np.int64(32), knee=np.float32(4.0)).background == 32
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint16, np.uint8, np.float64, np.int32])

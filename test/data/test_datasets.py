@@ -111,3 +111,13 @@ def test_two_files_of_one_stem_are_refused_naming_both(tmp_path, folder):
         find_pairs(DatasetSpec(root, "train"))
     assert str(root / folder / "000002.png") in str(info.value)
     assert str(root / folder / "000002.bmp") in str(info.value)
+
+
+def test_split_list_with_a_byte_order_mark_and_repeated_names(tmp_path):
+    root = make_dataset(tmp_path / "d", ["a", "b", "c"])
+    split = root / "50_50" / "train.txt"
+    split.write_text("\ufeffa\r\nb\r\n", encoding="utf-8")  # as Windows editors save it
+    assert [p[0].stem for p in find_pairs(DatasetSpec(root, "train"))] == ["a", "b"]
+    split.write_text("a\nb\na.png\n", encoding="utf-8")  # a twice: it would count twice
+    with pytest.raises(DatasetError, match=r"train.txt names 1 image\(s\) more than once \(first: 'a'\)"):
+        find_pairs(DatasetSpec(root, "train"))

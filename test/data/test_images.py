@@ -137,3 +137,55 @@ def test_float_mask_with_nan_is_refused(tmp_path):
     arr[0, 0] = np.nan
     with pytest.raises(DatasetError, match=r"m\.tif: the mask holds NaN"):
         read_mask(save(tmp_path, Image.fromarray(arr), "m.tif"))
+
+
+def _png16(path, arr: np.ndarray):
+    """A 16-bit PNG of an (H, W, C) uint16 array, C 2 (grey+alpha), 3 (RGB) or 4 (RGBA):
+    written by hand, since Pillow writes no 16-bit colour PNG."""
+    import struct
+    import zlib
+
+    h, w, c = arr.shape
+    colour_type = {2: 4, 3: 2, 4: 6}[c]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + arr[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_sixteen_bit_colour_or_alpha_is_refused_not_cut_to_8_bits(tmp_path, channels):
+    arr = np.full((2, 3, channels), 1000, np.uint16)  # 1000 = 0x03E8: 8 bits would give 3
+    path = _png16(tmp_path / "c16.png", arr)
+    for read in (read_image, read_mask):
+        with pytest.raises(DatasetError, match=r"c16.png: 16-bit pixels .* save it as 16-bit greyscale"):
+            read(path)
+
+
+def test_a_file_of_several_frames_is_refused(tmp_path):
+    path = tmp_path / "stack.tif"
+    Image.fromarray(GREY).save(path, save_all=True, append_images=[Image.fromarray(GREY[::-1])])
+    for read in (read_image, read_mask):
+        with pytest.raises(DatasetError, match="stack.tif: holds 2 frames"):
+            read(path)
+
+
+def test_lossy_masks_are_refused_and_transparent_pixels_are_background(tmp_path):
+    m = np.zeros((16, 16), np.uint8)
+    m[6:9, 6:9] = 255
+    with pytest.raises(DatasetError, match="m.jpg: a JPEG mask is lossy"):
+        read_mask(save(tmp_path, Image.fromarray(m), "m.jpg"))
+    rgba = np.full((2, 2, 4), 255, np.uint8)
+    rgba[..., 3] = 0  # transparent white: nothing drawn
+    rgba[1, 0, 3] = 255
+    assert read_mask(save(tmp_path, Image.fromarray(rgba), "a.png")).tolist() == [[False, False], [True, False]]
+    la = Image.merge("LA", (Image.fromarray(np.full((2, 2), 9, np.uint8)), Image.fromarray(rgba[..., 3])))
+    assert read_mask(save(tmp_path, la, "la.png")).tolist() == [[False, False], [True, False]]

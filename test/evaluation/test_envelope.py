@@ -47,6 +47,8 @@ def test_snr_at_pd_interpolates_and_says_never():
     assert snr_at_pd([2, 4, 8], [0.0, 0.8, 1.0]) == pytest.approx(4.0 + 0.1 / 0.2 * 4)
     assert snr_at_pd([2, 4], [0.95, 1.0]) == 2
     assert snr_at_pd([2, 4], [0.1, 0.5]) is None
+    # a grid given out of order (irstd envelope --snrs 30 2 4) is read in SNR order
+    assert snr_at_pd([30, 2, 4], [1.0, 0.1, 0.95]) == pytest.approx(2 + 0.8 / 0.85 * 2)
 
 
 def test_report_grid_and_files(tmp_path):

@@ -94,3 +94,20 @@ def test_curve_rows_count_false_targets_on_background_frames():
     assert [r["false_targets_per_frame"] for r in rows] == [1.5, 0.5, 0.0]
     only_targets = pd_fa_curve([target_frame], [truth], [0.5])
     assert only_targets[0]["false_targets_per_background_frame"] is None
+
+
+def test_f1_is_zero_when_one_side_is_empty_and_undefined_only_when_both_are():
+    truth = np.zeros((8, 8), bool)
+    truth[2, 2] = True
+    missed = MetricAccumulator()
+    missed.update(np.zeros_like(truth), truth)  # a model that detects nothing
+    assert missed.result()["f1"] == 0.0 and missed.result()["precision"] is None
+    false_alarm = MetricAccumulator()
+    false_alarm.update(truth, np.zeros_like(truth))  # a false alarm on a background frame
+    assert false_alarm.result()["f1"] == 0.0 and false_alarm.result()["recall"] is None
+    quiet = MetricAccumulator()
+    quiet.update(np.zeros_like(truth), np.zeros_like(truth))
+    assert quiet.result()["f1"] is None
+    both = MetricAccumulator()
+    both.update(truth, truth)
+    assert both.result()["f1"] == 1.0
