@@ -1,12 +1,15 @@
 """Start the infrared small target detector.
 
-    ros2 launch irstd_ros irstd.launch.py image_topic:=/cam0/image_raw namespace:=cam0
+    ros2 launch irstd_ros irstd.launch.py image_topic:=/cam0/image_raw camera_info_topic:=/cam0/camera_info namespace:=cam0
     ros2 launch irstd_ros irstd.launch.py params_file:=/path/to/my.yaml use_lifecycle:=true
     ros2 launch irstd_ros irstd.launch.py use_lifecycle:=true autostart:=true
     ros2 launch irstd_ros irstd.launch.py dds_profile:=large_images
 
 Arguments:
     image_topic    input sensor_msgs/Image topic; the node's 'image' is remapped to it
+    camera_info_topic  the camera's sensor_msgs/CameraInfo topic (bearings); the node's
+                   'camera_info' is remapped to it (default: camera_info in the node's
+                   namespace; set it beside image_topic, e.g. /camera/camera_info)
     namespace      namespace of the node and of its output topics
     params_file    parameters YAML (default: share/irstd_ros/config/irstd.yaml)
     use_lifecycle  false: irstd_node; true: the managed node irstd_lifecycle_node
@@ -45,6 +48,7 @@ def generate_launch_description():
     default_params = os.path.join(get_package_share_directory('irstd_ros'), 'config', 'irstd.yaml')
 
     image_topic = LaunchConfiguration('image_topic')
+    camera_info_topic = LaunchConfiguration('camera_info_topic')
     namespace = LaunchConfiguration('namespace')
     params_file = LaunchConfiguration('params_file')
     use_lifecycle = LaunchConfiguration('use_lifecycle')
@@ -54,6 +58,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'image_topic', default_value='image',
             description="Input image topic (sensor_msgs/Image), remapped from 'image'"),
+        DeclareLaunchArgument(
+            'camera_info_topic', default_value='camera_info',
+            description="The camera's CameraInfo topic (for bearings), remapped from 'camera_info'"),
         DeclareLaunchArgument(
             'namespace', default_value='',
             description='Namespace of the node and of its topics'),
@@ -78,7 +85,7 @@ def generate_launch_description():
         name='irstd_node',
         namespace=namespace,
         parameters=[params_file],
-        remappings=[('image', image_topic)],
+        remappings=[('image', image_topic), ('camera_info', camera_info_topic)],
         output='screen',
         emulate_tty=True,
     )

@@ -8,6 +8,7 @@ sizes are checked against ``max_pixels`` before anything is allocated.
 
 from __future__ import annotations
 
+import array
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -83,8 +84,8 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
 def array_to_image_fields(arr: np.ndarray, encoding: str) -> dict[str, Any]:
     """Fields of an Image message holding ``arr`` (RGB(A) order for colour input).
 
-    Returns ``height, width, encoding, is_bigendian, step, data`` (``data`` as
-    bytes) to be set on a message object, little-endian, no row padding.
+    Returns ``height, width, encoding, is_bigendian, step, data`` (``data`` as an
+    ``array.array('B')``) to be set on a message object, little-endian, no row padding.
     """
     enc = ENCODINGS.get(encoding)
     if enc is None:
@@ -105,5 +106,15 @@ def array_to_image_fields(arr: np.ndarray, encoding: str) -> dict[str, Any]:
         "encoding": encoding,
         "is_bigendian": 0,
         "step": w * enc.channels * enc.dtype.itemsize,
-        "data": out.tobytes(),
+        "data": _byte_array(out),
     }
+
+
+def _byte_array(arr: np.ndarray) -> array.array[int]:
+    """``arr``'s bytes as an ``array.array('B')``, in one copy: the type rclpy's message
+    classes take as they are. Bytes are checked byte by byte in Python by Humble's
+    classes (and by later ones with field checks on): 22 ms for a 640x512 mask, against
+    0.02 ms for this."""
+    out = array.array("B")
+    out.frombytes(arr.data.cast("B"))  # arr is C-contiguous
+    return out

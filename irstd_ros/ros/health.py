@@ -39,6 +39,7 @@ class PipelineStats:
             s: deque(maxlen=LATENCY_WINDOW) for s in STAGES
         }
         self._mark = (self._clock(), 0, 0)
+        self._problems_mark = 0  # errors + dropped + stale at the previous snapshot
 
     def on_received(self, superseded: int) -> None:
         """A frame was queued; ``superseded`` waiting frames were dropped to make room."""
@@ -46,11 +47,17 @@ class PipelineStats:
             self.received += 1
             self.dropped += superseded
 
-    def on_stale(self) -> None:
-        """A frame received too old to be worth processing."""
+    def on_stale(self) -> int:
+        """A frame received too old to be worth processing; returns the stale count."""
         with self._lock:
             self.received += 1
             self.stale += 1
+            return self.stale
+
+    def on_dropped(self, frames: int) -> None:
+        """``frames`` waiting frames were discarded (e.g. on deactivation)."""
+        with self._lock:
+            self.dropped += frames
 
     def on_processed(self, latency_ms: float, stages: Mapping[str, float]) -> None:
         """A frame was answered ``latency_ms`` after its stamp; ``stages`` holds the
@@ -77,6 +84,8 @@ class PipelineStats:
             t0, rec0, proc0 = self._mark
             dt = max(now - t0, 1e-9)
             self._mark = (now, self.received, self.processed)
+            problems = sum(self.errors.values()) + self.dropped + self.stale
+            new_problems, self._problems_mark = problems - self._problems_mark, problems
             lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
             stages = {
                 f"{s}_p50_ms": percentile(np.asarray(v), 50) if v else 0.0
@@ -88,6 +97,7 @@ class PipelineStats:
                 "dropped": self.dropped,
                 "stale": self.stale,
                 "errors": dict(self.errors),
+                "problems_since_last": new_problems,  # errors, drops and stale frames
                 "input_hz": (self.received - rec0) / dt,
                 "output_hz": (self.processed - proc0) / dt,
                 "latency_p50_ms": percentile(lat, 50),

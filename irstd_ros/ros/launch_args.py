@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from irstd_ros.core.constants import (
+    CAMERA_INFO_INPUT,  # the node's (relative) calibration input; remapped to camera_info_topic
     IMAGE_INPUT,  # the node's (relative) input; remapped to image_topic
 )
 
@@ -33,6 +34,9 @@ LIFECYCLE_EXECUTABLE = "irstd_lifecycle_node"
 # share/irstd_ros/config/irstd.yaml (resolved by the launch file at launch time): None here.
 LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "image_topic": (IMAGE_INPUT, "Input image topic (sensor_msgs/Image), remapped from 'image'"),
+    "camera_info_topic": (CAMERA_INFO_INPUT, "The camera's sensor_msgs/CameraInfo topic (for "
+                          "bearings), remapped from 'camera_info'; set it with image_topic, e.g. "
+                          "/camera/camera_info beside /camera/image_raw"),
     "namespace": ("", "Namespace of the node and of its topics"),
     "params_file": (None, "ROS 2 parameters YAML of the node"),
     "use_lifecycle": ("false", "Start the managed (lifecycle) node irstd_lifecycle_node"),
@@ -109,6 +113,7 @@ def node_command(
     namespace: str = "",
     executable: str = EXECUTABLE,
     *,
+    camera_info_topic: str = CAMERA_INFO_INPUT,
     name: str = NODE_NAME,
     extra_ros_args: Sequence[str] = (),
     autostart: bool | str | None = None,
@@ -123,8 +128,8 @@ def node_command(
     passes it. (One difference: launch drops a parameter file that does not exist, with a
     warning; here it is passed on.)
     """
-    if not image_topic:
-        raise ValueError("image_topic must not be empty")
+    if not image_topic or not camera_info_topic:
+        raise ValueError("image_topic and camera_info_topic must not be empty")
     cmd = [str(executable)]
     if autostart is not None:
         cmd += [AUTOSTART_FLAG, "true" if parse_bool(autostart, "autostart") else "false"]
@@ -134,5 +139,6 @@ def node_command(
     cmd += ["-r", f"__ns:={normalize_namespace(namespace)}"]
     cmd += ["--params-file", str(params_file)]
     cmd += ["-r", f"{IMAGE_INPUT}:={image_topic}"]
+    cmd += ["-r", f"{CAMERA_INFO_INPUT}:={camera_info_topic}"]
     cmd += list(extra_ros_args)
     return cmd

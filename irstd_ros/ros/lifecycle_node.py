@@ -21,6 +21,7 @@ The plain ``irstd_node`` remains the default of the launch file.
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,12 @@ class IrstdLifecycleNode(LifecycleNode):
         except IrstdError as exc:
             self.last_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(
+                f"configure failed: {self.last_error}\n{traceback.format_exc()}"
+            )
             return TransitionCallbackReturn.FAILURE
         if not self._param_callback_added:
             self.add_on_set_parameters_callback(self._on_set_parameters)

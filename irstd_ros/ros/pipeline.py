@@ -213,9 +213,11 @@ class FramePipeline:
         self.tracker = None
 
     def discard_pending(self) -> None:
-        """Forget the frames waiting in the queue, if any."""
+        """Forget the frames waiting in the queue, if any (counted as dropped)."""
         with self._cond:
+            discarded = len(self._pending)
             self._pending.clear()
+        self.stats.on_dropped(discarded)
 
     def apply_params(self) -> None:
         """Apply the run-time parameters (thresholds, areas, scaling, the tracking-only
@@ -248,8 +250,15 @@ class FramePipeline:
     def submit(self, msg: Image) -> None:
         """A frame arrived: drop it if stale, else queue it (dropping the oldest waiting
         frame when the queue is full)."""
-        if self._is_stale(msg.header):
-            self.stats.on_stale()
+        age_s = self._stale_age(msg.header)
+        if age_s is not None:
+            n = self.stats.on_stale()
+            if self._warn.allow("stale"):  # counted as ``stale``, not as an error
+                self._logger().warning(
+                    f"stale: a frame {age_s:.2f} s old on arrival, over input.max_age "
+                    f"{self._params()['input.max_age']} s, skipped ({n} so far); check the "
+                    "camera's clock against this host's, or raise input.max_age (0: off)"
+                )
             return
         size = max(1, int(self._params().get("input.queue_size", 1)))
         with self._cond:
@@ -261,13 +270,14 @@ class FramePipeline:
             self._cond.notify()
         self.stats.on_received(superseded)
 
-    def _is_stale(self, header: Any) -> bool:
+    def _stale_age(self, header: Any) -> float | None:
+        """The frame's age (s) if it is stale, else None."""
         max_age = self._params().get("input.max_age", 0.0)
         stamp = stamp_ns(header)
         if max_age <= 0 or stamp == 0:
-            return False
+            return None
         age_s = (self._clock_ns() - stamp) / NS_PER_S
-        return max_age < age_s <= LIVE_STAMP_WINDOW_S
+        return age_s if max_age < age_s <= LIVE_STAMP_WINDOW_S else None
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the camera model for bearings (rebuilt only when the calibration changes)."""
@@ -428,6 +438,9 @@ class FramePipeline:
             self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")
         if self._last_size is not None and size != self._last_size:
             self.report("size_changed", f"frame size changed from {self._last_size} to {size}")
+            if self.tracker is not None:  # its tracks are in the old frame's pixels
+                self.tracker.reset()
+            self._trails.clear()
         self._last_stamp, self._last_size = stamp, size
 
     def _publish_overlay(
@@ -449,13 +462,13 @@ class FramePipeline:
         snap = self.stats.snapshot()
         errors = snap.pop("errors")
         assert isinstance(errors, dict)
-        problems = bool(errors or snap["dropped"] or snap["stale"])
+        problems = bool(snap.pop("problems_since_last"))  # WARN clears once they stop
         detector = self.detector
         status = DiagnosticStatus(
             name=name,
             hardware_id=str(detector.backend.device) if detector else "",
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
-            message="errors or dropped frames" if problems else "ok",
+            message="errors or dropped frames since the last report" if problems else "ok",
         )
         values: dict[str, Any] = {
             "backend": detector.backend.name if detector else "",

@@ -97,3 +97,16 @@ def test_non_finite_floats_are_refused(bad):
 def test_encode_refuses_wrong_channel_count():
     with pytest.raises(ImageConversionError, match="3 channels"):
         array_to_image_fields(np.zeros((2, 2), np.uint8), "rgb8")
+
+
+def test_encoded_data_is_the_byte_array_rclpy_takes_without_checking_each_byte():
+    import array
+
+    image = pytest.importorskip("sensor_msgs.msg").Image
+    arr = sample("mono16")
+    fields = array_to_image_fields(arr, "mono16")
+    assert isinstance(fields["data"], array.array) and fields["data"].typecode == "B"
+    msg = image(check_fields=True)  # Humble's classes always check; later ones on request
+    for key, value in fields.items():
+        setattr(msg, key, value)
+    np.testing.assert_array_equal(image_to_array(msg), arr)

@@ -21,7 +21,7 @@ def test_fresh_stats_snapshot_is_all_zero_and_has_every_key():
     snap = PipelineStats(clock=FakeClock()).snapshot()
     assert snap == {
         "received": 0, "processed": 0, "dropped": 0, "stale": 0, "errors": {},
-        "input_hz": 0.0, "output_hz": 0.0,
+        "problems_since_last": 0, "input_hz": 0.0, "output_hz": 0.0,
         "latency_p50_ms": 0.0, "latency_p99_ms": 0.0,
         **{f"{s}_p50_ms": 0.0 for s in STAGES},
     }
@@ -167,3 +167,17 @@ def test_rate_limiter_denied_calls_do_not_restart_the_period():
 def test_rate_limiter_zero_period_never_throttles():
     limiter = RateLimiter(0.0, clock=FakeClock())
     assert all(limiter.allow("k") for _ in range(5))
+
+
+def test_problems_are_counted_since_the_previous_snapshot_so_a_warning_can_clear():
+    stats = PipelineStats(clock=FakeClock())
+    stats.on_error("unknown_encoding")
+    stats.on_received(1)  # one superseded frame
+    assert stats.on_stale() == 1
+    stats.on_dropped(2)  # two waiting frames discarded
+    assert stats.snapshot()["problems_since_last"] == 5
+    stats.on_received(0)
+    stats.on_processed(1.0, {})
+    later = stats.snapshot()
+    assert later["problems_since_last"] == 0  # an hour of good frames: no longer a problem
+    assert later["dropped"] == 3 and later["stale"] == 1 and later["errors"] == {"unknown_encoding": 1}

@@ -21,7 +21,10 @@ def test_autostart_argument_of_the_managed_node():
 def test_node_command_shape():
     cmd = node_command("config/irstd.yaml", image_topic="/cam/image", namespace="/ns")
     assert cmd == ["irstd_node", "--ros-args", "-r", "__node:=irstd_node", "-r", "__ns:=/ns",
-                   "--params-file", "config/irstd.yaml", "-r", "image:=/cam/image"]
+                   "--params-file", "config/irstd.yaml", "-r", "image:=/cam/image",
+                   "-r", "camera_info:=camera_info"]
+    with_info = node_command("p.yaml", image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info")
+    assert with_info[-2:] == ["-r", "camera_info:=/cam/camera_info"]
     assert node_command("p.yaml", namespace="ns")[5] == "__ns:=/ns"
     assert node_command("p.yaml", executable="/venv/bin/irstd_node")[0] == "/venv/bin/irstd_node"
     assert node_command("p.yaml", extra_ros_args=["-p", "a:=1"])[-2:] == ["-p", "a:=1"]

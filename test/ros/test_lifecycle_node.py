@@ -174,6 +174,19 @@ def test_configure_fails_cleanly_on_a_missing_model(rclpy_context, tmp_path):
         node.close()
 
 
+def test_an_unexpected_configure_error_is_logged_and_kept(rclpy_context):
+    def broken_device():
+        raise RuntimeError("CUDA error: device busy")
+
+    node = IrstdLifecycleNode(detector_factory=broken_device)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.state_label == "unconfigured"
+        assert node.last_error == "RuntimeError: CUDA error: device busy"
+    finally:
+        node.close()
+
+
 def test_transitions_through_the_change_state_service(rclpy_context):
     node = IrstdLifecycleNode(detector_factory=make_detector)
     peer = rclpy.create_node("irstd_lifecycle_peer")

@@ -82,9 +82,46 @@ def test_discarding_empties_the_queue():
     for stamp in (1, 2):
         pipe.submit(image_msg(frame_for("mono8"), "mono8", stamp=stamp))
     pipe.discard_pending()
+    assert pipe.stats.dropped == 2  # counted: received = processed + dropped + ...
     pipe.submit(image_msg(frame_for("mono8"), "mono8", stamp=3))
     run_until_idle(pipe, 1)
     assert [m.header.stamp.sec for m in detections.msgs] == [3]
+
+
+def test_a_new_frame_size_starts_the_tracks_afresh():
+    import numpy as np
+
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
+    warnings: list[str] = []
+
+    class Noted:
+        def warning(self, text: str) -> None:
+            warnings.append(text)
+
+        info = error = warning
+
+    tracks = Collect()
+    outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
+                      overlay=Collect(), tracks=tracks, target_tracks=Collect())
+    pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=Noted,
+                         clock_ns=lambda: 0)
+    def at(arr, k: int):  # frames 0.1 s apart
+        msg = image_msg(arr, "mono8", stamp=1)
+        msg.header.stamp.nanosec = k * 100_000_000
+        return msg
+
+    frame = frame_for("mono8")
+    for k in range(1, 6):
+        assert pipe.process(at(frame, k))
+    confirmed = {d.id for d in tracks.msgs[-1].detections}
+    assert len(confirmed) == 2  # both blobs are confirmed tracks
+    # the top-left quarter keeps the first blob where it was, in a frame of another size
+    half = np.ascontiguousarray(frame[: frame.shape[0] // 2, : frame.shape[1] // 2])
+    assert pipe.process(at(half, 6))
+    assert any("frame size changed" in w for w in warnings)
+    # no track of the old frame's pixels goes on in the new one: tracking starts afresh
+    assert tracks.msgs[-1].detections == []
+    assert {t.id for t in pipe.tracker.tracks()}.isdisjoint(int(i) for i in confirmed)
 
 
 class Ordered:
@@ -125,3 +162,24 @@ def test_every_stage_of_a_queued_frame_is_measured():
     assert snap["latency_p50_ms"] == pytest.approx(40.0, abs=1e-3)
     for stage in ("queue", "convert", "pre", "infer", "post", "publish"):
         assert snap[f"{stage}_p50_ms"] > 0.0, stage
+
+
+def test_a_stale_frame_is_logged_not_only_counted():
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False, "input.max_age": 0.5}
+    warnings: list[str] = []
+
+    class Noted:
+        def warning(self, text: str) -> None:
+            warnings.append(text)
+
+        info = error = warning
+
+    now_ns = 1_800_000_000 * 1_000_000_000
+    pipe = FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
+                         params=lambda: params, logger=Noted, clock_ns=lambda: now_ns)
+    msg = image_msg(frame_for("mono8"), "mono8")
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now_ns - 2_000_000_000, 1_000_000_000)
+    pipe.submit(msg)  # a camera whose clock lags by 2 s: every frame would be skipped
+    assert pipe.stats.stale == 1
+    assert len(warnings) == 1 and "2.00 s old" in warnings[0] and "input.max_age" in warnings[0]
+    assert pipe.stats.errors == {}  # counted once, as stale
