@@ -118,6 +118,8 @@ class BagWriter:
         try:
             self._writer.open()
         except WriterError as exc:
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
             raise BagError(str(exc)) from exc
         return self
 
