@@ -51,3 +51,18 @@ def output_dir_problem(path: Path) -> str | None:
             return f"{path}: directory is not writable"
         return None
     return creation_problem(path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed into place:
+    a reader sees the old file or the new one, and a failure leaves no half-written file
+    (nor a changed old one)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from irstd_ros.core.normalization import noise_sigma, normalize
+from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.inference.backends.base import Backend
@@ -247,6 +248,6 @@ def plot_envelope(report: dict[str, Any], path: Path, title: str = "") -> None:
 
 def write_envelope(report: dict[str, Any], out: Path, title: str = "") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "envelope.json").write_text(json.dumps(report, indent=1))
+    write_text_atomic(out / "envelope.json", json.dumps(report, indent=1))
     plot_envelope(report, out / "envelope.png", title)
     return [out / "envelope.json", out / "envelope.png"]

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.core.normalization import normalize
+from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.errors import ConfigError, DatasetError
@@ -191,7 +192,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         rows = hard.rows()
         report["hardest"] = [r.label for r in rows]
-        (out / "report.json").write_text(json.dumps(report, indent=1))
+        write_text_atomic(out / "report.json", json.dumps(report, indent=1))
         name = Path(described.get("weights", "tophat")).name
         plot_roc(report["curve"], out / "roc.png", title=f"{name} on {cfg.split}")
         plot_reliability(report["calibration"], out / "reliability.png")

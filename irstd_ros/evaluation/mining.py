@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data.mixture import HARD_FORMAT
 from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, crop_slices, scored_frames
 from irstd_ros.evaluation.metrics import match_components
@@ -64,5 +65,5 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
 
 def write_hard_examples(report: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
+    write_text_atomic(path, json.dumps(report, indent=1))
     return path

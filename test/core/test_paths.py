@@ -47,3 +47,22 @@ def test_the_probe_leaves_nothing_behind(tmp_path):
     assert output_dir_problem(tmp_path) is None
     assert not any(tmp_path.iterdir())
     assert not can_write_in(tmp_path / "missing")
+
+
+def test_write_text_atomic_replaces_whole_or_leaves_the_old_file(tmp_path, monkeypatch):
+    from irstd_ros.core.paths import write_text_atomic
+
+    report = tmp_path / "report.json"
+    write_text_atomic(report, "old")
+    assert write_text_atomic(report, "new") == report and report.read_text() == "new"
+
+    def disk_full(self, text):
+        Path.write_bytes(self, b"half")  # something was written before the failure
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_text_atomic(report, "newer")
+    monkeypatch.undo()
+    assert report.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.paths import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,7 @@ def fingerprint_path(artifact: str | Path) -> Path:
 def save_fingerprint(artifact: str | Path, fp: Fingerprint) -> Path:
     """Write the fingerprint beside ``artifact`` (atomically)."""
     path = fingerprint_path(artifact)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(fp.to_dict(), indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(fp.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 def load_fingerprint(artifact: str | Path) -> Fingerprint | None:

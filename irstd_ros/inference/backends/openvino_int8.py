@@ -61,6 +61,7 @@ from scipy.special import logit
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import network_input
+from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.errors import BackendError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
@@ -144,10 +145,8 @@ def accuracy_path(artifact: str | Path) -> Path:
 def save_accuracy(artifact: str | Path, record: Mapping[str, Any]) -> Path:
     """Write the accuracy record beside ``artifact`` (atomically)."""
     path = accuracy_path(artifact)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"format": ACCURACY_FORMAT, **record}, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    text = json.dumps({"format": ACCURACY_FORMAT, **record}, indent=1, sort_keys=True) + "\n"
+    return write_text_atomic(path, text)
 
 
 def load_accuracy(artifact: str | Path) -> dict[str, Any] | None:
