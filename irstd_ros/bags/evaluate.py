@@ -60,6 +60,7 @@ from irstd_ros.bags.io import (
 )
 from irstd_ros.bags.rosutil import cdr_header_stamp
 from irstd_ros.core.constants import DETECTION_OUTPUTS, LIVE_STAMP_WINDOW_S
+from irstd_ros.core.paths import atomic_path, write_text_atomic
 from irstd_ros.core.statistics import percentile
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError
@@ -342,15 +343,19 @@ def run_tracker(
     gated: dict[int, list[Box]] | None = None,
 ) -> dict[int, list[Point]]:
     """stamp -> confirmed (and coasting) tracks of :class:`Tracker` run over ``boxes``
-    (and the sub-threshold ``candidates`` and ``gated`` components, if any)."""
+    (and the sub-threshold ``candidates`` and ``gated`` components, if any); BagError
+    naming the stamp for a box the tracker refuses (a non-finite field)."""
     tracker = Tracker(cfg, logger=log)
     out: dict[int, list[Point]] = {}
     for s in sorted(boxes):
         extra = _dets(candidates.get(s, ())) if candidates else []
         low = _dets(gated.get(s, ())) if gated else []
-        tracks = tracker.update(
-            s / NS_PER_S, _dets(boxes[s]), image_size=size, candidates=extra, gated=low
-        )
+        try:
+            tracks = tracker.update(
+                s / NS_PER_S, _dets(boxes[s]), image_size=size, candidates=extra, gated=low
+            )
+        except ValueError as exc:  # a recorded box with a NaN or infinite field
+            raise BagError(f"the boxes at stamp {s} ns cannot be tracked: {exc}") from None
         out[s] = [Point(str(t.id), t.x, t.y) for t in tracks if t.confirmed]
     return out
 
@@ -474,7 +479,7 @@ def write_json(result: dict[str, Any], path: Path | None) -> str:
     text = json.dumps(result, indent=2)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
+        write_text_atomic(path, text + "\n")
     return text
 
 
@@ -513,5 +518,6 @@ def plot_over_time(result: dict[str, Any], path: Path) -> None:
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)

@@ -1,5 +1,6 @@
-"""Option blocks shared by subcommands (the bag tools; eval and mine), argparse ``type=``
-helpers for ranged numbers, and the up-front checks of output paths.
+"""Option blocks shared by subcommands (the bag tools; eval and mine), the argparse ``type=``
+helpers for ranged numbers (defined in :mod:`irstd_ros.core.parsing`, for the tools too),
+and the up-front checks of output paths.
 
 The bag constants are imported inside the functions: ``rosbags`` is optional and
 ``irstd eval`` must not need it.
@@ -11,63 +12,33 @@ import argparse
 import os
 from pathlib import Path
 
-from irstd_ros.core.constants import OWN_THRESHOLD, OWN_WORD, WEIGHTS_HELP
+from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.core.parsing import (  # the ranged-number types live there; re-exported here
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    tracker_threshold,
+    unit_interval,
+)
 from irstd_ros.core.paths import creation_problem, output_dir_problem
 from irstd_ros.errors import ConfigError
 
-
-def _number(text: str, kind: type[int] | type[float]) -> float:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
-        ) from None
-
-
-def positive_int(text: str) -> int:
-    """argparse ``type``: an integer >= 1."""
-    value = int(_number(text, int))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse ``type``: a finite number > 0."""
-    value = _number(text, float)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse ``type``: a finite number >= 0."""
-    value = _number(text, float)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    """argparse ``type``: a probability threshold, strictly between 0 and 1."""
-    value = _number(text, float)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
-    return value
-
-
-def tracker_threshold(text: str) -> float:
-    """argparse ``type``: a tracker threshold: a probability in (0, 1), 0 for off, or
-    ``own`` for the model's own (:data:`OWN_THRESHOLD`)."""
-    if text.strip().lower() == OWN_WORD:
-        return OWN_THRESHOLD
-    value = _number(text, float)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be in (0, 1), 0 for off, or {OWN_WORD!r} for the model's own, got {text}"
-        )
-    return value
+__all__ = [
+    "add_bag_writing",
+    "add_image_topic",
+    "add_model_on_data",
+    "check_output_dir",
+    "check_output_file",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "probability",
+    "tracker_threshold",
+    "unit_interval",
+]
 
 
 def _check_parent(path: Path, option: str) -> None:
@@ -127,11 +98,3 @@ def add_image_topic(p: argparse.ArgumentParser) -> None:
     from irstd_ros.bags.io import IMAGE_TOPIC
 
     p.add_argument("--image-topic", default=IMAGE_TOPIC)
-
-
-def unit_interval(text: str) -> float:
-    """argparse ``type``: a number in [0, 1] (``nan`` refused)."""
-    value = _number(text, float)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value

@@ -39,26 +39,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _split(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def _split(text: str | None, option: str) -> list[str] | None:
+    """A comma-separated option as a list (None: not given); one that names nothing (``,,``)
+    is a :class:`ConfigError`, not the default."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"{option} {text!r}: names nothing; give a comma-separated list")
+    return items
 
 
 def run(args: argparse.Namespace) -> int:
-    backends = _split(args.backends)
+    if args.gpu and (args.backends or args.quick):
+        raise ConfigError("--backends and --quick are for the CPU bench; with --gpu use --variants, --models, --sizes")
+    if args.variants is not None and not args.gpu:
+        raise ConfigError("--variants needs --gpu (the CPU bench takes --backends)")
+    backends = _split(args.backends, "--backends")
     for name in backends or ():
         if name not in BENCH_NAMES:
             raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BENCH_NAMES)}")
-    sizes = [(h, w) for w, h in map(parse_size, _split(args.sizes) or ())] or None  # (H, W)
+    sizes = [(h, w) for w, h in map(parse_size, _split(args.sizes, "--sizes") or ())] or None  # (H, W)
     if args.gpu:
         return _run_gpu(args, sizes)
     cfg = BenchConfig(
-        quick=args.quick, backends=backends, models=_split(args.models), sizes=sizes,
+        quick=args.quick, backends=backends, models=_split(args.models, "--models"), sizes=sizes,
         node=not args.no_node, budget_s=args.budget,
     )
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = run_bench(cfg, progress)
     print(json.dumps(result) if args.json else format_table(result))
-    return 0
+    node = result.get("node")
+    return _exit_code(bool(result["backends"]) or bool(node and "skipped" not in node))
 
 
 def _run_gpu(args: argparse.Namespace, sizes: list[tuple[int, int]] | None) -> int:
@@ -68,10 +80,20 @@ def _run_gpu(args: argparse.Namespace, sizes: list[tuple[int, int]] | None) -> i
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
         result = run_gpu_bench(
-            models=_split(args.models) or MODELS, sizes=sizes or FULL_SIZES, variants=_split(args.variants),
+            models=_split(args.models, "--models") or MODELS, sizes=sizes or FULL_SIZES,
+            variants=_split(args.variants, "--variants"),
             budget_s=args.budget if args.budget is not None else BUDGET_S, progress=progress,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     print(json.dumps(result) if args.json else format_gpu_table(result))
-    return 0
+    return _exit_code(bool(result["rows"]))
+
+
+def _exit_code(measured: bool) -> int:
+    """0, or 1 with a line on stderr when every cell was skipped or failed (the report,
+    printed all the same, says why)."""
+    if measured:
+        return 0
+    print("irstd bench: nothing was measured: every cell was skipped or failed", file=sys.stderr)
+    return 1

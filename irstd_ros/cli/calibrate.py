@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from irstd_ros.cli._options import check_output_file, positive_int
+from irstd_ros.cli._options import check_output_file, non_negative_int, positive_int
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.training.calibrate import CalibrationConfig, calibrate
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="ROOT[:SPLIT]",
                    help="dataset roots with their split (default split: train)")
     p.add_argument("--frames", type=positive_int, default=60, help="frames per dataset")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--keep-operating-point", action="store_true",
                    help="move the checkpoint's threshold and tracker thresholds with the fit: "
                         "the same detections and tracks")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from irstd_ros.cli._options import check_output_dir, positive_float, positive_int, probability
@@ -57,14 +58,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> EnvelopeConfig:
+    """The envelope's grid: SNRs in order and sizes as given, each once (a repeat would be
+    a second cell, and a second row in the summary)."""
     cfg = EnvelopeConfig(width=args.width, height=args.height, frames=args.frames,
                          targets_per_frame=args.targets)
     if args.snrs:
-        cfg = EnvelopeConfig(**{**cfg.__dict__, "snrs": tuple(sorted(set(args.snrs)))})
+        cfg = replace(cfg, snrs=tuple(sorted(set(args.snrs))))
     if args.sizes:
-        cfg = EnvelopeConfig(**{**cfg.__dict__, "sizes": tuple(args.sizes)})
+        cfg = replace(cfg, sizes=tuple(dict.fromkeys(args.sizes)))
     cfg.validate()
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
     check_output_dir(args.out, "--out")
     backend, norm, threshold, described = build_scorer(
         EvalConfig(data=Path("."), weights=args.weights, method=args.method, backend=args.backend,

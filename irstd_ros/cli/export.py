@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from irstd_ros.checkpoint import load_checkpoint
-from irstd_ros.cli._options import check_output_dir
+from irstd_ros.cli._options import check_output_dir, positive_int
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--force", action="store_true", help="rebuild and re-measure even when cached")
     q.add_argument("--retime", action="store_true",
                    help="time the speed on this CPU again (after a busy host), keeping the accuracy record")
-    q.add_argument("--threads", type=int, help="CPU threads for the accuracy measurement")
+    q.add_argument("--threads", type=positive_int, help="CPU threads for the accuracy measurement")
     p.set_defaults(func=run)
 
 
@@ -91,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         from irstd_ros.inference.backends.tensorrt import TensorRTBackend
 
         backend = TensorRTBackend(model, info, options)
+        if args.cuda_graphs:  # the check --cuda-graphs promises: one run at the frame size
+            from irstd_ros.inference.backends.select import warm_up
+
+            warm_up(backend, options)
         out.update(backend.describe())
         files = [str(backend.path), str(backend.path) + ".json"]
     elif args.backend == "onnxruntime":

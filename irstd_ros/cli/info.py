@@ -15,6 +15,8 @@ from irstd_ros.models.profile import count_macs, count_params
 from irstd_ros.models.registry import MODELS
 
 PROFILE_SIZE = 256
+# text output; a checkpoint adds what it says of itself (its thresholds); --json: everything
+TEXT_KEYS = ("arch", "config", "params", "gmacs_256", "threshold", "candidate_threshold", "gated_threshold")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        for key in ("arch", "config", "params", "gmacs_256"):
-            if key in out:
-                print(f"{key:10s} {out[key]}")
+        shown = {"arch": out["model"]["arch"], **out} if args.weights else out
+        for key in TEXT_KEYS:
+            if shown.get(key) is not None:
+                print(f"{key:19s} {shown[key]}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from irstd_ros.cli._options import check_output_file, positive_int
+from irstd_ros.cli._options import check_output_file, non_negative_int, positive_int
 from irstd_ros.data.pack import (
     CROP,
     DEFAULT_NUDT,
@@ -33,21 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-nudt", action="store_true", help="leave NUDT-SIRST out")
     p.add_argument("--no-sirst", action="store_true", help="leave SIRST-v2 out")
     p.add_argument("--crop", type=positive_int, default=CROP, help=f"SIRST-v2 crop side, px (default {CROP})")
-    p.add_argument("--target-crops", type=_count, default=TARGET_CROPS, help="SIRST-v2 crops with a target per frame")
-    p.add_argument("--random-crops", type=_count, default=RANDOM_CROPS, help="random SIRST-v2 crops per frame")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-crops", type=non_negative_int, default=TARGET_CROPS, help="SIRST-v2 crops with a target per frame")
+    p.add_argument("--random-crops", type=non_negative_int, default=RANDOM_CROPS, help="random SIRST-v2 crops per frame")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=run)
-
-
-def _count(text: str) -> int:
-    """argparse ``type``: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

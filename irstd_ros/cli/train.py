@@ -8,6 +8,7 @@ from pathlib import Path
 
 from irstd_ros.cli._options import check_output_dir
 from irstd_ros.core.fields import flag_type
+from irstd_ros.core.parsing import check_keys
 from irstd_ros.errors import ConfigError
 from irstd_ros.training.train import TRAIN_FIELDS, TrainConfig, read_config, train
 
@@ -52,9 +53,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             values[key] = v
     if "data" not in values:
         raise ConfigError("--data (or data: in --config) is required")
-    unknown = set(values) - set(TrainConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown training options {sorted(map(str, unknown))}")
+    check_keys(values, list(TrainConfig.__dataclass_fields__), "training")
     return TrainConfig(**values)
 
 

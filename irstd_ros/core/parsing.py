@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from irstd_ros.core.constants import OWN_THRESHOLD, OWN_WORD
 from irstd_ros.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,13 +50,21 @@ def size_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def check_keys(data: Mapping[Any, Any], valid: Sequence[str], what: str) -> None:
+    """:class:`ConfigError` for keys of ``data`` not in ``valid``: it names them, the
+    nearest valid key of each (a typo), and every valid one."""
+    unknown = sorted(map(str, set(data) - set(valid)))
+    if unknown:
+        near = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
+        hints = [f"{k!r} -> {m[0]!r}" for k, m in near.items() if m]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        raise ConfigError(f"unknown {what} keys {unknown}{hint}; valid: {', '.join(valid)}")
+
+
 def dataclass_from_dict(cls: type[D], data: Mapping[str, Any], what: str) -> D:
     """``cls(**data)`` for a config dataclass read from YAML/JSON, lists as tuples; unknown
     keys are one :class:`ConfigError` that lists the valid ones."""
-    valid = [f.name for f in fields(cls)]
-    unknown = set(data) - set(valid)
-    if unknown:
-        raise ConfigError(f"unknown {what} keys {sorted(unknown)}; valid: {', '.join(valid)}")
+    check_keys(data, [f.name for f in fields(cls)], what)
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -65,3 +75,74 @@ def path_tuple(value: str | Path | Sequence[str | Path] | None) -> tuple[Path, .
     if isinstance(value, (str, Path)):
         return (Path(value),)
     return tuple(Path(v) for v in value)
+
+
+# --- argparse ``type=`` helpers for ranged numbers (the CLI's and the tools') ---------------
+def _number(text: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: an integer >= 1."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type``: an integer >= 0 (a count, a seed)."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type``: a finite number > 0."""
+    value = _number(text, float)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse ``type``: a finite number >= 0."""
+    value = _number(text, float)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse ``type``: a probability threshold, strictly between 0 and 1."""
+    value = _number(text, float)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def tracker_threshold(text: str) -> float:
+    """argparse ``type``: a tracker threshold: a probability in (0, 1), 0 for off, or
+    ``own`` for the model's own (:data:`OWN_THRESHOLD`)."""
+    if text.strip().lower() == OWN_WORD:
+        return OWN_THRESHOLD
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be in (0, 1), 0 for off, or {OWN_WORD!r} for the model's own, got {text}"
+        )
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """argparse ``type``: a number in [0, 1] (``nan`` refused)."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 PROBE_PREFIX = ".irstd-write-probe-"
@@ -53,16 +54,24 @@ def output_dir_problem(path: Path) -> str | None:
     return creation_problem(path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file beside it, renamed into place:
-    a reader sees the old file or the new one, and a failure leaves no half-written file
-    (nor a changed old one)."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same folder, same suffix, so writers that go by
+    the suffix still work) for the block to write; renamed onto ``path`` when the block
+    ends, removed when it fails. A reader sees the old file or the new one, never half of
+    one, and a failure leaves no temporary file nor a changed old one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
-        tmp.write_text(text)
+        yield tmp
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` whole or not at all (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

@@ -174,3 +174,14 @@ class IRSTDDataset(torch.utils.data.Dataset):
 
     def name(self, index: int) -> str:
         return self.items[index][2]
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: each worker of an :class:`IRSTDDataset` draws its
+    crops and flips from a stream of its own (seeded by the dataset's generator and the
+    worker's id), not from a copy of the one every worker inherits, which would give
+    worker k's batches the same crop windows and flips as worker 0's."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and isinstance(info.dataset, IRSTDDataset):
+        ds = info.dataset
+        ds.rng = np.random.default_rng([int(ds.rng.integers(2**62)), worker_id])

@@ -12,7 +12,9 @@ Every image becomes one channel in the file's own units, never rescaled:
 Anything else, a file that cannot be decoded, a float image with a NaN or infinite
 pixel, a 16-bit colour or grey+alpha file (Pillow would keep only its high bytes), or a
 file of several frames (a TIFF stack, an animated PNG) raises :class:`DatasetError`
-naming the file: nothing is silently misread.
+naming the file: nothing is silently misread. A file whose EXIF ``Orientation`` says its
+pixels are stored turned or mirrored is read as viewers show it (as ``ImageOps.exif_transpose``),
+the same for an image and its mask; a TIFF with one is refused (Pillow misreads it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 COLOUR_MODES = ("RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
 SUPPORTED_MODES = (*GREY_MODES, "LA", *SIXTEEN_BIT_MODES, "I", "F", *COLOUR_MODES)
 UINT16_MAX = 65535
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 (or none, or a value outside 2..8): as stored
+EXIF_TRANSPOSE = {  # Orientation -> the transpose that shows the pixels as viewers do
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _raw_modes(im: Image.Image) -> list[str]:
@@ -45,7 +57,7 @@ def _raw_modes(im: Image.Image) -> list[str]:
 
 def _open(path: Path) -> Image.Image:
     try:
-        im = Image.open(path)
+        im: Image.Image = Image.open(path)
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             im.close()
@@ -58,7 +70,22 @@ def _open(path: Path) -> Image.Image:
                 f"{path}: 16-bit pixels ({wide[0]}) that Pillow would read as 8-bit {im.mode}; "
                 "save it as 16-bit greyscale (one channel)"
             )
+        orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+        turn = EXIF_TRANSPOSE.get(orientation)
+        if turn is not None and im.format == "TIFF":
+            # Pillow turns a TIFF itself while loading, inconsistently (measured with
+            # Pillow 13: orientation 6 read as a mirror image, size unturned)
+            im.close()
+            raise DatasetError(
+                f"{path}: a TIFF with an EXIF orientation ({orientation}) "
+                "cannot be read reliably; save it without one (as shown) or as PNG"
+            )
         im.load()
+        if turn is not None:
+            turned = im.transpose(turn)
+            turned.format = im.format  # read_mask refuses lossy formats by it
+            im.close()
+            im = turned
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from irstd_ros.core.fields import (
+    FieldRule,
+    Number,
+    as_flag,
+    as_optional_text,
+    as_path,
+    as_paths,
+    as_text,
+)
 from irstd_ros.core.normalization import InputNorm, noise_sigma, normalize
 from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
@@ -63,14 +72,30 @@ class SourceSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> SourceSpec:
-        teacher = None if d.get("teacher") is None else path_tuple(d["teacher"])
-        spec = dataclass_from_dict(cls, {**d, "hard": path_tuple(d.get("hard")), "teacher": teacher}, "data source")
-        for flag in ("hard_misses", "bank"):
-            if not isinstance(getattr(spec, flag), bool):
-                raise ConfigError(f"{flag} must be true or false, got {getattr(spec, flag)!r}")
-        if not 0.0 <= spec.paste_prob <= 1.0:
-            raise ConfigError(f"paste_prob must be in [0, 1], got {spec.paste_prob}")
-        return replace(spec, root=Path(spec.root))
+        """A source of a YAML ``sources`` list: unknown keys, a missing ``root`` and values of
+        the wrong type or range are one :class:`ConfigError` naming the key."""
+        if "root" not in d:
+            raise ConfigError(f"a data source needs a root (its dataset folder), got {d!r}")
+        checked = {k: SOURCE_FIELDS[k](f"data source {k}", v) if k in SOURCE_FIELDS else v for k, v in d.items()}
+        teacher = None if d.get("teacher") is None else path_tuple(checked["teacher"])
+        return dataclass_from_dict(
+            cls, {**checked, "hard": path_tuple(checked.get("hard")), "teacher": teacher}, "data source"
+        )
+
+
+SOURCE_FIELDS: dict[str, FieldRule] = {
+    "root": as_path,
+    "split": as_optional_text,
+    "weight": Number(low=0),
+    "implant_prob": Number(low=0, high=1),
+    "mask_suffix": as_text,
+    "hard": as_paths,
+    "hard_prob": Number(low=0, high=1),
+    "hard_misses": as_flag,
+    "teacher": as_paths,
+    "paste_prob": Number(low=0, high=1),
+    "bank": as_flag,
+}
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,10 @@ class Pack:
         if self.meta.get("format") != PACK_FORMAT or self.meta.get("filter") != FILTER:
             raise DatasetError(f"{self.path}: pack format {self.meta.get('format')} / filter "
                                f"{self.meta.get('filter')} not supported (expected {PACK_FORMAT} / {FILTER})")
+        groups = self.meta.get("groups")
+        if not (isinstance(groups, dict) and all(isinstance(g, dict) for g in groups.values())):
+            self._npz.close()
+            raise DatasetError(f"{self.path}: the pack's list of groups is missing or damaged; write the pack again")
 
     @property
     def groups(self) -> list[str]:
@@ -255,18 +259,24 @@ class Pack:
         """``(uint8 image, bool mask, name)`` of a group, as :attr:`IRSTDDataset.items`."""
         if group not in self.meta["groups"]:
             raise DatasetError(f"{self.path} has no group {group!r}; it has: {', '.join(self.groups)}")
-        names = self.meta["groups"][group]["names"]
-        shapes = self._npz[f"{group}.shapes"]
-        flat = self._npz[f"{group}.images"]
-        bits = self._npz[f"{group}.masks"]
-        out: list[Item] = []
-        pos = mpos = 0
-        for (h, w), name in zip(shapes.tolist(), names):
-            n, nb = h * w, (h * w + 7) // 8
-            img = gradient_unfilter(flat[pos : pos + n].reshape(h, w))
-            mask = np.unpackbits(bits[mpos : mpos + nb], count=n).reshape(h, w).astype(bool)
-            out.append((img, mask, name))
-            pos, mpos = pos + n, mpos + nb
+        try:
+            names = self.meta["groups"][group]["names"]
+            shapes = self._npz[f"{group}.shapes"]
+            flat = self._npz[f"{group}.images"]
+            bits = self._npz[f"{group}.masks"]
+            pixels = np.prod(shapes.astype(np.int64), axis=1)
+            if len(names) != len(shapes) or flat.size != pixels.sum() or bits.size != ((pixels + 7) // 8).sum():
+                raise ValueError("its names, sizes, pixels and masks do not agree")
+            out: list[Item] = []
+            pos = mpos = 0
+            for (h, w), name in zip(shapes.tolist(), names):
+                n, nb = h * w, (h * w + 7) // 8
+                img = gradient_unfilter(flat[pos : pos + n].reshape(h, w))
+                mask = np.unpackbits(bits[mpos : mpos + nb], count=n).reshape(h, w).astype(bool)
+                out.append((img, mask, name))
+                pos, mpos = pos + n, mpos + nb
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+            raise DatasetError(f"{self.path}: pack group {group!r} is damaged ({exc}); write the pack again") from None
         return out
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from irstd_ros.core.normalization import noise_sigma, normalize
-from irstd_ros.core.paths import write_text_atomic
+from irstd_ros.core.paths import atomic_path, write_text_atomic
 from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.inference.backends.base import Backend
@@ -242,7 +242,8 @@ def plot_envelope(report: dict[str, Any], path: Path, title: str = "") -> None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 

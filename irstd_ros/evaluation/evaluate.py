@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.core.normalization import normalize
-from irstd_ros.core.paths import write_text_atomic
+from irstd_ros.core.paths import atomic_path, write_text_atomic
 from irstd_ros.data import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.errors import ConfigError, DatasetError
@@ -222,7 +222,8 @@ def plot_roc(curve: list[dict], path: Path, title: str = "") -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 
@@ -242,7 +243,8 @@ def plot_reliability(calibration: dict, path: Path) -> None:
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("fraction of target pixels")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 
@@ -251,7 +253,8 @@ def plot_hardest(rows: list[HardCase], path: Path) -> None:
     from PIL import ImageDraw
 
     if not rows:
-        Image.new("RGB", (CROP_PX * 3 * CROP_ZOOM, 24)).save(path)
+        with atomic_path(path) as tmp:
+            Image.new("RGB", (CROP_PX * 3 * CROP_ZOOM, 24)).save(tmp)
         return
     tiles = []
     for row in rows:
@@ -261,4 +264,5 @@ def plot_hardest(rows: list[HardCase], path: Path) -> None:
         tiles.append(np.asarray(tile))
     width = max(t.shape[1] for t in tiles)
     tiles = [np.pad(t, ((0, 2), (0, width - t.shape[1]), (0, 0))) for t in tiles]
-    Image.fromarray(np.concatenate(tiles, axis=0)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate(tiles, axis=0)).save(tmp)

@@ -3,7 +3,7 @@
 A checkpoint is run over a dataset split at full resolution (the node's normalisation
 and backend). Each false target (a predicted component matched to no true target)
 and each missed target is recorded by its centroid, with the network's peak score
-there. The JSON it writes is read by the training mixture
+there (within the matching distance, :data:`~irstd_ros.evaluation.metrics.MATCH_DISTANCE`). The JSON it writes is read by the training mixture
 (:class:`irstd_ros.data.mixture.SourceSpec` ``hard``), which then centres a share of
 its crops on these places: real clutter the model confuses with targets (power lines,
 cloud edges, lamps) becomes hard negatives, and real targets it misses are seen more
@@ -13,13 +13,16 @@ often. Mine only training splits, never the split you report on.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data.mixture import HARD_FORMAT
-from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, crop_slices, scored_frames
-from irstd_ros.evaluation.metrics import match_components
+from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, scored_frames
+from irstd_ros.evaluation.metrics import MATCH_DISTANCE, match_components
 
 MINING_THRESHOLD = 0.3  # below the operating threshold: near-false alarms count too
 
@@ -41,7 +44,7 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
         for kind, centres in (("false", match.false), ("miss", match.missed)):
             rows = []
             for cy, cx in centres:
-                score = float(prob[crop_slices(prob.shape, cy, cx)].max())
+                score = peak_near(prob, cy, cx)
                 rows.append([round(float(cy), 1), round(float(cx), 1), round(score, 4)])
             if rows:
                 entry[kind] = rows
@@ -61,6 +64,13 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
         "missed_targets": n_miss,
         "frames": frames,
     }
+
+
+def peak_near(prob: np.ndarray, cy: float, cx: float, radius: float = MATCH_DISTANCE) -> float:
+    """The highest score within ``radius`` px (a square) of (``cy``, ``cx``): the network's
+    answer at that place, not a neighbour's."""
+    r, y, x = math.ceil(radius), round(cy), round(cx)
+    return float(prob[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].max())
 
 
 def write_hard_examples(report: dict[str, Any], path: Path) -> Path:

@@ -401,12 +401,14 @@ class FramePipeline:
         ``tracking.candidate_threshold`` and the gated ones of ``tracking.gated_threshold``)
         and publish the tracks.
 
-        Disabling ``tracking.enabled`` drops the tracker; enabling it starts afresh. A
-        frame without a stamp (0) is placed at the node's clock time.
+        Disabling ``tracking.enabled`` drops the tracks; enabling it starts afresh, with
+        ids counting on (never one reused in the node's life). A frame without a stamp (0)
+        is placed at the node's clock time.
         """
         p = self._params()
         if not p["tracking.enabled"]:
-            self.tracker = None
+            if self.tracker is not None:
+                self.tracker.reset()  # kept for its id counter
             self._trails.clear()
             self._track_counts = (0, 0)
             return None

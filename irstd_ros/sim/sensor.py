@@ -9,10 +9,14 @@ re-encoding does not invent a noise-free staircase.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 from scipy import ndimage
+
+from irstd_ros.errors import ConfigError
 
 ENCODINGS = ("native", "mono16", "mono8", "float")
 MAX_14BIT = 16383
@@ -35,6 +39,29 @@ class SensorConfig:
     encoding_probs: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)  # ENCODINGS order
     counts_per_unit: tuple[float, float] = (2.0, 40.0)  # mono16 gain
     counts_offset: tuple[float, float] = (500.0, 6000.0)
+
+    def __post_init__(self) -> None:
+        """Every field checked when made (YAML overrides arrive unchecked): a wrong value is
+        a :class:`ConfigError` naming it, not a traceback while samples are drawn."""
+
+        def number(v: object) -> bool:
+            return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+        for name in ("noise_prob", "blur_prob", "fpn_prob", "row_fpn_prob"):
+            v = getattr(self, name)
+            if not (number(v) and 0 <= v <= 1):
+                raise ConfigError(f"sensor {name} must be a number in [0, 1], got {v!r}")
+        for name in ("noise", "blur_sigma", "fpn", "row_fpn", "counts_per_unit", "counts_offset"):
+            v = getattr(self, name)
+            if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(map(number, v)) and 0 <= v[0] <= v[1]):
+                raise ConfigError(f"sensor {name} must be a range 0 <= low <= high, got {v!r}")
+        p = self.encoding_probs
+        if not (isinstance(p, (tuple, list)) and len(p) == len(ENCODINGS) and all(number(v) and v >= 0 for v in p)
+                and math.isclose(sum(p), 1.0, abs_tol=1e-6)):
+            raise ConfigError(
+                f"sensor encoding_probs must be {len(ENCODINGS)} probabilities summing to 1 "
+                f"({', '.join(ENCODINGS)}), got {p!r}"
+            )
 
 
 def degrade(img: np.ndarray, rng: np.random.Generator, sigma: float, cfg: SensorConfig) -> np.ndarray:

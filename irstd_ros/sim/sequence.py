@@ -136,6 +136,9 @@ class SequenceConfig:
             raise ConfigError(f"flicker_frames must satisfy 1 <= lo <= hi, got {self.flicker_frames}")
         if not 0 <= self.quiet[0] <= self.quiet[1]:
             raise ConfigError(f"quiet must be a frame range 0 <= start <= end, got {self.quiet}")
+        integer = isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool)
+        if not (integer and self.seed >= 0):  # numpy's seeding refuses, naming no field
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.bit_depth not in BIT_DEPTHS:
             raise ConfigError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
         for name in ("snr", "dim_snr", "flicker_snr", "target_size", "target_speed"):

@@ -2,7 +2,7 @@
 
 Each (model, backend) pair runs in its own child process (``python -m irstd_ros.tools.bench
 --worker SPEC``), so that its peak memory is its own: the child reports the kernel's
-resident-set high-water mark (``getrusage``, :mod:`irstd_ros.tools.memory`) after each resolution
+resident-set high-water mark (``VmHWM``, :mod:`irstd_ros.tools.memory`) after each resolution
 (sizes run in ascending order, so the mark after a size is that size's peak; it includes
 the Python + torch runtime, reported alone as ``base_mem_mb``). Not tracemalloc, which
 does not see torch's allocations.
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -242,7 +243,9 @@ class WorkerSpec:
 
 
 def time_calls(fn: Any, warmup: int, budget_s: float, max_calls: int) -> tuple[list[float], float]:
-    """Per-call wall times (ms) after ``warmup`` calls, and the first call's time (ms)."""
+    """Per-call wall times (ms) after ``warmup`` calls, and the first call's time (ms): at
+    least :data:`MIN_CALLS`, then until ``budget_s`` has passed or ``max_calls`` were timed
+    (``budget_s`` :data:`math.inf`: exactly ``max_calls``)."""
     t0 = time.perf_counter()
     fn()
     first_ms = (time.perf_counter() - t0) * 1e3
@@ -311,9 +314,9 @@ def node_work(raw: np.ndarray, prob: np.ndarray, info: Any, backend_p50_ms: floa
     from irstd_ros.core.targets import PostprocessConfig, extract_targets
 
     scaling, post = ScalingConfig(), PostprocessConfig(threshold=info.threshold)
-    pre, _ = time_calls(lambda: normalize(to_grey(raw), info.norm, scaling), 1, 0.0, OVERHEAD_CALLS)
+    pre, _ = time_calls(lambda: normalize(to_grey(raw), info.norm, scaling), 1, math.inf, OVERHEAD_CALLS)
     grey = to_grey(raw)
-    after, _ = time_calls(lambda: extract_targets(prob, grey, post), 1, 0.0, OVERHEAD_CALLS)
+    after, _ = time_calls(lambda: extract_targets(prob, grey, post), 1, math.inf, OVERHEAD_CALLS)
     pre_ms, post_ms = percentile(pre, P50), percentile(after, P50)
     return {"pre_p50_ms": pre_ms, "post_p50_ms": post_ms, "node_work_ratio": (pre_ms + post_ms) / backend_p50_ms}
 
@@ -400,8 +403,8 @@ def measure_node_pipeline(
                 latencies.append((received[i] - sent) * 1e3)
         detector = node.detector
         unit = unit_frame(height, width)
-        backend_times, _ = time_calls(lambda: detector.backend.predict(unit), 1, 0.0, frames)
-        detect_times, _ = time_calls(lambda: detector.detect(raw), 1, 0.0, frames)
+        backend_times, _ = time_calls(lambda: detector.backend.predict(unit), 1, math.inf, frames)
+        detect_times, _ = time_calls(lambda: detector.detect(raw), 1, math.inf, frames)
         p50 = percentile(latencies, P50)
         backend_p50 = percentile(backend_times, P50)
         return {

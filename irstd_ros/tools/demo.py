@@ -268,6 +268,9 @@ def summary(result: dict, out: Path) -> str:
 DESCRIPTION = __doc__.split("\n")[0]
 
 
+SAMPLE_OPTIONS = ("frames", "scene", "seed", "snr")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The demo's options (``python -m irstd_ros.tools.demo`` and ``irstd demo``)."""
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
@@ -275,11 +278,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, help=f"for the node: {WEIGHTS_HELP}")
     p.add_argument("--backend", help="node inference backend (default: config/irstd.yaml's)")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
-    p.add_argument("--frames", type=int, default=SAMPLE_SEQUENCE.frames, help="sample length")
-    p.add_argument("--scene", default=SAMPLE_SEQUENCE.scene, help="sample scene: sky, sea, ground")
-    p.add_argument("--seed", type=int, default=SAMPLE_SEQUENCE.seed)
+    # the generated sample's: None (the sample's own) until given, so --bag can refuse them
+    p.add_argument("--frames", type=int, help=f"sample length (default {SAMPLE_SEQUENCE.frames})")
+    p.add_argument("--scene", help=f"sample scene: sky, sea, ground (default {SAMPLE_SEQUENCE.scene})")
+    p.add_argument("--seed", type=int, help=f"sample seed (default {SAMPLE_SEQUENCE.seed})")
     p.add_argument(
-        "--snr", default="{}:{}".format(*SAMPLE_SEQUENCE.snr), help="sample target SNR, N or LO:HI"
+        "--snr", help="sample target SNR, N or LO:HI (default {}:{})".format(*SAMPLE_SEQUENCE.snr)
     )
 
 
@@ -307,16 +311,23 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     sample is generated and the node started."""
     if not 0 < args.rate < math.inf:
         raise ConfigError(f"--rate must be > 0, got {args.rate:g}")
-    if args.frames < 1:
+    given = [f"--{name}" for name in SAMPLE_OPTIONS if getattr(args, name) is not None]
+    if args.bag is not None and given:  # they shape the generated sample only
+        raise ConfigError(f"{', '.join(given)}: options of the generated sample; not with --bag")
+    if args.frames is not None and args.frames < 1:
         raise ConfigError(f"--frames must be >= 1, got {args.frames}")
     problem = output_dir_problem(args.out)
     if problem:
         raise ConfigError(f"--out {problem}")
-    try:
-        snr = parse_range(args.snr)
-    except ConfigError as exc:
-        raise ConfigError(f"--snr: {exc}") from None
-    sequence = replace(SAMPLE_SEQUENCE, frames=args.frames, scene=args.scene, seed=args.seed, snr=snr)
+    sequence = SAMPLE_SEQUENCE
+    for name in ("frames", "scene", "seed"):
+        if getattr(args, name) is not None:
+            sequence = replace(sequence, **{name: getattr(args, name)})
+    if args.snr is not None:
+        try:
+            sequence = replace(sequence, snr=parse_range(args.snr))
+        except ConfigError as exc:
+            raise ConfigError(f"--snr: {exc}") from None
     if args.bag is None:  # the sample is generated: --scene, --snr
         try:
             sequence.validate()

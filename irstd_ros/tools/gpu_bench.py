@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from irstd_ros.core.parsing import parse_size
+from irstd_ros.core.parsing import parse_size, positive_float, positive_int
+from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.tools.bench import (
     FULL_SIZES,
     P50,
@@ -165,7 +166,7 @@ def run_gpu_bench(
         result["elapsed_s"] = round(time.perf_counter() - start, 2)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=1, default=str))
+            write_text_atomic(out, json.dumps(result, indent=1, default=str))  # a kill keeps the last whole one
 
     # eager and graph variants of every model first, compiled ones last (minutes of compile)
     order = sorted(variants, key=lambda v: "compile" in v)
@@ -224,10 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")
     p.add_argument("--variants", help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    p.add_argument("--budget", type=float, default=BUDGET_S)
-    p.add_argument("--warmup", type=int, default=WARMUP)
-    p.add_argument("--max-calls", type=int, default=MAX_CALLS)
-    p.add_argument("--deadline-s", type=float, help="skip cells once this many seconds have passed")
+    p.add_argument("--budget", type=positive_float, default=BUDGET_S)
+    p.add_argument("--warmup", type=positive_int, default=WARMUP)
+    p.add_argument("--max-calls", type=positive_int, default=MAX_CALLS)
+    p.add_argument("--deadline-s", type=positive_float, help="skip cells once this many seconds have passed")
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny model and sizes, few calls")
     p.add_argument("--out", type=Path, help="JSON result, rewritten after every cell")
     args = p.parse_args(argv)

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.paths import write_text_atomic
+
 # Modules the session imports: they must import on a machine without ROS.
 SESSION_MODULES = (
     "irstd_ros.cli.main",
@@ -207,7 +209,7 @@ def summarize(work: Path, out: Path, dry_run: bool) -> dict[str, Any]:
         },
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
 
 
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "env":
         report = env_report()
-        args.out.write_text(json.dumps(report, indent=1))
+        write_text_atomic(args.out, json.dumps(report, indent=1))
         print(json.dumps(report, indent=1))
         return 0 if report["imports_ok"] else 1
     if args.cmd == "dry-data":

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import signal
@@ -45,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from irstd_ros.core.constants import WEIGHTS_HELP
-from irstd_ros.core.parsing import parse_size, size_arg
+from irstd_ros.core.parsing import non_negative_float, parse_size, positive_float, size_arg
 from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.inference.resources import cpu_model
@@ -218,10 +219,10 @@ def run_load_test(
     log_path = log_path or Path(tempfile.mkdtemp(prefix="irstd_load_test_")) / "node.log"
     node = NodeProcess(cmd, log_path)
     proc = node.proc
-    rclpy.init()
     peer: Peer | None = None
     rss: list[tuple[float, float]] = []  # (s, MiB)
     try:
+        rclpy.init()  # in the try: a failure here still stops the node
         peer = Peer(NAMESPACE, reliability)
         node.wait_for(lambda: peer.pub.get_subscription_count() > 0, START_TIMEOUT_S, "subscription")
         # warm-up stream at the camera rate until the node has answered once (model loaded,
@@ -431,8 +432,8 @@ DESCRIPTION = __doc__.split("\n\n")[0]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The load test's options (``python -m irstd_ros.tools.load_test``, ``irstd load-test``)."""
-    parser.add_argument("--rate", type=float, default=DEFAULT_RATE_HZ, help="camera rate, Hz")
-    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds")
+    parser.add_argument("--rate", type=positive_float, default=DEFAULT_RATE_HZ, help="camera rate, Hz")
+    parser.add_argument("--duration", type=positive_float, default=DEFAULT_DURATION_S, help="seconds")
     parser.add_argument("--size", type=size_arg, default=parse_size(DEFAULT_SIZE), help="WxH")
     parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
     parser.add_argument("--backend", default=DEFAULT_BACKEND, help="the node's model.backend")
@@ -443,7 +444,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", dest="node_params", action="append", default=[],
                         type=_override_arg, metavar="NAME:=VALUE",
                         help="another node parameter (README, 'Parameters'), e.g. qos.depth:=1; repeatable")
-    parser.add_argument("--warmup", type=float, default=WARMUP_S, help="seconds before RSS counts")
+    parser.add_argument("--warmup", type=non_negative_float, default=WARMUP_S, help="seconds before RSS counts")
     parser.add_argument("--log", type=Path, default=None, help="where the node's output goes")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -458,29 +459,35 @@ def _override_arg(text: str) -> tuple[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m irstd_ros.tools.load_test``: a failure is one line (``load_test: error:
+    ...``), exit 1; under ``irstd load-test`` the CLI's own line and exit code."""
     parser = argparse.ArgumentParser(prog="python -m irstd_ros.tools.load_test", description=DESCRIPTION)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.rate <= 0 or args.duration <= 0:
-        parser.error("--rate and --duration must be positive")
-    return run(args)
+    args = parser.parse_args(argv)  # --rate, --duration, --warmup checked by their types
+    try:
+        return run(args)
+    except IrstdError as exc:
+        print(f"load_test: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rate <= 0 or args.duration <= 0:
-        raise ConfigError("--rate and --duration must be positive")
+    for option, value in (("--rate", args.rate), ("--duration", args.duration)):
+        if not 0 < value < math.inf:  # also for a Namespace built without the parser: nan, inf
+            raise ConfigError(f"{option} must be a finite number > 0, got {value:g}")
+    if not 0 <= args.warmup < math.inf:
+        raise ConfigError(f"--warmup must be a finite number >= 0, got {args.warmup:g}")
     if args.warmup + 2 * RSS_WINDOW_S > args.duration:
         print(f"note: --duration {args.duration:g} s is too short to judge memory after a "
               f"{args.warmup:g} s warm-up", file=sys.stderr)
+    if args.dds_profile is not None:
+        use_dds_profile(args.dds_profile)
     try:
-        if args.dds_profile is not None:
-            use_dds_profile(args.dds_profile)
         result = run_load_test(args.rate, args.duration, args.size, args.reliability,
                                args.backend, args.warmup, args.log, args.weights,
                                args.node_params)
-    except (IrstdError, RuntimeError, TimeoutError) as exc:
-        print(f"load_test: error: {exc}", file=sys.stderr)
-        return 1
+    except (RuntimeError, TimeoutError) as exc:  # rclpy's failures, a node that never answers
+        raise NodeProcessError(f"the load test stopped: {exc}") from None
     if args.json:
         print(json.dumps(result, indent=2, default=float))
     else:

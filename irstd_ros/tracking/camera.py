@@ -36,10 +36,14 @@ class CameraModel:
 
     def __post_init__(self) -> None:
         k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
+        if not np.isfinite(k).all():
+            raise ValueError("camera matrix K has non-finite values")
         if not (k[0, 0] > 0 and k[1, 1] > 0):
             raise ValueError("camera matrix K needs positive focal lengths fx, fy")
         object.__setattr__(self, "k", k)
         d = tuple(float(v) for v in self.d)
+        if not all(np.isfinite(d)):
+            raise ValueError(f"distortion D has non-finite values: {list(d)}")
         object.__setattr__(self, "d", (d + (0.0,) * 8)[:8])
 
     @classmethod

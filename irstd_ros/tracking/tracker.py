@@ -9,11 +9,12 @@ frames for up to ``max_coast_s`` seconds (longer for tracks held longer, up to
 (``EXTENT_VARIANCE``): a large blob, such as two crossing targets merged into one
 component, moves a track much less than a point detection does.
 
-Everything is driven by the frames' header stamps (seconds), never by frame counts:
-the filter's ``dt`` is the stamp difference, so dropped frames and irregular rates only
-widen the predictions; coasting and deletion are measured in seconds. A stamp earlier
-than the previous one resets the tracker (tracks dropped, a warning logged); the id
-counter is kept, so an id is never reused.
+Everything but M-of-N confirmation is driven by the frames' header stamps (seconds), not
+by frame counts: the filter's ``dt`` is the stamp difference, so dropped frames and
+irregular rates only widen the predictions; coasting and deletion are measured in
+seconds. M-of-N counts the frames the tracker processed (a dropped frame is no miss).
+A stamp earlier than the previous one resets the tracker (tracks dropped, a warning
+logged); the id counter is kept, so an id is never reused.
 
 Why this is written here (about 300 lines, numpy/scipy only) rather than taken from a
 library: the trackers we compared count time in frames — norfair's hit counters and
@@ -192,6 +193,27 @@ class _Meta:
     confirmed: bool = False
 
 
+def _check_finite(stamp_s: float, fields: np.ndarray, n_det: int, n_cand: int) -> None:
+    """ValueError for a non-finite stamp, or a detection (rows of ``fields``: centroid x, y,
+    width, height, score; candidates from ``n_det``, gated ones from ``n_cand``) with a
+    non-finite field: it would crash the assignment or start a track at NaN."""
+    if not np.isfinite(stamp_s):
+        raise ValueError(f"tracker: the frame's stamp is not finite ({stamp_s})")
+    bad = np.flatnonzero(~np.isfinite(fields).all(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        kind, j = (
+            ("detection", i) if i < n_det
+            else ("candidate", i - n_det) if i < n_cand
+            else ("gated component", i - n_cand)
+        )
+        x, y, w, h, score = fields[i].tolist()
+        raise ValueError(
+            f"tracker: {kind} {j} has a non-finite field (centroid {x}, {y}, size {w}x{h}, "
+            f"score {score}); frame refused"
+        )
+
+
 class Tracker:
     """Tracks detections frame after frame; call :meth:`update` once per processed frame.
 
@@ -319,8 +341,16 @@ class Tracker:
         ``candidates``: sub-threshold detections, associated only with the tracks left
         without a detection, and births. ``gated``: lower still, associated only with the
         confirmed tracks left without either, inside ``gate_px``; they start no track.
+        ValueError, and the tracker unchanged, for a non-finite stamp or detection field.
         """
         cfg = self.config
+        n_det = len(detections)
+        n_cand = n_det + len(candidates)
+        detections = [*detections, *candidates, *gated]  # candidates, gated after the detections
+        fields = np.array(
+            [[d.centroid_x, d.centroid_y, d.width, d.height, d.score] for d in detections], float
+        ).reshape(-1, 5)
+        _check_finite(stamp_s, fields, n_det, n_cand)  # before any change: a refusal loses nothing
         if self.last_stamp is not None and stamp_s < self.last_stamp:
             self.logger.warning(
                 f"tracker: time went backwards from {self.last_stamp:.6f} s to {stamp_s:.6f} s; "
@@ -337,11 +367,7 @@ class Tracker:
         for m in self._meta:
             m.frames += 1
 
-        n_det = len(detections)
-        n_cand = n_det + len(candidates)
-        detections = [*detections, *candidates, *gated]  # candidates, gated after the detections
-        z = np.array([[d.centroid_x, d.centroid_y] for d in detections], float).reshape(-1, 2)
-        wh = np.array([[d.width, d.height] for d in detections], float).reshape(-1, 2)
+        z, wh = fields[:, :2], fields[:, 2:4]
         r = self._meas_cov(wh)
         free = np.arange(n_det)
         self._confirmed = np.array([m.confirmed for m in self._meta], bool)

@@ -60,7 +60,8 @@ from irstd_ros.core.fields import (
     flag_type,
 )
 from irstd_ros.core.normalization import InputNorm
-from irstd_ros.core.paths import output_dir_problem
+from irstd_ros.core.parsing import check_keys
+from irstd_ros.core.paths import output_dir_problem, write_text_atomic
 from irstd_ros.data.transforms import pad_to
 from irstd_ros.errors import ConfigError, DatasetError
 from irstd_ros.evaluation.metrics import MetricAccumulator
@@ -73,6 +74,7 @@ from irstd_ros.training.train import (
     _load_opt,
     _opt_tensors,
     init_from,
+    mixture_options,
     plain,
     read_config,
     resolve_device,
@@ -119,10 +121,16 @@ class GPUTrainConfig(TrainConfig):
             raise ConfigError(f"unknown schedule_by {self.schedule_by!r}; valid: {', '.join(SCHEDULE_BY)}")
         if self.schedule_by == "time" and not self.minutes:
             self.schedule_by = "epochs"  # no budget: the schedule follows the epochs
-        if self.sources or self.samples_per_epoch or self.generator_frames:
-            raise ConfigError("GPU training reads one dataset or pack groups (no mixture sources)")
+        mixture = [name for name in ("sources", "samples_per_epoch") if getattr(self, name)]
+        if mixture or mixture_options(self):
+            raise ConfigError(
+                "GPU training reads one dataset or pack groups (no mixture): "
+                f"{', '.join(mixture + mixture_options(self))} need irstd train"
+            )
         if self.teacher is not None:
             raise ConfigError("GPU training has no distillation (teacher); use irstd train")
+        if self.consistency > 0:
+            raise ConfigError("GPU training has no turn-consistency term (consistency); use irstd train")
 
 
 GPU_FIELDS: dict[str, FieldRule] = {
@@ -351,6 +359,9 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
         if info.model != model_cfg:
             raise ConfigError(f"{last} was trained with another model config; use a new --out")
+        if info.norm != norm:  # its weights expect the other inputs
+            raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
+                              f"are {norm}; use a new --out")
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, {k: v.to(device) for k, v in extra.items()})
         state = info.extra["train_state"]
@@ -380,7 +391,12 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     last_save = started
     stop_reason = "epochs"
-    for epoch in range(start_epoch, cfg.epochs):
+    end_epoch = cfg.epochs
+    if budget_s is not None and elapsed0 >= budget_s:  # resumed with the whole budget spent
+        stop_reason, end_epoch = "minutes", start_epoch
+    elif cfg.max_steps is not None and step >= cfg.max_steps:
+        stop_reason, end_epoch = "max_steps", start_epoch
+    for epoch in range(start_epoch, end_epoch):
         net.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -463,10 +479,10 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         "peak_gpu_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None,
     }
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
-    (cfg.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(cfg.out / "history.json", json.dumps(history, indent=1))
+    write_text_atomic(cfg.out / "summary.json", json.dumps(summary, indent=1))
     if metrics:
-        (cfg.out / "eval.json").write_text(json.dumps(metrics, indent=1))
+        write_text_atomic(cfg.out / "eval.json", json.dumps(metrics, indent=1))
     return summary
 
 
@@ -485,7 +501,8 @@ FIELDS_CLI: tuple[str, ...] = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", default="paper", choices=sorted(RECIPES), help="starting recipe (default paper)")
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="starting recipe (default: the --config's recipe, else paper)")
     p.add_argument("--config", type=Path, help="YAML file of fields (after the recipe, before the flags)")
     p.add_argument("--data", type=Path, help="dataset folder (NUDT-SIRST layout)")
     p.add_argument("--pack", type=Path, help="a pack written by `irstd pack` (instead of --data)")
@@ -500,7 +517,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
-    """The recipe, then the ``--config`` YAML, then the flags."""
+    """The recipe (``--recipe``, else the YAML's, else ``paper``), then the ``--config``
+    YAML, then the flags."""
     values: dict[str, Any] = {}
     if args.config:
         values.update(read_config(args.config))
@@ -513,10 +531,9 @@ def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
     for key in ("eval_group", "eval_split"):
         if values.get(key) in ("", "none"):
             values[key] = ""  # no evaluation (None would mean "not given": the default)
-    unknown = set(values) - set(GPUTrainConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown training options {sorted(map(str, unknown))}")
-    return recipe_config(values.pop("recipe", args.recipe), **values)
+    check_keys(values, list(GPUTrainConfig.__dataclass_fields__), "training")
+    recipe = values.pop("recipe", "paper")
+    return recipe_config(args.recipe or recipe, **values)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,7 +132,11 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     extra = {k: v for k, v in infos[0].extra.items() if k not in skip}
     extra["data"] = [i.extra.get("data") for i in infos]
     extra["soup"] = {"parents": parents}
-    info = CheckpointInfo(model=infos[0].model, norm=infos[0].norm, threshold=infos[0].threshold, extra=extra)
+    first = infos[0]  # its operating point whole: detection and tracker thresholds together
+    info = CheckpointInfo(
+        model=first.model, norm=first.norm, threshold=first.threshold, extra=extra,
+        candidate_threshold=first.candidate_threshold, gated_threshold=first.gated_threshold,
+    )
     save_checkpoint(config.out, model, info)
     log.info("averaged %d checkpoints into %s", len(paths), config.out)
     return extra["soup"]

@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -45,7 +45,9 @@ from irstd_ros.core.fields import (
 )
 from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
 from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
+from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
+from irstd_ros.data.datasets import seed_worker
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.data.paste import PasteConfig
 from irstd_ros.errors import ConfigError
@@ -64,6 +66,11 @@ from irstd_ros.training.loss import (
     undo_dihedral,
 )
 from irstd_ros.training.teachers import Teachers
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    D = TypeVar("D", bound=DataclassInstance)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +102,7 @@ class TrainConfig:
     threshold: float = 0.5
     resume: bool = True
     max_steps: int | None = None  # stop early (tests, smoke runs)
-    minutes: float | None = None  # time budget: stop (and save) after the epoch that passes it
+    minutes: float | None = None  # time budget of this invocation (a resumed run gets it afresh): stop and save after the epoch that passes it
     norm: str = "robust"  # input normalisation kind (robust | global), see irstd_ros.core
     knee: float = 4.0  # robust normalisation: asinh knee in noise sigmas
     background: int = 32  # robust normalisation: local median block (px); 0: the frame's median
@@ -152,6 +159,13 @@ class TrainConfig:
         stride = named_config(self.model).stride  # also refuses an unknown model name
         if self.crop < stride:
             raise ConfigError(f"crop must be >= {stride} (the stride of model {self.model!r}), got {self.crop}")
+        for name, value in asdict(self).items():  # the checkpoints record it: found now, not
+            try:  # when the first epoch is saved
+                json.dumps(plain(value))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"{name} must hold plain values (numbers, strings, lists, mappings): {exc}"
+                ) from None
 
 
 # --- field types and ranges (YAML values arrive unchecked; irstd_ros.core.fields) ---------
@@ -280,9 +294,25 @@ def dataset_norm(ds: IRSTDDataset, cfg: TrainConfig) -> InputNorm:
     return InputNorm(kind="global", mean=float(px.mean()), std=float(px.std()) or 1.0)
 
 
+# what only the mixture (``sources`` or ``samples_per_epoch``) applies
+MIXTURE_ONLY = ("implant", "paste", "generator_paste", "sensor", "scale_prob", "generator_frames", "generator_weight")
+
+
+def mixture_options(cfg: TrainConfig) -> list[str]:
+    """The :data:`MIXTURE_ONLY` options that ``cfg`` sets (non-empty, non-zero)."""
+    return [name for name in MIXTURE_ONLY if getattr(cfg, name)]
+
+
 def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | MixtureSamples, InputNorm, dict]:
-    """The training dataset, its normalisation and a description of the data seen."""
+    """The training dataset, its normalisation and a description of the data seen. Options
+    of the mixture set for a single dataset are a :class:`ConfigError` (not ignored)."""
     if not cfg.sources and cfg.samples_per_epoch is None:
+        unused = mixture_options(cfg)
+        if unused:
+            raise ConfigError(
+                f"mixture options set without a mixture: {', '.join(unused)}; set "
+                "samples_per_epoch (or sources) to use them, or leave them out"
+            )
         pairs = find_pairs(DatasetSpec(cfg.data, cfg.split, cfg.mask_suffix))
         ds = IRSTDDataset(pairs, crop=cfg.crop, train=True, seed=cfg.seed + rank)
         ds.norm = dataset_norm(ds, cfg)
@@ -330,16 +360,28 @@ def augment_config(cfg: TrainConfig) -> AugmentConfig:
     lo, hi = (float(v) for v in cfg.scale)
     return AugmentConfig(
         implant=implant_config(cfg.implant),
-        paste=dataclass_from_dict(PasteConfig, cfg.paste, "paste"),
-        sensor=dataclass_from_dict(SensorConfig, cfg.sensor, "sensor"),
+        paste=overrides(PasteConfig, cfg.paste, "paste"),
+        sensor=overrides(SensorConfig, cfg.sensor, "sensor"),
         scale=(lo, hi),
         scale_prob=cfg.scale_prob,
     )
 
 
-def implant_config(overrides: dict[str, Any]) -> ImplantConfig:
+def overrides(cls: type[D], values: dict[str, Any], what: str) -> D:
+    """``cls`` with the YAML overrides ``values`` (lists become the config's ranges); a
+    value of the wrong shape (``count: 5`` for a range) is a :class:`ConfigError` naming
+    ``what``, not a traceback."""
+    try:
+        return dataclass_from_dict(cls, values, what)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} {values}: a value of the wrong type or shape ({exc})") from None
+
+
+def implant_config(values: dict[str, Any]) -> ImplantConfig:
     """:class:`ImplantConfig` with YAML overrides (lists become the config's ranges)."""
-    return dataclass_from_dict(ImplantConfig, overrides, "implant")
+    return overrides(ImplantConfig, values, "implant")
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -410,6 +452,19 @@ def plain(value: Any) -> Any:
     return value
 
 
+def loader_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's shuffle (and of its loader workers' base seed)."""
+    return int(np.random.default_rng([seed, epoch]).integers(2**62))
+
+
+def reseed(ds: IRSTDDataset | MixtureSamples, seed: int) -> None:
+    """Seed the random streams of the next epoch, alike whether the run goes on or resumes
+    there: the crops and flips of a single dataset, and torch's (turn-consistency views)."""
+    if isinstance(ds, IRSTDDataset):
+        ds.rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+
+
 def _dist_info() -> tuple[int, int, int]:
     return (
         int(os.environ.get("RANK", 0)),
@@ -458,13 +513,14 @@ def train(cfg: TrainConfig) -> Path:
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
         if info.model != model_cfg:
             raise ConfigError(f"{last} was trained with another model config; use a new --out")
+        if info.norm != norm:  # its weights expect the other inputs
+            raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
+                              f"are {norm}; use a new --out")
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, extra)
         state = info.extra["train_state"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        if isinstance(ds, IRSTDDataset):
-            ds.rng = np.random.default_rng(state["seed_next"])
-        torch.manual_seed(state["seed_next"])
+        reseed(ds, state["seed_next"] + rank)
         log.info("resumed from %s at epoch %d", last, start_epoch)
 
     sched = lr_scheduler(cfg, opt, start_epoch)
@@ -473,11 +529,11 @@ def train(cfg: TrainConfig) -> Path:
         if world > 1
         else None
     )
-    gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
+    gen = torch.Generator()  # reseeded every epoch (loader_seed): a resumed run shuffles alike
     loader = torch.utils.data.DataLoader(
         ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
         drop_last=len(ds) >= cfg.batch_size, generator=gen, num_workers=cfg.workers,
-        persistent_workers=False,
+        persistent_workers=False, worker_init_fn=seed_worker,
     )
     net: nn.Module = model
     if world > 1:
@@ -494,13 +550,14 @@ def train(cfg: TrainConfig) -> Path:
         }
         return CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold, extra=extra)
 
-    done = False
     started = time.time()
-    for epoch in range(start_epoch, cfg.epochs):
+    done = cfg.max_steps is not None and step >= cfg.max_steps  # resumed after its last step
+    for epoch in range(start_epoch, start_epoch if done else cfg.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
         if isinstance(ds, MixtureSamples):
             ds.set_epoch(epoch)
+        gen.manual_seed(loader_seed(cfg.seed, epoch))
         net.train()
         t0, losses = time.time(), []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, leave=False)
@@ -541,15 +598,14 @@ def train(cfg: TrainConfig) -> Path:
         lr = opt.param_groups[0]["lr"]
         sched.step()
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr, "seconds": round(dt, 2)})
+        seed_next = int(np.random.default_rng(cfg.seed + epoch + 1).integers(2**31))
+        reseed(ds, seed_next + rank)  # what a run resumed here starts from
         if rank == 0:
             log.info(
                 "epoch %d/%d loss %.4f lr %.2e %.1f img/s",
                 epoch + 1, cfg.epochs, history[-1]["loss"], lr,
                 len(losses) * cfg.batch_size / max(dt, 1e-9),
             )
-            seed_next = int(np.random.default_rng(cfg.seed + epoch + 1).integers(2**31))
-            if isinstance(ds, IRSTDDataset):
-                ds.rng = np.random.default_rng(seed_next)
             save_checkpoint(last, model, info_for(epoch + 1, seed_next), _opt_tensors(opt))
         if cfg.minutes is not None and time.time() - started > cfg.minutes * 60:
             log.info("time budget of %.1f min reached after epoch %d", cfg.minutes, epoch + 1)
@@ -561,7 +617,7 @@ def train(cfg: TrainConfig) -> Path:
     if rank == 0:
         model = with_memory_format(model, torch.contiguous_format).cpu()
         save_checkpoint(final, model, info_for(len(history), 0))
-        (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
+        write_text_atomic(cfg.out / "history.json", json.dumps(history, indent=1))
     if world > 1:
         torch.distributed.destroy_process_group()
     return final

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag
+from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, run_tracker
 from irstd_ros.bags.io import (
     IMAGE_TOPIC,
     TRUTH_MASK_TOPIC,
@@ -23,7 +23,7 @@ from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.bags.report import format_table
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.targets import Target
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.inference.detector import DetectionResult
 from irstd_ros.models import named_config
 from irstd_ros.tracking.tracker import TrackerConfig
@@ -244,3 +244,11 @@ def test_gated_components_reach_the_tracker_only_with_a_gated_threshold(bags, mo
     assert "gated > 0.05" in format_table(on)
     with pytest.raises(ConfigError, match="run-detector"):
         evaluate_bag(EvalBagConfig(truth, outputs=outputs, gated_threshold=0.05))
+
+
+def test_a_recorded_box_with_a_nan_centroid_is_a_bag_error_naming_the_stamp():
+    good = Box(10, 10, 3, 3, 0.9)
+    bad = Box(10, 10, 3, 3, 0.9, centroid_x=float("nan"), centroid_y=11.0)
+    boxes = {100_000_000: [good], 200_000_000: [bad]}
+    with pytest.raises(BagError, match="stamp 200000000 ns cannot be tracked: .*non-finite"):
+        run_tracker(boxes, TrackerConfig())

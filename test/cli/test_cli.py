@@ -54,3 +54,16 @@ def test_help_of_each_subcommand(sub, capsys):
     code, out, _ = run_cli_output(capsys, sub, "--help")
     assert code == 0
     assert out.startswith(f"usage: irstd {sub} [-h]"), out
+
+
+def test_info_text_of_a_checkpoint_says_what_it_is(capsys, tmp_path):
+    """Without --json a checkpoint's architecture and thresholds are shown, not only its size."""
+    from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
+    from irstd_ros.models import build_model, named_config
+
+    cfg = named_config("tiny")
+    path = save_checkpoint(tmp_path / "w.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg, threshold=0.375))
+    code, out, _ = run_cli_output(capsys, "info", "--weights", str(path))
+    assert code == 0
+    lines = dict(line.split(None, 1) for line in out.strip().splitlines())
+    assert lines["arch"] == "sgem_unet" and lines["threshold"] == "0.375" and int(lines["params"]) > 0

@@ -113,3 +113,56 @@ def test_out_under_proc_is_refused_before_the_export(weights, capsys):
     assert one_error_line(err) == (
         "irstd export: error: --out /proc/irstd-cache cannot be created: directory /proc is not writable"
     )
+
+
+class FakeTensorRT:
+    """Stands in for TensorRTBackend (no GPU here): records the frames it is asked to run."""
+
+    frames: list[tuple[int, ...]] = []
+    fail = False
+
+    def __init__(self, model, info, options) -> None:
+        self.path = Path(options.cache_dir) / "engine.ep"
+
+    def predict(self, frame):
+        FakeTensorRT.frames.append(frame.shape)
+        if FakeTensorRT.fail:
+            raise RuntimeError("capture failed")
+        return np.zeros(frame.shape, dtype=np.float32)
+
+    def describe(self):
+        return {"backend": "tensorrt"}
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_tensorrt_cuda_graphs_runs_the_engine_once(fail, weights, tmp_path, capsys, monkeypatch):
+    """``--cuda-graphs`` checks a CUDA-graph run: one predict at the export's frame size,
+    and a run that fails is one error line."""
+    from irstd_ros.inference.backends import tensorrt
+
+    monkeypatch.setattr(tensorrt, "TensorRTBackend", FakeTensorRT)
+    monkeypatch.setattr(FakeTensorRT, "frames", [])
+    monkeypatch.setattr(FakeTensorRT, "fail", fail)
+    code, err = run_cli(capsys, "export", "--backend", "tensorrt", "--height", "40", "--width", "56",
+                        "--cuda-graphs", "--weights", str(weights), "--out", str(tmp_path))
+    assert FakeTensorRT.frames == [(40, 56)]
+    if fail:
+        assert code != 0 and "capture failed" in one_error_line(err)
+    else:
+        assert code == 0, err
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_threads_below_one_is_refused_before_the_export(value, weights, tmp_path, capsys, monkeypatch):
+    """Caught by the parser, not after minutes of quantisation when the first backend is
+    compiled with a negative thread count."""
+    from irstd_ros.tools import quantize
+
+    def no_export(*_args, **_kwargs):
+        raise AssertionError("the export ran")
+
+    monkeypatch.setattr(quantize, "export_int8", no_export)
+    code, err = run_cli(capsys, "export", "--backend", "openvino-int8", "--threads", value,
+                        "--weights", str(weights), "--out", str(tmp_path))
+    assert code == 2
+    assert "--threads" in one_error_line(err)

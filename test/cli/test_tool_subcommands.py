@@ -1,4 +1,4 @@
-"""The tools are ``irstd`` subcommands: ``irstd demo``, ``irstd load-test`` (``irstd bench``
+"""The tools are ``irstd`` subcommands: ``irstd demo``, ``irstd load-test``, ``irstd envelope`` (``irstd bench``
 is tested with the benchmark)."""
 
 from __future__ import annotations
@@ -18,3 +18,11 @@ def test_load_test_subcommand_takes_the_load_test_options():
     assert args.weights is None  # the shipped model
     args = build_parser().parse_args(["load-test", "--weights", "w/fast.safetensors"])
     assert str(args.weights) == "w/fast.safetensors"
+
+
+def test_envelope_grid_options_are_read_in_order_each_once():
+    from irstd_ros.cli.envelope import config_from_args
+
+    args = build_parser().parse_args(["envelope", "--snrs", "30", "2", "2", "--sizes", "9", "point", "9"])
+    cfg = config_from_args(args)
+    assert cfg.snrs == (2.0, 30.0) and cfg.sizes == ("9", "point")

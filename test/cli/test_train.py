@@ -102,7 +102,7 @@ BAD_YAML = [
     ("split: [train]\n", "split must be a string"),
     ("device: bogus\n", "device must be one of auto, cpu, cuda, cuda:N, got 'bogus'"),
     ("model: huge\n", "unknown model config 'huge'"),
-    ("5: x\n", "unknown training options ['5']"),
+    ("5: x\n", "unknown training keys ['5']; valid: "),
 ]
 
 

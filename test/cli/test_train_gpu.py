@@ -75,7 +75,7 @@ def test_unknown_device_lists_the_valid_ones(trained, capsys, tmp_path):
         ("recipe: [paper]\n", "unknown recipe ['paper']"),
         ("- a\n- b\n", "expected a mapping of training options"),
         ("a: [1\n", "malformed YAML"),
-        ("wieght_decay: 0.1\n", "unknown training options ['wieght_decay']"),
+        ("wieght_decay: 0.1\n", "unknown training keys ['wieght_decay'] (did you mean 'wieght_decay' -> 'weight_decay'?)"),
     ],
 )
 def test_bad_yaml_is_one_line_naming_the_field(text, words, trained, capsys, tmp_path):
@@ -100,3 +100,13 @@ def test_numeric_strings_in_yaml_are_read_as_numbers(trained, capsys, tmp_path):
 def test_config_that_is_a_directory(trained, capsys, tmp_path):
     code, err = _train_gpu(capsys, tmp_path, "--config", str(tmp_path), "--out", str(tmp_path / "run"))
     assert code == 2 and "is a directory" in one_error_line(err) and not trained
+
+
+@pytest.mark.parametrize(("flags", "recipe", "batch"), [((), "large", 64), (("--recipe", "paper"), "paper", 8)])
+def test_the_recipe_flag_overrides_the_yaml_s(flags, recipe, batch, trained, capsys, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("recipe: large\n")
+    code, err = _train_gpu(capsys, tmp_path, "--config", str(config), "--out", str(tmp_path / "run"), *flags)
+    assert code == 0, err
+    (cfg,) = trained
+    assert (cfg.recipe, cfg.batch_size) == (recipe, batch)

@@ -1,4 +1,5 @@
-"""Whether a path can be created: the nearest existing folder above it decides."""
+"""Whether a path can be created (the nearest existing folder above it decides), and files
+written whole or not at all."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 from _support.files import unwritable_folder
 
-from irstd_ros.core.paths import can_write_in, creation_problem, output_dir_problem
+from irstd_ros.core.paths import atomic_path, can_write_in, creation_problem, output_dir_problem
 
 
 def test_creatable_below_a_directory_and_not_below_a_file(tmp_path):
@@ -66,3 +67,32 @@ def test_write_text_atomic_replaces_whole_or_leaves_the_old_file(tmp_path, monke
     monkeypatch.undo()
     assert report.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left
+
+
+def test_atomic_path_keeps_the_suffix_and_replaces_only_when_the_block_succeeds(tmp_path):
+    plot = tmp_path / "curve.png"
+    plot.write_bytes(b"old")
+    with atomic_path(plot) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".png" and tmp != plot
+        tmp.write_bytes(b"new")
+        assert plot.read_bytes() == b"old"  # nothing changes before the block ends
+    assert plot.read_bytes() == b"new"
+    with pytest.raises(RuntimeError, match="render failed"), atomic_path(plot) as tmp:
+        tmp.write_bytes(b"ha")
+        raise RuntimeError("render failed")
+    assert plot.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+
+
+def test_a_matplotlib_figure_saved_through_atomic_path_is_a_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    with atomic_path(tmp_path / "fig.png") as tmp:
+        fig.savefig(tmp)  # the format is taken from the temporary name's suffix
+    plt.close(fig)
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -121,3 +121,23 @@ def test_split_list_with_a_byte_order_mark_and_repeated_names(tmp_path):
     split.write_text("a\nb\na.png\n", encoding="utf-8")  # a twice: it would count twice
     with pytest.raises(DatasetError, match=r"train.txt names 1 image\(s\) more than once \(first: 'a'\)"):
         find_pairs(DatasetSpec(root, "train"))
+
+
+def test_loader_workers_draw_crops_and_flips_of_their_own():
+    import torch
+
+    from irstd_ros.data.datasets import seed_worker
+
+    img = np.random.default_rng(1).integers(0, 255, (64, 64)).astype(np.uint8)
+    ds = IRSTDDataset([], crop=16, train=True, seed=0)
+    ds.items = [(img, np.zeros(img.shape, bool), str(i)) for i in range(4)]  # one frame, 4 times
+
+    def samples() -> list:
+        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, worker_init_fn=seed_worker)
+        return [x for x, _ in loader]
+
+    first = samples()
+    # worker 0 makes samples 0 and 2, worker 1 samples 1 and 3: a copy of one generator
+    # in each gave samples 0 and 1 the same window and flips
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[2], first[3])
+    assert all(torch.equal(a, b) for a, b in zip(first, samples()))  # still seeded

@@ -189,3 +189,41 @@ def test_lossy_masks_are_refused_and_transparent_pixels_are_background(tmp_path)
     assert read_mask(save(tmp_path, Image.fromarray(rgba), "a.png")).tolist() == [[False, False], [True, False]]
     la = Image.merge("LA", (Image.fromarray(np.full((2, 2), 9, np.uint8)), Image.fromarray(rgba[..., 3])))
     assert read_mask(save(tmp_path, la, "la.png")).tolist() == [[False, False], [True, False]]
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_exif_orientation_reads_the_file_as_viewers_show_it(tmp_path, suffix):
+    stored = np.zeros((4, 6), np.uint8)
+    stored[0, 0] = 255  # top left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: viewers rotate it 90 degrees clockwise
+    path = tmp_path / f"x.{suffix}"
+    Image.fromarray(stored).save(path, exif=exif, **({"quality": 100} if suffix == "jpg" else {}))
+    out = read_image(path)
+    assert out.shape == (6, 4)
+    assert np.unravel_index(int(out.argmax()), out.shape) == (0, 3)  # now top right
+    if suffix == "jpg":
+        with pytest.raises(DatasetError, match="lossy"):  # still known as a JPEG
+            read_mask(path)
+    else:
+        mask = read_mask(path)
+        assert mask.shape == (6, 4) and mask[0, 3] and mask.sum() == 1
+
+
+def test_sixteen_bit_with_exif_orientation_keeps_its_bits(tmp_path):
+    stored = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000
+    exif = Image.Exif()
+    exif[0x0112] = 3  # stored upside down
+    path = tmp_path / "x.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    out = read_image(path)
+    assert out.dtype == np.uint16 and (out == stored[::-1, ::-1]).all()
+
+
+def test_tiff_with_exif_orientation_is_refused_not_misread(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "x.tif"
+    Image.fromarray(GREY).save(path, exif=exif)
+    with pytest.raises(DatasetError, match="x.tif: a TIFF with an EXIF orientation"):
+        read_image(path)

@@ -144,3 +144,26 @@ def test_a_source_without_teacher_differs_from_one_that_names_none(tmp_path):
     root = write_dataset(tmp_path / "d", _frames(1), {"train": ["f0"]})
     assert SourceSpec.from_dict({"root": str(root)}).teacher is None  # the run's
     assert SourceSpec.from_dict({"root": str(root), "teacher": []}).teacher == ()  # none
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"root": "x", "weight": "abc"}, "data source weight must be a number >= 0, got 'abc'"),
+        ({"root": "x", "implant_prob": "x"}, "data source implant_prob must be a number in [0, 1], got 'x'"),
+        ({"root": "x", "implant_prob": 3}, "data source implant_prob must be a number in [0, 1], got 3"),
+        ({"root": "x", "hard_prob": "x"}, "data source hard_prob must be a number in [0, 1]"),
+        ({"root": "x", "paste_prob": 1.5}, "data source paste_prob must be a number in [0, 1], got 1.5"),
+        ({"root": "x", "bank": "yes"}, "data source bank must be true or false"),
+        ({"root": "x", "split": ["train"]}, "data source split must be a string"),
+        ({"root": "x", "hard": 5}, "data source hard must be a path or a list of paths"),
+        ({"root": None}, "data source root must be a path"),
+        ({"split": "train"}, "a data source needs a root"),
+    ],
+)
+def test_source_values_of_the_wrong_type_or_range_are_one_config_error(entry, words):
+    with pytest.raises(ConfigError) as info:
+        SourceSpec.from_dict(entry)
+    assert words in str(info.value)
+    spec = SourceSpec.from_dict({"root": "x", "weight": "2", "implant_prob": 1, "split": None})
+    assert (spec.root, spec.weight, spec.implant_prob, spec.split) == (Path("x"), 2.0, 1.0, None)

@@ -156,6 +156,7 @@ def test_cli(tmp_path, roots, capsys):
         (["--crop", "-5"], "argument --crop: must be >= 1, got -5"),
         (["--target-crops", "-1"], "argument --target-crops: must be >= 0"),
         (["--random-crops", "x"], "argument --random-crops: expected an integer"),
+        (["--seed", "-1"], "argument --seed: must be >= 0, got -1"),
     ],
 )
 def test_cli_bad_crop_options_are_usage_errors(args, words, tmp_path, roots, capsys):
@@ -180,3 +181,65 @@ def test_cli_out_that_is_a_directory_is_refused_up_front(tmp_path, roots, capsys
         build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=None))
     with pytest.raises(ConfigError, match="crop must be >= 1"):
         build_pack(PackConfig(out=tmp_path / "p.npz", nudt=None, sirst=roots["sirst"], crop=0))
+
+
+def _rewritten(pack, out, change):
+    """A copy of ``pack`` with ``change(name, data) -> data or None`` applied to its members."""
+    import zipfile
+
+    with zipfile.ZipFile(pack) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            data = change(name, src.read(name))
+            if data is not None:
+                dst.writestr(name, data)
+    return out
+
+
+def test_a_damaged_group_is_one_dataset_error(tmp_path, pack):
+    import zipfile
+
+    damaged = tmp_path / "crc.npz"
+    damaged.write_bytes(pack.read_bytes())
+    with zipfile.ZipFile(pack) as zf:
+        member = zf.getinfo("nudt_train.images.npy")
+    data = bytearray(damaged.read_bytes())
+    start = member.header_offset + 30 + len(member.filename) + member.compress_size // 2
+    data[start : start + 16] = bytes(b ^ 0xFF for b in data[start : start + 16])
+    damaged.write_bytes(bytes(data))
+    missing = _rewritten(pack, tmp_path / "missing.npz",
+                         lambda name, data: None if name == "nudt_train.masks.npy" else data)
+    short = _rewritten(pack, tmp_path / "short.npz", lambda name, data: (
+        _npy(np.zeros(5, np.uint8)) if name == "nudt_train.images.npy" else data))
+    for path in (damaged, missing, short):
+        with pytest.raises(DatasetError, match=r"pack group 'nudt_train' is damaged \(.+\); write the pack again"):
+            pack_items(path, "nudt_train")
+    assert len(pack_items(short, "nudt_test")) == len(pack_items(pack, "nudt_test"))  # the rest reads
+
+
+def _npy(arr):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("groups", [None, [], {"nudt_train": 3}])
+def test_a_pack_whose_groups_are_missing_or_damaged_is_one_dataset_error(tmp_path, pack, groups):
+    import io
+    import json
+
+    def change(name, data):
+        if name != "meta.npy":
+            return data
+        arr = np.load(io.BytesIO(data))
+        meta = json.loads(bytes(arr).decode())
+        if groups is None:
+            del meta["groups"]
+        else:
+            meta["groups"] = groups
+        return _npy(np.frombuffer(json.dumps(meta).encode(), np.uint8))
+
+    bad = _rewritten(pack, tmp_path / "groups.npz", change)
+    with pytest.raises(DatasetError, match="list of groups is missing or damaged"):
+        pack_items(bad, "nudt_train")

@@ -47,3 +47,24 @@ def test_cli_writes_a_file_the_training_mixture_reads(data, tmp_path, capsys):
     assert [i for i, _, _ in places] == [0, 0]
     assert np.allclose([(y, x) for _, y, x in places], [(21, 31), (51, 11)], atol=0.5)
     assert json.loads(out.read_text())["split"] == "train"
+
+
+def test_a_miss_is_scored_where_it_is_not_at_a_neighbour(data):
+    """Frame a's miss (flat background) lies 30 px from its false target (score > 0.5): the
+    miss's score is the network's answer at the miss, below the threshold that missed it."""
+    from irstd_ros.evaluation.mining import MINING_THRESHOLD
+
+    report = mine_hard_examples(EvalConfig(data=data, split="train", backend="torch-cpu", threads=1, out=None))
+    (_, _, false_score), = report["frames"]["a"]["false"]
+    (_, _, miss_score), = report["frames"]["a"]["miss"]
+    assert false_score > 0.5 and miss_score < MINING_THRESHOLD
+
+
+def test_peak_near_looks_within_the_matching_distance():
+    from irstd_ros.evaluation.mining import peak_near
+
+    prob = np.zeros((20, 20))
+    prob[10, 14], prob[0, 0] = 0.9, 0.5
+    assert peak_near(prob, 10.2, 10.6) == 0.9  # 3 px away: the component it belongs to
+    assert peak_near(prob, 10.0, 9.0) == 0.0  # 5 px: another place
+    assert peak_near(prob, 1.0, 1.4) == 0.5  # clipped at the frame's edge

@@ -124,6 +124,32 @@ def test_a_new_frame_size_starts_the_tracks_afresh():
     assert {t.id for t in pipe.tracker.tracks()}.isdisjoint(int(i) for i in confirmed)
 
 
+def test_tracking_switched_off_and_on_never_reuses_an_id():
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
+    tracks = Collect()
+    outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
+                      overlay=Collect(), tracks=tracks, target_tracks=Collect())
+    pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=Log,
+                         clock_ns=lambda: 0)
+
+    def at(k: int):  # frames 0.1 s apart
+        msg = image_msg(frame_for("mono8"), "mono8", stamp=1)
+        msg.header.stamp.nanosec = k * 100_000_000
+        return msg
+
+    for k in range(1, 6):
+        assert pipe.process(at(k))
+    before = {d.id for d in tracks.msgs[-1].detections}
+    assert len(before) == 2
+    params["tracking.enabled"] = False
+    assert pipe.process(at(6))
+    params["tracking.enabled"] = True
+    for k in range(7, 12):
+        assert pipe.process(at(k))
+    after = {d.id for d in tracks.msgs[-1].detections}
+    assert len(after) == 2 and after.isdisjoint(before)  # the same blobs, new ids
+
+
 class Ordered:
     """A publisher that notes its topic in a list shared by every output."""
 

@@ -181,3 +181,16 @@ def test_non_finite_numbers_are_refused(change):
         cfg.validate()
     with pytest.raises(ConfigError, match=f"{name} must be finite"):
         next(generate_sequence(cfg))
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_a_bad_seed_is_a_config_error_naming_it(seed):
+    """numpy refuses a negative seed with a message naming no field."""
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+        next(generate_sequence(replace(SMALL, seed=seed)))
+
+
+def test_a_numpy_integer_seed_is_a_seed():
+    assert frames(replace(SMALL, frames=1, seed=np.int64(5)))[0].image.tobytes() == (
+        frames(replace(SMALL, frames=1))[0].image.tobytes()
+    )

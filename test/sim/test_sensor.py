@@ -1,9 +1,12 @@
-"""Sensor augmentation: fixed-pattern noise is constant along its axis."""
+"""Sensor augmentation: fixed-pattern noise is constant along its axis; wrong settings are
+refused when made."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from irstd_ros.errors import ConfigError
 from irstd_ros.sim.sensor import SensorConfig, degrade
 
 ONLY_FPN = dict(noise_prob=0.0, blur_prob=0.0)
@@ -22,3 +25,19 @@ def test_row_fpn_is_off_by_default():
     flat = np.zeros((40, 60), np.float32)
     out = degrade(flat, np.random.default_rng(1), 2.0, SensorConfig(fpn_prob=0.0, **ONLY_FPN))
     assert not out.any()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("row_fpn_prob", 5), ("noise_prob", "x"), ("blur_prob", float("nan")), ("fpn", (1.0, 0.2)),
+     ("noise", 5), ("counts_offset", ("a", 1)), ("encoding_probs", (0.5, 0.5, 0.5, 0.5)),
+     ("encoding_probs", (1.0, 0.0, 0.0))],
+)
+def test_a_wrong_sensor_value_is_a_config_error_naming_it(field, value):
+    with pytest.raises(ConfigError, match=f"sensor {field} must be"):
+        SensorConfig(**{field: value})
+
+
+def test_the_default_sensor_config_and_yaml_lists_are_accepted():
+    SensorConfig()
+    SensorConfig(noise=[0.0, 2.0], encoding_probs=[0.25, 0.25, 0.25, 0.25])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _support.cli import one_error_line, run_cli
 
 from irstd_ros.cli.main import main
 from irstd_ros.errors import ConfigError
@@ -214,3 +215,112 @@ def test_machine_names_the_asinh_path_that_ran(monkeypatch, log_form, label):
 
     monkeypatch.setattr(normalization, "ASINH_LOG_FORM", log_form)
     assert bench.machine()["asinh"] == label
+
+
+def test_node_work_times_every_overhead_call(monkeypatch):
+    """pre / post p50s come from OVERHEAD_CALLS timed calls each (after one warm-up), not
+    from the 3 that a zero time budget stopped at."""
+    from irstd_ros.checkpoint import CheckpointInfo
+    from irstd_ros.core import targets
+    from irstd_ros.models import named_config
+
+    calls = {"pre": 0, "post": 0}
+    real_normalize, real_extract = bench.normalize, targets.extract_targets
+
+    def counted_normalize(*a, **k):
+        calls["pre"] += 1
+        return real_normalize(*a, **k)
+
+    def counted_extract(*a, **k):
+        calls["post"] += 1
+        return real_extract(*a, **k)
+
+    monkeypatch.setattr(bench, "normalize", counted_normalize)
+    monkeypatch.setattr(targets, "extract_targets", counted_extract)
+    raw = bench.synthetic_frame(32, 32)
+    out = bench.node_work(raw, np.zeros((32, 32), np.float32), CheckpointInfo(named_config("tiny")), 1.0)
+    assert calls == {"pre": bench.OVERHEAD_CALLS + 1, "post": bench.OVERHEAD_CALLS + 1}
+    assert out["pre_p50_ms"] > 0 and out["node_work_ratio"] > 0
+
+
+def test_time_calls_with_no_budget_limit_times_max_calls():
+    times, _ = bench.time_calls(lambda: None, 1, float("inf"), 17)
+    assert len(times) == 17
+
+
+def test_bench_exits_non_zero_when_every_cell_failed(capsys, monkeypatch):
+    """The report is printed (it says why), but a run that measured nothing is a failure."""
+    monkeypatch.setattr(bench, "_child", lambda *_a, **_k: (None, "exit 1: boom"))
+    assert main(["bench", "--quick", "--no-node", "--json"]) == 1
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["backends"] == [] and result["skipped"][0]["reason"] == "exit 1: boom"
+    assert "nothing was measured" in err
+
+
+def test_gpu_bench_exits_non_zero_when_every_cell_failed(capsys, monkeypatch):
+    from irstd_ros.tools import gpu_bench
+
+    def no_cuda(*_a, **_k):
+        raise RuntimeError("no CUDA device")
+
+    monkeypatch.setattr(gpu_bench, "bench_cell_rows", no_cuda)
+    assert main(["bench", "--gpu", "--models", "tiny", "--sizes", "32x32", "--variants", "fp32"]) == 1
+    out, err = capsys.readouterr()
+    assert "skipped fp32/tiny: RuntimeError: no CUDA device" in out and "nothing was measured" in err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--backends", ",,"], "--backends ',,': names nothing"),
+    (["--models", ","], "--models ',': names nothing"),
+    (["--sizes", " , "], "--sizes ' , ': names nothing"),
+    (["--variants", "fp16"], "--variants needs --gpu"),
+    (["--gpu", "--backends", "torch-cpu"], "--backends and --quick are for the CPU bench"),
+    (["--gpu", "--variants", ","], "--variants ',': names nothing"),
+])
+def test_bench_options_that_would_be_ignored_are_refused(args, words, capsys, monkeypatch):
+    """An empty list is not the default (every backend, minutes), and an option of the other
+    bench is not silently dropped."""
+    from irstd_ros.tools import gpu_bench
+
+    def nothing_runs(*_a, **_k):
+        raise AssertionError("nothing runs with a refused option")
+
+    monkeypatch.setattr(bench, "_child", nothing_runs)
+    monkeypatch.setattr(gpu_bench, "bench_cell_rows", nothing_runs)
+    code, err = run_cli(capsys, "bench", "--no-node", *args)
+    assert code == 2 and words in one_error_line(err)
+
+
+def test_gpu_bench_out_is_never_half_written(tmp_path, monkeypatch):
+    """--out is rewritten after every cell so that a run killed by its time limit keeps what
+    it measured: a write that fails half-way leaves the previous cell's whole file."""
+    from irstd_ros.tools import gpu_bench
+
+    out = tmp_path / "bench.json"
+    real_write = Path.write_text
+    writes = []
+
+    def half_then_fail(self, text, *a, **k):
+        writes.append(self)
+        if len(writes) == 2:  # the second cell's flush dies mid-write
+            real_write(self, text[: len(text) // 2], *a, **k)
+            raise KeyboardInterrupt
+        return real_write(self, text, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        gpu_bench.run_gpu_bench(models=["tiny"], sizes=[(32, 32)], variants=["fp32", "bf16"], device="cpu",
+                                budget_s=0.0, warmup=1, max_calls=1, out=out)
+    first = json.loads(out.read_text())
+    assert [r["variant"] for r in first["rows"]] == ["fp32"] and not first["complete"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]
+
+
+@pytest.mark.parametrize("args", [["--max-calls", "0"], ["--warmup", "-1"], ["--budget", "nan"], ["--deadline-s", "-5"]])
+def test_gpu_bench_module_refuses_nonsense_numbers(args, capsys):
+    from irstd_ros.tools import gpu_bench
+
+    with pytest.raises(SystemExit) as exc:
+        gpu_bench.main(["--dry-run", *args])
+    assert exc.value.code == 2 and "must be" in capsys.readouterr().err

@@ -102,6 +102,8 @@ def no_demo_run(monkeypatch):
         (["--scene", "moon"], "sample sequence: unknown scene 'moon'"),
         (["--snr", "x"], "--snr: expected a number or LO:HI, got 'x'"),
         (["--snr", "0"], "sample sequence: snr range"),
+        (["--bag", "b", "--frames", "5", "--seed", "3"],
+         "--frames, --seed: options of the generated sample; not with --bag"),
     ],
 )
 def test_irstd_demo_bad_options_are_one_line_exit_2_up_front(args, words, tmp_path, capsys, no_demo_run):
@@ -173,3 +175,11 @@ def test_drain_waits_for_the_mask_published_after_the_sync_topic():
     recorder = _LateMaskRecorder(frames=5)
     demo._drain(recorder, 5, _Node())
     assert recorder.counts["/mask"] == 5
+
+
+def test_demo_sample_options_change_only_what_is_given(tmp_path):
+    args = demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--frames", "7", "--snr", "9"])
+    seq = demo.config_from_args(args).sequence
+    assert seq == replace(SAMPLE_SEQUENCE, frames=7, snr=(9.0, 9.0))
+    bag = demo.config_from_args(demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--bag", "b"]))
+    assert bag.sequence == SAMPLE_SEQUENCE and bag.bag == Path("b")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _support.cli import one_error_line, run_cli
 
 from irstd_ros.errors import ConfigError
 from irstd_ros.ros import transport
@@ -79,3 +80,44 @@ def test_load_test_refuses_a_bad_node_parameter(capsys):
 def test_node_parameters_with_options_of_their_own_are_refused():
     with pytest.raises(ConfigError, match="--param model.backend: use --backend"):
         load_test.run_load_test(duration=1.0, node_params=[("model.backend", "openvino")])
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--rate", "nan"], "argument --rate: must be > 0, got nan"),
+    (["--rate", "inf"], "argument --rate: must be > 0, got inf"),
+    (["--rate", "0"], "argument --rate: must be > 0, got 0"),
+    (["--duration", "nan"], "argument --duration: must be > 0, got nan"),
+    (["--duration", "-1"], "argument --duration: must be > 0, got -1"),
+    (["--warmup", "nan"], "argument --warmup: must be >= 0, got nan"),
+    (["--warmup", "-5"], "argument --warmup: must be >= 0, got -5"),
+])
+def test_load_test_refuses_nonsense_numbers_before_starting_anything(args, words, capsys, monkeypatch):
+    """NaN and infinite rates or durations and negative warm-ups are one usage line, not a
+    stream that floods (rate inf), never starts (duration nan) or a ValueError from sleep."""
+    def no_run(*_a, **_k):
+        raise AssertionError("the node is not started with a bad option")
+
+    monkeypatch.setattr(load_test, "run_load_test", no_run)
+    code, err = run_cli(capsys, "load-test", *args)
+    assert code == 2 and words in one_error_line(err)
+
+
+def test_load_test_run_refuses_non_finite_numbers_built_without_the_parser():
+    import argparse
+
+    args = argparse.Namespace(rate=float("nan"), duration=1.0, warmup=0.0)
+    with pytest.raises(ConfigError, match="--rate must be a finite number > 0, got nan"):
+        load_test.run(args)
+
+
+def test_a_load_test_that_stops_is_one_line_in_both_entry_points(capsys, monkeypatch):
+    def stops(*_a, **_k):
+        raise TimeoutError("no answer to the warm-up stream")
+
+    monkeypatch.setattr(load_test, "run_load_test", stops)
+    assert load_test.main(["--duration", "1"]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        "load_test: error: the load test stopped: no answer to the warm-up stream")
+    code, err = run_cli(capsys, "load-test", "--duration", "1")
+    assert code == 2
+    assert one_error_line(err) == "irstd load-test: error: the load test stopped: no answer to the warm-up stream"

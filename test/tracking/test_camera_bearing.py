@@ -93,3 +93,17 @@ def test_bearings_of_tracks():
     ((b, rate),) = bearings(cam, [track])
     assert np.allclose(b, [0, 0, 1])
     assert rate[1] == pytest.approx(8.0 / 800.0, rel=1e-4)  # turning about +y, 0.01 rad/s
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"d": [float("nan"), 0.11, 0.0, 0.0, 0.0]}, "distortion D has non-finite"),
+        ({"k": [800.0, 0.0, float("nan"), 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "K has non-finite"),
+        ({"k": [800.0, 0.0, float("inf"), 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "K has non-finite"),
+    ],
+)
+def test_non_finite_camera_info_is_refused_not_nan_bearings(change, message):
+    """It gave NaN bearings, published as valid (has_bearing true)."""
+    with pytest.raises(ValueError, match=message):
+        CameraModel.from_camera_info(camera_info(**change))

@@ -454,3 +454,46 @@ def test_a_track_predicted_outside_the_image_coasts_only_max_coast_s():
 def test_invalid_coast_config_is_refused():
     with pytest.raises(ValueError, match="max_coast_long_s"):
         Tracker(TrackerConfig(max_coast_long_s=-1.0))
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "where, bad, message",
+    [
+        ("detections", Det(NAN, 50), "detection 1 has a non-finite field"),
+        ("detections", Det(50, INF), "detection 1 has a non-finite field"),
+        ("detections", Det(20, 20, width=NAN), "detection 1 has a non-finite field"),
+        ("detections", Det(20, 20, height=INF), "detection 1 has a non-finite field"),
+        ("detections", Det(20, 20, score=NAN), "detection 1 has a non-finite field"),
+        ("candidates", Det(NAN, 50), "candidate 0 has a non-finite field"),
+        ("gated", Det(50, NAN), "gated component 0 has a non-finite field"),
+    ],
+)
+def test_a_non_finite_detection_is_refused_and_the_tracker_is_unchanged(where, bad, message):
+    """A NaN/inf size crashed scipy's assignment ("invalid numeric entries"); a NaN/inf
+    centroid started a track at NaN (published as confirmed with confirm_m 1)."""
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1))
+    for i in range(3):
+        tr.update(i * DT, [Det(10 + i, 10)])
+    before = tr.tracks()
+    frame = {"detections": [Det(13, 10)], "candidates": (), "gated": ()}
+    frame[where] = [*frame[where], bad]
+    with pytest.raises(ValueError, match=message):
+        tr.update(3 * DT, frame.pop("detections"), image_size=(100, 100), **frame)
+    assert tr.tracks() == before and tr.last_stamp == pytest.approx(2 * DT)
+    (track,) = tr.update(3 * DT, [Det(13, 10)])
+    assert track.id == 1 and np.isfinite([track.x, track.y, track.vx, track.vy]).all()
+
+
+@pytest.mark.parametrize("stamp", [NAN, INF])
+def test_a_non_finite_stamp_is_refused(stamp):
+    """It dropped every track silently (no warning, no reset counted)."""
+    tr = Tracker()
+    for i in range(6):
+        tr.update(i * DT, [Det(10 + i, 10)])
+    with pytest.raises(ValueError, match="stamp is not finite"):
+        tr.update(stamp, [Det(16, 10)])
+    (track,) = tr.update(6 * DT, [Det(16, 10)])
+    assert track.id == 1 and track.confirmed

@@ -204,3 +204,34 @@ def test_module_entry_refuses_an_unusable_out_before_training(tmp_path, pack, mo
     assert exc.value.code == 2
     assert f"--out {afile}: is a file" in capsys.readouterr().err.splitlines()[-1]
     assert afile.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"implant": {"count": [1, 6]}}, "(no mixture): implant need irstd train"),
+        ({"scale_prob": 0.5, "sensor": {"row_fpn_prob": 0.2}}, "(no mixture): sensor, scale_prob need"),
+        ({"samples_per_epoch": 8}, "(no mixture): samples_per_epoch need"),
+        ({"consistency": 1.0}, "no turn-consistency term (consistency)"),
+    ],
+)
+def test_options_the_gpu_loop_does_not_apply_are_refused(tmp_path, options, words):
+    with pytest.raises(ConfigError) as info:
+        _cfg(tmp_path, data=tmp_path, **options)
+    assert words in str(info.value)
+
+
+def test_a_run_resumed_with_its_budget_spent_trains_no_further(tmp_path, roots):
+    # minutes is the budget of the whole run, resumptions included
+    for _ in range(2):
+        summary = train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=50, minutes=1e-6, eval_split=None))
+        assert (summary["epochs_done"], summary["stop"]) == (1, "minutes")
+    for _ in range(2):
+        summary = train_gpu(_cfg(tmp_path, out=tmp_path / "steps", data=roots["nudt"], max_steps=1, eval_split=None))
+        assert (summary["steps"], summary["stop"]) == (1, "max_steps")
+
+
+def test_resume_refuses_another_input_normalisation(tmp_path, roots):
+    train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=1, eval_split=None))
+    with pytest.raises(ConfigError, match="trained on inputs normalised as .*background=32.*this run's are .*background=16"):
+        train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, background=16, eval_split=None))

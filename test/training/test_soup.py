@@ -157,3 +157,14 @@ def test_soup_cli_a_write_that_fails_anyway_is_one_line(capsys, tmp_path, monkey
                         "--out", str(out))
     assert code == 2 and f"cannot write model file {out}: " in one_error_line(err) and "No space" in err
     assert not out.exists() and not out.with_name(out.name + ".tmp").exists()
+
+
+def test_soup_keeps_the_first_parent_s_operating_point_whole(tmp_path):
+    _checkpoint(tmp_path / "a.safetensors", seed=1)
+    model, info, _ = load_checkpoint(tmp_path / "a.safetensors")
+    calibrated = replace(info, threshold=0.534, candidate_threshold=0.415, gated_threshold=0.2)
+    save_checkpoint(tmp_path / "a.safetensors", model, calibrated)
+    _checkpoint(tmp_path / "b.safetensors", seed=2)
+    soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"), tmp_path / "s.safetensors"))
+    _, out, _ = load_checkpoint(tmp_path / "s.safetensors")
+    assert (out.threshold, out.candidate_threshold, out.gated_threshold) == (0.534, 0.415, 0.2)

@@ -392,3 +392,89 @@ def test_read_config_keeps_numeric_strings_for_the_config_to_convert(tmp_path):
         TrainConfig(**values)
     with pytest.raises(ConfigError, match="config file not found"):
         train_module.read_config(tmp_path / "missing.yaml")
+
+
+def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):
+    # shuffles, crops and flips (in two loader workers) and the turn-consistency views
+    # drawn after a resumption are those of the run that went on
+    kw = dict(epochs=3, consistency=1.0, workers=2)
+    straight = train(config(tmp_path, out=tmp_path / "straight", **kw))
+    train(config(tmp_path, out=tmp_path / "resumed", **{**kw, "epochs": 1}))
+    resumed = train(config(tmp_path, out=tmp_path / "resumed", **kw))
+    a, info_a, _ = load_checkpoint(straight)
+    b, info_b, _ = load_checkpoint(resumed)
+    losses = [[h["loss"] for h in i.extra["train_state"]["history"]] for i in (info_a, info_b)]
+    assert losses[0] == losses[1]
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"implant": {"count": [1, 6]}}, "implant"),
+        ({"sensor": {"row_fpn_prob": 0.2}}, "sensor"),
+        ({"paste": {"gain": [0.5, 1.0]}, "generator_paste": 0.5}, "paste, generator_paste"),
+        ({"scale": [0.5, 2.0], "scale_prob": 0.5}, "scale_prob"),
+        ({"generator_frames": 3, "generator_weight": 0.5}, "generator_frames, generator_weight"),
+    ],
+)
+def test_mixture_options_for_a_single_dataset_are_refused_not_ignored(tmp_path, options, named):
+    with pytest.raises(ConfigError, match=f"mixture options set without a mixture: {named}; set samples_per_epoch"):
+        build_training_data(config(tmp_path, **options), 0)
+    ds, _, _ = build_training_data(config(tmp_path, samples_per_epoch=4, **options), 0)
+    assert len(ds) == 4
+
+
+def test_a_run_resumed_after_its_last_step_trains_no_further(tmp_path):
+    for _ in range(2):
+        _, info, _ = load_checkpoint(train(config(tmp_path, max_steps=1)))
+        assert info.extra["train_state"]["step"] == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [({"implant": {"count": "x"}}, "implant {'count': 'x'}: a value of the wrong type or shape"),
+     ({"paste": {"count": 5}}, "paste {'count': 5}: a value of the wrong type or shape")],
+)
+def test_augmentation_overrides_of_the_wrong_shape_are_one_config_error(options, words):
+    from irstd_ros.training.train import augment_config
+
+    with pytest.raises(ConfigError) as info:
+        augment_config(TrainConfig(data="d", out="o", samples_per_epoch=4, **options))
+    assert words in str(info.value)
+
+
+def test_a_config_value_no_checkpoint_can_record_is_refused_before_training(tmp_path):
+    import datetime
+
+    with pytest.raises(ConfigError, match="extra must hold plain values .*date is not JSON serializable"):
+        config(tmp_path, extra={"started": datetime.date(2024, 1, 1)})  # YAML reads 2024-01-01 so
+    with pytest.raises(ConfigError, match="sensor must hold plain values"):
+        config(tmp_path, sensor={"row_fpn_prob": datetime.date(2024, 1, 1)})
+
+
+def test_a_failed_history_write_keeps_the_previous_history(tmp_path, monkeypatch):
+    train(config(tmp_path, epochs=1))
+    history = tmp_path / "run" / "history.json"
+    before = history.read_text()
+    real = Path.write_text
+
+    def half_then_fail(self, text, *args, **kwargs):
+        if self.suffix in (".json", ".tmp") and "history" in self.name:
+            real(self, text[: len(text) // 2], *args, **kwargs)
+            raise OSError(28, "No space left on device")
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(OSError):
+        train(config(tmp_path, epochs=2))
+    assert history.read_text() == before and json.loads(before)
+    assert [p.name for p in history.parent.iterdir() if "history" in p.name] == ["history.json"]
+
+
+def test_resume_refuses_another_input_normalisation(tmp_path):
+    train(config(tmp_path, epochs=1))
+    with pytest.raises(ConfigError, match="trained on inputs normalised as .*knee=4.0.*this run's are .*knee=3.0"):
+        train(config(tmp_path, epochs=2, knee=3.0))
+    train(config(tmp_path, epochs=2))  # the same one resumes

@@ -103,7 +103,7 @@ def load_fingerprint(artifact: str | Path) -> Fingerprint | None:
         return Fingerprint.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON / not a fingerprint
         log.warning("unreadable fingerprint %s (%s); the artefact will be rebuilt", path, exc)
         return None
 

@@ -254,12 +254,17 @@ def export_openvino_ir(model: nn.Module, info: CheckpointInfo, options: BackendO
 def prune_cache(root: Path, arch: str, keep: int = CACHE_KEEP_MODELS) -> None:
     """Delete the ONNX / OpenVINO files of all but the ``keep`` most recent weights.
 
-    Only these cheap-to-redo exports are pruned; TensorRT engines are left alone.
+    Only these cheap-to-redo exports are pruned; TensorRT engines and INT8 IRs (built by
+    ``irstd export`` from calibration data, minutes each) are left alone.
     """
+    from irstd_ros.inference.backends.openvino_int8 import INT8_SUFFIX  # no import cycle here
+
+    int8_stem = INT8_SUFFIX.removesuffix(".xml")
     groups: dict[str, list[Path]] = {}
     for path in root.glob(f"{arch}-*"):
-        if path.name.endswith(PRUNABLE_SUFFIXES):
-            groups.setdefault(path.name.split(".")[0], []).append(path)
+        stem = path.name.split(".")[0]
+        if path.name.endswith(PRUNABLE_SUFFIXES) and not stem.endswith(int8_stem):
+            groups.setdefault(stem, []).append(path)
     newest = sorted(groups, key=lambda k: max(p.stat().st_mtime for p in groups[k]), reverse=True)
     for stem in newest[keep:]:
         for path in groups[stem]:

@@ -76,7 +76,7 @@ def stale_reason(record: Mapping[str, Any], digest: str, stride: int) -> str | N
 
     try:
         found = Fingerprint.from_dict(record["fingerprint"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):  # absent, or not a fingerprint
         return f"the accuracy record has no readable fingerprint ({MEASURE_HINT})"
     diff = differences(bf16_fingerprint(digest, stride), found)
     if diff:

@@ -22,13 +22,14 @@ The accuracy record (:func:`save_accuracy`, :func:`load_accuracy`, :func:`datase
 :func:`accuracy_refusal`, :func:`describe_accuracy`) is shared with ``openvino-bf16``
 (:mod:`~irstd_ros.inference.backends.openvino_bf16`), gated with the same tolerances.
 
-Quantisation (:func:`quantize_ir`): ``nncf.quantize`` with the default (``MIXED``)
-preset: weights symmetric per output channel, activations asymmetric per tensor, Fast
-Bias Correction; each activation's range is the minimum and maximum over all the
-calibration frames (NNCF's ``MINMAX``), not NNCF's default mean of the per-frame ranges
-(``MEAN_MINMAX``), which clips the rare strong responses of bright real targets (0.7,
-SIRST-v2 val: 4 targets lost against FP32 with the mean, none with the extremes;
-docs/benchmarks.md). Two parts stay FP32:
+Quantisation (:func:`quantize_ir`): ``nncf.quantize`` with NNCF's default preset, which
+for a model that is not a transformer is ``PERFORMANCE`` (not ``MIXED``, despite the
+recipe's name): weights symmetric per output channel, activations symmetric per tensor
+(unsigned after a ReLU), Fast Bias Correction; each activation's range is the minimum
+and maximum over all the calibration frames (NNCF's ``MINMAX``), not NNCF's default mean
+of the per-frame ranges (``MEAN_MINMAX``), which clips the rare strong responses of
+bright real targets (0.7, SIRST-v2 val: 4 targets lost against FP32 with the mean, none
+with the extremes; docs/benchmarks.md). Two parts stay FP32:
 
 * the head, which writes the logits, and, for checkpoints of ``global`` normalisation
   only, the first layer's convolutions, which read the normalised frame
@@ -150,12 +151,33 @@ def save_accuracy(artifact: str | Path, record: Mapping[str, Any]) -> Path:
 
 
 def load_accuracy(artifact: str | Path) -> dict[str, Any] | None:
-    """The accuracy record of ``artifact``, or None when missing or unreadable."""
+    """The accuracy record of ``artifact``, or None when missing or unreadable (not JSON,
+    or its ``datasets`` not the mapping of deltas :func:`accuracy_refusal` reads)."""
+    path = accuracy_path(artifact)
     try:
-        data = json.loads(accuracy_path(artifact).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not _well_formed_datasets(data.get("datasets")):
+        log.warning("unreadable accuracy record %s: not the format irstd export writes", path)
+        return None
+    return data
+
+
+def _well_formed_datasets(datasets: Any) -> bool:
+    """Whether ``datasets`` is None or ``{name: {"delta": {metric: number or None}}}``."""
+    if datasets is None:
+        return True
+    if not isinstance(datasets, dict):
+        return False
+    for entry in datasets.values():
+        delta = entry.get("delta") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(delta or {}, dict):
+            return False
+        values = (delta or {}).values()
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
+            return False
+    return True
 
 
 def dataset_delta(fp32: Mapping[str, Any], reduced: Mapping[str, Any]) -> dict[str, float | None]:

@@ -294,7 +294,10 @@ def create_backend(
         if reason is None:
             try:
                 backend = REGISTRY[candidate](model, info, options)
+                backend = _wrap(backend, options, info)  # warmed up as frames will run: tiled
                 warm_up(backend, options)
+            except ConfigError:  # the options' (tiling), not this candidate's
+                raise
             except BackendError as exc:
                 reason = str(exc)
             except Exception as exc:  # noqa: BLE001 - fall back whatever a backend raised
@@ -302,6 +305,6 @@ def create_backend(
             else:
                 why = "; ".join(skipped) if skipped else "first choice"
                 log.info("inference backend: %s on %s (%s: %s)", backend.name, backend.device, name, why)
-                return _wrap(backend, options, info)
+                return backend
         skipped.append(f"{candidate} skipped: {reason}")
     raise BackendError(f"no inference backend could start ({'; '.join(skipped)})")

@@ -79,3 +79,16 @@ def test_rebuild_reason(tmp_path):
     assert "weights_sha256" in rebuild_reason(engine, fp)
     save_fingerprint(engine, fp)
     assert rebuild_reason(engine, fp) is None
+
+
+def test_a_fingerprint_of_the_wrong_shape_means_rebuild(tmp_path):
+    """Valid JSON that is not a fingerprint (a hand edit, another tool's file) is unreadable:
+    the artefact is rebuilt, never a crash."""
+    engine = tmp_path / "m.ep"
+    engine.write_bytes(b"engine")
+    good = make_fp().to_dict()
+    for bad in ([1, 2], {**good, "versions": ["torch"]}, {**good, "device": "H100"},
+                {**good, "shape_range": [16, 16]}, {**good, "input_shape": None}):
+        fingerprint_path(engine).write_text(json.dumps(bad))
+        assert load_fingerprint(engine) is None, bad
+        assert "no readable fingerprint" in rebuild_reason(engine, make_fp())

@@ -32,3 +32,24 @@ def test_prune_keeps_recent_weights_and_every_engine(tmp_path):
     names = {p.name for p in tmp_path.iterdir()}
     assert not any(n.startswith("sgem_unet-ccc.") for n in names)
     assert {"sgem_unet-aaa.onnx", "sgem_unet-bbb.xml", engine.name, other.name} <= names
+
+
+def test_prune_keeps_int8_irs_and_does_not_count_them_as_weights(tmp_path):
+    """An INT8 IR takes calibration data and minutes to rebuild (irstd export): it is never
+    pruned, and it is no other weights beside the FP32 IR of its own."""
+
+    def write(name: str, age: int) -> Path:
+        path = tmp_path / name
+        path.write_text("x")
+        os.utime(path, (1000 - age, 1000 - age))
+        return path
+
+    for age, digest in enumerate(["aaa", "bbb"]):  # two weights, aaa newest
+        for suffix in (".xml", ".bin", ".xml.json"):
+            write(f"sgem_unet-{digest}{suffix}", age)
+    int8 = [write(f"sgem_unet-old-int8{s}", 5) for s in (".xml", ".bin", ".xml.json", ".xml.accuracy.json")]
+    int8 += [write(f"sgem_unet-aaa-int8{s}", 0) for s in (".xml", ".bin", ".xml.json")]
+    prune_cache(tmp_path, "sgem_unet", keep=2)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {p.name for p in int8} <= names
+    assert {"sgem_unet-aaa.xml", "sgem_unet-bbb.xml", "sgem_unet-bbb.bin"} <= names  # 2 weights, keep=2

@@ -98,6 +98,18 @@ def test_a_record_without_fingerprint_is_refused(tiny_model, cache):
     assert "no readable fingerprint" in bf16.auto_refusal(model, info, _opts(cache))
 
 
+@pytest.mark.parametrize("fingerprint", [["openvino-bf16"], {"versions": ["torch"]}, {"device": "cpu"}])
+def test_a_fingerprint_of_the_wrong_shape_is_refused(fingerprint, tiny_model, cache):
+    """A hand-edited fingerprint is no readable fingerprint, not a crash (the named backend
+    reads it too)."""
+    model, info = tiny_model
+    record = _save(model, info, cache)
+    if isinstance(fingerprint, dict):
+        fingerprint = {**record["fingerprint"], **fingerprint}
+    int8.save_accuracy(bf16.bf16_artifact(model, info, _opts(cache))[0], {**record, "fingerprint": fingerprint})
+    assert "no readable fingerprint" in bf16.auto_refusal(model, info, _opts(cache))
+
+
 @pytest.mark.parametrize(
     ("pd", "iou", "expected"),
     [

@@ -380,3 +380,21 @@ def test_accuracy_control_reverts_layers_until_int8_agrees_with_fp32(tiny_model,
     got = core.compile_model(str(controlled), "CPU", fp32)
     mean, _ = int8.iou_validation(0.0)(got, [(x, np.asarray(ref(x)[0])[0, 0] > 0.0) for x in validation])
     assert mean >= 0.99
+
+
+MALFORMED_DATASETS = [[], {"NUDT-SIRST": []}, {"NUDT-SIRST": {"delta": [0.0]}},
+                      {"NUDT-SIRST": {"delta": {"pd_points": "n/a", "iou_points": 0.0}}}]
+
+
+@pytest.mark.parametrize("datasets", MALFORMED_DATASETS)
+def test_a_malformed_accuracy_record_is_no_record(datasets, tiny_model, cache, fake_quantize, choose_cpu, caplog):
+    """Valid JSON that is not an accuracy record (a hand edit) is read as none: the gate
+    refuses, the named backend starts and describes itself, nothing crashes."""
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    int8.save_accuracy(path, {**_record(digest, int8.measurement_conditions(info)), "datasets": datasets})
+    assert int8.load_accuracy(path) is None
+    assert int8.auto_refusal(model, info, _opts(cache)).startswith("no accuracy record")
+    backend = select.create_backend("openvino-int8", model, info, _opts(cache))
+    assert backend.describe()["accuracy_delta"] == "not measured"

@@ -174,3 +174,28 @@ def test_tile_size_wraps_the_backend(tiny_model):
     assert backend.describe()["tile"] == 64
     with pytest.raises(ConfigError, match="multiple of the stride"):
         select.create_backend("torch-cpu", model, info, BackendOptions(tile_size=70))
+
+
+class TilesOnly(Works):
+    """A memory-bound device: runs frames up to 64 px a side, out of memory above."""
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        if max(frame.shape) > 64:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return super().predict(frame)
+
+
+def test_a_choice_warms_up_the_tiled_backend(tiny_model, monkeypatch, caplog):
+    """With ``tile_size`` the warm-up runs tiles, as every frame will: a device that holds
+    a tile but not the whole frame is chosen, not skipped for running out of memory."""
+    model, info = tiny_model
+    monkeypatch.setitem(select.REGISTRY, "cuda", lambda *a: TilesOnly())
+    monkeypatch.setattr(select, "unavailable_reason", lambda name: None)
+    monkeypatch.setitem(select.CHOICES, "auto", ("cuda", "torch-cpu"))
+    options = BackendOptions(height=150, width=200, tile_size=64, tile_overlap=16)
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("auto", model, info, options)
+    assert isinstance(backend, TilingBackend) and backend.name == "cuda", caplog.text
+    assert backend.predict(np.zeros((150, 200), np.float32)).shape == (150, 200)
+    with pytest.raises(ConfigError, match="multiple of the stride"):  # not a candidate's failure
+        select.create_backend("auto", model, info, BackendOptions(tile_size=70))
