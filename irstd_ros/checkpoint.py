@@ -7,7 +7,6 @@ threshold, training data/recipe and measured metrics. Nothing is unpickled.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch import nn
 
 from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD
 from irstd_ros.core.normalization import InputNorm
+from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.models import ModelConfig, build_model
 
@@ -154,14 +154,11 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra/{k}"] = v.detach().cpu().contiguous()
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # whole or not at all
+            save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
     except (SafetensorError, OSError) as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise CheckpointError(f"cannot write model file {path}: {exc}") from None
     return path
 

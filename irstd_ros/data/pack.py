@@ -22,7 +22,6 @@ Only 8-bit frames are packed (both datasets are 8-bit); any other dtype is refus
 
 from __future__ import annotations
 
-import contextlib
 import json
 import zipfile
 import zlib
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from irstd_ros.core.paths import atomic_path
 from irstd_ros.data.datasets import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.data.transforms import pad_to
@@ -130,21 +130,13 @@ def crop_items(
 
 def write_pack(groups: Sequence[PackGroup], out: Path) -> dict:
     """Write ``groups`` into one ``.npz`` (deflate level 9); returns the meta written.
-    The file appears whole or not at all: it is written next to ``out`` as ``<out>.tmp``,
-    renamed at the end, and removed on any failure."""
+    The file appears whole or not at all (:func:`~irstd_ros.core.paths.atomic_path`)."""
     out = Path(out)
     if out.is_dir():
         raise DatasetError(f"{out} is a directory; give the pack's file path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        meta = _write_zip(groups, tmp)
-        tmp.replace(out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
-    return meta
+    with atomic_path(out) as tmp:
+        return _write_zip(groups, tmp)
 
 
 def _write_zip(groups: Sequence[PackGroup], tmp: Path) -> dict:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import BackendError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.fingerprint import (
@@ -148,8 +149,7 @@ def export_onnx(model: nn.Module, path: str | Path, stride: int) -> Path:
     """Write ``model`` as ONNX with symbolic ``stride*h`` x ``stride*w`` input sizes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent exports never share it
-    with _quiet_exporter():
+    with _quiet_exporter(), atomic_path(path) as tmp:  # per process: concurrent exports never share it
         try:
             program = torch.onnx.export(
                 model.eval().float().cpu(),
@@ -166,9 +166,7 @@ def export_onnx(model: nn.Module, path: str | Path, stride: int) -> Path:
         except ImportError as exc:
             raise BackendError(f"ONNX export needs onnx and onnxscript ({exc})") from exc
         except Exception as exc:  # the exporter wraps failures in several types
-            tmp.unlink(missing_ok=True)
             raise BackendError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-    tmp.replace(path)
     return path
 
 
@@ -225,6 +223,20 @@ def convert_openvino(model: nn.Module, stride: int) -> Any:
             raise BackendError(f"OpenVINO conversion failed: {type(exc).__name__}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def atomic_ir(path: Path) -> Iterator[Path]:
+    """:func:`~irstd_ros.core.paths.atomic_path` for an OpenVINO IR: the block saves the
+    ``.xml`` at the temporary path (OpenVINO writes the ``.bin`` beside it); the ``.bin``
+    is moved into place first, then the ``.xml`` that names it. On failure both go."""
+    with atomic_path(path) as tmp:
+        try:
+            yield tmp
+            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+        except BaseException:
+            tmp.with_suffix(".bin").unlink(missing_ok=True)
+            raise
+
+
 def export_openvino_ir(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> Path:
     """OpenVINO IR (``.xml`` + ``.bin``, FP32 weights) of these weights in the cache."""
     import openvino as ov
@@ -239,11 +251,9 @@ def export_openvino_ir(model: nn.Module, info: CheckpointInfo, options: BackendO
     log.info("converting the model to OpenVINO IR %s (%s)", path, reason)
     converted = convert_openvino(model, info.model.stride)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.xml")
     try:
-        ov.save_model(converted, str(tmp), compress_to_fp16=False)  # the default halves weights
-        tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-        tmp.replace(path)
+        with atomic_ir(path) as tmp:
+            ov.save_model(converted, str(tmp), compress_to_fp16=False)  # the default halves weights
     except Exception as exc:  # OpenVINO's own RuntimeError subclasses, OSError
         raise BackendError(f"writing OpenVINO IR {path} failed: {exc}") from exc
     save_fingerprint(path, expected)

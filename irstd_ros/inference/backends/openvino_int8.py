@@ -51,7 +51,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -418,6 +417,8 @@ def quantize_ir(
         raise BackendError(f"INT8 quantisation needs nncf and openvino ({exc}); see requirements/backends-cpu.txt") from None
     if not calibration:
         raise BackendError("INT8 quantisation needs at least one calibration frame")
+    from irstd_ros.inference.backends.graph_export import atomic_ir
+
     calibration = calibration[:MAX_CALIBRATION_FRAMES]
     out_xml = Path(out_xml)
     out_xml.parent.mkdir(parents=True, exist_ok=True)
@@ -453,10 +454,8 @@ def quantize_ir(
                     ignored_scope=ignored,
                     advanced_parameters=ranges,
                 )
-        tmp = out_xml.with_name(f"{out_xml.stem}.{os.getpid()}.tmp.xml")
-        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
-        tmp.with_suffix(".bin").replace(out_xml.with_suffix(".bin"))
-        tmp.replace(out_xml)
+        with atomic_ir(out_xml) as tmp:
+            ov.save_model(quantized, str(tmp), compress_to_fp16=False)
     except BackendError:
         raise
     except Exception as exc:  # NNCF / OpenVINO raise their own types

@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-import os
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import BackendError
 from irstd_ros.inference.backends._cuda import (
     CudaPredictMixin,
@@ -283,9 +283,8 @@ def save_engine(trt: Any, module: nn.Module, path: Path, example: torch.Tensor) 
     if "retrace" in params and "dynamic_shapes" not in params:
         kwargs["retrace"] = False  # <= 2.9: serialise the compiled graph as it is
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    trt.save(module, str(tmp), **kwargs)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        trt.save(module, str(tmp), **kwargs)
 
 
 def load_engine(trt: Any, path: Path) -> nn.Module:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from irstd_ros.inference.backends.base import BackendOptions
-from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root, prune_cache
+from irstd_ros.inference.backends.graph_export import CACHE_ENV, atomic_ir, cache_root, prune_cache
 
 
 def test_cache_root_precedence(monkeypatch, tmp_path):
@@ -53,3 +55,16 @@ def test_prune_keeps_int8_irs_and_does_not_count_them_as_weights(tmp_path):
     names = {p.name for p in tmp_path.iterdir()}
     assert {p.name for p in int8} <= names
     assert {"sgem_unet-aaa.xml", "sgem_unet-bbb.xml", "sgem_unet-bbb.bin"} <= names  # 2 weights, keep=2
+
+
+def test_atomic_ir_moves_the_bin_then_the_xml_and_leaves_nothing_on_failure(tmp_path):
+    xml = tmp_path / "m.xml"
+    with atomic_ir(xml) as tmp:
+        tmp.write_text("<net/>")
+        tmp.with_suffix(".bin").write_bytes(b"weights")
+    assert xml.read_text() == "<net/>" and xml.with_suffix(".bin").read_bytes() == b"weights"
+    with pytest.raises(RuntimeError, match="save failed"), atomic_ir(xml) as tmp:
+        tmp.with_suffix(".bin").write_bytes(b"half")
+        raise RuntimeError("save failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
+    assert xml.with_suffix(".bin").read_bytes() == b"weights"
