@@ -21,7 +21,7 @@ from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD
 from irstd_ros.core.normalization import InputNorm
 from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import CheckpointError, ConfigError
-from irstd_ros.models import ModelConfig, build_model
+from irstd_ros.models import MODELS, ModelConfig, build_model
 
 METADATA_KEY = "irstd_ros"
 FORMAT_VERSION = 1
@@ -98,8 +98,9 @@ class CheckpointInfo:
 
     @classmethod
     def from_json(cls, text: str) -> CheckpointInfo:
-        """Parse and check the metadata. A format newer than :data:`FORMAT_VERSION` or a
-        threshold outside (0, 1) raises :class:`~irstd_ros.errors.CheckpointError`;
+        """Parse and check the metadata. A format newer than :data:`FORMAT_VERSION`, an
+        unknown architecture or a threshold outside (0, 1) raises
+        :class:`~irstd_ros.errors.CheckpointError`;
         malformed JSON or fields raise ``ValueError``, ``KeyError`` or ``TypeError``."""
         data = json.loads(text)
         if not isinstance(data, dict):
@@ -111,11 +112,18 @@ class CheckpointInfo:
             raise CheckpointError(
                 f"written by a newer irstd_ros (format {version}, this reads <= {FORMAT_VERSION})"
             )
+        model = ModelConfig.from_dict(data["model"])
+        if model.arch not in MODELS:  # what build_model would refuse, before the weights load
+            valid = ", ".join(sorted(MODELS))
+            raise CheckpointError(f"unknown architecture {model.arch!r}; valid: {valid}")
+        extra = data.get("extra", {})
+        if not isinstance(extra, dict):
+            raise TypeError(f"extra must be a JSON object, got {type(extra).__name__}")
         info = cls(
-            model=ModelConfig.from_dict(data["model"]),
+            model=model,
             norm=InputNorm(**data.get("norm", {})),  # no "kind": a 0.1 (global) checkpoint
             threshold=float(data.get("threshold", 0.5)),
-            extra=data.get("extra", {}),
+            extra=extra,
             candidate_threshold=_optional_float(data.get("candidate_threshold")),
             gated_threshold=_optional_float(data.get("gated_threshold")),
         )

@@ -224,3 +224,37 @@ def test_a_threshold_outside_zero_one_is_not_written(tmp_path):
     with pytest.raises(CheckpointError, match="cannot write model file .*threshold 1.5 must be a probability"):
         save_checkpoint(tmp_path / "m.safetensors", model, CheckpointInfo(named_config("tiny"), threshold=1.5))
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("sgem_heads", 3, "sgem_heads must divide the SGEM's width .*valid: 1, 2, 4, 8, 16, 32"),
+        ("sgem_heads", 0, "sgem_heads must divide"),
+        ("enc_blocks", [1, 0, 1, 1, 1], "enc_blocks must be 5 whole numbers >= 1"),
+        ("widths", [8.0, 16, 32, 64, 128], "widths must be 5 whole numbers >= 1"),
+        ("refine", 8.5, "refine must be 0"),
+        ("logit_knee", "no", "logit_knee must be true or false"),
+        ("arch", "unet", "unknown architecture 'unet'; valid: sgem_unet"),
+    ],
+)
+def test_model_configs_torch_cannot_build_are_refused_naming_the_file(tmp_path, field, value, message):
+    """Each failed in torch (ValueError, ZeroDivisionError, TypeError) or as a ConfigError
+    without the file's name; now read_info and load_checkpoint refuse it, naming the file."""
+    tensors = {k: v.contiguous() for k, v in build_model(named_config("tiny")).state_dict().items()}
+    data = json.loads(CheckpointInfo(named_config("tiny")).to_json())
+    data["model"][field] = value
+    path = tmp_path / "odd.safetensors"
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(data)})
+    for read in (read_info, load_checkpoint):
+        with pytest.raises(CheckpointError, match=f"odd.safetensors has an invalid configuration: {message}"):
+            read(path)
+
+
+def test_extra_that_is_not_an_object_is_refused(tmp_path):
+    """A list under ``extra`` was read, and ``irstd eval`` then failed on ``extra.get``."""
+    path = tmp_path / "x.safetensors"
+    data = json.loads(CheckpointInfo(named_config("tiny")).to_json()) | {"extra": [1]}
+    save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps(data)})
+    with pytest.raises(CheckpointError, match="invalid configuration: extra must be a JSON object"):
+        read_info(path)

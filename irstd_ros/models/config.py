@@ -50,16 +50,30 @@ class ModelConfig:
     logit_knee: bool = False
 
     def __post_init__(self) -> None:
+        """:class:`ConfigError` for any field the network could not be built from (a saved
+        config is checked here, so a bad one names its file instead of failing in torch)."""
         if self.fusion not in FUSIONS:
             raise ConfigError(f"unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
-        if self.stem not in STEMS:
+        if not _whole(self.stem) or self.stem not in STEMS:
             raise ConfigError(f"unknown stem {self.stem!r}; valid: {', '.join(map(str, STEMS))}")
-        if self.refine < 0:
-            raise ConfigError(f"refine must be 0 (none) or a channel count, got {self.refine}")
-        if len(self.widths) != 5 or len(self.enc_blocks) != 5 or len(self.dec_blocks) != 4:
-            raise ConfigError("widths and enc_blocks need 5 entries, dec_blocks 4")
-        if any(w < 1 for w in self.widths) or self.in_channels < 1:
-            raise ConfigError(f"widths must be positive, got {self.widths}")
+        if not _whole(self.refine) or self.refine < 0:
+            raise ConfigError(f"refine must be 0 (none) or a channel count, got {self.refine!r}")
+        if not isinstance(self.logit_knee, bool):
+            raise ConfigError(f"logit_knee must be true or false, got {self.logit_knee!r}")
+        if not _whole(self.in_channels) or self.in_channels < 1:
+            raise ConfigError(f"in_channels must be a whole number >= 1, got {self.in_channels!r}")
+        levels = (("widths", self.widths, 5), ("enc_blocks", self.enc_blocks, 5))
+        for name, value, n in (*levels, ("dec_blocks", self.dec_blocks, 4)):
+            whole = isinstance(value, tuple) and all(_whole(v) and v >= 1 for v in value)
+            if not whole or len(value) != n:
+                raise ConfigError(f"{name} must be {n} whole numbers >= 1, got {value!r}")
+        e3 = self.widths[2]
+        if not _whole(self.sgem_heads) or self.sgem_heads < 1 or e3 % self.sgem_heads:
+            valid = ", ".join(str(d) for d in range(1, e3 + 1) if e3 % d == 0)
+            raise ConfigError(
+                f"sgem_heads must divide the SGEM's width (E3, {e3}), got {self.sgem_heads!r}; "
+                f"valid: {valid}"
+            )
 
     @property
     def stride(self) -> int:
@@ -80,6 +94,11 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         return dataclass_from_dict(cls, data, "model config")
+
+
+def _whole(value: Any) -> bool:
+    """An integer, not a bool (``True`` is 1 to Python, never a width or a count here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _scaled(

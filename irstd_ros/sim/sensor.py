@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
 from scipy import ndimage
 
+from irstd_ros.core.fields import Number
 from irstd_ros.errors import ConfigError
 
 ENCODINGS = ("native", "mono16", "mono8", "float")
 MAX_14BIT = 16383
 MAX_8BIT = 255
 AGC_PERCENTILES = (0.1, 99.9)  # linear AGC range of the 8-bit rendering
+PROBABILITY = Number(low=0, high=1)
+AMOUNT = Number(low=0)  # a range's ends
 
 
 @dataclass(frozen=True)
@@ -41,27 +43,34 @@ class SensorConfig:
     counts_offset: tuple[float, float] = (500.0, 6000.0)
 
     def __post_init__(self) -> None:
-        """Every field checked when made (YAML overrides arrive unchecked): a wrong value is
-        a :class:`ConfigError` naming it, not a traceback while samples are drawn."""
-
-        def number(v: object) -> bool:
-            return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(float(v))
-
+        """Every field checked (and a numeric string converted) when made: YAML overrides
+        arrive unchecked, and a wrong value is a :class:`ConfigError` naming it, not a
+        traceback while samples are drawn."""
         for name in ("noise_prob", "blur_prob", "fpn_prob", "row_fpn_prob"):
-            v = getattr(self, name)
-            if not (number(v) and 0 <= v <= 1):
-                raise ConfigError(f"sensor {name} must be a number in [0, 1], got {v!r}")
+            object.__setattr__(self, name, PROBABILITY(f"sensor {name}", getattr(self, name)))
         for name in ("noise", "blur_sigma", "fpn", "row_fpn", "counts_per_unit", "counts_offset"):
             v = getattr(self, name)
-            if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(map(number, v)) and 0 <= v[0] <= v[1]):
+            ends = _numbers(v, AMOUNT)
+            if ends is None or len(ends) != 2 or ends[0] > ends[1]:
                 raise ConfigError(f"sensor {name} must be a range 0 <= low <= high, got {v!r}")
-        p = self.encoding_probs
-        if not (isinstance(p, (tuple, list)) and len(p) == len(ENCODINGS) and all(number(v) and v >= 0 for v in p)
-                and math.isclose(sum(p), 1.0, abs_tol=1e-6)):
+            object.__setattr__(self, name, ends)
+        p = _numbers(self.encoding_probs, PROBABILITY)
+        if p is None or len(p) != len(ENCODINGS) or not math.isclose(sum(p), 1.0, abs_tol=1e-6):
             raise ConfigError(
                 f"sensor encoding_probs must be {len(ENCODINGS)} probabilities summing to 1 "
-                f"({', '.join(ENCODINGS)}), got {p!r}"
+                f"({', '.join(ENCODINGS)}), got {self.encoding_probs!r}"
             )
+        object.__setattr__(self, "encoding_probs", p)
+
+
+def _numbers(values: object, rule: Number) -> tuple[float, ...] | None:
+    """``values`` (a list or tuple) as floats each within ``rule``, else None."""
+    if not isinstance(values, (list, tuple)):
+        return None
+    try:
+        return tuple(float(rule.convert(v)) for v in values)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def degrade(img: np.ndarray, rng: np.random.Generator, sigma: float, cfg: SensorConfig) -> np.ndarray:

@@ -226,3 +226,17 @@ def test_asinh_log_form_is_chosen_only_where_it_pays(monkeypatch, features, expe
     umath = importlib.import_module("numpy._core._multiarray_umath")
     monkeypatch.setattr(umath, "__cpu_features__", features)
     assert normalization._log_form_pays() is expected
+
+
+@pytest.mark.parametrize(("level", "sigma", "dtype"), [(300.0, 0.05, np.float32), (60000.0, 1.0, np.uint16)])
+def test_local_background_is_subtracted_before_the_gain(level, sigma, dtype):
+    """A frame far from 0 in units of its noise (300 K at 50 mK; mono16 at 60000 counts,
+    1 count of noise) loses no precision: x * gain - b * gain rounded both terms at
+    ~1500-15000 (3e-4 and 1.9e-3 off); (x - b) * gain is exact to 1e-6."""
+    from irstd_ros.core import normalization as n
+
+    frame = np.random.default_rng(1).normal(level, sigma, (128, 160)).astype(dtype)
+    norm = InputNorm(kind="robust", background=32)
+    b = n.local_background(frame, 32).astype(np.float64)
+    truth = np.arcsinh((frame.astype(np.float64) - b) / (norm.knee * noise_sigma(frame)))
+    assert np.abs(normalize(frame, norm) - truth).max() < 1e-5

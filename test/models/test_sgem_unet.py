@@ -246,3 +246,23 @@ def test_sgem_attention_stays_fp32_under_bf16_autocast_once_guarded():
 def test_sgem_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="divisible"):
         SGEM(enc_ch=10, dec_ch=16, heads=4)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"sgem_heads": 3}, r"sgem_heads must divide the SGEM's width \(E3, 128\), got 3; valid: 1, 2, 4, 8"),
+        ({"sgem_heads": 0}, "sgem_heads must divide"),
+        ({"dec_blocks": (1, 1, 0, 1)}, "dec_blocks must be 4 whole numbers >= 1"),
+        ({"widths": (8, 16, 32.5, 64, 128)}, "widths must be 5 whole numbers >= 1"),
+        ({"refine": 2.5}, "refine must be 0"),
+        ({"stem": True}, "unknown stem True; valid: 1, 2"),
+        ({"logit_knee": 1}, "logit_knee must be true or false"),
+        ({"in_channels": 0}, "in_channels must be a whole number >= 1, got 0"),
+    ],
+)
+def test_configs_the_network_cannot_be_built_from_are_config_errors(fields, message):
+    """Before: ValueError/ZeroDivisionError/TypeError inside torch at build time, or (for
+    in_channels) a message about the widths."""
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**fields)

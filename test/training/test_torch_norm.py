@@ -70,3 +70,15 @@ def test_twin_on_cuda_matches_numpy(background):
     ref = np.stack([normalize(f, norm) for f in frames])
     out = normalize_torch(torch.from_numpy(np.stack(frames)).cuda(), norm).cpu().numpy()
     assert np.abs(out - ref).max() <= TOL
+
+
+def test_noise_free_float_frames_over_many_blocks_match_numpy():
+    """A constant float frame's background is the constant itself: the interpolation weights
+    of a pixel sum to exactly 1 (float32 ``1 - t`` and ``t`` did not, and a noise-free
+    frame's tiny sigma blew that up to 0.011)."""
+    norm = InputNorm(kind="robust", background=7)
+    frame = np.full((512, 640), 3.5, np.float32)
+    ref = normalize(frame, norm)
+    out = normalize_torch(torch.from_numpy(frame)[None], norm, integer=False)[0].numpy()
+    assert np.abs(ref).max() == 0.0
+    assert np.abs(out - ref).max() <= TOL
