@@ -133,7 +133,10 @@ def test_loader_workers_draw_crops_and_flips_of_their_own():
     ds.items = [(img, np.zeros(img.shape, bool), str(i)) for i in range(4)]  # one frame, 4 times
 
     def samples() -> list:
-        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, worker_init_fn=seed_worker)
+        # spawned, not forked: a fork of this process, which earlier tests left with DDS
+        # participants and library threads, crashed a later test's process (SIGSEGV)
+        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, worker_init_fn=seed_worker,
+                                             multiprocessing_context="spawn")
         return [x for x, _ in loader]
 
     first = samples()
