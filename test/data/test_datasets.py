@@ -123,7 +123,14 @@ def test_split_list_with_a_byte_order_mark_and_repeated_names(tmp_path):
         find_pairs(DatasetSpec(root, "train"))
 
 
-def test_loader_workers_draw_crops_and_flips_of_their_own():
+def test_loader_workers_draw_crops_and_flips_of_their_own(monkeypatch):
+    """Each loader worker reseeds its copy of the dataset's generator with its id (worker k
+    drew worker 0's crops and flips before). Tested in this process with the worker info
+    faked: real worker processes started from the test process (forked or spawned) made a
+    later ROS test's process die with SIGSEGV."""
+    import copy
+    from types import SimpleNamespace
+
     import torch
 
     from irstd_ros.data.datasets import seed_worker
@@ -132,15 +139,15 @@ def test_loader_workers_draw_crops_and_flips_of_their_own():
     ds = IRSTDDataset([], crop=16, train=True, seed=0)
     ds.items = [(img, np.zeros(img.shape, bool), str(i)) for i in range(4)]  # one frame, 4 times
 
-    def samples() -> list:
-        # spawned, not forked: a fork of this process, which earlier tests left with DDS
-        # participants and library threads, crashed a later test's process (SIGSEGV)
-        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, worker_init_fn=seed_worker,
-                                             multiprocessing_context="spawn")
-        return [x for x, _ in loader]
+    def worker_sample(worker_id: int) -> torch.Tensor:
+        copied = copy.deepcopy(ds)  # what each worker inherits: the same generator state
+        info = SimpleNamespace(dataset=copied, id=worker_id)
+        monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: info)
+        seed_worker(worker_id)
+        return copied[0][0]
 
-    first = samples()
-    # worker 0 makes samples 0 and 2, worker 1 samples 1 and 3: a copy of one generator
-    # in each gave samples 0 and 1 the same window and flips
-    assert not torch.equal(first[0], first[1]) and not torch.equal(first[2], first[3])
-    assert all(torch.equal(a, b) for a, b in zip(first, samples()))  # still seeded
+    a, b = worker_sample(0), worker_sample(1)
+    assert not torch.equal(a, b)  # two workers, two windows and flips
+    assert torch.equal(worker_sample(1), b)  # still seeded
+    unseeded = [copy.deepcopy(ds)[0][0] for _ in range(2)]
+    assert torch.equal(*unseeded)  # the defect: copies of one generator draw alike

@@ -396,9 +396,9 @@ def test_read_config_keeps_numeric_strings_for_the_config_to_convert(tmp_path):
 
 def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):
     # shuffles, crops and flips and the turn-consistency views drawn after a resumption
-    # are those of the run that went on (in the loader's process: workers forked from the
-    # test process crashed later ROS tests; the workers' own streams, which derive from
-    # the dataset's, are tested in test/data/test_datasets.py, spawned)
+    # are those of the run that went on (in the loader's process: worker processes started
+    # from the test process made a later ROS test's process die; the workers' own streams,
+    # which derive from the dataset's, are tested in test/data/test_datasets.py)
     kw = dict(epochs=3, consistency=1.0, workers=0)
     straight = train(config(tmp_path, out=tmp_path / "straight", **kw))
     train(config(tmp_path, out=tmp_path / "resumed", **{**kw, "epochs": 1}))
