@@ -382,7 +382,7 @@ def _cached_controlled_ir_passes(weights: Path, out: Path | None) -> bool:
     found = load_fingerprint(path)
     if found is None or found.recipe != INT8_RECIPE_AC:
         return False
-    if rebuild_reason(path, int8_fingerprint(digest, info.model.stride, INT8_RECIPE_AC)) is not None:
+    if rebuild_reason(path, int8_fingerprint(info, digest, INT8_RECIPE_AC)) is not None:
         return False
     return accuracy_refusal(load_accuracy(path), digest, measurement_conditions(info)) is None
 

@@ -38,7 +38,9 @@ class Fingerprint:
     :func:`weights_digest` (tensors + model config), so the same weights saved with other
     metadata reuse the engine while any retrained weight rebuilds it. ``recipe`` names the
     compile settings of this package (bumped when they change) and ``versions`` holds the
-    software versions (torch, torch_tensorrt, tensorrt, ...).
+    software versions (torch, torch_tensorrt, tensorrt, ...). ``conditions`` holds what a
+    build read besides the weights (INT8: the input normalisation and threshold its
+    calibration and accuracy control ran under; empty for graphs that read neither).
     """
 
     backend: str
@@ -49,6 +51,7 @@ class Fingerprint:
     recipe: str
     versions: dict[str, str] = field(default_factory=dict)
     device: dict[str, str] = field(default_factory=dict)  # GPU name, compute capability
+    conditions: dict[str, str] = field(default_factory=dict)
     format: int = FINGERPRINT_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +71,7 @@ class Fingerprint:
             recipe=str(data["recipe"]),
             versions={str(k): str(v) for k, v in data.get("versions", {}).items()},
             device={str(k): str(v) for k, v in data.get("device", {}).items()},
+            conditions={str(k): str(v) for k, v in data.get("conditions", {}).items()},
             format=int(data.get("format", 0)),
         )
 

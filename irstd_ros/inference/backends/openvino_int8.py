@@ -113,9 +113,12 @@ def int8_path(model: nn.Module, info: CheckpointInfo, options: BackendOptions | 
     return cache_root(options) / f"{artifact_stem(info, digest)}{INT8_SUFFIX}", digest
 
 
-def int8_fingerprint(digest: str, stride: int, recipe: str = INT8_RECIPE) -> Fingerprint:
-    """What the INT8 IR depends on: weights, recipe (one of :data:`INT8_RECIPES`) and the
-    OpenVINO that reads it.
+def int8_fingerprint(info: CheckpointInfo, digest: str, recipe: str = INT8_RECIPE) -> Fingerprint:
+    """What the INT8 IR depends on: weights, recipe (one of :data:`INT8_RECIPES`), the
+    OpenVINO that reads it, and the checkpoint's :func:`measurement_conditions` (its
+    calibration frames are normalised by the checkpoint's rule, and the accuracy-controlled
+    recipe validates at its threshold: the same weights under another normalisation
+    quantise to other ranges).
 
     NNCF's version is recorded in the accuracy record, not here: a machine that only
     runs the IR does not need NNCF installed.
@@ -129,10 +132,11 @@ def int8_fingerprint(digest: str, stride: int, recipe: str = INT8_RECIPE) -> Fin
         backend=NAME,
         precision="int8",
         input_shape=(1, 1, -1, -1),
-        shape_range=((MIN_BLOCKS * stride,) * 2, (MAX_FRAME_SIDE, MAX_FRAME_SIDE)),
+        shape_range=((MIN_BLOCKS * info.model.stride,) * 2, (MAX_FRAME_SIDE, MAX_FRAME_SIDE)),
         weights_sha256=digest,
         recipe=recipe,
         versions={"openvino": ov.__version__},
+        conditions={key: json.dumps(value, sort_keys=True) for key, value in measurement_conditions(info).items()},
     )
 
 
@@ -487,7 +491,7 @@ def build_int8(
 
     path, digest = int8_path(model, info, options)
     recipe = INT8_RECIPE_AC if validation is not None else INT8_RECIPE
-    expected = int8_fingerprint(digest, info.model.stride, recipe)
+    expected = int8_fingerprint(info, digest, recipe)
     reason = "forced" if force else rebuild_reason(path, expected)
     if reason is None:
         log.info("INT8 IR %s is up to date", path)
@@ -521,7 +525,7 @@ def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
     path, digest = int8_path(model, info, options)
     found = load_fingerprint(path)
     recipe = found.recipe if found is not None and found.recipe in INT8_RECIPES else INT8_RECIPE
-    reason = rebuild_reason(path, int8_fingerprint(digest, info.model.stride, recipe))
+    reason = rebuild_reason(path, int8_fingerprint(info, digest, recipe))
     if reason is not None:
         if not path.is_file():
             reason = f"no INT8 IR for these weights in {path.parent}"

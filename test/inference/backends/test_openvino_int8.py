@@ -10,6 +10,7 @@ NNCF for real.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -114,6 +115,27 @@ def test_fingerprint_mismatch_rebuilds_and_drops_the_old_accuracy(tiny_model, ca
     assert built and len(fake_quantize) == 2 and "fingerprint mismatch" in caplog.text
     assert int8.load_accuracy(path) is None
     assert int8.cached_int8(model, info, _opts(cache))[0] == path
+
+
+def test_same_weights_under_another_normalisation_are_quantised_again(tiny_model, cache, fake_quantize):
+    """The calibration frames are normalised by the checkpoint's rule: the same weights
+    saved with another normalisation (or threshold) must not reuse ranges measured under
+    the first one."""
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    other = dataclasses.replace(info, norm=dataclasses.replace(info.norm, knee=info.norm.knee * 2.0))
+    assert int8.int8_path(model, other, _opts(cache))[0] == path  # same weights, same file
+    with pytest.raises(BackendError, match=r"conditions\.norm"):
+        int8.cached_int8(model, other, _opts(cache))
+    _, built = int8.build_int8(model, other, _opts(cache), _frames(CALIB_FRAMES))
+    assert built and len(fake_quantize) == 2
+    assert int8.cached_int8(model, other, _opts(cache))[0] == path
+    # an IR whose fingerprint predates the conditions is rebuilt once, too
+    stored = json.loads(fingerprint_path(path).read_text())
+    del stored["conditions"]
+    fingerprint_path(path).write_text(json.dumps(stored))
+    with pytest.raises(BackendError, match=r"conditions\.norm: None ->"):
+        int8.cached_int8(model, other, _opts(cache))
 
 
 def test_the_head_and_for_global_inputs_the_first_layer_stay_fp32(tiny_model, fp32_ir):
