@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Writes a JSON file that a training source names as `hard:` (see config/train/). "
         "Mine training splits only, never the split you report on.",
     )
-    add_model_on_data(p, "train", f"score threshold (default: {MINING_THRESHOLD})")
+    add_model_on_data(p, "train", f"score threshold (default: {MINING_THRESHOLD}, or the checkpoint's own where lower)")
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     p.set_defaults(func=run)
 

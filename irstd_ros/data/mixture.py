@@ -127,11 +127,17 @@ def load_hard_examples(
             raise ConfigError(f"cannot read hard examples {path}: {exc}") from None
         if not isinstance(report, dict) or report.get("format") != HARD_FORMAT:
             raise ConfigError(f"{path} is not a hard-example file ({HARD_FORMAT}, from `irstd mine`)")
-        for stem, entry in report.get("frames", {}).items():
-            if stem not in index:
-                continue
-            for kind in ("false", "miss") if misses else ("false",):
-                places.extend((index[stem], float(y), float(x)) for y, x, *_ in entry.get(kind, []))
+        try:
+            for stem, entry in report.get("frames", {}).items():
+                if stem not in index:
+                    continue
+                for kind in ("false", "miss") if misses else ("false",):
+                    places.extend((index[stem], float(y), float(x)) for y, x, *_ in entry.get(kind, []))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{path}: damaged hard-example file ({exc}); expected frames of "
+                "{stem: {\"false\": [[y, x, score], ...], \"miss\": [...]}}, as `irstd mine` writes"
+            ) from None
     if not places:
         raise ConfigError(f"{', '.join(map(str, paths))}: no hard example in this source's frames")
     return tuple(places)
@@ -223,12 +229,15 @@ class MixtureSamples(torch.utils.data.Dataset):
         bank: list[BankTarget] = []
         max_area = (augment_cfg or AugmentConfig()).paste.max_area
         for spec in specs:
+            if bool(spec.hard) != (spec.hard_prob > 0):  # one without the other would do nothing
+                raise ConfigError(
+                    f"data source {spec.root}: hard (mined files, `irstd mine`) and hard_prob > 0 "
+                    f"(the share of its crops on their places) go together, got hard "
+                    f"{[str(h) for h in spec.hard]} and hard_prob {spec.hard_prob}"
+                )
             pairs = find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))
             items = IRSTDDataset(pairs).items
-            hard = (
-                load_hard_examples(spec.hard, items, spec.hard_misses)
-                if spec.hard and spec.hard_prob > 0 else ()
-            )
+            hard = load_hard_examples(spec.hard, items, spec.hard_misses) if spec.hard else ()
             sources.append(
                 Source(items, spec.weight, spec.implant_prob, hard, spec.hard_prob, spec.teacher, spec.paste_prob)
             )

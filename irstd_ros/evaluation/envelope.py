@@ -32,7 +32,7 @@ from irstd_ros.core.paths import atomic_path, write_text_atomic
 from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.inference.backends.base import Backend
-from irstd_ros.sim.implant import TRUTH_FRACTION, ImplantConfig, render_target
+from irstd_ros.sim.implant import TRUTH_FRACTION, ImplantConfig, clipped, render_target
 from irstd_ros.sim.scenes import make_scene
 from irstd_ros.sim.sensor import SensorConfig, encode
 
@@ -148,9 +148,9 @@ def envelope_frame(
             continue
         placed.append((x, y))
         x0, y0, patch = render_target(rng, implant, x, y, size == POINT)
-        ph, pw = patch.shape
-        counts[y0 : y0 + ph, x0 : x0 + pw] += amplitude * patch
-        mask[y0 : y0 + ph, x0 : x0 + pw] |= patch >= TRUTH_FRACTION
+        frame, inside = clipped(x0, y0, patch.shape, shape)  # a large target may cross the edge
+        counts[frame] += amplitude * patch[inside]
+        mask[frame] |= patch[inside] >= TRUTH_FRACTION
     return counts, mask
 
 

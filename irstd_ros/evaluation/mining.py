@@ -32,9 +32,10 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
     plus a description of the run and counts; frames without a hard example are left out.
 
     ``cfg`` as for :func:`~irstd_ros.evaluation.evaluate.evaluate` (its ``split`` should be
-    a training split); ``threshold`` None is :data:`MINING_THRESHOLD`; ``out`` is unused."""
-    backend, norm, _, described = build_scorer(cfg)
-    threshold = MINING_THRESHOLD if cfg.threshold is None else cfg.threshold
+    a training split); ``threshold`` None is :data:`MINING_THRESHOLD`, or the checkpoint's
+    own threshold where that is lower (what it raises at run time is mined); ``out`` is unused."""
+    backend, norm, operating, described = build_scorer(cfg)
+    threshold = min(MINING_THRESHOLD, operating) if cfg.threshold is None else cfg.threshold
     frames: dict[str, dict[str, list[list[float]]]] = {}
     n_images = n_false = n_miss = 0
     for stem, _, truth, prob in scored_frames(cfg, backend, norm, "mine"):

@@ -116,8 +116,14 @@ def clipped(x0: int, y0: int, patch_shape: tuple[int, ...], frame_shape: tuple[i
 
 def reserve(taken: np.ndarray, frame: Window, support: np.ndarray) -> None:
     """Mark a placed target's ``support`` (in ``frame``'s window), dilated by
-    ``SEPARATION_PX``, as taken for later targets."""
-    taken[frame] |= ndimage.binary_dilation(support, iterations=SEPARATION_PX)
+    ``SEPARATION_PX``, as taken for later targets. The dilation reaches past the window
+    (clipped to the frame): a target's box is often its support's own extent."""
+    ys, xs = frame
+    y0, x0 = max(ys.start - SEPARATION_PX, 0), max(xs.start - SEPARATION_PX, 0)
+    y1, x1 = min(ys.stop + SEPARATION_PX, taken.shape[0]), min(xs.stop + SEPARATION_PX, taken.shape[1])
+    grown = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    grown[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = support
+    taken[y0:y1, x0:x1] |= ndimage.binary_dilation(grown, iterations=SEPARATION_PX)
 
 
 def implant_targets(

@@ -167,3 +167,19 @@ def test_source_values_of_the_wrong_type_or_range_are_one_config_error(entry, wo
     assert words in str(info.value)
     spec = SourceSpec.from_dict({"root": "x", "weight": "2", "implant_prob": 1, "split": None})
     assert (spec.root, spec.weight, spec.implant_prob, spec.split) == (Path("x"), 2.0, 1.0, None)
+
+
+def test_hard_files_and_hard_prob_go_together(tmp_path):
+    # either alone used to be dropped without a word: no crop was ever put on a mined place
+    root = write_dataset(tmp_path / "d", _frames(2), {"train": ["f0", "f1"]})
+    hard = _hard_file(tmp_path / "hard.json", {"f1": {"false": [[20, 30, 0.9]]}})
+    for spec in (SourceSpec(root, "train", hard=(hard,)), SourceSpec(root, "train", hard_prob=0.3)):
+        with pytest.raises(ConfigError, match="hard .* and hard_prob > 0 .* go together"):
+            MixtureSamples.from_specs([spec], CROP, 4, InputNorm(kind="robust"))
+
+
+@pytest.mark.parametrize("frames", [{"a": [[1, 2, 3]]}, {"a": {"false": [[1]]}}, {"a": {"miss": 5}}, [["a"]]])
+def test_a_damaged_hard_example_file_is_one_config_error(tmp_path, frames):
+    items = [(np.zeros(SIZE), np.zeros(SIZE, bool), "a")]
+    with pytest.raises(ConfigError, match="h.json: damaged hard-example file"):
+        load_hard_examples(_hard_file(tmp_path / "h.json", frames), items)

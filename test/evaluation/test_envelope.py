@@ -62,3 +62,13 @@ def test_report_grid_and_files(tmp_path):
     files = write_envelope(report, tmp_path, "oracle")
     assert json.loads(files[0].read_text())["config"]["width"] == 160
     assert files[1].stat().st_size > 5000
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_targets_larger_than_the_edge_margin_are_clipped_at_the_frame_edge(seed):
+    # an 800 px target is ~50 px across: placed 16 px from the edge, it crosses it (it was
+    # a broadcast ValueError); what stays inside keeps its signal under its mask
+    cfg = EnvelopeConfig(width=96, height=80, targets_per_frame=3)
+    counts, truth = envelope_frame(cfg, "flat", "800", 30.0, np.random.default_rng(seed))
+    assert counts.shape == truth.shape == (80, 96)
+    assert truth.any() and (counts[truth] - 3000.0).min() > 0

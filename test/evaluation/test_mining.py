@@ -68,3 +68,27 @@ def test_peak_near_looks_within_the_matching_distance():
     assert peak_near(prob, 10.2, 10.6) == 0.9  # 3 px away: the component it belongs to
     assert peak_near(prob, 10.0, 9.0) == 0.0  # 5 px: another place
     assert peak_near(prob, 1.0, 1.4) == 0.5  # clipped at the frame's edge
+
+
+class _LowThresholdBackend:
+    """Scores bright pixels 0.25: above a checkpoint threshold of 0.2, below 0.3."""
+
+    name = "low"
+
+    def predict(self, x):
+        return np.where(x > 3.0, 0.25, 0.0).astype(np.float32)
+
+
+def test_a_checkpoint_with_a_low_threshold_is_mined_at_its_own(data, monkeypatch):
+    """What the node raises at 0.2 is a false target, and what it finds at 0.2 no miss,
+    though both score under the default mining threshold 0.3."""
+    from irstd_ros.core.normalization import InputNorm
+    from irstd_ros.evaluation import mining
+
+    monkeypatch.setattr(mining, "build_scorer", lambda cfg: (_LowThresholdBackend(), InputNorm(kind="robust"), 0.2, {}))
+    report = mine_hard_examples(EvalConfig(data=data, split="train", out=None))
+    assert report["threshold"] == 0.2
+    assert report["false_targets"] == 1 and report["missed_targets"] == 1  # a's blob; a's flat patch
+    assert set(report["frames"]) == {"a"}
+    explicit = mine_hard_examples(EvalConfig(data=data, split="train", threshold=0.3, out=None))
+    assert explicit["threshold"] == 0.3 and explicit["false_targets"] == 0 and explicit["missed_targets"] == 2

@@ -17,6 +17,7 @@ from irstd_ros.sim.implant import (
     Implanted,
     implant_targets,
     render_target,
+    reserve,
 )
 
 # Uniform placement (no gradient search) unless a test says otherwise.
@@ -101,6 +102,21 @@ def test_new_targets_keep_away_from_existing_ones():
     new = out_mask & ~mask
     assert new.sum() == sum(t.area for t in done)  # implanted targets do not overlap either
     assert not (new & ndimage.binary_dilation(mask, iterations=SEPARATION_PX)).any()
+
+
+def test_a_placed_target_reserves_its_separation_beyond_its_own_box():
+    """The footprint a target reserves is its support dilated by SEPARATION_PX, also where
+    that reaches past the window it was drawn in (a pasted target's box is its extent)."""
+    taken = np.zeros((40, 40), bool)
+    support = np.ones((3, 3), bool)
+    reserve(taken, (slice(10, 13), slice(20, 23)), support)
+    expected = np.zeros((40, 40), bool)
+    expected[10:13, 20:23] = True
+    assert np.array_equal(taken, ndimage.binary_dilation(expected, iterations=SEPARATION_PX))
+    # at the frame's corner the dilation is clipped to the frame
+    corner = np.zeros((40, 40), bool)
+    reserve(corner, (slice(0, 3), slice(0, 3)), support)
+    assert corner[: 3 + SEPARATION_PX, 0].all() and not corner[3 + SEPARATION_PX, 0]
 
 
 def test_no_room_means_no_targets_and_unchanged_frame():
