@@ -86,6 +86,8 @@ def array_to_image_fields(arr: np.ndarray, encoding: str) -> dict[str, Any]:
 
     Returns ``height, width, encoding, is_bigendian, step, data`` (``data`` as an
     ``array.array('B')``) to be set on a message object, little-endian, no row padding.
+    An array of another dtype is converted only if every value survives the conversion
+    (``bad_value`` otherwise: 300 or 0.5 as mono8, -1 as mono16, 1e40 as 32FC1).
     """
     enc = ENCODINGS.get(encoding)
     if enc is None:
@@ -98,6 +100,8 @@ def array_to_image_fields(arr: np.ndarray, encoding: str) -> dict[str, Any]:
         )
     if encoding.startswith("bgr"):
         arr = arr[..., [2, 1, 0, 3][: enc.channels]]
+    if arr.dtype != enc.dtype:
+        _check_representable(arr, enc.dtype, encoding)
     out = np.ascontiguousarray(arr, dtype=enc.dtype.newbyteorder("<"))
     h, w = out.shape[:2]
     return {
@@ -108,6 +112,23 @@ def array_to_image_fields(arr: np.ndarray, encoding: str) -> dict[str, Any]:
         "step": w * enc.channels * enc.dtype.itemsize,
         "data": _byte_array(out),
     }
+
+
+def _check_representable(arr: np.ndarray, dtype: np.dtype, encoding: str) -> None:
+    """Raise ``bad_value`` unless every value of ``arr`` is exactly held by ``dtype`` (a
+    finite value stays finite in a float encoding)."""
+    with np.errstate(all="ignore"):
+        cast = arr.astype(dtype)
+        if dtype.kind == "f":
+            ok = bool((np.isfinite(cast) == np.isfinite(arr)).all())
+        else:
+            ok = bool(np.array_equal(cast.astype(arr.dtype), arr))
+    if not ok:
+        raise ImageConversionError(
+            "bad_value",
+            f"{arr.dtype} array holds values {encoding} ({dtype}) cannot represent "
+            f"(range {arr.min()}..{arr.max()})",
+        )
 
 
 def _byte_array(arr: np.ndarray) -> array.array[int]:

@@ -21,6 +21,7 @@ TARGET_FIELDS = (
     "id", "score", "x", "y", "width", "height", "centroid_x", "centroid_y", "area",
     "peak_intensity", "mean_intensity", "local_contrast", "snr",
 )
+_TARGET_UINT_FIELDS = frozenset({"id", "x", "y", "width", "height", "area"})  # uint32 in Target.msg
 _RCLPY_MODULES = {  # full type name -> (module, class)
     "geometry_msgs/msg/Point": ("geometry_msgs.msg", "Point"),
     "geometry_msgs/msg/Pose": ("geometry_msgs.msg", "Pose"),
@@ -112,7 +113,7 @@ def targets_array(types: Types, header: Any, targets: Iterable[Any]) -> Any:
     for tgt in targets:
         values = {}
         for name in TARGET_FIELDS:
-            v = getattr(tgt, name)
-            values[name] = float(v) if isinstance(v, float) else int(v)
+            v = getattr(tgt, name)  # by the field's type: a numpy float32 score is no int
+            values[name] = int(v) if name in _TARGET_UINT_FIELDS else float(v)
         items.append(types["irstd_ros/msg/Target"](**values))
     return types["irstd_ros/msg/TargetArray"](header=header, targets=items)

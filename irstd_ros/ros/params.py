@@ -7,6 +7,7 @@ run-time changes with :func:`validate`, and the README's parameter table and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +78,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("qos.depth", QOS_DEPTH, "image subscription depth: frames DDS keeps until the executor takes them, so a late executor loses none unseen; the node's own queue (input.queue_size) then keeps the newest and counts the rest", min=1, max=100, read_only=True),
     ParamSpec("publish.overlay", False, "also publish an annotated bgr8 image on 'overlay'"),
     ParamSpec("tracking.enabled", True, "track the detections and publish 'tracks' and 'target_tracks'"),
-    ParamSpec("tracking.gate_px", _TRACK.gate_px, "association gate around a track's predicted position, px (widens with its uncertainty)", min=0.1, max=10_000.0),
+    ParamSpec("tracking.gate_px", _TRACK.gate_px, "association gate around a track's predicted position, px (a tentative track's widens with its uncertainty; a confirmed one's never)", min=0.1, max=10_000.0),
     ParamSpec("tracking.confirm_m", _TRACK.confirm_m, "M of M-of-N: detections a track needs within its first N frames to be confirmed", min=1, max=1000),
     ParamSpec("tracking.confirm_n", _TRACK.confirm_n, "N of M-of-N: frames from a track's birth to reach M detections, else it is dropped", min=1, max=1000),
     ParamSpec("tracking.max_coast_s", _TRACK.max_coast_s, "seconds a track is kept without a detection (a young track, or one predicted outside the image)", min=0.0, max=3600.0),
@@ -110,6 +111,8 @@ def validate(
             return f"{name} must be an integer, got {value!r}"
         if value != value:  # NaN
             return f"{name} must not be NaN"
+        if not math.isfinite(value):  # input.low/high have no range: inf would scale to 0
+            return f"{name} must be finite, got {value}"
         if spec.min is not None and value < spec.min or spec.max is not None and value > spec.max:
             return f"{name} must be in [{spec.min}, {spec.max}], got {value}"
     merged = {**current, name: value}
@@ -135,7 +138,8 @@ def validate(
 def parse_override(text: str) -> tuple[str, Any]:
     """``NAME:=VALUE`` (a node parameter, as ``--ros-args -p`` takes it) -> (name, value).
 
-    The value is read as YAML, the way ROS reads ``-p`` values, and checked against
+    The value is read the way ROS reads ``-p`` values (YAML, with rcl's numbers: ``1e4`` a
+    float, ``1_000`` a string), and checked against
     :data:`PARAMS` alone (the cross-checks between parameters are the node's, at start);
     an unknown name is refused with the closest known ones.
     """
@@ -154,6 +158,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: cannot read {raw!r} as a value ({exc})") from exc
+    numeric = isinstance(SPECS[name].default, (int, float)) and not isinstance(SPECS[name].default, bool)
+    if numeric and (isinstance(value, str) or "_" in raw):  # ROS: 1e4 a number, 1_000 a string
+        value = _rcl_number(raw, value if isinstance(value, str) else raw)
     if isinstance(SPECS[name].default, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(SPECS[name].default, str) and not isinstance(value, str):
@@ -162,3 +169,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     if reason is not None:
         raise ConfigError(reason)
     return name, value
+
+
+def _rcl_number(raw: str, value: str) -> Any:
+    """An unquoted scalar YAML 1.1 reads as a string but ROS as a number (rcl: ``strtol``
+    base 0, then ``strtod``): ``1e4``, ``1e-3``; else ``value`` unchanged."""
+    if "_" in raw or raw.strip() != raw or raw[:1] in "'\"":
+        return value
+    try:
+        return int(raw, 0)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        return value

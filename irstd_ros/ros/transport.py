@@ -28,7 +28,8 @@ PROFILE_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"
 FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
 # Fast DDS before 2.13 has no FASTDDS_BUILTIN_TRANSPORTS (Humble: 2.6, Iron: 2.10).
 NO_BUILTIN_TRANSPORTS_DISTROS = ("humble", "iron")
-# Set by the user: the transport is configured, no hint.
+# Set by the user: the transport is configured, no hint (where this distribution's Fast DDS
+# reads the variable: :func:`configured_env`).
 CONFIGURED_ENV = (*PROFILE_ENV, "FASTDDS_BUILTIN_TRANSPORTS")
 
 
@@ -42,6 +43,15 @@ def profile_env_var(distro: str | None = None) -> str:
     (``ROS_DISTRO`` by default; unset, as with the PyPI wheels, means Fast DDS 3)."""
     distro = os.environ.get("ROS_DISTRO", "") if distro is None else distro
     return PROFILE_ENV[1] if distro.lower() in FAST_DDS_2_DISTROS else PROFILE_ENV[0]
+
+
+def configured_env(distro: str) -> tuple[str, ...]:
+    """The variables of :data:`CONFIGURED_ENV` this distribution's Fast DDS reads: Fast DDS 2
+    reads no ``FASTDDS_DEFAULT_PROFILES_FILE``, and Humble's and Iron's no
+    ``FASTDDS_BUILTIN_TRANSPORTS``; set there, they leave the default transport."""
+    distro = distro.lower()
+    names = PROFILE_ENV[1:] if distro in FAST_DDS_2_DISTROS else PROFILE_ENV
+    return names if distro in NO_BUILTIN_TRANSPORTS_DISTROS else (*names, "FASTDDS_BUILTIN_TRANSPORTS")
 
 
 def profile_path() -> Path:
@@ -74,12 +84,13 @@ def large_frame_hint(
     frame_bytes: int, rmw: str, environ: Mapping[str, str] = os.environ
 ) -> str | None:
     """A one-line hint when Fast DDS runs with its default transport and a frame is larger
-    than its default shared-memory segment; None otherwise."""
+    than its default shared-memory segment; None otherwise. Only the variables this
+    ``ROS_DISTRO``'s Fast DDS reads count as configuring it (:func:`configured_env`)."""
     if not rmw.startswith("rmw_fastrtps") or frame_bytes <= FAST_DDS_DEFAULT_SEGMENT_BYTES:
         return None
-    if any(environ.get(k) for k in CONFIGURED_ENV):
-        return None
     distro = environ.get("ROS_DISTRO", "").lower()
+    if any(environ.get(k) for k in configured_env(distro)):
+        return None
     alternative = "" if distro in NO_BUILTIN_TRANSPORTS_DISTROS else " (or FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA)"
     return (
         f"frames of {frame_bytes / 1e3:.0f} kB exceed Fast DDS's default "

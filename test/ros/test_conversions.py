@@ -110,3 +110,33 @@ def test_encoded_data_is_the_byte_array_rclpy_takes_without_checking_each_byte()
     for key, value in fields.items():
         setattr(msg, key, value)
     np.testing.assert_array_equal(image_to_array(msg), arr)
+
+
+@pytest.mark.parametrize(
+    ("arr", "encoding"),
+    [
+        (np.array([[300, 1]]), "mono8"),  # wrapped to 44
+        (np.array([[0.5, 1.0]], np.float32), "mono8"),  # truncated to 0
+        (np.array([[-1, 7]]), "mono16"),  # wrapped to 65535
+        (np.array([[np.nan, 1.0]]), "16UC1"),
+        (np.array([[1e40, 1.0]]), "32FC1"),  # overflows to inf
+    ],
+)
+def test_encode_refuses_values_the_encoding_cannot_hold(arr, encoding):
+    with pytest.raises(ImageConversionError) as err:
+        array_to_image_fields(arr, encoding)
+    assert err.value.kind == "bad_value"
+
+
+@pytest.mark.parametrize(
+    ("arr", "encoding"),
+    [
+        (np.array([[True, False]]), "mono8"),
+        (np.array([[255, 0]]), "mono8"),
+        (np.array([[2.0, 65535.0]]), "mono16"),
+        (np.array([[0.25, -3.5]]), "32FC1"),
+    ],
+)
+def test_encode_converts_other_dtypes_whose_values_fit(arr, encoding):
+    out = image_to_array(SimpleNamespace(**array_to_image_fields(arr, encoding)))
+    np.testing.assert_array_equal(out, arr.astype(ENCODINGS[encoding].dtype))

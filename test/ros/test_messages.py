@@ -39,3 +39,20 @@ def test_rclpy_and_rosbags_messages_agree():
     bag_t = targets_array(store.types, bag_header, [TARGET]).targets[0]
     for name in ("id", "area", "snr", "centroid_x", "peak_intensity"):
         assert getattr(live_t, name) == pytest.approx(getattr(bag_t, name))
+
+
+def test_target_fields_follow_the_message_types_not_the_values_types():
+    import dataclasses
+
+    import numpy as np
+
+    store = typestore()
+    bag_header = store.types["std_msgs/msg/Header"](
+        stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=2), frame_id="cam")
+    # a numpy float32 score (no Python float) was int()-ed to 0; an int intensity stayed int
+    odd = dataclasses.replace(TARGET, score=np.float32(0.75), peak_intensity=200, snr=np.float32(2.5))
+    for types, header in ((rclpy_types(), Header(frame_id="cam")), (store.types, bag_header)):
+        t = targets_array(types, header, [odd]).targets[0]
+        assert (t.score, t.peak_intensity, t.snr) == (0.75, 200.0, 2.5)
+        assert type(t.score) is float and type(t.peak_intensity) is float
+        assert type(t.id) is int and type(t.area) is int

@@ -41,6 +41,8 @@ def test_defaults_are_valid():
     [
         ("detection.threshold", 1.5, "in \\[-1.0, 1.0\\]"),
         ("detection.threshold", float("nan"), "NaN"),
+        ("input.high", float("inf"), "finite"),  # fixed scaling would map every frame to 0
+        ("input.low", float("-inf"), "finite"),
         ("detection.min_area", 0, "in \\[1"),
         ("detection.min_area", 2.5, "integer"),
         ("detection.max_area", "big", "number"),
@@ -97,6 +99,9 @@ def test_tracker_thresholds_left_to_the_checkpoint_are_checked_against_its_own()
         ("model.path:=", ("model.path", "")),
         ("model.path:=1.5", ("model.path", "1.5")),  # strings stay as typed
         ("qos.reliability:=best_effort", ("qos.reliability", "best_effort")),
+        ("input.high:=1e4", ("input.high", 10000.0)),  # rcl: strtod; YAML 1.1: a string
+        ("tracking.min_score:=1e-3", ("tracking.min_score", 0.001)),
+        ("detection.min_area:=0x10", ("detection.min_area", 16)),
     ],
 )
 def test_overrides_are_read_as_ros_reads_them(text, expected):
@@ -114,8 +119,51 @@ def test_overrides_are_read_as_ros_reads_them(text, expected):
         ("qos.depth:=0", "in \\[1"),
         ("qos.depth:=[1", "cannot read"),
         ("publish.overlay:=1", "bool"),
+        ("input.high:=.inf", "finite"),
+        ("input.high:='1e4'", "number"),  # quoted: a string for ROS too
+        ("qos.depth:=1_0", "number"),  # rcl reads 1_0 as a string, YAML 1.1 as 10
+        ("detection.min_area:=1e2", "integer"),  # a double for ROS
     ],
 )
 def test_bad_overrides_are_refused_with_a_reason(text, reason):
     with pytest.raises(ConfigError, match=reason):
         parse_override(text)
+
+
+def readme_parameter_rows():
+    """name -> (default cell, change cell, names sharing the row) of README's 'Parameters'."""
+    import re
+
+    section = (ROOT / "README.md").read_text().split("\n## Parameters", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        names: list[str] = []
+        for n in re.findall(r"`([^`]+)`", cells[0]):  # `a.b`, `c` (a.c), `_high` (a.b_high)
+            if "." in n:
+                names.append(n)
+            elif n.startswith("_"):
+                names.append(re.sub(r"_[a-z]+$", n, names[-1]))
+            else:
+                names.append(names[0].rsplit(".", 1)[0] + "." + n)
+        for n in names:
+            rows[n] = (cells[1], cells[3], len(names))
+    return rows
+
+
+def test_readme_parameter_table_matches_the_parameters():
+    rows = readme_parameter_rows()
+    assert set(rows) == set(SPECS)
+    for p in PARAMS:
+        default, change, shared = rows[p.name]
+        assert change == ("restart" if p.read_only else "run time"), p.name
+        if shared == 1:
+            want = str(p.default).lower() if isinstance(p.default, bool) else str(p.default) or "''"
+            assert default == f"`{want}`", p.name
+
+
+def test_gate_description_says_only_a_tentative_tracks_gate_widens():
+    # the tracker never widens a confirmed track's gate (irstd_ros/tracking/tracker.py)
+    assert "tentative" in SPECS["tracking.gate_px"].description

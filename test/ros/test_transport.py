@@ -70,3 +70,24 @@ def test_node_hints_once_on_large_frames_with_fast_dds_defaults(rclpy_context, c
     finally:
         h.close()
     assert log.count("warning", "shared-memory segment") == (0 if configured else 1)
+
+
+@pytest.mark.parametrize(("distro", "env"), [
+    ("jazzy", {"FASTDDS_DEFAULT_PROFILES_FILE": "/p.xml"}),  # Fast DDS 2 reads FASTRTPS_...
+    ("humble", {"FASTDDS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+    ("humble", {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}),  # Fast DDS 2.6 has none
+    ("iron", {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}),
+])
+def test_hint_stays_when_the_variable_set_is_one_this_fast_dds_ignores(distro, env):
+    hint = transport.large_frame_hint(FRAME_640X512_MONO16, FAST_DDS, {"ROS_DISTRO": distro, **env})
+    assert hint is not None and "FASTRTPS_DEFAULT_PROFILES_FILE=" in hint
+
+
+@pytest.mark.parametrize(("distro", "env"), [
+    ("jazzy", {"FASTRTPS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+    ("jazzy", {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}),  # Fast DDS 2.14 has it
+    ("humble", {"FASTRTPS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+    ("kilted", {"FASTDDS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+])
+def test_no_hint_when_this_fast_dds_reads_the_variable_set(distro, env):
+    assert transport.large_frame_hint(FRAME_640X512_MONO16, FAST_DDS, {"ROS_DISTRO": distro, **env}) is None
