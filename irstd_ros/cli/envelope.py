@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         for row in report["snr_at_pd90"]:
             snr = row["snr_at_pd90"]
             print(f"{row['scene']:9s} {row['encoding']:7s} {row['size']:6s} Pd>=0.9 at SNR "
-                  + (f"{snr:.1f}" if snr is not None else "never"))
+                  + ("never" if snr is None else f"<= {snr:.1f}" if row.get("below_grid") else f"{snr:.1f}"))
         for k, v in report["false_targets_per_frame"].items():
             print(f"false targets per frame {k}: {v:.3f}")
         for f in files:

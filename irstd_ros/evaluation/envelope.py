@@ -82,8 +82,13 @@ class EnvelopeConfig:
             raise ConfigError(f"snrs must be positive numbers, got {list(self.snrs)}")
         if not self.sizes:
             raise ConfigError("sizes must not be empty")
+        side = min(self.width, self.height) - 2 * EDGE_MARGIN_PX
         for size in self.sizes:
-            check_size(size)
+            if check_size(size) != POINT and float(size) > side * side:
+                raise ConfigError(
+                    f"size {size} px does not fit a {self.width}x{self.height} frame: extended "
+                    f"targets must be <= {side * side} px ({side} px square inside the margins)"
+                )
         for name, valid in (("scenes", SCENE_TYPES), ("encodings", ENVELOPE_ENCODINGS)):
             bad = [v for v in getattr(self, name) if v not in valid]
             if bad or not getattr(self, name):
@@ -156,7 +161,8 @@ def envelope_frame(
 
 def snr_at_pd(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> float | None:
     """Smallest SNR where Pd reaches ``goal`` (interpolated between grid points in SNR
-    order, whatever order they come in), None if never."""
+    order, whatever order they come in), None if never. Where the lowest grid SNR already
+    reaches it, that SNR is returned: an upper bound (:func:`reached_below_grid`)."""
     pairs = sorted(zip(snrs, pds))
     for i, (s, p) in enumerate(pairs):
         if p >= goal:
@@ -165,6 +171,13 @@ def snr_at_pd(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> flo
             s0, p0 = pairs[i - 1]
             return s0 + (goal - p0) / (p - p0) * (s - s0)
     return None
+
+
+def reached_below_grid(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> bool:
+    """Whether Pd already reaches ``goal`` at the lowest grid SNR (so :func:`snr_at_pd` is
+    only an upper bound: the grid says nothing below it)."""
+    pairs = sorted(zip(snrs, pds))
+    return bool(pairs) and pairs[0][1] >= goal
 
 
 def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeConfig) -> dict[str, Any]:
@@ -195,8 +208,10 @@ def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeCon
         for enc in cfg.encodings:
             for size in cfg.sizes:
                 rows = [c for c in cells if (c["scene"], c["encoding"], c["size"]) == (scene, enc, size)]
+                snrs, pds = [c["snr"] for c in rows], [c["pd"] for c in rows]
                 summary.append({"scene": scene, "encoding": enc, "size": size,
-                                "snr_at_pd90": snr_at_pd([c["snr"] for c in rows], [c["pd"] for c in rows])})
+                                "snr_at_pd90": snr_at_pd(snrs, pds),
+                                "below_grid": reached_below_grid(snrs, pds)})
     fpf = {f"{s}/{e}": acc.result()["false_targets_per_frame"] for (s, e), acc in false.items()}
     points = [c for c in cells if c["size"] == POINT and c["snr"] >= 6]
     return {

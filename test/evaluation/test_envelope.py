@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from irstd_ros.core.normalization import InputNorm, noise_sigma
+from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.envelope import (
     POINT,
     EnvelopeConfig,
     envelope_frame,
+    reached_below_grid,
     render_encoding,
     run_envelope,
     snr_at_pd,
@@ -49,6 +51,22 @@ def test_snr_at_pd_interpolates_and_says_never():
     assert snr_at_pd([2, 4], [0.1, 0.5]) is None
     # a grid given out of order (irstd envelope --snrs 30 2 4) is read in SNR order
     assert snr_at_pd([30, 2, 4], [1.0, 0.1, 0.95]) == pytest.approx(2 + 0.8 / 0.85 * 2)
+
+
+def test_a_goal_reached_at_the_lowest_grid_snr_is_marked_an_upper_bound():
+    assert reached_below_grid([4, 2], [1.0, 0.95]) and snr_at_pd([4, 2], [1.0, 0.95]) == 2
+    assert not reached_below_grid([2, 4], [0.5, 1.0])
+    assert not reached_below_grid([], [])
+    cfg = EnvelopeConfig(width=160, height=128, snrs=(30.0, 60.0), sizes=(POINT,), scenes=("flat",),
+                         encodings=("32FC1",), frames=1)
+    row = run_envelope(OracleBackend(), InputNorm(kind="robust", background=32), 0.5, cfg)["snr_at_pd90"][0]
+    assert row["snr_at_pd90"] == 30.0 and row["below_grid"]
+
+
+def test_an_extended_size_that_cannot_fit_the_frame_is_refused():
+    EnvelopeConfig(width=160, height=128, sizes=("9216",)).validate()  # 96 px square fits
+    with pytest.raises(ConfigError, match="does not fit a 160x128 frame"):
+        EnvelopeConfig(width=160, height=128, sizes=("9217",)).validate()
 
 
 def test_report_grid_and_files(tmp_path):
