@@ -207,7 +207,11 @@ class MixtureSamples(torch.utils.data.Dataset):
         self.crop, self.samples, self.norm, self.seed = crop, samples_per_epoch, norm, seed
         self.cfg = augment_cfg or AugmentConfig()
         if not bank and any(s.paste_prob > 0 for s in self.sources):
-            raise ConfigError("paste_prob > 0 needs a bank: set `bank: true` on a source with labelled targets")
+            raise ConfigError(
+                "paste_prob > 0 needs a bank of real targets: `bank: true` on a source whose "
+                f"labelled targets include some of at most {self.cfg.paste.max_area} px with "
+                "background round them (the bank is empty)"
+            )
         self.bank = tuple(bank)
         self.epoch = 0
 

@@ -22,15 +22,14 @@ def random_crop(
 
 
 def pad_to(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reflect-pad image and mask at the bottom/right to at least ``size`` x ``size``."""
+    """Reflect-pad image and mask at the bottom/right to at least ``size`` x ``size``
+    (mirrored again as often as a small frame needs: a target at the edge comes back as
+    mirrored copies, each labelled, never as an edge-repeated stripe)."""
     h, w = img.shape
     ph, pw = max(size - h, 0), max(size - w, 0)
     if ph or pw:
         pad = ((0, ph), (0, pw))
-        if ph < h and pw < w:
-            img, mask = np.pad(img, pad, mode="reflect"), np.pad(mask, pad, mode="reflect")
-        else:
-            img, mask = np.pad(img, pad, mode="edge"), np.pad(mask, pad, mode="edge")
+        img, mask = np.pad(img, pad, mode="reflect"), np.pad(mask, pad, mode="reflect")
     return img, mask
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from irstd_ros.data.transforms import rescale
+from irstd_ros.data.transforms import pad_to, rescale
 
 
 def _scene(side=128):
@@ -38,3 +39,20 @@ def test_same_size_is_a_no_op_and_bad_shapes_are_errors():
     assert out is img and m is mask
     with pytest.raises(ValueError, match="square"):
         rescale(img[:, :100], mask[:, :100], 64)
+
+
+@pytest.mark.parametrize("shape", [(40, 300), (300, 40), (40, 40), (3, 300)])
+def test_padding_a_small_frame_mirrors_an_edge_target_never_smears_it(shape):
+    """A frame under half the crop (SIRST-v2 has 135x96) padded to 256: a target on its
+    bottom/right edge comes back as mirrored copies, not a stripe repeated to the border."""
+    h, w = shape
+    img = np.zeros(shape, np.float32)
+    mask = np.zeros(shape, bool)
+    mask[h - 2 :, w - 3 :] = True
+    img[mask] = 5.0
+    pimg, pmask = pad_to(img, mask, 256)
+    assert pimg.shape[0] >= 256 and pimg.shape[1] >= 256
+    assert np.array_equal(pimg[:h, :w], img) and np.array_equal(pmask[:h, :w], mask)
+    assert np.array_equal(pimg > 0, pmask)  # image and mask stay aligned
+    labels, n = ndimage.label(pmask)
+    assert n > 1 and np.bincount(labels.ravel())[1:].max() <= 4 * mask.sum()
