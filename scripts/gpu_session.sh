@@ -19,6 +19,8 @@
 # Knobs: IRSTD_GPU_BUDGET_S, IRSTD_GPU_RECIPE (large|paper), IRSTD_GPU_COMPILE (1: compile the
 # training network), IRSTD_GPU_GROUPS (pack groups to train on, comma-separated; default
 # nudt_train), IRSTD_GPU_INIT (a checkpoint to start the training from; carry it),
+# IRSTD_GPU_EVAL (the pack group scored after the training, default nudt_test; none: none, for a
+# pack made with irstd pack --no-nudt-test),
 # IRSTD_GPU_SKIP (steps not to run, comma-separated, e.g. probe,bench: the training gets their time),
 # IRSTD_GPU_PACK (default out/pack/irstd_pack.npz), IRSTD_GPU_WORK, PYTHON.
 set -u -o pipefail
@@ -36,6 +38,10 @@ PACK=${IRSTD_GPU_PACK:-$ROOT/out/pack/irstd_pack.npz}
 START=$(date +%s)
 rm -rf "$WORK"
 mkdir -p "$OUT" "$LOGS"
+# this script's own results of an earlier run (a kept $OUT here) must not pass for this run's
+rm -f "$OUT"/summary.json "$OUT"/bench.json "$OUT"/logs.tar.gz "$OUT"/model_fp16.safetensors.part*
+SKIP=${IRSTD_GPU_SKIP:-}
+SKIP=",${SKIP// /},"  # "probe, bench" too
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ "$DRY" == 1 && -x "$ROOT/.venv/bin/python" ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
@@ -55,7 +61,7 @@ left() { echo $(( BUDGET - $(elapsed) )); }
 step() {
     local name=$1 limit=$2; shift 2
     local t0=$(date +%s) rc
-    if [[ ",${IRSTD_GPU_SKIP:-}," == *",$name,"* ]]; then
+    if [[ "$SKIP" == *",$name,"* ]]; then
         echo "== $name: skipped (IRSTD_GPU_SKIP)"
         printf '%s\t%s\t%s\t%s\n' "$name" 125 0 "$limit" >>"$WORK/steps.tsv"
         return 0
@@ -97,9 +103,10 @@ COMPILE=()
 [[ "${IRSTD_GPU_COMPILE:-0}" == 1 ]] && COMPILE=(--compile)
 [[ -n "${IRSTD_GPU_GROUPS:-}" ]] && TRAIN_ARGS+=(--train-groups "$IRSTD_GPU_GROUPS")
 [[ -n "${IRSTD_GPU_INIT:-}" ]] && TRAIN_ARGS+=(--init "$IRSTD_GPU_INIT")
+[[ -n "${IRSTD_GPU_EVAL:-}" ]] && TRAIN_ARGS+=(--eval-group "$IRSTD_GPU_EVAL")
 
 step env "$T_ENV" "$PYTHON" -m irstd_ros.tools.gpu_session env --out "$WORK/env.json"
-nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true
+timeout -k 5 20 nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true
 
 step pytest_gpu "$T_PYTEST" "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra" \
     --continue-on-collection-errors "${PYTEST_PATHS[@]}"

@@ -37,6 +37,14 @@ def test_round_trip_keeps_weights_and_config(tiny_ckpt):
         assert torch.equal(v, loaded.state_dict()[k])
 
 
+def test_a_saved_checkpoint_is_readable_as_any_new_file_is(tiny_ckpt, tmp_path):
+    """safetensors writes its files 0600; a checkpoint gets the umask's usual mode."""
+    path, _ = tiny_ckpt
+    probe = tmp_path / "probe.txt"
+    probe.write_text("x")
+    assert path.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope.safetensors")

@@ -12,6 +12,7 @@ from irstd_ros.data.pack import (
     DEFAULT_NUDT,
     DEFAULT_OUT,
     DEFAULT_SIRST,
+    NUDT_SPLITS,
     RANDOM_CROPS,
     TARGET_CROPS,
     PackConfig,
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pack",
         help="write NUDT-SIRST train/test and SIRST-v2 crops into one compressed .npz",
         description="One file for a GPU machine (irstd train-gpu --pack FILE): NUDT-SIRST "
-        "50_50 train and test at full resolution and 256x256 crops of SIRST-v2 splits/train.txt. "
+        "50_50 train and test (--no-nudt-test: train only) at full resolution and 256x256 crops of "
+        "SIRST-v2 splits/train.txt. "
         "Write it to an ignored path (default out/pack/): it is never committed.",
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output .npz (default {DEFAULT_OUT})")
@@ -32,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sirst", type=Path, default=DEFAULT_SIRST, help=f"SIRST-v2 root (default {DEFAULT_SIRST})")
     p.add_argument("--no-nudt", action="store_true", help="leave NUDT-SIRST out")
     p.add_argument("--no-sirst", action="store_true", help="leave SIRST-v2 out")
+    p.add_argument("--no-nudt-test", action="store_true",
+                   help="leave NUDT-SIRST test out (a smaller pack; train with --eval-group none, score it here)")
     p.add_argument("--crop", type=positive_int, default=CROP, help=f"SIRST-v2 crop side, px (default {CROP})")
     p.add_argument("--target-crops", type=non_negative_int, default=TARGET_CROPS, help="SIRST-v2 crops with a target per frame")
     p.add_argument("--random-crops", type=non_negative_int, default=RANDOM_CROPS, help="random SIRST-v2 crops per frame")
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         nudt=None if args.no_nudt else args.nudt,
         sirst=None if args.no_sirst else args.sirst,
         crop=args.crop, target_crops=args.target_crops, random_crops=args.random_crops, seed=args.seed,
+        nudt_splits=("train",) if args.no_nudt_test else NUDT_SPLITS,
     )
     print(json.dumps(build_pack(cfg)))
     return 0

@@ -8,6 +8,7 @@ creates and removes a temporary file instead."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -54,6 +55,14 @@ def output_dir_problem(path: Path) -> str | None:
     return creation_problem(path)
 
 
+@functools.cache
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask (read once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` (same folder, same suffix, so writers that go by
@@ -64,6 +73,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
+        if tmp.is_file():  # some writers (safetensors) create theirs private (0600)
+            tmp.chmod(default_file_mode())
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

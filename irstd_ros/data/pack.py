@@ -2,7 +2,9 @@
 
 ``irstd pack`` writes NUDT-SIRST ``50_50`` train and test at full resolution, plus
 ``crop`` x ``crop`` crops of the SIRST-v2 development subset (``splits/train.txt``), into
-one file (about 41 MiB with the defaults: NUDT-SIRST 26.5, SIRST-v2 crops 14). Training
+one file (about 41 MiB with the defaults: NUDT-SIRST 26.5, SIRST-v2 crops 14; 20 MiB with
+``nudt_splits`` ``("train",)`` and no random crops, what fits beside the repository in a
+64 MiB device call). Training
 (:mod:`irstd_ros.training.gpu`) reads a pack exactly as it reads folders:
 :func:`pack_items` yields the same ``(image, mask, name)`` items as
 :attr:`irstd_ros.data.IRSTDDataset.items` (uint8 image in its own units, bool mask).
@@ -177,6 +179,7 @@ class PackConfig:
     target_crops: int = TARGET_CROPS
     random_crops: int = RANDOM_CROPS
     seed: int = 0
+    nudt_splits: tuple[str, ...] = NUDT_SPLITS  # ("train",): a smaller pack, scored elsewhere
 
 
 def build_pack(cfg: PackConfig) -> dict:
@@ -184,11 +187,14 @@ def build_pack(cfg: PackConfig) -> dict:
     if cfg.crop < 1 or cfg.target_crops < 0 or cfg.random_crops < 0:
         raise ConfigError(f"crop must be >= 1 and crop counts >= 0, got crop {cfg.crop}, "
                           f"{cfg.target_crops} target and {cfg.random_crops} random crops")
+    splits = list(cfg.nudt_splits)
+    if any(s not in NUDT_SPLITS for s in splits) or len(set(splits)) < len(splits) or (cfg.nudt and not splits):
+        raise ConfigError(f"nudt_splits must be some of {', '.join(NUDT_SPLITS)}, got {splits}")
     if Path(cfg.out).is_dir():  # before reading the datasets
         raise DatasetError(f"{cfg.out} is a directory; give the pack's file path")
     groups: list[PackGroup] = []
     if cfg.nudt is not None:
-        for split in NUDT_SPLITS:
+        for split in cfg.nudt_splits:
             groups.append(PackGroup(f"nudt_{split}", folder_items(cfg.nudt, split),
                                     {"root": str(cfg.nudt), "split": split, "kind": "full frames"}))
     if cfg.sirst is not None:

@@ -170,6 +170,9 @@ def load_items(cfg: GPUTrainConfig, training: bool) -> list[Item]:
         try:
             if training:
                 return [it for g in cfg.train_groups for it in pack.items(g)]
+            if cfg.eval_group and cfg.eval_group not in pack.groups:
+                raise DatasetError(f"{cfg.pack} has no group {cfg.eval_group!r} to evaluate on (eval_group); it has: "
+                                   f"{', '.join(pack.groups)} (eval_group none, --eval-group none: no evaluation)")
             return pack.items(cfg.eval_group) if cfg.eval_group else []
         finally:
             pack.close()
@@ -332,6 +335,8 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
 
     t_load = time.perf_counter()
     items = load_items(cfg, training=True)
+    # now, not after the training: a missing evaluation group or split fails before any epoch
+    eval_items = load_items(cfg, training=False)
     data = DeviceBatches(items, cfg.crop, norm, device)
     load_s = time.perf_counter() - t_load
     seen = {
@@ -447,7 +452,6 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
             save_checkpoint(last, model, info_for(len(history), elapsed), _opt_tensors(opt))
     train_s = time.perf_counter() - started
 
-    eval_items = load_items(cfg, training=False)
     metrics = None
     if eval_items:
         metrics = evaluate_items(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch)
@@ -529,7 +533,7 @@ def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
     if args.train_groups:
         values["train_groups"] = [g.strip() for g in args.train_groups.split(",") if g.strip()]
     for key in ("eval_group", "eval_split"):
-        if values.get(key) in ("", "none"):
+        if key in values and values[key] in (None, "", "none"):  # YAML null too
             values[key] = ""  # no evaluation (None would mean "not given": the default)
     check_keys(values, list(GPUTrainConfig.__dataclass_fields__), "training")
     recipe = values.pop("recipe", "paper")

@@ -3,12 +3,19 @@ written whole or not at all."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from _support.files import unwritable_folder
 
-from irstd_ros.core.paths import atomic_path, can_write_in, creation_problem, output_dir_problem
+from irstd_ros.core.paths import (
+    atomic_path,
+    can_write_in,
+    creation_problem,
+    default_file_mode,
+    output_dir_problem,
+)
 
 
 def test_creatable_below_a_directory_and_not_below_a_file(tmp_path):
@@ -96,3 +103,15 @@ def test_a_matplotlib_figure_saved_through_atomic_path_is_a_png(tmp_path):
         fig.savefig(tmp)  # the format is taken from the temporary name's suffix
     plt.close(fig)
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_file_its_writer_made_private_gets_the_usual_mode(tmp_path):
+    """safetensors creates its file 0600: through atomic_path it ends with the mode any
+    new file gets under the umask, so a node run as another user can read the weights."""
+    out = tmp_path / "w.bin"
+    with atomic_path(out) as tmp:
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+    assert out.stat().st_mode & 0o777 == default_file_mode()
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    assert default_file_mode() == probe.stat().st_mode & 0o777

@@ -149,6 +149,20 @@ def test_cli(tmp_path, roots, capsys):
     assert main(["pack", "--out", str(out), "--no-nudt", "--no-sirst"]) == 2  # nothing to pack
 
 
+def test_cli_no_nudt_test_leaves_the_test_split_out(tmp_path, roots, capsys):
+    # the smaller pack that fits a device call beside the repository
+    out = tmp_path / "small.npz"
+    assert main(["pack", "--out", str(out), "--nudt", roots["nudt"], "--sirst", roots["sirst"], "--crop", str(CROP),
+                 "--no-nudt-test", "--random-crops", "0"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["groups"]) == {"nudt_train", "sirst_crops"}
+    opened = Pack(out)
+    assert opened.groups == ["nudt_train", "sirst_crops"]
+    opened.close()
+    for splits in (("val",), (), ("train", "train")):
+        with pytest.raises(ConfigError, match="nudt_splits must be some of train, test"):
+            build_pack(PackConfig(out=tmp_path / "x.npz", nudt=roots["nudt"], sirst=None, nudt_splits=splits))
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

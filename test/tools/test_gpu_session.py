@@ -76,9 +76,13 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
 
 def test_skipped_steps_leave_their_time_to_the_training(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
+    out.mkdir()
+    stale = out / "model_fp16.safetensors.part07"  # an earlier run's, in a kept $OUT
+    stale.write_bytes(b"old")
     env = {
         **os.environ, "OUT": str(out), "IRSTD_GPU_WORK": str(work), "PYTHON": sys.executable,
-        "PYTHONPATH": str(DEVICE_SIM), "OMP_NUM_THREADS": "1", "IRSTD_GPU_SKIP": "pytest_gpu,bench,probe",
+        "PYTHONPATH": str(DEVICE_SIM), "OMP_NUM_THREADS": "1", "IRSTD_GPU_SKIP": "pytest_gpu, bench,probe",
+        "IRSTD_GPU_EVAL": "none",  # a pack made with irstd pack --no-nudt-test
     }
     proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -86,7 +90,9 @@ def test_skipped_steps_leave_their_time_to_the_training(tmp_path):
     rc = {s["step"]: s["rc"] for s in summary["steps"]}
     assert rc == {"dry_data": 0, "pack": 0, "env": 0, "pytest_gpu": 125, "bench": 125, "probe": 125, "train": 0}
     assert summary["bench"] is None and summary["probe_paper_recipe"] is None
-    assert summary["train"]["epochs_done"] >= 1
+    assert summary["train"]["epochs_done"] >= 1 and summary["train"]["eval"] is None
+    assert summary["train_config"]["eval_group"] is None
+    assert not stale.exists() and stale.name not in summary["checkpoint"]["parts"]
 
 
 def test_cli_starts_without_the_optional_packages():

@@ -13,7 +13,7 @@ from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.cli.main import main
 from irstd_ros.core.normalization import InputNorm, normalize
 from irstd_ros.data.pack import PackConfig, build_pack
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import ConfigError, DatasetError
 from irstd_ros.tools.gpu_session import make_dry_data
 from irstd_ros.training.gpu import (
     RECIPES,
@@ -235,3 +235,29 @@ def test_resume_refuses_another_input_normalisation(tmp_path, roots):
     train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=1, eval_split=None))
     with pytest.raises(ConfigError, match="trained on inputs normalised as .*background=32.*this run's are .*background=16"):
         train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, background=16, eval_split=None))
+
+
+def test_a_pack_without_the_eval_group_is_refused_before_the_training(tmp_path, roots):
+    # a pack made with irstd pack --no-nudt-test has no nudt_test: found out before any epoch,
+    # not after the whole training (whose weights were then never written)
+    small = tmp_path / "small.npz"
+    build_pack(PackConfig(out=small, nudt=roots["nudt"], sirst=None, crop=CROP, nudt_splits=("train",)))
+    with pytest.raises(DatasetError, match="no group 'nudt_test' to evaluate on.*--eval-group none"):
+        train_gpu(_cfg(tmp_path, pack=small, epochs=1))
+    assert not (tmp_path / "run").exists()
+    summary = train_gpu(_cfg(tmp_path, pack=small, epochs=1, eval_group=""))  # --eval-group none
+    assert summary["eval"] is None and (tmp_path / "run" / "model_fp16.safetensors").is_file()
+
+
+def test_a_config_file_with_a_null_eval_group_evaluates_nothing(tmp_path, pack):
+    import argparse
+
+    from irstd_ros.training.gpu import add_arguments, config_from_args
+
+    (tmp_path / "c.yaml").write_text(f"pack: {pack}\neval_group: null\neval_split: null\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")]))
+    assert (cfg.eval_group, cfg.eval_split) == (None, None)  # not the default nudt_test
+    cfg = config_from_args(parser.parse_args(["--pack", str(pack), "--out", str(tmp_path / "r")]))
+    assert cfg.eval_group == "nudt_test"  # not given: the default
