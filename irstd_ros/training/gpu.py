@@ -452,17 +452,20 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
             save_checkpoint(last, model, info_for(len(history), elapsed), _opt_tensors(opt))
     train_s = time.perf_counter() - started
 
+    final, half = cfg.out / "model.safetensors", cfg.out / "model_fp16.safetensors"
+
+    def save_final(metrics: dict[str, Any] | None) -> None:  # the model stays where it is
+        save_checkpoint(final, model, info_for(len(history), elapsed, metrics))
+        save_checkpoint(half, half_copy(model), info_for(len(history), elapsed, metrics))
+
+    save_final(None)  # first without metrics: an evaluation cut off by a time limit loses no weights
     metrics = None
     if eval_items:
         metrics = evaluate_items(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch)
         metrics["set"] = cfg.eval_group if cfg.pack else f"{cfg.data}:{cfg.eval_split}"
         log.info("eval %s: %s", metrics["set"], ", ".join(
             f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
-    final = cfg.out / "model.safetensors"
-    plain = with_memory_format(model, torch.contiguous_format)
-    save_checkpoint(final, plain.cpu(), info_for(len(history), elapsed, metrics))
-    half = cfg.out / "model_fp16.safetensors"
-    save_checkpoint(half, half_copy(plain), info_for(len(history), elapsed, metrics))
+        save_final(metrics)
     summary = {
         "out": str(cfg.out),
         "model": str(final),

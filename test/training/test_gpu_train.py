@@ -126,6 +126,21 @@ def test_train_on_a_pack_evaluates_and_resumes(tmp_path, pack):
     assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2, 3]
 
 
+def test_the_final_weights_are_written_before_the_evaluation(tmp_path, pack, monkeypatch):
+    """A session's time limit that cuts the final evaluation short loses no weights."""
+    import irstd_ros.training.gpu as gpu
+
+    def cut_off(*args, **kwargs):
+        raise TimeoutError("the session's time limit")
+
+    monkeypatch.setattr(gpu, "evaluate_items", cut_off)
+    with pytest.raises(TimeoutError):
+        train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1))
+    for name in ("model.safetensors", "model_fp16.safetensors"):
+        _, info, _ = load_checkpoint(tmp_path / "run" / name)
+        assert "metrics" not in info.extra
+
+
 def test_train_on_folders_with_a_time_budget(tmp_path, roots):
     summary = train_gpu(_cfg(tmp_path, recipe="large", data=roots["nudt"], batch_size=4, epochs=500,
                              minutes=0.02, eval_split="test"))
