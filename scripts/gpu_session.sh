@@ -33,6 +33,11 @@ OUT=${OUT:-$ROOT/out/gpu_session}
 WORK=${IRSTD_GPU_WORK:-/tmp/irstd_gpu_session}
 LOGS=$WORK/logs
 BUDGET=${IRSTD_GPU_BUDGET_S:-540}
+if ! [[ "$BUDGET" =~ ^[0-9]+$ ]] || (( BUDGET < 60 || BUDGET > 570 )); then
+    # whole seconds: the steps' arithmetic is bash's; above 570 nothing is left of the call's 600 s
+    echo "gpu_session: IRSTD_GPU_BUDGET_S must be whole seconds in [60, 570], got '$BUDGET'" >&2
+    exit 2
+fi
 RECIPE=${IRSTD_GPU_RECIPE:-large}
 PACK=${IRSTD_GPU_PACK:-$ROOT/out/pack/irstd_pack.npz}
 START=$(date +%s)
@@ -138,6 +143,8 @@ SUMMARY_ARGS=(--work "$WORK" --out "$OUT")
 [[ "$DRY" == 1 ]] && SUMMARY_ARGS+=(--dry-run)
 "$PYTHON" -m irstd_ros.tools.gpu_session summarize "${SUMMARY_ARGS[@]}" >"$LOGS/summarize.log" 2>&1
 rc=$?
+# the log is in no file that comes back (logs.tar.gz is made before): show a failure here
+[[ $rc != 0 ]] && tail -n 40 "$LOGS/summarize.log"
 echo "== done in $(elapsed)s (budget ${BUDGET}s); summary rc=$rc; files in $OUT:"
 ls -l "$OUT"
 # the last lines of the reply: the step table and the headline numbers

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.models import build_model, named_config
 
@@ -93,6 +95,15 @@ def test_skipped_steps_leave_their_time_to_the_training(tmp_path):
     assert summary["train"]["epochs_done"] >= 1 and summary["train"]["eval"] is None
     assert summary["train_config"]["eval_group"] is None
     assert not stale.exists() and stale.name not in summary["checkpoint"]["parts"]
+
+
+@pytest.mark.parametrize("budget", ["5.5", "30", "600", "nine"])
+def test_a_budget_that_the_steps_cannot_share_is_refused_before_any_step(tmp_path, budget):
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "IRSTD_GPU_WORK": str(tmp_path / "work"), "IRSTD_GPU_BUDGET_S": budget}
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "IRSTD_GPU_BUDGET_S must be whole seconds" in proc.stderr
+    assert not out.exists()
 
 
 def test_cli_starts_without_the_optional_packages():
