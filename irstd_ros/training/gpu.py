@@ -63,7 +63,7 @@ from irstd_ros.core.normalization import InputNorm
 from irstd_ros.core.parsing import check_keys
 from irstd_ros.core.paths import output_dir_problem, write_text_atomic
 from irstd_ros.data.transforms import pad_to
-from irstd_ros.errors import ConfigError, DatasetError
+from irstd_ros.errors import ConfigError, DatasetError, IrstdError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training.loss import training_loss
@@ -548,11 +548,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m irstd_ros.training.gpu", description=__doc__.split("\n")[0])
     add_arguments(parser)
-    cfg = config_from_args(parser.parse_args(argv))
-    reason = output_dir_problem(cfg.out)  # before the pack is read and the first epoch runs
-    if reason:
-        parser.error(f"--out {reason}")
-    summary = train_gpu(cfg)
+    try:
+        cfg = config_from_args(parser.parse_args(argv))
+        reason = output_dir_problem(cfg.out)  # before the pack is read and the first epoch runs
+        if reason:
+            parser.error(f"--out {reason}")
+        summary = train_gpu(cfg)
+    except IrstdError as exc:  # one readable line, as `irstd train-gpu` gives
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(summary))
     return 0
 

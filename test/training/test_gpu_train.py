@@ -221,6 +221,16 @@ def test_module_entry_refuses_an_unusable_out_before_training(tmp_path, pack, mo
     assert afile.read_text() == "keep me"
 
 
+def test_module_entry_gives_one_line_for_a_bad_pack_group(tmp_path, pack, capsys):
+    from irstd_ros.training import gpu
+
+    code = gpu.main(["--pack", str(pack), "--out", str(tmp_path / "run"), "--device", "cpu",
+                     "--train-groups", "nudt_train,no_such_group"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("python -m irstd_ros.training.gpu: error: ")
+    assert "no_such_group" in err[-1] and not any("Traceback" in line for line in err)
+
+
 @pytest.mark.parametrize(
     ("options", "words"),
     [
