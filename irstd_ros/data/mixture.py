@@ -70,6 +70,14 @@ class SourceSpec:
     paste_prob: float = 0.0
     bank: bool = False
 
+    def __post_init__(self) -> None:
+        if bool(self.hard) != (self.hard_prob > 0):  # one without the other would do nothing
+            raise ConfigError(
+                f"data source {self.root}: hard (mined files, `irstd mine`) and hard_prob > 0 "
+                f"(the share of its crops on their places) go together, got hard "
+                f"{[str(h) for h in self.hard]} and hard_prob {self.hard_prob}"
+            )
+
     @classmethod
     def from_dict(cls, d: dict) -> SourceSpec:
         """A source of a YAML ``sources`` list: unknown keys, a missing ``root`` and values of
@@ -233,12 +241,6 @@ class MixtureSamples(torch.utils.data.Dataset):
         bank: list[BankTarget] = []
         max_area = (augment_cfg or AugmentConfig()).paste.max_area
         for spec in specs:
-            if bool(spec.hard) != (spec.hard_prob > 0):  # one without the other would do nothing
-                raise ConfigError(
-                    f"data source {spec.root}: hard (mined files, `irstd mine`) and hard_prob > 0 "
-                    f"(the share of its crops on their places) go together, got hard "
-                    f"{[str(h) for h in spec.hard]} and hard_prob {spec.hard_prob}"
-                )
             pairs = find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))
             items = IRSTDDataset(pairs).items
             hard = load_hard_examples(spec.hard, items, spec.hard_misses) if spec.hard else ()

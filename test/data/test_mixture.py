@@ -90,7 +90,7 @@ def test_hard_misses_can_be_left_out(tmp_path):
 def test_source_keys_are_checked_and_listed():
     spec = SourceSpec.from_dict({"root": "x", "hard": "h.json", "hard_prob": 0.3})
     assert [h.name for h in spec.hard] == ["h.json"] and spec.hard_prob == 0.3
-    rounds = SourceSpec.from_dict({"root": "x", "hard": ["a.json", "b.json"]})
+    rounds = SourceSpec.from_dict({"root": "x", "hard": ["a.json", "b.json"], "hard_prob": 0.3})
     assert [h.name for h in rounds.hard] == ["a.json", "b.json"]
     with pytest.raises(ConfigError, match="hard_prob"):
         SourceSpec.from_dict({"root": "x", "hardness": 1})
@@ -173,9 +173,11 @@ def test_hard_files_and_hard_prob_go_together(tmp_path):
     # either alone used to be dropped without a word: no crop was ever put on a mined place
     root = write_dataset(tmp_path / "d", _frames(2), {"train": ["f0", "f1"]})
     hard = _hard_file(tmp_path / "hard.json", {"f1": {"false": [[20, 30, 0.9]]}})
-    for spec in (SourceSpec(root, "train", hard=(hard,)), SourceSpec(root, "train", hard_prob=0.3)):
+    for fields in ({"hard": (hard,)}, {"hard_prob": 0.3}):  # refused with the spec, before any data
         with pytest.raises(ConfigError, match="hard .* and hard_prob > 0 .* go together"):
-            MixtureSamples.from_specs([spec], CROP, 4, InputNorm(kind="robust"))
+            SourceSpec(root, "train", **fields)
+    with pytest.raises(ConfigError, match="hard .* and hard_prob > 0 .* go together"):
+        SourceSpec.from_dict({"root": str(root), "hard": str(hard)})
 
 
 @pytest.mark.parametrize("frames", [{"a": [[1, 2, 3]]}, {"a": {"false": [[1]]}}, {"a": {"miss": 5}}, [["a"]]])
