@@ -139,8 +139,16 @@ def load_hard_examples(
             for stem, entry in report.get("frames", {}).items():
                 if stem not in index:
                     continue
+                i = index[stem]
+                height, width = items[i][0].shape[:2]
                 for kind in ("false", "miss") if misses else ("false",):
-                    places.extend((index[stem], float(y), float(x)) for y, x, *_ in entry.get(kind, []))
+                    for y, x, *_ in entry.get(kind, []):
+                        if not (0 <= float(y) < height and 0 <= float(x) < width):  # NaN fails too
+                            raise ConfigError(
+                                f"{path}: {kind} place ({y}, {x}) of {stem!r} lies outside its "
+                                f"{width}x{height} frame; mined from other frames? (`irstd mine` again)"
+                            )
+                        places.append((i, float(y), float(x)))
         except (AttributeError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"{path}: damaged hard-example file ({exc}); expected frames of "

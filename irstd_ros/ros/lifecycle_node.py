@@ -13,6 +13,11 @@ A plain :class:`rclpy.lifecycle.LifecycleNode` (public API only) around the same
   device memory released, :func:`~irstd_ros.inference.resources.release_device_memory`);
 * ``shutdown``: as cleanup, from any state.
 
+The parameters the plain node reads once (``model.*``, ``qos.*``, ``diagnostics.period``;
+"restart" in the README) are settable here while the node is unconfigured and read at the
+next ``configure``: cleanup, set ``model.path``, configure swaps the model in one process.
+While configured, setting them is refused with that reason.
+
 The node starts unconfigured, as managed nodes do; ``--autostart`` configures and
 activates it at once (a configure failure is then one line on stderr and exit code 1).
 The plain ``irstd_node`` remains the default of the launch file.
@@ -47,6 +52,7 @@ from irstd_ros.ros.node import (
     run,
     stage_parameters,
 )
+from irstd_ros.ros.params import SPECS
 from irstd_ros.ros.pipeline import OUTPUT_QOS_DEPTH, FramePipeline
 from irstd_ros.tracking import CameraModel
 
@@ -104,22 +110,28 @@ class IrstdLifecycleNode(LifecycleNode):
 
     # --- transitions ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        detector: Detector | None = None
+        failure: str | None = None
+        trace = ""
         try:
-            declare_parameters(self)
+            declare_parameters(self, read_only=False)  # model, QoS: set while unconfigured
             self.params = read_parameters(self)
             factory = self._detector_factory or (lambda: build_detector(self.params))
             detector = factory()
             check_for_model(self.params, detector.info)
         except IrstdError as exc:
-            self.last_error = str(exc)
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
+            failure = str(exc)
         except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self.get_logger().error(
-                f"configure failed: {self.last_error}\n{traceback.format_exc()}"
-            )
+            failure, trace = f"{type(exc).__name__}: {exc}", f"\n{traceback.format_exc()}"
+        if failure is not None:
+            self.last_error = failure
+            self.get_logger().error(f"configure failed: {failure}{trace}")
+            from irstd_ros.inference.resources import release_device_memory
+
+            detector = None  # a model loaded before the failure: its device memory back too
+            release_device_memory(collect=True)
             return TransitionCallbackReturn.FAILURE
+        assert detector is not None
         if not self._param_callback_added:
             self.add_on_set_parameters_callback(self._on_set_parameters)
             self._param_callback_added = True
@@ -173,6 +185,13 @@ class IrstdLifecycleNode(LifecycleNode):
 
     # --- parameters, data path, health ------------------------------------------------------
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        if self.pipeline is not None:
+            fixed = [p.name for p in params if p.name in SPECS and SPECS[p.name].read_only]
+            if fixed:
+                return SetParametersResult(successful=False, reason=(
+                    f"{', '.join(fixed)}: read at configure; cleanup, set, configure again "
+                    f"(the node is {self._state})"
+                ))
         model = self.pipeline.detector.info if self.pipeline and self.pipeline.detector else None
         staged, result = stage_parameters(self.params, params, model)
         if staged is not None:

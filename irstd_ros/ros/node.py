@@ -76,8 +76,8 @@ CAMERA_INFO_QOS = QoSProfile(  # best effort matches reliable and best-effort pu
 )
 
 
-def _descriptor(spec: Any) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+def _descriptor(spec: Any, read_only: bool = True) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=spec.description, read_only=spec.read_only and read_only)
     if spec.choices:
         d.additional_constraints = "one of: " + ", ".join(spec.choices)
     if spec.min is not None and isinstance(spec.default, float):
@@ -115,13 +115,17 @@ def path_problem(name: str, value: str) -> str | None:
 
 
 # --- set-up steps shared by the plain and the lifecycle node ---------------------------------
-def declare_parameters(node: Node) -> None:
-    """Declare every parameter of :data:`PARAMS` (once); bad overrides become an IrstdError."""
+def declare_parameters(node: Node, read_only: bool = True) -> None:
+    """Declare every parameter of :data:`PARAMS` (once); bad overrides become an IrstdError.
+
+    ``read_only`` False: the parameters that need a restart (``ParamSpec.read_only``) stay
+    settable, for a node that refuses them itself while they are in use (the lifecycle
+    node: settable while unconfigured, read at the next ``configure``)."""
     for spec in PARAMS:
         if node.has_parameter(spec.name):
             continue
         try:
-            node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only))
         except ParameterException as exc:
             raise IrstdError(f"invalid parameter: {exc}") from None
 

@@ -135,6 +135,10 @@ def validate(
     return None
 
 
+_RCL_ONE_LETTER_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
+"""The booleans rcl reads beyond YAML 1.1's (yes/no/on/off/true/false in three cases)."""
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``NAME:=VALUE`` (a node parameter, as ``--ros-args -p`` takes it) -> (name, value).
 
@@ -158,6 +162,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: cannot read {raw!r} as a value ({exc})") from exc
+    if isinstance(value, str) and raw in _RCL_ONE_LETTER_BOOLS:  # rcl's get_value; YAML 1.1 has no y/n
+        value = _RCL_ONE_LETTER_BOOLS[raw]
     numeric = isinstance(SPECS[name].default, (int, float)) and not isinstance(SPECS[name].default, bool)
     if numeric and (isinstance(value, str) or "_" in raw):  # ROS: 1e4 a number, 1_000 a string
         value = _rcl_number(raw, value if isinstance(value, str) else raw)

@@ -73,6 +73,16 @@ def test_hard_example_file_errors_are_clear(tmp_path):
         load_hard_examples(tmp_path / "missing.json", items)
 
 
+@pytest.mark.parametrize("place", [[4, 1, 0.9], [1, -1, 0.9], [1, 9, 0.9], [float("nan"), 1, 0.9]])
+def test_hard_places_outside_their_frame_are_refused(tmp_path, place):
+    """A place mined on other frames (another size, another copy of the set) is not trained on
+    at the frame's edge."""
+    items = [(np.zeros((4, 6)), np.zeros((4, 6), bool), "a")]
+    path = _hard_file(tmp_path / "h.json", {"a": {"false": [[3, 5, 0.9], place]}})
+    with pytest.raises(ConfigError, match="outside its 6x4 frame"):
+        load_hard_examples(path, items)
+
+
 def test_hard_misses_can_be_left_out(tmp_path):
     items = [(np.zeros((4, 4)), np.zeros((4, 4), bool), "a")]
     both = _hard_file(tmp_path / "h.json", {"a": {"false": [[1, 1, 0.9]], "miss": [[2, 3, 0.1]]}})

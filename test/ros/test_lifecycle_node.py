@@ -145,6 +145,32 @@ def test_run_time_parameters_apply_in_every_state(rclpy_context):
         node.close()
 
 
+def test_the_model_is_swapped_by_cleanup_set_configure(rclpy_context):
+    """model.* are read at configure: refused while configured (with the way to do it),
+    taken while unconfigured; the plain node keeps them read-only."""
+    node = IrstdLifecycleNode(parameter_overrides=[
+        Parameter("model.path", value="tiny"), Parameter("model.backend", value="torch-cpu"),
+    ])
+    try:
+        assert node.trigger_configure() == SUCCESS
+        tiny = node.detector.info.model
+        refused = node.set_parameters([Parameter("model.path", value="fast")])[0]
+        assert not refused.successful and "cleanup, set, configure again" in refused.reason
+        assert node.get_parameter("model.path").value == "tiny"
+        assert node.trigger_cleanup() == SUCCESS
+        assert node.set_parameters([Parameter("model.path", value="fast")])[0].successful
+        assert node.trigger_configure() == SUCCESS
+        assert node.detector.info.model != tiny
+        assert node.set_parameters([Parameter("detection.min_area", value=4)])[0].successful
+    finally:
+        node.close()
+    plain = IrstdNode(detector=make_detector())
+    try:
+        assert not plain.set_parameters([Parameter("model.path", value="fast")])[0].successful
+    finally:
+        plain.close()
+
+
 def test_tracker_thresholds_clashing_with_the_models_own_fail_configure(rclpy_context):
     node = IrstdLifecycleNode(
         detector_factory=lambda: make_detector(candidate_threshold=0.53, gated_threshold=0.41),
@@ -159,6 +185,35 @@ def test_tracker_thresholds_clashing_with_the_models_own_fail_configure(rclpy_co
         back = node.set_parameters([Parameter("tracking.gated_threshold", value=-1.0)])[0]
         assert not back.successful and "0.41" in back.reason
         assert node.detector.gated_threshold == 0.2
+    finally:
+        node.close()
+
+
+def test_a_failed_configure_frees_the_model_before_releasing_device_memory(rclpy_context, monkeypatch):
+    """The model loaded before a check failed is dropped, then the device cache emptied
+    (on a GPU the cache held its memory until the next cleanup)."""
+    import irstd_ros.inference.resources as resources
+
+    backends: list[weakref.ref] = []
+    alive_at_release: list[bool] = []
+
+    def clashing():
+        detector = make_detector(candidate_threshold=0.53, gated_threshold=0.41)
+        backends.append(weakref.ref(detector.backend))
+        return detector
+
+    def release(collect=False):
+        if collect:
+            gc.collect()
+        alive_at_release.append(backends[-1]() is not None)
+
+    monkeypatch.setattr(resources, "release_device_memory", release)
+    node = IrstdLifecycleNode(
+        detector_factory=clashing, parameter_overrides=[Parameter("tracking.candidate_threshold", value=0.3)]
+    )
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert alive_at_release == [False]
     finally:
         node.close()
 

@@ -96,6 +96,10 @@ def test_tracker_thresholds_left_to_the_checkpoint_are_checked_against_its_own()
         ("qos.depth:=1", ("qos.depth", 1)),
         ("input.max_age:=0", ("input.max_age", 0.0)),  # an integer where a float is due
         ("publish.overlay:=true", ("publish.overlay", True)),
+        ("publish.overlay:=y", ("publish.overlay", True)),  # rcl: y/Y/n/N are booleans
+        ("publish.overlay:=N", ("publish.overlay", False)),
+        ("publish.overlay:=Off", ("publish.overlay", False)),
+        ("model.path:=y", ("model.path", "y")),  # a bool to rcl: the string as typed, like 1.5
         ("model.path:=", ("model.path", "")),
         ("model.path:=1.5", ("model.path", "1.5")),  # strings stay as typed
         ("qos.reliability:=best_effort", ("qos.reliability", "best_effort")),
@@ -119,6 +123,7 @@ def test_overrides_are_read_as_ros_reads_them(text, expected):
         ("qos.depth:=0", "in \\[1"),
         ("qos.depth:=[1", "cannot read"),
         ("publish.overlay:=1", "bool"),
+        ("publish.overlay:='y'", "bool"),  # quoted: a string for rcl too
         ("input.high:=.inf", "finite"),
         ("input.high:='1e4'", "number"),  # quoted: a string for ROS too
         ("qos.depth:=1_0", "number"),  # rcl reads 1_0 as a string, YAML 1.1 as 10
