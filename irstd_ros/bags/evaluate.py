@@ -17,9 +17,10 @@ Latency (ms), where it can be measured:
 * ``detector``: pre-processing + inference + post-processing time, with ``--run-detector``.
 
 Tracking (``tracking`` in the result, when the truth bag has target ids on
-``/camera/truth/targets``): :func:`irstd_ros.tracking.metrics.tracking_metrics` of the
-per-frame detections ("without tracking": every detection its own hypothesis) and of the
-tracks ("with tracking": the confirmed and coasting tracks, by track id). The tracks are
+``/camera/truth/targets`` and the outputs have boxes, not a recorded mask alone):
+:func:`irstd_ros.tracking.metrics.tracking_metrics` of the per-frame detections ("without
+tracking": every detection its own hypothesis) and of the tracks ("with tracking": the
+confirmed and coasting tracks, by track id). The tracks are
 those the node recorded on a ``*/tracks`` topic, else the tracker run here over the
 detections with ``tracker`` (the node's defaults unless overridden). With
 ``candidate_threshold`` (and the detector run here), the detector's sub-threshold
@@ -58,6 +59,7 @@ from irstd_ros.bags.io import (
     stamp_ns,
     targets_msg,
 )
+from irstd_ros.bags.report import format_number
 from irstd_ros.bags.rosutil import cdr_header_stamp
 from irstd_ros.core.constants import DETECTION_OUTPUTS, LIVE_STAMP_WINDOW_S
 from irstd_ros.core.paths import atomic_path, write_text_atomic
@@ -143,8 +145,8 @@ def _frame_size(reader: BagReader) -> tuple[int, int]:
 def boxes_to_mask(boxes: Iterable[Any], size: tuple[int, int]) -> np.ndarray:
     """Filled boxes as a boolean mask of ``size`` (H, W)."""
     mask = np.zeros(size, dtype=bool)
-    for b in boxes:
-        mask[max(b.y, 0) : b.y + b.height, max(b.x, 0) : b.x + b.width] = True
+    for b in boxes:  # clipped to the frame (a negative end would count from the far side)
+        mask[max(b.y, 0) : max(b.y + b.height, 0), max(b.x, 0) : max(b.x + b.width, 0)] = True
     return mask
 
 
@@ -189,6 +191,7 @@ class _Outputs:
     gated: dict[int, list[Box]] | None = None  # lower still, for confirmed tracks' gates only
     candidate_threshold: float | None = None  # the probabilities they were cut at
     gated_threshold: float | None = None
+    has_boxes: bool = True  # False: a recorded mask without a targets or detections topic
 
 
 def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
@@ -220,7 +223,10 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
         tracks_topic = found.get("tracks")
         if tracks_topic:
             tracks = reader.by_stamp(tracks_topic, lambda m, _t: boxes_from_detections(m))
-    return _Outputs(masks, boxes, latency, latency_source, source, f"{topic} in {cfg.outputs}", tracks)
+    return _Outputs(
+        masks, boxes, latency, latency_source, source, f"{topic} in {cfg.outputs}", tracks,
+        has_boxes=bool(found["targets"] or found["detections"]),
+    )
 
 
 def _latencies(
@@ -363,7 +369,15 @@ def run_tracker(
 def _tracking(
     cfg: EvalBagConfig, outputs: _Outputs, stamps: list[int], size: tuple[int, int]
 ) -> dict[str, Any] | None:
-    """Tracking metrics without (detections) and with tracking (tracks); None without ids."""
+    """Tracking metrics without (detections) and with tracking (tracks); None without ids,
+    or without the detections' boxes (a recorded mask alone: every frame would count as
+    without detections)."""
+    if not outputs.has_boxes:
+        log.warning(
+            "%s has no targets or detections topic: no tracking metrics (a mask has no boxes "
+            "to track)", cfg.outputs,
+        )
+        return None
     truth = _truth_points(cfg.truth)
     truth = {s: truth.get(s, []) for s in stamps}
     if not any(truth.values()):
@@ -484,7 +498,8 @@ def write_json(result: dict[str, Any], path: Path | None) -> str:
 
 
 def plot_over_time(result: dict[str, Any], path: Path) -> None:
-    """PNG: Pd (per frame and rolling) and Fa per frame over time, with the totals."""
+    """PNG: Pd (per frame and rolling) and Fa per frame over time, with the totals (those
+    that are defined)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -503,18 +518,22 @@ def plot_over_time(result: dict[str, Any], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
     ax1.plot(t, pd_frame, ".", color="tab:blue", alpha=0.5, label="Pd per frame")
     ax1.plot(t, rolling, "-", color="tab:blue", label=f"Pd, {ROLLING_FRAMES}-frame window")
-    ax1.axhline(result["pd"], color="k", ls="--", lw=1, label=f"Pd overall {result['pd']:.3f}")
+    pd_s, fa_s, iou_s = (
+        format_number(result[k], f) for k, f in (("pd", ".3f"), ("fa", ".2e"), ("iou", ".3f"))
+    )
+    if result["pd"] is not None:  # None: no target in the sequence
+        ax1.axhline(result["pd"], color="k", ls="--", lw=1, label=f"Pd overall {pd_s}")
     ax1.set_ylim(-0.05, 1.05)
     ax1.set_ylabel("Pd")
     ax1.legend(loc="lower left", fontsize=8)
     ax2.plot(t, fa, "-", color="tab:red", label="Fa per frame")
-    ax2.axhline(result["fa"], color="k", ls="--", lw=1, label=f"Fa overall {result['fa']:.2e}")
+    if result["fa"] is not None:
+        ax2.axhline(result["fa"], color="k", ls="--", lw=1, label=f"Fa overall {fa_s}")
     ax2.set_ylabel("Fa (false-alarm pixels / pixels)")
     ax2.set_xlabel("time (s)")
     ax2.legend(loc="upper left", fontsize=8)
     fig.suptitle(
-        f"{Path(result['truth']).name}: Pd {result['pd']:.3f}, Fa {result['fa']:.2e}, "
-        f"IoU {result['iou']:.3f} over {result['frames']} frames"
+        f"{Path(result['truth']).name}: Pd {pd_s}, Fa {fa_s}, IoU {iou_s} over {result['frames']} frames"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

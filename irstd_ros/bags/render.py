@@ -11,6 +11,7 @@ requested path.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ from irstd_ros.bags.io import (
     boxes_from_detections,
     stamp_ns,
 )
+from irstd_ros.bags.rosutil import cdr_header_stamp
 from irstd_ros.core.overlay import draw_overlay
+from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import BagError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -227,13 +230,12 @@ def render(cfg: RenderConfig) -> RenderSummary:
             n_total = min(n_total, cfg.max_frames)
         stamps_with_targets: list[int] = []
         sheet_picks: set[int] = set()
+        if cfg.sheet is not None and truth:
+            # frames are counted on the image topic: its stamps, read without decoding
+            raws = itertools.islice(reader.raw_messages([cfg.image_topic]), n_total)
+            stamps = [cdr_header_stamp(raw) for _, _, _, raw in raws]
+            stamps_with_targets = [i for i, s in enumerate(stamps) if s is not None and truth.get(s)]
         if cfg.sheet is not None:
-            stamps = (
-                [stamp_ns(m.header) for _, _, m in reader.messages([TRUTH_TARGETS_TOPIC])]
-                if truth
-                else []
-            )
-            stamps_with_targets = [i for i, s in enumerate(stamps[:n_total]) if truth.get(s)]
             sheet_picks = _sheet_indices(n_total, cfg.sheet_frames, stamps_with_targets)
         cfg.out.parent.mkdir(parents=True, exist_ok=True)
         writer, video_path = _video_writer(cfg.out, fps)
@@ -278,5 +280,6 @@ def render(cfg: RenderConfig) -> RenderSummary:
         raise BagError(f"{cfg.bag} has no frames on {cfg.image_topic}")
     if cfg.sheet is not None and sheet_frames:
         cfg.sheet.parent.mkdir(parents=True, exist_ok=True)
-        cfg.sheet.write_bytes(_png_bytes(contact_sheet(sheet_frames, cfg.sheet_columns)))
+        with atomic_path(cfg.sheet) as tmp:
+            tmp.write_bytes(_png_bytes(contact_sheet(sheet_frames, cfg.sheet_columns)))
     return RenderSummary(video_path, count, cfg.sheet if sheet_frames else None)

@@ -6,14 +6,15 @@ import math
 
 
 def format_table(r: dict) -> str:
-    """A short human-readable summary of an evaluation result."""
+    """A short human-readable summary of an evaluation result ("-" for an undefined
+    figure, such as Pd of a sequence without targets)."""
     lat = r.get("latency_ms")
     lines = [
         f"frames      {r['frames']} scored, {r['frames_missing']} without output",
         f"targets     {r['targets']} ({r['detected']} detected)",
-        f"Pd          {r['pd']:.4f}",
-        f"Fa          {r['fa']:.3e}  ({r['false_px']} false-alarm pixels)",
-        f"IoU / nIoU  {r['iou']:.4f} / {r['niou']:.4f}",
+        f"Pd          {format_number(r['pd'], '.4f')}",
+        f"Fa          {format_number(r['fa'], '.3e')}  ({r['false_px']} false-alarm pixels)",
+        f"IoU / nIoU  {format_number(r['iou'], '.4f')} / {format_number(r['niou'], '.4f')}",
     ]
     if lat:
         lines.append(
@@ -25,7 +26,8 @@ def format_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _num(v: float | None, fmt: str) -> str:
+def format_number(v: float | None, fmt: str) -> str:
+    """``v`` formatted with ``fmt``; "-" where it is undefined (None or NaN)."""
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
@@ -49,5 +51,5 @@ def format_tracking(t: dict) -> list[str]:
         + (f", gated > {t['gated_threshold']:g}" if t.get("gated_threshold") else ""),
         f"  {'':14s} {'detections':>12s} {'tracks':>12s}",
     ]
-    out += [f"  {name:14s} {_num(d[key], fmt):>12s} {_num(k[key], fmt):>12s}" for name, key, fmt in rows]
+    out += [f"  {name:14s} {format_number(d[key], fmt):>12s} {format_number(k[key], fmt):>12s}" for name, key, fmt in rows]
     return out

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-MODELS = ("plumb_bob", "rational_polynomial")
+MODELS = {"plumb_bob": 5, "rational_polynomial": 8}  # model -> its distortion coefficients
 UNDISTORT_ITERATIONS = 50
 UNDISTORT_TOLERANCE = 1e-12  # normalised image units
 RATE_STEP_PX = 0.01  # pixel displacement of the numerical derivative of the bearing
@@ -44,6 +44,8 @@ class CameraModel:
         d = tuple(float(v) for v in self.d)
         if not all(np.isfinite(d)):
             raise ValueError(f"distortion D has non-finite values: {list(d)}")
+        if any(d[8:]):  # thin prism or tilt terms (OpenCV's 12 or 14): they would be ignored
+            raise ValueError(f"distortion D has {len(d)} coefficients; at most 8 are supported")
         object.__setattr__(self, "d", (d + (0.0,) * 8)[:8])
 
     @classmethod
@@ -57,6 +59,10 @@ class CameraModel:
         if any(d) and model not in MODELS:
             raise ValueError(
                 f"distortion model {model!r} not supported (supported: {', '.join(MODELS)})"
+            )
+        if any(d) and any(d[MODELS[model]:]):  # not the model's: would be read as another's
+            raise ValueError(
+                f"distortion model {model!r} takes {MODELS[model]} coefficients, D has {len(d)}"
             )
         bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
         return cls(k, tuple(d), (bx, by), (int(msg.roi.x_offset), int(msg.roi.y_offset)))

@@ -2,7 +2,7 @@
 
 Truth and hypotheses are, per frame (header stamp, ns), lists of :class:`Point`
 (id, sub-pixel position). They are matched frame by frame by py-motmetrics (Hungarian
-on the Euclidean distance, at most ``match_px`` apart, keeping last frame's matches when
+on the squared Euclidean distance, at most ``match_px`` apart, keeping last frame's matches when
 still valid), which gives MOTA, IDF1 and ID switches. From its match events:
 
 * ``pd``: truth instances (target, frame) matched by a hypothesis;
@@ -12,6 +12,11 @@ still valid), which gives MOTA, IDF1 and ID switches. From its match events:
   ``false_tracks_per_min`` divides by the sequence's duration. Fed per-frame detections
   with ids unique to each detection, this counts single-frame false detections;
 * ``id_switches_per_100_target_s``: ID switches per 100 target-seconds of truth.
+
+A figure whose denominator is empty is undefined and reported as ``None`` (JSON null),
+never as 0 nor NaN (as :mod:`irstd_ros.evaluation.metrics`): Pd, MOTA and the rate per
+target-second of a sequence without truth targets, the rate per minute of a single frame
+(its duration is unknown), IDF1 with neither truth nor hypotheses.
 """
 
 from __future__ import annotations
@@ -34,6 +39,17 @@ class Point:
     id: str
     x: float
     y: float
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _finite(v: Any) -> float | None:
+    """A motmetrics figure, ``None`` where it is undefined (NaN, or MOTA's -inf without
+    truth objects)."""
+    v = float(v)
+    return v if np.isfinite(v) else None
 
 
 def _frame_period_s(stamps: Sequence[int]) -> float:
@@ -113,21 +129,19 @@ def tracking_metrics(
         "duration_s": duration_s,
         "truth_instances": len(instances),
         "truth_targets": len(per_target),
-        "pd": len(matched_instances) / len(instances) if instances else float("nan"),
-        "pd_after_warmup": (
-            sum(k in matched_instances for k in warm) / len(warm) if warm else float("nan")
-        ),
+        "pd": _ratio(len(matched_instances), len(instances)),
+        "pd_after_warmup": _ratio(sum(k in matched_instances for k in warm), len(warm)),
         "hypotheses": len(hyp_frames),
         "false_tracks": len(false_ids),
-        "false_tracks_per_min": len(false_ids) / (duration_s / 60.0) if duration_s else 0.0,
+        "false_tracks_per_min": _ratio(len(false_ids), duration_s / 60.0),
         "false_positive_instances": int(summary["num_false_positives"]),
         "id_switches": switches,
-        "id_switches_per_100_target_s": 100.0 * switches / target_s if target_s else 0.0,
-        "mota": float(summary["mota"]),
+        "id_switches_per_100_target_s": _ratio(100.0 * switches, target_s),
+        "mota": _finite(summary["mota"]),
         "position_rms_px": (
             float(np.sqrt(summary["motp"])) if np.isfinite(summary["motp"]) else None
         ),
-        "idf1": float(summary["idf1"]),
+        "idf1": _finite(summary["idf1"]),
         "mostly_tracked": int(summary["mostly_tracked"]),
         "mostly_lost": int(summary["mostly_lost"]),
     }

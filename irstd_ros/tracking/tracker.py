@@ -118,7 +118,7 @@ class TrackerConfig:
     ``max_coast_s``: a track without a detection for longer than this is deleted, unless
     it is a confirmed track predicted inside the image that has been held longer: that
     one may coast as long as it has been held (birth to last detection), up to
-    ``max_coast_long_s`` (at most ``max_coast_s`` when that is smaller).
+    ``max_coast_long_s`` (never less than ``max_coast_s``).
     ``accel_noise``: process noise, px/s² (white-noise acceleration spectral density
     ``accel_noise²``); ``meas_noise``: centroid noise, px (std);
     ``init_speed``: std of the unknown velocity of a new track, px/s.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, plot_over_time
+from irstd_ros.bags.evaluate import EvalBagConfig, boxes_to_mask, evaluate_bag, plot_over_time
 from irstd_ros.bags.io import (
     IMAGE_TOPIC,
     TRUTH_MASK_TOPIC,
@@ -19,6 +19,7 @@ from irstd_ros.bags.io import (
     image_msg,
     targets_msg,
 )
+from irstd_ros.bags.report import format_table
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError
@@ -195,3 +196,26 @@ def test_plot_is_written(bags, tmp_path):
     r = evaluate_bag(EvalBagConfig(bags[0], outputs=bags[1]))
     plot_over_time(r, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_a_sequence_without_targets_is_reported_and_plotted(tmp_path):
+    """Pd of a background-only bag is undefined (None): the table and the plot raised
+    TypeError formatting it."""
+    with BagWriter(tmp_path / "truth") as w:
+        for i in range(3):
+            s = T0 + i * STEP
+            empty = np.zeros((H, W), np.uint8)
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, empty, "mono8", s, "cam"))
+            w.write(TRUTH_MASK_TOPIC, s, image_msg(w.store, empty, "mono8", s, "cam"))
+    r = evaluate_bag(EvalBagConfig(tmp_path / "truth", outputs=write_outputs(tmp_path / "o")))
+    assert r["targets"] == 0 and r["pd"] is None and r["false_px"] > 0
+    assert "Pd          -" in format_table(r).splitlines()
+    plot_over_time(r, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_boxes_off_the_frame_fill_nothing():
+    """A box wholly left of (or above) the frame has a negative end, which numpy counts
+    from the far side: it filled most of a row band."""
+    assert not boxes_to_mask([Box(-5, 3, 2, 2), Box(3, -6, 2, 3)], (8, 10)).any()
+    assert boxes_to_mask([Box(-1, -1, 3, 3)], (8, 10)).sum() == 4  # the part inside

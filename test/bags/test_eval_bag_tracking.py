@@ -252,3 +252,20 @@ def test_a_recorded_box_with_a_nan_centroid_is_a_bag_error_naming_the_stamp():
     boxes = {100_000_000: [good], 200_000_000: [bad]}
     with pytest.raises(BagError, match="stamp 200000000 ns cannot be tracked: .*non-finite"):
         run_tracker(boxes, TrackerConfig())
+
+
+def test_a_recorded_mask_without_boxes_gives_no_tracking_metrics(bags, tmp_path, caplog):
+    """With only a mask recorded the tracker saw no detection: Pd 0.0 with and without
+    tracking, beside a mask Pd of 1.0. Now no tracking figures, and a warning."""
+    truth, _ = bags
+    with BagWriter(tmp_path / "masks") as w:
+        for i in range(FRAMES):
+            s = T0 + i * STEP
+            m = np.zeros((H, W), np.uint8)
+            for tid in (0, 1):
+                x, y, bw, bh = box(tid, i)
+                m[y : y + bh, x : x + bw] = 255
+            w.write("/mask", s, image_msg(w.store, m, "mono8", s, "cam"))
+    r = evaluate_bag(EvalBagConfig(truth, outputs=tmp_path / "masks"))
+    assert r["pd"] == 1.0 and r["tracking"] is None
+    assert "no targets or detections topic: no tracking metrics" in caplog.text

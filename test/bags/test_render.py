@@ -12,6 +12,14 @@ import pytest
 from _support.bags import TINY
 from _support.cli import one_error_line, run_cli
 
+from irstd_ros.bags.io import (
+    IMAGE_TOPIC,
+    TRUTH_TARGETS_TOPIC,
+    BagWriter,
+    Box,
+    detections_msg,
+    image_msg,
+)
 from irstd_ros.bags.render import RenderConfig, contact_sheet, render
 from irstd_ros.errors import BagError, ConfigError
 
@@ -120,3 +128,42 @@ def test_cli_output_under_proc_is_one_line_before_the_work(option, tiny_bag, tmp
         f"irstd render: error: {option} {paths[option]} cannot be created: directory /proc is not writable"
     )
     assert "Exception ignored" not in err and list(tmp_path.iterdir()) == []
+
+
+def write_partly_truthed_bag(path: Path) -> Path:
+    """10 frames of grey level 20 * i; truth recorded from frame 5 on, a target in frame 7."""
+    with BagWriter(path) as w:
+        for i in range(10):
+            s = 10**12 + i * 10**8
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, np.full((24, 32), 20 * i, np.uint8), "mono8", s, "cam"))
+            if i >= 5:
+                boxes = [Box(10, 10, 3, 3, id="1")] if i == 7 else []
+                w.write(TRUTH_TARGETS_TOPIC, s, detections_msg(w.store, boxes, s, "cam"))
+    return path
+
+
+def test_sheet_frames_with_targets_are_found_by_image_stamp(tmp_path):
+    """The frames with truth targets were counted on the truth topic: with truth from
+    frame 5 on, the target of frame 7 picked frame 2 (grey level 40)."""
+    bag = write_partly_truthed_bag(tmp_path / "bag")
+    render(RenderConfig(bag, tmp_path / "v.gif", sheet=tmp_path / "s.png", sheet_frames=1, sheet_columns=1))
+    assert iio.imread(tmp_path / "s.png")[-1, -1].tolist() == [140, 140, 140]  # frame 7
+
+
+def test_a_sheet_that_fails_to_write_leaves_the_old_one(tiny_bag, tmp_path, monkeypatch):
+    """The sheet was written in place: a write failing half-way left half a PNG."""
+    sheet = tmp_path / "s.png"
+    sheet.write_bytes(b"an earlier sheet")
+    write_bytes = Path.write_bytes
+
+    def disk_full(self: Path, data: bytes) -> int:
+        if self.suffix != ".png":
+            return write_bytes(self, data)
+        write_bytes(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        render(RenderConfig(tiny_bag, tmp_path / "v.gif", sheet=sheet))
+    assert sheet.read_bytes() == b"an earlier sheet"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.png", "v.gif"]

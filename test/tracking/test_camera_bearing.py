@@ -107,3 +107,18 @@ def test_non_finite_camera_info_is_refused_not_nan_bearings(change, message):
     """It gave NaN bearings, published as valid (has_bearing true)."""
     with pytest.raises(ValueError, match=message):
         CameraModel.from_camera_info(camera_info(**change))
+
+
+@pytest.mark.parametrize(
+    "model, d",
+    [
+        ("rational_polynomial", [*RATIONAL, 0.01, 0.0, 0.02, 0.0, 0.0, 0.0]),  # OpenCV's 14: thin prism
+        ("plumb_bob", [*PLUMB_BOB, 0.3, 0.0, 0.0]),  # a 6th: was read as rational k4
+    ],
+)
+def test_distortion_coefficients_the_model_does_not_have_are_refused(model, d):
+    """They were dropped (thin prism) or read as another model's: bearings off, silently."""
+    with pytest.raises(ValueError, match="coefficients"):
+        CameraModel.from_camera_info(camera_info(distortion_model=model, d=d))
+    # zeros past the model's count are harmless padding
+    CameraModel.from_camera_info(camera_info(distortion_model="plumb_bob", d=[*PLUMB_BOB, 0.0, 0.0, 0.0]))

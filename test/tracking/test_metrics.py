@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from irstd_ros.tracking.metrics import Point, tracking_metrics
@@ -16,3 +18,24 @@ def test_tracking_metrics_function_on_points():
     assert m["pd"] == 1.0 and m["false_tracks"] == 1 and m["id_switches"] == 0
     assert m["position_rms_px"] == pytest.approx(1.0)
     assert m["mota"] == pytest.approx(0.0)  # 10 false positives over 10 objects
+
+
+def test_undefined_figures_are_none_never_zero_nor_nan():
+    """A figure whose denominator is empty was 0.0 (a rate), NaN (Pd: not JSON) or -inf
+    (MOTA without truth); as irstd_ros.evaluation.metrics, it is None."""
+    frames = range(0, 10 * STEP, STEP)
+    # no truth target at all, one false track over 1 s
+    m = tracking_metrics({s: [] for s in frames}, {s: [Point("f", 1.0, 1.0)] for s in frames})
+    assert m["false_tracks"] == 1 and m["false_tracks_per_min"] == pytest.approx(60.0)
+    for key in ("pd", "pd_after_warmup", "id_switches_per_100_target_s", "mota", "position_rms_px"):
+        assert m[key] is None, key
+    assert m["idf1"] == 0.0  # defined: hypotheses, no truth
+    # one frame: its duration, so any rate over time, is unknown
+    one = tracking_metrics({0: [Point("a", 0.0, 0.0)]}, {0: [Point("a", 0.0, 0.0), Point("f", 30.0, 30.0)]})
+    assert one["pd"] == 1.0 and one["false_tracks"] == 1
+    assert one["false_tracks_per_min"] is None and one["id_switches_per_100_target_s"] is None
+    # nothing at all
+    empty = tracking_metrics({}, {})
+    assert all(empty[k] is None for k in ("pd", "mota", "idf1", "false_tracks_per_min"))
+    for r in (m, one, empty):
+        json.dumps(r, allow_nan=False)  # strict JSON
