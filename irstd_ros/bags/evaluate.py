@@ -385,7 +385,10 @@ def _tracking(
     for pts in truth.values():
         ids = [p.id for p in pts]
         if "" in ids or len(set(ids)) < len(ids):
-            log.info("truth targets without unique ids: no tracking metrics")
+            log.warning(
+                "truth targets without unique ids on %s: no tracking metrics (each target "
+                "needs its own id in every frame, as `irstd generate` writes)", TRUTH_TARGETS_TOPIC,
+            )
             return None
     boxes = {s: outputs.boxes.get(s, []) for s in stamps}
     detections = {

@@ -46,7 +46,7 @@ def box(tid: int, i: int) -> tuple[int, int, int, int]:
     return x - 1, y - 1, 3, 3
 
 
-def write_truth(path: Path) -> Path:
+def write_truth(path: Path, ids: bool = True) -> Path:
     with BagWriter(path) as w:
         for i in range(FRAMES):
             s = T0 + i * STEP
@@ -56,7 +56,7 @@ def write_truth(path: Path) -> Path:
                 x, y, bw, bh = box(tid, i)
                 mask[y : y + bh, x : x + bw] = 255
                 cx, cy = position(tid, i)
-                boxes.append(Box(x, y, bw, bh, id=str(tid), centroid_x=cx, centroid_y=cy))
+                boxes.append(Box(x, y, bw, bh, id=str(tid) if ids else "", centroid_x=cx, centroid_y=cy))
             w.write(IMAGE_TOPIC, s, image_msg(w.store, mask // 2, "mono8", s, "cam"))
             w.write(TRUTH_MASK_TOPIC, s, image_msg(w.store, mask, "mono8", s, "cam"))
             w.write(TRUTH_TARGETS_TOPIC, s, detections_msg(w.store, boxes, s, "cam"))
@@ -269,3 +269,14 @@ def test_a_recorded_mask_without_boxes_gives_no_tracking_metrics(bags, tmp_path,
     r = evaluate_bag(EvalBagConfig(truth, outputs=tmp_path / "masks"))
     assert r["pd"] == 1.0 and r["tracking"] is None
     assert "no targets or detections topic: no tracking metrics" in caplog.text
+
+
+def test_truth_without_ids_says_why_there_are_no_tracking_metrics(bags, tmp_path, caplog):
+    """Truth boxes without target ids (a user's own labels): the mask figures, no tracking
+    section, and a warning the CLI shows, not an info line it hides."""
+    _, outputs = bags
+    truth = write_truth(tmp_path / "truth_no_ids", ids=False)
+    with caplog.at_level("WARNING"):
+        r = evaluate_bag(EvalBagConfig(truth, outputs=outputs))
+    assert r["tracking"] is None and r["pd"] is not None
+    assert "truth targets without unique ids" in caplog.text
