@@ -90,11 +90,16 @@ class CheckpointInfo:
     def check(self) -> None:
         """:class:`~irstd_ros.errors.CheckpointError` unless every threshold it records is
         a probability strictly between 0 and 1 (outside it a threshold passes every pixel
-        or none)."""
+        or none), and its tracker's gated threshold is below its candidate one."""
         for name in ("threshold", "candidate_threshold", "gated_threshold"):
             value = getattr(self, name)
             if value is not None and not 0.0 < value < 1.0:
                 raise CheckpointError(f"{name} {value!r} must be a probability in (0, 1)")
+        candidate, gated = self.own_tracking_thresholds()  # the defaults where none is recorded
+        if gated >= candidate:  # every node start with the model's own would be refused
+            raise CheckpointError(
+                f"gated_threshold {gated:g} must be below candidate_threshold {candidate:g}"
+            )
 
     @classmethod
     def from_json(cls, text: str) -> CheckpointInfo:
@@ -220,11 +225,16 @@ def load_checkpoint(
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
-    if missing or unexpected or wrong:
+    common = set(expected) & set(weights)
+    wrong = sorted(k for k in common if expected[k].shape != weights[k].shape)
+    # integers where weights are floats (or floats for a counter): load_state_dict would
+    # cast them silently (an int8-quantised state dict read as weights of -128..127)
+    kind = sorted(k for k in common if expected[k].is_floating_point() != weights[k].is_floating_point())
+    if missing or unexpected or wrong or kind:
         raise CheckpointError(
             f"model file {path} does not match its config {info.model.arch}: "
             f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
+            + (f", wrong dtype {[f'{k} ({weights[k].dtype})' for k in kind[:3]]}" if kind else "")
         )
     model.load_state_dict(weights)
     return model.eval(), info, extra

@@ -88,6 +88,19 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
         load_checkpoint(path)
 
 
+def test_integer_tensors_where_weights_are_floats_are_refused(tiny_ckpt, tmp_path):
+    """A state dict of the right names and shapes but integer weights (an int8-quantised
+    export) was cast into the float parameters silently; half precision still loads."""
+    path, model = tiny_ckpt
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[name] = (state[name] * 100).to(torch.int8)
+    foreign = tmp_path / "int8.safetensors"
+    save_file(state, str(foreign), metadata={METADATA_KEY: read_info(path).to_json()})
+    with pytest.raises(CheckpointError, match=rf"int8\.safetensors does not match .*wrong dtype \['{name} \(torch\.int8\)'\]"):
+        load_checkpoint(foreign)
+
+
 def test_invalid_metadata_json(tmp_path):
     path = tmp_path / "bad.safetensors"
     save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps({"x": 1})})
@@ -142,6 +155,19 @@ def test_thresholds_outside_zero_one_are_refused_naming_the_file(tmp_path, field
     with pytest.raises(CheckpointError, match="must be a probability"):
         CheckpointInfo.from_json(json.dumps(json.loads(CheckpointInfo(named_config("tiny")).to_json())
                                             | {field: value}))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"candidate_threshold": 0.3, "gated_threshold": 0.3}, {"candidate_threshold": 0.3, "gated_threshold": 0.5},
+     {"candidate_threshold": GATED_THRESHOLD / 2}],  # below the default gated one
+)
+def test_a_gated_threshold_not_below_the_candidate_one_is_refused_at_load(tmp_path, changes):
+    """It loaded, and every node start with the model's own thresholds was then refused."""
+    path = _with_config(tmp_path, "trk.safetensors", **changes)
+    with pytest.raises(CheckpointError, match=r"trk\.safetensors has an invalid configuration: "
+                                              r"gated_threshold .* must be below candidate_threshold"):
+        load_checkpoint(path)
 
 
 def test_a_format_newer_than_this_code_is_refused(tmp_path):

@@ -87,7 +87,12 @@ def _numeric(value: Any, integer: bool) -> int | float | None:
         if not math.isfinite(value) or (integer and not value.is_integer()):
             return None
         return int(value) if integer else value
-    return value if integer else float(value)
+    if integer:
+        return int(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float's range (YAML reads 1000...0 as one)
+        return None
 
 
 def as_text(name: str, value: Any) -> str:

@@ -138,12 +138,18 @@ def _trimmed_rms(rows: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.partition(sq, k - 1)[:k])))
 
 
+def _row_sample(frame: np.ndarray) -> np.ndarray:
+    """About :data:`STATS_ROWS` evenly spaced rows of a single-channel frame; a single
+    column (an N x 1 line scan) is taken whole, as the row it is transposed."""
+    h, w = frame.shape
+    if w < 2 <= h:
+        return frame.T
+    return frame[:: max(1, h // STATS_ROWS)]
+
+
 def noise_sigma(frame: np.ndarray) -> float:
     """Pixel noise of a single-channel frame, in its own units (see the module doc)."""
-    h, w = frame.shape
-    rows = frame[:: max(1, h // STATS_ROWS)]
-    if w < 2 and h >= 2:  # a single column: differences along it instead
-        rows = frame[:: max(1, h // STATS_ROWS)].T
+    rows = _row_sample(frame)
     step = _quantisation_step(frame.dtype)
     var = QUANTISATION_VARIANCE * step * step
     if rows.shape[1] >= 2:
@@ -157,9 +163,7 @@ def noise_sigma(frame: np.ndarray) -> float:
 
 def frame_stats(frame: np.ndarray) -> tuple[float, float]:
     """(median, noise sigma) of a single-channel frame, in its own units."""
-    h, _ = frame.shape
-    sample = frame[:: max(1, h // STATS_ROWS)]
-    return float(np.median(sample)), noise_sigma(frame)
+    return float(np.median(_row_sample(frame))), noise_sigma(frame)
 
 
 def _interpolation_taps(n: int, blocks: int, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

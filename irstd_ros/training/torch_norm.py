@@ -32,16 +32,23 @@ def _median_last(x: torch.Tensor) -> torch.Tensor:
     return (s[..., (n - 1) // 2] + s[..., n // 2]) / 2.0
 
 
+def _row_sample(frames: torch.Tensor) -> torch.Tensor:
+    """numpy's ``_row_sample`` per frame: about STATS_ROWS evenly spaced rows; a single
+    column whole, as the row it is transposed."""
+    h, w = frames.shape[1:]
+    if w < 2 <= h:
+        return frames.transpose(1, 2)
+    return frames[:, :: max(1, h // core.STATS_ROWS)]
+
+
 def noise_sigma_torch(frames: torch.Tensor, integer: bool) -> torch.Tensor:
     """Pixel noise per frame of (B, H, W) float32 frames, as a float64 (B,) tensor.
 
     ``integer``: the frames hold integer values (uint8/uint16 files): one step's
     quantisation noise is added, as numpy does for integer dtypes.
     """
-    b, h, w = frames.shape
-    rows = frames[:, :: max(1, h // core.STATS_ROWS)]
-    if w < 2 and h >= 2:  # a single column: differences along it instead
-        rows = rows.transpose(1, 2)
+    b = frames.shape[0]
+    rows = _row_sample(frames)
     q = core.QUANTISATION_VARIANCE if integer else 0.0
     var = torch.full((b,), q, dtype=torch.float64, device=frames.device)
     if rows.shape[2] >= 2:
@@ -77,8 +84,8 @@ def normalize_torch(frames: torch.Tensor, norm: InputNorm, integer: bool = True)
         if norm.background:
             z = x - local_background_torch(x, norm.background)
         else:
-            b, h, _ = x.shape
-            median = _median_last(x[:, :: max(1, h // core.STATS_ROWS)].reshape(b, -1).double())
+            b = x.shape[0]
+            median = _median_last(_row_sample(x).reshape(b, -1).double())
             z = x - median.float()[:, None, None]
         scale = (1.0 / (norm.knee * sigma)).float()[:, None, None]
         return torch.asinh(z * scale)

@@ -39,6 +39,10 @@ def test_numbers_are_converted(rule, value, expected):
         (Number(low=0, low_open=True), 0, "x must be a number > 0, got 0"),
         (Number(low=0, high=1, high_open=True), 1, "x must be a number in [0, 1), got 1"),
         (Number(), None, "x must be a number, got None"),
+        # an integer beyond float's range (YAML reads 1 and 400 zeros as an int): was an
+        # OverflowError traceback
+        pytest.param(Number(), 10**400, "x must be a number, got 1000", id="huge-int"),
+        pytest.param(Number(low=0), -(10**400), "x must be a number >= 0, got -1000", id="huge-negative-int"),
     ],
 )
 def test_bad_numbers_are_one_config_error_naming_the_field(rule, value, message):

@@ -29,7 +29,7 @@ def _frames(dtype, shape, n=3, seed=0):
 @pytest.mark.parametrize(
     ("dtype", "shape"),
     [(np.uint8, (256, 256)), (np.uint8, (37, 53)), (np.uint16, (512, 640)), (np.float32, (64, 80)),
-     (np.uint8, (9, 1)), (np.uint8, (1, 9)), (np.uint8, (130, 260))],
+     (np.uint8, (9, 1)), (np.uint8, (1, 9)), (np.uint8, (130, 260)), (np.uint16, (2000, 1))],
 )
 @pytest.mark.parametrize(("knee", "background"), [(4.0, 0), (2.5, 0), (4.0, 32), (3.0, 16)])
 def test_robust_twin_matches_numpy(dtype, shape, knee, background):
@@ -40,6 +40,17 @@ def test_robust_twin_matches_numpy(dtype, shape, knee, background):
     out = normalize_torch(t, norm, integer=dtype != np.float32).numpy()
     assert out.dtype == np.float32
     assert np.abs(out - ref).max() <= TOL
+
+
+@pytest.mark.parametrize("background", [0, 32])
+def test_a_column_frame_is_normalised_as_its_row(background):
+    """A line-scan column: the whole column, as numpy takes it (a ramp's slope is not noise)."""
+    rng = np.random.default_rng(3)
+    ramp = (np.linspace(1000, 9000, 2000) + rng.normal(0, 5, 2000)).astype(np.float32)
+    norm = InputNorm(kind="robust", knee=4.0, background=background)
+    column = normalize_torch(torch.from_numpy(ramp[None, :, None].copy()), norm, integer=False)
+    row = normalize_torch(torch.from_numpy(ramp[None, None, :].copy()), norm, integer=False)
+    assert np.abs(column.numpy()[0, :, 0] - row.numpy()[0, 0, :]).max() <= TOL
 
 
 @pytest.mark.parametrize("background", [0, 32])

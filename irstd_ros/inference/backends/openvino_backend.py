@@ -6,8 +6,10 @@ and read from there; for each padded frame size the model is reshaped to that st
 size and compiled (a few hundred ms, once per size; at most :data:`MAX_COMPILED_SHAPES` are
 kept). Static shapes let the CPU plugin pick its blocked layouts and fuse without shape
 inference at run time. With ``BackendOptions.dynamic_shapes`` (``irstd eval`` over sets of
-hundreds of sizes) one model compiled for ``[1, 1, ?, ?]`` serves every size: measured
-here, the same outputs bit for bit and the same speed at 640x512.
+hundreds of sizes) one model compiled for ``[1, 1, ?, ?]`` serves every size: the same
+outputs to float rounding (other kernels: at 640x512 about half the pixels differ, by at
+most 6e-9 in probability, the masks not at all; tested to 1e-5), somewhat slower per
+frame than static shapes (docs/backends.md).
 
 Precision: OpenVINO's CPU plugin *defaults* to bf16 on CPUs with native bf16
 (AVX512-BF16, AMX). ``openvino`` therefore sets ``INFERENCE_PRECISION_HINT=f32``
