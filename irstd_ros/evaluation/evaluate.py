@@ -35,6 +35,7 @@ from irstd_ros.evaluation.metrics import (
     CurveAccumulator,
     MetricAccumulator,
     TargetMatch,
+    peak_near,
 )
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
@@ -82,7 +83,8 @@ class HardCase:
 
 
 class HardCases:
-    """The ``n`` most confident misses and the ``n`` most confident false targets."""
+    """The ``n`` hardest misses (lowest score at the target) and the ``n`` most confident
+    false targets (highest score), each scored by :func:`~irstd_ros.evaluation.metrics.peak_near`."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -101,7 +103,9 @@ class HardCases:
         for kind, centres, heap in (("miss", m.missed, self.missed), ("false", m.false, self.false)):
             for cy, cx in centres:
                 sl = crop_slices(x.shape, cy, cx)
-                score = float(prob[sl].max())
+                # the score at this place (as mining reads it), not the crop's brightest
+                # neighbour: a miss beside a detected target is no less a miss
+                score = peak_near(prob, cy, cx)
                 # misses: the lower the network's score there, the harder; false: the higher
                 priority = -score if kind == "miss" else score
                 if len(heap) >= self.n and priority <= heap[0].priority:

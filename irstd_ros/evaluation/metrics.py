@@ -2,17 +2,25 @@
 
 Pixel level (as the paper's Table 1):
 * IoU  = sum over the set of |P and T| / sum over the set of |P or T|.
-* nIoU = mean over images of |P and T| / |P or T| (an image with neither
-  prediction nor target counts as 1).
+* nIoU = mean over the images *with targets* of |P and T| / |P or T|: the field's
+  ``SamplewiseSigmoidMetric`` on sets where every image has a target (NUDT-SIRST). On an
+  image without targets that metric gives 0 whatever is predicted (0 / eps), so it would
+  only count background frames; they are left out here and measured by the false
+  targets per background frame instead. (Before 2026-12-03 they counted as 1 when
+  silent, which raised SIRST-v2 nIoU by the share of silent background frames.)
 * precision, recall, F1 from the set's pixel totals; F1 = 2|P and T| / (|P| + |T|), so
   0 (not undefined) when nothing was predicted but targets exist, or the reverse.
 
 Target level (BasicIRSTD / DNANet ``PD_FA``): targets are 8-connected
-components. A ground-truth target is detected when a still-unmatched predicted
-component has its centroid within ``MATCH_DISTANCE`` px of the target's
-centroid. Pd = detected / all targets. Fa = pixels of unmatched predicted
-components / all pixels of the set. False targets = unmatched predicted
-components, counted per frame and per megapixel, on background-only frames too.
+components; centroids are unweighted means of their pixels. Targets are taken in
+label (raster) order; each is detected by the *nearest* still-unmatched predicted
+component whose centroid is closer than ``MATCH_DISTANCE`` px (strictly). BasicIRSTD
+takes the *first* such component in label order instead: the two differ only where two
+predicted components lie within 3 px of one target (which one is charged as a false
+alarm, rarely whether a neighbouring target is found). Pd = detected / all targets.
+Fa = pixels of unmatched predicted components / all pixels of the set. False targets =
+unmatched predicted components, counted per frame and per megapixel, on
+background-only frames too.
 
 A figure whose denominator is empty is undefined and reported as ``None`` (JSON
 null), never as 0: Pd of a set without targets, IoU of a set where nothing was
@@ -21,6 +29,7 @@ predicted nor true, precision without predictions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,9 +67,10 @@ class TargetMatch:
 
 
 def match_components(pred: np.ndarray, truth: np.ndarray) -> TargetMatch:
-    """Greedy centroid matching of true targets to predicted components (module doc)."""
-    gt_c, _ = _centroids_and_areas(truth)
-    pr_c, pr_a = _centroids_and_areas(pred)
+    """Greedy centroid matching of true targets to predicted components (module doc);
+    any non-zero pixel is target or prediction, whatever the arrays' dtype."""
+    gt_c, _ = _centroids_and_areas(truth.astype(bool))
+    pr_c, pr_a = _centroids_and_areas(pred.astype(bool))
     used = np.zeros(len(pr_c), dtype=bool)
     hit = np.zeros(len(gt_c), dtype=bool)
     for i, c in enumerate(gt_c):
@@ -79,6 +89,13 @@ def match_targets(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     """(targets, detected targets, false-alarm pixels) for one image."""
     m = match_components(pred, truth)
     return m.targets, m.detected, m.false_px
+
+
+def peak_near(prob: np.ndarray, cy: float, cx: float, radius: float = MATCH_DISTANCE) -> float:
+    """The highest score within ``radius`` px (a square) of (``cy``, ``cx``): the network's
+    answer at that place, not a neighbour's."""
+    r, y, x = math.ceil(radius), round(cy), round(cx)
+    return float(prob[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].max())
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -101,6 +118,7 @@ class MetricAccumulator:
     background_frames: int = 0
     background_false_targets: int = 0
     per_image_iou: list[float] = field(default_factory=list)
+    target_image_iou: list[float] = field(default_factory=list)  # nIoU's images
 
     def update(self, pred: np.ndarray, truth: np.ndarray) -> float:
         """Add one image (boolean arrays of one shape); returns its IoU."""
@@ -128,6 +146,8 @@ class MetricAccumulator:
             self.background_false_targets += m.false_targets
         iou = i / u if u else 1.0
         self.per_image_iou.append(iou)
+        if m.targets:
+            self.target_image_iou.append(iou)
         return iou, m
 
     def result(self) -> dict[str, float | int | None]:
@@ -138,7 +158,7 @@ class MetricAccumulator:
         frames = len(self.per_image_iou)
         return {
             "iou": _ratio(self.inter, self.union),
-            "niou": float(np.mean(self.per_image_iou)) if self.per_image_iou else None,
+            "niou": float(np.mean(self.target_image_iou)) if self.target_image_iou else None,
             "precision": precision,
             "recall": recall,
             "f1": f1,

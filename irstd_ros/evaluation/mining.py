@@ -13,16 +13,13 @@ often. Mine only training splits, never the split you report on.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data.mixture import HARD_FORMAT
 from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, scored_frames
-from irstd_ros.evaluation.metrics import MATCH_DISTANCE, match_components
+from irstd_ros.evaluation.metrics import match_components, peak_near
 
 MINING_THRESHOLD = 0.3  # below the operating threshold: near-false alarms count too
 
@@ -65,13 +62,6 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
         "missed_targets": n_miss,
         "frames": frames,
     }
-
-
-def peak_near(prob: np.ndarray, cy: float, cx: float, radius: float = MATCH_DISTANCE) -> float:
-    """The highest score within ``radius`` px (a square) of (``cy``, ``cx``): the network's
-    answer at that place, not a neighbour's."""
-    r, y, x = math.ceil(radius), round(cy), round(cx)
-    return float(prob[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].max())
 
 
 def write_hard_examples(report: dict[str, Any], path: Path) -> Path:

@@ -5,7 +5,8 @@ import torch
 from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import CheckpointInfo, InputNorm, save_checkpoint
-from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
+from irstd_ros.evaluation.evaluate import EvalConfig, HardCases, evaluate
+from irstd_ros.evaluation.metrics import match_components
 from irstd_ros.models import build_model, named_config
 
 
@@ -42,3 +43,17 @@ def test_eval_writes_report_plots_and_consistent_metrics(tmp_path):
     assert len(saved["curve"]) == len(EvalConfig(data=root).thresholds)
     for name in ("roc.png", "hardest.png"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
+
+
+def test_hard_cases_score_a_miss_by_the_network_there_not_by_a_detected_neighbour():
+    # frame "beside": a miss (p 0.1 there) 10 px from a detected target (p 0.99), inside
+    # one crop; frame "alone": a near miss (p 0.4). The hardest miss is the first.
+    x = np.zeros((64, 64), np.float32)
+    beside, alone = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+    beside[30, 30] = beside[30, 40] = alone[30, 30] = True
+    p_beside, p_alone = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32)
+    p_beside[30, 30], p_beside[30, 40], p_alone[30, 30] = 0.1, 0.99, 0.4
+    hard = HardCases(1)
+    for name, truth, prob in (("beside", beside, p_beside), ("alone", alone, p_alone)):
+        hard.add(name, x, truth, prob, 0.5, match_components(prob > 0.5, truth))
+    assert [r.label for r in hard.rows()] == ["beside miss p=0.10"]

@@ -53,15 +53,24 @@ def test_one_prediction_detects_one_target_only():
     assert (targets, detected) == (2, 1)
 
 
-def test_niou_averages_images_and_empty_images_count_as_one():
+def test_niou_averages_the_images_with_targets():
+    """Background-only images are not in nIoU (the field's metric gives them 0 whatever is
+    predicted); their false targets are counted per background frame."""
     acc = MetricAccumulator()
     truth, pred = blank(), blank()
     truth[0, 0:2] = True
     pred[0, 0] = True
     acc.update(pred, truth)  # IoU 0.5
-    acc.update(blank(), blank())  # nothing and nothing: 1
-    assert acc.result()["niou"] == pytest.approx(0.75)
-    assert acc.result()["iou"] == pytest.approx(0.5)
+    acc.update(blank(), blank())  # a silent background frame: not in nIoU
+    noisy = blank()
+    noisy[3, 3] = True
+    acc.update(noisy, blank())  # a false target on a background frame: not in nIoU either
+    r = acc.result()
+    assert r["niou"] == pytest.approx(0.5) and r["iou"] == pytest.approx(1 / 3)  # IoU: every pixel
+    assert r["background_frames"] == 2 and r["false_targets_per_background_frame"] == 0.5
+    only_background = MetricAccumulator()
+    only_background.update(blank(), blank())
+    assert only_background.result()["niou"] is None  # undefined, not 0 nor 1
 
 
 def test_size_mismatch_is_an_error():
@@ -111,3 +120,21 @@ def test_f1_is_zero_when_one_side_is_empty_and_undefined_only_when_both_are():
     both = MetricAccumulator()
     both.update(truth, truth)
     assert both.result()["f1"] == 1.0
+
+
+def test_matching_reads_any_mask_dtype_as_binary():
+    # a 0/255 uint8 mask (the usual file format) must not count 255 false pixels per pixel
+    truth, pred = np.zeros((20, 20), np.uint8), np.zeros((20, 20), np.uint8)
+    truth[5, 5] = 255
+    pred[5, 6] = 255  # detected
+    pred[15, 15:17] = 255  # a 2-px false alarm
+    assert match_targets(pred, truth) == (1, 1, 2)
+
+
+def test_centroid_distance_is_strictly_below_three_px():
+    truth, pred = blank(), blank()
+    truth[5, 5] = True
+    pred[5, 8] = True  # exactly 3 px: not a detection (the field's "< 3")
+    assert match_targets(pred, truth) == (1, 0, 1)
+    pred[5, 8], pred[7, 7] = False, True  # 2.83 px diagonally: a detection
+    assert match_targets(pred, truth) == (1, 1, 0)
