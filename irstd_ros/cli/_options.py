@@ -29,6 +29,7 @@ __all__ = [
     "add_bag_writing",
     "add_image_topic",
     "add_model_on_data",
+    "check_network_options",
     "check_output_dir",
     "check_output_file",
     "non_negative_float",
@@ -69,6 +70,18 @@ def check_output_dir(path: Path | None, option: str) -> None:
     reason = output_dir_problem(path)
     if reason:
         raise ConfigError(f"{option} {reason}")
+
+
+def check_network_options(args: argparse.Namespace) -> None:
+    """:class:`ConfigError` when ``--method tophat`` comes with ``--weights`` or a
+    ``--backend``: the top-hat reference runs no network, so they would be ignored and
+    the report would not be the model's the command line names."""
+    if args.method != "tophat":
+        return
+    given = [option for option, value in (("--weights", args.weights), ("--backend", args.backend))
+             if value is not None and value != "auto"]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not with --method tophat (the top-hat reference runs no network)")
 
 
 def add_model_on_data(p: argparse.ArgumentParser, split: str, threshold_help: str) -> None:

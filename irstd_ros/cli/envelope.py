@@ -7,7 +7,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from irstd_ros.cli._options import check_output_dir, positive_float, positive_int, probability
+from irstd_ros.cli._options import (
+    check_network_options,
+    check_output_dir,
+    positive_float,
+    positive_int,
+    probability,
+)
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.envelope import (
@@ -73,6 +79,7 @@ def config_from_args(args: argparse.Namespace) -> EnvelopeConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    check_network_options(args)
     check_output_dir(args.out, "--out")
     backend, norm, threshold, described = build_scorer(
         EvalConfig(data=Path("."), weights=args.weights, method=args.method, backend=args.backend,

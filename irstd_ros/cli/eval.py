@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from irstd_ros.cli._options import add_model_on_data, check_output_dir
+from irstd_ros.cli._options import add_model_on_data, check_network_options, check_output_dir
 from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
 
 SUMMARY_KEYS = (
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_network_options(args)
     check_output_dir(args.out, "--out")
     report = evaluate(
         EvalConfig(

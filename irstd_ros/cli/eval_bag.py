@@ -20,6 +20,7 @@ from irstd_ros.cli._options import (
     unit_interval,
 )
 from irstd_ros.core.constants import OWN_THRESHOLD, WEIGHTS_HELP
+from irstd_ros.errors import ConfigError
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
 from irstd_ros.tracking.tracker import TrackerConfig
 
@@ -96,6 +97,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.run_detector:  # recorded outputs: no model runs, so they would be ignored
+        for option, value in (("--weights", args.weights), ("--backend", args.backend)):
+            if value is not None and value != "auto":
+                raise ConfigError(f"{option} needs --run-detector")
     if args.json != STDOUT:
         check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(args.plot, "--plot")

@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export", help="build a TensorRT engine / ONNX / OpenVINO IR (FP32, INT8) ahead of time, or measure bf16"
     )
     p.add_argument("--backend", required=True, choices=EXPORT_BACKENDS)
-    p.add_argument("--height", type=int, help="frame height the TensorRT engine is built for")
-    p.add_argument("--width", type=int, help="frame width the TensorRT engine is built for")
+    p.add_argument("--height", type=positive_int, help="frame height the TensorRT engine is built for")
+    p.add_argument("--width", type=positive_int, help="frame width the TensorRT engine is built for")
     p.add_argument("--precision", default="fp16", choices=PRECISIONS, help="TensorRT precision")
     p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--out", type=Path, help=f"output directory (default: {cache_root()})")
@@ -67,12 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from irstd_ros.inference.detector import resolve_model_path
 
     check_output_dir(args.out, "--out")  # before the model is loaded and converted
-    if args.backend == "tensorrt" and not (args.height and args.width):
+    if args.backend == "tensorrt" and (args.height is None or args.width is None):
         raise ConfigError("--backend tensorrt needs --height and --width (the frame size)")
-    for name in ("height", "width"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"--{name} must be positive, got {value}")
     weights = resolve_model_path(args.weights)
     if args.backend == "openvino-int8":
         return _int8(args, weights)

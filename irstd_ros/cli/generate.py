@@ -7,7 +7,12 @@ import math
 from pathlib import Path
 
 from irstd_ros.bags.generate import GenerateConfig, generate_bag
-from irstd_ros.cli._options import add_bag_writing, non_negative_float, positive_float
+from irstd_ros.cli._options import (
+    add_bag_writing,
+    check_output_dir,
+    non_negative_float,
+    positive_float,
+)
 from irstd_ros.core.parsing import parse_range, parse_size
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim.scenes import SCENES
@@ -77,6 +82,7 @@ def _range(text: str, option: str) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, "--out")  # a folder that can be made: before any work
     width, height = parse_size(args.size)
     seq = SequenceConfig(
         width=width,

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from irstd_ros.checkpoint import read_info
+from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.detector import resolve_model_path
@@ -48,9 +48,10 @@ def model_info(arch: str, config: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     if args.weights:
-        info = read_info(resolve_model_path(args.weights))
+        # the tensors too, not only the metadata: a file whose weights are not of the network
+        # its metadata names is refused here as everywhere, not described by that name
+        model, info, _ = load_checkpoint(resolve_model_path(args.weights))
         out = json.loads(info.to_json())
-        model = build_model(info.model)
         out["params"] = count_params(model)
         out["gmacs_256"] = count_macs(model, PROFILE_SIZE, PROFILE_SIZE) / 1e9
     else:

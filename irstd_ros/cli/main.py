@@ -4,7 +4,8 @@ of the parsed namespace returning an exit code. Errors of this package become
 one readable line on stderr and exit code 2 (``irstd <command>: error: <message>``), as do
 the user-input failures that escape them: file and folder problems (:class:`OSError`:
 a directory where a file is expected, a permission denied...), malformed YAML and bad
-values (:class:`ValueError`).
+values (:class:`ValueError`). Ctrl-C, also while the subcommands load, is one line
+(``irstd <command>: interrupted``) and exit code 130.
 
 Environment: ``IRSTD_DEBUG=1`` re-raises any of these errors instead, for the full
 traceback."""
@@ -24,6 +25,7 @@ from irstd_ros.errors import IrstdError
 
 DEBUG_ENV = "IRSTD_DEBUG"  # "1": tracebacks instead of one-line errors
 ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130  # Ctrl-C, as a shell reports SIGINT
 
 SUBCOMMANDS = (
     "train",
@@ -82,7 +84,11 @@ def _register_missing(sub: argparse._SubParsersAction, name: str, exc: ModuleNot
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:  # the subcommands' imports (torch...) take seconds: Ctrl-C there is no traceback either
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("irstd: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -96,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ERROR_EXIT
     except KeyboardInterrupt:
         print(f"irstd {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
 
 
 def one_line(exc: BaseException) -> str:

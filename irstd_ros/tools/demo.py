@@ -306,6 +306,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _check_node_model(weights: Path | None, backend: str | None) -> None:
+    """What the node would refuse at its start, refused before the sample is generated: a
+    backend name it does not know, a checkpoint missing, damaged or of another architecture
+    (its metadata; :class:`ConfigError` / :class:`~irstd_ros.errors.CheckpointError`)."""
+    from irstd_ros.checkpoint import read_info
+    from irstd_ros.inference.backends.select import valid_names
+    from irstd_ros.inference.detector import resolve_model_path
+
+    if backend is not None and backend not in valid_names():
+        raise ConfigError(f"--backend: unknown backend {backend!r}; valid: {', '.join(valid_names())}")
+    if weights is not None:
+        read_info(resolve_model_path(weights))
+
+
 def config_from_args(args: argparse.Namespace) -> DemoConfig:
     """The demo's configuration, every option checked (:class:`ConfigError`): before the
     sample is generated and the node started."""
@@ -319,6 +333,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     problem = output_dir_problem(args.out)
     if problem:
         raise ConfigError(f"--out {problem}")
+    _check_node_model(args.weights, args.backend)
     sequence = SAMPLE_SEQUENCE
     for name in ("frames", "scene", "seed"):
         if getattr(args, name) is not None:

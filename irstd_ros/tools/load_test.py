@@ -460,15 +460,19 @@ def _override_arg(text: str) -> tuple[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m irstd_ros.tools.load_test``: a failure is one line (``load_test: error:
-    ...``), exit 1; under ``irstd load-test`` the CLI's own line and exit code."""
+    ...``), exit 1 (a file problem such as ``--log`` naming a folder too), Ctrl-C one line
+    and exit 130; under ``irstd load-test`` the CLI's own line and exit code."""
     parser = argparse.ArgumentParser(prog="python -m irstd_ros.tools.load_test", description=DESCRIPTION)
     add_arguments(parser)
     args = parser.parse_args(argv)  # --rate, --duration, --warmup checked by their types
     try:
         return run(args)
-    except IrstdError as exc:
+    except (IrstdError, OSError) as exc:
         print(f"load_test: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("load_test: interrupted", file=sys.stderr)
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:

@@ -67,3 +67,19 @@ def test_info_text_of_a_checkpoint_says_what_it_is(capsys, tmp_path):
     assert code == 0
     lines = dict(line.split(None, 1) for line in out.strip().splitlines())
     assert lines["arch"] == "sgem_unet" and lines["threshold"] == "0.375" and int(lines["params"]) > 0
+
+
+def test_info_refuses_weights_that_are_not_of_the_network_their_metadata_names(capsys, tmp_path):
+    """Before, ``info`` read the metadata only and described a 'paper' network (its size and
+    GMACs) for a file holding a tiny one's tensors, which every other command refuses."""
+    from safetensors.torch import save_file
+
+    from irstd_ros.checkpoint import METADATA_KEY, CheckpointInfo
+    from irstd_ros.models import build_model, named_config
+
+    path = tmp_path / "w.safetensors"
+    save_file(build_model(named_config("tiny")).state_dict(), str(path),
+              metadata={METADATA_KEY: CheckpointInfo(named_config("paper")).to_json()})
+    code, out, err = run_cli_output(capsys, "info", "--weights", str(path), "--json")
+    assert code == 2 and out == ""
+    assert err.startswith(f"irstd info: error: model file {path} does not match its config")

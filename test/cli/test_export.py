@@ -44,6 +44,15 @@ def test_tensorrt_needs_the_frame_size(weights, capsys):
     assert "--height and --width" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_frame_size_below_one_is_named_not_taken_for_a_missing_one(value, weights, capsys):
+    """``--height 0`` is a bad value of --height, not "needs --height and --width"."""
+    code, err = run_cli(capsys, "export", "--backend", "tensorrt", "--height", value, "--width", "640",
+                        "--weights", str(weights))
+    assert code == 2
+    assert f"argument --height: must be >= 1, got {value}" in one_error_line(err)
+
+
 def test_onnx_export_runs_in_onnxruntime_at_several_sizes(weights, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

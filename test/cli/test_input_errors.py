@@ -70,6 +70,53 @@ def test_debug_env_reraises_for_the_traceback(monkeypatch):
         main(["info"])
 
 
+def test_ctrl_c_while_the_subcommands_load_is_one_line(capsys, monkeypatch):
+    """The parser imports every subcommand (torch...: seconds); Ctrl-C then is no traceback."""
+    from irstd_ros.cli import main as cli_main
+
+    def interrupted() -> argparse.ArgumentParser:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
+    try:
+        code, err = run_cli(capsys, "info")
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped irstd as a traceback")
+    assert code == 130 and err == "irstd: interrupted\n"
+
+
+# --- options that would be ignored ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["eval", "envelope"])
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--weights", "tiny"], "--weights"),
+        (["--backend", "openvino"], "--backend"),
+        (["--weights", "fast", "--backend", "torch-cpu"], "--weights, --backend"),
+    ],
+)
+def test_tophat_refuses_the_network_s_options(command, options, named, capsys, tmp_path):
+    """--method tophat runs no network: a --weights or --backend given with it was ignored,
+    and the report read as the named model's."""
+    data = ["--data", str(tmp_path)] if command == "eval" else []
+    code, err = run_cli(capsys, command, *data, "--method", "tophat", *options, "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert one_error_line(err) == (
+        f"irstd {command}: error: {named}: not with --method tophat (the top-hat reference runs no network)")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--weights", "tiny"), ("--backend", "openvino")])
+def test_eval_bag_refuses_detector_options_without_run_detector(option, value, capsys, tmp_path):
+    """Recorded outputs are scored as recorded: a --weights or --backend was ignored."""
+    code, err = run_cli(capsys, "eval-bag", "--truth", str(tmp_path / "t"), "--outputs", str(tmp_path / "o"),
+                        option, value)
+    assert code == 2
+    assert one_error_line(err) == f"irstd eval-bag: error: {option} needs --run-detector"
+
+
 # --- output paths checked up front -----------------------------------------------------------
 
 
@@ -111,6 +158,8 @@ PROC = Path("/proc")
         ["eval", "--out", "/proc/irstd-out"],
         ["mine", "--out", "/proc/irstd-out.json"],
         ["envelope", "--out", "/proc/irstd-out"],
+        ["generate", "--out", "/proc/irstd-out"],  # before: "No such file or directory: /proc/irstd-out"
+        ["record", "--out", "/proc/irstd-out"],
     ],
 )
 def test_out_under_proc_is_refused_up_front_even_as_root(args, capsys, tmp_path):
@@ -142,6 +191,17 @@ def test_calibrate_out_that_is_a_directory(capsys, tmp_path):
         capsys, "calibrate", "--weights", "tiny", "--out", str(tmp_path), "--data", str(tmp_path)
     )
     assert code == 2 and "is a directory" in one_error_line(err)
+
+
+@pytest.mark.parametrize("command", ["generate", "record"])
+def test_bag_out_that_is_a_file(command, capsys, tmp_path):
+    """Before: "Not a directory: f" with --overwrite, naming neither the option nor the fix."""
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    code, err = run_cli(capsys, command, "--out", str(a_file), "--overwrite")
+    assert code == 2
+    assert one_error_line(err) == f"irstd {command}: error: --out {a_file}: is a file; give a directory"
+    assert a_file.read_text() == "x"
 
 
 def test_envelope_out_that_is_a_file(capsys, tmp_path):

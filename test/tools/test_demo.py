@@ -51,10 +51,20 @@ def test_missing_bag_is_one_line_and_exit_1(tmp_path, capsys):
 @pytest.mark.ros
 @pytest.mark.slow
 def test_node_failure_is_one_line(tmp_path, capsys):
+    # its metadata reads (the demo's own check passes), its tensors do not: the node fails
+    import torch
+    from safetensors.torch import save_file
+
+    from irstd_ros.checkpoint import METADATA_KEY, CheckpointInfo
+    from irstd_ros.models import named_config
+
+    weights = tmp_path / "hollow.safetensors"
+    save_file({"w": torch.zeros(1)}, str(weights),
+              metadata={METADATA_KEY: CheckpointInfo(named_config("tiny")).to_json()})
     code = main(
         [
             "--weights",
-            str(tmp_path / "none.safetensors"),
+            str(weights),
             "--out",
             str(tmp_path / "o"),
             "--frames",
@@ -183,3 +193,29 @@ def test_demo_sample_options_change_only_what_is_given(tmp_path):
     assert seq == replace(SAMPLE_SEQUENCE, frames=7, snr=(9.0, 9.0))
     bag = demo.config_from_args(demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--bag", "b"]))
     assert bag.sequence == SAMPLE_SEQUENCE and bag.bag == Path("b")
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--weights", "missing.safetensors"], "model file not found"),
+        (["--weights", "{tmp}"], "is a directory, not a checkpoint file"),
+        (["--weights", "{tmp}/bad.safetensors"], "is not a readable safetensors file"),
+        (["--backend", "nosuch"], "--backend: unknown backend 'nosuch'; valid: auto"),
+    ],
+)
+def test_irstd_demo_checks_the_node_model_before_the_sample(option, words, tmp_path, capsys, no_demo_run):
+    """The docstring's promise, "options are checked before anything runs", holds for the
+    node's model too: not a sample generated and a node started to learn it."""
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in option]
+    code, err = run_cli(capsys, "demo", "--out", str(tmp_path / "o"), *args)
+    assert code == 2
+    assert words in one_error_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_irstd_demo_takes_a_shipped_model_by_name(tmp_path):
+    args = demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--weights", "fast", "--backend", "cpu"])
+    cfg = demo.config_from_args(args)
+    assert cfg.weights == Path("fast") and cfg.backend == "cpu"

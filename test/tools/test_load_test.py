@@ -121,3 +121,25 @@ def test_a_load_test_that_stops_is_one_line_in_both_entry_points(capsys, monkeyp
     code, err = run_cli(capsys, "load-test", "--duration", "1")
     assert code == 2
     assert one_error_line(err) == "irstd load-test: error: the load test stopped: no answer to the warm-up stream"
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "line"),
+    [
+        (IsADirectoryError(21, "Is a directory", "logs"), 1, "load_test: error: [Errno 21] Is a directory: 'logs'"),
+        (KeyboardInterrupt(), 130, "load_test: interrupted"),
+    ],
+)
+def test_python_m_load_test_file_problems_and_ctrl_c_are_one_line(raised, code, line, capsys, monkeypatch):
+    """``--log`` naming a folder (the node's log cannot be opened) and Ctrl-C: one line from
+    ``python -m irstd_ros.tools.load_test`` as from ``irstd load-test``, not a traceback."""
+    def fails(*_a, **_k):
+        raise raised
+
+    monkeypatch.setattr(load_test, "run_load_test", fails)
+    try:
+        assert load_test.main(["--duration", "1", "--log", "logs"]) == code
+    except (OSError, KeyboardInterrupt) as exc:
+        pytest.fail(f"{type(exc).__name__} escaped as a traceback")
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == line and "Traceback" not in err
