@@ -77,6 +77,16 @@ def config_from_args(args: argparse.Namespace) -> EnvelopeConfig:
     return cfg
 
 
+def format_snr_at_pd90(row: dict) -> str:
+    """A summary row's SNR for Pd 0.9 as a bound where the grid bounds it: ``<= 2.0`` (met
+    at the lowest grid SNR), ``> 30`` (not met by the highest), else the interpolated value."""
+    snr = row["snr_at_pd90"]
+    if snr is None:
+        top = row.get("grid_top_snr")
+        return "not in the grid" if top is None else f"> {top:g} (not reached within the grid)"
+    return f"<= {snr:.1f}" if row.get("below_grid") else f"{snr:.1f}"
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     check_network_options(args)
@@ -93,9 +103,8 @@ def run(args: argparse.Namespace) -> int:
                           report["false_targets_per_frame"], "goal_point_snr6": report["goal_point_snr6"]}))
     else:
         for row in report["snr_at_pd90"]:
-            snr = row["snr_at_pd90"]
             print(f"{row['scene']:9s} {row['encoding']:7s} {row['size']:6s} Pd>=0.9 at SNR "
-                  + ("never" if snr is None else f"<= {snr:.1f}" if row.get("below_grid") else f"{snr:.1f}"))
+                  + format_snr_at_pd90(row))
         for k, v in report["false_targets_per_frame"].items():
             print(f"false targets per frame {k}: {v:.3f}")
         for f in files:

@@ -161,7 +161,8 @@ def envelope_frame(
 
 def snr_at_pd(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> float | None:
     """Smallest SNR where Pd reaches ``goal`` (interpolated between grid points in SNR
-    order, whatever order they come in), None if never. Where the lowest grid SNR already
+    order, whatever order they come in), None if not within the grid (not by its top SNR:
+    nothing is known above it). Where the lowest grid SNR already
     reaches it, that SNR is returned: an upper bound (:func:`reached_below_grid`)."""
     pairs = sorted(zip(snrs, pds))
     for i, (s, p) in enumerate(pairs):
@@ -211,7 +212,8 @@ def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeCon
                 snrs, pds = [c["snr"] for c in rows], [c["pd"] for c in rows]
                 summary.append({"scene": scene, "encoding": enc, "size": size,
                                 "snr_at_pd90": snr_at_pd(snrs, pds),
-                                "below_grid": reached_below_grid(snrs, pds)})
+                                "below_grid": reached_below_grid(snrs, pds),
+                                "grid_top_snr": max(snrs, default=None)})  # None above: not by it
     fpf = {f"{s}/{e}": acc.result()["false_targets_per_frame"] for (s, e), acc in false.items()}
     points = [c for c in cells if c["size"] == POINT and c["snr"] >= 6]
     return {
