@@ -409,6 +409,16 @@ def _export_int8(
             return [f for f, _ in validation_frames(info.norm, datasets, VALIDATION_FRAMES, VALIDATION_CROP)]
 
     recipe = INT8_RECIPE_AC if accuracy_control else INT8_RECIPE
+    calibrated_on = {
+        "frames": min(calibration, MAX_CALIBRATION_FRAMES), "crop": CALIBRATION_CROP,
+        "seed": CALIBRATION_SEED,
+        "splits": {ds.name: f"{ds.root} {ds.calibration_split}" for ds in datasets},
+    }
+    before = load_accuracy(int8_path(model, info, options)[0])
+    if not force and before is not None and before.get("recipe") == recipe and before.get("calibration") not in (None, calibrated_on):
+        # the fingerprint (what a node checks) cannot hold the calibration set: its record does
+        log.info("the cached INT8 IR was calibrated on %s; quantising again on %s", before["calibration"], calibrated_on)
+        force = True
     path, built = build_int8(
         model, info, options, lambda: calibration_frames(info.norm, datasets, calibration), force=force,
         validation=validation,
@@ -428,11 +438,10 @@ def _export_int8(
         t1 = time.perf_counter()
         record = {
             **_accuracy_record(Path(weights), cache, datasets, threads, digest, conditions, recipe),
-            "calibration": {
-                "frames": min(calibration, MAX_CALIBRATION_FRAMES), "crop": CALIBRATION_CROP,
-                "seed": CALIBRATION_SEED,
-                "splits": {ds.name: f"{ds.root} {ds.calibration_split}" for ds in datasets},
-            },
+            # an IR reused without a record: how it was calibrated is not known here
+            "calibration": calibrated_on if built or force else (
+                (before or {}).get("calibration") or "unknown: an IR reused without a record"
+            ),
             **({"accuracy_control": {
                 "frames": VALIDATION_FRAMES, "crop": VALIDATION_CROP, "seed": VALIDATION_SEED,
                 "metric": "mean per-frame IoU of the INT8 mask against the FP32 mask at the checkpoint's threshold", "max_drop": MAX_IOU_DROP,

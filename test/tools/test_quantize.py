@@ -116,6 +116,19 @@ def test_export_records_the_accuracy_and_cpu_then_uses_int8(datasets, weights, t
     assert backend.name == "openvino-int8"
 
 
+def test_another_calibration_quantises_again_and_the_record_says_which(datasets, weights, tmp_path, fake_quantize):
+    """The fingerprint cannot hold the calibration set (a node does not know it): an IR
+    calibrated on other frames was reused and its new record claimed the frames asked for."""
+    out = tmp_path / "cache"
+    quantize.export_int8(weights, out, datasets, calibration=6, threads=1)
+    other = quantize.export_int8(weights, out, datasets, calibration=5, threads=1)
+    assert other["built"] and fake_quantize == [6, 5]
+    record = json.loads(Path(other["files"][-1]).read_text())
+    assert record["calibration"]["frames"] == 5
+    same = quantize.export_int8(weights, out, datasets, calibration=5, threads=1)
+    assert not same["built"] and fake_quantize == [6, 5]
+
+
 def test_speed_is_timed_in_interleaved_rounds_and_the_ratio_survives_a_busier_round(monkeypatch):
     """The candidate takes half of FP32's time; the host is three times slower in the
     second of two rounds: the medians move, the recorded ratio does not."""
