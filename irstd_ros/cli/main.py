@@ -5,7 +5,8 @@ one readable line on stderr and exit code 2 (``irstd <command>: error: <message>
 the user-input failures that escape them: file and folder problems (:class:`OSError`:
 a directory where a file is expected, a permission denied...), malformed YAML and bad
 values (:class:`ValueError`). Ctrl-C, also while the subcommands load, is one line
-(``irstd <command>: interrupted``) and exit code 130.
+(``irstd <command>: interrupted``) and exit code 130; SIGTERM the same clean-up
+(``terminated``, exit code 143), so no partial output is left by ``kill`` or ``timeout``.
 
 Environment: ``IRSTD_DEBUG=1`` re-raises any of these errors instead, for the full
 traceback."""
@@ -26,6 +27,7 @@ from irstd_ros.errors import IrstdError
 DEBUG_ENV = "IRSTD_DEBUG"  # "1": tracebacks instead of one-line errors
 ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130  # Ctrl-C, as a shell reports SIGINT
+TERMINATED_EXIT = 143  # SIGTERM, likewise
 
 SUBCOMMANDS = (
     "train",
@@ -83,12 +85,40 @@ def _register_missing(sub: argparse._SubParsersAction, name: str, exc: ModuleNot
     p.set_defaults(func=unavailable)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a launch system stopping us), raised where Ctrl-C
+    would be, so that every subcommand cleans up as it does for Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``irstd`` entry point; SIGTERM is handled as Ctrl-C while it runs (main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(command: str, exc: KeyboardInterrupt) -> int:
+    what, code = ("terminated", TERMINATED_EXIT) if isinstance(exc, Terminated) else ("interrupted", INTERRUPTED_EXIT)
+    print(f"{command}: {what}", file=sys.stderr)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:  # the subcommands' imports (torch...) take seconds: Ctrl-C there is no traceback either
         args = build_parser().parse_args(argv)
-    except KeyboardInterrupt:
-        print("irstd: interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+    except KeyboardInterrupt as exc:
+        return _stopped("irstd", exc)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -100,9 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"irstd {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return ERROR_EXIT
-    except KeyboardInterrupt:
-        print(f"irstd {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+    except KeyboardInterrupt as exc:
+        return _stopped(f"irstd {args.command}", exc)
 
 
 def one_line(exc: BaseException) -> str:

@@ -85,6 +85,31 @@ def test_ctrl_c_while_the_subcommands_load_is_one_line(capsys, monkeypatch):
     assert code == 130 and err == "irstd: interrupted\n"
 
 
+def test_sigterm_cleans_up_as_ctrl_c_does(tmp_path):
+    """`kill` / `timeout` / a launch system stop a command with SIGTERM: it is handled as
+    Ctrl-C (no partial bag left), one line, exit 143; it was Python's default: killed at
+    once, the half-written bag left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "bag"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "irstd_ros.cli.main", "generate", "--out", str(out), "--frames", "5000",
+         "--size", "320x256"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # writing has begun
+    assert out.exists(), "generate never started writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "irstd generate: terminated"
+    assert "Traceback" not in err and not out.exists()
+
+
 # --- options that would be ignored ---------------------------------------------------------
 
 
