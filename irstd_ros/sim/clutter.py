@@ -8,6 +8,7 @@ it never belongs to the ground truth. Tracking is what rejects it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,3 +58,21 @@ def plan_flicker(
                 )
             )
     return out
+
+
+def flickers_by_frame(flickers: list[Flicker]) -> Iterator[list[Flicker]]:
+    """The flickers on in frames 0, 1, 2, ... (endless), in list order, from a list
+    ordered by ``start`` (as :func:`plan_flicker` returns it): each frame looks only at
+    the flickers still on and those starting, not at the whole sequence's."""
+    pending = iter(flickers)
+    upcoming = next(pending, None)
+    on: list[Flicker] = []
+    t = 0
+    while True:
+        on = [fl for fl in on if fl.on(t)]
+        while upcoming is not None and upcoming.start <= t:
+            if upcoming.on(t):
+                on.append(upcoming)
+            upcoming = next(pending, None)
+        yield on
+        t += 1

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from irstd_ros.errors import ConfigError
-from irstd_ros.sim.clutter import plan_flicker
+from irstd_ros.sim.clutter import flickers_by_frame, plan_flicker
 from irstd_ros.sim.scenes import SCENES, make_scene
 from irstd_ros.sim.targets import (
     PlanSpace,
@@ -61,6 +61,16 @@ DEFAULT_START_NS = 1_735_689_600 * 1_000_000_000  # 2025-01-01T00:00:00Z, first 
 NS_PER_S = 1_000_000_000
 MIN_SIZE_PX, MAX_SIZE_PX = 16, 8192
 BIT_DEPTHS = (8, 16)
+# Upper bounds (validate): what a stamp, a frame and the planned sequence can hold.
+STAMP_LIMIT_NS = 2**31 * NS_PER_S  # header stamps hold int32 seconds: stamps stay below this
+MAX_FPS = float(NS_PER_S)  # a frame period of at least 1 ns: every frame its own stamp
+MAX_FRAMES = 1_000_000  # 28 h at 10 fps (330 GB of 640x512 mono8)
+MAX_TARGETS = 1_000  # ids in all; placement is quadratic in them (~7 s for 1,000)
+MAX_TARGET_FRAMES = 10_000_000  # targets x frames: trajectories are planned up front (24 B each)
+MAX_TARGET_SIZE_PX = 64.0  # small targets; a rendered patch grows with the square of the size
+MAX_PSF_SIGMA_PX = 4.0  # a point spread over ~20 px; the render grows with its cube
+MAX_FLICKERS = 1_000_000  # flickers planned over the sequence (flicker_rate x frames)
+MAX_FLICKERS_ON = 1_000  # flicker_rate x longest flicker: hot spots rendered in one frame
 
 # Independent random streams: changing one aspect (e.g. frames) keeps the others.
 (
@@ -108,7 +118,17 @@ class SequenceConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on an invalid value (a NaN or infinite number
-        included: it would overflow the random draws or give every frame one stamp)."""
+        included: it would overflow the random draws or give every frame one stamp).
+
+        Upper bounds keep a sequence within what its stamps and memory hold and its
+        generation finite: ``fps`` at most ``MAX_FPS`` (a frame period of at least 1 ns) and
+        high enough that the whole sequence (``frames / fps``) ends before ``STAMP_LIMIT_NS``
+        (a header stamp's int32 seconds); ``frames`` at most ``MAX_FRAMES``; at most
+        ``MAX_TARGETS`` targets (all scenarios), ``MAX_TARGET_FRAMES`` targets x frames
+        (trajectories are planned up front); ``target_size`` at most ``MAX_TARGET_SIZE_PX``
+        and ``psf_sigma`` at most ``MAX_PSF_SIGMA_PX`` (the rendered patch grows with
+        them); ``flicker_rate`` at most ``MAX_FLICKERS`` planned over the sequence and
+        ``MAX_FLICKERS_ON`` on in one frame (``flicker_rate`` x the longest flicker)."""
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             values = value if isinstance(value, tuple) else (value,)
@@ -120,20 +140,48 @@ class SequenceConfig:
             raise ConfigError(
                 f"size {self.width}x{self.height} outside [{MIN_SIZE_PX}, {MAX_SIZE_PX}]"
             )
-        if self.frames < 1:
-            raise ConfigError(f"frames must be >= 1, got {self.frames}")
-        if not self.fps > 0:
-            raise ConfigError(f"fps must be > 0, got {self.fps}")
+        if not 1 <= self.frames <= MAX_FRAMES:
+            raise ConfigError(f"frames must be in [1, {MAX_FRAMES}], got {self.frames}")
+        if not 0 <= self.start_time_ns < STAMP_LIMIT_NS:
+            raise ConfigError(
+                f"start_time_ns must be in [0, {STAMP_LIMIT_NS}) (int32 seconds), got {self.start_time_ns}"
+            )
+        # the last stamp, start + (frames - 1) / fps, stays below the limit
+        min_fps = self.frames * NS_PER_S / (STAMP_LIMIT_NS - self.start_time_ns)
+        if not min_fps <= self.fps <= MAX_FPS:
+            raise ConfigError(
+                f"fps must be in [{min_fps:.3g}, {MAX_FPS:.0e}] for {self.frames} frames (a frame "
+                f"period of at least 1 ns; the last stamp within int32 seconds), got {self.fps}"
+            )
         if self.scene not in SCENES:
             raise ConfigError(f"unknown scene {self.scene!r}; valid: {', '.join(SCENES)}")
         names = ("n_targets", "dim_targets", "crossings", "manoeuvres")
         counts = {k: getattr(self, k) for k in names}
         if min(counts.values()) < 0:
             raise ConfigError(f"target counts must be >= 0, got {counts}")
-        if not self.flicker_rate >= 0:
-            raise ConfigError(f"flicker_rate must be >= 0, got {self.flicker_rate}")
-        if not 1 <= self.flicker_frames[0] <= self.flicker_frames[1]:
-            raise ConfigError(f"flicker_frames must satisfy 1 <= lo <= hi, got {self.flicker_frames}")
+        targets = self.n_targets + self.dim_targets + 2 * self.crossings + self.manoeuvres
+        if targets > MAX_TARGETS:
+            raise ConfigError(
+                f"at most {MAX_TARGETS} targets (n_targets + dim_targets + 2 x crossings + "
+                f"manoeuvres), got {targets} from {counts}"
+            )
+        if targets * self.frames > MAX_TARGET_FRAMES:
+            raise ConfigError(
+                f"targets x frames must be <= {MAX_TARGET_FRAMES} (trajectories are planned up "
+                f"front), got {targets} x {self.frames}"
+            )
+        if not 1 <= self.flicker_frames[0] <= self.flicker_frames[1] <= MAX_FRAMES:
+            raise ConfigError(
+                f"flicker_frames must satisfy 1 <= lo <= hi <= {MAX_FRAMES}, got {self.flicker_frames}"
+            )
+        longest = min(self.flicker_frames[1], self.frames)
+        max_rate = min(MAX_FLICKERS / self.frames, MAX_FLICKERS_ON / longest)
+        if not 0 <= self.flicker_rate <= max_rate:
+            raise ConfigError(
+                f"flicker_rate must be in [0, {max_rate:.4g}] for {self.frames} frames and flickers "
+                f"of up to {longest} frames (at most {MAX_FLICKERS} flickers in all, "
+                f"{MAX_FLICKERS_ON} on at once), got {self.flicker_rate}"
+            )
         if not 0 <= self.quiet[0] <= self.quiet[1]:
             raise ConfigError(f"quiet must be a frame range 0 <= start <= end, got {self.quiet}")
         integer = isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool)
@@ -145,9 +193,18 @@ class SequenceConfig:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi or (name != "target_speed" and lo <= 0):
                 raise ConfigError(f"{name} range must satisfy 0 < lo <= hi, got ({lo}, {hi})")
+        if self.target_size[1] > MAX_TARGET_SIZE_PX:
+            raise ConfigError(
+                f"target_size must be at most {MAX_TARGET_SIZE_PX:g} px (small targets), "
+                f"got {self.target_size}"
+            )
         for name in ("psf_sigma", "noise_sigma", "fpn_sigma", "gain_nonuniformity"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
+        if self.psf_sigma > MAX_PSF_SIGMA_PX:
+            raise ConfigError(
+                f"psf_sigma must be in [0, {MAX_PSF_SIGMA_PX:g}] px, got {self.psf_sigma}"
+            )
 
     @property
     def encoding(self) -> str:
@@ -262,17 +319,16 @@ def generate_sequence(cfg: SequenceConfig) -> Iterator[Frame]:
     )
     gain, offsets = _sensor_maps(cfg)
     unit = 1.0 if cfg.bit_depth == 8 else GAIN_16BIT
-    for t in range(cfg.frames):
+    for t, flickers_on in zip(range(cfg.frames), flickers_by_frame(flickers)):
         clean = scene.at(t, _rng(cfg, _STREAM_GLINT, t)) * gain + offsets
         img = clean.copy()
-        for fl in flickers:  # clutter: in the image, never in the truth
-            if fl.on(t):
-                blob = render_blob(fl.x, fl.y, fl.size, fl.size, 0.0, cfg.psf_sigma)
-                clipped = _clip_patch(*blob, shape)
-                if clipped is not None:
-                    fx0, fy0, part = clipped
-                    amp = fl.snr * _local_sigma(clean, fl.x, fl.y, cfg.noise_sigma)
-                    img[fy0 : fy0 + part.shape[0], fx0 : fx0 + part.shape[1]] += amp * part
+        for fl in flickers_on:  # clutter: in the image, never in the truth
+            blob = render_blob(fl.x, fl.y, fl.size, fl.size, 0.0, cfg.psf_sigma)
+            clipped = _clip_patch(*blob, shape)
+            if clipped is not None:
+                fx0, fy0, part = clipped
+                amp = fl.snr * _local_sigma(clean, fl.x, fl.y, cfg.noise_sigma)
+                img[fy0 : fy0 + part.shape[0], fx0 : fx0 + part.shape[1]] += amp * part
         mask = np.zeros(shape, dtype=bool)
         truths: list[TargetTruth] = []
         for plan in plans if not cfg.quiet[0] <= t < cfg.quiet[1] else ():

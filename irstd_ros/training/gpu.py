@@ -148,16 +148,32 @@ GPU_FIELDS: dict[str, FieldRule] = {
 }
 
 
+PACK_ONLY = ("train_groups", "eval_group")  # fields read only from a pack
+
+
 def recipe_config(recipe: str, **overrides: Any) -> GPUTrainConfig:
-    """A config from a named recipe, explicit fields overriding it."""
+    """A config from a named recipe, explicit fields overriding it. The data is a dataset
+    folder (``data``) or a pack, not both (``data`` may repeat the pack's path, as a
+    recorded config does); the pack-only fields (:data:`PACK_ONLY`) need a pack (a folder
+    run would ignore them)."""
     if not isinstance(recipe, str) or recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
-    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**RECIPES[recipe], **given}
     if "data" not in values:
         if not values.get("pack"):
             raise ConfigError("give a dataset folder (data) or a pack")
         values["data"] = values["pack"]
-    return GPUTrainConfig(recipe=recipe, **values)
+    cfg = GPUTrainConfig(recipe=recipe, **values)  # field values first: their own messages
+    if cfg.pack is not None and "data" in given and cfg.data != cfg.pack:  # the pack's own path: one source
+        raise ConfigError("give a dataset folder (data, --data) or a pack (pack, --pack), not both")
+    pack_only = [k for k in PACK_ONLY if k in given]
+    if cfg.pack is None and pack_only:
+        flags = ", ".join("--" + k.replace("_", "-") for k in pack_only)
+        verb = "applies" if len(pack_only) == 1 else "apply"
+        raise ConfigError(f"{', '.join(pack_only)} ({flags}) only {verb} to a pack (pack, --pack); "
+                          "a dataset folder trains on split and evaluates on eval_split")
+    return cfg
 
 
 # --- data on the device -----------------------------------------------------------------------

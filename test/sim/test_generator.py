@@ -194,3 +194,41 @@ def test_a_numpy_integer_seed_is_a_seed():
     assert frames(replace(SMALL, frames=1, seed=np.int64(5)))[0].image.tobytes() == (
         frames(replace(SMALL, frames=1))[0].image.tobytes()
     )
+
+
+@pytest.mark.parametrize("fps", [1e-300, 1e-9, 1.0000001e9, 1e300])
+def test_fps_beyond_a_1_ns_period_or_the_stamp_range_is_refused_naming_the_range(fps):
+    """1e-300 overflowed the stamp (a traceback), 1e-9 overflowed the header's int32
+    seconds, 1e300 gave every frame one stamp."""
+    with pytest.raises(ConfigError, match=r"fps must be in \[.*, 1e\+09\] for 12 frames"):
+        replace(SMALL, fps=fps).validate()
+
+
+def test_fps_at_the_bounds_gives_distinct_stamps_within_the_stamp_range():
+    from irstd_ros.sim.sequence import MAX_FPS, NS_PER_S, STAMP_LIMIT_NS
+
+    fast = replace(SMALL, fps=MAX_FPS)
+    fast.validate()
+    assert [fast.stamp_ns(i) - fast.start_time_ns for i in range(4)] == [0, 1, 2, 3]
+    room_s = (STAMP_LIMIT_NS - SMALL.start_time_ns) / NS_PER_S
+    slow = replace(SMALL, fps=SMALL.frames / room_s)
+    slow.validate()
+    assert slow.stamp_ns(SMALL.frames - 1) < STAMP_LIMIT_NS
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"frames": 10**7}, "frames must be in [1, 1000000]"),
+        ({"n_targets": 10**6}, "at most 1000 targets"),
+        ({"crossings": 400, "n_targets": 300}, "at most 1000 targets"),
+        ({"frames": 10**6, "n_targets": 11}, "targets x frames must be <= 10000000"),
+        ({"target_size": (1.0, 1e6)}, "target_size must be at most 64 px"),
+        ({"psf_sigma": 1e6}, "psf_sigma must be in [0, 4] px"),
+        ({"start_time_ns": -1}, "start_time_ns must be in [0, "),
+    ],
+)
+def test_counts_and_sizes_that_would_hang_or_exhaust_memory_are_refused(change, words):
+    with pytest.raises(ConfigError) as err:
+        replace(SMALL, **change).validate()
+    assert words in str(err.value)

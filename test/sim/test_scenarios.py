@@ -119,3 +119,27 @@ def test_scenarios_do_not_change_the_other_targets():
 def test_invalid_scenario_is_a_config_error(change):
     with pytest.raises(ConfigError):
         next(generate_sequence(replace(BASE, **change)))
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"flicker_rate": 1e9}, "flicker_rate must be in [0, 333.3] for 12 frames"),  # hung (> 100 s)
+        ({"flicker_rate": 2.0, "frames": 10**6}, "flicker_rate must be in [0, 1] for 1000000 frames"),
+        ({"flicker_rate": 11.0, "flicker_frames": (1, 100), "frames": 200}, "in [0, 10] for 200 frames"),
+        ({"flicker_frames": (1, 10**30)}, "flicker_frames must satisfy 1 <= lo <= hi <= 1000000"),
+    ],
+)
+def test_flicker_rates_beyond_what_a_sequence_holds_are_refused(change, words):
+    with pytest.raises(ConfigError) as err:
+        replace(BASE, **{"frames": 12, **change}).validate()
+    assert words in str(err.value)
+
+
+def test_flickers_by_frame_are_those_on_in_list_order():
+    from irstd_ros.sim.clutter import flickers_by_frame
+
+    fl = plan_flicker(np.random.default_rng(2), 3.0, 40, 100, 80, (1, 5), (6.0, 15.0))
+    on = flickers_by_frame(fl)
+    for t in range(45):
+        assert next(on) == [f for f in fl if f.on(t)]

@@ -286,3 +286,43 @@ def test_a_config_file_with_a_null_eval_group_evaluates_nothing(tmp_path, pack):
     assert (cfg.eval_group, cfg.eval_split) == (None, None)  # not the default nudt_test
     cfg = config_from_args(parser.parse_args(["--pack", str(pack), "--out", str(tmp_path / "r")]))
     assert cfg.eval_group == "nudt_test"  # not given: the default
+
+
+def _args(*argv):
+    import argparse
+
+    from irstd_ros.training.gpu import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(list(argv)))
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--data", "d", "--pack", "p.npz"], "give a dataset folder (data, --data) or a pack (pack, --pack), not both"),
+        (["--data", "d", "--train-groups", "sirst_crops"], "train_groups (--train-groups) only applies to a pack"),
+        (["--data", "d", "--eval-group", "sirst_test"], "eval_group (--eval-group) only applies to a pack"),
+        (["--data", "d", "--eval-group", "none", "--train-groups", "a,b"],
+         "train_groups, eval_group (--train-groups, --eval-group) only apply to a pack"),
+    ],
+)
+def test_data_with_a_pack_or_pack_options_without_one_are_refused(argv, words, tmp_path):
+    """Both were silently ignored: --data under --pack, the group options under --data."""
+    with pytest.raises(ConfigError) as err:
+        _args(*argv, "--out", str(tmp_path / "r"))
+    assert words in str(err.value)
+
+
+def test_a_config_file_pack_with_a_data_flag_is_refused_and_the_lone_sources_are_kept(tmp_path):
+    (tmp_path / "c.yaml").write_text("pack: p.npz\ntrain_groups: [a, b]\n")
+    with pytest.raises(ConfigError, match="not both"):
+        _args("--config", str(tmp_path / "c.yaml"), "--data", "d", "--out", str(tmp_path / "r"))
+    cfg = _args("--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r"))
+    assert (str(cfg.pack), cfg.train_groups) == ("p.npz", ["a", "b"])
+    cfg = _args("--data", "d", "--eval-split", "none", "--out", str(tmp_path / "r"))
+    assert (str(cfg.data), cfg.pack, cfg.eval_split) == ("d", None, None)
+    with pytest.raises(ConfigError, match="not both"):
+        recipe_config("paper", data="d", pack="p.npz")
+    assert recipe_config("paper", data="p.npz", pack="p.npz").pack is not None  # one source (a recorded config)
