@@ -42,7 +42,7 @@ from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoin
 from irstd_ros.core.normalization import normalize
 from irstd_ros.data import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import ConfigError, DatasetError
 from irstd_ros.inference.backends.base import prepare_input
 from irstd_ros.models import build_model
 from irstd_ros.models.heads import LogitKnee
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 CANDIDATE_LOGIT = -6.0  # p > 0.25 %: pixels that may become detections
 BACKGROUND_RATE = 0.01
 SCALE_BOUNDS = (0.02, 5.0)
+OFFSET_BOUNDS = (-20.0, 20.0)
 KNEE_SLOPE_BOUNDS = (1.0, 50.0)
 
 
@@ -81,8 +82,11 @@ def collect(
     """(logits, labels, weights) of the sampled pixels of ``pairs``."""
     zs, ys, ws = [], [], []
     for img_path, mask_path in pairs:
-        z = _logits(model, normalize(read_image(img_path), info.norm), info.model.stride).ravel()
-        y = read_mask(mask_path).ravel()
+        img, mask = read_image(img_path), read_mask(mask_path)
+        if img.shape != mask.shape:  # flattened, a transposed mask would fit pixel for pixel
+            raise DatasetError(f"size mismatch: {img_path.name} is {img.shape}, its mask {mask.shape}")
+        z = _logits(model, normalize(img, info.norm), info.model.stride).ravel()
+        y = mask.ravel()
         keep = y | (z > CANDIDATE_LOGIT)
         extra = ~keep & (rng.random(z.size) < BACKGROUND_RATE)
         for sel, weight in ((keep, 1.0), (extra, 1.0 / BACKGROUND_RATE)):
@@ -93,20 +97,28 @@ def collect(
 
 
 def fit_platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """(a, b) minimising the weighted BCE of ``sigmoid(a z + b)``."""
+    """(a, b) minimising the weighted BCE of ``sigmoid(a z + b)`` within :data:`SCALE_BOUNDS`
+    and :data:`OFFSET_BOUNDS` (a fit stopped at a bound is logged as a warning)."""
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     def nll(params: np.ndarray) -> tuple[float, np.ndarray]:
         a, b = params
         s = a * z + b
-        p = 1.0 / (1.0 + np.exp(-s))
+        p = expit(s)  # 1 / (1 + exp(-s)) overflows (a warning) below s = -709
         loss = np.sum(w * (np.logaddexp(0.0, s) - y * s))
         g = w * (p - y)
         return float(loss / w.sum()), np.array([np.sum(g * z), np.sum(g)]) / w.sum()
 
     res = minimize(nll, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
-                   bounds=[SCALE_BOUNDS, (-20.0, 20.0)])
-    return float(res.x[0]), float(res.x[1])
+                   bounds=[SCALE_BOUNDS, OFFSET_BOUNDS])
+    a, b = float(res.x[0]), float(res.x[1])
+    if a in SCALE_BOUNDS or b in OFFSET_BOUNDS:  # clamped: not the best fit, and a sign of bad data
+        log.warning("the calibration fit stopped at its bound (a=%.4g in [%g, %g], b=%.4g in [%g, %g]): "
+                    "not the best fit of these pixels, whose scores rank targets over background "
+                    "barely, inversely or perfectly",
+                    a, *SCALE_BOUNDS, b, *OFFSET_BOUNDS)
+    return a, b
 
 
 def knee_map(u: np.ndarray, knee: float, slope: float) -> np.ndarray:

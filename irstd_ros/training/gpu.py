@@ -383,6 +383,11 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         if info.norm != norm:  # its weights expect the other inputs
             raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
                               f"are {norm}; use a new --out")
+        recorded = info.extra.get("data")
+        if recorded is not None and recorded != json.loads(json.dumps(seen)):
+            # its record would claim this run's data alone for the epochs done on the other
+            raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
+                              f"run's ({json.dumps(seen)}); use a new --out (with init: {last})")
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, {k: v.to(device) for k, v in extra.items()})
         state = info.extra["train_state"]

@@ -156,6 +156,10 @@ class TrainConfig:
             raise ConfigError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"device must be one of {DEVICE_CHOICES}, got {self.device!r}")
+        taken = sorted(RESERVED_EXTRA.intersection(self.extra))
+        if taken:  # spread into the checkpoints' extra, they replaced the run's own records
+            raise ConfigError(f"extra may not set {', '.join(taken)}: the checkpoints record "
+                              f"{', '.join(sorted(RESERVED_EXTRA))} themselves")
         stride = named_config(self.model).stride  # also refuses an unknown model name
         if self.crop < stride:
             raise ConfigError(f"crop must be >= {stride} (the stride of model {self.model!r}), got {self.crop}")
@@ -166,6 +170,10 @@ class TrainConfig:
                 raise ConfigError(
                     f"{name} must hold plain values (numbers, strings, lists, mappings): {exc}"
                 ) from None
+
+
+# what the checkpoints record of the run (and what calibrate and soup add): not in ``extra``
+RESERVED_EXTRA = frozenset({"data", "train_config", "train_state", "calibration", "soup"})
 
 
 # --- field types and ranges (YAML values arrive unchecked; irstd_ros.core.fields) ---------
@@ -477,6 +485,8 @@ def train(cfg: TrainConfig) -> Path:
     """Train and return the path of the final model checkpoint."""
     rank, world, local_rank = _dist_info()
     device = resolve_device(cfg.device)
+    if cfg.bf16 and device.type != "cpu":
+        log.warning("bf16 is CPU autocast: ignored on %s (irstd train-gpu has its own precision)", device)
     if world > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend)
@@ -516,6 +526,11 @@ def train(cfg: TrainConfig) -> Path:
         if info.norm != norm:  # its weights expect the other inputs
             raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
                               f"are {norm}; use a new --out")
+        recorded = info.extra.get("data")
+        if recorded is not None and recorded != json.loads(json.dumps(plain(seen))):
+            # its record would claim this run's data alone for the epochs done on the other
+            raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
+                              f"run's ({json.dumps(plain(seen))}); use a new --out (with init: {last})")
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, extra)
         state = info.extra["train_state"]

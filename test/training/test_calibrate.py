@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoin
 from irstd_ros.cli import calibrate as cli_calibrate
 from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD
 from irstd_ros.core.normalization import InputNorm
-from irstd_ros.errors import CheckpointError, ConfigError
+from irstd_ros.errors import CheckpointError, ConfigError, DatasetError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training import calibrate as calibration
 from irstd_ros.training.calibrate import (
@@ -203,3 +204,38 @@ def test_calibrate_cli_a_negative_seed_is_a_usage_error_naming_it(capsys, tmp_pa
     monkeypatch.setattr(cli_calibrate, "calibrate", lambda *a, **k: pytest.fail("the fit ran with a bad --seed"))
     code, err = run_cli(capsys, *_calibrate_cli_args(tmp_path, tmp_path / "cal.safetensors"), "--seed", "-1")
     assert code == 2 and one_error_line(err).endswith("argument --seed: must be >= 0, got -1")
+
+
+def test_a_mask_of_another_shape_is_refused_not_read_pixel_for_pixel(tmp_path):
+    # a transposed mask holds as many pixels as its image: flattened, it fitted silently
+    img = np.full((32, 64), 80, np.uint8)
+    img[10:13, 40:43] = 200
+    mask = np.zeros((64, 32), bool)
+    mask[40:43, 10:13] = True
+    root = write_dataset(tmp_path / "d", [("0", img, mask)], {"train": ["0"]})
+    src = save_checkpoint(tmp_path / "m.safetensors", build_model(named_config("tiny")),
+                          CheckpointInfo(named_config("tiny"), InputNorm(kind="robust", background=16)))
+    with pytest.raises(DatasetError, match=r"size mismatch: 0.png is \(32, 64\), its mask \(64, 32\)"):
+        calibrate(CalibrationConfig(src, tmp_path / "c.safetensors", ((root, "train"),)))
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_a_fit_stopped_at_its_bound_is_a_warning(caplog):
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1, 5000)
+    with caplog.at_level("WARNING", logger=calibration.__name__):
+        fit_platt(z, (z < -1).astype(float), np.ones_like(z))  # scores that rank the wrong way
+    assert "stopped at its bound (a=0.02" in caplog.text
+    caplog.clear()
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-(0.5 * z - 2.0)))).astype(float)
+    with caplog.at_level("WARNING", logger=calibration.__name__):
+        fit_platt(z, y, np.ones_like(z))
+    assert "bound" not in caplog.text
+
+
+def test_a_fit_on_scores_far_below_zero_raises_no_overflow_warning():
+    z = np.r_[np.full(100, -2000.0), np.full(10, 50.0)]
+    y = np.r_[np.zeros(100), np.ones(10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_platt(z, y, np.ones_like(z))

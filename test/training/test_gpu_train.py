@@ -262,6 +262,14 @@ def test_resume_refuses_another_input_normalisation(tmp_path, roots):
         train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, background=16, eval_split=None))
 
 
+def test_resume_refuses_other_data(tmp_path, roots):
+    """Resumed on another set, the checkpoint recorded the new set alone for every epoch."""
+    train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=1, eval_split=None))
+    with pytest.raises(ConfigError, match="was trained on other data .*use a new --out"):
+        train_gpu(_cfg(tmp_path, data=roots["sirst"], epochs=2, eval_split=""))
+    assert train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, eval_split=None))["epochs_done"] == 2
+
+
 def test_a_pack_without_the_eval_group_is_refused_before_the_training(tmp_path, roots):
     # a pack made with irstd pack --no-nudt-test has no nudt_test: found out before any epoch,
     # not after the whole training (whose weights were then never written)

@@ -480,3 +480,36 @@ def test_resume_refuses_another_input_normalisation(tmp_path):
     with pytest.raises(ConfigError, match="trained on inputs normalised as .*knee=4.0.*this run's are .*knee=3.0"):
         train(config(tmp_path, epochs=2, knee=3.0))
     train(config(tmp_path, epochs=2))  # the same one resumes
+
+
+def test_resume_refuses_other_data(tmp_path):
+    # resumed on other frames, its record named them alone for the epochs done on the first
+    train(config(tmp_path, epochs=1))
+    other = blob_dataset(tmp_path / "other", n=5, seed=3)
+    with pytest.raises(ConfigError, match=r"was trained on other data \(.*\"images\": 8\}\) than this run's \(.*other"):
+        train(config(tmp_path, data=other, epochs=2))
+    _, info, _ = load_checkpoint(train(config(tmp_path, epochs=2)))  # the same data resumes
+    assert info.extra["data"]["images"] == 8 and len(info.extra["train_state"]["history"]) == 2
+
+
+def test_bf16_off_the_cpu_is_a_warning_not_ignored_silently(tmp_path, monkeypatch, caplog):
+    class Stop(Exception):
+        pass
+
+    def stop(*args):
+        raise Stop
+
+    monkeypatch.setattr(train_module, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(train_module, "build_training_data", stop)
+    with caplog.at_level("WARNING", logger=train_module.__name__), pytest.raises(Stop):
+        train(config(tmp_path, bf16=True))
+    assert "bf16 is CPU autocast: ignored on cuda" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["data", "train_state", "calibration"])
+def test_extra_may_not_replace_what_the_checkpoints_record_themselves(tmp_path, key):
+    # spread last into the checkpoints' extra, `data` replaced the record of the data seen
+    # and `train_state` made the resume a KeyError
+    with pytest.raises(ConfigError, match=f"extra may not set {key}: the checkpoints record"):
+        config(tmp_path, extra={key: "x", "recipe": "mine"})
+    assert config(tmp_path, extra={"recipe": "mine"}).extra == {"recipe": "mine"}
