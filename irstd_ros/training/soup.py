@@ -12,7 +12,8 @@ calibration folded into a head is a weight like any other, so averaging calibrat
 inputs mixes their calibrations: average the uncalibrated runs, then run ``irstd
 calibrate`` on the result. The output records its parents under ``extra.soup``: path,
 weights digest, coefficient and each parent's own run metadata (data, training config,
-recipe, version). Its ``extra.data`` (the data it saw) lists every parent's. Of the
+recipe, version; and its calibration and its own parents, so that a soup of soups still
+knows which weights hold a folded calibration). Its ``extra.data`` (the data it saw) lists every parent's. Of the
 first input it keeps the remaining metadata, but not its calibration, metrics and
 resume state, which no longer describe the average.
 """
@@ -112,6 +113,13 @@ def _check_alike(paths: Sequence[Path], infos: Sequence[CheckpointInfo]) -> None
             raise ConfigError(f"{path} uses a different input normalisation than {paths[0]}")
 
 
+def holds_calibration(extra: dict[str, Any]) -> bool:
+    """Whether a checkpoint's weights hold a folded calibration: its own, or one of a
+    parent's, however deep in a soup of soups (the parents' records keep theirs)."""
+    parents = (extra.get("soup") or {}).get("parents") or []
+    return "calibration" in extra or any(isinstance(p, dict) and holds_calibration(p) for p in parents)
+
+
 def soup(config: SoupConfig) -> dict[str, Any]:
     """Average the checkpoints of ``config`` into ``config.out``; returns ``extra.soup``."""
     coefficients = soup_coefficients(len(config.weights), config.coefficients)
@@ -119,11 +127,13 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     loaded = [load_checkpoint(p) for p in paths]
     models, infos = [m for m, _, _ in loaded], [i for _, i, _ in loaded]
     _check_alike(paths, infos)
-    if any("calibration" in i.extra for i in infos):
-        log.warning("averaging calibrated checkpoints mixes their calibrations; run irstd calibrate on the result")
+    calibrated = [str(p) for p, i in zip(paths, infos) if holds_calibration(i.extra)]
+    if calibrated:
+        log.warning("averaging calibrated checkpoints mixes their calibrations (%s hold one, "
+                    "folded into their weights); run irstd calibrate on the result", ", ".join(calibrated))
     parents = [
         {"path": str(p), "weights_sha256": weights_digest(m, i), "coefficient": c}
-        | {k: i.extra[k] for k in RUN_KEYS if k in i.extra}
+        | {k: i.extra[k] for k in (*RUN_KEYS, "calibration", "soup") if k in i.extra}
         for p, m, i, c in zip(paths, models, infos, coefficients)
     ]
     model = models[0]
@@ -142,4 +152,4 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     return extra["soup"]
 
 
-__all__ = ["RUN_KEYS", "STALE_KEYS", "SoupConfig", "average_models", "soup", "soup_coefficients"]
+__all__ = ["RUN_KEYS", "STALE_KEYS", "SoupConfig", "average_models", "holds_calibration", "soup", "soup_coefficients"]

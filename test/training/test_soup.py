@@ -168,3 +168,22 @@ def test_soup_keeps_the_first_parent_s_operating_point_whole(tmp_path):
     soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"), tmp_path / "s.safetensors"))
     _, out, _ = load_checkpoint(tmp_path / "s.safetensors")
     assert (out.threshold, out.candidate_threshold, out.gated_threshold) == (0.534, 0.415, 0.2)
+
+
+def test_a_soup_of_soups_still_knows_which_weights_hold_a_calibration(tmp_path, caplog):
+    """The first soup dropped its calibrated parent's record: averaged again, the folded
+    calibration inside it went unmentioned."""
+    _checkpoint(tmp_path / "cal.safetensors", seed=1, extra={"calibration": {"a": 0.7, "b": -1.7}})
+    _checkpoint(tmp_path / "raw.safetensors", seed=2)
+    _checkpoint(tmp_path / "raw2.safetensors", seed=3)
+    first = soup(SoupConfig((tmp_path / "cal.safetensors", tmp_path / "raw.safetensors"), tmp_path / "s1.safetensors"))
+    assert first["parents"][0]["calibration"] == {"a": 0.7, "b": -1.7}
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        again = soup(SoupConfig((tmp_path / "s1.safetensors", tmp_path / "raw2.safetensors"), tmp_path / "s2.safetensors"))
+    assert "mixes their calibrations" in caplog.text and "s1.safetensors" in caplog.text
+    assert again["parents"][0]["soup"]["parents"][0]["calibration"] == {"a": 0.7, "b": -1.7}
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        soup(SoupConfig((tmp_path / "raw.safetensors", tmp_path / "raw2.safetensors"), tmp_path / "s3.safetensors"))
+    assert "calibrations" not in caplog.text
