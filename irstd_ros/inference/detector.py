@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,17 @@ class DetectionResult:
     gated: list[Target] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DetectorSettings:
+    """What a frame's pre- and post-processing read, swapped as one (:meth:`Detector.apply`):
+    a frame sees one set, never half of a change made while it was in the network."""
+
+    post: PostprocessConfig
+    scaling: ScalingConfig
+    candidate_threshold: float | None = None
+    gated_threshold: float | None = None
+
+
 class Detector:
     """Normalisation -> backend -> post-processing, with per-stage timings.
 
@@ -106,13 +118,48 @@ class Detector:
     ) -> None:
         self.backend = backend
         self.info = info
-        self.post = post or PostprocessConfig(threshold=info.threshold)
-        self.scaling = scaling or ScalingConfig()
+        self.settings = DetectorSettings(post or PostprocessConfig(threshold=info.threshold), scaling or ScalingConfig())
         self.fallback = fallback
-        self.candidate_threshold: float | None = None
-        self.gated_threshold: float | None = None
         self._oom_streak = 0
         self._fell_back = False
+
+    def apply(self, **changes: Any) -> None:
+        """Replace some of :class:`DetectorSettings`' fields, all at once (another thread's
+        frame in :meth:`detect` keeps the set it started with)."""
+        self.settings = replace(self.settings, **changes)
+
+    # single fields, each swapped whole (several at once: :meth:`apply`)
+    @property
+    def post(self) -> PostprocessConfig:
+        return self.settings.post
+
+    @post.setter
+    def post(self, value: PostprocessConfig) -> None:
+        self.apply(post=value)
+
+    @property
+    def scaling(self) -> ScalingConfig:
+        return self.settings.scaling
+
+    @scaling.setter
+    def scaling(self, value: ScalingConfig) -> None:
+        self.apply(scaling=value)
+
+    @property
+    def candidate_threshold(self) -> float | None:
+        return self.settings.candidate_threshold
+
+    @candidate_threshold.setter
+    def candidate_threshold(self, value: float | None) -> None:
+        self.apply(candidate_threshold=value)
+
+    @property
+    def gated_threshold(self) -> float | None:
+        return self.settings.gated_threshold
+
+    @gated_threshold.setter
+    def gated_threshold(self, value: float | None) -> None:
+        self.apply(gated_threshold=value)
 
     @classmethod
     def from_checkpoint(
@@ -138,8 +185,10 @@ class Detector:
         memory on it (the frame is lost; see the module's failure policy).
         """
         t0 = time.perf_counter()
+        settings = self.settings  # one set for the whole frame, whatever changes meanwhile
+        post = settings.post
         grey = to_grey(frame)
-        x = normalize(grey, self.info.norm, self.scaling)
+        x = normalize(grey, self.info.norm, settings.scaling)
         t1 = time.perf_counter()
         try:
             prob = self.backend.predict(x)
@@ -149,22 +198,22 @@ class Detector:
             raise
         self._oom_streak = 0
         t2 = time.perf_counter()
-        mask, targets = extract_targets(prob, grey, self.post)
+        mask, targets = extract_targets(prob, grey, post)
         candidates: list[Target] = []
-        if self.candidate_threshold is not None:
+        if settings.candidate_threshold is not None:
             candidates = extract_candidates(
-                prob, grey, self.post, self.candidate_threshold, first_id=len(targets)
+                prob, grey, post, settings.candidate_threshold, first_id=len(targets)
             )
         gated: list[Target] = []
-        if self.gated_threshold is not None:
-            upper = self.candidate_threshold
-            if upper is None or upper >= self.post.threshold:
-                upper = self.post.threshold
+        if settings.gated_threshold is not None:
+            upper = settings.candidate_threshold
+            if upper is None or upper >= post.threshold:
+                upper = post.threshold
             gated = extract_candidates(
                 prob,
                 grey,
-                replace(self.post, threshold=upper),
-                self.gated_threshold,
+                replace(post, threshold=upper),
+                settings.gated_threshold,
                 first_id=len(targets) + len(candidates),
             )
         t3 = time.perf_counter()

@@ -4,7 +4,7 @@ A plain :class:`rclpy.lifecycle.LifecycleNode` (public API only) around the same
 :class:`~irstd_ros.ros.pipeline.FramePipeline` and set-up steps as
 :class:`~irstd_ros.ros.node.IrstdNode`; only the life cycle differs:
 
-* ``configure``: declare (once) and read the parameters, load the model, create the
+* ``configure``: read the parameters (declared when the node is made), load the model, create the
   lifecycle publishers, /diagnostics, the worker and the ``image`` subscription;
 * ``activate``: outputs enabled, frames processed;
 * ``deactivate``: outputs disabled; frames received while inactive are ignored and
@@ -45,6 +45,7 @@ from irstd_ros.ros.node import (
     build_detector,
     check_for_model,
     declare_parameters,
+    image_events,
     image_qos,
     log_ready,
     make_pipeline,
@@ -89,7 +90,12 @@ class IrstdLifecycleNode(LifecycleNode):
         self._state = "unconfigured"
         self.ignored_inactive = 0
         self.last_error = ""
-        self._param_callback_added = False
+        try:  # declared now, so that they can be listed and set before the first configure
+            declare_parameters(self, read_only=False)  # model, QoS: set while unconfigured
+        except IrstdError:
+            pass  # a bad override: the next configure declares the rest and names it
+        self.params = {s.name: self.get_parameter(s.name).value for s in PARAMS if self.has_parameter(s.name)}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
     @property
     def state_label(self) -> str:
@@ -114,7 +120,7 @@ class IrstdLifecycleNode(LifecycleNode):
         failure: str | None = None
         trace = ""
         try:
-            declare_parameters(self, read_only=False)  # model, QoS: set while unconfigured
+            declare_parameters(self, read_only=False)  # those a bad override left undeclared
             self.params = read_parameters(self)
             factory = self._detector_factory or (lambda: build_detector(self.params))
             detector = factory()
@@ -132,16 +138,16 @@ class IrstdLifecycleNode(LifecycleNode):
             release_device_memory(collect=True)
             return TransitionCallbackReturn.FAILURE
         assert detector is not None
-        if not self._param_callback_added:
-            self.add_on_set_parameters_callback(self._on_set_parameters)
-            self._param_callback_added = True
         self.ignored_inactive = 0
         self.pipeline = make_pipeline(
             self, detector, self.create_lifecycle_publisher, lambda: self.params
         )
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
         self.pipeline.start()
-        self.sub = self.create_subscription(Image, IMAGE_INPUT, self._on_image, image_qos(self.params))
+        self.sub = self.create_subscription(
+            Image, IMAGE_INPUT, self._on_image, image_qos(self.params),
+            event_callbacks=image_events(self.pipeline, self.params),
+        )
         self.camera_info_sub = self.create_subscription(
             CameraInfo, CAMERA_INFO_INPUT, self.pipeline.on_camera_info, CAMERA_INFO_QOS
         )

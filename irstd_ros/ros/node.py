@@ -205,6 +205,31 @@ def image_qos(params: dict[str, Any]) -> QoSProfile:
     )
 
 
+def image_events(pipeline: FramePipeline, params: dict[str, Any]) -> Any:
+    """The image subscription's event callbacks: a publisher whose QoS cannot match (no
+    frame ever arrives from it) is counted and logged with the parameter that fixes it."""
+    try:
+        from rclpy.event_handler import SubscriptionEventCallbacks
+    except ImportError:  # Humble
+        from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
+    from rclpy.qos import qos_policy_name_from_kind
+
+    def incompatible(info: Any) -> None:
+        policy = qos_policy_name_from_kind(info.last_policy_kind)
+        hint = (
+            "; a best-effort (sensor-data QoS) camera needs qos.reliability:=best_effort"
+            if policy == "RELIABILITY" and params["qos.reliability"] == "reliable"
+            else ""
+        )
+        pipeline.report(
+            "incompatible_qos",
+            f"a publisher of the image topic offers QoS this subscription cannot match "
+            f"({policy}): no frames arrive from it{hint}",
+        )
+
+    return SubscriptionEventCallbacks(incompatible_qos=incompatible)
+
+
 def set_process_environment(environ: Any = os.environ) -> None:
     """:data:`PROCESS_ENVIRONMENT`, where not set already (call before loading the detector)."""
     for key, value in PROCESS_ENVIRONMENT.items():
@@ -259,7 +284,8 @@ class IrstdNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.pipeline.start()
         self.sub = self.create_subscription(
-            Image, IMAGE_INPUT, self.pipeline.submit, image_qos(self.params)
+            Image, IMAGE_INPUT, self.pipeline.submit, image_qos(self.params),
+            event_callbacks=image_events(self.pipeline, self.params),
         )
         self.camera_info_sub = self.create_subscription(
             CameraInfo, CAMERA_INFO_INPUT, self.pipeline.on_camera_info, CAMERA_INFO_QOS

@@ -142,6 +142,15 @@ def fill_track_array(
     return msg
 
 
+def camera_info_image_size(msg: CameraInfo) -> tuple[int, int] | None:
+    """(height, width) of the images a sensor_msgs/CameraInfo describes: its region of
+    interest (else its calibrated size) divided by its binning; None if it gives no size."""
+    bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
+    w = int(msg.roi.width) or int(msg.width)
+    h = int(msg.roi.height) or int(msg.height)
+    return (h // by, w // bx) if w and h else None
+
+
 class _ReportingLogger:
     """The tracker's warnings, counted and rate-limited like the pipeline's other problems."""
 
@@ -187,9 +196,15 @@ class FramePipeline:
         self.worker: threading.Thread | None = None
         self.tracker: Tracker | None = None
         self.camera: CameraModel | None = None
+        # the camera and the (height, width) of the images its camera_info describes (None:
+        # not given), replaced together: the worker reads them as one
+        self._calibration: tuple[CameraModel | None, tuple[int, int] | None] = (None, None)
         self._camera_key: tuple[Any, ...] | None = None
         self._trails: dict[int, deque[tuple[float, float]]] = {}
         self._track_counts = (0, 0)  # live, confirmed: for /diagnostics
+        # times tracking.enabled was switched off (by apply_params), and as the worker has
+        # seen it: off and on again between two frames starts afresh too
+        self._tracking_enabled, self._tracking_offs, self._tracking_offs_seen = True, 0, 0
         self.apply_params()
 
     # --- life -------------------------------------------------------------------------------
@@ -222,28 +237,35 @@ class FramePipeline:
     def apply_params(self) -> None:
         """Apply the run-time parameters (thresholds, areas, scaling, the tracking-only
         candidate and gated thresholds) to the detector."""
+        p = self._params()
+        if self._tracking_enabled and not p["tracking.enabled"]:
+            self._tracking_offs += 1
+        self._tracking_enabled = p["tracking.enabled"]
         if self.detector is None:
             return
-        p = self._params()
-        self.detector.post = PostprocessConfig(
-            threshold=self.detector.info.detection_threshold(p["detection.threshold"]),
-            min_area=p["detection.min_area"],
-            max_area=p["detection.max_area"],
-            max_detections=p["detection.max_detections"],
-        )
-        self.detector.candidate_threshold, self.detector.gated_threshold = (
+        candidate, gated = (
             self.detector.info.tracking_thresholds(
                 p["tracking.candidate_threshold"], p["tracking.gated_threshold"]
             )
             if p["tracking.enabled"]
             else (None, None)
         )
-        self.detector.scaling = ScalingConfig(
-            mode=p["input.scaling"],
-            low=p["input.low"],
-            high=p["input.high"],
-            percentile_low=p["input.percentile_low"],
-            percentile_high=p["input.percentile_high"],
+        self.detector.apply(  # at once: a frame in the network sees the old set or the new
+            post=PostprocessConfig(
+                threshold=self.detector.info.detection_threshold(p["detection.threshold"]),
+                min_area=p["detection.min_area"],
+                max_area=p["detection.max_area"],
+                max_detections=p["detection.max_detections"],
+            ),
+            candidate_threshold=candidate,
+            gated_threshold=gated,
+            scaling=ScalingConfig(
+                mode=p["input.scaling"],
+                low=p["input.low"],
+                high=p["input.high"],
+                percentile_low=p["input.percentile_low"],
+                percentile_high=p["input.percentile_high"],
+            ),
         )
 
     # --- executor thread --------------------------------------------------------------------
@@ -280,20 +302,23 @@ class FramePipeline:
         return age_s if max_age < age_s <= LIVE_STAMP_WINDOW_S else None
 
     def on_camera_info(self, msg: CameraInfo) -> None:
-        """Keep the camera model for bearings (rebuilt only when the calibration changes)."""
+        """Keep the camera model for bearings (rebuilt only when the calibration changes),
+        with the image size its camera_info describes (frames of another size get none)."""
         key = (
             tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.binning_x, msg.binning_y,
-            msg.roi.x_offset, msg.roi.y_offset,
+            msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height, msg.width,
+            msg.height,
         )
         if key == self._camera_key:
             return
         self._camera_key = key
         try:
-            self.camera = CameraModel.from_camera_info(msg)
+            camera = CameraModel.from_camera_info(msg)
         except ValueError as exc:
-            self.camera = None
+            self._calibration, self.camera = (None, None), None
             self.report("camera_info", f"no bearings: {exc}")
             return
+        self._calibration, self.camera = (camera, camera_info_image_size(msg)), camera
         self._logger().info(
             f"camera_info received ({msg.distortion_model or 'no distortion'}): "
             "tracks carry bearings"
@@ -406,12 +431,15 @@ class FramePipeline:
         is placed at the node's clock time.
         """
         p = self._params()
-        if not p["tracking.enabled"]:
+        offs = self._tracking_offs
+        if not p["tracking.enabled"] or offs != self._tracking_offs_seen:
+            self._tracking_offs_seen = offs
             if self.tracker is not None:
                 self.tracker.reset()  # kept for its id counter
             self._trails.clear()
             self._track_counts = (0, 0)
-            return None
+            if not p["tracking.enabled"]:
+                return None
         cfg = self._tracker_config(p)
         if self.tracker is None:
             self.tracker = Tracker(cfg, logger=_ReportingLogger(self.report))
@@ -422,8 +450,9 @@ class FramePipeline:
             t_ns / 1e9, targets, image_size=size, candidates=candidates, gated=gated
         )
         self.outputs.tracks.publish(track_detections_array(MESSAGE_TYPES, header, tracks))
+        camera = self._camera_for(size)
         self.outputs.target_tracks.publish(
-            fill_track_array(TrackArray(header=header), tracks, self.camera)
+            fill_track_array(TrackArray(header=header), tracks, camera)
         )
         self._track_counts = (len(tracks), sum(t.confirmed for t in tracks))
         live = {t.id for t in tracks}
@@ -433,6 +462,21 @@ class FramePipeline:
             if t.confirmed:
                 self._trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
         return tracks
+
+    def _camera_for(self, size: tuple[int, int]) -> CameraModel | None:
+        """The camera model for frames of ``size`` (height, width): None (and reported)
+        when the camera_info describes images of another size, whose bearings would be
+        wrong (e.g. a camera_info of the full resolution with a resized image)."""
+        camera, expected = self._calibration
+        if camera is None or expected is None or expected == size:
+            return camera
+        self.report(
+            "camera_info_mismatch",
+            f"camera_info describes {expected[1]}x{expected[0]} images, frames are "
+            f"{size[1]}x{size[0]}: tracks without bearings (remap camera_info to this "
+            "image's own)",
+        )
+        return None
 
     def _check_stream(self, msg: Image, size: tuple[int, int]) -> None:
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -480,7 +524,8 @@ class FramePipeline:
         }
         if self._params().get("tracking.enabled"):
             values["tracks"], values["tracks_confirmed"] = self._track_counts
-            values["bearings"] = self.camera is not None
+            camera, expected = self._calibration  # for the frames of the last size seen
+            values["bearings"] = camera is not None and expected in (None, self._last_size)
         values.update({f"errors.{k}": v for k, v in errors.items()})
         values.update(extra or {})
         status.values = [

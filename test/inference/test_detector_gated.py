@@ -67,3 +67,22 @@ def test_without_candidates_the_gated_ones_reach_up_to_the_detection_threshold()
 def test_no_gated_threshold_no_gated_components():
     assert detector(0.2, None).detect(np.zeros((40, 40), np.uint8)).gated == []
     assert detector(0.2, 0.25).detect(np.zeros((40, 40), np.uint8)).gated == []  # not below
+
+
+def test_settings_changed_while_a_frame_is_in_the_network_apply_from_the_next_frame():
+    """A parameter change from another thread (the node's executor) between the network and
+    the post-processing: the frame used to see half of it (the same component a target at
+    the old threshold and a candidate at the new one)."""
+    det = detector(0.2, 0.05)
+
+    class ChangingBackend(MapBackend):
+        def predict(self, frame):
+            det.post = PostprocessConfig(threshold=0.95)
+            det.candidate_threshold = 0.85
+            return self.prob
+
+    det.backend = ChangingBackend(prob_map())
+    r = det.detect(np.zeros((40, 40), np.uint8))
+    assert boxes(r.targets) == [(5, 5, 3, 3)] and boxes(r.candidates) == [(20, 20, 2, 2)]  # the old set
+    again = det.detect(np.zeros((40, 40), np.uint8))
+    assert again.targets == [] and boxes(again.candidates) == [(5, 5, 3, 3)]  # the new one

@@ -171,6 +171,22 @@ def test_the_model_is_swapped_by_cleanup_set_configure(rclpy_context):
         plain.close()
 
 
+def test_parameters_are_listed_and_set_before_the_first_configure(rclpy_context):
+    """A node just started (unconfigured) has its parameters: model.path is set before the
+    first configure (not only after a cleanup), and values are checked as they are set."""
+    node = IrstdLifecycleNode(parameter_overrides=[Parameter("model.backend", value="torch-cpu")])
+    try:
+        assert node.has_parameter("model.path") and node.has_parameter("detection.threshold")
+        assert node.set_parameters([Parameter("model.path", value="fast")])[0].successful
+        refused = node.set_parameters([Parameter("detection.min_area", value=20_000)])[0]
+        assert not refused.successful and "max_area" in refused.reason
+        assert node.trigger_configure() == SUCCESS
+        assert node.params["model.path"] == "fast"
+        assert node.detector.info.model.stem == 2  # fast's; the default (tiny) has 1
+    finally:
+        node.close()
+
+
 def test_tracker_thresholds_clashing_with_the_models_own_fail_configure(rclpy_context):
     node = IrstdLifecycleNode(
         detector_factory=lambda: make_detector(candidate_threshold=0.53, gated_threshold=0.41),

@@ -9,6 +9,7 @@ exercised across processes in ``test_node_process.py``.
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,12 +23,17 @@ from _support.node import (  # noqa: E402
     BLOBS,
     H,
     Harness,
+    LogCapture,
     W,
     frame_for,
     image_msg,
     make_detector,
 )
+from rclpy.event_handler import PublisherEventCallbacks  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 from irstd_ros.core.components import components  # noqa: E402
 from irstd_ros.ros.conversions import ENCODINGS, array_to_image_fields, image_to_array  # noqa: E402
@@ -149,6 +155,32 @@ def test_both_qos_reliabilities_deliver_small_frames(rclpy_context, reliability)
         assert h.node.sub.qos_profile.reliability.name.lower() == reliability
     finally:
         h.close()
+
+
+def test_a_best_effort_camera_on_the_reliable_default_is_named_with_the_fix(rclpy_context):
+    """A sensor-data (best-effort) camera never connects to the default reliable
+    subscription: counted in /diagnostics and logged with the parameter to set."""
+    node = IrstdNode(detector=make_detector())
+    log = LogCapture()
+    node.get_logger = lambda: log  # type: ignore[method-assign]
+    peer = rclpy.create_node("sensor_data_camera")
+    quiet = PublisherEventCallbacks(incompatible_qos=lambda _info: None)  # the camera's own warning
+    peer.create_publisher(Image, "image", qos_profile_sensor_data, event_callbacks=quiet)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(peer)
+    try:
+        end = time.monotonic() + 10.0
+        while not node.stats.errors["incompatible_qos"] and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert node.stats.errors["incompatible_qos"] == 1
+        assert log.count("warning", "qos.reliability:=best_effort") == 1
+        values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+        assert values["errors.incompatible_qos"] == "1"
+    finally:
+        executor.shutdown()
+        node.close()
+        peer.destroy_node()
 
 
 def test_diagnostics_report_counts_and_backend(harness):

@@ -131,6 +131,33 @@ def test_tracks_carry_bearings_once_camera_info_arrives(harness):
     assert np.linalg.norm(rate) > 0.1  # ~ 28 px/s over a 100 px focal length
 
 
+def test_a_camera_info_of_another_image_size_gives_no_bearings(harness):
+    """A camera_info for 2x larger images (e.g. the camera's own beside a resized image)
+    would put every bearing off by a factor of about 2: none, counted, until it fits."""
+    node = harness.node
+    big = CameraInfo(width=2 * W, height=2 * H, distortion_model="plumb_bob",
+                     k=[200.0, 0.0, 79.5, 0.0, 200.0, 59.5, 0.0, 0.0, 1.0], d=D)
+    harness.info_pub.publish(big)
+    harness.spin_until(lambda: node.camera is not None)
+    for i in range(3):
+        harness.send(i / FPS)
+    harness.spin_until(lambda: len(harness.arrays) >= 3)
+    assert all(not t.has_bearing for m in harness.arrays for t in m.tracks)
+    assert node.stats.errors["camera_info_mismatch"] == 3
+    values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+    assert values["bearings"] == "False"
+    # the same calibration binned 2x2 describes these frames: bearings again
+    harness.info_pub.publish(CameraInfo(
+        width=2 * W, height=2 * H, binning_x=2, binning_y=2, distortion_model="plumb_bob",
+        k=big.k, d=D,
+    ))
+    harness.spin_until(lambda: node.pipeline._calibration[1] == (H, W))
+    harness.send(0.3)
+    harness.spin_until(lambda: len(harness.arrays) >= 4)
+    assert harness.arrays[-1].tracks and all(t.has_bearing for t in harness.arrays[-1].tracks)
+    assert node.stats.errors["camera_info_mismatch"] == 3
+
+
 def test_tracking_can_be_switched_off_and_on_at_run_time(harness):
     node = harness.node
     assert node.set_parameters([Parameter("tracking.enabled", value=False)])[0].successful
@@ -146,6 +173,20 @@ def test_tracking_can_be_switched_off_and_on_at_run_time(harness):
     harness.send(0.1)
     harness.spin_until(lambda: len(harness.tracks) >= 1)
     assert [d.id for d in harness.tracks[-1].detections] == ["1"]  # M = 1: confirmed at once
+
+
+def test_tracking_switched_off_and_on_between_two_frames_starts_afresh(harness):
+    node = harness.node
+    assert node.set_parameters([Parameter("tracking.confirm_m", value=1)])[0].successful
+    harness.send(0.0)
+    harness.spin_until(lambda: len(harness.arrays) >= 1)
+    assert [t.id for t in harness.arrays[-1].tracks] == [1]
+    for enabled in (False, True):  # no frame in between
+        assert node.set_parameters([Parameter("tracking.enabled", value=enabled)])[0].successful
+    harness.send(0.1)
+    harness.spin_until(lambda: len(harness.arrays) >= 2)
+    (track,) = harness.arrays[-1].tracks
+    assert (track.id, track.hits, track.age) == (2, 1, 0.0)  # a new track, not track 1 going on
 
 
 def dim_frame(t: float, noise_seed: int | None = None) -> np.ndarray:
