@@ -181,7 +181,7 @@ class Recorder:
     def _on_message(self, topic: str, raw: bytes) -> None:
         now = time.time_ns()
         with self._lock:
-            if self._closed or self.error is not None:
+            if self._closed or self.error is not None or self._full():
                 return
             try:
                 self._bag.write_raw(topic, now, raw)
@@ -189,6 +189,12 @@ class Recorder:
                 self._failed(exc)
                 return
             self.last_ns = now
+
+    def _full(self) -> bool:
+        """``max_messages`` are written: what arrives before the main thread stops the
+        recording is left out, so the bag holds exactly that many."""
+        limit = self.cfg.max_messages
+        return limit is not None and sum(self._bag.counts.values()) >= limit
 
     def close(self, keep: bool = True) -> None:
         """Stop subscribing and close the bag (idempotent); ``keep=False`` deletes it."""

@@ -246,6 +246,32 @@ def test_a_failure_in_a_callback_stops_the_recording_with_an_error_and_keeps_wha
         assert r.topics["/img"].count == 1
 
 
+def test_max_messages_is_the_number_of_messages_in_the_bag(tmp_path, monkeypatch):
+    """Messages that arrive between the limit and the main thread's stop are left out
+    (before: a fast stream recorded 4 of --max-messages 3)."""
+    from irstd_ros.bags import record as record_module
+
+    node = _FakeNode()
+    cfg = RecordConfig(
+        tmp_path / "rec", topics=("/img",), known_types=(("/img", "sensor_msgs/msg/Image"),),
+        max_messages=2,
+    )
+    rec = Recorder(node, cfg)
+    with BagReader(make_bag(tmp_path / "src", frames=4)) as r:
+        raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
+    for raw in raws:  # all arrive before the main thread looks at the count
+        node.subscriptions["/img"](raw)
+    monkeypatch.setattr(record_module, "ros_ok", lambda: True)
+    assert record_module._wait(rec, cfg, time.monotonic(), None, lambda: False) == "max_messages"
+    rec.close(keep=True)
+    assert rec.counts == {"/img": 2}
+    with BagReader(cfg.out) as r:
+        assert r.topics["/img"].count == 2
+        assert [cdr_header_stamp(raw) for _, _, _, raw in r.raw_messages()] == [
+            cdr_header_stamp(raw) for raw in raws[:2]
+        ]
+
+
 def test_a_failure_in_discovery_does_not_escape_the_timer(tmp_path, monkeypatch):
     node = _FakeNode()
     rec = Recorder(node, RecordConfig(tmp_path / "rec", topics=("/later",)))

@@ -143,3 +143,39 @@ def test_python_m_load_test_file_problems_and_ctrl_c_are_one_line(raised, code, 
         pytest.fail(f"{type(exc).__name__} escaped as a traceback")
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == line and "Traceback" not in err
+
+
+def _result(processed: int) -> dict:
+    """A load test result as run_load_test returns it, with the node's last /diagnostics."""
+    final = {**{f"{s}_p50_ms": "1.0" for s in load_test.STAGES},
+             "latency_p50_ms": "470.0", "latency_p99_ms": "2360.5", "infer_p50_ms": "393.5"}
+    return {
+        "config": {"size": "640x512", "encoding": "mono16", "rate_hz": 30.0, "duration_s": 8.0,
+                   "reliability": "reliable", "node_qos_depth": "5", "backend": "torch-cpu"},
+        "machine": {"cpu": "cpu", "cores": 2, "rmw": "rmw", "dds_env": {}, "loadavg_start": [1.0]},
+        "sent": processed, "sent_hz": 30.0, "received_at_node": processed, "not_received_by_node": 0,
+        "processed": processed, "dropped_superseded": 0, "dropped_stale": 0, "refused": 0,
+        "in_flight_at_end": 0, "answered": processed, "answered_hz": 2.6, "answers_lost": 0,
+        "latency_ms": {"p50": 470.0, "p99": 874.0, "max": 874.0, "p50_first_third": 528.0,
+                       "p50_last_third": 466.0},
+        **load_test.node_window(final, processed),
+        "node_cpu_cores": 1.3,
+        "rss_mib": {"after_warmup": 508.0, "end": 508.0, "max": 568.0, "growth_pct": 1.0},
+        "exit_code": 0, "exit_s": 1.0, "checks": {"accounting": True},
+    }
+
+
+def test_the_nodes_own_percentiles_say_when_they_still_hold_the_warm_up():
+    """The node's percentiles are over its last LATENCY_WINDOW frames: in a short run they
+    include the warm-up's first inference (an 8 s run: node p99 2360 ms, the run's 874)."""
+    from irstd_ros.ros.health import LATENCY_WINDOW
+
+    short = _result(21)
+    assert short["node_window_includes_warmup"] is True
+    assert short["node_latency_ms"] == {"p50": 470.0, "p99": 2360.5}
+    assert short["infer_p50_ms"] == 393.5
+    report = load_test.format_report(short)
+    assert "| node inference p50 (its last frames, warm-up included) (ms) | 394 |" in report
+    long = _result(LATENCY_WINDOW)
+    assert long["node_window_includes_warmup"] is False
+    assert "| node inference p50 (ms) | 394 |" in load_test.format_report(long)
