@@ -114,16 +114,28 @@ class SGEM(nn.Module):
     def forward(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
         b, c, h, w = enc.shape
         dec = upsample_to(dec, enc)
-        q = self._linearize(self.q(enc))
-        k = self._linearize(self.k(dec))
-        v = self.v(dec).reshape(b, self.heads, c // self.heads, h * w)
-        # Attention in FP32 whatever the surrounding precision: cheap (d x d) and
-        # the softmax is where FP16 loses most.
-        logits = (q.float() @ k.float().transpose(-2, -1)) * self.temperature.float()
-        attn = torch.softmax(self._mix(logits), dim=-1)
-        out = (attn @ v.float()).to(enc.dtype).reshape(b, c, h, w)
-        result: torch.Tensor = self.act(enc + self.restore(out))
+        q, k, v = self.q(enc), self.k(dec), self.v(dec)
+        # Attention in FP32 whatever the surrounding precision: cheap (d x d) and the
+        # softmax is where FP16 loses most. Autocast re-casts a matmul's operands to its
+        # own dtype whatever ``.float()`` made them, so it is switched off here (only when
+        # on: a graph traced without autocast, as the exports are, gains no context).
+        device = enc.device.type
+        if torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                out = self._attend(q, k, v)
+        else:
+            out = self._attend(q, k, v)
+        result: torch.Tensor = self.act(enc + self.restore(out.to(enc.dtype).reshape(b, c, h, w)))
         return result
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """FP32 ``softmax(mix(cos(Q, K) * temperature)) @ V``, shape (B, heads, d, H*W)."""
+        b, c, h, w = v.shape
+        q, k = self._linearize(q.float()), self._linearize(k.float())
+        logits = (q @ k.transpose(-2, -1)) * self.temperature.float()
+        attn = torch.softmax(self._mix(logits), dim=-1)
+        out: torch.Tensor = attn @ v.float().reshape(b, self.heads, c // self.heads, h * w)
+        return out
 
     def _mix(self, logits: torch.Tensor) -> torch.Tensor:
         bias = self.mix.bias

@@ -1,11 +1,10 @@
 """``cuda``: PyTorch on a CUDA GPU: FP32, FP16 or BF16 (autocast, SGEM kept in FP32),
 optionally ``torch.compile`` (Inductor) and CUDA-graph replay.
 
-Reduced precision runs under ``torch.autocast``. Autocast would cast the SGEM attention's
-matmuls to FP16/BF16 even though the module calls ``.float()`` on its operands (autocast
-re-casts matmul inputs whatever their dtype), so :func:`keep_sgem_fp32` wraps every SGEM's
-forward in ``autocast(enabled=False)`` with FP32 inputs: the attention (normalisation,
-channel affinity, softmax) and its 1x1 convs run in FP32, everything else in FP16/BF16.
+Reduced precision runs under ``torch.autocast``. The SGEM computes its attention
+(normalisation, channel affinity, softmax) in FP32 under autocast itself;
+:func:`keep_sgem_fp32` wraps every SGEM's whole forward in ``autocast(enabled=False)`` with
+FP32 inputs, so its 1x1 convs run in FP32 too, everything else in FP16/BF16.
 FP32 means FP32: the backend turns TF32 off for cuDNN convolutions and matmuls
 (process-wide flags; PyTorch's default lets cuDNN use TF32).
 
