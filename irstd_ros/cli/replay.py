@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("replay: interrupted")
         return 0
-    late = max(stats.lateness_ms, default=0.0)
+    late = stats.max_lateness_ms
     print(
         f"published {stats.published} messages ({stats.bag_s:.1f} s of bag) "
         f"in {stats.wall_s:.1f} s; "

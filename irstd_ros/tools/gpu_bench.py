@@ -221,24 +221,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="python -m irstd_ros.tools.gpu_bench", description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--device", help="default cuda")
+    p.add_argument("--models", help=f"comma-separated (default {','.join(MODELS)})")
     p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")
     p.add_argument("--variants", help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    p.add_argument("--budget", type=positive_float, default=BUDGET_S)
-    p.add_argument("--warmup", type=positive_int, default=WARMUP)
-    p.add_argument("--max-calls", type=positive_int, default=MAX_CALLS)
+    p.add_argument("--budget", type=positive_float, help=f"seconds per cell (default {BUDGET_S})")
+    p.add_argument("--warmup", type=positive_int, help=f"default {WARMUP}")
+    p.add_argument("--max-calls", type=positive_int, help=f"default {MAX_CALLS}")
     p.add_argument("--deadline-s", type=positive_float, help="skip cells once this many seconds have passed")
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny model and sizes, few calls")
     p.add_argument("--out", type=Path, help="JSON result, rewritten after every cell")
     args = p.parse_args(argv)
     split = lambda t: [x.strip() for x in t.split(",") if x.strip()] if t else None  # noqa: E731
+    fixed = ("device", "models", "sizes", "budget", "warmup", "max_calls")  # what --dry-run sets itself
     if args.dry_run:
+        given = ["--" + k.replace("_", "-") for k in fixed if getattr(args, k) is not None]
+        if given:  # they were ignored: a dry run measured the tiny model at its own sizes
+            p.error(f"{', '.join(given)}: not with --dry-run (the tiny model at its own sizes, on the CPU)")
         kwargs: dict[str, Any] = dict(models=DRY_MODELS, sizes=DRY_SIZES, device="cpu", budget_s=DRY_BUDGET_S,
                                       warmup=DRY_WARMUP, max_calls=DRY_MAX_CALLS)
     else:
-        kwargs = dict(models=split(args.models), sizes=[(h, w) for w, h in map(parse_size, split(args.sizes) or [])] or FULL_SIZES,
-                      device=args.device, budget_s=args.budget, warmup=args.warmup, max_calls=args.max_calls)
+        kwargs = dict(models=split(args.models) or list(MODELS),
+                      sizes=[(h, w) for w, h in map(parse_size, split(args.sizes) or [])] or FULL_SIZES,
+                      device=args.device or "cuda", budget_s=args.budget or BUDGET_S,
+                      warmup=args.warmup or WARMUP, max_calls=args.max_calls or MAX_CALLS)
     result = run_gpu_bench(variants=split(args.variants), out=args.out, deadline_s=args.deadline_s,
                            progress=lambda msg: print(msg, file=sys.stderr, flush=True), **kwargs)
     print(format_gpu_table(result))

@@ -163,6 +163,11 @@ class TrainConfig:
         stride = named_config(self.model).stride  # also refuses an unknown model name
         if self.crop < stride:
             raise ConfigError(f"crop must be >= {stride} (the stride of model {self.model!r}), got {self.crop}")
+        if self.crop % stride:  # the network sees stride multiples only: inference pads to them
+            raise ConfigError(
+                f"crop must be a multiple of {stride} (the stride of model {self.model!r}), got "
+                f"{self.crop}; e.g. {max(stride, self.crop // stride * stride)}"
+            )
         for name, value in asdict(self).items():  # the checkpoints record it: found now, not
             try:  # when the first epoch is saved
                 json.dumps(plain(value))

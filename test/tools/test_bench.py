@@ -324,3 +324,17 @@ def test_gpu_bench_module_refuses_nonsense_numbers(args, capsys):
     with pytest.raises(SystemExit) as exc:
         gpu_bench.main(["--dry-run", *args])
     assert exc.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+def test_gpu_bench_dry_run_refuses_the_options_it_sets_itself(capsys, monkeypatch):
+    """`--dry-run --models paper --sizes 128x128` measured the tiny model at 32x32 and 64x48."""
+    from irstd_ros.tools import gpu_bench
+
+    def nothing_runs(*_a, **_k):
+        raise AssertionError("nothing runs with a refused option")
+
+    monkeypatch.setattr(gpu_bench, "run_gpu_bench", nothing_runs)
+    with pytest.raises(SystemExit) as exited:
+        gpu_bench.main(["--dry-run", "--models", "paper", "--sizes", "128x128"])
+    assert exited.value.code == 2
+    assert "--models, --sizes: not with --dry-run" in capsys.readouterr().err

@@ -313,6 +313,7 @@ def test_sensor_overrides_reach_the_augmentation():
         ("epochs", True, "epochs must be an integer >= 1, got True"),
         ("crop", -5, "crop must be an integer >= 1"),
         ("crop", 8, "crop must be >= 16 (the stride of model 'tiny')"),
+        ("crop", 200, "crop must be a multiple of 16 (the stride of model 'tiny'), got 200; e.g. 192"),  # a layout never inferred on
         ("threads", 0, "threads must be an integer >= 1 or null"),
         ("threads", -1, "threads must be an integer >= 1 or null"),
         ("max_steps", 0, "max_steps must be an integer >= 1 or null"),
