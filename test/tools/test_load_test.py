@@ -179,3 +179,15 @@ def test_the_nodes_own_percentiles_say_when_they_still_hold_the_warm_up():
     long = _result(LATENCY_WINDOW)
     assert long["node_window_includes_warmup"] is False
     assert "| node inference p50 (ms) | 394 |" in load_test.format_report(long)
+
+
+def test_frames_the_node_may_still_hold_are_its_queue_and_the_one_in_work():
+    """The allowance was a fixed 2 although the default queue holds 2 (so 3 in flight) and
+    --param input.queue_size:=N holds N."""
+    from irstd_ros.tools.load_test import accounting_closes
+
+    assert accounting_closes(3, settled=False, queue_size=2, received=10, sent=10)
+    assert accounting_closes(6, settled=False, queue_size=5, received=10, sent=10)
+    assert not accounting_closes(4, settled=False, queue_size=2, received=10, sent=10)
+    assert not accounting_closes(1, settled=True, queue_size=2, received=10, sent=10)
+    assert not accounting_closes(0, settled=True, queue_size=2, received=11, sent=10)

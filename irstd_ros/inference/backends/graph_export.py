@@ -146,13 +146,16 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def export_onnx(model: nn.Module, path: str | Path, stride: int) -> Path:
-    """Write ``model`` as ONNX with symbolic ``stride*h`` x ``stride*w`` input sizes."""
+    """Write ``model`` as ONNX with symbolic ``stride*h`` x ``stride*w`` input sizes (an
+    FP32 CPU copy in eval mode is exported: the caller's model stays as it was)."""
+    import copy
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_exporter(), atomic_path(path) as tmp:  # per process: concurrent exports never share it
         try:
             program = torch.onnx.export(
-                model.eval().float().cpu(),
+                copy.deepcopy(model).eval().float().cpu(),
                 (example_input(stride),),
                 dynamo=True,
                 dynamic_shapes=stride_dynamic_shapes(stride),

@@ -68,3 +68,18 @@ def test_atomic_ir_moves_the_bin_then_the_xml_and_leaves_nothing_on_failure(tmp_
         raise RuntimeError("save failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
     assert xml.with_suffix(".bin").read_bytes() == b"weights"
+
+
+def test_export_onnx_leaves_the_callers_model_as_it_was(tmp_path):
+    """It called model.eval().float().cpu() on the caller's model: a training run or a half
+    model exported for a cache came back in eval mode, FP32."""
+    import torch
+
+    pytest.importorskip("onnxscript")
+    from irstd_ros.inference.backends.graph_export import export_onnx
+    from irstd_ros.models import build_model, named_config
+
+    model = build_model(named_config("lite")).train().to(torch.bfloat16)
+    export_onnx(model, tmp_path / "m.onnx", named_config("lite").stride)
+    assert model.training and next(model.parameters()).dtype == torch.bfloat16
+    assert (tmp_path / "m.onnx").stat().st_size > 0
