@@ -396,7 +396,13 @@ def _settled(values: dict[str, str]) -> bool:
 
 
 def _errors(values: dict[str, str]) -> int:
-    return sum(int(v) for k, v in values.items() if k.startswith("errors."))
+    """Frames the node failed on (its ``errors.*`` counters less the stream notices, which
+    count no lost frame)."""
+    from irstd_ros.ros.pipeline import STREAM_NOTICES
+
+    return sum(
+        int(v) for k, v in values.items() if k.startswith("errors.") and k[len("errors."):] not in STREAM_NOTICES
+    )
 
 
 def _fmt(value: Any, spec: str = ".1f") -> str:

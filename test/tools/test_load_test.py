@@ -191,3 +191,13 @@ def test_frames_the_node_may_still_hold_are_its_queue_and_the_one_in_work():
     assert not accounting_closes(4, settled=False, queue_size=2, received=10, sent=10)
     assert not accounting_closes(1, settled=True, queue_size=2, received=10, sent=10)
     assert not accounting_closes(0, settled=True, queue_size=2, received=11, sent=10)
+
+
+def test_stream_notices_are_not_frames_lost():
+    """size_changed, stamp_backwards, camera_info... are counted beside a frame that was
+    processed: added to the failed frames they made the accounting go negative."""
+    from irstd_ros.tools.load_test import _errors
+
+    final = {"errors.inference_error": "2", "errors.size_changed": "5", "errors.camera_info_mismatch": "7",
+             "errors.stamp_backwards": "1", "received": "100"}
+    assert _errors(final) == 2
