@@ -22,7 +22,9 @@ from irstd_ros.errors import BagError
 
 QOS_CHOICES = ("reliable", "best_effort")
 CDR_HEADER_BYTES = 4  # encapsulation id + options, before the message body
-CDR_LITTLE_ENDIAN_IDS = (0x01, 0x03)  # CDR_LE, PL_CDR_LE (second byte of the header)
+# encapsulation ids (second byte of the header) whose body starts with the struct's first
+# field: XCDR1 plain and XCDR2 plain (final types, as ROS messages are); big- then little-endian
+CDR_PLAIN_IDS = {0x00: ">", 0x01: "<", 0x06: ">", 0x07: "<"}
 SPIN_PERIOD_S = 0.05
 
 
@@ -44,11 +46,13 @@ def cdr_header_stamp(raw: bytes | memoryview) -> int | None:
     """Header stamp (ns) of a CDR message whose first field is a std_msgs/Header.
 
     Every message this package publishes or records starts with its header, so the
-    stamp is read without deserialising (e.g. a 640x512 image). None if too short.
+    stamp is read without deserialising (e.g. a 640x512 image). None if too short, or in
+    an encoding whose body does not start with the header (parameter lists, delimited
+    XCDR2: never a ROS message, and read wrongly at a fixed offset).
     """
-    if len(raw) < CDR_HEADER_BYTES + 8:
+    if len(raw) < CDR_HEADER_BYTES + 8 or raw[0] != 0 or raw[1] not in CDR_PLAIN_IDS:
         return None
-    endian = "<" if raw[1] in CDR_LITTLE_ENDIAN_IDS else ">"
+    endian = CDR_PLAIN_IDS[raw[1]]
     sec, nanosec = struct.unpack_from(endian + "iI", raw, CDR_HEADER_BYTES)
     return sec * 1_000_000_000 + nanosec
 
