@@ -9,10 +9,12 @@ Every image becomes one channel in the file's own units, never rescaled:
 | ``I`` outside 0..65535, ``F`` | float32 |
 | ``RGB``, ``RGBA`` (alpha ignored), ``P``/``PA`` (palette → colours, never indices), ``CMYK``, ``YCbCr`` | uint8 BT.601 luma |
 
+``I`` is 32-bit signed or unsigned (a uint32 TIFF keeps its values 2**31 and above).
 Anything else, a file that cannot be decoded, a float image with a NaN or infinite
-pixel, a 16-bit colour or grey+alpha file (Pillow would keep only its high bytes), or a
-file of several frames (a TIFF stack, an animated PNG) raises :class:`DatasetError`
-naming the file: nothing is silently misread. A file whose EXIF ``Orientation`` says its
+pixel, a 16-bit colour or grey+alpha file (Pillow would keep only its high bytes), a
+signed 8-bit TIFF (Pillow would read -1 as 255), or a file of several frames (a TIFF
+stack, an animated PNG) raises :class:`DatasetError` naming the file: nothing is
+silently misread. A file whose EXIF ``Orientation`` says its
 pixels are stored turned or mirrored is read as viewers show it (as ``ImageOps.exif_transpose``),
 the same for an image and its mask; a TIFF with one is refused (Pillow misreads it).
 """
@@ -30,8 +32,11 @@ from irstd_ros.errors import DatasetError
 GREY_MODES = ("L", "1")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 COLOUR_MODES = ("RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
+RGB_CONVERTED_MODES = ("CMYK", "YCbCr", "LAB", "HSV")  # read_mask: as RGB (black: Cb, Cr 128)
 SUPPORTED_MODES = (*GREY_MODES, "LA", *SIXTEEN_BIT_MODES, "I", "F", *COLOUR_MODES)
 UINT16_MAX = 65535
+TIFF_SAMPLE_FORMAT = 339  # the tag; 2: signed integers
+UNSIGNED_32_RAW_MODES = ("I;32", "I;32N", "I;32L", "I;32B")  # Pillow's raw modes of uint32 files
 EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 (or none, or a value outside 2..8): as stored
 EXIF_TRANSPOSE = {  # Orientation -> the transpose that shows the pixels as viewers do
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -55,7 +60,9 @@ def _raw_modes(im: Image.Image) -> list[str]:
     return modes
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path) -> tuple[Image.Image, bool]:
+    """The file's image, loaded and turned as its EXIF says, and whether its ``I`` pixels
+    are unsigned 32-bit (Pillow holds them as signed: 2**31 and above come out negative)."""
     try:
         im: Image.Image = Image.open(path)
         frames = getattr(im, "n_frames", 1)
@@ -70,6 +77,12 @@ def _open(path: Path) -> Image.Image:
                 f"{path}: 16-bit pixels ({wide[0]}) that Pillow would read as 8-bit {im.mode}; "
                 "save it as 16-bit greyscale (one channel)"
             )
+        sample_format = getattr(im, "tag_v2", {}).get(TIFF_SAMPLE_FORMAT, ())
+        signed = 2 in (sample_format if isinstance(sample_format, tuple) else (sample_format,))
+        if signed and im.mode not in ("I", "F"):
+            im.close()  # Pillow reads signed 8-bit TIFF pixels as unsigned: -1 as 255
+            raise DatasetError(f"{path}: signed 8-bit pixels are not supported; save it as 8- or 16-bit unsigned")
+        unsigned32 = any(m in UNSIGNED_32_RAW_MODES for m in _raw_modes(im))
         orientation = im.getexif().get(EXIF_ORIENTATION, 1)
         turn = EXIF_TRANSPOSE.get(orientation)
         if turn is not None and im.format == "TIFF":
@@ -90,7 +103,13 @@ def _open(path: Path) -> Image.Image:
         raise DatasetError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path}: not a readable image ({exc})") from None
-    return im
+    return im, unsigned32
+
+
+def _pixels(im: Image.Image, unsigned32: bool) -> np.ndarray:
+    """The pixels of a one-band image; unsigned 32-bit ones as such."""
+    arr = np.asarray(im)
+    return arr.view(np.uint32) if unsigned32 and arr.dtype == np.int32 else arr
 
 
 def _finite(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -107,7 +126,8 @@ def _finite(arr: np.ndarray, path: Path) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """One channel (H, W) in the file's own units: uint8, uint16 or float32 (see the table)."""
     path = Path(path)
-    with _open(path) as im:
+    im, unsigned32 = _open(path)
+    with im:
         mode = im.mode
         if mode in GREY_MODES:
             return np.asarray(im.convert("L"))
@@ -116,7 +136,7 @@ def read_image(path: str | Path) -> np.ndarray:
         if mode in SIXTEEN_BIT_MODES:
             return np.asarray(im).astype(np.uint16)
         if mode == "I":
-            arr = np.asarray(im)
+            arr = _pixels(im, unsigned32)
             if arr.size and arr.min() >= 0 and arr.max() <= UINT16_MAX:
                 return arr.astype(np.uint16)
             return arr.astype(np.float32)
@@ -134,10 +154,12 @@ LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")  # compression noise would be read as ta
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """A target mask as bool (H, W): a pixel non-zero in any colour channel, and not
-    transparent where the file has alpha, is target. Lossy files are refused."""
+    """A target mask as bool (H, W): a pixel non-zero in any colour channel (of RGB: a
+    CMYK, YCbCr, LAB or HSV file is converted first), and not transparent where the file
+    has alpha, is target. Lossy files are refused."""
     path = Path(path)
-    with _open(path) as im:
+    im, unsigned32 = _open(path)
+    with im:
         if im.format in LOSSY_FORMATS:
             raise DatasetError(
                 f"{path}: a {im.format} mask is lossy (its compression noise would be read as "
@@ -145,10 +167,12 @@ def read_mask(path: str | Path) -> np.ndarray:
             )
         if im.mode in ("P", "PA"):
             im = im.convert("RGBA")
+        elif im.mode in RGB_CONVERTED_MODES:  # their channels are no colours: black is not 0
+            im = im.convert("RGB")
         alpha = np.asarray(im.getchannel("A")) if im.mode in ("LA", "RGBA") else None
         if im.mode == "LA":
             im = im.getchannel("L")
-        arr = np.asarray(im)
+        arr = _pixels(im, unsigned32)
     if arr.dtype.kind == "f" and np.isnan(arr).any():  # NaN > 0 is False: no silent background
         raise DatasetError(f"{path}: the mask holds NaN pixels")
     if arr.ndim == 3:

@@ -91,6 +91,17 @@ def degrade(img: np.ndarray, rng: np.random.Generator, sigma: float, cfg: Sensor
     return out
 
 
+def _dn_units(x: np.ndarray, native: np.dtype) -> np.ndarray:
+    """``x`` in the 8-bit DN that ``counts_per_unit`` is per: an 8-bit source as it is; any
+    other (16-bit counts, float radiance) with its range mapped to 0..255, since its own
+    units would put a 16-bit frame far above 14 bits (every pixel clipped) and a 0..1
+    float frame on a few dozen counts (its noise and targets rounded away)."""
+    if np.dtype(native) == np.uint8:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    return (x - np.float32(lo)) * np.float32(MAX_8BIT / max(hi - lo, 1e-6))
+
+
 def encode(
     img: np.ndarray,
     rng: np.random.Generator,
@@ -100,7 +111,9 @@ def encode(
     agc_percentiles: tuple[float, float] = AGC_PERCENTILES,
 ) -> np.ndarray:
     """Render a float frame as one of :data:`ENCODINGS` (drawn when ``encoding`` is None);
-    ``mono8`` maps ``agc_percentiles`` of the frame linearly to 0..255."""
+    ``mono8`` maps ``agc_percentiles`` of the frame linearly to 0..255; ``mono16`` is
+    ``offset + gain x DN`` counts (``counts_offset``, ``counts_per_unit``) clipped to 14
+    bits, a source that is not 8-bit first brought to 8-bit DN (its range to 0..255)."""
     if encoding is None:
         encoding = ENCODINGS[int(rng.choice(len(ENCODINGS), p=cfg.encoding_probs))]
     if encoding == "native":
@@ -112,7 +125,8 @@ def encode(
     if np.issubdtype(native, np.integer):
         x = x + rng.uniform(-0.5, 0.5, x.shape).astype(np.float32)
     if encoding == "mono16":
-        counts = rng.uniform(*cfg.counts_offset) + rng.uniform(*cfg.counts_per_unit) * x
+        offset = rng.uniform(*cfg.counts_offset)
+        counts = offset + rng.uniform(*cfg.counts_per_unit) * _dn_units(x, native)
         return np.clip(np.rint(counts), 0, MAX_14BIT).astype(np.uint16)
     if encoding == "mono8":
         lo, hi = np.percentile(x, agc_percentiles)

@@ -13,7 +13,10 @@ The image model, per frame ``t``:
    the SNR is over local clutter, so a target over a cloud edge is brighter than one over
    clear sky at the same SNR;
 4. temporal Gaussian noise, then quantisation: 8-bit DN, or 16-bit counts
-   ``OFFSET_16BIT + GAIN_16BIT x DN`` (a radiometric camera using a narrow band).
+   ``OFFSET_16BIT + GAIN_16BIT x DN`` (a radiometric camera using a narrow band). The
+   8-bit output saturates at 255: a bright target over warm clutter may clip there (a few
+   per cent of them with the defaults over ground); its truth keeps the amplitude and SNR
+   before clipping.
 
 Truth: a pixel belongs to a target's mask when the target's rendered signal there is at
 least ``TRUTH_FRACTION`` (one half) of its peak pixel. The peak pixel itself always

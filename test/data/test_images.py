@@ -98,7 +98,7 @@ class _OddImage:
 def test_unsupported_mode_lists_the_supported_ones(tmp_path, monkeypatch):
     from irstd_ros.data import images
 
-    monkeypatch.setattr(images, "_open", lambda _path: _OddImage())
+    monkeypatch.setattr(images, "_open", lambda _path: (_OddImage(), False))
     with pytest.raises(DatasetError, match=r"x.png: image mode 'BGR;24' is not supported; supported: L"):
         read_image(tmp_path / "x.png")
 
@@ -227,3 +227,51 @@ def test_tiff_with_exif_orientation_is_refused_not_misread(tmp_path):
     Image.fromarray(GREY).save(path, exif=exif)
     with pytest.raises(DatasetError, match="x.tif: a TIFF with an EXIF orientation"):
         read_image(path)
+
+
+@pytest.mark.parametrize(
+    ("mode", "background", "target"),
+    [("YCbCr", (0, 128, 128), (255, 128, 128)), ("CMYK", (0, 0, 0, 255), (0, 0, 0, 0))],
+)
+def test_a_ycbcr_or_cmyk_mask_is_read_by_its_colours_not_its_channels(tmp_path, mode, background, target):
+    # black is (Y 0, Cb 128, Cr 128) and (no ink but K): read channel by channel, a black
+    # YCbCr mask was all target and a white-on-black CMYK one all background
+    im = Image.new(mode, (4, 3), background)
+    im.putpixel((1, 2), target)
+    im.save(tmp_path / "m.tif")
+    expected = np.zeros((3, 4), bool)
+    expected[2, 1] = True
+    assert np.array_equal(read_mask(tmp_path / "m.tif"), expected)
+
+
+def write_raw_tiff(path, arr: np.ndarray, sample_format: int) -> None:
+    """A one-strip little-endian grey TIFF of ``arr`` as it is (Pillow writes neither uint32
+    nor int8)."""
+    import struct
+
+    data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
+    h, w = arr.shape
+    tags = [(256, w), (257, h), (258, 8 * arr.itemsize), (259, 1), (262, 1), (273, 8), (277, 1),
+            (278, h), (279, len(data)), (339, sample_format)]
+    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", t, 4, 1, v) for t, v in tags)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8 + len(data)) + data + ifd + b"\x00" * 4)
+
+
+def test_unsigned_32_bit_tiff_keeps_its_values_and_a_mask_of_them_its_targets(tmp_path):
+    # Pillow holds them as signed int32: 2**31 + 5 came out negative, a 0xFFFFFFFF mask
+    # pixel as -1, i.e. background
+    path = tmp_path / "u32.tif"
+    write_raw_tiff(path, np.array([[1, 2**31 + 5], [70000, 2**32 - 1]], np.uint32), 1)
+    assert read_image(path).tolist() == np.float32([[1, 2**31 + 5], [70000, 2**32 - 1]]).tolist()
+    write_raw_tiff(path, np.array([[0, 2**32 - 1], [0, 0]], np.uint32), 1)
+    assert read_mask(path).tolist() == [[False, True], [False, False]]
+    write_raw_tiff(path, np.array([[-1, 2**31 - 1]], np.int32), 2)  # signed stays signed
+    assert read_image(path).tolist() == [[-1.0, float(np.float32(2**31 - 1))]]
+
+
+def test_signed_8_bit_tiff_is_refused_not_read_as_unsigned(tmp_path):
+    path = tmp_path / "i8.tif"
+    write_raw_tiff(path, np.array([[-1, 5]], np.int8), 2)  # Pillow: [[255, 5]]
+    for read in (read_image, read_mask):
+        with pytest.raises(DatasetError, match="signed 8-bit"):
+            read(path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from irstd_ros.errors import ConfigError
-from irstd_ros.sim.sensor import SensorConfig, degrade
+from irstd_ros.sim.sensor import MAX_14BIT, SensorConfig, degrade, encode
 
 ONLY_FPN = dict(noise_prob=0.0, blur_prob=0.0)
 
@@ -41,3 +41,29 @@ def test_a_wrong_sensor_value_is_a_config_error_naming_it(field, value):
 def test_the_default_sensor_config_and_yaml_lists_are_accepted():
     SensorConfig()
     SensorConfig(noise=[0.0, 2.0], encoding_probs=[0.25, 0.25, 0.25, 0.25])
+
+
+@pytest.mark.parametrize("native", [np.uint16, np.float32])
+def test_mono16_keeps_a_16_bit_or_float_frame_within_14_bits_with_its_target(native):
+    # a 16-bit frame of the generator (4000 + 16 x DN) or a float radiance frame (0..1):
+    # in their own units, counts_per_unit put the first wholly above 14 bits (every pixel
+    # 16383) and the second on a few dozen counts (target rounded away)
+    rng = np.random.default_rng(0)
+    dn = 100.0 + 2.0 * rng.standard_normal((64, 64))
+    dn[32, 32] += 30.0  # a target of SNR 15
+    frame = (4000.0 + 16.0 * dn) if native == np.uint16 else dn / 255.0
+    for seed in range(10):
+        out = encode(frame.astype(np.float32), np.random.default_rng(seed), np.dtype(native), SensorConfig(), "mono16")
+        assert (out == MAX_14BIT).mean() < 0.01
+        background = np.delete(out.ravel(), 32 * 64 + 32).astype(np.float64)
+        assert (out[32, 32] - np.median(background)) / background.std() > 8  # the target survives
+
+
+def test_mono16_of_an_8_bit_frame_is_offset_plus_gain_times_dn():
+    x = np.random.default_rng(1).uniform(0, 255, (16, 16)).astype(np.float32)
+    cfg = SensorConfig()
+    out = encode(x, np.random.default_rng(5), np.dtype(np.uint8), cfg, "mono16")
+    rng = np.random.default_rng(5)
+    dithered = x + rng.uniform(-0.5, 0.5, x.shape).astype(np.float32)
+    offset, gain = rng.uniform(*cfg.counts_offset), rng.uniform(*cfg.counts_per_unit)
+    assert np.array_equal(out, np.clip(np.rint(offset + gain * dithered), 0, MAX_14BIT).astype(np.uint16))
