@@ -69,8 +69,8 @@ class BankTarget:
 
 
 def cut_targets(raw: np.ndarray, mask: np.ndarray, name: str, max_area: int) -> list[BankTarget]:
-    """The labelled targets of one frame as bank entries (too large, or with no ring of
-    background around them: left out)."""
+    """The labelled targets of one frame as bank entries (too large, cut by the frame's
+    edge, or with no ring of background around them: left out)."""
     if not mask.any():
         return []
     img = raw.astype(np.float32)
@@ -84,6 +84,8 @@ def cut_targets(raw: np.ndarray, mask: np.ndarray, name: str, max_area: int) -> 
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
+        if sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w:
+            continue  # the frame's edge cuts it: pasted elsewhere, a half-target with a straight edge
         y0, y1 = max(sl[0].start - pad, 0), min(sl[0].stop + pad, h)
         x0, x1 = max(sl[1].start - pad, 0), min(sl[1].stop + pad, w)
         comp = labels[y0:y1, x0:x1] == i

@@ -67,6 +67,7 @@ BIT_DEPTHS = (8, 16)
 # Upper bounds (validate): what a stamp, a frame and the planned sequence can hold.
 STAMP_LIMIT_NS = 2**31 * NS_PER_S  # header stamps hold int32 seconds: stamps stay below this
 MAX_FPS = float(NS_PER_S)  # a frame period of at least 1 ns: every frame its own stamp
+SEED_LIMIT = 2**32  # numpy seeds a stream from 32-bit words: larger seeds collide
 MAX_FRAMES = 1_000_000  # 28 h at 10 fps (330 GB of 640x512 mono8)
 MAX_TARGETS = 1_000  # ids in all; placement is quadratic in them (~7 s for 1,000)
 MAX_TARGET_FRAMES = 10_000_000  # targets x frames: trajectories are planned up front (24 B each)
@@ -151,6 +152,11 @@ class SequenceConfig:
             )
         # the last stamp, start + (frames - 1) / fps, stays below the limit
         min_fps = self.frames * NS_PER_S / (STAMP_LIMIT_NS - self.start_time_ns)
+        if min_fps > MAX_FPS:  # no fps fits: the start is what is wrong
+            raise ConfigError(
+                f"start_time_ns {self.start_time_ns} leaves no room for {self.frames} frames before "
+                f"the int32-seconds limit {STAMP_LIMIT_NS}"
+            )
         if not min_fps <= self.fps <= MAX_FPS:
             raise ConfigError(
                 f"fps must be in [{min_fps:.3g}, {MAX_FPS:.0e}] for {self.frames} frames (a frame "
@@ -188,8 +194,10 @@ class SequenceConfig:
         if not 0 <= self.quiet[0] <= self.quiet[1]:
             raise ConfigError(f"quiet must be a frame range 0 <= start <= end, got {self.quiet}")
         integer = isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool)
-        if not (integer and self.seed >= 0):  # numpy's seeding refuses, naming no field
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not (integer and 0 <= self.seed < SEED_LIMIT):  # numpy's seeding refuses negatives
+            # naming no field; and splits seeds >= 2**32 into 32-bit words, so that one
+            # would replay another's streams ([4 * 2**32, 1] draws as [0, 4, 1])
+            raise ConfigError(f"seed must be an integer in [0, {SEED_LIMIT}), got {self.seed!r}")
         if self.bit_depth not in BIT_DEPTHS:
             raise ConfigError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
         for name in ("snr", "dim_snr", "flicker_snr", "target_size", "target_speed"):

@@ -48,6 +48,13 @@ def test_large_targets_and_targets_without_a_background_ring_stay_out():
     assert cut_targets(raw, np.zeros(SIZE, bool), "f", max_area=400) == []
 
 
+@pytest.mark.parametrize(("cy", "cx"), [(1, 60), (40, 0), (94, 60), (40, 127)])
+def test_targets_cut_by_the_frame_edge_stay_out(cy, cx):
+    """Pasted elsewhere, a target the frame cut would be half a target with a straight edge."""
+    raw, mask = _frame_with_blob(cy=cy, cx=cx)
+    assert cut_targets(raw, mask, "f", max_area=400) == []
+
+
 def test_pasted_targets_keep_their_snr_in_the_new_noise_and_bring_their_masks():
     bank = target_bank([(*_frame_with_blob(s), f"f{s}") for s in range(3)], max_area=400)
     assert len(bank) == 3

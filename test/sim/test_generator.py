@@ -183,10 +183,11 @@ def test_non_finite_numbers_are_refused(change):
         next(generate_sequence(cfg))
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, True])
+@pytest.mark.parametrize("seed", [-1, 1.5, True, 2**32, 4 * 2**32])
 def test_a_bad_seed_is_a_config_error_naming_it(seed):
-    """numpy refuses a negative seed with a message naming no field."""
-    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+    """numpy refuses a negative seed with a message naming no field, and splits one of 2**32
+    or more into 32-bit words: 4 * 2**32 replayed seed 0's streams."""
+    with pytest.raises(ConfigError, match=r"seed must be an integer in \[0, 4294967296\)"):
         next(generate_sequence(replace(SMALL, seed=seed)))
 
 
@@ -232,3 +233,11 @@ def test_counts_and_sizes_that_would_hang_or_exhaust_memory_are_refused(change, 
     with pytest.raises(ConfigError) as err:
         replace(SMALL, **change).validate()
     assert words in str(err.value)
+
+
+def test_a_start_leaving_no_room_for_the_frames_names_the_start():
+    """The fps range it gave was empty ([3e+09, 1e+09]): the start was what was wrong."""
+    from irstd_ros.sim.sequence import STAMP_LIMIT_NS
+
+    with pytest.raises(ConfigError, match="start_time_ns .* leaves no room for 3 frames"):
+        replace(SMALL, frames=3, start_time_ns=STAMP_LIMIT_NS - 1).validate()
