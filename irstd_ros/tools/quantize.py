@@ -414,7 +414,8 @@ def _export_int8(
         "seed": CALIBRATION_SEED,
         "splits": {ds.name: f"{ds.root} {ds.calibration_split}" for ds in datasets},
     }
-    before = load_accuracy(int8_path(model, info, options)[0])
+    cached, digest = int8_path(model, info, options)
+    before = load_accuracy(cached)
     if not force and before is not None and before.get("recipe") == recipe and before.get("calibration") not in (None, calibrated_on):
         # the fingerprint (what a node checks) cannot hold the calibration set: its record does
         log.info("the cached INT8 IR was calibrated on %s; quantising again on %s", before["calibration"], calibrated_on)
@@ -427,7 +428,6 @@ def _export_int8(
         "backend": NAME, "weights": str(weights), "recipe": recipe, "built": built, "build_s": round(time.perf_counter() - t0, 1),
         "files": [str(path), str(path.with_suffix(".bin")), str(path) + ".json"],
     }
-    _, digest = int8_path(model, info, options)
     conditions = measurement_conditions(info)
     record = load_accuracy(path)
     stale = record is None or record_mismatch(record, digest, conditions, (recipe,), NAME) is not None
@@ -439,7 +439,7 @@ def _export_int8(
         record = {
             **_accuracy_record(Path(weights), cache, datasets, threads, digest, conditions, recipe),
             # an IR reused without a record: how it was calibrated is not known here
-            "calibration": calibrated_on if built or force else (
+            "calibration": calibrated_on if built else (
                 (before or {}).get("calibration") or "unknown: an IR reused without a record"
             ),
             **({"accuracy_control": {
