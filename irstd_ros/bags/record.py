@@ -194,7 +194,7 @@ class Recorder:
         """``max_messages`` are written: what arrives before the main thread stops the
         recording is left out, so the bag holds exactly that many."""
         limit = self.cfg.max_messages
-        return limit is not None and sum(self._bag.counts.values()) >= limit
+        return limit is not None and self.messages >= limit
 
     def close(self, keep: bool = True) -> None:
         """Stop subscribing and close the bag (idempotent); ``keep=False`` deletes it."""

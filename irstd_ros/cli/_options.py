@@ -72,14 +72,20 @@ def check_output_dir(path: Path | None, option: str) -> None:
         raise ConfigError(f"{option} {reason}")
 
 
+def network_options_given(args: argparse.Namespace) -> list[str]:
+    """The options naming a network that were given: ``--weights``, a ``--backend`` other
+    than ``auto``."""
+    return [option for option, value in (("--weights", args.weights), ("--backend", args.backend))
+            if value is not None and value != "auto"]
+
+
 def check_network_options(args: argparse.Namespace) -> None:
     """:class:`ConfigError` when ``--method tophat`` comes with ``--weights`` or a
     ``--backend``: the top-hat reference runs no network, so they would be ignored and
     the report would not be the model's the command line names."""
     if args.method != "tophat":
         return
-    given = [option for option, value in (("--weights", args.weights), ("--backend", args.backend))
-             if value is not None and value != "auto"]
+    given = network_options_given(args)
     if given:
         raise ConfigError(f"{', '.join(given)}: not with --method tophat (the top-hat reference runs no network)")
 

@@ -14,6 +14,7 @@ from irstd_ros.cli._options import (
     add_image_topic,
     check_output_dir,
     check_output_file,
+    network_options_given,
     non_negative_float,
     positive_float,
     tracker_threshold,
@@ -97,10 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.run_detector:  # recorded outputs: no model runs, so they would be ignored
-        for option, value in (("--weights", args.weights), ("--backend", args.backend)):
-            if value is not None and value != "auto":
-                raise ConfigError(f"{option} needs --run-detector")
+    given = network_options_given(args)
+    if not args.run_detector and given:  # recorded outputs: no model runs, so they would be ignored
+        raise ConfigError(f"{given[0]} needs --run-detector")
     if args.json != STDOUT:
         check_output_file(Path(args.json) if args.json else None, "--json")
     check_output_file(args.plot, "--plot")

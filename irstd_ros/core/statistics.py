@@ -1,4 +1,5 @@
-"""The package's one percentile: nearest rank, for latencies and timings alike."""
+"""The package's one percentile (nearest rank, for latencies and timings alike) and its one
+ratio of a figure that may be undefined."""
 
 from __future__ import annotations
 
@@ -17,3 +18,9 @@ def percentile(values: Iterable[float] | np.ndarray, q: float) -> float:
     if a.size == 0:
         raise ValueError("percentile of no values")
     return float(np.percentile(a, q, method="inverted_cdf"))
+
+
+def ratio(num: float, den: float) -> float | None:
+    """``num / den``, or None where the figure is undefined (an empty denominator): never
+    0 nor NaN in a report."""
+    return num / den if den else None

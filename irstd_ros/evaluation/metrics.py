@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from irstd_ros.core.components import components
+from irstd_ros.core.statistics import ratio
 
 MATCH_DISTANCE = 3.0  # px, the field's standard centroid tolerance
 
@@ -98,8 +99,6 @@ def peak_near(prob: np.ndarray, cy: float, cx: float, radius: float = MATCH_DIST
     return float(prob[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1].max())
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den else None
 
 
 @dataclass
@@ -152,22 +151,22 @@ class MetricAccumulator:
 
     def result(self) -> dict[str, float | int | None]:
         """The set's figures; ``None`` where a figure is undefined (see the module doc)."""
-        precision = _ratio(self.inter, self.pred_px)
-        recall = _ratio(self.inter, self.true_px)
-        f1 = _ratio(2 * self.inter, self.pred_px + self.true_px)  # 0 when only one is empty
+        precision = ratio(self.inter, self.pred_px)
+        recall = ratio(self.inter, self.true_px)
+        f1 = ratio(2 * self.inter, self.pred_px + self.true_px)  # 0 when only one is empty
         frames = len(self.per_image_iou)
         return {
-            "iou": _ratio(self.inter, self.union),
+            "iou": ratio(self.inter, self.union),
             "niou": float(np.mean(self.target_image_iou)) if self.target_image_iou else None,
             "precision": precision,
             "recall": recall,
             "f1": f1,
-            "pd": _ratio(self.detected, self.targets),
-            "fa": _ratio(self.false_px, self.pixels),
-            "false_targets_per_frame": _ratio(self.false_targets, frames),
-            "false_targets_per_mpx": _ratio(self.false_targets * 1e6, self.pixels),
+            "pd": ratio(self.detected, self.targets),
+            "fa": ratio(self.false_px, self.pixels),
+            "false_targets_per_frame": ratio(self.false_targets, frames),
+            "false_targets_per_mpx": ratio(self.false_targets * 1e6, self.pixels),
             "background_frames": self.background_frames,
-            "false_targets_per_background_frame": _ratio(
+            "false_targets_per_background_frame": ratio(
                 self.background_false_targets, self.background_frames
             ),
             "images": frames,

@@ -7,6 +7,8 @@ marked ``CHOICE`` with their reason, and repeated in ``docs/model.md``.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -120,10 +122,8 @@ class SGEM(nn.Module):
         # own dtype whatever ``.float()`` made them, so it is switched off here (only when
         # on: a graph traced without autocast, as the exports are, gains no context).
         device = enc.device.type
-        if torch.is_autocast_enabled(device):
-            with torch.autocast(device, enabled=False):
-                out = self._attend(q, k, v)
-        else:
+        fp32 = torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
+        with fp32:
             out = self._attend(q, k, v)
         result: torch.Tensor = self.act(enc + self.restore(out.to(enc.dtype).reshape(b, c, h, w)))
         return result

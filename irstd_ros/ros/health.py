@@ -16,6 +16,12 @@ import numpy as np
 from irstd_ros.core.statistics import percentile
 
 LATENCY_WINDOW = 512  # most recent frames kept for latency percentiles
+# error kinds that are notices about the stream, not a frame lost: the frame is processed
+# (or none was involved), so a frame count must not add them
+STREAM_NOTICES = frozenset({
+    "stamp_backwards", "size_changed", "tracker_reset", "camera_info", "camera_info_mismatch",
+    "incompatible_qos",
+})
 # Where a frame's latency goes, in order (ms): header stamp -> the node's callback
 # (camera, transport, deserialising), callback -> the worker (the queue), message ->
 # array, the detector's pre-processing, inference and post-processing, then tracking,

@@ -65,12 +65,6 @@ if TYPE_CHECKING:
 
 MESSAGE_TYPES = rclpy_types()  # the output message classes, by full type name
 WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
-# error kinds that are notices about the stream, not a frame lost: the frame is processed
-# (or none was involved), so a frame count must not add them
-STREAM_NOTICES = frozenset({
-    "stamp_backwards", "size_changed", "tracker_reset", "camera_info", "camera_info_mismatch",
-    "incompatible_qos",
-})
 OUTPUT_QOS_DEPTH = 10
 TRAIL_POINTS = 30  # positions of a track kept for the overlay's trail
 NS_PER_S = 1_000_000_000

@@ -50,7 +50,7 @@ from irstd_ros.core.parsing import non_negative_float, parse_size, positive_floa
 from irstd_ros.core.statistics import percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.inference.resources import cpu_model
-from irstd_ros.ros.health import LATENCY_WINDOW, STAGES
+from irstd_ros.ros.health import LATENCY_WINDOW, STAGES, STREAM_NOTICES
 from irstd_ros.ros.transport import dds_environment, profile_env_var
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
 from irstd_ros.tools.memory import cpu_seconds, rss_mib
@@ -398,8 +398,6 @@ def _settled(values: dict[str, str]) -> bool:
 def _errors(values: dict[str, str]) -> int:
     """Frames the node failed on (its ``errors.*`` counters less the stream notices, which
     count no lost frame)."""
-    from irstd_ros.ros.pipeline import STREAM_NOTICES
-
     return sum(
         int(v) for k, v in values.items() if k.startswith("errors.") and k[len("errors."):] not in STREAM_NOTICES
     )

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.statistics import ratio
+
 NS_PER_S = 1_000_000_000
 DEFAULT_MATCH_PX = 5.0
 DEFAULT_WARMUP_S = 1.0
@@ -41,8 +43,6 @@ class Point:
     y: float
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den else None
 
 
 def _finite(v: Any) -> float | None:
@@ -129,18 +129,16 @@ def tracking_metrics(
         "duration_s": duration_s,
         "truth_instances": len(instances),
         "truth_targets": len(per_target),
-        "pd": _ratio(len(matched_instances), len(instances)),
-        "pd_after_warmup": _ratio(sum(k in matched_instances for k in warm), len(warm)),
+        "pd": ratio(len(matched_instances), len(instances)),
+        "pd_after_warmup": ratio(sum(k in matched_instances for k in warm), len(warm)),
         "hypotheses": len(hyp_frames),
         "false_tracks": len(false_ids),
-        "false_tracks_per_min": _ratio(len(false_ids), duration_s / 60.0),
+        "false_tracks_per_min": ratio(len(false_ids), duration_s / 60.0),
         "false_positive_instances": int(summary["num_false_positives"]),
         "id_switches": switches,
-        "id_switches_per_100_target_s": _ratio(100.0 * switches, target_s),
+        "id_switches_per_100_target_s": ratio(100.0 * switches, target_s),
         "mota": _finite(summary["mota"]),
-        "position_rms_px": (
-            float(np.sqrt(summary["motp"])) if np.isfinite(summary["motp"]) else None
-        ),
+        "position_rms_px": _finite(np.sqrt(summary["motp"])),
         "idf1": _finite(summary["idf1"]),
         "mostly_tracked": int(summary["mostly_tracked"]),
         "mostly_lost": int(summary["mostly_lost"]),

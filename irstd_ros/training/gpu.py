@@ -73,6 +73,7 @@ from irstd_ros.training.train import (
     TrainConfig,
     _load_opt,
     _opt_tensors,
+    check_resume,
     init_from,
     mixture_options,
     plain,
@@ -378,16 +379,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
     start_epoch, step, history, elapsed0 = 0, 0, [], 0.0
     if cfg.resume and last.is_file():
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
-        if info.model != model_cfg:
-            raise ConfigError(f"{last} was trained with another model config; use a new --out")
-        if info.norm != norm:  # its weights expect the other inputs
-            raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
-                              f"are {norm}; use a new --out")
-        recorded = info.extra.get("data")
-        if recorded is not None and recorded != json.loads(json.dumps(seen)):
-            # its record would claim this run's data alone for the epochs done on the other
-            raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
-                              f"run's ({json.dumps(seen)}); use a new --out (with init: {last})")
+        check_resume(last, info, model_cfg, norm, seen)
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, {k: v.to(device) for k, v in extra.items()})
         state = info.extra["train_state"]

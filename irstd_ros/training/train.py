@@ -454,6 +454,21 @@ def teacher_sets(cfg: TrainConfig, ds: IRSTDDataset | MixtureSamples) -> list[tu
     return [run]
 
 
+def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, seen: Any) -> None:
+    """:class:`ConfigError` unless the run left in ``last`` can go on as this one: the same
+    network, input normalisation and data (else its record would claim this run's data
+    alone for the epochs done on the other)."""
+    if info.model != model_cfg:
+        raise ConfigError(f"{last} was trained with another model config; use a new --out")
+    if info.norm != norm:  # its weights expect the other inputs
+        raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
+                          f"are {norm}; use a new --out")
+    recorded, mine = info.extra.get("data"), json.loads(json.dumps(plain(seen)))
+    if recorded is not None and recorded != mine:
+        raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
+                          f"run's ({json.dumps(mine)}); use a new --out (with init: {last})")
+
+
 def plain(value: Any) -> Any:
     """A config value as JSON: paths (alone, in lists or in dicts) become strings."""
     if isinstance(value, Path):
@@ -526,16 +541,7 @@ def train(cfg: TrainConfig) -> Path:
     start_epoch, step, history = 0, 0, []
     if cfg.resume and last.is_file():
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
-        if info.model != model_cfg:
-            raise ConfigError(f"{last} was trained with another model config; use a new --out")
-        if info.norm != norm:  # its weights expect the other inputs
-            raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
-                              f"are {norm}; use a new --out")
-        recorded = info.extra.get("data")
-        if recorded is not None and recorded != json.loads(json.dumps(plain(seen))):
-            # its record would claim this run's data alone for the epochs done on the other
-            raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
-                              f"run's ({json.dumps(plain(seen))}); use a new --out (with init: {last})")
+        check_resume(last, info, model_cfg, norm, seen)
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, extra)
         state = info.extra["train_state"]
