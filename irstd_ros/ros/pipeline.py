@@ -142,15 +142,6 @@ def fill_track_array(
     return msg
 
 
-def camera_info_image_size(msg: CameraInfo) -> tuple[int, int] | None:
-    """(height, width) of the images a sensor_msgs/CameraInfo describes: its region of
-    interest (else its calibrated size) divided by its binning; None if it gives no size."""
-    bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
-    w = int(msg.roi.width) or int(msg.width)
-    h = int(msg.roi.height) or int(msg.height)
-    return (h // by, w // bx) if w and h else None
-
-
 class _ReportingLogger:
     """The tracker's warnings, counted and rate-limited like the pipeline's other problems."""
 
@@ -198,7 +189,6 @@ class FramePipeline:
         self.camera: CameraModel | None = None
         # the camera and the (height, width) of the images its camera_info describes (None:
         # not given), replaced together: the worker reads them as one
-        self._calibration: tuple[CameraModel | None, tuple[int, int] | None] = (None, None)
         self._camera_key: tuple[Any, ...] | None = None
         self._trails: dict[int, deque[tuple[float, float]]] = {}
         self._track_counts = (0, 0)  # live, confirmed: for /diagnostics
@@ -315,10 +305,10 @@ class FramePipeline:
         try:
             camera = CameraModel.from_camera_info(msg)
         except ValueError as exc:
-            self._calibration, self.camera = (None, None), None
+            self.camera = None
             self.report("camera_info", f"no bearings: {exc}")
             return
-        self._calibration, self.camera = (camera, camera_info_image_size(msg)), camera
+        self.camera = camera
         self._logger().info(
             f"camera_info received ({msg.distortion_model or 'no distortion'}): "
             "tracks carry bearings"
@@ -463,19 +453,21 @@ class FramePipeline:
                 self._trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
         return tracks
 
-    def _camera_for(self, size: tuple[int, int]) -> CameraModel | None:
+    def _camera_for(self, size: tuple[int, int] | None, report: bool = True) -> CameraModel | None:
         """The camera model for frames of ``size`` (height, width): None (and reported)
         when the camera_info describes images of another size, whose bearings would be
         wrong (e.g. a camera_info of the full resolution with a resized image)."""
-        camera, expected = self._calibration
-        if camera is None or expected is None or expected == size:
+        camera = self.camera  # one read: the model and the size it describes together
+        if camera is None or camera.image_size in (None, size):
             return camera
-        self.report(
-            "camera_info_mismatch",
-            f"camera_info describes {expected[1]}x{expected[0]} images, frames are "
-            f"{size[1]}x{size[0]}: tracks without bearings (remap camera_info to this "
-            "image's own)",
-        )
+        expected = camera.image_size
+        if report and size is not None:
+            self.report(
+                "camera_info_mismatch",
+                f"camera_info describes {expected[1]}x{expected[0]} images, frames are "
+                f"{size[1]}x{size[0]}: tracks without bearings (remap camera_info to this "
+                "image's own)",
+            )
         return None
 
     def _check_stream(self, msg: Image, size: tuple[int, int]) -> None:
@@ -524,8 +516,8 @@ class FramePipeline:
         }
         if self._params().get("tracking.enabled"):
             values["tracks"], values["tracks_confirmed"] = self._track_counts
-            camera, expected = self._calibration  # for the frames of the last size seen
-            values["bearings"] = camera is not None and expected in (None, self._last_size)
+            # for the frames of the last size seen
+            values["bearings"] = self._camera_for(self._last_size, report=False) is not None
         values.update({f"errors.{k}": v for k, v in errors.items()})
         values.update(extra or {})
         status.values = [

@@ -33,6 +33,7 @@ class CameraModel:
     d: tuple[float, ...] = ()  # k1, k2, p1, p2[, k3[, k4, k5, k6]]
     binning: tuple[int, int] = (1, 1)
     offset: tuple[int, int] = (0, 0)  # region of interest's top-left sensor pixel
+    image_size: tuple[int, int] | None = None  # (height, width) of the images it describes
 
     def __post_init__(self) -> None:
         k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
@@ -65,7 +66,10 @@ class CameraModel:
                 f"distortion model {model!r} takes {MODELS[model]} coefficients, D has {len(d)}"
             )
         bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
-        return cls(k, tuple(d), (bx, by), (int(msg.roi.x_offset), int(msg.roi.y_offset)))
+        # the images it describes: the region of interest (else the calibrated size) binned
+        w, h = int(msg.roi.width) or int(msg.width), int(msg.roi.height) or int(msg.height)
+        size = (h // by, w // bx) if w and h else None
+        return cls(k, tuple(d), (bx, by), (int(msg.roi.x_offset), int(msg.roi.y_offset)), size)
 
     # --- model ----------------------------------------------------------------------------
     def _sensor(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -151,7 +151,7 @@ def test_a_camera_info_of_another_image_size_gives_no_bearings(harness):
         width=2 * W, height=2 * H, binning_x=2, binning_y=2, distortion_model="plumb_bob",
         k=big.k, d=D,
     ))
-    harness.spin_until(lambda: node.pipeline._calibration[1] == (H, W))
+    harness.spin_until(lambda: node.pipeline.camera is not None and node.pipeline.camera.image_size == (H, W))
     harness.send(0.3)
     harness.spin_until(lambda: len(harness.arrays) >= 4)
     assert harness.arrays[-1].tracks and all(t.has_bearing for t in harness.arrays[-1].tracks)

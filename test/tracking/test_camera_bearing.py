@@ -64,7 +64,8 @@ def test_angular_rate_of_a_known_rotation():
 def camera_info(**changes):
     msg = SimpleNamespace(
         k=K.ravel().tolist(), d=list(PLUMB_BOB), distortion_model="plumb_bob",
-        binning_x=0, binning_y=0, roi=SimpleNamespace(x_offset=0, y_offset=0),
+        binning_x=0, binning_y=0, roi=SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0),
+        width=640, height=512,
     )
     for key, value in changes.items():
         setattr(msg, key, value)
@@ -74,10 +75,12 @@ def camera_info(**changes):
 def test_from_camera_info_with_binning_and_roi():
     full = CameraModel.from_camera_info(camera_info())
     binned = CameraModel.from_camera_info(
-        camera_info(binning_x=2, binning_y=2, roi=SimpleNamespace(x_offset=100, y_offset=40))
+        camera_info(binning_x=2, binning_y=2, roi=SimpleNamespace(x_offset=100, y_offset=40, width=400, height=300))
     )
     # image pixel (50, 30) of the binned ROI is sensor pixel (200, 100)
     assert np.allclose(binned.bearing(50.0, 30.0), full.bearing(200.0, 100.0))
+    # the images each describes: the calibrated size, the region of interest binned
+    assert (full.image_size, binned.image_size) == ((512, 640), (150, 200))
 
 
 def test_unusable_camera_info_is_refused():
