@@ -59,11 +59,10 @@ from irstd_ros.bags.io import (
     stamp_ns,
     targets_msg,
 )
-from irstd_ros.bags.report import format_number
 from irstd_ros.bags.rosutil import cdr_header_stamp
 from irstd_ros.core.constants import DETECTION_OUTPUTS, LIVE_STAMP_WINDOW_S
 from irstd_ros.core.paths import atomic_path, write_text_atomic
-from irstd_ros.core.statistics import percentile
+from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.evaluation.metrics import MetricAccumulator

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from irstd_ros.core.statistics import format_number
 
 
 def format_table(r: dict) -> str:
@@ -24,11 +24,6 @@ def format_table(r: dict) -> str:
     if r.get("tracking"):
         lines += format_tracking(r["tracking"])
     return "\n".join(lines)
-
-
-def format_number(v: float | None, fmt: str) -> str:
-    """``v`` formatted with ``fmt``; "-" where it is undefined (None or NaN)."""
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
 def format_tracking(t: dict) -> list[str]:

@@ -7,16 +7,13 @@ import json
 from pathlib import Path
 
 from irstd_ros.cli._options import add_model_on_data, check_network_options, check_output_dir
+from irstd_ros.core.statistics import format_number
 from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
 
 SUMMARY_KEYS = (
     "iou", "niou", "precision", "recall", "f1", "pd", "fa", "false_targets_per_frame",
     "false_targets_per_mpx", "false_targets_per_background_frame",
 )
-
-
-def _fmt(value: object) -> str:
-    return "undefined" if value is None else f"{value:.4g}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         summary["ece"] = report["calibration"]["ece"]
         print(json.dumps(summary))
     else:
-        print("  ".join(f"{k} {_fmt(report[k])}" for k in SUMMARY_KEYS))
-        print(f"ece {_fmt(report['calibration']['ece'])}  (threshold {report['threshold']}, backend {report['backend']})")
+        print("  ".join(f"{k} {format_number(report[k], '.4g', 'undefined')}" for k in SUMMARY_KEYS))
+        print(f"ece {format_number(report['calibration']['ece'], '.4g', 'undefined')}  (threshold {report['threshold']}, backend {report['backend']})")
         for f in report.get("files", []):
             print(f"wrote {f}")
     return 0

@@ -1,8 +1,9 @@
-"""The package's one percentile (nearest rank, for latencies and timings alike) and its one
-ratio of a figure that may be undefined."""
+"""The package's one percentile (nearest rank, for latencies and timings alike), its one
+ratio of a figure that may be undefined, and its one way to print such a figure."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -24,3 +25,11 @@ def ratio(num: float, den: float) -> float | None:
     """``num / den``, or None where the figure is undefined (an empty denominator): never
     0 nor NaN in a report."""
     return num / den if den else None
+
+
+def format_number(value: float | None, spec: str = ".1f", undefined: str = "-") -> str:
+    """``value`` formatted with ``spec``, or ``undefined`` where the figure is undefined
+    (None or NaN): a report never prints "nan" nor a made-up 0."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return undefined
+    return format(value, spec)

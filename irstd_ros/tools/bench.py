@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from irstd_ros.core.normalization import normalize
-from irstd_ros.core.statistics import percentile
+from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.tools.memory import peak_rss_mib, reset_peak_rss, rss_mib
 
@@ -588,10 +588,6 @@ def _node_row(cfg: BenchConfig, models: list[ModelSpec], cache: str, say: Any) -
 
 
 # --- formatting -----------------------------------------------------------------------------
-def _num(value: Any, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def format_matrix(result: dict[str, Any]) -> list[str]:
     """Backend x precision x size: p50 / p99 ms side by side, and the speed-up over
     :data:`REFERENCE` (its p50 / the row's p50, same model and size)."""
@@ -618,7 +614,7 @@ def format_matrix(result: dict[str, Any]) -> list[str]:
                 parts += ["-", "-"]
                 continue
             ratio = f"{ref['p50_ms'] / r['p50_ms']:.2f}" if ref else "-"
-            parts += [f"{_num(r['p50_ms'])} / {_num(r['p99_ms'])}", ratio]
+            parts += [f"{format_number(r['p50_ms'])} / {format_number(r['p99_ms'])}", ratio]
         lines.append("| " + " | ".join(parts) + " |")
     lines.append("")
     lines.append(f"x: p50 of `{REFERENCE}` (FP32, static shapes) / p50 of the row, same model and size.")
@@ -637,8 +633,8 @@ def format_overhead(result: dict[str, Any], size: tuple[int, int] = NODE_SIZE) -
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r.get('precision', 'fp32')} | {_num(r['p50_ms'])} | "
-            f"{_num(r['pre_p50_ms'], '.2f')} | {_num(r['post_p50_ms'], '.2f')} | {r['node_work_ratio'] * 100:.1f} % |"
+            f"| {r['model']} | {r['backend']} | {r.get('precision', 'fp32')} | {format_number(r['p50_ms'])} | "
+            f"{format_number(r['pre_p50_ms'], '.2f')} | {format_number(r['post_p50_ms'], '.2f')} | {r['node_work_ratio'] * 100:.1f} % |"
         )
     return lines
 
@@ -657,8 +653,8 @@ def format_table(result: dict[str, Any]) -> str:
     ]
     for r in result["backends"]:
         lines.append(
-            f"| {r['backend']} | {r['model']} | {r['width']}x{r['height']} | {_num(r['p50_ms'])} | "
-            f"{_num(r['p99_ms'])} | {_num(r['fps'])} | {_num(r['peak_mem_mb'], '.0f')} | {r['calls']} |"
+            f"| {r['backend']} | {r['model']} | {r['width']}x{r['height']} | {format_number(r['p50_ms'])} | "
+            f"{format_number(r['p99_ms'])} | {format_number(r['fps'])} | {format_number(r['peak_mem_mb'], '.0f')} | {r['calls']} |"
         )
     lines.append("")
     for part in (format_matrix(result), format_overhead(result)):
@@ -677,8 +673,8 @@ def format_table(result: dict[str, Any]) -> str:
             lines += [
                 "| node pipeline | size (WxH) | backend | node p50 ms | node p99 ms | detector p50 ms | backend p50 ms | overhead |",
                 "|---|---|---|---:|---:|---:|---:|---:|",
-                f"| {node['model']} | {node['width']}x{node['height']} | {node['backend']} | {_num(node['p50_ms'])} | "
-                f"{_num(node['p99_ms'])} | {_num(node['detector_p50_ms'])} | {_num(node['backend_p50_ms'])} | "
+                f"| {node['model']} | {node['width']}x{node['height']} | {node['backend']} | {format_number(node['p50_ms'])} | "
+                f"{format_number(node['p99_ms'])} | {format_number(node['detector_p50_ms'])} | {format_number(node['backend_p50_ms'])} | "
                 f"{node['overhead_ratio'] * 100:+.1f} % (target <= {node['overhead_target'] * 100:.0f} %) |",
             ]
     return "\n".join(lines)

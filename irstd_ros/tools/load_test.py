@@ -47,7 +47,7 @@ import numpy as np
 
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import non_negative_float, parse_size, positive_float, size_arg
-from irstd_ros.core.statistics import percentile
+from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.inference.resources import cpu_model
 from irstd_ros.ros.health import LATENCY_WINDOW, STAGES, STREAM_NOTICES
@@ -403,10 +403,6 @@ def _errors(values: dict[str, str]) -> int:
     )
 
 
-def _fmt(value: Any, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def format_report(r: dict[str, Any]) -> str:
     """The result as a Markdown table (what docs/benchmarks.md shows)."""
     c, lat, rss = r["config"], r["latency_ms"], r["rss_mib"]
@@ -424,16 +420,16 @@ def format_report(r: dict[str, Any]) -> str:
         ("answered (detections received)", f"{r['answered']} ({r['answered_hz']:.2f} Hz)"),
         ("answers lost (processed - answered)", str(r["answers_lost"])),
         ("latency stamp -> answer p50 / p99 / max (ms)",
-         f"{_fmt(lat['p50'], '.0f')} / {_fmt(lat['p99'], '.0f')} / {_fmt(lat['max'], '.0f')}"),
+         f"{format_number(lat['p50'], '.0f')} / {format_number(lat['p99'], '.0f')} / {format_number(lat['max'], '.0f')}"),
         ("latency p50 first third / last third (ms)",
-         f"{_fmt(lat['p50_first_third'], '.0f')} / {_fmt(lat['p50_last_third'], '.0f')}"),
-        (f"node inference p50{window} (ms)", _fmt(r["infer_p50_ms"], ".0f")),
+         f"{format_number(lat['p50_first_third'], '.0f')} / {format_number(lat['p50_last_third'], '.0f')}"),
+        (f"node inference p50{window} (ms)", format_number(r["infer_p50_ms"], ".0f")),
         ("node stages p50" + window + ": " + " / ".join(STAGES) + " (ms)",
-         " / ".join(_fmt(r["node_stages_p50_ms"].get(s), ".1f") for s in STAGES)),
-        ("node CPU used (cores)", _fmt(r["node_cpu_cores"], ".2f")),
+         " / ".join(format_number(r["node_stages_p50_ms"].get(s), ".1f") for s in STAGES)),
+        ("node CPU used (cores)", format_number(r["node_cpu_cores"], ".2f")),
         ("node RSS median, 10 s after warm-up / last 10 s / max (MiB)",
-         f"{_fmt(rss['after_warmup'])} / {_fmt(rss['end'])} / {_fmt(rss['max'])}"),
-        ("node RSS trend after warm-up (growth)", f"{_fmt(rss['growth_pct'], '+.2f')} %"),
+         f"{format_number(rss['after_warmup'])} / {format_number(rss['end'])} / {format_number(rss['max'])}"),
+        ("node RSS trend after warm-up (growth)", f"{format_number(rss['growth_pct'], '+.2f')} %"),
         ("node exit code after SIGINT (time to exit)", f"{r['exit_code']} ({r['exit_s']:.1f} s)"),
     ]
     env = r["machine"].get("dds_env") or {}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from irstd_ros.core.statistics import percentile
+from irstd_ros.core.statistics import format_number, percentile, ratio
 
 
 def test_nearest_rank():
@@ -20,3 +20,20 @@ def test_nearest_rank():
 def test_no_values_is_an_error():
     with pytest.raises(ValueError):
         percentile([], 50)
+
+
+def test_ratio_is_undefined_for_an_empty_denominator():
+    assert ratio(3, 4) == 0.75
+    assert ratio(0, 0) is None
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), np.float64("nan")])
+def test_an_undefined_figure_prints_as_undefined_never_nan(value):
+    assert format_number(value, ".3f") == "-"
+    assert format_number(value, ".4g", "undefined") == "undefined"
+
+
+def test_a_defined_figure_prints_with_its_spec():
+    assert format_number(0.12345, ".3f") == "0.123"
+    assert format_number(0, ".2e") == "0.00e+00"  # a measured 0 stays 0
+    assert format_number(12.34) == "12.3"
