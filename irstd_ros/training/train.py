@@ -27,6 +27,7 @@ import torch
 import yaml
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, read_info, save_checkpoint
@@ -127,6 +128,10 @@ class TrainConfig:
     # > 0: the consistency term only within this many px of a labelled target and where
     # either view fires (the mean over those pixels); 0: over every pixel
     consistency_radius: int = 0
+    # > 0: also keep an exponential moving average of the weights and BatchNorm statistics
+    # (torch.optim.swa_utils; the decay per step, e.g. 0.998 weighs about the last 500
+    # steps); the final model is the average, the raw weights stay in last.safetensors. 0: off
+    ema: float = 0.0
     # Mixture training (irstd_ros.data.mixture): list of {root, split, weight, implant_prob}.
     sources: list[dict[str, Any]] = field(default_factory=list)
     samples_per_epoch: int | None = None  # None: one pass over the single dataset
@@ -219,6 +224,7 @@ TRAIN_FIELDS: dict[str, FieldRule] = {
     "distill_keep_labels": as_flag,
     "consistency": Number(low=0),
     "consistency_radius": Number(integer=True, low=0),
+    "ema": Number(low=0, high=1, high_open=True),
     "sources": as_mappings,
     "samples_per_epoch": Number(integer=True, low=1, optional=True),
     "generator_frames": Number(integer=True, low=0),
@@ -416,6 +422,27 @@ def _load_opt(opt: torch.optim.Optimizer, extra: dict[str, torch.Tensor]) -> Non
     opt.load_state_dict(sd)
 
 
+EMA_PREFIX = "ema/"  # the average's tensors among a checkpoint's extra tensors
+
+
+def weight_average(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers (BatchNorm
+    statistics), updated by ``update_parameters(model)`` after each optimizer step."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _ema_tensors(ema: AveragedModel) -> dict[str, torch.Tensor]:
+    return {EMA_PREFIX + name: value.detach().cpu() for name, value in ema.state_dict().items()}
+
+
+def _load_ema(ema: AveragedModel, last: Path, extra: dict[str, torch.Tensor]) -> None:
+    state = {k[len(EMA_PREFIX):]: v for k, v in extra.items() if k.startswith(EMA_PREFIX)}
+    if not state:  # the run was started without ema: the average would start over unseen
+        raise ConfigError(f"{last} holds no weight average (its run had ema: 0); use a new --out "
+                          f"(with init: {last}) to continue it with one")
+    ema.load_state_dict(state)
+
+
 def init_from(
     model: nn.Module, path: Path, name: str, partial: bool = False, widen: bool = False
 ) -> None:
@@ -536,6 +563,7 @@ def train(cfg: TrainConfig) -> Path:
     if use_bf16:
         model = with_memory_format(model, torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = weight_average(model, cfg.ema) if cfg.ema > 0 else None
 
     last = cfg.out / "last.safetensors"
     start_epoch, step, history = 0, 0, []
@@ -544,6 +572,8 @@ def train(cfg: TrainConfig) -> Path:
         check_resume(last, info, model_cfg, norm, seen)
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, extra)
+        if ema is not None:
+            _load_ema(ema, last, extra)
         state = info.extra["train_state"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         reseed(ds, state["seed_next"] + rank)
@@ -614,6 +644,8 @@ def train(cfg: TrainConfig) -> Path:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
@@ -632,7 +664,8 @@ def train(cfg: TrainConfig) -> Path:
                 epoch + 1, cfg.epochs, history[-1]["loss"], lr,
                 len(losses) * cfg.batch_size / max(dt, 1e-9),
             )
-            save_checkpoint(last, model, info_for(epoch + 1, seed_next), _opt_tensors(opt))
+            kept = _opt_tensors(opt) | (_ema_tensors(ema) if ema is not None else {})
+            save_checkpoint(last, model, info_for(epoch + 1, seed_next), kept)
         if cfg.minutes is not None and time.time() - started > cfg.minutes * 60:
             log.info("time budget of %.1f min reached after epoch %d", cfg.minutes, epoch + 1)
             done = True
@@ -641,6 +674,8 @@ def train(cfg: TrainConfig) -> Path:
 
     final = cfg.out / "model.safetensors"
     if rank == 0:
+        if ema is not None:  # the average is the run's model
+            model = ema.module
         model = with_memory_format(model, torch.contiguous_format).cpu()
         save_checkpoint(final, model, info_for(len(history), 0))
         write_text_atomic(cfg.out / "history.json", json.dumps(history, indent=1))

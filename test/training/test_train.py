@@ -514,3 +514,31 @@ def test_extra_may_not_replace_what_the_checkpoints_record_themselves(tmp_path, 
     with pytest.raises(ConfigError, match=f"extra may not set {key}: the checkpoints record"):
         config(tmp_path, extra={key: "x", "recipe": "mine"})
     assert config(tmp_path, extra={"recipe": "mine"}).extra == {"recipe": "mine"}
+
+
+def test_the_weight_average_is_the_final_model_and_survives_a_resumption(tmp_path):
+    kw = dict(epochs=3, ema=0.9)
+    straight = train(config(tmp_path, out=tmp_path / "straight", **kw))
+    train(config(tmp_path, out=tmp_path / "resumed", **{**kw, "epochs": 1}))
+    resumed = train(config(tmp_path, out=tmp_path / "resumed", **kw))
+    final, info, _ = load_checkpoint(straight)
+    raw = load_checkpoint(tmp_path / "straight" / "last.safetensors")[0].state_dict()
+    averaged = final.state_dict()
+    assert info.extra["train_config"]["ema"] == 0.9
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)  # not the last step's
+    assert all(torch.equal(averaged[k], v) for k, v in load_checkpoint(resumed)[0].state_dict().items())
+
+
+def test_after_one_step_the_average_is_that_step_s_weights_and_statistics(tmp_path):
+    final = train(config(tmp_path, epochs=1, max_steps=1, ema=0.5))
+    raw = load_checkpoint(tmp_path / "run" / "last.safetensors")[0].state_dict()
+    averaged = load_checkpoint(final)[0].state_dict()
+    assert averaged.keys() == raw.keys()
+    for key, value in averaged.items():  # BatchNorm's running statistics included
+        assert torch.equal(value, raw[key]), key
+
+
+def test_a_run_without_an_average_is_not_resumed_with_one(tmp_path):
+    train(config(tmp_path, epochs=1))
+    with pytest.raises(ConfigError, match="no weight average"):
+        train(config(tmp_path, epochs=2, ema=0.99))
