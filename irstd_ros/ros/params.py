@@ -8,6 +8,7 @@ run-time changes with :func:`validate`, and the README's parameter table and
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -165,7 +166,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     if isinstance(value, str) and raw in _RCL_ONE_LETTER_BOOLS:  # rcl's get_value; YAML 1.1 has no y/n
         value = _RCL_ONE_LETTER_BOOLS[raw]
     numeric = isinstance(SPECS[name].default, (int, float)) and not isinstance(SPECS[name].default, bool)
-    if numeric and (isinstance(value, str) or "_" in raw):  # ROS: 1e4 a number, 1_000 a string
+    if numeric and not isinstance(value, bool) and not _yaml_special_float(value):
+        # ROS reads numbers its own way: 1e4 a number, 1_000, 0b1, 0o10 and 1:30 strings
         value = _rcl_number(raw, value if isinstance(value, str) else raw)
     if isinstance(SPECS[name].default, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -177,15 +179,30 @@ def parse_override(text: str) -> tuple[str, Any]:
     return name, value
 
 
-def _rcl_number(raw: str, value: str) -> Any:
-    """An unquoted scalar YAML 1.1 reads as a string but ROS as a number (rcl: ``strtol``
-    base 0, then ``strtod``): ``1e4``, ``1e-3``; else ``value`` unchanged."""
+# C's strtol in base 0, whole: decimal, 0x hexadecimal, leading-0 octal (no 0b, no 0o)
+_STRTOL_BASE0 = re.compile(r"[+-]?(?:0[xX](?P<hex>[0-9a-fA-F]+)|0(?P<oct>[0-7]*)|(?P<dec>[1-9][0-9]*))")
+
+
+def _yaml_special_float(value: Any) -> bool:
+    """YAML's ``.inf``, ``-.inf`` and ``.nan``, which rcl reads as doubles too."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _rcl_number(raw: str, value: Any) -> Any:
+    """A scalar as rcl reads it (``strtol`` base 0, then ``strtod``, each over the whole
+    text): ``1e4``, ``1e-3``, ``0x10``, ``010`` (8), ``08`` (8.0) numbers; where neither
+    reads it (``1_000``, ``0b1``, ``0o10``, ``1:30``, which YAML 1.1 or Python take for
+    numbers) or it was quoted, ``value`` unchanged."""
     if "_" in raw or raw.strip() != raw or raw[:1] in "'\"":
         return value
-    try:
-        return int(raw, 0)
-    except ValueError:
-        pass
+    whole = _STRTOL_BASE0.fullmatch(raw)
+    if whole is not None:
+        sign = -1 if raw.startswith("-") else 1
+        if whole["hex"] is not None:
+            return sign * int(whole["hex"], 16)
+        if whole["oct"] is not None:
+            return sign * int(whole["oct"] or "0", 8)
+        return sign * int(whole["dec"])
     try:
         return float(raw)
     except ValueError:

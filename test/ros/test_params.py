@@ -106,6 +106,9 @@ def test_tracker_thresholds_left_to_the_checkpoint_are_checked_against_its_own()
         ("input.high:=1e4", ("input.high", 10000.0)),  # rcl: strtod; YAML 1.1: a string
         ("tracking.min_score:=1e-3", ("tracking.min_score", 0.001)),
         ("detection.min_area:=0x10", ("detection.min_area", 16)),
+        ("detection.min_area:=010", ("detection.min_area", 8)),  # strtol base 0: octal
+        ("input.high:=08", ("input.high", 8.0)),  # not octal: strtod's 8.0
+        ("input.high:=+5", ("input.high", 5.0)),
     ],
 )
 def test_overrides_are_read_as_ros_reads_them(text, expected):
@@ -128,6 +131,11 @@ def test_overrides_are_read_as_ros_reads_them(text, expected):
         ("input.high:='1e4'", "number"),  # quoted: a string for ROS too
         ("qos.depth:=1_0", "number"),  # rcl reads 1_0 as a string, YAML 1.1 as 10
         ("detection.min_area:=1e2", "integer"),  # a double for ROS
+        ("detection.min_area:=08", "integer"),  # strtod's 8.0
+        ("detection.min_area:=0b1", "number"),  # YAML 1.1 and Python: 1; rcl: a string
+        ("detection.min_area:=0o10", "number"),  # Python: 8; rcl: a string
+        ("detection.min_area:=1:30", "number"),  # YAML 1.1 sexagesimal 90; rcl: a string
+        ("input.high:=1:30.5", "number"),
     ],
 )
 def test_bad_overrides_are_refused_with_a_reason(text, reason):
