@@ -20,7 +20,7 @@ LATENCY_WINDOW = 512  # most recent frames kept for latency percentiles
 # (or none was involved), so a frame count must not add them
 STREAM_NOTICES = frozenset({
     "stamp_backwards", "size_changed", "tracker_reset", "camera_info", "camera_info_mismatch",
-    "incompatible_qos",
+    "camera_info_frame", "incompatible_qos",
 })
 # Where a frame's latency goes, in order (ms): header stamp -> the node's callback
 # (camera, transport, deserialising), callback -> the worker (the queue), message ->

@@ -295,7 +295,7 @@ class FramePipeline:
         """Keep the camera model for bearings (rebuilt only when the calibration changes),
         with the image size its camera_info describes (frames of another size get none)."""
         key = (
-            tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.binning_x, msg.binning_y,
+            msg.header.frame_id, tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.binning_x, msg.binning_y,
             msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height, msg.width,
             msg.height,
         )
@@ -440,7 +440,7 @@ class FramePipeline:
             t_ns / 1e9, targets, image_size=size, candidates=candidates, gated=gated
         )
         self.outputs.tracks.publish(track_detections_array(MESSAGE_TYPES, header, tracks))
-        camera = self._camera_for(size)
+        camera = self._camera_for(size, header.frame_id)
         self.outputs.target_tracks.publish(
             fill_track_array(TrackArray(header=header), tracks, camera)
         )
@@ -453,12 +453,24 @@ class FramePipeline:
                 self._trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
         return tracks
 
-    def _camera_for(self, size: tuple[int, int] | None, report: bool = True) -> CameraModel | None:
+    def _camera_for(
+        self, size: tuple[int, int] | None, frame_id: str = "", report: bool = True
+    ) -> CameraModel | None:
         """The camera model for frames of ``size`` (height, width): None (and reported)
         when the camera_info describes images of another size, whose bearings would be
-        wrong (e.g. a camera_info of the full resolution with a resized image)."""
-        camera = self.camera  # one read: the model and the size it describes together
-        if camera is None or camera.image_size in (None, size):
+        wrong (e.g. a camera_info of the full resolution with a resized image). A
+        camera_info of another frame than the image's (``frame_id``) is reported and used:
+        it may be a naming difference, or another camera's calibration."""
+        camera = self.camera  # one read: the model, its size and frame together
+        if camera is None:
+            return None
+        if report and camera.frame_id and frame_id and camera.frame_id != frame_id:
+            self.report(
+                "camera_info_frame",
+                f"camera_info is of frame {camera.frame_id!r}, images of {frame_id!r}: bearings "
+                "from it, in the image's frame (check the camera_info remapping)",
+            )
+        if camera.image_size in (None, size):
             return camera
         expected = camera.image_size
         if report and size is not None:

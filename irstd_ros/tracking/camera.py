@@ -34,6 +34,7 @@ class CameraModel:
     binning: tuple[int, int] = (1, 1)
     offset: tuple[int, int] = (0, 0)  # region of interest's top-left sensor pixel
     image_size: tuple[int, int] | None = None  # (height, width) of the images it describes
+    frame_id: str = ""  # the optical frame of its camera_info's header ("": not given)
 
     def __post_init__(self) -> None:
         k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
@@ -69,7 +70,9 @@ class CameraModel:
         # the images it describes: the region of interest (else the calibrated size) binned
         w, h = int(msg.roi.width) or int(msg.width), int(msg.roi.height) or int(msg.height)
         size = (h // by, w // bx) if w and h else None
-        return cls(k, tuple(d), (bx, by), (int(msg.roi.x_offset), int(msg.roi.y_offset)), size)
+        header = getattr(msg, "header", None)
+        frame = str(getattr(header, "frame_id", "") or "")
+        return cls(k, tuple(d), (bx, by), (int(msg.roi.x_offset), int(msg.roi.y_offset)), size, frame)
 
     # --- model ----------------------------------------------------------------------------
     def _sensor(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

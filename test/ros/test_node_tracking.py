@@ -158,6 +158,29 @@ def test_a_camera_info_of_another_image_size_gives_no_bearings(harness):
     assert node.stats.errors["camera_info_mismatch"] == 3
 
 
+def test_a_camera_info_of_another_frame_is_counted_and_used(harness):
+    """Images of "ir_cam" with a camera_info of "other_cam": maybe a naming difference,
+    maybe another camera's calibration; bearings stay, the difference is counted."""
+    from std_msgs.msg import Header
+
+    node = harness.node
+    info = CameraInfo(header=Header(frame_id="other_cam"), width=W, height=H,
+                      distortion_model="plumb_bob", k=K, d=D)
+    harness.info_pub.publish(info)
+    harness.spin_until(lambda: node.camera is not None)
+    for i in range(3):
+        harness.send(i / FPS)
+    harness.spin_until(lambda: len(harness.arrays) >= 3)
+    assert harness.arrays[-1].tracks and all(t.has_bearing for t in harness.arrays[-1].tracks)
+    assert node.stats.errors["camera_info_frame"] == 3
+    info.header.frame_id = "ir_cam"  # the image's own: nothing to report
+    harness.info_pub.publish(info)
+    harness.spin_until(lambda: node.pipeline.camera is not None and node.pipeline.camera.frame_id == "ir_cam")
+    harness.send(0.3)
+    harness.spin_until(lambda: len(harness.arrays) >= 4)
+    assert node.stats.errors["camera_info_frame"] == 3
+
+
 def test_tracking_can_be_switched_off_and_on_at_run_time(harness):
     node = harness.node
     assert node.set_parameters([Parameter("tracking.enabled", value=False)])[0].successful
