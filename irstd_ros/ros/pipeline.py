@@ -23,6 +23,7 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -174,7 +175,9 @@ class FramePipeline:
     ) -> None:
         self.detector: Detector | None = detector
         self._rmw = rmw
-        self._transport_checked = False
+        # the largest frame (bytes) checked against the transport's defaults; a frame size
+        # that grows later is checked again, and once a hint is given it is not repeated
+        self._transport_checked_bytes = 0
         self.outputs = outputs
         self._params, self._logger, self._clock_ns, self._ok = params, logger, clock_ns, ok
         self.stats = PipelineStats()
@@ -351,10 +354,11 @@ class FramePipeline:
             self.report(exc.kind, str(exc))
             return False
         self._check_stream(msg, frame.shape[:2])
-        if not self._transport_checked:
-            self._transport_checked = True
+        if len(msg.data) > self._transport_checked_bytes:
+            self._transport_checked_bytes = len(msg.data)
             hint = large_frame_hint(len(msg.data), self._rmw)
             if hint:
+                self._transport_checked_bytes = sys.maxsize
                 self._logger().warning(hint)
         converted = time.perf_counter()
         try:

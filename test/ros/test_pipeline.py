@@ -209,3 +209,33 @@ def test_a_stale_frame_is_logged_not_only_counted():
     assert pipe.stats.stale == 1
     assert len(warnings) == 1 and "2.00 s old" in warnings[0] and "input.max_age" in warnings[0]
     assert pipe.stats.errors == {}  # counted once, as stale
+
+
+def test_a_frame_size_that_grows_past_the_transport_s_segment_is_hinted_once(monkeypatch):
+    import numpy as np
+
+    from irstd_ros.ros import transport
+
+    monkeypatch.setenv("ROS_DISTRO", "jazzy")
+    for name in transport.DDS_ENV:
+        if name != "ROS_DISTRO":
+            monkeypatch.delenv(name, raising=False)
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False}
+    warnings: list[str] = []
+
+    class Noted:
+        def warning(self, text: str) -> None:
+            warnings.append(text)
+
+        info = error = warning
+
+    pipe = FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
+                         params=lambda: params, logger=Noted, clock_ns=lambda: 0,
+                         rmw="rmw_fastrtps_cpp")
+    assert pipe.process(image_msg(frame_for("mono8"), "mono8"))  # small: nothing to say
+    assert warnings == []
+    large = np.zeros((512, 640), np.uint16)  # 655 kB: over the 512 KiB segment
+    for stamp in (2, 3):
+        assert pipe.process(image_msg(large, "mono16", stamp=stamp))
+    hints = [w for w in warnings if "shared-memory segment" in w]
+    assert len(hints) == 1 and "655 kB" in hints[0], warnings
