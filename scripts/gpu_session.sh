@@ -19,6 +19,8 @@
 # Knobs: IRSTD_GPU_BUDGET_S, IRSTD_GPU_RECIPE (large|paper), IRSTD_GPU_COMPILE (1: compile the
 # training network), IRSTD_GPU_GROUPS (pack groups to train on, comma-separated; default
 # nudt_train), IRSTD_GPU_INIT (a checkpoint to start the training from; carry it),
+# IRSTD_GPU_EMA (a decay per step, e.g. 0.999: the model is the moving average of the weights,
+# the raw weights are scored beside it),
 # IRSTD_GPU_EVAL (the pack group scored after the training, default nudt_test; none: none, for a
 # pack made with irstd pack --no-nudt-test),
 # IRSTD_GPU_SKIP (steps not to run, comma-separated, e.g. probe,bench: the training gets their time),
@@ -109,6 +111,7 @@ COMPILE=()
 [[ -n "${IRSTD_GPU_GROUPS:-}" ]] && TRAIN_ARGS+=(--train-groups "$IRSTD_GPU_GROUPS")
 [[ -n "${IRSTD_GPU_INIT:-}" ]] && TRAIN_ARGS+=(--init "$IRSTD_GPU_INIT")
 [[ -n "${IRSTD_GPU_EVAL:-}" ]] && TRAIN_ARGS+=(--eval-group "$IRSTD_GPU_EVAL")
+[[ -n "${IRSTD_GPU_EMA:-}" ]] && TRAIN_ARGS+=(--ema "$IRSTD_GPU_EMA")
 
 step env "$T_ENV" "$PYTHON" -m irstd_ros.tools.gpu_session env --out "$WORK/env.json"
 timeout -k 5 20 nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true

@@ -71,6 +71,8 @@ from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
     TRAIN_FIELDS,
     TrainConfig,
+    _ema_tensors,
+    _load_ema,
     _load_opt,
     _opt_tensors,
     check_resume,
@@ -79,6 +81,7 @@ from irstd_ros.training.train import (
     plain,
     read_config,
     resolve_device,
+    weight_average,
     with_memory_format,
 )
 
@@ -374,6 +377,10 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         model = with_memory_format(model, torch.channels_last)
     fused = device.type == "cuda"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    ema = weight_average(model, cfg.ema) if cfg.ema > 0 else None
+
+    def kept() -> dict[str, torch.Tensor]:  # a checkpoint's tensors beside the weights
+        return _opt_tensors(opt) | (_ema_tensors(ema) if ema is not None else {})
 
     last = cfg.out / "last.safetensors"
     start_epoch, step, history, elapsed0 = 0, 0, [], 0.0
@@ -382,6 +389,8 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         check_resume(last, info, model_cfg, norm, seen)
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, {k: v.to(device) for k, v in extra.items()})
+        if ema is not None:
+            _load_ema(ema, last, extra)
         state = info.extra["train_state"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         elapsed0 = float(state.get("elapsed_s", 0.0))
@@ -435,6 +444,8 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach()
             n += 1
             step += 1
@@ -455,27 +466,35 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         if budget_s is not None and elapsed >= budget_s and stop_reason == "epochs":
             stop_reason = "minutes"
         if stop_reason != "epochs" or time.perf_counter() - last_save >= cfg.save_every_s:
-            save_checkpoint(last, model, info_for(epoch + 1, elapsed), _opt_tensors(opt))
+            save_checkpoint(last, model, info_for(epoch + 1, elapsed), kept())
             last_save = time.perf_counter()
         if stop_reason != "epochs":
             break
     else:
         elapsed = elapsed0 + time.perf_counter() - started
         if history:
-            save_checkpoint(last, model, info_for(len(history), elapsed), _opt_tensors(opt))
+            save_checkpoint(last, model, info_for(len(history), elapsed), kept())
     train_s = time.perf_counter() - started
 
     final, half = cfg.out / "model.safetensors", cfg.out / "model_fp16.safetensors"
+    raw = model
+    if ema is not None:  # the average is the run's model; the raw weights stay in last
+        model = ema.module
 
     def save_final(metrics: dict[str, Any] | None) -> None:  # the model stays where it is
         save_checkpoint(final, model, info_for(len(history), elapsed, metrics))
         save_checkpoint(half, half_copy(model), info_for(len(history), elapsed, metrics))
 
     save_final(None)  # first without metrics: an evaluation cut off by a time limit loses no weights
-    metrics = None
+    metrics = raw_metrics = None
     if eval_items:
+        where = cfg.eval_group if cfg.pack else f"{cfg.data}:{cfg.eval_split}"
         metrics = evaluate_items(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch)
-        metrics["set"] = cfg.eval_group if cfg.pack else f"{cfg.data}:{cfg.eval_split}"
+        metrics["set"] = where
+        if ema is not None:  # what the average adds, on the same trajectory
+            raw_metrics = evaluate_items(raw, eval_items, norm, cfg.threshold, device, model_cfg.stride,
+                                         cfg.eval_batch)
+            raw_metrics["set"] = where
         log.info("eval %s: %s", metrics["set"], ", ".join(
             f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
         save_final(metrics)
@@ -496,6 +515,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         "epoch_s_median": float(np.median([h["seconds"] for h in history[-20:]])) if history else None,
         "final_loss": history[-1]["loss"] if history else None,
         "eval": metrics,
+        **({"eval_raw_weights": raw_metrics} if raw_metrics is not None else {}),
         "peak_gpu_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None,
     }
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -516,7 +536,7 @@ def _device_name(device: torch.device) -> str:
 FIELDS_CLI: tuple[str, ...] = (
     "split", "model", "epochs", "batch-size", "lr", "schedule", "min-lr", "crop", "seed", "device",
     "threads", "threshold", "max-steps", "minutes", "knee", "background", "loss", "init", "warmup-epochs",
-    "schedule-by", "save-every-s", "eval-group", "eval-split", "eval-batch", "weight-decay",
+    "schedule-by", "save-every-s", "eval-group", "eval-split", "eval-batch", "weight-decay", "ema",
 )
 
 

@@ -32,6 +32,7 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
         **os.environ, "OUT": str(out), "IRSTD_GPU_WORK": str(work), "PYTHON": sys.executable,
         "PYTHONPATH": str(DEVICE_SIM), "OMP_NUM_THREADS": "1",
         "IRSTD_GPU_GROUPS": "nudt_train,sirst_crops", "IRSTD_GPU_INIT": str(init),
+        "IRSTD_GPU_EMA": "0.9",
     }
     proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -58,6 +59,7 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
     train = summary["train"]
     assert train["epochs_done"] >= 1 and train["recipe"] == "large"
     assert summary["train_config"]["train_groups"] == ["nudt_train", "sirst_crops"]
+    assert summary["train_config"]["ema"] == 0.9
     assert summary["train_config"]["init"] == str(init)
     for key in ("iou", "niou", "f1", "pd", "fa"):
         assert key in train["eval"]

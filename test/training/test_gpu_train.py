@@ -334,3 +334,29 @@ def test_a_config_file_pack_with_a_data_flag_is_refused_and_the_lone_sources_are
     with pytest.raises(ConfigError, match="not both"):
         recipe_config("paper", data="d", pack="p.npz")
     assert recipe_config("paper", data="p.npz", pack="p.npz").pack is not None  # one source (a recorded config)
+
+
+def test_the_weight_average_is_the_model_and_the_raw_weights_are_scored_beside_it(tmp_path, pack):
+    summary = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=2, ema=0.9))
+    averaged = load_checkpoint(summary["model"])[0].state_dict()
+    raw = load_checkpoint(tmp_path / "run" / "last.safetensors")[0].state_dict()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)
+    assert summary["eval"]["set"] == summary["eval_raw_weights"]["set"] == "nudt_test"
+    assert summary["config"]["ema"] == 0.9
+    again = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=3, ema=0.9))  # the average resumes
+    assert again["epochs_done"] == 3
+    train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1, out=tmp_path / "plain"))
+    with pytest.raises(ConfigError, match="no weight average"):  # not started over unseen
+        train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=2, out=tmp_path / "plain", ema=0.9))
+
+
+def test_cli_train_gpu_takes_ema(tmp_path, pack, capsys):
+    code = main(["train-gpu", "--pack", str(pack), "--out", str(tmp_path / "cli"), "--model", "tiny",
+                 "--device", "cpu", "--crop", str(CROP), "--batch-size", "4", "--max-steps", "2",
+                 "--threads", "1", "--eval-group", "none", "--ema", "0.99"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["config"]["ema"] == 0.99
+    with pytest.raises(SystemExit) as exited:  # a decay of 1 never moves: a usage error
+        main(["train-gpu", "--pack", str(pack), "--out", str(tmp_path / "bad"), "--ema", "1"])
+    assert exited.value.code == 2 and "--ema: must be a number in [0, 1)" in capsys.readouterr().err
