@@ -34,6 +34,18 @@ class Log:
     info = error = warning
 
 
+def noting(warnings: list[str]) -> type:
+    """A logger class whose every line lands in ``warnings``."""
+
+    class Noted:
+        def warning(self, text: str) -> None:
+            warnings.append(text)
+
+        info = error = warning
+
+    return Noted
+
+
 def pipeline(queue_size: int) -> tuple[FramePipeline, Collect]:
     params = {p.name: p.default for p in PARAMS} | {
         "input.queue_size": queue_size, "tracking.enabled": False,
@@ -93,12 +105,7 @@ def test_a_new_frame_size_starts_the_tracks_afresh():
 
     params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
     warnings: list[str] = []
-
-    class Noted:
-        def warning(self, text: str) -> None:
-            warnings.append(text)
-
-        info = error = warning
+    Noted = noting(warnings)
 
     tracks = Collect()
     outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
@@ -193,12 +200,7 @@ def test_every_stage_of_a_queued_frame_is_measured():
 def test_a_stale_frame_is_logged_not_only_counted():
     params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False, "input.max_age": 0.5}
     warnings: list[str] = []
-
-    class Noted:
-        def warning(self, text: str) -> None:
-            warnings.append(text)
-
-        info = error = warning
+    Noted = noting(warnings)
 
     now_ns = 1_800_000_000 * 1_000_000_000
     pipe = FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
@@ -222,12 +224,7 @@ def test_a_frame_size_that_grows_past_the_transport_s_segment_is_hinted_once(mon
             monkeypatch.delenv(name, raising=False)
     params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False}
     warnings: list[str] = []
-
-    class Noted:
-        def warning(self, text: str) -> None:
-            warnings.append(text)
-
-        info = error = warning
+    Noted = noting(warnings)
 
     pipe = FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
                          params=lambda: params, logger=Noted, clock_ns=lambda: 0,

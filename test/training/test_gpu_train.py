@@ -105,6 +105,14 @@ def test_lr_schedules():
         recipe_config("paper", data="x", teacher="t.safetensors")
 
 
+@pytest.mark.parametrize("key", ["metrics", "trainer", "device"])
+def test_extra_may_not_replace_what_gpu_checkpoints_record_themselves(key):
+    # spread last into the checkpoints' extra, `metrics` replaced the run's measured ones
+    with pytest.raises(ConfigError, match=f"extra may not set {key}: GPU training's checkpoints"):
+        recipe_config("paper", data="x", extra={key: "x", "recipe": "mine"})
+    assert recipe_config("paper", data="x", extra={"recipe": "mine"}).extra == {"recipe": "mine"}
+
+
 def test_train_on_a_pack_evaluates_and_resumes(tmp_path, pack):
     summary = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=2))
     assert summary["epochs_done"] == 2 and summary["stop"] == "epochs"
@@ -151,10 +159,12 @@ def test_train_on_folders_with_a_time_budget(tmp_path, roots):
 def test_cli_train_gpu(tmp_path, pack, capsys):
     code = main(["train-gpu", "--pack", str(pack), "--out", str(tmp_path / "cli"), "--model", "tiny",
                  "--device", "cpu", "--crop", str(CROP), "--batch-size", "4", "--max-steps", "2",
-                 "--threads", "1", "--eval-group", "none", "--train-groups", "nudt_train,sirst_crops"])
+                 "--threads", "1", "--eval-group", "none", "--train-groups", "nudt_train,sirst_crops",
+                 "--ema", "0.99"])
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["steps"] == 2 and out["eval"] is None and out["stop"] == "max_steps"
+    assert out["config"]["ema"] == 0.99
     assert main(["train-gpu", "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2  # no data
 
 
@@ -350,13 +360,7 @@ def test_the_weight_average_is_the_model_and_the_raw_weights_are_scored_beside_i
         train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=2, out=tmp_path / "plain", ema=0.9))
 
 
-def test_cli_train_gpu_takes_ema(tmp_path, pack, capsys):
-    code = main(["train-gpu", "--pack", str(pack), "--out", str(tmp_path / "cli"), "--model", "tiny",
-                 "--device", "cpu", "--crop", str(CROP), "--batch-size", "4", "--max-steps", "2",
-                 "--threads", "1", "--eval-group", "none", "--ema", "0.99"])
-    assert code == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["config"]["ema"] == 0.99
+def test_cli_train_gpu_refuses_an_ema_that_never_moves(tmp_path, pack, capsys):
     with pytest.raises(SystemExit) as exited:  # a decay of 1 never moves: a usage error
         main(["train-gpu", "--pack", str(pack), "--out", str(tmp_path / "bad"), "--ema", "1"])
     assert exited.value.code == 2 and "--ema: must be a number in [0, 1)" in capsys.readouterr().err
