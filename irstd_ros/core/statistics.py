@@ -3,7 +3,6 @@ ratio of a figure that may be undefined, and its one way to print such a figure.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -30,6 +29,6 @@ def ratio(num: float, den: float) -> float | None:
 def format_number(value: float | None, spec: str = ".1f", undefined: str = "-") -> str:
     """``value`` formatted with ``spec``, or ``undefined`` where the figure is undefined
     (None or NaN): a report never prints "nan" nor a made-up 0."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value != value:  # NaN of any float type (np.float32 too)
         return undefined
     return format(value, spec)

@@ -163,8 +163,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: cannot read {raw!r} as a value ({exc})") from exc
-    if isinstance(value, str) and raw in _RCL_ONE_LETTER_BOOLS:  # rcl's get_value; YAML 1.1 has no y/n
-        value = _RCL_ONE_LETTER_BOOLS[raw]
+    if isinstance(value, str) and raw.strip() in _RCL_ONE_LETTER_BOOLS:  # rcl's get_value; YAML 1.1 has no y/n
+        value = _RCL_ONE_LETTER_BOOLS[raw.strip()]
     numeric = isinstance(SPECS[name].default, (int, float)) and not isinstance(SPECS[name].default, bool)
     if numeric and not isinstance(value, bool) and not _yaml_special_float(value):
         # ROS reads numbers its own way: 1e4 a number, 1_000, 0b1, 0o10 and 1:30 strings
@@ -192,8 +192,10 @@ def _rcl_number(raw: str, value: Any) -> Any:
     """A scalar as rcl reads it (``strtol`` base 0, then ``strtod``, each over the whole
     text): ``1e4``, ``1e-3``, ``0x10``, ``010`` (8), ``08`` (8.0) numbers; where neither
     reads it (``1_000``, ``0b1``, ``0o10``, ``1:30``, which YAML 1.1 or Python take for
-    numbers) or it was quoted, ``value`` unchanged."""
-    if "_" in raw or raw.strip() != raw or raw[:1] in "'\"":
+    numbers) or it was quoted, ``value`` unchanged. Spaces around ``raw`` are YAML's, not
+    the scalar's (rcl reads `` 4 `` as 4)."""
+    raw = raw.strip()
+    if "_" in raw or raw[:1] in "'\"":
         return value
     whole = _STRTOL_BASE0.fullmatch(raw)
     if whole is not None:

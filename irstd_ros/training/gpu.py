@@ -99,6 +99,10 @@ DEFAULT_EVAL_GROUP = "nudt_test"
 Item = tuple[np.ndarray, np.ndarray, str]
 
 
+# what a GPU run's checkpoints record beside :data:`~irstd_ros.training.train.RESERVED_EXTRA`
+GPU_RECORDS = frozenset({"trainer", "device", "metrics"})
+
+
 @dataclass
 class GPUTrainConfig(TrainConfig):
     """A GPU training run: :class:`TrainConfig` plus what the device path adds."""
@@ -119,6 +123,10 @@ class GPUTrainConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_fields(self, GPU_FIELDS)
+        taken = sorted(GPU_RECORDS.intersection(self.extra))
+        if taken:  # spread last into the checkpoints' extra: they replaced the run's own
+            raise ConfigError(f"extra may not set {', '.join(taken)}: GPU training's checkpoints "
+                              f"record {', '.join(sorted(GPU_RECORDS))} themselves")
         self.eval_group = self.eval_group or None  # "" (command line "none"): no evaluation
         self.eval_split = self.eval_split or None
         if self.schedule_by not in SCHEDULE_BY:
@@ -389,8 +397,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         check_resume(last, info, model_cfg, norm, seen)
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, {k: v.to(device) for k, v in extra.items()})
-        if ema is not None:
-            _load_ema(ema, last, extra)
+        _load_ema(ema, last, extra)
         state = info.extra["train_state"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         elapsed0 = float(state.get("elapsed_s", 0.0))

@@ -435,8 +435,15 @@ def _ema_tensors(ema: AveragedModel) -> dict[str, torch.Tensor]:
     return {EMA_PREFIX + name: value.detach().cpu() for name, value in ema.state_dict().items()}
 
 
-def _load_ema(ema: AveragedModel, last: Path, extra: dict[str, torch.Tensor]) -> None:
+def _load_ema(ema: AveragedModel | None, last: Path, extra: dict[str, torch.Tensor]) -> None:
+    """Resume the run's average from ``last``'s tensors; a resumption that drops one (ema: 0)
+    is logged, one that would start an average over mid-run is refused."""
     state = {k[len(EMA_PREFIX):]: v for k, v in extra.items() if k.startswith(EMA_PREFIX)}
+    if ema is None:
+        if state:
+            log.warning("%s holds a weight average that this run (ema: 0) drops: its model will "
+                        "be the raw weights", last)
+        return
     if not state:  # the run was started without ema: the average would start over unseen
         raise ConfigError(f"{last} holds no weight average (its run had ema: 0); use a new --out "
                           f"(with init: {last}) to continue it with one")
@@ -572,8 +579,7 @@ def train(cfg: TrainConfig) -> Path:
         check_resume(last, info, model_cfg, norm, seen)
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, extra)
-        if ema is not None:
-            _load_ema(ema, last, extra)
+        _load_ema(ema, last, extra)
         state = info.extra["train_state"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         reseed(ds, state["seed_next"] + rank)

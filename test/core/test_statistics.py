@@ -27,7 +27,7 @@ def test_ratio_is_undefined_for_an_empty_denominator():
     assert ratio(0, 0) is None
 
 
-@pytest.mark.parametrize("value", [None, float("nan"), np.float64("nan")])
+@pytest.mark.parametrize("value", [None, float("nan"), np.float64("nan"), np.float32("nan")])
 def test_an_undefined_figure_prints_as_undefined_never_nan(value):
     assert format_number(value, ".3f") == "-"
     assert format_number(value, ".4g", "undefined") == "undefined"

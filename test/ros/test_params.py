@@ -109,6 +109,10 @@ def test_tracker_thresholds_left_to_the_checkpoint_are_checked_against_its_own()
         ("detection.min_area:=010", ("detection.min_area", 8)),  # strtol base 0: octal
         ("input.high:=08", ("input.high", 8.0)),  # not octal: strtod's 8.0
         ("input.high:=+5", ("input.high", 5.0)),
+        ("qos.depth:= 4 ", ("qos.depth", 4)),  # YAML's spaces: rcl reads 4, not " 4 "
+        ("input.high:=1e4 ", ("input.high", 10000.0)),
+        ("detection.min_area:= 0x10", ("detection.min_area", 16)),
+        ("publish.overlay:= y", ("publish.overlay", True)),
     ],
 )
 def test_overrides_are_read_as_ros_reads_them(text, expected):

@@ -542,3 +542,10 @@ def test_a_run_without_an_average_is_not_resumed_with_one(tmp_path):
     train(config(tmp_path, epochs=1))
     with pytest.raises(ConfigError, match="no weight average"):
         train(config(tmp_path, epochs=2, ema=0.99))
+
+
+def test_a_run_with_an_average_resumed_without_one_says_it_drops_it(tmp_path, caplog):
+    train(config(tmp_path, epochs=1, ema=0.9))
+    with caplog.at_level("WARNING", logger="irstd_ros.training.train"):
+        train(config(tmp_path, epochs=2))
+    assert any("drops" in r.getMessage() for r in caplog.records)
