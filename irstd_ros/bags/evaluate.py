@@ -22,7 +22,8 @@ Tracking (``tracking`` in the result, when the truth bag has target ids on
 tracking": every detection its own hypothesis) and of the tracks ("with tracking": the
 confirmed and coasting tracks, by track id). The tracks are
 those the node recorded on a ``*/tracks`` topic, else the tracker run here over the
-detections with ``tracker`` (the node's defaults unless overridden). With
+detections with the node's defaults; a ``tracker`` given is run over the detections in
+any case (a recording is then re-tracked with those settings, not scored as recorded). With
 ``candidate_threshold`` (and the detector run here), the detector's sub-threshold
 candidates are fed to that tracker too, as the node does with
 ``tracking.candidate_threshold``, and with ``gated_threshold`` the gated components below
@@ -35,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,9 @@ class EvalBagConfig:
     save_outputs: Path | None = None  # with run_detector: write the outputs as the node would
     progress: bool = False
     tracking: bool = True  # also score tracks (needs truth ids)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    # None: the node's recorded tracks where the outputs hold them, else the tracker with
+    # the node's defaults; given: the tracker with it, over the detections, in any case
+    tracker: TrackerConfig | None = None
     match_px: float = DEFAULT_MATCH_PX  # truth-hypothesis match distance of the tracking metrics
     warmup_s: float = DEFAULT_WARMUP_S
     # with run_detector, the tracker's sub-threshold candidates and the gated components
@@ -101,7 +104,7 @@ class EvalBagConfig:
 
     def validate(self) -> None:
         try:
-            self.tracker.validate()
+            (self.tracker or TrackerConfig()).validate()
         except ValueError as exc:
             raise ConfigError(f"tracker: {exc}") from None
         if not self.match_px > 0:
@@ -121,12 +124,17 @@ class EvalBagConfig:
             raise ConfigError("--gated-threshold needs --run-detector")
         if self.save_outputs is not None and not self.run_detector:
             raise ConfigError("--save-outputs needs --run-detector")
+        if self.mask_topic is not None and self.run_detector:
+            raise ConfigError("--mask-topic names a topic of --outputs; not with --run-detector")
 
 
 def _truth_masks(reader: BagReader, topic: str) -> dict[int, np.ndarray]:
-    """stamp -> boolean truth mask, from the mask topic or, without it, filled truth boxes."""
+    """stamp -> boolean truth mask, from the mask topic or, without the default one, filled
+    truth boxes (a topic named other than the default must be there: no silent fallback)."""
     if topic in reader.topics:
         return reader.by_stamp(topic, lambda m, _t: reader.image(topic, m) > 0)
+    if topic != TRUTH_MASK_TOPIC:
+        reader.require(topic, IMAGE_TYPE)
     if TRUTH_TARGETS_TOPIC in reader.topics:
         size = _frame_size(reader)
         return reader.by_stamp(
@@ -393,16 +401,17 @@ def _tracking(
     detections = {
         s: [_point(f"{s}:{i}", b) for i, b in enumerate(bs)] for s, bs in boxes.items()
     }
-    if outputs.tracks is not None:
+    tracker = cfg.tracker or TrackerConfig()
+    if outputs.tracks is not None and cfg.tracker is None:
         tracks = {s: [_point(b.id, b) for b in outputs.tracks.get(s, [])] for s in stamps}
         source = "recorded"
     else:
-        tracks = run_tracker(boxes, cfg.tracker, size, outputs.candidates, outputs.gated)
+        tracks = run_tracker(boxes, tracker, size, outputs.candidates, outputs.gated)
         source = "tracker"
     kw = {"match_px": cfg.match_px, "warmup_s": cfg.warmup_s}
     return {
         "tracks_source": source,
-        "tracker": cfg.tracker.__dict__ if source == "tracker" else None,
+        "tracker": tracker.__dict__ if source == "tracker" else None,
         "candidate_threshold": outputs.candidate_threshold,
         "gated_threshold": outputs.gated_threshold,
         "detections": tracking_metrics(truth, detections, **kw),
@@ -497,6 +506,15 @@ def write_json(result: dict[str, Any], path: Path | None) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text + "\n")
     return text
+
+
+def check_plot_path(path: Path) -> None:
+    """:class:`ConfigError` unless matplotlib writes the format of ``path``'s suffix."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise ConfigError(f"plot {path.name}: not a format matplotlib writes; end it in .png, .svg or .pdf")
 
 
 def plot_over_time(result: dict[str, Any], path: Path) -> None:

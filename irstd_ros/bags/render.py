@@ -41,6 +41,11 @@ DEFAULT_FPS = 10.0
 MP4_QUALITY = 8  # imageio-ffmpeg 0-10
 MP4_BLOCK = 2  # yuv420p needs even sizes: pad to a multiple of this
 SHEET_GAP_PX = 4
+# a video's frame rate: within it both encoders write a playable file (a GIF frame lasts at
+# most 655.35 s; ffmpeg fails on rates of 1e12 and writes a broken MP4 at 1e-6); a bag's own
+# rate outside it is clamped, a --fps outside it refused
+VIDEO_FPS_RANGE = (0.01, 1000.0)
+MAX_VIDEO_SIDE = 8192  # px, a rendered (scaled) frame's longer side
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,11 @@ class RenderConfig:
             )
         if self.sheet_frames < 1 or self.sheet_columns < 1 or self.scale < 1:
             raise ConfigError("sheet frames, columns and scale must be >= 1")
+        lo, hi = VIDEO_FPS_RANGE
+        if self.fps is not None and not lo <= self.fps <= hi:
+            raise ConfigError(f"video frame rate must be in [{lo:g}, {hi:g}] fps, got {self.fps:g}")
+        if self.sheet is not None and self.sheet.suffix.lower() != ".png":  # so never the video too
+            raise ConfigError(f"contact sheet must end in .png (it is a PNG), got {self.sheet.name}")
 
 
 @dataclass(frozen=True)
@@ -224,7 +234,7 @@ def render(cfg: RenderConfig) -> RenderSummary:
             detections = read_output_boxes(reader, (cfg.image_topic,))
             tracks = _track_boxes(reader, (cfg.image_topic,))
         trails: dict[int, deque[tuple[float, float]]] = {}
-        fps = cfg.fps or _bag_fps(reader, cfg.image_topic)
+        fps = cfg.fps or min(max(_bag_fps(reader, cfg.image_topic), VIDEO_FPS_RANGE[0]), VIDEO_FPS_RANGE[1])
         n_total = reader.topics[cfg.image_topic].count
         if cfg.max_frames is not None:
             n_total = min(n_total, cfg.max_frames)
@@ -256,8 +266,14 @@ def render(cfg: RenderConfig) -> RenderSummary:
                 label = f"#{count} {(s - first) / NS_PER_S:5.1f}S DET {len(dets)} TRUE {len(tru)}"
                 if tracks:
                     label += f" TRK {len(trk)}"
+                frame = reader.image(cfg.image_topic, msg)
+                if max(frame.shape[:2]) * cfg.scale > MAX_VIDEO_SIDE:
+                    raise ConfigError(
+                        f"scale {cfg.scale} makes {frame.shape[1] * cfg.scale}x{frame.shape[0] * cfg.scale} "
+                        f"frames; at most {MAX_VIDEO_SIDE} px a side"
+                    )
                 img = draw_overlay(
-                    reader.image(cfg.image_topic, msg), dets, tru, label=label, scale=cfg.scale,
+                    frame, dets, tru, label=label, scale=cfg.scale,
                     tracks=trk, trails={t.id: list(trails[t.id]) for t in trk},
                 )
                 writer.append_data(_even(img))
@@ -273,6 +289,8 @@ def render(cfg: RenderConfig) -> RenderSummary:
             writer.close()
             if _partial(video_path).exists():
                 _partial(video_path).replace(video_path)
+            elif count:  # ffmpeg fails on some inputs without an error of its own
+                raise BagError(f"the video encoder wrote no {video_path.name} ({count} frames at {fps:g} fps)")
         except OSError:
             _partial(video_path).unlink(missing_ok=True)
             raise

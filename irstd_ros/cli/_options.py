@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from irstd_ros.core.constants import WEIGHTS_HELP
@@ -29,6 +30,7 @@ __all__ = [
     "add_bag_writing",
     "add_image_topic",
     "add_model_on_data",
+    "check_distinct_paths",
     "check_network_options",
     "check_output_dir",
     "check_output_file",
@@ -60,6 +62,19 @@ def check_output_file(path: Path | None, option: str) -> None:
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{option} {path}: file is not writable")
     _check_parent(path, option)
+
+
+def check_distinct_paths(outputs: Sequence[tuple[Path | None, str]], inputs: Sequence[Path] = ()) -> None:
+    """:class:`ConfigError` up front when two outputs (path, option) name one file, or an
+    output names one of the ``inputs``: one would replace the other, or the input be lost."""
+    seen: dict[Path, str] = {path.resolve(): "an input" for path in inputs}
+    for path, option in outputs:
+        if path is None:
+            continue
+        key = path.resolve()
+        if key in seen:
+            raise ConfigError(f"{option} {path} is also {seen[key]}; give another path")
+        seen[key] = option
 
 
 def check_output_dir(path: Path | None, option: str) -> None:

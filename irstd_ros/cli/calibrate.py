@@ -6,9 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from irstd_ros.cli._options import check_output_file, non_negative_int, positive_int
+from irstd_ros.cli._options import (
+    check_distinct_paths,
+    check_output_file,
+    non_negative_int,
+    positive_int,
+)
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
+from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.training.calibrate import CalibrationConfig, calibrate
 
 
@@ -34,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
+    check_distinct_paths([(args.out, "--out")], inputs=[resolve_model_path(args.weights)])
     sources = []
     for item in args.data:
         root, _, split = item.partition(":")

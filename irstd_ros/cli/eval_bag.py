@@ -7,11 +7,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, plot_over_time, write_json
+from irstd_ros.bags.evaluate import (
+    EvalBagConfig,
+    check_plot_path,
+    evaluate_bag,
+    plot_over_time,
+    write_json,
+)
 from irstd_ros.bags.io import TRUTH_MASK_TOPIC
 from irstd_ros.bags.report import format_table
 from irstd_ros.cli._options import (
     add_image_topic,
+    check_distinct_paths,
     check_output_dir,
     check_output_file,
     network_options_given,
@@ -70,18 +77,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--warmup-s", type=non_negative_float, default=DEFAULT_WARMUP_S,
         help="Pd after warm-up counts targets visible this long (default %(default)s s)",
     )
+    # the tracker's options: None until given; any given runs the tracker over the
+    # detections, also where the outputs hold the node's recorded tracks
     d = TrackerConfig()
-    t.add_argument("--gate-px", type=positive_float, default=d.gate_px, help="tracker gate, px")
+    t.add_argument("--gate-px", type=positive_float, help=f"tracker gate, px (default {d.gate_px})")
     t.add_argument(
-        "--confirm", type=int, nargs=2, metavar=("M", "N"), default=(d.confirm_m, d.confirm_n),
-        help="M-of-N confirmation (default %(default)s)",
+        "--confirm", type=int, nargs=2, metavar=("M", "N"),
+        help=f"M-of-N confirmation (default {d.confirm_m} {d.confirm_n})",
     )
-    t.add_argument("--max-coast-s", type=non_negative_float, default=d.max_coast_s, help="tracker coast, s")
+    t.add_argument("--max-coast-s", type=non_negative_float, help=f"tracker coast, s (default {d.max_coast_s})")
     t.add_argument(
-        "--max-coast-long-s", type=non_negative_float, default=d.max_coast_long_s,
-        help="longest coast of a track held that long, s (default %(default)s; 0: max-coast-s)",
+        "--max-coast-long-s", type=non_negative_float,
+        help=f"longest coast of a track held that long, s (default {d.max_coast_long_s}; 0: max-coast-s)",
     )
-    t.add_argument("--min-score", type=unit_interval, default=d.min_score, help="to confirm a track")
+    t.add_argument(
+        "--min-score", type=unit_interval, help=f"to confirm a track (default {d.min_score})"
+    )
     t.add_argument(
         "--candidate-threshold", type=tracker_threshold, metavar="P",
         help="with --run-detector: also feed the tracker the sub-threshold components down to "
@@ -97,14 +108,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+TRACKER_OPTIONS = {  # option -> TrackerConfig field(s)
+    "gate_px": ("gate_px",), "confirm": ("confirm_m", "confirm_n"), "max_coast_s": ("max_coast_s",),
+    "max_coast_long_s": ("max_coast_long_s",), "min_score": ("min_score",),
+}
+
+
+def tracker_from_args(args: argparse.Namespace) -> TrackerConfig | None:
+    """The tracker the options describe (the node's defaults where not given), or None when
+    none was given: the recorded tracks are then scored where the outputs hold them."""
+    given: dict[str, object] = {}
+    for option, fields in TRACKER_OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            given.update(zip(fields, value if len(fields) > 1 else (value,), strict=True))
+    return TrackerConfig(**given) if given else None  # type: ignore[arg-type]
+
+
 def run(args: argparse.Namespace) -> int:
     given = network_options_given(args)
     if not args.run_detector and given:  # recorded outputs: no model runs, so they would be ignored
         raise ConfigError(f"{given[0]} needs --run-detector")
-    if args.json != STDOUT:
-        check_output_file(Path(args.json) if args.json else None, "--json")
+    tracker = tracker_from_args(args)
+    if tracker is not None and args.no_tracking:  # no tracks are scored: they would be ignored
+        raise ConfigError("the tracker's options (--gate-px, --confirm, ...) are not for --no-tracking")
+    json_file = Path(args.json) if args.json and args.json != STDOUT else None
+    check_output_file(json_file, "--json")
     check_output_file(args.plot, "--plot")
+    if args.plot is not None:
+        check_plot_path(args.plot)
     check_output_dir(args.save_outputs, "--save-outputs")
+    check_distinct_paths([(args.save_outputs, "--save-outputs"), (json_file, "--json"), (args.plot, "--plot")],
+                         inputs=[args.truth, *([args.outputs] if args.outputs else [])])
     cfg = EvalBagConfig(
         truth=args.truth,
         outputs=args.outputs,
@@ -117,14 +152,7 @@ def run(args: argparse.Namespace) -> int:
         save_outputs=args.save_outputs,
         progress=True,
         tracking=not args.no_tracking,
-        tracker=TrackerConfig(
-            gate_px=args.gate_px,
-            confirm_m=args.confirm[0],
-            confirm_n=args.confirm[1],
-            max_coast_s=args.max_coast_s,
-            max_coast_long_s=args.max_coast_long_s,
-            min_score=args.min_score,
-        ),
+        tracker=tracker,
         match_px=args.match_px,
         warmup_s=args.warmup_s,
         candidate_threshold=(

@@ -15,22 +15,25 @@ from irstd_ros.models.profile import count_macs, count_params
 from irstd_ros.models.registry import MODELS
 
 PROFILE_SIZE = 256
+DEFAULT_CONFIG = "paper"
 # text output; a checkpoint adds what it says of itself (its thresholds); --json: everything
 TEXT_KEYS = ("arch", "config", "params", "gmacs_256", "threshold", "candidate_threshold", "gated_threshold")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="parameters and GMACs of a model, or a checkpoint's metadata")
-    p.add_argument("--arch", default="sgem_unet", help=f"architecture ({', '.join(MODELS)})")
-    p.add_argument("--config", default="paper", help=f"named config ({', '.join(NAMED_CONFIGS)})")
+    p.add_argument("--arch", help=f"architecture ({', '.join(MODELS)}; default: the config's)")
+    p.add_argument("--config", help=f"named config ({', '.join(NAMED_CONFIGS)}; default: {DEFAULT_CONFIG})")
     p.add_argument("--weights", type=Path, help=f"describe this instead: {WEIGHTS_HELP}")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
-def model_info(arch: str, config: str) -> dict:
-    """Parameters and GMACs at 1x256x256 of a named configuration of ``arch``."""
+def model_info(arch: str | None, config: str) -> dict:
+    """Parameters and GMACs at 1x256x256 of a named configuration of ``arch`` (None: the
+    configuration's own)."""
     cfg = named_config(config)
+    arch = cfg.arch if arch is None else arch
     if arch not in MODELS:
         raise ConfigError(f"unknown architecture {arch!r}; valid: {', '.join(sorted(MODELS))}")
     if cfg.arch != arch:
@@ -48,6 +51,9 @@ def model_info(arch: str, config: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     if args.weights:
+        given = [option for option, value in (("--arch", args.arch), ("--config", args.config)) if value is not None]
+        if given:  # the checkpoint says what it is: they would be ignored
+            raise ConfigError(f"{', '.join(given)}: not with --weights (the checkpoint names its own network)")
         # the tensors too, not only the metadata: a file whose weights are not of the network
         # its metadata names is refused here as everywhere, not described by that name
         model, info, _ = load_checkpoint(resolve_model_path(args.weights))
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         out["params"] = count_params(model)
         out["gmacs_256"] = count_macs(model, PROFILE_SIZE, PROFILE_SIZE) / 1e9
     else:
-        out = model_info(args.arch, args.config)
+        out = model_info(args.arch, args.config or DEFAULT_CONFIG)
     if args.json:
         print(json.dumps(out))
     else:

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from irstd_ros.cli._options import check_output_file, positive_float
+from irstd_ros.cli._options import check_distinct_paths, check_output_file, positive_float
+from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.training.soup import SoupConfig, soup
 
 
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
+    check_distinct_paths([(args.out, "--out")], inputs=[resolve_model_path(w) for w in args.weights])
     coefficients = tuple(args.coefficients) if args.coefficients else None
     print(json.dumps(soup(SoupConfig(tuple(args.weights), args.out, coefficients))))
     return 0

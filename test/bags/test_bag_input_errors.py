@@ -148,3 +148,42 @@ def test_two_frames_with_one_stamp_are_an_error_not_a_silent_merge(capsys, tmp_p
     assert code != 0
     line = one_error_line(err)
     assert f"{twice}: two messages on {TRUTH_TARGETS_TOPIC} have the header stamp" in line
+
+
+def test_eval_bag_a_named_truth_mask_topic_that_is_missing_is_an_error(tiny_bag):
+    """A typo fell back to the filled truth boxes without a word: other IoU numbers
+    (0.1765 instead of 0.2069 on a generated bag), as if of the mask topic named."""
+    with pytest.raises(BagError, match="has no topic /camera/truth/maks"):
+        evaluate_bag(EvalBagConfig(tiny_bag, outputs=tiny_bag, truth_mask_topic="/camera/truth/maks"))
+
+
+def test_eval_bag_mask_topic_with_run_detector_is_refused(tiny_bag):
+    """--mask-topic names a topic of the recorded outputs: with --run-detector it was ignored."""
+    with pytest.raises(ConfigError, match="--mask-topic"):
+        evaluate_bag(EvalBagConfig(tiny_bag, run_detector=True, mask_topic="/nosuch"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--json", "{d}/r.png", "--plot", "{d}/r.png"], "--plot {d}/r.png is also --json"),
+        (["--json", "{d}/r", "--save-outputs", "{d}/r"], "--json {d}/r is also --save-outputs"),
+        (["--plot", "{d}/r.json"], "plot r.json: not a format matplotlib writes"),
+    ],
+)
+def test_eval_bag_outputs_that_collide_or_cannot_be_written_are_refused_up_front(
+    args, message, capsys, tiny_bag, tmp_path, monkeypatch
+):
+    """--json and --plot at one path, --json at the --save-outputs bag, or a plot in a
+    format matplotlib does not write: a ValueError or an "Is a directory" after the whole
+    evaluation (the bag written, the JSON lost)."""
+    def no_work(_cfg):
+        raise AssertionError("the evaluation ran before the outputs were checked")
+
+    monkeypatch.setattr("irstd_ros.cli.eval_bag.evaluate_bag", no_work)
+    code, err = run_cli(
+        capsys, "eval-bag", "--truth", str(tiny_bag), "--run-detector",
+        *[a.format(d=tmp_path) for a in args],
+    )
+    assert code == 2 and message.format(d=tmp_path) in one_error_line(err)
+    assert list(tmp_path.iterdir()) == []

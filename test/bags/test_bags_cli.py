@@ -135,7 +135,8 @@ def test_eval_bag_gated_threshold_and_long_coast_follow_the_node_defaults(capsys
         assert run_cli_output(capsys, "eval-bag", "--truth", "t", *src, "--json")[0] == 0
     assert [c.gated_threshold for c in seen] == [eval_bag.OWN_THRESHOLD, 0.0, 0.0]
     long_s = TrackerConfig().max_coast_long_s
-    assert [c.tracker.max_coast_long_s for c in seen] == [long_s, long_s, 0.0]
+    assert [c.tracker for c in seen[:2]] == [None, None]  # not given: the node's defaults
+    assert [(c.tracker or TrackerConfig()).max_coast_long_s for c in seen] == [long_s, long_s, 0.0]
 
 
 def test_eval_bag_tracker_thresholds_can_name_the_models_own(capsys, monkeypatch):

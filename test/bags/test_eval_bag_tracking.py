@@ -136,6 +136,39 @@ def test_recorded_tracks_are_scored_and_rendered(bags, tmp_path):
     assert video.frames == 3
 
 
+def test_tracker_options_given_retrack_a_recording_that_holds_tracks(bags, tmp_path):
+    # a recording with the node's tracks (`make demo`'s) scored with other tracker settings
+    # (`eval-bag --outputs OUT --confirm 1 1`): the tracker runs with them over the recorded
+    # detections; they were ignored and the recorded tracks scored as if the options were not
+    truth, _ = bags
+    recorded = {i: [Box(*box(0, i), id="7", centroid_x=position(0, i)[0], centroid_y=position(0, i)[1])]
+                for i in range(FRAMES)}  # target 1 never tracked by "the node"
+    outputs = write_outputs(tmp_path / "outputs", recorded)
+    one_of_one = TrackerConfig(confirm_m=1, confirm_n=1)
+    r = evaluate_bag(EvalBagConfig(truth, outputs=outputs, tracker=one_of_one))["tracking"]
+    assert r["tracks_source"] == "tracker" and r["tracker"]["confirm_m"] == 1
+    assert r["tracks"]["pd"] > 0.9  # both targets tracked from their first frame
+    from irstd_ros.cli.main import main
+
+    assert main(["eval-bag", "--truth", str(truth), "--outputs", str(outputs), "--confirm", "1", "1",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    import json
+
+    assert json.loads((tmp_path / "m.json").read_text())["tracking"]["tracks_source"] == "tracker"
+    assert main(["eval-bag", "--truth", str(truth), "--outputs", str(outputs),  # without: the node's
+                 "--json", str(tmp_path / "n.json")]) == 0
+    assert json.loads((tmp_path / "n.json").read_text())["tracking"]["tracks"]["pd"] == 0.5
+
+
+def test_tracker_options_are_refused_with_no_tracking(bags, capsys):
+    from irstd_ros.cli.main import main
+
+    truth, outputs = bags
+    assert main(["eval-bag", "--truth", str(truth), "--outputs", str(outputs), "--no-tracking",
+                 "--gate-px", "5"]) == 2
+    assert "not for --no-tracking" in capsys.readouterr().err
+
+
 def test_tracking_metrics_can_be_switched_off(bags, tmp_path):
     truth, outputs = bags
     assert evaluate_bag(EvalBagConfig(truth, outputs=outputs, tracking=False))["tracking"] is None

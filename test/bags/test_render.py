@@ -167,3 +167,55 @@ def test_a_sheet_that_fails_to_write_leaves_the_old_one(tiny_bag, tmp_path, monk
         render(RenderConfig(tiny_bag, tmp_path / "v.gif", sheet=sheet))
     assert sheet.read_bytes() == b"an earlier sheet"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.png", "v.gif"]
+
+
+@pytest.mark.parametrize(("suffix", "fps"), [(".gif", 1e-6), (".mp4", 1e-6), (".mp4", 1e12)])
+def test_a_frame_rate_no_encoder_can_write_is_refused(tiny_bag, tmp_path, suffix, fps):
+    """It was an OverflowError traceback (GIF), a broken 261-byte MP4 (1e-6), or "wrote
+    v.mp4" with no file at all (1e12: ffmpeg failed, its error unseen)."""
+    with pytest.raises(ConfigError, match="frame rate must be in"):
+        render(RenderConfig(tiny_bag, tmp_path / f"v{suffix}", fps=fps))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bags_own_rate_is_clamped_to_one_the_encoders_write(tmp_path):
+    """Two frames 1000 s apart: 0.001 fps, a GIF frame longer than the format holds (it was
+    an OverflowError traceback from the GIF encoder)."""
+    bag = tmp_path / "slow"
+    with BagWriter(bag) as w:
+        for i in range(2):
+            s = 10**12 + i * 1000 * 10**9
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, np.full((24, 32), 50 * i, np.uint8), "mono8", s, "cam"))
+    s = render(RenderConfig(bag, tmp_path / "v.gif"))
+    assert s.frames == 2 and len(list(iio.imiter(tmp_path / "v.gif"))) == 2
+
+
+def test_a_scale_too_large_for_a_video_is_refused_cleanly(tiny_bag, tmp_path):
+    """It was a numpy MemoryError traceback (112 TiB for --scale 100000)."""
+    with pytest.raises(ConfigError, match="at most 8192 px a side"):
+        render(RenderConfig(tiny_bag, tmp_path / "v.gif", scale=100_000))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sheet", ["v.mp4", "s.jpg"])
+def test_a_sheet_over_the_video_or_not_a_png_is_refused(tiny_bag, tmp_path, sheet):
+    """--sheet v.mp4 --out v.mp4 replaced the video by the sheet and reported both written;
+    --sheet s.jpg wrote PNG bytes under a .jpg name."""
+    with pytest.raises(ConfigError, match="must end in .png"):
+        render(RenderConfig(tiny_bag, tmp_path / "v.mp4", sheet=tmp_path / sheet))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encoder_that_writes_no_file_is_an_error(tiny_bag, tmp_path, monkeypatch):
+    from irstd_ros.bags import render as render_module
+
+    class Silent:  # as imageio-ffmpeg when ffmpeg refuses its input: no file, no exception
+        def append_data(self, img: np.ndarray) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(render_module, "_video_writer", lambda path, fps: (Silent(), path))
+    with pytest.raises(BagError, match="wrote no v.mp4"):
+        render(RenderConfig(tiny_bag, tmp_path / "v.mp4"))

@@ -4,10 +4,11 @@ checked before the long work (no model is loaded or dataset read in these tests)
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
-from _support.cli import one_error_line, run_cli
+from _support.cli import one_error_line, run_cli, run_cli_output
 from _support.files import unwritable_folder
 
 from irstd_ros.checkpoint import read_info
@@ -336,3 +337,43 @@ def test_calibrate_takes_the_shipped_model_names(monkeypatch, tmp_path):
         main(["calibrate", "--weights", "tiny", "--out", str(tmp_path / "c.safetensors"),
               "--data", str(tmp_path)])
     assert Path(seen["weights"]) == default_model_path("tiny")
+
+
+@pytest.mark.parametrize("command", ["soup", "calibrate"])
+def test_an_output_over_an_input_checkpoint_is_refused(command, capsys, tmp_path, monkeypatch):
+    """`irstd soup A B --out A` replaced the parent checkpoint A by the average (a shipped
+    model too, named by its path), and the soup's record of A named a file that no longer
+    held it; calibrate --out its own --weights likewise."""
+    import shutil
+
+    from irstd_ros.inference.detector import default_model_path
+    from irstd_ros.training import calibrate as calibration
+    from irstd_ros.training import soup as souping
+
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("the inputs were read before the output was checked")
+
+    monkeypatch.setattr(calibration, "load_checkpoint", no_work)
+    monkeypatch.setattr(souping, "load_checkpoint", no_work)
+    a = tmp_path / "a.safetensors"
+    shutil.copy(default_model_path("tiny"), a)
+    before = a.read_bytes()
+    args = {"soup": ["soup", str(a), "tiny", "--out", str(a)],
+            "calibrate": ["calibrate", "--weights", str(a), "--data", str(tmp_path), "--out", str(tmp_path / "." / a.name)]}
+    code, err = run_cli(capsys, *args[command])
+    assert code == 2 and "is also an input" in one_error_line(err)
+    assert a.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", [["--arch", "sgem_unet"], ["--config", "fast"]])
+def test_info_refuses_arch_and_config_with_weights(option, capsys):
+    """They were ignored: `info --weights tiny --config fast` described tiny."""
+    code, err = run_cli(capsys, "info", "--weights", "tiny", *option)
+    assert code == 2 and one_error_line(err) == (
+        f"irstd info: error: {option[0]}: not with --weights (the checkpoint names its own network)"
+    )
+
+
+def test_info_takes_the_configs_own_architecture(capsys):
+    code, out, _ = run_cli_output(capsys, "info", "--config", "tiny", "--json")
+    assert code == 0 and json.loads(out)["arch"] == "sgem_unet"
