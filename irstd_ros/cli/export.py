@@ -31,6 +31,20 @@ from irstd_ros.tools.quantize import ACCURACY_CONTROL
 
 EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "openvino-int8", "openvino-bf16")
 PRECISIONS = ("fp32", "fp16")
+DEFAULT_PRECISION = "fp16"
+DEFAULT_CALIBRATION = 300  # frames, both datasets (the most the export takes)
+_ACCURACY = ("openvino-int8", "openvino-bf16")
+# option (argparse dest) -> the backends whose export reads it; given for another, it would
+# be ignored (e.g. --force does not rebuild a cached ONNX graph: the cache is keyed by the
+# weights' digest), so it is refused
+APPLIES_TO: dict[str, tuple[str, ...]] = {
+    "height": ("tensorrt",), "width": ("tensorrt",), "precision": ("tensorrt",),
+    "cuda_graphs": ("tensorrt",),
+    "nudt": _ACCURACY, "sirst": _ACCURACY, "force": _ACCURACY, "retime": _ACCURACY,
+    "threads": _ACCURACY,
+    "calibration": ("openvino-int8",), "accuracy_control": ("openvino-int8",),
+    "no_measure": ("openvino-int8",),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", required=True, choices=EXPORT_BACKENDS)
     p.add_argument("--height", type=positive_int, help="frame height the TensorRT engine is built for")
     p.add_argument("--width", type=positive_int, help="frame width the TensorRT engine is built for")
-    p.add_argument("--precision", default="fp16", choices=PRECISIONS, help="TensorRT precision")
+    p.add_argument("--precision", choices=PRECISIONS, help=f"TensorRT precision (default {DEFAULT_PRECISION})")
     p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     p.add_argument("--out", type=Path, help=f"output directory (default: {cache_root()})")
     p.add_argument("--cuda-graphs", action="store_true", help="tensorrt: check a CUDA-graph run")
@@ -48,9 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = p.add_argument_group("openvino-int8 / openvino-bf16 (accuracy against FP32)")
     q.add_argument("--nudt", type=Path, help="NUDT-SIRST root (default: ../shared/data/NUDT-SIRST)")
     q.add_argument("--sirst", type=Path, help="SIRST-v2 root (default: ../shared/data/SIRST-v2)")
-    q.add_argument("--calibration", type=int, default=300, help="calibration frames, both datasets (max 300)")
+    q.add_argument("--calibration", type=int,
+                   help=f"openvino-int8: calibration frames, both datasets (default and max {DEFAULT_CALIBRATION})")
     q.add_argument("--no-measure", action="store_true", help="openvino-int8: skip the INT8-vs-FP32 accuracy measurement")
-    q.add_argument("--accuracy-control", choices=ACCURACY_CONTROL, default="auto",
+    q.add_argument("--accuracy-control", choices=ACCURACY_CONTROL,
                    help="openvino-int8: auto (default): plain post-training quantisation, then NNCF's "
                    "accuracy control (layers that make INT8 disagree with FP32 on training crops kept FP32, "
                    "slower) only if the plain IR is out of tolerance; always; never")
@@ -63,9 +78,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_applicable(args: argparse.Namespace) -> None:
+    """:class:`ConfigError` for an option given that ``--backend``'s export does not read."""
+    for dest, backends in APPLIES_TO.items():
+        if getattr(args, dest) not in (None, False) and args.backend not in backends:
+            option = "--" + dest.replace("_", "-")
+            reason = ": its export is the measurement" if dest == "no_measure" and args.backend in _ACCURACY else ""
+            raise ConfigError(f"{option} does not apply to {args.backend}{reason} (only to {', '.join(backends)})")
+
+
 def run(args: argparse.Namespace) -> int:
     from irstd_ros.inference.detector import resolve_model_path
 
+    check_applicable(args)
     check_output_dir(args.out, "--out")  # before the model is loaded and converted
     if args.backend == "tensorrt" and (args.height is None or args.width is None):
         raise ConfigError("--backend tensorrt needs --height and --width (the frame size)")
@@ -76,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         return _bf16(args, weights)
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(
-        precision=args.precision,
+        precision=args.precision or DEFAULT_PRECISION,
         cache_dir=str(args.out) if args.out else None,
         height=args.height,
         width=args.width,
@@ -114,12 +139,13 @@ def run(args: argparse.Namespace) -> int:
 def _int8(args: argparse.Namespace, weights: Path) -> int:
     from irstd_ros.tools.quantize import default_datasets, export_int8
 
-    if not 0 < args.calibration <= 300:
-        raise ConfigError(f"--calibration must be in 1..300, got {args.calibration}")
+    calibration = DEFAULT_CALIBRATION if args.calibration is None else args.calibration
+    if not 0 < calibration <= DEFAULT_CALIBRATION:
+        raise ConfigError(f"--calibration must be in 1..{DEFAULT_CALIBRATION}, got {calibration}")
     out = export_int8(
-        Path(weights), args.out, default_datasets(args.nudt, args.sirst), args.calibration,
+        Path(weights), args.out, default_datasets(args.nudt, args.sirst), calibration,
         measure=not args.no_measure, force=args.force, threads=args.threads,
-        accuracy_control=args.accuracy_control, retime=args.retime,
+        accuracy_control=args.accuracy_control or "auto", retime=args.retime,
     )
     return _report(out, "INT8", args.json)
 
@@ -127,8 +153,6 @@ def _int8(args: argparse.Namespace, weights: Path) -> int:
 def _bf16(args: argparse.Namespace, weights: Path) -> int:
     from irstd_ros.tools.quantize import default_datasets, export_bf16
 
-    if args.no_measure:
-        raise ConfigError("--no-measure does not apply to openvino-bf16: its export is the measurement")
     out = export_bf16(Path(weights), args.out, default_datasets(args.nudt, args.sirst), force=args.force,
                       threads=args.threads, retime=args.retime)
     return _report(out, "bf16", args.json)

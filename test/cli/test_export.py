@@ -107,7 +107,8 @@ def test_out_that_is_a_file_is_refused_before_the_export(backend, weights, tmp_p
     monkeypatch.setattr(quantize, "export_bf16", no_loading)
     a_file = tmp_path / "f.txt"
     a_file.write_text("x")
-    code, err = run_cli(capsys, "export", "--backend", backend, "--height", "32", "--width", "32",
+    size = ["--height", "32", "--width", "32"] if backend == "tensorrt" else []
+    code, err = run_cli(capsys, "export", "--backend", backend, *size,
                         "--weights", str(weights), "--out", str(a_file))
     assert code == 2
     assert one_error_line(err) == f"irstd export: error: --out {a_file}: is a file; give a directory"
@@ -175,3 +176,24 @@ def test_threads_below_one_is_refused_before_the_export(value, weights, tmp_path
                         "--weights", str(weights), "--out", str(tmp_path))
     assert code == 2
     assert "--threads" in one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "named"),
+    [
+        ("onnxruntime", ["--force"], "--force does not apply to onnxruntime"),  # the cache is not rebuilt
+        ("openvino", ["--precision", "fp32"], "--precision does not apply to openvino"),
+        ("openvino", ["--threads", "3"], "--threads does not apply to openvino"),
+        ("openvino-bf16", ["--calibration", "5"], "--calibration does not apply to openvino-bf16"),
+        ("openvino-bf16", ["--no-accuracy-control"], "--accuracy-control does not apply to openvino-bf16"),
+        ("openvino-int8", ["--height", "64"], "--height does not apply to openvino-int8"),
+        ("tensorrt", ["--height", "64", "--width", "64", "--nudt", "x"], "--nudt does not apply to tensorrt"),
+        ("onnxruntime", ["--cuda-graphs"], "--cuda-graphs does not apply to onnxruntime"),
+    ],
+)
+def test_options_the_backend_does_not_read_are_refused_before_the_export(backend, options, named, weights,
+                                                                         tmp_path, capsys):
+    code, err = run_cli(capsys, "export", "--backend", backend, "--weights", str(weights),
+                        "--out", str(tmp_path / "cache"), *options)
+    assert code == 2 and named in one_error_line(err)
+    assert not (tmp_path / "cache").exists()  # nothing built
