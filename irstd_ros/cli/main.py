@@ -3,10 +3,12 @@ with ``register(subparsers)`` that adds its parser and sets ``func``, a function
 of the parsed namespace returning an exit code. Errors of this package become
 one readable line on stderr and exit code 2 (``irstd <command>: error: <message>``), as do
 the user-input failures that escape them: file and folder problems (:class:`OSError`:
-a directory where a file is expected, a permission denied...), malformed YAML and bad
-values (:class:`ValueError`). Ctrl-C, also while the subcommands load, is one line
-(``irstd <command>: interrupted``) and exit code 130; SIGTERM the same clean-up
-(``terminated``, exit code 143), so no partial output is left by ``kill`` or ``timeout``.
+a directory where a file is expected, a permission denied...), malformed YAML, bad
+values (:class:`ValueError`) and sizes no memory holds (:class:`MemoryError`). Ctrl-C, also
+while the subcommands load, is one line (``irstd <command>: interrupted``) and exit code
+130; SIGTERM the same clean-up (``terminated``, exit code 143), so no partial output is left
+by ``kill`` or ``timeout``. ``replay`` and ``record`` are the exceptions: Ctrl-C (or SIGTERM)
+is how they are ended, so they finish cleanly (the recording closed) and exit 0.
 
 Environment: ``IRSTD_DEBUG=1`` re-raises any of these errors instead, for the full
 traceback."""
@@ -125,7 +127,7 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (IrstdError, OSError, yaml.YAMLError, ValueError) as exc:
+    except (IrstdError, OSError, yaml.YAMLError, ValueError, MemoryError) as exc:
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
         print(f"irstd {args.command}: error: {one_line(exc)}", file=sys.stderr)

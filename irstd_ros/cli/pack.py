@@ -12,12 +12,14 @@ from irstd_ros.data.pack import (
     DEFAULT_NUDT,
     DEFAULT_OUT,
     DEFAULT_SIRST,
+    MAX_CROP,
     NUDT_SPLITS,
     RANDOM_CROPS,
     TARGET_CROPS,
     PackConfig,
     build_pack,
 )
+from irstd_ros.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-sirst", action="store_true", help="leave SIRST-v2 out")
     p.add_argument("--no-nudt-test", action="store_true",
                    help="leave NUDT-SIRST test out (a smaller pack; train with --eval-group none, score it here)")
-    p.add_argument("--crop", type=positive_int, default=CROP, help=f"SIRST-v2 crop side, px (default {CROP})")
+    p.add_argument("--crop", type=positive_int, default=CROP,
+                   help=f"SIRST-v2 crop side, px (default {CROP}, at most {MAX_CROP})")
     p.add_argument("--target-crops", type=non_negative_int, default=TARGET_CROPS, help="SIRST-v2 crops with a target per frame")
     p.add_argument("--random-crops", type=non_negative_int, default=RANDOM_CROPS, help="random SIRST-v2 crops per frame")
     p.add_argument("--seed", type=non_negative_int, default=0)
@@ -45,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")  # before reading the datasets
+    if args.no_nudt and args.no_nudt_test:  # it would be ignored: there is no NUDT-SIRST test to leave out
+        raise ConfigError("--no-nudt-test with --no-nudt: NUDT-SIRST is left out whole; give one")
     cfg = PackConfig(
         out=args.out,
         nudt=None if args.no_nudt else args.nudt,

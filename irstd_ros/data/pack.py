@@ -48,6 +48,9 @@ DEFAULT_OUT = Path("out/pack/irstd_pack.npz")
 NUDT_SPLITS = ("train", "test")
 SIRST_SPLIT = "train"
 CROP = 256
+# the largest crop side: the crops are training windows (the network trains at 256), and each
+# is held in memory until the pack is written (a 100000 px crop asked 10 GB per frame)
+MAX_CROP = 2048
 TARGET_CROPS = 1  # crops per SIRST-v2 frame that contain a target (one per component, at most)
 RANDOM_CROPS = 1  # plus uniformly random crops per frame (two for background-only frames)
 ZIP_LEVEL = 9
@@ -184,8 +187,8 @@ class PackConfig:
 
 def build_pack(cfg: PackConfig) -> dict:
     """Read the datasets and write the pack; returns a summary (file, size, groups)."""
-    if cfg.crop < 1 or cfg.target_crops < 0 or cfg.random_crops < 0:
-        raise ConfigError(f"crop must be >= 1 and crop counts >= 0, got crop {cfg.crop}, "
+    if not 1 <= cfg.crop <= MAX_CROP or cfg.target_crops < 0 or cfg.random_crops < 0:
+        raise ConfigError(f"crop must be in [1, {MAX_CROP}] and crop counts >= 0, got crop {cfg.crop}, "
                           f"{cfg.target_crops} target and {cfg.random_crops} random crops")
     splits = list(cfg.nudt_splits)
     if any(s not in NUDT_SPLITS for s in splits) or len(set(splits)) < len(splits) or (cfg.nudt and not splits):

@@ -25,6 +25,7 @@ from irstd_ros.errors import CheckpointError, ConfigError
         IsADirectoryError(21, "Is a directory", "/some/dir"),
         PermissionError(13, "Permission denied", "/root/x"),
         ValueError("bad value\nspread over lines"),
+        MemoryError("bad value\nspread over lines"),  # a size no machine holds: no traceback
     ],
 )
 def test_os_and_value_errors_are_one_line_with_exit_2(exc, capsys, monkeypatch):

@@ -171,6 +171,8 @@ def test_cli_no_nudt_test_leaves_the_test_split_out(tmp_path, roots, capsys):
         (["--target-crops", "-1"], "argument --target-crops: must be >= 0"),
         (["--random-crops", "x"], "argument --random-crops: expected an integer"),
         (["--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+        (["--crop", "100000"], "crop must be in [1, 2048]"),  # was killed for memory
+        (["--no-nudt-test"], "--no-nudt-test with --no-nudt"),  # was ignored
     ],
 )
 def test_cli_bad_crop_options_are_usage_errors(args, words, tmp_path, roots, capsys):
@@ -193,7 +195,7 @@ def test_cli_out_that_is_a_directory_is_refused_up_front(tmp_path, roots, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no stray d.tmp
     with pytest.raises(DatasetError, match="is a directory"):  # the library checks too, up front
         build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=None))
-    with pytest.raises(ConfigError, match="crop must be >= 1"):
+    with pytest.raises(ConfigError, match="crop must be in \\[1, 2048\\]"):
         build_pack(PackConfig(out=tmp_path / "p.npz", nudt=None, sirst=roots["sirst"], crop=0))
 
 
