@@ -109,6 +109,11 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     raise ValueError(f"cannot make a single-channel frame of shape {frame.shape}")
 
 
+def _is_wide(dtype: np.dtype) -> bool:
+    """Whether float32 cannot hold every value of ``dtype`` (32- and 64-bit integers, float64)."""
+    return dtype.itemsize > 2 and dtype != np.float32
+
+
 def _quantisation_step(dtype: np.dtype) -> float:
     return 1.0 if np.issubdtype(dtype, np.integer) else 0.0
 
@@ -132,10 +137,13 @@ def _trimmed_rms(rows: np.ndarray) -> float:
         # a product and sum, not ``@`` (no BLAS threads; see local_background)
         total = float((counts[:v] * (values * values)).sum()) + (k - below) * float(v) * v
         return float(np.sqrt(total / k))
-    d = np.diff(rows.astype(np.float32), axis=1).ravel()
-    sq = d * d
-    k = max(int(TRIM_QUANTILE * sq.size), 1)
-    return float(np.sqrt(np.mean(np.partition(sq, k - 1)[:k])))
+    # the k smallest |d| (float64 ones for wide dtypes: float32 steps by 256 at 3e9 counts),
+    # squared and summed in float64: float32 squares overflow above ~1e18 units of noise and
+    # vanish below ~1e-19 (sigma inf or floored: the whole frame normalised to 0)
+    d = np.abs(np.diff(rows.astype(np.float64 if _is_wide(rows.dtype) else np.float32), axis=1)).ravel()
+    k = max(int(TRIM_QUANTILE * d.size), 1)
+    small = np.partition(d, k - 1)[:k].astype(np.float64)
+    return float(np.sqrt(np.mean(small * small)))
 
 
 def _row_sample(frame: np.ndarray) -> np.ndarray:
@@ -232,7 +240,7 @@ def block_medians(frame: np.ndarray, block: int) -> np.ndarray:
     bh, bw = h // gh, w // gw
     s = BACKGROUND_SAMPLING if min(bh, bw) >= 2 * BACKGROUND_SAMPLING else 1
     blocks = frame[: gh * bh, : gw * bw].reshape(gh, bh, gw, bw)[:, ::s, :, ::s]
-    wide = frame.dtype.itemsize > 2 and frame.dtype != np.float32
+    wide = _is_wide(frame.dtype)
     gathered = np.empty((gh, gw, blocks.shape[1], blocks.shape[3]), np.float64 if wide else np.float32)
     np.copyto(gathered, blocks.transpose(0, 2, 1, 3), casting="unsafe")
     samples: np.ndarray = gathered.reshape(gh, gw, -1)
@@ -352,21 +360,26 @@ def asinh_inplace(z: np.ndarray, log_form: bool | None = None) -> np.ndarray:
 def normalize(
     frame: np.ndarray, norm: InputNorm, scaling: ScalingConfig | None = None
 ) -> np.ndarray:
-    """Raw single-channel frame (any dtype, any units) -> float32 network input."""
+    """Raw single-channel frame (any dtype, any units) -> float32 network input.
+
+    A frame of a wide dtype (:func:`_is_wide`) is first taken about its median in float64
+    (the rule is offset-invariant): in float32 a large offset rounds its noise away.
+    """
     if norm.kind == "robust":
+        # the noise of the frame as given (integers keep their quantisation step)
+        gain = np.float32(1.0 / (norm.knee * noise_sigma(frame)))
+        if _is_wide(frame.dtype):
+            frame = (frame - np.median(_row_sample(frame))).astype(np.float32)
         if norm.background:
             # four passes over the frame: the background, x - it, times the gain, asinh;
             # subtracted before scaling, so a large offset (300 K at 50 mK noise) costs
             # no precision (x * gain - b * gain lost 3e-4 there)
-            gain = np.float32(1.0 / (norm.knee * noise_sigma(frame)))
             z = local_background(frame, norm.background)
             np.subtract(frame, z, out=z, dtype=np.float32)
-            z *= gain
         else:
-            offset, sigma = frame_stats(frame)
             z = frame.astype(np.float32)
-            z -= np.float32(offset)
-            z *= np.float32(1.0 / (norm.knee * sigma))
+            z -= np.float32(np.median(_row_sample(frame)))
+        z *= gain
         return asinh_inplace(z)
     s = scaling or ScalingConfig()
     unit = to_unit_range(frame, s.mode, s.low, s.high, (s.percentile_low, s.percentile_high))

@@ -71,6 +71,35 @@ def test_float_frames_are_gain_and_offset_invariant(gain, offset, seed, kind):
     np.testing.assert_allclose(a, b, atol=2e-3)
 
 
+@pytest.mark.parametrize("gain", [1e-30, 1e-22, 1e18, 1e30])
+@pytest.mark.parametrize("background", [0, 32])
+def test_float_frames_of_extreme_units_keep_their_noise(gain, background):
+    """The noise of a float32 frame in tiny or huge units is measured, not overflowed to inf
+    (or underflowed to the floor), which normalised the whole frame, targets too, to 0."""
+    x = scene("edges")
+    x[60:63, 70:73] += 200.0  # a 25-sigma target
+    norm = InputNorm(kind="robust", background=background)
+    scaled = (x * gain).astype(np.float32)
+    assert noise_sigma(scaled) == pytest.approx(noise_sigma(x.astype(np.float32)) * gain, rel=1e-4)
+    np.testing.assert_allclose(normalize(scaled, norm), normalize(x.astype(np.float32), norm), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "offset"), [(np.int32, 1e8), (np.uint32, 3e9), (np.int64, 1e12), (np.float64, 1e12)]
+)
+@pytest.mark.parametrize("background", [0, 32])
+def test_wide_frames_at_a_large_offset_keep_their_noise_and_targets(dtype, offset, background):
+    """32/64-bit frames are not rounded to float32 before their offset is taken away: at
+    3e9 counts float32 steps by 256, which erased the noise and a 12-sigma target."""
+    x = np.random.default_rng(5).normal(0.0, 8.0, SHAPE).round()
+    x[60:63, 70:73] += 100.0
+    norm = InputNorm(kind="robust", background=background)
+    wide = (x + offset).astype(dtype)
+    narrow = x.astype(np.int32 if np.issubdtype(dtype, np.integer) else np.float32)  # exact
+    assert noise_sigma(wide) == pytest.approx(noise_sigma(narrow), rel=1e-6)
+    np.testing.assert_allclose(normalize(wide, norm), normalize(narrow, norm), atol=1e-3)
+
+
 def test_mono16_mono8_agc_and_float_agree():
     counts = scene("gradient", sigma=8.0)
     counts[60:63, 80:83] += 150.0  # a target, ~19 sigma
