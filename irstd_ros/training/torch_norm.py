@@ -52,10 +52,12 @@ def noise_sigma_torch(frames: torch.Tensor, integer: bool) -> torch.Tensor:
     q = core.QUANTISATION_VARIANCE if integer else 0.0
     var = torch.full((b,), q, dtype=torch.float64, device=frames.device)
     if rows.shape[2] >= 2:
-        d = torch.diff(rows.float(), dim=2).reshape(b, -1)
-        sq = d * d
-        k = max(int(core.TRIM_QUANTILE * sq.shape[1]), 1)  # exactly the k smallest
-        rms = sq.sort(dim=1).values[:, :k].mean(dim=1).sqrt().double()
+        # the k smallest |d|, squared and averaged in float64 as numpy does (float32 squares
+        # overflow or vanish for frames in extreme units)
+        d = torch.diff(rows.float(), dim=2).reshape(b, -1).abs()
+        k = max(int(core.TRIM_QUANTILE * d.shape[1]), 1)  # exactly the k smallest
+        small = d.sort(dim=1).values[:, :k].double()
+        rms = (small * small).mean(dim=1).sqrt()
         var = var + (rms / core.TRIM_RMS_FACTOR) ** 2 / 2.0
     sigma = var.sqrt()
     peak = frames.reshape(b, -1).abs().amax(dim=1).double().clamp(min=1.0)

@@ -93,3 +93,15 @@ def test_noise_free_float_frames_over_many_blocks_match_numpy():
     out = normalize_torch(torch.from_numpy(frame)[None], norm, integer=False)[0].numpy()
     assert np.abs(ref).max() == 0.0
     assert np.abs(out - ref).max() <= TOL
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-22, 1e20, 1e35])
+def test_float_frames_in_extreme_units_match_numpy(scale):
+    """The noise is squared in float64 in both twins: in float32 it overflowed (sigma inf)
+    or vanished (sigma at the floor), and the frame normalised to 0."""
+    norm = InputNorm(kind="robust", knee=4.0, background=0)
+    frames = [f * np.float32(scale) for f in _frames(np.float32, (64, 80))]
+    ref = np.stack([normalize(f, norm) for f in frames])
+    out = normalize_torch(torch.from_numpy(np.stack(frames)), norm, integer=False).numpy()
+    assert np.abs(ref).max() > 0.5  # the noise is there, not normalised to 0
+    assert np.abs(out - ref).max() <= TOL
