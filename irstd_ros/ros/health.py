@@ -65,15 +65,17 @@ class PipelineStats:
         with self._lock:
             self.dropped += frames
 
-    def on_processed(self, latency_ms: float, stages: Mapping[str, float]) -> None:
-        """A frame was answered ``latency_ms`` after its stamp; ``stages`` holds the
-        :data:`STAGES` measured for it (ms; a stage not measured is left out)."""
+    def on_processed(self, latency_ms: float | None, stages: Mapping[str, float]) -> None:
+        """A frame was answered ``latency_ms`` after its stamp (None: not measured, e.g. no
+        live stamp; left out of the percentiles); ``stages`` holds the :data:`STAGES`
+        measured for it (ms; a stage not measured is left out)."""
         unknown = set(stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown latency stages {sorted(unknown)}; valid: {STAGES}")
         with self._lock:
             self.processed += 1
-            self.latency_ms.append(latency_ms)
+            if latency_ms is not None:
+                self.latency_ms.append(latency_ms)
             for stage, ms in stages.items():
                 self.stage_ms[stage].append(ms)
 

@@ -7,7 +7,8 @@ A plain :class:`rclpy.lifecycle.LifecycleNode` (public API only) around the same
 * ``configure``: read the parameters (declared when the node is made), load the model, create the
   lifecycle publishers, /diagnostics, the worker and the ``image`` subscription;
 * ``activate``: outputs enabled, frames processed;
-* ``deactivate``: outputs disabled; frames received while inactive are ignored and
+* ``deactivate``: the frames waiting are dropped (counted), the one in progress is
+  answered, then outputs are disabled; frames received while inactive are ignored and
   counted (``ignored_inactive`` in /diagnostics);
 * ``cleanup``: everything ``configure`` made is released, the model freed (and the
   device memory released, :func:`~irstd_ros.inference.resources.release_device_memory`);
@@ -167,8 +168,8 @@ class IrstdLifecycleNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        if self.pipeline is not None:
-            self.pipeline.discard_pending()  # a frame waiting is not processed any more
+        if self.pipeline is not None:  # waiting frames dropped; the one in progress answered
+            self.pipeline.discard_pending(wait=True)  # before the publishers are disabled
         self._state = "inactive"
         self.get_logger().info("inactive: frames are ignored")
         return super().on_deactivate(state)

@@ -15,7 +15,8 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   never a backlog. 1 keeps only the newest frame; 2 lets one slow frame (a scheduler
   hiccup) pass without a drop, at the cost of up to one frame of extra wait.
 * Bad frames and inference failures are logged (rate-limited per kind), counted, skipped.
-* Each answered frame's latency is split into stages (:data:`~irstd_ros.ros.health.STAGES`:
+* Each answered frame's latency (from a live header stamp: none from a stamp of 0 or a
+  replayed bag's) is split into stages (:data:`~irstd_ros.ros.health.STAGES`:
   arrival, queue, conversion, the detector's three, publishing), whose p50s go to
   ``/diagnostics``. The small messages (tracks, detections, targets) go out before the
   mask and the overlay, so a large image does not delay them.
@@ -122,6 +123,14 @@ def stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * NS_PER_S + int(header.stamp.nanosec)
 
 
+def _live_ms(now_ns: int, stamp: int) -> float | None:
+    """Milliseconds from header stamp ``stamp`` (ns) to ``now_ns``, or None when the stamp
+    is not a live one (0, or more than :data:`LIVE_STAMP_WINDOW_S` from ``now_ns``: a
+    replayed bag's): no latency can be measured from it."""
+    ms = (now_ns - stamp) / 1e6
+    return ms if stamp and abs(ms) <= LIVE_STAMP_WINDOW_S * 1e3 else None
+
+
 def fill_track_array(
     msg: TrackArray, tracks: Sequence[Track], camera: CameraModel | None = None
 ) -> TrackArray:
@@ -186,6 +195,7 @@ class FramePipeline:
         self._last_size: tuple[int, int] | None = None
         self._cond = threading.Condition()
         self._pending: deque[tuple[Any, _Arrival]] = deque()
+        self._busy = False  # the worker is processing a frame (under _cond)
         self._closing = False
         self.worker: threading.Thread | None = None
         self.tracker: Tracker | None = None
@@ -220,11 +230,15 @@ class FramePipeline:
         self.detector = None
         self.tracker = None
 
-    def discard_pending(self) -> None:
-        """Forget the frames waiting in the queue, if any (counted as dropped)."""
+    def discard_pending(self, wait: bool = False) -> None:
+        """Forget the frames waiting in the queue, if any (counted as dropped); ``wait``:
+        then wait for the frame in progress to be answered (before the outputs are
+        disabled: a frame counted as processed is one whose outputs went out)."""
         with self._cond:
             discarded = len(self._pending)
             self._pending.clear()
+            while wait and self._busy:
+                self._cond.wait()
         self.stats.on_dropped(discarded)
 
     def apply_params(self) -> None:
@@ -326,12 +340,17 @@ class FramePipeline:
                 if self._closing:
                     return
                 msg, arrival = self._pending.popleft()
+                self._busy = True
             try:
                 self.process(msg, arrival)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything
                 if self._closing or not self._ok():
                     return  # shutting down: publishing the frame in flight may fail
                 self.report("internal_error", f"frame skipped after an unexpected error: {exc!r}")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
     def report(self, kind: str, text: str) -> None:
         """Count a problem of ``kind``; log it unless one of its kind was logged lately."""
@@ -387,15 +406,15 @@ class FramePipeline:
         if params["publish.overlay"]:
             self._publish_overlay(header, frame, result.targets, tracks)
         stamp = stamp_ns(header)
-        latency = (self._clock_ns() - stamp) / 1e6 if stamp else 0.0
         stages = {s: result.timings[f"{s}_ms"] for s in STAGES if f"{s}_ms" in result.timings}
         stages["convert"] = (converted - started) * 1e3
         stages["publish"] = (time.perf_counter() - detected) * 1e3
         if arrival is not None:
             stages["queue"] = (started - arrival.perf_s) * 1e3
-            if stamp:
-                stages["arrival"] = (arrival.clock_ns - stamp) / 1e6
-        self.stats.on_processed(latency, stages)
+            arrival_ms = _live_ms(arrival.clock_ns, stamp)
+            if arrival_ms is not None:
+                stages["arrival"] = arrival_ms
+        self.stats.on_processed(_live_ms(self._clock_ns(), stamp), stages)
         return True
 
     def _tracker_config(self, p: Mapping[str, Any]) -> TrackerConfig:

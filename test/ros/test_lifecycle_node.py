@@ -117,6 +117,25 @@ def test_transitions_configure_activate_deactivate_cleanup_shutdown(rclpy_contex
         h.close()
 
 
+def test_deactivate_answers_the_frame_in_progress_before_disabling_the_outputs(rclpy_context):
+    """A frame being processed when deactivate arrives is published whole (before, it was
+    counted as processed while the disabled publishers dropped its outputs)."""
+    detector = make_detector(delay=0.5)
+    node = IrstdLifecycleNode(detector_factory=lambda: detector)
+    assert node.trigger_configure() == SUCCESS
+    assert node.trigger_activate() == SUCCESS
+    h = Harness(node)
+    try:
+        h.send(image_msg(frame_for("mono8"), "mono8", stamp=1))
+        h.spin_until(lambda: detector.backend.calls == 1)  # in the network now
+        assert node.trigger_deactivate() == SUCCESS
+        assert node.stats.processed == 1
+        h.spin_until(lambda: h.got["detections"] and h.got["mask"])
+        assert h.got["detections"][-1].header.stamp.sec == 1 == h.got["mask"][-1].header.stamp.sec
+    finally:
+        h.close()
+
+
 def test_cleanup_frees_the_model(rclpy_context):
     node = IrstdLifecycleNode(detector_factory=make_detector)
     try:

@@ -136,6 +136,7 @@ def test_overrides_are_read_as_ros_reads_them(text, expected):
         ("qos.depth:=1_0", "number"),  # rcl reads 1_0 as a string, YAML 1.1 as 10
         ("detection.min_area:=1e2", "integer"),  # a double for ROS
         ("detection.min_area:=08", "integer"),  # strtod's 8.0
+        ("input.max_age:=61", "in \\[0.0, 60.0\\]"),  # older stamps are not live: never checked
         ("detection.min_area:=0b1", "number"),  # YAML 1.1 and Python: 1; rcl: a string
         ("detection.min_area:=0o10", "number"),  # Python: 8; rcl: a string
         ("detection.min_area:=1:30", "number"),  # YAML 1.1 sexagesimal 90; rcl: a string

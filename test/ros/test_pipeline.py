@@ -13,7 +13,7 @@ pytest.importorskip("irstd_ros.msg")
 from _support.node import frame_for, image_msg, make_detector  # noqa: E402
 
 from irstd_ros.ros.params import PARAMS  # noqa: E402
-from irstd_ros.ros.pipeline import FramePipeline, Outputs  # noqa: E402
+from irstd_ros.ros.pipeline import FramePipeline, Outputs, _Arrival  # noqa: E402
 
 pytestmark = pytest.mark.ros
 TIMEOUT_S = 10.0
@@ -195,6 +195,25 @@ def test_every_stage_of_a_queued_frame_is_measured():
     assert snap["latency_p50_ms"] == pytest.approx(40.0, abs=1e-3)
     for stage in ("queue", "convert", "pre", "infer", "post", "publish"):
         assert snap[f"{stage}_p50_ms"] > 0.0, stage
+
+
+def test_latency_is_measured_only_from_live_stamps():
+    """A stamp of 0 (none) or a replayed bag's (a day old) gives no latency: before, they
+    entered the percentiles as 0 ms and 86,400,000 ms."""
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False}
+    now_ns = 1_800_000_000 * 1_000_000_000
+    pipe = FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
+                         params=lambda: params, logger=noting([]), clock_ns=lambda: now_ns)
+    stamps = (now_ns - 20_000_000, 0, 0, now_ns - 86_400 * 1_000_000_000)  # 20 ms, none, a day
+    for i, stamp in enumerate(stamps):
+        msg = image_msg(frame_for("mono8"), "mono8")
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        pipe.process(msg, _Arrival(stamp and now_ns - 5_000_000, 0.0))
+        assert pipe.stats.processed == i + 1
+    snap = pipe.stats.snapshot()
+    assert list(pipe.stats.latency_ms) == pytest.approx([20.0])
+    assert snap["latency_p50_ms"] == pytest.approx(20.0) == snap["latency_p99_ms"]
+    assert snap["arrival_p50_ms"] == pytest.approx(15.0)
 
 
 def test_a_stale_frame_is_logged_not_only_counted():
