@@ -6,7 +6,8 @@ Every image becomes one channel in the file's own units, never rescaled:
 |---|---|
 | ``L``, ``LA`` (alpha dropped), ``1`` | uint8 |
 | ``I;16``/``I;16B``/``I;16L`` (16-bit PNG, TIFF), ``I`` within 0..65535 | uint16 |
-| ``I`` outside 0..65535, ``F`` | float32 |
+| ``I`` outside 0..65535 | int32 (uint32 for an unsigned file): every count exact |
+| ``F`` | float32 |
 | ``RGB``, ``RGBA`` (alpha ignored), ``P``/``PA`` (palette → colours, never indices), ``CMYK``, ``YCbCr`` | uint8 BT.601 luma |
 
 ``I`` is 32-bit signed or unsigned (a uint32 TIFF keeps its values 2**31 and above).
@@ -124,7 +125,8 @@ def _finite(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """One channel (H, W) in the file's own units: uint8, uint16 or float32 (see the table)."""
+    """One channel (H, W) in the file's own units: uint8, uint16, int32, uint32 or float32
+    (see the table)."""
     path = Path(path)
     im, unsigned32 = _open(path)
     with im:
@@ -139,7 +141,8 @@ def read_image(path: str | Path) -> np.ndarray:
             arr = _pixels(im, unsigned32)
             if arr.size and arr.min() >= 0 and arr.max() <= UINT16_MAX:
                 return arr.astype(np.uint16)
-            return arr.astype(np.float32)
+            # not float32: its 24-bit mantissa rounds 1e8 counts to steps of 8
+            return np.array(arr)
         if mode == "F":
             return _finite(np.asarray(im, dtype=np.float32), path)
         if mode in COLOUR_MODES:

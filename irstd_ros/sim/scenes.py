@@ -56,7 +56,8 @@ TERRAIN_SPECTRAL_SLOPE = 2.4
 TERRAIN_DN = 14.0
 FIELD_PATCHES = 24
 FIELD_DN = 12.0
-BUILDINGS = 14
+BUILDINGS = 14  # per frame of REFERENCE_AREA_PX; in proportion to the area on others
+REFERENCE_AREA_PX = 640 * 512  # overlapping on a small frame, 14 summed to 400+ DN (saturated)
 BUILDING_SIZE_PX = ((18, 80), (14, 56))  # (width range, height range)
 BUILDING_DN = (12.0, 34.0)
 SHADOW_DN = 10.0
@@ -262,7 +263,7 @@ def ground_scene(
         half = rng.uniform(*ROAD_WIDTH_PX) / 2
         line = y0 + (y1 - y0) * xx / max(w - 1, 1)
         ground[np.abs(yy - line) <= half] += ROAD_DN
-    for _ in range(BUILDINGS):
+    for _ in range(round(BUILDINGS * h * w / REFERENCE_AREA_PX)):
         (wlo, whi), (hlo, hhi) = BUILDING_SIZE_PX
         bw, bh = int(rng.integers(wlo, whi)), int(rng.integers(hlo, hhi))
         x0 = int(rng.integers(0, max(w - bw, 1)))

@@ -118,8 +118,13 @@ def encode(
         encoding = ENCODINGS[int(rng.choice(len(ENCODINGS), p=cfg.encoding_probs))]
     if encoding == "native":
         if np.issubdtype(native, np.integer):
+            # clipped in float64: in float32 the bounds of 32-bit integers round up (2**32 - 1
+            # to 2**32), and a pixel there wrapped round (to 0, or to -2**31)
             info = np.iinfo(native)
-            return np.clip(np.rint(img), info.min, info.max).astype(native)
+            hi = float(info.max)
+            if hi > info.max:  # int64's largest is no float64: the largest float below it
+                hi = math.nextafter(hi, 0.0)
+            return np.clip(np.rint(img.astype(np.float64)), float(info.min), hi).astype(native)
         return img.astype(np.float32)
     x = img.astype(np.float32)
     if np.issubdtype(native, np.integer):

@@ -262,11 +262,23 @@ def test_unsigned_32_bit_tiff_keeps_its_values_and_a_mask_of_them_its_targets(tm
     # pixel as -1, i.e. background
     path = tmp_path / "u32.tif"
     write_raw_tiff(path, np.array([[1, 2**31 + 5], [70000, 2**32 - 1]], np.uint32), 1)
-    assert read_image(path).tolist() == np.float32([[1, 2**31 + 5], [70000, 2**32 - 1]]).tolist()
+    out = read_image(path)
+    assert out.dtype == np.uint32 and out.tolist() == [[1, 2**31 + 5], [70000, 2**32 - 1]]
     write_raw_tiff(path, np.array([[0, 2**32 - 1], [0, 0]], np.uint32), 1)
     assert read_mask(path).tolist() == [[False, True], [False, False]]
     write_raw_tiff(path, np.array([[-1, 2**31 - 1]], np.int32), 2)  # signed stays signed
-    assert read_image(path).tolist() == [[-1.0, float(np.float32(2**31 - 1))]]
+    out = read_image(path)
+    assert out.dtype == np.int32 and out.tolist() == [[-1, 2**31 - 1]]
+
+
+def test_a_32_bit_frame_at_a_large_offset_keeps_every_count_and_its_noise(tmp_path):
+    # as float32 (a 24-bit mantissa) 1e8 counts went in steps of 8: noise 8 measured as 8.35
+    from irstd_ros.core.normalization import noise_sigma
+
+    counts = (1e8 + np.rint(np.random.default_rng(0).normal(0.0, 8.0, (128, 128)))).astype(np.int32)
+    out = read_image(save(tmp_path, Image.fromarray(counts, mode="I"), "i32.tif"))
+    assert out.dtype == np.int32 and np.array_equal(out, counts)
+    assert noise_sigma(out) == noise_sigma(counts)
 
 
 def test_signed_8_bit_tiff_is_refused_not_read_as_unsigned(tmp_path):

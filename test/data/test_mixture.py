@@ -195,3 +195,21 @@ def test_a_damaged_hard_example_file_is_one_config_error(tmp_path, frames):
     items = [(np.zeros(SIZE), np.zeros(SIZE, bool), "a")]
     with pytest.raises(ConfigError, match="h.json: damaged hard-example file"):
         load_hard_examples(_hard_file(tmp_path / "h.json", frames), items)
+
+
+def test_a_32_bit_source_at_a_large_offset_keeps_its_noise_and_targets():
+    # the augmentations compute in float32: at 4.2e9 counts (steps of 512) the noise and
+    # implanted targets of a uint32 crop were rounded away (a flat sample); about its
+    # median it gives the samples of the same counts at offset 1000
+    from irstd_ros.data.mixture import Source
+
+    noise = np.rint(np.random.default_rng(3).normal(0.0, 8.0, SIZE))
+    samples = []
+    for frame in ((4.2e9 + noise).astype(np.uint32), (1000 + noise).astype(np.uint16)):
+        source = Source([(frame, np.zeros(SIZE, bool), "f")], 1.0, implant_prob=1.0)
+        mix = MixtureSamples([source], CROP, 4, InputNorm(kind="robust"), AugmentConfig(sensor_prob=0.0))
+        samples.append([mix.sample(i) for i in range(4)])
+    for (wide, wide_mask), (narrow, narrow_mask) in zip(*samples):
+        assert np.array_equal(wide_mask, narrow_mask) and wide_mask.any()
+        assert np.median(np.abs(wide - narrow)) < 1e-4 and np.abs(wide - narrow).max() < 0.1
+        assert wide.std() > 0.1

@@ -108,3 +108,12 @@ def test_the_mixture_pastes_bank_targets_into_target_free_frames(tmp_path):
         SourceSpec.from_dict({"root": "x", "paste_prob": 2})
     with pytest.raises(ConfigError, match="bank must be true or false"):
         SourceSpec.from_dict({"root": "x", "bank": "yes"})
+
+
+def test_a_target_of_a_32_bit_frame_at_a_large_offset_is_cut_whole():
+    # in float32 4.2e9 counts go in steps of 512: the 120-count blob was rounded away
+    raw, mask = _frame_with_blob()
+    (narrow,) = cut_targets(raw, mask, "f", max_area=400)
+    wide = raw.astype(np.uint32) + np.uint32(4_200_000_000 - 1000)
+    (t,) = cut_targets(wide, mask, "f", max_area=400)
+    assert np.allclose(t.residual, narrow.residual, atol=1e-4) and np.array_equal(t.mask, narrow.mask)

@@ -67,3 +67,14 @@ def test_mono16_of_an_8_bit_frame_is_offset_plus_gain_times_dn():
     dithered = x + rng.uniform(-0.5, 0.5, x.shape).astype(np.float32)
     offset, gain = rng.uniform(*cfg.counts_offset), rng.uniform(*cfg.counts_per_unit)
     assert np.array_equal(out, np.clip(np.rint(offset + gain * dithered), 0, MAX_14BIT).astype(np.uint16))
+
+
+@pytest.mark.parametrize("native", [np.int32, np.uint32, np.int64])
+def test_native_encoding_keeps_pixels_at_the_bounds_of_a_wide_integer_type(native):
+    # clipped in float32, 2**32 - 1 rounded up to 2**32 and wrapped to 0 (int32: to -2**31)
+    info = np.iinfo(native)
+    x = np.array([[float(info.min), float(info.max), 1e30, 3e9 if info.max > 3e9 else 1e9]], np.float32)
+    out = encode(x, np.random.default_rng(0), np.dtype(native), SensorConfig(), "native")
+    assert out.dtype == native
+    assert out[0, 0] == info.min and out[0, 1] >= info.max - 2**40 and out[0, 2] == out[0, 1] > 0
+    assert out[0, 3] == int(x[0, 3])
