@@ -109,7 +109,7 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     raise ValueError(f"cannot make a single-channel frame of shape {frame.shape}")
 
 
-def _is_wide(dtype: np.dtype) -> bool:
+def is_wide(dtype: np.dtype) -> bool:
     """Whether float32 cannot hold every value of ``dtype`` (32- and 64-bit integers, float64)."""
     return dtype.itemsize > 2 and dtype != np.float32
 
@@ -140,7 +140,7 @@ def _trimmed_rms(rows: np.ndarray) -> float:
     # the k smallest |d| (float64 ones for wide dtypes: float32 steps by 256 at 3e9 counts),
     # squared and summed in float64: float32 squares overflow above ~1e18 units of noise and
     # vanish below ~1e-19 (sigma inf or floored: the whole frame normalised to 0)
-    d = np.abs(np.diff(rows.astype(np.float64 if _is_wide(rows.dtype) else np.float32), axis=1)).ravel()
+    d = np.abs(np.diff(rows.astype(np.float64 if is_wide(rows.dtype) else np.float32), axis=1)).ravel()
     k = max(int(TRIM_QUANTILE * d.size), 1)
     small = np.partition(d, k - 1)[:k].astype(np.float64)
     return float(np.sqrt(np.mean(small * small)))
@@ -240,7 +240,7 @@ def block_medians(frame: np.ndarray, block: int) -> np.ndarray:
     bh, bw = h // gh, w // gw
     s = BACKGROUND_SAMPLING if min(bh, bw) >= 2 * BACKGROUND_SAMPLING else 1
     blocks = frame[: gh * bh, : gw * bw].reshape(gh, bh, gw, bw)[:, ::s, :, ::s]
-    wide = _is_wide(frame.dtype)
+    wide = is_wide(frame.dtype)
     gathered = np.empty((gh, gw, blocks.shape[1], blocks.shape[3]), np.float64 if wide else np.float32)
     np.copyto(gathered, blocks.transpose(0, 2, 1, 3), casting="unsafe")
     samples: np.ndarray = gathered.reshape(gh, gw, -1)
@@ -362,13 +362,13 @@ def normalize(
 ) -> np.ndarray:
     """Raw single-channel frame (any dtype, any units) -> float32 network input.
 
-    A frame of a wide dtype (:func:`_is_wide`) is first taken about its median in float64
+    A frame of a wide dtype (:func:`is_wide`) is first taken about its median in float64
     (the rule is offset-invariant): in float32 a large offset rounds its noise away.
     """
     if norm.kind == "robust":
         # the noise of the frame as given (integers keep their quantisation step)
         gain = np.float32(1.0 / (norm.knee * noise_sigma(frame)))
-        if _is_wide(frame.dtype):
+        if is_wide(frame.dtype):
             frame = (frame - np.median(_row_sample(frame))).astype(np.float32)
         if norm.background:
             # four passes over the frame: the background, x - it, times the gain, asinh;

@@ -30,7 +30,7 @@ from irstd_ros.core.fields import (
     as_paths,
     as_text,
 )
-from irstd_ros.core.normalization import InputNorm, _is_wide, noise_sigma, normalize
+from irstd_ros.core.normalization import InputNorm, is_wide, noise_sigma, normalize
 from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.paste import BankTarget, PasteConfig, paste_targets, target_bank
@@ -205,7 +205,7 @@ def _centred(raw: np.ndarray) -> np.ndarray:
     in float32, which the augmentations compute in, 1e8 counts go in steps of 8 and 4e9 in
     steps of 512 (noise and targets rounded away). Every encoding and :func:`normalize`
     ignore the offset. Other crops are returned as they are."""
-    if not _is_wide(raw.dtype):
+    if not is_wide(raw.dtype):
         return raw
     if np.issubdtype(raw.dtype, np.integer):
         return raw.astype(np.int64) - int(np.median(raw))

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from irstd_ros.core.components import EIGHT_CONNECTED
-from irstd_ros.core.normalization import _is_wide, noise_sigma
+from irstd_ros.core.normalization import is_wide, noise_sigma
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim.implant import PLACEMENT_TRIES, SEPARATION_PX, clipped, placements, reserve
 
@@ -74,7 +74,7 @@ def cut_targets(raw: np.ndarray, mask: np.ndarray, name: str, max_area: int) -> 
     if not mask.any():
         return []
     # float64 for wide dtypes: in float32 4e9 counts go in steps of 512 (the target rounded away)
-    img = raw.astype(np.float64 if _is_wide(raw.dtype) else np.float32)
+    img = raw.astype(np.float64 if is_wide(raw.dtype) else np.float32)
     sigma = noise_sigma(raw)
     if not sigma > 0:
         return []
