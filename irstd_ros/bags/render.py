@@ -125,10 +125,12 @@ def _track_boxes(reader: BagReader, exclude: tuple[str, ...]) -> dict[int, list[
 
 
 def _bag_fps(reader: BagReader, topic: str) -> float:
+    """The rate of ``topic`` in the bag, within :data:`VIDEO_FPS_RANGE`."""
     n = reader.topics[topic].count
     if n < 2 or reader.duration_ns <= 0:
         return DEFAULT_FPS
-    return (n - 1) * NS_PER_S / reader.duration_ns
+    lo, hi = VIDEO_FPS_RANGE
+    return min(max((n - 1) * NS_PER_S / reader.duration_ns, lo), hi)
 
 
 class _GifWriter:
@@ -234,7 +236,7 @@ def render(cfg: RenderConfig) -> RenderSummary:
             detections = read_output_boxes(reader, (cfg.image_topic,))
             tracks = _track_boxes(reader, (cfg.image_topic,))
         trails: dict[int, deque[tuple[float, float]]] = {}
-        fps = cfg.fps or min(max(_bag_fps(reader, cfg.image_topic), VIDEO_FPS_RANGE[0]), VIDEO_FPS_RANGE[1])
+        fps = cfg.fps or _bag_fps(reader, cfg.image_topic)
         n_total = reader.topics[cfg.image_topic].count
         if cfg.max_frames is not None:
             n_total = min(n_total, cfg.max_frames)

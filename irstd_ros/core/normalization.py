@@ -368,7 +368,8 @@ def normalize(
     if norm.kind == "robust":
         # the noise of the frame as given (integers keep their quantisation step)
         gain = np.float32(1.0 / (norm.knee * noise_sigma(frame)))
-        if is_wide(frame.dtype):
+        wide = is_wide(frame.dtype)
+        if wide:
             frame = (frame - np.median(_row_sample(frame))).astype(np.float32)
         if norm.background:
             # four passes over the frame: the background, x - it, times the gain, asinh;
@@ -377,7 +378,7 @@ def normalize(
             z = local_background(frame, norm.background)
             np.subtract(frame, z, out=z, dtype=np.float32)
         else:
-            z = frame.astype(np.float32)
+            z = frame if wide else frame.astype(np.float32)  # a wide one is a copy already
             z -= np.float32(np.median(_row_sample(frame)))
         z *= gain
         return asinh_inplace(z)

@@ -169,7 +169,7 @@ class IrstdLifecycleNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
         if self.pipeline is not None:  # waiting frames dropped; the one in progress answered
-            self.pipeline.discard_pending(wait=True)  # before the publishers are disabled
+            self.pipeline.discard_pending()  # before the publishers are disabled
         self._state = "inactive"
         self.get_logger().info("inactive: frames are ignored")
         return super().on_deactivate(state)

@@ -230,14 +230,14 @@ class FramePipeline:
         self.detector = None
         self.tracker = None
 
-    def discard_pending(self, wait: bool = False) -> None:
-        """Forget the frames waiting in the queue, if any (counted as dropped); ``wait``:
-        then wait for the frame in progress to be answered (before the outputs are
-        disabled: a frame counted as processed is one whose outputs went out)."""
+    def discard_pending(self) -> None:
+        """Forget the frames waiting in the queue, if any (counted as dropped), then wait
+        for the frame in progress to be answered (before the outputs are disabled: a frame
+        counted as processed is one whose outputs went out)."""
         with self._cond:
             discarded = len(self._pending)
             self._pending.clear()
-            while wait and self._busy:
+            while self._busy:
                 self._cond.wait()
         self.stats.on_dropped(discarded)
 
@@ -300,13 +300,12 @@ class FramePipeline:
         self.stats.on_received(superseded)
 
     def _stale_age(self, header: Any) -> float | None:
-        """The frame's age (s) if it is stale, else None."""
+        """The frame's age (s) if it is stale, else None (a stamp that is not live never is)."""
         max_age = self._params().get("input.max_age", 0.0)
-        stamp = stamp_ns(header)
-        if max_age <= 0 or stamp == 0:
+        if max_age <= 0:
             return None
-        age_s = (self._clock_ns() - stamp) / NS_PER_S
-        return age_s if max_age < age_s <= LIVE_STAMP_WINDOW_S else None
+        age_ms = _live_ms(self._clock_ns(), stamp_ns(header))
+        return age_ms / 1e3 if age_ms is not None and age_ms / 1e3 > max_age else None
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the camera model for bearings (rebuilt only when the calibration changes),

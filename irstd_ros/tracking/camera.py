@@ -70,9 +70,8 @@ class CameraModel:
         # the images it describes: the region of interest (else the calibrated size) binned
         w, h = int(msg.roi.width) or int(msg.width), int(msg.roi.height) or int(msg.height)
         size = (h // by, w // bx) if w and h else None
-        header = getattr(msg, "header", None)
-        frame = str(getattr(header, "frame_id", "") or "")
-        return cls(k, tuple(d), (bx, by), (int(msg.roi.x_offset), int(msg.roi.y_offset)), size, frame)
+        offset = (int(msg.roi.x_offset), int(msg.roi.y_offset))
+        return cls(k, tuple(d), (bx, by), offset, size, str(msg.header.frame_id))
 
     # --- model ----------------------------------------------------------------------------
     def _sensor(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

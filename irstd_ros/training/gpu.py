@@ -71,10 +71,9 @@ from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
     TRAIN_FIELDS,
     TrainConfig,
-    _ema_tensors,
     _load_ema,
     _load_opt,
-    _opt_tensors,
+    _resume_tensors,
     check_resume,
     init_from,
     mixture_options,
@@ -123,10 +122,6 @@ class GPUTrainConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_fields(self, GPU_FIELDS)
-        taken = sorted(GPU_RECORDS.intersection(self.extra))
-        if taken:  # spread last into the checkpoints' extra: they replaced the run's own
-            raise ConfigError(f"extra may not set {', '.join(taken)}: GPU training's checkpoints "
-                              f"record {', '.join(sorted(GPU_RECORDS))} themselves")
         self.eval_group = self.eval_group or None  # "" (command line "none"): no evaluation
         self.eval_split = self.eval_split or None
         if self.schedule_by not in SCHEDULE_BY:
@@ -143,6 +138,9 @@ class GPUTrainConfig(TrainConfig):
             raise ConfigError("GPU training has no distillation (teacher); use irstd train")
         if self.consistency > 0:
             raise ConfigError("GPU training has no turn-consistency term (consistency); use irstd train")
+
+    def reserved_extra(self) -> frozenset[str]:
+        return super().reserved_extra() | GPU_RECORDS
 
 
 GPU_FIELDS: dict[str, FieldRule] = {
@@ -387,9 +385,6 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     ema = weight_average(model, cfg.ema) if cfg.ema > 0 else None
 
-    def kept() -> dict[str, torch.Tensor]:  # a checkpoint's tensors beside the weights
-        return _opt_tensors(opt) | (_ema_tensors(ema) if ema is not None else {})
-
     last = cfg.out / "last.safetensors"
     start_epoch, step, history, elapsed0 = 0, 0, [], 0.0
     if cfg.resume and last.is_file():
@@ -473,14 +468,14 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         if budget_s is not None and elapsed >= budget_s and stop_reason == "epochs":
             stop_reason = "minutes"
         if stop_reason != "epochs" or time.perf_counter() - last_save >= cfg.save_every_s:
-            save_checkpoint(last, model, info_for(epoch + 1, elapsed), kept())
+            save_checkpoint(last, model, info_for(epoch + 1, elapsed), _resume_tensors(opt, ema))
             last_save = time.perf_counter()
         if stop_reason != "epochs":
             break
     else:
         elapsed = elapsed0 + time.perf_counter() - started
         if history:
-            save_checkpoint(last, model, info_for(len(history), elapsed), kept())
+            save_checkpoint(last, model, info_for(len(history), elapsed), _resume_tensors(opt, ema))
     train_s = time.perf_counter() - started
 
     final, half = cfg.out / "model.safetensors", cfg.out / "model_fp16.safetensors"

@@ -161,10 +161,11 @@ class TrainConfig:
             raise ConfigError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"device must be one of {DEVICE_CHOICES}, got {self.device!r}")
-        taken = sorted(RESERVED_EXTRA.intersection(self.extra))
+        reserved = self.reserved_extra()
+        taken = sorted(reserved.intersection(self.extra))
         if taken:  # spread into the checkpoints' extra, they replaced the run's own records
             raise ConfigError(f"extra may not set {', '.join(taken)}: the checkpoints record "
-                              f"{', '.join(sorted(RESERVED_EXTRA))} themselves")
+                              f"{', '.join(sorted(reserved))} themselves")
         stride = named_config(self.model).stride  # also refuses an unknown model name
         if self.crop < stride:
             raise ConfigError(f"crop must be >= {stride} (the stride of model {self.model!r}), got {self.crop}")
@@ -180,6 +181,10 @@ class TrainConfig:
                 raise ConfigError(
                     f"{name} must hold plain values (numbers, strings, lists, mappings): {exc}"
                 ) from None
+
+    def reserved_extra(self) -> frozenset[str]:
+        """What this run's checkpoints record themselves: not for ``extra``."""
+        return RESERVED_EXTRA
 
 
 # what the checkpoints record of the run (and what calibrate and soup add): not in ``extra``
@@ -431,8 +436,12 @@ def weight_average(model: nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _ema_tensors(ema: AveragedModel) -> dict[str, torch.Tensor]:
-    return {EMA_PREFIX + name: value.detach().cpu() for name, value in ema.state_dict().items()}
+def _resume_tensors(opt: torch.optim.Optimizer, ema: AveragedModel | None) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors beside the weights: the optimizer's state and the average's."""
+    out = _opt_tensors(opt)
+    if ema is not None:
+        out.update({EMA_PREFIX + name: value.detach().cpu() for name, value in ema.state_dict().items()})
+    return out
 
 
 def _load_ema(ema: AveragedModel | None, last: Path, extra: dict[str, torch.Tensor]) -> None:
@@ -670,8 +679,7 @@ def train(cfg: TrainConfig) -> Path:
                 epoch + 1, cfg.epochs, history[-1]["loss"], lr,
                 len(losses) * cfg.batch_size / max(dt, 1e-9),
             )
-            kept = _opt_tensors(opt) | (_ema_tensors(ema) if ema is not None else {})
-            save_checkpoint(last, model, info_for(epoch + 1, seed_next), kept)
+            save_checkpoint(last, model, info_for(epoch + 1, seed_next), _resume_tensors(opt, ema))
         if cfg.minutes is not None and time.time() - started > cfg.minutes * 60:
             log.info("time budget of %.1f min reached after epoch %d", cfg.minutes, epoch + 1)
             done = True

@@ -65,7 +65,7 @@ def camera_info(**changes):
     msg = SimpleNamespace(
         k=K.ravel().tolist(), d=list(PLUMB_BOB), distortion_model="plumb_bob",
         binning_x=0, binning_y=0, roi=SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0),
-        width=640, height=512,
+        width=640, height=512, header=SimpleNamespace(frame_id=""),
     )
     for key, value in changes.items():
         setattr(msg, key, value)
