@@ -30,7 +30,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import ConfigError, ImageConversionError
 
 NORM_KINDS = ("robust", "global")
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
@@ -112,6 +112,19 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
 def is_wide(dtype: np.dtype) -> bool:
     """Whether float32 cannot hold every value of ``dtype`` (32- and 64-bit integers, float64)."""
     return dtype.itemsize > 2 and dtype != np.float32
+
+
+def centred_wide(raw: np.ndarray) -> np.ndarray:
+    """A frame of a wide dtype (:func:`is_wide`: 32-bit counts, float64) about its median, as
+    int64 or float64, ready for float32: there 1e8 counts go in steps of 8 and 4e9 in steps
+    of 512 (noise and targets rounded away). Every encoding and :func:`normalize` ignore the
+    offset. Other frames are returned as they are."""
+    if not is_wide(raw.dtype):
+        return raw
+    if np.issubdtype(raw.dtype, np.integer):
+        return raw.astype(np.int64) - int(np.median(raw))
+    centred: np.ndarray = raw.astype(np.float64) - float(np.median(raw))
+    return centred
 
 
 def _quantisation_step(dtype: np.dtype) -> float:
@@ -364,7 +377,14 @@ def normalize(
 
     A frame of a wide dtype (:func:`is_wide`) is first taken about its median in float64
     (the rule is offset-invariant): in float32 a large offset rounds its noise away.
+    A float frame holding NaN or infinity is refused (:class:`ImageConversionError`,
+    ``non_finite``): its median and noise, and so every probability, would be NaN.
     """
+    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+        bad = frame.size - int(np.count_nonzero(np.isfinite(frame)))
+        raise ImageConversionError(
+            "non_finite", f"frame holds {bad} NaN or infinite values of {frame.size}; it must be finite"
+        )
     if norm.kind == "robust":
         # the noise of the frame as given (integers keep their quantisation step)
         gain = np.float32(1.0 / (norm.knee * noise_sigma(frame)))

@@ -30,7 +30,7 @@ from irstd_ros.core.fields import (
     as_paths,
     as_text,
 )
-from irstd_ros.core.normalization import InputNorm, is_wide, noise_sigma, normalize
+from irstd_ros.core.normalization import InputNorm, centred_wide, noise_sigma, normalize
 from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
 from irstd_ros.data.datasets import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.paste import BankTarget, PasteConfig, paste_targets, target_bank
@@ -200,19 +200,6 @@ def generator_backgrounds(count: int, seed: int) -> list[Item]:
     return out
 
 
-def _centred(raw: np.ndarray) -> np.ndarray:
-    """A crop of a wide dtype (32-bit counts, float64) about its median, as int64 or float64:
-    in float32, which the augmentations compute in, 1e8 counts go in steps of 8 and 4e9 in
-    steps of 512 (noise and targets rounded away). Every encoding and :func:`normalize`
-    ignore the offset. Other crops are returned as they are."""
-    if not is_wide(raw.dtype):
-        return raw
-    if np.issubdtype(raw.dtype, np.integer):
-        return raw.astype(np.int64) - int(np.median(raw))
-    centred: np.ndarray = raw.astype(np.float64) - float(np.median(raw))
-    return centred
-
-
 class MixtureSamples(torch.utils.data.Dataset):
     """``samples_per_epoch`` augmented crops per epoch from weighted sources."""
 
@@ -303,7 +290,7 @@ class MixtureSamples(torch.utils.data.Dataset):
             crop = target_crop if rng.random() < TARGET_CROP_PROB else random_crop
             raw, mask = crop(raw, mask, side, rng)
         implant_prob = source.implant_prob
-        raw = _centred(raw)
+        raw = centred_wide(raw)
         native = raw.dtype
         x = raw.astype(np.float32)
         if side != self.crop:

@@ -16,6 +16,7 @@ import numpy as np
 from irstd_ros.core.statistics import percentile
 
 LATENCY_WINDOW = 512  # most recent frames kept for latency percentiles
+NOT_MEASURED = "n/a"  # a diagnostics value with no samples yet (never a made-up 0)
 # error kinds that are notices about the stream, not a frame lost: the frame is processed
 # (or none was involved), so a frame count must not add them
 STREAM_NOTICES = frozenset({
@@ -85,8 +86,9 @@ class PipelineStats:
             self.errors[kind] += 1
             return self.errors[kind]
 
-    def snapshot(self) -> dict[str, float | int | dict[str, int]]:
-        """Totals, rates since the previous snapshot, latency percentiles (ms)."""
+    def snapshot(self) -> dict[str, float | int | dict[str, int] | None]:
+        """Totals, rates since the previous snapshot, latency percentiles (ms; None where
+        nothing was measured yet, never a made-up 0)."""
         with self._lock:
             now = self._clock()
             t0, rec0, proc0 = self._mark
@@ -94,9 +96,9 @@ class PipelineStats:
             self._mark = (now, self.received, self.processed)
             problems = sum(self.errors.values()) + self.dropped + self.stale
             new_problems, self._problems_mark = problems - self._problems_mark, problems
-            lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
+            lat = np.asarray(self.latency_ms)
             stages = {
-                f"{s}_p50_ms": percentile(np.asarray(v), 50) if v else 0.0
+                f"{s}_p50_ms": percentile(np.asarray(v), 50) if v else None
                 for s, v in self.stage_ms.items()
             }
             return {
@@ -108,8 +110,8 @@ class PipelineStats:
                 "problems_since_last": new_problems,  # errors, drops and stale frames
                 "input_hz": (self.received - rec0) / dt,
                 "output_hz": (self.processed - proc0) / dt,
-                "latency_p50_ms": percentile(lat, 50),
-                "latency_p99_ms": percentile(lat, 99),
+                "latency_p50_ms": percentile(lat, 50) if lat.size else None,
+                "latency_p99_ms": percentile(lat, 99) if lat.size else None,
                 **stages,
             }
 

@@ -91,10 +91,12 @@ class IrstdLifecycleNode(LifecycleNode):
         self._state = "unconfigured"
         self.ignored_inactive = 0
         self.last_error = ""
-        try:  # declared now, so that they can be listed and set before the first configure
-            declare_parameters(self, read_only=False)  # model, QoS: set while unconfigured
-        except IrstdError:
-            pass  # a bad override: the next configure declares the rest and names it
+        # declared now, so that they can be listed and set before the first configure (model,
+        # QoS: set while unconfigured); an override of the wrong type keeps the default, and
+        # configure fails naming it until it is set
+        self.bad_overrides = declare_parameters(self, read_only=False, lenient=True)
+        for reason in self.bad_overrides.values():
+            self.get_logger().error(f"{reason}; set it, then configure")
         self.params = {s.name: self.get_parameter(s.name).value for s in PARAMS if self.has_parameter(s.name)}
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -121,7 +123,8 @@ class IrstdLifecycleNode(LifecycleNode):
         failure: str | None = None
         trace = ""
         try:
-            declare_parameters(self, read_only=False)  # those a bad override left undeclared
+            if self.bad_overrides:
+                raise IrstdError("; ".join(self.bad_overrides.values()) + " (set it, then configure again)")
             self.params = read_parameters(self)
             factory = self._detector_factory or (lambda: build_detector(self.params))
             detector = factory()
@@ -203,6 +206,8 @@ class IrstdLifecycleNode(LifecycleNode):
         staged, result = stage_parameters(self.params, params, model)
         if staged is not None:
             self.params = staged
+            for p in params:  # a bad override replaced by a good value
+                self.bad_overrides.pop(p.name, None)
             if self.pipeline is not None:
                 self.pipeline.apply_params()
         return result

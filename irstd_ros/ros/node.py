@@ -115,19 +115,28 @@ def path_problem(name: str, value: str) -> str | None:
 
 
 # --- set-up steps shared by the plain and the lifecycle node ---------------------------------
-def declare_parameters(node: Node, read_only: bool = True) -> None:
+def declare_parameters(node: Node, read_only: bool = True, lenient: bool = False) -> dict[str, str]:
     """Declare every parameter of :data:`PARAMS` (once); bad overrides become an IrstdError.
 
     ``read_only`` False: the parameters that need a restart (``ParamSpec.read_only``) stay
     settable, for a node that refuses them itself while they are in use (the lifecycle
-    node: settable while unconfigured, read at the next ``configure``)."""
+    node: settable while unconfigured, read at the next ``configure``). ``lenient``: an
+    override of the wrong type is not raised; its parameter is declared with its default
+    so that it and every later one can still be listed and set, and the reasons are
+    returned by name (the lifecycle node refuses to configure until each is set).
+    """
+    bad: dict[str, str] = {}
     for spec in PARAMS:
         if node.has_parameter(spec.name):
             continue
         try:
             node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only))
         except ParameterException as exc:
-            raise IrstdError(f"invalid parameter: {exc}") from None
+            if not lenient:
+                raise IrstdError(f"invalid parameter: {exc}") from None
+            node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only), ignore_override=True)
+            bad[spec.name] = f"invalid parameter override: {exc}"
+    return bad
 
 
 def read_parameters(node: Node) -> dict[str, Any]:

@@ -47,12 +47,13 @@ from irstd_ros.core.constants import (
     TRACKS_TOPIC,
 )
 from irstd_ros.core.normalization import ScalingConfig
+from irstd_ros.core.statistics import format_number
 from irstd_ros.core.targets import PostprocessConfig, Target
 from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError, IrstdError
 from irstd_ros.msg import TargetArray, TrackArray
 from irstd_ros.msg import Track as TrackMsg
 from irstd_ros.ros.conversions import array_to_image_fields, image_to_array
-from irstd_ros.ros.health import STAGES, PipelineStats, RateLimiter
+from irstd_ros.ros.health import NOT_MEASURED, STAGES, PipelineStats, RateLimiter
 from irstd_ros.ros.messages import (
     detections_array,
     rclpy_types,
@@ -555,7 +556,7 @@ class FramePipeline:
         values.update({f"errors.{k}": v for k, v in errors.items()})
         values.update(extra or {})
         status.values = [
-            KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+            KeyValue(key=k, value=format_number(v, ".3f", NOT_MEASURED) if v is None or isinstance(v, float) else str(v))
             for k, v in values.items()
         ]
         msg = DiagnosticArray(status=[status])

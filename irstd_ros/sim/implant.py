@@ -22,6 +22,8 @@ POINT_OBJECT_PX = 0.2  # object extent of a "point" target: the PSF alone shapes
 EDGE_QUANTILE = 0.97  # "near clutter": positions among the top 3 % gradient magnitudes
 SEPARATION_PX = 4  # implanted targets keep this far from existing ones (dilation)
 PLACEMENT_TRIES = 20
+BORDER_OUTSIDE_PX = 1.0  # a border target's centre lies at most this far outside the frame
+BORDER_INSIDE_PX = 2.0  # ... and at most this far inside it (the default margin)
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,13 @@ class ImplantConfig:
     snr: tuple[float, float] = (3.0, 30.0)
     edge_fraction: float = 0.3  # placed on strong gradients (cloud edges, horizons)
     margin: int = 2  # px from the border
+    border_fraction: float = 0.0  # placed on the border instead, cut by it (entering the view)
 
     def __post_init__(self) -> None:
         lo, hi = self.count
         if not 0 <= lo <= hi:
             raise ConfigError(f"implant count must be 0 <= low <= high, got {self.count}")
-        for name in ("point_fraction", "edge_fraction"):
+        for name in ("point_fraction", "edge_fraction", "border_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"implant {name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("point_psf", "extended_area", "extended_psf", "aspect", "snr"):
@@ -77,16 +80,36 @@ def render_target(
     return render_blob(cx, cy, width * aspect, width, theta, rng.uniform(*cfg.extended_psf))
 
 
+def border_place(h: int, w: int, rng: np.random.Generator) -> tuple[float, float]:
+    """A centre (x, y) on a random side of an h x w frame, from ``BORDER_OUTSIDE_PX`` outside
+    it to ``BORDER_INSIDE_PX`` inside, so the target is cut by the frame's edge or touches it."""
+    side = int(rng.integers(4))
+    depth = rng.uniform(-BORDER_OUTSIDE_PX, BORDER_INSIDE_PX)
+    if side < 2:  # top, bottom
+        return float(rng.uniform(0, w - 1)), float(depth if side == 0 else h - 1 - depth)
+    return float(depth if side == 2 else w - 1 - depth), float(rng.uniform(0, h - 1))
+
+
 def placements(
-    img: np.ndarray, rng: np.random.Generator, edge_fraction: float, margin: int, n: int
+    img: np.ndarray,
+    rng: np.random.Generator,
+    edge_fraction: float,
+    margin: int,
+    n: int,
+    border_fraction: float = 0.0,
 ) -> list[tuple[float, float]]:
-    """``n`` candidate centres (x, y): ``edge_fraction`` of them on the frame's strongest
+    """``n`` candidate centres (x, y): ``border_fraction`` of them on the frame's border
+    (:func:`border_place`), ``edge_fraction`` of the rest on the frame's strongest
     gradients ("near clutter"), the rest uniform, ``margin`` px from the border."""
     h, w = img.shape
     m = margin
     edges = None
     out = []
     for _ in range(n):
+        # drawn only where asked, so that configs without border targets keep their samples
+        if border_fraction > 0 and rng.random() < border_fraction:
+            out.append(border_place(h, w, rng))
+            continue
         if rng.random() < edge_fraction:
             if edges is None:
                 g = np.hypot(ndimage.sobel(img, 0), ndimage.sobel(img, 1))
@@ -147,7 +170,9 @@ def implant_targets(
     done: list[Implanted] = []
     for _ in range(n):
         point = rng.random() < cfg.point_fraction
-        for (cx, cy) in placements(img, rng, cfg.edge_fraction, cfg.margin, PLACEMENT_TRIES):
+        for (cx, cy) in placements(
+            img, rng, cfg.edge_fraction, cfg.margin, PLACEMENT_TRIES, cfg.border_fraction
+        ):
             x0, y0, patch = render_target(rng, cfg, cx, cy, point)
             frame, inside = clipped(x0, y0, patch.shape, img.shape)
             part = patch[inside]

@@ -50,7 +50,7 @@ from irstd_ros.core.parsing import non_negative_float, parse_size, positive_floa
 from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.inference.resources import cpu_model
-from irstd_ros.ros.health import LATENCY_WINDOW, STAGES, STREAM_NOTICES
+from irstd_ros.ros.health import LATENCY_WINDOW, NOT_MEASURED, STAGES, STREAM_NOTICES
 from irstd_ros.ros.transport import dds_environment, profile_env_var
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
 from irstd_ros.tools.memory import cpu_seconds, rss_mib
@@ -128,6 +128,12 @@ def accounting_closes(in_flight: int, settled: bool, queue_size: int, received: 
 
 def _int(values: dict[str, str], key: str) -> int:
     return int(values.get(key, "0"))
+
+
+def _float(values: dict[str, str], key: str) -> float:
+    """A diagnostics figure; NaN where the node had none (absent or ``NOT_MEASURED``)."""
+    value = values.get(key, NOT_MEASURED)
+    return math.nan if value == NOT_MEASURED else float(value)
 
 
 class Peer:
@@ -375,10 +381,9 @@ def node_window(final: dict[str, str], processed: int) -> dict[str, Any]:
     warm-up's (the first inference: seconds) when the run processed fewer:
     ``node_window_includes_warmup``."""
     return {
-        "node_latency_ms": {"p50": float(final.get("latency_p50_ms", "nan")),
-                            "p99": float(final.get("latency_p99_ms", "nan"))},
-        "infer_p50_ms": float(final.get("infer_p50_ms", "nan")),
-        "node_stages_p50_ms": {s: float(final.get(f"{s}_p50_ms", "nan")) for s in STAGES},
+        "node_latency_ms": {"p50": _float(final, "latency_p50_ms"), "p99": _float(final, "latency_p99_ms")},
+        "infer_p50_ms": _float(final, "infer_p50_ms"),
+        "node_stages_p50_ms": {s: _float(final, f"{s}_p50_ms") for s in STAGES},
         "node_window_includes_warmup": processed < LATENCY_WINDOW,
     }
 

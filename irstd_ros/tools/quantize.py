@@ -125,7 +125,7 @@ def _crop(
     if h < crop or w < crop:  # small frames: mirror up to the crop
         ph, pw = max(0, crop - h), max(0, crop - w)
         x = np.pad(x, ((0, ph), (0, pw)), mode="symmetric")
-        truth = np.pad(truth, ((0, ph), (0, pw)))
+        truth = np.pad(truth, ((0, ph), (0, pw)), mode="symmetric")  # the mirrored targets are targets
         h, w = x.shape
     ys, xs = np.nonzero(truth)
     if len(ys):

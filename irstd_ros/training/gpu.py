@@ -59,7 +59,7 @@ from irstd_ros.core.fields import (
     check_fields,
     flag_type,
 )
-from irstd_ros.core.normalization import InputNorm
+from irstd_ros.core.normalization import InputNorm, centred_wide
 from irstd_ros.core.parsing import check_keys
 from irstd_ros.core.paths import output_dir_problem, write_text_atomic
 from irstd_ros.data.transforms import pad_to
@@ -211,11 +211,12 @@ def load_items(cfg: GPUTrainConfig, training: bool) -> list[Item]:
 
 
 def _torch_frames(arrays: list[np.ndarray]) -> tuple[torch.Tensor, bool]:
-    """Stacked frames as a compact tensor and whether they hold integers."""
+    """Stacked frames as a compact tensor and whether they hold integers; wide ones
+    (32-bit counts, float64) about their median first, so float32 keeps their noise."""
     integer = all(np.issubdtype(a.dtype, np.integer) for a in arrays)
     if all(a.dtype == np.uint8 for a in arrays):
         return torch.from_numpy(np.stack(arrays)), True
-    return torch.from_numpy(np.stack(arrays).astype(np.float32)), integer
+    return torch.from_numpy(np.stack([centred_wide(a) for a in arrays]).astype(np.float32)), integer
 
 
 class DeviceBatches:
@@ -224,7 +225,8 @@ class DeviceBatches:
     def __init__(self, items: list[Item], crop: int, norm: InputNorm, device: torch.device) -> None:
         if not items:
             raise DatasetError("no training frames")
-        padded = [pad_to(img, mask, crop) for img, mask, _ in items]  # reflect, as the CPU path
+        # reflect, as the CPU path; wide frames centred before the zeros below join them
+        padded = [pad_to(centred_wide(img), mask, crop) for img, mask, _ in items]
         hmax = max(i.shape[0] for i, _ in padded)
         wmax = max(i.shape[1] for i, _ in padded)
         imgs, masks = [], []

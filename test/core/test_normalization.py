@@ -14,7 +14,7 @@ from irstd_ros.core.normalization import (
     normalize,
     to_unit_range,
 )
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import ConfigError, ImageConversionError
 
 ROBUST = InputNorm(kind="robust")
 SHAPE = (128, 160)
@@ -151,6 +151,17 @@ def test_a_column_frame_has_the_noise_of_the_same_row(dtype):
 def test_constant_float_frame_is_all_zero_not_nan():
     y = normalize(np.full(SHAPE, 7.5, np.float32), ROBUST)
     assert np.isfinite(y).all() and (y == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["robust", "global"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_float_frame_with_nan_or_inf_is_refused_not_turned_to_nan(kind, bad, dtype):
+    frame = np.random.default_rng(0).normal(100, 4, SHAPE).astype(dtype)
+    frame[5, 7] = frame[9, 1] = bad
+    with pytest.raises(ImageConversionError, match="2 NaN or infinite values") as err:
+        normalize(frame, InputNorm(kind=kind))
+    assert err.value.kind == "non_finite"
 
 
 def test_median_and_noise_are_measured_on_a_row_sample():

@@ -17,14 +17,23 @@ class FakeClock:
         return self.t
 
 
-def test_fresh_stats_snapshot_is_all_zero_and_has_every_key():
+def test_fresh_stats_snapshot_counts_zero_has_every_key_and_no_made_up_latency():
     snap = PipelineStats(clock=FakeClock()).snapshot()
     assert snap == {
         "received": 0, "processed": 0, "dropped": 0, "stale": 0, "errors": {},
         "problems_since_last": 0, "input_hz": 0.0, "output_hz": 0.0,
-        "latency_p50_ms": 0.0, "latency_p99_ms": 0.0,
-        **{f"{s}_p50_ms": 0.0 for s in STAGES},
+        "latency_p50_ms": None, "latency_p99_ms": None,
+        **{f"{s}_p50_ms": None for s in STAGES},
     }
+
+
+def test_frames_without_a_live_stamp_leave_the_latency_unmeasured_not_zero():
+    stats = PipelineStats(clock=FakeClock())
+    stats.on_received(0)
+    stats.on_processed(None, {"infer": 3.0})
+    snap = stats.snapshot()
+    assert snap["latency_p50_ms"] is None and snap["latency_p99_ms"] is None
+    assert snap["infer_p50_ms"] == 3.0 and snap["pre_p50_ms"] is None
 
 
 def test_counters_received_dropped_stale_processed():
@@ -110,7 +119,7 @@ def test_each_stage_has_its_own_p50_and_a_missing_stage_stays_unmeasured():
     snap = stats.snapshot()
     assert (snap["arrival_p50_ms"], snap["infer_p50_ms"]) == (4.0, 21.0)
     assert (snap["queue_p50_ms"], snap["publish_p50_ms"]) == (1.0, 0.5)  # one sample each
-    assert snap["pre_p50_ms"] == 0.0  # never measured
+    assert snap["pre_p50_ms"] is None  # never measured
 
 
 def test_an_unknown_stage_is_refused_with_the_valid_ones():

@@ -206,6 +206,26 @@ def test_parameters_are_listed_and_set_before_the_first_configure(rclpy_context)
         node.close()
 
 
+def test_an_override_of_the_wrong_type_is_named_at_configure_and_can_be_set_right(rclpy_context):
+    """It left every later parameter undeclared: they could not be listed or set, nor could
+    the bad one, so configure failed until the process was restarted."""
+    from irstd_ros.ros.params import PARAMS
+
+    node = IrstdLifecycleNode(detector_factory=make_detector, parameter_overrides=[
+        Parameter("detection.threshold", value="high"), Parameter("model.precision", value=3),
+    ])
+    try:
+        assert all(node.has_parameter(p.name) for p in PARAMS)
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "detection.threshold" in node.last_error and "model.precision" in node.last_error
+        assert node.set_parameters([Parameter("detection.threshold", value=0.4),
+                                    Parameter("model.precision", value="fp32")])[0].successful
+        assert node.trigger_configure() == SUCCESS
+        assert node.params["detection.threshold"] == 0.4
+    finally:
+        node.close()
+
+
 def test_tracker_thresholds_clashing_with_the_models_own_fail_configure(rclpy_context):
     node = IrstdLifecycleNode(
         detector_factory=lambda: make_detector(candidate_threshold=0.53, gated_threshold=0.41),

@@ -216,6 +216,18 @@ def test_latency_is_measured_only_from_live_stamps():
     assert snap["arrival_p50_ms"] == pytest.approx(15.0)
 
 
+def test_diagnostics_say_a_latency_without_samples_is_not_measured():
+    """Frames without live stamps (a bag, a camera without clock): latency "n/a" in
+    /diagnostics, not a made-up 0.000 ms."""
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False}
+    pipe = FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
+                         params=lambda: params, logger=noting([]), clock_ns=lambda: 10**18)
+    pipe.process(image_msg(frame_for("mono8"), "mono8"), _Arrival(0, 0.0))  # stamp 0
+    values = {kv.key: kv.value for kv in pipe.diagnostics("irstd").status[0].values}
+    assert values["latency_p50_ms"] == values["latency_p99_ms"] == "n/a"
+    assert values["processed"] == "1" and float(values["infer_p50_ms"]) > 0
+
+
 def test_a_stale_frame_is_logged_not_only_counted():
     params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False, "input.max_age": 0.5}
     warnings: list[str] = []

@@ -178,6 +178,38 @@ def test_edge_placement_honours_the_margin_on_a_flat_frame():
             assert 10 - 0.5 <= t.x <= 63 - 10 + 0.5 and 10 - 0.5 <= t.y <= 63 - 10 + 0.5
 
 
+def test_border_placement_cuts_targets_by_every_side_of_the_frame():
+    cfg = replace(UNIFORM, border_fraction=1.0)
+    h, w = 48, 64
+    sides = set()
+    for seed in range(12):
+        img, mask = blank(h, w)
+        out, out_mask, done = implant_targets(img, mask, np.random.default_rng(seed), 1.0, cfg, count=3)
+        assert done
+        for t in done:
+            depth = {"top": t.y, "bottom": h - 1 - t.y, "left": t.x, "right": w - 1 - t.x}
+            side = min(depth, key=depth.__getitem__)
+            assert -1.0 <= depth[side] <= 2.0  # from 1 px outside to 2 px inside
+            sides.add(side)
+        assert out_mask.sum() == sum(t.area for t in done)
+        ring = out_mask.copy()
+        ring[3:-3, 3:-3] = False
+        labels, n = ndimage.label(out_mask)
+        assert n == len(done) and all(ring[labels == i].any() for i in range(1, n + 1))
+    assert sides == {"top", "bottom", "left", "right"}
+
+
+def test_without_border_targets_the_draws_are_unchanged():
+    # recorded recipes keep their samples: these places came from the code before
+    # border_fraction existed (same frame, seed and config)
+    img = noisy(5)
+    out = implant_targets(img, np.zeros(img.shape, bool), np.random.default_rng(3), 4.0,
+                          ImplantConfig(count=(4, 4)))
+    places = [(round(t.x, 3), round(t.y, 3), round(t.snr, 3)) for t in out[2]]
+    assert places == [(42.082, 21.594, 21.282), (58.756, 57.226, 8.309), (10.02, 17.375, 18.324),
+                      (37.576, 34.448, 19.02)]
+
+
 def test_render_target_peak_one_and_psf_size_orders_the_truth_area():
     def area(cfg, point):
         _, _, patch = render_target(np.random.default_rng(0), cfg, 20.3, 20.7, point)
@@ -207,6 +239,7 @@ def test_render_target_patch_covers_the_centre():
         ({"point_psf": (-1.0, -0.5)}, "point_psf must be a range"),
         ({"edge_fraction": 1.5}, "edge_fraction must be in [0, 1]"),
         ({"margin": -1}, "margin must be >= 0"),
+        ({"border_fraction": -0.1}, "border_fraction must be in [0, 1]"),
     ],
 )
 def test_a_bad_implant_config_is_one_clear_error(overrides, message):

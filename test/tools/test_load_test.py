@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -179,6 +180,15 @@ def test_the_nodes_own_percentiles_say_when_they_still_hold_the_warm_up():
     long = _result(LATENCY_WINDOW)
     assert long["node_window_includes_warmup"] is False
     assert "| node inference p50 (ms) | 394 |" in load_test.format_report(long)
+
+
+def test_figures_the_node_did_not_measure_are_undefined_not_zero():
+    # the node prints NOT_MEASURED for a percentile with no samples (no live stamps)
+    final = {"latency_p50_ms": "n/a", "latency_p99_ms": "n/a", "infer_p50_ms": "12.5"}
+    window = load_test.node_window(final, 3)
+    assert math.isnan(window["node_latency_ms"]["p50"]) and math.isnan(window["node_latency_ms"]["p99"])
+    assert window["infer_p50_ms"] == 12.5
+    assert all(math.isnan(v) for s, v in window["node_stages_p50_ms"].items() if s != "infer")  # absent
 
 
 def test_frames_the_node_may_still_hold_are_its_queue_and_the_one_in_work():

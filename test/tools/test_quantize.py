@@ -213,6 +213,17 @@ def test_validation_crops_hold_targets_from_the_training_splits(datasets):
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(items, again))
 
 
+def test_a_small_frame_mirrored_up_to_the_crop_mirrors_its_targets_in_the_mask():
+    # the validation metric saw the mirrored target as a false alarm: the mask was zero-padded
+    x = np.zeros((20, 24), np.float32)
+    truth = np.zeros(x.shape, bool)
+    x[17:19, 21:23], truth[17:19, 21:23] = 5.0, True  # near the bottom-right corner
+    frame, mask = quantize._crop(x, truth, 32, np.random.default_rng(0))
+    assert frame.shape == mask.shape == (32, 32)
+    np.testing.assert_array_equal(mask, frame > 0)  # every target pixel, mirrored ones too
+    assert mask.sum() > truth.sum()
+
+
 def test_accuracy_control_export_records_its_recipe_and_is_loaded(datasets, weights, tmp_path, fake_quantize, monkeypatch):
     monkeypatch.setattr(quantize, "VALIDATION_FRAMES", 6)
     monkeypatch.setattr(quantize, "VALIDATION_CROP", 32)

@@ -18,11 +18,13 @@ from irstd_ros.tools.gpu_session import make_dry_data
 from irstd_ros.training.gpu import (
     RECIPES,
     DeviceBatches,
+    _torch_frames,
     augment_batch,
     lr_at_progress,
     recipe_config,
     train_gpu,
 )
+from irstd_ros.training.torch_norm import normalize_torch
 
 CROP = 32
 CPU = torch.device("cpu")
@@ -86,6 +88,26 @@ def test_device_batches_are_normalised_windows_of_the_frames():
         # the sample was then flipped/turned: it equals one of the 8 symmetries of ref
         syms = [np.rot90(r, q) for r in (ref, ref[:, ::-1], ref[::-1], ref[::-1, ::-1]) for q in range(4)]
         assert min(np.abs(got - s).max() for s in syms) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.uint32, 3_000_000_000), (np.int32, -2_000_000_000),
+                                           (np.float64, 1e9)])
+def test_wide_frames_keep_their_noise_and_targets_in_training_and_its_evaluation(dtype, offset):
+    # float32 goes in steps of 256 at 3e9: a frame of noise 4 counts came out flat
+    rng = np.random.default_rng(2)
+    img = rng.normal(0, 4, (40, 48)) + offset
+    img[20:23, 30:33] += 48  # a 12-sigma target
+    img = np.rint(img).astype(dtype) if np.issubdtype(dtype, np.integer) else img.astype(dtype)
+    items = [(img, np.zeros(img.shape, bool), "wide")]
+    norm = InputNorm(kind="robust")
+    frames, integer = _torch_frames([img])
+    assert integer == np.issubdtype(dtype, np.integer)
+    np.testing.assert_allclose(normalize_torch(frames, norm, integer)[0].numpy(), normalize(img, norm),
+                               atol=1e-3)
+    data = DeviceBatches(items, CROP, norm, CPU)  # the frame is as large as a crop or larger
+    assert data.images.shape[1:] == img.shape
+    np.testing.assert_allclose(normalize_torch(data.images, norm, data.integer)[0].numpy(),
+                               normalize(img, norm), atol=1e-3)
 
 
 def test_lr_schedules():
