@@ -33,7 +33,8 @@ import numpy as np
 from irstd_ros.errors import ConfigError, ImageConversionError
 
 NORM_KINDS = ("robust", "global")
-GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, R G B
+GREY_WEIGHTS = np.array(LUMA_WEIGHTS, dtype=np.float32)
 # Noise estimate: neighbour differences of about STATS_ROWS evenly spaced rows.
 STATS_ROWS = 64
 TRIM_QUANTILE = 0.9  # keep the 90 % smallest |differences|
@@ -88,25 +89,56 @@ class ScalingConfig:
     percentile_high: float = 99.5
 
 
+def check_frame(frame: np.ndarray) -> None:
+    """:class:`ImageConversionError` unless ``frame`` holds real numbers (bool, integers,
+    floats; ``bad_dtype``: complex values would lose their imaginary part) and at least
+    one pixel (``empty_image``)."""
+    if frame.dtype.kind not in "biuf":
+        raise ImageConversionError(
+            "bad_dtype", f"frame of dtype {frame.dtype}; it must hold real numbers (bool, integer, float)"
+        )
+    if frame.size == 0:
+        raise ImageConversionError("empty_image", f"empty frame of shape {frame.shape}")
+
+
+def _float_range(dtype: np.dtype) -> tuple[float, float]:
+    """The widest float interval whose every value casts into integer ``dtype`` (a maximum
+    that a float cannot hold, 2**63 - 1 say, rounds up past the dtype: the float below it)."""
+    info = np.iinfo(dtype)
+    lo, hi = float(info.min), float(info.max)
+    return lo, hi if hi == info.max else float(np.nextafter(hi, 0.0))
+
+
 def to_grey(frame: np.ndarray) -> np.ndarray:
-    """(H, W) stays; (H, W, 3|4) RGB(A) becomes luma in the input's dtype and units.
+    """(H, W) stays; (H, W, 1) loses its axis; (H, W, 3|4) RGB(A) becomes luma in the
+    input's units: integers keep their dtype (rounded, within its range), floats become
+    float32, or float64 for a wide dtype (:func:`is_wide`). Any other shape, or a frame
+    :func:`check_frame` refuses, is an :class:`ImageConversionError` (``bad_shape``,
+    ``bad_dtype``, ``empty_image``).
 
     Channel order does not matter much for grey IR rendered as colour (R = G = B);
     the BT.601 weights assume RGB order. Alpha is ignored.
     """
+    check_frame(frame)
     if frame.ndim == 2:
         return frame
     if frame.ndim == 3 and frame.shape[2] in (3, 4):
+        # float64 for wide dtypes: float32 steps by 256 at 4e9 counts, and rounded a full
+        # scale 32-bit pixel past its dtype's maximum (uint32 4294967295 came back as 0)
+        work = np.float64 if is_wide(frame.dtype) else np.float32
+        rgb = frame[..., :3].astype(work)
+        w = np.array(LUMA_WEIGHTS, dtype=work)  # not float32 ones widened: their sum is 1 + 7e-9
         # a weighted sum, not ``@``: no OpenBLAS threads left spinning (see local_background)
-        rgb = frame[..., :3].astype(np.float32)
-        luma: np.ndarray = rgb[..., 0] * GREY_WEIGHTS[0] + rgb[..., 1] * GREY_WEIGHTS[1] + rgb[..., 2] * GREY_WEIGHTS[2]
+        luma: np.ndarray = rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]
         if np.issubdtype(frame.dtype, np.integer):
-            rounded: np.ndarray = np.rint(luma)
+            rounded: np.ndarray = np.clip(np.rint(luma), *_float_range(frame.dtype))
             return rounded.astype(frame.dtype)
         return luma
     if frame.ndim == 3 and frame.shape[2] == 1:
         return frame[..., 0]
-    raise ValueError(f"cannot make a single-channel frame of shape {frame.shape}")
+    raise ImageConversionError(
+        "bad_shape", f"cannot make a single-channel frame of shape {frame.shape}; expected (H, W), (H, W, 1|3|4)"
+    )
 
 
 def is_wide(dtype: np.dtype) -> bool:
@@ -373,13 +405,18 @@ def asinh_inplace(z: np.ndarray, log_form: bool | None = None) -> np.ndarray:
 def normalize(
     frame: np.ndarray, norm: InputNorm, scaling: ScalingConfig | None = None
 ) -> np.ndarray:
-    """Raw single-channel frame (any dtype, any units) -> float32 network input.
+    """Raw single-channel frame (any real dtype, any units) -> float32 network input.
 
     A frame of a wide dtype (:func:`is_wide`) is first taken about its median in float64
     (the rule is offset-invariant): in float32 a large offset rounds its noise away.
     A float frame holding NaN or infinity is refused (:class:`ImageConversionError`,
-    ``non_finite``): its median and noise, and so every probability, would be NaN.
+    ``non_finite``): its median and noise, and so every probability, would be NaN; so is a
+    frame that is not (H, W) (``bad_shape``: :func:`to_grey` makes one) or that
+    :func:`check_frame` refuses.
     """
+    check_frame(frame)
+    if frame.ndim != 2:
+        raise ImageConversionError("bad_shape", f"frame of shape {frame.shape}; normalize takes (H, W)")
     if frame.dtype.kind == "f" and not np.isfinite(frame).all():
         bad = frame.size - int(np.count_nonzero(np.isfinite(frame)))
         raise ImageConversionError(

@@ -74,7 +74,8 @@ class TrackLike(Protocol):
 
 
 def to_display(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB for display: 8-bit as is, other depths stretched per frame."""
+    """(H, W, 3) uint8 RGB for display, always a new array (drawing on it never touches
+    ``frame``): 8-bit as is, other depths stretched per frame."""
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[..., 0]
     if frame.ndim == 3:
@@ -85,8 +86,8 @@ def to_display(frame: np.ndarray) -> np.ndarray:
         scale = UINT8_MAX / (hi - lo) if hi > lo else 0.0
         frame = np.clip((f - lo) * scale, 0, UINT8_MAX).astype(np.uint8)
     if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=2)
-    return np.ascontiguousarray(frame)
+        return np.repeat(frame[..., None], 3, axis=2)  # a new array
+    return np.array(frame, order="C")  # a copy even of a C-contiguous 8-bit RGB frame
 
 
 def draw_rect(

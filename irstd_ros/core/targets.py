@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from irstd_ros.core.components import components
+from irstd_ros.errors import ConfigError
 
 BACKGROUND_MARGIN = 4  # px of ring around a target's box used as its local background
 
@@ -56,12 +57,25 @@ class Target(BoxCentre):
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Limits applied to components (``detection.*`` node parameters)."""
+    """Limits applied to components (``detection.*`` node parameters).
+
+    :class:`~irstd_ros.errors.ConfigError` unless ``threshold`` is a probability in
+    [0, 1], ``min_area <= max_area`` and ``max_detections >= 0`` (no negative "no cap":
+    -1 kept all but the weakest target; a NaN threshold passed no pixel).
+    """
 
     threshold: float = 0.5
     min_area: int = 1
     max_area: int = 10_000
     max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"detection threshold must be a probability in [0, 1], got {self.threshold}")
+        if not self.min_area <= self.max_area:
+            raise ConfigError(f"min_area {self.min_area} must not exceed max_area {self.max_area}")
+        if not self.max_detections >= 0:
+            raise ConfigError(f"max_detections must be >= 0, got {self.max_detections}")
 
 
 def extract_targets(

@@ -155,13 +155,19 @@ def build_scorer(cfg: EvalConfig) -> tuple[Backend, Any, float, dict[str, Any]]:
     return backend, info.norm, threshold, described
 
 
+def frame_pairs(cfg: EvalConfig) -> list[tuple[Path, Path]]:
+    """(image, mask) files of ``cfg``'s split, at most ``cfg.limit``; callers look them up
+    before loading the model too, so that a wrong folder or split fails at once."""
+    return find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
+
+
 def scored_frames(
     cfg: EvalConfig, backend: Backend, norm: Any, desc: str
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(stem, network input, truth mask, probabilities) of each frame of ``cfg``'s split, at
     full resolution; frames of one size together, so that a backend that compiles per
     shape compiles each once."""
-    pairs = find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
+    pairs = frame_pairs(cfg)
     for img_path, mask_path in tqdm(sorted(pairs, key=lambda p: _image_size(p[0])), desc=desc, leave=False):
         raw, truth = read_image(img_path), read_mask(mask_path)
         if raw.shape != truth.shape:
@@ -173,6 +179,7 @@ def scored_frames(
 def evaluate(cfg: EvalConfig) -> dict:
     """Score a checkpoint (or the top-hat) on a dataset split; writes report.json,
     roc.png, reliability.png and hardest.png under ``cfg.out``."""
+    frame_pairs(cfg)  # a wrong folder or split fails before the model loads
     backend, norm, threshold, described = build_scorer(cfg)
     acc, curve, calib = MetricAccumulator(), CurveAccumulator(cfg.thresholds), CalibrationAccumulator()
     hard = HardCases(cfg.hardest if cfg.out is not None else 0)

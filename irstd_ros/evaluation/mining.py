@@ -18,7 +18,7 @@ from typing import Any
 
 from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data.mixture import HARD_FORMAT
-from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, scored_frames
+from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, frame_pairs, scored_frames
 from irstd_ros.evaluation.metrics import match_components, peak_near
 
 MINING_THRESHOLD = 0.3  # below the operating threshold: near-false alarms count too
@@ -31,6 +31,7 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
     ``cfg`` as for :func:`~irstd_ros.evaluation.evaluate.evaluate` (its ``split`` should be
     a training split); ``threshold`` None is :data:`MINING_THRESHOLD`, or the checkpoint's
     own threshold where that is lower (what it raises at run time is mined); ``out`` is unused."""
+    frame_pairs(cfg)  # a wrong folder or split fails before the model loads
     backend, norm, operating, described = build_scorer(cfg)
     threshold = min(MINING_THRESHOLD, operating) if cfg.threshold is None else cfg.threshold
     frames: dict[str, dict[str, list[list[float]]]] = {}

@@ -34,10 +34,15 @@ def test_wrong_dataset_path_exits_non_zero_with_one_line(capsys, tmp_path):
 
 
 def test_missing_weights_is_one_line(capsys, tmp_path):
+    import numpy as np
+    from _support.datasets import write_dataset
+
+    frame = np.zeros((16, 16), np.uint8)
+    data = write_dataset(tmp_path / "d", [("a", frame, frame > 0)], {"test": ["a"]})  # a valid set
     code, _, err = run_cli_output(
-        capsys, "eval", "--data", str(tmp_path), "--weights", str(tmp_path / "w.safetensors")
+        capsys, "eval", "--data", str(data), "--weights", str(tmp_path / "w.safetensors")
     )
-    assert code == 2 and "model file not found" in err
+    assert code == 2 and err.count("\n") == 1 and "model file not found" in err
 
 
 def test_console_script_entry_point_runs():

@@ -12,6 +12,7 @@ from irstd_ros.core.normalization import (
     frame_stats,
     noise_sigma,
     normalize,
+    to_grey,
     to_unit_range,
 )
 from irstd_ros.errors import ConfigError, ImageConversionError
@@ -162,6 +163,58 @@ def test_a_float_frame_with_nan_or_inf_is_refused_not_turned_to_nan(kind, bad, d
     with pytest.raises(ImageConversionError, match="2 NaN or infinite values") as err:
         normalize(frame, InputNorm(kind=kind))
     assert err.value.kind == "non_finite"
+
+
+@pytest.mark.parametrize("kind", ["robust", "global"])
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128, object, "U8", "datetime64[s]"])
+def test_a_frame_of_no_real_numbers_is_refused_not_cast(kind, dtype):
+    # complex frames lost their imaginary part with a mere ComplexWarning
+    frame = np.zeros(SHAPE, dtype=dtype)
+    for step in (to_grey, lambda f: normalize(f, InputNorm(kind=kind))):
+        with pytest.raises(ImageConversionError, match="real numbers") as err:
+            step(frame)
+        assert err.value.kind == "bad_dtype"
+
+
+@pytest.mark.parametrize("shape", [(0, 80), (80, 0), (0, 0), (0, 80, 3)])
+def test_an_empty_frame_is_refused_not_an_index_error(shape):
+    frame = np.zeros(shape, np.uint16)
+    for step in (to_grey, lambda f: normalize(f, ROBUST)):
+        with pytest.raises(ImageConversionError, match="empty frame") as err:
+            step(frame)
+        assert err.value.kind == "empty_image"
+
+
+@pytest.mark.parametrize("shape", [(64,), (8, 8, 2), (8, 8, 5), (1, 8, 8), (2, 8, 8, 1)])
+def test_a_frame_of_no_image_shape_is_an_image_conversion_error(shape):
+    frame = np.ones(shape, np.float32)
+    with pytest.raises(ImageConversionError, match="single-channel frame") as err:
+        to_grey(frame)
+    assert err.value.kind == "bad_shape"
+    with pytest.raises(ImageConversionError, match=r"takes \(H, W\)") as err:
+        normalize(np.ones((8, 8, 3), np.float32), ROBUST)
+    assert err.value.kind == "bad_shape"
+
+
+@pytest.mark.parametrize(
+    "dtype, level",
+    [(np.uint32, 2**32 - 1), (np.int32, 2**31 - 1), (np.int32, -(2**31)), (np.int64, 2**40 + 3)],
+)
+def test_colour_frames_of_wide_integers_keep_their_values_as_grey(dtype, level):
+    # luma in float32: a full-scale uint32 pixel came back 0, int32's as -2**31, and 2**40
+    # counts in steps of 2**17
+    rgb = np.full((4, 5, 3), level, dtype)
+    rgb[0, 0] = level - 1 if level > 0 else level + 1
+    grey = to_grey(rgb)
+    assert grey.dtype == np.dtype(dtype)
+    assert grey[0, 0] == rgb[0, 0, 0] and (grey.ravel()[1:] == level).all()
+
+
+def test_colour_float64_frames_keep_float64():
+    rgb = np.full((3, 3, 3), 1e8, np.float64)
+    rgb[1, 1] += 0.25  # float32 steps by 8 at 1e8
+    grey = to_grey(rgb)
+    assert grey.dtype == np.float64 and grey[1, 1] - grey[0, 0] == pytest.approx(0.25)
 
 
 def test_median_and_noise_are_measured_on_a_row_sample():

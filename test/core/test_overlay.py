@@ -92,6 +92,19 @@ def test_colour_input_and_scale():
         draw_overlay(rgb, [], scale=0)
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+def test_a_colour_frame_is_drawn_on_a_copy_never_on_the_callers_array(channels):
+    # an (H, W, 3) uint8 frame came back as itself: boxes were drawn into the caller's
+    # frame, and a read-only one raised "assignment destination is read-only"
+    rgb = np.zeros((40, 40, channels), np.uint8)
+    before = rgb.copy()
+    out = draw_overlay(rgb, [Box(20, 20, 1, 1, 0.5)], label="x")
+    assert (rgb == before).all() and not np.shares_memory(out, rgb)
+    assert (out != 0).any()
+    rgb.setflags(write=False)
+    assert (draw_overlay(rgb, [Box(20, 20, 1, 1, 0.5)], label="x") == out).all()
+
+
 def test_label_and_text_helpers():
     img = np.zeros((20, 60, 3), np.uint8)
     draw_text(img, 2, 2, "PD 0.9", background=(9, 9, 9))

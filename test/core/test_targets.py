@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from irstd_ros.core.targets import PostprocessConfig, extract_candidates, extract_targets
+from irstd_ros.errors import ConfigError
 
 
 def prob_map():
@@ -144,3 +145,52 @@ def test_labelling_the_occupied_lines_matches_the_whole_frame(seed):
     assert sorted((c.y, c.x, c.area) for c in candidates) == sorted(
         (int(np.nonzero(low == i)[0].min()), int(np.nonzero(low == i)[1].min()), int((low == i).sum())) for i in pure
     )
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"max_detections": -1}, "max_detections"),  # kept all but the weakest target
+        ({"threshold": float("nan")}, "probability"),  # passed no pixel
+        ({"threshold": 1.5}, "probability"),
+        ({"threshold": -0.1}, "probability"),
+        ({"min_area": 5, "max_area": 2}, "min_area"),  # kept nothing
+    ],
+)
+def test_postprocess_limits_that_would_silently_change_the_targets_are_refused(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        PostprocessConfig(**changes)
+
+
+@pytest.mark.parametrize("changes", [{"threshold": 0.0}, {"threshold": 1.0}, {"max_detections": 0}])
+def test_postprocess_limits_at_their_ends_are_accepted(changes):
+    PostprocessConfig(**changes)
+
+
+def test_snr_on_a_flat_background_is_infinite_above_it_and_zero_otherwise():
+    """A background without spread has no noise to divide by: a target brighter than it
+    is infinitely far above the noise, one no brighter is not above it at all."""
+    intensity = np.full((20, 20), 50.0)
+    intensity[5, 5], intensity[15, 15] = 80.0, 50.0
+    p = np.zeros((20, 20), np.float32)
+    p[5, 5], p[15, 15] = 0.9, 0.8
+    _, (bright, level) = extract_targets(p, intensity, PostprocessConfig())
+    assert bright.snr == float("inf") and bright.local_contrast == 30.0
+    assert level.snr == 0.0 and level.local_contrast == 0.0
+
+
+def test_background_ring_at_the_frame_corner_is_clipped_not_shifted():
+    """A target in the top-left corner: its ring is the BACKGROUND_MARGIN px around the
+    box that lie inside the frame, row 0 and column 0 included."""
+    from irstd_ros.core.targets import BACKGROUND_MARGIN
+
+    intensity = np.full((20, 20), 100.0)
+    intensity[0, :], intensity[:, 0] = 0.0, 0.0  # the frame's first row and column differ
+    intensity[0:2, 0:2] = 300.0  # the target: rows 0-1, columns 0-1
+    p = np.zeros((20, 20), np.float32)
+    p[0:2, 0:2] = 0.9
+    _, (t,) = extract_targets(p, intensity, PostprocessConfig())
+    window = intensity[: 2 + BACKGROUND_MARGIN, : 2 + BACKGROUND_MARGIN].copy()
+    ring = np.ones(window.shape, bool)
+    ring[0:2, 0:2] = False
+    assert t.local_contrast == pytest.approx(300.0 - window[ring].mean())

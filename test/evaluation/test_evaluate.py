@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from _support.datasets import write_dataset
 
@@ -57,3 +58,23 @@ def test_hard_cases_score_a_miss_by_the_network_there_not_by_a_detected_neighbou
     for name, truth, prob in (("beside", beside, p_beside), ("alone", alone, p_alone)):
         hard.add(name, x, truth, prob, 0.5, match_components(prob > 0.5, truth))
     assert [r.label for r in hard.rows()] == ["beside miss p=0.10"]
+
+
+def _no_model(cfg):
+    raise AssertionError("the model was loaded before the dataset was checked")
+
+
+def test_a_missing_dataset_is_refused_before_the_model_is_loaded(tmp_path, monkeypatch):
+    """It loaded the checkpoint and built the backend first (an OpenVINO export into the
+    user's cache, seconds) and only then said the folder was not there."""
+    from irstd_ros.errors import DatasetError
+    from irstd_ros.evaluation import evaluate as evaluate_module
+    from irstd_ros.evaluation import mining
+
+    monkeypatch.setattr(evaluate_module, "build_scorer", _no_model)
+    monkeypatch.setattr(mining, "build_scorer", _no_model)
+    missing = EvalConfig(data=tmp_path / "missing", out=None)
+    with pytest.raises(DatasetError, match="dataset folder not found"):
+        evaluate(missing)
+    with pytest.raises(DatasetError, match="dataset folder not found"):
+        mining.mine_hard_examples(missing)

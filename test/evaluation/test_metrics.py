@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from irstd_ros.evaluation.metrics import MetricAccumulator, match_targets, pd_fa_curve
+from irstd_ros.evaluation.metrics import (
+    CalibrationAccumulator,
+    MetricAccumulator,
+    match_components,
+    match_targets,
+    pd_fa_curve,
+)
 
 
 def blank(h=20, w=20):
@@ -138,3 +144,32 @@ def test_centroid_distance_is_strictly_below_three_px():
     assert match_targets(pred, truth) == (1, 0, 1)
     pred[5, 8], pred[7, 7] = False, True  # 2.83 px diagonally: a detection
     assert match_targets(pred, truth) == (1, 1, 0)
+
+
+def test_a_target_is_detected_by_its_nearest_prediction_not_the_first_in_label_order():
+    """Two predicted components within 3 px of one target: the nearer (later in raster
+    order) detects it and the farther is the false alarm (BasicIRSTD would take the first)."""
+    truth, pred = blank(), blank()
+    truth[5, 5] = True
+    pred[3, 5] = True  # 2 px away, first in raster order, 1 px
+    pred[6, 5:7] = True  # centroid (6, 5.5): 1.1 px away, 2 px
+    m = match_components(pred, truth)
+    assert (m.targets, m.detected, m.false_px) == (1, 1, 1)
+    assert m.false.tolist() == [[3.0, 5.0]]
+
+
+def test_calibration_error_weights_each_bin_by_its_pixels():
+    """ECE = sum over bins of (pixels / all) * |mean probability - target fraction|, over
+    the pixels of probability >= 0.05 only; 1.0 falls in the last bin."""
+    prob = np.array([[0.01, 0.1, 0.1, 0.9, 0.9, 1.0]])
+    truth = np.array([[True, True, False, True, True, True]])
+    calib = CalibrationAccumulator()
+    calib.update(prob, truth)
+    r = calib.result()
+    # bin 0: 2 px, mean 0.1, half true (0.4); 0.9's bin: 2 px, all true (0.1); last: 1 px (0)
+    assert r["pixels"] == 5
+    assert r["ece"] == pytest.approx((2 * 0.4 + 2 * 0.1 + 1 * 0.0) / 5)
+    bins = r["bins"]
+    assert [b["pixels"] for b in bins] == [2, 0, 0, 0, 0, 0, 0, 0, 2, 1]
+    assert bins[0]["mean_prob"] == pytest.approx(0.1) and bins[0]["target_fraction"] == 0.5
+    assert CalibrationAccumulator().result()["ece"] is None  # no pixel: undefined

@@ -10,7 +10,7 @@ import torch
 
 from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
 from irstd_ros.core.targets import PostprocessConfig
-from irstd_ros.errors import DeviceOutOfMemory
+from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError
 from irstd_ros.inference import resources
 from irstd_ros.inference.detector import (
     CPU_FALLBACK_BACKEND,
@@ -69,6 +69,49 @@ def test_one_out_of_memory_drops_the_frame_only(tiny):
     assert det.backend.name == "cuda"
 
 
+def test_out_of_memory_releases_the_device_cache_each_time(monkeypatch):
+    from irstd_ros.inference import detector as detector_module
+
+    released = []
+    monkeypatch.setattr(detector_module, "release_device_memory", lambda collect=False: released.append(collect))
+    det = detector(Failing(oom(), failures=2))
+    for _ in range(2):
+        with pytest.raises(DeviceOutOfMemory):
+            det.detect(FRAME)
+    det.detect(FRAME)
+    assert released == [False, False]
+
+
+class Scripted(Failing):
+    """Fails with ``exc`` on the calls (1-based) in ``failing``, succeeds on the others."""
+
+    def __init__(self, exc: BaseException, failing: set[int]) -> None:
+        super().__init__(exc, 0)
+        self.failing = failing
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls in self.failing:
+            raise self.exc
+        return np.zeros_like(frame, dtype=np.float32)
+
+
+def test_only_out_of_memory_frames_in_a_row_count_towards_the_fallback(tiny):
+    """A good frame between out-of-memory ones starts the count again."""
+    streak = OOM_FALLBACK_AFTER - 1
+    failing = set(range(1, streak + 1)) | set(range(streak + 2, 2 * streak + 2))
+    backend = Scripted(oom(), failing)
+    det = detector(backend, CpuFallback(tiny))
+    for call in range(1, 2 * streak + 2):
+        if call in failing:
+            with pytest.raises(DeviceOutOfMemory) as e:
+                det.detect(FRAME)
+            assert e.value.fallback is None
+        else:
+            det.detect(FRAME)
+    assert det.backend is backend
+
+
 def test_repeated_out_of_memory_falls_back_to_the_cpu_once(tiny):
     det = detector(Failing(oom(), failures=10**6), CpuFallback(tiny))
     notes = []
@@ -120,3 +163,18 @@ def test_other_errors_pass_through():
 def test_from_checkpoint_sets_the_fallback_to_its_own_checkpoint(tiny):
     det = Detector.from_checkpoint(tiny, backend="torch-cpu")
     assert det.fallback == CpuFallback(tiny, None)
+
+
+@pytest.mark.parametrize(
+    "frame, kind",
+    [
+        (np.zeros((32, 32), np.complex64), "bad_dtype"),  # imaginary part silently dropped
+        (np.zeros((0, 32), np.uint16), "empty_image"),  # an IndexError deep in normalisation
+        (np.zeros((32, 32, 2), np.uint8), "bad_shape"),  # a bare ValueError
+    ],
+)
+def test_a_frame_the_detector_cannot_read_is_an_image_conversion_error(frame, kind):
+    backend = Failing(RuntimeError("never reached"), failures=0)
+    with pytest.raises(ImageConversionError) as err:
+        detector(backend).detect(frame)
+    assert err.value.kind == kind and backend.calls == 0

@@ -64,6 +64,19 @@ def test_without_candidates_the_gated_ones_reach_up_to_the_detection_threshold()
     assert r.candidates == [] and boxes(r.gated) == [(20, 20, 2, 2), (10, 30, 2, 1)]
 
 
+def test_a_candidate_threshold_above_the_detection_one_leaves_the_gated_below_detections():
+    """Candidates off (their threshold is not below the detection threshold): the gated
+    components reach up to the detection threshold, never up to the candidate one, so a
+    weak detection (0.55) is a target and not also a gated component."""
+    det = detector(0.6, 0.05)
+    weak = prob_map()
+    weak[5:8, 5:8] = 0.55
+    det.backend = MapBackend(weak)
+    r = det.detect(np.zeros((40, 40), np.uint8))
+    assert boxes(r.targets) == [(5, 5, 3, 3)] and r.candidates == []
+    assert boxes(r.gated) == [(20, 20, 2, 2), (10, 30, 2, 1)]
+
+
 def test_no_gated_threshold_no_gated_components():
     assert detector(0.2, None).detect(np.zeros((40, 40), np.uint8)).gated == []
     assert detector(0.2, 0.25).detect(np.zeros((40, 40), np.uint8)).gated == []  # not below

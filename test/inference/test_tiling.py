@@ -129,3 +129,5 @@ def test_small_frames_pass_through_and_bad_settings_are_refused():
         TilingBackend(inner, 60, 8, STRIDE)
     with pytest.raises(ConfigError):
         TilingBackend(inner, TILE, TILE, STRIDE)
+    with pytest.raises(ConfigError, match="overlap"):
+        TilingBackend(inner, TILE, -1, STRIDE)  # tiles a pixel apart: a gap between them

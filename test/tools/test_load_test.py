@@ -211,3 +211,15 @@ def test_stream_notices_are_not_frames_lost():
     final = {"errors.inference_error": "2", "errors.size_changed": "5", "errors.camera_info_mismatch": "7",
              "errors.stamp_backwards": "1", "received": "100"}
     assert _errors(final) == 2
+
+
+def test_rss_trend_is_the_fitted_relative_growth_not_the_last_sample():
+    """A steady leak of 1 MiB a second on 100 MiB over 10 s is 10 %; RSS swinging by
+    +-5 MiB (one inference's buffers) around a flat level is no leak, though its first and
+    last samples differ by 10 %; too few samples give no figure."""
+    leak = [(float(t), 100.0 + t) for t in range(11)]
+    assert load_test.rss_trend(leak) == pytest.approx(0.1)
+    swings = [(float(t), 100.0 + (5.0 if t % 2 == 0 else -5.0)) for t in range(10)]
+    assert abs(load_test.rss_trend(swings)) < 0.05
+    assert load_test.rss_trend(leak[: load_test.MIN_RSS_SAMPLES - 1]) is None
+    assert load_test.rss_trend(leak[: load_test.MIN_RSS_SAMPLES]) == pytest.approx(0.04)

@@ -31,6 +31,16 @@ def test_bearing_inverts_the_projection(d):
     assert np.abs(got - rays).max() < 1e-9  # radians, about
 
 
+def test_bearing_inverts_a_projection_with_skew():
+    """A K with a non-zero skew K[0, 1] (sensor axes not perpendicular)."""
+    skewed = K.copy()
+    skewed[0, 1] = 12.0
+    cam = CameraModel(skewed, PLUMB_BOB)
+    rays = rays_in_fov()
+    px = cam.project(rays)
+    assert np.abs(cam.bearing(px[:, 0], px[:, 1]) - rays).max() < 1e-9
+
+
 def test_principal_point_is_the_optical_axis_and_axes_follow_rep103():
     cam = CameraModel(K, PLUMB_BOB[:2])  # radial only: the centre stays the centre
     assert np.allclose(cam.bearing(320.5, 255.5), [0, 0, 1])
@@ -75,12 +85,12 @@ def camera_info(**changes):
 def test_from_camera_info_with_binning_and_roi():
     full = CameraModel.from_camera_info(camera_info())
     binned = CameraModel.from_camera_info(
-        camera_info(binning_x=2, binning_y=2, roi=SimpleNamespace(x_offset=100, y_offset=40, width=400, height=300))
+        camera_info(binning_x=2, binning_y=4, roi=SimpleNamespace(x_offset=100, y_offset=40, width=400, height=300))
     )
-    # image pixel (50, 30) of the binned ROI is sensor pixel (200, 100)
-    assert np.allclose(binned.bearing(50.0, 30.0), full.bearing(200.0, 100.0))
+    # image pixel (50, 30) of the binned ROI is sensor pixel (100 + 50 * 2, 40 + 30 * 4)
+    assert np.allclose(binned.bearing(50.0, 30.0), full.bearing(200.0, 160.0))
     # the images each describes: the calibrated size, the region of interest binned
-    assert (full.image_size, binned.image_size) == ((512, 640), (150, 200))
+    assert (full.image_size, binned.image_size) == ((512, 640), (75, 200))
 
 
 def test_unusable_camera_info_is_refused():

@@ -39,3 +39,14 @@ def test_undefined_figures_are_none_never_zero_nor_nan():
     assert all(empty[k] is None for k in ("pd", "mota", "idf1", "false_tracks_per_min"))
     for r in (m, one, empty):
         json.dumps(r, allow_nan=False)  # strict JSON
+
+
+@pytest.mark.parametrize("matched_frames, false_tracks", [(5, 0), (4, 1), (0, 1)])
+def test_a_false_track_is_matched_in_fewer_than_half_of_its_frames(matched_frames, false_tracks):
+    """Hypothesis x is on target a in its first frames, then 40 px off for the rest."""
+    stamps = range(0, 10 * STEP, STEP)
+    truth = {s: [Point("a", 10.0, 10.0)] for s in stamps}
+    hyps = {s: [Point("x", 10.0, 10.0) if i < matched_frames else Point("x", 50.0, 40.0)]
+            for i, s in enumerate(stamps)}
+    m = tracking_metrics(truth, hyps, match_px=2.0, warmup_s=0.0)
+    assert m["pd"] == pytest.approx(matched_frames / 10) and m["false_tracks"] == false_tracks

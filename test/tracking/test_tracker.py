@@ -92,6 +92,20 @@ def test_a_detection_outside_the_gate_starts_a_new_track():
     assert {t.state for t in tracks} == {TrackState.COASTING, TrackState.CONFIRMED}
 
 
+def test_a_detection_goes_to_the_likelier_track_not_the_nearer_in_sigmas():
+    """The cost is the innovation's negative log-likelihood (d² + ln det S): a detection
+    3 px from a well-held track and 5 px from one coasting with a 10 px uncertainty is
+    the held track's, though it is fewer sigmas from the coasting one."""
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1, max_coast_s=1.0))
+    for i in range(10):
+        tr.update(i * DT, [Det(100, 100), Det(108, 100)])
+    for i in range(10, 17):  # the second target unseen for 0.7 s
+        tracks = tr.update(i * DT, [Det(100, 100)])
+    assert tracks[1].position_std > 5.0 > 2.0 > tracks[0].position_std
+    tracks = tr.update(17 * DT, [Det(103, 100)])
+    assert [(t.id, t.state) for t in tracks] == [(1, TrackState.CONFIRMED), (2, TrackState.COASTING)]
+
+
 def test_confirmed_track_wins_its_detection_over_a_tentative_one():
     tr = Tracker(TrackerConfig(confirm_m=2, confirm_n=3))
     for i in range(4):
@@ -131,6 +145,12 @@ def test_min_score_keeps_weak_tracks_tentative():
     assert tracks == []  # never reached the score within its first N frames
 
 
+def test_min_score_applies_at_birth_when_one_detection_confirms():
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1, min_score=0.6))
+    (weak, strong) = tr.update(0.0, [Det(10, 10, score=0.4), Det(50, 50, score=0.8)])
+    assert (weak.state, strong.state) == (TrackState.TENTATIVE, TrackState.CONFIRMED)
+
+
 def test_confirmed_track_coasts_then_is_deleted_after_max_coast_seconds():
     tr = Tracker(TrackerConfig(max_coast_s=0.5))
     for i in range(6):
@@ -141,6 +161,7 @@ def test_confirmed_track_coasts_then_is_deleted_after_max_coast_seconds():
         assert track.state is TrackState.COASTING
         assert track.x == pytest.approx(100 + 20 * i * DT, abs=1.0)
         assert track.time_since_update_s == pytest.approx(i * DT - t_last)
+        assert track.misses == i - 5  # consecutive frames without a detection
     assert tr.update(11 * DT, []) == []  # 0.6 s > max_coast_s
 
 
@@ -193,12 +214,16 @@ def test_same_stamp_twice_is_harmless():
     assert track.id == 1 and np.isfinite([track.x, track.vx]).all() and tr.resets == 0
 
 
-def test_tracks_leaving_the_image_are_deleted():
+@pytest.mark.parametrize(
+    "x0, y0, vx, vy", [(30, 50, -100, 0), (169, 50, 100, 0), (100, 30, 0, -100), (100, 69, 0, 100)]
+)
+def test_tracks_leaving_the_image_are_deleted(x0, y0, vx, vy):
+    """Through each of the four sides of a 100x200 (height x width) image."""
     tr = Tracker(TrackerConfig(max_coast_s=5.0, image_margin_px=5.0))
     for i in range(6):
-        tr.update(i * DT, [moving(30, 30, -100, 0, i * DT)], image_size=(100, 100))
-    # last seen at x = -20: predicted beyond the margin at once
-    assert tr.update(6 * DT, [], image_size=(100, 100)) == []
+        tracks = tr.update(i * DT, [moving(x0, y0, vx, vy, i * DT)], image_size=(100, 200))
+    assert len(tracks) == 1  # born at its last detection, 20 px beyond the side
+    assert tr.update(6 * DT, [], image_size=(100, 200)) == []  # beyond the margin at once
 
 
 def test_box_and_score_follow_the_detections():

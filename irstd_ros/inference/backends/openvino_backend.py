@@ -26,6 +26,7 @@ took 0.8 ms over a 640x512 frame; the whole predict is 0.4-0.9 ms faster
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,9 @@ class OpenVINOBackend:
             self.config["INFERENCE_NUM_THREADS"] = self.options.threads
         self.version = ov.__version__
         self._compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # infer requests
+        # one infer request per size, its input and output buffers reused by every call: one
+        # frame at a time, or a thread's result is read from a buffer another's frame overwrote
+        self._lock = threading.Lock()
 
     def _request(self, shape: tuple[int, ...]) -> Any:
         """An infer request of the model compiled for ``shape`` (compiled on first use);
@@ -139,11 +143,13 @@ class OpenVINOBackend:
         return request
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
+        """One frame; thread-safe (frames from several threads run one after another)."""
         x, size = network_input(frame, self.info.model.stride)
-        request = self._request(x.shape)
-        request.infer({0: x})
-        prob = request.get_output_tensor(0).data  # the request's own buffer, reused next call
-        return np.array(crop_to(prob, size)[0, 0], dtype=np.float32, copy=True)
+        with self._lock:
+            request = self._request(x.shape)
+            request.infer({0: x})
+            prob = request.get_output_tensor(0).data  # the request's own buffer, reused next call
+            return np.array(crop_to(prob, size)[0, 0], dtype=np.float32, copy=True)
 
     def describe(self) -> dict[str, object]:
         return {
