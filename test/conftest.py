@@ -122,3 +122,21 @@ def rclpy_context():
     finally:
         if rclpy.ok():
             rclpy.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_backend_cache(tmp_path_factory: pytest.TempPathFactory):
+    """$IRSTD_CACHE_DIR points at one temporary directory for the whole session (node and
+    CLI subprocesses inherit it): no test writes the user's ~/.cache/irstd_ros, and
+    exports shared across the session are still made once. Tests of the default path
+    unset it themselves (monkeypatch.delenv)."""
+    from irstd_ros.inference.backends.graph_export import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    path = tmp_path_factory.mktemp("irstd_cache")
+    os.environ[CACHE_ENV] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before

@@ -1,4 +1,5 @@
-"""Fixtures of the backend tests: small random-weight models, never runs/ or the shipped file;
+"""Fixtures of the backend tests: small random-weight models, never runs/ (test_parity's bf16
+check loads the shipped tiny weights itself: a random model's output is too flat for bf16);
 the OpenVINO artefact cache of the INT8 / bf16 tests and the ``cpu`` choice with its one log
 line. ``fake_quantize`` (NNCF replaced by a copy) and ``native_bf16`` come from
 test/_support/openvino.py."""
