@@ -162,12 +162,13 @@ def frame_pairs(cfg: EvalConfig) -> list[tuple[Path, Path]]:
 
 
 def scored_frames(
-    cfg: EvalConfig, backend: Backend, norm: Any, desc: str
+    cfg: EvalConfig, backend: Backend, norm: Any, desc: str, pairs: list[tuple[Path, Path]] | None = None
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """(stem, network input, truth mask, probabilities) of each frame of ``cfg``'s split, at
-    full resolution; frames of one size together, so that a backend that compiles per
-    shape compiles each once."""
-    pairs = frame_pairs(cfg)
+    """(stem, network input, truth mask, probabilities) of each frame of ``cfg``'s split
+    (``pairs``: its :func:`frame_pairs`, when the caller looked them up already), at full
+    resolution; frames of one size together, so that a backend that compiles per shape
+    compiles each once."""
+    pairs = frame_pairs(cfg) if pairs is None else pairs
     for img_path, mask_path in tqdm(sorted(pairs, key=lambda p: _image_size(p[0])), desc=desc, leave=False):
         raw, truth = read_image(img_path), read_mask(mask_path)
         if raw.shape != truth.shape:
@@ -179,11 +180,11 @@ def scored_frames(
 def evaluate(cfg: EvalConfig) -> dict:
     """Score a checkpoint (or the top-hat) on a dataset split; writes report.json,
     roc.png, reliability.png and hardest.png under ``cfg.out``."""
-    frame_pairs(cfg)  # a wrong folder or split fails before the model loads
+    pairs = frame_pairs(cfg)  # a wrong folder or split fails before the model loads
     backend, norm, threshold, described = build_scorer(cfg)
     acc, curve, calib = MetricAccumulator(), CurveAccumulator(cfg.thresholds), CalibrationAccumulator()
     hard = HardCases(cfg.hardest if cfg.out is not None else 0)
-    for stem, x, truth, prob in scored_frames(cfg, backend, norm, "eval"):
+    for stem, x, truth, prob in scored_frames(cfg, backend, norm, "eval", pairs):
         _, match = acc.add(prob > threshold, truth)
         curve.update(prob, truth)
         calib.update(prob, truth)

@@ -31,12 +31,12 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
     ``cfg`` as for :func:`~irstd_ros.evaluation.evaluate.evaluate` (its ``split`` should be
     a training split); ``threshold`` None is :data:`MINING_THRESHOLD`, or the checkpoint's
     own threshold where that is lower (what it raises at run time is mined); ``out`` is unused."""
-    frame_pairs(cfg)  # a wrong folder or split fails before the model loads
+    pairs = frame_pairs(cfg)  # a wrong folder or split fails before the model loads
     backend, norm, operating, described = build_scorer(cfg)
     threshold = min(MINING_THRESHOLD, operating) if cfg.threshold is None else cfg.threshold
     frames: dict[str, dict[str, list[list[float]]]] = {}
     n_images = n_false = n_miss = 0
-    for stem, _, truth, prob in scored_frames(cfg, backend, norm, "mine"):
+    for stem, _, truth, prob in scored_frames(cfg, backend, norm, "mine", pairs):
         n_images += 1
         match = match_components(prob > threshold, truth)
         entry: dict[str, list[list[float]]] = {}
