@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,9 @@ class SourceSpec:
     places get ``hard_prob`` of the crops; ``hard_misses``: whether their missed targets
     count as places too, or only their false targets; ``paste_prob``: share of its samples
     that get real targets of the bank pasted in; ``bank``: whether its labelled targets
-    join the bank."""
+    join the bank; ``border_prob``: share of its samples not implanted otherwise that get
+    targets on the crop's border only (``implant.border_fraction`` 1), so a source kept
+    free of implants can still teach targets entering the view."""
 
     root: Path
     split: str | None = "train"
@@ -69,6 +71,7 @@ class SourceSpec:
     teacher: tuple[Path, ...] | None = None
     paste_prob: float = 0.0
     bank: bool = False
+    border_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if bool(self.hard) != (self.hard_prob > 0):  # one without the other would do nothing
@@ -103,6 +106,7 @@ SOURCE_FIELDS: dict[str, FieldRule] = {
     "teacher": as_paths,
     "paste_prob": Number(low=0, high=1),
     "bank": as_flag,
+    "border_prob": Number(low=0, high=1),
 }
 
 
@@ -118,6 +122,7 @@ class Source:
     hard_prob: float = 0.0
     teacher: tuple[Path, ...] | None = None  # None: the run's (the generator's always)
     paste_prob: float = 0.0
+    border_prob: float = 0.0
 
 
 def load_hard_examples(
@@ -222,6 +227,7 @@ class MixtureSamples(torch.utils.data.Dataset):
         self.weights = weights / weights.sum()
         self.crop, self.samples, self.norm, self.seed = crop, samples_per_epoch, norm, seed
         self.cfg = augment_cfg or AugmentConfig()
+        self.border_implant = replace(self.cfg.implant, border_fraction=1.0)
         if not bank and any(s.paste_prob > 0 for s in self.sources):
             raise ConfigError(
                 "paste_prob > 0 needs a bank of real targets: `bank: true` on a source whose "
@@ -253,7 +259,10 @@ class MixtureSamples(torch.utils.data.Dataset):
             items = IRSTDDataset(pairs).items
             hard = load_hard_examples(spec.hard, items, spec.hard_misses) if spec.hard else ()
             sources.append(
-                Source(items, spec.weight, spec.implant_prob, hard, spec.hard_prob, spec.teacher, spec.paste_prob)
+                Source(
+                    items, spec.weight, spec.implant_prob, hard, spec.hard_prob, spec.teacher, spec.paste_prob,
+                    spec.border_prob,
+                )
             )
             if spec.bank:
                 bank.extend(target_bank(items, max_area))
@@ -304,6 +313,9 @@ class MixtureSamples(torch.utils.data.Dataset):
             sigma = noise_sigma(x)
         if rng.random() < implant_prob:
             x, mask, _ = implant_targets(x, mask, rng, sigma, self.cfg.implant)
+        # drawn only where asked, so that runs without border-only targets keep their samples
+        elif source.border_prob > 0 and rng.random() < source.border_prob:
+            x, mask, _ = implant_targets(x, mask, rng, sigma, self.border_implant)
         # drawn only where pasting is on, so that runs without it keep their samples
         if source.paste_prob > 0 and rng.random() < source.paste_prob:
             x, mask, _ = paste_targets(x, mask, rng, sigma, self.bank, self.cfg.paste)

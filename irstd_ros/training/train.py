@@ -140,7 +140,7 @@ class TrainConfig:
     generator_implant: float = 0.8
     implant: dict[str, Any] = field(default_factory=dict)  # ImplantConfig overrides, e.g. count: [1, 6]
     # real targets pasted (irstd_ros.data.paste): PasteConfig overrides, e.g. gain: [0.5, 1.5];
-    # sources take `paste_prob` and `bank: true`; the generator frames take generator_paste
+    # sources take `paste_prob`, `border_prob` and `bank: true`; the generator frames take generator_paste
     paste: dict[str, Any] = field(default_factory=dict)
     generator_paste: float = 0.0
     sensor: dict[str, Any] = field(default_factory=dict)  # SensorConfig overrides, e.g. row_fpn_prob: 0.2
@@ -361,6 +361,7 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
                  "hard_places": len(src.hard)} if src.hard else {}),
              **({"teacher": [str(t) for t in s.teacher]} if s.teacher is not None else {}),
              **({"paste_prob": s.paste_prob} if s.paste_prob > 0 else {}),
+             **({"border_prob": s.border_prob} if s.border_prob > 0 else {}),
              **({"bank": True} if s.bank else {})}
             for s, src in zip(specs, mix.sources)
         ],

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from _support.datasets import write_dataset
 from PIL import Image
+from scipy import ndimage
 
 from irstd_ros.core.normalization import InputNorm
 from irstd_ros.data.mixture import (
@@ -150,6 +151,30 @@ def test_each_sample_names_the_source_it_was_drawn_from(tmp_path):
     assert drawn == {0, 1}
 
 
+def test_border_prob_puts_targets_on_the_crops_border_only_and_only_where_asked(tmp_path):
+    """A source kept free of implants (implant_prob 0) can still teach targets entering the
+    view: with border_prob 1 every sample gets targets, each touching the crop's border; with
+    the default 0 the samples are those of a source without the key."""
+    root = write_dataset(tmp_path / "d", _frames(2), {"train": ["f0", "f1"]})
+    cfg = AugmentConfig(sensor_prob=0.0, scale_prob=0.0)
+    norm = InputNorm(kind="robust")
+
+    def mix(**fields):
+        return MixtureSamples.from_specs([SourceSpec(root, "train", 1.0, 0.0, **fields)], CROP, 12, norm, cfg)
+
+    border, plain, unset = mix(border_prob=1.0), mix(border_prob=0.0), mix()
+    edge = np.ones((CROP, CROP), bool)
+    edge[3:-3, 3:-3] = False  # placed from 1 px outside to 2 px inside: the support reaches 3 px in
+    for i in range(12):
+        _, m = border.sample(i)
+        labels, n = ndimage.label(m)
+        assert n >= 1
+        assert all((labels == k)[edge].any() for k in range(1, n + 1))
+        y, m0 = plain.sample(i)
+        assert not m0.any()
+        np.testing.assert_array_equal(y, unset.sample(i)[0])
+
+
 def test_a_source_without_teacher_differs_from_one_that_names_none(tmp_path):
     root = write_dataset(tmp_path / "d", _frames(1), {"train": ["f0"]})
     assert SourceSpec.from_dict({"root": str(root)}).teacher is None  # the run's
@@ -164,6 +189,7 @@ def test_a_source_without_teacher_differs_from_one_that_names_none(tmp_path):
         ({"root": "x", "implant_prob": 3}, "data source implant_prob must be a number in [0, 1], got 3"),
         ({"root": "x", "hard_prob": "x"}, "data source hard_prob must be a number in [0, 1]"),
         ({"root": "x", "paste_prob": 1.5}, "data source paste_prob must be a number in [0, 1], got 1.5"),
+        ({"root": "x", "border_prob": -0.1}, "data source border_prob must be a number in [0, 1], got -0.1"),
         ({"root": "x", "bank": "yes"}, "data source bank must be true or false"),
         ({"root": "x", "split": ["train"]}, "data source split must be a string"),
         ({"root": "x", "hard": 5}, "data source hard must be a path or a list of paths"),
