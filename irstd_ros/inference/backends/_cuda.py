@@ -5,10 +5,13 @@ Each GPU backend implements ``_prob(frame) -> (H, W) probabilities on the device
 ``predict`` / ``predict_mask`` from :class:`CudaPredictMixin`: the frame goes up through one
 reused pinned buffer, stride padding and the sigmoid run on the device, and the
 probabilities (or the thresholded mask, one byte per pixel) come back through another.
+Those buffers (and a CUDA graph's static tensors) serve one frame at a time, so ``predict``
+holds the buffers' lock: a backend shared by several threads serialises its frames.
 """
 
 from __future__ import annotations
 
+import threading
 import types
 from collections import OrderedDict
 from collections.abc import Callable
@@ -94,10 +97,12 @@ class StagingBuffers:
     """One pinned host buffer for frames going up and one for probabilities coming back.
 
     Reallocated only when the frame size changes, so steady-state frames allocate nothing
-    on the host; the device copies are asynchronous from pinned memory.
+    on the host; the device copies are asynchronous from pinned memory. ``lock``: held by
+    the backend from staging to download (one frame at a time in the buffers).
     """
 
     def __init__(self, out_dtype: torch.dtype = torch.float32) -> None:
+        self.lock = threading.Lock()
         self.size: tuple[int, int] | None = None
         self.out_dtype = out_dtype
         self.host_in: torch.Tensor | None = None
@@ -161,8 +166,10 @@ class CudaPredictMixin:
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
         """(H, W) float32 network input -> (H, W) float32 probabilities."""
-        return self.buffers.download(self._prob(frame))
+        with self.buffers.lock:
+            return self.buffers.download(self._prob(frame))
 
     def predict_mask(self, frame: np.ndarray, threshold: float) -> np.ndarray:
         """Thresholded on the GPU: (H, W) bool, one byte per pixel copied back."""
-        return self.buffers.download_mask(self._prob(frame), threshold)
+        with self.buffers.lock:
+            return self.buffers.download_mask(self._prob(frame), threshold)

@@ -38,7 +38,11 @@ class BackendOptions:
 
 @runtime_checkable
 class Backend(Protocol):
-    """An inference backend: ``predict`` maps a normalised frame to probabilities."""
+    """An inference backend: ``predict`` maps a normalised frame to probabilities.
+
+    ``predict`` may be called from several threads at once (one detector serving several
+    camera callbacks); a backend that reuses buffers or requests between frames holds a
+    lock around them, so each frame gets its own probabilities."""
 
     name: str  # registry name, e.g. "torch-cpu"
     device: str  # human-readable device, e.g. "cpu", "cuda:0 (NVIDIA H100)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -216,3 +217,34 @@ def test_lru_get_makes_once_keeps_the_most_recent_and_hands_back_the_dropped():
     assert made == [1, 2, 3]
     assert dropped == ["engine 2"]
     assert list(cache) == [1, 3]
+
+
+def test_frames_from_two_threads_each_get_their_own_probabilities(tiny_model):
+    """The GPU backends stage every frame through one reused host buffer (and replay CUDA
+    graphs on static tensors): a backend shared by two threads (one Detector for several
+    camera callbacks) gave a frame the other thread's probabilities (run here on the CPU,
+    where the staged buffer is the network's input itself)."""
+    model, info = tiny_model
+    backend = _cpu_backend(model, info)
+    rng = np.random.default_rng(0)
+    frames = [rng.normal(0.0, 1.0, (64, 64)).astype(np.float32) for _ in range(4)]
+    expected = [backend.predict(f) for f in frames]
+    masks = [backend.predict_mask(f, 0.5) for f in frames]
+    wrong: list[tuple[str, int]] = []
+    start = threading.Barrier(2)
+
+    def work(k: int) -> None:
+        start.wait()
+        for i in range(60):
+            j = (k + i) % len(frames)
+            if not np.array_equal(backend.predict(frames[j]), expected[j]):
+                wrong.append(("prob", j))
+            if not np.array_equal(backend.predict_mask(frames[j], 0.5), masks[j]):
+                wrong.append(("mask", j))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
