@@ -128,23 +128,27 @@ class EvalBagConfig:
             raise ConfigError("--mask-topic names a topic of --outputs; not with --run-detector")
 
 
-def _truth_masks(reader: BagReader, topic: str) -> dict[int, np.ndarray]:
+def _truth_masks(reader: BagReader, topic: str, image_topic: str) -> dict[int, np.ndarray]:
     """stamp -> boolean truth mask, from the mask topic or, without the default one, filled
-    truth boxes (a topic named other than the default must be there: no silent fallback)."""
+    truth boxes at the size of ``image_topic``'s frames (a topic named other than the
+    default must be there: no silent fallback)."""
     if topic in reader.topics:
         return reader.by_stamp(topic, lambda m, _t: reader.image(topic, m) > 0)
     if topic != TRUTH_MASK_TOPIC:
         reader.require(topic, IMAGE_TYPE)
     if TRUTH_TARGETS_TOPIC in reader.topics:
-        size = _frame_size(reader)
+        size = _frame_size(reader, image_topic)
         return reader.by_stamp(
             TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_to_mask(boxes_from_detections(m), size)
         )
     raise BagError(f"{reader.path} holds no truth ({topic} or {TRUTH_TARGETS_TOPIC})")
 
 
-def _frame_size(reader: BagReader) -> tuple[int, int]:
-    for _, _, msg in reader.messages(reader.topics_of_type(IMAGE_TYPE)):
+def _frame_size(reader: BagReader, image_topic: str) -> tuple[int, int]:
+    """(H, W) of the first frame on ``image_topic``, else of any Image topic (a bag of
+    several cameras: the scored one's size, not the first to arrive)."""
+    images = reader.topics_of_type(IMAGE_TYPE)
+    for _, _, msg in reader.messages([image_topic] if image_topic in images else images):
         return int(msg.height), int(msg.width)
     raise BagError(f"{reader.path} holds no image to take the frame size from")
 
@@ -204,11 +208,12 @@ class _Outputs:
 def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
     assert cfg.outputs is not None
     with BagReader(cfg.outputs) as reader:
-        found = find_output_topics(reader, (cfg.image_topic,))
+        inputs = (cfg.image_topic, cfg.truth_mask_topic)  # never taken for outputs
+        found = find_output_topics(reader, inputs)
         mask_topic = cfg.mask_topic or found["mask"]
         if mask_topic is not None:
             reader.require(mask_topic, IMAGE_TYPE)
-        boxes = read_output_boxes(reader, (cfg.image_topic,))
+        boxes = read_output_boxes(reader, inputs)
         recv: dict[int, int] = {}
         masks: dict[int, np.ndarray] = {}
         if mask_topic is not None:
@@ -435,7 +440,7 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
     """Score; returns the summary metrics plus ``per_frame`` rows (JSON-ready)."""
     cfg.validate()
     with BagReader(cfg.truth) as reader:
-        truths = _truth_masks(reader, cfg.truth_mask_topic)
+        truths = _truth_masks(reader, cfg.truth_mask_topic, cfg.image_topic)
         if not truths:
             raise BagError(f"{cfg.truth} holds no truth frames")
         size = next(iter(truths.values())).shape

@@ -22,6 +22,7 @@ import numpy as np
 from irstd_ros.bags.evaluate import find_output_topics, read_output_boxes
 from irstd_ros.bags.io import (
     IMAGE_TOPIC,
+    IMAGE_TYPE,
     NS_PER_S,
     TRUTH_TARGETS_TOPIC,
     BagReader,
@@ -125,12 +126,16 @@ def _track_boxes(reader: BagReader, exclude: tuple[str, ...]) -> dict[int, list[
 
 
 def _bag_fps(reader: BagReader, topic: str) -> float:
-    """The rate of ``topic`` in the bag, within :data:`VIDEO_FPS_RANGE`."""
-    n = reader.topics[topic].count
-    if n < 2 or reader.duration_ns <= 0:
+    """The rate of ``topic`` in the bag, over its own first to last message (other topics
+    may start earlier or end later), within :data:`VIDEO_FPS_RANGE`."""
+    n, first, last = 0, 0, 0
+    for _, _, t, _ in reader.raw_messages([topic]):  # receive-time order; nothing decoded
+        first = t if n == 0 else first
+        n, last = n + 1, t
+    if n < 2 or last <= first:
         return DEFAULT_FPS
     lo, hi = VIDEO_FPS_RANGE
-    return min(max((n - 1) * NS_PER_S / reader.duration_ns, lo), hi)
+    return min(max((n - 1) * NS_PER_S / (last - first), lo), hi)
 
 
 class _GifWriter:
@@ -224,7 +229,7 @@ def render(cfg: RenderConfig) -> RenderSummary:
     """Write the annotated video (and contact sheet); returns what was written."""
     cfg.validate()
     with BagReader(cfg.bag) as reader:
-        reader.require(cfg.image_topic)
+        reader.require(cfg.image_topic, IMAGE_TYPE)  # not a CompressedImage: no decoder here
         truth = _truth_boxes(reader)
         if cfg.outputs is not None:
             with BagReader(cfg.outputs) as out_reader:

@@ -186,6 +186,8 @@ def replay(
     with BagReader(cfg.bag) as reader:
         for topic in cfg.topics:
             reader.require(topic)
+        if not any(reader.topics[t].count for t in cfg.topics):  # before waiting for subscribers
+            raise _nothing_to_replay(cfg)
         remap = dict(cfg.remaps)
         for src in remap:
             if src not in cfg.topics:
@@ -222,6 +224,12 @@ def replay(
                 node.destroy_publisher(pub)
             if sync_sub is not None:
                 node.destroy_subscription(sync_sub)
+
+
+def _nothing_to_replay(cfg: ReplayConfig) -> BagError:
+    """The error of a bag with no message on the replayed topics (from the start offset)."""
+    after = f" after {cfg.start_offset:g} s" if cfg.start_offset else ""
+    return BagError(f"{cfg.bag} has no message on {', '.join(cfg.topics)}{after}")
 
 
 def _topic_type(node: Any, topic: str, timeout: float) -> str:
@@ -299,7 +307,9 @@ def _play(
             wall0 = time.monotonic()
             if bar is not None:
                 bar.reset(total=total)
+            read = 0
             for topic, _, t, raw in reader.raw_messages(cfg.topics, start_ns=first_ns):
+                read += 1
                 deadline = wall0 + (t - first_ns) / NS_PER_S / cfg.rate
                 now = time.monotonic()
                 if waiter is not None and now > deadline:
@@ -318,6 +328,8 @@ def _play(
                     stamp = cdr_header_stamp(raw)
                     if stamp is not None and not waiter.wait(stamp, cfg.sync_timeout):
                         stats.sync_timeouts += 1
+            if read == 0:  # else "published 0 messages", or a --loop spinning on nothing
+                raise _nothing_to_replay(cfg)
             stats.loops += 1
             if not cfg.loop:
                 break

@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         check_plot_path(args.plot)
     check_output_dir(args.save_outputs, "--save-outputs")
+    if args.save_outputs is not None and args.save_outputs.exists():  # a new bag, never overwritten
+        raise ConfigError(f"--save-outputs {args.save_outputs} exists; remove it or choose another path")
     check_distinct_paths([(args.save_outputs, "--save-outputs"), (json_file, "--json"), (args.plot, "--plot")],
                          inputs=[args.truth, *([args.outputs] if args.outputs else [])])
     cfg = EvalBagConfig(

@@ -187,3 +187,16 @@ def test_eval_bag_outputs_that_collide_or_cannot_be_written_are_refused_up_front
     )
     assert code == 2 and message.format(d=tmp_path) in one_error_line(err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_bag_save_outputs_at_an_existing_path_is_refused_up_front(capsys, tiny_bag, tmp_path, monkeypatch):
+    """The bag writer refused it only once the model was loaded, before the first frame."""
+    def no_work(_cfg):
+        raise AssertionError("the evaluation ran before --save-outputs was checked")
+
+    monkeypatch.setattr("irstd_ros.cli.eval_bag.evaluate_bag", no_work)
+    (tmp_path / "old").mkdir()
+    code, err = run_cli(
+        capsys, "eval-bag", "--truth", str(tiny_bag), "--run-detector", "--save-outputs", str(tmp_path / "old")
+    )
+    assert code == 2 and f"--save-outputs {tmp_path / 'old'} exists" in one_error_line(err)

@@ -219,3 +219,34 @@ def test_boxes_off_the_frame_fill_nothing():
     from the far side: it filled most of a row band."""
     assert not boxes_to_mask([Box(-5, 3, 2, 2), Box(3, -6, 2, 3)], (8, 10)).any()
     assert boxes_to_mask([Box(-1, -1, 3, 3)], (8, 10)).sum() == 4  # the part inside
+
+
+def test_a_named_truth_mask_in_the_outputs_bag_is_not_taken_for_the_outputs(tmp_path):
+    """One recording holding the truth (on --truth-mask-topic /gt/mask) and the node's
+    /mask: the truth, first in name order, was scored as the node's mask (Pd 1, Fa 0)."""
+    bag = tmp_path / "all"
+    with BagWriter(bag) as w:
+        for i in range(2):
+            s = T0 + i * STEP
+            truth = box_mask(A, B).astype(np.uint8) * 255
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, truth, "mono8", s, "cam"))
+            w.write("/gt/mask", s, image_msg(w.store, truth, "mono8", s, "cam"))
+            found = box_mask(A).astype(np.uint8) * 255  # the node finds A only
+            w.write("/mask", s + LATENCY_NS, image_msg(w.store, found, "mono8", s, "cam"))
+    r = evaluate_bag(EvalBagConfig(bag, outputs=bag, truth_mask_topic="/gt/mask"))
+    assert (r["targets"], r["detected"]) == (4, 2)
+
+
+def test_truth_boxes_are_filled_at_the_size_of_the_scored_camera(tmp_path):
+    """Truth boxes (no truth mask) were filled at the size of whichever Image topic came
+    first: a smaller colour camera's clipped the scored camera's target away (Pd undefined)."""
+    bag = tmp_path / "two_cameras"
+    with BagWriter(bag) as w:
+        for i in range(2):
+            s = T0 + i * STEP
+            w.write("/rgb/image", s, image_msg(w.store, np.zeros((8, 10, 3), np.uint8), "rgb8", s, "rgb"))
+            w.write(IMAGE_TOPIC, s + 1, image_msg(w.store, np.zeros((H, W), np.uint8), "mono8", s, "cam"))
+            w.write(TRUTH_TARGETS_TOPIC, s, detections_msg(w.store, [Box(*B)], s, "cam"))
+            w.write("/detections", s + LATENCY_NS, detections_msg(w.store, [Box(*B)], s, "cam"))
+    r = evaluate_bag(EvalBagConfig(bag, outputs=bag, tracking=False))
+    assert (r["targets"], r["detected"], r["pixels_per_frame"]) == (2, 2, H * W)

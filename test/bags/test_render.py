@@ -219,3 +219,31 @@ def test_an_encoder_that_writes_no_file_is_an_error(tiny_bag, tmp_path, monkeypa
     monkeypatch.setattr(render_module, "_video_writer", lambda path, fps: (Silent(), path))
     with pytest.raises(BagError, match="wrote no v.mp4"):
         render(RenderConfig(tiny_bag, tmp_path / "v.mp4"))
+
+
+def test_the_bags_rate_is_the_image_topics_own(tmp_path):
+    """A status topic over 10 s and the camera at 10 fps for its last 2 s: the rate was
+    taken over the whole bag's duration (1.9 fps, a video five times too slow)."""
+    bag = tmp_path / "late_camera"
+    with BagWriter(bag) as w:
+        status = w.store.types["std_msgs/msg/String"]
+        for i in range(11):
+            w.write("/status", i * 10**9, status(data="ok"))
+        for i in range(20):
+            s = 8 * 10**9 + i * 10**8
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, np.zeros((24, 32), np.uint8), "mono8", s, "cam"))
+    render(RenderConfig(bag, tmp_path / "v.gif"))
+    assert iio.immeta(tmp_path / "v.gif")["duration"] == pytest.approx(100, abs=1)  # ms a frame
+
+
+def test_a_compressed_image_topic_is_one_error_line(tmp_path, capsys):
+    """A sensor_msgs/CompressedImage topic was an AttributeError traceback ('encoding')."""
+    bag = tmp_path / "compressed"
+    with BagWriter(bag) as w:
+        compressed = w.store.types["sensor_msgs/msg/CompressedImage"]
+        header = image_msg(w.store, np.zeros((2, 2), np.uint8), "mono8", 10**9, "cam").header
+        w.write(IMAGE_TOPIC, 10**9, compressed(header=header, format="png", data=np.zeros(8, np.uint8)))
+    code, err = run_cli(capsys, "render", str(bag), "--out", str(tmp_path / "v.gif"))
+    assert code == 2
+    assert "is sensor_msgs/msg/CompressedImage, expected sensor_msgs/msg/Image" in one_error_line(err)
+    assert not (tmp_path / "v.gif").exists()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _support.bags import TINY, make_bag
 
-from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_TARGETS_TOPIC, BagReader
+from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_TARGETS_TOPIC, BagReader, BagWriter, image_msg
 from irstd_ros.bags.record import RecordConfig, Recorder, record
 from irstd_ros.bags.replay import ReplayConfig, parse_remap, replay
 from irstd_ros.bags.rosutil import cdr_header_stamp, ros_session
@@ -355,3 +355,25 @@ def test_record_command_closes_the_bag_on_sigint(rclpy_context, bag, tmp_path):
     assert "interrupted" in text
     with BagReader(out) as r:
         assert r.topics[IMAGE_TOPIC].count == FRAMES
+
+
+def test_a_topic_with_nothing_to_replay_is_an_error_not_a_spin(rclpy_context, tmp_path):
+    """An empty topic was "published 0 messages" (exit 0); with --loop, or a start offset
+    past the topic's last message, a loop spinning at full CPU until Ctrl-C."""
+    empty = tmp_path / "empty"
+    with BagWriter(empty) as w:
+        w.add_topic(IMAGE_TOPIC, "sensor_msgs/msg/Image")
+    late = tmp_path / "late"  # the camera stops at 0.1 s, the bag goes on to 2 s
+    with BagWriter(late) as w:
+        for i in range(2):
+            s = i * 10**8
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, np.zeros((4, 4), np.uint8), "mono8", s, "cam"))
+        w.write("/status", 2 * 10**9, w.store.types["std_msgs/msg/String"](data="ok"))
+    started = time.monotonic()
+    for cfg in (
+        ReplayConfig(empty, loop=True, progress=False),
+        ReplayConfig(late, start_offset=1.0, loop=True, progress=False, wait_subscribers=0),
+    ):
+        with pytest.raises(BagError, match=f"has no message on {IMAGE_TOPIC}"):
+            replay(cfg, should_stop=lambda: time.monotonic() - started > 5)
+    assert time.monotonic() - started < 3  # the empty bag: refused before waiting for subscribers
