@@ -91,6 +91,7 @@ class IrstdLifecycleNode(LifecycleNode):
         self._state = "unconfigured"
         self.ignored_inactive = 0
         self.last_error = ""
+        self._next_track_id = 1  # kept across cleanup: track ids are never reused by the node
         # declared now, so that they can be listed and set before the first configure (model,
         # QoS: set while unconfigured); an override of the wrong type keeps the default, and
         # configure fails naming it until it is set
@@ -144,7 +145,8 @@ class IrstdLifecycleNode(LifecycleNode):
         assert detector is not None
         self.ignored_inactive = 0
         self.pipeline = make_pipeline(
-            self, detector, self.create_lifecycle_publisher, lambda: self.params
+            self, detector, self.create_lifecycle_publisher, lambda: self.params,
+            first_track_id=self._next_track_id,
         )
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
         self.pipeline.start()
@@ -239,6 +241,7 @@ class IrstdLifecycleNode(LifecycleNode):
         from irstd_ros.inference.resources import release_device_memory
 
         pipeline.release()
+        self._next_track_id = pipeline.next_track_id
         self.destroy_subscription(self.sub)
         self.destroy_subscription(self.camera_info_sub)
         if self.diag_timer is not None:

@@ -250,8 +250,10 @@ def make_pipeline(
     detector: Detector,
     create: Callable[..., Any],
     params: Callable[[], dict[str, Any]],
+    first_track_id: int = 1,
 ) -> FramePipeline:
-    """The node's pipeline, its outputs made with ``create`` (plain or lifecycle publishers)."""
+    """The node's pipeline, its outputs made with ``create`` (plain or lifecycle publishers);
+    ``first_track_id``: see :class:`FramePipeline`."""
     return FramePipeline(
         detector,
         create_outputs(create),
@@ -260,6 +262,7 @@ def make_pipeline(
         clock_ns=lambda: node.get_clock().now().nanoseconds,
         ok=node.context.ok,
         rmw=rclpy.get_rmw_implementation_identifier(),
+        first_track_id=first_track_id,
     )
 
 

@@ -61,7 +61,7 @@ from irstd_ros.ros.messages import (
     track_detections_array,
 )
 from irstd_ros.ros.transport import large_frame_hint
-from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState
+from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState, bearings
 
 if TYPE_CHECKING:
     from irstd_ros.inference.detector import Detector
@@ -136,15 +136,16 @@ def fill_track_array(
     msg: TrackArray, tracks: Sequence[Track], camera: CameraModel | None = None
 ) -> TrackArray:
     """Every track, with its bearing and line-of-sight rate when ``camera`` is given."""
-    for t in tracks:
+    rays = bearings(camera, tracks) if camera is not None else [None] * len(tracks)
+    for t, ray in zip(tracks, rays):
         m = TrackMsg(
             id=t.id, state=TRACK_STATE_CODES[t.state], score=float(t.score),
             x=t.x, y=t.y, vx=t.vx, vy=t.vy, position_std=t.position_std,
             width=float(t.width), height=float(t.height), age=t.age_s,
             time_since_update=t.time_since_update_s, hits=t.hits, misses=t.misses,
         )
-        if camera is not None:
-            b, w = camera.bearing(t.x, t.y), camera.angular_rate(t.x, t.y, t.vx, t.vy)
+        if ray is not None:
+            b, w = ray
             if np.isfinite(b).all() and np.isfinite(w).all():
                 m.has_bearing = True
                 m.bearing.x, m.bearing.y, m.bearing.z = (float(v) for v in b)
@@ -169,7 +170,9 @@ class FramePipeline:
     ``params`` returns the node's current parameter values; ``logger`` the node's logger
     (``warning``/``info``/``error``); ``clock_ns`` the node's time (ROS time: simulated
     time when the node uses it); ``ok`` whether the node's context is still running;
-    ``rmw`` the RMW implementation's name (for the one-time transport hint on large frames).
+    ``rmw`` the RMW implementation's name (for the one-time transport hint on large frames);
+    ``first_track_id`` the first track's id (:attr:`next_track_id` of the pipeline this one
+    replaces: ids are never reused in the node's life).
     """
 
     def __init__(
@@ -182,8 +185,10 @@ class FramePipeline:
         clock_ns: Callable[[], int],
         ok: Callable[[], bool] = lambda: True,
         rmw: str = "",
+        first_track_id: int = 1,
     ) -> None:
         self.detector: Detector | None = detector
+        self._first_track_id = first_track_id
         self._rmw = rmw
         # the largest frame (bytes) checked against the transport's defaults; a frame size
         # that grows later is checked again, and once a hint is given it is not repeated
@@ -226,10 +231,17 @@ class FramePipeline:
             self.worker.join()
 
     def release(self) -> None:
-        """Stop, and drop the detector and the tracker (the model can be freed)."""
+        """Stop, and drop the detector and the tracker (the model can be freed; its id
+        counter stays in :attr:`next_track_id`)."""
         self.stop()
         self.detector = None
+        self._first_track_id = self.next_track_id
         self.tracker = None
+
+    @property
+    def next_track_id(self) -> int:
+        """The id the next new track gets."""
+        return self.tracker.next_id if self.tracker is not None else self._first_track_id
 
     def discard_pending(self) -> None:
         """Forget the frames waiting in the queue, if any (counted as dropped), then wait
@@ -455,7 +467,9 @@ class FramePipeline:
                 return None
         cfg = self._tracker_config(p)
         if self.tracker is None:
-            self.tracker = Tracker(cfg, logger=_ReportingLogger(self.report))
+            self.tracker = Tracker(
+                cfg, logger=_ReportingLogger(self.report), first_id=self._first_track_id
+            )
         elif self.tracker.config != cfg:
             self.tracker.configure(cfg)
         t_ns = stamp_ns(header) or self._clock_ns()

@@ -132,17 +132,31 @@ class CameraModel:
         """Line-of-sight rate (rad/s, a vector in the optical frame) of a target at pixel
         (u, v) moving at (vu, vv) px/s: ``b × db/dt``, b the unit bearing. Its norm is the
         rate at which the line of sight turns; its direction, the axis it turns about."""
-        speed = float(np.hypot(vu, vv))
-        if speed == 0.0:
-            return np.zeros(3)
-        h = RATE_STEP_PX / speed  # seconds
-        b = self.bearing(np.array([u - vu * h, u, u + vu * h]), np.array([v - vv * h, v, v + vv * h]))
-        db = (b[2] - b[0]) / (2 * h)
-        return np.cross(b[1], db)
+        return self.bearings_and_rates(*(np.array([c], np.float64) for c in (u, v, vu, vv)))[1][0]
+
+    def bearings_and_rates(
+        self, u: np.ndarray, v: np.ndarray, vu: np.ndarray, vv: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 3) bearings and (n, 3) line-of-sight rates (:meth:`angular_rate`) of n
+        targets at pixels (u, v) moving at (vu, vv) px/s, in one undistortion."""
+        n = len(u)
+        speed = np.hypot(vu, vv)
+        moving = speed > 0
+        h = RATE_STEP_PX / np.where(moving, speed, 1.0)  # seconds
+        du, dv = vu * h, vv * h
+        b = self.bearing(np.concatenate([u - du, u, u + du]), np.concatenate([v - dv, v, v + dv]))
+        b = b.reshape(3, n, 3)
+        rate = np.cross(b[1], (b[2] - b[0]) / (2 * h[:, None]))
+        rate[~moving] = 0.0
+        return b[1], rate
 
 
 def bearings(
     camera: CameraModel, tracks: Sequence[Any]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(bearing, angular rate) of each track (objects with x, y, vx, vy in px, px/s)."""
-    return [(camera.bearing(t.x, t.y), camera.angular_rate(t.x, t.y, t.vx, t.vy)) for t in tracks]
+    """(bearing, angular rate) of each track (objects with x, y, vx, vy in px, px/s), all
+    in one pass (:meth:`CameraModel.bearings_and_rates`)."""
+    if not tracks:
+        return []
+    u, v, vu, vv = np.array([[t.x, t.y, t.vx, t.vy] for t in tracks], np.float64).T
+    return list(zip(*camera.bearings_and_rates(u, v, vu, vv)))

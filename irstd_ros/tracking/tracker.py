@@ -14,7 +14,8 @@ by frame counts: the filter's ``dt`` is the stamp difference, so dropped frames 
 irregular rates only widen the predictions; coasting and deletion are measured in
 seconds. M-of-N counts the frames the tracker processed (a dropped frame is no miss).
 A stamp earlier than the previous one resets the tracker (tracks dropped, a warning
-logged); the id counter is kept, so an id is never reused.
+logged); the id counter is kept, so an id is never reused (until ids wrap to 1 after
+``MAX_TRACK_ID``, the message's uint32; a live track's id is never given again).
 
 Why this is written here (about 300 lines, numpy/scipy only) rather than taken from a
 library: the trackers we compared count time in frames — norfair's hit counters and
@@ -72,6 +73,7 @@ GATE_SIGMAS = 3.0  # a tentative track's gate widens to this many sigmas of its 
 SIZE_SMOOTHING = 0.5  # weight of a new detection's box size in the track's size
 SCORE_SMOOTHING = 0.3  # weight of a new detection's score in the track's score
 _INFEASIBLE = 1e9
+MAX_TRACK_ID = 2**32 - 1  # irstd_ros/Track's id is a uint32: ids wrap to 1 after it
 # a detection's centroid is uncertain within its box: on top of meas_noise², each axis gets
 # the variance of a point uniform over the box's extent (w²/12, h²/12). A 1-px point adds
 # 0.08 px²; a 10x9 blob (two targets merged, a fragmented extended target) ~8 px², so such
@@ -154,7 +156,7 @@ class TrackerConfig:
 class Track:
     """A track as of the latest update (a snapshot; the tracker keeps its own state)."""
 
-    id: int  # stable over the track's life, never reused
+    id: int  # stable over the track's life, never reused (1 to MAX_TRACK_ID, then wraps)
     state: TrackState
     x: float  # filtered centroid, px (pixel (0, 0) centred at 0.0, 0.0)
     y: float
@@ -218,15 +220,18 @@ class Tracker:
     """Tracks detections frame after frame; call :meth:`update` once per processed frame.
 
     ``logger``: where the time-went-backwards warning goes (a :mod:`logging` logger or an
-    rclpy one); :attr:`resets` counts those resets.
+    rclpy one); :attr:`resets` counts those resets. ``first_id``: the first track's id (a
+    tracker taking over from another: :attr:`next_id` of that one, so no id is reused).
     """
 
-    def __init__(self, config: TrackerConfig | None = None, logger: Logger = log) -> None:
+    def __init__(
+        self, config: TrackerConfig | None = None, logger: Logger = log, first_id: int = 1
+    ) -> None:
         self.config = config or TrackerConfig()
         self.config.validate()
         self.logger = logger
         self.resets = 0
-        self._next_id = 1
+        self._next_id = first_id
         self._clear()
         self.last_stamp: float | None = None
 
@@ -248,6 +253,12 @@ class Tracker:
 
     def __len__(self) -> int:
         return len(self._meta)
+
+    @property
+    def next_id(self) -> int:
+        """The id counter: the next new track gets this id (or, once ids have wrapped, the
+        next one no live track has)."""
+        return self._next_id
 
     # --- the filter -----------------------------------------------------------------------
     def _predict(self, dt: float) -> None:
@@ -497,13 +508,17 @@ class Tracker:
         p0 = np.diag([cfg.meas_noise**2] * 2 + [cfg.init_speed**2] * 2)
         self._x = np.concatenate([self._x, x])
         self._p = np.concatenate([self._p, np.broadcast_to(p0, (n, 4, 4))])
+        live = {m.id for m in self._meta}
         for d in dets:
+            while self._next_id in live:  # only once ids have wrapped
+                self._next_id = self._next_id % MAX_TRACK_ID + 1
             m = _Meta(
                 self._next_id, stamp_s, stamp_s, float(d.width), float(d.height), float(d.score)
             )
             m.confirmed = cfg.confirm_m <= 1 and m.score >= cfg.min_score
             self._meta.append(m)
-            self._next_id += 1
+            live.add(m.id)
+            self._next_id = self._next_id % MAX_TRACK_ID + 1
 
     def tracks(self) -> list[Track]:
         """Snapshots of every live track, oldest first."""

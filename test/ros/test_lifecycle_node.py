@@ -29,6 +29,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from irstd_ros.inference.detector import default_model_path  # noqa: E402
+from irstd_ros.msg import TrackArray  # noqa: E402
 from irstd_ros.ros.lifecycle_node import IrstdLifecycleNode  # noqa: E402
 from irstd_ros.ros.node import IrstdNode  # noqa: E402
 from irstd_ros.ros.pipeline import FramePipeline  # noqa: E402
@@ -113,6 +114,39 @@ def test_transitions_configure_activate_deactivate_cleanup_shutdown(rclpy_contex
         assert node.trigger_shutdown() == SUCCESS
         assert node.state_label == "finalized"
         assert node.detector is None
+    finally:
+        h.close()
+
+
+class TrackHarness(Harness):
+    """The harness, also collecting ``target_tracks``."""
+
+    def _subscribe(self) -> None:
+        super()._subscribe()
+        self.arrays: list[TrackArray] = []
+        self.peer.create_subscription(TrackArray, "target_tracks", self.arrays.append, 10)
+
+
+def test_track_ids_are_never_reused_across_cleanup_and_configure(rclpy_context):
+    """Track ids are unique over the node's life (Track.msg); a new pipeline at configure
+    started its tracker at id 1 again, so a consumer saw a new target under an old id."""
+    node = IrstdLifecycleNode(detector_factory=make_detector)
+    assert node.trigger_configure() == SUCCESS
+    assert node.trigger_activate() == SUCCESS
+    h = TrackHarness(node)
+    try:
+        h.send(image_msg(frame_for("mono8"), "mono8", stamp=1), expect_answers=1)
+        h.spin_until(lambda: len(h.arrays) == 1)
+        before = {t.id for t in h.arrays[0].tracks}
+        assert before == {1, 2}  # the two blobs, tentative
+        assert node.trigger_deactivate() == SUCCESS
+        assert node.trigger_cleanup() == SUCCESS
+        assert node.trigger_configure() == SUCCESS
+        assert node.trigger_activate() == SUCCESS
+        h.spin_until(lambda: h.pub.get_subscription_count() > 0)
+        h.send(image_msg(frame_for("mono8"), "mono8", stamp=2), expect_answers=1)
+        h.spin_until(lambda: len(h.arrays) == 2)
+        assert {t.id for t in h.arrays[1].tracks} == {3, 4}
     finally:
         h.close()
 

@@ -135,3 +135,26 @@ def test_distortion_coefficients_the_model_does_not_have_are_refused(model, d):
         CameraModel.from_camera_info(camera_info(distortion_model=model, d=d))
     # zeros past the model's count are harmless padding
     CameraModel.from_camera_info(camera_info(distortion_model="plumb_bob", d=[*PLUMB_BOB, 0.0, 0.0, 0.0]))
+
+
+def test_bearings_of_many_tracks_are_one_vectorised_pass(monkeypatch):
+    """The node computes every track's bearing and rate each frame: two scalar undistortions
+    (fixed-point loops) per track took ~0.5 ms each, 33 ms for 50 tracks and 0.46 s for
+    the 600 tentative tracks of a clutter burst. Same values, one undistortion."""
+    cam = CameraModel(K, PLUMB_BOB)
+    rng = np.random.default_rng(1)
+    tracks = [
+        SimpleNamespace(x=x, y=y, vx=vx, vy=vy)
+        for x, y, vx, vy in zip(*rng.uniform(0, 512, (2, 40)), *rng.normal(0, 20, (2, 40)))
+    ]
+    tracks.append(SimpleNamespace(x=10.0, y=20.0, vx=0.0, vy=0.0))  # still: rate 0
+    expected = [(cam.bearing(t.x, t.y), cam.angular_rate(t.x, t.y, t.vx, t.vy)) for t in tracks]
+    calls = []
+    undistort = CameraModel.undistort
+    monkeypatch.setattr(CameraModel, "undistort", lambda *a: calls.append(1) or undistort(*a))
+    got = bearings(cam, tracks)
+    assert len(calls) == 1
+    for (b, w), (eb, ew) in zip(got, expected, strict=True):
+        assert np.allclose(b, eb, atol=1e-12) and np.allclose(w, ew, atol=1e-9)
+    assert got[-1][1].tolist() == [0.0, 0.0, 0.0]
+    assert bearings(cam, []) == []

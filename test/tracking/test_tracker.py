@@ -522,3 +522,14 @@ def test_a_non_finite_stamp_is_refused(stamp):
         tr.update(stamp, [Det(16, 10)])
     (track,) = tr.update(6 * DT, [Det(16, 10)])
     assert track.id == 1 and track.confirmed
+
+
+def test_track_ids_stay_within_uint32_and_skip_live_ones_when_they_wrap():
+    """Track.msg's id is a uint32: id 2³² went out as 0 and 2³² + 5 as 5, a live track's id
+    on a node that ran long enough. Ids wrap to 1 after 2³² - 1, skipping live tracks'."""
+    tr = Tracker(TrackerConfig(max_coast_s=10.0), first_id=1)
+    tr.update(0.0, [Det(50, 50)])  # id 1, kept alive
+    tr._next_id = 2**32 - 2
+    tracks = tr.update(DT, [Det(50, 50), *(Det(150 + 100 * i, 50) for i in range(4))])
+    assert [t.id for t in tracks] == [1, 2**32 - 2, 2**32 - 1, 2, 3]
+    assert tr.next_id == 4
