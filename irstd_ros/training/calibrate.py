@@ -5,7 +5,9 @@ the threshold does nothing. Platt scaling fits ``logit' = a * logit + b`` by wei
 binary cross-entropy on training frames (full resolution, the checkpoint's own
 normalisation) and folds it into the head's 1x1 conv: the exported graphs and every
 backend get calibrated scores at no run-time cost. The fit and the frames it used are
-stored in the checkpoint (``extra.calibration``).
+stored in the checkpoint (``extra.calibration``), with the input's measured
+``extra.metrics`` moved there as ``metrics_before``: they scored the probabilities before
+the fit, not the output's.
 
 Pixels: every target pixel and every pixel the network scores above
 :data:`CANDIDATE_LOGIT` (the ones that decide Pd and Fa), plus a random
@@ -203,6 +205,8 @@ def calibrate(cfg: CalibrationConfig) -> dict:
         candidate, gated = info.own_tracking_thresholds()
         info.candidate_threshold = operating_point(candidate, a, b, knee, slope)
         info.gated_threshold = operating_point(gated, a, b, knee, slope)
+    if "metrics" in info.extra:  # measured before the fit (ECE, detections at the threshold)
+        record["metrics_before"] = info.extra.pop("metrics")
     if "calibration" in info.extra:
         record["previous"] = info.extra["calibration"]
     info.extra["calibration"] = record

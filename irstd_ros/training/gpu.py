@@ -142,6 +142,9 @@ class GPUTrainConfig(TrainConfig):
     def reserved_extra(self) -> frozenset[str]:
         return super().reserved_extra() | GPU_RECORDS
 
+    def resume_fixed(self) -> tuple[str, ...]:
+        return (*super().resume_fixed(), "warmup_epochs", "schedule_by")
+
 
 GPU_FIELDS: dict[str, FieldRule] = {
     "recipe": as_text,
@@ -391,7 +394,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
     start_epoch, step, history, elapsed0 = 0, 0, [], 0.0
     if cfg.resume and last.is_file():
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
-        check_resume(last, info, model_cfg, norm, seen)
+        check_resume(last, info, model_cfg, norm, seen, cfg)
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, {k: v.to(device) for k, v in extra.items()})
         _load_ema(ema, last, extra)

@@ -12,8 +12,9 @@ calibration folded into a head is a weight like any other, so averaging calibrat
 inputs mixes their calibrations: average the uncalibrated runs, then run ``irstd
 calibrate`` on the result. The output records its parents under ``extra.soup``: path,
 weights digest, coefficient and each parent's own run metadata (data, training config,
-recipe, version; and its calibration and its own parents, so that a soup of soups still
-knows which weights hold a folded calibration). Its ``extra.data`` (the data it saw) lists every parent's. Of the
+recipe, version, a GPU run's trainer and device, a widened start's init; and its
+calibration and its own parents, so that a soup of soups still knows which weights hold a
+folded calibration). Its ``extra.data`` (the data it saw) lists every parent's. Of the
 first input it keeps the remaining metadata, but not its calibration, metrics and
 resume state, which no longer describe the average.
 """
@@ -40,8 +41,9 @@ log = logging.getLogger(__name__)
 
 # metadata of the first input that does not describe the average
 STALE_KEYS = ("calibration", "metrics", "train_state")
-# metadata of one training run: kept per parent, never as the average's own
-RUN_KEYS = ("data", "train_config", "recipe", "version")
+# metadata of one training run (a GPU run's trainer and device, a widened start's init
+# included): kept per parent, never as the average's own
+RUN_KEYS = ("data", "train_config", "recipe", "version", "trainer", "device", "init")
 
 
 @dataclass(frozen=True)

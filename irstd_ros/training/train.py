@@ -2,7 +2,8 @@
 
 Checkpoints (``<out>/last.safetensors``) hold the weights, the optimizer
 state and the loop state, so ``irstd train`` with the same ``--out`` resumes
-where a killed run stopped. ``<out>/model.safetensors`` is the final model.
+where a killed run stopped (with its network, data and recipe: :func:`check_resume`
+refuses others; ``epochs`` may grow). ``<out>/model.safetensors`` is the final model.
 
 Data: one dataset (``data``/``split``, the paper's setting), or a weighted mixture
 (``sources``) with implanted targets, sensor augmentation and the project's own
@@ -186,9 +187,22 @@ class TrainConfig:
         """What this run's checkpoints record themselves: not for ``extra``."""
         return RESERVED_EXTRA
 
+    def resume_fixed(self) -> tuple[str, ...]:
+        """The fields a resumption must share with the run it resumes."""
+        return RESUME_FIXED
+
 
 # what the checkpoints record of the run (and what calibrate and soup add): not in ``extra``
 RESERVED_EXTRA = frozenset({"data", "train_config", "train_state", "calibration", "soup"})
+# the recipe: changed on a resumption, the run goes on as another than the one begun, and
+# its record claims the new recipe for every epoch (the model, the normalisation and the
+# data are checked on their own; epochs may grow, and the budget, threads, device, bf16,
+# threshold and ema go with the invocation or have their own rules)
+RESUME_FIXED = (
+    "seed", "batch_size", "crop", "lr", "schedule", "min_lr", "weight_decay", "loss", "init",
+    "init_partial", "init_widen", "teacher", "distill", "distill_keep_labels", "consistency",
+    "consistency_radius",
+)
 
 
 # --- field types and ranges (YAML values arrive unchecked; irstd_ros.core.fields) ---------
@@ -498,10 +512,11 @@ def teacher_sets(cfg: TrainConfig, ds: IRSTDDataset | MixtureSamples) -> list[tu
     return [run]
 
 
-def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, seen: Any) -> None:
+def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, seen: Any, cfg: TrainConfig) -> None:
     """:class:`ConfigError` unless the run left in ``last`` can go on as this one: the same
     network, input normalisation and data (else its record would claim this run's data
-    alone for the epochs done on the other)."""
+    alone for the epochs done on the other), and the same recipe (``cfg``'s
+    :meth:`~TrainConfig.resume_fixed` fields that ``last`` records)."""
     if info.model != model_cfg:
         raise ConfigError(f"{last} was trained with another model config; use a new --out")
     if info.norm != norm:  # its weights expect the other inputs
@@ -511,6 +526,15 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     if recorded is not None and recorded != mine:
         raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
                           f"run's ({json.dumps(mine)}); use a new --out (with init: {last})")
+    config = info.extra.get("train_config") or {}
+    changed = [
+        f"{name} {json.dumps(config[name])} -> {json.dumps(now)}"
+        for name in cfg.resume_fixed()
+        if name in config and config[name] != (now := json.loads(json.dumps(plain(getattr(cfg, name)))))
+    ]
+    if changed:
+        raise ConfigError(f"{last} was trained with another recipe ({', '.join(changed)}); resume it with "
+                          f"its own, or use a new --out (with init: {last}) to continue it with this one")
 
 
 def plain(value: Any) -> Any:
@@ -564,16 +588,16 @@ def train(cfg: TrainConfig) -> Path:
     ds, norm, seen = build_training_data(cfg, rank)
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
+    start: CheckpointInfo | None = None
     if cfg.init is not None:
         init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen)
         if (cfg.init_widen or cfg.init_partial) and rank == 0:
-            # the start is no file of its own: keep it, as a weight average of runs
-            # from it needs it as a parent (irstd soup). It has seen its source's data,
-            # not this run's.
+            # the start is no file of its own: keep it (written below, by a fresh run only),
+            # as a weight average of runs from it needs it as a parent (irstd soup). It has
+            # seen its source's data, not this run's.
             source_data = read_info(cfg.init).extra.get("data")
             start = CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold,
                                    extra={"init": str(cfg.init), "data": source_data})
-            save_checkpoint(cfg.out / INIT_NAME, model, start)
     model = model.to(device)
     teachers = Teachers(teacher_sets(cfg, ds), norm, device)
     use_bf16 = cfg.bf16 and device.type == "cpu"
@@ -586,7 +610,7 @@ def train(cfg: TrainConfig) -> Path:
     start_epoch, step, history = 0, 0, []
     if cfg.resume and last.is_file():
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
-        check_resume(last, info, model_cfg, norm, seen)
+        check_resume(last, info, model_cfg, norm, seen, cfg)
         model.load_state_dict(loaded.state_dict())
         _load_opt(opt, extra)
         _load_ema(ema, last, extra)
@@ -594,6 +618,8 @@ def train(cfg: TrainConfig) -> Path:
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         reseed(ds, state["seed_next"] + rank)
         log.info("resumed from %s at epoch %d", last, start_epoch)
+    elif start is not None:  # not before: a resumption keeps (a refused one too) the run's own
+        save_checkpoint(cfg.out / INIT_NAME, model, start)
 
     sched = lr_scheduler(cfg, opt, start_epoch)
     sampler: torch.utils.data.DistributedSampler | None = (

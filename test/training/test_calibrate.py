@@ -106,6 +106,19 @@ def test_recalibration_keeps_the_operating_point_and_the_earlier_fit(tmp_path):
     assert "threshold_before" not in record  # the threshold was left as it was
 
 
+def test_the_parent_s_metrics_move_into_the_record_not_claimed_by_the_output(tmp_path):
+    """The scores measured on the weights before the fit (its ECE, its detections at the
+    threshold) were kept as the calibrated checkpoint's own."""
+    root = _point_dataset(tmp_path / "d")
+    metrics = {"threshold": 0.5, "sirst_v2_val": {"iou": 0.57, "ece": 0.03}}
+    src = save_checkpoint(tmp_path / "m.safetensors", build_model(named_config("tiny")),
+                          CheckpointInfo(named_config("tiny"), InputNorm(kind="robust", background=16),
+                                         extra={"metrics": metrics, "data": "D"}))
+    calibrate(CalibrationConfig(src, tmp_path / "cal.safetensors", ((root, "train"),), frames=2))
+    extra = load_checkpoint(tmp_path / "cal.safetensors")[1].extra
+    assert "metrics" not in extra and extra["data"] == "D"
+    assert extra["calibration"]["metrics_before"] == metrics
+
 def _two_piece_pixels(rng):
     """Candidates (logit > -6) calibrated by 0.3 z + 0.5; below, a background far rarer
     than that line says (a 1 % sample weighted back by 100, as :func:`collect` draws)."""

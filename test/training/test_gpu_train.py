@@ -302,6 +302,12 @@ def test_resume_refuses_other_data(tmp_path, roots):
     assert train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, eval_split=None))["epochs_done"] == 2
 
 
+def test_resume_refuses_another_recipe(tmp_path, roots):
+    train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=1, eval_split=None))
+    with pytest.raises(ConfigError, match=r"another recipe \(lr 0.0001 -> 0.0003, warmup_epochs 0 -> 1\)"):
+        train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, lr=3e-4, warmup_epochs=1, eval_split=None))
+    assert train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, eval_split=None))["epochs_done"] == 2
+
 def test_a_pack_without_the_eval_group_is_refused_before_the_training(tmp_path, roots):
     # a pack made with irstd pack --no-nudt-test has no nudt_test: found out before any epoch,
     # not after the whole training (whose weights were then never written)

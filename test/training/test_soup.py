@@ -187,3 +187,16 @@ def test_a_soup_of_soups_still_knows_which_weights_hold_a_calibration(tmp_path, 
     with caplog.at_level("WARNING"):
         soup(SoupConfig((tmp_path / "raw.safetensors", tmp_path / "raw2.safetensors"), tmp_path / "s3.safetensors"))
     assert "calibrations" not in caplog.text
+
+
+def test_a_parent_s_trainer_and_device_stay_its_own_not_the_average_s(tmp_path):
+    """A GPU run's record of its trainer and card (and a widened start's init) was kept
+    as the soup's own, as if the average had been trained there."""
+    gpu = {"trainer": "irstd_ros.training.gpu", "device": "cuda:0 (H200)", "data": "A"}
+    _checkpoint(tmp_path / "a.safetensors", seed=1, extra={**gpu, "recipe": "r"})
+    _checkpoint(tmp_path / "b.safetensors", seed=2, extra={"init": "narrow.safetensors", "data": "B"})
+    parents = soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"),
+                              tmp_path / "s.safetensors"))["parents"]
+    extra = load_checkpoint(tmp_path / "s.safetensors")[1].extra
+    assert not {"trainer", "device", "init", "recipe"} & set(extra) and extra["data"] == ["A", "B"]
+    assert {k: parents[0][k] for k in gpu} == gpu and parents[1]["init"] == "narrow.safetensors"

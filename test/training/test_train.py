@@ -176,6 +176,21 @@ def test_widening_init_starts_from_the_narrow_network_s_logits(tmp_path):
     assert not (tmp_path / "fast" / INIT_NAME).exists()  # an untransformed run has none
 
 
+def test_a_refused_resumption_keeps_the_run_s_transformed_start(tmp_path):
+    """The start was written before the resumption was checked: a run refused for another
+    init replaced the run's init.safetensors (a soup's parent) with its own start."""
+    first = train(config(tmp_path, out=tmp_path / "a", epochs=1))
+    other = train(config(tmp_path, out=tmp_path / "b", epochs=1, seed=3))
+    kw = dict(out=tmp_path / "lite", model="lite", init_partial=True)
+    train(config(tmp_path, epochs=1, init=first, **kw))
+    kept = (tmp_path / "lite" / INIT_NAME).read_bytes()
+    with pytest.raises(ConfigError, match="another recipe"):
+        train(config(tmp_path, epochs=2, init=other, **kw))
+    assert (tmp_path / "lite" / INIT_NAME).read_bytes() == kept
+    (tmp_path / "lite" / INIT_NAME).write_bytes(b"marker")  # a resumption writes no start
+    train(config(tmp_path, epochs=2, init=first, **kw))
+    assert (tmp_path / "lite" / INIT_NAME).read_bytes() == b"marker"
+
 def test_each_sample_is_distilled_from_its_own_source_s_teachers(tmp_path, monkeypatch):
     first = train(config(tmp_path, out=tmp_path / "a", epochs=1))
     second = train(config(tmp_path, out=tmp_path / "b", epochs=1, seed=1))
@@ -492,6 +507,16 @@ def test_resume_refuses_other_data(tmp_path):
     _, info, _ = load_checkpoint(train(config(tmp_path, epochs=2)))  # the same data resumes
     assert info.extra["data"]["images"] == 8 and len(info.extra["train_state"]["history"]) == 2
 
+
+def test_resume_refuses_another_recipe(tmp_path):
+    """Resumed with another lr, seed, loss or batch, the run went on as another one and its
+    record claimed the new recipe for every epoch."""
+    train(config(tmp_path, epochs=1))
+    with pytest.raises(ConfigError, match=r"another recipe \(seed 0 -> 7, batch_size 4 -> 2, lr 0.003 -> 0.0001, "
+                       r'loss "softiou" -> "softiou\+bce"\); resume it with its own, or use a new --out'):
+        train(config(tmp_path, epochs=2, lr=1e-4, seed=7, loss="softiou+bce", batch_size=2))
+    _, info, _ = load_checkpoint(train(config(tmp_path, epochs=2, max_steps=100, threads=2)))  # grown, same recipe
+    assert len(info.extra["train_state"]["history"]) == 2
 
 def test_bf16_off_the_cpu_is_a_warning_not_ignored_silently(tmp_path, monkeypatch, caplog):
     class Stop(Exception):
