@@ -152,6 +152,22 @@ def test_partial_init_and_distillation_from_a_teacher(tmp_path):
     assert copied["decoder.0.0.conv1.0.weight"].shape != source["decoder.0.0.conv1.0.weight"].shape
 
 
+def test_the_shipped_two_piece_model_is_a_start_for_its_own_network():
+    """A user fine-tuning the shipped model (`init:` it, `model: tiny`): its two-piece
+    calibration's knee is no tensor of the network trained, so it is left out (the start
+    keeps the line calibration folded into the head) instead of refusing the file."""
+    from irstd_ros.inference.detector import default_model_path
+
+    shipped = default_model_path()
+    source, info, _ = load_checkpoint(shipped)
+    assert info.model.logit_knee  # the case: a knee the training network does not have
+    model = build_model(named_config("tiny"))
+    init_from(model, shipped, "tiny")
+    loaded, wanted = model.state_dict(), source.state_dict()
+    assert set(wanted) - set(loaded) == {"knee.knee", "knee.slope"}
+    assert all(torch.equal(loaded[k], wanted[k]) for k in loaded)
+
+
 def test_widening_init_starts_from_the_narrow_network_s_logits(tmp_path):
     narrow = train(config(tmp_path, out=tmp_path / "fast", model="fast", epochs=1))
     trained, narrow_info, _ = load_checkpoint(narrow)
