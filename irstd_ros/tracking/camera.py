@@ -141,13 +141,13 @@ class CameraModel:
         targets at pixels (u, v) moving at (vu, vv) px/s, in one undistortion."""
         n = len(u)
         speed = np.hypot(vu, vv)
-        moving = speed > 0
-        h = RATE_STEP_PX / np.where(moving, speed, 1.0)  # seconds
+        still = speed == 0  # not NaN: an unknown velocity's rate stays NaN, not 0
+        h = RATE_STEP_PX / np.where(still, 1.0, speed)  # seconds
         du, dv = vu * h, vv * h
         b = self.bearing(np.concatenate([u - du, u, u + du]), np.concatenate([v - dv, v, v + dv]))
         b = b.reshape(3, n, 3)
         rate = np.cross(b[1], (b[2] - b[0]) / (2 * h[:, None]))
-        rate[~moving] = 0.0
+        rate[still] = 0.0
         return b[1], rate
 
 

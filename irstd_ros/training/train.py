@@ -474,9 +474,6 @@ def _load_ema(ema: AveragedModel | None, last: Path, extra: dict[str, torch.Tens
     ema.load_state_dict(state)
 
 
-KNEE_PREFIX = "knee."  # SGEMUNet.knee's tensors (a two-piece calibration)
-
-
 def init_from(
     model: nn.Module, path: Path, name: str, partial: bool = False, widen: bool = False
 ) -> None:
@@ -487,16 +484,16 @@ def init_from(
     if partial and widen:
         raise ConfigError("init_partial and init_widen exclude each other")
     loaded = load_checkpoint(path)[0]
+    if getattr(loaded, "knee", None) is not None and getattr(model, "knee", None) is None:
+        # a two-piece calibration (the shipped model's) is no tensor of the network trained:
+        # the start keeps the line folded into the head (widened too); calibrate the result again
+        loaded.knee = None  # type: ignore[assignment]  # out of its state dict and its forward
+        log.info("init %s: its two-piece calibration's knee left out", path)
     if widen:
         model.load_state_dict(widen_state_dict(loaded, model))
         log.info("initialised %r by widening %s", name, path)
         return
     source = loaded.state_dict()
-    if getattr(loaded, "knee", None) is not None and getattr(model, "knee", None) is None:
-        # a two-piece calibration (the shipped model's) is no tensor of the network trained:
-        # the start keeps the line folded into the head; calibrate the run's result again
-        source = {k: v for k, v in source.items() if not k.startswith(KNEE_PREFIX)}
-        log.info("init %s: its two-piece calibration's knee left out", path)
     if not partial:
         try:
             model.load_state_dict(source)

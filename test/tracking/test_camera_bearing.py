@@ -158,3 +158,14 @@ def test_bearings_of_many_tracks_are_one_vectorised_pass(monkeypatch):
         assert np.allclose(b, eb, atol=1e-12) and np.allclose(w, ew, atol=1e-9)
     assert got[-1][1].tolist() == [0.0, 0.0, 0.0]
     assert bearings(cam, []) == []
+
+
+def test_an_unknown_velocity_gives_no_rate_not_a_still_target():
+    """A NaN velocity is no speed of 0: the rate stays NaN (the node then publishes no
+    bearing), as the scalar path gave before the vectorised one; a still target's is 0."""
+    cam = CameraModel(K, PLUMB_BOB)
+    assert np.isnan(cam.angular_rate(100.0, 50.0, float("nan"), 0.0)).all()
+    tracks = [SimpleNamespace(x=100.0, y=50.0, vx=np.nan, vy=0.0), SimpleNamespace(x=10.0, y=20.0, vx=0.0, vy=0.0)]
+    (b, w), (_, still) = bearings(cam, tracks)
+    assert np.isfinite(b).all() and np.isnan(w).all()
+    assert still.tolist() == [0.0, 0.0, 0.0]

@@ -168,6 +168,21 @@ def test_the_shipped_two_piece_model_is_a_start_for_its_own_network():
     assert all(torch.equal(loaded[k], wanted[k]) for k in loaded)
 
 
+def test_the_shipped_two_piece_model_is_a_start_for_a_widened_network():
+    """``init_widen`` from the shipped ``fast`` (two-piece calibrated) into ``fast_wide``
+    was refused ("layouts differ at knee.knee"): the knee is left out as for a plain
+    init, and the wide network starts out computing the shipped one's logits before it."""
+    shipped = Path(__file__).resolve().parents[2] / "irstd_ros" / "weights" / "irstd_fast.safetensors"
+    source, info, _ = load_checkpoint(shipped)
+    assert info.model.logit_knee
+    wide = build_model(named_config("fast_wide")).eval()
+    init_from(wide, shipped, "fast_wide", widen=True)
+    source.knee = None  # the line folded into the head, without the knee
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), source.eval()(x), atol=1e-5, rtol=1e-5)
+
+
 def test_widening_init_starts_from_the_narrow_network_s_logits(tmp_path):
     narrow = train(config(tmp_path, out=tmp_path / "fast", model="fast", epochs=1))
     trained, narrow_info, _ = load_checkpoint(narrow)
