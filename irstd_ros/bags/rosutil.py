@@ -117,7 +117,9 @@ def ros_session(node_name: str) -> Iterator[Any]:
 
     owns_context = not rclpy.ok()
     if owns_context:
-        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        # args=[]: not sys.argv, whose `--remap FROM:=TO` rcl would apply as a deprecated
+        # global remap rule (with a warning); the irstd commands parse their own arguments
+        rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(node_name)
     executor = SingleThreadedExecutor()
     executor.add_node(node)

@@ -28,3 +28,20 @@ def test_encodings_whose_body_does_not_start_with_the_header_are_not_guessed(enc
 
 def test_too_short_is_none():
     assert cdr_header_stamp(b"\x00\x01\x00\x00\x01") is None
+
+
+@pytest.mark.ros
+def test_ros_session_leaves_the_command_line_to_argparse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`irstd replay BAG --remap FROM:=TO` (docs/demo.md): rclpy must not read sys.argv,
+    where rcl takes `FROM:=TO` for a deprecated global remap rule (a warning telling the
+    user to use `--ros-args --remap`, and every name of the process remapped)."""
+    import sys
+
+    from std_msgs.msg import String
+
+    from irstd_ros.bags.rosutil import ros_session
+
+    monkeypatch.setattr(sys, "argv", ["irstd", "replay", "bag", "--remap", "/rosutil_from:=/rosutil_to"])
+    with ros_session("argv_probe") as node:
+        publisher = node.create_publisher(String, "/rosutil_from", 1)
+        assert publisher.topic_name == "/rosutil_from"
