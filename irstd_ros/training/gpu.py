@@ -39,7 +39,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ from irstd_ros.training.train import (
     check_resume,
     init_from,
     mixture_options,
-    plain,
     read_config,
     resolve_device,
     weight_average,
@@ -338,10 +337,6 @@ def evaluate_items(
 
 
 # --- the loop ---------------------------------------------------------------------------------
-def _jsonable_config(cfg: GPUTrainConfig) -> dict[str, Any]:
-    return {k: plain(v) for k, v in asdict(cfg).items()}
-
-
 def half_copy(model: nn.Module) -> nn.Module:
     """An FP16 copy of the weights (BatchNorm statistics included) for shipping."""
     import copy
@@ -410,7 +405,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
 
     def info_for(epoch: int, elapsed: float, metrics: dict | None = None) -> CheckpointInfo:
         extra = {
-            "train_config": _jsonable_config(cfg),
+            "train_config": cfg.recorded(),
             "train_state": {"epoch": epoch, "step": step, "history": history, "elapsed_s": elapsed},
             "data": seen,
             "trainer": "irstd_ros.training.gpu",
@@ -511,7 +506,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         "model_fp16": str(half),
         "device": _device_name(device),
         "recipe": cfg.recipe,
-        "config": _jsonable_config(cfg),
+        "config": cfg.recorded(),
         "epochs_done": len(history),
         "steps": step,
         "stop": stop_reason,

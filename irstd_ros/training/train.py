@@ -191,6 +191,10 @@ class TrainConfig:
         """The fields a resumption must share with the run it resumes."""
         return RESUME_FIXED
 
+    def recorded(self) -> dict[str, Any]:
+        """The config as its checkpoints record it (``extra.train_config``, JSON values)."""
+        return {k: plain(v) for k, v in asdict(self).items()}
+
 
 # what the checkpoints record of the run (and what calibrate and soup add): not in ``extra``
 RESERVED_EXTRA = frozenset({"data", "train_config", "train_state", "calibration", "soup"})
@@ -531,11 +535,11 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     if recorded is not None and recorded != mine:
         raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
                           f"run's ({json.dumps(mine)}); use a new --out (with init: {last})")
-    config = info.extra.get("train_config") or {}
+    config, now = info.extra.get("train_config") or {}, json.loads(json.dumps(cfg.recorded()))
     changed = [
-        f"{name} {json.dumps(config[name])} -> {json.dumps(now)}"
+        f"{name} {json.dumps(config[name])} -> {json.dumps(now[name])}"
         for name in cfg.resume_fixed()
-        if name in config and config[name] != (now := json.loads(json.dumps(plain(getattr(cfg, name)))))
+        if name in config and config[name] != now[name]
     ]
     if changed:
         raise ConfigError(f"{last} was trained with another recipe ({', '.join(changed)}); resume it with "
@@ -646,7 +650,7 @@ def train(cfg: TrainConfig) -> Path:
 
     def info_for(epoch: int, seed_next: int) -> CheckpointInfo:
         extra = {
-            "train_config": {k: plain(v) for k, v in asdict(cfg).items()},
+            "train_config": cfg.recorded(),
             "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next},
             "data": seen,
             **cfg.extra,
