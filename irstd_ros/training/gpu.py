@@ -212,13 +212,15 @@ def load_items(cfg: GPUTrainConfig, training: bool) -> list[Item]:
     return IRSTDDataset(find_pairs(DatasetSpec(cfg.data, split, cfg.mask_suffix))).items
 
 
-def _torch_frames(arrays: list[np.ndarray]) -> tuple[torch.Tensor, bool]:
+def _torch_frames(arrays: list[np.ndarray], centre: bool = True) -> tuple[torch.Tensor, bool]:
     """Stacked frames as a compact tensor and whether they hold integers; wide ones
-    (32-bit counts, float64) about their median first, so float32 keeps their noise."""
+    (32-bit counts, float64) about their median first, so float32 keeps their noise
+    (``centre`` false: the caller centred them already)."""
     integer = all(np.issubdtype(a.dtype, np.integer) for a in arrays)
     if all(a.dtype == np.uint8 for a in arrays):
         return torch.from_numpy(np.stack(arrays)), True
-    return torch.from_numpy(np.stack([centred_wide(a) for a in arrays]).astype(np.float32)), integer
+    frames = [centred_wide(a) for a in arrays] if centre else arrays
+    return torch.from_numpy(np.stack(frames).astype(np.float32)), integer
 
 
 class DeviceBatches:
@@ -236,7 +238,7 @@ class DeviceBatches:
             ph, pw = hmax - img.shape[0], wmax - img.shape[1]
             imgs.append(np.pad(img, ((0, ph), (0, pw))))  # never sampled: windows stay inside
             masks.append(np.pad(mask, ((0, ph), (0, pw))))
-        frames, self.integer = _torch_frames(imgs)
+        frames, self.integer = _torch_frames(imgs, centre=False)  # once: about the frame's own median
         self.images = frames.to(device)
         self.masks = torch.from_numpy(np.stack(masks).astype(bool)).to(device)
         self.sizes = torch.tensor([i.shape for i, _ in padded], dtype=torch.int64, device=device)
@@ -377,7 +379,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
     if cfg.init is not None:
-        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen)
+        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen, norm=norm)
     model = model.to(device)
     if cfg.channels_last:
         model = with_memory_format(model, torch.channels_last)

@@ -103,7 +103,11 @@ class TrainConfig:
     bf16: bool = False  # CPU autocast to bfloat16 (AVX512-BF16/AMX CPUs), channels-last
     threshold: float = 0.5
     resume: bool = True
-    max_steps: int | None = None  # stop early (tests, smoke runs)
+    # stop early (tests, smoke runs) after this many optimizer steps of the whole run; the
+    # epoch it cuts counts as done (its history entry, the schedule, the checkpoint), so a
+    # resumption with a higher or no max_steps goes on at the next epoch, by design: the
+    # checkpoints resume at epoch boundaries only (that epoch's rest is not owed)
+    max_steps: int | None = None
     minutes: float | None = None  # time budget of this invocation (a resumed run gets it afresh): stop and save after the epoch that passes it
     norm: str = "robust"  # input normalisation kind (robust | global), see irstd_ros.core
     knee: float = 4.0  # robust normalisation: asinh knee in noise sigmas
@@ -200,8 +204,9 @@ class TrainConfig:
 RESERVED_EXTRA = frozenset({"data", "train_config", "train_state", "calibration", "soup"})
 # the recipe: changed on a resumption, the run goes on as another than the one begun, and
 # its record claims the new recipe for every epoch (the model, the normalisation and the
-# data are checked on their own; epochs may grow, and the budget, threads, device, bf16,
-# threshold and ema go with the invocation or have their own rules)
+# data are checked on their own; epochs may grow, and the budget, threads, device, bf16
+# and threshold go with the invocation; ema has its own rules: a kept average keeps its
+# decay (check_resume), one may be dropped but not started mid-run (_load_ema))
 RESUME_FIXED = (
     "seed", "batch_size", "crop", "lr", "schedule", "min_lr", "weight_decay", "loss", "init",
     "init_partial", "init_widen", "teacher", "distill", "distill_keep_labels", "consistency",
@@ -479,15 +484,25 @@ def _load_ema(ema: AveragedModel | None, last: Path, extra: dict[str, torch.Tens
 
 
 def init_from(
-    model: nn.Module, path: Path, name: str, partial: bool = False, widen: bool = False
+    model: nn.Module, path: Path, name: str, partial: bool = False, widen: bool = False,
+    norm: InputNorm | None = None,
 ) -> None:
     """Load ``path``'s weights into ``model``. ``partial``: only the tensors whose name and
     shape fit (e.g. ``tiny``'s encoder, SGEM and head into ``lite``), logged by count.
     ``widen``: ``path`` is a narrower network of the same layout, embedded so that
-    ``model`` starts out computing its logits (:func:`widen_state_dict`)."""
+    ``model`` starts out computing its logits (:func:`widen_state_dict`).
+
+    ``norm`` (the run's input normalisation) stays the run's: a start trained on inputs
+    normalised otherwise is a warning naming both, not a refusal (the shipped recipe starts
+    its ``robust`` run from the ``global`` 0.1 model on purpose), nor adopted (the run's
+    config and every checkpoint it writes say ``norm``)."""
     if partial and widen:
         raise ConfigError("init_partial and init_widen exclude each other")
-    loaded = load_checkpoint(path)[0]
+    loaded, info, _ = load_checkpoint(path)
+    if norm is not None and info.norm != norm:
+        log.warning("init %s was trained on inputs normalised as %s, this run normalises them as %s: "
+                    "its weights start on inputs of another scale (set norm, knee and background to "
+                    "its own to fine-tune it on the inputs it knows)", path, info.norm, norm)
     if getattr(loaded, "knee", None) is not None and getattr(model, "knee", None) is None:
         # a two-piece calibration (the shipped model's) is no tensor of the network trained:
         # the start keeps the line folded into the head (widened too); calibrate the result again
@@ -525,25 +540,45 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     """:class:`ConfigError` unless the run left in ``last`` can go on as this one: the same
     network, input normalisation and data (else its record would claim this run's data
     alone for the epochs done on the other), and the same recipe (``cfg``'s
-    :meth:`~TrainConfig.resume_fixed` fields that ``last`` records)."""
+    :meth:`~TrainConfig.resume_fixed` fields that ``last`` records, and the decay of a
+    weight average both keep). Paths compare as the files they name
+    (:func:`resolved_paths`)."""
     if info.model != model_cfg:
         raise ConfigError(f"{last} was trained with another model config; use a new --out")
     if info.norm != norm:  # its weights expect the other inputs
         raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
                           f"are {norm}; use a new --out")
     recorded, mine = info.extra.get("data"), json.loads(json.dumps(plain(seen)))
-    if recorded is not None and recorded != mine:
+    if recorded is not None and resolved_paths(recorded) != resolved_paths(mine):
         raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
                           f"run's ({json.dumps(mine)}); use a new --out (with init: {last})")
     config, now = info.extra.get("train_config") or {}, json.loads(json.dumps(cfg.recorded()))
+    fixed = [*cfg.resume_fixed(), *(["ema"] if config.get("ema") and now["ema"] else [])]
     changed = [
         f"{name} {json.dumps(config[name])} -> {json.dumps(now[name])}"
-        for name in cfg.resume_fixed()
-        if name in config and config[name] != now[name]
+        for name in fixed
+        if name in config and resolved_paths(config[name], name) != resolved_paths(now[name], name)
     ]
     if changed:
         raise ConfigError(f"{last} was trained with another recipe ({', '.join(changed)}); resume it with "
                           f"its own, or use a new --out (with init: {last}) to continue it with this one")
+
+
+# the keys of the records compared on a resumption (train_config, data) that hold paths
+PATH_KEYS = frozenset({"init", "teacher", "root", "pack", "hard"})
+
+
+def resolved_paths(value: Any, key: str | None = None) -> Any:
+    """A recorded value (JSON) with the paths under :data:`PATH_KEYS` resolved, to compare
+    them as the files they name: ``data/x`` and its absolute spelling are one folder. The
+    records keep the paths as given."""
+    if isinstance(value, dict):
+        return {k: resolved_paths(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolved_paths(v, key) for v in value]
+    if key in PATH_KEYS and isinstance(value, str):
+        return str(Path(value).resolve())
+    return value
 
 
 def plain(value: Any) -> Any:
@@ -579,7 +614,8 @@ def _dist_info() -> tuple[int, int, int]:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train and return the path of the final model checkpoint."""
+    """Train and return the path of the final model checkpoint. Resumes at an epoch
+    boundary: an epoch cut by ``max_steps`` counts as done (see :class:`TrainConfig`)."""
     rank, world, local_rank = _dist_info()
     device = resolve_device(cfg.device)
     if cfg.bf16 and device.type != "cpu":
@@ -599,7 +635,7 @@ def train(cfg: TrainConfig) -> Path:
     model: nn.Module = build_model(model_cfg)
     start: CheckpointInfo | None = None
     if cfg.init is not None:
-        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen)
+        init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen, norm=norm)
         if (cfg.init_widen or cfg.init_partial) and rank == 0:
             # the start is no file of its own: keep it (written below, by a fresh run only),
             # as a weight average of runs from it needs it as a parent (irstd soup). It has

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from irstd_ros.checkpoint import load_checkpoint
+from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.cli.main import main
-from irstd_ros.core.normalization import InputNorm, normalize
+from irstd_ros.core.normalization import InputNorm, centred_wide, normalize
 from irstd_ros.data.pack import PackConfig, build_pack
+from irstd_ros.data.transforms import pad_to
 from irstd_ros.errors import ConfigError, DatasetError
+from irstd_ros.models import build_model, named_config
 from irstd_ros.tools.gpu_session import make_dry_data
 from irstd_ros.training.gpu import (
     RECIPES,
@@ -108,6 +110,20 @@ def test_wide_frames_keep_their_noise_and_targets_in_training_and_its_evaluation
     assert data.images.shape[1:] == img.shape
     np.testing.assert_allclose(normalize_torch(data.images, norm, data.integer)[0].numpy(),
                                normalize(img, norm), atol=1e-3)
+
+
+def test_a_wide_frame_is_centred_once_about_its_own_median():
+    # half dark, half a million counts brighter, 8 rows padded to the crop by reflection
+    # (more dark rows): the frame was centred again about the padded frame's median, which
+    # shifted it by half a million counts (a second pass and copy the normalisation undoes)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 4, (8, CROP)).astype(np.uint32)
+    img[4:] += 1_000_000
+    mask = np.zeros(img.shape, bool)
+    data = DeviceBatches([(img, mask, "wide")], CROP, InputNorm(kind="robust"), CPU)
+    centred = pad_to(centred_wide(img), mask, CROP)[0]
+    assert np.median(centred) < -400_000  # what a second centring would take away
+    assert np.array_equal(data.images[0].numpy(), centred.astype(np.float32)) and data.integer
 
 
 def test_lr_schedules():
@@ -392,3 +408,12 @@ def test_cli_train_gpu_refuses_an_ema_that_never_moves(tmp_path, pack, capsys):
     with pytest.raises(SystemExit) as exited:  # a decay of 1 never moves: a usage error
         main(["train-gpu", "--pack", str(pack), "--out", str(tmp_path / "bad"), "--ema", "1"])
     assert exited.value.code == 2 and "--ema: must be a number in [0, 1)" in capsys.readouterr().err
+
+
+def test_an_init_trained_on_other_inputs_is_a_warning_naming_both(tmp_path, roots, caplog):
+    start = tmp_path / "start.safetensors"
+    save_checkpoint(start, build_model(named_config("tiny")),
+                    CheckpointInfo(model=named_config("tiny"), norm=InputNorm(kind="robust", knee=3.0, background=32)))
+    with caplog.at_level("WARNING", logger="irstd_ros.training.train"):
+        train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=1, max_steps=1, init=start, eval_split=None))
+    assert f"init {start} was trained on inputs normalised as" in caplog.text and "knee=3.0" in caplog.text

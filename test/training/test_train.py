@@ -605,3 +605,48 @@ def test_a_run_with_an_average_resumed_without_one_says_it_drops_it(tmp_path, ca
     with caplog.at_level("WARNING", logger="irstd_ros.training.train"):
         train(config(tmp_path, epochs=2))
     assert any("drops" in r.getMessage() for r in caplog.records)
+
+
+def test_an_init_trained_on_other_inputs_is_a_warning_naming_both(tmp_path, caplog):
+    # the start's weights see inputs on another scale: said, not silent; the run keeps its
+    # own normalisation (the shipped recipe starts a robust run from the global 0.1 model)
+    start = train(config(tmp_path, out=tmp_path / "start", epochs=1, max_steps=1, knee=3.0))
+    with caplog.at_level("WARNING", logger=train_module.__name__):
+        final = train(config(tmp_path, epochs=1, max_steps=1, init=start))
+    assert "this run normalises them as" in caplog.text
+    assert f"init {start} was trained on inputs normalised as InputNorm(" in caplog.text
+    assert "knee=3.0" in caplog.text and "knee=4.0" in caplog.text
+    assert load_checkpoint(final)[1].norm.knee == 4.0
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=train_module.__name__):
+        train(config(tmp_path, out=tmp_path / "same", epochs=1, max_steps=1, init=start, knee=3.0))
+    assert "normalises them as" not in caplog.text
+
+
+def test_a_kept_weight_average_is_not_resumed_with_another_decay(tmp_path):
+    # the average saved as the model would mix two decays, its record claim the new one
+    train(config(tmp_path, epochs=1, ema=0.9))
+    with pytest.raises(ConfigError, match=r"another recipe \(ema 0.9 -> 0.99\)"):
+        train(config(tmp_path, epochs=2, ema=0.99))
+    _, info, _ = load_checkpoint(train(config(tmp_path, epochs=2, ema=0.9)))
+    assert len(info.extra["train_state"]["history"]) == 2
+
+
+def test_a_resumption_takes_paths_as_the_files_they_name(tmp_path, monkeypatch):
+    # data and init given relative, then absolute: one run, not "other data" or a new recipe
+    start = train(config(tmp_path, out=tmp_path / "start", epochs=1, max_steps=1))
+    blob_dataset(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    train(config(tmp_path, data=Path("data"), init=Path("start/model.safetensors"), epochs=1))
+    _, info, _ = load_checkpoint(train(config(tmp_path, data=tmp_path / "data", init=start, epochs=2)))
+    assert len(info.extra["train_state"]["history"]) == 2
+    with pytest.raises(ConfigError, match="other data"):  # another folder is still refused
+        train(config(tmp_path, data=blob_dataset(tmp_path / "other", n=5, seed=3), init=start, epochs=3))
+
+
+def test_an_epoch_cut_by_max_steps_counts_as_done_on_resumption(tmp_path):
+    # by design (TrainConfig.max_steps): checkpoints resume at epoch boundaries
+    train(config(tmp_path, epochs=2, max_steps=1))  # 8 frames, batch 4: 2 steps an epoch
+    _, info, _ = load_checkpoint(train(config(tmp_path, epochs=2)))
+    state = info.extra["train_state"]
+    assert [h["epoch"] for h in state["history"]] == [1, 2] and state["step"] == 3
