@@ -86,12 +86,27 @@ class DetectionResult:
 @dataclass(frozen=True)
 class DetectorSettings:
     """What a frame's pre- and post-processing read, swapped as one (:meth:`Detector.apply`):
-    a frame sees one set, never half of a change made while it was in the network."""
+    a frame sees one set, never half of a change made while it was in the network.
+
+    The tracker's thresholds are probabilities in (0, 1], or None for none:
+    :class:`~irstd_ros.errors.ConfigError` for any other (0 would take the whole frame as
+    one component; the node's 0 for off and < 0 for the model's own are
+    :meth:`CheckpointInfo.tracking_thresholds`' to resolve)."""
 
     post: PostprocessConfig
     scaling: ScalingConfig
     candidate_threshold: float | None = None
     gated_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("candidate_threshold", "gated_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ConfigError(
+                    f"{name} must be a probability in (0, 1], or None for none, got {value!r}"
+                    " (the node's 0 for off and < 0 for the model's own: "
+                    "CheckpointInfo.tracking_thresholds)"
+                )
 
 
 class Detector:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.errors import ConfigError
+
 MODELS = {"plumb_bob": 5, "rational_polynomial": 8}  # model -> its distortion coefficients
 UNDISTORT_ITERATIONS = 50
 UNDISTORT_TOLERANCE = 1e-12  # normalised image units
@@ -27,7 +29,8 @@ RATE_STEP_PX = 0.01  # pixel displacement of the numerical derivative of the bea
 
 @dataclass(frozen=True)
 class CameraModel:
-    """A pinhole camera with radial-tangential distortion."""
+    """A pinhole camera with radial-tangential distortion;
+    :class:`~irstd_ros.errors.ConfigError` (a ValueError) for an unusable ``K`` or ``D``."""
 
     k: np.ndarray  # (3, 3) intrinsic matrix
     d: tuple[float, ...] = ()  # k1, k2, p1, p2[, k3[, k4, k5, k6]]
@@ -39,31 +42,32 @@ class CameraModel:
     def __post_init__(self) -> None:
         k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
         if not np.isfinite(k).all():
-            raise ValueError("camera matrix K has non-finite values")
+            raise ConfigError("camera matrix K has non-finite values")
         if not (k[0, 0] > 0 and k[1, 1] > 0):
-            raise ValueError("camera matrix K needs positive focal lengths fx, fy")
+            raise ConfigError("camera matrix K needs positive focal lengths fx, fy")
         object.__setattr__(self, "k", k)
         d = tuple(float(v) for v in self.d)
         if not all(np.isfinite(d)):
-            raise ValueError(f"distortion D has non-finite values: {list(d)}")
+            raise ConfigError(f"distortion D has non-finite values: {list(d)}")
         if any(d[8:]):  # thin prism or tilt terms (OpenCV's 12 or 14): they would be ignored
-            raise ValueError(f"distortion D has {len(d)} coefficients; at most 8 are supported")
+            raise ConfigError(f"distortion D has {len(d)} coefficients; at most 8 are supported")
         object.__setattr__(self, "d", (d + (0.0,) * 8)[:8])
 
     @classmethod
     def from_camera_info(cls, msg: Any) -> CameraModel:
-        """From a sensor_msgs/CameraInfo; ValueError for an unusable one."""
+        """From a sensor_msgs/CameraInfo; :class:`~irstd_ros.errors.ConfigError` (a
+        ValueError) for an unusable one."""
         k = np.asarray(msg.k, dtype=np.float64)
         if k.size != 9 or not k.any():
-            raise ValueError("camera_info has no intrinsic matrix K (all zeros: uncalibrated)")
+            raise ConfigError("camera_info has no intrinsic matrix K (all zeros: uncalibrated)")
         d = [float(v) for v in msg.d]
         model = str(msg.distortion_model)
         if any(d) and model not in MODELS:
-            raise ValueError(
+            raise ConfigError(
                 f"distortion model {model!r} not supported (supported: {', '.join(MODELS)})"
             )
         if any(d) and any(d[MODELS[model]:]):  # not the model's: would be read as another's
-            raise ValueError(
+            raise ConfigError(
                 f"distortion model {model!r} takes {MODELS[model]} coefficients, D has {len(d)}"
             )
         bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)

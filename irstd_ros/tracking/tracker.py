@@ -58,6 +58,7 @@ duplicate track sitting on another track's target dies.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +67,11 @@ from typing import Any, Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from irstd_ros.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,11 @@ GATE_SIGMAS = 3.0  # a tentative track's gate widens to this many sigmas of its 
 SIZE_SMOOTHING = 0.5  # weight of a new detection's box size in the track's size
 SCORE_SMOOTHING = 0.3  # weight of a new detection's score in the track's score
 _INFEASIBLE = 1e9
+# the neighbour search's radius is a hair above a track's gate; the exact gate is applied after
+_SEARCH_SLACK = 1e-9
+# up to this many track-detection pairs, every pair is scored and one Hungarian assignment
+# solves them all (what a neighbour search and per-component assignments save costs more)
+_DENSE_PAIRS = 4096
 MAX_TRACK_ID = 2**32 - 1  # irstd_ros/Track's id is a uint32: ids wrap to 1 after it
 # a detection's centroid is uncertain within its box: on top of meas_noise², each axis gets
 # the variance of a point uniform over the box's extent (w²/12, h²/12). A 1-px point adds
@@ -138,18 +149,19 @@ class TrackerConfig:
     image_margin_px: float = 10.0  # tracks predicted farther outside the image are deleted
 
     def validate(self) -> None:
+        """:class:`~irstd_ros.errors.ConfigError` (a ValueError) for a setting out of range."""
         if not self.gate_px > 0:
-            raise ValueError(f"gate_px must be > 0, got {self.gate_px}")
+            raise ConfigError(f"gate_px must be > 0, got {self.gate_px}")
         if not 1 <= self.confirm_m <= self.confirm_n:
-            raise ValueError(
+            raise ConfigError(
                 f"need 1 <= confirm_m <= confirm_n, got {self.confirm_m}, {self.confirm_n}"
             )
         for name in ("max_coast_s", "max_coast_long_s"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("accel_noise", "meas_noise", "init_speed"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0")
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -292,10 +304,12 @@ class Tracker:
         self._p[idx] = ikh @ p @ ikh.transpose(0, 2, 1) + k @ rm @ k.transpose(0, 2, 1)
 
     # --- association ----------------------------------------------------------------------
-    def _costs(
+    def _pairs(
         self, tracks: np.ndarray, dets: np.ndarray, z: np.ndarray, r: np.ndarray
-    ) -> np.ndarray:
-        """(len(tracks), len(dets)) association costs, ``_INFEASIBLE`` outside the gate.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (track, detection) pairs inside the gate, with their association costs:
+        (i, j, cost), ``i`` indexing ``tracks``, ``j`` indexing ``dets`` (indices into z and
+        r), sorted by i then j.
 
         The cost is the negative log-likelihood of the innovation, d² + ln det S, with
         S = P + R (the track's position covariance plus the detection's ``r``) and d² the
@@ -304,36 +318,44 @@ class Tracker:
         when that is larger. A confirmed track's never widens: over a long coast its
         sigmas grow to tens of px and the gate would take clutter or another target
         (measured in docs/results.md#tracking-on-generated-sequences).
-        """
-        y = z[dets][None, :, :] - self._x[tracks, None, :2]  # (k, n, 2) innovations
-        p = self._p[tracks, :2, :2][:, None]  # (k, 1, 2, 2)
-        sxx = p[..., 0, 0] + r[dets][None, :, 0]
-        syy = p[..., 1, 1] + r[dets][None, :, 1]
-        sxy = p[..., 0, 1]
-        det = sxx * syy - sxy * sxy
-        d2 = (syy * y[..., 0] ** 2 - 2 * sxy * y[..., 0] * y[..., 1] + sxx * y[..., 1] ** 2) / det
-        confirmed = self._confirmed[tracks][:, None]
-        widened = np.maximum(self.config.gate_px, GATE_SIGMAS * np.sqrt(np.maximum(sxx, syy)))
-        gate = np.where(confirmed, self.config.gate_px, widened)
-        ok = np.square(y).sum(axis=2) <= np.square(gate)
-        return np.where(ok, d2 + np.log(det), _INFEASIBLE)
 
-    @staticmethod
-    def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
-        if not cost.size:
-            return []
-        rows, cols = linear_sum_assignment(cost)
-        return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
+        Beyond ``_DENSE_PAIRS`` pairs, only those a neighbour search (:func:`_within`)
+        finds inside each track's widest gate are scored, so the cost grows with the pairs
+        near each other, not with tracks × detections.
+        """
+        if not len(tracks) or not len(dets):
+            empty = np.zeros(0, int)
+            return empty, empty, np.zeros(0)
+        gate_px = self.config.gate_px
+        confirmed = self._confirmed[tracks]
+        if len(tracks) * len(dets) <= _DENSE_PAIRS:
+            i, j = np.divmod(np.arange(len(tracks) * len(dets)), len(dets))
+        else:  # each track's widest gate: the one it has with the noisiest detection
+            p, rmax = self._p[tracks], r[dets].max(axis=0)
+            widest = GATE_SIGMAS * np.sqrt(np.maximum(p[:, 0, 0] + rmax[0], p[:, 1, 1] + rmax[1]))
+            reach = np.where(confirmed, gate_px, np.maximum(gate_px, widest))
+            i, j = _within(self._x[tracks, :2], z[dets], reach * (1.0 + _SEARCH_SLACK))
+        # per pair, the operations of the whole-matrix form, in its order (same floats)
+        t, d = tracks[i], dets[j]
+        y = z[d] - self._x[t, :2]
+        sxx = self._p[t, 0, 0] + r[d, 0]
+        syy = self._p[t, 1, 1] + r[d, 1]
+        sxy = self._p[t, 0, 1]
+        det = sxx * syy - sxy * sxy
+        d2 = (syy * y[:, 0] ** 2 - 2 * sxy * y[:, 0] * y[:, 1] + sxx * y[:, 1] ** 2) / det
+        widened = np.maximum(gate_px, GATE_SIGMAS * np.sqrt(np.maximum(sxx, syy)))
+        gate = np.where(confirmed[i], gate_px, widened)
+        ok = np.square(y).sum(axis=1) <= np.square(gate)
+        return i[ok], j[ok], (d2 + np.log(det))[ok]
 
     def _associate(
         self, tracks: np.ndarray, dets: np.ndarray, z: np.ndarray, r: np.ndarray
     ) -> list[tuple[int, int]]:
         """Gated Hungarian assignment of ``tracks`` (indices) to ``dets`` (indices into z
         and r)."""
-        if not len(tracks) or not len(dets):
-            return []
-        pairs = self._assign(self._costs(tracks, dets, z, r))
-        return [(int(tracks[i]), int(dets[j])) for i, j in pairs]
+        i, j, cost = self._pairs(tracks, dets, z, r)
+        pairs = _assign(len(tracks), len(dets), i, j, cost)
+        return [(int(tracks[a]), int(dets[b])) for a, b in pairs]
 
     # --- one frame ------------------------------------------------------------------------
     def update(
@@ -457,24 +479,30 @@ class Tracker:
         if not len(rest) or not (len(cands) or len(held)):
             return [], []
         k, nc = len(rest), len(cands)
-        cost = np.full((k, nc + k), _INFEASIBLE)  # candidates, then one merge column per track
-        if nc:
-            cost[:, :nc] = self._costs(rest, cands, z, r)
+        # candidates, then one merge column per track (nc + its row)
+        i, j, cost = self._pairs(rest, cands, z, r)
         best = np.zeros(k, int)
-        mergeable = self._confirmed[rest]
-        if len(held) and mergeable.any():
-            size = np.array([[self._meta[t].width, self._meta[t].height] for t in rest])
-            half = (size[:, None, :] + wh[held][None, :, :]) / 2.0
-            overlap = (np.abs(z[held][None] - self._x[rest, None, :2]) <= half).all(axis=2)
-            mc = np.where(overlap & mergeable[:, None], self._costs(rest, held, z, r), _INFEASIBLE)
-            best = np.argmin(mc, axis=1)
-            cost[np.arange(k), nc + np.arange(k)] = mc[np.arange(k), best]
+        mergeable = np.flatnonzero(self._confirmed[rest])
+        if len(held) and len(mergeable):
+            mi, mj, mc = self._pairs(rest[mergeable], held, z, r)
+            t, h = rest[mergeable[mi]], held[mj]
+            size = np.array([[self._meta[a].width, self._meta[a].height] for a in t]).reshape(-1, 2)
+            half = (size + wh[h]) / 2.0
+            overlap = (np.abs(z[h] - self._x[t, :2]) <= half).all(axis=1)
+            rows, mj, mc = mergeable[mi[overlap]], mj[overlap], mc[overlap]
+            # per track, its cheapest merge (the first in ``held`` of equal ones)
+            order = np.lexsort((mj, mc, rows))
+            first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]] if len(order) else order
+            best[rows[first]] = mj[first]
+            i = np.concatenate([i, rows[first]])
+            j = np.concatenate([j, nc + rows[first]])
+            cost = np.concatenate([cost, mc[first]])
         pairs, merges = [], []
-        for i, j in self._assign(cost):
-            if j < nc:
-                pairs.append((int(rest[i]), int(cands[j])))
+        for a, b in _assign(k, nc + k, i, j, cost):
+            if b < nc:
+                pairs.append((int(rest[a]), int(cands[b])))
             else:
-                merges.append((int(rest[i]), int(held[best[i]])))
+                merges.append((int(rest[a]), int(held[best[a]])))
         return pairs, merges
 
     def _coast_limits(self, image_size: tuple[int, int] | None) -> np.ndarray:
@@ -551,3 +579,48 @@ class Tracker:
                 )
             )
         return out
+
+
+def _within(a: np.ndarray, b: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j): the pairs of points ``a[i]``, ``b[j]`` at most ``radius[i]`` apart, sorted by
+    i then j (a k-d tree of ``b``)."""
+    hits = cKDTree(b).query_ball_point(a, radius, return_sorted=True)
+    counts = np.fromiter(map(len, hits), int, len(hits))
+    j = np.fromiter(itertools.chain.from_iterable(hits), int, int(counts.sum()))
+    return np.repeat(np.arange(len(a)), counts), j
+
+
+def _assign(
+    rows: int, cols: int, i: np.ndarray, j: np.ndarray, cost: np.ndarray
+) -> list[tuple[int, int]]:
+    """The assignment of ``rows`` to ``cols`` over the feasible pairs (i[e], j[e]) of cost
+    cost[e], sorted by row: the same as the Hungarian assignment of the whole matrix with
+    ``_INFEASIBLE`` elsewhere (the most feasible pairs, then the cheapest). Beyond
+    ``_DENSE_PAIRS`` cells, solved per connected component of the pairs: a component of one
+    pair is that pair, any other a Hungarian assignment of its own rows and columns."""
+    keep = cost < _INFEASIBLE
+    i, j, cost = i[keep], j[keep], cost[keep]
+    if not len(i):
+        return []
+    if rows * cols <= _DENSE_PAIRS:
+        whole = np.full((rows, cols), _INFEASIBLE)
+        whole[i, j] = cost
+        a, b = linear_sum_assignment(whole)
+        ok = whole[a, b] < _INFEASIBLE
+        return list(zip(a[ok].tolist(), b[ok].tolist()))
+    graph = coo_matrix((np.ones(len(i)), (i, rows + j)), shape=(rows + cols, rows + cols))
+    _, label = connected_components(graph, directed=False)
+    comp = label[i]
+    single = np.bincount(comp)[comp] == 1
+    pairs = list(zip(i[single].tolist(), j[single].tolist()))
+    many = np.flatnonzero(~single)
+    many = many[np.argsort(comp[many], kind="stable")]
+    bounds = np.flatnonzero(np.diff(comp[many])) + 1
+    for e in np.split(many, bounds) if len(many) else []:
+        ri, ci = np.unique(i[e]), np.unique(j[e])
+        sub = np.full((len(ri), len(ci)), _INFEASIBLE)
+        sub[np.searchsorted(ri, i[e]), np.searchsorted(ci, j[e])] = cost[e]
+        a, b = linear_sum_assignment(sub)
+        ok = sub[a, b] < _INFEASIBLE
+        pairs += zip(ri[a[ok]].tolist(), ci[b[ok]].tolist())
+    return sorted(pairs)

@@ -3,10 +3,14 @@ components (``gated_threshold``), disjoint from each other and from the targets.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.targets import PostprocessConfig
+from irstd_ros.errors import ConfigError
 from irstd_ros.inference.detector import Detector
 from irstd_ros.models import named_config
 
@@ -99,3 +103,32 @@ def test_settings_changed_while_a_frame_is_in_the_network_apply_from_the_next_fr
     assert boxes(r.targets) == [(5, 5, 3, 3)] and boxes(r.candidates) == [(20, 20, 2, 2)]  # the old set
     again = det.detect(np.zeros((40, 40), np.uint8))
     assert again.targets == [] and boxes(again.candidates) == [(5, 5, 3, 3)]  # the new one
+
+
+@pytest.mark.parametrize("name", ["candidate_threshold", "gated_threshold"])
+@pytest.mark.parametrize("value", [0.0, -1.0, 1.5, math.nan])
+def test_a_threshold_that_is_no_probability_is_refused_and_changes_nothing(name, value):
+    """0 is "off" for the node's parameter (tracking_thresholds gives None); here it used to
+    be the probability 0: with no detection in the frame the whole frame was one candidate.
+    One meaning: the detector refuses it (None is off), and keeps its settings."""
+    det = detector(0.2, 0.05)
+    before = det.settings
+    with pytest.raises(ConfigError, match=rf"{name} must be a probability in \(0, 1\], or None"):
+        setattr(det, name, value)
+    assert det.settings is before
+    with pytest.raises(ConfigError, match=name):
+        det.apply(**{name: value})
+    assert det.settings is before
+
+
+def test_the_nodes_zero_turns_the_tracker_thresholds_off_in_the_detector():
+    """The node's (and eval-bag's) 0, resolved by tracking_thresholds: no candidates, no
+    gated components, even in a frame without a detection (where the probability 0 took
+    the whole frame)."""
+    det = detector(None, None)
+    faint = prob_map() + np.float32(0.001)  # no pixel exactly 0, as a real network's
+    faint[faint > 0.5] = 0.3  # no detection
+    det.backend = MapBackend(faint)
+    det.candidate_threshold, det.gated_threshold = det.info.tracking_thresholds(0.0, 0.0)
+    r = det.detect(np.zeros((40, 40), np.uint8))
+    assert r.targets == [] and r.candidates == [] and r.gated == []

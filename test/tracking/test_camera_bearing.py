@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from irstd_ros.errors import ConfigError
 from irstd_ros.tracking import CameraModel, bearings
 
 K = np.array([[800.0, 0.0, 320.5], [0.0, 790.0, 255.5], [0.0, 0.0, 1.0]])
@@ -94,9 +95,9 @@ def test_from_camera_info_with_binning_and_roi():
 
 
 def test_unusable_camera_info_is_refused():
-    with pytest.raises(ValueError, match="uncalibrated"):
+    with pytest.raises(ConfigError, match="uncalibrated"):
         CameraModel.from_camera_info(camera_info(k=[0.0] * 9))
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ConfigError, match="not supported"):
         CameraModel.from_camera_info(camera_info(distortion_model="equidistant"))
 
 
@@ -114,11 +115,12 @@ def test_bearings_of_tracks():
         ({"d": [float("nan"), 0.11, 0.0, 0.0, 0.0]}, "distortion D has non-finite"),
         ({"k": [800.0, 0.0, float("nan"), 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "K has non-finite"),
         ({"k": [800.0, 0.0, float("inf"), 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "K has non-finite"),
+        ({"k": [0.0, 0.0, 320.0, 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "positive focal lengths"),
     ],
 )
 def test_non_finite_camera_info_is_refused_not_nan_bearings(change, message):
     """It gave NaN bearings, published as valid (has_bearing true)."""
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         CameraModel.from_camera_info(camera_info(**change))
 
 
@@ -131,7 +133,7 @@ def test_non_finite_camera_info_is_refused_not_nan_bearings(change, message):
 )
 def test_distortion_coefficients_the_model_does_not_have_are_refused(model, d):
     """They were dropped (thin prism) or read as another model's: bearings off, silently."""
-    with pytest.raises(ValueError, match="coefficients"):
+    with pytest.raises(ConfigError, match="coefficients"):
         CameraModel.from_camera_info(camera_info(distortion_model=model, d=d))
     # zeros past the model's count are harmless padding
     CameraModel.from_camera_info(camera_info(distortion_model="plumb_bob", d=[*PLUMB_BOB, 0.0, 0.0, 0.0]))

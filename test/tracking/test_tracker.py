@@ -4,12 +4,14 @@ dropped frames, irregular rates, time going backwards (no rclpy, no torch)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
+from irstd_ros.errors import ConfigError
 from irstd_ros.tracking import Tracker, TrackerConfig, TrackState
 
 DT = 0.1  # 10 fps
@@ -235,11 +237,28 @@ def test_box_and_score_follow_the_detections():
     assert track.box == (track.x, track.y, track.width, track.height)
 
 
-def test_invalid_config_is_refused():
-    with pytest.raises(ValueError, match="confirm_m"):
-        Tracker(TrackerConfig(confirm_m=4, confirm_n=3))
-    with pytest.raises(ValueError, match="gate_px"):
-        Tracker(TrackerConfig(gate_px=0.0))
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"confirm_m": 4, "confirm_n": 3}, "confirm_m <= confirm_n, got 4, 3"),
+        ({"confirm_m": 0}, "1 <= confirm_m"),
+        ({"gate_px": 0.0}, "gate_px must be > 0, got 0.0"),
+        ({"gate_px": float("nan")}, "gate_px must be > 0, got nan"),
+        ({"max_coast_s": -0.5}, "max_coast_s must be >= 0, got -0.5"),
+        ({"accel_noise": 0.0}, "accel_noise must be > 0, got 0.0"),
+        ({"meas_noise": -1.0}, "meas_noise must be > 0, got -1.0"),
+        ({"init_speed": float("nan")}, "init_speed must be > 0, got nan"),
+    ],
+)
+def test_invalid_config_is_refused_with_a_config_error(change, message):
+    """The project's narrow error (a ValueError too), naming the setting and its value,
+    from the constructor and from configure, which keeps the old settings."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Tracker(TrackerConfig(**change))
+    tr = Tracker()
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        tr.configure(TrackerConfig(**change))
+    assert tr.config == TrackerConfig()
 
 
 def test_a_dim_target_seen_only_as_candidates_is_confirmed_over_frames():
@@ -477,7 +496,7 @@ def test_a_track_predicted_outside_the_image_coasts_only_max_coast_s():
 
 
 def test_invalid_coast_config_is_refused():
-    with pytest.raises(ValueError, match="max_coast_long_s"):
+    with pytest.raises(ConfigError, match="max_coast_long_s"):
         Tracker(TrackerConfig(max_coast_long_s=-1.0))
 
 
