@@ -3,10 +3,12 @@
 Predictions come either from recorded outputs (a bag holding the node's ``mask`` --
 or, without it, its ``targets``/``detections`` boxes, filled) or from running the
 :class:`~irstd_ros.inference.detector.Detector` over the bag's frames, without a ROS
-graph. Outputs are matched to truth frames by header stamp. Metrics are those of
-:mod:`irstd_ros.evaluation.metrics` (Pd, Fa, IoU...), over the sequence and per frame;
+graph. Outputs are matched to truth frames by header stamp; a bag of several nodes'
+outputs (one camera each) needs ``outputs_ns``, the namespace of the one scored.
+Metrics are those of :mod:`irstd_ros.evaluation.metrics` (Pd, Fa, IoU...), over the
+sequence and per frame;
 truth frames without any output are counted in ``frames_missing`` and left out of the
-metrics.
+metrics, outputs of no truth frame in ``outputs_without_truth`` (with a warning).
 
 Latency (ms), where it can be measured:
 
@@ -61,7 +63,14 @@ from irstd_ros.bags.io import (
     targets_msg,
 )
 from irstd_ros.bags.rosutil import cdr_header_stamp
-from irstd_ros.core.constants import DETECTION_OUTPUTS, LIVE_STAMP_WINDOW_S
+from irstd_ros.core.constants import (
+    DETECTION_OUTPUTS,
+    DETECTIONS_TOPIC,
+    LIVE_STAMP_WINDOW_S,
+    MASK_TOPIC,
+    TARGETS_TOPIC,
+    TRACKS_TOPIC,
+)
 from irstd_ros.core.paths import atomic_path, write_text_atomic
 from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.core.targets import Target
@@ -74,6 +83,10 @@ log = logging.getLogger(__name__)
 
 ROLLING_FRAMES = 10  # window of the rolling Pd in the plot
 OUTPUT_MASK_TOPIC, OUTPUT_DETECTIONS_TOPIC, OUTPUT_TARGETS_TOPIC = (f"/{t}" for t in DETECTION_OUTPUTS)
+# the kinds of output a bag may hold, and the name of each the node publishes
+OWN_NAMES = {"mask": MASK_TOPIC, "targets": TARGETS_TOPIC, "detections": DETECTIONS_TOPIC,
+             "tracks": TRACKS_TOPIC}
+OUTPUT_ROLES = tuple(OWN_NAMES)
 MASK_ON = 255
 
 
@@ -89,6 +102,7 @@ class EvalBagConfig:
     image_topic: str = IMAGE_TOPIC
     truth_mask_topic: str = TRUTH_MASK_TOPIC
     mask_topic: str | None = None  # in outputs; None: the Image topic named */mask
+    outputs_ns: str | None = None  # the node whose outputs are scored; None: the only one
     save_outputs: Path | None = None  # with run_detector: write the outputs as the node would
     progress: bool = False
     tracking: bool = True  # also score tracks (needs truth ids)
@@ -105,7 +119,7 @@ class EvalBagConfig:
     def validate(self) -> None:
         try:
             (self.tracker or TrackerConfig()).validate()
-        except ValueError as exc:
+        except ConfigError as exc:
             raise ConfigError(f"tracker: {exc}") from None
         if not self.match_px > 0:
             raise ConfigError(f"match_px must be > 0, got {self.match_px}")
@@ -126,6 +140,8 @@ class EvalBagConfig:
             raise ConfigError("--save-outputs needs --run-detector")
         if self.mask_topic is not None and self.run_detector:
             raise ConfigError("--mask-topic names a topic of --outputs; not with --run-detector")
+        if self.outputs_ns is not None and self.run_detector:
+            raise ConfigError("--outputs-ns names a node of --outputs; not with --run-detector")
 
 
 def _truth_masks(reader: BagReader, topic: str, image_topic: str) -> dict[int, np.ndarray]:
@@ -161,27 +177,69 @@ def boxes_to_mask(boxes: Iterable[Any], size: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def find_output_topics(reader: BagReader, exclude: Sequence[str] = ()) -> dict[str, str | None]:
-    """The node's output topics in a bag, by type and name: mask, targets, detections,
-    tracks (a Detection2DArray topic named ``*/tracks``)."""
+def output_namespace(topic: str) -> str:
+    """The namespace of the node that published ``topic`` (``/cam1/irstd/detections`` ->
+    ``/cam1/irstd``, ``/detections`` -> ``/``)."""
+    return topic.rsplit("/", 1)[0] or "/"
+
+
+def find_output_topics(
+    reader: BagReader,
+    exclude: Sequence[str] = (),
+    namespace: str | None = None,
+    roles: Sequence[str] = OUTPUT_ROLES,
+) -> dict[str, str | None]:
+    """The node's output topics in a bag, by type and name, of the ``roles`` asked for:
+    mask, targets, detections, tracks (a Detection2DArray topic named ``*/tracks``).
+
+    ``namespace``: the node's (``--outputs-ns``); None: the bag must hold one node's
+    outputs. A :class:`BagError` lists the candidates when it holds several nodes' (one
+    camera each), when ``namespace`` holds none, or when one namespace has several topics
+    of a kind and none of the node's name -- never the first by name in silence.
+    """
     skip = {TRUTH_MASK_TOPIC, TRUTH_TARGETS_TOPIC, *exclude}
     images = [t for t in reader.topics_of_type(IMAGE_TYPE) if t not in skip]
-    masks = [t for t in images if t.rsplit("/", 1)[-1] == "mask"]
-    targets = [t for t in reader.topics_of_type(TARGETS_TYPE) if t not in skip]
     arrays = [t for t in reader.topics_of_type(DETECTIONS_TYPE) if t not in skip]
-    tracks = [t for t in arrays if t.rsplit("/", 1)[-1] == "tracks"]
-    dets = [t for t in arrays if t not in tracks]
-    return {
-        "mask": masks[0] if masks else None,
-        "targets": targets[0] if targets else None,
-        "detections": dets[0] if dets else None,
-        "tracks": tracks[0] if tracks else None,
+    tracks = [t for t in arrays if t.rsplit("/", 1)[-1] == TRACKS_TOPIC]
+    found = {
+        "mask": [t for t in images if t.rsplit("/", 1)[-1] == MASK_TOPIC],
+        "targets": [t for t in reader.topics_of_type(TARGETS_TYPE) if t not in skip],
+        "detections": [t for t in arrays if t not in tracks],
+        "tracks": tracks,
     }
+    found = {role: found[role] for role in roles}
+    by_ns: dict[str, list[str]] = {}
+    for topic in sorted(t for ts in found.values() for t in ts):
+        by_ns.setdefault(output_namespace(topic), []).append(topic)
+    listing = "; ".join(f"{ns}: {', '.join(ts)}" for ns, ts in sorted(by_ns.items()))
+    if namespace is not None:
+        ns = "/" + namespace.strip("/")
+        if ns not in by_ns:
+            raise BagError(
+                f"{reader.path} holds no node output in namespace {ns} (--outputs-ns); "
+                f"outputs: {listing or 'none'}"
+            )
+        found = {role: [t for t in ts if output_namespace(t) == ns] for role, ts in found.items()}
+    elif len(by_ns) > 1:
+        raise BagError(
+            f"{reader.path} holds the outputs of several nodes ({listing}); "
+            "choose one with --outputs-ns NAMESPACE"
+        )
+    chosen: dict[str, str | None] = {}
+    for role, topics in found.items():
+        own = [t for t in topics if t.rsplit("/", 1)[-1] == OWN_NAMES[role]]
+        if len(topics) > 1 and len(own) != 1:
+            raise BagError(
+                f"{reader.path} has several {role} topics of one node ({', '.join(topics)}) "
+                f"and none named {OWN_NAMES[role]}: which is the node's cannot be told"
+            )
+        chosen[role] = (own or topics)[0] if topics else None
+    return chosen
 
 
-def read_output_boxes(reader: BagReader, exclude: Sequence[str] = ()) -> dict[int, list[Box]]:
-    """stamp -> detected boxes (with scores) from a bag's targets or detections topic."""
-    found = find_output_topics(reader, exclude)
+def read_output_boxes(reader: BagReader, found: dict[str, str | None]) -> dict[int, list[Box]]:
+    """stamp -> detected boxes (with scores) from the targets or detections topic of
+    ``found`` (:func:`find_output_topics`)."""
     if found["targets"]:
         return reader.by_stamp(found["targets"], lambda m, _t: boxes_from_targets(m))
     if found["detections"]:
@@ -209,11 +267,13 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
     assert cfg.outputs is not None
     with BagReader(cfg.outputs) as reader:
         inputs = (cfg.image_topic, cfg.truth_mask_topic)  # never taken for outputs
-        found = find_output_topics(reader, inputs)
+        # a mask topic given: the others are no candidates
+        roles = [r for r in OUTPUT_ROLES if r != "mask" or cfg.mask_topic is None]
+        found = {"mask": None, **find_output_topics(reader, inputs, cfg.outputs_ns, roles)}
         mask_topic = cfg.mask_topic or found["mask"]
         if mask_topic is not None:
             reader.require(mask_topic, IMAGE_TYPE)
-        boxes = read_output_boxes(reader, inputs)
+        boxes = read_output_boxes(reader, found)
         recv: dict[int, int] = {}
         masks: dict[int, np.ndarray] = {}
         if mask_topic is not None:
@@ -315,7 +375,9 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
 
 
 def _box(tg: Target) -> Box:
-    return Box(tg.x, tg.y, tg.width, tg.height, tg.score, str(tg.id), tg.centroid_x, tg.centroid_y)
+    """A detection as the node publishes it: no id (``tg.id`` is its rank in the frame, and
+    vision_msgs reserves a Detection2D's id for the same object across messages)."""
+    return Box(tg.x, tg.y, tg.width, tg.height, tg.score, "", tg.centroid_x, tg.centroid_y)
 
 
 def _truth_points(path: Path) -> dict[int, list[Point]]:
@@ -480,11 +542,18 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
         )
     if not rows:
         raise BagError("no output matches a truth frame by header stamp; wrong bags?")
+    unmatched = sorted(set(outputs.masks) - set(truths))
+    if unmatched:
+        log.warning(
+            "%d output frame(s) of %s match no truth frame by header stamp (the first at %d ns); "
+            "not scored, counted in outputs_without_truth", len(unmatched), outputs.topic, unmatched[0],
+        )
     result: dict[str, Any] = acc.result()
     result.update(
         {
             "frames": len(rows),
             "frames_missing": missing,
+            "outputs_without_truth": len(unmatched),
             "detected": acc.detected,
             "false_px": acc.false_px,
             "pixels_per_frame": int(np.prod(size)),

@@ -58,6 +58,7 @@ class RenderConfig:
     outputs: Path | None = None
     sheet: Path | None = None
     image_topic: str = IMAGE_TOPIC
+    outputs_ns: str | None = None  # the node whose outputs are drawn; None: the only one
     sheet_frames: int = 6
     sheet_columns: int = 3
     fps: float | None = None  # None: the bag's frame rate
@@ -92,6 +93,7 @@ def _truth_boxes(reader: BagReader) -> dict[int, list[Box]]:
 
 
 TRAIL_POINTS = 30  # recent positions drawn behind a track
+BOX_ROLES = ("targets", "detections", "tracks")  # the outputs drawn (no mask)
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,9 @@ class _TrackBox:
     height: float
 
 
-def _track_boxes(reader: BagReader, exclude: tuple[str, ...]) -> dict[int, list[_TrackBox]]:
-    """stamp -> the node's recorded tracks (a ``*/tracks`` Detection2DArray topic), or {}."""
-    topic = find_output_topics(reader, exclude).get("tracks")
+def _track_boxes(reader: BagReader, topic: str | None) -> dict[int, list[_TrackBox]]:
+    """stamp -> the node's recorded tracks (on ``topic``, its ``*/tracks`` Detection2DArray
+    topic), or {} without one."""
     if topic is None:
         return {}
     return reader.by_stamp(
@@ -233,13 +235,15 @@ def render(cfg: RenderConfig) -> RenderSummary:
         truth = _truth_boxes(reader)
         if cfg.outputs is not None:
             with BagReader(cfg.outputs) as out_reader:
-                detections = read_output_boxes(out_reader, (cfg.image_topic,))
-                tracks = _track_boxes(out_reader, (cfg.image_topic,))
+                found = find_output_topics(out_reader, (cfg.image_topic,), cfg.outputs_ns, BOX_ROLES)
+                detections = read_output_boxes(out_reader, found)
+                tracks = _track_boxes(out_reader, found.get("tracks"))
             if not detections:
                 raise BagError(f"{cfg.outputs} holds no targets or detections topic")
         else:
-            detections = read_output_boxes(reader, (cfg.image_topic,))
-            tracks = _track_boxes(reader, (cfg.image_topic,))
+            found = find_output_topics(reader, (cfg.image_topic,), cfg.outputs_ns, BOX_ROLES)
+            detections = read_output_boxes(reader, found)
+            tracks = _track_boxes(reader, found.get("tracks"))
         trails: dict[int, deque[tuple[float, float]]] = {}
         fps = cfg.fps or _bag_fps(reader, cfg.image_topic)
         n_total = reader.topics[cfg.image_topic].count

@@ -9,8 +9,10 @@ def format_table(r: dict) -> str:
     """A short human-readable summary of an evaluation result ("-" for an undefined
     figure, such as Pd of a sequence without targets)."""
     lat = r.get("latency_ms")
+    unmatched = r.get("outputs_without_truth")
     lines = [
-        f"frames      {r['frames']} scored, {r['frames_missing']} without output",
+        f"frames      {r['frames']} scored, {r['frames_missing']} without output"
+        + (f", {unmatched} outputs without a truth frame" if unmatched else ""),
         f"targets     {r['targets']} ({r['detected']} detected)",
         f"Pd          {format_number(r['pd'], '.4f')}",
         f"Fa          {format_number(r['fa'], '.3e')}  ({r['false_px']} false-alarm pixels)",

@@ -30,6 +30,7 @@ __all__ = [
     "add_bag_writing",
     "add_image_topic",
     "add_model_on_data",
+    "add_outputs_ns",
     "check_distinct_paths",
     "check_network_options",
     "check_output_dir",
@@ -132,3 +133,12 @@ def add_image_topic(p: argparse.ArgumentParser) -> None:
     from irstd_ros.bags.io import IMAGE_TOPIC
 
     p.add_argument("--image-topic", default=IMAGE_TOPIC)
+
+
+def add_outputs_ns(p: argparse.ArgumentParser) -> None:
+    """``--outputs-ns``: the node whose outputs a bag tool reads, in a bag of several."""
+    p.add_argument(
+        "--outputs-ns", metavar="NAMESPACE",
+        help="the namespace of the node whose outputs are read, e.g. /cam1/irstd, when the "
+        "bag holds several nodes' (one camera each)",
+    )

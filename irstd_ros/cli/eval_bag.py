@@ -18,6 +18,7 @@ from irstd_ros.bags.io import TRUTH_MASK_TOPIC
 from irstd_ros.bags.report import format_table
 from irstd_ros.cli._options import (
     add_image_topic,
+    add_outputs_ns,
     check_distinct_paths,
     check_output_dir,
     check_output_file,
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_image_topic(p)
     p.add_argument("--truth-mask-topic", default=TRUTH_MASK_TOPIC)
     p.add_argument("--mask-topic", help="output mask topic (default: the */mask Image topic)")
+    add_outputs_ns(p)
     p.add_argument(
         "--json",
         nargs="?",
@@ -151,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         image_topic=args.image_topic,
         truth_mask_topic=args.truth_mask_topic,
         mask_topic=args.mask_topic,
+        outputs_ns=args.outputs_ns,
         save_outputs=args.save_outputs,
         progress=True,
         tracking=not args.no_tracking,

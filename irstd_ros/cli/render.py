@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from irstd_ros.bags.render import RenderConfig, render
-from irstd_ros.cli._options import add_image_topic, check_output_file, positive_float, positive_int
+from irstd_ros.cli._options import (
+    add_image_topic,
+    add_outputs_ns,
+    check_output_file,
+    positive_float,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="video file, .mp4 or .gif")
     p.add_argument("--sheet", type=Path, metavar="PNG", help="also write a contact sheet")
     add_image_topic(p)
+    add_outputs_ns(p)
     p.add_argument("--fps", type=positive_float, help="video frame rate (default: the bag's)")
     p.add_argument("--scale", type=positive_int, default=1, help="integer magnification")
     p.add_argument("--max-frames", type=positive_int, help="render at most N frames")
@@ -37,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         outputs=args.outputs,
         sheet=args.sheet,
         image_topic=args.image_topic,
+        outputs_ns=args.outputs_ns,
         fps=args.fps,
         scale=args.scale,
         max_frames=args.max_frames,

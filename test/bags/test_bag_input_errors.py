@@ -60,7 +60,7 @@ def test_eval_bag_outputs_of_another_size_name_frame_and_topics(tmp_path, tiny_b
     # the other bag's truth mask stands in for recorded outputs of another sequence
     monkeypatch.setattr(
         ev, "find_output_topics",
-        lambda reader, exclude=(): {"mask": "/camera/truth/mask", "targets": None,
+        lambda reader, exclude=(), *_a: {"mask": "/camera/truth/mask", "targets": None,
                                     "detections": None, "tracks": None},
     )
     with pytest.raises(BagError) as info:
@@ -161,6 +161,14 @@ def test_eval_bag_mask_topic_with_run_detector_is_refused(tiny_bag):
     """--mask-topic names a topic of the recorded outputs: with --run-detector it was ignored."""
     with pytest.raises(ConfigError, match="--mask-topic"):
         evaluate_bag(EvalBagConfig(tiny_bag, run_detector=True, mask_topic="/nosuch"))
+
+
+def test_eval_bag_outputs_ns_with_run_detector_is_refused(capsys, tiny_bag):
+    """--outputs-ns chooses a node of the recorded outputs: with --run-detector, none."""
+    code, err = run_cli(
+        capsys, "eval-bag", "--truth", str(tiny_bag), "--run-detector", "--outputs-ns", "/cam1/irstd"
+    )
+    assert code == 2 and "--outputs-ns names a node of --outputs" in one_error_line(err)
 
 
 @pytest.mark.parametrize(

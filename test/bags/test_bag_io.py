@@ -108,6 +108,30 @@ def test_compressed_mcap_reads_back(tmp_path):
         assert r.topics["/targets"].count == 1
 
 
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+MCAP_FOOTER = 0x02
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_bare_mcap_without_summary_counts_its_messages(tmp_path, compress):
+    """replay refuses a bag with no message on its topics, from the counts: an MCAP file
+    without a summary section (no statistics, no chunk index) has them from a scan, not 0."""
+    with BagWriter(tmp_path / "b", compress=compress) as w:
+        for t in range(1, 4):
+            w.write("/targets", t, targets_msg(w.store, [], t, "cam"))
+    data = next((tmp_path / "b").glob("*.mcap")).read_bytes()
+    footer = data[-len(MCAP_MAGIC) - 29 :]  # op, length, summary start, offsets start, crc
+    assert footer[0] == MCAP_FOOTER
+    summary_start = int.from_bytes(footer[9:17], "little")
+    assert summary_start  # the writer's file has one: cut it off
+    no_summary = tmp_path / "no_summary.mcap"
+    no_summary.write_bytes(
+        data[:summary_start] + bytes([MCAP_FOOTER]) + (20).to_bytes(8, "little") + bytes(20) + MCAP_MAGIC
+    )
+    with BagReader(no_summary) as r:
+        assert r.topics["/targets"].count == 3
+        assert [t for _, _, t, _ in r.raw_messages(["/targets"])] == [1, 2, 3]
+
 def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_bag):
     with pytest.raises(BagError, match="exists"):
         BagWriter(tiny_bag)

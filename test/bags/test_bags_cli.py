@@ -42,18 +42,15 @@ def test_generate_eval_render_chain(tmp_path, capsys, monkeypatch):
         (_, _, img), *_ = list(r.messages(["/camera/image"]))
     assert (img.width, img.height, img.encoding) == (64, 48, "mono16")
 
-    # eval-bag with the bag's own truth as "outputs": perfect scores
+    # eval-bag and render with the bag's own truth as "outputs": perfect scores
     from irstd_ros.bags import evaluate as ev
+    from irstd_ros.bags import render as rd
 
-    monkeypatch.setattr(
-        ev,
-        "find_output_topics",
-        lambda reader, exclude=(): {
-            "mask": "/camera/truth/mask",
-            "targets": None,
-            "detections": "/camera/truth/targets",
-        },
-    )
+    def truth_as_outputs(reader, exclude=(), *_a):
+        return {"mask": "/camera/truth/mask", "targets": None, "detections": "/camera/truth/targets"}
+
+    monkeypatch.setattr(ev, "find_output_topics", truth_as_outputs)
+    monkeypatch.setattr(rd, "find_output_topics", truth_as_outputs)
     code, out, _ = run_cli_output(
         capsys,
         "eval-bag",
@@ -186,7 +183,7 @@ def test_json_to_a_file(tmp_path, capsys, tiny_bag, monkeypatch):
     monkeypatch.setattr(
         ev,
         "find_output_topics",
-        lambda reader, exclude=(): {
+        lambda reader, exclude=(), *_a: {
             "mask": "/camera/truth/mask",
             "targets": None,
             "detections": None,

@@ -192,6 +192,23 @@ def test_run_detector_and_save_outputs(tmp_path, monkeypatch):
     assert (again["pd"], again["fa"], again["iou"]) == (1.0, 0.0, 1.0)
 
 
+def test_saved_detections_claim_no_identity_across_frames(tmp_path, monkeypatch):
+    """The saved `detections` are the node's: a Detection2D's id is for the same object
+    across messages (vision_msgs), and a detection's rank in its frame is none; empty."""
+    from irstd_ros.bags.evaluate import OUTPUT_DETECTIONS_TOPIC
+    from irstd_ros.bags.io import BagReader
+    from irstd_ros.inference import detector as det_mod
+
+    monkeypatch.setattr(
+        det_mod.Detector, "from_checkpoint", classmethod(lambda cls, *a, **k: PerfectDetector())
+    )
+    saved = tmp_path / "saved"
+    evaluate_bag(EvalBagConfig(write_truth(tmp_path / "truth"), run_detector=True, save_outputs=saved))
+    with BagReader(saved) as reader:
+        ids = [d.id for _, _, m in reader.messages([OUTPUT_DETECTIONS_TOPIC]) for d in m.detections]
+    assert len(ids) == 6 and set(ids) == {""}
+
+
 def test_plot_is_written(bags, tmp_path):
     r = evaluate_bag(EvalBagConfig(bags[0], outputs=bags[1]))
     plot_over_time(r, tmp_path / "plot.png")
@@ -250,3 +267,70 @@ def test_truth_boxes_are_filled_at_the_size_of_the_scored_camera(tmp_path):
             w.write("/detections", s + LATENCY_NS, detections_msg(w.store, [Box(*B)], s, "cam"))
     r = evaluate_bag(EvalBagConfig(bag, outputs=bag, tracking=False))
     assert (r["targets"], r["detected"], r["pixels_per_frame"]) == (2, 2, H * W)
+
+
+def write_two_nodes(path: Path) -> Path:
+    """Outputs of two cameras' nodes, with the truth's stamps: cam1's finds A and B, cam2's nothing."""
+    with BagWriter(path) as w:
+        for i in range(3):
+            s = T0 + i * STEP
+            found = detections_msg(w.store, [Box(*A), Box(*B)], s, "cam1")
+            w.write("/cam1/irstd/detections", s + LATENCY_NS, found)
+            w.write("/cam2/irstd/detections", s + LATENCY_NS, detections_msg(w.store, [], s, "cam2"))
+    return path
+
+
+def test_outputs_of_several_nodes_are_an_error_naming_them(tmp_path):
+    """The outputs of two cameras' nodes: the first by name was scored, without a word."""
+    truth, outputs = write_truth(tmp_path / "truth"), write_two_nodes(tmp_path / "outputs")
+    with pytest.raises(BagError, match="several nodes") as info:
+        evaluate_bag(EvalBagConfig(truth, outputs=outputs, tracking=False))
+    text = str(info.value)
+    assert "/cam1/irstd: /cam1/irstd/detections; /cam2/irstd: /cam2/irstd/detections" in text
+    assert "--outputs-ns" in text and "\n" not in text
+
+
+@pytest.mark.parametrize(("namespace", "detected"), [("/cam1/irstd", 6), ("cam2/irstd/", 0)])
+def test_outputs_ns_chooses_the_node_scored(tmp_path, namespace, detected):
+    truth, outputs = write_truth(tmp_path / "truth"), write_two_nodes(tmp_path / "outputs")
+    r = evaluate_bag(EvalBagConfig(truth, outputs=outputs, outputs_ns=namespace, tracking=False))
+    assert (r["frames"], r["targets"], r["detected"]) == (3, 6, detected)
+
+
+def test_an_outputs_ns_of_no_output_lists_those_there(tmp_path):
+    truth, outputs = write_truth(tmp_path / "truth"), write_two_nodes(tmp_path / "outputs")
+    with pytest.raises(BagError, match=r"no node output in namespace /cam3 .*/cam1/irstd: "):
+        evaluate_bag(EvalBagConfig(truth, outputs=outputs, outputs_ns="/cam3", tracking=False))
+
+
+def test_several_output_topics_of_one_node_take_the_nodes_own_name(tmp_path):
+    """Beside the node's /irstd/detections, another Detection2DArray topic of the same
+    namespace (/irstd/clusters, first by name) is not scored in its place."""
+    truth = write_truth(tmp_path / "truth")
+    outputs = tmp_path / "outputs"
+    with BagWriter(outputs) as w:
+        for i in range(3):
+            s = T0 + i * STEP
+            w.write("/irstd/clusters", s, detections_msg(w.store, [], s, "cam"))
+            w.write("/irstd/detections", s, detections_msg(w.store, [Box(*A), Box(*B)], s, "cam"))
+    r = evaluate_bag(EvalBagConfig(truth, outputs=outputs, tracking=False))
+    assert (r["targets"], r["detected"]) == (6, 6)
+
+
+def test_outputs_of_no_truth_frame_are_counted_and_warned(tmp_path, caplog):
+    """Outputs whose stamp matched no truth frame were dropped without a count: a
+    recording of a longer run (or of other frames) looked fully scored."""
+    truth = write_truth(tmp_path / "truth", frames=1)  # truth for frame 0 only
+    outputs = write_outputs(tmp_path / "outputs")  # outputs for frames 0 and 1
+    with caplog.at_level("WARNING", logger="irstd_ros.bags.evaluate"):
+        r = evaluate_bag(EvalBagConfig(truth, outputs=outputs, tracking=False))
+    assert (r["frames"], r["frames_missing"], r["outputs_without_truth"]) == (1, 0, 1)
+    assert "1 output frame(s) of /mask" in caplog.text and f"{T0 + STEP} ns" in caplog.text
+    assert "1 outputs without a truth frame" in format_table(r)
+    json.loads(json.dumps(r))
+
+
+def test_outputs_that_all_match_count_none_without_truth(bags, caplog):
+    r = evaluate_bag(EvalBagConfig(*bags[:1], outputs=bags[1], tracking=False))
+    assert r["outputs_without_truth"] == 0
+    assert "match no truth frame" not in caplog.text and "without a truth frame" not in format_table(r)

@@ -247,3 +247,35 @@ def test_a_compressed_image_topic_is_one_error_line(tmp_path, capsys):
     assert code == 2
     assert "is sensor_msgs/msg/CompressedImage, expected sensor_msgs/msg/Image" in one_error_line(err)
     assert not (tmp_path / "v.gif").exists()
+
+
+def _two_nodes_bag(path: Path) -> Path:
+    """Frames and the detections of two cameras' nodes: cam1's finds a box, cam2's nothing."""
+    with BagWriter(path) as w:
+        for i in range(3):
+            s = 10**9 + i * 10**8
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, np.full((32, 40), 60, np.uint8), "mono8", s, "cam"))
+            w.write("/cam1/irstd/detections", s, detections_msg(w.store, [Box(10, 10, 6, 6)], s, "cam"))
+            w.write("/cam2/irstd/detections", s, detections_msg(w.store, [], s, "cam"))
+    return path
+
+
+def test_outputs_of_several_nodes_are_one_error_line_naming_them(tmp_path, capsys):
+    """Two nodes' detections in the bag: the first by name was drawn, without a word."""
+    bag = _two_nodes_bag(tmp_path / "two_nodes")
+    code, err = run_cli(capsys, "render", str(bag), "--out", str(tmp_path / "v.gif"))
+    assert code == 2
+    line = one_error_line(err)
+    assert "several nodes" in line and "/cam2/irstd/detections" in line and "--outputs-ns" in line
+    assert not (tmp_path / "v.gif").exists()
+
+
+@pytest.mark.parametrize(("namespace", "drawn"), [("/cam1/irstd", True), ("/cam2/irstd", False)])
+def test_outputs_ns_chooses_the_node_drawn(tmp_path, capsys, namespace, drawn):
+    bag = _two_nodes_bag(tmp_path / "two_nodes")
+    out = tmp_path / "v.gif"
+    code, _ = run_cli(capsys, "render", str(bag), "--out", str(out), "--outputs-ns", namespace)
+    assert code == 0
+    frame = list(iio.imiter(out))[1]
+    red = (frame[..., 0] > 180) & (frame[..., 1] < 120)
+    assert red.any() == drawn
