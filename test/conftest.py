@@ -140,3 +140,23 @@ def isolated_backend_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = before
+
+
+ROS_HOME_ENV = ("ROS_HOME", "ROS_LOG_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_ros_home(tmp_path_factory: pytest.TempPathFactory):
+    """$ROS_HOME and $ROS_LOG_DIR point into one temporary directory for the whole session
+    (rclpy in the tests and every node or CLI subprocess inherit them): no test writes the
+    user's ~/.ros/log, and a user's ROS_HOME or ROS_LOG_DIR does not reach the tests."""
+    before = {k: os.environ.get(k) for k in ROS_HOME_ENV}
+    home = tmp_path_factory.mktemp("ros_home")
+    os.environ["ROS_HOME"] = str(home)
+    os.environ["ROS_LOG_DIR"] = str(home / "log")
+    yield home
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import runpy
 import sys
 import types
@@ -273,19 +274,25 @@ def launched_environment(ld: LaunchDescription, **overrides) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize(("distro", "variable"), [
-    ("", "FASTDDS_DEFAULT_PROFILES_FILE"), ("kilted", "FASTDDS_DEFAULT_PROFILES_FILE"),
-    ("humble", "FASTRTPS_DEFAULT_PROFILES_FILE"), ("jazzy", "FASTRTPS_DEFAULT_PROFILES_FILE"),
+# Fast DDS 3 (Kilted, the PyPI wheels): FASTDDS_..., and FASTRTPS_... emptied, since Kilted's
+# rmw_fastrtps takes a stale FASTRTPS_... over it; Fast DDS 2 reads only FASTRTPS_...
+FAST_DDS_3_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", {"FASTRTPS_DEFAULT_PROFILES_FILE": ""})
+FAST_DDS_2_ENV = ("FASTRTPS_DEFAULT_PROFILES_FILE", {})
+
+
+@pytest.mark.parametrize(("distro", "variables"), [
+    ("", FAST_DDS_3_ENV), ("kilted", FAST_DDS_3_ENV), ("humble", FAST_DDS_2_ENV), ("jazzy", FAST_DDS_2_ENV),
 ])
-def test_dds_profile_sets_the_distributions_variable_before_the_node(monkeypatch, tmp_path, distro, variable):
+def test_dds_profile_sets_the_distributions_variable_before_the_node(monkeypatch, tmp_path, distro, variables):
+    variable, emptied = variables
     monkeypatch.setenv("ROS_DISTRO", distro)
     ld = run_launch_file(monkeypatch, share=str(ROOT))  # the source tree has config/dds/
     shipped = (ROOT / "config" / "dds" / "fastdds_large_images.xml").resolve()
     assert launched_environment(ld) == {}  # default: the environment as it is
-    assert launched_environment(ld, dds_profile="large_images") == {variable: str(shipped)}
+    assert launched_environment(ld, dds_profile="large_images") == {variable: str(shipped), **emptied}
     own = tmp_path / "mine.xml"
     own.write_text("<profiles/>")
-    assert launched_environment(ld, dds_profile=str(own)) == {variable: str(own)}
+    assert launched_environment(ld, dds_profile=str(own)) == {variable: str(own), **emptied}
     with pytest.raises(FileNotFoundError, match="dds_profile: no such file .*valid: ''"):
         launched_environment(ld, dds_profile=str(tmp_path / "absent.xml"))
     kinds = [type(e).__name__ for e in ld.entities if not isinstance(e, DeclareLaunchArgument)]
@@ -316,6 +323,63 @@ def test_package_installs_launch_config_and_executables():
     assert {"rcl_interfaces", "sensor_msgs", "diagnostic_msgs", "lifecycle_msgs", "geometry_msgs",
             "std_msgs", "python3-numpy", "python3-scipy", "python3-yaml", "python3-pil",
             "python3-psutil"} <= depends
+
+
+# The third-party modules the package imports, by how a ROS install gets them: a rosdep key
+# that package.xml declares, or pip as package.xml's note says (the name the note gives).
+ROSDEP_KEYS = {"numpy": "python3-numpy", "scipy": "python3-scipy", "yaml": "python3-yaml",
+               "PIL": "python3-pil", "psutil": "python3-psutil",
+               "matplotlib": "python3-matplotlib", "tqdm": "python3-tqdm"}
+PIP_ONLY = {"torch": "torch", "triton": "torch", "safetensors": "safetensors",
+            "rosbags": "rosbags", "imageio": "imageio[ffmpeg]", "imageio_ffmpeg": "imageio[ffmpeg]",
+            "motmetrics": "motmetrics", "openvino": "openvino", "nncf": "nncf", "onnx": "onnx",
+            "onnxruntime": "onnxruntime", "torch_tensorrt": "torch_tensorrt",
+            "tensorrt": "torch_tensorrt"}
+NOT_MODULES = {"_typeshed"}  # type checkers' only
+
+
+def third_party_imports() -> set[str]:
+    sources = [*(ROOT / PACKAGE).rglob("*.py"), LAUNCH_FILE]
+    names = set()
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - NOT_MODULES - {PACKAGE}
+
+
+def pip_commands(text: str) -> list[list[str]]:
+    """The arguments of every `pip install ...` quoted in ``text``."""
+    return [cmd.split()[2:] for cmd in re.findall(r"`(pip install [^`]*)`", text)]
+
+
+def test_every_import_is_a_dependency_rosdep_or_the_pip_note_installs():
+    """tqdm (evaluation, training, bag tools) was in neither: `rosdep install` then
+    `ros2 run irstd_ros irstd eval` failed on import."""
+    pkg = ET.parse(ROOT / "package.xml").getroot()
+    declared = {e.text for tag in ("depend", "exec_depend") for e in pkg.findall(tag)}
+    notes = " ".join(re.findall(r"<!--(.*?)-->", (ROOT / "package.xml").read_text(), re.DOTALL))
+    pip_named = set(re.split(r"[\s,;:`()]+", notes))
+    for module in sorted(third_party_imports()):
+        if module in declared:  # a ROS package (rclpy, vision_msgs, ...)
+            continue
+        if module in ROSDEP_KEYS:
+            assert ROSDEP_KEYS[module] in declared, f"{module}: add <exec_depend>{ROSDEP_KEYS[module]}"
+        else:
+            assert module in PIP_ONLY, f"{module}: neither a declared dependency nor a known pip one"
+            assert PIP_ONLY[module] in pip_named, f"{module}: package.xml's pip note omits {PIP_ONLY[module]}"
+
+
+def test_the_pip_note_installs_nothing_rosdep_does():
+    """It said `pip install -r requirements/base.txt`: the venv's pins (numpy 2.4, scipy 1.17)
+    need Python 3.11 (Humble has 3.10), and elsewhere replace the distribution's numpy."""
+    rosdep_pip_names = {"numpy", "scipy", "pyyaml", "pillow", "psutil", "matplotlib", "tqdm"}
+    for source in ("package.xml", "CMakeLists.txt"):
+        for args in pip_commands((ROOT / source).read_text()):
+            assert "-r" not in args and not any(a.startswith("--requirement") for a in args), (source, args)
+            assert not {a.lower() for a in args} & rosdep_pip_names, (source, args)
 
 
 def test_executables_match_console_scripts():

@@ -53,6 +53,7 @@ from irstd_ros.ros.node import (
     read_parameters,
     run,
     stage_parameters,
+    warn_unknown_overrides,
 )
 from irstd_ros.ros.params import SPECS
 from irstd_ros.ros.pipeline import OUTPUT_QOS_DEPTH, FramePipeline
@@ -98,6 +99,7 @@ class IrstdLifecycleNode(LifecycleNode):
         self.bad_overrides = declare_parameters(self, read_only=False, lenient=True)
         for reason in self.bad_overrides.values():
             self.get_logger().error(f"{reason}; set it, then configure")
+        warn_unknown_overrides(self)
         self.params = {s.name: self.get_parameter(s.name).value for s in PARAMS if self.has_parameter(s.name)}
         self.add_on_set_parameters_callback(self._on_set_parameters)
 

@@ -78,20 +78,25 @@ def detection(
     return t["vision_msgs/msg/Detection2D"](header=header, results=[hyp], bbox=bbox, id=det_id)
 
 
-def target_detection(types: Types, header: Any, target: Any) -> Any:
+def target_detection(types: Types, header: Any, target: Any, with_id: bool = True) -> Any:
     """The Detection2D of a target (a :class:`~irstd_ros.core.targets.Target` or any object
-    with its box fields; ``centroid_x``/``_y`` None: the box centre)."""
+    with its box fields; ``centroid_x``/``_y`` None: the box centre). ``with_id`` False: an
+    empty ``id``, for a target whose id is not the object's across frames (see
+    :func:`detections_array`)."""
     cx = target.center_x if target.centroid_x is None else target.centroid_x
     cy = target.center_y if target.centroid_y is None else target.centroid_y
     return detection(
-        types, header, str(target.id), (target.center_x, target.center_y),
+        types, header, str(target.id) if with_id else "", (target.center_x, target.center_y),
         (target.width, target.height), target.score, (cx, cy),
     )
 
 
-def detections_array(types: Types, header: Any, targets: Iterable[Any]) -> Any:
-    """A vision_msgs/Detection2DArray: one Detection2D per target."""
-    dets = [target_detection(types, header, t) for t in targets]
+def detections_array(types: Types, header: Any, targets: Iterable[Any], with_ids: bool = True) -> Any:
+    """A vision_msgs/Detection2DArray: one Detection2D per target. vision_msgs keeps ``id``
+    for the same object across messages (a track id, e.g. a truth target's); ``with_ids``
+    False leaves it empty, as it may be, for targets numbered within their frame (the
+    node's: 0 the highest score), which a consumer would otherwise take for identities."""
+    dets = [target_detection(types, header, t, with_ids) for t in targets]
     return types["vision_msgs/msg/Detection2DArray"](header=header, detections=dets)
 
 

@@ -53,7 +53,7 @@ from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC, IMAGE
 from irstd_ros.core.paths import creation_problem
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.ros.health import PipelineStats
-from irstd_ros.ros.params import PARAMS, SPECS, validate
+from irstd_ros.ros.params import PARAMS, SPECS, unknown_hint, validate
 from irstd_ros.ros.pipeline import OUTPUT_QOS_DEPTH, FramePipeline, create_outputs
 from irstd_ros.tracking import CameraModel
 
@@ -71,6 +71,8 @@ MODEL_HINT = (
 # inference threads sleep instead of spinning, leaving the cores to the executor and to
 # other processes (issue "CPU real time").
 PROCESS_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+QOS_OVERRIDES_PREFIX = "qos_overrides."  # rclpy's QoS overrides, which this node does not take
+QOS_OVERRIDES_HINT = "; this node's image QoS is set by qos.reliability and qos.depth"
 CAMERA_INFO_QOS = QoSProfile(  # best effort matches reliable and best-effort publishers
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
 )
@@ -137,6 +139,18 @@ def declare_parameters(node: Node, read_only: bool = True, lenient: bool = False
             node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only), ignore_override=True)
             bad[spec.name] = f"invalid parameter override: {exc}"
     return bad
+
+
+def warn_unknown_overrides(node: Node) -> list[str]:
+    """Warn of each parameter given to ``node`` (parameters file, ``-p``) that it never
+    declared: rclpy ignores it without a word, so a misspelt ``detection.treshold`` left the
+    default in force. Returns their names (call once every parameter is declared)."""
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps them nowhere public
+    unknown = sorted(name for name in overrides if not node.has_parameter(name))
+    for name in unknown:
+        hint = QOS_OVERRIDES_HINT if name.startswith(QOS_OVERRIDES_PREFIX) else unknown_hint(name)
+        node.get_logger().warning(f"parameter {name!r} is not one of this node's: ignored{hint}")
+    return unknown
 
 
 def read_parameters(node: Node) -> dict[str, Any]:
@@ -288,6 +302,7 @@ class IrstdNode(Node):
     ) -> None:
         super().__init__(node_name, **kwargs)
         declare_parameters(self)
+        warn_unknown_overrides(self)
         self.params: dict[str, Any] = read_parameters(self)
         detector = detector or build_detector(self.params)
         check_for_model(self.params, detector.info)

@@ -137,6 +137,15 @@ def validate(
     return None
 
 
+def unknown_hint(name: str) -> str:
+    """What to say after an unknown parameter ``name``: the closest known ones, else where
+    the parameters are listed."""
+    import difflib
+
+    close = difflib.get_close_matches(name, SPECS, n=3)
+    return f"; did you mean {', '.join(close)}?" if close else " (README, 'Parameters')"
+
+
 _RCL_ONE_LETTER_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
 """The booleans rcl reads beyond YAML 1.1's (yes/no/on/off/true/false in three cases)."""
 
@@ -149,17 +158,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     :data:`PARAMS` alone (the cross-checks between parameters are the node's, at start);
     an unknown name is refused with the closest known ones.
     """
-    import difflib
-
     import yaml
 
     name, sep, raw = text.partition(":=")
     if not sep or not name:
         raise ConfigError(f"a node parameter is NAME:=VALUE, got {text!r}")
     if name not in SPECS:
-        close = difflib.get_close_matches(name, SPECS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (README, 'Parameters')"
-        raise ConfigError(f"unknown node parameter {name!r}{hint}")
+        raise ConfigError(f"unknown node parameter {name!r}{unknown_hint(name)}")
     try:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as exc:

@@ -409,7 +409,9 @@ class FramePipeline:
             header, result.targets, frame.shape[:2], result.candidates, result.gated
         )
         out = self.outputs
-        out.detections.publish(detections_array(MESSAGE_TYPES, header, result.targets))
+        # no ids: a target's (its rank in this frame) is no identity across frames; the
+        # tracks carry those
+        out.detections.publish(detections_array(MESSAGE_TYPES, header, result.targets, with_ids=False))
         out.targets.publish(targets_array(MESSAGE_TYPES, header, result.targets))
         mask_msg = Image(header=header)
         for key, value in array_to_image_fields(result.mask.astype(np.uint8) * 255, "mono8").items():

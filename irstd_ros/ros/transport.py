@@ -22,8 +22,10 @@ DDS_ENV = (
     "FASTRTPS_DEFAULT_PROFILES_FILE", "CYCLONEDDS_URI", "ROS_DOMAIN_ID", "ROS_LOCALHOST_ONLY",
     "ROS_AUTOMATIC_DISCOVERY_RANGE",
 )
-# Where Fast DDS finds an XML profile: Fast DDS 3 (Kilted on) reads the first, and warns
-# that the second is deprecated; Fast DDS 2 (the distributions below) reads the second.
+# Where Fast DDS finds an XML profile: Fast DDS 3 (Kilted on) reads the first; its
+# rmw_fastrtps still reads the second, warns that it is deprecated, and, both set, takes
+# the second's default profile (measured with Kilted's wheels). Fast DDS 2 (the
+# distributions below) reads only the second.
 PROFILE_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
 # Fast DDS before 2.13 has no FASTDDS_BUILTIN_TRANSPORTS (Humble: 2.6, Iron: 2.10).
@@ -61,13 +63,23 @@ def profile_path() -> Path:
     return default_params_file().parent / "dds" / PROFILE_NAME
 
 
+def profile_environment(path: str | Path, distro: str | None = None) -> dict[str, str]:
+    """The variables that make ``path`` the Fast DDS profile of the processes started with
+    them: this distribution's variable (:func:`profile_env_var`) and, on Fast DDS 3, the
+    legacy one emptied, since a stale ``FASTRTPS_DEFAULT_PROFILES_FILE`` would win there."""
+    name = profile_env_var(distro)
+    env = {name: str(Path(path).resolve())}
+    if name == PROFILE_ENV[0]:
+        env[PROFILE_ENV[1]] = ""  # empty: ignored, and no deprecation warning
+    return env
+
+
 def launch_profile_environment(
     value: str, share_dir: str | Path, distro: str | None = None
 ) -> dict[str, str]:
     """The environment the launch file's ``dds_profile`` argument sets: nothing for ``''``
     (the environment as it is), the shipped profile under ``share_dir`` for
-    :data:`SHIPPED_PROFILE`, else the XML file named; in the variable this distribution's
-    Fast DDS reads (:func:`profile_env_var`)."""
+    :data:`SHIPPED_PROFILE`, else the XML file named (:func:`profile_environment`)."""
     value = value.strip()
     if not value:
         return {}
@@ -77,7 +89,7 @@ def launch_profile_environment(
             f"dds_profile: no such file {path} (valid: '' for the environment as it is, "
             f"{SHIPPED_PROFILE!r} for the shipped profile, or the path of a Fast DDS XML profile)"
         )
-    return {profile_env_var(distro): str(path.resolve())}
+    return profile_environment(path, distro)
 
 
 def large_frame_hint(

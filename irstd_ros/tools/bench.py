@@ -357,7 +357,7 @@ def measure_node_pipeline(
     raw = synthetic_frame(height, width)
     fields = array_to_image_fields(raw, "mono16")
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(args=[], context=context)  # not sys.argv: its FROM:=TO would remap the node's names
     overrides = [
         Parameter("model.path", value=str(model_path)),
         Parameter("model.backend", value=backend),

@@ -51,7 +51,7 @@ from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.inference.resources import cpu_model
 from irstd_ros.ros.health import LATENCY_WINDOW, NOT_MEASURED, STAGES, STREAM_NOTICES
-from irstd_ros.ros.transport import dds_environment, profile_env_var
+from irstd_ros.ros.transport import dds_environment, profile_environment
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
 from irstd_ros.tools.memory import cpu_seconds, rss_mib
 
@@ -111,7 +111,7 @@ def use_dds_profile(path: Path) -> None:
     (read when the first participant is created)."""
     if not path.is_file():
         raise ConfigError(f"--dds-profile {path}: no such file")
-    os.environ[profile_env_var()] = str(path.resolve())
+    os.environ.update(profile_environment(path))
 
 
 def _pct(values: Sequence[float], q: float) -> float | None:
@@ -236,7 +236,9 @@ def run_load_test(
     peer: Peer | None = None
     rss: list[tuple[float, float]] = []  # (s, MiB)
     try:
-        rclpy.init()  # in the try: a failure here still stops the node
+        # in the try: a failure here still stops the node. args=[]: not sys.argv, where rcl
+        # would take a FROM:=TO for a process-wide remap rule (our options are argparse's)
+        rclpy.init(args=[])
         peer = Peer(NAMESPACE, reliability)
         node.wait_for(lambda: peer.pub.get_subscription_count() > 0, START_TIMEOUT_S, "subscription")
         # warm-up stream at the camera rate until the node has answered once (model loaded,

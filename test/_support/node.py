@@ -80,17 +80,26 @@ def image_msg(arr: np.ndarray, encoding: str, stamp: int = 1, frame_id: str = "i
 class Harness:
     """The node under test plus a peer node publishing images and collecting outputs."""
 
-    def __init__(self, node: IrstdNode, reliability: str = "reliable") -> None:
+    def __init__(
+        self, node: IrstdNode, reliability: str = "reliable", start_timeout: float = TIMEOUT_S
+    ) -> None:
+        """Takes ``node`` over: closed by :meth:`close`, or here when the harness cannot start
+        (the caller's try/finally begins after this returns)."""
         self.node = node
-        self.peer = rclpy.create_node("irstd_test_peer")
-        rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10, reliability=rel))
-        self.got: dict[str, list] = {"mask": [], "detections": [], "targets": []}
-        self._subscribe()
+        self.peer: Any = None
         self.executor = SingleThreadedExecutor()
-        self.executor.add_node(node)
-        self.executor.add_node(self.peer)
-        self.spin_until(lambda: self.pub.get_subscription_count() > 0)
+        try:
+            self.peer = rclpy.create_node("irstd_test_peer")
+            rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+            self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10, reliability=rel))
+            self.got: dict[str, list] = {"mask": [], "detections": [], "targets": []}
+            self._subscribe()
+            self.executor.add_node(node)
+            self.executor.add_node(self.peer)
+            self.spin_until(lambda: self.pub.get_subscription_count() > 0, start_timeout)
+        except BaseException:
+            self.close()
+            raise
 
     def _subscribe(self) -> None:
         """The peer's subscriptions (made before the first spin); subclasses add theirs."""
@@ -115,9 +124,16 @@ class Harness:
                             and self.node.stats.processed >= done + expect_answers)
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.close()
-        self.peer.destroy_node()
+        """Shut the executor down, close the node and destroy the peer, each even when an
+        earlier step raised."""
+        try:
+            self.executor.shutdown()
+        finally:
+            try:
+                self.node.close()
+            finally:
+                if self.peer is not None:
+                    self.peer.destroy_node()
 
 
 

@@ -19,7 +19,7 @@ pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 pytest.importorskip("lifecycle_msgs.srv")
 
-from _support.node import Harness, frame_for, image_msg, make_detector  # noqa: E402
+from _support.node import Harness, LogCapture, frame_for, image_msg, make_detector  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -412,3 +412,18 @@ def test_lifecycle_autostart_with_a_missing_model_is_one_line(tmp_path):
     lines = [ln for ln in out.stderr.splitlines() if "irstd_lifecycle_node: error" in ln]
     assert len(lines) == 1 and str(missing) in lines[0]
     assert "Traceback" not in out.stderr
+
+
+def test_unknown_parameter_overrides_are_named_at_start(rclpy_context, monkeypatch):
+    """As the plain node: a misspelt parameter is not ignored without a word."""
+    log = LogCapture()
+    monkeypatch.setattr(IrstdLifecycleNode, "get_logger", lambda self: log)
+    node = IrstdLifecycleNode(detector_factory=make_detector, parameter_overrides=[
+        Parameter("detection.max_detection", value=5), Parameter("detection.min_area", value=2),
+    ])
+    try:
+        warned = [t for level, t in log.records if level == "warning"]
+        assert len(warned) == 1 and "'detection.max_detection'" in warned[0], warned
+        assert "did you mean detection.max_detections" in warned[0]
+    finally:
+        node.close()

@@ -215,3 +215,48 @@ def test_process_returns_false_for_bad_frames_without_raising(harness):
     bad.encoding = "weird"
     bad.header = image_msg(np.zeros((2, 2), np.uint8), "mono8").header
     assert harness.node.process(bad) is False
+
+
+def test_unknown_parameters_in_the_parameters_file_are_named(rclpy_context, monkeypatch, tmp_path):
+    """rclpy ignores a parameter the node never declares: a misspelt key in the parameters
+    file (detection.treshold) left the default threshold in force without a word."""
+    log = LogCapture()
+    monkeypatch.setattr(IrstdNode, "get_logger", lambda self: log)
+    params = tmp_path / "irstd.yaml"
+    params.write_text(
+        "/**:\n  ros__parameters:\n    use_sim_time: false\n"
+        "    detection: {treshold: 0.3, min_area: 2}\n"
+        "    qos_overrides:\n      /image:\n        subscription: {reliability: best_effort}\n"
+    )
+    context = rclpy.Context()
+    rclpy.init(args=["irstd_node", "--ros-args", "--params-file", str(params)], context=context)
+    try:
+        node = IrstdNode(detector=make_detector(), context=context,
+                         parameter_overrides=[Parameter("tracking.gate", value=3.0)])
+        try:
+            assert node.params["detection.min_area"] == 2  # the file was read
+            warned = [t for level, t in log.records if level == "warning"]
+            assert len(warned) == 3, warned
+            assert any("'detection.treshold'" in t and "did you mean detection.threshold" in t for t in warned)
+            assert any("'tracking.gate'" in t and "tracking.gate_px" in t for t in warned)
+            assert any("'qos_overrides./image.subscription.reliability'" in t and "qos.reliability" in t
+                       for t in warned)
+        finally:
+            node.close()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_detection_ids_claim_no_identity_across_frames(harness):
+    """vision_msgs keeps a Detection2D's id for the same object across messages; the node
+    gave each detection its rank in its frame, so two targets whose scores crossed swapped
+    ids (and a new target took an old one's). The ids are empty; the tracks carry them."""
+    for stamp, hot in ((1, (0.9, 0.7)), (2, (0.7, 0.9))):
+        frame = np.full((H, W), 0.1, np.float32)
+        for sl, value in zip(BLOBS, hot):
+            frame[sl] = value
+        harness.send(image_msg(frame, "32FC1", stamp=stamp), expect_answers=1)
+    first, second = harness.got["detections"][-2:]
+    xs = [[d.bbox.center.position.x for d in m.detections] for m in (first, second)]
+    assert len(xs[0]) == 2 and xs[0] == xs[1][::-1]  # the same two targets, ranked the other way
+    assert [d.id for m in (first, second) for d in m.detections] == [""] * 4

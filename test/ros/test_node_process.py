@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,3 +118,19 @@ def test_corrupt_model_refuses_to_start(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT_S)
     assert out.returncode == 1
     assert "not a readable safetensors" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ros_processes_of_the_tests_log_into_a_temporary_ros_home(rclpy_context, tmp_path):
+    """The tests ran with the user's ROS home: every rclpy process of a run left its log
+    file in ~/.ros/log (hundreds of them), or in the user's ROS_LOG_DIR."""
+    home, log_dir = os.environ.get("ROS_HOME"), os.environ.get("ROS_LOG_DIR")
+    assert home and log_dir, "the session sets ROS_HOME and ROS_LOG_DIR (test/conftest.py)"
+    assert Path(log_dir).parent == Path(home) != Path.home() / ".ros"
+    assert Path(rclpy.logging.get_logging_directory()) == Path(log_dir)  # this process
+    code = "import rclpy; rclpy.init(args=[]); rclpy.shutdown()"
+    child = NodeProcess([sys.executable, "-c", code], tmp_path / "child.log")
+    try:
+        assert child.proc.wait(START_TIMEOUT_S) == 0, child.log_text()
+    finally:
+        child.stop()
+    assert any(f"_{child.pid}_" in p.name for p in Path(log_dir).iterdir())

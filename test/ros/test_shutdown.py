@@ -117,12 +117,43 @@ def test_close_waits_for_the_frame_in_flight_and_does_not_hang(rclpy_context):
 
     detector = make_detector(delay=0.5)
     h = Harness(IrstdNode(detector=detector))
-    h.send(image_msg(frame_for("mono8"), "mono8"))
-    h.spin_until(lambda: detector.backend.calls == 1)  # inference running in the worker
+    try:
+        h.send(image_msg(frame_for("mono8"), "mono8"))
+        h.spin_until(lambda: detector.backend.calls == 1)  # inference running in the worker
+    except BaseException:
+        h.close()
+        raise
     t0 = time.monotonic()
     h.close()
     assert time.monotonic() - t0 < 5.0
     assert not h.node.pipeline.worker.is_alive()
+
+
+def test_a_harness_that_cannot_start_closes_the_node_and_its_peer(rclpy_context, monkeypatch):
+    """The harness waits for the node's subscription in its constructor, before the
+    caller's try/finally: when that timed out, the node (its worker thread) and the peer
+    node were left running for the rest of the session."""
+    from _support.node import Harness, make_detector
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    from irstd_ros.ros.node import IrstdNode
+
+    made = []
+    create_node = rclpy.create_node
+
+    def recorded_create_node(*args, **kwargs):
+        made.append(create_node(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(rclpy, "create_node", recorded_create_node)
+    node = IrstdNode(detector=make_detector(), cli_args=["--ros-args", "-r", "image:=elsewhere"])
+    with pytest.raises(AssertionError, match="timed out"):
+        Harness(node, start_timeout=0.3)  # nothing subscribes to "image"
+    assert not node.pipeline.worker.is_alive()
+    assert len(made) == 1  # the peer
+    for destroyed in (node, made[0]):
+        with pytest.raises(rclpy_implementation.InvalidHandle):
+            destroyed.get_name()
 
 
 class _Closable:

@@ -3,6 +3,11 @@ when frames outgrow Fast DDS's default shared-memory segment (real rclpy, in pro
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -91,3 +96,43 @@ def test_hint_stays_when_the_variable_set_is_one_this_fast_dds_ignores(distro, e
 ])
 def test_no_hint_when_this_fast_dds_reads_the_variable_set(distro, env):
     assert transport.large_frame_hint(FRAME_640X512_MONO16, FAST_DDS, {"ROS_DISTRO": distro, **env}) is None
+
+
+# A child process's largest Fast DDS shared-memory segment (its own, mapped by it), in bytes.
+SEGMENT_PROBE = """
+import os, re, rclpy
+rclpy.init(args=[])
+node = rclpy.create_node("irstd_segment_probe")
+maps = open("/proc/self/maps").read()
+names = set(re.findall(r"/dev/shm/(fastdds_[0-9a-f]+)\\n", maps))
+print(max((os.path.getsize("/dev/shm/" + n) for n in names), default=0))
+node.destroy_node()
+rclpy.shutdown()
+"""
+
+
+@pytest.mark.ros
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs /proc (Linux)")
+def test_the_launch_profile_wins_over_a_stale_legacy_variable(clean_env, tmp_path):
+    """dds_profile:=large_images set FASTDDS_DEFAULT_PROFILES_FILE only: on Fast DDS 3 a
+    FASTRTPS_DEFAULT_PROFILES_FILE left in the user's environment won, and the node kept
+    that file's segment instead of the shipped 16 MiB one."""
+    rclpy = pytest.importorskip("rclpy")
+    if not rclpy.get_rmw_implementation_identifier().startswith("rmw_fastrtps"):
+        pytest.skip("a Fast DDS profile")
+    root = Path(__file__).resolve().parents[2]
+    shipped = (root / "config" / "dds" / transport.PROFILE_NAME).read_text()
+    segment = 16 * 1024 * 1024
+    assert f"<segment_size>{segment}</segment_size>" in shipped
+    stale = tmp_path / "old_profile.xml"
+    stale.write_text(shipped.replace(str(segment), str(1024 * 1024)))
+    env = {**os.environ, "FASTRTPS_DEFAULT_PROFILES_FILE": str(stale),
+           **transport.launch_profile_environment(transport.SHIPPED_PROFILE, root)}
+    out = subprocess.run([sys.executable, "-c", SEGMENT_PROBE], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    size = int(out.stdout.split()[-1])
+    if size == 0:
+        pytest.skip("no Fast DDS shared-memory segment in this process")
+    assert size >= segment, out.stderr
+    assert "deprecated" not in out.stderr

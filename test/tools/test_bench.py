@@ -76,6 +76,18 @@ def test_node_pipeline_measurement(tmp_path):
     assert row["p50_ms"] > 0 and row["backend_p50_ms"] > 0
 
 
+
+@pytest.mark.ros
+def test_node_pipeline_does_not_hand_rclpy_the_command_line(monkeypatch):
+    """rclpy.init(context=...) read sys.argv: a FROM:=TO there remapped the measured node's
+    topics (and a --ros-args -p would set its parameters)."""
+    from _support.ros_args import REMAP_FROM, InitProbed, probe_rclpy_init
+
+    names = probe_rclpy_init(monkeypatch)
+    with pytest.raises(InitProbed):
+        bench.measure_node_pipeline("unused.safetensors", height=64, width=64)
+    assert names == [REMAP_FROM]
+
 def _row(backend: str, size: tuple[int, int], p50: float, **extra) -> dict:
     h, w = size
     return {"backend": backend, "model": "shipped", "height": h, "width": w, "p50_ms": p50,

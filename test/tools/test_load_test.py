@@ -34,9 +34,12 @@ def test_dds_profile_goes_where_the_distributions_fast_dds_reads_it(clean_dds_en
     clean_dds_env.delenv("ROS_DISTRO", raising=False)
     if distro is not None:
         clean_dds_env.setenv("ROS_DISTRO", distro)
+    # a stale legacy setting: Kilted's rmw_fastrtps would take it over FASTDDS_... (emptied)
+    clean_dds_env.setenv("FASTRTPS_DEFAULT_PROFILES_FILE", "/stale/old_profile.xml")
     load_test.use_dds_profile(PROFILE)
     assert os.environ[variable] == str(PROFILE.resolve())
-    assert set(transport.dds_environment()) == {variable}  # one variable: no deprecation warning
+    valued = {k for k, v in transport.dds_environment().items() if v}
+    assert valued == {variable}  # one variable with a value: no deprecation warning
 
 
 def test_missing_dds_profile_is_a_clear_error(clean_dds_env, tmp_path):
@@ -223,3 +226,32 @@ def test_rss_trend_is_the_fitted_relative_growth_not_the_last_sample():
     assert abs(load_test.rss_trend(swings)) < 0.05
     assert load_test.rss_trend(leak[: load_test.MIN_RSS_SAMPLES - 1]) is None
     assert load_test.rss_trend(leak[: load_test.MIN_RSS_SAMPLES]) == pytest.approx(0.04)
+
+
+class _NoNode:
+    """Stands in for the node process (the test stops at ``rclpy.init``)."""
+
+    killed = False
+
+    def __init__(self, cmd: list[str], log_path: Path) -> None:
+        self.proc = None
+
+    def stop(self, sig: int, timeout: float) -> int:
+        return 0
+
+    def log_text(self) -> str:
+        return ""
+
+
+@pytest.mark.ros
+def test_rclpy_does_not_read_the_command_line(monkeypatch, tmp_path):
+    """rclpy.init() read sys.argv: a FROM:=TO on the command line became a process-wide
+    rcl remap rule (with a deprecation warning), renaming the camera's topics."""
+    from _support.ros_args import REMAP_FROM, InitProbed, probe_rclpy_init
+
+    names = probe_rclpy_init(monkeypatch)
+    monkeypatch.setattr(load_test, "NodeProcess", _NoNode)
+    monkeypatch.setattr(load_test, "node_executable", lambda: ["irstd_node"])
+    with pytest.raises(InitProbed):
+        load_test.run_load_test(size=(8, 8), log_path=tmp_path / "node.log")
+    assert names == [REMAP_FROM]
