@@ -3,19 +3,21 @@
 Synthetic radiometric frames (14-bit counts, temporal noise ``noise`` counts) of three
 scene types -- ``flat``, ``gradient`` (a tilted sky) and ``cloud`` (the project's
 generator's cloudy sky, :func:`irstd_ros.sim.scenes.make_scene`, at 16 counts per DN)
--- carry targets of one peak SNR and one size. The SNR is the peak amplitude over the
-frame's pixel noise as the normalisation measures it (:func:`noise_sigma`): the temporal
-noise on flat and gradient scenes, temporal noise and pixel-scale cloud texture
-together on cloudy ones. Sizes are (a point: Gaussian PSF sigma 0.5-1.5 px; or extended: ``area`` px before the PSF),
-rendered by the project's implantation (:mod:`irstd_ros.sim.implant`):
-``targets_per_frame`` of them at random places at least ``MIN_SEPARATION_PX`` apart, as
-a real scene holds a few (the shipped model's Pd falls in frames crowded with tens of
-targets, a measured limit: docs/results.md). Each frame is
-sent as the camera would: ``mono16`` (the counts), ``mono8`` (a linear AGC) or
-``32FC1`` (a float radiometric image at another gain and offset). The detector sees it
-through the checkpoint's normalisation at full resolution, and the report gives Pd
-per (scene, encoding, size, SNR), false targets per frame, and the SNR at which Pd
-reaches 0.9 (linear interpolation on the grid).
+-- carry targets of one peak SNR and one size. The SNR is the peak pixel's amplitude over
+the frame's pixel noise as the normalisation measures it (:func:`noise_sigma`, on the
+float counts before the targets and before encoding): the temporal noise on flat and
+gradient scenes, temporal noise and pixel-scale cloud texture together on cloudy ones.
+``mono8``'s quantisation adds to that noise where its AGC spans many counts (gradient
+and cloud: the detector sees 2-7 % less SNR). Sizes are (a point: Gaussian PSF sigma
+0.5-1.5 px; or extended: ``area`` px before the PSF), rendered by the project's
+implantation (:mod:`irstd_ros.sim.implant`): ``targets_per_frame`` of them at random
+places at least ``MIN_SEPARATION_PX`` apart, as a real scene holds a few (the shipped
+model's Pd falls in frames crowded with tens of targets, a measured limit:
+docs/results.md). Each frame is sent as the camera would: ``mono16`` (the counts),
+``mono8`` (a linear AGC) or ``32FC1`` (a float radiometric image at another gain and
+offset). The detector sees it through the checkpoint's normalisation at full
+resolution, and the report gives Pd per (scene, encoding, size, SNR), false targets per
+frame, and the SNR at which Pd reaches 0.9 (linear interpolation on the grid).
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ Pixel level (as the paper's Table 1):
   ``SamplewiseSigmoidMetric`` on sets where every image has a target (NUDT-SIRST). On an
   image without targets that metric gives 0 whatever is predicted (0 / eps), so it would
   only count background frames; they are left out here and measured by the false
-  targets per background frame instead. (Before 2026-12-03 they counted as 1 when
-  silent, which raised SIRST-v2 nIoU by the share of silent background frames.)
+  targets per background frame instead. The field's figure on a set with background
+  frames is this one times (images with targets / images). (Before 2026-12-03 they
+  counted as 1 when silent, which raised SIRST-v2 nIoU by the share of silent
+  background frames.)
 * precision, recall, F1 from the set's pixel totals; F1 = 2|P and T| / (|P| + |T|), so
   0 (not undefined) when nothing was predicted but targets exist, or the reverse.
 
@@ -18,9 +20,13 @@ component whose centroid is closer than ``MATCH_DISTANCE`` px (strictly). BasicI
 takes the *first* such component in label order instead: the two differ only where two
 predicted components lie within 3 px of one target (which one is charged as a false
 alarm, rarely whether a neighbouring target is found). Pd = detected / all targets.
-Fa = pixels of unmatched predicted components / all pixels of the set. False targets =
-unmatched predicted components, counted per frame and per megapixel, on
-background-only frames too.
+Fa = pixels of unmatched predicted components / all pixels of the set. BasicIRSTD's and
+DNANet's code computes that sum by area *value* (``x not in image_area_match``): an
+unmatched component whose area equals a matched one's in the same image is left out of
+their Fa. Here every unmatched component counts, so where both match alike this Fa is
+never below theirs. (DNANet also scores at 256 x 256, resized; BasicIRSTD and this code
+at full resolution.) False targets = unmatched predicted components, counted per frame
+and per megapixel, on background-only frames too.
 
 A figure whose denominator is empty is undefined and reported as ``None`` (JSON
 null), never as 0: Pd of a set without targets, IoU of a set where nothing was
@@ -212,10 +218,13 @@ CALIBRATION_MIN_PROB = 0.05  # pixels below are the certain background: left out
 
 
 class CalibrationAccumulator:
-    """Pixel reliability diagram and expected calibration error (ECE).
+    """Pixel reliability diagram and expected calibration error (ECE) of the target class.
 
-    Pixels with probability below :data:`CALIBRATION_MIN_PROB` are left out: they
-    are >99.9 % of an IR frame and would make any model look calibrated.
+    ``bins`` equal bins over [:data:`CALIBRATION_MIN_PROB`, 1] (1.0 in the last);
+    ECE = sum over bins of (pixels / all) x |mean probability - fraction of target
+    pixels|. Pixels with probability below :data:`CALIBRATION_MIN_PROB` are left out:
+    they are >99.9 % of an IR frame and would make any model look calibrated. (Not the
+    top-label ECE of classifiers, whose confidence max(p, 1 - p) would be those pixels'.)
     """
 
     def __init__(self, bins: int = CALIBRATION_BINS) -> None:

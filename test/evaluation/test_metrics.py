@@ -43,6 +43,20 @@ def test_pd_fa_with_a_miss_and_a_false_alarm():
     assert r["fa"] == pytest.approx(6 / 400)
 
 
+def test_fa_counts_a_false_component_of_the_same_area_as_a_detection():
+    """BasicIRSTD / DNANet drop from Fa every unmatched component whose area equals a
+    matched one's (``x not in image_area_match``: 3 px here, not 5); every one counts."""
+    truth, pred = blank(), blank()
+    truth[5, 5:7] = True
+    pred[5, 5:7] = True  # the detection, 2 px
+    pred[15, 10:12] = True  # a false alarm of the same area, 2 px
+    pred[10, 0:3] = True  # a false alarm of another area, 3 px
+    assert match_targets(pred, truth) == (1, 1, 5)
+    acc = MetricAccumulator()
+    acc.update(pred, truth)
+    assert acc.result()["fa"] == pytest.approx(5 / 400)
+
+
 def test_far_prediction_is_not_a_detection():
     truth, pred = blank(), blank()
     truth[5, 5] = True
