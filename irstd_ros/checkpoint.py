@@ -194,7 +194,7 @@ def read_info(path: str | Path) -> CheckpointInfo:
         return CheckpointInfo.from_json(meta[METADATA_KEY])
     except CheckpointError as exc:
         raise CheckpointError(f"model file {path} {_refusal(exc)}") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested
         raise CheckpointError(f"model file {path} has an invalid configuration: {exc}") from None
 
 
@@ -221,8 +221,8 @@ def load_checkpoint(
     check_finite(tensors, f"model file {path}")
     extra = {k[len("extra/") :]: v for k, v in tensors.items() if k.startswith("extra/")}
     weights = {k: v for k, v in tensors.items() if not k.startswith("extra/")}
-    model = build_model(info.model)
-    expected = model.state_dict()
+    with torch.device("meta"):  # shapes only: a config claiming huge widths allocates nothing
+        expected = build_model(info.model).state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     common = set(expected) & set(weights)
@@ -236,5 +236,6 @@ def load_checkpoint(
             f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
             + (f", wrong dtype {[f'{k} ({weights[k].dtype})' for k in kind[:3]]}" if kind else "")
         )
+    model = build_model(info.model)  # now no larger than the file's own tensors
     model.load_state_dict(weights)
     return model.eval(), info, extra

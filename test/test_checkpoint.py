@@ -292,3 +292,23 @@ def test_extra_that_is_not_an_object_is_refused(tmp_path):
     save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps(data)})
     with pytest.raises(CheckpointError, match="invalid configuration: extra must be a JSON object"):
         read_info(path)
+
+
+def test_metadata_nested_too_deep_for_json_is_an_invalid_configuration(tmp_path):
+    """A metadata JSON nested 100000 deep raised RecursionError, a traceback from ``irstd``."""
+    path = tmp_path / "deep.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(CheckpointError, match="deep.safetensors has an invalid configuration"):
+        read_info(path)
+
+
+def test_a_config_claiming_huge_widths_allocates_nothing_before_the_weights_are_compared(tmp_path):
+    """A file of a few bytes whose config claims widths of 2**23 channels: the network was
+    built at that size before its shapes were compared (a RuntimeError from torch's
+    allocator, or the process killed for memory); now only the file's tensors are held."""
+    data = json.loads(CheckpointInfo(named_config("tiny")).to_json())
+    data["model"] |= {"widths": [1 << 23] * 5, "sgem_heads": 1}
+    path = tmp_path / "huge.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps(data)})
+    with pytest.raises(CheckpointError, match="huge.safetensors does not match its config"):
+        load_checkpoint(path)

@@ -7,7 +7,10 @@ offered QoS profile, so that ``ros2 bag info`` / ``ros2 bag play`` read them.
 
 from __future__ import annotations
 
+import math
 import shutil
+import sqlite3
+import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -51,6 +54,20 @@ BAG_VERSION: Literal[8] = 8  # rosbag2 metadata version of Jazzy; Kilted reads i
 DEFAULT_QOS_DEPTH = 10
 NS_PER_S = 1_000_000_000
 SEQUENCE_KEY = "irstd_ros.sequence"  # custom_data entry: the generator's config (JSON)
+# what rosbags' readers raise on a damaged file besides ReaderError (measured by flipping
+# and cutting bytes of MCAP and sqlite3 files: a name that is no UTF-8, a cut header, a
+# record size no memory holds, a metadata record that lacks a key, a malformed database
+# page met while reading, which apsw reports)
+CORRUPT_BAG_ERRORS: tuple[type[BaseException], ...] = (
+    ReaderError, OSError, ValueError, KeyError, IndexError, TypeError, struct.error, MemoryError,
+    sqlite3.Error,
+)
+try:  # rosbags' sqlite3 storage reads through apsw (0.11); other versions may not
+    import apsw
+
+    CORRUPT_BAG_ERRORS += (apsw.Error,)
+except ImportError:  # pragma: no cover - depends on the rosbags version
+    pass
 
 V = TypeVar("V")
 
@@ -180,6 +197,13 @@ class BagWriter:
         self._writer.set_custom_data(key, value)
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a bag could not be read: rosbags' own message, else the error's type and text."""
+    if isinstance(exc, (ReaderError, OSError)):
+        return str(exc)
+    return f"damaged ({type(exc).__name__}: {exc})"
+
+
 @dataclass(frozen=True)
 class TopicSummary:
     name: str
@@ -198,8 +222,8 @@ class BagReader:
         try:
             self._reader = Reader(self.path)
             self._reader.open()
-        except (ReaderError, FileNotFoundError, OSError) as exc:
-            raise BagError(f"cannot read bag {self.path}: {exc}") from exc
+        except CORRUPT_BAG_ERRORS as exc:
+            raise BagError(f"cannot read bag {self.path}: {_reason(exc)}") from exc
         register_bag_types(self.store, self._reader.connections)
 
     def __enter__(self) -> BagReader:
@@ -258,8 +282,8 @@ class BagReader:
         try:
             for conn, t, raw in self._reader.messages(connections=conns, start=start_ns):
                 yield conn.topic, conn.msgtype, int(t), raw
-        except (ReaderError, OSError) as exc:
-            raise BagError(f"cannot read bag {self.path}: {exc}") from exc
+        except CORRUPT_BAG_ERRORS as exc:
+            raise BagError(f"cannot read bag {self.path}: {_reason(exc)}") from exc
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, int, Any]]:
         """(topic, receive time ns, deserialised rosbags message)."""
@@ -349,15 +373,30 @@ def targets_msg(store: Typestore, targets: Iterable[Any], stamp: int, frame_id: 
     return targets_array(store.types, header_msg(store, stamp, frame_id), targets)
 
 
+def _check_finite(msg: Any, index: int, **values: float) -> None:
+    """:class:`BagError` naming the message's stamp and the first of ``values`` (of its
+    ``index``-th box) that is NaN or infinite: such a box has no pixels to compare."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise BagError(
+                f"{getattr(msg, '__msgtype__', type(msg).__name__)} at stamp "
+                f"{stamp_ns(msg.header)}: box {index} has {name} {value}; it must be finite"
+            )
+
+
 def boxes_from_detections(msg: Any) -> list[Box]:
-    """:class:`Box` es of a Detection2DArray (centre/size back to top-left pixel boxes)."""
+    """:class:`Box` es of a Detection2DArray (centre/size back to top-left pixel boxes); a
+    :class:`BagError` for a box with a NaN or infinite coordinate or score."""
     boxes = []
-    for d in msg.detections:
+    for i, d in enumerate(msg.detections):
+        score = float(d.results[0].hypothesis.score) if d.results else 1.0
+        pos = d.results[0].pose.pose.position if d.results else None
+        centre, pose = d.bbox.center.position, {"pose_x": pos.x, "pose_y": pos.y} if pos else {}
+        _check_finite(msg, i, x=centre.x, y=centre.y, size_x=d.bbox.size_x, size_y=d.bbox.size_y,
+                      score=score, **pose)
         w, h = round(d.bbox.size_x), round(d.bbox.size_y)
         x = round(d.bbox.center.position.x - (w - 1) / 2.0)
         y = round(d.bbox.center.position.y - (h - 1) / 2.0)
-        score = float(d.results[0].hypothesis.score) if d.results else 1.0
-        pos = d.results[0].pose.pose.position if d.results else None
         boxes.append(
             Box(
                 int(x),
@@ -374,7 +413,10 @@ def boxes_from_detections(msg: Any) -> list[Box]:
 
 
 def boxes_from_targets(msg: Any) -> list[Box]:
-    """:class:`Box` es of an irstd_ros TargetArray."""
+    """:class:`Box` es of an irstd_ros TargetArray; a :class:`BagError` for a target with a
+    NaN or infinite score or centroid."""
+    for i, t in enumerate(msg.targets):
+        _check_finite(msg, i, score=t.score, centroid_x=t.centroid_x, centroid_y=t.centroid_y)
     return [
         Box(
             int(t.x),

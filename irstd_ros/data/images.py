@@ -102,6 +102,8 @@ def _open(path: Path) -> tuple[Image.Image, bool]:
             im = turned
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
+    except Image.DecompressionBombError as exc:  # over twice Image.MAX_IMAGE_PIXELS
+        raise DatasetError(f"{path}: too many pixels to read ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path}: not a readable image ({exc})") from None
     return im, unsigned32

@@ -118,8 +118,11 @@ def _check_alike(paths: Sequence[Path], infos: Sequence[CheckpointInfo]) -> None
 def holds_calibration(extra: dict[str, Any]) -> bool:
     """Whether a checkpoint's weights hold a folded calibration: its own, or one of a
     parent's, however deep in a soup of soups (the parents' records keep theirs)."""
-    parents = (extra.get("soup") or {}).get("parents") or []
-    return "calibration" in extra or any(isinstance(p, dict) and holds_calibration(p) for p in parents)
+    record = extra.get("soup")  # a file's metadata: any JSON value, not only ours
+    parents = record.get("parents") if isinstance(record, dict) else None
+    return "calibration" in extra or (
+        isinstance(parents, list) and any(isinstance(p, dict) and holds_calibration(p) for p in parents)
+    )
 
 
 def soup(config: SoupConfig) -> dict[str, Any]:

@@ -286,6 +286,8 @@ def read_config(path: Path) -> dict:
         raise ConfigError(f"config file {path}: malformed YAML{at}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path}: not a text (YAML) file") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"config file {path}: nested more than {MAX_CONFIG_DEPTH} levels deep") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -293,7 +295,36 @@ def read_config(path: Path) -> dict:
             f"config file {path}: expected a mapping of training options (key: value), "
             f"got a YAML {type(loaded).__name__}"
         )
+    _check_tree(loaded, path)
     return loaded
+
+
+MAX_CONFIG_DEPTH = 32  # levels of nested lists and mappings in a config file
+MAX_CONFIG_VALUES = 100_000  # values in one, each alias counted as what it stands for
+
+
+def _check_tree(loaded: dict, path: Path) -> None:
+    """:class:`ConfigError` unless ``loaded`` is a tree of modest size. YAML aliases can
+    make a value hold itself (every copy of the config then recursed without end) or, an
+    alias of aliases of aliases, make a few lines stand for billions of values (a "billion
+    laughs": copying the config took hours and all memory)."""
+    seen = 0
+    stack: list[tuple[Any, frozenset[int]]] = [(loaded, frozenset())]  # a value, its containers
+    while stack:
+        value, above = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"config file {path}: holds more than {MAX_CONFIG_VALUES} values "
+                "(counting each YAML alias as what it stands for)"
+            )
+        if isinstance(value, (dict, list)):
+            if id(value) in above:
+                raise ConfigError(f"config file {path}: a value holds itself (a YAML alias of its own anchor)")
+            if len(above) >= MAX_CONFIG_DEPTH:
+                raise ConfigError(f"config file {path}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+            inner = above | {id(value)}
+            stack.extend((v, inner) for v in (value.values() if isinstance(value, dict) else value))
 
 
 def resolve_device(name: str) -> torch.device:

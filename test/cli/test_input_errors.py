@@ -305,6 +305,45 @@ def test_train_config_that_is_not_a_yaml_mapping(text, words, capsys, tmp_path):
     assert line.startswith(f"irstd train: error: config file {config}") and words in line
 
 
+def _laughs(levels: int) -> str:
+    """``extra`` of YAML aliases of aliases: a few lines standing for 10**levels strings."""
+    lines = ["extra:", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("extra: &a {self: *a}\n", "a value holds itself"),
+        ("scale: &s [*s, 1]\n", "a value holds itself"),
+        (_laughs(6), "holds more than 100000 values"),
+        ("extra: {a: " + "[" * 2000 + "]" * 2000 + "}\n", "nested more than 32 levels deep"),
+        ("extra: {a: " + "[" * 40 + "]" * 40 + "}\n", "nested more than 32 levels deep"),
+    ],
+    ids=["mapping-holds-itself", "list-holds-itself", "billion-laughs", "2000-deep", "40-deep"],
+)
+def test_train_config_of_self_holding_huge_or_deep_yaml_is_one_line(text, words, capsys, tmp_path):
+    """A YAML alias of its own anchor (copying the config recursed: a RecursionError
+    traceback), aliases of aliases (a few lines standing for billions of values: the copy
+    took hours and all memory) or lists nested 2000 deep (PyYAML's RecursionError)."""
+    config = tmp_path / "hostile.yaml"
+    config.write_text(f"data: {tmp_path}\n{text}")
+    code, err = run_cli(capsys, "train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith(f"irstd train: error: config file {config}: ") and words in line
+
+
+def test_a_config_sharing_a_value_by_an_alias_is_read(tmp_path):
+    """Aliases as YAML users write them (one value in two places) are no tree problem."""
+    from irstd_ros.training.train import read_config
+
+    config = tmp_path / "shared.yaml"
+    config.write_text("sensor: &s {row_fpn_prob: 0.2}\nextra: {a: *s, b: *s, c: [*s, *s]}\n")
+    assert read_config(config)["extra"]["c"] == [{"row_fpn_prob": 0.2}] * 2
+
+
 def test_train_config_that_is_a_directory(capsys, tmp_path):
     code, err = run_cli(capsys, "train", "--config", str(tmp_path))
     assert code == 2 and "is a directory" in one_error_line(err)

@@ -287,3 +287,15 @@ def test_signed_8_bit_tiff_is_refused_not_read_as_unsigned(tmp_path):
     for read in (read_image, read_mask):
         with pytest.raises(DatasetError, match="signed 8-bit"):
             read(path)
+
+
+@pytest.mark.parametrize("read", [read_image, read_mask])
+def test_a_decompression_bomb_is_a_dataset_error_naming_the_file(tmp_path, monkeypatch, read):
+    """A file over twice Pillow's pixel limit (a 100000x100000 PNG of a few hundred bytes)
+    raised Pillow's DecompressionBombError, a traceback from ``irstd``; the limit is lowered
+    here so that a small file crosses it."""
+    path = tmp_path / "bomb.png"
+    Image.new("L", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 > 2 x 1000
+    with pytest.raises(DatasetError, match="bomb.png: too many pixels to read"):
+        read(path)

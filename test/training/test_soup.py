@@ -189,6 +189,17 @@ def test_a_soup_of_soups_still_knows_which_weights_hold_a_calibration(tmp_path, 
     assert "calibrations" not in caplog.text
 
 
+@pytest.mark.parametrize("record", [[1], "x", {"parents": 5}])
+def test_a_soup_record_of_another_shape_is_averaged_as_one_without_parents(tmp_path, record):
+    """A downloaded file whose ``extra.soup`` was no mapping of a parents list made
+    ``irstd soup`` fail with AttributeError or TypeError, a traceback."""
+    _checkpoint(tmp_path / "odd.safetensors", seed=1, extra={"soup": record})
+    _checkpoint(tmp_path / "raw.safetensors", seed=2)
+    made = soup(SoupConfig((tmp_path / "odd.safetensors", tmp_path / "raw.safetensors"), tmp_path / "s.safetensors"))
+    assert made["parents"][0]["soup"] == record
+    assert load_checkpoint(tmp_path / "s.safetensors")[1].extra["soup"] == made
+
+
 def test_a_parent_s_trainer_and_device_stay_its_own_not_the_average_s(tmp_path):
     """A GPU run's record of its trainer and card (and a widened start's init) was kept
     as the soup's own, as if the average had been trained there."""
