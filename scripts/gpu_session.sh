@@ -14,8 +14,14 @@
 #   summary.json  bench.json  logs.tar.gz  model_fp16.safetensors.partNN (join: cat ... > ...)
 #
 # Usage:  bash scripts/gpu_session.sh            on the device machine (python3 there)
+#         bash scripts/gpu_session.sh --check    here, with the call's knobs, before asking for
+#                                                the device: what the call's preflight refuses,
+#                                                and the size of the tree plus the carried pack
 #         bash scripts/gpu_session.sh --dry-run  here: CPU, tiny model and data, seconds per step
 #                                                (or IRSTD_GPU_DRY_RUN=1)
+# The preflight (tools/gpu_session.py preflight) runs first on the device too: an unknown
+# IRSTD_GPU_* variable or step name, a bad training flag, a missing or old pack, a pack group
+# it lacks or a missing IRSTD_GPU_INIT end the call in seconds (exit 2), not after the steps.
 # Knobs: IRSTD_GPU_BUDGET_S, IRSTD_GPU_RECIPE (large|paper), IRSTD_GPU_COMPILE (1: compile the
 # training network), IRSTD_GPU_GROUPS (pack groups to train on, comma-separated; default
 # nudt_train), IRSTD_GPU_INIT (a checkpoint to start the training from; carry it),
@@ -27,8 +33,13 @@
 # IRSTD_GPU_PACK (default out/pack/irstd_pack.npz), IRSTD_GPU_WORK, PYTHON.
 set -u -o pipefail
 
-DRY=${IRSTD_GPU_DRY_RUN:-0}
-[[ "${1:-}" == "--dry-run" ]] && DRY=1
+DRY=${IRSTD_GPU_DRY_RUN:-0} CHECK=0
+case "${1:-}" in
+    --dry-run) DRY=1 ;;
+    --check) CHECK=1 DRY=0 ;;
+    "") ;;
+    *) echo "gpu_session: unknown argument '$1' (--dry-run, --check or none)" >&2; exit 2 ;;
+esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 OUT=${OUT:-$ROOT/out/gpu_session}
@@ -42,20 +53,23 @@ if ! [[ "$BUDGET" =~ ^[0-9]+$ ]] || (( BUDGET < 60 || BUDGET > 570 )); then
 fi
 RECIPE=${IRSTD_GPU_RECIPE:-large}
 PACK=${IRSTD_GPU_PACK:-$ROOT/out/pack/irstd_pack.npz}
-START=$(date +%s)
-rm -rf "$WORK"
-mkdir -p "$OUT" "$LOGS"
-# this script's own results of an earlier run (a kept $OUT here) must not pass for this run's
-rm -f "$OUT"/summary.json "$OUT"/bench.json "$OUT"/logs.tar.gz "$OUT"/model_fp16.safetensors.part*
 SKIP=${IRSTD_GPU_SKIP:-}
 SKIP=",${SKIP// /},"  # "probe, bench" too
 if [[ -z "${PYTHON:-}" ]]; then
-    if [[ "$DRY" == 1 && -x "$ROOT/.venv/bin/python" ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
+    if [[ "$DRY$CHECK" != 00 && -x "$ROOT/.venv/bin/python" ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
 export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
+START=$(date +%s)
+if [[ "$CHECK" == 0 ]]; then
+    rm -rf "$WORK"
+    mkdir -p "$OUT" "$LOGS"
+    # this script's own results of an earlier run (a kept $OUT here) must not pass for this run's
+    rm -f "$OUT"/summary.json "$OUT"/bench.json "$OUT"/logs.tar.gz "$OUT"/model_fp16.safetensors.part*
+fi
+
 # Extra pure-Python wheels (scripts/gpu_wheels.sh; carried as .whl): installed aside, never over torch.
-if compgen -G "$ROOT/.whl/*.whl" >/dev/null; then
+if [[ "$CHECK" == 0 ]] && compgen -G "$ROOT/.whl/*.whl" >/dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$WORK/site" "$ROOT"/.whl/*.whl >"$LOGS/wheels.log" 2>&1 \
         && export PYTHONPATH="$PYTHONPATH:$WORK/site"
@@ -88,10 +102,7 @@ step() {
 
 if [[ "$DRY" == 1 ]]; then
     DEV=cpu
-    step dry_data 60 "$PYTHON" -m irstd_ros.tools.gpu_session dry-data --root "$WORK/data"
     PACK=$WORK/pack.npz
-    step pack 60 "$PYTHON" -m irstd_ros.cli.main pack --out "$PACK" --crop 32 \
-        --nudt "$WORK/data/NUDT-SIRST" --sirst "$WORK/data/SIRST-v2"
     PYTEST_PATHS=(test/inference/backends/test_torch_cuda.py)
     BENCH_ARGS=(--dry-run)
     PROBE_ARGS=(--model tiny --crop 32 --batch-size 4 --max-steps 3 --threads 1)
@@ -112,6 +123,39 @@ COMPILE=()
 [[ -n "${IRSTD_GPU_INIT:-}" ]] && TRAIN_ARGS+=(--init "$IRSTD_GPU_INIT")
 [[ -n "${IRSTD_GPU_EVAL:-}" ]] && TRAIN_ARGS+=(--eval-group "$IRSTD_GPU_EVAL")
 [[ -n "${IRSTD_GPU_EMA:-}" ]] && TRAIN_ARGS+=(--ema "$IRSTD_GPU_EMA")
+# the training's flags but the time (the step below adds --minutes): what the preflight reads
+TRAIN_CMD=(--recipe "$RECIPE" --pack "$PACK" --device "$DEV" --out "$WORK/train" --no-resume
+           "${COMPILE[@]}" "${TRAIN_ARGS[@]}")
+
+if [[ "$CHECK" == 1 ]]; then
+    CARRY=("$PACK")
+    [[ -n "${IRSTD_GPU_INIT:-}" ]] && CARRY+=("$IRSTD_GPU_INIT")
+    [[ -d "$ROOT/.whl" ]] && CARRY+=("$ROOT/.whl")
+    CARRY_ARGS=()
+    for c in "${CARRY[@]}"; do CARRY_ARGS+=(--carry "$c"); done
+    "$PYTHON" -m irstd_ros.tools.gpu_session preflight --tree "$ROOT" "${CARRY_ARGS[@]}" -- "${TRAIN_CMD[@]}" \
+        || exit 2
+    echo "gpu_session: check passed; carry: ${CARRY[*]#"$ROOT"/}"
+    exit 0
+fi
+
+if [[ "$DRY" == 1 ]]; then
+    step dry_data 60 "$PYTHON" -m irstd_ros.tools.gpu_session dry-data --root "$WORK/data"
+    step pack 60 "$PYTHON" -m irstd_ros.cli.main pack --out "$PACK" --crop 32 \
+        --nudt "$WORK/data/NUDT-SIRST" --sirst "$WORK/data/SIRST-v2"
+fi
+# what would waste the call ends it now, not after the steps (none of them has run on the device);
+# a preflight that itself breaks (not its exit 2) stops nothing: the steps say what is wrong
+"$PYTHON" -m irstd_ros.tools.gpu_session preflight -- "${TRAIN_CMD[@]}" 2>"$LOGS/preflight.log"
+rc=$?
+if (( rc == 2 )); then
+    cat "$LOGS/preflight.log" >&2
+    echo "gpu_session: refused before any step (exit 2); here: bash scripts/gpu_session.sh --check" >&2
+    exit 2
+elif (( rc != 0 )); then
+    tail -n 5 "$LOGS/preflight.log"
+    echo "gpu_session: the preflight itself failed (rc=$rc, logs/preflight.log); going on"
+fi
 
 step env "$T_ENV" "$PYTHON" -m irstd_ros.tools.gpu_session env --out "$WORK/env.json"
 timeout -k 5 20 nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true
@@ -131,8 +175,8 @@ else
     if [[ "$DRY" == 1 ]]; then MINUTES=(); else
         MINUTES=(--minutes "$(awk -v s="$LIMIT" 'BEGIN { m = (s - 45) / 60; if (m < 0.5) m = 0.5; printf "%.2f", m }')")
     fi
-    step train "$LIMIT" "$PYTHON" -m irstd_ros.training.gpu --recipe "$RECIPE" --pack "$PACK" --device "$DEV" \
-        --out "$WORK/train" --no-resume "${COMPILE[@]}" "${TRAIN_ARGS[@]}" "${MINUTES[@]}"
+    # on its time limit the training stops (SIGTERM) and writes its checkpoints, 10 s before the kill
+    step train "$LIMIT" "$PYTHON" -m irstd_ros.training.gpu "${TRAIN_CMD[@]}" "${MINUTES[@]}"
 fi
 
 # results: the FP16 checkpoint in parts of <= 15 MiB, the logs, the summary (<= 8 files in all)
@@ -142,7 +186,7 @@ done
 cp "$WORK/train/history.json" "$WORK/train/summary.json" "$LOGS/" 2>/dev/null
 cp "$WORK/env.json" "$WORK/steps.tsv" "$LOGS/" 2>/dev/null
 tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
-SUMMARY_ARGS=(--work "$WORK" --out "$OUT")
+SUMMARY_ARGS=(--work "$WORK" --out "$OUT" --pack "$PACK")
 [[ "$DRY" == 1 ]] && SUMMARY_ARGS+=(--dry-run)
 "$PYTHON" -m irstd_ros.tools.gpu_session summarize "${SUMMARY_ARGS[@]}" >"$LOGS/summarize.log" 2>&1
 rc=$?

@@ -6,6 +6,10 @@ benchmark, paper-model training + evaluation); the script does the time-boxing.
   on the device machine);
 * ``dry-data``: two tiny synthetic datasets in the NUDT-SIRST and SIRST-v2 layouts, so the
   dry run packs and trains exactly as the device run does;
+* ``preflight``: what would waste the call, before any step runs (``--check`` of the script,
+  here, before asking for the device): unknown ``IRSTD_GPU_*`` variables and step names, the
+  training's flags, the pack (format, groups), the start checkpoint, and the size of what
+  travels;
 * ``split``: a file into numbered parts of at most N bytes (files come back from the device
   at 16 MiB each at most); ``cat NAME.part* > NAME`` joins them;
 * ``summarize``: the steps' exit codes and times, the benchmark, the training and
@@ -15,21 +19,26 @@ benchmark, paper-model training + evaluation); the script does the time-boxing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.parsing import check_keys
 from irstd_ros.core.paths import write_text_atomic
+from irstd_ros.errors import IrstdError
 
 # Modules the session imports: they must import on a machine without ROS.
 SESSION_MODULES = (
@@ -51,6 +60,12 @@ PACKAGES = {  # import name -> distribution (presence checked without importing)
 ROS_MODULES = ("rclpy", "rosbags", "sensor_msgs", "vision_msgs", "rosidl_runtime_py")
 PART_BYTES = 15 * 2**20  # under the 16 MiB a returned file may have
 MAX_OUT_FILES = 8
+MAX_TREE_BYTES = 64 * 2**20  # the working tree and the carried paths travel within 64 MiB
+# the knobs scripts/gpu_session.sh reads: any other IRSTD_GPU_* is a typo that would be ignored
+KNOBS = ("IRSTD_GPU_BUDGET_S", "IRSTD_GPU_COMPILE", "IRSTD_GPU_DRY_RUN", "IRSTD_GPU_EMA", "IRSTD_GPU_EVAL",
+         "IRSTD_GPU_GROUPS", "IRSTD_GPU_INIT", "IRSTD_GPU_PACK", "IRSTD_GPU_PART_BYTES", "IRSTD_GPU_RECIPE",
+         "IRSTD_GPU_SKIP", "IRSTD_GPU_WORK")
+STEPS = ("env", "pytest_gpu", "bench", "probe", "train")  # IRSTD_GPU_SKIP names these
 
 
 def env_report() -> dict[str, Any]:
@@ -144,21 +159,118 @@ def split_file(path: Path, out_dir: Path, part_bytes: int = PART_BYTES) -> list[
     return parts
 
 
+def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path | None = None,
+              carry: Sequence[Path] = ()) -> list[str]:
+    """What would waste the device call, one line each (none: go): ``IRSTD_GPU_*`` names
+    and values the script does not know, the training's flags (``train_argv``, those of
+    ``python -m irstd_ros.training.gpu`` the script would pass), its pack and start
+    checkpoint; with ``tree`` (here, before the call) also the size of the working tree
+    plus ``carry`` against the 64 MiB that travel."""
+    problems: list[str] = []
+
+    def check(fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except IrstdError as exc:
+            problems.append(str(exc))
+
+    check(check_keys, {k: 1 for k in environ if k.startswith("IRSTD_GPU_")}, KNOBS, "IRSTD_GPU_* variable")
+    skip = [s.strip() for s in environ.get("IRSTD_GPU_SKIP", "").split(",") if s.strip()]
+    check(check_keys, dict.fromkeys(skip, 1), STEPS, "IRSTD_GPU_SKIP step")
+    for knob in ("IRSTD_GPU_COMPILE", "IRSTD_GPU_DRY_RUN"):
+        if environ.get(knob, "0") not in ("0", "1"):
+            problems.append(f"{knob} must be 0 or 1, got {environ[knob]!r}")
+    if not {"probe", "train"} <= set(skip):
+        problems += _training_problems(train_argv)
+    if tree is not None:
+        problems += travel_size(tree, carry)[1]
+    return problems
+
+
+def _training_problems(train_argv: Sequence[str]) -> list[str]:
+    """The training's flags as its own parser and config read them, then its inputs."""
+    from irstd_ros.data.pack import Pack
+    from irstd_ros.training.gpu import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser(prog="train")
+    add_arguments(parser)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            cfg = config_from_args(parser.parse_args(list(train_argv)))
+    except SystemExit:  # argparse's usage error: its last line says what
+        return [err.getvalue().strip().splitlines()[-1]]
+    except IrstdError as exc:
+        return [str(exc)]
+    problems = []
+    if cfg.init is not None and not cfg.init.is_file():
+        problems.append(f"IRSTD_GPU_INIT {cfg.init}: no such file (name it in carry)")
+    if cfg.pack is None:
+        return problems
+    if not cfg.pack.is_file():
+        return [*problems, f"no pack at {cfg.pack}: make it (irstd pack) and carry it, or IRSTD_GPU_SKIP=probe,train"]
+    try:
+        pack = Pack(cfg.pack)
+    except IrstdError as exc:
+        return [*problems, str(exc)]
+    try:
+        wanted = {"IRSTD_GPU_GROUPS": cfg.train_groups, "IRSTD_GPU_EVAL": [cfg.eval_group] if cfg.eval_group else []}
+        for knob, groups in wanted.items():
+            missing = [g for g in groups if g not in pack.groups]
+            if missing:
+                problems.append(f"{knob}: {cfg.pack} has no group {', '.join(map(repr, missing))}; it has: "
+                                f"{', '.join(pack.groups)}" + (" (IRSTD_GPU_EVAL=none: no evaluation)"
+                                                              if knob == "IRSTD_GPU_EVAL" else ""))
+    finally:
+        pack.close()
+    return problems
+
+
+def travel_size(tree: Path, carry: Sequence[Path]) -> tuple[int, list[str]]:
+    """Bytes of the working tree (tracked and untracked-not-ignored files) plus ``carry``,
+    and the problems: over 64 MiB, or a carried path outside the tree (it cannot travel)."""
+    listed = subprocess.run(["git", "-C", str(tree), "ls-files", "-z", "-c", "-o", "--exclude-standard"],
+                            capture_output=True, text=True, check=False)
+    if listed.returncode:
+        return 0, [f"cannot list the working tree {tree}: {listed.stderr.strip()}"]
+    files = {(tree / name).resolve() for name in listed.stdout.split("\0") if name}
+    problems = []
+    for path in carry:
+        full = (tree / path).resolve()
+        if not full.is_relative_to(tree.resolve()):
+            problems.append(f"{path} is outside {tree}: it cannot be carried (copy it into an ignored folder there)")
+        files |= {f.resolve() for f in full.rglob("*") if f.is_file()} if full.is_dir() else {full}
+    total = sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
+    if total > MAX_TREE_BYTES:
+        problems.append(f"the working tree and carry are {total / 2**20:.1f} MiB, over the 64 MiB that travel")
+    return total, problems
+
+
+def pack_record(path: Path) -> dict[str, Any] | None:
+    """What identifies the pack a session trained on: size, sha256 and its groups' counts
+    and sources (the names are left out)."""
+    from irstd_ros.data.pack import Pack
+
+    try:
+        pack = Pack(path)
+    except IrstdError:
+        return None
+    try:
+        groups = {g: {k: v for k, v in m.items() if k != "names"} for g, m in pack.meta["groups"].items()}
+    finally:
+        pack.close()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest(), "groups": groups}
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _last_json_line(path: Path) -> Any:
-    try:
-        for line in reversed(path.read_text(errors="replace").splitlines()):
-            if line.startswith("{"):
-                return json.loads(line)
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def _pytest_tail(path: Path) -> str | None:
@@ -169,8 +281,10 @@ def _pytest_tail(path: Path) -> str | None:
     return lines[-1] if lines else None
 
 
-def summarize(work: Path, out: Path, dry_run: bool) -> dict[str, Any]:
-    """Everything the session produced into ``out/summary.json``; returns it."""
+def summarize(work: Path, out: Path, dry_run: bool, pack: Path | None = None,
+              environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Everything the session produced into ``out/summary.json``, with what reproduces it
+    (the ``IRSTD_GPU_*`` knobs of ``environ``, the pack's sha256 and groups); returns it."""
     steps = []
     tsv = work / "steps.tsv"
     if tsv.is_file():
@@ -186,10 +300,11 @@ def summarize(work: Path, out: Path, dry_run: bool) -> dict[str, Any]:
     joined = b"".join(p.read_bytes() for p in parts)
     summary: dict[str, Any] = {
         "dry_run": dry_run,
+        "knobs": {k: v for k, v in sorted((environ or {}).items()) if k.startswith("IRSTD_GPU_")},
         "steps": steps,
         "env": _read_json(work / "env.json"),
         "pytest_gpu": _pytest_tail(logs / "pytest_gpu.log"),
-        "pack": _last_json_line(logs / "pack.log"),
+        "pack": None if pack is None else pack_record(pack),
         "bench": None if bench is None else {
             "complete": bench.get("complete"), "machine": bench.get("machine"),
             "rows": bench.get("rows"), "skipped": bench.get("skipped"),
@@ -228,7 +343,20 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--work", type=Path, required=True)
     m.add_argument("--out", type=Path, required=True)
     m.add_argument("--dry-run", action="store_true")
+    m.add_argument("--pack", type=Path, help="the pack the training read (its sha256 and groups are recorded)")
+    f = sub.add_parser("preflight", help="refuse what would waste the call (one line each); exit 2")
+    f.add_argument("--tree", type=Path, help="also check the size of this working tree plus --carry (here)")
+    f.add_argument("--carry", type=Path, action="append", default=[], help="a path the call carries")
+    f.add_argument("train_argv", nargs=argparse.REMAINDER, help="-- then the training's flags")
     args = p.parse_args(argv)
+    if args.cmd == "preflight":
+        train_argv = args.train_argv[1:] if args.train_argv[:1] == ["--"] else args.train_argv
+        problems = preflight(os.environ, train_argv, args.tree, args.carry)
+        for line in problems:
+            print(f"gpu_session: {line}", file=sys.stderr)
+        if args.tree is not None and not problems:
+            print(f"gpu_session: tree and carry {travel_size(args.tree, args.carry)[0] / 2**20:.1f} MiB of 64")
+        return 2 if problems else 0
     if args.cmd == "env":
         report = env_report()
         write_text_atomic(args.out, json.dumps(report, indent=1))
@@ -241,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = split_file(args.file, args.out, args.part_bytes)
         print(json.dumps([str(x) for x in parts]))
         return 0
-    summary = summarize(args.work, args.out, args.dry_run)
+    summary = summarize(args.work, args.out, args.dry_run, args.pack, os.environ)
     print(json.dumps({k: summary[k] for k in ("steps", "pytest_gpu", "checkpoint")}, indent=1))
     files = [f for f in args.out.iterdir() if f.is_file()]
     return 0 if len(files) <= MAX_OUT_FILES else 1

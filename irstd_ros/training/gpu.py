@@ -37,7 +37,9 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +96,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 SCHEDULE_BY = ("epochs", "time")
 DEFAULT_TRAIN_GROUPS = ("nudt_train",)
 DEFAULT_EVAL_GROUP = "nudt_test"
+TERMINATED = "terminated"  # the summary's stop when train_gpu's stop was set (SIGTERM)
+TERMINATED_EXIT = 143  # main's exit code then, as a process ended by SIGTERM (128 + 15)
 Item = tuple[np.ndarray, np.ndarray, str]
 
 
@@ -346,8 +350,11 @@ def half_copy(model: nn.Module) -> nn.Module:
     return with_memory_format(copy.deepcopy(model), torch.contiguous_format).cpu().half()
 
 
-def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
-    """Train, evaluate, write the checkpoints; returns a summary (also ``<out>/summary.json``)."""
+def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Train, evaluate, write the checkpoints; returns a summary (also ``<out>/summary.json``).
+    ``stop`` set (SIGTERM from ``timeout``, :func:`main`): the loop ends after the step in
+    progress with ``stop: terminated``, and the weights and the summary are written with no
+    evaluation, so a time limit that cuts the training short still leaves its checkpoints."""
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -458,6 +465,9 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 stop_reason = "max_steps"
                 break
+            if stop is not None and stop.is_set():
+                stop_reason = TERMINATED
+                break
         mean_loss = float((loss_sum / max(n, 1)).item())  # the epoch's one host sync
         dt = time.perf_counter() - t0
         elapsed = elapsed0 + time.perf_counter() - started
@@ -489,20 +499,7 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         save_checkpoint(final, model, info_for(len(history), elapsed, metrics))
         save_checkpoint(half, half_copy(model), info_for(len(history), elapsed, metrics))
 
-    save_final(None)  # first without metrics: an evaluation cut off by a time limit loses no weights
-    metrics = raw_metrics = None
-    if eval_items:
-        where = cfg.eval_group if cfg.pack else f"{cfg.data}:{cfg.eval_split}"
-        metrics = evaluate_items(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch)
-        metrics["set"] = where
-        if ema is not None:  # what the average adds, on the same trajectory
-            raw_metrics = evaluate_items(raw, eval_items, norm, cfg.threshold, device, model_cfg.stride,
-                                         cfg.eval_batch)
-            raw_metrics["set"] = where
-        log.info("eval %s: %s", metrics["set"], ", ".join(
-            f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
-        save_final(metrics)
-    summary = {
+    summary: dict[str, Any] = {
         "out": str(cfg.out),
         "model": str(final),
         "model_fp16": str(half),
@@ -518,14 +515,34 @@ def train_gpu(cfg: GPUTrainConfig) -> dict[str, Any]:
         "img_per_s_median": float(np.median([h["img_per_s"] for h in history[-20:]])) if history else None,
         "epoch_s_median": float(np.median([h["seconds"] for h in history[-20:]])) if history else None,
         "final_loss": history[-1]["loss"] if history else None,
-        "eval": metrics,
-        **({"eval_raw_weights": raw_metrics} if raw_metrics is not None else {}),
-        "peak_gpu_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None,
+        "eval": None,
+        "peak_gpu_mem_mb": None,
     }
+
+    def write_summary() -> None:
+        if device.type == "cuda":
+            summary["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        write_text_atomic(cfg.out / "summary.json", json.dumps(summary, indent=1))
+
+    # first without metrics: an evaluation cut off by a time limit loses no weights and no summary
+    save_final(None)
     cfg.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(cfg.out / "history.json", json.dumps(history, indent=1))
-    write_text_atomic(cfg.out / "summary.json", json.dumps(summary, indent=1))
-    if metrics:
+    write_summary()
+    if eval_items and stop_reason != TERMINATED:  # a stop asked for: no time for the evaluation
+        where = cfg.eval_group if cfg.pack else f"{cfg.data}:{cfg.eval_split}"
+        metrics = evaluate_items(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch)
+        metrics["set"] = where
+        summary["eval"] = metrics
+        if ema is not None:  # what the average adds, on the same trajectory
+            raw_metrics = evaluate_items(raw, eval_items, norm, cfg.threshold, device, model_cfg.stride,
+                                         cfg.eval_batch)
+            raw_metrics["set"] = where
+            summary["eval_raw_weights"] = raw_metrics
+        log.info("eval %s: %s", metrics["set"], ", ".join(
+            f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
+        save_final(metrics)
+        write_summary()
         write_text_atomic(cfg.out / "eval.json", json.dumps(metrics, indent=1))
     return summary
 
@@ -581,20 +598,29 @@ def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m irstd_ros.training.gpu ...`` (the same flags as ``irstd train-gpu``)."""
+    """``python -m irstd_ros.training.gpu ...`` (the same flags as ``irstd train-gpu``).
+    SIGTERM (``timeout``: scripts/gpu_session.sh) stops the training after the step in
+    progress; the checkpoints and the summary are written, then the exit code is 143."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m irstd_ros.training.gpu", description=__doc__.split("\n")[0])
     add_arguments(parser)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
         cfg = config_from_args(parser.parse_args(argv))
         reason = output_dir_problem(cfg.out)  # before the pack is read and the first epoch runs
         if reason:
             parser.error(f"--out {reason}")
-        summary = train_gpu(cfg)
+        summary = train_gpu(cfg, stop)
     except IrstdError as exc:  # one readable line, as `irstd train-gpu` gives
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps(summary))
+    if summary["stop"] == TERMINATED:
+        log.warning("stopped by SIGTERM after %d epochs; checkpoints written, no evaluation", summary["epochs_done"])
+        return TERMINATED_EXIT
     return 0
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.models import build_model, named_config
+from irstd_ros.tools.gpu_session import preflight
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_session.sh"
@@ -38,6 +39,10 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dry_run"] is True
+    assert summary["knobs"]["IRSTD_GPU_GROUPS"] == "nudt_train,sirst_crops"  # what reproduces the run
+    pack = summary["pack"]
+    assert pack["sha256"] == hashlib.sha256((work / "pack.npz").read_bytes()).hexdigest()
+    assert pack["groups"]["sirst_crops"]["count"] > 0 and "names" not in pack["groups"]["sirst_crops"]
     steps = {s["step"]: s for s in summary["steps"]}
     assert set(STEPS) <= set(steps), steps
     failed = {k: v for k, v in steps.items() if v["rc"] != 0}
@@ -119,3 +124,104 @@ def test_cli_starts_without_the_optional_packages():
     replay = run("replay", "--help")
     assert replay.returncode == 2
     assert "irstd replay: error: needs the Python package 'rosbags'" in replay.stderr
+
+
+def _session(tmp_path, *args, timeout=120, **knobs):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRSTD_GPU_")}
+    env.update({"OUT": str(tmp_path / "out"), "IRSTD_GPU_WORK": str(tmp_path / "work"), "PYTHON": sys.executable,
+                "PYTHONPATH": str(DEVICE_SIM), "OMP_NUM_THREADS": "1", **knobs})
+    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_knob_typo_ends_the_call_before_any_step(tmp_path):
+    proc = _session(tmp_path, "--dry-run", IRSTD_GPU_GROUP="nudt_train,sirst_crops", IRSTD_GPU_SKIP="bench,probes")
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "'IRSTD_GPU_GROUP' -> 'IRSTD_GPU_GROUPS'" in proc.stderr and "'probes' -> 'probe'" in proc.stderr
+    assert "== env" not in proc.stdout and not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_on_the_device_a_missing_pack_ends_the_call_before_any_step(tmp_path):
+    """Not the dry run: the device path, refused by its preflight before the env step."""
+    proc = _session(tmp_path, IRSTD_GPU_PACK=str(tmp_path / "absent.npz"), IRSTD_GPU_SKIP="pytest_gpu,bench,probe",
+                    timeout=60)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert f"no pack at {tmp_path / 'absent.npz'}: make it (irstd pack) and carry it" in proc.stderr
+    assert "== env" not in proc.stdout
+
+
+def _pack(tmp_path, groups=("nudt_train", "sirst_crops")):
+    from irstd_ros.data.pack import PackConfig, build_pack
+    from irstd_ros.tools.gpu_session import make_dry_data
+
+    roots = make_dry_data(tmp_path / "data", n=6)
+    out = tmp_path / "p.npz"
+    build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=roots["sirst"], crop=32,
+                          nudt_splits=tuple(g.split("_")[1] for g in groups if g.startswith("nudt_"))))
+    return out
+
+
+def _train_argv(pack, *extra):
+    return ["--recipe", "large", "--pack", str(pack), "--device", "cuda", "--out", "/tmp/x", "--no-resume",
+            "--model", "paper", *extra]
+
+
+def test_preflight_reads_the_training_flags_and_the_pack(tmp_path):
+    pack = _pack(tmp_path, groups=("nudt_train", "sirst_crops"))  # no nudt_test: as irstd pack --no-nudt-test
+    ok = preflight({"IRSTD_GPU_EVAL": "none"}, _train_argv(pack, "--train-groups", "nudt_train,sirst_crops",
+                                                         "--eval-group", "none"))
+    assert ok == []
+    (eval_missing,) = preflight({}, _train_argv(pack, "--train-groups", "nudt_train"))
+    assert eval_missing.startswith(f"IRSTD_GPU_EVAL: {pack} has no group 'nudt_test'; it has: nudt_train")
+    (group_missing,) = preflight({}, _train_argv(pack, "--train-groups", "nudt_train,sirst", "--eval-group", "none"))
+    assert group_missing.startswith(f"IRSTD_GPU_GROUPS: {pack} has no group 'sirst';")
+    (bad_ema,) = preflight({}, _train_argv(pack, "--eval-group", "none", "--ema", "1"))
+    assert "argument --ema: must be a number in [0, 1)" in bad_ema
+    (no_init,) = preflight({}, _train_argv(pack, "--eval-group", "none", "--init", str(tmp_path / "start.safetensors")))
+    assert no_init == f"IRSTD_GPU_INIT {tmp_path / 'start.safetensors'}: no such file (name it in carry)"
+    # neither probe nor train runs: the pack is not needed
+    assert preflight({"IRSTD_GPU_SKIP": "probe, train"}, _train_argv(tmp_path / "absent.npz")) == []
+
+
+def test_preflight_refuses_a_pack_of_another_format(tmp_path):
+    import zipfile
+
+    pack = _pack(tmp_path)
+    old = tmp_path / "old.npz"
+    with zipfile.ZipFile(pack) as src, zipfile.ZipFile(old, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "meta.npy":  # an older writer's format number
+                data = data.replace(b'"format": 1', b'"format": 0')
+            dst.writestr(name, data)
+    (line,) = preflight({}, _train_argv(old, "--eval-group", "none"))
+    assert "pack format 0 / filter" in line and "not supported" in line
+
+
+def test_preflight_counts_what_travels_against_64_mib(tmp_path, monkeypatch):
+    import irstd_ros.tools.gpu_session as gs
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    subprocess.run(["git", "init", "-q", str(tree)], check=True)
+    (tree / ".gitignore").write_text("out/\n")
+    (tree / "code.py").write_bytes(b"x" * 1000)
+    (tree / "out").mkdir()
+    (tree / "out" / "pack.npz").write_bytes(b"p" * 3000)
+    (tree / "out" / "left_behind.bin").write_bytes(b"b" * 10**6)  # ignored, not carried
+    total, problems = gs.travel_size(tree, [Path("out/pack.npz")])
+    assert problems == [] and total == 1000 + 3000 + len("out/\n")
+    monkeypatch.setattr(gs, "MAX_TREE_BYTES", 3500)
+    _, problems = gs.travel_size(tree, [Path("out/pack.npz"), tmp_path / "elsewhere.npz"])
+    assert problems[0] == f"{tmp_path / 'elsewhere.npz'} is outside {tree}: it cannot be carried (copy it into an ignored folder there)"
+    assert problems[1].startswith("the working tree and carry are 0.0 MiB, over the 64 MiB")
+
+
+def test_check_here_refuses_a_pack_that_cannot_travel_and_touches_nothing(tmp_path):
+    pack = _pack(tmp_path)  # a pack outside the repository: no carry can take it
+    kept = tmp_path / "out" / "summary.json"
+    kept.parent.mkdir()
+    kept.write_text("an earlier call's")
+    proc = _session(tmp_path, "--check", IRSTD_GPU_PACK=str(pack), IRSTD_GPU_EVAL="none", timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"gpu_session: {pack} is outside {ROOT}: it cannot be carried" in proc.stderr
+    assert "== " not in proc.stdout and kept.read_text() == "an earlier call's"

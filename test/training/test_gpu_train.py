@@ -4,6 +4,11 @@ checkpoints, resume, the final evaluation, the pack and folder inputs, the CLI."
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -173,7 +178,8 @@ def test_train_on_a_pack_evaluates_and_resumes(tmp_path, pack):
 
 
 def test_the_final_weights_are_written_before_the_evaluation(tmp_path, pack, monkeypatch):
-    """A session's time limit that cuts the final evaluation short loses no weights."""
+    """A session's time limit that cuts the final evaluation short loses no weights, and
+    the training's summary and history are written too."""
     import irstd_ros.training.gpu as gpu
 
     def cut_off(*args, **kwargs):
@@ -185,6 +191,9 @@ def test_the_final_weights_are_written_before_the_evaluation(tmp_path, pack, mon
     for name in ("model.safetensors", "model_fp16.safetensors"):
         _, info, _ = load_checkpoint(tmp_path / "run" / name)
         assert "metrics" not in info.extra
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())  # what the session returns
+    assert summary["epochs_done"] == 1 and summary["eval"] is None
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1]
 
 
 def test_train_on_folders_with_a_time_budget(tmp_path, roots):
@@ -417,3 +426,40 @@ def test_an_init_trained_on_other_inputs_is_a_warning_naming_both(tmp_path, root
     with caplog.at_level("WARNING", logger="irstd_ros.training.train"):
         train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=1, max_steps=1, init=start, eval_split=None))
     assert f"init {start} was trained on inputs normalised as" in caplog.text and "knee=3.0" in caplog.text
+
+
+def test_a_stop_request_ends_the_training_with_its_checkpoints_and_no_evaluation(tmp_path, pack):
+    stop = threading.Event()
+    stop.set()  # asked before the first step: that step runs, then the loop ends
+    summary = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=50), stop)
+    assert summary["stop"] == "terminated" and summary["steps"] == 1 and summary["epochs_done"] == 1
+    assert summary["eval"] is None  # nudt_test is in the pack, but there is no time for it
+    for name in ("last.safetensors", "model.safetensors", "model_fp16.safetensors"):
+        _, info, _ = load_checkpoint(tmp_path / "run" / name)
+        assert info.extra["train_state"]["step"] == 1
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stop"] == "terminated"
+
+
+def test_sigterm_from_a_time_limit_leaves_the_checkpoints_the_session_returns(tmp_path, pack):
+    """scripts/gpu_session.sh runs the training under `timeout`: its SIGTERM stops the loop,
+    the FP16 checkpoint and the summary are written, and the exit code says it was stopped."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "irstd_ros.training.gpu", "--pack", str(pack), "--out", str(out), "--model", "tiny",
+           "--device", "cpu", "--crop", str(CROP), "--batch-size", "4", "--epochs", "100000", "--threads", "1",
+           "--no-resume"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        for line in proc.stderr:  # the first epoch's log line: the loop is running
+            if "epoch 1/100000" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["stop"] == "terminated" and 1 <= summary["epochs_done"] < 100000
+    model, info, _ = load_checkpoint(out / "model_fp16.safetensors")
+    assert info.extra["train_state"]["epoch"] == summary["epochs_done"]
+    assert json.loads((out / "summary.json").read_text())["steps"] == summary["steps"]
