@@ -573,7 +573,11 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     alone for the epochs done on the other), and the same recipe (``cfg``'s
     :meth:`~TrainConfig.resume_fixed` fields that ``last`` records, and the decay of a
     weight average both keep). Paths compare as the files they name
-    (:func:`resolved_paths`)."""
+    (:func:`resolved_paths`). ``last`` must be a run's checkpoint, with its training state
+    (a model file copied there, e.g. a calibrated or averaged one, has none)."""
+    if not isinstance(info.extra.get("train_state"), dict):
+        raise ConfigError(f"{last} holds no training state (a model file, not a run's last "
+                          f"checkpoint); use a new --out (with init: {last} to start from it)")
     if info.model != model_cfg:
         raise ConfigError(f"{last} was trained with another model config; use a new --out")
     if info.norm != norm:  # its weights expect the other inputs

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -630,6 +631,17 @@ def test_a_kept_weight_average_is_not_resumed_with_another_decay(tmp_path):
         train(config(tmp_path, epochs=2, ema=0.99))
     _, info, _ = load_checkpoint(train(config(tmp_path, epochs=2, ema=0.9)))
     assert len(info.extra["train_state"]["history"]) == 2
+
+
+def test_a_last_checkpoint_without_training_state_is_refused_not_a_key_error(tmp_path):
+    # e.g. a calibrated or averaged model file copied over a run's last.safetensors
+    train(config(tmp_path, epochs=1, max_steps=1))
+    last = tmp_path / "run" / "last.safetensors"
+    model, info, _ = load_checkpoint(last)
+    extra = {k: v for k, v in info.extra.items() if k != "train_state"}
+    save_checkpoint(last, model, dataclasses.replace(info, extra=extra))
+    with pytest.raises(ConfigError, match="holds no training state"):
+        train(config(tmp_path, epochs=2))
 
 
 def test_a_resumption_takes_paths_as_the_files_they_name(tmp_path, monkeypatch):
