@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from _support.tracking import Det
 
 from irstd_ros.errors import ConfigError
 from irstd_ros.tracking import Tracker, TrackerConfig, TrackState
@@ -17,15 +17,6 @@ from irstd_ros.tracking import Tracker, TrackerConfig, TrackState
 DT = 0.1  # 10 fps
 
 
-@dataclass(frozen=True)
-class Det:
-    """The fields of a detector Target the tracker reads."""
-
-    centroid_x: float
-    centroid_y: float
-    score: float = 0.9
-    width: int = 3
-    height: int = 3
 
 
 def run(tracker: Tracker, frames: list[tuple[float, list[Det]]]):

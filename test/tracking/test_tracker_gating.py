@@ -4,10 +4,9 @@ whole matrix gives: the tracker with both, on random crowded scenes (no rclpy, n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
+from _support.tracking import Det
 
 from irstd_ros.tracking import Tracker, TrackerConfig
 from irstd_ros.tracking import tracker as tracker_module
@@ -15,13 +14,6 @@ from irstd_ros.tracking import tracker as tracker_module
 WHOLE = 10**12  # _DENSE_PAIRS: every pair scored, one assignment (the brute force)
 
 
-@dataclass(frozen=True)
-class Det:
-    centroid_x: float
-    centroid_y: float
-    score: float = 0.9
-    width: float = 3.0
-    height: float = 3.0
 
 
 def _scene(seed: int, frames: int = 30):
