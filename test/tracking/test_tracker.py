@@ -17,8 +17,6 @@ from irstd_ros.tracking import Tracker, TrackerConfig, TrackState
 DT = 0.1  # 10 fps
 
 
-
-
 def run(tracker: Tracker, frames: list[tuple[float, list[Det]]]):
     out = []
     for stamp, dets in frames:

@@ -14,8 +14,6 @@ from irstd_ros.tracking import tracker as tracker_module
 WHOLE = 10**12  # _DENSE_PAIRS: every pair scored, one assignment (the brute force)
 
 
-
-
 def _scene(seed: int, frames: int = 30):
     """Frames (stamp, detections, candidates, gated): targets moving through a 160x160 px
     field, some crossing, some with large boxes (merged blobs), missed detections,
