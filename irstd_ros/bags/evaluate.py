@@ -46,6 +46,7 @@ import numpy as np
 
 from irstd_ros.bags.io import (
     DETECTIONS_TYPE,
+    FRAME_TYPES,
     IMAGE_TOPIC,
     IMAGE_TYPE,
     NS_PER_S,
@@ -161,10 +162,16 @@ def _truth_masks(reader: BagReader, topic: str, image_topic: str) -> dict[int, n
 
 
 def _frame_size(reader: BagReader, image_topic: str) -> tuple[int, int]:
-    """(H, W) of the first frame on ``image_topic``, else of any Image topic (a bag of
-    several cameras: the scored one's size, not the first to arrive)."""
-    images = reader.topics_of_type(IMAGE_TYPE)
-    for _, _, msg in reader.messages([image_topic] if image_topic in images else images):
+    """(H, W) of the first frame on ``image_topic`` (an Image or CompressedImage topic), else
+    of any Image topic (a bag of several cameras: the scored one's size, not the first to
+    arrive)."""
+    found = reader.topics.get(image_topic)
+    scored = found is not None and found.msgtype in FRAME_TYPES
+    topics = [image_topic] if scored else reader.topics_of_type(IMAGE_TYPE)
+    for topic, _, msg in reader.messages(topics):
+        if hasattr(msg, "format"):  # a CompressedImage: its size is in the decoded frame
+            h, w = reader.image(topic, msg).shape[:2]
+            return int(h), int(w)
         return int(msg.height), int(msg.width)
     raise BagError(f"{reader.path} holds no image to take the frame size from")
 
@@ -322,7 +329,7 @@ def _latencies(
 def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     from irstd_ros.inference.detector import Detector
 
-    reader.require(cfg.image_topic, IMAGE_TYPE)
+    reader.require(cfg.image_topic, FRAME_TYPES)
     detector = Detector.from_checkpoint(cfg.weights, backend=cfg.backend)
     detector.candidate_threshold, detector.gated_threshold = detector.info.tracking_thresholds(
         cfg.candidate_threshold, cfg.gated_threshold

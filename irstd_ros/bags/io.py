@@ -11,6 +11,7 @@ import math
 import shutil
 import sqlite3
 import struct
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ TRUTH_MASK_TOPIC = "/camera/truth/mask"
 TRUTH_TARGETS_TOPIC = "/camera/truth/targets"
 OUTPUT_TOPICS = DETECTION_OUTPUTS
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)  # what an image topic may hold
 DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
 TARGETS_TYPE = "irstd_ros/msg/TargetArray"
 
@@ -62,12 +65,13 @@ CORRUPT_BAG_ERRORS: tuple[type[BaseException], ...] = (
     ReaderError, OSError, ValueError, KeyError, IndexError, TypeError, struct.error, MemoryError,
     sqlite3.Error,
 )
-try:  # rosbags' sqlite3 storage reads through apsw (0.11); other versions may not
-    import apsw
 
-    CORRUPT_BAG_ERRORS += (apsw.Error,)
-except ImportError:  # pragma: no cover - depends on the rosbags version
-    pass
+
+def _corrupt_bag_errors() -> tuple[type[BaseException], ...]:
+    """:data:`CORRUPT_BAG_ERRORS`, with apsw's errors when rosbags reads through it (its
+    sqlite3 storage does in 0.11; not a dependency of ours, so not imported here)."""
+    apsw = sys.modules.get("apsw")
+    return (*CORRUPT_BAG_ERRORS, apsw.Error) if apsw is not None else CORRUPT_BAG_ERRORS
 
 V = TypeVar("V")
 
@@ -222,7 +226,7 @@ class BagReader:
         try:
             self._reader = Reader(self.path)
             self._reader.open()
-        except CORRUPT_BAG_ERRORS as exc:
+        except _corrupt_bag_errors() as exc:
             raise BagError(f"cannot read bag {self.path}: {_reason(exc)}") from exc
         register_bag_types(self.store, self._reader.connections)
 
@@ -263,14 +267,17 @@ class BagReader:
         wanted = None if topics is None else set(topics)
         return [c for c in self._reader.connections if wanted is None or c.topic in wanted]
 
-    def require(self, topic: str, msgtype: str | None = None) -> None:
-        """:class:`BagError` unless ``topic`` (of ``msgtype``) is in the bag."""
+    def require(self, topic: str, msgtype: str | tuple[str, ...] | None = None) -> None:
+        """:class:`BagError` unless ``topic`` (of ``msgtype``, or of one of them) is in the bag."""
         found = self.topics.get(topic)
         if found is None:
             have = ", ".join(f"{t.name} ({t.msgtype})" for t in self.topics.values()) or "none"
             raise BagError(f"{self.path} has no topic {topic}; topics: {have}")
-        if msgtype and found.msgtype != msgtype:
-            raise BagError(f"{topic} in {self.path} is {found.msgtype}, expected {msgtype}")
+        wanted = (msgtype,) if isinstance(msgtype, str) else msgtype or ()
+        if wanted and found.msgtype not in wanted:
+            raise BagError(
+                f"{topic} in {self.path} is {found.msgtype}, expected {' or '.join(wanted)}"
+            )
 
     def raw_messages(
         self, topics: Iterable[str] | None = None, start_ns: int | None = None
@@ -282,7 +289,7 @@ class BagReader:
         try:
             for conn, t, raw in self._reader.messages(connections=conns, start=start_ns):
                 yield conn.topic, conn.msgtype, int(t), raw
-        except CORRUPT_BAG_ERRORS as exc:
+        except _corrupt_bag_errors() as exc:
             raise BagError(f"cannot read bag {self.path}: {_reason(exc)}") from exc
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, int, Any]]:
@@ -316,12 +323,12 @@ class BagReader:
         return out
 
     def image(self, topic: str, msg: Any) -> np.ndarray:
-        """The (H, W) array of a sensor_msgs/Image of this bag; a :class:`BagError` naming
-        the bag, the topic and the stamp if its fields do not describe a readable image."""
-        from irstd_ros.ros.conversions import image_to_array
+        """The array of a sensor_msgs/Image or CompressedImage (png, jpeg) of this bag; a
+        :class:`BagError` naming the bag, the topic and the stamp if it is no readable image."""
+        from irstd_ros.ros.conversions import frame_to_array
 
         try:
-            return image_to_array(msg)
+            return frame_to_array(msg)
         except ImageConversionError as exc:
             raise BagError(f"{self.path}: {topic} at stamp {stamp_ns(msg.header)}: {exc}") from exc
 

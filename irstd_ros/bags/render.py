@@ -21,8 +21,8 @@ import numpy as np
 
 from irstd_ros.bags.evaluate import find_output_topics, read_output_boxes
 from irstd_ros.bags.io import (
+    FRAME_TYPES,
     IMAGE_TOPIC,
-    IMAGE_TYPE,
     NS_PER_S,
     TRUTH_TARGETS_TOPIC,
     BagReader,
@@ -231,7 +231,7 @@ def render(cfg: RenderConfig) -> RenderSummary:
     """Write the annotated video (and contact sheet); returns what was written."""
     cfg.validate()
     with BagReader(cfg.bag) as reader:
-        reader.require(cfg.image_topic, IMAGE_TYPE)  # not a CompressedImage: no decoder here
+        reader.require(cfg.image_topic, FRAME_TYPES)  # Image or CompressedImage (png, jpeg)
         truth = _truth_boxes(reader)
         if cfg.outputs is not None:
             with BagReader(cfg.outputs) as out_reader:

@@ -132,7 +132,11 @@ def add_image_topic(p: argparse.ArgumentParser) -> None:
     """``--image-topic``: the camera topic read from a bag."""
     from irstd_ros.bags.io import IMAGE_TOPIC
 
-    p.add_argument("--image-topic", default=IMAGE_TOPIC)
+    p.add_argument(
+        "--image-topic", default=IMAGE_TOPIC,
+        help="the camera topic: sensor_msgs/Image, or CompressedImage (png, jpeg; image_transport's "
+        "'<topic>/compressed') (default: %(default)s)",
+    )
 
 
 def add_outputs_ns(p: argparse.ArgumentParser) -> None:

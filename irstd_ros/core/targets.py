@@ -7,6 +7,7 @@ pixel; its box centre is ``x + (width - 1) / 2``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +142,21 @@ def occupied_lines(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return rows, _lines_with_gaps(cols_any)
 
 
+def _mean_std(values: np.ndarray) -> tuple[float, float]:
+    """(mean, population std) of a 1-D float64 array, 0.0 for none (std: for fewer than
+    two values): the values ``mean()`` and ``std()`` give, bit for bit (the same sums,
+    divided the same way), without their per-call overhead (21 us a target, now 7)."""
+    n = values.size
+    if n == 0:
+        return 0.0, 0.0
+    mean = float(values.sum()) / n
+    if n == 1:
+        return mean, 0.0
+    d = values - mean
+    d *= d
+    return mean, math.sqrt(float(d.sum()) / n)
+
+
 def _targets(
     prob: np.ndarray,
     intensity: np.ndarray,
@@ -167,18 +183,20 @@ def _targets(
         hit = np.unique(labels[prob[grid] > above])
         labels[np.isin(labels, hit[hit > 0])] = 0
     h, w = prob.shape
+    # every component's area in one count: one outside the limits costs no Python step
+    # (400 one-pixel specks under min_area 2: 2.8 -> 1.9 ms)
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    objects = ndimage.find_objects(labels, max_label=n)
     candidates = []
-    for label, local in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
-        if local is None:
+    for i in np.flatnonzero((areas >= cfg.min_area) & (areas <= cfg.max_area)).tolist():
+        local = objects[i]
+        if local is None:  # a component left out (``above``)
             continue
-        comp = labels[local] == label
+        area, comp = int(areas[i]), labels[local] == i + 1
         sl = (
             slice(int(rows[local[0].start]), int(rows[local[0].stop - 1]) + 1),
             slice(int(cols[local[1].start]), int(cols[local[1].stop - 1]) + 1),
         )
-        area = int(comp.sum())
-        if not cfg.min_area <= area <= cfg.max_area:
-            continue
         candidates.append((float(prob[sl][comp].max()), sl, comp, area))
     candidates.sort(key=lambda c: -c[0])
     targets: list[Target] = []
@@ -188,12 +206,11 @@ def _targets(
         bx0, bx1 = max(xs.start - BACKGROUND_MARGIN, 0), min(xs.stop + BACKGROUND_MARGIN, w)
         ring = ~binary[by0:by1, bx0:bx1]
         bg = intensity[by0:by1, bx0:bx1][ring].astype(np.float64)  # crops only: no full-frame copy
-        bg_mean = float(bg.mean()) if bg.size else 0.0
-        bg_std = float(bg.std()) if bg.size > 1 else 0.0
+        bg_mean, bg_std = _mean_std(bg)
         vals = intensity[sl][comp].astype(np.float64)
-        peak, mean = float(vals.max()), float(vals.mean())
+        peak, mean = float(vals.max()), float(vals.sum()) / vals.size
         cy, cx = np.nonzero(comp)
-        weights = np.clip(vals - bg_mean, 0.0, None)
+        weights = np.maximum(vals - bg_mean, 0.0)
         total = float(weights.sum())
         if total <= 0:
             weights, total = np.ones_like(vals), float(vals.size)

@@ -62,36 +62,52 @@ def _raw_modes(im: Image.Image) -> list[str]:
 
 
 def _open(path: Path) -> tuple[Image.Image, bool]:
-    """The file's image, loaded and turned as its EXIF says, and whether its ``I`` pixels
-    are unsigned 32-bit (Pillow holds them as signed: 2**31 and above come out negative)."""
+    """The file's image, checked, loaded and turned as its EXIF says (:func:`prepare_image`)."""
     try:
         im: Image.Image = Image.open(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except Image.DecompressionBombError as exc:  # over twice Image.MAX_IMAGE_PIXELS
+        raise DatasetError(f"{path}: too many pixels to read ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable image ({exc})") from None
+    return prepare_image(im, path)
+
+
+def prepare_image(
+    im: Image.Image, name: str | Path, *, orient: bool = True
+) -> tuple[Image.Image, bool]:
+    """``im`` (just opened, not loaded) checked, loaded and, with ``orient``, turned as its
+    EXIF says; and whether its ``I`` pixels are unsigned 32-bit (Pillow holds them as
+    signed: 2**31 and above come out negative). A :class:`DatasetError` naming ``name``
+    for what would be misread (see the module docstring) or does not decode."""
+    try:
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             im.close()
-            raise DatasetError(f"{path}: holds {frames} frames; one image per file is expected")
+            raise DatasetError(f"{name}: holds {frames} frames; one image per file is expected")
         # Pillow has no 16-bit colour modes: it decodes such files to 8 bits, silently
         wide = [m for m in _raw_modes(im) if ";16" in m]
         if wide and im.mode not in (*SIXTEEN_BIT_MODES, "I", "F"):
             im.close()
             raise DatasetError(
-                f"{path}: 16-bit pixels ({wide[0]}) that Pillow would read as 8-bit {im.mode}; "
+                f"{name}: 16-bit pixels ({wide[0]}) that Pillow would read as 8-bit {im.mode}; "
                 "save it as 16-bit greyscale (one channel)"
             )
         sample_format = getattr(im, "tag_v2", {}).get(TIFF_SAMPLE_FORMAT, ())
         signed = 2 in (sample_format if isinstance(sample_format, tuple) else (sample_format,))
         if signed and im.mode not in ("I", "F"):
             im.close()  # Pillow reads signed 8-bit TIFF pixels as unsigned: -1 as 255
-            raise DatasetError(f"{path}: signed 8-bit pixels are not supported; save it as 8- or 16-bit unsigned")
+            raise DatasetError(f"{name}: signed 8-bit pixels are not supported; save it as 8- or 16-bit unsigned")
         unsigned32 = any(m in UNSIGNED_32_RAW_MODES for m in _raw_modes(im))
-        orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+        orientation = im.getexif().get(EXIF_ORIENTATION, 1) if orient else 1
         turn = EXIF_TRANSPOSE.get(orientation)
         if turn is not None and im.format == "TIFF":
             # Pillow turns a TIFF itself while loading, inconsistently (measured with
             # Pillow 13: orientation 6 read as a mirror image, size unturned)
             im.close()
             raise DatasetError(
-                f"{path}: a TIFF with an EXIF orientation ({orientation}) "
+                f"{name}: a TIFF with an EXIF orientation ({orientation}) "
                 "cannot be read reliably; save it without one (as shown) or as PNG"
             )
         im.load()
@@ -100,12 +116,10 @@ def _open(path: Path) -> tuple[Image.Image, bool]:
             turned.format = im.format  # read_mask refuses lossy formats by it
             im.close()
             im = turned
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
     except Image.DecompressionBombError as exc:  # over twice Image.MAX_IMAGE_PIXELS
-        raise DatasetError(f"{path}: too many pixels to read ({exc})") from None
+        raise DatasetError(f"{name}: too many pixels to read ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"{path}: not a readable image ({exc})") from None
+        raise DatasetError(f"{name}: not a readable image ({exc})") from None
     return im, unsigned32
 
 
@@ -115,13 +129,13 @@ def _pixels(im: Image.Image, unsigned32: bool) -> np.ndarray:
     return arr.view(np.uint32) if unsigned32 and arr.dtype == np.int32 else arr
 
 
-def _finite(arr: np.ndarray, path: Path) -> np.ndarray:
+def _finite(arr: np.ndarray, name: str | Path) -> np.ndarray:
     """``arr`` unless it holds a NaN or an infinity (a float image: every score of it would
     be meaningless): :class:`DatasetError` naming the file and how many pixels."""
     bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
     if bad:
         raise DatasetError(
-            f"{path}: {bad} of {arr.size} pixels are NaN or infinite; a float image must be finite"
+            f"{name}: {bad} of {arr.size} pixels are NaN or infinite; a float image must be finite"
         )
     return arr
 
@@ -132,26 +146,32 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     im, unsigned32 = _open(path)
     with im:
-        mode = im.mode
-        if mode in GREY_MODES:
-            return np.asarray(im.convert("L"))
-        if mode == "LA":
-            return np.asarray(im.getchannel("L"))
-        if mode in SIXTEEN_BIT_MODES:
-            return np.asarray(im).astype(np.uint16)
-        if mode == "I":
-            arr = _pixels(im, unsigned32)
-            if arr.size and arr.min() >= 0 and arr.max() <= UINT16_MAX:
-                return arr.astype(np.uint16)
-            # not float32: its 24-bit mantissa rounds 1e8 counts to steps of 8
-            return np.array(arr)
-        if mode == "F":
-            return _finite(np.asarray(im, dtype=np.float32), path)
-        if mode in COLOUR_MODES:
-            rgb = im.convert("RGBA" if mode in ("P", "PA", "RGBA") else "RGB")
-            return to_grey(np.asarray(rgb))
+        return image_pixels(im, unsigned32, path)
+
+
+def image_pixels(im: Image.Image, unsigned32: bool, name: str | Path) -> np.ndarray:
+    """The one channel of an image :func:`prepare_image` returned (see the table); a
+    :class:`DatasetError` naming ``name`` for a mode not in the table."""
+    mode = im.mode
+    if mode in GREY_MODES:
+        return np.asarray(im.convert("L"))
+    if mode == "LA":
+        return np.asarray(im.getchannel("L"))
+    if mode in SIXTEEN_BIT_MODES:
+        return np.asarray(im).astype(np.uint16)
+    if mode == "I":
+        arr = _pixels(im, unsigned32)
+        if arr.size and arr.min() >= 0 and arr.max() <= UINT16_MAX:
+            return arr.astype(np.uint16)
+        # not float32: its 24-bit mantissa rounds 1e8 counts to steps of 8
+        return np.array(arr)
+    if mode == "F":
+        return _finite(np.asarray(im, dtype=np.float32), name)
+    if mode in COLOUR_MODES:
+        rgb = im.convert("RGBA" if mode in ("P", "PA", "RGBA") else "RGB")
+        return to_grey(np.asarray(rgb))
     raise DatasetError(
-        f"{path}: image mode {mode!r} is not supported; supported: {', '.join(SUPPORTED_MODES)}"
+        f"{name}: image mode {mode!r} is not supported; supported: {', '.join(SUPPORTED_MODES)}"
     )
 
 

@@ -14,9 +14,10 @@ A plain :class:`rclpy.lifecycle.LifecycleNode` (public API only) around the same
   device memory released, :func:`~irstd_ros.inference.resources.release_device_memory`);
 * ``shutdown``: as cleanup, from any state.
 
-The parameters the plain node reads once (``model.*``, ``qos.*``, ``diagnostics.period``;
-"restart" in the README) are settable here while the node is unconfigured and read at the
-next ``configure``: cleanup, set ``model.path``, configure swaps the model in one process.
+The parameters the plain node reads once (``model.*``, ``qos.*``, ``input.transport``,
+``diagnostics.period``; "restart" in the README) are settable here while the node is
+unconfigured and read at the next ``configure``: cleanup, set ``model.path``, configure
+swaps the model in one process.
 While configured, setting them is refused with that reason.
 
 The node starts unconfigured, as managed nodes do; ``--autostart`` configures and
@@ -36,7 +37,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 
-from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC, IMAGE_INPUT
+from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC
 from irstd_ros.errors import IrstdError
 from irstd_ros.ros.health import PipelineStats
 from irstd_ros.ros.launch_args import AUTOSTART_FLAG, autostart_requested
@@ -47,6 +48,7 @@ from irstd_ros.ros.node import (
     check_for_model,
     declare_parameters,
     image_events,
+    image_input,
     image_qos,
     log_ready,
     make_pipeline,
@@ -153,7 +155,7 @@ class IrstdLifecycleNode(LifecycleNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
         self.pipeline.start()
         self.sub = self.create_subscription(
-            Image, IMAGE_INPUT, self._on_image, image_qos(self.params),
+            *image_input(self, self.params), self._on_image, image_qos(self.params),
             event_callbacks=image_events(self.pipeline, self.params),
         )
         self.camera_info_sub = self.create_subscription(

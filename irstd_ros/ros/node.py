@@ -4,7 +4,8 @@ A thin rclpy adapter (messages, parameters, threads) over
 :class:`irstd_ros.ros.pipeline.FramePipeline`, which runs
 :class:`irstd_ros.inference.detector.Detector` (itself in charge of inference failures):
 
-* subscribes ``image`` (sensor_msgs/Image) with the ``qos.*`` profile; a worker thread
+* subscribes ``image`` (sensor_msgs/Image; with ``input.transport`` compressed,
+  ``image/compressed``, sensor_msgs/CompressedImage) with the ``qos.*`` profile; a worker thread
   runs inference while the executor keeps taking messages into a queue of
   ``input.queue_size`` frames, and a frame pushed out of the full queue before it was
   processed is dropped and counted (never a backlog);
@@ -47,7 +48,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC, IMAGE_INPUT
 from irstd_ros.core.paths import creation_problem
@@ -228,6 +229,16 @@ def image_qos(params: dict[str, Any]) -> QoSProfile:
     )
 
 
+def image_input(node: Node, params: dict[str, Any]) -> tuple[type, str]:
+    """The image subscription's message type and topic for ``input.transport``: raw,
+    sensor_msgs/Image on ``image``; compressed, sensor_msgs/CompressedImage on
+    ``<image>/compressed``, where ``<image>`` is the image topic resolved and remapped (as
+    image_transport names it: ``image:=/cam/image_raw`` subscribes ``/cam/image_raw/compressed``)."""
+    if params["input.transport"] == "compressed":
+        return CompressedImage, node.resolve_topic_name(IMAGE_INPUT) + "/compressed"
+    return Image, IMAGE_INPUT
+
+
 def image_events(pipeline: FramePipeline, params: dict[str, Any]) -> Any:
     """The image subscription's event callbacks: a publisher whose QoS cannot match (no
     frame ever arrives from it) is counted and logged with the parameter that fixes it."""
@@ -311,7 +322,7 @@ class IrstdNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.pipeline.start()
         self.sub = self.create_subscription(
-            Image, IMAGE_INPUT, self.pipeline.submit, image_qos(self.params),
+            *image_input(self, self.params), self.pipeline.submit, image_qos(self.params),
             event_callbacks=image_events(self.pipeline, self.params),
         )
         self.camera_info_sub = self.create_subscription(

@@ -76,6 +76,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("input.max_age", 0.5, "frames whose header stamp is older than this on arrival are dropped and counted (stale), seconds; 0 disables; only live stamps (within a minute of the node's clock) are checked, so at most that minute", min=0.0, max=LIVE_STAMP_WINDOW_S),
     ParamSpec("input.queue_size", 2, "frames waiting for inference; a frame arriving when it is full drops the oldest waiting one (counted as dropped); 1 keeps only the newest frame, 2 lets one slow frame pass without a drop", min=1, max=10),
     ParamSpec("input.max_pixels", DEFAULT_MAX_PIXELS, "frames declaring more pixels are refused before allocation", min=1, max=1 << 30),
+    ParamSpec("input.transport", "raw", "image_transport of the input: raw (sensor_msgs/Image on 'image') or compressed (sensor_msgs/CompressedImage, png or jpeg, on '<image>/compressed', the remapped image topic's, as image_transport names it)", choices=("raw", "compressed"), read_only=True),
     ParamSpec("qos.reliability", "reliable", "image subscription reliability", choices=("reliable", "best_effort"), read_only=True),
     ParamSpec("qos.depth", QOS_DEPTH, "image subscription depth: frames DDS keeps until the executor takes them, so a late executor loses none unseen; the node's own queue (input.queue_size) then keeps the newest and counts the rest", min=1, max=100, read_only=True),
     ParamSpec("publish.overlay", False, "also publish an annotated bgr8 image on 'overlay'"),

@@ -11,7 +11,7 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
 from irstd_ros.checkpoint import CheckpointInfo
@@ -67,6 +67,18 @@ def frame_for(encoding: str) -> np.ndarray:
     return f
 
 
+def compressed_msg(
+    data: bytes, fmt: str, stamp: int = 1, frame_id: str = "ir_cam"
+) -> CompressedImage:
+    """A CompressedImage of encoded ``data`` (:mod:`_support.compressed`), stamped as
+    :func:`image_msg` stamps its frames."""
+    msg = CompressedImage(format=fmt, data=data)
+    msg.header.stamp.sec = stamp
+    msg.header.stamp.nanosec = 123
+    msg.header.frame_id = frame_id
+    return msg
+
+
 def image_msg(arr: np.ndarray, encoding: str, stamp: int = 1, frame_id: str = "ir_cam") -> Image:
     msg = Image()
     for k, v in array_to_image_fields(arr, encoding).items():
@@ -81,17 +93,20 @@ class Harness:
     """The node under test plus a peer node publishing images and collecting outputs."""
 
     def __init__(
-        self, node: IrstdNode, reliability: str = "reliable", start_timeout: float = TIMEOUT_S
+        self, node: IrstdNode, reliability: str = "reliable", start_timeout: float = TIMEOUT_S,
+        topic: str = "image", msg_type: type = Image,
     ) -> None:
         """Takes ``node`` over: closed by :meth:`close`, or here when the harness cannot start
-        (the caller's try/finally begins after this returns)."""
+        (the caller's try/finally begins after this returns). ``topic``, ``msg_type``: what
+        the peer publishes frames as (``image/compressed``, CompressedImage: the node's
+        ``input.transport`` compressed)."""
         self.node = node
         self.peer: Any = None
         self.executor = SingleThreadedExecutor()
         try:
             self.peer = rclpy.create_node("irstd_test_peer")
             rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-            self.pub = self.peer.create_publisher(Image, "image", QoSProfile(depth=10, reliability=rel))
+            self.pub = self.peer.create_publisher(msg_type, topic, QoSProfile(depth=10, reliability=rel))
             self.got: dict[str, list] = {"mask": [], "detections": [], "targets": []}
             self._subscribe()
             self.executor.add_node(node)

@@ -194,3 +194,70 @@ def test_background_ring_at_the_frame_corner_is_clipped_not_shifted():
     ring = np.ones(window.shape, bool)
     ring[0:2, 0:2] = False
     assert t.local_contrast == pytest.approx(300.0 - window[ring].mean())
+
+
+def _reference_targets(prob, intensity, cfg, threshold, above=None):
+    """The targets of ``prob > threshold`` the plain way: a whole-frame labelling, numpy's
+    ``mean``/``std``/``clip`` on each component's pixels and background ring."""
+    from scipy import ndimage
+
+    from irstd_ros.core.components import EIGHT_CONNECTED
+    from irstd_ros.core.targets import BACKGROUND_MARGIN
+
+    binary = prob > threshold
+    labels, _ = ndimage.label(binary, structure=EIGHT_CONNECTED)
+    found = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        comp = labels[sl] == i
+        if above is not None and (prob[sl][comp] > above).any():
+            continue
+        if cfg.min_area <= int(comp.sum()) <= cfg.max_area:
+            found.append((float(prob[sl][comp].max()), sl, comp))
+    found.sort(key=lambda c: -c[0])
+    h, w = prob.shape
+    out = []
+    for score, (ys, xs), comp in found[: cfg.max_detections]:
+        y0, y1 = max(ys.start - BACKGROUND_MARGIN, 0), min(ys.stop + BACKGROUND_MARGIN, h)
+        x0, x1 = max(xs.start - BACKGROUND_MARGIN, 0), min(xs.stop + BACKGROUND_MARGIN, w)
+        bg = intensity[y0:y1, x0:x1][~binary[y0:y1, x0:x1]].astype(np.float64)
+        bg_mean = float(bg.mean()) if bg.size else 0.0
+        bg_std = float(bg.std()) if bg.size > 1 else 0.0
+        vals = intensity[ys, xs][comp].astype(np.float64)
+        weights = np.clip(vals - bg_mean, 0.0, None)
+        if weights.sum() <= 0:
+            weights = np.ones_like(vals)
+        cy, cx = np.nonzero(comp)
+        peak = float(vals.max())
+        snr = (peak - bg_mean) / bg_std if bg_std > 0 else float("inf") if peak > bg_mean else 0.0
+        out.append((
+            score, xs.start, ys.start, int(comp.sum()),
+            xs.start + float((cx * weights).sum()) / float(weights.sum()),
+            ys.start + float((cy * weights).sum()) / float(weights.sum()),
+            peak, float(vals.mean()), float(vals.mean()) - bg_mean, snr,
+        ))
+    return out
+
+
+def _fields(targets):
+    return [(t.score, t.x, t.y, t.area, t.centroid_x, t.centroid_y, t.peak_intensity,
+             t.mean_intensity, t.local_contrast, t.snr) for t in targets]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("seed", range(3))
+def test_target_statistics_are_those_of_numpy_s_mean_and_std_bit_for_bit(dtype, seed):
+    """Cluttered random maps (hundreds of components, many outside the area limits, more
+    than max_detections): every target's and candidate's statistics equal exactly what
+    numpy's ``mean``, ``std`` and ``clip`` give on its pixels (the fast path sums and
+    divides as they do; no tolerance)."""
+    rng = np.random.default_rng(seed)
+    prob = (rng.random((90, 120)) ** 4).astype(np.float32)  # a distinct score per component
+    scale = 60.0 if dtype == np.uint8 else 3000.0
+    intensity = (rng.normal(2, 0.3, prob.shape) * scale + prob * scale).astype(dtype)
+    cfg = PostprocessConfig(threshold=0.5, min_area=2, max_area=12, max_detections=25)
+    _, targets = extract_targets(prob, intensity, cfg)
+    assert len(targets) == 25
+    assert _fields(targets) == _reference_targets(prob, intensity, cfg, 0.5)
+    candidates = extract_candidates(prob, intensity, cfg, 0.3)
+    assert candidates
+    assert _fields(candidates) == _reference_targets(prob, intensity, cfg, 0.3, above=0.5)

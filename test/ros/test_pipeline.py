@@ -267,3 +267,52 @@ def test_a_frame_size_that_grows_past_the_transport_s_segment_is_hinted_once(mon
         assert pipe.process(image_msg(large, "mono16", stamp=stamp))
     hints = [w for w in warnings if "shared-memory segment" in w]
     assert len(hints) == 1 and "655 kB" in hints[0], warnings
+
+
+class Counted(Collect):
+    """A publisher that says how many subscribe to it (rclpy's ``get_subscription_count``)."""
+
+    def __init__(self, subscribers: int) -> None:
+        super().__init__()
+        self.subscribers = subscribers
+
+    def get_subscription_count(self) -> int:
+        return self.subscribers
+
+
+def test_an_output_nobody_subscribes_to_is_neither_built_nor_published(monkeypatch):
+    """Outputs without a subscriber cost nothing (the overlay alone took 5-10 ms a 640x512
+    frame); the tracker runs all the same, so a subscriber who comes later gets the tracks
+    confirmed meanwhile, and each output he subscribes to from then on."""
+    from irstd_ros.core import overlay
+
+    drawn: list[int] = []
+    draw = overlay.draw_overlay
+    monkeypatch.setattr(overlay, "draw_overlay", lambda *a, **k: drawn.append(1) or draw(*a, **k))
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True,
+                                                    "publish.overlay": True}
+    names = ("mask", "detections", "targets", "overlay", "tracks", "target_tracks")
+    outputs = Outputs(**{name: Counted(0) for name in names})
+    pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=Log,
+                         clock_ns=lambda: 0)
+
+    def at(k: int):  # frames 0.1 s apart
+        msg = image_msg(frame_for("mono8"), "mono8", stamp=1)
+        msg.header.stamp.nanosec = k * 100_000_000
+        return msg
+
+    for k in range(1, 6):
+        assert pipe.process(at(k))
+    assert all(getattr(outputs, name).msgs == [] for name in names)
+    assert drawn == [] and pipe.stats.processed == 5
+    outputs.tracks.subscribers = outputs.overlay.subscribers = 1
+    assert pipe.process(at(6))
+    assert len(outputs.tracks.msgs[-1].detections) == 2  # both blobs confirmed meanwhile
+    assert len(outputs.overlay.msgs) == 1 and drawn == [1]
+    assert all(getattr(outputs, name).msgs == [] for name in ("mask", "detections", "targets",
+                                                               "target_tracks"))
+    for name in names:
+        getattr(outputs, name).subscribers = 1
+    assert pipe.process(at(7))
+    assert all(len(getattr(outputs, name).msgs) == 1 + (name in ("tracks", "overlay"))
+               for name in names)
