@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the same detections and tracks")
     p.add_argument("--two-piece", action="store_true",
                    help="a line fitted to the pixels a threshold decides on, a steeper one below "
-                        "(the certain background); adds one Min to the graph")
+                        "(the certain background); adds four element-wise ops to the graph")
     p.set_defaults(func=run)
 
 

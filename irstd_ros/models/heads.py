@@ -73,7 +73,8 @@ class LogitKnee(nn.Module):
     One line (:meth:`SegmentationHead.fold_affine`) cannot calibrate both the pixels a
     threshold decides on and the certain background: fitted to the first it lifts the
     second to p 0.05-0.1. The knee keeps the flatter line above and a steep one below.
-    Buffers (identity until set), so the exported graphs gain one ``Min``."""
+    Buffers (identity until set); the exported graphs gain four element-wise ops (``Sub``,
+    ``Mul``, ``Add``, ``Min``)."""
 
     knee: torch.Tensor
     slope: torch.Tensor

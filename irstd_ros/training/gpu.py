@@ -71,6 +71,7 @@ from irstd_ros.models import build_model, named_config
 from irstd_ros.training.loss import training_loss
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
+    INIT_NAME,
     TRAIN_FIELDS,
     TrainConfig,
     _load_ema,
@@ -81,6 +82,7 @@ from irstd_ros.training.train import (
     mixture_options,
     read_config,
     resolve_device,
+    transformed_start,
     weight_average,
     with_memory_format,
 )
@@ -385,8 +387,10 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
 
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
+    start: CheckpointInfo | None = None
     if cfg.init is not None:
         init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen, norm=norm)
+        start = transformed_start(cfg, model_cfg, norm)  # written below, by a fresh run only
     model = model.to(device)
     if cfg.channels_last:
         model = with_memory_format(model, torch.channels_last)
@@ -406,6 +410,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         elapsed0 = float(state.get("elapsed_s", 0.0))
         log.info("resumed from %s at epoch %d (%.0f s trained)", last, start_epoch, elapsed0)
+    elif start is not None:  # not before: a resumption keeps (a refused one too) the run's own
+        save_checkpoint(cfg.out / INIT_NAME, model, start)
 
     net: Any = model
     compile_s = None

@@ -53,7 +53,7 @@ from irstd_ros.data.datasets import seed_worker
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.data.paste import PasteConfig
 from irstd_ros.errors import ConfigError
-from irstd_ros.models import build_model, named_config
+from irstd_ros.models import ModelConfig, build_model, named_config
 from irstd_ros.models.widen import widen_state_dict
 from irstd_ros.sim.implant import ImplantConfig
 from irstd_ros.sim.sensor import SensorConfig
@@ -514,6 +514,20 @@ def _load_ema(ema: AveragedModel | None, last: Path, extra: dict[str, torch.Tens
     ema.load_state_dict(state)
 
 
+def transformed_start(
+    cfg: TrainConfig, model_cfg: ModelConfig, norm: InputNorm
+) -> CheckpointInfo | None:
+    """The record of a start that ``init_widen`` or ``init_partial`` made of ``cfg.init``
+    (None for any other run). That start is no file of its own, so a fresh run keeps it as
+    :data:`INIT_NAME` beside its checkpoints (both trainers): a weight average of runs from
+    it needs it as a parent (irstd soup). It has seen its source's data, not the run's."""
+    if cfg.init is None or not (cfg.init_widen or cfg.init_partial):
+        return None
+    source_data = read_info(cfg.init).extra.get("data")
+    return CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold,
+                          extra={"init": str(cfg.init), "data": source_data})
+
+
 def init_from(
     model: nn.Module, path: Path, name: str, partial: bool = False, widen: bool = False,
     norm: InputNorm | None = None,
@@ -671,13 +685,8 @@ def train(cfg: TrainConfig) -> Path:
     start: CheckpointInfo | None = None
     if cfg.init is not None:
         init_from(model, cfg.init, cfg.model, partial=cfg.init_partial, widen=cfg.init_widen, norm=norm)
-        if (cfg.init_widen or cfg.init_partial) and rank == 0:
-            # the start is no file of its own: keep it (written below, by a fresh run only),
-            # as a weight average of runs from it needs it as a parent (irstd soup). It has
-            # seen its source's data, not this run's.
-            source_data = read_info(cfg.init).extra.get("data")
-            start = CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold,
-                                   extra={"init": str(cfg.init), "data": source_data})
+        if rank == 0:  # written below, by a fresh run only
+            start = transformed_start(cfg, model_cfg, norm)
     model = model.to(device)
     teachers = Teachers(teacher_sets(cfg, ds), norm, device)
     use_bf16 = cfg.bf16 and device.type == "cpu"

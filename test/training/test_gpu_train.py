@@ -463,3 +463,31 @@ def test_sigterm_from_a_time_limit_leaves_the_checkpoints_the_session_returns(tm
     model, info, _ = load_checkpoint(out / "model_fp16.safetensors")
     assert info.extra["train_state"]["epoch"] == summary["epochs_done"]
     assert json.loads((out / "summary.json").read_text())["steps"] == summary["steps"]
+
+
+def test_a_widened_start_is_kept_beside_the_run_as_irstd_train_keeps_it(tmp_path, roots):
+    """``init_widen`` (or ``init_partial``) made a start that is no file of its own: the CPU
+    trainer keeps it as init.safetensors (a soup of runs from it needs it as a parent), the
+    GPU trainer kept nothing."""
+    from irstd_ros.training.train import INIT_NAME
+
+    narrow = tmp_path / "fast.safetensors"
+    small = build_model(named_config("fast")).eval()
+    save_checkpoint(narrow, small, CheckpointInfo(
+        model=named_config("fast"), norm=InputNorm(kind="robust", background=32),
+        extra={"data": {"root": "the narrow network's own data"}},
+    ))
+    kw = dict(data=roots["nudt"], model="fast_wide", epochs=1, max_steps=1, init=narrow, eval_split=None)
+    train_gpu(_cfg(tmp_path, init_widen=True, **kw))
+    start, info, _ = load_checkpoint(tmp_path / "run" / INIT_NAME)
+    assert info.model == named_config("fast_wide") and info.extra["init"] == str(narrow)
+    assert info.extra["data"] == {"root": "the narrow network's own data"}  # the source's, not the run's
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(start(x), small(x), atol=1e-5, rtol=1e-5)
+    (tmp_path / "run" / INIT_NAME).write_bytes(b"marker")  # a resumption writes no start
+    train_gpu(_cfg(tmp_path, init_widen=True, **{**kw, "epochs": 2, "max_steps": 2}))
+    assert (tmp_path / "run" / INIT_NAME).read_bytes() == b"marker"
+    plain = tmp_path / "plain"
+    train_gpu(_cfg(tmp_path, **{**kw, "model": "fast", "out": plain}))
+    assert not (plain / INIT_NAME).exists()  # an untransformed start is a file already
