@@ -10,7 +10,9 @@ tensors (weights and BatchNorm statistics) are averaged with the given coefficie
 integer buffers (BatchNorm's step counter) are taken from the first input. A Platt
 calibration folded into a head is a weight like any other, so averaging calibrated
 inputs mixes their calibrations: average the uncalibrated runs, then run ``irstd
-calibrate`` on the result. The output records its parents under ``extra.soup``: path,
+calibrate`` on the result. A two-piece calibration's knee (``logit_knee``) is no weight:
+it is left out, so the result is the plain network and can be calibrated again, with
+or without ``--two-piece``. The output records its parents under ``extra.soup``: path,
 weights digest, coefficient and each parent's own run metadata (data, training config,
 recipe, version, a GPU run's trainer and device, a widened start's init; and its
 calibration and its own parents, so that a soup of soups still knows which weights hold a
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,14 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     paths = [resolve_model_path(w) for w in config.weights]
     loaded = [load_checkpoint(p) for p in paths]
     models, infos = [m for m, _, _ in loaded], [i for _, i, _ in loaded]
+    for path, model, info in zip(paths, models, infos):
+        if info.model.logit_knee:
+            # a two-piece calibration's knee is no weight to average (each was fit to its own
+            # network): left out, as by init_from, so that the result can be calibrated again
+            model.knee = None  # type: ignore[assignment]  # out of its state dict and its forward
+            info.model = replace(info.model, logit_knee=False)
+            log.warning("%s: its two-piece calibration's knee is left out of the average; "
+                        "calibrate the result (irstd calibrate --two-piece)", path)
     _check_alike(paths, infos)
     calibrated = [str(p) for p, i in zip(paths, infos) if holds_calibration(i.extra)]
     if calibrated:

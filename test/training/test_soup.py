@@ -211,3 +211,24 @@ def test_a_parent_s_trainer_and_device_stay_its_own_not_the_average_s(tmp_path):
     extra = load_checkpoint(tmp_path / "s.safetensors")[1].extra
     assert not {"trainer", "device", "init", "recipe"} & set(extra) and extra["data"] == ["A", "B"]
     assert {k: parents[0][k] for k in gpu} == gpu and parents[1]["init"] == "narrow.safetensors"
+
+
+def test_two_piece_calibrated_parents_are_averaged_without_their_knees(tmp_path, caplog):
+    """Each knee was fit to its own network: averaged, it was no calibration of the result,
+    which kept `logit_knee` and so could not be calibrated again (--two-piece refused it)."""
+    kneed = replace(named_config("tiny"), logit_knee=True)
+    for name, seed, knee in (("a", 1, -2.0), ("b", 2, -4.0)):
+        torch.manual_seed(seed)
+        model = build_model(kneed)
+        model.knee.set(knee, 3.0)
+        save_checkpoint(tmp_path / f"{name}.safetensors", model, CheckpointInfo(kneed, NORM, 0.5, {}))
+    plain = _checkpoint(tmp_path / "c.safetensors", seed=3)  # and one without: the same network
+    paths = tuple(tmp_path / f"{n}.safetensors" for n in "abc")
+    soup(SoupConfig(paths, tmp_path / "s.safetensors"))
+    model, info, _ = load_checkpoint(tmp_path / "s.safetensors")
+    assert not info.model.logit_knee and not any(k.startswith("knee.") for k in model.state_dict())
+    assert sum("knee is left out" in r.message for r in caplog.records) == 2
+    parents = [load_checkpoint(p)[0].state_dict() for p in paths[:2]] + [plain.state_dict()]
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, sum(s[key] for s in parents) / 3)
