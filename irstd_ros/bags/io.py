@@ -73,6 +73,7 @@ def _corrupt_bag_errors() -> tuple[type[BaseException], ...]:
     apsw = sys.modules.get("apsw")
     return (*CORRUPT_BAG_ERRORS, apsw.Error) if apsw is not None else CORRUPT_BAG_ERRORS
 
+
 V = TypeVar("V")
 
 

@@ -24,12 +24,11 @@ from collections.abc import Sequence
 
 import yaml
 
+from irstd_ros.core.constants import INTERRUPTED_EXIT, TERMINATED_EXIT
 from irstd_ros.errors import IrstdError
 
 DEBUG_ENV = "IRSTD_DEBUG"  # "1": tracebacks instead of one-line errors
 ERROR_EXIT = 2
-INTERRUPTED_EXIT = 130  # Ctrl-C, as a shell reports SIGINT
-TERMINATED_EXIT = 143  # SIGTERM, likewise
 
 SUBCOMMANDS = (
     "train",

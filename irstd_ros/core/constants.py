@@ -4,6 +4,10 @@ from __future__ import annotations
 
 CLASS_ID = "target"  # hypothesis class of every detection the node publishes
 
+# Exit codes of a command stopped by a signal, as a shell reports them (128 + the signal)
+INTERRUPTED_EXIT = 130  # SIGINT (Ctrl-C)
+TERMINATED_EXIT = 143  # SIGTERM (kill, timeout)
+
 # The node's topics, relative: one node per camera, each in its own namespace.
 IMAGE_INPUT = "image"
 CAMERA_INFO_INPUT = "camera_info"

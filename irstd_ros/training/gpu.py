@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from irstd_ros.core.constants import TERMINATED_EXIT
 from irstd_ros.core.fields import (
     FieldRule,
     Number,
@@ -99,7 +100,6 @@ SCHEDULE_BY = ("epochs", "time")
 DEFAULT_TRAIN_GROUPS = ("nudt_train",)
 DEFAULT_EVAL_GROUP = "nudt_test"
 TERMINATED = "terminated"  # the summary's stop when train_gpu's stop was set (SIGTERM)
-TERMINATED_EXIT = 143  # main's exit code then, as a process ended by SIGTERM (128 + 15)
 Item = tuple[np.ndarray, np.ndarray, str]
 
 
@@ -606,12 +606,14 @@ def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
 def main(argv: list[str] | None = None) -> int:
     """``python -m irstd_ros.training.gpu ...`` (the same flags as ``irstd train-gpu``).
     SIGTERM (``timeout``: scripts/gpu_session.sh) stops the training after the step in
-    progress; the checkpoints and the summary are written, then the exit code is 143."""
+    progress; the checkpoints and the summary are written, then the exit code is 143 (in
+    the main thread: only there can a signal handler be installed, as for ``irstd``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m irstd_ros.training.gpu", description=__doc__.split("\n")[0])
     add_arguments(parser)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    handled = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set()) if handled else None
     try:
         cfg = config_from_args(parser.parse_args(argv))
         reason = output_dir_problem(cfg.out)  # before the pack is read and the first epoch runs
@@ -622,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if handled:
+            signal.signal(signal.SIGTERM, previous)
     print(json.dumps(summary))
     if summary["stop"] == TERMINATED:
         log.warning("stopped by SIGTERM after %d epochs; checkpoints written, no evaluation", summary["epochs_done"])

@@ -203,6 +203,7 @@ def test_a_bare_mcap_without_summary_counts_its_messages(tmp_path, compress):
         assert r.topics["/targets"].count == 3
         assert [t for _, _, t, _ in r.raw_messages(["/targets"])] == [1, 2, 3]
 
+
 def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_bag):
     with pytest.raises(BagError, match="exists"):
         BagWriter(tiny_bag)

@@ -76,7 +76,6 @@ def test_node_pipeline_measurement(tmp_path):
     assert row["p50_ms"] > 0 and row["backend_p50_ms"] > 0
 
 
-
 @pytest.mark.ros
 def test_node_pipeline_does_not_hand_rclpy_the_command_line(monkeypatch):
     """rclpy.init(context=...) read sys.argv: a FROM:=TO there remapped the measured node's
@@ -87,6 +86,7 @@ def test_node_pipeline_does_not_hand_rclpy_the_command_line(monkeypatch):
     with pytest.raises(InitProbed):
         bench.measure_node_pipeline("unused.safetensors", height=64, width=64)
     assert names == [REMAP_FROM]
+
 
 def _row(backend: str, size: tuple[int, int], p50: float, **extra) -> dict:
     h, w = size

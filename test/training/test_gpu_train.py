@@ -491,3 +491,28 @@ def test_a_widened_start_is_kept_beside_the_run_as_irstd_train_keeps_it(tmp_path
     plain = tmp_path / "plain"
     train_gpu(_cfg(tmp_path, **{**kw, "model": "fast", "out": plain}))
     assert not (plain / INIT_NAME).exists()  # an untransformed start is a file already
+
+
+def test_main_runs_from_a_thread_other_than_the_main_one(tmp_path, pack, capsys):
+    """Only the main thread may install a signal handler: main() called from another one
+    (an IDE's or a notebook's runner) raised ValueError before reading its arguments. It
+    trains there as ever, without the SIGTERM stop (as ``irstd`` itself, cli.main)."""
+    from irstd_ros.training.gpu import main as gpu_main
+
+    before = signal.getsignal(signal.SIGTERM)
+    result: list[object] = []
+
+    def run() -> None:
+        try:
+            result.append(gpu_main(["--pack", str(pack), "--out", str(tmp_path / "run"), "--model", "tiny",
+                                    "--device", "cpu", "--crop", str(CROP), "--batch-size", "4", "--epochs", "1",
+                                    "--max-steps", "1", "--threads", "1", "--eval-group", "none", "--no-resume"]))
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            result.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(120)
+    assert result == [0], result
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["stop"] == "max_steps"
+    assert signal.getsignal(signal.SIGTERM) is before
