@@ -7,6 +7,7 @@
 
 Arguments:
     image_topic    input sensor_msgs/Image topic; the node's 'image' is remapped to it
+                   (parameter input.transport: compressed reads <image_topic>/compressed)
     camera_info_topic  the camera's sensor_msgs/CameraInfo topic (bearings); the node's
                    'camera_info' is remapped to it (default: camera_info in the node's
                    namespace; set it beside image_topic, e.g. /camera/camera_info)

@@ -33,7 +33,8 @@ LIFECYCLE_EXECUTABLE = "irstd_lifecycle_node"
 # name -> (default, description). The default of params_file is the installed
 # share/irstd_ros/config/irstd.yaml (resolved by the launch file at launch time): None here.
 LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
-    "image_topic": (IMAGE_INPUT, "Input image topic (sensor_msgs/Image), remapped from 'image'"),
+    "image_topic": (IMAGE_INPUT, "Input image topic (sensor_msgs/Image; with the parameter input.transport: compressed, "
+                  "its <topic>/compressed is read), remapped from 'image'"),
     "camera_info_topic": (CAMERA_INFO_INPUT, "The camera's sensor_msgs/CameraInfo topic (for "
                           "bearings), remapped from 'camera_info'; set it with image_topic, e.g. "
                           "/camera/camera_info beside /camera/image_raw"),

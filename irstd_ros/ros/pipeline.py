@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
 from irstd_ros.core.constants import (
@@ -109,17 +109,29 @@ class Outputs:
                 self.target_tracks)
 
 
+# each output's topic (relative; the field of :class:`Outputs` of the same name) and type
+OUTPUT_TYPES: dict[str, type] = {
+    MASK_TOPIC: Image, DETECTIONS_TOPIC: Detection2DArray, TARGETS_TOPIC: TargetArray,
+    OVERLAY_TOPIC: Image, TRACKS_TOPIC: Detection2DArray, TARGET_TRACKS_TOPIC: TrackArray,
+}
+
+
 def create_outputs(create: Callable[..., Any]) -> Outputs:
     """The output publishers, made with ``create(type, topic, depth)`` (``create_publisher``
     or ``create_lifecycle_publisher``)."""
-    return Outputs(
-        mask=create(Image, MASK_TOPIC, OUTPUT_QOS_DEPTH),
-        detections=create(Detection2DArray, DETECTIONS_TOPIC, OUTPUT_QOS_DEPTH),
-        targets=create(TargetArray, TARGETS_TOPIC, OUTPUT_QOS_DEPTH),
-        overlay=create(Image, OVERLAY_TOPIC, OUTPUT_QOS_DEPTH),
-        tracks=create(Detection2DArray, TRACKS_TOPIC, OUTPUT_QOS_DEPTH),
-        target_tracks=create(TrackArray, TARGET_TRACKS_TOPIC, OUTPUT_QOS_DEPTH),
-    )
+    # the fields are named as the topics
+    return Outputs(**{topic: create(kind, topic, OUTPUT_QOS_DEPTH) for topic, kind in OUTPUT_TYPES.items()})
+
+
+def consume_outputs(node: Any, namespace: str = "", skip: tuple[str, ...] = ()) -> list[Any]:
+    """Subscriptions of ``node`` to every output of the node in ``namespace`` but ``skip``,
+    with no callback work: a consumer like a deployment's (rviz, a recorder), so that the
+    node builds every output as there (it builds none nobody subscribes to)."""
+    prefix = namespace.rstrip("/") + "/" if namespace else ""
+    return [
+        node.create_subscription(kind, prefix + topic, lambda _msg: None, OUTPUT_QOS_DEPTH)
+        for topic, kind in OUTPUT_TYPES.items() if topic not in skip
+    ]
 
 
 def subscribed(publisher: Publisher) -> bool:
@@ -299,7 +311,7 @@ class FramePipeline:
         )
 
     # --- executor thread --------------------------------------------------------------------
-    def submit(self, msg: Image) -> None:
+    def submit(self, msg: Image | CompressedImage) -> None:
         """A frame arrived: drop it if stale, else queue it (dropping the oldest waiting
         frame when the queue is full)."""
         age_s = self._stale_age(msg.header)
@@ -380,7 +392,7 @@ class FramePipeline:
         if self._warn.allow(kind):
             self._logger().warning(f"{kind}: {text} ({n} so far)")
 
-    def process(self, msg: Image, arrival: _Arrival | None = None) -> bool:
+    def process(self, msg: Image | CompressedImage, arrival: _Arrival | None = None) -> bool:
         """Run one frame end to end; False if it was refused (logged and counted).
         ``arrival``: when :meth:`submit` queued it (else its arrival and queue stages are
         not measured)."""
@@ -539,7 +551,7 @@ class FramePipeline:
             )
         return None
 
-    def _check_stream(self, msg: Image, size: tuple[int, int]) -> None:
+    def _check_stream(self, msg: Image | CompressedImage, size: tuple[int, int]) -> None:
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         if self._last_stamp is not None and stamp < self._last_stamp:
             self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")

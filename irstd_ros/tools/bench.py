@@ -351,8 +351,10 @@ def measure_node_pipeline(
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
+    from irstd_ros.core.constants import DETECTIONS_TOPIC
     from irstd_ros.ros.conversions import array_to_image_fields
     from irstd_ros.ros.node import IrstdNode
+    from irstd_ros.ros.pipeline import consume_outputs
 
     raw = synthetic_frame(height, width)
     fields = array_to_image_fields(raw, "mono16")
@@ -381,6 +383,8 @@ def measure_node_pipeline(
                 arrived.notify_all()
 
         driver.create_subscription(Detection2DArray, "detections", on_detections, 10)
+        # the node builds no output nobody subscribes to: consume them all, as a deployment
+        consume_outputs(driver, skip=(DETECTIONS_TOPIC,))
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         executor.add_node(driver)

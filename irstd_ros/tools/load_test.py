@@ -147,6 +147,9 @@ class Peer:
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray
 
+        from irstd_ros.core.constants import DETECTIONS_TOPIC
+        from irstd_ros.ros.pipeline import consume_outputs
+
         reliable = reliability == "reliable"
         rel = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
         self.node = rclpy.create_node("irstd_load_test_camera")
@@ -160,6 +163,8 @@ class Peer:
             Detection2DArray, f"{namespace}/detections", self._on_det, ANSWER_QOS_DEPTH
         )
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        # the node builds no output nobody subscribes to: consume them all, as a deployment
+        consume_outputs(self.node, namespace, skip=(DETECTIONS_TOPIC,))
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name="load_test_spin", daemon=True)

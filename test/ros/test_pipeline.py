@@ -316,3 +316,25 @@ def test_an_output_nobody_subscribes_to_is_neither_built_nor_published(monkeypat
     assert pipe.process(at(7))
     assert all(len(getattr(outputs, name).msgs) == 1 + (name in ("tracks", "overlay"))
                for name in names)
+
+
+def test_a_consumer_subscribes_to_every_output_the_node_publishes(tmp_path):
+    """load-test and bench answer on `detections` alone; since the node builds no output
+    nobody subscribes to, they consume the others too, or their figures would leave out the
+    mask, targets and tracks a deployment pays for."""
+    from irstd_ros.ros.pipeline import OUTPUT_TYPES, consume_outputs, create_outputs
+
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context)
+    try:
+        node = rclpy.create_node("consumer_probe", context=context)
+        publisher = rclpy.create_node("publisher_probe", namespace="/cam", context=context)
+        outputs = create_outputs(publisher.create_publisher)
+        consume_outputs(node, "/cam", skip=("detections",))
+        subscribed = {s.topic_name: s.msg_type for s in node.subscriptions}
+        published = {p.topic_name: p.msg_type for p in outputs.all()}
+        assert published == {f"/cam/{t}": k for t, k in OUTPUT_TYPES.items()}
+        assert subscribed == {t: k for t, k in published.items() if t != "/cam/detections"}
+        assert [p.topic_name for p in outputs.all()] == [f"/cam/{f}" for f in Outputs.__dataclass_fields__]
+    finally:
+        rclpy.shutdown(context=context)
