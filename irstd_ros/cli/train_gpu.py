@@ -6,7 +6,14 @@ import argparse
 import json
 
 from irstd_ros.cli._options import check_output_dir
-from irstd_ros.training.gpu import add_arguments, config_from_args, train_gpu
+from irstd_ros.core.constants import TERMINATED_EXIT
+from irstd_ros.training.gpu import (
+    TERMINATED,
+    add_arguments,
+    config_from_args,
+    sigterm_stop,
+    train_gpu,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,5 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     check_output_dir(cfg.out, "--out")  # before any data is read: not at the first checkpoint
-    print(json.dumps(train_gpu(cfg)))
-    return 0
+    # SIGTERM (`timeout`, `kill`) ends the training after the step in progress, with its
+    # checkpoints and summary written (no evaluation), not mid-step as irstd's Terminated
+    with sigterm_stop() as stop:
+        summary = train_gpu(cfg, stop)
+    print(json.dumps(summary))
+    return TERMINATED_EXIT if summary.get("stop") == TERMINATED else 0

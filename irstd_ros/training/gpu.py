@@ -34,6 +34,7 @@ Runs on the CPU too (``device: cpu``, tiny model and sizes) for tests and dry ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -41,6 +42,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -603,6 +605,21 @@ def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
     return recipe_config(args.recipe or recipe, **values)
 
 
+@contextlib.contextmanager
+def sigterm_stop() -> Iterator[threading.Event]:
+    """An event SIGTERM sets while the block runs, for :func:`train_gpu`'s ``stop`` (the
+    handler in the main thread only, where a signal handler can be installed; elsewhere
+    the event is never set), and the previous handler back after it."""
+    stop = threading.Event()
+    handled = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set()) if handled else None
+    try:
+        yield stop
+    finally:
+        if handled:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m irstd_ros.training.gpu ...`` (the same flags as ``irstd train-gpu``).
     SIGTERM (``timeout``: scripts/gpu_session.sh) stops the training after the step in
@@ -611,21 +628,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m irstd_ros.training.gpu", description=__doc__.split("\n")[0])
     add_arguments(parser)
-    stop = threading.Event()
-    handled = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set()) if handled else None
     try:
-        cfg = config_from_args(parser.parse_args(argv))
-        reason = output_dir_problem(cfg.out)  # before the pack is read and the first epoch runs
-        if reason:
-            parser.error(f"--out {reason}")
-        summary = train_gpu(cfg, stop)
+        with sigterm_stop() as stop:
+            cfg = config_from_args(parser.parse_args(argv))
+            reason = output_dir_problem(cfg.out)  # before the pack is read and the first epoch runs
+            if reason:
+                parser.error(f"--out {reason}")
+            summary = train_gpu(cfg, stop)
     except IrstdError as exc:  # one readable line, as `irstd train-gpu` gives
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if handled:
-            signal.signal(signal.SIGTERM, previous)
     print(json.dumps(summary))
     if summary["stop"] == TERMINATED:
         log.warning("stopped by SIGTERM after %d epochs; checkpoints written, no evaluation", summary["epochs_done"])

@@ -40,7 +40,7 @@ def record_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str, res
     Returns the list of recorded configs."""
     calls: list[Any] = []
 
-    def stub(cfg: Any) -> Any:
+    def stub(cfg: Any, *_: Any, **__: Any) -> Any:  # and what else the CLI hands it (a stop event)
         calls.append(cfg)
         return result(cfg)
 

@@ -440,11 +440,13 @@ def test_a_stop_request_ends_the_training_with_its_checkpoints_and_no_evaluation
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["stop"] == "terminated"
 
 
-def test_sigterm_from_a_time_limit_leaves_the_checkpoints_the_session_returns(tmp_path, pack):
+@pytest.mark.parametrize("entry", [["irstd_ros.training.gpu"], ["irstd_ros.cli.main", "train-gpu"]])
+def test_sigterm_from_a_time_limit_leaves_the_checkpoints_the_session_returns(tmp_path, pack, entry):
     """scripts/gpu_session.sh runs the training under `timeout`: its SIGTERM stops the loop,
-    the FP16 checkpoint and the summary are written, and the exit code says it was stopped."""
+    the FP16 checkpoint and the summary are written, and the exit code says it was stopped.
+    `irstd train-gpu` too (its SIGTERM was irstd's Terminated, mid-step: no checkpoint)."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "irstd_ros.training.gpu", "--pack", str(pack), "--out", str(out), "--model", "tiny",
+    cmd = [sys.executable, "-m", *entry, "--pack", str(pack), "--out", str(out), "--model", "tiny",
            "--device", "cpu", "--crop", str(CROP), "--batch-size", "4", "--epochs", "100000", "--threads", "1",
            "--no-resume"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
