@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -255,12 +256,24 @@ class IrstdLifecycleNode(LifecycleNode):
         self.destroy_publisher(self.diag_pub)
         self.sub = self.camera_info_sub = self.diag_timer = self.diag_pub = None
         del pipeline
-        release_device_memory(collect=True)
+        release_device_memory(collect=True)  # collected first: most entities are gone by now
+        forget_destroyed(self.default_callback_group)
 
     def close(self) -> None:
         """Release what ``configure`` made (whatever the state) and destroy the node."""
         self._release()
         self.destroy_node()
+
+
+def forget_destroyed(group: Any) -> None:
+    """Drop ``group``'s references to entities already destroyed: rclpy's callback groups
+    keep a weak reference to every entity ever added (ros2/rclpy#1356), 21 per
+    configure/cleanup cycle here, which a node swapping models for weeks would pile up (one
+    still referenced now goes at the next cleanup)."""
+    entities = getattr(group, "entities", None)
+    if isinstance(entities, set):  # a copy first: the set may not change while it is read
+        dead = [r for r in list(entities) if isinstance(r, weakref.ref) and r() is None]
+        entities.difference_update(dead)
 
 
 USAGE = f"""usage: {PROG} [{AUTOSTART_FLAG} [true|false]] [--ros-args --params-file config/irstd.yaml ...]

@@ -360,10 +360,11 @@ class FramePipeline:
             self.report("camera_info", f"no bearings: {exc}")
             return
         self.camera = camera
-        self._logger().info(
-            f"camera_info received ({msg.distortion_model or 'no distortion'}): "
-            "tracks carry bearings"
-        )
+        if self._warn.allow("camera_info_received"):  # two alternating: not 30 lines a second
+            self._logger().info(
+                f"camera_info received ({msg.distortion_model or 'no distortion'}): "
+                "tracks carry bearings"
+            )
 
     # --- worker thread ----------------------------------------------------------------------
     def _work(self) -> None:

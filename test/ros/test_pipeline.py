@@ -338,3 +338,30 @@ def test_a_consumer_subscribes_to_every_output_the_node_publishes(tmp_path):
         assert [p.topic_name for p in outputs.all()] == [f"/cam/{f}" for f in Outputs.__dataclass_fields__]
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_camera_infos_that_keep_changing_are_not_logged_each_time():
+    """Two camera_infos alternating on one topic (two cameras remapped onto it): each
+    message is a new camera model, and "camera_info received" was logged for every one, at
+    the cameras' rate, for as long as the node ran."""
+    from sensor_msgs.msg import CameraInfo
+
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
+    infos: list[str] = []
+
+    class Infos:
+        def info(self, text: str) -> None:
+            infos.append(text)
+
+        def warning(self, text: str) -> None:
+            pass
+
+    pipe = FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
+                         params=lambda: params, logger=Infos, clock_ns=lambda: 0)
+    k = [100.0, 0.0, 32.0, 0.0, 100.0, 24.0, 0.0, 0.0, 1.0]
+    cams = [CameraInfo(width=64, height=48, k=k), CameraInfo(width=64, height=48, k=k)]
+    cams[1].header.frame_id = "other_cam"
+    for i in range(50):
+        pipe.on_camera_info(cams[i % 2])
+        assert pipe.camera is not None and pipe.camera.frame_id == cams[i % 2].header.frame_id
+    assert len(infos) == 1, infos[:3]
