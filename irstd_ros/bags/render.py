@@ -31,7 +31,7 @@ from irstd_ros.bags.io import (
     stamp_ns,
 )
 from irstd_ros.bags.rosutil import cdr_header_stamp
-from irstd_ros.core.overlay import draw_overlay
+from irstd_ros.core.overlay import TRAIL_POINTS, draw_overlay
 from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import BagError, ConfigError
 
@@ -92,7 +92,6 @@ def _truth_boxes(reader: BagReader) -> dict[int, list[Box]]:
     return reader.by_stamp(TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_from_detections(m))
 
 
-TRAIL_POINTS = 30  # recent positions drawn behind a track
 BOX_ROLES = ("targets", "detections", "tracks")  # the outputs drawn (no mask)
 
 

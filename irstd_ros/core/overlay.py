@@ -32,6 +32,7 @@ TRUTH_MARGIN_PX = 6  # truth boxes sit outside the detection boxes
 TRACK_MARGIN_PX = 9  # track boxes outside both
 LABEL_GAP_PX = 2
 FONT_PX = 11  # text size in pixels
+TRAIL_POINTS = 30  # recent positions of a track drawn behind it (node overlay, irstd render)
 DISPLAY_PERCENTILES = (0.5, 99.5)  # display stretch of frames that are not 8-bit
 UINT8_MAX = 255
 

@@ -49,6 +49,7 @@ from irstd_ros.core.constants import (
     TRACKS_TOPIC,
 )
 from irstd_ros.core.normalization import ScalingConfig
+from irstd_ros.core.overlay import TRAIL_POINTS
 from irstd_ros.core.statistics import format_number
 from irstd_ros.core.targets import PostprocessConfig, Target
 from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError, IrstdError
@@ -71,7 +72,6 @@ if TYPE_CHECKING:
 MESSAGE_TYPES = rclpy_types()  # the output message classes, by full type name
 WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
 OUTPUT_QOS_DEPTH = 10
-TRAIL_POINTS = 30  # positions of a track kept for the overlay's trail
 NS_PER_S = 1_000_000_000
 TRACK_STATE_CODES = {
     TrackState.TENTATIVE: TrackMsg.STATE_TENTATIVE,

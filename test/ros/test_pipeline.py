@@ -16,6 +16,13 @@ from irstd_ros.ros.params import PARAMS  # noqa: E402
 from irstd_ros.ros.pipeline import FramePipeline, Outputs, _Arrival  # noqa: E402
 
 pytestmark = pytest.mark.ros
+
+
+def frame_at(k: int):
+    """The blobs' frame, stamped k tenths of a second after 1 s."""
+    msg = image_msg(frame_for("mono8"), "mono8", stamp=1)
+    msg.header.stamp.nanosec = k * 100_000_000
+    return msg
 TIMEOUT_S = 10.0
 
 
@@ -139,20 +146,15 @@ def test_tracking_switched_off_and_on_never_reuses_an_id():
     pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=Log,
                          clock_ns=lambda: 0)
 
-    def at(k: int):  # frames 0.1 s apart
-        msg = image_msg(frame_for("mono8"), "mono8", stamp=1)
-        msg.header.stamp.nanosec = k * 100_000_000
-        return msg
-
     for k in range(1, 6):
-        assert pipe.process(at(k))
+        assert pipe.process(frame_at(k))
     before = {d.id for d in tracks.msgs[-1].detections}
     assert len(before) == 2
     params["tracking.enabled"] = False
-    assert pipe.process(at(6))
+    assert pipe.process(frame_at(6))
     params["tracking.enabled"] = True
     for k in range(7, 12):
-        assert pipe.process(at(k))
+        assert pipe.process(frame_at(k))
     after = {d.id for d in tracks.msgs[-1].detections}
     assert len(after) == 2 and after.isdisjoint(before)  # the same blobs, new ids
 
@@ -296,24 +298,19 @@ def test_an_output_nobody_subscribes_to_is_neither_built_nor_published(monkeypat
     pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=Log,
                          clock_ns=lambda: 0)
 
-    def at(k: int):  # frames 0.1 s apart
-        msg = image_msg(frame_for("mono8"), "mono8", stamp=1)
-        msg.header.stamp.nanosec = k * 100_000_000
-        return msg
-
     for k in range(1, 6):
-        assert pipe.process(at(k))
+        assert pipe.process(frame_at(k))
     assert all(getattr(outputs, name).msgs == [] for name in names)
     assert drawn == [] and pipe.stats.processed == 5
     outputs.tracks.subscribers = outputs.overlay.subscribers = 1
-    assert pipe.process(at(6))
+    assert pipe.process(frame_at(6))
     assert len(outputs.tracks.msgs[-1].detections) == 2  # both blobs confirmed meanwhile
     assert len(outputs.overlay.msgs) == 1 and drawn == [1]
     assert all(getattr(outputs, name).msgs == [] for name in ("mask", "detections", "targets",
                                                                "target_tracks"))
     for name in names:
         getattr(outputs, name).subscribers = 1
-    assert pipe.process(at(7))
+    assert pipe.process(frame_at(7))
     assert all(len(getattr(outputs, name).msgs) == 1 + (name in ("tracks", "overlay"))
                for name in names)
 
