@@ -22,6 +22,13 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   mask and the overlay, so a large image does not delay them.
 * An output with no subscriber is not built (:func:`subscribed`); the tracker is updated
   all the same.
+* The tracker runs on header stamps. A frame whose stamp does not advance (0, "unknown",
+  or the same stamp on :data:`FROZEN_STAMP_FRAMES` frames in a row: a driver that does not
+  stamp, or stamps from a sim clock without ``/clock``) is timed by its arrival instead:
+  the node's clock, or a steady clock while that stands still (sim time without
+  ``/clock``), continuing the tracker's time, so tracks still coast and end. It is counted
+  as ``stamp_not_advancing`` and logged at the start of each such stretch; its outputs
+  keep its header as it came. A stamp repeated on fewer frames is the same instant.
 """
 
 from __future__ import annotations
@@ -73,6 +80,9 @@ MESSAGE_TYPES = rclpy_types()  # the output message classes, by full type name
 WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
 OUTPUT_QOS_DEPTH = 10
 NS_PER_S = 1_000_000_000
+# a stamp on this many frames in a row does not advance: they are timed by their arrival
+# (fewer: the same instant, e.g. a frame published twice)
+FROZEN_STAMP_FRAMES = 3
 TRACK_STATE_CODES = {
     TrackState.TENTATIVE: TrackMsg.STATE_TENTATIVE,
     TrackState.CONFIRMED: TrackMsg.STATE_CONFIRMED,
@@ -83,10 +93,13 @@ TRACK_STATE_CODES = {
 @dataclass(frozen=True)
 class _Arrival:
     """When :meth:`FramePipeline.submit` queued a frame: the node's clock (ns, to compare
-    with header stamps) and ``time.perf_counter`` (s, for the queue wait)."""
+    with header stamps; to time a frame whose stamp does not advance),
+    ``time.perf_counter`` (s, for the queue wait) and the pipeline's steady clock (ns, the
+    same when the node's clock stands still; None: not taken)."""
 
     clock_ns: int
     perf_s: float
+    steady_ns: int | None = None
 
 
 class Publisher(Protocol):
@@ -194,7 +207,8 @@ class FramePipeline:
     time when the node uses it); ``ok`` whether the node's context is still running;
     ``rmw`` the RMW implementation's name (for the one-time transport hint on large frames);
     ``first_track_id`` the first track's id (:attr:`next_track_id` of the pipeline this one
-    replaces: ids are never reused in the node's life).
+    replaces: ids are never reused in the node's life); ``steady_ns`` a clock that always
+    advances (ns), for the frames whose stamps do not.
     """
 
     def __init__(
@@ -208,8 +222,10 @@ class FramePipeline:
         ok: Callable[[], bool] = lambda: True,
         rmw: str = "",
         first_track_id: int = 1,
+        steady_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.detector: Detector | None = detector
+        self._steady_ns = steady_ns
         self._first_track_id = first_track_id
         self._rmw = rmw
         # the largest frame (bytes) checked against the transport's defaults; a frame size
@@ -220,6 +236,15 @@ class FramePipeline:
         self.stats = PipelineStats()
         self._warn = RateLimiter(WARN_PERIOD_S)
         self._last_stamp: tuple[int, int] | None = None
+        self._stamp_repeats = 0  # frames in a row with the previous frame's stamp
+        self._stamps_frozen = False  # the last frame's stamp did not advance
+        # the tracker's time: the last tracked frame's (tracker ns, its arrival on the node's
+        # and the steady clock, ns), whether it was timed by arrival, and what is added to
+        # header stamps (nonzero only after a stretch timed by arrival: the tracker's time
+        # goes on from there without a jump)
+        self._track_time: tuple[int, tuple[int, int]] | None = None
+        self._arrival_timed = False
+        self._track_offset_ns = 0
         self._last_size: tuple[int, int] | None = None
         self._cond = threading.Condition()
         self._pending: deque[tuple[Any, _Arrival]] = deque()
@@ -330,7 +355,9 @@ class FramePipeline:
             while len(self._pending) >= size:
                 self._pending.popleft()
                 superseded += 1
-            self._pending.append((msg, _Arrival(self._clock_ns(), time.perf_counter())))
+            self._pending.append(
+                (msg, _Arrival(self._clock_ns(), time.perf_counter(), self._steady_ns()))
+            )
             self._cond.notify()
         self.stats.on_received(superseded)
 
@@ -398,6 +425,10 @@ class FramePipeline:
         ``arrival``: when :meth:`submit` queued it (else its arrival and queue stages are
         not measured)."""
         started = time.perf_counter()
+        if arrival is not None and arrival.steady_ns is not None:
+            received = (arrival.clock_ns, arrival.steady_ns)
+        else:
+            received = (self._clock_ns(), self._steady_ns())
         params = self._params()
         detector = self.detector
         if detector is None:
@@ -407,7 +438,7 @@ class FramePipeline:
         except ImageConversionError as exc:
             self.report(exc.kind, str(exc))
             return False
-        self._check_stream(msg, frame.shape[:2])
+        frozen = self._check_stream(msg, frame.shape[:2])
         if len(msg.data) > self._transport_checked_bytes:
             self._transport_checked_bytes = len(msg.data)
             hint = large_frame_hint(len(msg.data), self._rmw)
@@ -429,7 +460,8 @@ class FramePipeline:
         header = msg.header
         # tracks before the per-frame outputs: whoever has a frame's detections has its tracks
         tracks = self._track(
-            header, result.targets, frame.shape[:2], result.candidates, result.gated
+            header, result.targets, frame.shape[:2], result.candidates, result.gated,
+            received=received, frozen=frozen,
         )
         out = self.outputs
         # no ids: a target's (its rank in this frame) is no identity across frames; the
@@ -477,14 +509,17 @@ class FramePipeline:
         size: tuple[int, int],
         candidates: Sequence[Target] = (),
         gated: Sequence[Target] = (),
+        received: tuple[int, int] | None = None,
+        frozen: bool = False,
     ) -> list[Track] | None:
         """Update the tracker with this frame (detections, the sub-threshold candidates of
         ``tracking.candidate_threshold`` and the gated ones of ``tracking.gated_threshold``)
         and publish the tracks.
 
         Disabling ``tracking.enabled`` drops the tracks; enabling it starts afresh, with
-        ids counting on (never one reused in the node's life). A frame without a stamp (0)
-        is placed at the node's clock time.
+        ids counting on (never one reused in the node's life). ``received``: the frame's
+        arrival on the node's and the steady clock (None: now); ``frozen``: its stamp does
+        not advance (see :meth:`_tracker_ns`).
         """
         p = self._params()
         offs = self._tracking_offs
@@ -503,7 +538,9 @@ class FramePipeline:
             )
         elif self.tracker.config != cfg:
             self.tracker.configure(cfg)
-        t_ns = stamp_ns(header) or self._clock_ns()
+        if received is None:
+            received = (self._clock_ns(), self._steady_ns())
+        t_ns = self._tracker_ns(stamp_ns(header), received, frozen)
         tracks = self.tracker.update(
             t_ns / 1e9, targets, image_size=size, candidates=candidates, gated=gated
         )
@@ -522,6 +559,31 @@ class FramePipeline:
             if t.confirmed:
                 self._trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
         return tracks
+
+    def _tracker_ns(self, stamp: int, received: tuple[int, int], frozen: bool) -> int:
+        """The tracker's time (ns) for a frame stamped ``stamp`` that arrived at
+        ``received`` (the node's clock, a steady clock): the stamp; for a ``frozen`` one
+        (its stamp does not advance), the previous frame's time plus the time since its
+        arrival, on the node's clock, or on the steady one when the node's did not advance
+        (sim time without ``/clock``, or a step back). The first frame whose stamps advance
+        again goes on from there too, and the stamps after it are offset to match: no jump,
+        no reset, their differences kept. With stamps that always advance this is the
+        stamp itself."""
+        prev = self._track_time
+        if not frozen and not self._arrival_timed:
+            t_ns = stamp + self._track_offset_ns
+        elif prev is None:
+            t_ns = received[1]
+        else:
+            t_prev, (clock, steady) = prev
+            t_ns = t_prev + (
+                received[0] - clock if received[0] > clock else max(0, received[1] - steady)
+            )
+        if self._arrival_timed and not frozen:  # the stamps advance again: on them from here
+            self._track_offset_ns = t_ns - stamp
+        self._arrival_timed = frozen
+        self._track_time = (t_ns, received)
+        return t_ns
 
     def _camera_for(
         self, size: tuple[int, int] | None, frame_id: str = "", report: bool = True
@@ -552,16 +614,32 @@ class FramePipeline:
             )
         return None
 
-    def _check_stream(self, msg: Image | CompressedImage, size: tuple[int, int]) -> None:
+    def _check_stream(self, msg: Image | CompressedImage, size: tuple[int, int]) -> bool:
+        """Report stamps going back and size changes; True when the frame's stamp does not
+        advance (0, or the same on :data:`FROZEN_STAMP_FRAMES` frames in a row), counted as
+        ``stamp_not_advancing`` and logged once a stretch (rate-limited)."""
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         if self._last_stamp is not None and stamp < self._last_stamp:
             self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")
+        self._stamp_repeats = self._stamp_repeats + 1 if stamp == self._last_stamp else 0
+        frozen = stamp == (0, 0) or self._stamp_repeats >= FROZEN_STAMP_FRAMES - 1
+        if frozen:
+            n = self.stats.on_error("stamp_not_advancing")
+            if not self._stamps_frozen and self._warn.allow("stamp_not_advancing"):
+                what = "stamped 0 (unknown)" if stamp == (0, 0) else f"all stamped {stamp}"
+                self._logger().warning(
+                    f"stamp_not_advancing: frames {what}: tracks are timed by their arrival, "
+                    f"outputs keep the input's stamp ({n} so far); stamp the frames at capture "
+                    "(the camera driver's time stamps; with use_sim_time, publish /clock)"
+                )
+        self._stamps_frozen = frozen
         if self._last_size is not None and size != self._last_size:
             self.report("size_changed", f"frame size changed from {self._last_size} to {size}")
             if self.tracker is not None:  # its tracks are in the old frame's pixels
                 self.tracker.reset()
             self._trails.clear()
         self._last_stamp, self._last_size = stamp, size
+        return frozen
 
     def _publish_overlay(
         self, header: Any, frame: np.ndarray, targets: list[Target], tracks: list[Track] | None

@@ -15,7 +15,10 @@ irregular rates only widen the predictions; coasting and deletion are measured i
 seconds. M-of-N counts the frames the tracker processed (a dropped frame is no miss).
 A stamp earlier than the previous one resets the tracker (tracks dropped, a warning
 logged); the id counter is kept, so an id is never reused (until ids wrap to 1 after
-``MAX_TRACK_ID``, the message's uint32; a live track's id is never given again).
+``MAX_TRACK_ID``, the message's uint32; a live track's id is never given again). A
+repeated stamp is the same instant: nothing is predicted and no coasting time passes
+(the node times frames whose stamps do not advance by their arrival instead:
+``irstd_ros.ros.pipeline``).
 
 Why this is written here (about 300 lines, numpy/scipy only) rather than taken from a
 library: the trackers we compared count time in frames — norfair's hit counters and

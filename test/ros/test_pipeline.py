@@ -12,6 +12,7 @@ pytest.importorskip("irstd_ros.msg")
 
 from _support.node import frame_for, image_msg, make_detector  # noqa: E402
 
+from irstd_ros.msg import Track as TrackMsg  # noqa: E402
 from irstd_ros.ros.params import PARAMS  # noqa: E402
 from irstd_ros.ros.pipeline import FramePipeline, Outputs, _Arrival  # noqa: E402
 
@@ -362,3 +363,86 @@ def test_camera_infos_that_keep_changing_are_not_logged_each_time():
         pipe.on_camera_info(cams[i % 2])
         assert pipe.camera is not None and pipe.camera.frame_id == cams[i % 2].header.frame_id
     assert len(infos) == 1, infos[:3]
+
+
+def _stamped(arr, stamp_ns: int):
+    msg = image_msg(arr, "mono8")
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return msg
+
+
+def _track_run(stamps, warnings: list[str] | None = None, frames: int = 25, sim_rate: float = 0.0):
+    """The blobs for 5 frames, then 20 blank ones, arriving 0.1 s apart on the injected
+    steady clock and ``sim_rate`` times that on the node's (0: frozen, sim time without
+    /clock), stamped ``stamps(k)`` (ns); each frame's tracks as (id, state, hits), and the
+    pipeline."""
+    import numpy as np
+
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
+    target_tracks = Collect()
+    outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
+                      overlay=Collect(), tracks=Collect(), target_tracks=target_tracks)
+    now = [5_000_000_000]
+    sim = [7_000_000_000]
+    pipe = FramePipeline(make_detector(), outputs, params=lambda: params,
+                         logger=Log if warnings is None else noting(warnings),
+                         clock_ns=lambda: sim[0], steady_ns=lambda: now[0])
+    blobs = frame_for("mono8")
+    blank = np.full_like(blobs, blobs.min())
+    states = []
+    for k in range(frames):
+        now[0] += 100_000_000
+        sim[0] += int(sim_rate * 100_000_000)
+        msg = _stamped(blobs if k < 5 else blank, stamps(k))
+        assert pipe.process(msg, _Arrival(sim[0], 0.0, now[0]))
+        assert target_tracks.msgs[-1].header.stamp == msg.header.stamp  # kept as it came
+        states.append([(t.id, t.state, t.hits) for t in target_tracks.msgs[-1].tracks])
+    return states, pipe
+
+
+@pytest.mark.parametrize(("stamps", "timed_by_arrival"), [
+    (lambda k: 0, 25),  # no stamps: every frame
+    (lambda k: 1_700_000_000_123_000_000, 23),  # one stamp: from its third frame on
+], ids=["zero", "constant"])
+def test_frames_whose_stamps_do_not_advance_are_timed_by_their_arrival(stamps, timed_by_arrival):
+    """Before, frames stamped 0 (with the node's clock frozen) or all stamped alike kept
+    the tracker at one instant: confirmed tracks never coasted out, and nothing said so."""
+    proper, _ = _track_run(lambda k: 1_000_000_000 + k * 100_000_000)
+    warnings: list[str] = []
+    states, pipe = _track_run(stamps, warnings)
+    assert any(s == TrackMsg.STATE_COASTING for frame in proper for _, s, _ in frame)
+    assert proper[-1] == []  # the tracks coasted out after the blobs went
+    assert states == proper
+    assert pipe.stats.errors["stamp_not_advancing"] == timed_by_arrival
+    assert len(warnings) == 1 and "stamp the frames" in warnings[0]  # once, with the fix
+    values = {kv.key: kv.value for kv in pipe.diagnostics("irstd").status[0].values}
+    assert values["errors.stamp_not_advancing"] == str(timed_by_arrival)
+
+
+def test_advancing_stamps_drive_the_tracker_as_they_are():
+    """A replayed bag's old but advancing stamps, or a live camera's: the tracker's time is
+    the header stamp itself, whatever the arrival; a stamp repeated once is the same
+    instant; nothing is counted."""
+    stamps = [1_000_000_000 + k * 100_000_000 for k in (0, 1, 1, 2, 3)]
+    _, pipe = _track_run(lambda k: stamps[k], frames=len(stamps))
+    assert pipe.tracker is not None and pipe.tracker.last_stamp == stamps[-1] / 1e9
+    assert "stamp_not_advancing" not in pipe.stats.errors
+
+
+def test_stamps_that_start_advancing_go_on_without_a_jump_or_a_reset():
+    """Unstamped frames, then stamped ones: the tracks and their ids go on."""
+    warnings: list[str] = []
+    states, pipe = _track_run(lambda k: 0 if k < 3 else 1_000_000_000 + k * 100_000_000,
+                              warnings, frames=5)
+    assert "tracker_reset" not in pipe.stats.errors
+    assert [len(s) for s in states] == [2] * 5
+    assert {i for i, _, _ in states[0]} == {i for i, _, _ in states[-1]}
+    assert all(h == 5 for _, _, h in states[-1])
+
+
+def test_unstamped_frames_are_timed_on_the_node_s_clock_while_it_runs():
+    """Sim time at half speed: frames 0.1 s apart on the wall are 0.05 s apart on the
+    node's clock, which times them (as stamps from that clock would)."""
+    _, pipe = _track_run(lambda k: 0, [], frames=5, sim_rate=0.5)
+    assert pipe.tracker is not None  # the first frame is placed at its steady arrival, 5.1 s
+    assert pipe.tracker.last_stamp == pytest.approx(5.1 + 4 * 0.05)
