@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD
+from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD, SHIPPED_MODELS
 from irstd_ros.core.normalization import InputNorm
 from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import CheckpointError, ConfigError
@@ -182,7 +182,10 @@ def read_info(path: str | Path) -> CheckpointInfo:
     if path.is_dir():
         raise CheckpointError(f"model file {path} is a directory, not a checkpoint file")
     if not path.is_file():
-        raise CheckpointError(f"model file not found: {path}")
+        # a bare name (``--weights tinyy``) was most likely a shipped model's, misspelt
+        bare = len(path.parts) == 1 and not path.suffix
+        hint = f"; the shipped models are {', '.join(SHIPPED_MODELS)}" if bare else ""
+        raise CheckpointError(f"model file not found: {path}{hint}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

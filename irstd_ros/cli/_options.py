@@ -31,6 +31,7 @@ __all__ = [
     "add_image_topic",
     "add_model_on_data",
     "add_outputs_ns",
+    "check_bag_out",
     "check_distinct_paths",
     "check_network_options",
     "check_output_dir",
@@ -126,6 +127,14 @@ def add_bag_writing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
     p.add_argument("--compress", action="store_true", help="zstd-compressed chunks (mcap only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
+
+
+def check_bag_out(args: argparse.Namespace) -> None:
+    """:class:`ConfigError` up front unless ``--out`` of :func:`add_bag_writing` can take the
+    new bag: a folder that can be made, and an existing bag only with ``--overwrite``."""
+    check_output_dir(args.out, "--out")
+    if args.out.exists() and not args.overwrite:
+        raise ConfigError(f"--out {args.out} exists; give --overwrite to replace it, or another path")
 
 
 def add_image_topic(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from irstd_ros.bags.generate import GenerateConfig, generate_bag
 from irstd_ros.cli._options import (
     add_bag_writing,
-    check_output_dir,
+    check_bag_out,
     non_negative_float,
     positive_float,
 )
@@ -82,7 +82,7 @@ def _range(text: str, option: str) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_dir(args.out, "--out")  # a folder that can be made: before any work
+    check_bag_out(args)  # a folder that can be made (or --overwrite): before any work
     width, height = parse_size(args.size)
     seq = SequenceConfig(
         width=width,

@@ -11,7 +11,7 @@ from irstd_ros.bags.io import OUTPUT_TOPICS
 from irstd_ros.bags.record import QOS_MODES, RecordConfig, record
 from irstd_ros.cli._options import (
     add_bag_writing,
-    check_output_dir,
+    check_bag_out,
     non_negative_float,
     positive_float,
     positive_int,
@@ -63,7 +63,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_dir(args.out, "--out")  # a folder that can be made: before any work
+    check_bag_out(args)  # a folder that can be made (or --overwrite): before any work
     cfg = RecordConfig(
         out=args.out,
         topics=tuple(args.topics),

@@ -172,8 +172,13 @@ class Peer:
         self._thread.start()
 
     def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
+        """Spin until closed, or until Ctrl-C / SIGTERM shut the context down (rclpy's
+        handlers): the main thread then reports the stop, no thread traceback."""
+        from rclpy.executors import ExternalShutdownException
+
+        with contextlib.suppress(ExternalShutdownException):
+            while not self._stop.is_set():
+                self.executor.spin_once(timeout_sec=0.05)
 
     def _on_det(self, msg: Any) -> None:
         arrival = time.time_ns()

@@ -45,6 +45,16 @@ def test_missing_weights_is_one_line(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "model file not found" in err
 
 
+
+@pytest.mark.parametrize("command", [["info"], ["export", "--backend", "openvino"]])
+def test_a_misspelt_shipped_model_names_the_shipped_ones(command, capsys, monkeypatch, tmp_path):
+    from irstd_ros.core.constants import SHIPPED_MODELS
+
+    monkeypatch.chdir(tmp_path)  # no file of that name here
+    code, _, err = run_cli_output(capsys, *command, "--weights", "tinyy")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "model file not found: tinyy" in err and all(name in err for name in SHIPPED_MODELS), err
+
 def test_console_script_entry_point_runs():
     out = subprocess.run(
         [sys.executable, "-m", "irstd_ros.cli.main", "info", "--config", "tiny", "--json"],

@@ -417,3 +417,15 @@ def test_info_refuses_arch_and_config_with_weights(option, capsys):
 def test_info_takes_the_configs_own_architecture(capsys):
     code, out, _ = run_cli_output(capsys, "info", "--config", "tiny", "--json")
     assert code == 0 and json.loads(out)["arch"] == "sgem_unet"
+
+
+@pytest.mark.parametrize("command", [["generate", "--frames", "2", "--size", "32x32"], ["record", "--duration", "1"]])
+def test_an_existing_bag_at_out_names_overwrite(command, capsys, tmp_path):
+    """generate and record take --overwrite: the error for an existing --out says so."""
+    out = tmp_path / "bag"
+    out.mkdir()
+    (out / "metadata.yaml").write_text("kept")
+    code, err = run_cli(capsys, *command, "--out", str(out))
+    line = one_error_line(err)
+    assert code == 2 and f"--out {out} exists" in line and "--overwrite" in line
+    assert (out / "metadata.yaml").read_text() == "kept"

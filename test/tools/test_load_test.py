@@ -255,3 +255,19 @@ def test_rclpy_does_not_read_the_command_line(monkeypatch, tmp_path):
     with pytest.raises(InitProbed):
         load_test.run_load_test(size=(8, 8), log_path=tmp_path / "node.log")
     assert names == [REMAP_FROM]
+
+
+
+def test_ctrl_c_or_sigterm_shutting_rclpy_down_is_no_thread_traceback():
+    """rclpy's signal handlers shut the context down on Ctrl-C / SIGTERM: the camera's spin
+    thread ends quietly (the main thread prints the one line), no 'Exception in thread'."""
+    import threading
+    from types import SimpleNamespace
+
+    from rclpy.executors import ExternalShutdownException
+
+    class ShutDown:
+        def spin_once(self, timeout_sec: float) -> None:
+            raise ExternalShutdownException()
+
+    load_test.Peer._spin(SimpleNamespace(_stop=threading.Event(), executor=ShutDown()))  # returns
