@@ -186,7 +186,7 @@ done
 cp "$WORK/train/history.json" "$WORK/train/summary.json" "$LOGS/" 2>/dev/null
 cp "$WORK/env.json" "$WORK/steps.tsv" "$LOGS/" 2>/dev/null
 tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
-SUMMARY_ARGS=(--work "$WORK" --out "$OUT" --pack "$PACK")
+SUMMARY_ARGS=(--work "$WORK" --out "$OUT" --pack "$PACK" --tree "$ROOT")
 [[ "$DRY" == 1 ]] && SUMMARY_ARGS+=(--dry-run)
 "$PYTHON" -m irstd_ros.tools.gpu_session summarize "${SUMMARY_ARGS[@]}" >"$LOGS/summarize.log" 2>&1
 rc=$?

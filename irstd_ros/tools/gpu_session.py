@@ -13,7 +13,9 @@ benchmark, paper-model training + evaluation); the script does the time-boxing.
 * ``split``: a file into numbered parts of at most N bytes (files come back from the device
   at 16 MiB each at most); ``cat NAME.part* > NAME`` joins them;
 * ``summarize``: the steps' exit codes and times, the benchmark, the training and
-  evaluation results and the checkpoint parts into one ``summary.json``.
+  evaluation results and the checkpoint parts into one ``summary.json``, with the source's
+  fingerprint (:func:`source_record`: the device's copy has no git history, so ``--check``
+  prints the same fingerprint here, beside the commit it was taken at).
 """
 
 from __future__ import annotations
@@ -246,6 +248,29 @@ def travel_size(tree: Path, carry: Sequence[Path]) -> tuple[int, list[str]]:
     return total, problems
 
 
+SOURCE_GLOBS = ("irstd_ros/**/*.py", "scripts/*.sh", "config/**/*.yaml")  # what a session runs
+
+
+def source_record(tree: Path) -> dict[str, Any]:
+    """What identifies the code a session ran: the sha256 over :data:`SOURCE_GLOBS`'
+    files (relative path and content, in path order) and their count, the same here and on
+    the device's copy of the tree; plus the git commit and whether the tree differs from it,
+    where ``tree`` is a git checkout (None on the device)."""
+    digest = hashlib.sha256()
+    files = sorted({f for pattern in SOURCE_GLOBS for f in tree.glob(pattern) if f.is_file()})
+    for f in files:
+        digest.update(f.relative_to(tree).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=False)
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=False)
+    return {
+        "sha256": digest.hexdigest(), "files": len(files),
+        "git_commit": commit.stdout.strip() if commit.returncode == 0 else None,
+        "git_modified": bool(dirty.stdout.strip()) if commit.returncode == 0 and dirty.returncode == 0 else None,
+    }
+
+
 def pack_record(path: Path) -> dict[str, Any] | None:
     """What identifies the pack a session trained on: size, sha256 and its groups' counts
     and sources (the names are left out)."""
@@ -282,9 +307,10 @@ def _pytest_tail(path: Path) -> str | None:
 
 
 def summarize(work: Path, out: Path, dry_run: bool, pack: Path | None = None,
-              environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+              environ: Mapping[str, str] | None = None, tree: Path | None = None) -> dict[str, Any]:
     """Everything the session produced into ``out/summary.json``, with what reproduces it
-    (the ``IRSTD_GPU_*`` knobs of ``environ``, the pack's sha256 and groups); returns it."""
+    (the ``IRSTD_GPU_*`` knobs of ``environ``, the pack's sha256 and groups, the source of
+    ``tree``: :func:`source_record`); returns it."""
     steps = []
     tsv = work / "steps.tsv"
     if tsv.is_file():
@@ -301,6 +327,7 @@ def summarize(work: Path, out: Path, dry_run: bool, pack: Path | None = None,
     summary: dict[str, Any] = {
         "dry_run": dry_run,
         "knobs": {k: v for k, v in sorted((environ or {}).items()) if k.startswith("IRSTD_GPU_")},
+        "source": None if tree is None else source_record(tree),
         "steps": steps,
         "env": _read_json(work / "env.json"),
         "pytest_gpu": _pytest_tail(logs / "pytest_gpu.log"),
@@ -344,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--out", type=Path, required=True)
     m.add_argument("--dry-run", action="store_true")
     m.add_argument("--pack", type=Path, help="the pack the training read (its sha256 and groups are recorded)")
+    m.add_argument("--tree", type=Path, help="the working tree the session ran (its source fingerprint is recorded)")
     f = sub.add_parser("preflight", help="refuse what would waste the call (one line each); exit 2")
     f.add_argument("--tree", type=Path, help="also check the size of this working tree plus --carry (here)")
     f.add_argument("--carry", type=Path, action="append", default=[], help="a path the call carries")
@@ -356,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpu_session: {line}", file=sys.stderr)
         if args.tree is not None and not problems:
             print(f"gpu_session: tree and carry {travel_size(args.tree, args.carry)[0] / 2**20:.1f} MiB of 64")
+            src = source_record(args.tree)
+            print(f"gpu_session: source {src['sha256'][:16]} ({src['files']} files) at {src['git_commit']}"
+                  f"{' with changes' if src['git_modified'] else ''}; summary.json's source.sha256 matches it")
         return 2 if problems else 0
     if args.cmd == "env":
         report = env_report()
@@ -369,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = split_file(args.file, args.out, args.part_bytes)
         print(json.dumps([str(x) for x in parts]))
         return 0
-    summary = summarize(args.work, args.out, args.dry_run, args.pack, os.environ)
+    summary = summarize(args.work, args.out, args.dry_run, args.pack, os.environ, args.tree)
     print(json.dumps({k: summary[k] for k in ("steps", "pytest_gpu", "checkpoint")}, indent=1))
     files = [f for f in args.out.iterdir() if f.is_file()]
     return 0 if len(files) <= MAX_OUT_FILES else 1

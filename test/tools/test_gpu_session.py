@@ -15,7 +15,7 @@ import pytest
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.models import build_model, named_config
-from irstd_ros.tools.gpu_session import preflight
+from irstd_ros.tools.gpu_session import preflight, source_record
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_session.sh"
@@ -40,6 +40,7 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dry_run"] is True
     assert summary["knobs"]["IRSTD_GPU_GROUPS"] == "nudt_train,sirst_crops"  # what reproduces the run
+    assert summary["source"]["sha256"] == source_record(ROOT)["sha256"]  # what --check prints here
     pack = summary["pack"]
     assert pack["sha256"] == hashlib.sha256((work / "pack.npz").read_bytes()).hexdigest()
     assert pack["groups"]["sirst_crops"]["count"] > 0 and "names" not in pack["groups"]["sirst_crops"]
@@ -225,3 +226,23 @@ def test_check_here_refuses_a_pack_that_cannot_travel_and_touches_nothing(tmp_pa
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"gpu_session: {pack} is outside {ROOT}: it cannot be carried" in proc.stderr
     assert "== " not in proc.stdout and kept.read_text() == "an earlier call's"
+
+
+def test_source_fingerprint_is_the_code_not_the_checkout(tmp_path):
+    """The device's copy has no .git: the fingerprint is the same there; it follows the
+    code's content and paths, not the files' times."""
+    for name, text in {"irstd_ros/a.py": "x = 1\n", "irstd_ros/sub/b.py": "y = 2\n",
+                       "scripts/gpu_session.sh": "echo\n", "config/train/c.yaml": "k: 1\n"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "irstd_ros" / "notes.txt").write_text("not source")
+    first = source_record(tmp_path)
+    assert first["files"] == 4 and first["git_commit"] is None and first["git_modified"] is None
+    (tmp_path / "irstd_ros" / "notes.txt").write_text("changed, still not source")
+    os.utime(tmp_path / "irstd_ros" / "a.py", (0, 0))
+    assert source_record(tmp_path)["sha256"] == first["sha256"]
+    (tmp_path / "irstd_ros" / "sub" / "b.py").write_text("y = 3\n")
+    assert source_record(tmp_path)["sha256"] != first["sha256"]
+    (tmp_path / "irstd_ros" / "sub" / "b.py").write_text("y = 2\n")
+    (tmp_path / "irstd_ros" / "sub" / "b.py").rename(tmp_path / "irstd_ros" / "b.py")
+    assert source_record(tmp_path)["sha256"] != first["sha256"]  # a moved module is other code
