@@ -4,10 +4,15 @@
     ros2 launch irstd_ros irstd.launch.py params_file:=/path/to/my.yaml use_lifecycle:=true
     ros2 launch irstd_ros irstd.launch.py use_lifecycle:=true autostart:=true
     ros2 launch irstd_ros irstd.launch.py dds_profile:=large_images
+    ros2 launch irstd_ros irstd.launch.py image_topic:=/cam0/image_raw image_transport:=compressed
 
 Arguments:
     image_topic    input sensor_msgs/Image topic; the node's 'image' is remapped to it
-                   (parameter input.transport: compressed reads <image_topic>/compressed)
+                   (input.transport compressed reads <image_topic>/compressed)
+    image_transport  the parameter input.transport, over the params file's: '' (default)
+                   keeps the file's (raw in the shipped one); raw: sensor_msgs/Image on
+                   image_topic; compressed: sensor_msgs/CompressedImage (png, jpeg) on
+                   <image_topic>/compressed, as image_transport's compressed publishes it
     camera_info_topic  the camera's sensor_msgs/CameraInfo topic (bearings); the node's
                    'camera_info' is remapped to it (default: camera_info in the node's
                    namespace; set it beside image_topic, e.g. /camera/camera_info)
@@ -45,20 +50,51 @@ def dds_environment(context):
     return [SetEnvironmentVariable(k, v) for k, v in launch_profile_environment(value, share).items()]
 
 
+def detector_nodes(context):
+    """The node: irstd_node, or with use_lifecycle:=true the managed irstd_lifecycle_node.
+    image_transport, when given, is set over the params file's input.transport (launch_ros
+    passes it after the file, so it wins); '' leaves the file's."""
+    use_lifecycle = LaunchConfiguration('use_lifecycle')
+    parameters = [LaunchConfiguration('params_file')]
+    transport = LaunchConfiguration('image_transport').perform(context)
+    if transport:
+        parameters.append({'input.transport': transport})
+    common = dict(
+        package='irstd_ros',
+        name='irstd_node',
+        namespace=LaunchConfiguration('namespace'),
+        parameters=parameters,
+        remappings=[('image', LaunchConfiguration('image_topic')),
+                    ('camera_info', LaunchConfiguration('camera_info_topic'))],
+        output='screen',
+        emulate_tty=True,
+    )
+    detector = Node(
+        executable='irstd_node',
+        condition=UnlessCondition(use_lifecycle),
+        **common,
+    )
+    managed_detector = LifecycleNode(
+        executable='irstd_lifecycle_node',
+        arguments=['--autostart', LaunchConfiguration('autostart')],
+        condition=IfCondition(use_lifecycle),
+        **common,
+    )
+    return [detector, managed_detector]
+
+
 def generate_launch_description():
     default_params = os.path.join(get_package_share_directory('irstd_ros'), 'config', 'irstd.yaml')
-
-    image_topic = LaunchConfiguration('image_topic')
-    camera_info_topic = LaunchConfiguration('camera_info_topic')
-    namespace = LaunchConfiguration('namespace')
-    params_file = LaunchConfiguration('params_file')
-    use_lifecycle = LaunchConfiguration('use_lifecycle')
-    autostart = LaunchConfiguration('autostart')
 
     arguments = [
         DeclareLaunchArgument(
             'image_topic', default_value='image',
             description="Input image topic (sensor_msgs/Image), remapped from 'image'"),
+        DeclareLaunchArgument(
+            'image_transport', default_value='', choices=['', 'raw', 'compressed'],
+            description="The node's input.transport, over the params file's: '' keeps the file's, "
+                        'raw (sensor_msgs/Image on image_topic) or compressed (CompressedImage '
+                        'on <image_topic>/compressed)'),
         DeclareLaunchArgument(
             'camera_info_topic', default_value='camera_info',
             description="The camera's CameraInfo topic (for bearings), remapped from 'camera_info'"),
@@ -81,25 +117,6 @@ def generate_launch_description():
                         'or a path'),
     ]
 
-    common = dict(
-        package='irstd_ros',
-        name='irstd_node',
-        namespace=namespace,
-        parameters=[params_file],
-        remappings=[('image', image_topic), ('camera_info', camera_info_topic)],
-        output='screen',
-        emulate_tty=True,
-    )
-    detector = Node(
-        executable='irstd_node',
-        condition=UnlessCondition(use_lifecycle),
-        **common,
-    )
-    managed_detector = LifecycleNode(
-        executable='irstd_lifecycle_node',
-        arguments=['--autostart', autostart],
-        condition=IfCondition(use_lifecycle),
-        **common,
-    )
-
-    return LaunchDescription(arguments + [OpaqueFunction(function=dds_environment), detector, managed_detector])
+    # the environment first: it must be set before any process starts
+    return LaunchDescription(arguments + [OpaqueFunction(function=dds_environment),
+                                          OpaqueFunction(function=detector_nodes)])

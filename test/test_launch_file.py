@@ -23,13 +23,16 @@ import pytest
 
 from irstd_ros.ros import launch_args
 from irstd_ros.ros.launch_args import (
+    IMAGE_TRANSPORTS,
     LAUNCH_ARGUMENTS,
     LIFECYCLE_EXECUTABLE,
     NODE_NAME,
     PACKAGE,
+    TRANSPORT_PARAM,
     executable_for,
     node_command,
 )
+from irstd_ros.ros.params import SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "irstd.launch.py"
@@ -73,6 +76,16 @@ def test_declares_exactly_the_documented_arguments(tree):
     for name, (default, _) in LAUNCH_ARGUMENTS.items():
         if default is not None:
             assert ast.literal_eval(declared[name]) == default, name
+
+
+def test_image_transport_offers_the_parameter_s_choices(tree):
+    """'' (the params file's value), then exactly input.transport's choices."""
+    (call,) = [c for c in calls(tree, "DeclareLaunchArgument")
+               if ast.literal_eval(c.args[0]) == "image_transport"]
+    assert tuple(ast.literal_eval(kwarg(call, "choices"))) == IMAGE_TRANSPORTS
+    assert IMAGE_TRANSPORTS == ("", *SPECS[TRANSPORT_PARAM].choices)
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+    assert TRANSPORT_PARAM in strings
 
 
 def test_names_package_executables_node_name_and_config(tree):
@@ -131,7 +144,10 @@ class Node:
 
     def command(self, values) -> list[str]:
         """The command line launch_ros (>= Humble) builds for this node, with ``executable``
-        as ros2 run would find it (here: its bare name)."""
+        as ros2 run would find it (here: its bare name). A dict of parameters, which
+        launch_ros writes to a temporary file passed with --params-file at its place in
+        the list, is given as the -p NAME:=VALUE of each entry: the same effect (a later
+        value wins)."""
 
         def sub(x):
             return values[x.name] if isinstance(x, LaunchConfiguration) else x
@@ -143,7 +159,11 @@ class Node:
             ns = sub(self.namespace)
             cmd += ["-r", f"__ns:={ns if ns.startswith('/') else '/' + ns}"]
         for p in self.parameters:
-            cmd += ["--params-file", sub(p)]
+            if isinstance(p, dict):
+                for name, value in p.items():
+                    cmd += ["-p", f"{name}:={sub(value)}"]
+            else:
+                cmd += ["--params-file", sub(p)]
         for src, dst in self.remappings:
             cmd += ["-r", f"{sub(src)}:={sub(dst)}"]
         return cmd
@@ -210,7 +230,9 @@ def description(monkeypatch) -> LaunchDescription:
     return run_launch_file(monkeypatch)
 
 
-def started(ld: LaunchDescription, **overrides) -> tuple[list[Node], dict[str, str]]:
+def argument_values(ld: LaunchDescription, **overrides) -> dict[str, str]:
+    """The launch arguments' values: the defaults, ``overrides`` over them (each declared,
+    within its choices)."""
     args = [e for e in ld.entities if isinstance(e, DeclareLaunchArgument)]
     values = {a.name: a.default_value for a in args}
     unknown = set(overrides) - set(values)
@@ -219,7 +241,21 @@ def started(ld: LaunchDescription, **overrides) -> tuple[list[Node], dict[str, s
     for a in args:
         if a.choices is not None:
             assert values[a.name] in a.choices
-    nodes = [e for e in ld.entities if isinstance(e, Node)
+    return values
+
+
+def expanded(ld: LaunchDescription, values: dict[str, str]) -> list:
+    """The entities in the order launch visits them, each OpaqueFunction replaced by the
+    actions it returns for ``values``."""
+    out: list = []
+    for entity in ld.entities:
+        out += entity.function(values) if isinstance(entity, OpaqueFunction) else [entity]
+    return out
+
+
+def started(ld: LaunchDescription, **overrides) -> tuple[list[Node], dict[str, str]]:
+    values = argument_values(ld, **overrides)
+    nodes = [e for e in expanded(ld, values) if isinstance(e, Node)
              and (e.condition is None or e.condition.holds(values))]
     return nodes, values
 
@@ -247,8 +283,11 @@ def test_exactly_one_node_per_use_lifecycle_value(description, use_lifecycle):
         {"image_topic": "/cam0/image_raw", "namespace": "cam0", "params_file": "/tmp/p.yaml"},
         {"image_topic": "thermal/image", "namespace": "/robot/ir", "use_lifecycle": "true"},
         {"use_lifecycle": "true", "autostart": "true"},
+        {"image_topic": "/cam0/image_raw", "image_transport": "compressed"},
+        {"image_transport": "raw", "use_lifecycle": "true"},
+        {"camera_info_topic": "/cam0/camera_info"},
     ],
-    ids=["defaults", "remapped", "lifecycle", "autostart"],
+    ids=["defaults", "remapped", "lifecycle", "autostart", "compressed", "raw", "camera_info"],
 )
 def test_command_line_is_node_command(description, overrides):
     (node,), values = started(description, **overrides)
@@ -257,21 +296,30 @@ def test_command_line_is_node_command(description, overrides):
         image_topic=values["image_topic"],
         namespace=values["namespace"],
         executable=executable_for(values["use_lifecycle"]),
+        camera_info_topic=values["camera_info_topic"],
         autostart=values["autostart"] if values["use_lifecycle"] == "true" else None,
+        image_transport=values["image_transport"],
     )
     assert node.command(values) == expected
 
 
+@pytest.mark.parametrize("use_lifecycle", ["false", "true"])
+def test_image_transport_is_set_over_the_params_file_only_when_given(description, use_lifecycle):
+    """'' (the default) leaves the params file's input.transport, which a launch default
+    of raw would override unseen; a value is passed after the file, so it wins."""
+    (node,), values = started(description, use_lifecycle=use_lifecycle)
+    assert len(node.parameters) == 1 and "-p" not in node.command(values)  # the file alone
+    (node,), values = started(description, use_lifecycle=use_lifecycle, image_transport="compressed")
+    assert node.parameters[1:] == [{TRANSPORT_PARAM: "compressed"}]
+    cmd = node.command(values)
+    assert cmd.index("-p") == cmd.index("--params-file") + 2
+    assert cmd[cmd.index("-p") + 1] == "input.transport:=compressed"
+
+
 def launched_environment(ld: LaunchDescription, **overrides) -> dict[str, str]:
-    """The variables the launch sets (its OpaqueFunction run on the argument values)."""
-    _, values = started(ld, **overrides)
-    env = {}
-    for entity in ld.entities:
-        if isinstance(entity, OpaqueFunction):
-            for action in entity.function(values):
-                assert isinstance(action, SetEnvironmentVariable)
-                env[action.name] = action.value
-    return env
+    """The variables the launch sets (its OpaqueFunctions run on the argument values)."""
+    values = argument_values(ld, **overrides)
+    return {e.name: e.value for e in expanded(ld, values) if isinstance(e, SetEnvironmentVariable)}
 
 
 # Fast DDS 3 (Kilted, the PyPI wheels): FASTDDS_..., and FASTRTPS_... emptied, since Kilted's
@@ -295,8 +343,10 @@ def test_dds_profile_sets_the_distributions_variable_before_the_node(monkeypatch
     assert launched_environment(ld, dds_profile=str(own)) == {variable: str(own), **emptied}
     with pytest.raises(FileNotFoundError, match="dds_profile: no such file .*valid: ''"):
         launched_environment(ld, dds_profile=str(tmp_path / "absent.xml"))
-    kinds = [type(e).__name__ for e in ld.entities if not isinstance(e, DeclareLaunchArgument)]
-    assert kinds.index("OpaqueFunction") < kinds.index("Node")  # set before any process starts
+    kinds = [type(e).__name__ for e in expanded(ld, argument_values(ld, dds_profile="large_images"))
+             if not isinstance(e, DeclareLaunchArgument)]
+    assert kinds.index("SetEnvironmentVariable") < kinds.index("Node")  # before any process starts
+    assert kinds.index("SetEnvironmentVariable") < kinds.index("LifecycleNode")
 
 
 # 3. package plumbing ---------------------------------------------------------------------

@@ -9,7 +9,10 @@ exactly the way the launch file does::
         --params-file config/irstd.yaml -r image:=/cam0/image_raw
 
 (launch_ros >= Humble: ``--ros-args``, node name, namespace made absolute -- ``''``
-becomes ``/`` --, parameter files, then remappings.)
+becomes ``/`` --, parameter files, then remappings. The launch file's ``image_transport``
+goes to launch_ros as a parameter dict after the file, which launch_ros writes to a
+temporary file of its own; here it is ``-p input.transport:=...`` at the same place, with
+the same effect: the later value wins.)
 
 ``test/test_launch_file.py`` checks that the launch file declares :data:`LAUNCH_ARGUMENTS`
 and starts :data:`NODE_NAME` from :data:`PACKAGE` with these executables.
@@ -35,6 +38,9 @@ LIFECYCLE_EXECUTABLE = "irstd_lifecycle_node"
 LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "image_topic": (IMAGE_INPUT, "Input image topic (sensor_msgs/Image; with the parameter input.transport: compressed, "
                   "its <topic>/compressed is read), remapped from 'image'"),
+    "image_transport": ("", "The node's input.transport, over the params file's: '' keeps the "
+                        "file's, raw (sensor_msgs/Image on image_topic) or compressed "
+                        "(CompressedImage on <image_topic>/compressed)"),
     "camera_info_topic": (CAMERA_INFO_INPUT, "The camera's sensor_msgs/CameraInfo topic (for "
                           "bearings), remapped from 'camera_info'; set it with image_topic, e.g. "
                           "/camera/camera_info beside /camera/image_raw"),
@@ -46,6 +52,9 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
                     "environment, 'large_images' the shipped one for full-resolution frames, or a path"),
 }
 AUTOSTART_FLAG = "--autostart"  # irstd_lifecycle_node's argument: --autostart [true|false]
+TRANSPORT_PARAM = "input.transport"  # the node parameter the image_transport argument sets
+# image_transport's values: '' (the params file's input.transport), then the parameter's
+IMAGE_TRANSPORTS = ("", "raw", "compressed")
 
 
 PARAMS_FILE = Path("config") / "irstd.yaml"  # relative to the share directory / source tree
@@ -118,6 +127,7 @@ def node_command(
     name: str = NODE_NAME,
     extra_ros_args: Sequence[str] = (),
     autostart: bool | str | None = None,
+    image_transport: str = "",
 ) -> list[str]:
     """The command line launch_ros runs for the launch file's node.
 
@@ -126,11 +136,15 @@ def node_command(
     name, namespace, parameter file, then remappings. ``extra_ros_args`` (e.g.
     ``["-p", "model.backend:=torch-cpu"]``) are appended after them. ``autostart`` (the
     managed node's): ``--autostart true|false`` before the ROS arguments, as the launch file
-    passes it. (One difference: launch drops a parameter file that does not exist, with a
-    warning; here it is passed on.)
+    passes it. ``image_transport`` (the launch argument): ``-p input.transport:=VALUE`` after
+    the parameter file, so it wins over the file's; '' leaves the file's. (One difference:
+    launch drops a parameter file that does not exist, with a warning; here it is passed
+    on.)
     """
     if not image_topic or not camera_info_topic:
         raise ValueError("image_topic and camera_info_topic must not be empty")
+    if image_transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"image_transport must be one of {IMAGE_TRANSPORTS}, not {image_transport!r}")
     cmd = [str(executable)]
     if autostart is not None:
         cmd += [AUTOSTART_FLAG, "true" if parse_bool(autostart, "autostart") else "false"]
@@ -139,6 +153,8 @@ def node_command(
         cmd += ["-r", f"__node:={name}"]
     cmd += ["-r", f"__ns:={normalize_namespace(namespace)}"]
     cmd += ["--params-file", str(params_file)]
+    if image_transport:
+        cmd += ["-p", f"{TRANSPORT_PARAM}:={image_transport}"]
     cmd += ["-r", f"{IMAGE_INPUT}:={image_topic}"]
     cmd += ["-r", f"{CAMERA_INFO_INPUT}:={camera_info_topic}"]
     cmd += list(extra_ros_args)

@@ -29,6 +29,13 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   ``/clock``), continuing the tracker's time, so tracks still coast and end. It is counted
   as ``stamp_not_advancing`` and logged at the start of each such stretch; its outputs
   keep its header as it came. A stamp repeated on fewer frames is the same instant.
+* One node serves one camera. A frame whose ``header.frame_id`` is not the previous
+  frame's (several cameras on one topic, or a switch between cameras) starts its stream
+  afresh: the tracks (in the other camera's pixels) are dropped, ids counting on, and its
+  stamps and size are not compared with the other camera's (no ``stamp_backwards``,
+  ``size_changed`` or tracker reset warnings for it). Counted as ``frame_id_changed`` and
+  logged once, saying to run one node per camera: interleaved cameras keep restarting
+  the tracks, so none is ever confirmed.
 """
 
 from __future__ import annotations
@@ -83,6 +90,12 @@ NS_PER_S = 1_000_000_000
 # a stamp on this many frames in a row does not advance: they are timed by their arrival
 # (fewer: the same instant, e.g. a frame published twice)
 FROZEN_STAMP_FRAMES = 3
+# A frame timed by its arrival steps on the node's clock only while that runs smoothly: it
+# also advanced at the previous frame, by at most this many times the steady clock's step
+# (a sim clock replaying up to 10x) plus the slack (scheduling jitter, ns); otherwise (a
+# clock that jumps: /clock starting, an NTP step; one coarser than the frames) steady.
+MAX_CLOCK_RATE = 10.0
+CLOCK_SLACK_NS = 10_000_000
 TRACK_STATE_CODES = {
     TrackState.TENTATIVE: TrackMsg.STATE_TENTATIVE,
     TrackState.CONFIRMED: TrackMsg.STATE_CONFIRMED,
@@ -239,13 +252,16 @@ class FramePipeline:
         self._stamp_repeats = 0  # frames in a row with the previous frame's stamp
         self._stamps_frozen = False  # the last frame's stamp did not advance
         # the tracker's time: the last tracked frame's (tracker ns, its arrival on the node's
-        # and the steady clock, ns), whether it was timed by arrival, and what is added to
+        # and the steady clock (ns), whether the node's clock ran then), whether it was timed
+        # by arrival, and what is added to
         # header stamps (nonzero only after a stretch timed by arrival: the tracker's time
         # goes on from there without a jump)
-        self._track_time: tuple[int, tuple[int, int]] | None = None
+        self._track_time: tuple[int, tuple[int, int], bool] | None = None
         self._arrival_timed = False
         self._track_offset_ns = 0
         self._last_size: tuple[int, int] | None = None
+        self._frame_id: str | None = None  # the last frame's header.frame_id (None: no frame yet)
+        self._frame_id_change_logged = False
         self._cond = threading.Condition()
         self._pending: deque[tuple[Any, _Arrival]] = deque()
         self._busy = False  # the worker is processing a frame (under _cond)
@@ -564,25 +580,27 @@ class FramePipeline:
         """The tracker's time (ns) for a frame stamped ``stamp`` that arrived at
         ``received`` (the node's clock, a steady clock): the stamp; for a ``frozen`` one
         (its stamp does not advance), the previous frame's time plus the time since its
-        arrival, on the node's clock, or on the steady one when the node's did not advance
-        (sim time without ``/clock``, or a step back). The first frame whose stamps advance
-        again goes on from there too, and the stamps after it are offset to match: no jump,
-        no reset, their differences kept. With stamps that always advance this is the
-        stamp itself."""
+        arrival: on the node's clock while that runs smoothly (see :data:`MAX_CLOCK_RATE`;
+        sim time replayed at another rate), else on the steady one (sim time without
+        ``/clock``, a clock that jumps or steps back, or ticks coarser than the frames). The
+        first frame whose stamps advance again goes on from there too, and the stamps after
+        it are offset to match: no jump, no reset, their differences kept. With stamps that
+        always advance this is the stamp itself."""
         prev = self._track_time
+        clock_runs = received[0] > 0 and (prev is None or received[0] > prev[1][0])
         if not frozen and not self._arrival_timed:
             t_ns = stamp + self._track_offset_ns
         elif prev is None:
             t_ns = received[1]
         else:
-            t_prev, (clock, steady) = prev
-            t_ns = t_prev + (
-                received[0] - clock if received[0] > clock else max(0, received[1] - steady)
-            )
+            t_prev, (clock, steady), clock_ran = prev
+            clock_step, steady_step = received[0] - clock, max(0, received[1] - steady)
+            smooth = clock_ran and 0 < clock_step <= MAX_CLOCK_RATE * steady_step + CLOCK_SLACK_NS
+            t_ns = t_prev + (clock_step if smooth else steady_step)
         if self._arrival_timed and not frozen:  # the stamps advance again: on them from here
             self._track_offset_ns = t_ns - stamp
         self._arrival_timed = frozen
-        self._track_time = (t_ns, received)
+        self._track_time = (t_ns, received, clock_runs)
         return t_ns
 
     def _camera_for(
@@ -615,9 +633,14 @@ class FramePipeline:
         return None
 
     def _check_stream(self, msg: Image | CompressedImage, size: tuple[int, int]) -> bool:
-        """Report stamps going back and size changes; True when the frame's stamp does not
-        advance (0, or the same on :data:`FROZEN_STAMP_FRAMES` frames in a row), counted as
+        """Report stamps going back and size changes; start afresh on another frame_id
+        (:meth:`_frame_id_changed`); True when the frame's stamp does not advance (0, or
+        the same on :data:`FROZEN_STAMP_FRAMES` frames in a row), counted as
         ``stamp_not_advancing`` and logged once a stretch (rate-limited)."""
+        frame_id = msg.header.frame_id
+        if self._frame_id is not None and frame_id != self._frame_id:
+            self._frame_id_changed(self._frame_id, frame_id)
+        self._frame_id = frame_id
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         if self._last_stamp is not None and stamp < self._last_stamp:
             self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")
@@ -640,6 +663,30 @@ class FramePipeline:
             self._trails.clear()
         self._last_stamp, self._last_size = stamp, size
         return frozen
+
+    def _frame_id_changed(self, old: str, new: str) -> None:
+        """Another camera's frame: count it, say once that one node serves one camera, and
+        start the stream afresh (tracks, trails, stamp and size history, the tracker's
+        time; the id counter goes on)."""
+        n = self.stats.on_error("frame_id_changed")
+        if not self._frame_id_change_logged:
+            self._frame_id_change_logged = True
+            self._logger().warning(
+                f"frame_id_changed: a frame of {new!r} after frames of {old!r}: one node tracks "
+                "one camera, so its tracks restart at every change of frame_id (counted as "
+                f"errors.frame_id_changed, {n} so far; said once). Several cameras on one topic "
+                "never get a confirmed track: give each camera its own topic and node "
+                "(ros2 launch irstd_ros irstd.launch.py namespace:=<camera> image_topic:=<its image>)"
+            )
+        if self.tracker is not None:  # its tracks are in the other camera's pixels
+            self.tracker.reset()
+        self._trails.clear()
+        self._track_counts = (0, 0)
+        self._last_stamp = self._last_size = None
+        self._stamp_repeats = 0
+        self._track_time = None
+        self._arrival_timed = False
+        self._track_offset_ns = 0
 
     def _publish_overlay(
         self, header: Any, frame: np.ndarray, targets: list[Target], tracks: list[Track] | None

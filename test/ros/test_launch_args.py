@@ -30,5 +30,10 @@ def test_node_command_shape():
     assert node_command("p.yaml", extra_ros_args=["-p", "a:=1"])[-2:] == ["-p", "a:=1"]
     with pytest.raises(ValueError):
         node_command("p.yaml", image_topic="")
+    compressed = node_command("p.yaml", image_transport="compressed")
+    assert compressed[compressed.index("p.yaml") + 1:][:2] == ["-p", "input.transport:=compressed"]
+    assert "-p" not in node_command("p.yaml", image_transport="")  # the file's value
+    with pytest.raises(ValueError):
+        node_command("p.yaml", image_transport="theora")
     with pytest.raises(ValueError):
         executable_for("maybe")

@@ -13,6 +13,7 @@ pytest.importorskip("irstd_ros.msg")
 from _support.node import frame_for, image_msg, make_detector  # noqa: E402
 
 from irstd_ros.msg import Track as TrackMsg  # noqa: E402
+from irstd_ros.ros.health import STREAM_NOTICES  # noqa: E402
 from irstd_ros.ros.params import PARAMS  # noqa: E402
 from irstd_ros.ros.pipeline import FramePipeline, Outputs, _Arrival  # noqa: E402
 
@@ -225,7 +226,8 @@ def test_diagnostics_say_a_latency_without_samples_is_not_measured():
     params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False}
     pipe = FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
                          params=lambda: params, logger=noting([]), clock_ns=lambda: 10**18)
-    pipe.process(image_msg(frame_for("mono8"), "mono8"), _Arrival(0, 0.0))  # stamp 0
+    # stamped 1 s (image_msg): about 10**9 s before the clock, not live (like a bag's): no latency
+    pipe.process(image_msg(frame_for("mono8"), "mono8"), _Arrival(0, 0.0))
     values = {kv.key: kv.value for kv in pipe.diagnostics("irstd").status[0].values}
     assert values["latency_p50_ms"] == values["latency_p99_ms"] == "n/a"
     assert values["processed"] == "1" and float(values["infer_p50_ms"]) > 0
@@ -371,11 +373,12 @@ def _stamped(arr, stamp_ns: int):
     return msg
 
 
-def _track_run(stamps, warnings: list[str] | None = None, frames: int = 25, sim_rate: float = 0.0):
+def _track_run(stamps, warnings: list[str] | None = None, frames: int = 25, sim_rate: float = 0.0,
+               node_clock=None):
     """The blobs for 5 frames, then 20 blank ones, arriving 0.1 s apart on the injected
     steady clock and ``sim_rate`` times that on the node's (0: frozen, sim time without
-    /clock), stamped ``stamps(k)`` (ns); each frame's tracks as (id, state, hits), and the
-    pipeline."""
+    /clock; or the node's clock ``node_clock(k)``, ns), stamped ``stamps(k)`` (ns); each
+    frame's tracks as (id, state, hits), and the pipeline."""
     import numpy as np
 
     params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
@@ -392,7 +395,7 @@ def _track_run(stamps, warnings: list[str] | None = None, frames: int = 25, sim_
     states = []
     for k in range(frames):
         now[0] += 100_000_000
-        sim[0] += int(sim_rate * 100_000_000)
+        sim[0] = node_clock(k) if node_clock else sim[0] + int(sim_rate * 100_000_000)
         msg = _stamped(blobs if k < 5 else blank, stamps(k))
         assert pipe.process(msg, _Arrival(sim[0], 0.0, now[0]))
         assert target_tracks.msgs[-1].header.stamp == msg.header.stamp  # kept as it came
@@ -446,3 +449,99 @@ def test_unstamped_frames_are_timed_on_the_node_s_clock_while_it_runs():
     _, pipe = _track_run(lambda k: 0, [], frames=5, sim_rate=0.5)
     assert pipe.tracker is not None  # the first frame is placed at its steady arrival, 5.1 s
     assert pipe.tracker.last_stamp == pytest.approx(5.1 + 4 * 0.05)
+
+
+@pytest.mark.parametrize("node_clock", [
+    lambda k: 0 if k < 3 else 1_700_000_000 * 10**9 + k * 100_000_000,  # /clock starts
+    lambda k: 10**9 + k * 100_000_000 + (3600 * 10**9 if k >= 3 else 0),  # an NTP step
+    lambda k: 10**9 + (k // 3) * 300_000_000,  # /clock at a third of the frame rate
+], ids=["clock_starts", "clock_steps", "coarse_clock"])
+def test_unstamped_frames_are_not_timed_by_a_clock_that_jumps(node_clock):
+    """Before, the node's clock was taken whenever it moved on: /clock starting mid-stream
+    or an NTP step put an hour (or 54 years) between two frames, dropping every track,
+    and a clock coarser than the frames counted the time between its ticks twice."""
+    _, pipe = _track_run(lambda k: 0, [], frames=10, node_clock=node_clock)
+    assert pipe.tracker is not None  # 10 frames 0.1 s apart on the steady clock from 5.1 s
+    assert pipe.tracker.last_stamp == pytest.approx(5.1 + 9 * 0.1)
+
+
+def _camera_frame(arr, frame_id: str, stamp_ns: int):
+    msg = _stamped(arr, stamp_ns)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def _tracking_pipeline(warnings: list[str]) -> tuple[FramePipeline, Collect, Collect]:
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
+    tracks, target_tracks = Collect(), Collect()
+    outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
+                      overlay=Collect(), tracks=tracks, target_tracks=target_tracks)
+    pipe = FramePipeline(make_detector(), outputs, params=lambda: params,
+                         logger=noting(warnings), clock_ns=lambda: 0)
+    return pipe, tracks, target_tracks
+
+
+def test_another_camera_s_frames_do_not_continue_this_camera_s_tracks():
+    """A switch to another camera (another header.frame_id) of the same size: before, its
+    frames went on with the first camera's tracks and ids, as if one scene."""
+    warnings: list[str] = []
+    pipe, tracks, target_tracks = _tracking_pipeline(warnings)
+    blobs = frame_for("mono8")
+    for k in range(5):
+        assert pipe.process(_camera_frame(blobs, "ir_left", 1_000_000_000 + k * 100_000_000))
+    left = {d.id for d in tracks.msgs[-1].detections}
+    assert len(left) == 2
+    for k in range(5, 10):  # the same blobs at the same pixels, seen by another camera
+        assert pipe.process(_camera_frame(blobs, "ir_right", 1_000_000_000 + k * 100_000_000))
+        if k == 5:  # the right camera's first frame: new tentative tracks only
+            assert tracks.msgs[-1].detections == []
+            assert {t.state for t in target_tracks.msgs[-1].tracks} == {TrackMsg.STATE_TENTATIVE}
+    right = {d.id for d in tracks.msgs[-1].detections}
+    assert len(right) == 2 and right.isdisjoint(left)  # one id counter: never an id twice
+    assert tracks.msgs[-1].header.frame_id == "ir_right"
+    assert pipe.stats.errors == {"frame_id_changed": 1}
+    assert len(warnings) == 1 and "one node tracks one camera" in warnings[0], warnings
+
+
+def test_interleaved_cameras_are_said_once_and_counted_not_warned_per_frame():
+    """Two cameras of different sizes and clocks on one topic: before, every frame reset
+    the tracker with a size_changed, stamp_backwards or tracker_reset warning (each every
+    5 s, for as long as it ran) and nothing said why."""
+    import numpy as np
+
+    warnings: list[str] = []
+    pipe, tracks, _ = _tracking_pipeline(warnings)
+    blobs = frame_for("mono8")
+    small = np.ascontiguousarray(blobs[: blobs.shape[0] // 2, : blobs.shape[1] // 2])
+    frames = 40
+    for k in range(frames):
+        if k % 2 == 0:  # the wide camera's clock runs 10 s ahead of the small one's
+            msg = _camera_frame(blobs, "ir_wide", 11_000_000_000 + k * 50_000_000)
+        else:
+            msg = _camera_frame(small, "ir_small", 1_000_000_000 + k * 50_000_000)
+        assert pipe.process(msg)
+        assert tracks.msgs[-1].detections == []  # tracks restart at every change: none confirmed
+    assert pipe.stats.errors == {"frame_id_changed": frames - 1}
+    assert pipe.stats.processed == frames  # a notice, no frame lost (load-test's accounting):
+    assert set(pipe.stats.errors) <= STREAM_NOTICES
+    assert len(warnings) == 1, warnings
+    assert "'ir_small' after frames of 'ir_wide'" in warnings[0]
+    assert "its own topic and node" in warnings[0]
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    status = pipe.diagnostics("irstd").status[0]
+    assert {kv.key: kv.value for kv in status.values}["errors.frame_id_changed"] == str(frames - 1)
+    assert status.level == DiagnosticStatus.WARN  # while it goes on
+
+
+def test_one_camera_s_stream_still_reports_its_own_size_change():
+    """The frame_id check does not hide a change within one camera's stream."""
+    import numpy as np
+
+    warnings: list[str] = []
+    pipe, _, _ = _tracking_pipeline(warnings)
+    blobs = frame_for("mono8")
+    assert pipe.process(_camera_frame(blobs, "ir_cam", 2_000_000_000))
+    half = np.ascontiguousarray(blobs[: blobs.shape[0] // 2])
+    assert pipe.process(_camera_frame(half, "ir_cam", 1_000_000_000))
+    assert set(pipe.stats.errors) == {"size_changed", "stamp_backwards"}
