@@ -38,6 +38,9 @@ SUPPORTED_MODES = (*GREY_MODES, "LA", *SIXTEEN_BIT_MODES, "I", "F", *COLOUR_MODE
 UINT16_MAX = 65535
 TIFF_SAMPLE_FORMAT = 339  # the tag; 2: signed integers
 UNSIGNED_32_RAW_MODES = ("I;32", "I;32N", "I;32L", "I;32B")  # Pillow's raw modes of uint32 files
+# Pillow's default MAX_IMAGE_PIXELS (about 89 Mpx, 1024**3 / 4 / 3): files of over twice it
+# are refused (decompression bombs) also where a program switched Pillow's check off (None)
+FALLBACK_MAX_PIXELS = 89_478_485
 EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 (or none, or a value outside 2..8): as stored
 EXIF_TRANSPOSE = {  # Orientation -> the transpose that shows the pixels as viewers do
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -80,16 +83,31 @@ def prepare_image(
     """``im`` (just opened, not loaded) checked, loaded and, with ``orient``, turned as its
     EXIF says; and whether its ``I`` pixels are unsigned 32-bit (Pillow holds them as
     signed: 2**31 and above come out negative). A :class:`DatasetError` naming ``name``
-    for what would be misread (see the module docstring) or does not decode."""
+    for what would be misread (see the module docstring) or does not decode; ``im`` (and
+    the file it holds open) is closed then: a dataset of many bad files leaks no handle."""
     try:
+        return _prepare(im, name, orient)
+    except BaseException:
+        im.close()
+        raise
+
+
+def _prepare(im: Image.Image, name: str | Path, orient: bool) -> tuple[Image.Image, bool]:
+    """:func:`prepare_image`, leaving ``im`` open when it raises."""
+    try:
+        w, h = im.size
+        limit = Image.MAX_IMAGE_PIXELS or FALLBACK_MAX_PIXELS
+        if w * h > 2 * limit:  # Pillow's own check, also where its limit was switched off
+            raise DatasetError(
+                f"{name}: too many pixels to read ({w}x{h} = {w * h} pixels, over twice "
+                f"the limit of {limit}: a decompression bomb?)"
+            )
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
-            im.close()
             raise DatasetError(f"{name}: holds {frames} frames; one image per file is expected")
         # Pillow has no 16-bit colour modes: it decodes such files to 8 bits, silently
         wide = [m for m in _raw_modes(im) if ";16" in m]
         if wide and im.mode not in (*SIXTEEN_BIT_MODES, "I", "F"):
-            im.close()
             raise DatasetError(
                 f"{name}: 16-bit pixels ({wide[0]}) that Pillow would read as 8-bit {im.mode}; "
                 "save it as 16-bit greyscale (one channel)"
@@ -97,7 +115,7 @@ def prepare_image(
         sample_format = getattr(im, "tag_v2", {}).get(TIFF_SAMPLE_FORMAT, ())
         signed = 2 in (sample_format if isinstance(sample_format, tuple) else (sample_format,))
         if signed and im.mode not in ("I", "F"):
-            im.close()  # Pillow reads signed 8-bit TIFF pixels as unsigned: -1 as 255
+            # Pillow reads signed 8-bit TIFF pixels as unsigned: -1 as 255
             raise DatasetError(f"{name}: signed 8-bit pixels are not supported; save it as 8- or 16-bit unsigned")
         unsigned32 = any(m in UNSIGNED_32_RAW_MODES for m in _raw_modes(im))
         orientation = im.getexif().get(EXIF_ORIENTATION, 1) if orient else 1
@@ -105,7 +123,6 @@ def prepare_image(
         if turn is not None and im.format == "TIFF":
             # Pillow turns a TIFF itself while loading, inconsistently (measured with
             # Pillow 13: orientation 6 read as a mirror image, size unturned)
-            im.close()
             raise DatasetError(
                 f"{name}: a TIFF with an EXIF orientation ({orientation}) "
                 "cannot be read reliably; save it without one (as shown) or as PNG"

@@ -25,13 +25,16 @@ Only 8-bit frames are packed (both datasets are 8-bit); any other dtype is refus
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+import psutil
 
 from irstd_ros.core.paths import atomic_path
 from irstd_ros.data.datasets import DatasetSpec, find_pairs
@@ -221,8 +224,29 @@ def build_pack(cfg: PackConfig) -> dict:
 
 
 # --- reading ----------------------------------------------------------------------------------
+# Every member is checked before it is decompressed: a zip's declared sizes and an .npy
+# header's shape are the file's word, and a member of a few KiB of deflate can declare
+# (and be) gigabytes of zeros, a zip bomb. The meta holds the names (about 20 bytes each:
+# 64 MiB is millions of frames); the other members' shapes follow from the meta and the
+# shapes; a group's pixels must fit in the memory available (psutil) before they are read.
+MAX_META_BYTES = 64 * 2**20
+MAX_NPY_HEADER = 65536 + 12  # an .npy 2.0 header at most; 1.0: 65535 + 10
+BYTES_PER_PIXEL = 3.2  # to read a group: its stream, the unfiltered images, the masks (bits, bools)
+
+
+def available_memory() -> int:
+    """Bytes of memory this machine can give without swapping (psutil's ``available``)."""
+    return int(psutil.virtual_memory().available)
+
+
+class _BadMember(ValueError):
+    """A member of the zip that is missing, of another dtype or shape than the pack's
+    layout, or whose sizes disagree; the message names the member."""
+
+
 class Pack:
-    """A pack opened for reading (arrays are decompressed lazily, per group)."""
+    """A pack opened for reading (arrays are decompressed lazily, per group, each after
+    its declared sizes are checked against the pack's layout and each other)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -234,23 +258,96 @@ class Pack:
         if not zipfile.is_zipfile(self.path):
             raise DatasetError(f"not a pack ({NOT_A_PACK_HINT}): {self.path}")
         try:
-            self._npz = np.load(self.path, allow_pickle=False)
-        except (ValueError, zipfile.BadZipFile):
+            self._zip = zipfile.ZipFile(self.path)
+        except (OSError, ValueError, zipfile.BadZipFile):
             raise DatasetError(f"not a pack ({NOT_A_PACK_HINT}): {self.path}") from None
         try:
-            self.meta = json.loads(bytes(self._npz[META_KEY]).decode())
-            if not isinstance(self.meta, dict):
+            self.meta = self._read_meta()
+        except BaseException:
+            self._zip.close()  # no handle left open by a file that is no pack
+            raise
+
+    def _read_meta(self) -> dict:
+        not_a_pack = f"not a pack ({NOT_A_PACK_HINT}): {self.path}"
+        if f"{META_KEY}.npy" not in self._zip.namelist():  # another .npz, another zip
+            raise DatasetError(not_a_pack)
+        try:
+            meta = json.loads(bytes(self._array(META_KEY, np.uint8, limit=MAX_META_BYTES)).decode())
+            if not isinstance(meta, dict):
                 raise ValueError("meta is not a JSON object")
+        except _BadMember as exc:  # a bomb, a lying header: said, naming the member
+            raise DatasetError(f"{not_a_pack}: {exc}") from None
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error):
-            self._npz.close()
-            raise DatasetError(f"not a pack ({NOT_A_PACK_HINT}): {self.path}") from None
-        if self.meta.get("format") != PACK_FORMAT or self.meta.get("filter") != FILTER:
-            raise DatasetError(f"{self.path}: pack format {self.meta.get('format')} / filter "
-                               f"{self.meta.get('filter')} not supported (expected {PACK_FORMAT} / {FILTER})")
-        groups = self.meta.get("groups")
+            raise DatasetError(not_a_pack) from None
+        if meta.get("format") != PACK_FORMAT or meta.get("filter") != FILTER:
+            raise DatasetError(f"{self.path}: pack format {meta.get('format')} / filter "
+                               f"{meta.get('filter')} not supported (expected {PACK_FORMAT} / {FILTER})")
+        groups = meta.get("groups")
         if not (isinstance(groups, dict) and all(isinstance(g, dict) for g in groups.values())):
-            self._npz.close()
             raise DatasetError(f"{self.path}: the pack's list of groups is missing or damaged; write the pack again")
+        return meta
+
+    def _array(
+        self, key: str, dtype: type, shape: tuple[int, ...] | None = None, limit: int = 0
+    ) -> np.ndarray:
+        """The array of member ``<key>.npy``, decompressed only once its ``.npy`` header says
+        ``dtype`` and ``shape`` (None: one dimension of at most ``limit`` elements) and the
+        zip declares exactly the header's size plus the array's bytes (:class:`_BadMember`
+        otherwise). Read-only."""
+        name = f"{key}.npy"
+        try:
+            info = self._zip.getinfo(name)
+        except KeyError:
+            raise _BadMember(f"member {name} is missing") from None
+        most = limit if shape is None else math.prod(shape)
+        if info.file_size > MAX_NPY_HEADER + most * np.dtype(dtype).itemsize:  # before inflating a byte
+            raise _BadMember(f"member {name} declares {info.file_size} bytes uncompressed, more than "
+                             f"the {most} {np.dtype(dtype).name} values (plus header) it can hold")
+        try:
+            f = self._zip.open(info)
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile) as exc:  # encrypted, an unknown compression
+            raise _BadMember(f"member {name} cannot be read ({exc})") from None
+        with f:
+            try:
+                data, got_shape, got_dtype, fortran = self._checked_read(f, info, dtype, shape, limit)
+            except _BadMember:
+                raise
+            except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+                raise _BadMember(f"member {name}: {exc}") from None
+        arr: np.ndarray = np.frombuffer(data, dtype=got_dtype).astype(dtype, copy=False)  # native order
+        return arr.reshape(got_shape[::-1]).T if fortran else arr.reshape(got_shape)
+
+    @staticmethod
+    def _checked_read(
+        f: IO[bytes], info: zipfile.ZipInfo, dtype: type, shape: tuple[int, ...] | None, limit: int
+    ) -> tuple[bytes, tuple[int, ...], np.dtype, bool]:
+        """:meth:`_array`'s reading of the open member ``f``: the data, shape, dtype and
+        order once its header and sizes are checked."""
+        name = info.filename
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise _BadMember(f"member {name}: .npy format {version} is not a pack's (1.0 or 2.0)")
+        want = np.dtype(dtype)
+        if (got_dtype.kind, got_dtype.itemsize) != (want.kind, want.itemsize) or len(got_shape) != (
+            1 if shape is None else len(shape)
+        ):
+            raise _BadMember(f"member {name} holds {got_dtype} of shape {got_shape}, expected "
+                             f"{want} of shape {shape or '(n,)'}")
+        if (got_shape[0] > limit) if shape is None else (tuple(got_shape) != shape):
+            expected = f"at most {limit} values" if shape is None else f"shape {shape}"
+            raise _BadMember(f"member {name} holds shape {got_shape}, expected {expected}")
+        nbytes = math.prod(got_shape) * got_dtype.itemsize
+        if f.tell() + nbytes != info.file_size:
+            raise _BadMember(f"member {name}: its .npy header declares {f.tell() + nbytes} bytes, "
+                             f"the zip {info.file_size}")
+        data = f.read(nbytes)  # the zip's CRC is checked on reaching its declared end
+        if len(data) != nbytes:
+            raise _BadMember(f"member {name} is cut short ({len(data)} of {nbytes} bytes)")
+        return data, tuple(got_shape), got_dtype, bool(fortran)
 
     @property
     def groups(self) -> list[str]:
@@ -262,15 +359,19 @@ class Pack:
             raise DatasetError(f"{self.path} has no group {group!r}; it has: {', '.join(self.groups)}")
         try:
             names = self.meta["groups"][group]["names"]
-            shapes = self._npz[f"{group}.shapes"]
-            flat = self._npz[f"{group}.images"]
-            bits = self._npz[f"{group}.masks"]
-            pixels = np.prod(shapes.astype(np.int64), axis=1)
-            if len(names) != len(shapes) or flat.size != pixels.sum() or bits.size != ((pixels + 7) // 8).sum():
-                raise ValueError("its names, sizes, pixels and masks do not agree")
+            if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                raise ValueError("its names are not a list of names")
+            shapes = self._array(f"{group}.shapes", np.int32, (len(names), 2)).tolist()
+            if any(h <= 0 or w <= 0 for h, w in shapes):
+                raise ValueError("it declares an image of no pixels (a side of 0 or less)")
+            pixels = [h * w for h, w in shapes]
+            total, bits_total = sum(pixels), sum((n + 7) // 8 for n in pixels)
+            self._check_memory(group, total)
+            flat = self._array(f"{group}.images", np.uint8, (total,))
+            bits = self._array(f"{group}.masks", np.uint8, (bits_total,))
             out: list[Item] = []
             pos = mpos = 0
-            for (h, w), name in zip(shapes.tolist(), names):
+            for (h, w), name in zip(shapes, names):
                 n, nb = h * w, (h * w + 7) // 8
                 img = gradient_unfilter(flat[pos : pos + n].reshape(h, w))
                 mask = np.unpackbits(bits[mpos : mpos + nb], count=n).reshape(h, w).astype(bool)
@@ -280,17 +381,32 @@ class Pack:
             raise DatasetError(f"{self.path}: pack group {group!r} is damaged ({exc}); write the pack again") from None
         return out
 
+    def _check_memory(self, group: str, pixels: int) -> None:
+        """A :class:`DatasetError` unless the ``pixels`` of ``group`` can be read into the
+        memory available now (its member ``<group>.images.npy`` declares that many bytes)."""
+        need, free = int(pixels * BYTES_PER_PIXEL), available_memory()
+        if need > free:
+            raise DatasetError(
+                f"{self.path}: pack group {group!r} declares {pixels} pixels (members {group}.shapes.npy, "
+                f"{group}.images.npy), "
+                f"about {need / 2**30:.2f} GiB to read, more than the {free / 2**30:.2f} GiB of memory "
+                "available; a damaged or hostile pack, or one for a larger machine"
+            )
+
     def close(self) -> None:
-        self._npz.close()
+        self._zip.close()
+
+    def __enter__(self) -> Pack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def pack_items(path: str | Path, group: str) -> list[Item]:
     """The items of one group of the pack at ``path``."""
-    pack = Pack(path)
-    try:
+    with Pack(path) as pack:
         return pack.items(group)
-    finally:
-        pack.close()
 
 
 def pack_dataset(path: str | Path, group: str, crop: int | None = None, train: bool = False,

@@ -6,12 +6,18 @@ is_bigendian, step, data``) or the CompressedImage ones (``format, data``), so t
 and its tests need no ROS. Every failure is an :class:`ImageConversionError` whose
 ``kind`` names the problem; sizes are checked against ``max_pixels`` before anything is
 allocated (a compressed frame's: from its PNG/JPEG header, before it is decoded).
+
+``data`` is a ``uint8[]``: bytes, bytearray, ``array.array('B')`` (rclpy), a uint8 numpy
+array (rosbags), a memoryview, or any flat sequence of ints 0..255 (a list, as rclpy's own
+message classes take one); other values (text, floats, booleans, ints out of 0..255,
+nested or multi-dimensional arrays) are ``bad_data``, never read some other way.
 """
 
 from __future__ import annotations
 
 import array
 import io
+import operator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -52,7 +58,7 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
             "unknown_encoding",
             f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}",
         )
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    h, w, step = (_int_field(msg, name) for name in ("height", "width", "step"))
     if h <= 0 or w <= 0:
         raise ImageConversionError("empty_image", f"empty image {w}x{h}")
     if h * w > max_pixels:
@@ -64,13 +70,12 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
         raise ImageConversionError(
             "bad_step", f"step {step} < width {w} x {enc.channels * enc.dtype.itemsize} bytes"
         )
-    data = msg.data
-    size = len(data)
+    buf = data_bytes(msg.data)
+    size = buf.size
     if size != h * step:
         raise ImageConversionError(
             "size_mismatch", f"data has {size} bytes, expected height {h} x step {step} = {h * step}"
         )
-    buf = np.frombuffer(data, dtype=np.uint8)
     rows = buf.reshape(h, step)[:, :row_bytes]
     dtype = enc.dtype.newbyteorder(">" if msg.is_bigendian else "<")
     arr = np.ascontiguousarray(rows).view(dtype).reshape(h, w, enc.channels)
@@ -83,6 +88,62 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ImageConversionError("non_finite", "32FC1 image holds NaN or Inf values")
     return arr
+
+
+def _int_field(msg: Any, name: str) -> int:
+    """An integer field of an Image message (``height``, ``width``, ``step``): an int or a
+    numpy integer; anything else (None, text, 2.5 which ``int`` would cut to 2) is
+    ``bad_field`` naming the field."""
+    value = getattr(msg, name)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ImageConversionError(
+            "bad_field", f"Image field {name} is {type(value).__name__} {value!r:.40}; expected an integer"
+        ) from None
+
+
+def data_bytes(data: Any) -> np.ndarray:
+    """A message's ``data`` (``uint8[]``) as a flat C-contiguous uint8 array: a view of it
+    where it is a buffer of bytes already (bytes, bytearray, ``array.array('B')``, a uint8
+    array or memoryview), else its values, each a byte (a list of ints 0..255: what rclpy's
+    message classes accept). ``bad_data`` for anything that is not exactly that (text,
+    floats, booleans, values out of 0..255, several dimensions, a non-sequence)."""
+    if isinstance(data, (bytes, bytearray)):
+        return np.frombuffer(data, dtype=np.uint8)
+    what = type(data).__name__
+    if isinstance(data, str):  # its characters are no bytes: b"..." or .encode() says which
+        raise ImageConversionError("bad_data", f"data is text (str), not bytes; {_DATA_TYPES}")
+    try:
+        byte_buffer = memoryview(data).format in ("B", "c")  # "c": a char buffer
+    except (TypeError, ValueError):  # no buffer (a list, a tuple), or none of numbers (objects)
+        byte_buffer = False
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged nesting, odd objects
+        raise ImageConversionError("bad_data", f"data ({what}) is no flat sequence of bytes ({exc}); {_DATA_TYPES}") from None
+    if arr.ndim != 1:
+        shape = "a single value" if arr.ndim == 0 else f"{arr.ndim}-D, shape {arr.shape}"
+        raise ImageConversionError("bad_data", f"data ({what}) is {shape}, not a flat sequence of bytes; {_DATA_TYPES}")
+    if arr.size == 0:  # [] is float64 to numpy
+        return np.empty(0, np.uint8)
+    if byte_buffer or arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr).view(np.uint8)
+    # no bytes objects ([b"", b"a"] is S1 to numpy, b"" a 0), floats, booleans, objects
+    # (ints beyond int64)
+    if arr.dtype.kind not in "iu":
+        raise ImageConversionError("bad_data", f"data ({what}) holds {arr.dtype} values, not bytes; {_DATA_TYPES}")
+    low, high = int(arr.min()), int(arr.max())
+    if low < 0 or high > 255:
+        raise ImageConversionError(
+            "bad_data", f"data ({what}, {arr.dtype}) holds values {low}..{high}; a byte is 0..255"
+        )
+    return arr.astype(np.uint8)
+
+
+_DATA_TYPES = (
+    "expected bytes, bytearray, array.array('B'), a uint8 array or a flat sequence of ints 0..255"
+)
 
 
 # The codecs of image_transport's ``compressed`` transport (compressed_image_transport):
@@ -130,16 +191,16 @@ def compressed_to_array(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXEL
     from irstd_ros.data.images import image_pixels, prepare_image
 
     codec = compressed_codec(fmt)
-    raw = bytes(data)
+    raw = data_bytes(data)
     try:  # lazy: reads the header, not the pixels
-        im = PILImage.open(io.BytesIO(raw), formats=[codec])
+        im = PILImage.open(io.BytesIO(raw.data), formats=[codec])
     except PILImage.DecompressionBombError as exc:  # over twice PIL's own limit
         raise ImageConversionError("too_large", f"{codec} frame: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" says no more
         why = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"
         raise ImageConversionError(
-            "undecodable", f"{len(raw)} bytes of format {fmt!r} are no readable {codec} image{why}"
+            "undecodable", f"{raw.size} bytes of format {fmt!r} are no readable {codec} image{why}"
         ) from None
     with im:
         w, h = im.size

@@ -1,10 +1,14 @@
 """Every image mode a user's dataset may hold is read as intensities, never misread."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from irstd_ros.core.normalization import GREY_WEIGHTS
+from irstd_ros.data import images
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.errors import DatasetError
 
@@ -299,3 +303,46 @@ def test_a_decompression_bomb_is_a_dataset_error_naming_the_file(tmp_path, monke
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 > 2 x 1000
     with pytest.raises(DatasetError, match="bomb.png: too many pixels to read"):
         read(path)
+
+
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+@pytest.mark.parametrize("read", [read_image, read_mask])
+@pytest.mark.parametrize("damage", ["truncated", "corrupt pixels"])
+def test_files_that_fail_to_decode_leave_no_file_open(tmp_path, read, damage):
+    """Pillow opens lazily: a file whose header reads but whose pixels do not kept its
+    handle open for as long as the error lived (one per bad file of a dataset, until the
+    garbage collector ran; a ResourceWarning then)."""
+    good = save(tmp_path, Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64), np.uint8)))
+    data = good.read_bytes()
+    bad = tmp_path / "bad.png"
+    if damage == "truncated":
+        bad.write_bytes(data[:200])
+    else:  # the IDAT chunk's body overwritten: its header and size stay
+        at = data.index(b"IDAT") + 40
+        bad.write_bytes(data[:at] + bytes(100) + data[at + 100 :])
+    before, errors = _open_files(), []
+    for _ in range(50):
+        try:
+            read(bad)
+        except DatasetError as exc:
+            errors.append(exc)  # as a tool collecting a dataset's errors would
+    assert len(errors) == 50 and "bad.png: not a readable image" in str(errors[0])
+    assert _open_files() == before
+
+
+def test_a_decompression_bomb_is_refused_where_pillows_own_check_is_switched_off(tmp_path, monkeypatch):
+    """Programs switch Pillow's limit off (``Image.MAX_IMAGE_PIXELS = None``, for large
+    scans); the loader then trusted a file's declared size: a 100000x100000 PNG of a few
+    hundred bytes asked for 10 GB. Its fallback is lowered here so that 64x64 crosses it."""
+    path = save(tmp_path, Image.new("L", (64, 64)), "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    monkeypatch.setattr(images, "FALLBACK_MAX_PIXELS", 1000)
+    for read in (read_image, read_mask):
+        with pytest.raises(DatasetError, match=r"bomb.png: too many pixels to read \(64x64 = 4096 pixels"):
+            read(path)
+    monkeypatch.setattr(images, "FALLBACK_MAX_PIXELS", 4096)  # at most twice it: read
+    assert read_image(path).shape == (64, 64)

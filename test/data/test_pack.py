@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 from _support.cli import one_error_line, run_cli
+from _support.zips import members, npy, npy_header, patch_entry, write_zip
 
 from irstd_ros.cli.main import main
 from irstd_ros.data import pack as pack_module
@@ -259,3 +264,124 @@ def test_a_pack_whose_groups_are_missing_or_damaged_is_one_dataset_error(tmp_pat
     bad = _rewritten(pack, tmp_path / "groups.npz", change)
     with pytest.raises(DatasetError, match="list of groups is missing or damaged"):
         pack_items(bad, "nudt_train")
+
+
+# --- members checked before they are inflated (zip bombs, lying sizes) ---------------------------
+BOMB_SIDE = 4096  # a 16 Mpx frame: 16 MiB of zeros, 16 KiB of deflate
+INFLATE_LIMIT = 2**20  # bytes a refused read may allocate (a bomb's member is 16 MiB)
+
+
+def _tiny_pack(path):
+    item = (np.arange(16, dtype=np.uint8).reshape(4, 4), np.eye(4, dtype=bool), "a")
+    write_pack([PackGroup("g", [item])], path)
+    return path
+
+
+def _with_members(pack, out, **replaced):
+    """A copy of ``pack`` with members replaced (``g_images="..."`` is ``g.images.npy``)."""
+    data = members(pack)
+    data.update({key.replace("_", ".") + ".npy": value for key, value in replaced.items()})
+    return write_zip(out, data)
+
+
+def _refused(read):
+    """The DatasetError ``read()`` raises, and the peak bytes allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError) as info:
+            read()
+        return info.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_zip_bomb_group_is_refused_for_the_memory_it_needs_before_it_is_inflated(tmp_path, monkeypatch):
+    """Shapes, images and masks that agree, and 16 MiB of zeros in 16 KiB of deflate: read
+    whole, as np.load did, a 40 MiB pack could have asked for 40 GiB. The group's pixels are
+    weighed against the memory available before a byte of them is inflated."""
+    n = BOMB_SIDE * BOMB_SIDE
+    bomb = _with_members(_tiny_pack(tmp_path / "p.npz"), tmp_path / "bomb.npz",
+                         g_shapes=npy(np.array([[BOMB_SIDE, BOMB_SIDE]], np.int32)),
+                         g_images=npy(np.zeros(n, np.uint8)), g_masks=npy(np.zeros(n // 8, np.uint8)))
+    assert bomb.stat().st_size < n // 100
+    monkeypatch.setattr(pack_module, "available_memory", lambda: 32 * 2**20)
+    err, peak = _refused(lambda: pack_items(bomb, "g"))
+    assert f"pack group 'g' declares {n} pixels (members g.shapes.npy, g.images.npy)" in str(err)
+    assert "more than the 0.03 GiB of memory available" in str(err)
+    assert peak < INFLATE_LIMIT
+    monkeypatch.setattr(pack_module, "available_memory", lambda: 2**40)
+    assert pack_items(bomb, "g")[0][0].shape == (BOMB_SIDE, BOMB_SIDE)  # where it fits, it reads
+
+
+def test_a_member_larger_than_the_layout_says_is_refused_before_it_is_inflated(tmp_path):
+    """A 4x4 frame's images member holding 16 MiB: np.load inflated all of it first."""
+    bomb = _with_members(_tiny_pack(tmp_path / "p.npz"), tmp_path / "bomb.npz",
+                         g_images=npy(np.zeros(BOMB_SIDE * BOMB_SIDE, np.uint8)))
+    err, peak = _refused(lambda: pack_items(bomb, "g"))
+    assert "pack group 'g' is damaged (member g.images.npy declares 16777344 bytes uncompressed" in str(err)
+    assert peak < INFLATE_LIMIT
+
+
+@pytest.mark.parametrize("member", ["meta", "g.shapes", "g.images", "g.masks"])
+def test_an_npy_header_declaring_a_huge_array_is_refused_without_allocating_it(tmp_path, member):
+    """A header declaring 2**40 bytes over 16 bytes of data: np.load allocated the header's
+    size up front (a MemoryError, or a terabyte of address space)."""
+    dtype = "<i4" if member.endswith("shapes") else "|u1"
+    shape = (2**38, 2) if member.endswith("shapes") else (2**40,)
+    lying = _with_members(_tiny_pack(tmp_path / "p.npz"), tmp_path / "lying.npz",
+                          **{member.replace(".", "_"): npy_header(shape, dtype) + bytes(16)})
+    err, peak = _refused(lambda: pack_items(lying, "g"))
+    assert f"member {member}.npy holds shape {shape}" in str(err)
+    assert peak < INFLATE_LIMIT
+
+
+def test_a_member_whose_zip_size_and_npy_header_disagree_is_refused(tmp_path):
+    """np.load read the header's count and ignored the rest: bytes beyond it, or a zip
+    entry declaring gigabytes, passed silently."""
+    pack = _tiny_pack(tmp_path / "p.npz")
+    trailing = _with_members(pack, tmp_path / "trailing.npz",
+                             g_shapes=npy(np.array([[4, 4]], np.int32)) + bytes(100))
+    with pytest.raises(DatasetError, match=r"damaged \(member g.shapes.npy: its .npy header declares 136 bytes, the zip 236\)"):
+        pack_items(trailing, "g")
+    declared = patch_entry(write_zip(tmp_path / "declared.npz", members(pack)), "meta.npy", file_size=0xFFFFFF00)
+    with pytest.raises(DatasetError, match=r"not a pack \(.+\): .+declared.npz: member meta.npy declares 4294967040 bytes"):
+        Pack(declared)
+
+
+@pytest.mark.parametrize(("change", "words"), [({"flag_bits": 1}, "encrypted"), ({"method": 9}, "not supported")])
+@pytest.mark.parametrize("member", ["meta", "g.images"])
+def test_an_encrypted_or_unknown_compression_member_is_a_dataset_error(tmp_path, member, change, words):
+    """zipfile's RuntimeError and NotImplementedError escaped as tracebacks."""
+    odd = patch_entry(write_zip(tmp_path / "odd.npz", members(_tiny_pack(tmp_path / "p.npz"))),
+                      f"{member}.npy", **change)
+    with pytest.raises(DatasetError, match=rf"member {member}.npy cannot be read \(.*{words}"):
+        pack_items(odd, "g")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+def test_a_refused_pack_leaves_no_file_open(tmp_path):
+    """A pack of another format left its zip open as long as the error lived."""
+    def change(name, data):
+        if name != "meta.npy":
+            return data
+        meta = json.loads(bytes(np.load(io.BytesIO(data))).decode())
+        return npy(np.frombuffer(json.dumps({**meta, "format": 99}).encode(), np.uint8))
+
+    pack = _tiny_pack(tmp_path / "p.npz")
+    other = _rewritten(pack, tmp_path / "other.npz", change)
+    bomb = patch_entry(write_zip(tmp_path / "bomb.npz", members(pack)), "meta.npy", file_size=0xFFFFFF00)
+    before, errors = len(os.listdir("/proc/self/fd")), []
+    for path in [other, bomb] * 20:
+        try:
+            Pack(path)
+        except DatasetError as exc:
+            errors.append(exc)  # as a program collecting them would: their frames live on
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert len(errors) == 40 and "pack format 99" in str(errors[0])
+
+
+def test_a_pack_is_a_context_manager_that_closes_its_file(pack):
+    with Pack(pack) as opened:
+        assert opened.groups == ["nudt_train", "nudt_test", "sirst_crops"]
+        assert opened._zip.fp is not None
+    assert opened._zip.fp is None

@@ -1,12 +1,20 @@
 """Image message <-> array for every encoding, padded steps and big-endian data (no rclpy)."""
 
+import array
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _support.compressed import png_by_hand
 
 from irstd_ros.errors import ImageConversionError
-from irstd_ros.ros.conversions import ENCODINGS, array_to_image_fields, image_to_array
+from irstd_ros.ros.conversions import (
+    ENCODINGS,
+    array_to_image_fields,
+    compressed_to_array,
+    frame_to_array,
+    image_to_array,
+)
 
 
 def msg_from(arr, encoding, pad=0, bigendian=False):
@@ -100,8 +108,6 @@ def test_encode_refuses_wrong_channel_count():
 
 
 def test_encoded_data_is_the_byte_array_rclpy_takes_without_checking_each_byte():
-    import array
-
     image = pytest.importorskip("sensor_msgs.msg").Image
     arr = sample("mono16")
     fields = array_to_image_fields(arr, "mono16")
@@ -162,3 +168,87 @@ def test_colour_encoding_writes_the_bytes_of_a_reordering_by_index(encoding, dty
     arr = sample(encoding, 8, 12).astype(dtype)
     for view in (arr, arr[::2, 1::3]):
         assert bytes(array_to_image_fields(view, encoding)["data"]) == msg_from(view, encoding).data
+
+
+
+# --- data of any container: read exactly, or refused by name ----------------------------------
+BYTES = bytes([1, 2, 3, 250, 5, 6])  # a 2x3 mono8 frame
+EXPECTED = np.array([[1, 2, 3], [250, 5, 6]], np.uint8)
+PNG = png_by_hand(EXPECTED)
+
+
+def mono8(data):
+    return SimpleNamespace(height=2, width=3, encoding="mono8", is_bigendian=0, step=3, data=data)
+
+
+CONTAINERS = {  # data's bytes -> another container holding them
+    "list": list,  # what users building a message by hand pass: it was a bare TypeError
+    "tuple": tuple,
+    "int64 array": lambda b: np.frombuffer(b, np.uint8).astype(np.int64),  # was reshape's ValueError
+    "uint16 array": lambda b: np.frombuffer(b, np.uint8).astype(np.uint16),  # its values, not its memory
+    "strided uint8 array": lambda b: np.repeat(np.frombuffer(b, np.uint8), 2)[::2],
+    "char memoryview": lambda b: memoryview(b).cast("c"),
+    "int16 array.array": lambda b: array.array("h", list(b)),
+}
+
+
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
+def test_data_of_byte_values_in_any_container_is_read_exactly(container):
+    make = CONTAINERS[container]
+    np.testing.assert_array_equal(image_to_array(mono8(make(BYTES))), EXPECTED)
+    np.testing.assert_array_equal(compressed_to_array("png", make(PNG)), EXPECTED)
+    compressed = SimpleNamespace(format="png", data=make(PNG))
+    np.testing.assert_array_equal(frame_to_array(compressed), EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ("\x01\x02\x03\xfa\x05\x06", "data is text (str), not bytes"),  # was a TypeError
+        (None, "data (NoneType) is a single value"),  # TypeError (bytes(None))
+        (6, "data (int) is a single value"),  # bytes(6) read six zero bytes
+        ([1, 2, 3, 300, 5, 6], "holds values 1..300; a byte is 0..255"),  # bytes(): ValueError
+        ([1, 2, 3, -6, 5, 6], "holds values -6..6"),
+        (array.array("b", [1, 2, 3, -6, 5, 6]), "data (array, int8) holds values -6..6"),  # read as 250
+        ([1.0, 2.0, 3.0, 250.0, 5.0, 6.0], "holds float64 values, not bytes"),
+        ([True, False, True, True, False, True], "holds bool values, not bytes"),
+        ([b"\x01", b"", b"\x03", b"\xfa", b"\x05", b"\x06"], "holds |S1 values"),  # b"" as a 0
+        ([2**70] * 6, "holds object values"),
+        (np.array([2**70] * 6), "data (ndarray) holds object values"),  # memoryview(): a ValueError
+        ([1, [2, 3], 250, 5, 6], "is no flat sequence of bytes"),
+        (EXPECTED, "is 2-D, shape (2, 3), not a flat sequence"),  # a frame's array, not its bytes
+        (memoryview(EXPECTED), "data (memoryview) is 2-D"),
+    ],
+    ids=["str", "None", "int", "over 255", "negative", "signed array.array", "floats", "booleans",
+         "bytes objects", "huge ints", "object array", "nested", "2-D array", "2-D memoryview"],
+)
+def test_data_that_is_not_bytes_is_bad_data_never_a_type_error(data, words):
+    for convert in (lambda: image_to_array(mono8(data)), lambda: compressed_to_array("png", data),
+                    lambda: frame_to_array(SimpleNamespace(format="png", data=data))):
+        with pytest.raises(ImageConversionError) as err:
+            convert()
+        assert err.value.kind == "bad_data" and words in str(err.value)
+
+
+def test_data_that_is_a_byte_buffer_is_not_copied():
+    for data in (bytearray(BYTES), array.array("B", BYTES), np.frombuffer(bytearray(BYTES), np.uint8),
+                 memoryview(bytearray(BYTES))):
+        assert np.shares_memory(image_to_array(mono8(data)), np.frombuffer(data, np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("height", None), ("width", "3"), ("step", 3.0), ("height", 2.5)]
+)
+def test_size_fields_that_are_no_integers_are_bad_field(field, value):
+    """int() raised a TypeError for None, read "3" as 3 and cut 2.5 to 2."""
+    msg = mono8(BYTES)
+    setattr(msg, field, value)
+    with pytest.raises(ImageConversionError) as err:
+        image_to_array(msg)
+    assert err.value.kind == "bad_field" and f"Image field {field} is {type(value).__name__}" in str(err.value)
+
+
+def test_size_fields_may_be_numpy_integers():
+    msg = mono8(BYTES)
+    msg.height, msg.width, msg.step = np.uint32(2), np.int64(3), np.uint32(3)  # rosbags' types
+    np.testing.assert_array_equal(image_to_array(msg), EXPECTED)

@@ -47,6 +47,8 @@ CONTAINERS = {
     "bytearray": bytearray,
     "array": lambda b: array.array("B", b),  # what rclpy gives for uint8[]
     "memoryview": memoryview,
+    "numpy": lambda b: np.frombuffer(b, np.uint8),  # what rosbags gives
+    "list": list,  # what a message built by hand holds (rclpy's classes take one)
 }
 SMALL_DATA = 4096  # largest buffer the strategy builds
 ALLOCATION_LIMIT = 1 << 20  # bytes the converter may allocate for a message with tiny data
