@@ -143,6 +143,11 @@ if [[ "$DRY" == 1 ]]; then
     step dry_data 60 "$PYTHON" -m irstd_ros.tools.gpu_session dry-data --root "$WORK/data"
     step pack 60 "$PYTHON" -m irstd_ros.cli.main pack --out "$PACK" --crop 32 \
         --nudt "$WORK/data/NUDT-SIRST" --sirst "$WORK/data/SIRST-v2"
+    if [[ ! -f "$PACK" && "$SKIP" != *",train,"* ]]; then  # a failed step stops no other
+        echo "== no pack was built (logs/pack.log): the probe and the training are skipped"
+        SKIP="${SKIP}probe,train,"
+        export IRSTD_GPU_SKIP="${SKIP#,}"  # what the preflight and the summary read
+    fi
 fi
 # what would waste the call ends it now, not after the steps (none of them has run on the device);
 # a preflight that itself breaks (not its exit 2) stops nothing: the steps say what is wrong
@@ -167,6 +172,7 @@ step bench "$T_BENCH" "$PYTHON" -m irstd_ros.tools.gpu_bench "${BENCH_ARGS[@]}" 
 
 if [[ ! -f "$PACK" ]]; then
     echo "== no pack at $PACK: training skipped (make it here with: irstd pack)" | tee "$LOGS/train.log"
+    printf '%s\t125\t0\t0\n' probe train >>"$WORK/steps.tsv"
 else
     step probe "$T_PROBE" "$PYTHON" -m irstd_ros.training.gpu --recipe paper --pack "$PACK" --device "$DEV" \
         --out "$WORK/probe" --eval-group none --no-resume "${PROBE_ARGS[@]}"

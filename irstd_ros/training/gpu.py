@@ -74,6 +74,7 @@ from irstd_ros.models import build_model, named_config
 from irstd_ros.training.loss import training_loss
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
+    CWD_KEY,
     INIT_NAME,
     TRAIN_FIELDS,
     TrainConfig,
@@ -358,7 +359,10 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     """Train, evaluate, write the checkpoints; returns a summary (also ``<out>/summary.json``).
     ``stop`` set (SIGTERM from ``timeout``, :func:`main`): the loop ends after the step in
     progress with ``stop: terminated``, and the weights and the summary are written with no
-    evaluation, so a time limit that cuts the training short still leaves its checkpoints."""
+    evaluation, so a time limit that cuts the training short still leaves its checkpoints.
+    As with ``max_steps``, the epoch so cut counts as done (its history entry says
+    ``partial``): a resumption starts at the next one, without the rest of its batches. A
+    :class:`SigtermStop` defers SIGTERM only during the steps (its ``deferring``)."""
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -372,6 +376,7 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     if norm is None:
         raise ConfigError("GPU training uses the robust input normalisation (norm: robust)")
 
+    cwd = str(Path.cwd())  # where this invocation's relative paths are (recorded, CWD_KEY)
     t_load = time.perf_counter()
     items = load_items(cfg, training=True)
     # now, not after the training: a missing evaluation group or split fails before any epoch
@@ -423,7 +428,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     def info_for(epoch: int, elapsed: float, metrics: dict | None = None) -> CheckpointInfo:
         extra = {
             "train_config": cfg.recorded(),
-            "train_state": {"epoch": epoch, "step": step, "history": history, "elapsed_s": elapsed},
+            "train_state": {"epoch": epoch, "step": step, "history": history, "elapsed_s": elapsed,
+                            CWD_KEY: cwd},
             "data": seen,
             "trainer": "irstd_ros.training.gpu",
             "device": _device_name(device),
@@ -442,6 +448,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
         stop_reason, end_epoch = "minutes", start_epoch
     elif cfg.max_steps is not None and step >= cfg.max_steps:
         stop_reason, end_epoch = "max_steps", start_epoch
+    if isinstance(stop, SigtermStop):
+        stop.deferring = True  # a checkpoint follows every way out of the loop
     for epoch in range(start_epoch, end_epoch):
         net.train()
         t0 = time.perf_counter()
@@ -482,6 +490,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
         history.append({"epoch": epoch + 1, "loss": round(mean_loss, 5), "seconds": round(dt, 3),
                         "img_per_s": round(n * cfg.batch_size / max(dt, 1e-9), 1),
                         "lr": opt.param_groups[0]["lr"]})
+        if n < steps_per_epoch:  # cut by max_steps or a stop: counted as done all the same
+            history[-1]["partial"] = True
         if epoch == start_epoch or (epoch + 1) % 10 == 0:
             log.info("epoch %d/%d loss %.4f lr %.2e %.0f img/s (%.0f s)", epoch + 1, cfg.epochs,
                      mean_loss, opt.param_groups[0]["lr"], history[-1]["img_per_s"], elapsed)
@@ -496,6 +506,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
         elapsed = elapsed0 + time.perf_counter() - started
         if history:
             save_checkpoint(last, model, info_for(len(history), elapsed), _resume_tensors(opt, ema))
+    if isinstance(stop, SigtermStop):
+        stop.deferring = False
     train_s = time.perf_counter() - started
 
     final, half = cfg.out / "model.safetensors", cfg.out / "model_fp16.safetensors"
@@ -605,14 +617,38 @@ def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
     return recipe_config(args.recipe or recipe, **values)
 
 
+class SigtermStop(threading.Event):
+    """Set by SIGTERM in :func:`sigterm_stop`. While :attr:`deferring` (:func:`train_gpu`'s
+    steps, which a checkpoint follows) the signal only sets it: the loop ends after the step
+    in progress. At any other time (reading the data, saving, the evaluation), or on a
+    second SIGTERM, the command ends at once, as it would without this (the handler before
+    it: ``irstd``'s "terminated", exit 143; else exit 143)."""
+
+    deferring = False
+
+
 @contextlib.contextmanager
-def sigterm_stop() -> Iterator[threading.Event]:
-    """An event SIGTERM sets while the block runs, for :func:`train_gpu`'s ``stop`` (the
-    handler in the main thread only, where a signal handler can be installed; elsewhere
-    the event is never set), and the previous handler back after it."""
-    stop = threading.Event()
+def sigterm_stop() -> Iterator[SigtermStop]:
+    """A :class:`SigtermStop` SIGTERM sets while the block runs, for :func:`train_gpu`'s
+    ``stop`` (the handler in the main thread only, where a signal handler can be installed;
+    elsewhere the event is never set), and the previous handler back after it."""
+    stop = SigtermStop()
     handled = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set()) if handled else None
+    previous: Any = None
+
+    def handler(signum: int, frame: Any) -> None:
+        deferred = stop.deferring and not stop.is_set()
+        stop.set()
+        if deferred:
+            return
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            log.warning("stopped by SIGTERM outside the training steps: written so far is kept")
+            raise SystemExit(TERMINATED_EXIT)
+
+    if handled:
+        previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield stop
     finally:

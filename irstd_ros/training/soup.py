@@ -133,6 +133,7 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     paths = [resolve_model_path(w) for w in config.weights]
     loaded = [load_checkpoint(p) for p in paths]
     models, infos = [m for m, _, _ in loaded], [i for _, i, _ in loaded]
+    digests = [weights_digest(m, i) for m, i in zip(models, infos)]  # each file's, knee and all
     for path, model, info in zip(paths, models, infos):
         if info.model.logit_knee:
             # a two-piece calibration's knee is no weight to average (each was fit to its own
@@ -147,9 +148,9 @@ def soup(config: SoupConfig) -> dict[str, Any]:
         log.warning("averaging calibrated checkpoints mixes their calibrations (%s hold one, "
                     "folded into their weights); run irstd calibrate on the result", ", ".join(calibrated))
     parents = [
-        {"path": str(p), "weights_sha256": weights_digest(m, i), "coefficient": c}
+        {"path": str(p), "weights_sha256": d, "coefficient": c}
         | {k: i.extra[k] for k in (*RUN_KEYS, "calibration", "soup") if k in i.extra}
-        for p, m, i, c in zip(paths, models, infos, coefficients)
+        for p, d, i, c in zip(paths, digests, infos, coefficients)
     ]
     model = models[0]
     model.load_state_dict(average_models(models, coefficients))

@@ -105,6 +105,19 @@ def test_skipped_steps_leave_their_time_to_the_training(tmp_path):
     assert not stale.exists() and stale.name not in summary["checkpoint"]["parts"]
 
 
+def test_a_dry_run_without_its_pack_still_runs_the_other_steps(tmp_path):
+    """Before, a dry run whose pack step failed (or was skipped: refused as no step) ended
+    at the preflight with no summary, though a failed step must stop no other."""
+    proc = _session(tmp_path, "--dry-run", IRSTD_GPU_SKIP="pack,pytest_gpu,bench")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no pack was built" in proc.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    rc = {s["step"]: s["rc"] for s in summary["steps"]}
+    assert rc == {"dry_data": 0, "pack": 125, "env": 0, "pytest_gpu": 125, "bench": 125, "probe": 125,
+                  "train": 125}
+    assert summary["train"] is None and summary["env"]["imports_ok"]
+
+
 @pytest.mark.parametrize("budget", ["5.5", "30", "600", "nine"])
 def test_a_budget_that_the_steps_cannot_share_is_refused_before_any_step(tmp_path, budget):
     out = tmp_path / "out"

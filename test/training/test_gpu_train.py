@@ -29,6 +29,7 @@ from irstd_ros.training.gpu import (
     augment_batch,
     lr_at_progress,
     recipe_config,
+    sigterm_stop,
     train_gpu,
 )
 from irstd_ros.training.torch_norm import normalize_torch
@@ -493,6 +494,37 @@ def test_a_widened_start_is_kept_beside_the_run_as_irstd_train_keeps_it(tmp_path
     plain = tmp_path / "plain"
     train_gpu(_cfg(tmp_path, **{**kw, "model": "fast", "out": plain}))
     assert not (plain / INIT_NAME).exists()  # an untransformed start is a file already
+
+
+def test_sigterm_outside_the_steps_or_twice_ends_at_once():
+    """Before, SIGTERM while the data loaded, the checkpoints were saved or the evaluation
+    ran (minutes) only set the stop, which nothing read any more: `kill` did nothing, a
+    second one neither. Deferred only during the steps, and only the first."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        seen: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))  # irstd's, say
+        with sigterm_stop() as stop:
+            signal.raise_signal(signal.SIGTERM)  # loading: the previous handler, at once
+            assert seen == [signal.SIGTERM] and stop.is_set()
+        with sigterm_stop() as stop:
+            stop.deferring = True
+            signal.raise_signal(signal.SIGTERM)  # a step: only the request
+            assert stop.is_set() and len(seen) == 1
+            signal.raise_signal(signal.SIGTERM)  # asked again: at once
+            assert len(seen) == 2
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with pytest.raises(SystemExit) as exc, sigterm_stop():
+            signal.raise_signal(signal.SIGTERM)  # no handler before: exit 143, not the default kill
+        assert exc.value.code == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_epoch_cut_short_is_marked_partial(tmp_path, pack):
+    summary = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=2, max_steps=1))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert summary["steps"] == 1 and history[0]["partial"] is True
 
 
 def test_main_runs_from_a_thread_other_than_the_main_one(tmp_path, pack, capsys):

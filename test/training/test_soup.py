@@ -12,6 +12,7 @@ from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoin
 from irstd_ros.cli import soup as cli_soup
 from irstd_ros.core.normalization import InputNorm
 from irstd_ros.errors import CheckpointError, ConfigError
+from irstd_ros.inference.backends.fingerprint import weights_digest
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training.soup import SoupConfig, soup, soup_coefficients
 
@@ -228,6 +229,8 @@ def test_two_piece_calibrated_parents_are_averaged_without_their_knees(tmp_path,
     model, info, _ = load_checkpoint(tmp_path / "s.safetensors")
     assert not info.model.logit_knee and not any(k.startswith("knee.") for k in model.state_dict())
     assert sum("knee is left out" in r.message for r in caplog.records) == 2
+    recorded = [parent["weights_sha256"] for parent in info.extra["soup"]["parents"]]
+    assert recorded == [weights_digest(*load_checkpoint(p)[:2]) for p in paths]  # the files', knees too
     parents = [load_checkpoint(p)[0].state_dict() for p in paths[:2]] + [plain.state_dict()]
     for key, value in model.state_dict().items():
         if value.is_floating_point():
