@@ -366,9 +366,13 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
                 writer.write(OUTPUT_DETECTIONS_TOPIC, t, detections_msg(store, boxes[s], s, fid))
                 writer.write(OUTPUT_TARGETS_TOPIC, t, targets_msg(store, result.targets, s, fid))
     except BaseException as exc:
+        if hasattr(messages, "close"):  # the progress bar: closed now, before "interrupted"
+            messages.close()
         if writer is not None:
             writer.__exit__(type(exc), exc, None)
         raise
+    if hasattr(messages, "close"):
+        messages.close()
     if writer is not None:
         writer.__exit__(None, None, None)
     return _Outputs(

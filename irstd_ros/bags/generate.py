@@ -12,6 +12,7 @@ The generator's config is stored as JSON in ``custom_data`` (``irstd_ros.sequenc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -60,12 +61,17 @@ def generate_bag(cfg: GenerateConfig) -> GenerateSummary:
     seq.validate()
     t0 = time.perf_counter()
     instances = 0
-    with BagWriter(cfg.out, cfg.storage, compress=cfg.compress, overwrite=cfg.overwrite) as bag:
+    with (
+        BagWriter(cfg.out, cfg.storage, compress=cfg.compress, overwrite=cfg.overwrite) as bag,
+        contextlib.ExitStack() as bars,  # closed first, also on Ctrl-C: before "interrupted"
+    ):
         frames = generate_sequence(seq)
         if cfg.progress:
             from tqdm import tqdm
 
-            frames = tqdm(frames, total=seq.frames, desc="generate", unit="frame")
+            frames = bars.enter_context(
+                tqdm(frames, total=seq.frames, desc="generate", unit="frame")
+            )
         store = bag.store
         bag.set_custom_data(SEQUENCE_KEY, json.dumps(seq.to_dict()))
         for frame in frames:

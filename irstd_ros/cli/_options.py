@@ -1,6 +1,8 @@
-"""Option blocks shared by subcommands (the bag tools; eval and mine), the argparse ``type=``
-helpers for ranged numbers (defined in :mod:`irstd_ros.core.parsing`, for the tools too),
-and the up-front checks of output paths.
+"""Option blocks shared by subcommands (the bag tools; eval and mine; ``--weights``,
+``--backend``, ``--threads``, ``--json``, ``--method``: one definition, one wording), the
+argparse ``type=`` helpers for ranged numbers (defined in :mod:`irstd_ros.core.parsing`,
+for the tools too), the up-front checks of input and output paths, and the help formatter
+that shows docstring markup as plain text.
 
 The bag constants are imported inside the functions: ``rosbags`` is optional and
 ``irstd eval`` must not need it.
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import (  # the ranged-number types live there; re-exported here
@@ -27,23 +31,134 @@ from irstd_ros.core.paths import creation_problem, output_dir_problem
 from irstd_ros.errors import ConfigError
 
 __all__ = [
+    "DATA_HELP",
+    "MASK_SUFFIX_HELP",
+    "OWN_THRESHOLD_HELP",
+    "PlainHelpFormatter",
+    "PlainHelpParser",
+    "add_backend",
     "add_bag_writing",
     "add_image_topic",
+    "add_json",
+    "add_method",
     "add_model_on_data",
     "add_outputs_ns",
+    "add_threads",
+    "add_weights",
     "check_bag_out",
+    "check_dataset_dir",
     "check_distinct_paths",
     "check_network_options",
     "check_output_dir",
     "check_output_file",
+    "describe_options",
     "non_negative_float",
     "non_negative_int",
+    "plain_text",
     "positive_float",
     "positive_int",
     "probability",
     "tracker_threshold",
     "unit_interval",
 ]
+
+DATA_HELP = "dataset folder: images/ and masks/, and split lists"
+SPLIT_HELP = "split list name, or 'all' for every image of a folder without lists (default: %(default)s)"
+MASK_SUFFIX_HELP = "generic layout: a mask is named <image stem><suffix>"
+# --threshold beside --method (eval, envelope)
+OWN_THRESHOLD_HELP = ("detection threshold, a probability in (0, 1) (default: the checkpoint's own; "
+                      "0.5 with --method tophat)")
+
+# --- help as plain text -----------------------------------------------------------------------
+# Descriptions are often a module's docstring: its reST markup is for Sphinx, not a terminal.
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`<]*?)(?:\s*<[^`>]*>)?`")  # :mod:`x`, :func:`~a.b`
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)  # ``code``
+_INTERPRETED = re.compile(r"`([^`]+)`")  # `text` (Markdown-style code in a help string)
+
+
+def plain_text(text: str) -> str:
+    """``text`` with its reST markup as a terminal shows it, no backquote left: a role
+    (:mod:, :func:...) and a double-backquoted literal as their bare text (a role's
+    ``~a.b.c`` as ``c``), a single-backquoted text in quotes."""
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    text = _LITERAL.sub(r"\1", text)
+    return _INTERPRETED.sub(r"'\1'", text)
+
+
+class PlainHelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, the descriptions and helps shown through :func:`plain_text`."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain_text(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain_text(super()._expand_help(action))
+
+
+class PlainHelpParser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` whose help is plain text (:class:`PlainHelpFormatter`
+    unless given another); ``irstd``'s, whose subcommands' parsers are of its class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", PlainHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def describe_options(p: argparse.ArgumentParser, helps: Mapping[str, str]) -> None:
+    """Set the help of ``p``'s options by destination (``batch_size``: ``--batch-size``), for
+    options defined elsewhere without one (a module's ``add_arguments``). A destination in
+    ``helps`` that ``p`` lacks is a :class:`KeyError`: a help left over from a removed
+    option is found, not kept."""
+    actions = {a.dest: a for a in p._actions}
+    for dest, text in helps.items():
+        actions[dest].help = text
+
+
+# --- shared options ---------------------------------------------------------------------------
+def add_weights(p: argparse.ArgumentParser, context: str = "", required: bool = False) -> None:
+    """``--weights``: a checkpoint file or a shipped model (``context``: what it is for, e.g.
+    ``for --run-detector``)."""
+    p.add_argument("--weights", type=Path, required=required,
+                   help=f"{context}: {WEIGHTS_HELP}" if context else WEIGHTS_HELP)
+
+
+def add_backend(p: argparse.ArgumentParser, context: str = "") -> None:
+    """``--backend``: the inference backend by name, ``auto`` by default."""
+    from irstd_ros.inference.backends.select import BACKENDS
+
+    what = f"inference backend{' ' + context if context else ''}"
+    p.add_argument(
+        "--backend", default="auto", metavar="NAME",
+        help=f"{what}: auto (the fastest available here), cpu (the fastest CPU one) or one of "
+        f"{', '.join(BACKENDS)} (default: %(default)s)",
+    )
+
+
+def add_threads(p: argparse.ArgumentParser, what: str = "inference") -> None:
+    """``--threads``: CPU threads (None: the library's own choice)."""
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help=f"CPU threads for {what} (default: the backend's own choice)")
+
+
+def add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    """``--json``: the result as one JSON object on stdout instead of the text."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as one JSON object instead of text")
+
+
+def add_method(p: argparse.ArgumentParser) -> None:
+    """``--method``: the network, or the classical top-hat reference."""
+    p.add_argument("--method", default="network", choices=("network", "tophat"),
+                   help="network: the checkpoint (--weights); tophat: the classical white top-hat "
+                   "reference, no network (default: %(default)s)")
+
+
+def check_dataset_dir(path: Path, option: str, hint: str = "") -> None:
+    """:class:`ConfigError` up front when ``path`` is a file: a dataset is a folder (a
+    missing one is the dataset reader's own error). ``hint``: what to do with such a file
+    instead, e.g. ``a pack goes to --pack``."""
+    if path.is_file():
+        raise ConfigError(f"{option} {path}: is a file, not a dataset folder (the folder holding images/ "
+                          f"and masks/){'; ' + hint if hint else ''}")
 
 
 def _check_parent(path: Path, option: str) -> None:
@@ -110,21 +225,22 @@ def check_network_options(args: argparse.Namespace) -> None:
 def add_model_on_data(p: argparse.ArgumentParser, split: str, threshold_help: str) -> None:
     """A checkpoint scored on a dataset split: ``--data``, ``--split``, ``--weights``,
     ``--mask-suffix``, ``--threshold``, ``--backend``, ``--threads``, ``--limit``."""
-    p.add_argument("--data", type=Path, required=True, help="dataset root")
-    p.add_argument("--split", default=split, help=f"split list name, or 'all' for every image of a folder without lists (default: {split})")
-    p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
-    p.add_argument("--mask-suffix", default="", help="generic layout: mask name suffix")
+    p.add_argument("--data", type=Path, required=True, help=DATA_HELP)
+    p.add_argument("--split", default=split, help=SPLIT_HELP)
+    add_weights(p)
+    p.add_argument("--mask-suffix", default="", help=f"{MASK_SUFFIX_HELP} (default: none)")
     p.add_argument("--threshold", type=probability, help=threshold_help)
-    p.add_argument("--backend", default="auto", help="inference backend (default: the fastest available)")
-    p.add_argument("--threads", type=positive_int)
-    p.add_argument("--limit", type=positive_int, help="first N images only")
+    add_backend(p)
+    add_threads(p)
+    p.add_argument("--limit", type=positive_int, metavar="N", help="score the first N images only")
 
 
 def add_bag_writing(p: argparse.ArgumentParser) -> None:
     """``--storage``, ``--compress`` and ``--overwrite`` of a subcommand that writes a bag at ``--out``."""
     from irstd_ros.bags.io import STORAGES
 
-    p.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
+    p.add_argument("--storage", choices=tuple(STORAGES), default="mcap",
+                   help="rosbag2 storage format (default: %(default)s)")
     p.add_argument("--compress", action="store_true", help="zstd-compressed chunks (mcap only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
 

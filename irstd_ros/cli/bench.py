@@ -5,15 +5,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from irstd_ros.cli._options import positive_float
+from irstd_ros.cli._options import add_json, positive_float
+from irstd_ros.core.constants import SHIPPED_MODELS
 from irstd_ros.core.parsing import parse_size
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.select import BACKENDS
 from irstd_ros.models.config import NAMED_CONFIGS
-from irstd_ros.tools.bench import BENCH_VARIANTS, BenchConfig, format_table, run_bench
+from irstd_ros.tools.bench import (
+    BENCH_VARIANTS,
+    BUDGET_S,
+    FULL_MODELS,
+    QUICK_BUDGET_S,
+    QUICK_MODELS,
+    BenchConfig,
+    format_table,
+    run_bench,
+)
+from irstd_ros.tools.gpu_bench import BUDGET_S as GPU_BUDGET_S
+from irstd_ros.tools.gpu_bench import MODELS as GPU_MODELS
 
 BENCH_NAMES = (*BACKENDS, *BENCH_VARIANTS)
+SHIPPED = "shipped"  # the default shipped model, as --weights is when not given
+SHIPPED_PREFIX = "shipped:"  # shipped:NAME: that shipped model's checkpoint, as --weights NAME
+CONFIG_PREFIX = "config:"  # config:NAME: that network with random weights
+MODELS_HELP = (
+    f"comma-separated models to time: {SHIPPED} (the default shipped model); {SHIPPED_PREFIX}NAME, the "
+    f"checkpoint --weights NAME loads ({', '.join(SHIPPED_MODELS)}); a checkpoint file, PATH.safetensors; "
+    f"{CONFIG_PREFIX}NAME or a bare config name, that network with random weights "
+    f"({', '.join(NAMED_CONFIGS)}). A bare word is never a file, and "
+    f"{' and '.join(n for n in SHIPPED_MODELS if n in NAMED_CONFIGS)} alone are configs, not the "
+    f"shipped checkpoints (default: {','.join(FULL_MODELS)}; --quick: {','.join(QUICK_MODELS)}; "
+    f"--gpu: {','.join(GPU_MODELS)})"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,12 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Each backend x model runs in a child process (2 threads). The full run "
         "takes several minutes; --quick is a seconds-long smoke run.",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json(p)
     p.add_argument("--quick", action="store_true", help="tiny sizes, few calls, torch-cpu only")
-    p.add_argument("--backends", help=f"comma-separated subset of: {', '.join(BENCH_NAMES)}")
-    p.add_argument("--models", help=f"comma-separated: shipped, checkpoint files (*.safetensors) and/or config names ({', '.join(NAMED_CONFIGS)})")
-    p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default 256x256,640x512,1280x1024)")
-    p.add_argument("--budget", type=positive_float, help="timed seconds per cell")
+    p.add_argument("--backends", help=f"comma-separated subset of: {', '.join(BENCH_NAMES)} (default: every one available)")
+    p.add_argument("--models", help=MODELS_HELP)
+    p.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT (default: 256x256,640x512,1280x1024)")
+    p.add_argument("--budget", type=positive_float, metavar="SEC",
+                   help=f"timed seconds per cell (default: {BUDGET_S:g}; --quick: {QUICK_BUDGET_S:g}; --gpu: {GPU_BUDGET_S:g})")
     p.add_argument("--no-node", action="store_true", help="skip the node pipeline row")
     p.add_argument(
         "--gpu", action="store_true",
@@ -50,6 +76,47 @@ def _split(text: str | None, option: str) -> list[str] | None:
     return items
 
 
+def resolve_models_option(text: str | None) -> list[str] | None:
+    """``--models`` as :func:`irstd_ros.tools.bench.resolve_models` takes it (None: not
+    given): ``shipped:NAME`` becomes the path of that shipped checkpoint (what ``--weights
+    NAME`` loads), ``config:NAME`` the config name; ``shipped``, ``*.safetensors`` files and
+    config names stay. A bare word is a name, never a file: one that names no model is a
+    :class:`ConfigError` listing the valid forms (a file not named ``*.safetensors`` too).
+    A bare name that is both a config and a shipped model's (``tiny``) is the config, with
+    a note on stderr saying how to name the checkpoint."""
+    from irstd_ros.inference.detector import default_model_path
+
+    items = _split(text, "--models")
+    if items is None:
+        return None
+    models = []
+    for item in items:
+        if item.startswith(SHIPPED_PREFIX):
+            name = item.removeprefix(SHIPPED_PREFIX)
+            if name not in SHIPPED_MODELS:
+                raise ConfigError(f"--models {item}: no shipped model {name!r}; the shipped models are "
+                                  f"{', '.join(SHIPPED_MODELS)}")
+            models.append(str(default_model_path(name)))
+        elif item.startswith(CONFIG_PREFIX):
+            name = item.removeprefix(CONFIG_PREFIX)
+            if name not in NAMED_CONFIGS:
+                raise ConfigError(f"--models {item}: unknown config {name!r}; valid: {', '.join(NAMED_CONFIGS)}")
+            models.append(name)
+        elif item == SHIPPED or item.endswith(".safetensors") or item in NAMED_CONFIGS:
+            if item in SHIPPED_MODELS:
+                print(f"irstd bench: note: --models {item} is the {item} network with random weights "
+                      f"({CONFIG_PREFIX}{item}); the shipped checkpoint is {SHIPPED_PREFIX}{item}", file=sys.stderr)
+            models.append(item)
+        else:
+            hint = " (a checkpoint file must be named *.safetensors)" if Path(item).expanduser().exists() else ""
+            raise ConfigError(
+                f"--models {item}: unknown model{hint}; valid: {SHIPPED}, {SHIPPED_PREFIX}NAME "
+                f"({', '.join(SHIPPED_MODELS)}), a checkpoint file (*.safetensors), or a config name "
+                f"or {CONFIG_PREFIX}NAME ({', '.join(NAMED_CONFIGS)})"
+            )
+    return models
+
+
 def run(args: argparse.Namespace) -> int:
     if args.gpu and (args.backends or args.quick):
         raise ConfigError("--backends and --quick are for the CPU bench; with --gpu use --variants, --models, --sizes")
@@ -60,10 +127,11 @@ def run(args: argparse.Namespace) -> int:
         if name not in BENCH_NAMES:
             raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BENCH_NAMES)}")
     sizes = [(h, w) for w, h in map(parse_size, _split(args.sizes, "--sizes") or ())] or None  # (H, W)
+    models = resolve_models_option(args.models)
     if args.gpu:
-        return _run_gpu(args, sizes)
+        return _run_gpu(args, models, sizes)
     cfg = BenchConfig(
-        quick=args.quick, backends=backends, models=_split(args.models, "--models"), sizes=sizes,
+        quick=args.quick, backends=backends, models=models, sizes=sizes,
         node=not args.no_node, budget_s=args.budget,
     )
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -73,16 +141,16 @@ def run(args: argparse.Namespace) -> int:
     return _exit_code(bool(result["backends"]) or bool(node and "skipped" not in node))
 
 
-def _run_gpu(args: argparse.Namespace, sizes: list[tuple[int, int]] | None) -> int:
+def _run_gpu(args: argparse.Namespace, models: list[str] | None, sizes: list[tuple[int, int]] | None) -> int:
     from irstd_ros.tools.bench import FULL_SIZES
-    from irstd_ros.tools.gpu_bench import BUDGET_S, MODELS, format_gpu_table, run_gpu_bench
+    from irstd_ros.tools.gpu_bench import format_gpu_table, run_gpu_bench
 
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
         result = run_gpu_bench(
-            models=_split(args.models, "--models") or MODELS, sizes=sizes or FULL_SIZES,
+            models=models or GPU_MODELS, sizes=sizes or FULL_SIZES,
             variants=_split(args.variants, "--variants"),
-            budget_s=args.budget if args.budget is not None else BUDGET_S, progress=progress,
+            budget_s=args.budget if args.budget is not None else GPU_BUDGET_S, progress=progress,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

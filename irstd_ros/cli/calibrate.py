@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 from irstd_ros.cli._options import (
+    add_weights,
+    check_dataset_dir,
     check_distinct_paths,
     check_output_file,
     non_negative_int,
     positive_int,
 )
-from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.training.calibrate import CalibrationConfig, calibrate
@@ -23,12 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "calibrate", help="fit calibrated probabilities (Platt scaling folded into the head)",
         description="Fits logit' = a*logit + b on training frames and writes a new checkpoint.",
     )
-    p.add_argument("--weights", type=Path, required=True, help=WEIGHTS_HELP)
-    p.add_argument("--out", type=Path, required=True)
+    add_weights(p, "the checkpoint to calibrate", required=True)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (the calibrated model)")
     p.add_argument("--data", nargs="+", required=True, metavar="ROOT[:SPLIT]",
-                   help="dataset roots with their split (default split: train)")
-    p.add_argument("--frames", type=positive_int, default=60, help="frames per dataset")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+                   help="dataset folders, each with the split list to fit on (default split: train)")
+    p.add_argument("--frames", type=positive_int, default=60,
+                   help="frames per dataset, chosen at random (default: %(default)s)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="random seed of the frames' choice (default: %(default)s)")
     p.add_argument("--keep-operating-point", action="store_true",
                    help="move the checkpoint's threshold and tracker thresholds with the fit: "
                         "the same detections and tracks")
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         root, _, split = item.partition(":")
         if not root:
             raise ConfigError(f"--data {item!r}: expected ROOT or ROOT:SPLIT")
+        check_dataset_dir(Path(root), "--data")
         sources.append((Path(root), split or "train"))
     fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed,
                                       args.keep_operating_point, args.two_piece))

@@ -8,13 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from irstd_ros.cli._options import (
+    OWN_THRESHOLD_HELP,
+    add_backend,
+    add_json,
+    add_method,
+    add_threads,
+    add_weights,
     check_network_options,
     check_output_dir,
     positive_float,
     positive_int,
     probability,
 )
-from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.envelope import (
     MIN_SIDE_PX,
@@ -24,6 +29,8 @@ from irstd_ros.evaluation.envelope import (
     write_envelope,
 )
 from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer
+
+_GRID = EnvelopeConfig()  # the defaults
 
 
 def _side(text: str) -> int:
@@ -48,19 +55,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Synthetic 14-bit scenes (flat, gradient, cloud) with targets of known peak "
         "SNR and size, sent as mono8, mono16 and 32FC1. Writes envelope.json and envelope.png.",
     )
-    p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
-    p.add_argument("--method", default="network", choices=("network", "tophat"))
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--threshold", type=probability, help="default: the checkpoint's own")
-    p.add_argument("--threads", type=positive_int)
-    p.add_argument("--width", type=_side, default=640)
-    p.add_argument("--height", type=_side, default=512)
-    p.add_argument("--frames", type=positive_int, default=4, help="frames per cell")
-    p.add_argument("--targets", type=positive_int, default=8, help="targets per frame")
-    p.add_argument("--snrs", type=positive_float, nargs="+", help="peak SNR grid")
-    p.add_argument("--sizes", type=_size, nargs="+", help="'point' and/or extended areas in px")
-    p.add_argument("--out", type=Path, default=Path("out/envelope"))
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_weights(p)
+    add_method(p)
+    add_backend(p)
+    p.add_argument("--threshold", type=probability, help=OWN_THRESHOLD_HELP)
+    add_threads(p)
+    p.add_argument("--width", type=_side, default=_GRID.width, metavar="PX",
+                   help=f"frame width, px, at least {MIN_SIDE_PX} (default: %(default)s)")
+    p.add_argument("--height", type=_side, default=_GRID.height, metavar="PX",
+                   help=f"frame height, px, at least {MIN_SIDE_PX} (default: %(default)s)")
+    p.add_argument("--frames", type=positive_int, default=_GRID.frames,
+                   help="frames per cell of the grid (default: %(default)s)")
+    p.add_argument("--targets", type=positive_int, default=_GRID.targets_per_frame,
+                   help="targets per frame (default: %(default)s)")
+    p.add_argument("--snrs", type=positive_float, nargs="+", metavar="SNR",
+                   help=f"peak SNR grid (default: {' '.join(f'{v:g}' for v in _GRID.snrs)})")
+    p.add_argument("--sizes", type=_size, nargs="+", metavar="SIZE",
+                   help=f"target sizes: 'point' and/or extended areas in px (default: {' '.join(_GRID.sizes)})")
+    p.add_argument("--out", type=Path, default=Path("out/envelope"),
+                   help="report folder: envelope.json and envelope.png (default: %(default)s)")
+    add_json(p, "the summary")
     p.set_defaults(func=run)
 
 

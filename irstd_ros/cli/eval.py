@@ -6,7 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from irstd_ros.cli._options import add_model_on_data, check_network_options, check_output_dir
+from irstd_ros.cli._options import (
+    OWN_THRESHOLD_HELP,
+    add_json,
+    add_method,
+    add_model_on_data,
+    check_dataset_dir,
+    check_network_options,
+    check_output_dir,
+)
 from irstd_ros.core.statistics import format_number
 from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
 
@@ -21,16 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="IoU, nIoU, F1, Pd, Fa of a model on a dataset split",
         description="Without --weights, evaluates the shipped default model.",
     )
-    add_model_on_data(p, "test", "default: the checkpoint's own")
-    p.add_argument("--method", default="network", choices=("network", "tophat"),
-                   help="tophat: score the classical white top-hat reference instead")
-    p.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_model_on_data(p, "test", OWN_THRESHOLD_HELP)
+    add_method(p)
+    p.add_argument("--out", type=Path, default=Path("out/eval"),
+                   help="report folder: report.json, roc.png, reliability.png, hardest.png (default: %(default)s)")
+    add_json(p, "the summary")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     check_network_options(args)
+    check_dataset_dir(args.data, "--data")
     check_output_dir(args.out, "--out")
     report = evaluate(
         EvalConfig(

@@ -17,8 +17,10 @@ from irstd_ros.bags.evaluate import (
 from irstd_ros.bags.io import TRUTH_MASK_TOPIC
 from irstd_ros.bags.report import format_table
 from irstd_ros.cli._options import (
+    add_backend,
     add_image_topic,
     add_outputs_ns,
+    add_weights,
     check_distinct_paths,
     check_output_dir,
     check_output_file,
@@ -28,7 +30,7 @@ from irstd_ros.cli._options import (
     tracker_threshold,
     unit_interval,
 )
-from irstd_ros.core.constants import OWN_THRESHOLD, WEIGHTS_HELP
+from irstd_ros.core.constants import OWN_THRESHOLD
 from irstd_ros.errors import ConfigError
 from irstd_ros.tracking.metrics import DEFAULT_MATCH_PX, DEFAULT_WARMUP_S
 from irstd_ros.tracking.tracker import TrackerConfig
@@ -47,10 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--outputs", type=Path, help="bag of recorded node outputs")
     src.add_argument("--run-detector", action="store_true", help="run the detector over the frames")
-    p.add_argument(
-        "--weights", type=Path, help=f"for --run-detector: {WEIGHTS_HELP}"
-    )
-    p.add_argument("--backend", default="auto", help="inference backend for --run-detector")
+    add_weights(p, "for --run-detector")
+    add_backend(p, "for --run-detector")
     p.add_argument(
         "--save-outputs",
         type=Path,
@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --run-detector: also write the outputs as the node would",
     )
     add_image_topic(p)
-    p.add_argument("--truth-mask-topic", default=TRUTH_MASK_TOPIC)
+    p.add_argument("--truth-mask-topic", default=TRUTH_MASK_TOPIC,
+                   help="the truth's mask topic in --truth (default: %(default)s)")
     p.add_argument("--mask-topic", help="output mask topic (default: the */mask Image topic)")
     add_outputs_ns(p)
     p.add_argument(
@@ -66,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="?",
         const=STDOUT,
         metavar="FILE",
-        help="print the metrics as JSON (or write them to FILE)",
+        help="print the metrics as one JSON object instead of the table, or write them to FILE "
+        "(the table printed too)",
     )
     p.add_argument("--plot", type=Path, metavar="PNG", help="Pd and Fa over time")
     t = p.add_argument_group("tracking metrics (need the truth's target ids)")

@@ -22,8 +22,14 @@ import json
 from pathlib import Path
 
 from irstd_ros.checkpoint import load_checkpoint
-from irstd_ros.cli._options import check_output_dir, positive_int
-from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.cli._options import (
+    add_json,
+    add_threads,
+    add_weights,
+    check_dataset_dir,
+    check_output_dir,
+    positive_int,
+)
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import cache_root
@@ -51,14 +57,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="build a TensorRT engine / ONNX / OpenVINO IR (FP32, INT8) ahead of time, or measure bf16"
     )
-    p.add_argument("--backend", required=True, choices=EXPORT_BACKENDS)
+    p.add_argument("--backend", required=True, choices=EXPORT_BACKENDS,
+                   help="the backend whose artefact is built (openvino-bf16: measured only)")
     p.add_argument("--height", type=positive_int, help="frame height the TensorRT engine is built for")
     p.add_argument("--width", type=positive_int, help="frame width the TensorRT engine is built for")
     p.add_argument("--precision", choices=PRECISIONS, help=f"TensorRT precision (default {DEFAULT_PRECISION})")
-    p.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
+    add_weights(p)
     p.add_argument("--out", type=Path, help=f"output directory (default: {cache_root()})")
     p.add_argument("--cuda-graphs", action="store_true", help="tensorrt: check a CUDA-graph run")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json(p)
     q = p.add_argument_group("openvino-int8 / openvino-bf16 (accuracy against FP32)")
     q.add_argument("--nudt", type=Path, help="NUDT-SIRST root (default: ../shared/data/NUDT-SIRST)")
     q.add_argument("--sirst", type=Path, help="SIRST-v2 root (default: ../shared/data/SIRST-v2)")
@@ -74,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--force", action="store_true", help="rebuild and re-measure even when cached")
     q.add_argument("--retime", action="store_true",
                    help="time the speed on this CPU again (after a busy host), keeping the accuracy record")
-    q.add_argument("--threads", type=positive_int, help="CPU threads for the accuracy measurement")
+    add_threads(q, "the accuracy measurement")
     p.set_defaults(func=run)
 
 
@@ -91,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     from irstd_ros.inference.detector import resolve_model_path
 
     check_applicable(args)
+    for option in ("--nudt", "--sirst"):
+        root = getattr(args, option[2:])
+        if root is not None:
+            check_dataset_dir(root, option)
     check_output_dir(args.out, "--out")  # before the model is loaded and converted
     if args.backend == "tensorrt" and (args.height is None or args.width is None):
         raise ConfigError("--backend tensorrt needs --height and --width (the frame size)")

@@ -29,16 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "mask and target boxes) into a rosbag2 bag.",
     )
     p.add_argument("--out", type=Path, required=True, help="bag folder to create")
-    p.add_argument("--scene", choices=SCENES, default=_DEFAULTS.scene)
-    p.add_argument("--frames", type=int, default=_DEFAULTS.frames)
-    p.add_argument("--fps", type=positive_float, default=_DEFAULTS.fps)
-    p.add_argument("--size", default=f"{_DEFAULTS.width}x{_DEFAULTS.height}", help="WIDTHxHEIGHT")
-    p.add_argument("--targets", type=int, default=_DEFAULTS.n_targets, help="number of targets")
-    p.add_argument("--snr", default="{}:{}".format(*_DEFAULTS.snr), help="target SNR, N or LO:HI")
+    p.add_argument("--scene", choices=SCENES, default=_DEFAULTS.scene, help="background clutter (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=_DEFAULTS.frames, help="sequence length (default: %(default)s)")
+    p.add_argument("--fps", type=positive_float, default=_DEFAULTS.fps,
+                   help="frame rate of the stamps, Hz (default: %(default)s)")
+    p.add_argument("--size", default=f"{_DEFAULTS.width}x{_DEFAULTS.height}",
+                   help="frame size, WIDTHxHEIGHT (default: %(default)s)")
+    p.add_argument("--targets", type=int, default=_DEFAULTS.n_targets, help="number of targets (default: %(default)s)")
+    p.add_argument("--snr", default="{}:{}".format(*_DEFAULTS.snr),
+                   help="target peak SNR over the local clutter, N or LO:HI (default: %(default)s)")
     p.add_argument(
         "--target-size",
         default="{}:{}".format(*_DEFAULTS.target_size),
-        help="object extent (px), N or LO:HI",
+        help="object extent before the sensor blur, px, N or LO:HI (default: %(default)s)",
     )
     sc = p.add_argument_group("tracking scenarios (ids in this order after --targets)")
     sc.add_argument(
@@ -67,8 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--flicker-snr", default="{}:{}".format(*_DEFAULTS.flicker_snr),
         help="flicker peak over local clutter, N or LO:HI",
     )
-    p.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=_DEFAULTS.bit_depth)
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=_DEFAULTS.bit_depth,
+                   help="8: mono8 frames, 16: mono16 (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed,
+                   help="random seed: the same seed and options, the same bag (default: %(default)s)")
     add_bag_writing(p)
     p.set_defaults(func=run)
 

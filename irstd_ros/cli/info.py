@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from irstd_ros.checkpoint import load_checkpoint
-from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.cli._options import add_json, add_weights
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.models import NAMED_CONFIGS, build_model, named_config
@@ -24,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="parameters and GMACs of a model, or a checkpoint's metadata")
     p.add_argument("--arch", help=f"architecture ({', '.join(MODELS)}; default: the config's)")
     p.add_argument("--config", help=f"named config ({', '.join(NAMED_CONFIGS)}; default: {DEFAULT_CONFIG})")
-    p.add_argument("--weights", type=Path, help=f"describe this instead: {WEIGHTS_HELP}")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_weights(p, "describe this instead")
+    add_json(p)
     p.set_defaults(func=run)
 
 

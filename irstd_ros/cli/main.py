@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import yaml
 
+from irstd_ros.cli._options import PlainHelpParser
 from irstd_ros.core.constants import INTERRUPTED_EXIT, TERMINATED_EXIT
 from irstd_ros.errors import IrstdError
 
@@ -53,7 +54,9 @@ SUBCOMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """``irstd``'s parser: its help and its subcommands' (parsers of its class) are plain
+    text, the docstrings' reST markup shown bare (:class:`PlainHelpParser`)."""
+    parser = PlainHelpParser(
         prog="irstd", description="Infrared small target detection (SGEM-UNet) tools."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

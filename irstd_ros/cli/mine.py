@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from irstd_ros.cli._options import add_model_on_data, check_output_file
+from irstd_ros.cli._options import add_model_on_data, check_dataset_dir, check_output_file
 from irstd_ros.evaluation.evaluate import EvalConfig
 from irstd_ros.evaluation.mining import MINING_THRESHOLD, mine_hard_examples, write_hard_examples
 
@@ -16,12 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Writes a JSON file that a training source names as `hard:` (see config/train/). "
         "Mine training splits only, never the split you report on.",
     )
-    add_model_on_data(p, "train", f"score threshold (default: {MINING_THRESHOLD}, or the checkpoint's own where lower)")
+    add_model_on_data(p, "train", f"detection threshold, a probability in (0, 1) (default: {MINING_THRESHOLD}, "
+                      "or the checkpoint's own where lower)")
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_dataset_dir(args.data, "--data")
     check_output_file(args.out, "--out")
     report = mine_hard_examples(
         EvalConfig(

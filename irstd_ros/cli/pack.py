@@ -6,7 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from irstd_ros.cli._options import check_output_file, non_negative_int, positive_int
+from irstd_ros.cli._options import (
+    check_dataset_dir,
+    check_output_file,
+    non_negative_int,
+    positive_int,
+)
 from irstd_ros.data.pack import (
     CROP,
     DEFAULT_NUDT,
@@ -42,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"SIRST-v2 crop side, px (default {CROP}, at most {MAX_CROP})")
     p.add_argument("--target-crops", type=non_negative_int, default=TARGET_CROPS, help="SIRST-v2 crops with a target per frame")
     p.add_argument("--random-crops", type=non_negative_int, default=RANDOM_CROPS, help="random SIRST-v2 crops per frame")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="random seed of the SIRST-v2 crops (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -50,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")  # before reading the datasets
     if args.no_nudt and args.no_nudt_test:  # it would be ignored: there is no NUDT-SIRST test to leave out
         raise ConfigError("--no-nudt-test with --no-nudt: NUDT-SIRST is left out whole; give one")
+    for option, root, left_out in (("--nudt", args.nudt, args.no_nudt), ("--sirst", args.sirst, args.no_sirst)):
+        if not left_out:
+            check_dataset_dir(root, option)
     cfg = PackConfig(
         out=args.out,
         nudt=None if args.no_nudt else args.nudt,

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="publish a bag's topics through rclpy with the recorded timing",
         description="Publish a bag's topics like `ros2 bag play`, for machines without rosbag2.",
     )
-    p.add_argument("bag", type=Path)
+    p.add_argument("bag", type=Path, help="the rosbag2 bag folder to publish")
     p.add_argument(
         "--topic",
         action="append",
@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="after each message of the first --topic wait for a message with the same "
         "header stamp here (e.g. the node's targets): no frame is dropped by a slow consumer",
     )
-    p.add_argument("--sync-timeout", type=positive_float, default=5.0, metavar="SEC")
+    p.add_argument("--sync-timeout", type=positive_float, default=5.0, metavar="SEC",
+                   help="with --sync-topic: wait at most SEC for each answer, then go on (counted as "
+                   "a sync timeout) (default: %(default)s)")
     p.add_argument(
         "--ack-timeout",
         type=non_negative_float,

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(a model soup). Average uncalibrated runs, then run irstd calibrate on the result.",
     )
     p.add_argument("weights", type=Path, nargs="+", help="checkpoint files (at least two)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (the average)")
     p.add_argument("--coefficients", type=positive_float, nargs="+", metavar="C",
                    help="one per checkpoint, summing to 1 (default: equal)")
     p.set_defaults(func=run)

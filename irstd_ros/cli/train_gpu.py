@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from irstd_ros.cli._options import check_output_dir
+from irstd_ros.cli._options import check_dataset_dir, check_output_dir, describe_options
+from irstd_ros.cli._training import training_help
 from irstd_ros.core.constants import TERMINATED_EXIT
 from irstd_ros.training.gpu import (
     TERMINATED,
@@ -27,15 +29,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Example: irstd train-gpu --recipe large --pack out/pack/irstd_pack.npz --minutes 5 --out runs/gpu",
     )
     add_arguments(p)
+    # the options add_arguments defines with no help (or another wording of a shared one)
+    describe_options(p, training_help((a.dest for a in p._actions), gpu=True))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if cfg.pack is None:  # a pack's own path may stand as data too
+        check_dataset_dir(cfg.data, "--data" if args.data is not None else "--config's data",
+                          "a pack (irstd pack) goes to --pack")
     check_output_dir(cfg.out, "--out")  # before any data is read: not at the first checkpoint
     # SIGTERM (`timeout`, `kill`) ends the training after the step in progress, with its
     # checkpoints and summary written (no evaluation), not mid-step as irstd's Terminated
     with sigterm_stop() as stop:
         summary = train_gpu(cfg, stop)
     print(json.dumps(summary))
-    return TERMINATED_EXIT if summary.get("stop") == TERMINATED else 0
+    if summary.get("stop") == TERMINATED:  # one readable line, as every command stopped says
+        print(f"irstd train-gpu: terminated after {summary['epochs_done']} epochs "
+              "(checkpoints written, no evaluation)", file=sys.stderr)
+        return TERMINATED_EXIT
+    return 0

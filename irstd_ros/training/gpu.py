@@ -676,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(summary))
     if summary["stop"] == TERMINATED:
-        log.warning("stopped by SIGTERM after %d epochs; checkpoints written, no evaluation", summary["epochs_done"])
+        log.warning("terminated (SIGTERM) after %d epochs; checkpoints written, no evaluation", summary["epochs_done"])
         return TERMINATED_EXIT
     return 0
 

@@ -429,3 +429,53 @@ def test_an_existing_bag_at_out_names_overwrite(command, capsys, tmp_path):
     line = one_error_line(err)
     assert code == 2 and f"--out {out} exists" in line and "--overwrite" in line
     assert (out / "metadata.yaml").read_text() == "kept"
+
+
+# --- dataset folders that are files ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (["eval", "--data", "{file}"], "--data"),
+        (["mine", "--data", "{file}", "--out", "{tmp}/hard.json"], "--data"),
+        (["calibrate", "--weights", "tiny", "--out", "{tmp}/cal.safetensors", "--data", "{file}:train"], "--data"),
+        (["train", "--data", "{file}", "--out", "{tmp}/run"], "--data"),
+        (["train-gpu", "--data", "{file}", "--out", "{tmp}/run"], "--data"),
+        (["pack", "--nudt", "{file}", "--no-sirst", "--out", "{tmp}/pack.npz"], "--nudt"),
+        (["pack", "--sirst", "{file}", "--no-nudt", "--out", "{tmp}/pack.npz"], "--sirst"),
+        (["export", "--backend", "openvino-bf16", "--nudt", "{file}"], "--nudt"),
+        (["export", "--backend", "openvino-int8", "--sirst", "{file}"], "--sirst"),
+    ],
+)
+def test_a_dataset_option_naming_a_file_says_it_is_a_file(command, option, capsys, tmp_path):
+    """``irstd eval --data FILE`` said 'dataset folder not found: FILE' (so did every
+    dataset option): the path is there, only not a folder."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a dataset")
+    args = [a.format(file=afile, tmp=tmp_path) for a in command]
+    code, err = run_cli(capsys, *args)
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith(f"irstd {command[0]}: error: {option} {afile}: is a file, not a dataset folder"), line
+    assert "not found" not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # refused before any output
+
+
+def test_train_config_data_naming_a_file_names_the_config(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a dataset")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {afile}\nout: {tmp_path / 'run'}\n")
+    code, err = run_cli(capsys, "train", "--config", str(config))
+    assert code == 2
+    assert one_error_line(err).startswith(f"irstd train: error: --config's data {afile}: is a file")
+
+
+def test_train_gpu_a_pack_given_as_data_is_told_where_it_goes(capsys, tmp_path):
+    pack = tmp_path / "irstd_pack.npz"
+    pack.write_bytes(b"")
+    code, err = run_cli(capsys, "train-gpu", "--data", str(pack), "--out", str(tmp_path / "run"))
+    assert code == 2
+    assert one_error_line(err).endswith("is a file, not a dataset folder (the folder holding images/ and "
+                                        "masks/); a pack (irstd pack) goes to --pack")

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from _support.cli import one_error_line, run_cli
+from _support.cli import one_error_line, run_cli, run_cli_output
 
 from irstd_ros.errors import ConfigError
 from irstd_ros.ros import transport
@@ -271,3 +271,32 @@ def test_ctrl_c_or_sigterm_shutting_rclpy_down_is_no_thread_traceback():
             raise ExternalShutdownException()
 
     load_test.Peer._spin(SimpleNamespace(_stop=threading.Event(), executor=ShutDown()))  # returns
+
+
+def test_memory_is_not_judged_on_a_run_shorter_than_the_warm_up():
+    """``irstd load-test --duration 5`` exited 1 with 'memory_flat FAILED': no RSS sample
+    came after the 10 s warm-up, so no trend, and no trend read as a leak."""
+    assert load_test.memory_check(None, 0, 5.0, 10.0) == (
+        None, f"run shorter than warm-up + {load_test.MIN_RSS_SAMPLES} s (5 s run, 10 s warm-up)")
+    assert load_test.memory_check(None, 2, 40.0, 10.0) == (
+        None, f"2 RSS samples after the warm-up, {load_test.MIN_RSS_SAMPLES} needed")  # RSS unreadable
+    assert load_test.memory_check(0.01, 20, 30.0, 10.0) == (True, None)
+    assert load_test.memory_check(0.2, 20, 30.0, 10.0) == (False, None)
+
+
+def test_a_check_not_judged_fails_nothing_and_the_report_says_why(capsys, monkeypatch):
+    why = load_test.memory_check(None, 0, 5.0, 10.0)[1]
+    checks = {"accounting": True, "latency_bounded": True, "memory_flat": None, "clean_exit": True}
+    assert load_test.verdict(checks) is True
+    assert load_test.verdict({**checks, "accounting": False}) is False
+    result = {**_result(21), "checks": checks, "not_judged": {"memory_flat": why}, "ok": load_test.verdict(checks),
+              "node_log": "/nonexistent/node.log"}
+    report = load_test.format_report(result)
+    assert report.splitlines()[-1] == (
+        f"checks: accounting ok, latency_bounded ok, memory_flat not judged: {why}, clean_exit ok")
+
+    monkeypatch.setattr(load_test, "run_load_test", lambda *_a, **_k: result)
+    code, out, err = run_cli_output(capsys, "load-test", "--duration", "5")
+    assert code == 0 and "memory_flat not judged: run shorter than warm-up" in out
+    assert f"note: memory_flat will not be judged: --duration 5 s is shorter than --warmup 10 s + " \
+           f"{load_test.MIN_RSS_SAMPLES} s" in err

@@ -461,6 +461,7 @@ def test_sigterm_from_a_time_limit_leaves_the_checkpoints_the_session_returns(tm
     finally:
         proc.kill()
     assert proc.returncode == 143, stderr[-2000:]
+    assert "terminated" in stderr.strip().splitlines()[-1]  # one readable line says so
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["stop"] == "terminated" and 1 <= summary["epochs_done"] < 100000
     model, info, _ = load_checkpoint(out / "model_fp16.safetensors")
