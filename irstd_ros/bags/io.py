@@ -32,6 +32,7 @@ from rosbags.interfaces import (
 from rosbags.rosbag2 import Reader, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.rosbag2.errors import ReaderError, WriterError
+from rosbags.rosbag2.storage_mcap import McapReader
 from rosbags.serde import SerdeError
 from rosbags.typesys.store import Typestore
 
@@ -72,6 +73,78 @@ def _corrupt_bag_errors() -> tuple[type[BaseException], ...]:
     sqlite3 storage does in 0.11; not a dependency of ours, so not imported here)."""
     apsw = sys.modules.get("apsw")
     return (*CORRUPT_BAG_ERRORS, apsw.Error) if apsw is not None else CORRUPT_BAG_ERRORS
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"  # the first and the last 8 bytes of a closed MCAP file
+
+
+def _recover_hint(mcap: Path) -> str:
+    """How to rebuild an MCAP file's summary and indexes (the mcap CLI's ``recover``); the
+    rebuilt file is a bag of its own to read (a bare file needs no metadata.yaml)."""
+    fixed = mcap.with_name(f"{mcap.stem}.recovered.mcap")
+    return f"rebuild it with `mcap recover {mcap} -o {fixed}` (the mcap CLI) and read {fixed}"
+
+
+def _an_mcap_file(mcap: Path, bag: Path) -> str:
+    """The subject of an error about the MCAP file ``mcap`` of the bag at ``bag``."""
+    return "it is an MCAP file" if mcap == bag else f"its {mcap.name} is an MCAP file"
+
+
+def _unfinished_mcap(path: Path) -> bool:
+    """Whether ``path`` begins as an MCAP file but does not end as one (no footer, no closing
+    magic): a recording killed or cut before its writer wrote the summary and indexes."""
+    try:
+        with path.open("rb") as f:
+            if f.read(len(MCAP_MAGIC)) != MCAP_MAGIC or f.seek(0, 2) <= len(MCAP_MAGIC):
+                return False
+            f.seek(-len(MCAP_MAGIC), 2)
+            return f.read() != MCAP_MAGIC
+    except OSError:
+        return False
+
+
+def _unindexed_reason(path: Path) -> str | None:
+    """Why the bag at ``path`` could not be opened if its storage lacks its summary or index,
+    with the fix; None if it does not. An MCAP file that never closed (``mcap recover``;
+    ``ros2 bag reindex`` writes a metadata.yaml but leaves the file unindexed, rosbag2#2003),
+    or a bag folder without metadata.yaml (``ros2 bag reindex``, which sqlite3 needs)."""
+    files = sorted(path.glob("*.mcap")) if path.is_dir() else [path]
+    for mcap in files:
+        if _unfinished_mcap(mcap):
+            return (f"{_an_mcap_file(mcap, path)} without its summary and index (the recording "
+                    f"was killed or cut before it closed); {_recover_hint(mcap)}")
+    if not path.is_dir() or (path / "metadata.yaml").exists():
+        return None
+    if any(path.glob("*.db3")):
+        return ("no metadata.yaml (the recording was killed before it closed); rebuild it "
+                f"with `ros2 bag reindex {path} sqlite3`")
+    if files:
+        return (f"no metadata.yaml (the recording was killed before it closed); read {files[0]} "
+                f"itself, or rebuild it with `ros2 bag reindex {path} mcap`")
+    return None
+
+
+def _mcap_storages(reader: Reader) -> list[McapReader]:
+    """The MCAP storage files rosbags opened for ``reader`` (a bare file, or a bag folder's)."""
+    storage = getattr(reader, "storage", None)
+    found = getattr(storage, "storages", [storage])
+    return [s for s in found if isinstance(s, McapReader)]
+
+
+def _unindexed_chunks(storage: McapReader) -> bool:
+    """Whether an opened MCAP file has chunks with messages that its summary indexes without
+    their message indexes (a writer with message indexing off): rosbags skips those chunks,
+    and reads the file as empty, or short of their messages, without an error. Chunks of no
+    message (a topic declared, nothing written) have no message index either: those are
+    told by the statistics (no more messages than the indexed chunks hold) or, where rosbags
+    counts the indexed chunks for want of statistics, by their times (no message span)."""
+    missing = [c for c in getattr(storage, "chunks", None) or [] if not c.message_index_offsets]
+    if not missing:
+        return False
+    indexed = sum(sum(c.channel_count.values()) for c in storage.chunks)
+    if storage.metadata.message_count > indexed:
+        return True
+    return any(0 < c.message_end_time and c.message_start_time <= c.message_end_time for c in missing)
 
 
 V = TypeVar("V")
@@ -228,7 +301,17 @@ class BagReader:
             self._reader = Reader(self.path)
             self._reader.open()
         except _corrupt_bag_errors() as exc:
-            raise BagError(f"cannot read bag {self.path}: {_reason(exc)}") from exc
+            reason = _unindexed_reason(self.path) or _reason(exc)
+            raise BagError(f"cannot read bag {self.path}: {reason}") from exc
+        for storage in _mcap_storages(self._reader):
+            if _unindexed_chunks(storage):
+                self._reader.close()
+                mcap = Path(str(storage.path))
+                raise BagError(
+                    f"cannot read bag {self.path}: {_an_mcap_file(mcap, self.path)} whose chunks "
+                    "have no message index (its writer had message indexing off): their "
+                    f"messages would be missed; {_recover_hint(mcap)}"
+                )
         register_bag_types(self.store, self._reader.connections)
 
     def __enter__(self) -> BagReader:
@@ -291,7 +374,12 @@ class BagReader:
             for conn, t, raw in self._reader.messages(connections=conns, start=start_ns):
                 yield conn.topic, conn.msgtype, int(t), raw
         except _corrupt_bag_errors() as exc:
-            raise BagError(f"cannot read bag {self.path}: {_reason(exc)}") from exc
+            reason = _reason(exc)
+            unindexed = [s for s in _mcap_storages(self._reader) if not getattr(s, "chunks", True)]
+            if isinstance(exc, ReaderError) and unindexed and "not in timestamp order" in reason:
+                # rosbags reads an MCAP file without a chunk index in file order only
+                reason = f"{reason.rstrip('.')}; {_recover_hint(Path(str(unindexed[0].path)))}"
+            raise BagError(f"cannot read bag {self.path}: {reason}") from exc
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, int, Any]]:
         """(topic, receive time ns, deserialised rosbags message)."""

@@ -587,8 +587,10 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     alone for the epochs done on the other), and the same recipe (``cfg``'s
     :meth:`~TrainConfig.resume_fixed` fields that ``last`` records, and the decay of a
     weight average both keep). Paths compare as the files they name
-    (:func:`resolved_paths`). ``last`` must be a run's checkpoint, with its training state
-    (a model file copied there, e.g. a calibrated or averaged one, has none)."""
+    (:func:`resolved_paths`): ``last``'s relative ones from the directory they were given in
+    (:func:`recorded_cwd`), this run's from the current one. ``last`` must be a run's
+    checkpoint, with its training state (a model file copied there, e.g. a calibrated or
+    averaged one, has none)."""
     if not isinstance(info.extra.get("train_state"), dict):
         raise ConfigError(f"{last} holds no training state (a model file, not a run's last "
                           f"checkpoint); use a new --out (with init: {last} to start from it)")
@@ -597,17 +599,19 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     if info.norm != norm:  # its weights expect the other inputs
         raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
                           f"are {norm}; use a new --out")
+    base = recorded_cwd(info.extra["train_state"])
     recorded, mine = info.extra.get("data"), json.loads(json.dumps(plain(seen)))
-    if recorded is not None and resolved_paths(recorded) != resolved_paths(mine):
-        raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than this "
-                          f"run's ({json.dumps(mine)}); use a new --out (with init: {last})")
+    if recorded is not None:  # said with the paths resolved: "data/x" may be two folders
+        recorded, mine = resolved_paths(recorded, base=base), resolved_paths(mine)
+        if recorded != mine:
+            raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than "
+                              f"this run's ({json.dumps(mine)}); use a new --out (with init: {last})")
     config, now = info.extra.get("train_config") or {}, json.loads(json.dumps(cfg.recorded()))
     fixed = [*cfg.resume_fixed(), *(["ema"] if config.get("ema") and now["ema"] else [])]
-    changed = [
-        f"{name} {json.dumps(config[name])} -> {json.dumps(now[name])}"
-        for name in fixed
-        if name in config and resolved_paths(config[name], name) != resolved_paths(now[name], name)
-    ]
+    pairs = {name: (resolved_paths(config[name], name, base), resolved_paths(now[name], name))
+             for name in fixed if name in config}
+    changed = [f"{name} {json.dumps(was)} -> {json.dumps(new)}"
+               for name, (was, new) in pairs.items() if was != new]
     if changed:
         raise ConfigError(f"{last} was trained with another recipe ({', '.join(changed)}); resume it with "
                           f"its own, or use a new --out (with init: {last}) to continue it with this one")
@@ -615,18 +619,31 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
 
 # the keys of the records compared on a resumption (train_config, data) that hold paths
 PATH_KEYS = frozenset({"init", "teacher", "root", "pack", "hard"})
+# train_state's record of the directory the run's relative paths were given in
+CWD_KEY = "cwd"
 
 
-def resolved_paths(value: Any, key: str | None = None) -> Any:
+def recorded_cwd(state: dict[str, Any]) -> Path | None:
+    """The directory a checkpoint's relative paths were given in (``train_state.cwd``: the
+    working directory of the invocation that wrote it, whose paths the records hold). None
+    for a checkpoint written before it was recorded: its relative paths are then taken from
+    the current directory, as they were then (right when resumed from the same one)."""
+    cwd = state.get(CWD_KEY)
+    return Path(cwd) if isinstance(cwd, str) and cwd else None
+
+
+def resolved_paths(value: Any, key: str | None = None, base: Path | None = None) -> Any:
     """A recorded value (JSON) with the paths under :data:`PATH_KEYS` resolved, to compare
-    them as the files they name: ``data/x`` and its absolute spelling are one folder. The
-    records keep the paths as given."""
+    them as the files they name: ``data/x`` and its absolute spelling are one folder. A
+    relative path is taken from ``base`` (the directory it was given in; None: the current
+    one), so a run started in one directory and resumed from another compares the same
+    files. The records keep the paths as given."""
     if isinstance(value, dict):
-        return {k: resolved_paths(v, k) for k, v in value.items()}
+        return {k: resolved_paths(v, k, base) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolved_paths(v, key) for v in value]
+        return [resolved_paths(v, key, base) for v in value]
     if key in PATH_KEYS and isinstance(value, str):
-        return str(Path(value).resolve())
+        return str(((base or Path.cwd()) / value).resolve())
     return value
 
 
@@ -679,6 +696,7 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
 
+    cwd = os.getcwd()  # where this invocation's relative paths are (recorded, CWD_KEY)
     ds, norm, seen = build_training_data(cfg, rank)
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
@@ -731,7 +749,8 @@ def train(cfg: TrainConfig) -> Path:
     def info_for(epoch: int, seed_next: int) -> CheckpointInfo:
         extra = {
             "train_config": cfg.recorded(),
-            "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next},
+            "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next,
+                            CWD_KEY: cwd},
             "data": seen,
             **cfg.extra,
         }

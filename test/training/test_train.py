@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -662,3 +663,59 @@ def test_an_epoch_cut_by_max_steps_counts_as_done_on_resumption(tmp_path):
     _, info, _ = load_checkpoint(train(config(tmp_path, epochs=2)))
     state = info.extra["train_state"]
     assert [h["epoch"] for h in state["history"]] == [1, 2] and state["step"] == 3
+
+
+def _resume_elsewhere(tmp_path, monkeypatch, other_data):
+    """A run started in a/ with data, init and out given relative (data/, start.safetensors,
+    run/), its last checkpoint then looked at from b/, whose data/ is ``other_data`` (a
+    folder of its own, or none)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    blob_dataset(a / "data")
+    start = train(config(tmp_path, data=a / "data", out=tmp_path / "start", epochs=1, max_steps=1))
+    (a / "start.safetensors").write_bytes(start.read_bytes())
+    monkeypatch.chdir(a)
+    train(config(tmp_path, data=Path("data"), init=Path("start.safetensors"), out=Path("run"),
+                 epochs=1, max_steps=1))
+    b.mkdir()
+    if other_data:
+        blob_dataset(b / "data", seed=5)  # other frames, as many
+        (b / "start.safetensors").write_bytes(start.read_bytes())
+    monkeypatch.chdir(b)
+    return a
+
+
+def test_a_run_resumed_from_another_directory_finds_its_relative_paths(tmp_path, monkeypatch):
+    """Its relative data and init were taken from the new directory: the same data, spelt
+    from there, was refused as other data (the run's record keeps where they were given)."""
+    a = _resume_elsewhere(tmp_path, monkeypatch, other_data=False)
+    _, info, _ = load_checkpoint(
+        train(config(tmp_path, data=Path("../a/data"), init=a / "start.safetensors",
+                     out=a / "run", epochs=2, max_steps=2))
+    )
+    state = info.extra["train_state"]
+    assert len(state["history"]) == 2 and state["cwd"] == str(tmp_path / "b")
+
+
+def test_relative_paths_that_name_other_data_from_another_directory_are_refused(tmp_path, monkeypatch):
+    """The same spelling from another directory names other files: it was taken for the
+    run's own data and init (both resolved from the new directory)."""
+    a = _resume_elsewhere(tmp_path, monkeypatch, other_data=True)
+    other = str(tmp_path / "b" / "data")
+    data = re.escape(str(a / "data"))
+    with pytest.raises(ConfigError, match=rf"trained on other data \(.*{data}\".*\) than this run's \(.*{re.escape(other)}"):
+        train(config(tmp_path, data=Path("data"), init=Path("start.safetensors"), out=a / "run", epochs=2))
+    with pytest.raises(ConfigError, match=rf"another recipe \(init \"{re.escape(str(a / 'start.safetensors'))}\" -> "):
+        train(config(tmp_path, data=a / "data", init=Path("start.safetensors"), out=a / "run", epochs=2))
+
+
+def test_a_checkpoint_without_its_directory_takes_relative_paths_from_the_current_one(tmp_path, monkeypatch):
+    # written before train_state recorded its cwd: resumed from where it was started, as then
+    monkeypatch.chdir(tmp_path)
+    train(config(tmp_path, data=Path("data"), epochs=1, max_steps=1))
+    last = tmp_path / "run" / "last.safetensors"
+    model, info, tensors = load_checkpoint(last)
+    state = {k: v for k, v in info.extra["train_state"].items() if k != "cwd"}
+    save_checkpoint(last, model, dataclasses.replace(info, extra={**info.extra, "train_state": state}),
+                    tensors)
+    _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("data"), epochs=2, max_steps=2)))
+    assert len(info.extra["train_state"]["history"]) == 2
