@@ -65,3 +65,17 @@ def prepare_input(frame: np.ndarray, stride: int) -> tuple[torch.Tensor, tuple[i
 def finish_output(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """Crop padded logits back and turn them into a (H, W) probability array."""
     return torch.sigmoid(crop_to(logits.float(), size))[0, 0].cpu().numpy()
+
+
+def raise_recompile_limit(limit: int) -> None:
+    """Let dynamo keep at least ``limit`` compiled graphs per code object (``torch.compile``
+    of one network class, whichever backend made it): never lowered, the setting is the
+    process's and other compiled code has it too."""
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # the older spelling second
+        try:
+            if getattr(config, name) < limit:
+                setattr(config, name, limit)
+            return
+        except AttributeError:
+            continue

@@ -25,24 +25,16 @@ from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.errors import BackendError
-from irstd_ros.inference.backends.base import BackendOptions, finish_output, prepare_input
+from irstd_ros.inference.backends.base import (
+    BackendOptions,
+    finish_output,
+    prepare_input,
+    raise_recompile_limit,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_COMPILED_SIZES = 8  # padded frame sizes one backend compiles; its further sizes run eager
-
-
-def _raise_recompile_limit(limit: int) -> None:
-    """Let dynamo keep at least ``limit`` compiled graphs per code object (never lowered:
-    the setting is the process's, other compiled code has it too)."""
-    config = torch._dynamo.config
-    for name in ("recompile_limit", "cache_size_limit"):  # the older spelling second
-        try:
-            if getattr(config, name) < limit:
-                setattr(config, name, limit)
-            return
-        except AttributeError:
-            continue
 
 
 class TorchCompileBackend:
@@ -66,7 +58,7 @@ class TorchCompileBackend:
         try:
             self.model = torch.compile(self.eager, dynamic=False)
             TorchCompileBackend._made += 1
-            _raise_recompile_limit(self.size_limit * TorchCompileBackend._made)
+            raise_recompile_limit(self.size_limit * TorchCompileBackend._made)
         except Exception as exc:  # a torch without dynamo support on this platform
             raise BackendError(f"torch.compile unavailable: {exc}") from exc
 

@@ -47,7 +47,7 @@ from irstd_ros.inference.backends._cuda import (
     keep_sgem_fp32,
     lru_get,
 )
-from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.backends.base import BackendOptions, raise_recompile_limit
 
 __all__ = ["GRAPH_SIZES", "PRECISIONS", "TorchCUDABackend"]
 
@@ -117,10 +117,7 @@ class TorchCUDABackend(CudaPredictMixin):
         self.forward: Callable[..., Any] = self.model
         self.compile_backend = compile_backend if self.options.compile else None
         if self.options.compile:
-            try:
-                torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
-            except AttributeError:  # older spelling
-                torch._dynamo.config.cache_size_limit = RECOMPILE_LIMIT
+            raise_recompile_limit(RECOMPILE_LIMIT)  # raised, never lowered (torch-compile's too)
             try:
                 self.forward = torch.compile(self.model, dynamic=False, backend=compile_backend)
             except Exception as exc:  # a torch without dynamo support on this platform

@@ -248,3 +248,18 @@ def test_frames_from_two_threads_each_get_their_own_probabilities(tiny_model):
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_compiling_never_lowers_the_process_s_recompile_limit(tiny_model):
+    """The cuda backend set dynamo's limit to its 8 outright, lowering the one torch-compile
+    backends of other cameras had raised (their sizes then ran eager)."""
+    saved = torch._dynamo.config.recompile_limit
+    try:
+        torch._dynamo.config.recompile_limit = 64
+        _cpu_backend(*tiny_model, compile=True)
+        assert torch._dynamo.config.recompile_limit == 64
+        torch._dynamo.config.recompile_limit = 1
+        _cpu_backend(*tiny_model, compile=True)
+        assert torch._dynamo.config.recompile_limit == 8  # its own sizes still fit
+    finally:
+        torch._dynamo.config.recompile_limit = saved
