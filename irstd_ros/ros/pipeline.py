@@ -9,7 +9,9 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
 * A frame whose header stamp is older than ``input.max_age`` on arrival is dropped and
   counted as ``stale`` (a node starved of CPU catches up with the present, not its
   backlog). Only live stamps are checked, within :data:`LIVE_STAMP_WINDOW_S` of the
-  node's clock: a replayed bag keeps its old stamps and is not stale for it.
+  node's clock: a replayed bag keeps its old stamps and is not stale for it; nor is a
+  stamp that does not advance (the same on :data:`FROZEN_STAMP_FRAMES` frames in a row: a
+  camera that does not stamp each frame; its age says nothing about the frame's).
 * Frames wait for the worker in a queue of ``input.queue_size`` (default 2). A frame that
   arrives when it is full drops the oldest waiting one, which is counted as superseded:
   never a backlog. 1 keeps only the newest frame; 2 lets one slow frame (a scheduler
@@ -250,6 +252,9 @@ class FramePipeline:
         self._warn = RateLimiter(WARN_PERIOD_S)
         self._last_stamp: tuple[int, int] | None = None
         self._stamp_repeats = 0  # frames in a row with the previous frame's stamp
+        # the same, of the frames submitted (executor thread; for input.max_age)
+        self._submit_stamp: int | None = None
+        self._submit_repeats = 0
         self._stamps_frozen = False  # the last frame's stamp did not advance
         # the tracker's time: the last tracked frame's (tracker ns, its arrival on the node's
         # and the steady clock (ns), whether the node's clock ran then), whether it was timed
@@ -378,11 +383,15 @@ class FramePipeline:
         self.stats.on_received(superseded)
 
     def _stale_age(self, header: Any) -> float | None:
-        """The frame's age (s) if it is stale, else None (a stamp that is not live never is)."""
+        """The frame's age (s) if it is stale, else None (a stamp that is not live never is,
+        nor one that does not advance: see the module's notes)."""
+        stamp = stamp_ns(header)
+        self._submit_repeats = self._submit_repeats + 1 if stamp == self._submit_stamp else 0
+        self._submit_stamp = stamp
         max_age = self._params().get("input.max_age", 0.0)
-        if max_age <= 0:
+        if max_age <= 0 or self._submit_repeats >= FROZEN_STAMP_FRAMES - 1:
             return None
-        age_ms = _live_ms(self._clock_ns(), stamp_ns(header))
+        age_ms = _live_ms(self._clock_ns(), stamp)
         return age_ms / 1e3 if age_ms is not None and age_ms / 1e3 > max_age else None
 
     def on_camera_info(self, msg: CameraInfo) -> None:

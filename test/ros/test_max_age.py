@@ -83,3 +83,18 @@ def test_zero_disables_and_the_value_changes_at_run_time(make):
     h.send(aged(h, 5.0))
     h.spin_until(lambda: h.node.stats.stale == 1)
     assert not h.node.set_parameters([Parameter("input.max_age", value=-1.0)])[0].successful
+
+
+def test_a_stamp_that_does_not_advance_is_not_judged_stale(make):
+    """A live camera that stamps every frame alike: before, once the stamp was max_age old
+    every frame was dropped as stale (for a minute, until the stamp left the live window),
+    although the frames were new. A stamp repeated once is still judged."""
+    h = make(Parameter("input.max_age", value=0.5))
+    old = aged(h, 2.0)
+    h.send(old)
+    h.spin_until(lambda: h.node.stats.stale == 1)
+    h.send(old)  # the same stale frame again: still stale
+    h.spin_until(lambda: h.node.stats.stale == 2)
+    for _ in range(3):  # the third, fourth... frame with it: the stamp does not advance
+        h.send(old, expect_answers=1)
+    assert h.node.stats.stale == 2 and h.node.stats.processed == 3
