@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from irstd_ros.cli._options import add_json, positive_float
 from irstd_ros.core.constants import SHIPPED_MODELS
@@ -16,20 +15,21 @@ from irstd_ros.models.config import NAMED_CONFIGS
 from irstd_ros.tools.bench import (
     BENCH_VARIANTS,
     BUDGET_S,
+    CONFIG_PREFIX,
     FULL_MODELS,
     QUICK_BUDGET_S,
     QUICK_MODELS,
+    SHIPPED,
+    SHIPPED_PREFIX,
     BenchConfig,
     format_table,
+    model_name,
     run_bench,
 )
 from irstd_ros.tools.gpu_bench import BUDGET_S as GPU_BUDGET_S
 from irstd_ros.tools.gpu_bench import MODELS as GPU_MODELS
 
 BENCH_NAMES = (*BACKENDS, *BENCH_VARIANTS)
-SHIPPED = "shipped"  # the default shipped model, as --weights is when not given
-SHIPPED_PREFIX = "shipped:"  # shipped:NAME: that shipped model's checkpoint, as --weights NAME
-CONFIG_PREFIX = "config:"  # config:NAME: that network with random weights
 MODELS_HELP = (
     f"comma-separated models to time: {SHIPPED} (the default shipped model); {SHIPPED_PREFIX}NAME, the "
     f"checkpoint --weights NAME loads ({', '.join(SHIPPED_MODELS)}); a checkpoint file, PATH.safetensors; "
@@ -76,45 +76,13 @@ def _split(text: str | None, option: str) -> list[str] | None:
     return items
 
 
-def resolve_models_option(text: str | None) -> list[str] | None:
-    """``--models`` as :func:`irstd_ros.tools.bench.resolve_models` takes it (None: not
-    given): ``shipped:NAME`` becomes the path of that shipped checkpoint (what ``--weights
-    NAME`` loads), ``config:NAME`` the config name; ``shipped``, ``*.safetensors`` files and
-    config names stay. A bare word is a name, never a file: one that names no model is a
-    :class:`ConfigError` listing the valid forms (a file not named ``*.safetensors`` too).
-    A bare name that is both a config and a shipped model's (``tiny``) is the config, with
-    a note on stderr saying how to name the checkpoint."""
-    from irstd_ros.inference.detector import default_model_path
-
+def models_option(text: str | None) -> list[str] | None:
+    """``--models`` split (None: not given), every item checked up front
+    (:func:`irstd_ros.tools.bench.model_name`: one readable error before any cell)."""
     items = _split(text, "--models")
-    if items is None:
-        return None
-    models = []
-    for item in items:
-        if item.startswith(SHIPPED_PREFIX):
-            name = item.removeprefix(SHIPPED_PREFIX)
-            if name not in SHIPPED_MODELS:
-                raise ConfigError(f"--models {item}: no shipped model {name!r}; the shipped models are "
-                                  f"{', '.join(SHIPPED_MODELS)}")
-            models.append(str(default_model_path(name)))
-        elif item.startswith(CONFIG_PREFIX):
-            name = item.removeprefix(CONFIG_PREFIX)
-            if name not in NAMED_CONFIGS:
-                raise ConfigError(f"--models {item}: unknown config {name!r}; valid: {', '.join(NAMED_CONFIGS)}")
-            models.append(name)
-        elif item == SHIPPED or item.endswith(".safetensors") or item in NAMED_CONFIGS:
-            if item in SHIPPED_MODELS:
-                print(f"irstd bench: note: --models {item} is the {item} network with random weights "
-                      f"({CONFIG_PREFIX}{item}); the shipped checkpoint is {SHIPPED_PREFIX}{item}", file=sys.stderr)
-            models.append(item)
-        else:
-            hint = " (a checkpoint file must be named *.safetensors)" if Path(item).expanduser().exists() else ""
-            raise ConfigError(
-                f"--models {item}: unknown model{hint}; valid: {SHIPPED}, {SHIPPED_PREFIX}NAME "
-                f"({', '.join(SHIPPED_MODELS)}), a checkpoint file (*.safetensors), or a config name "
-                f"or {CONFIG_PREFIX}NAME ({', '.join(NAMED_CONFIGS)})"
-            )
-    return models
+    for item in items or ():
+        model_name(item)
+    return items
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if name not in BENCH_NAMES:
             raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BENCH_NAMES)}")
     sizes = [(h, w) for w, h in map(parse_size, _split(args.sizes, "--sizes") or ())] or None  # (H, W)
-    models = resolve_models_option(args.models)
+    models = models_option(args.models)
     if args.gpu:
         return _run_gpu(args, models, sizes)
     cfg = BenchConfig(

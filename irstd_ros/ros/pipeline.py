@@ -693,6 +693,7 @@ class FramePipeline:
         self._track_counts = (0, 0)
         self._last_stamp = self._last_size = None
         self._stamp_repeats = 0
+        self._stamps_frozen = False  # the new camera's frozen stamps are said again
         self._track_time = None
         self._arrival_timed = False
         self._track_offset_ns = 0

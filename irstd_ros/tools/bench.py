@@ -168,22 +168,60 @@ class ModelSpec:
     note: str = ""
 
 
-def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
-    """``shipped`` (falls back to random ``tiny`` when the file is missing), checkpoint
-    files (``*.safetensors``), config names; anything else is a :class:`ConfigError`
-    listing the valid choices, and a checkpoint that cannot be loaded (corrupt, truncated,
-    another architecture) a :class:`CheckpointError` naming it, before any cell runs."""
+SHIPPED = "shipped"  # the default shipped model, as --weights is when not given
+SHIPPED_PREFIX = "shipped:"  # shipped:NAME: that shipped model's checkpoint, as --weights NAME
+CONFIG_PREFIX = "config:"  # config:NAME: that network with random weights
+
+
+def model_name(item: str) -> str:
+    """One ``--models`` item as :func:`resolve_models` measures it: ``shipped:NAME`` the
+    path of that shipped checkpoint (what ``--weights NAME`` loads), ``config:NAME`` the
+    config name; ``shipped``, ``*.safetensors`` files and config names stay. A bare word is
+    a name, never a file: one that names no model is a :class:`ConfigError` listing the
+    valid forms (a file not named ``*.safetensors`` too)."""
+    from irstd_ros.core.constants import SHIPPED_MODELS
     from irstd_ros.inference.detector import default_model_path
     from irstd_ros.models.config import NAMED_CONFIGS
 
+    if item.startswith(SHIPPED_PREFIX):
+        name = item.removeprefix(SHIPPED_PREFIX)
+        if name not in SHIPPED_MODELS:
+            raise ConfigError(f"--models {item}: no shipped model {name!r}; the shipped models are "
+                              f"{', '.join(SHIPPED_MODELS)}")
+        return str(default_model_path(name))
+    if item.startswith(CONFIG_PREFIX):
+        name = item.removeprefix(CONFIG_PREFIX)
+        if name not in NAMED_CONFIGS:
+            raise ConfigError(f"--models {item}: unknown config {name!r}; valid: {', '.join(NAMED_CONFIGS)}")
+        return name
+    if item == SHIPPED or item.endswith(".safetensors") or item in NAMED_CONFIGS:
+        return item
+    hint = " (a checkpoint file must be named *.safetensors)" if Path(item).expanduser().exists() else ""
+    raise ConfigError(
+        f"--models {item}: unknown model{hint}; valid: {SHIPPED}, {SHIPPED_PREFIX}NAME "
+        f"({', '.join(SHIPPED_MODELS)}), a checkpoint file (*.safetensors), or a config name "
+        f"or {CONFIG_PREFIX}NAME ({', '.join(NAMED_CONFIGS)})"
+    )
+
+
+def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
+    """The models ``names`` say (:func:`model_name`'s forms): ``shipped`` (falls back to
+    random ``tiny`` when the file is missing), checkpoint files, config names; a name that
+    names none is a :class:`ConfigError` listing the valid forms, and a checkpoint that
+    cannot be loaded (corrupt, truncated, another architecture) a :class:`CheckpointError`
+    naming it, before any cell runs. A bare name that is both a config and a shipped
+    model's (``tiny``) is the config, with a note on stderr saying how to name the
+    checkpoint."""
+    from irstd_ros.core.constants import SHIPPED_MODELS
+    from irstd_ros.inference.detector import default_model_path
+
     specs = []
-    for name in names:
-        if name != "shipped" and not name.endswith(".safetensors") and name not in NAMED_CONFIGS:
-            raise ConfigError(
-                f"--models {name}: unknown model; valid: shipped, a checkpoint file "
-                f"(*.safetensors) or a config name ({', '.join(NAMED_CONFIGS)})"
-            )
-        if name == "shipped":
+    for item in names:
+        name = model_name(item)
+        if item == name and item in SHIPPED_MODELS:
+            print(f"note: --models {item} is the {item} network with random weights "
+                  f"({CONFIG_PREFIX}{item}); the shipped checkpoint is {SHIPPED_PREFIX}{item}", file=sys.stderr)
+        if name == SHIPPED:
             path = default_model_path()
             if path.is_file():
                 _check_loads(name, path)
@@ -193,8 +231,8 @@ def resolve_models(names: Sequence[str]) -> list[ModelSpec]:
         elif name.endswith(".safetensors"):
             path = Path(name).expanduser()
             if not path.is_file():
-                raise ConfigError(f"--models {name}: no such checkpoint file")
-            _check_loads(name, path)
+                raise ConfigError(f"--models {item}: no such checkpoint file")
+            _check_loads(item, path)
             specs.append(ModelSpec(path.stem, path=str(path), note=f"checkpoint {path}"))
         else:
             specs.append(ModelSpec(name, config=name, note=f"{name} config, random weights (seed {MODEL_SEED})"))

@@ -111,16 +111,17 @@ def rss_trend(samples: Sequence[tuple[float, float]]) -> float | None:
 
 def memory_check(rss_growth: float | None, samples_after_warmup: int, elapsed: float,
                  warmup: float) -> tuple[bool | None, str | None]:
-    """(verdict, why not judged) of ``memory_flat``: whether the RSS trend after the warm-up
+    """(verdict, why) of ``memory_flat``: whether the RSS trend after the warm-up
     (``rss_growth``, None where too few samples gave none) stays under
-    :data:`RSS_GROWTH_LIMIT`; None with the reason where it cannot be judged: a run shorter
-    than the warm-up + :data:`MIN_RSS_SAMPLES` s, or RSS not readable."""
+    :data:`RSS_GROWTH_LIMIT`. Not judged (None, why) on a run shorter than the warm-up +
+    :data:`MIN_RSS_SAMPLES` s; failed (False, why) on a long enough run whose RSS gave too
+    few samples (unreadable: memory is then not shown to be flat)."""
     if rss_growth is not None:
         return rss_growth < RSS_GROWTH_LIMIT, None
     if elapsed < warmup + MIN_RSS_SAMPLES:
         return None, (f"run shorter than warm-up + {MIN_RSS_SAMPLES} s ({elapsed:.0f} s run, "
                       f"{warmup:g} s warm-up)")
-    return None, f"{samples_after_warmup} RSS samples after the warm-up, {MIN_RSS_SAMPLES} needed"
+    return False, f"{samples_after_warmup} RSS samples after the warm-up, {MIN_RSS_SAMPLES} needed"
 
 
 def verdict(checks: dict[str, bool | None]) -> bool:
@@ -128,12 +129,16 @@ def verdict(checks: dict[str, bool | None]) -> bool:
     return all(v is not False for v in checks.values())
 
 
-def format_checks(checks: dict[str, bool | None], not_judged: dict[str, str]) -> str:
-    """``accounting ok, memory_flat not judged: <why>, ...``."""
+def format_checks(checks: dict[str, bool | None], not_judged: dict[str, str],
+                  failed: dict[str, str] | None = None) -> str:
+    """``accounting ok, memory_flat not judged: <why>, clean_exit FAILED: <why>, ...``."""
     def word(name: str, value: bool | None) -> str:
         if value is None:
             return f"not judged: {not_judged.get(name, 'no figure')}"
-        return "ok" if value else "FAILED"
+        if value:
+            return "ok"
+        why = (failed or {}).get(name)
+        return f"FAILED: {why}" if why else "FAILED"
 
     return ", ".join(f"{k} {word(k, v)}" for k, v in checks.items())
 
@@ -369,7 +374,8 @@ def run_load_test(
         "memory_flat": memory_flat,  # None: not judged (too short a run)
         "clean_exit": rc == 0 and "Traceback" not in node_log,
     }
-    not_judged = {} if memory_why is None else {"memory_flat": memory_why}
+    not_judged = {"memory_flat": memory_why} if memory_flat is None and memory_why else {}
+    failed = {"memory_flat": memory_why} if memory_flat is False and memory_why else {}
     return {
         "machine": {
             "cpu": cpu_model(), "cores": os.cpu_count(),
@@ -415,6 +421,7 @@ def run_load_test(
         "exit_s": exit_s,
         "checks": checks,
         "not_judged": not_judged,
+        "failed": failed,
         "ok": verdict(checks),
         "node_log": str(log_path),
     }
@@ -491,7 +498,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"{r['machine']['cpu']} ({r['machine']['cores']} cores), {r['machine']['rmw']} "
         f"({transport}), load average {r['machine']['loadavg_start'][0]:.1f} at the start"
     )
-    checks = format_checks(r["checks"], r.get("not_judged", {}))
+    checks = format_checks(r["checks"], r.get("not_judged", {}), r.get("failed", {}))
     lines = [head, "", "| measure | value |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
     lines += ["", f"checks: {checks}"]

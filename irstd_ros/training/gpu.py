@@ -495,6 +495,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
         if epoch == start_epoch or (epoch + 1) % 10 == 0:
             log.info("epoch %d/%d loss %.4f lr %.2e %.0f img/s (%.0f s)", epoch + 1, cfg.epochs,
                      mean_loss, opt.param_groups[0]["lr"], history[-1]["img_per_s"], elapsed)
+        if stop is not None and stop.is_set():  # also during the step max_steps ended on
+            stop_reason = TERMINATED
         if budget_s is not None and elapsed >= budget_s and stop_reason == "epochs":
             stop_reason = "minutes"
         if stop_reason != "epochs" or time.perf_counter() - last_save >= cfg.save_every_s:
@@ -506,6 +508,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
         elapsed = elapsed0 + time.perf_counter() - started
         if history:
             save_checkpoint(last, model, info_for(len(history), elapsed), _resume_tensors(opt, ema))
+    if stop is not None and stop.is_set():  # during the last checkpoint: still no time for more
+        stop_reason = TERMINATED
     if isinstance(stop, SigtermStop):
         stop.deferring = False
     train_s = time.perf_counter() - started
@@ -619,8 +623,10 @@ def config_from_args(args: argparse.Namespace) -> GPUTrainConfig:
 
 class SigtermStop(threading.Event):
     """Set by SIGTERM in :func:`sigterm_stop`. While :attr:`deferring` (:func:`train_gpu`'s
-    steps, which a checkpoint follows) the signal only sets it: the loop ends after the step
-    in progress. At any other time (reading the data, saving, the evaluation), or on a
+    loop: its steps and the checkpoints saved between epochs) the signal only sets it: the
+    loop ends after the step or checkpoint in progress, saves, and the summary says
+    ``terminated`` (no evaluation). At any other time (reading the data, the final
+    checkpoints, the evaluation), or on a
     second SIGTERM, the command ends at once, as it would without this (the handler before
     it: ``irstd``'s "terminated", exit 143; else exit 143)."""
 

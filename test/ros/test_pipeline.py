@@ -503,6 +503,22 @@ def test_another_camera_s_frames_do_not_continue_this_camera_s_tracks():
     assert len(warnings) == 1 and "one node tracks one camera" in warnings[0], warnings
 
 
+def test_another_camera_s_frozen_stamps_are_said_again():
+    """The first camera's stamps froze (said once a stretch); after a change of camera whose
+    stamps freeze too, nothing was said: the stretch was taken as the first camera's."""
+    from irstd_ros.ros.health import RateLimiter
+
+    warnings: list[str] = []
+    pipe, _, _ = _tracking_pipeline(warnings)
+    pipe._warn = RateLimiter(0.0)  # every stretch said, whatever the time between
+    blobs = frame_for("mono8")
+    for frame_id in ("ir_left", "ir_right"):
+        for _ in range(3):
+            assert pipe.process(_camera_frame(blobs, frame_id, 0))
+    frozen = [w for w in warnings if w.startswith("stamp_not_advancing")]
+    assert len(frozen) == 2, warnings
+
+
 def test_interleaved_cameras_are_said_once_and_counted_not_warned_per_frame():
     """Two cameras of different sizes and clocks on one topic: before, every frame reset
     the tracker with a size_changed, stamp_backwards or tracker_reset warning (each every

@@ -59,6 +59,53 @@ def test_unknown_bench_model_is_refused_before_any_cell(capsys, monkeypatch):
     assert [s.config for s in bench.resolve_models(["tiny", "paper"])] == ["tiny", "paper"]
 
 
+@pytest.mark.parametrize("name", ["tiny", "fast"])
+def test_shipped_name_is_the_checkpoint_weights_loads(name):
+    """shipped:NAME is the very file ``--weights NAME`` loads everywhere else, whoever asks
+    (irstd bench, python -m irstd_ros.tools.bench, the GPU bench)."""
+    from irstd_ros.inference.detector import resolve_model_path
+
+    path = bench.model_name(f"shipped:{name}")
+    assert path == str(resolve_model_path(name)) and path.endswith(".safetensors")
+    (spec,) = bench.resolve_models([f"shipped:{name}"])
+    assert spec.path == path and spec.config is None
+    (spec,) = bench.resolve_models([f"config:{name}"])
+    assert spec.path is None and spec.config == name
+
+
+def test_a_bare_name_of_both_a_config_and_a_shipped_model_is_the_config_and_says_so(capsys, tmp_path, monkeypatch):
+    """``--models tiny`` timed the tiny network with random weights, while ``--weights tiny``
+    is the shipped checkpoint: the bench says which, and how to name the other; a file
+    called tiny here is not read (a bare word is never a file, as for --weights)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").write_text("a file called tiny")
+    assert [s.config for s in bench.resolve_models(["tiny", "lite"])] == ["tiny", "lite"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # lite is no shipped model's name: no note
+    assert "--models tiny is the tiny network with random weights (config:tiny); the shipped " \
+           "checkpoint is shipped:tiny" in err
+
+
+def test_a_checkpoint_file_without_the_safetensors_name_is_told_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mymodel").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"--models mymodel: unknown model \(a checkpoint file must be "
+                                          r"named \*\.safetensors\)"):
+        bench.resolve_models(["mymodel"])
+
+
+def test_the_gpu_bench_takes_the_same_model_forms(tmp_path):
+    """The prefixed forms were understood by ``irstd bench`` alone: gpu_bench and
+    ``python -m irstd_ros.tools.bench`` refused shipped:NAME as an unknown model."""
+    from irstd_ros.inference.detector import resolve_model_path
+    from irstd_ros.tools import gpu_bench
+
+    result = gpu_bench.run_gpu_bench(models=["shipped:tiny", "config:tiny"], sizes=[(32, 32)], variants=["fp32"],
+                                     device="cpu", budget_s=0.0, warmup=1, max_calls=1, out=tmp_path / "b.json")
+    notes = list(result["models"].values())
+    assert notes[0] == f"checkpoint {resolve_model_path('tiny')}" and notes[1].startswith("tiny config")
+
+
 @pytest.mark.ros
 def test_node_pipeline_measurement(tmp_path):
     import torch

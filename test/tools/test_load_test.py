@@ -278,8 +278,10 @@ def test_memory_is_not_judged_on_a_run_shorter_than_the_warm_up():
     came after the 10 s warm-up, so no trend, and no trend read as a leak."""
     assert load_test.memory_check(None, 0, 5.0, 10.0) == (
         None, f"run shorter than warm-up + {load_test.MIN_RSS_SAMPLES} s (5 s run, 10 s warm-up)")
-    assert load_test.memory_check(None, 2, 40.0, 10.0) == (
-        None, f"2 RSS samples after the warm-up, {load_test.MIN_RSS_SAMPLES} needed")  # RSS unreadable
+    # long enough, but RSS unreadable: not shown flat, so failed (it passed as not judged)
+    why = f"2 RSS samples after the warm-up, {load_test.MIN_RSS_SAMPLES} needed"
+    assert load_test.memory_check(None, 2, 40.0, 10.0) == (False, why)
+    assert load_test.format_checks({"memory_flat": False}, {}, {"memory_flat": why}) == f"memory_flat FAILED: {why}"
     assert load_test.memory_check(0.01, 20, 30.0, 10.0) == (True, None)
     assert load_test.memory_check(0.2, 20, 30.0, 10.0) == (False, None)
 

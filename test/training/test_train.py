@@ -708,6 +708,21 @@ def test_relative_paths_that_name_other_data_from_another_directory_are_refused(
         train(config(tmp_path, data=a / "data", init=Path("start.safetensors"), out=a / "run", epochs=2))
 
 
+def test_a_moved_checkout_resumes_with_the_relative_paths_it_was_started_with(tmp_path, monkeypatch):
+    """The run's directory is recorded (train_state.cwd); moved with the checkout, that
+    directory is gone, and ``data`` was resolved there: the run was refused as other data."""
+    a = tmp_path / "a"
+    blob_dataset(a / "data")
+    monkeypatch.chdir(a)
+    train(config(tmp_path, data=Path("data"), out=Path("run"), epochs=1, max_steps=1))
+    moved = tmp_path / "moved"
+    a.rename(moved)
+    monkeypatch.chdir(moved)
+    _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("data"), out=Path("run"), epochs=2,
+                                              max_steps=2)))
+    assert len(info.extra["train_state"]["history"]) == 2
+
+
 def test_a_checkpoint_without_its_directory_takes_relative_paths_from_the_current_one(tmp_path, monkeypatch):
     # written before train_state recorded its cwd: resumed from where it was started, as then
     monkeypatch.chdir(tmp_path)
