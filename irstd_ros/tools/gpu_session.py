@@ -255,7 +255,9 @@ def source_record(tree: Path) -> dict[str, Any]:
     """What identifies the code a session ran: the sha256 over :data:`SOURCE_GLOBS`'
     files (relative path and content, in path order) and their count, the same here and on
     the device's copy of the tree; plus the git commit and whether the tree differs from it,
-    where ``tree`` is a git checkout (None on the device)."""
+    where ``tree`` is a git checkout. On the device these two are whatever ``.git`` its
+    copy holds, which need not be the tree's (an older HEAD was seen): the digest is what
+    identifies the code."""
     digest = hashlib.sha256()
     files = sorted({f for pattern in SOURCE_GLOBS for f in tree.glob(pattern) if f.is_file()})
     for f in files:
