@@ -668,7 +668,10 @@ def main(argv: list[str] | None = None) -> int:
     progress; the checkpoints and the summary are written, then the exit code is 143 (in
     the main thread: only there can a signal handler be installed, as for ``irstd``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m irstd_ros.training.gpu", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m irstd_ros.training.gpu", description=__doc__.split("\n")[0],
+        epilog="The same options as `irstd train-gpu`, whose --help says each one's meaning and default.",
+    )
     add_arguments(parser)
     try:
         with sigterm_stop() as stop:

@@ -571,3 +571,14 @@ def test_main_runs_from_a_thread_other_than_the_main_one(tmp_path, pack, capsys)
     assert result == [0], result
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["stop"] == "max_steps"
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_module_s_help_points_to_the_documented_options(capsys):
+    """``python -m irstd_ros.training.gpu --help`` listed the options bare (their help lives
+    with the CLI, above this layer): it says where each one is explained."""
+    from irstd_ros.training.gpu import main as gpu_main
+
+    with pytest.raises(SystemExit) as exc:
+        gpu_main(["--help"])
+    assert exc.value.code == 0
+    assert "irstd train-gpu" in " ".join(capsys.readouterr().out.split())
