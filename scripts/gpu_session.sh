@@ -25,6 +25,8 @@
 # Knobs: IRSTD_GPU_BUDGET_S, IRSTD_GPU_RECIPE (large|paper), IRSTD_GPU_COMPILE (1: compile the
 # training network), IRSTD_GPU_GROUPS (pack groups to train on, comma-separated; default
 # nudt_train), IRSTD_GPU_INIT (a checkpoint to start the training from; carry it),
+# IRSTD_GPU_MODEL (the network to train, a named config; default paper: the shipped tiny from
+# candidates/irstd_tiny_0.6.safetensors with IRSTD_GPU_INIT, say),
 # IRSTD_GPU_EMA (a decay per step, e.g. 0.999: the model is the moving average of the weights,
 # the raw weights are scored beside it),
 # IRSTD_GPU_EVAL (the pack group scored after the training, default nudt_test; none: none, for a
@@ -114,7 +116,7 @@ else
     PYTEST_PATHS=(test/inference test/training test/data test/evaluation test/models)
     BENCH_ARGS=(--device cuda --budget 0.5 --deadline-s 110)
     PROBE_ARGS=(--model paper --max-steps 200)
-    TRAIN_ARGS=(--model paper)
+    TRAIN_ARGS=(--model "${IRSTD_GPU_MODEL:-paper}")
     T_ENV=45 T_PYTEST=110 T_BENCH=130 T_PROBE=40 RESERVE=30
 fi
 COMPILE=()

@@ -65,7 +65,7 @@ MAX_OUT_FILES = 8
 MAX_TREE_BYTES = 64 * 2**20  # the working tree and the carried paths travel within 64 MiB
 # the knobs scripts/gpu_session.sh reads: any other IRSTD_GPU_* is a typo that would be ignored
 KNOBS = ("IRSTD_GPU_BUDGET_S", "IRSTD_GPU_COMPILE", "IRSTD_GPU_DRY_RUN", "IRSTD_GPU_EMA", "IRSTD_GPU_EVAL",
-         "IRSTD_GPU_GROUPS", "IRSTD_GPU_INIT", "IRSTD_GPU_PACK", "IRSTD_GPU_PART_BYTES", "IRSTD_GPU_RECIPE",
+         "IRSTD_GPU_GROUPS", "IRSTD_GPU_INIT", "IRSTD_GPU_MODEL", "IRSTD_GPU_PACK", "IRSTD_GPU_PART_BYTES", "IRSTD_GPU_RECIPE",
          "IRSTD_GPU_SKIP", "IRSTD_GPU_WORK")
 STEPS = ("dry_data", "pack", "env", "pytest_gpu", "bench", "probe", "train")  # IRSTD_GPU_SKIP names these
 
