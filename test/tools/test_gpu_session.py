@@ -163,6 +163,15 @@ def test_on_the_device_a_missing_pack_ends_the_call_before_any_step(tmp_path):
     assert "== env" not in proc.stdout
 
 
+def test_the_model_knob_reaches_the_training(tmp_path):
+    """IRSTD_GPU_MODEL names the network the device call trains (paper before, always): a
+    misspelt one ends the call in its preflight, naming the valid configs."""
+    proc = _session(tmp_path, IRSTD_GPU_PACK=str(tmp_path / "absent.npz"), IRSTD_GPU_SKIP="pytest_gpu,bench,probe",
+                    IRSTD_GPU_MODEL="tinyy", timeout=60)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "unknown model config 'tinyy'; valid: " in proc.stderr and "== env" not in proc.stdout
+
+
 def _pack(tmp_path, groups=("nudt_train", "sirst_crops")):
     from irstd_ros.data.pack import PackConfig, build_pack
     from irstd_ros.tools.gpu_session import make_dry_data
