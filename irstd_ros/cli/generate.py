@@ -49,26 +49,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sc.add_argument(
         "--dim-targets", type=int, default=_DEFAULTS.dim_targets, metavar="N",
-        help="point targets at --dim-snr",
+        help="point targets at --dim-snr (default: %(default)s)",
     )
     sc.add_argument(
-        "--dim-snr", default="{}:{}".format(*_DEFAULTS.dim_snr), help="dim SNR, N or LO:HI"
+        "--dim-snr", default="{}:{}".format(*_DEFAULTS.dim_snr), help="dim SNR, N or LO:HI (default: %(default)s)"
     )
     sc.add_argument(
         "--crossings", type=int, default=_DEFAULTS.crossings, metavar="PAIRS",
-        help="pairs of targets (at --snr) whose paths cross mid-sequence",
+        help="pairs of targets (at --snr) whose paths cross mid-sequence (default: %(default)s)",
     )
     sc.add_argument(
         "--manoeuvres", type=int, default=_DEFAULTS.manoeuvres, metavar="N",
-        help="targets (at --snr) that turn sharply and change speed",
+        help="targets (at --snr) that turn sharply and change speed (default: %(default)s)",
     )
     sc.add_argument(
         "--flicker", type=non_negative_float, default=_DEFAULTS.flicker_rate, metavar="RATE",
-        help="new flickering hot spots per frame (clutter lasting 1-3 frames, not in the truth)",
+        help="new flickering hot spots per frame (clutter lasting 1-3 frames, not in the truth) "
+        "(default: %(default)g)",
     )
     sc.add_argument(
         "--flicker-snr", default="{}:{}".format(*_DEFAULTS.flicker_snr),
-        help="flicker peak over local clutter, N or LO:HI",
+        help="flicker peak over local clutter, N or LO:HI (default: %(default)s)",
     )
     p.add_argument("--bit-depth", type=int, choices=BIT_DEPTHS, default=_DEFAULTS.bit_depth,
                    help="8: mono8 frames, 16: mono16 (default: %(default)s)")

@@ -36,17 +36,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "SIRST-v2 splits/train.txt. "
         "Write it to an ignored path (default out/pack/): it is never committed.",
     )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output .npz (default {DEFAULT_OUT})")
-    p.add_argument("--nudt", type=Path, default=DEFAULT_NUDT, help=f"NUDT-SIRST root (default {DEFAULT_NUDT})")
-    p.add_argument("--sirst", type=Path, default=DEFAULT_SIRST, help=f"SIRST-v2 root (default {DEFAULT_SIRST})")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output .npz (default: {DEFAULT_OUT})")
+    p.add_argument("--nudt", type=Path, default=DEFAULT_NUDT, help=f"NUDT-SIRST root (default: {DEFAULT_NUDT})")
+    p.add_argument("--sirst", type=Path, default=DEFAULT_SIRST, help=f"SIRST-v2 root (default: {DEFAULT_SIRST})")
     p.add_argument("--no-nudt", action="store_true", help="leave NUDT-SIRST out")
     p.add_argument("--no-sirst", action="store_true", help="leave SIRST-v2 out")
     p.add_argument("--no-nudt-test", action="store_true",
                    help="leave NUDT-SIRST test out (a smaller pack; train with --eval-group none, score it here)")
     p.add_argument("--crop", type=positive_int, default=CROP,
-                   help=f"SIRST-v2 crop side, px (default {CROP}, at most {MAX_CROP})")
-    p.add_argument("--target-crops", type=non_negative_int, default=TARGET_CROPS, help="SIRST-v2 crops with a target per frame")
-    p.add_argument("--random-crops", type=non_negative_int, default=RANDOM_CROPS, help="random SIRST-v2 crops per frame")
+                   help=f"SIRST-v2 crop side, px, at most {MAX_CROP} (default: {CROP})")
+    p.add_argument("--target-crops", type=non_negative_int, default=TARGET_CROPS,
+                   help=f"SIRST-v2 crops with a target per frame (default: {TARGET_CROPS})")
+    p.add_argument("--random-crops", type=non_negative_int, default=RANDOM_CROPS,
+                   help=f"random SIRST-v2 crops per frame (default: {RANDOM_CROPS})")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="random seed of the SIRST-v2 crops (default: %(default)s)")
     p.set_defaults(func=run)

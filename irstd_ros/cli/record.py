@@ -33,26 +33,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="topics; relative names resolve in the root namespace "
         f"(default: {' '.join(OUTPUT_TOPICS)})",
     )
-    p.add_argument("--duration", type=positive_float, metavar="SEC", help="stop after SEC seconds")
-    p.add_argument("--max-messages", type=positive_int, metavar="N", help="stop after N messages in all")
+    p.add_argument("--duration", type=positive_float, metavar="SEC", help="stop after SEC seconds (default: no limit)")
+    p.add_argument("--max-messages", type=positive_int, metavar="N", help="stop after N messages in all (default: no limit)")
     p.add_argument(
         "--idle-timeout",
         type=positive_float,
         metavar="SEC",
-        help="stop SEC seconds after the last message (once one arrived)",
+        help="stop SEC seconds after the last message (once one arrived) (default: never)",
     )
     p.add_argument(
         "--discovery-timeout",
         type=non_negative_float,
         default=10.0,
         metavar="SEC",
-        help="fail if none of the topics has a publisher after SEC seconds",
+        help="fail if none of the topics has a publisher after SEC seconds (default: %(default)g)",
     )
     p.add_argument(
         "--qos",
         choices=QOS_MODES,
         default="auto",
-        help="subscription reliability; auto: compatible with the publishers",
+        help="subscription reliability; auto: compatible with the publishers (default: %(default)s)",
     )
     add_bag_writing(p)
     p.set_defaults(func=run)

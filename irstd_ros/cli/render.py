@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_image_topic(p)
     add_outputs_ns(p)
     p.add_argument("--fps", type=positive_float, help="video frame rate (default: the bag's)")
-    p.add_argument("--scale", type=positive_int, default=1, help="integer magnification")
-    p.add_argument("--max-frames", type=positive_int, help="render at most N frames")
+    p.add_argument("--scale", type=positive_int, default=1, help="integer magnification (default: %(default)s)")
+    p.add_argument("--max-frames", type=positive_int, help="render at most N frames (default: all)")
     p.set_defaults(func=run)
 
 

@@ -23,32 +23,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         dest="topics",
         metavar="TOPIC",
-        help=f"topic to publish (repeatable; default {IMAGE_TOPIC})",
+        help=f"topic to publish (repeatable; default: {IMAGE_TOPIC})",
     )
     p.add_argument(
         "--remap",
         action="append",
         default=[],
         metavar="FROM:=TO",
-        help="publish FROM under the name TO (repeatable)",
+        help="publish FROM under the name TO (repeatable; default: none)",
     )
-    p.add_argument("--rate", type=positive_float, default=1.0, help="playback speed factor")
+    p.add_argument("--rate", type=positive_float, default=1.0, help="playback speed factor (default: %(default)g)")
     p.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
     p.add_argument(
         "--start-offset",
         type=non_negative_float,
         default=0.0,
         metavar="SEC",
-        help="skip the first SEC seconds of the bag",
+        help="skip the first SEC seconds of the bag (default: %(default)g)",
     )
-    p.add_argument("--qos", choices=QOS_CHOICES, default="reliable", help="publisher reliability")
-    p.add_argument("--depth", type=positive_int, default=10, help="publisher queue depth")
+    p.add_argument("--qos", choices=QOS_CHOICES, default="reliable", help="publisher reliability (default: %(default)s)")
+    p.add_argument("--depth", type=positive_int, default=10, help="publisher queue depth (default: %(default)s)")
     p.add_argument(
         "--wait-subscribers",
         type=non_negative_float,
         default=5.0,
         metavar="SEC",
-        help="wait up to SEC for a subscriber before starting (0: don't)",
+        help="wait up to SEC for a subscriber before starting (0: don't) (default: %(default)g)",
     )
     p.add_argument(
         "--sync-topic",
@@ -58,14 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sync-timeout", type=positive_float, default=5.0, metavar="SEC",
                    help="with --sync-topic: wait at most SEC for each answer, then go on (counted as "
-                   "a sync timeout) (default: %(default)s)")
+                   "a sync timeout) (default: %(default)g)")
     p.add_argument(
         "--ack-timeout",
         type=non_negative_float,
         default=5.0,
         metavar="SEC",
         help="at the end, wait up to SEC until reliable subscribers acknowledged every "
-        "message, so none in flight is lost (0: don't)",
+        "message, so none in flight is lost (0: don't) (default: %(default)g)",
     )
     p.set_defaults(func=run)
 

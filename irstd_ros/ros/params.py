@@ -92,6 +92,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics.period", 1.0, "seconds between /diagnostics messages; 0 disables", min=0.0, max=3600.0, read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+# a parameter's type as its error names it, with its article ("must be an int", not "a int")
+_A_TYPE: dict[type, str] = {bool: "a bool", int: "an int", float: "a float", str: "a string"}
 
 
 def validate(
@@ -106,7 +108,7 @@ def validate(
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
     if isinstance(spec.default, bool) != isinstance(value, bool):
-        return f"{name} must be a {type(spec.default).__name__}"
+        return f"{name} must be {_A_TYPE[type(spec.default)]}"
     if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return f"{name} must be a number, got {value!r}"

@@ -273,11 +273,11 @@ SAMPLE_OPTIONS = ("frames", "scene", "seed", "snr")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The demo's options (``python -m irstd_ros.tools.demo`` and ``irstd demo``)."""
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     p.add_argument("--bag", type=Path, help="replay this bag instead of generating the sample")
     p.add_argument("--weights", type=Path, help=f"for the node: {WEIGHTS_HELP}")
     p.add_argument("--backend", help="node inference backend (default: config/irstd.yaml's)")
-    p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    p.add_argument("--rate", type=float, default=1.0, help="replay speed factor (default: %(default)g)")
     # the generated sample's: None (the sample's own) until given, so --bag can refuse them
     p.add_argument("--frames", type=int, help=f"sample length (default {SAMPLE_SEQUENCE.frames})")
     p.add_argument("--scene", help=f"sample scene: sky, sea, ground (default {SAMPLE_SEQUENCE.scene})")

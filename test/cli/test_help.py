@@ -150,3 +150,71 @@ def test_shared_training_options_read_the_same_in_train_and_train_gpu():
     train, gpu = SUBPARSERS["train"], SUBPARSERS["train-gpu"]
     for option in ("--model", "--split", "--data", "--out", "--crop", "--seed", "--threshold", "--no-resume"):
         assert _option(train, option).help == _option(gpu, option).help, option
+
+
+# --- every option with a default value says it ------------------------------------------------
+
+
+def _config_defaults(config: type) -> dict[str, object]:
+    return {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+
+
+def _stated_defaults() -> list[tuple[str, str, str]]:
+    """(command, option, the help's tail), the values from the code's own defaults: the
+    library configs the CLI fills in (so the help, the CLI and the library agree)."""
+    from irstd_ros.bags.record import RecordConfig
+    from irstd_ros.bags.render import RenderConfig
+    from irstd_ros.bags.replay import ReplayConfig
+    from irstd_ros.data.pack import RANDOM_CROPS, TARGET_CROPS
+    from irstd_ros.sim.sequence import SequenceConfig
+    from irstd_ros.tools.demo import DEFAULT_OUT, DemoConfig
+
+    replay, record = _config_defaults(ReplayConfig), _config_defaults(RecordConfig)
+    seq = SequenceConfig()
+    return [
+        ("replay", "--rate", f"(default: {replay['rate']:g})"),
+        ("replay", "--start-offset", f"(default: {replay['start_offset']:g})"),
+        ("replay", "--qos", f"(default: {replay['qos']})"),
+        ("replay", "--depth", f"(default: {replay['depth']})"),
+        ("replay", "--wait-subscribers", f"(default: {replay['wait_subscribers']:g})"),
+        ("replay", "--sync-timeout", f"(default: {replay['sync_timeout']:g})"),
+        ("replay", "--ack-timeout", f"(default: {replay['ack_timeout']:g})"),
+        ("replay", "--remap", "(repeatable; default: none)"),
+        ("record", "--discovery-timeout", f"(default: {record['discovery_timeout']:g})"),
+        ("record", "--qos", f"(default: {record['qos']})"),
+        ("record", "--duration", "(default: no limit)"),
+        ("record", "--max-messages", "(default: no limit)"),
+        ("record", "--idle-timeout", "(default: never)"),
+        ("render", "--scale", f"(default: {_config_defaults(RenderConfig)['scale']})"),
+        ("render", "--max-frames", "(default: all)"),
+        ("generate", "--dim-targets", f"(default: {seq.dim_targets})"),
+        ("generate", "--dim-snr", "(default: {}:{})".format(*seq.dim_snr)),
+        ("generate", "--crossings", f"(default: {seq.crossings})"),
+        ("generate", "--manoeuvres", f"(default: {seq.manoeuvres})"),
+        ("generate", "--flicker", f"(default: {seq.flicker_rate:g})"),
+        ("generate", "--flicker-snr", "(default: {}:{})".format(*seq.flicker_snr)),
+        ("pack", "--target-crops", f"(default: {TARGET_CROPS})"),
+        ("pack", "--random-crops", f"(default: {RANDOM_CROPS})"),
+        ("demo", "--out", f"(default: {DEFAULT_OUT})"),
+        ("demo", "--rate", f"(default: {_config_defaults(DemoConfig)['rate']:g})"),
+    ]
+
+
+@pytest.mark.parametrize(("command", "option", "tail"), _stated_defaults())
+def test_option_help_states_its_default(command, option, tail):
+    """``irstd replay --rate/--qos/--depth``, ``record``'s, ``render --scale``, ``generate
+    --dim-snr/--flicker-snr``, ``pack --target-crops/--random-crops``, ``demo --out/--rate``
+    did not say theirs."""
+    text = " ".join(_helps(option)[command].split())
+    assert text.endswith(tail), (command, option, text)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_with_a_default_value_says_it(command):
+    """An option whose default is a value (not None, False or an empty list: nothing given)
+    says it in its help; a new one without is caught here."""
+    parser = SUBPARSERS[command]
+    unsaid = [a.option_strings[-1] for a in parser._actions
+              if a.option_strings and not isinstance(a, argparse._HelpAction)
+              and a.default not in (None, False, []) and "default" not in (a.help or "")]
+    assert unsaid == [], f"irstd {command}: options not saying their default: {unsaid}"

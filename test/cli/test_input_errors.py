@@ -479,3 +479,27 @@ def test_train_gpu_a_pack_given_as_data_is_told_where_it_goes(capsys, tmp_path):
     assert code == 2
     assert one_error_line(err).endswith("is a file, not a dataset folder (the folder holding images/ and "
                                         "masks/); a pack (irstd pack) goes to --pack")
+
+
+@pytest.mark.parametrize(
+    ("param", "line"),
+    [
+        ("model.threads:=true", "argument --param: model.threads must be an int"),
+        ("detection.threshold:=true", "argument --param: detection.threshold must be a float"),
+        ("model.cuda_graphs:=3", "argument --param: model.cuda_graphs must be a bool"),
+    ],
+)
+def test_load_test_param_of_the_wrong_type_reads_with_its_article(param, line, capsys):
+    """``irstd load-test --param qos.depth:=true`` said 'qos.depth must be a int'."""
+    code, err = run_cli(capsys, "load-test", "--param", param)
+    assert code == 2 and one_error_line(err) == f"irstd load-test: error: {line}", err
+
+
+@pytest.mark.parametrize(("name", "value", "reason"), [
+    ("model.path", True, "model.path must be a string"),  # the node's own check (a YAML file's true)
+    ("model.threads", False, "model.threads must be an int"),
+])
+def test_node_param_type_error_reads_with_its_article(name, value, reason):
+    from irstd_ros.ros.params import validate
+
+    assert validate(name, value, {}) == reason
