@@ -32,7 +32,7 @@ import numpy as np
 from irstd_ros.core.normalization import noise_sigma, normalize
 from irstd_ros.core.paths import atomic_path, write_text_atomic
 from irstd_ros.errors import ConfigError
-from irstd_ros.evaluation.metrics import MetricAccumulator
+from irstd_ros.evaluation.metrics import MetricAccumulator, finite_probabilities
 from irstd_ros.inference.backends.base import Backend
 from irstd_ros.sim.implant import TRUTH_FRACTION, ImplantConfig, clipped, render_target
 from irstd_ros.sim.scenes import make_scene
@@ -198,6 +198,7 @@ def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeCon
                     for enc in cfg.encodings:
                         frame = render_encoding(counts, enc, rng)
                         prob = backend.predict(normalize(frame, norm))
+                        prob = finite_probabilities(prob, f"{scene} {enc} frame {f}")
                         pred = prob > threshold
                         per_enc[enc].update(pred, truth)
                         false.setdefault((scene, enc), MetricAccumulator()).update(pred, truth)

@@ -35,6 +35,7 @@ from irstd_ros.evaluation.metrics import (
     CurveAccumulator,
     MetricAccumulator,
     TargetMatch,
+    finite_probabilities,
     peak_near,
 )
 from irstd_ros.inference.backends.base import Backend, BackendOptions
@@ -167,14 +168,15 @@ def scored_frames(
     """(stem, network input, truth mask, probabilities) of each frame of ``cfg``'s split
     (``pairs``: its :func:`frame_pairs`, when the caller looked them up already), at full
     resolution; frames of one size together, so that a backend that compiles per shape
-    compiles each once."""
+    compiles each once. A frame whose probabilities are not all finite is a
+    :class:`~irstd_ros.errors.BackendError`, never silent background."""
     pairs = frame_pairs(cfg) if pairs is None else pairs
     for img_path, mask_path in tqdm(sorted(pairs, key=lambda p: _image_size(p[0])), desc=desc, leave=False):
         raw, truth = read_image(img_path), read_mask(mask_path)
         if raw.shape != truth.shape:
             raise DatasetError(f"size mismatch: {img_path.name} {raw.shape} vs mask {truth.shape}")
         x = normalize(raw, norm)
-        yield img_path.stem, x, truth, backend.predict(x)
+        yield img_path.stem, x, truth, finite_probabilities(backend.predict(x), img_path.name)
 
 
 def evaluate(cfg: EvalConfig) -> dict:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from irstd_ros.core.normalization import InputNorm, noise_sigma
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import BackendError, ConfigError
 from irstd_ros.evaluation.envelope import (
     POINT,
     EnvelopeConfig,
@@ -90,3 +90,16 @@ def test_targets_larger_than_the_edge_margin_are_clipped_at_the_frame_edge(seed)
     counts, truth = envelope_frame(cfg, "flat", "800", 30.0, np.random.default_rng(seed))
     assert counts.shape == truth.shape == (80, 96)
     assert truth.any() and (counts[truth] - 3000.0).min() > 0
+
+
+class NaNBackend(OracleBackend):
+    def predict(self, x):
+        return np.where(x > 2.0, np.nan, 0.0).astype(np.float32)
+
+
+def test_nan_probabilities_are_an_error_not_missed_targets():
+    """NaN at the targets read as misses: the envelope said the detector needs more SNR."""
+    cfg = EnvelopeConfig(width=160, height=128, snrs=(30.0,), sizes=(POINT,), scenes=("flat",),
+                         encodings=("32FC1",), frames=1)
+    with pytest.raises(BackendError, match="flat 32FC1 frame 0: .* NaN or infinite"):
+        run_envelope(NaNBackend(), InputNorm(kind="robust", background=32), 0.5, cfg)

@@ -78,3 +78,31 @@ def test_a_missing_dataset_is_refused_before_the_model_is_loaded(tmp_path, monke
         evaluate(missing)
     with pytest.raises(DatasetError, match="dataset folder not found"):
         mining.mine_hard_examples(missing)
+
+
+class NaNBackend:
+    """A backend whose output overflowed: NaN at every pixel."""
+
+    name = "nan"
+
+    def predict(self, x):
+        return np.full(x.shape, np.nan, np.float32)
+
+
+def test_nan_probabilities_are_an_error_not_silent_background(tmp_path, monkeypatch):
+    """``NaN > threshold`` is False: eval reported Pd 0 and no false alarm, and mining no
+    hard example, for a network that gave nothing but NaN."""
+    from irstd_ros.errors import BackendError
+    from irstd_ros.evaluation import evaluate as evaluate_module
+    from irstd_ros.evaluation import mining
+
+    def nan_scorer(cfg):
+        return NaNBackend(), InputNorm(0.5, 1.0), 0.5, {"method": "network"}
+
+    monkeypatch.setattr(evaluate_module, "build_scorer", nan_scorer)
+    monkeypatch.setattr(mining, "build_scorer", nan_scorer)
+    cfg = EvalConfig(data=dataset(tmp_path / "d"), out=None)
+    with pytest.raises(BackendError, match=r"0\.png: 960 of 960 probabilities are NaN"):
+        evaluate(cfg)
+    with pytest.raises(BackendError, match="NaN or infinite"):
+        mining.mine_hard_examples(cfg)

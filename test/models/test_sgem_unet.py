@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from _support.dtypes import ATTENTION_OPS, attention_dtypes
@@ -30,6 +32,13 @@ def test_paper_config_matches_paper_size():
     gmacs = count_macs(model, 256, 256) / 1e9
     assert abs(params - PAPER_PARAMS) / PAPER_PARAMS <= PARAMS_TOL, params
     assert abs(gmacs - PAPER_GMACS) / PAPER_GMACS <= GMACS_TOL, gmacs
+
+
+def test_macs_are_counted_on_the_models_own_input_channels():
+    """``count_macs`` fed every model one channel: a 3-channel network (``irstd info
+    --weights`` of one) failed in its first conv."""
+    config = replace(named_config("tiny"), in_channels=3)
+    assert count_macs(build_model(config), 64, 64) > count_macs(build_model(named_config("tiny")), 64, 64)
 
 
 def test_named_configs_get_smaller():

@@ -42,7 +42,9 @@ class Backend(Protocol):
 
     ``predict`` may be called from several threads at once (one detector serving several
     camera callbacks); a backend that reuses buffers or requests between frames holds a
-    lock around them, so each frame gets its own probabilities."""
+    lock around them, so each frame gets its own probabilities. A backend prepared for one
+    frame size (``tensorrt``: its start engine) may also have ``warmup_size`` (H, W), the
+    size the selection's warm-up frame takes when the options name none."""
 
     name: str  # registry name, e.g. "torch-cpu"
     device: str  # human-readable device, e.g. "cpu", "cuda:0 (NVIDIA H100)"

@@ -200,9 +200,14 @@ def available_backends() -> list[str]:
 
 
 def warm_up(backend: Backend, options: BackendOptions) -> None:
-    """One predict on a blank frame; BackendError if it raises or returns garbage."""
-    h = options.height or WARMUP_SIDE
-    w = options.width or WARMUP_SIDE
+    """One predict on a blank frame; BackendError if it raises or returns garbage.
+
+    The frame has the options' size, else the backend's ``warmup_size`` where it has one
+    (``tensorrt``: the engine it loaded or built at start, so the warm-up builds no engine
+    of a size no camera sends), else :data:`WARMUP_SIDE` square."""
+    default = getattr(backend, "warmup_size", None) or (WARMUP_SIDE, WARMUP_SIDE)
+    h = options.height or default[0]
+    w = options.width or default[1]
     frame = np.zeros((h, w), dtype=np.float32)
     try:
         prob = backend.predict(frame)

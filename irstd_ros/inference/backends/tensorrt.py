@@ -367,6 +367,7 @@ class TensorRTBackend(CudaPredictMixin):
         self.model = prepare_model(model, self.plan, self.torch_device)
         self.buffers = StagingBuffers()
         self.engines: OrderedDict[tuple[int, int], LoadedEngine] = OrderedDict()
+        self.graphs_before: bool | None = None  # the CUDA-graph mode found (cuda_graphs; close restores it)
         if self.options.height and self.options.width:
             hw = padded_size(self.options.height, self.options.width, self.stride)
         else:  # no size given (the node): an engine built ahead of time, else the default
@@ -389,6 +390,12 @@ class TensorRTBackend(CudaPredictMixin):
     @property
     def hw(self) -> tuple[int, int]:
         return self.current.hw
+
+    @property
+    def warmup_size(self) -> tuple[int, int]:
+        """The (H, W) a warm-up frame should have (:func:`~irstd_ros.inference.backends.select.warm_up`):
+        the current engine's, so warming up builds nothing more."""
+        return self.hw
 
     def _at_least_min(self, hw: tuple[int, int]) -> tuple[int, int]:
         return (max(hw[0], self.min_hw[0]), max(hw[1], self.min_hw[1]))
@@ -427,7 +434,22 @@ class TensorRTBackend(CudaPredictMixin):
 
     def _engine(self, hw: tuple[int, int]) -> LoadedEngine:
         """The engine of padded size ``hw``: already loaded, loaded from the cache, or built."""
-        return lru_get(self.engines, hw, self._load_or_build, MAX_ENGINES, LoadedEngine.close)
+        return lru_get(self.engines, hw, self._load_or_build, MAX_ENGINES, self._evict)
+
+    def _enter_graphs(self, engine: LoadedEngine) -> None:
+        """Run ``engine`` in Torch-TensorRT's CUDA-graph mode (process-wide)."""
+        if self.graphs_before is None:
+            self.graphs_before = bool(self.trt.runtime.get_cudagraphs_mode())
+        engine.cudagraphs_ctx = self.trt.runtime.enable_cudagraphs(engine.module)
+        engine.runner = engine.cudagraphs_ctx.__enter__()
+
+    def _evict(self, engine: LoadedEngine) -> None:
+        """Drop the least recently used engine. Leaving its CUDA-graph context sets the
+        process-wide mode back to the one found when it was entered (off, for the first
+        engine), so the mode is entered again for the engines still loaded."""
+        engine.close()
+        if self.options.cuda_graphs and self.engines:
+            self._enter_graphs(next(reversed(self.engines.values())))
 
     def _load_or_build(self, hw: tuple[int, int]) -> LoadedEngine:
         path = engine_path(cache_root(self.options), self.info, self.digest, self.plan.precision, hw)
@@ -445,8 +467,7 @@ class TensorRTBackend(CudaPredictMixin):
         coverage = graph_coverage(module)
         engine = LoadedEngine(hw, path, module, origin, coverage, module)
         if self.options.cuda_graphs:
-            engine.cudagraphs_ctx = self.trt.runtime.enable_cudagraphs(module)
-            engine.runner = engine.cudagraphs_ctx.__enter__()
+            self._enter_graphs(engine)
         log.info(
             "TensorRT engine %s %s: %d TensorRT engine(s), %d op(s) in PyTorch",
             path.name, origin, coverage["trt_engines"], coverage["fallback_ops"],
@@ -458,6 +479,9 @@ class TensorRTBackend(CudaPredictMixin):
         for engine in self.engines.values():
             engine.close()
         self.engines.clear()
+        if self.graphs_before is not None:  # each context restores its own start's mode: undo them all
+            self.trt.runtime.set_cudagraphs_mode(self.graphs_before)
+            self.graphs_before = None
 
     # --- inference --------------------------------------------------------------------------
     @torch.inference_mode()

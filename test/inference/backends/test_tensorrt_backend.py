@@ -304,6 +304,96 @@ def test_backend_without_cuda_is_a_backend_error(tiny_model, monkeypatch):
         trt_backend.TensorRTBackend(model, info, BackendOptions(), trt=fake)
 
 
+class FakeCudagraphsRuntime:
+    """``torch_tensorrt.runtime``'s CUDA-graph switch as 2.8 has it: one process-wide mode; a
+    context made by ``enable_cudagraphs`` remembers the mode when it was made and restores
+    that on exit."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def get_cudagraphs_mode(self) -> bool:
+        return self.on
+
+    def set_cudagraphs_mode(self, mode: bool) -> None:
+        self.on = bool(mode)
+
+    def enable_cudagraphs(self, module: nn.Module) -> object:
+        runtime = self
+
+        class Context:
+            old_mode = runtime.on
+
+            def __enter__(self) -> nn.Module:
+                runtime.set_cudagraphs_mode(True)
+                return module
+
+            def __exit__(self, *exc: object) -> None:
+                runtime.set_cudagraphs_mode(self.old_mode)
+
+        return Context()
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """A CUDA device and torch_tensorrt 2.8 faked on the CPU: "engines" are identities, their
+    builds are recorded (``builds``: padded (H, W)), and frames stay on the CPU."""
+    import copy
+
+    from irstd_ros.inference.backends import _cuda
+
+    builds: list[tuple[int, int]] = []
+    fake = types.ModuleType("torch_tensorrt")
+    fake.__version__ = "2.8.0"
+    fake.runtime = FakeCudagraphsRuntime()
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: types.SimpleNamespace(name="Orin", major=8, minor=7))
+    monkeypatch.setattr(trt_backend, "prepare_model", lambda model, plan, device: copy.deepcopy(model))
+    monkeypatch.setattr(trt_backend, "example_input", lambda *a, **k: None)
+
+    def compile_engine(trt, model, stride, hw, plan, device):
+        builds.append(hw)
+        return nn.Identity(), None
+
+    monkeypatch.setattr(trt_backend, "compile_engine", compile_engine)
+    monkeypatch.setattr(trt_backend, "save_engine", lambda trt, module, path, example: path.write_bytes(b"e"))
+    monkeypatch.setattr(trt_backend, "load_engine", lambda trt, path: nn.Identity())
+    monkeypatch.setattr(_cuda.StagingBuffers, "upload", lambda self, frame, device: self.stage(frame, False)[None, None])
+    return types.SimpleNamespace(builds=builds, trt=fake)
+
+
+def test_auto_warm_up_runs_the_start_engine_and_builds_no_other(tiny_model, tmp_path, fake_gpu):
+    """The node names no frame size: ``auto`` warms ``tensorrt`` up on the engine it started
+    with, not on a 64x64 frame (an engine no camera uses, minutes to build on a Jetson)."""
+    from irstd_ros.inference.backends.select import create_backend
+
+    model, info = tiny_model
+    backend = create_backend("auto", model, info, BackendOptions(cache_dir=str(tmp_path)))
+    assert backend.name == "tensorrt"
+    assert fake_gpu.builds == [trt_backend.DEFAULT_FRAME]
+    assert list(backend.engines) == [trt_backend.DEFAULT_FRAME]
+
+
+def test_cuda_graphs_stay_on_while_engines_are_loaded(tiny_model, tmp_path, fake_gpu):
+    """Dropping the least recently used engine (one frame size more than MAX_ENGINES) must not
+    switch the process-wide CUDA-graph mode off for the engines still loaded; closing the
+    backend restores the mode it found."""
+    import numpy as np
+
+    model, info = tiny_model
+    runtime = fake_gpu.trt.runtime
+    backend = trt_backend.TensorRTBackend(model, info, BackendOptions(cache_dir=str(tmp_path), cuda_graphs=True))
+    for side in range(2, 2 + trt_backend.MAX_ENGINES):  # with the start engine: one size too many
+        backend.predict(np.zeros((16 * side, 16 * side), np.float32))
+        assert runtime.on, list(backend.engines)
+    assert trt_backend.DEFAULT_FRAME not in backend.engines
+    backend.close()
+    assert not runtime.on
+
+
 def test_padded_sizes():
     assert padded_size(512, 640, 16) == (512, 640)
     assert padded_size(1080, 1920, 16) == (1088, 1920)
