@@ -158,12 +158,18 @@ def save_checkpoint(
     """Write weights (+ optional extra tensors such as optimizer state) atomically: a file
     already at ``path`` stays as it was unless the new one is complete. Raises
     :class:`~irstd_ros.errors.CheckpointError` naming ``path`` when the thresholds of
-    ``info`` are not probabilities (the file could not be read back) or the write fails."""
+    ``info`` are not probabilities (the file could not be read back), when ``info.model``
+    is not the network's own config (the file would be refused when loaded), or the write
+    fails."""
     path = Path(path)
     try:
         info.check()
     except CheckpointError as exc:
         raise CheckpointError(f"cannot write model file {path}: {exc}") from None
+    own = getattr(model, "config", None)
+    if isinstance(own, ModelConfig) and own != info.model:
+        raise CheckpointError(f"cannot write model file {path}: its config {info.model} is not the "
+                              f"network's own, {own}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra/{k}"] = v.detach().cpu().contiguous()

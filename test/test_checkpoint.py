@@ -312,3 +312,14 @@ def test_a_config_claiming_huge_widths_allocates_nothing_before_the_weights_are_
     save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps(data)})
     with pytest.raises(CheckpointError, match="huge.safetensors does not match its config"):
         load_checkpoint(path)
+
+
+def test_a_config_that_is_not_the_network_s_is_refused_when_written(tmp_path):
+    """A `tiny` network saved under the `lite` config was written, and refused only when
+    loaded (by the node, later): the writer says so and leaves nothing."""
+    model = build_model(named_config("tiny"))
+    info = CheckpointInfo(named_config("lite"), InputNorm(0.2, 0.1), 0.4, {})
+    with pytest.raises(CheckpointError, match=r"cannot write model file .*m\.safetensors: its config .* is not "
+                                              r"the network's own"):
+        save_checkpoint(tmp_path / "m.safetensors", model, info)
+    assert not (tmp_path / "m.safetensors").exists()

@@ -140,6 +140,7 @@ def soup(config: SoupConfig) -> dict[str, Any]:
             # network): left out, as by init_from, so that the result can be calibrated again
             model.knee = None  # type: ignore[assignment]  # out of its state dict and its forward
             info.model = replace(info.model, logit_knee=False)
+            model.config = info.model  # type: ignore[assignment]  # what it now is
             log.warning("%s: its two-piece calibration's knee is left out of the average; "
                         "calibrate the result (irstd calibrate --two-piece)", path)
     _check_alike(paths, infos)
