@@ -34,6 +34,7 @@ LABEL_GAP_PX = 2
 FONT_PX = 11  # text size in pixels
 TRAIL_POINTS = 30  # recent positions of a track drawn behind it (node overlay, irstd render)
 DISPLAY_PERCENTILES = (0.5, 99.5)  # display stretch of frames that are not 8-bit
+DISPLAY_SAMPLE = 65536  # pixels the stretch's percentiles are taken on (a regular grid): ~1 ms
 UINT8_MAX = 255
 
 
@@ -83,12 +84,21 @@ def to_display(frame: np.ndarray) -> np.ndarray:
         frame = frame[..., :3]
     if frame.dtype != np.uint8:
         f = frame.astype(np.float32)
-        lo, hi = np.percentile(f, DISPLAY_PERCENTILES)
+        lo, hi = display_range(f)
         scale = UINT8_MAX / (hi - lo) if hi > lo else 0.0
         frame = np.clip((f - lo) * scale, 0, UINT8_MAX).astype(np.uint8)
     if frame.ndim == 2:
         return np.repeat(frame[..., None], 3, axis=2)  # a new array
     return np.array(frame, order="C")  # a copy even of a C-contiguous 8-bit RGB frame
+
+
+def display_range(frame: np.ndarray) -> tuple[float, float]:
+    """The display stretch's (low, high): :data:`DISPLAY_PERCENTILES` of a regular grid of
+    at most about :data:`DISPLAY_SAMPLE` pixels (every pixel of a small frame): a display
+    needs no exact percentile, and a 640x512 frame's took 5 ms, half the overlay's cost."""
+    step = max(1, int(np.ceil(np.sqrt(frame.shape[0] * frame.shape[1] / DISPLAY_SAMPLE))))
+    lo, hi = np.percentile(frame[::step, ::step], DISPLAY_PERCENTILES)
+    return float(lo), float(hi)
 
 
 def draw_rect(

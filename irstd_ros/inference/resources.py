@@ -20,12 +20,38 @@ CPUINFO_KEYS = ("vendor_id", "cpu family", "model", "model name", "flags")  # of
 LSCPU_TIMEOUT_S = 10
 
 
+# a container's CPU quota: cgroup v2's "QUOTA PERIOD" (or "max PERIOD"), cgroup v1's two files
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def cgroup_cpu_limit() -> int | None:
+    """Whole cores a CPU quota allows (``docker --cpus 2``, a Kubernetes limit), rounded up;
+    None without a quota or where none can be read."""
+    quota = period = None
+    with contextlib.suppress(OSError, ValueError):
+        fields = CGROUP_CPU_MAX.read_text().split()
+        if len(fields) == 2 and fields[0] != "max":
+            quota, period = int(fields[0]), int(fields[1])
+    if quota is None:
+        with contextlib.suppress(OSError, ValueError):
+            quota, period = int(CGROUP_V1_QUOTA.read_text()), int(CGROUP_V1_PERIOD.read_text())
+    if quota is None or period is None or quota <= 0 or period <= 0:  # v1's -1: no quota
+        return None
+    return max(1, -(-quota // period))
+
+
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. under taskset or a cgroup)."""
+    """CPU cores this process may run on: its affinity mask (taskset, cpusets), and no more
+    than a container's CPU quota allows (:func:`cgroup_cpu_limit`), whose extra threads
+    would only wait for their share."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # no sched_getaffinity (macOS)
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = cgroup_cpu_limit()
+    return cores if limit is None else min(cores, limit)
 
 
 def _cpuinfo() -> dict[str, str]:

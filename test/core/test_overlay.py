@@ -119,3 +119,23 @@ def test_label_and_text_helpers():
     assert {tuple(v) for v in img[ys, xs]} == {(200, 10, 10)}
     out = draw_overlay(frame(), [], label="#3 0.3S")
     assert (out[4:14, 4:40] == 255).all(axis=2).any()
+
+
+def test_the_display_stretch_reads_a_sample_of_a_large_frame(monkeypatch):
+    """The stretch took an exact percentile of every pixel (5 ms of the overlay's 10 at
+    640x512); a regular grid of at most about DISPLAY_SAMPLE pixels gives the same range."""
+    from irstd_ros.core import overlay
+
+    rng = np.random.default_rng(3)
+    frame = (rng.normal(8000, 300, (1024, 1280)) + np.linspace(0, 2000, 1280)).astype(np.float32)
+    read: list[int] = []
+    real = np.percentile
+    monkeypatch.setattr(overlay.np, "percentile", lambda a, q, **k: read.append(np.size(a)) or real(a, q, **k))
+    lo, hi = overlay.display_range(frame)
+    assert read and read[0] <= overlay.DISPLAY_SAMPLE
+    exact = real(frame, overlay.DISPLAY_PERCENTILES)
+    assert abs(lo - exact[0]) < 20 and abs(hi - exact[1]) < 20  # counts of a 300-count noise
+    small = frame[:64, :64]
+    read.clear()
+    assert overlay.display_range(small) == tuple(float(v) for v in real(small, overlay.DISPLAY_PERCENTILES))
+    assert read == [small.size]  # every pixel of a small frame

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from irstd_ros.inference import resources
 
 CPUINFO = """processor\t: 0
@@ -62,3 +64,31 @@ def test_cpu_flags_are_the_first_processors_or_none(tmp_path, monkeypatch):
     assert resources.cpu_flags() == {"fpu", "avx2", "avx512_bf16"}
     path.write_text(CPUINFO)
     assert resources.cpu_flags() is None
+
+
+@pytest.mark.parametrize(
+    ("v2", "v1", "expected"),
+    [
+        ("200000 100000\n", None, 2),  # docker --cpus 2
+        ("150000 100000\n", None, 2),  # 1.5 cores: the second thread still gets work
+        ("max 100000\n", None, None),  # no quota
+        (None, ("-1", "100000"), None),  # cgroup v1 without a quota
+        (None, ("50000", "100000"), 1),
+        (None, None, None),  # neither file
+    ],
+)
+def test_a_container_cpu_quota_caps_the_cores(tmp_path, monkeypatch, v2, v1, expected):
+    """Only the affinity mask was read: under `docker --cpus 2` on a 16-core host the node
+    and the CPU backends ran 16 threads, 14 of them waiting for their share."""
+    def put(name, text):
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        return path
+
+    monkeypatch.setattr(resources, "CGROUP_CPU_MAX", put("cpu.max", v2))
+    monkeypatch.setattr(resources, "CGROUP_V1_QUOTA", put("quota", v1 and v1[0]))
+    monkeypatch.setattr(resources, "CGROUP_V1_PERIOD", put("period", v1 and v1[1]))
+    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda _pid: set(range(16)))
+    assert resources.cgroup_cpu_limit() == expected
+    assert resources.available_cores() == (16 if expected is None else expected)
