@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_on_data(p, "test", OWN_THRESHOLD_HELP)
     add_method(p)
+    p.add_argument("--no-reference", dest="reference", action="store_false",
+                   help="leave out the top-hat reference the network's report shows beside it, scored on "
+                   "the same frames (a few seconds per hundred frames; default: shown)")
     p.add_argument("--out", type=Path, default=Path("out/eval"),
                    help="report folder: report.json, roc.png, reliability.png, hardest.png (default: %(default)s)")
     add_json(p, "the summary")
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         EvalConfig(
             data=args.data, split=args.split, weights=args.weights, mask_suffix=args.mask_suffix,
             threshold=args.threshold, backend=args.backend, method=args.method,
-            threads=args.threads, out=args.out, limit=args.limit,
+            threads=args.threads, out=args.out, limit=args.limit, reference=args.reference,
         )
     )
     if args.json:
@@ -56,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("  ".join(f"{k} {format_number(report[k], '.4g', 'undefined')}" for k in SUMMARY_KEYS))
         print(f"ece {format_number(report['calibration']['ece'], '.4g', 'undefined')}  (threshold {report['threshold']}, backend {report['backend']})")
+        ref = report.get("reference")
+        if ref is not None:
+            print("tophat reference: " + "  ".join(f"{k} {format_number(ref[k], '.4g', 'undefined')}"
+                                                   for k in SUMMARY_KEYS))
         for f in report.get("files", []):
             print(f"wrote {f}")
     return 0

@@ -40,7 +40,7 @@ from irstd_ros.evaluation.metrics import (
 )
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
-from irstd_ros.inference.classical import TOPHAT_NORM, TopHatBackend
+from irstd_ros.inference.classical import TOPHAT_NORM, TOPHAT_THRESHOLD, TopHatBackend
 from irstd_ros.inference.detector import resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class EvalConfig:
     hardest: int = 8  # crops of missed targets and of false targets, each
     limit: int | None = None  # first N images only (smoke runs)
     thresholds: tuple[float, ...] = field(default=CURVE_THRESHOLDS)
+    reference: bool = True  # the network's report also scores the top-hat on the same frames
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -144,7 +145,7 @@ def build_scorer(cfg: EvalConfig) -> tuple[Backend, Any, float, dict[str, Any]]:
     """(backend, input norm, threshold, description) for the method of ``cfg``."""
     if cfg.method == "tophat":
         backend: Backend = TopHatBackend()
-        threshold = 0.5 if cfg.threshold is None else cfg.threshold
+        threshold = TOPHAT_THRESHOLD if cfg.threshold is None else cfg.threshold
         return backend, TOPHAT_NORM, threshold, {"method": "tophat", **backend.describe()}
     weights = resolve_model_path(cfg.weights)
     model, info, _ = load_checkpoint(weights)
@@ -162,19 +163,26 @@ def frame_pairs(cfg: EvalConfig) -> list[tuple[Path, Path]]:
     return find_pairs(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))[: cfg.limit]
 
 
+def read_frames(
+    pairs: list[tuple[Path, Path]], desc: str
+) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """(image path, raw frame, truth mask) of each pair, frames of one size together, so
+    that a backend that compiles per shape compiles each once."""
+    for img_path, mask_path in tqdm(sorted(pairs, key=lambda p: _image_size(p[0])), desc=desc, leave=False):
+        raw, truth = read_image(img_path), read_mask(mask_path)
+        if raw.shape != truth.shape:
+            raise DatasetError(f"size mismatch: {img_path.name} {raw.shape} vs mask {truth.shape}")
+        yield img_path, raw, truth
+
+
 def scored_frames(
     cfg: EvalConfig, backend: Backend, norm: Any, desc: str, pairs: list[tuple[Path, Path]] | None = None
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(stem, network input, truth mask, probabilities) of each frame of ``cfg``'s split
     (``pairs``: its :func:`frame_pairs`, when the caller looked them up already), at full
-    resolution; frames of one size together, so that a backend that compiles per shape
-    compiles each once. A frame whose probabilities are not all finite is a
+    resolution (:func:`read_frames`). A frame whose probabilities are not all finite is a
     :class:`~irstd_ros.errors.BackendError`, never silent background."""
-    pairs = frame_pairs(cfg) if pairs is None else pairs
-    for img_path, mask_path in tqdm(sorted(pairs, key=lambda p: _image_size(p[0])), desc=desc, leave=False):
-        raw, truth = read_image(img_path), read_mask(mask_path)
-        if raw.shape != truth.shape:
-            raise DatasetError(f"size mismatch: {img_path.name} {raw.shape} vs mask {truth.shape}")
+    for img_path, raw, truth in read_frames(frame_pairs(cfg) if pairs is None else pairs, desc):
         x = normalize(raw, norm)
         yield img_path.stem, x, truth, finite_probabilities(backend.predict(x), img_path.name)
 
@@ -186,11 +194,17 @@ def evaluate(cfg: EvalConfig) -> dict:
     backend, norm, threshold, described = build_scorer(cfg)
     acc, curve, calib = MetricAccumulator(), CurveAccumulator(cfg.thresholds), CalibrationAccumulator()
     hard = HardCases(cfg.hardest if cfg.out is not None else 0)
-    for stem, x, truth, prob in scored_frames(cfg, backend, norm, "eval", pairs):
+    tophat = TopHatBackend() if cfg.reference and cfg.method == "network" else None
+    ref = MetricAccumulator()
+    for img_path, raw, truth in read_frames(pairs, "eval"):
+        x = normalize(raw, norm)
+        prob = finite_probabilities(backend.predict(x), img_path.name)
         _, match = acc.add(prob > threshold, truth)
         curve.update(prob, truth)
         calib.update(prob, truth)
-        hard.add(stem, x, truth, prob, threshold, match)
+        hard.add(img_path.stem, x, truth, prob, threshold, match)
+        if tophat is not None:  # on the same frames, its own input and threshold
+            ref.add(tophat.predict(normalize(raw, TOPHAT_NORM)) > TOPHAT_THRESHOLD, truth)
     report: dict[str, Any] = {
         "data": str(cfg.data),
         "split": cfg.split,
@@ -201,6 +215,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         "calibration": calib.result(),
         "curve": curve.rows(),
     }
+    if tophat is not None:  # what the network adds over the classical reference
+        report["reference"] = {"method": "tophat", "threshold": TOPHAT_THRESHOLD, **ref.result()}
     if cfg.out is not None:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)

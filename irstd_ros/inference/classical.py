@@ -20,6 +20,7 @@ from irstd_ros.core.normalization import InputNorm
 TOPHAT_SIZE = 11  # px: the structuring element; larger than the targets it should keep
 TOPHAT_K = 16.0  # standard deviations of the residual above its mean at score 0.5
 TOPHAT_NORM = InputNorm(kind="robust")
+TOPHAT_THRESHOLD = 0.5  # its score's threshold: the adaptive cut above
 
 
 class TopHatBackend:

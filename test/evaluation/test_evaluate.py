@@ -106,3 +106,28 @@ def test_nan_probabilities_are_an_error_not_silent_background(tmp_path, monkeypa
         evaluate(cfg)
     with pytest.raises(BackendError, match="NaN or infinite"):
         mining.mine_hard_examples(cfg)
+
+
+def test_the_network_s_report_shows_the_top_hat_on_the_same_frames(tmp_path, capsys):
+    """The top-hat reference needed a second run (`--method tophat`) and a table made by
+    hand: issue 9 asks that every report show what the network adds over it."""
+    from _support.cli import run_cli_output
+
+    root = dataset(tmp_path / "d")
+    weights = zero_model(tmp_path)
+    report = evaluate(EvalConfig(data=root, weights=weights, out=None, threshold=0.4))
+    alone = evaluate(EvalConfig(data=root, method="tophat", out=None))
+    ref = report["reference"]
+    assert ref["method"] == "tophat" and ref["threshold"] == alone["threshold"] == 0.5
+    for key in ("iou", "pd", "fa", "false_targets_per_frame", "images", "targets"):
+        assert ref[key] == alone[key], key
+    assert ref["targets"] == 3 and ref["images"] == 3
+    assert "reference" not in alone  # the reference's own report has none
+    assert "reference" not in evaluate(EvalConfig(data=root, weights=weights, out=None, reference=False))
+
+    code, out, _ = run_cli_output(capsys, "eval", "--data", str(root), "--weights", str(weights),
+                                  "--out", str(tmp_path / "o"), "--backend", "torch-cpu")
+    assert code == 0 and "tophat reference: iou " in out
+    code, out, _ = run_cli_output(capsys, "eval", "--data", str(root), "--weights", str(weights),
+                                  "--out", str(tmp_path / "o2"), "--backend", "torch-cpu", "--no-reference")
+    assert code == 0 and "tophat reference" not in out
