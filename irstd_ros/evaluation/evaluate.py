@@ -42,6 +42,7 @@ from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
 from irstd_ros.inference.classical import TOPHAT_NORM, TOPHAT_THRESHOLD, TopHatBackend
 from irstd_ros.inference.detector import resolve_model_path
+from irstd_ros.inference.resources import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def build_scorer(cfg: EvalConfig) -> tuple[Backend, Any, float, dict[str, Any]]:
         return backend, TOPHAT_NORM, threshold, {"method": "tophat", **backend.describe()}
     weights = resolve_model_path(cfg.weights)
     model, info, _ = load_checkpoint(weights)
-    options = BackendOptions(threads=cfg.threads, dynamic_shapes=True)
+    options = BackendOptions(threads=cfg.threads or available_cores(), dynamic_shapes=True)
     backend = create_backend(cfg.backend, model, info, options)
     threshold = info.threshold if cfg.threshold is None else cfg.threshold
     described = {"method": "network", "weights": str(weights), "model": info.model.to_dict(),

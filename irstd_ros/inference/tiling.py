@@ -70,5 +70,12 @@ class TilingBackend:
                 out[oy0:oy1, ox0:ox1] = prob[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0]
         return out
 
+    @property
+    def warmup_size(self) -> tuple[int, int]:
+        """The selection's warm-up frame (:func:`~irstd_ros.inference.backends.select.warm_up`):
+        one whole tile, the size ``inner`` runs on frames larger than a tile (a 64x64 frame
+        would make a ``tensorrt`` inner build an engine nothing else uses)."""
+        return (self.tile, self.tile)
+
     def describe(self) -> dict[str, object]:
         return {**self.inner.describe(), "tile": self.tile, "tile_overlap": self.overlap}

@@ -54,7 +54,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 MODELS = ("paper", "shipped")
 DRY_SIZES = ((32, 32), (48, 64))
-DRY_MODELS = ("tiny",)
+DRY_MODELS = ("config:tiny",)  # the network, random weights (no note)
 BUDGET_S = 1.0  # timed seconds per cell
 MAX_CALLS = 3000
 WARMUP = 5

@@ -233,7 +233,7 @@ def measure_accuracy(
                 t0 = time.perf_counter()
                 report = evaluate(
                     EvalConfig(data=ds.root, split=ds.eval_split, weights=weights, backend=backend,
-                               threads=threads, out=None, limit=ds.eval_limit)
+                               threads=threads, out=None, limit=ds.eval_limit, reference=False)
                 )
                 entry[key] = {**_metrics(report), "backend": report["backend"], "seconds": round(time.perf_counter() - t0, 1)}
             entry["delta"] = dataset_delta(entry["fp32"], entry[label])

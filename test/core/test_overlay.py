@@ -139,3 +139,14 @@ def test_the_display_stretch_reads_a_sample_of_a_large_frame(monkeypatch):
     read.clear()
     assert overlay.display_range(small) == tuple(float(v) for v in real(small, overlay.DISPLAY_PERCENTILES))
     assert read == [small.size]  # every pixel of a small frame
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (1024, 1024), (512, 640), (256, 256, 3)])
+def test_the_display_sample_sees_interleaved_columns(shape):
+    """A square frame gave an even grid step (2 at 512x512), so a sensor whose odd columns
+    read 3000 and even 1000 was stretched from 1000 to 1000: an all-black overlay."""
+    from irstd_ros.core import overlay
+
+    frame = np.full(shape, 1000.0, np.float32)
+    frame[:, 1::2] = 3000.0
+    assert overlay.display_range(frame) == (1000.0, 3000.0)

@@ -131,3 +131,17 @@ def test_the_network_s_report_shows_the_top_hat_on_the_same_frames(tmp_path, cap
     code, out, _ = run_cli_output(capsys, "eval", "--data", str(root), "--weights", str(weights),
                                   "--out", str(tmp_path / "o2"), "--backend", "torch-cpu", "--no-reference")
     assert code == 0 and "tophat reference" not in out
+
+
+def test_eval_runs_on_the_cores_available_not_the_host_s(tmp_path, monkeypatch):
+    """Without --threads the backend took its library's default (the host's cores), not
+    the process's: under a container's CPU quota that oversubscribes it."""
+    from irstd_ros.evaluation import evaluate as ev
+
+    seen = []
+    real = ev.create_backend
+    monkeypatch.setattr(ev, "available_cores", lambda: 1)
+    monkeypatch.setattr(ev, "create_backend", lambda name, m, i, options: seen.append(options.threads) or real(name, m, i, options))
+    ev.build_scorer(EvalConfig(data=tmp_path, weights=zero_model(tmp_path), backend="torch-cpu"))
+    ev.build_scorer(EvalConfig(data=tmp_path, weights=zero_model(tmp_path), backend="torch-cpu", threads=2))
+    assert seen == [1, 2]

@@ -397,3 +397,14 @@ def test_gpu_bench_dry_run_refuses_the_options_it_sets_itself(capsys, monkeypatc
         gpu_bench.main(["--dry-run", "--models", "paper", "--sizes", "128x128"])
     assert exited.value.code == 2
     assert "--models, --sizes: not with --dry-run" in capsys.readouterr().err
+
+
+def test_the_quick_and_dry_runs_say_no_note_nobody_asked_for(capsys):
+    """The note on a bare `tiny` moved into resolve_models, so `irstd bench --quick` and the
+    GPU bench's dry run, which the user gave no --models, printed it unprompted."""
+    from irstd_ros.tools import gpu_bench
+
+    for names in (bench.QUICK_MODELS, gpu_bench.DRY_MODELS):
+        (spec,) = bench.resolve_models(names)
+        assert spec.config == "tiny" and spec.label == "tiny"
+    assert "note:" not in capsys.readouterr().err

@@ -377,6 +377,18 @@ def test_auto_warm_up_runs_the_start_engine_and_builds_no_other(tiny_model, tmp_
     assert list(backend.engines) == [trt_backend.DEFAULT_FRAME]
 
 
+def test_a_tiled_warm_up_runs_one_tile_and_builds_no_64px_engine(tiny_model, tmp_path, fake_gpu):
+    """With tiling the warm-up frame reached the inner ``tensorrt`` as 64x64 (the tiling
+    wrapper had no warm-up size): an engine no tile uses. It is one whole tile now, the
+    engine every frame larger than a tile runs on."""
+    from irstd_ros.inference.backends.select import create_backend
+
+    model, info = tiny_model
+    create_backend("auto", model, info, BackendOptions(cache_dir=str(tmp_path), tile_size=256))
+    assert (64, 64) not in fake_gpu.builds
+    assert fake_gpu.builds[-1] == (256, 256)
+
+
 def test_cuda_graphs_stay_on_while_engines_are_loaded(tiny_model, tmp_path, fake_gpu):
     """Dropping the least recently used engine (one frame size more than MAX_ENGINES) must not
     switch the process-wide CUDA-graph mode off for the engines still loaded; closing the
