@@ -68,7 +68,7 @@ from irstd_ros.core.normalization import InputNorm, centred_wide
 from irstd_ros.core.parsing import check_keys
 from irstd_ros.core.paths import output_dir_problem, write_text_atomic
 from irstd_ros.data.transforms import pad_to
-from irstd_ros.errors import ConfigError, DatasetError, IrstdError
+from irstd_ros.errors import BackendError, ConfigError, DatasetError, IrstdError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training.loss import training_loss
@@ -336,6 +336,10 @@ def evaluate_items(
             x = normalize_torch(frames.to(device), norm, integer)[:, None]
             x, size = pad_to_stride(x, stride)
             prob = torch.sigmoid(model(x).float()[..., : size[0], : size[1]])
+            bad = int((~torch.isfinite(prob)).sum())  # NaN > threshold is False: silent background
+            if bad:
+                raise BackendError(f"evaluation: {bad} of {prob.numel()} probabilities are NaN or infinite "
+                                   "(a diverged network?)")
             masks = (prob[:, 0] > threshold).cpu().numpy()
             for i, m in zip(chunk, masks):
                 preds[i] = m

@@ -19,7 +19,7 @@ from irstd_ros.cli.main import main
 from irstd_ros.core.normalization import InputNorm, centred_wide, normalize
 from irstd_ros.data.pack import PackConfig, build_pack
 from irstd_ros.data.transforms import pad_to
-from irstd_ros.errors import ConfigError, DatasetError
+from irstd_ros.errors import BackendError, ConfigError, DatasetError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.tools.gpu_session import make_dry_data
 from irstd_ros.training.gpu import (
@@ -582,3 +582,19 @@ def test_the_module_s_help_points_to_the_documented_options(capsys):
         gpu_main(["--help"])
     assert exc.value.code == 0
     assert "irstd train-gpu" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_final_evaluation_refuses_nan_probabilities():
+    """The GPU trainer's evaluation scored NaN probabilities (a diverged network) as silent
+    background, as `irstd eval` did: Pd 0 with no word."""
+    from irstd_ros.training.gpu import evaluate_items
+
+    class Diverged(torch.nn.Module):
+        def forward(self, x):
+            return torch.full_like(x, float("nan"))
+
+    img = np.full((32, 32), 100, np.uint8)
+    truth = np.zeros((32, 32), bool)
+    truth[10:12, 10:12] = True
+    with pytest.raises(BackendError, match="probabilities are NaN or infinite"):
+        evaluate_items(Diverged(), [(img, truth, "f")], InputNorm(kind="robust"), 0.5, torch.device("cpu"), 16)
