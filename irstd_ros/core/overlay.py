@@ -35,7 +35,7 @@ LABEL_GAP_PX = 2
 FONT_PX = 11  # text size in pixels
 TRAIL_POINTS = 30  # recent positions of a track drawn behind it (node overlay, irstd render)
 DISPLAY_PERCENTILES = (0.5, 99.5)  # display stretch of frames that are not 8-bit
-DISPLAY_SAMPLE = 65536  # pixels the stretch's percentiles are taken on (a regular grid): ~1 ms
+DISPLAY_SAMPLE = 65536  # values the stretch's percentiles are taken on at most (display_range): ~1 ms
 UINT8_MAX = 255
 
 

@@ -123,7 +123,7 @@ def test_label_and_text_helpers():
 
 def test_the_display_stretch_reads_a_sample_of_a_large_frame(monkeypatch):
     """The stretch took an exact percentile of every pixel (5 ms of the overlay's 10 at
-    640x512); a regular grid of at most about DISPLAY_SAMPLE pixels gives the same range."""
+    640x512); a sample of at most about DISPLAY_SAMPLE pixels gives the same range."""
     from irstd_ros.core import overlay
 
     rng = np.random.default_rng(3)
