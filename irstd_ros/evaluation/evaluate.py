@@ -184,8 +184,15 @@ def scored_frames(
     resolution (:func:`read_frames`). A frame whose probabilities are not all finite is a
     :class:`~irstd_ros.errors.BackendError`, never silent background."""
     for img_path, raw, truth in read_frames(frame_pairs(cfg) if pairs is None else pairs, desc):
-        x = normalize(raw, norm)
-        yield img_path.stem, x, truth, finite_probabilities(backend.predict(x), img_path.name)
+        x, prob = score_frame(backend, norm, raw, img_path.name)
+        yield img_path.stem, x, truth, prob
+
+
+def score_frame(backend: Backend, norm: Any, raw: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(network input, probabilities) of the raw frame ``name``; non-finite probabilities
+    are a :class:`~irstd_ros.errors.BackendError` (:func:`finite_probabilities`)."""
+    x = normalize(raw, norm)
+    return x, finite_probabilities(backend.predict(x), name)
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -198,8 +205,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     tophat = TopHatBackend() if cfg.reference and cfg.method == "network" else None
     ref = MetricAccumulator()
     for img_path, raw, truth in read_frames(pairs, "eval"):
-        x = normalize(raw, norm)
-        prob = finite_probabilities(backend.predict(x), img_path.name)
+        x, prob = score_frame(backend, norm, raw, img_path.name)
         _, match = acc.add(prob > threshold, truth)
         curve.update(prob, truth)
         calib.update(prob, truth)

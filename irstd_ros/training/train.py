@@ -602,13 +602,14 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     base = recorded_cwd(info.extra["train_state"])
     recorded, mine = info.extra.get("data"), json.loads(json.dumps(plain(seen)))
     if recorded is not None:  # said with the paths resolved: "data/x" may be two folders
-        recorded, mine = same_paths(recorded, mine, None, base)
+        recorded, mine = resolved_paths(recorded, base=base), resolved_paths(mine)
         if recorded != mine:
             raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than "
                               f"this run's ({json.dumps(mine)}); use a new --out (with init: {last})")
     config, now = info.extra.get("train_config") or {}, json.loads(json.dumps(cfg.recorded()))
     fixed = [*cfg.resume_fixed(), *(["ema"] if config.get("ema") and now["ema"] else [])]
-    pairs = {name: same_paths(config[name], now[name], name, base) for name in fixed if name in config}
+    pairs = {name: (resolved_paths(config[name], name, base), resolved_paths(now[name], name))
+             for name in fixed if name in config}
     changed = [f"{name} {json.dumps(was)} -> {json.dumps(new)}"
                for name, (was, new) in pairs.items() if was != new]
     if changed:
@@ -625,10 +626,12 @@ CWD_KEY = "cwd"
 def recorded_cwd(state: dict[str, Any]) -> Path | None:
     """The directory a checkpoint's relative paths were given in (``train_state.cwd``: the
     working directory of the invocation that wrote it, whose paths the records hold). None
-    for a checkpoint written before it was recorded: its relative paths are then taken from
-    the current directory, as they were then (right when resumed from the same one)."""
+    for a checkpoint written before it was recorded, or whose directory is gone (the
+    checkout moved between the run and its resumption): its relative paths are then taken
+    from the current directory, as they were then (right when resumed from the same one)."""
     cwd = state.get(CWD_KEY)
-    return Path(cwd) if isinstance(cwd, str) and cwd else None
+    path = Path(cwd) if isinstance(cwd, str) and cwd else None
+    return path if path is not None and path.is_dir() else None
 
 
 def resolved_paths(value: Any, key: str | None = None, base: Path | None = None) -> Any:
@@ -644,16 +647,6 @@ def resolved_paths(value: Any, key: str | None = None, base: Path | None = None)
     if key in PATH_KEYS and isinstance(value, str):
         return str(((base or Path.cwd()) / value).resolve())
     return value
-
-
-def same_paths(recorded: Any, mine: Any, key: str | None, base: Path | None) -> tuple[Any, Any]:
-    """``recorded`` (a checkpoint's, its relative paths given in ``base``) and ``mine``
-    (this invocation's) with their paths resolved (:func:`resolved_paths`), to compare. When
-    ``base`` is gone (the checkout moved between the run and its resumption), its relative
-    paths are taken from the current directory, as for a checkpoint that records none."""
-    if base is not None and not base.is_dir():
-        base = None
-    return resolved_paths(recorded, key, base), resolved_paths(mine, key)
 
 
 def plain(value: Any) -> Any:
