@@ -29,8 +29,12 @@
 # candidates/irstd_tiny_0.6.safetensors with IRSTD_GPU_INIT, say),
 # IRSTD_GPU_EMA (a decay per step, e.g. 0.999: the model is the moving average of the weights,
 # the raw weights are scored beside it),
+# IRSTD_GPU_TRAIN_ARGS (more flags of the training, space-separated, e.g. "--lr 2e-4 --loss
+# softiou+bce"; the preflight reads them as the training would; not --minutes: the budget's),
 # IRSTD_GPU_EVAL (the pack group scored after the training, default nudt_test; none: none, for a
 # pack made with irstd pack --no-nudt-test),
+# IRSTD_GPU_BENCH_MODELS, IRSTD_GPU_BENCH_SIZES, IRSTD_GPU_BENCH_VARIANTS (the bench's --models,
+# --sizes, --variants: a few cells instead of all; e.g. paper, 640x512,1280x1024, fp16+pad8+graphs),
 # IRSTD_GPU_SKIP (steps not to run, comma-separated, e.g. probe,bench: the training gets their time),
 # IRSTD_GPU_PACK (default out/pack/irstd_pack.npz), IRSTD_GPU_WORK, PYTHON.
 set -u -o pipefail
@@ -115,6 +119,9 @@ else
     DEV=cuda
     PYTEST_PATHS=(test/inference test/training test/data test/evaluation test/models)
     BENCH_ARGS=(--device cuda --budget 0.5 --deadline-s 110)
+    [[ -n "${IRSTD_GPU_BENCH_MODELS:-}" ]] && BENCH_ARGS+=(--models "$IRSTD_GPU_BENCH_MODELS")
+    [[ -n "${IRSTD_GPU_BENCH_SIZES:-}" ]] && BENCH_ARGS+=(--sizes "$IRSTD_GPU_BENCH_SIZES")
+    [[ -n "${IRSTD_GPU_BENCH_VARIANTS:-}" ]] && BENCH_ARGS+=(--variants "$IRSTD_GPU_BENCH_VARIANTS")
     PROBE_ARGS=(--model paper --max-steps 200)
     TRAIN_ARGS=(--model "${IRSTD_GPU_MODEL:-paper}")
     T_ENV=45 T_PYTEST=110 T_BENCH=130 T_PROBE=40 RESERVE=30
@@ -125,6 +132,10 @@ COMPILE=()
 [[ -n "${IRSTD_GPU_INIT:-}" ]] && TRAIN_ARGS+=(--init "$IRSTD_GPU_INIT")
 [[ -n "${IRSTD_GPU_EVAL:-}" ]] && TRAIN_ARGS+=(--eval-group "$IRSTD_GPU_EVAL")
 [[ -n "${IRSTD_GPU_EMA:-}" ]] && TRAIN_ARGS+=(--ema "$IRSTD_GPU_EMA")
+if [[ -n "${IRSTD_GPU_TRAIN_ARGS:-}" ]]; then  # more training flags, split on spaces
+    read -r -a EXTRA <<<"$IRSTD_GPU_TRAIN_ARGS"
+    TRAIN_ARGS+=("${EXTRA[@]}")
+fi
 # the training's flags but the time (the step below adds --minutes): what the preflight reads
 TRAIN_CMD=(--recipe "$RECIPE" --pack "$PACK" --device "$DEV" --out "$WORK/train" --no-resume
            "${COMPILE[@]}" "${TRAIN_ARGS[@]}")

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"SIRST-v2 crops with a target per frame (default: {TARGET_CROPS})")
     p.add_argument("--random-crops", type=non_negative_int, default=RANDOM_CROPS,
                    help=f"random SIRST-v2 crops per frame (default: {RANDOM_CROPS})")
+    p.add_argument("--hard", type=Path, nargs="+", default=[], metavar="FILE",
+                   help="mined false-target places in SIRST-v2 train (irstd mine; config/train/hard/*sirst*.json): "
+                   "one crop around each, in the group sirst_hard (default: none)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="random seed of the SIRST-v2 crops (default: %(default)s)")
     p.set_defaults(func=run)
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         nudt=None if args.no_nudt else args.nudt,
         sirst=None if args.no_sirst else args.sirst,
         crop=args.crop, target_crops=args.target_crops, random_crops=args.random_crops, seed=args.seed,
-        nudt_splits=("train",) if args.no_nudt_test else NUDT_SPLITS,
+        nudt_splits=("train",) if args.no_nudt_test else NUDT_SPLITS, hard=tuple(args.hard),
     )
     print(json.dumps(build_pack(cfg)))
     return 0

@@ -39,7 +39,7 @@ import psutil
 from irstd_ros.core.paths import atomic_path
 from irstd_ros.data.datasets import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
-from irstd_ros.data.transforms import pad_to
+from irstd_ros.data.transforms import pad_to, point_crop
 from irstd_ros.errors import ConfigError, DatasetError
 
 PACK_FORMAT = 1
@@ -136,6 +136,21 @@ def crop_items(
     return out
 
 
+def hard_crops(items: Sequence[Item], hard: Sequence[Path], crop: int = CROP, seed: int = 0) -> list[Item]:
+    """One seeded crop per mined false-target place (``irstd mine`` files, the ``hard:`` of
+    a CPU training source) in ``items``, the place at a random spot of the crop, with the
+    mask under it (a true target nearby stays labelled). Names: ``<stem>@<k>``."""
+    from irstd_ros.data.mixture import load_hard_examples
+
+    rng = np.random.default_rng(seed)
+    out: list[Item] = []
+    for k, (i, y, x) in enumerate(load_hard_examples(tuple(hard), items, misses=False)):
+        img, mask, name = items[i]
+        ci, cm = point_crop(img, mask, crop, rng, y, x)
+        out.append((np.ascontiguousarray(ci), np.ascontiguousarray(cm).astype(bool), f"{name}@{k}"))
+    return out
+
+
 def write_pack(groups: Sequence[PackGroup], out: Path) -> dict:
     """Write ``groups`` into one ``.npz`` (deflate level 9); returns the meta written.
     The file appears whole or not at all (:func:`~irstd_ros.core.paths.atomic_path`)."""
@@ -186,6 +201,7 @@ class PackConfig:
     random_crops: int = RANDOM_CROPS
     seed: int = 0
     nudt_splits: tuple[str, ...] = NUDT_SPLITS  # ("train",): a smaller pack, scored elsewhere
+    hard: tuple[Path, ...] = ()  # mined files (irstd mine) of SIRST-v2 train: group sirst_hard
 
 
 def build_pack(cfg: PackConfig) -> dict:
@@ -211,6 +227,13 @@ def build_pack(cfg: PackConfig) -> dict:
             "kind": f"{cfg.crop}x{cfg.crop} crops: <= {cfg.target_crops} with a target + "
                     f"{cfg.random_crops} random per frame, seed {cfg.seed}",
         }))
+        if cfg.hard:
+            groups.append(PackGroup("sirst_hard", hard_crops(frames, cfg.hard, cfg.crop, cfg.seed), {
+                "root": str(cfg.sirst), "split": SIRST_SPLIT, "hard": [str(h) for h in cfg.hard],
+                "kind": f"{cfg.crop}x{cfg.crop} crops, one per mined false-target place, seed {cfg.seed}",
+            }))
+    elif cfg.hard:
+        raise ConfigError("hard examples are places in SIRST-v2 train frames: give --sirst with --hard")
     if not groups:
         raise DatasetError("nothing to pack: give --nudt and/or --sirst")
     meta = write_pack(groups, cfg.out)

@@ -16,11 +16,14 @@ enter; so E3's width must stay, and every other width may grow.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from irstd_ros.errors import ConfigError
 from irstd_ros.models.config import ModelConfig
+from irstd_ros.models.registry import build_model
 
 # (output channel positions, input channel positions) of a module's tensors in the wide
 # network; None for modules without an input channel dimension (BatchNorm).
@@ -125,3 +128,46 @@ def widen_state_dict(narrow: nn.Module, wide: nn.Module) -> dict[str, torch.Tens
             new[out_map[:, None], in_map[None, :]] = source
         out[name] = new
     return out
+
+
+def padded_widths(config: ModelConfig, multiple: int) -> tuple[int, ...]:
+    """``config.widths`` rounded up to multiples of ``multiple``, E3's kept (the SGEM's
+    softmax runs over its channels, see :func:`check_widenable`)."""
+    if not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 1:
+        raise ConfigError(f"channel multiple must be a whole number >= 1, got {multiple!r}")
+    return tuple(
+        w if i == 2 else -(-w // multiple) * multiple for i, w in enumerate(config.widths)
+    )
+
+
+def pad_channels(model: nn.Module, multiple: int = 8) -> nn.Module:
+    """An inference copy of ``model`` whose widths are multiples of ``multiple`` (E3 kept).
+
+    Tensor-core convolutions (FP16/BF16 cuDNN, TensorRT) want channel counts that are
+    multiples of 8; the paper configuration's E1 and E2 (28, 56) are not. The new channels
+    read zero weights and carry zero bias and statistics, so they are exactly 0 after every
+    BatchNorm and ReLU, and every old channel sees zero weights on them: the padded network
+    computes ``model``'s logits (in eval mode). ``model`` itself is returned when nothing
+    needs padding. Not for training (BatchNorm in train mode would normalise the new
+    channels by their batch statistics, still 0, but the optimiser would move them)."""
+    cfg: ModelConfig = model.config  # type: ignore[assignment]
+    widths = padded_widths(cfg, multiple)
+    if widths == cfg.widths:
+        return model
+    wcfg = dataclasses.replace(cfg, widths=widths)
+    wide = build_model(wcfg)
+    state = widen_state_dict(model, wide)
+    maps = _channel_maps(cfg, wcfg)
+    for name, tensor in state.items():
+        module, _, leaf = name.rpartition(".")
+        if module not in maps or tensor.dim() == 0:
+            continue
+        out_map = maps[module][0]
+        new_rows = torch.ones(tensor.shape[0], dtype=torch.bool)
+        new_rows[out_map] = False
+        if leaf in ("weight", "running_var") and tensor.dim() == 1:
+            tensor[new_rows] = 1  # BatchNorm scale / variance
+        else:  # conv weights and biases, BatchNorm shift and mean: 0
+            tensor[new_rows] = 0
+    wide.load_state_dict(state)
+    return wide.eval()

@@ -1,7 +1,8 @@
 """GPU benchmark: the ``cuda`` backend's variants x models x frame sizes, batch 1.
 
 Variants (:data:`VARIANTS`): eager FP32 / FP16 / BF16, CUDA-graph replay (FP16, BF16, FP16
-with channels_last), ``torch.compile`` (FP16, and FP16 replayed through CUDA graphs). Each
+with channels_last), ``torch.compile`` (FP16, and FP16 replayed through CUDA graphs), and
+FP16 graphs with the widths padded to multiples of 8 (``pad8``, the same logits). Each
 cell times ``backend.predict`` end to end, as the node calls it: the normalised frame goes
 up from host memory, the network runs, the probabilities come back (wall clock per call,
 after warm-up calls; the first call, which pays compile / graph capture / cuDNN autotuning,
@@ -51,6 +52,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp16+nhwc+graphs": {"precision": "fp16", "cuda_graphs": True, "channels_last": True},
     "fp16+compile+graphs": {"precision": "fp16", "compile": True, "cuda_graphs": True},
     "fp16+compile": {"precision": "fp16", "compile": True},
+    "fp16+pad8+graphs": {"precision": "fp16", "cuda_graphs": True, "pad_channels": 8},
+    "fp16+pad8+compile+graphs": {"precision": "fp16", "compile": True, "cuda_graphs": True, "pad_channels": 8},
 }
 MODELS = ("paper", "shipped")
 DRY_SIZES = ((32, 32), (48, 64))
@@ -62,6 +65,26 @@ DRY_BUDGET_S = 0.05
 DRY_MAX_CALLS = 3
 DRY_WARMUP = 1
 CELL_RESERVE_S = {"compile": 60.0, "default": 8.0}  # a cell is not started with less left
+
+
+def selection_problems(models: str | None, sizes: str | None, variants: str | None) -> list[str]:
+    """What ``--models``, ``--sizes`` and ``--variants`` (comma-separated; None: the
+    defaults) would refuse, one line each, without running a cell (the device call's
+    preflight reads its bench knobs through this)."""
+    from irstd_ros.errors import IrstdError
+
+    split = lambda t: [x.strip() for x in t.split(",") if x.strip()] if t else []  # noqa: E731
+    problems = [f"unknown variant {v!r}; valid: {', '.join(VARIANTS)}" for v in split(variants) if v not in VARIANTS]
+    for size in split(sizes):
+        try:
+            parse_size(size)
+        except ValueError as exc:
+            problems.append(str(exc))
+    try:
+        resolve_models(split(models))
+    except IrstdError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def gpu_machine(device: str) -> dict[str, Any]:

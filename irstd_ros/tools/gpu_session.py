@@ -64,9 +64,13 @@ PART_BYTES = 15 * 2**20  # under the 16 MiB a returned file may have
 MAX_OUT_FILES = 8
 MAX_TREE_BYTES = 64 * 2**20  # the working tree and the carried paths travel within 64 MiB
 # the knobs scripts/gpu_session.sh reads: any other IRSTD_GPU_* is a typo that would be ignored
-KNOBS = ("IRSTD_GPU_BUDGET_S", "IRSTD_GPU_COMPILE", "IRSTD_GPU_DRY_RUN", "IRSTD_GPU_EMA", "IRSTD_GPU_EVAL",
+KNOBS = ("IRSTD_GPU_BENCH_MODELS", "IRSTD_GPU_BENCH_SIZES", "IRSTD_GPU_BENCH_VARIANTS",
+         "IRSTD_GPU_BUDGET_S", "IRSTD_GPU_COMPILE", "IRSTD_GPU_DRY_RUN", "IRSTD_GPU_EMA", "IRSTD_GPU_EVAL",
          "IRSTD_GPU_GROUPS", "IRSTD_GPU_INIT", "IRSTD_GPU_MODEL", "IRSTD_GPU_PACK", "IRSTD_GPU_PART_BYTES", "IRSTD_GPU_RECIPE",
-         "IRSTD_GPU_SKIP", "IRSTD_GPU_WORK")
+         "IRSTD_GPU_SKIP", "IRSTD_GPU_TRAIN_ARGS", "IRSTD_GPU_WORK")
+# training flags the script sets (the time, where the run goes, the data, the device): not
+# IRSTD_GPU_TRAIN_ARGS's (argparse would take the last, and the script reads --out's files)
+SCRIPT_TRAIN_FLAGS = ("--minutes", "--out", "--pack", "--device", "--no-resume", "--recipe")
 STEPS = ("dry_data", "pack", "env", "pytest_gpu", "bench", "probe", "train")  # IRSTD_GPU_SKIP names these
 
 
@@ -179,9 +183,20 @@ def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path 
     check(check_keys, {k: 1 for k in environ if k.startswith("IRSTD_GPU_")}, KNOBS, "IRSTD_GPU_* variable")
     skip = [s.strip() for s in environ.get("IRSTD_GPU_SKIP", "").split(",") if s.strip()]
     check(check_keys, dict.fromkeys(skip, 1), STEPS, "IRSTD_GPU_SKIP step")
+    owned = [a.split("=")[0] for a in environ.get("IRSTD_GPU_TRAIN_ARGS", "").split()
+             if a.split("=")[0] in SCRIPT_TRAIN_FLAGS]
+    if owned:
+        problems.append(f"IRSTD_GPU_TRAIN_ARGS: {', '.join(owned)} set by the script itself "
+                        f"(its own knobs: {', '.join(SCRIPT_TRAIN_FLAGS)})")
     for knob in ("IRSTD_GPU_COMPILE", "IRSTD_GPU_DRY_RUN"):
         if environ.get(knob, "0") not in ("0", "1"):
             problems.append(f"{knob} must be 0 or 1, got {environ[knob]!r}")
+    if "bench" not in skip:
+        from irstd_ros.tools.gpu_bench import selection_problems
+
+        problems += [f"IRSTD_GPU_BENCH_*: {p}" for p in selection_problems(
+            environ.get("IRSTD_GPU_BENCH_MODELS"), environ.get("IRSTD_GPU_BENCH_SIZES"),
+            environ.get("IRSTD_GPU_BENCH_VARIANTS"))]
     if not {"probe", "train"} <= set(skip):
         problems += _training_problems(train_argv)
     if tree is not None:

@@ -24,6 +24,7 @@ from irstd_ros.data.pack import (
     folder_items,
     gradient_filter,
     gradient_unfilter,
+    hard_crops,
     pack_dataset,
     pack_items,
     write_pack,
@@ -385,3 +386,53 @@ def test_a_pack_is_a_context_manager_that_closes_its_file(pack):
         assert opened.groups == ["nudt_train", "nudt_test", "sirst_crops"]
         assert opened._zip.fp is not None
     assert opened._zip.fp is None
+
+
+def _hard_file(path, places):
+    from irstd_ros.data.mixture import HARD_FORMAT
+
+    path.write_text(json.dumps({"format": HARD_FORMAT, "frames": {
+        stem: {"false": [[y, x, 0.9] for y, x in pts], "miss": [[1, 1, 0.1]]} for stem, pts in places.items()}}))
+    return path
+
+
+def test_hard_crops_hold_each_mined_false_place_and_its_mask():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    mask = np.zeros((40, 50), bool)
+    mask[30:32, 40:42] = True
+    small = rng.integers(0, 256, (20, 20), dtype=np.uint8)  # reflect-padded to the crop
+    items = [(img, mask, "a"), (small, np.zeros((20, 20), bool), "b")]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        hard = _hard_file(Path(d) / "h.json", {"a": [(5, 7), (31, 41)], "b": [(19, 2)], "other": [(0, 0)]})
+        crops = hard_crops(items, [hard], crop=CROP, seed=3)
+    assert [n for _, _, n in crops] == ["a@0", "a@1", "b@2"]  # misses (hard_misses false) left out
+    for (ci, cm, _), (y, x), src in zip(crops, [(5, 7), (31, 41), (19, 2)], [img, img, small]):
+        assert ci.shape == cm.shape == (CROP, CROP) and cm.dtype == bool
+        patch = src[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2]  # the place with its neighbours
+        found = np.lib.stride_tricks.sliding_window_view(ci, patch.shape)
+        assert (found == patch).all(axis=(2, 3)).any()  # lies in the crop
+    assert crops[1][1].sum() == 4  # the true target beside the second place stays labelled
+
+
+def test_cli_hard_writes_the_sirst_hard_group(tmp_path, roots, capsys):
+    frames = folder_items(roots["sirst"], "train")
+    stem = frames[0][2]
+    hard = _hard_file(tmp_path / "h.json", {stem: [(3, 4), (10, 12)]})
+    out = tmp_path / "hard.npz"
+    assert main(["pack", "--out", str(out), "--no-nudt", "--sirst", str(roots["sirst"]), "--crop", str(CROP),
+                 "--hard", str(hard)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["groups"]["sirst_hard"]["count"] == 2
+    with Pack(out) as p:
+        assert [n for _, _, n in p.items("sirst_hard")] == [f"{stem}@0", f"{stem}@1"]
+    # a file that is not a mining report, and --hard without SIRST-v2: one line each
+    (tmp_path / "bad.json").write_text("{}")
+    code, err = run_cli(capsys, "pack", "--out", str(out), "--no-nudt", "--sirst", str(roots["sirst"]), "--hard",
+                        str(tmp_path / "bad.json"))
+    assert code == 2 and "is not a hard-example file" in one_error_line(err)
+    code, err = run_cli(capsys, "pack", "--out", str(out), "--nudt", str(roots["nudt"]), "--no-sirst", "--hard",
+                        str(hard))
+    assert code == 2 and "give --sirst with --hard" in one_error_line(err)

@@ -4,7 +4,7 @@ from torch import nn
 
 from irstd_ros.errors import ConfigError
 from irstd_ros.models import ModelConfig, build_model, named_config
-from irstd_ros.models.widen import check_widenable, widen_state_dict
+from irstd_ros.models.widen import check_widenable, pad_channels, padded_widths, widen_state_dict
 
 WIDE = (12, 24, 32, 96, 192)
 
@@ -82,3 +82,29 @@ def test_equal_configs_are_widenable_and_widening_to_them_copies_every_weight():
     assert set(widened) == set(expected)
     for name, tensor in expected.items():
         assert torch.equal(widened[name], tensor), name
+
+
+@pytest.mark.parametrize(("name", "multiple"), [("paper", 8), ("tiny", 12), ("lite", 12), ("fast_refine", 12)])
+def test_padded_channels_are_exact_zeros_and_the_logits_do_not_change(name, multiple):
+    small = trained_like(name)
+    padded = pad_channels(small, multiple)
+    assert padded.config.widths == padded_widths(small.config, multiple) != small.config.widths
+    assert all(w % multiple == 0 for i, w in enumerate(padded.config.widths) if i != 2)
+    assert padded.config.widths[2] == small.config.widths[2]  # the SGEM's softmax width stays
+    x = torch.randn(1, 1, 64, 64)
+    seen: list[torch.Tensor] = []
+    first = padded.encoder[0][0]
+    hook = first.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    with torch.no_grad():
+        assert torch.allclose(small(x), padded(x), atol=1e-5)  # summation order may differ
+    hook.remove()
+    new = seen[0][:, small.config.widths[0]:]  # E1's new channels after its block
+    assert new.numel() and torch.count_nonzero(new) == 0
+
+
+def test_nothing_to_pad_returns_the_model_and_bad_multiples_are_refused():
+    tiny = trained_like("tiny")
+    assert pad_channels(tiny, 8) is tiny  # (8, 16, 32, 64, 128)
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(ConfigError, match="channel multiple"):
+            pad_channels(tiny, bad)

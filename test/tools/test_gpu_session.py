@@ -33,7 +33,7 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
         **os.environ, "OUT": str(out), "IRSTD_GPU_WORK": str(work), "PYTHON": sys.executable,
         "PYTHONPATH": str(DEVICE_SIM), "OMP_NUM_THREADS": "1",
         "IRSTD_GPU_GROUPS": "nudt_train,sirst_crops", "IRSTD_GPU_INIT": str(init),
-        "IRSTD_GPU_EMA": "0.9",
+        "IRSTD_GPU_EMA": "0.9", "IRSTD_GPU_TRAIN_ARGS": "--loss softiou+bce  --lr 2e-4",
     }
     proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -66,6 +66,7 @@ def test_dry_run_writes_a_complete_summary(tmp_path):
     assert train["epochs_done"] >= 1 and train["recipe"] == "large"
     assert summary["train_config"]["train_groups"] == ["nudt_train", "sirst_crops"]
     assert summary["train_config"]["ema"] == 0.9
+    assert (summary["train_config"]["loss"], summary["train_config"]["lr"]) == ("softiou+bce", 2e-4)
     assert summary["train_config"]["init"] == str(init)
     for key in ("iou", "niou", "f1", "pd", "fa"):
         assert key in train["eval"]
@@ -268,3 +269,32 @@ def test_source_fingerprint_is_the_code_not_the_checkout(tmp_path):
     (tmp_path / "irstd_ros" / "sub" / "b.py").write_text("y = 2\n")
     (tmp_path / "irstd_ros" / "sub" / "b.py").rename(tmp_path / "irstd_ros" / "b.py")
     assert source_record(tmp_path)["sha256"] != first["sha256"]  # a moved module is other code
+
+
+def test_preflight_reads_the_bench_knobs():
+    """IRSTD_GPU_BENCH_*: a few cells of the bench; a misspelt variant, a bad size or an
+    unknown model ends the call before any step, and a skipped bench reads none of them."""
+    skip = {"IRSTD_GPU_SKIP": "probe,train"}
+    ok = {**skip, "IRSTD_GPU_BENCH_MODELS": "paper", "IRSTD_GPU_BENCH_SIZES": "640x512,1280x1024",
+          "IRSTD_GPU_BENCH_VARIANTS": "fp16+pad8+graphs,fp16+pad8+compile+graphs"}
+    assert preflight(ok, []) == []
+    bad = {**skip, "IRSTD_GPU_BENCH_MODELS": "papr", "IRSTD_GPU_BENCH_SIZES": "640x51x2",
+           "IRSTD_GPU_BENCH_VARIANTS": "fp16+pad+graphs"}
+    variant, size, model = preflight(bad, [])
+    assert variant.startswith("IRSTD_GPU_BENCH_*: unknown variant 'fp16+pad+graphs'; valid: fp32,")
+    assert "size must be WIDTHxHEIGHT" in size and "'640x51x2'" in size
+    assert model.startswith("IRSTD_GPU_BENCH_*: ") and "papr" in model
+    assert preflight({**bad, "IRSTD_GPU_SKIP": "bench,probe,train"}, []) == []
+
+
+def test_preflight_reads_the_extra_training_flags(tmp_path):
+    """IRSTD_GPU_TRAIN_ARGS reaches the training's own parser; the flags the script sets
+    itself are refused, since a second --out or --minutes would win over the script's."""
+    pack = _pack(tmp_path)
+    env = {"IRSTD_GPU_SKIP": "bench", "IRSTD_GPU_TRAIN_ARGS": "--lr 2e-4 --loss softiou+bce"}
+    assert preflight(env, _train_argv(pack, "--eval-group", "none", "--lr", "2e-4", "--loss", "softiou+bce")) == []
+    (loss,) = preflight(env, _train_argv(pack, "--eval-group", "none", "--loss", "dice"))
+    assert "unknown loss 'dice'" in loss or "dice" in loss
+    (owned,) = preflight({"IRSTD_GPU_SKIP": "bench", "IRSTD_GPU_TRAIN_ARGS": "--minutes 3 --out=/x"},
+                         _train_argv(pack, "--eval-group", "none"))
+    assert owned.startswith("IRSTD_GPU_TRAIN_ARGS: --minutes, --out set by the script itself")

@@ -31,6 +31,7 @@ class BackendOptions:
     cuda_graphs: bool = False  # cuda, tensorrt: capture once per frame size, replay per frame
     compile: bool = False  # cuda: torch.compile (Inductor) the model, one graph per frame size
     channels_last: bool = False  # cuda: NHWC activations
+    pad_channels: int = 0  # cuda: > 0: widths padded to multiples of this (same logits; tensor cores)
     tile_size: int = 0  # > 0: run tiles of this size (multiple of the stride) instead of full frames
     tile_overlap: int = 32  # pixels shared by neighbouring tiles (context for the seams)
     dynamic_shapes: bool = False  # openvino: one model compiled for any size (sets of many sizes)

@@ -17,7 +17,10 @@ Options (:class:`~irstd_ros.inference.backends.base.BackendOptions`):
   once per frame size into a CUDA graph (after warm-up calls on a side stream), and each
   frame is one copy into the graph's static input, one replay and one copy back. Up to
   :data:`GRAPH_SIZES` sizes are kept (least recently used dropped);
-* ``channels_last``: NHWC activations (tensor cores' layout in FP16/BF16).
+* ``channels_last``: NHWC activations (tensor cores' layout in FP16/BF16);
+* ``pad_channels``: the network's widths padded with zero channels to multiples of this
+  (:func:`~irstd_ros.models.widen.pad_channels`: the same logits; FP16 tensor-core kernels
+  want multiples of 8, the paper configuration's E1 has 28).
 
 Normalisation happens before the backend (:func:`irstd_ros.core.normalize`); stride
 padding and the sigmoid run on the GPU; the frame goes up through one reused pinned staging
@@ -37,7 +40,7 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
-from irstd_ros.errors import BackendError
+from irstd_ros.errors import BackendError, ConfigError
 from irstd_ros.inference.backends._cuda import (
     CudaPredictMixin,
     StagingBuffers,
@@ -48,6 +51,7 @@ from irstd_ros.inference.backends._cuda import (
     lru_get,
 )
 from irstd_ros.inference.backends.base import BackendOptions, raise_recompile_limit
+from irstd_ros.models.widen import pad_channels
 
 __all__ = ["GRAPH_SIZES", "PRECISIONS", "TorchCUDABackend"]
 
@@ -109,7 +113,13 @@ class TorchCUDABackend(CudaPredictMixin):
             if not self.autocast:  # FP32 is the reference: no TF32 (PyTorch lets cuDNN use it)
                 torch.backends.cudnn.allow_tf32 = False
                 torch.backends.cuda.matmul.allow_tf32 = False
-        self.model = copy.deepcopy(model).eval().float().to(self.torch_device)
+        self.model = copy.deepcopy(model).eval().float()
+        if self.options.pad_channels:
+            try:
+                self.model = pad_channels(self.model, self.options.pad_channels)
+            except ConfigError as exc:
+                raise BackendError(f"cuda pad_channels: {exc}") from exc
+        self.model = self.model.to(self.torch_device)
         self.sgem_fp32 = keep_sgem_fp32(self.model) if self.autocast else 0
         self.channels_last = bool(self.options.channels_last)
         if self.channels_last:
@@ -178,5 +188,6 @@ class TorchCUDABackend(CudaPredictMixin):
             "cuda_graphs": bool(self.options.cuda_graphs),
             "graphs_captured": self.captures,
             "channels_last": self.channels_last,
+            "widths": list(cfg.widths) if (cfg := getattr(self.model, "config", None)) else None,
             "torch": torch.__version__,
         }

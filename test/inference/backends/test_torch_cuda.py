@@ -94,6 +94,7 @@ def _cpu_backend(model, info, **options):
         ({}, 1e-5),
         ({"channels_last": True}, 1e-5),
         ({"compile": True}, 1e-5),
+        ({"pad_channels": 12}, 1e-5),  # tiny: (8, 16, 32, 64, 128) -> (12, 24, 32, 72, 132)
         ({"precision": "bf16"}, 6e-2),
     ],
 )
@@ -110,6 +111,7 @@ def test_backend_paths_match_eager_on_the_cpu(tiny_model, make_frame, options, a
     desc = backend.describe()
     assert desc["precision"] == options.get("precision", "fp32")
     assert desc["compile"] == ("eager" if options.get("compile") else None)
+    assert desc["widths"] == ([12, 24, 32, 72, 132] if options.get("pad_channels") else list(model.config.widths))
 
 
 def test_cuda_graphs_need_cuda_and_bad_precision_is_refused(tiny_model):
@@ -183,10 +185,13 @@ def test_cuda_graphs_fp16_paper_model_parity(make_frame):
     model, info = build_model(cfg).eval(), CheckpointInfo(cfg)
     ref_backend = TorchCUDABackend(model, info, BackendOptions(precision="fp32"))
     fast = TorchCUDABackend(model, info, BackendOptions(precision="fp16", cuda_graphs=True))
+    padded = TorchCUDABackend(model, info, BackendOptions(precision="fp16", cuda_graphs=True, pad_channels=8))
+    assert padded.describe()["widths"] == [32, 56, 128, 256, 512]
     for h, w in [(256, 256), (512, 640)]:
         frame = make_frame(h, w)
-        ref, prob = ref_backend.predict(frame), fast.predict(frame)
-        assert np.abs(prob - ref).max() <= GPU_ATOL["fp16"]
+        ref = ref_backend.predict(frame)
+        for backend in (fast, padded):
+            assert np.abs(backend.predict(frame) - ref).max() <= GPU_ATOL["fp16"]
 
 
 def test_staging_buffers_allocated_under_inference_mode_still_download():
