@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from irstd_ros.core.parsing import check_keys
+from irstd_ros.core.parsing import check_keys, path_tuple
 from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.errors import IrstdError
 
@@ -222,6 +222,9 @@ def _training_problems(train_argv: Sequence[str]) -> list[str]:
     problems = []
     if cfg.init is not None and not cfg.init.is_file():
         problems.append(f"IRSTD_GPU_INIT {cfg.init}: no such file (name it in carry)")
+    for teacher in path_tuple(cfg.teacher):
+        if not Path(teacher).is_file():
+            problems.append(f"--teacher {teacher}: no such file (name it in carry unless git tracks it)")
     if cfg.pack is None:
         return problems
     if not cfg.pack.is_file():

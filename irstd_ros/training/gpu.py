@@ -8,7 +8,10 @@ normalisation (:func:`~irstd_ros.training.torch_norm.normalize_torch`, the same 
 :func:`irstd_ros.core.normalize`, on the crop as the CPU path does), then random
 horizontal/vertical flips and 90-degree turns. The network runs under bf16 autocast in
 channels_last, optionally through ``torch.compile``; Adam is fused on CUDA; the loss is
-read back once per epoch (no per-step host sync).
+read back once per epoch (no per-step host sync). With ``teacher`` (checkpoints of the run's
+input normalisation), the mean of their logits on the same batch is distilled as in
+:mod:`irstd_ros.training.train` (``distill``, ``distill_keep_labels``), on every sample:
+the GPU loop has one data source.
 
 Recipes (:data:`RECIPES`, field ``recipe``; explicit fields override them):
 
@@ -65,13 +68,14 @@ from irstd_ros.core.fields import (
     flag_type,
 )
 from irstd_ros.core.normalization import InputNorm, centred_wide
-from irstd_ros.core.parsing import check_keys
+from irstd_ros.core.parsing import check_keys, path_tuple
 from irstd_ros.core.paths import output_dir_problem, write_text_atomic
 from irstd_ros.data.transforms import pad_to
 from irstd_ros.errors import BackendError, ConfigError, DatasetError, IrstdError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.models import build_model, named_config
-from irstd_ros.training.loss import training_loss
+from irstd_ros.training.loss import distillation_loss, training_loss
+from irstd_ros.training.teachers import Teachers
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
     CWD_KEY,
@@ -142,8 +146,6 @@ class GPUTrainConfig(TrainConfig):
                 "GPU training reads one dataset or pack groups (no mixture): "
                 f"{', '.join(mixture + mixture_options(self))} need irstd train"
             )
-        if self.teacher is not None:
-            raise ConfigError("GPU training has no distillation (teacher); use irstd train")
         if self.consistency > 0:
             raise ConfigError("GPU training has no turn-consistency term (consistency); use irstd train")
 
@@ -424,6 +426,13 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     elif start is not None:  # not before: a resumption keeps (a refused one too) the run's own
         save_checkpoint(cfg.out / INIT_NAME, model, start)
 
+    # distillation: the run's teacher set on every sample (no per-source sets: no mixture)
+    teachers = Teachers([path_tuple(cfg.teacher)], norm, device) if cfg.teacher is not None else None
+    if teachers is not None and cfg.channels_last:
+        for path, teacher in teachers.models.items():
+            teachers.models[path] = with_memory_format(teacher, torch.channels_last)
+    one_source = torch.zeros(cfg.batch_size, dtype=torch.long)  # every sample: set 0
+
     net: Any = model
     compile_s = None
     if cfg.compile:
@@ -471,7 +480,12 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = net(x)
+                if teachers is not None:
+                    teacher_logits, taught = teachers.logits(x, one_source[: x.shape[0]])
             loss = training_loss(cfg.loss, logits, m)
+            if teachers is not None:
+                labels = m if cfg.distill_keep_labels else None
+                loss = loss + cfg.distill * distillation_loss(logits, teacher_logits, taught, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -586,6 +600,7 @@ FIELDS_CLI: tuple[str, ...] = (
     "split", "model", "epochs", "batch-size", "lr", "schedule", "min-lr", "crop", "seed", "device",
     "threads", "threshold", "max-steps", "minutes", "knee", "background", "loss", "init", "warmup-epochs",
     "schedule-by", "save-every-s", "eval-group", "eval-split", "eval-batch", "weight-decay", "ema",
+    "distill",
 )
 
 
@@ -599,6 +614,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-groups", help="comma-separated pack groups to train on (default nudt_train)")
     for name in FIELDS_CLI:  # numbers: the range the field itself checks
         p.add_argument(f"--{name}", type=flag_type({**TRAIN_FIELDS, **GPU_FIELDS}, name))
+    p.add_argument("--teacher", type=Path, nargs="+", metavar="CHECKPOINT",
+                   help="distil from these checkpoints (their mean logits; the run's input normalisation)")
+    p.add_argument("--distill-keep-labels", action="store_true", default=None,
+                   help="raise the teacher's probability to the label on target pixels")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", default=None)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)

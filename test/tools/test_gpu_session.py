@@ -295,6 +295,8 @@ def test_preflight_reads_the_extra_training_flags(tmp_path):
     assert preflight(env, _train_argv(pack, "--eval-group", "none", "--lr", "2e-4", "--loss", "softiou+bce")) == []
     (loss,) = preflight(env, _train_argv(pack, "--eval-group", "none", "--loss", "dice"))
     assert "unknown loss 'dice'" in loss or "dice" in loss
+    (teacher,) = preflight(env, _train_argv(pack, "--eval-group", "none", "--teacher", str(tmp_path / "t.safetensors")))
+    assert teacher == f"--teacher {tmp_path / 't.safetensors'}: no such file (name it in carry unless git tracks it)"
     (owned,) = preflight({"IRSTD_GPU_SKIP": "bench", "IRSTD_GPU_TRAIN_ARGS": "--minutes 3 --out=/x"},
                          _train_argv(pack, "--eval-group", "none"))
     assert owned.startswith("IRSTD_GPU_TRAIN_ARGS: --minutes, --out set by the script itself")

@@ -144,8 +144,6 @@ def test_lr_schedules():
     with pytest.raises(ConfigError, match="unknown recipe"):
         recipe_config("fast", data="x")
     assert set(RECIPES) == {"paper", "large"}
-    with pytest.raises(ConfigError, match="no distillation"):
-        recipe_config("paper", data="x", teacher="t.safetensors")
 
 
 @pytest.mark.parametrize("key", ["metrics", "trainer", "device"])
@@ -598,3 +596,28 @@ def test_the_final_evaluation_refuses_nan_probabilities():
     truth[10:12, 10:12] = True
     with pytest.raises(BackendError, match="probabilities are NaN or infinite"):
         evaluate_items(Diverged(), [(img, truth, "f")], InputNorm(kind="robust"), 0.5, torch.device("cpu"), 16)
+
+
+def test_a_teacher_is_distilled_on_every_sample(tmp_path, pack, monkeypatch):
+    """``teacher`` (one or several checkpoints): their mean logits on each batch join the
+    loss as irstd train distils them; a teacher of other inputs is refused before a step."""
+    from irstd_ros.training import gpu as gpu_module
+
+    teacher = tmp_path / "teacher.safetensors"
+    base = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1, eval_group="", out=tmp_path / "t"))
+    norm = load_checkpoint(base["model"])[1].norm
+    save_checkpoint(teacher, build_model(named_config("tiny")), CheckpointInfo(named_config("tiny"), norm=norm))
+    seen = []
+    real = gpu_module.distillation_loss
+    monkeypatch.setattr(gpu_module, "distillation_loss",
+                        lambda *a: seen.append((a[0].shape, a[1].shape, a[2].tolist(), a[3])) or real(*a))
+    summary = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1, eval_group="", teacher=[teacher, teacher],
+                             distill=0.5, distill_keep_labels=True))
+    assert summary["config"]["teacher"] == [str(teacher), str(teacher)] and summary["config"]["distill"] == 0.5
+    assert seen and all(s[0] == s[1] and set(s[2]) == {1.0} and s[3] is not None for s in seen)
+    plain = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1, eval_group="", out=tmp_path / "p"))
+    assert len(seen) == summary["steps"] and plain["final_loss"] != summary["final_loss"]
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, build_model(named_config("tiny")), CheckpointInfo(named_config("tiny")))
+    with pytest.raises(ConfigError, match="normalises inputs as"):
+        train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1, eval_group="", teacher=other, out=tmp_path / "o"))
