@@ -31,6 +31,10 @@
 # the raw weights are scored beside it),
 # IRSTD_GPU_TRAIN_ARGS (more flags of the training, space-separated, e.g. "--lr 2e-4 --loss
 # softiou+bce"; the preflight reads them as the training would; not --minutes: the budget's),
+# IRSTD_GPU_TRAIN_CONFIG (a YAML of irstd train, e.g. config/train/gpu_tiny_recipe.yaml: the CPU
+# recipe with teachers, implantation and the generator, its sources read from the pack; then the
+# GPU trainer's knobs MODEL, INIT, GROUPS, EVAL, EMA, RECIPE, COMPILE do not apply and the probe
+# is skipped; IRSTD_GPU_TRAIN_ARGS go to irstd train),
 # IRSTD_GPU_EVAL (the pack group scored after the training, default nudt_test; none: none, for a
 # pack made with irstd pack --no-nudt-test),
 # IRSTD_GPU_BENCH_MODELS, IRSTD_GPU_BENCH_SIZES, IRSTD_GPU_BENCH_VARIANTS (the bench's --models,
@@ -132,13 +136,24 @@ COMPILE=()
 [[ -n "${IRSTD_GPU_INIT:-}" ]] && TRAIN_ARGS+=(--init "$IRSTD_GPU_INIT")
 [[ -n "${IRSTD_GPU_EVAL:-}" ]] && TRAIN_ARGS+=(--eval-group "$IRSTD_GPU_EVAL")
 [[ -n "${IRSTD_GPU_EMA:-}" ]] && TRAIN_ARGS+=(--ema "$IRSTD_GPU_EMA")
+EXTRA=()
 if [[ -n "${IRSTD_GPU_TRAIN_ARGS:-}" ]]; then  # more training flags, split on spaces
     read -r -a EXTRA <<<"$IRSTD_GPU_TRAIN_ARGS"
     TRAIN_ARGS+=("${EXTRA[@]}")
 fi
 # the training's flags but the time (the step below adds --minutes): what the preflight reads
-TRAIN_CMD=(--recipe "$RECIPE" --pack "$PACK" --device "$DEV" --out "$WORK/train" --no-resume
-           "${COMPILE[@]}" "${TRAIN_ARGS[@]}")
+if [[ -n "${IRSTD_GPU_TRAIN_CONFIG:-}" ]]; then
+    # irstd train's own recipe (teachers, mixture, implantation) on the device, its sources
+    # read from the pack; the GPU trainer's knobs do not apply (the preflight refuses them)
+    TRAINER=(-m irstd_ros.cli.main train) TRAINER_NAME=train
+    TRAIN_CMD=(--config "$IRSTD_GPU_TRAIN_CONFIG" --device "$DEV" --out "$WORK/train" --no-resume "${EXTRA[@]}")
+    [[ "$DRY" == 1 ]] && TRAIN_CMD+=(--workers 0 --threads 1)
+    SKIP="${SKIP}probe,"  # the probe measures the GPU trainer
+else
+    TRAINER=(-m irstd_ros.training.gpu) TRAINER_NAME=gpu
+    TRAIN_CMD=(--recipe "$RECIPE" --pack "$PACK" --device "$DEV" --out "$WORK/train" --no-resume
+               "${COMPILE[@]}" "${TRAIN_ARGS[@]}")
+fi
 
 if [[ "$CHECK" == 1 ]]; then
     CARRY=("$PACK")
@@ -146,7 +161,7 @@ if [[ "$CHECK" == 1 ]]; then
     [[ -d "$ROOT/.whl" ]] && CARRY+=("$ROOT/.whl")
     CARRY_ARGS=()
     for c in "${CARRY[@]}"; do CARRY_ARGS+=(--carry "$c"); done
-    "$PYTHON" -m irstd_ros.tools.gpu_session preflight --tree "$ROOT" "${CARRY_ARGS[@]}" -- "${TRAIN_CMD[@]}" \
+    "$PYTHON" -m irstd_ros.tools.gpu_session preflight --tree "$ROOT" --trainer "$TRAINER_NAME" "${CARRY_ARGS[@]}" -- "${TRAIN_CMD[@]}" \
         || exit 2
     echo "gpu_session: check passed; carry: ${CARRY[*]#"$ROOT"/}"
     exit 0
@@ -164,7 +179,7 @@ if [[ "$DRY" == 1 ]]; then
 fi
 # what would waste the call ends it now, not after the steps (none of them has run on the device);
 # a preflight that itself breaks (not its exit 2) stops nothing: the steps say what is wrong
-"$PYTHON" -m irstd_ros.tools.gpu_session preflight -- "${TRAIN_CMD[@]}" 2>"$LOGS/preflight.log"
+"$PYTHON" -m irstd_ros.tools.gpu_session preflight --trainer "$TRAINER_NAME" -- "${TRAIN_CMD[@]}" 2>"$LOGS/preflight.log"
 rc=$?
 if (( rc == 2 )); then
     cat "$LOGS/preflight.log" >&2
@@ -195,12 +210,16 @@ else
         MINUTES=(--minutes "$(awk -v s="$LIMIT" 'BEGIN { m = (s - 45) / 60; if (m < 0.5) m = 0.5; printf "%.2f", m }')")
     fi
     # on its time limit the training stops (SIGTERM) and writes its checkpoints, 10 s before the kill
-    step train "$LIMIT" "$PYTHON" -m irstd_ros.training.gpu "${TRAIN_CMD[@]}" "${MINUTES[@]}"
+    step train "$LIMIT" "$PYTHON" "${TRAINER[@]}" "${TRAIN_CMD[@]}" "${MINUTES[@]}"
 fi
 
-# results: the FP16 checkpoint in parts of <= 15 MiB, the logs, the summary (<= 8 files in all)
-for f in model_fp16.safetensors; do
-    [[ -f "$WORK/train/$f" ]] && "$PYTHON" -m irstd_ros.tools.gpu_session split "$WORK/train/$f" --out "$OUT" >/dev/null
+# results: the FP16 checkpoint (irstd train's: the FP32 one) in parts of <= 15 MiB, the logs,
+# the summary (<= 8 files in all)
+for f in model_fp16.safetensors model.safetensors; do
+    if [[ -f "$WORK/train/$f" ]]; then
+        "$PYTHON" -m irstd_ros.tools.gpu_session split "$WORK/train/$f" --out "$OUT" >/dev/null
+        break
+    fi
 done
 cp "$WORK/train/history.json" "$WORK/train/summary.json" "$LOGS/" 2>/dev/null
 cp "$WORK/env.json" "$WORK/steps.tsv" "$LOGS/" 2>/dev/null

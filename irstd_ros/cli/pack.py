@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hard", type=Path, nargs="+", default=[], metavar="FILE",
                    help="mined false-target places in SIRST-v2 train (irstd mine; config/train/hard/*sirst*.json): "
                    "one crop around each, in the group sirst_hard (default: none)")
+    p.add_argument("--sirst-frames", action="store_true",
+                   help="SIRST-v2 train frames whole as well (group sirst_train): what `irstd train`'s recipes read "
+                   "on the device (scripts/gpu_session.sh, IRSTD_GPU_TRAIN_CONFIG)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="random seed of the SIRST-v2 crops (default: %(default)s)")
     p.set_defaults(func=run)
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         sirst=None if args.no_sirst else args.sirst,
         crop=args.crop, target_crops=args.target_crops, random_crops=args.random_crops, seed=args.seed,
         nudt_splits=("train",) if args.no_nudt_test else NUDT_SPLITS, hard=tuple(args.hard),
+        sirst_frames=args.sirst_frames,
     )
     print(json.dumps(build_pack(cfg)))
     return 0

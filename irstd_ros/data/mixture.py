@@ -110,6 +110,22 @@ SOURCE_FIELDS: dict[str, FieldRule] = {
 }
 
 
+def source_items(spec: SourceSpec) -> list[Item]:
+    """A source's frames: its dataset folder's split, or, when ``root`` is a pack file
+    (``irstd pack``, ``.npz``), the pack group its ``split`` names: the same frames
+    (uint8 images, bool masks, stems as names), for a machine the folders do not reach."""
+    if Path(spec.root).suffix.lower() == ".npz":
+        from irstd_ros.data.pack import Pack
+
+        if not spec.split:
+            raise ConfigError(f"data source {spec.root} is a pack: its split names the group to read")
+        with Pack(spec.root) as pack:
+            if spec.split not in pack.groups:
+                raise ConfigError(f"data source {spec.root}: no group {spec.split!r}; it has {', '.join(pack.groups)}")
+            return pack.items(spec.split)
+    return IRSTDDataset(find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))).items
+
+
 @dataclass(frozen=True)
 class Source:
     """A loaded source: its frames, mixture weight, implant share and hard places
@@ -255,8 +271,7 @@ class MixtureSamples(torch.utils.data.Dataset):
         bank: list[BankTarget] = []
         max_area = (augment_cfg or AugmentConfig()).paste.max_area
         for spec in specs:
-            pairs = find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))
-            items = IRSTDDataset(pairs).items
+            items = source_items(spec)
             hard = load_hard_examples(spec.hard, items, spec.hard_misses) if spec.hard else ()
             sources.append(
                 Source(

@@ -202,6 +202,7 @@ class PackConfig:
     seed: int = 0
     nudt_splits: tuple[str, ...] = NUDT_SPLITS  # ("train",): a smaller pack, scored elsewhere
     hard: tuple[Path, ...] = ()  # mined files (irstd mine) of SIRST-v2 train: group sirst_hard
+    sirst_frames: bool = False  # SIRST-v2 train whole as well: group sirst_train (irstd train's data)
 
 
 def build_pack(cfg: PackConfig) -> dict:
@@ -221,19 +222,23 @@ def build_pack(cfg: PackConfig) -> dict:
                                     {"root": str(cfg.nudt), "split": split, "kind": "full frames"}))
     if cfg.sirst is not None:
         frames = folder_items(cfg.sirst, SIRST_SPLIT)
-        crops = crop_items(frames, cfg.crop, cfg.target_crops, cfg.random_crops, cfg.seed)
-        groups.append(PackGroup("sirst_crops", crops, {
-            "root": str(cfg.sirst), "split": SIRST_SPLIT, "frames": len(frames),
-            "kind": f"{cfg.crop}x{cfg.crop} crops: <= {cfg.target_crops} with a target + "
-                    f"{cfg.random_crops} random per frame, seed {cfg.seed}",
-        }))
+        if cfg.target_crops or cfg.random_crops:  # none asked for: no crops group
+            crops = crop_items(frames, cfg.crop, cfg.target_crops, cfg.random_crops, cfg.seed)
+            groups.append(PackGroup("sirst_crops", crops, {
+                "root": str(cfg.sirst), "split": SIRST_SPLIT, "frames": len(frames),
+                "kind": f"{cfg.crop}x{cfg.crop} crops: <= {cfg.target_crops} with a target + "
+                        f"{cfg.random_crops} random per frame, seed {cfg.seed}",
+            }))
+        if cfg.sirst_frames:
+            groups.append(PackGroup("sirst_train", frames, {
+                "root": str(cfg.sirst), "split": SIRST_SPLIT, "kind": "full frames"}))
         if cfg.hard:
             groups.append(PackGroup("sirst_hard", hard_crops(frames, cfg.hard, cfg.crop, cfg.seed), {
                 "root": str(cfg.sirst), "split": SIRST_SPLIT, "hard": [str(h) for h in cfg.hard],
                 "kind": f"{cfg.crop}x{cfg.crop} crops, one per mined false-target place, seed {cfg.seed}",
             }))
-    elif cfg.hard:
-        raise ConfigError("hard examples are places in SIRST-v2 train frames: give --sirst with --hard")
+    elif cfg.hard or cfg.sirst_frames:
+        raise ConfigError("--hard and --sirst-frames are SIRST-v2 train frames: give --sirst with them")
     if not groups:
         raise DatasetError("nothing to pack: give --nudt and/or --sirst")
     meta = write_pack(groups, cfg.out)

@@ -67,10 +67,14 @@ MAX_TREE_BYTES = 64 * 2**20  # the working tree and the carried paths travel wit
 KNOBS = ("IRSTD_GPU_BENCH_MODELS", "IRSTD_GPU_BENCH_SIZES", "IRSTD_GPU_BENCH_VARIANTS",
          "IRSTD_GPU_BUDGET_S", "IRSTD_GPU_COMPILE", "IRSTD_GPU_DRY_RUN", "IRSTD_GPU_EMA", "IRSTD_GPU_EVAL",
          "IRSTD_GPU_GROUPS", "IRSTD_GPU_INIT", "IRSTD_GPU_MODEL", "IRSTD_GPU_PACK", "IRSTD_GPU_PART_BYTES", "IRSTD_GPU_RECIPE",
-         "IRSTD_GPU_SKIP", "IRSTD_GPU_TRAIN_ARGS", "IRSTD_GPU_WORK")
+         "IRSTD_GPU_SKIP", "IRSTD_GPU_TRAIN_ARGS", "IRSTD_GPU_TRAIN_CONFIG", "IRSTD_GPU_WORK")
 # training flags the script sets (the time, where the run goes, the data, the device): not
 # IRSTD_GPU_TRAIN_ARGS's (argparse would take the last, and the script reads --out's files)
 SCRIPT_TRAIN_FLAGS = ("--minutes", "--out", "--pack", "--device", "--no-resume", "--recipe")
+TRAINERS = ("gpu", "train")
+# the GPU trainer's knobs: with IRSTD_GPU_TRAIN_CONFIG (irstd train) they would be ignored
+GPU_TRAINER_KNOBS = ("IRSTD_GPU_COMPILE", "IRSTD_GPU_EMA", "IRSTD_GPU_EVAL", "IRSTD_GPU_GROUPS",
+                     "IRSTD_GPU_INIT", "IRSTD_GPU_MODEL", "IRSTD_GPU_RECIPE")
 STEPS = ("dry_data", "pack", "env", "pytest_gpu", "bench", "probe", "train")  # IRSTD_GPU_SKIP names these
 
 
@@ -166,7 +170,7 @@ def split_file(path: Path, out_dir: Path, part_bytes: int = PART_BYTES) -> list[
 
 
 def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path | None = None,
-              carry: Sequence[Path] = ()) -> list[str]:
+              carry: Sequence[Path] = (), trainer: str = "gpu") -> list[str]:
     """What would waste the device call, one line each (none: go): ``IRSTD_GPU_*`` names
     and values the script does not know, the training's flags (``train_argv``, those of
     ``python -m irstd_ros.training.gpu`` the script would pass), its pack and start
@@ -198,9 +202,61 @@ def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path 
             environ.get("IRSTD_GPU_BENCH_MODELS"), environ.get("IRSTD_GPU_BENCH_SIZES"),
             environ.get("IRSTD_GPU_BENCH_VARIANTS"))]
     if not {"probe", "train"} <= set(skip):
-        problems += _training_problems(train_argv)
+        if trainer == "train":
+            problems += _recipe_problems(environ, train_argv, carry if tree is not None else None)
+        else:
+            problems += _training_problems(train_argv)
     if tree is not None:
         problems += travel_size(tree, carry)[1]
+    return problems
+
+
+def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
+                     carry: Sequence[Path] | None) -> list[str]:
+    """``IRSTD_GPU_TRAIN_CONFIG``'s run as ``irstd train`` reads it, and its inputs: the GPU
+    trainer's knobs set beside it, the start and teacher checkpoints, the mined files, and
+    each source's folder or pack group; with ``carry`` (here) also whether each pack travels."""
+    from irstd_ros.cli.train import config_from_args, register
+    from irstd_ros.data.mixture import SourceSpec
+    from irstd_ros.data.pack import Pack
+
+    problems = [f"{k} does not apply with IRSTD_GPU_TRAIN_CONFIG (irstd train's recipe sets it)"
+                for k in GPU_TRAINER_KNOBS if environ.get(k)]
+    parser = argparse.ArgumentParser(prog="irstd")
+    register(parser.add_subparsers(dest="cmd"))
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            cfg = config_from_args(parser.parse_args(["train", *train_argv]))
+        specs = [SourceSpec.from_dict(d) for d in cfg.sources]
+    except SystemExit:
+        return [*problems, err.getvalue().strip().splitlines()[-1]]
+    except IrstdError as exc:
+        return [*problems, str(exc)]
+    if not specs:
+        problems.append(f"{environ.get('IRSTD_GPU_TRAIN_CONFIG')}: no sources; a device reads them from a pack")
+    files = [("--init", cfg.init), *(("teacher", t) for t in path_tuple(cfg.teacher))]
+    for spec in specs:
+        files += [("teacher", t) for t in spec.teacher or ()] + [("hard", h) for h in spec.hard]
+    for what, path in dict.fromkeys(files):
+        if path is not None and not Path(path).is_file():
+            problems.append(f"{what} {path}: no such file (name it in carry unless git tracks it)")
+    carried = {Path(c).resolve() for c in carry or ()}
+    for spec in specs:
+        root = Path(spec.root)
+        if root.suffix.lower() != ".npz":
+            problems.append(f"source {root}: a folder does not travel; read it from a pack (irstd pack)")
+        elif not root.is_file():
+            problems.append(f"source {root}: no such pack (make it with irstd pack and carry it)")
+        else:
+            if carry is not None and root.resolve() not in carried:
+                problems.append(f"source {root} is not carried (IRSTD_GPU_PACK={root} carries it)")
+            try:
+                with Pack(root) as pack:
+                    if spec.split not in pack.groups:
+                        problems.append(f"source {root}: no group {spec.split!r}; it has {', '.join(pack.groups)}")
+            except IrstdError as exc:
+                problems.append(str(exc))
     return problems
 
 
@@ -326,6 +382,24 @@ def _pytest_tail(path: Path) -> str | None:
     return lines[-1] if lines else None
 
 
+def _recipe_train_record(run: Path, history: Any) -> dict[str, Any]:
+    """What an ``irstd train`` run (``IRSTD_GPU_TRAIN_CONFIG``) left in ``run``, in the GPU
+    trainer's summary keys where they mean the same: its config is in the checkpoint."""
+    from irstd_ros.checkpoint import load_checkpoint
+
+    epochs = history if isinstance(history, list) else []
+    seconds = sorted(float(h["seconds"]) for h in epochs if "seconds" in h)
+    _, info, _ = load_checkpoint(run / "model.safetensors")
+    return {
+        "trainer": "irstd train",
+        "model": str(run / "model.safetensors"),
+        "epochs_done": len(epochs),
+        "final_loss": epochs[-1].get("loss") if epochs else None,
+        "epoch_s_median": seconds[len(seconds) // 2] if seconds else None,
+        "config": info.extra.get("train_config"),
+    }
+
+
 def summarize(work: Path, out: Path, dry_run: bool, pack: Path | None = None,
               environ: Mapping[str, str] | None = None, tree: Path | None = None) -> dict[str, Any]:
     """Everything the session produced into ``out/summary.json``, with what reproduces it
@@ -341,8 +415,12 @@ def summarize(work: Path, out: Path, dry_run: bool, pack: Path | None = None,
     logs = work / "logs"
     bench = _read_json(out / "bench.json")
     train = _read_json(work / "train" / "summary.json")
+    history = _read_json(work / "train" / "history.json")
+    if train is None and (work / "train" / "model.safetensors").is_file():
+        train = _recipe_train_record(work / "train", history)
     probe = _read_json(work / "probe" / "summary.json")
-    parts = sorted(out.glob("model_fp16.safetensors.part*"))
+    name = "model_fp16.safetensors" if any(out.glob("model_fp16.safetensors.part*")) else "model.safetensors"
+    parts = sorted(out.glob(f"{name}.part*"))
     joined = b"".join(p.read_bytes() for p in parts)
     summary: dict[str, Any] = {
         "dry_run": dry_run,
@@ -362,12 +440,12 @@ def summarize(work: Path, out: Path, dry_run: bool, pack: Path | None = None,
         },
         "train": None if train is None else {k: v for k, v in train.items() if k != "config"},
         "train_config": None if train is None else train.get("config"),
-        "history": _read_json(work / "train" / "history.json"),
+        "history": history,
         "checkpoint": {
             "parts": [p.name for p in parts],
             "bytes": len(joined),
             "sha256": hashlib.sha256(joined).hexdigest() if parts else None,
-            "join": "cat model_fp16.safetensors.part* > model_fp16.safetensors",
+            "join": f"cat {name}.part* > {name}",
         },
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -395,11 +473,13 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("preflight", help="refuse what would waste the call (one line each); exit 2")
     f.add_argument("--tree", type=Path, help="also check the size of this working tree plus --carry (here)")
     f.add_argument("--carry", type=Path, action="append", default=[], help="a path the call carries")
+    f.add_argument("--trainer", choices=TRAINERS, default="gpu",
+                   help="whose flags follow: gpu (irstd_ros.training.gpu) or train (irstd train)")
     f.add_argument("train_argv", nargs=argparse.REMAINDER, help="-- then the training's flags")
     args = p.parse_args(argv)
     if args.cmd == "preflight":
         train_argv = args.train_argv[1:] if args.train_argv[:1] == ["--"] else args.train_argv
-        problems = preflight(os.environ, train_argv, args.tree, args.carry)
+        problems = preflight(os.environ, train_argv, args.tree, args.carry, args.trainer)
         for line in problems:
             print(f"gpu_session: {line}", file=sys.stderr)
         if args.tree is not None and not problems:

@@ -239,3 +239,29 @@ def test_a_32_bit_source_at_a_large_offset_keeps_its_noise_and_targets():
         assert np.array_equal(wide_mask, narrow_mask) and wide_mask.any()
         assert np.median(np.abs(wide - narrow)) < 1e-4 and np.abs(wide - narrow).max() < 0.1
         assert wide.std() > 0.1
+
+
+def test_a_pack_group_is_a_source_with_the_folder_s_frames_and_hard_places(tmp_path):
+    """A source whose root is a pack (``irstd pack``) reads the group its split names: the
+    frames its folder gives, so a machine without the folders trains the same recipe."""
+    from irstd_ros.data.mixture import source_items
+    from irstd_ros.data.pack import PackGroup, folder_items, write_pack
+
+    frames = _frames(3)
+    frames[1][2][40:43, 50:53] = True
+    root = write_dataset(tmp_path / "d", frames, {"train": ["f0", "f1", "f2"]})
+    pack = tmp_path / "p.npz"
+    write_pack([PackGroup("mine", folder_items(root, "train"), {"root": str(root)})], pack)
+    from_folder = source_items(SourceSpec.from_dict({"root": str(root)}))
+    from_pack = source_items(SourceSpec.from_dict({"root": str(pack), "split": "mine"}))
+    assert [n for _, _, n in from_pack] == [n for _, _, n in from_folder] == ["f0", "f1", "f2"]
+    for (a, am, _), (b, bm, _) in zip(from_folder, from_pack):
+        assert a.dtype == b.dtype and np.array_equal(a, b) and np.array_equal(am.astype(bool), bm)
+    hard = _hard_file(tmp_path / "h.json", {"f2": {"false": [[10, 20, 0.9]]}})
+    spec = SourceSpec.from_dict({"root": str(pack), "split": "mine", "hard": str(hard), "hard_prob": 0.5})
+    mix = MixtureSamples.from_specs([spec], CROP, 8, InputNorm(kind="robust"))
+    assert mix.sources[0].hard == ((2, 10.0, 20.0),)  # matched by stem, as in the folder
+    with pytest.raises(ConfigError, match="no group 'theirs'; it has mine"):
+        source_items(SourceSpec.from_dict({"root": str(pack), "split": "theirs"}))
+    with pytest.raises(ConfigError, match="its split names the group"):
+        source_items(SourceSpec.from_dict({"root": str(pack), "split": None}))

@@ -435,4 +435,18 @@ def test_cli_hard_writes_the_sirst_hard_group(tmp_path, roots, capsys):
     assert code == 2 and "is not a hard-example file" in one_error_line(err)
     code, err = run_cli(capsys, "pack", "--out", str(out), "--nudt", str(roots["nudt"]), "--no-sirst", "--hard",
                         str(hard))
-    assert code == 2 and "give --sirst with --hard" in one_error_line(err)
+    assert code == 2 and "give --sirst with them" in one_error_line(err)
+
+
+def test_sirst_frames_are_packed_whole_and_no_crops_group_when_none_is_asked(tmp_path, roots):
+    out = tmp_path / "frames.npz"
+    summary = build_pack(PackConfig(out=out, nudt=None, sirst=roots["sirst"], crop=CROP, target_crops=0,
+                                    random_crops=0, sirst_frames=True))
+    assert set(summary["groups"]) == {"sirst_train"}
+    frames = folder_items(roots["sirst"], "train")
+    with Pack(out) as p:
+        packed = p.items("sirst_train")
+    assert [n for _, _, n in packed] == [n for _, _, n in frames]
+    assert all(np.array_equal(a, b) and np.array_equal(am, bm) for (a, am, _), (b, bm, _) in zip(packed, frames))
+    with pytest.raises(ConfigError, match="give --sirst with them"):
+        build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=None, sirst_frames=True))

@@ -300,3 +300,64 @@ def test_preflight_reads_the_extra_training_flags(tmp_path):
     (owned,) = preflight({"IRSTD_GPU_SKIP": "bench", "IRSTD_GPU_TRAIN_ARGS": "--minutes 3 --out=/x"},
                          _train_argv(pack, "--eval-group", "none"))
     assert owned.startswith("IRSTD_GPU_TRAIN_ARGS: --minutes, --out set by the script itself")
+
+
+def _recipe(tmp_path, pack, name="recipe", **extra):
+    """A YAML of irstd train reading its sources from ``pack`` (tiny, a few steps)."""
+    from irstd_ros.core.normalization import InputNorm
+
+    teacher = tmp_path / "teacher.safetensors"
+    save_checkpoint(teacher, build_model(named_config("tiny")),
+                    CheckpointInfo(named_config("tiny"), norm=InputNorm(kind="robust", knee=4.0, background=32)))
+    sources = extra.pop("sources", [{"root": str(pack), "split": "nudt_train", "weight": 0.5},
+                                     {"root": str(pack), "split": "sirst_crops", "weight": 0.5}])
+    cfg = {"data": str(pack), "sources": sources, "teacher": str(teacher), "distill": 0.5, "generator_frames": 2,
+           "generator_weight": 0.2, "samples_per_epoch": 8, "model": "tiny", "crop": 32, "batch_size": 4,
+           "epochs": 2, "ema": 0.9, **extra}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(cfg))  # YAML reads JSON
+    return path
+
+
+def test_dry_run_of_irstd_train_s_recipe_from_the_pack(tmp_path):
+    """IRSTD_GPU_TRAIN_CONFIG: irstd train runs the YAML on the device, its sources read
+    from the carried pack; its FP32 checkpoint comes back in parts and the summary says so."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    recipe = _recipe(tmp_path, work / "pack.npz")
+    env = {**os.environ, "OUT": str(out), "IRSTD_GPU_WORK": str(work), "PYTHON": sys.executable,
+           "PYTHONPATH": str(DEVICE_SIM), "OMP_NUM_THREADS": "1", "IRSTD_GPU_SKIP": "bench,pytest_gpu",
+           "IRSTD_GPU_TRAIN_CONFIG": str(recipe), "IRSTD_GPU_TRAIN_ARGS": "--lr 3e-4"}
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    steps = {s["step"]: s["rc"] for s in summary["steps"]}
+    assert steps["train"] == 0 and steps["probe"] == 125  # the probe measures the GPU trainer: skipped
+    assert summary["train"]["trainer"] == "irstd train" and summary["train"]["epochs_done"] == 2
+    assert summary["train_config"]["lr"] == 3e-4 and summary["train_config"]["teacher"]
+    parts = summary["checkpoint"]["parts"]
+    assert parts and all(p.startswith("model.safetensors.part") for p in parts)
+    joined = b"".join((out / p).read_bytes() for p in parts)
+    assert hashlib.sha256(joined).hexdigest() == summary["checkpoint"]["sha256"]
+    assert joined == (work / "train" / "model.safetensors").read_bytes()
+
+
+def test_preflight_reads_irstd_train_s_recipe_and_its_sources(tmp_path):
+    pack = _pack(tmp_path)
+    recipe = _recipe(tmp_path, pack)
+    env = {"IRSTD_GPU_SKIP": "bench", "IRSTD_GPU_TRAIN_CONFIG": str(recipe)}
+    argv = ["--config", str(recipe), "--device", "cpu", "--out", str(tmp_path / "run"), "--no-resume"]
+    assert preflight(env, argv, trainer="train") == []
+    knob, = preflight({**env, "IRSTD_GPU_MODEL": "paper"}, argv, trainer="train")
+    assert knob.startswith("IRSTD_GPU_MODEL does not apply with IRSTD_GPU_TRAIN_CONFIG")
+    bad = _recipe(tmp_path, pack, name="bad", sources=[{"root": str(pack), "split": "sirst"},
+                                           {"root": str(tmp_path), "split": "train"},
+                                           {"root": str(tmp_path / "gone.npz"), "split": "x"}])
+    group, folder, gone = preflight(env, ["--config", str(bad)], trainer="train")
+    assert f"source {pack}: no group 'sirst'; it has nudt_train" in group
+    assert folder == f"source {tmp_path}: a folder does not travel; read it from a pack (irstd pack)"
+    assert gone.startswith(f"source {tmp_path / 'gone.npz'}: no such pack")
+    (flag,) = preflight(env, [*argv, "--lr", "x"], trainer="train")
+    assert "--lr" in flag
+    # here (--check), a pack that is not carried would not reach the device
+    (uncarried,) = preflight(env, argv, tree=ROOT, carry=[], trainer="train")[-1:]
+    assert uncarried == f"source {pack} is not carried (IRSTD_GPU_PACK={pack} carries it)"
