@@ -263,8 +263,15 @@ BYTES_PER_PIXEL = 3.2  # to read a group: its stream, the unfiltered images, the
 
 
 def available_memory() -> int:
-    """Bytes of memory this machine can give without swapping (psutil's ``available``)."""
-    return int(psutil.virtual_memory().available)
+    """Bytes of memory this process can get without swapping: the machine's (psutil's
+    ``available``), and no more than a container's memory limit leaves
+    (:func:`~irstd_ros.inference.resources.cgroup_memory_headroom`), past which the kernel
+    kills the process instead of refusing it."""
+    from irstd_ros.inference.resources import cgroup_memory_headroom
+
+    free = int(psutil.virtual_memory().available)
+    room = cgroup_memory_headroom()
+    return free if room is None else min(free, room)
 
 
 class _BadMember(ValueError):

@@ -20,26 +20,78 @@ CPUINFO_KEYS = ("vendor_id", "cpu family", "model", "model name", "flags")  # of
 LSCPU_TIMEOUT_S = 10
 
 
-# a container's CPU quota: cgroup v2's "QUOTA PERIOD" (or "max PERIOD"), cgroup v1's two files
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+# cgroups: the process's own line of /proc/self/cgroup names its folder under the hierarchy's
+# mount; limits are read in that folder and every one above it (a Kubernetes pod's quota
+# sits on the pod's folder, the container's below it), the tightest winning
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+NO_MEMORY_LIMIT = 2**60  # cgroup v1 writes "no limit" as a page-rounded 2**63 - 1
+
+
+def cgroup_dirs(controller: str) -> list[Path]:
+    """This process's cgroup folders for ``controller`` (``cpu``, ``memory``), innermost
+    first, up to the hierarchy's root: cgroup v2's unified hierarchy where it is mounted
+    (``/sys/fs/cgroup`` or ``/sys/fs/cgroup/unified``) and enables the controller, else
+    v1's ``/sys/fs/cgroup/<controller>``. Folders that are not there (a host path in a
+    container without a cgroup namespace) are left out; the root always stays."""
+    lines = []
+    with contextlib.suppress(OSError):
+        lines = [ln.split(":", 2) for ln in PROC_CGROUP.read_text().splitlines() if ln.count(":") >= 2]
+    base, rel = None, "/"
+    for unified in (CGROUP_ROOT, CGROUP_ROOT / "unified"):
+        with contextlib.suppress(OSError):
+            if controller in (unified / "cgroup.controllers").read_text().split():
+                base = unified
+                rel = next((path for _, names, path in lines if names == ""), "/")
+                break
+    if base is None:
+        base = CGROUP_ROOT / controller
+        rel = next((path for _, names, path in lines if controller in names.split(",")), "/")
+    dirs, folder = [], base / rel.strip("/")
+    while True:
+        if folder.is_dir():
+            dirs.append(folder)
+        if folder == base or base not in folder.parents:
+            break
+        folder = folder.parent
+    return dirs or [base]
+
+
+def _read_ints(path: Path) -> list[int] | None:
+    """The whole numbers of a cgroup file, None where it is missing, unreadable or says
+    ``max`` (v2's "no limit")."""
+    try:
+        return [int(v) for v in path.read_text().split()]
+    except (OSError, ValueError):
+        return None
 
 
 def cgroup_cpu_limit() -> int | None:
-    """Whole cores a CPU quota allows (``docker --cpus 2``, a Kubernetes limit), rounded up;
-    None without a quota or where none can be read."""
-    quota = period = None
-    with contextlib.suppress(OSError, ValueError):
-        fields = CGROUP_CPU_MAX.read_text().split()
-        if len(fields) == 2 and fields[0] != "max":
-            quota, period = int(fields[0]), int(fields[1])
-    if quota is None:
-        with contextlib.suppress(OSError, ValueError):
-            quota, period = int(CGROUP_V1_QUOTA.read_text()), int(CGROUP_V1_PERIOD.read_text())
-    if quota is None or period is None or quota <= 0 or period <= 0:  # v1's -1: no quota
-        return None
-    return max(1, -(-quota // period))
+    """Whole cores a CPU quota allows (``docker --cpus 2``, a Kubernetes limit), rounded up,
+    the tightest of the process's cgroup and those above it; None without a quota or where
+    none can be read."""
+    cores = []
+    for folder in cgroup_dirs("cpu"):
+        v2 = _read_ints(folder / "cpu.max")
+        quota_period = v2 if v2 is not None and len(v2) == 2 else None
+        if quota_period is None:
+            q, per = _read_ints(folder / "cpu.cfs_quota_us"), _read_ints(folder / "cpu.cfs_period_us")
+            quota_period = [q[0], per[0]] if q and per else None
+        if quota_period and quota_period[0] > 0 and quota_period[1] > 0:  # v1's -1: no quota
+            cores.append(max(1, -(-quota_period[0] // quota_period[1])))
+    return min(cores) if cores else None
+
+
+def cgroup_memory_headroom() -> int | None:
+    """Bytes a memory limit still allows (the limit less what the cgroup uses), the least
+    of the process's cgroup and those above it; None without a limit."""
+    room = []
+    for folder in cgroup_dirs("memory"):
+        limit = _read_ints(folder / "memory.max") or _read_ints(folder / "memory.limit_in_bytes")
+        used = _read_ints(folder / "memory.current") or _read_ints(folder / "memory.usage_in_bytes")
+        if limit and limit[0] < NO_MEMORY_LIMIT:
+            room.append(max(0, limit[0] - (used[0] if used else 0)))
+    return min(room) if room else None
 
 
 def available_cores() -> int:

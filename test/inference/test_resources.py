@@ -66,29 +66,69 @@ def test_cpu_flags_are_the_first_processors_or_none(tmp_path, monkeypatch):
     assert resources.cpu_flags() is None
 
 
+def _cgroups(tmp_path, monkeypatch, proc: str, files: dict[str, str]) -> None:
+    """A fake /sys/fs/cgroup (``files``: path under it -> text) and /proc/self/cgroup."""
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (tmp_path / "proc").write_text(proc)
+    monkeypatch.setattr(resources, "CGROUP_ROOT", root)
+    monkeypatch.setattr(resources, "PROC_CGROUP", tmp_path / "proc")
+
+
+V2 = {"cgroup.controllers": "cpuset cpu io memory pids\n"}
+
+
 @pytest.mark.parametrize(
-    ("v2", "v1", "expected"),
+    ("proc", "files", "expected"),
     [
-        ("200000 100000\n", None, 2),  # docker --cpus 2
-        ("150000 100000\n", None, 2),  # 1.5 cores: the second thread still gets work
-        ("max 100000\n", None, None),  # no quota
-        (None, ("-1", "100000"), None),  # cgroup v1 without a quota
-        (None, ("50000", "100000"), 1),
-        (None, None, None),  # neither file
+        ("0::/\n", {**V2, "cpu.max": "200000 100000\n"}, 2),  # docker --cpus 2
+        ("0::/\n", {**V2, "cpu.max": "150000 100000\n"}, 2),  # 1.5 cores: the second thread still gets work
+        ("0::/\n", {**V2, "cpu.max": "max 100000\n"}, None),  # no quota
+        ("3:cpu,cpuacct:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ("3:cpu,cpuacct:/\n", {"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ("0::/\n", {}, None),  # no file
+        # nested: a pod's quota above the container's folder, which has none of its own
+        ("0::/kubepods/pod1/c1\n", {**V2, "kubepods/pod1/cpu.max": "300000 100000\n",
+                                      "kubepods/pod1/c1/cpu.max": "max 100000\n"}, 3),
+        ("0::/kubepods/pod1/c1\n", {**V2, "kubepods/pod1/cpu.max": "300000 100000\n",
+                                      "kubepods/pod1/c1/cpu.max": "100000 100000\n"}, 1),  # the tightest
+        ("5:cpu,cpuacct:/docker/abc\n", {"cpu/docker/cpu.cfs_quota_us": "400000\n",
+                                          "cpu/docker/cpu.cfs_period_us": "100000\n",
+                                          "cpu/docker/abc/cpu.cfs_quota_us": "-1\n"}, 4),
+        ("0::/host/path/gone\n", {**V2, "cpu.max": "200000 100000\n"}, 2),  # a host path: the root stays
     ],
 )
-def test_a_container_cpu_quota_caps_the_cores(tmp_path, monkeypatch, v2, v1, expected):
+def test_a_container_cpu_quota_caps_the_cores(tmp_path, monkeypatch, proc, files, expected):
     """Only the affinity mask was read: under `docker --cpus 2` on a 16-core host the node
-    and the CPU backends ran 16 threads, 14 of them waiting for their share."""
-    def put(name, text):
-        path = tmp_path / name
-        if text is not None:
-            path.write_text(text)
-        return path
-
-    monkeypatch.setattr(resources, "CGROUP_CPU_MAX", put("cpu.max", v2))
-    monkeypatch.setattr(resources, "CGROUP_V1_QUOTA", put("quota", v1 and v1[0]))
-    monkeypatch.setattr(resources, "CGROUP_V1_PERIOD", put("period", v1 and v1[1]))
+    and the CPU backends ran 16 threads, 14 of them waiting for their share; then only the
+    root's quota, while a Kubernetes pod's sits on its own folder, above the container's."""
+    _cgroups(tmp_path, monkeypatch, proc, files)
     monkeypatch.setattr(resources.os, "sched_getaffinity", lambda _pid: set(range(16)))
     assert resources.cgroup_cpu_limit() == expected
     assert resources.available_cores() == (16 if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("proc", "files", "expected"),
+    [
+        ("0::/c\n", {**V2, "c/memory.max": "1000\n", "c/memory.current": "400\n"}, 600),
+        ("0::/c\n", {**V2, "c/memory.max": "max\n", "memory.max": "max\n"}, None),
+        ("0::/p/c\n", {**V2, "p/memory.max": "1000\n", "p/memory.current": "900\n",
+                        "p/c/memory.max": "800\n", "p/c/memory.current": "100\n"}, 100),  # the parent's
+        ("4:memory:/d\n", {"memory/d/memory.limit_in_bytes": "2000\n", "memory/d/memory.usage_in_bytes": "500\n",
+                            "memory/memory.limit_in_bytes": "9223372036854771712\n"}, 1500),
+        ("4:memory:/d\n", {"memory/d/memory.limit_in_bytes": "9223372036854771712\n"}, None),  # v1's "none"
+    ],
+)
+def test_a_container_memory_limit_caps_the_memory_a_pack_may_take(tmp_path, monkeypatch, proc, files, expected):
+    """The pack's size check read the machine's free memory: in a container with a lower
+    limit a group that passed it got the process killed instead of a clear error."""
+    from irstd_ros.data import pack
+
+    _cgroups(tmp_path, monkeypatch, proc, files)
+    assert resources.cgroup_memory_headroom() == expected
+    machine = pack.psutil.virtual_memory().available
+    assert pack.available_memory() == (machine if expected is None else min(machine, expected))
