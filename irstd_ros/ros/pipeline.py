@@ -37,7 +37,8 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   stamps and size are not compared with the other camera's (no ``stamp_backwards``,
   ``size_changed`` or tracker reset warnings for it). Counted as ``frame_id_changed`` and
   logged once, saying to run one node per camera: interleaved cameras keep restarting
-  the tracks, so none is ever confirmed.
+  the tracks, so none is ever confirmed. An empty ``frame_id`` names no camera: it
+  neither ends the named camera's stream nor starts one.
 """
 
 from __future__ import annotations
@@ -647,9 +648,12 @@ class FramePipeline:
         the same on :data:`FROZEN_STAMP_FRAMES` frames in a row), counted as
         ``stamp_not_advancing`` and logged once a stretch (rate-limited)."""
         frame_id = msg.header.frame_id
-        if self._frame_id is not None and frame_id != self._frame_id:
+        # an empty frame_id names no camera (a driver's first frames before its frame is
+        # set, a bag that lost it): it neither ends the named camera's stream nor starts one
+        if self._frame_id and frame_id and frame_id != self._frame_id:
             self._frame_id_changed(self._frame_id, frame_id)
-        self._frame_id = frame_id
+        if frame_id or self._frame_id is None:
+            self._frame_id = frame_id
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         if self._last_stamp is not None and stamp < self._last_stamp:
             self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")

@@ -503,6 +503,23 @@ def test_another_camera_s_frames_do_not_continue_this_camera_s_tracks():
     assert len(warnings) == 1 and "one node tracks one camera" in warnings[0], warnings
 
 
+def test_an_empty_frame_id_is_no_camera_of_its_own():
+    """A driver whose first frames have no frame_id, then its own (or a bag that lost it on
+    some frames): before, the first named frame was taken for another camera, its tracks
+    restarted and a frame_id_changed warning said one node serves one camera."""
+    warnings: list[str] = []
+    pipe, tracks, _ = _tracking_pipeline(warnings)
+    blobs = frame_for("mono8")
+    ids = []
+    for k, frame_id in enumerate(["", "", "", "", "ir", "ir", "", "ir", "ir"]):
+        assert pipe.process(_camera_frame(blobs, frame_id, 1_000_000_000 + k * 100_000_000))
+        ids.append({d.id for d in tracks.msgs[-1].detections})
+    assert len(ids[3]) == 2 and all(i == ids[3] for i in ids[3:])  # confirmed unnamed, kept named
+    assert pipe.stats.errors == {} and warnings == []
+    assert pipe.process(_camera_frame(blobs, "other", 2_000_000_000))  # a named camera after it still counts
+    assert pipe.stats.errors == {"frame_id_changed": 1}
+
+
 def test_another_camera_s_frozen_stamps_are_said_again():
     """The first camera's stamps froze (said once a stretch); after a change of camera whose
     stamps freeze too, nothing was said: the stretch was taken as the first camera's."""
