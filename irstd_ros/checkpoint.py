@@ -149,6 +149,24 @@ def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
             raise CheckpointError(f"{where} has non-finite values in tensor {name}")
 
 
+def weights_mismatch(weights: dict[str, torch.Tensor], config: ModelConfig) -> str | None:
+    """How ``weights`` (a state dict) differ from the network ``config`` builds: missing,
+    unexpected, wrong shape, wrong kind of number; None where they fit."""
+    with torch.device("meta"):  # shapes only: a config claiming huge widths allocates nothing
+        expected = build_model(config).state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    common = set(expected) & set(weights)
+    wrong = sorted(k for k in common if expected[k].shape != weights[k].shape)
+    # integers where weights are floats (or floats for a counter): load_state_dict would
+    # cast them silently (an int8-quantised state dict read as weights of -128..127)
+    kind = sorted(k for k in common if expected[k].is_floating_point() != weights[k].is_floating_point())
+    if not (missing or unexpected or wrong or kind):
+        return None
+    return (f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
+            + (f", wrong dtype {[f'{k} ({weights[k].dtype})' for k in kind[:3]]}" if kind else ""))
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -159,8 +177,8 @@ def save_checkpoint(
     already at ``path`` stays as it was unless the new one is complete. Raises
     :class:`~irstd_ros.errors.CheckpointError` naming ``path`` when the thresholds of
     ``info`` are not probabilities (the file could not be read back), when ``info.model``
-    is not the network's own config (the file would be refused when loaded), or the write
-    fails."""
+    is not the network's own config or its weights do not fit it (the file would be
+    refused when loaded), or the write fails."""
     path = Path(path)
     try:
         info.check()
@@ -171,6 +189,12 @@ def save_checkpoint(
         raise CheckpointError(f"cannot write model file {path}: its config {info.model} is not the "
                               f"network's own, {own}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # a network without its config (a wrapper: DDP's or an average's ``module.`` keys, a
+    # foreign module) is checked by its weights: a file they do not fit could not be loaded
+    mismatch = weights_mismatch(tensors, info.model)
+    if mismatch:
+        raise CheckpointError(f"cannot write model file {path}: its weights do not fit its config "
+                              f"{info.model.arch} {info.model.widths}: {mismatch}")
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra/{k}"] = v.detach().cpu().contiguous()
     try:
@@ -230,21 +254,9 @@ def load_checkpoint(
     check_finite(tensors, f"model file {path}")
     extra = {k[len("extra/") :]: v for k, v in tensors.items() if k.startswith("extra/")}
     weights = {k: v for k, v in tensors.items() if not k.startswith("extra/")}
-    with torch.device("meta"):  # shapes only: a config claiming huge widths allocates nothing
-        expected = build_model(info.model).state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    common = set(expected) & set(weights)
-    wrong = sorted(k for k in common if expected[k].shape != weights[k].shape)
-    # integers where weights are floats (or floats for a counter): load_state_dict would
-    # cast them silently (an int8-quantised state dict read as weights of -128..127)
-    kind = sorted(k for k in common if expected[k].is_floating_point() != weights[k].is_floating_point())
-    if missing or unexpected or wrong or kind:
-        raise CheckpointError(
-            f"model file {path} does not match its config {info.model.arch}: "
-            f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
-            + (f", wrong dtype {[f'{k} ({weights[k].dtype})' for k in kind[:3]]}" if kind else "")
-        )
+    mismatch = weights_mismatch(weights, info.model)
+    if mismatch:
+        raise CheckpointError(f"model file {path} does not match its config {info.model.arch}: {mismatch}")
     model = build_model(info.model)  # now no larger than the file's own tensors
     model.load_state_dict(weights)
     return model.eval(), info, extra

@@ -323,3 +323,25 @@ def test_a_config_that_is_not_the_network_s_is_refused_when_written(tmp_path):
                                               r"the network's own"):
         save_checkpoint(tmp_path / "m.safetensors", model, info)
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_network_without_its_config_is_checked_by_its_weights_when_written(tmp_path):
+    """A wrapper (DDP's or an average's ``module.`` keys) or a module without ``config``
+    skipped the check: its file was written and refused only when loaded."""
+    from torch.optim.swa_utils import AveragedModel
+
+    cfg = named_config("tiny")
+    info = CheckpointInfo(cfg, InputNorm(0.2, 0.1), 0.4, {})
+    wrapped = AveragedModel(build_model(cfg))  # keys module.*, n_averaged
+    with pytest.raises(CheckpointError, match=r"cannot write model file .*w\.safetensors: its weights do not fit "
+                                              r"its config sgem_unet .*unexpected \['module\."):
+        save_checkpoint(tmp_path / "w.safetensors", wrapped, info)
+    other = build_model(named_config("fast"))
+    del other.config  # a foreign module of another shape
+    with pytest.raises(CheckpointError, match="its weights do not fit"):
+        save_checkpoint(tmp_path / "w.safetensors", other, info)
+    assert not (tmp_path / "w.safetensors").exists()
+    plain = build_model(cfg)
+    del plain.config  # the right weights without the attribute: written and loaded back
+    save_checkpoint(tmp_path / "w.safetensors", plain, info)
+    assert load_checkpoint(tmp_path / "w.safetensors")[1].model == cfg
