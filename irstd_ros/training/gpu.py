@@ -90,6 +90,7 @@ from irstd_ros.training.train import (
     mixture_options,
     read_config,
     resolve_device,
+    run_relative_cwd,
     transformed_start,
     weight_average,
     with_memory_format,
@@ -382,7 +383,7 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     if norm is None:
         raise ConfigError("GPU training uses the robust input normalisation (norm: robust)")
 
-    cwd = str(Path.cwd())  # where this invocation's relative paths are (recorded, CWD_KEY)
+    cwd = run_relative_cwd(cfg.out)  # where this invocation's relative paths are (recorded, CWD_KEY)
     t_load = time.perf_counter()
     items = load_items(cfg, training=True)
     # now, not after the training: a missing evaluation group or split fails before any epoch

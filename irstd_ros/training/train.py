@@ -599,7 +599,7 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     if info.norm != norm:  # its weights expect the other inputs
         raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
                           f"are {norm}; use a new --out")
-    base = recorded_cwd(info.extra["train_state"])
+    base = recorded_cwd(info.extra["train_state"], last.parent)
     recorded, mine = info.extra.get("data"), json.loads(json.dumps(plain(seen)))
     if recorded is not None:  # said with the paths resolved: "data/x" may be two folders
         recorded, mine = resolved_paths(recorded, base=base), resolved_paths(mine)
@@ -623,15 +623,24 @@ PATH_KEYS = frozenset({"init", "teacher", "root", "pack", "hard"})
 CWD_KEY = "cwd"
 
 
-def recorded_cwd(state: dict[str, Any]) -> Path | None:
+def run_relative_cwd(out: Path) -> str:
+    """The current directory as the run's records keep it (``train_state.cwd``): relative to
+    the run's folder ``out``, so that a checkout moved with its runs inside still finds it,
+    and no absolute path of this machine is written into a checkpoint that may be shared."""
+    return os.path.relpath(Path.cwd(), Path(out).resolve())
+
+
+def recorded_cwd(state: dict[str, Any], folder: Path) -> Path | None:
     """The directory a checkpoint's relative paths were given in (``train_state.cwd``: the
-    working directory of the invocation that wrote it, whose paths the records hold). None
-    for a checkpoint written before it was recorded, or whose directory is gone (the
-    checkout moved between the run and its resumption): its relative paths are then taken
-    from the current directory, as they were then (right when resumed from the same one)."""
+    working directory of the invocation that wrote it, relative to the run's ``folder``, or
+    absolute as written before 2026-12-04). None for a checkpoint written before it was
+    recorded, or whose directory is gone (the run's folder moved without the checkout): its
+    relative paths are then taken from the current directory, as they were then."""
     cwd = state.get(CWD_KEY)
-    path = Path(cwd) if isinstance(cwd, str) and cwd else None
-    return path if path is not None and path.is_dir() else None
+    if not isinstance(cwd, str) or not cwd:
+        return None
+    path = (Path(folder) / cwd).resolve()  # an absolute cwd stays itself
+    return path if path.is_dir() else None
 
 
 def resolved_paths(value: Any, key: str | None = None, base: Path | None = None) -> Any:
@@ -698,7 +707,7 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
 
-    cwd = os.getcwd()  # where this invocation's relative paths are (recorded, CWD_KEY)
+    cwd = run_relative_cwd(cfg.out)  # where this invocation's relative paths are (recorded, CWD_KEY)
     ds, norm, seen = build_training_data(cfg, rank)
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 
@@ -693,7 +694,8 @@ def test_a_run_resumed_from_another_directory_finds_its_relative_paths(tmp_path,
                      out=a / "run", epochs=2, max_steps=2))
     )
     state = info.extra["train_state"]
-    assert len(state["history"]) == 2 and state["cwd"] == str(tmp_path / "b")
+    assert len(state["history"]) == 2
+    assert state["cwd"] == os.path.join("..", "..", "b")  # from the run's folder a/run: no absolute path
 
 
 def test_relative_paths_that_name_other_data_from_another_directory_are_refused(tmp_path, monkeypatch):
@@ -721,6 +723,24 @@ def test_a_moved_checkout_resumes_with_the_relative_paths_it_was_started_with(tm
     _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("data"), out=Path("run"), epochs=2,
                                               max_steps=2)))
     assert len(info.extra["train_state"]["history"]) == 2
+
+
+def test_a_moved_checkout_resumes_from_a_folder_of_its_own(tmp_path, monkeypatch):
+    """Moved, the checkout's recorded directory was gone, so the run's relative paths were
+    taken from the current one: resumed from a subfolder, with the same files spelt from
+    there, it was refused as other data. The directory is now kept relative to the run's
+    folder, which moved with it."""
+    a = tmp_path / "a"
+    blob_dataset(a / "data")
+    monkeypatch.chdir(a)
+    train(config(tmp_path, data=Path("data"), out=Path("run"), epochs=1, max_steps=1))
+    moved = tmp_path / "moved"
+    a.rename(moved)
+    (moved / "sub").mkdir()
+    monkeypatch.chdir(moved / "sub")
+    _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("../data"), out=Path("../run"), epochs=2,
+                                              max_steps=2)))
+    assert len(info.extra["train_state"]["history"]) == 2 and info.extra["train_state"]["cwd"] == "../sub"
 
 
 def test_a_checkpoint_without_its_directory_takes_relative_paths_from_the_current_one(tmp_path, monkeypatch):
