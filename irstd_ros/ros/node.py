@@ -51,6 +51,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC, IMAGE_INPUT
+from irstd_ros.core.parsing import parse_size
 from irstd_ros.core.paths import creation_problem
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.ros.health import PipelineStats
@@ -195,14 +196,18 @@ def model_path(params: dict[str, Any]) -> Path:
 
 
 def build_detector(params: dict[str, Any]) -> Detector:
-    """The detector the parameters describe (``model.threads`` 0: the cores available)."""
+    """The detector the parameters describe (``model.threads`` 0: the cores available;
+    ``model.frame_size``: the size the backend is warmed up at)."""
     from irstd_ros.inference.backends.base import BackendOptions
     from irstd_ros.inference.detector import Detector
     from irstd_ros.inference.resources import available_cores
 
     backend = params["model.backend"]
     cache_dir = params["model.cache_dir"]
+    width, height = parse_size(params["model.frame_size"]) if params["model.frame_size"] else (None, None)
     options = BackendOptions(
+        height=height,
+        width=width,
         precision=params["model.precision"],
         cuda_graphs=params["model.cuda_graphs"],
         compile=params["model.compile"],

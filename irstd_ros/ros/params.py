@@ -19,6 +19,7 @@ from irstd_ros.core.constants import (
     LIVE_STAMP_WINDOW_S,
     OWN_THRESHOLD,
 )
+from irstd_ros.core.parsing import parse_size
 from irstd_ros.core.targets import PostprocessConfig
 from irstd_ros.errors import ConfigError
 from irstd_ros.tracking.tracker import TrackerConfig
@@ -58,6 +59,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model.compile", False, (
         "cuda backend: torch.compile (Inductor) the network too (H200: 2.5 -> 1.05 ms with "
         "graphs); the first frame of each size takes 10-20 s"
+    ), read_only=True),
+    ParamSpec("model.frame_size", "", (
+        "the camera's frame size, WIDTHxHEIGHT (e.g. 640x512): the backend is warmed up at it, so "
+        "the first frame pays no torch.compile, CUDA-graph capture or TensorRT engine build; empty: "
+        "a 64x64 check frame (tensorrt: its start engine's size), the first frame of each size pays"
     ), read_only=True),
     ParamSpec("model.threads", 0, "CPU inference threads; 0: the cores available to the process", min=0, max=256, read_only=True),
     ParamSpec("model.cache_dir", "", (
@@ -120,6 +126,11 @@ def validate(
             return f"{name} must be finite, got {value}"
         if spec.min is not None and value < spec.min or spec.max is not None and value > spec.max:
             return f"{name} must be in [{spec.min}, {spec.max}], got {value}"
+    if name == "model.frame_size" and value:
+        try:
+            parse_size(value)
+        except ConfigError as exc:
+            return f"{name}: {exc}"
     merged = {**current, name: value}
     if merged.get("detection.min_area", 1) > merged.get("detection.max_area", 1 << 62):
         return "detection.min_area must not exceed detection.max_area"

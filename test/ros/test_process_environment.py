@@ -64,3 +64,16 @@ def test_gpu_options_reach_the_backend(monkeypatch):
     node.build_detector(params)
     node.build_detector({**params, "model.cuda_graphs": False, "model.compile": True})
     assert [(o.cuda_graphs, o.compile) for o in seen] == [(True, False), (False, True)]
+    # model.frame_size: the backend is warmed up (compiled, captured, built) at the camera's size
+    node.build_detector({**params, "model.frame_size": "640x512"})
+    assert [(o.height, o.width) for o in seen] == [(None, None), (None, None), (512, 640)]
+
+
+def test_a_frame_size_that_is_no_size_is_refused_at_start():
+    from irstd_ros.ros.params import PARAMS, validate
+
+    params = {p.name: p.default for p in PARAMS}
+    assert validate("model.frame_size", "640x512", params) is None
+    assert validate("model.frame_size", "", params) is None
+    assert "size must be WIDTHxHEIGHT, e.g. 640x512, got '640x'" in validate("model.frame_size", "640x", params)
+    assert "size must be positive" in validate("model.frame_size", "0x512", params)
