@@ -368,7 +368,11 @@ class TensorRTBackend(CudaPredictMixin):
         self.buffers = StagingBuffers()
         self.engines: OrderedDict[tuple[int, int], LoadedEngine] = OrderedDict()
         self.graphs_before: bool | None = None  # the CUDA-graph mode found (cuda_graphs; close restores it)
-        if self.options.height and self.options.width:
+        tile = self.options.tile_size
+        if tile > 0:  # tiled: every frame larger than a tile runs on one tile's engine
+            hw = padded_size(min(tile, self.options.height or tile), min(tile, self.options.width or tile),
+                             self.stride)
+        elif self.options.height and self.options.width:
             hw = padded_size(self.options.height, self.options.width, self.stride)
         else:  # no size given (the node): an engine built ahead of time, else the default
             hw = self._cached_size() or padded_size(*DEFAULT_FRAME, self.stride)

@@ -385,8 +385,11 @@ def test_a_tiled_warm_up_runs_one_tile_and_builds_no_64px_engine(tiny_model, tmp
 
     model, info = tiny_model
     create_backend("auto", model, info, BackendOptions(cache_dir=str(tmp_path), tile_size=256))
-    assert (64, 64) not in fake_gpu.builds
-    assert fake_gpu.builds[-1] == (256, 256)
+    assert fake_gpu.builds == [(256, 256)]  # nor a full-frame start engine that no tile runs on
+    fake_gpu.builds.clear()  # a frame smaller than a tile in one side: a tile is that side
+    create_backend("auto", model, info, BackendOptions(cache_dir=str(tmp_path / "b"), tile_size=256, height=128,
+                                                       width=640))
+    assert fake_gpu.builds == [(128, 256)]
 
 
 def test_cuda_graphs_stay_on_while_engines_are_loaded(tiny_model, tmp_path, fake_gpu):
