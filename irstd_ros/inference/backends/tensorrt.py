@@ -336,9 +336,13 @@ class LoadedEngine:
     cudagraphs_ctx: Any = None
 
     def close(self) -> None:
-        if self.cudagraphs_ctx is not None:
-            self.cudagraphs_ctx.__exit__(None, None, None)
-            self.cudagraphs_ctx = None
+        """Drop the engine and its CUDA-graph wrapper. Its graph context is not exited: an
+        exit sets the process-wide mode back to the one found at its entry, through
+        ``set_cudagraphs_mode(bool)``, which turns whole-graph mode (2) into subgraph mode
+        (1) and switches graphs off under engines still loaded; the backend restores the
+        mode it found once, on close (:meth:`TensorRTBackend.close`)."""
+        self.cudagraphs_ctx = None
+        self.runner = self.module
 
 
 class TensorRTBackend(CudaPredictMixin):
@@ -440,20 +444,40 @@ class TensorRTBackend(CudaPredictMixin):
         """The engine of padded size ``hw``: already loaded, loaded from the cache, or built."""
         return lru_get(self.engines, hw, self._load_or_build, MAX_ENGINES, self._evict)
 
+    def _graph_mode(self) -> Any:
+        """The process-wide CUDA-graph mode as Torch-TensorRT keeps it: 0 off, 1 subgraph, 2
+        whole graph (a module with PyTorch parts, ours with the SGEM kept out of TensorRT)
+        from 2.6 (``runtime._cudagraphs._PY_RT_CUDAGRAPHS``), a bool before; what
+        ``get_cudagraphs_mode`` says where the module has no such attribute (it says False
+        in whole-graph mode, so it cannot be the record)."""
+        raw = getattr(getattr(self.trt.runtime, "_cudagraphs", None), "_PY_RT_CUDAGRAPHS", None)
+        return raw if raw is not None else bool(self.trt.runtime.get_cudagraphs_mode())
+
+    def _set_graph_mode(self, mode: Any) -> None:
+        """Put the mode :meth:`_graph_mode` read back as it was. ``set_cudagraphs_mode``
+        takes a bool (True: subgraph mode), so whole-graph mode is written where the runtime
+        keeps it, Python's record and the C++ runtime's."""
+        cudagraphs = getattr(self.trt.runtime, "_cudagraphs", None)
+        if isinstance(mode, bool) or mode in (0, 1) or cudagraphs is None:
+            self.trt.runtime.set_cudagraphs_mode(bool(mode))
+            return
+        cudagraphs._PY_RT_CUDAGRAPHS = mode
+        features = getattr(self.trt, "ENABLED_FEATURES", None)
+        if getattr(features, "torch_tensorrt_runtime", False):
+            torch.ops.tensorrt.set_cudagraphs_mode(mode)
+
     def _enter_graphs(self, engine: LoadedEngine) -> None:
-        """Run ``engine`` in Torch-TensorRT's CUDA-graph mode (process-wide)."""
+        """Run ``engine`` in Torch-TensorRT's CUDA-graph mode (process-wide; the mode found
+        first is kept, and restored on :meth:`close`)."""
         if self.graphs_before is None:
-            self.graphs_before = bool(self.trt.runtime.get_cudagraphs_mode())
+            self.graphs_before = self._graph_mode()
         engine.cudagraphs_ctx = self.trt.runtime.enable_cudagraphs(engine.module)
         engine.runner = engine.cudagraphs_ctx.__enter__()
 
     def _evict(self, engine: LoadedEngine) -> None:
-        """Drop the least recently used engine. Leaving its CUDA-graph context sets the
-        process-wide mode back to the one found when it was entered (off, for the first
-        engine), so the mode is entered again for the engines still loaded."""
+        """Drop the least recently used engine; the mode its entry set stays for the others
+        (every engine is the same network, so each entry sets the same mode)."""
         engine.close()
-        if self.options.cuda_graphs and self.engines:
-            self._enter_graphs(next(reversed(self.engines.values())))
 
     def _load_or_build(self, hw: tuple[int, int]) -> LoadedEngine:
         path = engine_path(cache_root(self.options), self.info, self.digest, self.plan.precision, hw)
@@ -483,8 +507,8 @@ class TensorRTBackend(CudaPredictMixin):
         for engine in self.engines.values():
             engine.close()
         self.engines.clear()
-        if self.graphs_before is not None:  # each context restores its own start's mode: undo them all
-            self.trt.runtime.set_cudagraphs_mode(self.graphs_before)
+        if self.graphs_before is not None:  # the mode found before the first engine, as it was
+            self._set_graph_mode(self.graphs_before)
             self.graphs_before = None
 
     # --- inference --------------------------------------------------------------------------

@@ -305,30 +305,43 @@ def test_backend_without_cuda_is_a_backend_error(tiny_model, monkeypatch):
 
 
 class FakeCudagraphsRuntime:
-    """``torch_tensorrt.runtime``'s CUDA-graph switch as 2.8 has it: one process-wide mode; a
-    context made by ``enable_cudagraphs`` remembers the mode when it was made and restores
-    that on exit."""
+    """``torch_tensorrt.runtime``'s CUDA-graph switch as 2.6-2.8 have it (its
+    ``_cudagraphs`` module): one process-wide mode, 0 off, 1 subgraph, 2 whole graph;
+    ``get_cudagraphs_mode`` says True in subgraph mode only; ``set_cudagraphs_mode`` takes
+    a bool; a context records the raw mode when made, enters whole-graph mode for a module
+    with PyTorch parts (``_run_on_gpu`` children; wrapped) and subgraph mode otherwise, and
+    on exit calls ``set_cudagraphs_mode(old)``, which makes a 2 a 1."""
 
-    def __init__(self) -> None:
-        self.on = False
+    def __init__(self, mode: int = 0) -> None:
+        self._cudagraphs = types.SimpleNamespace(_PY_RT_CUDAGRAPHS=mode)
+        self.entered = self.exited = 0
+
+    @property
+    def mode(self) -> int:
+        return self._cudagraphs._PY_RT_CUDAGRAPHS
 
     def get_cudagraphs_mode(self) -> bool:
-        return self.on
+        return self.mode == 1
 
     def set_cudagraphs_mode(self, mode: bool) -> None:
-        self.on = bool(mode)
+        self._cudagraphs._PY_RT_CUDAGRAPHS = 1 if mode else 0
 
     def enable_cudagraphs(self, module: nn.Module) -> object:
         runtime = self
 
         class Context:
-            old_mode = runtime.on
+            old_mode = runtime.mode
 
             def __enter__(self) -> nn.Module:
+                runtime.entered += 1
+                if any("_run_on_gpu" in name for name, _ in module.named_children()):
+                    runtime._cudagraphs._PY_RT_CUDAGRAPHS = 2
+                    return nn.Sequential(module)  # stands for CudaGraphsTorchTensorRTModule
                 runtime.set_cudagraphs_mode(True)
                 return module
 
             def __exit__(self, *exc: object) -> None:
+                runtime.exited += 1
                 runtime.set_cudagraphs_mode(self.old_mode)
 
         return Context()
@@ -354,13 +367,27 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(trt_backend, "prepare_model", lambda model, plan, device: copy.deepcopy(model))
     monkeypatch.setattr(trt_backend, "example_input", lambda *a, **k: None)
 
+    def program() -> nn.Module:  # TensorRT parts, and the SGEM in PyTorch (2.8's partitioning)
+        return nn.ModuleDict({"_run_on_acc_0": nn.Identity(), "_run_on_gpu_1": nn.Identity()}) \
+            if fake.partitioned else nn.Identity()
+
+    class Program(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name, part in program().named_children():
+                self.add_module(name, part)
+
+        def forward(self, x):
+            return x
+
     def compile_engine(trt, model, stride, hw, plan, device):
         builds.append(hw)
-        return nn.Identity(), None
+        return Program(), None
 
+    fake.partitioned = False
     monkeypatch.setattr(trt_backend, "compile_engine", compile_engine)
     monkeypatch.setattr(trt_backend, "save_engine", lambda trt, module, path, example: path.write_bytes(b"e"))
-    monkeypatch.setattr(trt_backend, "load_engine", lambda trt, path: nn.Identity())
+    monkeypatch.setattr(trt_backend, "load_engine", lambda trt, path: Program())
     monkeypatch.setattr(_cuda.StagingBuffers, "upload", lambda self, frame, device: self.stage(frame, False)[None, None])
     return types.SimpleNamespace(builds=builds, trt=fake)
 
@@ -392,21 +419,33 @@ def test_a_tiled_warm_up_runs_one_tile_and_builds_no_64px_engine(tiny_model, tmp
     assert fake_gpu.builds == [(128, 256)]
 
 
-def test_cuda_graphs_stay_on_while_engines_are_loaded(tiny_model, tmp_path, fake_gpu):
-    """Dropping the least recently used engine (one frame size more than MAX_ENGINES) must not
-    switch the process-wide CUDA-graph mode off for the engines still loaded; closing the
-    backend restores the mode it found."""
+@pytest.mark.parametrize(("partitioned", "before", "while_loaded"), [
+    (False, 0, 1),  # TensorRT only: subgraph mode, off before
+    (True, 0, 2),  # the SGEM in PyTorch: whole-graph mode
+    (True, 2, 2),  # another whole-graph user before ours: 2 again after, not 1
+    (False, 1, 1),
+])
+def test_cuda_graphs_stay_on_while_engines_are_loaded(tiny_model, tmp_path, fake_gpu, partitioned, before,
+                                                      while_loaded):
+    """Dropping the least recently used engine (one frame size more than MAX_ENGINES) exited
+    its graph context, whose ``set_cudagraphs_mode(bool)`` switched the mode off (or made
+    whole-graph mode subgraph mode) under the engines still loaded, and the mode was then
+    entered again on an engine already in a context, never exited. Closing the backend
+    restores the mode it found, whole-graph mode included."""
     import numpy as np
 
     model, info = tiny_model
     runtime = fake_gpu.trt.runtime
+    runtime._cudagraphs._PY_RT_CUDAGRAPHS = before
+    fake_gpu.trt.partitioned = partitioned
     backend = trt_backend.TensorRTBackend(model, info, BackendOptions(cache_dir=str(tmp_path), cuda_graphs=True))
     for side in range(2, 2 + trt_backend.MAX_ENGINES):  # with the start engine: one size too many
         backend.predict(np.zeros((16 * side, 16 * side), np.float32))
-        assert runtime.on, list(backend.engines)
+        assert runtime.mode == while_loaded, list(backend.engines)
     assert trt_backend.DEFAULT_FRAME not in backend.engines
+    assert runtime.entered == 1 + trt_backend.MAX_ENGINES  # each engine once, none entered again
     backend.close()
-    assert not runtime.on
+    assert runtime.mode == before and runtime.exited == 0
 
 
 def test_padded_sizes():
