@@ -196,7 +196,7 @@ class CurveAccumulator:
         self.accs = {float(t): MetricAccumulator() for t in thresholds}
 
     def update(self, prob: np.ndarray, truth: np.ndarray) -> None:
-        truth = truth > 0
+        truth = truth != 0  # a target where non-zero, as MetricAccumulator and read_mask take it
         for thr, acc in self.accs.items():
             acc.update(prob > thr, truth)
 
@@ -244,7 +244,7 @@ class CalibrationAccumulator:
 
     def update(self, prob: np.ndarray, truth: np.ndarray) -> None:
         keep = prob >= CALIBRATION_MIN_PROB
-        p, t = prob[keep].astype(np.float64), truth[keep] > 0
+        p, t = prob[keep].astype(np.float64), truth[keep] != 0
         idx = np.clip(np.searchsorted(self.edges, p, side="right") - 1, 0, len(self.count) - 1)
         self.count += np.bincount(idx, minlength=len(self.count))
         self.prob_sum += np.bincount(idx, weights=p, minlength=len(self.count))

@@ -187,3 +187,24 @@ def test_calibration_error_weights_each_bin_by_its_pixels():
     assert [b["pixels"] for b in bins] == [2, 0, 0, 0, 0, 0, 0, 0, 2, 1]
     assert bins[0]["mean_prob"] == pytest.approx(0.1) and bins[0]["target_fraction"] == 0.5
     assert CalibrationAccumulator().result()["ece"] is None  # no pixel: undefined
+
+
+def test_the_curve_and_the_calibration_read_a_signed_mask_as_the_metrics_do():
+    """A mask of a signed type (int8 255 read as -1, an 'ignore' of -1) is a target where
+    non-zero for MetricAccumulator (and read_mask), but the curve and the reliability
+    diagram took only > 0: the curve's row at the operating threshold disagreed with the
+    report's own figures."""
+    truth = np.zeros((32, 32), np.int8)
+    truth[4:7, 4:7] = -1
+    truth[20:23, 20:23] = 1
+    prob = np.zeros((32, 32), np.float32)
+    prob[4:7, 4:7] = 0.9
+    prob[20:23, 20:23] = 0.8
+    acc = MetricAccumulator()
+    acc.update(prob > 0.5, truth)
+    (row,) = pd_fa_curve([prob], [truth], [0.5])
+    assert row["pd"] == acc.result()["pd"] == 1.0
+    assert row["fa"] == acc.result()["fa"] == 0.0 and row["iou"] == acc.result()["iou"] == 1.0
+    cal = CalibrationAccumulator(bins=2)
+    cal.update(prob, truth)
+    assert cal.result()["bins"][1]["target_fraction"] == 1.0  # both blobs are targets
