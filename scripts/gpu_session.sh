@@ -75,7 +75,8 @@ if [[ "$CHECK" == 0 ]]; then
     rm -rf "$WORK"
     mkdir -p "$OUT" "$LOGS"
     # this script's own results of an earlier run (a kept $OUT here) must not pass for this run's
-    rm -f "$OUT"/summary.json "$OUT"/bench.json "$OUT"/logs.tar.gz "$OUT"/model_fp16.safetensors.part*
+    rm -f "$OUT"/summary.json "$OUT"/bench.json "$OUT"/logs.tar.gz "$OUT"/model_fp16.safetensors.part* \
+        "$OUT"/model.safetensors.part* "$OUT"/last.safetensors.part*
 fi
 
 # Extra pure-Python wheels (scripts/gpu_wheels.sh; carried as .whl): installed aside, never over torch.
@@ -147,10 +148,13 @@ if [[ -n "${IRSTD_GPU_TRAIN_CONFIG:-}" ]]; then
     # read from the pack; the GPU trainer's knobs do not apply (the preflight refuses them)
     TRAINER=(-m irstd_ros.cli.main train) TRAINER_NAME=train
     TRAIN_CMD=(--config "$IRSTD_GPU_TRAIN_CONFIG" --device "$DEV" --out "$WORK/train" --no-resume "${EXTRA[@]}")
-    [[ "$DRY" == 1 ]] && TRAIN_CMD+=(--workers 0 --threads 1)
+    [[ "$DRY" == 1 ]] && TRAIN_CMD+=(--workers 0 --threads 1 --epochs 1 --max-steps 2)
+    # irstd train checks its budget after each epoch, from after its data and teachers are
+    # loaded, and saves nothing on SIGTERM: a larger margin than the GPU trainer's
+    MARGIN=120
     SKIP="${SKIP}probe,"  # the probe measures the GPU trainer
 else
-    TRAINER=(-m irstd_ros.training.gpu) TRAINER_NAME=gpu
+    TRAINER=(-m irstd_ros.training.gpu) TRAINER_NAME=gpu MARGIN=45
     TRAIN_CMD=(--recipe "$RECIPE" --pack "$PACK" --device "$DEV" --out "$WORK/train" --no-resume
                "${COMPILE[@]}" "${TRAIN_ARGS[@]}")
 fi
@@ -207,7 +211,7 @@ else
     # the training gets the time left, less the reserve for packing the results
     LIMIT=$(( $(left) - RESERVE ))
     if [[ "$DRY" == 1 ]]; then MINUTES=(); else
-        MINUTES=(--minutes "$(awk -v s="$LIMIT" 'BEGIN { m = (s - 45) / 60; if (m < 0.5) m = 0.5; printf "%.2f", m }')")
+        MINUTES=(--minutes "$(awk -v s="$LIMIT" -v k="$MARGIN" 'BEGIN { m = (s - k) / 60; if (m < 0.5) m = 0.5; printf "%.2f", m }')")
     fi
     # on its time limit the training stops (SIGTERM) and writes its checkpoints, 10 s before the kill
     step train "$LIMIT" "$PYTHON" "${TRAINER[@]}" "${TRAIN_CMD[@]}" "${MINUTES[@]}"
@@ -215,7 +219,8 @@ fi
 
 # results: the FP16 checkpoint (irstd train's: the FP32 one) in parts of <= 15 MiB, the logs,
 # the summary (<= 8 files in all)
-for f in model_fp16.safetensors model.safetensors; do
+# (last.safetensors: a run the time limit killed before its final save; the raw weights)
+for f in model_fp16.safetensors model.safetensors last.safetensors; do
     if [[ -f "$WORK/train/$f" ]]; then
         "$PYTHON" -m irstd_ros.tools.gpu_session split "$WORK/train/$f" --out "$OUT" >/dev/null
         break

@@ -240,7 +240,9 @@ def build_pack(cfg: PackConfig) -> dict:
     elif cfg.hard or cfg.sirst_frames:
         raise ConfigError("--hard and --sirst-frames are SIRST-v2 train frames: give --sirst with them")
     if not groups:
-        raise DatasetError("nothing to pack: give --nudt and/or --sirst")
+        raise DatasetError("nothing to pack: give --nudt and/or --sirst" if cfg.sirst is None else
+                           "nothing to pack: no SIRST-v2 crops asked for (--target-crops 0 --random-crops 0), "
+                           "nor --sirst-frames or --hard, and no --nudt")
     meta = write_pack(groups, cfg.out)
     size = Path(cfg.out).stat().st_size
     return {

@@ -82,15 +82,28 @@ def cgroup_cpu_limit() -> int | None:
     return min(cores) if cores else None
 
 
+def _inactive_file(folder: Path) -> int:
+    """Page cache the kernel reclaims before it would kill (``memory.stat``'s
+    ``inactive_file``, v1's ``total_inactive_file``): not memory in use, as docker's and
+    the kubelet's figures count it."""
+    with contextlib.suppress(OSError, ValueError):
+        stats = dict(line.split()[:2] for line in (folder / "memory.stat").read_text().splitlines()
+                     if len(line.split()) >= 2)
+        return int(stats.get("inactive_file", stats.get("total_inactive_file", 0)))
+    return 0
+
+
 def cgroup_memory_headroom() -> int | None:
-    """Bytes a memory limit still allows (the limit less what the cgroup uses), the least
-    of the process's cgroup and those above it; None without a limit."""
+    """Bytes a memory limit still allows (the limit less what the cgroup uses, its
+    reclaimable page cache not counted), the least of the process's cgroup and those above
+    it; None without a limit."""
     room = []
     for folder in cgroup_dirs("memory"):
         limit = _read_ints(folder / "memory.max") or _read_ints(folder / "memory.limit_in_bytes")
         used = _read_ints(folder / "memory.current") or _read_ints(folder / "memory.usage_in_bytes")
         if limit and limit[0] < NO_MEMORY_LIMIT:
-            room.append(max(0, limit[0] - (used[0] if used else 0)))
+            in_use = max(0, (used[0] if used else 0) - _inactive_file(folder))
+            room.append(max(0, limit[0] - in_use))
     return min(room) if room else None
 
 

@@ -144,8 +144,8 @@ def pad_channels(model: nn.Module, multiple: int = 8) -> nn.Module:
     """An inference copy of ``model`` whose widths are multiples of ``multiple`` (E3 kept).
 
     Tensor-core convolutions (FP16/BF16 cuDNN, TensorRT) want channel counts that are
-    multiples of 8; the paper configuration's E1 and E2 (28, 56) are not. The new channels
-    read zero weights and carry zero bias and statistics, so they are exactly 0 after every
+    multiples of 8; the paper configuration's E1 (28) is not. The new channels read zero
+    weights and carry zero bias and running mean (scale and variance 1), so they are exactly 0 after every
     BatchNorm and ReLU, and every old channel sees zero weights on them: the padded network
     computes ``model``'s logits (in eval mode). ``model`` itself is returned when nothing
     needs padding. Not for training (BatchNorm in train mode would normalise the new

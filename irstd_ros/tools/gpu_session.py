@@ -72,6 +72,9 @@ KNOBS = ("IRSTD_GPU_BENCH_MODELS", "IRSTD_GPU_BENCH_SIZES", "IRSTD_GPU_BENCH_VAR
 # IRSTD_GPU_TRAIN_ARGS's (argparse would take the last, and the script reads --out's files)
 SCRIPT_TRAIN_FLAGS = ("--minutes", "--out", "--pack", "--device", "--no-resume", "--recipe")
 TRAINERS = ("gpu", "train")
+KNOB_UNSET = {"IRSTD_GPU_COMPILE": ("", "0")}  # values that leave a knob at its default (else: "")
+# the checkpoint a call returns, in parts, by preference (scripts/gpu_session.sh)
+CHECKPOINT_NAMES = ("model_fp16.safetensors", "model.safetensors", "last.safetensors")
 # the GPU trainer's knobs: with IRSTD_GPU_TRAIN_CONFIG (irstd train) they would be ignored
 GPU_TRAINER_KNOBS = ("IRSTD_GPU_COMPILE", "IRSTD_GPU_EMA", "IRSTD_GPU_EVAL", "IRSTD_GPU_GROUPS",
                      "IRSTD_GPU_INIT", "IRSTD_GPU_MODEL", "IRSTD_GPU_RECIPE")
@@ -187,8 +190,9 @@ def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path 
     check(check_keys, {k: 1 for k in environ if k.startswith("IRSTD_GPU_")}, KNOBS, "IRSTD_GPU_* variable")
     skip = [s.strip() for s in environ.get("IRSTD_GPU_SKIP", "").split(",") if s.strip()]
     check(check_keys, dict.fromkeys(skip, 1), STEPS, "IRSTD_GPU_SKIP step")
-    owned = [a.split("=")[0] for a in environ.get("IRSTD_GPU_TRAIN_ARGS", "").split()
-             if a.split("=")[0] in SCRIPT_TRAIN_FLAGS]
+    # argparse takes a flag's unique prefix too (--ou for --out)
+    flags = [a.split("=")[0] for a in environ.get("IRSTD_GPU_TRAIN_ARGS", "").split() if a.startswith("--")]
+    owned = [f for f in flags if len(f) > 2 and any(own.startswith(f) for own in SCRIPT_TRAIN_FLAGS)]
     if owned:
         problems.append(f"IRSTD_GPU_TRAIN_ARGS: {', '.join(owned)} set by the script itself "
                         f"(its own knobs: {', '.join(SCRIPT_TRAIN_FLAGS)})")
@@ -211,6 +215,13 @@ def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path 
     return problems
 
 
+def _usage_line(err: str) -> str:
+    """argparse's last line on stderr (its usage error), or what a flag that ends the parse
+    without one (``-h``: help on stdout, exit 0) means for the call."""
+    lines = err.strip().splitlines()
+    return lines[-1] if lines else "the training's flags end its parser without a run (-h, --help?)"
+
+
 def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
                      carry: Sequence[Path] | None) -> list[str]:
     """``IRSTD_GPU_TRAIN_CONFIG``'s run as ``irstd train`` reads it, and its inputs: the GPU
@@ -221,7 +232,7 @@ def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
     from irstd_ros.data.pack import Pack
 
     problems = [f"{k} does not apply with IRSTD_GPU_TRAIN_CONFIG (irstd train's recipe sets it)"
-                for k in GPU_TRAINER_KNOBS if environ.get(k)]
+                for k in GPU_TRAINER_KNOBS if environ.get(k, "") not in KNOB_UNSET.get(k, ("",))]
     parser = argparse.ArgumentParser(prog="irstd")
     register(parser.add_subparsers(dest="cmd"))
     err = io.StringIO()
@@ -230,7 +241,7 @@ def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
             cfg = config_from_args(parser.parse_args(["train", *train_argv]))
         specs = [SourceSpec.from_dict(d) for d in cfg.sources]
     except SystemExit:
-        return [*problems, err.getvalue().strip().splitlines()[-1]]
+        return [*problems, _usage_line(err.getvalue())]
     except IrstdError as exc:
         return [*problems, str(exc)]
     if not specs:
@@ -238,9 +249,13 @@ def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
     files = [("--init", cfg.init), *(("teacher", t) for t in path_tuple(cfg.teacher))]
     for spec in specs:
         files += [("teacher", t) for t in spec.teacher or ()] + [("hard", h) for h in spec.hard]
+    travelling = travelling_files(Path.cwd(), carry) if carry is not None else None
     for what, path in dict.fromkeys(files):
         if path is not None and not Path(path).is_file():
             problems.append(f"{what} {path}: no such file (name it in carry unless git tracks it)")
+        elif path is not None and travelling is not None and Path(path).resolve() not in travelling:
+            problems.append(f"{what} {path} would not travel (ignored by git and not carried); "
+                            "commit it or copy it into the tree")
     carried = {Path(c).resolve() for c in carry or ()}
     for spec in specs:
         root = Path(spec.root)
@@ -249,8 +264,9 @@ def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
         elif not root.is_file():
             problems.append(f"source {root}: no such pack (make it with irstd pack and carry it)")
         else:
-            if carry is not None and root.resolve() not in carried:
-                problems.append(f"source {root} is not carried (IRSTD_GPU_PACK={root} carries it)")
+            line = f"source {root} is not carried (IRSTD_GPU_PACK={root} carries it)"
+            if carry is not None and root.resolve() not in carried and line not in problems:
+                problems.append(line)  # once for the sources that share a pack
             try:
                 with Pack(root) as pack:
                     if spec.split not in pack.groups:
@@ -272,7 +288,7 @@ def _training_problems(train_argv: Sequence[str]) -> list[str]:
         with contextlib.redirect_stderr(err):
             cfg = config_from_args(parser.parse_args(list(train_argv)))
     except SystemExit:  # argparse's usage error: its last line says what
-        return [err.getvalue().strip().splitlines()[-1]]
+        return [_usage_line(err.getvalue())]
     except IrstdError as exc:
         return [str(exc)]
     problems = []
@@ -302,20 +318,30 @@ def _training_problems(train_argv: Sequence[str]) -> list[str]:
     return problems
 
 
-def travel_size(tree: Path, carry: Sequence[Path]) -> tuple[int, list[str]]:
-    """Bytes of the working tree (tracked and untracked-not-ignored files) plus ``carry``,
-    and the problems: over 64 MiB, or a carried path outside the tree (it cannot travel)."""
+def travelling_files(tree: Path, carry: Sequence[Path]) -> set[Path] | None:
+    """The resolved files a call sends: the working tree's (tracked and untracked-not-
+    ignored) and those under ``carry``; None where git cannot list the tree."""
     listed = subprocess.run(["git", "-C", str(tree), "ls-files", "-z", "-c", "-o", "--exclude-standard"],
                             capture_output=True, text=True, check=False)
     if listed.returncode:
-        return 0, [f"cannot list the working tree {tree}: {listed.stderr.strip()}"]
+        return None
     files = {(tree / name).resolve() for name in listed.stdout.split("\0") if name}
-    problems = []
     for path in carry:
         full = (tree / path).resolve()
-        if not full.is_relative_to(tree.resolve()):
-            problems.append(f"{path} is outside {tree}: it cannot be carried (copy it into an ignored folder there)")
         files |= {f.resolve() for f in full.rglob("*") if f.is_file()} if full.is_dir() else {full}
+    return files
+
+
+def travel_size(tree: Path, carry: Sequence[Path]) -> tuple[int, list[str]]:
+    """Bytes of the working tree (tracked and untracked-not-ignored files) plus ``carry``,
+    and the problems: over 64 MiB, or a carried path outside the tree (it cannot travel)."""
+    files = travelling_files(tree, carry)
+    if files is None:
+        return 0, [f"cannot list the working tree {tree} (git ls-files)"]
+    problems = []
+    for path in carry:
+        if not (tree / path).resolve().is_relative_to(tree.resolve()):
+            problems.append(f"{path} is outside {tree}: it cannot be carried (copy it into an ignored folder there)")
     total = sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
     if total > MAX_TREE_BYTES:
         problems.append(f"the working tree and carry are {total / 2**20:.1f} MiB, over the 64 MiB that travel")
@@ -389,10 +415,13 @@ def _recipe_train_record(run: Path, history: Any) -> dict[str, Any]:
 
     epochs = history if isinstance(history, list) else []
     seconds = sorted(float(h["seconds"]) for h in epochs if "seconds" in h)
-    _, info, _ = load_checkpoint(run / "model.safetensors")
+    final = run / "model.safetensors"
+    path = final if final.is_file() else run / "last.safetensors"
+    _, info, _ = load_checkpoint(path)
     return {
         "trainer": "irstd train",
-        "model": str(run / "model.safetensors"),
+        "model": str(path),
+        "stop": None if path == final else "killed before its final save: the last checkpoint's raw weights",
         "epochs_done": len(epochs),
         "final_loss": epochs[-1].get("loss") if epochs else None,
         "epoch_s_median": seconds[len(seconds) // 2] if seconds else None,
@@ -416,10 +445,11 @@ def summarize(work: Path, out: Path, dry_run: bool, pack: Path | None = None,
     bench = _read_json(out / "bench.json")
     train = _read_json(work / "train" / "summary.json")
     history = _read_json(work / "train" / "history.json")
-    if train is None and (work / "train" / "model.safetensors").is_file():
+    if train is None and any((work / "train" / f).is_file() for f in ("model.safetensors", "last.safetensors")):
         train = _recipe_train_record(work / "train", history)
     probe = _read_json(work / "probe" / "summary.json")
-    name = "model_fp16.safetensors" if any(out.glob("model_fp16.safetensors.part*")) else "model.safetensors"
+    # what the script returned: the FP16 model, irstd train's FP32 one, or a killed run's last
+    name = next((n for n in CHECKPOINT_NAMES if any(out.glob(f"{n}.part*"))), CHECKPOINT_NAMES[0])
     parts = sorted(out.glob(f"{name}.part*"))
     joined = b"".join(p.read_bytes() for p in parts)
     summary: dict[str, Any] = {

@@ -78,7 +78,6 @@ from irstd_ros.training.loss import distillation_loss, training_loss
 from irstd_ros.training.teachers import Teachers
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
-    CWD_KEY,
     INIT_NAME,
     TRAIN_FIELDS,
     TrainConfig,
@@ -86,11 +85,11 @@ from irstd_ros.training.train import (
     _load_opt,
     _resume_tensors,
     check_resume,
+    cwd_record,
     init_from,
     mixture_options,
     read_config,
     resolve_device,
-    run_relative_cwd,
     transformed_start,
     weight_average,
     with_memory_format,
@@ -383,7 +382,7 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     if norm is None:
         raise ConfigError("GPU training uses the robust input normalisation (norm: robust)")
 
-    cwd = run_relative_cwd(cfg.out)  # where this invocation's relative paths are (recorded, CWD_KEY)
+    cwd = cwd_record(cfg.out)  # where this invocation's relative paths are (recorded in train_state)
     t_load = time.perf_counter()
     items = load_items(cfg, training=True)
     # now, not after the training: a missing evaluation group or split fails before any epoch
@@ -443,7 +442,7 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
         extra = {
             "train_config": cfg.recorded(),
             "train_state": {"epoch": epoch, "step": step, "history": history, "elapsed_s": elapsed,
-                            CWD_KEY: cwd},
+                            **cwd},
             "data": seen,
             "trainer": "irstd_ros.training.gpu",
             "device": _device_name(device),

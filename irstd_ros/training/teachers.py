@@ -46,6 +46,10 @@ class Teachers:
         self.models: dict[Path, nn.Module] = {}
         for path in dict.fromkeys(p for s in self.sets for p in s):
             self.models[path] = load_teacher(path, norm, device)
+        # one set for every sample (the GPU trainer's, a run without per-source sets): the
+        # whole batch through each model, no per-sample selection (no host sync on a GPU)
+        same = bool(self.sets) and bool(self.sets[0]) and all(s == self.sets[0] for s in self.sets)
+        self.uniform: TeacherSet | None = self.sets[0] if same else None
 
     def __bool__(self) -> bool:
         return bool(self.models)
@@ -56,6 +60,12 @@ class Teachers:
         ``source`` holds each sample's source index. Samples without a teacher get
         logits 0 and mask 0; each checkpoint runs only on the samples that use it.
         """
+        if self.uniform is not None:
+            with torch.no_grad():
+                total = self.models[self.uniform[0]](img).float()
+                for path in self.uniform[1:]:
+                    total = total + self.models[path](img).float()
+            return total / len(self.uniform), torch.ones(img.shape[0], dtype=torch.float32, device=img.device)
         total = torch.zeros((img.shape[0], 1, *img.shape[2:]), dtype=torch.float32, device=img.device)
         count = torch.zeros(img.shape[0], dtype=torch.float32, device=img.device)
         with torch.no_grad():

@@ -588,7 +588,7 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     :meth:`~TrainConfig.resume_fixed` fields that ``last`` records, and the decay of a
     weight average both keep). Paths compare as the files they name
     (:func:`resolved_paths`): ``last``'s relative ones from the directory they were given in
-    (:func:`recorded_cwd`), this run's from the current one. ``last`` must be a run's
+    (:func:`recorded_cwds`: it may go on if one of them agrees), this run's from the current one. ``last`` must be a run's
     checkpoint, with its training state (a model file copied there, e.g. a calibrated or
     averaged one, has none)."""
     if not isinstance(info.extra.get("train_state"), dict):
@@ -599,48 +599,65 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     if info.norm != norm:  # its weights expect the other inputs
         raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
                           f"are {norm}; use a new --out")
-    base = recorded_cwd(info.extra["train_state"], last.parent)
-    recorded, mine = info.extra.get("data"), json.loads(json.dumps(plain(seen)))
-    if recorded is not None:  # said with the paths resolved: "data/x" may be two folders
-        recorded, mine = resolved_paths(recorded, base=base), resolved_paths(mine)
-        if recorded != mine:
-            raise ConfigError(f"{last} was trained on other data ({json.dumps(recorded)}) than "
-                              f"this run's ({json.dumps(mine)}); use a new --out (with init: {last})")
     config, now = info.extra.get("train_config") or {}, json.loads(json.dumps(cfg.recorded()))
     fixed = [*cfg.resume_fixed(), *(["ema"] if config.get("ema") and now["ema"] else [])]
+    recorded, mine = info.extra.get("data"), json.loads(json.dumps(plain(seen)))
+    problems = []
+    for base in recorded_cwds(info.extra["train_state"], last.parent):  # one that agrees will do
+        problem = _resume_difference(last, base, recorded, mine, config, now, fixed)
+        if problem is None:
+            return
+        problems.append(problem)
+    raise ConfigError(problems[0])
+
+
+def _resume_difference(last: Path, base: Path | None, recorded: Any, mine: Any, config: dict[str, Any],
+                       now: dict[str, Any], fixed: list[str]) -> str | None:
+    """What refuses resuming ``last`` with its relative paths taken from ``base``: other
+    data, or another recipe; None where it may go on."""
+    if recorded is not None:  # said with the paths resolved: "data/x" may be two folders
+        was, new = resolved_paths(recorded, base=base), resolved_paths(mine)
+        if was != new:
+            return (f"{last} was trained on other data ({json.dumps(was)}) than this run's "
+                    f"({json.dumps(new)}); use a new --out (with init: {last})")
     pairs = {name: (resolved_paths(config[name], name, base), resolved_paths(now[name], name))
              for name in fixed if name in config}
-    changed = [f"{name} {json.dumps(was)} -> {json.dumps(new)}"
-               for name, (was, new) in pairs.items() if was != new]
+    changed = [f"{name} {json.dumps(a)} -> {json.dumps(b)}" for name, (a, b) in pairs.items() if a != b]
     if changed:
-        raise ConfigError(f"{last} was trained with another recipe ({', '.join(changed)}); resume it with "
-                          f"its own, or use a new --out (with init: {last}) to continue it with this one")
+        return (f"{last} was trained with another recipe ({', '.join(changed)}); resume it with "
+                f"its own, or use a new --out (with init: {last}) to continue it with this one")
+    return None
 
 
 # the keys of the records compared on a resumption (train_config, data) that hold paths
 PATH_KEYS = frozenset({"init", "teacher", "root", "pack", "hard"})
 # train_state's record of the directory the run's relative paths were given in
-CWD_KEY = "cwd"
+CWD_KEY = "cwd"  # absolute: right while the checkout stays where it was
+RUN_CWD_KEY = "cwd_from_run"  # relative to the run's folder: right after a move of both together
 
 
-def run_relative_cwd(out: Path) -> str:
-    """The current directory as the run's records keep it (``train_state.cwd``): relative to
-    the run's folder ``out``, so that a checkout moved with its runs inside still finds it,
-    and no absolute path of this machine is written into a checkpoint that may be shared."""
-    return os.path.relpath(Path.cwd(), Path(out).resolve())
+def cwd_record(out: Path) -> dict[str, str]:
+    """The current directory as a run's records keep it (``train_state``): absolute, and
+    relative to the run's folder ``out``; a resumption tries each (:func:`recorded_cwds`),
+    so a checkout moved with its runs inside, or a run folder moved alone, still finds the
+    directory its relative paths were given in."""
+    here = Path.cwd()
+    return {CWD_KEY: str(here), RUN_CWD_KEY: os.path.relpath(here, Path(out).resolve())}
 
 
-def recorded_cwd(state: dict[str, Any], folder: Path) -> Path | None:
-    """The directory a checkpoint's relative paths were given in (``train_state.cwd``: the
-    working directory of the invocation that wrote it, relative to the run's ``folder``, or
-    absolute as written before 2026-12-04). None for a checkpoint written before it was
-    recorded, or whose directory is gone (the run's folder moved without the checkout): its
-    relative paths are then taken from the current directory, as they were then."""
-    cwd = state.get(CWD_KEY)
-    if not isinstance(cwd, str) or not cwd:
-        return None
-    path = (Path(folder) / cwd).resolve()  # an absolute cwd stays itself
-    return path if path.is_dir() else None
+def recorded_cwds(state: dict[str, Any], folder: Path) -> list[Path | None]:
+    """The directories a checkpoint's relative paths may have been given in, that exist:
+    ``train_state.cwd_from_run`` from the run's ``folder``, then ``train_state.cwd``; [None]
+    for a checkpoint written before either was recorded, or whose directories are gone
+    (its relative paths are then taken from the current directory, as they were then)."""
+    found: list[Path | None] = []
+    for key in (RUN_CWD_KEY, CWD_KEY):
+        cwd = state.get(key)
+        if isinstance(cwd, str) and cwd:
+            path = (Path(folder) / cwd).resolve()  # an absolute cwd stays itself
+            if path.is_dir() and path not in found:
+                found.append(path)
+    return found or [None]
 
 
 def resolved_paths(value: Any, key: str | None = None, base: Path | None = None) -> Any:
@@ -707,7 +724,7 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
 
-    cwd = run_relative_cwd(cfg.out)  # where this invocation's relative paths are (recorded, CWD_KEY)
+    cwd = cwd_record(cfg.out)  # where this invocation's relative paths are (recorded in train_state)
     ds, norm, seen = build_training_data(cfg, rank)
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
@@ -761,7 +778,7 @@ def train(cfg: TrainConfig) -> Path:
         extra = {
             "train_config": cfg.recorded(),
             "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next,
-                            CWD_KEY: cwd},
+                            **cwd},
             "data": seen,
             **cfg.extra,
         }

@@ -450,3 +450,8 @@ def test_sirst_frames_are_packed_whole_and_no_crops_group_when_none_is_asked(tmp
     assert all(np.array_equal(a, b) and np.array_equal(am, bm) for (a, am, _), (b, bm, _) in zip(packed, frames))
     with pytest.raises(ConfigError, match="give --sirst with them"):
         build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=None, sirst_frames=True))
+
+
+def test_sirst_without_anything_to_take_from_it_says_so(tmp_path, roots):
+    with pytest.raises(DatasetError, match=r"no SIRST-v2 crops asked for \(--target-crops 0 --random-crops 0\)"):
+        build_pack(PackConfig(out=tmp_path / "x.npz", nudt=None, sirst=roots["sirst"], target_crops=0, random_crops=0))

@@ -297,9 +297,9 @@ def test_preflight_reads_the_extra_training_flags(tmp_path):
     assert "unknown loss 'dice'" in loss or "dice" in loss
     (teacher,) = preflight(env, _train_argv(pack, "--eval-group", "none", "--teacher", str(tmp_path / "t.safetensors")))
     assert teacher == f"--teacher {tmp_path / 't.safetensors'}: no such file (name it in carry unless git tracks it)"
-    (owned,) = preflight({"IRSTD_GPU_SKIP": "bench", "IRSTD_GPU_TRAIN_ARGS": "--minutes 3 --out=/x"},
+    (owned,) = preflight({"IRSTD_GPU_SKIP": "bench", "IRSTD_GPU_TRAIN_ARGS": "--minutes 3 --ou=/x --lr 1e-3"},
                          _train_argv(pack, "--eval-group", "none"))
-    assert owned.startswith("IRSTD_GPU_TRAIN_ARGS: --minutes, --out set by the script itself")
+    assert owned.startswith("IRSTD_GPU_TRAIN_ARGS: --minutes, --ou set by the script itself")  # a prefix too
 
 
 def _recipe(tmp_path, pack, name="recipe", **extra):
@@ -332,7 +332,7 @@ def test_dry_run_of_irstd_train_s_recipe_from_the_pack(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     steps = {s["step"]: s["rc"] for s in summary["steps"]}
     assert steps["train"] == 0 and steps["probe"] == 125  # the probe measures the GPU trainer: skipped
-    assert summary["train"]["trainer"] == "irstd train" and summary["train"]["epochs_done"] == 2
+    assert summary["train"]["trainer"] == "irstd train" and summary["train"]["epochs_done"] == 1  # dry: one
     assert summary["train_config"]["lr"] == 3e-4 and summary["train_config"]["teacher"]
     parts = summary["checkpoint"]["parts"]
     assert parts and all(p.startswith("model.safetensors.part") for p in parts)
@@ -349,6 +349,9 @@ def test_preflight_reads_irstd_train_s_recipe_and_its_sources(tmp_path):
     assert preflight(env, argv, trainer="train") == []
     knob, = preflight({**env, "IRSTD_GPU_MODEL": "paper"}, argv, trainer="train")
     assert knob.startswith("IRSTD_GPU_MODEL does not apply with IRSTD_GPU_TRAIN_CONFIG")
+    assert preflight({**env, "IRSTD_GPU_COMPILE": "0"}, argv, trainer="train") == []  # its default
+    (helped,) = preflight(env, [*argv, "-h"], trainer="train")  # argparse's help: exit 0, no line
+    assert helped.startswith("the training's flags end its parser without a run")
     bad = _recipe(tmp_path, pack, name="bad", sources=[{"root": str(pack), "split": "sirst"},
                                            {"root": str(tmp_path), "split": "train"},
                                            {"root": str(tmp_path / "gone.npz"), "split": "x"}])
@@ -358,6 +361,10 @@ def test_preflight_reads_irstd_train_s_recipe_and_its_sources(tmp_path):
     assert gone.startswith(f"source {tmp_path / 'gone.npz'}: no such pack")
     (flag,) = preflight(env, [*argv, "--lr", "x"], trainer="train")
     assert "--lr" in flag
-    # here (--check), a pack that is not carried would not reach the device
-    (uncarried,) = preflight(env, argv, tree=ROOT, carry=[], trainer="train")[-1:]
+    # here (--check), a pack that is not carried and a teacher git ignores would not reach the device
+    found = preflight(env, argv, tree=ROOT, carry=[], trainer="train")
+    (teacher,) = [p for p in found if p.startswith("teacher ")]
+    (uncarried,) = [p for p in found if p.startswith("source ")]  # (and the tree's size, as it is here)
+    assert teacher == f"teacher {tmp_path / 'teacher.safetensors'} would not travel (ignored by git and not " \
+                      "carried); commit it or copy it into the tree"
     assert uncarried == f"source {pack} is not carried (IRSTD_GPU_PACK={pack} carries it)"

@@ -50,3 +50,23 @@ def test_a_missing_or_differently_normalised_teacher_is_refused(tmp_path):
     other = _checkpoint(tmp_path / "g.safetensors", 1, InputNorm(kind="global"))
     with pytest.raises(ConfigError, match="normalises inputs"):
         Teachers([(other,)], NORM, torch.device("cpu"))
+
+
+def test_one_set_for_every_sample_runs_the_batch_whole_with_the_same_logits(tmp_path, monkeypatch):
+    """The GPU trainer's teachers (one set): the per-sample selection cost a host sync per
+    step on a GPU; the whole batch goes through each model, and the logits are the general
+    path's."""
+    a, b = _checkpoint(tmp_path / "a.safetensors", 1), _checkpoint(tmp_path / "b.safetensors", 2)
+    img = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    source = torch.zeros(4, dtype=torch.long)
+    uniform = Teachers([(a, a, b)], NORM, torch.device("cpu"))
+    general = Teachers([(a, a, b), (a,)], NORM, torch.device("cpu"))  # two sets: per sample
+    assert uniform.uniform is not None and general.uniform is None
+    seen = []
+    for model in uniform.models.values():
+        model.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].shape[0]))
+    got, taught = uniform.logits(img, source)
+    want, want_taught = general.logits(img, source)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert torch.equal(taught, want_taught) and seen == [4, 4, 4]  # a twice (counted twice), b once
+    assert Teachers([(a,), (a,)], NORM, torch.device("cpu")).uniform == (a.resolve(),)

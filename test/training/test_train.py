@@ -694,8 +694,8 @@ def test_a_run_resumed_from_another_directory_finds_its_relative_paths(tmp_path,
                      out=a / "run", epochs=2, max_steps=2))
     )
     state = info.extra["train_state"]
-    assert len(state["history"]) == 2
-    assert state["cwd"] == os.path.join("..", "..", "b")  # from the run's folder a/run: no absolute path
+    assert len(state["history"]) == 2 and state["cwd"] == str(tmp_path / "b")
+    assert state["cwd_from_run"] == os.path.join("..", "..", "b")  # from the run's folder a/run
 
 
 def test_relative_paths_that_name_other_data_from_another_directory_are_refused(tmp_path, monkeypatch):
@@ -740,7 +740,23 @@ def test_a_moved_checkout_resumes_from_a_folder_of_its_own(tmp_path, monkeypatch
     monkeypatch.chdir(moved / "sub")
     _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("../data"), out=Path("../run"), epochs=2,
                                               max_steps=2)))
-    assert len(info.extra["train_state"]["history"]) == 2 and info.extra["train_state"]["cwd"] == "../sub"
+    assert len(info.extra["train_state"]["history"]) == 2
+    assert info.extra["train_state"]["cwd_from_run"] == "../sub"
+
+
+def test_a_run_folder_moved_alone_resumes_from_the_checkout(tmp_path, monkeypatch):
+    """The run's folder moved out of the checkout, the checkout stayed: the directory kept
+    relative to the run's folder names another one (which exists); the absolute one agrees."""
+    a = tmp_path / "checkout"
+    blob_dataset(a / "data")
+    monkeypatch.chdir(a)
+    train(config(tmp_path, data=Path("data"), out=Path("runs/x"), epochs=1, max_steps=1))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (a / "runs" / "x").rename(scratch / "x")
+    _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("data"), out=scratch / "x", epochs=2,
+                                              max_steps=2)))
+    assert len(info.extra["train_state"]["history"]) == 2
 
 
 def test_a_checkpoint_without_its_directory_takes_relative_paths_from_the_current_one(tmp_path, monkeypatch):
@@ -749,7 +765,7 @@ def test_a_checkpoint_without_its_directory_takes_relative_paths_from_the_curren
     train(config(tmp_path, data=Path("data"), epochs=1, max_steps=1))
     last = tmp_path / "run" / "last.safetensors"
     model, info, tensors = load_checkpoint(last)
-    state = {k: v for k, v in info.extra["train_state"].items() if k != "cwd"}
+    state = {k: v for k, v in info.extra["train_state"].items() if k not in ("cwd", "cwd_from_run")}
     save_checkpoint(last, model, dataclasses.replace(info, extra={**info.extra, "train_state": state}),
                     tensors)
     _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("data"), epochs=2, max_steps=2)))

@@ -21,8 +21,9 @@ A choice tries each candidate in turn: construction (imports happen inside the b
 modules, and ``import torch_tensorrt`` may fail with any exception on a machine without a
 driver) and one warm-up ``predict`` (a compiled engine can fail only on its first call)
 must both succeed, else the next candidate is tried. One log line says what was chosen
-and why the ones before it were not. A backend named explicitly is built as asked, and
-its failure is an error.
+and why the ones before it were not. A backend named explicitly is built as asked (and
+warmed up when the options give the frame size: a compile, a capture or an engine is made
+before the first frame), and its failure is an error.
 """
 
 from __future__ import annotations
@@ -279,9 +280,11 @@ def create_backend(
     """Build backend ``name``; ``auto`` / ``cpu`` pick the best available one (see module doc)."""
     options = options or BackendOptions()
     if name in REGISTRY:
-        backend = REGISTRY[name](model, info, options)
+        backend = _wrap(REGISTRY[name](model, info, options), options, info)
+        if options.height and options.width:  # the frame size is known (the node's model.frame_size):
+            warm_up(backend, options)  # compile, capture, build now, not on the first frame
         log.info("inference backend: %s on %s (requested)", backend.name, backend.device)
-        return _wrap(backend, options, info)
+        return backend
     if name not in CHOICES:
         raise _unknown(name)
     order, notes = fastest_first(CHOICES[name], model, info, options)

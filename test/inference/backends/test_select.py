@@ -167,6 +167,19 @@ def test_a_named_backend_fails_instead_of_falling_back(tiny_model, monkeypatch):
         select.create_backend("cuda", model, info)
 
 
+def test_a_named_backend_is_warmed_up_at_the_frame_size_it_is_given(tiny_model, monkeypatch):
+    """``model.frame_size`` with ``model.backend: cuda`` and ``model.compile``: the warm-up
+    (compile, capture) ran on the ``auto`` path only, so the first frame still paid it."""
+    model, info = tiny_model
+    seen = []
+    real = select.warm_up
+    monkeypatch.setattr(select, "warm_up", lambda backend, options: seen.append((options.height, options.width))
+                        or real(backend, options))
+    select.create_backend("torch-cpu", model, info, BackendOptions(height=48, width=80))
+    select.create_backend("torch-cpu", model, info, BackendOptions())  # no size given: no guess
+    assert seen == [(48, 80)]
+
+
 def test_tile_size_wraps_the_backend(tiny_model):
     model, info = tiny_model
     backend = select.create_backend("torch-cpu", model, info, BackendOptions(tile_size=64, tile_overlap=16))
