@@ -710,38 +710,25 @@ def test_relative_paths_that_name_other_data_from_another_directory_are_refused(
         train(config(tmp_path, data=a / "data", init=Path("start.safetensors"), out=a / "run", epochs=2))
 
 
-def test_a_moved_checkout_resumes_with_the_relative_paths_it_was_started_with(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("where", "up"), [(".", ""), ("sub", "../")])
+def test_a_moved_checkout_resumes_with_the_relative_paths_it_was_started_with(tmp_path, monkeypatch, where, up):
     """The run's directory is recorded (train_state.cwd); moved with the checkout, that
-    directory is gone, and ``data`` was resolved there: the run was refused as other data."""
+    directory is gone, and ``data`` was resolved from the current one: resumed from the
+    checkout it went on, from one of its folders (the same files spelt from there) it was
+    refused as other data. The directory is also kept relative to the run's folder, which
+    moved with it (train_state.cwd_from_run)."""
     a = tmp_path / "a"
     blob_dataset(a / "data")
     monkeypatch.chdir(a)
     train(config(tmp_path, data=Path("data"), out=Path("run"), epochs=1, max_steps=1))
     moved = tmp_path / "moved"
     a.rename(moved)
-    monkeypatch.chdir(moved)
-    _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("data"), out=Path("run"), epochs=2,
+    (moved / where).mkdir(exist_ok=True)
+    monkeypatch.chdir(moved / where)
+    _, info, _ = load_checkpoint(train(config(tmp_path, data=Path(f"{up}data"), out=Path(f"{up}run"), epochs=2,
                                               max_steps=2)))
     assert len(info.extra["train_state"]["history"]) == 2
-
-
-def test_a_moved_checkout_resumes_from_a_folder_of_its_own(tmp_path, monkeypatch):
-    """Moved, the checkout's recorded directory was gone, so the run's relative paths were
-    taken from the current one: resumed from a subfolder, with the same files spelt from
-    there, it was refused as other data. The directory is now kept relative to the run's
-    folder, which moved with it."""
-    a = tmp_path / "a"
-    blob_dataset(a / "data")
-    monkeypatch.chdir(a)
-    train(config(tmp_path, data=Path("data"), out=Path("run"), epochs=1, max_steps=1))
-    moved = tmp_path / "moved"
-    a.rename(moved)
-    (moved / "sub").mkdir()
-    monkeypatch.chdir(moved / "sub")
-    _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("../data"), out=Path("../run"), epochs=2,
-                                              max_steps=2)))
-    assert len(info.extra["train_state"]["history"]) == 2
-    assert info.extra["train_state"]["cwd_from_run"] == "../sub"
+    assert info.extra["train_state"]["cwd_from_run"] == os.path.normpath(f"../{where}")
 
 
 def test_a_run_folder_moved_alone_resumes_from_the_checkout(tmp_path, monkeypatch):
