@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from irstd_ros.cli._options import check_dataset_dir, check_output_dir, describe_options
 from irstd_ros.cli._training import training_help
-from irstd_ros.core.fields import flag_type
-from irstd_ros.core.parsing import check_keys
-from irstd_ros.errors import ConfigError
-from irstd_ros.training.train import TRAIN_FIELDS, TrainConfig, read_config, train
+from irstd_ros.training.train import add_arguments, config_from_args, read_config, train
 
-FIELD_OPTIONS = (
-    "split", "mask-suffix", "model", "epochs", "batch-size", "lr", "schedule", "min-lr",
-    "crop", "seed", "device", "threads", "threshold", "max-steps", "minutes", "norm",
-    "knee", "background", "loss", "init", "distill", "samples-per-epoch",
-    "generator-frames", "generator-weight", "workers",
-)
-# a short placeholder where the default one (the upper-cased name) says less
-METAVARS = {"init": "CHECKPOINT", "max-steps": "N", "threads": "N", "workers": "N", "minutes": "MIN",
-            "crop": "PX", "background": "PX", "mask-suffix": "SUFFIX"}
+__all__ = ["config_from_args", "read_config", "register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,37 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "irstd train --data DIR --model paper  (1500 epochs, batch 8, lr 1e-4, 256 crops). "
         "Multi-GPU: torchrun --nproc_per_node N -m irstd_ros.cli.main train ...",
     )
-    p.add_argument("--config", type=Path,
-                   help="YAML file of training fields (see config/train/); the options given override it")
-    p.add_argument("--data", type=Path)
-    p.add_argument("--out", type=Path)
-    for name in FIELD_OPTIONS:
-        # numbers: the range the field itself checks (threshold in (0, 1), lr > 0, finite...)
-        p.add_argument(f"--{name}", type=flag_type(TRAIN_FIELDS, name), metavar=METAVARS.get(name))
-    p.add_argument(
-        "--teacher", type=Path, nargs="+",
-        help="distil from this checkpoint, or the mean logits of several (replaces the YAML's "
-        "teacher; a source's own teacher stays)",
-    )
-    p.add_argument("--bf16", action="store_true", default=None)
-    p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
+    add_arguments(p)
     describe_options(p, training_help(a.dest for a in p._actions))
     p.set_defaults(func=run)
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """YAML file first, command-line overrides second."""
-    values: dict = {}
-    if args.config:
-        values.update(read_config(args.config))
-    for key in TrainConfig.__dataclass_fields__:
-        v = getattr(args, key.replace("-", "_"), None)
-        if v is not None:
-            values[key] = v
-    if "data" not in values:
-        raise ConfigError("--data (or data: in --config) is required")
-    check_keys(values, list(TrainConfig.__dataclass_fields__), "training")
-    return TrainConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -227,18 +227,18 @@ def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
     """``IRSTD_GPU_TRAIN_CONFIG``'s run as ``irstd train`` reads it, and its inputs: the GPU
     trainer's knobs set beside it, the start and teacher checkpoints, the mined files, and
     each source's folder or pack group; with ``carry`` (here) also whether each pack travels."""
-    from irstd_ros.cli.train import config_from_args, register
     from irstd_ros.data.mixture import SourceSpec
     from irstd_ros.data.pack import Pack
+    from irstd_ros.training.train import add_arguments, config_from_args
 
     problems = [f"{k} does not apply with IRSTD_GPU_TRAIN_CONFIG (irstd train's recipe sets it)"
                 for k in GPU_TRAINER_KNOBS if environ.get(k, "") not in KNOB_UNSET.get(k, ("",))]
-    parser = argparse.ArgumentParser(prog="irstd")
-    register(parser.add_subparsers(dest="cmd"))
+    parser = argparse.ArgumentParser(prog="irstd train")
+    add_arguments(parser)
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            cfg = config_from_args(parser.parse_args(["train", *train_argv]))
+            cfg = config_from_args(parser.parse_args(list(train_argv)))
         specs = [SourceSpec.from_dict(d) for d in cfg.sources]
     except SystemExit:
         return [*problems, _usage_line(err.getvalue())]

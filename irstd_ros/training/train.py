@@ -13,6 +13,7 @@ checkpoint's :class:`~irstd_ros.core.InputNorm` exactly as at run time.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -44,9 +45,10 @@ from irstd_ros.core.fields import (
     as_scale,
     as_text,
     check_fields,
+    flag_type,
 )
 from irstd_ros.core.normalization import NORM_KINDS, InputNorm, to_unit_range
-from irstd_ros.core.parsing import dataclass_from_dict, path_tuple
+from irstd_ros.core.parsing import check_keys, dataclass_from_dict, path_tuple
 from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.datasets import seed_worker
@@ -301,6 +303,53 @@ def read_config(path: Path) -> dict:
 
 MAX_CONFIG_DEPTH = 32  # levels of nested lists and mappings in a config file
 MAX_CONFIG_VALUES = 100_000  # values in one, each alias counted as what it stands for
+
+
+
+# irstd train's flags (cli/train.py adds the help; tools/gpu_session.py's preflight reads a
+# device call's flags through the same parser)
+FIELD_OPTIONS = (
+    "split", "mask-suffix", "model", "epochs", "batch-size", "lr", "schedule", "min-lr",
+    "crop", "seed", "device", "threads", "threshold", "max-steps", "minutes", "norm",
+    "knee", "background", "loss", "init", "distill", "samples-per-epoch",
+    "generator-frames", "generator-weight", "workers",
+)
+# a short placeholder where the default one (the upper-cased name) says less
+METAVARS = {"init": "CHECKPOINT", "max-steps": "N", "threads": "N", "workers": "N", "minutes": "MIN",
+            "crop": "PX", "background": "PX", "mask-suffix": "SUFFIX"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``irstd train``'s flags: the YAML, the data and run folders, the fields."""
+    p.add_argument("--config", type=Path,
+                   help="YAML file of training fields (see config/train/); the options given override it")
+    p.add_argument("--data", type=Path)
+    p.add_argument("--out", type=Path)
+    for name in FIELD_OPTIONS:
+        # numbers: the range the field itself checks (threshold in (0, 1), lr > 0, finite...)
+        p.add_argument(f"--{name}", type=flag_type(TRAIN_FIELDS, name), metavar=METAVARS.get(name))
+    p.add_argument(
+        "--teacher", type=Path, nargs="+",
+        help="distil from this checkpoint, or the mean logits of several (replaces the YAML's "
+        "teacher; a source's own teacher stays)",
+    )
+    p.add_argument("--bf16", action="store_true", default=None)
+    p.add_argument("--no-resume", dest="resume", action="store_false", default=None)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """YAML file first, command-line overrides second."""
+    values: dict = {}
+    if args.config:
+        values.update(read_config(args.config))
+    for key in TrainConfig.__dataclass_fields__:
+        v = getattr(args, key.replace("-", "_"), None)
+        if v is not None:
+            values[key] = v
+    if "data" not in values:
+        raise ConfigError("--data (or data: in --config) is required")
+    check_keys(values, list(TrainConfig.__dataclass_fields__), "training")
+    return TrainConfig(**values)
 
 
 def _check_tree(loaded: dict, path: Path) -> None:
