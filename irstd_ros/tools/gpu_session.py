@@ -207,7 +207,7 @@ def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path 
             environ.get("IRSTD_GPU_BENCH_VARIANTS"))]
     if not {"probe", "train"} <= set(skip):
         if trainer == "train":
-            problems += _recipe_problems(environ, train_argv, carry if tree is not None else None)
+            problems += _recipe_problems(environ, train_argv, tree, carry)
         else:
             problems += _training_problems(train_argv)
     if tree is not None:
@@ -215,33 +215,39 @@ def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path 
     return problems
 
 
-def _usage_line(err: str) -> str:
-    """argparse's last line on stderr (its usage error), or what a flag that ends the parse
-    without one (``-h``: help on stdout, exit 0) means for the call."""
-    lines = err.strip().splitlines()
-    return lines[-1] if lines else "the training's flags end its parser without a run (-h, --help?)"
+def _parsed(prog: str, add_arguments: Any, config_from_args: Any, argv: Sequence[str]) -> tuple[Any, str]:
+    """(the config a trainer's own parser and config make of ``argv``, "") or (None, the
+    one line that refuses it: argparse's usage error, or the config's)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    add_arguments(parser)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return config_from_args(parser.parse_args(list(argv))), ""
+    except SystemExit:  # argparse's usage error is its last line; -h ends it with none (help on stdout)
+        lines = err.getvalue().strip().splitlines()
+        return None, lines[-1] if lines else "the training's flags end its parser without a run (-h, --help?)"
+    except IrstdError as exc:
+        return None, str(exc)
 
 
-def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
-                     carry: Sequence[Path] | None) -> list[str]:
+def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path | None,
+                     carry: Sequence[Path]) -> list[str]:
     """``IRSTD_GPU_TRAIN_CONFIG``'s run as ``irstd train`` reads it, and its inputs: the GPU
     trainer's knobs set beside it, the start and teacher checkpoints, the mined files, and
-    each source's folder or pack group; with ``carry`` (here) also whether each pack travels."""
+    each source's folder or pack group; with ``tree`` (here) also whether each of them travels
+    (in the tree or ``carry``)."""
     from irstd_ros.data.mixture import SourceSpec
     from irstd_ros.data.pack import Pack
     from irstd_ros.training.train import add_arguments, config_from_args
 
     problems = [f"{k} does not apply with IRSTD_GPU_TRAIN_CONFIG (irstd train's recipe sets it)"
                 for k in GPU_TRAINER_KNOBS if environ.get(k, "") not in KNOB_UNSET.get(k, ("",))]
-    parser = argparse.ArgumentParser(prog="irstd train")
-    add_arguments(parser)
-    err = io.StringIO()
+    cfg, problem = _parsed("irstd train", add_arguments, config_from_args, train_argv)
+    if cfg is None:
+        return [*problems, problem]
     try:
-        with contextlib.redirect_stderr(err):
-            cfg = config_from_args(parser.parse_args(list(train_argv)))
         specs = [SourceSpec.from_dict(d) for d in cfg.sources]
-    except SystemExit:
-        return [*problems, _usage_line(err.getvalue())]
     except IrstdError as exc:
         return [*problems, str(exc)]
     if not specs:
@@ -249,14 +255,14 @@ def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
     files = [("--init", cfg.init), *(("teacher", t) for t in path_tuple(cfg.teacher))]
     for spec in specs:
         files += [("teacher", t) for t in spec.teacher or ()] + [("hard", h) for h in spec.hard]
-    travelling = travelling_files(Path.cwd(), carry) if carry is not None else None
+    travelling = travelling_files(tree, carry) if tree is not None else None
     for what, path in dict.fromkeys(files):
         if path is not None and not Path(path).is_file():
             problems.append(f"{what} {path}: no such file (name it in carry unless git tracks it)")
         elif path is not None and travelling is not None and Path(path).resolve() not in travelling:
             problems.append(f"{what} {path} would not travel (ignored by git and not carried); "
                             "commit it or copy it into the tree")
-    carried = {Path(c).resolve() for c in carry or ()}
+    carried = {(tree / c).resolve() for c in carry} if tree is not None else set()
     for spec in specs:
         root = Path(spec.root)
         if root.suffix.lower() != ".npz":
@@ -265,7 +271,7 @@ def _recipe_problems(environ: Mapping[str, str], train_argv: Sequence[str],
             problems.append(f"source {root}: no such pack (make it with irstd pack and carry it)")
         else:
             line = f"source {root} is not carried (IRSTD_GPU_PACK={root} carries it)"
-            if carry is not None and root.resolve() not in carried and line not in problems:
+            if tree is not None and root.resolve() not in carried and line not in problems:
                 problems.append(line)  # once for the sources that share a pack
             try:
                 with Pack(root) as pack:
@@ -281,16 +287,9 @@ def _training_problems(train_argv: Sequence[str]) -> list[str]:
     from irstd_ros.data.pack import Pack
     from irstd_ros.training.gpu import add_arguments, config_from_args
 
-    parser = argparse.ArgumentParser(prog="train")
-    add_arguments(parser)
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            cfg = config_from_args(parser.parse_args(list(train_argv)))
-    except SystemExit:  # argparse's usage error: its last line says what
-        return [_usage_line(err.getvalue())]
-    except IrstdError as exc:
-        return [str(exc)]
+    cfg, problem = _parsed("train", add_arguments, config_from_args, train_argv)
+    if cfg is None:
+        return [problem]
     problems = []
     if cfg.init is not None and not cfg.init.is_file():
         problems.append(f"IRSTD_GPU_INIT {cfg.init}: no such file (name it in carry)")
