@@ -119,9 +119,7 @@ def source_items(spec: SourceSpec) -> list[Item]:
 
         if not spec.split:
             raise ConfigError(f"data source {spec.root} is a pack: its split names the group to read")
-        with Pack(spec.root) as pack:
-            if spec.split not in pack.groups:
-                raise ConfigError(f"data source {spec.root}: no group {spec.split!r}; it has {', '.join(pack.groups)}")
+        with Pack(spec.root) as pack:  # a group it lacks: its own error, naming those it has
             return pack.items(spec.split)
     return IRSTDDataset(find_pairs(DatasetSpec(spec.root, spec.split, spec.mask_suffix))).items
 

@@ -61,10 +61,8 @@ class Teachers:
         logits 0 and mask 0; each checkpoint runs only on the samples that use it.
         """
         if self.uniform is not None:
-            with torch.no_grad():
-                total = self.models[self.uniform[0]](img).float()
-                for path in self.uniform[1:]:
-                    total = total + self.models[path](img).float()
+            with torch.no_grad():  # a checkpoint named twice runs once and counts twice
+                total = sum(self.models[p](img).float() * self.uniform.count(p) for p in dict.fromkeys(self.uniform))
             return total / len(self.uniform), torch.ones(img.shape[0], dtype=torch.float32, device=img.device)
         total = torch.zeros((img.shape[0], 1, *img.shape[2:]), dtype=torch.float32, device=img.device)
         count = torch.zeros(img.shape[0], dtype=torch.float32, device=img.device)

@@ -16,7 +16,7 @@ from irstd_ros.data.mixture import (
     load_hard_examples,
 )
 from irstd_ros.data.transforms import point_crop
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import ConfigError, DatasetError
 
 SIZE = (96, 128)
 CROP = 32
@@ -261,7 +261,7 @@ def test_a_pack_group_is_a_source_with_the_folder_s_frames_and_hard_places(tmp_p
     spec = SourceSpec.from_dict({"root": str(pack), "split": "mine", "hard": str(hard), "hard_prob": 0.5})
     mix = MixtureSamples.from_specs([spec], CROP, 8, InputNorm(kind="robust"))
     assert mix.sources[0].hard == ((2, 10.0, 20.0),)  # matched by stem, as in the folder
-    with pytest.raises(ConfigError, match="no group 'theirs'; it has mine"):
+    with pytest.raises(DatasetError, match="no group 'theirs'; it has: mine"):
         source_items(SourceSpec.from_dict({"root": str(pack), "split": "theirs"}))
     with pytest.raises(ConfigError, match="its split names the group"):
         source_items(SourceSpec.from_dict({"root": str(pack), "split": None}))
