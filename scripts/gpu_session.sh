@@ -75,8 +75,7 @@ if [[ "$CHECK" == 0 ]]; then
     rm -rf "$WORK"
     mkdir -p "$OUT" "$LOGS"
     # this script's own results of an earlier run (a kept $OUT here) must not pass for this run's
-    rm -f "$OUT"/summary.json "$OUT"/bench.json "$OUT"/logs.tar.gz "$OUT"/model_fp16.safetensors.part* \
-        "$OUT"/model.safetensors.part* "$OUT"/last.safetensors.part*
+    "$PYTHON" -m irstd_ros.tools.gpu_session clear-results --out "$OUT"
 fi
 
 # Extra pure-Python wheels (scripts/gpu_wheels.sh; carried as .whl): installed aside, never over torch.
@@ -220,12 +219,7 @@ fi
 # results: the FP16 checkpoint (irstd train's: the FP32 one) in parts of <= 15 MiB, the logs,
 # the summary (<= 8 files in all)
 # (last.safetensors: a run the time limit killed before its final save; the raw weights)
-for f in model_fp16.safetensors model.safetensors last.safetensors; do
-    if [[ -f "$WORK/train/$f" ]]; then
-        "$PYTHON" -m irstd_ros.tools.gpu_session split "$WORK/train/$f" --out "$OUT" >/dev/null
-        break
-    fi
-done
+"$PYTHON" -m irstd_ros.tools.gpu_session return-checkpoint --run "$WORK/train" --out "$OUT" >/dev/null
 cp "$WORK/train/history.json" "$WORK/train/summary.json" "$LOGS/" 2>/dev/null
 cp "$WORK/env.json" "$WORK/steps.tsv" "$LOGS/" 2>/dev/null
 tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs

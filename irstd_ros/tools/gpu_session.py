@@ -172,6 +172,23 @@ def split_file(path: Path, out_dir: Path, part_bytes: int = PART_BYTES) -> list[
     return parts
 
 
+def clear_results(out: Path) -> None:
+    """Remove an earlier call's results from a kept ``out``: they must not pass for this call's."""
+    for name in ("summary.json", "bench.json", "logs.tar.gz"):
+        (out / name).unlink(missing_ok=True)
+    for name in CHECKPOINT_NAMES:
+        for part in out.glob(f"{name}.part*"):
+            part.unlink()
+
+
+def return_checkpoint(run: Path, out: Path, part_bytes: int = PART_BYTES) -> list[Path]:
+    """The run's checkpoint by preference (:data:`CHECKPOINT_NAMES`) in parts under ``out``; [] if none."""
+    for name in CHECKPOINT_NAMES:
+        if (run / name).is_file():
+            return split_file(run / name, out, part_bytes)
+    return []
+
+
 def preflight(environ: Mapping[str, str], train_argv: Sequence[str], tree: Path | None = None,
               carry: Sequence[Path] = (), trainer: str = "gpu") -> list[str]:
     """What would waste the device call, one line each (none: go): ``IRSTD_GPU_*`` names
@@ -493,6 +510,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("file", type=Path)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--part-bytes", type=int, default=int(os.environ.get("IRSTD_GPU_PART_BYTES", PART_BYTES)))
+    r = sub.add_parser("return-checkpoint", help="the run's checkpoint, by preference, in parts")
+    r.add_argument("--run", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--part-bytes", type=int, default=int(os.environ.get("IRSTD_GPU_PART_BYTES", PART_BYTES)))
+    c = sub.add_parser("clear-results", help="remove an earlier call's results from a kept --out")
+    c.add_argument("--out", type=Path, required=True)
     m = sub.add_parser("summarize")
     m.add_argument("--work", type=Path, required=True)
     m.add_argument("--out", type=Path, required=True)
@@ -528,6 +551,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "split":
         parts = split_file(args.file, args.out, args.part_bytes)
         print(json.dumps([str(x) for x in parts]))
+        return 0
+    if args.cmd == "return-checkpoint":
+        parts = return_checkpoint(args.run, args.out, args.part_bytes)
+        print(json.dumps([str(x) for x in parts]))
+        return 0
+    if args.cmd == "clear-results":
+        clear_results(args.out)
         return 0
     summary = summarize(args.work, args.out, args.dry_run, args.pack, os.environ, args.tree)
     print(json.dumps({k: summary[k] for k in ("steps", "pytest_gpu", "checkpoint")}, indent=1))

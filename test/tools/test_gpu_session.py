@@ -15,7 +15,13 @@ import pytest
 
 from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from irstd_ros.models import build_model, named_config
-from irstd_ros.tools.gpu_session import preflight, source_record
+from irstd_ros.tools.gpu_session import (
+    CHECKPOINT_NAMES,
+    clear_results,
+    preflight,
+    return_checkpoint,
+    source_record,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_session.sh"
@@ -368,3 +374,21 @@ def test_preflight_reads_irstd_train_s_recipe_and_its_sources(tmp_path):
     assert teacher == f"teacher {tmp_path / 'teacher.safetensors'} would not travel (ignored by git and not " \
                       "carried); commit it or copy it into the tree"
     assert uncarried == f"source {pack} is not carried (IRSTD_GPU_PACK={pack} carries it)"
+
+
+def test_the_returned_checkpoint_is_the_preferred_one_and_old_results_are_cleared(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "out"
+    run.mkdir()
+    assert return_checkpoint(run, out) == []
+    for k, name in enumerate(reversed(CHECKPOINT_NAMES)):  # last first: preference, not order
+        (run / name).write_bytes(bytes([k]) * 10)
+    parts = return_checkpoint(run, out, part_bytes=4)
+    assert [p.name for p in parts] == [f"{CHECKPOINT_NAMES[0]}.part{k:02d}" for k in range(3)]
+    assert b"".join(p.read_bytes() for p in parts) == (run / CHECKPOINT_NAMES[0]).read_bytes()
+    (run / CHECKPOINT_NAMES[0]).unlink()
+    assert {p.name.split(".part")[0] for p in return_checkpoint(run, out)} == {CHECKPOINT_NAMES[1]}
+    for name in ("summary.json", "bench.json", "logs.tar.gz"):
+        (out / name).write_text("old")
+    (out / "keep.txt").write_text("not ours")
+    clear_results(out)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
