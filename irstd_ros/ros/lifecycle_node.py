@@ -36,26 +36,24 @@ from typing import TYPE_CHECKING, Any
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import Image
 
-from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC
+from irstd_ros.core.constants import DIAGNOSTICS_TOPIC
 from irstd_ros.errors import IrstdError
 from irstd_ros.ros.health import PipelineStats
 from irstd_ros.ros.launch_args import AUTOSTART_FLAG, autostart_requested
 from irstd_ros.ros.node import (
-    CAMERA_INFO_QOS,
     PARAMS,
     build_detector,
     check_for_model,
     declare_parameters,
-    image_events,
-    image_input,
-    image_qos,
     log_ready,
     make_pipeline,
     read_parameters,
     run,
     stage_parameters,
+    start_inputs,
+    usage_text,
     warn_unknown_overrides,
 )
 from irstd_ros.ros.params import SPECS
@@ -154,16 +152,9 @@ class IrstdLifecycleNode(LifecycleNode):
             first_track_id=self._next_track_id,
         )
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
-        self.pipeline.start()
-        self.sub = self.create_subscription(
-            *image_input(self, self.params), self._on_image, image_qos(self.params),
-            event_callbacks=image_events(self.pipeline, self.params),
+        self.sub, self.camera_info_sub, self.diag_timer = start_inputs(
+            self, self.pipeline, self.params, self._on_image, self._publish_diagnostics
         )
-        self.camera_info_sub = self.create_subscription(
-            CameraInfo, CAMERA_INFO_INPUT, self.pipeline.on_camera_info, CAMERA_INFO_QOS
-        )
-        period = self.params["diagnostics.period"]
-        self.diag_timer = self.create_timer(period, self._publish_diagnostics) if period > 0 else None
         self._state = "inactive"
         log_ready(self, self.pipeline, self.params, self.sub.topic_name)
         return TransitionCallbackReturn.SUCCESS
@@ -285,8 +276,7 @@ model, activate starts processing, deactivate stops publishing, cleanup frees th
 
 
 def _usage() -> str:
-    rows = [f"  {p.name:28s} {p.default!r:>14}  {p.description}" for p in PARAMS]
-    return USAGE + "\n".join(rows)
+    return usage_text(USAGE)
 
 
 def _make_node(user_args: list[str]) -> IrstdLifecycleNode:

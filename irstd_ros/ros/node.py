@@ -296,6 +296,35 @@ def make_pipeline(
     )
 
 
+def start_inputs(
+    node: Node,
+    pipeline: FramePipeline,
+    params: dict[str, Any],
+    on_image: Callable[[Any], None],
+    on_diagnostics: Callable[[], None],
+) -> tuple[Any, Any, Any]:
+    """Start ``pipeline``'s worker, then subscribe the image input (to ``on_image``) and
+    ``camera_info``, and call ``on_diagnostics`` every ``diagnostics.period`` s (none at 0):
+    (image subscription, camera_info subscription, timer or None), both nodes' inputs."""
+    pipeline.start()
+    sub = node.create_subscription(
+        *image_input(node, params), on_image, image_qos(params),
+        event_callbacks=image_events(pipeline, params),
+    )
+    camera_info_sub = node.create_subscription(
+        CameraInfo, CAMERA_INFO_INPUT, pipeline.on_camera_info, CAMERA_INFO_QOS
+    )
+    period = params["diagnostics.period"]
+    timer = node.create_timer(period, on_diagnostics) if period > 0 else None
+    return sub, camera_info_sub, timer
+
+
+def usage_text(header: str) -> str:
+    """A node's ``--help``: ``header``, then one line per parameter."""
+    rows = [f"  {p.name:28s} {p.default!r:>14}  {p.description}" for p in PARAMS]
+    return header + "\n".join(rows)
+
+
 def log_ready(node: Node, pipeline: FramePipeline, p: dict[str, Any], topic: str) -> None:
     det = pipeline.detector
     assert det is not None
@@ -325,16 +354,9 @@ class IrstdNode(Node):
         self.pipeline = make_pipeline(self, detector, self.create_publisher, lambda: self.params)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.pipeline.start()
-        self.sub = self.create_subscription(
-            *image_input(self, self.params), self.pipeline.submit, image_qos(self.params),
-            event_callbacks=image_events(self.pipeline, self.params),
+        self.sub, self.camera_info_sub, self.diag_timer = start_inputs(
+            self, self.pipeline, self.params, self.pipeline.submit, self._publish_diagnostics
         )
-        self.camera_info_sub = self.create_subscription(
-            CameraInfo, CAMERA_INFO_INPUT, self.pipeline.on_camera_info, CAMERA_INFO_QOS
-        )
-        period = self.params["diagnostics.period"]
-        self.diag_timer = self.create_timer(period, self._publish_diagnostics) if period > 0 else None
         log_ready(self, self.pipeline, self.params, self.sub.topic_name)
 
     @property
@@ -383,8 +405,7 @@ optional 'overlay', and /diagnostics. Parameters:
 
 
 def _usage() -> str:
-    rows = [f"  {p.name:28s} {p.default!r:>14}  {p.description}" for p in PARAMS]
-    return USAGE + "\n".join(rows)
+    return usage_text(USAGE)
 
 
 def run(

@@ -74,7 +74,7 @@ from irstd_ros.data.transforms import pad_to
 from irstd_ros.errors import BackendError, ConfigError, DatasetError, IrstdError
 from irstd_ros.evaluation.metrics import MetricAccumulator
 from irstd_ros.models import build_model, named_config
-from irstd_ros.training.loss import distillation_loss, training_loss
+from irstd_ros.training.loss import training_loss
 from irstd_ros.training.teachers import Teachers
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
@@ -86,8 +86,10 @@ from irstd_ros.training.train import (
     _resume_tensors,
     check_resume,
     cwd_record,
+    distillation_term,
     init_from,
     mixture_options,
+    optimizer_step,
     read_config,
     resolve_device,
     transformed_start,
@@ -484,13 +486,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
                     teacher_logits, taught = teachers.logits(x, one_source[: x.shape[0]])
             loss = training_loss(cfg.loss, logits, m)
             if teachers is not None:
-                labels = m if cfg.distill_keep_labels else None
-                loss = loss + cfg.distill * distillation_loss(logits, teacher_logits, taught, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
+                loss = loss + distillation_term(cfg, logits, teacher_logits, taught, m)
+            optimizer_step(opt, loss, ema, model)
             loss_sum += loss.detach()
             n += 1
             step += 1

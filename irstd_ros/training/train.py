@@ -540,6 +540,32 @@ def weight_average(model: nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def distillation_term(
+    cfg: TrainConfig,
+    logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    taught: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """The loss's distillation term (both trainers): ``distill`` times
+    :func:`~irstd_ros.training.loss.distillation_loss` on the ``taught`` samples, the
+    teacher raised to the labels ``mask`` with ``distill_keep_labels``."""
+    labels = mask if cfg.distill_keep_labels else None
+    return cfg.distill * distillation_loss(logits, teacher_logits, taught, labels)
+
+
+def optimizer_step(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, ema: AveragedModel | None, model: nn.Module
+) -> None:
+    """One training step's update (both trainers): ``loss``'s gradients, the optimizer's
+    step, then the weight average (``ema``, when kept) of ``model``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if ema is not None:
+        ema.update_parameters(model)
+
+
 def _resume_tensors(opt: torch.optim.Optimizer, ema: AveragedModel | None) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors beside the weights: the optimizer's state and the average's."""
     out = _opt_tensors(opt)
@@ -866,13 +892,8 @@ def train(cfg: TrainConfig) -> Path:
                 )
                 loss = loss + cfg.consistency * consistency_loss(logits, other, region)
             if teachers:
-                labels = mask if cfg.distill_keep_labels else None
-                loss = loss + cfg.distill * distillation_loss(logits, teacher_logits, taught, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
+                loss = loss + distillation_term(cfg, logits, teacher_logits, taught, mask)
+            optimizer_step(opt, loss, ema, model)
             step += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")

@@ -601,15 +601,15 @@ def test_the_final_evaluation_refuses_nan_probabilities():
 def test_a_teacher_is_distilled_on_every_sample(tmp_path, pack, monkeypatch):
     """``teacher`` (one or several checkpoints): their mean logits on each batch join the
     loss as irstd train distils them; a teacher of other inputs is refused before a step."""
-    from irstd_ros.training import gpu as gpu_module
+    from irstd_ros.training import train as train_module  # the distillation term's home
 
     teacher = tmp_path / "teacher.safetensors"
     base = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1, eval_group="", out=tmp_path / "t"))
     norm = load_checkpoint(base["model"])[1].norm
     save_checkpoint(teacher, build_model(named_config("tiny")), CheckpointInfo(named_config("tiny"), norm=norm))
     seen = []
-    real = gpu_module.distillation_loss
-    monkeypatch.setattr(gpu_module, "distillation_loss",
+    real = train_module.distillation_loss
+    monkeypatch.setattr(train_module, "distillation_loss",
                         lambda *a: seen.append((a[0].shape, a[1].shape, a[2].tolist(), a[3])) or real(*a))
     summary = train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1, eval_group="", teacher=[teacher, teacher],
                              distill=0.5, distill_keep_labels=True))

@@ -1,5 +1,6 @@
-"""What the GPU backends (``cuda``, ``tensorrt``) share: staging, device pre/post-processing,
-the predict tail, and keeping the SGEM attention in FP32 under reduced precision.
+"""What the GPU backends (``cuda``, ``tensorrt``) share: their device, staging, device
+pre/post-processing, the predict tail, and keeping the SGEM attention in FP32 under reduced
+precision.
 
 Each GPU backend implements ``_prob(frame) -> (H, W) probabilities on the device`` and gets
 ``predict`` / ``predict_mask`` from :class:`CudaPredictMixin`: the frame goes up through one
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.errors import BackendError
 from irstd_ros.inference.preprocess import crop_to, pad_to_stride
 from irstd_ros.models.blocks import SGEM
 
@@ -86,6 +88,13 @@ def lru_get(
                 evict(dropped)
     cache.move_to_end(key)
     return value
+
+
+def current_cuda_device(backend: str) -> torch.device:
+    """The current CUDA device, on which GPU ``backend`` runs; BackendError without one."""
+    if not torch.cuda.is_available():
+        raise BackendError(f"{backend} backend: no CUDA device (torch.cuda.is_available() is False)")
+    return torch.device("cuda", torch.cuda.current_device())
 
 
 def cuda_device_name(device: torch.device) -> str:

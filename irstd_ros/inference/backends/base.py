@@ -16,7 +16,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from irstd_ros.errors import BackendError
 from irstd_ros.inference.preprocess import crop_to, pad_to_stride
+
+CPU_REQUIREMENTS = "requirements/backends-cpu.txt"  # the CPU backends' optional packages
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,12 @@ class Backend(Protocol):
     def describe(self) -> dict[str, object]:
         """What runs where (for logs, diagnostics and the benchmark)."""
         ...
+
+
+def not_installed(package: str, exc: ImportError) -> BackendError:
+    """The error of a CPU backend whose optional ``package`` does not import (raise it
+    ``from None``): what failed and where the requirement is listed."""
+    return BackendError(f"{package} is not installed ({exc}); see {CPU_REQUIREMENTS}")
 
 
 def prepare_input(frame: np.ndarray, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:

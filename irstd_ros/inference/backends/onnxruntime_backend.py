@@ -22,7 +22,7 @@ import numpy as np
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import crop_to, network_input
 from irstd_ros.errors import BackendError
-from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.backends.base import BackendOptions, not_installed
 
 if TYPE_CHECKING:
     from torch import nn
@@ -72,7 +72,7 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendError(f"onnxruntime is not installed ({exc}); see requirements/backends-cpu.txt") from None
+            raise not_installed("onnxruntime", exc) from None
         self.options = options or BackendOptions()
         self.info = info
         if onnx_path is None:

@@ -36,7 +36,7 @@ import numpy as np
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import crop_to, network_input
 from irstd_ros.errors import BackendError
-from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.backends.base import BackendOptions, not_installed
 
 if TYPE_CHECKING:
     from torch import nn
@@ -87,7 +87,7 @@ class OpenVINOBackend:
         try:
             import openvino as ov
         except ImportError as exc:
-            raise BackendError(f"openvino is not installed ({exc}); see requirements/backends-cpu.txt") from None
+            raise not_installed("openvino", exc) from None
         if precision not in PRECISION_HINTS:
             raise BackendError(f"openvino precision {precision!r}; valid: {', '.join(PRECISION_HINTS)}")
         if precision == "bf16" and not cpu_has_native_bf16():

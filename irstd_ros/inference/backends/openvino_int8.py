@@ -63,7 +63,7 @@ from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import network_input
 from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.errors import BackendError
-from irstd_ros.inference.backends.base import BackendOptions
+from irstd_ros.inference.backends.base import CPU_REQUIREMENTS, BackendOptions, not_installed
 from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
 
 if TYPE_CHECKING:
@@ -418,7 +418,7 @@ def quantize_ir(
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
         from nncf.quantization.range_estimator import RangeEstimatorParametersSet
     except ImportError as exc:
-        raise BackendError(f"INT8 quantisation needs nncf and openvino ({exc}); see requirements/backends-cpu.txt") from None
+        raise BackendError(f"INT8 quantisation needs nncf and openvino ({exc}); see {CPU_REQUIREMENTS}") from None
     if not calibration:
         raise BackendError("INT8 quantisation needs at least one calibration frame")
     from irstd_ros.inference.backends.graph_export import atomic_ir
@@ -519,7 +519,7 @@ def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
     try:
         import openvino  # noqa: F401
     except ImportError as exc:
-        raise BackendError(f"openvino is not installed ({exc}); see requirements/backends-cpu.txt") from None
+        raise not_installed("openvino", exc) from None
     from irstd_ros.inference.backends.fingerprint import load_fingerprint
 
     path, digest = int8_path(model, info, options)

@@ -40,7 +40,7 @@ from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.errors import BackendError, ConfigError
-from irstd_ros.inference.backends.base import Backend, BackendOptions
+from irstd_ros.inference.backends.base import CPU_REQUIREMENTS, Backend, BackendOptions
 
 if TYPE_CHECKING:
     from irstd_ros.inference.backends.openvino_int8 import RecordedSpeed
@@ -184,7 +184,7 @@ def unavailable_reason(name: str) -> str | None:
         except Exception as exc:  # noqa: BLE001 - any failure means "not here"
             return f"torch_tensorrt unavailable ({type(exc).__name__}: {exc})"
     if name in _MODULES and importlib.util.find_spec(_MODULES[name]) is None:
-        return f"{_MODULES[name]} not installed (requirements/backends-cpu.txt)"
+        return f"{_MODULES[name]} not installed ({CPU_REQUIREMENTS})"
     if name == "openvino-bf16":
         from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
 

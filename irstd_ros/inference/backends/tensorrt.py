@@ -56,6 +56,7 @@ from irstd_ros.inference.backends._cuda import (
     CudaPredictMixin,
     StagingBuffers,
     cuda_device_name,
+    current_cuda_device,
     gpu_postprocess,
     gpu_preprocess,
     keep_sgem_fp32,
@@ -358,13 +359,11 @@ class TensorRTBackend(CudaPredictMixin):
         trt: Any = None,
     ) -> None:
         self.trt = trt or import_torch_tensorrt()
-        if not torch.cuda.is_available():
-            raise BackendError("tensorrt backend: no CUDA device (torch.cuda.is_available() is False)")
+        self.torch_device = current_cuda_device(self.name)
         self.options = options or BackendOptions()
         self.info = info
         self.stride = info.model.stride
         self.min_hw = (MIN_BLOCKS * self.stride, MIN_BLOCKS * self.stride)
-        self.torch_device = torch.device("cuda", torch.cuda.current_device())
         self.device = cuda_device_name(self.torch_device)
         self.plan = precision_plan(self.options.precision, str(self.trt.__version__))
         self.digest = weights_digest(model, info)

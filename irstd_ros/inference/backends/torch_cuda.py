@@ -45,6 +45,7 @@ from irstd_ros.inference.backends._cuda import (
     CudaPredictMixin,
     StagingBuffers,
     cuda_device_name,
+    current_cuda_device,
     gpu_postprocess,
     gpu_preprocess,
     keep_sgem_fp32,
@@ -95,9 +96,7 @@ class TorchCUDABackend(CudaPredictMixin):
                 f"cuda precision {self.options.precision!r}; valid: {', '.join(PRECISIONS)}"
             )
         if device is None:
-            if not torch.cuda.is_available():
-                raise BackendError("cuda backend: no CUDA device (torch.cuda.is_available() is False)")
-            self.torch_device = torch.device("cuda", torch.cuda.current_device())
+            self.torch_device = current_cuda_device(self.name)
             self.device = cuda_device_name(self.torch_device)
         else:
             self.torch_device = torch.device(device)
