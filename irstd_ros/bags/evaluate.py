@@ -49,7 +49,6 @@ from irstd_ros.bags.io import (
     FRAME_TYPES,
     IMAGE_TOPIC,
     IMAGE_TYPE,
-    NS_PER_S,
     TARGETS_TYPE,
     TRUTH_MASK_TOPIC,
     TRUTH_TARGETS_TOPIC,
@@ -60,7 +59,6 @@ from irstd_ros.bags.io import (
     boxes_from_targets,
     detections_msg,
     image_msg,
-    stamp_ns,
     targets_msg,
 )
 from irstd_ros.bags.rosutil import cdr_header_stamp
@@ -73,6 +71,7 @@ from irstd_ros.core.constants import (
     TRACKS_TOPIC,
 )
 from irstd_ros.core.paths import atomic_path, write_text_atomic
+from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError

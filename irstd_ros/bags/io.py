@@ -38,6 +38,7 @@ from rosbags.typesys.store import Typestore
 
 from irstd_ros.bags.typestore import reading_typestore, register_bag_types, typestore
 from irstd_ros.core.constants import DETECTION_OUTPUTS
+from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.targets import BoxCentre
 from irstd_ros.errors import BagError, ImageConversionError
 from irstd_ros.ros.messages import detections_array, targets_array
@@ -56,7 +57,6 @@ TARGETS_TYPE = "irstd_ros/msg/TargetArray"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION: Literal[8] = 8  # rosbag2 metadata version of Jazzy; Kilted reads it too
 DEFAULT_QOS_DEPTH = 10
-NS_PER_S = 1_000_000_000
 SEQUENCE_KEY = "irstd_ros.sequence"  # custom_data entry: the generator's config (JSON)
 # what rosbags' readers raise on a damaged file besides ReaderError (measured by flipping
 # and cutting bytes of MCAP and sqlite3 files: a name that is no UTF-8, a cut header, a
@@ -163,11 +163,6 @@ def qos_profile(reliable: bool = True, depth: int = DEFAULT_QOS_DEPTH) -> Qos:
         liveliness_lease_duration=QosTime(0, 0),
         avoid_ros_namespace_conventions=False,
     )
-
-
-def stamp_ns(header: Any) -> int:
-    """A header's stamp in nanoseconds."""
-    return int(header.stamp.sec) * NS_PER_S + int(header.stamp.nanosec)
 
 
 class BagWriter:

@@ -23,16 +23,15 @@ from irstd_ros.bags.evaluate import find_output_topics, read_output_boxes
 from irstd_ros.bags.io import (
     FRAME_TYPES,
     IMAGE_TOPIC,
-    NS_PER_S,
     TRUTH_TARGETS_TOPIC,
     BagReader,
     Box,
     boxes_from_detections,
-    stamp_ns,
 )
 from irstd_ros.bags.rosutil import cdr_header_stamp
 from irstd_ros.core.overlay import TRAIL_POINTS, draw_overlay
 from irstd_ros.core.paths import atomic_path
+from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.errors import BagError, ConfigError
 
 log = logging.getLogger(__name__)

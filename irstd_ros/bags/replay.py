@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from irstd_ros.bags.io import IMAGE_TOPIC, NS_PER_S, BagReader
+from irstd_ros.bags.io import IMAGE_TOPIC, BagReader
 from irstd_ros.bags.rosutil import (
     cdr_header_stamp,
     import_message_type,
@@ -32,6 +32,7 @@ from irstd_ros.bags.rosutil import (
     ros_ok,
     ros_session,
 )
+from irstd_ros.core.stamps import NS_PER_S
 from irstd_ros.errors import BagError, ConfigError
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from rosbags.interfaces import (
     QosTime,
 )
 
+from irstd_ros.core.stamps import NS_PER_S
 from irstd_ros.errors import BagError
 
 QOS_CHOICES = ("reliable", "best_effort")
@@ -54,7 +55,7 @@ def cdr_header_stamp(raw: bytes | memoryview) -> int | None:
         return None
     endian = CDR_PLAIN_IDS[raw[1]]
     sec, nanosec = struct.unpack_from(endian + "iI", raw, CDR_HEADER_BYTES)
-    return sec * 1_000_000_000 + nanosec
+    return sec * NS_PER_S + nanosec
 
 
 def make_qos(reliability: str, depth: int) -> Any:
@@ -77,7 +78,7 @@ def make_qos(reliability: str, depth: int) -> Any:
 
 def _qos_time(duration: Any) -> QosTime:
     ns = int(duration.nanoseconds)
-    return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+    return QosTime(ns // NS_PER_S, ns % NS_PER_S)
 
 
 def to_bag_qos(profile: Any) -> Qos:

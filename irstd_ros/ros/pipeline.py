@@ -67,6 +67,7 @@ from irstd_ros.core.constants import (
 )
 from irstd_ros.core.normalization import ScalingConfig
 from irstd_ros.core.overlay import TRAIL_POINTS
+from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.statistics import format_number
 from irstd_ros.core.targets import PostprocessConfig, Target
 from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError, IrstdError
@@ -89,7 +90,6 @@ if TYPE_CHECKING:
 MESSAGE_TYPES = rclpy_types()  # the output message classes, by full type name
 WARN_PERIOD_S = 5.0  # at most one warning per error kind in this period
 OUTPUT_QOS_DEPTH = 10
-NS_PER_S = 1_000_000_000
 # a stamp on this many frames in a row does not advance: they are timed by their arrival
 # (fewer: the same instant, e.g. a frame published twice)
 FROZEN_STAMP_FRAMES = 3
@@ -169,10 +169,6 @@ def subscribed(publisher: Publisher) -> bool:
     overlay alone costs 5-10 ms a 640x512 frame, the messages of 100 targets a few ms."""
     count = getattr(publisher, "get_subscription_count", None)
     return count is None or count() > 0
-
-
-def stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * NS_PER_S + int(header.stamp.nanosec)
 
 
 def _live_ms(now_ns: int, stamp: int) -> float | None:

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from irstd_ros.core.stamps import NS_PER_S
 from irstd_ros.errors import ConfigError
 from irstd_ros.sim.clutter import flickers_by_frame, plan_flicker
 from irstd_ros.sim.scenes import SCENES, make_scene
@@ -61,7 +62,6 @@ MAX_8BIT, MAX_16BIT = 255, 65535
 VIGNETTING = 0.06  # relative radiance loss in the corners
 ROW_FPN_RATIO = 0.4  # row offsets std relative to the column offsets std
 DEFAULT_START_NS = 1_735_689_600 * 1_000_000_000  # 2025-01-01T00:00:00Z, first frame stamp
-NS_PER_S = 1_000_000_000
 MIN_SIZE_PX, MAX_SIZE_PX = 16, 8192
 BIT_DEPTHS = (8, 16)
 # Upper bounds (validate): what a stamp, a frame and the planned sequence can hold.

@@ -50,6 +50,7 @@ import numpy as np
 
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import non_negative_float, parse_size, positive_float, size_arg
+from irstd_ros.core.stamps import stamp_ns
 from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.inference.resources import cpu_model
@@ -219,7 +220,7 @@ class Peer:
 
     def _on_det(self, msg: Any) -> None:
         arrival = time.time_ns()
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp = stamp_ns(msg.header)
         self.answers.append((stamp, arrival))
 
     def _on_diag(self, msg: Any) -> None:

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from irstd_ros.core.stamps import NS_PER_S
 from irstd_ros.core.statistics import ratio
 
-NS_PER_S = 1_000_000_000
 DEFAULT_MATCH_PX = 5.0
 DEFAULT_WARMUP_S = 1.0
 FALSE_TRACK_MATCHED_FRACTION = 0.5

@@ -206,7 +206,8 @@ def test_fps_beyond_a_1_ns_period_or_the_stamp_range_is_refused_naming_the_range
 
 
 def test_fps_at_the_bounds_gives_distinct_stamps_within_the_stamp_range():
-    from irstd_ros.sim.sequence import MAX_FPS, NS_PER_S, STAMP_LIMIT_NS
+    from irstd_ros.core.stamps import NS_PER_S
+    from irstd_ros.sim.sequence import MAX_FPS, STAMP_LIMIT_NS
 
     fast = replace(SMALL, fps=MAX_FPS)
     fast.validate()
