@@ -75,7 +75,8 @@ if [[ "$CHECK" == 0 ]]; then
     rm -rf "$WORK"
     mkdir -p "$OUT" "$LOGS"
     # this script's own results of an earlier run (a kept $OUT here) must not pass for this run's
-    "$PYTHON" -m irstd_ros.tools.gpu_session clear-results --out "$OUT"
+    "$PYTHON" -m irstd_ros.tools.gpu_session clear-results --out "$OUT" \
+        || { echo "gpu_session: could not clear an earlier call's results from $OUT" >&2; exit 2; }
 fi
 
 # Extra pure-Python wheels (scripts/gpu_wheels.sh; carried as .whl): installed aside, never over torch.

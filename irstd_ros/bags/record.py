@@ -22,6 +22,7 @@ from typing import Any
 from irstd_ros.bags.io import OUTPUT_TOPICS, BagWriter, qos_profile
 from irstd_ros.bags.replay import check_topic_name
 from irstd_ros.bags.rosutil import import_message_type, make_qos, ros_ok, ros_session, to_bag_qos
+from irstd_ros.core.stamps import NS_PER_S
 from irstd_ros.errors import BagError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ def _wait(
         if cfg.max_messages is not None and n >= cfg.max_messages:
             return "max_messages"
         if cfg.idle_timeout is not None and rec.last_ns is not None:
-            if (time.time_ns() - rec.last_ns) / 1e9 >= cfg.idle_timeout:
+            if (time.time_ns() - rec.last_ns) / NS_PER_S >= cfg.idle_timeout:
                 return "idle"
         nothing_found = len(rec.missing) == len(rec.topics)
         if nothing_found and now - t0 >= cfg.discovery_timeout:

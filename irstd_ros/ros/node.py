@@ -60,6 +60,9 @@ from irstd_ros.ros.pipeline import OUTPUT_QOS_DEPTH, FramePipeline, create_outpu
 from irstd_ros.tracking import CameraModel
 
 if TYPE_CHECKING:  # loaded by build_detector(), after the process environment is set
+    from rclpy.subscription import Subscription
+    from rclpy.timer import Timer
+
     from irstd_ros.checkpoint import CheckpointInfo
     from irstd_ros.inference.detector import Detector
 
@@ -302,21 +305,29 @@ def start_inputs(
     params: dict[str, Any],
     on_image: Callable[[Any], None],
     on_diagnostics: Callable[[], None],
-) -> tuple[Any, Any, Any]:
+) -> tuple[Subscription[Any], Subscription[CameraInfo], Timer | None]:
     """Start ``pipeline``'s worker, then subscribe the image input (to ``on_image``) and
     ``camera_info``, and call ``on_diagnostics`` every ``diagnostics.period`` s (none at 0):
-    (image subscription, camera_info subscription, timer or None), both nodes' inputs."""
+    (image subscription, camera_info subscription, timer or None), both nodes' inputs.
+    When a later one fails, the subscriptions made before it are destroyed again (a
+    lifecycle node's failed ``configure`` leaves none behind); the worker is the caller's."""
     pipeline.start()
-    sub = node.create_subscription(
-        *image_input(node, params), on_image, image_qos(params),
-        event_callbacks=image_events(pipeline, params),
-    )
-    camera_info_sub = node.create_subscription(
-        CameraInfo, CAMERA_INFO_INPUT, pipeline.on_camera_info, CAMERA_INFO_QOS
-    )
-    period = params["diagnostics.period"]
-    timer = node.create_timer(period, on_diagnostics) if period > 0 else None
-    return sub, camera_info_sub, timer
+    made: list[Subscription[Any]] = []
+    try:
+        made.append(node.create_subscription(
+            *image_input(node, params), on_image, image_qos(params),
+            event_callbacks=image_events(pipeline, params),
+        ))
+        made.append(node.create_subscription(
+            CameraInfo, CAMERA_INFO_INPUT, pipeline.on_camera_info, CAMERA_INFO_QOS
+        ))
+        period = params["diagnostics.period"]
+        timer = node.create_timer(period, on_diagnostics) if period > 0 else None
+    except BaseException:
+        for sub in made:
+            node.destroy_subscription(sub)
+        raise
+    return made[0], made[1], timer
 
 
 def usage_text(header: str) -> str:

@@ -564,7 +564,7 @@ class FramePipeline:
             received = (self._clock_ns(), self._steady_ns())
         t_ns = self._tracker_ns(stamp_ns(header), received, frozen)
         tracks = self.tracker.update(
-            t_ns / 1e9, targets, image_size=size, candidates=candidates, gated=gated
+            t_ns / NS_PER_S, targets, image_size=size, candidates=candidates, gated=gated
         )
         if subscribed(self.outputs.tracks):
             self.outputs.tracks.publish(track_detections_array(MESSAGE_TYPES, header, tracks))

@@ -61,7 +61,7 @@ GAIN_16BIT = 16.0
 MAX_8BIT, MAX_16BIT = 255, 65535
 VIGNETTING = 0.06  # relative radiance loss in the corners
 ROW_FPN_RATIO = 0.4  # row offsets std relative to the column offsets std
-DEFAULT_START_NS = 1_735_689_600 * 1_000_000_000  # 2025-01-01T00:00:00Z, first frame stamp
+DEFAULT_START_NS = 1_735_689_600 * NS_PER_S  # 2025-01-01T00:00:00Z, first frame stamp
 MIN_SIZE_PX, MAX_SIZE_PX = 16, 8192
 BIT_DEPTHS = (8, 16)
 # Upper bounds (validate): what a stamp, a frame and the planned sequence can hold.

@@ -12,6 +12,8 @@ benchmark, paper-model training + evaluation); the script does the time-boxing.
   travels;
 * ``split``: a file into numbered parts of at most N bytes (files come back from the device
   at 16 MiB each at most); ``cat NAME.part* > NAME`` joins them;
+* ``return-checkpoint``: the training's checkpoint by preference (:data:`CHECKPOINT_NAMES`)
+  split so; ``clear-results``: an earlier call's results out of a kept ``$OUT``;
 * ``summarize``: the steps' exit codes and times, the benchmark, the training and
   evaluation results and the checkpoint parts into one ``summary.json``, with the source's
   fingerprint (:func:`source_record`: the device's copy has no git history, so ``--check``
@@ -509,11 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("split")
     s.add_argument("file", type=Path)
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--part-bytes", type=int, default=int(os.environ.get("IRSTD_GPU_PART_BYTES", PART_BYTES)))
+    s.add_argument("--part-bytes", type=int, default=os.environ.get("IRSTD_GPU_PART_BYTES", str(PART_BYTES)))
     r = sub.add_parser("return-checkpoint", help="the run's checkpoint, by preference, in parts")
     r.add_argument("--run", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--part-bytes", type=int, default=int(os.environ.get("IRSTD_GPU_PART_BYTES", PART_BYTES)))
+    r.add_argument("--part-bytes", type=int, default=os.environ.get("IRSTD_GPU_PART_BYTES", str(PART_BYTES)))
     c = sub.add_parser("clear-results", help="remove an earlier call's results from a kept --out")
     c.add_argument("--out", type=Path, required=True)
     m = sub.add_parser("summarize")

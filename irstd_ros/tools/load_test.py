@@ -50,7 +50,7 @@ import numpy as np
 
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import non_negative_float, parse_size, positive_float, size_arg
-from irstd_ros.core.stamps import stamp_ns
+from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.statistics import format_number, percentile
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.inference.resources import cpu_model
@@ -410,7 +410,7 @@ def run_load_test(
         },
         **window,
         "node_cpu_cores": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / elapsed,
-        "answers": [(round((a - t0_ns) / 1e9, 2), round((a - s) / 1e6, 1)) for s, a in answers],
+        "answers": [(round((a - t0_ns) / NS_PER_S, 2), round((a - s) / 1e6, 1)) for s, a in answers],
         "rss_mib": {
             "after_warmup": float(np.median(rss_start)) if rss_start else None,
             "end": float(np.median(rss_end)) if rss_end else None,

@@ -23,10 +23,10 @@ from irstd_ros.bags.io import (
     boxes_from_detections,
     boxes_from_targets,
     detections_msg,
-    stamp_ns,
     targets_msg,
 )
 from irstd_ros.bags.typestore import find_msg_dir, typestore
+from irstd_ros.core.stamps import stamp_ns
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError
 from irstd_ros.ros.conversions import image_to_array

@@ -447,3 +447,29 @@ def test_unknown_parameter_overrides_are_named_at_start(rclpy_context, monkeypat
         assert "did you mean detection.max_detections" in warned[0]
     finally:
         node.close()
+
+
+def test_a_configure_failing_after_the_subscriptions_leaves_none_behind(rclpy_context, monkeypatch):
+    """A configure that fails once its inputs are subscribed (here: the diagnostics timer)
+    destroys them again: a second configure has one image subscription, not two (each frame
+    would be processed twice, and the first pipeline kept alive by its camera_info one)."""
+    node = IrstdLifecycleNode(detector_factory=make_detector)
+    create_timer = node.create_timer
+    failures = iter([RuntimeError("timer refused")])
+
+    def timer_failing_once(*args, **kwargs):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return create_timer(*args, **kwargs)
+
+    monkeypatch.setattr(node, "create_timer", timer_failing_once)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.ERROR  # on_error: unconfigured
+        assert node.state_label == "unconfigured" and node.pipeline is None
+        assert [s.topic_name for s in node.subscriptions] == []
+        assert node.trigger_configure() == SUCCESS
+        topics = sorted(s.topic_name for s in node.subscriptions)
+        assert topics == ["/camera_info", "/image"]
+    finally:
+        node.close()
