@@ -305,7 +305,6 @@ MAX_CONFIG_DEPTH = 32  # levels of nested lists and mappings in a config file
 MAX_CONFIG_VALUES = 100_000  # values in one, each alias counted as what it stands for
 
 
-
 # irstd train's flags (cli/train.py adds the help; tools/gpu_session.py's preflight reads a
 # device call's flags through the same parser)
 FIELD_OPTIONS = (
