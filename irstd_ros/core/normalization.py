@@ -46,6 +46,10 @@ DEFAULT_KNEE = 4.0  # noise sigmas where asinh turns from linear to logarithmic
 DEFAULT_BACKGROUND = 32  # px, block of the local median background of new models
 BACKGROUND_SAMPLING = 2  # every 2nd row and column of a block enters its median
 FLOAT_FLOOR = 1e-6  # relative noise floor of noise-free float frames
+# float32's smallest normal number: a noise below it (denormal pixel noise, ~1e-45) is none
+# float32 can compute with, and its gain 1 / (knee * sigma) overflowed to inf (0 * inf: a
+# frame of NaN probabilities, answered as no target): such a frame is noise-free
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 # asinh's log form squares |z|: above this it would overflow float32 (max 3.4e38)
 ASINH_LOG_FORM_MAX = 1e18
 
@@ -201,7 +205,9 @@ def _row_sample(frame: np.ndarray) -> np.ndarray:
 
 
 def noise_sigma(frame: np.ndarray) -> float:
-    """Pixel noise of a single-channel frame, in its own units (see the module doc)."""
+    """Pixel noise of a single-channel frame, in its own units (see the module doc); a
+    noise-free frame's, or one below :data:`FLOAT32_TINY`, is :data:`FLOAT_FLOOR` times its
+    largest magnitude (at least 1), so it normalises to about 0."""
     rows = _row_sample(frame)
     step = _quantisation_step(frame.dtype)
     var = QUANTISATION_VARIANCE * step * step
@@ -209,7 +215,7 @@ def noise_sigma(frame: np.ndarray) -> float:
         rms = _trimmed_rms(rows)
         var += (rms / TRIM_RMS_FACTOR) ** 2 / 2.0  # a difference has twice the variance
     sigma = float(np.sqrt(var))
-    if sigma <= 0.0:  # a noise-free float frame
+    if sigma < FLOAT32_TINY:  # a noise-free float frame (or noise float32 cannot resolve)
         sigma = FLOAT_FLOOR * max(float(np.abs(frame).max(initial=0.0)), 1.0)
     return sigma
 

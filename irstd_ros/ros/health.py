@@ -22,6 +22,7 @@ NOT_MEASURED = "n/a"  # a diagnostics value with no samples yet (never a made-up
 STREAM_NOTICES = frozenset({
     "stamp_backwards", "stamp_not_advancing", "size_changed", "tracker_reset", "camera_info",
     "camera_info_mismatch", "camera_info_frame", "incompatible_qos", "frame_id_changed",
+    "stamp_future",
 })
 # Where a frame's latency goes, in order (ms): header stamp -> the node's callback
 # (camera, transport, deserialising), callback -> the worker (the queue), message ->
@@ -87,8 +88,9 @@ class PipelineStats:
             return self.errors[kind]
 
     def snapshot(self) -> dict[str, float | int | dict[str, int] | None]:
-        """Totals, rates since the previous snapshot, latency percentiles (ms; None where
-        nothing was measured yet, never a made-up 0)."""
+        """Totals, rates and counts since the previous snapshot (``received_since_last``:
+        frames that arrived, stale ones too; ``problems_since_last``), latency percentiles
+        (ms; None where nothing was measured yet, never a made-up 0)."""
         with self._lock:
             now = self._clock()
             t0, rec0, proc0 = self._mark
@@ -108,6 +110,7 @@ class PipelineStats:
                 "stale": self.stale,
                 "errors": dict(self.errors),
                 "problems_since_last": new_problems,  # errors, drops and stale frames
+                "received_since_last": self.received - rec0,
                 "input_hz": (self.received - rec0) / dt,
                 "output_hz": (self.processed - proc0) / dt,
                 "latency_p50_ms": percentile(lat, 50) if lat.size else None,

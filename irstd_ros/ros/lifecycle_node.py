@@ -43,12 +43,12 @@ from irstd_ros.errors import IrstdError
 from irstd_ros.ros.health import PipelineStats
 from irstd_ros.ros.launch_args import AUTOSTART_FLAG, autostart_requested
 from irstd_ros.ros.node import (
-    PARAMS,
     build_detector,
     check_for_model,
     declare_parameters,
     log_ready,
     make_pipeline,
+    parameter_values,
     read_parameters,
     run,
     stage_parameters,
@@ -101,7 +101,7 @@ class IrstdLifecycleNode(LifecycleNode):
         for reason in self.bad_overrides.values():
             self.get_logger().error(f"{reason}; set it, then configure")
         warn_unknown_overrides(self)
-        self.params = {s.name: self.get_parameter(s.name).value for s in PARAMS if self.has_parameter(s.name)}
+        self.params = parameter_values(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     @property
@@ -217,11 +217,14 @@ class IrstdLifecycleNode(LifecycleNode):
         self.pipeline.submit(msg)
 
     def diagnostics(self) -> DiagnosticArray:
+        """/diagnostics; a period without frames is a warning only while active (an inactive
+        node ignores frames)."""
         assert self.pipeline is not None, "not configured"
         return self.pipeline.diagnostics(
             f"{self.get_fully_qualified_name()}: pipeline",
             {"state": "active" if self._active else "inactive",
              "ignored_inactive": self.ignored_inactive},
+            expects_frames=self._active,
         )
 
     def _publish_diagnostics(self) -> None:

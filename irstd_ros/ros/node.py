@@ -55,8 +55,17 @@ from irstd_ros.core.parsing import parse_size
 from irstd_ros.core.paths import creation_problem
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.ros.health import PipelineStats
-from irstd_ros.ros.params import PARAMS, SPECS, unknown_hint, validate
-from irstd_ros.ros.pipeline import OUTPUT_QOS_DEPTH, FramePipeline, create_outputs
+from irstd_ros.ros.params import (
+    PARAMS,
+    SPECS,
+    ParamSpec,
+    check_together,
+    check_value,
+    coerce,
+    unknown_hint,
+    validate,
+)
+from irstd_ros.ros.pipeline import BEST_EFFORT_HINT, OUTPUT_QOS_DEPTH, FramePipeline, create_outputs
 from irstd_ros.tracking import CameraModel
 
 if TYPE_CHECKING:  # loaded by build_detector(), after the process environment is set
@@ -83,15 +92,27 @@ CAMERA_INFO_QOS = QoSProfile(  # best effort matches reliable and best-effort pu
 )
 
 
-def _descriptor(spec: Any, read_only: bool = True) -> ParameterDescriptor:
+def _descriptor(spec: ParamSpec, read_only: bool = True) -> ParameterDescriptor:
+    """``spec``'s descriptor. A float parameter is dynamically typed: rclpy would refuse an
+    int for it (``ros2 param set /irstd_node detection.threshold 1``: "Wrong parameter type,
+    expected '3' got '2'"), so the node's own check takes the type, converts an int
+    (:func:`~irstd_ros.ros.params.coerce`) and says what a wrong one (a string) should be."""
     d = ParameterDescriptor(description=spec.description, read_only=spec.read_only and read_only)
+    d.dynamic_typing = _dynamic(spec)
     if spec.choices:
         d.additional_constraints = "one of: " + ", ".join(spec.choices)
-    if spec.min is not None and isinstance(spec.default, float):
+    if spec.min is None or spec.max is None:
+        return d
+    if isinstance(spec.default, float):
         d.floating_point_range = [FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max))]
-    elif spec.min is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+    elif isinstance(spec.default, int) and not isinstance(spec.default, bool):
         d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
     return d
+
+
+def _dynamic(spec: ParamSpec) -> bool:
+    """Whether ``spec``'s parameter is declared dynamically typed (see :func:`_descriptor`)."""
+    return isinstance(spec.default, float)
 
 
 def path_problem(name: str, value: str) -> str | None:
@@ -133,16 +154,23 @@ def declare_parameters(node: Node, read_only: bool = True, lenient: bool = False
     returned by name (the lifecycle node refuses to configure until each is set).
     """
     bad: dict[str, str] = {}
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps them nowhere public
     for spec in PARAMS:
         if node.has_parameter(spec.name):
             continue
-        try:
-            node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only))
-        except ParameterException as exc:
-            if not lenient:
-                raise IrstdError(f"invalid parameter: {exc}") from None
-            node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only), ignore_override=True)
-            bad[spec.name] = f"invalid parameter override: {exc}"
+        # a dynamically typed one takes an override of any type: checked here instead
+        override = overrides.get(spec.name) if _dynamic(spec) else None
+        reason = check_value(spec.name, coerce(spec.name, override.value)) if override is not None else None
+        if not reason:
+            try:
+                node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only))
+                continue
+            except ParameterException as exc:
+                reason = str(exc)
+        if not lenient:
+            raise IrstdError(f"invalid parameter: {reason}")
+        node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only), ignore_override=True)
+        bad[spec.name] = f"invalid parameter override: {reason}"
     return bad
 
 
@@ -158,9 +186,15 @@ def warn_unknown_overrides(node: Node) -> list[str]:
     return unknown
 
 
+def parameter_values(node: Node) -> dict[str, Any]:
+    """The values of the parameters ``node`` has declared, as the node uses them (an int
+    given for a float parameter as that float: :func:`~irstd_ros.ros.params.coerce`)."""
+    return {s.name: coerce(s.name, node.get_parameter(s.name).value) for s in PARAMS if node.has_parameter(s.name)}
+
+
 def read_parameters(node: Node) -> dict[str, Any]:
     """Current values, validated (ranges, cross-checks, file paths)."""
-    params = {s.name: node.get_parameter(s.name).value for s in PARAMS}
+    params = parameter_values(node)
     for name, value in params.items():
         reason = validate(name, value, params) or path_problem(name, value)
         if reason:
@@ -179,16 +213,34 @@ def check_for_model(params: dict[str, Any], model: CheckpointInfo) -> None:
 def stage_parameters(
     current: dict[str, Any], changes: Sequence[Any], model: CheckpointInfo | None = None
 ) -> tuple[dict[str, Any] | None, SetParametersResult]:
-    """``current`` with ``changes`` applied, or None and the reason to refuse them
-    (``model``: the loaded checkpoint, for the values left to it)."""
+    """``current`` with the batch ``changes`` (rclpy Parameters) applied, or None and the
+    reason to refuse them all (``model``: the loaded checkpoint, for the values left to it).
+
+    Each change is checked alone (type, range, choices; an int for a float taken as that
+    float), then the rules between parameters once, on the result of the whole batch: a
+    consistent set of linked values (``tracking.confirm_m`` <= ``confirm_n``,
+    ``detection.min_area`` <= ``max_area``, ``input.percentile_low`` < ``_high``,
+    ``input.low`` < ``high`` with fixed scaling) is taken in any order. rclpy passes
+    ``set_parameters_atomically`` as one batch, but each parameter of ``set_parameters``
+    (``ros2 param set``, ``ros2 param load``) as a batch of its own, checked against the
+    values in force: linked values are moved together atomically (or from the parameters
+    file at start).
+    """
     staged = dict(current)
     for param in changes:
         if param.name not in SPECS:
             continue
-        reason = validate(param.name, param.value, staged, model)
+        if param.value is None:  # rclpy's "not set": ros2 param delete of a dynamic one
+            reason: str | None = f"{param.name} cannot be deleted"
+        else:
+            value = coerce(param.name, param.value)
+            reason = check_value(param.name, value)
         if reason:
             return None, SetParametersResult(successful=False, reason=reason)
-        staged[param.name] = param.value
+        staged[param.name] = value
+    reason = check_together(staged, model)
+    if reason:
+        return None, SetParametersResult(successful=False, reason=reason)
     return staged, SetParametersResult(successful=True)
 
 
@@ -259,7 +311,7 @@ def image_events(pipeline: FramePipeline, params: dict[str, Any]) -> Any:
     def incompatible(info: Any) -> None:
         policy = qos_policy_name_from_kind(info.last_policy_kind)
         hint = (
-            "; a best-effort (sensor-data QoS) camera needs qos.reliability:=best_effort"
+            f"; {BEST_EFFORT_HINT}"
             if policy == "RELIABILITY" and params["qos.reliability"] == "reliable"
             else ""
         )

@@ -1,14 +1,16 @@
 """The node's parameters: one table of names, defaults, ranges and meanings.
 
 Pure Python: the node declares its parameters from :data:`PARAMS`, validates
-run-time changes with :func:`validate`, and the README's parameter table and
-``config/irstd.yaml`` are checked against it by the tests.
+values with :func:`validate` (each alone, :func:`check_value`; the rules between them,
+:func:`check_together`), and the README's parameter table and ``config/irstd.yaml`` are
+checked against it by the tests.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,13 +45,28 @@ class ParamSpec:
     max: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = False  # needs a restart (model, QoS)
+    # choices known only to a module that loads torch (model.backend's: the backend
+    # registry): asked for when a value is checked, never at import (see valid_choices)
+    choices_from: Callable[[], tuple[str, ...]] | None = None
+
+    def valid_choices(self) -> tuple[str, ...]:
+        """The values allowed (empty: any of the parameter's type)."""
+        return self.choices_from() if self.choices_from is not None else self.choices
+
+
+def _backend_names() -> tuple[str, ...]:
+    """``model.backend``'s choices: the backend registry's names and choices (it loads
+    torch, so only when a value is checked: after the node set its process environment)."""
+    from irstd_ros.inference.backends.select import valid_names
+
+    return valid_names()
 
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "model.path", "", "checkpoint (.safetensors), or a shipped model: tiny (empty: the default) or fast", read_only=True
     ),
-    ParamSpec("model.backend", "auto", "inference backend (auto, tensorrt, cuda, torch-cpu, ...); auto: tensorrt > cuda > best CPU", read_only=True),
+    ParamSpec("model.backend", "auto", "inference backend (auto, tensorrt, cuda, torch-cpu, ...); auto: tensorrt > cuda > best CPU", read_only=True, choices_from=_backend_names),
     ParamSpec("model.precision", "fp16", "GPU precision (CPU backends run fp32)", choices=("fp32", "fp16"), read_only=True),
     ParamSpec("model.cuda_graphs", True, (
         "GPU backends: capture the network once per frame size and replay it per frame "
@@ -102,17 +119,25 @@ SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 _A_TYPE: dict[type, str] = {bool: "a bool", int: "an int", float: "a float", str: "a string"}
 
 
-def validate(
-    name: str, value: Any, current: dict[str, Any], model: CheckpointInfo | None = None
-) -> str | None:
-    """Reason to refuse ``name := value`` given the other current values, or None.
-    ``model``: the loaded checkpoint, whose own tracker thresholds stand in for the
-    parameters left at -1 in the cross-check (without it, only explicit values are)."""
+def coerce(name: str, value: Any) -> Any:
+    """``value`` as parameter ``name`` keeps it: an int where a float is due becomes that
+    float (``ros2 param set ... detection.threshold 1``, a YAML file's ``high: 65535``);
+    anything else unchanged (:func:`check_value` judges it)."""
+    spec = SPECS.get(name)
+    if spec is not None and isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Reason to refuse ``name := value`` on its own (name, choices, type, range, format),
+    or None; the rules between parameters are :func:`check_together`'s."""
     spec = SPECS.get(name)
     if spec is None:
         return f"unknown parameter {name!r}"
-    if spec.choices and value not in spec.choices:
-        return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
+    choices = spec.valid_choices()
+    if choices and value not in choices:
+        return f"{name} must be one of {', '.join(choices)}, got {value!r}"
     if isinstance(spec.default, bool) != isinstance(value, bool):
         return f"{name} must be {_A_TYPE[type(spec.default)]}"
     if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
@@ -131,16 +156,24 @@ def validate(
             parse_size(value)
         except ConfigError as exc:
             return f"{name}: {exc}"
-    merged = {**current, name: value}
-    if merged.get("detection.min_area", 1) > merged.get("detection.max_area", 1 << 62):
+    return None
+
+
+def check_together(values: dict[str, Any], model: CheckpointInfo | None = None) -> str | None:
+    """Reason to refuse the parameter set ``values`` (a missing one: no constraint) for
+    the rules between parameters (min_area <= max_area, percentile_low < _high, low < high
+    with fixed scaling, confirm_m <= confirm_n, the tracker's thresholds), or None.
+    ``model``: the loaded checkpoint, whose own tracker thresholds stand in for the
+    parameters left at -1 (without it, only explicit values are checked)."""
+    if values.get("detection.min_area", 1) > values.get("detection.max_area", 1 << 62):
         return "detection.min_area must not exceed detection.max_area"
-    if merged.get("input.percentile_low", 0.0) >= merged.get("input.percentile_high", 100.0):
+    if values.get("input.percentile_low", 0.0) >= values.get("input.percentile_high", 100.0):
         return "input.percentile_low must be below input.percentile_high"
-    if merged.get("input.scaling") == "fixed" and merged.get("input.low", 0.0) >= merged.get("input.high", 1.0):
+    if values.get("input.scaling") == "fixed" and values.get("input.low", 0.0) >= values.get("input.high", 1.0):
         return "input.low must be below input.high for fixed scaling"
-    if merged.get("tracking.confirm_m", 1) > merged.get("tracking.confirm_n", 1 << 62):
+    if values.get("tracking.confirm_m", 1) > values.get("tracking.confirm_n", 1 << 62):
         return "tracking.confirm_m must not exceed tracking.confirm_n"
-    gated, cand = merged.get("tracking.gated_threshold", 0.0), merged.get("tracking.candidate_threshold", 0.0)
+    gated, cand = values.get("tracking.gated_threshold", 0.0), values.get("tracking.candidate_threshold", 0.0)
     if model is not None:
         try:
             model.tracking_thresholds(cand, gated)
@@ -149,6 +182,14 @@ def validate(
     elif gated > 0 and cand > 0 and gated >= cand:
         return "tracking.gated_threshold must be below tracking.candidate_threshold (or either 0)"
     return None
+
+
+def validate(
+    name: str, value: Any, current: dict[str, Any], model: CheckpointInfo | None = None
+) -> str | None:
+    """Reason to refuse ``name := value`` given the other current values, or None: the
+    value on its own (:func:`check_value`), then with the others (:func:`check_together`)."""
+    return check_value(name, value) or check_together({**current, name: value}, model)
 
 
 def unknown_hint(name: str) -> str:
@@ -189,8 +230,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if numeric and not isinstance(value, bool) and not _yaml_special_float(value):
         # ROS reads numbers its own way: 1e4 a number, 1_000, 0b1, 0o10 and 1:30 strings
         value = _rcl_number(raw, value if isinstance(value, str) else raw)
-    if isinstance(SPECS[name].default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    value = coerce(name, value)
     if isinstance(SPECS[name].default, str) and not isinstance(value, str):
         value = raw
     reason = validate(name, value, {})

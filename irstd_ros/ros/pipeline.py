@@ -17,11 +17,12 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   never a backlog. 1 keeps only the newest frame; 2 lets one slow frame (a scheduler
   hiccup) pass without a drop, at the cost of up to one frame of extra wait.
 * Bad frames and inference failures are logged (rate-limited per kind), counted, skipped.
-* Each answered frame's latency (from a live header stamp: none from a stamp of 0 or a
-  replayed bag's) is split into stages (:data:`~irstd_ros.ros.health.STAGES`:
-  arrival, queue, conversion, the detector's three, publishing), whose p50s go to
-  ``/diagnostics``. The small messages (tracks, detections, targets) go out before the
-  mask and the overlay, so a large image does not delay them.
+* Each answered frame's latency (from a live header stamp: none from a stamp of 0, a
+  replayed bag's or one ahead of the node's clock) is split into stages
+  (:data:`~irstd_ros.ros.health.STAGES`: arrival, queue, conversion, the detector's
+  three, publishing), whose p50s go to ``/diagnostics``. The small messages (tracks,
+  detections, targets) go out before the mask and the overlay, so a large image does not
+  delay them.
 * An output with no subscriber is not built (:func:`subscribed`); the tracker is updated
   all the same.
 * The tracker runs on header stamps. A frame whose stamp does not advance (0, "unknown",
@@ -31,6 +32,14 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   ``/clock``), continuing the tracker's time, so tracks still coast and end. It is counted
   as ``stamp_not_advancing`` and logged at the start of each such stretch; its outputs
   keep its header as it came. A stamp repeated on fewer frames is the same instant.
+* A live frame stamped more than :data:`FUTURE_STAMP_TOLERANCE_S` ahead of the node's
+  clock (a camera clock ahead of this host's, a stamp glitch) is answered with its stamp
+  but timed by its arrival like the frames above, and its stamp is not taken as the
+  stream's: the next correctly stamped frame goes on with the tracks (no jump, no
+  ``stamp_backwards``, no reset). Counted as ``stamp_future`` and logged (rate-limited).
+* ``/diagnostics`` warns of a period without a frame while frames are expected (the
+  lifecycle node's inactive state expects none), naming incompatible-QoS publishers when
+  any was seen: the most common reason a camera's frames never arrive.
 * One node serves one camera. A frame whose ``header.frame_id`` is not the previous
   frame's (several cameras on one topic, or a switch between cameras) starts its stream
   afresh: the tracks (in the other camera's pixels) are dropped, ids counting on, and its
@@ -99,6 +108,14 @@ FROZEN_STAMP_FRAMES = 3
 # clock that jumps: /clock starting, an NTP step; one coarser than the frames) steady.
 MAX_CLOCK_RATE = 10.0
 CLOCK_SLACK_NS = 10_000_000
+# A live frame stamped further ahead of the node's clock on arrival is a stamp_future (see
+# the module's notes): above the skew of clocks kept by NTP (ms) or PTP (us) and the step of
+# a sim clock published at 10 Hz or more (its frames stamped up to a step ahead of it);
+# below an unsynchronised camera's skew or a stamp glitch. Smaller skews are taken as they
+# are (no latency is measured from a stamp ahead of the clock).
+FUTURE_STAMP_TOLERANCE_S = 0.2
+# what fixes the most common camera misconfiguration (a camera with rclcpp's sensor-data QoS)
+BEST_EFFORT_HINT = "a best-effort (sensor-data QoS) camera needs qos.reliability:=best_effort"
 TRACK_STATE_CODES = {
     TrackState.TENTATIVE: TrackMsg.STATE_TENTATIVE,
     TrackState.CONFIRMED: TrackMsg.STATE_CONFIRMED,
@@ -171,12 +188,20 @@ def subscribed(publisher: Publisher) -> bool:
     return count is None or count() > 0
 
 
-def _live_ms(now_ns: int, stamp: int) -> float | None:
-    """Milliseconds from header stamp ``stamp`` (ns) to ``now_ns``, or None when the stamp
-    is not a live one (0, or more than :data:`LIVE_STAMP_WINDOW_S` from ``now_ns``: a
-    replayed bag's): no latency can be measured from it."""
+def _age_ms(now_ns: int, stamp: int) -> float | None:
+    """Milliseconds from header stamp ``stamp`` (ns) to ``now_ns`` (negative: the stamp is
+    ahead), or None when the stamp is not a live one (0, or more than
+    :data:`LIVE_STAMP_WINDOW_S` from ``now_ns``: a replayed bag's)."""
     ms = (now_ns - stamp) / 1e6
     return ms if stamp and abs(ms) <= LIVE_STAMP_WINDOW_S * 1e3 else None
+
+
+def _live_ms(now_ns: int, stamp: int) -> float | None:
+    """The latency from ``stamp`` to ``now_ns`` (ms), or None when none can be measured: the
+    stamp is not live (:func:`_age_ms`), or it is ahead of ``now_ns`` (a camera clock ahead
+    of this host's; a negative latency would pull the percentiles below the truth)."""
+    ms = _age_ms(now_ns, stamp)
+    return ms if ms is not None and ms >= 0 else None
 
 
 def fill_track_array(
@@ -253,6 +278,7 @@ class FramePipeline:
         self._submit_stamp: int | None = None
         self._submit_repeats = 0
         self._stamps_frozen = False  # the last frame's stamp did not advance
+        self._stamps_live = False  # the stream's last stamp was live (see _stamp_ahead_s)
         # the tracker's time: the last tracked frame's (tracker ns, its arrival on the node's
         # and the steady clock (ns), whether the node's clock ran then), whether it was timed
         # by arrival, and what is added to
@@ -460,7 +486,7 @@ class FramePipeline:
         except ImageConversionError as exc:
             self.report(exc.kind, str(exc))
             return False
-        frozen = self._check_stream(msg, frame.shape[:2])
+        frozen = self._check_stream(msg, frame.shape[:2], received[0])
         if len(msg.data) > self._transport_checked_bytes:
             self._transport_checked_bytes = len(msg.data)
             hint = large_frame_hint(len(msg.data), self._rmw)
@@ -638,11 +664,16 @@ class FramePipeline:
             )
         return None
 
-    def _check_stream(self, msg: Image | CompressedImage, size: tuple[int, int]) -> bool:
+    def _check_stream(
+        self, msg: Image | CompressedImage, size: tuple[int, int], clock_ns: int
+    ) -> bool:
         """Report stamps going back and size changes; start afresh on another frame_id
-        (:meth:`_frame_id_changed`); True when the frame's stamp does not advance (0, or
-        the same on :data:`FROZEN_STAMP_FRAMES` frames in a row), counted as
-        ``stamp_not_advancing`` and logged once a stretch (rate-limited)."""
+        (:meth:`_frame_id_changed`); True when the frame's stamp cannot time the tracker:
+        it does not advance (0, or the same on :data:`FROZEN_STAMP_FRAMES` frames in a
+        row), counted as ``stamp_not_advancing`` and logged once a stretch (rate-limited),
+        or it is ahead of the node's clock at arrival, ``clock_ns``
+        (:meth:`_stamp_ahead_s`), counted as ``stamp_future`` and not taken as the
+        stream's last stamp."""
         frame_id = msg.header.frame_id
         # an empty frame_id names no camera (a driver's first frames before its frame is
         # set, a bag that lost it): it neither ends the named camera's stream nor starts one
@@ -650,6 +681,17 @@ class FramePipeline:
             self._frame_id_changed(self._frame_id, frame_id)
         if frame_id or self._frame_id is None:
             self._frame_id = frame_id
+        ahead_s = self._stamp_ahead_s(stamp_ns(msg.header), clock_ns)
+        if ahead_s is not None:
+            self.report(
+                "stamp_future",
+                f"header stamp {ahead_s:.3f} s ahead of this node's clock (tolerance "
+                f"{FUTURE_STAMP_TOLERANCE_S} s): the frame is answered with its stamp and tracked "
+                "by its arrival; check the camera's clock (NTP, PTP) against this host's",
+            )
+            self._check_size(size)
+            return True
+        self._stamps_live = _age_ms(clock_ns, stamp_ns(msg.header)) is not None
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         if self._last_stamp is not None and stamp < self._last_stamp:
             self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")
@@ -665,13 +707,32 @@ class FramePipeline:
                     "(the camera driver's time stamps; with use_sim_time, publish /clock)"
                 )
         self._stamps_frozen = frozen
+        self._check_size(size)
+        self._last_stamp = stamp
+        return frozen
+
+    def _check_size(self, size: tuple[int, int]) -> None:
+        """Report a change of frame size and drop the tracks (in the old frame's pixels)."""
         if self._last_size is not None and size != self._last_size:
             self.report("size_changed", f"frame size changed from {self._last_size} to {size}")
-            if self.tracker is not None:  # its tracks are in the old frame's pixels
+            if self.tracker is not None:
                 self.tracker.reset()
             self._trails.clear()
-        self._last_stamp, self._last_size = stamp, size
-        return frozen
+        self._last_size = size
+
+    def _stamp_ahead_s(self, stamp: int, clock_ns: int) -> float | None:
+        """How far (s) header stamp ``stamp`` (ns) is ahead of the node's clock ``clock_ns``,
+        when by more than :data:`FUTURE_STAMP_TOLERANCE_S` in a live stream: the stamp is
+        within :data:`LIVE_STAMP_WINDOW_S` of the clock, or the stream's previous one was
+        (a glitch of minutes counts; a stream of another time base, the node on sim time
+        and the camera on the wall clock, does not); else None. A stamp of 0, or a clock
+        at 0 (sim time without ``/clock``), is never ahead."""
+        ahead_ns = stamp - clock_ns
+        if not stamp or clock_ns <= 0 or ahead_ns <= FUTURE_STAMP_TOLERANCE_S * NS_PER_S:
+            return None
+        if ahead_ns > LIVE_STAMP_WINDOW_S * NS_PER_S and not self._stamps_live:
+            return None
+        return ahead_ns / NS_PER_S
 
     def _frame_id_changed(self, old: str, new: str) -> None:
         """Another camera's frame: count it, say once that one node serves one camera, and
@@ -694,6 +755,7 @@ class FramePipeline:
         self._last_stamp = self._last_size = None
         self._stamp_repeats = 0
         self._stamps_frozen = False  # the new camera's frozen stamps are said again
+        self._stamps_live = False
         self._track_time = None
         self._arrival_timed = False
         self._track_offset_ns = 0
@@ -712,18 +774,27 @@ class FramePipeline:
         self.outputs.overlay.publish(out)
 
     # --- health -----------------------------------------------------------------------------
-    def diagnostics(self, name: str, extra: Mapping[str, Any] | None = None) -> DiagnosticArray:
-        """/diagnostics: one status ``name`` with the counters, rates and latencies."""
+    def diagnostics(
+        self, name: str, extra: Mapping[str, Any] | None = None, expects_frames: bool = True
+    ) -> DiagnosticArray:
+        """/diagnostics: one status ``name`` with the counters, rates and latencies; WARN
+        for errors, drops or stale frames since the last report, and, while
+        ``expects_frames`` (not the lifecycle node's inactive state), for a period without
+        a frame (:meth:`_no_input`)."""
         snap = self.stats.snapshot()
         errors = snap.pop("errors")
         assert isinstance(errors, dict)
         problems = bool(snap.pop("problems_since_last"))  # WARN clears once they stop
+        starved = not snap.pop("received_since_last") and expects_frames
+        warnings = [self._no_input(errors)] if starved else []
+        if problems:
+            warnings.append("errors or dropped frames since the last report")
         detector = self.detector
         status = DiagnosticStatus(
             name=name,
             hardware_id=str(detector.backend.device) if detector else "",
-            level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
-            message="errors or dropped frames since the last report" if problems else "ok",
+            level=DiagnosticStatus.WARN if warnings else DiagnosticStatus.OK,
+            message="; ".join(warnings) or "ok",
         )
         values: dict[str, Any] = {
             "backend": detector.backend.name if detector else "",
@@ -745,3 +816,14 @@ class FramePipeline:
         t = self._clock_ns()
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t, NS_PER_S)
         return msg
+
+    def _no_input(self, errors: Mapping[str, int]) -> str:
+        """The warning of a period without a frame, naming incompatible-QoS publishers when
+        any was seen (with the fix when the subscription is reliable)."""
+        text = "no input: no frame received since the last report"
+        if errors.get("incompatible_qos"):
+            text += (", and a publisher of the image topic offers QoS this subscription "
+                     "cannot match (errors.incompatible_qos)")
+            if self._params().get("qos.reliability") == "reliable":
+                text += f": {BEST_EFFORT_HINT}"
+        return text

@@ -61,7 +61,7 @@ def noise_sigma_torch(frames: torch.Tensor, integer: bool) -> torch.Tensor:
         var = var + (rms / core.TRIM_RMS_FACTOR) ** 2 / 2.0
     sigma = var.sqrt()
     peak = frames.reshape(b, -1).abs().amax(dim=1).double().clamp(min=1.0)
-    return torch.where(sigma > 0, sigma, core.FLOAT_FLOOR * peak)
+    return torch.where(sigma >= core.FLOAT32_TINY, sigma, core.FLOAT_FLOOR * peak)
 
 
 def local_background_torch(frames: torch.Tensor, block: int) -> torch.Tensor:

@@ -154,6 +154,18 @@ def test_constant_float_frame_is_all_zero_not_nan():
     assert np.isfinite(y).all() and (y == 0).all()
 
 
+@pytest.mark.parametrize(("dtype", "noise"), [(np.float32, 1e-45), (np.float32, 1e-39), (np.float64, 1e-100)])
+@pytest.mark.parametrize("background", [0, 32])
+def test_noise_below_float32_s_smallest_normal_is_normalised_as_a_flat_frame(dtype, noise, background):
+    """Denormal pixel noise (a 32FC1 frame of ~1e-45): its gain 1 / (knee * sigma)
+    overflowed float32 to inf, 0 * inf gave a frame of NaN, answered as no target without a
+    word. Such a frame is noise-free for float32: measured and normalised as a flat one."""
+    frame = np.random.default_rng(0).normal(0.0, noise, SHAPE).astype(dtype)
+    assert noise_sigma(frame) == noise_sigma(np.zeros(SHAPE, dtype))
+    y = normalize(frame, InputNorm(kind="robust", background=background))
+    assert np.isfinite(y).all() and np.abs(y).max() < 1e-6
+
+
 @pytest.mark.parametrize("kind", ["robust", "global"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

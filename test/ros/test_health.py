@@ -21,7 +21,7 @@ def test_fresh_stats_snapshot_counts_zero_has_every_key_and_no_made_up_latency()
     snap = PipelineStats(clock=FakeClock()).snapshot()
     assert snap == {
         "received": 0, "processed": 0, "dropped": 0, "stale": 0, "errors": {},
-        "problems_since_last": 0, "input_hz": 0.0, "output_hz": 0.0,
+        "problems_since_last": 0, "received_since_last": 0, "input_hz": 0.0, "output_hz": 0.0,
         "latency_p50_ms": None, "latency_p99_ms": None,
         **{f"{s}_p50_ms": None for s in STAGES},
     }
@@ -190,3 +190,13 @@ def test_problems_are_counted_since_the_previous_snapshot_so_a_warning_can_clear
     later = stats.snapshot()
     assert later["problems_since_last"] == 0  # an hour of good frames: no longer a problem
     assert later["dropped"] == 3 and later["stale"] == 1 and later["errors"] == {"unknown_encoding": 1}
+
+
+def test_frames_received_are_counted_since_the_previous_snapshot_so_no_input_shows():
+    """/diagnostics warns of a period without a frame (a camera whose QoS cannot match, or
+    none at all): the snapshot says how many arrived since the previous one, stale ones too."""
+    stats = PipelineStats(clock=FakeClock())
+    stats.on_received(0)
+    stats.on_stale()
+    assert stats.snapshot()["received_since_last"] == 2
+    assert stats.snapshot()["received_since_last"] == 0  # none since: no input

@@ -473,3 +473,49 @@ def test_a_configure_failing_after_the_subscriptions_leaves_none_behind(rclpy_co
         assert topics == ["/camera_info", "/image"]
     finally:
         node.close()
+
+
+def test_no_input_is_a_warning_only_while_active(rclpy_context):
+    """An inactive node ignores frames: none arriving is no problem. Active, a period
+    without a frame is a warning (before, OK with received 0 after the first report)."""
+    node = IrstdLifecycleNode(detector_factory=make_detector)
+    try:
+        assert node.trigger_configure() == SUCCESS
+        status = node.diagnostics().status[0]
+        assert (status.level, status.message) == (status.OK, "ok")
+        assert node.trigger_activate() == SUCCESS
+        status = node.diagnostics().status[0]
+        assert status.level == status.WARN and status.message.startswith("no input")
+    finally:
+        node.close()
+
+
+def test_an_unknown_backend_is_refused_when_set_with_the_valid_names(rclpy_context):
+    """Before, any model.backend was taken while unconfigured; configure failed later."""
+    from irstd_ros.inference.backends.select import valid_names
+
+    node = IrstdLifecycleNode(detector_factory=make_detector)
+    try:
+        refused = node.set_parameters([Parameter("model.backend", value="bogus")])[0]
+        assert not refused.successful
+        assert refused.reason == f"model.backend must be one of {', '.join(valid_names())}, got 'bogus'"
+        assert node.get_parameter("model.backend").value == "auto"
+        assert node.set_parameters([Parameter("model.backend", value="torch-cpu")])[0].successful
+    finally:
+        node.close()
+
+
+def test_linked_parameters_and_int_values_for_floats_are_taken_as_by_the_plain_node(rclpy_context):
+    node = IrstdLifecycleNode(detector_factory=make_detector,
+                              parameter_overrides=[Parameter("tracking.max_coast_s", value=2)])
+    try:
+        assert node.params["tracking.max_coast_s"] == 2.0
+        result = node.set_parameters_atomically([Parameter("tracking.confirm_m", value=7),
+                                                 Parameter("tracking.confirm_n", value=8)])
+        assert result.successful, result.reason
+        assert node.set_parameters([Parameter("detection.threshold", value=1)])[0].successful
+        assert node.trigger_configure() == SUCCESS
+        assert type(node.params["tracking.max_coast_s"]) is float and node.params["detection.threshold"] == 1.0
+        assert (node.params["tracking.confirm_m"], node.params["tracking.confirm_n"]) == (7, 8)
+    finally:
+        node.close()

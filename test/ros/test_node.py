@@ -177,10 +177,73 @@ def test_a_best_effort_camera_on_the_reliable_default_is_named_with_the_fix(rclp
         assert log.count("warning", "qos.reliability:=best_effort") == 1
         values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
         assert values["errors.incompatible_qos"] == "1"
+        # every later report too: before, they were OK once the error count stopped rising,
+        # with received 0 and input_hz 0
+        status = node.diagnostics().status[0]
+        values = {kv.key: kv.value for kv in status.values}
+        assert status.level == status.WARN and values["received"] == "0"
+        assert status.message.startswith("no input") and "errors.incompatible_qos" in status.message
+        assert "qos.reliability:=best_effort" in status.message
     finally:
         executor.shutdown()
         node.close()
         peer.destroy_node()
+
+
+def test_int_values_are_taken_for_float_parameters_and_wrong_types_are_named(harness):
+    """`ros2 param set /irstd_node detection.threshold 1` sends an int: rclpy refused it for
+    the float parameter with "Wrong parameter type, expected '3' got '2'"."""
+    node = harness.node
+    res = node.set_parameters([Parameter("detection.threshold", value=1)])[0]
+    assert res.successful, res.reason
+    assert node.params["detection.threshold"] == 1.0 and type(node.params["detection.threshold"]) is float
+    assert node.detector.post.threshold == 1.0
+    res = node.set_parameters([Parameter("detection.threshold", value=2)])[0]
+    assert not res.successful and "in [-1.0, 1.0]" in res.reason  # the range still holds
+    res = node.set_parameters([Parameter("detection.threshold", value="0.4")])[0]
+    assert not res.successful and res.reason == "detection.threshold must be a number, got '0.4'"
+    res = node.set_parameters([Parameter("detection.threshold")])[0]  # ros2 param delete
+    assert not res.successful and "cannot be deleted" in res.reason
+    assert node.has_parameter("detection.threshold") and node.params["detection.threshold"] == 1.0
+
+
+def test_an_int_override_of_a_float_parameter_is_taken_as_a_float(rclpy_context):
+    from irstd_ros.errors import IrstdError
+
+    node = IrstdNode(detector=make_detector(), parameter_overrides=[Parameter("input.high", value=4095)])
+    try:
+        assert node.params["input.high"] == 4095.0 and type(node.params["input.high"]) is float
+    finally:
+        node.close()
+    with pytest.raises(IrstdError, match="input.high must be a number, got 'x'"):
+        IrstdNode(detector=make_detector(), parameter_overrides=[Parameter("input.high", value="x")])
+
+
+@pytest.mark.parametrize("atomic", [
+    [Parameter("tracking.confirm_m", value=7), Parameter("tracking.confirm_n", value=8)],
+    [Parameter("tracking.confirm_n", value=8), Parameter("tracking.confirm_m", value=7)],
+    [Parameter("detection.min_area", value=20000), Parameter("detection.max_area", value=50000),
+     Parameter("input.percentile_low", value=99.6), Parameter("input.percentile_high", value=99.9)],
+], ids=["m_first", "n_first", "areas_and_percentiles"])
+def test_linked_parameters_set_atomically_are_checked_together_in_any_order(harness, atomic):
+    """Each change was checked against the values staged before it: confirm_m 7 then
+    confirm_n 8 (from 4, 6) was refused, the other order taken."""
+    node = harness.node
+    result = node.set_parameters_atomically(atomic)
+    assert result.successful, result.reason
+    assert all(node.params[p.name] == p.value for p in atomic)
+    assert all(node.get_parameter(p.name).value == p.value for p in atomic)
+
+
+def test_an_inconsistent_atomic_batch_is_refused_whole(harness):
+    node = harness.node
+    before = dict(node.params)
+    result = node.set_parameters_atomically([
+        Parameter("detection.threshold", value=0.3),
+        Parameter("tracking.confirm_m", value=9), Parameter("tracking.confirm_n", value=8),
+    ])
+    assert not result.successful and "confirm_m must not exceed tracking.confirm_n" in result.reason
+    assert node.params == before and node.get_parameter("detection.threshold").value == before["detection.threshold"]
 
 
 def test_diagnostics_report_counts_and_backend(harness):

@@ -48,6 +48,7 @@ def test_defaults_are_valid():
         ("detection.max_area", "big", "number"),
         ("qos.reliability", "sometimes", "one of reliable, best_effort"),
         ("input.scaling", "gamma", "one of"),
+        ("model.backend", "bogus", "one of auto, cpu, tensorrt, cuda, torch-cpu"),  # the registry's
         ("publish.overlay", 1, "bool"),
         ("nope", 1, "unknown parameter"),
     ],

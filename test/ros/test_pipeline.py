@@ -578,3 +578,111 @@ def test_one_camera_s_stream_still_reports_its_own_size_change():
     half = np.ascontiguousarray(blobs[: blobs.shape[0] // 2])
     assert pipe.process(_camera_frame(half, "ir_cam", 1_000_000_000))
     assert set(pipe.stats.errors) == {"size_changed", "stamp_backwards"}
+
+
+def _quiet_pipeline(params: dict, warnings: list[str], clock_ns=lambda: 0) -> FramePipeline:
+    return FramePipeline(make_detector(), Outputs(*(Collect() for _ in range(6))),
+                         params=lambda: params, logger=noting(warnings), clock_ns=clock_ns)
+
+
+def test_a_period_without_a_frame_is_a_warning_naming_incompatible_qos_publishers():
+    """Before, once the first report was out every status was OK with received 0 and
+    input_hz 0 while no frame arrived: a best-effort camera on the reliable default
+    (errors.incompatible_qos 1), or no camera at all."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False}
+    warnings: list[str] = []
+    pipe = _quiet_pipeline(params, warnings)
+    pipe.submit(image_msg(frame_for("mono8"), "mono8"))
+    status = pipe.diagnostics("irstd").status[0]
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "ok")
+    assert "received_since_last" not in {kv.key for kv in status.values}
+    status = pipe.diagnostics("irstd").status[0]  # nothing since
+    assert status.level == DiagnosticStatus.WARN
+    assert status.message == "no input: no frame received since the last report"
+    pipe.report("incompatible_qos", "a publisher of the image topic offers QoS ...")
+    for _ in range(2):  # still said once the count stops rising
+        status = pipe.diagnostics("irstd").status[0]
+        assert status.level == DiagnosticStatus.WARN and status.message.startswith("no input")
+        assert "errors.incompatible_qos" in status.message
+        assert "qos.reliability:=best_effort" in status.message
+    params["qos.reliability"] = "best_effort"  # another policy: the hint would be wrong
+    assert "qos.reliability:=best_effort" not in pipe.diagnostics("irstd").status[0].message
+    inactive = pipe.diagnostics("irstd", expects_frames=False).status[0]
+    assert (inactive.level, inactive.message) == (DiagnosticStatus.OK, "ok")
+
+
+NOW_NS = 1_800_000_000 * 1_000_000_000  # the node's clock: wall time
+
+
+def _live_track_run(offsets_s, warnings: list[str]):
+    """The blobs on frames 0.1 s apart, each arriving as it is stamped on the node's clock
+    but for ``offsets_s[k]`` (s ahead of its arrival); each frame's (track id, hits) and
+    the pipeline."""
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
+    target_tracks = Collect()
+    outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
+                      overlay=Collect(), tracks=Collect(), target_tracks=target_tracks)
+    now = [NOW_NS]
+    pipe = FramePipeline(make_detector(), outputs, params=lambda: params,
+                         logger=noting(warnings), clock_ns=lambda: now[0],
+                         steady_ns=lambda: now[0])
+    states = []
+    for offset in offsets_s:
+        now[0] += 100_000_000
+        msg = _stamped(frame_for("mono8"), now[0] + round(offset * 1_000_000_000))
+        assert pipe.process(msg, _Arrival(now[0], 0.0, now[0]))
+        assert target_tracks.msgs[-1].header.stamp == msg.header.stamp  # its own stamp kept
+        states.append(sorted((t.id, t.hits) for t in target_tracks.msgs[-1].tracks))
+    return states, pipe
+
+
+@pytest.mark.parametrize("ahead_s", [5.0, 600.0])
+def test_a_frame_stamped_ahead_of_the_clock_does_not_move_the_tracker(ahead_s):
+    """A stamp glitch 5 s (or 10 min) ahead: before, the tracker jumped to it (the tracks
+    dropped, new ones started), and the next correct frame was a stamp_backwards and a
+    tracker_reset. It is answered and counted; the tracks go on through it."""
+    warnings: list[str] = []
+    offsets = [0.0] * 6 + [ahead_s] + [0.0] * 3
+    states, pipe = _live_track_run(offsets, warnings)
+    ids = {i for i, _ in states[5]}
+    assert len(ids) == 2
+    assert all({i for i, _ in s} == ids for s in states[5:])  # the same tracks throughout
+    assert [h for _, h in states[-1]] == [len(offsets)] * 2  # each frame a hit, the glitch's too
+    assert pipe.stats.errors == {"stamp_future": 1}
+    assert len(warnings) == 1 and warnings[0].startswith("stamp_future:")
+    assert f"{ahead_s:.3f} s ahead" in warnings[0]
+    assert pipe.stats.processed == len(offsets)
+
+
+def test_a_camera_clock_ahead_is_counted_and_gives_no_negative_latency():
+    """A camera clock 0.3 s ahead: before, /diagnostics reported a negative latency at
+    level OK. A skew below the tolerance is no error, and no latency is measured from it."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from irstd_ros.ros.pipeline import FUTURE_STAMP_TOLERANCE_S
+
+    warnings: list[str] = []
+    _, pipe = _live_track_run([0.3] * 8, warnings)
+    assert pipe.stats.errors == {"stamp_future": 8} and len(warnings) == 1  # rate-limited
+    assert list(pipe.stats.latency_ms) == [] and pipe.stats.processed == 8
+    status = pipe.diagnostics("irstd").status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.WARN and values["errors.stamp_future"] == "8"
+    assert values["latency_p50_ms"] == values["arrival_p50_ms"] == "n/a"
+    small: list[str] = []
+    _, pipe = _live_track_run([FUTURE_STAMP_TOLERANCE_S / 2] * 8, small)
+    assert pipe.stats.errors == {} and small == []
+    assert all(ms >= 0 for ms in pipe.stats.latency_ms)
+
+
+def test_stamps_of_another_time_base_far_ahead_are_not_future_stamps():
+    """The node on sim time (7 s) and a camera on the wall clock: not a live stream (as
+    for input.max_age), its stamps drive the tracker as they are."""
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
+    pipe = _quiet_pipeline(params, [], clock_ns=lambda: 7_000_000_000)
+    for k in range(5):
+        assert pipe.process(_stamped(frame_for("mono8"), NOW_NS + k * 100_000_000))
+    assert pipe.stats.errors == {}
+    assert pipe.tracker is not None and pipe.tracker.last_stamp == (NOW_NS + 400_000_000) / 1e9

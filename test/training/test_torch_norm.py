@@ -105,3 +105,16 @@ def test_float_frames_in_extreme_units_match_numpy(scale):
     out = normalize_torch(torch.from_numpy(np.stack(frames)), norm, integer=False).numpy()
     assert np.abs(ref).max() > 0.5  # the noise is there, not normalised to 0
     assert np.abs(out - ref).max() <= TOL
+
+
+@pytest.mark.parametrize("background", [0, 32])
+def test_denormal_noise_is_a_flat_frame_as_numpy_takes_it(background):
+    """Pixel noise below float32's smallest normal number: numpy's rule takes the frame as
+    noise-free (finite, about 0); the twin must not divide by it either."""
+    rng = np.random.default_rng(5)
+    frame = (rng.normal(0.0, 1.0, (32, 48)) * 1e-45).astype(np.float32)
+    norm = InputNorm(kind="robust", background=background)
+    ref = normalize(frame, norm)
+    out = normalize_torch(torch.from_numpy(frame[None].copy()), norm, integer=False).numpy()[0]
+    assert np.isfinite(out).all()
+    assert np.abs(out - ref).max() <= TOL
