@@ -23,6 +23,7 @@ frame, and the SNR at which Pd reaches 0.9 (linear interpolation on the grid).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ from irstd_ros.inference.backends.base import Backend
 from irstd_ros.sim.implant import TRUTH_FRACTION, ImplantConfig, clipped, render_target
 from irstd_ros.sim.scenes import make_scene
 from irstd_ros.sim.sensor import SensorConfig, encode
+
+log = logging.getLogger(__name__)
 
 SCENE_TYPES = ("flat", "gradient", "cloud")
 ENVELOPE_ENCODINGS = ("mono8", "mono16", "32FC1")
@@ -78,6 +81,12 @@ class EnvelopeConfig:
         for name in ("frames", "targets_per_frame"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        room = max_targets(self.width, self.height)
+        if self.targets_per_frame > room:
+            raise ConfigError(
+                f"{self.targets_per_frame} targets per frame do not fit a {self.width}x{self.height} "
+                f"frame {MIN_SEPARATION_PX:g} px apart and {EDGE_MARGIN_PX} px from the edges: at most {room}"
+            )
         if not self.noise > 0:
             raise ConfigError(f"noise must be > 0, got {self.noise}")
         if not self.snrs or not all(0 < v < float("inf") for v in self.snrs):
@@ -95,6 +104,14 @@ class EnvelopeConfig:
             bad = [v for v in getattr(self, name) if v not in valid]
             if bad or not getattr(self, name):
                 raise ConfigError(f"{name} {bad or 'empty'}: valid: {', '.join(valid)}")
+
+
+def max_targets(width: int, height: int) -> int:
+    """Targets a ``width`` x ``height`` frame holds at most, :data:`MIN_SEPARATION_PX` apart
+    inside the edge margins (on a square grid; random placement may find fewer)."""
+    def per_side(n: int) -> int:
+        return int((n - 1 - 2 * EDGE_MARGIN_PX) // MIN_SEPARATION_PX) + 1
+    return per_side(width) * per_side(height)
 
 
 def check_size(size: str) -> str:
@@ -187,6 +204,7 @@ def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeCon
     """Score ``backend`` over the grid; returns the JSON-able report."""
     cfg.validate()
     cells: list[dict[str, Any]] = []
+    asked = cfg.frames * cfg.targets_per_frame  # per cell
     false: dict[tuple[str, str], MetricAccumulator] = {}
     for si, scene in enumerate(cfg.scenes):
         for zi, size in enumerate(cfg.sizes):
@@ -205,8 +223,16 @@ def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeCon
                 for enc, acc in per_enc.items():
                     r = acc.result()
                     cells.append({"scene": scene, "encoding": enc, "size": size, "snr": snr,
-                                  "pd": r["pd"], "targets": r["targets"],
+                                  "pd": r["pd"], "targets": r["targets"], "targets_asked": asked,
                                   "false_targets_per_frame": r["false_targets_per_frame"]})
+    short = [c for c in cells if c["targets"] < asked]
+    if short:  # random placement ran out of room: say so, never a silently thinner cell
+        log.warning(
+            "%d of %d cells hold fewer targets than asked (as few as %d of %d): a %dx%d frame has no "
+            "room for %d targets %g px apart on every try; ask for fewer (--targets)",
+            len(short), len(cells), min(c["targets"] for c in short), asked, cfg.width, cfg.height,
+            cfg.targets_per_frame, MIN_SEPARATION_PX,
+        )
     summary = []
     for scene in cfg.scenes:
         for enc in cfg.encodings:

@@ -87,7 +87,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "where compiled models are kept (ONNX, OpenVINO IR, INT8, TensorRT engines, bf16 accuracy "
         "records); empty: $IRSTD_CACHE_DIR, else ~/.cache/irstd_ros"
     ), read_only=True),
-    ParamSpec("detection.threshold", OWN_THRESHOLD, "probability threshold; < 0: the checkpoint's own", min=-1.0, max=1.0),
+    ParamSpec("detection.threshold", OWN_THRESHOLD, "probability threshold in (0, 1); < 0: the checkpoint's own", min=-1.0, max=1.0),
     ParamSpec("detection.min_area", _POST.min_area, "smallest target kept, pixels", min=1, max=1_000_000),
     ParamSpec("detection.max_area", _POST.max_area, "largest target kept, pixels", min=1, max=100_000_000),
     ParamSpec("detection.max_detections", _POST.max_detections, "most targets per frame (best scores kept)", min=1, max=10_000),
@@ -116,7 +116,25 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 # a parameter's type as its error names it, with its article ("must be an int", not "a int")
+# probability thresholds (p > threshold): 0 and 1 are no thresholds, except where 0 turns
+# the stage off (True)
+_PROBABILITIES: dict[str, bool] = {
+    "detection.threshold": False,
+    "tracking.candidate_threshold": True,
+    "tracking.gated_threshold": True,
+}
 _A_TYPE: dict[type, str] = {bool: "a bool", int: "an int", float: "a float", str: "a string"}
+
+
+def _threshold_problem(name: str, value: float, zero_is_off: bool) -> str | None:
+    """Why ``value`` is no threshold of probabilities for ``name`` (p > threshold), or None:
+    1 passes nothing and 0 every pixel (the whole frame one target), unless 0 turns the
+    stage off; a negative value is the checkpoint's own."""
+    if value < 0 or 0 < value < 1 or (value == 0 and zero_is_off):
+        return None
+    valid = "a probability in (0, 1), " + ("0 for off, " if zero_is_off else "") + "or < 0 for the checkpoint's own"
+    why = "nothing is above 1" if value >= 1 else "every pixel is above 0: the whole frame one target"
+    return f"{name} must be {valid}; got {value:g} ({why})"
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -151,6 +169,8 @@ def check_value(name: str, value: Any) -> str | None:
             return f"{name} must be finite, got {value}"
         if spec.min is not None and value < spec.min or spec.max is not None and value > spec.max:
             return f"{name} must be in [{spec.min}, {spec.max}], got {value}"
+        if name in _PROBABILITIES:
+            return _threshold_problem(name, value, zero_is_off=_PROBABILITIES[name])
     if name == "model.frame_size" and value:
         try:
             parse_size(value)

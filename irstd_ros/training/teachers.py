@@ -20,13 +20,14 @@ from torch import nn
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.core.normalization import InputNorm
 from irstd_ros.errors import ConfigError
+from irstd_ros.inference.detector import resolve_model_path
 
 TeacherSet = tuple[Path, ...]
 
 
 def load_teacher(path: Path, norm: InputNorm, device: torch.device) -> nn.Module:
     """A frozen teacher in eval mode; its input normalisation must be the run's."""
-    teacher, info, _ = load_checkpoint(path)
+    teacher, info, _ = load_checkpoint(resolve_model_path(path))  # a shipped model's name too
     if info.norm != norm:
         raise ConfigError(f"teacher {path} normalises inputs as {info.norm}, the run as {norm}")
     for p in teacher.parameters():

@@ -20,6 +20,7 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -55,6 +56,7 @@ from irstd_ros.data.datasets import seed_worker
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.data.paste import PasteConfig
 from irstd_ros.errors import ConfigError
+from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.models import ModelConfig, build_model, named_config
 from irstd_ros.models.widen import widen_state_dict
 from irstd_ros.sim.implant import ImplantConfig
@@ -80,6 +82,21 @@ log = logging.getLogger(__name__)
 
 # a run's starting point when its init was transformed (widened or partly copied)
 INIT_NAME = "init.safetensors"
+# a batch of one crop needs a bottleneck of at least this many values on a side: BatchNorm
+# cannot train on one value per channel (a crop of one stride)
+MIN_BOTTLENECK_SIDE = 2
+
+
+def check_batch_of_one(crop: int, stride: int, batch: int) -> None:
+    """:class:`ConfigError` when batches of ``batch`` crops of ``crop`` px (a network of
+    ``stride``) would hand BatchNorm one value per channel at the bottleneck."""
+    smallest = MIN_BOTTLENECK_SIDE * stride
+    if batch == 1 and crop < smallest:
+        raise ConfigError(
+            f"a batch of one {crop} px crop leaves the bottleneck one value per channel, which "
+            f"BatchNorm cannot train on: crop >= {smallest} or batches of >= 2 crops (a data set "
+            f"of one image makes batches of one)"
+        )
 
 
 @dataclass
@@ -176,6 +193,7 @@ class TrainConfig:
         stride = named_config(self.model).stride  # also refuses an unknown model name
         if self.crop < stride:
             raise ConfigError(f"crop must be >= {stride} (the stride of model {self.model!r}), got {self.crop}")
+        check_batch_of_one(self.crop, stride, self.batch_size)
         if self.crop % stride:  # the network sees stride multiples only: inference pads to them
             raise ConfigError(
                 f"crop must be a multiple of {stride} (the stride of model {self.model!r}), got "
@@ -280,7 +298,7 @@ def read_config(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
@@ -299,6 +317,22 @@ def read_config(path: Path) -> dict:
         )
     _check_tree(loaded, path)
     return loaded
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (``epochs: 1`` then
+    ``epochs: 2``: safe_load keeps the last without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 MAX_CONFIG_DEPTH = 32  # levels of nested lists and mappings in a config file
@@ -597,7 +631,7 @@ def transformed_start(
     it needs it as a parent (irstd soup). It has seen its source's data, not the run's."""
     if cfg.init is None or not (cfg.init_widen or cfg.init_partial):
         return None
-    source_data = read_info(cfg.init).extra.get("data")
+    source_data = read_info(resolve_model_path(cfg.init)).extra.get("data")
     return CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold,
                           extra={"init": str(cfg.init), "data": source_data})
 
@@ -617,6 +651,7 @@ def init_from(
     config and every checkpoint it writes say ``norm``)."""
     if partial and widen:
         raise ConfigError("init_partial and init_widen exclude each other")
+    path = resolve_model_path(path)  # a shipped model's name (``init: fast``) too
     loaded, info, _ = load_checkpoint(path)
     if norm is not None and info.norm != norm:
         log.warning("init %s was trained on inputs normalised as %s, this run normalises them as %s: "
@@ -837,6 +872,7 @@ def train(cfg: TrainConfig) -> Path:
         else None
     )
     gen = torch.Generator()  # reseeded every epoch (loader_seed): a resumed run shuffles alike
+    check_batch_of_one(cfg.crop, model_cfg.stride, min(cfg.batch_size, len(ds)))
     loader = torch.utils.data.DataLoader(
         ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
         drop_last=len(ds) >= cfg.batch_size, generator=gen, num_workers=cfg.workers,

@@ -294,6 +294,9 @@ def test_envelope_config_validates_for_library_callers():
         ("a: [1\n", "malformed YAML"),
         ("- a\n- b\n", "expected a mapping"),
         ("just a string\n", "expected a mapping"),
+        # safe_load keeps the last of a key given twice without a word
+        ("epochs: 1\nlr: 0.01\nepochs: 2\n", "malformed YAML (line 3, column 1): duplicate key 'epochs'"),
+        ("sources:\n  - root: a\n    weight: 1\n    weight: 2\n", "duplicate key 'weight'"),
     ],
 )
 def test_train_config_that_is_not_a_yaml_mapping(text, words, capsys, tmp_path):

@@ -79,6 +79,13 @@ def test_crop_below_the_model_stride_is_refused(trained, capsys, tmp_path):
     assert code == 2 and "crop must be >= 16" in one_error_line(err) and not trained
 
 
+def test_a_batch_of_one_crop_of_one_stride_is_refused(trained, capsys, tmp_path):
+    """tiny's bottleneck of a 16 px crop is 1x1: BatchNorm cannot train on one value per
+    channel (a torch ValueError mid-run before)."""
+    code, err = _train(capsys, tmp_path, "--out", str(tmp_path / "run"), "--crop", "16", "--batch-size", "1")
+    assert code == 2 and "crop >= 32 or batches of >= 2" in one_error_line(err) and not trained
+
+
 BAD_YAML = [
     ("threshold: abc\n", "threshold must be a number in (0, 1), got 'abc'"),
     ("threshold: 1.5\n", "threshold must be a number in (0, 1), got 1.5"),

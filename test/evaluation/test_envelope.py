@@ -69,6 +69,25 @@ def test_an_extended_size_that_cannot_fit_the_frame_is_refused():
         EnvelopeConfig(width=160, height=128, sizes=("9217",)).validate()
 
 
+def test_more_targets_than_a_frame_holds_are_refused_not_scored_on_fewer():
+    EnvelopeConfig(width=64, height=64, targets_per_frame=1).validate()
+    with pytest.raises(ConfigError, match="at most 1"):  # 32 px inside the margins: room for one
+        EnvelopeConfig(width=64, height=64, targets_per_frame=2).validate()
+
+
+
+def test_cells_short_of_targets_say_so(caplog):
+    """Room for four on a grid, but random placement 40 px apart finds room for fewer: each
+    cell counts the targets it held against those asked, and the run says so once."""
+    cfg = EnvelopeConfig(width=73, height=73, targets_per_frame=4, frames=2, snrs=(10.0,),
+                         sizes=(POINT,), scenes=("flat",), encodings=("32FC1",))
+    cfg.validate()
+    report = run_envelope(OracleBackend(), InputNorm(kind="robust"), 0.5, cfg)
+    (cell,) = report["cells"]
+    assert cell["targets_asked"] == 8 and cell["targets"] < 8
+    assert caplog.text.count("hold fewer targets than asked") == 1
+
+
 def test_report_grid_and_files(tmp_path):
     cfg = EnvelopeConfig(width=160, height=128, snrs=(3.0, 30.0), sizes=(POINT, "25"),
                          scenes=("flat", "gradient"))

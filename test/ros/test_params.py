@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from irstd_ros.errors import ConfigError
-from irstd_ros.ros.params import PARAMS, SPECS, parse_override, validate
+from irstd_ros.ros.params import PARAMS, SPECS, check_value, parse_override, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = {p.name: p.default for p in PARAMS}
@@ -41,6 +41,10 @@ def test_defaults_are_valid():
     [
         ("detection.threshold", 1.5, "in \\[-1.0, 1.0\\]"),
         ("detection.threshold", float("nan"), "NaN"),
+        ("detection.threshold", 0.0, "whole frame one target"),  # every pixel above 0
+        ("detection.threshold", 1.0, "nothing is above 1"),
+        ("tracking.candidate_threshold", 1.0, "0 for off"),
+        ("tracking.gated_threshold", 1.0, "nothing is above 1"),
         ("input.high", float("inf"), "finite"),  # fixed scaling would map every frame to 0
         ("input.low", float("-inf"), "finite"),
         ("detection.min_area", 0, "in \\[1"),
@@ -59,6 +63,15 @@ def test_invalid_values_are_refused_with_a_reason(name, value, reason):
     import re
 
     assert re.search(reason, msg), msg
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("detection.threshold", -1.0), ("detection.threshold", 0.3), ("tracking.candidate_threshold", 0.0),
+     ("tracking.gated_threshold", 0.0), ("tracking.gated_threshold", -0.5)],
+)
+def test_thresholds_take_the_checkpoint_s_own_a_probability_or_off(name, value):
+    assert check_value(name, value) is None
 
 
 def test_cross_parameter_rules():

@@ -52,6 +52,15 @@ def config(tmp_path, **kw):
     return TrainConfig(**base)
 
 
+def test_a_data_set_of_one_image_with_one_stride_crops_is_refused_before_training(tmp_path):
+    """One image makes batches of one; a 16 px crop leaves tiny's bottleneck 1x1, which
+    BatchNorm cannot train on (a torch ValueError at the first step before)."""
+    data = blob_dataset(tmp_path / "one", n=1)
+    with pytest.raises(ConfigError, match="batches of >= 2"):
+        train(config(tmp_path, data=data, crop=16, epochs=1))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
 def test_a_few_steps_lower_the_loss_and_write_a_loadable_model(tmp_path):
     final = train(config(tmp_path))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
@@ -169,6 +178,21 @@ def test_the_shipped_two_piece_model_is_a_start_for_its_own_network():
     loaded, wanted = model.state_dict(), source.state_dict()
     assert set(wanted) - set(loaded) == {"knee.knee", "knee.slope"}
     assert all(torch.equal(loaded[k], wanted[k]) for k in loaded)
+
+
+def test_a_shipped_model_s_name_is_a_start_and_a_teacher(tmp_path, monkeypatch):
+    """``--init fast`` / ``--teacher tiny`` name the shipped models as ``--weights`` does
+    (they were taken for files of the current directory: "model file not found")."""
+    from irstd_ros.inference.detector import default_model_path
+    from irstd_ros.training.teachers import load_teacher
+
+    monkeypatch.chdir(tmp_path)  # no file called "tiny" here
+    model = build_model(named_config("tiny"))
+    init_from(model, Path("tiny"), "tiny")
+    shipped = load_checkpoint(default_model_path())[0].state_dict()
+    assert torch.equal(model.state_dict()["head.weight"], shipped["head.weight"])
+    teacher = load_teacher(Path("tiny"), load_checkpoint(default_model_path())[1].norm, torch.device("cpu"))
+    assert not teacher.training
 
 
 def test_the_shipped_two_piece_model_is_a_start_for_a_widened_network():
