@@ -175,6 +175,34 @@ def _frame_size(reader: BagReader, image_topic: str) -> tuple[int, int]:
     raise BagError(f"{reader.path} holds no image to take the frame size from")
 
 
+def check_output_size(
+    stamp: int, output: tuple[int, ...], output_what: str, frame: tuple[int, ...], frame_what: str
+) -> None:
+    """:class:`BagError` unless the output of the frame at ``stamp`` has that frame's size
+    ((H, W) each; ``*_what``: what each is, named in the message): else the outputs are of
+    another sequence."""
+    if tuple(output[:2]) != tuple(frame[:2]):
+        raise BagError(
+            f"frame at stamp {stamp} ns: {output_what} is {output[1]}x{output[0]} but {frame_what} "
+            f"is {frame[1]}x{frame[0]}; outputs of another sequence?"
+        )
+
+
+def check_mask_size(outputs: BagReader, mask_topic: str | None, frames: BagReader, image_topic: str) -> None:
+    """:func:`check_output_size` of the first output mask on ``mask_topic`` in ``outputs``
+    (None: no mask, nothing to check) against the frames of ``image_topic`` in ``frames``:
+    one message read, before the long work."""
+    if mask_topic is None:
+        return
+    for _, _, msg in outputs.messages([mask_topic]):
+        check_output_size(
+            stamp_ns(msg.header), (int(msg.height), int(msg.width)),
+            f"the output mask ({mask_topic} in {outputs.path})",
+            _frame_size(frames, image_topic), f"the frame ({image_topic} in {frames.path})",
+        )
+        return
+
+
 def boxes_to_mask(boxes: Iterable[Any], size: tuple[int, int]) -> np.ndarray:
     """Filled boxes as a boolean mask of ``size`` (H, W)."""
     mask = np.zeros(size, dtype=bool)
@@ -529,12 +557,8 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
         if pred is None:
             missing += 1
             continue
-        if pred.shape != truth.shape:
-            raise BagError(
-                f"frame at stamp {s} ns: the output mask ({outputs.topic}) is "
-                f"{pred.shape[1]}x{pred.shape[0]} but the truth ({cfg.truth_mask_topic} in "
-                f"{cfg.truth}) is {truth.shape[1]}x{truth.shape[0]}; outputs of another sequence?"
-            )
+        check_output_size(s, pred.shape, f"the output mask ({outputs.topic})",
+                          truth.shape, f"the truth ({cfg.truth_mask_topic} in {cfg.truth})")
         before = (acc.targets, acc.detected, acc.false_px)
         iou = acc.update(pred, truth)
         n, d, f = acc.targets - before[0], acc.detected - before[1], acc.false_px - before[2]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irstd_ros.bags.evaluate import find_output_topics, read_output_boxes
+from irstd_ros.bags.evaluate import check_mask_size, find_output_topics, read_output_boxes
 from irstd_ros.bags.io import (
     FRAME_TYPES,
     IMAGE_TOPIC,
@@ -233,7 +233,9 @@ def render(cfg: RenderConfig) -> RenderSummary:
         truth = _truth_boxes(reader)
         if cfg.outputs is not None:
             with BagReader(cfg.outputs) as out_reader:
-                found = find_output_topics(out_reader, (cfg.image_topic,), cfg.outputs_ns, BOX_ROLES)
+                # the mask too: its size tells outputs of another sequence (as eval-bag's check)
+                found = find_output_topics(out_reader, (cfg.image_topic,), cfg.outputs_ns, (*BOX_ROLES, "mask"))
+                check_mask_size(out_reader, found["mask"], reader, cfg.image_topic)
                 detections = read_output_boxes(out_reader, found)
                 tracks = _track_boxes(out_reader, found.get("tracks"))
             if not detections:

@@ -15,9 +15,9 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from irstd_ros.core.constants import WEIGHTS_HELP
+from irstd_ros.core.constants import DEFAULT_SHIPPED_MODEL, WEIGHTS_HELP
 from irstd_ros.core.parsing import (  # the ranged-number types live there; re-exported here
     non_negative_float,
     non_negative_int,
@@ -47,6 +47,7 @@ __all__ = [
     "add_weights",
     "check_bag_out",
     "check_dataset_dir",
+    "check_datasets_found",
     "check_distinct_paths",
     "check_network_options",
     "check_output_dir",
@@ -60,6 +61,8 @@ __all__ = [
     "probability",
     "tracker_threshold",
     "unit_interval",
+    "weights_input",
+    "weights_path",
 ]
 
 DATA_HELP = "dataset folder: images/ and masks/, and split lists"
@@ -103,6 +106,11 @@ class PlainHelpParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", PlainHelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def error(self, message: str) -> NoReturn:
+        """A wrong argument is one line, as every other error of ``irstd`` (argparse's own
+        prints the whole usage first: 6-13 lines), pointing at ``--help``; exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def describe_options(p: argparse.ArgumentParser, helps: Mapping[str, str]) -> None:
     """Set the help of ``p``'s options by destination (``batch_size``: ``--batch-size``), for
@@ -115,11 +123,27 @@ def describe_options(p: argparse.ArgumentParser, helps: Mapping[str, str]) -> No
 
 
 # --- shared options ---------------------------------------------------------------------------
+def weights_path(text: str) -> Path:
+    """``--weights``' argparse ``type``: the path given, or the default shipped model's name
+    for an empty one (as the node's ``model.path: ''``; ``Path("")`` would be ``.``)."""
+    return Path(text or DEFAULT_SHIPPED_MODEL)
+
+
 def add_weights(p: argparse.ArgumentParser, context: str = "", required: bool = False) -> None:
     """``--weights``: a checkpoint file or a shipped model (``context``: what it is for, e.g.
-    ``for --run-detector``)."""
-    p.add_argument("--weights", type=Path, required=required,
+    ``for --run-detector``); empty: the default shipped model."""
+    p.add_argument("--weights", type=weights_path, required=required,
                    help=f"{context}: {WEIGHTS_HELP}" if context else WEIGHTS_HELP)
+
+
+def weights_input(weights: Path | None) -> Path | None:
+    """The checkpoint file ``--weights`` names (a shipped model's by its name), as an input
+    of :func:`check_distinct_paths`; None when not given."""
+    if weights is None:  # nothing to import (torch) for
+        return None
+    from irstd_ros.inference.detector import resolve_model_path
+
+    return resolve_model_path(weights)
 
 
 def add_backend(p: argparse.ArgumentParser, context: str = "") -> None:
@@ -161,6 +185,19 @@ def check_dataset_dir(path: Path, option: str, hint: str = "") -> None:
                           f"and masks/){'; ' + hint if hint else ''}")
 
 
+def check_datasets_found(roots: Sequence[tuple[Path, str]]) -> None:
+    """:class:`ConfigError` up front, before any conversion or reading, unless each dataset
+    ``(root, option)`` is a folder (:func:`check_dataset_dir` of all first): a missing one
+    is named with the folder a relative path is looked up from (a default such as
+    ``../shared/data/...`` is relative to the current directory) and the option that sets it."""
+    for root, option in roots:
+        check_dataset_dir(root, option)
+    for root, option in roots:
+        if not root.exists():
+            where = "" if root.is_absolute() else f" (relative to the current directory {Path.cwd()})"
+            raise ConfigError(f"dataset folder not found: {root}{where}; give its path with {option}")
+
+
 def _check_parent(path: Path, option: str) -> None:
     """The nearest existing folder above ``path`` must be a writable directory."""
     reason = creation_problem(path)
@@ -181,14 +218,24 @@ def check_output_file(path: Path | None, option: str) -> None:
     _check_parent(path, option)
 
 
-def check_distinct_paths(outputs: Sequence[tuple[Path | None, str]], inputs: Sequence[Path] = ()) -> None:
+def check_distinct_paths(
+    outputs: Sequence[tuple[Path | None, str]], inputs: Sequence[tuple[Path | None, str]] = ()
+) -> None:
     """:class:`ConfigError` up front when two outputs (path, option) name one file, or an
-    output names one of the ``inputs``: one would replace the other, or the input be lost."""
-    seen: dict[Path, str] = {path.resolve(): "an input" for path in inputs}
+    output is, or lies inside, one of the ``inputs`` (path, option; None: not given): a
+    checkpoint, a bag folder, a dataset root. One output would replace the other, or an
+    input be overwritten or changed; the message names both."""
+    given = [(path.resolve(), path, option) for path, option in inputs if path is not None]
+    seen: dict[Path, str] = {}
     for path, option in outputs:
         if path is None:
             continue
         key = path.resolve()
+        for resolved, input_path, input_option in given:
+            if key == resolved or resolved in key.parents:
+                where = "lies inside" if resolved in key.parents else "is"
+                raise ConfigError(f"{option} {path} {where} the input {input_option} {input_path}; "
+                                  "give a path outside the inputs")
         if key in seen:
             raise ConfigError(f"{option} {path} is also {seen[key]}; give another path")
         seen[key] = option

@@ -13,9 +13,9 @@ from irstd_ros.cli._options import (
     check_output_file,
     non_negative_int,
     positive_int,
+    weights_input,
 )
 from irstd_ros.errors import ConfigError
-from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.training.calibrate import CalibrationConfig, calibrate
 
 
@@ -43,7 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
-    check_distinct_paths([(args.out, "--out")], inputs=[resolve_model_path(args.weights)])
     sources = []
     for item in args.data:
         root, _, split = item.partition(":")
@@ -51,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--data {item!r}: expected ROOT or ROOT:SPLIT")
         check_dataset_dir(Path(root), "--data")
         sources.append((Path(root), split or "train"))
+    check_distinct_paths([(args.out, "--out")],
+                         inputs=[(weights_input(args.weights), "--weights"), *((r, "--data") for r, _ in sources)])
     fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed,
                                       args.keep_operating_point, args.two_piece))
     print(json.dumps(fit))

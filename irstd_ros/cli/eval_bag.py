@@ -29,6 +29,7 @@ from irstd_ros.cli._options import (
     positive_float,
     tracker_threshold,
     unit_interval,
+    weights_input,
 )
 from irstd_ros.core.constants import OWN_THRESHOLD
 from irstd_ros.errors import ConfigError
@@ -144,8 +145,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.save_outputs, "--save-outputs")
     if args.save_outputs is not None and args.save_outputs.exists():  # a new bag, never overwritten
         raise ConfigError(f"--save-outputs {args.save_outputs} exists; remove it or choose another path")
-    check_distinct_paths([(args.save_outputs, "--save-outputs"), (json_file, "--json"), (args.plot, "--plot")],
-                         inputs=[args.truth, *([args.outputs] if args.outputs else [])])
+    check_distinct_paths(
+        [(args.save_outputs, "--save-outputs"), (json_file, "--json"), (args.plot, "--plot")],
+        inputs=[(args.truth, "--truth"), (args.outputs, "--outputs"), (weights_input(args.weights), "--weights")],
+    )
     cfg = EvalBagConfig(
         truth=args.truth,
         outputs=args.outputs,

@@ -27,19 +27,22 @@ from irstd_ros.cli._options import (
     add_threads,
     add_weights,
     check_dataset_dir,
+    check_datasets_found,
+    check_distinct_paths,
     check_output_dir,
     positive_int,
 )
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import cache_root
-from irstd_ros.tools.quantize import ACCURACY_CONTROL
+from irstd_ros.tools.quantize import ACCURACY_CONTROL, Int8Dataset, default_datasets
 
 EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "openvino-int8", "openvino-bf16")
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_PRECISION = "fp16"
 DEFAULT_CALIBRATION = 300  # frames, both datasets (the most the export takes)
 _ACCURACY = ("openvino-int8", "openvino-bf16")
+DATASET_OPTIONS = {"NUDT-SIRST": "--nudt", "SIRST-v2": "--sirst"}  # default_datasets' name -> its option
 # option (argparse dest) -> the backends whose export reads it; given for another, it would
 # be ignored (e.g. --force does not rebuild a cached ONNX graph: the cache is keyed by the
 # weights' digest), so it is refused
@@ -98,18 +101,22 @@ def run(args: argparse.Namespace) -> int:
     from irstd_ros.inference.detector import resolve_model_path
 
     check_applicable(args)
-    for option in ("--nudt", "--sirst"):
-        root = getattr(args, option[2:])
-        if root is not None:
+    datasets = default_datasets(args.nudt, args.sirst) if args.backend in _ACCURACY else []
+    roots = [(ds.root, DATASET_OPTIONS[ds.name]) for ds in datasets]
+    if args.retime and not args.force:  # a recorded measurement timed again: no dataset read
+        for root, option in roots:
             check_dataset_dir(root, option)
+    else:  # found before the FP32 IR is converted, not after
+        check_datasets_found(roots)
     check_output_dir(args.out, "--out")  # before the model is loaded and converted
+    check_distinct_paths([(args.out, "--out")], inputs=roots)
     if args.backend == "tensorrt" and (args.height is None or args.width is None):
         raise ConfigError("--backend tensorrt needs --height and --width (the frame size)")
     weights = resolve_model_path(args.weights)
     if args.backend == "openvino-int8":
-        return _int8(args, weights)
+        return _int8(args, weights, datasets)
     if args.backend == "openvino-bf16":
-        return _bf16(args, weights)
+        return _bf16(args, weights, datasets)
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(
         precision=args.precision or DEFAULT_PRECISION,
@@ -147,24 +154,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int8(args: argparse.Namespace, weights: Path) -> int:
-    from irstd_ros.tools.quantize import default_datasets, export_int8
+def _int8(args: argparse.Namespace, weights: Path, datasets: list[Int8Dataset]) -> int:
+    from irstd_ros.tools.quantize import export_int8
 
     calibration = DEFAULT_CALIBRATION if args.calibration is None else args.calibration
     if not 0 < calibration <= DEFAULT_CALIBRATION:
         raise ConfigError(f"--calibration must be in 1..{DEFAULT_CALIBRATION}, got {calibration}")
     out = export_int8(
-        Path(weights), args.out, default_datasets(args.nudt, args.sirst), calibration,
+        Path(weights), args.out, datasets, calibration,
         measure=not args.no_measure, force=args.force, threads=args.threads,
         accuracy_control=args.accuracy_control or "auto", retime=args.retime,
     )
     return _report(out, "INT8", args.json)
 
 
-def _bf16(args: argparse.Namespace, weights: Path) -> int:
-    from irstd_ros.tools.quantize import default_datasets, export_bf16
+def _bf16(args: argparse.Namespace, weights: Path, datasets: list[Int8Dataset]) -> int:
+    from irstd_ros.tools.quantize import export_bf16
 
-    out = export_bf16(Path(weights), args.out, default_datasets(args.nudt, args.sirst), force=args.force,
+    out = export_bf16(Path(weights), args.out, datasets, force=args.force,
                       threads=args.threads, retime=args.retime)
     return _report(out, "bf16", args.json)
 

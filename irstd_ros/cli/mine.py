@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from irstd_ros.cli._options import add_model_on_data, check_dataset_dir, check_output_file
+from irstd_ros.cli._options import (
+    add_model_on_data,
+    check_dataset_dir,
+    check_distinct_paths,
+    check_output_file,
+    weights_input,
+)
 from irstd_ros.evaluation.evaluate import EvalConfig
 from irstd_ros.evaluation.mining import MINING_THRESHOLD, mine_hard_examples, write_hard_examples
 
@@ -25,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_dataset_dir(args.data, "--data")
     check_output_file(args.out, "--out")
+    check_distinct_paths([(args.out, "--out")],
+                         inputs=[(args.data, "--data"), (weights_input(args.weights), "--weights")])
     report = mine_hard_examples(
         EvalConfig(
             data=args.data, split=args.split, weights=args.weights, mask_suffix=args.mask_suffix,

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from irstd_ros.cli._options import (
-    check_dataset_dir,
+    check_datasets_found,
+    check_distinct_paths,
     check_output_file,
     non_negative_int,
     positive_int,
@@ -64,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")  # before reading the datasets
     if args.no_nudt and args.no_nudt_test:  # it would be ignored: there is no NUDT-SIRST test to leave out
         raise ConfigError("--no-nudt-test with --no-nudt: NUDT-SIRST is left out whole; give one")
-    for option, root, left_out in (("--nudt", args.nudt, args.no_nudt), ("--sirst", args.sirst, args.no_sirst)):
-        if not left_out:
-            check_dataset_dir(root, option)
+    roots = [(root, option) for root, option, left_out in
+             ((args.nudt, "--nudt", args.no_nudt), (args.sirst, "--sirst", args.no_sirst)) if not left_out]
+    check_datasets_found(roots)
+    check_distinct_paths([(args.out, "--out")], inputs=[*roots, *((f, "--hard") for f in args.hard)])
     cfg = PackConfig(
         out=args.out,
         nudt=None if args.no_nudt else args.nudt,

@@ -9,6 +9,7 @@ from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.cli._options import (
     add_image_topic,
     add_outputs_ns,
+    check_distinct_paths,
     check_output_file,
     positive_float,
     positive_int,
@@ -38,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     check_output_file(args.sheet, "--sheet")
+    check_distinct_paths([(args.out, "--out"), (args.sheet, "--sheet")],
+                         inputs=[(args.bag, "BAG"), (args.outputs, "--outputs")])
     cfg = RenderConfig(
         bag=args.bag,
         out=args.out,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-from irstd_ros.cli._options import check_distinct_paths, check_output_file, positive_float
+from irstd_ros.cli._options import add_json, check_distinct_paths, check_output_file, positive_float
 from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.training.soup import SoupConfig, soup
 
@@ -21,12 +22,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (the average)")
     p.add_argument("--coefficients", type=positive_float, nargs="+", metavar="C",
                    help="one per checkpoint, summing to 1 (default: equal)")
+    add_json(p, "the soup's whole provenance record (its parents' own, nested)")
     p.set_defaults(func=run)
+
+
+def summary(out: Path, record: dict[str, Any]) -> str:
+    """What ``soup`` wrote, in a few lines: the output, then each parent's coefficient and path."""
+    parents = record["parents"]
+    lines = [f"wrote {out}: the average of {len(parents)} checkpoints"]
+    lines += [f"  {p['coefficient']:.4g} x {p['path']}" for p in parents]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
-    check_distinct_paths([(args.out, "--out")], inputs=[resolve_model_path(w) for w in args.weights])
+    check_distinct_paths([(args.out, "--out")], inputs=[(resolve_model_path(w), "checkpoint") for w in args.weights])
     coefficients = tuple(args.coefficients) if args.coefficients else None
-    print(json.dumps(soup(SoupConfig(tuple(args.weights), args.out, coefficients))))
+    record = soup(SoupConfig(tuple(args.weights), args.out, coefficients))
+    print(json.dumps(record) if args.json else summary(args.out, record))
     return 0

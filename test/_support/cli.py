@@ -27,7 +27,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 def one_error_line(err: str) -> str:
-    """The single error line of stderr (argparse puts its usage lines before it)."""
+    """The single error line of stderr."""
     lines = [ln for ln in err.strip().splitlines() if "error:" in ln]
     assert len(lines) == 1, err
     assert "Traceback" not in err, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,36 @@ def test_eval_bag_save_outputs_at_an_existing_path_is_refused_up_front(capsys, t
         capsys, "eval-bag", "--truth", str(tiny_bag), "--run-detector", "--save-outputs", str(tmp_path / "old")
     )
     assert code == 2 and f"--save-outputs {tmp_path / 'old'} exists" in one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("args", "inside"),
+    [
+        (["--outputs", "{o}", "--json", "{t}/metadata.yaml"], "--json {t}/metadata.yaml lies inside the input --truth {t}"),
+        (["--outputs", "{o}", "--plot", "{o}/p.png"], "--plot {o}/p.png lies inside the input --outputs {o}"),
+        (["--run-detector", "--save-outputs", "{t}/saved"], "--save-outputs {t}/saved lies inside the input --truth {t}"),
+        (["--run-detector", "--weights", "{w}", "--json", "{w}"], "--json {w} is the input --weights {w}"),
+    ],
+)
+def test_eval_bag_an_output_inside_an_input_is_refused_and_the_input_kept(
+    args, inside, capsys, tiny_bag, tmp_path, monkeypatch
+):
+    """`eval-bag --truth B --outputs O --json B/metadata.yaml` exited 0 having replaced the
+    truth bag's metadata by the metrics (the bag unreadable)."""
+    def no_work(_cfg):
+        raise AssertionError("the evaluation ran before the outputs were checked")
+
+    monkeypatch.setattr("irstd_ros.cli.eval_bag.evaluate_bag", no_work)
+    truth, outputs = tmp_path / "truth", tmp_path / "outputs"
+    shutil.copytree(tiny_bag, truth)
+    shutil.copytree(tiny_bag, outputs)
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"weights")
+    files = sorted(p for p in tmp_path.rglob("*"))
+    before = {p: p.read_bytes() for p in files if p.is_file()}
+    code, err = run_cli(
+        capsys, "eval-bag", "--truth", str(truth), *[a.format(t=truth, o=outputs, w=weights) for a in args]
+    )
+    assert code == 2 and inside.format(t=truth, o=outputs, w=weights) in one_error_line(err)
+    assert sorted(tmp_path.rglob("*")) == files
+    assert {p: p.read_bytes() for p in files if p.is_file()} == before

@@ -15,6 +15,7 @@ from _support.cli import one_error_line, run_cli
 from irstd_ros.bags.io import (
     IMAGE_TOPIC,
     TRUTH_TARGETS_TOPIC,
+    BagReader,
     BagWriter,
     Box,
     detections_msg,
@@ -282,3 +283,33 @@ def test_outputs_ns_chooses_the_node_drawn(tmp_path, capsys, namespace, drawn):
     frame = list(iio.imiter(out))[1]
     red = (frame[..., 0] > 180) & (frame[..., 1] < 120)
     assert red.any() == drawn
+
+
+def _outputs_bag(path: Path, frames: Path, size: tuple[int, int]) -> Path:
+    """Recorded node outputs for the frames of bag ``frames``, by their stamps: a ``/mask`` of
+    ``size`` (H, W) and one detection each."""
+    with BagReader(frames) as reader:
+        stamps = sorted(reader.by_stamp(IMAGE_TOPIC, lambda _m, t: t).items())
+    with BagWriter(path) as w:
+        for s, t in stamps:
+            w.write("/mask", t, image_msg(w.store, np.zeros(size, np.uint8), "mono8", s, "cam"))
+            w.write("/detections", t, detections_msg(w.store, [Box(10, 10, 6, 6)], s, "cam"))
+    return path
+
+
+@pytest.mark.parametrize(("size", "refused"), [((TINY.height, TINY.width), False), ((48, 64), True)])
+def test_outputs_of_another_frame_size_are_refused_as_eval_bag_refuses(size, refused, tiny_bag, tmp_path, capsys):
+    """`render BAG --outputs OTHER` drew the outputs of another sequence without a word;
+    eval-bag refused the pair: one check, the same line."""
+    outputs = _outputs_bag(tmp_path / "outputs", tiny_bag, size)
+    out = tmp_path / "v.gif"
+    code, err = run_cli(capsys, "render", str(tiny_bag), "--outputs", str(outputs), "--out", str(out))
+    if not refused:
+        assert code == 0 and out.is_file()
+        return
+    assert code == 2 and not out.exists()
+    line = one_error_line(err)
+    assert f"the output mask (/mask in {outputs}) is 64x48 but the frame ({IMAGE_TOPIC} in {tiny_bag}) is 96x64" in line
+    assert line.endswith("; outputs of another sequence?")
+    code, err = run_cli(capsys, "eval-bag", "--truth", str(tiny_bag), "--outputs", str(outputs), "--no-tracking")
+    assert code == 2 and "is 64x48 but the truth" in one_error_line(err)

@@ -378,7 +378,7 @@ def test_calibrate_takes_the_shipped_model_names(monkeypatch, tmp_path):
     monkeypatch.setattr(calibration, "load_checkpoint", fake_load)
     with pytest.raises(Loaded):  # through the CLI, as through the library
         main(["calibrate", "--weights", "tiny", "--out", str(tmp_path / "c.safetensors"),
-              "--data", str(tmp_path)])
+              "--data", str(tmp_path / "data")])  # --out beside the data, not inside it
     assert Path(seen["weights"]) == default_model_path("tiny")
 
 
@@ -404,7 +404,7 @@ def test_an_output_over_an_input_checkpoint_is_refused(command, capsys, tmp_path
     args = {"soup": ["soup", str(a), "tiny", "--out", str(a)],
             "calibrate": ["calibrate", "--weights", str(a), "--data", str(tmp_path), "--out", str(tmp_path / "." / a.name)]}
     code, err = run_cli(capsys, *args[command])
-    assert code == 2 and "is also an input" in one_error_line(err)
+    assert code == 2 and f"is the input {'checkpoint' if command == 'soup' else '--weights'} {a}" in one_error_line(err)
     assert a.read_bytes() == before
 
 
@@ -495,7 +495,7 @@ def test_train_gpu_a_pack_given_as_data_is_told_where_it_goes(capsys, tmp_path):
 def test_load_test_param_of_the_wrong_type_reads_with_its_article(param, line, capsys):
     """``irstd load-test --param qos.depth:=true`` said 'qos.depth must be a int'."""
     code, err = run_cli(capsys, "load-test", "--param", param)
-    assert code == 2 and one_error_line(err) == f"irstd load-test: error: {line}", err
+    assert code == 2 and one_error_line(err) == f"irstd load-test: error: {line} (see irstd load-test --help)", err
 
 
 @pytest.mark.parametrize(("name", "value", "reason"), [
