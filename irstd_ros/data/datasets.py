@@ -38,6 +38,12 @@ class DatasetSpec:
     split_dir: str | None = None  # None: search SPLIT_DIRS
 
 
+def available_splits(root: Path, dirs: tuple[str | None, ...] = SPLIT_DIRS) -> list[str]:
+    """The split lists (``<name>.txt``) in ``root``'s split folders, by name, sorted."""
+    names = {p.stem for d in dirs if d is not None and (root / d).is_dir() for p in (root / d).glob("*.txt")}
+    return sorted(names)
+
+
 def _split_file(spec: DatasetSpec) -> Path | None:
     if spec.split is None:
         return None
@@ -48,7 +54,11 @@ def _split_file(spec: DatasetSpec) -> Path | None:
         if spec.split_dir is None and spec.split in ("all", ""):
             return None
         tried = ", ".join(str(p) for p in candidates)
-        raise DatasetError(f"split list {spec.split!r} not found (tried {tried}); split 'all' takes every image")
+        there = available_splits(spec.root, dirs)
+        listed = f"; the splits there: {', '.join(there)}" if there else ""
+        raise DatasetError(
+            f"split list {spec.split!r} not found (tried {tried}){listed}; split 'all' takes every image"
+        )
     return found[0]
 
 

@@ -53,6 +53,17 @@ def test_wrong_path_empty_folder_and_missing_split(tmp_path):
         find_pairs(DatasetSpec(root, "val"))
 
 
+def test_a_missing_split_names_the_splits_there(tmp_path):
+    """SIRST-v2's upstream layout has train/val/trainval in splits/: `--split test` (the
+    default) said where it looked, not what there is."""
+    root = make_dataset(tmp_path / "d", ["a", "b"], split_dir=None)
+    (root / "splits").mkdir()
+    for name in ("train", "trainval", "val"):
+        (root / "splits" / f"{name}.txt").write_text("a\n")
+    with pytest.raises(DatasetError, match="the splits there: train, trainval, val; split 'all'"):
+        find_pairs(DatasetSpec(root, "test"))
+
+
 def test_size_mismatch_between_image_and_mask(tmp_path):
     root = make_dataset(tmp_path / "d", ["a", "b"])
     Image.fromarray(np.zeros((7, 7), np.uint8)).save(root / "masks" / "a.png")
