@@ -165,6 +165,17 @@ def qos_profile(reliable: bool = True, depth: int = DEFAULT_QOS_DEPTH) -> Qos:
     )
 
 
+def check_replaceable(path: Path, overwrite: bool = True) -> None:
+    """:class:`BagError` unless a bag may be written at ``path``: nothing there, an empty
+    folder, or (with ``overwrite``) a bag, which a new one replaces; never another folder
+    or a file. Callers that write several outputs check each before writing any."""
+    if not path.exists():
+        return
+    if not overwrite:
+        raise BagError(f"{path} exists; remove it or choose another output")
+    if not path.is_dir() or (not (path / "metadata.yaml").is_file() and any(path.iterdir())):
+        raise BagError(f"{path} exists and is not a bag; not overwriting it")
+
 class BagWriter:
     """A rosbag2 writer (context manager) that adds topics on first use.
 
@@ -190,10 +201,7 @@ class BagWriter:
         self.path = Path(path)
         self._staging: Path | None = None  # holds the new bag until it replaces the old
         if self.path.exists():
-            if not overwrite:
-                raise BagError(f"{self.path} exists; remove it or choose another output")
-            if not (self.path / "metadata.yaml").is_file() and any(self.path.iterdir()):
-                raise BagError(f"{self.path} exists and is not a bag; not overwriting it")
+            check_replaceable(self.path, overwrite)
             self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store = store or typestore()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag, plot_over_time, write_json
 from irstd_ros.bags.generate import GenerateConfig, generate_bag
-from irstd_ros.bags.io import IMAGE_TOPIC, IMAGE_TYPE, BagReader
+from irstd_ros.bags.io import IMAGE_TOPIC, IMAGE_TYPE, BagReader, check_replaceable
 from irstd_ros.bags.record import RecordConfig, Recorder
 from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.bags.replay import ReplayConfig, replay
@@ -151,6 +151,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run every step; returns the metrics (also written to ``metrics.json``)."""
     t_start = time.perf_counter()
     out = cfg.out_dir
+    # both bags refused up front (another folder where one goes), before anything is written
+    for bag_dir in (out / "outputs",) if cfg.bag is not None else (out / "sample", out / "outputs"):
+        check_replaceable(bag_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 

@@ -520,7 +520,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"frame size (default: {DEFAULT_SIZE})")
     parser.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable",
                         help="QoS reliability of the camera and the node (default: %(default)s)")
-    parser.add_argument("--backend", default=DEFAULT_BACKEND, metavar="NAME",
+    parser.add_argument("--backend", type=_backend_arg, default=DEFAULT_BACKEND, metavar="NAME",
                         help="the node's inference backend, model.backend (default: %(default)s)")
     parser.add_argument("--weights", type=Path, default=None, help=f"the node's model.path: {WEIGHTS_HELP}")
     parser.add_argument("--dds-profile", type=Path, default=None,
@@ -543,6 +543,12 @@ def _override_arg(text: str) -> tuple[str, Any]:
         return parse_override(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _backend_arg(text: str) -> str:
+    """``--backend``: a name the node takes as ``model.backend`` (checked up front, not by
+    the node after it started)."""
+    return str(_override_arg(f"model.backend:={text}")[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -506,3 +506,13 @@ def test_node_param_type_error_reads_with_its_article(name, value, reason):
     from irstd_ros.ros.params import validate
 
     assert validate(name, value, {}) == reason
+
+
+def test_load_test_unknown_backend_is_refused_before_the_node_starts(capsys, monkeypatch):
+    """It was passed on as model.backend: the node started (seconds), then refused it."""
+    from irstd_ros.tools import load_test
+
+    monkeypatch.setattr(load_test, "run_load_test", lambda *a, **k: pytest.fail("the node was started"))
+    code, err = run_cli(capsys, "load-test", "--backend", "foo")
+    line = one_error_line(err)
+    assert code == 2 and "model.backend must be one of auto, cpu" in line and "got 'foo'" in line

@@ -48,6 +48,20 @@ def test_missing_bag_is_one_line_and_exit_1(tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1 and err.startswith("demo: error:")
 
 
+@pytest.mark.parametrize("bag", ["outputs", "sample"])
+def test_a_folder_that_is_not_a_bag_where_one_goes_is_refused_before_anything_is_written(bag, tmp_path, capsys):
+    """``--out`` holding another folder called outputs/ (or sample/): the demo wrote its
+    sample and node.log and started the node before the recorder refused it."""
+    out = tmp_path / "o"
+    (out / bag).mkdir(parents=True)
+    (out / bag / "notes.txt").write_text("mine")
+    code = main(["--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "is not a bag; not overwriting it" in err
+    assert sorted(p.name for p in out.iterdir()) == [bag]  # nothing written beside it
+    assert (out / bag / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_node_failure_is_one_line(tmp_path, capsys):
