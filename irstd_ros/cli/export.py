@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from irstd_ros.inference.detector import resolve_model_path
 
     check_applicable(args)
+    check_output_dir(args.out, "--out")  # before the model is loaded and converted
     datasets = default_datasets(args.nudt, args.sirst) if args.backend in _ACCURACY else []
     roots = [(ds.root, DATASET_OPTIONS[ds.name]) for ds in datasets]
     if args.retime and not args.force:  # a recorded measurement timed again: no dataset read
@@ -108,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
             check_dataset_dir(root, option)
     else:  # found before the FP32 IR is converted, not after
         check_datasets_found(roots)
-    check_output_dir(args.out, "--out")  # before the model is loaded and converted
     check_distinct_paths([(args.out, "--out")], inputs=roots)
     if args.backend == "tensorrt" and (args.height is None or args.width is None):
         raise ConfigError("--backend tensorrt needs --height and --width (the frame size)")

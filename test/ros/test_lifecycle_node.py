@@ -513,9 +513,10 @@ def test_linked_parameters_and_int_values_for_floats_are_taken_as_by_the_plain_n
         result = node.set_parameters_atomically([Parameter("tracking.confirm_m", value=7),
                                                  Parameter("tracking.confirm_n", value=8)])
         assert result.successful, result.reason
-        assert node.set_parameters([Parameter("detection.threshold", value=1)])[0].successful
+        assert node.set_parameters([Parameter("input.high", value=4095)])[0].successful
         assert node.trigger_configure() == SUCCESS
-        assert type(node.params["tracking.max_coast_s"]) is float and node.params["detection.threshold"] == 1.0
+        assert type(node.params["tracking.max_coast_s"]) is float
+        assert node.params["input.high"] == 4095.0 and type(node.params["input.high"]) is float
         assert (node.params["tracking.confirm_m"], node.params["tracking.confirm_n"]) == (7, 8)
     finally:
         node.close()

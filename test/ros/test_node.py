@@ -194,17 +194,19 @@ def test_int_values_are_taken_for_float_parameters_and_wrong_types_are_named(har
     """`ros2 param set /irstd_node detection.threshold 1` sends an int: rclpy refused it for
     the float parameter with "Wrong parameter type, expected '3' got '2'"."""
     node = harness.node
-    res = node.set_parameters([Parameter("detection.threshold", value=1)])[0]
+    res = node.set_parameters([Parameter("input.high", value=4095)])[0]
     assert res.successful, res.reason
-    assert node.params["detection.threshold"] == 1.0 and type(node.params["detection.threshold"]) is float
-    assert node.detector.post.threshold == 1.0
+    assert node.params["input.high"] == 4095.0 and type(node.params["input.high"]) is float
+    res = node.set_parameters([Parameter("detection.threshold", value=-1)])[0]  # the checkpoint's own
+    assert res.successful, res.reason
+    assert node.params["detection.threshold"] == -1.0 and type(node.params["detection.threshold"]) is float
     res = node.set_parameters([Parameter("detection.threshold", value=2)])[0]
     assert not res.successful and "in [-1.0, 1.0]" in res.reason  # the range still holds
     res = node.set_parameters([Parameter("detection.threshold", value="0.4")])[0]
     assert not res.successful and res.reason == "detection.threshold must be a number, got '0.4'"
     res = node.set_parameters([Parameter("detection.threshold")])[0]  # ros2 param delete
     assert not res.successful and "cannot be deleted" in res.reason
-    assert node.has_parameter("detection.threshold") and node.params["detection.threshold"] == 1.0
+    assert node.has_parameter("detection.threshold") and node.params["detection.threshold"] == -1.0
 
 
 def test_an_int_override_of_a_float_parameter_is_taken_as_a_float(rclpy_context):
