@@ -134,7 +134,20 @@ def text_size(text: str, size: int = FONT_PX) -> tuple[int, int]:
     font = _font(size)
     left, top, right, bottom = font.getbbox(text)
     ascent, descent = font.getmetrics() if isinstance(font, ImageFont.FreeTypeFont) else (bottom, 0)
-    return max(int(right), 0), int(ascent + descent)
+    return max(int(right), _ink_width(text, font, int(right) + size, 2 * size), 0), int(ascent + descent)
+
+
+def _ink_width(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, room: int, height: int) -> int:
+    """Columns the ink of ``text`` takes as :func:`draw_text` draws it (no anti-aliasing):
+    glyphs snapped to whole pixels run past ``getbbox``'s right edge on a long line (3 px
+    over 28 characters at 11 px: the last character was cut off); ``room`` x ``height``:
+    a canvas larger than the ink."""
+    canvas = Image.new("L", (max(room, 1), max(height, 1)))
+    draw = ImageDraw.Draw(canvas)
+    draw.fontmode = "1"
+    draw.text((0, 0), text, fill=255, font=font)
+    columns = np.flatnonzero(np.asarray(canvas).any(axis=0))
+    return int(columns[-1]) + 1 if columns.size else 0
 
 
 def draw_text(

@@ -11,6 +11,8 @@ from irstd_ros.bags.io import Box
 from irstd_ros.core.overlay import (
     DETECTION_MARGIN_PX,
     DETECTION_RGB,
+    FONT_PX,
+    TEXT_RGB,
     TRUTH_MARGIN_PX,
     TRUTH_RGB,
     draw_overlay,
@@ -150,3 +152,18 @@ def test_the_display_sample_sees_interleaved_columns(shape):
     frame = np.full(shape, 1000.0, np.float32)
     frame[:, 1::2] = 3000.0
     assert overlay.display_range(frame) == (1000.0, 3000.0)
+
+
+def test_a_long_caption_is_drawn_whole():
+    """Glyphs drawn without anti-aliasing run past Pillow's bounding box on a long line: the
+    caption's last character was cut off ("TRK 0" read "TRK (") in every rendered video."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    label = "#12  1.2S DET 3 TRUE 4 TRK 0"
+    img = np.zeros((30, 300, 3), np.uint8)
+    draw_text(img, 4, 4, label)
+    free = Image.new("RGB", (300, 30))
+    pen = ImageDraw.Draw(free)
+    pen.fontmode = "1"
+    pen.text((4, 4), label, fill=tuple(TEXT_RGB), font=ImageFont.load_default(size=FONT_PX))
+    assert np.array_equal(img.any(axis=2), np.asarray(free).any(axis=2))
