@@ -25,6 +25,10 @@ MODELS = {"plumb_bob": 5, "rational_polynomial": 8}  # model -> its distortion c
 UNDISTORT_ITERATIONS = 50
 UNDISTORT_TOLERANCE = 1e-12  # normalised image units
 RATE_STEP_PX = 0.01  # pixel displacement of the numerical derivative of the bearing
+MIN_FOCAL_PX = 1e-3  # below, no camera's: 1 / f overflows the normalised coordinates
+K_LAST_ROW = (0.0, 0.0, 1.0)  # a pinhole K's third row
+ROUND_TRIP_TOLERANCE_PX = 0.01  # undistort -> distort over the image must come back this close
+ROUND_TRIP_GRID = 17  # points a side of the image checked (its edges and corners included)
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,16 @@ class CameraModel:
         k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
         if not np.isfinite(k).all():
             raise ConfigError("camera matrix K has non-finite values")
-        if not (k[0, 0] > 0 and k[1, 1] > 0):
-            raise ConfigError("camera matrix K needs positive focal lengths fx, fy")
+        if not (k[0, 0] >= MIN_FOCAL_PX and k[1, 1] >= MIN_FOCAL_PX):
+            raise ConfigError(
+                f"camera matrix K needs focal lengths fx, fy >= {MIN_FOCAL_PX:g} px, got "
+                f"{k[0, 0]:g}, {k[1, 1]:g}"
+            )
+        if not np.allclose(k[2], K_LAST_ROW) or k[1, 0] != 0:
+            raise ConfigError(
+                f"camera matrix K is not a pinhole camera's: [[fx, s, cx], [0, fy, cy], [0, 0, 1]] "
+                f"expected, got {k.round(6).tolist()}"
+            )
         object.__setattr__(self, "k", k)
         d = tuple(float(v) for v in self.d)
         if not all(np.isfinite(d)):
@@ -52,13 +64,36 @@ class CameraModel:
         if any(d[8:]):  # thin prism or tilt terms (OpenCV's 12 or 14): they would be ignored
             raise ConfigError(f"distortion D has {len(d)} coefficients; at most 8 are supported")
         object.__setattr__(self, "d", (d + (0.0,) * 8)[:8])
+        if any(self.d) and self.image_size is not None:
+            self._check_inverts()
+
+    def _check_inverts(self) -> None:
+        """:class:`ConfigError` unless every pixel of a grid over the image comes back to
+        itself through :meth:`undistort` and :meth:`project` (a distortion too strong for
+        the fixed-point inverse, e.g. k1 -0.6 with k2 0.2, gave corner bearings 73 px off)."""
+        assert self.image_size is not None
+        h, w = self.image_size
+        u, v = np.meshgrid(np.linspace(0, w - 1, ROUND_TRIP_GRID), np.linspace(0, h - 1, ROUND_TRIP_GRID))
+        x, y = self.undistort(u.ravel(), v.ravel())
+        with np.errstate(all="ignore"):
+            back = self.project(np.stack([x, y, np.ones_like(x)], axis=1))
+            error = np.hypot(back[:, 0] - u.ravel(), back[:, 1] - v.ravel())
+        worst = int(np.argmax(np.where(np.isfinite(error), error, np.inf)))
+        if not error[worst] <= ROUND_TRIP_TOLERANCE_PX:
+            raise ConfigError(
+                f"distortion D {list(self.d)} does not invert over the {w}x{h} image: pixel "
+                f"({u.ravel()[worst]:.0f}, {v.ravel()[worst]:.0f}) comes back {error[worst]:.3g} px off, "
+                "so its bearings would be wrong"
+            )
 
     @classmethod
     def from_camera_info(cls, msg: Any) -> CameraModel:
         """From a sensor_msgs/CameraInfo; :class:`~irstd_ros.errors.ConfigError` (a
         ValueError) for an unusable one."""
         k = np.asarray(msg.k, dtype=np.float64)
-        if k.size != 9 or not k.any():
+        if k.size != 9:
+            raise ConfigError(f"camera_info's intrinsic matrix K has {k.size} values, not 9")
+        if not k.any():
             raise ConfigError("camera_info has no intrinsic matrix K (all zeros: uncalibrated)")
         d = [float(v) for v in msg.d]
         model = str(msg.distortion_model)

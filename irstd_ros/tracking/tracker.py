@@ -213,10 +213,12 @@ class _Meta:
 def _check_finite(stamp_s: float, fields: np.ndarray, n_det: int, n_cand: int) -> None:
     """ValueError for a non-finite stamp, or a detection (rows of ``fields``: centroid x, y,
     width, height, score; candidates from ``n_det``, gated ones from ``n_cand``) with a
-    non-finite field: it would crash the assignment or start a track at NaN."""
+    non-finite field or a negative size: it would crash the assignment, start a track at
+    NaN, or publish a track of negative width."""
     if not np.isfinite(stamp_s):
         raise ValueError(f"tracker: the frame's stamp is not finite ({stamp_s})")
-    bad = np.flatnonzero(~np.isfinite(fields).all(axis=1))
+    finite = np.isfinite(fields).all(axis=1)
+    bad = np.flatnonzero(~finite | (fields[:, 2:4] < 0).any(axis=1))
     if len(bad):
         i = int(bad[0])
         kind, j = (
@@ -225,8 +227,9 @@ def _check_finite(stamp_s: float, fields: np.ndarray, n_det: int, n_cand: int) -
             else ("gated component", i - n_cand)
         )
         x, y, w, h, score = fields[i].tolist()
+        what = "a non-finite field" if not finite[i] else "a negative size"
         raise ValueError(
-            f"tracker: {kind} {j} has a non-finite field (centroid {x}, {y}, size {w}x{h}, "
+            f"tracker: {kind} {j} has {what} (centroid {x}, {y}, size {w}x{h}, "
             f"score {score}); frame refused"
         )
 
@@ -377,7 +380,8 @@ class Tracker:
         ``candidates``: sub-threshold detections, associated only with the tracks left
         without a detection, and births. ``gated``: lower still, associated only with the
         confirmed tracks left without either, inside ``gate_px``; they start no track.
-        ValueError, and the tracker unchanged, for a non-finite stamp or detection field.
+        ValueError, and the tracker unchanged, for a non-finite stamp or detection field,
+        or a detection of negative size.
         """
         cfg = self.config
         n_det = len(detections)

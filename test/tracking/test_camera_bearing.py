@@ -115,13 +115,31 @@ def test_bearings_of_tracks():
         ({"d": [float("nan"), 0.11, 0.0, 0.0, 0.0]}, "distortion D has non-finite"),
         ({"k": [800.0, 0.0, float("nan"), 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "K has non-finite"),
         ({"k": [800.0, 0.0, float("inf"), 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "K has non-finite"),
-        ({"k": [0.0, 0.0, 320.0, 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "positive focal lengths"),
+        ({"k": [0.0, 0.0, 320.0, 0.0, 790.0, 255.5, 0.0, 0.0, 1.0]}, "focal lengths fx, fy >= "),
+        # a focal length of 1e-300 px gave the "unit" bearing [0, 0, 0]
+        ({"k": [800.0, 0.0, 320.0, 0.0, 1e-300, 255.5, 0.0, 0.0, 1.0]}, "focal lengths fx, fy >= "),
+        # a third row other than [0, 0, 1] was ignored: the same bearings as a pinhole's
+        ({"k": [800.0, 0.0, 320.0, 0.0, 790.0, 255.5, 0.0, 0.0, 2.0]}, "not a pinhole camera's"),
+        ({"k": [800.0, 0.0, 320.0, 0.0, 790.0, 255.5, 0.3, 0.0, 1.0]}, "not a pinhole camera's"),
+        ({"k": [800.0, 0.0, 320.0, 790.0]}, "has 4 values, not 9"),  # was "all zeros: uncalibrated"
     ],
 )
 def test_non_finite_camera_info_is_refused_not_nan_bearings(change, message):
     """It gave NaN bearings, published as valid (has_bearing true)."""
     with pytest.raises(ConfigError, match=message):
         CameraModel.from_camera_info(camera_info(**change))
+
+
+def test_a_distortion_the_fixed_point_cannot_invert_over_the_image_is_refused():
+    """k1 -0.6, k2 0.2: the image corners came back 73 px off through undistort and
+    project, and their bearings were published as valid."""
+    wide = np.array([[500.0, 0.0, 320.5], [0.0, 500.0, 255.5], [0.0, 0.0, 1.0]])
+    strong = (-0.6, 0.2, 0.0, 0.0, 0.0)
+    with pytest.raises(ConfigError, match=r"does not invert over the 640x512 image: pixel \(0, 0\)"):
+        CameraModel(wide, strong, image_size=(512, 640))
+    CameraModel(wide, strong)  # no image size: nothing to check over
+    CameraModel(K, strong, image_size=(512, 640))  # a longer focal length: corners within reach
+    CameraModel(wide, PLUMB_BOB, image_size=(512, 640))  # a real lens
 
 
 @pytest.mark.parametrize(

@@ -502,6 +502,9 @@ NAN, INF = float("nan"), float("inf")
         ("detections", Det(20, 20, score=NAN), "detection 1 has a non-finite field"),
         ("candidates", Det(NAN, 50), "candidate 0 has a non-finite field"),
         ("gated", Det(50, NAN), "gated component 0 has a non-finite field"),
+        # a negative width was kept and published (a track of width -5)
+        ("detections", Det(20, 20, width=-5), "detection 1 has a negative size"),
+        ("candidates", Det(20, 20, height=-1), "candidate 0 has a negative size"),
     ],
 )
 def test_a_non_finite_detection_is_refused_and_the_tracker_is_unchanged(where, bad, message):
