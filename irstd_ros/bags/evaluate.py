@@ -8,15 +8,23 @@ outputs (one camera each) needs ``outputs_ns``, the namespace of the one scored.
 Metrics are those of :mod:`irstd_ros.evaluation.metrics` (Pd, Fa, IoU...), over the
 sequence and per frame;
 truth frames without any output are counted in ``frames_missing`` and left out of the
-metrics, outputs of no truth frame in ``outputs_without_truth`` (with a warning).
+metrics, outputs of no truth frame in ``outputs_without_truth`` (with a warning). A scored
+frame without a message on another output topic the bag records (boxes, tracks: a
+recorder that subscribed late, or dropped some) is no frame without detections: it is left
+out of that topic's figures (the per-frame ``detections`` count is null, the tracking
+metrics skip it) and counted per topic in ``frames_missing_by_topic`` (with a warning).
+Boxes (of the truth, or of boxes-only outputs) are filled at the size of their own frame.
 
 Latency (ms), where it can be measured:
 
 * ``recorded``: an output's receive time minus the receive time of the input frame of
   the same stamp, when the outputs bag also recorded the image topic;
 * ``header``: an output's receive time minus its header stamp, when stamps are live
-  (within ``LIVE_STAMP_WINDOW_S``; a replayed bag keeps its old stamps);
+  (a replayed bag keeps its old stamps);
 * ``detector``: pre-processing + inference + post-processing time, with ``--run-detector``.
+
+The first two only where every value is within [0, ``LIVE_STAMP_WINDOW_S``]
+(:func:`_on_one_clock`): an image recorded on another clock gives no recorded latency.
 
 Tracking (``tracking`` in the result, when the truth bag has target ids on
 ``/camera/truth/targets`` and the outputs have boxes, not a recorded mask alone):
@@ -37,7 +45,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,33 +154,57 @@ class EvalBagConfig:
 
 def _truth_masks(reader: BagReader, topic: str, image_topic: str) -> dict[int, np.ndarray]:
     """stamp -> boolean truth mask, from the mask topic or, without the default one, filled
-    truth boxes at the size of ``image_topic``'s frames (a topic named other than the
-    default must be there: no silent fallback)."""
+    truth boxes at the size of ``image_topic``'s frame of the same stamp (of its first
+    frame for a stamp it has none of; a topic named other than the default must be there:
+    no silent fallback)."""
     if topic in reader.topics:
         return reader.by_stamp(topic, lambda m, _t: reader.image(topic, m) > 0)
     if topic != TRUTH_MASK_TOPIC:
         reader.require(topic, IMAGE_TYPE)
     if TRUTH_TARGETS_TOPIC in reader.topics:
-        size = _frame_size(reader, image_topic)
-        return reader.by_stamp(
-            TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_to_mask(boxes_from_detections(m), size)
-        )
+        first = _frame_size(reader, image_topic)
+        sizes = _frame_sizes(reader, image_topic)
+
+        def fill(msg: Any, _t: int) -> np.ndarray:
+            return boxes_to_mask(boxes_from_detections(msg), sizes.get(stamp_ns(msg.header), first))
+
+        return reader.by_stamp(TRUTH_TARGETS_TOPIC, fill)
     raise BagError(f"{reader.path} holds no truth ({topic} or {TRUTH_TARGETS_TOPIC})")
 
 
-def _frame_size(reader: BagReader, image_topic: str) -> tuple[int, int]:
-    """(H, W) of the first frame on ``image_topic`` (an Image or CompressedImage topic), else
-    of any Image topic (a bag of several cameras: the scored one's size, not the first to
-    arrive)."""
+def _size_topics(reader: BagReader, image_topic: str) -> list[str]:
+    """Where frame sizes are taken from: ``image_topic`` (an Image or CompressedImage topic),
+    else any Image topic."""
     found = reader.topics.get(image_topic)
     scored = found is not None and found.msgtype in FRAME_TYPES
-    topics = [image_topic] if scored else reader.topics_of_type(IMAGE_TYPE)
-    for topic, _, msg in reader.messages(topics):
-        if hasattr(msg, "format"):  # a CompressedImage: its size is in the decoded frame
-            h, w = reader.image(topic, msg).shape[:2]
-            return int(h), int(w)
-        return int(msg.height), int(msg.width)
+    return [image_topic] if scored else reader.topics_of_type(IMAGE_TYPE)
+
+
+def _msg_size(reader: BagReader, topic: str, msg: Any) -> tuple[int, int]:
+    """(H, W) of an Image or CompressedImage message (decoded: its size is in the frame)."""
+    if hasattr(msg, "format"):
+        h, w = reader.image(topic, msg).shape[:2]
+        return int(h), int(w)
+    return int(msg.height), int(msg.width)
+
+
+def _frame_size(reader: BagReader, image_topic: str) -> tuple[int, int]:
+    """(H, W) of the first frame on ``image_topic`` (:func:`_size_topics`: a bag of several
+    cameras gives the scored one's size, not the first to arrive)."""
+    for topic, _, msg in reader.messages(_size_topics(reader, image_topic)):
+        return _msg_size(reader, topic, msg)
     raise BagError(f"{reader.path} holds no image to take the frame size from")
+
+
+def _frame_sizes(reader: BagReader, image_topic: str) -> dict[int, tuple[int, int]]:
+    """stamp -> (H, W) of each frame on ``image_topic``; {} without it (no frame to tell
+    one camera's sizes from another's)."""
+    if _size_topics(reader, image_topic) != [image_topic]:
+        return {}
+    sizes: dict[int, tuple[int, int]] = {}
+    for topic, _, msg in reader.messages([image_topic]):
+        sizes.setdefault(stamp_ns(msg.header), _msg_size(reader, topic, msg))
+    return sizes
 
 
 def check_output_size(
@@ -271,14 +303,48 @@ def find_output_topics(
     return chosen
 
 
-def read_output_boxes(reader: BagReader, found: dict[str, str | None]) -> dict[int, list[Box]]:
-    """stamp -> detected boxes (with scores) from the targets or detections topic of
-    ``found`` (:func:`find_output_topics`)."""
-    if found["targets"]:
-        return reader.by_stamp(found["targets"], lambda m, _t: boxes_from_targets(m))
-    if found["detections"]:
-        return reader.by_stamp(found["detections"], lambda m, _t: boxes_from_detections(m))
-    return {}
+def output_boxes_topic(found: Mapping[str, str | None]) -> str | None:
+    """The topic of ``found`` (:func:`find_output_topics`) boxes are read from: the targets,
+    else the detections; None without either."""
+    return found.get("targets") or found.get("detections")
+
+
+def read_output_boxes(reader: BagReader, found: Mapping[str, str | None]) -> dict[int, list[Box]]:
+    """stamp -> detected boxes (with scores) from :func:`output_boxes_topic` of ``found``."""
+    topic = output_boxes_topic(found)
+    if topic is None:
+        return {}
+    convert = boxes_from_targets if topic == found.get("targets") else boxes_from_detections
+    return reader.by_stamp(topic, lambda m, _t: convert(m))
+
+
+def check_outputs_match(
+    frames: Collection[int], outputs: Iterable[int], frames_what: str, outputs_what: str = "output"
+) -> None:
+    """:class:`BagError` unless some output stamp (``outputs``) is that of one of ``frames``
+    (stamps; ``*_what``: one frame, one output, as the message names them): else nothing is
+    paired, and nothing would be scored or drawn."""
+    if not any(s in frames for s in outputs):
+        raise BagError(f"no {outputs_what} matches {frames_what} by header stamp; wrong bags?")
+
+
+def frames_without_output(
+    frames: Collection[int], outputs: Mapping[str, Collection[int]], frames_what: str, effect: str
+) -> dict[str, int]:
+    """topic -> how many of ``frames`` (stamps) have no message on it, for each topic of
+    ``outputs`` (topic -> the stamps of its messages) that misses some, each with a warning
+    (``frames_what``: what the frames are, ``effect``: what is done with them). A recorder
+    that subscribed late, or dropped messages, leaves such frames: not frames where the
+    node found nothing."""
+    missing: dict[str, int] = {}
+    for topic, have in outputs.items():
+        n = sum(s not in have for s in frames)
+        if n:
+            missing[topic] = n
+            log.warning(
+                "%d of %d %s have no message on %s: %s", n, len(frames), frames_what, topic, effect
+            )
+    return missing
 
 
 @dataclass
@@ -295,9 +361,15 @@ class _Outputs:
     candidate_threshold: float | None = None  # the probabilities they were cut at
     gated_threshold: float | None = None
     has_boxes: bool = True  # False: a recorded mask without a targets or detections topic
+    boxes_topic: str | None = None  # the recorded topic ``boxes`` came from
+    tracks_topic: str | None = None  # the recorded topic ``tracks`` came from
 
 
-def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
+def _recorded_outputs(
+    cfg: EvalBagConfig, sizes: Mapping[int, tuple[int, int]], size: tuple[int, int]
+) -> _Outputs:
+    """The recorded outputs; boxes without a mask are filled at ``sizes`` (stamp -> the
+    truth frame's (H, W)), else at ``size``."""
     assert cfg.outputs is not None
     with BagReader(cfg.outputs) as reader:
         inputs = (cfg.image_topic, cfg.truth_mask_topic)  # never taken for outputs
@@ -308,6 +380,7 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
         if mask_topic is not None:
             reader.require(mask_topic, IMAGE_TYPE)
         boxes = read_output_boxes(reader, found)
+        boxes_topic = output_boxes_topic(found)
         recv: dict[int, int] = {}
         masks: dict[int, np.ndarray] = {}
         if mask_topic is not None:
@@ -315,29 +388,36 @@ def _recorded_outputs(cfg: EvalBagConfig, size: tuple[int, int]) -> _Outputs:
             masks = {s: mask for s, (mask, _) in read.items()}
             recv = {s: t for s, (_, t) in read.items()}
             source = "mask"
-        elif boxes:
-            masks = {s: boxes_to_mask(b, size) for s, b in boxes.items()}
+        elif boxes_topic is not None:
+            masks = {s: boxes_to_mask(b, sizes.get(s, size)) for s, b in boxes.items()}
             source = "boxes"
-            out_topic = found["targets"] or found["detections"]
-            assert out_topic is not None  # boxes came from one of them
-            recv = reader.by_stamp(out_topic, lambda _m, t: t)
+            recv = reader.by_stamp(boxes_topic, lambda _m, t: t)
         else:
             raise BagError(f"{cfg.outputs} holds no mask, targets or detections topic")
         latency, latency_source = _latencies(reader, cfg.image_topic, recv)
-        topic = mask_topic or found["targets"] or found["detections"] or ""
+        topic = mask_topic or boxes_topic or ""
         tracks = None
         tracks_topic = found.get("tracks")
         if tracks_topic:
             tracks = reader.by_stamp(tracks_topic, lambda m, _t: boxes_from_detections(m))
     return _Outputs(
         masks, boxes, latency, latency_source, source, f"{topic} in {cfg.outputs}", tracks,
-        has_boxes=bool(found["targets"] or found["detections"]),
+        has_boxes=boxes_topic is not None, boxes_topic=boxes_topic, tracks_topic=tracks_topic,
     )
+
+
+def _on_one_clock(lat_ms: Mapping[int, float]) -> bool:
+    """Whether latencies (ms) measure something: each within [0, ``LIVE_STAMP_WINDOW_S``]
+    and not all 0; else their two times are of different clocks (a replayed bag's stamps,
+    an image recorded elsewhere) or the same time written twice."""
+    values = lat_ms.values()
+    return any(values) and all(0 <= v <= LIVE_STAMP_WINDOW_S * 1e3 for v in values)
 
 
 def _latencies(
     reader: BagReader, image_topic: str, recv: dict[int, int]
 ) -> tuple[dict[int, float], str | None]:
+    """stamp -> latency (ms) and its source (module docstring), or ({}, None)."""
     if image_topic in reader.topics:
         inputs: dict[int, int] = {}
         for _, _, t, raw in reader.raw_messages([image_topic]):
@@ -345,10 +425,15 @@ def _latencies(
             if s is not None:
                 inputs.setdefault(s, t)
         lat = {s: (t - inputs[s]) / 1e6 for s, t in recv.items() if s in inputs}
-        if lat:
+        if _on_one_clock(lat):
             return lat, "recorded"
+        if lat:
+            log.warning(
+                "%s's receive times are not on the outputs' clock (latencies from %.3g to %.3g "
+                "ms): no recorded latency", image_topic, min(lat.values()), max(lat.values()),
+            )
     lat = {s: (t - s) / 1e6 for s, t in recv.items()}
-    if lat and all(0 <= v <= LIVE_STAMP_WINDOW_S * 1e3 for v in lat.values()) and any(lat.values()):
+    if _on_one_clock(lat):
         return lat, "header"
     return {}, None
 
@@ -490,8 +575,8 @@ def _tracking(
             "to track)", cfg.outputs,
         )
         return None
-    truth = _truth_points(cfg.truth)
-    truth = {s: truth.get(s, []) for s in stamps}
+    points = _truth_points(cfg.truth)
+    truth = {s: points.get(s, []) for s in stamps}
     if not any(truth.values()):
         return None
     for pts in truth.values():
@@ -502,13 +587,16 @@ def _tracking(
                 "needs its own id in every frame, as `irstd generate` writes)", TRUTH_TARGETS_TOPIC,
             )
             return None
-    boxes = {s: outputs.boxes.get(s, []) for s in stamps}
+    # frames without a message on a topic are left out of its figures (not "none found")
+    boxes = {s: outputs.boxes[s] for s in stamps if s in outputs.boxes}
     detections = {
         s: [_point(f"{s}:{i}", b) for i, b in enumerate(bs)] for s, bs in boxes.items()
     }
     tracker = cfg.tracker or TrackerConfig()
-    if outputs.tracks is not None and cfg.tracker is None:
-        tracks = {s: [_point(b.id, b) for b in outputs.tracks.get(s, [])] for s in stamps}
+    if _uses_recorded_tracks(cfg, outputs):
+        assert outputs.tracks is not None
+        recorded = outputs.tracks
+        tracks = {s: [_point(b.id, b) for b in recorded[s]] for s in stamps if s in recorded}
         source = "recorded"
     else:
         tracks = run_tracker(boxes, tracker, size, outputs.candidates, outputs.gated)
@@ -519,9 +607,23 @@ def _tracking(
         "tracker": tracker.__dict__ if source == "tracker" else None,
         "candidate_threshold": outputs.candidate_threshold,
         "gated_threshold": outputs.gated_threshold,
-        "detections": tracking_metrics(truth, detections, **kw),
-        "tracks": tracking_metrics(truth, tracks, **kw),
+        "detections": tracking_metrics({s: truth[s] for s in detections}, detections, **kw),
+        "tracks": tracking_metrics({s: truth[s] for s in tracks}, tracks, **kw),
     }
+
+
+def _uses_recorded_tracks(cfg: EvalBagConfig, outputs: _Outputs) -> bool:
+    """Whether the tracks scored are the node's recorded ones (not the tracker's run here)."""
+    return cfg.tracking and outputs.tracks is not None and cfg.tracker is None
+
+
+def _detections_count(outputs: _Outputs, stamp: int) -> int | None:
+    """How many boxes the outputs hold for the frame at ``stamp``: None when they record a
+    boxes topic without a message of that frame, 0 when they have no boxes at all."""
+    found = outputs.boxes.get(stamp)
+    if found is None:
+        return None if outputs.boxes_topic else 0
+    return len(found)
 
 
 def _summary(values: list[float]) -> dict[str, float] | None:
@@ -543,10 +645,13 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
         truths = _truth_masks(reader, cfg.truth_mask_topic, cfg.image_topic)
         if not truths:
             raise BagError(f"{cfg.truth} holds no truth frames")
-        size = next(iter(truths.values())).shape
-        outputs = (
-            _detector_outputs(cfg, reader) if cfg.run_detector else _recorded_outputs(cfg, size)
-        )
+        sizes = {s: (int(m.shape[0]), int(m.shape[1])) for s, m in truths.items()}
+        size = next(iter(sizes.values()))
+        if cfg.run_detector:
+            outputs = _detector_outputs(cfg, reader)
+        else:
+            outputs = _recorded_outputs(cfg, sizes, size)
+    check_outputs_match(truths, outputs.masks, "a truth frame")
     acc = MetricAccumulator()
     rows = []
     first = min(truths)
@@ -570,12 +675,20 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
                 "detected": d,
                 "false_px": f,
                 "iou": iou,
-                "detections": len(outputs.boxes.get(s, [])),
+                "detections": _detections_count(outputs, s),
                 "latency_ms": outputs.latency_ms.get(s),
             }
         )
-    if not rows:
-        raise BagError("no output matches a truth frame by header stamp; wrong bags?")
+    scored = {int(r["stamp_ns"] or 0) for r in rows}
+    recorded: dict[str, Collection[int]] = {}  # the output topics scored beside the masks
+    if outputs.boxes_topic:
+        recorded[outputs.boxes_topic] = outputs.boxes
+    if outputs.tracks_topic and outputs.tracks is not None and _uses_recorded_tracks(cfg, outputs):
+        recorded[outputs.tracks_topic] = outputs.tracks
+    missing_by_topic = frames_without_output(
+        scored, recorded, f"scored frames of {cfg.truth}",
+        "left out of its figures, not scored as none found",
+    )
     unmatched = sorted(set(outputs.masks) - set(truths))
     if unmatched:
         log.warning(
@@ -587,6 +700,7 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
         {
             "frames": len(rows),
             "frames_missing": missing,
+            "frames_missing_by_topic": missing_by_topic,
             "outputs_without_truth": len(unmatched),
             "detected": acc.detected,
             "false_px": acc.false_px,

@@ -5,7 +5,9 @@ the bag timestamp of each is its receive time (system clock), as ``ros2 bag reco
 does. Topic types are discovered from the ROS graph: a topic is subscribed as soon as
 a publisher of it appears, with a QoS compatible with its publishers ("auto"). Stops
 on ``duration``, after ``max_messages``, after ``idle_timeout`` without messages (once
-the first arrived), or on Ctrl-C; the bag is always closed properly.
+the first arrived), or on Ctrl-C; the bag is always closed properly. The bag is opened,
+written and closed on one thread of its own (:class:`_BagThread`): messages arrive on the
+executor's thread, and a sqlite3 bag's connection serves only the thread that opened it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from irstd_ros.bags.io import OUTPUT_TOPICS, BagWriter, qos_profile
 from irstd_ros.bags.replay import check_topic_name
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 DISCOVERY_PERIOD_S = 0.2
 LOOP_PERIOD_S = 0.05
 QOS_MODES = ("auto", "reliable", "best_effort")
+BAG_THREAD_NAME = "irstd_record_bag"
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,21 @@ class RecordStats:
         return sum(self.counts.values())
 
 
+class _BagThread:
+    """Runs calls one at a time on a thread of its own and waits for each (its result, or
+    its exception, is the caller's): every call on the bag writer goes through it, so the
+    storage is only ever used by the thread that opened it (sqlite3 refuses any other)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=BAG_THREAD_NAME)
+
+    def call(self, fn: Callable[..., R], *args: Any) -> R:
+        return self._pool.submit(fn, *args).result()
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 class Recorder:
     """Subscribes ``topics`` on ``node`` (spun by the caller) and writes them to a bag.
 
@@ -105,13 +126,21 @@ class Recorder:
         self._subs: dict[str, Any] = {}
         self._closed = False
         self.error: Exception | None = None  # the first failure in a callback
-        self._bag = BagWriter(cfg.out, cfg.storage, compress=cfg.compress, overwrite=cfg.overwrite)
-        self._bag.__enter__()
+        self._io = _BagThread()
+        try:
+            bag = BagWriter(cfg.out, cfg.storage, compress=cfg.compress, overwrite=cfg.overwrite)
+            self._bag = self._io.call(bag.__enter__)
+        except BaseException:
+            self._io.stop()
+            raise
         try:
             self._timer = node.create_timer(DISCOVERY_PERIOD_S, self._discover_callback)
             self.discover()
         except BaseException as exc:  # no half-written bag left behind
-            self._bag.__exit__(type(exc), exc, None)
+            try:
+                self._io.call(self._bag.__exit__, type(exc), exc, None)
+            finally:
+                self._io.stop()
             raise
 
     @property
@@ -165,7 +194,7 @@ class Recorder:
             cls = import_message_type(msgtype)
             qos = make_qos(reliability, self.cfg.depth)
             with self._lock:
-                self._bag.add_topic(topic, msgtype, offered, type_hash)
+                self._io.call(self._bag.add_topic, topic, msgtype, offered, type_hash)
             self._subs[topic] = self.node.create_subscription(
                 cls, topic, lambda raw, t=topic: self._on_message(t, raw), qos, raw=True
             )
@@ -185,7 +214,7 @@ class Recorder:
             if self._closed or self.error is not None or self._full():
                 return
             try:
-                self._bag.write_raw(topic, now, raw)
+                self._io.call(self._bag.write_raw, topic, now, raw)
             except Exception as exc:
                 self._failed(exc)
                 return
@@ -206,10 +235,13 @@ class Recorder:
         self.node.destroy_timer(self._timer)
         for sub in self._subs.values():
             self.node.destroy_subscription(sub)
-        if keep:
-            self._bag.__exit__(None, None, None)
-        else:
-            self._bag.__exit__(BagError, BagError("aborted"), None)
+        try:
+            if keep:
+                self._io.call(self._bag.__exit__, None, None, None)
+            else:
+                self._io.call(self._bag.__exit__, BagError, BagError("aborted"), None)
+        finally:
+            self._io.stop()
 
 
 def record(cfg: RecordConfig, should_stop: Callable[[], bool] = lambda: False) -> RecordStats:

@@ -4,6 +4,10 @@ Frames come from the bag's image topic; detections (red, with scores) from the o
 bag (or the same bag) matched by header stamp; truth boxes (green) from
 ``/camera/truth/targets`` when present; the node's tracks (yellow, ``#id`` and a trail)
 from a recorded ``*/tracks`` topic when present. Drawing: :func:`irstd_ros.core.overlay.draw_overlay`.
+Outputs of which no stamp is that of a rendered frame are refused, as eval-bag refuses them;
+a frame without a message on an output topic the bag records is labelled ``DET -`` (or
+``TRK -``), not "none found", and counted in a warning. A video's frames share one size:
+a bag whose frames change size is refused, naming the first frame that does.
 MP4 needs imageio-ffmpeg; without it the video is written as a GIF next to the
 requested path.
 """
@@ -14,12 +18,20 @@ import contextlib
 import itertools
 import logging
 from collections import deque
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from irstd_ros.bags.evaluate import check_mask_size, find_output_topics, read_output_boxes
+from irstd_ros.bags.evaluate import (
+    check_mask_size,
+    check_outputs_match,
+    find_output_topics,
+    frames_without_output,
+    output_boxes_topic,
+    read_output_boxes,
+)
 from irstd_ros.bags.io import (
     FRAME_TYPES,
     IMAGE_TOPIC,
@@ -46,6 +58,7 @@ SHEET_GAP_PX = 4
 # rate outside it is clamped, a --fps outside it refused
 VIDEO_FPS_RANGE = (0.01, 1000.0)
 MAX_VIDEO_SIDE = 8192  # px, a rendered (scaled) frame's longer side
+NO_MESSAGE = "-"  # a label's count for a frame without a message on that output topic
 
 
 @dataclass(frozen=True)
@@ -225,6 +238,47 @@ def _sheet_indices(n: int, k: int, with_targets: list[int]) -> set[int]:
     return {pool[i] for i in picks}
 
 
+def _count(found: Mapping[int, Sequence[object]], stamp: int, recorded: bool) -> str:
+    """A label's count of ``found`` (stamp -> boxes) at ``stamp``: :data:`NO_MESSAGE` where
+    the topic is ``recorded`` but has no message of that frame."""
+    if stamp not in found and recorded:
+        return NO_MESSAGE
+    return str(len(found.get(stamp, ())))
+
+
+def _check_frame_size(
+    cfg: RenderConfig, index: int, stamp: int, shape: tuple[int, ...], first: tuple[int, ...]
+) -> None:
+    """:class:`BagError` naming the frame unless its (H, W) ``shape`` is the first frame's."""
+    if tuple(shape[:2]) != tuple(first[:2]):
+        raise BagError(
+            f"{cfg.bag}: frame #{index} on {cfg.image_topic} (stamp {stamp} ns) is "
+            f"{shape[1]}x{shape[0]} but the first is {first[1]}x{first[0]}: the frames change "
+            "size mid-bag, and a video's frames share one size"
+        )
+
+
+def _check_outputs(
+    cfg: RenderConfig, stamps: list[int | None], n_bag: int, recorded: Mapping[str, Collection[int]]
+) -> None:
+    """With outputs to draw (``recorded``: topic -> the stamps of its messages), a
+    :class:`BagError` unless some are of the rendered frames (``stamps``, of ``n_bag`` in
+    the bag), as eval-bag's; a warning per topic of how many frames have no message on it."""
+    frames = {s for s in stamps if s is not None}
+    where = cfg.outputs or cfg.bag
+    if any(recorded.values()):
+        shown = f" (the first {len(stamps)})" if len(stamps) < n_bag else ""
+        check_outputs_match(
+            frames, itertools.chain(*recorded.values()),
+            f"a frame of {cfg.image_topic} in {cfg.bag}{shown}", f"output of {where}",
+        )
+    frames_without_output(
+        frames, {f"{t} in {where}": d for t, d in recorded.items()},
+        f"frames of {cfg.image_topic} rendered",
+        f"drawn without it (its count labelled {NO_MESSAGE})",
+    )
+
+
 def render(cfg: RenderConfig) -> RenderSummary:
     """Write the annotated video (and contact sheet); returns what was written."""
     cfg.validate()
@@ -244,17 +298,19 @@ def render(cfg: RenderConfig) -> RenderSummary:
             found = find_output_topics(reader, (cfg.image_topic,), cfg.outputs_ns, BOX_ROLES)
             detections = read_output_boxes(reader, found)
             tracks = _track_boxes(reader, found.get("tracks"))
+        boxes_topic, tracks_topic = output_boxes_topic(found), found.get("tracks")
         trails: dict[int, deque[tuple[float, float]]] = {}
         fps = cfg.fps or _bag_fps(reader, cfg.image_topic)
-        n_total = reader.topics[cfg.image_topic].count
-        if cfg.max_frames is not None:
-            n_total = min(n_total, cfg.max_frames)
+        n_bag = reader.topics[cfg.image_topic].count
+        n_total = n_bag if cfg.max_frames is None else min(n_bag, cfg.max_frames)
+        # frames are counted on the image topic: its stamps, read without decoding
+        raws = itertools.islice(reader.raw_messages([cfg.image_topic]), n_total)
+        stamps = [cdr_header_stamp(raw) for _, _, _, raw in raws]
+        recorded = {t: d for t, d in ((boxes_topic, detections), (tracks_topic, tracks)) if t}
+        _check_outputs(cfg, stamps, n_bag, recorded)
         stamps_with_targets: list[int] = []
         sheet_picks: set[int] = set()
         if cfg.sheet is not None and truth:
-            # frames are counted on the image topic: its stamps, read without decoding
-            raws = itertools.islice(reader.raw_messages([cfg.image_topic]), n_total)
-            stamps = [cdr_header_stamp(raw) for _, _, _, raw in raws]
             stamps_with_targets = [i for i, s in enumerate(stamps) if s is not None and truth.get(s)]
         if cfg.sheet is not None:
             sheet_picks = _sheet_indices(n_total, cfg.sheet_frames, stamps_with_targets)
@@ -263,6 +319,7 @@ def render(cfg: RenderConfig) -> RenderSummary:
         sheet_frames: list[np.ndarray] = []
         count = 0
         first: int | None = None
+        first_shape: tuple[int, ...] | None = None
         try:
             for _, _, msg in reader.messages([cfg.image_topic]):
                 if count >= n_total:
@@ -274,10 +331,13 @@ def render(cfg: RenderConfig) -> RenderSummary:
                 trk = tracks.get(s, [])
                 for t in trk:
                     trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
-                label = f"#{count} {(s - first) / NS_PER_S:5.1f}S DET {len(dets)} TRUE {len(tru)}"
+                det_count = _count(detections, s, boxes_topic is not None)
+                label = f"#{count} {(s - first) / NS_PER_S:5.1f}S DET {det_count} TRUE {len(tru)}"
                 if tracks:
-                    label += f" TRK {len(trk)}"
+                    label += f" TRK {_count(tracks, s, True)}"
                 frame = reader.image(cfg.image_topic, msg)
+                first_shape = frame.shape if first_shape is None else first_shape
+                _check_frame_size(cfg, count, s, frame.shape, first_shape)
                 if max(frame.shape[:2]) * cfg.scale > MAX_VIDEO_SIDE:
                     raise ConfigError(
                         f"scale {cfg.scale} makes {frame.shape[1] * cfg.scale}x{frame.shape[0] * cfg.scale} "

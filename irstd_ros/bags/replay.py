@@ -3,7 +3,8 @@
 What ``ros2 bag play`` does, for machines without rosbag2: the CDR bytes of each
 message are published as they are (no re-serialisation), at the bag's receive times
 divided by ``rate``, from ``start_offset`` seconds into the bag, optionally in a loop,
-with remapped topic names and a chosen QoS.
+with remapped topic names and a chosen QoS. Remaps are refused up front where they would
+be ambiguous: one topic remapped twice, two replayed topics published on one name.
 
 ``sync_topic`` turns the replay into a closed loop: after each message of the first
 replayed topic (the consumer's input, e.g. the camera image; the other topics, such as
@@ -80,6 +81,12 @@ class ReplayConfig:
             raise ConfigError("no topic to replay")
         for src, dst in self.remaps:
             check_topic_name(dst, f"--remap {src}:={dst}")
+        targets: dict[str, str] = {}
+        for src, dst in self.remaps:
+            if targets.setdefault(src, dst) != dst:
+                raise ConfigError(
+                    f"--remap {src}:={targets[src]} and --remap {src}:={dst}: {src} remapped twice"
+                )
         if self.sync_topic is not None:
             check_topic_name(self.sync_topic, "--sync-topic")
 
@@ -189,17 +196,10 @@ def replay(
             reader.require(topic)
         if not any(reader.topics[t].count for t in cfg.topics):  # before waiting for subscribers
             raise _nothing_to_replay(cfg)
-        remap = dict(cfg.remaps)
-        for src in remap:
-            if src not in cfg.topics:
-                raise ConfigError(
-                    f"remap of {src}, which is not replayed ({', '.join(cfg.topics)})"
-                )
+        names = published_names(cfg, node.resolve_topic_name)
         qos = make_qos(cfg.qos, cfg.depth)
         pubs = {
-            t: node.create_publisher(
-                import_message_type(reader.topics[t].msgtype), remap.get(t, t), qos
-            )
+            t: node.create_publisher(import_message_type(reader.topics[t].msgtype), names[t], qos)
             for t in cfg.topics
         }
         waiter: _StampWaiter | None = None
@@ -225,6 +225,28 @@ def replay(
                 node.destroy_publisher(pub)
             if sync_sub is not None:
                 node.destroy_subscription(sync_sub)
+
+
+def published_names(cfg: ReplayConfig, resolve: Callable[[str], str]) -> dict[str, str]:
+    """Replayed topic -> the name it is published on: remapped, then resolved by ``resolve``
+    (the node's ``resolve_topic_name``). :class:`ConfigError` for a remap of a topic not
+    replayed, and when two replayed topics would share a name (their streams would merge, or
+    rclpy refuse the second type with a traceback)."""
+    remap = dict(cfg.remaps)
+    for src in remap:
+        if src not in cfg.topics:
+            raise ConfigError(f"remap of {src}, which is not replayed ({', '.join(cfg.topics)})")
+    names: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    for topic in cfg.topics:
+        name = names[topic] = resolve(remap.get(topic, topic))
+        other = by_name.setdefault(name, topic)
+        if other != topic:
+            how = " and ".join(
+                f"{t} (--remap {t}:={remap[t]})" if t in remap else t for t in (other, topic)
+            )
+            raise ConfigError(f"{how} would both be published on {name}; remap one elsewhere")
+    return names
 
 
 def _nothing_to_replay(cfg: ReplayConfig) -> BagError:

@@ -13,6 +13,15 @@ def format_table(r: dict) -> str:
     lines = [
         f"frames      {r['frames']} scored, {r['frames_missing']} without output"
         + (f", {unmatched} outputs without a truth frame" if unmatched else ""),
+    ]
+    by_topic = r.get("frames_missing_by_topic")
+    if by_topic:
+        lines.append(
+            "            of those "
+            + ", ".join(f"{n} without {topic}" for topic, n in by_topic.items())
+            + " (left out of their figures)"
+        )
+    lines += [
         f"targets     {r['targets']} ({r['detected']} detected)",
         f"Pd          {format_number(r['pd'], '.4f')}",
         f"Fa          {format_number(r['fa'], '.3e')}  ({r['false_px']} false-alarm pixels)",
@@ -48,5 +57,7 @@ def format_tracking(t: dict) -> list[str]:
         + (f", gated > {t['gated_threshold']:g}" if t.get("gated_threshold") else ""),
         f"  {'':14s} {'detections':>12s} {'tracks':>12s}",
     ]
+    if d.get("frames") != k.get("frames"):  # a topic without a message of some frames: fewer scored
+        rows.insert(0, ("frames", "frames", "d"))
     out += [f"  {name:14s} {format_number(d[key], fmt):>12s} {format_number(k[key], fmt):>12s}" for name, key, fmt in rows]
     return out

@@ -334,3 +334,87 @@ def test_outputs_that_all_match_count_none_without_truth(bags, caplog):
     r = evaluate_bag(EvalBagConfig(*bags[:1], outputs=bags[1], tracking=False))
     assert r["outputs_without_truth"] == 0
     assert "match no truth frame" not in caplog.text and "without a truth frame" not in format_table(r)
+
+
+SMALL = (H // 2, W // 2)  # the camera's later frames (binning switched on mid-bag)
+
+
+def write_resizing_truth(path: Path, truth_mask: bool = True) -> Path:
+    """Two frames of (H, W), then two of :data:`SMALL`, target A in each; the truth as a
+    mask, or (``truth_mask=False``) as boxes only."""
+    with BagWriter(path) as w:
+        for i in range(4):
+            s = T0 + i * STEP
+            size = (H, W) if i < 2 else SMALL
+            mask = boxes_to_mask([Box(*A)], size).astype(np.uint8) * 255
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, mask // 2, "mono8", s, "cam"))
+            if truth_mask:
+                w.write(TRUTH_MASK_TOPIC, s, image_msg(w.store, mask, "mono8", s, "cam"))
+            w.write(TRUTH_TARGETS_TOPIC, s, detections_msg(w.store, [Box(*A)], s, "cam"))
+    return path
+
+
+@pytest.mark.parametrize("outputs_mask", [False, True], ids=["boxes-only outputs", "mask outputs"])
+@pytest.mark.parametrize("truth_mask", [True, False], ids=["truth mask", "truth boxes"])
+def test_boxes_are_filled_at_the_size_of_their_own_frame(tmp_path, truth_mask, outputs_mask):
+    """Frames that change size mid-bag: boxes (the node's without a mask, the truth's without
+    one) were filled at the first frame's size, and the later frames refused as "outputs of
+    another sequence?"."""
+    truth = write_resizing_truth(tmp_path / "truth", truth_mask)
+    with BagWriter(tmp_path / "outputs") as w:
+        for i in range(4):
+            s = T0 + i * STEP
+            if outputs_mask:
+                found = boxes_to_mask([Box(*A)], (H, W) if i < 2 else SMALL).astype(np.uint8) * 255
+                w.write("/mask", s, image_msg(w.store, found, "mono8", s, "cam"))
+            w.write("/targets", s, targets_msg(w.store, [target(0, A)], s, "cam"))
+    r = evaluate_bag(EvalBagConfig(truth, outputs=tmp_path / "outputs", tracking=False))
+    assert (r["frames"], r["targets"], r["detected"], r["false_px"], r["iou"]) == (4, 4, 4, 0, 1.0)
+
+
+def test_boxes_of_a_frame_the_image_topic_lacks_take_its_first_frames_size(tmp_path):
+    with BagWriter(tmp_path / "truth") as w:
+        for i in range(2):
+            s = T0 + i * STEP
+            if i == 0:
+                w.write(IMAGE_TOPIC, s, image_msg(w.store, np.zeros((H, W), np.uint8), "mono8", s, "cam"))
+            w.write(TRUTH_TARGETS_TOPIC, s, detections_msg(w.store, [Box(*A)], s, "cam"))
+            w.write("/targets", s, targets_msg(w.store, [target(0, A)], s, "cam"))
+    r = evaluate_bag(EvalBagConfig(tmp_path / "truth", outputs=tmp_path / "truth", tracking=False))
+    assert (r["frames"], r["detected"], r["pixels_per_frame"]) == (2, 2, H * W)
+
+
+OTHER_CLOCK_NS = 60_730_296 * 1_000_000_000  # the audit's: 1.9 years from the outputs' clock
+
+
+@pytest.mark.parametrize(
+    ("delay_ns", "input_clock_ns", "source"),
+    [
+        (REPLAYED_LATER_NS, -REPLAYED_LATER_NS // 2, None),  # the input's clock behind: + half a day
+        (REPLAYED_LATER_NS, OTHER_CLOCK_NS, None),  # ahead: -1.9 years
+        (0, OTHER_CLOCK_NS, "header"),  # the header stamps are live: theirs
+    ],
+)
+def test_a_recorded_input_on_another_clock_gives_no_recorded_latency(
+    tmp_path, caplog, delay_ns, input_clock_ns, source
+):
+    """An outputs bag whose image came from another clock: a mean "recorded" latency of 1.9
+    years. Now none (or the header stamps' where those are live), as the header path's rule."""
+    truth = write_truth(tmp_path / "truth")
+    outputs = tmp_path / "outputs"
+    with BagWriter(outputs) as w:
+        for i, boxes in OUTPUT_BOXES.items():
+            s = T0 + i * STEP
+            recv = s + delay_ns
+            frame = image_msg(w.store, np.zeros((H, W), np.uint8), "mono8", s, "cam")
+            w.write(IMAGE_TOPIC, recv + input_clock_ns, frame)
+            m = box_mask(*boxes).astype(np.uint8) * 255
+            w.write("/mask", recv + LATENCY_NS, image_msg(w.store, m, "mono8", s, "cam"))
+    with caplog.at_level("WARNING"):
+        r = evaluate_bag(EvalBagConfig(truth, outputs=outputs))
+    assert r["latency_source"] == source
+    if source is None:
+        assert r["latency_ms"] is None and {row["latency_ms"] for row in r["per_frame"]} == {None}
+    else:
+        assert r["latency_ms"]["max"] == pytest.approx(LATENCY_NS / 1e6)
+    assert f"{IMAGE_TOPIC}'s receive times are not on the outputs' clock" in caplog.text

@@ -3,6 +3,7 @@ flickering false alarms; tracks from the tracker run offline and recorded by the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +314,51 @@ def test_truth_without_ids_says_why_there_are_no_tracking_metrics(bags, tmp_path
         r = evaluate_bag(EvalBagConfig(truth, outputs=outputs))
     assert r["tracking"] is None and r["pd"] is not None
     assert "truth targets without unique ids" in caplog.text
+
+
+DROPPED_TARGETS = range(20, 25)  # frames the recorder has no /targets message of
+DROPPED_TRACKS = range(0, 3)  # nor /tracks: it subscribed late
+
+
+def write_partial_outputs(path: Path) -> Path:
+    """A /mask of every frame (all scored), /targets and the node's perfect /tracks of some."""
+    with BagWriter(path) as w:
+        for i in range(FRAMES):
+            s = T0 + i * STEP
+            w.write("/mask", s, image_msg(w.store, np.zeros((H, W), np.uint8), "mono8", s, "cam"))
+            if i not in DROPPED_TARGETS:
+                w.write("/targets", s, targets_msg(w.store, detected(i), s, "cam"))
+            if i not in DROPPED_TRACKS:
+                tracks = [Box(*box(tid, i), id=str(tid + 1), centroid_x=position(tid, i)[0],
+                              centroid_y=position(tid, i)[1]) for tid in (0, 1)]
+                w.write("/tracks", s, detections_msg(w.store, tracks, s, "cam"))
+    return path
+
+
+def test_frames_without_a_boxes_or_tracks_message_are_left_out_and_counted(bags, tmp_path, caplog):
+    """A recorder that subscribed late: the frames without a /targets or /tracks message were
+    scored as frames where nothing was found (tracks Pd 0.83 for perfect tracks)."""
+    truth, _ = bags
+    with caplog.at_level("WARNING"):
+        r = evaluate_bag(EvalBagConfig(truth, outputs=write_partial_outputs(tmp_path / "outputs")))
+    assert r["frames"] == FRAMES and r["frames_missing"] == 0
+    assert r["frames_missing_by_topic"] == {"/targets": len(DROPPED_TARGETS), "/tracks": len(DROPPED_TRACKS)}
+    warned = f"{len(DROPPED_TARGETS)} of {FRAMES} scored frames of {truth} have no message on /targets"
+    assert warned in caplog.text
+    counts = [row["detections"] for row in r["per_frame"]]
+    assert [i for i, n in enumerate(counts) if n is None] == list(DROPPED_TARGETS)
+    det, trk = r["tracking"]["detections"], r["tracking"]["tracks"]
+    assert det["frames"] == FRAMES - len(DROPPED_TARGETS) and trk["frames"] == FRAMES - len(DROPPED_TRACKS)
+    kept = 2 * (FRAMES - len(DROPPED_TARGETS))
+    assert det["pd"] == pytest.approx((kept - len(MISSED)) / kept)  # the misses of the kept frames only
+    assert trk["pd"] == 1.0 and trk["id_switches"] == 0
+    text = format_table(r)
+    assert f"of those {len(DROPPED_TARGETS)} without /targets, {len(DROPPED_TRACKS)} without /tracks" in text
+    # the tracking table says how many frames each column scored
+    assert re.search(rf"\n  frames +{FRAMES - len(DROPPED_TARGETS)} +{FRAMES - len(DROPPED_TRACKS)}\n", text)
+
+
+def test_complete_outputs_miss_no_topic(bags, caplog):
+    r = evaluate_bag(EvalBagConfig(*bags))
+    assert r["frames_missing_by_topic"] == {} and "have no message on" not in caplog.text
+    assert None not in [row["detections"] for row in r["per_frame"]]

@@ -313,3 +313,107 @@ def test_outputs_of_another_frame_size_are_refused_as_eval_bag_refuses(size, ref
     assert line.endswith("; outputs of another sequence?")
     code, err = run_cli(capsys, "eval-bag", "--truth", str(tiny_bag), "--outputs", str(outputs), "--no-tracking")
     assert code == 2 and "is 64x48 but the truth" in one_error_line(err)
+
+
+def _frames_bag(path: Path, sizes: list[tuple[int, int]], step_ns: int = 10**8) -> Path:
+    """Frames of ``sizes`` (H, W), one each, 0.1 s apart from 1 s."""
+    with BagWriter(path) as w:
+        for i, size in enumerate(sizes):
+            s = 10**9 + i * step_ns
+            w.write(IMAGE_TOPIC, s, image_msg(w.store, np.full(size, 60, np.uint8), "mono8", s, "cam"))
+    return path
+
+
+def _detections_bag(path: Path, stamps: list[int], topic: str = "/detections") -> Path:
+    with BagWriter(path) as w:
+        for s in stamps:
+            w.write(topic, s, detections_msg(w.store, [Box(10, 10, 6, 6)], s, "cam"))
+    return path
+
+
+FRAME_STAMPS = [10**9 + i * 10**8 for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("shift_ns", "first", "max_frames", "shown"),
+    [(1, 0, None, ""), (0, 4, 3, " (the first 3)")],  # stamps 1 ns off; frames 4 on, 3 drawn
+)
+def test_outputs_of_no_rendered_frame_are_refused_as_eval_bag_refuses(
+    tiny_bag, tmp_path, capsys, shift_ns, first, max_frames, shown
+):
+    """`render BAG --outputs OTHER` with no output stamp of a frame wrote "wrote v.gif (8
+    frames)" with nothing drawn; eval-bag refused the pair: now both refuse it."""
+    with BagReader(tiny_bag) as reader:
+        stamps = sorted(reader.by_stamp(IMAGE_TOPIC, lambda _m, _t: None))
+    outputs = _detections_bag(tmp_path / "outputs", [s + shift_ns for s in stamps[first:]])
+    out = tmp_path / "v.gif"
+    extra = [] if max_frames is None else ["--max-frames", str(max_frames)]
+    args = ("render", str(tiny_bag), "--outputs", str(outputs), "--out", str(out), *extra)
+    code, err = run_cli(capsys, *args)
+    assert code == 2 and not out.exists()
+    assert one_error_line(err).endswith(
+        f"no output of {outputs} matches a frame of {IMAGE_TOPIC} in {tiny_bag}{shown} by header stamp; "
+        "wrong bags?"
+    )
+    if max_frames is None:
+        args = ("eval-bag", "--truth", str(tiny_bag), "--outputs", str(outputs), "--no-tracking")
+        code, err = run_cli(capsys, *args)
+        assert code == 2
+        assert one_error_line(err).endswith("no output matches a truth frame by header stamp; wrong bags?")
+
+
+def test_frames_without_an_output_message_are_labelled_so_and_counted(tmp_path, monkeypatch, caplog):
+    """Frames the recorder has no /detections (nor /tracks) message of were labelled "DET 0":
+    the node had found nothing there. Now "DET -", and a warning with their count."""
+    from irstd_ros.bags import render as render_module
+
+    labels: list[str] = []
+    draw = render_module.draw_overlay
+
+    def record_label(*args, **kwargs):
+        labels.append(kwargs["label"])
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(render_module, "draw_overlay", record_label)
+    bag = _frames_bag(tmp_path / "bag", [(32, 40)] * len(FRAME_STAMPS))
+    outputs = _detections_bag(tmp_path / "outputs", FRAME_STAMPS[2:])
+    with BagWriter(outputs, overwrite=True) as w:  # tracks of the last frame only
+        for s in FRAME_STAMPS[2:]:
+            w.write("/detections", s, detections_msg(w.store, [Box(10, 10, 6, 6)], s, "cam"))
+        s = FRAME_STAMPS[-1]
+        w.write("/tracks", s, detections_msg(w.store, [Box(10, 10, 6, 6, id="3")], s, "cam"))
+    with caplog.at_level("WARNING"):
+        render(RenderConfig(bag, tmp_path / "v.gif", outputs=outputs))
+    assert [label.split("S ", 1)[1] for label in labels] == [
+        "DET - TRUE 0 TRK -", "DET - TRUE 0 TRK -", "DET 1 TRUE 0 TRK -", "DET 1 TRUE 0 TRK -",
+        "DET 1 TRUE 0 TRK -", "DET 1 TRUE 0 TRK 1",
+    ]
+    assert f"2 of 6 frames of {IMAGE_TOPIC} rendered have no message on /detections in {outputs}" in caplog.text
+    assert f"5 of 6 frames of {IMAGE_TOPIC} rendered have no message on /tracks in {outputs}" in caplog.text
+
+
+def test_a_bag_without_outputs_is_drawn_without_a_count_warning(tiny_bag, tmp_path, monkeypatch, caplog):
+    from irstd_ros.bags import render as render_module
+
+    labels: list[str] = []
+    draw = render_module.draw_overlay
+    def record_label(*args, **kwargs):
+        labels.append(kwargs["label"])
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(render_module, "draw_overlay", record_label)
+    render(RenderConfig(tiny_bag, tmp_path / "v.gif", max_frames=2))
+    assert all(" DET 0 " in label for label in labels) and "no message on" not in caplog.text
+
+
+def test_frames_that_change_size_are_one_error_line_naming_the_frame(tmp_path, capsys):
+    """It was imageio's "All images in a movie should have same size", naming no frame."""
+    bag = _frames_bag(tmp_path / "bag", [(32, 40)] * 3 + [(16, 20)] * 2)
+    out = tmp_path / "v.mp4"
+    code, err = run_cli(capsys, "render", str(bag), "--out", str(out), "--sheet", str(tmp_path / "s.png"))
+    assert code == 2
+    assert one_error_line(err).endswith(
+        f"{bag}: frame #3 on {IMAGE_TOPIC} (stamp {FRAME_STAMPS[3]} ns) is 20x16 but the first is 40x32: "
+        "the frames change size mid-bag, and a video's frames share one size"
+    )
+    assert list(tmp_path.iterdir()) == [bag]  # no video, no partial file, no sheet

@@ -10,8 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _support.bags import TINY, make_bag
+from _support.cli import one_error_line, run_cli
 
-from irstd_ros.bags.io import IMAGE_TOPIC, TRUTH_TARGETS_TOPIC, BagReader, BagWriter, image_msg
+from irstd_ros.bags.io import (
+    IMAGE_TOPIC,
+    TRUTH_MASK_TOPIC,
+    TRUTH_TARGETS_TOPIC,
+    BagReader,
+    BagWriter,
+    image_msg,
+)
 from irstd_ros.bags.record import RecordConfig, Recorder, record
 from irstd_ros.bags.replay import ReplayConfig, parse_remap, replay
 from irstd_ros.bags.rosutil import cdr_header_stamp, ros_session
@@ -93,6 +101,48 @@ def test_start_offset_remap_and_loop(rclpy_context, bag):
     assert sink.stamps[n_after_offset : 2 * n_after_offset] == first
 
 
+@pytest.mark.parametrize(
+    ("topics", "remaps", "message"),
+    [
+        # another type: rclpy's RCLError traceback before
+        ((IMAGE_TOPIC, TRUTH_TARGETS_TOPIC), (f"{TRUTH_TARGETS_TOPIC}:={IMAGE_TOPIC}",),
+         f"{IMAGE_TOPIC} and {TRUTH_TARGETS_TOPIC} (--remap {TRUTH_TARGETS_TOPIC}:={IMAGE_TOPIC}) "
+         f"would both be published on {IMAGE_TOPIC}"),
+        # the same type: two streams merged on one topic in silence before
+        ((IMAGE_TOPIC, TRUTH_MASK_TOPIC), (f"{TRUTH_MASK_TOPIC}:={IMAGE_TOPIC}",),
+         f"would both be published on {IMAGE_TOPIC}"),
+        ((IMAGE_TOPIC, TRUTH_MASK_TOPIC), (f"{IMAGE_TOPIC}:=/x", f"{TRUTH_MASK_TOPIC}:=x"),
+         "would both be published on /x"),
+        # the last one kept in silence before
+        ((IMAGE_TOPIC,), (f"{IMAGE_TOPIC}:=/a", f"{IMAGE_TOPIC}:=/b"),
+         f"--remap {IMAGE_TOPIC}:=/a and --remap {IMAGE_TOPIC}:=/b: {IMAGE_TOPIC} remapped twice"),
+    ],
+    ids=["onto a topic of another type", "onto a topic of the same type", "two onto one name",
+         "one topic twice"],
+)
+def test_remap_collisions_are_refused_up_front_in_one_line(
+    rclpy_context, bag, capsys, topics, remaps, message
+):
+    args = [a for t in topics for a in ("--topic", t)] + [a for r in remaps for a in ("--remap", r)]
+    started = time.monotonic()
+    code, err = run_cli(capsys, "replay", str(bag), *args, "--wait-subscribers", "5")
+    assert code != 0
+    assert message in one_error_line(err)
+    assert time.monotonic() - started < 3  # before waiting for subscribers
+
+
+def test_remapping_a_topic_onto_its_own_name_or_a_free_one_is_no_collision(rclpy_context, bag):
+    from irstd_ros.bags.replay import published_names
+
+    cfg = ReplayConfig(
+        bag, topics=(IMAGE_TOPIC, TRUTH_MASK_TOPIC),
+        remaps=(parse_remap(f"{IMAGE_TOPIC}:={IMAGE_TOPIC}"), parse_remap(f"{TRUTH_MASK_TOPIC}:=/m"),
+                parse_remap(f"{TRUTH_MASK_TOPIC}:=/m")),
+    )
+    cfg.validate()
+    assert published_names(cfg, lambda name: name) == {IMAGE_TOPIC: IMAGE_TOPIC, TRUTH_MASK_TOPIC: "/m"}
+
+
 def test_sync_waits_for_a_slow_consumer(rclpy_context, bag):
     delay = 0.15
     with ros_session("echo") as echo, ros_session("player") as player:
@@ -117,13 +167,17 @@ def test_sync_waits_once_per_frame_when_several_topics_share_its_stamps(rclpy_co
     assert stats.wall_s < FRAMES * cfg.sync_timeout / 2
 
 
-def test_record_writes_a_bag_and_stops_after_max_messages(rclpy_context, bag, tmp_path):
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_record_writes_a_bag_and_stops_after_max_messages(rclpy_context, bag, tmp_path, storage):
+    """sqlite3 too: its connection was opened on the main thread and written from the
+    executor's, which sqlite refuses ("stopped after 0 messages")."""
     out = tmp_path / "rec"
     result = {}
 
     def run_record() -> None:
         cfg = RecordConfig(
-            out, topics=("/echo",), max_messages=FRAMES, discovery_timeout=10.0, progress=False
+            out, topics=("/echo",), storage=storage, max_messages=FRAMES, discovery_timeout=10.0,
+            progress=False,
         )
         result["stats"] = record(cfg)
 
@@ -247,6 +301,32 @@ def test_a_failure_in_a_callback_stops_the_recording_with_an_error_and_keeps_wha
     rec.close(keep=True)
     with BagReader(cfg.out) as r:
         assert r.topics["/img"].count == 1
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_the_bag_is_written_from_any_thread_the_messages_arrive_on(tmp_path, storage):
+    """The bag is opened on one thread, its topics declared and messages written on others
+    (discovery and the executor's callbacks), closed on a third: sqlite3 allows none of that
+    on its own."""
+    node = _FakeNode()
+    cfg = RecordConfig(
+        tmp_path / "rec", topics=("/img",), known_types=(("/img", "sensor_msgs/msg/Image"),),
+        storage=storage,
+    )
+    with BagReader(make_bag(tmp_path / "src", frames=3)) as r:
+        raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
+    rec = Recorder(node, cfg)
+    for raw in raws:
+        callback = threading.Thread(target=node.subscriptions["/img"], args=(raw,))
+        callback.start()
+        callback.join()
+    assert rec.error is None and rec.counts == {"/img": len(raws)}
+    closer = threading.Thread(target=rec.close)
+    closer.start()
+    closer.join()
+    with BagReader(cfg.out) as r:
+        assert r.topics["/img"].count == len(raws)
+        assert [bytes(raw) for _, _, _, raw in r.raw_messages()] == [bytes(raw) for raw in raws]
 
 
 def test_max_messages_is_the_number_of_messages_in_the_bag(tmp_path, monkeypatch):
