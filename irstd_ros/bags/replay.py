@@ -215,6 +215,9 @@ def replay(
                 raw=True,
             )
         try:
+            if cfg.sync_topic:  # the consumer itself, not only a recorder, must be listening
+                first = cfg.topics[0]
+                _wait_for_consumer(node, pubs[first], cfg.sync_topic, cfg.wait_subscribers, should_stop)
             _wait_for_subscribers(pubs, cfg.wait_subscribers, should_stop)
             stats = _play(cfg, reader, pubs, waiter, should_stop)
             if cfg.qos == "reliable" and ros_ok():  # not after rclpy was shut down
@@ -267,6 +270,35 @@ def _topic_type(node: Any, topic: str, timeout: float) -> str:
     raise BagError(
         f"sync topic {name} has no publisher after {timeout:.0f} s; is the node running?"
     )
+
+
+def _endpoint_nodes(infos: Any) -> set[tuple[str, str]]:
+    return {(i.node_namespace, i.node_name) for i in infos}
+
+
+def _wait_for_consumer(
+    node: Any, pub: Any, sync_topic: str, timeout: float, should_stop: Callable[[], bool]
+) -> bool:
+    """Wait (up to ``timeout`` s) until a node that publishes ``sync_topic`` subscribes to
+    ``pub``'s topic and every subscriber seen there is matched with ``pub``: a recorder
+    subscribed before the consumer satisfied the count alone, and the first frame went out
+    before the consumer's subscription matched (lost, a sync timeout). False, with a
+    warning, when the time runs out (the replay goes on, as ``ros2 bag play`` would)."""
+    sync_name = node.resolve_topic_name(sync_topic)
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while not should_stop():
+        consumers = _endpoint_nodes(node.get_publishers_info_by_topic(sync_name))
+        listeners = _endpoint_nodes(node.get_subscriptions_info_by_topic(pub.topic_name))
+        listeners.discard((node.get_namespace(), node.get_name()))
+        if consumers & listeners and pub.get_subscription_count() >= len(listeners):
+            return True
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(SUBSCRIBER_POLL_S)
+    if not should_stop():
+        log.warning("no node publishing %s subscribes to %s after %.1f s; publishing anyway",
+                    sync_name, pub.topic_name, timeout)
+    return False
 
 
 def _wait_for_subscribers(

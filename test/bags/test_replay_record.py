@@ -457,3 +457,56 @@ def test_a_topic_with_nothing_to_replay_is_an_error_not_a_spin(rclpy_context, tm
         with pytest.raises(BagError, match=f"has no message on {IMAGE_TOPIC}"):
             replay(cfg, should_stop=lambda: time.monotonic() - started > 5)
     assert time.monotonic() - started < 3  # the empty bag: refused before waiting for subscribers
+
+
+class _Graph:
+    """A node's view of the ROS graph for the consumer wait: the recorder subscribes at
+    once; the consumer (``irstd_node``, publisher of the sync topic) only after ``late``
+    polls, and its subscription matches ``pub`` one poll later still."""
+
+    def __init__(self, late: int) -> None:
+        self.polls, self.late = 0, late
+
+    def resolve_topic_name(self, name: str) -> str:
+        return name
+
+    def get_namespace(self) -> str:
+        return "/"
+
+    def get_name(self) -> str:
+        return "irstd_replay"
+
+    @staticmethod
+    def _info(name: str):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(node_namespace="/", node_name=name)
+
+    def get_publishers_info_by_topic(self, topic: str):
+        return [self._info("irstd_node")] if self.polls >= self.late else []
+
+    def get_subscriptions_info_by_topic(self, topic: str):
+        self.polls += 1
+        return [self._info("recorder"), *([self._info("irstd_node")] if self.polls > self.late else [])]
+
+
+class _Pub:
+    topic_name = "/camera/image"
+
+    def __init__(self, graph: _Graph) -> None:
+        self.graph = graph
+
+    def get_subscription_count(self) -> int:  # the consumer matches a poll after it is seen
+        return 1 + (self.graph.polls > self.graph.late + 1)
+
+
+def test_a_synced_replay_waits_for_the_consumer_not_only_for_a_recorder():
+    """With a recorder already listening, replay --sync-topic published frame 0 before the
+    node's subscription matched: the frame was lost (one sync timeout)."""
+    from irstd_ros.bags.replay import _wait_for_consumer
+
+    graph = _Graph(late=3)
+    assert _wait_for_consumer(graph, _Pub(graph), "/targets", 5.0, lambda: False)
+    assert graph.polls == graph.late + 2  # not before the consumer's subscription matched
+    alone = _Graph(late=10**9)  # no consumer ever: a warning and on, after the timeout
+    assert not _wait_for_consumer(alone, _Pub(alone), "/targets", 0.1, lambda: False)
