@@ -63,6 +63,10 @@ TRAINING_HELP: dict[str, str] = {
 
 # train-gpu's own options (add_arguments leaves these without a help, or words a default otherwise)
 GPU_HELP: dict[str, str] = {
+    # not irstd train's (a budget per invocation): the time schedule spans the whole run
+    "minutes": "time budget of the whole run, minutes, a resumed run's time already trained "
+    "included (the time schedule spans it): stop and save after the epoch that passes it "
+    "(default: no budget)",
     "train_groups": "with --pack: comma-separated pack groups to train on",
     "warmup_epochs": "epochs of linear learning rate warm-up to --lr",
     "schedule_by": "what the schedule follows: epochs, or time (the --minutes budget; epochs "

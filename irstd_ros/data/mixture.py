@@ -168,6 +168,8 @@ def load_hard_examples(
                                 f"{width}x{height} frame; mined from other frames? (`irstd mine` again)"
                             )
                         places.append((i, float(y), float(x)))
+        except ConfigError:  # a ValueError too: its own message, not "damaged"
+            raise
         except (AttributeError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"{path}: damaged hard-example file ({exc}); expected frames of "
@@ -235,10 +237,12 @@ class MixtureSamples(torch.utils.data.Dataset):
         if not sources or any(not s.items for s in sources):
             raise ConfigError("every data source needs at least one image")
         weights = np.array([s.weight for s in sources], dtype=np.float64)
-        if (weights < 0).any() or weights.sum() <= 0:
-            raise ConfigError(f"source weights must be >= 0 with a positive sum, got {weights.tolist()}")
+        with np.errstate(over="ignore"):  # weights of 1e308: their sum overflows to inf
+            total = weights.sum()
+        if (weights < 0).any() or not 0 < total < np.inf:
+            raise ConfigError(f"source weights must be >= 0 with a positive finite sum, got {weights.tolist()}")
         self.sources = list(sources)
-        self.weights = weights / weights.sum()
+        self.weights = weights / total
         self.crop, self.samples, self.norm, self.seed = crop, samples_per_epoch, norm, seed
         self.cfg = augment_cfg or AugmentConfig()
         self.border_implant = replace(self.cfg.implant, border_fraction=1.0)

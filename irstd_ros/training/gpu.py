@@ -461,6 +461,9 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     end_epoch = cfg.epochs
     if budget_s is not None and elapsed0 >= budget_s:  # resumed with the whole budget spent
         stop_reason, end_epoch = "minutes", start_epoch
+        log.warning("the run's --minutes budget (%g min) was spent by its earlier invocations "
+                    "(%.1f min trained): nothing to train; a larger --minutes goes on", cfg.minutes,
+                    elapsed0 / 60.0)
     elif cfg.max_steps is not None and step >= cfg.max_steps:
         stop_reason, end_epoch = "max_steps", start_epoch
     if isinstance(stop, SigtermStop):

@@ -43,7 +43,8 @@ class Teachers:
     """
 
     def __init__(self, sets: Sequence[TeacherSet], norm: InputNorm, device: torch.device) -> None:
-        self.sets = [tuple(Path(p).resolve() for p in s) for s in sets]
+        # a shipped model's name (``teacher: tiny``) before the path is made absolute
+        self.sets = [tuple(resolve_model_path(p).resolve() for p in s) for s in sets]
         self.models: dict[Path, nn.Module] = {}
         for path in dict.fromkeys(p for s in self.sets for p in s):
             self.models[path] = load_teacher(path, norm, device)

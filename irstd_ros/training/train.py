@@ -33,7 +33,13 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from irstd_ros.checkpoint import CheckpointInfo, load_checkpoint, read_info, save_checkpoint
+from irstd_ros.checkpoint import (
+    CheckpointInfo,
+    load_checkpoint,
+    read_info,
+    save_checkpoint,
+    weights_mismatch,
+)
 from irstd_ros.core.fields import (
     FieldRule,
     Number,
@@ -82,6 +88,7 @@ log = logging.getLogger(__name__)
 
 # a run's starting point when its init was transformed (widened or partly copied)
 INIT_NAME = "init.safetensors"
+MAX_REASON_WORDS = 40  # of a library's error quoted in a one-line refusal
 # a batch of one crop needs a bottleneck of at least this many values on a side: BatchNorm
 # cannot train on one value per channel (a crop of one stride)
 MIN_BOTTLENECK_SIDE = 2
@@ -226,11 +233,13 @@ RESERVED_EXTRA = frozenset({"data", "train_config", "train_state", "calibration"
 # its record claims the new recipe for every epoch (the model, the normalisation and the
 # data are checked on their own; epochs may grow, and the budget, threads, device, bf16
 # and threshold go with the invocation; ema has its own rules: a kept average keeps its
-# decay (check_resume), one may be dropped but not started mid-run (_load_ema))
+# decay (check_resume), one may be dropped but not started mid-run (_load_ema)). The
+# masks read (mask_suffix) and the generator frames' implantation are data the record of
+# what was seen leaves out; the loader's worker count seeds the crops each worker draws.
 RESUME_FIXED = (
     "seed", "batch_size", "crop", "lr", "schedule", "min_lr", "weight_decay", "loss", "init",
     "init_partial", "init_widen", "teacher", "distill", "distill_keep_labels", "consistency",
-    "consistency_radius",
+    "consistency_radius", "mask_suffix", "generator_implant", "workers",
 )
 
 
@@ -670,8 +679,12 @@ def init_from(
     if not partial:
         try:
             model.load_state_dict(source)
-        except RuntimeError as exc:
-            raise ConfigError(f"init {path} does not fit model {name!r}: {exc}") from None
+        except RuntimeError as exc:  # torch's report names every tensor (24,767 characters)
+            why = weights_mismatch(source, named_config(name)) or " ".join(str(exc).split()[:MAX_REASON_WORDS])
+            raise ConfigError(
+                f"init {path} (widths {list(info.model.widths)}) does not fit model {name!r} (widths "
+                f"{list(named_config(name).widths)}): {why}; init_partial takes the tensors that fit"
+            ) from None
         return
     target = model.state_dict()
     fitting = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
@@ -704,7 +717,11 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
         raise ConfigError(f"{last} holds no training state (a model file, not a run's last "
                           f"checkpoint); use a new --out (with init: {last} to start from it)")
     if info.model != model_cfg:
-        raise ConfigError(f"{last} was trained with another model config; use a new --out")
+        was, now_model = info.model.to_dict(), model_cfg.to_dict()
+        changed = [f"{k} {json.dumps(was.get(k))} -> {json.dumps(now_model.get(k))}"
+                   for k in sorted(set(was) | set(now_model)) if was.get(k) != now_model.get(k)]
+        raise ConfigError(f"{last} was trained with another model config ({', '.join(changed)}); "
+                          "use a new --out")
     if info.norm != norm:  # its weights expect the other inputs
         raise ConfigError(f"{last} was trained on inputs normalised as {info.norm}, this run's "
                           f"are {norm}; use a new --out")

@@ -80,8 +80,9 @@ def test_hard_places_outside_their_frame_are_refused(tmp_path, place):
     at the frame's edge."""
     items = [(np.zeros((4, 6)), np.zeros((4, 6), bool), "a")]
     path = _hard_file(tmp_path / "h.json", {"a": {"false": [[3, 5, 0.9], place]}})
-    with pytest.raises(ConfigError, match="outside its 6x4 frame"):
+    with pytest.raises(ConfigError, match="outside its 6x4 frame") as refused:
         load_hard_examples(path, items)
+    assert "damaged" not in str(refused.value)  # it was wrapped again as a damaged file
 
 
 def test_hard_misses_can_be_left_out(tmp_path):
@@ -265,3 +266,15 @@ def test_a_pack_group_is_a_source_with_the_folder_s_frames_and_hard_places(tmp_p
         source_items(SourceSpec.from_dict({"root": str(pack), "split": "theirs"}))
     with pytest.raises(ConfigError, match="its split names the group"):
         source_items(SourceSpec.from_dict({"root": str(pack), "split": None}))
+
+
+@pytest.mark.parametrize("weights", [(1e308, 1e308), (-1.0, 2.0), (0.0, 0.0)])
+def test_source_weights_must_have_a_positive_finite_sum(weights):
+    """Two weights of 1e308 summed to inf: numpy's "probabilities do not sum to 1" at the
+    first sample, after every frame had been loaded."""
+    from irstd_ros.data.mixture import Source
+
+    frame = np.zeros(SIZE, np.float32)
+    sources = [Source([(frame, np.zeros(SIZE, bool), "f")], w, implant_prob=0.0) for w in weights]
+    with pytest.raises(ConfigError, match="positive finite sum"):
+        MixtureSamples(sources, CROP, 4, InputNorm(kind="robust"))

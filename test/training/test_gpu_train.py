@@ -301,11 +301,12 @@ def test_options_the_gpu_loop_does_not_apply_are_refused(tmp_path, options, word
     assert words in str(info.value)
 
 
-def test_a_run_resumed_with_its_budget_spent_trains_no_further(tmp_path, roots):
-    # minutes is the budget of the whole run, resumptions included
+def test_a_run_resumed_with_its_budget_spent_trains_no_further(tmp_path, roots, caplog):
+    # minutes is the budget of the whole run, resumptions included (its --help says so)
     for _ in range(2):
         summary = train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=50, minutes=1e-6, eval_split=None))
         assert (summary["epochs_done"], summary["stop"]) == (1, "minutes")
+    assert "budget (1e-06 min) was spent by its earlier invocations" in caplog.text  # not silent
     for _ in range(2):
         summary = train_gpu(_cfg(tmp_path, out=tmp_path / "steps", data=roots["nudt"], max_steps=1, eval_split=None))
         assert (summary["steps"], summary["stop"]) == (1, "max_steps")

@@ -2,6 +2,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -148,8 +149,9 @@ def test_resume_continues_from_the_last_epoch(tmp_path):
 
 def test_partial_init_and_distillation_from_a_teacher(tmp_path):
     teacher = train(config(tmp_path, epochs=1))
-    with pytest.raises(ConfigError, match="does not fit model 'lite'"):
+    with pytest.raises(ConfigError, match=r"does not fit model 'lite' \(widths .*\): missing \[") as refused:
         train(config(tmp_path, out=tmp_path / "strict", model="lite", epochs=1, init=teacher))
+    assert len(str(refused.value)) < 1000  # torch's own report named every tensor: 24,767 characters
     final = train(config(
         tmp_path, out=tmp_path / "lite", model="lite", epochs=1, init=teacher, init_partial=True,
         teacher=teacher, distill=1.0,
@@ -191,8 +193,14 @@ def test_a_shipped_model_s_name_is_a_start_and_a_teacher(tmp_path, monkeypatch):
     init_from(model, Path("tiny"), "tiny")
     shipped = load_checkpoint(default_model_path())[0].state_dict()
     assert torch.equal(model.state_dict()["head.weight"], shipped["head.weight"])
-    teacher = load_teacher(Path("tiny"), load_checkpoint(default_model_path())[1].norm, torch.device("cpu"))
+    norm = load_checkpoint(default_model_path())[1].norm
+    teacher = load_teacher(Path("tiny"), norm, torch.device("cpu"))
     assert not teacher.training
+    # as a run's teacher set too (its paths were made absolute first: "<cwd>/tiny" not found)
+    from irstd_ros.training.teachers import Teachers
+
+    assert list(Teachers([(Path("tiny"), Path("fast"))], norm, torch.device("cpu")).models) == [
+        default_model_path("tiny").resolve(), default_model_path("fast").resolve()]
 
 
 def test_the_shipped_two_piece_model_is_a_start_for_a_widened_network():
@@ -309,7 +317,7 @@ def test_a_teacher_with_another_input_norm_is_refused(tmp_path):
 
 def test_resume_refuses_another_model(tmp_path):
     train(config(tmp_path, epochs=1))
-    with pytest.raises(ConfigError, match="another model config"):
+    with pytest.raises(ConfigError, match=r"another model config \(.*widths \[8, 16, 32, 64, 128\] -> "):
         train(config(tmp_path, epochs=2, model="small"))
 
 
@@ -575,6 +583,19 @@ def test_resume_refuses_another_recipe(tmp_path):
         train(config(tmp_path, epochs=2, lr=1e-4, seed=7, loss="softiou+bce", batch_size=2))
     _, info, _ = load_checkpoint(train(config(tmp_path, epochs=2, max_steps=100, threads=2)))  # grown, same recipe
     assert len(info.extra["train_state"]["history"]) == 2
+
+
+def test_resume_refuses_other_masks_and_another_worker_count(tmp_path):
+    """Resumed with another mask_suffix (other labels) or worker count (other crops), the
+    run went on silently and its record claimed the new setting for every epoch."""
+    train(config(tmp_path, epochs=1))
+    masks = tmp_path / "data" / "masks"
+    for mask in list(masks.glob("*.png")):
+        shutil.copy(mask, masks / f"{mask.stem}_alt.png")
+    with pytest.raises(ConfigError, match=r'another recipe \(mask_suffix "" -> "_alt"\)'):
+        train(config(tmp_path, epochs=2, mask_suffix="_alt"))
+    with pytest.raises(ConfigError, match=r"another recipe \(workers 0 -> 2\)"):
+        train(config(tmp_path, epochs=2, workers=2))
 
 def test_bf16_off_the_cpu_is_a_warning_not_ignored_silently(tmp_path, monkeypatch, caplog):
     class Stop(Exception):
