@@ -877,6 +877,10 @@ def train(cfg: TrainConfig) -> Path:
         _load_ema(ema, last, extra)
         state = info.extra["train_state"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        if start_epoch > cfg.epochs:  # its record would say fewer epochs than its history holds
+            raise ConfigError(f"{last} has trained {start_epoch} epochs, more than epochs {cfg.epochs}: "
+                              f"epochs may grow on a resumption, not shrink; give >= {start_epoch}, "
+                              "or a new --out")
         reseed(ds, state["seed_next"] + rank)
         log.info("resumed from %s at epoch %d", last, start_epoch)
     elif start is not None:  # not before: a resumption keeps (a refused one too) the run's own
@@ -956,6 +960,8 @@ def train(cfg: TrainConfig) -> Path:
         lr = opt.param_groups[0]["lr"]
         sched.step()
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr, "seconds": round(dt, 2)})
+        if len(losses) < len(loader):  # cut by max_steps: counted as done all the same (as train-gpu)
+            history[-1]["partial"] = True
         seed_next = int(np.random.default_rng(cfg.seed + epoch + 1).integers(2**31))
         reseed(ds, seed_next + rank)  # what a run resumed here starts from
         if rank == 0:

@@ -802,3 +802,15 @@ def test_a_checkpoint_without_its_directory_takes_relative_paths_from_the_curren
                     tensors)
     _, info, _ = load_checkpoint(train(config(tmp_path, data=Path("data"), epochs=2, max_steps=2)))
     assert len(info.extra["train_state"]["history"]) == 2
+
+
+def test_an_epoch_cut_by_max_steps_is_marked_partial_and_epochs_may_not_shrink(tmp_path):
+    """The cut epoch was recorded as a whole one (train-gpu flags it); a finished run resumed
+    with fewer epochs was taken, its model then claiming 1 epoch beside 2 in its history."""
+    train(config(tmp_path, epochs=2, max_steps=1))  # 8 frames, batches of 4: 1 of 2 steps
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history == [{**history[0], "partial": True}] and len(history) == 1
+    train(config(tmp_path, epochs=2))
+    assert "partial" not in json.loads((tmp_path / "run" / "history.json").read_text())[-1]
+    with pytest.raises(ConfigError, match="has trained 2 epochs, more than epochs 1: epochs may grow"):
+        train(config(tmp_path, epochs=1))
