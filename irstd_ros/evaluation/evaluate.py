@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 CURVE_THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.05, 0.95, 19))
 METHODS = ("network", "tophat")
 CROP_PX = 48  # side of a hard-case crop
+ROC_FA_FLOOR = 1e-9  # where the ROC's log axis starts when no Fa was measured above 0
+ZERO_FA_DECADE = 10.0  # Fa 0 drawn this factor below the smallest measured
 CROP_ZOOM = 3  # crops are enlarged this much in hardest.png
 DISPLAY_RANGE = (-1.0, 4.0)  # normalised input shown black..white
 
@@ -238,6 +240,16 @@ def evaluate(cfg: EvalConfig) -> dict:
     return report
 
 
+def roc_points(curve: list[dict]) -> tuple[list[dict], list[float], list[bool]]:
+    """(rows where Pd and Fa are defined, their Fa as plotted, whether each Fa is 0): Fa 0
+    has no place on a log axis, so it is drawn :data:`ZERO_FA_DECADE` below the smallest
+    measured Fa (below :data:`ROC_FA_FLOOR` when none is) and flagged, never passed off as
+    a measured point."""
+    rows = [r for r in curve if r["pd"] is not None and r["fa"] is not None]
+    floor = min((r["fa"] for r in rows if r["fa"] > 0), default=ROC_FA_FLOOR) / ZERO_FA_DECADE
+    return rows, [r["fa"] if r["fa"] > 0 else floor for r in rows], [r["fa"] == 0 for r in rows]
+
+
 def plot_roc(curve: list[dict], path: Path, title: str = "") -> None:
     """Pd against Fa over thresholds (the field's ROC), log-scaled Fa."""
     import matplotlib
@@ -245,15 +257,25 @@ def plot_roc(curve: list[dict], path: Path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in curve if r["pd"] is not None and r["fa"] is not None]
-    fa = [max(r["fa"], 1e-9) for r in rows]
+    rows, fa, zero = roc_points(curve)
     pd = [r["pd"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    ax.plot(fa, pd, "o-", ms=3)
+    ax.plot(fa, pd, "-", color="C0")
+    ax.plot([x for x, z in zip(fa, zero) if not z], [y for y, z in zip(pd, zero) if not z], "o", ms=3, color="C0")
+    if any(zero):
+        ax.plot([x for x, z in zip(fa, zero) if z], [y for y, z in zip(pd, zero) if z], "o", ms=5,
+                mfc="none", color="C0", label="Fa 0 (no false pixel), placed left of the measured")
+        ax.legend(fontsize=7, loc="lower right")
     for r, x, y in zip(rows, fa, pd):
         if r["threshold"] in (0.05, 0.5, 0.95):
             ax.annotate(f"t={r['threshold']:.2f}", (x, y), fontsize=7)
-    ax.set_xscale("log")
+    if not rows:  # a background-only set: Pd has no targets to count
+        ax.text(0.5, 0.5, "Pd undefined: no targets in this set\n(false targets in report.json)",
+                ha="center", va="center", transform=ax.transAxes, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        ax.set_xscale("log")
     ax.set_xlabel("Fa (false-alarm pixels / all pixels)")
     ax.set_ylabel("Pd (detected targets / targets)")
     ax.set_title(title, fontsize=9)

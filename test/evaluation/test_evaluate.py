@@ -6,7 +6,7 @@ import torch
 from _support.datasets import write_dataset
 
 from irstd_ros.checkpoint import CheckpointInfo, InputNorm, save_checkpoint
-from irstd_ros.evaluation.evaluate import EvalConfig, HardCases, evaluate
+from irstd_ros.evaluation.evaluate import EvalConfig, HardCases, evaluate, plot_roc, roc_points
 from irstd_ros.evaluation.metrics import match_components
 from irstd_ros.models import build_model, named_config
 
@@ -145,3 +145,16 @@ def test_eval_runs_on_the_cores_available_not_the_host_s(tmp_path, monkeypatch):
     ev.build_scorer(EvalConfig(data=tmp_path, weights=zero_model(tmp_path), backend="torch-cpu"))
     ev.build_scorer(EvalConfig(data=tmp_path, weights=zero_model(tmp_path), backend="torch-cpu", threads=2))
     assert seen == [1, 2]
+
+
+def test_the_roc_draws_fa_0_flagged_below_the_measured_and_says_when_pd_is_undefined(tmp_path):
+    """Fa 0 was drawn as a measured point at 1e-9; a background-only set gave empty axes."""
+    curve = [{"threshold": t, "pd": p, "fa": f} for t, p, f in ((0.3, 0.9, 2e-6), (0.5, 0.8, 1e-5), (0.9, 0.5, 0.0))]
+    rows, fa, zero = roc_points(curve)
+    assert fa == [2e-6, 1e-5, 2e-7] and zero == [False, False, True]
+    assert roc_points([{"threshold": 0.5, "pd": 1.0, "fa": 0.0}])[1] == [1e-10]  # nothing measured
+    background_only = [{"threshold": 0.5, "pd": None, "fa": 0.0}]
+    assert roc_points(background_only)[0] == []
+    for name, c in (("roc.png", curve), ("bg.png", background_only)):
+        plot_roc(c, tmp_path / name)
+        assert (tmp_path / name).stat().st_size > 0
