@@ -58,7 +58,8 @@ TRAINING_HELP: dict[str, str] = {
     "workers": "DataLoader worker processes (0: the data is loaded in the training process)",
     "ema": "decay per step of an exponential moving average of the weights (e.g. 0.998), "
     "the final model; 0: off",
-    "resume": "start afresh even when --out holds a run's last.safetensors (it is overwritten)",
+    "resume": "start afresh: the checkpoints, history and results of a run in --out are "
+    "removed first (an interrupted new run leaves no other run's files beside its own)",
 }
 
 # train-gpu's own options (add_arguments leaves these without a help, or words a default otherwise)

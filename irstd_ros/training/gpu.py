@@ -79,12 +79,14 @@ from irstd_ros.training.teachers import Teachers
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
     INIT_NAME,
+    RUN_FILES,
     TRAIN_FIELDS,
     TrainConfig,
     _load_ema,
     _load_opt,
     _resume_tensors,
     check_resume,
+    clear_previous_run,
     cwd_record,
     distillation_term,
     init_from,
@@ -109,6 +111,8 @@ SCHEDULE_BY = ("epochs", "time")
 DEFAULT_TRAIN_GROUPS = ("nudt_train",)
 DEFAULT_EVAL_GROUP = "nudt_test"
 TERMINATED = "terminated"  # the summary's stop when train_gpu's stop was set (SIGTERM)
+# what a run writes (irstd train's and its own), removed by a run started afresh
+GPU_RUN_FILES = (*RUN_FILES, "model_fp16.safetensors", "eval.json", "summary.json")
 Item = tuple[np.ndarray, np.ndarray, str]
 
 
@@ -415,6 +419,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
 
     last = cfg.out / "last.safetensors"
     start_epoch, step, history, elapsed0 = 0, 0, [], 0.0
+    if not cfg.resume:
+        clear_previous_run(cfg.out, GPU_RUN_FILES)
     if cfg.resume and last.is_file():
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
         check_resume(last, info, model_cfg, norm, seen, cfg)

@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 
 # a run's starting point when its init was transformed (widened or partly copied)
 INIT_NAME = "init.safetensors"
+RUN_FILES = ("last.safetensors", "model.safetensors", "history.json")  # what a run writes
 MAX_REASON_WORDS = 40  # of a library's error quoted in a one-line refusal
 # a batch of one crop needs a bottleneck of at least this many values on a side: BatchNorm
 # cannot train on one value per channel (a crop of one stride)
@@ -645,6 +646,17 @@ def transformed_start(
                           extra={"init": str(cfg.init), "data": source_data})
 
 
+def clear_previous_run(out: Path, names: tuple[str, ...]) -> None:
+    """Remove the files ``names`` a run before left in ``out`` (a run started afresh there,
+    ``--no-resume``): interrupted, it would leave another run's model and history beside its
+    own last checkpoint, nothing saying which is whose."""
+    for name in names:
+        stale = out / name
+        if stale.is_file():
+            stale.unlink()
+            log.info("no resume: %s of the run before removed (this run replaces it)", stale)
+
+
 def init_from(
     model: nn.Module, path: Path, name: str, partial: bool = False, widen: bool = False,
     norm: InputNorm | None = None,
@@ -869,6 +881,8 @@ def train(cfg: TrainConfig) -> Path:
 
     last = cfg.out / "last.safetensors"
     start_epoch, step, history = 0, 0, []
+    if not cfg.resume and rank == 0:
+        clear_previous_run(cfg.out, RUN_FILES)
     if cfg.resume and last.is_file():
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
         check_resume(last, info, model_cfg, norm, seen, cfg)
@@ -972,7 +986,7 @@ def train(cfg: TrainConfig) -> Path:
             )
             save_checkpoint(last, model, info_for(epoch + 1, seed_next), _resume_tensors(opt, ema))
         if cfg.minutes is not None and time.time() - started > cfg.minutes * 60:
-            log.info("time budget of %.1f min reached after epoch %d", cfg.minutes, epoch + 1)
+            log.info("time budget of %g min reached after epoch %d", cfg.minutes, epoch + 1)
             done = True
         if done:
             break

@@ -814,3 +814,24 @@ def test_an_epoch_cut_by_max_steps_is_marked_partial_and_epochs_may_not_shrink(t
     assert "partial" not in json.loads((tmp_path / "run" / "history.json").read_text())[-1]
     with pytest.raises(ConfigError, match="has trained 2 epochs, more than epochs 1: epochs may grow"):
         train(config(tmp_path, epochs=1))
+
+
+def test_a_run_started_afresh_leaves_no_files_of_the_run_before(tmp_path, monkeypatch):
+    """Interrupted, a --no-resume run left the old run's model.safetensors and history.json
+    beside its own last.safetensors: a folder of two runs, nothing saying which is which."""
+    import irstd_ros.training.train as train_module
+
+    train(config(tmp_path, epochs=1))
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {"last.safetensors", "model.safetensors", "history.json"}
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_args, **_kwargs):
+        raise Interrupted
+
+    monkeypatch.setattr(train_module, "lr_scheduler", interrupt)  # before the first step
+    with pytest.raises(Interrupted):
+        train(config(tmp_path, epochs=1, resume=False))
+    left = {p.name for p in (tmp_path / "run").iterdir()}
+    assert not left & {"last.safetensors", "model.safetensors", "history.json"}, left
