@@ -3,7 +3,7 @@
 * ``--backend tensorrt``: a Torch-TensorRT program for ``--height`` x ``--width`` and
   ``--precision`` with its fingerprint (needs an NVIDIA GPU and torch_tensorrt);
 * ``--backend onnxruntime``: the ONNX graph (symbolic stride-multiple sizes);
-* ``--backend openvino``: the OpenVINO IR (FP32 weights);
+* ``--backend openvino``: the OpenVINO IR (FP32 weights; ``--force`` converts it again);
 * ``--backend openvino-int8``: the FP32 IR quantised to INT8 by NNCF, calibrated on the
   training splits of NUDT-SIRST and SIRST-v2 (``--nudt`` / ``--sirst``), and its measured
   accuracy delta against FP32 (:mod:`irstd_ros.tools.quantize`), which ``auto`` reads;
@@ -49,7 +49,7 @@ DATASET_OPTIONS = {"NUDT-SIRST": "--nudt", "SIRST-v2": "--sirst"}  # default_dat
 APPLIES_TO: dict[str, tuple[str, ...]] = {
     "height": ("tensorrt",), "width": ("tensorrt",), "precision": ("tensorrt",),
     "cuda_graphs": ("tensorrt",),
-    "nudt": _ACCURACY, "sirst": _ACCURACY, "force": _ACCURACY, "retime": _ACCURACY,
+    "nudt": _ACCURACY, "sirst": _ACCURACY, "force": (*_ACCURACY, "openvino"), "retime": _ACCURACY,
     "threads": _ACCURACY,
     "calibration": ("openvino-int8",), "accuracy_control": ("openvino-int8",),
     "no_measure": ("openvino-int8",),
@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "slower) only if the plain IR is out of tolerance; always; never")
     q.add_argument("--no-accuracy-control", dest="accuracy_control", action="store_const", const="never",
                    help="the same as --accuracy-control never")
-    q.add_argument("--force", action="store_true", help="rebuild and re-measure even when cached")
+    q.add_argument("--force", action="store_true",
+                   help="rebuild and re-measure even when cached (openvino: convert the FP32 IR again)")
     q.add_argument("--retime", action="store_true",
                    help="time the speed on this CPU again (after a busy host), keeping the accuracy record")
     add_threads(q, "the accuracy measurement")
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from irstd_ros.inference.backends.graph_export import export_openvino_ir
 
-        path = export_openvino_ir(model, info, options)
+        path = export_openvino_ir(model, info, options, force=args.force)
         files = [str(path), str(path.with_suffix(".bin")), str(path) + ".json"]
     out["files"] = files
     if args.json:

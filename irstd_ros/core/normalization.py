@@ -94,9 +94,14 @@ class ScalingConfig:
 
 
 def check_frame(frame: np.ndarray) -> None:
-    """:class:`ImageConversionError` unless ``frame`` holds real numbers (bool, integers,
-    floats; ``bad_dtype``: complex values would lose their imaginary part) and at least
-    one pixel (``empty_image``)."""
+    """:class:`ImageConversionError` unless ``frame`` is a numpy array (``bad_type``: a list
+    or a torch tensor), holds real numbers (bool, integers, floats; ``bad_dtype``: complex
+    values would lose their imaginary part) and at least one pixel (``empty_image``)."""
+    if not isinstance(frame, np.ndarray):
+        kind = type(frame)
+        raise ImageConversionError(
+            "bad_type", f"frame of type {kind.__module__}.{kind.__qualname__}; a numpy array is expected"
+        )
     if frame.dtype.kind not in "biuf":
         raise ImageConversionError(
             "bad_dtype", f"frame of dtype {frame.dtype}; it must hold real numbers (bool, integer, float)"
@@ -118,7 +123,7 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     input's units: integers keep their dtype (rounded, within its range), floats become
     float32, or float64 for a wide dtype (:func:`is_wide`). Any other shape, or a frame
     :func:`check_frame` refuses, is an :class:`ImageConversionError` (``bad_shape``,
-    ``bad_dtype``, ``empty_image``).
+    ``bad_type``, ``bad_dtype``, ``empty_image``).
 
     Channel order does not matter much for grey IR rendered as colour (R = G = B);
     the BT.601 weights assume RGB order. Alpha is ignored.

@@ -345,6 +345,9 @@ def export_int8(
     IR is kept wherever it passes the same gate ``auto`` applies. An accuracy-controlled IR
     already in the cache within tolerance is reused by ``auto`` unless ``force``.
 
+    ``result["auto"]`` says what ``auto`` / ``cpu`` will do: ``uses openvino-int8`` only
+    when the IR passes their gate and starts (:func:`_auto_refusal`), else why not.
+
     The accuracy is measured when the IR was built now, when no valid record is beside it,
     or with ``force``; ``measure=False`` leaves the IR without a record (``auto`` then keeps
     FP32 and says so). The speed (:func:`measure_speed`) is measured for a record within
@@ -359,16 +362,33 @@ def export_int8(
         raise ConfigError(f"accuracy control {accuracy_control!r}; valid: {', '.join(ACCURACY_CONTROL)}")
     args = (weights, out, datasets or default_datasets(), calibration, measure, threads, retime)
     if mode != "auto":
-        return _export_int8(*args, force=force, accuracy_control=mode == "always")
-    if not force and _cached_controlled_ir_passes(weights, out):
-        return _export_int8(*args, force=False, accuracy_control=True)
-    plain = _export_int8(*args, force=force, accuracy_control=False)
-    if not measure or plain["auto"] == f"uses {NAME}":
-        return plain
-    log.info("the plain INT8 IR is out of tolerance (%s); quantising again with accuracy control", plain["auto"])
-    controlled = _export_int8(*args, force=False, accuracy_control=True)
-    controlled["plain"] = {"accuracy": plain.get("accuracy"), "auto": plain["auto"]}
-    return controlled
+        result = _export_int8(*args, force=force, accuracy_control=mode == "always")
+    elif not force and _cached_controlled_ir_passes(weights, out):
+        result = _export_int8(*args, force=False, accuracy_control=True)
+    else:
+        result = _export_int8(*args, force=force, accuracy_control=False)
+        if measure and result["auto"] != f"uses {NAME}":
+            log.info("the plain INT8 IR is out of tolerance (%s); quantising again with accuracy control",
+                     result["auto"])
+            plain = result
+            result = _export_int8(*args, force=False, accuracy_control=True)
+            result["plain"] = {"accuracy": plain.get("accuracy"), "auto": plain["auto"]}
+    if result["auto"] == f"uses {NAME}":
+        result["auto"] = _auto_refusal(weights, out, threads) or result["auto"]
+    return result
+
+
+def _auto_refusal(weights: Path, out: Path | None, threads: int | None) -> str | None:
+    """Why ``auto`` / ``cpu`` would not run the INT8 IR of ``weights`` in ``out`` after all
+    (None: they would): its gate as they apply it (the files checked against the digests of
+    their fingerprint, the record) and a start with a warm-up frame, not the record alone."""
+    from irstd_ros.inference.backends.openvino_int8 import auto_refusal
+    from irstd_ros.inference.backends.select import try_start
+
+    model, info, _ = load_checkpoint(weights)
+    options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
+    refusal = auto_refusal(model, info, options)
+    return refusal if refusal is not None else try_start(NAME, model, info, options)[1]
 
 
 def _cached_controlled_ir_passes(weights: Path, out: Path | None) -> bool:

@@ -197,3 +197,27 @@ def test_options_the_backend_does_not_read_are_refused_before_the_export(backend
                         "--out", str(tmp_path / "cache"), *options)
     assert code == 2 and named in one_error_line(err)
     assert not (tmp_path / "cache").exists()  # nothing built
+
+
+def test_a_corrupt_openvino_ir_is_converted_again_and_force_applies(weights, tmp_path, capsys, caplog):
+    """A truncated .bin failed every start ("Incorrect weights in bin file!") and the export
+    printed the corrupt files and exited 0; --force was refused for openvino."""
+    import logging
+
+    ov = pytest.importorskip("openvino")
+    from irstd_ros.inference.backends import graph_export
+
+    args = ["export", "--backend", "openvino", "--weights", str(weights), "--out", str(tmp_path)]
+    assert main(args) == 0
+    xml, bin_, _ = (Path(f) for f in capsys.readouterr().out.split())
+    good = bin_.read_bytes()
+    bin_.write_bytes(good[: len(good) // 2])
+    with caplog.at_level(logging.INFO, logger=graph_export.__name__):
+        assert main(args) == 0
+    assert f"{bin_.name} changed since its fingerprint was written" in caplog.text
+    assert bin_.read_bytes() == good
+    ov.Core().compile_model(str(xml), "CPU")  # reads and compiles again
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=graph_export.__name__):
+        assert main([*args, "--force"]) == 0
+    assert f"converting the model to OpenVINO IR {xml} (forced)" in caplog.text

@@ -188,6 +188,20 @@ def test_a_frame_of_no_real_numbers_is_refused_not_cast(kind, dtype):
         assert err.value.kind == "bad_dtype"
 
 
+def _not_arrays() -> list:
+    torch = pytest.importorskip("torch")
+    return [([[1, 2], [3, 4]], "builtins.list"), (torch.ones(8, 8), "torch.Tensor"), (7.0, "builtins.float")]
+
+
+def test_a_frame_that_is_not_a_numpy_array_is_refused_by_name():
+    # a list gave "AttributeError: 'list' object has no attribute 'dtype'"
+    for frame, named in _not_arrays():
+        for step in (to_grey, lambda f: normalize(f, ROBUST)):
+            with pytest.raises(ImageConversionError, match=f"frame of type {named}; a numpy array is expected") as err:
+                step(frame)
+            assert err.value.kind == "bad_type"
+
+
 @pytest.mark.parametrize("shape", [(0, 80), (80, 0), (0, 0), (0, 80, 3)])
 def test_an_empty_frame_is_refused_not_an_index_error(shape):
     frame = np.zeros(shape, np.uint16)

@@ -171,6 +171,7 @@ def test_from_checkpoint_sets_the_fallback_to_its_own_checkpoint(tiny):
         (np.zeros((32, 32), np.complex64), "bad_dtype"),  # imaginary part silently dropped
         (np.zeros((0, 32), np.uint16), "empty_image"),  # an IndexError deep in normalisation
         (np.zeros((32, 32, 2), np.uint8), "bad_shape"),  # a bare ValueError
+        ([[1000] * 32] * 32, "bad_type"),  # AttributeError: 'list' object has no attribute 'dtype'
     ],
 )
 def test_a_frame_the_detector_cannot_read_is_an_image_conversion_error(frame, kind):

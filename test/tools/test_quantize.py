@@ -387,3 +387,30 @@ def test_bf16_export_refuses_a_cpu_without_native_bf16(datasets, blind_weights, 
                  "--nudt", str(datasets[0].root), "--sirst", str(datasets[1].root)]) == 2
     assert "needs a CPU with native bf16" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_the_auto_line_says_whether_the_ir_starts_not_only_what_its_record_says(
+    datasets, weights, tmp_path, fake_quantize, monkeypatch
+):
+    """A cached IR that OpenVINO cannot read, with a record within tolerance, printed
+    "auto: uses openvino-int8" while auto skipped it. A corrupt one is rebuilt (its digests
+    no longer match); one that verifies but does not load is named on the auto line."""
+    from irstd_ros.inference.backends.fingerprint import load_fingerprint, save_fingerprint
+
+    out = tmp_path / "cache"
+    measured = []
+    real = quantize.measure_accuracy
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: measured.append(1) or real(*a, **k))
+    first = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
+    path = Path(first["files"][0])
+    assert first["auto"] == "uses openvino-int8" and measured == [1]
+    good = path.with_suffix(".bin").read_bytes()
+    path.with_suffix(".bin").write_bytes(good[:100])
+    rebuilt = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
+    assert rebuilt["built"] and fake_quantize == [4, 4] and measured == [1, 1]
+    assert path.with_suffix(".bin").read_bytes() == good and rebuilt["auto"] == "uses openvino-int8"
+    path.with_suffix(".bin").write_bytes(good[:100])
+    save_fingerprint(path, load_fingerprint(path))  # as if written so: the digests hold
+    again = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
+    assert not again["built"] and measured == [1, 1]  # the IR and its record reused
+    assert again["auto"].startswith(f"openvino cannot read {path}") and "\n" not in again["auto"]

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import threading
 import types
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -63,31 +60,6 @@ def keep_sgem_fp32(model: nn.Module, *, for_export: bool = False) -> int:
             setattr(module, FP32_MARK, True)
             count += 1
     return count
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def lru_get(
-    cache: OrderedDict[K, V],
-    key: K,
-    make: Callable[[K], V],
-    limit: int,
-    evict: Callable[[V], object] | None = None,
-) -> V:
-    """``cache[key]``, made by ``make(key)`` on a miss; keeps the ``limit`` most recently
-    used entries, handing each dropped one to ``evict`` (per-size engines, CUDA graphs)."""
-    value = cache.get(key)
-    if value is None:
-        value = make(key)
-        cache[key] = value
-        while len(cache) > limit:
-            dropped = cache.popitem(last=False)[1]
-            if evict is not None:
-                evict(dropped)
-    cache.move_to_end(key)
-    return value
 
 
 def current_cuda_device(backend: str) -> torch.device:

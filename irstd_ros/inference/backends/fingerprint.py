@@ -5,6 +5,11 @@ TensorRT), the GPU it was tuned on (name, compute capability), the input shape r
 the precision and the weights. Each saved artefact gets a JSON file beside it; at start
 the backend builds the fingerprint it *expects* and loads the artefact only when the
 stored one matches field by field, otherwise it rebuilds (and says which fields differed).
+
+The JSON also records the sha256 of the artefact's files (:data:`FILE_DIGESTS`, written by
+:func:`save_fingerprint` once they exist), checked by :func:`rebuild_reason`: a file
+replaced (another checkpoint's IR copied under this name) or corrupt is not used, and a
+fingerprint written before digests were recorded is not trusted either.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ log = logging.getLogger(__name__)
 FINGERPRINT_FORMAT = 1
 FINGERPRINT_SUFFIX = ".json"
 DIGEST_PREFIX_LEN = 12  # hex digits of the weights digest used in cache file names
+FILE_DIGESTS = "file_sha256"  # key of the fingerprint JSON: {file suffix: sha256 of its bytes}
+IR_WEIGHTS_SUFFIX = ".bin"  # an OpenVINO IR's weights, beside its ``.xml``
+HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a file
+_warned: set[tuple[str, int, int]] = set()  # (path, mtime, size) of files already warned about
 
 
 @dataclass(frozen=True)
@@ -94,22 +103,79 @@ def fingerprint_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + FINGERPRINT_SUFFIX)
 
 
+def artifact_files(artifact: str | Path) -> list[Path]:
+    """The files an artefact consists of: itself, and an OpenVINO IR's ``.bin`` beside its ``.xml``."""
+    artifact = Path(artifact)
+    return [artifact, artifact.with_suffix(IR_WEIGHTS_SUFFIX)] if artifact.suffix == ".xml" else [artifact]
+
+
+def file_digests(artifact: str | Path) -> dict[str, str]:
+    """{suffix: sha256} of :func:`artifact_files` (OSError when one cannot be read); by
+    suffix, so an artefact copied with its fingerprint to another cache still verifies."""
+    out = {}
+    for path in artifact_files(artifact):
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                h.update(chunk)
+        out[path.suffix] = h.hexdigest()
+    return out
+
+
+def warn_once(logger: logging.Logger, path: Path, message: str, *args: object) -> None:
+    """Log a warning about the file ``path`` once while the file stays as it is (a choice
+    of backend reads the same record or fingerprint more than once)."""
+    try:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = (str(path), -1, -1)
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message, *args)
+
+
 def save_fingerprint(artifact: str | Path, fp: Fingerprint) -> Path:
-    """Write the fingerprint beside ``artifact`` (atomically)."""
+    """Write the fingerprint beside ``artifact`` (atomically), with the digests of its
+    files, which must be written already."""
+    data = {**fp.to_dict(), FILE_DIGESTS: file_digests(artifact)}
+    return write_text_atomic(fingerprint_path(artifact), json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _stored(artifact: str | Path) -> tuple[Fingerprint, dict[str, Any]] | None:
+    """(the stored fingerprint of ``artifact``, its JSON), or None when missing or unreadable."""
     path = fingerprint_path(artifact)
-    return write_text_atomic(path, json.dumps(fp.to_dict(), indent=2, sort_keys=True) + "\n")
+    try:
+        data = json.loads(path.read_text())
+        return Fingerprint.from_dict(data), data
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON / not a fingerprint
+        warn_once(log, path, "unreadable fingerprint %s (%s): the artefact is not used until it is rebuilt",
+                  path, exc)
+        return None
 
 
 def load_fingerprint(artifact: str | Path) -> Fingerprint | None:
     """The stored fingerprint of ``artifact``, or None when missing or unreadable."""
-    path = fingerprint_path(artifact)
+    stored = _stored(artifact)
+    return None if stored is None else stored[0]
+
+
+def digest_mismatch(artifact: str | Path, recorded: Any) -> str | None:
+    """Why the files of ``artifact`` are not those its fingerprint's digests ``recorded``
+    describe (None: they are)."""
+    artifact = Path(artifact)
+    if not isinstance(recorded, dict) or not recorded:
+        return f"the fingerprint beside {artifact} records no digest of its files (written by an older version)"
     try:
-        return Fingerprint.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON / not a fingerprint
-        log.warning("unreadable fingerprint %s (%s); the artefact will be rebuilt", path, exc)
-        return None
+        found = file_digests(artifact)
+    except OSError as exc:
+        return f"cannot read the files of {artifact} ({exc})"
+    changed = [p.name for p in artifact_files(artifact) if found.get(p.suffix) != recorded.get(p.suffix)]
+    if changed:
+        return f"{', '.join(changed)} changed since its fingerprint was written (a corrupt file, or another model's)"
+    return None
 
 
 def differences(expected: Fingerprint, found: Fingerprint) -> list[str]:
@@ -129,14 +195,16 @@ def differences(expected: Fingerprint, found: Fingerprint) -> list[str]:
 
 
 def rebuild_reason(artifact: str | Path, expected: Fingerprint) -> str | None:
-    """Why ``artifact`` cannot be reused for ``expected`` (None: load it as it is)."""
+    """Why ``artifact`` cannot be reused for ``expected`` (None: load it as it is): missing,
+    no readable fingerprint, a field that differs, or files that are not the ones the
+    fingerprint's digests describe (:func:`digest_mismatch`)."""
     artifact = Path(artifact)
     if not artifact.is_file():
         return f"no compiled artefact at {artifact}"
-    found = load_fingerprint(artifact)
-    if found is None:
+    stored = _stored(artifact)
+    if stored is None:
         return f"no readable fingerprint beside {artifact}"
-    diff = differences(expected, found)
+    diff = differences(expected, stored[0])
     if diff:
         return "fingerprint mismatch: " + "; ".join(diff)
-    return None
+    return digest_mismatch(artifact, stored[1].get(FILE_DIGESTS))

@@ -9,7 +9,8 @@ padded frame size. The same dynamic shapes drive the ONNX export (``dynamo=True`
 so the ONNX graph has symbolic ``16*h`` x ``16*w`` inputs.
 
 Exported artefacts are cached under :func:`cache_root` with a
-:class:`~irstd_ros.inference.backends.fingerprint.Fingerprint` beside them.
+:class:`~irstd_ros.inference.backends.fingerprint.Fingerprint` beside them (with the
+digests of their files: one replaced or corrupt is exported again).
 """
 
 from __future__ import annotations
@@ -240,15 +241,18 @@ def atomic_ir(path: Path) -> Iterator[Path]:
             raise
 
 
-def export_openvino_ir(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> Path:
-    """OpenVINO IR (``.xml`` + ``.bin``, FP32 weights) of these weights in the cache."""
+def export_openvino_ir(
+    model: nn.Module, info: CheckpointInfo, options: BackendOptions | None, force: bool = False
+) -> Path:
+    """OpenVINO IR (``.xml`` + ``.bin``, FP32 weights) of these weights in the cache,
+    converted when missing, stale or not the files its fingerprint describes, or ``force``."""
     import openvino as ov
 
     digest = weights_digest(model, info)
     root = cache_root(options)
     path = root / f"{artifact_stem(info, digest)}.xml"
     expected = openvino_fingerprint(digest, info.model.stride)
-    reason = rebuild_reason(path, expected)
+    reason = "forced" if force else rebuild_reason(path, expected)
     if reason is None:
         return path
     log.info("converting the model to OpenVINO IR %s (%s)", path, reason)

@@ -6,7 +6,8 @@ stride-multiple sizes, so every frame size runs without re-export. FP32 througho
 results match eager PyTorch to float rounding.
 
 The session runs the file with a ``Sigmoid`` appended to its logits (:func:`with_sigmoid`,
-in memory; the cached file keeps its logits), as the OpenVINO backends do: no numpy
+in memory, with the ``onnx`` package, which the backend therefore needs besides
+``onnxruntime``; the cached file keeps its logits), as the OpenVINO backends do: no numpy
 ``expit`` over the frame (0.8 ms at 640x512; in the session the whole predict is 0.4-0.7
 ms faster, docs/benchmarks.md).
 """
@@ -70,9 +71,10 @@ class OnnxRuntimeBackend:
         onnx_path: str | Path | None = None,
     ) -> None:
         try:
+            import onnx  # noqa: F401 - with_sigmoid and the cache's fingerprint read it
             import onnxruntime as ort
         except ImportError as exc:
-            raise not_installed("onnxruntime", exc) from None
+            raise not_installed(exc.name or "onnxruntime", exc) from None
         self.options = options or BackendOptions()
         self.info = info
         if onnx_path is None:

@@ -4,9 +4,10 @@ The model is converted from PyTorch once per weights (``ov.convert_model``, abou
 into an FP32 IR in the cache (or ahead of time by ``irstd export --backend openvino``)
 and read from there; for each padded frame size the model is reshaped to that static
 size and compiled (a few hundred ms, once per size; at most :data:`MAX_COMPILED_SHAPES` are
-kept). Static shapes let the CPU plugin pick its blocked layouts and fuse without shape
-inference at run time. With ``BackendOptions.dynamic_shapes`` (``irstd eval`` over sets of
-hundreds of sizes) one model compiled for ``[1, 1, ?, ?]`` serves every size: the same
+kept, and a size compiled again after it was dropped is logged once and counted:
+:class:`~irstd_ros.inference.backends.shape_cache.ShapeCache`). Static shapes let the CPU
+plugin pick its blocked layouts and fuse without shape inference at run time. With
+``BackendOptions.dynamic_shapes`` (``irstd eval`` over sets of hundreds of sizes) one model compiled for ``[1, 1, ?, ?]`` serves every size: the same
 outputs to float rounding (other kernels: at 640x512 about half the pixels differ, by at
 most 6e-9 in probability, the masks not at all; tested to 1e-5), somewhat slower per
 frame than static shapes (docs/backends.md).
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,8 @@ import numpy as np
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import crop_to, network_input
 from irstd_ros.errors import BackendError
-from irstd_ros.inference.backends.base import BackendOptions, not_installed
+from irstd_ros.inference.backends.base import BackendOptions, not_installed, one_line
+from irstd_ros.inference.backends.shape_cache import ShapeCache
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,7 +45,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEVICE = "CPU"
-MAX_COMPILED_SHAPES = 4  # compiled models kept (one per padded frame size), least recent dropped
+# Compiled models kept (one per padded frame size), least recent dropped. Each holds its
+# activation buffers: measured (RSS) about 70 MB at 640x512 for the tiny model, 27 MB for
+# fast, 15 MB at 160x160, so the bound stays small; many sizes want dynamic_shapes instead.
+MAX_COMPILED_SHAPES = 4
+# What a stream of more alternating sizes than that should do (ShapeCache's warning).
+SHAPES_REMEDY = (
+    "Feed fewer frame sizes, tile them (tile_size), or set BackendOptions.dynamic_shapes: one "
+    "model compiled for every size, somewhat slower per frame (irstd eval and irstd bench's "
+    "openvino-dynamic use it)."
+)
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 BF16_CAPABILITY = "BF16"  # in the CPU plugin's OPTIMIZATION_CAPABILITIES
 
@@ -108,7 +118,7 @@ class OpenVINOBackend:
         except BackendError:
             raise
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-            raise BackendError(f"openvino cannot read {self.model_path}: {exc}") from exc
+            raise BackendError(f"openvino cannot read {self.model_path}: {one_line(exc)}") from exc
         self.config: dict[str, object] = {
             "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
             "PERFORMANCE_HINT": "LATENCY",
@@ -117,7 +127,9 @@ class OpenVINOBackend:
         if self.options.threads:
             self.config["INFERENCE_NUM_THREADS"] = self.options.threads
         self.version = ov.__version__
-        self._compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # infer requests
+        self._compiled: ShapeCache[tuple[int, ...], Any] = ShapeCache(  # infer requests
+            self.name, MAX_COMPILED_SHAPES, SHAPES_REMEDY
+        )
         # one infer request per size, its input and output buffers reused by every call: one
         # frame at a time, or a thread's result is read from a buffer another's frame overwrote
         self._lock = threading.Lock()
@@ -127,20 +139,16 @@ class OpenVINOBackend:
         with ``dynamic_shapes``, one request compiled for any size."""
         if self.options.dynamic_shapes:
             shape = (shape[0], shape[1], -1, -1)
-        if shape in self._compiled:
-            self._compiled.move_to_end(shape)
-            return self._compiled[shape]
+        return self._compiled.get(shape, self._compile)
+
+    def _compile(self, shape: tuple[int, ...]) -> Any:
         graph = self.graph.clone()
         graph.reshape(list(shape))
         try:
             compiled = self.core.compile_model(graph, DEVICE, self.config)
         except Exception as exc:
-            raise BackendError(f"openvino cannot compile for input {shape}: {exc}") from exc
-        request = compiled.create_infer_request()
-        self._compiled[shape] = request
-        if len(self._compiled) > MAX_COMPILED_SHAPES:
-            self._compiled.popitem(last=False)
-        return request
+            raise BackendError(f"openvino cannot compile for input {shape}: {one_line(exc)}") from exc
+        return compiled.create_infer_request()
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
         """One frame; thread-safe (frames from several threads run one after another)."""
@@ -159,5 +167,6 @@ class OpenVINOBackend:
             "precision": self.precision,
             "threads": self.options.threads or "default",
             "compiled_shapes": [list(s) for s in self._compiled],
+            **self._compiled.stats(),
             "model_file": str(self.model_path),
         }

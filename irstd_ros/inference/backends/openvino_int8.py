@@ -9,10 +9,14 @@ Files in the cache, beside the FP32 IR of the same weights
 (:func:`~irstd_ros.inference.backends.graph_export.export_openvino_ir`):
 
 * ``<arch>-<digest>-int8.xml`` / ``.bin``: the quantised IR (FakeQuantize nodes; the CPU
-  plugin runs the convolutions in INT8 with VNNI / AMX where the CPU has them);
+  plugin runs the convolutions in INT8 with VNNI / AMX where the CPU has them); the digest
+  is of the weights and the checkpoint's threshold and normalisation
+  (:func:`conditioned_digest`), so a new checkpoint, or the same weights recalibrated, has
+  another file name and its INT8 IR is built anew beside the other;
 * ``<...>-int8.xml.json``: its :class:`~irstd_ros.inference.backends.fingerprint.Fingerprint`
-  (the weights digest, the recipe :data:`INT8_RECIPE`, the OpenVINO version); a new
-  checkpoint has another digest, hence another file name, so its INT8 IR is built anew;
+  (the weights digest, the conditions, the recipe :data:`INT8_RECIPE`, the OpenVINO
+  version, the sha256 of the ``.xml`` and ``.bin``: a replaced or corrupt file is refused
+  and ``auto`` keeps FP32 until ``irstd export`` rebuilds it);
 * ``<...>-int8.xml.accuracy.json``: the measured accuracy of this IR against FP32
   (:func:`accuracy_refusal` reads it: ``auto`` / ``cpu`` use INT8 only within
   :data:`PD_TOLERANCE_POINTS` and :data:`IOU_TOLERANCE_POINTS` on every dataset of
@@ -49,8 +53,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -63,7 +69,12 @@ from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import network_input
 from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.errors import BackendError
-from irstd_ros.inference.backends.base import CPU_REQUIREMENTS, BackendOptions, not_installed
+from irstd_ros.inference.backends.base import (
+    CPU_REQUIREMENTS,
+    BackendOptions,
+    not_installed,
+    one_line,
+)
 from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
 
 if TYPE_CHECKING:
@@ -105,12 +116,22 @@ SPEED_SIZE = (512, 640)
 
 # --- the artefact ---------------------------------------------------------------------------
 def int8_path(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> tuple[Path, str]:
-    """(the INT8 IR's path in the cache, the weights digest) for these weights."""
+    """(the INT8 IR's path in the cache, the weights digest) for these weights, named by
+    :func:`conditioned_digest`: checkpoints of the same weights under another threshold or
+    normalisation (a recalibrated copy) each keep their own IR."""
     from irstd_ros.inference.backends.fingerprint import weights_digest
     from irstd_ros.inference.backends.graph_export import artifact_stem, cache_root
 
     digest = weights_digest(model, info)
-    return cache_root(options) / f"{artifact_stem(info, digest)}{INT8_SUFFIX}", digest
+    stem = artifact_stem(info, conditioned_digest(digest, info))
+    return cache_root(options) / f"{stem}{INT8_SUFFIX}", digest
+
+
+def conditioned_digest(digest: str, info: CheckpointInfo) -> str:
+    """sha256 of the weights ``digest`` and the checkpoint's :func:`measurement_conditions`,
+    what the INT8 fingerprint holds besides the software: the name of its IR."""
+    key = json.dumps({"weights_sha256": digest, "conditions": measurement_conditions(info)}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def int8_fingerprint(info: CheckpointInfo, digest: str, recipe: str = INT8_RECIPE) -> Fingerprint:
@@ -155,14 +176,20 @@ def save_accuracy(artifact: str | Path, record: Mapping[str, Any]) -> Path:
 
 def load_accuracy(artifact: str | Path) -> dict[str, Any] | None:
     """The accuracy record of ``artifact``, or None when missing or unreadable (not JSON,
-    or its ``datasets`` not the mapping of deltas :func:`accuracy_refusal` reads)."""
+    or its ``datasets`` not the mapping of deltas :func:`accuracy_refusal` reads; warned
+    about once while the file stays as it is)."""
+    from irstd_ros.inference.backends.fingerprint import warn_once
+
     path = accuracy_path(artifact)
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # unreadable, or not JSON
+        warn_once(log, path, "unreadable accuracy record %s (%s)", path, one_line(exc))
         return None
     if not isinstance(data, dict) or not _well_formed_datasets(data.get("datasets")):
-        log.warning("unreadable accuracy record %s: not the format irstd export writes", path)
+        warn_once(log, path, "unreadable accuracy record %s: not the format irstd export writes", path)
         return None
     return data
 
@@ -232,7 +259,8 @@ def accuracy_refusal(
     neither may be below ``-``:data:`PD_TOLERANCE_POINTS` / ``-``:data:`IOU_TOLERANCE_POINTS`.
     The tolerance bounds a *loss*: a gain is not refused. On SIRST-v2 ``val`` (144 targets)
     one target is 0.7 points of Pd, so a two-sided bound would refuse any network that
-    finds one more target than FP32.
+    finds one more target than FP32. A delta that is not finite (NaN, infinity: JSON
+    allows both) is refused.
     """
     if record is None:
         return f"no accuracy record (irstd export --backend {backend} measures it)"
@@ -250,6 +278,8 @@ def accuracy_refusal(
             value = delta.get(key)
             if value is None:
                 problems.append(f"{name} {label} undefined")
+            elif not math.isfinite(float(value)):
+                problems.append(f"{name} {label} {value} is not a finite delta (a broken measurement)")
             elif float(value) < -tol:
                 problems.append(f"{name} {label} {float(value):+.2f} points (tolerance {tol})")
     if problems:
@@ -258,7 +288,7 @@ def accuracy_refusal(
 
 
 def describe_accuracy(record: Mapping[str, Any] | None) -> str:
-    """``NUDT-SIRST Pd +0.00 IoU -0.12; SIRST-v2 ...`` (for logs)."""
+    """``NUDT-SIRST Pd +0.00 IoU -0.12, SIRST-v2 ...`` (for logs and describe())."""
     if not record:
         return "not measured"
     parts = []
@@ -267,7 +297,7 @@ def describe_accuracy(record: Mapping[str, Any] | None) -> str:
         parts.append(
             f"{name} Pd {_points(d.get('pd_points'))} IoU {_points(d.get('iou_points'))}"
         )
-    return "; ".join(parts) or "not measured"
+    return ", ".join(parts) or "not measured"
 
 
 class RecordedSpeed(NamedTuple):
@@ -528,7 +558,12 @@ def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
     reason = rebuild_reason(path, int8_fingerprint(info, digest, recipe))
     if reason is not None:
         if not path.is_file():
-            reason = f"no INT8 IR for these weights in {path.parent}"
+            from irstd_ros.inference.backends.graph_export import artifact_stem
+
+            reason = f"no INT8 IR for these weights, threshold and normalisation in {path.parent}"
+            legacy = path.with_name(f"{artifact_stem(info, digest)}{INT8_SUFFIX}")
+            if legacy.is_file():
+                reason += f" ({legacy.name} is named by the weights alone: an older version's)"
         raise BackendError(f"{reason} (build it: irstd export --backend openvino-int8)")
     return path, digest
 
@@ -561,7 +596,7 @@ class OpenVINOInt8Backend(OpenVINOBackend):
         if model_path is None:
             model_path, digest = cached_int8(model, info, options)
         super().__init__(model, info, options, precision="fp32", model_path=model_path)
-        self.name = NAME
+        self.name = self._compiled.owner = NAME
         self.precision = "int8"
         self.accuracy = load_accuracy(self.model_path)
         if digest is not None:

@@ -40,7 +40,7 @@ from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.errors import BackendError, ConfigError
-from irstd_ros.inference.backends.base import CPU_REQUIREMENTS, Backend, BackendOptions
+from irstd_ros.inference.backends.base import CPU_REQUIREMENTS, Backend, BackendOptions, one_line
 
 if TYPE_CHECKING:
     from irstd_ros.inference.backends.openvino_int8 import RecordedSpeed
@@ -156,11 +156,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "cpu": CPU_PREFERENCE,
 }
 WARMUP_SIDE = 64  # warm-up frame side when the options name no frame size
+# The packages each CPU backend imports at run time (onnx: the sigmoid appended to the graph).
 _MODULES = {
-    "onnxruntime": "onnxruntime",
-    "openvino": "openvino",
-    "openvino-bf16": "openvino",
-    "openvino-int8": "openvino",
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "openvino": ("openvino",),
+    "openvino-bf16": ("openvino",),
+    "openvino-int8": ("openvino",),
 }
 
 
@@ -183,8 +184,9 @@ def unavailable_reason(name: str) -> str | None:
             import torch_tensorrt  # noqa: F401
         except Exception as exc:  # noqa: BLE001 - any failure means "not here"
             return f"torch_tensorrt unavailable ({type(exc).__name__}: {exc})"
-    if name in _MODULES and importlib.util.find_spec(_MODULES[name]) is None:
-        return f"{_MODULES[name]} not installed ({CPU_REQUIREMENTS})"
+    for module in _MODULES.get(name, ()):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} not installed ({CPU_REQUIREMENTS})"
     if name == "openvino-bf16":
         from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
 
@@ -300,19 +302,31 @@ def create_backend(
             except Exception as exc:  # noqa: BLE001 - a broken cache must not stop the choice
                 reason = f"{type(exc).__name__}: {exc}"
         if reason is None:
-            try:
-                backend = REGISTRY[candidate](model, info, options)
-                backend = _wrap(backend, options, info)  # warmed up as frames will run: tiled
-                warm_up(backend, options)
-            except ConfigError:  # the options' (tiling), not this candidate's
-                raise
-            except BackendError as exc:
-                reason = str(exc)
-            except Exception as exc:  # noqa: BLE001 - fall back whatever a backend raised
-                reason = f"{type(exc).__name__}: {exc}"
-            else:
+            started, reason = try_start(candidate, model, info, options)
+            if started is not None:
                 why = "; ".join(skipped) if skipped else "first choice"
-                log.info("inference backend: %s on %s (%s: %s)", backend.name, backend.device, name, why)
-                return backend
-        skipped.append(f"{candidate} skipped: {reason}")
+                delta = started.describe().get("accuracy_delta") if candidate in ACCURACY_GATES else None
+                if delta is not None:  # a reduced precision: what its record measured against FP32
+                    why += f"; recorded accuracy vs FP32: {delta}"
+                log.info("inference backend: %s on %s (%s: %s)", started.name, started.device, name, why)
+                return started
+        skipped.append(f"{candidate} skipped: {one_line(reason)}")
     raise BackendError(f"no inference backend could start ({'; '.join(skipped)})")
+
+
+def try_start(
+    name: str, model: nn.Module, info: CheckpointInfo, options: BackendOptions
+) -> tuple[Backend | None, str | None]:
+    """Backend ``name`` built (tiled as the options say) and warmed up, as a choice tries
+    it: (the backend, None), or (None, why it did not start). ConfigError (the options',
+    not the backend's) is raised."""
+    try:
+        backend = _wrap(REGISTRY[name](model, info, options), options, info)  # warmed up as frames will run
+        warm_up(backend, options)
+    except ConfigError:
+        raise
+    except BackendError as exc:
+        return None, one_line(exc)
+    except Exception as exc:  # noqa: BLE001 - fall back whatever a backend raised
+        return None, one_line(f"{type(exc).__name__}: {exc}")
+    return backend, None

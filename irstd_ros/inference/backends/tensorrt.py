@@ -12,7 +12,10 @@ At start the backend loads the saved engine of the expected size (``torch_tensor
 without compiling, unless the fingerprint differs (other torch / torch_tensorrt /
 TensorRT, GPU, shape, precision or weights): then it rebuilds and says why. A frame of
 another padded size loads (or builds, once) that size's engine; :data:`MAX_ENGINES` stay
-loaded.
+loaded (one loaded again after it was dropped is logged once and counted:
+:mod:`~irstd_ros.inference.backends.shape_cache`). An engine whose file no longer has the
+digest its fingerprint recorded, or whose fingerprint has none (written before digests
+were recorded), is built again.
 
 FP16, per installed torch_tensorrt version (:func:`precision_plan`):
 
@@ -38,7 +41,7 @@ import copy
 import inspect
 import logging
 import re
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +63,6 @@ from irstd_ros.inference.backends._cuda import (
     gpu_postprocess,
     gpu_preprocess,
     keep_sgem_fp32,
-    lru_get,
 )
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.fingerprint import (
@@ -76,6 +78,7 @@ from irstd_ros.inference.backends.graph_export import (
     example_input,
     padded_size,
 )
+from irstd_ros.inference.backends.shape_cache import ShapeCache
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ ENGINE_OP_MARK = "execute_engine"  # torch.ops.tensorrt.execute_engine in a load
 BOOKKEEPING_OPS = ("getitem", "sym_size", "_assert", "sym_constrain", "sym_numel")
 PRECISIONS = ("fp32", "fp16")
 MAX_ENGINES = 4  # frame sizes whose engine stays loaded (least recently used dropped)
+ENGINES_REMEDY = "Feed fewer frame sizes, or tile them (tile_size: one engine serves every tile)."
 
 
 def import_torch_tensorrt() -> Any:
@@ -369,7 +373,9 @@ class TensorRTBackend(CudaPredictMixin):
         self.digest = weights_digest(model, info)
         self.model = prepare_model(model, self.plan, self.torch_device)
         self.buffers = StagingBuffers()
-        self.engines: OrderedDict[tuple[int, int], LoadedEngine] = OrderedDict()
+        self.engines: ShapeCache[tuple[int, int], LoadedEngine] = ShapeCache(
+            self.name, MAX_ENGINES, ENGINES_REMEDY, self._evict
+        )
         self.graphs_before: bool | None = None  # the CUDA-graph mode found (cuda_graphs; close restores it)
         tile = self.options.tile_size
         if tile > 0:  # tiled: every frame larger than a tile runs on one tile's engine
@@ -384,7 +390,7 @@ class TensorRTBackend(CudaPredictMixin):
     @property
     def current(self) -> LoadedEngine:
         """The engine used last (the start-up one before the first frame)."""
-        return next(reversed(self.engines.values()))
+        return self.engines.values()[-1]
 
     @property
     def path(self) -> Path:
@@ -441,7 +447,7 @@ class TensorRTBackend(CudaPredictMixin):
 
     def _engine(self, hw: tuple[int, int]) -> LoadedEngine:
         """The engine of padded size ``hw``: already loaded, loaded from the cache, or built."""
-        return lru_get(self.engines, hw, self._load_or_build, MAX_ENGINES, self._evict)
+        return self.engines.get(hw, self._load_or_build)
 
     def _graph_mode(self) -> Any:
         """The process-wide CUDA-graph mode as Torch-TensorRT keeps it: 0 off, 1 subgraph, 2
@@ -533,6 +539,7 @@ class TensorRTBackend(CudaPredictMixin):
             "engine_origin": current.origin,
             "engine_hw": list(current.hw),
             "engines_loaded": [list(hw) for hw in self.engines],
+            **self.engines.stats(),
             "shapes": "static, one engine per padded frame size",
             "cuda_graphs": bool(self.options.cuda_graphs),
             "torch_tensorrt": str(self.trt.__version__),

@@ -16,7 +16,8 @@ Options (:class:`~irstd_ros.inference.backends.base.BackendOptions`):
   per op, ~100 ops). The whole chain (stride padding, network, sigmoid, crop) is captured
   once per frame size into a CUDA graph (after warm-up calls on a side stream), and each
   frame is one copy into the graph's static input, one replay and one copy back. Up to
-  :data:`GRAPH_SIZES` sizes are kept (least recently used dropped);
+  :data:`GRAPH_SIZES` sizes are kept (least recently used dropped; one captured again after
+  it was dropped is logged once and counted: :mod:`~irstd_ros.inference.backends.shape_cache`);
 * ``channels_last``: NHWC activations (tensor cores' layout in FP16/BF16);
 * ``pad_channels``: the network's widths padded with zero channels to multiples of this
   (:func:`~irstd_ros.models.widen.pad_channels`: the same logits; FP16 tensor-core kernels
@@ -30,7 +31,6 @@ buffer (:mod:`~irstd_ros.inference.backends._cuda`).
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,15 +49,16 @@ from irstd_ros.inference.backends._cuda import (
     gpu_postprocess,
     gpu_preprocess,
     keep_sgem_fp32,
-    lru_get,
 )
 from irstd_ros.inference.backends.base import BackendOptions, raise_recompile_limit
+from irstd_ros.inference.backends.shape_cache import ShapeCache
 from irstd_ros.models.widen import pad_channels
 
 __all__ = ["GRAPH_SIZES", "PRECISIONS", "TorchCUDABackend"]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 GRAPH_SIZES = 4  # frame sizes whose captured graph is kept
+GRAPHS_REMEDY = "Feed fewer frame sizes, tile them (tile_size), or turn cuda_graphs off."
 GRAPH_WARMUP = 3  # calls on a side stream before capture (cuDNN autotuning, lazy init, compile)
 RECOMPILE_LIMIT = 8  # torch.compile: distinct frame sizes before dynamo falls back to eager
 
@@ -131,7 +132,9 @@ class TorchCUDABackend(CudaPredictMixin):
                 self.forward = torch.compile(self.model, dynamic=False, backend=compile_backend)
             except Exception as exc:  # a torch without dynamo support on this platform
                 raise BackendError(f"torch.compile unavailable: {exc}") from exc
-        self.graphs: OrderedDict[tuple[int, int], CapturedGraph] = OrderedDict()
+        self.graphs: ShapeCache[tuple[int, int], CapturedGraph] = ShapeCache(
+            f"{self.name} (CUDA graphs)", GRAPH_SIZES, GRAPHS_REMEDY
+        )
         self.captures = 0  # graphs captured so far (tests, describe)
         self.buffers = StagingBuffers()
 
@@ -164,7 +167,7 @@ class TorchCUDABackend(CudaPredictMixin):
         return CapturedGraph(graph, static_in, static_out)
 
     def _graph_for(self, size: tuple[int, int]) -> CapturedGraph:
-        return lru_get(self.graphs, size, self._capture, GRAPH_SIZES)
+        return self.graphs.get(size, self._capture)
 
     @torch.inference_mode()
     def _prob(self, frame: np.ndarray) -> torch.Tensor:
@@ -186,6 +189,7 @@ class TorchCUDABackend(CudaPredictMixin):
             "compile": self.compile_backend,
             "cuda_graphs": bool(self.options.cuda_graphs),
             "graphs_captured": self.captures,
+            **self.graphs.stats(),
             "channels_last": self.channels_last,
             "widths": list(cfg.widths) if (cfg := getattr(self.model, "config", None)) else None,
             "torch": torch.__version__,

@@ -83,3 +83,34 @@ def test_export_onnx_leaves_the_callers_model_as_it_was(tmp_path):
     export_onnx(model, tmp_path / "m.onnx", named_config("lite").stride)
     assert model.training and next(model.parameters()).dtype == torch.bfloat16
     assert (tmp_path / "m.onnx").stat().st_size > 0
+
+
+def test_another_models_ir_copied_under_this_name_is_converted_again(tiny_model, tmp_path, caplog):
+    """Another checkpoint's .xml / .bin copied over this one's (its fingerprint JSON kept)
+    ran as this model: the wrong probabilities, no targets, nothing said."""
+    import copy
+    import logging
+
+    import numpy as np
+    import torch
+
+    pytest.importorskip("openvino")
+    from irstd_ros.inference.backends import graph_export
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
+    from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
+
+    model, info = tiny_model
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.head.bias += 3.0
+    options = BackendOptions(cache_dir=str(tmp_path), threads=1)
+    mine, theirs = export_openvino_ir(model, info, options), export_openvino_ir(other, info, options)
+    for suffix in (".xml", ".bin"):
+        mine.with_suffix(suffix).write_bytes(theirs.with_suffix(suffix).read_bytes())
+    with caplog.at_level(logging.INFO, logger=graph_export.__name__):
+        backend = OpenVINOBackend(model, info, options)
+    assert "changed since its fingerprint was written" in caplog.text
+    frame = np.random.default_rng(0).random((32, 48), dtype=np.float32)
+    with torch.no_grad():
+        want = torch.sigmoid(model(torch.from_numpy(frame)[None, None]))[0, 0].numpy()
+    np.testing.assert_allclose(backend.predict(frame), want, atol=1e-5)

@@ -25,6 +25,12 @@ from irstd_ros.inference.backends import openvino_int8 as int8  # noqa: E402
 from irstd_ros.inference.backends.base import BackendOptions  # noqa: E402
 
 CALIB = [np.zeros((32, 32), np.float32)]
+ZERO_DELTA = "NUDT-SIRST Pd +0.00 IoU +0.00, SIRST-v2 Pd +0.00 IoU +0.00"
+
+
+def _chosen(why: str, delta: str = ZERO_DELTA) -> str:
+    """The end of the choice's log line for a reduced precision: why, then its recorded accuracy."""
+    return f"(cpu: {why}; recorded accuracy vs FP32: {delta})"
 
 
 def _opts(cache) -> BackendOptions:
@@ -142,8 +148,9 @@ def test_cpu_picks_bf16_first_within_tolerance(tiny_model, cache, fake_quantize,
     _save_int8(model, info, cache)
     _save(model, info, cache, pd=-0.21, iou=0.05)
     backend, line = choose_cpu(model, info, _opts(cache))
-    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
-    assert backend.describe()["accuracy_delta"] == "NUDT-SIRST Pd -0.21 IoU +0.05; SIRST-v2 Pd -0.21 IoU +0.05"
+    delta = "NUDT-SIRST Pd -0.21 IoU +0.05, SIRST-v2 Pd -0.21 IoU +0.05"
+    assert backend.name == "openvino-bf16" and line.endswith(_chosen("first choice", delta))
+    assert backend.describe()["accuracy_delta"] == delta
     assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
 
 
@@ -176,17 +183,17 @@ def test_cpu_runs_the_faster_reduced_precision_as_recorded_on_this_cpu(
     _timed(model, info, cache, int8_ms=28.5, bf16_ms=35.2)
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino-int8"
-    assert line.endswith("(cpu: recorded speed on this CPU: openvino-int8 28.5 ms, openvino-bf16 35.2 ms)")
+    assert line.endswith(_chosen("recorded speed on this CPU: openvino-int8 28.5 ms, openvino-bf16 35.2 ms"))
     _timed(model, info, cache, int8_ms=24.0, bf16_ms=19.0)
     backend, line = choose_cpu(model, info, _opts(cache))
-    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+    assert backend.name == "openvino-bf16" and line.endswith(_chosen("first choice"))
 
 
 def test_speeds_of_another_cpu_leave_the_static_order(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
     model, info = tiny_model
     _timed(model, info, cache, int8_ms=10.0, bf16_ms=35.0, cpu="GenuineIntel family 6 model 143 (Xeon), 2 cores")
     backend, line = choose_cpu(model, info, _opts(cache))
-    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+    assert backend.name == "openvino-bf16" and line.endswith(_chosen("first choice"))
 
 
 def test_a_reduced_precision_no_faster_than_fp32_here_is_skipped(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
@@ -202,11 +209,11 @@ def test_a_reduced_precision_no_faster_than_fp32_here_is_skipped(tiny_model, cac
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino-bf16"
     assert line.endswith(
-        "(cpu: openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 18.4 ms, 1.22 of its time))"
+        _chosen("openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 18.4 ms, 1.22 of its time)")
     )
     _timed(model, info, cache, int8_ms=12.3, bf16_ms=9.9, fp32_ms=19.4)  # as exported on Zen 4 for fast
     backend, line = choose_cpu(model, info, _opts(cache))
-    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+    assert backend.name == "openvino-bf16" and line.endswith(_chosen("first choice"))
 
 
 def test_each_precision_is_compared_through_the_fp32_timed_beside_it(
@@ -217,13 +224,13 @@ def test_each_precision_is_compared_through_the_fp32_timed_beside_it(
     model, info = tiny_model
     _timed(model, info, cache, int8_ms=34.0, bf16_ms=60.0, fp32_ms=(68.0, 160.0))
     backend, line = choose_cpu(model, info, _opts(cache))
-    assert backend.name == "openvino-bf16" and line.endswith("(cpu: first choice)")
+    assert backend.name == "openvino-bf16" and line.endswith(_chosen("first choice"))
     _timed(model, info, cache, int8_ms=34.0, bf16_ms=60.0, fp32_ms=(68.0, 100.0))
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino-int8"
-    assert line.endswith(
-        "(cpu: recorded speed on this CPU: openvino-int8 34.0 ms (0.50 of FP32's), openvino-bf16 60.0 ms (0.60 of FP32's))"
-    )
+    assert line.endswith(_chosen(
+        "recorded speed on this CPU: openvino-int8 34.0 ms (0.50 of FP32's), openvino-bf16 60.0 ms (0.60 of FP32's)"
+    ))
 
 
 def test_faster_int8_out_of_tolerance_is_still_refused(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):
@@ -245,10 +252,10 @@ def test_cpu_falls_back_to_int8_when_bf16_is_out_of_tolerance(tiny_model, cache,
     _save(model, info, cache, iou=-1.5)
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino-int8"
-    assert line.endswith(
-        "(cpu: openvino-bf16 skipped: accuracy delta vs FP32 out of tolerance: "
-        "NUDT-SIRST IoU -1.50 points (tolerance 1.0); SIRST-v2 IoU -1.50 points (tolerance 1.0))"
-    )
+    assert line.endswith(_chosen(
+        "openvino-bf16 skipped: accuracy delta vs FP32 out of tolerance: "
+        "NUDT-SIRST IoU -1.50 points (tolerance 1.0); SIRST-v2 IoU -1.50 points (tolerance 1.0)"
+    ))
 
 
 def test_cpu_without_any_record_says_why_for_each_and_runs_fp32(tiny_model, cache, native_bf16, choose_cpu):
@@ -267,7 +274,7 @@ def test_cpu_without_native_bf16_skips_it_whatever_its_record(tiny_model, cache,
     _save(model, info, cache)  # within tolerance
     backend, line = choose_cpu(model, info, _opts(cache))
     assert backend.name == "openvino-int8"
-    assert line.endswith("(cpu: openvino-bf16 skipped: no native bf16 on this CPU (emulated bf16 is slower than FP32))")
+    assert line.endswith(_chosen("openvino-bf16 skipped: no native bf16 on this CPU (emulated bf16 is slower than FP32)"))
 
 
 def test_named_bf16_out_of_tolerance_runs_with_a_warning(tiny_model, cache, native_bf16, caplog):

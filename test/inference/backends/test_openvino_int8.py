@@ -22,8 +22,8 @@ import torch
 pytest.importorskip("openvino")
 
 from irstd_ros.errors import BackendError  # noqa: E402
+from irstd_ros.inference.backends import fingerprint, select  # noqa: E402
 from irstd_ros.inference.backends import openvino_int8 as int8  # noqa: E402
-from irstd_ros.inference.backends import select  # noqa: E402
 from irstd_ros.inference.backends.base import BackendOptions  # noqa: E402
 from irstd_ros.inference.backends.fingerprint import fingerprint_path  # noqa: E402
 from irstd_ros.inference.backends.graph_export import export_openvino_ir  # noqa: E402
@@ -120,22 +120,62 @@ def test_fingerprint_mismatch_rebuilds_and_drops_the_old_accuracy(tiny_model, ca
 def test_same_weights_under_another_normalisation_are_quantised_again(tiny_model, cache, fake_quantize):
     """The calibration frames are normalised by the checkpoint's rule: the same weights
     saved with another normalisation (or threshold) must not reuse ranges measured under
-    the first one."""
+    the first one, and each keeps its own IR (named by weights and conditions: one file
+    for both made each export overwrite the other's INT8)."""
     model, info = tiny_model
     path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
     other = dataclasses.replace(info, norm=dataclasses.replace(info.norm, knee=info.norm.knee * 2.0))
-    assert int8.int8_path(model, other, _opts(cache))[0] == path  # same weights, same file
-    with pytest.raises(BackendError, match=r"conditions\.norm"):
+    recalibrated = dataclasses.replace(info, threshold=0.3)
+    other_path = int8.int8_path(model, other, _opts(cache))[0]
+    assert len({path, other_path, int8.int8_path(model, recalibrated, _opts(cache))[0]}) == 3
+    with pytest.raises(BackendError, match="no INT8 IR for these weights, threshold and normalisation"):
         int8.cached_int8(model, other, _opts(cache))
     _, built = int8.build_int8(model, other, _opts(cache), _frames(CALIB_FRAMES))
     assert built and len(fake_quantize) == 2
-    assert int8.cached_int8(model, other, _opts(cache))[0] == path
+    # both coexist in one cache
+    assert int8.cached_int8(model, other, _opts(cache))[0] == other_path
+    assert int8.cached_int8(model, info, _opts(cache))[0] == path
+    # an IR named by the weights alone (before the conditions were in the name) is pointed at
+    weights_only = int8.int8_path(model, info, _opts(cache))[1][:12]
+    legacy = path.with_name(path.name.replace(path.name.split("-")[1], weights_only))
+    path.rename(legacy)
+    with pytest.raises(BackendError, match=f"{legacy.name} is named by the weights alone"):
+        int8.cached_int8(model, info, _opts(cache))
+    legacy.rename(path)
     # an IR whose fingerprint predates the conditions is rebuilt once, too
-    stored = json.loads(fingerprint_path(path).read_text())
+    stored = json.loads(fingerprint_path(other_path).read_text())
     del stored["conditions"]
-    fingerprint_path(path).write_text(json.dumps(stored))
+    fingerprint_path(other_path).write_text(json.dumps(stored))
     with pytest.raises(BackendError, match=r"conditions\.norm: None ->"):
         int8.cached_int8(model, other, _opts(cache))
+
+
+def test_a_foreign_or_corrupt_int8_ir_is_refused_and_auto_keeps_fp32(tiny_model, cache, fake_quantize, choose_cpu):
+    """Another checkpoint's INT8 IR copied under this one's name (its fingerprint and record
+    kept) was run as these weights' INT8; a truncated .bin made every start fail. The
+    digests in the fingerprint refuse both: FP32 runs and the line says what to rebuild."""
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    int8.save_accuracy(path, _record(digest, int8.measurement_conditions(info)))
+    assert choose_cpu(model, info, _opts(cache))[0].name == "openvino-int8"
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        retrained.head.bias += 0.25
+    foreign = export_openvino_ir(retrained, info, _opts(cache))
+    for suffix in (".xml", ".bin"):
+        path.with_suffix(suffix).write_bytes(foreign.with_suffix(suffix).read_bytes())
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino"
+    assert "openvino-int8 skipped: " in line and "changed since its fingerprint was written" in line
+    assert "irstd export --backend openvino-int8" in line
+    with pytest.raises(BackendError, match="changed since its fingerprint was written"):
+        select.create_backend("openvino-int8", model, info, _opts(cache))
+    # the export rebuilds it
+    _, built = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    assert built and int8.cached_int8(model, info, _opts(cache))[0] == path
+    path.with_suffix(".bin").write_bytes(path.with_suffix(".bin").read_bytes()[:100])  # truncated
+    assert "int8.bin changed" in int8.auto_refusal(model, info, _opts(cache))
 
 
 def test_the_head_and_for_global_inputs_the_first_layer_stay_fp32(tiny_model, fp32_ir):
@@ -241,6 +281,10 @@ def test_activation_ranges_hold_the_brightest_calibration_frame(tiny_model, fp32
         (_record("abc", GATE, pd=None), "Pd undefined"),
         (_record("abc", GATE, pd=-0.5, iou=-1.0), None),
         (_record("abc", GATE, pd=0.3, iou=0.4), None),
+        # JSON holds NaN and Infinity; NaN < -tol is False, and +inf is no gain
+        (_record("abc", GATE, pd=float("nan")), "NUDT-SIRST Pd nan is not a finite delta"),
+        (_record("abc", GATE, iou=float("inf")), "SIRST-v2 IoU inf is not a finite delta"),
+        (_record("abc", GATE, pd=float("-inf")), "Pd -inf is not a finite delta"),
     ],
 )
 def test_accuracy_gate(record, expected):
@@ -307,6 +351,7 @@ def test_cpu_uses_int8_within_tolerance(tiny_model, cache, fake_quantize, choose
     why = "no accuracy record" if native else "no native bf16 on this CPU"
     assert f"(cpu: openvino-bf16 skipped: {why}" in line
     assert backend.describe()["accuracy_delta"].startswith("NUDT-SIRST Pd -0.20 IoU -0.50")
+    assert line.endswith("; recorded accuracy vs FP32: NUDT-SIRST Pd -0.20 IoU -0.50, SIRST-v2 Pd -0.20 IoU -0.50)")
     assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
 
 
@@ -420,3 +465,49 @@ def test_a_malformed_accuracy_record_is_no_record(datasets, tiny_model, cache, f
     assert int8.auto_refusal(model, info, _opts(cache)).startswith("no accuracy record")
     backend = select.create_backend("openvino-int8", model, info, _opts(cache))
     assert backend.describe()["accuracy_delta"] == "not measured"
+
+
+def test_a_nan_delta_in_the_record_keeps_fp32(tiny_model, cache, fake_quantize, choose_cpu):
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    int8.save_accuracy(path, _record(digest, int8.measurement_conditions(info), pd=float("nan")))
+    assert "NaN" in int8.accuracy_path(path).read_text()  # as json writes it
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino" and "NUDT-SIRST Pd nan is not a finite delta" in line
+
+
+@pytest.mark.parametrize("text", ["{not json", ""])
+def test_a_record_that_is_not_json_is_warned_about_once_per_choice(text, tiny_model, cache, fake_quantize,
+                                                                   choose_cpu, caplog):
+    """It gave no warning at all; a malformed one gave two per choice (speeds, then the gate)."""
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    int8.accuracy_path(path).write_text(text)
+
+    def warnings_of_a_choice() -> tuple[str, list[str]]:
+        with caplog.at_level(logging.WARNING, logger=int8.__name__):
+            backend, line = choose_cpu(model, info, _opts(cache))
+        assert backend.name == "openvino"
+        return line, [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    line, warnings = warnings_of_a_choice()
+    assert "openvino-int8 skipped: no accuracy record" in line
+    assert len(warnings) == 1 and warnings[0].startswith(f"unreadable accuracy record {int8.accuracy_path(path)} (")
+    assert warnings_of_a_choice()[1] == []  # the same file: said once
+    int8.save_accuracy(path, {"datasets": []})  # changed: malformed now, said once more
+    assert warnings_of_a_choice()[1] == [
+        f"unreadable accuracy record {int8.accuracy_path(path)}: not the format irstd export writes"
+    ]
+
+
+def test_an_unreadable_int8_fingerprint_is_one_warning_that_promises_no_rebuild(tiny_model, cache, fake_quantize,
+                                                                                 choose_cpu, caplog):
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    fingerprint_path(path).write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger=fingerprint.__name__):
+        backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino" and "no readable fingerprint" in line and "irstd export" in line
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "not used until it is rebuilt" in warning and "will be rebuilt" not in warning

@@ -101,3 +101,23 @@ def test_frames_from_two_threads_each_get_their_own_probabilities(tiny_model, ba
     for t in threads:
         t.join()
     assert (wrong, errors) == ([], [])
+
+
+def test_sizes_alternating_past_the_bound_say_so_once_and_count_it(tiny_model, backend_cache, monkeypatch, caplog):
+    """Three sizes alternating through two places recompiled on every frame, silently
+    (more sizes than MAX_COMPILED_SHAPES: 54-57 ms a frame instead of 1-4)."""
+    import logging
+
+    from irstd_ros.inference.backends import shape_cache
+
+    monkeypatch.setattr(openvino_backend, "MAX_COMPILED_SHAPES", 2)
+    backend = _backend(tiny_model, backend_cache)
+    with caplog.at_level(logging.WARNING, logger=shape_cache.__name__):
+        for _ in range(3):
+            for side in (32, 48, 64):
+                backend.predict(np.zeros((side, side), np.float32))
+    assert len(backend.core.compiled) == 9  # every frame compiled: the behaviour is reported, not hidden
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("openvino: padded frame size 32x32 built again") and "dynamic_shapes" in warning
+    described = backend.describe()
+    assert described["size_rebuilds"] == 6 and described["size_limit"] == 2

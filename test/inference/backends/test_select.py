@@ -212,3 +212,37 @@ def test_a_choice_warms_up_the_tiled_backend(tiny_model, monkeypatch, caplog):
     assert backend.predict(np.zeros((150, 200), np.float32)).shape == (150, 200)
     with pytest.raises(ConfigError, match="multiple of the stride"):  # not a candidate's failure
         select.create_backend("auto", model, info, BackendOptions(tile_size=70))
+
+
+def test_a_multi_line_failure_stays_on_the_one_log_line(tiny_model, monkeypatch, caplog):
+    """OpenVINO's exceptions span lines ("Exception from src/inference/src/cpp/core.cpp:84:\n..."):
+    the rest of the choice's line was cut off from it."""
+
+    class FailsOnManyLines(FailsLate):
+        def predict(self, frame: np.ndarray) -> np.ndarray:
+            raise RuntimeError("Exception from core.cpp:84:\nIncorrect weights in bin file!\n\n  at line 3")
+
+    model, info = tiny_model
+    monkeypatch.setitem(select.REGISTRY, "fails-late", lambda *a: FailsOnManyLines())
+    monkeypatch.setattr(select, "unavailable_reason", lambda name: None)
+    monkeypatch.setitem(select.CHOICES, "auto", ("fails-late", "torch-cpu"))
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        select.create_backend("auto", model, info)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("inference backend")]
+    assert "\n" not in line
+    assert "core.cpp:84: Incorrect weights in bin file! at line 3)" in line
+
+
+def test_onnxruntime_without_onnx_is_unavailable_and_named_fails_clearly(tiny_model, backend_cache, monkeypatch):
+    """The backend imports onnx (the sigmoid it appends to the graph): reported available
+    without it, it then raised a bare ModuleNotFoundError."""
+    import importlib.util
+
+    pytest.importorskip("onnxruntime")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else find_spec(name, *a))
+    assert select.unavailable_reason("onnxruntime") == "onnx not installed (requirements/backends-cpu.txt)"
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import -> ImportError
+    model, info = tiny_model
+    with pytest.raises(BackendError, match=r"^onnx is not installed .*requirements/backends-cpu\.txt"):
+        select.create_backend("onnxruntime", model, info, BackendOptions(cache_dir=backend_cache))

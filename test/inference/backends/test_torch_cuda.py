@@ -205,25 +205,6 @@ def test_staging_buffers_allocated_under_inference_mode_still_download():
     assert buffers.download_mask(prob, 0.5).all()
 
 
-def test_lru_get_makes_once_keeps_the_most_recent_and_hands_back_the_dropped():
-    from collections import OrderedDict
-
-    from irstd_ros.inference.backends._cuda import lru_get
-
-    made, dropped = [], []
-    cache: OrderedDict = OrderedDict()
-
-    def make(key):
-        made.append(key)
-        return f"engine {key}"
-
-    for key in (1, 2, 1, 3):  # 1 is used again before 3 arrives: 2 is the least recent
-        lru_get(cache, key, make, limit=2, evict=dropped.append)
-    assert made == [1, 2, 3]
-    assert dropped == ["engine 2"]
-    assert list(cache) == [1, 3]
-
-
 def test_frames_from_two_threads_each_get_their_own_probabilities(tiny_model):
     """The GPU backends stage every frame through one reused host buffer (and replay CUDA
     graphs on static tensors): a backend shared by two threads (one Detector for several
