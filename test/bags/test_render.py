@@ -362,9 +362,8 @@ def test_outputs_of_no_rendered_frame_are_refused_as_eval_bag_refuses(
         assert one_error_line(err).endswith("no output matches a truth frame by header stamp; wrong bags?")
 
 
-def test_frames_without_an_output_message_are_labelled_so_and_counted(tmp_path, monkeypatch, caplog):
-    """Frames the recorder has no /detections (nor /tracks) message of were labelled "DET 0":
-    the node had found nothing there. Now "DET -", and a warning with their count."""
+def _recorded_labels(monkeypatch) -> list[str]:
+    """The caption of every frame render draws, in order (draw_overlay wrapped)."""
     from irstd_ros.bags import render as render_module
 
     labels: list[str] = []
@@ -375,6 +374,13 @@ def test_frames_without_an_output_message_are_labelled_so_and_counted(tmp_path, 
         return draw(*args, **kwargs)
 
     monkeypatch.setattr(render_module, "draw_overlay", record_label)
+    return labels
+
+
+def test_frames_without_an_output_message_are_labelled_so_and_counted(tmp_path, monkeypatch, caplog):
+    """Frames the recorder has no /detections (nor /tracks) message of were labelled "DET 0":
+    the node had found nothing there. Now "DET -", and a warning with their count."""
+    labels = _recorded_labels(monkeypatch)
     bag = _frames_bag(tmp_path / "bag", [(32, 40)] * len(FRAME_STAMPS))
     outputs = _detections_bag(tmp_path / "outputs", FRAME_STAMPS[2:])
     with BagWriter(outputs, overwrite=True) as w:  # tracks of the last frame only
@@ -393,15 +399,7 @@ def test_frames_without_an_output_message_are_labelled_so_and_counted(tmp_path, 
 
 
 def test_a_bag_without_outputs_is_drawn_without_a_count_warning(tiny_bag, tmp_path, monkeypatch, caplog):
-    from irstd_ros.bags import render as render_module
-
-    labels: list[str] = []
-    draw = render_module.draw_overlay
-    def record_label(*args, **kwargs):
-        labels.append(kwargs["label"])
-        return draw(*args, **kwargs)
-
-    monkeypatch.setattr(render_module, "draw_overlay", record_label)
+    labels = _recorded_labels(monkeypatch)
     render(RenderConfig(tiny_bag, tmp_path / "v.gif", max_frames=2))
     assert all(" DET 0 " in label for label in labels) and "no message on" not in caplog.text
 
