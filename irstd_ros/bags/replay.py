@@ -284,8 +284,10 @@ def _wait_for_consumer(
     subscribed before the consumer satisfied the count alone, and the first frame went out
     before the consumer's subscription matched (lost, a sync timeout). False, with a
     warning, when the time runs out (the replay goes on, as ``ros2 bag play`` would)."""
+    if timeout <= 0:  # told not to wait, as _wait_for_subscribers
+        return False
     sync_name = node.resolve_topic_name(sync_topic)
-    deadline = time.monotonic() + max(timeout, 0.0)
+    deadline = time.monotonic() + timeout
     while not should_stop():
         consumers = _endpoint_nodes(node.get_publishers_info_by_topic(sync_name))
         listeners = _endpoint_nodes(node.get_subscriptions_info_by_topic(pub.topic_name))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +33,7 @@ TRUTH_MARGIN_PX = 6  # truth boxes sit outside the detection boxes
 TRACK_MARGIN_PX = 9  # track boxes outside both
 LABEL_GAP_PX = 2
 FONT_PX = 11  # text size in pixels
+TEXT_SIZE_CACHE = 1024  # labels measured (drawing them to measure their ink costs)
 TRAIL_POINTS = 30  # recent positions of a track drawn behind it (node overlay, irstd render)
 DISPLAY_PERCENTILES = (0.5, 99.5)  # display stretch of frames that are not 8-bit
 DISPLAY_SAMPLE = 65536  # values the stretch's percentiles are taken on at most (display_range): ~1 ms
@@ -129,6 +130,7 @@ def draw_rect(
             img[cy0 : cy1 + 1, a1] = rgb
 
 
+@lru_cache(maxsize=TEXT_SIZE_CACHE)
 def text_size(text: str, size: int = FONT_PX) -> tuple[int, int]:
     """(width, height) in pixels of the box :func:`draw_text` writes ``text`` in."""
     font = _font(size)

@@ -115,7 +115,6 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics.period", 1.0, "seconds between /diagnostics messages; 0 disables", min=0.0, max=3600.0, read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
-# a parameter's type as its error names it, with its article ("must be an int", not "a int")
 # probability thresholds (p > threshold): 0 and 1 are no thresholds, except where 0 turns
 # the stage off (True)
 _PROBABILITIES: dict[str, bool] = {
@@ -123,6 +122,7 @@ _PROBABILITIES: dict[str, bool] = {
     "tracking.candidate_threshold": True,
     "tracking.gated_threshold": True,
 }
+# a parameter's type as its error names it, with its article ("must be an int", not "a int")
 _A_TYPE: dict[type, str] = {bool: "a bool", int: "an int", float: "a float", str: "a string"}
 
 

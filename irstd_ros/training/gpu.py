@@ -419,8 +419,6 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
 
     last = cfg.out / "last.safetensors"
     start_epoch, step, history, elapsed0 = 0, 0, [], 0.0
-    if not cfg.resume:
-        clear_previous_run(cfg.out, GPU_RUN_FILES)
     if cfg.resume and last.is_file():
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
         check_resume(last, info, model_cfg, norm, seen, cfg)
@@ -461,6 +459,8 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
 
     steps_per_epoch = max(len(data) // cfg.batch_size, 1)
     budget_s = cfg.minutes * 60.0 if cfg.minutes else None
+    if not cfg.resume:  # after every load and check that may refuse the run (its teacher too)
+        clear_previous_run(cfg.out, GPU_RUN_FILES)
     started = time.perf_counter()
     last_save = started
     stop_reason = "epochs"

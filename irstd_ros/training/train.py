@@ -728,6 +728,10 @@ def check_resume(last: Path, info: CheckpointInfo, model_cfg: Any, norm: Any, se
     if not isinstance(info.extra.get("train_state"), dict):
         raise ConfigError(f"{last} holds no training state (a model file, not a run's last "
                           f"checkpoint); use a new --out (with init: {last} to start from it)")
+    done = info.extra["train_state"].get("epoch", 0)
+    if done > cfg.epochs:  # its record would say fewer epochs than its history holds
+        raise ConfigError(f"{last} has trained {done} epochs, more than epochs {cfg.epochs}: epochs "
+                          f"may grow on a resumption, not shrink; give >= {done}, or a new --out")
     if info.model != model_cfg:
         was, now_model = info.model.to_dict(), model_cfg.to_dict()
         changed = [f"{k} {json.dumps(was.get(k))} -> {json.dumps(now_model.get(k))}"
@@ -881,8 +885,6 @@ def train(cfg: TrainConfig) -> Path:
 
     last = cfg.out / "last.safetensors"
     start_epoch, step, history = 0, 0, []
-    if not cfg.resume and rank == 0:
-        clear_previous_run(cfg.out, RUN_FILES)
     if cfg.resume and last.is_file():
         loaded, info, extra = load_checkpoint(last, expect_arch=model_cfg.arch)
         check_resume(last, info, model_cfg, norm, seen, cfg)
@@ -891,10 +893,6 @@ def train(cfg: TrainConfig) -> Path:
         _load_ema(ema, last, extra)
         state = info.extra["train_state"]
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        if start_epoch > cfg.epochs:  # its record would say fewer epochs than its history holds
-            raise ConfigError(f"{last} has trained {start_epoch} epochs, more than epochs {cfg.epochs}: "
-                              f"epochs may grow on a resumption, not shrink; give >= {start_epoch}, "
-                              "or a new --out")
         reseed(ds, state["seed_next"] + rank)
         log.info("resumed from %s at epoch %d", last, start_epoch)
     elif start is not None:  # not before: a resumption keeps (a refused one too) the run's own
@@ -929,6 +927,8 @@ def train(cfg: TrainConfig) -> Path:
         }
         return CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold, extra=extra)
 
+    if not cfg.resume and rank == 0:  # after every load and check that may refuse the run
+        clear_previous_run(cfg.out, RUN_FILES)
     started = time.time()
     done = cfg.max_steps is not None and step >= cfg.max_steps  # resumed after its last step
     for epoch in range(start_epoch, start_epoch if done else cfg.epochs):

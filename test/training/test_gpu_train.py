@@ -622,3 +622,10 @@ def test_a_teacher_is_distilled_on_every_sample(tmp_path, pack, monkeypatch):
     save_checkpoint(other, build_model(named_config("tiny")), CheckpointInfo(named_config("tiny")))
     with pytest.raises(ConfigError, match="normalises inputs as"):
         train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1, eval_group="", teacher=other, out=tmp_path / "o"))
+
+
+def test_a_gpu_run_resumed_with_fewer_epochs_is_refused_as_the_cpu_one(tmp_path, roots):
+    """train-gpu resumed with fewer epochs than it had trained went on silently, training nothing."""
+    train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, eval_split=None))
+    with pytest.raises(ConfigError, match="has trained 2 epochs, more than epochs 1"):
+        train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=1, eval_split=None))

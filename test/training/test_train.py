@@ -830,7 +830,12 @@ def test_a_run_started_afresh_leaves_no_files_of_the_run_before(tmp_path, monkey
     def interrupt(*_args, **_kwargs):
         raise Interrupted
 
-    monkeypatch.setattr(train_module, "lr_scheduler", interrupt)  # before the first step
+    # refused before it starts (a teacher of other inputs): the run before keeps its files
+    other = train(config(tmp_path, out=tmp_path / "other", epochs=1, norm="global"))
+    with pytest.raises(ConfigError, match="normalises inputs"):
+        train(config(tmp_path, epochs=1, resume=False, teacher=other))
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    monkeypatch.setattr(train_module, "optimizer_step", interrupt)  # the first step
     with pytest.raises(Interrupted):
         train(config(tmp_path, epochs=1, resume=False))
     left = {p.name for p in (tmp_path / "run").iterdir()}

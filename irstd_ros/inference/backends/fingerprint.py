@@ -36,6 +36,8 @@ FILE_DIGESTS = "file_sha256"  # key of the fingerprint JSON: {file suffix: sha25
 IR_WEIGHTS_SUFFIX = ".bin"  # an OpenVINO IR's weights, beside its ``.xml``
 HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a file
 _warned: set[tuple[str, int, int]] = set()  # (path, mtime, size) of files already warned about
+# digests of files as they were (path, inode, size, mtime, ctime): any write changes the key
+_hashed: dict[tuple[str, int, int, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -112,14 +114,22 @@ def artifact_files(artifact: str | Path) -> list[Path]:
 def file_digests(artifact: str | Path) -> dict[str, str]:
     """{suffix: sha256} of :func:`artifact_files` (OSError when one cannot be read); by
     suffix, so an artefact copied with its fingerprint to another cache still verifies."""
-    out = {}
-    for path in artifact_files(artifact):
+    return {path.suffix: _file_sha256(path) for path in artifact_files(artifact)}
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of ``path``'s bytes, hashed once while the file stays as it is (a start checks
+    an artefact more than once: ``auto``'s choice, then the backend's load)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    digest = _hashed.get(key)
+    if digest is None:
         h = hashlib.sha256()
         with path.open("rb") as f:
             while chunk := f.read(HASH_CHUNK):
                 h.update(chunk)
-        out[path.suffix] = h.hexdigest()
-    return out
+        digest = _hashed[key] = h.hexdigest()
+    return digest
 
 
 def warn_once(logger: logging.Logger, path: Path, message: str, *args: object) -> None:
