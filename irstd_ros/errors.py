@@ -7,6 +7,12 @@ can print one readable line and exit non-zero, and the node can log and count.
 from __future__ import annotations
 
 
+def one_line(text: object) -> str:
+    """``text`` (an exception: its message) on one line, runs of whitespace one space: the
+    CLI's error line, and multi-line reports of OpenVINO and others inside one log line."""
+    return " ".join(str(text).split())
+
+
 class IrstdError(Exception):
     """Base class of every error this package raises on purpose."""
 

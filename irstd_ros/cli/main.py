@@ -27,6 +27,7 @@ import yaml
 from irstd_ros.cli._options import PlainHelpParser
 from irstd_ros.core.constants import INTERRUPTED_EXIT, TERMINATED_EXIT
 from irstd_ros.errors import IrstdError
+from irstd_ros.errors import one_line as joined
 
 DEBUG_ENV = "IRSTD_DEBUG"  # "1": tracebacks instead of one-line errors
 ERROR_EXIT = 2
@@ -149,7 +150,7 @@ def one_line(exc: BaseException) -> str:
         text = f"malformed YAML: {exc}"
     else:
         text = f"{type(exc).__name__}: {exc} ({DEBUG_ENV}=1 for the traceback)"
-    return " ".join(text.split())
+    return joined(text)
 
 
 if __name__ == "__main__":

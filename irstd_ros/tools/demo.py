@@ -47,7 +47,7 @@ from irstd_ros.core.constants import (
 )
 from irstd_ros.core.parsing import parse_range
 from irstd_ros.core.paths import output_dir_problem
-from irstd_ros.errors import ConfigError, IrstdError
+from irstd_ros.errors import ConfigError, IrstdError, one_line
 from irstd_ros.ros.launch_args import default_params_file, node_command
 from irstd_ros.sim.sequence import SequenceConfig
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except (IrstdError, OSError) as exc:
-        print(f"demo: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"demo: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)

@@ -52,7 +52,7 @@ from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import non_negative_float, parse_size, positive_float, size_arg
 from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.statistics import format_number, percentile
-from irstd_ros.errors import ConfigError, IrstdError
+from irstd_ros.errors import ConfigError, IrstdError, one_line
 from irstd_ros.inference.resources import cpu_model
 from irstd_ros.ros.health import LATENCY_WINDOW, NOT_MEASURED, STAGES, STREAM_NOTICES
 from irstd_ros.ros.transport import dds_environment, profile_environment
@@ -561,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except (IrstdError, OSError) as exc:
-        print(f"load_test: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"load_test: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("load_test: interrupted", file=sys.stderr)

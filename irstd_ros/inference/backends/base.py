@@ -68,12 +68,6 @@ def not_installed(package: str, exc: ImportError) -> BackendError:
     return BackendError(f"{package} is not installed ({exc}); see {CPU_REQUIREMENTS}")
 
 
-def one_line(text: object) -> str:
-    """``text`` (an exception: its message) on one line, runs of whitespace one space: the
-    multi-line reports of OpenVINO and others inside one log line."""
-    return " ".join(str(text).split())
-
-
 def prepare_input(frame: np.ndarray, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad a normalised frame to the stride: (1, 1, H', W') float32 and the original size."""
     x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None, None]

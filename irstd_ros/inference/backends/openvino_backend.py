@@ -35,8 +35,8 @@ import numpy as np
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import crop_to, network_input
-from irstd_ros.errors import BackendError
-from irstd_ros.inference.backends.base import BackendOptions, not_installed, one_line
+from irstd_ros.errors import BackendError, one_line
+from irstd_ros.inference.backends.base import BackendOptions, not_installed
 from irstd_ros.inference.backends.shape_cache import ShapeCache
 
 if TYPE_CHECKING:

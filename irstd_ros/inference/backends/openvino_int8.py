@@ -68,12 +68,11 @@ from scipy.special import logit
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.padding import network_input
 from irstd_ros.core.paths import write_text_atomic
-from irstd_ros.errors import BackendError
+from irstd_ros.errors import BackendError, one_line
 from irstd_ros.inference.backends.base import (
     CPU_REQUIREMENTS,
     BackendOptions,
     not_installed,
-    one_line,
 )
 from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
 

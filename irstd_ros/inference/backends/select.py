@@ -39,8 +39,8 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
-from irstd_ros.errors import BackendError, ConfigError
-from irstd_ros.inference.backends.base import CPU_REQUIREMENTS, Backend, BackendOptions, one_line
+from irstd_ros.errors import BackendError, ConfigError, one_line
+from irstd_ros.inference.backends.base import CPU_REQUIREMENTS, Backend, BackendOptions
 
 if TYPE_CHECKING:
     from irstd_ros.inference.backends.openvino_int8 import RecordedSpeed
