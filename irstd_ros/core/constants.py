@@ -4,6 +4,24 @@ from __future__ import annotations
 
 CLASS_ID = "target"  # hypothesis class of every detection the node publishes
 
+# Inference backends by name (irstd_ros.inference.backends.select registers one factory
+# each; here without torch, for the node's parameters and the tools' options).
+BACKEND_NAMES = (
+    "tensorrt", "cuda", "torch-cpu", "torch-compile", "onnxruntime", "openvino", "openvino-bf16",
+    "openvino-int8",
+)
+GPU_BACKENDS = ("tensorrt", "cuda")
+# Fastest first; measured in docs/benchmarks.md (0.4 at 640x512: bf16 35, INT8 50, FP32 68 ms).
+# openvino-bf16 (native bf16 only) and openvino-int8 are candidates only when their accuracy
+# gate passes (select.ACCURACY_GATES), then the FP32 backends (parity with eager PyTorch).
+# torch-compile is opt-in: a long first-frame compile.
+CPU_PREFERENCE = ("openvino-bf16", "openvino-int8", "openvino", "onnxruntime", "torch-cpu")
+BACKEND_CHOICES: dict[str, tuple[str, ...]] = {  # names that choose among backends
+    "auto": (*GPU_BACKENDS, *CPU_PREFERENCE),
+    "cpu": CPU_PREFERENCE,
+}
+VALID_BACKENDS = (*BACKEND_CHOICES, *BACKEND_NAMES)  # what model.backend and --backend take
+
 # Exit codes of a command stopped by a signal, as a shell reports them (128 + the signal)
 INTERRUPTED_EXIT = 130  # SIGINT (Ctrl-C)
 TERMINATED_EXIT = 143  # SIGTERM (kill, timeout)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from irstd_ros.core.constants import (
     GATED_THRESHOLD,
     LIVE_STAMP_WINDOW_S,
     OWN_THRESHOLD,
+    VALID_BACKENDS,
 )
 from irstd_ros.core.parsing import parse_size
 from irstd_ros.core.targets import PostprocessConfig
@@ -45,28 +45,13 @@ class ParamSpec:
     max: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = False  # needs a restart (model, QoS)
-    # choices known only to a module that loads torch (model.backend's: the backend
-    # registry): asked for when a value is checked, never at import (see valid_choices)
-    choices_from: Callable[[], tuple[str, ...]] | None = None
-
-    def valid_choices(self) -> tuple[str, ...]:
-        """The values allowed (empty: any of the parameter's type)."""
-        return self.choices_from() if self.choices_from is not None else self.choices
-
-
-def _backend_names() -> tuple[str, ...]:
-    """``model.backend``'s choices: the backend registry's names and choices (it loads
-    torch, so only when a value is checked: after the node set its process environment)."""
-    from irstd_ros.inference.backends.select import valid_names
-
-    return valid_names()
 
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "model.path", "", "checkpoint (.safetensors), or a shipped model: tiny (empty: the default) or fast", read_only=True
     ),
-    ParamSpec("model.backend", "auto", "inference backend (auto, tensorrt, cuda, torch-cpu, ...); auto: tensorrt > cuda > best CPU", read_only=True, choices_from=_backend_names),
+    ParamSpec("model.backend", "auto", "inference backend (auto, tensorrt, cuda, torch-cpu, ...); auto: tensorrt > cuda > best CPU", read_only=True, choices=VALID_BACKENDS),
     ParamSpec("model.precision", "fp16", "GPU precision (CPU backends run fp32)", choices=("fp32", "fp16"), read_only=True),
     ParamSpec("model.cuda_graphs", True, (
         "GPU backends: capture the network once per frame size and replay it per frame "
@@ -153,9 +138,8 @@ def check_value(name: str, value: Any) -> str | None:
     spec = SPECS.get(name)
     if spec is None:
         return f"unknown parameter {name!r}"
-    choices = spec.valid_choices()
-    if choices and value not in choices:
-        return f"{name} must be one of {', '.join(choices)}, got {value!r}"
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
     if isinstance(spec.default, bool) != isinstance(value, bool):
         return f"{name} must be {_A_TYPE[type(spec.default)]}"
     if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):

@@ -39,6 +39,12 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.constants import (
+    BACKEND_CHOICES,
+    BACKEND_NAMES,
+    GPU_BACKENDS,
+    VALID_BACKENDS,
+)
 from irstd_ros.errors import BackendError, ConfigError, one_line
 from irstd_ros.inference.backends.base import CPU_REQUIREMENTS, Backend, BackendOptions
 
@@ -133,13 +139,7 @@ REGISTRY: dict[str, Factory] = {
     "openvino-bf16": _openvino_bf16,
     "openvino-int8": _openvino_int8,
 }
-BACKENDS = tuple(REGISTRY)
-GPU_BACKENDS = ("tensorrt", "cuda")
-# Fastest first; measured in docs/benchmarks.md (0.4 at 640x512: bf16 35, INT8 50, FP32 68 ms).
-# openvino-bf16 (native bf16 only, see unavailable_reason) and openvino-int8 are candidates
-# only when their accuracy gate passes (ACCURACY_GATES), then the FP32 backends (parity with
-# eager PyTorch). torch-compile is opt-in: a long first-frame compile.
-CPU_PREFERENCE = ("openvino-bf16", "openvino-int8", "openvino", "onnxruntime", "torch-cpu")
+BACKENDS = BACKEND_NAMES  # REGISTRY's keys, in that order (a test holds them equal)
 # Candidates of a choice that must also pass a check of the model's cached artefact
 # (reason or None); a backend named explicitly skips it.
 ACCURACY_GATES: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], str | None]] = {
@@ -151,10 +151,7 @@ RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions],
     "openvino-bf16": _bf16_speed,
     "openvino-int8": _int8_speed,
 }
-CHOICES: dict[str, tuple[str, ...]] = {
-    "auto": (*GPU_BACKENDS, *CPU_PREFERENCE),
-    "cpu": CPU_PREFERENCE,
-}
+CHOICES = BACKEND_CHOICES
 WARMUP_SIDE = 64  # warm-up frame side when the options name no frame size
 # The packages each CPU backend imports at run time (onnx: the sigmoid appended to the graph).
 _MODULES = {
@@ -166,7 +163,7 @@ _MODULES = {
 
 
 def valid_names() -> tuple[str, ...]:
-    return (*CHOICES, *BACKENDS)
+    return VALID_BACKENDS
 
 
 def _unknown(name: str) -> ConfigError:

@@ -246,3 +246,13 @@ def test_onnxruntime_without_onnx_is_unavailable_and_named_fails_clearly(tiny_mo
     model, info = tiny_model
     with pytest.raises(BackendError, match=r"^onnx is not installed .*requirements/backends-cpu\.txt"):
         select.create_backend("onnxruntime", model, info, BackendOptions(cache_dir=backend_cache))
+
+
+def test_the_torch_free_backend_names_are_the_registry_s():
+    """The node's `model.backend` choices and the tools' options come from
+    irstd_ros.core.constants (no torch to import); the registry must register those names."""
+    from irstd_ros.core.constants import BACKEND_NAMES, CPU_PREFERENCE, GPU_BACKENDS
+    from irstd_ros.inference.backends.select import REGISTRY
+
+    assert tuple(REGISTRY) == BACKEND_NAMES
+    assert set(GPU_BACKENDS) | set(CPU_PREFERENCE) <= set(REGISTRY)
