@@ -4,7 +4,7 @@ Names (``model.backend``): ``tensorrt``, ``cuda`` (GPU); ``torch-cpu`` (eager re
 ``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino-bf16``, ``openvino-int8`` (CPU);
 and two choices:
 
-* ``cpu``: the fastest CPU backend available, in the order :data:`CPU_PREFERENCE`
+* ``cpu``: the fastest CPU backend available, in the order :data:`~irstd_ros.core.constants.CPU_PREFERENCE`
   (measured on the project's machine, see docs/benchmarks.md): ``openvino-bf16`` only on a
   CPU with native bf16 and with an accuracy record of these weights within tolerance
   (:func:`~irstd_ros.inference.backends.openvino_bf16.auto_refusal`), ``openvino-int8``

@@ -138,8 +138,10 @@ def test_gate_uses_the_int8_tolerances(tiny_model, cache, pd, iou, expected):
 
 # --- the CPU order ----------------------------------------------------------------------------
 def test_cpu_order_is_bf16_then_int8_then_fp32():
-    assert select.CPU_PREFERENCE[:3] == ("openvino-bf16", "openvino-int8", "openvino")
-    assert select.CHOICES["auto"][-len(select.CPU_PREFERENCE):] == select.CPU_PREFERENCE
+    from irstd_ros.core.constants import CPU_PREFERENCE  # its home, torch-free
+
+    assert CPU_PREFERENCE[:3] == ("openvino-bf16", "openvino-int8", "openvino")
+    assert select.CHOICES["auto"][-len(CPU_PREFERENCE):] == CPU_PREFERENCE
     assert set(select.ACCURACY_GATES) == {"openvino-bf16", "openvino-int8"}
 
 
