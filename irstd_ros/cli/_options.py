@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from irstd_ros.core.constants import DEFAULT_SHIPPED_MODEL, WEIGHTS_HELP
+from irstd_ros.core.constants import BACKEND_NAMES, DEFAULT_SHIPPED_MODEL, WEIGHTS_HELP
 from irstd_ros.core.parsing import (  # the ranged-number types live there; re-exported here
     non_negative_float,
     non_negative_int,
@@ -148,13 +148,11 @@ def weights_input(weights: Path | None) -> Path | None:
 
 def add_backend(p: argparse.ArgumentParser, context: str = "") -> None:
     """``--backend``: the inference backend by name, ``auto`` by default."""
-    from irstd_ros.inference.backends.select import BACKENDS
-
     what = f"inference backend{' ' + context if context else ''}"
     p.add_argument(
         "--backend", default="auto", metavar="NAME",
         help=f"{what}: auto (the fastest available here), cpu (the fastest CPU one) or one of "
-        f"{', '.join(BACKENDS)} (default: %(default)s)",
+        f"{', '.join(BACKEND_NAMES)} (default: %(default)s)",
     )
 
 

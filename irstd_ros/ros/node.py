@@ -63,7 +63,6 @@ from irstd_ros.ros.params import (
     check_value,
     coerce,
     unknown_hint,
-    validate,
 )
 from irstd_ros.ros.pipeline import BEST_EFFORT_HINT, OUTPUT_QOS_DEPTH, FramePipeline, create_outputs
 from irstd_ros.tracking import CameraModel
@@ -193,19 +192,22 @@ def parameter_values(node: Node) -> dict[str, Any]:
 
 
 def read_parameters(node: Node) -> dict[str, Any]:
-    """Current values, validated (ranges, cross-checks, file paths)."""
+    """Current values, validated (each alone: range, file path; then the cross-checks, once)."""
     params = parameter_values(node)
     for name, value in params.items():
-        reason = validate(name, value, params) or path_problem(name, value)
+        reason = check_value(name, value) or path_problem(name, value)
         if reason:
             raise IrstdError(f"invalid parameter: {reason}")
+    reason = check_together(params)
+    if reason:
+        raise IrstdError(f"invalid parameter: {reason}")
     return params
 
 
 def check_for_model(params: dict[str, Any], model: CheckpointInfo) -> None:
     """Raise if the parameters left to the checkpoint (-1) clash with it (the tracker's
     thresholds)."""
-    reason = validate("tracking.gated_threshold", params["tracking.gated_threshold"], params, model)
+    reason = check_together(params, model)
     if reason:
         raise IrstdError(f"invalid parameter: {reason}")
 

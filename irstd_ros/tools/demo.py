@@ -43,6 +43,7 @@ from irstd_ros.core.constants import (
     DETECTION_OUTPUTS,
     TARGETS_TOPIC,
     TRACKING_OUTPUTS,
+    VALID_BACKENDS,
     WEIGHTS_HELP,
 )
 from irstd_ros.core.parsing import parse_range
@@ -314,11 +315,10 @@ def _check_node_model(weights: Path | None, backend: str | None) -> None:
     backend name it does not know, a checkpoint missing, damaged or of another architecture
     (its metadata; :class:`ConfigError` / :class:`~irstd_ros.errors.CheckpointError`)."""
     from irstd_ros.checkpoint import read_info
-    from irstd_ros.inference.backends.select import valid_names
     from irstd_ros.inference.detector import resolve_model_path
 
-    if backend is not None and backend not in valid_names():
-        raise ConfigError(f"--backend: unknown backend {backend!r}; valid: {', '.join(valid_names())}")
+    if backend is not None and backend not in VALID_BACKENDS:
+        raise ConfigError(f"--backend: unknown backend {backend!r}; valid: {', '.join(VALID_BACKENDS)}")
     if weights is not None:
         read_info(resolve_model_path(weights))
 
