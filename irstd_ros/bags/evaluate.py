@@ -13,7 +13,11 @@ frame without a message on another output topic the bag records (boxes, tracks: 
 recorder that subscribed late, or dropped some) is no frame without detections: it is left
 out of that topic's figures (the per-frame ``detections`` count is null, the tracking
 metrics skip it) and counted per topic in ``frames_missing_by_topic`` (with a warning).
-Boxes (of the truth, or of boxes-only outputs) are filled at the size of their own frame.
+Boxes (of the truth, or of boxes-only outputs) are filled at the size of their own frame,
+and Fa counts each scored frame's own pixels (``pixels`` of each per-frame row and of the
+sequence; ``pixels_per_frame`` is their mean where frame sizes change within a bag). The
+image topic is read once: by the detector, or for the frame sizes (a CompressedImage's from
+its file header, not decoded) where truth boxes are filled.
 
 Latency (ms), where it can be measured:
 
@@ -45,7 +49,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,23 +156,47 @@ class EvalBagConfig:
             raise ConfigError("--outputs-ns names a node of --outputs; not with --run-detector")
 
 
-def _truth_masks(reader: BagReader, topic: str, image_topic: str) -> dict[int, np.ndarray]:
-    """stamp -> boolean truth mask, from the mask topic or, without the default one, filled
-    truth boxes at the size of ``image_topic``'s frame of the same stamp (of its first
-    frame for a stamp it has none of; a topic named other than the default must be there:
-    no silent fallback)."""
+@dataclass(frozen=True)
+class _FrameSizes:
+    """(H, W) of the scored topic's frames by header stamp, and ``first``: the size of its
+    first frame, taken for a stamp it has no frame of."""
+
+    by_stamp: Mapping[int, tuple[int, int]]
+    first: tuple[int, int]
+
+    def of(self, stamp: int) -> tuple[int, int]:
+        return self.by_stamp.get(stamp, self.first)
+
+
+@dataclass(frozen=True)
+class _Truth:
+    """The truth of a bag as read: its masks (by stamp), or, without a mask topic, its
+    boxes, to be filled at the size of each one's frame (:meth:`masks`)."""
+
+    recorded: dict[int, np.ndarray] | None = None
+    boxes: dict[int, list[Box]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.recorded if self.recorded is not None else self.boxes or {})
+
+    def masks(self, sizes: Callable[[], _FrameSizes]) -> dict[int, np.ndarray]:
+        """stamp -> boolean mask; ``sizes`` is called only where boxes are to be filled."""
+        if self.recorded is not None:
+            return self.recorded
+        frames = sizes()
+        return {s: boxes_to_mask(b, frames.of(s)) for s, b in (self.boxes or {}).items()}
+
+
+def _read_truth(reader: BagReader, topic: str) -> _Truth:
+    """The truth masks of the mask ``topic`` or, without the default one, the truth boxes
+    (a topic named other than the default must be there: no silent fallback); read (and
+    checked) before any long work."""
     if topic in reader.topics:
-        return reader.by_stamp(topic, lambda m, _t: reader.image(topic, m) > 0)
+        return _Truth(recorded=reader.by_stamp(topic, lambda m, _t: reader.image(topic, m) > 0))
     if topic != TRUTH_MASK_TOPIC:
         reader.require(topic, IMAGE_TYPE)
     if TRUTH_TARGETS_TOPIC in reader.topics:
-        first = _frame_size(reader, image_topic)
-        sizes = _frame_sizes(reader, image_topic)
-
-        def fill(msg: Any, _t: int) -> np.ndarray:
-            return boxes_to_mask(boxes_from_detections(msg), sizes.get(stamp_ns(msg.header), first))
-
-        return reader.by_stamp(TRUTH_TARGETS_TOPIC, fill)
+        return _Truth(boxes=reader.by_stamp(TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_from_detections(m)))
     raise BagError(f"{reader.path} holds no truth ({topic} or {TRUTH_TARGETS_TOPIC})")
 
 
@@ -180,31 +208,32 @@ def _size_topics(reader: BagReader, image_topic: str) -> list[str]:
     return [image_topic] if scored else reader.topics_of_type(IMAGE_TYPE)
 
 
-def _msg_size(reader: BagReader, topic: str, msg: Any) -> tuple[int, int]:
-    """(H, W) of an Image or CompressedImage message (decoded: its size is in the frame)."""
-    if hasattr(msg, "format"):
-        h, w = reader.image(topic, msg).shape[:2]
-        return int(h), int(w)
-    return int(msg.height), int(msg.width)
-
-
 def _frame_size(reader: BagReader, image_topic: str) -> tuple[int, int]:
     """(H, W) of the first frame on ``image_topic`` (:func:`_size_topics`: a bag of several
-    cameras gives the scored one's size, not the first to arrive)."""
+    cameras gives the scored one's size, not the first to arrive); one message read."""
     for topic, _, msg in reader.messages(_size_topics(reader, image_topic)):
-        return _msg_size(reader, topic, msg)
+        return reader.image_size(topic, msg)
     raise BagError(f"{reader.path} holds no image to take the frame size from")
 
 
-def _frame_sizes(reader: BagReader, image_topic: str) -> dict[int, tuple[int, int]]:
-    """stamp -> (H, W) of each frame on ``image_topic``; {} without it (no frame to tell
-    one camera's sizes from another's)."""
-    if _size_topics(reader, image_topic) != [image_topic]:
-        return {}
-    sizes: dict[int, tuple[int, int]] = {}
-    for topic, _, msg in reader.messages([image_topic]):
-        sizes.setdefault(stamp_ns(msg.header), _msg_size(reader, topic, msg))
-    return sizes
+def _frame_sizes(reader: BagReader, image_topic: str) -> _FrameSizes:
+    """The size of each frame on ``image_topic``, in one pass over it (a CompressedImage's
+    from its file header: :meth:`BagReader.image_size`, no pixel decoded). A bag without
+    that topic has none by stamp (no frame to tell one camera's sizes from another's): the
+    first frame of its Image topics gives every stamp's."""
+    topics = _size_topics(reader, image_topic)
+    by_stamp: dict[int, tuple[int, int]] = {}
+    first: tuple[int, int] | None = None
+    for topic, _, msg in reader.messages(topics):
+        size = reader.image_size(topic, msg)
+        if first is None:
+            first = size
+            if topics != [image_topic]:
+                break
+        by_stamp.setdefault(stamp_ns(msg.header), size)
+    if first is None:
+        raise BagError(f"{reader.path} holds no image to take the frame size from")
+    return _FrameSizes(by_stamp, first)
 
 
 def check_output_size(
@@ -363,6 +392,7 @@ class _Outputs:
     has_boxes: bool = True  # False: a recorded mask without a targets or detections topic
     boxes_topic: str | None = None  # the recorded topic ``boxes`` came from
     tracks_topic: str | None = None  # the recorded topic ``tracks`` came from
+    frame_sizes: _FrameSizes | None = None  # of the frames the detector ran on
 
 
 def _recorded_outputs(
@@ -451,6 +481,7 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     candidates: dict[int, list[Box]] = {}
     gated: dict[int, list[Box]] = {}
     latency: dict[int, float] = {}
+    sizes: dict[int, tuple[int, int]] = {}
     messages = reader.messages([cfg.image_topic])
     if cfg.progress:
         from tqdm import tqdm
@@ -464,7 +495,9 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
     try:
         for _, t, msg in messages:
             s = stamp_ns(msg.header)
-            result = detector.detect(reader.image(cfg.image_topic, msg))
+            frame = reader.image(cfg.image_topic, msg)
+            sizes.setdefault(s, (int(frame.shape[0]), int(frame.shape[1])))
+            result = detector.detect(frame)
             masks[s] = result.mask
             boxes[s] = [_box(tg) for tg in result.targets]
             candidates[s] = [_box(tg) for tg in result.candidates]
@@ -494,6 +527,7 @@ def _detector_outputs(cfg: EvalBagConfig, reader: BagReader) -> _Outputs:
         gated=gated if detector.gated_threshold is not None else None,
         candidate_threshold=detector.candidate_threshold,
         gated_threshold=detector.gated_threshold,
+        frame_sizes=_FrameSizes(sizes, next(iter(sizes.values()))) if sizes else None,
     )
 
 
@@ -642,15 +676,22 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
     """Score; returns the summary metrics plus ``per_frame`` rows (JSON-ready)."""
     cfg.validate()
     with BagReader(cfg.truth) as reader:
-        truths = _truth_masks(reader, cfg.truth_mask_topic, cfg.image_topic)
-        if not truths:
+        read = _read_truth(reader, cfg.truth_mask_topic)  # checked before the long work
+        if not len(read):
             raise BagError(f"{cfg.truth} holds no truth frames")
+        # the image topic is read once: by the detector (its frames' sizes kept), or for
+        # the frame sizes alone where truth boxes are filled
+        detected = _detector_outputs(cfg, reader) if cfg.run_detector else None
+
+        def frame_sizes() -> _FrameSizes:
+            if detected is not None and detected.frame_sizes is not None:
+                return detected.frame_sizes
+            return _frame_sizes(reader, cfg.image_topic)
+
+        truths = read.masks(frame_sizes)
         sizes = {s: (int(m.shape[0]), int(m.shape[1])) for s, m in truths.items()}
         size = next(iter(sizes.values()))
-        if cfg.run_detector:
-            outputs = _detector_outputs(cfg, reader)
-        else:
-            outputs = _recorded_outputs(cfg, sizes, size)
+        outputs = detected if detected is not None else _recorded_outputs(cfg, sizes, size)
     check_outputs_match(truths, outputs.masks, "a truth frame")
     acc = MetricAccumulator()
     rows = []
@@ -674,6 +715,7 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
                 "targets": n,
                 "detected": d,
                 "false_px": f,
+                "pixels": int(truth.size),  # of this frame: its Fa is false_px / pixels
                 "iou": iou,
                 "detections": _detections_count(outputs, s),
                 "latency_ms": outputs.latency_ms.get(s),
@@ -704,7 +746,8 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
             "outputs_without_truth": len(unmatched),
             "detected": acc.detected,
             "false_px": acc.false_px,
-            "pixels_per_frame": int(np.prod(size)),
+            "pixels": acc.pixels,  # of the scored frames, Fa's denominator
+            "pixels_per_frame": _pixels_per_frame(acc.pixels, len(rows)),
             "mask_source": outputs.mask_source,
             "latency_source": outputs.latency_source,
             "latency_ms": _summary([r["latency_ms"] for r in rows if r["latency_ms"] is not None]),
@@ -719,6 +762,16 @@ def evaluate_bag(cfg: EvalBagConfig) -> dict[str, Any]:
         }
     )
     return result
+
+
+def _pixels_per_frame(pixels: int, frames: int) -> int | float | None:
+    """The mean pixels of a scored frame, ``pixels`` over ``frames`` (an int where whole):
+    the frame size where all share one. Where sizes change within a bag, Fa is still
+    ``false_px / (pixels_per_frame * frames)``, and each per-frame row holds its frame's
+    own ``pixels``. None without a frame scored."""
+    if not frames:
+        return None
+    return pixels // frames if pixels % frames == 0 else pixels / frames
 
 
 def write_json(result: dict[str, Any], path: Path | None) -> str:
@@ -739,6 +792,15 @@ def check_plot_path(path: Path) -> None:
         raise ConfigError(f"plot {path.name}: not a format matplotlib writes; end it in .png, .svg or .pdf")
 
 
+def fa_per_frame(result: dict[str, Any]) -> np.ndarray:
+    """Fa of each per-frame row: its false-alarm pixels over its own frame's pixels (sizes
+    may change within a bag; a row without ``pixels``, of an older result, takes
+    ``pixels_per_frame``)."""
+    rows = result["per_frame"]
+    pixels = np.array([r.get("pixels", result["pixels_per_frame"]) for r in rows], dtype=float)
+    return np.array([r["false_px"] for r in rows], dtype=float) / pixels
+
+
 def plot_over_time(result: dict[str, Any], path: Path) -> None:
     """PNG: Pd (per frame and rolling) and Fa per frame over time, with the totals (those
     that are defined)."""
@@ -751,8 +813,7 @@ def plot_over_time(result: dict[str, Any], path: Path) -> None:
     t = np.array([r["t_s"] for r in rows])
     targets = np.array([r["targets"] for r in rows], dtype=float)
     detected = np.array([r["detected"] for r in rows], dtype=float)
-    pixels = result["pixels_per_frame"]
-    fa = np.array([r["false_px"] for r in rows], dtype=float) / pixels
+    fa = fa_per_frame(result)
     with np.errstate(invalid="ignore", divide="ignore"):
         pd_frame = np.where(targets > 0, detected / targets, np.nan)
         kernel = np.ones(min(ROLLING_FRAMES, len(rows)))

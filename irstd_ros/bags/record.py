@@ -8,6 +8,12 @@ on ``duration``, after ``max_messages``, after ``idle_timeout`` without messages
 the first arrived), or on Ctrl-C; the bag is always closed properly. The bag is opened,
 written and closed on one thread of its own (:class:`_BagThread`): messages arrive on the
 executor's thread, and a sqlite3 bag's connection serves only the thread that opened it.
+A subscription's callback only queues its message for that thread and returns, so a slow
+disk never holds up the executor: at most ``queue_size`` messages (and
+:data:`QUEUE_MAX_BYTES`) wait to be written; more are dropped, counted (per topic, in
+:attr:`RecordStats.dropped`) and warned of, never waited for. A write that fails stops the
+recording with a :class:`BagError`, also when it fails while the queue is written out on
+closing: the bag is closed only once everything queued before is written.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ DISCOVERY_PERIOD_S = 0.2
 LOOP_PERIOD_S = 0.05
 QOS_MODES = ("auto", "reliable", "best_effort")
 BAG_THREAD_NAME = "irstd_record_bag"
+QUEUE_SIZE = 1000  # messages received, not yet written (RecordConfig.queue_size)
+QUEUE_MAX_BYTES = 256 * 2**20  # ...of at most so many bytes together (one message always fits)
 
 R = TypeVar("R")
 
@@ -56,6 +64,7 @@ class RecordConfig:
     depth: int = 100
     overwrite: bool = False
     progress: bool = True
+    queue_size: int = QUEUE_SIZE  # messages waiting to be written, at most; more are dropped
 
     def validate(self) -> None:
         """:class:`ConfigError` on an invalid value (NaN and infinite numbers included, and
@@ -74,6 +83,8 @@ class RecordConfig:
             raise ConfigError(f"max_messages must be >= 1, got {self.max_messages}")
         if self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        if self.queue_size < 1:
+            raise ConfigError(f"queue_size must be >= 1, got {self.queue_size}")
         for topic in self.topics:
             check_topic_name(topic, "--topics")
         for topic, _ in self.known_types:
@@ -87,6 +98,7 @@ class RecordStats:
     wall_s: float = 0.0
     stopped_by: str = ""
     missing_topics: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # received, not written: disk too slow
 
     @property
     def messages(self) -> int:
@@ -94,15 +106,54 @@ class RecordStats:
 
 
 class _BagThread:
-    """Runs calls one at a time on a thread of its own and waits for each (its result, or
-    its exception, is the caller's): every call on the bag writer goes through it, so the
-    storage is only ever used by the thread that opened it (sqlite3 refuses any other)."""
+    """Runs calls one at a time, in the order given, on a thread of its own: every call on
+    the bag writer goes through it, so the storage is only ever used by the thread that
+    opened it (sqlite3 refuses any other).
 
-    def __init__(self) -> None:
+    :meth:`call` waits for its call (its result, or its exception, is the caller's);
+    :meth:`post` and :meth:`offer` return at once, their call's exception going to
+    ``on_error``. :meth:`offer` queues a call only while fewer than ``max_items`` offered
+    calls (the one running included) of fewer than ``max_bytes`` together wait: else it
+    returns False, for the caller to count what it left out. :meth:`stop` runs everything
+    queued, then ends the thread.
+    """
+
+    def __init__(
+        self, on_error: Callable[[Exception], None], max_items: int = QUEUE_SIZE,
+        max_bytes: int = QUEUE_MAX_BYTES,
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=BAG_THREAD_NAME)
+        self._on_error = on_error
+        self._max_items, self._max_bytes = max_items, max_bytes
+        self._lock = threading.Lock()
+        self._items = self._bytes = 0  # offered calls not done yet, and their sizes
 
     def call(self, fn: Callable[..., R], *args: Any) -> R:
         return self._pool.submit(fn, *args).result()
+
+    def post(self, fn: Callable[..., object], *args: Any) -> None:
+        self._pool.submit(self._run, fn, args, 0)
+
+    def offer(self, nbytes: int, fn: Callable[..., object], *args: Any) -> bool:
+        with self._lock:
+            full = self._items >= self._max_items or self._bytes + nbytes > self._max_bytes
+            if self._items and full:
+                return False
+            self._items += 1
+            self._bytes += nbytes
+        self._pool.submit(self._run, fn, args, nbytes, True)
+        return True
+
+    def _run(self, fn: Callable[..., object], args: tuple[Any, ...], nbytes: int, offered: bool = False) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # nobody waits for this call: its failure is reported
+            self._on_error(exc)
+        finally:
+            if offered:
+                with self._lock:
+                    self._items -= 1
+                    self._bytes -= nbytes
 
     def stop(self) -> None:
         self._pool.shutdown(wait=True)
@@ -125,8 +176,11 @@ class Recorder:
         self._discover_lock = threading.Lock()
         self._subs: dict[str, Any] = {}
         self._closed = False
-        self.error: Exception | None = None  # the first failure in a callback
-        self._io = _BagThread()
+        self._discard = False  # closing with keep=False: what is queued is not written
+        self.error: Exception | None = None  # the first failure in a callback or a write
+        self._accepted = 0  # messages queued to be written (max_messages counts these)
+        self._dropped: dict[str, int] = {}  # messages left out: the queue was full
+        self._io = _BagThread(self._failed, cfg.queue_size)
         try:
             bag = BagWriter(cfg.out, cfg.storage, compress=cfg.compress, overwrite=cfg.overwrite)
             self._bag = self._io.call(bag.__enter__)
@@ -150,6 +204,26 @@ class Recorder:
     @property
     def messages(self) -> int:
         return sum(self._bag.counts.values())
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """topic -> messages received but left out, the bag's queue being full."""
+        with self._lock:
+            return dict(self._dropped)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    def failure(self) -> BagError:
+        """The recording's failure (:attr:`error` set) as the :class:`BagError` to raise."""
+        return BagError(
+            f"recording into {self.cfg.out} stopped after {self.messages} messages: {self.error}"
+        )
+
+    def flush(self) -> None:
+        """Wait until every message queued so far is written (or left out after a failure)."""
+        self._io.call(lambda: None)
 
     @property
     def missing(self) -> list[str]:
@@ -193,8 +267,9 @@ class Recorder:
                 continue
             cls = import_message_type(msgtype)
             qos = make_qos(reliability, self.cfg.depth)
-            with self._lock:
-                self._io.call(self._bag.add_topic, topic, msgtype, offered, type_hash)
+            self._bag.check_type(topic, msgtype)  # here: the bag's thread may be busy writing
+            with self._lock:  # declared on the bag's thread before any message of the topic
+                self._io.post(self._bag.add_topic, topic, msgtype, offered, type_hash)
             self._subs[topic] = self.node.create_subscription(
                 cls, topic, lambda raw, t=topic: self._on_message(t, raw), qos, raw=True
             )
@@ -209,39 +284,74 @@ class Recorder:
         return "reliable" if reliable else "best_effort"
 
     def _on_message(self, topic: str, raw: bytes) -> None:
+        """Queue the message for the bag's thread and return (never wait for the disk)."""
         now = time.time_ns()
         with self._lock:
             if self._closed or self.error is not None or self._full():
                 return
-            try:
-                self._io.call(self._bag.write_raw, topic, now, raw)
-            except Exception as exc:
-                self._failed(exc)
+            self.last_ns = now  # a message arrived, written or not
+            if not self._io.offer(len(raw), self._write, topic, now, raw):
+                self._drop(topic)
                 return
-            self.last_ns = now
+            self._accepted += 1
+
+    def _write(self, topic: str, now: int, raw: bytes) -> None:
+        """On the bag's thread: write one message, unless the recording failed or is discarded."""
+        if self.error is None and not self._discard:
+            self._bag.write_raw(topic, now, raw)
+
+    def _drop(self, topic: str) -> None:
+        """Count a message the full queue left out (the caller holds ``_lock``)."""
+        if not self._dropped:
+            log.warning(
+                "the bag %s is written slower than messages arrive (its queue of %d messages, "
+                "%d MiB, is full): dropping messages, counted, from %s on",
+                self.cfg.out, self.cfg.queue_size, QUEUE_MAX_BYTES // 2**20, topic,
+            )
+        self._dropped[topic] = self._dropped.get(topic, 0) + 1
 
     def _full(self) -> bool:
-        """``max_messages`` are written: what arrives before the main thread stops the
+        """``max_messages`` are queued: what arrives before the main thread stops the
         recording is left out, so the bag holds exactly that many."""
         limit = self.cfg.max_messages
-        return limit is not None and self.messages >= limit
+        return limit is not None and self._accepted >= limit
 
-    def close(self, keep: bool = True) -> None:
-        """Stop subscribing and close the bag (idempotent); ``keep=False`` deletes it."""
+    def close(self, keep: bool | None = True) -> None:
+        """Stop subscribing, write what is queued and close the bag (idempotent).
+
+        ``keep=False`` deletes the bag (what is queued is not written); ``None`` keeps it
+        only if a message was written. A recording whose writing failed (:attr:`error`)
+        is kept only if a message was written, as with ``None``. A failure of a write
+        still queued is kept in :attr:`error`, for the caller to check after closing.
+        """
         with self._discover_lock, self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._discard = keep is False
         self.node.destroy_timer(self._timer)
         for sub in self._subs.values():
             self.node.destroy_subscription(sub)
         try:
-            if keep:
-                self._io.call(self._bag.__exit__, None, None, None)
-            else:
-                self._io.call(self._bag.__exit__, BagError, BagError("aborted"), None)
+            self._io.call(self._finish, keep)  # after every write queued before it
         finally:
             self._io.stop()
+        dropped = self.dropped
+        if dropped:
+            log.warning(
+                "%d message(s) were dropped, not written to %s (the disk did not keep up): %s",
+                sum(dropped.values()), self.cfg.out,
+                ", ".join(f"{t}: {n}" for t, n in dropped.items()),
+            )
+
+    def _finish(self, keep: bool | None) -> None:
+        """On the bag's thread: close the bag, kept or removed (:meth:`close`)."""
+        if keep is None or (keep and self.error is not None):
+            keep = self.messages > 0
+        if keep:
+            self._bag.__exit__(None, None, None)
+        else:
+            self._bag.__exit__(BagError, BagError("aborted"), None)
 
 
 def record(cfg: RecordConfig, should_stop: Callable[[], bool] = lambda: False) -> RecordStats:
@@ -256,21 +366,24 @@ def record(cfg: RecordConfig, should_stop: Callable[[], bool] = lambda: False) -
 
             bar = tqdm(total=cfg.max_messages, desc="record", unit="msg")
         t0 = time.monotonic()
-        keep = True
+        keep: bool | None = True
         try:
             stats.stopped_by = _wait(rec, cfg, t0, bar, should_stop)
         except KeyboardInterrupt:
             stats.stopped_by = "interrupted"
         except BagError:
-            keep = rec.messages > 0  # what was recorded is kept; no empty bag left behind
+            keep = None  # what was recorded is kept; no empty bag left behind
             raise
         finally:
-            rec.close(keep)
+            rec.close(keep)  # writes out what is queued
             if bar is not None:
                 bar.close()
+        if rec.error is not None:  # a write failed while the queue was written out
+            raise rec.failure() from rec.error
         stats.wall_s = time.monotonic() - t0
         stats.counts = rec.counts
         stats.missing_topics = rec.missing
+        stats.dropped = rec.dropped
     return stats
 
 
@@ -281,12 +394,13 @@ def _wait(
     while True:
         time.sleep(LOOP_PERIOD_S)
         if rec.error is not None:
-            raise BagError(
-                f"recording into {cfg.out} stopped after {rec.messages} messages: {rec.error}"
-            ) from rec.error
+            raise rec.failure() from rec.error
         now = time.monotonic()
         n = rec.messages
         if bar is not None and n > seen:
+            dropped = rec.dropped_total
+            if dropped:
+                bar.set_postfix(dropped=dropped, refresh=False)
             bar.update(n - seen)
         seen = n
         if should_stop():

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import FrameType
 
 from irstd_ros.bags.io import OUTPUT_TOPICS
-from irstd_ros.bags.record import QOS_MODES, RecordConfig, record
+from irstd_ros.bags.record import QOS_MODES, QUEUE_SIZE, RecordConfig, record
 from irstd_ros.cli._options import (
     add_bag_writing,
     check_bag_out,
@@ -54,6 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="subscription reliability; auto: compatible with the publishers (default: %(default)s)",
     )
+    p.add_argument(
+        "--queue-size",
+        type=positive_int,
+        default=QUEUE_SIZE,
+        metavar="N",
+        help="messages received but not yet written, at most; more are dropped and counted "
+        "(a disk that does not keep up) (default: %(default)s)",
+    )
     add_bag_writing(p)
     p.set_defaults(func=run)
 
@@ -75,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         discovery_timeout=args.discovery_timeout,
         qos=args.qos,
         overwrite=args.overwrite,
+        queue_size=args.queue_size,
     )
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` also closes the bag cleanly
     try:
@@ -85,4 +94,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {stats.path} ({stats.stopped_by} after {stats.wall_s:.1f} s): {counts}")
     if stats.missing_topics:
         print(f"never published: {', '.join(stats.missing_topics)}")
+    if stats.dropped:
+        dropped = ", ".join(f"{t}: {n}" for t, n in stats.dropped.items())
+        print(f"dropped (the disk did not keep up; see --queue-size): {dropped}")
     return 0

@@ -4,18 +4,22 @@ lossless PNG copy gives exactly what the raw frames give."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from _support.bags import COMPRESSED_TOPIC, TINY, compressed_copy, make_bag
 from _support.cli import one_error_line, run_cli
-from _support.compressed import encode
+from _support.compressed import encode, png_by_hand
 
 from irstd_ros.bags.evaluate import EvalBagConfig, evaluate_bag
-from irstd_ros.bags.io import TRUTH_MASK_TOPIC, BagReader
+from irstd_ros.bags.io import TRUTH_MASK_TOPIC, TRUTH_TARGETS_TOPIC, BagReader, BagWriter
 from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.stamps import stamp_ns
 from irstd_ros.core.targets import PostprocessConfig, extract_targets
+from irstd_ros.errors import BagError, ImageConversionError
 from irstd_ros.inference.detector import DetectionResult
 from irstd_ros.models import named_config
 
@@ -86,6 +90,117 @@ def test_truth_boxes_take_their_frame_size_from_the_compressed_topic(tmp_path, m
     png = compressed_copy(raw, tmp_path / "png", lambda a: encode(a, "png"), drop=(TRUTH_MASK_TOPIC,))
     r = evaluate_bag(EvalBagConfig(png, run_detector=True, image_topic=COMPRESSED_TOPIC))
     assert r["frames"] == 2 and r["mask_source"] and r["targets"] > 0
+
+
+class _Reads:
+    """Messages read per topic and CompressedImage frames decoded, over an ``irstd eval-bag``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from irstd_ros.ros import conversions
+
+        self.messages: Counter[str] = Counter()
+        self.decoded = 0
+        read, decode = BagReader.raw_messages, conversions.compressed_to_array
+
+        def raw_messages(reader, topics=None, start_ns=None):
+            for item in read(reader, topics, start_ns):
+                self.messages[item[0]] += 1
+                yield item
+
+        def compressed_to_array(*args, **kwargs):
+            self.decoded += 1
+            return decode(*args, **kwargs)
+
+        monkeypatch.setattr(BagReader, "raw_messages", raw_messages)
+        monkeypatch.setattr(conversions, "compressed_to_array", compressed_to_array)
+
+
+FRAMES = 3
+
+
+@pytest.fixture
+def png_truth_boxes(tmp_path):
+    """A bag of :data:`FRAMES` PNG frames whose truth is boxes only (filled at the frames' size)."""
+    raw = make_bag(tmp_path / "raw", frames=FRAMES)
+    return compressed_copy(raw, tmp_path / "png", lambda a: encode(a, "png"), drop=(TRUTH_MASK_TOPIC,))
+
+
+def test_eval_bag_reads_the_compressed_topic_once_with_the_detector(png_truth_boxes, monkeypatch):
+    """The frames were read three times (the first frame's size, every frame's size, the
+    detector's), each decoded each time: now once, by the detector, which keeps their sizes."""
+    from irstd_ros.inference import detector as det_mod
+
+    monkeypatch.setattr(
+        det_mod.Detector, "from_checkpoint", classmethod(lambda cls, *a, **k: ThresholdDetector())
+    )
+    reads = _Reads(monkeypatch)
+    r = evaluate_bag(EvalBagConfig(png_truth_boxes, run_detector=True, image_topic=COMPRESSED_TOPIC))
+    assert r["frames"] == FRAMES and r["targets"] > 0
+    assert (reads.messages[COMPRESSED_TOPIC], reads.decoded) == (FRAMES, FRAMES)
+
+
+def test_eval_bag_takes_compressed_frame_sizes_from_their_headers(png_truth_boxes, tmp_path, monkeypatch):
+    """Scoring recorded outputs against truth boxes needs the frames' sizes only: the topic
+    is read once and no frame decoded (it was read twice and every frame decoded)."""
+    outputs = tmp_path / "outputs"  # the truth boxes as the node's detections: all found
+    with BagReader(png_truth_boxes) as r, BagWriter(outputs) as w:
+        for _, t, msg in r.messages([TRUTH_TARGETS_TOPIC]):
+            w.write("/detections", t, msg)
+    reads = _Reads(monkeypatch)
+    r = evaluate_bag(EvalBagConfig(png_truth_boxes, outputs=outputs, image_topic=COMPRESSED_TOPIC))
+    assert r["frames"] == FRAMES and r["detected"] == r["targets"] > 0
+    assert r["pixels_per_frame"] == TINY.width * TINY.height
+    assert (reads.messages[COMPRESSED_TOPIC], reads.decoded) == (FRAMES, 0)
+
+
+@pytest.mark.parametrize("run_detector", [False, True], ids=["sizes only", "detector"])
+def test_a_compressed_frame_without_a_readable_header_names_the_bag_topic_and_stamp(
+    tmp_path, monkeypatch, run_detector
+):
+    from irstd_ros.inference import detector as det_mod
+
+    monkeypatch.setattr(
+        det_mod.Detector, "from_checkpoint", classmethod(lambda cls, *a, **k: ThresholdDetector())
+    )
+    raw = make_bag(tmp_path / "raw", frames=2)
+    frames = iter([b"not a png", None])
+
+    def first_damaged(a):
+        bad = next(frames)
+        return bad if bad is not None else encode(a, "png")
+
+    bag = compressed_copy(raw, tmp_path / "bad", first_damaged, drop=(TRUTH_MASK_TOPIC,))
+    with BagReader(bag) as r:
+        stamp = stamp_ns(next(m for _, _, m in r.messages([COMPRESSED_TOPIC])).header)
+    if run_detector:
+        cfg = EvalBagConfig(bag, run_detector=True, image_topic=COMPRESSED_TOPIC)
+    else:
+        cfg = EvalBagConfig(bag, outputs=bag, image_topic=COMPRESSED_TOPIC)
+    with pytest.raises(BagError) as info:
+        evaluate_bag(cfg)
+    text = str(info.value)
+    assert f"{bag}: {COMPRESSED_TOPIC} at stamp {stamp}:" in text
+    assert "9 bytes of format" in text and "no readable PNG image" in text
+
+
+def test_a_compressed_frame_s_size_is_its_header_s_and_refused_as_its_decoder_refuses():
+    from irstd_ros.bags.io import compressed_size
+    from irstd_ros.ros.conversions import compressed_to_array
+
+    frame = (np.arange(12 * 7) % 251).astype(np.uint8).reshape(12, 7)
+    for codec in ("png", "jpeg"):
+        data = encode(frame, codec)
+        assert compressed_size(codec, data) == compressed_to_array(codec, data).shape == (12, 7)
+    for fmt, data, kind in [
+        ("png", png_by_hand(frame, declared=(7000, 7000)), "too_large"),
+        ("png", b"\x89PNG garbage", "undecodable"),
+        ("16UC1; compressedDepth", encode(frame, "png"), "unsupported_format"),
+    ]:
+        with pytest.raises(ImageConversionError) as sized:
+            compressed_size(fmt, data)
+        with pytest.raises(ImageConversionError) as decoded:
+            compressed_to_array(fmt, data)
+        assert sized.value.kind == decoded.value.kind == kind
 
 
 def test_render_draws_the_compressed_topic_as_the_raw_one(raw_and_png, tmp_path):

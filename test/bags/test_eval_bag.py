@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irstd_ros.bags.evaluate import EvalBagConfig, boxes_to_mask, evaluate_bag, plot_over_time
+from irstd_ros.bags.evaluate import (
+    EvalBagConfig,
+    boxes_to_mask,
+    evaluate_bag,
+    fa_per_frame,
+    plot_over_time,
+)
 from irstd_ros.bags.io import (
     IMAGE_TOPIC,
     TRUTH_MASK_TOPIC,
@@ -370,6 +376,28 @@ def test_boxes_are_filled_at_the_size_of_their_own_frame(tmp_path, truth_mask, o
             w.write("/targets", s, targets_msg(w.store, [target(0, A)], s, "cam"))
     r = evaluate_bag(EvalBagConfig(truth, outputs=tmp_path / "outputs", tracking=False))
     assert (r["frames"], r["targets"], r["detected"], r["false_px"], r["iou"]) == (4, 4, 4, 0, 1.0)
+
+
+@pytest.mark.parametrize("truth_mask", [True, False], ids=["truth mask", "truth boxes"])
+def test_fa_per_pixel_counts_each_frame_at_its_own_size(tmp_path, truth_mask):
+    """A bag whose frame size changes: ``pixels_per_frame`` was the first frame's, so the
+    per-frame Fa (the plot's) of the smaller frames was a quarter of theirs, and
+    ``false_px / (pixels_per_frame * frames)`` was not the Fa reported."""
+    truth = write_resizing_truth(tmp_path / "truth", truth_mask)
+    with BagWriter(tmp_path / "outputs") as w:
+        for i in range(4):  # A found in each frame, and one false alarm of 3 px
+            s = T0 + i * STEP
+            found = [target(0, A), target(1, FALSE_ALARM)]
+            w.write("/targets", s, targets_msg(w.store, found, s, "cam"))
+    r = evaluate_bag(EvalBagConfig(truth, outputs=tmp_path / "outputs", tracking=False))
+    pixels = [H * W] * 2 + [SMALL[0] * SMALL[1]] * 2
+    assert [row["pixels"] for row in r["per_frame"]] == pixels
+    assert (r["frames"], r["false_px"], r["pixels"]) == (4, 4 * 3, sum(pixels))
+    assert r["pixels_per_frame"] * r["frames"] == sum(pixels)
+    assert r["fa"] == pytest.approx(r["false_px"] / sum(pixels))
+    np.testing.assert_allclose(fa_per_frame(r), [3 / p for p in pixels])
+    plot_over_time(r, tmp_path / "pd_fa.png")
+    assert (tmp_path / "pd_fa.png").stat().st_size > 0
 
 
 def test_boxes_of_a_frame_the_image_topic_lacks_take_its_first_frames_size(tmp_path):

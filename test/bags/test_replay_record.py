@@ -286,6 +286,7 @@ def test_a_failure_in_a_callback_stops_the_recording_with_an_error_and_keeps_wha
     with BagReader(make_bag(tmp_path / "src", frames=2)) as r:
         raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
     node.subscriptions["/img"](raws[0])
+    rec.flush()  # written (on the bag's thread) before the disk fills
     real_write = rec._bag.write_raw
 
     def disk_full(*args):
@@ -293,8 +294,10 @@ def test_a_failure_in_a_callback_stops_the_recording_with_an_error_and_keeps_wha
 
     monkeypatch.setattr(rec._bag, "write_raw", disk_full)
     node.subscriptions["/img"](raws[1])  # the callback returns; the failure is kept
+    rec.flush()
     monkeypatch.setattr(rec._bag, "write_raw", real_write)
     node.subscriptions["/img"](raws[1])  # nothing more is written after a failure
+    rec.flush()
     monkeypatch.setattr(record_module, "ros_ok", lambda: True)
     with pytest.raises(BagError, match=r"stopped after 1 messages: .*No space left"):
         record_module._wait(rec, cfg, time.monotonic(), None, lambda: False)
@@ -320,6 +323,7 @@ def test_the_bag_is_written_from_any_thread_the_messages_arrive_on(tmp_path, sto
         callback = threading.Thread(target=node.subscriptions["/img"], args=(raw,))
         callback.start()
         callback.join()
+    rec.flush()
     assert rec.error is None and rec.counts == {"/img": len(raws)}
     closer = threading.Thread(target=rec.close)
     closer.start()
@@ -355,6 +359,119 @@ def test_max_messages_is_the_number_of_messages_in_the_bag(tmp_path, monkeypatch
         ]
 
 
+def _recorder_of(node, tmp_path, **changes) -> tuple[Recorder, list[bytes]]:
+    """A recorder of /img (an Image topic, subscribed at once) on ``node``, and 5 frames' CDR."""
+    cfg = RecordConfig(
+        tmp_path / "rec", topics=("/img",), known_types=(("/img", "sensor_msgs/msg/Image"),),
+        progress=False, **changes,
+    )
+    with BagReader(make_bag(tmp_path / "src", frames=5)) as r:
+        raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
+    return Recorder(node, cfg), raws
+
+
+class _SlowDisk:
+    """``write_raw`` of a bag that waits for :attr:`gate` before each write (a disk that
+    does not keep up); counts the writes done."""
+
+    def __init__(self, monkeypatch, rec: Recorder) -> None:
+        self.gate = threading.Event()
+        self.written = 0
+        real = rec._bag.write_raw
+
+        def write_raw(*args):
+            if not self.gate.wait(10.0):  # only the test opens it, once the callbacks returned
+                raise OSError("the gate stayed closed: a message callback waited for this write")
+            real(*args)
+            self.written += 1
+
+        monkeypatch.setattr(rec._bag, "write_raw", write_raw)
+
+
+def test_a_message_callback_does_not_wait_for_the_disk(tmp_path, monkeypatch):
+    """The callback waited for the bag's thread to write each message: a slow disk held up
+    the executor (every subscription of the process). Now it queues the message and returns
+    while the write is still waiting; closing writes it."""
+    node = _FakeNode()
+    rec, raws = _recorder_of(node, tmp_path)
+    disk = _SlowDisk(monkeypatch, rec)
+    for raw in raws:
+        node.subscriptions["/img"](raw)  # before: blocked here until the gate's timeout
+    assert rec.error is None and disk.written == 0  # all returned, nothing written yet
+    disk.gate.set()
+    rec.close()
+    assert rec.error is None and rec.counts == {"/img": len(raws)} and rec.dropped == {}
+    with BagReader(tmp_path / "rec") as r:
+        assert [bytes(raw) for _, _, _, raw in r.raw_messages()] == [bytes(raw) for raw in raws]
+
+
+def test_a_full_queue_drops_and_counts_messages_and_closing_writes_the_queued(
+    tmp_path, monkeypatch, caplog
+):
+    """At most queue_size messages wait for the disk: more are counted as dropped (and
+    warned of), never waited for; what was queued is written before the bag closes."""
+    node = _FakeNode()
+    rec, raws = _recorder_of(node, tmp_path, queue_size=2)
+    disk = _SlowDisk(monkeypatch, rec)
+    with caplog.at_level("WARNING", logger="irstd_ros.bags.record"):
+        for raw in raws:  # one being written, one waiting, three left out
+            node.subscriptions["/img"](raw)
+        assert rec.dropped == {"/img": 3} and disk.written == 0
+        closer = threading.Thread(target=rec.close)  # waits for the queue to be written
+        closer.start()
+        disk.gate.set()
+        closer.join()
+    assert rec.error is None and rec.counts == {"/img": 2}
+    with BagReader(tmp_path / "rec") as r:
+        assert [bytes(raw) for _, _, _, raw in r.raw_messages()] == [bytes(raw) for raw in raws[:2]]
+    assert "is written slower than messages arrive" in caplog.text
+    assert "3 message(s) were dropped, not written to" in caplog.text and "/img: 3" in caplog.text
+
+
+def test_a_write_that_fails_on_the_bag_s_thread_while_closing_fails_the_recording(
+    tmp_path, monkeypatch
+):
+    """A message queued, not yet written when the recording stops, whose write then fails:
+    ``record`` must raise, not report the recording done (and no empty bag is left)."""
+    from contextlib import contextmanager
+
+    from irstd_ros.bags import record as record_module
+
+    node = _FakeNode()
+    with BagReader(make_bag(tmp_path / "src", frames=2)) as r:
+        raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
+    real_init = Recorder.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+
+        def disk_full(*args):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(self._bag, "write_raw", disk_full)
+
+    @contextmanager
+    def session(name):
+        yield node
+
+    monkeypatch.setattr(Recorder, "__init__", init)
+    monkeypatch.setattr(record_module, "ros_session", session)
+    monkeypatch.setattr(record_module, "ros_ok", lambda: True)
+
+    def messages_then_stop() -> bool:  # after _wait's look at the error: the write fails later
+        for raw in raws:
+            node.subscriptions["/img"](raw)
+        return True
+
+    cfg = RecordConfig(
+        tmp_path / "rec", topics=("/img",), known_types=(("/img", "sensor_msgs/msg/Image"),),
+        progress=False,
+    )
+    with pytest.raises(BagError, match=r"stopped after 0 messages: .*No space left"):
+        record_module.record(cfg, should_stop=messages_then_stop)
+    assert not (tmp_path / "rec").exists()
+
+
 def test_a_failure_in_discovery_does_not_escape_the_timer(tmp_path, monkeypatch):
     node = _FakeNode()
     rec = Recorder(node, RecordConfig(tmp_path / "rec", topics=("/later",)))
@@ -379,6 +496,8 @@ def test_invalid_configs():
         parse_remap("/a=/b")
     with pytest.raises(ConfigError):
         RecordConfig(Path("x"), qos="fast").validate()
+    with pytest.raises(ConfigError, match="queue_size must be >= 1"):
+        RecordConfig(Path("x"), queue_size=0).validate()
 
 
 class _Publisher:

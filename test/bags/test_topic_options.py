@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from _support.cli import one_error_line, run_cli
+from _support.cli import one_error_line, record_calls, run_cli, run_cli_output
 
 from irstd_ros.bags.record import RecordConfig
 from irstd_ros.bags.replay import ReplayConfig, check_topic_name
@@ -71,6 +71,7 @@ def test_replay_refuses_bad_topic_names(args, start, capsys, tiny_bag):
         (["record", "--out", "OUT", "--duration", "nan"], "--duration: must be > 0, got nan"),
         (["record", "--out", "OUT", "--idle-timeout", "-1"], "--idle-timeout: must be > 0, got -1"),
         (["record", "--out", "OUT", "--max-messages", "0"], "--max-messages: must be >= 1, got 0"),
+        (["record", "--out", "OUT", "--queue-size", "0"], "--queue-size: must be >= 1, got 0"),
         (["replay", "BAG", "--wait-subscribers", "-1"], "--wait-subscribers: must be >= 0, got -1"),
         (["replay", "BAG", "--wait-subscribers", "nan"], "--wait-subscribers: must be >= 0, got nan"),
         (["replay", "BAG", "--sync-timeout", "-5"], "--sync-timeout: must be > 0, got -5"),
@@ -114,3 +115,21 @@ def test_replay_config_refuses_non_finite_durations(change, words):
 def test_record_config_refuses_non_finite_durations(change, words):
     with pytest.raises(ConfigError, match=words):
         RecordConfig(Path("x"), **change).validate()
+
+
+
+def test_record_passes_queue_size_and_prints_the_dropped_messages(capsys, tmp_path, monkeypatch):
+    """--queue-size reaches the recorder's config, and messages it dropped are printed per
+    topic (not only logged), so a disk that did not keep up is seen in the summary."""
+    import irstd_ros.cli.record as cli_record
+    from irstd_ros.bags.record import RecordStats
+
+    calls = record_calls(
+        monkeypatch,
+        cli_record,
+        "record",
+        lambda cfg: RecordStats(cfg.out, counts={"/a": 5}, stopped_by="duration", dropped={"/a": 3}),
+    )
+    code, out, _ = run_cli_output(capsys, "record", "--out", str(tmp_path / "rec"), "--queue-size", "7")
+    assert code == 0 and calls[0].queue_size == 7
+    assert "dropped (the disk did not keep up; see --queue-size): /a: 3" in out

@@ -185,6 +185,7 @@ def _stated_defaults() -> list[tuple[str, str, str]]:
         ("record", "--duration", "(default: no limit)"),
         ("record", "--max-messages", "(default: no limit)"),
         ("record", "--idle-timeout", "(default: never)"),
+        ("record", "--queue-size", f"(default: {record['queue_size']})"),
         ("render", "--scale", f"(default: {_config_defaults(RenderConfig)['scale']})"),
         ("render", "--max-frames", "(default: all)"),
         ("generate", "--dim-targets", f"(default: {seq.dim_targets})"),
