@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from irstd_ros.cli._options import DATA_HELP, MASK_SUFFIX_HELP
+from irstd_ros.cli._options import DATA_HELP, MASK_SUFFIX_HELP, weights_input
 from irstd_ros.core.normalization import NORM_KINDS
 from irstd_ros.models.config import NAMED_CONFIGS
 from irstd_ros.training.gpu import RECIPES, GPUTrainConfig
@@ -58,6 +59,9 @@ TRAINING_HELP: dict[str, str] = {
     "workers": "DataLoader worker processes (0: the data is loaded in the training process)",
     "ema": "decay per step of an exponential moving average of the weights (e.g. 0.998), "
     "the final model; 0: off",
+    "eval_split": "the split of --data the final model is scored on at full resolution, its metrics "
+    "recorded in model.safetensors; auto: the held-out split (test, else val) where --data has one; "
+    "none: no evaluation",
     "resume": "start afresh: the checkpoints, history and results of a run in --out are "
     "removed first (an interrupted new run leaves no other run's files beside its own)",
 }
@@ -75,7 +79,8 @@ GPU_HELP: dict[str, str] = {
     "save_every_s": "seconds between saves of last.safetensors, at an epoch's end (the last "
     "epoch is always saved)",
     "eval_group": "with --pack: the group scored at the end; none: no evaluation",
-    "eval_split": "with --data: the split scored at the end; none: no evaluation",
+    "eval_split": "with --data: the split scored at the end; auto: the held-out split (test, else val) "
+    "where --data has one; none: no evaluation",
     "eval_batch": "frames per batch of the evaluation at the end",
     "bf16": "no bf16 autocast: train in FP32",
     "channels_last": "keep the contiguous memory format (no channels_last)",
@@ -130,3 +135,17 @@ def training_help(dests: Iterable[str], gpu: bool = False) -> dict[str, str]:
             default = next(iter(values.values()))
         out[dest] = f"{text} (default: {_text(default)})"
     return out
+
+
+def training_inputs(cfg: TrainConfig, data_option: str) -> list[tuple[Path | None, str]]:
+    """What a run reads, as inputs of :func:`~irstd_ros.cli._options.check_distinct_paths`:
+    the dataset (``data``, named by ``data_option``), each mixture source's root, the
+    starting weights and the teachers (a shipped model's name as its file)."""
+    inputs: list[tuple[Path | None, str]] = [(cfg.data, data_option), (weights_input(cfg.init), "--init")]
+    for i, source in enumerate(cfg.sources):
+        root = source.get("root")
+        if isinstance(root, (str, Path)):  # else the source's own check refuses it
+            inputs.append((Path(root), f"--config's sources[{i}] root"))
+    teachers = cfg.teacher if isinstance(cfg.teacher, list) else [cfg.teacher]
+    inputs.extend((weights_input(t), "--teacher") for t in teachers)
+    return inputs

@@ -14,11 +14,13 @@ from irstd_ros.cli._options import (
     add_method,
     add_threads,
     add_weights,
+    check_distinct_paths,
     check_network_options,
     check_output_dir,
     positive_float,
     positive_int,
     probability,
+    weights_input,
 )
 from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.envelope import (
@@ -104,6 +106,8 @@ def format_snr_at_pd90(row: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     check_network_options(args)
+    # first: --out at the --weights file is named as that input, not only as a file
+    check_distinct_paths([(args.out, "--out")], inputs=[(weights_input(args.weights), "--weights")])
     check_output_dir(args.out, "--out")
     backend, norm, threshold, described = build_scorer(
         EvalConfig(data=Path("."), weights=args.weights, method=args.method, backend=args.backend,

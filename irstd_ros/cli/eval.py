@@ -12,8 +12,10 @@ from irstd_ros.cli._options import (
     add_method,
     add_model_on_data,
     check_dataset_dir,
+    check_distinct_paths,
     check_network_options,
     check_output_dir,
+    weights_input,
 )
 from irstd_ros.core.statistics import format_number
 from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     check_network_options(args)
     check_dataset_dir(args.data, "--data")
     check_output_dir(args.out, "--out")
+    check_distinct_paths([(args.out, "--out")],  # the report folder: not inside the dataset
+                         inputs=[(args.data, "--data"), (weights_input(args.weights), "--weights")])
     report = evaluate(
         EvalConfig(
             data=args.data, split=args.split, weights=args.weights, mask_suffix=args.mask_suffix,

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from irstd_ros.cli._options import check_dataset_dir, check_output_dir, describe_options
-from irstd_ros.cli._training import training_help
+from irstd_ros.cli._options import (
+    check_dataset_dir,
+    check_distinct_paths,
+    check_output_dir,
+    describe_options,
+)
+from irstd_ros.cli._training import training_help, training_inputs
 from irstd_ros.training.train import add_arguments, config_from_args, read_config, train
 
 __all__ = ["config_from_args", "read_config", "register", "run"]
@@ -27,9 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    data_option = "--data" if args.data is not None else "--config's data"
     if not cfg.sources:  # a mixture reads its sources' folders
-        check_dataset_dir(cfg.data, "--data" if args.data is not None else "--config's data")
+        check_dataset_dir(cfg.data, data_option)
     check_output_dir(cfg.out, "--out")  # before any data is read: not after the first epoch
+    check_distinct_paths([(cfg.out, "--out")], inputs=training_inputs(cfg, data_option))  # not in a dataset
     final = train(cfg)
     print(json.dumps({"model": str(final)}))
     return 0

@@ -6,8 +6,13 @@ import argparse
 import json
 import sys
 
-from irstd_ros.cli._options import check_dataset_dir, check_output_dir, describe_options
-from irstd_ros.cli._training import training_help
+from irstd_ros.cli._options import (
+    check_dataset_dir,
+    check_distinct_paths,
+    check_output_dir,
+    describe_options,
+)
+from irstd_ros.cli._training import training_help, training_inputs
 from irstd_ros.core.constants import TERMINATED_EXIT
 from irstd_ros.training.gpu import (
     TERMINATED,
@@ -40,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         check_dataset_dir(cfg.data, "--data" if args.data is not None else "--config's data",
                           "a pack (irstd pack) goes to --pack")
     check_output_dir(cfg.out, "--out")  # before any data is read: not at the first checkpoint
+    data_option = "--data" if args.data is not None else "--config's data"
+    check_distinct_paths([(cfg.out, "--out")], inputs=training_inputs(cfg, data_option))  # not in a dataset
     # SIGTERM (`timeout`, `kill`) ends the training after the step in progress, with its
     # checkpoints and summary written (no evaluation), not mid-step as irstd's Terminated
     with sigterm_stop() as stop:

@@ -7,7 +7,8 @@ there (within the matching distance, :data:`~irstd_ros.evaluation.metrics.MATCH_
 (:class:`irstd_ros.data.mixture.SourceSpec` ``hard``), which then centres a share of
 its crops on these places: real clutter the model confuses with targets (power lines,
 cloud edges, lamps) becomes hard negatives, and real targets it misses are seen more
-often. Mine only training splits, never the split you report on.
+often. Mine only training splits, never the split you report on: a held-out split, or
+one sharing frames with it, is refused (:func:`~irstd_ros.evaluation.splits.check_not_held_out`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data.mixture import HARD_FORMAT
 from irstd_ros.evaluation.evaluate import EvalConfig, build_scorer, frame_pairs, scored_frames
 from irstd_ros.evaluation.metrics import match_components, peak_near
+from irstd_ros.evaluation.splits import check_not_held_out
 
 MINING_THRESHOLD = 0.3  # below the operating threshold: near-false alarms count too
 
@@ -28,9 +30,11 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
     """``{"frames": {stem: {"false": [[y, x, score], ...], "miss": [[y, x, score], ...]}}}``
     plus a description of the run and counts; frames without a hard example are left out.
 
-    ``cfg`` as for :func:`~irstd_ros.evaluation.evaluate.evaluate` (its ``split`` should be
-    a training split); ``threshold`` None is :data:`MINING_THRESHOLD`, or the checkpoint's
-    own threshold where that is lower (what it raises at run time is mined); ``out`` is unused."""
+    ``cfg`` as for :func:`~irstd_ros.evaluation.evaluate.evaluate`; its ``split`` must be
+    a training split: a held-out one (``test``, ``val``), or one holding frames of it, is a
+    :class:`~irstd_ros.errors.ConfigError` before the model loads. ``threshold`` None is
+    :data:`MINING_THRESHOLD`, or the checkpoint's own threshold where that is lower (what it raises at run time is mined); ``out`` is unused."""
+    check_not_held_out(cfg.data, cfg.split, cfg.mask_suffix, "hard examples mined there")
     pairs = frame_pairs(cfg)  # a wrong folder or split fails before the model loads
     backend, norm, operating, described = build_scorer(cfg)
     threshold = min(MINING_THRESHOLD, operating) if cfg.threshold is None else cfg.threshold

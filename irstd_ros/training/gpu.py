@@ -89,6 +89,8 @@ from irstd_ros.training.train import (
     clear_previous_run,
     cwd_record,
     distillation_term,
+    evaluation_set,
+    evaluation_split,
     init_from,
     mixture_options,
     optimizer_step,
@@ -117,7 +119,7 @@ Item = tuple[np.ndarray, np.ndarray, str]
 
 
 # what a GPU run's checkpoints record beside :data:`~irstd_ros.training.train.RESERVED_EXTRA`
-GPU_RECORDS = frozenset({"trainer", "device", "metrics"})
+GPU_RECORDS = frozenset({"trainer", "device"})
 
 
 @dataclass
@@ -128,7 +130,7 @@ class GPUTrainConfig(TrainConfig):
     pack: Path | None = None  # read the data from this pack instead of folders
     train_groups: list[str] = field(default_factory=lambda: list(DEFAULT_TRAIN_GROUPS))
     eval_group: str | None = DEFAULT_EVAL_GROUP  # pack group scored at the end (None: none)
-    eval_split: str | None = "test"  # folder data: split scored at the end (None: none)
+    eval_split: str | None = "test"  # folder data: split scored at the end (TrainConfig's field, default test here)
     bf16: bool = True  # bf16 autocast (CUDA; on the CPU only when asked)
     channels_last: bool = True
     compile: bool = False  # torch.compile the training forward/backward
@@ -141,7 +143,6 @@ class GPUTrainConfig(TrainConfig):
         super().__post_init__()
         check_fields(self, GPU_FIELDS)
         self.eval_group = self.eval_group or None  # "" (command line "none"): no evaluation
-        self.eval_split = self.eval_split or None
         if self.schedule_by not in SCHEDULE_BY:
             raise ConfigError(f"unknown schedule_by {self.schedule_by!r}; valid: {', '.join(SCHEDULE_BY)}")
         if self.schedule_by == "time" and not self.minutes:
@@ -167,7 +168,6 @@ GPU_FIELDS: dict[str, FieldRule] = {
     "pack": as_optional_path,
     "train_groups": as_names,
     "eval_group": as_optional_text,
-    "eval_split": as_optional_text,
     "channels_last": as_flag,
     "compile": as_flag,
     "warmup_epochs": Number(integer=True, low=0),
@@ -223,7 +223,7 @@ def load_items(cfg: GPUTrainConfig, training: bool) -> list[Item]:
             pack.close()
     from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 
-    split = cfg.split if training else cfg.eval_split
+    split = cfg.split if training else evaluation_split(cfg)
     if split is None:
         return []
     return IRSTDDataset(find_pairs(DatasetSpec(cfg.data, split, cfg.mask_suffix))).items
@@ -578,7 +578,7 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     write_text_atomic(cfg.out / "history.json", json.dumps(history, indent=1))
     write_summary()
     if eval_items and stop_reason != TERMINATED:  # a stop asked for: no time for the evaluation
-        where = cfg.eval_group if cfg.pack else f"{cfg.data}:{cfg.eval_split}"
+        where = cfg.eval_group if cfg.pack else evaluation_set(cfg.data, str(evaluation_split(cfg)))
         metrics = evaluate_items(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch)
         metrics["set"] = where
         summary["eval"] = metrics

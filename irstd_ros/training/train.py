@@ -9,6 +9,11 @@ Data: one dataset (``data``/``split``, the paper's setting), or a weighted mixtu
 (``sources``) with implanted targets, sensor augmentation and the project's own
 generator frames (:mod:`irstd_ros.data.mixture`). Frames are normalised by the
 checkpoint's :class:`~irstd_ros.core.InputNorm` exactly as at run time.
+
+At the end the final model is scored on ``eval_split`` of ``data`` at full resolution
+(``auto``: the dataset's held-out split, :mod:`irstd_ros.evaluation.splits`), as
+``irstd train-gpu`` does, and the metrics are recorded in ``model.safetensors``
+(``extra.metrics``, with the ``set`` they were measured on: ``<data>:<split>``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from irstd_ros.core.fields import (
     as_mapping,
     as_mappings,
     as_optional_path,
+    as_optional_text,
     as_path,
     as_paths,
     as_scale,
@@ -62,6 +68,7 @@ from irstd_ros.data.datasets import seed_worker
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.data.paste import PasteConfig
 from irstd_ros.errors import ConfigError
+from irstd_ros.evaluation.splits import held_out_splits
 from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.models import ModelConfig, build_model, named_config
 from irstd_ros.models.widen import widen_state_dict
@@ -88,6 +95,9 @@ log = logging.getLogger(__name__)
 
 # a run's starting point when its init was transformed (widened or partly copied)
 INIT_NAME = "init.safetensors"
+AUTO_EVAL_SPLIT = "auto"  # eval_split: the dataset's held-out split, where it has one
+NO_EVAL_SPLIT = ("", "none")  # eval_split (None too): no evaluation at the end
+EVAL_BATCH = 4  # frames per batch of irstd train's final evaluation (train-gpu: eval_batch)
 RUN_FILES = ("last.safetensors", "model.safetensors", "history.json")  # what a run writes
 MAX_REASON_WORDS = 40  # of a library's error quoted in a one-line refusal
 # a batch of one crop needs a bottleneck of at least this many values on a side: BatchNorm
@@ -129,6 +139,9 @@ class TrainConfig:
     threads: int | None = None
     bf16: bool = False  # CPU autocast to bfloat16 (AVX512-BF16/AMX CPUs), channels-last
     threshold: float = 0.5
+    # the split of ``data`` the final model is scored on, its metrics recorded in the model
+    # file; auto: the held-out split (test, else val) where ``data`` has one; None: none
+    eval_split: str | None = AUTO_EVAL_SPLIT
     resume: bool = True
     # stop early (tests, smoke runs) after this many optimizer steps of the whole run; the
     # epoch it cuts counts as done (its history entry, the schedule, the checkpoint), so a
@@ -183,6 +196,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, TRAIN_FIELDS)
+        if self.eval_split in NO_EVAL_SPLIT:  # "none" (a command line's word), "" or YAML null
+            self.eval_split = None
         teachers = path_tuple(self.teacher)
         self.teacher = None if not teachers else teachers[0] if len(teachers) == 1 else list(teachers)
         if self.schedule not in ("constant", "cosine"):
@@ -229,7 +244,7 @@ class TrainConfig:
 
 
 # what the checkpoints record of the run (and what calibrate and soup add): not in ``extra``
-RESERVED_EXTRA = frozenset({"data", "train_config", "train_state", "calibration", "soup"})
+RESERVED_EXTRA = frozenset({"data", "train_config", "train_state", "metrics", "calibration", "soup"})
 # the recipe: changed on a resumption, the run goes on as another than the one begun, and
 # its record claims the new recipe for every epoch (the model, the normalisation and the
 # data are checked on their own; epochs may grow, and the budget, threads, device, bf16
@@ -267,6 +282,7 @@ TRAIN_FIELDS: dict[str, FieldRule] = {
     "threads": Number(integer=True, low=1, optional=True),
     "bf16": as_flag,
     "threshold": Number(low=0, low_open=True, high=1, high_open=True),
+    "eval_split": as_optional_text,
     "resume": as_flag,
     "max_steps": Number(integer=True, low=1, optional=True),
     "minutes": Number(low=0, low_open=True, optional=True),
@@ -355,11 +371,11 @@ FIELD_OPTIONS = (
     "split", "mask-suffix", "model", "epochs", "batch-size", "lr", "schedule", "min-lr",
     "crop", "seed", "device", "threads", "threshold", "max-steps", "minutes", "norm",
     "knee", "background", "loss", "init", "distill", "samples-per-epoch",
-    "generator-frames", "generator-weight", "workers",
+    "generator-frames", "generator-weight", "workers", "eval-split",
 )
 # a short placeholder where the default one (the upper-cased name) says less
 METAVARS = {"init": "CHECKPOINT", "max-steps": "N", "threads": "N", "workers": "N", "minutes": "MIN",
-            "crop": "PX", "background": "PX", "mask-suffix": "SUFFIX"}
+            "crop": "PX", "background": "PX", "mask-suffix": "SUFFIX", "eval-split": "SPLIT"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -841,6 +857,41 @@ def reseed(ds: IRSTDDataset | MixtureSamples, seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def evaluation_split(cfg: TrainConfig) -> str | None:
+    """The split of ``cfg.data`` the final model is scored on: ``eval_split`` as given, or
+    for ``auto`` the first held-out split the dataset has a list of
+    (:func:`~irstd_ros.evaluation.splits.held_out_splits`) other than the training split;
+    None: no evaluation (``eval_split`` none, or ``auto`` on data without one: a folder
+    without split lists, a pack file)."""
+    if cfg.eval_split != AUTO_EVAL_SPLIT:
+        return cfg.eval_split
+    return next((name for name in held_out_splits(cfg.data) if name != cfg.split), None)
+
+
+def evaluation_set(data: Path | str, split: str) -> str:
+    """How a checkpoint's ``extra.metrics`` name the frames they were measured on (their
+    ``set``): ``<dataset folder>:<split>``."""
+    return f"{data}:{split}"
+
+
+def final_metrics(
+    model: nn.Module, cfg: TrainConfig, split: str, pairs: list[tuple[Path, Path]], norm: InputNorm,
+    device: torch.device, stride: int,
+) -> dict[str, Any]:
+    """The metrics a run's model file records (``extra.metrics``): IoU, nIoU, F1, Pd, Fa...
+    of ``model`` on ``pairs`` (``split`` of ``cfg.data``) at full resolution, at the run's
+    threshold, as :func:`irstd_ros.training.gpu.evaluate_items` measures them for
+    ``irstd train-gpu``, with the ``set`` they were measured on (:func:`evaluation_set`)."""
+    from irstd_ros.training.gpu import evaluate_items  # not above: that module imports this one
+
+    items = IRSTDDataset(pairs).items
+    metrics = evaluate_items(model, items, norm, cfg.threshold, device, stride, EVAL_BATCH)
+    metrics["set"] = evaluation_set(cfg.data, split)
+    log.info("eval %s: %s", metrics["set"], ", ".join(
+        f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
+    return metrics
+
+
 def _dist_info() -> tuple[int, int, int]:
     return (
         int(os.environ.get("RANK", 0)),
@@ -868,6 +919,9 @@ def train(cfg: TrainConfig) -> Path:
 
     cwd = cwd_record(cfg.out)  # where this invocation's relative paths are (recorded in train_state)
     ds, norm, seen = build_training_data(cfg, rank)
+    # now, not after the training: a missing evaluation split fails before any epoch
+    eval_split = evaluation_split(cfg) if rank == 0 else None
+    eval_pairs = find_pairs(DatasetSpec(cfg.data, eval_split, cfg.mask_suffix)) if eval_split else []
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
     start: CheckpointInfo | None = None
@@ -917,12 +971,13 @@ def train(cfg: TrainConfig) -> Path:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    def info_for(epoch: int, seed_next: int) -> CheckpointInfo:
+    def info_for(epoch: int, seed_next: int, metrics: dict[str, Any] | None = None) -> CheckpointInfo:
         extra = {
             "train_config": cfg.recorded(),
             "train_state": {"epoch": epoch, "step": step, "history": history, "seed_next": seed_next,
                             **cwd},
             "data": seen,
+            **({"metrics": metrics} if metrics else {}),
             **cfg.extra,
         }
         return CheckpointInfo(model=model_cfg, norm=norm, threshold=cfg.threshold, extra=extra)
@@ -995,9 +1050,13 @@ def train(cfg: TrainConfig) -> Path:
     if rank == 0:
         if ema is not None:  # the average is the run's model
             model = ema.module
-        model = with_memory_format(model, torch.contiguous_format).cpu()
+        model = with_memory_format(model, torch.contiguous_format)
+        # first without metrics: an evaluation cut short (a time limit) loses no weights
         save_checkpoint(final, model, info_for(len(history), 0))
         write_text_atomic(cfg.out / "history.json", json.dumps(history, indent=1))
+        if eval_split is not None:
+            metrics = final_metrics(model, cfg, eval_split, eval_pairs, norm, device, model_cfg.stride)
+            save_checkpoint(final, model, info_for(len(history), 0, metrics))
     if world > 1:
         torch.distributed.destroy_process_group()
     return final

@@ -110,6 +110,67 @@ def test_export_out_inside_a_dataset_is_refused(capsys, tmp_path, monkeypatch):
     assert not out.exists()
 
 
+def test_eval_report_inside_the_dataset_is_refused_and_nothing_written(capsys, tmp_path, monkeypatch):
+    """`irstd eval --data D --out D/report` wrote report.json and three PNGs into the dataset."""
+    monkeypatch.setattr("irstd_ros.cli.eval.evaluate", _no_work)
+    data = _dataset(tmp_path / "data")
+    out = data / "images" / "report"
+    code, err = run_cli(capsys, "eval", "--data", str(data), "--split", "train", "--out", str(out))
+    assert code == 2
+    assert one_error_line(err) == (f"irstd eval: error: --out {out} lies inside the input --data {data}; "
+                                   "give a path outside the inputs")
+    assert not out.exists()
+
+
+def test_envelope_report_folder_at_the_weights_is_refused(capsys, tmp_path, monkeypatch):
+    from irstd_ros.inference.detector import default_model_path
+
+    monkeypatch.setattr("irstd_ros.cli.envelope.build_scorer", _no_work)
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(default_model_path("tiny"), weights)
+    before = weights.read_bytes()
+    code, err = run_cli(capsys, "envelope", "--weights", str(weights), "--out", str(weights))
+    assert code == 2
+    assert f"--out {weights} is the input --weights {weights}" in one_error_line(err)
+    assert weights.read_bytes() == before
+
+
+def test_train_run_folder_inside_the_dataset_is_refused(capsys, tmp_path, monkeypatch):
+    """`irstd train --data D --out D/run` wrote its checkpoints and history into the dataset."""
+    monkeypatch.setattr("irstd_ros.cli.train.train", _no_work)
+    data = _dataset(tmp_path / "data")
+    out = data / "run"
+    code, err = run_cli(capsys, "train", "--data", str(data), "--model", "tiny", "--crop", "32", "--out", str(out))
+    assert code == 2
+    assert one_error_line(err) == (f"irstd train: error: --out {out} lies inside the input --data {data}; "
+                                   "give a path outside the inputs")
+    assert not out.exists()
+
+
+def test_train_run_folder_inside_a_mixture_source_is_refused(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("irstd_ros.cli.train.train", _no_work)
+    data, source = _dataset(tmp_path / "data"), _dataset(tmp_path / "source")
+    config = tmp_path / "mix.yaml"
+    config.write_text(f"data: {data}\nsources:\n  - {{root: {source}, split: train}}\n")
+    out = source / "masks" / "run"
+    code, err = run_cli(capsys, "train", "--config", str(config), "--model", "tiny", "--crop", "32", "--out", str(out))
+    assert code == 2
+    assert f"--out {out} lies inside the input --config's sources[0] root {source}" in one_error_line(err)
+    assert not out.exists()
+
+
+def test_train_gpu_run_folder_inside_its_data_is_refused(capsys, tmp_path, monkeypatch):
+    """`irstd train-gpu` checks its run folder as `irstd train` does."""
+    monkeypatch.setattr("irstd_ros.cli.train_gpu.train_gpu", _no_work)
+    data = _dataset(tmp_path / "data")
+    out = data / "run"
+    code, err = run_cli(capsys, "train-gpu", "--data", str(data), "--model", "tiny", "--out", str(out))
+    assert code == 2
+    assert one_error_line(err) == (f"irstd train-gpu: error: --out {out} lies inside the input --data {data}; "
+                                   "give a path outside the inputs")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("option", ["--out", "--sheet"])
 def test_render_output_inside_the_bag_is_refused(option, capsys, tmp_path, monkeypatch):
     monkeypatch.setattr("irstd_ros.cli.render.render", _no_work)

@@ -35,6 +35,15 @@ def test_good_flags_reach_the_training(trained, capsys, tmp_path):
     assert cfg.threshold == 0.4 and cfg.lr == 0.001 and cfg.threads == 1 and cfg.out == tmp_path / "run"
 
 
+@pytest.mark.parametrize(("args", "expected"), [((), "auto"), (("--eval-split", "val"), "val"),
+                                              (("--eval-split", "none"), None)])
+def test_eval_split_reaches_the_training(args, expected, trained, capsys, tmp_path):
+    code, err = _train(capsys, tmp_path, "--out", str(tmp_path / "run"), *args)
+    assert code == 0, err
+    (cfg,) = trained
+    assert cfg.eval_split == expected
+
+
 @pytest.mark.parametrize("case", OUT_CASES)
 def test_out_that_cannot_hold_the_run_is_refused_before_training(case, trained, capsys, tmp_path, monkeypatch):
     afile, out = bad_output_dir(case, monkeypatch, tmp_path)

@@ -11,13 +11,13 @@ from irstd_ros.evaluation.metrics import match_components
 from irstd_ros.models import build_model, named_config
 
 
-def dataset(root, n=3):
+def dataset(root, n=3, split="test"):
     frames = []
     for i in range(n):
         img = np.full((24, 40), 30, np.uint8)
         img[10:12, 5 + 10 * i : 7 + 10 * i] = 250
         frames.append((str(i), img, img > 200))
-    return write_dataset(root, frames, {"test": [str(i) for i in range(n)]})
+    return write_dataset(root, frames, {split: [str(i) for i in range(n)]})
 
 
 def zero_model(tmp_path):
@@ -104,8 +104,8 @@ def test_nan_probabilities_are_an_error_not_silent_background(tmp_path, monkeypa
     cfg = EvalConfig(data=dataset(tmp_path / "d"), out=None)
     with pytest.raises(BackendError, match=r"0\.png: 960 of 960 probabilities are NaN"):
         evaluate(cfg)
-    with pytest.raises(BackendError, match="NaN or infinite"):
-        mining.mine_hard_examples(cfg)
+    with pytest.raises(BackendError, match="NaN or infinite"):  # mining: a training split
+        mining.mine_hard_examples(EvalConfig(data=dataset(tmp_path / "m", split="train"), split="train", out=None))
 
 
 def test_the_network_s_report_shows_the_top_hat_on_the_same_frames(tmp_path, capsys):

@@ -92,3 +92,62 @@ def test_a_checkpoint_with_a_low_threshold_is_mined_at_its_own(data, monkeypatch
     assert set(report["frames"]) == {"a"}
     explicit = mine_hard_examples(EvalConfig(data=data, split="train", threshold=0.3, out=None))
     assert explicit["threshold"] == 0.3 and explicit["false_targets"] == 0 and explicit["missed_targets"] == 2
+
+
+# --- held-out splits are never mined ----------------------------------------------------------
+def _held_out_dataset(root, held_out="test", extra=None):
+    """Frames a, b for training, c, d held out (NUDT-SIRST's test, SIRST-v2's val), and
+    ``extra`` lists by name."""
+    frame = np.zeros(SIZE, np.uint8)
+    splits = {"train": ["a", "b"], held_out: ["c", "d"], **(extra or {})}
+    return write_dataset(root, [(s, frame, frame) for s in "abcd"], splits)
+
+
+def _no_model(cfg):
+    raise AssertionError("the model was loaded before the split was checked")
+
+
+@pytest.mark.parametrize(
+    ("held_out", "split", "words"),
+    [
+        ("test", "test", "split 'test' of {data} is held out"),  # NUDT-SIRST
+        ("val", "val", "split 'val' of {data} is held out"),  # SIRST-v2
+        ("val", "trainval", "split 'trainval' of {data} holds 2 frames of the held-out split 'val' (first: c)"),
+        ("test", "all", "split 'all' of {data} holds 2 frames of the held-out split 'test' (first: c)"),
+        ("test", "some", "split 'some' of {data} holds 1 frame of the held-out split 'test' (first: d)"),
+    ],
+)
+def test_a_held_out_split_or_one_sharing_its_frames_is_not_mined(tmp_path, monkeypatch, held_out, split, words):
+    """Mining `--split test` wrote hard examples of the test frames, which a training
+    mixture then cropped around: the test set leaked into training."""
+    from irstd_ros.errors import ConfigError
+    from irstd_ros.evaluation import mining
+
+    monkeypatch.setattr(mining, "build_scorer", _no_model)
+    data = _held_out_dataset(tmp_path / "d", held_out, {"trainval": ["a", "b", "c", "d"], "some": ["a", "d"]})
+    with pytest.raises(ConfigError) as exc:
+        mine_hard_examples(EvalConfig(data=data, split=split, out=None))
+    assert str(exc.value).startswith(words.format(data=data)), exc.value
+    assert "would train on the frames results are reported on; use a training split, e.g. 'train'" in str(exc.value)
+
+
+def test_a_training_split_beside_a_held_out_one_is_mined(tmp_path):
+    data = _held_out_dataset(tmp_path / "d")
+    report = mine_hard_examples(EvalConfig(data=data, split="train", backend="torch-cpu", threads=1, out=None))
+    assert report["images"] == 2 and report["split"] == "train"
+
+
+def test_cli_refuses_to_mine_the_test_split_in_one_line(tmp_path, capsys, monkeypatch):
+    from _support.cli import one_error_line, run_cli
+
+    from irstd_ros.evaluation import mining
+
+    monkeypatch.setattr(mining, "build_scorer", _no_model)
+    data = _held_out_dataset(tmp_path / "d")
+    out = tmp_path / "hard.json"
+    code, err = run_cli(capsys, "mine", "--data", str(data), "--split", "test", "--out", str(out))
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith(f"irstd mine: error: split 'test' of {data} is held out: hard examples mined there "
+                           "would train on the frames results are reported on"), line
+    assert not out.exists()

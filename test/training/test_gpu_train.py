@@ -629,3 +629,15 @@ def test_a_gpu_run_resumed_with_fewer_epochs_is_refused_as_the_cpu_one(tmp_path,
     train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=2, eval_split=None))
     with pytest.raises(ConfigError, match="has trained 2 epochs, more than epochs 1"):
         train_gpu(_cfg(tmp_path, data=roots["nudt"], epochs=1, eval_split=None))
+
+
+def test_eval_split_auto_is_the_folder_s_held_out_split(roots):
+    """The field irstd train shares: auto scores SIRST-v2's val, NUDT-SIRST's test."""
+    from irstd_ros.training.gpu import load_items
+
+    for kind in ("nudt", "sirst"):
+        cfg = recipe_config("paper", data=roots[kind], eval_split="auto")
+        stems = [stem for _, _, stem in load_items(cfg, training=False)]
+        assert stems == [f"{kind}{i:03d}" for i in range(8, 12)]  # the last third: held out
+    assert recipe_config("paper", data=roots["nudt"]).eval_split == "test"  # train-gpu's default
+    assert recipe_config("paper", data=roots["nudt"], eval_split="none").eval_split is None

@@ -44,6 +44,15 @@ def blob_dataset(root, n=8, seed=0):
     return write_dataset(root, frames, {"train": [stem for stem, _, _ in frames]})
 
 
+def held_out_dataset(root, held_out="test"):
+    """:func:`blob_dataset` with its last two frames held out (NUDT-SIRST's ``test``,
+    SIRST-v2's ``val``) and the first six to train on."""
+    blob_dataset(root)
+    (root / "train.txt").write_text("".join(f"{i:03d}\n" for i in range(6)))
+    (root / f"{held_out}.txt").write_text("006\n007\n")
+    return root
+
+
 def config(tmp_path, **kw):
     base = dict(
         data=blob_dataset(tmp_path / "data"), out=tmp_path / "run", model="tiny", epochs=12,
@@ -611,7 +620,7 @@ def test_bf16_off_the_cpu_is_a_warning_not_ignored_silently(tmp_path, monkeypatc
     assert "bf16 is CPU autocast: ignored on cuda" in caplog.text
 
 
-@pytest.mark.parametrize("key", ["data", "train_state", "calibration"])
+@pytest.mark.parametrize("key", ["data", "train_state", "calibration", "metrics"])
 def test_extra_may_not_replace_what_the_checkpoints_record_themselves(tmp_path, key):
     # spread last into the checkpoints' extra, `data` replaced the record of the data seen
     # and `train_state` made the resume a KeyError
@@ -840,3 +849,74 @@ def test_a_run_started_afresh_leaves_no_files_of_the_run_before(tmp_path, monkey
         train(config(tmp_path, epochs=1, resume=False))
     left = {p.name for p in (tmp_path / "run").iterdir()}
     assert not left & {"last.safetensors", "model.safetensors", "history.json"}, left
+
+
+# --- the final model's metrics, recorded in its file ------------------------------------------
+METRIC_KEYS = ("iou", "niou", "precision", "recall", "f1", "pd", "fa", "images", "targets", "threshold")
+
+
+@pytest.mark.parametrize("held_out", ["test", "val"])
+def test_the_final_model_records_its_metrics_on_the_held_out_split(tmp_path, held_out):
+    """`irstd train` recorded no metrics in its checkpoints (`irstd train-gpu` did): its
+    model file now carries them, as train-gpu's do (extra.metrics, with their set)."""
+    data = held_out_dataset(tmp_path / "data", held_out)
+    final = train(config(tmp_path, data=data, epochs=1, threshold=0.4))
+    _, info, _ = load_checkpoint(final)
+    metrics = info.extra["metrics"]
+    assert metrics["set"] == f"{data}:{held_out}"  # the dataset and split they were measured on
+    assert all(key in metrics for key in METRIC_KEYS), metrics
+    assert (metrics["images"], metrics["targets"], metrics["threshold"]) == (2, 2, 0.4)
+    assert info.extra["data"] == {"root": str(data), "split": "train", "images": 6}
+    _, last, _ = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert "metrics" not in last.extra  # the run's state, not a measured model
+
+
+def test_the_recorded_metrics_are_train_gpu_s_measure_of_the_model(tmp_path):
+    from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
+    from irstd_ros.training.gpu import evaluate_items
+
+    data = held_out_dataset(tmp_path / "data")
+    model, info, _ = load_checkpoint(train(config(tmp_path, data=data, epochs=2)))
+    items = IRSTDDataset(find_pairs(DatasetSpec(data, "test"))).items
+    again = evaluate_items(model, items, info.norm, info.threshold, torch.device("cpu"), model.config.stride)
+    recorded = info.extra["metrics"]
+    assert {k: recorded[k] for k in METRIC_KEYS} == {k: again[k] for k in METRIC_KEYS}
+
+
+@pytest.mark.parametrize(("held_out", "eval_split"), [("test", "none"), ("test", None), (None, "auto")])
+def test_no_evaluation_records_no_metrics(tmp_path, held_out, eval_split):
+    """eval_split none (YAML null), or auto on data without a held-out list."""
+    data = held_out_dataset(tmp_path / "data", held_out) if held_out else blob_dataset(tmp_path / "data")
+    cfg = config(tmp_path, data=data, epochs=1, eval_split=eval_split)
+    assert cfg.eval_split == (None if eval_split != "auto" else "auto")
+    _, info, _ = load_checkpoint(train(cfg))
+    assert "metrics" not in info.extra
+
+
+def test_auto_never_evaluates_on_the_training_split(tmp_path):
+    data = held_out_dataset(tmp_path / "data")
+    assert train_module.evaluation_split(config(tmp_path, data=data)) == "test"
+    assert train_module.evaluation_split(config(tmp_path, data=data, split="test")) is None
+    assert train_module.evaluation_split(config(tmp_path, data=data, eval_split="train")) == "train"
+
+
+def test_a_missing_evaluation_split_fails_before_any_epoch(tmp_path):
+    from irstd_ros.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="split list 'val' not found"):
+        train(config(tmp_path, data=held_out_dataset(tmp_path / "data"), eval_split="val"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_evaluation_cut_short_keeps_the_final_weights(tmp_path, monkeypatch):
+    from irstd_ros.training import gpu
+
+    def cut_off(*args, **kwargs):
+        raise TimeoutError("the session's time limit")
+
+    monkeypatch.setattr(gpu, "evaluate_items", cut_off)
+    with pytest.raises(TimeoutError):
+        train(config(tmp_path, data=held_out_dataset(tmp_path / "data"), epochs=1))
+    _, info, _ = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert "metrics" not in info.extra
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1]
