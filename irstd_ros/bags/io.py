@@ -7,7 +7,6 @@ offered QoS profile, so that ``ros2 bag info`` / ``ros2 bag play`` read them.
 
 from __future__ import annotations
 
-import io
 import math
 import shutil
 import sqlite3
@@ -38,7 +37,7 @@ from rosbags.serde import SerdeError
 from rosbags.typesys.store import Typestore
 
 from irstd_ros.bags.typestore import reading_typestore, register_bag_types, typestore
-from irstd_ros.core.constants import DEFAULT_MAX_PIXELS, DETECTION_OUTPUTS
+from irstd_ros.core.constants import DETECTION_OUTPUTS
 from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.targets import BoxCentre
 from irstd_ros.errors import BagError, ImageConversionError
@@ -436,6 +435,8 @@ class BagReader:
         :class:`BagError` as :meth:`image`'s for a frame whose header is unreadable (a frame
         readable so far but damaged further on is found where its pixels are decoded)."""
         if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+            from irstd_ros.ros.conversions import compressed_size
+
             try:
                 return compressed_size(msg.format, msg.data)
             except ImageConversionError as exc:
@@ -444,36 +445,6 @@ class BagReader:
 
     def topics_of_type(self, msgtype: str) -> list[str]:
         return sorted(t.name for t in self.topics.values() if t.msgtype == msgtype)
-
-
-def compressed_size(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """(H, W) of a CompressedImage (its ``format`` and ``data``) from the PNG or JPEG header
-    alone (Pillow opens lazily: no pixel is decoded). Refused as
-    :func:`irstd_ros.ros.conversions.compressed_to_array` refuses it, with its
-    :class:`ImageConversionError` kinds: ``unsupported_format``, ``undecodable`` (no
-    readable header of the named codec), ``empty_image``, ``too_large``."""
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
-
-    from irstd_ros.ros.conversions import compressed_codec, data_bytes
-
-    codec = compressed_codec(fmt)
-    raw = data_bytes(data)
-    try:
-        with PILImage.open(io.BytesIO(raw.data), formats=[codec]) as im:
-            w, h = im.size
-    except PILImage.DecompressionBombError as exc:  # over twice PIL's own limit
-        raise ImageConversionError("too_large", f"{codec} frame: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        why = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"
-        raise ImageConversionError(
-            "undecodable", f"{raw.size} bytes of format {fmt!r} are no readable {codec} image{why}"
-        ) from None
-    if h <= 0 or w <= 0:
-        raise ImageConversionError("empty_image", f"empty image {w}x{h}")
-    if h * w > max_pixels:
-        raise ImageConversionError("too_large", f"image {w}x{h} exceeds max_pixels={max_pixels}")
-    return int(h), int(w)
 
 
 # --- message construction (rosbags dataclasses) --------------------------------------------

@@ -174,21 +174,12 @@ def compressed_codec(fmt: str) -> str:
     return codec
 
 
-def compressed_to_array(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode a CompressedImage (its ``format`` and ``data``, PNG or JPEG) into (H, W):
-    uint8, or uint16 for a 16-bit PNG (values as stored); colour and palette frames
-    become BT.601 luma, as the data loader reads them
-    (:func:`irstd_ros.data.images.image_pixels`: one rule, one home). EXIF orientation is
-    not applied (image_transport does not either: the frame is as the camera stored it).
-
-    The size in the file's header is checked against ``max_pixels`` before the pixels are
-    decoded (``too_large``); data that is not a readable image of the named codec, or one
-    the loader would misread (16-bit colour, several frames), is ``undecodable``.
-    """
+def _open_compressed(fmt: str, data: Any, max_pixels: int) -> tuple[Any, str]:
+    """(the Pillow image, opened lazily: its header read, no pixel decoded; Pillow's codec
+    name) of a CompressedImage's ``format`` and ``data``, its size checked:
+    ``unsupported_format``, ``undecodable``, ``empty_image`` or ``too_large`` otherwise."""
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
-
-    from irstd_ros.data.images import image_pixels, prepare_image
 
     codec = compressed_codec(fmt)
     raw = data_bytes(data)
@@ -202,14 +193,41 @@ def compressed_to_array(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXEL
         raise ImageConversionError(
             "undecodable", f"{raw.size} bytes of format {fmt!r} are no readable {codec} image{why}"
         ) from None
-    with im:
-        w, h = im.size
+    w, h = im.size
+    if h <= 0 or w <= 0 or h * w > max_pixels:
+        im.close()
         if h <= 0 or w <= 0:
             raise ImageConversionError("empty_image", f"empty image {w}x{h}")
-        if h * w > max_pixels:
-            raise ImageConversionError(
-                "too_large", f"image {w}x{h} exceeds max_pixels={max_pixels}"
-            )
+        raise ImageConversionError("too_large", f"image {w}x{h} exceeds max_pixels={max_pixels}")
+    return im, codec
+
+
+def compressed_size(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(H, W) of a CompressedImage (its ``format`` and ``data``) from the PNG or JPEG header
+    alone: no pixel is decoded. Refused as :func:`compressed_to_array` refuses a frame
+    whose header it cannot read (``unsupported_format``, ``undecodable``, ``empty_image``,
+    ``too_large``); damaged pixel data behind a good header is found only by decoding."""
+    im, _ = _open_compressed(fmt, data, max_pixels)
+    with im:
+        w, h = im.size
+    return int(h), int(w)
+
+
+def compressed_to_array(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a CompressedImage (its ``format`` and ``data``, PNG or JPEG) into (H, W):
+    uint8, or uint16 for a 16-bit PNG (values as stored); colour and palette frames
+    become BT.601 luma, as the data loader reads them
+    (:func:`irstd_ros.data.images.image_pixels`: one rule, one home). EXIF orientation is
+    not applied (image_transport does not either: the frame is as the camera stored it).
+
+    The size in the file's header is checked against ``max_pixels`` before the pixels are
+    decoded (``too_large``); data that is not a readable image of the named codec, or one
+    the loader would misread (16-bit colour, several frames), is ``undecodable``.
+    """
+    from irstd_ros.data.images import image_pixels, prepare_image
+
+    im, codec = _open_compressed(fmt, data, max_pixels)
+    with im:
         try:
             loaded, unsigned32 = prepare_image(im, f"{codec} frame ({fmt!r})", orient=False)
             with loaded:

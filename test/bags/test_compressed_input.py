@@ -184,8 +184,7 @@ def test_a_compressed_frame_without_a_readable_header_names_the_bag_topic_and_st
 
 
 def test_a_compressed_frame_s_size_is_its_header_s_and_refused_as_its_decoder_refuses():
-    from irstd_ros.bags.io import compressed_size
-    from irstd_ros.ros.conversions import compressed_to_array
+    from irstd_ros.ros.conversions import compressed_size, compressed_to_array
 
     frame = (np.arange(12 * 7) % 251).astype(np.uint8).reshape(12, 7)
     for codec in ("png", "jpeg"):
