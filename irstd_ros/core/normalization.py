@@ -50,6 +50,7 @@ FLOAT_FLOOR = 1e-6  # relative noise floor of noise-free float frames
 # float32 can compute with, and its gain 1 / (knee * sigma) overflowed to inf (0 * inf: a
 # frame of NaN probabilities, answered as no target): such a frame is noise-free
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
 # asinh's log form squares |z|: above this it would overflow float32 (max 3.4e38)
 ASINH_LOG_FORM_MAX = 1e18
 
@@ -437,18 +438,24 @@ def normalize(
         # the noise of the frame as given (integers keep their quantisation step)
         gain = np.float32(1.0 / (norm.knee * noise_sigma(frame)))
         wide = is_wide(frame.dtype)
-        if wide:
-            frame = (frame - np.median(_row_sample(frame))).astype(np.float32)
-        if norm.background:
-            # four passes over the frame: the background, x - it, times the gain, asinh;
-            # subtracted before scaling, so a large offset (300 K at 50 mK noise) costs
-            # no precision (x * gain - b * gain lost 3e-4 there)
-            z = local_background(frame, norm.background)
-            np.subtract(frame, z, out=z, dtype=np.float32)
-        else:
-            z = frame if wide else frame.astype(np.float32)  # a wide one is a copy already
-            z -= np.float32(np.median(_row_sample(frame)))
-        z *= gain
+        # a value near float32's limit (a driver's invalid-pixel marker, FLT_MAX) may
+        # overflow to inf below: clipped back, as asinh would keep it and the network
+        # spread it into NaN over the whole frame
+        with np.errstate(over="ignore"):
+            if wide:
+                frame = (frame - np.median(_row_sample(frame))).astype(np.float32)
+            if norm.background:
+                # four passes over the frame: the background, x - it, times the gain, asinh;
+                # subtracted before scaling, so a large offset (300 K at 50 mK noise) costs
+                # no precision (x * gain - b * gain lost 3e-4 there)
+                z = local_background(frame, norm.background)
+                np.subtract(frame, z, out=z, dtype=np.float32)
+            else:
+                z = frame if wide else frame.astype(np.float32)  # a wide one is a copy already
+                z -= np.float32(np.median(_row_sample(frame)))
+            z *= gain
+        if frame.dtype.kind == "f":  # integers cannot reach float32's limit
+            np.clip(z, -FLOAT32_MAX, FLOAT32_MAX, out=z)
         return asinh_inplace(z)
     s = scaling or ScalingConfig()
     unit = to_unit_range(frame, s.mode, s.low, s.high, (s.percentile_low, s.percentile_high))

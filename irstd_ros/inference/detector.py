@@ -26,7 +26,7 @@ from irstd_ros.core.targets import (
     extract_candidates,
     extract_targets,
 )
-from irstd_ros.errors import ConfigError, DeviceOutOfMemory, IrstdError
+from irstd_ros.errors import BackendError, ConfigError, DeviceOutOfMemory, IrstdError
 from irstd_ros.inference.backends.base import Backend, BackendOptions
 from irstd_ros.inference.backends.select import create_backend
 from irstd_ros.inference.resources import is_out_of_memory, release_device_memory
@@ -213,6 +213,12 @@ class Detector:
             raise
         self._oom_streak = 0
         t2 = time.perf_counter()
+        if np.isnan(prob.max(initial=0.0)):  # one reduction: a NaN anywhere is its max
+            bad = int(np.count_nonzero(np.isnan(prob)))
+            raise BackendError(
+                f"the network's output holds {bad} NaN values of {prob.size} (a numerical "
+                f"overflow in {self.backend.name}); no target can be read from it"
+            )
         mask, targets = extract_targets(prob, grey, post)
         candidates: list[Target] = []
         if settings.candidate_threshold is not None:

@@ -90,7 +90,8 @@ def normalize_torch(frames: torch.Tensor, norm: InputNorm, integer: bool = True)
             median = _median_last(_row_sample(x).reshape(b, -1).double())
             z = x - median.float()[:, None, None]
         scale = (1.0 / (norm.knee * sigma)).float()[:, None, None]
-        return torch.asinh(z * scale)
+        # inf from a value near float32's limit clipped, as the numpy rule does
+        return torch.asinh((z * scale).clamp_(-float(core.FLOAT32_MAX), float(core.FLOAT32_MAX)))
     if frames.dtype != torch.uint8:
         raise ConfigError("normalize_torch: global normalisation needs 8-bit frames (auto scaling / 255)")
     return (x / UINT8_MAX - norm.mean) / norm.std

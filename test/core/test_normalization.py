@@ -177,6 +177,24 @@ def test_a_float_frame_with_nan_or_inf_is_refused_not_turned_to_nan(kind, bad, d
     assert err.value.kind == "non_finite"
 
 
+@pytest.mark.parametrize("marker", [np.finfo(np.float32).max, -np.finfo(np.float32).max, 1e38])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("background", [0, 32])
+def test_a_pixel_near_float32_s_limit_stays_one_finite_pixel(marker, dtype, background):
+    """A driver's invalid-pixel marker (FLT_MAX) in a 32FC1 frame: (x - b) * gain overflowed
+    to inf, asinh kept it, and the network spread it into NaN over the whole frame (no
+    target, no error). It is clipped: every value finite, the other pixels as without it."""
+    frame = np.random.default_rng(3).normal(300.0, 0.05, SHAPE).astype(dtype)
+    clean = normalize(frame, InputNorm(kind="robust", background=background))
+    frame[4, 6] = marker
+    y = normalize(frame, InputNorm(kind="robust", background=background))
+    assert np.isfinite(y).all()
+    assert np.sign(y[4, 6]) == np.sign(marker) and abs(y[4, 6]) > 80  # asinh(FLT_MAX) is 89.4
+    others = np.ones(SHAPE, bool)
+    others[4, 6] = False
+    assert np.abs(y - clean)[others].max() < 0.05  # one pixel moves a median hardly at all
+
+
 @pytest.mark.parametrize("kind", ["robust", "global"])
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128, object, "U8", "datetime64[s]"])
 def test_a_frame_of_no_real_numbers_is_refused_not_cast(kind, dtype):

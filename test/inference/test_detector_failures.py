@@ -10,7 +10,7 @@ import torch
 
 from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
 from irstd_ros.core.targets import PostprocessConfig
-from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError
+from irstd_ros.errors import BackendError, DeviceOutOfMemory, ImageConversionError
 from irstd_ros.inference import resources
 from irstd_ros.inference.detector import (
     CPU_FALLBACK_BACKEND,
@@ -157,6 +157,21 @@ def test_no_fallback_without_a_source_or_on_the_cpu(tiny):
 def test_other_errors_pass_through():
     det = detector(Failing(RuntimeError("cuDNN error"), failures=1))
     with pytest.raises(RuntimeError, match="cuDNN"):
+        det.detect(FRAME)
+
+
+class NaNOutput(Failing):
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(frame, dtype=np.float32)
+        out[3:5, 3:5] = np.nan
+        return out
+
+
+def test_an_output_holding_nan_is_a_backend_error_not_an_empty_frame():
+    """A numerical overflow in the backend (FP16) gave NaN probabilities, read as no target
+    without a word; the node now counts it as an inference error and says why."""
+    det = detector(NaNOutput(RuntimeError(), failures=0))
+    with pytest.raises(BackendError, match="holds 4 NaN values of 1024"):
         det.detect(FRAME)
 
 

@@ -118,3 +118,15 @@ def test_denormal_noise_is_a_flat_frame_as_numpy_takes_it(background):
     out = normalize_torch(torch.from_numpy(frame[None].copy()), norm, integer=False).numpy()[0]
     assert np.isfinite(out).all()
     assert np.abs(out - ref).max() <= TOL
+
+
+@pytest.mark.parametrize("background", [0, 32])
+def test_a_pixel_near_float32_s_limit_is_clipped_as_numpy_clips_it(background):
+    """The twin clips a value that overflowed to inf (a FLT_MAX marker) as numpy does."""
+    frame = np.random.default_rng(6).normal(300.0, 0.05, (32, 48)).astype(np.float32)
+    frame[3, 5] = np.finfo(np.float32).max
+    norm = InputNorm(kind="robust", background=background)
+    ref = normalize(frame, norm)
+    out = normalize_torch(torch.from_numpy(frame[None].copy()), norm, integer=False).numpy()[0]
+    assert np.isfinite(out).all()
+    assert np.abs(out - ref).max() <= TOL
