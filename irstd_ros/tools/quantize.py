@@ -21,7 +21,10 @@
    ``backend="openvino-int8"`` on held-out frames (all 664 of NUDT-SIRST ``test``: in the
    first 100 alone one target is 0.8 points of Pd, more than the tolerance; all 164 of
    SIRST-v2 ``val``), full resolution; the difference is stored beside the IR, where
-   ``auto`` reads it.
+   ``auto`` reads it, with each dataset's split, frame limit, and the frames and targets
+   scored: the gate refuses a record of less than the whole held-out splits
+   (:data:`~irstd_ros.inference.backends.openvino_int8.REQUIRED_COVERAGE`), and the next
+   export measures such a record again.
 
 4. **Speed** (:func:`measure_speed`): the p50 of the reduced-precision backend and of FP32
    on a :data:`~irstd_ros.inference.backends.openvino_int8.SPEED_SIZE` frame on this CPU,
@@ -69,6 +72,7 @@ from irstd_ros.inference.backends.openvino_int8 import (
     accuracy_path,
     accuracy_refusal,
     build_int8,
+    coverage_refusal,
     dataset_delta,
     int8_fingerprint,
     int8_path,
@@ -222,7 +226,8 @@ def measure_accuracy(
     label: str = "int8",
 ) -> dict[str, dict[str, Any]]:
     """``evaluate`` FP32 and ``candidate`` (stored under ``label``) on each dataset's
-    held-out split: metrics and the delta."""
+    held-out split: metrics, the delta, and the split, frame limit, frames and targets
+    scored (``coverage_refusal`` refuses a record of less than the whole split)."""
     from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
 
     out: dict[str, dict[str, Any]] = {}
@@ -236,6 +241,8 @@ def measure_accuracy(
                                threads=threads, out=None, limit=ds.eval_limit, reference=False)
                 )
                 entry[key] = {**_metrics(report), "backend": report["backend"], "seconds": round(time.perf_counter() - t0, 1)}
+            # what the gate checks against REQUIRED_COVERAGE: the whole held-out split was scored
+            entry["frames"], entry["targets"] = entry["fp32"]["images"], entry["fp32"]["targets"]
             entry["delta"] = dataset_delta(entry["fp32"], entry[label])
             log.info("%s: %s - FP32 Pd %s, IoU %s points", ds.name, label.upper(), entry["delta"]["pd_points"],
                      entry["delta"]["iou_points"])
@@ -348,8 +355,11 @@ def export_int8(
     ``result["auto"]`` says what ``auto`` / ``cpu`` will do: ``uses openvino-int8`` only
     when the IR passes their gate and starts (:func:`_auto_refusal`), else why not.
 
-    The accuracy is measured when the IR was built now, when no valid record is beside it,
-    or with ``force``; ``measure=False`` leaves the IR without a record (``auto`` then keeps
+    The accuracy is measured when the IR was built now, when no valid record is beside it
+    (or one of less than the whole held-out splits), or with ``force``; a measurement of
+    less than the whole splits (small datasets, a frame limit) is refused by the gate
+    whatever the IR, so ``auto`` does not follow it with accuracy control
+    (``result["partial"]``); ``measure=False`` leaves the IR without a record (``auto`` then keeps
     FP32 and says so). The speed (:func:`measure_speed`) is measured for a record within
     tolerance that has none from this CPU or one from before the interleaved rounds, and
     with ``retime`` (a host that was busy at the export) without re-measuring accuracy.
@@ -367,7 +377,9 @@ def export_int8(
         result = _export_int8(*args, force=False, accuracy_control=True)
     else:
         result = _export_int8(*args, force=force, accuracy_control=False)
-        if measure and result["auto"] != f"uses {NAME}":
+        # a measurement of less than the whole splits is refused whatever the IR: controlling
+        # the IR's accuracy would not change that
+        if measure and result["auto"] != f"uses {NAME}" and not result.get("partial"):
             log.info("the plain INT8 IR is out of tolerance (%s); quantising again with accuracy control",
                      result["auto"])
             plain = result
@@ -450,7 +462,9 @@ def _export_int8(
     }
     conditions = measurement_conditions(info)
     record = load_accuracy(path)
-    stale = record is None or record_mismatch(record, digest, conditions, (recipe,), NAME) is not None
+    # a record of part of the splits is measured again (on these datasets, whole)
+    stale = (record is None or record_mismatch(record, digest, conditions, (recipe,), NAME) is not None
+             or coverage_refusal(record) is not None)
     if measure and (built or force or stale):
         import nncf
         import openvino as ov
@@ -472,6 +486,7 @@ def _export_int8(
         save_accuracy(path, record)
         result["measure_s"] = round(time.perf_counter() - t1, 1)
     refusal = accuracy_refusal(record, digest, conditions)
+    result["partial"] = record is not None and refusal is not None and refusal == coverage_refusal(record)
     if measure and record is not None and refusal is None:  # a refused IR's speed decides nothing
         _add_speed(record, path, model, info, options, NAME, again=retime)
     if record is not None:
@@ -490,11 +505,15 @@ def export_bf16(
     retime: bool = False,
 ) -> dict[str, Any]:
     """Measure ``openvino-bf16`` against FP32 for ``weights`` and write the accuracy record
-    its gate reads into the cache ``out``; a record that still applies (same fingerprint)
-    is reused unless ``force``, and its speed timed as :func:`export_int8` times INT8's. BackendError on a CPU without native bf16 (the record
-    would describe emulated bf16, which ``auto`` never runs)."""
+    its gate reads into the cache ``out``, bound to the FP32 IR in that cache that both
+    compile (its :func:`~irstd_ros.inference.backends.openvino_bf16.ir_graph_digest` in the
+    record's fingerprint); a record that still applies (same fingerprint, this IR's graph)
+    is reused unless ``force``, and its speed timed as :func:`export_int8` times INT8's.
+    BackendError on a CPU without native bf16 (the record would describe emulated bf16,
+    which ``auto`` never runs)."""
     from irstd_ros.errors import BackendError
     from irstd_ros.inference.backends import openvino_bf16 as bf16
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
     from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
 
     if not cpu_has_native_bf16():
@@ -504,25 +523,27 @@ def export_bf16(
     options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
     cache = cache_root(options)
     artifact, digest = bf16.bf16_artifact(model, info, options)
-    stride = info.model.stride
+    graph = bf16.ir_graph_digest(export_openvino_ir(model, info, options))  # the IR both backends compile
     record = load_accuracy(artifact)
     result: dict[str, Any] = {"backend": bf16.NAME, "weights": str(weights), "measured": False,
                               "files": [str(accuracy_path(artifact))]}
     conditions = measurement_conditions(info)
-    if (force or record is None or bf16.stale_reason(record, digest, stride) is not None
-            or record_mismatch(record, digest, conditions, (bf16.BF16_RECIPE,), bf16.NAME) is not None):
+    if (force or record is None or bf16.stale_reason(record, digest, info, graph) is not None
+            or record_mismatch(record, digest, conditions, (bf16.BF16_RECIPE,), bf16.NAME) is not None
+            or coverage_refusal(record, bf16.NAME) is not None):
         t0 = time.perf_counter()
-        record = {
-            **_accuracy_record(Path(weights), cache, datasets, threads, digest, conditions, bf16.BF16_RECIPE,
-                               bf16.NAME, "bf16"),
-            "fingerprint": bf16.bf16_fingerprint(digest, stride).to_dict(),
-        }
-        record["verdict"] = (bf16.record_refusal(record, digest, info)
+        record = _accuracy_record(Path(weights), cache, datasets, threads, digest, conditions, bf16.BF16_RECIPE,
+                                  bf16.NAME, "bf16")
+        measured_on = bf16.ir_graph_digest(export_openvino_ir(model, info, options))
+        if measured_on != graph:  # converted again while measuring: the record would describe neither
+            raise BackendError(f"the FP32 IR in {cache} changed during the measurement; run the export again")
+        record["fingerprint"] = bf16.bf16_fingerprint(digest, info, graph).to_dict()
+        record["verdict"] = (bf16.record_refusal(record, digest, info, options)
                              or f"within tolerance: auto uses {bf16.NAME} where the CPU has native bf16")
         cache.mkdir(parents=True, exist_ok=True)
         save_accuracy(artifact, record)
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
-    refusal = bf16.record_refusal(record, digest, info)
+    refusal = bf16.record_refusal(record, digest, info, options)
     if refusal is None:  # a refused record's speed decides nothing
         _add_speed(record, artifact, model, info, options, bf16.NAME, again=retime)
     result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}

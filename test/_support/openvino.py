@@ -35,3 +35,17 @@ def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     from irstd_ros.inference.backends import openvino_backend
 
     monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: True)
+
+
+def measured_datasets(pd: float = 0.0, iou: float = 0.0, names: tuple[str, ...] | None = None) -> dict:
+    """The ``datasets`` of an accuracy record as ``irstd export`` writes it after scoring the
+    whole held-out splits (the counts the gate requires, ``REQUIRED_COVERAGE``), with a
+    reduced-precision - FP32 delta of ``pd`` / ``iou`` points on each of ``names`` (default
+    both)."""
+    from irstd_ros.inference.backends import openvino_int8 as int8
+
+    return {
+        name: {"split": need.split, "limit": None, "frames": need.frames, "targets": need.targets,
+               "delta": {"pd_points": pd, "iou_points": iou}}
+        for name, need in int8.REQUIRED_COVERAGE.items() if names is None or name in names
+    }

@@ -200,10 +200,13 @@ def test_bf16_record_goes_with_the_bench_cache(tmp_path, monkeypatch):
     --backend openvino-bf16``'s) is copied into the bench's cache, where the bf16 rows and
     the node row's ``auto`` read it."""
     pytest.importorskip("openvino")
+    from _support.openvino import measured_datasets
+
     from irstd_ros.checkpoint import CheckpointInfo, InputNorm, save_checkpoint
     from irstd_ros.inference.backends import openvino_bf16 as bf16
     from irstd_ros.inference.backends import openvino_int8 as int8
     from irstd_ros.inference.backends.base import BackendOptions
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
     from irstd_ros.models import build_model, named_config
 
     cfg = named_config("tiny")
@@ -214,16 +217,17 @@ def test_bf16_record_goes_with_the_bench_cache(tmp_path, monkeypatch):
     bench_cache = BackendOptions(cache_dir=str(tmp_path / "bench_cache"))
     assert bench.reuse_bf16_record(net, info, bench_cache) is None
     src, digest = bf16.bf16_artifact(net, info, BackendOptions())
-    src.parent.mkdir()
+    # the export measures on the FP32 IR it converts into the default cache, and records its graph
+    graph = bf16.ir_graph_digest(export_openvino_ir(net, info, BackendOptions()))
     record = {"weights_sha256": digest, "conditions": int8.measurement_conditions(info), "recipe": bf16.BF16_RECIPE,
-              "fingerprint": bf16.bf16_fingerprint(digest, info.model.stride).to_dict(),
-              "datasets": {n: {"delta": {"pd_points": 0.0, "iou_points": 0.0}} for n in int8.REQUIRED_DATASETS}}
+              "fingerprint": bf16.bf16_fingerprint(digest, info, graph).to_dict(),
+              "datasets": measured_datasets()}
     int8.save_accuracy(src, record)
     out = bench.prepare_exports(model, ["openvino-bf16"], str(tmp_path / "bench_cache"))
     assert out["openvino_bf16_record"].endswith("-bf16.accuracy.json (within tolerance)")
     copied, _ = bf16.bf16_artifact(net, info, bench_cache)
     assert int8.load_accuracy(copied) == int8.load_accuracy(src)
-    assert bf16.auto_refusal(net, info, bench_cache) is None
+    assert bf16.auto_refusal(net, info, bench_cache) is None  # the bench cache's IR, converted anew: the same graph
 
 
 def test_models_may_be_checkpoint_files(tmp_path):

@@ -31,6 +31,7 @@ from irstd_ros.tools import quantize  # noqa: E402
 
 FRAMES = 4
 MEASURE_SPEED = quantize.measure_speed  # before the autouse fixture below replaces it
+WHOLE_SPLITS = getattr(int8, "REQUIRED_COVERAGE", None)  # before the autouse fixture below lowers it
 
 
 def _dataset(root: Path, split_dir: str, splits: dict[str, int], size: tuple[int, int], seed: int) -> Path:
@@ -62,6 +63,16 @@ def weights(tmp_path) -> Path:
     torch.manual_seed(0)
     cfg = named_config("tiny")
     return save_checkpoint(tmp_path / "tiny.safetensors", build_model(cfg).eval(), CheckpointInfo(cfg, InputNorm(0.4, 0.2)))
+
+
+@pytest.fixture(autouse=True)
+def tiny_splits(monkeypatch):
+    """The gate takes the tiny datasets' held-out splits (FRAMES frames, one target each) as
+    whole: the bookkeeping is tested, not the real splits' sizes (tests of the coverage rule
+    put WHOLE_SPLITS back)."""
+    if WHOLE_SPLITS is not None:
+        coverage = {name: need._replace(frames=FRAMES, targets=FRAMES) for name, need in WHOLE_SPLITS.items()}
+        monkeypatch.setattr(int8, "REQUIRED_COVERAGE", coverage)
 
 
 @pytest.fixture(autouse=True)
@@ -103,6 +114,7 @@ def test_export_records_the_accuracy_and_cpu_then_uses_int8(datasets, weights, t
     for entry in record["datasets"].values():
         assert entry["fp32"]["images"] == FRAMES and entry["int8"]["backend"] == "openvino-int8"
         assert entry["delta"] == {"pd_points": 0.0, "iou_points": 0.0}
+        assert entry["frames"] == entry["targets"] == FRAMES and entry["limit"] is None  # what the gate checks
     assert record["verdict"].startswith("within tolerance") and result["auto"] == "uses openvino-int8"
     speed = record["speed"]  # measured here, where auto reads it
     assert speed["cpu"] == cpu_identity() and speed["size"] == list(int8.SPEED_SIZE) and speed["threads"] == 1
@@ -114,6 +126,42 @@ def test_export_records_the_accuracy_and_cpu_then_uses_int8(datasets, weights, t
     with caplog.at_level(logging.INFO, logger=select.__name__):
         backend = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
     assert backend.name == "openvino-int8"
+
+
+def test_an_export_on_part_of_the_splits_is_refused_by_the_gate(datasets, weights, tmp_path, fake_quantize, monkeypatch,
+                                                                 caplog):
+    """The audit's case: an export on a few frames (here the tiny datasets against the real
+    splits' sizes) measured INT8 - FP32 = 0 and auto took it like a measurement of the whole
+    splits. Now the record keeps what it scored, the gate refuses it and says why, and auto
+    keeps FP32; accuracy control is not tried (it cannot make a small measurement whole)."""
+    monkeypatch.setattr(int8, "REQUIRED_COVERAGE", WHOLE_SPLITS, raising=False)
+    out = tmp_path / "cache"
+    result = quantize.export_int8(weights, out, datasets, calibration=6, threads=1)
+    assert result["auto"].startswith("the accuracy record does not cover the whole held-out splits: "), result["auto"]
+    assert ("NUDT-SIRST test: 4 frames with 4 targets scored, fewer than the whole split's 664 frames with 945 "
+            "targets; SIRST-v2 val: 4 frames with 4 targets scored") in result["auto"]
+    assert fake_quantize == [6] and "plain" not in result  # no second, accuracy-controlled build
+    record = json.loads(Path(result["files"][-1]).read_text())
+    assert record["verdict"] == result["auto"] and "speed" not in record  # a refused record is not timed
+    assert {n: (e["split"], e["limit"], e["frames"], e["targets"]) for n, e in record["datasets"].items()} == {
+        "NUDT-SIRST": ("test", None, FRAMES, FRAMES), "SIRST-v2": ("val", None, FRAMES, FRAMES)}
+    model, info, _ = load_checkpoint(weights)
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
+    assert backend.name == "openvino"
+    assert "openvino-int8 skipped: the accuracy record does not cover the whole held-out splits" in caplog.text
+
+
+def test_an_export_with_a_frame_limit_is_refused_by_the_gate(datasets, weights, tmp_path, fake_quantize):
+    import dataclasses
+
+    limited = [dataclasses.replace(ds, eval_limit=2) for ds in datasets]
+    result = quantize.export_int8(weights, tmp_path / "cache", limited, calibration=6, threads=1,
+                                  accuracy_control="never")
+    assert "NUDT-SIRST measured with a frame limit (2), not on the whole test split" in result["auto"]
+    whole = quantize.export_int8(weights, tmp_path / "cache", datasets, calibration=6, threads=1,
+                                 accuracy_control="never")
+    assert whole["auto"] == "uses openvino-int8"  # the stale record is measured again on the whole splits
 
 
 def test_another_calibration_quantises_again_and_the_record_says_which(datasets, weights, tmp_path, fake_quantize):
@@ -249,8 +297,10 @@ def _measured(pd_points: list[float]):
     def measure(*args, label: str = "int8", **kwargs):
         pd = pd_points[len(calls)]
         calls.append(label)
-        metrics = {"pd": 0.9, "iou": 0.5}
-        return {name: {"fp32": metrics, label: metrics, "delta": {"pd_points": pd, "iou_points": 0.0}}
+        metrics = {"pd": 0.9, "iou": 0.5, "images": FRAMES, "targets": FRAMES}
+        splits = {"NUDT-SIRST": "test", "SIRST-v2": "val"}
+        return {name: {"fp32": metrics, label: metrics, "delta": {"pd_points": pd, "iou_points": 0.0},
+                       "split": splits[name], "limit": None, "frames": FRAMES, "targets": FRAMES}
                 for name in int8.REQUIRED_DATASETS}
 
     measure.calls = calls
@@ -342,29 +392,72 @@ def test_bf16_export_re_measures_a_stale_record(datasets, blind_weights, tmp_pat
     assert json.loads(path.read_text())["fingerprint"]["versions"]["openvino"] != "2020.1.0"
 
 
-def test_bf16_record_of_another_threshold_is_refused_and_re_measured(
+def test_bf16_records_of_the_same_weights_under_two_thresholds_live_side_by_side(
     datasets, blind_weights, tmp_path, native_bf16, monkeypatch
 ):
     """Same weights saved with another threshold: the record measured at the first does not
-    describe the second (the weights digest alone would say it does)."""
+    describe the second, which is measured into a record of its own, named like the INT8 IR
+    by the weights, threshold and normalisation; the first stays valid (named by the weights
+    alone, each export overwrote the other's record and auto refused the first again)."""
     import dataclasses
 
-    out = tmp_path / "cache"
-    assert quantize.export_bf16(blind_weights, out, datasets, threads=1)["measured"]
-    model, info, _ = load_checkpoint(blind_weights)
-    other = save_checkpoint(tmp_path / "other.safetensors", model, dataclasses.replace(info, threshold=0.3))
-    model, info, _ = load_checkpoint(other)
-    refused = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(out), threads=1))
-    assert refused.name != "openvino-bf16"
     from irstd_ros.inference.backends import openvino_bf16 as bf16
 
-    reason = bf16.auto_refusal(model, info, BackendOptions(cache_dir=str(out)))
-    assert "'threshold': 0.5" in reason and "'threshold': 0.3" in reason and "irstd export" in reason
+    out = tmp_path / "cache"
+    first = quantize.export_bf16(blind_weights, out, datasets, threads=1)
+    assert first["measured"]
+    model, info, _ = load_checkpoint(blind_weights)
+    other = save_checkpoint(tmp_path / "other.safetensors", model, dataclasses.replace(info, threshold=0.3))
     calls = []
     real = quantize.measure_accuracy
     monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: calls.append(k) or real(*a, **k))
-    again = quantize.export_bf16(other, out, datasets, threads=1)
-    assert again["measured"] and len(calls) == 1 and again["auto"] == "uses openvino-bf16"
+    second = quantize.export_bf16(other, out, datasets, threads=1)
+    assert second["measured"] and len(calls) == 1 and second["auto"] == "uses openvino-bf16"
+    assert bf16.auto_refusal(model, info, BackendOptions(cache_dir=str(out))) is None  # the first record still holds
+    assert second["files"] != first["files"]
+    again = quantize.export_bf16(blind_weights, out, datasets, threads=1)
+    assert not again["measured"] and len(calls) == 1
+    # a third threshold has no record yet: auto says so, and does not run bf16 on another's
+    third = save_checkpoint(tmp_path / "third.safetensors", model, dataclasses.replace(info, threshold=0.7))
+    model3, info3, _ = load_checkpoint(third)
+    assert bf16.auto_refusal(model3, info3, BackendOptions(cache_dir=str(out))).startswith("no accuracy record")
+    refused = select.create_backend("cpu", model3, info3, BackendOptions(cache_dir=str(out), threads=1))
+    assert refused.name != "openvino-bf16"
+
+
+def test_bf16_record_of_another_fp32_graph_is_refused_and_re_measured(
+    datasets, blind_weights, tmp_path, native_bf16, monkeypatch
+):
+    """bf16 compiles the FP32 IR in the cache: a record measured on one graph said nothing
+    of another (a changed conversion: here the logits doubled under a new recipe), yet the
+    gate took it, keyed by the weights alone. Now the record holds the graph it measured:
+    the gate refuses another and the next export measures again."""
+    import openvino as ov
+    from openvino import opset13
+
+    from irstd_ros.inference.backends import graph_export
+    from irstd_ros.inference.backends import openvino_bf16 as bf16
+
+    out = tmp_path / "cache"
+    assert quantize.export_bf16(blind_weights, out, datasets, threads=1)["auto"] == "uses openvino-bf16"
+    model, info, _ = load_checkpoint(blind_weights)
+    options = BackendOptions(cache_dir=str(out), threads=1)
+    real = graph_export.convert_openvino
+
+    def doubled(net, stride):
+        graph = real(net, stride)
+        logits = graph.get_results()[0].input_value(0)
+        return ov.Model([opset13.multiply(logits, opset13.constant(2.0, ov.Type.f32))], graph.get_parameters())
+
+    monkeypatch.setattr(graph_export, "OPENVINO_RECIPE", "openvino-ir-convert-v2")
+    monkeypatch.setattr(graph_export, "convert_openvino", doubled)
+    graph_export.export_openvino_ir(model, info, options)  # the node's FP32 IR, converted by the new version
+    reason = bf16.auto_refusal(model, info, options)
+    assert reason is not None and reason.startswith("the accuracy record was measured on another FP32 IR graph")
+    assert select.create_backend("cpu", model, info, options).name == "openvino"
+    again = quantize.export_bf16(blind_weights, out, datasets, threads=1)
+    assert again["measured"] and again["auto"] == "uses openvino-bf16"
+    assert bf16.auto_refusal(model, info, options) is None
 
 
 def test_bf16_export_cli(datasets, blind_weights, tmp_path, native_bf16, capsys):

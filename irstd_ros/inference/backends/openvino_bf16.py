@@ -4,27 +4,36 @@ and the accuracy record that lets ``auto`` / ``cpu`` choose it.
 bf16 has no IR of its own: the backend compiles the FP32 IR of
 :func:`~irstd_ros.inference.backends.graph_export.export_openvino_ir` with a precision
 hint (:class:`~irstd_ros.inference.backends.openvino_backend.OpenVINOBackend`). Its only
-artefact is the accuracy record, a small JSON file in the cache named after the weights,
-``<arch>-<digest>-bf16.accuracy.json`` (:func:`bf16_artifact`), written by
+artefact is the accuracy record, a small JSON file in the cache named, like the INT8 IR,
+after the weights *and* the checkpoint's threshold and normalisation
+(:func:`~irstd_ros.inference.backends.openvino_int8.conditioned_digest`):
+``<arch>-<digest>-bf16.accuracy.json`` (:func:`bf16_artifact`; a recalibrated copy of the
+same weights keeps a record of its own instead of overwriting this one), written by
 ``irstd export --backend openvino-bf16`` (:func:`irstd_ros.tools.quantize.export_bf16`:
 ``irstd eval`` of FP32 and bf16 on NUDT-SIRST test and SIRST-v2 val, the INT8
 measurement's code). It has the INT8 record's format and helpers
 (:func:`~irstd_ros.inference.backends.openvino_int8.save_accuracy`, ``load_accuracy``,
 ``accuracy_refusal``) plus the :class:`~irstd_ros.inference.backends.fingerprint.Fingerprint`
 it was measured under (:func:`bf16_fingerprint`: the weights digest, :data:`BF16_RECIPE`,
-the torch and OpenVINO versions that made and compile the IR); a record whose fingerprint
-differs from the expected one is stale and refused, naming the fields.
+the torch and OpenVINO versions that made and compile the IR, the threshold and
+normalisation, and :func:`ir_graph_digest` of the FP32 IR that was measured, the artefact
+bf16 runs); a record whose fingerprint differs from the one expected for the IR bf16 would
+compile now is stale and refused, naming the fields: a record says nothing of another graph
+(an IR converted by another recipe, or another export's).
 
 ``auto`` / ``cpu`` try ``openvino-bf16`` first on the CPU, but only where the CPU has
 native bf16 (:func:`~irstd_ros.inference.backends.openvino_backend.cpu_has_native_bf16`;
 emulated bf16 is slower than FP32) and :func:`auto_refusal` passes: the same tolerances
-as INT8 on both datasets.
+and coverage of the held-out splits as INT8 on both datasets.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +42,9 @@ from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
 from irstd_ros.inference.backends.openvino_int8 import (
+    accuracy_path,
     accuracy_refusal,
+    conditioned_digest,
     describe_accuracy,
     load_accuracy,
     measurement_conditions,
@@ -50,57 +61,152 @@ NAME = "openvino-bf16"
 BF16_RECIPE = "openvino-fp32-ir-bf16-hint-sigmoid-v2"  # bump when the bf16 compile settings change (v2: the sigmoid runs in the graph)
 BF16_SUFFIX = "-bf16"  # the record is <arch>-<digest>-bf16.accuracy.json
 MEASURE_HINT = f"irstd export --backend {NAME} measures it"
+GRAPH_KEY = "fp32_ir_graph"  # the fingerprint's ``conditions`` entry: ir_graph_digest of the IR measured
+_NAMED_ELEMENTS = ("net", "layer")  # IR elements whose ``name`` ov.convert_model numbers per process
+# ir_graph_digest per the files as they were (path, inode, size, mtime, ctime): any write changes the key
+_graphs: dict[tuple[tuple[str, int, int, int, int], ...], str] = {}
 
 
 def bf16_artifact(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> tuple[Path, str]:
-    """(the name bf16's accuracy record hangs from, ``<cache>/<arch>-<digest>-bf16``, the
-    weights digest). No file has that name: the record is its ``accuracy_path``."""
+    """(the name bf16's accuracy record hangs from, ``<cache>/<arch>-<digest>-bf16`` with the
+    digest of the weights and the checkpoint's threshold and normalisation, as the INT8
+    IR's; the weights digest). No file has that name: the record is its ``accuracy_path``."""
     from irstd_ros.inference.backends.fingerprint import weights_digest
     from irstd_ros.inference.backends.graph_export import artifact_stem, cache_root
 
     digest = weights_digest(model, info)
-    return cache_root(options) / f"{artifact_stem(info, digest)}{BF16_SUFFIX}", digest
+    return cache_root(options) / f"{artifact_stem(info, conditioned_digest(digest, info))}{BF16_SUFFIX}", digest
 
 
-def bf16_fingerprint(digest: str, stride: int) -> Fingerprint:
-    """The FP32 IR's fingerprint (weights, torch and OpenVINO versions) as bf16 compiles it."""
+def _legacy_record(info: CheckpointInfo, digest: str, options: BackendOptions | None) -> Path:
+    """Where an older version put the record: named by the weights digest alone."""
+    from irstd_ros.inference.backends.graph_export import artifact_stem, cache_root
+
+    return accuracy_path(cache_root(options) / f"{artifact_stem(info, digest)}{BF16_SUFFIX}")
+
+
+def fp32_ir_path(info: CheckpointInfo, digest: str, options: BackendOptions | None) -> Path:
+    """The FP32 IR of the weights ``digest`` in ``options``' cache (what bf16 compiles)."""
+    from irstd_ros.inference.backends.graph_export import artifact_stem, cache_root
+
+    return cache_root(options) / f"{artifact_stem(info, digest)}.xml"
+
+
+def ir_graph_digest(xml: str | Path) -> str:
+    """sha256 of the OpenVINO IR ``xml`` (+ its ``.bin``) as a graph: the ``.xml`` without
+    the model's and the layers' ``name`` attributes, which ``ov.convert_model`` numbers from
+    a process-wide counter (two conversions of one model differ in them alone), and the
+    ``.bin`` as it is. Any other change of the graph (an op, an attribute, a constant)
+    changes it. Computed once while the files stay as they are."""
+    xml = Path(xml)
+    files = (xml, xml.with_suffix(".bin"))
+    key = tuple((str(f.resolve()), (st := f.stat()).st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for f in files)
+    digest = _graphs.get(key)
+    if digest is None:
+        root = ET.parse(xml).getroot()
+        for element in root.iter():
+            if element.tag in _NAMED_ELEMENTS:
+                element.attrib.pop("name", None)
+        h = hashlib.sha256(ET.tostring(root))
+        h.update(files[1].read_bytes())
+        digest = _graphs[key] = h.hexdigest()
+    return digest
+
+
+def bf16_fingerprint(digest: str, info: CheckpointInfo, graph: str | None) -> Fingerprint:
+    """What a bf16 record describes: the FP32 IR's fingerprint (weights, torch and OpenVINO
+    versions) as bf16 compiles it (:data:`BF16_RECIPE`), under the checkpoint's threshold and
+    normalisation, on the IR whose :func:`ir_graph_digest` is ``graph`` (None: left out)."""
     from irstd_ros.inference.backends.graph_export import openvino_fingerprint
 
-    return dataclasses.replace(openvino_fingerprint(digest, stride), backend=NAME, precision="bf16", recipe=BF16_RECIPE)
+    conditions = {key: json.dumps(value, sort_keys=True) for key, value in measurement_conditions(info).items()}
+    if graph is not None:
+        conditions[GRAPH_KEY] = graph
+    return dataclasses.replace(openvino_fingerprint(digest, info.model.stride), backend=NAME, precision="bf16",
+                               recipe=BF16_RECIPE, conditions=conditions)
 
 
-def stale_reason(record: Mapping[str, Any], digest: str, stride: int) -> str | None:
-    """Why ``record`` was measured under another fingerprint than these weights and this
-    software would have (None: it applies)."""
+def stale_reason(record: Mapping[str, Any], digest: str, info: CheckpointInfo, graph: str | None) -> str | None:
+    """Why ``record`` was measured under another fingerprint than these weights, this
+    checkpoint's threshold and normalisation, this software and the FP32 IR of
+    :func:`ir_graph_digest` ``graph`` would have (None: it applies; ``graph`` None: all but
+    the graph compared)."""
     from irstd_ros.inference.backends.fingerprint import Fingerprint, differences
 
     try:
         found = Fingerprint.from_dict(record["fingerprint"])
     except (KeyError, TypeError, ValueError, AttributeError):  # absent, or not a fingerprint
         return f"the accuracy record has no readable fingerprint ({MEASURE_HINT})"
-    diff = differences(bf16_fingerprint(digest, stride), found)
+    measured = found.conditions.get(GRAPH_KEY)
+    diff = differences(bf16_fingerprint(digest, info, measured), found)  # all but the graph
     if diff:
         return f"the accuracy record is stale, fingerprint mismatch: {'; '.join(diff)} ({MEASURE_HINT})"
+    if graph is not None and measured != graph:
+        return (f"the accuracy record was measured on another FP32 IR graph ({(measured or 'none recorded')[:12]}, "
+                f"not {graph[:12]}: converted by another recipe or version, or another export's) ({MEASURE_HINT})")
     return None
 
 
-def record_refusal(record: Mapping[str, Any] | None, digest: str, info: CheckpointInfo) -> str | None:
+def record_refusal(
+    record: Mapping[str, Any] | None,
+    digest: str,
+    info: CheckpointInfo,
+    options: BackendOptions | None = None,
+    ir: str | Path | None = None,
+) -> str | None:
     """Why ``auto`` must not use bf16 with this record for the checkpoint ``info`` (None:
-    measured within tolerance): no record, a stale one (:func:`stale_reason`), or INT8's
-    gate (:func:`~irstd_ros.inference.backends.openvino_int8.accuracy_refusal`: other
-    weights, threshold or normalisation, or a loss out of tolerance)."""
+    measured within tolerance on the FP32 IR bf16 compiles): no record, a stale one
+    (:func:`stale_reason`) or one measured on another graph than ``ir`` (default: the FP32
+    IR in ``options``' cache; refused when it is missing or out of date, there being nothing
+    to compare with), or INT8's gate
+    (:func:`~irstd_ros.inference.backends.openvino_int8.accuracy_refusal`: other weights,
+    threshold or normalisation, less than the whole held-out splits, or a loss out of
+    tolerance)."""
     if record is not None:
-        stale = stale_reason(record, digest, info.model.stride)
+        stale = stale_reason(record, digest, info, graph=None)
+        if stale:
+            return stale
+        graph = _graph_of(info, digest, options, ir)
+        if graph is None:
+            return f"no FP32 IR to compare the accuracy record with in {fp32_ir_path(info, digest, options).parent}"
+        stale = stale_reason(record, digest, info, graph)
         if stale:
             return stale
     return accuracy_refusal(record, digest, measurement_conditions(info), recipes=(BF16_RECIPE,), backend=NAME)
 
 
+def _graph_of(info: CheckpointInfo, digest: str, options: BackendOptions | None, ir: str | Path | None) -> str | None:
+    """:func:`ir_graph_digest` of ``ir``, or of the FP32 IR in the cache when it is there
+    and up to date (None: there is none to compare with)."""
+    from irstd_ros.inference.backends.fingerprint import rebuild_reason
+    from irstd_ros.inference.backends.graph_export import openvino_fingerprint
+
+    if ir is None:
+        ir = fp32_ir_path(info, digest, options)
+        if rebuild_reason(ir, openvino_fingerprint(digest, info.model.stride)) is not None:
+            return None
+    try:
+        return ir_graph_digest(ir)
+    except (OSError, ET.ParseError):
+        return None
+
+
 def auto_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> str | None:
-    """Why ``auto`` / ``cpu`` skip ``openvino-bf16`` here (None: use it). Reads one JSON file,
-    builds nothing. The CPU check (native bf16) is ``select.unavailable_reason``'s."""
+    """Why ``auto`` / ``cpu`` skip ``openvino-bf16`` here (None: use it). Reads the record;
+    when it applies to these weights and this software, compares it with the FP32 IR bf16
+    would compile, converting that IR first if the cache lacks it (as the backend would).
+    The CPU check (native bf16) is ``select.unavailable_reason``'s."""
     path, digest = bf16_artifact(model, info, options)
-    return record_refusal(load_accuracy(path), digest, info)
+    record = load_accuracy(path)
+    if record is None:
+        legacy = _legacy_record(info, digest, options)
+        note = f"; {legacy.name} is named by the weights alone: an older version's" if legacy.is_file() else ""
+        return f"no accuracy record ({MEASURE_HINT}{note})"
+    if stale_reason(record, digest, info, graph=None) is None:
+        from irstd_ros.inference.backends.graph_export import export_openvino_ir
+
+        export_openvino_ir(model, info, options)  # what the backend compiles: its graph is compared
+    return record_refusal(record, digest, info, options)
 
 
 class OpenVINOBf16Backend(OpenVINOBackend):
@@ -120,7 +226,7 @@ class OpenVINOBf16Backend(OpenVINOBackend):
         super().__init__(model, info, options, precision="bf16", model_path=model_path)
         path, digest = bf16_artifact(model, info, options)
         self.accuracy = load_accuracy(path)
-        refusal = record_refusal(self.accuracy, digest, info)
+        refusal = record_refusal(self.accuracy, digest, info, self.options, ir=self.model_path)
         if self.accuracy is not None and refusal:
             log.warning("openvino-bf16 requested explicitly: %s", refusal)
 

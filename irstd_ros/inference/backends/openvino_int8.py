@@ -20,7 +20,8 @@ Files in the cache, beside the FP32 IR of the same weights
 * ``<...>-int8.xml.accuracy.json``: the measured accuracy of this IR against FP32
   (:func:`accuracy_refusal` reads it: ``auto`` / ``cpu`` use INT8 only within
   :data:`PD_TOLERANCE_POINTS` and :data:`IOU_TOLERANCE_POINTS` on every dataset of
-  :data:`REQUIRED_DATASETS`) and its speed on the exporting CPU (:func:`recorded_speed`).
+  :data:`REQUIRED_DATASETS`, each measured on its whole held-out split,
+  :data:`REQUIRED_COVERAGE`) and its speed on the exporting CPU (:func:`recorded_speed`).
 
 The accuracy record (:func:`save_accuracy`, :func:`load_accuracy`, :func:`dataset_delta`,
 :func:`accuracy_refusal`, :func:`describe_accuracy`) is shared with ``openvino-bf16``
@@ -108,6 +109,29 @@ MAX_CALIBRATION_FRAMES = 300
 PD_TOLERANCE_POINTS = 0.5  # target-level Pd, percentage points
 IOU_TOLERANCE_POINTS = 1.0  # pixel IoU, percentage points
 REQUIRED_DATASETS = ("NUDT-SIRST", "SIRST-v2")
+
+
+class Coverage(NamedTuple):
+    """What an accuracy record must have scored on one dataset: its held-out ``split``,
+    whole, with at least ``frames`` frames and ``targets`` targets."""
+
+    split: str
+    frames: int
+    targets: int
+
+
+# The gate also takes only a record that measured each required dataset on its whole
+# held-out split: that split, no frame limit, and at least the frames and targets of the
+# split as published (NUDT-SIRST test: 664 frames, 945 targets; SIRST-v2 val: 164 frames,
+# 144 targets). A delta from a handful of frames (an export with a frame limit, a subset or
+# a small copy of the data) says nothing: 0 there is what a network that finds nothing
+# scores, and one target moves Pd by more points the fewer targets there are. A record that
+# does not say what it scored (written by hand, or unreadable counts) is unverified, refused
+# as well (coverage_refusal).
+REQUIRED_COVERAGE: dict[str, Coverage] = {
+    "NUDT-SIRST": Coverage("test", 664, 945),
+    "SIRST-v2": Coverage("val", 164, 144),
+}
 # the speed a record keeps (irstd export measures it on the CPU it runs on): the
 # reference camera's frame, (height, width)
 SPEED_SIZE = (512, 640)
@@ -253,7 +277,9 @@ def accuracy_refusal(
     """Why ``auto`` must not use ``backend`` (None: its measured delta is within tolerance).
 
     The gate of every reduced-precision CPU backend (``openvino-int8`` and, with its own
-    ``recipes``, ``openvino-bf16``). ``record["datasets"][name]["delta"]`` holds
+    ``recipes``, ``openvino-bf16``). Each dataset must have been measured on its whole
+    held-out split (:func:`coverage_refusal`, :data:`REQUIRED_COVERAGE`): a delta of a
+    handful of frames says nothing. ``record["datasets"][name]["delta"]`` holds
     ``pd_points`` / ``iou_points`` (reduced - FP32); on each of :data:`REQUIRED_DATASETS`
     neither may be below ``-``:data:`PD_TOLERANCE_POINTS` / ``-``:data:`IOU_TOLERANCE_POINTS`.
     The tolerance bounds a *loss*: a gain is not refused. On SIRST-v2 ``val`` (144 targets)
@@ -266,6 +292,9 @@ def accuracy_refusal(
     mismatch = record_mismatch(record, digest, conditions, recipes, backend)
     if mismatch:
         return mismatch
+    partial = coverage_refusal(record, backend)
+    if partial:
+        return partial
     datasets = record.get("datasets") or {}
     problems = []
     for name in REQUIRED_DATASETS:
@@ -283,6 +312,55 @@ def accuracy_refusal(
                 problems.append(f"{name} {label} {float(value):+.2f} points (tolerance {tol})")
     if problems:
         return "accuracy delta vs FP32 out of tolerance: " + "; ".join(problems)
+    return None
+
+
+def coverage_refusal(record: Mapping[str, Any], backend: str = NAME) -> str | None:
+    """Why ``record``'s measurement does not count (None: it does): on a dataset of
+    :data:`REQUIRED_COVERAGE` it scored another split, ran with a frame limit, scored fewer
+    frames or targets than the whole split has, scored FP32 and the candidate on different
+    frames, or does not say how many it scored (unverified). A dataset missing from the
+    record is left to :func:`accuracy_refusal` ("not measured")."""
+    datasets = record.get("datasets") or {}
+    problems = []
+    for name, need in REQUIRED_COVERAGE.items():
+        entry = datasets.get(name)
+        if isinstance(entry, Mapping) and entry.get("delta"):
+            problem = _coverage_problem(entry, need)
+            if problem:
+                problems.append(f"{name} {problem}")
+    if not problems:
+        return None
+    return (f"the accuracy record does not cover the whole held-out splits: {'; '.join(problems)} "
+            f"(irstd export --backend {backend} measures them)")
+
+
+def _coverage_problem(entry: Mapping[str, Any], need: Coverage) -> str | None:
+    """What is wrong with one dataset's measurement against ``need`` (None: nothing). The
+    counts are the entry's ``frames`` / ``targets`` and those of each run in it (``fp32``
+    and the candidate's ``images`` / ``targets``, all a record written before ``frames``
+    was added has): all must agree."""
+    counts: set[tuple[Any, Any]] = set()
+    if "frames" in entry or "targets" in entry:
+        counts.add((entry.get("frames"), entry.get("targets")))
+    for run in entry.values():
+        if isinstance(run, Mapping) and "images" in run:
+            counts.add((run.get("images"), run.get("targets")))
+    if not counts:
+        return "unverified: the record does not say how many frames and targets it scored (an older record?)"
+    if len(counts) > 1:
+        return f"unverified: its runs scored different frames ({', '.join(f'{f} / {t}' for f, t in sorted(counts, key=str))})"
+    frames, targets = counts.pop()
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (frames, targets)):
+        return f"unverified: unreadable counts of frames and targets ({frames!r}, {targets!r})"
+    split = entry.get("split")
+    if split != need.split:
+        return f"measured on split {split!r}, not its held-out {need.split!r}"
+    if entry.get("limit") is not None:
+        return f"measured with a frame limit ({entry.get('limit')}), not on the whole {need.split} split"
+    if frames < need.frames or targets < need.targets:
+        return (f"{need.split}: {frames} frames with {targets} targets scored, fewer than the whole split's "
+                f"{need.frames} frames with {need.targets} targets")
     return None
 
 

@@ -1,5 +1,6 @@
-"""``openvino-bf16``: its accuracy record in the cache (read, keyed by the weights, refused
-when its fingerprint differs), the gate (INT8's tolerances), the native-bf16 requirement,
+"""``openvino-bf16``: its accuracy record in the cache (read, keyed by the weights, threshold
+and normalisation, refused when its fingerprint differs or it was measured on another FP32
+IR graph), the gate (INT8's tolerances and coverage), the native-bf16 requirement,
 and the CPU order ``openvino-bf16`` -> ``openvino-int8`` -> FP32 (the faster of the two first
 where both records hold a speed timed on this CPU) with its one log line.
 
@@ -16,6 +17,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from _support.openvino import measured_datasets
 
 pytest.importorskip("openvino")
 
@@ -37,16 +39,23 @@ def _opts(cache) -> BackendOptions:
     return BackendOptions(cache_dir=str(cache), threads=1)
 
 
+def _graph(model, info, cache) -> str:
+    """The graph digest of the FP32 IR of these weights in ``cache`` (converted if missing)."""
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
+
+    return bf16.ir_graph_digest(export_openvino_ir(model, info, _opts(cache)))
+
+
 def _save(model, info, cache, pd: float = 0.0, iou: float = 0.0) -> dict:
-    """A bf16 accuracy record of these weights (Pd / IoU delta on both datasets), as the
-    export writes it; returns it."""
+    """A bf16 accuracy record of these weights (Pd / IoU delta on both datasets, the whole
+    held-out splits), measured on the FP32 IR in ``cache``, as the export writes it; returns it."""
     path, digest = bf16.bf16_artifact(model, info, _opts(cache))
     record = {
         "weights_sha256": digest,
         "conditions": int8.measurement_conditions(info),
         "recipe": bf16.BF16_RECIPE,
-        "fingerprint": bf16.bf16_fingerprint(digest, info.model.stride).to_dict(),
-        "datasets": {n: {"delta": {"pd_points": pd, "iou_points": iou}} for n in int8.REQUIRED_DATASETS},
+        "fingerprint": bf16.bf16_fingerprint(digest, info, _graph(model, info, cache)).to_dict(),
+        "datasets": measured_datasets(pd, iou),
     }
     int8.save_accuracy(path, record)
     return record
@@ -58,7 +67,7 @@ def _save_int8(model, info, cache) -> None:
     digest = int8.int8_path(model, info, _opts(cache))[1]
     int8.save_accuracy(path, {
         "weights_sha256": digest, "conditions": int8.measurement_conditions(info), "recipe": int8.INT8_RECIPE,
-        "datasets": {n: {"delta": {"pd_points": 0.0, "iou_points": 0.0}} for n in int8.REQUIRED_DATASETS},
+        "datasets": measured_datasets(),
     })
 
 
@@ -83,6 +92,7 @@ def test_record_is_read_back_for_these_weights_only(tiny_model, cache):
         ("versions", {"openvino": "2020.1.0"}, "versions.openvino: 2020.1.0 ->"),
         ("recipe", "openvino-fp32-ir-bf16-hint-v0", "recipe: openvino-fp32-ir-bf16-hint-v0 ->"),
         ("weights_sha256", "0" * 64, "weights_sha256: 000"),
+        ("conditions", {"threshold": "0.3"}, "conditions.threshold: 0.3 -> 0.5"),
     ],
 )
 def test_a_fingerprint_mismatch_refuses_the_record(tiny_model, cache, field, value, expected):
@@ -116,6 +126,86 @@ def test_a_fingerprint_of_the_wrong_shape_is_refused(fingerprint, tiny_model, ca
     assert "no readable fingerprint" in bf16.auto_refusal(model, info, _opts(cache))
 
 
+def test_records_are_keyed_by_the_weights_threshold_and_normalisation(tiny_model, cache):
+    """Like the INT8 IR's name (``conditioned_digest``): the same weights saved with another
+    threshold or normalisation have a record of their own, so measuring one does not
+    overwrite the other's; a record named by the weights alone (an older version's) is
+    named in the refusal."""
+    import dataclasses
+
+    from irstd_ros.checkpoint import InputNorm
+
+    model, info = tiny_model
+    path = bf16.bf16_artifact(model, info, _opts(cache))[0]
+    others = [dataclasses.replace(info, threshold=0.3), dataclasses.replace(info, norm=InputNorm(0.5, 0.2))]
+    assert len({path, *(bf16.bf16_artifact(model, i, _opts(cache))[0] for i in others)}) == 3
+    assert path.name == f"{info.model.arch}-{int8.conditioned_digest(_digest(model, info), info)[:12]}-bf16"
+    _save(model, info, cache)
+    for other in others:
+        _save(model, other, cache, pd=-2.0)
+    assert bf16.auto_refusal(model, info, _opts(cache)) is None  # its record was not overwritten
+    assert "NUDT-SIRST Pd -2.00" in bf16.auto_refusal(model, others[0], _opts(cache))
+    legacy = cache / f"{info.model.arch}-{_digest(model, info)[:12]}-bf16.accuracy.json"
+    int8.accuracy_path(path).rename(legacy)
+    reason = bf16.auto_refusal(model, info, _opts(cache))
+    assert reason.startswith("no accuracy record (irstd export --backend openvino-bf16 measures it")
+    assert f"{legacy.name} is named by the weights alone: an older version's" in reason
+
+
+def _digest(model, info) -> str:
+    from irstd_ros.inference.backends.fingerprint import weights_digest
+
+    return weights_digest(model, info)
+
+
+def _convert_changed(monkeypatch) -> None:
+    """The FP32 IR's conversion changes (a new recipe, and a graph whose logits are doubled:
+    other masks at the same threshold), as a new version of the export could."""
+    import openvino as ov
+    from openvino import opset13
+
+    from irstd_ros.inference.backends import graph_export
+
+    real = graph_export.convert_openvino
+
+    def doubled(model, stride):
+        graph = real(model, stride)
+        logits = graph.get_results()[0].input_value(0)
+        return ov.Model([opset13.multiply(logits, opset13.constant(2.0, ov.Type.f32))], graph.get_parameters())
+
+    monkeypatch.setattr(graph_export, "OPENVINO_RECIPE", "openvino-ir-convert-v2")
+    monkeypatch.setattr(graph_export, "convert_openvino", doubled)
+
+
+def test_a_record_of_another_fp32_graph_is_refused(tiny_model, cache, native_bf16, choose_cpu, monkeypatch):
+    """The record describes the FP32 IR it was measured on: converted again into the same
+    graph (node names aside) it still applies; converted into another graph (a changed
+    conversion) it is refused, by ``auto`` and with a warning by the named backend."""
+    model, info = tiny_model
+    _save(model, info, cache)
+    ir = cache / f"{info.model.arch}-{_digest(model, info)[:12]}.xml"
+    for f in (ir, ir.with_suffix(".bin"), ir.with_name(ir.name + ".json")):
+        f.unlink()
+    assert bf16.auto_refusal(model, info, _opts(cache)) is None and ir.is_file()  # converted again: same graph
+    _convert_changed(monkeypatch)
+    reason = bf16.auto_refusal(model, info, _opts(cache))
+    assert reason.startswith("the accuracy record was measured on another FP32 IR graph")
+    assert "irstd export --backend openvino-bf16 measures it" in reason
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino" and "openvino-bf16 skipped: the accuracy record was measured on another" in line
+
+
+def test_a_record_beside_no_usable_fp32_ir_is_refused_not_a_crash(tiny_model, cache):
+    model, info = tiny_model
+    record = _save(model, info, cache)
+    _, digest = bf16.bf16_artifact(model, info, _opts(cache))
+    assert bf16.record_refusal(record, digest, info, _opts(cache)) is None
+    assert "no FP32 IR to compare" in bf16.record_refusal(record, digest, info, _opts(cache.parent / "empty"))
+    ir = cache / f"{info.model.arch}-{digest[:12]}.xml"
+    ir.write_text("<net")  # corrupt: its digests no longer hold
+    assert "no FP32 IR to compare" in bf16.record_refusal(record, digest, info, _opts(cache))
+
+
 @pytest.mark.parametrize(
     ("pd", "iou", "expected"),
     [
@@ -134,6 +224,18 @@ def test_gate_uses_the_int8_tolerances(tiny_model, cache, pd, iou, expected):
         assert reason is None
     else:
         assert reason.startswith("accuracy delta vs FP32 out of tolerance") and expected in reason
+
+
+def test_gate_requires_the_whole_held_out_splits(tiny_model, cache):
+    """INT8's coverage rule: a record of a few frames is refused, whatever its delta."""
+    model, info = tiny_model
+    record = _save(model, info, cache)
+    record["datasets"]["SIRST-v2"].update(frames=6, targets=13)
+    int8.save_accuracy(bf16.bf16_artifact(model, info, _opts(cache))[0], record)
+    reason = bf16.auto_refusal(model, info, _opts(cache))
+    assert reason == ("the accuracy record does not cover the whole held-out splits: SIRST-v2 val: 6 frames with 13 "
+                      "targets scored, fewer than the whole split's 164 frames with 144 targets "
+                      "(irstd export --backend openvino-bf16 measures them)")
 
 
 # --- the CPU order ----------------------------------------------------------------------------

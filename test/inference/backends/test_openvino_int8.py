@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _support.openvino import measured_datasets
 
 pytest.importorskip("openvino")
 
@@ -56,8 +57,35 @@ def _record(digest: str, conditions: dict, pd: float = 0.0, iou: float = 0.0, da
         "weights_sha256": digest,
         "conditions": conditions,
         "recipe": int8.INT8_RECIPE,
-        "datasets": {name: {"delta": {"pd_points": pd, "iou_points": iou}} for name in datasets},
+        "datasets": measured_datasets(pd, iou, datasets),
     }
+
+
+def _covering(dataset: str = "SIRST-v2", drop: tuple[str, ...] = (), **fields) -> dict:
+    """A record within tolerance whose ``dataset`` entry has other ``fields`` (counts,
+    split, limit, runs) and lacks those in ``drop``."""
+    record = _record("abc", GATE)
+    entry = record["datasets"][dataset]
+    entry.update(fields)
+    for key in drop:
+        del entry[key]
+    return record
+
+
+def _older(counts: dict[str, dict] | None) -> dict:
+    """A record as exports before the ``frames`` / ``targets`` fields wrote it: per dataset
+    the counts only in its runs' metrics (``counts[name]``: images, targets), or none."""
+    record = _record("abc", GATE)
+    for name, entry in record["datasets"].items():
+        for key in ("frames", "targets"):
+            del entry[key]
+        if counts is not None:
+            entry["fp32"] = {"pd": 0.9, **counts[name]}
+            entry["int8"] = {"pd": 0.9, **counts[name]}
+    return record
+
+
+FULL = {"NUDT-SIRST": {"images": 664, "targets": 945}, "SIRST-v2": {"images": 164, "targets": 144}}
 
 
 GATE = {"threshold": 0.5, "norm": {"kind": "robust", "knee": 4.0}}  # the gate compares, whatever the fields
@@ -293,6 +321,61 @@ def test_accuracy_gate(record, expected):
         assert reason is None
     else:
         assert expected in reason
+
+
+COVERAGE_REFUSED = "the accuracy record does not cover the whole held-out splits: "
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (_covering(), None),
+        (_covering(frames=200, targets=150), None),  # a larger copy of the split
+        # the audit's record: an export on a few frames of each split, delta 0 (the network found nothing)
+        (_covering(frames=6, targets=13), "SIRST-v2 val: 6 frames with 13 targets scored, fewer than the whole "
+                                          "split's 164 frames with 144 targets"),
+        (_covering(targets=100), "100 targets scored"),
+        (_covering(limit=100), "SIRST-v2 measured with a frame limit (100), not on the whole val split"),
+        (_covering(split="train"), "SIRST-v2 measured on split 'train', not its held-out 'val'"),
+        (_covering(frames="164"), "SIRST-v2 unverified: unreadable counts of frames and targets ('164', 144)"),
+        (_covering(drop=("frames", "targets")), "SIRST-v2 unverified: the record does not say how many frames"),
+        (_covering(fp32={"images": 164, "targets": 144}, int8={"images": 100, "targets": 90}),
+         "SIRST-v2 unverified: its runs scored different frames (100 / 90, 164 / 144)"),
+        # written before the frames / targets fields: the counts of its runs are read
+        (_older(FULL), None),
+        (_older({**FULL, "SIRST-v2": {"images": 6, "targets": 13}}), "SIRST-v2 val: 6 frames with 13 targets"),
+        (_older(None), "NUDT-SIRST unverified: the record does not say how many frames and targets it scored"),
+    ],
+)
+def test_accuracy_gate_requires_the_whole_held_out_splits(record, expected):
+    """A delta measured on a part of a split (or on a record that does not say) is refused
+    whatever its size, before the tolerance is applied; the reason names the export."""
+    reason = int8.accuracy_refusal(record, "abc", GATE)
+    if expected is None:
+        assert reason is None and int8.coverage_refusal(record) is None
+    else:
+        assert reason.startswith(COVERAGE_REFUSED) and expected in reason, reason
+        assert reason.endswith("(irstd export --backend openvino-int8 measures them)")
+
+
+def test_a_partial_record_out_of_tolerance_says_it_is_partial():
+    record = _covering(frames=6, targets=13)
+    record["datasets"]["SIRST-v2"]["delta"]["pd_points"] = -5.0
+    reason = int8.accuracy_refusal(record, "abc", GATE)
+    assert reason.startswith(COVERAGE_REFUSED) and "tolerance" not in reason
+
+
+def test_a_partial_record_keeps_cpu_on_fp32_and_says_why(tiny_model, cache, fake_quantize, choose_cpu):
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES))
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    record = _record(digest, int8.measurement_conditions(info))
+    record["datasets"]["NUDT-SIRST"].update(frames=6, targets=11)
+    int8.save_accuracy(path, record)
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino"
+    assert ("openvino-int8 skipped: the accuracy record does not cover the whole held-out splits: NUDT-SIRST test: "
+            "6 frames with 11 targets scored, fewer than the whole split's 664 frames with 945 targets") in line
 
 
 def test_recorded_speed_is_read_for_this_cpu_and_the_reference_size_only():
