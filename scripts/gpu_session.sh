@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One device call that turns a lent GPU into results (docs/backends.md, "GPU session"):
 #   env          nvidia-smi, torch / CUDA versions, packages, ROS-free imports
-#   pytest_gpu   pytest -m gpu (cuda backend parity: fp16, bf16, CUDA graphs, torch.compile)
+#   pytest_gpu   pytest -m "gpu or tensorrt" (cuda backend parity: fp16, bf16, CUDA graphs,
+#                torch.compile; where torch_tensorrt imports, the TensorRT engine build -> save ->
+#                load parity, FP16 at 640x512 included; skipped without it)
 #   bench        cuda fp32/fp16/bf16, CUDA graphs, torch.compile x {paper, shipped} x
 #                {256x256, 640x512, 1280x1024}: p50/p99 ms, FPS, peak GPU memory
 #   probe        the paper recipe (batch 8, lr 1e-4) for a few hundred steps: its epoch time
@@ -197,7 +199,7 @@ fi
 step env "$T_ENV" "$PYTHON" -m irstd_ros.tools.gpu_session env --out "$WORK/env.json"
 timeout -k 5 20 nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true
 
-step pytest_gpu "$T_PYTEST" "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra" \
+step pytest_gpu "$T_PYTEST" "$PYTHON" -m pytest -m "gpu or tensorrt" -q -p no:cacheprovider -o addopts="-ra" \
     --continue-on-collection-errors "${PYTEST_PATHS[@]}"
 
 step bench "$T_BENCH" "$PYTHON" -m irstd_ros.tools.gpu_bench "${BENCH_ARGS[@]}" --out "$OUT/bench.json"
@@ -238,7 +240,7 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 for st in s["steps"]:
     print(f"{st['step']:<11} rc={st['rc']:<4} {st['seconds']:>4}s / {st['timeout_s']}s")
-print("pytest -m gpu:", s.get("pytest_gpu"))
+print("pytest -m \"gpu or tensorrt\":", s.get("pytest_gpu"))
 t = s.get("train") or {}
 ev = t.get("eval") or {}
 print("train:", {k: t.get(k) for k in ("epochs_done", "img_per_s_median", "epoch_s_median", "stop")})

@@ -5,7 +5,7 @@ Markers (also listed in pyproject.toml):
               skipped, with the reason, where they cannot be imported
     slow      excluded by `make test`, run by `make test-all`
     gpu       needs CUDA; skipped without it
-    tensorrt  needs TensorRT; skipped without it
+    tensorrt  needs torch_tensorrt (and CUDA); skipped without it
 
 Every test session gets its own ROS_DOMAIN_ID (from the pid) and localhost-only
 discovery, set in the environment before any test runs, so node subprocesses inherit
@@ -81,10 +81,12 @@ def cuda_unavailable_reason() -> str | None:
 
 @functools.cache
 def tensorrt_unavailable_reason() -> str | None:
+    """The ``tensorrt`` tests run the backend, which needs torch_tensorrt (its import can
+    raise anything without a driver), not only the TensorRT bindings."""
     try:
-        import tensorrt  # noqa: F401
+        import torch_tensorrt  # noqa: F401
     except Exception as exc:
-        return f"TensorRT not importable ({exc!r})"
+        return f"torch_tensorrt not importable ({exc!r})"
     return cuda_unavailable_reason()
 
 

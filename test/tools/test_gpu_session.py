@@ -394,3 +394,29 @@ def test_the_returned_checkpoint_is_the_preferred_one_and_old_results_are_cleare
     (out / "keep.txt").write_text("not ours")
     clear_results(out)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def _pytest_step_marker_expression() -> str:
+    """The ``-m`` expression of the script's ``pytest_gpu`` step, as bash passes it."""
+    import shlex
+
+    text = SCRIPT.read_text().replace("\\\n", " ")  # continued lines joined
+    line = next(ln for ln in text.splitlines() if ln.startswith("step pytest_gpu "))
+    args = shlex.split(line)
+    return args[args.index("-m", args.index("pytest")) + 1]
+
+
+def test_the_pytest_step_runs_the_tensorrt_tests_too():
+    """The step ran ``pytest -m gpu``: the ``tensorrt``-marked engine parity tests (build,
+    save, load, FP16 at 640x512) never ran on a lent GPU, even with torch_tensorrt there."""
+    expression = _pytest_step_marker_expression()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", expression,
+         "test/inference/backends/test_tensorrt_backend.py", "test/inference/backends/test_torch_cuda.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    selected = [ln for ln in proc.stdout.splitlines() if "::" in ln]
+    assert any("test_tensorrt_parity_build_then_load[fp16-640x512]" in ln for ln in selected), selected
+    assert any("test_torch_cuda.py::test_cuda_fast_paths_match_eager_fp32" in ln for ln in selected), selected
+    assert not any("test_padded_sizes" in ln for ln in selected)  # CPU tests stay out

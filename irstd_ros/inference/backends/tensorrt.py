@@ -4,7 +4,11 @@ cached, loaded at start.
 One *static-shape* engine per padded frame size: ``torch.export`` of the model at that size
 (no dynamic dims), ``torch_tensorrt.dynamo.compile`` with a fixed input shape, then
 ``torch_tensorrt.save`` of the compiled program and a fingerprint JSON beside it
-(:mod:`~irstd_ros.inference.backends.fingerprint`). Why static: ``torch_tensorrt.save``
+(:mod:`~irstd_ros.inference.backends.fingerprint`). The file name holds the GPU's compute
+capability and the TensorRT major.minor (:func:`engine_path`), so one cache shared by two
+machines (a desktop and a Jetson on one NFS home) keeps an engine for each instead of
+overwriting one file at every start. A cache that cannot be written (read-only, full) is
+warned about once and the engine built in memory is used. Why static: ``torch_tensorrt.save``
 followed by a reload of a program with *dynamic* shapes fails upstream (pytorch/TensorRT
 #3174, and torch_tensorrt 2.8 is the last release for Jetson Orin / JetPack 6.2), and a
 camera sends one frame size anyway; a static engine is also the one TensorRT tunes best.
@@ -17,22 +21,29 @@ loaded (one loaded again after it was dropped is logged once and counted:
 digest its fingerprint recorded, or whose fingerprint has none (written before digests
 were recorded), is built again.
 
-FP16, per installed torch_tensorrt version (:func:`precision_plan`):
-
-* up to 2.9 (TensorRT 10, weak typing): ``enabled_precisions={fp16, fp32}`` lets the
-  builder pick FP16 kernels anywhere, so the SGEM attention ops (L2 norm, matmuls,
-  softmax; :data:`SGEM_FP32_OPS`, ops that occur nowhere else in the network) are kept
-  out of TensorRT with ``torch_executed_ops`` and run in FP32 PyTorch between engines;
-* from 2.10 (``enabled_precisions`` deprecated, gone in 2.13; TensorRT 11 is strongly
-  typed): a half model compiled with ``use_explicit_typing=True``, whose SGEM modules
-  are kept FP32 with explicit casts around them (:func:`keep_sgem_fp32`), so the whole
-  attention runs in FP32 *inside* TensorRT. Torch-TensorRT Autocast
-  (``enable_autocast``) is not used: its exclusions match lowered node names/ops and fail
-  silently, explicit casts cannot.
+FP16, on every torch_tensorrt version (:func:`precision_plan`): a half model compiled with
+``use_explicit_typing=True`` (a strongly typed network), whose SGEM modules are kept FP32
+with explicit casts around them (:func:`keep_sgem_fp32`), so the whole attention runs in
+FP32 *inside* TensorRT. 2.8/2.9 used to request FP16 with ``enabled_precisions`` (weak
+typing: FP16 kernels anywhere) and to keep the attention ops out of TensorRT with
+``torch_executed_ops``; but Torch-TensorRT decomposes ``aten.linalg_vector_norm`` before
+partitioning, so the exclusion of the L2 norm matched nothing and its sum of squares over
+the ~20k pixels of a 640x512 frame could overflow FP16 (inf, a flat softmax, silently).
+Casts in the graph cannot be dropped by a decomposition. Torch-TensorRT Autocast
+(``enable_autocast``) is not used for the same reason: its exclusions match lowered node
+names/ops and fail silently. FP32: ``use_explicit_typing=True`` from 2.10
+(``enabled_precisions`` deprecated there, gone in 2.13), ``enabled_precisions={fp32}``
+before.
 
 At run time the frame goes up through one pinned staging buffer; padding, the sigmoid and
 (``predict_mask``) the threshold run on the GPU (:mod:`~irstd_ros.inference.backends._cuda`).
-Optional CUDA graphs (``torch_tensorrt.runtime.enable_cudagraphs``).
+Optional CUDA graphs: each engine's whole program (TensorRT engines and whatever runs in
+PyTorch between them) is captured once with ``torch.cuda.graph``, as the ``cuda`` backend
+does (:func:`~irstd_ros.inference.backends.torch_cuda.capture_graph`), and replayed per
+frame. Not ``torch_tensorrt.runtime.enable_cudagraphs``: it picks whole-graph mode only for
+a module with ``_run_on_gpu`` children, which a program loaded from the cache
+(``execute_engine`` calls) never has, so loaded engines ran in subgraph mode and, its mode
+being process-wide, mixing built and loaded engines switched every engine to it.
 """
 
 from __future__ import annotations
@@ -79,22 +90,16 @@ from irstd_ros.inference.backends.graph_export import (
     padded_size,
 )
 from irstd_ros.inference.backends.shape_cache import ShapeCache
+from irstd_ros.inference.backends.torch_cuda import capture_graph
 
 log = logging.getLogger(__name__)
 
-RECIPE = "trt-dynamo-static-v2"  # bump when the compile settings below change: old engines rebuild
+RECIPE = "trt-dynamo-static-v3"  # bump when the compile settings below change: old engines rebuild
 DEFAULT_FRAME = (512, 640)  # (H, W) built for when the options name no size
 MIN_BLOCK_SIZE = 5  # fewest consecutive TensorRT-capable ops that make an engine
-EXPLICIT_TYPING_FROM = (2, 10)  # first torch_tensorrt whose FP16 is a half model + strong typing
+EXPLICIT_TYPING_FROM = (2, 10)  # first torch_tensorrt whose FP32 is strongly typed (FP16 always is)
 ENGINE_SUFFIX = ".ep"
 ENGINE_SIZE = re.compile(r"-(\d+)x(\d+)\.ep$")
-# The SGEM attention: L2 normalisation, the two channel-affinity matmuls and the softmax.
-# None of these ops occurs elsewhere in SGEM-UNet, so excluding the ops excludes the module.
-SGEM_FP32_OPS = (
-    "torch.ops.aten.linalg_vector_norm.default",
-    "torch.ops.aten.bmm.default",
-    "torch.ops.aten._softmax.default",
-)
 ENGINE_MODULE_MARK = "TensorRTModule"  # TorchTensorRTModule, PythonTorchTensorRTModule
 ENGINE_OP_MARK = "execute_engine"  # torch.ops.tensorrt.execute_engine in a loaded program
 BOOKKEEPING_OPS = ("getitem", "sym_size", "_assert", "sym_constrain", "sym_numel")
@@ -144,14 +149,6 @@ class PrecisionPlan:
     name: str = ""  # short tag for the fingerprint recipe
 
 
-def resolve_op(qualified: str) -> Any:
-    """``"torch.ops.aten._softmax.default"`` -> the OpOverload object."""
-    obj: Any = torch
-    for part in qualified.split(".")[1:]:
-        obj = getattr(obj, part)
-    return obj
-
-
 def precision_plan(precision: str, trt_version: str) -> PrecisionPlan:
     """Compile arguments for ``precision`` on torch_tensorrt ``trt_version`` (see module doc)."""
     if precision not in PRECISIONS:
@@ -161,23 +158,15 @@ def precision_plan(precision: str, trt_version: str) -> PrecisionPlan:
         if explicit:
             return PrecisionPlan("fp32", torch.float32, {"use_explicit_typing": True}, name="fp32-explicit")
         return PrecisionPlan("fp32", torch.float32, {"enabled_precisions": {torch.float32}}, name="fp32-weak")
-    if explicit:
-        return PrecisionPlan(
-            "fp16",
-            torch.float16,
-            {"use_explicit_typing": True},
-            sgem="FP32 inside TensorRT (explicit casts, strongly typed network)",
-            name="fp16-half-model",
-        )
+    # Every version: no enabled_precisions (refused together with use_explicit_typing, gone
+    # in 2.13), no torch_executed_ops (Torch-TensorRT decomposes aten.linalg_vector_norm
+    # before partitioning, so excluding it kept nothing out of an FP16 engine).
     return PrecisionPlan(
         "fp16",
-        torch.float32,
-        {
-            "enabled_precisions": {torch.float16, torch.float32},
-            "torch_executed_ops": {resolve_op(name) for name in SGEM_FP32_OPS},
-        },
-        sgem="FP32 in PyTorch (torch_executed_ops: " + ", ".join(SGEM_FP32_OPS) + ")",
-        name="fp16-weak-sgem-torch",
+        torch.float16,
+        {"use_explicit_typing": True},
+        sgem="FP32 inside TensorRT (explicit casts, strongly typed network)",
+        name="fp16-half-model",
     )
 
 
@@ -280,13 +269,15 @@ def save_engine(trt: Any, module: nn.Module, path: Path, example: torch.Tensor) 
     """``torch_tensorrt.save`` as an ExportedProgram of static shape (``example``'s).
 
     No ``dynamic_shapes``: a static program survives save -> load on every release from 2.8
-    (dynamic ones do not, pytorch/TensorRT #3174). From 2.10 ``save`` re-traces by default
-    with ``arg_inputs``; before, it serialises the compiled graph as is.
+    (dynamic ones do not, pytorch/TensorRT #3174). ``retrace`` is always passed, never left
+    to ``save``'s default (which changed between releases): ``True`` where ``save`` takes
+    ``dynamic_shapes`` (2.10 on: a plain ``torch.export`` of the static program with
+    ``arg_inputs``), ``False`` before (2.8/2.9: the compiled graph serialised as it is).
     """
     params = inspect.signature(trt.save).parameters
     kwargs: dict[str, Any] = {"output_format": "exported_program", "arg_inputs": [example]}
-    if "retrace" in params and "dynamic_shapes" not in params:
-        kwargs["retrace"] = False  # <= 2.9: serialise the compiled graph as it is
+    if "retrace" in params:
+        kwargs["retrace"] = "dynamic_shapes" in params
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         trt.save(module, str(tmp), **kwargs)
@@ -300,6 +291,9 @@ def load_engine(trt: Any, path: Path) -> nn.Module:
     return cast(nn.Module, module)
 
 
+_unsaved_dirs: set[Path] = set()  # cache folders whose failed engine save was warned about
+
+
 @dataclass
 class EngineStore:
     """Load-or-build of one cached artefact with its fingerprint (no GPU needed itself)."""
@@ -310,7 +304,8 @@ class EngineStore:
     load: Callable[[Path], nn.Module]
 
     def get(self, expected: Fingerprint) -> tuple[nn.Module, str]:
-        """(module, how it was obtained: ``loaded`` or ``built (reason)``)."""
+        """(module, how it was obtained: ``loaded``, ``built (reason)``, or
+        ``built (reason); not cached (...)`` when the save failed)."""
         reason = rebuild_reason(self.path, expected)
         if reason is None:
             try:
@@ -319,13 +314,82 @@ class EngineStore:
                 reason = f"loading {self.path} failed ({type(exc).__name__}: {exc})"
         log.info("building TensorRT engine %s: %s", self.path, reason)
         module = self.build()
-        self.save(module, self.path)
-        save_fingerprint(self.path, expected)
+        try:
+            self.save(module, self.path)
+            save_fingerprint(self.path, expected)
+        except Exception as exc:  # noqa: BLE001 - OSError, or save's own errors: the engine still runs
+            return module, f"built ({reason}); not cached ({self._save_failed(exc)})"
         return module, f"built ({reason})"
 
+    def _save_failed(self, exc: Exception) -> str:
+        """Say once per cache folder that engines built there are not kept (the next start
+        builds them again); the built engine is used all the same."""
+        what = f"saving failed: {type(exc).__name__}: {exc}"
+        folder = self.path.parent
+        if folder in _unsaved_dirs:
+            log.debug("TensorRT engine %s not cached: %s", self.path, what)
+        else:
+            _unsaved_dirs.add(folder)
+            log.warning(
+                "TensorRT engine %s was built but not cached (%s); it runs from memory, and every "
+                "start builds it again (minutes on a Jetson) until %s is writable (cache_dir, "
+                "$IRSTD_CACHE_DIR).", self.path, what, folder,
+            )
+        return what
 
-def engine_path(root: Path, info: CheckpointInfo, digest: str, precision: str, hw: tuple[int, int]) -> Path:
-    return root / f"{artifact_stem(info, digest)}-trt-{precision}-{hw[0]}x{hw[1]}{ENGINE_SUFFIX}"
+
+def device_tag(props: Any, tensorrt: str) -> str:
+    """``sm87-trt10.3``: the compute capability of ``props`` (``get_device_properties``) and
+    the TensorRT major.minor, what an engine file is specific to."""
+    match = re.match(r"(\d+)\.(\d+)", tensorrt)
+    trt = f"trt{match.group(1)}.{match.group(2)}" if match else "trt-unknown"
+    return f"sm{props.major}{props.minor}-{trt}"
+
+
+def engine_path(root: Path, info: CheckpointInfo, digest: str, precision: str, tag: str,
+                hw: tuple[int, int]) -> Path:
+    """``<arch>-<digest>-trt-<precision>-<tag>-<H>x<W>.ep``, ``tag`` from :func:`device_tag`."""
+    return root / f"{artifact_stem(info, digest)}-trt-{precision}-{tag}-{hw[0]}x{hw[1]}{ENGINE_SUFFIX}"
+
+
+class WholeGraph:
+    """One engine's whole program (TensorRT engines and the PyTorch ops between them)
+    captured into one CUDA graph on its first call, replayed on every later one.
+
+    Torch-TensorRT's own ``enable_cudagraphs`` is not used: it captures the whole program
+    only for a module with ``_run_on_gpu`` children (a freshly compiled one with PyTorch
+    parts), so a program loaded from the cache (``execute_engine`` calls) got its engines
+    captured one by one, and the mode, process-wide, switched every engine to that.
+    Here the runtime stays in its standard mode and each engine, built or loaded, is one
+    graph (:func:`~irstd_ros.inference.backends.torch_cuda.capture_graph`). Not
+    thread-safe: the backend calls it under the lock that serialises its frames.
+    """
+
+    def __init__(self, module: nn.Module, check: Callable[[], None]) -> None:
+        self.module = module
+        self.check = check  # raises BackendError where a capture cannot work
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_in: torch.Tensor | None = None
+        self.static_out: Any = None
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.module(x)
+        return cast(torch.Tensor, out[0] if isinstance(out, (tuple, list)) else out)
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        graph, static_in = self.graph, self.static_in
+        if graph is None or static_in is None:
+            self.check()
+            static_in = torch.zeros_like(x)
+            try:
+                graph, self.static_out = capture_graph(self._logits, static_in)
+            except Exception as exc:  # CUDA's capture errors are RuntimeErrors of any text
+                raise BackendError(f"CUDA-graph capture of a TensorRT engine failed: {type(exc).__name__}: "
+                                   f"{exc} (run without cuda_graphs)") from exc
+            self.graph, self.static_in = graph, static_in
+        static_in.copy_(x)
+        graph.replay()
+        return self.static_out
 
 
 @dataclass
@@ -338,15 +402,11 @@ class LoadedEngine:
     origin: str  # loaded | built (reason)
     coverage: dict[str, Any]
     runner: Callable[..., Any]
-    cudagraphs_ctx: Any = None
+    graph: WholeGraph | None = None  # cuda_graphs: the whole program, one CUDA graph
 
     def close(self) -> None:
-        """Drop the engine and its CUDA-graph wrapper. Its graph context is not exited: an
-        exit sets the process-wide mode back to the one found at its entry, through
-        ``set_cudagraphs_mode(bool)``, which turns whole-graph mode (2) into subgraph mode
-        (1) and switches graphs off under engines still loaded; the backend restores the
-        mode it found once, on close (:meth:`TensorRTBackend.close`)."""
-        self.cudagraphs_ctx = None
+        """Drop the engine's CUDA graph (its memory goes with it)."""
+        self.graph = None
         self.runner = self.module
 
 
@@ -376,7 +436,8 @@ class TensorRTBackend(CudaPredictMixin):
         self.engines: ShapeCache[tuple[int, int], LoadedEngine] = ShapeCache(
             self.name, MAX_ENGINES, ENGINES_REMEDY, self._evict
         )
-        self.graphs_before: bool | None = None  # the CUDA-graph mode found (cuda_graphs; close restores it)
+        props = torch.cuda.get_device_properties(self.torch_device)
+        self.tag = device_tag(props, tensorrt_version())  # in the engine file names
         tile = self.options.tile_size
         if tile > 0:  # tiled: every frame larger than a tile runs on one tile's engine
             hw = padded_size(min(tile, self.options.height or tile), min(tile, self.options.width or tile),
@@ -434,8 +495,8 @@ class TensorRTBackend(CudaPredictMixin):
     def _cached_size(self) -> tuple[int, int] | None:
         """The largest (H, W) with a valid engine in the cache (``irstd export``), or None."""
         root = cache_root(self.options)
-        pattern = engine_path(root, self.info, self.digest, self.plan.precision, (0, 0)).name
-        pattern = pattern.replace("0x0", "*x*")
+        stem = engine_path(root, self.info, self.digest, self.plan.precision, self.tag, (0, 0)).name
+        pattern = stem.removesuffix(f"-0x0{ENGINE_SUFFIX}") + f"-*x*{ENGINE_SUFFIX}"
         sizes = []
         for path in root.glob(pattern):
             match = ENGINE_SIZE.search(path.name)
@@ -449,43 +510,25 @@ class TensorRTBackend(CudaPredictMixin):
         """The engine of padded size ``hw``: already loaded, loaded from the cache, or built."""
         return self.engines.get(hw, self._load_or_build)
 
-    def _graph_mode(self) -> Any:
-        """The process-wide CUDA-graph mode as Torch-TensorRT keeps it: 0 off, 1 subgraph, 2
-        whole graph (a module with PyTorch parts, ours with the SGEM kept out of TensorRT)
-        from 2.6 (``runtime._cudagraphs._PY_RT_CUDAGRAPHS``), a bool before; what
-        ``get_cudagraphs_mode`` says where the module has no such attribute (it says False
-        in whole-graph mode, so it cannot be the record)."""
-        raw = getattr(getattr(self.trt.runtime, "_cudagraphs", None), "_PY_RT_CUDAGRAPHS", None)
-        return raw if raw is not None else bool(self.trt.runtime.get_cudagraphs_mode())
-
-    def _set_graph_mode(self, mode: Any) -> None:
-        """Put the mode :meth:`_graph_mode` read back as it was. ``set_cudagraphs_mode``
-        takes a bool (True: subgraph mode), so whole-graph mode is written where the runtime
-        keeps it, Python's record and the C++ runtime's."""
-        cudagraphs = getattr(self.trt.runtime, "_cudagraphs", None)
-        if isinstance(mode, bool) or mode in (0, 1) or cudagraphs is None:
-            self.trt.runtime.set_cudagraphs_mode(bool(mode))
-            return
-        cudagraphs._PY_RT_CUDAGRAPHS = mode
-        features = getattr(self.trt, "ENABLED_FEATURES", None)
-        if getattr(features, "torch_tensorrt_runtime", False):
-            torch.ops.tensorrt.set_cudagraphs_mode(mode)
-
-    def _enter_graphs(self, engine: LoadedEngine) -> None:
-        """Run ``engine`` in Torch-TensorRT's CUDA-graph mode (process-wide; the mode found
-        first is kept, and restored on :meth:`close`)."""
-        if self.graphs_before is None:
-            self.graphs_before = self._graph_mode()
-        engine.cudagraphs_ctx = self.trt.runtime.enable_cudagraphs(engine.module)
-        engine.runner = engine.cudagraphs_ctx.__enter__()
+    def _check_capture(self) -> None:
+        """Refuse to capture while Torch-TensorRT's own CUDA graphs are on (someone else's
+        ``enable_cudagraphs``): each engine would then capture a graph of its own inside
+        ours, which CUDA refuses."""
+        runtime = getattr(self.trt, "runtime", None)
+        get_mode = getattr(runtime, "get_cudagraphs_mode", None)
+        if get_mode is not None and get_mode():
+            raise BackendError(
+                "tensorrt cuda_graphs: Torch-TensorRT's subgraph CUDA-graph mode is on in this process "
+                "(torch_tensorrt.runtime.enable_cudagraphs / set_cudagraphs_mode(True)); the backend captures "
+                "each engine whole itself: leave that mode off, or run without cuda_graphs"
+            )
 
     def _evict(self, engine: LoadedEngine) -> None:
-        """Drop the least recently used engine; the mode its entry set stays for the others
-        (every engine is the same network, so each entry sets the same mode)."""
+        """Drop the least recently used engine and its CUDA graph."""
         engine.close()
 
     def _load_or_build(self, hw: tuple[int, int]) -> LoadedEngine:
-        path = engine_path(cache_root(self.options), self.info, self.digest, self.plan.precision, hw)
+        path = engine_path(cache_root(self.options), self.info, self.digest, self.plan.precision, self.tag, hw)
 
         def build() -> nn.Module:
             compiled, _ = compile_engine(self.trt, self.model, self.stride, hw, self.plan, self.torch_device)
@@ -499,8 +542,9 @@ class TensorRTBackend(CudaPredictMixin):
         module, origin = store.get(self.fingerprint(hw))
         coverage = graph_coverage(module)
         engine = LoadedEngine(hw, path, module, origin, coverage, module)
-        if self.options.cuda_graphs:
-            self._enter_graphs(engine)
+        if self.options.cuda_graphs:  # captured on the engine's first frame
+            engine.graph = WholeGraph(module, self._check_capture)
+            engine.runner = engine.graph
         log.info(
             "TensorRT engine %s %s: %d TensorRT engine(s), %d op(s) in PyTorch",
             path.name, origin, coverage["trt_engines"], coverage["fallback_ops"],
@@ -508,13 +552,10 @@ class TensorRTBackend(CudaPredictMixin):
         return engine
 
     def close(self) -> None:
-        """Leave CUDA-graph mode (if on) and drop the loaded engines."""
+        """Drop the loaded engines and their CUDA graphs."""
         for engine in self.engines.values():
             engine.close()
         self.engines.clear()
-        if self.graphs_before is not None:  # the mode found before the first engine, as it was
-            self._set_graph_mode(self.graphs_before)
-            self.graphs_before = None
 
     # --- inference --------------------------------------------------------------------------
     @torch.inference_mode()
@@ -537,11 +578,16 @@ class TensorRTBackend(CudaPredictMixin):
             "compile_kwargs": sorted(self.plan.compile_kwargs),
             "engine": str(current.path),
             "engine_origin": current.origin,
+            "engine_cached": "not cached" not in current.origin,  # False: the save failed, built again next start
             "engine_hw": list(current.hw),
             "engines_loaded": [list(hw) for hw in self.engines],
             **self.engines.stats(),
             "shapes": "static, one engine per padded frame size",
             "cuda_graphs": bool(self.options.cuda_graphs),
+            # what runs as a graph: each engine's whole program, built or loaded alike
+            "cuda_graphs_mode": "whole program per engine (torch.cuda.graph)" if self.options.cuda_graphs else "off",
+            "cuda_graphs_captured": sum(1 for e in self.engines.values() if e.graph is not None
+                                        and e.graph.graph is not None),
             "torch_tensorrt": str(self.trt.__version__),
             "tensorrt": tensorrt_version(),
             **current.coverage,

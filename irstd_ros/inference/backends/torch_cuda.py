@@ -14,7 +14,9 @@ Options (:class:`~irstd_ros.inference.backends.base.BackendOptions`):
   (the first frame of a size pays the compile, tens of seconds for the paper model);
 * ``cuda_graphs``: batch-1 inference of a small network is launch-bound (one kernel launch
   per op, ~100 ops). The whole chain (stride padding, network, sigmoid, crop) is captured
-  once per frame size into a CUDA graph (after warm-up calls on a side stream), and each
+  once per frame size into a CUDA graph (after warm-up calls on a side stream; capture
+  errors are thread-local, so another camera's backend working in its own thread does
+  not break it: :func:`capture_graph`), and each
   frame is one copy into the graph's static input, one replay and one copy back. Up to
   :data:`GRAPH_SIZES` sizes are kept (least recently used dropped; one captured again after
   it was dropped is logged once and counted: :mod:`~irstd_ros.inference.backends.shape_cache`);
@@ -54,13 +56,37 @@ from irstd_ros.inference.backends.base import BackendOptions, raise_recompile_li
 from irstd_ros.inference.backends.shape_cache import ShapeCache
 from irstd_ros.models.widen import pad_channels
 
-__all__ = ["GRAPH_SIZES", "PRECISIONS", "TorchCUDABackend"]
+__all__ = ["GRAPH_SIZES", "PRECISIONS", "TorchCUDABackend", "capture_graph"]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 GRAPH_SIZES = 4  # frame sizes whose captured graph is kept
 GRAPHS_REMEDY = "Feed fewer frame sizes, tile them (tile_size), or turn cuda_graphs off."
 GRAPH_WARMUP = 3  # calls on a side stream before capture (cuDNN autotuning, lazy init, compile)
 RECOMPILE_LIMIT = 8  # torch.compile: distinct frame sizes before dynamo falls back to eager
+CAPTURE_ERROR_MODE = "thread_local"  # other threads' CUDA calls do not break a capture (capture_graph)
+
+
+def capture_graph(fn: Callable[[torch.Tensor], Any], static_in: torch.Tensor,
+                  warmup: int = GRAPH_WARMUP) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """``fn(static_in)`` captured into a CUDA graph, after ``warmup`` calls on a side stream
+    (cuDNN autotuning, lazy initialisation, compilation); (graph, its static output).
+
+    Captured with ``capture_error_mode="thread_local"``: the default ("global") makes an
+    unsafe CUDA call (``cudaMalloc``...) in *any* thread fail and invalidate the capture,
+    so a second camera's backend allocating in its own thread during this capture broke
+    one of the two; "thread_local" only refuses this thread's own unsafe calls.
+    """
+    dev = static_in.device
+    side = torch.cuda.Stream(dev)  # type: ignore[no-untyped-call]
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn(static_in)
+    torch.cuda.current_stream(dev).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode=CAPTURE_ERROR_MODE):
+        static_out = fn(static_in)
+    return graph, static_out
 
 
 @dataclass
@@ -152,17 +178,8 @@ class TorchCUDABackend(CudaPredictMixin):
         return gpu_postprocess(logits, size)
 
     def _capture(self, size: tuple[int, int]) -> CapturedGraph:
-        dev = self.torch_device
-        static_in = torch.zeros((1, 1, *size), dtype=torch.float32, device=dev)
-        side = torch.cuda.Stream(dev)  # type: ignore[no-untyped-call]
-        side.wait_stream(torch.cuda.current_stream(dev))
-        with torch.cuda.stream(side):
-            for _ in range(GRAPH_WARMUP):
-                self._run(static_in)
-        torch.cuda.current_stream(dev).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self._run(static_in)
+        static_in = torch.zeros((1, 1, *size), dtype=torch.float32, device=self.torch_device)
+        graph, static_out = capture_graph(self._run, static_in)
         self.captures += 1
         return CapturedGraph(graph, static_in, static_out)
 

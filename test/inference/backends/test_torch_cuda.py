@@ -114,6 +114,47 @@ def test_backend_paths_match_eager_on_the_cpu(tiny_model, make_frame, options, a
     assert desc["widths"] == ([12, 24, 32, 72, 132] if options.get("pad_channels") else list(model.config.widths))
 
 
+def test_cuda_graph_capture_errors_are_thread_local(tiny_model, monkeypatch):
+    """The capture ran in CUDA's default ("global") error mode, where an unsafe CUDA call in
+    *any* thread (a second camera's backend allocating in its own) fails and invalidates
+    the capture; "thread_local" only refuses this thread's own. CUDA's stream and graph
+    API faked on the CPU: warm-up calls, then one captured call, with that mode."""
+    import contextlib
+
+    from irstd_ros.inference.backends import torch_cuda
+
+    model, info = tiny_model
+    backend = _cpu_backend(model, info)
+    captures: list[dict[str, object]] = []
+    calls = []
+
+    class Stream:
+        def __init__(self, device=None):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+    @contextlib.contextmanager
+    def graph(_graph, **kwargs):
+        captures.append(kwargs)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda _s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+    run = backend._run
+    monkeypatch.setattr(backend, "_run", lambda x: (calls.append(len(captures)), run(x))[1])
+    with torch.inference_mode():
+        captured = backend._capture((32, 48))
+    assert captures == [{"capture_error_mode": "thread_local"}]
+    assert calls == [0] * torch_cuda.GRAPH_WARMUP + [1]  # warm-up outside the capture, then one inside
+    assert captured.static_in.shape == (1, 1, 32, 48) and captured.static_out.shape == (32, 48)
+    assert backend.captures == 1
+
+
 def test_cuda_graphs_need_cuda_and_bad_precision_is_refused(tiny_model):
     from irstd_ros.errors import BackendError
 
