@@ -51,6 +51,12 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     Padded rows (``step`` > width x pixel size) and big-endian data are
     honoured. Colour frames come back in RGB(A) channel order. 32FC1 frames
     with NaN or Inf are refused (``non_finite``): a network fed NaN answers NaN.
+
+    No copy where the layout allows: the result is a view of ``msg.data`` (writable
+    only if it is), padded rows included (row stride ``step``: not C-contiguous then).
+    Copies are made only for data in the other byte order than this host's, a ``step``
+    that is no multiple of the item size, bgra8's channel swap, and ``data`` that is no
+    byte buffer (a list of ints).
     """
     enc = ENCODINGS.get(str(msg.encoding))
     if enc is None:
@@ -76,10 +82,16 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
         raise ImageConversionError(
             "size_mismatch", f"data has {size} bytes, expected height {h} x step {step} = {h * step}"
         )
-    rows = buf.reshape(h, step)[:, :row_bytes]
     dtype = enc.dtype.newbyteorder(">" if msg.is_bigendian else "<")
-    arr = np.ascontiguousarray(rows).view(dtype).reshape(h, w, enc.channels)
-    arr = arr.astype(enc.dtype, copy=False)  # native byte order
+    if step % dtype.itemsize == 0:
+        # a view of the message's bytes, padded rows too (strides (step, ...)): copying
+        # away a padded frame's padding took 1-1.5 ms at 640x512, 46 ms at 4096x4096
+        items = buf.view(dtype).reshape(h, step // dtype.itemsize)
+        arr = items[:, : w * enc.channels].reshape(h, w, enc.channels)
+    else:  # rows that start between items (mono16, step 1281): packed into aligned ones
+        rows = buf.reshape(h, step)[:, :row_bytes]
+        arr = np.ascontiguousarray(rows).view(dtype).reshape(h, w, enc.channels)
+    arr = arr.astype(enc.dtype, copy=False)  # native byte order: a copy only if swapped
     if enc.channels == 1:
         arr = arr[..., 0]
     elif str(msg.encoding).startswith("bgr"):
