@@ -32,7 +32,7 @@ from irstd_ros.cli._options import (
     check_output_dir,
     positive_int,
 )
-from irstd_ros.errors import ConfigError
+from irstd_ros.errors import BackendError, ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import cache_root
 from irstd_ros.tools.quantize import ACCURACY_CONTROL, Int8Dataset, default_datasets
@@ -136,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
 
             warm_up(backend, options)
         out.update(backend.describe())
+        if out.get("engine_cached") is False:  # built, but the save failed: nothing exported
+            raise BackendError(
+                f"the TensorRT engine was built but could not be saved to {backend.path} "
+                f"({out.get('engine_origin', 'see the warning above')}); check the cache "
+                "folder (--out) is writable and has space"
+            )
         files = [str(backend.path), str(backend.path) + ".json"]
     elif args.backend == "onnxruntime":
         from irstd_ros.inference.backends.graph_export import cached_onnx

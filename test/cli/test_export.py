@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _support.cli import one_error_line, run_cli
+from _support.cli import one_error_line, run_cli, run_cli_output
 
 from irstd_ros.checkpoint import CheckpointInfo, save_checkpoint
 from irstd_ros.cli.export import EXPORT_BACKENDS
@@ -160,6 +160,25 @@ def test_tensorrt_cuda_graphs_runs_the_engine_once(fail, weights, tmp_path, caps
         assert code != 0 and "capture failed" in one_error_line(err)
     else:
         assert code == 0, err
+
+
+class UnsavedTensorRT(FakeTensorRT):
+    def describe(self):
+        return {"backend": "tensorrt", "engine_cached": False,
+                "engine_origin": "built (12.0 s); not cached (OSError: [Errno 28] No space left on device)"}
+
+
+def test_tensorrt_engine_that_could_not_be_saved_fails_the_export(weights, tmp_path, capsys, monkeypatch):
+    """A built engine whose save failed runs from memory in a node, but an export that saved
+    nothing listed the engine's files and exited 0."""
+    from irstd_ros.inference.backends import tensorrt
+
+    monkeypatch.setattr(tensorrt, "TensorRTBackend", UnsavedTensorRT)
+    code, out, err = run_cli_output(capsys, "export", "--backend", "tensorrt", "--height", "40", "--width", "56",
+                                    "--weights", str(weights), "--out", str(tmp_path))
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "built but could not be saved" in line and "No space left on device" in line
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
