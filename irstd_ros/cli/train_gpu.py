@@ -46,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
                           "a pack (irstd pack) goes to --pack")
     check_output_dir(cfg.out, "--out")  # before any data is read: not at the first checkpoint
     data_option = "--data" if args.data is not None else "--config's data"
-    check_distinct_paths([(cfg.out, "--out")], inputs=training_inputs(cfg, data_option))  # not in a dataset
+    # a pack is one file (its own check names a folder given as one), which data may repeat
+    inputs = [(path, option) for path, option in training_inputs(cfg, data_option)
+              if cfg.pack is None or path != cfg.pack]
+    check_distinct_paths([(cfg.out, "--out")], inputs=inputs)  # not in a dataset
     # SIGTERM (`timeout`, `kill`) ends the training after the step in progress, with its
     # checkpoints and summary written (no evaluation), not mid-step as irstd's Terminated
     with sigterm_stop() as stop:
