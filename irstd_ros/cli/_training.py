@@ -60,8 +60,9 @@ TRAINING_HELP: dict[str, str] = {
     "ema": "decay per step of an exponential moving average of the weights (e.g. 0.998), "
     "the final model; 0: off",
     "eval_split": "the split of --data the final model is scored on at full resolution, its metrics "
-    "recorded in model.safetensors; auto: the held-out split (test, else val) where --data has one; "
-    "none: no evaluation",
+    "recorded in model.safetensors (one sharing frames with the training data is refused); auto: "
+    "the held-out list matching --split (train_X: test_X), else test or val, skipped with a "
+    "warning if it shares training frames; none: no evaluation",
     "resume": "start afresh: the checkpoints, history and results of a run in --out are "
     "removed first (an interrupted new run leaves no other run's files beside its own)",
 }
@@ -79,8 +80,9 @@ GPU_HELP: dict[str, str] = {
     "save_every_s": "seconds between saves of last.safetensors, at an epoch's end (the last "
     "epoch is always saved)",
     "eval_group": "with --pack: the group scored at the end; none: no evaluation",
-    "eval_split": "with --data: the split scored at the end; auto: the held-out split (test, else val) "
-    "where --data has one; none: no evaluation",
+    "eval_split": "with --data: the split scored at the end; auto: the held-out list matching "
+    "--split (train_X: test_X), else test or val, skipped with a warning if it shares training "
+    "frames; none: no evaluation",
     "eval_batch": "frames per batch of the evaluation at the end",
     "bf16": "no bf16 autocast: train in FP32",
     "channels_last": "keep the contiguous memory format (no channels_last)",

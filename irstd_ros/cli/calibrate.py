@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from irstd_ros.cli._options import (
+    MASK_SUFFIX_HELP,
     add_weights,
     check_dataset_dir,
     check_distinct_paths,
@@ -27,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_weights(p, "the checkpoint to calibrate", required=True)
     p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (the calibrated model)")
     p.add_argument("--data", nargs="+", required=True, metavar="ROOT[:SPLIT]",
-                   help="dataset folders, each with the split list to fit on (default split: train)")
+                   help="dataset folders, each with the split list to fit on (default split: train; a "
+                   "held-out split, test* or val*, or one sharing its frames, is refused)")
+    p.add_argument("--mask-suffix", default="", help=f"{MASK_SUFFIX_HELP} (of every --data; default: none)")
     p.add_argument("--frames", type=positive_int, default=60,
                    help="frames per dataset, chosen at random (default: %(default)s)")
     p.add_argument("--seed", type=non_negative_int, default=0,
@@ -53,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
     check_distinct_paths([(args.out, "--out")],
                          inputs=[(weights_input(args.weights), "--weights"), *((r, "--data") for r, _ in sources)])
     fit = calibrate(CalibrationConfig(args.weights, args.out, tuple(sources), args.frames, args.seed,
-                                      args.keep_operating_point, args.two_piece))
+                                      args.keep_operating_point, args.two_piece, args.mask_suffix))
     print(json.dumps(fit))
     return 0

@@ -20,9 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "mine", help="false targets and misses of a model on a training split, for hard-example training",
         description="Writes a JSON file that a training source names as `hard:` (see config/train/). "
-        "Mine training splits only, never the split you report on: a held-out split (test: "
-        "NUDT-SIRST's, val: SIRST-v2's), or one holding any of its frames (trainval, all), is "
-        "refused, since a training mixture crops around the places mined.",
+        "Mine training splits only, never the split you report on: a held-out split (a list named "
+        "test* or val*: NUDT-SIRST's test, SIRST-v2's val, BasicIRSTD's test_NUDT-SIRST, SIRST-v1's "
+        "idx_427/test), or one holding any of its frames (trainval, all), is refused, since a "
+        "training mixture crops around the places mined.",
     )
     add_model_on_data(p, "train", f"detection threshold, a probability in (0, 1) (default: {MINING_THRESHOLD}, "
                       "or the checkpoint's own where lower)")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from irstd_ros.cli._options import (
+    MASK_SUFFIX_HELP,
     check_datasets_found,
     check_distinct_paths,
     check_output_file,
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output .npz (default: {DEFAULT_OUT})")
     p.add_argument("--nudt", type=Path, default=DEFAULT_NUDT, help=f"NUDT-SIRST root (default: {DEFAULT_NUDT})")
     p.add_argument("--sirst", type=Path, default=DEFAULT_SIRST, help=f"SIRST-v2 root (default: {DEFAULT_SIRST})")
+    p.add_argument("--mask-suffix", default="", help=f"{MASK_SUFFIX_HELP} (of both datasets; default: none)")
     p.add_argument("--no-nudt", action="store_true", help="leave NUDT-SIRST out")
     p.add_argument("--no-sirst", action="store_true", help="leave SIRST-v2 out")
     p.add_argument("--no-nudt-test", action="store_true",
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         sirst=None if args.no_sirst else args.sirst,
         crop=args.crop, target_crops=args.target_crops, random_crops=args.random_crops, seed=args.seed,
         nudt_splits=("train",) if args.no_nudt_test else NUDT_SPLITS, hard=tuple(args.hard),
-        sirst_frames=args.sirst_frames,
+        sirst_frames=args.sirst_frames, mask_suffix=args.mask_suffix,
     )
     print(json.dumps(build_pack(cfg)))
     return 0

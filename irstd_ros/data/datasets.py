@@ -4,9 +4,11 @@ Two layouts share one code path:
 
 * NUDT-SIRST / BasicIRSTD / open-sirst-v2: ``root/images/*.png``,
   ``root/masks/*.png`` (same stem), split lists ``root/<split_dir>/<split>.txt``
-  (``50_50``, ``img_idx`` or ``splits``), one stem per line, CRLF tolerated.
+  (``50_50``, ``img_idx`` or ``splits``), one stem per line, CRLF tolerated; a list in
+  another folder of ``root`` by its path, e.g. SIRST-v1's ``idx_427/test``.
 * Generic (users' own data): ``images/`` + ``masks/`` where a mask is named
-  ``<stem><mask_suffix>.<ext>``; an optional split list, else every image.
+  ``<stem><mask_suffix>.<ext>``; an optional split list, else every image (split
+  ``all``: then every mask must have its image too).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from irstd_ros.errors import DatasetError
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 SPLIT_DIRS = ("50_50", "img_idx", "splits", ".")
+DATA_DIRS = ("images", "masks")  # not split folders
+EVERY_IMAGE = ("all", "")  # split names of every image, where the folder has no such list
 
 
 @dataclass(frozen=True)
@@ -39,19 +43,31 @@ class DatasetSpec:
 
 
 def available_splits(root: Path, dirs: tuple[str | None, ...] = SPLIT_DIRS) -> list[str]:
-    """The split lists (``<name>.txt``) in ``root``'s split folders, by name, sorted."""
+    """The split lists (``<name>.txt``) in ``root``'s split folders, by name, sorted; with
+    the default ``dirs``, also those of its other folders by their path, e.g. SIRST-v1's
+    ``idx_427/test`` (a split name :class:`DatasetSpec` finds through ``.``)."""
+    root = Path(root)
     names = {p.stem for d in dirs if d is not None and (root / d).is_dir() for p in (root / d).glob("*.txt")}
+    if dirs == SPLIT_DIRS and root.is_dir():
+        for folder in root.iterdir():
+            if folder.name in SPLIT_DIRS or folder.name in DATA_DIRS or folder.name.startswith("."):
+                continue
+            if folder.is_dir():
+                names.update(f"{folder.name}/{p.stem}" for p in folder.glob("*.txt"))
     return sorted(names)
 
 
-def _split_file(spec: DatasetSpec) -> Path | None:
+def split_list(spec: DatasetSpec) -> Path | None:
+    """The list file of ``spec``'s split; None: every image (split None, or ``all``/empty
+    where the folder has no list of that name). A missing list is a :class:`DatasetError`
+    naming the files tried and the splits there."""
     if spec.split is None:
         return None
     dirs = (spec.split_dir,) if spec.split_dir else SPLIT_DIRS
     candidates = [spec.root / d / f"{spec.split}.txt" for d in dirs]
     found = [p for p in candidates if p.is_file()]
     if not found:
-        if spec.split_dir is None and spec.split in ("all", ""):
+        if spec.split_dir is None and spec.split in EVERY_IMAGE:
             return None
         tried = ", ".join(str(p) for p in candidates)
         there = available_splits(spec.root, dirs)
@@ -94,8 +110,52 @@ def _read_split(split: Path) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip()]
 
 
+def _list_stems(split: Path) -> list[str]:
+    """The image stems a split list names (an image extension in the list dropped); an
+    empty list, or one naming an image twice, is a :class:`DatasetError`."""
+    stems = _read_split(split)
+    if not stems:
+        raise DatasetError(f"split list {split} is empty")
+    stems = [Path(s).stem if Path(s).suffix.lower() in IMAGE_EXTS else s for s in stems]
+    repeated = sorted(n for n, k in Counter(stems).items() if k > 1)
+    if repeated:  # each would count twice in every figure
+        raise DatasetError(
+            f"split list {split} names {len(repeated)} image(s) more than once "
+            f"(first: {repeated[0]!r}); each image once"
+        )
+    return stems
+
+
+def split_images(spec: DatasetSpec) -> list[Path]:
+    """The image files of ``spec``'s split that ``images/`` holds, masks not consulted: the
+    frames a list names (for comparing splits, :mod:`irstd_ros.evaluation.splits`, even
+    when a list names frames this folder lacks); :func:`find_pairs` is the checked reading."""
+    root = Path(spec.root)
+    images = _index(root / "images")
+    split = split_list(DatasetSpec(root, spec.split, spec.mask_suffix, spec.split_dir))
+    stems = list(images) if split is None else _list_stems(split)
+    return [images[stem] for stem in stems if stem in images]
+
+
+def _check_masks_have_images(root: Path, images: dict[str, Path], masks: dict[str, Path], suffix: str) -> None:
+    """Every image without a list (split ``all``): a mask without its image is a
+    :class:`DatasetError` (a frame renamed or deleted, images of another format), never
+    silently left out of the figures."""
+    orphans = [path for name, path in masks.items()
+               if name.endswith(suffix) and name[: len(name) - len(suffix)] not in images]
+    if orphans:
+        first = ", ".join(p.name for p in orphans[:3])
+        raise DatasetError(
+            f"{len(orphans)} mask{'s' if len(orphans) > 1 else ''} in {root / 'masks'} "
+            f"{'have' if len(orphans) > 1 else 'has'} no image in {root / 'images'} (first: {first}); "
+            "without a split list every image is taken, and these masks' frames would be left out unsaid: "
+            "add their images, remove the masks, or give a split list"
+        )
+
+
 def find_pairs(spec: DatasetSpec) -> list[tuple[Path, Path]]:
-    """(image, mask) paths of a split, with clear errors for anything missing."""
+    """(image, mask) paths of a split, with clear errors for anything missing: an image or
+    mask of a listed frame, and without a list (every image) also a mask without an image."""
     root = Path(spec.root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
@@ -103,20 +163,12 @@ def find_pairs(spec: DatasetSpec) -> list[tuple[Path, Path]]:
     masks = _index(root / "masks")
     if not images:
         raise DatasetError(f"no images in {root / 'images'} (looked for {', '.join(IMAGE_EXTS)})")
-    split = _split_file(DatasetSpec(root, spec.split, spec.mask_suffix, spec.split_dir))
+    split = split_list(DatasetSpec(root, spec.split, spec.mask_suffix, spec.split_dir))
     if split is not None:
-        stems = _read_split(split)
-        if not stems:
-            raise DatasetError(f"split list {split} is empty")
-        stems = [Path(s).stem if Path(s).suffix.lower() in IMAGE_EXTS else s for s in stems]
-        repeated = sorted(n for n, k in Counter(stems).items() if k > 1)
-        if repeated:  # each would count twice in every figure
-            raise DatasetError(
-                f"split list {split} names {len(repeated)} image(s) more than once "
-                f"(first: {repeated[0]!r}); each image once"
-            )
+        stems = _list_stems(split)
     else:
         stems = list(images)
+        _check_masks_have_images(root, images, masks, spec.mask_suffix)
     pairs, missing = [], []
     for stem in stems:
         img, msk = images.get(stem), masks.get(stem + spec.mask_suffix)

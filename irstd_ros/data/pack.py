@@ -91,10 +91,11 @@ def _check_uint8(img: np.ndarray, name: str) -> np.ndarray:
     return img
 
 
-def folder_items(root: Path, split: str) -> list[Item]:
-    """``(image, mask, name)`` of a split of a dataset folder, read as training reads them."""
+def folder_items(root: Path, split: str, mask_suffix: str = "") -> list[Item]:
+    """``(image, mask, name)`` of a split of a dataset folder, read as training reads them
+    (``mask_suffix``: a mask is named ``<image stem><mask_suffix>``)."""
     items = []
-    for img_path, mask_path in find_pairs(DatasetSpec(Path(root), split)):
+    for img_path, mask_path in find_pairs(DatasetSpec(Path(root), split, mask_suffix)):
         img, mask = read_image(img_path), read_mask(mask_path)
         if img.shape != mask.shape:
             raise DatasetError(f"size mismatch: {img_path.name} {img.shape} vs mask {mask.shape}")
@@ -203,6 +204,7 @@ class PackConfig:
     nudt_splits: tuple[str, ...] = NUDT_SPLITS  # ("train",): a smaller pack, scored elsewhere
     hard: tuple[Path, ...] = ()  # mined files (irstd mine) of SIRST-v2 train: group sirst_hard
     sirst_frames: bool = False  # SIRST-v2 train whole as well: group sirst_train (irstd train's data)
+    mask_suffix: str = ""  # of both datasets: a mask is named <image stem><mask_suffix>
 
 
 def build_pack(cfg: PackConfig) -> dict:
@@ -218,10 +220,10 @@ def build_pack(cfg: PackConfig) -> dict:
     groups: list[PackGroup] = []
     if cfg.nudt is not None:
         for split in cfg.nudt_splits:
-            groups.append(PackGroup(f"nudt_{split}", folder_items(cfg.nudt, split),
+            groups.append(PackGroup(f"nudt_{split}", folder_items(cfg.nudt, split, cfg.mask_suffix),
                                     {"root": str(cfg.nudt), "split": split, "kind": "full frames"}))
     if cfg.sirst is not None:
-        frames = folder_items(cfg.sirst, SIRST_SPLIT)
+        frames = folder_items(cfg.sirst, SIRST_SPLIT, cfg.mask_suffix)
         if cfg.target_crops or cfg.random_crops:  # none asked for: no crops group
             crops = crop_items(frames, cfg.crop, cfg.target_crops, cfg.random_crops, cfg.seed)
             groups.append(PackGroup("sirst_crops", crops, {

@@ -31,7 +31,8 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
     plus a description of the run and counts; frames without a hard example are left out.
 
     ``cfg`` as for :func:`~irstd_ros.evaluation.evaluate.evaluate`; its ``split`` must be
-    a training split: a held-out one (``test``, ``val``), or one holding frames of it, is a
+    a training split: a held-out one (a list named ``test*``, ``val*``: ``test``,
+    ``test_NUDT-SIRST``, ``idx_427/test``), or one holding frames of it, is a
     :class:`~irstd_ros.errors.ConfigError` before the model loads. ``threshold`` None is
     :data:`MINING_THRESHOLD`, or the checkpoint's own threshold where that is lower (what it raises at run time is mined); ``out`` is unused."""
     check_not_held_out(cfg.data, cfg.split, cfg.mask_suffix, "hard examples mined there")

@@ -45,6 +45,7 @@ from irstd_ros.core.normalization import normalize
 from irstd_ros.data import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.errors import ConfigError, DatasetError
+from irstd_ros.evaluation.splits import check_not_held_out
 from irstd_ros.inference.backends.base import prepare_input
 from irstd_ros.models import build_model
 from irstd_ros.models.heads import LogitKnee
@@ -69,6 +70,7 @@ class CalibrationConfig:
     seed: int = 0
     keep_operating_point: bool = False  # move the threshold so detections stay the same
     two_piece: bool = False  # a line for the candidates, a steeper one below (LogitKnee)
+    mask_suffix: str = ""  # generic layout: a mask is named <image stem><mask_suffix>
 
 
 def _logits(model: torch.nn.Module, x: np.ndarray, stride: int) -> np.ndarray:
@@ -164,7 +166,10 @@ def _with_knee(model: torch.nn.Module, info: CheckpointInfo) -> torch.nn.Module:
 
 def calibrate(cfg: CalibrationConfig) -> dict:
     """Fit, fold into the head, save to ``cfg.out``; returns the fit's description.
-    ``cfg.weights`` may name a shipped model (``tiny``, ``fast``)."""
+    ``cfg.weights`` may name a shipped model (``tiny``, ``fast``). A held-out split, or
+    one holding frames of it, is a :class:`ConfigError` before the fit
+    (:func:`~irstd_ros.evaluation.splits.check_not_held_out`): the calibrated threshold
+    would be fitted to the frames results are reported on."""
     from irstd_ros.inference.detector import resolve_model_path
 
     model, info, _ = load_checkpoint(resolve_model_path(cfg.weights))
@@ -175,7 +180,9 @@ def calibrate(cfg: CalibrationConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     pairs: list[tuple[Path, Path]] = []
     for root, split in cfg.sources:
-        found = find_pairs(DatasetSpec(Path(root), split))
+        check_not_held_out(Path(root), split, cfg.mask_suffix, "a calibration fitted there")
+    for root, split in cfg.sources:
+        found = find_pairs(DatasetSpec(Path(root), split, cfg.mask_suffix))
         pick = rng.choice(len(found), size=min(cfg.frames, len(found)), replace=False)
         pairs += [found[i] for i in sorted(pick)]
     z, y, w = collect(model, info, pairs, rng)
@@ -196,7 +203,8 @@ def calibrate(cfg: CalibrationConfig) -> dict:
         record.update(method="platt-two-piece", knee=knee, slope=slope)
     record.update({
         "a": a, "b": b, "frames": len(pairs),
-        "sources": [{"root": str(r), "split": s} for r, s in cfg.sources],
+        "sources": [{"root": str(r), "split": s, **({"mask_suffix": cfg.mask_suffix} if cfg.mask_suffix else {})}
+                    for r, s in cfg.sources],
         "pixels": int(z.size), "target_pixels": int(y.sum()),
     })
     if cfg.keep_operating_point:  # the detection and tracker thresholds cut where they did

@@ -68,7 +68,7 @@ from irstd_ros.data.datasets import seed_worker
 from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
 from irstd_ros.data.paste import PasteConfig
 from irstd_ros.errors import ConfigError
-from irstd_ros.evaluation.splits import held_out_splits
+from irstd_ros.evaluation.splits import auto_held_out, describe_shared, shared_frames, split_frames
 from irstd_ros.inference.detector import resolve_model_path
 from irstd_ros.models import ModelConfig, build_model, named_config
 from irstd_ros.models.widen import widen_state_dict
@@ -857,15 +857,38 @@ def reseed(ds: IRSTDDataset | MixtureSamples, seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def training_frames(cfg: TrainConfig) -> set[Path]:
+    """The image files (resolved) a run trains on: its dataset's split, or each folder
+    source's of a mixture (a pack source's frames have no file to compare)."""
+    specs = [SourceSpec.from_dict(d) for d in cfg.sources] or [SourceSpec(cfg.data, cfg.split)]
+    return {frame for spec in specs if Path(spec.root).suffix.lower() != ".npz"
+            for frame in split_frames(spec.root, spec.split)}
+
+
 def evaluation_split(cfg: TrainConfig) -> str | None:
     """The split of ``cfg.data`` the final model is scored on: ``eval_split`` as given, or
-    for ``auto`` the first held-out split the dataset has a list of
-    (:func:`~irstd_ros.evaluation.splits.held_out_splits`) other than the training split;
-    None: no evaluation (``eval_split`` none, or ``auto`` on data without one: a folder
-    without split lists, a pack file)."""
+    for ``auto`` the held-out list of the dataset matching the training split
+    (:func:`~irstd_ros.evaluation.splits.auto_held_out`: ``test`` for ``train``,
+    ``test_X`` for ``train_X``) that shares no frame with the training data; None: no
+    evaluation (``eval_split`` none, or ``auto`` finding none: a folder without lists, a
+    pack file, a training split holding the held-out frames; logged, with why). A given
+    ``eval_split`` sharing frames with the training data is a :class:`ConfigError`: its
+    metrics would be measured on frames the model trained on."""
+    if cfg.eval_split is None:
+        return None
     if cfg.eval_split != AUTO_EVAL_SPLIT:
+        shared = shared_frames(training_frames(cfg), cfg.data, cfg.eval_split)
+        if shared:
+            raise ConfigError(
+                f"eval_split {cfg.eval_split!r} of {cfg.data} shares {describe_shared(shared)} with the "
+                f"training data ({'its sources' if cfg.sources else f'split {cfg.split!r}'}): its metrics "
+                "would be measured on frames the model trained on; give a split disjoint from them, or none"
+            )
         return cfg.eval_split
-    return next((name for name in held_out_splits(cfg.data) if name != cfg.split), None)
+    chosen, why = auto_held_out(cfg.data, cfg.split, training_frames(cfg))
+    if chosen is None:
+        log.warning("eval_split auto: no evaluation, no metrics recorded: %s", why)
+    return chosen
 
 
 def evaluation_set(data: Path | str, split: str) -> str:

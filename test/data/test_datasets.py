@@ -162,3 +162,32 @@ def test_loader_workers_draw_crops_and_flips_of_their_own(monkeypatch):
     assert torch.equal(worker_sample(1), b)  # still seeded
     unseeded = [copy.deepcopy(ds)[0][0] for _ in range(2)]
     assert torch.equal(*unseeded)  # the defect: copies of one generator draw alike
+
+
+@pytest.mark.parametrize(("suffix", "orphans", "words"), [
+    ("", ["c", "d", "e", "f"], "4 masks in {root}/masks have no image in {root}/images (first: c.png, d.png, e.png)"),
+    ("_pixels0", ["c"], "1 mask in {root}/masks has no image in {root}/images (first: c_pixels0.png)"),
+])
+def test_every_image_refuses_masks_without_an_image(tmp_path, suffix, orphans, words):
+    """Split all (no list) silently left out the frames whose image was missing: the
+    figures covered fewer frames than the folder's masks said."""
+    root = make_dataset(tmp_path / "d", ["a", "b", *orphans], mask_suffix=suffix, split_dir=None)
+    for stem in orphans:
+        (root / "images" / f"{stem}.png").unlink()
+    with pytest.raises(DatasetError) as exc:
+        find_pairs(DatasetSpec(root, "all", suffix))
+    assert str(exc.value).startswith(words.format(root=root)), exc.value
+    (root / "train.txt").write_text("a\nb\n")  # a list names its frames: the others are not its
+    assert [i.stem for i, _ in find_pairs(DatasetSpec(root, "train", suffix))] == ["a", "b"]
+
+
+def test_lists_of_other_folders_are_splits_by_their_path(tmp_path):
+    """SIRST-v1 keeps its lists in idx_320/ and idx_427/: a split is named by its path."""
+    from irstd_ros.data.datasets import available_splits, split_list
+
+    root = make_dataset(tmp_path / "d", ["a", "b", "c"], split_dir="idx_427", crlf=False)
+    assert available_splits(root) == ["idx_427/test", "idx_427/train"]
+    assert split_list(DatasetSpec(root, "idx_427/test")) == root / "idx_427" / "test.txt"
+    assert [i.stem for i, _ in find_pairs(DatasetSpec(root, "idx_427/test"))] == ["c"]
+    with pytest.raises(DatasetError, match="the splits there: idx_427/test, idx_427/train; split 'all'"):
+        find_pairs(DatasetSpec(root, "test"))

@@ -455,3 +455,19 @@ def test_sirst_frames_are_packed_whole_and_no_crops_group_when_none_is_asked(tmp
 def test_sirst_without_anything_to_take_from_it_says_so(tmp_path, roots):
     with pytest.raises(DatasetError, match=r"no SIRST-v2 crops asked for \(--target-crops 0 --random-crops 0\)"):
         build_pack(PackConfig(out=tmp_path / "x.npz", nudt=None, sirst=roots["sirst"], target_crops=0, random_crops=0))
+
+
+def test_cli_mask_suffix_reads_masks_of_a_suffix(tmp_path, roots, capsys):
+    """`irstd pack` had no --mask-suffix: a copy with `_pixels0` masks was '... samples lack an image or mask'."""
+    import shutil
+
+    nudt = Path(shutil.copytree(roots["nudt"], tmp_path / "nudt"))
+    for mask in (nudt / "masks").iterdir():
+        mask.rename(mask.with_name(f"{mask.stem}_pixels0{mask.suffix}"))
+    out = tmp_path / "p.npz"
+    code, err = run_cli(capsys, "pack", "--out", str(out), "--nudt", str(nudt), "--no-sirst", "--mask-suffix", "_pixels0")
+    assert code == 0, err
+    assert [(i[0].tobytes(), i[1].tobytes(), i[2]) for i in Pack(out).items("nudt_test")] == [
+        (i[0].tobytes(), i[1].tobytes(), i[2]) for i in folder_items(roots["nudt"], "test")]
+    code, err = run_cli(capsys, "pack", "--out", str(out), "--nudt", str(nudt), "--no-sirst")
+    assert code == 2 and "lack an image or mask" in one_error_line(err)

@@ -158,3 +158,20 @@ def test_the_roc_draws_fa_0_flagged_below_the_measured_and_says_when_pd_is_undef
     for name, c in (("roc.png", curve), ("bg.png", background_only)):
         plot_roc(c, tmp_path / name)
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_the_printed_summary_says_what_was_scored(tmp_path, capsys):
+    """The summary never said how many images and targets it scored, nor that split all
+    took every image of a folder without a list."""
+    from _support.cli import run_cli_output
+
+    root = dataset(tmp_path / "d")
+    base = ["eval", "--data", str(root), "--method", "tophat", "--no-reference", "--threads", "1"]
+    code, out, _ = run_cli_output(capsys, *base, "--out", str(tmp_path / "o1"))
+    assert code == 0 and out.splitlines()[0] == f"3 images, 3 targets (split test: {root / 'test.txt'})"
+    (root / "test.txt").unlink()
+    code, out, _ = run_cli_output(capsys, *base, "--split", "all", "--out", str(tmp_path / "o2"), "--limit", "1")
+    assert code == 0 and out.splitlines()[0] == "1 image, 1 target (split all: every image, no list, --limit 1)"
+    code, out, _ = run_cli_output(capsys, *base, "--split", "all", "--out", str(tmp_path / "o3"), "--json")
+    summary = json.loads(out)
+    assert (summary["images"], summary["targets"], summary["split_list"]) == (3, 3, None)

@@ -151,3 +151,52 @@ def test_cli_refuses_to_mine_the_test_split_in_one_line(tmp_path, capsys, monkey
     assert line.startswith(f"irstd mine: error: split 'test' of {data} is held out: hard examples mined there "
                            "would train on the frames results are reported on"), line
     assert not out.exists()
+
+
+# --- held-out lists by name, in BasicIRSTD's and SIRST-v1's layouts ---------------------------
+@pytest.mark.parametrize(
+    ("split_dir", "lists", "split", "hint"),
+    [
+        ("img_idx", ("train_NUDT-SIRST", "test_NUDT-SIRST"), "test_NUDT-SIRST", "train_NUDT-SIRST"),  # BasicIRSTD
+        ("idx_427", ("train", "test"), "idx_427/test", "idx_427/train"),  # SIRST-v1
+        ("splits", ("train", "validation"), "validation", "train"),
+    ],
+)
+def test_a_held_out_list_of_another_name_is_not_mined(tmp_path, monkeypatch, split_dir, lists, split, hint):
+    """Only lists literally named test and val were held out: `--split test_NUDT-SIRST`
+    and `--split idx_427/test` mined hard examples on the frames results are reported on."""
+    from irstd_ros.errors import ConfigError
+    from irstd_ros.evaluation import mining
+
+    monkeypatch.setattr(mining, "build_scorer", _no_model)
+    frame = np.zeros(SIZE, np.uint8)
+    data = write_dataset(tmp_path / "d", [(s, frame, frame) for s in "abcd"],
+                         {lists[0]: ["a", "b"], lists[1]: ["c", "d"]}, split_dir=split_dir)
+    with pytest.raises(ConfigError) as exc:
+        mine_hard_examples(EvalConfig(data=data, split=split, out=None))
+    assert str(exc.value).startswith(f"split {split!r} of {data} is held out: hard examples mined there"), exc.value
+    assert f"use a training split, e.g. {hint!r}" in str(exc.value)
+    with pytest.raises(ConfigError, match=f"holds 2 frames of the held-out split '{split}' \\(first: c\\)"):
+        mine_hard_examples(EvalConfig(data=data, split="all", out=None))  # every image: theirs too
+
+
+def test_held_out_lists_are_named_test_or_val_in_any_folder(tmp_path):
+    from irstd_ros.evaluation.splits import held_out_splits, is_held_out, matching_held_out
+
+    assert [s for s in ("test", "val", "Test_X", "idx_427/test", "validation", "test.txt")
+            if not is_held_out(s)] == []
+    assert [s for s in ("train", "trainval", "train_X", "idx_427/trainval", "all", "", None, "contest")
+            if is_held_out(s)] == []
+    frame = np.zeros(SIZE, np.uint8)
+    data = write_dataset(tmp_path / "d", [(s, frame, frame) for s in "abcdef"],
+                         {"train_A": ["a"], "test_A": ["b"], "train_B": ["c"], "test_B": ["d"], "val_B": ["e"]},
+                         split_dir="img_idx")
+    write_dataset(tmp_path / "x", [], {"trainval": ["a"], "test": ["f"]}, split_dir="idx_427")
+    for name in ("trainval", "test"):
+        (data / "idx_427").mkdir(exist_ok=True)
+        (data / "idx_427" / f"{name}.txt").write_text((tmp_path / "x" / "idx_427" / f"{name}.txt").read_text())
+    assert held_out_splits(data) == ["idx_427/test", "test_A", "test_B", "val_B"]  # test* first
+    assert matching_held_out(data, "train_B") == ["test_B", "val_B"]
+    assert matching_held_out(data, "train_A") == ["test_A"]
+    assert matching_held_out(data, "idx_427/trainval") == ["idx_427/test"]
+    assert matching_held_out(data, "train_C") == []  # another dataset's: none

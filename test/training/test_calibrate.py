@@ -252,3 +252,51 @@ def test_a_fit_on_scores_far_below_zero_raises_no_overflow_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_platt(z, y, np.ones_like(z))
+
+
+# --- mask suffix; held-out splits are not fitted on -------------------------------------------
+def _suffixed_dataset(path, splits=None):
+    """:func:`_point_dataset`'s frames with masks named ``<stem>_pixels0.png`` (SIRST-v1's)."""
+    rng = np.random.default_rng(1)
+    frames = []
+    for i in range(4):
+        img = rng.normal(80, 3, (32, 32)).clip(0, 255).astype(np.uint8)
+        img[10:13, 10:13] = 200
+        mask = np.zeros((32, 32), bool)
+        mask[10:13, 10:13] = True
+        frames.append((str(i), img, mask))
+    return write_dataset(path, frames, splits or {"train": ["0", "1", "2", "3"]}, mask_suffix="_pixels0")
+
+
+def _tiny(tmp_path):
+    return save_checkpoint(tmp_path / "m.safetensors", build_model(named_config("tiny")),
+                           CheckpointInfo(named_config("tiny"), InputNorm(kind="robust", background=16)))
+
+
+def test_calibrate_reads_masks_of_a_suffix(tmp_path, capsys):
+    """`irstd calibrate` had no --mask-suffix: `_pixels0` masks were '2 of 2 samples lack an image or mask'."""
+    root, src = _suffixed_dataset(tmp_path / "d"), _tiny(tmp_path)
+    out = tmp_path / "cal.safetensors"
+    code, err = run_cli(capsys, "calibrate", "--weights", str(src), "--data", str(root), "--frames", "2",
+                        "--out", str(out), "--mask-suffix", "_pixels0")
+    assert code == 0, err
+    _, info, _ = load_checkpoint(out)
+    assert info.extra["calibration"]["sources"] == [{"root": str(root), "split": "train", "mask_suffix": "_pixels0"}]
+    with pytest.raises(DatasetError, match="lack an image or mask"):  # without it: none found
+        calibrate(CalibrationConfig(src, tmp_path / "c.safetensors", ((root, "train"),)))
+
+
+@pytest.mark.parametrize(("split", "words"), [("test", "split 'test' of {root} is held out"),
+                                              ("trainval", "split 'trainval' of {root} holds 2 frames of the "
+                                                           "held-out split 'test' (first: 2)")])
+def test_calibrate_refuses_a_held_out_split_in_one_line(tmp_path, capsys, monkeypatch, split, words):
+    """A threshold calibrated on the test frames is fitted to the frames results are reported on."""
+    monkeypatch.setattr(calibration, "collect", lambda *a, **k: pytest.fail("fitted on held-out frames"))
+    root = _suffixed_dataset(tmp_path / "d", {"train": ["0", "1"], "test": ["2", "3"], "trainval": ["0", "1", "2", "3"]})
+    out = tmp_path / "cal.safetensors"
+    code, err = run_cli(capsys, "calibrate", "--weights", str(_tiny(tmp_path)), "--data", f"{root}:{split}",
+                        "--out", str(out), "--mask-suffix", "_pixels0")
+    line = one_error_line(err)
+    assert code == 2 and line.startswith(f"irstd calibrate: error: {words.format(root=root)}: a calibration "
+                                         "fitted there would train on the frames results are reported on"), line
+    assert not out.exists()

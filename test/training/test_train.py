@@ -897,7 +897,85 @@ def test_auto_never_evaluates_on_the_training_split(tmp_path):
     data = held_out_dataset(tmp_path / "data")
     assert train_module.evaluation_split(config(tmp_path, data=data)) == "test"
     assert train_module.evaluation_split(config(tmp_path, data=data, split="test")) is None
-    assert train_module.evaluation_split(config(tmp_path, data=data, eval_split="train")) == "train"
+    with pytest.raises(ConfigError, match="eval_split 'train' .* shares 6 frames .* with the training data"):
+        train_module.evaluation_split(config(tmp_path, data=data, eval_split="train"))
+
+
+def _listed_dataset(root, lists, split_dir="."):
+    """:func:`blob_dataset` (frames 000-007) with the split lists ``lists`` (name: frame numbers)."""
+    blob_dataset(root)
+    (root / split_dir).mkdir(exist_ok=True)
+    for name, frames in lists.items():
+        (root / split_dir / f"{name}.txt").write_text("".join(f"{i:03d}\n" for i in frames))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("split_dir", "lists", "split", "expected"),
+    [
+        ("img_idx", {"train_NUDT-SIRST": range(6), "test_NUDT-SIRST": (6, 7), "test_SIRST3": (0, 7)},
+         "train_NUDT-SIRST", "test_NUDT-SIRST"),  # BasicIRSTD: the held-out list of the same dataset
+        ("idx_427", {"trainval": range(6), "test": (6, 7)}, "idx_427/trainval", "idx_427/test"),  # SIRST-v1
+        ("splits", {"train": range(6), "val": (6, 7)}, "train", "val"),  # SIRST-v2
+    ],
+)
+def test_auto_finds_the_held_out_list_matching_the_training_list(tmp_path, split_dir, lists, split, expected, caplog):
+    """`irstd train --split train_NUDT-SIRST` (BasicIRSTD's img_idx) evaluated nothing, silently:
+    auto knew lists named test and val only."""
+    data = _listed_dataset(tmp_path / "data", lists, split_dir)
+    with caplog.at_level("WARNING", logger=train_module.__name__):
+        assert train_module.evaluation_split(config(tmp_path, data=data, split=split)) == expected
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("lists", "split", "why"),
+    [
+        ({"train_NUDT-SIRST": range(6), "test_SIRST3": (6, 7)}, "train_NUDT-SIRST",
+         "none of the held-out lists of {data} (test_SIRST3) matches the training split 'train_NUDT-SIRST'"),
+        ({"train": range(6)}, "train", "{data} has no held-out list (a list named test* or val*)"),
+        ({"train": range(6), "val": (6, 7), "trainval": range(8)}, "trainval",
+         "'val' shares 2 frames (first: 006) with the training data: its metrics would be measured on frames "
+         "the model trained on"),
+        ({"train": range(6), "test": (6, 7)}, "all", "'test' shares 2 frames (first: 006) with the training data"),
+    ],
+)
+def test_auto_finding_no_held_out_list_says_why(tmp_path, lists, split, why, caplog):
+    """SIRST-v2's trainval holds its val, `all` every frame: auto scored the model on frames
+    it trained on and recorded those figures as its metrics."""
+    data = _listed_dataset(tmp_path / "data", lists)
+    with caplog.at_level("WARNING", logger=train_module.__name__):
+        assert train_module.evaluation_split(config(tmp_path, data=data, split=split)) is None
+    assert "eval_split auto: no evaluation, no metrics recorded: " + why.format(data=data) in caplog.text
+
+
+def test_a_training_split_holding_the_held_out_frames_records_no_metrics(tmp_path):
+    data = _listed_dataset(tmp_path / "data", {"train": range(6), "val": (6, 7), "trainval": range(8)})
+    _, info, _ = load_checkpoint(train(config(tmp_path, data=data, split="trainval", epochs=1)))
+    assert "metrics" not in info.extra
+
+
+@pytest.mark.parametrize(("split", "eval_split", "shared"), [("trainval", "val", "2 frames (first: 006)"),
+                                                              ("all", "test", "2 frames (first: 006)"),
+                                                              ("train", "trainval", "6 frames (first: 000)")])
+def test_a_given_eval_split_sharing_training_frames_is_refused_before_any_epoch(tmp_path, split, eval_split, shared):
+    data = _listed_dataset(tmp_path / "data", {"train": range(6), "val": (6, 7), "test": (6, 7),
+                                               "trainval": range(8)})
+    with pytest.raises(ConfigError) as exc:
+        train(config(tmp_path, data=data, split=split, eval_split=eval_split))
+    assert str(exc.value).startswith(
+        f"eval_split {eval_split!r} of {data} shares {shared} with the training data (split {split!r}): its "
+        "metrics would be measured on frames the model trained on"), exc.value
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_a_mixture_s_sources_are_its_training_frames(tmp_path):
+    data = _listed_dataset(tmp_path / "data", {"train": range(6), "test": (6, 7), "some": (0, 7)})
+    mixture = dict(sources=[{"root": str(data), "split": "some"}], samples_per_epoch=4)
+    assert train_module.evaluation_split(config(tmp_path, data=data, eval_split="auto", **mixture)) is None
+    with pytest.raises(ConfigError, match=r"shares 1 frame \(first: 007\) with the training data \(its sources\)"):
+        train_module.evaluation_split(config(tmp_path, data=data, eval_split="test", **mixture))
 
 
 def test_a_missing_evaluation_split_fails_before_any_epoch(tmp_path):
