@@ -47,6 +47,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default(size=size)
     except ImportError:  # Pillow built without FreeType
         return ImageFont.load_default()
+    except TypeError:  # Pillow before 10.1 (Ubuntu 22.04 / ROS 2 Humble: 9.0): no size
+        return ImageFont.load_default()
 
 
 class BoxLike(Protocol):
@@ -134,7 +136,10 @@ def draw_rect(
 def text_size(text: str, size: int = FONT_PX) -> tuple[int, int]:
     """(width, height) in pixels of the box :func:`draw_text` writes ``text`` in."""
     font = _font(size)
-    left, top, right, bottom = font.getbbox(text)
+    if hasattr(font, "getbbox"):
+        left, top, right, bottom = font.getbbox(text)
+    else:  # Pillow before 9.2 (Ubuntu 22.04's 9.0): its bitmap font has only getsize
+        right, bottom = font.getsize(text)  # type: ignore[union-attr]
     ascent, descent = font.getmetrics() if isinstance(font, ImageFont.FreeTypeFont) else (bottom, 0)
     return max(int(right), _ink_width(text, font, int(right) + size, 2 * size), 0), int(ascent + descent)
 

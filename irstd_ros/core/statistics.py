@@ -3,6 +3,7 @@ ratio of a figure that may be undefined, and its one way to print such a figure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -14,10 +15,13 @@ def percentile(values: Iterable[float] | np.ndarray, q: float) -> float:
 
     Raises ValueError for no values.
     """
-    a = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
+    a = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64).ravel()
     if a.size == 0:
         raise ValueError("percentile of no values")
-    return float(np.percentile(a, q, method="inverted_cdf"))
+    # numpy's own index rule for inverted_cdf, computed here: its ``method=`` is numpy 1.22+
+    # (Ubuntu 22.04 / ROS 2 Humble ship 1.21), and a partition is no full sort
+    k = min(max(math.ceil(a.size * (q / 100.0) - 1), 0), a.size - 1)
+    return float(np.partition(a, k)[k])
 
 
 def ratio(num: float, den: float) -> float | None:

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from irstd_ros.core.normalization import to_grey
+from irstd_ros.core.pillow import TRANSPOSE
 from irstd_ros.errors import DatasetError
 
 GREY_MODES = ("L", "1")
@@ -43,13 +44,13 @@ UNSIGNED_32_RAW_MODES = ("I;32", "I;32N", "I;32L", "I;32B")  # Pillow's raw mode
 FALLBACK_MAX_PIXELS = 89_478_485
 EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 (or none, or a value outside 2..8): as stored
 EXIF_TRANSPOSE = {  # Orientation -> the transpose that shows the pixels as viewers do
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
+    2: TRANSPOSE.FLIP_LEFT_RIGHT,
+    3: TRANSPOSE.ROTATE_180,
+    4: TRANSPOSE.FLIP_TOP_BOTTOM,
+    5: TRANSPOSE.TRANSPOSE,
+    6: TRANSPOSE.ROTATE_270,
+    7: TRANSPOSE.TRANSVERSE,
+    8: TRANSPOSE.ROTATE_90,
 }
 
 

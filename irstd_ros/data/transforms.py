@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from irstd_ros.core.pillow import RESAMPLING
+
 MASK_COVERAGE = 0.5  # a resized mask pixel is target when at least this share of it was
 
 
@@ -78,7 +80,7 @@ def rescale(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, n
         raise ValueError(f"rescale needs a square crop and a mask of its shape, got {img.shape}, {mask.shape}")
     if img.shape[0] == size:
         return img, mask
-    smooth = Image.Resampling.BILINEAR if size > img.shape[0] else Image.Resampling.BOX
+    smooth = RESAMPLING.BILINEAR if size > img.shape[0] else RESAMPLING.BOX
     out = np.asarray(Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F").resize((size, size), smooth))
     cover = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((size, size), smooth))
     peak = (cover > 0) & (cover >= maximum_filter(cover, size=3))

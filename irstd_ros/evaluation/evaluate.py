@@ -27,6 +27,7 @@ from tqdm import tqdm
 from irstd_ros.checkpoint import load_checkpoint
 from irstd_ros.core.normalization import normalize
 from irstd_ros.core.paths import atomic_path, write_text_atomic
+from irstd_ros.core.pillow import RESAMPLING
 from irstd_ros.data import DatasetSpec, find_pairs
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.errors import ConfigError, DatasetError
@@ -318,7 +319,7 @@ def plot_hardest(rows: list[HardCase], path: Path) -> None:
     tiles = []
     for row in rows:
         tile = Image.fromarray(row.tiles).convert("RGB")
-        tile = tile.resize((tile.width * CROP_ZOOM, tile.height * CROP_ZOOM), Image.Resampling.NEAREST)
+        tile = tile.resize((tile.width * CROP_ZOOM, tile.height * CROP_ZOOM), RESAMPLING.NEAREST)
         ImageDraw.Draw(tile).text((3, 3), row.label, fill=(255, 64, 64))
         tiles.append(np.asarray(tile))
     width = max(t.shape[1] for t in tiles)

@@ -123,6 +123,44 @@ def test_label_and_text_helpers():
     assert (out[4:14, 4:40] == 255).all(axis=2).any()
 
 
+def test_text_is_drawn_with_a_pillow_whose_default_font_has_no_size(monkeypatch):
+    """``ImageFont.load_default(size=)`` is Pillow 10.1+ (ROS 2 Humble's Ubuntu 22.04 ships
+    9.0, whose TypeError failed every overlay frame with a label): its fixed font then."""
+    from PIL import ImageFont
+
+    from irstd_ros.core import overlay
+
+    plain = ImageFont.load_default
+
+    def pillow_9(*args, **kwargs):
+        if args or kwargs:
+            raise TypeError("load_default() got an unexpected keyword argument 'size'")
+        return plain()
+
+    class BitmapFontOfPillow9:  # before 9.2 the bitmap font had getsize, no getbbox
+        def __init__(self, font):
+            self.font = font
+
+        def getsize(self, text):
+            return self.font.getbbox(text)[2:]
+
+        def __getattr__(self, name):
+            if name == "getbbox":
+                raise AttributeError(name)
+            return getattr(self.font, name)
+
+    monkeypatch.setattr(ImageFont, "load_default", lambda *a, **k: BitmapFontOfPillow9(pillow_9(*a, **k)))
+    overlay._font.cache_clear()
+    overlay.text_size.cache_clear()
+    try:
+        img = np.zeros((20, 60, 3), np.uint8)
+        draw_text(img, 2, 2, "PD 0.9", background=(9, 9, 9))
+        assert (img == 255).all(axis=2).any()
+    finally:
+        overlay._font.cache_clear()
+        overlay.text_size.cache_clear()
+
+
 def test_the_display_stretch_reads_a_sample_of_a_large_frame(monkeypatch):
     """The stretch took an exact percentile of every pixel (5 ms of the overlay's 10 at
     640x512); a sample of at most about DISPLAY_SAMPLE pixels gives the same range."""

@@ -17,6 +17,26 @@ def test_nearest_rank():
         assert percentile(values, q) == values[rank - 1]  # a sample, never interpolated
 
 
+def test_the_rank_is_numpy_s_inverted_cdf_without_its_method_keyword(monkeypatch):
+    """numpy's ``percentile(method=...)`` is 1.22+ (ROS 2 Humble's Ubuntu 22.04 ships 1.21:
+    the node died at its first diagnostics after a frame); the rule is computed here, to
+    the same sample as numpy's ``inverted_cdf`` for every size and percentile."""
+    rng = np.random.default_rng(0)
+    cases = [(n, q) for n in (1, 2, 3, 7, 10, 100, 1000) for q in (0, 0.1, 7, 29, 50, 57, 90, 99, 99.9, 100)]
+    cases += [(int(rng.integers(1, 500)), float(rng.uniform(0, 100))) for _ in range(200)]
+    expected = {}
+    for n, q in cases:
+        values = rng.normal(size=n)
+        expected[n, q] = (values, float(np.percentile(values, q, method="inverted_cdf")))
+
+    def numpy_1_21(a, q, *args, **kwargs):
+        raise TypeError("_percentile_dispatcher() got an unexpected keyword argument 'method'")
+
+    monkeypatch.setattr(np, "percentile", numpy_1_21)
+    for (n, q), (values, want) in expected.items():
+        assert percentile(values, q) == want, (n, q)
+
+
 def test_no_values_is_an_error():
     with pytest.raises(ValueError):
         percentile([], 50)
