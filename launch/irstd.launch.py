@@ -5,6 +5,7 @@
     ros2 launch irstd_ros irstd.launch.py use_lifecycle:=true autostart:=true
     ros2 launch irstd_ros irstd.launch.py dds_profile:=large_images
     ros2 launch irstd_ros irstd.launch.py image_topic:=/cam0/image_raw image_transport:=compressed
+    ros2 launch irstd_ros irstd.launch.py use_sim_time:=true   # with `ros2 bag play --clock`
 
 Arguments:
     image_topic    input sensor_msgs/Image topic; the node's 'image' is remapped to it
@@ -26,6 +27,10 @@ Arguments:
                    Fast DDS profile for full-resolution frames (config/dds/); or the path
                    of an XML profile. Set for every process this launch starts after it
                    (include this file before a camera driver's launch to cover both ends).
+    use_sim_time   the node's use_sim_time, over the params file's: '' (default) keeps the
+                   file's (false unless it sets it); true: the node's clock is /clock (a bag
+                   played with --clock, a simulator); true/false/1/0 in any case, as a parent
+                   launch file passes it
 
 Without launch (e.g. in the project's venv), irstd_ros.ros.launch_args.node_command()
 gives the same command line this file makes launch_ros run.
@@ -40,6 +45,7 @@ from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
+from irstd_ros.ros.launch_args import parameter_overrides
 from irstd_ros.ros.transport import launch_profile_environment
 
 
@@ -52,13 +58,15 @@ def dds_environment(context):
 
 def detector_nodes(context):
     """The node: irstd_node, or with use_lifecycle:=true the managed irstd_lifecycle_node.
-    image_transport, when given, is set over the params file's input.transport (launch_ros
-    passes it after the file, so it wins); '' leaves the file's."""
+    image_transport and use_sim_time, when given, are set over the params file's
+    input.transport and use_sim_time (launch_ros passes them after the file, so they win);
+    '' leaves the file's."""
     use_lifecycle = LaunchConfiguration('use_lifecycle')
     parameters = [LaunchConfiguration('params_file')]
-    transport = LaunchConfiguration('image_transport').perform(context)
-    if transport:
-        parameters.append({'input.transport': transport})
+    overrides = parameter_overrides(LaunchConfiguration('image_transport').perform(context),
+                                    LaunchConfiguration('use_sim_time').perform(context))
+    if overrides:
+        parameters.append(overrides)
     common = dict(
         package='irstd_ros',
         name='irstd_node',
@@ -110,6 +118,11 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'autostart', default_value='false', choices=['true', 'false'],
             description='Managed node only: configure and activate it at start'),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value='',
+            description="The node's use_sim_time, over the params file's: '' keeps the file's "
+                        '(false unless it sets it); true: the clock is /clock (a bag played '
+                        'with --clock, a simulator)'),
         DeclareLaunchArgument(
             'dds_profile', default_value='',
             description="Fast DDS XML profile for the processes launched after it: '' keeps the "

@@ -28,6 +28,7 @@ from irstd_ros.ros.launch_args import (
     LIFECYCLE_EXECUTABLE,
     NODE_NAME,
     PACKAGE,
+    SIM_TIME_PARAM,
     TRANSPORT_PARAM,
     executable_for,
     node_command,
@@ -84,8 +85,9 @@ def test_image_transport_offers_the_parameter_s_choices(tree):
                if ast.literal_eval(c.args[0]) == "image_transport"]
     assert tuple(ast.literal_eval(kwarg(call, "choices"))) == IMAGE_TRANSPORTS
     assert IMAGE_TRANSPORTS == ("", *SPECS[TRANSPORT_PARAM].choices)
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
-    assert TRANSPORT_PARAM in strings
+    # the parameter is named by launch_args.parameter_overrides, which the launch file calls
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert "parameter_overrides" in names
 
 
 def test_names_package_executables_node_name_and_config(tree):
@@ -147,10 +149,14 @@ class Node:
         as ros2 run would find it (here: its bare name). A dict of parameters, which
         launch_ros writes to a temporary file passed with --params-file at its place in
         the list, is given as the -p NAME:=VALUE of each entry: the same effect (a later
-        value wins)."""
+        value wins), a bool as launch_ros's YAML writes it (true, false)."""
 
         def sub(x):
             return values[x.name] if isinstance(x, LaunchConfiguration) else x
+
+        def text(x):
+            x = sub(x)
+            return str(x).lower() if isinstance(x, bool) else x
 
         cmd = [self.executable, *(sub(a) for a in self.arguments), "--ros-args"]
         if self.name is not None:
@@ -161,7 +167,7 @@ class Node:
         for p in self.parameters:
             if isinstance(p, dict):
                 for name, value in p.items():
-                    cmd += ["-p", f"{name}:={sub(value)}"]
+                    cmd += ["-p", f"{name}:={text(value)}"]
             else:
                 cmd += ["--params-file", sub(p)]
         for src, dst in self.remappings:
@@ -286,8 +292,11 @@ def test_exactly_one_node_per_use_lifecycle_value(description, use_lifecycle):
         {"image_topic": "/cam0/image_raw", "image_transport": "compressed"},
         {"image_transport": "raw", "use_lifecycle": "true"},
         {"camera_info_topic": "/cam0/camera_info"},
+        {"use_sim_time": "true"},
+        {"use_sim_time": "False", "image_transport": "compressed", "use_lifecycle": "true"},
     ],
-    ids=["defaults", "remapped", "lifecycle", "autostart", "compressed", "raw", "camera_info"],
+    ids=["defaults", "remapped", "lifecycle", "autostart", "compressed", "raw", "camera_info",
+         "sim_time", "sim_time_off_compressed"],
 )
 def test_command_line_is_node_command(description, overrides):
     (node,), values = started(description, **overrides)
@@ -299,6 +308,7 @@ def test_command_line_is_node_command(description, overrides):
         camera_info_topic=values["camera_info_topic"],
         autostart=values["autostart"] if values["use_lifecycle"] == "true" else None,
         image_transport=values["image_transport"],
+        use_sim_time=values["use_sim_time"],
     )
     assert node.command(values) == expected
 
@@ -314,6 +324,24 @@ def test_image_transport_is_set_over_the_params_file_only_when_given(description
     cmd = node.command(values)
     assert cmd.index("-p") == cmd.index("--params-file") + 2
     assert cmd[cmd.index("-p") + 1] == "input.transport:=compressed"
+
+
+@pytest.mark.parametrize("use_lifecycle", ["false", "true"])
+def test_use_sim_time_is_set_over_the_params_file_only_when_given(description, use_lifecycle):
+    """`ros2 launch irstd_ros irstd.launch.py use_sim_time:=true` (a bag played with --clock):
+    before, the launch file declared no such argument and the node kept the system clock.
+    '' (the default) leaves the params file's; a value goes after the file as a bool
+    (launch_ros writes it to YAML as true/false: the string 'true' is no bool parameter),
+    in any case a parent launch file passes it (str(True))."""
+    (node,), values = started(description, use_lifecycle=use_lifecycle)
+    assert SIM_TIME_PARAM not in " ".join(node.command(values))
+    for given, want in (("true", True), ("True", True), ("false", False), ("1", True)):
+        (node,), values = started(description, use_lifecycle=use_lifecycle, use_sim_time=given)
+        assert node.parameters[1:] == [{SIM_TIME_PARAM: want}]
+        cmd = node.command(values)
+        assert cmd[cmd.index("--params-file") + 2:][:2] == ["-p", f"use_sim_time:={str(want).lower()}"]
+    with pytest.raises(ValueError, match="use_sim_time must be true or false"):
+        started(description, use_sim_time="sometimes")
 
 
 def launched_environment(ld: LaunchDescription, **overrides) -> dict[str, str]:

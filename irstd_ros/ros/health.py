@@ -41,6 +41,7 @@ class PipelineStats:
         self.processed = 0
         self.dropped = 0  # superseded: pushed out of the full queue by a newer frame
         self.stale = 0  # older than input.max_age on arrival, not processed
+        self.restarts = 0  # the stream's time went back (a replay's loop): no error
         self.errors: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.stage_ms: dict[str, deque[float]] = {
@@ -61,6 +62,13 @@ class PipelineStats:
             self.received += 1
             self.stale += 1
             return self.stale
+
+    def on_restart(self) -> int:
+        """The stream restarted (its time went back: a replay's loop, a simulation reset);
+        a notice, not a problem. Returns the restarts so far."""
+        with self._lock:
+            self.restarts += 1
+            return self.restarts
 
     def on_dropped(self, frames: int) -> None:
         """``frames`` waiting frames were discarded (e.g. on deactivation)."""
@@ -108,6 +116,7 @@ class PipelineStats:
                 "processed": self.processed,
                 "dropped": self.dropped,
                 "stale": self.stale,
+                "stream_restarts": self.restarts,
                 "errors": dict(self.errors),
                 "problems_since_last": new_problems,  # errors, drops and stale frames
                 "received_since_last": self.received - rec0,

@@ -10,9 +10,10 @@ exactly the way the launch file does::
 
 (launch_ros >= Humble: ``--ros-args``, node name, namespace made absolute -- ``''``
 becomes ``/`` --, parameter files, then remappings. The launch file's ``image_transport``
-goes to launch_ros as a parameter dict after the file, which launch_ros writes to a
-temporary file of its own; here it is ``-p input.transport:=...`` at the same place, with
-the same effect: the later value wins.)
+and ``use_sim_time`` go to launch_ros as a parameter dict after the file
+(:func:`parameter_overrides`), which launch_ros writes to a temporary file of its own;
+here they are ``-p input.transport:=... -p use_sim_time:=...`` at the same place, with the
+same effect: the later value wins.)
 
 ``test/test_launch_file.py`` checks that the launch file declares :data:`LAUNCH_ARGUMENTS`
 and starts :data:`NODE_NAME` from :data:`PACKAGE` with these executables.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from irstd_ros.core.constants import (
     CAMERA_INFO_INPUT,  # the node's (relative) calibration input; remapped to camera_info_topic
@@ -50,9 +52,13 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "autostart": ("false", "Managed node only: configure and activate it at start"),
     "dds_profile": ("", "Fast DDS XML profile for the processes launched after it: '' keeps the "
                     "environment, 'large_images' the shipped one for full-resolution frames, or a path"),
+    "use_sim_time": ("", "The node's use_sim_time, over the params file's: '' keeps the file's "
+                     "(false unless it sets it); true: the node's clock is /clock (a bag played "
+                     "with --clock, a simulator)"),
 }
 AUTOSTART_FLAG = "--autostart"  # irstd_lifecycle_node's argument: --autostart [true|false]
 TRANSPORT_PARAM = "input.transport"  # the node parameter the image_transport argument sets
+SIM_TIME_PARAM = "use_sim_time"  # rclpy's parameter, set by the launch argument of its name
 # image_transport's values: '' (the params file's input.transport), then the parameter's
 IMAGE_TRANSPORTS = ("", "raw", "compressed")
 
@@ -117,6 +123,21 @@ def autostart_requested(user_args: Sequence[str]) -> bool:
     return False
 
 
+def parameter_overrides(image_transport: str = "", use_sim_time: bool | str = "") -> dict[str, Any]:
+    """The node parameters the launch arguments set over the params file, in the order
+    given: ``input.transport`` (``image_transport``; '' none) and ``use_sim_time`` (a bool:
+    true/false/1/0, any case, as a parent launch file's ``str(True)``; '' none). A value
+    that is neither raises ValueError."""
+    if image_transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"image_transport must be one of {IMAGE_TRANSPORTS}, not {image_transport!r}")
+    overrides: dict[str, Any] = {}
+    if image_transport:
+        overrides[TRANSPORT_PARAM] = image_transport
+    if not isinstance(use_sim_time, str) or use_sim_time.strip():
+        overrides[SIM_TIME_PARAM] = parse_bool(use_sim_time, SIM_TIME_PARAM)
+    return overrides
+
+
 def node_command(
     params_file: str | Path,
     image_topic: str = IMAGE_INPUT,
@@ -128,6 +149,7 @@ def node_command(
     extra_ros_args: Sequence[str] = (),
     autostart: bool | str | None = None,
     image_transport: str = "",
+    use_sim_time: bool | str = "",
 ) -> list[str]:
     """The command line launch_ros runs for the launch file's node.
 
@@ -136,15 +158,15 @@ def node_command(
     name, namespace, parameter file, then remappings. ``extra_ros_args`` (e.g.
     ``["-p", "model.backend:=torch-cpu"]``) are appended after them. ``autostart`` (the
     managed node's): ``--autostart true|false`` before the ROS arguments, as the launch file
-    passes it. ``image_transport`` (the launch argument): ``-p input.transport:=VALUE`` after
-    the parameter file, so it wins over the file's; '' leaves the file's. (One difference:
+    passes it. ``image_transport`` and ``use_sim_time`` (the launch arguments):
+    ``-p input.transport:=VALUE -p use_sim_time:=true|false`` after the parameter file
+    (:func:`parameter_overrides`), so they win over the file's; '' leaves the file's. (One difference:
     launch drops a parameter file that does not exist, with a warning; here it is passed
     on.)
     """
     if not image_topic or not camera_info_topic:
         raise ValueError("image_topic and camera_info_topic must not be empty")
-    if image_transport not in IMAGE_TRANSPORTS:
-        raise ValueError(f"image_transport must be one of {IMAGE_TRANSPORTS}, not {image_transport!r}")
+    overrides = parameter_overrides(image_transport, use_sim_time)
     cmd = [str(executable)]
     if autostart is not None:
         cmd += [AUTOSTART_FLAG, "true" if parse_bool(autostart, "autostart") else "false"]
@@ -153,8 +175,9 @@ def node_command(
         cmd += ["-r", f"__node:={name}"]
     cmd += ["-r", f"__ns:={normalize_namespace(namespace)}"]
     cmd += ["--params-file", str(params_file)]
-    if image_transport:
-        cmd += ["-p", f"{TRANSPORT_PARAM}:={image_transport}"]
+    for key, value in overrides.items():
+        text = str(value).lower() if isinstance(value, bool) else value  # as YAML writes it
+        cmd += ["-p", f"{key}:={text}"]
     cmd += ["-r", f"{IMAGE_INPUT}:={image_topic}"]
     cmd += ["-r", f"{CAMERA_INFO_INPUT}:={camera_info_topic}"]
     cmd += list(extra_ros_args)

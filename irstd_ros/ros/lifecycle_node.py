@@ -18,7 +18,12 @@ The parameters the plain node reads once (``model.*``, ``qos.*``, ``input.transp
 ``diagnostics.period``; "restart" in the README) are settable here while the node is
 unconfigured and read at the next ``configure``: cleanup, set ``model.path``, configure
 swaps the model in one process.
-While configured, setting them is refused with that reason.
+While configured, changing one is refused with that reason; setting one to its value in
+force is accepted (a whole parameters file loads with ``load_parameter_file_atomically``
+in any state).
+
+While configured, the node's clock is watched as the plain node's
+(:func:`~irstd_ros.ros.node.watch_clock`): a clock going back restarts the stream.
 
 The node starts unconfigured, as managed nodes do; ``--autostart`` configures and
 activates it at once (a configure failure is then one line on stderr and exit code 1).
@@ -50,13 +55,14 @@ from irstd_ros.ros.node import (
     make_pipeline,
     parameter_values,
     read_parameters,
+    restart_refusal,
     run,
     stage_parameters,
     start_inputs,
     usage_text,
     warn_unknown_overrides,
+    watch_clock,
 )
-from irstd_ros.ros.params import SPECS
 from irstd_ros.ros.pipeline import OUTPUT_QOS_DEPTH, FramePipeline
 from irstd_ros.tracking import CameraModel
 
@@ -65,6 +71,8 @@ if TYPE_CHECKING:
 
 NODE_NAME = "irstd_node"
 PROG = "irstd_lifecycle_node"
+# a "restart" parameter's: settable while unconfigured, its change refused while configured
+RESTART_HINT = "read at configure: cleanup, set, configure again"
 
 
 class IrstdLifecycleNode(LifecycleNode):
@@ -89,6 +97,7 @@ class IrstdLifecycleNode(LifecycleNode):
         self.camera_info_sub: Any = None
         self.diag_timer: Any = None
         self.diag_pub: Any = None
+        self._clock_watch: Any = None  # the clock's jump callback while configured
         self._active = False
         self._state = "unconfigured"
         self.ignored_inactive = 0
@@ -97,7 +106,7 @@ class IrstdLifecycleNode(LifecycleNode):
         # declared now, so that they can be listed and set before the first configure (model,
         # QoS: set while unconfigured); an override of the wrong type keeps the default, and
         # configure fails naming it until it is set
-        self.bad_overrides = declare_parameters(self, read_only=False, lenient=True)
+        self.bad_overrides = declare_parameters(self, restart_hint=RESTART_HINT, lenient=True)
         for reason in self.bad_overrides.values():
             self.get_logger().error(f"{reason}; set it, then configure")
         warn_unknown_overrides(self)
@@ -155,6 +164,7 @@ class IrstdLifecycleNode(LifecycleNode):
         self.sub, self.camera_info_sub, self.diag_timer = start_inputs(
             self, self.pipeline, self.params, self._on_image, self._publish_diagnostics
         )
+        self._clock_watch = watch_clock(self, lambda: self.pipeline)
         self._state = "inactive"
         log_ready(self, self.pipeline, self.params, self.sub.topic_name)
         return TransitionCallbackReturn.SUCCESS
@@ -193,13 +203,12 @@ class IrstdLifecycleNode(LifecycleNode):
 
     # --- parameters, data path, health ------------------------------------------------------
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        if self.pipeline is not None:
-            fixed = [p.name for p in params if p.name in SPECS and SPECS[p.name].read_only]
-            if fixed:
-                return SetParametersResult(successful=False, reason=(
-                    f"{', '.join(fixed)}: read at configure; cleanup, set, configure again "
-                    f"(the node is {self._state})"
-                ))
+        if self.pipeline is not None:  # configured: a "restart" one only at its value in force
+            refused = restart_refusal(
+                self.params, params, f"{RESTART_HINT} (the node is {self._state})"
+            )
+            if refused is not None:
+                return refused
         model = self.pipeline.detector.info if self.pipeline and self.pipeline.detector else None
         staged, result = stage_parameters(self.params, params, model)
         if staged is not None:
@@ -234,6 +243,9 @@ class IrstdLifecycleNode(LifecycleNode):
     def _release(self) -> None:
         """Undo ``configure``: worker, subscription, timer, publishers, model. Idempotent."""
         self._active = False
+        watch, self._clock_watch = self._clock_watch, None
+        if watch is not None:
+            watch.unregister()
         pipeline, self.pipeline = self.pipeline, None
         if pipeline is None:
             return

@@ -4,6 +4,14 @@ Every builder takes ``types``, a mapping from the full type name
 (``"vision_msgs/msg/Detection2D"``) to the message class: :func:`rclpy_types` for the
 node, a rosbags ``Typestore.types`` for the bag tools. Every field is given explicitly
 (rosbags' message dataclasses have no defaults), with the values rclpy would default to.
+
+Pose covariance (``results[0].pose.covariance``, geometry_msgs/PoseWithCovariance: 6x6
+row-major over x, y, z, rotation about x, y, z): a detection's is all zeros, the ROS
+convention for "covariance not known" (a single frame's centroid has no estimate of its
+own); a track's carries its filter's position covariance in px² (x, y variances and
+their covariance) and :data:`UNKNOWN_VARIANCE` on the diagonal of z and the three
+rotations, which a pixel track does not estimate: a variance that large is no information
+to a consumer that fuses the pose, where a 0 would read as exact.
 """
 
 from __future__ import annotations
@@ -16,6 +24,10 @@ import numpy as np
 from irstd_ros.core.constants import CLASS_ID
 
 Types = Mapping[str, Any]
+# the variance on the pose covariance's diagonal for what a track does not estimate (z,
+# the rotations): px² or rad², "no information", not a magic flag (any variance this large
+# means it); finite and positive, so the matrix stays invertible and positive definite
+UNKNOWN_VARIANCE = 1e9
 
 TARGET_FIELDS = (
     "id", "score", "x", "y", "width", "height", "centroid_x", "centroid_y", "area",
@@ -52,16 +64,18 @@ def rclpy_types() -> dict[str, Any]:
 def detection(
     types: Types, header: Any, det_id: str, center: tuple[float, float],
     size: tuple[float, float], score: float, position: tuple[float, float],
+    covariance: np.ndarray | None = None,
 ) -> Any:
     """One vision_msgs/Detection2D: box ``center``/``size`` in input pixels, hypothesis
-    (:data:`CLASS_ID`, ``score``) with its pose at ``position``."""
+    (:data:`CLASS_ID`, ``score``) with its pose at ``position``, of ``covariance`` (36
+    float64, row-major 6x6; None: all zeros, unknown)."""
     t = types
     pose = t["geometry_msgs/msg/PoseWithCovariance"](
         pose=t["geometry_msgs/msg/Pose"](
             position=t["geometry_msgs/msg/Point"](x=float(position[0]), y=float(position[1]), z=0.0),
             orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
         ),
-        covariance=np.zeros(36, dtype=np.float64),
+        covariance=np.zeros(36, dtype=np.float64) if covariance is None else covariance,
     )
     hyp = t["vision_msgs/msg/ObjectHypothesisWithPose"](
         hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=CLASS_ID, score=float(score)),
@@ -100,12 +114,27 @@ def detections_array(types: Types, header: Any, targets: Iterable[Any], with_ids
     return types["vision_msgs/msg/Detection2DArray"](header=header, detections=dets)
 
 
+def track_covariance(position_cov: tuple[float, float, float]) -> np.ndarray:
+    """The pose covariance (36 float64, row-major 6x6 over x, y, z, rotations about x, y,
+    z) of a track of position covariance ``position_cov`` (var x, var y, cov xy; px²):
+    those in the x-y block, :data:`UNKNOWN_VARIANCE` on the rest of the diagonal."""
+    vxx, vyy, cxy = position_cov
+    cov = np.zeros((6, 6), dtype=np.float64)
+    cov[0, 0], cov[1, 1], cov[0, 1], cov[1, 0] = vxx, vyy, cxy, cxy
+    cov[2, 2] = cov[3, 3] = cov[4, 4] = cov[5, 5] = UNKNOWN_VARIANCE
+    return cov.reshape(36)
+
+
 def track_detections_array(types: Types, header: Any, tracks: Iterable[Any]) -> Any:
     """A Detection2DArray of the confirmed (or coasting) tracks: ``id`` = the track id, box
     centred at the filtered position with the smoothed size, hypothesis with the track's
-    score, pose at the filtered position."""
+    score, pose at the filtered position with its covariance (:func:`track_covariance` of
+    the track's ``position_cov``)."""
     dets = [
-        detection(types, header, str(t.id), (t.x, t.y), (t.width, t.height), t.score, (t.x, t.y))
+        detection(
+            types, header, str(t.id), (t.x, t.y), (t.width, t.height), t.score, (t.x, t.y),
+            track_covariance(t.position_cov),
+        )
         for t in tracks
         if t.confirmed
     ]

@@ -19,7 +19,16 @@ A thin rclpy adapter (messages, parameters, threads) over
   state, and, once a ``camera_info`` (sensor_msgs/CameraInfo) has been received,
   its bearing and line-of-sight rate);
 * frames older than ``input.max_age`` on arrival are dropped and counted (``stale``);
-* bad frames are logged (rate-limited per kind), counted, and skipped.
+* bad frames are logged (rate-limited per kind), counted, and skipped;
+* a stream whose time goes back (a bag replayed in a loop; with ``use_sim_time``, the
+  node's clock going back with it) starts afresh (:meth:`FramePipeline.restart_stream`,
+  called from the clock's jump callback; counted as ``stream_restarts``).
+
+The parameters marked "restart" in the README (``ParamSpec.read_only``) are read once, at
+start: setting one to the value in force is accepted (a whole parameters file loads with
+``load_parameter_file_atomically``), changing it is refused with the reason ("restart the
+node to change it"). They are not declared read-only, which would refuse the whole atomic
+batch even with their values unchanged.
 
 The node imports no torch: the detector (and with it torch or OpenVINO) is loaded only
 when the node is built, after :func:`set_process_environment`.
@@ -44,6 +53,8 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.clock import ClockChange, JumpHandle, JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -53,6 +64,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from irstd_ros.core.constants import CAMERA_INFO_INPUT, DIAGNOSTICS_TOPIC, IMAGE_INPUT
 from irstd_ros.core.parsing import parse_size
 from irstd_ros.core.paths import creation_problem
+from irstd_ros.core.stamps import NS_PER_S
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.ros.health import PipelineStats
 from irstd_ros.ros.params import (
@@ -64,7 +76,13 @@ from irstd_ros.ros.params import (
     coerce,
     unknown_hint,
 )
-from irstd_ros.ros.pipeline import BEST_EFFORT_HINT, OUTPUT_QOS_DEPTH, FramePipeline, create_outputs
+from irstd_ros.ros.pipeline import (
+    BEST_EFFORT_HINT,
+    OUTPUT_QOS_DEPTH,
+    STREAM_RESTART_S,
+    FramePipeline,
+    create_outputs,
+)
 from irstd_ros.tracking import CameraModel
 
 if TYPE_CHECKING:  # loaded by build_detector(), after the process environment is set
@@ -86,20 +104,30 @@ MODEL_HINT = (
 PROCESS_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
 QOS_OVERRIDES_PREFIX = "qos_overrides."  # rclpy's QoS overrides, which this node does not take
 QOS_OVERRIDES_HINT = "; this node's image QoS is set by qos.reliability and qos.depth"
+# what a change of a "restart" parameter is refused with, by the plain node (the lifecycle
+# node's says cleanup, set, configure)
+RESTART_HINT = "read at start: restart the node to change it"
 CAMERA_INFO_QOS = QoSProfile(  # best effort matches reliable and best-effort publishers
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
 )
 
 
-def _descriptor(spec: ParamSpec, read_only: bool = True) -> ParameterDescriptor:
+def _descriptor(spec: ParamSpec, restart_hint: str = RESTART_HINT) -> ParameterDescriptor:
     """``spec``'s descriptor. A float parameter is dynamically typed: rclpy would refuse an
     int for it (``ros2 param set /irstd_node detection.threshold 1``: "Wrong parameter type,
     expected '3' got '2'"), so the node's own check takes the type, converts an int
-    (:func:`~irstd_ros.ros.params.coerce`) and says what a wrong one (a string) should be."""
-    d = ParameterDescriptor(description=spec.description, read_only=spec.read_only and read_only)
+    (:func:`~irstd_ros.ros.params.coerce`) and says what a wrong one (a string) should be.
+
+    None is ``read_only``: rclpy refuses a read-only parameter in a batch even at its value
+    in force, and with it the whole ``set_parameters_atomically`` batch (a parameters file
+    loaded atomically). A "restart" one (``ParamSpec.read_only``) says ``restart_hint`` in
+    its constraints; the node refuses a change of it itself (:func:`restart_refusal`)."""
+    d = ParameterDescriptor(description=spec.description, read_only=False)
     d.dynamic_typing = _dynamic(spec)
-    if spec.choices:
-        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    constraints = ["one of: " + ", ".join(spec.choices)] if spec.choices else []
+    if spec.read_only:
+        constraints.append(restart_hint)
+    d.additional_constraints = "; ".join(constraints)
     if spec.min is None or spec.max is None:
         return d
     if isinstance(spec.default, float):
@@ -142,15 +170,17 @@ def path_problem(name: str, value: str) -> str | None:
 
 
 # --- set-up steps shared by the plain and the lifecycle node ---------------------------------
-def declare_parameters(node: Node, read_only: bool = True, lenient: bool = False) -> dict[str, str]:
+def declare_parameters(
+    node: Node, restart_hint: str = RESTART_HINT, lenient: bool = False
+) -> dict[str, str]:
     """Declare every parameter of :data:`PARAMS` (once); bad overrides become an IrstdError.
 
-    ``read_only`` False: the parameters that need a restart (``ParamSpec.read_only``) stay
-    settable, for a node that refuses them itself while they are in use (the lifecycle
-    node: settable while unconfigured, read at the next ``configure``). ``lenient``: an
-    override of the wrong type is not raised; its parameter is declared with its default
-    so that it and every later one can still be listed and set, and the reasons are
-    returned by name (the lifecycle node refuses to configure until each is set).
+    The parameters that need a restart (``ParamSpec.read_only``) are declared settable
+    (see :func:`_descriptor`): the node refuses a change of one itself while it is in use
+    (:func:`restart_refusal`, whose ``restart_hint`` their descriptors carry). ``lenient``:
+    an override of the wrong type is not raised; its parameter is declared with its
+    default so that it and every later one can still be listed and set, and the reasons
+    are returned by name (the lifecycle node refuses to configure until each is set).
     """
     bad: dict[str, str] = {}
     overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps them nowhere public
@@ -162,13 +192,13 @@ def declare_parameters(node: Node, read_only: bool = True, lenient: bool = False
         reason = check_value(spec.name, coerce(spec.name, override.value)) if override is not None else None
         if not reason:
             try:
-                node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only))
+                node.declare_parameter(spec.name, spec.default, _descriptor(spec, restart_hint))
                 continue
             except ParameterException as exc:
                 reason = str(exc)
         if not lenient:
             raise IrstdError(f"invalid parameter: {reason}")
-        node.declare_parameter(spec.name, spec.default, _descriptor(spec, read_only), ignore_override=True)
+        node.declare_parameter(spec.name, spec.default, _descriptor(spec, restart_hint), ignore_override=True)
         bad[spec.name] = f"invalid parameter override: {reason}"
     return bad
 
@@ -210,6 +240,29 @@ def check_for_model(params: dict[str, Any], model: CheckpointInfo) -> None:
     reason = check_together(params, model)
     if reason:
         raise IrstdError(f"invalid parameter: {reason}")
+
+
+def restart_refusal(
+    current: dict[str, Any], changes: Sequence[Any], hint: str
+) -> SetParametersResult | None:
+    """The refusal of the batch ``changes`` (rclpy Parameters) when it changes a "restart"
+    parameter (``ParamSpec.read_only``) from its value in ``current`` (the one in force),
+    saying ``hint`` (what to do instead); None when it changes none: one set to its value
+    in force is no change (a parameters file loaded whole, ``ros2 param set`` of the same
+    value)."""
+    changed = [
+        p.name for p in changes
+        if p.name in SPECS and SPECS[p.name].read_only
+        and (p.value is None or not _same(coerce(p.name, p.value), current.get(p.name)))
+    ]
+    if not changed:
+        return None
+    return SetParametersResult(successful=False, reason=f"{', '.join(changed)}: {hint}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether parameter values ``a`` and ``b`` are one value (of one type: 1 is not True)."""
+    return type(a) is type(b) and a == b
 
 
 def stage_parameters(
@@ -332,6 +385,32 @@ def set_process_environment(environ: Any = os.environ) -> None:
         environ.setdefault(key, value)
 
 
+def watch_clock(node: Node, pipeline: Callable[[], FramePipeline | None]) -> JumpHandle:
+    """Tell ``pipeline()`` (the node's pipeline, None: none now) when the node's clock goes
+    back by more than :data:`~irstd_ros.ros.pipeline.STREAM_RESTART_S` (sim time: a replay
+    looping, a simulation reset) or switches between system and ROS time
+    (:meth:`FramePipeline.restart_stream`). The handle must be kept while it should watch,
+    and unregistered before the node is destroyed."""
+
+    def on_jump(jump: TimeJump) -> None:
+        current = pipeline()
+        if current is None:
+            return
+        if jump.clock_change in (ClockChange.ROS_TIME_ACTIVATED, ClockChange.ROS_TIME_DEACTIVATED):
+            kind = "ROS" if jump.clock_change == ClockChange.ROS_TIME_ACTIVATED else "system"
+            current.restart_stream(f"the node's clock switched to {kind} time")
+        else:
+            back = -jump.delta.nanoseconds
+            current.restart_stream(f"the node's clock went back {back / NS_PER_S:.1f} s", back)
+
+    threshold = JumpThreshold(
+        min_forward=None,
+        min_backward=Duration(nanoseconds=-round(STREAM_RESTART_S * NS_PER_S)),
+        on_clock_change=True,
+    )
+    return node.get_clock().create_jump_callback(threshold, post_callback=on_jump)
+
+
 def make_pipeline(
     node: Node,
     detector: Detector,
@@ -422,6 +501,7 @@ class IrstdNode(Node):
         self.sub, self.camera_info_sub, self.diag_timer = start_inputs(
             self, self.pipeline, self.params, self.pipeline.submit, self._publish_diagnostics
         )
+        self._clock_watch: JumpHandle | None = watch_clock(self, lambda: self.pipeline)
         log_ready(self, self.pipeline, self.params, self.sub.topic_name)
 
     @property
@@ -443,6 +523,9 @@ class IrstdNode(Node):
         return self.pipeline.process(msg)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        refused = restart_refusal(self.params, params, RESTART_HINT)
+        if refused is not None:
+            return refused
         staged, result = stage_parameters(self.params, params, self.detector.info)
         if staged is not None:
             self.params = staged
@@ -456,7 +539,11 @@ class IrstdNode(Node):
         self.diag_pub.publish(self.diagnostics())
 
     def close(self) -> None:
-        """Stop the worker (waits for the frame in progress) and destroy the node."""
+        """Stop watching the clock, stop the worker (waits for the frame in progress) and
+        destroy the node."""
+        watch, self._clock_watch = self._clock_watch, None
+        if watch is not None:
+            watch.unregister()
         self.pipeline.stop()
         self.destroy_node()
 

@@ -81,7 +81,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("input.high", 65535.0, "fixed scaling: raw value mapped to 1"),
     ParamSpec("input.percentile_low", 0.5, "percentile scaling: lower percentile", min=0.0, max=100.0),
     ParamSpec("input.percentile_high", 99.5, "percentile scaling: upper percentile", min=0.0, max=100.0),
-    ParamSpec("input.max_age", 0.5, "frames whose header stamp is older than this on arrival are dropped and counted (stale), seconds; 0 disables; only live stamps (within a minute of the node's clock) that advance are checked, so at most that minute", min=0.0, max=LIVE_STAMP_WINDOW_S),
+    ParamSpec("input.max_age", 0.5, "frames whose header stamp is older than this on arrival are dropped and counted (stale), seconds; 0 disables; only live stamps (within a minute of the node's clock) that advance are checked, so at most that minute; a frame stamped over 1 s before the previous one restarts the stream (a replay's loop), it is not stale", min=0.0, max=LIVE_STAMP_WINDOW_S),
     ParamSpec("input.queue_size", 2, "frames waiting for inference; a frame arriving when it is full drops the oldest waiting one (counted as dropped); 1 keeps only the newest frame, 2 lets one slow frame pass without a drop", min=1, max=10),
     ParamSpec("input.max_pixels", DEFAULT_MAX_PIXELS, "frames declaring more pixels are refused before allocation", min=1, max=1 << 30),
     ParamSpec("input.transport", "raw", "image_transport of the input: raw (sensor_msgs/Image on 'image') or compressed (sensor_msgs/CompressedImage, png or jpeg, on '<image>/compressed', the remapped image topic's, as image_transport names it)", choices=("raw", "compressed"), read_only=True),

@@ -11,7 +11,8 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   backlog). Only live stamps are checked, within :data:`LIVE_STAMP_WINDOW_S` of the
   node's clock: a replayed bag keeps its old stamps and is not stale for it; nor is a
   stamp that does not advance (the same on :data:`FROZEN_STAMP_FRAMES` frames in a row: a
-  camera that does not stamp each frame; its age says nothing about the frame's).
+  camera that does not stamp each frame; its age says nothing about the frame's); nor the
+  first frame of a stream restart (a replay's loop: see below).
 * Frames wait for the worker in a queue of ``input.queue_size`` (default 2). A frame that
   arrives when it is full drops the oldest waiting one, which is counted as superseded:
   never a backlog. 1 keeps only the newest frame; 2 lets one slow frame (a scheduler
@@ -48,6 +49,31 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   logged once, saying to run one node per camera: interleaved cameras keep restarting
   the tracks, so none is ever confirmed. An empty ``frame_id`` names no camera: it
   neither ends the named camera's stream nor starts one.
+* A stream whose time goes back (a bag replayed with ``ros2 bag play --loop``, with
+  ``--clock`` or without; a simulation reset) restarts: the tracks are dropped (ids count
+  on), the stamp history and the tracker's time start afresh. Counted as
+  ``stream_restarts`` (no error, no WARN) and logged (info, rate-limited). Two signs,
+  whichever comes first, make one restart:
+
+  - the frames: a stamp more than :data:`STREAM_RESTART_S` behind the previous frame's
+    (the same camera; smaller steps back are ``stamp_backwards``). Such a frame is not
+    stale either: a live camera's frames arrive in order, so a late one is never behind
+    the frame before it (and is still dropped by ``input.max_age``). While the node's
+    clock has not gone back with the stream (``/clock`` a tick later than the loop's first
+    frame), the frames after it are aged from it: their age less its age, so a frame
+    later than ``input.max_age`` behind it is still stale; this ends when the clock goes
+    back (:meth:`FramePipeline.restart_stream`), a frame is within ``input.max_age`` of
+    the clock, or the stamps are back where they were before the step (a glitch);
+  - the node's clock (:meth:`FramePipeline.restart_stream`, the nodes' clock-jump
+    callback): going back by more than :data:`STREAM_RESTART_S` (sim time: a replay
+    looping, a simulation reset), or switching between system and ROS time. It is applied
+    at the first frame that arrives after it, in the worker (the frames queued before it
+    are the old stream's): a frame stamped ahead of the clock but not of the clock before
+    the jump (the replay's last frame, delivered after its ``/clock`` went back) still ends
+    the old stream, and is no ``stamp_future``; the next one restarts the stream if its
+    stamp is behind the stream's last (by any amount: the clock says why), or it is
+    unstamped, or the clock changed. A stream whose stamps go on (another time base than
+    the clock's; one restarted by its stamps already) is left alone.
 """
 
 from __future__ import annotations
@@ -92,6 +118,7 @@ from irstd_ros.ros.messages import (
 )
 from irstd_ros.ros.transport import large_frame_hint
 from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState, bearings
+from irstd_ros.tracking.tracker import TRACKER_RESET_PREFIX
 
 if TYPE_CHECKING:
     from irstd_ros.inference.detector import Detector
@@ -114,6 +141,11 @@ CLOCK_SLACK_NS = 10_000_000
 # below an unsynchronised camera's skew or a stamp glitch. Smaller skews are taken as they
 # are (no latency is measured from a stamp ahead of the clock).
 FUTURE_STAMP_TOLERANCE_S = 0.2
+# Time going back by more than this (s), on a camera's stamps or on the node's clock, restarts
+# the stream (see the module's notes): a replay's loop or a simulation reset. Above the
+# jitter of stamps and of a sim clock; below any loop worth replaying. Less is
+# ``stamp_backwards``.
+STREAM_RESTART_S = 1.0
 # what fixes the most common camera misconfiguration (a camera with rclcpp's sensor-data QoS)
 BEST_EFFORT_HINT = "a best-effort (sensor-data QoS) camera needs qos.reliability:=best_effort"
 TRACK_STATE_CODES = {
@@ -133,6 +165,11 @@ class _Arrival:
     clock_ns: int
     perf_s: float
     steady_ns: int | None = None
+    # aged from a stream restart's first frame (see the module's notes): no latency is
+    # measured from its stamp, which the clock has not followed back yet
+    rebased: bool = False
+    # the clock jumps (FramePipeline.restart_stream) before it arrived (None: all of them)
+    clock_jumps: int | None = None
 
 
 class Publisher(Protocol):
@@ -233,7 +270,11 @@ class _ReportingLogger:
         self._report = report
 
     def warning(self, msg: str) -> None:
-        self._report("tracker_reset", msg)
+        # the tracker's two warnings: time went backwards (its tracks dropped), or a stretch
+        # of frames stamped alike (not tracked; the pipeline times such frames by arrival
+        # from the third on, so this is rare here)
+        kind = "tracker_reset" if msg.startswith(TRACKER_RESET_PREFIX) else "stamp_repeated"
+        self._report(kind, msg)
 
 
 class FramePipeline:
@@ -277,6 +318,18 @@ class FramePipeline:
         # the same, of the frames submitted (executor thread; for input.max_age)
         self._submit_stamp: int | None = None
         self._submit_repeats = 0
+        self._submit_frame_id: str | None = None
+        # a stream restart the node's clock has not followed (yet): what is taken from the
+        # ages of the frames after it (ns; 0: none), and the stamp before that restart (a
+        # stream back there ends it); under _stream_lock, as the clock's jump callback
+        # clears it (any thread)
+        self._age_lead_ns = 0
+        self._lead_until_ns = 0
+        # the node's clock went back (or changed) and no frame has arrived since: (why, the
+        # clock before the jump (ns; None: another clock), the jump's number in _clock_jumps)
+        self._clock_restart: tuple[str, int | None, int] | None = None
+        self._clock_jumps = 0
+        self._stream_lock = threading.Lock()
         self._stamps_frozen = False  # the last frame's stamp did not advance
         self._stamps_live = False  # the stream's last stamp was live (see _stamp_ahead_s)
         # the tracker's time: the last tracked frame's (tracker ns, its arrival on the node's
@@ -383,7 +436,8 @@ class FramePipeline:
     def submit(self, msg: Image | CompressedImage) -> None:
         """A frame arrived: drop it if stale, else queue it (dropping the oldest waiting
         frame when the queue is full)."""
-        age_s = self._stale_age(msg.header)
+        age_s, rebased = self._stale_age(msg.header)
+        jumps = self._clock_jumps  # before the clock is read for the arrival
         if age_s is not None:
             n = self.stats.on_stale()
             if self._warn.allow("stale"):  # counted as ``stale``, not as an error
@@ -400,22 +454,53 @@ class FramePipeline:
                 self._pending.popleft()
                 superseded += 1
             self._pending.append(
-                (msg, _Arrival(self._clock_ns(), time.perf_counter(), self._steady_ns()))
+                (msg, _Arrival(self._clock_ns(), time.perf_counter(), self._steady_ns(),
+                               rebased, jumps))
             )
             self._cond.notify()
         self.stats.on_received(superseded)
 
-    def _stale_age(self, header: Any) -> float | None:
+    def _stale_age(self, header: Any) -> tuple[float | None, bool]:
         """The frame's age (s) if it is stale, else None (a stamp that is not live never is,
-        nor one that does not advance: see the module's notes)."""
-        stamp = stamp_ns(header)
-        self._submit_repeats = self._submit_repeats + 1 if stamp == self._submit_stamp else 0
+        nor one that does not advance, nor a stream restart's first: see the module's
+        notes); and whether it is aged from a stream restart the clock has not followed."""
+        stamp, frame_id = stamp_ns(header), header.frame_id
+        prev, prev_camera = self._submit_stamp, self._submit_frame_id
+        self._submit_repeats = self._submit_repeats + 1 if stamp == prev else 0
         self._submit_stamp = stamp
+        if frame_id or prev_camera is None:  # as _check_stream: '' names no camera
+            self._submit_frame_id = frame_id
+        same_camera = not (prev_camera and frame_id and frame_id != prev_camera)
         max_age = self._params().get("input.max_age", 0.0)
-        if max_age <= 0 or self._submit_repeats >= FROZEN_STAMP_FRAMES - 1:
-            return None
         age_ms = _live_ms(self._clock_ns(), stamp)
-        return age_ms / 1e3 if age_ms is not None and age_ms / 1e3 > max_age else None
+        with self._stream_lock:
+            if same_camera and stamp and prev and prev - stamp > STREAM_RESTART_S * NS_PER_S:
+                # restarted: this frame is no later than the stream; aged from it on while
+                # the clock is not back with it
+                late = age_ms is not None and max_age > 0 and age_ms / 1e3 > max_age
+                self._age_lead_ns = round(age_ms * 1e6) if late and age_ms else 0
+                self._lead_until_ns = prev
+            elif self._age_lead_ns and (
+                stamp >= self._lead_until_ns or age_ms is not None and age_ms / 1e3 <= max_age
+            ):
+                self._age_lead_ns = 0  # a glitch's end, or the clock caught up
+            lead_ns = self._age_lead_ns
+        if max_age <= 0 or self._submit_repeats >= FROZEN_STAMP_FRAMES - 1 or age_ms is None:
+            return None, bool(lead_ns)
+        age_s = (age_ms - lead_ns / 1e6) / 1e3
+        return (age_s if age_s > max_age else None), bool(lead_ns)
+
+    def restart_stream(self, reason: str, back_ns: int | None = None) -> None:
+        """The node's clock went back by ``back_ns`` (ns, > 0), or switched between system
+        and ROS time (None): ``reason`` says which. Any thread (the clock's jump callback).
+        Ages are the clock's own again at once; the stream restarts, if it went back with
+        the clock, at the first frame that arrives after this (:meth:`_follow_clock`; see
+        the module's notes)."""
+        before = None if back_ns is None else self._clock_ns() + back_ns
+        with self._stream_lock:
+            self._age_lead_ns = 0
+            self._clock_jumps += 1
+            self._clock_restart = (reason, before, self._clock_jumps)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         """Keep the camera model for bearings (rebuilt only when the calibration changes),
@@ -486,7 +571,9 @@ class FramePipeline:
         except ImageConversionError as exc:
             self.report(exc.kind, str(exc))
             return False
-        frozen = self._check_stream(msg, frame.shape[:2], received[0])
+        frozen = self._check_stream(
+            msg, frame.shape[:2], received[0], None if arrival is None else arrival.clock_jumps
+        )
         if len(msg.data) > self._transport_checked_bytes:
             self._transport_checked_bytes = len(msg.data)
             hint = large_frame_hint(len(msg.data), self._rmw)
@@ -532,12 +619,13 @@ class FramePipeline:
         stages = {s: result.timings[f"{s}_ms"] for s in STAGES if f"{s}_ms" in result.timings}
         stages["convert"] = (converted - started) * 1e3
         stages["publish"] = (time.perf_counter() - detected) * 1e3
+        rebased = arrival is not None and arrival.rebased
         if arrival is not None:
             stages["queue"] = (started - arrival.perf_s) * 1e3
-            arrival_ms = _live_ms(arrival.clock_ns, stamp)
+            arrival_ms = None if rebased else _live_ms(arrival.clock_ns, stamp)
             if arrival_ms is not None:
                 stages["arrival"] = arrival_ms
-        self.stats.on_processed(_live_ms(self._clock_ns(), stamp), stages)
+        self.stats.on_processed(None if rebased else _live_ms(self._clock_ns(), stamp), stages)
         return True
 
     def _tracker_config(self, p: Mapping[str, Any]) -> TrackerConfig:
@@ -665,7 +753,8 @@ class FramePipeline:
         return None
 
     def _check_stream(
-        self, msg: Image | CompressedImage, size: tuple[int, int], clock_ns: int
+        self, msg: Image | CompressedImage, size: tuple[int, int], clock_ns: int,
+        clock_jumps: int | None = None,
     ) -> bool:
         """Report stamps going back and size changes; start afresh on another frame_id
         (:meth:`_frame_id_changed`); True when the frame's stamp cannot time the tracker:
@@ -673,7 +762,9 @@ class FramePipeline:
         row), counted as ``stamp_not_advancing`` and logged once a stretch (rate-limited),
         or it is ahead of the node's clock at arrival, ``clock_ns``
         (:meth:`_stamp_ahead_s`), counted as ``stamp_future`` and not taken as the
-        stream's last stamp."""
+        stream's last stamp. A clock jump (:meth:`restart_stream`) before its arrival
+        (``clock_jumps``: those before it; None: all) is applied first (:meth:`_follow_clock`),
+        and stream restarts are taken (see the module's notes)."""
         frame_id = msg.header.frame_id
         # an empty frame_id names no camera (a driver's first frames before its frame is
         # set, a bag that lost it): it neither ends the named camera's stream nor starts one
@@ -681,7 +772,9 @@ class FramePipeline:
             self._frame_id_changed(self._frame_id, frame_id)
         if frame_id or self._frame_id is None:
             self._frame_id = frame_id
-        ahead_s = self._stamp_ahead_s(stamp_ns(msg.header), clock_ns)
+        t_ns = stamp_ns(msg.header)
+        old_stream = self._follow_clock(t_ns, clock_ns, clock_jumps)
+        ahead_s = None if old_stream else self._stamp_ahead_s(t_ns, clock_ns)
         if ahead_s is not None:
             self.report(
                 "stamp_future",
@@ -691,7 +784,10 @@ class FramePipeline:
             )
             self._check_size(size)
             return True
-        self._stamps_live = _age_ms(clock_ns, stamp_ns(msg.header)) is not None
+        last = self._last_stamp_ns()
+        if t_ns and last is not None and last - t_ns > STREAM_RESTART_S * NS_PER_S:
+            self._restart(f"header stamps went back {(last - t_ns) / NS_PER_S:.1f} s")
+        self._stamps_live = _age_ms(clock_ns, t_ns) is not None
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         if self._last_stamp is not None and stamp < self._last_stamp:
             self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")
@@ -710,6 +806,64 @@ class FramePipeline:
         self._check_size(size)
         self._last_stamp = stamp
         return frozen
+
+    def _last_stamp_ns(self) -> int | None:
+        """The stream's last stamp (ns; None: no frame since it started)."""
+        last = self._last_stamp
+        return None if last is None else last[0] * NS_PER_S + last[1]
+
+    def _follow_clock(self, stamp: int, clock_ns: int, clock_jumps: int | None) -> bool:
+        """Apply a clock jump (:meth:`restart_stream`) at the first frame that arrived after
+        it (``clock_jumps``: the jumps before its arrival; None: all), stamped ``stamp`` (ns)
+        and arrived at ``clock_ns``: restart the stream when the stamp is behind the stream's
+        last, or 0, or the clock changed (see the module's notes). True: the frame is the
+        old stream's, stamped ahead of the clock at its arrival but not of the clock before
+        the jump (which waits for the next frame)."""
+        with self._stream_lock:
+            pending = self._clock_restart
+        if pending is None:
+            return False
+        reason, before, number = pending
+        if clock_jumps is not None and clock_jumps < number:
+            return False  # queued before the jump: the old stream's
+        tolerance = FUTURE_STAMP_TOLERANCE_S * NS_PER_S
+        if before is not None and stamp and clock_ns + tolerance < stamp <= before + tolerance:
+            return True
+        with self._stream_lock:
+            if self._clock_restart is pending:  # not replaced by a later jump meanwhile
+                self._clock_restart = None
+        last = self._last_stamp_ns()
+        # before None: another clock, every stamp means something else; unstamped frames:
+        # the clock is all there is to go by; else the stream went back with the clock
+        if last is not None and (before is None or not stamp or stamp < last):
+            self._restart(reason)
+        return False
+
+    def _restart(self, reason: str) -> None:
+        """The stream's time went back (see the module's notes): count it, say so (info,
+        rate-limited), and start afresh."""
+        n = self.stats.on_restart()
+        if self._warn.allow("stream_restart"):
+            self._logger().info(
+                f"stream restarted ({reason}): tracks start afresh, ids counting on "
+                f"(stream_restarts {n} so far: a replay's loop, a simulation reset)"
+            )
+        self._start_afresh()
+
+    def _start_afresh(self) -> None:
+        """Forget the stream: tracks, trails, stamp history and the tracker's time (the id
+        counter goes on; the frame size is kept)."""
+        if self.tracker is not None:
+            self.tracker.reset()
+        self._trails.clear()
+        self._track_counts = (0, 0)
+        self._last_stamp = None
+        self._stamp_repeats = 0
+        self._stamps_frozen = False  # frozen stamps are said again
+        self._stamps_live = False
+        self._track_time = None
+        self._arrival_timed = False
+        self._track_offset_ns = 0
 
     def _check_size(self, size: tuple[int, int]) -> None:
         """Report a change of frame size and drop the tracks (in the old frame's pixels)."""
@@ -748,17 +902,8 @@ class FramePipeline:
                 "never get a confirmed track: give each camera its own topic and node "
                 "(ros2 launch irstd_ros irstd.launch.py namespace:=<camera> image_topic:=<its image>)"
             )
-        if self.tracker is not None:  # its tracks are in the other camera's pixels
-            self.tracker.reset()
-        self._trails.clear()
-        self._track_counts = (0, 0)
-        self._last_stamp = self._last_size = None
-        self._stamp_repeats = 0
-        self._stamps_frozen = False  # the new camera's frozen stamps are said again
-        self._stamps_live = False
-        self._track_time = None
-        self._arrival_timed = False
-        self._track_offset_ns = 0
+        self._start_afresh()  # its tracks are in the other camera's pixels
+        self._last_size = None
 
     def _publish_overlay(
         self, header: Any, frame: np.ndarray, targets: list[Target], tracks: list[Track] | None
@@ -804,6 +949,8 @@ class FramePipeline:
         }
         if self._params().get("tracking.enabled"):
             values["tracks"], values["tracks_confirmed"] = self._track_counts
+            if self.tracker is not None:  # frames whose stamp repeated the previous one's
+                values["tracks_repeated_stamps"] = self.tracker.repeated_stamps
             # for the frames of the last size seen
             values["bearings"] = self._camera_for(self._last_size, report=False) is not None
         values.update({f"errors.{k}": v for k, v in errors.items()})

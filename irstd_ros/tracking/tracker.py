@@ -12,13 +12,20 @@ component, moves a track much less than a point detection does.
 Everything but M-of-N confirmation is driven by the frames' header stamps (seconds), not
 by frame counts: the filter's ``dt`` is the stamp difference, so dropped frames and
 irregular rates only widen the predictions; coasting and deletion are measured in
-seconds. M-of-N counts the frames the tracker processed (a dropped frame is no miss).
-A stamp earlier than the previous one resets the tracker (tracks dropped, a warning
-logged); the id counter is kept, so an id is never reused (until ids wrap to 1 after
-``MAX_TRACK_ID``, the message's uint32; a live track's id is never given again). A
-repeated stamp is the same instant: nothing is predicted and no coasting time passes
-(the node times frames whose stamps do not advance by their arrival instead:
-``irstd_ros.ros.pipeline``).
+seconds. M-of-N counts the frames the tracker processed (a dropped frame is no miss, a
+repeated stamp no frame). A stamp earlier than the previous one resets the tracker
+(tracks dropped, a warning logged); the id counter is kept, so an id is never reused
+(until ids wrap to 1 after ``MAX_TRACK_ID``, the message's uint32; a live track's id is
+never given again). A repeated stamp is the same instant, already tracked: the frame is
+not tracked at all (no prediction, association, correction or birth, and no frame of
+M-of-N) and :meth:`Tracker.update` returns the tracks as they are; it is counted in
+:attr:`Tracker.repeated_stamps`, and warned about once a stretch of
+``REPEATED_STAMP_WARN`` frames in a row with one stamp. Tracked as another frame, one
+instant counted twice: a frame delivered twice made two hits, so a 2-frame flicker was
+confirmed under 4-of-6, and two corrections from one measurement (the position variance
+about half what it should be). The node times frames whose stamps do not advance (3 in a
+row) by their arrival instead (``irstd_ros.ros.pipeline``), so there only a stamp
+repeated once (a duplicate delivery) reaches the tracker.
 
 Why this is written here (about 300 lines, numpy/scipy only) rather than taken from a
 library: the trackers we compared count time in frames — norfair's hit counters and
@@ -99,6 +106,10 @@ MAX_TRACK_ID = 2**32 - 1  # irstd_ros/Track's id is a uint32: ids wrap to 1 afte
 # 0.08 px²; a 10x9 blob (two targets merged, a fragmented extended target) ~8 px², so such
 # a blob corrects a track's position and velocity far less than a point detection does
 EXTENT_VARIANCE = 1.0 / 12.0
+# this many frames in a row with one stamp (a camera or driver whose stamps do not advance)
+# are warned about, once a stretch; a stamp repeated once (a duplicate delivery) only counts
+REPEATED_STAMP_WARN = 3
+TRACKER_RESET_PREFIX = "tracker: time went backwards"  # the warning of a reset (pipeline counts it)
 
 
 class TrackState(str, Enum):
@@ -191,6 +202,8 @@ class Track:
     misses: int  # consecutive frames without a detection
     time_since_update_s: float
     position_std: float  # px, sqrt of the larger position variance
+    # the filter's position covariance, px²: (variance of x, variance of y, covariance x-y)
+    position_cov: tuple[float, float, float]
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -211,7 +224,7 @@ class _Meta:
     height: float
     score: float
     hits: int = 1
-    frames: int = 1  # frames processed since birth, birth included
+    frames: int = 1  # frames processed since birth, birth included (one per distinct stamp)
     misses: int = 0
     confirmed: bool = False
 
@@ -243,9 +256,11 @@ def _check_finite(stamp_s: float, fields: np.ndarray, n_det: int, n_cand: int) -
 class Tracker:
     """Tracks detections frame after frame; call :meth:`update` once per processed frame.
 
-    ``logger``: where the time-went-backwards warning goes (a :mod:`logging` logger or an
-    rclpy one); :attr:`resets` counts those resets. ``first_id``: the first track's id (a
-    tracker taking over from another: :attr:`next_id` of that one, so no id is reused).
+    ``logger``: where the time-went-backwards and repeated-stamp warnings go (a
+    :mod:`logging` logger or an rclpy one); :attr:`resets` counts those resets,
+    :attr:`repeated_stamps` the frames not tracked because their stamp repeated the
+    previous frame's. ``first_id``: the first track's id (a tracker taking over from
+    another: :attr:`next_id` of that one, so no id is reused).
     """
 
     def __init__(
@@ -255,6 +270,8 @@ class Tracker:
         self.config.validate()
         self.logger = logger
         self.resets = 0
+        self.repeated_stamps = 0  # frames not tracked: their stamp was the previous frame's
+        self._repeat_run = 0  # frames in a row with the current stamp after the first
         self._next_id = first_id
         self._clear()
         self.last_stamp: float | None = None
@@ -269,6 +286,7 @@ class Tracker:
         """Drop every track and forget the time (ids keep counting up)."""
         self._clear()
         self.last_stamp = None
+        self._repeat_run = 0
 
     def configure(self, config: TrackerConfig) -> None:
         """New settings for the next updates; existing tracks are kept."""
@@ -388,6 +406,11 @@ class Tracker:
         confirmed tracks left without either, inside ``gate_px``; they start no track.
         ValueError, and the tracker unchanged, for a non-finite stamp or detection field,
         or a detection of negative size.
+
+        A ``stamp_s`` equal to the previous frame's is the same instant, already tracked:
+        the frame changes nothing (its detections are not used) and the tracks are returned
+        as they are; it is counted in :attr:`repeated_stamps`, and warned about once a
+        stretch of ``REPEATED_STAMP_WARN`` frames in a row with one stamp.
         """
         cfg = self.config
         n_det = len(detections)
@@ -399,11 +422,14 @@ class Tracker:
         _check_finite(stamp_s, fields, n_det, n_cand)  # before any change: a refusal loses nothing
         if self.last_stamp is not None and stamp_s < self.last_stamp:
             self.logger.warning(
-                f"tracker: time went backwards from {self.last_stamp:.6f} s to {stamp_s:.6f} s; "
+                f"{TRACKER_RESET_PREFIX} from {self.last_stamp:.6f} s to {stamp_s:.6f} s; "
                 f"{len(self._meta)} tracks dropped"
             )
             self.resets += 1
             self.reset()
+        if stamp_s == self.last_stamp:
+            return self._repeated(stamp_s)
+        self._repeat_run = 0
         dt = 0.0 if self.last_stamp is None else stamp_s - self.last_stamp
         self.last_stamp = stamp_s
         self._predict(dt)
@@ -466,6 +492,21 @@ class Tracker:
         self._keep(keep)
         births = [d for d in range(n_cand) if d not in used]  # gated ones start nothing
         self._birth(stamp_s, [detections[d] for d in births], z[births])
+        return self.tracks()
+
+    def _repeated(self, stamp_s: float) -> list[Track]:
+        """A frame stamped as the previous one: counted, warned once a stretch, not tracked.
+        Tracked, it was one instant counted twice (two hits toward M-of-N, two corrections
+        from one measurement)."""
+        self.repeated_stamps += 1
+        self._repeat_run += 1
+        if self._repeat_run == REPEATED_STAMP_WARN - 1:
+            self.logger.warning(
+                f"tracker: {REPEATED_STAMP_WARN} frames in a row stamped {stamp_s:.6f} s: a "
+                "repeated stamp is the same instant, so these frames are not tracked and the "
+                "tracks stand still until the stamps advance (said once a stretch; "
+                f"{self.repeated_stamps} such frames so far); stamp the frames at capture"
+            )
         return self.tracks()
 
     def _rest(
@@ -568,7 +609,8 @@ class Tracker:
         # plain floats in bulk: per-element numpy scalars cost more than the rest together
         states = self._x.tolist()
         stds = np.sqrt(np.maximum(self._p[:, 0, 0], self._p[:, 1, 1])).tolist()
-        for (x, y, vx, vy), std, m in zip(states, stds, self._meta):
+        covs = np.stack([self._p[:, 0, 0], self._p[:, 1, 1], self._p[:, 0, 1]], axis=1).tolist()
+        for (x, y, vx, vy), std, (cxx, cyy, cxy), m in zip(states, stds, covs, self._meta):
             if not m.confirmed:
                 state = TrackState.TENTATIVE
             else:
@@ -589,6 +631,7 @@ class Tracker:
                     misses=m.misses,
                     time_since_update_s=now - m.last_hit_s,
                     position_std=std,
+                    position_cov=(cxx, cyy, cxy),
                 )
             )
         return out

@@ -20,7 +20,7 @@ class FakeClock:
 def test_fresh_stats_snapshot_counts_zero_has_every_key_and_no_made_up_latency():
     snap = PipelineStats(clock=FakeClock()).snapshot()
     assert snap == {
-        "received": 0, "processed": 0, "dropped": 0, "stale": 0, "errors": {},
+        "received": 0, "processed": 0, "dropped": 0, "stale": 0, "stream_restarts": 0, "errors": {},
         "problems_since_last": 0, "received_since_last": 0, "input_hz": 0.0, "output_hz": 0.0,
         "latency_p50_ms": None, "latency_p99_ms": None,
         **{f"{s}_p50_ms": None for s in STAGES},

@@ -142,12 +142,15 @@ def test_size_change_and_stamps_going_back_are_reported_and_still_answered(hosti
     h.spin_until(lambda: len(h.got["mask"]) == 2)
     assert (h.got["mask"][-1].height, h.got["mask"][-1].width) == (16, 24)
     assert h.node.stats.errors["size_changed"] == 1
-    h.send(image_msg(np.zeros((16, 24), np.uint8), "mono8", stamp=5), expect_answers=1)
+    back = image_msg(np.zeros((16, 24), np.uint8), "mono8", stamp=10)
+    back.header.stamp.nanosec = 600_000_000  # 0.4 s back (over 1 s: a stream restart)
+    h.send(back, expect_answers=1)
     assert h.node.stats.errors["stamp_backwards"] == 1
-    h.send(good(6), expect_answers=1)
+    h.send(good(12), expect_answers=1)
     assert h.node.stats.errors["size_changed"] == 2
-    assert [d.header.stamp.sec for d in h.got["detections"]] == [10, 11, 5, 6]
+    assert [d.header.stamp.sec for d in h.got["detections"]] == [10, 11, 10, 12]
     assert log.warnings("size_changed") == 1 and log.warnings("stamp_backwards") == 1
+    assert h.node.stats.restarts == 0
 
 
 def test_every_valid_frame_between_malformed_ones_is_answered(hostile):

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from irstd_ros.ros.launch_args import autostart_requested, executable_for, node_command
+from irstd_ros.ros.launch_args import (
+    autostart_requested,
+    executable_for,
+    node_command,
+    repo_params_file,
+)
 
 
 def test_autostart_argument_of_the_managed_node():
@@ -37,3 +42,34 @@ def test_node_command_shape():
         node_command("p.yaml", image_transport="theora")
     with pytest.raises(ValueError):
         executable_for("maybe")
+
+
+def test_use_sim_time_goes_after_the_params_file():
+    """The launch file's use_sim_time argument ('' leaves the file's)."""
+    cmd = node_command("p.yaml", image_transport="compressed", use_sim_time="True")
+    assert cmd[cmd.index("p.yaml") + 1:][:4] == [
+        "-p", "input.transport:=compressed", "-p", "use_sim_time:=true"]
+    cmd = node_command("p.yaml", use_sim_time=False)
+    assert cmd[cmd.index("p.yaml") + 1:][:2] == ["-p", "use_sim_time:=false"]
+    assert "-p" not in node_command("p.yaml", use_sim_time="")
+    with pytest.raises(ValueError, match="use_sim_time"):
+        node_command("p.yaml", use_sim_time="yes please")
+
+
+@pytest.mark.ros
+def test_a_node_started_with_use_sim_time_runs_on_ros_time():
+    """rcl reads the command line as launch_ros builds it: the node's clock is /clock."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(args=node_command(repo_params_file(), use_sim_time="true"), context=context)
+    try:
+        node = rclpy.create_node("irstd_node", context=context)
+        try:
+            assert node.get_parameter("use_sim_time").value is True
+            assert node.get_clock().ros_time_is_active
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

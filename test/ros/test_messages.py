@@ -12,7 +12,15 @@ from std_msgs.msg import Header  # noqa: E402
 from irstd_ros.bags.typestore import typestore  # noqa: E402
 from irstd_ros.core.constants import CLASS_ID  # noqa: E402
 from irstd_ros.core.targets import Target  # noqa: E402
-from irstd_ros.ros.messages import detections_array, rclpy_types, targets_array  # noqa: E402
+from irstd_ros.ros.messages import (  # noqa: E402
+    UNKNOWN_VARIANCE,
+    detections_array,
+    rclpy_types,
+    targets_array,
+    track_covariance,
+    track_detections_array,
+)
+from irstd_ros.tracking import Tracker  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -56,3 +64,34 @@ def test_target_fields_follow_the_message_types_not_the_values_types():
         assert (t.score, t.peak_intensity, t.snr) == (0.75, 200.0, 2.5)
         assert type(t.score) is float and type(t.peak_intensity) is float
         assert type(t.id) is int and type(t.area) is int
+
+
+def test_a_track_s_pose_carries_its_filter_s_position_covariance():
+    """The tracks' pose covariance was all zeros, which a consumer fusing poses reads as
+    exact: x, y and their covariance are the filter's (px²), the unestimated z and
+    rotations a very large variance (no information), the rest 0; rclpy and rosbags
+    alike. A detection's stays all zeros ("covariance unknown")."""
+    import numpy as np
+    from _support.tracking import Det
+
+    tr = Tracker()
+    for i in range(8):  # a wide blob: its centroid (so the track) is less certain in x
+        tracks = tr.update(i * 0.1, [Det(50 + 3 * i, 40 + 2 * i, width=9, height=1)])
+    (track,) = tracks
+    vxx, vyy, cxy = track.position_cov  # cxy: 0, the filter's axes are independent
+    assert vxx > vyy > 0 and track.position_std == pytest.approx(np.sqrt(vxx))
+    expected = np.zeros((6, 6))
+    expected[:2, :2] = [[vxx, cxy], [cxy, vyy]]
+    expected[[2, 3, 4, 5], [2, 3, 4, 5]] = UNKNOWN_VARIANCE
+    store = typestore()
+    bag_header = store.types["std_msgs/msg/Header"](
+        stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=2), frame_id="cam")
+    for types, header in ((rclpy_types(), Header(frame_id="cam")), (store.types, bag_header)):
+        (det,) = track_detections_array(types, header, tracks).detections
+        cov = np.asarray(det.results[0].pose.covariance, dtype=float).reshape(6, 6)
+        np.testing.assert_array_equal(cov, expected)
+        assert np.all(np.linalg.eigvalsh(cov) > 0)  # invertible, positive definite
+        (plain,) = detections_array(types, header, [TARGET]).detections
+        assert not np.asarray(plain.results[0].pose.covariance).any()
+    cov = track_covariance((4.0, 2.0, 1.5)).reshape(6, 6)  # row-major: x, y, z, rot x, y, z
+    assert (cov[0, 0], cov[1, 1], cov[0, 1], cov[1, 0], cov[2, 2]) == (4.0, 2.0, 1.5, 1.5, UNKNOWN_VARIANCE)

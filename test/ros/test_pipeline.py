@@ -415,11 +415,32 @@ def test_frames_whose_stamps_do_not_advance_are_timed_by_their_arrival(stamps, t
     states, pipe = _track_run(stamps, warnings)
     assert any(s == TrackMsg.STATE_COASTING for frame in proper for _, s, _ in frame)
     assert proper[-1] == []  # the tracks coasted out after the blobs went
-    assert states == proper
+    if timed_by_arrival == 25:
+        assert states == proper
+    else:  # the second frame repeats the first's stamp: the same instant, not tracked again
+        assert states[1] == states[0] and pipe.tracker is not None and pipe.tracker.repeated_stamps == 1
+        confirmed = [next(i for i, f in enumerate(run) if f[0][1] == TrackMsg.STATE_CONFIRMED) for run in (proper, states)]
+        assert confirmed[1] == confirmed[0] + 1  # one hit fewer: confirmed a frame later
+        tail = confirmed[1] + 1
+        assert states[tail:] == [[(i, s, h - 1) for i, s, h in f] for f in proper[tail:]]
     assert pipe.stats.errors["stamp_not_advancing"] == timed_by_arrival
     assert len(warnings) == 1 and "stamp the frames" in warnings[0]  # once, with the fix
     values = {kv.key: kv.value for kv in pipe.diagnostics("irstd").status[0].values}
     assert values["errors.stamp_not_advancing"] == str(timed_by_arrival)
+    assert values["tracks_repeated_stamps"] == ("0" if timed_by_arrival == 25 else "1")
+
+
+def test_the_tracker_s_warnings_are_counted_by_their_kind():
+    """A reset (time went backwards) and a stretch of frames stamped alike (not tracked)
+    are two problems, not one ``tracker_reset``."""
+    from irstd_ros.ros.pipeline import _ReportingLogger
+    from irstd_ros.tracking.tracker import TRACKER_RESET_PREFIX
+
+    kinds: list[str] = []
+    log = _ReportingLogger(lambda kind, msg: kinds.append(kind))
+    log.warning(f"{TRACKER_RESET_PREFIX} from 2.000000 s to 1.000000 s; 2 tracks dropped")
+    log.warning("tracker: 3 frames in a row stamped 1.000000 s: a repeated stamp is the same instant")
+    assert kinds == ["tracker_reset", "stamp_repeated"]
 
 
 def test_advancing_stamps_drive_the_tracker_as_they_are():

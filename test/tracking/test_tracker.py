@@ -205,6 +205,70 @@ def test_same_stamp_twice_is_harmless():
     assert track.id == 1 and np.isfinite([track.x, track.vx]).all() and tr.resets == 0
 
 
+def test_a_frame_delivered_twice_counts_once_for_confirmation_and_in_the_filter():
+    """Each frame delivered twice (same stamp): the second copy was another frame, so a
+    2-frame flicker had 4 hits in 2 instants and was confirmed under 4-of-6, and the
+    filter took one measurement twice (position variance 0.47 px² after 30 frames
+    instead of 0.87: overconfident). The same instant is taken once: the tracks are the
+    same as without the copies, frame after frame."""
+    rng = np.random.default_rng(5)
+    frames = [(i * DT, [Det(100 + 20 * i * DT + n, 50 - n)]) for i, n in
+              enumerate(rng.normal(0, 0.3, 30))]
+    once, twice = Tracker(), Tracker()
+    for stamp, dets in frames:
+        expected = once.update(stamp, dets)
+        first = twice.update(stamp, dets)
+        again = twice.update(stamp, dets)
+        assert first == again == expected  # ids, states, hits, filter, covariance all equal
+    (track,) = expected
+    assert track.hits == 30 and twice.repeated_stamps == 30
+    assert track.position_cov[0] == pytest.approx(once._p[0, 0, 0]) and track.position_cov[0] > 0.8
+    flicker = Tracker()  # the default 4-of-6
+    for i in range(2):
+        for _ in range(2):
+            tracks = flicker.update(i * DT, [Det(20, 20)])
+    assert [(t.hits, t.state) for t in tracks] == [(2, TrackState.TENTATIVE)]
+    for i in range(2, 6):  # the flicker ends: deleted once 4 of 6 is out of reach
+        tracks = flicker.update(i * DT, [])
+    assert tracks == [] and flicker.repeated_stamps == 2
+
+
+def test_a_repeated_stamp_uses_none_of_its_detections():
+    """Another frame at the same instant (a duplicate with other detections, a driver's
+    coarse stamps) is not tracked either: no birth, no correction, no miss."""
+    tr = Tracker()
+    for i in range(3):
+        tr.update(i * DT, [Det(50 + i, 50)])
+    before = tr.tracks()
+    assert tr.update(2 * DT, [Det(80, 80), Det(53, 51)]) == before
+    assert tr.update(2 * DT, []) == before and tr.repeated_stamps == 2
+
+
+def test_a_camera_whose_stamps_never_advance_is_counted_and_warned_once_a_stretch(caplog):
+    """Every frame with one stamp (a broken driver; the node times such frames by their
+    arrival): the tracks stand still, not tracked, and that is said, once a stretch of
+    3 frames or more; a stamp repeated once (a duplicate delivery) is only counted."""
+    tr = Tracker()
+    with caplog.at_level(logging.WARNING, logger="irstd_ros.tracking.tracker"):
+        tr.update(1.0, [Det(50, 50)])
+        tr.update(1.0, [Det(50, 50)])  # repeated once: counted, not warned
+        assert tr.repeated_stamps == 1 and not caplog.records
+        for _ in range(20):
+            tracks = tr.update(1.1, [Det(50, 50)])
+    assert tr.repeated_stamps == 20
+    assert len(caplog.records) == 1, caplog.text
+    assert "3 frames in a row stamped 1.100000 s" in caplog.text and "not tracked" in caplog.text
+    assert [(t.id, t.hits, t.state) for t in tracks] == [(1, 2, TrackState.TENTATIVE)]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="irstd_ros.tracking.tracker"):
+        for i in range(1, 4):  # the stamps advance again: the track goes on and is confirmed
+            tracks = tr.update(1.1 + i * DT, [Det(50, 50)])
+        assert [(t.id, t.hits, t.state) for t in tracks] == [(1, 5, TrackState.CONFIRMED)]
+        for _ in range(2):  # another stretch of 3 frames at 1.1 + 3 DT is said again
+            tr.update(1.1 + 3 * DT, [Det(50, 50)])
+    assert len(caplog.records) == 1 and tr.repeated_stamps == 22
+
+
 @pytest.mark.parametrize(
     "x0, y0, vx, vy", [(30, 50, -100, 0), (169, 50, 100, 0), (100, 30, 0, -100), (100, 69, 0, 100)]
 )
