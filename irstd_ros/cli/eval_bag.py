@@ -87,6 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = TrackerConfig()
     t.add_argument("--gate-px", type=positive_float, help=f"tracker gate, px (default {d.gate_px})")
     t.add_argument(
+        "--init-speed", type=positive_float, metavar="PX_S",
+        help=f"expected target speed, px/s (the node's tracking.init_speed; default {d.init_speed})",
+    )
+    t.add_argument(
         "--confirm", type=int, nargs=2, metavar=("M", "N"),
         help=f"M-of-N confirmation (default {d.confirm_m} {d.confirm_n})",
     )
@@ -114,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 TRACKER_OPTIONS = {  # option -> TrackerConfig field(s)
-    "gate_px": ("gate_px",), "confirm": ("confirm_m", "confirm_n"), "max_coast_s": ("max_coast_s",),
+    "gate_px": ("gate_px",), "init_speed": ("init_speed",), "confirm": ("confirm_m", "confirm_n"), "max_coast_s": ("max_coast_s",),
     "max_coast_long_s": ("max_coast_long_s",), "min_score": ("min_score",),
 }
 

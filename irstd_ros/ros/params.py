@@ -90,6 +90,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("publish.overlay", False, "also publish an annotated bgr8 image on 'overlay'"),
     ParamSpec("tracking.enabled", True, "track the detections and publish 'tracks' and 'target_tracks'"),
     ParamSpec("tracking.gate_px", _TRACK.gate_px, "association gate around a track's predicted position, px (a tentative track's widens with its uncertainty; a confirmed one's never)", min=0.1, max=10_000.0),
+    ParamSpec("tracking.init_speed", _TRACK.init_speed, "expected target speed, px/s: the std of a new track's unknown velocity; a tentative track's gate widens to 3 sigmas of its prediction's uncertainty, so a target moving more than about max(gate_px, 3 * init_speed * frame interval) between frames starts a new tentative track each frame and is never confirmed; raise it for fast targets or low frame rates", min=0.1, max=100_000.0),
     ParamSpec("tracking.confirm_m", _TRACK.confirm_m, "M of M-of-N: detections a track needs within its first N frames to be confirmed", min=1, max=1000),
     ParamSpec("tracking.confirm_n", _TRACK.confirm_n, "N of M-of-N: frames from a track's birth to reach M detections, else it is dropped", min=1, max=1000),
     ParamSpec("tracking.max_coast_s", _TRACK.max_coast_s, "seconds a track is kept without a detection (a young track, or one predicted outside the image)", min=0.0, max=3600.0),

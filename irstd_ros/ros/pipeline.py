@@ -631,6 +631,7 @@ class FramePipeline:
     def _tracker_config(self, p: Mapping[str, Any]) -> TrackerConfig:
         return TrackerConfig(
             gate_px=p["tracking.gate_px"],
+            init_speed=p["tracking.init_speed"],
             confirm_m=p["tracking.confirm_m"],
             confirm_n=p["tracking.confirm_n"],
             max_coast_s=p["tracking.max_coast_s"],

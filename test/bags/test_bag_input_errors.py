@@ -242,3 +242,18 @@ def test_eval_bag_an_output_inside_an_input_is_refused_and_the_input_kept(
     assert code == 2 and inside.format(t=truth, o=outputs, w=weights) in one_error_line(err)
     assert sorted(tmp_path.rglob("*")) == files
     assert {p: p.read_bytes() for p in files if p.is_file()} == before
+
+
+def test_every_tracker_option_reaches_the_tracker_config():
+    """eval-bag's tracker options are the node's tracking.* parameters: each given one is
+    the TrackerConfig field it names, the others the node's defaults."""
+    import argparse
+
+    from irstd_ros.cli.eval_bag import tracker_from_args
+
+    given = {"gate_px": 7.5, "init_speed": 120.0, "confirm": [3, 5], "max_coast_s": 0.5,
+             "max_coast_long_s": 2.0, "min_score": 0.1}
+    cfg = tracker_from_args(argparse.Namespace(**given))
+    assert cfg == TrackerConfig(gate_px=7.5, init_speed=120.0, confirm_m=3, confirm_n=5, max_coast_s=0.5,
+                                max_coast_long_s=2.0, min_score=0.1)
+    assert tracker_from_args(argparse.Namespace(**dict.fromkeys(given))) is None

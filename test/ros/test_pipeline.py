@@ -374,14 +374,14 @@ def _stamped(arr, stamp_ns: int):
 
 
 def _track_run(stamps, warnings: list[str] | None = None, frames: int = 25, sim_rate: float = 0.0,
-               node_clock=None):
+               node_clock=None, overrides: dict | None = None):
     """The blobs for 5 frames, then 20 blank ones, arriving 0.1 s apart on the injected
     steady clock and ``sim_rate`` times that on the node's (0: frozen, sim time without
     /clock; or the node's clock ``node_clock(k)``, ns), stamped ``stamps(k)`` (ns); each
     frame's tracks as (id, state, hits), and the pipeline."""
     import numpy as np
 
-    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True} | (overrides or {})
     target_tracks = Collect()
     outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
                       overlay=Collect(), tracks=Collect(), target_tracks=target_tracks)
@@ -428,6 +428,17 @@ def test_frames_whose_stamps_do_not_advance_are_timed_by_their_arrival(stamps, t
     values = {kv.key: kv.value for kv in pipe.diagnostics("irstd").status[0].values}
     assert values["errors.stamp_not_advancing"] == str(timed_by_arrival)
     assert values["tracks_repeated_stamps"] == ("0" if timed_by_arrival == 25 else "1")
+
+
+def test_the_tracking_parameters_reach_the_tracker():
+    """Each tracking.* parameter is the tracker's setting of that name (init_speed, the
+    expected target speed, was the tracker's own 30 px/s with no parameter)."""
+    overrides = {"tracking.gate_px": 7.5, "tracking.init_speed": 120.0, "tracking.confirm_m": 3,
+                 "tracking.confirm_n": 5, "tracking.max_coast_s": 0.5, "tracking.max_coast_long_s": 2.0,
+                 "tracking.min_score": 0.1}
+    _, pipe = _track_run(lambda k: 1_000_000_000 + k * 100_000_000, frames=2, overrides=overrides)
+    assert pipe.tracker is not None
+    assert {name: getattr(pipe.tracker.config, name.split(".")[1]) for name in overrides} == overrides
 
 
 def test_the_tracker_s_warnings_are_counted_by_their_kind():

@@ -608,3 +608,21 @@ def test_track_ids_stay_within_uint32_and_skip_live_ones_when_they_wrap():
     tracks = tr.update(DT, [Det(50, 50), *(Det(150 + 100 * i, 50) for i in range(4))])
     assert [t.id for t in tracks] == [1, 2**32 - 2, 2**32 - 1, 2, 3]
     assert tr.next_id == 4
+
+
+@pytest.mark.parametrize(("speed", "init_speed", "one_track"), [
+    (80.0, 30.0, True),  # 8 px a frame: inside the 10 px gate
+    (150.0, 30.0, False),  # 15 px a frame: a new tentative track each frame, never confirmed
+    (150.0, 100.0, True),  # the expected speed raised (tracking.init_speed): one track
+])
+def test_a_fast_target_needs_the_expected_speed_raised(speed, init_speed, one_track):
+    """A tentative track's second detection must lie within about max(gate_px,
+    3 * init_speed * dt) of its first (docs/tracking.md); at 10 Hz a 150 px/s target is
+    tracked only with init_speed raised."""
+    tr = Tracker(TrackerConfig(init_speed=init_speed))
+    tracks = run(tr, [(i * DT, [moving(50, 200, speed, 0.0, i * DT)]) for i in range(12)])[-1]
+    ids = {t.id for t in tracks}
+    if one_track:
+        assert len(tracks) == 1 and tracks[0].confirmed and tracks[0].id == 1
+    else:
+        assert not confirmed(tracks) and max(ids) >= 10
