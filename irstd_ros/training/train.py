@@ -95,6 +95,9 @@ log = logging.getLogger(__name__)
 
 # a run's starting point when its init was transformed (widened or partly copied)
 INIT_NAME = "init.safetensors"
+SHM_PATH = "/dev/shm"  # where DataLoader workers hand their batches over (Linux)
+PREFETCH_FACTOR = 2  # batches each DataLoader worker keeps ready (torch's default)
+SHM_HEADROOM = 2  # shared memory per batch in flight: it and the one being freed
 AUTO_EVAL_SPLIT = "auto"  # eval_split: the dataset's held-out split, where it has one
 NO_EVAL_SPLIT = ("", "none")  # eval_split (None too): no evaluation at the end
 EVAL_BATCH = 4  # frames per batch of irstd train's final evaluation (train-gpu: eval_batch)
@@ -915,6 +918,31 @@ def final_metrics(
     return metrics
 
 
+def loader_workers(requested: int, batch_bytes: int, shm: str = SHM_PATH) -> int:
+    """The DataLoader workers whose batches fit the free shared memory (``shm``): each
+    worker keeps ``PREFETCH_FACTOR`` batches there, and a container's default /dev/shm
+    (Docker: 64 MiB) is far too small for batches of 64 crops of 256 px (32 MiB each):
+    the first epoch dies of a bus error or hangs. Fewer workers are taken, with a warning
+    naming the remedy; where there is no such folder (not Linux) the request stands."""
+    if requested <= 0:
+        return requested
+    try:
+        st = os.statvfs(shm)
+    except OSError:
+        return requested
+    free = st.f_bavail * st.f_frsize
+    fit = int(free // (batch_bytes * PREFETCH_FACTOR * SHM_HEADROOM))
+    if fit >= requested:
+        return requested
+    log.warning(
+        "data workers: %d of the %d asked for, as %s has %d MiB free and each worker keeps "
+        "%d batches of %d MiB there (with room to free them); give the container more shared "
+        "memory (docker run --shm-size=2g) to use them all",
+        fit, requested, shm, free >> 20, PREFETCH_FACTOR, batch_bytes >> 20,
+    )
+    return fit
+
+
 def _dist_info() -> tuple[int, int, int]:
     return (
         int(os.environ.get("RANK", 0)),
@@ -983,9 +1011,11 @@ def train(cfg: TrainConfig) -> Path:
     )
     gen = torch.Generator()  # reseeded every epoch (loader_seed): a resumed run shuffles alike
     check_batch_of_one(cfg.crop, model_cfg.stride, min(cfg.batch_size, len(ds)))
+    # a crop and its mask, float32 each, per sample of a batch
+    workers = loader_workers(cfg.workers, cfg.batch_size * cfg.crop * cfg.crop * 4 * 2)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-        drop_last=len(ds) >= cfg.batch_size, generator=gen, num_workers=cfg.workers,
+        drop_last=len(ds) >= cfg.batch_size, generator=gen, num_workers=workers,
         persistent_workers=False, worker_init_fn=seed_worker,
     )
     net: nn.Module = model

@@ -998,3 +998,31 @@ def test_an_evaluation_cut_short_keeps_the_final_weights(tmp_path, monkeypatch):
     _, info, _ = load_checkpoint(tmp_path / "run" / "model.safetensors")
     assert "metrics" not in info.extra
     assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1]
+
+
+@pytest.mark.parametrize(("free_mib", "expected"), [(64, 0), (300, 2), (2048, 8)])
+def test_data_workers_are_as_many_as_the_shared_memory_holds(free_mib, expected, monkeypatch, caplog):
+    """Docker's default /dev/shm (64 MiB) against batches of 64 crops of 256 px (32 MiB):
+    8 workers died of a bus error or hung in the first epoch; fewer are taken, said once."""
+    import os
+    from types import SimpleNamespace
+
+    from irstd_ros.training import train as train_module
+
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=free_mib * 256, f_frsize=4096))
+    with caplog.at_level("WARNING", logger=train_module.log.name):
+        assert train_module.loader_workers(8, 32 << 20) == expected
+    assert ("docker run --shm-size" in caplog.text) == (expected < 8)
+
+
+def test_data_workers_stand_where_there_is_no_shared_memory_folder(monkeypatch):
+    import os
+
+    from irstd_ros.training import train as train_module
+
+    def missing(path):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(os, "statvfs", missing)
+    assert train_module.loader_workers(8, 32 << 20) == 8
+    assert train_module.loader_workers(0, 32 << 20) == 0
