@@ -150,7 +150,8 @@ if [[ -n "${IRSTD_GPU_TRAIN_CONFIG:-}" ]]; then
     # read from the pack; the GPU trainer's knobs do not apply (the preflight refuses them)
     TRAINER=(-m irstd_ros.cli.main train) TRAINER_NAME=train
     TRAIN_CMD=(--config "$IRSTD_GPU_TRAIN_CONFIG" --device "$DEV" --out "$WORK/train" --no-resume "${EXTRA[@]}")
-    [[ "$DRY" == 1 ]] && TRAIN_CMD+=(--workers 0 --threads 1 --epochs 1 --max-steps 2)
+    # two data workers, as the device's eight are processes too (forked, their batches in /dev/shm)
+    [[ "$DRY" == 1 ]] && TRAIN_CMD+=(--workers 2 --threads 1 --epochs 1 --max-steps 2)
     # irstd train checks its budget after each epoch, from after its data and teachers are
     # loaded, and saves nothing on SIGTERM: a larger margin than the GPU trainer's
     MARGIN=120
@@ -198,6 +199,8 @@ fi
 
 step env "$T_ENV" "$PYTHON" -m irstd_ros.tools.gpu_session env --out "$WORK/env.json"
 timeout -k 5 20 nvidia-smi >"$LOGS/nvidia_smi.log" 2>&1 || true
+# the shared memory the data workers hand batches through (irstd train fits its workers to it)
+df -k /dev/shm >"$LOGS/shm.log" 2>&1 || true
 
 step pytest_gpu "$T_PYTEST" "$PYTHON" -m pytest -m "gpu or tensorrt" -q -p no:cacheprovider -o addopts="-ra" \
     --continue-on-collection-errors "${PYTEST_PATHS[@]}"
