@@ -3,8 +3,21 @@
 The same PSF rendering as the sequence generator (:func:`render_blob`) and the same
 truth rule (signal >= half its peak pixel). A target's amplitude is ``snr x sigma``,
 ``sigma`` the background's pixel noise (:func:`irstd_ros.core.noise_sigma`), so the
-SNR is the one the detector sees after normalisation. Used by training augmentation
-and by the detection envelope.
+SNR is the one the detector sees after normalisation -- unless the frame is then
+re-encoded with clipping. Used by training augmentation and by the detection envelope.
+
+Training (:mod:`irstd_ros.data.mixture`) re-encodes the implanted frame, in about 14 % of
+its samples (``sensor_prob`` 0.7 x the mono8 share of ``encoding_probs``, 0.2) as mono8
+through a linear AGC over the 0.1-99.9th percentiles (:func:`irstd_ros.sim.sensor.encode`),
+which clips at 255 whatever is above the 99.9th percentile: on a flat crop, every
+implanted target. Measured (out/v44/audit_sim/agc_clip.py: 256x256 crops of 100 DN with
+4 DN noise, 2 point targets each, 20 crops per SNR; delivered SNR = encoded peak minus the
+encoded crop's median, over its ``noise_sigma``): every peak clipped, delivered at a
+median 0.63, 0.32 and 0.11 of the requested SNR 5, 10 and 30 -- about 3 whatever was
+asked. On cloudy-sky crops (the generator's) 0, 0 and 4 of 20 peaks clipped. Real AGC
+cameras clip small hot targets the same way, so this is kept; the truth (mask,
+:attr:`Implanted.snr`) is the target as requested, before encoding. The envelope's mono8
+uses the full range (AGC 0-100 %) and clips no target.
 """
 
 from __future__ import annotations

@@ -242,3 +242,19 @@ def test_a_start_leaving_no_room_for_the_frames_names_the_start():
 
     with pytest.raises(ConfigError, match="start_time_ns .* leaves no room for 3 frames"):
         replace(SMALL, frames=3, start_time_ns=STAMP_LIMIT_NS - 1).validate()
+
+
+@pytest.mark.parametrize("quiet", [(8, 13), (13, 20), (-1, 4), (5, 4)])
+def test_a_quiet_stretch_outside_the_sequence_is_one_config_error_line(quiet):
+    """A stretch past the last frame was taken as given: its part beyond the end was
+    silently lost (a demo sample of 50 frames with frames 80-99 quiet had none)."""
+    with pytest.raises(ConfigError) as err:
+        next(generate_sequence(replace(SMALL, quiet=quiet)))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg == f"quiet must be a frame range 0 <= start <= end <= frames (12), got {quiet}"
+
+
+@pytest.mark.parametrize("quiet", [(0, 0), (12, 12), (0, 12), (8, 12)])
+def test_a_quiet_stretch_within_the_sequence_is_accepted(quiet):
+    replace(SMALL, quiet=quiet).validate()

@@ -94,7 +94,7 @@ def test_node_failure_is_one_line(tmp_path, capsys):
 def test_demo_end_to_end_on_a_short_sample(tmp_path, rclpy_context):
     if not default_model_path().is_file():
         pytest.skip("shipped model not present")
-    seq = replace(SAMPLE_SEQUENCE, width=192, height=160, frames=12)
+    seq = replace(SAMPLE_SEQUENCE, width=192, height=160, frames=12, quiet=demo.sample_quiet(12))
     result = run_demo(DemoConfig(out_dir=tmp_path, sequence=seq))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("pd", "fa", "iou", "frames"):
@@ -204,7 +204,7 @@ def test_drain_waits_for_the_mask_published_after_the_sync_topic():
 def test_demo_sample_options_change_only_what_is_given(tmp_path):
     args = demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--frames", "7", "--snr", "9"])
     seq = demo.config_from_args(args).sequence
-    assert seq == replace(SAMPLE_SEQUENCE, frames=7, snr=(9.0, 9.0))
+    assert seq == replace(SAMPLE_SEQUENCE, frames=7, snr=(9.0, 9.0), quiet=(6, 7))
     bag = demo.config_from_args(demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--bag", "b"]))
     assert bag.sequence == SAMPLE_SEQUENCE and bag.bag == Path("b")
 
@@ -233,3 +233,30 @@ def test_irstd_demo_takes_a_shipped_model_by_name(tmp_path):
     args = demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--weights", "fast", "--backend", "cpu"])
     cfg = demo.config_from_args(args)
     assert cfg.weights == Path("fast") and cfg.backend == "cpu"
+
+
+def test_the_default_sample_ends_with_its_last_fifth_background_only():
+    """docs/demo.md's published figures are of this sample: frames 80-99 without targets."""
+    assert SAMPLE_SEQUENCE.frames == 100 and SAMPLE_SEQUENCE.quiet == (80, 100)
+
+
+@pytest.mark.parametrize(
+    ("frames", "quiet"), [(50, (40, 50)), (150, (120, 150)), (7, (6, 7)), (2, (1, 2)), (1, (1, 1))]
+)
+def test_frames_keeps_the_background_only_stretch_the_samples_last_fifth(frames, quiet, tmp_path):
+    """The stretch was frames 80-99 whatever --frames: none with --frames 50, and with
+    --frames 150 the targets vanished at 80 and came back at 100."""
+    args = demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--frames", str(frames)])
+    seq = demo.config_from_args(args).sequence
+    assert seq.quiet == quiet and seq.frames == frames
+    seq.validate()
+
+
+@pytest.mark.parametrize("frames", [50, 150])
+def test_frames_sample_holds_targets_until_its_last_fifth_and_none_after(frames, tmp_path):
+    from irstd_ros.sim.sequence import generate_sequence
+
+    args = demo.build_parser().parse_args(["--out", str(tmp_path / "o"), "--frames", str(frames)])
+    seq = replace(demo.config_from_args(args).sequence, width=160, height=128)  # same stretch
+    empty = [f.index for f in generate_sequence(seq) if not f.targets]
+    assert empty == list(range(frames - frames // 5, frames))
