@@ -22,7 +22,7 @@ NOT_MEASURED = "n/a"  # a diagnostics value with no samples yet (never a made-up
 STREAM_NOTICES = frozenset({
     "stamp_backwards", "stamp_not_advancing", "size_changed", "tracker_reset", "camera_info",
     "camera_info_mismatch", "camera_info_frame", "incompatible_qos", "frame_id_changed",
-    "stamp_future",
+    "stamp_future", "stamp_repeated",
 })
 # Where a frame's latency goes, in order (ms): header stamp -> the node's callback
 # (camera, transport, deserialising), callback -> the worker (the queue), message ->

@@ -452,6 +452,7 @@ def test_the_tracker_s_warnings_are_counted_by_their_kind():
     log.warning(f"{TRACKER_RESET_PREFIX} from 2.000000 s to 1.000000 s; 2 tracks dropped")
     log.warning("tracker: 3 frames in a row stamped 1.000000 s: a repeated stamp is the same instant")
     assert kinds == ["tracker_reset", "stamp_repeated"]
+    assert {"tracker_reset", "stamp_repeated"} <= STREAM_NOTICES  # notices: no frame is lost
 
 
 def test_advancing_stamps_drive_the_tracker_as_they_are():
