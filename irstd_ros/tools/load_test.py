@@ -25,6 +25,19 @@ node is slower than the camera:
   give the trend (``--duration`` under ``--warmup`` + 5 s) leaves it not judged, said so
   in the report, not failed.
 
+Two goals are checked only when asked (they fail a run the checks above pass when the node
+is slower than the camera, which is what this test stages by default):
+
+* ``--expect-zero-drops``: no frame lost anywhere -- none sent but not received by the
+  node, superseded, stale, refused, nor an answer lost;
+* ``--min-fps HZ``: answers (detections received) arrive at ``HZ`` or more over the run.
+
+The camera keeps its cadence like a real one: a send late by a period or more (the
+process was descheduled) restarts the cadence from that send, with no catch-up burst of
+frames back to back; the report gives the largest gap between two sends and the number of
+such late sends. A percentile "p99" from fewer than 100 answers is their maximum, and is
+printed as such with the count.
+
 This is a benchmark, not a unit test; the exit code is 1 when a check fails (one not
 judged fails nothing).
 """
@@ -57,6 +70,7 @@ from irstd_ros.inference.resources import cpu_model
 from irstd_ros.ros.health import LATENCY_WINDOW, NOT_MEASURED, STAGES, STREAM_NOTICES
 from irstd_ros.ros.transport import dds_environment, profile_environment
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
+from irstd_ros.tools.bench import format_tail
 from irstd_ros.tools.memory import cpu_seconds, rss_mib
 
 DEFAULT_RATE_HZ = 200.0
@@ -123,6 +137,95 @@ def memory_check(rss_growth: float | None, samples_after_warmup: int, elapsed: f
         return None, (f"run shorter than warm-up + {MIN_RSS_SAMPLES} s ({elapsed:.0f} s run, "
                       f"{warmup:g} s warm-up)")
     return False, f"{samples_after_warmup} RSS samples after the warm-up, {MIN_RSS_SAMPLES} needed"
+
+
+def next_due(due: float, now: float, period: float) -> tuple[float, bool]:
+    """(when the next frame is due, whether this one was late) for a frame due at ``due``
+    and sent at ``now``, one every ``period`` s.
+
+    On time or late by less than a period, the cadence holds (``due + period``); late by a
+    period or more (the process was descheduled), it restarts from ``now``: the next frame
+    goes one period later, as from a camera, never a catch-up burst of frames back to back
+    (which the node's short queue would drop as superseded)."""
+    if now - due >= period:
+        return now + period, True
+    return due + period, False
+
+
+class Pacing:
+    """The camera's cadence (:func:`next_due`) and what it achieved: the largest gap
+    between two sends and the sends late by a period or more."""
+
+    def __init__(self, start: float, period: float) -> None:
+        self.period = period
+        self.due = start
+        self.late = 0
+        self.max_gap = 0.0
+        self._last: float | None = None
+
+    def ready(self, now: float) -> bool:
+        return now >= self.due
+
+    def sent(self, now: float) -> None:
+        """A frame went at ``now``: schedule the next."""
+        if self._last is not None:
+            self.max_gap = max(self.max_gap, now - self._last)
+        self._last = now
+        self.due, late = next_due(self.due, now, self.period)
+        self.late += late
+
+    def summary(self) -> dict[str, Any]:
+        return {"period_ms": 1e3 * self.period, "max_gap_ms": 1e3 * self.max_gap, "late_sends": self.late}
+
+
+def frames_lost(r: dict[str, Any]) -> dict[str, int]:
+    """Every frame lost in a result, by where (zero ones left out): not received by the
+    node, superseded, stale, refused, answers lost."""
+    losses = {
+        "not received by the node": r["not_received_by_node"],
+        "superseded": r["dropped_superseded"],
+        "stale": r["dropped_stale"],
+        "refused": r["refused"],
+        "answers lost": r["answers_lost"],
+    }
+    return {k: int(v) for k, v in losses.items() if v}
+
+
+def apply_goals(r: dict[str, Any], zero_drops: bool = False, min_fps: float | None = None) -> dict[str, Any]:
+    """The opt-in goal checks added to a result (in place, returned): ``zero_drops``
+    (``--expect-zero-drops``: :func:`frames_lost` empty) and ``min_fps``
+    (``--min-fps``: the answer rate at least that); each failure says why, and ``ok``
+    is the verdict over every check again."""
+    checks, failed = r.setdefault("checks", {}), r.setdefault("failed", {})
+    if zero_drops:
+        lost = frames_lost(r)
+        checks["zero_drops"] = not lost
+        if lost:
+            failed["zero_drops"] = f"{sum(lost.values())} frames lost: " + ", ".join(
+                f"{n} {where}" for where, n in lost.items())
+    if min_fps is not None:
+        checks["min_fps"] = r["answered_hz"] >= min_fps
+        if not checks["min_fps"]:
+            failed["min_fps"] = (f"answered {r['answered_hz']:.2f} Hz < {min_fps:g} Hz "
+                                 f"(camera sent {r['sent_hz']:.1f} Hz)")
+    r.setdefault("config", {}).update({"expect_zero_drops": zero_drops, "min_fps": min_fps})
+    r["ok"] = verdict(checks)
+    return r
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (a figure the node did not measure: NaN) as
+    None, numpy scalars as Python's: what ``json.dumps(allow_nan=False)`` writes (a bare
+    NaN is no JSON)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def verdict(checks: dict[str, bool | None]) -> bool:
@@ -309,21 +412,21 @@ def run_load_test(
         load_start = os.getloadavg()
         cpu0 = cpu_seconds(proc.pid)
         t0, t0_ns = time.monotonic(), time.time_ns()
-        next_pub, next_rss = t0, t0
+        pacing, next_rss = Pacing(t0, period), t0
         while (now := time.monotonic()) < t0 + duration:
             if now >= next_rss:
                 mib = rss_mib(proc.pid)
                 if mib is not None:
                     rss.append((now - t0, mib))
                 next_rss += 1.0
-            if now < next_pub:
-                time.sleep(min(next_pub - now, 0.002))
+            if not pacing.ready(now):
+                time.sleep(min(pacing.due - now, 0.002))
                 continue
             msg = frames[sent % len(frames)]
             msg.header.stamp = peer.node.get_clock().now().to_msg()
             peer.pub.publish(msg)
             sent += 1
-            next_pub = max(next_pub + period, now - period)  # late: no catch-up burst
+            pacing.sent(now)  # late by a period or more: the cadence restarts, no burst
         elapsed = time.monotonic() - t0
         cpu1 = cpu_seconds(proc.pid)
 
@@ -393,6 +496,7 @@ def run_load_test(
         },
         "sent": sent,
         "sent_hz": sent / elapsed,
+        "pacing": pacing.summary(),
         "received_at_node": received,
         "not_received_by_node": sent - received,
         "processed": processed,
@@ -406,6 +510,7 @@ def run_load_test(
         "answered_hz": answered / elapsed,
         "latency_ms": {
             "p50": _pct(latency, 50), "p99": p99, "max": max(latency, default=None),
+            "n": len(latency),  # p99 of fewer than 100 is their max
             "p50_first_third": p50_first, "p50_last_third": p50_last,
         },
         **window,
@@ -466,8 +571,11 @@ def format_report(r: dict[str, Any]) -> str:
     """The result as a Markdown table (what docs/benchmarks.md shows)."""
     c, lat, rss = r["config"], r["latency_ms"], r["rss_mib"]
     window = " (its last frames, warm-up included)" if r.get("node_window_includes_warmup") else ""
+    pacing = r.get("pacing")
     rows = [
         ("frames sent (camera)", f"{r['sent']} ({r['sent_hz']:.1f} Hz)"),
+        *([("camera pacing: largest gap between sends (ms) / sends late by a period or more",
+            f"{pacing['max_gap_ms']:.0f} / {pacing['late_sends']}")] if pacing else []),
         ("received by the node", str(r["received_at_node"])),
         ("not taken by the node (sent - received)", str(r["not_received_by_node"])),
         ("processed", str(r["processed"])),
@@ -479,7 +587,8 @@ def format_report(r: dict[str, Any]) -> str:
         ("answered (detections received)", f"{r['answered']} ({r['answered_hz']:.2f} Hz)"),
         ("answers lost (processed - answered)", str(r["answers_lost"])),
         ("latency stamp -> answer p50 / p99 / max (ms)",
-         f"{format_number(lat['p50'], '.0f')} / {format_number(lat['p99'], '.0f')} / {format_number(lat['max'], '.0f')}"),
+         f"{format_number(lat['p50'], '.0f')} / {format_tail(lat['p99'], lat.get('n', r['answered']), '.0f')} / "
+         f"{format_number(lat['max'], '.0f')}"),
         ("latency p50 first third / last third (ms)",
          f"{format_number(lat['p50_first_third'], '.0f')} / {format_number(lat['p50_last_third'], '.0f')}"),
         (f"node inference p50{window} (ms)", format_number(r["infer_p50_ms"], ".0f")),
@@ -531,6 +640,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="another node parameter (README, 'Parameters'), e.g. qos.depth:=1; repeatable")
     parser.add_argument("--warmup", type=non_negative_float, default=WARMUP_S, metavar="SEC",
                         help="seconds of the timed stream before the node's memory (RSS) counts (default: %(default)g)")
+    parser.add_argument("--expect-zero-drops", action="store_true",
+                        help="also fail (exit 1, with the reason) when any frame is lost: sent but not "
+                        "received by the node, superseded by a newer one, stale, refused, or its answer "
+                        "lost (off by default: the default --rate is far above what a CPU node keeps up with)")
+    parser.add_argument("--min-fps", type=positive_float, default=None, metavar="HZ",
+                        help="also fail (exit 1, with the reason) when answers (detections received) "
+                        "arrive at less than HZ over the run, e.g. 30 with --rate 30 (default: not checked)")
     parser.add_argument("--log", type=Path, default=None,
                         help="file the node's output is written to (default: a temporary folder's node.log)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object instead of text")
@@ -569,7 +685,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    for option, value in (("--rate", args.rate), ("--duration", args.duration)):
+    min_fps = getattr(args, "min_fps", None)
+    for option, value in (("--rate", args.rate), ("--duration", args.duration),
+                          *((("--min-fps", min_fps),) if min_fps is not None else ())):
         if not 0 < value < math.inf:  # also for a Namespace built without the parser: nan, inf
             raise ConfigError(f"{option} must be a finite number > 0, got {value:g}")
     if not 0 <= args.warmup < math.inf:
@@ -588,8 +706,9 @@ def run(args: argparse.Namespace) -> int:
                                args.node_params)
     except (RuntimeError, TimeoutError) as exc:  # rclpy's failures, a node that never answers
         raise NodeProcessError(f"the load test stopped: {exc}") from None
+    apply_goals(result, getattr(args, "expect_zero_drops", False), getattr(args, "min_fps", None))
     if args.json:
-        print(json.dumps(result, indent=2, default=float))
+        print(json.dumps(json_safe(result), indent=2, default=float, allow_nan=False))
     else:
         print(format_report(result))
     if not result["ok"]:

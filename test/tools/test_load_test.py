@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _support.cli import one_error_line, run_cli, run_cli_output
 
@@ -302,3 +304,134 @@ def test_a_check_not_judged_fails_nothing_and_the_report_says_why(capsys, monkey
     assert code == 0 and "memory_flat not judged: run shorter than warm-up" in out
     assert f"note: memory_flat will not be judged: --duration 5 s is shorter than --warmup 10 s + " \
            f"{load_test.MIN_RSS_SAMPLES} s" in err
+
+
+def _camera(period: float, stall_at: float, stall: float, until: float) -> tuple[list[float], load_test.Pacing]:
+    """The load test's send loop on a fake clock: sleeps of at most 2 ms, one of which
+    returns ``stall`` s late (the process descheduled); each send takes 0.1 ms."""
+    now = 0.0
+    pacing, sends, stalled = load_test.Pacing(now, period), [], False
+    while now < until:
+        if not pacing.ready(now):
+            now += min(pacing.due - now, 0.002)
+            if not stalled and now > stall_at:
+                stalled, now = True, now + stall
+            continue
+        sends.append(now)
+        pacing.sent(now)
+        now += 0.0001
+    return sends, pacing
+
+
+@pytest.mark.parametrize("stall", [0.1, 0.25, 0.5])
+def test_a_stalled_camera_resumes_its_cadence_without_a_burst(stall):
+    """After a 100-500 ms stall at 30 Hz the camera sent 3 frames 0.1 ms apart, and the
+    node's queue of two (+ one in work) dropped one as superseded: a drop no real camera
+    causes. Now the send after a stall restarts the cadence, one period to the next."""
+    period = 1 / 30
+    sends, pacing = _camera(period, stall_at=1.0, stall=stall, until=3.0)
+    gaps = [b - a for a, b in zip(sends, sends[1:])]
+    assert min(gaps) >= period - 1e-9  # no two frames closer than a period
+    assert pacing.late == 1
+    assert pacing.max_gap == pytest.approx(max(gaps)) and pacing.max_gap >= stall
+    summary = pacing.summary()
+    assert summary["late_sends"] == 1 and summary["max_gap_ms"] == pytest.approx(1e3 * max(gaps))
+    assert summary["period_ms"] == pytest.approx(1e3 * period)
+
+
+def test_the_cadence_holds_when_a_send_is_late_by_less_than_a_period():
+    period = 0.1
+    assert load_test.next_due(1.0, 1.0, period) == (pytest.approx(1.1), False)  # on time
+    assert load_test.next_due(1.0, 1.05, period) == (pytest.approx(1.1), False)  # a little late: kept
+    assert load_test.next_due(1.0, 1.1, period) == (pytest.approx(1.2), True)  # a period: restarts
+    assert load_test.next_due(1.0, 1.4, period) == (pytest.approx(1.5), True)
+    sends, pacing = _camera(period, stall_at=10.0, stall=0.0, until=2.0)  # no stall
+    assert pacing.late == 0 and len(sends) == 20
+    assert pacing.max_gap == pytest.approx(period)
+
+
+def _goal_result(**losses) -> dict:
+    result = {**_result(100), "checks": {"accounting": True, "latency_bounded": True, "memory_flat": True,
+                                         "clean_exit": True}, "failed": {}, "not_judged": {}}
+    result.update(losses)
+    result["ok"] = load_test.verdict(result["checks"])
+    return result
+
+
+def test_the_goals_are_checked_only_when_asked():
+    """A run with 2700 frames superseded passed every check ('checks: all pass'): the
+    issue's goals, zero drops and 30 FPS sustained, were not checked at all."""
+    result = _goal_result(dropped_superseded=2700)
+    load_test.apply_goals(result)
+    assert result["ok"] and set(result["checks"]) == {"accounting", "latency_bounded", "memory_flat", "clean_exit"}
+    assert result["config"]["expect_zero_drops"] is False and result["config"]["min_fps"] is None
+
+
+def test_every_frame_lost_fails_expect_zero_drops_with_where_it_was_lost():
+    result = load_test.apply_goals(
+        _goal_result(not_received_by_node=3, dropped_superseded=2700, dropped_stale=1, refused=2, answers_lost=4),
+        zero_drops=True)
+    assert result["ok"] is False and result["checks"]["zero_drops"] is False
+    assert result["failed"]["zero_drops"] == ("2710 frames lost: 3 not received by the node, 2700 superseded, "
+                                              "1 stale, 2 refused, 4 answers lost")
+    assert "zero_drops FAILED: 2710 frames lost: 3 not received" in load_test.format_report(result)
+    clean = load_test.apply_goals(_goal_result(), zero_drops=True)
+    assert clean["ok"] is True and clean["checks"]["zero_drops"] is True and "zero_drops" not in clean["failed"]
+
+
+def test_min_fps_is_the_answer_rate():
+    slow = load_test.apply_goals(_goal_result(answered_hz=29.4, sent_hz=30.0), min_fps=30.0)
+    assert slow["ok"] is False
+    assert slow["failed"]["min_fps"] == "answered 29.40 Hz < 30 Hz (camera sent 30.0 Hz)"
+    fast = load_test.apply_goals(_goal_result(answered_hz=30.0, sent_hz=30.0), min_fps=30.0)
+    assert fast["ok"] is True and fast["checks"]["min_fps"] is True
+    # a goal met does not hide a check that failed
+    failed = _goal_result(answered_hz=30.0)
+    failed["checks"]["clean_exit"] = False
+    assert load_test.apply_goals(failed, zero_drops=True, min_fps=30.0)["ok"] is False
+
+
+def test_a_goal_missed_fails_the_command_with_the_reason(capsys, monkeypatch):
+    monkeypatch.setattr(load_test, "run_load_test",
+                        lambda *_a, **_k: {**_goal_result(dropped_superseded=5), "node_log": "/nonexistent/node.log"})
+    code, out, _ = run_cli_output(capsys, "load-test", "--duration", "20", "--expect-zero-drops", "--min-fps", "2")
+    assert code == 1
+    assert out.splitlines()[-1].endswith("zero_drops FAILED: 5 frames lost: 5 superseded, min_fps ok")
+    code, out, _ = run_cli_output(capsys, "load-test", "--duration", "20")
+    assert code == 0 and "zero_drops" not in out
+
+
+def test_the_goal_options_are_in_the_help(capsys):
+    _, out, _ = run_cli_output(capsys, "load-test", "--help")
+    text = " ".join(out.split())
+    assert "--expect-zero-drops" in text and "superseded by a newer one, stale, refused" in text
+    assert "--min-fps HZ" in text and "answers (detections received) arrive at less than HZ" in text
+    code, err = run_cli(capsys, "load-test", "--min-fps", "0")
+    assert code == 2 and "argument --min-fps: must be > 0" in one_error_line(err)
+
+
+def test_a_p99_of_fewer_than_100_answers_is_printed_as_their_max():
+    short = _result(21)
+    short["latency_ms"]["n"] = 21
+    assert "| latency stamp -> answer p50 / p99 / max (ms) | 470 / max 874 (n=21) / 874 |" in (
+        load_test.format_report(short))
+    long = _result(300)
+    long["latency_ms"]["n"] = 300
+    assert "| 470 / 874 / 874 |" in load_test.format_report(long)
+
+
+def test_the_json_says_null_where_the_node_measured_nothing(capsys, monkeypatch):
+    """The node's 'n/a' became a bare NaN in --json: no JSON a strict parser reads."""
+    window = load_test.node_window({"latency_p50_ms": "n/a", "infer_p50_ms": "12.5"}, 3)
+    result = {**_goal_result(), **window, "node_cpu_cores": np.float64("nan"), "node_log": "/nonexistent/node.log"}
+    monkeypatch.setattr(load_test, "run_load_test", lambda *_a, **_k: result)
+    code, out, _ = run_cli_output(capsys, "load-test", "--duration", "20", "--json")
+
+    def no_constant(name):
+        raise AssertionError(f"{name} in the JSON")
+
+    data = json.loads(out, parse_constant=no_constant)
+    assert code == 0
+    assert data["node_latency_ms"] == {"p50": None, "p99": None} and data["infer_p50_ms"] == 12.5
+    assert data["node_cpu_cores"] is None and all(v is None for s, v in data["node_stages_p50_ms"].items() if s != "infer")
+    assert load_test.json_safe({"a": (1.0, float("inf"), np.float32(2.5))}) == {"a": [1.0, None, 2.5]}
