@@ -26,6 +26,17 @@ H, W = 48, 64
 BLOBS = ((slice(5, 8), slice(10, 13)), (slice(30, 32), slice(40, 45)))  # 9 px and 10 px
 
 
+class Collect:
+    """A publisher stand-in that keeps what is published (``msgs``), for pipelines run
+    without a node."""
+
+    def __init__(self) -> None:
+        self.msgs: list = []
+
+    def publish(self, msg) -> None:
+        self.msgs.append(msg)
+
+
 class IntensityBackend:
     """Test backend: the [0, 1] frame is the probability; optional delay."""
 

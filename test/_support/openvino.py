@@ -49,3 +49,28 @@ def measured_datasets(pd: float = 0.0, iou: float = 0.0, names: tuple[str, ...] 
                "delta": {"pd_points": pd, "iou_points": iou}}
         for name, need in int8.REQUIRED_COVERAGE.items() if names is None or name in names
     }
+
+
+@pytest.fixture
+def change_fp32_conversion(monkeypatch: pytest.MonkeyPatch):
+    """A function that changes the FP32 IR's conversion from then on, as a new version of
+    the export could: a new recipe, and a graph whose logits are doubled (other masks at
+    the same threshold)."""
+
+    def change() -> None:
+        import openvino as ov
+        from openvino import opset13
+
+        from irstd_ros.inference.backends import graph_export
+
+        real = graph_export.convert_openvino
+
+        def doubled(model, stride):
+            graph = real(model, stride)
+            logits = graph.get_results()[0].input_value(0)
+            return ov.Model([opset13.multiply(logits, opset13.constant(2.0, ov.Type.f32))], graph.get_parameters())
+
+        monkeypatch.setattr(graph_export, "OPENVINO_RECIPE", "openvino-ir-convert-v2")
+        monkeypatch.setattr(graph_export, "convert_openvino", doubled)
+
+    return change

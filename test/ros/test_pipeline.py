@@ -10,7 +10,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 
-from _support.node import frame_for, image_msg, make_detector  # noqa: E402
+from _support.node import Collect, frame_for, image_msg, make_detector  # noqa: E402
 
 from irstd_ros.msg import Track as TrackMsg  # noqa: E402
 from irstd_ros.ros.health import STREAM_NOTICES  # noqa: E402
@@ -26,14 +26,6 @@ def frame_at(k: int):
     msg.header.stamp.nanosec = k * 100_000_000
     return msg
 TIMEOUT_S = 10.0
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.msgs: list = []
-
-    def publish(self, msg) -> None:
-        self.msgs.append(msg)
 
 
 class Log:

@@ -18,7 +18,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vision_msgs.msg")
 pytest.importorskip("irstd_ros.msg")
 
-from _support.node import frame_for, image_msg, make_detector  # noqa: E402
+from _support.node import Collect, frame_for, image_msg, make_detector  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 
 from irstd_ros.ros.params import PARAMS  # noqa: E402
@@ -30,14 +30,6 @@ T0 = 1_790_000_000 * NS  # when the bag was recorded: the sim clock replays it
 FRAMES = 100  # a 10 s bag at 10 Hz
 STEP = NS // 10
 LAG = 10_000_000  # the clock's lead over a frame's stamp at its arrival
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.msgs: list = []
-
-    def publish(self, msg) -> None:
-        self.msgs.append(msg)
 
 
 class Log:

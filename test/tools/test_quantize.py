@@ -426,15 +426,12 @@ def test_bf16_records_of_the_same_weights_under_two_thresholds_live_side_by_side
 
 
 def test_bf16_record_of_another_fp32_graph_is_refused_and_re_measured(
-    datasets, blind_weights, tmp_path, native_bf16, monkeypatch
+    datasets, blind_weights, tmp_path, native_bf16, change_fp32_conversion
 ):
     """bf16 compiles the FP32 IR in the cache: a record measured on one graph said nothing
     of another (a changed conversion: here the logits doubled under a new recipe), yet the
     gate took it, keyed by the weights alone. Now the record holds the graph it measured:
     the gate refuses another and the next export measures again."""
-    import openvino as ov
-    from openvino import opset13
-
     from irstd_ros.inference.backends import graph_export
     from irstd_ros.inference.backends import openvino_bf16 as bf16
 
@@ -442,15 +439,7 @@ def test_bf16_record_of_another_fp32_graph_is_refused_and_re_measured(
     assert quantize.export_bf16(blind_weights, out, datasets, threads=1)["auto"] == "uses openvino-bf16"
     model, info, _ = load_checkpoint(blind_weights)
     options = BackendOptions(cache_dir=str(out), threads=1)
-    real = graph_export.convert_openvino
-
-    def doubled(net, stride):
-        graph = real(net, stride)
-        logits = graph.get_results()[0].input_value(0)
-        return ov.Model([opset13.multiply(logits, opset13.constant(2.0, ov.Type.f32))], graph.get_parameters())
-
-    monkeypatch.setattr(graph_export, "OPENVINO_RECIPE", "openvino-ir-convert-v2")
-    monkeypatch.setattr(graph_export, "convert_openvino", doubled)
+    change_fp32_conversion()
     graph_export.export_openvino_ir(model, info, options)  # the node's FP32 IR, converted by the new version
     reason = bf16.auto_refusal(model, info, options)
     assert reason is not None and reason.startswith("the accuracy record was measured on another FP32 IR graph")

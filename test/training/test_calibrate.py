@@ -34,7 +34,7 @@ def test_platt_fit_recovers_a_known_scale_and_offset():
     assert a == pytest.approx(0.25, abs=0.02) and b == pytest.approx(-1.0, abs=0.1)
 
 
-def _point_dataset(path):
+def _point_frames() -> list:
     rng = np.random.default_rng(1)
     frames = []
     for i in range(4):
@@ -43,7 +43,11 @@ def _point_dataset(path):
         mask = np.zeros((32, 32), bool)
         mask[10:13, 10:13] = True
         frames.append((str(i), img, mask))
-    return write_dataset(path, frames, {"train": ["0", "1", "2", "3"]})
+    return frames
+
+
+def _point_dataset(path):
+    return write_dataset(path, _point_frames(), {"train": ["0", "1", "2", "3"]})
 
 
 @pytest.mark.parametrize("name", ["tiny", "fast_refine"])
@@ -257,15 +261,7 @@ def test_a_fit_on_scores_far_below_zero_raises_no_overflow_warning():
 # --- mask suffix; held-out splits are not fitted on -------------------------------------------
 def _suffixed_dataset(path, splits=None):
     """:func:`_point_dataset`'s frames with masks named ``<stem>_pixels0.png`` (SIRST-v1's)."""
-    rng = np.random.default_rng(1)
-    frames = []
-    for i in range(4):
-        img = rng.normal(80, 3, (32, 32)).clip(0, 255).astype(np.uint8)
-        img[10:13, 10:13] = 200
-        mask = np.zeros((32, 32), bool)
-        mask[10:13, 10:13] = True
-        frames.append((str(i), img, mask))
-    return write_dataset(path, frames, splits or {"train": ["0", "1", "2", "3"]}, mask_suffix="_pixels0")
+    return write_dataset(path, _point_frames(), splits or {"train": ["0", "1", "2", "3"]}, mask_suffix="_pixels0")
 
 
 def _tiny(tmp_path):

@@ -158,26 +158,7 @@ def _digest(model, info) -> str:
     return weights_digest(model, info)
 
 
-def _convert_changed(monkeypatch) -> None:
-    """The FP32 IR's conversion changes (a new recipe, and a graph whose logits are doubled:
-    other masks at the same threshold), as a new version of the export could."""
-    import openvino as ov
-    from openvino import opset13
-
-    from irstd_ros.inference.backends import graph_export
-
-    real = graph_export.convert_openvino
-
-    def doubled(model, stride):
-        graph = real(model, stride)
-        logits = graph.get_results()[0].input_value(0)
-        return ov.Model([opset13.multiply(logits, opset13.constant(2.0, ov.Type.f32))], graph.get_parameters())
-
-    monkeypatch.setattr(graph_export, "OPENVINO_RECIPE", "openvino-ir-convert-v2")
-    monkeypatch.setattr(graph_export, "convert_openvino", doubled)
-
-
-def test_a_record_of_another_fp32_graph_is_refused(tiny_model, cache, native_bf16, choose_cpu, monkeypatch):
+def test_a_record_of_another_fp32_graph_is_refused(tiny_model, cache, native_bf16, choose_cpu, change_fp32_conversion):
     """The record describes the FP32 IR it was measured on: converted again into the same
     graph (node names aside) it still applies; converted into another graph (a changed
     conversion) it is refused, by ``auto`` and with a warning by the named backend."""
@@ -187,7 +168,7 @@ def test_a_record_of_another_fp32_graph_is_refused(tiny_model, cache, native_bf1
     for f in (ir, ir.with_suffix(".bin"), ir.with_name(ir.name + ".json")):
         f.unlink()
     assert bf16.auto_refusal(model, info, _opts(cache)) is None and ir.is_file()  # converted again: same graph
-    _convert_changed(monkeypatch)
+    change_fp32_conversion()
     reason = bf16.auto_refusal(model, info, _opts(cache))
     assert reason.startswith("the accuracy record was measured on another FP32 IR graph")
     assert "irstd export --backend openvino-bf16 measures it" in reason
