@@ -12,6 +12,7 @@ from typing import Any
 
 from irstd_ros.cli._options import DATA_HELP, MASK_SUFFIX_HELP, weights_input
 from irstd_ros.core.normalization import NORM_KINDS
+from irstd_ros.core.parsing import path_tuple
 from irstd_ros.models.config import NAMED_CONFIGS
 from irstd_ros.training.gpu import RECIPES, GPUTrainConfig
 from irstd_ros.training.loss import LOSSES
@@ -148,6 +149,5 @@ def training_inputs(cfg: TrainConfig, data_option: str) -> list[tuple[Path | Non
         root = source.get("root")
         if isinstance(root, (str, Path)):  # else the source's own check refuses it
             inputs.append((Path(root), f"--config's sources[{i}] root"))
-    teachers = cfg.teacher if isinstance(cfg.teacher, list) else [cfg.teacher]
-    inputs.extend((weights_input(t), "--teacher") for t in teachers)
+    inputs.extend((weights_input(t), "--teacher") for t in path_tuple(cfg.teacher))
     return inputs

@@ -41,11 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    if cfg.pack is None:  # a pack's own path may stand as data too
-        check_dataset_dir(cfg.data, "--data" if args.data is not None else "--config's data",
-                          "a pack (irstd pack) goes to --pack")
-    check_output_dir(cfg.out, "--out")  # before any data is read: not at the first checkpoint
     data_option = "--data" if args.data is not None else "--config's data"
+    if cfg.pack is None:  # a pack's own path may stand as data too
+        check_dataset_dir(cfg.data, data_option, "a pack (irstd pack) goes to --pack")
+    check_output_dir(cfg.out, "--out")  # before any data is read: not at the first checkpoint
     # a pack is one file (its own check names a folder given as one), which data may repeat
     inputs = [(path, option) for path, option in training_inputs(cfg, data_option)
               if cfg.pack is None or path != cfg.pack]

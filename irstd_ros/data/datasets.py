@@ -131,6 +131,8 @@ def split_images(spec: DatasetSpec) -> list[Path]:
     frames a list names (for comparing splits, :mod:`irstd_ros.evaluation.splits`, even
     when a list names frames this folder lacks); :func:`find_pairs` is the checked reading."""
     root = Path(spec.root)
+    if not root.is_dir():  # as find_pairs says it
+        raise DatasetError(f"dataset folder not found: {root}")
     images = _index(root / "images")
     split = split_list(DatasetSpec(root, spec.split, spec.mask_suffix, spec.split_dir))
     stems = list(images) if split is None else _list_stems(split)

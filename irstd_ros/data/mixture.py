@@ -110,11 +110,16 @@ SOURCE_FIELDS: dict[str, FieldRule] = {
 }
 
 
+def is_pack(root: Path | str) -> bool:
+    """Whether a source's ``root`` is a pack file (``irstd pack``, ``.npz``), not a dataset folder."""
+    return Path(root).suffix.lower() == ".npz"
+
+
 def source_items(spec: SourceSpec) -> list[Item]:
     """A source's frames: its dataset folder's split, or, when ``root`` is a pack file
     (``irstd pack``, ``.npz``), the pack group its ``split`` names: the same frames
     (uint8 images, bool masks, stems as names), for a machine the folders do not reach."""
-    if Path(spec.root).suffix.lower() == ".npz":
+    if is_pack(spec.root):
         from irstd_ros.data.pack import Pack
 
         if not spec.split:

@@ -35,7 +35,7 @@ def mine_hard_examples(cfg: EvalConfig) -> dict[str, Any]:
     ``test_NUDT-SIRST``, ``idx_427/test``), or one holding frames of it, is a
     :class:`~irstd_ros.errors.ConfigError` before the model loads. ``threshold`` None is
     :data:`MINING_THRESHOLD`, or the checkpoint's own threshold where that is lower (what it raises at run time is mined); ``out`` is unused."""
-    check_not_held_out(cfg.data, cfg.split, cfg.mask_suffix, "hard examples mined there")
+    check_not_held_out(cfg.data, cfg.split, "hard examples mined there")
     pairs = frame_pairs(cfg)  # a wrong folder or split fails before the model loads
     backend, norm, operating, described = build_scorer(cfg)
     threshold = min(MINING_THRESHOLD, operating) if cfg.threshold is None else cfg.threshold

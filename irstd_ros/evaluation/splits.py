@@ -3,13 +3,19 @@
 NUDT-SIRST's authors report on ``test`` (``50_50/test.txt``), open-sirst-v2's on ``val``
 (``splits/val.txt``; its ``trainval`` holds those frames too), BasicIRSTD's on
 ``test_<dataset>`` (``img_idx/test_NUDT-SIRST.txt``), SIRST-v1's on ``idx_427/test``: a
-list is held out when its name (the last part of its path) begins with ``test`` or
-``val`` (:func:`is_held_out`). Their frames must never reach a training run: not as
-training frames, and not through hard examples mined there
-(:mod:`irstd_ros.evaluation.mining`), whose places a training mixture crops around, nor
-through a calibration fitted there (:mod:`irstd_ros.training.calibrate`). The training's
-own final evaluation takes the one matching its training list by default (``eval_split:
-auto``, :func:`auto_held_out`), never one sharing a frame with its training data.
+list is held out when its own name (the last part of its path) begins with ``test`` or
+``val`` (:func:`is_held_out`). Only that name counts, not the folders above it (SIRST-v1's
+``idx_427`` holds its training and held-out lists alike): a list ``val/list`` is not held
+out by its name, while a training list named ``test_free`` is (rename it to mine or
+calibrate on it).
+
+Nothing made for training is drawn from their frames: hard examples mined there
+(:mod:`irstd_ros.evaluation.mining`), whose places a training mixture crops around, and a
+calibration fitted there (:mod:`irstd_ros.training.calibrate`) are refused
+(:func:`check_not_held_out`). A training run itself may name a held-out split, or a
+mixture source of one (it is not refused); its final evaluation, by default the held-out
+list matching its training list (``eval_split: auto``, :func:`auto_held_out`), never
+shares a frame with its training data.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from irstd_ros.data import DatasetSpec, find_pairs
+from irstd_ros.data import DatasetSpec
 from irstd_ros.data.datasets import available_splits, split_images
 from irstd_ros.errors import ConfigError
 
@@ -82,9 +88,14 @@ def shared_frames(frames: Iterable[Path], root: Path, split: str | None) -> list
     return sorted(set(frames) & split_frames(root, split))
 
 
+def count_frames(n: int) -> str:
+    """``1 frame``, ``2 frames``."""
+    return f"{n} frame{'s' if n != 1 else ''}"
+
+
 def describe_shared(shared: list[Path]) -> str:
     """``2 frames (first: 000003)``."""
-    return f"{len(shared)} frame{'s' if len(shared) != 1 else ''} (first: {shared[0].stem})"
+    return f"{count_frames(len(shared))} (first: {shared[0].stem})"
 
 
 def auto_held_out(root: Path, split: str | None, trained: set[Path]) -> tuple[str | None, str]:
@@ -110,13 +121,13 @@ def auto_held_out(root: Path, split: str | None, trained: set[Path]) -> tuple[st
     return None, f"{'; '.join(overlaps)}: its metrics would be measured on frames the model trained on"
 
 
-def check_not_held_out(root: Path, split: str, mask_suffix: str = "", purpose: str = "hard examples mined there") -> None:
+def check_not_held_out(root: Path, split: str, purpose: str = "hard examples mined there") -> None:
     """:class:`~irstd_ros.errors.ConfigError` when ``split`` of the dataset ``root`` is a
     held-out split (:func:`is_held_out`), or holds any frame of one of ``root``'s
     (:func:`held_out_splits`: a ``trainval`` list, ``all`` of a folder with lists):
     ``purpose`` (what is made of the split) would train on the frames results are reported on."""
     root = Path(root)
-    images = {image.resolve() for image, _ in find_pairs(DatasetSpec(root, split, mask_suffix))}
+    images = split_frames(root, split)
     training = [name for name in available_splits(root) if _name(name).casefold().startswith("train")]
     hint = f", e.g. {'train' if 'train' in training else training[0]!r}" if training else ""
     rule = (f"{purpose} would train on the frames results are reported on; use a training split{hint} "
@@ -126,6 +137,5 @@ def check_not_held_out(root: Path, split: str, mask_suffix: str = "", purpose: s
     for name in held_out_splits(root):
         shared = shared_frames(images, root, name)
         if shared:
-            frames = f"{len(shared)} frame{'s' if len(shared) > 1 else ''}"
-            raise ConfigError(f"split {split!r} of {root} holds {frames} of the held-out split "
+            raise ConfigError(f"split {split!r} of {root} holds {count_frames(len(shared))} of the held-out split "
                               f"{name!r} (first: {shared[0].stem}): {rule}")

@@ -180,8 +180,7 @@ def calibrate(cfg: CalibrationConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     pairs: list[tuple[Path, Path]] = []
     for root, split in cfg.sources:
-        check_not_held_out(Path(root), split, cfg.mask_suffix, "a calibration fitted there")
-    for root, split in cfg.sources:
+        check_not_held_out(Path(root), split, "a calibration fitted there")
         found = find_pairs(DatasetSpec(Path(root), split, cfg.mask_suffix))
         pick = rng.choice(len(found), size=min(cfg.frames, len(found)), replace=False)
         pairs += [found[i] for i in sorted(pick)]

@@ -71,10 +71,10 @@ from irstd_ros.core.normalization import InputNorm, centred_wide
 from irstd_ros.core.parsing import check_keys, path_tuple
 from irstd_ros.core.paths import output_dir_problem, write_text_atomic
 from irstd_ros.data.transforms import pad_to
-from irstd_ros.errors import BackendError, ConfigError, DatasetError, IrstdError
-from irstd_ros.evaluation.metrics import MetricAccumulator
+from irstd_ros.errors import ConfigError, DatasetError, IrstdError
 from irstd_ros.models import build_model, named_config
 from irstd_ros.training.loss import training_loss
+from irstd_ros.training.scoring import Item, evaluate_items, scored, torch_frames
 from irstd_ros.training.teachers import Teachers
 from irstd_ros.training.torch_norm import normalize_torch
 from irstd_ros.training.train import (
@@ -115,7 +115,6 @@ DEFAULT_EVAL_GROUP = "nudt_test"
 TERMINATED = "terminated"  # the summary's stop when train_gpu's stop was set (SIGTERM)
 # what a run writes (irstd train's and its own), removed by a run started afresh
 GPU_RUN_FILES = (*RUN_FILES, "model_fp16.safetensors", "eval.json", "summary.json")
-Item = tuple[np.ndarray, np.ndarray, str]
 
 
 # what a GPU run's checkpoints record beside :data:`~irstd_ros.training.train.RESERVED_EXTRA`
@@ -206,8 +205,10 @@ def recipe_config(recipe: str, **overrides: Any) -> GPUTrainConfig:
 
 
 # --- data on the device -----------------------------------------------------------------------
-def load_items(cfg: GPUTrainConfig, training: bool) -> list[Item]:
-    """Training (or evaluation) items from the pack or the folder."""
+def load_items(cfg: GPUTrainConfig, training: bool, eval_split: str | None = None) -> list[Item]:
+    """Training (or evaluation) items from the pack or the folder: of a folder, ``split``
+    (or ``eval_split``, :func:`~irstd_ros.training.train.evaluation_split`'s choice; None:
+    none)."""
     if cfg.pack is not None:
         from irstd_ros.data.pack import Pack
 
@@ -223,21 +224,10 @@ def load_items(cfg: GPUTrainConfig, training: bool) -> list[Item]:
             pack.close()
     from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 
-    split = cfg.split if training else evaluation_split(cfg)
+    split = cfg.split if training else eval_split
     if split is None:
         return []
     return IRSTDDataset(find_pairs(DatasetSpec(cfg.data, split, cfg.mask_suffix))).items
-
-
-def _torch_frames(arrays: list[np.ndarray], centre: bool = True) -> tuple[torch.Tensor, bool]:
-    """Stacked frames as a compact tensor and whether they hold integers; wide ones
-    (32-bit counts, float64) about their median first, so float32 keeps their noise
-    (``centre`` false: the caller centred them already)."""
-    integer = all(np.issubdtype(a.dtype, np.integer) for a in arrays)
-    if all(a.dtype == np.uint8 for a in arrays):
-        return torch.from_numpy(np.stack(arrays)), True
-    frames = [centred_wide(a) for a in arrays] if centre else arrays
-    return torch.from_numpy(np.stack(frames).astype(np.float32)), integer
 
 
 class DeviceBatches:
@@ -255,7 +245,7 @@ class DeviceBatches:
             ph, pw = hmax - img.shape[0], wmax - img.shape[1]
             imgs.append(np.pad(img, ((0, ph), (0, pw))))  # never sampled: windows stay inside
             masks.append(np.pad(mask, ((0, ph), (0, pw))))
-        frames, self.integer = _torch_frames(imgs, centre=False)  # once: about the frame's own median
+        frames, self.integer = torch_frames(imgs, centre=False)  # once: about the frame's own median
         self.images = frames.to(device)
         self.masks = torch.from_numpy(np.stack(masks).astype(bool)).to(device)
         self.sizes = torch.tensor([i.shape for i, _ in padded], dtype=torch.int64, device=device)
@@ -321,44 +311,6 @@ def lr_at_progress(cfg: GPUTrainConfig, progress: float, epoch_float: float) -> 
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
 
-# --- evaluation -------------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate_items(
-    model: nn.Module, items: list[Item], norm: InputNorm, threshold: float, device: torch.device,
-    stride: int, batch: int = 16,
-) -> dict[str, Any]:
-    """Full-resolution metrics of ``model`` over ``items`` (FP32, frames of one size batched)."""
-    from irstd_ros.inference.preprocess import pad_to_stride
-
-    model = model.eval()
-    acc = MetricAccumulator()
-    by_shape: dict[tuple[int, int], list[int]] = {}
-    for i, (img, _, _) in enumerate(items):
-        by_shape.setdefault(img.shape, []).append(i)
-    preds: dict[int, np.ndarray] = {}
-    t0 = time.perf_counter()
-    for _, idxs in sorted(by_shape.items()):
-        for s in range(0, len(idxs), batch):
-            chunk = idxs[s : s + batch]
-            frames, integer = _torch_frames([items[i][0] for i in chunk])
-            x = normalize_torch(frames.to(device), norm, integer)[:, None]
-            x, size = pad_to_stride(x, stride)
-            prob = torch.sigmoid(model(x).float()[..., : size[0], : size[1]])
-            bad = int((~torch.isfinite(prob)).sum())  # NaN > threshold is False: silent background
-            if bad:
-                raise BackendError(f"evaluation: {bad} of {prob.numel()} probabilities are NaN or infinite "
-                                   "(a diverged network?)")
-            masks = (prob[:, 0] > threshold).cpu().numpy()
-            for i, m in zip(chunk, masks):
-                preds[i] = m
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    infer_s = time.perf_counter() - t0
-    for i, (_, truth, _) in enumerate(items):
-        acc.update(preds[i], truth)
-    return {**acc.result(), "threshold": threshold, "inference_s": round(infer_s, 3)}
-
-
 # --- the loop ---------------------------------------------------------------------------------
 def half_copy(model: nn.Module) -> nn.Module:
     """An FP16 copy of the weights (BatchNorm statistics included) for shipping."""
@@ -389,10 +341,12 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
         raise ConfigError("GPU training uses the robust input normalisation (norm: robust)")
 
     cwd = cwd_record(cfg.out)  # where this invocation's relative paths are (recorded in train_state)
+    # first, before any frame is read: an evaluation split sharing training frames is refused
+    eval_split = None if cfg.pack is not None else evaluation_split(cfg)
     t_load = time.perf_counter()
     items = load_items(cfg, training=True)
     # now, not after the training: a missing evaluation group or split fails before any epoch
-    eval_items = load_items(cfg, training=False)
+    eval_items = load_items(cfg, training=False, eval_split=eval_split)
     data = DeviceBatches(items, cfg.crop, norm, device)
     load_s = time.perf_counter() - t_load
     seen = {
@@ -578,17 +532,14 @@ def train_gpu(cfg: GPUTrainConfig, stop: threading.Event | None = None) -> dict[
     write_text_atomic(cfg.out / "history.json", json.dumps(history, indent=1))
     write_summary()
     if eval_items and stop_reason != TERMINATED:  # a stop asked for: no time for the evaluation
-        where = cfg.eval_group if cfg.pack else evaluation_set(cfg.data, str(evaluation_split(cfg)))
-        metrics = evaluate_items(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch)
-        metrics["set"] = where
+        where = str(cfg.eval_group) if cfg.pack else evaluation_set(cfg.data, str(eval_split))
+        metrics = scored(model, eval_items, norm, cfg.threshold, device, model_cfg.stride, cfg.eval_batch, where)
         summary["eval"] = metrics
         if ema is not None:  # what the average adds, on the same trajectory
             raw_metrics = evaluate_items(raw, eval_items, norm, cfg.threshold, device, model_cfg.stride,
                                          cfg.eval_batch)
             raw_metrics["set"] = where
             summary["eval_raw_weights"] = raw_metrics
-        log.info("eval %s: %s", metrics["set"], ", ".join(
-            f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
         save_final(metrics)
         write_summary()
         write_text_atomic(cfg.out / "eval.json", json.dumps(metrics, indent=1))

@@ -65,7 +65,7 @@ from irstd_ros.core.parsing import check_keys, dataclass_from_dict, path_tuple
 from irstd_ros.core.paths import write_text_atomic
 from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
 from irstd_ros.data.datasets import seed_worker
-from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec
+from irstd_ros.data.mixture import AugmentConfig, MixtureSamples, SourceSpec, is_pack
 from irstd_ros.data.paste import PasteConfig
 from irstd_ros.errors import ConfigError
 from irstd_ros.evaluation.splits import auto_held_out, describe_shared, shared_frames, split_frames
@@ -84,6 +84,7 @@ from irstd_ros.training.loss import (
     training_loss,
     undo_dihedral,
 )
+from irstd_ros.training.scoring import scored
 from irstd_ros.training.teachers import Teachers
 
 if TYPE_CHECKING:
@@ -492,6 +493,14 @@ def mixture_options(cfg: TrainConfig) -> list[str]:
     return [name for name in MIXTURE_ONLY if getattr(cfg, name)]
 
 
+def source_specs(cfg: TrainConfig) -> list[SourceSpec]:
+    """A run's data sources: ``sources``, else its one dataset (``data``/``split``) as a
+    mixture without ``sources`` draws from it (weight 1, no implants)."""
+    return [SourceSpec.from_dict(d) for d in cfg.sources] or [
+        SourceSpec(cfg.data, cfg.split, 1.0, 0.0, cfg.mask_suffix)
+    ]
+
+
 def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | MixtureSamples, InputNorm, dict]:
     """The training dataset, its normalisation and a description of the data seen. Options
     of the mixture set for a single dataset are a :class:`ConfigError` (not ignored)."""
@@ -509,9 +518,7 @@ def build_training_data(cfg: TrainConfig, rank: int) -> tuple[IRSTDDataset | Mix
     if cfg.norm != "robust":
         raise ConfigError("mixture training needs norm: robust (samples are re-encoded)")
     norm = InputNorm(kind="robust", knee=cfg.knee, background=cfg.background)
-    specs = [SourceSpec.from_dict(d) for d in cfg.sources] or [
-        SourceSpec(cfg.data, cfg.split, 1.0, 0.0, cfg.mask_suffix)
-    ]
+    specs = source_specs(cfg)
     samples = cfg.samples_per_epoch or 1000
     mix = MixtureSamples.from_specs(
         specs, cfg.crop, samples, norm, augment_config(cfg), seed=cfg.seed + rank,
@@ -863,8 +870,7 @@ def reseed(ds: IRSTDDataset | MixtureSamples, seed: int) -> None:
 def training_frames(cfg: TrainConfig) -> set[Path]:
     """The image files (resolved) a run trains on: its dataset's split, or each folder
     source's of a mixture (a pack source's frames have no file to compare)."""
-    specs = [SourceSpec.from_dict(d) for d in cfg.sources] or [SourceSpec(cfg.data, cfg.split)]
-    return {frame for spec in specs if Path(spec.root).suffix.lower() != ".npz"
+    return {frame for spec in source_specs(cfg) if not is_pack(spec.root)
             for frame in split_frames(spec.root, spec.split)}
 
 
@@ -898,24 +904,6 @@ def evaluation_set(data: Path | str, split: str) -> str:
     """How a checkpoint's ``extra.metrics`` name the frames they were measured on (their
     ``set``): ``<dataset folder>:<split>``."""
     return f"{data}:{split}"
-
-
-def final_metrics(
-    model: nn.Module, cfg: TrainConfig, split: str, pairs: list[tuple[Path, Path]], norm: InputNorm,
-    device: torch.device, stride: int,
-) -> dict[str, Any]:
-    """The metrics a run's model file records (``extra.metrics``): IoU, nIoU, F1, Pd, Fa...
-    of ``model`` on ``pairs`` (``split`` of ``cfg.data``) at full resolution, at the run's
-    threshold, as :func:`irstd_ros.training.gpu.evaluate_items` measures them for
-    ``irstd train-gpu``, with the ``set`` they were measured on (:func:`evaluation_set`)."""
-    from irstd_ros.training.gpu import evaluate_items  # not above: that module imports this one
-
-    items = IRSTDDataset(pairs).items
-    metrics = evaluate_items(model, items, norm, cfg.threshold, device, stride, EVAL_BATCH)
-    metrics["set"] = evaluation_set(cfg.data, split)
-    log.info("eval %s: %s", metrics["set"], ", ".join(
-        f"{k} {metrics.get(k)}" for k in ("iou", "niou", "f1", "pd", "fa", "images")))
-    return metrics
 
 
 def loader_workers(requested: int, batch_bytes: int, shm: str = SHM_PATH) -> int:
@@ -958,6 +946,10 @@ def train(cfg: TrainConfig) -> Path:
     device = resolve_device(cfg.device)
     if cfg.bf16 and device.type != "cpu":
         log.warning("bf16 is CPU autocast: ignored on %s (irstd train-gpu has its own precision)", device)
+    # first, on every rank (lists only, no frame read): an evaluation split sharing training
+    # frames, or missing, fails before the data is loaded and the process group formed
+    eval_split = evaluation_split(cfg)
+    eval_pairs = find_pairs(DatasetSpec(cfg.data, eval_split, cfg.mask_suffix)) if eval_split else []
     if world > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend)
@@ -970,9 +962,6 @@ def train(cfg: TrainConfig) -> Path:
 
     cwd = cwd_record(cfg.out)  # where this invocation's relative paths are (recorded in train_state)
     ds, norm, seen = build_training_data(cfg, rank)
-    # now, not after the training: a missing evaluation split fails before any epoch
-    eval_split = evaluation_split(cfg) if rank == 0 else None
-    eval_pairs = find_pairs(DatasetSpec(cfg.data, eval_split, cfg.mask_suffix)) if eval_split else []
     model_cfg = named_config(cfg.model)
     model: nn.Module = build_model(model_cfg)
     start: CheckpointInfo | None = None
@@ -1108,7 +1097,8 @@ def train(cfg: TrainConfig) -> Path:
         save_checkpoint(final, model, info_for(len(history), 0))
         write_text_atomic(cfg.out / "history.json", json.dumps(history, indent=1))
         if eval_split is not None:
-            metrics = final_metrics(model, cfg, eval_split, eval_pairs, norm, device, model_cfg.stride)
+            metrics = scored(model, IRSTDDataset(eval_pairs).items, norm, cfg.threshold, device, model_cfg.stride,
+                             EVAL_BATCH, evaluation_set(cfg.data, eval_split))
             save_checkpoint(final, model, info_for(len(history), 0, metrics))
     if world > 1:
         torch.distributed.destroy_process_group()

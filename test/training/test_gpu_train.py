@@ -25,12 +25,12 @@ from irstd_ros.tools.gpu_session import make_dry_data
 from irstd_ros.training.gpu import (
     RECIPES,
     DeviceBatches,
-    _torch_frames,
     augment_batch,
     lr_at_progress,
     recipe_config,
     train_gpu,
 )
+from irstd_ros.training.scoring import torch_frames
 from irstd_ros.training.torch_norm import normalize_torch
 
 CROP = 32
@@ -107,7 +107,7 @@ def test_wide_frames_keep_their_noise_and_targets_in_training_and_its_evaluation
     img = np.rint(img).astype(dtype) if np.issubdtype(dtype, np.integer) else img.astype(dtype)
     items = [(img, np.zeros(img.shape, bool), "wide")]
     norm = InputNorm(kind="robust")
-    frames, integer = _torch_frames([img])
+    frames, integer = torch_frames([img])
     assert integer == np.issubdtype(dtype, np.integer)
     np.testing.assert_allclose(normalize_torch(frames, norm, integer)[0].numpy(), normalize(img, norm),
                                atol=1e-3)
@@ -178,12 +178,12 @@ def test_train_on_a_pack_evaluates_and_resumes(tmp_path, pack):
 def test_the_final_weights_are_written_before_the_evaluation(tmp_path, pack, monkeypatch):
     """A session's time limit that cuts the final evaluation short loses no weights, and
     the training's summary and history are written too."""
-    import irstd_ros.training.gpu as gpu
+    from irstd_ros.training import scoring
 
     def cut_off(*args, **kwargs):
         raise TimeoutError("the session's time limit")
 
-    monkeypatch.setattr(gpu, "evaluate_items", cut_off)
+    monkeypatch.setattr(scoring, "evaluate_items", cut_off)
     with pytest.raises(TimeoutError):
         train_gpu(_cfg(tmp_path, pack=pack, data=pack, epochs=1))
     for name in ("model.safetensors", "model_fp16.safetensors"):
@@ -586,7 +586,7 @@ def test_the_module_s_help_points_to_the_documented_options(capsys):
 def test_the_final_evaluation_refuses_nan_probabilities():
     """The GPU trainer's evaluation scored NaN probabilities (a diverged network) as silent
     background, as `irstd eval` did: Pd 0 with no word."""
-    from irstd_ros.training.gpu import evaluate_items
+    from irstd_ros.training.scoring import evaluate_items
 
     class Diverged(torch.nn.Module):
         def forward(self, x):
@@ -633,11 +633,11 @@ def test_a_gpu_run_resumed_with_fewer_epochs_is_refused_as_the_cpu_one(tmp_path,
 
 def test_eval_split_auto_is_the_folder_s_held_out_split(roots):
     """The field irstd train shares: auto scores SIRST-v2's val, NUDT-SIRST's test."""
-    from irstd_ros.training.gpu import load_items
+    from irstd_ros.training.gpu import evaluation_split, load_items
 
     for kind in ("nudt", "sirst"):
         cfg = recipe_config("paper", data=roots[kind], eval_split="auto")
-        stems = [stem for _, _, stem in load_items(cfg, training=False)]
+        stems = [stem for _, _, stem in load_items(cfg, training=False, eval_split=evaluation_split(cfg))]
         assert stems == [f"{kind}{i:03d}" for i in range(8, 12)]  # the last third: held out
     assert recipe_config("paper", data=roots["nudt"]).eval_split == "test"  # train-gpu's default
     assert recipe_config("paper", data=roots["nudt"], eval_split="none").eval_split is None

@@ -873,7 +873,7 @@ def test_the_final_model_records_its_metrics_on_the_held_out_split(tmp_path, hel
 
 def test_the_recorded_metrics_are_train_gpu_s_measure_of_the_model(tmp_path):
     from irstd_ros.data import DatasetSpec, IRSTDDataset, find_pairs
-    from irstd_ros.training.gpu import evaluate_items
+    from irstd_ros.training.scoring import evaluate_items
 
     data = held_out_dataset(tmp_path / "data")
     model, info, _ = load_checkpoint(train(config(tmp_path, data=data, epochs=2)))
@@ -987,12 +987,12 @@ def test_a_missing_evaluation_split_fails_before_any_epoch(tmp_path):
 
 
 def test_an_evaluation_cut_short_keeps_the_final_weights(tmp_path, monkeypatch):
-    from irstd_ros.training import gpu
+    from irstd_ros.training import scoring
 
     def cut_off(*args, **kwargs):
         raise TimeoutError("the session's time limit")
 
-    monkeypatch.setattr(gpu, "evaluate_items", cut_off)
+    monkeypatch.setattr(scoring, "evaluate_items", cut_off)
     with pytest.raises(TimeoutError):
         train(config(tmp_path, data=held_out_dataset(tmp_path / "data"), epochs=1))
     _, info, _ = load_checkpoint(tmp_path / "run" / "model.safetensors")
