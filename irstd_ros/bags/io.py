@@ -424,24 +424,24 @@ class BagReader:
         :class:`BagError` naming the bag, the topic and the stamp if it is no readable image."""
         from irstd_ros.ros.conversions import frame_to_array
 
-        try:
-            return frame_to_array(msg)
-        except ImageConversionError as exc:
-            raise BagError(f"{self.path}: {topic} at stamp {stamp_ns(msg.header)}: {exc}") from exc
+        return self._read_frame(frame_to_array, topic, msg)
 
     def image_size(self, topic: str, msg: Any) -> tuple[int, int]:
         """(H, W) of a sensor_msgs/Image (its fields) or CompressedImage of this bag, the
         latter from its file's header (PNG, JPEG), its pixels not decoded; a
         :class:`BagError` as :meth:`image`'s for a frame whose header is unreadable (a frame
         readable so far but damaged further on is found where its pixels are decoded)."""
-        if hasattr(msg, "format") and not hasattr(msg, "encoding"):
-            from irstd_ros.ros.conversions import compressed_size
+        from irstd_ros.ros.conversions import frame_size
 
-            try:
-                return compressed_size(msg.format, msg.data)
-            except ImageConversionError as exc:
-                raise BagError(f"{self.path}: {topic} at stamp {stamp_ns(msg.header)}: {exc}") from exc
-        return int(msg.height), int(msg.width)
+        return self._read_frame(frame_size, topic, msg)
+
+    def _read_frame(self, read: Callable[[Any], V], topic: str, msg: Any) -> V:
+        """``read(msg)``, its :class:`ImageConversionError` a :class:`BagError` naming the
+        bag, the topic and the frame's stamp."""
+        try:
+            return read(msg)
+        except ImageConversionError as exc:
+            raise BagError(f"{self.path}: {topic} at stamp {stamp_ns(msg.header)}: {exc}") from exc
 
     def topics_of_type(self, msgtype: str) -> list[str]:
         return sorted(t.name for t in self.topics.values() if t.msgtype == msgtype)

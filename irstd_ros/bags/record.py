@@ -221,6 +221,12 @@ class Recorder:
             f"recording into {self.cfg.out} stopped after {self.messages} messages: {self.error}"
         )
 
+    def raise_if_failed(self) -> None:
+        """Raise :meth:`failure` if the recording failed (:attr:`error` set): while
+        recording, or after :meth:`close` (a write still queued then may have failed)."""
+        if self.error is not None:
+            raise self.failure() from self.error
+
     def flush(self) -> None:
         """Wait until every message queued so far is written (or left out after a failure)."""
         self._io.call(lambda: None)
@@ -238,9 +244,14 @@ class Recorder:
 
     def _failed(self, exc: Exception) -> None:
         """Keep the first failure of a callback for the main thread (an exception left in
-        a callback would stop the executor's thread, and with it every subscription)."""
-        if self.error is None:
-            self.error = exc
+        a callback would stop the executor's thread, and with it every subscription).
+        Called on the executor's thread and the bag's: checked and set under ``_lock``
+        (whose holders never wait for the bag's thread)."""
+        with self._lock:
+            first = self.error is None
+            if first:
+                self.error = exc
+        if first:
             log.error("recording failed: %s", exc)
 
     def _discover_callback(self) -> None:
@@ -316,13 +327,16 @@ class Recorder:
         limit = self.cfg.max_messages
         return limit is not None and self._accepted >= limit
 
-    def close(self, keep: bool | None = True) -> None:
+    def close(self, keep: bool | None = True, *, log_dropped: bool = True) -> None:
         """Stop subscribing, write what is queued and close the bag (idempotent).
 
         ``keep=False`` deletes the bag (what is queued is not written); ``None`` keeps it
         only if a message was written. A recording whose writing failed (:attr:`error`)
         is kept only if a message was written, as with ``None``. A failure of a write
-        still queued is kept in :attr:`error`, for the caller to check after closing.
+        still queued is kept in :attr:`error`, for the caller to check after closing
+        (:meth:`raise_if_failed`). The messages dropped (:attr:`dropped`) are logged, in
+        sum, unless ``log_dropped`` is False (a caller that reports them itself) and the
+        recording did not fail (its caller raises instead: they would be said nowhere).
         """
         with self._discover_lock, self._lock:
             if self._closed:
@@ -337,7 +351,7 @@ class Recorder:
         finally:
             self._io.stop()
         dropped = self.dropped
-        if dropped:
+        if dropped and (log_dropped or self.error is not None):
             log.warning(
                 "%d message(s) were dropped, not written to %s (the disk did not keep up): %s",
                 sum(dropped.values()), self.cfg.out,
@@ -375,11 +389,12 @@ def record(cfg: RecordConfig, should_stop: Callable[[], bool] = lambda: False) -
             keep = None  # what was recorded is kept; no empty bag left behind
             raise
         finally:
-            rec.close(keep)  # writes out what is queued
+            # writes out what is queued; a recording that stopped returns its dropped
+            # messages (stats.dropped, which `irstd record` prints), one that failed logs them
+            rec.close(keep, log_dropped=not stats.stopped_by)
             if bar is not None:
                 bar.close()
-        if rec.error is not None:  # a write failed while the queue was written out
-            raise rec.failure() from rec.error
+        rec.raise_if_failed()  # a write failed while the queue was written out
         stats.wall_s = time.monotonic() - t0
         stats.counts = rec.counts
         stats.missing_topics = rec.missing
@@ -393,8 +408,7 @@ def _wait(
     seen = 0
     while True:
         time.sleep(LOOP_PERIOD_S)
-        if rec.error is not None:
-            raise rec.failure() from rec.error
+        rec.raise_if_failed()
         now = time.monotonic()
         n = rec.messages
         if bar is not None and n > seen:

@@ -248,12 +248,27 @@ def compressed_to_array(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXEL
             raise ImageConversionError("undecodable", str(exc)) from None
 
 
+def _is_compressed(msg: Any) -> bool:
+    """Whether ``msg`` is a CompressedImage (a ``format`` field, no ``encoding``), not an
+    Image: the one place the two are told apart."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
 def frame_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """An Image (:func:`image_to_array`) or a CompressedImage (:func:`compressed_to_array`;
     told apart by its ``format`` field) as an array."""
-    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+    if _is_compressed(msg):
         return compressed_to_array(msg.format, msg.data, max_pixels)
     return image_to_array(msg, max_pixels)
+
+
+def frame_size(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(H, W) of an Image, from its ``height`` and ``width`` fields (unchecked: its data is
+    checked where it is decoded), or of a CompressedImage, from its file's header
+    (:func:`compressed_size`, refused as it refuses), no pixel decoded."""
+    if _is_compressed(msg):
+        return compressed_size(msg.format, msg.data, max_pixels)
+    return int(msg.height), int(msg.width)
 
 
 def array_to_image_fields(arr: np.ndarray, encoding: str) -> dict[str, Any]:

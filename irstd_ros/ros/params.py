@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from irstd_ros.core.constants import (
     OWN_THRESHOLD,
     VALID_BACKENDS,
 )
+from irstd_ros.core.normalization import ScalingConfig
 from irstd_ros.core.parsing import parse_size
 from irstd_ros.core.targets import PostprocessConfig
 from irstd_ros.errors import ConfigError
@@ -195,6 +197,35 @@ def validate(
     """Reason to refuse ``name := value`` given the other current values, or None: the
     value on its own (:func:`check_value`), then with the others (:func:`check_together`)."""
     return check_value(name, value) or check_together({**current, name: value}, model)
+
+
+def detector_settings(info: CheckpointInfo, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The :meth:`Detector.apply` keywords the node's parameters ``params`` set for the
+    checkpoint ``info``: detection threshold, areas and cap (``post``), input scaling, and,
+    tracking being on, the candidate and gated thresholds (each < 0: the checkpoint's own;
+    tracking off: None, no candidates)."""
+    candidate, gated = (
+        info.tracking_thresholds(params["tracking.candidate_threshold"], params["tracking.gated_threshold"])
+        if params["tracking.enabled"]
+        else (None, None)
+    )
+    return {
+        "post": PostprocessConfig(
+            threshold=info.detection_threshold(params["detection.threshold"]),
+            min_area=params["detection.min_area"],
+            max_area=params["detection.max_area"],
+            max_detections=params["detection.max_detections"],
+        ),
+        "scaling": ScalingConfig(
+            mode=params["input.scaling"],
+            low=params["input.low"],
+            high=params["input.high"],
+            percentile_low=params["input.percentile_low"],
+            percentile_high=params["input.percentile_high"],
+        ),
+        "candidate_threshold": candidate,
+        "gated_threshold": gated,
+    }
 
 
 def unknown_hint(name: str) -> str:

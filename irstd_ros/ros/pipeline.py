@@ -100,11 +100,10 @@ from irstd_ros.core.constants import (
     TARGETS_TOPIC,
     TRACKS_TOPIC,
 )
-from irstd_ros.core.normalization import ScalingConfig
 from irstd_ros.core.overlay import TRAIL_POINTS
 from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.statistics import format_number
-from irstd_ros.core.targets import PostprocessConfig, Target
+from irstd_ros.core.targets import Target
 from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError, IrstdError
 from irstd_ros.msg import TargetArray, TrackArray
 from irstd_ros.msg import Track as TrackMsg
@@ -116,9 +115,9 @@ from irstd_ros.ros.messages import (
     targets_array,
     track_detections_array,
 )
+from irstd_ros.ros.params import detector_settings
 from irstd_ros.ros.transport import large_frame_hint
 from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState, bearings
-from irstd_ros.tracking.tracker import TRACKER_RESET_PREFIX
 
 if TYPE_CHECKING:
     from irstd_ros.inference.detector import Detector
@@ -263,18 +262,19 @@ def fill_track_array(
     return msg
 
 
-class _ReportingLogger:
-    """The tracker's warnings, counted and rate-limited like the pipeline's other problems."""
+class _HeldWarnings:
+    """The tracker's logger: its warnings held until :meth:`FramePipeline._track` reports
+    them (counted by kind and rate-limited like the pipeline's other problems)."""
 
-    def __init__(self, report: Callable[[str, str], None]) -> None:
-        self._report = report
+    def __init__(self) -> None:
+        self.texts: list[str] = []
 
     def warning(self, msg: str) -> None:
-        # the tracker's two warnings: time went backwards (its tracks dropped), or a stretch
-        # of frames stamped alike (not tracked; the pipeline times such frames by arrival
-        # from the third on, so this is rare here)
-        kind = "tracker_reset" if msg.startswith(TRACKER_RESET_PREFIX) else "stamp_repeated"
-        self._report(kind, msg)
+        self.texts.append(msg)
+
+    def take(self) -> list[str]:
+        texts, self.texts = self.texts, []
+        return texts
 
 
 class FramePipeline:
@@ -349,6 +349,7 @@ class FramePipeline:
         self._closing = False
         self.worker: threading.Thread | None = None
         self.tracker: Tracker | None = None
+        self._tracker_warnings = _HeldWarnings()
         self.camera: CameraModel | None = None
         # the camera and the (height, width) of the images its camera_info describes (None:
         # not given), replaced together: the worker reads them as one
@@ -407,30 +408,8 @@ class FramePipeline:
         self._tracking_enabled = p["tracking.enabled"]
         if self.detector is None:
             return
-        candidate, gated = (
-            self.detector.info.tracking_thresholds(
-                p["tracking.candidate_threshold"], p["tracking.gated_threshold"]
-            )
-            if p["tracking.enabled"]
-            else (None, None)
-        )
-        self.detector.apply(  # at once: a frame in the network sees the old set or the new
-            post=PostprocessConfig(
-                threshold=self.detector.info.detection_threshold(p["detection.threshold"]),
-                min_area=p["detection.min_area"],
-                max_area=p["detection.max_area"],
-                max_detections=p["detection.max_detections"],
-            ),
-            candidate_threshold=candidate,
-            gated_threshold=gated,
-            scaling=ScalingConfig(
-                mode=p["input.scaling"],
-                low=p["input.low"],
-                high=p["input.high"],
-                percentile_low=p["input.percentile_low"],
-                percentile_high=p["input.percentile_high"],
-            ),
-        )
+        # at once: a frame in the network sees the old set or the new
+        self.detector.apply(**detector_settings(self.detector.info, p))
 
     # --- executor thread --------------------------------------------------------------------
     def submit(self, msg: Image | CompressedImage) -> None:
@@ -662,25 +641,33 @@ class FramePipeline:
         offs = self._tracking_offs
         if not p["tracking.enabled"] or offs != self._tracking_offs_seen:
             self._tracking_offs_seen = offs
-            if self.tracker is not None:
-                self.tracker.reset()  # kept for its id counter
-            self._trails.clear()
-            self._track_counts = (0, 0)
+            self._drop_tracks()
             if not p["tracking.enabled"]:
                 return None
         cfg = self._tracker_config(p)
         if self.tracker is None:
             self.tracker = Tracker(
-                cfg, logger=_ReportingLogger(self.report), first_id=self._first_track_id
+                cfg, logger=self._tracker_warnings, first_id=self._first_track_id
             )
         elif self.tracker.config != cfg:
             self.tracker.configure(cfg)
         if received is None:
             received = (self._clock_ns(), self._steady_ns())
         t_ns = self._tracker_ns(stamp_ns(header), received, frozen)
-        tracks = self.tracker.update(
-            t_ns / NS_PER_S, targets, image_size=size, candidates=candidates, gated=gated
-        )
+        resets = self.tracker.resets
+        try:
+            tracks = self.tracker.update(
+                t_ns / NS_PER_S, targets, image_size=size, candidates=candidates, gated=gated
+            )
+        finally:
+            # the tracker's warnings (at most one a frame), told apart by its reset counter:
+            # time went backwards (a reset, its tracks dropped), else a stretch of frames
+            # stamped alike (not tracked; warned, so counted, once a stretch: each such
+            # frame is in Tracker.repeated_stamps; the pipeline times such frames by arrival
+            # from the third on, so this is rare here)
+            kind = "tracker_reset" if self.tracker.resets != resets else "stamp_repeated"
+            for text in self._tracker_warnings.take():
+                self.report(kind, text)
         if subscribed(self.outputs.tracks):
             self.outputs.tracks.publish(track_detections_array(MESSAGE_TYPES, header, tracks))
         camera = self._camera_for(size, header.frame_id)
@@ -851,13 +838,17 @@ class FramePipeline:
             )
         self._start_afresh()
 
-    def _start_afresh(self) -> None:
-        """Forget the stream: tracks, trails, stamp history and the tracker's time (the id
-        counter goes on; the frame size is kept)."""
+    def _drop_tracks(self) -> None:
+        """Drop the tracks and their trails (the tracker is kept for its id counter)."""
         if self.tracker is not None:
             self.tracker.reset()
         self._trails.clear()
         self._track_counts = (0, 0)
+
+    def _start_afresh(self) -> None:
+        """Forget the stream: tracks, trails, stamp history and the tracker's time (the id
+        counter goes on; the frame size is kept)."""
+        self._drop_tracks()
         self._last_stamp = None
         self._stamp_repeats = 0
         self._stamps_frozen = False  # frozen stamps are said again
@@ -870,9 +861,7 @@ class FramePipeline:
         """Report a change of frame size and drop the tracks (in the old frame's pixels)."""
         if self._last_size is not None and size != self._last_size:
             self.report("size_changed", f"frame size changed from {self._last_size} to {size}")
-            if self.tracker is not None:
-                self.tracker.reset()
-            self._trails.clear()
+            self._drop_tracks()
         self._last_size = size
 
     def _stamp_ahead_s(self, stamp: int, clock_ns: int) -> float | None:

@@ -229,8 +229,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                 timings["replay_s"] = time.perf_counter() - t
             finally:
                 recorder.close()
-            if recorder.error is not None:  # a write failed while the queue was written out
-                raise recorder.failure() from recorder.error
+            recorder.raise_if_failed()  # a write failed while the queue was written out
             counts = recorder.counts
     finally:
         code = node.stop(signal.SIGINT, NODE_EXIT_TIMEOUT_S)

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -109,7 +110,6 @@ EXTENT_VARIANCE = 1.0 / 12.0
 # this many frames in a row with one stamp (a camera or driver whose stamps do not advance)
 # are warned about, once a stretch; a stamp repeated once (a duplicate delivery) only counts
 REPEATED_STAMP_WARN = 3
-TRACKER_RESET_PREFIX = "tracker: time went backwards"  # the warning of a reset (pipeline counts it)
 
 
 class TrackState(str, Enum):
@@ -201,9 +201,13 @@ class Track:
     hits: int  # detections associated, birth included
     misses: int  # consecutive frames without a detection
     time_since_update_s: float
-    position_std: float  # px, sqrt of the larger position variance
     # the filter's position covariance, px²: (variance of x, variance of y, covariance x-y)
     position_cov: tuple[float, float, float]
+
+    @property
+    def position_std(self) -> float:
+        """px, sqrt of the larger position variance."""
+        return math.sqrt(max(self.position_cov[0], self.position_cov[1]))
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -422,7 +426,7 @@ class Tracker:
         _check_finite(stamp_s, fields, n_det, n_cand)  # before any change: a refusal loses nothing
         if self.last_stamp is not None and stamp_s < self.last_stamp:
             self.logger.warning(
-                f"{TRACKER_RESET_PREFIX} from {self.last_stamp:.6f} s to {stamp_s:.6f} s; "
+                f"tracker: time went backwards from {self.last_stamp:.6f} s to {stamp_s:.6f} s; "
                 f"{len(self._meta)} tracks dropped"
             )
             self.resets += 1
@@ -608,9 +612,8 @@ class Tracker:
         out = []
         # plain floats in bulk: per-element numpy scalars cost more than the rest together
         states = self._x.tolist()
-        stds = np.sqrt(np.maximum(self._p[:, 0, 0], self._p[:, 1, 1])).tolist()
         covs = np.stack([self._p[:, 0, 0], self._p[:, 1, 1], self._p[:, 0, 1]], axis=1).tolist()
-        for (x, y, vx, vy), std, (cxx, cyy, cxy), m in zip(states, stds, covs, self._meta):
+        for (x, y, vx, vy), (cxx, cyy, cxy), m in zip(states, covs, self._meta):
             if not m.confirmed:
                 state = TrackState.TENTATIVE
             else:
@@ -630,7 +633,6 @@ class Tracker:
                     hits=m.hits,
                     misses=m.misses,
                     time_since_update_s=now - m.last_hit_s,
-                    position_std=std,
                     position_cov=(cxx, cyy, cxy),
                 )
             )

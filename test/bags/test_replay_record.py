@@ -472,6 +472,54 @@ def test_a_write_that_fails_on_the_bag_s_thread_while_closing_fails_the_recordin
     assert not (tmp_path / "rec").exists()
 
 
+def test_record_returns_its_dropped_messages_without_logging_them_too(tmp_path, monkeypatch, caplog):
+    """``irstd record`` prints ``stats.dropped``: ``record`` does not log the same summary
+    (``Recorder.close`` does for its other callers, and for a recording that failed)."""
+    from contextlib import contextmanager
+
+    from irstd_ros.bags import record as record_module
+
+    node = _FakeNode()
+    with BagReader(make_bag(tmp_path / "src", frames=3)) as r:
+        raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
+    gate = threading.Event()
+    real_init = Recorder.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        real = self._bag.write_raw
+
+        def slow(*args):  # the disk: busy with the first message until all have arrived
+            gate.wait(10.0)
+            real(*args)
+
+        monkeypatch.setattr(self._bag, "write_raw", slow)
+
+    @contextmanager
+    def session(name):
+        yield node
+
+    monkeypatch.setattr(Recorder, "__init__", init)
+    monkeypatch.setattr(record_module, "ros_session", session)
+    monkeypatch.setattr(record_module, "ros_ok", lambda: True)
+
+    def messages_then_stop() -> bool:
+        for raw in raws:
+            node.subscriptions["/img"](raw)
+        gate.set()
+        return True
+
+    cfg = RecordConfig(
+        tmp_path / "rec", topics=("/img",), known_types=(("/img", "sensor_msgs/msg/Image"),),
+        progress=False, queue_size=1,
+    )
+    with caplog.at_level("WARNING", logger="irstd_ros.bags.record"):
+        stats = record_module.record(cfg, should_stop=messages_then_stop)
+    assert stats.counts == {"/img": 1} and stats.dropped == {"/img": len(raws) - 1}
+    assert "is written slower than messages arrive" in caplog.text  # as it happened
+    assert "were dropped, not written to" not in caplog.text
+
+
 def test_a_failure_in_discovery_does_not_escape_the_timer(tmp_path, monkeypatch):
     node = _FakeNode()
     rec = Recorder(node, RecordConfig(tmp_path / "rec", topics=("/later",)))
