@@ -18,7 +18,6 @@ from irstd_ros.cli._options import (
     weights_input,
 )
 from irstd_ros.core.statistics import format_number
-from irstd_ros.data.datasets import DatasetSpec, split_list
 from irstd_ros.evaluation.evaluate import EvalConfig, evaluate
 
 SUMMARY_KEYS = (
@@ -60,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
         skip = ("curve", "hardest", "calibration", "model")
         summary = {k: v for k, v in report.items() if k not in skip}
         summary["ece"] = report["calibration"]["ece"]
-        summary["split_list"] = scored_list(args)
         print(json.dumps(summary))
     else:
         print(scored_line(args, report))
@@ -78,15 +76,10 @@ def run(args: argparse.Namespace) -> int:
 def scored_line(args: argparse.Namespace, report: dict) -> str:
     """What was scored: ``664 images, 1071 targets (split test: <data>/50_50/test.txt)``,
     or ``... (split all: every image, no list)``; ``--limit`` said when it cut the split."""
-    listed = scored_list(args)
+    listed = report["split_list"]
     source = listed if listed is not None else "every image, no list"
     limit = f", --limit {args.limit}" if args.limit is not None else ""
     images, targets = report["images"], report["targets"]
     return (f"{images} image{'s' if images != 1 else ''}, {targets} target{'s' if targets != 1 else ''} "
             f"(split {args.split}: {source}{limit})")
 
-
-def scored_list(args: argparse.Namespace) -> str | None:
-    """The split list file scored; None: every image of a folder without one (``all``)."""
-    listed = split_list(DatasetSpec(args.data, args.split, args.mask_suffix))
-    return None if listed is None else str(listed)

@@ -33,8 +33,8 @@ import numpy as np
 from irstd_ros.core.normalization import noise_sigma, normalize
 from irstd_ros.core.paths import atomic_path, write_text_atomic
 from irstd_ros.errors import ConfigError
-from irstd_ros.evaluation.metrics import MetricAccumulator, finite_probabilities
-from irstd_ros.inference.backends.base import Backend
+from irstd_ros.evaluation.metrics import MetricAccumulator
+from irstd_ros.inference.backends.base import Backend, finite_probabilities
 from irstd_ros.sim.implant import TRUTH_FRACTION, ImplantConfig, clipped, render_target
 from irstd_ros.sim.scenes import make_scene
 from irstd_ros.sim.sensor import SensorConfig, encode

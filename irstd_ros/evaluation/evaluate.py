@@ -29,6 +29,7 @@ from irstd_ros.core.normalization import normalize
 from irstd_ros.core.paths import atomic_path, write_text_atomic
 from irstd_ros.core.pillow import RESAMPLING
 from irstd_ros.data import DatasetSpec, find_pairs
+from irstd_ros.data.datasets import split_list
 from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.errors import ConfigError, DatasetError
 from irstd_ros.evaluation.metrics import (
@@ -36,10 +37,9 @@ from irstd_ros.evaluation.metrics import (
     CurveAccumulator,
     MetricAccumulator,
     TargetMatch,
-    finite_probabilities,
     peak_near,
 )
-from irstd_ros.inference.backends.base import Backend, BackendOptions
+from irstd_ros.inference.backends.base import Backend, BackendOptions, finite_probabilities
 from irstd_ros.inference.backends.select import create_backend
 from irstd_ros.inference.classical import TOPHAT_NORM, TOPHAT_THRESHOLD, TopHatBackend
 from irstd_ros.inference.detector import resolve_model_path
@@ -193,15 +193,18 @@ def scored_frames(
 
 def score_frame(backend: Backend, norm: Any, raw: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(network input, probabilities) of the raw frame ``name``; non-finite probabilities
-    are a :class:`~irstd_ros.errors.BackendError` (:func:`finite_probabilities`)."""
+    are a :class:`~irstd_ros.errors.BackendError`
+    (:func:`~irstd_ros.inference.backends.base.finite_probabilities`)."""
     x = normalize(raw, norm)
     return x, finite_probabilities(backend.predict(x), name)
 
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Score a checkpoint (or the top-hat) on a dataset split; writes report.json,
-    roc.png, reliability.png and hardest.png under ``cfg.out``."""
+    roc.png, reliability.png and hardest.png under ``cfg.out``. The report names the
+    split's list file scored (``split_list``; None: every image of a folder without one)."""
     pairs = frame_pairs(cfg)  # a wrong folder or split fails before the model loads
+    listed = split_list(DatasetSpec(Path(cfg.data), cfg.split, cfg.mask_suffix))  # the list read: for the report
     backend, norm, threshold, described = build_scorer(cfg)
     acc, curve, calib = MetricAccumulator(), CurveAccumulator(cfg.thresholds), CalibrationAccumulator()
     hard = HardCases(cfg.hardest if cfg.out is not None else 0)
@@ -218,6 +221,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     report: dict[str, Any] = {
         "data": str(cfg.data),
         "split": cfg.split,
+        "split_list": None if listed is None else str(listed),  # None: every image, no list
         "threshold": threshold,
         "backend": backend.name,
         **described,

@@ -44,7 +44,6 @@ from scipy import ndimage
 
 from irstd_ros.core.components import components
 from irstd_ros.core.statistics import ratio
-from irstd_ros.errors import BackendError
 
 MATCH_DISTANCE = 3.0  # px, the field's standard centroid tolerance
 
@@ -97,16 +96,6 @@ def match_targets(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     """(targets, detected targets, false-alarm pixels) for one image."""
     m = match_components(pred, truth)
     return m.targets, m.detected, m.false_px
-
-
-def finite_probabilities(prob: np.ndarray, name: str) -> np.ndarray:
-    """``prob`` unless it holds NaN or an infinity: ``NaN > threshold`` is False, so such a
-    map would be scored as silent background (Pd 0, no false alarm) instead of failing.
-    :class:`BackendError` naming the frame ``name`` and how many pixels."""
-    bad = prob.size - int(np.count_nonzero(np.isfinite(prob)))
-    if bad:
-        raise BackendError(f"{name}: {bad} of {prob.size} probabilities are NaN or infinite")
-    return prob
 
 
 def peak_near(prob: np.ndarray, cy: float, cx: float, radius: float = MATCH_DISTANCE) -> float:

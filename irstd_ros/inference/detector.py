@@ -27,7 +27,7 @@ from irstd_ros.core.targets import (
     extract_targets,
 )
 from irstd_ros.errors import BackendError, ConfigError, DeviceOutOfMemory, IrstdError
-from irstd_ros.inference.backends.base import Backend, BackendOptions
+from irstd_ros.inference.backends.base import Backend, BackendOptions, non_finite
 from irstd_ros.inference.backends.select import create_backend
 from irstd_ros.inference.resources import is_out_of_memory, release_device_memory
 
@@ -213,11 +213,11 @@ class Detector:
             raise
         self._oom_streak = 0
         t2 = time.perf_counter()
-        if np.isnan(prob.max(initial=0.0)):  # one reduction: a NaN anywhere is its max
-            bad = int(np.count_nonzero(np.isnan(prob)))
+        bad = non_finite(prob)
+        if bad:
             raise BackendError(
-                f"the network's output holds {bad} NaN values of {prob.size} (a numerical "
-                f"overflow in {self.backend.name}); no target can be read from it"
+                f"the network's output holds {bad} NaN values of {prob.size} (or infinities: a "
+                f"numerical overflow in {self.backend.name}); no target can be read from it"
             )
         mask, targets = extract_targets(prob, grey, post)
         candidates: list[Target] = []

@@ -10,8 +10,9 @@ does not see torch's allocations.
 Timings: wall clock per ``backend.predict`` (pad, infer, sigmoid, crop) on a synthetic IR
 frame normalised with the checkpoint's rule (what the node hands the backend) after
 warm-up calls, repeated until a time budget or an iteration cap; p50/p99 are nearest-rank
-percentiles, FPS = calls / total time; a p99 of fewer than :data:`TAIL_SAMPLES` calls is
-their maximum, printed as ``max X (n=N)`` (:func:`format_tail`; the count is the row's
+percentiles, FPS = calls / total time; a p99 of fewer than
+:data:`~irstd_ros.core.statistics.TAIL_SAMPLES` calls is their maximum, printed as
+``max X (n=N)`` (:func:`~irstd_ros.core.statistics.format_tail`; the count is the row's
 ``p99_samples``). Threads: 2 for every backend (torch intra-op, ONNX Runtime intra-op,
 OpenVINO inference threads). The same child also times the node's own work around the
 backend on that frame, as the node does it: :meth:`Detector.detect` on the backend's
@@ -59,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from irstd_ros.core.normalization import normalize
-from irstd_ros.core.statistics import format_number, percentile
+from irstd_ros.core.statistics import format_number, format_tail, json_safe, percentile
 from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.tools.memory import peak_rss_mib, reset_peak_rss, rss_mib
 
@@ -103,7 +104,6 @@ REFERENCE = "openvino"  # ratios are its p50 over each row's p50 (same model and
 OVERHEAD_CALLS = 20  # pre / post timings per size
 FRAME_SEED = 0
 P50, P99 = 50.0, 99.0
-TAIL_SAMPLES = 100  # a nearest-rank p99 of fewer samples is their maximum
 # Synthetic 14-bit-ish IR frame: cold background, a few small warm targets.
 FRAME_BACKGROUND = 7000.0
 FRAME_NOISE = 20.0
@@ -154,17 +154,6 @@ def machine() -> dict[str, Any]:
     info["asinh"] = "log form (AVX2)" if ASINH_LOG_FORM else "numpy arcsinh"
     info["loadavg"] = loadavg()
     return info
-
-
-def format_tail(value: float | None, n: int, spec: str = ".1f") -> str:
-    """A p99 for a report: the figure when it comes from :data:`TAIL_SAMPLES` samples or
-    more; from fewer, a nearest-rank p99 is their maximum, said so with the count
-    (``max 2.6 (n=4)``); ``-`` for none."""
-    if not n or value is None or value != value:
-        return "-"
-    if n < TAIL_SAMPLES:
-        return f"max {format(value, spec)} (n={n})"
-    return format(value, spec)
 
 
 def loadavg() -> list[float] | None:
@@ -360,7 +349,7 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
                 "create_s": create_s,
             }
         )
-    return {"rows": rows, "describe": _jsonable(backend.describe())}
+    return {"rows": rows, "describe": json_safe(backend.describe())}
 
 
 class _Answer:
@@ -380,32 +369,13 @@ def node_detector(backend: Any, info: Any) -> Any:
     """A :class:`Detector` on ``backend`` set as the node sets it with its default
     parameters (:data:`irstd_ros.ros.params.SPECS`, as ``config/irstd.yaml``): detection
     threshold, areas and cap, input scaling, and, tracking being on, the candidate and
-    gated thresholds (each < 0: the checkpoint's own)."""
-    from irstd_ros.core.normalization import ScalingConfig
-    from irstd_ros.core.targets import PostprocessConfig
+    gated thresholds (each < 0: the checkpoint's own), by the node's own
+    :func:`~irstd_ros.ros.params.detector_settings`."""
     from irstd_ros.inference.detector import Detector
-    from irstd_ros.ros.params import SPECS
+    from irstd_ros.ros.params import SPECS, detector_settings
 
-    def default(name: str) -> Any:
-        return SPECS[name].default
-
-    candidate, gated = (
-        info.tracking_thresholds(default("tracking.candidate_threshold"), default("tracking.gated_threshold"))
-        if default("tracking.enabled") else (None, None)
-    )
     detector = Detector(backend, info)
-    detector.apply(
-        post=PostprocessConfig(
-            threshold=info.detection_threshold(default("detection.threshold")),
-            min_area=default("detection.min_area"), max_area=default("detection.max_area"),
-            max_detections=default("detection.max_detections"),
-        ),
-        scaling=ScalingConfig(
-            mode=default("input.scaling"), low=default("input.low"), high=default("input.high"),
-            percentile_low=default("input.percentile_low"), percentile_high=default("input.percentile_high"),
-        ),
-        candidate_threshold=candidate, gated_threshold=gated,
-    )
+    detector.apply(**detector_settings(info, {name: spec.default for name, spec in SPECS.items()}))
     return detector
 
 
@@ -427,10 +397,6 @@ def node_work(raw: np.ndarray, prob: np.ndarray, info: Any, backend_p50_ms: floa
         "post_thresholds": {"detection": settings.post.threshold, "candidate": settings.candidate_threshold,
                             "gated": settings.gated_threshold},
     }
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
 
 
 # --- the node pipeline ----------------------------------------------------------------------
@@ -735,7 +701,8 @@ def format_matrix(result: dict[str, Any]) -> list[str]:
 
 
 def _row_tail(r: dict[str, Any]) -> str:
-    """A backend row's p99 (:func:`format_tail`, over its ``p99_samples`` or ``calls``)."""
+    """A backend row's p99 (:func:`~irstd_ros.core.statistics.format_tail`, over its
+    ``p99_samples`` or ``calls``)."""
     return format_tail(r["p99_ms"], r.get("p99_samples", r.get("calls", 0)))
 
 
@@ -821,10 +788,10 @@ def prepare_exports(model: dict[str, Any], backends: list[str], cache_dir: str) 
         out["onnx_export_s"] = time.perf_counter() - t0
     if any(b.startswith("openvino") for b in backends):
         t0 = time.perf_counter()
-        export_openvino_ir(net, info, options)
+        ir = export_openvino_ir(net, info, options)
         out["openvino_convert_s"] = time.perf_counter() - t0
     if "openvino-bf16" in backends:
-        reused_bf16 = reuse_bf16_record(net, info, options)
+        reused_bf16 = reuse_bf16_record(net, info, options, ir)
         if reused_bf16:  # bf16's accuracy record: the bf16 row lists it, and the node's auto gates on it
             out["openvino_bf16_record"] = reused_bf16
     if any(b.startswith("openvino-int8") for b in backends):
@@ -871,10 +838,11 @@ def reuse_int8(net: Any, info: Any, options: Any) -> str | None:
     return f"{src} (recipe {fp.recipe if fp else 'unknown'})"
 
 
-def reuse_bf16_record(net: Any, info: Any, options: Any) -> str | None:
+def reuse_bf16_record(net: Any, info: Any, options: Any, ir: Path) -> str | None:
     """Copy bf16's accuracy record of these weights from the default cache (where ``irstd
     export --backend openvino-bf16`` puts it) into ``options``' cache; returns where it
-    came from and its verdict (None: there is none)."""
+    came from and its verdict on the FP32 IR ``ir`` there, the one the bench's bf16 rows
+    compile (None: there is no record)."""
     import shutil
 
     from irstd_ros.inference.backends.base import BackendOptions
@@ -889,7 +857,7 @@ def reuse_bf16_record(net: Any, info: Any, options: Any) -> str | None:
     if accuracy_path(src).resolve() != dst.resolve():
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(accuracy_path(src), dst)
-    verdict = record_refusal(record, digest, info) or "within tolerance"
+    verdict = record_refusal(record, digest, info, ir=ir) or "within tolerance"
     return f"{accuracy_path(src)} ({verdict})"
 
 

@@ -64,13 +64,12 @@ import numpy as np
 from irstd_ros.core.constants import WEIGHTS_HELP
 from irstd_ros.core.parsing import non_negative_float, parse_size, positive_float, size_arg
 from irstd_ros.core.stamps import NS_PER_S, stamp_ns
-from irstd_ros.core.statistics import format_number, percentile
+from irstd_ros.core.statistics import format_number, format_tail, json_safe, percentile
 from irstd_ros.errors import ConfigError, IrstdError, one_line
 from irstd_ros.inference.resources import cpu_model
 from irstd_ros.ros.health import LATENCY_WINDOW, NOT_MEASURED, STAGES, STREAM_NOTICES
 from irstd_ros.ros.transport import dds_environment, profile_environment
 from irstd_ros.testing.node_process import NodeProcess, NodeProcessError, node_executable
-from irstd_ros.tools.bench import format_tail
 from irstd_ros.tools.memory import cpu_seconds, rss_mib
 
 DEFAULT_RATE_HZ = 200.0
@@ -211,21 +210,6 @@ def apply_goals(r: dict[str, Any], zero_drops: bool = False, min_fps: float | No
     r.setdefault("config", {}).update({"expect_zero_drops": zero_drops, "min_fps": min_fps})
     r["ok"] = verdict(checks)
     return r
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float (a figure the node did not measure: NaN) as
-    None, numpy scalars as Python's: what ``json.dumps(allow_nan=False)`` writes (a bare
-    NaN is no JSON)."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def verdict(checks: dict[str, bool | None]) -> bool:
@@ -708,7 +692,7 @@ def run(args: argparse.Namespace) -> int:
         raise NodeProcessError(f"the load test stopped: {exc}") from None
     apply_goals(result, getattr(args, "expect_zero_drops", False), getattr(args, "min_fps", None))
     if args.json:
-        print(json.dumps(json_safe(result), indent=2, default=float, allow_nan=False))
+        print(json.dumps(json_safe(result), indent=2, allow_nan=False))
     else:
         print(format_report(result))
     if not result["ok"]:

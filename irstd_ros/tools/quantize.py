@@ -63,6 +63,7 @@ from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root
 from irstd_ros.inference.backends.openvino_int8 import (
     INT8_RECIPE,
     INT8_RECIPE_AC,
+    INT8_RECIPES,
     IOU_TOLERANCE_POINTS,
     MAX_CALIBRATION_FRAMES,
     MAX_IOU_DROP,
@@ -462,9 +463,9 @@ def _export_int8(
     }
     conditions = measurement_conditions(info)
     record = load_accuracy(path)
+    partial = None if record is None else coverage_refusal(record)
     # a record of part of the splits is measured again (on these datasets, whole)
-    stale = (record is None or record_mismatch(record, digest, conditions, (recipe,), NAME) is not None
-             or coverage_refusal(record) is not None)
+    stale = record is None or record_mismatch(record, digest, conditions, (recipe,), NAME) is not None or partial is not None
     if measure and (built or force or stale):
         import nncf
         import openvino as ov
@@ -485,8 +486,11 @@ def _export_int8(
         record["verdict"] = accuracy_refusal(record, digest, conditions) or "within tolerance: auto uses openvino-int8"
         save_accuracy(path, record)
         result["measure_s"] = round(time.perf_counter() - t1, 1)
+        partial = coverage_refusal(record)
     refusal = accuracy_refusal(record, digest, conditions)
-    result["partial"] = record is not None and refusal is not None and refusal == coverage_refusal(record)
+    # refused for its coverage: the gate checks it right after the record's identity, before the deltas
+    result["partial"] = (record is not None and partial is not None
+                         and record_mismatch(record, digest, conditions, INT8_RECIPES, NAME) is None)
     if measure and record is not None and refusal is None:  # a refused IR's speed decides nothing
         _add_speed(record, path, model, info, options, NAME, again=retime)
     if record is not None:
@@ -523,7 +527,8 @@ def export_bf16(
     options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
     cache = cache_root(options)
     artifact, digest = bf16.bf16_artifact(model, info, options)
-    graph = bf16.ir_graph_digest(export_openvino_ir(model, info, options))  # the IR both backends compile
+    ir = export_openvino_ir(model, info, options)  # the IR both backends compile
+    graph = bf16.ir_graph_digest(ir)
     record = load_accuracy(artifact)
     result: dict[str, Any] = {"backend": bf16.NAME, "weights": str(weights), "measured": False,
                               "files": [str(accuracy_path(artifact))]}
@@ -538,12 +543,12 @@ def export_bf16(
         if measured_on != graph:  # converted again while measuring: the record would describe neither
             raise BackendError(f"the FP32 IR in {cache} changed during the measurement; run the export again")
         record["fingerprint"] = bf16.bf16_fingerprint(digest, info, graph).to_dict()
-        record["verdict"] = (bf16.record_refusal(record, digest, info, options)
+        record["verdict"] = (bf16.record_refusal(record, digest, info, ir=ir)
                              or f"within tolerance: auto uses {bf16.NAME} where the CPU has native bf16")
         cache.mkdir(parents=True, exist_ok=True)
         save_accuracy(artifact, record)
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
-    refusal = bf16.record_refusal(record, digest, info, options)
+    refusal = bf16.record_refusal(record, digest, info, ir=ir)
     if refusal is None:  # a refused record's speed decides nothing
         _add_speed(record, artifact, model, info, options, bf16.NAME, again=retime)
     result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}

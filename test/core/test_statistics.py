@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from irstd_ros.core.statistics import format_number, percentile, ratio
+from irstd_ros.core.statistics import (
+    TAIL_SAMPLES,
+    format_number,
+    format_tail,
+    json_safe,
+    percentile,
+    ratio,
+)
 
 
 def test_nearest_rank():
@@ -57,3 +64,22 @@ def test_a_defined_figure_prints_with_its_spec():
     assert format_number(0.12345, ".3f") == "0.123"
     assert format_number(0, ".2e") == "0.00e+00"  # a measured 0 stays 0
     assert format_number(12.34) == "12.3"
+
+
+@pytest.mark.parametrize(("value", "n", "text"), [
+    (2.63, 4, "max 2.6 (n=4)"),
+    (2.63, TAIL_SAMPLES - 1, f"max 2.6 (n={TAIL_SAMPLES - 1})"),
+    (2.63, TAIL_SAMPLES, "2.6"),
+    (None, 0, "-"),
+    (float("nan"), 5, "-"),
+])
+def test_a_p99_of_fewer_than_100_samples_is_printed_as_their_max(value, n, text):
+    assert format_tail(value, n) == text
+
+
+def test_json_safe_writes_an_undefined_figure_as_null_and_the_rest_as_json_holds_it():
+    """The one JSON cleaner of load-test's report and bench's backend descriptions."""
+    from pathlib import Path
+
+    data = {"a": (1.0, float("nan"), np.int64(3), np.array([0.5, -np.inf])), "p": Path("/x"), "ok": True, "n": None}
+    assert json_safe(data) == {"a": [1.0, None, 3, [0.5, None]], "p": "/x", "ok": True, "n": None}

@@ -175,6 +175,20 @@ def test_an_output_holding_nan_is_a_backend_error_not_an_empty_frame():
         det.detect(FRAME)
 
 
+class InfiniteOutput(Failing):
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(frame, dtype=np.float32)
+        out[0, :2] = np.inf, -np.inf
+        return out
+
+
+def test_an_output_holding_infinities_is_a_backend_error_too():
+    """The check the evaluation makes (``finite_probabilities``): +inf and -inf count."""
+    det = detector(InfiniteOutput(RuntimeError(), failures=0))
+    with pytest.raises(BackendError, match="holds 2 NaN values of 1024 \\(or infinities"):
+        det.detect(FRAME)
+
+
 def test_from_checkpoint_sets_the_fallback_to_its_own_checkpoint(tiny):
     det = Detector.from_checkpoint(tiny, backend="torch-cpu")
     assert det.fallback == CpuFallback(tiny, None)
@@ -194,3 +208,11 @@ def test_a_frame_the_detector_cannot_read_is_an_image_conversion_error(frame, ki
     with pytest.raises(ImageConversionError) as err:
         detector(backend).detect(frame)
     assert err.value.kind == kind and backend.calls == 0
+
+
+def test_non_finite_counts_nan_and_infinities_and_no_overflowing_finite_value():
+    from irstd_ros.inference.backends.base import non_finite
+
+    assert non_finite(np.array([np.nan, 0.5, np.inf, -np.inf], np.float32)) == 3
+    assert non_finite(np.full(10, 3e38, np.float32)) == 0  # the sum overflows; no value is infinite
+    assert non_finite(np.zeros((0, 4), np.float32)) == 0

@@ -10,6 +10,7 @@ import pytest
 from _support.cli import one_error_line, run_cli
 
 from irstd_ros.cli.main import main
+from irstd_ros.core.statistics import TAIL_SAMPLES
 from irstd_ros.errors import ConfigError
 from irstd_ros.tools import bench
 
@@ -37,7 +38,7 @@ def test_quick_bench_json(capsys):
         assert ROW_KEYS <= set(row)
         assert row["backend"] == "torch-cpu"
         assert 0 < row["p50_ms"] <= row["p99_ms"] and row["fps"] > 0
-        assert row["p99_samples"] == row["calls"] < bench.TAIL_SAMPLES
+        assert row["p99_samples"] == row["calls"] < TAIL_SAMPLES
         assert row["peak_mem_mb"] is None or row["peak_mem_mb"] > 0
     assert result["node"] is None
     assert "Machine:" in bench.format_table(result)
@@ -217,7 +218,7 @@ def test_bf16_record_goes_with_the_bench_cache(tmp_path, monkeypatch):
     model = {"label": "shipped", "path": str(weights)}
     net, info = bench.load_model(bench.ModelSpec(**model))
     bench_cache = BackendOptions(cache_dir=str(tmp_path / "bench_cache"))
-    assert bench.reuse_bf16_record(net, info, bench_cache) is None
+    assert bench.reuse_bf16_record(net, info, bench_cache, tmp_path / "unread.xml") is None  # no record: no IR read
     src, digest = bf16.bf16_artifact(net, info, BackendOptions())
     # the export measures on the FP32 IR it converts into the default cache, and records its graph
     graph = bf16.ir_graph_digest(export_openvino_ir(net, info, BackendOptions()))
@@ -346,17 +347,6 @@ def test_node_work_post_follows_the_nodes_tracking_switch(monkeypatch):
     out = bench.node_work(bench.synthetic_frame(32, 32), np.zeros((32, 32), np.float32),
                           CheckpointInfo(named_config("tiny")), 1.0)
     assert seen == [] and out["post_thresholds"]["candidate"] is None
-
-
-@pytest.mark.parametrize(("value", "n", "text"), [
-    (2.63, 4, "max 2.6 (n=4)"),
-    (2.63, bench.TAIL_SAMPLES - 1, f"max 2.6 (n={bench.TAIL_SAMPLES - 1})"),
-    (2.63, bench.TAIL_SAMPLES, "2.6"),
-    (None, 0, "-"),
-    (float("nan"), 5, "-"),
-])
-def test_a_p99_of_fewer_than_100_samples_is_printed_as_their_max(value, n, text):
-    assert bench.format_tail(value, n) == text
 
 
 def test_the_tables_print_few_samples_p99_as_a_max_with_the_count():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from _support.cli import one_error_line, run_cli, run_cli_output
 
+from irstd_ros.core.statistics import json_safe
 from irstd_ros.errors import ConfigError
 from irstd_ros.ros import transport
 from irstd_ros.tools import load_test
@@ -434,4 +435,4 @@ def test_the_json_says_null_where_the_node_measured_nothing(capsys, monkeypatch)
     assert code == 0
     assert data["node_latency_ms"] == {"p50": None, "p99": None} and data["infer_p50_ms"] == 12.5
     assert data["node_cpu_cores"] is None and all(v is None for s, v in data["node_stages_p50_ms"].items() if s != "infer")
-    assert load_test.json_safe({"a": (1.0, float("inf"), np.float32(2.5))}) == {"a": [1.0, None, 2.5]}
+    assert json_safe({"a": (1.0, float("inf"), np.float32(2.5))}) == {"a": [1.0, None, 2.5]}

@@ -68,6 +68,25 @@ def not_installed(package: str, exc: ImportError) -> BackendError:
     return BackendError(f"{package} is not installed ({exc}); see {CPU_REQUIREMENTS}")
 
 
+def non_finite(prob: np.ndarray) -> int:
+    """How many values of ``prob`` are NaN or infinite: one reduction when none is (a sum
+    is finite unless a value is not, or it overflows), counted only then."""
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, or an overflow: counted below
+        if np.isfinite(prob.sum()):
+            return 0
+    return prob.size - int(np.count_nonzero(np.isfinite(prob)))
+
+
+def finite_probabilities(prob: np.ndarray, name: str) -> np.ndarray:
+    """``prob`` unless it holds NaN or an infinity: ``NaN > threshold`` is False, so such a
+    map would be scored as silent background (Pd 0, no false alarm) instead of failing.
+    :class:`BackendError` naming the frame ``name`` and how many pixels."""
+    bad = non_finite(prob)
+    if bad:
+        raise BackendError(f"{name}: {bad} of {prob.size} probabilities are NaN or infinite")
+    return prob
+
+
 def prepare_input(frame: np.ndarray, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad a normalised frame to the stride: (1, 1, H', W') float32 and the original size."""
     x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None, None]

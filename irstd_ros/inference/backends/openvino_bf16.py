@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -46,6 +45,7 @@ from irstd_ros.inference.backends.openvino_int8 import (
     accuracy_refusal,
     conditioned_digest,
     describe_accuracy,
+    fingerprint_conditions,
     load_accuracy,
     measurement_conditions,
 )
@@ -63,8 +63,6 @@ BF16_SUFFIX = "-bf16"  # the record is <arch>-<digest>-bf16.accuracy.json
 MEASURE_HINT = f"irstd export --backend {NAME} measures it"
 GRAPH_KEY = "fp32_ir_graph"  # the fingerprint's ``conditions`` entry: ir_graph_digest of the IR measured
 _NAMED_ELEMENTS = ("net", "layer")  # IR elements whose ``name`` ov.convert_model numbers per process
-# ir_graph_digest per the files as they were (path, inode, size, mtime, ctime): any write changes the key
-_graphs: dict[tuple[tuple[str, int, int, int, int], ...], str] = {}
 
 
 def bf16_artifact(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> tuple[Path, str]:
@@ -85,32 +83,25 @@ def _legacy_record(info: CheckpointInfo, digest: str, options: BackendOptions | 
     return accuracy_path(cache_root(options) / f"{artifact_stem(info, digest)}{BF16_SUFFIX}")
 
 
-def fp32_ir_path(info: CheckpointInfo, digest: str, options: BackendOptions | None) -> Path:
-    """The FP32 IR of the weights ``digest`` in ``options``' cache (what bf16 compiles)."""
-    from irstd_ros.inference.backends.graph_export import artifact_stem, cache_root
-
-    return cache_root(options) / f"{artifact_stem(info, digest)}.xml"
-
-
 def ir_graph_digest(xml: str | Path) -> str:
     """sha256 of the OpenVINO IR ``xml`` (+ its ``.bin``) as a graph: the ``.xml`` without
     the model's and the layers' ``name`` attributes, which ``ov.convert_model`` numbers from
     a process-wide counter (two conversions of one model differ in them alone), and the
-    ``.bin`` as it is. Any other change of the graph (an op, an attribute, a constant)
-    changes it. Computed once while the files stay as they are."""
+    ``.bin`` as it is, by its sha256 (:func:`~irstd_ros.inference.backends.fingerprint.file_digests`,
+    hashed once while the file stays as it is). Any other change of the graph (an op, an
+    attribute, a constant) changes it. OSError when a file cannot be read, ET.ParseError
+    when the ``.xml`` is no XML."""
+    from irstd_ros.inference.backends.fingerprint import IR_WEIGHTS_SUFFIX, file_digests
+
     xml = Path(xml)
-    files = (xml, xml.with_suffix(".bin"))
-    key = tuple((str(f.resolve()), (st := f.stat()).st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for f in files)
-    digest = _graphs.get(key)
-    if digest is None:
-        root = ET.parse(xml).getroot()
-        for element in root.iter():
-            if element.tag in _NAMED_ELEMENTS:
-                element.attrib.pop("name", None)
-        h = hashlib.sha256(ET.tostring(root))
-        h.update(files[1].read_bytes())
-        digest = _graphs[key] = h.hexdigest()
-    return digest
+    weights = file_digests(xml)[IR_WEIGHTS_SUFFIX]
+    root = ET.parse(xml).getroot()
+    for element in root.iter():
+        if element.tag in _NAMED_ELEMENTS:
+            element.attrib.pop("name", None)
+    h = hashlib.sha256(ET.tostring(root))
+    h.update(weights.encode())
+    return h.hexdigest()
 
 
 def bf16_fingerprint(digest: str, info: CheckpointInfo, graph: str | None) -> Fingerprint:
@@ -119,7 +110,7 @@ def bf16_fingerprint(digest: str, info: CheckpointInfo, graph: str | None) -> Fi
     normalisation, on the IR whose :func:`ir_graph_digest` is ``graph`` (None: left out)."""
     from irstd_ros.inference.backends.graph_export import openvino_fingerprint
 
-    conditions = {key: json.dumps(value, sort_keys=True) for key, value in measurement_conditions(info).items()}
+    conditions = fingerprint_conditions(info)
     if graph is not None:
         conditions[GRAPH_KEY] = graph
     return dataclasses.replace(openvino_fingerprint(digest, info.model.stride), backend=NAME, precision="bf16",
@@ -148,17 +139,12 @@ def stale_reason(record: Mapping[str, Any], digest: str, info: CheckpointInfo, g
 
 
 def record_refusal(
-    record: Mapping[str, Any] | None,
-    digest: str,
-    info: CheckpointInfo,
-    options: BackendOptions | None = None,
-    ir: str | Path | None = None,
+    record: Mapping[str, Any] | None, digest: str, info: CheckpointInfo, *, ir: str | Path
 ) -> str | None:
     """Why ``auto`` must not use bf16 with this record for the checkpoint ``info`` (None:
-    measured within tolerance on the FP32 IR bf16 compiles): no record, a stale one
-    (:func:`stale_reason`) or one measured on another graph than ``ir`` (default: the FP32
-    IR in ``options``' cache; refused when it is missing or out of date, there being nothing
-    to compare with), or INT8's gate
+    measured within tolerance on the FP32 IR ``ir`` that bf16 compiles): no record, a stale
+    one (:func:`stale_reason`) or one measured on another graph than ``ir``'s (refused when
+    ``ir`` cannot be read, there being nothing to compare with), or INT8's gate
     (:func:`~irstd_ros.inference.backends.openvino_int8.accuracy_refusal`: other weights,
     threshold or normalisation, less than the whole held-out splits, or a loss out of
     tolerance)."""
@@ -166,29 +152,14 @@ def record_refusal(
         stale = stale_reason(record, digest, info, graph=None)
         if stale:
             return stale
-        graph = _graph_of(info, digest, options, ir)
-        if graph is None:
-            return f"no FP32 IR to compare the accuracy record with in {fp32_ir_path(info, digest, options).parent}"
+        try:
+            graph = ir_graph_digest(ir)
+        except (OSError, ET.ParseError):
+            return f"no FP32 IR to compare the accuracy record with in {Path(ir).parent}"
         stale = stale_reason(record, digest, info, graph)
         if stale:
             return stale
     return accuracy_refusal(record, digest, measurement_conditions(info), recipes=(BF16_RECIPE,), backend=NAME)
-
-
-def _graph_of(info: CheckpointInfo, digest: str, options: BackendOptions | None, ir: str | Path | None) -> str | None:
-    """:func:`ir_graph_digest` of ``ir``, or of the FP32 IR in the cache when it is there
-    and up to date (None: there is none to compare with)."""
-    from irstd_ros.inference.backends.fingerprint import rebuild_reason
-    from irstd_ros.inference.backends.graph_export import openvino_fingerprint
-
-    if ir is None:
-        ir = fp32_ir_path(info, digest, options)
-        if rebuild_reason(ir, openvino_fingerprint(digest, info.model.stride)) is not None:
-            return None
-    try:
-        return ir_graph_digest(ir)
-    except (OSError, ET.ParseError):
-        return None
 
 
 def auto_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> str | None:
@@ -202,11 +173,13 @@ def auto_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions
         legacy = _legacy_record(info, digest, options)
         note = f"; {legacy.name} is named by the weights alone: an older version's" if legacy.is_file() else ""
         return f"no accuracy record ({MEASURE_HINT}{note})"
-    if stale_reason(record, digest, info, graph=None) is None:
-        from irstd_ros.inference.backends.graph_export import export_openvino_ir
+    stale = stale_reason(record, digest, info, graph=None)
+    if stale:
+        return stale
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
 
-        export_openvino_ir(model, info, options)  # what the backend compiles: its graph is compared
-    return record_refusal(record, digest, info, options)
+    ir = export_openvino_ir(model, info, options)  # what the backend compiles: its graph is compared
+    return record_refusal(record, digest, info, ir=ir)
 
 
 class OpenVINOBf16Backend(OpenVINOBackend):
@@ -226,7 +199,7 @@ class OpenVINOBf16Backend(OpenVINOBackend):
         super().__init__(model, info, options, precision="bf16", model_path=model_path)
         path, digest = bf16_artifact(model, info, options)
         self.accuracy = load_accuracy(path)
-        refusal = record_refusal(self.accuracy, digest, info, self.options, ir=self.model_path)
+        refusal = record_refusal(self.accuracy, digest, info, ir=self.model_path)
         if self.accuracy is not None and refusal:
             log.warning("openvino-bf16 requested explicitly: %s", refusal)
 

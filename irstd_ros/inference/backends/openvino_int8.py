@@ -180,7 +180,7 @@ def int8_fingerprint(info: CheckpointInfo, digest: str, recipe: str = INT8_RECIP
         weights_sha256=digest,
         recipe=recipe,
         versions={"openvino": ov.__version__},
-        conditions={key: json.dumps(value, sort_keys=True) for key, value in measurement_conditions(info).items()},
+        conditions=fingerprint_conditions(info),
     )
 
 
@@ -250,6 +250,12 @@ def measurement_conditions(info: CheckpointInfo) -> dict[str, Any]:
     conditions: dict[str, Any] = json.loads(json.dumps(
         {"threshold": float(info.threshold), "norm": dataclasses.asdict(info.norm)}))
     return conditions
+
+
+def fingerprint_conditions(info: CheckpointInfo) -> dict[str, str]:
+    """:func:`measurement_conditions` as a fingerprint's ``conditions`` hold them: each
+    value as its JSON (keys sorted)."""
+    return {key: json.dumps(value, sort_keys=True) for key, value in measurement_conditions(info).items()}
 
 
 def record_mismatch(

@@ -291,7 +291,10 @@ def load_engine(trt: Any, path: Path) -> nn.Module:
     return cast(nn.Module, module)
 
 
-_unsaved_dirs: set[Path] = set()  # cache folders whose failed engine save was warned about
+# cache folders whose failed engine save was warned about. Not fingerprint.warn_once: its
+# key holds the file's mtime and size, and a failed save's temporary file changes the
+# folder's, so a full disk would warn again for every engine (nor would it log the repeats).
+_unsaved_dirs: set[Path] = set()
 
 
 @dataclass
@@ -303,13 +306,14 @@ class EngineStore:
     save: Callable[[nn.Module, Path], None]
     load: Callable[[Path], nn.Module]
 
-    def get(self, expected: Fingerprint) -> tuple[nn.Module, str]:
+    def get(self, expected: Fingerprint) -> tuple[nn.Module, str, bool]:
         """(module, how it was obtained: ``loaded``, ``built (reason)``, or
-        ``built (reason); not cached (...)`` when the save failed)."""
+        ``built (reason); not cached (...)`` when the save failed; whether it is in the
+        cache: False when the save failed, so the next start builds it again)."""
         reason = rebuild_reason(self.path, expected)
         if reason is None:
             try:
-                return self.load(self.path), "loaded"
+                return self.load(self.path), "loaded", True
             except Exception as exc:  # noqa: BLE001 - a corrupt/incompatible file: rebuild
                 reason = f"loading {self.path} failed ({type(exc).__name__}: {exc})"
         log.info("building TensorRT engine %s: %s", self.path, reason)
@@ -318,8 +322,8 @@ class EngineStore:
             self.save(module, self.path)
             save_fingerprint(self.path, expected)
         except Exception as exc:  # noqa: BLE001 - OSError, or save's own errors: the engine still runs
-            return module, f"built ({reason}); not cached ({self._save_failed(exc)})"
-        return module, f"built ({reason})"
+            return module, f"built ({reason}); not cached ({self._save_failed(exc)})", False
+        return module, f"built ({reason})", True
 
     def _save_failed(self, exc: Exception) -> str:
         """Say once per cache folder that engines built there are not kept (the next start
@@ -400,14 +404,18 @@ class LoadedEngine:
     path: Path
     module: nn.Module
     origin: str  # loaded | built (reason)
+    cached: bool  # in the cache (False: its save failed, the next start builds it again)
     coverage: dict[str, Any]
-    runner: Callable[..., Any]
     graph: WholeGraph | None = None  # cuda_graphs: the whole program, one CUDA graph
+
+    @property
+    def runner(self) -> Callable[..., Any]:
+        """What runs a frame: the CUDA graph when there is one, else the program."""
+        return self.module if self.graph is None else self.graph
 
     def close(self) -> None:
         """Drop the engine's CUDA graph (its memory goes with it)."""
         self.graph = None
-        self.runner = self.module
 
 
 class TensorRTBackend(CudaPredictMixin):
@@ -539,12 +547,11 @@ class TensorRTBackend(CudaPredictMixin):
             save_engine(self.trt, module, target, example)
 
         store = EngineStore(path, build, save, lambda p: load_engine(self.trt, p))
-        module, origin = store.get(self.fingerprint(hw))
+        module, origin, cached = store.get(self.fingerprint(hw))
         coverage = graph_coverage(module)
-        engine = LoadedEngine(hw, path, module, origin, coverage, module)
+        engine = LoadedEngine(hw, path, module, origin, cached, coverage)
         if self.options.cuda_graphs:  # captured on the engine's first frame
             engine.graph = WholeGraph(module, self._check_capture)
-            engine.runner = engine.graph
         log.info(
             "TensorRT engine %s %s: %d TensorRT engine(s), %d op(s) in PyTorch",
             path.name, origin, coverage["trt_engines"], coverage["fallback_ops"],
@@ -578,7 +585,7 @@ class TensorRTBackend(CudaPredictMixin):
             "compile_kwargs": sorted(self.plan.compile_kwargs),
             "engine": str(current.path),
             "engine_origin": current.origin,
-            "engine_cached": "not cached" not in current.origin,  # False: the save failed, built again next start
+            "engine_cached": current.cached,  # False: the save failed, built again next start
             "engine_hw": list(current.hw),
             "engines_loaded": [list(hw) for hw in self.engines],
             **self.engines.stats(),

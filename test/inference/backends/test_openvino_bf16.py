@@ -180,11 +180,23 @@ def test_a_record_beside_no_usable_fp32_ir_is_refused_not_a_crash(tiny_model, ca
     model, info = tiny_model
     record = _save(model, info, cache)
     _, digest = bf16.bf16_artifact(model, info, _opts(cache))
-    assert bf16.record_refusal(record, digest, info, _opts(cache)) is None
-    assert "no FP32 IR to compare" in bf16.record_refusal(record, digest, info, _opts(cache.parent / "empty"))
     ir = cache / f"{info.model.arch}-{digest[:12]}.xml"
-    ir.write_text("<net")  # corrupt: its digests no longer hold
-    assert "no FP32 IR to compare" in bf16.record_refusal(record, digest, info, _opts(cache))
+    assert bf16.record_refusal(record, digest, info, ir=ir) is None
+    assert "no FP32 IR to compare" in bf16.record_refusal(record, digest, info, ir=cache.parent / "empty" / ir.name)
+    ir.write_text("<net")  # corrupt: no XML
+    assert "no FP32 IR to compare" in bf16.record_refusal(record, digest, info, ir=ir)
+
+
+def test_converting_the_same_weights_again_gives_the_same_graph_digest(tiny_model, cache):
+    """``ov.convert_model`` numbers the model's and layers' names from a process-wide
+    counter: a forced second conversion of the same weights is the same graph."""
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
+
+    model, info = tiny_model
+    ir = export_openvino_ir(model, info, _opts(cache))
+    first = bf16.ir_graph_digest(ir)
+    again = export_openvino_ir(model, info, _opts(cache), force=True)
+    assert again == ir and bf16.ir_graph_digest(again) == first
 
 
 @pytest.mark.parametrize(

@@ -232,17 +232,17 @@ def _fp(**changes) -> Fingerprint:
 
 def test_missing_engine_is_built_then_loaded(tmp_path):
     calls = Calls()
-    _, origin = _store(tmp_path, calls).get(_fp())
-    assert (calls.build, calls.save, calls.load) == (1, 1, 0) and origin.startswith("built")
-    _, origin = _store(tmp_path, calls).get(_fp())
-    assert (calls.build, calls.load) == (1, 1) and origin == "loaded"
+    _, origin, cached = _store(tmp_path, calls).get(_fp())
+    assert (calls.build, calls.save, calls.load) == (1, 1, 0) and origin.startswith("built") and cached
+    _, origin, cached = _store(tmp_path, calls).get(_fp())
+    assert (calls.build, calls.load) == (1, 1) and origin == "loaded" and cached
 
 
 def test_fingerprint_mismatch_triggers_rebuild(tmp_path):
     calls = Calls()
     (tmp_path / "m.ep").write_bytes(b"old engine")
     save_fingerprint(tmp_path / "m.ep", _fp(versions={"torch_tensorrt": "2.8.0"}))
-    _, origin = _store(tmp_path, calls).get(_fp())
+    _, origin, _ = _store(tmp_path, calls).get(_fp())
     assert (calls.build, calls.save, calls.load) == (1, 1, 0)
     assert "versions.torch_tensorrt: 2.8.0 -> 2.13.0" in origin
 
@@ -251,7 +251,7 @@ def test_unloadable_engine_is_rebuilt(tmp_path):
     calls = Calls()
     (tmp_path / "m.ep").write_bytes(b"engine")
     save_fingerprint(tmp_path / "m.ep", _fp())
-    _, origin = _store(tmp_path, calls, load_fails=True).get(_fp())
+    _, origin, _ = _store(tmp_path, calls, load_fails=True).get(_fp())
     assert (calls.load, calls.build) == (1, 1) and "loading" in origin
 
 
@@ -260,11 +260,11 @@ def test_a_failed_save_keeps_the_built_engine_and_warns_once(tmp_path, caplog):
     the backend failed to start, and did so again at every start after a rebuild."""
     calls = Calls()
     caplog.set_level(logging.DEBUG, logger=trt_backend.__name__)
-    module, origin = _store(tmp_path, calls, save_fails=True).get(_fp())
-    assert isinstance(module, nn.Identity) and calls.build == 1
+    module, origin, cached = _store(tmp_path, calls, save_fails=True).get(_fp())
+    assert isinstance(module, nn.Identity) and calls.build == 1 and not cached
     assert origin.startswith("built (") and "not cached" in origin and "Read-only file system" in origin
     assert not (tmp_path / "m.ep.json").exists()  # nothing claims a cached engine
-    _, origin = _store(tmp_path, calls, save_fails=True).get(_fp())  # another size, the same folder
+    _, origin, _ = _store(tmp_path, calls, save_fails=True).get(_fp())  # another size, the same folder
     assert calls.build == 2 and "not cached" in origin
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "not cached" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
