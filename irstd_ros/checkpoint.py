@@ -19,12 +19,18 @@ from torch import nn
 
 from irstd_ros.core.constants import CANDIDATE_THRESHOLD, GATED_THRESHOLD, SHIPPED_MODELS
 from irstd_ros.core.normalization import InputNorm
+from irstd_ros.core.parsing import check_keys, dataclass_from_dict
 from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.models import MODELS, ModelConfig, build_model
 
 METADATA_KEY = "irstd_ros"
 FORMAT_VERSION = 1
+# the keys of the metadata object (what :meth:`CheckpointInfo.to_json` writes); any other is
+# refused when read, as a misspelt key (``treshold``) would otherwise be dropped unnoticed
+METADATA_FIELDS = (
+    "format", "model", "norm", "threshold", "candidate_threshold", "gated_threshold", "extra"
+)
 
 
 @dataclass
@@ -104,8 +110,8 @@ class CheckpointInfo:
     @classmethod
     def from_json(cls, text: str) -> CheckpointInfo:
         """Parse and check the metadata. A format newer than :data:`FORMAT_VERSION`, an
-        unknown architecture or a threshold outside (0, 1) raises
-        :class:`~irstd_ros.errors.CheckpointError`;
+        unknown architecture, a key not in :data:`METADATA_FIELDS` or a threshold outside
+        (0, 1) raises :class:`~irstd_ros.errors.CheckpointError`;
         malformed JSON or fields raise ``ValueError``, ``KeyError`` or ``TypeError``."""
         data = json.loads(text)
         if not isinstance(data, dict):
@@ -117,6 +123,12 @@ class CheckpointInfo:
             raise CheckpointError(
                 f"written by a newer irstd_ros (format {version}, this reads <= {FORMAT_VERSION})"
             )
+        if version < 1:
+            raise CheckpointError(f"format must be >= 1, got {version}")
+        try:  # after the format: a newer one may add keys, and is refused as newer
+            check_keys(data, METADATA_FIELDS, "checkpoint metadata")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
         model = ModelConfig.from_dict(data["model"])
         if model.arch not in MODELS:  # what build_model would refuse, before the weights load
             valid = ", ".join(sorted(MODELS))
@@ -126,7 +138,8 @@ class CheckpointInfo:
             raise TypeError(f"extra must be a JSON object, got {type(extra).__name__}")
         info = cls(
             model=model,
-            norm=InputNorm(**data.get("norm", {})),  # no "kind": a 0.1 (global) checkpoint
+            # no "kind": a 0.1 (global) checkpoint
+            norm=dataclass_from_dict(InputNorm, data.get("norm", {}), "input normalisation"),
             threshold=float(data.get("threshold", 0.5)),
             extra=extra,
             candidate_threshold=_optional_float(data.get("candidate_threshold")),
@@ -144,9 +157,17 @@ def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
     """:class:`~irstd_ros.errors.CheckpointError` naming the first floating-point tensor
     that holds a NaN or an infinity (a diverged run: its every score would be NaN, which no
     threshold passes). About 2 ms for a shipped model on one CPU core."""
+    name = _first_non_finite(tensors)
+    if name is not None:
+        raise CheckpointError(f"{where} has non-finite values in tensor {name}")
+
+
+def _first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, or None."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{where} has non-finite values in tensor {name}")
+            return name
+    return None
 
 
 def weights_mismatch(weights: dict[str, torch.Tensor], config: ModelConfig) -> str | None:
@@ -177,8 +198,9 @@ def save_checkpoint(
     already at ``path`` stays as it was unless the new one is complete. Raises
     :class:`~irstd_ros.errors.CheckpointError` naming ``path`` when the thresholds of
     ``info`` are not probabilities (the file could not be read back), when ``info.model``
-    is not the network's own config or its weights do not fit it (the file would be
-    refused when loaded), or the write fails."""
+    is not the network's own config, its weights do not fit it or any tensor holds a NaN
+    or an infinity (the file would be refused when loaded: a diverged epoch would replace
+    the last good file), or the write fails."""
     path = Path(path)
     try:
         info.check()
@@ -197,6 +219,11 @@ def save_checkpoint(
                               f"{info.model.arch} {info.model.widths}: {mismatch}")
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra/{k}"] = v.detach().cpu().contiguous()
+    # a diverged step (or a half-precision copy overflowing to inf) would replace a good file
+    # with one the loader refuses, and the run could not resume from it: the old one stays
+    bad = _first_non_finite(tensors)  # the loader's own check (check_finite)
+    if bad is not None:
+        raise CheckpointError(f"cannot write model file {path}: non-finite values in tensor {bad}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:  # whole or not at all

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from irstd_ros.checkpoint import (
+    METADATA_FIELDS,
     METADATA_KEY,
     CheckpointInfo,
     InputNorm,
@@ -184,6 +186,53 @@ def test_a_format_newer_than_this_code_is_refused(tmp_path):
     assert CheckpointInfo.from_json(json.dumps(data)).threshold == 0.5
 
 
+def test_a_format_below_one_is_refused(tmp_path):
+    for bad in (0, -7):
+        with pytest.raises(CheckpointError, match=rf"invalid configuration: format must be >= 1, got {bad}$"):
+            read_info(_with_config(tmp_path, "old.safetensors", format=bad))
+
+
+def test_unknown_metadata_keys_are_refused_listing_the_valid_ones(tmp_path):
+    """A misspelt ``treshold`` loaded with the default threshold 0.5, without a word."""
+    path = _with_config(tmp_path, "typo.safetensors", treshold=0.9)
+    with pytest.raises(CheckpointError, match=r"typo\.safetensors has an invalid configuration: unknown "
+                                              r"checkpoint metadata keys \['treshold'\] \(did you mean "
+                                              r"'treshold' -> 'threshold'\?\); valid: format, model, norm, "
+                                              r"threshold, candidate_threshold, gated_threshold, extra$"):
+        read_info(path)
+    # every key the writer writes is a known one
+    info = CheckpointInfo(named_config("tiny"), candidate_threshold=0.6, gated_threshold=0.3,
+                          extra={"metrics": {}})
+    assert set(json.loads(info.to_json())) == set(METADATA_FIELDS)
+    assert CheckpointInfo.from_json(info.to_json()) == info
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"norm": {"mean": 0.1, "gamma": 2}}, r"unknown input normalisation keys \['gamma'\].*; "
+                                            r"valid: mean, std, kind, knee, background$"),
+     ({"norm": "robust"}, r"expected a JSON object for input normalisation, got str$"),
+     ({"norm": [0.1, 0.2]}, r"expected a JSON object for input normalisation, got list$"),
+     ({"model": "tiny"}, r"expected a JSON object for model config, got str$"),
+     ({"model": None}, r"expected a JSON object for model config, got NoneType$")],
+)
+def test_a_norm_or_model_that_is_not_a_known_object_is_refused_clearly(tmp_path, changes, message):
+    """``norm`` with an unknown key was "unexpected keyword argument 'gamma'", no valid keys;
+    ``"model": "tiny"`` was "unknown model config keys ['i', 'n', 't', 'y']"."""
+    with pytest.raises(CheckpointError, match=r"bad\.safetensors has an invalid configuration: " + message):
+        read_info(_with_config(tmp_path, "bad.safetensors", **changes))
+
+
+def test_a_huge_sgem_width_is_refused_at_once(tmp_path):
+    """E3 = 10**12 + 1 with 2 heads: the message listed E3's divisors by trying every number
+    up to E3 (hours); widths beyond MAX_WIDTH are now refused before anything is listed."""
+    model = CheckpointInfo(named_config("tiny")).model.to_dict()
+    model |= {"widths": [8, 16, 10**12 + 1, 64, 128], "sgem_heads": 2}
+    with pytest.raises(CheckpointError, match=r"huge\.safetensors has an invalid configuration: "
+                                              r"widths must be at most 65536 each"):
+        read_info(_with_config(tmp_path, "huge.safetensors", model=model))
+
+
 def test_every_shipped_and_candidate_checkpoint_still_loads():
     root = Path(__file__).resolve().parents[1]
     paths = sorted((root / "irstd_ros" / "weights").glob("*.safetensors"))
@@ -212,13 +261,47 @@ def test_non_finite_extra_tensors_are_refused_and_half_precision_is_checked(tmp_
     loaded, _, extra = load_checkpoint(save_checkpoint(tmp_path / "ok.safetensors", model, info,
                                                        {"opt/0/step": torch.tensor(3.0)}))
     assert extra["opt/0/step"] == 3.0
+    # a file written before writes were checked: the loader still refuses it
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["extra/opt/0/exp_avg"] = torch.tensor([1.0, float("inf")])
+    save_file(state, str(tmp_path / "bad.safetensors"), metadata={METADATA_KEY: info.to_json()})
     with pytest.raises(CheckpointError, match="non-finite values in tensor extra/opt/0/exp_avg"):
-        load_checkpoint(save_checkpoint(tmp_path / "bad.safetensors", model, info,
-                                        {"opt/0/exp_avg": torch.tensor([1.0, float("inf")])}))
+        load_checkpoint(tmp_path / "bad.safetensors")
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] = float("nan")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(tmp_path / "half.safetensors"), metadata={METADATA_KEY: info.to_json()})
     with pytest.raises(CheckpointError, match="half.safetensors has non-finite values"):
-        load_checkpoint(save_checkpoint(tmp_path / "half.safetensors", model, info))
+        load_checkpoint(tmp_path / "half.safetensors")
+
+
+@pytest.mark.parametrize("where", ["weights", "extra", "half"])
+def test_non_finite_tensors_are_not_written_and_the_old_file_stays(tiny_ckpt, where):
+    """A diverged epoch replaced last.safetensors with a file the loader refuses (the run
+    could not resume), as did a half-precision copy whose values overflow to inf."""
+    path, model = tiny_ckpt
+    before = path.read_bytes()
+    info = read_info(path)
+    extra = {"opt/0/step": torch.tensor(3.0)}
+    if where == "half":
+        model = build_model(named_config("tiny"))
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = 1e6  # finite in fp32, inf in fp16
+        model = model.half()
+        bad = next(iter(model.state_dict()))
+    elif where == "extra":
+        extra["opt/0/exp_avg"] = torch.tensor([1.0, float("nan")])
+        bad = "extra/opt/0/exp_avg"
+    else:
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = float("nan")
+        bad = next(iter(model.state_dict()))
+    with pytest.raises(CheckpointError, match=rf"^cannot write model file {re.escape(str(path))}: "
+                                              rf"non-finite values in tensor {re.escape(bad)}$"):
+        save_checkpoint(path, model, info, extra)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left
+    load_checkpoint(path)
 
 
 def test_a_failed_write_is_a_checkpoint_error_and_keeps_the_old_file(tiny_ckpt, monkeypatch):
@@ -303,11 +386,12 @@ def test_metadata_nested_too_deep_for_json_is_an_invalid_configuration(tmp_path)
 
 
 def test_a_config_claiming_huge_widths_allocates_nothing_before_the_weights_are_compared(tmp_path):
-    """A file of a few bytes whose config claims widths of 2**23 channels: the network was
-    built at that size before its shapes were compared (a RuntimeError from torch's
-    allocator, or the process killed for memory); now only the file's tensors are held."""
+    """A file of a few bytes whose config claims widths of 2**16 channels (the most a
+    config may have): the network was built at that size before its shapes were compared
+    (a RuntimeError from torch's allocator, or the process killed for memory); now only
+    the file's tensors are held."""
     data = json.loads(CheckpointInfo(named_config("tiny")).to_json())
-    data["model"] |= {"widths": [1 << 23] * 5, "sgem_heads": 1}
+    data["model"] |= {"widths": [1 << 16] * 5, "sgem_heads": 1}
     path = tmp_path / "huge.safetensors"
     save_file({"w": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps(data)})
     with pytest.raises(CheckpointError, match="huge.safetensors does not match its config"):

@@ -63,7 +63,10 @@ def check_keys(data: Mapping[Any, Any], valid: Sequence[str], what: str) -> None
 
 def dataclass_from_dict(cls: type[D], data: Mapping[str, Any], what: str) -> D:
     """``cls(**data)`` for a config dataclass read from YAML/JSON, lists as tuples; unknown
-    keys are one :class:`ConfigError` that lists the valid ones."""
+    keys are one :class:`ConfigError` that lists the valid ones, and so is ``data`` that
+    is not a mapping (a string would otherwise be read as its characters' keys)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a JSON object for {what}, got {type(data).__name__}")
     check_keys(data, [f.name for f in fields(cls)], what)
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 

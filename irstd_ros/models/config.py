@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,6 +11,10 @@ from irstd_ros.errors import ConfigError
 
 FUSIONS = ("concat", "add")
 STEMS = (1, 2)
+# Upper bounds a config is checked against: far beyond any network that fits a device, so
+# only a corrupt or hostile file meets them (its widths would ask for terabytes).
+MAX_WIDTH = 65536  # channels of a level, of the refinement, of the input
+MAX_BLOCKS = 1024  # residual blocks of one level
 # Fields added after checkpoints were shipped: left out of the saved config at these values.
 _OMITTED_DEFAULTS: dict[str, Any] = {"stem": 1, "refine": 0, "logit_knee": False}
 
@@ -67,9 +72,24 @@ class ModelConfig:
             whole = isinstance(value, tuple) and all(_whole(v) and v >= 1 for v in value)
             if not whole or len(value) != n:
                 raise ConfigError(f"{name} must be {n} whole numbers >= 1, got {value!r}")
+        # a corrupt or hostile file's sizes: refused before anything is built or listed
+        sizes = (
+            ("in_channels", (self.in_channels,), MAX_WIDTH),
+            ("refine", (self.refine,), MAX_WIDTH),
+            ("widths", self.widths, MAX_WIDTH),
+            ("enc_blocks", self.enc_blocks, MAX_BLOCKS),
+            ("dec_blocks", self.dec_blocks, MAX_BLOCKS),
+        )
+        for name, value, most in sizes:
+            if max(value) > most:
+                raise ConfigError(
+                    f"{name} must be at most {most} each, got {value!r}"
+                    if len(value) > 1
+                    else f"{name} must be at most {most}, got {value[0]!r}"
+                )
         e3 = self.widths[2]
         if not _whole(self.sgem_heads) or self.sgem_heads < 1 or e3 % self.sgem_heads:
-            valid = ", ".join(str(d) for d in range(1, e3 + 1) if e3 % d == 0)
+            valid = ", ".join(map(str, _divisors(e3)))
             raise ConfigError(
                 f"sgem_heads must divide the SGEM's width (E3, {e3}), got {self.sgem_heads!r}; "
                 f"valid: {valid}"
@@ -94,6 +114,12 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         return dataclass_from_dict(cls, data, "model config")
+
+
+def _divisors(n: int) -> list[int]:
+    """The divisors of ``n`` >= 1, ascending; about sqrt(n) steps."""
+    low = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return low + [n // d for d in reversed(low) if d * d != n]
 
 
 def _whole(value: Any) -> bool:

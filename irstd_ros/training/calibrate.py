@@ -57,6 +57,9 @@ BACKGROUND_RATE = 0.01
 SCALE_BOUNDS = (0.02, 5.0)
 OFFSET_BOUNDS = (-20.0, 20.0)
 KNEE_SLOPE_BOUNDS = (1.0, 50.0)
+# a model file's stamp of the weights it describes (release, recipe, operating point): moved into
+# the calibration record, as it no longer describes the calibrated weights
+STAMP_KEYS = ("version", "recipe", "operating_point")
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ def calibrate(cfg: CalibrationConfig) -> dict:
         layer.set(knee, slope)
         record.update(method="platt-two-piece", knee=knee, slope=slope)
     record.update({
-        "a": a, "b": b, "frames": len(pairs),
+        "a": a, "b": b, "frames": len(pairs), "frames_per_source": cfg.frames, "seed": cfg.seed,
         "sources": [{"root": str(r), "split": s, **({"mask_suffix": cfg.mask_suffix} if cfg.mask_suffix else {})}
                     for r, s in cfg.sources],
         "pixels": int(z.size), "target_pixels": int(y.sum()),
@@ -216,6 +219,11 @@ def calibrate(cfg: CalibrationConfig) -> dict:
         record["metrics_before"] = info.extra.pop("metrics")
     if "calibration" in info.extra:
         record["previous"] = info.extra["calibration"]
+    # what described the input, not these weights and threshold: kept in the record
+    before = {k: info.extra.pop(k) for k in STAMP_KEYS if k in info.extra}
+    if before:
+        record["stamp_before"] = before
+    info.extra.pop("train_state", None)  # a run's state: calibrated weights resume no run
     info.extra["calibration"] = record
     save_checkpoint(cfg.out, model, info)
     log.info("calibration a=%.4f b=%.3f from %d frames, %d pixels; threshold %.4f",

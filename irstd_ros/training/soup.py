@@ -42,7 +42,7 @@ from irstd_ros.models import ModelConfig
 log = logging.getLogger(__name__)
 
 # metadata of the first input that does not describe the average
-STALE_KEYS = ("calibration", "metrics", "train_state")
+STALE_KEYS = ("calibration", "metrics", "train_state", "operating_point")
 # metadata of one training run (a GPU run's trainer and device, a widened start's init
 # included): kept per parent, never as the average's own
 RUN_KEYS = ("data", "train_config", "recipe", "version", "trainer", "device", "init")
@@ -160,6 +160,10 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     extra["data"] = [i.extra.get("data") for i in infos]
     extra["soup"] = {"parents": parents}
     first = infos[0]  # its operating point whole: detection and tracker thresholds together
+    others = [str(p) for p, i in zip(paths[1:], infos[1:]) if _thresholds(i) != _thresholds(first)]
+    if others:
+        log.warning("the average takes %s's thresholds %s; %s had others: choose the operating "
+                    "point on the average (irstd calibrate)", paths[0], _thresholds(first), ", ".join(others))
     info = CheckpointInfo(
         model=first.model, norm=first.norm, threshold=first.threshold, extra=extra,
         candidate_threshold=first.candidate_threshold, gated_threshold=first.gated_threshold,
@@ -170,3 +174,8 @@ def soup(config: SoupConfig) -> dict[str, Any]:
 
 
 __all__ = ["RUN_KEYS", "STALE_KEYS", "SoupConfig", "average_models", "holds_calibration", "soup", "soup_coefficients"]
+
+
+def _thresholds(info: CheckpointInfo) -> tuple[float, float | None, float | None]:
+    """A model file's operating point: detection, candidate and gated thresholds."""
+    return (info.threshold, info.candidate_threshold, info.gated_threshold)

@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from irstd_ros.core.parsing import parse_range, parse_size, size_arg
+from irstd_ros.core.parsing import dataclass_from_dict, parse_range, parse_size, size_arg
 from irstd_ros.errors import ConfigError
 
 
@@ -24,3 +24,13 @@ def test_parse_range():
     assert parse_range("6") == (6.0, 6.0) and parse_range("4:10") == (4.0, 10.0)
     with pytest.raises(ConfigError):
         parse_range("1:2:3")
+
+
+@pytest.mark.parametrize(("data", "kind"), [("tiny", "str"), ([["a", 1]], "list"), (None, "NoneType"), (3, "int")])
+def test_dataclass_from_dict_refuses_what_is_not_a_mapping(data, kind):
+    """A string was read as its characters: "unknown model config keys ['i', 'n', 't', 'y']"."""
+    from irstd_ros.models import ModelConfig
+
+    with pytest.raises(ConfigError, match=rf"^expected a JSON object for model config, got {kind}$"):
+        dataclass_from_dict(ModelConfig, data, "model config")
+    assert dataclass_from_dict(ModelConfig, {"widths": [8, 16, 32, 64, 128]}, "model config").widths[0] == 8

@@ -284,6 +284,16 @@ def test_sgem_rejects_indivisible_heads():
         ({"stem": True}, "unknown stem True; valid: 1, 2"),
         ({"logit_knee": 1}, "logit_knee must be true or false"),
         ({"in_channels": 0}, "in_channels must be a whole number >= 1, got 0"),
+        ({"widths": (8, 16, 36, 64, 128), "sgem_heads": 5},
+         r"\(E3, 36\), got 5; valid: 1, 2, 3, 4, 6, 9, 12, 18, 36$"),
+        ({"widths": (8, 16, 49, 64, 128), "sgem_heads": 2}, r"\(E3, 49\), got 2; valid: 1, 7, 49$"),
+        ({"widths": (8, 16, 10**12 + 1, 64, 128), "sgem_heads": 2},  # listing its divisors: hours
+         r"^widths must be at most 65536 each, got \(8, 16, 1000000000001, 64, 128\)$"),
+        ({"widths": (65537,) * 5}, "widths must be at most 65536 each"),
+        ({"enc_blocks": (1, 1, 1025, 1, 1)}, "enc_blocks must be at most 1024 each"),
+        ({"dec_blocks": (10**9, 1, 1, 1)}, "dec_blocks must be at most 1024 each"),
+        ({"refine": 65537}, "refine must be at most 65536, got 65537$"),
+        ({"in_channels": 10**6}, "in_channels must be at most 65536, got 1000000$"),
     ],
 )
 def test_configs_the_network_cannot_be_built_from_are_config_errors(fields, message):
@@ -291,3 +301,16 @@ def test_configs_the_network_cannot_be_built_from_are_config_errors(fields, mess
     in_channels) a message about the widths."""
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**fields)
+
+
+def test_the_largest_sizes_a_config_may_have_are_accepted():
+    config = ModelConfig(widths=(65536,) * 5, enc_blocks=(1024,) * 5, dec_blocks=(1024,) * 4,
+                         sgem_heads=65536, refine=65536, in_channels=65536)
+    assert config.widths[2] == 65536
+
+
+def test_the_divisors_listed_for_sgem_heads_are_every_divisor_in_order():
+    from irstd_ros.models.config import _divisors
+
+    for n in (*range(1, 200), 65536, 65535, 720720):
+        assert _divisors(n) == [d for d in range(1, n + 1) if n % d == 0]

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _support.checkpoints import diverged_checkpoint
 from _support.cli import one_error_line, run_cli
 from _support.datasets import write_dataset
 from _support.files import unwritable_folder
@@ -197,10 +198,8 @@ def test_calibrate_cli_where_no_file_can_be_written_fails_in_one_line(capsys, tm
 
 def test_calibrate_refuses_non_finite_weights_before_the_fit(tmp_path, monkeypatch):
     monkeypatch.setattr(calibration, "collect", lambda *a, **k: pytest.fail("fitted a diverged model"))
-    model = build_model(named_config("tiny"))
-    with torch.no_grad():
-        model.head.weight.view(-1)[0] = float("inf")
-    src = save_checkpoint(tmp_path / "m.safetensors", model, CheckpointInfo(named_config("tiny")))
+    src = diverged_checkpoint(tmp_path / "m.safetensors", build_model(named_config("tiny")),
+                              CheckpointInfo(named_config("tiny")), "head.weight", float("inf"))
     with pytest.raises(CheckpointError, match="non-finite values in tensor head.weight"):
         calibrate(CalibrationConfig(src, tmp_path / "c.safetensors", ((tmp_path, "train"),)))
     assert not (tmp_path / "c.safetensors").exists()
@@ -296,3 +295,19 @@ def test_calibrate_refuses_a_held_out_split_in_one_line(tmp_path, capsys, monkey
     assert code == 2 and line.startswith(f"irstd calibrate: error: {words.format(root=root)}: a calibration "
                                          "fitted there would train on the frames results are reported on"), line
     assert not out.exists()
+
+
+def test_the_record_holds_the_seed_and_the_stamp_of_the_input_and_drops_its_run_state(tmp_path):
+    """A calibrated file kept its input's run state and its release stamp (version 0.8,
+    its recipe and operating point), which describe other weights, and its record lacked
+    the seed that chose the frames: a run could not be reproduced from the file."""
+    root = _point_dataset(tmp_path / "d")
+    stamp = {"version": "0.8", "recipe": {"calibration": "irstd calibrate ..."}, "operating_point": {"threshold": 0.95}}
+    src = save_checkpoint(tmp_path / "m.safetensors", build_model(named_config("tiny")),
+                          CheckpointInfo(named_config("tiny"), extra={**stamp, "train_state": {"epoch": 3}}))
+    calibrate(CalibrationConfig(src, tmp_path / "cal.safetensors", ((root, "train"),), frames=3, seed=5))
+    _, info, _ = load_checkpoint(tmp_path / "cal.safetensors")
+    record = info.extra["calibration"]
+    assert (record["seed"], record["frames_per_source"], record["frames"]) == (5, 3, 3)
+    assert record["stamp_before"] == stamp
+    assert not {"version", "recipe", "operating_point", "train_state"} & set(info.extra)

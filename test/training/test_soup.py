@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _support.checkpoints import diverged_checkpoint
 from _support.cli import one_error_line, run_cli
 from _support.files import unwritable_folder
 from safetensors import SafetensorError
@@ -115,9 +116,8 @@ def test_a_different_network_is_named_by_the_fields_that_differ(tmp_path):
 def test_soup_refuses_a_parent_with_non_finite_weights(tmp_path):
     _checkpoint(tmp_path / "a.safetensors")
     model = _checkpoint(tmp_path / "b.safetensors", seed=1)
-    with torch.no_grad():
-        model.head.weight.view(-1)[0] = float("nan")
-    save_checkpoint(tmp_path / "b.safetensors", model, CheckpointInfo(named_config("tiny"), NORM, 0.3))
+    diverged_checkpoint(tmp_path / "b.safetensors", model, CheckpointInfo(named_config("tiny"), NORM, 0.3),
+                        "head.weight", float("nan"))
     with pytest.raises(CheckpointError, match="b.safetensors has non-finite values in tensor head.weight"):
         soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"), tmp_path / "s.safetensors"))
     assert not (tmp_path / "s.safetensors").exists()
@@ -235,3 +235,17 @@ def test_two_piece_calibrated_parents_are_averaged_without_their_knees(tmp_path,
     for key, value in model.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(value, sum(s[key] for s in parents) / 3)
+
+
+def test_an_average_of_parents_at_other_thresholds_says_whose_it_took(tmp_path, caplog):
+    """The first parent's thresholds are the average's; parents at others were averaged
+    without a word, and the first's hand-stamped operating point was carried over."""
+    _checkpoint(tmp_path / "a.safetensors", extra={"operating_point": {"threshold": 0.95}})
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "b.safetensors", build_model(named_config("tiny")),
+                    CheckpointInfo(named_config("tiny"), NORM, 0.2))
+    with caplog.at_level("WARNING"):
+        soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"), tmp_path / "s.safetensors"))
+    _, info, _ = load_checkpoint(tmp_path / "s.safetensors")
+    assert info.threshold == 0.3 and "operating_point" not in info.extra
+    assert "takes" in caplog.text and str(tmp_path / "b.safetensors") in caplog.text
