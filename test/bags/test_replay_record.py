@@ -428,27 +428,18 @@ def test_a_full_queue_drops_and_counts_messages_and_closing_writes_the_queued(
     assert "3 message(s) were dropped, not written to" in caplog.text and "/img: 3" in caplog.text
 
 
-def test_a_write_that_fails_on_the_bag_s_thread_while_closing_fails_the_recording(
-    tmp_path, monkeypatch
-):
-    """A message queued, not yet written when the recording stops, whose write then fails:
-    ``record`` must raise, not report the recording done (and no empty bag is left)."""
+def _record_on(monkeypatch, node, disk) -> None:
+    """``record`` on the fake ``node`` (no rclpy session), its bag's ``write_raw`` replaced
+    by ``disk(real_write_raw)``."""
     from contextlib import contextmanager
 
     from irstd_ros.bags import record as record_module
 
-    node = _FakeNode()
-    with BagReader(make_bag(tmp_path / "src", frames=2)) as r:
-        raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
     real_init = Recorder.__init__
 
     def init(self, *args, **kwargs):
         real_init(self, *args, **kwargs)
-
-        def disk_full(*args):
-            raise OSError(28, "No space left on device")
-
-        monkeypatch.setattr(self._bag, "write_raw", disk_full)
+        monkeypatch.setattr(self._bag, "write_raw", disk(self._bag.write_raw))
 
     @contextmanager
     def session(name):
@@ -457,6 +448,26 @@ def test_a_write_that_fails_on_the_bag_s_thread_while_closing_fails_the_recordin
     monkeypatch.setattr(Recorder, "__init__", init)
     monkeypatch.setattr(record_module, "ros_session", session)
     monkeypatch.setattr(record_module, "ros_ok", lambda: True)
+
+
+def test_a_write_that_fails_on_the_bag_s_thread_while_closing_fails_the_recording(
+    tmp_path, monkeypatch
+):
+    """A message queued, not yet written when the recording stops, whose write then fails:
+    ``record`` must raise, not report the recording done (and no empty bag is left)."""
+
+    from irstd_ros.bags import record as record_module
+
+    node = _FakeNode()
+    with BagReader(make_bag(tmp_path / "src", frames=2)) as r:
+        raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
+    def disk_full(real):
+        def write(*args):
+            raise OSError(28, "No space left on device")
+
+        return write
+
+    _record_on(monkeypatch, node, disk_full)
 
     def messages_then_stop() -> bool:  # after _wait's look at the error: the write fails later
         for raw in raws:
@@ -475,7 +486,6 @@ def test_a_write_that_fails_on_the_bag_s_thread_while_closing_fails_the_recordin
 def test_record_returns_its_dropped_messages_without_logging_them_too(tmp_path, monkeypatch, caplog):
     """``irstd record`` prints ``stats.dropped``: ``record`` does not log the same summary
     (``Recorder.close`` does for its other callers, and for a recording that failed)."""
-    from contextlib import contextmanager
 
     from irstd_ros.bags import record as record_module
 
@@ -483,25 +493,14 @@ def test_record_returns_its_dropped_messages_without_logging_them_too(tmp_path, 
     with BagReader(make_bag(tmp_path / "src", frames=3)) as r:
         raws = [raw for _, _, _, raw in r.raw_messages([IMAGE_TOPIC])]
     gate = threading.Event()
-    real_init = Recorder.__init__
-
-    def init(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        real = self._bag.write_raw
-
-        def slow(*args):  # the disk: busy with the first message until all have arrived
+    def slow_disk(real):
+        def write(*args):  # the disk: busy with the first message until all have arrived
             gate.wait(10.0)
             real(*args)
 
-        monkeypatch.setattr(self._bag, "write_raw", slow)
+        return write
 
-    @contextmanager
-    def session(name):
-        yield node
-
-    monkeypatch.setattr(Recorder, "__init__", init)
-    monkeypatch.setattr(record_module, "ros_session", session)
-    monkeypatch.setattr(record_module, "ros_ok", lambda: True)
+    _record_on(monkeypatch, node, slow_disk)
 
     def messages_then_stop() -> bool:
         for raw in raws:
