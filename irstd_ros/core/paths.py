@@ -68,17 +68,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` (same folder, same suffix, so writers that go by
     the suffix still work) for the block to write; renamed onto ``path`` when the block
     ends, removed when it fails. A reader sees the old file or the new one, never half of
-    one, and a failure leaves no temporary file nor a changed old one."""
+    one, and a failure leaves no temporary file nor a changed old one. The file is synced
+    to disk before the rename and its folder after it, so a crash or power cut also leaves
+    one of the two whole."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
         if tmp.is_file():  # some writers (safetensors) create theirs private (0600)
             tmp.chmod(default_file_mode())
+            _fsync(tmp)  # the data on disk before the name points at it
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    # the rename itself on disk: a power cut after this leaves the new file, not the old
+    # one or, on some filesystems, an empty one. Not every filesystem syncs a directory.
+    with contextlib.suppress(OSError):
+        _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a directory) to its device."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

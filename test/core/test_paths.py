@@ -91,6 +91,44 @@ def test_atomic_path_keeps_the_suffix_and_replaces_only_when_the_block_succeeds(
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
 
 
+def test_atomic_path_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """A crash right after the rename must find the new data on disk: the temporary file
+    is fsynced before it takes the name, and the folder (the rename) after."""
+    report = tmp_path / "report.json"
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, Path.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(self: Path, target: Path) -> Path:
+        events.append(f"replace {self.name}")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Path, "replace", replace)
+    with atomic_path(report) as tmp:
+        tmp.write_text("new")
+    assert events == [f"fsync {tmp}", f"replace {tmp.name}", f"fsync {tmp_path}"]
+    assert report.read_text() == "new"
+
+
+def test_atomic_path_survives_a_folder_that_cannot_be_synced(tmp_path, monkeypatch):
+    """Some filesystems refuse fsync on a directory: the file is still written."""
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(22, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "a.txt").read_text() == "x"
+
+
 def test_a_matplotlib_figure_saved_through_atomic_path_is_a_png(tmp_path):
     import matplotlib
 

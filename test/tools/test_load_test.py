@@ -392,6 +392,19 @@ def test_min_fps_is_the_answer_rate():
     assert load_test.apply_goals(failed, zero_drops=True, min_fps=30.0)["ok"] is False
 
 
+def test_min_fps_passes_a_run_that_answered_every_frame_of_a_camera_at_that_rate():
+    """A 10-minute soak at 30 Hz answered all 18000 frames and failed --min-fps 30 with
+    'answered 30.00 Hz < 30 Hz': the run lasts a little over 18000 periods. One frame of
+    slack over the run; a frame fewer than that still fails."""
+    elapsed = 600.0001244
+    every = _goal_result(sent=18000, answered=18000, elapsed_s=elapsed,
+                         sent_hz=18000 / elapsed, answered_hz=18000 / elapsed)
+    assert load_test.apply_goals(every, min_fps=30.0)["checks"]["min_fps"] is True
+    short = _goal_result(sent=18000, answered=17998, elapsed_s=elapsed,
+                         sent_hz=18000 / elapsed, answered_hz=17998 / elapsed)
+    assert load_test.apply_goals(short, min_fps=30.0)["checks"]["min_fps"] is False
+
+
 def test_a_goal_missed_fails_the_command_with_the_reason(capsys, monkeypatch):
     monkeypatch.setattr(load_test, "run_load_test",
                         lambda *_a, **_k: {**_goal_result(dropped_superseded=5), "node_log": "/nonexistent/node.log"})
