@@ -249,6 +249,24 @@ def check_output_dir(path: Path | None, option: str) -> None:
         raise ConfigError(f"{option} {reason}")
 
 
+def check_output_outside_datasets(path: Path | None, option: str) -> None:
+    """:class:`ConfigError` up front when the output folder ``path`` is, or lies inside, a
+    dataset folder: one holding the folders the dataset reader reads
+    (:data:`~irstd_ros.data.datasets.DATA_DIRS`, ``images/`` and ``masks/``), where a report
+    would be mixed into the data (None: nothing to check)."""
+    if path is None:
+        return
+    from irstd_ros.data.datasets import DATA_DIRS  # torch: only when an output is checked
+
+    resolved = path.resolve()
+    for folder in (resolved, *resolved.parents):
+        if all((folder / d).is_dir() for d in DATA_DIRS):
+            where = "is" if folder == resolved else "lies inside"
+            held = " and ".join(f"{d}/" for d in DATA_DIRS)
+            raise ConfigError(f"{option} {path} {where} the dataset folder {folder} (it holds {held}); "
+                              "give a path outside datasets")
+
+
 def network_options_given(args: argparse.Namespace) -> list[str]:
     """The options naming a network that were given: ``--weights``, a ``--backend`` other
     than ``auto``."""

@@ -17,6 +17,7 @@ from irstd_ros.cli._options import (
     check_distinct_paths,
     check_network_options,
     check_output_dir,
+    check_output_outside_datasets,
     positive_float,
     positive_int,
     probability,
@@ -94,8 +95,10 @@ def config_from_args(args: argparse.Namespace) -> EnvelopeConfig:
 
 
 def format_snr_at_pd90(row: dict) -> str:
-    """A summary row's SNR for Pd 0.9 as a bound where the grid bounds it: ``<= 2.0`` (met
-    at the lowest grid SNR), ``> 30`` (not met by the highest), else the interpolated value."""
+    """A summary row's SNR from which Pd stays at 0.9 or above
+    (:func:`~irstd_ros.evaluation.envelope.snr_at_pd`), as a bound where the grid bounds it:
+    ``<= 2.0`` (met at every grid SNR, the lowest included), ``> 30`` (not met at the
+    highest), else the interpolated value."""
     snr = row["snr_at_pd90"]
     if snr is None:
         top = row.get("grid_top_snr")
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     check_network_options(args)
     # first: --out at the --weights file is named as that input, not only as a file
     check_distinct_paths([(args.out, "--out")], inputs=[(weights_input(args.weights), "--weights")])
+    check_output_outside_datasets(args.out, "--out")
     check_output_dir(args.out, "--out")
     backend, norm, threshold, described = build_scorer(
         EvalConfig(data=Path("."), weights=args.weights, method=args.method, backend=args.backend,

@@ -17,11 +17,14 @@ docs/results.md). Each frame is sent as the camera would: ``mono16`` (the counts
 ``mono8`` (a linear AGC) or ``32FC1`` (a float radiometric image at another gain and
 offset). The detector sees it through the checkpoint's normalisation at full
 resolution, and the report gives Pd per (scene, encoding, size, SNR), false targets per
-frame, and the SNR at which Pd reaches 0.9 (linear interpolation on the grid).
+frame, and the SNR from which Pd stays at or above 0.9 (:func:`snr_at_pd`). Each cell's
+frames are drawn from the run's seed and the cell's own values (:func:`cell_rng`), so a
+cell gives the same figures in any grid that holds it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -179,25 +182,37 @@ def envelope_frame(
 
 
 def snr_at_pd(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> float | None:
-    """Smallest SNR where Pd reaches ``goal`` (interpolated between grid points in SNR
-    order, whatever order they come in), None if not within the grid (not by its top SNR:
-    nothing is known above it). Where the lowest grid SNR already
-    reaches it, that SNR is returned: an upper bound (:func:`reached_below_grid`)."""
+    """The SNR from which Pd stays at or above ``goal``: the lowest grid SNR at which Pd
+    reaches it and at every higher grid SNR too (in SNR order, whatever order the grid
+    comes in), interpolated linearly from the grid SNR just below it, which fails. A pass
+    followed by a failure higher up (noise) does not count. None when the top SNR fails
+    (nothing is known above it). Where every grid SNR reaches it, the lowest is returned:
+    an upper bound (:func:`reached_below_grid`)."""
     pairs = sorted(zip(snrs, pds))
-    for i, (s, p) in enumerate(pairs):
-        if p >= goal:
-            if i == 0:
-                return s
-            s0, p0 = pairs[i - 1]
-            return s0 + (goal - p0) / (p - p0) * (s - s0)
-    return None
+    lasting = len(pairs)  # index of the lowest point from which every point passes
+    while lasting > 0 and pairs[lasting - 1][1] >= goal:
+        lasting -= 1
+    if lasting == len(pairs):
+        return None
+    s, p = pairs[lasting]
+    if lasting == 0:
+        return s
+    s0, p0 = pairs[lasting - 1]
+    return s0 + (goal - p0) / (p - p0) * (s - s0)
 
 
 def reached_below_grid(snrs: list[float], pds: list[float], goal: float = PD_GOAL) -> bool:
-    """Whether Pd already reaches ``goal`` at the lowest grid SNR (so :func:`snr_at_pd` is
-    only an upper bound: the grid says nothing below it)."""
-    pairs = sorted(zip(snrs, pds))
-    return bool(pairs) and pairs[0][1] >= goal
+    """Whether Pd reaches ``goal`` at every grid SNR, the lowest included (so
+    :func:`snr_at_pd` is only an upper bound: the grid says nothing below it)."""
+    return bool(pds) and all(p >= goal for p in pds)
+
+
+def cell_rng(seed: int, *identity: str | float | int) -> np.random.Generator:
+    """A generator seeded by ``seed`` and a cell's own values (scene, size, SNR, frame,
+    encoding), hashed stably (SHA-256 of their text, not Python's salted ``hash()``): a
+    cell draws the same frames whichever other cells the grid holds, in every process."""
+    digest = hashlib.sha256(repr(identity).encode()).digest()
+    return np.random.default_rng([seed, *np.frombuffer(digest, np.uint32).tolist()])
 
 
 def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeConfig) -> dict[str, Any]:
@@ -206,15 +221,15 @@ def run_envelope(backend: Backend, norm: Any, threshold: float, cfg: EnvelopeCon
     cells: list[dict[str, Any]] = []
     asked = cfg.frames * cfg.targets_per_frame  # per cell
     false: dict[tuple[str, str], MetricAccumulator] = {}
-    for si, scene in enumerate(cfg.scenes):
-        for zi, size in enumerate(cfg.sizes):
-            for ni, snr in enumerate(cfg.snrs):
+    for scene in cfg.scenes:
+        for size in cfg.sizes:
+            for snr in cfg.snrs:
                 per_enc = {e: MetricAccumulator() for e in cfg.encodings}
+                cell = (scene, str(size), float(snr))  # by value: 30 and 30.0 are one cell
                 for f in range(cfg.frames):
-                    rng = np.random.default_rng([cfg.seed, si, zi, ni, f])
-                    counts, truth = envelope_frame(cfg, scene, size, snr, rng)
+                    counts, truth = envelope_frame(cfg, scene, size, snr, cell_rng(cfg.seed, *cell, f))
                     for enc in cfg.encodings:
-                        frame = render_encoding(counts, enc, rng)
+                        frame = render_encoding(counts, enc, cell_rng(cfg.seed, *cell, f, enc))
                         prob = backend.predict(normalize(frame, norm))
                         prob = finite_probabilities(prob, f"{scene} {enc} frame {f}")
                         pred = prob > threshold

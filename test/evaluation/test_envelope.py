@@ -53,6 +53,18 @@ def test_snr_at_pd_interpolates_and_says_never():
     assert snr_at_pd([30, 2, 4], [1.0, 0.1, 0.95]) == pytest.approx(2 + 0.8 / 0.85 * 2)
 
 
+def test_snr_at_pd_is_where_pd_stays_above_the_goal_not_its_first_pass():
+    """A pass at SNR 4 then a failure at 6 (noise): Pd 0.9 lasts only from between 6 and 8."""
+    snrs, pds = [2, 4, 6, 8, 12], [0.5, 0.92, 0.85, 0.95, 1.0]
+    assert snr_at_pd(snrs, pds) == pytest.approx(6 + 0.05 / 0.1 * 2)
+    assert not reached_below_grid(snrs, pds)
+    # the lowest SNR passes but a higher one fails: not below the grid either
+    assert snr_at_pd([2, 4, 8], [0.95, 0.8, 0.92]) == pytest.approx(4 + 0.1 / 0.12 * 4)
+    assert not reached_below_grid([2, 4, 8], [0.95, 0.8, 0.92])
+    # passes below, the top fails: not reached within the grid
+    assert snr_at_pd([2, 4, 8], [0.95, 1.0, 0.7]) is None
+
+
 def test_a_goal_reached_at_the_lowest_grid_snr_is_marked_an_upper_bound():
     assert reached_below_grid([4, 2], [1.0, 0.95]) and snr_at_pd([4, 2], [1.0, 0.95]) == 2
     assert not reached_below_grid([2, 4], [0.5, 1.0])
@@ -99,6 +111,36 @@ def test_report_grid_and_files(tmp_path):
     files = write_envelope(report, tmp_path, "oracle")
     assert json.loads(files[0].read_text())["config"]["width"] == 160
     assert files[1].stat().st_size > 5000
+
+
+def test_a_cell_draws_the_same_frames_in_any_grid_that_holds_it():
+    """``--snrs 30`` alone and ``--snrs 8 30``, ``--sizes 25`` alone and with ``point``: the
+    shared cells see the very same frames (seeded by their values, not their place)."""
+    seen: list[np.ndarray] = []
+
+    class Recorder(OracleBackend):
+        def predict(self, x):
+            seen.append(x.copy())
+            return super().predict(x)
+
+    def run(cfg):
+        """The report, and the detector's input by (scene, size, SNR, frame, encoding)."""
+        seen.clear()
+        report = run_envelope(Recorder(), InputNorm(kind="robust", background=32), 0.5, cfg)
+        keys = [(scene, size, snr, f, enc) for scene in cfg.scenes for size in cfg.sizes
+                for snr in cfg.snrs for f in range(cfg.frames) for enc in cfg.encodings]
+        return report, dict(zip(keys, seen, strict=True))
+
+    base = dict(width=128, height=96, targets_per_frame=2, frames=2, scenes=("flat", "cloud"),
+                encodings=("mono8", "32FC1"))
+    full, full_frames = run(EnvelopeConfig(snrs=(8.0, 30.0), sizes=(POINT, "25"), **base))
+    part, part_frames = run(EnvelopeConfig(snrs=(30.0,), sizes=("25",), **base))
+    assert len(part_frames) == 2 * 2 * 2
+    for key, frame in part_frames.items():
+        np.testing.assert_array_equal(frame, full_frames[key], err_msg=str(key))
+    cells = {(c["scene"], c["encoding"], c["size"], c["snr"]): c for c in full["cells"]}
+    for c in part["cells"]:
+        assert c == cells[(c["scene"], c["encoding"], c["size"], c["snr"])]
 
 
 @pytest.mark.parametrize("seed", range(6))
