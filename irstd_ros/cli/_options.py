@@ -33,6 +33,7 @@ from irstd_ros.errors import ConfigError
 __all__ = [
     "DATA_HELP",
     "MASK_SUFFIX_HELP",
+    "MASK_SUFFIX_METAVAR",
     "OWN_THRESHOLD_HELP",
     "PlainHelpFormatter",
     "PlainHelpParser",
@@ -53,6 +54,7 @@ __all__ = [
     "check_output_dir",
     "check_output_file",
     "describe_options",
+    "mask_suffixes",
     "non_negative_float",
     "non_negative_int",
     "plain_text",
@@ -68,6 +70,7 @@ __all__ = [
 DATA_HELP = "dataset folder: images/ and masks/, and split lists"
 SPLIT_HELP = "split list name, or 'all' for every image of a folder without lists (default: %(default)s)"
 MASK_SUFFIX_HELP = "generic layout: a mask is named <image stem><suffix>"
+MASK_SUFFIX_METAVAR = "[NAME=]SUFFIX"  # a repeatable --mask-suffix of datasets by name (mask_suffixes)
 # --threshold beside --method (eval, envelope)
 OWN_THRESHOLD_HELP = ("detection threshold, a probability in (0, 1) (default: the checkpoint's own; "
                       "0.5 with --method tophat)")
@@ -237,6 +240,32 @@ def check_distinct_paths(
         if key in seen:
             raise ConfigError(f"{option} {path} is also {seen[key]}; give another path")
         seen[key] = option
+
+
+def mask_suffixes(
+    values: Sequence[str] | None, names: Sequence[str], option: str = "--mask-suffix"
+) -> tuple[str, dict[str, str]]:
+    """The values of a repeatable ``option`` (:data:`MASK_SUFFIX_METAVAR`) read: the suffix
+    of every dataset (``SUFFIX``, default ``""``) and those of single datasets
+    (``NAME=SUFFIX``, NAME one of ``names``), each given once at most. A
+    :class:`ConfigError` names an unknown NAME with the valid ones, or what was given twice."""
+    every: str | None = None
+    single: dict[str, str] = {}
+    for value in values or ():
+        name, sep, suffix = value.partition("=")
+        if not sep:
+            if every is not None:
+                raise ConfigError(f"{option} {every!r} and {value!r}: give one suffix for every dataset, "
+                                  "or NAME=SUFFIX for one")
+            every = value
+        elif name not in names:
+            raise ConfigError(f"{option} {value!r}: no dataset named {name!r}; "
+                              f"NAME is one of {', '.join(names)}")
+        elif name in single:
+            raise ConfigError(f"{option} {name}= given twice ({single[name]!r} and {suffix!r}); give it once")
+        else:
+            single[name] = suffix
+    return every or "", single
 
 
 def check_output_dir(path: Path | None, option: str) -> None:

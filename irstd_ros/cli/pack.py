@@ -8,14 +8,17 @@ from pathlib import Path
 
 from irstd_ros.cli._options import (
     MASK_SUFFIX_HELP,
+    MASK_SUFFIX_METAVAR,
     check_datasets_found,
     check_distinct_paths,
     check_output_file,
+    mask_suffixes,
     non_negative_int,
     positive_int,
 )
 from irstd_ros.data.pack import (
     CROP,
+    DATASETS,
     DEFAULT_NUDT,
     DEFAULT_OUT,
     DEFAULT_SIRST,
@@ -41,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output .npz (default: {DEFAULT_OUT})")
     p.add_argument("--nudt", type=Path, default=DEFAULT_NUDT, help=f"NUDT-SIRST root (default: {DEFAULT_NUDT})")
     p.add_argument("--sirst", type=Path, default=DEFAULT_SIRST, help=f"SIRST-v2 root (default: {DEFAULT_SIRST})")
-    p.add_argument("--mask-suffix", default="", help=f"{MASK_SUFFIX_HELP} (of both datasets; default: none)")
+    p.add_argument("--mask-suffix", action="append", metavar=MASK_SUFFIX_METAVAR,
+                   help=f"{MASK_SUFFIX_HELP}: SUFFIX of both datasets, NAME=SUFFIX of one "
+                   f"(NAME: {', '.join(DATASETS)}); repeatable (default: none)")
     p.add_argument("--no-nudt", action="store_true", help="leave NUDT-SIRST out")
     p.add_argument("--no-sirst", action="store_true", help="leave SIRST-v2 out")
     p.add_argument("--no-nudt-test", action="store_true",
@@ -67,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")  # before reading the datasets
     if args.no_nudt and args.no_nudt_test:  # it would be ignored: there is no NUDT-SIRST test to leave out
         raise ConfigError("--no-nudt-test with --no-nudt: NUDT-SIRST is left out whole; give one")
-    roots = [(root, option) for root, option, left_out in
-             ((args.nudt, "--nudt", args.no_nudt), (args.sirst, "--sirst", args.no_sirst)) if not left_out]
+    suffix, suffixes = mask_suffixes(args.mask_suffix, DATASETS)
+    left_out = {"nudt": args.no_nudt, "sirst": args.no_sirst}
+    for name in suffixes:
+        if left_out[name]:  # it would be ignored
+            raise ConfigError(f"--mask-suffix {name}=... with --no-{name}: that dataset is left out; give one")
+    roots = [(root, option) for root, option, left in
+             ((args.nudt, "--nudt", args.no_nudt), (args.sirst, "--sirst", args.no_sirst)) if not left]
     check_datasets_found(roots)
     check_distinct_paths([(args.out, "--out")], inputs=[*roots, *((f, "--hard") for f in args.hard)])
     cfg = PackConfig(
@@ -77,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         sirst=None if args.no_sirst else args.sirst,
         crop=args.crop, target_crops=args.target_crops, random_crops=args.random_crops, seed=args.seed,
         nudt_splits=("train",) if args.no_nudt_test else NUDT_SPLITS, hard=tuple(args.hard),
-        sirst_frames=args.sirst_frames, mask_suffix=args.mask_suffix,
+        sirst_frames=args.sirst_frames, mask_suffix=suffix, mask_suffixes=suffixes,
     )
     print(json.dumps(build_pack(cfg)))
     return 0

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Writes the weighted average of two or more checkpoints of one network "
         "(a model soup). Average uncalibrated runs, then run irstd calibrate on the result.",
     )
-    p.add_argument("weights", type=Path, nargs="+", help="checkpoint files (at least two)")
+    p.add_argument("weights", type=Path, nargs="+", help="checkpoint files (at least two different ones)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (the average)")
     p.add_argument("--coefficients", type=positive_float, nargs="+", metavar="C",
                    help="one per checkpoint, summing to 1 (default: equal)")

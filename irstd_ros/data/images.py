@@ -8,27 +8,31 @@ Every image becomes one channel in the file's own units, never rescaled:
 | ``I;16``/``I;16B``/``I;16L`` (16-bit PNG, TIFF), ``I`` within 0..65535 | uint16 |
 | ``I`` outside 0..65535 | int32 (uint32 for an unsigned file): every count exact |
 | ``F`` | float32 |
-| ``RGB``, ``RGBA`` (alpha ignored), ``P``/``PA`` (palette → colours, never indices), ``CMYK``, ``YCbCr`` | uint8 BT.601 luma |
+| ``RGB``, ``RGBA`` (alpha ignored), ``P``/``PA`` (palette → colours, never indices), ``CMYK`` | uint8 BT.601 luma |
+| ``YCbCr`` (an uncompressed TIFF; any Pillow: :func:`~irstd_ros.core.pillow.declare_ycbcr_tiff`) | uint8 Y, its BT.601 luma |
 
 ``I`` is 32-bit signed or unsigned (a uint32 TIFF keeps its values 2**31 and above).
 Anything else, a file that cannot be decoded, a float image with a NaN or infinite
 pixel, a 16-bit colour or grey+alpha file (Pillow would keep only its high bytes), a
-signed 8-bit TIFF (Pillow would read -1 as 255), or a file of several frames (a TIFF
-stack, an animated PNG) raises :class:`DatasetError` naming the file: nothing is
-silently misread. A file whose EXIF ``Orientation`` says its
+signed 8-bit TIFF (Pillow would read -1 as 255; 9.0 cannot read it), an uncompressed
+YCbCr TIFF with subsampled chroma (Pillow cannot read it), or a file of
+several frames (a TIFF stack, an animated PNG) raises :class:`DatasetError` naming the
+file: nothing is silently misread. A file whose EXIF ``Orientation`` says its
 pixels are stored turned or mirrored is read as viewers show it (as ``ImageOps.exif_transpose``),
 the same for an image and its mask; a TIFF with one is refused (Pillow misreads it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from irstd_ros.core.normalization import to_grey
-from irstd_ros.core.pillow import TRANSPOSE
+from irstd_ros.core.pillow import TRANSPOSE, declare_ycbcr_tiff, tiff_tags
 from irstd_ros.errors import DatasetError
 
 GREY_MODES = ("L", "1")
@@ -37,7 +41,9 @@ COLOUR_MODES = ("RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
 RGB_CONVERTED_MODES = ("CMYK", "YCbCr", "LAB", "HSV")  # read_mask: as RGB (black: Cb, Cr 128)
 SUPPORTED_MODES = (*GREY_MODES, "LA", *SIXTEEN_BIT_MODES, "I", "F", *COLOUR_MODES)
 UINT16_MAX = 65535
-TIFF_SAMPLE_FORMAT = 339  # the tag; 2: signed integers
+TIFF_BITS_PER_SAMPLE = 258  # the tags
+TIFF_SAMPLE_FORMAT = 339  # 2: signed integers
+TIFF_YCBCR_SUBSAMPLING = 530  # (1, 1): chroma at full resolution
 UNSIGNED_32_RAW_MODES = ("I;32", "I;32N", "I;32L", "I;32B")  # Pillow's raw modes of uint32 files
 # Pillow's default MAX_IMAGE_PIXELS (about 89 Mpx, 1024**3 / 4 / 3): files of over twice it
 # are refused (decompression bombs) also where a program switched Pillow's check off (None)
@@ -74,8 +80,24 @@ def _open(path: Path) -> tuple[Image.Image, bool]:
     except Image.DecompressionBombError as exc:  # over twice Image.MAX_IMAGE_PIXELS
         raise DatasetError(f"{path}: too many pixels to read ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        tags = tiff_tags(path) if isinstance(exc, UnidentifiedImageError) else None
+        if tags is not None:  # Pillow 9.0 cannot identify a signed 8-bit TIFF: say so
+            _check_signed(tags, path)
         raise DatasetError(f"{path}: not a readable image ({exc})") from None
     return prepare_image(im, path)
+
+
+def _as_tuple(value: object) -> tuple[object, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _check_signed(tags: Mapping[int, Any], name: str | Path) -> None:
+    """:class:`DatasetError` when TIFF ``tags`` declare signed samples of 8 bits or fewer
+    (Pillow reads -1 as 255; 9.0 cannot identify the file). Signed 16- and 32-bit ones
+    are read as signed (mode ``I``)."""
+    bits = [b for b in _as_tuple(tags.get(TIFF_BITS_PER_SAMPLE, 1)) if isinstance(b, int)]
+    if 2 in _as_tuple(tags.get(TIFF_SAMPLE_FORMAT, ())) and max(bits, default=1) <= 8:
+        raise DatasetError(f"{name}: signed 8-bit pixels are not supported; save it as 8- or 16-bit unsigned")
 
 
 def prepare_image(
@@ -113,11 +135,17 @@ def _prepare(im: Image.Image, name: str | Path, orient: bool) -> tuple[Image.Ima
                 f"{name}: 16-bit pixels ({wide[0]}) that Pillow would read as 8-bit {im.mode}; "
                 "save it as 16-bit greyscale (one channel)"
             )
-        sample_format = getattr(im, "tag_v2", {}).get(TIFF_SAMPLE_FORMAT, ())
-        signed = 2 in (sample_format if isinstance(sample_format, tuple) else (sample_format,))
-        if signed and im.mode not in ("I", "F"):
-            # Pillow reads signed 8-bit TIFF pixels as unsigned: -1 as 255
-            raise DatasetError(f"{name}: signed 8-bit pixels are not supported; save it as 8- or 16-bit unsigned")
+        tags = getattr(im, "tag_v2", {})
+        _check_signed(tags, name)
+        declare_ycbcr_tiff(im)  # before Pillow 10.1: opened as RGB, four bytes a pixel out of three
+        # no tag: full resolution, as Pillow reads it (the TIFF spec's default is (2, 2))
+        subsampling = _as_tuple(tags.get(TIFF_YCBCR_SUBSAMPLING, (1, 1)))
+        if im.mode == "YCbCr" and im.format == "TIFF" and subsampling != (1, 1):
+            # Pillow's raw decoder reads every pixel's chroma; libtiff (compressed files) alone upsamples
+            raise DatasetError(
+                f"{name}: an uncompressed YCbCr TIFF with subsampled chroma {subsampling}, which "
+                "Pillow cannot read; save it as RGB or greyscale"
+            )
         unsigned32 = any(m in UNSIGNED_32_RAW_MODES for m in _raw_modes(im))
         orientation = im.getexif().get(EXIF_ORIENTATION, 1) if orient else 1
         turn = EXIF_TRANSPOSE.get(orientation)
@@ -185,6 +213,8 @@ def image_pixels(im: Image.Image, unsigned32: bool, name: str | Path) -> np.ndar
         return np.array(arr)
     if mode == "F":
         return _finite(np.asarray(im, dtype=np.float32), name)
+    if mode == "YCbCr":  # Y is the luma (BT.601, as JPEG's): not rounded through RGB
+        return np.asarray(im.getchannel("Y"))
     if mode in COLOUR_MODES:
         rgb = im.convert("RGBA" if mode in ("P", "PA", "RGBA") else "RGB")
         return to_grey(np.asarray(rgb))
@@ -194,18 +224,23 @@ def image_pixels(im: Image.Image, unsigned32: bool, name: str | Path) -> np.ndar
 
 
 LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")  # compression noise would be read as target
+# of a TIFF, by Pillow's names (its ``info["compression"]``): what a refusal calls them
+LOSSY_TIFF_COMPRESSIONS = {"jpeg": "JPEG", "tiff_jpeg": "old-style JPEG", "webp": "WebP"}
 
 
 def read_mask(path: str | Path) -> np.ndarray:
     """A target mask as bool (H, W): a pixel non-zero in any colour channel (of RGB: a
     CMYK, YCbCr, LAB or HSV file is converted first), and not transparent where the file
-    has alpha, is target. Lossy files are refused."""
+    has alpha, is target. Lossy files (JPEG, WebP, a JPEG- or WebP-compressed TIFF) are refused."""
     path = Path(path)
     im, unsigned32 = _open(path)
     with im:
-        if im.format in LOSSY_FORMATS:
+        compression = im.info.get("compression") if im.format == "TIFF" else None
+        compression = compression if compression in LOSSY_TIFF_COMPRESSIONS else None
+        if im.format in LOSSY_FORMATS or compression:
+            what = f"{LOSSY_TIFF_COMPRESSIONS[compression]}-compressed TIFF" if compression else im.format
             raise DatasetError(
-                f"{path}: a {im.format} mask is lossy (its compression noise would be read as "
+                f"{path}: a {what} mask is lossy (its compression noise would be read as "
                 "target); save masks losslessly, e.g. as PNG"
             )
         if im.mode in ("P", "PA"):

@@ -49,6 +49,7 @@ DEFAULT_NUDT = Path("../shared/data/NUDT-SIRST")
 DEFAULT_SIRST = Path("../shared/data/SIRST-v2")
 DEFAULT_OUT = Path("out/pack/irstd_pack.npz")
 NUDT_SPLITS = ("train", "test")
+DATASETS = ("nudt", "sirst")  # what a pack reads, by the names of its groups (and of --mask-suffix NAME=)
 SIRST_SPLIT = "train"
 CROP = 256
 # the largest crop side: the crops are training windows (the network trains at 256), and each
@@ -205,6 +206,13 @@ class PackConfig:
     hard: tuple[Path, ...] = ()  # mined files (irstd mine) of SIRST-v2 train: group sirst_hard
     sirst_frames: bool = False  # SIRST-v2 train whole as well: group sirst_train (irstd train's data)
     mask_suffix: str = ""  # of both datasets: a mask is named <image stem><mask_suffix>
+    # of one dataset, by its name in DATASETS (NUDT-SIRST and SIRST-v2 copies may name masks
+    # differently), in place of mask_suffix
+    mask_suffixes: dict[str, str] = field(default_factory=dict)
+
+    def suffix_of(self, dataset: str) -> str:
+        """The mask suffix of ``dataset`` (a name of :data:`DATASETS`)."""
+        return self.mask_suffixes.get(dataset, self.mask_suffix)
 
 
 def build_pack(cfg: PackConfig) -> dict:
@@ -215,15 +223,18 @@ def build_pack(cfg: PackConfig) -> dict:
     splits = list(cfg.nudt_splits)
     if any(s not in NUDT_SPLITS for s in splits) or len(set(splits)) < len(splits) or (cfg.nudt and not splits):
         raise ConfigError(f"nudt_splits must be some of {', '.join(NUDT_SPLITS)}, got {splits}")
+    unknown = sorted(set(cfg.mask_suffixes) - set(DATASETS))
+    if unknown:
+        raise ConfigError(f"mask suffixes of unknown datasets {unknown}; the datasets are {', '.join(DATASETS)}")
     if Path(cfg.out).is_dir():  # before reading the datasets
         raise DatasetError(f"{cfg.out} is a directory; give the pack's file path")
     groups: list[PackGroup] = []
     if cfg.nudt is not None:
         for split in cfg.nudt_splits:
-            groups.append(PackGroup(f"nudt_{split}", folder_items(cfg.nudt, split, cfg.mask_suffix),
+            groups.append(PackGroup(f"nudt_{split}", folder_items(cfg.nudt, split, cfg.suffix_of("nudt")),
                                     {"root": str(cfg.nudt), "split": split, "kind": "full frames"}))
     if cfg.sirst is not None:
-        frames = folder_items(cfg.sirst, SIRST_SPLIT, cfg.mask_suffix)
+        frames = folder_items(cfg.sirst, SIRST_SPLIT, cfg.suffix_of("sirst"))
         if cfg.target_crops or cfg.random_crops:  # none asked for: no crops group
             crops = crop_items(frames, cfg.crop, cfg.target_crops, cfg.random_crops, cfg.seed)
             groups.append(PackGroup("sirst_crops", crops, {

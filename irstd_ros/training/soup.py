@@ -5,9 +5,10 @@ weights is a model of its own, often better than each run and exactly as fast. H
 combines runs of one recipe that trade real-frame false targets against dim points
 (docs/results.md, "Label-keeping distillation").
 
-Every input must hold the same architecture and input normalisation. Floating-point
-tensors (weights and BatchNorm statistics) are averaged with the given coefficients;
-integer buffers (BatchNorm's step counter) are taken from the first input. A Platt
+Every input must hold the same architecture and input normalisation, and be another
+network: a file given twice (by any path) or a copy of one (the same weights) is refused.
+Floating-point tensors (weights and BatchNorm statistics) are averaged with the given
+coefficients; integer buffers (BatchNorm's step counter) are taken from the first input. A Platt
 calibration folded into a head is a weight like any other, so averaging calibrated
 inputs mixes their calibrations: average the uncalibrated runs, then run ``irstd
 calibrate`` on the result. A two-piece calibration's knee (``logit_knee``) is no weight:
@@ -117,6 +118,18 @@ def _check_alike(paths: Sequence[Path], infos: Sequence[CheckpointInfo]) -> None
             raise ConfigError(f"{path} uses a different input normalisation than {paths[0]}")
 
 
+def _check_distinct(paths: Sequence[Path], keys: Sequence[object], relation: str) -> None:
+    """:class:`ConfigError` naming both when two inputs share a key (resolved path, weights
+    digest): averaging a checkpoint with itself weights it twice and records a soup of
+    checkpoints it is not."""
+    seen: dict[object, Path] = {}
+    for path, key in zip(paths, keys):
+        if key in seen:
+            raise ConfigError(f"checkpoint {path} {relation} {seen[key]}; "
+                              "a soup averages different checkpoints, each given once")
+        seen[key] = path
+
+
 def holds_calibration(extra: dict[str, Any]) -> bool:
     """Whether a checkpoint's weights hold a folded calibration: its own, or one of a
     parent's, however deep in a soup of soups (the parents' records keep theirs)."""
@@ -131,19 +144,24 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     """Average the checkpoints of ``config`` into ``config.out``; returns ``extra.soup``."""
     coefficients = soup_coefficients(len(config.weights), config.coefficients)
     paths = [resolve_model_path(w) for w in config.weights]
+    _check_distinct(paths, [p.resolve() for p in paths], "is the same file as")  # before reading any
     loaded = [load_checkpoint(p) for p in paths]
     models, infos = [m for m, _, _ in loaded], [i for _, i, _ in loaded]
     digests = [weights_digest(m, i) for m, i in zip(models, infos)]  # each file's, knee and all
-    for path, model, info in zip(paths, models, infos):
+    kneed = [path for path, info in zip(paths, infos) if info.model.logit_knee]
+    for model, info in zip(models, infos):
         if info.model.logit_knee:
             # a two-piece calibration's knee is no weight to average (each was fit to its own
             # network): left out, as by init_from, so that the result can be calibrated again
             model.knee = None  # type: ignore[assignment]  # out of its state dict and its forward
             info.model = replace(info.model, logit_knee=False)
             model.config = info.model  # type: ignore[assignment]  # what it now is
-            log.warning("%s: its two-piece calibration's knee is left out of the average; "
-                        "calibrate the result (irstd calibrate --two-piece)", path)
     _check_alike(paths, infos)
+    # a copy (its knee aside): the same network twice
+    _check_distinct(paths, [weights_digest(m, i) for m, i in zip(models, infos)], "holds the same weights as")
+    for path in kneed:
+        log.warning("%s: its two-piece calibration's knee is left out of the average; "
+                    "calibrate the result (irstd calibrate --two-piece)", path)
     calibrated = [str(p) for p, i in zip(paths, infos) if holds_calibration(i.extra)]
     if calibrated:
         log.warning("averaging calibrated checkpoints mixes their calibrations (%s hold one, "

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from irstd_ros.core.normalization import GREY_WEIGHTS
 from irstd_ros.data import images
@@ -346,3 +346,78 @@ def test_a_decompression_bomb_is_refused_where_pillows_own_check_is_switched_off
             read(path)
     monkeypatch.setattr(images, "FALLBACK_MAX_PIXELS", 4096)  # at most twice it: read
     assert read_image(path).shape == (64, 64)
+
+
+def test_a_ycbcr_tiff_is_read_as_its_luma_channel(tmp_path):
+    """A YCbCr TIFF's Y is its BT.601 luma: taken through RGB and back it lost a count in
+    some pixels (Y 124 of RGB (200, 100, 50) read as 123)."""
+    ycc = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(ycc, "YCbCr").save(tmp_path / "y.tif")
+    out = read_image(tmp_path / "y.tif")
+    assert out.dtype == np.uint8 and np.array_equal(out, ycc[..., 0])
+
+
+def _as_pillow_9_opens_it(im: Image.Image) -> Image.Image:
+    """``im``, an uncompressed YCbCr TIFF just opened, as Pillow before 10.1 opens it: RGB
+    with raw mode RGBX (four bytes a pixel out of three)."""
+    if im.mode == "YCbCr":  # opened by Pillow 11+ (a property mode, named tiles)
+        im._mode = "RGB"
+        im.tile = [t._replace(args=("RGBX", *t.args[1:])) for t in im.tile]
+    assert im.mode == "RGB" and [t[3][0] for t in im.tile] == ["RGBX"]
+    return im
+
+
+@pytest.mark.parametrize("read", [read_image, read_mask])
+def test_a_ycbcr_tiff_reads_the_same_where_pillow_opens_it_as_rgb(tmp_path, monkeypatch, read):
+    """Pillow 9.0 (ROS Humble's) opened an uncompressed YCbCr TIFF as RGB with raw mode
+    RGBX: 'not a readable image (image file is truncated)', or garbage with
+    ImageFile.LOAD_TRUNCATED_IMAGES."""
+    ycc = np.zeros((4, 6, 3), np.uint8)
+    ycc[..., 1:] = 128  # black
+    ycc[1, 2] = (124, 90, 170)  # a target
+    Image.fromarray(ycc, "YCbCr").save(tmp_path / "y.tif")
+    expected = read(tmp_path / "y.tif")
+    pillow_open = Image.open
+    monkeypatch.setattr(images.Image, "open", lambda path: _as_pillow_9_opens_it(pillow_open(path)))
+    assert np.array_equal(read(tmp_path / "y.tif"), expected)
+    assert expected.sum() == (124 if read is read_image else 1)
+
+
+def test_a_ycbcr_tiff_with_subsampled_chroma_is_refused(tmp_path):
+    # Pillow's raw decoder reads every pixel's Cb and Cr, whatever the file's subsampling
+    Image.new("YCbCr", (4, 4), (10, 128, 128)).save(tmp_path / "s.tif", tiffinfo={530: (2, 2)})
+    for read in (read_image, read_mask):
+        with pytest.raises(DatasetError, match=r"s.tif: an uncompressed YCbCr TIFF with subsampled chroma \(2, 2\)"):
+            read(tmp_path / "s.tif")
+
+
+def test_a_signed_8_bit_tiff_is_refused_by_name_where_pillow_cannot_identify_it(tmp_path, monkeypatch):
+    """Pillow 9.0 cannot identify a signed 8-bit TIFF: 'not a readable image (cannot
+    identify image file)', not the refusal of newer Pillow."""
+    from PIL import UnidentifiedImageError
+
+    path = tmp_path / "i8.tif"
+    write_raw_tiff(path, np.array([[-1, 5]], np.int8), 2)
+
+    def pillow_9_open(fp):
+        raise UnidentifiedImageError(f"cannot identify image file {str(fp)!r}")
+
+    monkeypatch.setattr(images.Image, "open", pillow_9_open)
+    for read in (read_image, read_mask):
+        with pytest.raises(DatasetError, match="i8.tif: signed 8-bit pixels are not supported"):
+            read(path)
+    path.write_bytes(b"not an image")  # anything else: as before
+    with pytest.raises(DatasetError, match="i8.tif: not a readable image"):
+        read_image(path)
+
+
+@pytest.mark.skipif(not features.check("libtiff"), reason="Pillow writes JPEG-compressed TIFFs with libtiff")
+@pytest.mark.parametrize("mode", ["RGB", "YCbCr"])
+def test_a_jpeg_compressed_tiff_mask_is_refused_as_lossy(tmp_path, mode):
+    # its compression noise was read as target: 125 target pixels of 5 drawn
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[8:10, 3:5] = (0, 255, 0)
+    Image.fromarray(rgb).convert(mode).save(tmp_path / "m.tif", compression="jpeg", quality=95)
+    with pytest.raises(DatasetError, match="m.tif: a JPEG-compressed TIFF mask is lossy"):
+        read_mask(tmp_path / "m.tif")
+    assert read_image(tmp_path / "m.tif").shape == (16, 16)  # an image may be lossy

@@ -471,3 +471,72 @@ def test_cli_mask_suffix_reads_masks_of_a_suffix(tmp_path, roots, capsys):
         (i[0].tobytes(), i[1].tobytes(), i[2]) for i in folder_items(roots["nudt"], "test")]
     code, err = run_cli(capsys, "pack", "--out", str(out), "--nudt", str(nudt), "--no-sirst")
     assert code == 2 and "lack an image or mask" in one_error_line(err)
+
+
+def _renamed_masks(root: Path, to: Path, suffix: str) -> Path:
+    """A copy of the dataset ``root`` at ``to`` whose masks are named ``<stem><suffix>``."""
+    import shutil
+
+    shutil.copytree(root, to)
+    for mask in (to / "masks").iterdir():
+        mask.rename(mask.with_name(f"{mask.stem}{suffix}{mask.suffix}"))
+    return to
+
+
+def _reference_pack(roots, tmp_path) -> Path:
+    """The pack of the datasets as made (masks without a suffix), with the crops of the CLI tests."""
+    out = tmp_path / "reference.npz"
+    build_pack(PackConfig(out=out, nudt=roots["nudt"], sirst=roots["sirst"], crop=CROP))
+    return out
+
+
+def test_cli_mask_suffix_per_dataset(tmp_path, roots, capsys):
+    """One --mask-suffix was used for both datasets: a NUDT-SIRST copy with `_pixels0` masks
+    beside a SIRST-v2 one with plain (or `_mask`) ones could not be packed."""
+    nudt = _renamed_masks(roots["nudt"], tmp_path / "nudt", "_pixels0")
+    sirst = _renamed_masks(roots["sirst"], tmp_path / "sirst", "_mask")
+    out = tmp_path / "p.npz"
+    base = ["pack", "--out", str(out), "--nudt", str(nudt), "--sirst", str(sirst), "--crop", str(CROP)]
+    code, err = run_cli(capsys, *base, "--mask-suffix", "nudt=_pixels0", "--mask-suffix", "sirst=_mask")
+    assert code == 0, err
+    with Pack(out) as p, Pack(_reference_pack(roots, tmp_path)) as reference:
+        for group in ("nudt_test", "sirst_crops"):
+            assert [(i[0].tobytes(), i[1].tobytes(), i[2]) for i in p.items(group)] == [
+                (i[0].tobytes(), i[1].tobytes(), i[2]) for i in reference.items(group)]
+    # SUFFIX for every dataset, NAME=SUFFIX over it for one
+    code, err = run_cli(capsys, *base, "--mask-suffix", "_pixels0", "--mask-suffix", "sirst=_mask")
+    assert code == 0, err
+    code, err = run_cli(capsys, *base, "--mask-suffix", "nudt=_pixels0")  # SIRST-v2's masks: not found
+    assert code == 2 and "lack an image or mask" in one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["other=_x"], "--mask-suffix 'other=_x': no dataset named 'other'; NAME is one of nudt, sirst"),
+        (["=_x"], "no dataset named ''; NAME is one of nudt, sirst"),
+        (["_a", "_b"], "--mask-suffix '_a' and '_b': give one suffix for every dataset"),
+        (["nudt=_a", "nudt=_b"], "--mask-suffix nudt= given twice ('_a' and '_b')"),
+    ],
+)
+def test_cli_mask_suffix_mistakes_are_one_line_and_write_nothing(tmp_path, roots, capsys, values, message):
+    out = tmp_path / "p.npz"
+    args = [a for v in values for a in ("--mask-suffix", v)]
+    code, err = run_cli(capsys, "pack", "--out", str(out), "--nudt", str(roots["nudt"]), "--sirst", str(roots["sirst"]),
+                        *args)
+    assert code == 2 and message in one_error_line(err)
+    assert not out.exists()
+
+
+def test_cli_mask_suffix_of_a_dataset_left_out_is_refused(tmp_path, roots, capsys):
+    out = tmp_path / "p.npz"
+    code, err = run_cli(capsys, "pack", "--out", str(out), "--nudt", str(roots["nudt"]), "--no-sirst",
+                        "--mask-suffix", "sirst=_mask")
+    assert code == 2 and "--mask-suffix sirst=... with --no-sirst" in one_error_line(err)
+
+
+def test_pack_config_mask_suffixes_of_unknown_datasets_are_refused(tmp_path, roots):
+    with pytest.raises(ConfigError, match=r"unknown datasets \['nudt_test'\]; the datasets are nudt, sirst"):
+        build_pack(PackConfig(out=tmp_path / "x.npz", nudt=roots["nudt"], sirst=None,
+                              mask_suffixes={"nudt_test": "_x"}))
+    assert not (tmp_path / "x.npz").exists()

@@ -15,7 +15,7 @@ from irstd_ros.core.normalization import InputNorm
 from irstd_ros.errors import CheckpointError, ConfigError
 from irstd_ros.inference.backends.fingerprint import weights_digest
 from irstd_ros.models import build_model, named_config
-from irstd_ros.training.soup import SoupConfig, soup, soup_coefficients
+from irstd_ros.training.soup import SoupConfig, average_models, soup, soup_coefficients
 
 NORM = InputNorm(kind="robust", background=16)
 
@@ -52,14 +52,46 @@ def test_soup_is_the_weighted_average_of_every_float_tensor(tmp_path):
     assert info.threshold == 0.3 and info.norm == NORM
 
 
-def test_soup_of_identical_checkpoints_computes_the_same_logits(tmp_path):
+def test_an_average_of_identical_models_computes_the_same_logits(tmp_path):
     model = _checkpoint(tmp_path / "a.safetensors", seed=3)
-    _checkpoint(tmp_path / "b.safetensors", seed=3)
-    soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "b.safetensors"), tmp_path / "s.safetensors"))
-    averaged, _, _ = load_checkpoint(tmp_path / "s.safetensors")
+    averaged = build_model(named_config("tiny")).eval()
+    averaged.load_state_dict(average_models([model, load_checkpoint(tmp_path / "a.safetensors")[0]], (0.5, 0.5)))
     x = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(averaged(x), model(x))
+
+
+def test_soup_refuses_a_checkpoint_given_twice_or_copied(tmp_path):
+    """`irstd soup a a` (or a and its copy, or a symlink to it) averaged a file with itself
+    and recorded a soup of two."""
+    a = tmp_path / "a.safetensors"
+    _checkpoint(a, seed=3, extra={"data": "A"})
+    _checkpoint(tmp_path / "b.safetensors", seed=4)
+    (tmp_path / "link.safetensors").symlink_to(a)
+    _checkpoint(tmp_path / "copy.safetensors", seed=3, extra={"data": "other metadata"})  # the same weights
+    cases = {
+        "a.safetensors": f"checkpoint {a} is the same file as {a}",
+        "sub/../a.safetensors": f"checkpoint {tmp_path / 'sub/../a.safetensors'} is the same file as {a}",
+        "link.safetensors": f"checkpoint {tmp_path / 'link.safetensors'} is the same file as {a}",
+        "copy.safetensors": f"checkpoint {tmp_path / 'copy.safetensors'} holds the same weights as {a}",
+    }
+    for other, message in cases.items():
+        with pytest.raises(ConfigError) as caught:
+            soup(SoupConfig((a, tmp_path / "b.safetensors", tmp_path / other), tmp_path / "s.safetensors"))
+        assert message in str(caught.value)
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_a_copy_with_a_two_piece_knee_is_the_same_network(tmp_path):
+    # its knee is left out of the average: what is averaged is the plain network twice
+    model = _checkpoint(tmp_path / "a.safetensors", seed=3)
+    kneed = replace(named_config("tiny"), logit_knee=True)
+    with_knee = build_model(kneed)
+    with_knee.load_state_dict(model.state_dict(), strict=False)
+    with_knee.knee.set(-2.0, 3.0)
+    save_checkpoint(tmp_path / "k.safetensors", with_knee, CheckpointInfo(kneed, NORM, 0.5, {}))
+    with pytest.raises(ConfigError, match="k.safetensors holds the same weights as"):
+        soup(SoupConfig((tmp_path / "a.safetensors", tmp_path / "k.safetensors"), tmp_path / "s.safetensors"))
 
 
 @pytest.mark.parametrize(
@@ -98,6 +130,8 @@ def test_soup_cli_writes_the_average_and_fails_in_one_line(capsys, tmp_path):
     code, err = run_cli(capsys, "soup", paths[0], str(tmp_path / "missing.safetensors"),
                         "--out", str(tmp_path / "t.safetensors"))
     assert code == 2 and "not found" in one_error_line(err)
+    code, err = run_cli(capsys, "soup", paths[0], paths[0], "--out", str(tmp_path / "t.safetensors"))
+    assert code == 2 and f"{paths[0]} is the same file as {paths[0]}" in one_error_line(err)
     assert not (tmp_path / "t.safetensors").exists()
 
 
