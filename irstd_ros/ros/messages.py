@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from irstd_ros.core.constants import CLASS_ID
+from irstd_ros.core.stamps import NS_PER_S, stamp_ns
+from irstd_ros.tracking import TrackState
 
 Types = Mapping[str, Any]
 # the variance on the pose covariance's diagonal for what a track does not estimate (z,
@@ -35,6 +37,8 @@ TARGET_FIELDS = (
 )
 _TARGET_UINT_FIELDS = frozenset({"id", "x", "y", "width", "height", "area"})  # uint32 in Target.msg
 _RCLPY_MODULES = {  # full type name -> (module, class)
+    "builtin_interfaces/msg/Time": ("builtin_interfaces.msg", "Time"),
+    "std_msgs/msg/Header": ("std_msgs.msg", "Header"),
     "geometry_msgs/msg/Point": ("geometry_msgs.msg", "Point"),
     "geometry_msgs/msg/Pose": ("geometry_msgs.msg", "Pose"),
     "geometry_msgs/msg/PoseWithCovariance": ("geometry_msgs.msg", "PoseWithCovariance"),
@@ -125,19 +129,38 @@ def track_covariance(position_cov: tuple[float, float, float]) -> np.ndarray:
     return cov.reshape(36)
 
 
-def track_detections_array(types: Types, header: Any, tracks: Iterable[Any]) -> Any:
-    """A Detection2DArray of the confirmed (or coasting) tracks: ``id`` = the track id, box
-    centred at the filtered position with the smoothed size, hypothesis with the track's
-    score, pose at the filtered position with its covariance (:func:`track_covariance` of
-    the track's ``position_cov``)."""
-    dets = [
-        detection(
-            types, header, str(t.id), (t.x, t.y), (t.width, t.height), t.score, (t.x, t.y),
-            track_covariance(t.position_cov),
-        )
-        for t in tracks
-        if t.confirmed
-    ]
+def track_detections_array(
+    types: Types,
+    header: Any,
+    tracks: Iterable[Any],
+    last_stamps: Mapping[int, int] | None = None,
+    coasting: bool = True,
+) -> Any:
+    """A Detection2DArray of the confirmed tracks, coasting ones too unless ``coasting`` is
+    False: ``id`` = the track id, box centred at the filtered position with the smoothed
+    size, hypothesis with the track's score, pose at the filtered position with its
+    covariance (:func:`track_covariance` of the track's ``position_cov``).
+
+    Each Detection2D's ``header.stamp`` is that of the frame of the track's last detection,
+    ``last_stamps[id]`` (ns; the array's ``header`` when the id is not in it, or without
+    ``last_stamps``), its ``frame_id`` the array's: the array's stamp for a track detected
+    in this frame, an older one for a coasting track (vision_msgs' way of telling them
+    apart; the state itself is on irstd_ros/TrackArray)."""
+    dets = []
+    for t in tracks:
+        if not t.confirmed or not coasting and t.state is TrackState.COASTING:
+            continue
+        own = header
+        last = None if last_stamps is None else last_stamps.get(t.id)
+        if last is not None and last != stamp_ns(header):
+            sec, nanosec = divmod(last, NS_PER_S)
+            own = types["std_msgs/msg/Header"](
+                stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                frame_id=header.frame_id,
+            )
+        box = (t.x, t.y), (t.width, t.height)
+        cov = track_covariance(t.position_cov)
+        dets.append(detection(types, own, str(t.id), *box, t.score, (t.x, t.y), cov))
     return types["vision_msgs/msg/Detection2DArray"](header=header, detections=dets)
 
 

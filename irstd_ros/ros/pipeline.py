@@ -55,9 +55,9 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   ``stream_restarts`` (no error, no WARN) and logged (info, rate-limited). Two signs,
   whichever comes first, make one restart:
 
-  - the frames: a stamp more than :data:`STREAM_RESTART_S` behind the previous frame's
-    (the same camera; smaller steps back are ``stamp_backwards``). Such a frame is not
-    stale either: a live camera's frames arrive in order, so a late one is never behind
+  - the frames: a stamp more than :data:`STREAM_RESTART_S` behind the stream's latest
+    (the same camera; smaller steps back are frames out of order: below). Such a frame is
+    not stale either: a live camera's frames arrive in order, so a late one is never behind
     the frame before it (and is still dropped by ``input.max_age``). While the node's
     clock has not gone back with the stream (``/clock`` a tick later than the loop's first
     frame), the frames after it are aged from it: their age less its age, so a frame
@@ -74,6 +74,22 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
     stamp is behind the stream's last (by any amount: the clock says why), or it is
     unstamped, or the clock changed. A stream whose stamps go on (another time base than
     the clock's; one restarted by its stamps already) is left alone.
+* A frame stamped behind the stream's latest stamp by at most :data:`STREAM_RESTART_S` (the
+  threshold is the tracker's, :mod:`irstd_ros.tracking.tracker`) is out of order: reordered
+  by the network, or a second publisher. It is answered (its detections, targets and mask
+  published under its own header) but not tracked: the tracker skips it and the tracks are
+  published as they were after the latest frame, under its header (on ``tracks``, the
+  detections of the tracks detected in that frame carry its stamp, newer than the
+  array's). Counted once, as ``stamp_backwards`` (warned, rate-limited), and in the
+  tracker's ``tracks_out_of_order``; no ``tracker_reset`` (before, every step back reset
+  the tracks). A stamp of 0 is no step back (``stamp_not_advancing``). ``irstd eval-bag``
+  runs its tracker over a bag's frames in stamp order, so none is out of order there.
+* ``tracks`` (vision_msgs/Detection2DArray) tells coasting tracks apart the vision_msgs
+  way: each Detection2D's own ``header.stamp`` is the stamp of the frame of the track's
+  last detection, the array's own for a track detected in this frame, older for a
+  coasting one (with stamps that do not advance, the same). ``tracking.publish_coasting``
+  false leaves coasting tracks out of ``tracks``; ``target_tracks`` has every track with
+  its state either way.
 """
 
 from __future__ import annotations
@@ -117,7 +133,15 @@ from irstd_ros.ros.messages import (
 )
 from irstd_ros.ros.params import detector_settings
 from irstd_ros.ros.transport import large_frame_hint
-from irstd_ros.tracking import CameraModel, Track, Tracker, TrackerConfig, TrackState, bearings
+from irstd_ros.tracking import (
+    STREAM_RESTART_S,
+    CameraModel,
+    Track,
+    Tracker,
+    TrackerConfig,
+    TrackState,
+    bearings,
+)
 
 if TYPE_CHECKING:
     from irstd_ros.inference.detector import Detector
@@ -140,11 +164,6 @@ CLOCK_SLACK_NS = 10_000_000
 # below an unsynchronised camera's skew or a stamp glitch. Smaller skews are taken as they
 # are (no latency is measured from a stamp ahead of the clock).
 FUTURE_STAMP_TOLERANCE_S = 0.2
-# Time going back by more than this (s), on a camera's stamps or on the node's clock, restarts
-# the stream (see the module's notes): a replay's loop or a simulation reset. Above the
-# jitter of stamps and of a sim clock; below any loop worth replaying. Less is
-# ``stamp_backwards``.
-STREAM_RESTART_S = 1.0
 # what fixes the most common camera misconfiguration (a camera with rclcpp's sensor-data QoS)
 BEST_EFFORT_HINT = "a best-effort (sensor-data QoS) camera needs qos.reliability:=best_effort"
 TRACK_STATE_CODES = {
@@ -243,21 +262,26 @@ def _live_ms(now_ns: int, stamp: int) -> float | None:
 def fill_track_array(
     msg: TrackArray, tracks: Sequence[Track], camera: CameraModel | None = None
 ) -> TrackArray:
-    """Every track, with its bearing and line-of-sight rate when ``camera`` is given."""
+    """Every track, with its bearing and line-of-sight rate when ``camera`` is given. A
+    track whose velocity is not known yet (``has_velocity`` false: one detection so far)
+    has vx, vy and angular_rate 0, "unknown" (Track.msg), and its velocity_std."""
     rays = bearings(camera, tracks) if camera is not None else [None] * len(tracks)
     for t, ray in zip(tracks, rays):
+        known = t.has_velocity
         m = TrackMsg(
             id=t.id, state=TRACK_STATE_CODES[t.state], score=float(t.score),
-            x=t.x, y=t.y, vx=t.vx, vy=t.vy, position_std=t.position_std,
+            x=t.x, y=t.y, vx=t.vx if known else 0.0, vy=t.vy if known else 0.0,
+            position_std=t.position_std, has_velocity=known, velocity_std=t.velocity_std,
             width=float(t.width), height=float(t.height), age=t.age_s,
             time_since_update=t.time_since_update_s, hits=t.hits, misses=t.misses,
         )
         if ray is not None:
             b, w = ray
-            if np.isfinite(b).all() and np.isfinite(w).all():
+            if np.isfinite(b).all() and (not known or np.isfinite(w).all()):
                 m.has_bearing = True
                 m.bearing.x, m.bearing.y, m.bearing.z = (float(v) for v in b)
-                m.angular_rate.x, m.angular_rate.y, m.angular_rate.z = (float(v) for v in w)
+                if known:
+                    m.angular_rate.x, m.angular_rate.y, m.angular_rate.z = (float(v) for v in w)
         msg.tracks.append(m)
     return msg
 
@@ -314,6 +338,10 @@ class FramePipeline:
         self.stats = PipelineStats()
         self._warn = RateLimiter(WARN_PERIOD_S)
         self._last_stamp: tuple[int, int] | None = None
+        # the stream's latest stamp (ns; None: none since it started): a frame behind it is
+        # out of order (``stamp_backwards``, not tracked), one over STREAM_RESTART_S behind
+        # it restarts the stream, as the tracker skips and resets against its latest frame
+        self._latest_stamp_ns: int | None = None
         self._stamp_repeats = 0  # frames in a row with the previous frame's stamp
         # the same, of the frames submitted (executor thread; for input.max_age)
         self._submit_stamp: int | None = None
@@ -355,6 +383,9 @@ class FramePipeline:
         # not given), replaced together: the worker reads them as one
         self._camera_key: tuple[Any, ...] | None = None
         self._trails: dict[int, deque[tuple[float, float]]] = {}
+        # track id -> the header stamp (ns) of the frame of its last detection: the stamp
+        # of its Detection2D on ``tracks`` (older than the frame's while it coasts)
+        self._last_hits: dict[int, int] = {}
         self._track_counts = (0, 0)  # live, confirmed: for /diagnostics
         # times tracking.enabled was switched off (by apply_params), and as the worker has
         # seen it: off and on again between two frames starts afresh too
@@ -654,22 +685,38 @@ class FramePipeline:
         if received is None:
             received = (self._clock_ns(), self._steady_ns())
         t_ns = self._tracker_ns(stamp_ns(header), received, frozen)
-        resets = self.tracker.resets
+        tracker = self.tracker
+        resets, out_of_order = tracker.resets, tracker.out_of_order
+        skipped = out_of_order + tracker.repeated_stamps
         try:
-            tracks = self.tracker.update(
+            tracks = tracker.update(
                 t_ns / NS_PER_S, targets, image_size=size, candidates=candidates, gated=gated
             )
         finally:
-            # the tracker's warnings (at most one a frame), told apart by its reset counter:
-            # time went backwards (a reset, its tracks dropped), else a stretch of frames
-            # stamped alike (not tracked; warned, so counted, once a stretch: each such
-            # frame is in Tracker.repeated_stamps; the pipeline times such frames by arrival
-            # from the third on, so this is rare here)
-            kind = "tracker_reset" if self.tracker.resets != resets else "stamp_repeated"
-            for text in self._tracker_warnings.take():
-                self.report(kind, text)
+            # the tracker's warnings (at most one a frame), told apart by its counters: time
+            # went back over STREAM_RESTART_S (a reset, its tracks dropped; the stream
+            # restarts before that, so this is rare here); a frame out of order (not
+            # tracked: already counted and said as ``stamp_backwards`` by _check_stream, so
+            # not again); else a stretch of frames stamped alike (not tracked; warned, so
+            # counted, once a stretch: each such frame is in Tracker.repeated_stamps; the
+            # pipeline times such frames by arrival from the third on, so this is rare here)
+            texts = self._tracker_warnings.take()
+            if tracker.resets != resets:
+                kind: str | None = "tracker_reset"
+            else:
+                kind = None if tracker.out_of_order != out_of_order else "stamp_repeated"
+            if kind is not None:
+                for text in texts:
+                    self.report(kind, text)
+        if tracker.out_of_order + tracker.repeated_stamps == skipped:  # the frame was tracked
+            stamp = stamp_ns(header)
+            for t in tracks:
+                if t.misses == 0:  # detected in this frame (or born in it)
+                    self._last_hits[t.id] = stamp
         if subscribed(self.outputs.tracks):
-            self.outputs.tracks.publish(track_detections_array(MESSAGE_TYPES, header, tracks))
+            coasting = p["tracking.publish_coasting"]
+            out = track_detections_array(MESSAGE_TYPES, header, tracks, self._last_hits, coasting)
+            self.outputs.tracks.publish(out)
         camera = self._camera_for(size, header.frame_id)
         if subscribed(self.outputs.target_tracks):
             self.outputs.target_tracks.publish(
@@ -679,6 +726,8 @@ class FramePipeline:
         live = {t.id for t in tracks}
         for tid in [k for k in self._trails if k not in live]:
             del self._trails[tid]
+        for tid in [k for k in self._last_hits if k not in live]:
+            del self._last_hits[tid]
         for t in tracks:
             if t.confirmed:
                 self._trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
@@ -772,13 +821,21 @@ class FramePipeline:
             )
             self._check_size(size)
             return True
-        last = self._last_stamp_ns()
-        if t_ns and last is not None and last - t_ns > STREAM_RESTART_S * NS_PER_S:
-            self._restart(f"header stamps went back {(last - t_ns) / NS_PER_S:.1f} s")
+        latest = self._latest_stamp_ns
+        if t_ns and latest is not None and latest - t_ns > STREAM_RESTART_S * NS_PER_S:
+            self._restart(f"header stamps went back {(latest - t_ns) / NS_PER_S:.1f} s")
+            latest = None
         self._stamps_live = _age_ms(clock_ns, t_ns) is not None
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            self.report("stamp_backwards", f"header stamp went back from {self._last_stamp} to {stamp}")
+        if t_ns and latest is not None and t_ns < latest:
+            self.report(
+                "stamp_backwards",
+                f"header stamp {stamp} is {(latest - t_ns) / NS_PER_S:.3f} s behind the stream's "
+                f"latest ({divmod(latest, NS_PER_S)}): a frame out of order, answered but not "
+                f"tracked (the tracks kept; over {STREAM_RESTART_S:g} s back restarts the stream)",
+            )
+        if t_ns and (latest is None or t_ns > latest):
+            self._latest_stamp_ns = t_ns
         self._stamp_repeats = self._stamp_repeats + 1 if stamp == self._last_stamp else 0
         frozen = stamp == (0, 0) or self._stamp_repeats >= FROZEN_STAMP_FRAMES - 1
         if frozen:
@@ -843,6 +900,7 @@ class FramePipeline:
         if self.tracker is not None:
             self.tracker.reset()
         self._trails.clear()
+        self._last_hits.clear()
         self._track_counts = (0, 0)
 
     def _start_afresh(self) -> None:
@@ -850,6 +908,7 @@ class FramePipeline:
         counter goes on; the frame size is kept)."""
         self._drop_tracks()
         self._last_stamp = None
+        self._latest_stamp_ns = None
         self._stamp_repeats = 0
         self._stamps_frozen = False  # frozen stamps are said again
         self._stamps_live = False
@@ -939,8 +998,9 @@ class FramePipeline:
         }
         if self._params().get("tracking.enabled"):
             values["tracks"], values["tracks_confirmed"] = self._track_counts
-            if self.tracker is not None:  # frames whose stamp repeated the previous one's
+            if self.tracker is not None:  # frames not tracked: see Tracker.update
                 values["tracks_repeated_stamps"] = self.tracker.repeated_stamps
+                values["tracks_out_of_order"] = self.tracker.out_of_order
             # for the frames of the last size seen
             values["bearings"] = self._camera_for(self._last_size, report=False) is not None
         values.update({f"errors.{k}": v for k, v in errors.items()})

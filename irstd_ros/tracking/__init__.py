@@ -3,6 +3,20 @@ coasting by header time; bearings from a calibrated camera. numpy/scipy only (no
 no torch)."""
 
 from irstd_ros.tracking.camera import CameraModel, bearings
-from irstd_ros.tracking.tracker import Track, Tracker, TrackerConfig, TrackState
+from irstd_ros.tracking.tracker import (
+    STREAM_RESTART_S,
+    Track,
+    Tracker,
+    TrackerConfig,
+    TrackState,
+)
 
-__all__ = ["CameraModel", "Track", "TrackState", "Tracker", "TrackerConfig", "bearings"]
+__all__ = [
+    "STREAM_RESTART_S",
+    "CameraModel",
+    "Track",
+    "TrackState",
+    "Tracker",
+    "TrackerConfig",
+    "bearings",
+]

@@ -13,10 +13,16 @@ Everything but M-of-N confirmation is driven by the frames' header stamps (secon
 by frame counts: the filter's ``dt`` is the stamp difference, so dropped frames and
 irregular rates only widen the predictions; coasting and deletion are measured in
 seconds. M-of-N counts the frames the tracker processed (a dropped frame is no miss, a
-repeated stamp no frame). A stamp earlier than the previous one resets the tracker
-(tracks dropped, a warning logged); the id counter is kept, so an id is never reused
-(until ids wrap to 1 after ``MAX_TRACK_ID``, the message's uint32; a live track's id is
-never given again). A repeated stamp is the same instant, already tracked: the frame is
+repeated stamp no frame). A stamp earlier than the latest tracked one by at most
+``STREAM_RESTART_S`` is a frame out of order (reordered by the network, a second
+publisher): it is not tracked (no prediction, association, correction or birth) and
+:meth:`Tracker.update` returns the tracks as they are; it is counted in
+:attr:`Tracker.out_of_order` and warned about at most once per ``OUT_OF_ORDER_WARN_S``.
+Before, any step back reset the tracker, so one late frame dropped every track. Further
+back, time went back (a replay's loop, a simulation reset): the tracker resets (tracks
+dropped, a warning logged); the id counter is kept, so an id is never reused (until ids
+wrap to 1 after ``MAX_TRACK_ID``, the message's uint32; a live track's id is never given
+again). A repeated stamp is the same instant, already tracked: the frame is
 not tracked at all (no prediction, association, correction or birth, and no frame of
 M-of-N) and :meth:`Tracker.update` returns the tracks as they are; it is counted in
 :attr:`Tracker.repeated_stamps`, and warned about once a stretch of
@@ -71,7 +77,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -110,6 +117,13 @@ EXTENT_VARIANCE = 1.0 / 12.0
 # this many frames in a row with one stamp (a camera or driver whose stamps do not advance)
 # are warned about, once a stretch; a stamp repeated once (a duplicate delivery) only counts
 REPEATED_STAMP_WARN = 3
+# A stamp further back than this (s) behind the latest tracked one is time going back (a
+# replay's loop, a simulation reset): the tracker resets; one at most this far back is a
+# frame out of order, skipped. Above the jitter and reordering of a network's frames, below
+# any loop worth replaying. The node's pipeline restarts its stream beyond it too
+# (irstd_ros.ros.pipeline imports it), so there only out-of-order frames reach the tracker.
+STREAM_RESTART_S = 1.0
+OUT_OF_ORDER_WARN_S = 5.0  # at most one out-of-order warning in this period (s, monotonic)
 
 
 class TrackState(str, Enum):
@@ -203,11 +217,20 @@ class Track:
     time_since_update_s: float
     # the filter's position covariance, px²: (variance of x, variance of y, covariance x-y)
     position_cov: tuple[float, float, float]
+    # the filter's velocity covariance, (px/s)²: (variance of vx, of vy, covariance vx-vy)
+    velocity_cov: tuple[float, float, float]
+    # the velocity is estimated: two detections so far (one: vx, vy are the prior, 0)
+    has_velocity: bool
 
     @property
     def position_std(self) -> float:
         """px, sqrt of the larger position variance."""
         return math.sqrt(max(self.position_cov[0], self.position_cov[1]))
+
+    @property
+    def velocity_std(self) -> float:
+        """px/s, sqrt of the larger velocity variance (``init_speed`` at birth)."""
+        return math.sqrt(max(self.velocity_cov[0], self.velocity_cov[1]))
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -260,22 +283,31 @@ def _check_finite(stamp_s: float, fields: np.ndarray, n_det: int, n_cand: int) -
 class Tracker:
     """Tracks detections frame after frame; call :meth:`update` once per processed frame.
 
-    ``logger``: where the time-went-backwards and repeated-stamp warnings go (a
-    :mod:`logging` logger or an rclpy one); :attr:`resets` counts those resets,
-    :attr:`repeated_stamps` the frames not tracked because their stamp repeated the
-    previous frame's. ``first_id``: the first track's id (a tracker taking over from
-    another: :attr:`next_id` of that one, so no id is reused).
+    ``logger``: where the time-went-backwards, out-of-order and repeated-stamp warnings
+    go (a :mod:`logging` logger or an rclpy one); :attr:`resets` counts those resets,
+    :attr:`out_of_order` the frames not tracked because their stamp was behind the latest
+    tracked one (by at most ``STREAM_RESTART_S``), :attr:`repeated_stamps` those not
+    tracked because their stamp repeated the previous frame's. ``first_id``: the first
+    track's id (a tracker taking over from another: :attr:`next_id` of that one, so no id
+    is reused). ``clock``: monotonic seconds, to rate-limit the out-of-order warning.
     """
 
     def __init__(
-        self, config: TrackerConfig | None = None, logger: Logger = log, first_id: int = 1
+        self,
+        config: TrackerConfig | None = None,
+        logger: Logger = log,
+        first_id: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config or TrackerConfig()
         self.config.validate()
         self.logger = logger
         self.resets = 0
         self.repeated_stamps = 0  # frames not tracked: their stamp was the previous frame's
+        self.out_of_order = 0  # frames not tracked: stamped before the latest tracked one
         self._repeat_run = 0  # frames in a row with the current stamp after the first
+        self._clock = clock
+        self._out_of_order_warned: float | None = None  # when last warned (clock's s)
         self._next_id = first_id
         self._clear()
         self.last_stamp: float | None = None
@@ -414,7 +446,10 @@ class Tracker:
         A ``stamp_s`` equal to the previous frame's is the same instant, already tracked:
         the frame changes nothing (its detections are not used) and the tracks are returned
         as they are; it is counted in :attr:`repeated_stamps`, and warned about once a
-        stretch of ``REPEATED_STAMP_WARN`` frames in a row with one stamp.
+        stretch of ``REPEATED_STAMP_WARN`` frames in a row with one stamp. One earlier than
+        the latest tracked frame's by at most ``STREAM_RESTART_S`` is a frame out of order,
+        likewise not tracked (counted in :attr:`out_of_order`, warned at most once per
+        ``OUT_OF_ORDER_WARN_S``); further back, the tracker resets (:attr:`resets`).
         """
         cfg = self.config
         n_det = len(detections)
@@ -425,6 +460,8 @@ class Tracker:
         ).reshape(-1, 5)
         _check_finite(stamp_s, fields, n_det, n_cand)  # before any change: a refusal loses nothing
         if self.last_stamp is not None and stamp_s < self.last_stamp:
+            if self.last_stamp - stamp_s <= STREAM_RESTART_S:
+                return self._out_of_order_frame(stamp_s)
             self.logger.warning(
                 f"tracker: time went backwards from {self.last_stamp:.6f} s to {stamp_s:.6f} s; "
                 f"{len(self._meta)} tracks dropped"
@@ -496,6 +533,25 @@ class Tracker:
         self._keep(keep)
         births = [d for d in range(n_cand) if d not in used]  # gated ones start nothing
         self._birth(stamp_s, [detections[d] for d in births], z[births])
+        return self.tracks()
+
+    def _out_of_order_frame(self, stamp_s: float) -> list[Track]:
+        """A frame stamped before the latest tracked one, by at most ``STREAM_RESTART_S``:
+        counted, warned at most once per ``OUT_OF_ORDER_WARN_S``, not tracked. Before, it
+        reset the tracker: one frame reordered by the network dropped every track."""
+        assert self.last_stamp is not None
+        self.out_of_order += 1
+        self._repeat_run = 0
+        now = self._clock()
+        warned = self._out_of_order_warned
+        if warned is None or now - warned >= OUT_OF_ORDER_WARN_S:
+            self._out_of_order_warned = now
+            self.logger.warning(
+                f"tracker: a frame stamped {stamp_s:.6f} s, {self.last_stamp - stamp_s:.3f} s "
+                f"before the latest tracked one ({self.last_stamp:.6f} s): out of order, not "
+                f"tracked, the tracks kept ({self.out_of_order} such frames so far; over "
+                f"{STREAM_RESTART_S:g} s back resets the tracks)"
+            )
         return self.tracks()
 
     def _repeated(self, stamp_s: float) -> list[Track]:
@@ -613,7 +669,8 @@ class Tracker:
         # plain floats in bulk: per-element numpy scalars cost more than the rest together
         states = self._x.tolist()
         covs = np.stack([self._p[:, 0, 0], self._p[:, 1, 1], self._p[:, 0, 1]], axis=1).tolist()
-        for (x, y, vx, vy), (cxx, cyy, cxy), m in zip(states, covs, self._meta):
+        vcovs = np.stack([self._p[:, 2, 2], self._p[:, 3, 3], self._p[:, 2, 3]], axis=1).tolist()
+        for (x, y, vx, vy), (cxx, cyy, cxy), vcov, m in zip(states, covs, vcovs, self._meta):
             if not m.confirmed:
                 state = TrackState.TENTATIVE
             else:
@@ -634,6 +691,8 @@ class Tracker:
                     misses=m.misses,
                     time_since_update_s=now - m.last_hit_s,
                     position_cov=(cxx, cyy, cxy),
+                    velocity_cov=(vcov[0], vcov[1], vcov[2]),
+                    has_velocity=m.hits >= 2,
                 )
             )
         return out

@@ -95,3 +95,37 @@ def test_a_track_s_pose_carries_its_filter_s_position_covariance():
         assert not np.asarray(plain.results[0].pose.covariance).any()
     cov = track_covariance((4.0, 2.0, 1.5)).reshape(6, 6)  # row-major: x, y, z, rot x, y, z
     assert (cov[0, 0], cov[1, 1], cov[0, 1], cov[1, 0], cov[2, 2]) == (4.0, 2.0, 1.5, 1.5, UNKNOWN_VARIANCE)
+
+
+def test_a_coasting_track_s_detection_is_stamped_with_its_last_detection_s_frame():
+    """On ``tracks`` a coasting track was a Detection2D like a detected one, stamped with
+    the array: its own header now carries its last detection's frame stamp (older than the
+    array's), a detected track's the array's; ``coasting=False`` leaves coasting ones out.
+    rclpy and rosbags alike."""
+    from _support.tracking import Det
+
+    from irstd_ros.core.stamps import stamp_ns
+    from irstd_ros.tracking import TrackerConfig, TrackState
+
+    tr = Tracker(TrackerConfig(confirm_m=1))
+    tr.update(0.0, [Det(10, 10), Det(40, 40)])
+    tracks = tr.update(0.1, [Det(10, 10)])  # the second target missed: coasting
+    assert [t.state for t in tracks] == [TrackState.CONFIRMED, TrackState.COASTING]
+    first, now = 1_000_000_000, 1_100_000_000
+    last = {1: now, 2: first}
+    store = typestore()
+    bag_header = store.types["std_msgs/msg/Header"](
+        stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=100_000_000),
+        frame_id="cam")
+    live_header = Header(frame_id="cam")
+    live_header.stamp.sec, live_header.stamp.nanosec = 1, 100_000_000
+    for types, header in ((rclpy_types(), live_header), (store.types, bag_header)):
+        msg = track_detections_array(types, header, tracks, last)
+        assert [d.id for d in msg.detections] == ["1", "2"]
+        assert [stamp_ns(d.header) for d in msg.detections] == [now, first]
+        assert [d.header.frame_id for d in msg.detections] == ["cam", "cam"]
+        assert stamp_ns(msg.header) == now
+        held = track_detections_array(types, header, tracks, last, coasting=False)
+        assert [d.id for d in held.detections] == ["1"]
+        plain = track_detections_array(types, header, tracks)  # no stamps known: the array's
+        assert [stamp_ns(d.header) for d in plain.detections] == [now, now]

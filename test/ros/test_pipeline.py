@@ -434,8 +434,9 @@ def test_the_tracking_parameters_reach_the_tracker():
 
 
 def test_the_tracker_s_warnings_are_counted_by_their_kind():
-    """A reset (time went backwards) and a stretch of frames stamped alike (not tracked)
-    are two problems, not one ``tracker_reset``: told apart by the tracker's counters."""
+    """A reset (time went back over 1 s) and a stretch of frames stamped alike (not tracked)
+    are two problems, not one ``tracker_reset``: told apart by the tracker's counters. A
+    frame out of order (not tracked) is the pipeline's ``stamp_backwards``, not said again."""
     params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": True}
     outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
                       overlay=Collect(), tracks=Collect(), target_tracks=Collect())
@@ -443,13 +444,15 @@ def test_the_tracker_s_warnings_are_counted_by_their_kind():
     pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=noting(warnings),
                          clock_ns=lambda: 0)
     # straight to the tracker (the pipeline's own stream checks would restart the stream
-    # or time frozen stamps by arrival first): back in time, then 4 frames stamped alike
-    for stamp in (2, 1, 1, 1, 1):
-        pipe._track(_stamped(frame_for("mono8"), stamp * 1_000_000_000).header, [], (64, 64),
+    # or time frozen stamps by arrival first): back in time, then 4 frames stamped alike,
+    # then one out of order
+    for stamp in (3.0, 1.0, 1.0, 1.0, 1.0, 0.5):
+        pipe._track(_stamped(frame_for("mono8"), round(stamp * 1e9)).header, [], (64, 64),
                     received=(0, 0))
     kinds = [w.split(":")[0] for w in warnings]
     assert kinds == ["tracker_reset", "stamp_repeated"]
     assert pipe.stats.errors == {"tracker_reset": 1, "stamp_repeated": 1}
+    assert pipe.tracker is not None and pipe.tracker.out_of_order == 1
     assert {"tracker_reset", "stamp_repeated"} <= STREAM_NOTICES  # notices: no frame is lost
 
 
@@ -717,3 +720,66 @@ def test_stamps_of_another_time_base_far_ahead_are_not_future_stamps():
         assert pipe.process(_stamped(frame_for("mono8"), NOW_NS + k * 100_000_000))
     assert pipe.stats.errors == {}
     assert pipe.tracker is not None and pipe.tracker.last_stamp == (NOW_NS + 400_000_000) / 1e9
+
+
+def test_a_track_s_unknown_velocity_is_published_as_unknown_not_as_zero():
+    """A track born this frame (one detection) went out with vx = vy = 0 and, with a
+    camera, has_bearing true and a zero line-of-sight rate: "stationary" for "unknown".
+    has_velocity says which; velocity_std how well it is known."""
+    import numpy as np
+    from _support.tracking import Det
+
+    from irstd_ros.msg import TrackArray
+    from irstd_ros.ros.pipeline import fill_track_array
+    from irstd_ros.tracking import CameraModel, Tracker, TrackerConfig
+
+    camera = CameraModel(np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 256.0], [0.0, 0.0, 1.0]]))
+    tr = Tracker(TrackerConfig(init_speed=30.0))
+    tr.update(0.0, [Det(100, 100)])
+    tracks = tr.update(0.1, [Det(103, 100), Det(300, 200)])  # the first again, one new
+    moving, born = fill_track_array(TrackArray(), tracks, camera).tracks
+    assert (moving.hits, born.hits) == (2, 1)
+    assert moving.has_velocity and moving.vx > 0 and moving.has_bearing
+    assert np.linalg.norm([moving.angular_rate.x, moving.angular_rate.y, moving.angular_rate.z]) > 0
+    assert moving.velocity_std < 30.0
+    assert not born.has_velocity and (born.vx, born.vy) == (0.0, 0.0)
+    assert born.velocity_std == pytest.approx(30.0)
+    assert born.has_bearing  # the bearing is known; its rate is not
+    assert (born.angular_rate.x, born.angular_rate.y, born.angular_rate.z) == (0.0, 0.0, 0.0)
+
+
+def test_coasting_tracks_on_tracks_carry_their_last_detection_s_stamp():
+    """On ``tracks`` a coasting track could not be told from a detected one (its state is
+    only on target_tracks): each Detection2D's stamp is now its last detection's frame's,
+    the array's for a track detected in this frame; tracking.publish_coasting false leaves
+    coasting tracks out."""
+    import numpy as np
+
+    from irstd_ros.core.stamps import stamp_ns
+
+    def run(publish_coasting: bool) -> list:
+        params = {p.name: p.default for p in PARAMS} | {
+            "tracking.enabled": True, "tracking.publish_coasting": publish_coasting}
+        tracks = Collect()
+        outputs = Outputs(mask=Collect(), detections=Collect(), targets=Collect(),
+                          overlay=Collect(), tracks=tracks, target_tracks=Collect())
+        pipe = FramePipeline(make_detector(), outputs, params=lambda: params, logger=Log,
+                             clock_ns=lambda: 0)
+        blobs = frame_for("mono8")
+        blank = np.full_like(blobs, blobs.min())
+        for k in range(8):  # the blobs for 5 frames, then coasting
+            assert pipe.process(_stamped(blobs if k < 5 else blank, 1_000_000_000 + k * 100_000_000))
+        return tracks.msgs
+
+    msgs = run(True)
+    last_seen = 1_000_000_000 + 4 * 100_000_000
+    for k, msg in enumerate(msgs):
+        if k < 5:
+            assert all(stamp_ns(d.header) == stamp_ns(msg.header) for d in msg.detections)
+        else:  # coasting: older than the array
+            assert len(msg.detections) == 2
+            assert [stamp_ns(d.header) for d in msg.detections] == [last_seen] * 2
+            assert stamp_ns(msg.header) > last_seen
+    assert len(msgs[4].detections) == 2  # confirmed while detected
+    held = run(False)
+    assert len(held[4].detections) == 2 and all(m.detections == [] for m in held[5:])

@@ -255,3 +255,38 @@ def test_a_frame_queued_before_the_clock_went_back_is_the_old_stream_s():
     assert bag.restarts() == 0 and bag.ids() == ids
     bag.deliver(0, clock=T0 + STEP)
     assert bag.restarts() == 1 and bag.ids().isdisjoint(ids)
+
+
+def test_a_frame_out_of_order_keeps_the_tracks_and_is_one_stamp_backwards():
+    """A frame reordered by the network, 0.3 s late: before, it was a stamp_backwards and
+    a tracker_reset (WARN), every track dropped and the targets given new ids. It is
+    answered, not tracked: the tracks (and ids) go on, one stamp_backwards per such frame,
+    counted by the tracker too (diagnostics ``tracks_out_of_order``)."""
+    bag = Bag(**{"input.max_age": 0.0})
+    bag.one_pass(10)
+    ids, before = bag.ids(), bag.tracks.msgs[-1].tracks
+    assert len(ids) == 2
+    assert bag.deliver(T0 + 6 * STEP) == "ok"  # 0.3 s behind the latest
+    assert bag.deliver(T0 + 7 * STEP) == "ok"  # later than the previous, still behind the latest
+    assert bag.tracks.msgs[-1].tracks == before  # published as they were
+    assert bag.deliver(T0 + 10 * STEP) == "ok"
+    assert bag.ids() == ids and bag.restarts() == 0
+    assert bag.pipe.stats.errors == {"stamp_backwards": 2}
+    assert bag.log.said("warning", "stamp_backwards") == 1  # rate-limited
+    assert bag.pipe.tracker is not None and bag.pipe.tracker.out_of_order == 2
+    values = {kv.key: kv.value for kv in bag.pipe.diagnostics("irstd").status[0].values}
+    assert values["tracks_out_of_order"] == "2" and values["errors.stamp_backwards"] == "2"
+
+
+def test_stamps_back_over_the_threshold_from_the_latest_restart_the_stream():
+    """Frames out of order, then one over 1 s behind the latest (but not the previous):
+    a stream restart (info, no error), not a tracker_reset WARN."""
+    bag = Bag(**{"input.max_age": 0.0})
+    bag.one_pass(10)
+    old = bag.ids()
+    latest = T0 + 9 * STEP
+    assert bag.deliver(latest - 6 * STEP) == "ok"  # out of order
+    assert bag.deliver(latest - round(STREAM_RESTART_S * NS) - STEP) == "ok"
+    assert bag.restarts() == 1 and bag.ids().isdisjoint(old)
+    assert bag.pipe.stats.errors == {"stamp_backwards": 1}
+    assert bag.pipe.tracker is not None and bag.pipe.tracker.resets == 0

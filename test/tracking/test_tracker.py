@@ -1,5 +1,6 @@
 """The tracker on hand-made detections: association, confirmation, coasting, deletion,
-dropped frames, irregular rates, time going backwards (no rclpy, no torch)."""
+dropped frames, irregular rates, time going backwards, frames out of order (no rclpy, no
+torch)."""
 
 from __future__ import annotations
 
@@ -195,6 +196,77 @@ def test_time_going_backwards_resets_with_a_warning(caplog):
     assert "time went backwards" in caplog.text
     assert tr.resets == 1
     assert [(t.id, t.state) for t in tracks] == [(2, TrackState.TENTATIVE)]  # ids never reused
+
+
+def test_a_frame_out_of_order_is_skipped_and_the_tracks_kept(caplog):
+    """A frame reordered by the network (0.15 s late): before, any step back reset the
+    tracker, so one late frame dropped every track and the target got a new id. It is not
+    tracked (its detections are not used, no miss, no frame of M-of-N), counted, warned."""
+    tr = Tracker(TrackerConfig(confirm_m=3, confirm_n=5))
+    for i in range(6):
+        before = tr.update(10 + i * DT, [Det(50 + i, 50)])
+    with caplog.at_level(logging.WARNING, logger="irstd_ros.tracking.tracker"):
+        late = tr.update(10 + 3.5 * DT, [Det(50 + 3.5, 50), Det(200, 200)])
+    assert late == before  # the tracks as they were: no birth, no correction, no miss
+    assert (tr.out_of_order, tr.resets, tr.last_stamp) == (1, 0, pytest.approx(10.5))
+    assert "out of order" in caplog.text and "time went backwards" not in caplog.text
+    (track,) = tr.update(10 + 6 * DT, [Det(56, 50)])
+    assert (track.id, track.state, track.hits, track.misses) == (1, TrackState.CONFIRMED, 7, 0)
+
+
+def test_a_step_back_of_at_most_the_restart_threshold_is_out_of_order_beyond_it_a_reset():
+    from irstd_ros.tracking import STREAM_RESTART_S
+
+    tr = Tracker()
+    tr.update(10.0, [Det(50, 50)])
+    tr.update(10.0 + STREAM_RESTART_S, [Det(50, 50)])
+    (track,) = tr.update(10.0, [Det(50, 50)])  # exactly the threshold back: out of order
+    assert track.id == 1 and (tr.out_of_order, tr.resets) == (1, 0)
+    (track,) = tr.update(9.99, [Det(50, 50)])  # further: time went back
+    assert track.id == 2 and (tr.out_of_order, tr.resets) == (1, 1)
+
+
+def test_frames_out_of_order_are_warned_at_most_once_a_period():
+    from irstd_ros.tracking.tracker import OUT_OF_ORDER_WARN_S
+
+    warnings: list[str] = []
+
+    class Noted:
+        def warning(self, text: str) -> None:
+            warnings.append(text)
+
+    now = [100.0]
+    tr = Tracker(logger=Noted(), clock=lambda: now[0])
+    tr.update(10.0, [Det(50, 50)])
+    for k in range(1, 6):  # every other frame late: 10.2, 10.1, 10.4, 10.3, ...
+        tr.update(10.0 + 2 * k * DT, [Det(50, 50)])
+        tr.update(10.0 + (2 * k - 1) * DT, [Det(50, 50)])
+        now[0] += 0.1
+    assert tr.out_of_order == 5 and len(warnings) == 1
+    assert "1 such frames so far" in warnings[0]
+    now[0] += OUT_OF_ORDER_WARN_S
+    tr.update(10.0 + 10 * DT - 0.05, [Det(50, 50)])
+    assert tr.out_of_order == 6 and len(warnings) == 2 and "6 such frames" in warnings[1]
+
+
+def test_a_velocity_is_known_from_the_second_detection_with_its_std():
+    """A track born this frame, or detected once (coasting too), has vx = vy = 0 meaning
+    "not known", not "stationary": ``has_velocity`` says which, ``velocity_std`` how well."""
+    cfg = TrackerConfig(confirm_m=1, init_speed=30.0)
+    tr = Tracker(cfg)
+    (born,) = tr.update(0.0, [Det(50, 50)])
+    assert born.confirmed and not born.has_velocity and (born.vx, born.vy) == (0.0, 0.0)
+    assert born.velocity_std == pytest.approx(cfg.init_speed)
+    (coasting,) = tr.update(DT, [])
+    assert coasting.state is TrackState.COASTING and not coasting.has_velocity
+    assert coasting.velocity_std > cfg.init_speed  # grows while it coasts
+    tr = Tracker(cfg)
+    tr.update(0.0, [Det(50, 50)])
+    (track,) = tr.update(DT, [Det(52, 50)])
+    assert track.has_velocity and track.vx > 0
+    assert track.velocity_std < cfg.init_speed
+    vxx, vyy, _ = track.velocity_cov
+    assert track.velocity_std == pytest.approx(np.sqrt(max(vxx, vyy)))
 
 
 def test_same_stamp_twice_is_harmless():
