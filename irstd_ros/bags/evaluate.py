@@ -34,15 +34,17 @@ Tracking (``tracking`` in the result, when the truth bag has target ids on
 ``/camera/truth/targets`` and the outputs have boxes, not a recorded mask alone):
 :func:`irstd_ros.tracking.metrics.tracking_metrics` of the per-frame detections ("without
 tracking": every detection its own hypothesis) and of the tracks ("with tracking": the
-confirmed and coasting tracks, by track id). The tracks are
+confirmed and coasting tracks, by track id), scored on the truth frames. The tracks are
 those the node recorded on a ``*/tracks`` topic, else the tracker run here over the
-detections with the node's defaults; a ``tracker`` given is run over the detections in
+detections of every frame (annotated or not: sparse truth) with the node's defaults; a ``tracker`` given is run over the detections in
 any case (a recording is then re-tracked with those settings, not scored as recorded). With
 ``candidate_threshold`` (and the detector run here), the detector's sub-threshold
 candidates are fed to that tracker too, as the node does with
 ``tracking.candidate_threshold``, and with ``gated_threshold`` the gated components below
 them (``tracking.gated_threshold``); either < 0 takes the checkpoint's own, as the node's
-default does. The "detections" figures are unchanged by either.
+default does. The "detections" figures are unchanged by either. A sequence without any truth target
+(clutter alone) has its false tracks (per minute) scored, the figures that need a
+target (Pd, MOTA, IDF1...) null.
 """
 
 from __future__ import annotations
@@ -192,12 +194,24 @@ def _read_truth(reader: BagReader, topic: str) -> _Truth:
     (a topic named other than the default must be there: no silent fallback); read (and
     checked) before any long work."""
     if topic in reader.topics:
+        reader.require(topic, FRAME_TYPES)
         return _Truth(recorded=reader.by_stamp(topic, lambda m, _t: reader.image(topic, m) > 0))
     if topic != TRUTH_MASK_TOPIC:
         reader.require(topic, IMAGE_TYPE)
-    if TRUTH_TARGETS_TOPIC in reader.topics:
-        return _Truth(boxes=reader.by_stamp(TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_from_detections(m)))
+    boxes = read_truth_boxes(reader)
+    if boxes is not None:
+        return _Truth(boxes=boxes)
     raise BagError(f"{reader.path} holds no truth ({topic} or {TRUTH_TARGETS_TOPIC})")
+
+
+def read_truth_boxes(reader: BagReader) -> dict[int, list[Box]] | None:
+    """stamp -> the truth boxes on :data:`TRUTH_TARGETS_TOPIC` (a Detection2DArray topic, as
+    ``irstd generate`` writes it); None without that topic, a :class:`BagError` naming the
+    topic's type where it is of another."""
+    if TRUTH_TARGETS_TOPIC not in reader.topics:
+        return None
+    reader.require(TRUTH_TARGETS_TOPIC, DETECTIONS_TYPE)
+    return reader.by_stamp(TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_from_detections(m))
 
 
 def _size_topics(reader: BagReader, image_topic: str) -> list[str]:
@@ -213,7 +227,20 @@ def _frame_size(reader: BagReader, image_topic: str) -> tuple[int, int]:
     cameras gives the scored one's size, not the first to arrive); one message read."""
     for topic, _, msg in reader.messages(_size_topics(reader, image_topic)):
         return reader.image_size(topic, msg)
-    raise BagError(f"{reader.path} holds no image to take the frame size from")
+    raise _no_frames(reader, image_topic)
+
+
+def _no_frames(reader: BagReader, image_topic: str) -> BagError:
+    """The error of a bag without a frame to take the frame size from: its image topics
+    (of another name, or CompressedImage ones, never taken unasked) named."""
+    have = [f"{t.name} ({t.msgtype})" for t in reader.topics.values() if t.msgtype in FRAME_TYPES]
+    if not have:
+        return BagError(f"{reader.path} holds no image (Image or CompressedImage topic) to take "
+                        "the frame size from")
+    return BagError(
+        f"{reader.path} has no frame on {image_topic} to take the frame size from; its image "
+        f"topics: {', '.join(have)}: choose one with --image-topic"
+    )
 
 
 def _frame_sizes(reader: BagReader, image_topic: str) -> _FrameSizes:
@@ -232,7 +259,7 @@ def _frame_sizes(reader: BagReader, image_topic: str) -> _FrameSizes:
                 break
         by_stamp.setdefault(stamp_ns(msg.header), size)
     if first is None:
-        raise BagError(f"{reader.path} holds no image to take the frame size from")
+        raise _no_frames(reader, image_topic)
     return _FrameSizes(by_stamp, first)
 
 
@@ -540,11 +567,8 @@ def _box(tg: Target) -> Box:
 def _truth_points(path: Path) -> dict[int, list[Point]]:
     """stamp -> truth targets (id, sub-pixel centre), or {} without truth ids."""
     with BagReader(path) as reader:
-        if TRUTH_TARGETS_TOPIC not in reader.topics:
-            return {}
-        return reader.by_stamp(
-            TRUTH_TARGETS_TOPIC, lambda m, _t: [_point(b.id, b) for b in boxes_from_detections(m)]
-        )
+        boxes = read_truth_boxes(reader) or {}
+    return {s: [_point(b.id, b) for b in bs] for s, bs in boxes.items()}
 
 
 def _point(pid: str, b: Any) -> Point:
@@ -600,9 +624,12 @@ def run_tracker(
 def _tracking(
     cfg: EvalBagConfig, outputs: _Outputs, stamps: list[int], size: tuple[int, int]
 ) -> dict[str, Any] | None:
-    """Tracking metrics without (detections) and with tracking (tracks); None without ids,
-    or without the detections' boxes (a recorded mask alone: every frame would count as
-    without detections)."""
+    """Tracking metrics without (detections) and with tracking (tracks) over the scored
+    frames (``stamps``); None without ids, or without the detections' boxes (a recorded
+    mask alone: every frame would count as without detections). The tracker runs over
+    every frame with boxes, annotated or not (fed the annotated ones alone, sparse truth
+    would starve it). Without any truth target (clutter alone), only the false tracks are
+    defined (:func:`_without_targets`)."""
     if not outputs.has_boxes:
         log.warning(
             "%s has no targets or detections topic: no tracking metrics (a mask has no boxes "
@@ -611,7 +638,7 @@ def _tracking(
         return None
     points = _truth_points(cfg.truth)
     truth = {s: points.get(s, []) for s in stamps}
-    if not any(truth.values()):
+    if not points:  # no truth targets topic: no ids
         return None
     for pts in truth.values():
         ids = [p.id for p in pts]
@@ -633,17 +660,38 @@ def _tracking(
         tracks = {s: [_point(b.id, b) for b in recorded[s]] for s in stamps if s in recorded}
         source = "recorded"
     else:
-        tracks = run_tracker(boxes, tracker, size, outputs.candidates, outputs.gated)
+        every = run_tracker(outputs.boxes, tracker, size, outputs.candidates, outputs.gated)
+        tracks = {s: every[s] for s in stamps if s in every}
         source = "tracker"
     kw = {"match_px": cfg.match_px, "warmup_s": cfg.warmup_s}
+    scored = {
+        name: tracking_metrics({s: truth[s] for s in hyps}, hyps, **kw)
+        for name, hyps in (("detections", detections), ("tracks", tracks))
+    }
+    if not any(truth.values()):
+        scored = {name: _without_targets(m) for name, m in scored.items()}
     return {
         "tracks_source": source,
         "tracker": tracker.__dict__ if source == "tracker" else None,
         "candidate_threshold": outputs.candidate_threshold,
         "gated_threshold": outputs.gated_threshold,
-        "detections": tracking_metrics({s: truth[s] for s in detections}, detections, **kw),
-        "tracks": tracking_metrics({s: truth[s] for s in tracks}, tracks, **kw),
+        **scored,
     }
+
+
+# tracking metrics that need a truth target (None where there is none): all but the false
+# tracks and the counts of frames, time and hypotheses
+TARGET_METRICS = (
+    "pd", "pd_after_warmup", "id_switches", "id_switches_per_100_target_s", "mota",
+    "position_rms_px", "idf1", "mostly_tracked", "mostly_lost",
+)
+
+
+def _without_targets(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` of a sequence without truth targets (clutter alone): the false tracks
+    (per minute) as they are, those of :data:`TARGET_METRICS` undefined (None), as the
+    per-frame Pd of a background-only set."""
+    return {k: None if k in TARGET_METRICS else v for k, v in metrics.items()}
 
 
 def _uses_recorded_tracks(cfg: EvalBagConfig, outputs: _Outputs) -> bool:

@@ -8,11 +8,13 @@ offered QoS profile, so that ``ros2 bag info`` / ``ros2 bag play`` read them.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sqlite3
 import struct
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,9 @@ TARGETS_TYPE = "irstd_ros/msg/TargetArray"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION: Literal[8] = 8  # rosbag2 metadata version of Jazzy; Kilted reads it too
 DEFAULT_QOS_DEPTH = 10
+# a sqlite3 bag commits its messages at most this long apart: a recording killed before it
+# closed keeps those (rosbags' writer alone commits only when it closes, losing them all)
+SQLITE3_COMMIT_PERIOD_S = 1.0
 SEQUENCE_KEY = "irstd_ros.sequence"  # custom_data entry: the generator's config (JSON)
 # what rosbags' readers raise on a damaged file besides ReaderError (measured by flipping
 # and cutting bytes of MCAP and sqlite3 files: a name that is no UTF-8, a cut header, a
@@ -107,7 +112,8 @@ def _unindexed_reason(path: Path) -> str | None:
     """Why the bag at ``path`` could not be opened if its storage lacks its summary or index,
     with the fix; None if it does not. An MCAP file that never closed (``mcap recover``;
     ``ros2 bag reindex`` writes a metadata.yaml but leaves the file unindexed, rosbag2#2003),
-    or a bag folder without metadata.yaml (``ros2 bag reindex``, which sqlite3 needs)."""
+    or a bag folder without metadata.yaml: its storage file is read itself (a killed
+    sqlite3 recording's holds what was committed), or ``ros2 bag reindex`` writes one."""
     files = sorted(path.glob("*.mcap")) if path.is_dir() else [path]
     for mcap in files:
         if _unfinished_mcap(mcap):
@@ -115,9 +121,13 @@ def _unindexed_reason(path: Path) -> str | None:
                     f"was killed or cut before it closed); {_recover_hint(mcap)}")
     if not path.is_dir() or (path / "metadata.yaml").exists():
         return None
-    if any(path.glob("*.db3")):
-        return ("no metadata.yaml (the recording was killed before it closed); rebuild it "
-                f"with `ros2 bag reindex {path} sqlite3`")
+    db3 = sorted(path.glob("*.db3"))
+    if db3:
+        return (f"no metadata.yaml (the recording was killed before it closed); its {db3[0].name} "
+                "holds the messages committed before (`irstd record` commits every "
+                f"{SQLITE3_COMMIT_PERIOD_S:g} s; a recorder that commits only on closing leaves "
+                f"none): read {db3[0]} itself, or write the metadata.yaml with "
+                f"`ros2 bag reindex {path} sqlite3` (it recovers nothing more)")
     if files:
         return (f"no metadata.yaml (the recording was killed before it closed); read {files[0]} "
                 f"itself, or rebuild it with `ros2 bag reindex {path} mcap`")
@@ -165,16 +175,65 @@ def qos_profile(reliable: bool = True, depth: int = DEFAULT_QOS_DEPTH) -> Qos:
     )
 
 
+# what a bag folder may hold besides the storage files its metadata.yaml lists: rosbag2's
+# and rosbags' own files (a storage file of a split, a killed sqlite3 recording's journal)
+BAG_FILE_SUFFIXES = (".mcap", ".db3", ".db3-journal", ".db3-wal", ".db3-shm")
+
+
+def _not_bag_files(path: Path) -> list[str]:
+    """The entries of the bag folder ``path`` that are no file of its bag: neither
+    metadata.yaml nor a storage file (listed in it, or named as rosbag2 names them)."""
+    listed: set[str] = set()
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        listed = {str(f) for f in info.get("relative_file_paths") or ()}
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        pass  # a damaged metadata.yaml: the storage files are told by their names
+    return sorted(
+        e.name + ("/" if e.is_dir() else "")
+        for e in path.iterdir()
+        if e.is_dir()
+        or not (e.name == "metadata.yaml" or e.name in listed or e.name.endswith(BAG_FILE_SUFFIXES))
+    )
+
+
 def check_replaceable(path: Path, overwrite: bool = True) -> None:
     """:class:`BagError` unless a bag may be written at ``path``: nothing there, an empty
-    folder, or (with ``overwrite``) a bag, which a new one replaces; never another folder
-    or a file. Callers that write several outputs check each before writing any."""
+    folder, or (with ``overwrite``) a bag, which a new one replaces; never another folder,
+    a file, a folder that holds other files beside its bag's (notes, an eval/ folder: they
+    would be deleted with it), or a symbolic link (replacing it would either drop the link
+    or write the bag somewhere not named; the link's target may be given instead). Callers
+    that write several outputs check each before writing any."""
+    if path.is_symlink():
+        raise BagError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); not replacing it: give the "
+            "folder it points to, or another path"
+        )
     if not path.exists():
         return
     if not overwrite:
         raise BagError(f"{path} exists; remove it or choose another output")
     if not path.is_dir() or (not (path / "metadata.yaml").is_file() and any(path.iterdir())):
         raise BagError(f"{path} exists and is not a bag; not overwriting it")
+    others = _not_bag_files(path)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise BagError(
+            f"{path} holds files that are not its bag's ({shown}); not overwriting it (they "
+            "would be deleted with it): move them, or choose another output"
+        )
+
+
+def _sqlite3_connection(writer: Writer) -> sqlite3.Connection:
+    """The database connection of an open sqlite3 ``writer``. rosbags (0.11) has no API for
+    it: its writer keeps the storage on ``writer.storage`` and the connection on
+    ``storage.conn`` (test_bag_io fails if a rosbags release moves them)."""
+    conn = getattr(getattr(writer, "storage", None), "conn", None)
+    if not isinstance(conn, sqlite3.Connection):
+        raise BagError("rosbags' sqlite3 writer keeps no connection at writer.storage.conn; "
+                       "its periodic commits cannot be made (is rosbags newer than 0.11?)")
+    return conn
+
 
 class BagWriter:
     """A rosbag2 writer (context manager) that adds topics on first use.
@@ -183,6 +242,10 @@ class BagWriter:
     written); on an exception the partial bag is removed. With ``overwrite`` the new bag
     is written in a hidden folder beside the old one and takes its place only when it
     closes cleanly, so a failed or interrupted overwrite leaves the old bag as it was.
+    A sqlite3 bag is written in WAL mode and committed (and checkpointed into its .db3
+    file) every :data:`SQLITE3_COMMIT_PERIOD_S`: a process killed before closing leaves a
+    .db3 file that holds the messages up to the last commit; closed, the bag is in
+    rosbag2's usual rollback-journal mode.
     """
 
     def __init__(
@@ -198,10 +261,13 @@ class BagWriter:
             raise BagError(f"unknown storage {storage!r}; valid: {', '.join(STORAGES)}")
         if compress and storage != "mcap":
             raise BagError("compression is supported for mcap storage only")
-        self.path = Path(path)
+        # absolute and normalised, links not followed: "." has a name and a parent
+        self.path = Path(os.path.abspath(path))
+        if not self.path.name:
+            raise BagError(f"{path} cannot be a bag folder (it has no name)")
         self._staging: Path | None = None  # holds the new bag until it replaces the old
+        check_replaceable(self.path, overwrite)
         if self.path.exists():
-            check_replaceable(self.path, overwrite)
             self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store = store or typestore()
@@ -211,6 +277,8 @@ class BagWriter:
             self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
+        self._sqlite3: sqlite3.Connection | None = None  # a sqlite3 bag's, committed periodically
+        self._commit_due = 0.0
 
     def __enter__(self) -> BagWriter:
         try:
@@ -219,7 +287,22 @@ class BagWriter:
             if self._staging is not None:
                 shutil.rmtree(self._staging, ignore_errors=True)
             raise BagError(str(exc)) from exc
+        if self._writer.storage_plugin == StoragePlugin.SQLITE3:
+            try:
+                self._sqlite3 = _sqlite3_connection(self._writer)
+                self._sqlite3.execute("PRAGMA journal_mode=WAL")  # the .db3 file: commits only
+            except (BagError, sqlite3.Error) as exc:
+                self.__exit__(type(exc), exc, None)  # no half-made bag left
+                raise BagError(f"cannot write the sqlite3 bag {self.path}: {exc}") from exc
+            self._commit_due = time.monotonic() + SQLITE3_COMMIT_PERIOD_S
         return self
+
+    def _commit(self) -> None:
+        """Commit a sqlite3 bag's messages so far and copy them into its .db3 file."""
+        assert self._sqlite3 is not None
+        self._sqlite3.commit()
+        self._sqlite3.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._commit_due = time.monotonic() + SQLITE3_COMMIT_PERIOD_S
 
     def __exit__(
         self,
@@ -227,17 +310,26 @@ class BagWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self._writer.close()
-            if self._staging is not None:  # the new bag is complete: now replace the old
-                shutil.rmtree(self.path)
-                (self._staging / self.path.name).rename(self.path)
-        else:
+        if exc_type is not None:
             self._writer.abort()
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-        elif exc_type is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
+            shutil.rmtree(self._staging or self.path, ignore_errors=True)
+            return
+        if self._sqlite3 is not None:  # back to rosbag2's journal mode (the WAL written out)
+            self._sqlite3.commit()
+            self._sqlite3.execute("PRAGMA journal_mode=DELETE")
+        self._writer.close()
+        if self._staging is None:
+            return
+        staged = self._staging / self.path.name
+        try:  # the new bag is complete: now replace the old
+            shutil.rmtree(self.path)
+            staged.rename(self.path)
+        except OSError as exc:
+            raise BagError(
+                f"the new bag is complete but could not replace {self.path} ({exc}); "
+                f"it was left at {staged}"
+            ) from exc
+        shutil.rmtree(self._staging, ignore_errors=True)
 
     def add_topic(
         self, topic: str, msgtype: str, qos: Qos | None = None, type_hash: str | None = None
@@ -273,6 +365,8 @@ class BagWriter:
         except KeyError:
             raise BagError(f"topic {topic} was not declared") from None
         self.counts[topic] += 1
+        if self._sqlite3 is not None and time.monotonic() >= self._commit_due:
+            self._commit()
 
     def write(self, topic: str, timestamp_ns: int, msg: Any) -> None:
         """Serialise a rosbags message and write it (declaring the topic if needed)."""

@@ -3,7 +3,9 @@
 Messages are received serialised (``raw=True`` subscriptions) and written as they are;
 the bag timestamp of each is its receive time (system clock), as ``ros2 bag record``
 does. Topic types are discovered from the ROS graph: a topic is subscribed as soon as
-a publisher of it appears, with a QoS compatible with its publishers ("auto"). Stops
+a publisher of it appears, with a QoS compatible with its publishers ("auto"); a topic
+of ``known_types`` (``--type TOPIC=TYPE``) is subscribed at once, so that the recording
+is ready before its publisher starts (a replay started after it loses no first frame). Stops
 on ``duration``, after ``max_messages``, after ``idle_timeout`` without messages (once
 the first arrived), or on Ctrl-C; the bag is always closed properly. The bag is opened,
 written and closed on one thread of its own (:class:`_BagThread`): messages arrive on the
@@ -87,8 +89,21 @@ class RecordConfig:
             raise ConfigError(f"queue_size must be >= 1, got {self.queue_size}")
         for topic in self.topics:
             check_topic_name(topic, "--topics")
-        for topic, _ in self.known_types:
-            check_topic_name(topic, "known_types")
+        for topic, msgtype in self.known_types:
+            check_topic_name(topic, f"--type {topic}={msgtype}")
+            if topic not in self.topics:
+                raise ConfigError(
+                    f"--type {topic}={msgtype}: {topic} is not recorded ({', '.join(self.topics)})"
+                )
+
+
+def parse_known_type(text: str) -> tuple[str, str]:
+    """``/camera/image=sensor_msgs/msg/Image`` -> (topic, type): a topic subscribed at once,
+    before its publisher is seen (:attr:`RecordConfig.known_types`)."""
+    topic, sep, msgtype = text.partition("=")
+    if not sep or not topic or msgtype.count("/") != 2 or "" in msgtype.split("/"):
+        raise ConfigError(f"--type must be TOPIC=PKG/msg/TYPE, got {text!r}")
+    return topic, msgtype
 
 
 @dataclass

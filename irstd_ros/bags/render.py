@@ -6,7 +6,9 @@ bag (or the same bag) matched by header stamp; truth boxes (green) from
 from a recorded ``*/tracks`` topic when present. Drawing: :func:`irstd_ros.core.overlay.draw_overlay`.
 Outputs of which no stamp is that of a rendered frame are refused, as eval-bag refuses them;
 a frame without a message on an output topic the bag records is labelled ``DET -`` (or
-``TRK -``), not "none found", and counted in a warning. A video's frames share one size:
+``TRK -``), not "none found", and counted in a warning; so is a count of no topic at all
+(``DET -`` without outputs, ``TRUE -`` without truth). The truth is counted from its boxes,
+else from the truth mask's connected components, as eval-bag counts them. A video's frames share one size:
 a bag whose frames change size is refused, naming the first frame that does.
 MP4 needs imageio-ffmpeg; without it the video is written as a GIF next to the
 requested path.
@@ -31,16 +33,17 @@ from irstd_ros.bags.evaluate import (
     frames_without_output,
     output_boxes_topic,
     read_output_boxes,
+    read_truth_boxes,
 )
 from irstd_ros.bags.io import (
     FRAME_TYPES,
     IMAGE_TOPIC,
-    TRUTH_TARGETS_TOPIC,
+    TRUTH_MASK_TOPIC,
     BagReader,
-    Box,
     boxes_from_detections,
 )
 from irstd_ros.bags.rosutil import cdr_header_stamp
+from irstd_ros.core.components import components
 from irstd_ros.core.overlay import TRAIL_POINTS, draw_overlay
 from irstd_ros.core.paths import atomic_path
 from irstd_ros.core.stamps import NS_PER_S, stamp_ns
@@ -96,12 +99,6 @@ class RenderSummary:
     video: Path
     frames: int
     sheet: Path | None
-
-
-def _truth_boxes(reader: BagReader) -> dict[int, list[Box]]:
-    if TRUTH_TARGETS_TOPIC not in reader.topics:
-        return {}
-    return reader.by_stamp(TRUTH_TARGETS_TOPIC, lambda m, _t: boxes_from_detections(m))
 
 
 BOX_ROLES = ("targets", "detections", "tracks")  # the outputs drawn (no mask)
@@ -238,12 +235,24 @@ def _sheet_indices(n: int, k: int, with_targets: list[int]) -> set[int]:
     return {pool[i] for i in picks}
 
 
-def _count(found: Mapping[int, Sequence[object]], stamp: int, recorded: bool) -> str:
-    """A label's count of ``found`` (stamp -> boxes) at ``stamp``: :data:`NO_MESSAGE` where
-    the topic is ``recorded`` but has no message of that frame."""
-    if stamp not in found and recorded:
+def _count(found: Mapping[int, Sequence[object] | int] | None, stamp: int) -> str:
+    """A label's count of ``found`` (stamp -> boxes, or their number) at ``stamp``:
+    :data:`NO_MESSAGE` where there is no such topic (None) or it has no message of that
+    frame (unknown, not none)."""
+    if found is None or stamp not in found:
         return NO_MESSAGE
-    return str(len(found.get(stamp, ())))
+    value = found[stamp]
+    return str(value if isinstance(value, int) else len(value))
+
+
+def _truth_counts(reader: BagReader) -> dict[int, int] | None:
+    """stamp -> the number of truth targets of a bag without truth boxes: the connected
+    components of its truth mask, as eval-bag counts them; None without a truth mask."""
+    topic = TRUTH_MASK_TOPIC
+    if topic not in reader.topics:
+        return None
+    reader.require(topic, FRAME_TYPES)
+    return reader.by_stamp(topic, lambda m, _t: components(reader.image(topic, m) > 0)[1])
 
 
 def _check_frame_size(
@@ -284,7 +293,8 @@ def render(cfg: RenderConfig) -> RenderSummary:
     cfg.validate()
     with BagReader(cfg.bag) as reader:
         reader.require(cfg.image_topic, FRAME_TYPES)  # Image or CompressedImage (png, jpeg)
-        truth = _truth_boxes(reader)
+        truth = read_truth_boxes(reader)
+        truth_counts = truth if truth is not None else _truth_counts(reader)
         if cfg.outputs is not None:
             with BagReader(cfg.outputs) as out_reader:
                 # the mask too: its size tells outputs of another sequence (as eval-bag's check)
@@ -327,14 +337,15 @@ def render(cfg: RenderConfig) -> RenderSummary:
                 s = stamp_ns(msg.header)
                 first = s if first is None else first
                 dets = detections.get(s, [])
-                tru = truth.get(s, [])
+                tru = (truth or {}).get(s, [])
                 trk = tracks.get(s, [])
                 for t in trk:
                     trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
-                det_count = _count(detections, s, boxes_topic is not None)
-                label = f"#{count} {(s - first) / NS_PER_S:5.1f}S DET {det_count} TRUE {len(tru)}"
+                det_count = _count(detections if boxes_topic else None, s)
+                label = (f"#{count} {(s - first) / NS_PER_S:5.1f}S DET {det_count} "
+                         f"TRUE {_count(truth_counts, s)}")
                 if tracks:
-                    label += f" TRK {_count(tracks, s, True)}"
+                    label += f" TRK {_count(tracks, s)}"
                 frame = reader.image(cfg.image_topic, msg)
                 first_shape = frame.shape if first_shape is None else first_shape
                 _check_frame_size(cfg, count, s, frame.shape, first_shape)

@@ -10,8 +10,10 @@ be ambiguous: one topic remapped twice, two replayed topics published on one nam
 replayed topic (the consumer's input, e.g. the camera image; the other topics, such as
 the truth, share its stamps) it waits (up to ``sync_timeout``) for a message with the
 same header stamp on that topic -- e.g. the node's ``targets`` -- and pauses the bag
-clock meanwhile, so a slow consumer never drops frames. Without it the timing is the
-bag's, like ``ros2 bag play``.
+clock meanwhile, so a slow consumer never drops frames. A consumer that stops answering
+is warned of after :data:`SYNC_WARN_AFTER` timeouts in a row (once), and with
+``sync_give_up`` the replay stops with a :class:`BagError` after that many. Without it
+the timing is the bag's, like ``ros2 bag play``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 SLEEP_SLICE_S = 0.05  # longest single sleep: stays responsive to Ctrl-C
 SUBSCRIBER_POLL_S = 0.05
 SYNC_QOS_DEPTH = 100
+SYNC_WARN_AFTER = 3  # sync timeouts in a row before the warning that no answer comes
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class ReplayConfig:
     wait_subscribers: float = 5.0  # s to wait for a subscriber on every topic; 0: don't
     sync_topic: str | None = None
     sync_timeout: float = 5.0
+    sync_give_up: int | None = None  # stop after so many sync timeouts in a row; None: never
     # s to wait, after the last message, until every reliable subscriber acknowledged it
     # (like `ros2 bag play --wait-for-all-acked`); destroying a publisher earlier can drop
     # what is still in flight. 0: don't wait. Best-effort publishers are never waited for.
@@ -77,6 +81,10 @@ class ReplayConfig:
             raise ConfigError(f"sync timeout must be > 0 (seconds), got {self.sync_timeout}")
         if self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        if self.sync_give_up is not None and self.sync_give_up < 1:
+            raise ConfigError(f"sync give-up must be >= 1 (timeouts in a row), got {self.sync_give_up}")
+        if self.sync_give_up is not None and self.sync_topic is None:
+            raise ConfigError("--sync-give-up needs --sync-topic")
         if not self.topics:
             raise ConfigError("no topic to replay")
         for src, dst in self.remaps:
@@ -101,6 +109,7 @@ class ReplayStats:
     bag_s: float = 0.0  # bag time covered (last - first published receive time)
     loops: int = 0
     sync_timeouts: int = 0
+    sync_warned: bool = False  # that the consumer does not answer (once)
     unacked_topics: list[str] = field(default_factory=list)  # not all acknowledged in time
     max_lateness_ms: float = 0.0
 
@@ -342,6 +351,23 @@ def _wait_for_acks(pubs: dict[str, Any], timeout: float) -> list[str]:
     return unacked
 
 
+def _sync_timed_out(cfg: ReplayConfig, silent: int, stats: ReplayStats) -> None:
+    """After the ``silent``-th sync timeout in a row: the warning, the first time a run of
+    them reaches :data:`SYNC_WARN_AFTER`; a :class:`BagError` at ``cfg.sync_give_up``."""
+    if cfg.sync_give_up is not None and silent >= cfg.sync_give_up:
+        raise BagError(
+            f"no answer on {cfg.sync_topic} to {silent} frames in a row (--sync-give-up "
+            f"{cfg.sync_give_up}); stopped after {stats.published} messages"
+        )
+    if silent == SYNC_WARN_AFTER and not stats.sync_warned:
+        stats.sync_warned = True
+        log.warning(
+            "no answer on %s to %d frames in a row (waiting %g s each); is its node running "
+            "and subscribed? (--sync-give-up N stops the replay)",
+            cfg.sync_topic, silent, cfg.sync_timeout,
+        )
+
+
 def _play(
     cfg: ReplayConfig,
     reader: BagReader,
@@ -351,7 +377,11 @@ def _play(
 ) -> ReplayStats:
     stats = ReplayStats()
     first_ns = reader.start_ns + round(cfg.start_offset * NS_PER_S)
-    total = sum(reader.topics[t].count for t in cfg.topics)
+    # each topic once however often it is named; unknown from a start offset on (the
+    # bag's counts are of whole topics, and counting would read it twice)
+    topics = dict.fromkeys(cfg.topics)
+    total = None if cfg.start_offset else sum(reader.topics[t].count for t in topics)
+    silent = 0  # sync timeouts in a row
     bar = None
     if cfg.progress:
         from tqdm import tqdm
@@ -383,8 +413,14 @@ def _play(
                     bar.update()
                 if waiter is not None and topic == cfg.topics[0]:
                     stamp = cdr_header_stamp(raw)
-                    if stamp is not None and not waiter.wait(stamp, cfg.sync_timeout):
-                        stats.sync_timeouts += 1
+                    if stamp is None:
+                        continue
+                    if waiter.wait(stamp, cfg.sync_timeout):
+                        silent = 0
+                        continue
+                    stats.sync_timeouts += 1
+                    silent += 1
+                    _sync_timed_out(cfg, silent, stats)
             if read == 0:  # else "published 0 messages", or a --loop spinning on nothing
                 raise _nothing_to_replay(cfg)
             stats.loops += 1

@@ -4,21 +4,31 @@ The extra types are parsed at run time from their ``.msg`` files, looked up (in 
 order) in the source checkout (``msg/``, ``underlay/vision_msgs/msg``), then in the
 ``share/<package>/msg`` folders of ``$AMENT_PREFIX_PATH`` and of this Python's prefix
 (where ``colcon``/``make setup`` install them). Reading a bag needs none of them: the
-definitions stored in the bag are registered by :func:`register_bag_types`.
+definitions stored in the bag (.msg or IDL) are registered by :func:`register_bag_types`.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
+from rosbags.interfaces import MessageDefinitionFormat
+from rosbags.typesys import (
+    Stores,
+    TypesysError,
+    get_types_from_idl,
+    get_types_from_msg,
+    get_typestore,
+)
 from rosbags.typesys.store import Typestore
 
-from irstd_ros.errors import BagError
+from irstd_ros.errors import BagError, one_line
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # package -> folders of the source checkout holding its .msg files
@@ -68,16 +78,23 @@ def typestore() -> Typestore:
 
 def register_bag_types(store: Typestore, connections: Iterable) -> None:
     """Register the types of a bag's connections that ``store`` lacks, from the bag's own
-    message definitions (rosbag2 stores them with each topic)."""
+    message definitions (rosbag2 stores them with each topic, as .msg or IDL text). One
+    that does not parse is skipped with a warning: the messages of its topics cannot be
+    decoded (a :class:`BagError` where a command reads them), those of the others can."""
     for conn in connections:
         if conn.msgtype in store.types or not conn.msgdef.data:
             continue
         try:
-            store.register(get_types_from_msg(conn.msgdef.data, conn.msgtype))
-        except TypesysError as exc:
-            raise BagError(
-                f"cannot parse the definition of {conn.msgtype} stored in the bag: {exc}"
-            ) from exc
+            if conn.msgdef.format == MessageDefinitionFormat.IDL:
+                types = get_types_from_idl(conn.msgdef.data)
+            else:
+                types = get_types_from_msg(conn.msgdef.data, conn.msgtype)
+            store.register(types)
+        except (TypesysError, ValueError, KeyError) as exc:
+            log.warning(
+                "cannot parse the definition of %s (topic %s) stored in the bag: %s; its "
+                "messages cannot be decoded", conn.msgtype, conn.topic, one_line(exc),
+            )
 
 
 def reading_typestore() -> Typestore:

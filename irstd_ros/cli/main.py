@@ -7,8 +7,10 @@ a directory where a file is expected, a permission denied...), malformed YAML, b
 values (:class:`ValueError`) and sizes no memory holds (:class:`MemoryError`). Ctrl-C, also
 while the subcommands load, is one line (``irstd <command>: interrupted``) and exit code
 130; SIGTERM the same clean-up (``terminated``, exit code 143), so no partial output is left
-by ``kill`` or ``timeout``. ``replay`` and ``record`` are the exceptions: Ctrl-C (or SIGTERM)
-is how they are ended, so they finish cleanly (the recording closed) and exit 0.
+by ``kill`` or ``timeout``. ``record`` is the exception: Ctrl-C (or SIGTERM) is how it is
+ended, so it finishes cleanly (the recording closed) and exits 0. An interrupted ``replay``
+stops cleanly too, and exits 130 (143), so a chained ``irstd replay ... && irstd eval-bag``
+stops with it.
 
 Environment: ``IRSTD_DEBUG=1`` re-raises any of these errors instead, for the full
 traceback."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import FrameType
 
 from irstd_ros.bags.io import OUTPUT_TOPICS
-from irstd_ros.bags.record import QOS_MODES, QUEUE_SIZE, RecordConfig, record
+from irstd_ros.bags.record import QOS_MODES, QUEUE_SIZE, RecordConfig, parse_known_type, record
 from irstd_ros.cli._options import (
     add_bag_writing,
     check_bag_out,
@@ -49,6 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fail if none of the topics has a publisher after SEC seconds (default: %(default)g)",
     )
     p.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        dest="types",
+        metavar="TOPIC=TYPE",
+        help="subscribe TOPIC (one of --topics) at once as TYPE, e.g. "
+        "/camera/image=sensor_msgs/msg/Image, rather than once its publisher is seen: "
+        "started before `irstd replay`, the recording misses no first message (repeatable)",
+    )
+    p.add_argument(
         "--qos",
         choices=QOS_MODES,
         default="auto",
@@ -75,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = RecordConfig(
         out=args.out,
         topics=tuple(args.topics),
+        known_types=tuple(parse_known_type(t) for t in args.types),
         storage=args.storage,
         compress=args.compress,
         duration=args.duration,

@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sync-timeout", type=positive_float, default=5.0, metavar="SEC",
                    help="with --sync-topic: wait at most SEC for each answer, then go on (counted as "
                    "a sync timeout) (default: %(default)g)")
+    p.add_argument("--sync-give-up", type=positive_int, metavar="N",
+                   help="with --sync-topic: stop (exit non-zero) after N sync timeouts in a row "
+                   "(default: never; a warning after 3)")
     p.add_argument(
         "--ack-timeout",
         type=non_negative_float,
@@ -83,13 +86,10 @@ def run(args: argparse.Namespace) -> int:
         wait_subscribers=args.wait_subscribers,
         sync_topic=args.sync_topic,
         sync_timeout=args.sync_timeout,
+        sync_give_up=args.sync_give_up,
         ack_timeout=args.ack_timeout,
     )
-    try:
-        stats = replay(cfg)
-    except KeyboardInterrupt:
-        print("replay: interrupted")
-        return 0
+    stats = replay(cfg)  # Ctrl-C: "interrupted" and exit 130 (SIGTERM 143), as every command
     late = stats.max_lateness_ms
     print(
         f"published {stats.published} messages ({stats.bag_s:.1f} s of bag) "

@@ -92,6 +92,19 @@ def test_truth_boxes_take_their_frame_size_from_the_compressed_topic(tmp_path, m
     assert r["frames"] == 2 and r["mask_source"] and r["targets"] > 0
 
 
+def test_truth_boxes_without_the_image_topic_name_the_bags_image_topics(tmp_path):
+    """It was "holds no image to take the frame size from" of a bag of CompressedImage
+    frames on another topic than --image-topic."""
+    raw = make_bag(tmp_path / "raw", frames=2)
+    png = compressed_copy(raw, tmp_path / "png", lambda a: encode(a, "png"), drop=(TRUTH_MASK_TOPIC,))
+    with pytest.raises(BagError) as info:
+        evaluate_bag(EvalBagConfig(png, outputs=raw))
+    assert str(info.value) == (
+        f"{png} has no frame on /camera/image to take the frame size from; its image topics: "
+        f"{COMPRESSED_TOPIC} (sensor_msgs/msg/CompressedImage): choose one with --image-topic"
+    )
+
+
 class _Reads:
     """Messages read per topic and CompressedImage frames decoded, over an ``irstd eval-bag``."""
 

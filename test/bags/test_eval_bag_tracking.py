@@ -14,6 +14,7 @@ from irstd_ros.bags.io import (
     IMAGE_TOPIC,
     TRUTH_MASK_TOPIC,
     TRUTH_TARGETS_TOPIC,
+    BagReader,
     BagWriter,
     Box,
     detections_msg,
@@ -23,6 +24,7 @@ from irstd_ros.bags.io import (
 from irstd_ros.bags.render import RenderConfig, render
 from irstd_ros.bags.report import format_table
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.stamps import stamp_ns
 from irstd_ros.core.targets import Target
 from irstd_ros.errors import BagError, ConfigError
 from irstd_ros.inference.detector import DetectionResult
@@ -362,3 +364,75 @@ def test_complete_outputs_miss_no_topic(bags, caplog):
     r = evaluate_bag(EvalBagConfig(*bags))
     assert r["frames_missing_by_topic"] == {} and "have no message on" not in caplog.text
     assert None not in [row["detections"] for row in r["per_frame"]]
+
+
+def _copy_truth(src: Path, path: Path, keep=lambda topic, i: True, convert=None) -> Path:
+    """A copy of truth bag ``src``: the messages ``keep(topic, frame index)`` keeps, those of
+    the truth targets topic through ``convert(store, msg)`` if given."""
+    with BagReader(src) as reader, BagWriter(path) as w:
+        for topic, t, msg in reader.messages():
+            if not keep(topic, (t - T0) // STEP):
+                continue
+            if topic == TRUTH_TARGETS_TOPIC and convert is not None:
+                msg = convert(w.store, msg)
+            w.write(topic, t, msg)
+    return path
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_truth_targets_of_another_type_are_a_bag_error_naming_it(bags, tmp_path, mask):
+    """A TargetArray on the truth targets topic was read as a Detection2DArray: a raw
+    AttributeError, in the tracking metrics (with a mask) or the truth itself (without)."""
+    truth, outputs = bags
+    bag = _copy_truth(
+        truth, tmp_path / "truth", keep=lambda topic, _i: mask or topic != TRUTH_MASK_TOPIC,
+        convert=lambda store, m: targets_msg(store, [], stamp_ns(m.header), "cam"),
+    )
+    with pytest.raises(BagError, match=(
+        f"{TRUTH_TARGETS_TOPIC} in {bag} is irstd_ros/msg/TargetArray, expected vision_msgs/msg/Detection2DArray"
+    )):
+        evaluate_bag(EvalBagConfig(bag, outputs=outputs))
+
+
+SPARSE_EVERY = 3  # truth annotated on every 3rd frame only
+
+
+def test_with_sparse_truth_the_tracker_runs_over_every_frame(bags, tmp_path):
+    """It was fed the annotated frames alone: tracks confirmed later, Pd understated."""
+    truth, outputs = bags
+    sparse = _copy_truth(
+        truth, tmp_path / "sparse",
+        keep=lambda topic, i: topic == IMAGE_TOPIC or i % SPARSE_EVERY == 0,
+    )
+    full = evaluate_bag(EvalBagConfig(truth, outputs=outputs))["tracking"]["tracks"]
+    r = evaluate_bag(EvalBagConfig(sparse, outputs=outputs))
+    trk = r["tracking"]["tracks"]
+    annotated = range(0, FRAMES, SPARSE_EVERY)
+    assert r["frames"] == trk["frames"] == len(annotated)
+    # the same tracks as with every frame annotated: misses on the tentative frames alone
+    misses = 2 * sum(i < TENTATIVE for i in annotated)
+    assert trk["pd"] == pytest.approx(1 - misses / (2 * len(annotated)))
+    assert trk["false_tracks"] == full["false_tracks"] == 0
+
+
+def test_a_clutter_only_sequence_reports_false_tracks_and_undefined_target_metrics(bags, tmp_path):
+    """Without truth targets the tracking metrics were dropped in silence."""
+    truth, outputs = bags
+    clutter = tmp_path / "clutter"
+    with BagReader(truth) as reader, BagWriter(clutter) as w:
+        for topic, t, msg in reader.messages():
+            if topic == TRUTH_MASK_TOPIC:
+                msg = image_msg(w.store, np.zeros((H, W), np.uint8), "mono8", stamp_ns(msg.header), "cam")
+            elif topic == TRUTH_TARGETS_TOPIC:
+                msg = detections_msg(w.store, [], stamp_ns(msg.header), "cam")
+            w.write(topic, t, msg)
+    r = evaluate_bag(EvalBagConfig(clutter, outputs=outputs))
+    det, trk = r["tracking"]["detections"], r["tracking"]["tracks"]
+    assert r["pd"] is None and det["truth_instances"] == trk["truth_instances"] == 0
+    hits = sum(len(detected(i)) for i in range(FRAMES))  # each detection its own false track
+    assert det["false_tracks"] == hits
+    assert det["false_tracks_per_min"] == pytest.approx(hits / (FRAMES * STEP / 1e9 / 60))
+    assert trk["false_tracks"] >= 2 and trk["false_tracks_per_min"] > 0  # the two confirmed tracks
+    for m in (det, trk):
+        assert m["pd"] is None and m["idf1"] is None and m["mota"] is None and m["id_switches"] is None
+    assert "false /min" in format_table(r)

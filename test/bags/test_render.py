@@ -14,14 +14,18 @@ from _support.cli import one_error_line, run_cli
 
 from irstd_ros.bags.io import (
     IMAGE_TOPIC,
+    TRUTH_MASK_TOPIC,
     TRUTH_TARGETS_TOPIC,
     BagReader,
     BagWriter,
     Box,
     detections_msg,
     image_msg,
+    targets_msg,
 )
 from irstd_ros.bags.render import RenderConfig, contact_sheet, render
+from irstd_ros.core.components import components
+from irstd_ros.core.stamps import stamp_ns
 from irstd_ros.errors import BagError, ConfigError
 
 
@@ -391,17 +395,47 @@ def test_frames_without_an_output_message_are_labelled_so_and_counted(tmp_path, 
     with caplog.at_level("WARNING"):
         render(RenderConfig(bag, tmp_path / "v.gif", outputs=outputs))
     assert [label.split("S ", 1)[1] for label in labels] == [
-        "DET - TRUE 0 TRK -", "DET - TRUE 0 TRK -", "DET 1 TRUE 0 TRK -", "DET 1 TRUE 0 TRK -",
-        "DET 1 TRUE 0 TRK -", "DET 1 TRUE 0 TRK 1",
+        "DET - TRUE - TRK -", "DET - TRUE - TRK -", "DET 1 TRUE - TRK -", "DET 1 TRUE - TRK -",
+        "DET 1 TRUE - TRK -", "DET 1 TRUE - TRK 1",
     ]
     assert f"2 of 6 frames of {IMAGE_TOPIC} rendered have no message on /detections in {outputs}" in caplog.text
     assert f"5 of 6 frames of {IMAGE_TOPIC} rendered have no message on /tracks in {outputs}" in caplog.text
 
 
 def test_a_bag_without_outputs_is_drawn_without_a_count_warning(tiny_bag, tmp_path, monkeypatch, caplog):
+    """Its detections were labelled "DET 0", as if the node had found nothing: unknown."""
     labels = _recorded_labels(monkeypatch)
     render(RenderConfig(tiny_bag, tmp_path / "v.gif", max_frames=2))
-    assert all(" DET 0 " in label for label in labels) and "no message on" not in caplog.text
+    assert all(" DET - " in label for label in labels) and "no message on" not in caplog.text
+
+
+def test_truth_of_a_mask_alone_is_counted_from_its_components(tiny_bag, tmp_path, monkeypatch):
+    """A bag with a truth mask but no truth targets was labelled "TRUE 0" on every frame."""
+    labels = _recorded_labels(monkeypatch)
+    bag = tmp_path / "mask_only"
+    with BagReader(tiny_bag) as reader, BagWriter(bag) as w:
+        for topic, t, msg in reader.messages():
+            if topic != TRUTH_TARGETS_TOPIC:
+                w.write(topic, t, msg)
+        masks = [reader.image(TRUTH_MASK_TOPIC, m) for _, _, m in reader.messages([TRUTH_MASK_TOPIC])]
+    counts = [str(components(m > 0)[1]) for m in masks]  # two targets that touch are one
+    render(RenderConfig(bag, tmp_path / "v.gif"))
+    assert [label.split("TRUE ", 1)[1] for label in labels] == counts
+    assert set(counts) - {"0"}
+
+
+def test_truth_targets_of_another_type_are_a_bag_error_naming_it(tiny_bag, tmp_path):
+    """They were read as a Detection2DArray: a raw AttributeError."""
+    bag = tmp_path / "target_array_truth"
+    with BagReader(tiny_bag) as reader, BagWriter(bag) as w:
+        for topic, t, msg in reader.messages():
+            if topic == TRUTH_TARGETS_TOPIC:
+                msg = targets_msg(w.store, [], stamp_ns(msg.header), "cam")
+            w.write(topic, t, msg)
+    with pytest.raises(BagError, match=(
+        f"{TRUTH_TARGETS_TOPIC} in {bag} is irstd_ros/msg/TargetArray, expected vision_msgs/msg/Detection2DArray"
+    )):
+        render(RenderConfig(bag, tmp_path / "v.gif"))
 
 
 def test_frames_that_change_size_are_one_error_line_naming_the_frame(tmp_path, capsys):

@@ -133,3 +133,34 @@ def test_record_passes_queue_size_and_prints_the_dropped_messages(capsys, tmp_pa
     code, out, _ = run_cli_output(capsys, "record", "--out", str(tmp_path / "rec"), "--queue-size", "7")
     assert code == 0 and calls[0].queue_size == 7
     assert "dropped (the disk did not keep up; see --queue-size): /a: 3" in out
+
+
+def test_record_type_subscribes_a_topic_before_its_publisher_is_seen(capsys, tmp_path, monkeypatch):
+    """RecordConfig.known_types had no option: a recording started before `irstd replay`
+    subscribed only once it saw the replay's publisher, and lost the first frame."""
+    import irstd_ros.cli.record as cli_record
+    from irstd_ros.bags.record import RecordStats
+
+    calls = record_calls(monkeypatch, cli_record, "record", lambda cfg: RecordStats(cfg.out, stopped_by="idle"))
+    code, _, err = run_cli_output(
+        capsys, "record", "--out", str(tmp_path / "rec"), "--topics", "/camera/image", "targets",
+        "--type", "/camera/image=sensor_msgs/msg/Image",
+    )
+    assert code == 0, err
+    assert calls[0].known_types == (("/camera/image", "sensor_msgs/msg/Image"),)
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("/camera/image", "--type must be TOPIC=PKG/msg/TYPE, got '/camera/image'"),
+        ("/camera/image=Image", "--type must be TOPIC=PKG/msg/TYPE, got '/camera/image=Image'"),
+        ("/other=sensor_msgs/msg/Image", "--type /other=sensor_msgs/msg/Image: /other is not recorded (/camera/image)"),
+    ],
+)
+def test_record_type_is_checked_before_any_bag(capsys, tmp_path, value, message):
+    out = tmp_path / "rec"
+    code, err = run_cli(capsys, "record", "--out", str(out), "--topics", "/camera/image", "--type", value)
+    assert code == 2 and one_error_line(err) == f"irstd record: error: {message}"
+    assert not out.exists()
