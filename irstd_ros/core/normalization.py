@@ -11,7 +11,10 @@ Training, ``irstd eval``, the envelope, the node and every backend call
     estimated from horizontal neighbour differences (a high-pass that cancels the
     scene's smooth structure) by a trimmed RMS of the 90 % smallest differences
     (edges and targets ignored), plus the quantisation noise of integer frames
-    (step^2 / 12). The result is in units of the noise over the local background: a
+    (step^2 / 12); differences inside plateaus (exactly constant 3 x 3 blocks at the
+    frame's lowest or highest value: saturation, a rectified image's black corners, a
+    lens mask, letterboxing) are left out, as their zeros would read the noise low.
+    The result is in units of the noise over the local background: a
     target of peak SNR 6 is 6 / knee before compression wherever it is in the frame
     (over a dark sky above bright ground too) and whatever the encoding (mono8,
     mono16 of any bit depth, 32FC1), gain or offset; flat scenes are never stretched
@@ -41,6 +44,9 @@ TRIM_QUANTILE = 0.9  # keep the 90 % smallest |differences|
 # RMS of a unit Gaussian restricted to |d| <= its two-sided 90 % quantile (1.6449):
 # sqrt(1 - 2 q phi(q) / 0.9) = 0.7893; divides the trimmed RMS back to a sigma.
 TRIM_RMS_FACTOR = 0.7893
+# Plateaus (see noise_sigma) are left out of the noise estimate unless they hold more than
+# this share of its differences: then the frame is taken as the constant one it nearly is
+PLATEAU_SHARE_MAX = 0.95
 QUANTISATION_VARIANCE = 1.0 / 12.0  # of a uniform rounding error, in steps^2
 DEFAULT_KNEE = 4.0  # noise sigmas where asinh turns from linear to logarithmic
 DEFAULT_BACKGROUND = 32  # px, block of the local median background of new models
@@ -173,16 +179,18 @@ def _quantisation_step(dtype: np.dtype) -> float:
     return 1.0 if np.issubdtype(dtype, np.integer) else 0.0
 
 
-def _trimmed_rms(rows: np.ndarray) -> float:
+def _trimmed_rms(rows: np.ndarray, keep: np.ndarray | None = None) -> float:
     """RMS of the ``TRIM_QUANTILE`` smallest |horizontal neighbour differences| of ``rows``:
-    exactly the k smallest, so ties cannot bias it.
+    exactly the k smallest, so ties cannot bias it. ``keep``: a mask of the differences
+    ((R, W - 1), :func:`_plateau_differences` negated) that count; None: all.
 
     Frames of at most 16-bit integers take a histogram of |d| (at most 65,536 bins): one
     counting pass instead of a partition, which on the many ties of such frames is slow
     (640x512 mono8: 1.75 ms against 0.10 ms; mono16: 0.35 against 0.08).
     """
     if np.issubdtype(rows.dtype, np.integer) and rows.dtype.itemsize <= 2:
-        d = np.abs(np.diff(rows.astype(np.int32), axis=1)).ravel()
+        d = np.abs(np.diff(rows.astype(np.int32), axis=1))
+        d = d.ravel() if keep is None else d[keep]
         k = max(int(TRIM_QUANTILE * d.size), 1)
         counts = np.bincount(d)
         cumulative = np.cumsum(counts)
@@ -195,7 +203,8 @@ def _trimmed_rms(rows: np.ndarray) -> float:
     # the k smallest |d| (float64 ones for wide dtypes: float32 steps by 256 at 3e9 counts),
     # squared and summed in float64: float32 squares overflow above ~1e18 units of noise and
     # vanish below ~1e-19 (sigma inf or floored: the whole frame normalised to 0)
-    d = np.abs(np.diff(rows.astype(np.float64 if is_wide(rows.dtype) else np.float32), axis=1)).ravel()
+    d = np.abs(np.diff(rows.astype(np.float64 if is_wide(rows.dtype) else np.float32), axis=1))
+    d = d.ravel() if keep is None else d[keep]
     k = max(int(TRIM_QUANTILE * d.size), 1)
     small = np.partition(d, k - 1)[:k].astype(np.float64)
     return float(np.sqrt(np.mean(small * small)))
@@ -210,15 +219,61 @@ def _row_sample(frame: np.ndarray) -> np.ndarray:
     return frame[:: max(1, h // STATS_ROWS)]
 
 
+def _row_neighbours(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows above and below each of :func:`_row_sample`'s (the sampled row itself at
+    the frame's top and bottom edge) of a frame of at least 3 x 3 px."""
+    h = frame.shape[0]
+    rows = np.arange(0, h, max(1, h // STATS_ROWS))
+    return frame[np.maximum(rows - 1, 0)], frame[np.minimum(rows + 1, h - 1)]
+
+
+def _plateau_differences(frame: np.ndarray) -> np.ndarray | None:
+    """(R, W - 1) bool over the horizontal differences of :func:`_row_sample`'s rows: True
+    where the difference's left pixel has an exactly constant 3 x 3 neighbourhood (clipped
+    at the frame's edges) at the sampled rows' lowest or highest value: a plateau
+    (saturation, a black border or mask), whose zero differences are no noise. None where
+    there is none, and for frames under 3 px high or wide (a line has no 3 x 3 block).
+
+    Only the extremes: a quantisation-limited mono8 scene (noise below one count) is
+    exactly constant over many 3 x 3 blocks at values in between, and those zeros are its
+    noise (SIRST-v2 has such frames). 640x512: 20 us where no three pixels in a sampled row
+    are at an extreme, 40 us otherwise.
+    """
+    if min(frame.shape) < 3:  # no 3 x 3 block: in a line, three equal neighbours are common
+        return None
+    rows = _row_sample(frame)
+    level = (rows == rows.min()) | (rows == rows.max())
+    if not (level[:, :-2] & level[:, 1:-1] & level[:, 2:]).any():  # no three in a row
+        return None
+    above, below = _row_neighbours(frame)
+    column = level & (above == rows) & (below == rows)  # a constant 3 x 1 at an extreme
+    pair = column[:, :-1] & column[:, 1:] & (rows[:, 1:] == rows[:, :-1])  # 3 x 2
+    block: np.ndarray = pair.copy()
+    block[:, 1:] &= pair[:, :-1]  # 3 x 3 (pixels j - 1 .. j + 1); 3 x 2 at the left edge
+    return block
+
+
 def noise_sigma(frame: np.ndarray) -> float:
-    """Pixel noise of a single-channel frame, in its own units (see the module doc); a
-    noise-free frame's, or one below :data:`FLOAT32_TINY`, is :data:`FLOAT_FLOOR` times its
-    largest magnitude (at least 1), so it normalises to about 0."""
+    """Pixel noise of a single-channel frame, in its own units (see the module doc).
+
+    Plateaus (:func:`_plateau_differences`) are left out, unless they hold more than
+    :data:`PLATEAU_SHARE_MAX` of the differences: such a frame is the constant one it
+    nearly is (a target drawn on a flat frame), estimated over all of them, as is an
+    exactly constant frame (normalised to exactly 0). A noise-free frame's, or one below
+    :data:`FLOAT32_TINY`, is :data:`FLOAT_FLOOR` times its largest magnitude (at least 1),
+    so it normalises to about 0."""
     rows = _row_sample(frame)
     step = _quantisation_step(frame.dtype)
     var = QUANTISATION_VARIANCE * step * step
     if rows.shape[1] >= 2:
-        rms = _trimmed_rms(rows)
+        plateau = _plateau_differences(frame)
+        keep = None
+        if (
+            plateau is not None
+            and 0 < np.count_nonzero(plateau) <= PLATEAU_SHARE_MAX * plateau.size
+        ):
+            keep = ~plateau
+        rms = _trimmed_rms(rows, keep)
         var += (rms / TRIM_RMS_FACTOR) ** 2 / 2.0  # a difference has twice the variance
     sigma = float(np.sqrt(var))
     if sigma < FLOAT32_TINY:  # a noise-free float frame (or noise float32 cannot resolve)

@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+# The largest stride of any network: 16 (four poolings) times the largest space-to-depth
+# stem (irstd_ros.models.config.STEMS; a test keeps the two equal). A frame padded to it
+# is at least as large as padded to any network's own.
+MAX_STRIDE = 32
+
+
+def padded_size(height: int, width: int, stride: int) -> tuple[int, int]:
+    """(H, W) rounded up to multiples of ``stride`` (what :func:`pad_to_stride` makes)."""
+    return -(-height // stride) * stride, -(-width // stride) * stride
+
 
 def pad_to_stride(x: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Pad (..., H, W) at the bottom/right to multiples of ``stride``; also the original (H, W)."""
@@ -32,4 +42,3 @@ def network_input(frame: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int
         raise ValueError(f"network input must be one (H, W) plane, got shape {frame.shape}")
     x = np.ascontiguousarray(frame, dtype=np.float32)[None, None]
     return pad_to_stride(x, stride)
-

@@ -39,7 +39,14 @@ class BoxCentre:
 
 @dataclass(frozen=True)
 class Target(BoxCentre):
-    """One detected target, with what IR users need besides the box."""
+    """One detected target, with what IR users need besides the box.
+
+    Its local background is the pixels not above the threshold within
+    :data:`BACKGROUND_MARGIN` px of its box. That is empty only when no pixel of the frame
+    is (any beside the target would be part of it, so its box would span the frame): then
+    ``local_contrast`` and ``snr`` are 0, nothing to measure against, and the centroid is
+    the component's unweighted centre.
+    """
 
     id: int
     score: float  # peak network probability inside the target
@@ -52,8 +59,8 @@ class Target(BoxCentre):
     centroid_y: float
     peak_intensity: float  # in the input frame's own units
     mean_intensity: float
-    local_contrast: float  # target mean minus local background mean
-    snr: float  # (peak - background mean) / background std
+    local_contrast: float  # target mean minus local background mean (0: no background)
+    snr: float  # (peak - background mean) / background std (0: no background)
 
 
 @dataclass(frozen=True)
@@ -206,13 +213,21 @@ def _targets(
         bx0, bx1 = max(xs.start - BACKGROUND_MARGIN, 0), min(xs.stop + BACKGROUND_MARGIN, w)
         ring = ~binary[by0:by1, bx0:bx1]
         bg = intensity[by0:by1, bx0:bx1][ring].astype(np.float64)  # crops only: no full-frame copy
-        bg_mean, bg_std = _mean_std(bg)
         vals = intensity[sl][comp].astype(np.float64)
         peak, mean = float(vals.max()), float(vals.sum()) / vals.size
+        if bg.size:
+            bg_mean, bg_std = _mean_std(bg)
+            contrast = mean - bg_mean
+            if bg_std > 0:
+                snr = (peak - bg_mean) / bg_std
+            else:  # no spread: infinitely far above it, or not above it at all
+                snr = float("inf") if peak > bg_mean else 0.0
+            weights = np.maximum(vals - bg_mean, 0.0)
+        else:  # the whole frame above the threshold (see Target): no background, no contrast
+            contrast, snr, weights = 0.0, 0.0, np.zeros_like(vals)
         cy, cx = np.nonzero(comp)
-        weights = np.maximum(vals - bg_mean, 0.0)
         total = float(weights.sum())
-        if total <= 0:
+        if total <= 0:  # no pixel above the background (or none): the component's centre
             weights, total = np.ones_like(vals), float(vals.size)
         targets.append(
             Target(
@@ -227,8 +242,8 @@ def _targets(
                 centroid_y=float(ys.start + float((cy * weights).sum()) / total),
                 peak_intensity=peak,
                 mean_intensity=mean,
-                local_contrast=mean - bg_mean,
-                snr=(peak - bg_mean) / bg_std if bg_std > 0 else float("inf") if peak > bg_mean else 0.0,
+                local_contrast=contrast,
+                snr=snr,
             )
         )
         mask[sl] |= comp

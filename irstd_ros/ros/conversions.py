@@ -5,7 +5,8 @@ Works on any object with the Image fields (``height, width, encoding,
 is_bigendian, step, data``) or the CompressedImage ones (``format, data``), so the core
 and its tests need no ROS. Every failure is an :class:`ImageConversionError` whose
 ``kind`` names the problem; sizes are checked against ``max_pixels`` before anything is
-allocated (a compressed frame's: from its PNG/JPEG header, before it is decoded).
+allocated (a compressed frame's: from its PNG/JPEG header, before it is decoded), as the
+network input they become: padded to the network's stride (:func:`check_pixels`).
 
 ``data`` is a ``uint8[]``: bytes, bytearray, ``array.array('B')`` (rclpy), a uint8 numpy
 array (rosbags), a memoryview, or any flat sequence of ints 0..255 (a list, as rclpy's own
@@ -23,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from irstd_ros.core.constants import DEFAULT_MAX_PIXELS
+from irstd_ros.core.padding import MAX_STRIDE, padded_size
 from irstd_ros.errors import DatasetError, ImageConversionError
 
 
@@ -45,8 +47,28 @@ ENCODINGS: dict[str, Encoding] = {
 }
 
 
-def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an Image message into (H, W) or (H, W, C) in the encoding's dtype.
+def check_pixels(height: int, width: int, max_pixels: int, stride: int = MAX_STRIDE) -> None:
+    """``too_large`` unless a ``height`` x ``width`` frame's network input, padded to
+    ``stride`` (the network's; by default the largest any network has), holds at most
+    ``max_pixels`` px: a 1 x 16,777,216 line passes a pixel count of 4096 x 4096, but
+    padded to 16 rows it would take ~100 GB."""
+    size = f"image {width}x{height}"
+    if height * width > max_pixels:
+        raise ImageConversionError("too_large", f"{size} exceeds max_pixels={max_pixels}")
+    padded_h, padded_w = padded_size(height, width, stride)
+    if padded_h * padded_w > max_pixels:
+        raise ImageConversionError(
+            "too_large",
+            f"{size}, padded to {padded_w}x{padded_h} for the network's stride {stride}, "
+            f"exceeds max_pixels={max_pixels}",
+        )
+
+
+def image_to_array(
+    msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, stride: int = MAX_STRIDE
+) -> np.ndarray:
+    """Decode an Image message into (H, W) or (H, W, C) in the encoding's dtype; refused
+    (``too_large``) before anything is allocated where :func:`check_pixels` refuses its size.
 
     Padded rows (``step`` > width x pixel size) and big-endian data are
     honoured. Colour frames come back in RGB(A) channel order. 32FC1 frames
@@ -67,10 +89,7 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     h, w, step = (_int_field(msg, name) for name in ("height", "width", "step"))
     if h <= 0 or w <= 0:
         raise ImageConversionError("empty_image", f"empty image {w}x{h}")
-    if h * w > max_pixels:
-        raise ImageConversionError(
-            "too_large", f"image {w}x{h} exceeds max_pixels={max_pixels}"
-        )
+    check_pixels(h, w, max_pixels, stride)
     row_bytes = w * enc.channels * enc.dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(
@@ -186,10 +205,11 @@ def compressed_codec(fmt: str) -> str:
     return codec
 
 
-def _open_compressed(fmt: str, data: Any, max_pixels: int) -> tuple[Any, str]:
+def _open_compressed(fmt: str, data: Any, max_pixels: int, stride: int) -> tuple[Any, str]:
     """(the Pillow image, opened lazily: its header read, no pixel decoded; Pillow's codec
-    name) of a CompressedImage's ``format`` and ``data``, its size checked:
-    ``unsupported_format``, ``undecodable``, ``empty_image`` or ``too_large`` otherwise."""
+    name) of a CompressedImage's ``format`` and ``data``, its size checked
+    (:func:`check_pixels`): ``unsupported_format``, ``undecodable``, ``empty_image`` or
+    ``too_large`` otherwise."""
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
@@ -206,39 +226,45 @@ def _open_compressed(fmt: str, data: Any, max_pixels: int) -> tuple[Any, str]:
             "undecodable", f"{raw.size} bytes of format {fmt!r} are no readable {codec} image{why}"
         ) from None
     w, h = im.size
-    if h <= 0 or w <= 0 or h * w > max_pixels:
-        im.close()
+    try:
         if h <= 0 or w <= 0:
             raise ImageConversionError("empty_image", f"empty image {w}x{h}")
-        raise ImageConversionError("too_large", f"image {w}x{h} exceeds max_pixels={max_pixels}")
+        check_pixels(h, w, max_pixels, stride)
+    except ImageConversionError:
+        im.close()
+        raise
     return im, codec
 
 
-def compressed_size(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def compressed_size(
+    fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXELS, stride: int = MAX_STRIDE
+) -> tuple[int, int]:
     """(H, W) of a CompressedImage (its ``format`` and ``data``) from the PNG or JPEG header
     alone: no pixel is decoded. Refused as :func:`compressed_to_array` refuses a frame
     whose header it cannot read (``unsupported_format``, ``undecodable``, ``empty_image``,
     ``too_large``); damaged pixel data behind a good header is found only by decoding."""
-    im, _ = _open_compressed(fmt, data, max_pixels)
+    im, _ = _open_compressed(fmt, data, max_pixels, stride)
     with im:
         w, h = im.size
     return int(h), int(w)
 
 
-def compressed_to_array(fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def compressed_to_array(
+    fmt: str, data: Any, max_pixels: int = DEFAULT_MAX_PIXELS, stride: int = MAX_STRIDE
+) -> np.ndarray:
     """Decode a CompressedImage (its ``format`` and ``data``, PNG or JPEG) into (H, W):
     uint8, or uint16 for a 16-bit PNG (values as stored); colour and palette frames
     become BT.601 luma, as the data loader reads them
     (:func:`irstd_ros.data.images.image_pixels`: one rule, one home). EXIF orientation is
     not applied (image_transport does not either: the frame is as the camera stored it).
 
-    The size in the file's header is checked against ``max_pixels`` before the pixels are
-    decoded (``too_large``); data that is not a readable image of the named codec, or one
+    The size in the file's header is checked against ``max_pixels`` (:func:`check_pixels`)
+    before the pixels are decoded (``too_large``); data that is not a readable image of the named codec, or one
     the loader would misread (16-bit colour, several frames), is ``undecodable``.
     """
     from irstd_ros.data.images import image_pixels, prepare_image
 
-    im, codec = _open_compressed(fmt, data, max_pixels)
+    im, codec = _open_compressed(fmt, data, max_pixels, stride)
     with im:
         try:
             loaded, unsigned32 = prepare_image(im, f"{codec} frame ({fmt!r})", orient=False)
@@ -254,20 +280,25 @@ def _is_compressed(msg: Any) -> bool:
     return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
-def frame_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def frame_to_array(
+    msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, stride: int = MAX_STRIDE
+) -> np.ndarray:
     """An Image (:func:`image_to_array`) or a CompressedImage (:func:`compressed_to_array`;
-    told apart by its ``format`` field) as an array."""
+    told apart by its ``format`` field) as an array; ``stride``: the network's
+    (:func:`check_pixels`)."""
     if _is_compressed(msg):
-        return compressed_to_array(msg.format, msg.data, max_pixels)
-    return image_to_array(msg, max_pixels)
+        return compressed_to_array(msg.format, msg.data, max_pixels, stride)
+    return image_to_array(msg, max_pixels, stride)
 
 
-def frame_size(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def frame_size(
+    msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS, stride: int = MAX_STRIDE
+) -> tuple[int, int]:
     """(H, W) of an Image, from its ``height`` and ``width`` fields (unchecked: its data is
     checked where it is decoded), or of a CompressedImage, from its file's header
     (:func:`compressed_size`, refused as it refuses), no pixel decoded."""
     if _is_compressed(msg):
-        return compressed_size(msg.format, msg.data, max_pixels)
+        return compressed_size(msg.format, msg.data, max_pixels, stride)
     return int(msg.height), int(msg.width)
 
 

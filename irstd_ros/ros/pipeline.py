@@ -577,7 +577,9 @@ class FramePipeline:
         if detector is None:
             return False
         try:
-            frame = frame_to_array(msg, max_pixels=params["input.max_pixels"])
+            frame = frame_to_array(
+                msg, max_pixels=params["input.max_pixels"], stride=detector.info.model.stride
+            )
         except ImageConversionError as exc:
             self.report(exc.kind, str(exc))
             return False

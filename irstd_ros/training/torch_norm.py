@@ -6,8 +6,9 @@ training and GPU evaluation see exactly the input the detector gives the network
 time (tested to 1e-4 against the numpy rule). ``robust``: the local background (median of
 ``background`` px blocks, sampled every 2nd pixel, bilinearly interpolated between block
 centres; ``background = 0``: the median of about 64 evenly spaced rows), the noise from
-those rows' horizontal neighbour differences (RMS of the 90 % smallest, plus the
-quantisation noise of integer frames), then ``asinh((x - b) / (knee * sigma))``.
+those rows' horizontal neighbour differences (RMS of the 90 % smallest, plateaus at the
+frame's extremes left out, plus the quantisation noise of integer frames), then
+``asinh((x - b) / (knee * sigma))``.
 ``global``: 8-bit frames / 255 (the ``auto`` scaling of uint8), then ``(x - mean) / std``.
 
 The constants and the interpolation weights come from the numpy module itself, so a change
@@ -41,23 +42,51 @@ def _row_sample(frames: torch.Tensor) -> torch.Tensor:
     return frames[:, :: max(1, h // core.STATS_ROWS)]
 
 
+def _plateau_differences(frames: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """numpy's ``_plateau_differences`` per frame, (B, R, W - 1) bool: differences whose
+    left pixel has an exactly constant 3 x 3 neighbourhood at the sampled rows' lowest or
+    highest value; none in frames under 3 px high or wide."""
+    b, h, w = frames.shape
+    if min(h, w) < 3:
+        return torch.zeros_like(rows[..., 1:], dtype=torch.bool)
+    idx = torch.arange(0, h, max(1, h // core.STATS_ROWS), device=frames.device)
+    above = frames[:, (idx - 1).clamp(min=0)]
+    below = frames[:, (idx + 1).clamp(max=h - 1)]
+    flat = rows.reshape(b, -1)
+    lo, hi = flat.amin(dim=1)[:, None, None], flat.amax(dim=1)[:, None, None]
+    column = ((rows == lo) | (rows == hi)) & (above == rows) & (below == rows)
+    pair = column[..., :-1] & column[..., 1:] & (rows[..., 1:] == rows[..., :-1])
+    block = pair.clone()
+    block[..., 1:] &= pair[..., :-1]
+    return block
+
+
 def noise_sigma_torch(frames: torch.Tensor, integer: bool) -> torch.Tensor:
     """Pixel noise per frame of (B, H, W) float32 frames, as a float64 (B,) tensor.
 
     ``integer``: the frames hold integer values (uint8/uint16 files): one step's
-    quantisation noise is added, as numpy does for integer dtypes.
+    quantisation noise is added, as numpy does for integer dtypes. Plateaus are left out
+    as numpy leaves them out (unless they hold more than ``PLATEAU_SHARE_MAX`` of a frame's
+    differences).
     """
     b = frames.shape[0]
     rows = _row_sample(frames)
     q = core.QUANTISATION_VARIANCE if integer else 0.0
     var = torch.full((b,), q, dtype=torch.float64, device=frames.device)
     if rows.shape[2] >= 2:
-        # the k smallest |d|, squared and averaged in float64 as numpy does (float32 squares
-        # overflow or vanish for frames in extreme units)
+        # the k smallest |d| of each frame's kept ones, squared and averaged in float64 as
+        # numpy does (float32 squares overflow or vanish for frames in extreme units)
+        plateau = _plateau_differences(frames, rows).reshape(b, -1)
+        share = plateau.sum(dim=1).double() / plateau.shape[1]
+        plateau &= (share <= core.PLATEAU_SHARE_MAX)[:, None]  # a nearly constant frame: all
         d = torch.diff(rows.float(), dim=2).reshape(b, -1).abs()
-        k = max(int(core.TRIM_QUANTILE * d.shape[1]), 1)  # exactly the k smallest
-        small = d.sort(dim=1).values[:, :k].double()
-        rms = (small * small).mean(dim=1).sqrt()
+        d = d.masked_fill(plateau, float("inf"))  # sorted last, never among the k smallest
+        kept = (~plateau).sum(dim=1).double()
+        k = (core.TRIM_QUANTILE * kept).floor().clamp(min=1.0)  # exactly the k smallest
+        small = d.sort(dim=1).values.double()
+        taken = torch.arange(small.shape[1], device=frames.device)[None, :] < k[:, None]
+        small = torch.where(taken, small, torch.zeros_like(small))
+        rms = ((small * small).sum(dim=1) / k).sqrt()
         var = var + (rms / core.TRIM_RMS_FACTOR) ** 2 / 2.0
     sigma = var.sqrt()
     peak = frames.reshape(b, -1).abs().amax(dim=1).double().clamp(min=1.0)

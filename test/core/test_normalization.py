@@ -392,3 +392,83 @@ def test_local_background_is_subtracted_before_the_gain(level, sigma, dtype):
     b = n.local_background(frame, 32).astype(np.float64)
     truth = np.arcsinh((frame.astype(np.float64) - b) / (norm.knee * noise_sigma(frame)))
     assert np.abs(normalize(frame, norm) - truth).max() < 1e-5
+
+
+def _noisy(dtype, shape=(512, 640), sigma=4.0, level=100.0, seed=0) -> np.ndarray:
+    """``level`` + Gaussian noise of ``sigma``, rounded and clipped for integer dtypes."""
+    f = level + sigma * np.random.default_rng(seed).standard_normal(shape)
+    if np.issubdtype(dtype, np.integer):
+        f = np.rint(f).clip(np.iinfo(dtype).min, np.iinfo(dtype).max)
+    return f.astype(dtype)
+
+
+def _unmasked_sigma(frame: np.ndarray) -> float:
+    """noise_sigma as it was before plateaus were left out: over every sampled difference."""
+    from irstd_ros.core import normalization as n
+
+    rms = n._trimmed_rms(n._row_sample(frame))
+    step = 1.0 if np.issubdtype(frame.dtype, np.integer) else 0.0
+    var = n.QUANTISATION_VARIANCE * step * step + (rms / n.TRIM_RMS_FACTOR) ** 2 / 2.0
+    return float(np.sqrt(var))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "high"), [(np.uint8, 255), (np.uint16, 16383), (np.float32, 400.0)]
+)
+@pytest.mark.parametrize("share", [0.25, 0.5, 0.7, 0.9])
+@pytest.mark.parametrize("where", ["black columns", "saturated rows", "black corners"])
+def test_a_constant_plateau_does_not_read_the_noise_low(dtype, high, share, where):
+    """Saturation, a rectified image's black corners, a lens mask or letterboxing: their
+    zero differences filled the 90 % smallest the estimate keeps (true 4 read 3.2 / 2.3 /
+    1.3 at 25 / 50 / 70 % black columns), and faint targets were lost in the noise."""
+    frame = _noisy(dtype)
+    h, w = frame.shape
+    if where == "black columns":
+        frame[:, : int(share * w)] = 0
+    elif where == "saturated rows":
+        frame[: int(share * h)] = high
+    else:  # four black triangles: what image_proc's rectification leaves
+        yy, xx = np.mgrid[:h, :w]
+        corner = np.minimum(yy / h, 1 - yy / h) + np.minimum(xx / w, 1 - xx / w)
+        frame[corner < np.quantile(corner, share)] = 0
+    truth = noise_sigma(_noisy(dtype))  # the same noise without the plateau: 4.0
+    # within 6 %: at 90 % the plateau's edge is 1 of the 64 differences a row keeps
+    assert noise_sigma(frame) == pytest.approx(truth, rel=0.06)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("sigma", [0.3, 0.5, 0.7, 1.0, 2.0])
+def test_frames_without_plateaus_keep_their_noise_bit_for_bit(dtype, sigma):
+    """Low-noise integer frames, whose differences are often 0 and whose 3 x 3 blocks are
+    often exactly constant, between their darkest and brightest value: no plateau at an
+    extreme, the estimate is that over every difference, bit for bit. A
+    quantisation-limited scene (a smooth ramp, noise below one count, a hot and a cold
+    spot at the extremes) too: its constant blocks are its noise, not a plateau."""
+    from irstd_ros.core import normalization as n
+
+    noisy = _noisy(dtype, sigma=sigma)
+    ramp = np.linspace(60.0, 90.0, 640)[None, :] + _noisy(np.float32, sigma=sigma, level=0.0)
+    ramp = np.rint(ramp).astype(dtype)
+    ramp[100:103, 200:203], ramp[300:303, 400:403] = 20, 200
+    for frame in (noisy, ramp):
+        plateau = n._plateau_differences(frame)
+        assert plateau is None or not plateau.any()
+        assert noise_sigma(frame) == _unmasked_sigma(frame)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_a_target_on_a_constant_frame_keeps_the_constant_frame_s_noise(dtype):
+    """A frame that is all plateau but a target (a synthetic test frame, a lens cap with a
+    hot pixel) is the constant frame it nearly is: estimated over every difference as
+    before, its target far above that noise; a constant frame normalises to exactly 0."""
+    from irstd_ros.core.normalization import FLOAT_FLOOR
+
+    flat = np.zeros((64, 64), dtype)
+    frame = flat.copy()
+    frame[30:33, 30:33] = 200
+    if dtype == np.float32:  # noise-free: the floor, a millionth of the largest magnitude
+        assert noise_sigma(frame) == pytest.approx(FLOAT_FLOOR * 200)
+    else:  # a step's quantisation noise
+        assert noise_sigma(frame) == _unmasked_sigma(frame) == noise_sigma(flat)
+    assert normalize(frame, InputNorm(kind="robust", background=32))[31, 31] > 5.0
+    assert (normalize(flat, InputNorm(kind="robust", background=32)) == 0).all()

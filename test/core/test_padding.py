@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irstd_ros.core.padding import crop_to, network_input, pad_to_stride
+from irstd_ros.core.padding import MAX_STRIDE, crop_to, network_input, pad_to_stride, padded_size
 
 
 def frame(h: int, w: int, dtype=np.float32) -> np.ndarray:
@@ -102,3 +102,18 @@ def test_matches_the_torch_twin():
 def test_network_input_refuses_anything_but_one_plane(shape):
     with pytest.raises(ValueError, match=r"one \(H, W\) plane"):
         network_input(np.zeros(shape, np.float32), 4)
+
+
+@pytest.mark.parametrize("stride", [1, 16, 32])
+@pytest.mark.parametrize("size", [(1, 1), (1, 300), (17, 31), (32, 48), (512, 640), (1080, 1920)])
+def test_padded_size_is_the_shape_pad_to_stride_makes(size, stride):
+    assert padded_size(*size, stride) == pad_to_stride(np.zeros(size, np.float32), stride)[0].shape
+
+
+def test_max_stride_is_the_largest_network_stride():
+    """The size check of incoming frames pads to MAX_STRIDE when it is not told the
+    network's: no network may have a larger one."""
+    pytest.importorskip("torch")
+    from irstd_ros.models.config import STEMS, ModelConfig
+
+    assert MAX_STRIDE == max(ModelConfig(stem=stem).stride for stem in STEMS)

@@ -196,6 +196,19 @@ def test_background_ring_at_the_frame_corner_is_clipped_not_shifted():
     assert t.local_contrast == pytest.approx(300.0 - window[ring].mean())
 
 
+def test_a_target_without_background_around_it_has_no_contrast_and_no_snr():
+    """A frame all above the threshold (a 300 K scene, the network sure of every pixel):
+    no background to measure against, so no contrast and no SNR, not the target's
+    absolute mean and +inf; its centroid is the component's centre. (Only such a frame
+    leaves the ring empty: a pixel beside a target above the threshold is part of it.)"""
+    intensity = np.full((3, 3), 300.0)
+    intensity[1, 1] = 301.0
+    _, (t,) = extract_targets(np.ones((3, 3), np.float32), intensity, PostprocessConfig(0.5))
+    assert (t.local_contrast, t.snr) == (0.0, 0.0)
+    assert (t.centroid_x, t.centroid_y) == (1.0, 1.0)
+    assert t.mean_intensity == pytest.approx(300.0 + 1 / 9)
+
+
 def _reference_targets(prob, intensity, cfg, threshold, above=None):
     """The targets of ``prob > threshold`` the plain way: a whole-frame labelling, numpy's
     ``mean``/``std``/``clip`` on each component's pixels and background ring."""
@@ -220,20 +233,25 @@ def _reference_targets(prob, intensity, cfg, threshold, above=None):
         y0, y1 = max(ys.start - BACKGROUND_MARGIN, 0), min(ys.stop + BACKGROUND_MARGIN, h)
         x0, x1 = max(xs.start - BACKGROUND_MARGIN, 0), min(xs.stop + BACKGROUND_MARGIN, w)
         bg = intensity[y0:y1, x0:x1][~binary[y0:y1, x0:x1]].astype(np.float64)
-        bg_mean = float(bg.mean()) if bg.size else 0.0
-        bg_std = float(bg.std()) if bg.size > 1 else 0.0
         vals = intensity[ys, xs][comp].astype(np.float64)
-        weights = np.clip(vals - bg_mean, 0.0, None)
+        peak = float(vals.max())
+        if bg.size:
+            bg_mean, bg_std = float(bg.mean()), float(bg.std()) if bg.size > 1 else 0.0
+            weights = np.clip(vals - bg_mean, 0.0, None)
+            snr = float("inf") if peak > bg_mean else 0.0
+            if bg_std > 0:
+                snr = (peak - bg_mean) / bg_std
+            contrast = float(vals.mean()) - bg_mean
+        else:
+            weights, snr, contrast = np.zeros_like(vals), 0.0, 0.0
         if weights.sum() <= 0:
             weights = np.ones_like(vals)
         cy, cx = np.nonzero(comp)
-        peak = float(vals.max())
-        snr = (peak - bg_mean) / bg_std if bg_std > 0 else float("inf") if peak > bg_mean else 0.0
         out.append((
             score, xs.start, ys.start, int(comp.sum()),
             xs.start + float((cx * weights).sum()) / float(weights.sum()),
             ys.start + float((cy * weights).sum()) / float(weights.sum()),
-            peak, float(vals.mean()), float(vals.mean()) - bg_mean, snr,
+            peak, float(vals.mean()), contrast, snr,
         ))
     return out
 

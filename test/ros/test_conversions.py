@@ -95,6 +95,51 @@ def test_bad_messages_raise_named_errors(changes, kind):
     assert err.value.kind == kind
 
 
+@pytest.mark.parametrize(("height", "width"), [(1, 16_777_216), (16_777_216, 1), (1, 600_000)])
+def test_a_line_whose_padded_network_input_exceeds_max_pixels_is_refused(height, width):
+    """1 x 16,777,216 holds max_pixels px, but padded to 16 rows for the network it would
+    take ~100 GB: refused as its padded input from its declared size, before its data is
+    even looked at (the message carries none). A compressed frame too, from its header."""
+    m = SimpleNamespace(
+        height=height, width=width, encoding="mono8", is_bigendian=0, step=width, data=b""
+    )
+    padded = r"padded to .* stride 32, exceeds max_pixels=16777216"
+    with pytest.raises(ImageConversionError, match=padded) as err:
+        frame_to_array(m)
+    assert err.value.kind == "too_large"
+    liar = png_by_hand(np.zeros((2, 2), np.uint8), declared=(width, height), idat=b"")
+    with pytest.raises(ImageConversionError, match=padded) as err:
+        frame_to_array(SimpleNamespace(format="mono8; png compressed mono8", data=liar))
+    assert err.value.kind == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "stride", "refused"),
+    [
+        (512, 640, 16, False),  # multiples of any stride: the limit holds exactly
+        (500, 650, 16, True),  # 325,000 px fit; padded to 512 x 656 they do not
+        (1, 327_680, 16, True),  # 16 x 327,680 padded: 16 times the limit
+        (1, 327_680, 1, False),  # no padding asked
+    ],
+)
+def test_the_network_s_stride_sets_the_padded_size(height, width, stride, refused):
+    """Told the network's stride (the pipeline knows it), the check pads to that one."""
+    from irstd_ros.ros.conversions import check_pixels
+
+    if refused:
+        with pytest.raises(ImageConversionError, match=f"stride {stride}, exceeds max_pixels"):
+            check_pixels(height, width, 512 * 640, stride)
+    else:
+        check_pixels(height, width, 512 * 640, stride)
+
+
+def test_a_frame_at_max_pixels_that_needs_no_padding_keeps_the_old_message():
+    m = msg_from(np.zeros((64, 64), np.uint8), "mono8")
+    assert image_to_array(m, max_pixels=64 * 64).shape == (64, 64)
+    with pytest.raises(ImageConversionError, match=r"^image 64x64 exceeds max_pixels=4095$"):
+        image_to_array(m, max_pixels=64 * 64 - 1)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_floats_are_refused(bad):
     arr = sample("32FC1")

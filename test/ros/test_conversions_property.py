@@ -22,6 +22,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
+from irstd_ros.core.padding import MAX_STRIDE  # noqa: E402
 from irstd_ros.errors import ImageConversionError  # noqa: E402
 from irstd_ros.ros.conversions import (  # noqa: E402
     DEFAULT_MAX_PIXELS,
@@ -63,7 +64,8 @@ def reference_decode(m: SimpleNamespace, max_pixels: int) -> np.ndarray | str:
     h, w, step = m.height, m.width, m.step
     if h <= 0 or w <= 0:
         return "empty_image"
-    if h * w > max_pixels:
+    # the network input, padded to image_to_array's default stride (the largest network's)
+    if math.ceil(h / MAX_STRIDE) * math.ceil(w / MAX_STRIDE) * MAX_STRIDE**2 > max_pixels:
         return "too_large"
     size = struct.calcsize(fmt)
     if step < w * ch * size:

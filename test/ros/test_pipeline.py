@@ -783,3 +783,23 @@ def test_coasting_tracks_on_tracks_carry_their_last_detection_s_stamp():
     assert len(msgs[4].detections) == 2  # confirmed while detected
     held = run(False)
     assert len(held[4].detections) == 2 and all(m.detections == [] for m in held[5:])
+
+
+def test_max_pixels_counts_the_padding_of_the_running_networks_stride():
+    """The frame is refused when its input padded to *this* network's stride exceeds
+    input.max_pixels, not the largest stride of any network: a 100 x 160 frame pads to
+    112 x 160 for the shipped stride-16 ``tiny`` (accepted at 112 * 160 px), to 128 x 160
+    for a stride-32 network (refused)."""
+    params = {p.name: p.default for p in PARAMS} | {"tracking.enabled": False,
+                                                    "input.max_pixels": 112 * 160}
+    warnings: list[str] = []
+    pipe = _quiet_pipeline(params, warnings)
+    assert pipe.detector.info.model.stride == 16
+    import numpy as np
+
+    frame = np.tile(frame_for("mono8"), (3, 3))[:100, :160].copy()
+    assert pipe.process(_camera_frame(frame, "ir_cam", 1_000_000_000))
+    assert "max_pixels" not in " ".join(warnings) and not pipe.stats.errors
+    params["input.max_pixels"] = 112 * 160 - 1
+    assert not pipe.process(_camera_frame(frame, "ir_cam", 2_000_000_000))
+    assert "padded to 160x112 for the network's stride 16" in " ".join(warnings)

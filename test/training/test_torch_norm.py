@@ -130,3 +130,51 @@ def test_a_pixel_near_float32_s_limit_is_clipped_as_numpy_clips_it(background):
     out = normalize_torch(torch.from_numpy(frame[None].copy()), norm, integer=False).numpy()[0]
     assert np.isfinite(out).all()
     assert np.abs(out - ref).max() <= TOL
+
+
+def _plateau_frames(dtype, shape):
+    """Noisy frames with plateaus: black columns, saturated rows, black rectification
+    corners, and a target on a black frame (nearly all plateau: estimated as before)."""
+    hi = 255 if dtype == np.uint8 else 16383 if dtype == np.uint16 else 400.0
+    rng = np.random.default_rng(7)
+    h, w = shape
+    frames = [100 + 4 * rng.standard_normal(shape) for _ in range(4)]
+    frames[0][:, : w // 2] = 0
+    frames[1][: 2 * h // 3] = hi
+    yy, xx = np.mgrid[:h, :w]
+    frames[2][np.minimum(yy, h - 1 - yy) + np.minimum(xx, w - 1 - xx) < min(h, w) // 3] = 0
+    frames[3][:] = 0
+    frames[3][h // 2, w // 2] = hi
+    if dtype != np.float32:
+        return [np.rint(f).clip(0, hi).astype(dtype) for f in frames]
+    return [f.astype(np.float32) for f in frames]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("shape", [(256, 320), (37, 53), (3, 40), (40, 3), (2, 40)])
+@pytest.mark.parametrize("background", [0, 32])
+def test_twin_leaves_plateaus_out_of_the_noise_as_numpy_does(dtype, shape, background):
+    """Plateaus at a frame's extremes are left out of both twins' noise estimate, frame by
+    frame in one batch (each frame keeps its own number of differences)."""
+    from irstd_ros.core.normalization import noise_sigma
+    from irstd_ros.training.torch_norm import noise_sigma_torch
+
+    norm = InputNorm(kind="robust", knee=4.0, background=background)
+    frames = _plateau_frames(dtype, shape)
+    batch = torch.from_numpy(np.stack(frames).astype(np.float32))
+    integer = dtype != np.float32
+    sigma = noise_sigma_torch(batch, integer).numpy()
+    assert np.abs(sigma - [noise_sigma(f) for f in frames]).max() <= 1e-9 * sigma.max()
+    ref = np.stack([normalize(f, norm) for f in frames])
+    assert np.abs(normalize_torch(batch, norm, integer=integer).numpy() - ref).max() <= TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_twin_on_cuda_leaves_plateaus_out_as_numpy_does(dtype):
+    norm = InputNorm(kind="robust", background=32)
+    frames = _plateau_frames(dtype, (256, 320))
+    ref = np.stack([normalize(f, norm) for f in frames])
+    batch = torch.from_numpy(np.stack(frames).astype(np.float32)).cuda()
+    out = normalize_torch(batch, norm, integer=dtype != np.float32).cpu().numpy()
+    assert np.abs(out - ref).max() <= TOL
