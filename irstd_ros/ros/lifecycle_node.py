@@ -23,7 +23,9 @@ force is accepted (a whole parameters file loads with ``load_parameter_file_atom
 in any state).
 
 While configured, the node's clock is watched as the plain node's
-(:func:`~irstd_ros.ros.node.watch_clock`): a clock going back restarts the stream.
+(:func:`~irstd_ros.ros.node.watch_clock`): a clock going back restarts the stream. From
+its making to its destruction the node's ROS log receives the package's Python log records
+(:func:`~irstd_ros.ros.node.route_logs`): the backend choice at each ``configure``.
 
 The node starts unconfigured, as managed nodes do; ``--autostart`` configures and
 activates it at once (a configure failure is then one line on stderr and exit code 1).
@@ -56,6 +58,7 @@ from irstd_ros.ros.node import (
     parameter_values,
     read_parameters,
     restart_refusal,
+    route_logs,
     run,
     stage_parameters,
     start_inputs,
@@ -90,6 +93,7 @@ class IrstdLifecycleNode(LifecycleNode):
         **kwargs: Any,
     ) -> None:
         super().__init__(node_name, **kwargs)
+        self._log_route = route_logs(self)
         self._detector_factory = detector_factory
         self.params: dict[str, Any] = {}
         self.pipeline: FramePipeline | None = None
@@ -269,6 +273,11 @@ class IrstdLifecycleNode(LifecycleNode):
         """Release what ``configure`` made (whatever the state) and destroy the node."""
         self._release()
         self.destroy_node()
+
+    def destroy_node(self) -> None:
+        """Destroy the node; the package's log records no longer come to it."""
+        self._log_route.close()
+        super().destroy_node()
 
 
 def forget_destroyed(group: Any) -> None:

@@ -34,6 +34,10 @@ The node imports no torch: the detector (and with it torch or OpenVINO) is loade
 when the node is built, after :func:`set_process_environment`.
 
 Topic names are relative so that one namespace per camera works.
+
+The package's Python log records (the backend choice and why faster backends were skipped,
+the cache's warnings) go to the node's ROS log while the node lives
+(:mod:`irstd_ros.ros.log_bridge`).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from irstd_ros.core.paths import creation_problem
 from irstd_ros.core.stamps import NS_PER_S
 from irstd_ros.errors import ConfigError, IrstdError
 from irstd_ros.ros.health import PipelineStats
+from irstd_ros.ros.log_bridge import LogRoute, route_package_logs
 from irstd_ros.ros.params import (
     PARAMS,
     SPECS,
@@ -163,10 +168,18 @@ def path_problem(name: str, value: str) -> str | None:
         if path.suffix != MODEL_SUFFIX:
             return f"model.path: model file {path} is not a {MODEL_SUFFIX} checkpoint"
         return None
-    if path.exists():
-        return None if path.is_dir() else f"model.cache_dir: {path} exists and is not a directory"
-    reason = creation_problem(path)
+    reason = cache_dir_problem(path)
     return f"model.cache_dir: {reason}" if reason else None
+
+
+def cache_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the cache directory, or None: it must be a directory (one
+    that is not writable serves artefacts built already), or creatable below a writable
+    directory. Nothing is created. The check of ``model.cache_dir`` and of the cache
+    directory in effect (:func:`build_detector`)."""
+    if path.exists():
+        return None if path.is_dir() else f"{path} exists and is not a directory"
+    return creation_problem(path)
 
 
 # --- set-up steps shared by the plain and the lifecycle node ---------------------------------
@@ -305,15 +318,35 @@ def model_path(params: dict[str, Any]) -> Path:
     return resolve_model_path(params["model.path"])
 
 
+def cache_dir_in_effect(params: dict[str, Any]) -> Path:
+    """The cache directory the backends will use (``model.cache_dir``, else
+    ``$IRSTD_CACHE_DIR``, else the default), absolute; ConfigError naming where it came
+    from when one given cannot serve (:func:`cache_dir_problem`). The default is not
+    refused here: a node on a read-only home still runs the backends that need no cache
+    (``auto`` says why it skipped the others)."""
+    from irstd_ros.inference.backends.base import BackendOptions
+    from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root
+
+    value = params["model.cache_dir"]
+    root = cache_root(BackendOptions(cache_dir=value or None))
+    given = "invalid parameter: model.cache_dir" if value else (
+        f"invalid environment: ${CACHE_ENV}" if os.environ.get(CACHE_ENV) else None)
+    reason = cache_dir_problem(root) if given else None
+    if reason:
+        raise ConfigError(f"{given}: {reason}")
+    return root
+
+
 def build_detector(params: dict[str, Any]) -> Detector:
     """The detector the parameters describe (``model.threads`` 0: the cores available;
-    ``model.frame_size``: the size the backend is warmed up at)."""
+    ``model.frame_size``: the size the backend is warmed up at; the cache directory in
+    effect checked and made absolute first: :func:`cache_dir_in_effect`)."""
     from irstd_ros.inference.backends.base import BackendOptions
     from irstd_ros.inference.detector import Detector
     from irstd_ros.inference.resources import available_cores
 
     backend = params["model.backend"]
-    cache_dir = params["model.cache_dir"]
+    cache_dir = cache_dir_in_effect(params)
     width, height = parse_size(params["model.frame_size"]) if params["model.frame_size"] else (None, None)
     options = BackendOptions(
         height=height,
@@ -322,7 +355,7 @@ def build_detector(params: dict[str, Any]) -> Detector:
         cuda_graphs=params["model.cuda_graphs"],
         compile=params["model.compile"],
         threads=params["model.threads"] or available_cores(),
-        cache_dir=str(Path(cache_dir).expanduser()) if cache_dir else None,
+        cache_dir=str(cache_dir),
     )
     path = model_path(params)
     try:
@@ -463,6 +496,14 @@ def start_inputs(
     return made[0], made[1], timer
 
 
+def route_logs(node: Node) -> LogRoute:
+    """The package's Python log records to ``node``'s ROS log until the route is closed (by
+    the node's ``destroy_node``) or the node's context shuts down."""
+    route = route_package_logs(node.get_logger())
+    node.context.on_shutdown(lambda: route.close())  # held strongly: a bound method would be weakly
+    return route
+
+
 def usage_text(header: str) -> str:
     """A node's ``--help``: ``header``, then one line per parameter."""
     rows = [f"  {p.name:28s} {p.default!r:>14}  {p.description}" for p in PARAMS]
@@ -470,14 +511,22 @@ def usage_text(header: str) -> str:
 
 
 def log_ready(node: Node, pipeline: FramePipeline, p: dict[str, Any], topic: str) -> None:
+    """The node's ``ready`` line: the backend (with why the ones a choice tried before it
+    were skipped, as the choice said them), model, thresholds and input."""
+    from irstd_ros.inference.backends.select import selection_of  # loaded with the detector
+
     det = pipeline.detector
     assert det is not None
     tracker = ", ".join(
         f"{name} {'off' if value is None else f'{value:.3g}'}"
         for name, value in (("candidates", det.candidate_threshold), ("gated", det.gated_threshold))
     )
+    selection = selection_of(det.backend)
+    chosen = ""
+    if selection is not None and selection.skipped:  # a choice that skipped faster backends
+        chosen = f" ({selection.choice}: {selection.reasons()})"
     node.get_logger().info(
-        f"ready: backend {det.backend.name} on {det.backend.device}, "
+        f"ready: backend {det.backend.name} on {det.backend.device}{chosen}, "
         f"model {det.info.model.arch}, threshold {det.post.threshold:.3g} (tracker: {tracker}), "
         f"listening on {topic} ({p['qos.reliability']}, depth {p['qos.depth']})"
     )
@@ -490,11 +539,16 @@ class IrstdNode(Node):
         self, node_name: str = "irstd_node", *, detector: Detector | None = None, **kwargs: Any
     ) -> None:
         super().__init__(node_name, **kwargs)
-        declare_parameters(self)
-        warn_unknown_overrides(self)
-        self.params: dict[str, Any] = read_parameters(self)
-        detector = detector or build_detector(self.params)
-        check_for_model(self.params, detector.info)
+        self._log_route = route_logs(self)
+        try:
+            declare_parameters(self)
+            warn_unknown_overrides(self)
+            self.params: dict[str, Any] = read_parameters(self)
+            detector = detector or build_detector(self.params)
+            check_for_model(self.params, detector.info)
+        except BaseException:
+            self._log_route.close()
+            raise
         self.pipeline = make_pipeline(self, detector, self.create_publisher, lambda: self.params)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS_DEPTH)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -546,6 +600,11 @@ class IrstdNode(Node):
             watch.unregister()
         self.pipeline.stop()
         self.destroy_node()
+
+    def destroy_node(self) -> None:
+        """Destroy the node; the package's log records no longer come to it."""
+        self._log_route.close()
+        super().destroy_node()
 
 
 USAGE = """usage: irstd_node [--ros-args --params-file config/irstd.yaml -r image:=/camera/image ...]

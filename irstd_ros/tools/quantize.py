@@ -59,24 +59,26 @@ from irstd_ros.data.images import read_image, read_mask
 from irstd_ros.data.pack import DEFAULT_NUDT, DEFAULT_SIRST
 from irstd_ros.errors import ConfigError
 from irstd_ros.inference.backends.base import BackendOptions
-from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root
+from irstd_ros.inference.backends.fingerprint import file_digests
+from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root, make_cache_dir
 from irstd_ros.inference.backends.openvino_int8 import (
     INT8_RECIPE,
     INT8_RECIPE_AC,
-    INT8_RECIPES,
     IOU_TOLERANCE_POINTS,
+    IR_DIGESTS,
     MAX_CALIBRATION_FRAMES,
     MAX_IOU_DROP,
     NAME,
     PD_TOLERANCE_POINTS,
     SPEED_SIZE,
     accuracy_path,
-    accuracy_refusal,
     build_int8,
     coverage_refusal,
     dataset_delta,
     int8_fingerprint,
     int8_path,
+    int8_refusal,
+    ir_mismatch,
     load_accuracy,
     measurement_conditions,
     record_mismatch,
@@ -417,7 +419,7 @@ def _cached_controlled_ir_passes(weights: Path, out: Path | None) -> bool:
         return False
     if rebuild_reason(path, int8_fingerprint(info, digest, INT8_RECIPE_AC)) is not None:
         return False
-    return accuracy_refusal(load_accuracy(path), digest, measurement_conditions(info)) is None
+    return int8_refusal(load_accuracy(path), path, digest, info) is None
 
 
 def _export_int8(
@@ -465,7 +467,13 @@ def _export_int8(
     record = load_accuracy(path)
     partial = None if record is None else coverage_refusal(record)
     # a record of part of the splits is measured again (on these datasets, whole)
-    stale = record is None or record_mismatch(record, digest, conditions, (recipe,), NAME) is not None or partial is not None
+    # so is one of other IR files (the IR rebuilt since, or replaced)
+    stale = (
+        record is None
+        or record_mismatch(record, digest, conditions, (recipe,), NAME) is not None
+        or ir_mismatch(record, path) is not None
+        or partial is not None
+    )
     if measure and (built or force or stale):
         import nncf
         import openvino as ov
@@ -482,15 +490,17 @@ def _export_int8(
                 "metric": "mean per-frame IoU of the INT8 mask against the FP32 mask at the checkpoint's threshold", "max_drop": MAX_IOU_DROP,
             }} if accuracy_control else {}),
             "versions": {"nncf": nncf.__version__, "openvino": ov.__version__},
+            IR_DIGESTS: file_digests(path),  # the gate takes the record for these files alone
         }
-        record["verdict"] = accuracy_refusal(record, digest, conditions) or "within tolerance: auto uses openvino-int8"
+        refused = int8_refusal(record, path, digest, info)
+        record["verdict"] = refused or "within tolerance: auto uses openvino-int8"
         save_accuracy(path, record)
         result["measure_s"] = round(time.perf_counter() - t1, 1)
         partial = coverage_refusal(record)
-    refusal = accuracy_refusal(record, digest, conditions)
+    refusal = int8_refusal(record, path, digest, info)
     # refused for its coverage: the gate checks it right after the record's identity, before the deltas
     result["partial"] = (record is not None and partial is not None
-                         and record_mismatch(record, digest, conditions, INT8_RECIPES, NAME) is None)
+                         and record_mismatch(record, digest, conditions, (recipe,), NAME) is None)
     if measure and record is not None and refusal is None:  # a refused IR's speed decides nothing
         _add_speed(record, path, model, info, options, NAME, again=retime)
     if record is not None:
@@ -545,7 +555,7 @@ def export_bf16(
         record["fingerprint"] = bf16.bf16_fingerprint(digest, info, graph).to_dict()
         record["verdict"] = (bf16.record_refusal(record, digest, info, ir=ir)
                              or f"within tolerance: auto uses {bf16.NAME} where the CPU has native bf16")
-        cache.mkdir(parents=True, exist_ok=True)
+        make_cache_dir(cache)
         save_accuracy(artifact, record)
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
     refusal = bf16.record_refusal(record, digest, info, ir=ir)

@@ -185,6 +185,49 @@ def test_bad_start_is_one_line_and_exit_code_1(tmp_path, case):
     assert not (tmp_path / "executed").exists(), "the pickled payload was executed"
 
 
+@pytest.mark.ros
+@pytest.mark.parametrize("case", ["file", "unwritable"])
+def test_a_bad_cache_dir_in_the_environment_is_one_line_and_exit_code_1(tmp_path, case):
+    """$IRSTD_CACHE_DIR was not checked as model.cache_dir is: a regular file or a path
+    that cannot be created ended the node with a traceback (FileExistsError, OSError)."""
+    import os
+
+    if case == "file":
+        cache = tmp_path / "file"
+        cache.write_text("x")
+        expected = ["$IRSTD_CACHE_DIR", f"{cache} exists and is not a directory"]
+    else:
+        cache = Path("/proc/irstd_test_cache")  # /proc takes no new file, not even root's
+        expected = ["$IRSTD_CACHE_DIR", f"{cache} cannot be created: directory /proc is not writable"]
+    cmd = [executable("irstd_node"), "--ros-args", "-p", "model.backend:=openvino"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT_S,
+                         env={**os.environ, "IRSTD_CACHE_DIR": str(cache)})
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    lines = [ln for ln in out.stderr.splitlines() if ERROR_PREFIX in ln]
+    assert len(lines) == 1, text
+    for part in expected:
+        assert part in lines[0], lines[0]
+    assert "Traceback" not in text, text
+
+
+@pytest.mark.ros
+def test_the_cache_dir_in_effect_is_checked_and_absolute(tmp_path, monkeypatch):
+    """Relative, it was passed on as given (node.py expanded ``~`` only) and shown so."""
+    from irstd_ros.errors import ConfigError
+    from irstd_ros.inference.backends.graph_export import CACHE_ENV
+    from irstd_ros.ros.node import cache_dir_in_effect
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, "from_env")
+    assert cache_dir_in_effect({"model.cache_dir": ""}) == tmp_path / "from_env"
+    assert cache_dir_in_effect({"model.cache_dir": "param/cache"}) == tmp_path / "param" / "cache"
+    (tmp_path / "from_env").write_text("a file")
+    with pytest.raises(ConfigError, match=rf"^invalid environment: \${CACHE_ENV}: .*from_env exists and is not"):
+        cache_dir_in_effect({"model.cache_dir": ""})
+    assert cache_dir_in_effect({"model.cache_dir": "param"}) == tmp_path / "param"  # the parameter wins
+
+
 # --- inference faults in the running node (real rclpy, in process) ------------------------
 class FaultyBackend:
     """Intensity backend double that raises ``exc`` for its first ``failures`` calls."""
@@ -343,8 +386,13 @@ def test_auto_backend_moves_on_when_the_tensorrt_engine_fails(
     monkeypatch.setitem(select.REGISTRY, "tensorrt", factory)
     caplog.set_level(logging.INFO, logger=select.log.name)
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
-    node = IrstdNode(parameter_overrides=[Parameter("model.path", value=str(ckpt)),
-                                          Parameter("model.backend", value="auto")])
+    package = logging.getLogger("irstd_ros")  # the node's records go to its ROS log, not up to the root's
+    package.addHandler(caplog.handler)
+    try:
+        node = IrstdNode(parameter_overrides=[Parameter("model.path", value=str(ckpt)),
+                                              Parameter("model.backend", value="auto")])
+    finally:
+        package.removeHandler(caplog.handler)
     h = Harness(node)
     try:
         assert node.detector.backend.name == CPU_BACKEND
@@ -354,3 +402,23 @@ def test_auto_backend_moves_on_when_the_tensorrt_engine_fails(
         h.send(_frame(1), expect_answers=1)
     finally:
         h.close()
+
+
+@pytest.mark.ros
+def test_only_a_cache_dir_given_is_refused_up_front_not_the_default(monkeypatch):
+    """A node on a read-only home (a container) still runs a backend that needs no cache:
+    an unusable *default* cache directory is not refused at start-up, an unusable one given
+    by $IRSTD_CACHE_DIR or model.cache_dir is, naming where it came from."""
+    from irstd_ros.errors import ConfigError
+    from irstd_ros.inference.backends import graph_export
+    from irstd_ros.ros.node import cache_dir_in_effect
+
+    unusable = Path("/proc/irstd_test_default_cache")  # /proc takes no new folder
+    monkeypatch.delenv(graph_export.CACHE_ENV, raising=False)
+    monkeypatch.setattr(graph_export, "DEFAULT_CACHE_DIR", unusable)
+    assert cache_dir_in_effect({"model.cache_dir": ""}) == unusable
+    monkeypatch.setenv(graph_export.CACHE_ENV, str(unusable))
+    with pytest.raises(ConfigError, match=r"invalid environment: \$IRSTD_CACHE_DIR"):
+        cache_dir_in_effect({"model.cache_dir": ""})
+    with pytest.raises(ConfigError, match="invalid parameter: model.cache_dir"):
+        cache_dir_in_effect({"model.cache_dir": str(unusable)})

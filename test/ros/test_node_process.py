@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,7 +99,14 @@ def test_node_process_answers_with_same_stamp_and_exits_cleanly(rclpy_context, n
     assert proc.wait(EXIT_TIMEOUT_S) == 0
     text = read_log(log)
     assert "Traceback" not in text, text
-    assert "backend" in text  # the chosen backend is logged
+    # the choice's line (Python logging below the node) in the node's ROS log, and the ready
+    # line with the same account of the backends skipped
+    chosen = re.search(r"^\[INFO\] \[[\d.]+\] \[[\w.]*irstd_node\]: inference backend: (\S+) on (\S+) \(auto: (.*)\)$",
+                       text, re.M)
+    assert chosen, text
+    why = chosen[3].split("; recorded accuracy vs FP32: ")[0]
+    said = f" (auto: {why})" if why != "first choice" else ""
+    assert f"]: ready: backend {chosen[1]} on {chosen[2]}{said}, model " in text, text
 
 
 def test_missing_model_refuses_to_start_with_one_line(tmp_path):

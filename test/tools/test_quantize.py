@@ -128,6 +128,25 @@ def test_export_records_the_accuracy_and_cpu_then_uses_int8(datasets, weights, t
     assert backend.name == "openvino-int8"
 
 
+def test_the_record_names_the_ir_files_it_measured(datasets, weights, tmp_path, fake_quantize, monkeypatch):
+    """A record held no digest of the IR it measured: one of any IR of its recipe passed
+    the gate. An export finds a record of other files and measures again."""
+    from irstd_ros.inference.backends.fingerprint import file_digests
+
+    out = tmp_path / "cache"
+    measured = []
+    real = quantize.measure_accuracy
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: measured.append(1) or real(*a, **k))
+    first = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
+    path = Path(first["files"][0])
+    record = int8.load_accuracy(path)
+    assert record[int8.IR_DIGESTS] == file_digests(path) and first["auto"] == "uses openvino-int8"
+    int8.save_accuracy(path, {**record, int8.IR_DIGESTS: {".xml": "0" * 64, ".bin": "0" * 64}})  # another IR's
+    again = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
+    assert not again["built"] and measured == [1, 1] and again["auto"] == "uses openvino-int8"
+    assert int8.load_accuracy(path)[int8.IR_DIGESTS] == file_digests(path)
+
+
 def test_an_export_on_part_of_the_splits_is_refused_by_the_gate(datasets, weights, tmp_path, fake_quantize, monkeypatch,
                                                                  caplog):
     """The audit's case: an export on a few frames (here the tiny datasets against the real
@@ -477,7 +496,11 @@ def test_the_auto_line_says_whether_the_ir_starts_not_only_what_its_record_says(
     """A cached IR that OpenVINO cannot read, with a record within tolerance, printed
     "auto: uses openvino-int8" while auto skipped it. A corrupt one is rebuilt (its digests
     no longer match); one that verifies but does not load is named on the auto line."""
-    from irstd_ros.inference.backends.fingerprint import load_fingerprint, save_fingerprint
+    from irstd_ros.inference.backends.fingerprint import (
+        file_digests,
+        load_fingerprint,
+        save_fingerprint,
+    )
 
     out = tmp_path / "cache"
     measured = []
@@ -493,6 +516,8 @@ def test_the_auto_line_says_whether_the_ir_starts_not_only_what_its_record_says(
     assert path.with_suffix(".bin").read_bytes() == good and rebuilt["auto"] == "uses openvino-int8"
     path.with_suffix(".bin").write_bytes(good[:100])
     save_fingerprint(path, load_fingerprint(path))  # as if written so: the digests hold
+    record = int8.load_accuracy(path)  # and measured so (the record's digests of the IR too)
+    int8.save_accuracy(path, {**record, int8.IR_DIGESTS: file_digests(path)})
     again = quantize.export_int8(weights, out, datasets, calibration=4, threads=1)
     assert not again["built"] and measured == [1, 1]  # the IR and its record reused
     assert again["auto"].startswith(f"openvino cannot read {path}") and "\n" not in again["auto"]

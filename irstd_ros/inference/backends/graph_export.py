@@ -10,14 +10,21 @@ so the ONNX graph has symbolic ``16*h`` x ``16*w`` inputs.
 
 Exported artefacts are cached under :func:`cache_root` with a
 :class:`~irstd_ros.inference.backends.fingerprint.Fingerprint` beside them (with the
-digests of their files: one replaced or corrupt is exported again).
+digests of their files: one replaced or corrupt is exported again). A folder that cannot
+be made or a write that fails (a read-only mount, a full disk) is a
+:class:`~irstd_ros.errors.BackendError` naming the path and the reason, and leaves no
+file of the failed export behind (:func:`writing_artifact`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import re
+import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +35,13 @@ from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.core.paths import atomic_path
-from irstd_ros.errors import BackendError
+from irstd_ros.errors import BackendError, one_line
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.fingerprint import (
     DIGEST_PREFIX_LEN,
     Fingerprint,
+    artifact_files,
+    fingerprint_path,
     rebuild_reason,
     save_fingerprint,
     weights_digest,
@@ -56,11 +65,17 @@ OUTPUT_NAME = "logits"
 EXAMPLE_BLOCKS = 4  # example input of (4 * stride) px per side for tracing
 # Loggers of the ONNX exporter's passes that report every rewrite at INFO.
 CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx")
-
-
-def padded_size(height: int, width: int, stride: int) -> tuple[int, int]:
-    """(H, W) rounded up to multiples of ``stride`` (what :func:`pad_to_stride` makes)."""
-    return -(-height // stride) * stride, -(-width // stride) * stride
+# An export's files beyond its FP32 weights (the .xml, the fingerprint): what the message
+# of a write that ran out of space adds to the weights' bytes as the room it needed.
+EXPORT_OVERHEAD_BYTES = 1 << 18
+# The temporary file of an interrupted write (core.paths.atomic_path names it
+# ``.<name>.<pid>.tmp<suffix>``): the prune removes one whose writer is gone and that has
+# not changed for TEMP_GRACE_S (a writer in another PID namespace sharing the cache looks
+# gone), and any older than TEMP_MAX_AGE_S, whose pid may be another process's by now (a
+# live writer renames its file seconds after writing it).
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(?P<suffix>\.[^.]*)?$")
+TEMP_GRACE_S = 60.0
+TEMP_MAX_AGE_S = 3600.0
 
 
 def stride_dynamic_shapes(stride: int, max_side: int = MAX_FRAME_SIDE) -> tuple[dict[int, Any]]:
@@ -107,9 +122,80 @@ def export_program(
 
 
 def cache_root(options: BackendOptions | None = None) -> Path:
-    """Where compiled artefacts live: ``options.cache_dir``, ``$IRSTD_CACHE_DIR`` or ~/.cache."""
+    """Where compiled artefacts live: ``options.cache_dir``, ``$IRSTD_CACHE_DIR`` or ~/.cache,
+    as an absolute path (a relative one is taken from the working directory now, once:
+    a caller that keeps the result keeps one folder whatever the working directory later)."""
     raw = (options.cache_dir if options else None) or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
-    return Path(raw).expanduser()
+    return Path(raw).expanduser().absolute()
+
+
+def make_cache_dir(folder: Path) -> None:
+    """Create ``folder`` (and the folders above it) for the cache's files; BackendError
+    naming it and the OS's reason when it cannot be made (a file of that name, a read-only
+    mount, no permission)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # mkdir(exist_ok=True) raises it for a file only
+        reason = "a file of that name exists"
+    except OSError as exc:
+        reason = exc.strerror or one_line(exc)
+    else:
+        return
+    raise BackendError(f"cannot create the cache directory {folder}: {reason}")
+
+
+def export_bytes(model: nn.Module) -> int:
+    """About how many bytes an export of ``model`` writes: its weights in FP32 and
+    :data:`EXPORT_OVERHEAD_BYTES`."""
+    return 4 * sum(int(t.numel()) for t in model.state_dict().values()) + EXPORT_OVERHEAD_BYTES
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def write_error(what: str, path: Path, exc: BaseException, needed: int) -> BackendError:
+    """The error of a failed write of ``what`` at ``path`` (``needed``: about the bytes it
+    needs). A full disk (or quota) is said as the OS says it, with the room left and needed;
+    an error that names no OS reason (OpenVINO's ``basic_ios::clear: iostream error``) is
+    said to be probably a full disk when the folder has less room left than ``needed``."""
+    reason = one_line(exc) or type(exc).__name__
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return BackendError(f"writing {what} {path} failed: {reason}")
+    space = f"{_megabytes(free)} free in {path.parent}, the export needs about {_megabytes(needed)}"
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code in (errno.ENOSPC, errno.EDQUOT):  # the OS's text says it: "No space left on device"
+        reason += f" ({space})"
+    elif code is None and free < needed:
+        reason += f" (probably no space left on device: {space})"
+    return BackendError(f"writing {what} {path} failed: {reason}")
+
+
+def remove_artifact(path: Path) -> None:
+    """Delete the files of the cached artefact ``path`` and its fingerprint (those there)."""
+    for file in (*artifact_files(path), fingerprint_path(path)):
+        with contextlib.suppress(OSError):
+            file.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def writing_artifact(path: Path, what: str, needed: int) -> Iterator[None]:
+    """Around the writes of the artefact ``path`` (``what``: its kind, for the message) and
+    its fingerprint into the cache: its folder is made first (:func:`make_cache_dir`); when
+    a write fails, the artefact's files and fingerprint are removed (an artefact without
+    its fingerprint is never used, and a half-full disk keeps the room) and the failure is
+    :func:`write_error`'s BackendError."""
+    make_cache_dir(path.parent)
+    try:
+        yield
+    except BackendError:  # said already (a nested write's)
+        remove_artifact(path)
+        raise
+    except Exception as exc:  # OSError, OpenVINO's / the exporter's own types
+        remove_artifact(path)
+        raise write_error(what, path, exc, needed) from exc
 
 
 def artifact_stem(info: CheckpointInfo, digest: str) -> str:
@@ -152,8 +238,7 @@ def export_onnx(model: nn.Module, path: str | Path, stride: int) -> Path:
     import copy
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_exporter(), atomic_path(path) as tmp:  # per process: concurrent exports never share it
+    with _quiet_exporter():
         try:
             program = torch.onnx.export(
                 copy.deepcopy(model).eval().float().cpu(),
@@ -165,12 +250,14 @@ def export_onnx(model: nn.Module, path: str | Path, stride: int) -> Path:
                 opset_version=ONNX_OPSET,
                 verbose=False,
             )
-            assert program is not None  # the dynamo exporter always returns a program
-            program.save(str(tmp))
         except ImportError as exc:
             raise BackendError(f"ONNX export needs onnx and onnxscript ({exc})") from exc
         except Exception as exc:  # the exporter wraps failures in several types
             raise BackendError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+        assert program is not None  # the dynamo exporter always returns a program
+        with writing_artifact(path, "ONNX model", export_bytes(model)):
+            with atomic_path(path) as tmp:  # per process: concurrent exports never share it
+                program.save(str(tmp))
     return path
 
 
@@ -183,8 +270,10 @@ def cached_onnx(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
     if reason is None:
         return path
     log.info("exporting ONNX to %s (%s)", path, reason)
+    make_cache_dir(path.parent)  # before the export: an unusable folder fails at once
     export_onnx(model, path, info.model.stride)
-    save_fingerprint(path, expected)
+    with writing_artifact(path, "ONNX model", export_bytes(model)):
+        save_fingerprint(path, expected)
     prune_cache(path.parent, info.model.arch)
     return path
 
@@ -256,23 +345,24 @@ def export_openvino_ir(
     if reason is None:
         return path
     log.info("converting the model to OpenVINO IR %s (%s)", path, reason)
+    make_cache_dir(root)  # before the conversion: an unusable folder fails at once
     converted = convert_openvino(model, info.model.stride)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with writing_artifact(path, "OpenVINO IR", export_bytes(model)):
         with atomic_ir(path) as tmp:
             ov.save_model(converted, str(tmp), compress_to_fp16=False)  # the default halves weights
-    except Exception as exc:  # OpenVINO's own RuntimeError subclasses, OSError
-        raise BackendError(f"writing OpenVINO IR {path} failed: {exc}") from exc
-    save_fingerprint(path, expected)
+        save_fingerprint(path, expected)
     prune_cache(root, info.model.arch)
     return path
 
 
 def prune_cache(root: Path, arch: str, keep: int = CACHE_KEEP_MODELS) -> None:
-    """Delete the ONNX / OpenVINO files of all but the ``keep`` most recent weights.
+    """Delete the ONNX / OpenVINO files of all but the ``keep`` most recent weights, and the
+    temporary files of writes that were killed (:func:`remove_dead_temporaries`).
 
     Only these cheap-to-redo exports are pruned; TensorRT engines and INT8 IRs (built by
-    ``irstd export`` from calibration data, minutes each) are left alone.
+    ``irstd export`` from calibration data, minutes each) are left alone. Another process
+    pruning the same cache at the same time is no error (a file it deleted first is
+    skipped), nor is a file that cannot be deleted (the export stands; warned).
     """
     from irstd_ros.inference.backends.openvino_int8 import INT8_SUFFIX  # no import cycle here
 
@@ -282,7 +372,64 @@ def prune_cache(root: Path, arch: str, keep: int = CACHE_KEEP_MODELS) -> None:
         stem = path.name.split(".")[0]
         if path.name.endswith(PRUNABLE_SUFFIXES) and not stem.endswith(int8_stem):
             groups.setdefault(stem, []).append(path)
-    newest = sorted(groups, key=lambda k: max(p.stat().st_mtime for p in groups[k]), reverse=True)
-    for stem in newest[keep:]:
-        for path in groups[stem]:
+    newest: dict[str, float] = {}
+    for stem, paths in groups.items():
+        mtimes = [m for m in map(_mtime, paths) if m is not None]
+        if mtimes:  # else all gone: deleted by another process's prune
+            newest[stem] = max(mtimes)
+    try:
+        for stem in sorted(newest, key=newest.__getitem__, reverse=True)[keep:]:
+            for path in groups[stem]:
+                path.unlink(missing_ok=True)
+        remove_dead_temporaries(root, arch)
+    except OSError as exc:
+        log.warning("pruning the cache %s failed: %s", root, one_line(exc))
+
+
+def _mtime(path: Path) -> float | None:
+    """``path``'s modification time, None when it is gone."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def temporary_writer(path: Path) -> int | None:
+    """The pid of the process whose :func:`~irstd_ros.core.paths.atomic_path` write
+    ``path`` is the temporary file of, None when it is no such file."""
+    match = TEMP_NAME.match(path.name)
+    return int(match["pid"]) if match else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs here (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # an out-of-range pid
+        return False
+    return True
+
+
+def remove_dead_temporaries(root: Path, arch: str, now: float | None = None) -> list[Path]:
+    """Delete the temporary files of ``arch``'s artefacts in ``root`` left by a write that was
+    killed: those whose writer is no longer a running process and that have not changed for
+    :data:`TEMP_GRACE_S`, and any not changed for :data:`TEMP_MAX_AGE_S` (its pid reused by
+    another process since). A live writer's file, changed seconds ago, stays. Returns them."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in root.glob(f".{arch}-*"):
+        pid = temporary_writer(path)
+        mtime = _mtime(path) if pid is not None else None
+        if pid is None or mtime is None:
+            continue
+        age = now - mtime
+        if age > TEMP_MAX_AGE_S or (age > TEMP_GRACE_S and not process_alive(pid)):
             path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.info("removed %d temporary file(s) of killed writes from %s", len(removed), root)
+    return removed

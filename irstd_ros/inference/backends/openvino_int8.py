@@ -21,7 +21,10 @@ Files in the cache, beside the FP32 IR of the same weights
   (:func:`accuracy_refusal` reads it: ``auto`` / ``cpu`` use INT8 only within
   :data:`PD_TOLERANCE_POINTS` and :data:`IOU_TOLERANCE_POINTS` on every dataset of
   :data:`REQUIRED_DATASETS`, each measured on its whole held-out split,
-  :data:`REQUIRED_COVERAGE`) and its speed on the exporting CPU (:func:`recorded_speed`).
+  :data:`REQUIRED_COVERAGE`) and its speed on the exporting CPU (:func:`recorded_speed`);
+  it names the IR's recipe and holds the sha256 of the IR files it measured
+  (:data:`IR_DIGESTS`): the gate (:func:`int8_refusal`) takes only a record of the IR's
+  own recipe and, where the record has them, of its own files.
 
 The accuracy record (:func:`save_accuracy`, :func:`load_accuracy`, :func:`dataset_delta`,
 :func:`accuracy_refusal`, :func:`describe_accuracy`) is shared with ``openvino-bf16``
@@ -98,6 +101,9 @@ MAX_IOU_DROP = 0.02
 THRESHOLD_CLIP = 1e-6  # the checkpoint's threshold is clipped to [c, 1 - c] before its logit
 INT8_SUFFIX = "-int8.xml"
 ACCURACY_SUFFIX = ".accuracy.json"
+# key of an INT8 accuracy record: the sha256 of the IR's files it measured, by suffix
+# (fingerprint.file_digests), so that a record is of one IR, not of any with its recipe
+IR_DIGESTS = "ir_sha256"
 ACCURACY_FORMAT = 1
 # The SGEM attention stays FP32: OpenVINO node names of the traced model (ov.convert_model
 # names them after the PyTorch module path); q/k/v/restore convolutions are quantised.
@@ -191,10 +197,16 @@ def accuracy_path(artifact: str | Path) -> Path:
 
 
 def save_accuracy(artifact: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write the accuracy record beside ``artifact`` (atomically)."""
+    """Write the accuracy record beside ``artifact`` (atomically); BackendError naming it
+    and the OS's reason when it cannot be written."""
+    from irstd_ros.inference.backends.graph_export import write_error
+
     path = accuracy_path(artifact)
     text = json.dumps({"format": ACCURACY_FORMAT, **record}, indent=1, sort_keys=True) + "\n"
-    return write_text_atomic(path, text)
+    try:
+        return write_text_atomic(path, text)
+    except OSError as exc:
+        raise write_error("accuracy record", path, exc, len(text.encode())) from exc
 
 
 def load_accuracy(artifact: str | Path) -> dict[str, Any] | None:
@@ -269,7 +281,8 @@ def record_mismatch(
         return (f"the accuracy record was measured under {record.get('conditions')}, not this checkpoint's "
                 f"{dict(conditions)} (irstd export --backend {backend} measures it)")
     if record.get("recipe") not in recipes:
-        return f"the accuracy record is for recipe {record.get('recipe')!r}, not one of {', '.join(recipes)}"
+        wanted = repr(recipes[0]) if len(recipes) == 1 else f"one of {', '.join(recipes)}"
+        return f"the accuracy record is for recipe {record.get('recipe')!r}, not {wanted}"
     return None
 
 
@@ -534,11 +547,16 @@ def quantize_ir(
         raise BackendError(f"INT8 quantisation needs nncf and openvino ({exc}); see {CPU_REQUIREMENTS}") from None
     if not calibration:
         raise BackendError("INT8 quantisation needs at least one calibration frame")
-    from irstd_ros.inference.backends.graph_export import atomic_ir
+    from irstd_ros.inference.backends.graph_export import (
+        EXPORT_OVERHEAD_BYTES,
+        atomic_ir,
+        make_cache_dir,
+        writing_artifact,
+    )
 
     calibration = calibration[:MAX_CALIBRATION_FRAMES]
     out_xml = Path(out_xml)
-    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_dir(out_xml.parent)  # before the minutes of quantisation
     nncf_log = logging.getLogger("nncf")
     saved_level = nncf_log.level
     nncf_log.setLevel(logging.WARNING)  # one INFO line per node otherwise
@@ -571,14 +589,17 @@ def quantize_ir(
                     ignored_scope=ignored,
                     advanced_parameters=ranges,
                 )
-        with atomic_ir(out_xml) as tmp:
-            ov.save_model(quantized, str(tmp), compress_to_fp16=False)
     except BackendError:
         raise
     except Exception as exc:  # NNCF / OpenVINO raise their own types
         raise BackendError(f"INT8 quantisation failed: {type(exc).__name__}: {exc}") from exc
     finally:
         nncf_log.setLevel(saved_level)
+    needed = EXPORT_OVERHEAD_BYTES  # and at most the FP32 IR's weights
+    with contextlib.suppress(OSError):
+        needed += Path(fp32_xml).with_suffix(".bin").stat().st_size
+    with writing_artifact(out_xml, "INT8 IR", needed), atomic_ir(out_xml) as tmp:
+        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
     return out_xml
 
 
@@ -600,7 +621,11 @@ def build_int8(
     accuracy-controlled recipe :data:`INT8_RECIPE_AC` (None: :data:`INT8_RECIPE`).
     """
     from irstd_ros.inference.backends.fingerprint import rebuild_reason, save_fingerprint
-    from irstd_ros.inference.backends.graph_export import export_openvino_ir
+    from irstd_ros.inference.backends.graph_export import (
+        export_bytes,
+        export_openvino_ir,
+        writing_artifact,
+    )
 
     path, digest = int8_path(model, info, options)
     recipe = INT8_RECIPE_AC if validation is not None else INT8_RECIPE
@@ -620,7 +645,8 @@ def build_int8(
     accuracy_path(path).unlink(missing_ok=True)
     threshold_logit = float(logit(np.clip(info.threshold, THRESHOLD_CLIP, 1.0 - THRESHOLD_CLIP)))
     quantize_ir(fp32, inputs, path, items, threshold_logit=threshold_logit, input_layer_fp32=info.norm.kind != "robust")
-    save_fingerprint(path, expected)
+    with writing_artifact(path, "INT8 IR", export_bytes(model)):  # the IR goes with its fingerprint
+        save_fingerprint(path, expected)
     return path, True
 
 
@@ -633,12 +659,8 @@ def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
         import openvino  # noqa: F401
     except ImportError as exc:
         raise not_installed("openvino", exc) from None
-    from irstd_ros.inference.backends.fingerprint import load_fingerprint
-
     path, digest = int8_path(model, info, options)
-    found = load_fingerprint(path)
-    recipe = found.recipe if found is not None and found.recipe in INT8_RECIPES else INT8_RECIPE
-    reason = rebuild_reason(path, int8_fingerprint(info, digest, recipe))
+    reason = rebuild_reason(path, int8_fingerprint(info, digest, ir_recipe(path)))
     if reason is not None:
         if not path.is_file():
             from irstd_ros.inference.backends.graph_export import artifact_stem
@@ -651,13 +673,59 @@ def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
     return path, digest
 
 
+def ir_recipe(path: str | Path) -> str:
+    """The recipe of the INT8 IR ``path`` as its fingerprint says (one of
+    :data:`INT8_RECIPES`; :data:`INT8_RECIPE` without a fingerprint or with another)."""
+    from irstd_ros.inference.backends.fingerprint import load_fingerprint
+
+    found = load_fingerprint(path)
+    return found.recipe if found is not None and found.recipe in INT8_RECIPES else INT8_RECIPE
+
+
+def ir_mismatch(record: Mapping[str, Any], path: str | Path) -> str | None:
+    """Why ``record`` was not measured on the files of the INT8 IR ``path`` (None: it was,
+    or it does not say: a record written before :data:`IR_DIGESTS` was kept, accepted on
+    its recipe alone)."""
+    from irstd_ros.inference.backends.fingerprint import file_digests
+
+    recorded = record.get(IR_DIGESTS)
+    if recorded is None:  # written before the digests were kept: taken on its recipe alone
+        return None
+    try:
+        found = file_digests(path)
+    except OSError as exc:
+        return f"cannot read the INT8 IR {path} ({one_line(exc)})"
+    if not isinstance(recorded, Mapping) or any(recorded.get(k) != v for k, v in found.items()):
+        return (
+            f"the accuracy record was measured on other files than the INT8 IR {Path(path).name} "
+            f"(irstd export --backend {NAME} measures it again)"
+        )
+    return None
+
+
+def int8_refusal(
+    record: Mapping[str, Any] | None, path: str | Path, digest: str, info: CheckpointInfo
+) -> str | None:
+    """Why ``auto`` must not run the INT8 IR ``path`` of the weights ``digest`` with its
+    accuracy ``record`` (None: it may): a record measured on other IR files
+    (:func:`ir_mismatch`), or :func:`accuracy_refusal` with the IR's own recipe
+    (:func:`ir_recipe`) the only one accepted: a record of the plain recipe says nothing of
+    an accuracy-controlled IR, nor the other way round."""
+    if record is not None:
+        mismatch = ir_mismatch(record, path)
+        if mismatch:
+            return mismatch
+    conditions = measurement_conditions(info)
+    return accuracy_refusal(record, digest, conditions, recipes=(ir_recipe(path),))
+
+
 def auto_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> str | None:
     """Why ``auto`` / ``cpu`` skip ``openvino-int8`` here (None: use it). Builds nothing."""
     try:
         path, digest = cached_int8(model, info, options)
     except BackendError as exc:
         return str(exc)
-    return accuracy_refusal(load_accuracy(path), digest, measurement_conditions(info))
+    return int8_refusal(load_accuracy(path), path, digest, info)
 
 
 class OpenVINOInt8Backend(OpenVINOBackend):
@@ -683,7 +751,7 @@ class OpenVINOInt8Backend(OpenVINOBackend):
         self.precision = "int8"
         self.accuracy = load_accuracy(self.model_path)
         if digest is not None:
-            refusal = accuracy_refusal(self.accuracy, digest, measurement_conditions(info))
+            refusal = int8_refusal(self.accuracy, self.model_path, digest, info)
             if refusal:
                 log.warning("openvino-int8 requested explicitly: %s", refusal)
 

@@ -21,17 +21,20 @@ A choice tries each candidate in turn: construction (imports happen inside the b
 modules, and ``import torch_tensorrt`` may fail with any exception on a machine without a
 driver) and one warm-up ``predict`` (a compiled engine can fail only on its first call)
 must both succeed, else the next candidate is tried. One log line says what was chosen
-and why the ones before it were not. A backend named explicitly is built as asked (and
-warmed up when the options give the frame size: a compile, a capture or an engine is made
-before the first frame), and its failure is an error.
+and why the ones before it were not, in the order they were tried; the backend keeps that
+account (:func:`selection_of`, for the node's ``ready`` line). A backend named explicitly
+is built as asked (and warmed up when the options give the frame size: a compile, a
+capture or an engine is made before the first frame), and its failure is an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -153,6 +156,30 @@ RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions],
 }
 CHOICES = BACKEND_CHOICES
 WARMUP_SIDE = 64  # warm-up frame side when the options name no frame size
+SELECTION_ATTR = "irstd_selection"  # the attribute of a chosen backend holding its Selection
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How a choice (``auto``, ``cpu``) came to a backend: the ``choice``, and ``skipped``,
+    why each candidate before it was not used, in the order they were tried (with any note
+    of the recorded speeds that ordered them)."""
+
+    choice: str
+    skipped: tuple[str, ...] = ()
+
+    def reasons(self) -> str:
+        """The ``skipped`` entries on one line, ``first choice`` when there are none."""
+        return "; ".join(self.skipped) if self.skipped else "first choice"
+
+
+def selection_of(backend: object) -> Selection | None:
+    """The :class:`Selection` of a backend a choice made (None: named explicitly, or not
+    made by :func:`create_backend`)."""
+    found = getattr(backend, SELECTION_ATTR, None)
+    return found if isinstance(found, Selection) else None
+
+
 # The packages each CPU backend imports at run time (onnx: the sigmoid appended to the graph).
 _MODULES = {
     "onnxruntime": ("onnxruntime", "onnx"),
@@ -227,9 +254,10 @@ def _wrap(backend: Backend, options: BackendOptions, info: CheckpointInfo) -> Ba
 
 def fastest_first(
     candidates: tuple[str, ...], model: nn.Module, info: CheckpointInfo, options: BackendOptions
-) -> tuple[tuple[str, ...], list[str]]:
+) -> tuple[tuple[str, ...], list[str], dict[str, str]]:
     """``candidates`` ordered by what the records of :data:`RECORDED_SPEEDS` measured on
-    this CPU, and notes saying what changed (empty: nothing):
+    this CPU, notes saying how they were reordered (empty: they were not), and why each one
+    left out was (by name):
 
     * one that was not faster than FP32 in its own measurement is left out (skipped);
     * when every remaining one has a speed measured here, they are sorted fastest first,
@@ -243,12 +271,13 @@ def fastest_first(
     try:
         speeds = {c: RECORDED_SPEEDS[c](model, info, options) for c in timed}
     except Exception:  # noqa: BLE001 - a broken cache must not stop the choice
-        return candidates, []
-    notes = []
+        return candidates, [], {}
+    notes: list[str] = []
+    left_out: dict[str, str] = {}
     for c, s in speeds.items():
         if s is not None and s.fp32_p50_ms is not None and s.ratio is not None and s.ratio >= 1.0:
-            notes.append(
-                f"{c} skipped: not faster than FP32 on this CPU "
+            left_out[c] = (
+                f"not faster than FP32 on this CPU "
                 f"({s.p50_ms:.1f} against {s.fp32_p50_ms:.1f} ms, {s.ratio:.2f} of its time)"
             )
             timed.remove(c)
@@ -270,7 +299,16 @@ def fastest_first(
             )
             notes.insert(0, f"recorded speed on this CPU: {measured}")
             order = ordered
-    return order, notes
+    return order, notes, left_out
+
+
+def tried_order(
+    candidates: tuple[str, ...], order: tuple[str, ...], left_out: dict[str, str]
+) -> tuple[str, ...]:
+    """:func:`fastest_first`'s ``order`` with the ``left_out`` candidates back in the places
+    they held in ``candidates``: the order a choice goes through (and reports) them."""
+    rest = iter(order)
+    return tuple(c if c in left_out else next(rest) for c in candidates)
 
 
 def create_backend(
@@ -286,13 +324,13 @@ def create_backend(
         return backend
     if name not in CHOICES:
         raise _unknown(name)
-    order, notes = fastest_first(CHOICES[name], model, info, options)
+    order, notes, left_out = fastest_first(CHOICES[name], model, info, options)
     skipped: list[str] = []
-    for candidate in order:
+    for candidate in tried_order(CHOICES[name], order, left_out):
         if candidate not in GPU_BACKENDS:  # the CPU's recorded speeds say nothing of a GPU choice
             skipped.extend(notes)
             notes = []
-        reason = unavailable_reason(candidate)
+        reason = left_out.get(candidate) or unavailable_reason(candidate)
         if reason is None and candidate in ACCURACY_GATES:
             try:
                 reason = ACCURACY_GATES[candidate](model, info, options)
@@ -301,7 +339,10 @@ def create_backend(
         if reason is None:
             started, reason = try_start(candidate, model, info, options)
             if started is not None:
-                why = "; ".join(skipped) if skipped else "first choice"
+                selection = Selection(name, tuple(skipped))
+                with contextlib.suppress(AttributeError):  # a backend with __slots__ keeps none
+                    setattr(started, SELECTION_ATTR, selection)
+                why = selection.reasons()
                 delta = started.describe().get("accuracy_delta") if candidate in ACCURACY_GATES else None
                 if delta is not None:  # a reduced precision: what its record measured against FP32
                     why += f"; recorded accuracy vs FP32: {delta}"

@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from irstd_ros.checkpoint import CheckpointInfo
+from irstd_ros.core.padding import padded_size
 from irstd_ros.core.paths import atomic_path
 from irstd_ros.errors import BackendError
 from irstd_ros.inference.backends._cuda import (
@@ -87,7 +88,6 @@ from irstd_ros.inference.backends.graph_export import (
     artifact_stem,
     cache_root,
     example_input,
-    padded_size,
 )
 from irstd_ros.inference.backends.shape_cache import ShapeCache
 from irstd_ros.inference.backends.torch_cuda import capture_graph

@@ -114,3 +114,163 @@ def test_another_models_ir_copied_under_this_name_is_converted_again(tiny_model,
     with torch.no_grad():
         want = torch.sigmoid(model(torch.from_numpy(frame)[None, None]))[0, 0].numpy()
     np.testing.assert_allclose(backend.predict(frame), want, atol=1e-5)
+
+
+# --- the cache folder, full disks, relative paths ------------------------------------------
+def test_a_relative_cache_dir_is_made_absolute_where_it_is_decided(monkeypatch, tmp_path):
+    """Left relative, it depended on the working directory at each later use, and was
+    shown unresolved."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, "env_cache")
+    assert cache_root() == tmp_path / "env_cache"
+    assert cache_root(BackendOptions(cache_dir="opt/cache")) == tmp_path / "opt" / "cache"
+
+
+def test_a_cache_dir_that_cannot_be_made_is_one_backend_error_and_auto_moves_on(tiny_model, tmp_path, monkeypatch,
+                                                                                 caplog):
+    """A file as the cache folder: FileExistsError with a traceback from a named backend,
+    and auto's line said only "FileExistsError: [Errno 17] File exists"."""
+    import logging
+
+    pytest.importorskip("openvino")
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends import select
+    from irstd_ros.inference.backends.graph_export import export_openvino_ir
+
+    model, info = tiny_model
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file")
+    for folder in (blocker, blocker / "below"):
+        with pytest.raises(BackendError, match=f"cannot create the cache directory {folder}: "):
+            export_openvino_ir(model, info, BackendOptions(cache_dir=str(folder)))
+    monkeypatch.setitem(select.CHOICES, "cpu", ("openvino", "torch-cpu"))
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("cpu", model, info, BackendOptions(cache_dir=str(blocker)))
+    assert backend.name == "torch-cpu"
+    assert f"openvino skipped: cannot create the cache directory {blocker}: a file of that name exists" in caplog.text
+
+
+def _no_space(path) -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def test_a_full_disk_at_the_fingerprint_leaves_no_ir_and_says_so(tiny_model, tmp_path, monkeypatch):
+    """The fingerprint was written outside the error handling: ENOSPC after the IR was
+    written left an IR without a fingerprint (never used) and a traceback."""
+    pytest.importorskip("openvino")
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends import graph_export
+
+    def full(path, fp):
+        raise _no_space(path)
+
+    monkeypatch.setattr(graph_export, "save_fingerprint", full)
+    model, info = tiny_model
+    with pytest.raises(BackendError, match=r"No space left on device.* MB free in .*, the export needs about \d"):
+        graph_export.export_openvino_ir(model, info, BackendOptions(cache_dir=str(tmp_path)))
+    assert list(tmp_path.iterdir()) == []  # neither the IR nor a temporary file
+
+
+def test_an_opaque_write_error_on_a_full_disk_says_the_disk_is_full(tiny_model, tmp_path, monkeypatch):
+    """OpenVINO says "basic_ios::clear: iostream error" when the disk is full."""
+    import shutil
+
+    ov = pytest.importorskip("openvino")
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends import graph_export
+
+    def save_model(model, path, **kwargs):
+        raise RuntimeError("Exception from src/core/src/pass/serialize.cpp:1:\nbasic_ios::clear: iostream error")
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(ov, "save_model", save_model)
+    monkeypatch.setattr(graph_export.shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    model, info = tiny_model
+    with pytest.raises(BackendError) as err:
+        graph_export.export_openvino_ir(model, info, BackendOptions(cache_dir=str(tmp_path)))
+    assert "basic_ios::clear: iostream error (probably no space left on device: 0.0 MB free in" in str(err.value)
+    monkeypatch.setattr(graph_export.shutil, "disk_usage", lambda path: usage._replace(free=10**12))
+    with pytest.raises(BackendError) as err:  # room enough: not blamed on the disk
+        graph_export.export_openvino_ir(model, info, BackendOptions(cache_dir=str(tmp_path)))
+    assert "space" not in str(err.value)
+
+
+def test_a_full_disk_at_the_onnx_fingerprint_leaves_no_onnx_file(tiny_model, tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends import graph_export
+
+    def export(model, path, stride):
+        Path(path).write_bytes(b"onnx")
+        return Path(path)
+
+    def full(path, fp):
+        raise _no_space(path)
+
+    monkeypatch.setattr(graph_export, "export_onnx", export)
+    monkeypatch.setattr(graph_export, "save_fingerprint", full)
+    model, info = tiny_model
+    with pytest.raises(BackendError, match="writing ONNX model .* failed: .*No space left on device"):
+        graph_export.cached_onnx(model, info, BackendOptions(cache_dir=str(tmp_path)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prune_tolerates_files_another_prune_deleted(tmp_path, monkeypatch):
+    """Two processes pruning at once: stat of a file the other had just unlinked raised
+    FileNotFoundError."""
+    for age, digest in enumerate(["aaa", "bbb", "ccc"]):
+        path = tmp_path / f"sgem_unet-{digest}.xml"
+        path.write_text("x")
+        os.utime(path, (1000 - age, 1000 - age))
+    real_glob = Path.glob
+
+    def glob(self, pattern):  # listed, then deleted by the other process before the stat
+        yield from real_glob(self, pattern)
+        if pattern.startswith("sgem_unet"):
+            yield self / "sgem_unet-ddd.xml"
+
+    monkeypatch.setattr(Path, "glob", glob)
+    prune_cache(tmp_path, "sgem_unet", keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sgem_unet-aaa.xml"]
+
+
+def test_prune_removes_the_temporary_files_of_killed_writes_only(tmp_path):
+    """atomic_path's temporary files (.<name>.<pid>.tmp<suffix>) of a killed export were
+    never removed: the prune's glob skips dot-files."""
+    import subprocess
+    import sys
+    import time
+
+    from irstd_ros.core.paths import atomic_path
+    from irstd_ros.inference.backends.graph_export import (
+        TEMP_GRACE_S,
+        TEMP_MAX_AGE_S,
+        temporary_writer,
+    )
+
+    with atomic_path(tmp_path / "sgem_unet-aaa.xml.json") as tmp:  # the names it makes are recognised
+        assert temporary_writer(tmp) == os.getpid()
+        tmp.write_text("{}")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = int(gone.stdout)
+    now = time.time()
+
+    def temporary(name: str, age: float) -> Path:
+        path = tmp_path / name
+        path.write_text("x")
+        os.utime(path, (now - age, now - age))
+        return path
+
+    killed = [temporary(f".sgem_unet-aaa.{dead}.tmp.xml", TEMP_GRACE_S + 5),
+              temporary(f".sgem_unet-aaa.{dead}.tmp.bin", TEMP_GRACE_S + 5),
+              temporary(f".sgem_unet-aaa.{os.getpid()}.tmp.onnx", TEMP_MAX_AGE_S + 5)]  # pid reused since
+    kept = [temporary(f".sgem_unet-aaa.{os.getpid()}.tmp.xml", TEMP_GRACE_S + 5),  # its writer is alive
+            temporary(f".sgem_unet-bbb.{dead}.tmp.xml", 1.0),  # just written (another PID namespace?)
+            temporary(".sgem_unet-notes.txt", TEMP_MAX_AGE_S + 5),  # not a temporary file
+            temporary(f".other-aaa.{dead}.tmp.xml", TEMP_MAX_AGE_S + 5)]  # not this architecture's
+    prune_cache(tmp_path, "sgem_unet")
+    assert not any(p.exists() for p in killed)
+    assert all(p.exists() for p in kept)

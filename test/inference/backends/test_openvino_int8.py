@@ -438,6 +438,29 @@ def test_cpu_uses_int8_within_tolerance(tiny_model, cache, fake_quantize, choose
     assert backend.predict(np.zeros((40, 56), np.float32)).shape == (40, 56)
 
 
+def test_the_gate_takes_a_record_of_the_irs_own_recipe_and_files_only(tiny_model, cache, fake_quantize, choose_cpu):
+    """A record of the plain recipe passed for an accuracy-controlled IR (any recipe of
+    INT8_RECIPES was taken), and nothing tied a record to the IR files it measured."""
+    model, info = tiny_model
+    path, _ = int8.build_int8(model, info, _opts(cache), _frames(CALIB_FRAMES), validation=lambda: _frames(4, seed=1))
+    assert fingerprint.load_fingerprint(path).recipe == int8.INT8_RECIPE_AC
+    digest = int8.int8_path(model, info, _opts(cache))[1]
+    record = _record(digest, int8.measurement_conditions(info))  # the plain recipe's
+    int8.save_accuracy(path, record)
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino"
+    assert f"openvino-int8 skipped: the accuracy record is for recipe {int8.INT8_RECIPE!r}" in line
+    record["recipe"] = int8.INT8_RECIPE_AC  # a record written before IR_DIGESTS: taken on its recipe
+    int8.save_accuracy(path, record)
+    assert int8.auto_refusal(model, info, _opts(cache)) is None
+    int8.save_accuracy(path, {**record, int8.IR_DIGESTS: fingerprint.file_digests(path)})
+    assert int8.auto_refusal(model, info, _opts(cache)) is None
+    int8.save_accuracy(path, {**record, int8.IR_DIGESTS: {".xml": "0" * 64, ".bin": "0" * 64}})
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino"
+    assert f"openvino-int8 skipped: the accuracy record was measured on other files than the INT8 IR {path.name}" in line
+
+
 def test_named_int8_without_artefact_is_an_error(tiny_model, cache):
     model, info = tiny_model
     with pytest.raises(BackendError, match="irstd export --backend openvino-int8"):

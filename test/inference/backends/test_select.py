@@ -137,7 +137,7 @@ class Works(FailsLate):
 def test_cpu_speed_notes_appear_only_when_the_choice_reaches_the_cpu(tiny_model, monkeypatch, caplog):
     model, info = tiny_model
     note = "recorded speed on this CPU: openvino-int8 10.0 ms, openvino-bf16 20.0 ms"
-    monkeypatch.setattr(select, "fastest_first", lambda order, *a: (order, [note]))
+    monkeypatch.setattr(select, "fastest_first", lambda order, *a: (order, [note], {}))
     monkeypatch.setitem(select.CHOICES, "auto", ("tensorrt", "cuda", "torch-cpu"))
     monkeypatch.setattr(select, "unavailable_reason", lambda name: "no CUDA device" if name == "tensorrt" else None)
     monkeypatch.setitem(select.REGISTRY, "cuda", lambda *a: Works())
@@ -256,3 +256,24 @@ def test_the_torch_free_backend_names_are_the_registry_s():
 
     assert tuple(REGISTRY) == BACKEND_NAMES
     assert set(GPU_BACKENDS) | set(CPU_PREFERENCE) <= set(REGISTRY)
+
+
+def test_the_choice_reports_the_candidates_in_the_order_it_tried_them(tiny_model, monkeypatch, caplog):
+    """bf16 is tried before INT8: an INT8 left out for its recorded speed was reported
+    before bf16's own refusal. The backend keeps the account for the node's ready line."""
+    from irstd_ros.inference.backends.openvino_int8 import RecordedSpeed
+
+    model, info = tiny_model
+    monkeypatch.setitem(select.CHOICES, "cpu", ("openvino-bf16", "openvino-int8", "torch-cpu"))
+    monkeypatch.setattr(select, "unavailable_reason", lambda name: None)
+    monkeypatch.setitem(select.RECORDED_SPEEDS, "openvino-bf16", lambda *a: None)
+    monkeypatch.setitem(select.RECORDED_SPEEDS, "openvino-int8", lambda *a: RecordedSpeed(22.5, 18.4, 1.22))
+    monkeypatch.setitem(select.ACCURACY_GATES, "openvino-bf16", lambda *a: "no accuracy record")
+    with caplog.at_level(logging.INFO, logger=select.__name__):
+        backend = select.create_backend("cpu", model, info)
+    skipped = ("openvino-bf16 skipped: no accuracy record",
+               "openvino-int8 skipped: not faster than FP32 on this CPU (22.5 against 18.4 ms, 1.22 of its time)")
+    assert backend.name == "torch-cpu"
+    assert f"(cpu: {'; '.join(skipped)})" in caplog.text
+    assert select.selection_of(backend) == select.Selection("cpu", skipped)
+    assert select.selection_of(select.create_backend("torch-cpu", model, info)) is None  # named: no choice

@@ -21,11 +21,12 @@ import pytest
 import torch
 from torch import fx, nn
 
+from irstd_ros.core.padding import padded_size
 from irstd_ros.errors import BackendError
 from irstd_ros.inference.backends import tensorrt as trt_backend
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.fingerprint import Fingerprint, save_fingerprint
-from irstd_ros.inference.backends.graph_export import export_program, padded_size
+from irstd_ros.inference.backends.graph_export import export_program
 from irstd_ros.inference.backends.tensorrt import (
     EngineStore,
     graph_coverage,
