@@ -173,8 +173,15 @@ def _bad_start(tmp_path: Path, case: str) -> tuple[list[str], list[str]]:
 )
 def test_bad_start_is_one_line_and_exit_code_1(tmp_path, case):
     ros_args, expected = _bad_start(tmp_path, case)
+    _assert_one_line_start_failure(ros_args, expected)
+    assert not (tmp_path / "executed").exists(), "the pickled payload was executed"
+
+
+def _assert_one_line_start_failure(ros_args: list[str], expected: list[str], env: dict | None = None) -> None:
+    """irstd_node with ``ros_args`` (and ``env``) exits 1 with one error line holding each
+    of ``expected``, and no traceback."""
     cmd = [executable("irstd_node"), "--ros-args", *ros_args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT_S, env=env)
     text = out.stdout + out.stderr
     assert out.returncode == 1, text
     lines = [ln for ln in out.stderr.splitlines() if ERROR_PREFIX in ln]
@@ -182,7 +189,6 @@ def test_bad_start_is_one_line_and_exit_code_1(tmp_path, case):
     for part in expected:
         assert part in lines[0], lines[0]
     assert "Traceback" not in text, text
-    assert not (tmp_path / "executed").exists(), "the pickled payload was executed"
 
 
 @pytest.mark.ros
@@ -199,16 +205,8 @@ def test_a_bad_cache_dir_in_the_environment_is_one_line_and_exit_code_1(tmp_path
     else:
         cache = Path("/proc/irstd_test_cache")  # /proc takes no new file, not even root's
         expected = ["$IRSTD_CACHE_DIR", f"{cache} cannot be created: directory /proc is not writable"]
-    cmd = [executable("irstd_node"), "--ros-args", "-p", "model.backend:=openvino"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT_S,
-                         env={**os.environ, "IRSTD_CACHE_DIR": str(cache)})
-    text = out.stdout + out.stderr
-    assert out.returncode == 1, text
-    lines = [ln for ln in out.stderr.splitlines() if ERROR_PREFIX in ln]
-    assert len(lines) == 1, text
-    for part in expected:
-        assert part in lines[0], lines[0]
-    assert "Traceback" not in text, text
+    _assert_one_line_start_failure(["-p", "model.backend:=openvino"], expected,
+                                   env={**os.environ, "IRSTD_CACHE_DIR": str(cache)})
 
 
 @pytest.mark.ros
