@@ -52,15 +52,13 @@ def check_pixels(height: int, width: int, max_pixels: int, stride: int = MAX_STR
     ``stride`` (the network's; by default the largest any network has), holds at most
     ``max_pixels`` px: a 1 x 16,777,216 line passes a pixel count of 4096 x 4096, but
     padded to 16 rows it would take ~100 GB."""
-    size = f"image {width}x{height}"
-    if height * width > max_pixels:
-        raise ImageConversionError("too_large", f"{size} exceeds max_pixels={max_pixels}")
     padded_h, padded_w = padded_size(height, width, stride)
-    if padded_h * padded_w > max_pixels:
+    if padded_h * padded_w > max_pixels:  # never less than the frame itself
+        padding = f", padded to {padded_w}x{padded_h} for the network's stride {stride},"
+        if height * width > max_pixels:  # too large, padded or not
+            padding = ""
         raise ImageConversionError(
-            "too_large",
-            f"{size}, padded to {padded_w}x{padded_h} for the network's stride {stride}, "
-            f"exceeds max_pixels={max_pixels}",
+            "too_large", f"image {width}x{height}{padding} exceeds max_pixels={max_pixels}"
         )
 
 

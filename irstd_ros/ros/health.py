@@ -126,19 +126,3 @@ class PipelineStats:
                 "latency_p99_ms": percentile(lat, 99) if lat.size else None,
                 **stages,
             }
-
-
-class RateLimiter:
-    """True at most once per ``period`` seconds for each key (log throttling)."""
-
-    def __init__(self, period: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.period, self._clock = period, clock
-        self._last: dict[str, float] = {}
-
-    def allow(self, key: str) -> bool:
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self.period:
-            return False
-        self._last[key] = now
-        return True

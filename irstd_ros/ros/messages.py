@@ -23,9 +23,11 @@ import numpy as np
 
 from irstd_ros.core.constants import CLASS_ID
 from irstd_ros.core.stamps import NS_PER_S, stamp_ns
-from irstd_ros.tracking import TrackState
 
 Types = Mapping[str, Any]
+# a coasting track's state (irstd_ros.tracking.TrackState.COASTING, a str Enum), compared by
+# value: importing the tracker here loaded it and scipy.optimize into every bag tool
+COASTING = "coasting"
 # the variance on the pose covariance's diagonal for what a track does not estimate (z,
 # the rotations): px² or rad², "no information", not a magic flag (any variance this large
 # means it); finite and positive, so the matrix stays invertible and positive definite
@@ -147,12 +149,13 @@ def track_detections_array(
     in this frame, an older one for a coasting track (vision_msgs' way of telling them
     apart; the state itself is on irstd_ros/TrackArray)."""
     dets = []
+    stamp = stamp_ns(header)
     for t in tracks:
-        if not t.confirmed or not coasting and t.state is TrackState.COASTING:
+        if not t.confirmed or not coasting and t.state == COASTING:
             continue
         own = header
         last = None if last_stamps is None else last_stamps.get(t.id)
-        if last is not None and last != stamp_ns(header):
+        if last is not None and last != stamp:
             sec, nanosec = divmod(last, NS_PER_S)
             own = types["std_msgs/msg/Header"](
                 stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),

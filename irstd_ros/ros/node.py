@@ -175,8 +175,8 @@ def path_problem(name: str, value: str) -> str | None:
 def cache_dir_problem(path: Path) -> str | None:
     """Why ``path`` cannot be the cache directory, or None: it must be a directory (one
     that is not writable serves artefacts built already), or creatable below a writable
-    directory. Nothing is created. The check of ``model.cache_dir`` and of the cache
-    directory in effect (:func:`build_detector`)."""
+    directory. Nothing is created. The check of ``model.cache_dir`` (:func:`path_problem`)
+    and of ``$IRSTD_CACHE_DIR`` (:func:`cache_dir_in_effect`)."""
     if path.exists():
         return None if path.is_dir() else f"{path} exists and is not a directory"
     return creation_problem(path)
@@ -320,20 +320,19 @@ def model_path(params: dict[str, Any]) -> Path:
 
 def cache_dir_in_effect(params: dict[str, Any]) -> Path:
     """The cache directory the backends will use (``model.cache_dir``, else
-    ``$IRSTD_CACHE_DIR``, else the default), absolute; ConfigError naming where it came
-    from when one given cannot serve (:func:`cache_dir_problem`). The default is not
-    refused here: a node on a read-only home still runs the backends that need no cache
+    ``$IRSTD_CACHE_DIR``, else the default), absolute. ``$IRSTD_CACHE_DIR`` is checked here
+    (ConfigError naming it when it cannot serve: :func:`cache_dir_problem`);
+    ``model.cache_dir`` was by :func:`read_parameters` (:func:`path_problem`). The default
+    is not refused: a node on a read-only home still runs the backends that need no cache
     (``auto`` says why it skipped the others)."""
     from irstd_ros.inference.backends.base import BackendOptions
     from irstd_ros.inference.backends.graph_export import CACHE_ENV, cache_root
 
     value = params["model.cache_dir"]
     root = cache_root(BackendOptions(cache_dir=value or None))
-    given = "invalid parameter: model.cache_dir" if value else (
-        f"invalid environment: ${CACHE_ENV}" if os.environ.get(CACHE_ENV) else None)
-    reason = cache_dir_problem(root) if given else None
+    reason = cache_dir_problem(root) if not value and os.environ.get(CACHE_ENV) else None
     if reason:
-        raise ConfigError(f"{given}: {reason}")
+        raise ConfigError(f"invalid environment: ${CACHE_ENV}: {reason}")
     return root
 
 

@@ -82,7 +82,9 @@ it can be replaced). The executor thread calls :meth:`FramePipeline.submit` and
   detections of the tracks detected in that frame carry its stamp, newer than the
   array's). Counted once, as ``stamp_backwards`` (warned, rate-limited), and in the
   tracker's ``tracks_out_of_order``; no ``tracker_reset`` (before, every step back reset
-  the tracks). A stamp of 0 is no step back (``stamp_not_advancing``). ``irstd eval-bag``
+  the tracks). The tracker skips a frame behind its own latest tracked one, which may be
+  older than the stream's (the latest frame failed inference, or ended a stretch timed by
+  arrival): such a frame is tracked (``Tracker.last_skip``). A stamp of 0 is no step back (``stamp_not_advancing``). ``irstd eval-bag``
   runs its tracker over a bag's frames in stamp order, so none is out of order there.
 * ``tracks`` (vision_msgs/Detection2DArray) tells coasting tracks apart the vision_msgs
   way: each Detection2D's own ``header.stamp`` is the stamp of the frame of the track's
@@ -117,6 +119,7 @@ from irstd_ros.core.constants import (
     TRACKS_TOPIC,
 )
 from irstd_ros.core.overlay import TRAIL_POINTS
+from irstd_ros.core.ratelimit import RateLimiter
 from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.statistics import format_number
 from irstd_ros.core.targets import Target
@@ -124,7 +127,7 @@ from irstd_ros.errors import DeviceOutOfMemory, ImageConversionError, IrstdError
 from irstd_ros.msg import TargetArray, TrackArray
 from irstd_ros.msg import Track as TrackMsg
 from irstd_ros.ros.conversions import array_to_image_fields, frame_to_array
-from irstd_ros.ros.health import NOT_MEASURED, STAGES, PipelineStats, RateLimiter
+from irstd_ros.ros.health import NOT_MEASURED, STAGES, PipelineStats
 from irstd_ros.ros.messages import (
     detections_array,
     rclpy_types,
@@ -343,8 +346,10 @@ class FramePipeline:
         # it restarts the stream, as the tracker skips and resets against its latest frame
         self._latest_stamp_ns: int | None = None
         self._stamp_repeats = 0  # frames in a row with the previous frame's stamp
-        # the same, of the frames submitted (executor thread; for input.max_age)
+        # the same, of the frames submitted (executor thread; for input.max_age): the
+        # previous stamp (repeats), the latest (restarts; stale frames' too), the camera
         self._submit_stamp: int | None = None
+        self._submit_latest: int | None = None
         self._submit_repeats = 0
         self._submit_frame_id: str | None = None
         # a stream restart the node's clock has not followed (yet): what is taken from the
@@ -475,21 +480,29 @@ class FramePipeline:
         nor one that does not advance, nor a stream restart's first: see the module's
         notes); and whether it is aged from a stream restart the clock has not followed."""
         stamp, frame_id = stamp_ns(header), header.frame_id
-        prev, prev_camera = self._submit_stamp, self._submit_frame_id
-        self._submit_repeats = self._submit_repeats + 1 if stamp == prev else 0
+        prev_camera, latest = self._submit_frame_id, self._submit_latest
+        self._submit_repeats = self._submit_repeats + 1 if stamp == self._submit_stamp else 0
         self._submit_stamp = stamp
         if frame_id or prev_camera is None:  # as _check_stream: '' names no camera
             self._submit_frame_id = frame_id
         same_camera = not (prev_camera and frame_id and frame_id != prev_camera)
+        # as _check_stream, against the stream's latest stamp, not the previous frame's:
+        # after a late frame (out of order, or dropped as stale) a loop's first frame is
+        # still a restart
+        restarted = bool(
+            same_camera and stamp and latest and latest - stamp > STREAM_RESTART_S * NS_PER_S
+        )
+        if stamp and (restarted or not same_camera or latest is None or stamp > latest):
+            self._submit_latest = stamp
         max_age = self._params().get("input.max_age", 0.0)
         age_ms = _live_ms(self._clock_ns(), stamp)
         with self._stream_lock:
-            if same_camera and stamp and prev and prev - stamp > STREAM_RESTART_S * NS_PER_S:
+            if restarted:
                 # restarted: this frame is no later than the stream; aged from it on while
                 # the clock is not back with it
                 late = age_ms is not None and max_age > 0 and age_ms / 1e3 > max_age
                 self._age_lead_ns = round(age_ms * 1e6) if late and age_ms else 0
-                self._lead_until_ns = prev
+                self._lead_until_ns = latest or 0
             elif self._age_lead_ns and (
                 stamp >= self._lead_until_ns or age_ms is not None and age_ms / 1e3 <= max_age
             ):
@@ -688,29 +701,28 @@ class FramePipeline:
             received = (self._clock_ns(), self._steady_ns())
         t_ns = self._tracker_ns(stamp_ns(header), received, frozen)
         tracker = self.tracker
-        resets, out_of_order = tracker.resets, tracker.out_of_order
-        skipped = out_of_order + tracker.repeated_stamps
+        resets = tracker.resets
         try:
             tracks = tracker.update(
                 t_ns / NS_PER_S, targets, image_size=size, candidates=candidates, gated=gated
             )
         finally:
-            # the tracker's warnings (at most one a frame), told apart by its counters: time
-            # went back over STREAM_RESTART_S (a reset, its tracks dropped; the stream
-            # restarts before that, so this is rare here); a frame out of order (not
-            # tracked: already counted and said as ``stamp_backwards`` by _check_stream, so
-            # not again); else a stretch of frames stamped alike (not tracked; warned, so
-            # counted, once a stretch: each such frame is in Tracker.repeated_stamps; the
-            # pipeline times such frames by arrival from the third on, so this is rare here)
+            # the tracker's warnings (at most one a frame), by what it did with the frame:
+            # reset, time went back over STREAM_RESTART_S (its tracks dropped; the stream
+            # restarts before that, so this is rare here); skipped as out of order (already
+            # counted and said as ``stamp_backwards`` by _check_stream, so not again); or
+            # skipped as a repeated stamp, warned (so counted) once a stretch (each such
+            # frame is in Tracker.repeated_stamps; the pipeline times such frames by arrival
+            # from the third on, so this is rare here)
             texts = self._tracker_warnings.take()
             if tracker.resets != resets:
                 kind: str | None = "tracker_reset"
             else:
-                kind = None if tracker.out_of_order != out_of_order else "stamp_repeated"
+                kind = "stamp_repeated" if tracker.last_skip == "repeated" else None
             if kind is not None:
                 for text in texts:
                     self.report(kind, text)
-        if tracker.out_of_order + tracker.repeated_stamps == skipped:  # the frame was tracked
+        if tracker.last_skip is None:  # the frame was tracked
             stamp = stamp_ns(header)
             for t in tracks:
                 if t.misses == 0:  # detected in this frame (or born in it)
@@ -726,10 +738,9 @@ class FramePipeline:
             )
         self._track_counts = (len(tracks), sum(t.confirmed for t in tracks))
         live = {t.id for t in tracks}
-        for tid in [k for k in self._trails if k not in live]:
-            del self._trails[tid]
-        for tid in [k for k in self._last_hits if k not in live]:
-            del self._last_hits[tid]
+        for tid in (self._trails.keys() | self._last_hits.keys()) - live:
+            self._trails.pop(tid, None)
+            self._last_hits.pop(tid, None)
         for t in tracks:
             if t.confirmed:
                 self._trails.setdefault(t.id, deque(maxlen=TRAIL_POINTS)).append((t.x, t.y))
@@ -833,8 +844,9 @@ class FramePipeline:
             self.report(
                 "stamp_backwards",
                 f"header stamp {stamp} is {(latest - t_ns) / NS_PER_S:.3f} s behind the stream's "
-                f"latest ({divmod(latest, NS_PER_S)}): a frame out of order, answered but not "
-                f"tracked (the tracks kept; over {STREAM_RESTART_S:g} s back restarts the stream)",
+                f"latest ({divmod(latest, NS_PER_S)}): a frame out of order (the tracker skips "
+                "a frame behind its latest tracked one and keeps the tracks; over "
+                f"{STREAM_RESTART_S:g} s back restarts the stream)",
             )
         if t_ns and (latest is None or t_ns > latest):
             self._latest_stamp_ns = t_ns

@@ -81,7 +81,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -89,6 +89,7 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
+from irstd_ros.core.ratelimit import RateLimiter
 from irstd_ros.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ REPEATED_STAMP_WARN = 3
 # (irstd_ros.ros.pipeline imports it), so there only out-of-order frames reach the tracker.
 STREAM_RESTART_S = 1.0
 OUT_OF_ORDER_WARN_S = 5.0  # at most one out-of-order warning in this period (s, monotonic)
+# why :meth:`Tracker.update` left a frame untracked (:attr:`Tracker.last_skip`)
+SkipReason = Literal["out_of_order", "repeated"]
 
 
 class TrackState(str, Enum):
@@ -219,8 +222,11 @@ class Track:
     position_cov: tuple[float, float, float]
     # the filter's velocity covariance, (px/s)²: (variance of vx, of vy, covariance vx-vy)
     velocity_cov: tuple[float, float, float]
-    # the velocity is estimated: two detections so far (one: vx, vy are the prior, 0)
-    has_velocity: bool
+
+    @property
+    def has_velocity(self) -> bool:
+        """The velocity is estimated: two detections so far (one: vx, vy are the prior, 0)."""
+        return self.hits >= 2
 
     @property
     def position_std(self) -> float:
@@ -290,6 +296,8 @@ class Tracker:
     tracked because their stamp repeated the previous frame's. ``first_id``: the first
     track's id (a tracker taking over from another: :attr:`next_id` of that one, so no id
     is reused). ``clock``: monotonic seconds, to rate-limit the out-of-order warning.
+    :attr:`last_skip`: why the latest :meth:`update` left its frame untracked
+    (``"out_of_order"``, ``"repeated"``), None when it tracked it.
     """
 
     def __init__(
@@ -306,8 +314,8 @@ class Tracker:
         self.repeated_stamps = 0  # frames not tracked: their stamp was the previous frame's
         self.out_of_order = 0  # frames not tracked: stamped before the latest tracked one
         self._repeat_run = 0  # frames in a row with the current stamp after the first
-        self._clock = clock
-        self._out_of_order_warned: float | None = None  # when last warned (clock's s)
+        self._warn = RateLimiter(OUT_OF_ORDER_WARN_S, clock)
+        self.last_skip: SkipReason | None = None
         self._next_id = first_id
         self._clear()
         self.last_stamp: float | None = None
@@ -459,6 +467,7 @@ class Tracker:
             [[d.centroid_x, d.centroid_y, d.width, d.height, d.score] for d in detections], float
         ).reshape(-1, 5)
         _check_finite(stamp_s, fields, n_det, n_cand)  # before any change: a refusal loses nothing
+        self.last_skip = None
         if self.last_stamp is not None and stamp_s < self.last_stamp:
             if self.last_stamp - stamp_s <= STREAM_RESTART_S:
                 return self._out_of_order_frame(stamp_s)
@@ -541,11 +550,9 @@ class Tracker:
         reset the tracker: one frame reordered by the network dropped every track."""
         assert self.last_stamp is not None
         self.out_of_order += 1
+        self.last_skip = "out_of_order"
         self._repeat_run = 0
-        now = self._clock()
-        warned = self._out_of_order_warned
-        if warned is None or now - warned >= OUT_OF_ORDER_WARN_S:
-            self._out_of_order_warned = now
+        if self._warn.allow("out_of_order"):
             self.logger.warning(
                 f"tracker: a frame stamped {stamp_s:.6f} s, {self.last_stamp - stamp_s:.3f} s "
                 f"before the latest tracked one ({self.last_stamp:.6f} s): out of order, not "
@@ -559,6 +566,7 @@ class Tracker:
         Tracked, it was one instant counted twice (two hits toward M-of-N, two corrections
         from one measurement)."""
         self.repeated_stamps += 1
+        self.last_skip = "repeated"
         self._repeat_run += 1
         if self._repeat_run == REPEATED_STAMP_WARN - 1:
             self.logger.warning(
@@ -668,9 +676,9 @@ class Tracker:
         out = []
         # plain floats in bulk: per-element numpy scalars cost more than the rest together
         states = self._x.tolist()
-        covs = np.stack([self._p[:, 0, 0], self._p[:, 1, 1], self._p[:, 0, 1]], axis=1).tolist()
-        vcovs = np.stack([self._p[:, 2, 2], self._p[:, 3, 3], self._p[:, 2, 3]], axis=1).tolist()
-        for (x, y, vx, vy), (cxx, cyy, cxy), vcov, m in zip(states, covs, vcovs, self._meta):
+        # per track: var x, var y, cov x-y, var vx, var vy, cov vx-vy
+        covs = self._p[:, [0, 1, 0, 2, 3, 2], [0, 1, 1, 2, 3, 3]].tolist()
+        for (x, y, vx, vy), (cxx, cyy, cxy, vxx, vyy, vxy), m in zip(states, covs, self._meta):
             if not m.confirmed:
                 state = TrackState.TENTATIVE
             else:
@@ -691,8 +699,7 @@ class Tracker:
                     misses=m.misses,
                     time_since_update_s=now - m.last_hit_s,
                     position_cov=(cxx, cyy, cxy),
-                    velocity_cov=(vcov[0], vcov[1], vcov[2]),
-                    has_velocity=m.hits >= 2,
+                    velocity_cov=(vxx, vyy, vxy),
                 )
             )
         return out

@@ -1,4 +1,4 @@
-"""Pipeline health counters and log throttling (pure Python: no rclpy needed)."""
+"""Pipeline health counters (pure Python: no rclpy needed)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from irstd_ros.ros.health import LATENCY_WINDOW, STAGES, PipelineStats, RateLimiter
+from irstd_ros.ros.health import LATENCY_WINDOW, STAGES, PipelineStats
 
 
 class FakeClock:
@@ -146,36 +146,6 @@ def test_counters_are_thread_safe():
     snap = stats.snapshot()
     assert snap["received"] == snap["dropped"] == n * threads
     assert snap["errors"] == {"e": n * threads}
-
-
-def test_rate_limiter_allows_once_per_period_per_key():
-    clock = FakeClock(0.0)
-    limiter = RateLimiter(1.0, clock=clock)
-    assert limiter.allow("a")
-    assert not limiter.allow("a")
-    assert limiter.allow("b")  # keys are independent
-    clock.t = 0.999
-    assert not limiter.allow("a")
-    clock.t = 1.0  # exactly one period later: allowed again
-    assert limiter.allow("a")
-
-
-def test_rate_limiter_denied_calls_do_not_restart_the_period():
-    clock = FakeClock(0.0)
-    limiter = RateLimiter(2.0, clock=clock)
-    assert limiter.allow("k")
-    for t in (0.5, 1.0, 1.5, 1.9):
-        clock.t = t
-        assert not limiter.allow("k")
-    clock.t = 2.0
-    assert limiter.allow("k")
-    clock.t = 3.0
-    assert not limiter.allow("k")  # the period restarted at 2.0, the last allowed call
-
-
-def test_rate_limiter_zero_period_never_throttles():
-    limiter = RateLimiter(0.0, clock=FakeClock())
-    assert all(limiter.allow("k") for _ in range(5))
 
 
 def test_problems_are_counted_since_the_previous_snapshot_so_a_warning_can_clear():

@@ -129,3 +129,24 @@ def test_a_coasting_track_s_detection_is_stamped_with_its_last_detection_s_frame
         assert [d.id for d in held.detections] == ["1"]
         plain = track_detections_array(types, header, tracks)  # no stamps known: the array's
         assert [stamp_ns(d.header) for d in plain.detections] == [now, now]
+
+
+def test_the_bag_tools_load_no_tracker():
+    """messages.py imported the tracker for one state check, so every bag tool (through
+    irstd_ros.bags.io) loaded it and scipy.optimize: +0.14 s a command."""
+    import subprocess
+    import sys
+
+    prefixes = ("irstd_ros.tracking", "scipy.optimize")
+    loaded = f"sorted(m for m in sys.modules if m.startswith({prefixes!r}))"
+    code = f"import sys, irstd_ros.bags.io; print({loaded})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_coasting_state_is_the_tracker_s():
+    from irstd_ros.ros.messages import COASTING
+    from irstd_ros.tracking import TrackState
+
+    assert TrackState(COASTING) is TrackState.COASTING

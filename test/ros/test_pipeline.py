@@ -557,7 +557,7 @@ def test_an_empty_frame_id_is_no_camera_of_its_own():
 def test_another_camera_s_frozen_stamps_are_said_again():
     """The first camera's stamps froze (said once a stretch); after a change of camera whose
     stamps freeze too, nothing was said: the stretch was taken as the first camera's."""
-    from irstd_ros.ros.health import RateLimiter
+    from irstd_ros.core.ratelimit import RateLimiter
 
     warnings: list[str] = []
     pipe, _, _ = _tracking_pipeline(warnings)

@@ -290,3 +290,47 @@ def test_stamps_back_over_the_threshold_from_the_latest_restart_the_stream():
     assert bag.restarts() == 1 and bag.ids().isdisjoint(old)
     assert bag.pipe.stats.errors == {"stamp_backwards": 1}
     assert bag.pipe.tracker is not None and bag.pipe.tracker.resets == 0
+
+
+def test_a_loop_after_a_late_frame_in_its_last_second_restarts_and_is_not_stale():
+    """A 1.5 s bag whose last second had frames out of order, one of them dropped as stale:
+    input.max_age took the loop's first frame as a restart only when it was over 1 s behind
+    the previous frame submitted (0.8 s here: the stale one's), not the stream's latest
+    (1.4 s), so it and every frame after it were stale until /clock went back."""
+    bag = Bag()
+    bag.one_pass(15)
+    end = T0 + 14 * STEP
+    assert bag.deliver(T0 + 11 * STEP, clock=end + LAG) == "ok"  # 0.3 s late: out of order
+    assert bag.deliver(T0 + 8 * STEP, clock=end + 2 * LAG) == "stale"  # 0.6 s late
+    for k in range(4):  # the loop, /clock still at the bag's end
+        assert bag.deliver(T0 + k * STEP, clock=T0 + 15 * STEP) == "ok"
+    assert bag.restarts() == 1 and bag.pipe.stats.stale == 1
+
+
+def test_a_frame_behind_a_frame_that_failed_is_tracked_and_not_said_untracked(monkeypatch):
+    """The stream's latest frame failed inference, so the tracker never saw it: a frame
+    behind it is out of order for the stream (``stamp_backwards``) but not for the tracker,
+    which tracks it; the warning said it was "answered but not tracked"."""
+    bag = Bag(**{"input.max_age": 0.0})
+    bag.one_pass(10)
+
+    def fail(frame):
+        raise RuntimeError("out of luck")
+
+    monkeypatch.setattr(bag.pipe.detector, "detect", fail)
+    msg = image_msg(frame_for("mono8"), "mono8")
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(T0 + 10 * STEP, NS)
+    assert not bag.pipe.process(msg)
+    monkeypatch.undo()
+    between = T0 + 9 * STEP + STEP // 2  # behind the failed frame, after the latest tracked
+    assert bag.deliver(between) == "ok"
+    tracker = bag.pipe.tracker
+    assert tracker is not None and tracker.last_skip is None and tracker.out_of_order == 0
+    assert tracker.last_stamp == between / NS
+    assert bag.pipe.stats.errors == {"inference_error": 1, "stamp_backwards": 1}
+    (said,) = [t for lv, t in bag.log.lines if t.startswith("stamp_backwards")]
+    assert "not tracked" not in said and "out of order" in said
+    (tracks,) = bag.pipe.outputs.tracks.msgs[-1:]  # detected in it: stamped as the array
+    assert {(d.header.stamp.sec, d.header.stamp.nanosec) for d in tracks.detections} == {
+        divmod(between, NS)
+    }

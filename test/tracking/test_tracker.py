@@ -249,6 +249,23 @@ def test_frames_out_of_order_are_warned_at_most_once_a_period():
     assert tr.out_of_order == 6 and len(warnings) == 2 and "6 such frames" in warnings[1]
 
 
+def test_the_tracker_says_whether_and_why_it_skipped_the_latest_frame():
+    """``last_skip``: the node's pipeline inferred it from three counters' changes."""
+    tr = Tracker()
+    said = []
+    for stamp in (10.0, 10.1, 10.1, 10.05, 10.2, 8.0):  # repeated, out of order, a reset
+        tr.update(stamp, [Det(50, 50)])
+        said.append(tr.last_skip)
+    assert said == [None, None, "repeated", "out_of_order", None, None]
+    with pytest.raises(ValueError):  # refused: the tracker unchanged, this too
+        tr.update(8.0, [Det(float("nan"), 50)])
+    tr.update(8.0, [Det(50, 50)])
+    assert tr.last_skip == "repeated"
+    with pytest.raises(ValueError):
+        tr.update(8.1, [Det(float("nan"), 50)])
+    assert tr.last_skip == "repeated"
+
+
 def test_a_velocity_is_known_from_the_second_detection_with_its_std():
     """A track born this frame, or detected once (coasting too), has vx = vy = 0 meaning
     "not known", not "stationary": ``has_velocity`` says which, ``velocity_std`` how well."""
