@@ -629,7 +629,7 @@ def _tracking(
     mask alone: every frame would count as without detections). The tracker runs over
     every frame with boxes, annotated or not (fed the annotated ones alone, sparse truth
     would starve it). Without any truth target (clutter alone), only the false tracks are
-    defined (:func:`_without_targets`)."""
+    defined (:data:`~irstd_ros.tracking.metrics.TARGET_METRICS` are None)."""
     if not outputs.has_boxes:
         log.warning(
             "%s has no targets or detections topic: no tracking metrics (a mask has no boxes "
@@ -668,8 +668,6 @@ def _tracking(
         name: tracking_metrics({s: truth[s] for s in hyps}, hyps, **kw)
         for name, hyps in (("detections", detections), ("tracks", tracks))
     }
-    if not any(truth.values()):
-        scored = {name: _without_targets(m) for name, m in scored.items()}
     return {
         "tracks_source": source,
         "tracker": tracker.__dict__ if source == "tracker" else None,
@@ -677,21 +675,6 @@ def _tracking(
         "gated_threshold": outputs.gated_threshold,
         **scored,
     }
-
-
-# tracking metrics that need a truth target (None where there is none): all but the false
-# tracks and the counts of frames, time and hypotheses
-TARGET_METRICS = (
-    "pd", "pd_after_warmup", "id_switches", "id_switches_per_100_target_s", "mota",
-    "position_rms_px", "idf1", "mostly_tracked", "mostly_lost",
-)
-
-
-def _without_targets(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` of a sequence without truth targets (clutter alone): the false tracks
-    (per minute) as they are, those of :data:`TARGET_METRICS` undefined (None), as the
-    per-frame Pd of a background-only set."""
-    return {k: None if k in TARGET_METRICS else v for k, v in metrics.items()}
 
 
 def _uses_recorded_tracks(cfg: EvalBagConfig, outputs: _Outputs) -> bool:

@@ -7,6 +7,8 @@ offered QoS profile, so that ``ros2 bag info`` / ``ros2 bag play`` read them.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 import shutil
@@ -44,6 +46,8 @@ from irstd_ros.core.stamps import NS_PER_S, stamp_ns
 from irstd_ros.core.targets import BoxCentre
 from irstd_ros.errors import BagError, ImageConversionError
 from irstd_ros.ros.messages import detections_array, targets_array
+
+log = logging.getLogger(__name__)
 
 # Topics of the generated sequences and of the node (relative: resolved in its namespace).
 IMAGE_TOPIC = "/camera/image"
@@ -199,7 +203,8 @@ def _not_bag_files(path: Path) -> list[str]:
 
 def check_replaceable(path: Path, overwrite: bool = True) -> None:
     """:class:`BagError` unless a bag may be written at ``path``: nothing there, an empty
-    folder, or (with ``overwrite``) a bag, which a new one replaces; never another folder,
+    folder, or (with ``overwrite``) a bag, which a new one replaces (a folder of bag files
+    alone, metadata.yaml or not: a killed recording's are too); never another folder,
     a file, a folder that holds other files beside its bag's (notes, an eval/ folder: they
     would be deleted with it), or a symbolic link (replacing it would either drop the link
     or write the bag somewhere not named; the link's target may be given instead). Callers
@@ -213,9 +218,11 @@ def check_replaceable(path: Path, overwrite: bool = True) -> None:
         return
     if not overwrite:
         raise BagError(f"{path} exists; remove it or choose another output")
-    if not path.is_dir() or (not (path / "metadata.yaml").is_file() and any(path.iterdir())):
+    # a bag is told by its files alone: metadata.yaml, or only the storage files of a
+    # recording killed before it wrote one
+    others = _not_bag_files(path) if path.is_dir() else None
+    if others is None or (others and len(others) == len(os.listdir(path))):
         raise BagError(f"{path} exists and is not a bag; not overwriting it")
-    others = _not_bag_files(path)
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise BagError(
@@ -224,15 +231,25 @@ def check_replaceable(path: Path, overwrite: bool = True) -> None:
         )
 
 
-def _sqlite3_connection(writer: Writer) -> sqlite3.Connection:
-    """The database connection of an open sqlite3 ``writer``. rosbags (0.11) has no API for
-    it: its writer keeps the storage on ``writer.storage`` and the connection on
-    ``storage.conn`` (test_bag_io fails if a rosbags release moves them)."""
+def _sqlite3_connection(writer: Writer) -> sqlite3.Connection | None:
+    """The database connection of an open sqlite3 ``writer``; None (warned of once) where
+    it is not found. rosbags (0.11) has no API for it: its writer keeps the storage on
+    ``writer.storage`` and the connection on ``storage.conn`` (test_bag_writer fails if a
+    rosbags release moves them)."""
     conn = getattr(getattr(writer, "storage", None), "conn", None)
-    if not isinstance(conn, sqlite3.Connection):
-        raise BagError("rosbags' sqlite3 writer keeps no connection at writer.storage.conn; "
-                       "its periodic commits cannot be made (is rosbags newer than 0.11?)")
-    return conn
+    if isinstance(conn, sqlite3.Connection):
+        return conn
+    _warn_no_sqlite3_connection()
+    return None
+
+
+@functools.cache
+def _warn_no_sqlite3_connection() -> None:
+    log.warning(
+        "rosbags' sqlite3 writer keeps no connection at writer.storage.conn (is rosbags newer "
+        "than 0.11?): sqlite3 bags are written without periodic commits, so a recording "
+        "killed before it closes may keep none of its messages"
+    )
 
 
 class BagWriter:
@@ -288,10 +305,11 @@ class BagWriter:
                 shutil.rmtree(self._staging, ignore_errors=True)
             raise BagError(str(exc)) from exc
         if self._writer.storage_plugin == StoragePlugin.SQLITE3:
+            self._sqlite3 = _sqlite3_connection(self._writer)
+        if self._sqlite3 is not None:
             try:
-                self._sqlite3 = _sqlite3_connection(self._writer)
                 self._sqlite3.execute("PRAGMA journal_mode=WAL")  # the .db3 file: commits only
-            except (BagError, sqlite3.Error) as exc:
+            except sqlite3.Error as exc:
                 self.__exit__(type(exc), exc, None)  # no half-made bag left
                 raise BagError(f"cannot write the sqlite3 bag {self.path}: {exc}") from exc
             self._commit_due = time.monotonic() + SQLITE3_COMMIT_PERIOD_S

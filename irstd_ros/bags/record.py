@@ -54,7 +54,8 @@ class RecordConfig:
 
     out: Path
     topics: tuple[str, ...] = OUTPUT_TOPICS
-    # (topic, type) of topics to subscribe at once, before any publisher is seen
+    # (topic, type) of topics to subscribe at once, before any publisher is seen: each one
+    # of ``topics`` once resolved (the Recorder refuses another)
     known_types: tuple[tuple[str, str], ...] = ()
     storage: str = "mcap"
     compress: bool = False
@@ -91,10 +92,6 @@ class RecordConfig:
             check_topic_name(topic, "--topics")
         for topic, msgtype in self.known_types:
             check_topic_name(topic, f"--type {topic}={msgtype}")
-            if topic not in self.topics:
-                raise ConfigError(
-                    f"--type {topic}={msgtype}: {topic} is not recorded ({', '.join(self.topics)})"
-                )
 
 
 def parse_known_type(text: str) -> tuple[str, str]:
@@ -185,7 +182,13 @@ class Recorder:
         self.node = node
         self.cfg = cfg
         self.topics = [node.resolve_topic_name(t) for t in cfg.topics]
-        self._known = {node.resolve_topic_name(t): ty for t, ty in cfg.known_types}
+        self._known: dict[str, str] = {}
+        for topic, msgtype in cfg.known_types:
+            resolved = node.resolve_topic_name(topic)
+            if resolved not in self.topics:  # as resolved: "targets" is "/targets" at the root
+                recorded = ", ".join(self.topics)
+                raise ConfigError(f"--type {topic}={msgtype}: {resolved} is not recorded ({recorded})")
+            self._known[resolved] = msgtype
         self.last_ns: int | None = None
         self._lock = threading.Lock()
         self._discover_lock = threading.Lock()

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -245,14 +246,23 @@ def _count(found: Mapping[int, Sequence[object] | int] | None, stamp: int) -> st
     return str(value if isinstance(value, int) else len(value))
 
 
-def _truth_counts(reader: BagReader) -> dict[int, int] | None:
-    """stamp -> the number of truth targets of a bag without truth boxes: the connected
-    components of its truth mask, as eval-bag counts them; None without a truth mask."""
+def _truth_counts(reader: BagReader, stamps: Collection[int | None]) -> dict[int, int] | None:
+    """stamp -> the number of truth targets of a bag without truth boxes, for the frames
+    at ``stamps`` (those rendered): the connected components of its truth mask, as eval-bag
+    counts them, a mask of another frame neither decoded nor labelled; None without a
+    truth mask."""
     topic = TRUTH_MASK_TOPIC
     if topic not in reader.topics:
         return None
     reader.require(topic, FRAME_TYPES)
-    return reader.by_stamp(topic, lambda m, _t: components(reader.image(topic, m) > 0)[1])
+    wanted = set(stamps)
+
+    def count(msg: Any, _t: int) -> int | None:
+        if stamp_ns(msg.header) not in wanted:
+            return None
+        return components(reader.image(topic, msg) > 0)[1]
+
+    return {s: n for s, n in reader.by_stamp(topic, count).items() if n is not None}
 
 
 def _check_frame_size(
@@ -294,7 +304,6 @@ def render(cfg: RenderConfig) -> RenderSummary:
     with BagReader(cfg.bag) as reader:
         reader.require(cfg.image_topic, FRAME_TYPES)  # Image or CompressedImage (png, jpeg)
         truth = read_truth_boxes(reader)
-        truth_counts = truth if truth is not None else _truth_counts(reader)
         if cfg.outputs is not None:
             with BagReader(cfg.outputs) as out_reader:
                 # the mask too: its size tells outputs of another sequence (as eval-bag's check)
@@ -316,6 +325,7 @@ def render(cfg: RenderConfig) -> RenderSummary:
         # frames are counted on the image topic: its stamps, read without decoding
         raws = itertools.islice(reader.raw_messages([cfg.image_topic]), n_total)
         stamps = [cdr_header_stamp(raw) for _, _, _, raw in raws]
+        truth_counts = truth if truth is not None else _truth_counts(reader, stamps)
         recorded = {t: d for t, d in ((boxes_topic, detections), (tracks_topic, tracks)) if t}
         _check_outputs(cfg, stamps, n_bag, recorded)
         stamps_with_targets: list[int] = []

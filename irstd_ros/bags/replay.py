@@ -109,7 +109,6 @@ class ReplayStats:
     bag_s: float = 0.0  # bag time covered (last - first published receive time)
     loops: int = 0
     sync_timeouts: int = 0
-    sync_warned: bool = False  # that the consumer does not answer (once)
     unacked_topics: list[str] = field(default_factory=list)  # not all acknowledged in time
     max_lateness_ms: float = 0.0
 
@@ -352,15 +351,15 @@ def _wait_for_acks(pubs: dict[str, Any], timeout: float) -> list[str]:
 
 
 def _sync_timed_out(cfg: ReplayConfig, silent: int, stats: ReplayStats) -> None:
-    """After the ``silent``-th sync timeout in a row: the warning, the first time a run of
-    them reaches :data:`SYNC_WARN_AFTER`; a :class:`BagError` at ``cfg.sync_give_up``."""
+    """After the ``silent``-th sync timeout in a row: the warning, each time a run of them
+    reaches :data:`SYNC_WARN_AFTER` (a consumer that answers again and stalls again is
+    warned of again); a :class:`BagError` at ``cfg.sync_give_up``."""
     if cfg.sync_give_up is not None and silent >= cfg.sync_give_up:
         raise BagError(
             f"no answer on {cfg.sync_topic} to {silent} frames in a row (--sync-give-up "
             f"{cfg.sync_give_up}); stopped after {stats.published} messages"
         )
-    if silent == SYNC_WARN_AFTER and not stats.sync_warned:
-        stats.sync_warned = True
+    if silent == SYNC_WARN_AFTER:
         log.warning(
             "no answer on %s to %d frames in a row (waiting %g s each); is its node running "
             "and subscribed? (--sync-give-up N stops the replay)",

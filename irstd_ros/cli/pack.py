@@ -73,12 +73,15 @@ def run(args: argparse.Namespace) -> int:
     if args.no_nudt and args.no_nudt_test:  # it would be ignored: there is no NUDT-SIRST test to leave out
         raise ConfigError("--no-nudt-test with --no-nudt: NUDT-SIRST is left out whole; give one")
     suffix, suffixes = mask_suffixes(args.mask_suffix, DATASETS)
-    left_out = {"nudt": args.no_nudt, "sirst": args.no_sirst}
+    # each dataset of DATASETS: its root, its option, and whether --no-NAME leaves it out
+    given = {
+        "nudt": (args.nudt, "--nudt", args.no_nudt),
+        "sirst": (args.sirst, "--sirst", args.no_sirst),
+    }
     for name in suffixes:
-        if left_out[name]:  # it would be ignored
+        if given[name][2]:  # it would be ignored
             raise ConfigError(f"--mask-suffix {name}=... with --no-{name}: that dataset is left out; give one")
-    roots = [(root, option) for root, option, left in
-             ((args.nudt, "--nudt", args.no_nudt), (args.sirst, "--sirst", args.no_sirst)) if not left]
+    roots = [(root, option) for root, option, left in given.values() if not left]
     check_datasets_found(roots)
     check_distinct_paths([(args.out, "--out")], inputs=[*roots, *((f, "--hard") for f in args.hard)])
     cfg = PackConfig(

@@ -492,15 +492,16 @@ def _export_int8(
             "versions": {"nncf": nncf.__version__, "openvino": ov.__version__},
             IR_DIGESTS: file_digests(path),  # the gate takes the record for these files alone
         }
-        refused = int8_refusal(record, path, digest, info)
-        record["verdict"] = refused or "within tolerance: auto uses openvino-int8"
+        refusal = int8_refusal(record, path, digest, info)
+        record["verdict"] = refusal or "within tolerance: auto uses openvino-int8"
         save_accuracy(path, record)
         result["measure_s"] = round(time.perf_counter() - t1, 1)
         partial = coverage_refusal(record)
-    refusal = int8_refusal(record, path, digest, info)
-    # refused for its coverage: the gate checks it right after the record's identity, before the deltas
-    result["partial"] = (record is not None and partial is not None
-                         and record_mismatch(record, digest, conditions, (recipe,), NAME) is None)
+    else:
+        refusal = int8_refusal(record, path, digest, info)
+    # refused for its coverage: the gate checks it right after the record's identity (its
+    # weights, conditions, recipe and IR files), before the deltas
+    result["partial"] = partial is not None and refusal == partial
     if measure and record is not None and refusal is None:  # a refused IR's speed decides nothing
         _add_speed(record, path, model, info, options, NAME, again=retime)
     if record is not None:

@@ -14,9 +14,10 @@ still valid), which gives MOTA, IDF1 and ID switches. From its match events:
 * ``id_switches_per_100_target_s``: ID switches per 100 target-seconds of truth.
 
 A figure whose denominator is empty is undefined and reported as ``None`` (JSON null),
-never as 0 nor NaN (as :mod:`irstd_ros.evaluation.metrics`): Pd, MOTA and the rate per
-target-second of a sequence without truth targets, the rate per minute of a single frame
-(its duration is unknown), IDF1 with neither truth nor hypotheses.
+never as 0 nor NaN (as :mod:`irstd_ros.evaluation.metrics`): every figure of
+:data:`TARGET_METRICS` of a sequence without truth instances (clutter alone: only its
+false tracks are defined, as the per-frame Pd of a background-only set is), the rate per
+minute of a single frame (its duration is unknown).
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ from irstd_ros.core.statistics import ratio
 DEFAULT_MATCH_PX = 5.0
 DEFAULT_WARMUP_S = 1.0
 FALSE_TRACK_MATCHED_FRACTION = 0.5
+# the figures that need a truth instance (None without any): all but the false tracks and
+# the counts of frames, time and hypotheses
+TARGET_METRICS = (
+    "pd", "pd_after_warmup", "id_switches", "id_switches_per_100_target_s", "mota",
+    "position_rms_px", "idf1", "mostly_tracked", "mostly_lost",
+)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ def tracking_metrics(
     for key in instances:
         per_target[key[1]][0] += 1
         per_target[key[1]][1] += key in matched_instances
-    return {
+    metrics = {
         "match_px": match_px,
         "warmup_s": warmup_s,
         "frames": len(stamps),
@@ -143,3 +150,6 @@ def tracking_metrics(
         "mostly_tracked": int(summary["mostly_tracked"]),
         "mostly_lost": int(summary["mostly_lost"]),
     }
+    if not instances:  # motmetrics' 0 switches, IDF1 0 of hypotheses alone: undefined
+        metrics.update(dict.fromkeys(TARGET_METRICS))
+    return metrics

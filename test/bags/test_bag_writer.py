@@ -29,8 +29,44 @@ def test_rosbags_sqlite3_writer_still_keeps_its_connection_where_we_commit_throu
         assert isinstance(io._sqlite3_connection(w._writer), sqlite3.Connection)
 
 
-def test_a_killed_sqlite3_recording_keeps_the_messages_committed_before(tmp_path):
-    bag = tmp_path / "killed"
+class _StorageWithoutConn:
+    """A rosbags storage writer that hides its ``conn`` (as a rosbags release might)."""
+
+    def __init__(self, storage) -> None:
+        self._storage = storage
+
+    def __getattr__(self, name: str):
+        if name == "conn":
+            raise AttributeError(name)
+        return getattr(self._storage, name)
+
+
+def test_a_sqlite3_writer_without_its_connection_writes_without_commits(tmp_path, monkeypatch, caplog):
+    """Every sqlite3 write failed when rosbags moved storage.conn: a warning (once), and
+    the bag written as rosbags writes it."""
+    opened = io.Writer.open
+
+    def open_hiding_conn(self) -> None:
+        opened(self)
+        self.storage = _StorageWithoutConn(self.storage)
+
+    monkeypatch.setattr(io.Writer, "open", open_hiding_conn)
+    monkeypatch.setattr(io, "SQLITE3_COMMIT_PERIOD_S", 0.0)
+    io._warn_no_sqlite3_connection.cache_clear()
+    with caplog.at_level("WARNING"):
+        for name in ("a", "b"):
+            with BagWriter(tmp_path / name, "sqlite3") as w:
+                for stamp in (1, 2):
+                    w.write("/targets", stamp, targets_msg(w.store, [], stamp, "cam"))
+            with BagReader(tmp_path / name) as reader:
+                assert [t for _, _, t, _ in reader.raw_messages()] == [1, 2]
+    assert caplog.text.count("keeps no connection at writer.storage.conn") == 1
+    io._warn_no_sqlite3_connection.cache_clear()
+
+
+def _killed_sqlite3_recording(bag: Path) -> Path:
+    """A sqlite3 recording into ``bag`` of stamps 1, 2, 3 (each committed), SIGKILLed before
+    it closed: no metadata.yaml, its .db3 file and journals left as they were."""
     script = textwrap.dedent(
         f"""
         import os, signal
@@ -44,6 +80,11 @@ def test_a_killed_sqlite3_recording_keeps_the_messages_committed_before(tmp_path
     )
     done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True)
     assert done.returncode == -9, done.stderr.decode()
+    return bag
+
+
+def test_a_killed_sqlite3_recording_keeps_the_messages_committed_before(tmp_path):
+    bag = _killed_sqlite3_recording(tmp_path / "killed")
     assert not (bag / "metadata.yaml").exists()
     db3 = bag / "killed.db3"
     with pytest.raises(BagError) as info:
@@ -52,6 +93,30 @@ def test_a_killed_sqlite3_recording_keeps_the_messages_committed_before(tmp_path
     assert "commits every 1 s" in str(info.value)
     with BagReader(db3) as reader:
         assert [t for _, _, t, _ in reader.raw_messages()] == [1, 2, 3]
+
+
+def test_overwrite_replaces_a_killed_sqlite3_recording(tmp_path):
+    """Its folder holds no metadata.yaml: --overwrite refused it as 'not a bag', although
+    every file in it is the recording's (.db3, .db3-wal, .db3-shm)."""
+    bag = _killed_sqlite3_recording(tmp_path / "killed")
+    assert sorted(os.listdir(bag)) == ["killed.db3", "killed.db3-shm", "killed.db3-wal"]
+    _one_message_bag(bag, 9, overwrite=True)
+    assert sorted(os.listdir(bag)) == ["killed.mcap", "metadata.yaml"]
+    with BagReader(bag) as reader:
+        assert [t for _, _, t, _ in reader.raw_messages()] == [9]
+
+
+def test_overwrite_replaces_an_empty_folder_and_refuses_one_of_other_files(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_message_bag(empty, overwrite=True)
+    assert sorted(os.listdir(empty)) == ["empty.mcap", "metadata.yaml"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(BagError, match="exists and is not a bag"):
+        BagWriter(other, overwrite=True)
+    assert sorted(os.listdir(other)) == ["notes.txt"]
 
 
 def test_a_closed_sqlite3_bag_is_in_rosbag2s_journal_mode(tmp_path):

@@ -409,19 +409,45 @@ def test_a_bag_without_outputs_is_drawn_without_a_count_warning(tiny_bag, tmp_pa
     assert all(" DET - " in label for label in labels) and "no message on" not in caplog.text
 
 
-def test_truth_of_a_mask_alone_is_counted_from_its_components(tiny_bag, tmp_path, monkeypatch):
-    """A bag with a truth mask but no truth targets was labelled "TRUE 0" on every frame."""
-    labels = _recorded_labels(monkeypatch)
-    bag = tmp_path / "mask_only"
-    with BagReader(tiny_bag) as reader, BagWriter(bag) as w:
+def _mask_only_bag(tiny_bag: Path, path: Path) -> Path:
+    """``tiny_bag`` without its truth targets: the truth is its mask alone."""
+    with BagReader(tiny_bag) as reader, BagWriter(path) as w:
         for topic, t, msg in reader.messages():
             if topic != TRUTH_TARGETS_TOPIC:
                 w.write(topic, t, msg)
+    return path
+
+
+def test_truth_of_a_mask_alone_is_counted_from_its_components(tiny_bag, tmp_path, monkeypatch):
+    """A bag with a truth mask but no truth targets was labelled "TRUE 0" on every frame."""
+    labels = _recorded_labels(monkeypatch)
+    bag = _mask_only_bag(tiny_bag, tmp_path / "mask_only")
+    with BagReader(bag) as reader:
         masks = [reader.image(TRUTH_MASK_TOPIC, m) for _, _, m in reader.messages([TRUTH_MASK_TOPIC])]
     counts = [str(components(m > 0)[1]) for m in masks]  # two targets that touch are one
     render(RenderConfig(bag, tmp_path / "v.gif"))
     assert [label.split("TRUE ", 1)[1] for label in labels] == counts
     assert set(counts) - {"0"}
+
+
+def test_only_the_truth_masks_of_the_frames_rendered_are_labelled(tiny_bag, tmp_path, monkeypatch):
+    """Every truth mask of the bag was decoded and labelled before the first frame was
+    drawn, even for ``--max-frames 2``."""
+    from irstd_ros.bags import render as render_module
+
+    labels = _recorded_labels(monkeypatch)
+    labelled: list[np.ndarray] = []
+    count = render_module.components
+
+    def count_labelled(mask):
+        labelled.append(mask)
+        return count(mask)
+
+    monkeypatch.setattr(render_module, "components", count_labelled)
+    bag = _mask_only_bag(tiny_bag, tmp_path / "mask_only")
+    render(RenderConfig(bag, tmp_path / "v.gif", max_frames=2))
+    assert len(labels) == 2 and len(labelled) == 2
+    assert [label.split("TRUE ", 1)[1] for label in labels] == [str(count(m)[1]) for m in labelled]
 
 
 def test_truth_targets_of_another_type_are_a_bag_error_naming_it(tiny_bag, tmp_path):

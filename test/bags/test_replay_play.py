@@ -74,12 +74,35 @@ def test_the_progress_total_from_a_start_offset_is_not_the_whole_topics(bag, mon
     assert set(totals) == {None}  # unknown, shown as a count; not the topic's TINY.frames
 
 
+@dataclass
+class _Answers:
+    """A sync waiter whose consumer answers the frames as ``pattern`` says, in turn."""
+
+    pattern: list[bool]
+
+    def wait(self, stamp: int, timeout: float) -> bool:
+        return self.pattern.pop(0)
+
+
 def test_a_consumer_that_never_answers_is_warned_of_once(bag, caplog):
     cfg = ReplayConfig(bag, rate=1e6, sync_topic="/targets", sync_timeout=0.01, progress=False)
     with BagReader(bag) as reader, caplog.at_level("WARNING"):
         stats = _play(cfg, reader, {IMAGE_TOPIC: _Publisher()}, _NoAnswer(), lambda: False)
-    assert stats.sync_timeouts == TINY.frames > SYNC_WARN_AFTER
+    assert stats.sync_timeouts == TINY.frames > 2 * SYNC_WARN_AFTER  # one run of them
     assert caplog.text.count(f"no answer on /targets to {SYNC_WARN_AFTER} frames in a row") == 1
+
+
+def test_a_consumer_that_stalls_again_is_warned_of_again(bag, caplog):
+    """The warning was given once a replay: a consumer that answered again, then stalled
+    again, stalled unnoticed."""
+    stall = [False] * SYNC_WARN_AFTER
+    pattern = [True, *stall, True, *stall]
+    assert len(pattern) == TINY.frames
+    cfg = ReplayConfig(bag, rate=1e6, sync_topic="/targets", sync_timeout=0.01, progress=False)
+    with BagReader(bag) as reader, caplog.at_level("WARNING"):
+        stats = _play(cfg, reader, {IMAGE_TOPIC: _Publisher()}, _Answers(pattern), lambda: False)
+    assert stats.sync_timeouts == 2 * SYNC_WARN_AFTER
+    assert caplog.text.count(f"no answer on /targets to {SYNC_WARN_AFTER} frames in a row") == 2
 
 
 def test_sync_give_up_stops_after_so_many_timeouts_in_a_row(bag):

@@ -218,6 +218,19 @@ def test_recorder_idle_timeout_and_known_types(rclpy_context, bag, tmp_path):
         assert rec.counts == {IMAGE_TOPIC: FRAMES}
 
 
+@pytest.mark.parametrize(("topic", "known"), [("targets", "/targets"), ("/targets", "targets")])
+def test_a_known_type_is_matched_to_its_topic_as_the_recorder_resolves_both(rclpy_context, tmp_path, topic, known):
+    """``--topics targets --type /targets=...`` was refused as "not recorded", although the
+    recorder (in the root namespace) subscribes both as /targets."""
+    cfg = RecordConfig(tmp_path / "r", topics=(topic,), known_types=((known, "sensor_msgs/msg/Image"),))
+    with ros_session("rec") as node:
+        rec = Recorder(node, cfg)
+        try:
+            assert rec.topics == ["/targets"] and rec.missing == []  # subscribed at once
+        finally:
+            rec.close()
+
+
 def test_record_without_publishers_fails_and_leaves_no_bag(rclpy_context, tmp_path):
     cfg = RecordConfig(
         tmp_path / "none", topics=("/nobody",), discovery_timeout=0.5, progress=False
