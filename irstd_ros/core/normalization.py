@@ -210,29 +210,37 @@ def _trimmed_rms(rows: np.ndarray, keep: np.ndarray | None = None) -> float:
     return float(np.sqrt(np.mean(small * small)))
 
 
+def row_indices(h: int) -> slice:
+    """The rows of an ``h`` px high frame that the median and the noise are estimated on:
+    about :data:`STATS_ROWS` evenly spaced ones, as a slice (numpy and torch index a view
+    with it)."""
+    return slice(0, h, max(1, h // STATS_ROWS))
+
+
 def _row_sample(frame: np.ndarray) -> np.ndarray:
-    """About :data:`STATS_ROWS` evenly spaced rows of a single-channel frame; a single
-    column (an N x 1 line scan) is taken whole, as the row it is transposed."""
+    """The :func:`row_indices` rows of a single-channel frame; a single column (an N x 1
+    line scan) is taken whole, as the row it is transposed."""
     h, w = frame.shape
     if w < 2 <= h:
         return frame.T
-    return frame[:: max(1, h // STATS_ROWS)]
+    return frame[row_indices(h)]
 
 
 def _row_neighbours(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The rows above and below each of :func:`_row_sample`'s (the sampled row itself at
     the frame's top and bottom edge) of a frame of at least 3 x 3 px."""
     h = frame.shape[0]
-    rows = np.arange(0, h, max(1, h // STATS_ROWS))
+    rows = np.arange(h)[row_indices(h)]
     return frame[np.maximum(rows - 1, 0)], frame[np.minimum(rows + 1, h - 1)]
 
 
-def _plateau_differences(frame: np.ndarray) -> np.ndarray | None:
-    """(R, W - 1) bool over the horizontal differences of :func:`_row_sample`'s rows: True
-    where the difference's left pixel has an exactly constant 3 x 3 neighbourhood (clipped
-    at the frame's edges) at the sampled rows' lowest or highest value: a plateau
-    (saturation, a black border or mask), whose zero differences are no noise. None where
-    there is none, and for frames under 3 px high or wide (a line has no 3 x 3 block).
+def _plateau_differences(frame: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray | None:
+    """(R, W - 1) bool over the horizontal differences of :func:`_row_sample`'s rows
+    (``rows``: those, when the caller has them): True where the difference's left pixel has
+    an exactly constant 3 x 3 neighbourhood (clipped at the frame's edges) at the sampled
+    rows' lowest or highest value: a plateau (saturation, a black border or mask), whose
+    zero differences are no noise. None where there is none, and for frames under 3 px
+    high or wide (a line has no 3 x 3 block).
 
     Only the extremes: a quantisation-limited mono8 scene (noise below one count) is
     exactly constant over many 3 x 3 blocks at values in between, and those zeros are its
@@ -241,7 +249,7 @@ def _plateau_differences(frame: np.ndarray) -> np.ndarray | None:
     """
     if min(frame.shape) < 3:  # no 3 x 3 block: in a line, three equal neighbours are common
         return None
-    rows = _row_sample(frame)
+    rows = _row_sample(frame) if rows is None else rows
     level = (rows == rows.min()) | (rows == rows.max())
     if not (level[:, :-2] & level[:, 1:-1] & level[:, 2:]).any():  # no three in a row
         return None
@@ -266,7 +274,7 @@ def noise_sigma(frame: np.ndarray) -> float:
     step = _quantisation_step(frame.dtype)
     var = QUANTISATION_VARIANCE * step * step
     if rows.shape[1] >= 2:
-        plateau = _plateau_differences(frame)
+        plateau = _plateau_differences(frame, rows)
         keep = None
         if (
             plateau is not None

@@ -77,7 +77,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         if tmp.is_file():  # some writers (safetensors) create theirs private (0600)
             tmp.chmod(default_file_mode())
-            _fsync(tmp)  # the data on disk before the name points at it
+            fsync_path(tmp)  # the data on disk before the name points at it
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -85,10 +85,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     # the rename itself on disk: a power cut after this leaves the new file, not the old
     # one or, on some filesystems, an empty one. Not every filesystem syncs a directory.
     with contextlib.suppress(OSError):
-        _fsync(path.parent)
+        fsync_path(path.parent)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """Flush ``path`` (a file or a directory) to its device."""
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -148,17 +148,20 @@ def soup(config: SoupConfig) -> dict[str, Any]:
     loaded = [load_checkpoint(p) for p in paths]
     models, infos = [m for m, _, _ in loaded], [i for _, i, _ in loaded]
     digests = [weights_digest(m, i) for m, i in zip(models, infos)]  # each file's, knee and all
-    kneed = [path for path, info in zip(paths, infos) if info.model.logit_knee]
-    for model, info in zip(models, infos):
+    kneed: list[Path] = []
+    averaged = list(digests)  # the weights that are averaged: without a knee
+    for n, (path, model, info) in enumerate(zip(paths, models, infos)):
         if info.model.logit_knee:
             # a two-piece calibration's knee is no weight to average (each was fit to its own
             # network): left out, as by init_from, so that the result can be calibrated again
             model.knee = None  # type: ignore[assignment]  # out of its state dict and its forward
             info.model = replace(info.model, logit_knee=False)
             model.config = info.model  # type: ignore[assignment]  # what it now is
+            kneed.append(path)
+            averaged[n] = weights_digest(model, info)
     _check_alike(paths, infos)
     # a copy (its knee aside): the same network twice
-    _check_distinct(paths, [weights_digest(m, i) for m, i in zip(models, infos)], "holds the same weights as")
+    _check_distinct(paths, averaged, "holds the same weights as")
     for path in kneed:
         log.warning("%s: its two-piece calibration's knee is left out of the average; "
                     "calibrate the result (irstd calibrate --two-piece)", path)

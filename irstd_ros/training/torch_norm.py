@@ -39,7 +39,7 @@ def _row_sample(frames: torch.Tensor) -> torch.Tensor:
     h, w = frames.shape[1:]
     if w < 2 <= h:
         return frames.transpose(1, 2)
-    return frames[:, :: max(1, h // core.STATS_ROWS)]
+    return frames[:, core.row_indices(h)]
 
 
 def _plateau_differences(frames: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ def _plateau_differences(frames: torch.Tensor, rows: torch.Tensor) -> torch.Tens
     b, h, w = frames.shape
     if min(h, w) < 3:
         return torch.zeros_like(rows[..., 1:], dtype=torch.bool)
-    idx = torch.arange(0, h, max(1, h // core.STATS_ROWS), device=frames.device)
+    idx = torch.arange(h, device=frames.device)[core.row_indices(h)]
     above = frames[:, (idx - 1).clamp(min=0)]
     below = frames[:, (idx + 1).clamp(max=h - 1)]
     flat = rows.reshape(b, -1)

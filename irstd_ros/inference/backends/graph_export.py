@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from irstd_ros.checkpoint import CheckpointInfo
-from irstd_ros.core.paths import atomic_path
+from irstd_ros.core.paths import atomic_path, fsync_path
 from irstd_ros.errors import BackendError, one_line
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.fingerprint import (
@@ -182,20 +182,40 @@ def remove_artifact(path: Path) -> None:
 
 @contextlib.contextmanager
 def writing_artifact(path: Path, what: str, needed: int) -> Iterator[None]:
-    """Around the writes of the artefact ``path`` (``what``: its kind, for the message) and
-    its fingerprint into the cache: its folder is made first (:func:`make_cache_dir`); when
-    a write fails, the artefact's files and fingerprint are removed (an artefact without
-    its fingerprint is never used, and a half-full disk keeps the room) and the failure is
+    """Around the export of the artefact ``path`` (``what``: its kind, for the message) into
+    the cache and the writes of its files and fingerprint: its folder is made first
+    (:func:`make_cache_dir`: an unusable one fails before the export); when the export or
+    a write fails after it changed any of the artefact's files, its files and fingerprint
+    are removed (an artefact without its fingerprint is never used, and a half-full disk
+    keeps the room); one that failed before writing anything leaves the artefact there as
+    it was (a failed ``irstd export --force`` loses nothing). A failed write is
     :func:`write_error`'s BackendError."""
     make_cache_dir(path.parent)
+    before = _file_states(path)
     try:
         yield
-    except BackendError:  # said already (a nested write's)
-        remove_artifact(path)
+    except BackendError:  # said already (the export's)
+        if _file_states(path) != before:
+            remove_artifact(path)
         raise
     except Exception as exc:  # OSError, OpenVINO's / the exporter's own types
-        remove_artifact(path)
+        if _file_states(path) != before:
+            remove_artifact(path)
         raise write_error(what, path, exc, needed) from exc
+
+
+def _file_states(path: Path) -> list[tuple[int, int, int] | None]:
+    """(inode, size, mtime ns) of each file of the artefact ``path`` and its fingerprint,
+    None where one is missing: what tells a write that happened."""
+    states: list[tuple[int, int, int] | None] = []
+    for file in (*artifact_files(path), fingerprint_path(path)):
+        try:
+            st = file.stat()
+        except OSError:
+            states.append(None)
+        else:
+            states.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return states
 
 
 def artifact_stem(info: CheckpointInfo, digest: str) -> str:
@@ -234,7 +254,9 @@ def _quiet_exporter() -> Iterator[None]:
 
 def export_onnx(model: nn.Module, path: str | Path, stride: int) -> Path:
     """Write ``model`` as ONNX with symbolic ``stride*h`` x ``stride*w`` input sizes (an
-    FP32 CPU copy in eval mode is exported: the caller's model stays as it was)."""
+    FP32 CPU copy in eval mode is exported: the caller's model stays as it was) into the
+    existing folder of ``path``, atomically. A failed export is a BackendError; a failed
+    write raises as the writer does (:func:`cached_onnx` says it: :func:`writing_artifact`)."""
     import copy
 
     path = Path(path)
@@ -255,9 +277,8 @@ def export_onnx(model: nn.Module, path: str | Path, stride: int) -> Path:
         except Exception as exc:  # the exporter wraps failures in several types
             raise BackendError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
         assert program is not None  # the dynamo exporter always returns a program
-        with writing_artifact(path, "ONNX model", export_bytes(model)):
-            with atomic_path(path) as tmp:  # per process: concurrent exports never share it
-                program.save(str(tmp))
+        with atomic_path(path) as tmp:  # per process: concurrent exports never share it
+            program.save(str(tmp))
     return path
 
 
@@ -270,9 +291,8 @@ def cached_onnx(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
     if reason is None:
         return path
     log.info("exporting ONNX to %s (%s)", path, reason)
-    make_cache_dir(path.parent)  # before the export: an unusable folder fails at once
-    export_onnx(model, path, info.model.stride)
     with writing_artifact(path, "ONNX model", export_bytes(model)):
+        export_onnx(model, path, info.model.stride)
         save_fingerprint(path, expected)
     prune_cache(path.parent, info.model.arch)
     return path
@@ -320,14 +340,19 @@ def convert_openvino(model: nn.Module, stride: int) -> Any:
 def atomic_ir(path: Path) -> Iterator[Path]:
     """:func:`~irstd_ros.core.paths.atomic_path` for an OpenVINO IR: the block saves the
     ``.xml`` at the temporary path (OpenVINO writes the ``.bin`` beside it); the ``.bin``
-    is moved into place first, then the ``.xml`` that names it. On failure both go."""
+    is moved into place first, then the ``.xml`` that names it, each synced to disk before
+    its rename and the folder after it. On failure both go."""
     with atomic_path(path) as tmp:
+        tmp_bin = tmp.with_suffix(".bin")
         try:
             yield tmp
-            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+            fsync_path(tmp_bin)  # the weights on disk before the name points at them
+            tmp_bin.replace(path.with_suffix(".bin"))
         except BaseException:
-            tmp.with_suffix(".bin").unlink(missing_ok=True)
+            tmp_bin.unlink(missing_ok=True)
             raise
+        with contextlib.suppress(OSError):  # the rename on disk before the .xml's (not every
+            fsync_path(path.parent)  # filesystem syncs a directory)
 
 
 def export_openvino_ir(
@@ -345,9 +370,8 @@ def export_openvino_ir(
     if reason is None:
         return path
     log.info("converting the model to OpenVINO IR %s (%s)", path, reason)
-    make_cache_dir(root)  # before the conversion: an unusable folder fails at once
-    converted = convert_openvino(model, info.model.stride)
     with writing_artifact(path, "OpenVINO IR", export_bytes(model)):
+        converted = convert_openvino(model, info.model.stride)
         with atomic_ir(path) as tmp:
             ov.save_model(converted, str(tmp), compress_to_fp16=False)  # the default halves weights
         save_fingerprint(path, expected)
@@ -377,13 +401,21 @@ def prune_cache(root: Path, arch: str, keep: int = CACHE_KEEP_MODELS) -> None:
         mtimes = [m for m in map(_mtime, paths) if m is not None]
         if mtimes:  # else all gone: deleted by another process's prune
             newest[stem] = max(mtimes)
+    for stem in sorted(newest, key=newest.__getitem__, reverse=True)[keep:]:
+        for path in groups[stem]:
+            _remove_pruned(path)
+    remove_dead_temporaries(root, arch)
+
+
+def _remove_pruned(path: Path) -> bool:
+    """Delete ``path`` for the prune: whether it is gone (deleted, or by another process
+    already). One that cannot be deleted is warned of and left: the prune goes on."""
     try:
-        for stem in sorted(newest, key=newest.__getitem__, reverse=True)[keep:]:
-            for path in groups[stem]:
-                path.unlink(missing_ok=True)
-        remove_dead_temporaries(root, arch)
+        path.unlink(missing_ok=True)
     except OSError as exc:
-        log.warning("pruning the cache %s failed: %s", root, one_line(exc))
+        log.warning("pruning the cache: cannot delete %s: %s", path, one_line(exc))
+        return False
+    return True
 
 
 def _mtime(path: Path) -> float | None:
@@ -418,7 +450,8 @@ def remove_dead_temporaries(root: Path, arch: str, now: float | None = None) -> 
     """Delete the temporary files of ``arch``'s artefacts in ``root`` left by a write that was
     killed: those whose writer is no longer a running process and that have not changed for
     :data:`TEMP_GRACE_S`, and any not changed for :data:`TEMP_MAX_AGE_S` (its pid reused by
-    another process since). A live writer's file, changed seconds ago, stays. Returns them."""
+    another process since). A live writer's file, changed seconds ago, stays, and one that
+    cannot be deleted (warned). Returns those deleted."""
     now = time.time() if now is None else now
     removed = []
     for path in root.glob(f".{arch}-*"):
@@ -427,8 +460,8 @@ def remove_dead_temporaries(root: Path, arch: str, now: float | None = None) -> 
         if pid is None or mtime is None:
             continue
         age = now - mtime
-        if age > TEMP_MAX_AGE_S or (age > TEMP_GRACE_S and not process_alive(pid)):
-            path.unlink(missing_ok=True)
+        dead = age > TEMP_MAX_AGE_S or (age > TEMP_GRACE_S and not process_alive(pid))
+        if dead and _remove_pruned(path):
             removed.append(path)
     if removed:
         log.info("removed %d temporary file(s) of killed writes from %s", len(removed), root)

@@ -535,8 +535,9 @@ def quantize_ir(
     after the same quantisation, NNCF ranks the quantised layers by how much each costs on
     the per-frame IoU against them (:func:`iou_validation`) and reverts the costliest to
     FP32 until the mean is at least ``1 - max_drop``.
-    Writes ``out_xml`` (+ ``.bin``) atomically; raises BackendError when NNCF is missing
-    or fails.
+    Writes ``out_xml`` (+ ``.bin``) atomically into its existing folder; raises
+    BackendError when NNCF is missing or fails, and a failed write as the writer does
+    (:func:`build_int8` says it: ``writing_artifact``).
     """
     try:
         import nncf
@@ -547,16 +548,10 @@ def quantize_ir(
         raise BackendError(f"INT8 quantisation needs nncf and openvino ({exc}); see {CPU_REQUIREMENTS}") from None
     if not calibration:
         raise BackendError("INT8 quantisation needs at least one calibration frame")
-    from irstd_ros.inference.backends.graph_export import (
-        EXPORT_OVERHEAD_BYTES,
-        atomic_ir,
-        make_cache_dir,
-        writing_artifact,
-    )
+    from irstd_ros.inference.backends.graph_export import atomic_ir
 
     calibration = calibration[:MAX_CALIBRATION_FRAMES]
     out_xml = Path(out_xml)
-    make_cache_dir(out_xml.parent)  # before the minutes of quantisation
     nncf_log = logging.getLogger("nncf")
     saved_level = nncf_log.level
     nncf_log.setLevel(logging.WARNING)  # one INFO line per node otherwise
@@ -595,10 +590,7 @@ def quantize_ir(
         raise BackendError(f"INT8 quantisation failed: {type(exc).__name__}: {exc}") from exc
     finally:
         nncf_log.setLevel(saved_level)
-    needed = EXPORT_OVERHEAD_BYTES  # and at most the FP32 IR's weights
-    with contextlib.suppress(OSError):
-        needed += Path(fp32_xml).with_suffix(".bin").stat().st_size
-    with writing_artifact(out_xml, "INT8 IR", needed), atomic_ir(out_xml) as tmp:
+    with atomic_ir(out_xml) as tmp:
         ov.save_model(quantized, str(tmp), compress_to_fp16=False)
     return out_xml
 
@@ -644,8 +636,17 @@ def build_int8(
              f"accuracy control on {len(items)} frames" if items is not None else "no accuracy control")
     accuracy_path(path).unlink(missing_ok=True)
     threshold_logit = float(logit(np.clip(info.threshold, THRESHOLD_CLIP, 1.0 - THRESHOLD_CLIP)))
-    quantize_ir(fp32, inputs, path, items, threshold_logit=threshold_logit, input_layer_fp32=info.norm.kind != "robust")
-    with writing_artifact(path, "INT8 IR", export_bytes(model)):  # the IR goes with its fingerprint
+    # the folder first (an unusable one fails before the minutes of quantisation); the IR with
+    # its fingerprint (needed: at most the FP32 weights)
+    with writing_artifact(path, "INT8 IR", export_bytes(model)):
+        quantize_ir(
+            fp32,
+            inputs,
+            path,
+            items,
+            threshold_logit=threshold_logit,
+            input_layer_fp32=info.norm.kind != "robust",
+        )
         save_fingerprint(path, expected)
     return path, True
 
@@ -653,6 +654,14 @@ def build_int8(
 # --- loading (the backend) ------------------------------------------------------------------
 def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> tuple[Path, str]:
     """(INT8 IR path, weights digest) when a valid one is cached, else BackendError saying why."""
+    path, digest, _ = _cached_int8(model, info, options)
+    return path, digest
+
+
+def _cached_int8(
+    model: nn.Module, info: CheckpointInfo, options: BackendOptions | None
+) -> tuple[Path, str, str]:
+    """:func:`cached_int8` and the recipe its fingerprint names (:func:`ir_recipe`)."""
     from irstd_ros.inference.backends.fingerprint import rebuild_reason
 
     try:
@@ -660,7 +669,8 @@ def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
     except ImportError as exc:
         raise not_installed("openvino", exc) from None
     path, digest = int8_path(model, info, options)
-    reason = rebuild_reason(path, int8_fingerprint(info, digest, ir_recipe(path)))
+    recipe = ir_recipe(path)
+    reason = rebuild_reason(path, int8_fingerprint(info, digest, recipe))
     if reason is not None:
         if not path.is_file():
             from irstd_ros.inference.backends.graph_export import artifact_stem
@@ -670,7 +680,7 @@ def cached_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptions 
             if legacy.is_file():
                 reason += f" ({legacy.name} is named by the weights alone: an older version's)"
         raise BackendError(f"{reason} (build it: irstd export --backend openvino-int8)")
-    return path, digest
+    return path, digest, recipe
 
 
 def ir_recipe(path: str | Path) -> str:
@@ -704,28 +714,33 @@ def ir_mismatch(record: Mapping[str, Any], path: str | Path) -> str | None:
 
 
 def int8_refusal(
-    record: Mapping[str, Any] | None, path: str | Path, digest: str, info: CheckpointInfo
+    record: Mapping[str, Any] | None,
+    path: str | Path,
+    digest: str,
+    info: CheckpointInfo,
+    recipe: str | None = None,
 ) -> str | None:
     """Why ``auto`` must not run the INT8 IR ``path`` of the weights ``digest`` with its
     accuracy ``record`` (None: it may): a record measured on other IR files
     (:func:`ir_mismatch`), or :func:`accuracy_refusal` with the IR's own recipe
-    (:func:`ir_recipe`) the only one accepted: a record of the plain recipe says nothing of
-    an accuracy-controlled IR, nor the other way round."""
+    (:func:`ir_recipe`; ``recipe``: that, when the caller has read it) the only one
+    accepted: a record of the plain recipe says nothing of an accuracy-controlled IR, nor
+    the other way round."""
     if record is not None:
         mismatch = ir_mismatch(record, path)
         if mismatch:
             return mismatch
     conditions = measurement_conditions(info)
-    return accuracy_refusal(record, digest, conditions, recipes=(ir_recipe(path),))
+    return accuracy_refusal(record, digest, conditions, recipes=(recipe or ir_recipe(path),))
 
 
 def auto_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions | None) -> str | None:
     """Why ``auto`` / ``cpu`` skip ``openvino-int8`` here (None: use it). Builds nothing."""
     try:
-        path, digest = cached_int8(model, info, options)
+        path, digest, recipe = _cached_int8(model, info, options)
     except BackendError as exc:
         return str(exc)
-    return int8_refusal(load_accuracy(path), path, digest, info)
+    return int8_refusal(load_accuracy(path), path, digest, info, recipe)
 
 
 class OpenVINOInt8Backend(OpenVINOBackend):
@@ -743,15 +758,15 @@ class OpenVINOInt8Backend(OpenVINOBackend):
         options: BackendOptions | None = None,
         model_path: str | Path | None = None,
     ) -> None:
-        digest = None
+        digest = recipe = None
         if model_path is None:
-            model_path, digest = cached_int8(model, info, options)
+            model_path, digest, recipe = _cached_int8(model, info, options)
         super().__init__(model, info, options, precision="fp32", model_path=model_path)
         self.name = self._compiled.owner = NAME
         self.precision = "int8"
         self.accuracy = load_accuracy(self.model_path)
         if digest is not None:
-            refusal = int8_refusal(self.accuracy, self.model_path, digest, info)
+            refusal = int8_refusal(self.accuracy, self.model_path, digest, info, recipe)
             if refusal:
                 log.warning("openvino-int8 requested explicitly: %s", refusal)
 

@@ -256,10 +256,11 @@ def fastest_first(
     candidates: tuple[str, ...], model: nn.Module, info: CheckpointInfo, options: BackendOptions
 ) -> tuple[tuple[str, ...], list[str], dict[str, str]]:
     """``candidates`` ordered by what the records of :data:`RECORDED_SPEEDS` measured on
-    this CPU, notes saying how they were reordered (empty: they were not), and why each one
-    left out was (by name):
+    this CPU (the order a choice goes through and reports them), notes saying how they were
+    reordered (empty: they were not), and why each one left out was (by name):
 
-    * one that was not faster than FP32 in its own measurement is left out (skipped);
+    * one that was not faster than FP32 in its own measurement is left out (skipped), in
+      the place it held;
     * when every remaining one has a speed measured here, they are sorted fastest first,
       in the places they held: by their time as a fraction of FP32's when all have one
       (each export times FP32 beside its candidate, so the comparison survives a host
@@ -281,7 +282,7 @@ def fastest_first(
                 f"({s.p50_ms:.1f} against {s.fp32_p50_ms:.1f} ms, {s.ratio:.2f} of its time)"
             )
             timed.remove(c)
-    order = tuple(c for c in candidates if c not in speeds or c in timed)
+    order = candidates
     known = {c: s for c, s in speeds.items() if c in timed and s is not None}
     if len(timed) >= 2 and len(known) == len(timed):
         relative = all(s.ratio is not None for s in known.values())
@@ -302,15 +303,6 @@ def fastest_first(
     return order, notes, left_out
 
 
-def tried_order(
-    candidates: tuple[str, ...], order: tuple[str, ...], left_out: dict[str, str]
-) -> tuple[str, ...]:
-    """:func:`fastest_first`'s ``order`` with the ``left_out`` candidates back in the places
-    they held in ``candidates``: the order a choice goes through (and reports) them."""
-    rest = iter(order)
-    return tuple(c if c in left_out else next(rest) for c in candidates)
-
-
 def create_backend(
     name: str, model: nn.Module, info: CheckpointInfo, options: BackendOptions | None = None
 ) -> Backend:
@@ -326,7 +318,7 @@ def create_backend(
         raise _unknown(name)
     order, notes, left_out = fastest_first(CHOICES[name], model, info, options)
     skipped: list[str] = []
-    for candidate in tried_order(CHOICES[name], order, left_out):
+    for candidate in order:
         if candidate not in GPU_BACKENDS:  # the CPU's recorded speeds say nothing of a GPU choice
             skipped.extend(notes)
             notes = []

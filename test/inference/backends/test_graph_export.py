@@ -70,6 +70,38 @@ def test_atomic_ir_moves_the_bin_then_the_xml_and_leaves_nothing_on_failure(tmp_
     assert xml.with_suffix(".bin").read_bytes() == b"weights"
 
 
+def test_atomic_ir_syncs_the_bin_before_its_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """The .bin was renamed into place unsynced: a power cut could leave the new .xml
+    naming an empty or old .bin (atomic_path syncs only its own temporary file)."""
+    xml = tmp_path / "m.xml"
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, Path.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(self: Path, target: Path) -> Path:
+        events.append(f"replace {self.name}")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Path, "replace", replace)
+    with atomic_ir(xml) as tmp:
+        tmp.write_text("<net/>")
+        tmp.with_suffix(".bin").write_bytes(b"weights")
+    tmp_bin = tmp.with_suffix(".bin")
+    assert events == [
+        f"fsync {tmp_bin}",
+        f"replace {tmp_bin.name}",
+        f"fsync {tmp_path}",
+        f"fsync {tmp}",
+        f"replace {tmp.name}",
+        f"fsync {tmp_path}",
+    ]
+    assert xml.with_suffix(".bin").read_bytes() == b"weights"
+
+
 def test_export_onnx_leaves_the_callers_model_as_it_was(tmp_path):
     """It called model.eval().float().cpu() on the caller's model: a training run or a half
     model exported for a cache came back in eval mode, FP32."""
@@ -274,3 +306,58 @@ def test_prune_removes_the_temporary_files_of_killed_writes_only(tmp_path):
     prune_cache(tmp_path, "sgem_unet")
     assert not any(p.exists() for p in killed)
     assert all(p.exists() for p in kept)
+
+
+def test_prune_goes_on_past_a_file_it_cannot_delete(tmp_path, monkeypatch, caplog):
+    """One try around every unlink: the first file that could not be deleted (another
+    user's, a read-only mount) stopped the prune, the killed writes' temporary files too."""
+    import logging
+    import time
+
+    from irstd_ros.inference.backends import graph_export
+    from irstd_ros.inference.backends.graph_export import TEMP_MAX_AGE_S
+
+    for age, digest in enumerate(["aaa", "bbb", "ccc"]):
+        for suffix in (".xml", ".bin", ".xml.json"):
+            path = tmp_path / f"sgem_unet-{digest}{suffix}"
+            path.write_text("x")
+            os.utime(path, (1000 - age, 1000 - age))  # aaa newest
+    old = time.time() - TEMP_MAX_AGE_S - 5
+    killed = tmp_path / f".sgem_unet-ccc.{os.getpid()}.tmp.xml"
+    killed.write_text("x")
+    os.utime(killed, (old, old))
+    stuck = tmp_path / "sgem_unet-bbb.xml"
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == stuck:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with caplog.at_level(logging.WARNING, logger=graph_export.__name__):
+        prune_cache(tmp_path, "sgem_unet", keep=1)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["sgem_unet-aaa.bin", "sgem_unet-aaa.xml", "sgem_unet-aaa.xml.json", stuck.name]
+    assert f"cannot delete {stuck}: [Errno 13] Permission denied" in caplog.text
+
+
+def test_a_failed_rebuild_that_wrote_nothing_keeps_the_old_artefact(tmp_path):
+    """`irstd export --force` whose conversion fails before writing anything lost the
+    working IR (the failure removed the artefact's files); one that fails after writing
+    removes the half-made artefact and its fingerprint, as before."""
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends.fingerprint import fingerprint_path
+    from irstd_ros.inference.backends.graph_export import writing_artifact
+
+    xml = tmp_path / "sgem_unet-0123456789ab.xml"
+    xml.write_text("<old/>")
+    xml.with_suffix(".bin").write_bytes(b"old")
+    fingerprint_path(xml).write_text("{}")
+    with pytest.raises(BackendError), writing_artifact(xml, "OpenVINO IR", needed=1):
+        raise RuntimeError("conversion failed")
+    assert xml.read_text() == "<old/>" and fingerprint_path(xml).exists()
+    with pytest.raises(BackendError), writing_artifact(xml, "OpenVINO IR", needed=1):
+        xml.with_suffix(".bin").write_bytes(b"new, half")
+        raise OSError(28, "No space left on device")
+    assert not xml.exists() and not xml.with_suffix(".bin").exists() and not fingerprint_path(xml).exists()
