@@ -42,3 +42,24 @@ def bad_output_dir(case: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     if case == "under_a_file":
         return afile, afile / "run"
     return afile, unwritable_folder(monkeypatch, tmp_path) / "run"
+
+
+def record_syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every ``os.fsync`` (as ``"fsync <path>"``) and ``Path.replace`` (as ``"replace
+    <name>"``) from now on, in order, both still done: what a test of crash safety reads."""
+    import os
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, Path.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(self: Path, target: Path) -> Path:
+        events.append(f"replace {self.name}")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Path, "replace", replace)
+    return events

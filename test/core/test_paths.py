@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from _support.files import unwritable_folder
+from _support.files import record_syncs, unwritable_folder
 
 from irstd_ros.core.paths import (
     atomic_path,
@@ -95,19 +95,7 @@ def test_atomic_path_syncs_the_file_before_the_rename_and_the_folder_after(tmp_p
     """A crash right after the rename must find the new data on disk: the temporary file
     is fsynced before it takes the name, and the folder (the rename) after."""
     report = tmp_path / "report.json"
-    events: list[str] = []
-    real_fsync, real_replace = os.fsync, Path.replace
-
-    def fsync(fd: int) -> None:
-        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    def replace(self: Path, target: Path) -> Path:
-        events.append(f"replace {self.name}")
-        return real_replace(self, target)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(Path, "replace", replace)
+    events = record_syncs(monkeypatch)
     with atomic_path(report) as tmp:
         tmp.write_text("new")
     assert events == [f"fsync {tmp}", f"replace {tmp.name}", f"fsync {tmp_path}"]

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _support.files import record_syncs
 
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import CACHE_ENV, atomic_ir, cache_root, prune_cache
@@ -74,19 +75,7 @@ def test_atomic_ir_syncs_the_bin_before_its_rename_and_the_folder_after(tmp_path
     """The .bin was renamed into place unsynced: a power cut could leave the new .xml
     naming an empty or old .bin (atomic_path syncs only its own temporary file)."""
     xml = tmp_path / "m.xml"
-    events: list[str] = []
-    real_fsync, real_replace = os.fsync, Path.replace
-
-    def fsync(fd: int) -> None:
-        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    def replace(self: Path, target: Path) -> Path:
-        events.append(f"replace {self.name}")
-        return real_replace(self, target)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(Path, "replace", replace)
+    events = record_syncs(monkeypatch)
     with atomic_ir(xml) as tmp:
         tmp.write_text("<net/>")
         tmp.with_suffix(".bin").write_bytes(b"weights")
