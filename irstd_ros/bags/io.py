@@ -202,8 +202,8 @@ def _not_bag_files(path: Path) -> list[str]:
 
 
 def check_replaceable(path: Path, overwrite: bool = True) -> None:
-    """:class:`BagError` unless a bag may be written at ``path``: nothing there, an empty
-    folder, or (with ``overwrite``) a bag, which a new one replaces (a folder of bag files
+    """:class:`BagError` unless a bag may be written at ``path``: nothing there, or (with
+    ``overwrite``) an empty folder or a bag, which a new one replaces (a folder of bag files
     alone, metadata.yaml or not: a killed recording's are too); never another folder,
     a file, a folder that holds other files beside its bag's (notes, an eval/ folder: they
     would be deleted with it), or a symbolic link (replacing it would either drop the link
