@@ -9,7 +9,10 @@
   accuracy delta against FP32 (:mod:`irstd_ros.tools.quantize`), which ``auto`` reads;
 * ``--backend openvino-bf16``: nothing to build (bf16 compiles the FP32 IR with a
   precision hint), only bf16's accuracy delta against FP32, measured the same way and
-  stored in the cache for ``auto``'s gate (needs a CPU with native bf16).
+  stored in the cache for ``auto``'s gate (needs a CPU with native bf16);
+* ``--backend openvino-int8-bf16``: nothing to build either (the INT8 IR of ``--backend
+  openvino-int8`` compiled with the bf16 hint): its accuracy delta against FP32, stored
+  beside that IR (needs the IR and a CPU with native bf16).
 
 ``--out`` defaults to the node's cache (``model.cache_dir`` default), so a node started
 afterwards with the same weights loads the artefact instead of building it.
@@ -37,11 +40,11 @@ from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.graph_export import cache_root
 from irstd_ros.tools.quantize import ACCURACY_CONTROL, Int8Dataset, default_datasets
 
-EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "openvino-int8", "openvino-bf16")
+EXPORT_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "openvino-int8", "openvino-bf16", "openvino-int8-bf16")
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_PRECISION = "fp16"
 DEFAULT_CALIBRATION = 300  # frames, both datasets (the most the export takes)
-_ACCURACY = ("openvino-int8", "openvino-bf16")
+_ACCURACY = ("openvino-int8", "openvino-bf16", "openvino-int8-bf16")
 DATASET_OPTIONS = {"NUDT-SIRST": "--nudt", "SIRST-v2": "--sirst"}  # default_datasets' name -> its option
 # option (argparse dest) -> the backends whose export reads it; given for another, it would
 # be ignored (e.g. --force does not rebuild a cached ONNX graph: the cache is keyed by the
@@ -61,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export", help="build a TensorRT engine / ONNX / OpenVINO IR (FP32, INT8) ahead of time, or measure bf16"
     )
     p.add_argument("--backend", required=True, choices=EXPORT_BACKENDS,
-                   help="the backend whose artefact is built (openvino-bf16: measured only)")
+                   help="the backend whose artefact is built (openvino-bf16, openvino-int8-bf16: measured only)")
     p.add_argument("--height", type=positive_int, help="frame height the TensorRT engine is built for")
     p.add_argument("--width", type=positive_int, help="frame width the TensorRT engine is built for")
     p.add_argument("--precision", choices=PRECISIONS, help=f"TensorRT precision (default {DEFAULT_PRECISION})")
@@ -69,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help=f"output directory (default: {cache_root()})")
     p.add_argument("--cuda-graphs", action="store_true", help="tensorrt: check a CUDA-graph run")
     add_json(p)
-    q = p.add_argument_group("openvino-int8 / openvino-bf16 (accuracy against FP32)")
+    q = p.add_argument_group("openvino-int8 / openvino-bf16 / openvino-int8-bf16 (accuracy against FP32)")
     q.add_argument("--nudt", type=Path, help="NUDT-SIRST root (default: ../shared/data/NUDT-SIRST)")
     q.add_argument("--sirst", type=Path, help="SIRST-v2 root (default: ../shared/data/SIRST-v2)")
     q.add_argument("--calibration", type=int,
@@ -118,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         return _int8(args, weights, datasets)
     if args.backend == "openvino-bf16":
         return _bf16(args, weights, datasets)
+    if args.backend == "openvino-int8-bf16":
+        return _int8_bf16(args, weights, datasets)
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(
         precision=args.precision or DEFAULT_PRECISION,
@@ -181,6 +186,14 @@ def _bf16(args: argparse.Namespace, weights: Path, datasets: list[Int8Dataset]) 
     out = export_bf16(Path(weights), args.out, datasets, force=args.force,
                       threads=args.threads, retime=args.retime)
     return _report(out, "bf16", args.json)
+
+
+def _int8_bf16(args: argparse.Namespace, weights: Path, datasets: list[Int8Dataset]) -> int:
+    from irstd_ros.tools.quantize import export_int8_bf16
+
+    out = export_int8_bf16(Path(weights), args.out, datasets, force=args.force,
+                           threads=args.threads, retime=args.retime)
+    return _report(out, "INT8+bf16", args.json)
 
 
 def _report(out: dict, label: str, as_json: bool) -> int:

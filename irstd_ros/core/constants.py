@@ -8,14 +8,15 @@ CLASS_ID = "target"  # hypothesis class of every detection the node publishes
 # each; here without torch, for the node's parameters and the tools' options).
 BACKEND_NAMES = (
     "tensorrt", "cuda", "torch-cpu", "torch-compile", "onnxruntime", "openvino", "openvino-bf16",
-    "openvino-int8",
+    "openvino-int8", "openvino-int8-bf16",
 )
 GPU_BACKENDS = ("tensorrt", "cuda")
-# Fastest first; measured in docs/benchmarks.md (0.4 at 640x512: bf16 35, INT8 50, FP32 68 ms).
-# openvino-bf16 (native bf16 only) and openvino-int8 are candidates only when their accuracy
-# gate passes (select.ACCURACY_GATES), then the FP32 backends (parity with eager PyTorch).
-# torch-compile is opt-in: a long first-frame compile.
-CPU_PREFERENCE = ("openvino-bf16", "openvino-int8", "openvino", "onnxruntime", "torch-cpu")
+# Fastest first; measured in docs/benchmarks.md (0.8 at 640x512 on Zen 5: INT8 with bf16 18.0,
+# bf16 21.0, INT8 23.2, FP32 40.9 ms; the records' speeds on the CPU at hand reorder them).
+# openvino-int8-bf16 and openvino-bf16 (native bf16 only) and openvino-int8 are candidates
+# only when their accuracy gate passes (select.ACCURACY_GATES), then the FP32 backends
+# (parity with eager PyTorch). torch-compile is opt-in: a long first-frame compile.
+CPU_PREFERENCE = ("openvino-int8-bf16", "openvino-bf16", "openvino-int8", "openvino", "onnxruntime", "torch-cpu")
 BACKEND_CHOICES: dict[str, tuple[str, ...]] = {  # names that choose among backends
     "auto": (*GPU_BACKENDS, *CPU_PREFERENCE),
     "cpu": CPU_PREFERENCE,

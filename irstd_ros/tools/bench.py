@@ -27,8 +27,9 @@ combinations (``openvino-dynamic``: one model compiled for any size). ``openvino
 is prepared like the exports: its INT8 IR is calibrated once
 (:func:`irstd_ros.tools.quantize.export_int8`, no accuracy measurement) into the bench's
 cache before the timed child starts, or copied from the default cache with its accuracy
-record; ``openvino-bf16``'s accuracy record (``irstd export --backend openvino-bf16``) is
-copied likewise, so the node row's ``auto`` gates on what it would find on this machine.
+record (and ``openvino-int8-bf16``'s, which compiles that IR); ``openvino-bf16``'s accuracy
+record (``irstd export --backend openvino-bf16``) is copied likewise, so the node row's
+``auto`` gates on what it would find on this machine.
 :func:`format_table` prints backend x precision x size side by side with the speed-up
 over ``openvino`` FP32 (static shapes).
 
@@ -93,13 +94,16 @@ MODEL_SEED = 0
 # the bench exports it in a separate child first, so the measured process only loads it
 PREPARED_BACKENDS = (
     "onnxruntime", "openvino", "openvino-bf16", "openvino-dynamic", "openvino-int8", "openvino-int8-dynamic",
+    "openvino-int8-bf16",
 )
 # bench name -> (registered backend, BackendOptions fields)
 BENCH_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "openvino-dynamic": ("openvino", {"dynamic_shapes": True}),
     "openvino-int8-dynamic": ("openvino-int8", {"dynamic_shapes": True}),
 }
-PRECISIONS = {"openvino-bf16": "bf16", "openvino-int8": "int8", "openvino-int8-dynamic": "int8"}  # the rest: fp32
+PRECISIONS = {  # the rest: fp32
+    "openvino-bf16": "bf16", "openvino-int8": "int8", "openvino-int8-dynamic": "int8", "openvino-int8-bf16": "int8+bf16",
+}
 REFERENCE = "openvino"  # ratios are its p50 over each row's p50 (same model and size)
 OVERHEAD_CALLS = 20  # pre / post timings per size
 FRAME_SEED = 0
@@ -815,13 +819,15 @@ def prepare_exports(model: dict[str, Any], backends: list[str], cache_dir: str) 
 def reuse_int8(net: Any, info: Any, options: Any) -> str | None:
     """Copy a valid INT8 IR of these weights from the default cache (where ``irstd export
     --backend openvino-int8`` puts it) into ``options``' cache, with its fingerprint and
-    accuracy record; returns where it came from and its recipe (None: there is none)."""
+    accuracy record and ``openvino-int8-bf16``'s (measured on that IR); returns where it came
+    from and its recipe (None: there is none)."""
     import shutil
 
     from irstd_ros.errors import BackendError
     from irstd_ros.inference.backends.base import BackendOptions
     from irstd_ros.inference.backends.fingerprint import fingerprint_path, load_fingerprint
     from irstd_ros.inference.backends.openvino_int8 import accuracy_path, cached_int8, int8_path
+    from irstd_ros.inference.backends.openvino_int8_bf16 import record_artifact
 
     try:
         src, _ = cached_int8(net, info, BackendOptions())
@@ -831,7 +837,8 @@ def reuse_int8(net: Any, info: Any, options: Any) -> str | None:
     if src.resolve() == dst.resolve():
         return str(src)
     for a, b in ((src, dst), (src.with_suffix(".bin"), dst.with_suffix(".bin")),
-                 (fingerprint_path(src), fingerprint_path(dst)), (accuracy_path(src), accuracy_path(dst))):
+                 (fingerprint_path(src), fingerprint_path(dst)), (accuracy_path(src), accuracy_path(dst)),
+                 (accuracy_path(record_artifact(src)), accuracy_path(record_artifact(dst)))):
         if a.is_file():
             shutil.copy2(a, b)
     fp = load_fingerprint(src)

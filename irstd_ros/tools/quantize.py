@@ -35,7 +35,9 @@
 ``irstd export --backend openvino-bf16`` (:func:`export_bf16`) is steps 3 and 4 alone, with
 ``backend="openvino-bf16"``: bf16 compiles the FP32 IR with a precision hint, so there
 is nothing to build, only its accuracy record to write
-(:mod:`~irstd_ros.inference.backends.openvino_bf16`).
+(:mod:`~irstd_ros.inference.backends.openvino_bf16`). ``irstd export --backend
+openvino-int8-bf16`` (:func:`export_int8_bf16`) is the same for the cached INT8 IR compiled
+with that hint (:mod:`~irstd_ros.inference.backends.openvino_int8_bf16`).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ from irstd_ros.inference.backends.openvino_int8 import (
     int8_path,
     int8_refusal,
     ir_mismatch,
+    ir_recipe,
     load_accuracy,
     measurement_conditions,
     record_mismatch,
@@ -564,4 +567,64 @@ def export_bf16(
         _add_speed(record, artifact, model, info, options, bf16.NAME, again=retime)
     result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
     result["auto"] = refusal or f"uses {bf16.NAME}"
+    return result
+
+
+def export_int8_bf16(
+    weights: Path,
+    out: Path | None = None,
+    datasets: list[Int8Dataset] | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    retime: bool = False,
+) -> dict[str, Any]:
+    """Measure ``openvino-int8-bf16`` (the cached INT8 IR of ``weights`` in ``out``, its
+    float ops in bf16) against FP32 and write the accuracy record its gate reads beside the
+    IR, bound to the IR's files; a record that still applies (these weights, threshold,
+    normalisation and IR files, the whole held-out splits) is reused unless ``force``, and
+    its speed timed as :func:`export_int8` times INT8's. BackendError on a CPU without
+    native bf16, and when no valid INT8 IR is cached (``irstd export --backend
+    openvino-int8`` builds it: the calibration is INT8's, not repeated here)."""
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends import openvino_int8_bf16 as mixed
+    from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
+    from irstd_ros.inference.backends.openvino_int8 import cached_int8
+
+    if not cpu_has_native_bf16():
+        raise BackendError(f"{mixed.NAME} needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has none")
+    datasets = datasets or default_datasets()
+    model, info, _ = load_checkpoint(weights)
+    options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
+    try:
+        ir, digest = cached_int8(model, info, options)
+    except BackendError as exc:
+        raise BackendError(f"{mixed.NAME} compiles the INT8 IR: {exc}") from None
+    artifact = mixed.record_artifact(ir)
+    record = load_accuracy(artifact)
+    result: dict[str, Any] = {"backend": mixed.NAME, "weights": str(weights), "measured": False,
+                              "files": [str(ir), str(accuracy_path(artifact))]}
+    conditions = measurement_conditions(info)
+    if (force or record is None or not isinstance(record.get(IR_DIGESTS), dict)
+            or ir_mismatch(record, ir, mixed.NAME) is not None
+            or record_mismatch(record, digest, conditions, (mixed.RECIPE,), mixed.NAME) is not None
+            or coverage_refusal(record, mixed.NAME) is not None):
+        t0 = time.perf_counter()
+        files = file_digests(ir)
+        record = {
+            **_accuracy_record(Path(weights), cache_root(options), datasets, threads, digest, conditions,
+                               mixed.RECIPE, mixed.NAME, "int8-bf16"),
+            "int8_recipe": ir_recipe(ir),
+            IR_DIGESTS: files,  # the gate takes the record for these files alone
+        }
+        if file_digests(ir) != files:  # rebuilt while measuring: the record would describe neither
+            raise BackendError(f"the INT8 IR {ir} changed during the measurement; run the export again")
+        record["verdict"] = (mixed.record_refusal(record, ir, digest, info)
+                             or f"within tolerance: auto uses {mixed.NAME} where the CPU has native bf16")
+        save_accuracy(artifact, record)
+        result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
+    refusal = mixed.record_refusal(record, ir, digest, info)
+    if refusal is None:  # a refused record's speed decides nothing
+        _add_speed(record, artifact, model, info, options, mixed.NAME, again=retime)
+    result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
+    result["auto"] = refusal or f"uses {mixed.NAME}"
     return result

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 
 @pytest.fixture
@@ -74,3 +77,28 @@ def change_fp32_conversion(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(graph_export, "convert_openvino", doubled)
 
     return change
+
+
+def spiky_frames(n: int, h: int, w: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` normalised (h, w) frames of unit noise with three +6 spikes each: calibration
+    and test inputs for INT8 on a synthetic model."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        f = rng.normal(0.0, 1.0, (h, w)).astype(np.float32)
+        for _ in range(3):
+            f[rng.integers(h), rng.integers(w)] += 6.0
+        out.append(f)
+    return out
+
+
+def spread_logits(model: torch.nn.Module, frame: np.ndarray) -> torch.nn.Module:
+    """A copy of a random-weight model whose head spreads logits over about +-4 on ``frame``
+    (random weights give near-constant probabilities, which would make parity trivial)."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(frame)[None, None])
+        scale = 2.0 / float(logits.std())
+        model.head.weight *= scale
+        model.head.bias.copy_((model.head.bias - logits.mean()) * scale)
+    return model

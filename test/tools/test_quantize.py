@@ -493,6 +493,75 @@ def test_bf16_export_refuses_a_cpu_without_native_bf16(datasets, blind_weights, 
     assert not (tmp_path / "c").exists()
 
 
+# --- irstd export --backend openvino-int8-bf16 ------------------------------------------------
+def test_int8_bf16_export_measures_the_cached_int8_ir_and_cpu_then_runs_it(
+    datasets, blind_weights, tmp_path, fake_quantize, native_bf16, monkeypatch
+):
+    from irstd_ros.inference.backends import openvino_int8_bf16 as mixed
+    from irstd_ros.inference.backends.fingerprint import (
+        file_digests,
+        load_fingerprint,
+        save_fingerprint,
+    )
+
+    out = tmp_path / "cache"
+    ir = Path(quantize.export_int8(blind_weights, out, datasets, calibration=4, threads=1)["files"][0])
+    calls = _count_measurements(monkeypatch)
+    result = quantize.export_int8_bf16(blind_weights, out, datasets, threads=1)
+    assert result["measured"] and result["auto"] == f"uses {mixed.NAME}" and fake_quantize == [4]  # nothing quantised
+    assert calls == [{"candidate": mixed.NAME, "label": "int8-bf16"}]
+    record = json.loads(Path(result["files"][1]).read_text())
+    assert result["files"][1].endswith("-int8-bf16.accuracy.json") and Path(result["files"][1]).parent == ir.parent
+    assert record["recipe"] == mixed.RECIPE and record["int8_recipe"] == int8.INT8_RECIPE
+    assert record[int8.IR_DIGESTS] == file_digests(ir) and record["verdict"].startswith("within tolerance")
+    for entry in record["datasets"].values():  # irstd eval with both backends, the whole (tiny) splits
+        assert entry["fp32"]["backend"] == "openvino" and entry["int8-bf16"]["backend"] == mixed.NAME
+        assert entry["delta"] == {"pd_points": 0.0, "iou_points": 0.0} and entry["frames"] == FRAMES
+    assert int8.recorded_speed(record) == record["speed"]["p50_ms"] > 0
+    model, info, _ = load_checkpoint(blind_weights)
+    options = BackendOptions(cache_dir=str(out), threads=1)
+    assert select.create_backend("cpu", model, info, options).name == mixed.NAME
+    # reused while it applies; measured again once the INT8 IR is rebuilt (other files)
+    assert not quantize.export_int8_bf16(blind_weights, out, datasets, threads=1)["measured"] and len(calls) == 1
+    quantize.export_int8(blind_weights, out, datasets, calibration=3, threads=1, force=True)
+    assert fake_quantize == [4, 3]
+    ir.with_suffix(".bin").write_bytes(ir.with_suffix(".bin").read_bytes() + b"\0")  # other bytes, as NNCF would
+    save_fingerprint(ir, load_fingerprint(ir))
+    assert "measured on other files" in mixed.auto_refusal(model, info, options)
+    again = quantize.export_int8_bf16(blind_weights, out, datasets, threads=1)
+    assert again["measured"] and again["auto"] == f"uses {mixed.NAME}"
+    assert [c["label"] for c in calls] == ["int8-bf16", "int8", "int8-bf16"]  # the forced INT8 export measured INT8
+
+
+def test_int8_bf16_export_needs_the_int8_ir_and_native_bf16(datasets, blind_weights, tmp_path, monkeypatch, capsys):
+    from irstd_ros.inference.backends import openvino_backend
+
+    monkeypatch.setattr(quantize, "measure_accuracy", lambda *a, **k: pytest.fail("measured without an INT8 IR"))
+    args = ["export", "--backend", "openvino-int8-bf16", "--weights", str(blind_weights), "--out", str(tmp_path / "c"),
+            "--nudt", str(datasets[0].root), "--sirst", str(datasets[1].root)]
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: True)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "openvino-int8-bf16 compiles the INT8 IR: no INT8 IR for these weights" in err[0]
+    assert "irstd export --backend openvino-int8" in err[0]
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: False)
+    assert main(args) == 2
+    assert "needs a CPU with native bf16" in capsys.readouterr().err
+
+
+def test_int8_bf16_export_cli(datasets, blind_weights, tmp_path, fake_quantize, native_bf16, capsys):
+    common = ["--weights", str(blind_weights), "--out", str(tmp_path / "c"), "--nudt", str(datasets[0].root),
+              "--sirst", str(datasets[1].root), "--threads", "1"]
+    assert main(["export", "--backend", "openvino-int8", "--calibration", "4", *common]) == 0
+    capsys.readouterr()
+    assert main(["export", "--backend", "openvino-int8-bf16", *common]) == 0
+    text = capsys.readouterr().out
+    assert "-int8-bf16.accuracy.json" in text and "auto: uses openvino-int8-bf16" in text
+    assert "SIRST-v2 val: INT8+bf16 - FP32 Pd +0.00, IoU +0.00 points" in text
+    assert main(["export", "--backend", "openvino-int8-bf16", "--calibration", "4", *common]) == 2
+    assert "--calibration does not apply to openvino-int8-bf16" in capsys.readouterr().err
+
+
 def test_the_auto_line_says_whether_the_ir_starts_not_only_what_its_record_says(
     datasets, weights, tmp_path, fake_quantize, monkeypatch
 ):

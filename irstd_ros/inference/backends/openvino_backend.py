@@ -101,7 +101,8 @@ class OpenVINOBackend:
         if precision not in PRECISION_HINTS:
             raise BackendError(f"openvino precision {precision!r}; valid: {', '.join(PRECISION_HINTS)}")
         if precision == "bf16" and not cpu_has_native_bf16():
-            raise BackendError("openvino-bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX)")
+            raise BackendError("bf16 inference (openvino-bf16, openvino-int8-bf16) needs a CPU with native bf16 "
+                               "(AVX512-BF16 or AMX)")
         self.name = "openvino" if precision == "fp32" else "openvino-bf16"
         self.precision = precision
         self.options = options or BackendOptions()

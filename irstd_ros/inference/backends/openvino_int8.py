@@ -692,10 +692,10 @@ def ir_recipe(path: str | Path) -> str:
     return found.recipe if found is not None and found.recipe in INT8_RECIPES else INT8_RECIPE
 
 
-def ir_mismatch(record: Mapping[str, Any], path: str | Path) -> str | None:
+def ir_mismatch(record: Mapping[str, Any], path: str | Path, backend: str = NAME) -> str | None:
     """Why ``record`` was not measured on the files of the INT8 IR ``path`` (None: it was,
     or it does not say: a record written before :data:`IR_DIGESTS` was kept, accepted on
-    its recipe alone)."""
+    its recipe alone); ``backend``: the one whose export measures it again."""
     from irstd_ros.inference.backends.fingerprint import file_digests
 
     recorded = record.get(IR_DIGESTS)
@@ -708,7 +708,7 @@ def ir_mismatch(record: Mapping[str, Any], path: str | Path) -> str | None:
     if not isinstance(recorded, Mapping) or any(recorded.get(k) != v for k, v in found.items()):
         return (
             f"the accuracy record was measured on other files than the INT8 IR {Path(path).name} "
-            f"(irstd export --backend {NAME} measures it again)"
+            f"(irstd export --backend {backend} measures it again)"
         )
     return None
 

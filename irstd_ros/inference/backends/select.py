@@ -1,16 +1,18 @@
 """Backend registry and selection: ``auto`` = the best available backend, with fallback.
 
 Names (``model.backend``): ``tensorrt``, ``cuda`` (GPU); ``torch-cpu`` (eager reference),
-``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino-bf16``, ``openvino-int8`` (CPU);
-and two choices:
+``torch-compile``, ``onnxruntime``, ``openvino``, ``openvino-bf16``, ``openvino-int8``,
+``openvino-int8-bf16`` (CPU); and two choices:
 
 * ``cpu``: the fastest CPU backend available, in the order :data:`~irstd_ros.core.constants.CPU_PREFERENCE`
-  (measured on the project's machine, see docs/benchmarks.md): ``openvino-bf16`` only on a
-  CPU with native bf16 and with an accuracy record of these weights within tolerance
-  (:func:`~irstd_ros.inference.backends.openvino_bf16.auto_refusal`), ``openvino-int8``
+  (measured on the project's machine, see docs/benchmarks.md): ``openvino-int8-bf16`` (the
+  INT8 IR with its float ops in bf16) and ``openvino-bf16`` only on a CPU with native bf16
+  and with an accuracy record of these weights within tolerance
+  (:func:`~irstd_ros.inference.backends.openvino_int8_bf16.auto_refusal`,
+  :func:`~irstd_ros.inference.backends.openvino_bf16.auto_refusal`), ``openvino-int8``
   only when its artefact is cached *and* its recorded accuracy delta against FP32 is within
   tolerance (:func:`~irstd_ros.inference.backends.openvino_int8.auto_refusal`), then the
-  FP32 backends. When both reduced precisions have recorded their speed on this CPU
+  FP32 backends. When the reduced precisions have all recorded their speed on this CPU
   (``irstd export`` measures it; :func:`~irstd_ros.inference.backends.openvino_int8.recorded_speeds`),
   the one with the smaller share of the FP32 time measured beside it is tried first (on
   Zen 4 INT8 for 0.7, bf16 for ``fast``), and one whose record shows it no faster than
@@ -30,11 +32,13 @@ capture or an engine is made before the first frame), and its failure is an erro
 from __future__ import annotations
 
 import contextlib
+import enum
 import importlib.util
 import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -107,6 +111,12 @@ def _openvino_int8(model: nn.Module, info: CheckpointInfo, options: BackendOptio
     return OpenVINOInt8Backend(model, info, options)
 
 
+def _openvino_int8_bf16(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> Backend:
+    from irstd_ros.inference.backends.openvino_int8_bf16 import OpenVINOInt8Bf16Backend
+
+    return OpenVINOInt8Bf16Backend(model, info, options)
+
+
 def _int8_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> str | None:
     from irstd_ros.inference.backends.openvino_int8 import auto_refusal
 
@@ -119,17 +129,49 @@ def _bf16_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOption
     return auto_refusal(model, info, options)
 
 
-def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None:
-    from irstd_ros.inference.backends.openvino_int8 import int8_path, load_accuracy, recorded_speeds
+def _int8_bf16_refusal(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> str | None:
+    from irstd_ros.inference.backends.openvino_int8_bf16 import auto_refusal
 
-    return recorded_speeds(load_accuracy(int8_path(model, info, options)[0]))
+    return auto_refusal(model, info, options)
 
 
-def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None:
-    from irstd_ros.inference.backends.openvino_bf16 import bf16_artifact
+class Unrecorded(enum.Enum):
+    """A :data:`RECORDED_SPEEDS` answer besides a speed or None (a record without a speed
+    measured on this CPU): there is no accuracy record at all, so the gate refuses the
+    candidate and its place in the order decides nothing."""
+
+    NO_RECORD = "no accuracy record"
+
+
+NO_RECORD = Unrecorded.NO_RECORD
+
+
+def _speed_of(artifact: Path) -> RecordedSpeed | None | Unrecorded:
+    """The speed the accuracy record of ``artifact`` measured on this CPU, or :data:`NO_RECORD`."""
     from irstd_ros.inference.backends.openvino_int8 import load_accuracy, recorded_speeds
 
-    return recorded_speeds(load_accuracy(bf16_artifact(model, info, options)[0]))
+    record = load_accuracy(artifact)
+    return NO_RECORD if record is None else recorded_speeds(record)
+
+
+def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None | Unrecorded:
+    from irstd_ros.inference.backends.openvino_int8 import int8_path
+
+    return _speed_of(int8_path(model, info, options)[0])
+
+
+def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None | Unrecorded:
+    from irstd_ros.inference.backends.openvino_bf16 import bf16_artifact
+
+    return _speed_of(bf16_artifact(model, info, options)[0])
+
+
+def _int8_bf16_speed(
+    model: nn.Module, info: CheckpointInfo, options: BackendOptions
+) -> RecordedSpeed | None | Unrecorded:
+    from irstd_ros.inference.backends.openvino_int8_bf16 import int8_bf16_artifact
+
+    return _speed_of(int8_bf16_artifact(model, info, options))
 
 
 REGISTRY: dict[str, Factory] = {
@@ -141,6 +183,7 @@ REGISTRY: dict[str, Factory] = {
     "openvino": _openvino,
     "openvino-bf16": _openvino_bf16,
     "openvino-int8": _openvino_int8,
+    "openvino-int8-bf16": _openvino_int8_bf16,
 }
 BACKENDS = BACKEND_NAMES  # REGISTRY's keys, in that order (a test holds them equal)
 # Candidates of a choice that must also pass a check of the model's cached artefact
@@ -148,11 +191,14 @@ BACKENDS = BACKEND_NAMES  # REGISTRY's keys, in that order (a test holds them eq
 ACCURACY_GATES: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], str | None]] = {
     "openvino-bf16": _bf16_refusal,
     "openvino-int8": _int8_refusal,
+    "openvino-int8-bf16": _int8_bf16_refusal,
 }
-# Their speed and FP32's on this CPU as their records keep them (None: not measured here).
-RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], RecordedSpeed | None]] = {
+# Their speed and FP32's on this CPU as their records keep them (None: not measured here;
+# NO_RECORD: no record at all).
+RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], RecordedSpeed | None | Unrecorded]] = {
     "openvino-bf16": _bf16_speed,
     "openvino-int8": _int8_speed,
+    "openvino-int8-bf16": _int8_bf16_speed,
 }
 CHOICES = BACKEND_CHOICES
 WARMUP_SIDE = 64  # warm-up frame side when the options name no frame size
@@ -186,7 +232,9 @@ _MODULES = {
     "openvino": ("openvino",),
     "openvino-bf16": ("openvino",),
     "openvino-int8": ("openvino",),
+    "openvino-int8-bf16": ("openvino",),
 }
+NATIVE_BF16 = ("openvino-bf16", "openvino-int8-bf16")  # emulated bf16 is slower than FP32
 
 
 def valid_names() -> tuple[str, ...]:
@@ -211,7 +259,7 @@ def unavailable_reason(name: str) -> str | None:
     for module in _MODULES.get(name, ()):
         if importlib.util.find_spec(module) is None:
             return f"{module} not installed ({CPU_REQUIREMENTS})"
-    if name == "openvino-bf16":
+    if name in NATIVE_BF16:
         from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
 
         if not cpu_has_native_bf16():
@@ -261,18 +309,23 @@ def fastest_first(
 
     * one that was not faster than FP32 in its own measurement is left out (skipped), in
       the place it held;
-    * when every remaining one has a speed measured here, they are sorted fastest first,
-      in the places they held: by their time as a fraction of FP32's when all have one
-      (each export times FP32 beside its candidate, so the comparison survives a host
-      that was busier at one export), else by milliseconds.
+    * when every remaining one with an accuracy record has a speed measured here, they are
+      sorted fastest first, in the places they held: by their time as a fraction of FP32's
+      when all have one (each export times FP32 beside its candidate, so the comparison
+      survives a host that was busier at one export), else by milliseconds. One without
+      any record (:data:`NO_RECORD`) keeps its place: its gate refuses it, and it does not
+      stop the others being sorted (``openvino-int8-bf16`` not measured on a machine whose
+      INT8 and bf16 are).
 
     Without speeds measured here, or on any error reading the records, the static order
     stands."""
     timed = [c for c in candidates if c in RECORDED_SPEEDS]
     try:
-        speeds = {c: RECORDED_SPEEDS[c](model, info, options) for c in timed}
+        answers = {c: RECORDED_SPEEDS[c](model, info, options) for c in timed}
     except Exception:  # noqa: BLE001 - a broken cache must not stop the choice
         return candidates, [], {}
+    speeds = {c: s for c, s in answers.items() if not isinstance(s, Unrecorded)}
+    timed = [c for c in timed if c in speeds]
     notes: list[str] = []
     left_out: dict[str, str] = {}
     for c, s in speeds.items():

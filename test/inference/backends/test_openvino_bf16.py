@@ -232,12 +232,19 @@ def test_gate_requires_the_whole_held_out_splits(tiny_model, cache):
 
 
 # --- the CPU order ----------------------------------------------------------------------------
-def test_cpu_order_is_bf16_then_int8_then_fp32():
+@pytest.fixture(autouse=True)
+def bf16_and_int8(monkeypatch):
+    """``cpu`` without ``openvino-int8-bf16`` in this module: its tests are of bf16 beside
+    INT8; the mixed precision, tried before both, joins them in test_openvino_int8_bf16.py."""
+    monkeypatch.setitem(select.CHOICES, "cpu", tuple(c for c in select.CHOICES["cpu"] if c != "openvino-int8-bf16"))
+
+
+def test_cpu_order_is_int8_bf16_then_bf16_then_int8_then_fp32():
     from irstd_ros.core.constants import CPU_PREFERENCE  # its home, torch-free
 
-    assert CPU_PREFERENCE[:3] == ("openvino-bf16", "openvino-int8", "openvino")
+    assert CPU_PREFERENCE[:4] == ("openvino-int8-bf16", "openvino-bf16", "openvino-int8", "openvino")
     assert select.CHOICES["auto"][-len(CPU_PREFERENCE):] == CPU_PREFERENCE
-    assert set(select.ACCURACY_GATES) == {"openvino-bf16", "openvino-int8"}
+    assert set(select.ACCURACY_GATES) == {"openvino-bf16", "openvino-int8", "openvino-int8-bf16"}
 
 
 def test_cpu_picks_bf16_first_within_tolerance(tiny_model, cache, fake_quantize, native_bf16, choose_cpu):

@@ -28,12 +28,12 @@ TOLERANCES = {"bf16": (BF16_PROB_ATOL, BF16_MASK_AGREEMENT)}
 DEFAULT_TOLERANCE = (FP32_PROB_ATOL, FP32_MASK_AGREEMENT)
 ODD_SIZES = [(1, 1), (9, 20), (45, 77), (64, 64), (100, 130)]
 # torch-compile compiles for tens of seconds per size: its parity is a slow test.
-# openvino-int8 needs an exported, calibrated artefact and has its own tolerance:
-# test_openvino_int8.py checks its parity.
+# openvino-int8 and openvino-int8-bf16 need an exported, calibrated artefact and have their
+# own tolerances: test_openvino_int8.py and test_openvino_int8_bf16.py check their parity.
 # openvino-bf16: the random model's output spans ~6e-4, far below bf16's tolerance, so no
 # pixel is decisive and a bf16 path fed zeros would pass: it is checked on the shipped
 # weights (test_openvino_bf16_matches_eager_pytorch_on_a_frame_with_targets).
-EXPORTED_BACKENDS = ("openvino-int8",)
+EXPORTED_BACKENDS = ("openvino-int8", "openvino-int8-bf16")
 SHIPPED_WEIGHTS_BACKENDS = ("openvino-bf16",)
 CPU_BACKENDS = [
     pytest.param(n, marks=pytest.mark.slow) if n == "torch-compile" else n

@@ -35,7 +35,10 @@ def test_unknown_name_lists_the_choices(tiny_model):
 
 
 # built elsewhere: a quantised artefact (test_openvino_int8), a long compile (test_parity, slow)
-BUILT_ELSEWHERE = {"openvino-int8": "needs a quantised artefact", "torch-compile": "slow compile"}
+BUILT_ELSEWHERE = {
+    "openvino-int8": "needs a quantised artefact", "openvino-int8-bf16": "needs a quantised artefact (test_openvino_int8_bf16)",
+    "torch-compile": "slow compile",
+}
 
 
 @pytest.mark.parametrize("name", select.BACKENDS)
