@@ -11,8 +11,9 @@ BACKEND_NAMES = (
     "openvino-int8", "openvino-int8-bf16",
 )
 GPU_BACKENDS = ("tensorrt", "cuda")
-# Fastest first; measured in docs/benchmarks.md (0.8 at 640x512 on Zen 5: INT8 with bf16 18.0,
-# bf16 21.0, INT8 23.2, FP32 40.9 ms; the records' speeds on the CPU at hand reorder them).
+# Fastest first; measured in docs/benchmarks.md (0.8 at 640x512 on Zen 5, one irstd bench run:
+# INT8 with bf16 14.4, bf16 19.1, INT8 20.2, FP32 42.0 ms; the records' speeds on the CPU at
+# hand reorder them).
 # openvino-int8-bf16 and openvino-bf16 (native bf16 only) and openvino-int8 are candidates
 # only when their accuracy gate passes (select.ACCURACY_GATES), then the FP32 backends
 # (parity with eager PyTorch). torch-compile is opt-in: a long first-frame compile.

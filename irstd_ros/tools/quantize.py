@@ -602,10 +602,11 @@ def export_int8_bf16(
     artifact = mixed.record_artifact(ir)
     record = load_accuracy(artifact)
     result: dict[str, Any] = {"backend": mixed.NAME, "weights": str(weights), "measured": False,
-                              "files": [str(ir), str(accuracy_path(artifact))]}
+                              "files": [str(accuracy_path(artifact))], "int8_ir": str(ir)}
     conditions = measurement_conditions(info)
     if (force or record is None or not isinstance(record.get(IR_DIGESTS), dict)
             or ir_mismatch(record, ir, mixed.NAME) is not None
+            or (record.get("versions") or {}).get("openvino") != mixed.openvino_version()
             or record_mismatch(record, digest, conditions, (mixed.RECIPE,), mixed.NAME) is not None
             or coverage_refusal(record, mixed.NAME) is not None):
         t0 = time.perf_counter()
@@ -614,6 +615,7 @@ def export_int8_bf16(
             **_accuracy_record(Path(weights), cache_root(options), datasets, threads, digest, conditions,
                                mixed.RECIPE, mixed.NAME, "int8-bf16"),
             "int8_recipe": ir_recipe(ir),
+            "versions": {"openvino": mixed.openvino_version()},  # what compiled what was measured
             IR_DIGESTS: files,  # the gate takes the record for these files alone
         }
         if file_digests(ir) != files:  # rebuilt while measuring: the record would describe neither

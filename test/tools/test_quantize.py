@@ -510,10 +510,12 @@ def test_int8_bf16_export_measures_the_cached_int8_ir_and_cpu_then_runs_it(
     result = quantize.export_int8_bf16(blind_weights, out, datasets, threads=1)
     assert result["measured"] and result["auto"] == f"uses {mixed.NAME}" and fake_quantize == [4]  # nothing quantised
     assert calls == [{"candidate": mixed.NAME, "label": "int8-bf16"}]
-    record = json.loads(Path(result["files"][1]).read_text())
-    assert result["files"][1].endswith("-int8-bf16.accuracy.json") and Path(result["files"][1]).parent == ir.parent
+    assert result["int8_ir"] == str(ir) and len(result["files"]) == 1  # the IR is read, not written
+    record = json.loads(Path(result["files"][0]).read_text())
+    assert result["files"][0].endswith("-int8-bf16.accuracy.json") and Path(result["files"][0]).parent == ir.parent
     assert record["recipe"] == mixed.RECIPE and record["int8_recipe"] == int8.INT8_RECIPE
     assert record[int8.IR_DIGESTS] == file_digests(ir) and record["verdict"].startswith("within tolerance")
+    assert record["versions"] == {"openvino": mixed.openvino_version()}
     for entry in record["datasets"].values():  # irstd eval with both backends, the whole (tiny) splits
         assert entry["fp32"]["backend"] == "openvino" and entry["int8-bf16"]["backend"] == mixed.NAME
         assert entry["delta"] == {"pd_points": 0.0, "iou_points": 0.0} and entry["frames"] == FRAMES

@@ -21,7 +21,8 @@ bf16 runs); a record whose fingerprint differs from the one expected for the IR 
 compile now is stale and refused, naming the fields: a record says nothing of another graph
 (an IR converted by another recipe, or another export's).
 
-``auto`` / ``cpu`` try ``openvino-bf16`` first on the CPU, but only where the CPU has
+``auto`` / ``cpu`` try ``openvino-bf16`` second on the CPU (after ``openvino-int8-bf16``;
+the recorded speeds reorder them), but only where the CPU has
 native bf16 (:func:`~irstd_ros.inference.backends.openvino_backend.cpu_has_native_bf16`;
 emulated bf16 is slower than FP32) and :func:`auto_refusal` passes: the same tolerances
 and coverage of the held-out splits as INT8 on both datasets.

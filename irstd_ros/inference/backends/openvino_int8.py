@@ -28,7 +28,8 @@ Files in the cache, beside the FP32 IR of the same weights
 
 The accuracy record (:func:`save_accuracy`, :func:`load_accuracy`, :func:`dataset_delta`,
 :func:`accuracy_refusal`, :func:`describe_accuracy`) is shared with ``openvino-bf16``
-(:mod:`~irstd_ros.inference.backends.openvino_bf16`), gated with the same tolerances.
+(:mod:`~irstd_ros.inference.backends.openvino_bf16`) and ``openvino-int8-bf16``
+(:mod:`~irstd_ros.inference.backends.openvino_int8_bf16`), gated with the same tolerances.
 
 Quantisation (:func:`quantize_ir`): ``nncf.quantize`` with NNCF's default preset, which
 for a model that is not a transformer is ``PERFORMANCE`` (not ``MIXED``, despite the
@@ -295,8 +296,8 @@ def accuracy_refusal(
 ) -> str | None:
     """Why ``auto`` must not use ``backend`` (None: its measured delta is within tolerance).
 
-    The gate of every reduced-precision CPU backend (``openvino-int8`` and, with its own
-    ``recipes``, ``openvino-bf16``). Each dataset must have been measured on its whole
+    The gate of every reduced-precision CPU backend (``openvino-int8`` and, with their own
+    ``recipes``, ``openvino-bf16`` and ``openvino-int8-bf16``). Each dataset must have been measured on its whole
     held-out split (:func:`coverage_refusal`, :data:`REQUIRED_COVERAGE`): a delta of a
     handful of frames says nothing. ``record["datasets"][name]["delta"]`` holds
     ``pd_points`` / ``iou_points`` (reduced - FP32); on each of :data:`REQUIRED_DATASETS`

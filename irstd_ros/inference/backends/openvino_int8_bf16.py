@@ -4,8 +4,8 @@
 in floating point (the SGEM attention, the head, the upsampling and the additions between
 the INT8 convolutions) run in FP32. On a CPU with native bf16 (AVX512-BF16, AMX) the same IR
 compiled with the bf16 hint runs them in bf16: the INT8 convolutions are unchanged, the rest
-is about as fast as ``openvino-bf16`` makes it (0.8 at 640x512 on Zen 5: 18.0 ms against
-INT8's 23.2 and bf16's 21.0; docs/benchmarks.md). It is another precision, so it has its
+is about as fast as ``openvino-bf16`` makes it (0.8 at 640x512 on Zen 5, one ``irstd
+bench`` run: 14.4 ms against INT8's 20.2, bf16's 19.1 and FP32's 42.0; docs/benchmarks.md). It is another precision, so it has its
 own accuracy record, measured as INT8's and bf16's are (``irstd export --backend
 openvino-int8-bf16``: :func:`irstd_ros.tools.quantize.export_int8_bf16`) and gated by the
 same tolerances and coverage
@@ -17,7 +17,8 @@ record lies beside the IR, ``<arch>-<digest>-int8.xml`` ->
 ``<arch>-<digest>-int8-bf16.accuracy.json`` (:func:`record_artifact`), and holds the sha256
 of the IR files it measured (:data:`~irstd_ros.inference.backends.openvino_int8.IR_DIGESTS`):
 an IR rebuilt or replaced since (recalibrated, another recipe) is another measurement, and
-a record without the digests is refused (there is no older format to accept).
+a record without the digests is refused (there is no older format to accept); so is one
+measured with another OpenVINO version than the one installed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from irstd_ros.checkpoint import CheckpointInfo
 from irstd_ros.errors import BackendError
+from irstd_ros.inference.backends import openvino_backend
 from irstd_ros.inference.backends.base import BackendOptions
 from irstd_ros.inference.backends.openvino_backend import OpenVINOBackend
 from irstd_ros.inference.backends.openvino_int8 import (
@@ -66,10 +68,20 @@ def int8_bf16_artifact(model: nn.Module, info: CheckpointInfo, options: BackendO
     return record_artifact(int8_path(model, info, options)[0])
 
 
+def openvino_version() -> str | None:
+    """The installed OpenVINO's version (None: not installed): the record names the one
+    that compiled what it measured (bf16 kernels change with it)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    return str(ov.__version__)
+
+
 def record_refusal(record: Mapping[str, Any] | None, ir: str | Path, digest: str, info: CheckpointInfo) -> str | None:
     """Why ``auto`` must not run the INT8 IR ``ir`` of the weights ``digest`` with bf16 on
     this ``record`` (None: it may): none, one that names no IR files or other ones than
-    ``ir``'s, or INT8's gate (other weights, threshold or normalisation, another recipe,
+    ``ir``'s, one measured with another OpenVINO, or INT8's gate (other weights, threshold or normalisation, another recipe,
     less than the whole held-out splits, a loss out of tolerance)."""
     if record is not None:
         if not isinstance(record.get(IR_DIGESTS), Mapping):
@@ -77,6 +89,9 @@ def record_refusal(record: Mapping[str, Any] | None, ir: str | Path, digest: str
         mismatch = ir_mismatch(record, ir, NAME)
         if mismatch:
             return mismatch
+        measured, running = (record.get("versions") or {}).get("openvino"), openvino_version()
+        if measured != running:
+            return f"the accuracy record was measured with OpenVINO {measured}, this is {running} ({MEASURE_HINT})"
     return accuracy_refusal(record, digest, measurement_conditions(info), recipes=(RECIPE,), backend=NAME)
 
 
@@ -107,6 +122,8 @@ class OpenVINOInt8Bf16Backend(OpenVINOBackend):
         model_path: str | Path | None = None,
     ) -> None:
         digest = None
+        if not openvino_backend.cpu_has_native_bf16():  # before the INT8 IR: building it would not help
+            raise BackendError(f"{NAME} needs a CPU with native bf16 (AVX512-BF16 or AMX)")
         if model_path is None:
             model_path, digest = cached_int8(model, info, options)
         super().__init__(model, info, options, precision="bf16", model_path=model_path)

@@ -12,7 +12,7 @@ Names (``model.backend``): ``tensorrt``, ``cuda`` (GPU); ``torch-cpu`` (eager re
   :func:`~irstd_ros.inference.backends.openvino_bf16.auto_refusal`), ``openvino-int8``
   only when its artefact is cached *and* its recorded accuracy delta against FP32 is within
   tolerance (:func:`~irstd_ros.inference.backends.openvino_int8.auto_refusal`), then the
-  FP32 backends. When the reduced precisions have all recorded their speed on this CPU
+  FP32 backends. When the reduced precisions that may run here have all recorded their speed on this CPU
   (``irstd export`` measures it; :func:`~irstd_ros.inference.backends.openvino_int8.recorded_speeds`),
   the one with the smaller share of the FP32 time measured beside it is tried first (on
   Zen 4 INT8 for 0.7, bf16 for ``fast``), and one whose record shows it no faster than
@@ -32,13 +32,11 @@ capture or an engine is made before the first frame), and its failure is an erro
 from __future__ import annotations
 
 import contextlib
-import enum
 import importlib.util
 import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -135,43 +133,24 @@ def _int8_bf16_refusal(model: nn.Module, info: CheckpointInfo, options: BackendO
     return auto_refusal(model, info, options)
 
 
-class Unrecorded(enum.Enum):
-    """A :data:`RECORDED_SPEEDS` answer besides a speed or None (a record without a speed
-    measured on this CPU): there is no accuracy record at all, so the gate refuses the
-    candidate and its place in the order decides nothing."""
+def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None:
+    from irstd_ros.inference.backends.openvino_int8 import int8_path, load_accuracy, recorded_speeds
 
-    NO_RECORD = "no accuracy record"
+    return recorded_speeds(load_accuracy(int8_path(model, info, options)[0]))
 
 
-NO_RECORD = Unrecorded.NO_RECORD
-
-
-def _speed_of(artifact: Path) -> RecordedSpeed | None | Unrecorded:
-    """The speed the accuracy record of ``artifact`` measured on this CPU, or :data:`NO_RECORD`."""
+def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None:
+    from irstd_ros.inference.backends.openvino_bf16 import bf16_artifact
     from irstd_ros.inference.backends.openvino_int8 import load_accuracy, recorded_speeds
 
-    record = load_accuracy(artifact)
-    return NO_RECORD if record is None else recorded_speeds(record)
+    return recorded_speeds(load_accuracy(bf16_artifact(model, info, options)[0]))
 
 
-def _int8_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None | Unrecorded:
-    from irstd_ros.inference.backends.openvino_int8 import int8_path
-
-    return _speed_of(int8_path(model, info, options)[0])
-
-
-def _bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None | Unrecorded:
-    from irstd_ros.inference.backends.openvino_bf16 import bf16_artifact
-
-    return _speed_of(bf16_artifact(model, info, options)[0])
-
-
-def _int8_bf16_speed(
-    model: nn.Module, info: CheckpointInfo, options: BackendOptions
-) -> RecordedSpeed | None | Unrecorded:
+def _int8_bf16_speed(model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> RecordedSpeed | None:
+    from irstd_ros.inference.backends.openvino_int8 import load_accuracy, recorded_speeds
     from irstd_ros.inference.backends.openvino_int8_bf16 import int8_bf16_artifact
 
-    return _speed_of(int8_bf16_artifact(model, info, options))
+    return recorded_speeds(load_accuracy(int8_bf16_artifact(model, info, options)))
 
 
 REGISTRY: dict[str, Factory] = {
@@ -193,9 +172,8 @@ ACCURACY_GATES: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], 
     "openvino-int8": _int8_refusal,
     "openvino-int8-bf16": _int8_bf16_refusal,
 }
-# Their speed and FP32's on this CPU as their records keep them (None: not measured here;
-# NO_RECORD: no record at all).
-RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], RecordedSpeed | None | Unrecorded]] = {
+# Their speed and FP32's on this CPU as their records keep them (None: not measured here).
+RECORDED_SPEEDS: dict[str, Callable[[nn.Module, CheckpointInfo, BackendOptions], RecordedSpeed | None]] = {
     "openvino-bf16": _bf16_speed,
     "openvino-int8": _int8_speed,
     "openvino-int8-bf16": _int8_bf16_speed,
@@ -309,23 +287,24 @@ def fastest_first(
 
     * one that was not faster than FP32 in its own measurement is left out (skipped), in
       the place it held;
-    * when every remaining one with an accuracy record has a speed measured here, they are
-      sorted fastest first, in the places they held: by their time as a fraction of FP32's
-      when all have one (each export times FP32 beside its candidate, so the comparison
-      survives a host that was busier at one export), else by milliseconds. One without
-      any record (:data:`NO_RECORD`) keeps its place: its gate refuses it, and it does not
-      stop the others being sorted (``openvino-int8-bf16`` not measured on a machine whose
-      INT8 and bf16 are).
+    * when every remaining one has a speed measured here, they are sorted fastest first,
+      in the places they held: by their time as a fraction of FP32's when all have one
+      (each export times FP32 beside its candidate, so the comparison survives a host
+      that was busier at one export), else by milliseconds. Of those without a speed here,
+      one that cannot run on this machine (:func:`unavailable_reason`: no native bf16) or
+      whose accuracy gate refuses it (no record, out of tolerance: the export times only a
+      record within tolerance) keeps its place and does not stop the others being sorted
+      (an ``openvino-int8-bf16`` out of tolerance on a machine whose INT8 and bf16 are
+      timed); the gate's reason is returned with the others left out, so it is not
+      evaluated twice. Gates are evaluated only when two or more have speeds to sort.
 
     Without speeds measured here, or on any error reading the records, the static order
     stands."""
     timed = [c for c in candidates if c in RECORDED_SPEEDS]
     try:
-        answers = {c: RECORDED_SPEEDS[c](model, info, options) for c in timed}
+        speeds = {c: RECORDED_SPEEDS[c](model, info, options) for c in timed}
     except Exception:  # noqa: BLE001 - a broken cache must not stop the choice
         return candidates, [], {}
-    speeds = {c: s for c, s in answers.items() if not isinstance(s, Unrecorded)}
-    timed = [c for c in timed if c in speeds]
     notes: list[str] = []
     left_out: dict[str, str] = {}
     for c, s in speeds.items():
@@ -335,6 +314,15 @@ def fastest_first(
                 f"({s.p50_ms:.1f} against {s.fp32_p50_ms:.1f} ms, {s.ratio:.2f} of its time)"
             )
             timed.remove(c)
+    if sum(speeds[c] is not None for c in timed) >= 2:
+        for c in [c for c in timed if speeds[c] is None]:
+            if unavailable_reason(c) is not None:  # skipped for it by the choice, in its place
+                timed.remove(c)
+                continue
+            refusal = _gate_refusal(c, model, info, options)
+            if refusal is not None:
+                left_out[c] = refusal
+                timed.remove(c)
     order = candidates
     known = {c: s for c, s in speeds.items() if c in timed and s is not None}
     if len(timed) >= 2 and len(known) == len(timed):
@@ -354,6 +342,18 @@ def fastest_first(
             notes.insert(0, f"recorded speed on this CPU: {measured}")
             order = ordered
     return order, notes, left_out
+
+
+def _gate_refusal(name: str, model: nn.Module, info: CheckpointInfo, options: BackendOptions) -> str | None:
+    """Why :data:`ACCURACY_GATES` refuses ``name`` (None: it passes, or has no gate); an
+    exception is a reason, not a crash (a broken cache must not stop the choice)."""
+    gate = ACCURACY_GATES.get(name)
+    if gate is None:
+        return None
+    try:
+        return gate(model, info, options)
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
 
 
 def create_backend(
@@ -376,11 +376,8 @@ def create_backend(
             skipped.extend(notes)
             notes = []
         reason = left_out.get(candidate) or unavailable_reason(candidate)
-        if reason is None and candidate in ACCURACY_GATES:
-            try:
-                reason = ACCURACY_GATES[candidate](model, info, options)
-            except Exception as exc:  # noqa: BLE001 - a broken cache must not stop the choice
-                reason = f"{type(exc).__name__}: {exc}"
+        if reason is None:
+            reason = _gate_refusal(candidate, model, info, options)
         if reason is None:
             started, reason = try_start(candidate, model, info, options)
             if started is not None:

@@ -57,7 +57,8 @@ def _save(model, info, cache, pd: float = 0.0, iou: float = 0.0, **changes) -> d
     path, digest = _int8_ir(model, info, cache)
     record = {
         "weights_sha256": digest, "conditions": int8.measurement_conditions(info), "recipe": mixed.RECIPE,
-        "datasets": measured_datasets(pd, iou), int8.IR_DIGESTS: file_digests(path), **changes,
+        "datasets": measured_datasets(pd, iou), int8.IR_DIGESTS: file_digests(path),
+        "versions": {"openvino": mixed.openvino_version()}, **changes,
     }
     int8.save_accuracy(mixed.record_artifact(path), record)
     return record
@@ -86,9 +87,11 @@ def test_the_record_lies_beside_the_int8_ir_and_is_its_own(tiny_model, cache, fa
         ({int8.IR_DIGESTS: {".xml": "0" * 64, ".bin": "0" * 64}},
          f"-int8.xml (irstd export --backend {mixed.NAME} measures it again)"),
         ({"recipe": int8.INT8_RECIPE}, f"for recipe '{int8.INT8_RECIPE}', not '{mixed.RECIPE}'"),
-        ({"weights_sha256": "0" * 64}, "weights"),
+        ({"weights_sha256": "0" * 64}, "the accuracy record is for other weights"),
+        ({"versions": {"openvino": "2020.1.0"}}, "measured with OpenVINO 2020.1.0, this is "),
+        ({"versions": None}, "measured with OpenVINO None, this is "),
     ],
-    ids=["no-ir-digests", "other-ir-files", "int8-recipe", "other-weights"],
+    ids=["no-ir-digests", "other-ir-files", "int8-recipe", "other-weights", "other-openvino", "no-versions"],
 )
 def test_a_record_of_another_ir_recipe_or_weights_is_refused(change, expected, tiny_model, cache, fake_quantize):
     model, info = tiny_model
@@ -201,6 +204,46 @@ def test_a_precision_without_any_record_does_not_stop_the_others_being_sorted(
     )
 
 
+def test_a_refused_precision_without_speed_does_not_stop_the_others_being_sorted(
+    tiny_model, cache, fake_quantize, native_bf16, choose_cpu
+):
+    """INT8+bf16 measured out of tolerance (the export times only a record within it), INT8
+    and bf16 timed: the faster of the two still runs first, and the refusal is reported in
+    its place, its gate evaluated once."""
+    model, info = tiny_model
+    _timed(model, info, cache, {"openvino-bf16": 35.2, "openvino-int8": 28.5})
+    _save(model, info, cache, pd=-0.7)
+    calls = []
+    gate = select.ACCURACY_GATES[mixed.NAME]
+    select.ACCURACY_GATES[mixed.NAME] = lambda *a: calls.append(1) or gate(*a)
+    try:
+        backend, line = choose_cpu(model, info, _opts(cache))
+    finally:
+        select.ACCURACY_GATES[mixed.NAME] = gate
+    assert backend.name == "openvino-int8" and calls == [1]
+    assert line.startswith(
+        "inference backend: openvino-int8 on cpu (cpu: recorded speed on this CPU: openvino-int8 28.5 ms (0.71 of "
+        f"FP32's), openvino-bf16 35.2 ms (0.88 of FP32's); {mixed.NAME} skipped: accuracy delta vs FP32 out of "
+        "tolerance: NUDT-SIRST Pd -0.70 points"
+    )
+
+
+def test_an_unavailable_precision_without_speed_does_not_stop_the_others_being_sorted(
+    tiny_model, cache, fake_quantize, monkeypatch, choose_cpu
+):
+    """No native bf16: the bf16 paths are skipped for it, whatever records were copied here
+    from another machine, and INT8 / ... keep their recorded order."""
+    model, info = tiny_model
+    monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setitem(select.RECORDED_SPEEDS, "onnxruntime", lambda *a: int8.RecordedSpeed(20.0, 40.0, 0.5))
+    monkeypatch.setitem(select.CHOICES, "cpu", (mixed.NAME, "openvino-bf16", "onnxruntime", "openvino-int8", "openvino"))
+    _timed(model, info, cache, {"openvino-int8": 12.0})
+    backend, line = choose_cpu(model, info, _opts(cache))
+    assert backend.name == "openvino-int8"
+    assert "recorded speed on this CPU: openvino-int8 12.0 ms (0.30 of FP32's), onnxruntime 20.0 ms" in line
+    assert f"{mixed.NAME} skipped: no native bf16 on this CPU" in line
+
+
 # --- named ------------------------------------------------------------------------------------
 def test_named_without_an_int8_ir_is_an_error_naming_the_export(tiny_model, cache, native_bf16):
     from irstd_ros.errors import BackendError
@@ -210,14 +253,19 @@ def test_named_without_an_int8_ir_is_an_error_naming_the_export(tiny_model, cach
         select.create_backend(mixed.NAME, model, info, _opts(cache))
 
 
-def test_named_refuses_a_cpu_without_native_bf16(tiny_model, cache, fake_quantize, monkeypatch):
+@pytest.mark.parametrize("with_ir", [True, False], ids=["int8-ir", "no-int8-ir"])
+def test_named_refuses_a_cpu_without_native_bf16(with_ir, tiny_model, cache, fake_quantize, monkeypatch):
+    """Without the INT8 IR too: the bf16 requirement comes first, since building the IR
+    would not help."""
     from irstd_ros.errors import BackendError
 
     model, info = tiny_model
     monkeypatch.setattr(openvino_backend, "cpu_has_native_bf16", lambda: False)
-    _save(model, info, cache)
-    with pytest.raises(BackendError, match="needs a CPU with native bf16"):
+    if with_ir:
+        _save(model, info, cache)
+    with pytest.raises(BackendError, match="needs a CPU with native bf16") as err:
         select.create_backend(mixed.NAME, model, info, _opts(cache))
+    assert "irstd export" not in str(err.value)
 
 
 def test_named_out_of_tolerance_runs_with_a_warning(tiny_model, cache, fake_quantize, native_bf16, caplog):
