@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _support.openvino import measured_datasets, spiky_frames, spread_logits
+from _support.openvino import assert_int8_parity, measured_datasets, spiky_frames, spread_logits
 
 pytest.importorskip("openvino")
 
@@ -31,14 +31,6 @@ from irstd_ros.inference.backends.graph_export import export_openvino_ir  # noqa
 
 CALIB_SIDE = 32
 CALIB_FRAMES = 8
-# INT8 vs FP32 probabilities on the synthetic model below (logits spread over about
-# +-4, so probabilities cover (0, 1); probability std 0.31): measured on 3 frames it was
-# not calibrated on (AMD EPYC Zen 4, VNNI) max |diff| 0.043-0.053, mean 0.0054, masks
-# agreeing on 99.45-99.56 % of the pixels; the bounds leave about 2x room for other
-# CPUs' INT8 kernels.
-PARITY_MAX_ABS = 0.12
-PARITY_MEAN_ABS = 0.02
-PARITY_MASK_AGREEMENT = 0.99  # thresholded at 0.5
 
 
 def _frames(n: int, h: int = CALIB_SIDE, w: int = CALIB_SIDE, seed: int = 0) -> list[np.ndarray]:
@@ -482,11 +474,7 @@ def test_int8_probabilities_are_close_to_fp32(tiny_model, cache):
     fp32 = OpenVINOBackend(model, info, _opts(cache))
     q = select.create_backend("openvino-int8", model, info, _opts(cache))
     for frame in _frames(3, 48, 80, seed=5):
-        a, b = fp32.predict(frame), q.predict(frame)
-        assert a.std() > 0.05  # probabilities are spread, the comparison means something
-        diff = np.abs(a - b)
-        assert diff.max() <= PARITY_MAX_ABS and diff.mean() <= PARITY_MEAN_ABS
-        assert ((a > 0.5) == (b > 0.5)).mean() >= PARITY_MASK_AGREEMENT
+        assert_int8_parity(fp32.predict(frame), q.predict(frame))
 
 
 def test_iou_validation_scores_each_item_at_the_threshold():
