@@ -5,8 +5,8 @@ in floating point (the SGEM attention, the head, the upsampling and the addition
 the INT8 convolutions) run in FP32. On a CPU with native bf16 (AVX512-BF16, AMX) the same IR
 compiled with the bf16 hint runs them in bf16: the INT8 convolutions are unchanged, the rest
 is about as fast as ``openvino-bf16`` makes it (0.8 at 640x512 on Zen 5, one ``irstd
-bench`` run: 14.4 ms against INT8's 20.2, bf16's 19.1 and FP32's 42.0; docs/benchmarks.md). It is another precision, so it has its
-own accuracy record, measured as INT8's and bf16's are (``irstd export --backend
+bench`` run: 14.4 ms against INT8's 20.2, bf16's 19.1 and FP32's 42.0;
+docs/benchmarks.md). It is another precision, so it has its own accuracy record, measured as INT8's and bf16's are (``irstd export --backend
 openvino-int8-bf16``: :func:`irstd_ros.tools.quantize.export_int8_bf16`) and gated by the
 same tolerances and coverage
 (:func:`~irstd_ros.inference.backends.openvino_int8.accuracy_refusal`).
@@ -81,8 +81,9 @@ def openvino_version() -> str | None:
 def record_refusal(record: Mapping[str, Any] | None, ir: str | Path, digest: str, info: CheckpointInfo) -> str | None:
     """Why ``auto`` must not run the INT8 IR ``ir`` of the weights ``digest`` with bf16 on
     this ``record`` (None: it may): none, one that names no IR files or other ones than
-    ``ir``'s, one measured with another OpenVINO, or INT8's gate (other weights, threshold or normalisation, another recipe,
-    less than the whole held-out splits, a loss out of tolerance)."""
+    ``ir``'s, one measured with another OpenVINO, or INT8's gate (other weights, threshold
+    or normalisation, another recipe, less than the whole held-out splits, a loss out of
+    tolerance)."""
     if record is not None:
         if not isinstance(record.get(IR_DIGESTS), Mapping):
             return f"the accuracy record names no INT8 IR files ({MEASURE_HINT})"
@@ -109,9 +110,8 @@ class OpenVINOInt8Bf16Backend(OpenVINOBackend):
     """``openvino-int8-bf16``: the cached INT8 IR compiled with the bf16 precision hint.
 
     Named explicitly, it runs whatever its record says (a warning when a record exists and
-    refuses);
-    ``auto`` / ``cpu`` check :func:`auto_refusal` first. Needs native bf16, as
-    ``openvino-bf16`` does.
+    refuses); ``auto`` / ``cpu`` check :func:`auto_refusal` first. Needs native bf16, as
+    ``openvino-bf16`` does, checked before the INT8 IR is looked for.
     """
 
     def __init__(

@@ -12,8 +12,8 @@ Names (``model.backend``): ``tensorrt``, ``cuda`` (GPU); ``torch-cpu`` (eager re
   :func:`~irstd_ros.inference.backends.openvino_bf16.auto_refusal`), ``openvino-int8``
   only when its artefact is cached *and* its recorded accuracy delta against FP32 is within
   tolerance (:func:`~irstd_ros.inference.backends.openvino_int8.auto_refusal`), then the
-  FP32 backends. When the reduced precisions that may run here have all recorded their speed on this CPU
-  (``irstd export`` measures it; :func:`~irstd_ros.inference.backends.openvino_int8.recorded_speeds`),
+  FP32 backends. When the reduced precisions that may run here have all recorded their
+  speed on this CPU (``irstd export`` measures it; :func:`~irstd_ros.inference.backends.openvino_int8.recorded_speeds`),
   the one with the smaller share of the FP32 time measured beside it is tried first (on
   Zen 4 INT8 for 0.7, bf16 for ``fast``), and one whose record shows it no faster than
   FP32 on this CPU is skipped;
