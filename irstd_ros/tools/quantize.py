@@ -514,6 +514,29 @@ def _export_int8(
     return result
 
 
+def _require_native_bf16(backend: str) -> None:
+    """BackendError on a CPU without native bf16: a record of ``backend`` measured there
+    would describe emulated bf16, which ``auto`` never runs."""
+    from irstd_ros.errors import BackendError
+    from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        raise BackendError(f"{backend} needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has none")
+
+
+def _timed_result(result: dict[str, Any], record: dict[str, Any], refusal: str | None, artifact: Path,
+                  model: nn.Module, info: CheckpointInfo, options: BackendOptions, backend: str,
+                  retime: bool) -> dict[str, Any]:
+    """The end of a measured-only export of ``backend`` (bf16, INT8+bf16): a ``record``
+    its gate takes (``refusal`` None) timed on this CPU (a refused record's speed decides
+    nothing), then its accuracy and ``auto``'s verdict in ``result``."""
+    if refusal is None:
+        _add_speed(record, artifact, model, info, options, backend, again=retime)
+    result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
+    result["auto"] = refusal or f"uses {backend}"
+    return result
+
+
 def export_bf16(
     weights: Path,
     out: Path | None = None,
@@ -532,10 +555,8 @@ def export_bf16(
     from irstd_ros.errors import BackendError
     from irstd_ros.inference.backends import openvino_bf16 as bf16
     from irstd_ros.inference.backends.graph_export import export_openvino_ir
-    from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
 
-    if not cpu_has_native_bf16():
-        raise BackendError(f"{bf16.NAME} needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has none")
+    _require_native_bf16(bf16.NAME)
     datasets = datasets or default_datasets()
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
@@ -563,11 +584,7 @@ def export_bf16(
         save_accuracy(artifact, record)
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
     refusal = bf16.record_refusal(record, digest, info, ir=ir)
-    if refusal is None:  # a refused record's speed decides nothing
-        _add_speed(record, artifact, model, info, options, bf16.NAME, again=retime)
-    result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
-    result["auto"] = refusal or f"uses {bf16.NAME}"
-    return result
+    return _timed_result(result, record, refusal, artifact, model, info, options, bf16.NAME, retime)
 
 
 def export_int8_bf16(
@@ -587,11 +604,9 @@ def export_int8_bf16(
     openvino-int8`` builds it: the calibration is INT8's, not repeated here)."""
     from irstd_ros.errors import BackendError
     from irstd_ros.inference.backends import openvino_int8_bf16 as mixed
-    from irstd_ros.inference.backends.openvino_backend import cpu_has_native_bf16
     from irstd_ros.inference.backends.openvino_int8 import cached_int8
 
-    if not cpu_has_native_bf16():
-        raise BackendError(f"{mixed.NAME} needs a CPU with native bf16 (AVX512-BF16 or AMX); this one has none")
+    _require_native_bf16(mixed.NAME)
     datasets = datasets or default_datasets()
     model, info, _ = load_checkpoint(weights)
     options = BackendOptions(cache_dir=str(out) if out else None, threads=threads)
@@ -625,8 +640,4 @@ def export_int8_bf16(
         save_accuracy(artifact, record)
         result.update(measured=True, measure_s=round(time.perf_counter() - t0, 1))
     refusal = mixed.record_refusal(record, ir, digest, info)
-    if refusal is None:  # a refused record's speed decides nothing
-        _add_speed(record, artifact, model, info, options, mixed.NAME, again=retime)
-    result["accuracy"] = {k: record.get(k) for k in ("datasets", "verdict", "tolerance", "speed")}
-    result["auto"] = refusal or f"uses {mixed.NAME}"
-    return result
+    return _timed_result(result, record, refusal, artifact, model, info, options, mixed.NAME, retime)
